@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`.  Both set everything up first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint install clean demo-stop
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+
+$(STAMP): $(BIN)/python setup.py pyproject.toml
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check master slave common tests twisted setup.py
+
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python contrib/demo.py --basedir demo
+
+demo-stop:
+	-$(BIN)/buildslave stop demo/slave1
+	-$(BIN)/buildslave stop demo/slave2
+	-$(BIN)/buildmaster stop demo/master
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo

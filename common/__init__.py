@@ -1,0 +1,1 @@
+"""What the buildfarm master and slave share: results, protocol names, CLI helpers."""

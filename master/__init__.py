@@ -1,0 +1,1 @@
+"""The buildfarm master: a twistd process holding builders, slaves, schedulers and the web API."""
