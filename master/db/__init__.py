@@ -1,0 +1,1 @@
+"""The master's database layer: SQLAlchemy Core tables, alembic migrations, and the connector."""

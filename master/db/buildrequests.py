@@ -1,0 +1,146 @@
+"""Build requests: the queue each builder takes work from, and the claims on it.
+
+A claim is one conditional UPDATE, so when masters share the database exactly one of them
+wins a request, whatever the interleaving.
+"""
+
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
+from buildfarm.master.db.model import builders, buildrequests, builds
+
+# Bound parameters per IN (...) list: far below every backend's limit.
+IN_CLAUSE_CHUNK = 500
+
+_columns = sa.select(buildrequests, builders.c.name.label("buildername")).join(
+    builders, builders.c.id == buildrequests.c.builderid
+)
+_unclaimed = sa.and_(buildrequests.c.complete == 0, buildrequests.c.claimed_by_masterid.is_(None))
+
+
+class BuildRequestsComponent(DBComponent):
+    """Rows of ``buildrequests``: added by schedulers, claimed and completed by builders."""
+
+    async def add(
+        self,
+        builderid: int,
+        reason: str,
+        properties: dict,
+        submitted_at: float,
+        priority: int = 0,
+    ) -> int:
+        insert = sa.insert(buildrequests).values(
+            builderid=builderid,
+            reason=reason,
+            properties=to_json(properties),
+            submitted_at=submitted_at,
+            priority=priority,
+        )
+        return await self._insert(insert)
+
+    async def get(self, brid: int) -> dict | None:
+        found = await self._select(_columns.where(buildrequests.c.id == brid))
+        return found[0] if found else None
+
+    async def get_unclaimed(self, builderid: int) -> list[dict]:
+        """Requests waiting for ``builderid``: highest priority first, then oldest first."""
+        query = (
+            _columns.where(buildrequests.c.builderid == builderid, _unclaimed)
+            .order_by(
+                buildrequests.c.priority.desc(),
+                buildrequests.c.submitted_at,
+                buildrequests.c.id,
+            )
+        )
+        return await self._select(query)
+
+    async def get_all(
+        self,
+        builderid: int | None = None,
+        complete: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict]:
+        """Requests, newest first, optionally of one builder and (in)complete ones only."""
+        query = _columns.order_by(buildrequests.c.id.desc())
+        if builderid is not None:
+            query = query.where(buildrequests.c.builderid == builderid)
+        if complete is not None:
+            query = query.where(buildrequests.c.complete == int(bool(complete)))
+        return await self._select(paged(query, limit, offset))
+
+    async def claim(self, brid: int, masterid: int, now: float) -> bool:
+        """Take the request for ``masterid``; True iff this call (and no other) claimed it."""
+        update = (
+            sa.update(buildrequests)
+            .where(buildrequests.c.id == brid, _unclaimed)
+            .values(claimed_by_masterid=masterid, claimed_at=now)
+        )
+        return await self._execute(update) == 1
+
+    async def unclaim(self, brid: int) -> None:
+        """Put an incomplete request back in the queue."""
+        await self._release(buildrequests.c.id == brid)
+
+    async def unclaim_all_of_master(self, masterid: int) -> None:
+        """Put back every incomplete request ``masterid`` claimed (at master start-up)."""
+        await self._release(buildrequests.c.claimed_by_masterid == masterid)
+
+    async def complete(self, brid: int, results: int, now: float) -> None:
+        update = (
+            sa.update(buildrequests)
+            .where(buildrequests.c.id == brid)
+            .values(complete=1, results=results, complete_at=now)
+        )
+        await self._execute(update)
+
+    async def _release(self, which: sa.ColumnElement[bool]) -> None:
+        update = (
+            sa.update(buildrequests)
+            .where(which, buildrequests.c.complete == 0)
+            .values(claimed_by_masterid=None, claimed_at=None)
+        )
+        await self._execute(update)
+
+    async def _select(self, query: sa.Select) -> list[dict]:
+        def thd(conn: sa.Connection) -> list[dict]:
+            rows = conn.execute(query).all()
+            buildids = _buildids_of(conn, [row.id for row in rows])
+            return [_dict(row, buildids[row.id]) for row in rows]
+
+        return await self._run(thd)
+
+
+def _buildids_of(conn: sa.Connection, brids: list[int]) -> dict[int, list[int]]:
+    """The ids of the builds run for each request, ascending."""
+    found: dict[int, list[int]] = defaultdict(list)
+    for start in range(0, len(brids), IN_CLAUSE_CHUNK):
+        query = (
+            sa.select(builds.c.buildrequestid, builds.c.id)
+            .where(builds.c.buildrequestid.in_(brids[start : start + IN_CLAUSE_CHUNK]))
+            .order_by(builds.c.id)
+        )
+        for brid, buildid in conn.execute(query):
+            found[brid].append(buildid)
+    return found
+
+
+def _dict(row: sa.Row, buildids: list[int]) -> dict[str, Any]:
+    return {
+        "buildrequestid": row.id,
+        "builderid": row.builderid,
+        "buildername": row.buildername,
+        "priority": row.priority,
+        "reason": row.reason,
+        "properties": from_json(row.properties),
+        "submitted_at": row.submitted_at,
+        "claimed": row.claimed_by_masterid is not None,
+        "claimed_by_masterid": row.claimed_by_masterid,
+        "claimed_at": row.claimed_at,
+        "complete": bool(row.complete),
+        "results": row.results,
+        "complete_at": row.complete_at,
+        "buildids": buildids,
+    }

@@ -1,0 +1,114 @@
+"""Builds: one row per attempt at a build request, numbered 1, 2, ... per builder."""
+
+from typing import Any
+
+import sqlalchemy as sa
+from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
+from buildfarm.master.db.model import builders, builds, slaves
+
+_columns = (
+    sa.select(builds, builders.c.name.label("buildername"), slaves.c.name.label("slavename"))
+    .join(builders, builders.c.id == builds.c.builderid)
+    .join(slaves, slaves.c.id == builds.c.slaveid)
+)
+
+
+class BuildsComponent(DBComponent):
+    """Rows of ``builds``: started by a builder for a claimed request, finished with results."""
+
+    async def add(
+        self,
+        builderid: int,
+        buildrequestid: int,
+        slaveid: int,
+        masterid: int,
+        started_at: float,
+        state_string: str = "starting",
+        properties: dict | None = None,
+    ) -> tuple[int, int]:
+        """Insert a build with the builder's next number; ``(buildid, number)``."""
+        values = {
+            "builderid": builderid,
+            "buildrequestid": buildrequestid,
+            "slaveid": slaveid,
+            "masterid": masterid,
+            "started_at": started_at,
+            "state_string": state_string,
+            "properties": to_json(properties),
+        }
+
+        def thd(conn: sa.Connection) -> tuple[int, int]:
+            number = _next_number(conn, builderid)
+            insert = sa.insert(builds).values(number=number, **values)
+            return conn.execute(insert).inserted_primary_key[0], number
+
+        return await self._run(thd)
+
+    async def finish(
+        self, buildid: int, results: int, complete_at: float, state_string: str
+    ) -> None:
+        await self._set(
+            buildid, results=results, complete_at=complete_at, state_string=state_string
+        )
+
+    async def set_state(self, buildid: int, state_string: str) -> None:
+        await self._set(buildid, state_string=state_string)
+
+    async def get(self, buildid: int) -> dict | None:
+        return await self._fetch_one(_columns.where(builds.c.id == buildid), _dict)
+
+    async def get_all(
+        self,
+        builderid: int | None = None,
+        complete: bool | None = None,
+        slaveid: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict]:
+        """Builds, newest first, optionally of one builder / slave, (in)complete ones only."""
+        query = _columns.order_by(builds.c.id.desc())
+        if builderid is not None:
+            query = query.where(builds.c.builderid == builderid)
+        if slaveid is not None:
+            query = query.where(builds.c.slaveid == slaveid)
+        if complete is not None:
+            done = builds.c.complete_at.is_not(None)
+            query = query.where(done if complete else sa.not_(done))
+        return await self._fetch_all(paged(query, limit, offset), _dict)
+
+    async def get_unfinished_of_master(self, masterid: int) -> list[dict]:
+        """Builds ``masterid`` started and never finished (oldest first), for start-up."""
+        query = _columns.where(
+            builds.c.masterid == masterid, builds.c.complete_at.is_(None)
+        ).order_by(builds.c.id)
+        return await self._fetch_all(query, _dict)
+
+    async def _set(self, buildid: int, **values) -> None:
+        await self._execute(sa.update(builds).where(builds.c.id == buildid).values(**values))
+
+
+def _next_number(conn: sa.Connection, builderid: int) -> int:
+    # Lock the builder's row first (FOR UPDATE; SQLite's BEGIN IMMEDIATE already holds the
+    # write lock) so that two masters cannot compute the same number.
+    conn.execute(sa.select(builders.c.id).where(builders.c.id == builderid).with_for_update())
+    query = sa.select(sa.func.max(builds.c.number)).where(builds.c.builderid == builderid)
+    return (conn.execute(query).scalar() or 0) + 1
+
+
+def _dict(row: sa.Row) -> dict[str, Any]:
+    return {
+        "buildid": row.id,
+        "number": row.number,
+        "builderid": row.builderid,
+        "buildername": row.buildername,
+        "buildrequestid": row.buildrequestid,
+        "slaveid": row.slaveid,
+        "slavename": row.slavename,
+        "masterid": row.masterid,
+        "started_at": row.started_at,
+        "complete": row.complete_at is not None,
+        "complete_at": row.complete_at,
+        "state_string": row.state_string,
+        "results": row.results,
+        "properties": from_json(row.properties),
+    }

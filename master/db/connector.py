@@ -1,0 +1,113 @@
+"""The ``db`` service: one SQLAlchemy engine and the thread pool every query runs in."""
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from buildfarm.master.db import migrate
+from buildfarm.master.db.builders import BuildersComponent
+from buildfarm.master.db.buildrequests import BuildRequestsComponent
+from buildfarm.master.db.builds import BuildsComponent
+from buildfarm.master.db.engine import create_engine, is_sqlite
+from buildfarm.master.db.logs import LogsComponent
+from buildfarm.master.db.masters import MastersComponent
+from buildfarm.master.db.slaves import SlavesComponent
+from buildfarm.master.db.steps import StepsComponent
+from twisted.application import service
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+T = TypeVar("T")
+
+# SQLite serialises writers anyway; more threads would only wait on its lock.
+SQLITE_POOL_THREADS = 1
+SERVER_POOL_THREADS = 5
+
+
+class SchemaNotCurrent(Exception):
+    """The database is missing or older than the code; ``upgrade-master`` fixes it."""
+
+    def __init__(self, basedir: str) -> None:
+        super().__init__(
+            f"database schema is not current; run: buildmaster upgrade-master {basedir}"
+        )
+        self.basedir = basedir
+
+
+class DBConnector(service.Service):
+    """The master's database: call ``await setup()``, then use the components.
+
+    Every query runs inside one transaction in this connector's own thread pool
+    (:meth:`run`), so the reactor thread never waits on SQL.  The components are
+    ``masters``, ``builders``, ``slaves``, ``buildrequests``, ``builds``, ``steps`` and
+    ``logs``.
+    """
+
+    name = "db"
+    log = Logger()
+
+    def __init__(self, db_url: str, basedir: str, reactor=None) -> None:
+        self.db_url = db_url
+        self.basedir = basedir
+        self._reactor = reactor
+        self.engine: sa.Engine | None = None
+        self.pool: ThreadPool | None = None
+        self.masters = MastersComponent(self)
+        self.builders = BuildersComponent(self)
+        self.slaves = SlavesComponent(self)
+        self.buildrequests = BuildRequestsComponent(self)
+        self.builds = BuildsComponent(self)
+        self.steps = StepsComponent(self)
+        self.logs = LogsComponent(self)
+
+    async def setup(self) -> None:
+        """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""
+        threads_count = SQLITE_POOL_THREADS if is_sqlite(self.db_url) else SERVER_POOL_THREADS
+        self.pool = ThreadPool(minthreads=1, maxthreads=threads_count, name="buildfarm-db")
+        self.pool.start()
+        try:
+            self.engine = await self._in_pool(create_engine, self.db_url, self.basedir)
+            current = await self.run(migrate.connection_is_current)
+        except BaseException:
+            await self._shutdown()
+            raise
+        if not current:
+            await self._shutdown()
+            raise SchemaNotCurrent(self.basedir)
+        self.log.info("database ready: {url}", url=self.engine.url.render_as_string())
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        return defer.ensureDeferred(self._shutdown())
+
+    def run(self, fn: Callable[[sa.Connection], T]) -> defer.Deferred:
+        """A Deferred firing with ``fn(conn)``, run in the pool inside one transaction."""
+        if self.engine is None:
+            return defer.fail(RuntimeError("DBConnector.run called before setup()"))
+        return self._in_pool(_run_in_transaction, self.engine, fn)
+
+    def _in_pool(self, fn, *args) -> defer.Deferred:
+        return threads.deferToThreadPool(self._get_reactor(), self.pool, fn, *args)
+
+    def _get_reactor(self):
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    async def _shutdown(self) -> None:
+        engine, pool = self.engine, self.pool
+        self.engine = self.pool = None
+        if pool is None:
+            return
+        if engine is not None:
+            # Dispose in the pool's thread: SQLite connections belong to the thread using them.
+            await threads.deferToThreadPool(self._get_reactor(), pool, engine.dispose)
+        pool.stop()
+
+
+def _run_in_transaction(engine: sa.Engine, fn: Callable[[sa.Connection], T]) -> T:
+    with engine.begin() as conn:
+        return fn(conn)

@@ -1,0 +1,57 @@
+"""Engine creation shared by the connector (in its thread pool) and the CLI's migrations.
+
+SQLite gets WAL, foreign keys and a busy timeout on every connection, and explicit
+transactions: pysqlite's own implicit ``BEGIN`` is turned off and every SQLAlchemy
+transaction starts with ``BEGIN IMMEDIATE``, so a read-then-write transaction (build
+numbers, find-or-create) takes the write lock up front instead of failing with
+``SQLITE_BUSY`` when it upgrades a read lock, and SAVEPOINTs work as documented.
+"""
+
+import os
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_MEMORY_NAMES = ("", ":memory:")
+
+
+def resolve_db_url(db_url: str, basedir: str) -> str:
+    """The URL with a relative SQLite file path made absolute against ``basedir``."""
+    url = sa.engine.make_url(db_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, *SQLITE_MEMORY_NAMES):
+        return db_url
+    if url.database.startswith("file:") or os.path.isabs(url.database):
+        return db_url
+    path = os.path.join(os.path.abspath(basedir), url.database)
+    return url.set(database=path).render_as_string(hide_password=False)
+
+
+def is_sqlite(db_url: str) -> bool:
+    """Whether the URL names a SQLite database."""
+    return sa.engine.make_url(db_url).get_backend_name() == "sqlite"
+
+
+def create_engine(db_url: str, basedir: str) -> Engine:
+    """An engine for the (resolved) URL, with the SQLite settings above when it is SQLite."""
+    engine = sa.create_engine(resolve_db_url(db_url, basedir))
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _configure_sqlite_connection)
+        sa.event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection, connection_record) -> None:
+    # Autocommit at the driver level: SQLAlchemy's "begin" hook below owns BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

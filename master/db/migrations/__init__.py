@@ -1,0 +1,1 @@
+"""Alembic migrations of the master's schema (``env.py``, ``versions/``)."""

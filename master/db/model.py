@@ -1,0 +1,127 @@
+"""The master's tables (SQLAlchemy Core).
+
+Times are float epoch seconds; JSON columns hold text written with ``json.dumps``.
+The schema itself is created and changed only by the alembic migrations in
+``migrations/versions``; ``tests/unit/test_db_migrate.py`` checks that they agree with
+these tables.
+"""
+
+import sqlalchemy as sa
+
+NAME_LENGTH = 255
+SLUG_LENGTH = 255
+VERSION_LENGTH = 64
+
+# Named constraints so that later migrations (SQLite batch mode included) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+masters = sa.Table(
+    "masters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+    sa.Column("active", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_active", sa.Float, nullable=False, server_default="0"),
+)
+
+builders = sa.Table(
+    "builders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+)
+
+slaves = sa.Table(
+    "slaves",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False, unique=True),
+    sa.Column("info", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("version", sa.String(VERSION_LENGTH), nullable=True),
+    sa.Column("connected_masterid", sa.Integer, sa.ForeignKey("masters.id"), nullable=True),
+    sa.Column("last_connected_at", sa.Float, nullable=True),
+    sa.Column("last_disconnected_at", sa.Float, nullable=True),
+)
+
+buildrequests = sa.Table(
+    "buildrequests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("builderid", sa.Integer, sa.ForeignKey("builders.id"), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("properties", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("submitted_at", sa.Float, nullable=False),
+    sa.Column("claimed_by_masterid", sa.Integer, sa.ForeignKey("masters.id"), nullable=True),
+    sa.Column("claimed_at", sa.Float, nullable=True),
+    sa.Column("complete", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("results", sa.Integer, nullable=True),
+    sa.Column("complete_at", sa.Float, nullable=True),
+    sa.Index(None, "builderid", "complete", "claimed_by_masterid"),
+)
+
+builds = sa.Table(
+    "builds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("builderid", sa.Integer, sa.ForeignKey("builders.id"), nullable=False),
+    sa.Column("buildrequestid", sa.Integer, sa.ForeignKey("buildrequests.id"), nullable=False),
+    sa.Column("slaveid", sa.Integer, sa.ForeignKey("slaves.id"), nullable=False),
+    sa.Column("masterid", sa.Integer, sa.ForeignKey("masters.id"), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("complete_at", sa.Float, nullable=True),
+    sa.Column("state_string", sa.Text, nullable=False, server_default=""),
+    sa.Column("results", sa.Integer, nullable=True),
+    sa.Column("properties", sa.Text, nullable=False, server_default="{}"),
+    sa.UniqueConstraint("builderid", "number"),
+    sa.Index(None, "buildrequestid"),
+    sa.Index(None, "masterid", "complete_at"),
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("buildid", sa.Integer, sa.ForeignKey("builds.id"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("complete_at", sa.Float, nullable=True),
+    sa.Column("state_string", sa.Text, nullable=False, server_default=""),
+    sa.Column("results", sa.Integer, nullable=True),
+    sa.UniqueConstraint("buildid", "number"),
+)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("stepid", sa.Integer, sa.ForeignKey("steps.id"), nullable=False),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("slug", sa.String(SLUG_LENGTH), nullable=False),
+    sa.Column("type", sa.String(1), nullable=False, server_default="s"),
+    sa.Column("num_lines", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("complete", sa.Integer, nullable=False, server_default="0"),
+    sa.UniqueConstraint("stepid", "slug"),
+)
+
+# ``id`` orders chunks that start on the same line (a chunk that ended mid-line and the
+# chunk that finishes that line).
+logchunks = sa.Table(
+    "logchunks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("logid", sa.Integer, sa.ForeignKey("logs.id"), nullable=False),
+    sa.Column("first_line", sa.Integer, nullable=False),
+    sa.Column("last_line", sa.Integer, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Index(None, "logid", "first_line"),
+)
