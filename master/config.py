@@ -1,0 +1,362 @@
+"""Loading and validating ``master.cfg`` into a plain ``MasterConfig``.
+
+``master.cfg`` is a Python file defining ``BuildmasterConfig`` (Buildbot's convention).  It
+is executed in a fresh namespace; every problem found, whether a syntax error, an exception
+or a validation failure, becomes a ``ConfigError`` carrying the file and line, and all of
+them are reported at once through ``ConfigErrors``.
+"""
+
+import ast
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from buildfarm.master.configsource import CONFIG_MODULE_NAME, ConfigObject
+from buildfarm.master.process.buildstep import BuildStep
+from buildfarm.master.process.factory import BuildFactory
+from buildfarm.master.schedulers.base import Scheduler
+
+DEFAULT_PB_PORT = 9989
+DEFAULT_WWW_PORT = 8010
+DEFAULT_DB_URL = "sqlite:///state.sqlite"
+DEFAULT_LISTEN_BACKLOG = 1024
+DEFAULT_PING_INTERVAL_S = 60.0
+DEFAULT_PING_TIMEOUT_S = 30.0
+
+KNOWN_KEYS = frozenset(
+    {
+        "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
+        "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
+    }
+)
+
+
+@dataclass
+class ConfigError:
+    """One problem in master.cfg, at a line when it is known."""
+
+    filename: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.filename}:{self.line}" if self.line else self.filename
+        return f"{where}: {self.message}"
+
+
+class ConfigErrors(Exception):
+    """Every problem found in one master.cfg."""
+
+    def __init__(self, errors: list[ConfigError]):
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class SlaveConfig(ConfigObject):
+    """A slave the master accepts: ``slaves.BuildSlave('bs1', 'pass')`` in master.cfg."""
+
+    def __init__(self, name, password, max_builds=None, properties=None, **kwargs):
+        self._remember_config_line()
+        self.name = name
+        self.password = password
+        self.max_builds = max_builds
+        self.properties = dict(properties or {})
+        self.unknown_args = sorted(kwargs)
+
+
+class BuilderConfig(ConfigObject):
+    """A builder: a name, the slaves that may run it and the factory of its steps."""
+
+    def __init__(
+        self, name, slavenames=None, factory=None, builddir=None, tags=None, properties=None,
+        env=None, slavename=None, workernames=None, workername=None, **kwargs,
+    ):
+        self._remember_config_line()
+        self.name = name
+        names = list(slavenames or workernames or [])
+        for single in (slavename, workername):
+            if single:
+                names.append(single)
+        self.slavenames = names
+        self.factory = factory
+        self.builddir = builddir or (_safe_dirname(name) if isinstance(name, str) else None)
+        self.tags = list(tags or [])
+        self.properties = dict(properties or {})
+        self.env = dict(env or {})
+        self.unknown_args = sorted(kwargs)
+
+
+def _safe_dirname(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+@dataclass
+class MasterConfig:
+    """The validated configuration the master's services read."""
+
+    filename: str
+    slaves: dict[str, SlaveConfig] = field(default_factory=dict)
+    builders: list[BuilderConfig] = field(default_factory=list)
+    schedulers: list[Scheduler] = field(default_factory=list)
+    pb_port: str = f"tcp:{DEFAULT_PB_PORT}"
+    listen_backlog: int = DEFAULT_LISTEN_BACKLOG
+    ping_interval: float = DEFAULT_PING_INTERVAL_S
+    ping_timeout: float = DEFAULT_PING_TIMEOUT_S
+    www_port: str | None = f"tcp:{DEFAULT_WWW_PORT}"
+    db_url: str = DEFAULT_DB_URL
+    title: str = "buildfarm"
+
+    def builder(self, name: str) -> BuilderConfig | None:
+        """The builder of that name, if configured."""
+        return next((b for b in self.builders if b.name == name), None)
+
+
+def load_config(path: str) -> MasterConfig:
+    """Execute and validate master.cfg; raise ``ConfigErrors`` listing every problem."""
+    path = os.path.abspath(path)
+    filename = os.path.basename(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+    except OSError as e:
+        raise ConfigErrors([ConfigError(path, None, f"cannot read: {e.strerror}")]) from None
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as e:
+        raise ConfigErrors([ConfigError(filename, e.lineno, f"syntax error: {e.msg}")]) from None
+    namespace = {"__file__": path, "__name__": CONFIG_MODULE_NAME}
+    basedir = os.path.dirname(path)
+    sys.path.insert(0, basedir)  # master.cfg may import helper modules beside it
+    try:
+        exec(code, namespace)
+    except Exception as e:
+        raise ConfigErrors([_exception_error(e, path, filename)]) from None
+    finally:
+        sys.path.remove(basedir)
+    raw = namespace.get("BuildmasterConfig")
+    if not isinstance(raw, dict):
+        raise ConfigErrors([ConfigError(filename, None, "does not define a BuildmasterConfig dict")])
+    return _ConfigBuilder(filename, raw, _key_lines(code, source)).build(path)
+
+
+def _exception_error(e: Exception, path: str, filename: str) -> ConfigError:
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+    line = frames[-1].lineno if frames else None
+    return ConfigError(filename, line, f"{type(e).__name__}: {e}")
+
+
+def _key_lines(code, source: str) -> dict[str, int]:
+    """The line of the first assignment to each ``c['key']`` in master.cfg."""
+    lines: dict[str, int] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
+                    key = target.slice.value
+                    if isinstance(key, str):
+                        lines[key] = min(lines.get(key, node.lineno), node.lineno)
+    return lines
+
+
+class _ConfigBuilder:
+    """Turns the raw ``BuildmasterConfig`` dict into a ``MasterConfig``, gathering errors."""
+
+    def __init__(self, filename: str, raw: dict, key_lines: dict[str, int]):
+        self.filename = filename
+        self.raw = raw
+        self.key_lines = key_lines
+        self.errors: list[ConfigError] = []
+
+    def error(self, line: int | None, message: str) -> None:
+        self.errors.append(ConfigError(self.filename, line, message))
+
+    def key_error(self, key: str, message: str) -> None:
+        self.error(self.key_lines.get(key), message)
+
+    def build(self, path: str) -> MasterConfig:
+        cfg = MasterConfig(filename=path)
+        for key in sorted(set(self.raw) - KNOWN_KEYS):
+            self.key_error(key, f"unknown BuildmasterConfig key {key!r}")
+        cfg.slaves = self.slaves()
+        cfg.builders = self.builders(cfg.slaves)
+        cfg.schedulers = self.schedulers({b.name for b in cfg.builders})
+        self.protocols(cfg)
+        self.www(cfg)
+        self.database(cfg)
+        if isinstance(self.raw.get("title"), str):
+            cfg.title = self.raw["title"]
+        if cfg.www_port and _port_number(cfg.www_port) == _port_number(cfg.pb_port):
+            self.key_error("www", f"www port {cfg.www_port} is also the PB port")
+        if self.errors:
+            raise ConfigErrors(self.errors)
+        return cfg
+
+    def listed(self, key: str, alias: str | None = None) -> tuple[str, list]:
+        used = key if key in self.raw or alias not in self.raw else alias
+        value = self.raw.get(used, [])
+        if not isinstance(value, list | tuple):
+            self.key_error(used, f"c[{used!r}] must be a list")
+            return used, []
+        return used, list(value)
+
+    def slaves(self) -> dict[str, SlaveConfig]:
+        key, items = self.listed("slaves", "workers")
+        slaves: dict[str, SlaveConfig] = {}
+        for item in items:
+            if not isinstance(item, SlaveConfig):
+                self.key_error(key, f"c[{key!r}] holds {item!r}, not a BuildSlave")
+                continue
+            line = item.config_line or self.key_lines.get(key)
+            self.unknown_args(item, line, "BuildSlave")
+            if not isinstance(item.name, str) or not item.name:
+                self.error(line, f"slave name must be a non-empty string, not {item.name!r}")
+            elif item.name in slaves:
+                self.error(line, f"duplicate slave name {item.name!r}")
+            elif not isinstance(item.password, str) or not item.password:
+                self.error(line, f"slave {item.name!r} needs a non-empty string password")
+            else:
+                slaves[item.name] = item
+        return slaves
+
+    def unknown_args(self, item, line: int | None, kind: str) -> None:
+        for arg in item.unknown_args:
+            self.error(line, f"{kind} got an unknown argument {arg!r}")
+
+    def builders(self, slaves: dict[str, SlaveConfig]) -> list[BuilderConfig]:
+        _, items = self.listed("builders")
+        builders: list[BuilderConfig] = []
+        names: set[str] = set()
+        builddirs: set[str] = set()
+        for item in items:
+            if not isinstance(item, BuilderConfig):
+                self.key_error("builders", f"c['builders'] holds {item!r}, not a BuilderConfig")
+                continue
+            line = item.config_line or self.key_lines.get("builders")
+            self.unknown_args(item, line, "BuilderConfig")
+            if not isinstance(item.name, str) or not item.name:
+                self.error(line, f"builder name must be a non-empty string, not {item.name!r}")
+                continue
+            if item.name in names:
+                self.error(line, f"duplicate builder name {item.name!r}")
+                continue
+            if item.builddir in builddirs:
+                self.error(line, f"builder {item.name!r} shares builddir {item.builddir!r}")
+            if not item.slavenames:
+                self.error(line, f"builder {item.name!r} names no slaves")
+            for slavename in item.slavenames:
+                if slavename not in slaves:
+                    self.error(line, f"builder {item.name!r} names unknown slave {slavename!r}")
+            self.factory(item, line)
+            names.add(item.name)
+            builddirs.add(item.builddir)
+            builders.append(item)
+        return builders
+
+    def factory(self, builder: BuilderConfig, line: int | None) -> None:
+        if not isinstance(builder.factory, BuildFactory):
+            self.error(line, f"builder {builder.name!r} needs factory=util.BuildFactory(...)")
+            return
+        for step in builder.factory.steps:
+            if not isinstance(step, BuildStep):
+                where = getattr(step, "config_line", None) or builder.factory.config_line or line
+                self.error(where, f"builder {builder.name!r} has {step!r}, not a build step")
+            else:
+                for problem in step.config_problems():
+                    self.error(step.config_line or line, problem)
+
+    def schedulers(self, builder_names: set[str]) -> list[Scheduler]:
+        _, items = self.listed("schedulers")
+        schedulers: list[Scheduler] = []
+        names: set[str] = set()
+        for item in items:
+            if not isinstance(item, Scheduler):
+                self.key_error("schedulers", f"c['schedulers'] holds {item!r}, not a scheduler")
+                continue
+            line = item.config_line or self.key_lines.get("schedulers")
+            if item.name in names:
+                self.error(line, f"duplicate scheduler name {item.name!r}")
+            for name in item.builderNames:
+                if name not in builder_names:
+                    self.error(line, f"scheduler {item.name!r} names unknown builder {name!r}")
+            for problem in item.config_problems():
+                self.error(line, problem)
+            names.add(item.name)
+            schedulers.append(item)
+        return schedulers
+
+    def protocols(self, cfg: MasterConfig) -> None:
+        protocols = self.raw.get("protocols", {})
+        legacy = self.raw.get("buildslavePortnum", self.raw.get("slavePortnum"))
+        if legacy is not None and not protocols:
+            protocols = {"pb": {"port": legacy}}
+        if not isinstance(protocols, dict) or not isinstance(protocols.get("pb", {}), dict):
+            self.key_error("protocols", "c['protocols'] must be like {'pb': {'port': 9989}}")
+            return
+        for name in sorted(set(protocols) - {"pb"}):
+            self.key_error("protocols", f"unknown protocol {name!r} (only 'pb' is supported)")
+        pb = protocols.get("pb", {})
+        port = self.endpoint("protocols", "PB port", pb.get("port", DEFAULT_PB_PORT))
+        if port:
+            cfg.pb_port = port
+        cfg.listen_backlog = self.positive("protocols", "backlog", pb, DEFAULT_LISTEN_BACKLOG)
+        cfg.ping_interval = self.positive("protocols", "ping_interval", pb, cfg.ping_interval)
+        cfg.ping_timeout = self.positive("protocols", "ping_timeout", pb, cfg.ping_timeout)
+
+    def positive(self, key: str, name: str, section: dict, default):
+        value = section.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            self.key_error(key, f"{name} must be a positive number, not {value!r}")
+            return default
+        return value
+
+    def www(self, cfg: MasterConfig) -> None:
+        www = self.raw.get("www", {"port": DEFAULT_WWW_PORT})
+        if not isinstance(www, dict):
+            self.key_error("www", "c['www'] must be like {'port': 8010}")
+            return
+        if www.get("port") is None:
+            cfg.www_port = None
+            return
+        cfg.www_port = self.endpoint("www", "www port", www["port"])
+
+    def endpoint(self, key: str, what: str, port) -> str | None:
+        """A strports description for a port number or description, or None (an error)."""
+        if isinstance(port, bool):
+            port = None
+        if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+            if not 0 < int(port) < 65536:
+                self.key_error(key, f"bad {what} {port!r}: must be between 1 and 65535")
+                return None
+            return f"tcp:{int(port)}"
+        if isinstance(port, str) and port.split(":", 1)[0] in ("tcp", "tcp6", "ssl", "unix"):
+            return port
+        self.key_error(key, f"bad {what} {port!r}: give a number or an endpoint like 'tcp:9989'")
+        return None
+
+    def database(self, cfg: MasterConfig) -> None:
+        db = self.raw.get("db", {})
+        url = self.raw.get("db_url") or (db.get("db_url") if isinstance(db, dict) else None)
+        if url is None:
+            return
+        try:
+            make_url(url)
+        except (ArgumentError, TypeError, ValueError) as e:
+            self.key_error("db", f"bad db_url {url!r}: {e}")
+            return
+        cfg.db_url = url
+
+
+def _port_number(description: str | None) -> int | None:
+    if not description:
+        return None
+    for part in description.split(":")[1:]:
+        if part.isdigit():
+            return int(part)
+        if part.startswith("port="):
+            return int(part[5:]) if part[5:].isdigit() else None
+    return None

@@ -1,0 +1,195 @@
+"""``BuildSlave``: the master's perspective of one attached slave.
+
+The BotMaster creates one per successful login and runs ``attach`` (PROTOCOL section 3)
+before the realm hands it to PB.  Afterwards it keeps the slave honest: it pings the slave
+on an interval with a deadline and drops it when no answer comes, answers the slave's own
+keepalives, and tells the BotMaster when the connection is gone (``detached``).
+"""
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.spread import pb
+
+from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline, remote_failure_is
+
+log = Logger()
+
+ATTACH_CALL_TIMEOUT_S = 60.0
+NO_SUCH_METHOD = ("NoSuchMethod", "AttributeError")
+CONNECTION_ERRORS = (pb.PBConnectionLost, pb.DeadReferenceError, DeadlineExceeded)
+
+
+class MasterSideBuilderReference(pb.Referenceable):
+    """What ``SlaveBuilder.setMaster`` receives: old slaves keep it, newer ones ignore it."""
+
+
+class BuildSlave(pb.Avatar):
+    """One attached slave: its mind (the slave's ``Bot``), info and builder references."""
+
+    def __init__(self, name: str, botmaster, clock: IReactorTime, ping_interval: float,
+                 ping_timeout: float):
+        self.name = name
+        self.botmaster = botmaster
+        self.clock = clock
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.mind = None
+        self.info: dict = {}
+        self.version: str | None = None
+        self.commands: dict = {}
+        self.remote_builders: dict = {}
+        self.attached = False
+        self.shutting_down = False
+        self.last_seen: float | None = None
+        self.peer = "?"
+        self._pinger: task.LoopingCall | None = None
+        self._detach_waiters: list[defer.Deferred] = []
+
+    # -- attach sequence -------------------------------------------------------------------
+
+    async def attach(self, mind, builders: list[tuple[str, str]]) -> None:
+        """Run the attach sequence: greet, read info, send the builder list."""
+        self.mind = mind
+        self.peer = _peer_of(mind)
+        self.attached = True
+        await self._call(mind, "print", "attached")
+        await self._read_info()
+        await self.set_builder_list(builders)
+        self.last_seen = self.clock.seconds()
+
+    async def _call(self, remote, method: str, *args):
+        return await call_with_deadline(self.clock, ATTACH_CALL_TIMEOUT_S, remote, method, *args)
+
+    async def _read_info(self) -> None:
+        try:
+            info = await self._call(self.mind, "getWorkerInfo")
+        except pb.RemoteError as e:
+            if not remote_failure_is(e, *NO_SUCH_METHOD):
+                raise
+            info = await self._tolerant("getSlaveInfo") or {}
+            info["slave_commands"] = await self._tolerant("getCommands") or {}
+            info["version"] = await self._tolerant("getVersion")
+        self.info = {_text(k): v for k, v in dict(info or {}).items()}
+        commands = self.info.get("worker_commands") or self.info.get("slave_commands") or {}
+        self.commands = {_text(k): _text(v) for k, v in commands.items()}
+        version = self.info.get("version")
+        self.version = _text(version) if version is not None else None
+
+    async def _tolerant(self, method: str):
+        try:
+            return await self._call(self.mind, method)
+        except pb.RemoteError as e:
+            if remote_failure_is(e, *NO_SUCH_METHOD):
+                return None
+            raise
+
+    async def set_builder_list(self, builders: list[tuple[str, str]]) -> None:
+        """Send the complete builder list; greet each SlaveBuilder reference it returns."""
+        refs = await self._call(self.mind, "setBuilderList", [list(b) for b in builders])
+        self.remote_builders = {_text(name): ref for name, ref in dict(refs or {}).items()}
+        for ref in self.remote_builders.values():
+            for method, arg in (("setMaster", MasterSideBuilderReference()), ("print", "attached")):
+                try:
+                    await self._call(ref, method, arg)
+                except pb.RemoteError:
+                    pass  # old or new slaves may lack either; neither is required
+
+    # -- liveness --------------------------------------------------------------------------
+
+    def start_pinging(self) -> None:
+        """Ping the slave every ``ping_interval`` seconds; drop it when a ping times out."""
+        self._pinger = task.LoopingCall(self._ping_or_drop)
+        self._pinger.clock = self.clock
+        self._pinger.start(self.ping_interval, now=False).addErrback(
+            lambda f: log.failure("pinging slave {name} failed", f, name=self.name)
+        )
+
+    async def ping(self, timeout: float) -> bool:
+        """Whether the slave answers ``print`` within ``timeout`` seconds."""
+        if not self.attached:
+            return False
+        try:
+            await call_with_deadline(self.clock, timeout, self.mind, "print", "ping")
+        except (*CONNECTION_ERRORS, pb.RemoteError):
+            return False
+        self.last_seen = self.clock.seconds()
+        return True
+
+    def _ping_or_drop(self):
+        async def check():
+            if not await self.ping(self.ping_timeout) and self.attached:
+                log.warn(
+                    "slave {name} did not answer a ping within {t} s; dropping its connection",
+                    name=self.name, t=self.ping_timeout,
+                )
+                self.disconnect()
+
+        return defer.ensureDeferred(check())
+
+    def perspective_keepalive(self):  # noqa: N802 - PB's naming
+        """The slave's keepalive: no arguments, answers None."""
+        self.last_seen = self.clock.seconds()
+
+    def perspective_shutdown(self):  # noqa: N802
+        """The slave asks to be shut down gracefully: no new builds, stop once idle."""
+        log.info("slave {name} asked for a graceful shutdown", name=self.name)
+        self.shutting_down = True
+        self.botmaster.maybe_shut_down_slave(self)
+
+    async def shutdown(self) -> None:
+        """Tell the slave to stop (``Bot.shutdown``, else each SlaveBuilder's ``shutdown``)."""
+        try:
+            await self._call(self.mind, "shutdown")
+        except pb.RemoteError as e:
+            if not remote_failure_is(e, *NO_SUCH_METHOD):
+                raise
+            for ref in self.remote_builders.values():
+                await self._call(ref, "shutdown")
+        except CONNECTION_ERRORS:
+            pass  # a connection lost during shutdown means it worked
+
+    # -- detach ----------------------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Drop the connection at once; ``detached`` follows when PB notices."""
+        transport = getattr(getattr(self.mind, "broker", None), "transport", None)
+        if transport is None:
+            return
+        if hasattr(transport, "abortConnection"):
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
+
+    def wait_detached(self) -> defer.Deferred:
+        """A Deferred that fires once this connection is fully torn down."""
+        if not self.attached:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred()
+        self._detach_waiters.append(d)
+        return d
+
+    def detached(self, mind) -> None:
+        """PB's logout callback: the connection is gone."""
+        if mind is not self.mind or not self.attached:
+            return
+        self.attached = False
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self.botmaster.slave_detached(self)
+        waiters, self._detach_waiters = self._detach_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _peer_of(mind) -> str:
+    transport = getattr(getattr(mind, "broker", None), "transport", None)
+    try:
+        peer = transport.getPeer()
+        return f"{peer.host}:{peer.port}"
+    except Exception:
+        return "?"

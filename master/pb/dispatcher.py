@@ -1,0 +1,64 @@
+"""The Cred side of slave login: the password checker and the Dispatcher realm.
+
+The checker accepts PB's challenge/response credentials and checks them against the
+slaves in the current configuration.  The realm (the Dispatcher) hands the BotMaster the
+connecting slave's mind; the BotMaster runs the whole attach sequence before the realm
+returns the ``BuildSlave`` perspective, whose ``detached`` is the logout callback.
+"""
+
+from twisted.cred import credentials, error
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.portal import IRealm
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.spread import pb
+from zope.interface import implementer
+
+log = Logger()
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@implementer(ICredentialsChecker)
+class SlavePasswordChecker:
+    """Checks a slave's PB login against the passwords of the configured slaves."""
+
+    credentialInterfaces = (credentials.IUsernameHashedPassword,)
+
+    def __init__(self, passwords):
+        """``passwords`` is a callable: slave name -> password, or None if unknown."""
+        self._passwords = passwords
+
+    def requestAvatarId(self, creds):  # noqa: N802 - Cred's interface
+        name = _text(creds.username)
+        password = self._passwords(name)
+        if password is None:
+            log.warn("login refused for unknown slave {name!r}", name=name)
+            return defer.fail(error.UnauthorizedLogin(f"unknown slave {name!r}"))
+        d = defer.maybeDeferred(creds.checkPassword, password.encode("utf-8"))
+        d.addCallback(self._checked, name)
+        return d
+
+    def _checked(self, matched: bool, name: str):
+        if not matched:
+            log.warn("login refused for slave {name!r}: wrong password", name=name)
+            raise error.UnauthorizedLogin(f"wrong password for slave {name!r}")
+        return name
+
+
+@implementer(IRealm)
+class Dispatcher:
+    """The realm: turns an authenticated slave name and its mind into a perspective."""
+
+    def __init__(self, botmaster):
+        self.botmaster = botmaster
+
+    def requestAvatar(self, avatarId, mind, *interfaces):  # noqa: N802,N803 - Cred's interface
+        if pb.IPerspective not in interfaces:
+            raise NotImplementedError("slaves log in for a pb.IPerspective only")
+        name = _text(avatarId)
+        d = defer.ensureDeferred(self.botmaster.slave_attaching(name, mind))
+        d.addCallback(lambda slave: (pb.IPerspective, slave, lambda: slave.detached(mind)))
+        return d

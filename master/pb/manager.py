@@ -1,0 +1,72 @@
+"""``PBManager``: the master's PB listener for slaves."""
+
+from twisted.application import service
+from twisted.cred.portal import Portal
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.spread import pb
+
+from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
+
+log = Logger()
+
+
+class KeepAliveBroker(pb.Broker):
+    """A PB broker whose socket has TCP keepalive on, against half-open connections."""
+
+    def connectionMade(self):  # noqa: N802
+        super().connectionMade()
+        if hasattr(self.transport, "setTcpKeepAlive"):
+            self.transport.setTcpKeepAlive(1)
+
+
+class SlaveServerFactory(pb.PBServerFactory):
+    """The PB server factory for slave logins."""
+
+    protocol = KeepAliveBroker
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """A TCP server endpoint description with a listen backlog (unless it names one)."""
+    if description.split(":", 1)[0] in ("tcp", "tcp6", "ssl") and "backlog=" not in description:
+        return f"{description}:backlog={backlog}"
+    return description
+
+
+class PBManager(service.Service):
+    """Listens for slaves on the configured PB port through a Cred portal."""
+
+    name = "pbmanager"
+
+    def __init__(self, master):
+        self.master = master
+        self.port = None
+
+    def make_factory(self) -> pb.PBServerFactory:
+        """The PB factory: the Dispatcher realm guarded by the slave password checker."""
+        portal = Portal(Dispatcher(self.master.botmaster), [SlavePasswordChecker(self._password)])
+        return SlaveServerFactory(portal)
+
+    def _password(self, name: str) -> str | None:
+        slave = self.master.config.slaves.get(name)
+        return slave.password if slave else None
+
+    async def listen(self) -> None:
+        """Start listening; fails (with the reason) when the port cannot be had."""
+        config = self.master.config
+        description = with_backlog(config.pb_port, config.listen_backlog)
+        endpoint = endpoints.serverFromString(self.master.reactor, description)
+        self.port = await endpoint.listen(self.make_factory())
+        log.info("listening for slaves on {port}", port=config.pb_port)
+
+    async def stop_listening(self) -> None:
+        """Stop accepting new slaves (attached ones stay until the BotMaster lets them go)."""
+        if self.port is not None:
+            port, self.port = self.port, None
+            await port.stopListening()
+
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        from twisted.internet import defer
+
+        return defer.ensureDeferred(self.stop_listening())

@@ -1,0 +1,83 @@
+"""``RemoteCommand``: one command run on a slave, seen from the master.
+
+The master passes the ``RemoteCommand`` (a ``pb.Referenceable``) to the slave's
+``startCommand``; the slave calls ``update`` with batches of ``[update_dict, 0]`` and then
+``complete`` exactly once.  Output goes to the step's log; ``rc`` and the other keys are
+kept for the step to read.  A slave lost mid-command ends the command with ``SlaveLost``.
+"""
+
+from twisted.internet import defer
+from twisted.spread import pb
+
+from buildfarm.master.process.buildstep import StepLog
+
+OUTPUT_KEYS = ("header", "stdout", "stderr")
+
+
+class SlaveLost(Exception):
+    """The slave's connection went away while it was running something for us."""
+
+
+class RemoteCommandFailed(Exception):
+    """The command itself broke on the slave (bad arguments, a spawn error)."""
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class RemoteCommand(pb.Referenceable):
+    """A command the master asked a slave to run, collecting its updates."""
+
+    def __init__(self, name: str, args: dict, log: StepLog | None):
+        self.name = name
+        self.args = args
+        self.log = log
+        self.rc: int | None = None
+        self.updates: dict = {}
+        self._done: defer.Deferred = defer.Deferred()
+
+    async def run(self, builder_ref, command_id: str) -> dict:
+        """Start the command on the slave and wait for ``complete``; return the last updates."""
+
+        def lost(*_):
+            if not self._done.called:
+                self._done.errback(SlaveLost(f"slave lost while running {self.name}"))
+
+        builder_ref.notifyOnDisconnect(lost)
+        try:
+            try:
+                await builder_ref.callRemote("startCommand", self, command_id, self.name, self.args)
+            except (pb.PBConnectionLost, pb.DeadReferenceError) as e:
+                raise SlaveLost(f"slave lost while starting {self.name}") from e
+            await self._done
+        finally:
+            builder_ref.dontNotifyOnDisconnect(lost)
+        return dict(self.updates, rc=self.rc)
+
+    def remote_update(self, updates) -> None:
+        """A batch of ``[update_dict, 0]`` pairs (a bare dict is accepted too)."""
+        for item in updates:
+            update = item[0] if isinstance(item, list | tuple) else item
+            for key, value in dict(update).items():
+                self._apply(_text(key), value)
+
+    def _apply(self, key: str, value) -> None:
+        if key in OUTPUT_KEYS and self.log is not None:
+            text = _text(value)
+            {"header": self.log.add_header, "stdout": self.log.add_stdout,
+             "stderr": self.log.add_stderr}[key](text)
+        elif key == "rc":
+            self.rc = int(value)
+        else:
+            self.updates[key] = value
+
+    def remote_complete(self, failure=None) -> None:
+        """The command is over: ``None`` when it ran (its ``rc`` says how), else why not."""
+        if self._done.called:
+            return
+        if failure is None:
+            self._done.callback(None)
+        else:
+            reason = getattr(failure, "value", failure)
+            self._done.errback(RemoteCommandFailed(_text(reason)))

@@ -1,0 +1,22 @@
+"""The one namespace master.cfg imports, as Buildbot 4's ``buildbot.plugins``::
+
+    from buildfarm.master.plugins import slaves, schedulers, steps, util
+
+``worker``/``workers`` are aliases of ``slaves`` (``worker.Worker``), so a Buildbot 4
+``master.cfg`` ports by changing its import line.
+"""
+
+from types import SimpleNamespace
+
+from buildfarm.master.config import BuilderConfig, SlaveConfig
+from buildfarm.master.process.factory import BuildFactory
+from buildfarm.master.process.steps.shell import ShellCommand
+from buildfarm.master.schedulers.forcesched import ForceScheduler
+
+slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=SlaveConfig)
+worker = workers = SimpleNamespace(Worker=SlaveConfig, BuildSlave=SlaveConfig)
+schedulers = SimpleNamespace(ForceScheduler=ForceScheduler)
+steps = SimpleNamespace(ShellCommand=ShellCommand)
+util = SimpleNamespace(BuilderConfig=BuilderConfig, BuildFactory=BuildFactory)
+
+__all__ = ["schedulers", "slaves", "steps", "util", "worker", "workers"]

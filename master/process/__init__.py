@@ -1,0 +1,1 @@
+"""Builders, builds and the BotMaster that assigns build requests to slaves."""

@@ -1,0 +1,224 @@
+"""``BotMaster``: attached slaves, builders, and assigning build requests to idle slaves.
+
+Assignment is one coalescing loop: whoever wants builds started (a new request, a slave
+attaching, a build ending) calls ``maybe_start_builds``; if the loop is already running it
+runs once more afterwards.  Each request is claimed in the database atomically before its
+build starts, so two masters sharing a database never run the same request.
+"""
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.spread import pb
+
+from buildfarm.common.results import RETRY
+from buildfarm.master.pb.buildslave import BuildSlave
+from buildfarm.master.process.build import Build
+from buildfarm.master.process.builder import Builder, SlaveBuilderState
+
+log = Logger()
+
+DUPLICATE_PING_TIMEOUT_S = 10.0
+STOP_BUILDS_TIMEOUT_S = 15.0
+
+
+class DuplicateSlave(pb.Error):
+    """A slave of that name is attached and alive: the new login is refused."""
+
+
+class BotMaster(service.Service):
+    """Holds the builders and the attached slaves, and starts builds on them."""
+
+    name = "botmaster"
+
+    def __init__(self, master):
+        self.master = master
+        self.builders: dict[str, Builder] = {}
+        self.slaves: dict[str, BuildSlave] = {}
+        self.running_builds: dict[Build, defer.Deferred] = {}
+        self._assigning = False
+        self._assign_again = False
+        self._assignment: defer.Deferred | None = None
+
+    @property
+    def clock(self):
+        return self.master.reactor
+
+    # -- configuration ---------------------------------------------------------------------
+
+    async def configure(self, config) -> None:
+        """Create the configured builders (their ids come from the database)."""
+        builders = {}
+        for builder_config in config.builders:
+            builderid = await self.master.db.builders.find_or_create(builder_config.name)
+            existing = self.builders.get(builder_config.name)
+            if existing is not None:
+                existing.config = builder_config
+                builders[builder_config.name] = existing
+            else:
+                builders[builder_config.name] = Builder(builder_config, builderid, self)
+        self.builders = builders
+
+    def builder_list_for(self, slavename: str) -> list[tuple[str, str]]:
+        """The ``(builder name, builddir)`` pairs the slave serves, for ``setBuilderList``."""
+        return [(b.name, b.config.builddir) for b in self.builders.values()
+                if slavename in b.config.slavenames]
+
+    def slave_accepts_build(self, slave: BuildSlave) -> bool:
+        """Whether the slave may start one more build now."""
+        if slave.shutting_down or not slave.attached:
+            return False
+        config = self.master.config.slaves.get(slave.name)
+        if config is None:
+            return False
+        if config.max_builds is None:
+            return True
+        return self.builds_running_on(slave) < config.max_builds
+
+    def builds_running_on(self, slave: BuildSlave) -> int:
+        return sum(1 for b in self.running_builds if b.slavebuilder.slave is slave)
+
+    # -- slaves coming and going -----------------------------------------------------------
+
+    async def slave_attaching(self, name: str, mind) -> BuildSlave:
+        """Run the attach sequence for a slave that just logged in; return its perspective."""
+        old = self.slaves.get(name)
+        if old is not None:
+            await self._arbitrate_duplicate(old)
+        config = self.master.config
+        slave = BuildSlave(name, self, self.clock, config.ping_interval, config.ping_timeout)
+        try:
+            await slave.attach(mind, self.builder_list_for(name))
+        except Exception as e:
+            log.warn("attaching slave {name} failed: {e}", name=name, e=e)
+            slave.disconnect()
+            raise
+        await self.master.db.slaves.attached(
+            name, self.master.masterid, slave.info, slave.version, self.clock.seconds()
+        )
+        self.slaves[name] = slave
+        for builder_name, ref in slave.remote_builders.items():
+            if builder_name in self.builders:
+                self.builders[builder_name].add_slave(slave, ref)
+        slave.start_pinging()
+        log.info("slave {name} attached from {peer} (version {version}, builders {builders})",
+                 name=name, peer=slave.peer, version=slave.version,
+                 builders=", ".join(sorted(slave.remote_builders)) or "none")
+        self.maybe_start_builds()
+        return slave
+
+    async def _arbitrate_duplicate(self, old: BuildSlave) -> None:
+        if await old.ping(DUPLICATE_PING_TIMEOUT_S):
+            log.warn("refusing a second connection for slave {name}: it is attached from {peer} "
+                     "and answers", name=old.name, peer=old.peer)
+            raise DuplicateSlave(f"slave {old.name!r} is already attached from {old.peer}")
+        log.warn("slave {name} logged in again and its old connection from {peer} is silent; "
+                 "dropping the old one", name=old.name, peer=old.peer)
+        waiting = old.wait_detached()
+        old.disconnect()
+        await waiting
+
+    def slave_detached(self, slave: BuildSlave) -> None:
+        """A slave's connection is gone: forget it (its running builds end as RETRY)."""
+        if self.slaves.get(slave.name) is slave:
+            del self.slaves[slave.name]
+        for builder in self.builders.values():
+            builder.remove_slave(slave)
+        log.info("slave {name} detached", name=slave.name)
+        d = defer.ensureDeferred(
+            self.master.db.slaves.detached(slave.name, self.master.masterid, self.clock.seconds())
+        )
+        d.addErrback(lambda f: log.failure("recording the detach of {n} failed", f, n=slave.name))
+
+    def maybe_shut_down_slave(self, slave: BuildSlave) -> None:
+        """A slave shutting down gracefully is told to stop once it runs no build."""
+        if slave.shutting_down and slave.attached and not self.builds_running_on(slave):
+            log.info("slave {name} is idle; telling it to shut down", name=slave.name)
+            d = defer.ensureDeferred(slave.shutdown())
+            d.addErrback(lambda f: log.failure("shutting down {n} failed", f, n=slave.name))
+
+    # -- assigning requests ----------------------------------------------------------------
+
+    def maybe_start_builds(self) -> defer.Deferred:
+        """Start builds for unclaimed requests on idle slaves (coalesces concurrent calls)."""
+        if self._assigning:
+            self._assign_again = True
+            return self._assignment
+        self._assigning = True
+        self._assignment = defer.ensureDeferred(self._assign_loop())
+        self._assignment.addErrback(lambda f: log.failure("assigning build requests failed", f))
+        return self._assignment
+
+    async def _assign_loop(self) -> None:
+        try:
+            while True:
+                self._assign_again = False
+                for builder in list(self.builders.values()):
+                    await self._assign_builder(builder)
+                if not self._assign_again:
+                    break
+        finally:
+            self._assigning = False
+
+    async def _assign_builder(self, builder: Builder) -> None:
+        if not self.running or not builder.available_slavebuilders():
+            return
+        db = self.master.db
+        for request in await db.buildrequests.get_unclaimed(builder.builderid):
+            free = builder.available_slavebuilders()
+            if not free:
+                return
+            slavebuilder = free[0]
+            slavebuilder.state = SlaveBuilderState.BUILDING  # reserved while we claim
+            brid = request["buildrequestid"]
+            if not await db.buildrequests.claim(brid, self.master.masterid, self.clock.seconds()):
+                slavebuilder.state = SlaveBuilderState.IDLE
+                continue
+            if not slavebuilder.slave.attached:
+                await db.buildrequests.unclaim(brid)
+                continue
+            self._start_build(builder, slavebuilder, request)
+
+    def _start_build(self, builder: Builder, slavebuilder, request: dict) -> None:
+        slavebuilder.last_build_started = self.clock.seconds()
+        build = Build(self.master, builder, slavebuilder, request)
+        d = defer.ensureDeferred(self._run_build(build))
+        d.addErrback(lambda f: log.failure("build of request {id} failed", f,
+                                           id=request["buildrequestid"]))
+        if not d.called:  # still running (it may have failed at once)
+            self.running_builds[build] = d
+
+    async def _run_build(self, build: Build) -> None:
+        db = self.master.db
+        brid = build.request["buildrequestid"]
+        results = RETRY
+        try:
+            results = await build.run()
+        finally:
+            self.running_builds.pop(build, None)
+            build.slavebuilder.state = SlaveBuilderState.IDLE
+            if results == RETRY:
+                await db.buildrequests.unclaim(brid)
+            else:
+                await db.buildrequests.complete(brid, results, self.clock.seconds())
+            self.maybe_shut_down_slave(build.slavebuilder.slave)
+            if self.running:
+                self.maybe_start_builds()
+
+    # -- stopping --------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop starting builds, drop every slave and wait (bounded) for builds to record RETRY."""
+        self.running = False
+        for slave in list(self.slaves.values()):
+            slave.disconnect()
+        if self.running_builds:
+            waiting = defer.DeferredList(list(self.running_builds.values()))
+            waiting.addTimeout(STOP_BUILDS_TIMEOUT_S, self.clock)
+            try:
+                await waiting
+            except defer.TimeoutError:
+                log.warn("{n} builds did not finish within {t} s of shutdown",
+                         n=len(self.running_builds), t=STOP_BUILDS_TIMEOUT_S)
+        if self._assignment is not None and self._assigning:
+            await self._assignment

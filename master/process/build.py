@@ -1,0 +1,131 @@
+"""``Build``: runs one build request's steps on one slave and records the result."""
+
+import traceback
+
+from twisted.logger import Logger
+from twisted.spread import pb
+
+from buildfarm.common.results import EXCEPTION, RETRY, SUCCESS, result_name
+from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline
+from buildfarm.master.pb.remotecommand import RemoteCommand, RemoteCommandFailed, SlaveLost
+from buildfarm.master.process.buildstep import BuildStep, fold_step_result
+from buildfarm.master.process.logwriter import LogWriter
+
+log = Logger()
+
+START_BUILD_TIMEOUT_S = 60.0
+LOST = (SlaveLost, pb.PBConnectionLost, pb.DeadReferenceError, DeadlineExceeded)
+
+
+class StepRun:
+    """The context one step gets while it runs: logs, commands, the builder's settings."""
+
+    def __init__(self, build: "Build", stepid: int):
+        self.build = build
+        self.stepid = stepid
+        self.builddir = build.builder.config.builddir
+        self.env = build.builder.config.env
+        self.logs: list[LogWriter] = []
+
+    async def add_log(self, name: str) -> LogWriter:
+        """A new log of this step."""
+        db = self.build.master.db
+        logid = await db.logs.add(self.stepid, name)
+        writer = LogWriter(db, logid, self.build.master.reactor)
+        self.logs.append(writer)
+        return writer
+
+    async def run_command(self, name: str, args: dict, log: LogWriter | None) -> dict:
+        """Run a remote command on the build's slave; return its final updates and ``rc``."""
+        command = RemoteCommand(name, args, log)
+        return await command.run(self.build.slavebuilder.remote, self.build.next_command_id())
+
+    async def close_logs(self) -> None:
+        for writer in self.logs:
+            await writer.finish()
+
+
+class Build:
+    """One build: a claimed request, a slave, the builder's steps in order."""
+
+    def __init__(self, master, builder, slavebuilder, request: dict):
+        self.master = master
+        self.builder = builder
+        self.slavebuilder = slavebuilder
+        self.request = request
+        self.buildid: int | None = None
+        self.number: int | None = None
+        self.results: int | None = None
+        self._commands = 0
+
+    def next_command_id(self) -> str:
+        self._commands += 1
+        return str(self._commands)
+
+    def now(self) -> float:
+        return self.master.reactor.seconds()
+
+    async def run(self) -> int:
+        """Run the build to the end; return its result (RETRY when the slave was lost)."""
+        db = self.master.db
+        slave = self.slavebuilder.slave
+        slaveid = await db.slaves.find_or_create(slave.name)
+        self.buildid, self.number = await db.builds.add(
+            self.builder.builderid, self.request["buildrequestid"], slaveid,
+            self.master.masterid, self.now(), "starting", self.request.get("properties") or {},
+        )
+        log.info("build {builder}#{number} started on {slave}", builder=self.builder.name,
+                 number=self.number, slave=slave.name)
+        results, state = await self._run_steps()
+        self.results = results
+        await db.builds.finish(self.buildid, results, self.now(), state)
+        log.info("build {builder}#{number} finished: {result}", builder=self.builder.name,
+                 number=self.number, result=result_name(results))
+        return results
+
+    async def _run_steps(self) -> tuple[int, str]:
+        slave = self.slavebuilder.slave
+        if not await slave.ping(self.master.config.ping_timeout):
+            return RETRY, "slave did not answer a ping"
+        try:
+            await call_with_deadline(self.master.reactor, START_BUILD_TIMEOUT_S,
+                                     self.slavebuilder.remote, "startBuild")
+        except LOST:
+            return RETRY, "slave lost at build start"
+        except pb.RemoteError as e:
+            return EXCEPTION, f"startBuild failed: {e}"
+        results, halted = SUCCESS, False
+        for number, step in enumerate(self.builder.config.factory.steps):
+            if halted and not step.alwaysRun:
+                continue
+            await self.master.db.builds.set_state(self.buildid, f"running {step.name}")
+            step_results = await self._run_step(number, step)
+            results, halt = fold_step_result(results, step, step_results)
+            halted = halted or halt
+        return results, "build " + (result_name(results) or "finished")
+
+    async def _run_step(self, number: int, step: BuildStep) -> int:
+        db = self.master.db
+        stepid = await db.steps.add(self.buildid, number, step.name, self.now())
+        run = StepRun(self, stepid)
+        try:
+            results, state = await step.run(run)
+        except LOST:
+            results, state = RETRY, "slave lost"
+        except RemoteCommandFailed as e:
+            results, state = EXCEPTION, f"command failed on the slave: {e}"
+            await self._exception_log(run, str(e))
+        except pb.RemoteError as e:
+            results, state = EXCEPTION, f"slave refused the command: {e.args[1] if len(e.args) > 1 else e}"
+            await self._exception_log(run, state)
+        except Exception:
+            results, state = EXCEPTION, "exception on the master"
+            await self._exception_log(run, traceback.format_exc())
+            log.failure("step {name} raised", name=step.name)
+        await run.close_logs()
+        await db.steps.finish(stepid, results, self.now(), state)
+        return results
+
+    async def _exception_log(self, run: StepRun, text: str) -> None:
+        writer = await run.add_log("err.text")
+        writer.add_header(text if text.endswith("\n") else text + "\n")

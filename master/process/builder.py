@@ -1,0 +1,64 @@
+"""``Builder`` and the master-side ``SlaveBuilder``: which slaves may run a builder's builds."""
+
+import enum
+
+from buildfarm.master.config import BuilderConfig
+
+
+class SlaveBuilderState(enum.Enum):
+    """Whether a slave's place on a builder can take a build."""
+
+    IDLE = "idle"
+    BUILDING = "building"
+
+
+class SlaveBuilder:
+    """One attached slave's place on one builder, with its remote SlaveBuilder reference."""
+
+    def __init__(self, builder: "Builder", slave, remote):
+        self.builder = builder
+        self.slave = slave
+        self.remote = remote
+        self.state = SlaveBuilderState.IDLE
+        self.last_build_started: float = 0.0
+
+    def is_available(self) -> bool:
+        """Idle, attached and willing to take a build."""
+        return (
+            self.state is SlaveBuilderState.IDLE
+            and self.slave.attached
+            and self.builder.slave_accepts_build(self.slave)
+        )
+
+
+class Builder:
+    """A configured builder and the slaves attached to it right now."""
+
+    def __init__(self, config: BuilderConfig, builderid: int, botmaster):
+        self.config = config
+        self.builderid = builderid
+        self.botmaster = botmaster
+        self.slavebuilders: dict[str, SlaveBuilder] = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def add_slave(self, slave, remote) -> None:
+        """A slave that serves this builder attached."""
+        self.slavebuilders[slave.name] = SlaveBuilder(self, slave, remote)
+
+    def remove_slave(self, slave) -> None:
+        """That slave's connection is gone (its running build ends through its own command)."""
+        current = self.slavebuilders.get(slave.name)
+        if current is not None and current.slave is slave:
+            del self.slavebuilders[slave.name]
+
+    def slave_accepts_build(self, slave) -> bool:
+        """Whether the slave may start one more build (shutdown, max_builds)."""
+        return self.botmaster.slave_accepts_build(slave)
+
+    def available_slavebuilders(self) -> list[SlaveBuilder]:
+        """Free slaves, the one that has waited longest first."""
+        free = [sb for sb in self.slavebuilders.values() if sb.is_available()]
+        return sorted(free, key=lambda sb: sb.last_build_started)

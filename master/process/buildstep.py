@@ -1,0 +1,92 @@
+"""``BuildStep``: the base of every step type, and the rules that fold step results into
+the build's result (Buildbot's halt/flunk/warn semantics).
+
+A step object comes from master.cfg and describes the step; it holds no per-build state, so
+one instance serves every build.  ``run`` gets a ``StepContext`` with what one run needs
+(the slave, logs, properties) and returns the step's result and its final state string.
+"""
+
+from typing import Protocol
+
+from buildfarm.common.results import (
+    CANCELLED,
+    EXCEPTION,
+    FAILURE,
+    RETRY,
+    SUCCESS,
+    WARNINGS,
+    worst_result,
+)
+from buildfarm.master.configsource import ConfigObject
+
+
+class StepLog(Protocol):
+    """Where a running step writes one of its logs."""
+
+    def add_header(self, text: str) -> None: ...
+    def add_stdout(self, text: str) -> None: ...
+    def add_stderr(self, text: str) -> None: ...
+
+
+class StepContext(Protocol):
+    """What a step may use while it runs in one build."""
+
+    builddir: str
+    env: dict
+
+    async def add_log(self, name: str) -> StepLog: ...
+    async def run_command(self, name: str, args: dict, log: StepLog | None) -> dict: ...
+
+
+class BuildStep(ConfigObject):
+    """A step description: its name and how its result affects the build."""
+
+    default_name = "step"
+
+    def __init__(
+        self, name=None, haltOnFailure=False, flunkOnFailure=True, warnOnFailure=False,  # noqa: N803
+        warnOnWarnings=False, flunkOnWarnings=False, alwaysRun=False, description=None,  # noqa: N803
+        descriptionDone=None,  # noqa: N803
+    ):
+        self._remember_config_line()
+        self.name = name or self.default_name
+        self.haltOnFailure = haltOnFailure
+        self.flunkOnFailure = flunkOnFailure
+        self.warnOnFailure = warnOnFailure
+        self.warnOnWarnings = warnOnWarnings
+        self.flunkOnWarnings = flunkOnWarnings
+        self.alwaysRun = alwaysRun
+        self.description = description
+        self.descriptionDone = descriptionDone
+
+    def config_problems(self) -> list[str]:
+        """What is wrong with this step's arguments (empty when nothing is)."""
+        if not isinstance(self.name, str) or not self.name:
+            return [f"step name must be a non-empty string, not {self.name!r}"]
+        return []
+
+    async def run(self, ctx: StepContext) -> tuple[int, str]:
+        """Run the step; return its result code and final state string."""
+        raise NotImplementedError
+
+
+def fold_step_result(build_results: int, step: BuildStep, step_results: int) -> tuple[int, bool]:
+    """The build's result after a step, and whether the build must stop here."""
+    halt = False
+    if step_results == FAILURE:
+        if step.flunkOnFailure:
+            build_results = worst_result(build_results, FAILURE)
+        elif step.warnOnFailure:
+            build_results = worst_result(build_results, WARNINGS)
+        halt = step.haltOnFailure
+    elif step_results == WARNINGS:
+        if step.flunkOnWarnings:
+            build_results = worst_result(build_results, FAILURE)
+        elif step.warnOnWarnings:
+            build_results = worst_result(build_results, WARNINGS)
+    elif step_results in (EXCEPTION, RETRY, CANCELLED):
+        build_results = worst_result(build_results, step_results)
+        halt = True
+    elif step_results != SUCCESS:
+        build_results = worst_result(build_results, step_results)
+    return build_results, halt

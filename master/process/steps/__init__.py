@@ -1,0 +1,1 @@
+"""Build step types, one module per family."""

@@ -1,0 +1,1 @@
+"""The ``buildmaster`` command-line interface."""

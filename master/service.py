@@ -1,0 +1,121 @@
+"""``BuildMaster``: the root of the master's service tree.
+
+::
+
+    BuildMaster
+     +- db          DBConnector
+     +- pbmanager   PB listener for slaves
+     +- botmaster   slaves, builders, builds
+     +- scheduler   schedulers
+     +- www         JSON API
+
+Start-up is asynchronous (the database comes first, then recovery from a crash, then the
+listeners); the master logs ``BuildMaster is running`` once it is ready, or
+``BuildMaster failed to start: ...`` and stops the process.
+"""
+
+import os
+import socket
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.logger import Logger
+
+from buildfarm.common.results import RETRY
+from buildfarm.master.config import MasterConfig, load_config
+from buildfarm.master.db.connector import DBConnector
+from buildfarm.master.pb.manager import PBManager
+from buildfarm.master.process.botmaster import BotMaster
+from buildfarm.master.schedulers.manager import SchedulerManager
+from buildfarm.master.www.site import WWWService
+
+log = Logger()
+
+READY_MESSAGE = "BuildMaster is running"
+FAILED_MESSAGE = "BuildMaster failed to start"
+
+
+class BuildMaster(service.MultiService):
+    """The master process: owns the configuration and every service of the master."""
+
+    def __init__(self, basedir: str, configfile: str = "master.cfg", reactor=None,
+                 config: MasterConfig | None = None):
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.reactor: IReactorTime = reactor
+        self.basedir = os.path.abspath(basedir)
+        self.configfile = os.path.join(self.basedir, configfile)
+        self.config = config or load_config(self.configfile)
+        self.masterid: int | None = None
+        self.started: defer.Deferred | None = None
+        self.db = DBConnector(self.config.db_url, self.basedir)
+        self.pbmanager = PBManager(self)
+        self.botmaster = BotMaster(self)
+        self.scheduler = SchedulerManager(self)
+        self.www = WWWService(self)
+        for child in (self.db, self.pbmanager, self.botmaster, self.scheduler, self.www):
+            child.setServiceParent(self)
+
+    @property
+    def name_in_database(self) -> str:
+        return f"{socket.gethostname()}:{self.basedir}"
+
+    def startService(self):  # noqa: N802
+        # Children are started by _start, in order, once the database is ready.
+        service.Service.startService(self)
+        self.started = defer.ensureDeferred(self._start())
+        self.started.addErrback(self._failed_to_start)
+        return None
+
+    async def _start(self) -> None:
+        await self.db.setup()
+        self.db.startService()
+        self.masterid = await self.db.masters.find_or_create(self.name_in_database)
+        await self._recover_from_previous_run()
+        await self.botmaster.configure(self.config)
+        self.botmaster.startService()
+        self.scheduler.startService()
+        self.pbmanager.startService()
+        await self.pbmanager.listen()
+        self.www.startService()
+        await self.www.listen()
+        log.info(READY_MESSAGE + " (slaves: {pb}, web: {www})",
+                 pb=self.config.pb_port, www=self.config.www_port or "off")
+        self.botmaster.maybe_start_builds()
+
+    async def _recover_from_previous_run(self) -> None:
+        """Builds this master left unfinished end as RETRY; their requests run again."""
+        db, now = self.db, self.reactor.seconds()
+        for build in await db.builds.get_unfinished_of_master(self.masterid):
+            await db.builds.finish(build["buildid"], RETRY, now, "master restarted")
+            log.info("build {id} was cut short by a master restart; its request runs again",
+                     id=build["buildid"])
+        await db.buildrequests.unclaim_all_of_master(self.masterid)
+        await db.slaves.detach_all_of_master(self.masterid, now)
+
+    def _failed_to_start(self, failure) -> None:
+        log.error(FAILED_MESSAGE + ": {why}", why=failure.getErrorMessage() or failure.type.__name__)
+        log.failure("start-up failure", failure)
+        if IReactorCore.providedBy(self.reactor) and self.reactor.running:
+            self.reactor.stop()
+
+    def stopService(self):  # noqa: N802
+        service.Service.stopService(self)
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        if self.started is not None and not self.started.called:
+            self.started.cancel()
+        for child in (self.www, self.pbmanager):
+            if child.running:
+                await child.stopService()
+        if self.botmaster.running:
+            await self.botmaster.stop()
+            self.botmaster.stopService()
+        if self.db.running:
+            await self.db.stopService()
+        log.info("BuildMaster stopped")
