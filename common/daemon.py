@@ -112,7 +112,7 @@ def start_daemon(
     failed = [re.compile(p) for p in failure_patterns]
     env = dict(os.environ, **(extra_env or {}))
     argv = [
-        sys.executable, "-m", "twisted",
+        sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
         "--pidfile", PID_FILE, "--logfile", LOG_FILE, "--python", TAC_FILE, "--no_save",
     ]
     launcher = subprocess.Popen(
