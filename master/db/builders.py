@@ -1,6 +1,7 @@
 """The builders known to the database, by name."""
 
 import sqlalchemy as sa
+
 from buildfarm.master.db.base import DBComponent, find_or_create_by_name
 from buildfarm.master.db.model import builders
 

@@ -4,6 +4,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import sqlalchemy as sa
+from twisted.application import service
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
 from buildfarm.master.db import migrate
 from buildfarm.master.db.builders import BuildersComponent
 from buildfarm.master.db.buildrequests import BuildRequestsComponent
@@ -13,10 +18,6 @@ from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
 from buildfarm.master.db.slaves import SlavesComponent
 from buildfarm.master.db.steps import StepsComponent
-from twisted.application import service
-from twisted.internet import defer, threads
-from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 T = TypeVar("T")
 

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
+
 from buildfarm.master.db.base import DBComponent
 from buildfarm.master.db.model import logchunks, logs
 

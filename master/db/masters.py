@@ -1,6 +1,7 @@
 """The masters sharing this database, and when each was last seen alive."""
 
 import sqlalchemy as sa
+
 from buildfarm.master.db.base import DBComponent, find_or_create_by_name
 from buildfarm.master.db.model import masters
 

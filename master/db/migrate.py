@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+
 from buildfarm.master.db import migrations
 from buildfarm.master.db.engine import create_engine, resolve_db_url
 

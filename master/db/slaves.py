@@ -3,6 +3,7 @@
 from typing import Any
 
 import sqlalchemy as sa
+
 from buildfarm.master.db.base import DBComponent, find_or_create_by_name, from_json, to_json
 from buildfarm.master.db.model import slaves
 

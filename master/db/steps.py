@@ -3,6 +3,7 @@
 from typing import Any
 
 import sqlalchemy as sa
+
 from buildfarm.master.db.base import DBComponent
 from buildfarm.master.db.model import steps
 

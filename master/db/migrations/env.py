@@ -6,6 +6,7 @@ The master runs migrations programmatically with the connection in
 """
 
 from alembic import context
+
 from buildfarm.master.db import model
 from buildfarm.master.db.engine import create_engine
 
