@@ -3,7 +3,8 @@
 import pytest_twisted
 from twisted.internet import defer
 
-from buildfarm.master.db.testing import add_running_build, open_test_db
+from buildfarm.master.db.connector import DBConnector
+from buildfarm.master.db.testing import TEST_DB_URL, add_running_build, open_test_db
 
 SUCCESS = 0
 
@@ -122,3 +123,21 @@ async def test_get_all_filters_and_pages_newest_first(db):
     assert [r["buildrequestid"] for r in pending_linux] == [ids[3], ids[2]]
     page = await db.buildrequests.get_all(limit=2, offset=1)
     assert [r["buildrequestid"] for r in page] == [ids[2], ids[1]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_masters_sharing_the_database_never_win_the_same_request(db, tmp_path):
+    other = DBConnector(TEST_DB_URL, str(tmp_path))
+    await other.setup()
+    try:
+        m1, m2, builderid = await _masters_and_builder(db)
+        brids = [await db.buildrequests.add(builderid, "r", {}, float(t)) for t in range(20)]
+        claims = [
+            defer.ensureDeferred(connector.buildrequests.claim(brid, masterid, 30.0))
+            for brid in brids
+            for connector, masterid in ((db, m1), (other, m2))
+        ]
+        won = await defer.gatherResults(claims)
+    finally:
+        await other.stopService()
+    assert [won[i] + won[i + 1] for i in range(0, len(won), 2)] == [1] * len(brids)

@@ -93,3 +93,8 @@ async def test_run_rolls_back_everything_when_the_function_fails(db):
 async def test_foreign_keys_are_enforced(db):
     with pytest.raises(sa.exc.IntegrityError):
         await db.buildrequests.add(builderid=42, reason="r", properties={}, submitted_at=1.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_a_connector_that_never_set_up_is_harmless(tmp_path):
+    await DBConnector(TEST_DB_URL, str(tmp_path)).stopService()
