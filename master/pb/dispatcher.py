@@ -17,6 +17,11 @@ from zope.interface import implementer
 log = Logger()
 
 
+class LoginRefused(pb.Error, error.UnauthorizedLogin):
+    """A refused slave login.  As a ``pb.Error`` PB sends it without logging a traceback;
+    as an ``UnauthorizedLogin`` slaves (ours and stock workers) recognise it and retry."""
+
+
 def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -36,7 +41,7 @@ class SlavePasswordChecker:
         password = self._passwords(name)
         if password is None:
             log.warn("login refused for unknown slave {name!r}", name=name)
-            return defer.fail(error.UnauthorizedLogin(f"unknown slave {name!r}"))
+            return defer.fail(LoginRefused(f"unknown slave {name!r}"))
         d = defer.maybeDeferred(creds.checkPassword, password.encode("utf-8"))
         d.addCallback(self._checked, name)
         return d
@@ -44,7 +49,7 @@ class SlavePasswordChecker:
     def _checked(self, matched: bool, name: str):
         if not matched:
             log.warn("login refused for slave {name!r}: wrong password", name=name)
-            raise error.UnauthorizedLogin(f"wrong password for slave {name!r}")
+            raise LoginRefused(f"wrong password for slave {name!r}")
         return name
 
 

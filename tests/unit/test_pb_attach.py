@@ -1,0 +1,248 @@
+"""The master's half of the PB conversation, in memory: login, the attach sequence,
+liveness deadlines, and what happens when a slave logs in twice."""
+
+import pytest
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, task
+from twisted.spread import pb
+from twisted.test import iosim
+
+from buildfarm.master.config import BuilderConfig, MasterConfig, SlaveConfig
+from buildfarm.master.pb.manager import PBManager
+from buildfarm.master.process.botmaster import DUPLICATE_PING_TIMEOUT_S, BotMaster
+from buildfarm.master.process.factory import BuildFactory
+
+PING_INTERVAL_S = 60.0
+PING_TIMEOUT_S = 30.0
+
+
+class RecordingSlavesTable:
+    """Stands in for the database's slaves table: records attach and detach."""
+
+    def __init__(self):
+        self.events = []
+
+    async def attached(self, name, masterid, info, version, now):
+        self.events.append(("attached", name, version))
+        return 1
+
+    async def detached(self, name, masterid, now):
+        self.events.append(("detached", name))
+
+
+class NoRequests:
+    async def get_unclaimed(self, builderid):
+        return []
+
+
+class FakeDB:
+    def __init__(self):
+        self.slaves = RecordingSlavesTable()
+        self.buildrequests = NoRequests()
+
+
+class FakeMaster:
+    """Just what the PB layer and the BotMaster read from the master."""
+
+    def __init__(self, clock):
+        self.reactor = clock
+        self.masterid = 1
+        self.db = FakeDB()
+        factory = BuildFactory([])
+        self.config = MasterConfig(
+            filename="master.cfg",
+            slaves={"bs1": SlaveConfig("bs1", "pass"), "bs2": SlaveConfig("bs2", "pass")},
+            builders=[BuilderConfig("linux", slavenames=["bs1"], factory=factory),
+                      BuilderConfig("docs", slavenames=["bs1", "bs2"], factory=factory)],
+            ping_interval=PING_INTERVAL_S,
+            ping_timeout=PING_TIMEOUT_S,
+        )
+        self.botmaster = BotMaster(self)
+        for number, builder in enumerate(self.config.builders, start=1):
+            from buildfarm.master.process.builder import Builder
+
+            self.botmaster.builders[builder.name] = Builder(builder, number, self.botmaster)
+        self.botmaster.startService()
+
+
+class RecordingSlaveBuilder(pb.Referenceable):
+    def __init__(self):
+        self.calls = []
+
+    def remote_setMaster(self, master):  # noqa: N802
+        self.calls.append("setMaster")
+
+    def remote_print(self, message):
+        self.calls.append(("print", message))
+
+
+class RecordingBot(pb.Referenceable):
+    """A slave's mind that records what the master asks; can fall silent."""
+
+    def __init__(self, modern=True):
+        self.calls = []
+        self.builders = {}
+        self.silent = False
+        if not modern:
+            self.remote_getWorkerInfo = None
+
+    def remote_print(self, message):
+        self.calls.append(("print", message))
+        if self.silent:
+            return defer.Deferred()  # never answers
+
+    def remote_getWorkerInfo(self):  # noqa: N802
+        self.calls.append("getWorkerInfo")
+        return {"version": "4.3.0", "worker_commands": {"shell": "3.3"}, "admin": "me"}
+
+    def remote_getSlaveInfo(self):  # noqa: N802
+        self.calls.append("getSlaveInfo")
+        return {"admin": "old"}
+
+    def remote_getCommands(self):  # noqa: N802
+        return {"shell": "2.16"}
+
+    def remote_getVersion(self):  # noqa: N802
+        return "0.8.12"
+
+    def remote_setBuilderList(self, builders):  # noqa: N802
+        self.calls.append(("setBuilderList", sorted(tuple(b) for b in builders)))
+        names = {b[0] for b in builders}
+        self.builders = {n: self.builders.get(n) or RecordingSlaveBuilder() for n in names}
+        return dict(self.builders)
+
+
+class OldBot(RecordingBot):
+    """A 0.8-era slave: no getWorkerInfo."""
+
+    remote_getWorkerInfo = None
+
+
+class Connection:
+    """One in-memory PB connection from a bot to the master."""
+
+    def __init__(self, master, bot, name="bs1", password="pass"):
+        server_factory = PBManager(master).make_factory()
+        client_factory = pb.PBClientFactory()
+        self.client, self.server, self.pump = iosim.connectedServerAndClient(
+            lambda: server_factory.buildProtocol(None), lambda: client_factory.buildProtocol(None),
+            clock=master.reactor,
+        )
+        self.login = client_factory.login(UsernamePassword(name.encode(), password.encode()), client=bot)
+        self.result = []
+        self.login.addBoth(self.result.append)
+        self.pump.flush()
+
+
+@pytest.fixture
+def clock():
+    return task.Clock()
+
+
+@pytest.fixture
+def master(clock):
+    return FakeMaster(clock)
+
+
+def test_attach_sequence_greets_reads_info_and_sends_builder_list(master):
+    bot = RecordingBot()
+    conn = Connection(master, bot)
+    assert isinstance(conn.result[0], pb.RemoteReference)
+    assert bot.calls[:3] == [("print", "attached"), "getWorkerInfo",
+                             ("setBuilderList", [("docs", "docs"), ("linux", "linux")])]
+    for slavebuilder in bot.builders.values():
+        assert slavebuilder.calls == ["setMaster", ("print", "attached")]
+    slave = master.botmaster.slaves["bs1"]
+    assert slave.version == "4.3.0"
+    assert slave.commands == {"shell": "3.3"}
+    assert sorted(master.botmaster.builders["linux"].slavebuilders) == ["bs1"]
+    assert master.db.slaves.events == [("attached", "bs1", "4.3.0")]
+
+
+def test_old_slave_without_getWorkerInfo_is_asked_the_old_questions(master):
+    bot = OldBot()
+    Connection(master, bot)
+    slave = master.botmaster.slaves["bs1"]
+    assert "getSlaveInfo" in bot.calls
+    assert slave.version == "0.8.12"
+    assert slave.commands == {"shell": "2.16"}
+    assert slave.info["admin"] == "old"
+
+
+def test_wrong_password_is_refused(master):
+    conn = Connection(master, RecordingBot(), password="wrong")
+    assert conn.result[0].check(UnauthorizedLogin)
+    assert "wrong password" in str(conn.result[0].value)
+    assert master.botmaster.slaves == {}
+
+
+def test_unknown_slave_is_refused(master):
+    conn = Connection(master, RecordingBot(), name="intruder")
+    assert conn.result[0].check(UnauthorizedLogin)
+    assert master.botmaster.slaves == {}
+
+
+def test_silent_slave_is_dropped_after_the_ping_deadline(master, clock):
+    bot = RecordingBot()
+    conn = Connection(master, bot)
+    bot.silent = True
+    clock.advance(PING_INTERVAL_S)
+    conn.pump.flush()
+    assert "bs1" in master.botmaster.slaves  # pinged, waiting for the answer
+    clock.advance(PING_TIMEOUT_S)
+    conn.pump.flush()
+    assert master.botmaster.slaves == {}
+    assert master.db.slaves.events[-1] == ("detached", "bs1")
+    assert master.botmaster.builders["linux"].slavebuilders == {}
+
+
+def test_answering_slave_stays_attached_through_pings(master, clock):
+    conn = Connection(master, RecordingBot())
+    for _ in range(3):
+        clock.advance(PING_INTERVAL_S)
+        conn.pump.flush()
+    assert "bs1" in master.botmaster.slaves
+
+
+def test_second_login_is_refused_while_the_first_connection_answers(master, clock):
+    first = Connection(master, RecordingBot())
+    original = master.botmaster.slaves["bs1"]
+    second = Connection(master, RecordingBot())
+    first.pump.flush()  # the old connection answers the arbitration ping
+    second.pump.flush()
+    assert second.result and not isinstance(second.result[0], pb.RemoteReference)
+    assert "already attached" in str(second.result[0].value)
+    assert master.botmaster.slaves["bs1"] is original
+
+
+def test_second_login_replaces_a_silent_first_connection(master, clock):
+    first_bot = RecordingBot()
+    first = Connection(master, first_bot)
+    original = master.botmaster.slaves["bs1"]
+    first_bot.silent = True
+    second = Connection(master, RecordingBot())
+    first.pump.flush()
+    assert second.result == []  # still arbitrating
+    clock.advance(DUPLICATE_PING_TIMEOUT_S)
+    first.pump.flush()  # the master tears the old connection down completely
+    second.pump.flush()
+    assert isinstance(second.result[0], pb.RemoteReference)
+    replacement = master.botmaster.slaves["bs1"]
+    assert replacement is not original and not original.attached
+    assert [e[0] for e in master.db.slaves.events] == ["attached", "detached", "attached"]
+
+
+@pytest.mark.parametrize("builders, expected", [
+    ([("linux", "linux")], ["linux"]),
+    ([("linux", "linux"), ("docs", "docs"), ("win", "win")], ["docs", "linux", "win"]),
+])
+def test_changed_builder_list_replaces_the_remote_builders(master, builders, expected):
+    bot = RecordingBot()
+    conn = Connection(master, bot)
+    slave = master.botmaster.slaves["bs1"]
+    d = defer.ensureDeferred(slave.set_builder_list(builders))
+    conn.pump.flush()
+    assert d.called
+    assert sorted(slave.remote_builders) == expected
+    assert ("setBuilderList", sorted(builders)) in bot.calls
