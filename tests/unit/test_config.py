@@ -1,0 +1,105 @@
+"""Loading master.cfg: the issue's example works as written, and every problem is
+reported with its file and line."""
+
+import textwrap
+
+import pytest
+
+from buildfarm.master.config import ConfigErrors, load_config
+
+ISSUE_EXAMPLE = """\
+from buildfarm.master.plugins import slaves, schedulers, steps, util
+c = BuildmasterConfig = {}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass'), slaves.BuildSlave('bs2', 'pass')]
+c['protocols'] = {'pb': {'port': 9989}}
+c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1', 'bs2'],
+                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hello'])]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
+c['www'] = {'port': 8010}
+c['db'] = {'db_url': 'sqlite:///state.sqlite'}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "master.cfg"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def errors_of(tmp_path, text):
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(write(tmp_path, text))
+    return [str(e) for e in caught.value.errors]
+
+
+def test_issue_example_loads_as_written(tmp_path):
+    config = load_config(write(tmp_path, ISSUE_EXAMPLE))
+    assert sorted(config.slaves) == ["bs1", "bs2"]
+    assert config.builders[0].name == "runtests"
+    assert config.builders[0].slavenames == ["bs1", "bs2"]
+    assert config.pb_port == "tcp:9989"
+    assert config.www_port == "tcp:8010"
+    assert config.db_url == "sqlite:///state.sqlite"
+
+
+def test_buildbot4_names_are_aliases(tmp_path):
+    config = load_config(write(tmp_path, ISSUE_EXAMPLE.replace(
+        "from buildfarm.master.plugins import slaves,", "from buildfarm.master.plugins import worker, slaves,"
+    ).replace("c['slaves'] = [slaves.BuildSlave('bs1', 'pass'), slaves.BuildSlave('bs2', 'pass')]",
+              "c['workers'] = [worker.Worker('bs1', 'pass'), worker.Worker('bs2', 'pass')]"
+    ).replace("slavenames=", "workernames=")))
+    assert sorted(config.slaves) == ["bs1", "bs2"]
+    assert config.builders[0].slavenames == ["bs1", "bs2"]
+
+
+def test_syntax_error_names_the_line(tmp_path):
+    assert errors_of(tmp_path, "c = BuildmasterConfig = {}\nc['www'] = {'port': 8010\n") == [
+        "master.cfg:2: syntax error: '{' was never closed"
+    ]
+
+
+def test_exception_names_the_line(tmp_path):
+    errors = errors_of(tmp_path, "c = BuildmasterConfig = {}\n\nc['slaves'] = [undefined]\n")
+    assert errors == ["master.cfg:3: NameError: name 'undefined' is not defined"]
+
+
+def test_unknown_slave_duplicate_builder_and_bad_port_are_reported_together(tmp_path):
+    text = ISSUE_EXAMPLE.replace("slavenames=['bs1', 'bs2']", "slavenames=['bs1', 'bs3']")
+    text = text.replace("'port': 9989", "'port': 70000")
+    text += ("c['builders'].append(util.BuilderConfig(name='runtests', slavenames=['bs1'],\n"
+             "                      builddir='other', factory=util.BuildFactory([])))\n")
+    errors = errors_of(tmp_path, text)
+    assert "master.cfg:5: builder 'runtests' names unknown slave 'bs3'" in errors
+    assert "master.cfg:10: duplicate builder name 'runtests'" in errors
+    assert "master.cfg:4: bad PB port 70000: must be between 1 and 65535" in errors
+    assert len(errors) == 3
+
+
+def test_duplicate_slave_names_the_line(tmp_path):
+    text = ISSUE_EXAMPLE.replace("slaves.BuildSlave('bs2', 'pass')", "slaves.BuildSlave('bs1', 'x')")
+    errors = errors_of(tmp_path, text)
+    assert "master.cfg:3: duplicate slave name 'bs1'" in errors
+
+
+def test_unknown_key_and_same_port_twice(tmp_path):
+    text = ISSUE_EXAMPLE.replace("c['www'] = {'port': 8010}", "c['www'] = {'port': 9989}")
+    text += "c['colour'] = 'blue'\n"
+    errors = errors_of(tmp_path, text)
+    assert "master.cfg:10: unknown BuildmasterConfig key 'colour'" in errors
+    assert "master.cfg:8: www port tcp:9989 is also the PB port" in errors
+
+
+def test_step_without_command_is_reported(tmp_path):
+    text = ISSUE_EXAMPLE.replace("steps.ShellCommand(command=['echo', 'hello'])",
+                                 "steps.ShellCommand(command=[])")
+    assert any("ShellCommand needs a command" in e for e in errors_of(tmp_path, text))
+
+
+def test_missing_buildmasterconfig(tmp_path):
+    assert errors_of(tmp_path, "x = 1\n") == ["master.cfg: does not define a BuildmasterConfig dict"]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(str(tmp_path / "nope.cfg"))
+    assert "cannot read" in str(caught.value)
