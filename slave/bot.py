@@ -1,0 +1,135 @@
+"""`Bot`: the slave's PB "mind", the object the master calls after login."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.spread import pb
+
+from buildfarm.common.version import VERSION
+from buildfarm.slave.builder import SlaveBuilder
+from buildfarm.slave.commands.base import asText
+from buildfarm.slave.runtime import SlaveRuntime
+
+INFO_DIR = "info"
+OS_RELEASE_PATH = "/etc/os-release"
+
+log = Logger()
+
+
+def readInfoDir(basedir: str) -> dict[str, str]:
+    """``{filename: stripped content}`` for each file in ``BASEDIR/info/``."""
+    infodir = os.path.join(basedir, INFO_DIR)
+    info = {}
+    try:
+        names = sorted(os.listdir(infodir))
+    except OSError:
+        return info
+    for name in names:
+        path = os.path.join(infodir, name)
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                info[name] = f.read().strip()
+        except OSError as e:
+            log.warn("cannot read {path}: {e}", path=path, e=e)
+    return info
+
+
+def readOsRelease(path: str = OS_RELEASE_PATH) -> dict[str, str]:
+    """``{"os_id": ..., "os_version_id": ...}`` from an os-release file (empty if none)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    release = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or key.strip().startswith("#"):
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            continue
+        release["os_" + key.strip().lower()] = " ".join(words)
+    return release
+
+
+class Bot(pb.Referenceable):
+    """The slave's side of the PB login: the master asks it who we are and which builders
+    to set up, and tells it to shut down.  One Bot serves every connection of the slave."""
+
+    def __init__(self, runtime: SlaveRuntime, osReleasePath: str = OS_RELEASE_PATH) -> None:
+        self.runtime = runtime
+        self.osReleasePath = osReleasePath
+        self.builders: dict[str, SlaveBuilder] = {}
+
+    def remote_print(self, message: Any) -> None:
+        """Log ``message`` ("attached", "ping", ...); returns None."""
+        log.info("message from master: {message}", message=asText(message))
+
+    def remote_getSlaveInfo(self) -> dict[str, Any]:
+        """One key per file in ``BASEDIR/info/`` plus ``environ``, ``system``, ``basedir``."""
+        info: dict[str, Any] = readInfoDir(self.runtime.basedir)
+        info["environ"] = dict(os.environ)
+        info["system"] = os.name
+        info["basedir"] = self.runtime.basedir
+        return info
+
+    def remote_getWorkerInfo(self) -> dict[str, Any]:
+        """getSlaveInfo plus ``version``, ``worker_commands``, ``numcpus`` and the ``os_*``
+        keys of /etc/os-release (what 4.x masters ask for)."""
+        info = self.remote_getSlaveInfo()
+        info.update(readOsRelease(self.osReleasePath))
+        info["version"] = VERSION
+        info["worker_commands"] = self.remote_getCommands()
+        info["numcpus"] = os.cpu_count() or 1
+        info["delete_leftover_dirs"] = False
+        return info
+
+    def remote_getCommands(self) -> dict[str, str]:
+        """``{command_name: version}`` for every command this slave runs."""
+        return self.runtime.registry.versions()
+
+    def remote_getVersion(self) -> str:
+        """The buildfarm version of this slave."""
+        return VERSION
+
+    def remote_setBuilderList(self, wanted: Any) -> dict[str, SlaveBuilder]:
+        """Set up exactly the builders in ``[(name, builddir), ...]`` and return
+        ``{name: SlaveBuilder}``.  Existing builders are kept (their builddir updated),
+        missing directories created, unlisted builders dropped; no directory is deleted."""
+        builders = {}
+        for name, builddir in wanted:
+            name, builddir = asText(name), asText(builddir)
+            builder = self.builders.get(name)
+            if builder is None:
+                builder = SlaveBuilder(name, builddir, self.runtime)
+                log.info("added builder {name} in {dir}", name=name, dir=builddir)
+            builder.builddir = builddir
+            os.makedirs(builder.basedir, exist_ok=True)
+            builders[name] = builder
+        for name, builder in self.builders.items():
+            if name not in builders:
+                log.info("removed builder {name}", name=name)
+                builder.stopCommand("builder removed")
+        self.builders = builders
+        return dict(builders)
+
+    def remote_shutdown(self) -> None:
+        """Stop the slave; it replies None first and stops shortly after."""
+        self.runtime.requestShutdown()
+
+    def lostConnection(self) -> None:
+        """The master went away: kill running commands (their results cannot be reported)."""
+        self.stopCommands("lost connection to master")
+
+    def stopCommands(self, why: str) -> None:
+        """Kill every running command, telling the master nothing."""
+        for builder in self.builders.values():
+            builder.stopCommand(why)

@@ -1,0 +1,1 @@
+"""The buildslave command line."""

@@ -1,0 +1,358 @@
+"""`BuildSlave`: the slave daemon's root service.
+
+It keeps one PB connection to the master: a `ClientService` reconnects with exponential
+backoff (reset after each successful login), every connection logs in with the `Bot` as the
+mind, a connection that yields no perspective in `LOGIN_TIMEOUT_S` is dropped, and an attached
+master that stops answering keepalives is dropped too (so a half-open TCP connection is
+noticed).  Every timer runs on the injected clock.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+from twisted.application import service
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, error, task
+from twisted.internet.endpoints import clientFromString, quoteStringArgument
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.spread import pb
+from zope.interface import implementer
+
+from buildfarm.slave.bot import Bot
+from buildfarm.slave.commands.registry import defaultRegistry
+from buildfarm.slave.runtime import SlaveRuntime
+
+KEEPALIVE_INTERVAL_S = 600
+KEEPALIVE_DEADLINE_S = 60
+LOGIN_TIMEOUT_S = 120
+INITIAL_RETRY_DELAY_S = 1.0
+RETRY_BACKOFF_FACTOR = 2.0
+MAX_RETRY_DELAY_S = 300
+SHUTDOWN_DELAY_S = 0.5
+SHUTDOWN_STAMP = "shutdown.stamp"
+SHUTDOWN_STAMP_POLL_S = 10
+ALLOW_SHUTDOWN_CHOICES = (None, "signal", "file")
+
+log = Logger()
+
+
+def masterAddress(host: str, port: int) -> str:
+    """``host:port`` (``[v6addr]:port`` for IPv6 addresses)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@implementer(IStreamClientEndpoint)
+class _ReportingEndpoint:
+    """An endpoint that reports each failed connection attempt before ClientService retries."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, onFailure) -> None:
+        self._endpoint = endpoint
+        self._onFailure = onFailure
+
+    def connect(self, factory):
+        return self._endpoint.connect(factory).addErrback(self._failed)
+
+    def __repr__(self) -> str:
+        return f"<endpoint {self._endpoint!r}>"
+
+    def _failed(self, failure: Failure) -> Failure:
+        if not failure.check(defer.CancelledError):
+            self._onFailure(failure)
+        return failure
+
+
+class _SlaveFactory(pb.PBClientFactory):
+    """A PB client factory that tells its BuildSlave when a connection starts and when PB is
+    ready on it (then the slave logs in)."""
+
+    noisy = False  # no "Starting factory" line for every attempt
+
+    def __init__(self, slave: BuildSlave) -> None:
+        super().__init__()
+        self.slave = slave
+
+    def buildProtocol(self, addr):
+        broker = super().buildProtocol(addr)
+        self.slave._connectionStarted(broker)
+        return broker
+
+    def clientConnectionMade(self, broker: pb.Broker) -> None:
+        super().clientConnectionMade(broker)
+        self.slave._brokerReady(broker)
+
+
+class BuildSlave(service.MultiService):
+    """The slave daemon: attaches to the master over PB and runs the builds it sends.
+
+    Arguments are those of ``buildbot.tac``.  ``connection_string`` (a Twisted client
+    endpoint description) overrides host/port/use_tls.  ``maxretries`` None retries forever.
+    ``allow_shutdown`` "signal" (SIGHUP) or "file" (a newer ``BASEDIR/shutdown.stamp``) asks
+    the master to shut the slave down gracefully.  ``clock`` and ``reactor`` are for tests.
+    """
+
+    def __init__(
+        self,
+        buildmaster_host: str,
+        port: int,
+        name: str,
+        passwd: str,
+        basedir: str,
+        keepalive: int = KEEPALIVE_INTERVAL_S,
+        usepty: bool = False,
+        umask: int | None = None,
+        maxdelay: float = MAX_RETRY_DELAY_S,
+        maxretries: int | None = None,
+        allow_shutdown: str | None = None,
+        connection_string: str | None = None,
+        use_tls: bool = False,
+        clock=None,
+        reactor=None,
+    ) -> None:
+        super().__init__()
+        if allow_shutdown not in ALLOW_SHUTDOWN_CHOICES:
+            raise ValueError(f"allow_shutdown must be 'signal', 'file' or None, not {allow_shutdown!r}")
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.master = masterAddress(buildmaster_host, port)
+        self.slavename = name
+        self.passwd = passwd
+        self.basedir = os.path.abspath(basedir)
+        self.keepalive = keepalive
+        self.umask = umask
+        self.maxretries = maxretries
+        self.allowShutdown = allow_shutdown
+        self.bot = Bot(SlaveRuntime(self.basedir, defaultRegistry(), reactor, self.clock,
+                                    self.masterRequestedShutdown, usePTY=bool(usepty)))
+        self.perspective: pb.RemoteReference | None = None
+        self._failures = 0
+        self._backoff = backoffPolicy(INITIAL_RETRY_DELAY_S, maxdelay, RETRY_BACKOFF_FACTOR,
+                                      jitter=random.random)
+        self._loginTimer = None
+        self._keepaliveTimer = None
+        self._stampWatcher: task.LoopingCall | None = None
+        self._stampMtime = 0.0
+        self._factory = _SlaveFactory(self)
+        description = connection_string or self._endpointDescription(buildmaster_host, port,
+                                                                      use_tls)
+        endpoint = _ReportingEndpoint(clientFromString(reactor, description), self._connectFailed)
+        self.connector = ClientService(endpoint, self._factory, retryPolicy=self._retryDelay,
+                                       clock=self.clock)
+        self.connector.setServiceParent(self)
+
+    @staticmethod
+    def _endpointDescription(host: str, port: int, useTLS: bool) -> str:
+        kind = "tls" if useTLS else "tcp"
+        return f"{kind}:host={quoteStringArgument(host)}:port={int(port)}"
+
+    def startService(self) -> None:
+        """Apply the umask, start connecting, watch for slave-initiated shutdown."""
+        if self.umask is not None:
+            os.umask(self.umask)
+        log.info("buildslave {name} starting in {basedir}; master is {master}",
+                 name=self.slavename, basedir=self.basedir, master=self.master)
+        super().startService()
+        self._watchForShutdownRequests()
+
+    def stopService(self):
+        """Kill running commands and close the connection."""
+        if self._stampWatcher is not None and self._stampWatcher.running:
+            self._stampWatcher.stop()
+        if self.allowShutdown == "signal":
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        self.bot.stopCommands("slave stopping")
+        return super().stopService()
+
+    # Connection life cycle
+
+    def _connectFailed(self, failure: Failure) -> None:
+        log.warn("connection to master {master} failed: {reason}; retrying",
+                 master=self.master, reason=failure.getErrorMessage())
+
+    def _retryDelay(self, attempt: int) -> float:
+        """ClientService's retry policy: backoff on our own count of consecutive failures,
+        which (unlike ClientService's) survives TCP connections whose login failed."""
+        self._failures += 1
+        if self.maxretries is not None and self._failures > self.maxretries:
+            log.error("no connection to master {master} after {n} attempts; stopping",
+                      master=self.master, n=self._failures)
+            self.clock.callLater(0, self._stopReactor)
+        delay = self._backoff(self._failures - 1)
+        log.info("next attempt to reach master {master} in {delay:.1f} s",
+                 master=self.master, delay=delay)
+        return delay
+
+    def _connectionStarted(self, broker: pb.Broker) -> None:
+        self._cancelLoginTimer()
+        self._loginTimer = self.clock.callLater(LOGIN_TIMEOUT_S, self._loginTimedOut, broker)
+        broker.notifyOnDisconnect(lambda: self._disconnected(broker))
+
+    def _brokerReady(self, broker: pb.Broker) -> None:
+        _enableTcpKeepAlive(broker.transport)
+        credentials = UsernamePassword(self.slavename.encode("utf-8"),
+                                       self.passwd.encode("utf-8"))
+        d = self._factory.login(credentials, client=self.bot)
+        d.addCallbacks(self._attached, self._loginFailed,
+                       callbackArgs=(broker,), errbackArgs=(broker,))
+
+    def _attached(self, perspective: pb.RemoteReference, broker: pb.Broker) -> None:
+        if broker.disconnected:
+            return
+        self._cancelLoginTimer()
+        self._failures = 0
+        self.perspective = perspective
+        log.info("attached to master {master} as {name}", master=self.master,
+                 name=self.slavename)
+        self._scheduleKeepalive()
+
+    def _loginFailed(self, failure: Failure, broker: pb.Broker) -> None:
+        reason = failure.getErrorMessage() or failure.type
+        if failure.check(UnauthorizedLogin):
+            log.warn("login refused by master {master}: {reason}; will retry",
+                     master=self.master, reason=reason or "unauthorized")
+        elif failure.check(pb.PBConnectionLost, error.ConnectionLost, error.ConnectionDone):
+            log.warn("connection to master {master} lost during login; will retry",
+                     master=self.master)
+        else:
+            log.error("login to master {master} failed: {reason}; will retry",
+                      master=self.master, reason=reason)
+        _drop(broker)
+
+    def _loginTimedOut(self, broker: pb.Broker) -> None:
+        self._loginTimer = None
+        log.warn("no login answer from master {master} within {timeout} s; dropping the"
+                 " connection", master=self.master, timeout=LOGIN_TIMEOUT_S)
+        _drop(broker)
+
+    def _disconnected(self, broker: pb.Broker) -> None:
+        self._cancelLoginTimer()
+        if self.perspective is None or self.perspective.broker is not broker:
+            return
+        self.perspective = None
+        if self._keepaliveTimer is not None and self._keepaliveTimer.active():
+            self._keepaliveTimer.cancel()
+        self._keepaliveTimer = None
+        log.info("lost connection to master")
+        self.bot.lostConnection()
+
+    def _cancelLoginTimer(self) -> None:
+        if self._loginTimer is not None and self._loginTimer.active():
+            self._loginTimer.cancel()
+        self._loginTimer = None
+
+    # Keepalive: a master that stops answering is dropped, and we reconnect.
+
+    def _scheduleKeepalive(self) -> None:
+        if self.keepalive:
+            self._keepaliveTimer = self.clock.callLater(self.keepalive, self._sendKeepalive)
+
+    def _sendKeepalive(self) -> None:
+        self._keepaliveTimer = None
+        perspective = self.perspective
+        if perspective is None:
+            return
+        d = perspective.callRemote("keepalive")
+        d.addTimeout(KEEPALIVE_DEADLINE_S, self.clock)
+        d.addCallbacks(self._keepaliveAnswered, self._keepaliveFailed,
+                       callbackArgs=(perspective,), errbackArgs=(perspective,))
+
+    def _keepaliveAnswered(self, _: object, perspective: pb.RemoteReference) -> None:
+        if self.perspective is perspective:
+            self._scheduleKeepalive()
+
+    def _keepaliveFailed(self, failure: Failure, perspective: pb.RemoteReference) -> None:
+        if failure.check(pb.PBConnectionLost, pb.DeadReferenceError):
+            return
+        if failure.check(defer.TimeoutError):
+            log.warn("master {master} did not answer a keepalive within {deadline} s;"
+                     " dropping the connection", master=self.master,
+                     deadline=KEEPALIVE_DEADLINE_S)
+            _drop(perspective.broker)
+            return
+        log.warn("keepalive to master {master} failed: {reason}", master=self.master,
+                 reason=failure.getErrorMessage())
+        self._keepaliveAnswered(None, perspective)
+
+    # Shutdown
+
+    def masterRequestedShutdown(self) -> None:
+        """The master called ``shutdown``: stop the reactor once the reply is on its way."""
+        log.info("master requested shutdown; stopping")
+        self.clock.callLater(SHUTDOWN_DELAY_S, self._stopReactor)
+
+    def gracefulShutdown(self) -> None:
+        """Ask the master to shut this slave down when idle (``perspective_shutdown``); not
+        attached: stop at once."""
+        if self.perspective is None:
+            log.info("shutdown requested while not attached to a master; stopping now")
+            self._stopReactor()
+            return
+        log.info("asking master {master} to shut this slave down when idle",
+                 master=self.master)
+        d = self.perspective.callRemote("shutdown")
+        d.addErrback(self._gracefulShutdownFailed)
+
+    def _gracefulShutdownFailed(self, failure: Failure) -> None:
+        log.warn("master could not take the shutdown request ({reason}); stopping now",
+                 reason=failure.getErrorMessage())
+        self._stopReactor()
+
+    def _watchForShutdownRequests(self) -> None:
+        if self.allowShutdown == "signal":
+            signal.signal(signal.SIGHUP, self._onSighup)
+        elif self.allowShutdown == "file":
+            self._stampMtime = self._shutdownStampMtime()
+            self._stampWatcher = task.LoopingCall(self._checkShutdownStamp)
+            self._stampWatcher.clock = self.clock
+            self._stampWatcher.start(SHUTDOWN_STAMP_POLL_S, now=False)
+
+    def _onSighup(self, signum, frame) -> None:
+        self.reactor.callFromThread(self.gracefulShutdown)
+
+    def _shutdownStampMtime(self) -> float:
+        try:
+            return os.path.getmtime(os.path.join(self.basedir, SHUTDOWN_STAMP))
+        except OSError:
+            return 0.0
+
+    def _checkShutdownStamp(self) -> None:
+        mtime = self._shutdownStampMtime()
+        if mtime > self._stampMtime:
+            self._stampMtime = mtime
+            log.info("{stamp} touched: shutting down", stamp=SHUTDOWN_STAMP)
+            self.gracefulShutdown()
+
+    def _stopReactor(self) -> None:
+        try:
+            self.reactor.stop()
+        except error.ReactorNotRunning:
+            pass
+
+
+def _enableTcpKeepAlive(transport) -> None:
+    """TCP keepalive on the socket, where the transport has one (TLS wraps it)."""
+    for candidate in (transport, getattr(transport, "transport", None)):
+        setter = getattr(candidate, "setTcpKeepAlive", None)
+        if setter is not None:
+            setter(1)
+            return
+
+
+def _drop(broker: pb.Broker) -> None:
+    """Close a connection at once, even if the peer stopped reading (half-open TCP)."""
+    transport = broker.transport
+    if transport is None:
+        return
+    abort = getattr(transport, "abortConnection", None)
+    if abort is not None:
+        abort()
+    else:
+        transport.loseConnection()
