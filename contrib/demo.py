@@ -1,0 +1,102 @@
+"""``make demo``: a master and two slaves under ./demo, a few builds, and where to look.
+
+Uses only the installed CLIs and the HTTP API, exactly as a user would.  The daemons keep
+running afterwards; ``make demo-stop`` stops them.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+BIN = os.path.dirname(sys.executable)
+BUILDS = 4
+DEADLINE_S = 60.0
+
+
+def run(*argv: str) -> None:
+    result = subprocess.run([os.path.join(BIN, argv[0]), *argv[1:]], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"demo: {' '.join(argv)} failed:\n{result.stdout}{result.stderr}")
+    print("  $ " + " ".join(argv) + "\n    " + result.stdout.strip().replace("\n", "\n    "))
+
+
+def port_or_free(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise SystemExit("demo: no free port")
+
+
+def api(url: str, method: str = "GET", body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=10) as r:
+        return json.loads(r.read())
+
+
+def wait_for(predicate, what: str):
+    deadline = time.monotonic() + DEADLINE_S
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            sys.exit(f"demo: gave up waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--basedir", default="demo")
+    basedir = os.path.abspath(parser.parse_args().basedir)
+    for name in ("slave1", "slave2", "master"):
+        path = os.path.join(basedir, name)
+        if os.path.exists(os.path.join(path, "twistd.pid")):
+            tool = "buildmaster" if name == "master" else "buildslave"
+            subprocess.run([os.path.join(BIN, tool), "stop", path], capture_output=True)
+    shutil.rmtree(basedir, ignore_errors=True)
+    pb_port, www_port = port_or_free(9989), port_or_free(8010)
+    master = os.path.join(basedir, "master")
+    print(f"Setting up a master and two slaves under {basedir}:")
+    run("buildmaster", "create-master", "--pb-port", str(pb_port), "--www-port", str(www_port), master)
+    run("buildmaster", "start", master)
+    for number in (1, 2):
+        slave = os.path.join(basedir, f"slave{number}")
+        run("buildslave", "create-slave", slave, f"localhost:{pb_port}", f"bs{number}", "pass")
+        run("buildslave", "start", slave)
+    base = f"http://localhost:{www_port}/api/v1"
+    wait_for(lambda: all(s["connected"] for s in api(f"{base}/slaves")["slaves"]), "both slaves")
+    print(f"\nForcing {BUILDS} builds of 'runtests':")
+    brids = [api(f"{base}/builders/runtests/force", "POST", {"reason": f"demo build {n + 1}"})
+             ["buildrequestid"] for n in range(BUILDS)]
+    requests = [wait_for(lambda b=b: (r := api(f"{base}/buildrequests/{b}"))["complete"] and r,
+                         f"request {b}") for b in brids]
+    print(f"  {'request':>7}  {'build':>5}  {'slave':<6} {'result':<8} seconds")
+    for request in requests:
+        build = api(f"{base}/builds/{request['buildids'][-1]}")
+        took = build["complete_at"] - build["started_at"]
+        print(f"  {request['buildrequestid']:>7}  {build['buildid']:>5}  {build['slavename']:<6} "
+              f"{build['result']:<8} {took:.2f}")
+    first = requests[0]["buildids"][-1]
+    print(f"""
+Where to look:
+  builders          curl {base}/builders
+  builds            curl {base}/builds
+  one build         curl {base}/builds/{first}
+  its log           curl {base}/builds/{first}/steps/0/logs/stdio
+  slaves            curl {base}/slaves
+  force another     curl -X POST {base}/builders/runtests/force
+  master log        {master}/twistd.log
+  master config     {master}/master.cfg
+The master and slaves keep running; stop them with: make demo-stop""")
+
+
+if __name__ == "__main__":
+    main()
