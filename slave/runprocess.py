@@ -130,8 +130,20 @@ class _GroupLeaderProcess(process.Process):
         return False
 
     def _setupChild(self, *args: object, **kwargs: object) -> None:
+        # In the child, before exec: the parent's Python handlers must not swallow a kill.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
         os.setpgrp()
         super()._setupChild(*args, **kwargs)
+
+
+def _joinOwnGroup(pid: int) -> None:
+    """Make ``pid`` a group leader from the parent too, so a kill sent before the child ran
+    ``setpgrp`` still finds the group (the classic fork/setpgid race)."""
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # the child has exec'd already, so it did it itself
 
 
 class _ProcessProtocol(protocol.ProcessProtocol):
@@ -141,7 +153,7 @@ class _ProcessProtocol(protocol.ProcessProtocol):
         self.runner = runner
 
     def connectionMade(self) -> None:
-        self.runner._connected()
+        self.runner._connected(self.transport)
 
     def outReceived(self, data: bytes) -> None:
         self.runner._received(STREAM_STDOUT, data)
@@ -228,11 +240,15 @@ class RunProcess:
             return self._reactor.spawnProcess(
                 proto, argv[0], argv, environ, self.spec.workdir, usePTY=self.spec.usePTY
             )
-        return _GroupLeaderProcess(
+        child = _GroupLeaderProcess(
             self._reactor, argv[0], argv, environ, self.spec.workdir, proto
         )
+        _joinOwnGroup(child.pid)
+        return child
 
-    def _connected(self) -> None:
+    def _connected(self, transport) -> None:
+        # Called from inside the spawn, before _spawn returns the transport.
+        self._transport = transport
         if self.spec.initialStdin:
             self._transport.write(self.spec.initialStdin)
         if not self.spec.usePTY:
