@@ -1,0 +1,346 @@
+"""Slave commands: argument checks, output batching, and the update/complete sequence a
+SlaveBuilder sends to the master's RemoteCommand."""
+
+import os
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+from twisted.spread import pb
+
+from buildfarm.slave.builder import SlaveBuilder
+from buildfarm.slave.commands.base import (
+    FLUSH_DELAY_S,
+    MAX_CHUNK_CHARS,
+    CommandContext,
+    CommandError,
+    UnknownCommand,
+    UpdateBatcher,
+)
+from buildfarm.slave.commands.registry import defaultRegistry
+from buildfarm.slave.commands.shell import SILENCE_TIMEOUT_S, ShellCommand
+from buildfarm.slave.runtime import SlaveRuntime
+
+BANANA_LIMIT = 640 * 1024
+WAIT_DEADLINE_S = 10.0
+POLL_S = 0.02
+
+
+class RecordingCommandRef:
+    """Stands in for the master's RemoteCommand reference: records every callRemote."""
+
+    def __init__(self):
+        self.calls = []
+
+    def callRemote(self, name, *args):  # noqa: N802 - the PB name
+        self.calls.append((name, *args))
+        return defer.succeed(None)
+
+    def updates(self):
+        """Every update dict, in order."""
+        return [entry[0] for name, *args in self.calls if name == "update" for entry in args[0]]
+
+    def completes(self):
+        return [args for name, *args in self.calls if name == "complete"]
+
+    def text(self, key):
+        return "".join(u[key] for u in self.updates() if key in u)
+
+
+def shellArgs(**overrides):
+    """The arguments the buildfarm master sends for a shell step."""
+    args = {
+        "workdir": "build", "command": ["echo", "hello"], "env": {}, "want_stdout": True,
+        "want_stderr": True, "logEnviron": True, "timeout": 1200, "maxTime": None,
+        "sigtermTime": None, "interruptSignal": "KILL", "usePTY": False, "logfiles": {},
+        "initial_stdin": None,
+    }
+    args.update(overrides)
+    return args
+
+
+@pytest.fixture
+def clock():
+    return task.Clock()
+
+
+@pytest.fixture
+def runtime(tmp_path, clock):
+    return SlaveRuntime(str(tmp_path), defaultRegistry(), reactor, clock, lambda: None)
+
+
+@pytest.fixture
+def builder(runtime):
+    builder = SlaveBuilder("linux", "linux-build", runtime)
+    os.makedirs(builder.basedir)
+    return builder
+
+
+def makeShell(tmp_path, clock, **overrides):
+    context = CommandContext(str(tmp_path / "builder"), str(tmp_path), reactor, clock)
+    return ShellCommand(context, "1", shellArgs(**overrides), lambda entries: None)
+
+
+async def waitFor(predicate, what):
+    for _ in range(int(WAIT_DEADLINE_S / POLL_S)):
+        if predicate():
+            return
+        await task.deferLater(reactor, POLL_S, lambda: None)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+# Arguments
+
+
+def test_missing_command_is_refused_naming_it(tmp_path, clock):
+    args = shellArgs()
+    del args["command"]
+    context = CommandContext(str(tmp_path), str(tmp_path), reactor, clock)
+
+    with pytest.raises(CommandError, match="missing required argument 'command'"):
+        ShellCommand(context, "1", args, lambda entries: None)
+
+
+def test_non_string_env_value_is_refused_naming_the_variable(tmp_path, clock):
+    with pytest.raises(CommandError, match="argument 'env'.*'JOBS'"):
+        makeShell(tmp_path, clock, env={"JOBS": 4})
+
+
+def test_wrongly_typed_timeout_is_refused(tmp_path, clock):
+    with pytest.raises(CommandError, match="argument 'timeout'"):
+        makeShell(tmp_path, clock, timeout="soon")
+
+
+def test_absent_timeout_defaults_to_twenty_minutes_and_none_means_no_limit(tmp_path, clock):
+    args = shellArgs()
+    del args["timeout"]
+    context = CommandContext(str(tmp_path), str(tmp_path), reactor, clock)
+
+    assert ShellCommand(context, "1", args, lambda e: None).args["timeout"] == SILENCE_TIMEOUT_S
+    assert makeShell(tmp_path, clock, timeout=None).args["timeout"] is None
+
+
+def test_argument_names_may_arrive_as_bytes(tmp_path, clock):
+    args = {k.encode(): v for k, v in shellArgs(command=b"echo hi").items()}
+    context = CommandContext(str(tmp_path), str(tmp_path), reactor, clock)
+
+    assert ShellCommand(context, "1", args, lambda e: None).args["command"] == "echo hi"
+
+
+@pytest.mark.parametrize("workdir", ["../../outside", "/etc"])
+def test_workdir_escaping_the_basedir_is_refused(tmp_path, clock, workdir):
+    command = makeShell(tmp_path, clock, workdir=workdir)
+
+    with pytest.raises(CommandError, match="outside the slave's basedir"):
+        command.resolvePath(workdir)
+
+
+def test_workdir_is_relative_to_the_builder_directory(tmp_path, clock):
+    command = makeShell(tmp_path, clock)
+
+    assert command.resolvePath("build") == str(tmp_path / "builder" / "build")
+
+
+def test_registry_reports_the_4x_command_version():
+    assert defaultRegistry().versions() == {"shell": "3.3"}
+
+
+def test_unknown_command_name_is_refused_with_the_known_ones():
+    with pytest.raises(UnknownCommand, match="unknown command 'teleport'.*shell"):
+        defaultRegistry().lookup("teleport")
+
+
+# Output batching
+
+
+class Batches:
+    def __init__(self, clock):
+        self.sent = []
+        self.batcher = UpdateBatcher(self.sent.append, clock)
+
+    def strings(self):
+        return [v for entries in self.sent for update, _ in entries for v in update.values()
+                if isinstance(v, str)]
+
+
+def test_first_header_is_sent_at_once(clock):
+    batches = Batches(clock)
+
+    batches.batcher.add({"header": "make all\n"})
+
+    assert batches.sent == [[[{"header": "make all\n"}, 0]]]
+
+
+def test_output_is_held_briefly_then_sent_together(clock):
+    batches = Batches(clock)
+    batches.batcher.add({"header": "make\n"})
+
+    batches.batcher.add({"stdout": "a\n"})
+    batches.batcher.add({"stdout": "b\n"})
+    assert len(batches.sent) == 1
+
+    clock.advance(FLUSH_DELAY_S)
+    assert batches.sent[-1] == [[{"stdout": "a\nb\n"}, 0]]
+
+
+def test_stream_change_flushes_keeping_the_order(clock):
+    batches = Batches(clock)
+    batches.batcher.add({"header": "make\n"})
+
+    batches.batcher.add({"stdout": "out\n"})
+    batches.batcher.add({"stderr": "err\n"})
+    batches.batcher.add({"rc": 0})
+
+    assert batches.sent[1:] == [[[{"stdout": "out\n"}, 0]],
+                                [[{"stderr": "err\n"}, 0], [{"rc": 0}, 0]]]
+
+
+def test_large_output_never_makes_a_string_near_the_banana_limit(clock):
+    batches = Batches(clock)
+    batches.batcher.add({"header": "cat big\n"})
+
+    batches.batcher.add({"stdout": "x" * (3 * 1024 * 1024 + 17)})
+    batches.batcher.flush()
+
+    strings = batches.strings()
+    assert max(len(s.encode()) for s in strings) <= MAX_CHUNK_CHARS < BANANA_LIMIT
+    assert sum(len(s) for s in strings[1:]) == 3 * 1024 * 1024 + 17
+
+
+def test_buffer_is_sent_when_it_reaches_64_kib_without_waiting(clock):
+    batches = Batches(clock)
+    batches.batcher.add({"header": "make\n"})
+
+    batches.batcher.add({"stdout": "y" * MAX_CHUNK_CHARS})
+
+    assert batches.sent[-1] == [[{"stdout": "y" * MAX_CHUNK_CHARS}, 0]]
+
+
+# The update/complete sequence through a SlaveBuilder
+
+
+@pytest_twisted.ensureDeferred
+async def test_echo_sends_headers_output_rc_then_one_complete(builder, clock):
+    ref = RecordingCommandRef()
+
+    builder.remote_startCommand(ref, "1", "shell", shellArgs())
+    clock.advance(0)
+    await waitFor(lambda: ref.completes(), "complete")
+
+    updates = ref.updates()
+    assert updates[0] == {"header": "echo hello\n"}
+    assert ref.text("stdout") == "hello\n"
+    headers = ref.text("header")
+    assert " in dir " + os.path.join(builder.basedir, "build") in headers
+    assert " argv: ['echo', 'hello']" in headers and " using PTY: False" in headers
+    assert "program finished with exit code 0" in headers and "elapsedTime=" in headers
+    assert updates[-1] == {"rc": 0}
+    assert isinstance(updates[-2]["elapsed"], float)
+    assert ref.calls[-1] == ("complete", None) and len(ref.completes()) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_string_command_runs_through_the_shell_with_the_environment(builder, clock):
+    ref = RecordingCommandRef()
+
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(
+        command="echo $GREETING | tr a-z A-Z", env={"GREETING": "hi"}))
+    clock.advance(0)
+    await waitFor(lambda: ref.completes(), "complete")
+
+    assert ref.text("stdout") == "HI\n"
+    assert "  GREETING=hi\n" in ref.text("header")
+
+
+@pytest_twisted.ensureDeferred
+async def test_unwanted_stderr_is_not_sent(builder, clock):
+    ref = RecordingCommandRef()
+
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(
+        command="echo out; echo err >&2", want_stderr=False))
+    clock.advance(0)
+    await waitFor(lambda: ref.completes(), "complete")
+
+    assert ref.text("stdout") == "out\n" and ref.text("stderr") == ""
+
+
+def test_bad_arguments_complete_with_a_failure_pb_can_send(builder, clock):
+    ref = RecordingCommandRef()
+
+    assert builder.remote_startCommand(ref, "1", "shell", shellArgs(env={"N": 1})) is None
+    clock.advance(0)
+
+    [(failure,)] = ref.completes()
+    assert isinstance(failure, pb.CopyableFailure)
+    assert "argument 'env'" in failure.getErrorMessage()
+    assert builder.command is None
+
+
+def test_workdir_outside_the_basedir_completes_with_a_failure(builder, clock):
+    ref = RecordingCommandRef()
+
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(workdir="../../../etc"))
+    clock.advance(0)
+
+    [(failure,)] = ref.completes()
+    assert "outside the slave's basedir" in failure.getErrorMessage()
+
+
+def test_unknown_command_is_refused_at_start(builder):
+    with pytest.raises(UnknownCommand):
+        builder.remote_startCommand(RecordingCommandRef(), "1", "teleport", {})
+
+
+@pytest_twisted.ensureDeferred
+async def test_second_command_while_one_runs_is_refused(builder, clock):
+    ref = RecordingCommandRef()
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(command=["sleep", "60"]))
+    clock.advance(0)
+    try:
+        with pytest.raises(pb.Error, match="already running command '1'"):
+            builder.remote_startCommand(RecordingCommandRef(), "2", "shell", shellArgs())
+    finally:
+        builder.remote_interruptCommand("1", "test over")
+        await waitFor(lambda: ref.completes(), "complete")
+
+
+@pytest_twisted.ensureDeferred
+async def test_interrupt_kills_the_command_which_still_completes(builder, clock):
+    ref = RecordingCommandRef()
+    builder.remote_startCommand(ref, "7", "shell", shellArgs(command=["sleep", "60"]))
+    clock.advance(0)
+
+    builder.remote_interruptCommand("7", "stopped by user")
+    await waitFor(lambda: ref.completes(), "complete")
+
+    assert "command interrupted: stopped by user, attempting to kill" in ref.text("header")
+    assert ref.updates()[-1] == {"rc": -1}
+    assert ref.calls[-1] == ("complete", None)
+    assert builder.command is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_silence_timeout_reports_its_failure_reason(builder, clock):
+    ref = RecordingCommandRef()
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(command=["sleep", "60"], timeout=30))
+    clock.advance(0)
+
+    clock.advance(30)
+    await waitFor(lambda: ref.completes(), "complete")
+
+    updates = ref.updates()
+    assert {"failure_reason": "timeout_without_output"} in updates
+    assert updates[-1] == {"rc": -1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_lost_master_kills_the_command_and_sends_nothing_more(builder, clock):
+    ref = RecordingCommandRef()
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(command=["sleep", "60"]))
+    clock.advance(0)
+    sentBefore = len(ref.calls)
+
+    builder.stopCommand("lost connection to master")
+    await waitFor(lambda: builder.command is None, "the command to end")
+
+    assert len(ref.calls) == sentBefore
