@@ -144,3 +144,18 @@ def test_start_without_a_tac_is_one_line_and_exit_1(tmp_path):
     result = run_cli("buildslave", "start", str(tmp_path))
 
     assertOneLineError(result, "has no buildbot.tac")
+
+
+def test_start_attaches_to_a_running_master_which_then_runs_a_build(tmp_path, fleet, started):
+    master = fleet.master(command=["echo", "built by buildslave"])
+    basedir = str(tmp_path / "slave")
+    createSlave(basedir, f"127.0.0.1:{master.pb_port}")
+
+    result = run_cli("buildslave", "start", basedir)
+    started.append(basedir)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"buildslave attached to master 127.0.0.1:{master.pb_port}" in result.stdout
+    master.wait_attached("bs1")
+    request = master.wait_request_complete(master.force())
+    assert request["result"] == "success"

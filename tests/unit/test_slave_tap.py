@@ -1,0 +1,55 @@
+"""``twistd buildslave --basedir X`` runs the slave that X/buildbot.tac describes."""
+
+import pytest
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from buildfarm.slave import tap
+from buildfarm.slave.scripts.runner import main
+from buildfarm.slave.service import BuildSlave
+
+
+def createSlave(basedir, *options):
+    assert main(["create-slave", *options, str(basedir), "master.example.org:9000",
+                 "bs1", "pass"]) == 0
+
+
+def slaveOf(service):
+    [slave] = [s for s in service if isinstance(s, BuildSlave)]
+    return slave
+
+
+def makeService(basedir):
+    options = tap.Options()
+    options.parseOptions(["--basedir", str(basedir)])
+    return tap.makeService(options)
+
+
+def test_plugin_is_listed_by_twistd():
+    assert "buildslave" in [maker.tapname for maker in getPlugins(IServiceMaker)]
+
+
+def test_make_service_loads_the_basedir_tac_whatever_the_cwd(tmp_path, monkeypatch, capsys):
+    createSlave(tmp_path / "slave", "--maxdelay", "60")
+    monkeypatch.chdir(tmp_path)
+
+    slave = slaveOf(makeService("slave"))
+
+    assert slave.basedir == str(tmp_path / "slave")
+    assert slave.master == "master.example.org:9000" and slave.slavename == "bs1"
+
+
+def test_relocatable_tac_finds_its_basedir_next_to_itself(tmp_path, monkeypatch, capsys):
+    createSlave(tmp_path / "slave", "--relocatable")
+    (tmp_path / "slave").rename(tmp_path / "moved")
+    monkeypatch.chdir("/")
+
+    slave = slaveOf(makeService(tmp_path / "moved"))
+
+    assert slave.basedir == str(tmp_path / "moved")
+
+
+def test_basedir_without_a_tac_is_a_usage_error(tmp_path):
+    with pytest.raises(usage.UsageError, match="buildbot.tac does not exist"):
+        tap.Options().parseOptions(["--basedir", str(tmp_path)])
