@@ -98,6 +98,28 @@ async def test_initial_stdin_is_written_then_closed(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_pty_gives_the_child_a_terminal_and_merges_its_streams(tmp_path):
+    run = Run(tmp_path, ["sh", "-c", "test -t 1 && echo on a tty; echo err >&2"], usePTY=True)
+
+    result = await run.done
+
+    assert result.rc == 0
+    assert run.text("stdout").replace("\r\n", "\n") == "on a tty\nerr\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_pty_child_is_killed_with_its_group(tmp_path):
+    run = Run(tmp_path, ["sh", "-c", "sleep 60 & echo $!; wait"], usePTY=True)
+    await run.waitFor(lambda: run.text("stdout").strip(), "the grandchild's pid")
+    grandchild = int(run.text("stdout"))
+
+    run.runner.kill("command interrupted")
+    await run.done
+
+    await run.waitFor(lambda: processGone(grandchild), "the grandchild to die")
+
+
+@pytest_twisted.ensureDeferred
 async def test_silence_timeout_kills_the_process_with_rc_minus_one(tmp_path):
     run = Run(tmp_path, ["sleep", "60"], timeout=10)
 
