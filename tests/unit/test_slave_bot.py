@@ -30,6 +30,7 @@ from buildfarm.slave.service import (
     KEEPALIVE_DEADLINE_S,
     LOGIN_TIMEOUT_S,
     SHUTDOWN_DELAY_S,
+    SHUTDOWN_STAMP_POLL_S,
     BuildSlave,
 )
 
@@ -446,6 +447,26 @@ def test_graceful_shutdown_asks_the_master(memorySlave):
     harness.pump.flush()
 
     assert harness.realm.avatars[-1].shutdownRequests == 1
+
+
+def test_touching_the_shutdown_stamp_asks_the_master_to_shut_down(memorySlave, tmp_path):
+    harness = memorySlave(allow_shutdown="file")
+    harness.connect()
+
+    (tmp_path / "shutdown.stamp").touch()
+    harness.reactor.advance(SHUTDOWN_STAMP_POLL_S)
+    harness.pump.flush()
+
+    assert harness.realm.avatars[-1].shutdownRequests == 1
+
+
+def test_shutdown_request_while_detached_stops_at_once(memorySlave):
+    harness = memorySlave()
+    harness.reactor.running = True
+
+    harness.slave.gracefulShutdown()
+
+    assert harness.reactor.hasStopped
 
 
 def test_maxretries_stops_the_slave_after_that_many_failures(memorySlave):
