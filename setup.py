@@ -81,7 +81,7 @@ setup(
         "klein>=24.8.0",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-twisted>=1.14", "ruff>=0.5"],
+        "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "ruff>=0.5"],
     },
     cmdclass={"editable_wheel": editable_wheel_with_plugins},
     entry_points={
