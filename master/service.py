@@ -19,12 +19,13 @@ import socket
 
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.common.results import RETRY
 from buildfarm.master.config import MasterConfig, load_config
-from buildfarm.master.db.connector import DBConnector
+from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
@@ -32,6 +33,8 @@ from buildfarm.master.www.site import WWWService
 
 log = Logger()
 
+# Start-up failures the message alone explains: logged without a traceback.
+EXPECTED_START_FAILURES = (SchemaNotCurrent, CannotListenError)
 READY_MESSAGE = "BuildMaster is running"
 FAILED_MESSAGE = "BuildMaster failed to start"
 
@@ -99,7 +102,8 @@ class BuildMaster(service.MultiService):
 
     def _failed_to_start(self, failure) -> None:
         log.error(FAILED_MESSAGE + ": {why}", why=failure.getErrorMessage() or failure.type.__name__)
-        log.failure("start-up failure", failure)
+        if not failure.check(*EXPECTED_START_FAILURES):
+            log.failure("unexpected start-up failure", failure)
         if IReactorCore.providedBy(self.reactor) and self.reactor.running:
             self.reactor.stop()
 

@@ -76,6 +76,7 @@ def test_start_with_a_taken_port_fails_with_the_log_tail(tmp_path, fleet):
     assert result.returncode == 1
     assert "the master did not start" in result.stderr
     assert "Address already in use" in result.stderr or "in use" in result.stderr
+    assert_no_traceback(result)
 
 
 def test_restart_with_broken_config_keeps_the_running_master(fleet):
@@ -146,3 +147,18 @@ def test_twistd_lists_both_plugins_in_a_plain_install(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(target))
     out = twistd_help(sys.executable, env)
     assert "buildmaster" in out and "buildslave" in out
+
+
+def test_start_on_an_unupgraded_database_names_the_fix(tmp_path):
+    basedir = str(tmp_path / "bm")
+    run_cli("buildmaster", "create-master", basedir, check=True)
+    for name in os.listdir(basedir):
+        if name.startswith("state.sqlite"):
+            os.remove(os.path.join(basedir, name))
+    result = run_cli("buildmaster", "start", basedir)
+    assert result.returncode == 1
+    assert f"database schema is not current; run: buildmaster upgrade-master {basedir}" in result.stderr
+    assert_no_traceback(result)
+    assert run_cli("buildmaster", "upgrade-master", basedir).returncode == 0
+    assert run_cli("buildmaster", "start", basedir).returncode == 0
+    run_cli("buildmaster", "stop", basedir, check=True)
