@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.spread import pb
 
+from buildfarm.common.text import as_text
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline, remote_failure_is
 
 log = Logger()
@@ -70,11 +71,11 @@ class BuildSlave(pb.Avatar):
             info = await self._tolerant("getSlaveInfo") or {}
             info["slave_commands"] = await self._tolerant("getCommands") or {}
             info["version"] = await self._tolerant("getVersion")
-        self.info = {_text(k): v for k, v in dict(info or {}).items()}
+        self.info = {as_text(k): v for k, v in dict(info or {}).items()}
         commands = self.info.get("worker_commands") or self.info.get("slave_commands") or {}
-        self.commands = {_text(k): _text(v) for k, v in commands.items()}
+        self.commands = {as_text(k): as_text(v) for k, v in commands.items()}
         version = self.info.get("version")
-        self.version = _text(version) if version is not None else None
+        self.version = as_text(version) if version is not None else None
 
     async def _tolerant(self, method: str):
         try:
@@ -87,7 +88,7 @@ class BuildSlave(pb.Avatar):
     async def set_builder_list(self, builders: list[tuple[str, str]]) -> None:
         """Send the complete builder list; greet each SlaveBuilder reference it returns."""
         refs = await self._call(self.mind, "setBuilderList", [list(b) for b in builders])
-        self.remote_builders = {_text(name): ref for name, ref in dict(refs or {}).items()}
+        self.remote_builders = {as_text(name): ref for name, ref in dict(refs or {}).items()}
         for ref in self.remote_builders.values():
             for method, arg in (("setMaster", MasterSideBuilderReference()), ("print", "attached")):
                 try:
@@ -181,9 +182,6 @@ class BuildSlave(pb.Avatar):
         for d in waiters:
             d.callback(None)
 
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _peer_of(mind) -> str:

@@ -14,6 +14,8 @@ from twisted.logger import Logger
 from twisted.spread import pb
 from zope.interface import implementer
 
+from buildfarm.common.text import as_text
+
 log = Logger()
 
 
@@ -21,9 +23,6 @@ class LoginRefused(pb.Error, error.UnauthorizedLogin):
     """A refused slave login.  As a ``pb.Error`` PB sends it without logging a traceback;
     as an ``UnauthorizedLogin`` slaves (ours and stock workers) recognise it and retry."""
 
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 @implementer(ICredentialsChecker)
@@ -37,7 +36,7 @@ class SlavePasswordChecker:
         self._passwords = passwords
 
     def requestAvatarId(self, creds):  # noqa: N802 - Cred's interface
-        name = _text(creds.username)
+        name = as_text(creds.username)
         password = self._passwords(name)
         if password is None:
             log.warn("login refused for unknown slave {name!r}", name=name)
@@ -63,7 +62,7 @@ class Dispatcher:
     def requestAvatar(self, avatarId, mind, *interfaces):  # noqa: N802,N803 - Cred's interface
         if pb.IPerspective not in interfaces:
             raise NotImplementedError("slaves log in for a pb.IPerspective only")
-        name = _text(avatarId)
+        name = as_text(avatarId)
         d = defer.ensureDeferred(self.botmaster.slave_attaching(name, mind))
         d.addCallback(lambda slave: (pb.IPerspective, slave, lambda: slave.detached(mind)))
         return d

@@ -9,6 +9,7 @@ kept for the step to read.  A slave lost mid-command ends the command with ``Sla
 from twisted.internet import defer
 from twisted.spread import pb
 
+from buildfarm.common.text import as_text
 from buildfarm.master.process.buildstep import StepLog
 
 OUTPUT_KEYS = ("header", "stdout", "stderr")
@@ -21,9 +22,6 @@ class SlaveLost(Exception):
 class RemoteCommandFailed(Exception):
     """The command itself broke on the slave (bad arguments, a spawn error)."""
 
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class RemoteCommand(pb.Referenceable):
@@ -60,11 +58,11 @@ class RemoteCommand(pb.Referenceable):
         for item in updates:
             update = item[0] if isinstance(item, list | tuple) else item
             for key, value in dict(update).items():
-                self._apply(_text(key), value)
+                self._apply(as_text(key), value)
 
     def _apply(self, key: str, value) -> None:
         if key in OUTPUT_KEYS and self.log is not None:
-            text = _text(value)
+            text = as_text(value)
             {"header": self.log.add_header, "stdout": self.log.add_stdout,
              "stderr": self.log.add_stderr}[key](text)
         elif key == "rc":
@@ -80,4 +78,4 @@ class RemoteCommand(pb.Referenceable):
             self._done.callback(None)
         else:
             reason = getattr(failure, "value", failure)
-            self._done.errback(RemoteCommandFailed(_text(reason)))
+            self._done.errback(RemoteCommandFailed(as_text(reason)))

@@ -100,6 +100,16 @@ class JSONAPI:
             raise APIError(400, f"{name} must be an integer >= {minimum}, not {value!r}")
         return int(value)
 
+    def _list_filters(self, request) -> dict:
+        """The filters and paging of a list endpoint: ?builder=, ?complete=, ?limit=, ?offset=."""
+        builder = self._arg(request, "builder")
+        return {
+            "builderid": self._builder_id(builder) if builder else None,
+            "complete": self._bool_arg(request, "complete"),
+            "limit": self._int_arg(request, "limit", None, 1),
+            "offset": self._int_arg(request, "offset", 0),
+        }
+
     def _builder_id(self, name: str) -> int:
         builder = self.master.botmaster.builders.get(name)
         if builder is None:
@@ -174,13 +184,7 @@ class JSONAPI:
 
     @app.route("/api/v1/buildrequests", methods=["GET"])
     async def buildrequests(self, request):
-        builder = self._arg(request, "builder")
-        rows = await self.master.db.buildrequests.get_all(
-            builderid=self._builder_id(builder) if builder else None,
-            complete=self._bool_arg(request, "complete"),
-            limit=self._int_arg(request, "limit", None, 1),
-            offset=self._int_arg(request, "offset", 0),
-        )
+        rows = await self.master.db.buildrequests.get_all(**self._list_filters(request))
         return self._json(request, {"buildrequests": [with_result_name(r) for r in rows]})
 
     @app.route("/api/v1/buildrequests/<int:brid>", methods=["GET"])
@@ -192,13 +196,7 @@ class JSONAPI:
 
     @app.route("/api/v1/builds", methods=["GET"])
     async def builds(self, request):
-        builder = self._arg(request, "builder")
-        rows = await self.master.db.builds.get_all(
-            builderid=self._builder_id(builder) if builder else None,
-            complete=self._bool_arg(request, "complete"),
-            limit=self._int_arg(request, "limit", None, 1),
-            offset=self._int_arg(request, "offset", 0),
-        )
+        rows = await self.master.db.builds.get_all(**self._list_filters(request))
         return self._json(request, {"builds": [with_result_name(r) for r in rows]})
 
     @app.route("/api/v1/builds/<int:buildid>", methods=["GET"])

@@ -10,6 +10,13 @@ from buildfarm.master.www.api import JSONAPI
 log = Logger()
 
 
+class QuietSite(Site):
+    """A Site without per-request access lines: API pollers would drown twistd.log."""
+
+    def log(self, request):
+        pass
+
+
 class WWWService(service.Service):
     """Serves the JSON API on the configured web port."""
 
@@ -21,7 +28,7 @@ class WWWService(service.Service):
 
     def make_site(self) -> Site:
         """The twisted.web Site with every resource of the master."""
-        site = Site(JSONAPI(self.master).resource())
+        site = QuietSite(JSONAPI(self.master).resource())
         site.displayTracebacks = False
         return site
 

@@ -4,16 +4,9 @@ import pytest_twisted
 from twisted.internet import defer
 
 from buildfarm.master.db.connector import DBConnector
-from buildfarm.master.db.testing import TEST_DB_URL, add_running_build, open_test_db
+from buildfarm.master.db.testing import TEST_DB_URL, add_running_build
 
 SUCCESS = 0
-
-
-@pytest_twisted.async_yield_fixture
-async def db(tmp_path):
-    connector = await open_test_db(str(tmp_path))
-    yield connector
-    await connector.stopService()
 
 
 async def _masters_and_builder(db):

@@ -3,14 +3,7 @@
 import pytest_twisted
 
 from buildfarm.master.db.logs import slugify
-from buildfarm.master.db.testing import add_running_build, open_test_db
-
-
-@pytest_twisted.async_yield_fixture
-async def db(tmp_path):
-    connector = await open_test_db(str(tmp_path))
-    yield connector
-    await connector.stopService()
+from buildfarm.master.db.testing import add_running_build
 
 
 @pytest_twisted.async_fixture

@@ -4,14 +4,6 @@ import pytest_twisted
 import sqlalchemy as sa
 
 from buildfarm.master.db import model
-from buildfarm.master.db.testing import open_test_db
-
-
-@pytest_twisted.async_yield_fixture
-async def db(tmp_path):
-    connector = await open_test_db(str(tmp_path))
-    yield connector
-    await connector.stopService()
 
 
 @pytest_twisted.ensureDeferred

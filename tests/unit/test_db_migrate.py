@@ -13,14 +13,7 @@ from buildfarm.master.db import model
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.db.engine import create_engine
 from buildfarm.master.db.migrate import resolve_db_url, schema_is_current, upgrade_database
-from buildfarm.master.db.testing import TEST_DB_URL, open_test_db
-
-
-@pytest_twisted.async_yield_fixture
-async def db(tmp_path):
-    connector = await open_test_db(str(tmp_path))
-    yield connector
-    await connector.stopService()
+from buildfarm.master.db.testing import TEST_DB_URL
 
 
 def test_relative_sqlite_path_is_resolved_against_basedir(tmp_path):

@@ -2,15 +2,6 @@
 
 import pytest_twisted
 
-from buildfarm.master.db.testing import open_test_db
-
-
-@pytest_twisted.async_yield_fixture
-async def db(tmp_path):
-    connector = await open_test_db(str(tmp_path))
-    yield connector
-    await connector.stopService()
-
 
 @pytest_twisted.async_fixture
 async def masters(db):

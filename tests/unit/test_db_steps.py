@@ -2,16 +2,9 @@
 
 import pytest_twisted
 
-from buildfarm.master.db.testing import add_running_build, open_test_db
+from buildfarm.master.db.testing import add_running_build
 
 SUCCESS = 0
-
-
-@pytest_twisted.async_yield_fixture
-async def db(tmp_path):
-    connector = await open_test_db(str(tmp_path))
-    yield connector
-    await connector.stopService()
 
 
 @pytest_twisted.ensureDeferred
