@@ -3,9 +3,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Stock Buildbot 4.3, for the interop tests only: buildfarm imports nothing of it.
+INTEROP_VENV := .venv-interop
+INTEROP_STAMP := $(INTEROP_VENV)/.installed
+BUILDBOT_VERSION := 4.3.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install clean demo-stop
+.PHONY: demo test lint install interop clean demo-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -17,10 +21,19 @@ $(STAMP): $(BIN)/python setup.py pyproject.toml
 
 install: $(STAMP)
 
+$(INTEROP_STAMP):
+	$(PYTHON) -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/pip install -q --upgrade pip setuptools wheel
+	$(INTEROP_VENV)/bin/pip install -q buildbot==$(BUILDBOT_VERSION) buildbot-www==$(BUILDBOT_VERSION) \
+		buildbot-worker==$(BUILDBOT_VERSION)
+	touch $(INTEROP_STAMP)
+
+interop: $(INTEROP_STAMP)
+
 lint: install
 	$(BIN)/ruff check master slave common tests twisted setup.py
 
-test: install lint
+test: install interop lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install
@@ -32,4 +45,4 @@ demo-stop:
 	-$(BIN)/buildmaster stop demo/master
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo
+	rm -rf $(VENV) $(INTEROP_VENV) build *.egg-info demo

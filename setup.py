@@ -72,7 +72,7 @@ setup(
     include_package_data=True,
     python_requires=">=3.11",
     install_requires=[
-        "twisted>=24.3.0",
+        "twisted[tls]>=24.3.0",
         "zope.interface>=6.0",
         "sqlalchemy>=2.0",
         "alembic>=1.13",
