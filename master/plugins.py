@@ -10,13 +10,29 @@ from types import SimpleNamespace
 
 from buildfarm.master.config import BuilderConfig, SlaveConfig
 from buildfarm.master.process.factory import BuildFactory
+from buildfarm.master.process.steps.fs import CopyDirectory, MakeDirectory, RemoveDirectory
 from buildfarm.master.process.steps.shell import ShellCommand
+from buildfarm.master.process.steps.transfer import (
+    DirectoryUpload,
+    FileDownload,
+    FileUpload,
+    StringDownload,
+)
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 
 slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=SlaveConfig)
 worker = workers = SimpleNamespace(Worker=SlaveConfig, BuildSlave=SlaveConfig)
 schedulers = SimpleNamespace(ForceScheduler=ForceScheduler)
-steps = SimpleNamespace(ShellCommand=ShellCommand)
+steps = SimpleNamespace(
+    ShellCommand=ShellCommand,
+    FileUpload=FileUpload,
+    DirectoryUpload=DirectoryUpload,
+    FileDownload=FileDownload,
+    StringDownload=StringDownload,
+    MakeDirectory=MakeDirectory,
+    RemoveDirectory=RemoveDirectory,
+    CopyDirectory=CopyDirectory,
+)
 util = SimpleNamespace(BuilderConfig=BuilderConfig, BuildFactory=BuildFactory)
 
 __all__ = ["schedulers", "slaves", "steps", "util", "worker", "workers"]

@@ -23,6 +23,10 @@ class RemoteCommandFailed(Exception):
     """The command itself broke on the slave (bad arguments, a spawn error)."""
 
 
+class CommandInterrupted(Exception):
+    """The command was interrupted and the slave did not confirm it in time."""
+
+
 
 class RemoteCommand(pb.Referenceable):
     """A command the master asked a slave to run, collecting its updates."""
@@ -33,7 +37,11 @@ class RemoteCommand(pb.Referenceable):
         self.log = log
         self.rc: int | None = None
         self.updates: dict = {}
+        self.interrupted: str | None = None
         self._done: defer.Deferred = defer.Deferred()
+        self._builder_ref = None
+        self._command_id: str | None = None
+        self._deadline = None
 
     async def run(self, builder_ref, command_id: str) -> dict:
         """Start the command on the slave and wait for ``complete``; return the last updates."""
@@ -42,6 +50,7 @@ class RemoteCommand(pb.Referenceable):
             if not self._done.called:
                 self._done.errback(SlaveLost(f"slave lost while running {self.name}"))
 
+        self._builder_ref, self._command_id = builder_ref, command_id
         builder_ref.notifyOnDisconnect(lost)
         try:
             try:
@@ -51,7 +60,24 @@ class RemoteCommand(pb.Referenceable):
             await self._done
         finally:
             builder_ref.dontNotifyOnDisconnect(lost)
+            if self._deadline is not None and self._deadline.active():
+                self._deadline.cancel()
         return dict(self.updates, rc=self.rc)
+
+    def interrupt(self, why: str, clock, deadline_s: float) -> None:
+        """Ask the slave to kill the command; end it ourselves if it has not in ``deadline_s``."""
+        if self._done.called or self.interrupted:
+            return
+        self.interrupted = why
+        if self._builder_ref is not None:
+            d = self._builder_ref.callRemote("interruptCommand", self._command_id, why)
+            d.addErrback(lambda _: None)  # a slave that cannot answer meets the deadline
+        self._deadline = clock.callLater(deadline_s, self._give_up, deadline_s)
+
+    def _give_up(self, deadline_s: float) -> None:
+        if not self._done.called:
+            self._done.errback(CommandInterrupted(
+                f"the slave did not end the interrupted {self.name} within {deadline_s:g} s"))
 
     def remote_update(self, updates) -> None:
         """A batch of ``[update_dict, 0]`` pairs (a bare dict is accepted too)."""

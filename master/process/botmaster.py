@@ -75,6 +75,19 @@ class BotMaster(service.Service):
             return True
         return self.builds_running_on(slave) < config.max_builds
 
+    def running_build(self, buildid: int) -> Build | None:
+        """The running build with that id, if this master runs it."""
+        return next((b for b in self.running_builds if b.buildid == buildid), None)
+
+    def request_slave_shutdown(self, name: str) -> BuildSlave:
+        """Shut an attached slave down gracefully: no new builds, stop once idle."""
+        slave = self.slaves[name]
+        if not slave.shutting_down:
+            log.info("graceful shutdown of slave {name} requested; it takes no new builds", name=name)
+        slave.shutting_down = True
+        self.maybe_shut_down_slave(slave)
+        return slave
+
     def builds_running_on(self, slave: BuildSlave) -> int:
         return sum(1 for b in self.running_builds if b.slavebuilder.slave is slave)
 

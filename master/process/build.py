@@ -1,19 +1,30 @@
 """``Build``: runs one build request's steps on one slave and records the result."""
 
+import os
 import traceback
 
 from twisted.logger import Logger
 from twisted.spread import pb
 
-from buildfarm.common.results import EXCEPTION, RETRY, SUCCESS, result_name
+from buildfarm.common.results import CANCELLED, EXCEPTION, RETRY, SUCCESS, result_name
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline
-from buildfarm.master.pb.remotecommand import RemoteCommand, RemoteCommandFailed, SlaveLost
+from buildfarm.master.pb.remotecommand import (
+    CommandInterrupted,
+    RemoteCommand,
+    RemoteCommandFailed,
+    SlaveLost,
+)
 from buildfarm.master.process.buildstep import BuildStep, fold_step_result
 from buildfarm.master.process.logwriter import LogWriter
 
 log = Logger()
 
 START_BUILD_TIMEOUT_S = 60.0
+INTERRUPT_DEADLINE_S = 15.0  # after this the master ends an interrupted command itself
+
+
+class SlaveLacksCommand(Exception):
+    """The slave does not offer a command the step needs."""
 LOST = (SlaveLost, pb.PBConnectionLost, pb.DeadReferenceError, DeadlineExceeded)
 
 
@@ -37,8 +48,23 @@ class StepRun:
 
     async def run_command(self, name: str, args: dict, log: LogWriter | None) -> dict:
         """Run a remote command on the build's slave; return its final updates and ``rc``."""
+        commands = self.build.slavebuilder.slave.commands
+        if commands and name not in commands:
+            raise SlaveLacksCommand(f"slave {self.build.slavebuilder.slave.name} has no {name!r} command")
         command = RemoteCommand(name, args, log)
-        return await command.run(self.build.slavebuilder.remote, self.build.next_command_id())
+        self.build.current_command = command
+        try:
+            return await command.run(self.build.slavebuilder.remote, self.build.next_command_id())
+        finally:
+            self.build.current_command = None
+
+    def command_version(self, name: str) -> str | None:
+        """The version the slave reported for a command (None if it has no such command)."""
+        return self.build.slavebuilder.slave.commands.get(name)
+
+    def master_path(self, path: str) -> str:
+        """A master-side path: relative ones are taken from the master's basedir."""
+        return os.path.join(self.build.master.basedir, os.path.expanduser(path))
 
     async def close_logs(self) -> None:
         for writer in self.logs:
@@ -56,6 +82,8 @@ class Build:
         self.buildid: int | None = None
         self.number: int | None = None
         self.results: int | None = None
+        self.stopped: str | None = None
+        self.current_command: RemoteCommand | None = None
         self._commands = 0
 
     def next_command_id(self) -> str:
@@ -64,6 +92,15 @@ class Build:
 
     def now(self) -> float:
         return self.master.reactor.seconds()
+
+    def stop(self, reason: str) -> None:
+        """Stop the build: interrupt its command, run no further step; it ends CANCELLED."""
+        if self.stopped is not None:
+            return
+        self.stopped = reason
+        log.info("stopping build {id}: {reason}", id=self.buildid, reason=reason)
+        if self.current_command is not None:
+            self.current_command.interrupt(reason, self.master.reactor, INTERRUPT_DEADLINE_S)
 
     async def run(self) -> int:
         """Run the build to the end; return its result (RETRY when the slave was lost)."""
@@ -96,6 +133,8 @@ class Build:
             return EXCEPTION, f"startBuild failed: {e}"
         results, halted = SUCCESS, False
         for number, step in enumerate(self.builder.config.factory.steps):
+            if self.stopped is not None:
+                return CANCELLED, f"build cancelled: {self.stopped}"
             if halted and not step.alwaysRun:
                 continue
             await self.master.db.builds.set_state(self.buildid, f"running {step.name}")
@@ -112,6 +151,11 @@ class Build:
             results, state = await step.run(run)
         except LOST:
             results, state = RETRY, "slave lost"
+        except CommandInterrupted as e:
+            results, state = CANCELLED, str(e)
+        except SlaveLacksCommand as e:
+            results, state = EXCEPTION, str(e)
+            await self._exception_log(run, state)
         except RemoteCommandFailed as e:
             results, state = EXCEPTION, f"command failed on the slave: {e}"
             await self._exception_log(run, str(e))
@@ -122,6 +166,8 @@ class Build:
             results, state = EXCEPTION, "exception on the master"
             await self._exception_log(run, traceback.format_exc())
             log.failure("step {name} raised", name=step.name)
+        if self.stopped is not None and results not in (SUCCESS, RETRY):
+            results, state = CANCELLED, f"{state} (cancelled: {self.stopped})"
         await run.close_logs()
         await db.steps.finish(stepid, results, self.now(), state)
         return results

@@ -18,6 +18,7 @@ log = Logger()
 
 MAX_BODY_BYTES = 1024 * 1024
 FORCE_FIELDS = frozenset({"reason", "properties", "owner"})
+STOP_FIELDS = frozenset({"reason"})
 
 
 class APIError(Exception):
@@ -212,6 +213,23 @@ class JSONAPI:
             steps.append(with_result_name({**step, "logs": logs}))
         return self._json(request, with_result_name({**build, "steps": steps}))
 
+    @app.route("/api/v1/builds/<int:buildid>/stop", methods=["POST"])
+    async def stop_build(self, request, buildid):
+        body = self._json_body(request)
+        unknown = sorted(set(body) - STOP_FIELDS)
+        if unknown:
+            raise APIError(400, f"unknown field {unknown[0]!r} (allowed: reason)")
+        reason = body.get("reason", "stopped through the API")
+        if not isinstance(reason, str):
+            raise APIError(400, "reason must be a string")
+        build = self.master.botmaster.running_build(buildid)
+        if build is None:
+            if await self.master.db.builds.get(buildid) is None:
+                raise APIError(404, f"no build {buildid}")
+            raise APIError(409, f"build {buildid} is not running")
+        build.stop(reason)
+        return self._json(request, {"buildid": buildid, "stopping": True, "reason": reason})
+
     @app.route("/api/v1/builds/<int:buildid>/steps/<int:number>/logs/<string:logname>",
                methods=["GET"])
     async def log_text(self, request, buildid, number, logname):
@@ -227,6 +245,16 @@ class JSONAPI:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return text.encode("utf-8")
 
+    @app.route("/api/v1/slaves/<string:name>/shutdown", methods=["POST"])
+    def shutdown_slave(self, request, name):
+        if name not in self.master.config.slaves:
+            raise APIError(404, f"no slave named {name!r}")
+        if name not in self.master.botmaster.slaves:
+            raise APIError(409, f"slave {name!r} is not attached")
+        slave = self.master.botmaster.request_slave_shutdown(name)
+        return self._json(request, {"name": name, "shutting_down": True,
+                                    "running_builds": self.master.botmaster.builds_running_on(slave)})
+
     @app.route("/api/v1/slaves", methods=["GET"])
     async def slaves(self, request):
         known = {row["name"]: row for row in await self.master.db.slaves.get_all()}
@@ -239,6 +267,7 @@ class JSONAPI:
                 "name": name,
                 "configured": name in self.master.config.slaves,
                 "connected": live is not None,
+                "shutting_down": bool(live and live.shutting_down),
                 "version": live.version if live else row.get("version"),
                 "info": live.info if live else row.get("info") or {},
                 "builders": sorted(live.remote_builders) if live else [],

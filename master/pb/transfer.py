@@ -1,0 +1,179 @@
+"""The master's ends of file transfers, called by the slave (PROTOCOL section 5).
+
+``FileWriter`` receives an upload into a temporary file beside its destination and moves
+it into place atomically on ``close``; ``DirectoryWriter`` receives a tar and extracts it
+safely on ``unpack``; ``FileReader`` serves a download.  Every disk operation runs in a
+thread so the reactor never waits on the disk; the slave waits for each reply, so calls
+of one transfer never overlap.
+"""
+
+import io
+import os
+import tarfile
+import tempfile
+
+from twisted.internet import threads
+from twisted.spread import pb
+
+
+class TransferError(pb.Error):
+    """A transfer the master cannot complete (disk full, unsafe archive, ...)."""
+
+
+class FileWriter(pb.Referenceable):
+    """Where an uploaded file's blocks go: ``write``* then ``utime``? then ``close``."""
+
+    def __init__(self, destfile: str, maxsize: int | None = None, mode: int | None = None):
+        self.destfile = os.path.abspath(destfile)
+        self.maxsize = maxsize
+        self.mode = mode
+        self.received = 0
+        self.truncated = False
+        self._fp = None
+        self._tmpname: str | None = None
+        self._times: tuple[float, float] | None = None
+        self.closed = False
+
+    def _open(self) -> None:
+        directory = os.path.dirname(self.destfile)
+        os.makedirs(directory, exist_ok=True)
+        fd, self._tmpname = tempfile.mkstemp(dir=directory, prefix=".upload-")
+        self._fp = os.fdopen(fd, "wb")
+
+    def _write(self, data: bytes) -> None:
+        if self._fp is None:
+            self._open()
+        if self.maxsize is not None and self.received + len(data) > self.maxsize:
+            data = data[: max(0, self.maxsize - self.received)]
+            self.truncated = True
+        self._fp.write(data)
+        self.received += len(data)
+
+    def remote_write(self, data):
+        """One block of the file (bytes, or str from old slaves)."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        return threads.deferToThread(self._write, data)
+
+    def remote_utime(self, accessed_modified):
+        """Keep the source's access and modification times (``keepstamp``)."""
+        accessed, modified = accessed_modified
+        self._times = (float(accessed), float(modified))
+
+    def _finish(self) -> None:
+        if self._fp is None:
+            self._open()  # an empty file sends no block
+        self._fp.close()
+        if self.mode is not None:
+            os.chmod(self._tmpname, self.mode)
+        os.replace(self._tmpname, self.destfile)
+        self._tmpname = None
+        if self._times is not None:
+            os.utime(self.destfile, self._times)
+
+    def remote_close(self):
+        """The whole file arrived: move it into place."""
+        self.closed = True
+        return threads.deferToThread(self._finish)
+
+    def _discard(self) -> None:
+        if self._fp is not None and not self._fp.closed:
+            self._fp.close()
+        if self._tmpname and os.path.exists(self._tmpname):
+            os.remove(self._tmpname)
+        self._tmpname = None
+
+    def cancel(self):
+        """The transfer failed: delete what was written."""
+        return threads.deferToThread(self._discard)
+
+
+class DirectoryWriter(FileWriter):
+    """Receives a tar of a directory and extracts it under ``destdir`` on ``unpack``."""
+
+    def __init__(self, destdir: str, maxsize: int | None = None, compress: str | None = None,
+                 mode: int | None = 0o600):
+        self.destdir = os.path.abspath(destdir)
+        self.compress = compress
+        super().__init__(os.path.join(self.destdir, ".upload.tar"), maxsize, mode)
+
+    def remote_unpack(self):
+        """The archive is complete: extract it, refusing anything that would leave destdir."""
+        return threads.deferToThread(self._unpack)
+
+    def _unpack(self) -> None:
+        archive = self.destfile
+        if self._tmpname is not None:  # the slave may unpack before close
+            self._finish()
+        try:
+            extract_safely(archive, self.destdir, self.compress)
+        finally:
+            if os.path.exists(archive):
+                os.remove(archive)
+
+    def remote_close(self):
+        self.closed = True
+        if self._tmpname is None:
+            return None  # unpack already finished the archive
+        return threads.deferToThread(self._finish)
+
+
+def extract_safely(archive: str, destdir: str, compress: str | None) -> None:
+    """Extract a tar under ``destdir``; refuse it whole if any member would escape.
+
+    Every member is checked first with tarfile's ``data`` filter (no absolute or ``..``
+    paths, no links out of the destination, no device files), so an unsafe archive writes
+    nothing at all.
+    """
+    mode = "r:" + compress if compress else "r:"
+    try:
+        with tarfile.open(archive, mode) as tar:
+            members = tar.getmembers()
+            for member in members:
+                tarfile.data_filter(member, destdir)
+            tar.extractall(destdir, members=members, filter="data")
+    except tarfile.FilterError as e:
+        raise TransferError(f"refusing unsafe archive member: {e}") from None
+    except (tarfile.TarError, EOFError) as e:
+        raise TransferError(f"bad archive: {e}") from None
+
+
+class FileReader(pb.Referenceable):
+    """Serves a file to the slave: ``read(maxlength)`` until b"", then ``close``."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fp = None
+
+    def open(self):
+        """Open the source (in a thread); fails if it cannot be read."""
+        return threads.deferToThread(self._open)
+
+    def _open(self) -> None:
+        self._fp = open(self.path, "rb")  # noqa: SIM115 - closed by remote_close/cancel
+
+    def remote_read(self, maxlength):
+        """Up to ``maxlength`` bytes; b"" at the end."""
+        return threads.deferToThread(self._fp.read, int(maxlength))
+
+    def remote_close(self):
+        """The slave has everything."""
+        return self.cancel()
+
+    def cancel(self):
+        fp, self._fp = self._fp, None
+        return threads.deferToThread(fp.close) if fp is not None else None
+
+
+class BytesReader(FileReader):
+    """Serves bytes held in memory (``StringDownload``)."""
+
+    def __init__(self, data: bytes):
+        super().__init__("<string>")
+        self._data = data
+
+    def _open(self) -> None:
+        self._fp = io.BytesIO(self._data)
+
+    def remote_read(self, maxlength):
+        return self._fp.read(int(maxlength))
