@@ -12,7 +12,7 @@ import os
 import tarfile
 import tempfile
 
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.spread import pb
 
 
@@ -114,7 +114,7 @@ class DirectoryWriter(FileWriter):
     def remote_close(self):
         self.closed = True
         if self._tmpname is None:
-            return None  # unpack already finished the archive
+            return defer.succeed(None)  # unpack already finished the archive
         return threads.deferToThread(self._finish)
 
 
@@ -130,6 +130,8 @@ def extract_safely(archive: str, destdir: str, compress: str | None) -> None:
         with tarfile.open(archive, mode) as tar:
             members = tar.getmembers()
             for member in members:
+                if os.path.isabs(member.name) or member.name.startswith(("/", "\\")):
+                    raise TransferError(f"refusing unsafe archive member: absolute path {member.name!r}")
                 tarfile.data_filter(member, destdir)
             tar.extractall(destdir, members=members, filter="data")
     except tarfile.FilterError as e:
@@ -162,7 +164,7 @@ class FileReader(pb.Referenceable):
 
     def cancel(self):
         fp, self._fp = self._fp, None
-        return threads.deferToThread(fp.close) if fp is not None else None
+        return threads.deferToThread(fp.close) if fp is not None else defer.succeed(None)
 
 
 class BytesReader(FileReader):

@@ -57,12 +57,12 @@ class TransferStep(BuildStep):
         try:
             outcome = await ctx.run_command(self.command, {**base, **args}, log)
         except BaseException:
-            await _maybe(helper.cancel())
+            await helper.cancel()
             raise
         rc = outcome.get("rc")
         truncated = getattr(helper, "truncated", False)
         if rc != 0 or truncated:
-            await _maybe(helper.cancel())
+            await helper.cancel()
             if truncated:
                 log.add_stderr(f"maximum size of {self.maxsize} bytes exceeded\n")
             return FAILURE, f"{self.describe()} (failure)"
@@ -70,11 +70,6 @@ class TransferStep(BuildStep):
 
     def describe(self) -> str:
         return self.name
-
-
-async def _maybe(result):
-    if result is not None:
-        await result
 
 
 class FileUpload(TransferStep):

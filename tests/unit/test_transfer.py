@@ -1,0 +1,130 @@
+"""The master's ends of file transfers: atomic uploads, size limits, safe archives."""
+
+import io
+import os
+import tarfile
+
+import pytest
+import pytest_twisted
+
+from buildfarm.master.pb.transfer import DirectoryWriter, FileReader, FileWriter, TransferError
+from buildfarm.master.process.steps.transfer import version_at_least
+
+
+def tar_bytes(build, compress=None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:" + (compress or "")) as tar:
+        build(tar)
+    return buffer.getvalue()
+
+
+def add_file(tar, name, data=b"x"):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def add_link(tar, name, target, kind=tarfile.SYMTYPE):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    tar.addfile(info)
+
+
+async def upload(writer, data: bytes, blocksize: int = 7):
+    for start in range(0, len(data), blocksize):
+        await writer.remote_write(data[start:start + blocksize])
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_lands_only_on_close_and_atomically(tmp_path):
+    dest = tmp_path / "out" / "file.bin"
+    writer = FileWriter(str(dest), mode=0o640)
+    await upload(writer, b"0123456789" * 10)
+    assert not dest.exists()
+    writer.remote_utime((1000.0, 2000.0))
+    await writer.remote_close()
+    assert dest.read_bytes() == b"0123456789" * 10
+    assert oct(dest.stat().st_mode & 0o777) == "0o640"
+    assert dest.stat().st_mtime == 2000.0
+    assert os.listdir(dest.parent) == ["file.bin"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_past_maxsize_is_truncated_and_flagged(tmp_path):
+    writer = FileWriter(str(tmp_path / "f"), maxsize=10)
+    await upload(writer, b"a" * 25)
+    assert writer.truncated and writer.received == 10
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelled_upload_leaves_nothing_behind(tmp_path):
+    writer = FileWriter(str(tmp_path / "f"))
+    await upload(writer, b"partial")
+    await writer.cancel()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_empty_upload_makes_an_empty_file(tmp_path):
+    writer = FileWriter(str(tmp_path / "empty"))
+    await writer.remote_close()
+    assert (tmp_path / "empty").read_bytes() == b""
+
+
+@pytest.mark.parametrize("compress", [None, "gz", "bz2"])
+@pytest_twisted.ensureDeferred
+async def test_directory_upload_is_extracted(tmp_path, compress):
+    data = tar_bytes(lambda t: (add_file(t, "a.txt", b"a"), add_file(t, "sub/b.txt", b"b")), compress)
+    writer = DirectoryWriter(str(tmp_path / "dest"), compress=compress)
+    await upload(writer, data, 100)
+    await writer.remote_unpack()
+    await writer.remote_close()
+    assert (tmp_path / "dest" / "sub" / "b.txt").read_bytes() == b"b"
+    assert sorted(os.listdir(tmp_path / "dest")) == ["a.txt", "sub"]
+
+
+@pytest.mark.parametrize("hostile", [
+    lambda t: add_file(t, "../escaped.txt"),
+    lambda t: add_file(t, "/tmp/absolute-escape.txt"),
+    lambda t: add_link(t, "link", "../../outside"),
+    lambda t: add_link(t, "abs-link", "/etc/passwd"),
+    lambda t: add_link(t, "hard", "../../outside", tarfile.LNKTYPE),
+], ids=["dotdot", "absolute", "symlink-out", "absolute-symlink", "hardlink-out"])
+@pytest_twisted.ensureDeferred
+async def test_hostile_archive_is_refused_whole_and_writes_nothing(tmp_path, hostile):
+    data = tar_bytes(lambda t: (add_file(t, "innocent.txt"), hostile(t)))
+    dest = tmp_path / "dest"
+    writer = DirectoryWriter(str(dest))
+    await upload(writer, data, 512)
+    with pytest.raises(TransferError, match="unsafe archive member"):
+        await writer.remote_unpack()
+    assert not (dest / "innocent.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
+    assert list(dest.iterdir()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_corrupt_archive_is_a_clear_error(tmp_path):
+    writer = DirectoryWriter(str(tmp_path / "dest"), compress="gz")
+    await upload(writer, b"not a tar at all", 100)
+    with pytest.raises(TransferError, match="bad archive"):
+        await writer.remote_unpack()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reader_serves_blocks_until_empty(tmp_path):
+    source = tmp_path / "src"
+    source.write_bytes(b"abcdefghij")
+    reader = FileReader(str(source))
+    await reader.open()
+    blocks = [await reader.remote_read(4) for _ in range(4)]
+    await reader.remote_close()
+    assert blocks == [b"abcd", b"efgh", b"ij", b""]
+
+
+def test_command_versions_compare_numerically():
+    assert version_at_least("3.3", "3.0")
+    assert version_at_least("10.0", "3.0")
+    assert not version_at_least("2.16", "3.0")
+    assert not version_at_least(None, "3.0")
