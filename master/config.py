@@ -31,6 +31,7 @@ KNOWN_KEYS = frozenset(
     {
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
+        "change_source", "changes", "collapseRequests", "properties",
     }
 )
 
@@ -190,6 +191,9 @@ class _ConfigBuilder:
         self.database(cfg)
         if isinstance(self.raw.get("title"), str):
             cfg.title = self.raw["title"]
+        for scheduler in cfg.schedulers:
+            for problem in scheduler.cross_check(cfg):
+                self.error(scheduler.config_line or self.key_lines.get("schedulers"), problem)
         if cfg.www_port and _port_number(cfg.www_port) == _port_number(cfg.pb_port):
             self.key_error("www", f"www port {cfg.www_port} is also the PB port")
         if self.errors:

@@ -21,3 +21,7 @@ class Scheduler(ConfigObject):
         if not self.builderNames:
             problems.append(f"scheduler {self.name!r} names no builders")
         return problems
+
+    def cross_check(self, config) -> list[str]:
+        """Problems that need the whole configuration (e.g. an unknown upstream scheduler)."""
+        return []
