@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.spread import pb
+from twisted.spread import banana, pb
 
 from buildfarm.slave.commands.base import (
     Command,
@@ -32,8 +32,28 @@ class _CommandChannel:
         self.closed = False
 
     def update(self, entries: UpdateEntries) -> None:
-        if not self.closed:
-            self.ref.callRemote("update", entries).addErrback(self._failed, "update")
+        if self.closed:
+            return
+        try:
+            d = self.ref.callRemote("update", entries)
+        except banana.BananaError as e:
+            # Too big for one PB message (a huge glob result, say): nothing was written to the
+            # connection, so send the entries one by one, replacing any that still cannot go.
+            self._updateEach(entries, e)
+            return
+        d.addErrback(self._failed, "update")
+
+    def _updateEach(self, entries: UpdateEntries, error: Exception) -> None:
+        for entry in entries:
+            try:
+                d = self.ref.callRemote("update", [entry])
+            except banana.BananaError as e:
+                keys = ", ".join(sorted(str(k) for k in entry[0]))
+                log.warn("command {id}: update ({keys}) too large to send: {e}",
+                         id=self.commandId, keys=keys, e=e)
+                notice = {"header": f"\nslave could not send an update ({keys}): {e}\n"}
+                d = self.ref.callRemote("update", [[notice, 0]])
+            d.addErrback(self._failed, "update")
 
     def complete(self, failure: Failure | None) -> None:
         if self.closed:

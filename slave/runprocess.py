@@ -34,6 +34,7 @@ STREAM_STDOUT = "stdout"
 STREAM_STDERR = "stderr"
 FAILURE_TIMEOUT_WITHOUT_OUTPUT = "timeout_without_output"
 FAILURE_TIMEOUT = "timeout"
+FAILURE_MAX_LINES = "max_lines_failure"
 
 _ENV_REFERENCE = re.compile(r"\$\{([0-9a-zA-Z_]*)\}")
 
@@ -233,6 +234,12 @@ class RunProcess:
         else:
             self._sendInterruptSignal()
 
+    def noteActivity(self) -> None:
+        """Output arrived by another way (a watched logfile): restart the silence timer."""
+        silence = self._timers.get("silence")
+        if silence is not None and silence.active():
+            silence.reset(self.spec.timeout)
+
     def _spawn(self, proto: _ProcessProtocol):
         argv = list(self.spec.argv)
         environ = dict(self.spec.environ)
@@ -257,9 +264,7 @@ class RunProcess:
     def _received(self, stream: str, data: bytes) -> None:
         if self._finished:
             return
-        silence = self._timers.get("silence")
-        if silence is not None and silence.active():
-            silence.reset(self.spec.timeout)
+        self.noteActivity()
         text = self._decoders[stream].decode(data)
         if text:
             self._onOutput(stream, text)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.spread import pb
 
@@ -75,6 +75,31 @@ def optionalMapping(value: object) -> Mapping | None:
     """None or a dict."""
     if value is not None and not isinstance(value, Mapping):
         raise ValueError(f"must be a dict or None, not {type(value).__name__}")
+    return value
+
+
+def optionalSize(value: object) -> int | None:
+    """None or a non-negative number of bytes (or lines)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"must be a non-negative integer or None, not {value!r}")
+    return value
+
+
+def textOrList(value: object) -> list[str]:
+    """A string or a non-empty list of strings, as a list."""
+    if isinstance(value, str | bytes):
+        return [asText(value)]
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str | bytes) for v in value):
+        return [asText(v) for v in value]
+    raise ValueError(f"must be a string or a non-empty list of strings, not {value!r}")
+
+
+def remoteReference(value: object) -> object:
+    """A reference the command calls back (a master-side FileWriter or FileReader)."""
+    if not callable(getattr(value, "callRemote", None)):
+        raise ValueError(f"must be a remote reference, not {type(value).__name__}")
     return value
 
 
@@ -215,16 +240,29 @@ class Command:
                 raise CommandError(f"{cls.name}: argument {key!r} {e}") from None
         return parsed
 
-    def resolvePath(self, path: str, argName: str = "workdir") -> str:
-        """``path`` (relative to the builder's directory) made absolute; a path that leaves the
-        slave's basedir raises `CommandError`.  The check is lexical (symlinks are trusted)."""
+    def resolvePath(self, path: str, argName: str = "workdir", base: str | None = None) -> str:
+        """``path`` made absolute, relative to ``base`` (default: the builder's directory); a
+        path that leaves the slave's basedir raises `CommandError`.  The check is lexical
+        (symlinks are trusted)."""
         root = os.path.normpath(os.path.abspath(self.context.slaveBasedir))
-        full = os.path.normpath(os.path.join(self.context.builderDir, path))
+        full = os.path.normpath(os.path.join(base or self.context.builderDir, path))
         if os.path.commonpath([root, full]) != root:
             raise CommandError(
                 f"{self.name}: {argName} {path!r} is outside the slave's basedir {root}"
             )
         return full
+
+    def inThread(self, function: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        """Run blocking disk work on the reactor's thread pool (never on the reactor thread)."""
+        reactor = self.context.reactor
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+
+    def sendResult(self, rc: int, stderr: str | None = None) -> None:
+        """The last updates of a command: ``stderr`` saying what went wrong (if anything),
+        then ``rc``."""
+        if stderr:
+            self.sendStatus({"stderr": stderr if stderr.endswith("\n") else stderr + "\n"})
+        self.sendStatus({"rc": rc})
 
     def sendStatus(self, update: Mapping[str, object]) -> None:
         """Report progress to the master: ``{"stdout": text}``, ``{"rc": 0}``, ..."""

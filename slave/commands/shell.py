@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 
@@ -10,14 +11,16 @@ from buildfarm.slave.commands.base import (
     Arg,
     Command,
     CommandError,
-    anything,
     asText,
     boolean,
     optionalMapping,
     optionalSeconds,
+    optionalSize,
     text,
 )
+from buildfarm.slave.commands.logfiles import LogFileWatcher, WatchedLog, watchedLogs
 from buildfarm.slave.runprocess import (
+    FAILURE_MAX_LINES,
     STREAM_HEADER,
     STREAM_STDERR,
     STREAM_STDOUT,
@@ -32,6 +35,7 @@ from buildfarm.slave.runprocess import (
 SILENCE_TIMEOUT_S = 1200  # default `timeout`: seconds without output before the kill
 SHELL = "/bin/sh"
 SLAVE_CONFIG = "slave-config"  # old masters: "use the slave's --usepty"
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def commandLine(value: object) -> str | list[str | bytes]:
@@ -80,9 +84,10 @@ def stdinBytes(value: object) -> bytes | None:
 class ShellCommand(Command):
     """Runs ``command`` in ``workdir`` and streams its output.
 
-    Updates: header lines describing the run, ``stdout``/``stderr`` text, then at the end the
-    "program finished" headers, ``failure_reason`` after a timeout kill, ``elapsed`` and
-    ``rc`` (-1 when a signal ended it).
+    Updates: header lines describing the run, ``stdout``/``stderr`` text, ``log`` updates
+    ``(name, text)`` for the watched ``logfiles`` (paths relative to the workdir), then at the
+    end the "program finished" headers, ``failure_reason`` after a timeout or ``max_lines``
+    kill, ``elapsed`` and ``rc`` (-1 when a signal ended it).
     """
 
     name = "shell"
@@ -99,11 +104,12 @@ class ShellCommand(Command):
         Arg("usePTY", ptySetting),
         Arg("logEnviron", boolean, default=True),
         Arg("initial_stdin", stdinBytes),
-        Arg("logfiles", anything, default={}),  # accepted; watching them is not done yet
-        Arg("max_lines", anything),  # accepted; not enforced yet
+        Arg("logfiles", watchedLogs, default=[]),
+        Arg("max_lines", optionalSize),
     )
 
     runner: RunProcess | None = None
+    _lines = 0
 
     async def run(self) -> None:
         """Spawn the process, relay its output, report how it ended."""
@@ -111,11 +117,29 @@ class ShellCommand(Command):
         if self.interrupted:
             raise CommandError(f"{self.name}: interrupted before it started")
         spec = self._processSpec(workdir)
+        watchers = [self._watcher(entry, workdir) for entry in self.args["logfiles"]]
         os.makedirs(workdir, exist_ok=True)
         self._sendStartHeaders(spec)
         self.runner = RunProcess(spec, self._output, self.context.reactor, self.context.clock)
-        result = await self.runner.start()
+        try:
+            started = self.runner.start()
+            for watcher in watchers:
+                watcher.start()
+            result = await started
+        finally:
+            for watcher in watchers:
+                watcher.stop()
         self._sendEndUpdates(result)
+
+    def _watcher(self, entry: WatchedLog, workdir: str) -> LogFileWatcher:
+        path = self.resolvePath(entry.filename, f"logfiles[{entry.name!r}]", base=workdir)
+
+        def received(text: str) -> None:
+            self.sendStatus({"log": (entry.name, text)})
+            if self.runner is not None:
+                self.runner.noteActivity()
+
+        return LogFileWatcher(path, entry.follow, received, self.context.clock)
 
     def interrupt(self, why: str) -> None:
         """Kill the process: "<why>, attempting to kill", then the signals of the args."""
@@ -150,7 +174,8 @@ class ShellCommand(Command):
     def _sendStartHeaders(self, spec: ProcessSpec) -> None:
         self.sendStatus({"header": self._display() + "\n"})
         lines = [" in dir " + spec.workdir + self._limitsText(spec)]
-        lines.append(f" watching logfiles {self.args['logfiles'] or {}}")
+        watched = {entry.name: entry.filename for entry in self.args["logfiles"]}
+        lines.append(f" watching logfiles {watched}")
         lines.append(f" argv: {[asText(a) for a in spec.argv]}")
         if self.args["logEnviron"]:
             lines.append(" environment:")
@@ -174,9 +199,18 @@ class ShellCommand(Command):
             return
         if stream == STREAM_STDERR and not self.args["want_stderr"]:
             return
-        self.sendStatus({stream: data})
         if stream == STREAM_HEADER:
+            self.sendStatus({stream: data})
             self.flushStatus()
+            return
+        limit = self.args["max_lines"]
+        if limit is not None and self._lines > limit:
+            return  # already being killed for it: the rest is dropped
+        self.sendStatus({stream: data})
+        self._lines += len(_LINE_END.findall(data))
+        if limit is not None and self._lines > limit and self.runner is not None:
+            self.runner.kill(f"command exceeds max lines: {self._lines}/{limit} written/allowed",
+                             FAILURE_MAX_LINES)
 
     def _sendEndUpdates(self, result: ProcessResult) -> None:
         self.sendStatus({"header": f"program finished with exit code {result.rc}\n"})

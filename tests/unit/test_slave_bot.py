@@ -179,7 +179,7 @@ def test_worker_info_has_info_files_environment_and_os_release(conversation, tmp
     assert info["admin"] == "Jo Admin <jo@example.org>" and info["host"] == "a build host"
     assert info["environ"] == dict(os.environ)
     assert info["system"] == os.name and info["basedir"] == str(tmp_path)
-    assert info["version"] == VERSION and info["worker_commands"] == {"shell": "3.3"}
+    assert info["version"] == VERSION and info["worker_commands"] == defaultRegistry().versions()
     assert info["numcpus"] >= 1
     assert info["os_id"] == "debian" and info["os_version_id"] == "12"
 
@@ -188,7 +188,7 @@ def test_old_style_info_calls_answer_too(conversation):
     info = conversation.call(conversation.mind, "getSlaveInfo")
 
     assert info["admin"] == "Jo Admin <jo@example.org>" and "version" not in info
-    assert conversation.call(conversation.mind, "getCommands") == {"shell": "3.3"}
+    assert conversation.call(conversation.mind, "getCommands")["uploadFile"] == "3.3"
     assert conversation.call(conversation.mind, "getVersion") == VERSION
 
 

@@ -141,8 +141,12 @@ def test_workdir_is_relative_to_the_builder_directory(tmp_path, clock):
     assert command.resolvePath("build") == str(tmp_path / "builder" / "build")
 
 
-def test_registry_reports_the_4x_command_version():
-    assert defaultRegistry().versions() == {"shell": "3.3"}
+ALL_COMMANDS = {"shell", "uploadFile", "uploadDirectory", "downloadFile", "mkdir", "rmdir",
+                "cpdir", "stat", "glob", "listdir", "rmfile"}
+
+
+def test_registry_reports_every_command_at_the_4x_version():
+    assert defaultRegistry().versions() == {name: "3.3" for name in ALL_COMMANDS}
 
 
 def test_unknown_command_name_is_refused_with_the_known_ones():
