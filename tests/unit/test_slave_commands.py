@@ -17,6 +17,7 @@ from buildfarm.slave.commands.base import (
     UnknownCommand,
     UpdateBatcher,
 )
+from buildfarm.slave.commands.logfiles import POLL_INTERVAL_S as LOG_POLL_INTERVAL_S
 from buildfarm.slave.commands.registry import defaultRegistry
 from buildfarm.slave.commands.shell import SILENCE_TIMEOUT_S, ShellCommand
 from buildfarm.slave.runtime import SlaveRuntime
@@ -348,3 +349,120 @@ async def test_lost_master_kills_the_command_and_sends_nothing_more(builder, clo
     await waitFor(lambda: builder.command is None, "the command to end")
 
     assert len(ref.calls) == sentBefore
+
+
+# Watched logfiles and max_lines
+
+
+@pytest_twisted.ensureDeferred
+async def test_watched_logfile_text_is_sent_as_log_updates_every_two_seconds(builder, clock):
+    ref = RecordingCommandRef()
+    workdir = os.path.join(builder.basedir, "build")
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(
+        command=["sleep", "60"], logfiles={"app": "app.log"}))
+    clock.advance(0)
+    await waitFor(lambda: builder.command is not None and builder.command.runner is not None,
+                  "the process to start")
+
+    with open(os.path.join(workdir, "app.log"), "w") as f:
+        f.write("first line\n")
+    clock.advance(LOG_POLL_INTERVAL_S)
+    clock.advance(FLUSH_DELAY_S)
+
+    try:
+        assert {"log": ("app", "first line\n")} in ref.updates()
+    finally:
+        builder.remote_interruptCommand("1", "test over")
+        await waitFor(lambda: ref.completes(), "complete")
+
+
+@pytest_twisted.ensureDeferred
+async def test_text_written_just_before_exit_is_sent_before_rc(builder, clock):
+    ref = RecordingCommandRef()
+
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(
+        command="echo done > out.log", logfiles={"out": {"filename": "out.log"}}))
+    clock.advance(0)
+    await waitFor(lambda: ref.completes(), "complete")
+
+    updates = ref.updates()
+    assert updates.index({"log": ("out", "done\n")}) < updates.index({"rc": 0})
+
+
+@pytest_twisted.ensureDeferred
+async def test_follow_sends_only_text_appended_after_the_start(builder, clock):
+    ref = RecordingCommandRef()
+    workdir = os.path.join(builder.basedir, "build")
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "app.log"), "w") as f:
+        f.write("stale line from an earlier build\n")
+
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(
+        command="echo fresh >> app.log", logfiles={"app": {"filename": "app.log",
+                                                           "follow": True}}))
+    clock.advance(0)
+    await waitFor(lambda: ref.completes(), "complete")
+
+    assert [u["log"] for u in ref.updates() if "log" in u] == [("app", "fresh\n")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_watched_log_output_resets_the_silence_timer(builder, clock):
+    ref = RecordingCommandRef()
+    workdir = os.path.join(builder.basedir, "build")
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(
+        command=["sleep", "60"], timeout=3, logfiles={"app": "app.log"}))
+    clock.advance(0)
+    await waitFor(lambda: builder.command is not None and builder.command.runner is not None,
+                  "the process to start")
+
+    with open(os.path.join(workdir, "app.log"), "w") as f:
+        f.write("still busy\n")
+    clock.advance(LOG_POLL_INTERVAL_S)  # t=2: the poll finds text; silence now ends at t=5
+    clock.advance(2)  # t=4: past the original t=3 deadline
+
+    try:
+        assert builder.command is not None and not ref.completes()
+        assert "timed out" not in ref.text("header")
+    finally:
+        builder.remote_interruptCommand("1", "test over")
+        await waitFor(lambda: ref.completes(), "complete")
+
+
+@pytest_twisted.ensureDeferred
+async def test_logfile_outside_the_basedir_is_refused(builder, clock):
+    ref = RecordingCommandRef()
+
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(
+        logfiles={"secrets": "../../../../etc/shadow"}))
+    clock.advance(0)
+    await waitFor(lambda: ref.completes(), "complete")
+
+    [(failure,)] = ref.completes()
+    assert "logfiles['secrets']" in failure.getErrorMessage()
+    assert "outside the slave's basedir" in failure.getErrorMessage()
+
+
+@pytest.mark.parametrize("logfiles", [["app.log"], {"app": 3}, {"app": {"follow": True}}])
+def test_malformed_logfiles_are_refused(tmp_path, clock, logfiles):
+    with pytest.raises(CommandError, match="argument 'logfiles'"):
+        makeShell(tmp_path, clock, logfiles=logfiles)
+
+
+@pytest_twisted.ensureDeferred
+async def test_max_lines_kills_the_command_with_its_failure_reason(builder, clock):
+    ref = RecordingCommandRef()
+
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(command=["yes"], max_lines=100))
+    clock.advance(0)
+    await waitFor(lambda: ref.completes(), "complete")
+
+    updates = ref.updates()
+    assert "command exceeds max lines" in ref.text("header")
+    assert {"failure_reason": "max_lines_failure"} in updates
+    assert updates[-1] == {"rc": -1}
+
+
+def test_wrongly_typed_max_lines_is_refused(tmp_path, clock):
+    with pytest.raises(CommandError, match="argument 'max_lines'"):
+        makeShell(tmp_path, clock, max_lines="many")
