@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from buildfarm.master.configsource import CONFIG_MODULE_NAME, ConfigObject
 from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
+from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
 from buildfarm.master.schedulers.base import Scheduler
 
 DEFAULT_PB_PORT = 9989
@@ -31,7 +32,7 @@ KNOWN_KEYS = frozenset(
     {
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
-        "change_source", "changes", "collapseRequests", "properties",
+        "change_source", "changes", "collapseRequests", "properties", "locks",
     }
 )
 
@@ -74,7 +75,8 @@ class BuilderConfig(ConfigObject):
 
     def __init__(
         self, name, slavenames=None, factory=None, builddir=None, tags=None, properties=None,
-        env=None, slavename=None, workernames=None, workername=None, **kwargs,
+        env=None, slavename=None, workernames=None, workername=None, locks=None, nextSlave=None,  # noqa: N803
+        nextWorker=None, canStartBuild=None, collapseRequests=None, priority=0, **kwargs,  # noqa: N803
     ):
         self._remember_config_line()
         self.name = name
@@ -88,6 +90,11 @@ class BuilderConfig(ConfigObject):
         self.tags = list(tags or [])
         self.properties = dict(properties or {})
         self.env = dict(env or {})
+        self.locks = list(locks or [])
+        self.nextSlave = nextSlave or nextWorker
+        self.canStartBuild = canStartBuild
+        self.collapseRequests = collapseRequests
+        self.priority = priority
         self.unknown_args = sorted(kwargs)
 
 
@@ -110,6 +117,9 @@ class MasterConfig:
     www_port: str | None = f"tcp:{DEFAULT_WWW_PORT}"
     db_url: str = DEFAULT_DB_URL
     title: str = "buildfarm"
+    properties: dict = field(default_factory=dict)
+    collapse_requests: bool = True
+    change_secret: str | None = None
 
     def builder(self, name: str) -> BuilderConfig | None:
         """The builder of that name, if configured."""
@@ -191,6 +201,8 @@ class _ConfigBuilder:
         self.database(cfg)
         if isinstance(self.raw.get("title"), str):
             cfg.title = self.raw["title"]
+        self.global_settings(cfg)
+        self.locks(cfg)
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
                 self.error(scheduler.config_line or self.key_lines.get("schedulers"), problem)
@@ -292,6 +304,52 @@ class _ConfigBuilder:
             names.add(item.name)
             schedulers.append(item)
         return schedulers
+
+    def global_settings(self, cfg: MasterConfig) -> None:
+        properties = self.raw.get("properties", {})
+        if not isinstance(properties, dict) or not all(isinstance(k, str) for k in properties):
+            self.key_error("properties", "c['properties'] must map property names to values")
+        else:
+            cfg.properties = dict(properties)
+        collapse = self.raw.get("collapseRequests", True)
+        if not isinstance(collapse, bool) and not callable(collapse):
+            self.key_error("collapseRequests", "c['collapseRequests'] must be True, False or a function")
+        else:
+            cfg.collapse_requests = collapse
+        changes = self.raw.get("changes", {})
+        secret = changes.get("secret") if isinstance(changes, dict) else None
+        if not isinstance(changes, dict) or (secret is not None and not isinstance(secret, str)):
+            self.key_error("changes", "c['changes'] must be like {'secret': '...'}")
+        else:
+            cfg.change_secret = secret
+
+    def locks(self, cfg: MasterConfig) -> None:
+        """Lock arguments, undeclared locks (when c['locks'] declares them) and name clashes."""
+        declared_key, declared = self.listed("locks")
+        declared_ids = {id(lock) for lock in declared}
+        by_name: dict[str, BaseLock] = {}
+        for lock in declared:
+            if not isinstance(lock, BaseLock):
+                self.key_error(declared_key, f"c['locks'] holds {lock!r}, not a MasterLock or SlaveLock")
+        uses = [(b.config_line, b.locks) for b in cfg.builders]
+        uses += [(s.config_line, s.locks) for b in cfg.builders if isinstance(b.factory, BuildFactory)
+                 for s in b.factory.steps if isinstance(s, BuildStep)]
+        for line, items in uses:
+            for item in items:
+                lock = item.lock if isinstance(item, LockAccess) else item
+                if not isinstance(lock, BaseLock):
+                    self.error(line, f"{item!r} is not a lock (use util.MasterLock or util.SlaveLock)")
+                    continue
+                for problem in lock.config_problems():
+                    self.error(lock.config_line or line, problem)
+                if isinstance(item, LockAccess) and item.mode not in ACCESS_MODES:
+                    self.error(line, f"lock {lock.name!r}: access must be 'counting' or 'exclusive', "
+                                     f"not {item.mode!r}")
+                if "locks" in self.raw and id(lock) not in declared_ids:
+                    self.error(line, f"lock {lock.name!r} is used but not declared in c['locks']")
+                same = by_name.setdefault(lock.name, lock)
+                if same is not lock and (type(same), same.maxCount) != (type(lock), lock.maxCount):
+                    self.error(lock.config_line or line, f"lock {lock.name!r} is defined twice differently")
 
     def protocols(self, cfg: MasterConfig) -> None:
         protocols = self.raw.get("protocols", {})

@@ -10,7 +10,10 @@ from types import SimpleNamespace
 
 from buildfarm.master.config import BuilderConfig, SlaveConfig
 from buildfarm.master.process.factory import BuildFactory
+from buildfarm.master.process.locks import MasterLock, SlaveLock
+from buildfarm.master.process.properties import Interpolate, Property, WithProperties, renderer
 from buildfarm.master.process.steps.fs import CopyDirectory, MakeDirectory, RemoveDirectory
+from buildfarm.master.process.steps.properties import SetProperty, SetPropertyFromCommand
 from buildfarm.master.process.steps.shell import ShellCommand
 from buildfarm.master.process.steps.transfer import (
     DirectoryUpload,
@@ -32,7 +35,19 @@ steps = SimpleNamespace(
     MakeDirectory=MakeDirectory,
     RemoveDirectory=RemoveDirectory,
     CopyDirectory=CopyDirectory,
+    SetProperty=SetProperty,
+    SetPropertyFromCommand=SetPropertyFromCommand,
 )
-util = SimpleNamespace(BuilderConfig=BuilderConfig, BuildFactory=BuildFactory)
+util = SimpleNamespace(
+    BuilderConfig=BuilderConfig,
+    BuildFactory=BuildFactory,
+    Property=Property,
+    Interpolate=Interpolate,
+    WithProperties=WithProperties,
+    renderer=renderer,
+    MasterLock=MasterLock,
+    SlaveLock=SlaveLock,
+    WorkerLock=SlaveLock,
+)
 
 __all__ = ["schedulers", "slaves", "steps", "util", "worker", "workers"]

@@ -55,6 +55,10 @@ class BuildsComponent(DBComponent):
     async def set_state(self, buildid: int, state_string: str) -> None:
         await self._set(buildid, state_string=state_string)
 
+    async def set_properties(self, buildid: int, properties: dict) -> None:
+        """Replace the build's properties (the master writes them when the build ends)."""
+        await self._set(buildid, properties=to_json(properties))
+
     async def get(self, buildid: int) -> dict | None:
         return await self._fetch_one(_columns.where(builds.c.id == buildid), _dict)
 

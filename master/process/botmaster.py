@@ -15,6 +15,7 @@ from buildfarm.common.results import RETRY
 from buildfarm.master.pb.buildslave import BuildSlave
 from buildfarm.master.process.build import Build
 from buildfarm.master.process.builder import Builder, SlaveBuilderState
+from buildfarm.master.process.locks import LockManager
 
 log = Logger()
 
@@ -36,6 +37,7 @@ class BotMaster(service.Service):
         self.builders: dict[str, Builder] = {}
         self.slaves: dict[str, BuildSlave] = {}
         self.running_builds: dict[Build, defer.Deferred] = {}
+        self.locks = LockManager()
         self._assigning = False
         self._assign_again = False
         self._assignment: defer.Deferred | None = None
@@ -166,7 +168,8 @@ class BotMaster(service.Service):
         try:
             while True:
                 self._assign_again = False
-                for builder in list(self.builders.values()):
+                by_priority = sorted(self.builders.values(), key=lambda b: -b.config.priority)
+                for builder in by_priority:
                     await self._assign_builder(builder)
                 if not self._assign_again:
                     break
@@ -177,11 +180,17 @@ class BotMaster(service.Service):
         if not self.running or not builder.available_slavebuilders():
             return
         db = self.master.db
-        for request in await db.buildrequests.get_unclaimed(builder.builderid):
+        pending = await db.buildrequests.get_unclaimed(builder.builderid)
+        taken: set[int] = set()
+        for request in pending:
+            if request["buildrequestid"] in taken:
+                continue
             free = builder.available_slavebuilders()
             if not free:
                 return
-            slavebuilder = free[0]
+            slavebuilder = builder.choose_slavebuilder(free, request)
+            if slavebuilder is None:
+                continue
             slavebuilder.state = SlaveBuilderState.BUILDING  # reserved while we claim
             brid = request["buildrequestid"]
             if not await db.buildrequests.claim(brid, self.master.masterid, self.clock.seconds()):
@@ -190,11 +199,36 @@ class BotMaster(service.Service):
             if not slavebuilder.slave.attached:
                 await db.buildrequests.unclaim(brid)
                 continue
-            self._start_build(builder, slavebuilder, request)
+            collapsed = await self._collapse(builder, request, pending, taken)
+            self._start_build(builder, slavebuilder, request, collapsed)
 
-    def _start_build(self, builder: Builder, slavebuilder, request: dict) -> None:
+    async def _collapse(self, builder: Builder, request: dict, pending: list[dict],
+                        taken: set[int]) -> list[int]:
+        """Claim the pending requests that this build also satisfies (request collapsing)."""
+        rule = builder.config.collapseRequests
+        if rule is None:
+            rule = self.master.config.collapse_requests
+        if rule is False:
+            return []
+        collapsed = []
+        for other in pending:
+            brid = other["buildrequestid"]
+            if brid == request["buildrequestid"] or brid in taken:
+                continue
+            compatible = rule(self.master, builder, request, other) if callable(rule) else \
+                _same_request_properties(request, other)
+            if compatible and await self.master.db.buildrequests.claim(
+                    brid, self.master.masterid, self.clock.seconds()):
+                collapsed.append(brid)
+                taken.add(brid)
+        return collapsed
+
+    def _start_build(self, builder: Builder, slavebuilder, request: dict, collapsed: list[int]) -> None:
         slavebuilder.last_build_started = self.clock.seconds()
         build = Build(self.master, builder, slavebuilder, request)
+        build.collapsed_requests = collapsed
+        build.lock_accesses = builder.build_lock_accesses()
+        self.locks.claim(build, build.lock_accesses, slavebuilder.slave.name)
         d = defer.ensureDeferred(self._run_build(build))
         d.addErrback(lambda f: log.failure("build of request {id} failed", f,
                                            id=request["buildrequestid"]))
@@ -203,20 +237,29 @@ class BotMaster(service.Service):
 
     async def _run_build(self, build: Build) -> None:
         db = self.master.db
-        brid = build.request["buildrequestid"]
+        brids = [build.request["buildrequestid"], *build.collapsed_requests]
         results = RETRY
         try:
             results = await build.run()
         finally:
             self.running_builds.pop(build, None)
+            self.locks.release(build, build.lock_accesses, build.slavebuilder.slave.name)
             build.slavebuilder.state = SlaveBuilderState.IDLE
-            if results == RETRY:
-                await db.buildrequests.unclaim(brid)
-            else:
-                await db.buildrequests.complete(brid, results, self.clock.seconds())
+            for brid in brids:
+                if results == RETRY:
+                    await db.buildrequests.unclaim(brid)
+                else:
+                    await db.buildrequests.complete(brid, results, self.clock.seconds())
+                    self._tell_schedulers(await db.buildrequests.get(brid))
             self.maybe_shut_down_slave(build.slavebuilder.slave)
             if self.running:
                 self.maybe_start_builds()
+
+    def _tell_schedulers(self, request: dict | None) -> None:
+        """Schedulers watch requests finish (buildsets, Dependent, Trigger waits)."""
+        finished = getattr(self.master.scheduler, "buildrequest_finished", None)
+        if request is not None and finished is not None:
+            finished(request)
 
     # -- stopping --------------------------------------------------------------------------
 
@@ -235,3 +278,10 @@ class BotMaster(service.Service):
                          n=len(self.running_builds), t=STOP_BUILDS_TIMEOUT_S)
         if self._assignment is not None and self._assigning:
             await self._assignment
+
+
+def _same_request_properties(first: dict, second: dict) -> bool:
+    """The default collapsing rule: same properties (who asked and why do not matter)."""
+    ignored = {"owner", "reason"}
+    strip = lambda props: {k: v for k, v in (props or {}).items() if k not in ignored}  # noqa: E731
+    return strip(first.get("properties")) == strip(second.get("properties"))

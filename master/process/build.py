@@ -6,7 +6,7 @@ import traceback
 from twisted.logger import Logger
 from twisted.spread import pb
 
-from buildfarm.common.results import CANCELLED, EXCEPTION, RETRY, SUCCESS, result_name
+from buildfarm.common.results import CANCELLED, EXCEPTION, RETRY, SKIPPED, SUCCESS, result_name
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline
 from buildfarm.master.pb.remotecommand import (
     CommandInterrupted,
@@ -15,7 +15,9 @@ from buildfarm.master.pb.remotecommand import (
     SlaveLost,
 )
 from buildfarm.master.process.buildstep import BuildStep, fold_step_result
+from buildfarm.master.process.locks import as_access
 from buildfarm.master.process.logwriter import LogWriter
+from buildfarm.master.process.properties import Properties
 
 log = Logger()
 
@@ -33,10 +35,18 @@ class StepRun:
 
     def __init__(self, build: "Build", stepid: int):
         self.build = build
+        self.master = build.master
         self.stepid = stepid
+        self.properties = build.properties
         self.builddir = build.builder.config.builddir
-        self.env = build.builder.config.env
+        self.env = build.properties.render(build.builder.config.env)
         self.logs: list[LogWriter] = []
+
+    def getProperty(self, name: str, default=None):  # noqa: N802 - for doStepIf functions
+        return self.properties.getProperty(name, default)
+
+    def setProperty(self, name: str, value, source: str) -> None:  # noqa: N802
+        self.properties.setProperty(name, value, source)
 
     async def add_log(self, name: str) -> LogWriter:
         """A new log of this step."""
@@ -84,6 +94,10 @@ class Build:
         self.results: int | None = None
         self.stopped: str | None = None
         self.current_command: RemoteCommand | None = None
+        self.properties = Properties()
+        self.collapsed_requests: list[int] = []
+        self.lock_accesses: list = []
+        self.steps = list(builder.config.factory.steps)  # a reconfig never changes a running build
         self._commands = 0
 
     def next_command_id(self) -> str:
@@ -113,12 +127,34 @@ class Build:
         )
         log.info("build {builder}#{number} started on {slave}", builder=self.builder.name,
                  number=self.number, slave=slave.name)
+        self._set_properties()
         results, state = await self._run_steps()
         self.results = results
+        await db.builds.set_properties(self.buildid, self.properties.values())
         await db.builds.finish(self.buildid, results, self.now(), state)
         log.info("build {builder}#{number} finished: {result}", builder=self.builder.name,
                  number=self.number, result=result_name(results))
         return results
+
+    def _set_properties(self) -> None:
+        """The build's properties, later sources winning: global, builder, slave, request, build."""
+        config = self.master.config
+        props, slave = self.properties, self.slavebuilder.slave
+        props.update(config.properties, "Global")
+        props.update(self.builder.config.properties, "Builder")
+        slave_config = config.slaves.get(slave.name)
+        if slave_config is not None:
+            props.update(slave_config.properties, "Worker")
+        request_props = dict(self.request.get("properties") or {})
+        props.update(request_props, request_props.get("scheduler", "BuildRequest"))
+        props.update({
+            "buildername": self.builder.name, "buildnumber": self.number,
+            "slavename": slave.name, "workername": slave.name,
+            "builddir": self.builder.config.builddir, "buildid": self.buildid,
+        }, "Build")
+        for key, value in slave.info.items():
+            if isinstance(value, str | int | float):
+                props.setProperty(f"slave_info_{key}", value, "Worker")
 
     async def _run_steps(self) -> tuple[int, str]:
         slave = self.slavebuilder.slave
@@ -132,7 +168,7 @@ class Build:
         except pb.RemoteError as e:
             return EXCEPTION, f"startBuild failed: {e}"
         results, halted = SUCCESS, False
-        for number, step in enumerate(self.builder.config.factory.steps):
+        for number, step in enumerate(self.steps):
             if self.stopped is not None:
                 return CANCELLED, f"build cancelled: {self.stopped}"
             if halted and not step.alwaysRun:
@@ -145,9 +181,19 @@ class Build:
 
     async def _run_step(self, number: int, step: BuildStep) -> int:
         db = self.master.db
-        stepid = await db.steps.add(self.buildid, number, step.name, self.now())
+        stepid = await db.steps.add(self.buildid, number, self._step_name(step), self.now())
         run = StepRun(self, stepid)
+        held: list = []
         try:
+            step = step.rendered(self.properties)
+            if not step.should_run(run):
+                await db.steps.finish(stepid, SKIPPED, self.now(), f"{step.name} (skipped)")
+                return SKIPPED
+            locks = [as_access(item) for item in step.locks]
+            if locks:
+                await db.builds.set_state(self.buildid, f"waiting for locks of {step.name}")
+                await self.master.botmaster.locks.acquire(run, locks, self.slavebuilder.slave.name)
+                held = locks
             results, state = await step.run(run)
         except LOST:
             results, state = RETRY, "slave lost"
@@ -166,11 +212,20 @@ class Build:
             results, state = EXCEPTION, "exception on the master"
             await self._exception_log(run, traceback.format_exc())
             log.failure("step {name} raised", name=step.name)
+        finally:
+            if held:
+                self.master.botmaster.locks.release(run, held, self.slavebuilder.slave.name)
         if self.stopped is not None and results not in (SUCCESS, RETRY):
             results, state = CANCELLED, f"{state} (cancelled: {self.stopped})"
         await run.close_logs()
         await db.steps.finish(stepid, results, self.now(), state)
         return results
+
+    def _step_name(self, step: BuildStep) -> str:
+        try:
+            return str(self.properties.render(step.name))
+        except Exception:
+            return step.default_name
 
     async def _exception_log(self, run: StepRun, text: str) -> None:
         writer = await run.add_log("err.text")

@@ -3,6 +3,7 @@
 import enum
 
 from buildfarm.master.config import BuilderConfig
+from buildfarm.master.process.locks import as_access
 
 
 class SlaveBuilderState(enum.Enum):
@@ -59,6 +60,22 @@ class Builder:
         return self.botmaster.slave_accepts_build(slave)
 
     def available_slavebuilders(self) -> list[SlaveBuilder]:
-        """Free slaves, the one that has waited longest first."""
-        free = [sb for sb in self.slavebuilders.values() if sb.is_available()]
+        """Free slaves whose build locks are free too, the one that has waited longest first."""
+        locks = self.build_lock_accesses()
+        free = [sb for sb in self.slavebuilders.values()
+                if sb.is_available() and self.botmaster.locks.available(locks, sb.slave.name)]
         return sorted(free, key=lambda sb: sb.last_build_started)
+
+    def build_lock_accesses(self) -> list:
+        return [as_access(item) for item in self.config.locks]
+
+    def choose_slavebuilder(self, free: list[SlaveBuilder], request: dict) -> SlaveBuilder | None:
+        """The slave for a request: ``canStartBuild`` filters, ``nextSlave`` picks."""
+        if self.config.canStartBuild is not None:
+            free = [sb for sb in free if self.config.canStartBuild(self, sb, request)]
+        if not free:
+            return None
+        if self.config.nextSlave is not None:
+            chosen = self.config.nextSlave(self, free, request)
+            return chosen if chosen in free else None
+        return free[0]

@@ -6,18 +6,21 @@ one instance serves every build.  ``run`` gets a ``StepContext`` with what one r
 (the slave, logs, properties) and returns the step's result and its final state string.
 """
 
-from typing import Protocol
+import copy
+from typing import Any, Protocol
 
 from buildfarm.common.results import (
     CANCELLED,
     EXCEPTION,
     FAILURE,
     RETRY,
+    SKIPPED,
     SUCCESS,
     WARNINGS,
     worst_result,
 )
 from buildfarm.master.configsource import ConfigObject
+from buildfarm.master.process.properties import Renderable
 
 
 class StepLog(Protocol):
@@ -33,6 +36,9 @@ class StepContext(Protocol):
 
     builddir: str
     env: dict
+    properties: Any
+    build: Any
+    master: Any
 
     async def add_log(self, name: str) -> StepLog: ...
     async def run_command(self, name: str, args: dict, log: StepLog | None) -> dict: ...
@@ -41,14 +47,20 @@ class StepContext(Protocol):
 
 
 class BuildStep(ConfigObject):
-    """A step description: its name and how its result affects the build."""
+    """A step description: its name and how its result affects the build.
+
+    ``renderables`` names the attributes rendered against the build's properties each time
+    the step runs (on a copy: the step object itself never changes).
+    """
 
     default_name = "step"
+    renderables: tuple[str, ...] = ("name", "description", "descriptionDone")
 
     def __init__(
         self, name=None, haltOnFailure=False, flunkOnFailure=True, warnOnFailure=False,  # noqa: N803
         warnOnWarnings=False, flunkOnWarnings=False, alwaysRun=False, description=None,  # noqa: N803
-        descriptionDone=None,  # noqa: N803
+        descriptionDone=None, doStepIf=True, hideStepIf=False, locks=None,  # noqa: N803
+        **unknown,
     ):
         self._remember_config_line()
         self.name = name or self.default_name
@@ -60,12 +72,30 @@ class BuildStep(ConfigObject):
         self.alwaysRun = alwaysRun
         self.description = description
         self.descriptionDone = descriptionDone
+        self.doStepIf = doStepIf
+        self.hideStepIf = hideStepIf
+        self.locks = list(locks or [])
+        self.unknown_args = sorted(unknown)
 
     def config_problems(self) -> list[str]:
         """What is wrong with this step's arguments (empty when nothing is)."""
-        if not isinstance(self.name, str) or not self.name:
-            return [f"step name must be a non-empty string, not {self.name!r}"]
-        return []
+        problems = [f"{type(self).__name__} got an unknown argument {a!r}" for a in self.unknown_args]
+        if not isinstance(self.name, str | Renderable) or not self.name:
+            problems.append(f"step name must be a non-empty string, not {self.name!r}")
+        return problems
+
+    def rendered(self, properties) -> "BuildStep":
+        """A copy of this step with its renderable attributes rendered."""
+        step = copy.copy(self)
+        for attribute in self.renderables:
+            if hasattr(self, attribute):
+                setattr(step, attribute, properties.render(getattr(self, attribute)))
+        return step
+
+    def should_run(self, ctx: StepContext) -> bool:
+        """``doStepIf``: a bool, or a function of the step context."""
+        condition = self.doStepIf
+        return bool(condition(ctx) if callable(condition) else condition)
 
     async def run(self, ctx: StepContext) -> tuple[int, str]:
         """Run the step; return its result code and final state string."""
@@ -86,6 +116,8 @@ def fold_step_result(build_results: int, step: BuildStep, step_results: int) -> 
             build_results = worst_result(build_results, FAILURE)
         elif step.warnOnWarnings:
             build_results = worst_result(build_results, WARNINGS)
+    elif step_results == SKIPPED:
+        pass
     elif step_results in (EXCEPTION, RETRY, CANCELLED):
         build_results = worst_result(build_results, step_results)
         halt = True

@@ -13,6 +13,7 @@ class FilesystemStep(BuildStep):
     """Runs one filesystem command; rc 0 is success."""
 
     command = ""
+    renderables = BuildStep.renderables + ("dir", "src", "dest")
 
     def command_args(self) -> dict:
         raise NotImplementedError

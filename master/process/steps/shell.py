@@ -4,6 +4,7 @@ import shlex
 
 from buildfarm.common.results import FAILURE, SUCCESS, result_name
 from buildfarm.master.process.buildstep import BuildStep, StepContext
+from buildfarm.master.process.properties import Renderable
 
 DEFAULT_TIMEOUT_S = 1200
 
@@ -12,6 +13,7 @@ class ShellCommand(BuildStep):
     """A command run in the builder's directory on the slave; its exit code is the result."""
 
     default_name = "shell"
+    renderables = BuildStep.renderables + ("command", "workdir", "env", "timeout", "maxTime", "initialStdin")
 
     def __init__(
         self, command, workdir=None, env=None, timeout=DEFAULT_TIMEOUT_S, maxTime=None,  # noqa: N803
@@ -38,11 +40,13 @@ class ShellCommand(BuildStep):
         problems = super().config_problems()
         command = self.command
         ok_list = isinstance(command, list | tuple) and command and all(
-            isinstance(a, str | bytes) for a in command
+            isinstance(a, str | bytes | Renderable) for a in command
         )
-        if not (isinstance(command, str) and command.strip()) and not ok_list:
+        ok_text = isinstance(command, Renderable) or (isinstance(command, str) and command.strip())
+        if not ok_text and not ok_list:
             problems.append(f"ShellCommand needs a command string or list of strings, not {command!r}")
-        if any(not isinstance(k, str) or not isinstance(v, str | list | None) for k, v in self.env.items()):
+        if any(not isinstance(k, str) or not isinstance(v, str | list | Renderable | None)
+               for k, v in self.env.items()):
             problems.append("ShellCommand env must map names to strings, lists or None")
         return problems
 
@@ -77,6 +81,10 @@ class ShellCommand(BuildStep):
     async def run(self, ctx: StepContext) -> tuple[int, str]:
         log = await ctx.add_log("stdio")
         outcome = await ctx.run_command("shell", self.command_args(ctx.builddir, ctx.env), log)
+        return self.evaluate(outcome)
+
+    def evaluate(self, outcome: dict) -> tuple[int, str]:
+        """The step's result and state string from the command's final updates."""
         rc = outcome.get("rc")
         results = self.decodeRC.get(rc, FAILURE) if isinstance(rc, int) else FAILURE
         state = self.describe()

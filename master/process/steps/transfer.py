@@ -31,6 +31,9 @@ class TransferStep(BuildStep):
 
     command = ""
     haltOnFailure = True
+    renderables = BuildStep.renderables + (
+        "workdir", "workersrc", "masterdest", "mastersrc", "workerdest", "s", "mode",
+    )
 
     def __init__(self, workdir=None, maxsize=None, blocksize=DEFAULT_BLOCKSIZE, **kwargs):
         kwargs.setdefault("haltOnFailure", True)
