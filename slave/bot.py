@@ -104,9 +104,9 @@ class Bot(pb.Referenceable):
         """Set up exactly the builders in ``[(name, builddir), ...]`` and return
         ``{name: SlaveBuilder}``.  Existing builders are kept (their builddir updated),
         missing directories created, unlisted builders dropped; no directory is deleted."""
+        wanted = [self._checkBuilderEntry(entry) for entry in wanted]
         builders = {}
         for name, builddir in wanted:
-            name, builddir = asText(name), asText(builddir)
             builder = self.builders.get(name)
             if builder is None:
                 builder = SlaveBuilder(name, builddir, self.runtime)
@@ -120,6 +120,20 @@ class Bot(pb.Referenceable):
                 builder.stopCommand("builder removed")
         self.builders = builders
         return dict(builders)
+
+    def _checkBuilderEntry(self, entry: Any) -> tuple[str, str]:
+        """``(name, builddir)`` as text; a malformed entry or a builddir that leaves the
+        basedir raises ``pb.Error`` (and nothing of the list is applied)."""
+        if not isinstance(entry, list | tuple) or len(entry) != 2 or not all(
+                isinstance(part, str | bytes) for part in entry):
+            raise pb.Error(f"setBuilderList: expected (builder_name, builddir), got {entry!r}")
+        name, builddir = asText(entry[0]), asText(entry[1])
+        root = os.path.normpath(self.runtime.basedir)
+        full = os.path.normpath(os.path.join(root, builddir))
+        if full == root or os.path.commonpath([root, full]) != root:
+            raise pb.Error(f"setBuilderList: builddir {builddir!r} of builder {name!r} is not"
+                           f" inside the slave's basedir {root}")
+        return name, builddir
 
     def remote_shutdown(self) -> None:
         """Stop the slave; it replies None first and stops shortly after."""

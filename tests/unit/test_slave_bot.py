@@ -519,3 +519,21 @@ async def _waitForLog(events, text, count):
             return
         await task.deferLater(reactor, POLL_S, lambda: None)
     pytest.fail(f"timed out waiting for {count} log lines with {text!r}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_update_too_large_for_pb_is_replaced_and_the_command_still_ends(
+        conversation, monkeypatch):
+    from buildfarm.slave.commands import fs
+    tooMany = ["x"] * (640 * 1024 + 1)  # more list items than Banana sends
+    monkeypatch.setattr(fs, "_globSorted", lambda pattern: tooMany)
+    builder = conversation.call(conversation.mind, "setBuilderList", [("linux", "l")])["linux"]
+    remote = RecordingRemoteCommand()
+
+    conversation.call(builder, "startCommand", remote, "1", "glob", {"path": "*"})
+    conversation.clock.advance(0)
+    await conversation.waitFor(lambda: remote.completions, "complete")
+
+    assert "slave could not send an update (files)" in remote.text("header")
+    assert remote.updates[-1] == {"rc": 0} and remote.completions == [None]
+    assert conversation.call(conversation.mind, "print", "still connected") is None
