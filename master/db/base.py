@@ -1,12 +1,16 @@
 """What every database component shares: the connector, JSON columns, find-or-create."""
 
 import json
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 T = TypeVar("T")
+
+# Bound parameters per IN (...) list: far below every backend's limit.
+IN_CLAUSE_CHUNK = 500
 
 
 class DBComponent:
@@ -72,3 +76,20 @@ def paged(query: sa.Select, limit: int | None, offset: int) -> sa.Select:
     if limit is not None:
         query = query.limit(limit)
     return query.offset(offset) if offset else query
+
+
+def ids_by_parent(
+    conn: sa.Connection, id_column: sa.Column, parent_column: sa.Column, parent_ids: Sequence[int]
+) -> dict[int, list[int]]:
+    """For each of ``parent_ids``, the ids of the rows whose ``parent_column`` names it,
+    ascending (e.g. the builds of each build request); missing parents map to ``[]``."""
+    found: dict[int, list[int]] = defaultdict(list)
+    for start in range(0, len(parent_ids), IN_CLAUSE_CHUNK):
+        query = (
+            sa.select(parent_column, id_column)
+            .where(parent_column.in_(parent_ids[start : start + IN_CLAUSE_CHUNK]))
+            .order_by(id_column)
+        )
+        for parent, child in conn.execute(query):
+            found[parent].append(child)
+    return found

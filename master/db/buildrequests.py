@@ -4,16 +4,13 @@ A claim is one conditional UPDATE, so when masters share the database exactly on
 wins a request, whatever the interleaving.
 """
 
-from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
 
-from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
+from buildfarm.common.results import CANCELLED
+from buildfarm.master.db.base import DBComponent, from_json, ids_by_parent, paged, to_json
 from buildfarm.master.db.model import builders, buildrequests, builds
-
-# Bound parameters per IN (...) list: far below every backend's limit.
-IN_CLAUSE_CHUNK = 500
 
 _columns = sa.select(buildrequests, builders.c.name.label("buildername")).join(
     builders, builders.c.id == buildrequests.c.builderid
@@ -31,15 +28,11 @@ class BuildRequestsComponent(DBComponent):
         properties: dict,
         submitted_at: float,
         priority: int = 0,
+        buildsetid: int | None = None,
     ) -> int:
-        insert = sa.insert(buildrequests).values(
-            builderid=builderid,
-            reason=reason,
-            properties=to_json(properties),
-            submitted_at=submitted_at,
-            priority=priority,
+        return await self._insert(
+            insert_statement(builderid, reason, properties, submitted_at, priority, buildsetid)
         )
-        return await self._insert(insert)
 
     async def get(self, brid: int) -> dict | None:
         found = await self._select(_columns.where(buildrequests.c.id == brid))
@@ -63,11 +56,14 @@ class BuildRequestsComponent(DBComponent):
         complete: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
+        buildsetid: int | None = None,
     ) -> list[dict]:
-        """Requests, newest first, optionally of one builder and (in)complete ones only."""
+        """Requests, newest first, optionally of one builder / buildset, (in)complete ones only."""
         query = _columns.order_by(buildrequests.c.id.desc())
         if builderid is not None:
             query = query.where(buildrequests.c.builderid == builderid)
+        if buildsetid is not None:
+            query = query.where(buildrequests.c.buildsetid == buildsetid)
         if complete is not None:
             query = query.where(buildrequests.c.complete == int(bool(complete)))
         return await self._select(paged(query, limit, offset))
@@ -97,6 +93,18 @@ class BuildRequestsComponent(DBComponent):
         )
         await self._execute(update)
 
+    async def cancel(self, brid: int, now: float) -> bool:
+        """Complete a request nobody has claimed as CANCELLED; whether this call did.
+
+        A claimed request is not touched: its build must be stopped instead.
+        """
+        update = (
+            sa.update(buildrequests)
+            .where(buildrequests.c.id == brid, _unclaimed)
+            .values(complete=1, results=CANCELLED, complete_at=now)
+        )
+        return await self._execute(update) == 1
+
     async def _release(self, which: sa.ColumnElement[bool]) -> None:
         update = (
             sa.update(buildrequests)
@@ -108,29 +116,37 @@ class BuildRequestsComponent(DBComponent):
     async def _select(self, query: sa.Select) -> list[dict]:
         def thd(conn: sa.Connection) -> list[dict]:
             rows = conn.execute(query).all()
-            buildids = _buildids_of(conn, [row.id for row in rows])
+            buildids = ids_by_parent(
+                conn, builds.c.id, builds.c.buildrequestid, [row.id for row in rows]
+            )
             return [_dict(row, buildids[row.id]) for row in rows]
 
         return await self._run(thd)
 
 
-def _buildids_of(conn: sa.Connection, brids: list[int]) -> dict[int, list[int]]:
-    """The ids of the builds run for each request, ascending."""
-    found: dict[int, list[int]] = defaultdict(list)
-    for start in range(0, len(brids), IN_CLAUSE_CHUNK):
-        query = (
-            sa.select(builds.c.buildrequestid, builds.c.id)
-            .where(builds.c.buildrequestid.in_(brids[start : start + IN_CLAUSE_CHUNK]))
-            .order_by(builds.c.id)
-        )
-        for brid, buildid in conn.execute(query):
-            found[brid].append(buildid)
-    return found
+def insert_statement(
+    builderid: int,
+    reason: str,
+    properties: dict,
+    submitted_at: float,
+    priority: int = 0,
+    buildsetid: int | None = None,
+) -> sa.Insert:
+    """The INSERT of one new, unclaimed request (also run by ``buildsets.add``)."""
+    return sa.insert(buildrequests).values(
+        builderid=builderid,
+        reason=reason,
+        properties=to_json(properties),
+        submitted_at=submitted_at,
+        priority=priority,
+        buildsetid=buildsetid,
+    )
 
 
 def _dict(row: sa.Row, buildids: list[int]) -> dict[str, Any]:
     return {
         "buildrequestid": row.id,
+        "buildsetid": row.buildsetid,
         "builderid": row.builderid,
         "buildername": row.buildername,
         "priority": row.priority,

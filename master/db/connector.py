@@ -13,16 +13,21 @@ from buildfarm.master.db import migrate
 from buildfarm.master.db.builders import BuildersComponent
 from buildfarm.master.db.buildrequests import BuildRequestsComponent
 from buildfarm.master.db.builds import BuildsComponent
+from buildfarm.master.db.buildsets import BuildsetsComponent
+from buildfarm.master.db.changes import ChangesComponent
 from buildfarm.master.db.engine import create_engine, is_sqlite
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
+from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
 from buildfarm.master.db.slaves import SlavesComponent
+from buildfarm.master.db.state import StateComponent
 from buildfarm.master.db.steps import StepsComponent
 
 T = TypeVar("T")
 
 # SQLite serialises writers anyway; more threads would only wait on its lock.
 SQLITE_POOL_THREADS = 1
+# A database server runs this many transactions at once, one pooled connection each.
 SERVER_POOL_THREADS = 5
 
 
@@ -40,20 +45,26 @@ class DBConnector(service.Service):
     """The master's database: call ``await setup()``, then use the components.
 
     Every query runs inside one transaction in this connector's own thread pool
-    (:meth:`run`), so the reactor thread never waits on SQL.  The components are
-    ``masters``, ``builders``, ``slaves``, ``buildrequests``, ``builds``, ``steps`` and
-    ``logs``.
+    (:meth:`run`), so the reactor thread never waits on SQL; while the database server
+    cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
+    seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
+    ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
+    ``logs``, ``changes`` and ``state``.
     """
 
     name = "db"
     log = Logger()
 
-    def __init__(self, db_url: str, basedir: str, reactor=None) -> None:
+    def __init__(
+        self, db_url: str, basedir: str, reactor=None, max_retry_s: float = RETRY_TOTAL_S
+    ) -> None:
         self.db_url = db_url
         self.basedir = basedir
+        self.max_retry_s = max_retry_s
         self._reactor = reactor
         self.engine: sa.Engine | None = None
         self.pool: ThreadPool | None = None
+        self._retrier: OutageRetrier | None = None
         self.masters = MastersComponent(self)
         self.builders = BuildersComponent(self)
         self.slaves = SlavesComponent(self)
@@ -61,14 +72,20 @@ class DBConnector(service.Service):
         self.builds = BuildsComponent(self)
         self.steps = StepsComponent(self)
         self.logs = LogsComponent(self)
+        self.buildsets = BuildsetsComponent(self)
+        self.changes = ChangesComponent(self)
+        self.state = StateComponent(self)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""
         threads_count = SQLITE_POOL_THREADS if is_sqlite(self.db_url) else SERVER_POOL_THREADS
         self.pool = ThreadPool(minthreads=1, maxthreads=threads_count, name="buildfarm-db")
         self.pool.start()
+        self._retrier = OutageRetrier(self._get_reactor(), self.max_retry_s)
         try:
-            self.engine = await self._in_pool(create_engine, self.db_url, self.basedir)
+            self.engine = await self._in_pool(
+                create_engine, self.db_url, self.basedir, threads_count
+            )
             current = await self.run(migrate.connection_is_current)
         except BaseException:
             await self._shutdown()
@@ -82,10 +99,24 @@ class DBConnector(service.Service):
         super().stopService()
         return defer.ensureDeferred(self._shutdown())
 
+    @property
+    def unavailable(self) -> bool:
+        """Whether queries are waiting for the database server to come back."""
+        return self._retrier is not None and self._retrier.unavailable
+
     def run(self, fn: Callable[[sa.Connection], T]) -> defer.Deferred:
-        """A Deferred firing with ``fn(conn)``, run in the pool inside one transaction."""
-        if self.engine is None:
+        """A Deferred firing with ``fn(conn)``, run in the pool inside one transaction.
+
+        If the server cannot be reached, ``fn`` is run again, whole, in a new transaction
+        once it can; so ``fn`` must do nothing but SQL on ``conn``.
+        """
+        if self.engine is None or self._retrier is None:
             return defer.fail(RuntimeError("DBConnector.run called before setup()"))
+        return defer.ensureDeferred(self._retrier.run(lambda: self._attempt(fn)))
+
+    def _attempt(self, fn: Callable[[sa.Connection], T]) -> defer.Deferred:
+        if self.engine is None:
+            raise RuntimeError("DBConnector stopped while a query waited for the database")
         return self._in_pool(_run_in_transaction, self.engine, fn)
 
     def _in_pool(self, fn, *args) -> defer.Deferred:
@@ -101,6 +132,8 @@ class DBConnector(service.Service):
     async def _shutdown(self) -> None:
         engine, pool = self.engine, self.pool
         self.engine = self.pool = None
+        if self._retrier is not None:
+            self._retrier.cancel_waits()
         if pool is None:
             return
         if engine is not None:

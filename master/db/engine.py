@@ -5,6 +5,10 @@ transactions: pysqlite's own implicit ``BEGIN`` is turned off and every SQLAlche
 transaction starts with ``BEGIN IMMEDIATE``, so a read-then-write transaction (build
 numbers, find-or-create) takes the write lock up front instead of failing with
 ``SQLITE_BUSY`` when it upgrades a read lock, and SAVEPOINTs work as documented.
+
+PostgreSQL goes through psycopg 3 (a bare ``postgresql://`` URL means
+``postgresql+psycopg://``) with a pool of ``pool_size`` connections, each checked with a
+ping before use so that connections left over from before a server restart are replaced.
 """
 
 import os
@@ -14,11 +18,17 @@ from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_MEMORY_NAMES = ("", ":memory:")
+# Driver used for URLs that name PostgreSQL without one ("postgresql://", "postgres://").
+POSTGRESQL_DRIVERNAME = "postgresql+psycopg"
+_BARE_POSTGRESQL_NAMES = ("postgresql", "postgres")
 
 
 def resolve_db_url(db_url: str, basedir: str) -> str:
-    """The URL with a relative SQLite file path made absolute against ``basedir``."""
+    """The URL with a relative SQLite file path made absolute against ``basedir``, and
+    psycopg named as the driver of a PostgreSQL URL that names none."""
     url = sa.engine.make_url(db_url)
+    if url.drivername in _BARE_POSTGRESQL_NAMES:
+        return url.set(drivername=POSTGRESQL_DRIVERNAME).render_as_string(hide_password=False)
     if url.get_backend_name() != "sqlite" or url.database in (None, *SQLITE_MEMORY_NAMES):
         return db_url
     if url.database.startswith("file:") or os.path.isabs(url.database):
@@ -32,13 +42,17 @@ def is_sqlite(db_url: str) -> bool:
     return sa.engine.make_url(db_url).get_backend_name() == "sqlite"
 
 
-def create_engine(db_url: str, basedir: str) -> Engine:
-    """An engine for the (resolved) URL, with the SQLite settings above when it is SQLite."""
-    engine = sa.create_engine(resolve_db_url(db_url, basedir))
-    if engine.dialect.name == "sqlite":
+def create_engine(db_url: str, basedir: str, pool_size: int = 1) -> Engine:
+    """An engine for the (resolved) URL: SQLite with the settings above, or a database
+    server with a pool of ``pool_size`` connections (no overflow: the connector's thread
+    pool, of the same size, is the only user)."""
+    url = resolve_db_url(db_url, basedir)
+    if is_sqlite(url):
+        engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         sa.event.listen(engine, "begin", _begin_immediate)
-    return engine
+        return engine
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
 
 
 def _configure_sqlite_connection(dbapi_connection, connection_record) -> None:

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 NAME_LENGTH = 255
 SLUG_LENGTH = 255
 VERSION_LENGTH = 64
+REVISION_LENGTH = 255
+REPOSITORY_LENGTH = 512
 
 # Named constraints so that later migrations (SQLite batch mode included) can refer to them.
 NAMING_CONVENTION = {
@@ -50,6 +52,22 @@ slaves = sa.Table(
     sa.Column("last_disconnected_at", sa.Float, nullable=True),
 )
 
+# A scheduler's decision to build one set of properties on several builders: one build
+# request per builder, complete when they all are, with the worst of their results.
+buildsets = sa.Table(
+    "buildsets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("scheduler", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("properties", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("submitted_at", sa.Float, nullable=False),
+    sa.Column("complete", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("complete_at", sa.Float, nullable=True),
+    sa.Column("results", sa.Integer, nullable=True),
+    sa.Column("parent_buildid", sa.Integer, sa.ForeignKey("builds.id"), nullable=True),
+)
+
 buildrequests = sa.Table(
     "buildrequests",
     metadata,
@@ -64,7 +82,13 @@ buildrequests = sa.Table(
     sa.Column("complete", sa.Integer, nullable=False, server_default="0"),
     sa.Column("results", sa.Integer, nullable=True),
     sa.Column("complete_at", sa.Float, nullable=True),
+    # use_alter: buildsets -> builds -> buildrequests -> buildsets is a cycle, and this
+    # constraint is the one added (by migration 0002) after the tables exist.
+    sa.Column(
+        "buildsetid", sa.Integer, sa.ForeignKey("buildsets.id", use_alter=True), nullable=True
+    ),
     sa.Index(None, "builderid", "complete", "claimed_by_masterid"),
+    sa.Index(None, "buildsetid"),
 )
 
 builds = sa.Table(
@@ -124,4 +148,35 @@ logchunks = sa.Table(
     sa.Column("last_line", sa.Integer, nullable=False),
     sa.Column("content", sa.Text, nullable=False),
     sa.Index(None, "logid", "first_line"),
+)
+
+# A change to the code in a repository, as reported by a change source; ``files`` is a
+# JSON list of paths, ``properties`` a JSON object.
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("author", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("committer", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("comments", sa.Text, nullable=False, server_default=""),
+    sa.Column("branch", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("revision", sa.String(REVISION_LENGTH), nullable=True),
+    sa.Column("repository", sa.String(REPOSITORY_LENGTH), nullable=False, server_default=""),
+    sa.Column("project", sa.String(NAME_LENGTH), nullable=False, server_default=""),
+    sa.Column("codebase", sa.String(NAME_LENGTH), nullable=False, server_default=""),
+    sa.Column("category", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("when_timestamp", sa.Float, nullable=False),
+    sa.Column("files", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("properties", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# What each scheduler keeps across restarts (the last change it saw, ...), a JSON value
+# per key.
+scheduler_state = sa.Table(
+    "scheduler_state",
+    metadata,
+    sa.Column("scheduler", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("key", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )

@@ -4,7 +4,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from buildfarm.master.db.connector import DBConnector
-from buildfarm.master.db.testing import TEST_DB_URL, add_running_build
+from buildfarm.master.db.testing import add_running_build
 
 SUCCESS = 0
 
@@ -82,7 +82,8 @@ async def test_a_request_reads_back_with_its_properties_and_builds(db):
     brid = await db.buildrequests.add(build.builderid, "forced", properties, 7.5, priority=2)
     request = await db.buildrequests.get(brid)
     assert request == {
-        "buildrequestid": brid, "builderid": build.builderid, "buildername": "linux",
+        "buildrequestid": brid, "buildsetid": None, "builderid": build.builderid,
+        "buildername": "linux",
         "priority": 2, "reason": "forced", "properties": properties, "submitted_at": 7.5,
         "claimed": False, "claimed_by_masterid": None, "claimed_at": None,
         "complete": False, "results": None, "complete_at": None, "buildids": [],
@@ -119,8 +120,8 @@ async def test_get_all_filters_and_pages_newest_first(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_two_masters_sharing_the_database_never_win_the_same_request(db, tmp_path):
-    other = DBConnector(TEST_DB_URL, str(tmp_path))
+async def test_two_masters_sharing_the_database_never_win_the_same_request(db):
+    other = DBConnector(db.db_url, db.basedir)
     await other.setup()
     try:
         m1, m2, builderid = await _masters_and_builder(db)
