@@ -140,6 +140,7 @@ class BuildSlave(service.MultiService):
         self._keepaliveTimer = None
         self._stampWatcher: task.LoopingCall | None = None
         self._stampMtime = 0.0
+        self._previousSighupHandler = None
         self._factory = _SlaveFactory(self)
         description = connection_string or self._endpointDescription(buildmaster_host, port,
                                                                       use_tls)
@@ -166,8 +167,9 @@ class BuildSlave(service.MultiService):
         """Kill running commands and close the connection."""
         if self._stampWatcher is not None and self._stampWatcher.running:
             self._stampWatcher.stop()
-        if self.allowShutdown == "signal":
-            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if self._previousSighupHandler is not None:
+            signal.signal(signal.SIGHUP, self._previousSighupHandler)
+            self._previousSighupHandler = None
         self.bot.stopCommands("slave stopping")
         return super().stopService()
 
@@ -295,10 +297,14 @@ class BuildSlave(service.MultiService):
             log.info("shutdown requested while not attached to a master; stopping now")
             self._stopReactor()
             return
-        log.info("asking master {master} to shut this slave down when idle",
-                 master=self.master)
+        log.info("asking master {master} for a graceful shutdown (it stops this slave once"
+                 " idle)", master=self.master)
         d = self.perspective.callRemote("shutdown")
-        d.addErrback(self._gracefulShutdownFailed)
+        d.addCallbacks(self._gracefulShutdownAccepted, self._gracefulShutdownFailed)
+
+    def _gracefulShutdownAccepted(self, _: object) -> None:
+        log.info("master {master} accepted the shutdown request; waiting for it to stop this"
+                 " slave", master=self.master)
 
     def _gracefulShutdownFailed(self, failure: Failure) -> None:
         log.warn("master could not take the shutdown request ({reason}); stopping now",
@@ -307,7 +313,7 @@ class BuildSlave(service.MultiService):
 
     def _watchForShutdownRequests(self) -> None:
         if self.allowShutdown == "signal":
-            signal.signal(signal.SIGHUP, self._onSighup)
+            self._previousSighupHandler = signal.signal(signal.SIGHUP, self._onSighup)
         elif self.allowShutdown == "file":
             self._stampMtime = self._shutdownStampMtime()
             self._stampWatcher = task.LoopingCall(self._checkShutdownStamp)
@@ -315,7 +321,12 @@ class BuildSlave(service.MultiService):
             self._stampWatcher.start(SHUTDOWN_STAMP_POLL_S, now=False)
 
     def _onSighup(self, signum, frame) -> None:
-        self.reactor.callFromThread(self.gracefulShutdown)
+        # A signal handler does as little as possible: the reactor thread does the work.
+        self.reactor.callFromThread(self._sighupReceived)
+
+    def _sighupReceived(self) -> None:
+        log.info("SIGHUP received: shutting down")
+        self.gracefulShutdown()
 
     def _shutdownStampMtime(self) -> float:
         try:

@@ -537,3 +537,49 @@ async def test_an_update_too_large_for_pb_is_replaced_and_the_command_still_ends
     assert "slave could not send an update (files)" in remote.text("header")
     assert remote.updates[-1] == {"rc": 0} and remote.completions == [None]
     assert conversation.call(conversation.mind, "print", "still connected") is None
+
+
+def test_sighup_asks_the_master_and_logs_each_stage(memorySlave, logs):
+    import signal
+    harness = memorySlave(allow_shutdown="signal")
+    # MemoryReactorClock has no callFromThread: run the handler's call on the fake clock.
+    harness.reactor.callFromThread = lambda f, *args: harness.reactor.callLater(0, f, *args)
+    harness.connect()
+
+    os.kill(os.getpid(), signal.SIGHUP)
+    harness.reactor.advance(0)
+    harness.pump.flush()
+
+    assert harness.realm.avatars[-1].shutdownRequests == 1
+    text = logText(logs)
+    assert "SIGHUP received: shutting down" in text
+    assert "asking master 127.0.0.1:9989 for a graceful shutdown" in text
+    assert "master 127.0.0.1:9989 accepted the shutdown request; waiting" in text
+    assert not harness.reactor.hasStopped
+
+
+def test_stopping_the_slave_restores_the_previous_sighup_handler(memorySlave):
+    import signal
+    before = signal.getsignal(signal.SIGHUP)
+    harness = memorySlave(allow_shutdown="signal")
+    assert signal.getsignal(signal.SIGHUP) != before
+
+    harness.slave.stopService()
+
+    assert signal.getsignal(signal.SIGHUP) == before
+
+
+def test_graceful_shutdown_refused_by_the_master_stops_at_once(memorySlave, logs):
+    harness = memorySlave()
+    harness.connect()
+    harness.reactor.running = True
+
+    def refuse():
+        raise pb.Error("no shutdowns today")
+
+    harness.realm.avatars[-1].perspective_shutdown = refuse
+    harness.slave.gracefulShutdown()
+    harness.pump.flush()
+
+    assert "master could not take the shutdown request" in logText(logs)
+    assert harness.reactor.hasStopped
