@@ -12,6 +12,17 @@ FIRST_RUN_HANGS = ["sh", "-c", "if [ -e ../marker ]; then echo second run; "
                    "else touch ../marker; echo first run; exec sleep 300; fi"]
 
 
+def explain(master, request) -> str:
+    """The steps and logs of a request's builds, for an assertion message."""
+    lines = []
+    for buildid in request["buildids"]:
+        for step in master.get(f"/api/v1/builds/{buildid}")["steps"]:
+            lines.append(f"build {buildid} step {step['number']}: {step['state_string']}")
+            for log in step["logs"]:
+                lines.append(master.request("GET", log["url"])[1].decode(errors="replace")[-2000:])
+    return "\n".join(lines)
+
+
 def test_forced_build_runs_and_its_log_is_served(fleet):
     master = fleet.master()
     fleet.slave(master)
@@ -71,7 +82,7 @@ def test_slave_killed_mid_build_ends_retry_and_request_reruns_after_it_returns(f
     assert request["complete"] is False and request["claimed"] is False
     run_cli("buildslave", "start", slave.basedir, check=True)
     request = master.wait_request_complete(brid)
-    assert request["result"] == "success"
+    assert request["result"] == "success", explain(master, request)
     assert len(request["buildids"]) == 2
     status, text = master.request("GET", f"/api/v1/builds/{request['buildids'][1]}/steps/0/logs/stdio")
     assert b"second run" in text
