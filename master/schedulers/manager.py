@@ -1,8 +1,25 @@
-"""``SchedulerManager``: the configured schedulers, and turning their wishes into requests."""
+"""``SchedulerManager``: the running schedulers, and what the rest of the master asks of them.
+
+- ``reconfig(config)`` starts the configured schedulers (first call) and afterwards applies
+  a new configuration: new schedulers start, removed ones stop, changed ones (compared by
+  configuration, not identity) are replaced, unchanged ones keep running untouched.
+- ``force`` (the API), ``add_change`` (the change API), ``trigger`` (the Trigger step).
+- ``buildrequest_finished`` (the BotMaster): completes buildsets, wakes Trigger steps
+  waiting for them and starts Dependent schedulers.
+"""
+
+from collections.abc import Iterable
 
 from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
 
+from buildfarm.master.schedulers.base import Scheduler
+from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forcesched import ForceScheduler
+from buildfarm.master.schedulers.triggerable import Triggerable
+
+log = Logger()
 
 
 class UnknownBuilder(LookupError):
@@ -13,36 +30,182 @@ class NotForceable(LookupError):
     """The builder exists but no ForceScheduler lists it."""
 
 
+class UnknownScheduler(KeyError):
+    """No Triggerable scheduler of that name is configured."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown scheduler"
+
+
 class SchedulerManager(service.Service):
-    """Holds the schedulers of the current configuration."""
+    """Holds the active schedulers of the current configuration."""
 
     name = "scheduler"
 
     def __init__(self, master):
         self.master = master
+        self.schedulers: dict[str, Scheduler] = {}
+        self._configured = False
+        self._reconfig_lock = defer.DeferredLock()
+        self._finish_lock = defer.DeferredLock()
+        self._waiters: dict[int, list[defer.Deferred]] = {}
+        self._startup: defer.Deferred | None = None
+
+    # -- service ---------------------------------------------------------------------------
+
+    def startService(self):  # noqa: N802
+        super().startService()
+        if not self._configured:  # the master may also call reconfig itself: it is idempotent
+            self._startup = defer.ensureDeferred(self.reconfig(self.master.config))
+            self._startup.addErrback(lambda f: log.failure("starting the schedulers failed", f))
+
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        return defer.ensureDeferred(self.stop())
+
+    async def stop(self) -> None:
+        """Deactivate every scheduler (waiting for their work in flight)."""
+        await self._reconfig_lock.acquire()
+        try:
+            await self._deactivate(list(self.schedulers.values()))
+            self.schedulers = {}
+            self._configured = False
+        finally:
+            self._reconfig_lock.release()
+
+    async def reconfig(self, config) -> None:
+        """Make the running schedulers those of ``config``."""
+        await self._reconfig_lock.acquire()
+        try:
+            await self._apply(config.schedulers)
+            self._configured = True
+        finally:
+            self._reconfig_lock.release()
+
+    async def _apply(self, wanted: Iterable[Scheduler]) -> None:
+        old, new = self.schedulers, {s.name: s for s in wanted}
+        keep = {name for name, s in new.items()
+                if name in old and old[name].config_fingerprint() == s.config_fingerprint()}
+        await self._deactivate([s for name, s in old.items() if name not in keep])
+        current = {name: old[name] for name in keep}
+        for name, scheduler in new.items():
+            if name in keep:
+                continue
+            try:
+                await scheduler.activate(self.master)
+            except Exception:
+                log.failure("scheduler {name} failed to start", name=name)
+                continue
+            current[name] = scheduler
+            verb = "restarted with its new configuration" if name in old else "started"
+            log.info("scheduler {name} ({kind}) {verb}", name=name, kind=type(scheduler).__name__, verb=verb)
+        for name in sorted(set(old) - set(new)):
+            log.info("scheduler {name} stopped: no longer configured", name=name)
+        self.schedulers = current
+
+    async def _deactivate(self, schedulers: list[Scheduler]) -> None:
+        for scheduler in schedulers:
+            try:
+                await scheduler.deactivate()
+            except Exception:
+                log.failure("scheduler {name} failed to stop", name=scheduler.name)
+
+    # -- force -----------------------------------------------------------------------------
 
     def force_scheduler_for(self, buildername: str) -> ForceScheduler:
-        """The ForceScheduler that may build ``buildername``."""
-        config = self.master.config
-        if config.builder(buildername) is None:
+        """The running ForceScheduler that may build ``buildername``."""
+        if self.master.config.builder(buildername) is None or \
+                buildername not in self.master.botmaster.builders:
             raise UnknownBuilder(f"no builder named {buildername!r}")
-        for scheduler in config.schedulers:
+        for scheduler in self.schedulers.values():
             if isinstance(scheduler, ForceScheduler) and buildername in scheduler.builderNames:
                 return scheduler
         raise NotForceable(f"builder {buildername!r} has no ForceScheduler")
 
     async def force(self, buildername: str, reason: str | None, properties: dict,
                     owner: str | None = None) -> int:
-        """Request a build of ``buildername``; return the new build request's id."""
+        """Request a build of ``buildername`` (a one-request buildset); return the request id.
+
+        Raises ``UnknownBuilder``, ``NotForceable`` or ``ForceParameterError``.
+        """
         scheduler = self.force_scheduler_for(buildername)
-        builder = self.master.botmaster.builders[buildername]
-        props = {**scheduler.properties, **properties}
-        props["scheduler"] = scheduler.name
-        if owner:
-            props["owner"] = owner
-        brid = await self.master.db.buildrequests.add(
-            builder.builderid, reason or scheduler.default_reason, props,
-            self.master.reactor.seconds(), priority=scheduler.priority,
-        )
-        self.master.botmaster.maybe_start_builds()
-        return brid
+        return await scheduler.force(buildername, reason, properties, owner)
+
+    # -- changes ---------------------------------------------------------------------------
+
+    async def add_change(self, **change) -> int:
+        """Store a change (``db.changes.add`` arguments; times default to now) and offer it
+        to every scheduler that watches changes; return its id."""
+        now = self.master.reactor.seconds()
+        change.setdefault("when_timestamp", now)
+        change.setdefault("created_at", now)
+        change.setdefault("files", [])
+        change.setdefault("comments", "")
+        changeid = await self.master.db.changes.add(**change)
+        row = await self.master.db.changes.get(changeid)
+        log.info("change {id} by {author} on branch {branch} (revision {revision})", id=changeid,
+                 author=row.get("author"), branch=row.get("branch"), revision=row.get("revision"))
+        for scheduler in list(self.schedulers.values()):
+            if scheduler.wants_changes and scheduler.active:
+                try:
+                    await scheduler.got_change(row)
+                except Exception:
+                    log.failure("scheduler {name} failed on change {id}", name=scheduler.name, id=changeid)
+        return changeid
+
+    # -- triggers --------------------------------------------------------------------------
+
+    async def trigger(self, scheduler_name: str, properties: dict,
+                      parent_buildid: int | None) -> tuple[int, dict[int, int], defer.Deferred]:
+        """Trigger a Triggerable scheduler; return ``(bsid, {builderid: brid}, results)``,
+        ``results`` a Deferred firing with the buildset's results once it completes.
+
+        Raises ``UnknownScheduler`` when no Triggerable of that name runs.
+        """
+        scheduler = self.schedulers.get(scheduler_name)
+        if not isinstance(scheduler, Triggerable):
+            what = "is not a Triggerable" if scheduler else "is not configured"
+            raise UnknownScheduler(f"scheduler {scheduler_name!r} {what}")
+        bsid, brids = await scheduler.trigger(dict(properties), parent_buildid)
+        waiter: defer.Deferred = defer.Deferred()
+        self._waiters.setdefault(bsid, []).append(waiter)
+        return bsid, brids, waiter
+
+    # -- build requests finishing ----------------------------------------------------------
+
+    def buildrequest_finished(self, buildrequest: dict) -> None:
+        """The BotMaster completed (or cancelled) a build request; never raises."""
+        d = defer.ensureDeferred(self._finish_lock.run(
+            lambda: defer.ensureDeferred(self._buildrequest_finished(buildrequest))))
+        d.addErrback(lambda f: log.failure("after build request {id} finished", f,
+                                           id=buildrequest.get("buildrequestid")))
+
+    async def _buildrequest_finished(self, buildrequest: dict) -> None:
+        db = self.master.db
+        bsid = buildrequest.get("buildsetid")
+        if bsid is None:
+            row = await db.buildrequests.get(buildrequest["buildrequestid"])
+            bsid = row and row.get("buildsetid")
+        if bsid is None:
+            return
+        before = await db.buildsets.get(bsid)
+        if before is None or before["complete"]:
+            return  # already completed (and announced) by an earlier request
+        results = await db.buildsets.complete_if_done(bsid, self.master.reactor.seconds())
+        if results is None:
+            return
+        log.info("buildset {bsid} of {scheduler} complete: results {results}", bsid=bsid,
+                 scheduler=before["scheduler"], results=results)
+        await self.buildset_complete(before, results)
+
+    async def buildset_complete(self, buildset: dict, results: int) -> None:
+        """Wake the Trigger steps waiting for the buildset; start its Dependent schedulers."""
+        for waiter in self._waiters.pop(buildset["bsid"], []):
+            waiter.callback(results)
+        for scheduler in list(self.schedulers.values()):
+            if isinstance(scheduler, Dependent) and scheduler.active and \
+                    scheduler.upstream_name == buildset["scheduler"]:
+                try:
+                    await scheduler.upstream_finished(buildset, results)
+                except Exception:
+                    log.failure("Dependent {name} failed", name=scheduler.name)

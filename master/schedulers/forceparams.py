@@ -1,0 +1,188 @@
+"""The typed parameters of a ``ForceScheduler`` (Buildbot's ``util.StringParameter`` & co.).
+
+Each parameter names one build property.  When a build is forced, ``parse`` turns the
+submitted value (JSON from the API: a string, number, boolean or list) into the property's
+value or raises ``BadValue`` with a message for the user; the ForceScheduler reports it as
+``ForceParameterError`` naming the parameter.  A value that is not submitted takes the
+parameter's ``default``, unless the parameter is ``required``.
+"""
+
+import re
+from typing import Any
+
+TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+FALSE_WORDS = frozenset({"false", "no", "off", "0", ""})
+
+
+class BadValue(ValueError):
+    """A submitted value this parameter does not accept; the message is for the user."""
+
+
+class BaseParameter:
+    """One named, typed field of a force request."""
+
+    type_name = "value"
+    default_default: Any = None
+
+    def __init__(self, name, label=None, default=None, required=False, hide=False, **kwargs):
+        self.name = name
+        self.label = label if label is not None else name
+        self.default = self.default_default if default is None else default
+        self.required = required
+        self.hide = hide
+        # Buildbot's layout arguments (size, cols, rows, tablabel...) mean nothing without its UI.
+        self.ignored = sorted(kwargs)
+
+    def config_problems(self) -> list[str]:
+        if not isinstance(self.name, str) or not self.name:
+            return [f"force parameter name must be a non-empty string, not {self.name!r}"]
+        problems = []
+        if not self.required:
+            try:
+                self.parse(self.default)
+            except BadValue as e:
+                problems.append(f"force parameter {self.name!r}: bad default {self.default!r}: {e}")
+        return problems
+
+    def value_from(self, submitted: dict) -> Any:
+        """The property value for a force request's submitted properties."""
+        if self.name not in submitted or submitted[self.name] is None:
+            if self.required:
+                raise BadValue("is required")
+            return self.parse(self.default)
+        value = self.parse(submitted[self.name])
+        if self.required and value in ("", []):
+            raise BadValue("is required")
+        return value
+
+    def parse(self, value: Any) -> Any:
+        raise NotImplementedError
+
+
+class StringParameter(BaseParameter):
+    """A string; ``regex`` must match at its start (``re.match``, as in Buildbot)."""
+
+    type_name = "string"
+    default_default = ""
+
+    def __init__(self, name, label=None, default=None, required=False, regex=None, maxsize=None, **kwargs):
+        self.regex = regex
+        self.maxsize = maxsize
+        self._pattern, self._regex_problem = _compile(regex)
+        super().__init__(name, label=label, default=default, required=required, **kwargs)
+
+    def config_problems(self) -> list[str]:
+        if self._regex_problem:
+            return [f"force parameter {self.name!r}: {self._regex_problem}"]
+        return super().config_problems()
+
+    def parse(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise BadValue(f"must be a string, not {value!r}")
+        if self.maxsize is not None and len(value) > self.maxsize:
+            raise BadValue(f"is longer than {self.maxsize} characters")
+        if self._pattern is not None and value and not self._pattern.match(value):
+            raise BadValue(f"{value!r} does not match {self._pattern.pattern!r}")
+        return value
+
+
+class TextParameter(StringParameter):
+    """A multi-line string."""
+
+
+class IntParameter(BaseParameter):
+    """An integer; strings of digits are accepted (a form sends strings)."""
+
+    type_name = "integer"
+    default_default = 0
+
+    def parse(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise BadValue(f"must be an integer, not {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            return int(value)
+        raise BadValue(f"must be an integer, not {value!r}")
+
+
+class BooleanParameter(BaseParameter):
+    """True or false; the strings true/false, yes/no, on/off, 1/0 are accepted."""
+
+    type_name = "boolean"
+    default_default = False
+
+    def parse(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+            return value.strip().lower() in TRUE_WORDS
+        raise BadValue(f"must be true or false, not {value!r}")
+
+    def value_from(self, submitted: dict) -> Any:
+        # A required boolean makes no sense (false is a value); never "missing".
+        if self.name not in submitted or submitted[self.name] is None:
+            return self.parse(self.default)
+        return self.parse(submitted[self.name])
+
+
+class ChoiceStringParameter(BaseParameter):
+    """One of ``choices`` (a list of them with ``multiple=True``); ``strict=False`` also
+    accepts other strings.  The default is the first choice."""
+
+    type_name = "choice"
+
+    def __init__(self, name, choices=None, label=None, default=None, strict=True, multiple=False,
+                 **kwargs):
+        self.choices = list(choices) if isinstance(choices, list | tuple) else choices
+        self.strict = strict
+        self.multiple = multiple
+        if default is None and isinstance(self.choices, list) and self.choices:
+            default = [] if multiple else self.choices[0]
+        super().__init__(name, label=label, default=default, **kwargs)
+
+    def config_problems(self) -> list[str]:
+        if not isinstance(self.choices, list) or not self.choices or \
+                not all(isinstance(c, str) for c in self.choices):
+            return [f"force parameter {self.name!r}: choices must be a non-empty list of strings"]
+        return super().config_problems()
+
+    def parse(self, value: Any) -> Any:
+        if self.multiple:
+            values = value if isinstance(value, list) else [value]
+            return [self._one(v) for v in values]
+        return self._one(value)
+
+    def _one(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise BadValue(f"must be a string, not {value!r}")
+        if self.strict and value not in self.choices:
+            raise BadValue(f"{value!r} is not one of {', '.join(map(repr, self.choices))}")
+        return value
+
+
+class FixedParameter(BaseParameter):
+    """A value the user cannot change: submitting a different one is an error."""
+
+    type_name = "fixed"
+
+    def parse(self, value: Any) -> Any:
+        if value != self.default:
+            raise BadValue(f"is fixed to {self.default!r}")
+        return value
+
+    def value_from(self, submitted: dict) -> Any:
+        if self.name in submitted and submitted[self.name] != self.default:
+            raise BadValue(f"is fixed to {self.default!r}")
+        return self.default
+
+
+def _compile(regex) -> tuple[re.Pattern | None, str | None]:
+    if regex is None or isinstance(regex, re.Pattern):
+        return regex, None
+    try:
+        return re.compile(regex), None
+    except (re.error, TypeError) as e:
+        return None, f"regex {regex!r} is not a regular expression: {e}"

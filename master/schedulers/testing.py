@@ -1,0 +1,169 @@
+"""In-memory doubles of what schedulers use of the master, for fast tests of their logic.
+
+``FakeMaster`` has a ``task.Clock`` as its reactor, a ``FakeDB`` with the ``buildsets``,
+``buildrequests``, ``changes``, ``state`` and ``builders`` calls schedulers make (each
+answering at once), and a BotMaster stand-in counting ``maybe_start_builds`` calls.  The
+real database components are tested against a real database elsewhere.
+"""
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from twisted.internet import task
+
+from buildfarm.common.results import worst_result
+
+
+class FakeBuildsets:
+    def __init__(self, db: "FakeDB"):
+        self.db = db
+        self.rows: dict[int, dict] = {}
+        self._ids = itertools.count(1)
+
+    async def add(self, scheduler, reason, properties, builderids, submitted_at, priority=0,
+                  parent_buildid=None):
+        bsid = next(self._ids)
+        brids = {}
+        for builderid in builderids:
+            brids[builderid] = self.db.buildrequests.new(bsid, builderid, submitted_at, priority)
+        self.rows[bsid] = {
+            "bsid": bsid, "scheduler": scheduler, "reason": reason,
+            "properties": copy.deepcopy(properties), "submitted_at": submitted_at,
+            "complete": False, "complete_at": None, "results": None,
+            "parent_buildid": parent_buildid, "buildrequestids": list(brids.values()),
+            "priority": priority,
+        }
+        return bsid, brids
+
+    async def get(self, bsid):
+        row = self.rows.get(bsid)
+        return copy.deepcopy(row) if row else None
+
+    async def complete_if_done(self, bsid, now):
+        row = self.rows[bsid]
+        requests = [self.db.buildrequests.rows[b] for b in row["buildrequestids"]]
+        if row["complete"] or not all(r["complete"] for r in requests):
+            return None
+        results = requests[0]["results"]
+        for request in requests[1:]:
+            results = worst_result(results, request["results"])
+        row.update(complete=True, complete_at=now, results=results)
+        return results
+
+
+class FakeBuildRequests:
+    def __init__(self):
+        self.rows: dict[int, dict] = {}
+        self._ids = itertools.count(1)
+
+    def new(self, bsid, builderid, submitted_at, priority) -> int:
+        brid = next(self._ids)
+        self.rows[brid] = {"buildrequestid": brid, "buildsetid": bsid, "builderid": builderid,
+                           "submitted_at": submitted_at, "priority": priority,
+                           "complete": False, "results": None}
+        return brid
+
+    async def get(self, brid):
+        row = self.rows.get(brid)
+        return dict(row) if row else None
+
+    def finish(self, brid, results) -> dict:
+        """What the BotMaster does when a build of the request ends (test helper)."""
+        self.rows[brid].update(complete=True, results=results)
+        return dict(self.rows[brid])
+
+    async def cancel(self, brid, now):
+        return True
+
+
+class FakeChanges:
+    def __init__(self):
+        self.rows: dict[int, dict] = {}
+        self._ids = itertools.count(1)
+
+    async def add(self, author, comments, files, when_timestamp, created_at, branch=None,
+                  revision=None, repository="", project="", codebase="", category=None,
+                  committer=None, properties=None):
+        changeid = next(self._ids)
+        self.rows[changeid] = {
+            "changeid": changeid, "author": author, "committer": committer, "comments": comments,
+            "branch": branch, "revision": revision, "repository": repository, "project": project,
+            "codebase": codebase, "category": category, "when_timestamp": when_timestamp,
+            "files": list(files), "properties": dict(properties or {}), "created_at": created_at,
+        }
+        return changeid
+
+    async def get(self, changeid):
+        row = self.rows.get(changeid)
+        return copy.deepcopy(row) if row else None
+
+    async def get_after(self, changeid):
+        return [copy.deepcopy(self.rows[c]) for c in sorted(self.rows) if c > changeid]
+
+
+class FakeState:
+    def __init__(self):
+        self.values: dict[tuple[str, str], object] = {}
+
+    async def get(self, scheduler, key, default=None):
+        return copy.deepcopy(self.values.get((scheduler, key), default))
+
+    async def set(self, scheduler, key, value):
+        self.values[(scheduler, key)] = copy.deepcopy(value)
+
+
+class FakeBuilders:
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+
+    async def find_or_create(self, name):
+        return self.ids.setdefault(name, len(self.ids) + 1)
+
+
+class FakeDB:
+    def __init__(self):
+        self.buildsets = FakeBuildsets(self)
+        self.buildrequests = FakeBuildRequests()
+        self.changes = FakeChanges()
+        self.state = FakeState()
+        self.builders = FakeBuilders()
+
+
+@dataclass
+class FakeBotMaster:
+    builders: dict = field(default_factory=dict)
+    wakeups: int = 0
+
+    def maybe_start_builds(self):
+        self.wakeups += 1
+
+
+class FakeConfig:
+    def __init__(self, schedulers=(), builders=()):
+        self.schedulers = list(schedulers)
+        self.builders = [SimpleNamespace(name=name) for name in builders]
+
+    def builder(self, name):
+        return next((b for b in self.builders if b.name == name), None)
+
+
+class FakeMaster:
+    """A master with a Clock, a FakeDB and builders ``builder_names`` (ids 1, 2, ...)."""
+
+    def __init__(self, builder_names=("a", "b", "c"), start_time: float = 1_000_000.0):
+        self.reactor = task.Clock()
+        self.reactor.advance(start_time)
+        self.db = FakeDB()
+        self.botmaster = FakeBotMaster()
+        for number, name in enumerate(builder_names, 1):
+            self.botmaster.builders[name] = SimpleNamespace(name=name, builderid=number)
+            self.db.builders.ids[name] = number
+        self.config = FakeConfig(builders=builder_names)
+        self.scheduler = None
+
+    def buildsets(self, scheduler: str | None = None) -> list[dict]:
+        """The buildsets added so far (of one scheduler), oldest first."""
+        rows = self.db.buildsets.rows.values()
+        return [r for r in rows if scheduler is None or r["scheduler"] == scheduler]
