@@ -167,3 +167,29 @@ class FakeMaster:
         """The buildsets added so far (of one scheduler), oldest first."""
         rows = self.db.buildsets.rows.values()
         return [r for r in rows if scheduler is None or r["scheduler"] == scheduler]
+
+
+def result_of(awaitable):
+    """The result of a coroutine or Deferred that completes at once (as with ``FakeDB``)."""
+    from twisted.internet import defer
+    from twisted.python.failure import Failure
+
+    d = defer.ensureDeferred(awaitable)
+    results: list = []
+    d.addBoth(results.append)
+    if not results:
+        raise AssertionError(f"{awaitable!r} did not complete at once")
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
+def started_manager(master: FakeMaster, *schedulers):
+    """A SchedulerManager on ``master`` running ``schedulers``."""
+    from buildfarm.master.schedulers.manager import SchedulerManager
+
+    manager = SchedulerManager(master)
+    master.scheduler = manager
+    master.config.schedulers = list(schedulers)
+    result_of(manager.reconfig(master.config))
+    return manager
