@@ -51,8 +51,10 @@ def test_change_filter_config_problems():
 
 
 def test_change_filters_with_the_same_arguments_are_equal():
-    assert ChangeFilter(branch="main", branch_re=re.compile("m")) == ChangeFilter(branch="main", branch_re="m")
-    assert ChangeFilter(filter_fn=lambda c: c.branch == "a") == ChangeFilter(filter_fn=lambda c: c.branch == "a")
+    assert ChangeFilter(branch="main", branch_re=re.compile("m")) == \
+        ChangeFilter(branch="main", branch_re="m")
+    assert ChangeFilter(filter_fn=lambda c: c.branch == "a") == \
+        ChangeFilter(filter_fn=lambda c: c.branch == "a")
     assert ChangeFilter(branch="main") != ChangeFilter(branch="dev")
 
 
