@@ -45,19 +45,14 @@ class SchedulerManager(service.Service):
     def __init__(self, master):
         self.master = master
         self.schedulers: dict[str, Scheduler] = {}
-        self._configured = False
         self._reconfig_lock = defer.DeferredLock()
         self._finish_lock = defer.DeferredLock()
         self._waiters: dict[int, list[defer.Deferred]] = {}
-        self._startup: defer.Deferred | None = None
 
     # -- service ---------------------------------------------------------------------------
 
-    def startService(self):  # noqa: N802
-        super().startService()
-        if not self._configured:  # the master may also call reconfig itself: it is idempotent
-            self._startup = defer.ensureDeferred(self.reconfig(self.master.config))
-            self._startup.addErrback(lambda f: log.failure("starting the schedulers failed", f))
+    # The BuildMaster calls ``reconfig(config)`` once its builders exist (and on every
+    # reconfig), and ``stopService`` (or ``stop``) before the BotMaster and database stop.
 
     def stopService(self):  # noqa: N802
         super().stopService()
@@ -69,7 +64,6 @@ class SchedulerManager(service.Service):
         try:
             await self._deactivate(list(self.schedulers.values()))
             self.schedulers = {}
-            self._configured = False
         finally:
             self._reconfig_lock.release()
 
@@ -78,7 +72,6 @@ class SchedulerManager(service.Service):
         await self._reconfig_lock.acquire()
         try:
             await self._apply(config.schedulers)
-            self._configured = True
         finally:
             self._reconfig_lock.release()
 
