@@ -68,11 +68,24 @@ class _ReportingEndpoint:
         return failure
 
 
+class _SlaveBroker(pb.Broker):
+    """A client Broker that remembers why its connection ended (a TLS handshake refused,
+    say), so a connection that never logged in can say why."""
+
+    lostReason: Failure | None = None
+    reported = False  # set once the slave logged how this connection's login went
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.lostReason = reason
+        super().connectionLost(reason)
+
+
 class _SlaveFactory(pb.PBClientFactory):
     """A PB client factory that tells its BuildSlave when a connection starts and when PB is
     ready on it (then the slave logs in)."""
 
     noisy = False  # no "Starting factory" line for every attempt
+    protocol = _SlaveBroker
 
     def __init__(self, slave: BuildSlave) -> None:
         super().__init__()
@@ -142,9 +155,10 @@ class BuildSlave(service.MultiService):
         self._stampMtime = 0.0
         self._previousSighupHandler = None
         self._factory = _SlaveFactory(self)
-        description = connection_string or self._endpointDescription(buildmaster_host, port,
-                                                                      use_tls)
-        endpoint = _ReportingEndpoint(clientFromString(reactor, description), self._connectFailed)
+        self.endpointDescription = connection_string or self._endpointDescription(
+            buildmaster_host, port, use_tls)
+        endpoint = _ReportingEndpoint(clientFromString(reactor, self.endpointDescription),
+                                      self._connectFailed)
         self.connector = ClientService(endpoint, self._factory, retryPolicy=self._retryDelay,
                                        clock=self.clock)
         self.connector.setServiceParent(self)
@@ -208,6 +222,7 @@ class BuildSlave(service.MultiService):
     def _attached(self, perspective: pb.RemoteReference, broker: pb.Broker) -> None:
         if broker.disconnected:
             return
+        broker.reported = True
         self._cancelLoginTimer()
         self._failures = 0
         self.perspective = perspective
@@ -216,6 +231,7 @@ class BuildSlave(service.MultiService):
         self._scheduleKeepalive()
 
     def _loginFailed(self, failure: Failure, broker: pb.Broker) -> None:
+        broker.reported = True
         reason = failure.getErrorMessage() or failure.type
         if failure.check(UnauthorizedLogin):
             log.warn("login refused by master {master}: {reason}; will retry",
@@ -229,6 +245,7 @@ class BuildSlave(service.MultiService):
         _drop(broker)
 
     def _loginTimedOut(self, broker: pb.Broker) -> None:
+        broker.reported = True
         self._loginTimer = None
         log.warn("no login answer from master {master} within {timeout} s; dropping the"
                  " connection", master=self.master, timeout=LOGIN_TIMEOUT_S)
@@ -236,6 +253,12 @@ class BuildSlave(service.MultiService):
 
     def _disconnected(self, broker: pb.Broker) -> None:
         self._cancelLoginTimer()
+        if not getattr(broker, "reported", False):
+            reason = getattr(broker, "lostReason", None)
+            log.warn("connection to master {master} failed: closed before login ({reason});"
+                     " retrying", master=self.master,
+                     reason=reason.getErrorMessage() if reason is not None else "no reason")
+            return
         if self.perspective is None or self.perspective.broker is not broker:
             return
         self.perspective = None

@@ -583,3 +583,23 @@ def test_graceful_shutdown_refused_by_the_master_stops_at_once(memorySlave, logs
 
     assert "master could not take the shutdown request" in logText(logs)
     assert harness.reactor.hasStopped
+
+
+def test_connection_closed_before_login_is_logged_with_its_reason(memorySlave, logs):
+    class Hangup(Protocol):
+        def connectionMade(self):  # noqa: N802 - the Twisted name
+            self.transport.loseConnection()
+
+    harness = memorySlave(serverFactory=Factory.forProtocol(Hangup))
+    harness.connect()
+
+    assert "connection to master 127.0.0.1:9989 failed: closed before login" in logText(logs)
+    assert len(harness.retryDelays()) == 1  # and it tries again
+
+
+def test_refused_login_is_not_also_reported_as_closed_before_login(memorySlave, logs):
+    harness = memorySlave(password="wrong")
+
+    harness.connect()
+
+    assert "login refused" in logText(logs) and "closed before login" not in logText(logs)
