@@ -1,0 +1,128 @@
+"""Schedulers in real master and slave daemons: timers, changes over HTTP, triggers, Dependent."""
+
+import json
+import urllib.error
+import urllib.request
+
+from fixtures.daemons import wait_for
+
+SECRET = "s3cret"
+
+MASTER_CFG = """\
+from buildfarm.master.changes.filter import ChangeFilter
+from buildfarm.master.plugins import schedulers, slaves, steps, util
+from buildfarm.master.process.steps.trigger import Trigger
+from buildfarm.master.schedulers.basic import SingleBranchScheduler
+from buildfarm.master.schedulers.dependent import Dependent
+from buildfarm.master.schedulers.timed import Periodic
+from buildfarm.master.schedulers.triggerable import Triggerable
+
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass', max_builds=2)]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['www'] = {{'port': {www_port}}}
+c['changes'] = {{'secret': '{secret}'}}
+
+def builder(name, *extra_steps):
+    return util.BuilderConfig(name=name, slavenames=['bs1'], factory=util.BuildFactory(
+        [steps.ShellCommand(command=['echo', name]), *extra_steps]))
+
+c['builders'] = [builder(name) for name in {plain!r}] + [
+    builder('parent', Trigger(schedulerNames=['child'], waitForFinish=True,
+                              set_properties={{'from_parent': 'yes'}})),
+]
+{schedulers}
+"""
+
+PERIODIC = "c['schedulers'] = [Periodic('every2s', builderNames=['ticker'], periodicBuildTimer=2)]"
+ON_CHANGE = """\
+c['schedulers'] = [SingleBranchScheduler('on-main', builderNames=['compile'], treeStableTimer=1,
+                   change_filter=ChangeFilter(branch='main', repository='git://example/repo'))]"""
+TRIGGER = """\
+c['schedulers'] = [schedulers.ForceScheduler('force', builderNames=['parent']),
+                   Triggerable('child', builderNames=['child'])]"""
+DEPENDENT = """\
+upstream = schedulers.ForceScheduler('force', builderNames=['compile'])
+c['schedulers'] = [upstream, Dependent('after-compile', upstream=upstream, builderNames=['test'])]"""
+
+
+def start(fleet, schedulers: str, plain=("ticker", "compile", "child", "test")):
+    master = fleet.master(config=lambda pb_port, www_port: MASTER_CFG.format(
+        pb_port=pb_port, www_port=www_port, secret=SECRET, schedulers=schedulers, plain=list(plain)))
+    fleet.slave(master)
+    master.wait_attached("bs1")
+    return master
+
+
+def post_change(master, body: dict, secret: str = SECRET) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        master.url + "/api/v1/changes", data=json.dumps(body).encode(), method="POST",
+        headers={"X-Buildfarm-Secret": secret, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def finished_builds(master, builder: str) -> list[dict]:
+    builds = master.get(f"/api/v1/builds?builder={builder}&complete=true")["builds"]
+    return sorted(builds, key=lambda b: b["buildid"])
+
+
+def test_periodic_scheduler_builds_every_period(fleet):
+    master = start(fleet, PERIODIC)
+    builds = wait_for(lambda: len(b := finished_builds(master, "ticker")) >= 3 and b,
+                      "three periodic builds", deadline_s=20)
+    assert all(b["result"] == "success" for b in builds)
+    assert all(b["properties"]["scheduler"] == "every2s" for b in builds)
+    requests = master.get("/api/v1/buildrequests?builder=ticker")["buildrequests"]
+    submitted = sorted(r["submitted_at"] for r in requests)
+    gaps = [later - earlier for earlier, later in zip(submitted, submitted[1:])]
+    assert gaps and all(1.5 < gap < 3 for gap in gaps), gaps
+
+
+def test_change_posted_to_the_api_builds_through_a_single_branch_scheduler(fleet):
+    master = start(fleet, ON_CHANGE)
+    change = {"author": "ann <ann@example.org>", "comments": "fix it", "files": ["src/x.c"],
+              "branch": "main", "repository": "git://example/repo", "project": "demo"}
+    assert post_change(master, {**change, "revision": "abc1"}) == (200, {"changeid": 1})
+    status, body = post_change(master, {**change, "revision": "abc2"})
+    assert (status, body) == (200, {"changeid": 2})
+    assert post_change(master, {**change, "branch": "dev", "revision": "dev1"})[0] == 200
+    assert post_change(master, {**change, "revision": "nope"}, secret="wrong")[0] == 403
+    [build] = wait_for(lambda: finished_builds(master, "compile"), "the build of the change")
+    assert build["result"] == "success"
+    properties = build["properties"]
+    assert (properties["branch"], properties["revision"], properties["repository"],
+            properties["project"]) == ("main", "abc2", "git://example/repo", "demo")
+    assert properties["changeids"] == [1, 2]  # the tree-stable timer made one build of the burst
+    assert properties["scheduler"] == "on-main"
+    assert len(master.get("/api/v1/buildrequests?builder=compile")["buildrequests"]) == 1
+
+
+def test_trigger_step_waits_for_the_triggered_build(fleet):
+    master = start(fleet, TRIGGER)
+    request = master.wait_request_complete(master.force("parent"), deadline_s=40)
+    assert request["result"] == "success"
+    parent = master.get(f"/api/v1/builds/{request['buildids'][0]}")
+    [child] = finished_builds(master, "child")
+    assert child["result"] == "success"
+    assert child["properties"]["from_parent"] == "yes"
+    assert child["complete_at"] <= parent["complete_at"]
+    trigger_step = parent["steps"][1]
+    assert trigger_step["result"] == "success"
+    status, text = master.request(
+        "GET", f"/api/v1/builds/{parent['buildid']}/steps/1/logs/triggered")
+    assert status == 200 and b"triggered child: buildset" in text
+
+
+def test_dependent_runs_after_its_upstream_succeeds(fleet):
+    master = start(fleet, DEPENDENT)
+    upstream = master.wait_request_complete(master.force("compile", properties={"flavour": "x"}))
+    assert upstream["result"] == "success"
+    [test_build] = wait_for(lambda: finished_builds(master, "test"), "the downstream build")
+    [compile_build] = finished_builds(master, "compile")
+    assert test_build["result"] == "success"
+    assert test_build["properties"]["scheduler"] == "after-compile"
+    assert test_build["started_at"] >= compile_build["complete_at"]
