@@ -164,6 +164,18 @@ class SchedulerManager(service.Service):
         self._waiters.setdefault(bsid, []).append(waiter)
         return bsid, brids, waiter
 
+    async def cancel_requests(self, brids: Iterable[int], reason: str) -> None:
+        """Cancel build requests (a stopped Trigger step's): waiting ones complete as
+        CANCELLED, running builds of them are stopped."""
+        db, botmaster = self.master.db, self.master.botmaster
+        for brid in brids:
+            if await db.buildrequests.cancel(brid, self.master.reactor.seconds()):
+                self.buildrequest_finished(await db.buildrequests.get(brid))
+                continue
+            for build in list(getattr(botmaster, "running_builds", {})):
+                if build.request.get("buildrequestid") == brid:
+                    build.stop(reason)
+
     # -- build requests finishing ----------------------------------------------------------
 
     def buildrequest_finished(self, buildrequest: dict) -> None:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from twisted.internet import task
 
-from buildfarm.common.results import worst_result
+from buildfarm.common.results import CANCELLED, worst_result
 
 
 class FakeBuildsets:
@@ -75,6 +75,10 @@ class FakeBuildRequests:
         return dict(self.rows[brid])
 
     async def cancel(self, brid, now):
+        row = self.rows[brid]
+        if row["complete"] or row.get("claimed"):
+            return False
+        row.update(complete=True, results=CANCELLED)
         return True
 
 
@@ -134,6 +138,7 @@ class FakeDB:
 @dataclass
 class FakeBotMaster:
     builders: dict = field(default_factory=dict)
+    running_builds: dict = field(default_factory=dict)
     wakeups: int = 0
 
     def maybe_start_builds(self):

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 from twisted.internet import defer
 
-from buildfarm.common.results import EXCEPTION, FAILURE, SUCCESS, WARNINGS
+from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildfarm.master.config import MasterConfig
 from buildfarm.master.process.properties import Interpolate, Properties
 from buildfarm.master.process.steps.trigger import Trigger
@@ -109,3 +109,19 @@ def test_trigger_config_problems_and_cross_check():
         "Trigger names 'force', which is not a Triggerable scheduler",
         "Trigger names 'gone', which is not a Triggerable scheduler",
     ]
+
+
+def test_stopping_the_build_cancels_the_triggered_requests_and_the_wait():
+    master, manager = setup()
+    ctx = FakeStepContext(master)
+    ctx.build.stopped = None
+    d = run_step(Trigger(schedulerNames=["unit"], waitForFinish=True), ctx)
+    master.reactor.advance(5)
+    assert not d.called
+    ctx.build.stopped = "user asked"
+    master.reactor.advance(1)
+    assert result_of(d) == (CANCELLED, "triggered unit: cancelled")
+    [buildset] = master.buildsets("unit")
+    assert master.db.buildrequests.rows[buildset["buildrequestids"][0]]["results"] == CANCELLED
+    assert buildset["complete"]
+    assert master.reactor.getDelayedCalls() == []

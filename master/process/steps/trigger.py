@@ -10,6 +10,8 @@ ends when they all complete, with the worst of their results (Buildbot's orderin
 CANCELLED, RETRY, EXCEPTION, FAILURE, WARNINGS, SUCCESS, SKIPPED, worst first).
 """
 
+from twisted.internet import defer, task
+
 from buildfarm.common.results import (
     CANCELLED,
     EXCEPTION,
@@ -25,6 +27,7 @@ from buildfarm.master.process.buildstep import BuildStep, StepContext
 from buildfarm.master.process.properties import Renderable
 
 LOG_NAME = "triggered"
+STOP_CHECK_INTERVAL_S = 1.0  # how often a waiting Trigger looks whether its build was stopped
 
 
 def worst_status(first: int, second: int) -> int:
@@ -101,13 +104,40 @@ class Trigger(BuildStep):
                 continue
             log.add_stdout(f"triggered {name}: buildset {bsid}, build requests "
                            f"{', '.join(str(b) for b in brids.values())}\n")
-            waiting.append((name, bsid, finished))
+            waiting.append((name, bsid, brids, finished))
         if not self.waitForFinish:
             state = f"triggered {', '.join(names)}" if not problems else \
                 f"could not trigger {', '.join(problems)}"
             return results, state
-        for name, bsid, finished in waiting:
-            buildset_results = await finished
+        if await self._build_stopped_first(ctx, [finished for _, _, _, finished in waiting]):
+            reason = f"the triggering build was stopped: {ctx.build.stopped}"
+            await ctx.master.scheduler.cancel_requests(
+                [brid for _, _, brids, _ in waiting for brid in brids.values()], reason)
+            log.add_stderr("stopped while waiting; the triggered build requests are cancelled\n")
+            return CANCELLED, f"triggered {', '.join(names)}: cancelled"
+        for name, bsid, _, finished in waiting:
+            buildset_results = finished.result
             log.add_stdout(f"{name}: buildset {bsid} finished: {result_name(buildset_results)}\n")
             results = worst_status(results, buildset_results)
         return results, f"triggered {', '.join(names)}: {result_name(results)}"
+
+    @staticmethod
+    async def _build_stopped_first(ctx: StepContext, finished: list[defer.Deferred]) -> bool:
+        """Wait until every triggered buildset finished (False) or the build is stopped (True)."""
+        stopped: defer.Deferred = defer.Deferred()
+
+        def check() -> None:
+            if getattr(ctx.build, "stopped", None) is not None and not stopped.called:
+                stopped.callback(True)
+
+        watcher = task.LoopingCall(check)
+        watcher.clock = ctx.master.reactor
+        watcher.start(STOP_CHECK_INTERVAL_S, now=True)
+        everything = defer.gatherResults(finished, consumeErrors=True)
+        everything.addCallback(lambda _: False)
+        try:
+            first, _ = await defer.DeferredList([everything, stopped], fireOnOneCallback=True,
+                                                fireOnOneErrback=True, consumeErrors=True)
+            return first
+        finally:
+            watcher.stop()
