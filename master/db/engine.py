@@ -18,6 +18,9 @@ from sqlalchemy.engine import Engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_MEMORY_NAMES = ("", ":memory:")
+# A server that does not answer at all fails the connection attempt (to be retried) after
+# this long instead of holding a pool thread for the operating system's TCP timeout.
+SERVER_CONNECT_TIMEOUT_S = 10
 # Driver used for URLs that name PostgreSQL without one ("postgresql://", "postgres://").
 POSTGRESQL_DRIVERNAME = "postgresql+psycopg"
 _BARE_POSTGRESQL_NAMES = ("postgresql", "postgres")
@@ -52,7 +55,12 @@ def create_engine(db_url: str, basedir: str, pool_size: int = 1) -> Engine:
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         sa.event.listen(engine, "begin", _begin_immediate)
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+    connect_args = {}
+    if "connect_timeout" not in sa.engine.make_url(url).query:
+        connect_args["connect_timeout"] = SERVER_CONNECT_TIMEOUT_S
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True, connect_args=connect_args
+    )
 
 
 def _configure_sqlite_connection(dbapi_connection, connection_record) -> None:

@@ -33,14 +33,15 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade_database(db_url: str, basedir: str) -> None:
-    """Create the schema, or upgrade it to the newest revision, in one transaction."""
+def upgrade_database(db_url: str, basedir: str, revision: str = "head") -> None:
+    """Create the schema, or upgrade it to the newest revision (or to ``revision``), in
+    one transaction."""
     engine = create_engine(db_url, basedir)
     try:
         with engine.begin() as conn:
             config = alembic_config()
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
     finally:
         engine.dispose()
 

@@ -1,4 +1,5 @@
-"""Helpers for tests that need a real, migrated database (a SQLite file in a temp folder)."""
+"""Helpers for tests that need a real, migrated database: by default a SQLite file in a
+temp folder, or any database URL (tests/fixtures/postgres.py provides PostgreSQL ones)."""
 
 from dataclasses import dataclass
 

@@ -3,10 +3,9 @@
 import pytest_twisted
 from twisted.internet import defer
 
+from buildfarm.common.results import CANCELLED, SUCCESS
 from buildfarm.master.db.connector import DBConnector
 from buildfarm.master.db.testing import add_running_build
-
-SUCCESS = 0
 
 
 async def _masters_and_builder(db):
@@ -135,3 +134,38 @@ async def test_two_masters_sharing_the_database_never_win_the_same_request(db):
     finally:
         await other.stopService()
     assert [won[i] + won[i + 1] for i in range(0, len(won), 2)] == [1] * len(brids)
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_completes_an_unclaimed_request_as_cancelled(db):
+    _, _, builderid = await _masters_and_builder(db)
+    brid = await db.buildrequests.add(builderid, "r", {}, 10.0)
+    assert await db.buildrequests.cancel(brid, 11.0)
+    request = await db.buildrequests.get(brid)
+    assert (request["complete"], request["results"], request["complete_at"]) == (
+        True, CANCELLED, 11.0,
+    )
+    assert await db.buildrequests.get_unclaimed(builderid) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_leaves_claimed_and_complete_requests_alone(db):
+    m1, _, builderid = await _masters_and_builder(db)
+    claimed, done = [await db.buildrequests.add(builderid, "r", {}, t) for t in (1.0, 2.0)]
+    await db.buildrequests.claim(claimed, m1, 3.0)
+    await db.buildrequests.complete(done, SUCCESS, 4.0)
+    assert not await db.buildrequests.cancel(claimed, 5.0)
+    assert not await db.buildrequests.cancel(done, 5.0)
+    assert not await db.buildrequests.cancel(404, 5.0)
+    assert (await db.buildrequests.get(claimed))["complete"] is False
+    assert (await db.buildrequests.get(done))["results"] == SUCCESS
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_all_filters_by_buildset(db):
+    _, _, linux = await _masters_and_builder(db)
+    bsid, brids = await db.buildsets.add("force", "r", {}, [linux], 1.0)
+    alone = await db.buildrequests.add(linux, "r", {}, 2.0)
+    in_set = await db.buildrequests.get_all(buildsetid=bsid)
+    assert [(r["buildrequestid"], r["buildsetid"]) for r in in_set] == [(brids[linux], bsid)]
+    assert (await db.buildrequests.get(alone))["buildsetid"] is None
