@@ -9,7 +9,7 @@ INTEROP_STAMP := $(INTEROP_VENV)/.installed
 BUILDBOT_VERSION := 4.3.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install interop clean demo-stop
+.PHONY: demo test lint install interop system-packages clean demo-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -20,6 +20,11 @@ $(STAMP): $(BIN)/python setup.py pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Real components the tests start: PostgreSQL (initdb/pg_ctl).  Needs root for apt-get.
+system-packages:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 $(INTEROP_STAMP):
 	$(PYTHON) -m venv $(INTEROP_VENV)
@@ -33,7 +38,7 @@ interop: $(INTEROP_STAMP)
 lint: install
 	$(BIN)/ruff check master slave common tests twisted setup.py
 
-test: install interop lint
+test: system-packages install interop lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install

@@ -79,6 +79,7 @@ setup(
         "jinja2>=3.1",
         "treq>=23.11.0",
         "klein>=24.8.0",
+        "psycopg[binary]>=3.1",
     ],
     extras_require={
         "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "ruff>=0.5"],
