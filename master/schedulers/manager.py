@@ -14,6 +14,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from buildfarm.common.results import result_name
 from buildfarm.master.schedulers.base import Scheduler
 from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forcesched import ForceScheduler
@@ -199,8 +200,8 @@ class SchedulerManager(service.Service):
         results = await db.buildsets.complete_if_done(bsid, self.master.reactor.seconds())
         if results is None:
             return
-        log.info("buildset {bsid} of {scheduler} complete: results {results}", bsid=bsid,
-                 scheduler=before["scheduler"], results=results)
+        log.info("buildset {bsid} of {scheduler} complete: {result}", bsid=bsid,
+                 scheduler=before["scheduler"], result=result_name(results))
         await self.buildset_complete(before, results)
 
     async def buildset_complete(self, buildset: dict, results: int) -> None:
