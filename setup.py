@@ -80,6 +80,7 @@ setup(
         "treq>=23.11.0",
         "klein>=24.8.0",
         "psycopg[binary]>=3.1",
+        "croniter>=2.0",
     ],
     extras_require={
         "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "ruff>=0.5"],

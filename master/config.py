@@ -32,7 +32,7 @@ KNOWN_KEYS = frozenset(
     {
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
-        "change_source", "changes", "collapseRequests", "properties", "locks",
+        "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
     }
 )
 
@@ -120,6 +120,7 @@ class MasterConfig:
     properties: dict = field(default_factory=dict)
     collapse_requests: bool = True
     change_secret: str | None = None
+    multi_master: bool = False
 
     def builder(self, name: str) -> BuilderConfig | None:
         """The builder of that name, if configured."""
@@ -206,6 +207,10 @@ class _ConfigBuilder:
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
                 self.error(scheduler.config_line or self.key_lines.get("schedulers"), problem)
+        for builder in cfg.builders:
+            for step in builder.factory.steps if isinstance(builder.factory, BuildFactory) else []:
+                for problem in getattr(step, "cross_check", lambda _: [])(cfg):
+                    self.error(step.config_line or builder.config_line, problem)
         if cfg.www_port and _port_number(cfg.www_port) == _port_number(cfg.pb_port):
             self.key_error("www", f"www port {cfg.www_port} is also the PB port")
         if self.errors:
@@ -316,6 +321,11 @@ class _ConfigBuilder:
             self.key_error("collapseRequests", "c['collapseRequests'] must be True, False or a function")
         else:
             cfg.collapse_requests = collapse
+        multi = self.raw.get("multiMaster", False)
+        if not isinstance(multi, bool):
+            self.key_error("multiMaster", "c['multiMaster'] must be True or False")
+        else:
+            cfg.multi_master = multi
         changes = self.raw.get("changes", {})
         secret = changes.get("secret") if isinstance(changes, dict) else None
         if not isinstance(changes, dict) or (secret is not None and not isinstance(secret, str)):

@@ -8,6 +8,7 @@
 
 from types import SimpleNamespace
 
+from buildfarm.master.changes.filter import ChangeFilter, NotABranch
 from buildfarm.master.config import BuilderConfig, SlaveConfig
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import MasterLock, SlaveLock
@@ -21,11 +22,33 @@ from buildfarm.master.process.steps.transfer import (
     FileUpload,
     StringDownload,
 )
+from buildfarm.master.process.steps.trigger import Trigger
+from buildfarm.master.schedulers.basic import AnyBranchScheduler, SingleBranchScheduler
+from buildfarm.master.schedulers.dependent import Dependent
+from buildfarm.master.schedulers.forceparams import (
+    BooleanParameter,
+    ChoiceStringParameter,
+    FixedParameter,
+    IntParameter,
+    StringParameter,
+    TextParameter,
+)
 from buildfarm.master.schedulers.forcesched import ForceScheduler
+from buildfarm.master.schedulers.timed import Nightly, Periodic
+from buildfarm.master.schedulers.triggerable import Triggerable
 
 slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=SlaveConfig)
 worker = workers = SimpleNamespace(Worker=SlaveConfig, BuildSlave=SlaveConfig)
-schedulers = SimpleNamespace(ForceScheduler=ForceScheduler)
+schedulers = SimpleNamespace(
+    ForceScheduler=ForceScheduler,
+    Periodic=Periodic,
+    Nightly=Nightly,
+    SingleBranchScheduler=SingleBranchScheduler,
+    Scheduler=SingleBranchScheduler,
+    AnyBranchScheduler=AnyBranchScheduler,
+    Triggerable=Triggerable,
+    Dependent=Dependent,
+)
 steps = SimpleNamespace(
     ShellCommand=ShellCommand,
     FileUpload=FileUpload,
@@ -37,6 +60,7 @@ steps = SimpleNamespace(
     CopyDirectory=CopyDirectory,
     SetProperty=SetProperty,
     SetPropertyFromCommand=SetPropertyFromCommand,
+    Trigger=Trigger,
 )
 util = SimpleNamespace(
     BuilderConfig=BuilderConfig,
@@ -48,6 +72,14 @@ util = SimpleNamespace(
     MasterLock=MasterLock,
     SlaveLock=SlaveLock,
     WorkerLock=SlaveLock,
+    ChangeFilter=ChangeFilter,
+    NotABranch=NotABranch,
+    StringParameter=StringParameter,
+    TextParameter=TextParameter,
+    IntParameter=IntParameter,
+    BooleanParameter=BooleanParameter,
+    ChoiceStringParameter=ChoiceStringParameter,
+    FixedParameter=FixedParameter,
 )
 
 __all__ = ["schedulers", "slaves", "steps", "util", "worker", "workers"]

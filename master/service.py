@@ -15,16 +15,17 @@ listeners); the master logs ``BuildMaster is running`` once it is ready, or
 """
 
 import os
+import signal
 import socket
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.common.results import RETRY
-from buildfarm.master.config import MasterConfig, load_config
+from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
@@ -37,6 +38,8 @@ log = Logger()
 EXPECTED_START_FAILURES = (SchemaNotCurrent, CannotListenError)
 READY_MESSAGE = "BuildMaster is running"
 FAILED_MESSAGE = "BuildMaster failed to start"
+RECONFIG_DONE_MESSAGE = "configuration update complete"
+RECONFIG_FAILED_MESSAGE = "configuration update failed"
 
 
 class BuildMaster(service.MultiService):
@@ -81,14 +84,54 @@ class BuildMaster(service.MultiService):
         await self._recover_from_previous_run()
         await self.botmaster.configure(self.config)
         self.botmaster.startService()
+        self.botmaster.set_polling(self.config.multi_master)
         self.scheduler.startService()
+        await self.scheduler.reconfig(self.config)
         self.pbmanager.startService()
         await self.pbmanager.listen()
         self.www.startService()
         await self.www.listen()
+        self._install_reconfig_signal()
         log.info(READY_MESSAGE + " (slaves: {pb}, web: {www})",
                  pb=self.config.pb_port, www=self.config.www_port or "off")
         self.botmaster.maybe_start_builds()
+
+    def _install_reconfig_signal(self) -> None:
+        """SIGHUP reloads master.cfg (``buildmaster reconfig`` sends it)."""
+        if IReactorCore.providedBy(self.reactor) and hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reconfig))
+
+    def reconfig(self) -> defer.Deferred:
+        """Reload master.cfg and apply it; a broken file leaves the running configuration."""
+        d = defer.ensureDeferred(self._reconfig())
+        d.addErrback(lambda f: log.failure(RECONFIG_FAILED_MESSAGE + ": unexpected error", f))
+        return d
+
+    async def _reconfig(self) -> None:
+        log.info("loading the configuration from {file}", file=self.configfile)
+        try:
+            new = await threads.deferToThread(load_config, self.configfile)
+        except ConfigErrors as e:
+            for error in e.errors:
+                log.error("{error}", error=str(error))
+            log.error(RECONFIG_FAILED_MESSAGE + ": {n} problem(s); the running configuration stays",
+                      n=len(e.errors))
+            return
+        if new.db_url != self.config.db_url:
+            log.error(RECONFIG_FAILED_MESSAGE + ": the database URL cannot change without a restart")
+            return
+        old, self.config = self.config, new
+        if (new.pb_port, new.listen_backlog) != (old.pb_port, old.listen_backlog):
+            await self.pbmanager.stop_listening()
+            await self.pbmanager.listen()
+        if new.www_port != old.www_port:
+            await self.www.stopService()
+            self.www.startService()
+            await self.www.listen()
+        await self.botmaster.reconfig(new)
+        await self.scheduler.reconfig(new)
+        log.info(RECONFIG_DONE_MESSAGE + ": {b} builders, {s} slaves, {c} schedulers",
+                 b=len(new.builders), s=len(new.slaves), c=len(new.schedulers))
 
     async def _recover_from_previous_run(self) -> None:
         """Builds this master left unfinished end as RETRY; their requests run again."""
@@ -114,7 +157,7 @@ class BuildMaster(service.MultiService):
     async def _stop(self) -> None:
         if self.started is not None and not self.started.called:
             self.started.cancel()
-        for child in (self.www, self.pbmanager):
+        for child in (self.www, self.pbmanager, self.scheduler):
             if child.running:
                 await child.stopService()
         if self.botmaster.running:

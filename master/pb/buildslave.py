@@ -40,6 +40,7 @@ class BuildSlave(pb.Avatar):
         self.version: str | None = None
         self.commands: dict = {}
         self.remote_builders: dict = {}
+        self.builder_list: list[tuple[str, str]] = []  # what setBuilderList last sent
         self.attached = False
         self.shutting_down = False
         self.last_seen: float | None = None
@@ -87,6 +88,7 @@ class BuildSlave(pb.Avatar):
 
     async def set_builder_list(self, builders: list[tuple[str, str]]) -> None:
         """Send the complete builder list; greet each SlaveBuilder reference it returns."""
+        self.builder_list = [tuple(b) for b in builders]
         refs = await self._call(self.mind, "setBuilderList", [list(b) for b in builders])
         self.remote_builders = {as_text(name): ref for name, ref in dict(refs or {}).items()}
         for ref in self.remote_builders.values():

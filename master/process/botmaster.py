@@ -7,7 +7,7 @@ build starts, so two masters sharing a database never run the same request.
 """
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.spread import pb
 
@@ -20,6 +20,8 @@ from buildfarm.master.process.locks import LockManager
 log = Logger()
 
 DUPLICATE_PING_TIMEOUT_S = 10.0
+# With c['multiMaster'] another master may add requests: look in the database this often.
+MULTI_MASTER_POLL_S = 2.0
 STOP_BUILDS_TIMEOUT_S = 15.0
 
 
@@ -38,6 +40,7 @@ class BotMaster(service.Service):
         self.slaves: dict[str, BuildSlave] = {}
         self.running_builds: dict[Build, defer.Deferred] = {}
         self.locks = LockManager()
+        self._poller: task.LoopingCall | None = None
         self._assigning = False
         self._assign_again = False
         self._assignment: defer.Deferred | None = None
@@ -60,6 +63,48 @@ class BotMaster(service.Service):
             else:
                 builders[builder_config.name] = Builder(builder_config, builderid, self)
         self.builders = builders
+
+    def set_polling(self, enabled: bool) -> None:
+        """Poll the database for requests other masters added (``c['multiMaster']``)."""
+        if enabled and self._poller is None:
+            self._poller = task.LoopingCall(self.maybe_start_builds)
+            self._poller.clock = self.clock
+            self._poller.start(MULTI_MASTER_POLL_S, now=False)
+        elif not enabled and self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+
+    async def reconfig(self, config) -> None:
+        """Apply a new configuration: builders, and the builder lists of attached slaves.
+
+        Running builds keep the steps they started with; attached slaves stay attached
+        unless they were removed from the configuration.
+        """
+        await self.configure(config)
+        self.set_polling(config.multi_master)
+        for slave in list(self.slaves.values()):
+            if slave.name not in config.slaves:
+                log.info("slave {name} was removed from the configuration; dropping it", name=slave.name)
+                slave.disconnect()
+                continue
+            await self._update_builder_list(slave)
+        self.maybe_start_builds()
+
+    async def _update_builder_list(self, slave: BuildSlave) -> None:
+        wanted = self.builder_list_for(slave.name)
+        if sorted(wanted) == sorted(slave.builder_list):
+            return
+        log.info("sending slave {name} its new builder list", name=slave.name)
+        await slave.set_builder_list(wanted)
+        for builder in self.builders.values():
+            ref = slave.remote_builders.get(builder.name)
+            attached = builder.slavebuilders.get(slave.name)
+            if ref is None:
+                builder.remove_slave(slave)
+            elif attached is None or attached.slave is not slave:
+                builder.add_slave(slave, ref)
+            else:
+                attached.remote = ref
 
     def builder_list_for(self, slavename: str) -> list[tuple[str, str]]:
         """The ``(builder name, builddir)`` pairs the slave serves, for ``setBuilderList``."""
@@ -250,12 +295,12 @@ class BotMaster(service.Service):
                     await db.buildrequests.unclaim(brid)
                 else:
                     await db.buildrequests.complete(brid, results, self.clock.seconds())
-                    self._tell_schedulers(await db.buildrequests.get(brid))
+                    self.tell_schedulers(await db.buildrequests.get(brid))
             self.maybe_shut_down_slave(build.slavebuilder.slave)
             if self.running:
                 self.maybe_start_builds()
 
-    def _tell_schedulers(self, request: dict | None) -> None:
+    def tell_schedulers(self, request: dict | None) -> None:
         """Schedulers watch requests finish (buildsets, Dependent, Trigger waits)."""
         finished = getattr(self.master.scheduler, "buildrequest_finished", None)
         if request is not None and finished is not None:
@@ -266,6 +311,7 @@ class BotMaster(service.Service):
     async def stop(self) -> None:
         """Stop starting builds, drop every slave and wait (bounded) for builds to record RETRY."""
         self.running = False
+        self.set_polling(False)
         for slave in list(self.slaves.values()):
             slave.disconnect()
         if self.running_builds:

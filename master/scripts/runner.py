@@ -4,13 +4,24 @@ Every failure is a clear message and exit status 1; never a traceback.
 """
 
 import argparse
+import json
 import os
+import signal
 import sys
+import urllib.error
+import urllib.request
 from importlib import resources
 from string import Template
 
 from buildfarm.common.cli import CLIError, run_command
-from buildfarm.common.daemon import log_tail, read_pid, start_daemon, stop_daemon
+from buildfarm.common.daemon import (
+    follow_log,
+    log_offset,
+    log_tail,
+    read_pid,
+    start_daemon,
+    stop_daemon,
+)
 from buildfarm.master.config import (
     DEFAULT_DB_URL,
     DEFAULT_PB_PORT,
@@ -20,11 +31,14 @@ from buildfarm.master.config import (
     load_config,
 )
 from buildfarm.master.scripts.tacfile import tac_text
+from buildfarm.master.service import RECONFIG_DONE_MESSAGE, RECONFIG_FAILED_MESSAGE
 
 PROG = "buildmaster"
 CONFIG_FILE = "master.cfg"
 READY_PATTERNS = [r"BuildMaster is running"]
 FAILURE_PATTERNS = [r"BuildMaster failed to start"]
+RECONFIG_TIMEOUT_S = 60.0
+SECRET_ENV = "BUILDFARM_CHANGE_SECRET"
 
 
 def _port(text: str) -> int:
@@ -47,6 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--www-port", type=_port, default=DEFAULT_WWW_PORT,
                         help="web/API port (default: %(default)s)")
     create.add_argument("--config", help="use this master.cfg instead of the sample")
+    reconfig = sub.add_parser("reconfig", help="reload master.cfg in the running master")
+    reconfig.add_argument("basedir", nargs="?", default=".")
+    send = sub.add_parser("sendchange", help="tell a master about a new change (commit)")
+    send.add_argument("files", nargs="*", help="files the change touched")
+    send.add_argument("--master", default=f"http://localhost:{DEFAULT_WWW_PORT}",
+                      help="the master's web URL (default: %(default)s)")
+    send.add_argument("--secret", help=f"the change hook's secret (default: ${SECRET_ENV})")
+    send.add_argument("--who", "--author", dest="author", default=os.environ.get("USER", "unknown"))
+    send.add_argument("--branch")
+    send.add_argument("--revision")
+    send.add_argument("--repository", default="")
+    send.add_argument("--project", default="")
+    send.add_argument("--codebase", default="")
+    send.add_argument("--category")
+    send.add_argument("--comments", default="")
+    send.add_argument("--property", action="append", default=[], metavar="NAME:VALUE")
     for name, text in (("start", "start the master daemon and wait until it is up"),
                        ("stop", "stop the master daemon"),
                        ("restart", "check the config, then stop and start the master"),
@@ -62,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
         "create-master": create_master, "start": start, "stop": stop, "restart": restart,
-        "checkconfig": checkconfig, "upgrade-master": upgrade_master,
+        "checkconfig": checkconfig, "upgrade-master": upgrade_master, "reconfig": reconfig,
+        "sendchange": sendchange,
     }
     return run_command(PROG, lambda: commands[args.command](args))
 
@@ -156,6 +187,63 @@ def restart(args) -> int:
         raise CLIError(f"{e}; not restarting{running}") from None
     stop(args)
     return start(args)
+
+
+def reconfig(args) -> int:
+    basedir = os.path.abspath(args.basedir)
+    pid = read_pid(basedir)
+    if pid is None:
+        raise CLIError(f"no master is running in {basedir}")
+    try:
+        _load(basedir)
+    except CLIError as e:
+        raise CLIError(f"{e}; the running master keeps its configuration") from None
+    offset = log_offset(basedir)
+    os.kill(pid, signal.SIGHUP)
+    outcome = follow_log(basedir, offset, [RECONFIG_DONE_MESSAGE], [RECONFIG_FAILED_MESSAGE],
+                         RECONFIG_TIMEOUT_S)
+    if not outcome.ok:
+        raise CLIError(f"reconfig failed: {_message(outcome.line)}")
+    print(f"buildmaster reconfigured: {_message(outcome.line)}")
+    return 0
+
+
+def sendchange(args) -> int:
+    secret = args.secret or os.environ.get(SECRET_ENV)
+    if not secret:
+        raise CLIError(f"give the change hook's secret with --secret or ${SECRET_ENV}")
+    properties = {}
+    for item in args.property:
+        name, sep, value = item.partition(":")
+        if not sep or not name:
+            raise CLIError(f"--property takes NAME:VALUE, not {item!r}")
+        properties[name] = value
+    change = {"author": args.author, "comments": args.comments, "files": args.files,
+              "repository": args.repository, "project": args.project, "codebase": args.codebase,
+              "properties": properties}
+    for name in ("branch", "revision", "category"):
+        if getattr(args, name) is not None:
+            change[name] = getattr(args, name)
+    url = args.master.rstrip("/") + "/api/v1/changes"
+    request = urllib.request.Request(url, data=json.dumps(change).encode(), method="POST",
+                                     headers={"X-Buildfarm-Secret": secret,
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            changeid = json.loads(response.read())["changeid"]
+    except urllib.error.HTTPError as e:
+        raise CLIError(f"the master refused the change: {_api_error(e)}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise CLIError(f"cannot reach the master at {args.master}: {getattr(e, 'reason', e)}") from None
+    print(f"change {changeid} sent to {args.master}")
+    return 0
+
+
+def _api_error(error) -> str:
+    try:
+        return json.loads(error.read())["error"]
+    except (ValueError, KeyError):
+        return f"HTTP {error.code}"
 
 
 def checkconfig(args) -> int:

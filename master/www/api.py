@@ -4,6 +4,7 @@ Handlers are plain async methods returning JSON-able values; ``APIError`` (and u
 routes) become ``{"error": ...}`` bodies with the right status in one place.
 """
 
+import hmac
 import json
 
 from klein import Klein
@@ -12,6 +13,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.results import result_name
 from buildfarm.common.version import VERSION
+from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 
 log = Logger()
@@ -19,6 +21,10 @@ log = Logger()
 MAX_BODY_BYTES = 1024 * 1024
 FORCE_FIELDS = frozenset({"reason", "properties", "owner"})
 STOP_FIELDS = frozenset({"reason"})
+CHANGE_TEXT_FIELDS = ("author", "committer", "comments", "branch", "revision", "repository", "project",
+                      "codebase", "category")
+CHANGE_FIELDS = frozenset(CHANGE_TEXT_FIELDS) | {"files", "when_timestamp", "properties"}
+SECRET_HEADER = b"x-buildfarm-secret"
 
 
 class APIError(Exception):
@@ -167,7 +173,55 @@ class JSONAPI:
             raise APIError(404, str(e)) from None
         except NotForceable as e:
             raise APIError(400, str(e)) from None
+        except ForceParameterError as e:
+            raise APIError(400, f"{e.field}: {e.message}") from None
         return self._json(request, {"buildrequestid": brid})
+
+    @app.route("/api/v1/changes", methods=["POST"])
+    async def add_change(self, request):
+        secret = self.master.config.change_secret
+        if not secret:
+            raise APIError(403, "the change hook is off: set c['changes'] = {'secret': ...} in master.cfg")
+        given = request.requestHeaders.getRawHeaders(SECRET_HEADER, [b""])[-1]
+        if not hmac.compare_digest(given, secret.encode()):
+            raise APIError(403, "wrong or missing X-Buildfarm-Secret")
+        change = self._change_fields(self._json_body(request))
+        changeid = await self.master.scheduler.add_change(**change)
+        return self._json(request, {"changeid": changeid})
+
+    def _change_fields(self, body: dict) -> dict:
+        unknown = sorted(set(body) - CHANGE_FIELDS)
+        if unknown:
+            raise APIError(400, f"unknown field {unknown[0]!r}")
+        for name in CHANGE_TEXT_FIELDS:
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise APIError(400, f"{name} must be a string")
+        files = body.get("files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise APIError(400, "files must be a list of strings")
+        properties = body.get("properties", {})
+        if not isinstance(properties, dict):
+            raise APIError(400, "properties must be an object")
+        when = body.get("when_timestamp")
+        if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)):
+            raise APIError(400, "when_timestamp must be epoch seconds")
+        now = self.master.reactor.seconds()
+        change = {k: body[k] for k in CHANGE_TEXT_FIELDS if body.get(k) is not None}
+        change.setdefault("author", "unknown")
+        change.setdefault("comments", "")
+        return {**change, "files": files, "properties": properties,
+                "when_timestamp": float(when if when is not None else now), "created_at": now}
+
+    @app.route("/api/v1/buildrequests/<int:brid>/cancel", methods=["POST"])
+    async def cancel_buildrequest(self, request, brid):
+        db = self.master.db
+        if await db.buildrequests.get(brid) is None:
+            raise APIError(404, f"no build request {brid}")
+        if not await db.buildrequests.cancel(brid, self.master.reactor.seconds()):
+            raise APIError(409, f"build request {brid} is already running or finished: stop its build")
+        row = await db.buildrequests.get(brid)
+        self.master.botmaster.tell_schedulers(row)
+        return self._json(request, with_result_name(row))
 
     def _json_body(self, request) -> dict:
         raw = request.content.read(MAX_BODY_BYTES + 1) if request.content else b""
@@ -186,6 +240,9 @@ class JSONAPI:
     @app.route("/api/v1/buildrequests", methods=["GET"])
     async def buildrequests(self, request):
         rows = await self.master.db.buildrequests.get_all(**self._list_filters(request))
+        now = self.master.reactor.seconds()
+        for row in rows:
+            row["age"] = None if row["complete"] else now - row["submitted_at"]
         return self._json(request, {"buildrequests": [with_result_name(r) for r in rows]})
 
     @app.route("/api/v1/buildrequests/<int:brid>", methods=["GET"])

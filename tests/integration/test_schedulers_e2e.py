@@ -27,10 +27,7 @@ def builder(name, *extra_steps):
     return util.BuilderConfig(name=name, slavenames=['bs1'], factory=util.BuildFactory(
         [steps.ShellCommand(command=['echo', name]), *extra_steps]))
 
-c['builders'] = [builder(name) for name in {plain!r}] + [
-    builder('parent', Trigger(schedulerNames=['child'], waitForFinish=True,
-                              set_properties={{'from_parent': 'yes'}})),
-]
+c['builders'] = [builder(name) for name in {plain!r}]
 {schedulers}
 """
 
@@ -39,6 +36,8 @@ ON_CHANGE = """\
 c['schedulers'] = [SingleBranchScheduler('on-main', builderNames=['compile'], treeStableTimer=1,
                    change_filter=ChangeFilter(branch='main', repository='git://example/repo'))]"""
 TRIGGER = """\
+c['builders'].append(builder('parent', Trigger(schedulerNames=['child'], waitForFinish=True,
+                                               set_properties={'from_parent': 'yes'})))
 c['schedulers'] = [schedulers.ForceScheduler('force', builderNames=['parent']),
                    Triggerable('child', builderNames=['child'])]"""
 DEPENDENT = """\
