@@ -140,6 +140,29 @@ def start_daemon(
     return StartOutcome(False, f"not up after {timeout:.0f} s", read_pid(basedir))
 
 
+def log_offset(basedir: str) -> int:
+    """Where the basedir's twistd.log ends now (follow it from there)."""
+    return _log_size(os.path.join(os.path.abspath(basedir), LOG_FILE))
+
+
+def follow_log(basedir: str, offset: int, ok_patterns: Iterable[str], failure_patterns: Iterable[str],
+               timeout: float) -> StartOutcome:
+    """Wait for a line matching one of the patterns to be appended to twistd.log after ``offset``."""
+    log_path = os.path.join(os.path.abspath(basedir), LOG_FILE)
+    ok = [re.compile(p) for p in ok_patterns]
+    failed = [re.compile(p) for p in failure_patterns]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines, offset = _new_log_lines(log_path, offset)
+        for line in lines:
+            if any(p.search(line) for p in failed):
+                return StartOutcome(False, line)
+            if any(p.search(line) for p in ok):
+                return StartOutcome(True, line)
+        time.sleep(POLL_INTERVAL_S)
+    return StartOutcome(False, f"no answer in twistd.log within {timeout:.0f} s")
+
+
 def stop_daemon(basedir: str, timeout: float = STOP_TIMEOUT_S) -> bool:
     """Stop the daemon running in ``basedir``; False if none was running."""
     basedir = os.path.abspath(basedir)
