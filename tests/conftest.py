@@ -29,6 +29,14 @@ def db_url(request):
 
 
 @pytest.fixture
+def db_url_postgresql(postgres_server):
+    """A new, empty database on the session's PostgreSQL server (dropped afterwards)."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
 def fleet(tmp_path):
     """Masters and slaves started by this test, stopped when it ends."""
     started = Fleet(str(tmp_path))

@@ -56,9 +56,13 @@ class FileWriter(pb.Referenceable):
         return threads.deferToThread(self._write, data)
 
     def remote_utime(self, accessed_modified):
-        """Keep the source's access and modification times (``keepstamp``)."""
+        """Keep the source's access and modification times (``keepstamp``); stock workers
+        send it after ``close``, older ones before."""
         accessed, modified = accessed_modified
         self._times = (float(accessed), float(modified))
+        if self.closed and self._tmpname is None:
+            return threads.deferToThread(os.utime, self.destfile, self._times)
+        return None
 
     def _finish(self) -> None:
         if self._fp is None:

@@ -51,6 +51,16 @@ async def test_upload_lands_only_on_close_and_atomically(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_utime_after_close_still_applies(tmp_path):
+    dest = tmp_path / "file.bin"
+    writer = FileWriter(str(dest))
+    await upload(writer, b"data")
+    await writer.remote_close()
+    await writer.remote_utime((1000.0, 3000.0))
+    assert dest.stat().st_mtime == 3000.0
+
+
+@pytest_twisted.ensureDeferred
 async def test_upload_past_maxsize_is_truncated_and_flagged(tmp_path):
     writer = FileWriter(str(tmp_path / "f"), maxsize=10)
     await upload(writer, b"a" * 25)
