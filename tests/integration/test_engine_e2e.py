@@ -4,11 +4,13 @@ both databases, and two masters sharing one PostgreSQL database."""
 import json
 import os
 import signal
+import threading
 from collections import Counter
 
 import pytest
 
 from fixtures.daemons import pid_alive, run_cli, wait_for
+from fixtures.postgres import PostgresServer
 
 ENGINE_CFG = """\
 from buildfarm.master.plugins import schedulers, slaves, steps, util
@@ -186,3 +188,87 @@ def test_two_masters_sharing_postgresql_never_run_a_request_twice(fleet, db_url_
         masters[first.get(f"/api/v1/builds/{done['buildids'][0]}")["masterid"]] += 1
     assert builds_per_request == [1] * 20
     assert len(masters) == 2, masters  # both masters took work from the shared queue
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_slave_killed_mid_build_reruns_on_another_slave(fleet, backend, request):
+    db_url = "sqlite:///state.sqlite"
+    if backend == "postgresql":
+        db_url = request.getfixturevalue("db_url_postgresql")
+    hang_on_bs1 = ("steps.ShellCommand(command=['sh', '-c', util.Interpolate("
+                   "'echo on %(prop:slavename)s; [ %(prop:slavename)s = bs2 ] || exec sleep 300')])")
+    body = builders(("flaky", hang_on_bs1)) + (
+        "\nc['builders'][0].nextSlave = lambda builder, free, request: "
+        "next((sb for sb in free if sb.slave.name == 'bs1'), free[0])")
+    master = engine_master(fleet, body, slavenames=("bs1", "bs2"), db_url=db_url)
+    doomed = fleet.slave(master, "bs1")
+    fleet.slave(master, "bs2")
+    master.wait_attached("bs1")
+    master.wait_attached("bs2")
+    brid = master.force("flaky")
+    first = first_build(master, brid)
+    wait_for(lambda: "on bs1" in log_of(master, first), "the build to start on bs1")
+    os.kill(doomed.pid, signal.SIGKILL)
+    done = master.wait_request_complete(brid, deadline_s=60)
+    assert done["result"] == "success"
+    builds = [master.get(f"/api/v1/builds/{b}") for b in done["buildids"]]
+    assert [(b["slavename"], b["result"]) for b in builds] == [("bs1", "retry"), ("bs2", "success")]
+
+
+def test_checkconfig_reports_engine_problems_all_at_once(tmp_path):
+    cfg = tmp_path / "master.cfg"
+    cfg.write_text("""\
+from buildfarm.master.plugins import schedulers, slaves, steps, util
+c = BuildmasterConfig = {}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+declared = util.MasterLock('declared')
+stray = util.MasterLock('stray')
+c['locks'] = [declared]
+c['builders'] = [util.BuilderConfig(name='b', slavenames=['bs1'], locks=[stray.access('exclusive')],
+    factory=util.BuildFactory([steps.ShellCommand(command=['true'], colour='blue')]))]
+c['schedulers'] = [schedulers.Nightly(name='n', builderNames=['b'], hour=25)]
+""")
+    result = run_cli("buildmaster", "checkconfig", str(cfg))
+    assert result.returncode == 1
+    assert "master.cfg:7: lock 'stray' is used but not declared in c['locks']" in result.stderr
+    assert "master.cfg:8: ShellCommand got an unknown argument 'colour'" in result.stderr
+    assert "master.cfg:9:" in result.stderr and "hour" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_force_with_a_bad_parameter_is_400_naming_the_field(fleet):
+    body = builders(("b", "steps.ShellCommand(command=['true'])")) + (
+        "\nc['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['b'], "
+        "properties=[util.IntParameter(name='jobs', default=2)])]")
+    master = engine_master(fleet, body)
+    status, data = master.request("POST", "/api/v1/builders/b/force", {"properties": {"jobs": "many"}})
+    assert status == 400 and json.loads(data)["error"].startswith("jobs:")
+
+
+def test_database_outage_is_ridden_out_with_slaves_attached(fleet):
+    server = PostgresServer.start_new()  # its own server: this test stops it
+    try:
+        name = server.create_database()
+        master = engine_master(fleet, builders(("b", "steps.ShellCommand(command=['true'])")),
+                               db_url=server.url(name))
+        slave = fleet.slave(master)
+        master.wait_attached("bs1")
+        server.stop_server()
+        brid = None
+
+        def force():
+            nonlocal brid
+            brid = master.force("b")  # waits while the master retries the database
+
+        forcing = threading.Thread(target=force)
+        forcing.start()
+        wait_for(lambda: "database unavailable" in master.log_text(), "the master to notice the outage")
+        server.start()
+        forcing.join(timeout=60)
+        assert brid is not None
+        assert master.wait_request_complete(brid, deadline_s=60)["result"] == "success"
+        assert "database available again" in master.log_text()
+        assert slave.log_text().count("attached to master") == 1
+    finally:
+        fleet.stop_all()
+        server.stop()
