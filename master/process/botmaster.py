@@ -67,12 +67,18 @@ class BotMaster(service.Service):
     def set_polling(self, enabled: bool) -> None:
         """Poll the database for requests other masters added (``c['multiMaster']``)."""
         if enabled and self._poller is None:
-            self._poller = task.LoopingCall(self.maybe_start_builds)
+            self._poller = task.LoopingCall(self._poll_shared_database)
             self._poller.clock = self.clock
             self._poller.start(MULTI_MASTER_POLL_S, now=False)
         elif not enabled and self._poller is not None:
             self._poller.stop()
             self._poller = None
+
+    def _poll_shared_database(self) -> defer.Deferred:
+        self.maybe_start_builds()
+        d = defer.ensureDeferred(self.master.scheduler.check_remote_completions())
+        d.addErrback(lambda f: log.failure("checking other masters' buildsets failed", f))
+        return d
 
     async def reconfig(self, config) -> None:
         """Apply a new configuration: builders, and the builder lists of attached slaves.

@@ -204,6 +204,16 @@ class SchedulerManager(service.Service):
                  scheduler=before["scheduler"], result=result_name(results))
         await self.buildset_complete(before, results)
 
+    async def check_remote_completions(self) -> None:
+        """With several masters, another master may complete a buildset that a Trigger step
+        here waits for: look them up (Dependent schedulers need no help: the master that
+        completes the upstream buildset starts them, exactly once)."""
+        for bsid in list(self._waiters):
+            row = await self.master.db.buildsets.get(bsid)
+            if row is not None and row["complete"]:
+                for waiter in self._waiters.pop(bsid, []):
+                    waiter.callback(row["results"])
+
     async def buildset_complete(self, buildset: dict, results: int) -> None:
         """Wake the Trigger steps waiting for the buildset; start its Dependent schedulers."""
         for waiter in self._waiters.pop(buildset["bsid"], []):

@@ -181,6 +181,15 @@ def test_trigger_returns_ids_and_a_deferred_of_the_buildset_results():
     assert master.db.buildsets.rows[bsid]["complete"]
 
 
+def test_trigger_wakes_up_when_another_master_completed_the_buildset():
+    master = FakeMaster()
+    manager = started_manager(master, Triggerable("tests", ["a"]))
+    bsid, _, finished = result_of(manager.trigger("tests", {}, parent_buildid=7))
+    master.db.buildsets.rows[bsid].update(complete=True, results=WARNINGS)  # done elsewhere
+    result_of(manager.check_remote_completions())
+    assert result_of(finished) == WARNINGS
+
+
 def test_trigger_of_an_unknown_or_untriggerable_scheduler_is_a_clear_error():
     master = FakeMaster()
     manager = started_manager(master, ForceScheduler("force", ["a"]))
