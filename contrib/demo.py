@@ -74,17 +74,22 @@ def main() -> None:
     base = f"http://localhost:{www_port}/api/v1"
     wait_for(lambda: all(s["connected"] for s in api(f"{base}/slaves")["slaves"]), "both slaves")
     print(f"\nForcing {BUILDS} builds of 'runtests':")
-    brids = [api(f"{base}/builders/runtests/force", "POST", {"reason": f"demo build {n + 1}"})
+    # Distinct properties: identical requests would be collapsed into one build, as in Buildbot.
+    brids = [api(f"{base}/builders/runtests/force", "POST",
+                 {"reason": f"demo build {n + 1}", "properties": {"demo_run": str(n + 1)}})
              ["buildrequestid"] for n in range(BUILDS)]
     requests = [wait_for(lambda b=b: (r := api(f"{base}/buildrequests/{b}"))["complete"] and r,
                          f"request {b}") for b in brids]
     print(f"  {'request':>7}  {'build':>5}  {'slave':<6} {'result':<8} seconds")
     for request in requests:
+        if not request["buildids"]:
+            print(f"  {request['buildrequestid']:>7}  {'-':>5}  {'-':<6} {request['result']:<8} (collapsed)")
+            continue
         build = api(f"{base}/builds/{request['buildids'][-1]}")
         took = build["complete_at"] - build["started_at"]
         print(f"  {request['buildrequestid']:>7}  {build['buildid']:>5}  {build['slavename']:<6} "
               f"{build['result']:<8} {took:.2f}")
-    first = requests[0]["buildids"][-1]
+    first = next(r["buildids"][-1] for r in requests if r["buildids"])
     print(f"""
 Where to look:
   builders          curl {base}/builders
