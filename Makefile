@@ -36,7 +36,7 @@ $(INTEROP_STAMP):
 interop: $(INTEROP_STAMP)
 
 lint: install
-	$(BIN)/ruff check master slave common tests twisted setup.py
+	$(BIN)/ruff check master slave common tests twisted contrib benchmarks setup.py
 
 test: system-packages install interop lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
