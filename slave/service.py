@@ -372,11 +372,13 @@ class BuildSlave(service.MultiService):
 
 
 def _enableTcpKeepAlive(transport) -> None:
-    """TCP keepalive on the socket, where the transport has one (TLS wraps it)."""
+    """TCP keepalive on the socket, where the transport has one (TLS wraps it); and no
+    Nagle delay: PB's small replies would otherwise wait for the peer's delayed ACK."""
     for candidate in (transport, getattr(transport, "transport", None)):
         setter = getattr(candidate, "setTcpKeepAlive", None)
         if setter is not None:
             setter(1)
+            candidate.setTcpNoDelay(1)
             return
 
 

@@ -18,6 +18,8 @@ class KeepAliveBroker(pb.Broker):
         super().connectionMade()
         if hasattr(self.transport, "setTcpKeepAlive"):
             self.transport.setTcpKeepAlive(1)
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(1)
 
 
 class SlaveServerFactory(pb.PBServerFactory):
