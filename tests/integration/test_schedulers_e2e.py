@@ -12,9 +12,9 @@ MASTER_CFG = """\
 from buildfarm.master.changes.filter import ChangeFilter
 from buildfarm.master.plugins import schedulers, slaves, steps, util
 from buildfarm.master.process.steps.trigger import Trigger
-from buildfarm.master.schedulers.basic import SingleBranchScheduler
+from buildfarm.master.schedulers.basic import AnyBranchScheduler, SingleBranchScheduler
 from buildfarm.master.schedulers.dependent import Dependent
-from buildfarm.master.schedulers.timed import Periodic
+from buildfarm.master.schedulers.timed import Nightly, Periodic
 from buildfarm.master.schedulers.triggerable import Triggerable
 
 c = BuildmasterConfig = {{}}
@@ -40,6 +40,9 @@ c['builders'].append(builder('parent', Trigger(schedulerNames=['child'], waitFor
                                                set_properties={'from_parent': 'yes'})))
 c['schedulers'] = [schedulers.ForceScheduler('force', builderNames=['parent']),
                    Triggerable('child', builderNames=['child'])]"""
+ANY_BRANCH = """\
+c['schedulers'] = [AnyBranchScheduler('any', builderNames=['compile'], treeStableTimer=1)]"""
+NIGHTLY = "c['schedulers'] = [Nightly('every-minute', builderNames=['ticker'], minute='*')]"
 DEPENDENT = """\
 upstream = schedulers.ForceScheduler('force', builderNames=['compile'])
 c['schedulers'] = [upstream, Dependent('after-compile', upstream=upstream, builderNames=['test'])]"""
@@ -125,3 +128,24 @@ def test_dependent_runs_after_its_upstream_succeeds(fleet):
     assert test_build["result"] == "success"
     assert test_build["properties"]["scheduler"] == "after-compile"
     assert test_build["started_at"] >= compile_build["complete_at"]
+
+
+def test_any_branch_scheduler_builds_each_branch_once(fleet):
+    master = start(fleet, ANY_BRANCH)
+    change = {"author": "ann", "files": ["a.c"], "repository": "git://example/repo"}
+    for branch, revision in (("main", "m1"), ("dev", "d1"), ("main", "m2")):
+        assert post_change(master, {**change, "branch": branch, "revision": revision})[0] == 200
+    builds = wait_for(lambda: len(b := finished_builds(master, "compile")) >= 2 and b,
+                      "one build per branch")
+    assert sorted((b["properties"]["branch"], b["properties"]["revision"]) for b in builds) == [
+        ("dev", "d1"), ("main", "m2")]
+
+
+def test_nightly_scheduler_fires_at_its_cron_time(fleet):
+    # minute='*': the next whole minute of the master's clock, so at most a minute away.
+    master = start(fleet, NIGHTLY)
+    [build, *_] = wait_for(lambda: finished_builds(master, "ticker"), "the cron-time build",
+                           deadline_s=75)
+    assert build["result"] == "success" and build["properties"]["scheduler"] == "every-minute"
+    request = master.get(f"/api/v1/buildrequests/{build['buildrequestid']}")
+    assert int(request["submitted_at"]) % 60 <= 2  # submitted at the top of a minute
