@@ -9,7 +9,7 @@ INTEROP_STAMP := $(INTEROP_VENV)/.installed
 BUILDBOT_VERSION := 4.3.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install interop system-packages clean demo-stop
+.PHONY: demo test bench lint install interop system-packages clean demo-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -40,6 +40,13 @@ lint: install
 
 test: system-packages install interop lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Side-by-side benchmarks against stock Buildbot 4.3 (long: tens of minutes); BENCH_ARGS e.g.
+# "--workloads W1,W4 --runs 1".
+BENCH_ARGS ?=
+bench: install interop
+	$(BIN)/pip install -q 'py-spy>=0.3.14'
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 demo: install
 	$(BIN)/python contrib/demo.py --basedir demo
