@@ -19,6 +19,7 @@ from buildfarm.master.db.engine import create_engine, is_sqlite
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
 from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
+from buildfarm.master.db.slaveapi import SlaveAPIComponent
 from buildfarm.master.db.slaves import SlavesComponent
 from buildfarm.master.db.state import StateComponent
 from buildfarm.master.db.steps import StepsComponent
@@ -49,7 +50,7 @@ class DBConnector(service.Service):
     cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
-    ``logs``, ``changes`` and ``state``.
+    ``logs``, ``changes``, ``state`` and ``slaveapi``.
     """
 
     name = "db"
@@ -75,6 +76,7 @@ class DBConnector(service.Service):
         self.buildsets = BuildsetsComponent(self)
         self.changes = ChangesComponent(self)
         self.state = StateComponent(self)
+        self.slaveapi = SlaveAPIComponent(self)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

@@ -180,3 +180,56 @@ scheduler_state = sa.Table(
     sa.Column("key", sa.String(NAME_LENGTH), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# The SlaveAPI (master/slaveapi): per-slave settings the API changes (``enabled`` says whether
+# the slave may take new builds), keyed by slave name because a slave may be managed before
+# it ever attached.  Times in these three tables are integer epoch seconds.
+slave_settings = sa.Table(
+    "slave_settings",
+    metadata,
+    sa.Column("name", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("enabled", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("environment", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("disabled_by", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("disabled_at", sa.Integer, nullable=True),
+    sa.Column("notes", sa.Text, nullable=False, server_default=""),
+)
+
+# One row per action requested of a slave (the row id is the result's ``requestid``);
+# ``state`` is PENDING=0, RUNNING=1, SUCCESS=2, FAILURE=3, ``args`` a JSON object.
+slaveapi_results = sa.Table(
+    "slaveapi_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slave", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("action", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("args", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("state", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("requested_by", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("requested_from", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("masterid", sa.Integer, sa.ForeignKey("masters.id"), nullable=True),
+    sa.Column("request_timestamp", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("start_timestamp", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("finish_timestamp", sa.Integer, nullable=False, server_default="0"),
+    sa.Index(None, "slave", "action"),
+    sa.Index(None, "masterid", "state"),
+)
+
+# Who asked the SlaveAPI for what, from where, and how it ended (refusals included).
+slaveapi_audit = sa.Table(
+    "slaveapi_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("timestamp", sa.Integer, nullable=False),
+    sa.Column("username", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("peer", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("slave", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("action", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("requestid", sa.Integer, sa.ForeignKey("slaveapi_results.id"), nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index(None, "slave"),
+    sa.Index(None, "requestid"),
+)

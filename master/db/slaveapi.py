@@ -1,0 +1,169 @@
+"""The SlaveAPI's tables: action results, the audit trail, and per-slave settings.
+
+Times are integer epoch seconds (0 until reached), as the SlaveAPI shows them.
+"""
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
+from buildfarm.master.db.model import masters, slave_settings, slaveapi_audit, slaveapi_results
+
+# ``state`` values (master/slaveapi/results.py names them).
+PENDING, RUNNING, SUCCESS, FAILURE = range(4)
+UNFINISHED = (PENDING, RUNNING)
+DEFAULT_SETTINGS = {"enabled": True, "environment": None, "disabled_reason": None,
+                    "disabled_by": None, "disabled_at": None, "notes": ""}
+
+
+class SlaveAPIComponent(DBComponent):
+    """Rows of ``slaveapi_results``, ``slaveapi_audit`` and ``slave_settings``."""
+
+    # -- action results --------------------------------------------------------------------
+
+    async def add_result(self, slave: str, action: str, args: dict, requested_by: str,
+                         requested_from: str, masterid: int | None, now: int) -> int:
+        """A new PENDING result; its ``requestid``."""
+        return await self._insert(sa.insert(slaveapi_results).values(
+            slave=slave, action=action, args=to_json(args), state=PENDING, text="",
+            requested_by=requested_by, requested_from=requested_from, masterid=masterid,
+            request_timestamp=now))
+
+    async def start_result(self, requestid: int, now: int) -> None:
+        await self._set_result(requestid, state=RUNNING, start_timestamp=now)
+
+    async def finish_result(self, requestid: int, state: int, text: str, now: int) -> None:
+        """End a result as SUCCESS or FAILURE with the story of what was done."""
+        await self._set_result(requestid, state=state, text=text, finish_timestamp=now)
+
+    async def set_result_text(self, requestid: int, text: str) -> None:
+        await self._set_result(requestid, text=text)
+
+    async def _set_result(self, requestid: int, **values) -> None:
+        await self._execute(sa.update(slaveapi_results)
+                            .where(slaveapi_results.c.id == requestid).values(**values))
+
+    async def get_result(self, requestid: int) -> dict | None:
+        query = sa.select(slaveapi_results).where(slaveapi_results.c.id == requestid)
+        return await self._fetch_one(query, _result)
+
+    async def get_results(self, slave: str | None = None, action: str | None = None) -> list[dict]:
+        """Results, oldest first, optionally of one slave and one action."""
+        query = sa.select(slaveapi_results).order_by(slaveapi_results.c.id)
+        if slave is not None:
+            query = query.where(slaveapi_results.c.slave == slave)
+        if action is not None:
+            query = query.where(slaveapi_results.c.action == action)
+        return await self._fetch_all(query, _result)
+
+    async def get_unfinished(self, masterid: int | None) -> list[dict]:
+        """PENDING and RUNNING results ``masterid`` accepted, oldest first (for start-up)."""
+        query = (sa.select(slaveapi_results)
+                 .where(slaveapi_results.c.masterid == masterid,
+                        slaveapi_results.c.state.in_(UNFINISHED))
+                 .order_by(slaveapi_results.c.id))
+        return await self._fetch_all(query, _result)
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def add_audit(self, now: int, username: str, peer: str, slave: str, action: str,
+                        outcome: str, requestid: int | None = None, detail: str = "") -> int:
+        return await self._insert(sa.insert(slaveapi_audit).values(
+            timestamp=now, username=username, peer=peer, slave=slave, action=action,
+            requestid=requestid, outcome=outcome, detail=detail))
+
+    async def set_audit_outcome(self, requestid: int, outcome: str) -> None:
+        """The outcome of every audit row of that request (once its action ended)."""
+        await self._execute(sa.update(slaveapi_audit)
+                            .where(slaveapi_audit.c.requestid == requestid).values(outcome=outcome))
+
+    async def get_audit(self, slave: str | None = None, limit: int | None = None,
+                        offset: int = 0) -> list[dict]:
+        """Audit rows, newest first."""
+        query = sa.select(slaveapi_audit).order_by(slaveapi_audit.c.id.desc())
+        if slave is not None:
+            query = query.where(slaveapi_audit.c.slave == slave)
+        return await self._fetch_all(paged(query, limit, offset), _audit)
+
+    # -- per-slave settings ----------------------------------------------------------------
+
+    async def get_settings(self, name: str) -> dict:
+        """The slave's settings (the defaults when none were ever stored)."""
+        query = sa.select(slave_settings).where(slave_settings.c.name == name)
+        found = await self._fetch_one(query, _settings)
+        return found or {"name": name, **DEFAULT_SETTINGS}
+
+    async def get_all_settings(self) -> dict[str, dict]:
+        rows = await self._fetch_all(sa.select(slave_settings), _settings)
+        return {row["name"]: row for row in rows}
+
+    async def set_settings(self, name: str, **values: Any) -> None:
+        """Change some of ``enabled``, ``environment``, ``disabled_*``, ``notes``.
+
+        Update, else insert; a racing insert of another master loses on the primary key
+        inside a SAVEPOINT and updates instead.
+        """
+        if "enabled" in values:
+            values["enabled"] = int(bool(values["enabled"]))
+        update = sa.update(slave_settings).where(slave_settings.c.name == name).values(**values)
+        insert = sa.insert(slave_settings).values(name=name, **values)
+
+        def thd(conn: sa.Connection) -> None:
+            if conn.execute(update).rowcount:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert)
+            except sa.exc.IntegrityError:
+                conn.execute(update)
+
+        await self._run(thd)
+
+    async def master_names(self) -> dict[int, str]:
+        """``{masterid: name}`` of every master that shares this database."""
+        rows = await self._run(lambda conn: conn.execute(sa.select(masters.c.id, masters.c.name)).all())
+        return {row.id: row.name for row in rows}
+
+
+def _result(row: sa.Row) -> dict[str, Any]:
+    return {
+        "requestid": row.id,
+        "slave": row.slave,
+        "action": row.action,
+        "args": from_json(row.args),
+        "state": row.state,
+        "text": row.text,
+        "requested_by": row.requested_by,
+        "requested_from": row.requested_from,
+        "masterid": row.masterid,
+        "request_timestamp": row.request_timestamp,
+        "start_timestamp": row.start_timestamp,
+        "finish_timestamp": row.finish_timestamp,
+    }
+
+
+def _audit(row: sa.Row) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "timestamp": row.timestamp,
+        "user": row.username,
+        "peer": row.peer,
+        "slave": row.slave,
+        "action": row.action,
+        "requestid": row.requestid,
+        "outcome": row.outcome,
+        "detail": row.detail,
+    }
+
+
+def _settings(row: sa.Row) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "enabled": bool(row.enabled),
+        "environment": row.environment,
+        "disabled_reason": row.disabled_reason,
+        "disabled_by": row.disabled_by,
+        "disabled_at": row.disabled_at,
+        "notes": row.notes,
+    }
