@@ -197,7 +197,8 @@ slave_settings = sa.Table(
 )
 
 # One row per action requested of a slave (the row id is the result's ``requestid``);
-# ``state`` is PENDING=0, RUNNING=1, SUCCESS=2, FAILURE=3, ``args`` a JSON object.
+# ``state`` is PENDING=0, RUNNING=1, SUCCESS=2, FAILURE=3, ``args`` a JSON object, ``data``
+# the JSON value an action answers beside its ``text`` (an uptime, a last activity).
 slaveapi_results = sa.Table(
     "slaveapi_results",
     metadata,
@@ -207,6 +208,7 @@ slaveapi_results = sa.Table(
     sa.Column("args", sa.Text, nullable=False, server_default="{}"),
     sa.Column("state", sa.Integer, nullable=False, server_default="0"),
     sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("data", sa.Text, nullable=True),
     sa.Column("requested_by", sa.String(NAME_LENGTH), nullable=False),
     sa.Column("requested_from", sa.String(NAME_LENGTH), nullable=False),
     sa.Column("masterid", sa.Integer, sa.ForeignKey("masters.id"), nullable=True),

@@ -3,6 +3,7 @@
 Times are integer epoch seconds (0 until reached), as the SlaveAPI shows them.
 """
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,9 +34,11 @@ class SlaveAPIComponent(DBComponent):
     async def start_result(self, requestid: int, now: int) -> None:
         await self._set_result(requestid, state=RUNNING, start_timestamp=now)
 
-    async def finish_result(self, requestid: int, state: int, text: str, now: int) -> None:
-        """End a result as SUCCESS or FAILURE with the story of what was done."""
-        await self._set_result(requestid, state=state, text=text, finish_timestamp=now)
+    async def finish_result(self, requestid: int, state: int, text: str, now: int,
+                            data: Any = None) -> None:
+        """End a result as SUCCESS or FAILURE with the story of what was done (and its data)."""
+        await self._set_result(requestid, state=state, text=text, finish_timestamp=now,
+                               data=None if data is None else json.dumps(data, sort_keys=True))
 
     async def set_result_text(self, requestid: int, text: str) -> None:
         await self._set_result(requestid, text=text)
@@ -134,6 +137,7 @@ def _result(row: sa.Row) -> dict[str, Any]:
         "args": from_json(row.args),
         "state": row.state,
         "text": row.text,
+        "data": None if row.data is None else json.loads(row.data),
         "requested_by": row.requested_by,
         "requested_from": row.requested_from,
         "masterid": row.masterid,

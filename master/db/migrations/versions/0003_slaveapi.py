@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("args", sa.Text, nullable=False, server_default="{}"),
         sa.Column("state", sa.Integer, nullable=False, server_default="0"),
         sa.Column("text", sa.Text, nullable=False, server_default=""),
+        sa.Column("data", sa.Text, nullable=True),
         sa.Column("requested_by", NAME, nullable=False),
         sa.Column("requested_from", NAME, nullable=False),
         _fk("slaveapi_results", "masterid", "masters"),

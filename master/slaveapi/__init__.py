@@ -1,0 +1,1 @@
+"""The SlaveAPI: actions on slaves over HTTP (see docs/slaveapi.md)."""

@@ -1,0 +1,136 @@
+"""What every action shares: declared arguments, the context it runs in, how it fails.
+
+An action is a small class (one module per action, as buildbot-worker's commands): a
+``name``, maybe ``aliases``, the ``args`` it accepts, and ``async run(ctx)`` that tells its
+story with ``ctx.say(...)`` and returns its data (or None), or raises ``ActionFailed``.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from buildfarm.master.slaveapi.inventory import SlaveLocation
+from buildfarm.master.slaveapi.settings import SlaveAPISettings
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
+
+
+class ActionFailed(Exception):
+    """The action ran and did not achieve what it was asked; the message says why."""
+
+
+class BadArgument(Exception):
+    """An argument that cannot be accepted (answered as 400, naming the field)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def text_arg(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+def bool_arg(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.lower() in TRUE_WORDS
+    raise ValueError(f"must be true or false, not {value!r}")
+
+
+def int_arg(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ValueError(f"must be an integer, not {value!r}")
+
+
+def choice_arg(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+    return parse
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument an action accepts: its name, parser, and whether it must be given."""
+
+    name: str
+    parse: Callable[[Any], Any] = text_arg
+    required: bool = False
+    default: Any = None
+
+
+class Action:
+    """Base of the actions; subclasses set ``name``, ``args``, ``description`` and ``run``."""
+
+    name: str = ""
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    args: tuple[Arg, ...] = ()
+
+    def parse_args(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The arguments with their defaults; raise ``BadArgument`` naming the field."""
+        allowed = {arg.name for arg in self.args}
+        for name in sorted(given):
+            if name not in allowed:
+                accepted = ", ".join(sorted(allowed)) or "none"
+                raise BadArgument(name, f"{self.name} takes no argument {name!r} (it takes: {accepted})")
+        parsed = {}
+        for arg in self.args:
+            if arg.name not in given:
+                if arg.required:
+                    raise BadArgument(arg.name, "is required")
+                parsed[arg.name] = arg.default
+                continue
+            try:
+                parsed[arg.name] = arg.parse(given[arg.name])
+            except ValueError as e:
+                raise BadArgument(arg.name, str(e)) from None
+        return parsed
+
+    async def run(self, ctx: "ActionContext") -> Any:
+        raise NotImplementedError
+
+
+@dataclass
+class ActionContext:
+    """Everything an action may use while it runs."""
+
+    requestid: int
+    slave: str
+    args: dict[str, Any]
+    requested_by: str
+    master: Any
+    runner: Any
+    settings: SlaveAPISettings
+    location: SlaveLocation | None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def clock(self):
+        return self.master.reactor
+
+    def now(self) -> int:
+        return int(self.clock.seconds())
+
+    def say(self, line: str) -> None:
+        """Add one step to the action's story (its result's ``text``)."""
+        self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def attached_slave(self):
+        """The master's live ``BuildSlave`` perspective of this slave, or None."""
+        slave = self.master.botmaster.slaves.get(self.slave)
+        return slave if slave is not None and slave.attached else None

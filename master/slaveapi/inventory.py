@@ -1,0 +1,94 @@
+"""Where each slave's out-of-band channels are, from ``c['slaveapi']['slaves']``::
+
+    c['slaveapi'] = {'port': 8081, 'slaves': {
+        'bs1': {'fqdn': 'bs1.build.example.com', 'ip': '10.0.0.11', 'environment': 'prod',
+                'ssh': {'username': 'cltbld', 'password': {'env': 'BS1_SSH_PASSWORD'}},
+                'bmc': {'fqdn': 'bs1-mgmt.example.com', 'username': 'admin',
+                        'password': {'file': 'secrets/bs1-ipmi'}},
+                'pdu': {'fqdn': 'pdu3.example.com', 'port': 'AA12'}},
+    }}
+
+A channel's settings are plain values; secrets among them (any value written as
+``{'file': ...}``/``{'env': ...}``, and any key naming a password, secret, token, passphrase
+or community) become ``Secret``s and are shown only as ``"(secret)"``.
+"""
+
+from dataclasses import dataclass, field
+
+from buildfarm.master.auth import Secret, SecretError, is_secret_spec, resolve_secret
+
+# The channels a slave may have (implemented as ``IChannel`` providers in channels/).
+CHANNEL_NAMES = ("ssh", "bmc", "pdu", "mozpool", "bugzilla", "aws")
+LOCATION_KEYS = frozenset({"fqdn", "ip", "environment", *CHANNEL_NAMES})
+SECRET_WORDS = ("password", "passwd", "secret", "token", "passphrase", "community")
+SHOWN_SECRET = "(secret)"
+
+
+@dataclass
+class SlaveLocation:
+    """One slave's address and channel settings."""
+
+    name: str
+    fqdn: str | None = None
+    ip: str | None = None
+    environment: str | None = None
+    channels: dict[str, dict] = field(default_factory=dict)
+
+    def public_channels(self) -> dict[str, dict]:
+        """The channels with their settings, secrets replaced by ``"(secret)"``."""
+        return {name: {k: SHOWN_SECRET if isinstance(v, Secret) else v for k, v in settings.items()}
+                for name, settings in sorted(self.channels.items())}
+
+
+def is_secret_key(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_WORDS)
+
+
+def validate_inventory(raw, basedir: str | None) -> tuple[dict[str, SlaveLocation], list[str]]:
+    """The locations of ``c['slaveapi']['slaves']`` and every problem found in it."""
+    if not isinstance(raw, dict):
+        return {}, ["c['slaveapi']['slaves'] must map slave names to {'fqdn': ..., 'ssh': {...}}"]
+    locations: dict[str, SlaveLocation] = {}
+    problems: list[str] = []
+    for name, entry in raw.items():
+        if not isinstance(name, str) or not name:
+            problems.append(f"c['slaveapi']['slaves']: slave name {name!r} must be a non-empty string")
+            continue
+        if not isinstance(entry, dict):
+            problems.append(f"c['slaveapi']['slaves'][{name!r}] must be a dict")
+            continue
+        location, found = _location(name, entry, basedir)
+        locations[name] = location
+        problems += found
+    return locations, problems
+
+
+def _location(name: str, entry: dict, basedir: str | None) -> tuple[SlaveLocation, list[str]]:
+    where = f"c['slaveapi']['slaves'][{name!r}]"
+    problems = [f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(LOCATION_KEYS))})"
+                for key in sorted(set(entry) - LOCATION_KEYS, key=str)]
+    location = SlaveLocation(name)
+    for key in ("fqdn", "ip", "environment"):
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            problems.append(f"{where}: {key} must be a non-empty string")
+        else:
+            setattr(location, key, value)
+    for channel in CHANNEL_NAMES:
+        settings = entry.get(channel)
+        if settings is None:
+            continue
+        if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
+            problems.append(f"{where}: {channel} must be a dict of settings")
+            continue
+        resolved = {}
+        for key, value in settings.items():
+            if is_secret_spec(value) or (is_secret_key(key) and value is not None):
+                try:
+                    value = resolve_secret(value, basedir, f"{where}['{channel}']['{key}']")
+                except SecretError as e:
+                    problems.append(str(e))
+                    continue
+            resolved[key] = value
+        location.channels[channel] = resolved
+    return location, problems

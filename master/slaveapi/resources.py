@@ -1,0 +1,345 @@
+"""The SlaveAPI's HTTP layer, as a table of routes (documented in docs/slaveapi.md)::
+
+    GET  /results                                 every result: {slave: {action: {requestid: result}}}
+    GET  /slaves                                  ?environment= ?enabled=0|1 ?master=
+    GET  /slaves/<slave>                          one slave: settings, connection, recent jobs
+    GET  /slaves/<slave>/actions/<action>         ?requestid=N: that result; else all of them
+    POST /slaves/<slave>/actions/<action>         queue it; wait up to ?waittime=S; 200 or 202
+    GET  /audit                                   who asked for what, newest first
+
+Served on its own port and under ``/slaveapi/`` of the master's web site.  Every request
+must authenticate (HTTP basic or a bearer token); GETs need the scope ``slaveapi:read``,
+a POST ``slaveapi:<action>:<slave>``.  Errors are ``{"error": ..., "msg": ...}`` bodies
+with the right status, made in one place (``SlaveAPIError``).
+"""
+
+import json
+import socket
+from urllib.parse import unquote
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.server import Site
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from buildfarm.common.results import result_name
+from buildfarm.master.auth import Account, Unauthenticated
+from buildfarm.master.slaveapi.actions.base import BadArgument
+from buildfarm.master.slaveapi.results import dictify_results
+
+log = Logger()
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_WAITTIME_S = 3600.0
+RECENT_JOBS = 10
+DEFAULT_AUDIT_LIMIT = 100
+READ_SCOPE = "slaveapi:read"
+REALM = "buildfarm SlaveAPI"
+WAITTIME = "waittime"
+ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+               405: "method not allowed", 413: "request entity too large", 500: "internal error"}
+
+
+class SlaveAPIError(Exception):
+    """An error answered as ``{"error": <status name>, "msg": message}``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def action_scope(action: str, slave: str) -> str:
+    """The scope a POST of ``action`` on ``slave`` needs."""
+    return f"slaveapi:{action}:{slave}"
+
+
+class SlaveAPI:
+    """The SlaveAPI resources of one ``ActionRunner``."""
+
+    app = Klein()
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.master = runner.master
+
+    def resource(self):
+        """The twisted.web resource serving the SlaveAPI."""
+        return self.app.resource()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @app.handle_errors(SlaveAPIError)
+    def _api_error(self, request, failure):
+        if failure.value.status == 401:
+            for scheme in ("Basic", "Bearer"):
+                challenge = f'{scheme} realm="{REALM}"'.encode()
+                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
+        return _json_error(request, failure.value.status, failure.value.message)
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request, failure):
+        return _json_error(request, 404, f"no such resource: {request.path.decode('utf-8', 'replace')}")
+
+    @app.handle_errors(MethodNotAllowed)
+    def _bad_method(self, request, failure):
+        return _json_error(request, 405, f"{request.method.decode()} is not allowed here")
+
+    @app.handle_errors(Exception)
+    def _internal_error(self, request, failure):
+        log.failure("SlaveAPI request {path} failed", failure, path=request.path)
+        return _json_error(request, 500, "internal error; see the master's twistd.log")
+
+    async def _authorize(self, request, scope: str) -> Account:
+        """The caller's account, if it holds ``scope`` (401 / 403 otherwise)."""
+        header = request.requestHeaders.getRawHeaders(b"authorization", [None])[-1]
+        try:
+            account = await self.runner.authenticator.authenticate(header)
+        except Unauthenticated as e:
+            raise SlaveAPIError(401, str(e)) from None
+        if not account.has_scope(scope):
+            raise SlaveAPIError(403, f"user {account.name!r} lacks the scope {scope!r}")
+        return account
+
+    async def _known_slave(self, name: str) -> None:
+        if name in self.master.config.slaves or name in self.runner.settings.slaves:
+            return
+        if await self.master.db.slaves.get(name) is None:
+            raise SlaveAPIError(404, f"no slave named {name!r}")
+
+    def _action(self, name: str):
+        action = self.runner.action(name)
+        if action is None:
+            known = ", ".join(sorted(self.runner.actions))
+            raise SlaveAPIError(404, f"no action named {name!r} (actions: {known})")
+        return action
+
+    # -- routes ----------------------------------------------------------------------------
+
+    @app.route("/results", methods=["GET"])
+    async def results(self, request):
+        await self._authorize(request, READ_SCOPE)
+        return _json(request, dictify_results(await self.runner.results()))
+
+    @app.route("/audit", methods=["GET"])
+    async def audit(self, request):
+        await self._authorize(request, READ_SCOPE)
+        limit = _int_arg(request, "limit", DEFAULT_AUDIT_LIMIT)
+        rows = await self.master.db.slaveapi.get_audit(_arg(request, "slave"), limit=limit)
+        return _json(request, {"audit": rows})
+
+    @app.route("/slaves", methods=["GET"])
+    async def slaves(self, request):
+        await self._authorize(request, READ_SCOPE)
+        environment, master = _arg(request, "environment"), _arg(request, "master")
+        enabled = _arg(request, "enabled")
+        if enabled not in (None, "0", "1"):
+            raise SlaveAPIError(400, f"enabled must be 0 or 1, not {enabled!r}")
+        summaries = []
+        for summary in await self._slave_summaries():
+            if environment is not None and summary["environment"] != environment:
+                continue
+            if enabled is not None and summary["enabled"] != (enabled == "1"):
+                continue
+            if master is not None and summary["master"] != master:
+                continue
+            summaries.append(summary)
+        return _json(request, {"slaves": summaries})
+
+    async def _slave_summaries(self) -> list[dict]:
+        rows = {row["name"]: row for row in await self.master.db.slaves.get_all()}
+        settings = await self.master.db.slaveapi.get_all_settings()
+        masters = await self.master.db.slaveapi.master_names()
+        names = set(self.master.config.slaves) | set(self.runner.settings.slaves) | set(rows) | set(settings)
+        summaries = []
+        for name in sorted(names):
+            row, own = rows.get(name), settings.get(name) or await self.master.db.slaveapi.get_settings(name)
+            summaries.append(self._summary(name, row, own, masters))
+        return summaries
+
+    def _summary(self, name: str, row: dict | None, settings: dict, masters: dict[int, str]) -> dict:
+        live = self.master.botmaster.slaves.get(name)
+        masterid = (row or {}).get("connected_masterid")
+        return {
+            "name": name,
+            "enabled": settings["enabled"],
+            "environment": settings["environment"],
+            "connected": bool(live is not None and live.attached) or masterid is not None,
+            "master": masters.get(masterid) if masterid is not None else None,
+            "disabled_reason": settings["disabled_reason"],
+        }
+
+    @app.route("/slaves/<string:slave>", methods=["GET"])
+    async def slave(self, request, slave):
+        await self._authorize(request, READ_SCOPE)
+        await self._known_slave(slave)
+        db = self.master.db
+        row = await db.slaves.get(slave)
+        settings = await db.slaveapi.get_settings(slave)
+        summary = self._summary(slave, row, settings, await db.slaveapi.master_names())
+        location = self.runner.settings.slaves.get(slave)
+        live = self.master.botmaster.slaves.get(slave)
+        info = live.info if live is not None else (row or {}).get("info") or {}
+        jobs = await db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_JOBS) if row else []
+        ours = row is not None and row["connected_masterid"] == getattr(self.master, "masterid", None)
+        return _json(request, {
+            **summary,
+            "fqdn": location.fqdn if location else None,
+            "ip": location.ip if location else None,
+            "basedir": info.get("basedir"),
+            "notes": settings["notes"],
+            "disabled_by": settings["disabled_by"],
+            "disabled_at": settings["disabled_at"],
+            "master_url": self._master_url() if ours else None,
+            "bug": None,
+            "recent_jobs": [_job(build) for build in jobs],
+            "channels": location.public_channels() if location else {},
+            "last_connected_at": _int_time((row or {}).get("last_connected_at")),
+            "last_disconnected_at": _int_time((row or {}).get("last_disconnected_at")),
+        })
+
+    def _master_url(self) -> str | None:
+        port = getattr(self.master.config, "www_port", None)
+        number = port.split(":")[1] if port and port.startswith("tcp:") else None
+        return f"http://{socket.getfqdn()}:{number}/" if number and number.isdigit() else None
+
+    @app.route("/slaves/<string:slave>/actions/<string:action>", methods=["GET"])
+    async def action_results(self, request, slave, action):
+        await self._authorize(request, READ_SCOPE)
+        await self._known_slave(slave)
+        canonical = self._action(action).name
+        requestid = _int_arg(request, "requestid", None)
+        if requestid is not None:
+            result = await self.runner.get(requestid)
+            if result is None or (result.slave, result.action) != (slave, canonical):
+                raise SlaveAPIError(404, f"no {action} request {requestid} for {slave}")
+            return _json(request, result.to_dict())
+        results = await self.runner.results(slave, canonical)
+        return _json(request, {action: {str(r.requestid): r.to_dict() for r in results}})
+
+    @app.route("/slaves/<string:slave>/actions/<string:action>", methods=["POST"])
+    async def do_action(self, request, slave, action):
+        account = await self._authorize_action(request, slave, action)
+        await self._known_slave(slave)
+        chosen = self._action(action)
+        given, waittime = self._action_args(request)
+        try:
+            args = chosen.parse_args(given)
+        except BadArgument as e:
+            raise SlaveAPIError(400, str(e)) from None
+        result = await self.runner.submit(slave, chosen, args, account.name, _peer(request))
+        await self.runner.wait(result.requestid, waittime)
+        result = await self.runner.get(result.requestid)
+        return _json(request, result.to_dict(), 200 if result.finished else 202)
+
+    async def _authorize_action(self, request, slave: str, action: str) -> Account:
+        """Like ``_authorize``, with refusals of known callers recorded in the audit."""
+        chosen = self.runner.action(action)
+        scope = action_scope(chosen.name if chosen else action, slave)
+        try:
+            return await self._authorize(request, scope)
+        except SlaveAPIError as e:
+            if e.status == 403:
+                user = e.message.split("'")[1]
+                await self.master.db.slaveapi.add_audit(
+                    self.runner.now(), user, _peer(request), slave, chosen.name if chosen else action,
+                    "denied", detail=e.message)
+            raise
+
+    def _action_args(self, request) -> tuple[dict, float]:
+        """The action's arguments (form fields, query arguments, a JSON body) and waittime."""
+        body = _read_body(request)
+        given: dict = {}
+        if _is_json(request):
+            given = _json_object(body)
+        for key, values in request.args.items():
+            name = key.decode("utf-8", "replace")
+            if name not in given:
+                given[name] = values[-1].decode("utf-8", "replace")
+        raw_wait = given.pop(WAITTIME, 0)
+        try:
+            waittime = float(raw_wait)
+        except (TypeError, ValueError):
+            raise SlaveAPIError(400, f"waittime must be a number of seconds, not {raw_wait!r}") from None
+        if not 0 <= waittime <= MAX_WAITTIME_S:
+            raise SlaveAPIError(400, f"waittime must be between 0 and {MAX_WAITTIME_S:g} seconds")
+        return given, waittime
+
+
+def make_site(runner) -> Site:
+    """The twisted.web Site of the SlaveAPI's own port."""
+    from buildfarm.master.www.site import QuietSite
+
+    site = QuietSite(SlaveAPI(runner).resource())
+    site.displayTracebacks = False
+    return site
+
+
+def _json(request, value, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(value).encode()
+
+
+def _json_error(request, status: int, message: str) -> bytes:
+    return _json(request, {"error": ERROR_NAMES.get(status, "error"), "msg": message}, status)
+
+
+def _arg(request, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    return unquote(values[-1].decode("utf-8", "replace")) if values else None
+
+
+def _int_arg(request, name: str, default: int | None) -> int | None:
+    value = _arg(request, name)
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise SlaveAPIError(400, f"{name} must be a non-negative integer, not {value!r}")
+    return int(value)
+
+
+def _peer(request) -> str:
+    return getattr(request.getClientAddress(), "host", None) or "?"
+
+
+def _is_json(request) -> bool:
+    content_type = request.requestHeaders.getRawHeaders(b"content-type", [b""])[-1]
+    return content_type.split(b";")[0].strip().lower() == b"application/json"
+
+
+def _read_body(request) -> bytes:
+    if request.content is None:
+        return b""
+    request.content.seek(0)
+    raw = request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise SlaveAPIError(413, f"request body over {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def _json_object(raw: bytes) -> dict:
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SlaveAPIError(400, f"request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise SlaveAPIError(400, "request body must be a JSON object of action arguments")
+    return body
+
+
+def _int_time(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _job(build: dict) -> dict:
+    return {
+        "buildid": build["buildid"],
+        "buildername": build["buildername"],
+        "number": build["number"],
+        "starttime": _int_time(build["started_at"]),
+        "endtime": _int_time(build["complete_at"]),
+        "result": result_name(build["results"]) if build["complete"] else None,
+    }

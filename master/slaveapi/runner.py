@@ -1,0 +1,283 @@
+"""``ActionRunner``: the ``slaveapi`` service that queues and runs actions on slaves.
+
+Every requested action is a row of ``slaveapi_results`` (its id is the ``requestid``) and
+waits in one FIFO queue; at most ``max_concurrency`` actions run at once, and at most one
+per slave.  Asking again for an action that is pending or running for the same slave
+answers the request already made.  After a master restart, pending actions run and the
+ones that were running end FAILURE.  The runner also serves the SlaveAPI on its own port
+(``c['slaveapi']['port']``) and keeps the set of disabled slaves for the BotMaster.
+"""
+
+from twisted.application import service
+from twisted.internet import defer, endpoints, task
+from twisted.logger import Logger
+
+from buildfarm.master.auth import Authenticator
+from buildfarm.master.slaveapi.actions import action_table
+from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
+from buildfarm.master.slaveapi.results import (
+    FAILURE,
+    PENDING,
+    RUNNING,
+    STATE_NAMES,
+    SUCCESS,
+    ActionResult,
+)
+from buildfarm.master.slaveapi.settings import SlaveAPISettings
+
+log = Logger()
+
+# Other masters sharing the database may enable or disable slaves: re-read that this often.
+SETTINGS_REFRESH_S = 10.0
+RESTARTED_TEXT = "the master restarted while this action was running; it did not finish"
+
+
+class ActionRunner(service.Service):
+    """Queues actions on slaves and runs them with bounded concurrency."""
+
+    name = "slaveapi"
+
+    def __init__(self, master, settings: SlaveAPISettings | None = None):
+        self.master = master
+        self.settings = settings or getattr(master.config, "slaveapi", None) or SlaveAPISettings()
+        self.actions: dict[str, Action] = action_table()
+        self.channels: dict = {}  # channel name -> IChannel provider (none yet)
+        self.authenticator = Authenticator(self.settings.users)
+        self.port = None
+        self._live: dict[int, ActionResult] = {}  # pending and running results
+        self._active: dict[tuple[str, str], int] = {}  # (slave, action) -> its unfinished request
+        self._queue: list[int] = []
+        self._running: dict[int, defer.Deferred] = {}
+        self._busy_slaves: set[str] = set()
+        self._waiters: dict[int, list[defer.Deferred]] = {}
+        self._disabled: set[str] = set()
+        self._submitting = defer.DeferredLock()
+        self._refresher: task.LoopingCall | None = None
+
+    @property
+    def clock(self):
+        return self.master.reactor
+
+    def now(self) -> int:
+        return int(self.clock.seconds())
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start: read the slaves' settings, recover the last run's actions, listen."""
+        self.startService()
+        await self._apply_inventory()
+        await self.refresh_enabled()
+        await self._recover()
+        self._refresher = task.LoopingCall(self._refresh_quietly)
+        self._refresher.clock = self.clock
+        self._refresher.start(SETTINGS_REFRESH_S, now=False)
+        await self.listen()
+        self._pump()
+
+    async def reconfig(self, config) -> None:
+        """Apply ``config.slaveapi``: users, inventory, limits and the port."""
+        old, self.settings = self.settings, getattr(config, "slaveapi", None) or SlaveAPISettings()
+        self.authenticator = Authenticator(self.settings.users)
+        await self._apply_inventory()
+        if old.port != self.settings.port:
+            await self.stop_listening()
+            await self.listen()
+        self._pump()
+
+    async def listen(self) -> None:
+        """Serve the SlaveAPI on its own port, when one is configured."""
+        from buildfarm.master.slaveapi.resources import make_site
+
+        if not self.settings.port:
+            return
+        endpoint = endpoints.serverFromString(self.clock, self.settings.port)
+        self.port = await endpoint.listen(make_site(self))
+        log.info("SlaveAPI listening on {port}", port=self.settings.port)
+
+    async def stop_listening(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            await port.stopListening()
+
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        if self._refresher is not None and self._refresher.running:
+            self._refresher.stop()
+        return defer.ensureDeferred(self.stop_listening())
+
+    async def _apply_inventory(self) -> None:
+        """Environments given in the inventory are written to the database."""
+        stored = await self.master.db.slaveapi.get_all_settings()
+        for name, location in self.settings.slaves.items():
+            current = stored.get(name, {}).get("environment")
+            if location.environment is not None and location.environment != current:
+                await self.master.db.slaveapi.set_settings(name, environment=location.environment)
+
+    async def _recover(self) -> None:
+        db = self.master.db.slaveapi
+        for row in await db.get_unfinished(self.master.masterid):
+            result = ActionResult.from_row(row)
+            if result.state == RUNNING:
+                text = "\n".join(filter(None, [result.text, RESTARTED_TEXT]))
+                await db.finish_result(result.requestid, FAILURE, text, self.now())
+                await db.set_audit_outcome(result.requestid, STATE_NAMES[FAILURE])
+                log.info("SlaveAPI: {action} of {slave} (request {id}) was cut short by a restart",
+                         action=result.action, slave=result.slave, id=result.requestid)
+                continue
+            self._enqueue(result)
+
+    # -- enabled slaves --------------------------------------------------------------------
+
+    def is_enabled(self, name: str) -> bool:
+        """Whether the slave may take new builds (the BotMaster asks; no I/O)."""
+        return name not in self._disabled
+
+    def note_enabled(self, name: str, enabled: bool) -> None:
+        (self._disabled.discard if enabled else self._disabled.add)(name)
+
+    async def refresh_enabled(self) -> None:
+        settings = await self.master.db.slaveapi.get_all_settings()
+        self._disabled = {name for name, row in settings.items() if not row["enabled"]}
+
+    def _refresh_quietly(self) -> defer.Deferred:
+        d = defer.ensureDeferred(self.refresh_enabled())
+        d.addErrback(lambda f: log.failure("SlaveAPI: reading slave settings failed", f))
+        return d
+
+    # -- requests --------------------------------------------------------------------------
+
+    def action(self, name: str) -> Action | None:
+        """The action of that name or alias."""
+        return self.actions.get(name)
+
+    async def submit(self, slave: str, action: Action, args: dict, user: str, peer: str) -> ActionResult:
+        """Queue ``action`` (its args already parsed) for ``slave``; or answer the same
+        action already pending or running for that slave.  Audited either way."""
+        db = self.master.db.slaveapi
+        await self._submitting.acquire()
+        try:
+            existing = self._active.get((slave, action.name))
+            if existing is not None:
+                result = self._live[existing]
+                await db.add_audit(self.now(), user, peer, slave, action.name,
+                                   STATE_NAMES[result.state], result.requestid,
+                                   "joined the request already pending or running")
+                return result
+            now = self.now()
+            masterid = getattr(self.master, "masterid", None)
+            requestid = await db.add_result(slave, action.name, args, user, peer, masterid, now)
+            result = ActionResult(requestid, slave, action.name, PENDING, args=args, requested_by=user,
+                                  requested_from=peer, request_timestamp=now)
+            await db.add_audit(now, user, peer, slave, action.name, STATE_NAMES[PENDING], requestid)
+            self._enqueue(result)
+        finally:
+            self._submitting.release()
+        log.info("SlaveAPI: {user} from {peer} asked for {action} of {slave} (request {id})",
+                 user=user, peer=peer, action=action.name, slave=slave, id=requestid)
+        self._pump()
+        return result
+
+    def _enqueue(self, result: ActionResult) -> None:
+        self._live[result.requestid] = result
+        self._active[(result.slave, result.action)] = result.requestid
+        self._queue.append(result.requestid)
+
+    def wait(self, requestid: int, timeout_s: float) -> defer.Deferred:
+        """Fire with None once the request finished, or after ``timeout_s`` seconds."""
+        result = self._live.get(requestid)
+        if result is None or timeout_s <= 0:
+            return defer.succeed(None)
+        waiter: defer.Deferred = defer.Deferred()
+        timer = self.clock.callLater(timeout_s, lambda: waiter.called or waiter.callback(None))
+        waiter.addBoth(lambda value: (timer.active() and timer.cancel(), value)[1])
+        self._waiters.setdefault(requestid, []).append(waiter)
+        return waiter
+
+    async def get(self, requestid: int) -> ActionResult | None:
+        """The result of that request (live while unfinished)."""
+        if requestid in self._live:
+            return self._live[requestid]
+        row = await self.master.db.slaveapi.get_result(requestid)
+        return None if row is None else ActionResult.from_row(row)
+
+    async def results(self, slave: str | None = None, action: str | None = None) -> list[ActionResult]:
+        """Every result (of a slave, of an action), oldest first; live ones as they stand."""
+        rows = await self.master.db.slaveapi.get_results(slave, action)
+        return [self._live.get(row["requestid"]) or ActionResult.from_row(row) for row in rows]
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Start queued actions while there is room, one per slave at a time."""
+        if not self.running:
+            return
+        for requestid in list(self._queue):
+            if len(self._running) >= self.settings.max_concurrency:
+                return
+            result = self._live[requestid]
+            if result.slave in self._busy_slaves:
+                continue
+            self._queue.remove(requestid)
+            self._busy_slaves.add(result.slave)
+            d = defer.ensureDeferred(self._execute(result))
+            d.addErrback(lambda f, r=result: log.failure("SlaveAPI: request {id} broke", f, id=r.requestid))
+            if not d.called:
+                self._running[requestid] = d
+
+    async def _execute(self, result: ActionResult) -> None:
+        db = self.master.db.slaveapi
+        action = self.actions[result.action]
+        ctx = ActionContext(result.requestid, result.slave, dict(result.args), result.requested_by,
+                            self.master, self, self.settings, self.settings.slaves.get(result.slave))
+        ctx.lines = _LiveLines(result)
+        try:
+            result.state, result.start_timestamp = RUNNING, self.now()
+            await db.start_result(result.requestid, result.start_timestamp)
+            try:
+                result.data = await action.run(ctx)
+                result.state = SUCCESS
+            except ActionFailed as e:
+                ctx.say(str(e))
+                result.state = FAILURE
+            except Exception as e:
+                log.failure("SlaveAPI: {action} of {slave} failed unexpectedly", action=result.action,
+                            slave=result.slave)
+                ctx.say(f"internal error: {type(e).__name__}: {e}")
+                result.state = FAILURE
+            result.finish_timestamp = self.now()
+            await db.finish_result(result.requestid, result.state, result.text, result.finish_timestamp,
+                                   result.data)
+            await db.set_audit_outcome(result.requestid, STATE_NAMES[result.state])
+            log.info("SlaveAPI: {action} of {slave} (request {id}): {state}", action=result.action,
+                     slave=result.slave, id=result.requestid, state=STATE_NAMES[result.state])
+        finally:
+            self._finished(result)
+
+    def _finished(self, result: ActionResult) -> None:
+        self._running.pop(result.requestid, None)
+        self._busy_slaves.discard(result.slave)
+        self._live.pop(result.requestid, None)
+        if self._active.get((result.slave, result.action)) == result.requestid:
+            del self._active[(result.slave, result.action)]
+        for waiter in self._waiters.pop(result.requestid, []):
+            if not waiter.called:
+                waiter.callback(None)
+        self._pump()
+
+    async def wait_idle(self) -> None:
+        """Wait until no action runs or waits (for tests and orderly shutdown)."""
+        while self._running:
+            await defer.DeferredList(list(self._running.values()))
+
+
+class _LiveLines(list):
+    """The story's lines, mirrored into the live result's ``text`` as they are said."""
+
+    def __init__(self, result: ActionResult):
+        super().__init__()
+        self._result = result
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        self._result.text = "\n".join(self)

@@ -1,0 +1,464 @@
+"""The SlaveAPI over HTTP, in memory: klein resources rendering in-memory requests against a
+fake master holding a real database (SQLite and PostgreSQL)."""
+
+import base64
+import json
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+import pytest_twisted
+from klein import Klein
+from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address
+from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.test.requesthelper import DummyChannel
+
+from buildfarm.master.auth import User, hash_password
+from buildfarm.master.slaveapi.resources import SlaveAPI
+from buildfarm.master.slaveapi.results import FAILURE, PENDING, SUCCESS
+from buildfarm.master.slaveapi.runner import ActionRunner
+from buildfarm.master.slaveapi.settings import validate_slaveapi_config
+
+PEER = "10.1.2.3"
+USERS = [
+    User("oncall", password="s3cret", scopes=["slaveapi:*"]),
+    User("viewer", password="v1ew", scopes=["slaveapi:read"]),
+    User("rebooter", password_hash=hash_password("h4sh", iterations=1000), tokens=["tok-123"],
+         scopes=["slaveapi:read", "slaveapi:reboot:*"]),
+]
+
+
+class MemoryRequest(Request):
+    """A real ``twisted.web`` request (klein adapts those) that keeps its response in memory."""
+
+    def __init__(self, method: str, path: str, peer: str):
+        super().__init__(DummyChannel(), False)
+        self.method = method.encode()
+        self.uri = self.path = path.encode()
+        self.prepath = []
+        self.postpath = [part.encode() for part in path.split("/")[1:]]
+        self.clientproto = b"HTTP/1.1"
+        self.client = IPv4Address("TCP", peer, 50000)
+        self.setHost(b"localhost", 8081)
+        self.body_written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.startedWriting = True
+        self.body_written.append(data)
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self._cleanup()
+
+
+class FakeSlave:
+    """The master's live view of one attached slave (``BuildSlave``'s surface)."""
+
+    def __init__(self, name: str, info: dict | None = None):
+        self.name = name
+        self.attached = True
+        self.shutting_down = False
+        self.info = info or {"basedir": f"/builds/{name}", "environ": {"AWS_SECRET": "hidden"}}
+        self.remote_builders: dict = {}
+        self._waiters: list[defer.Deferred] = []
+
+    def wait_detached(self) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+    def detach(self) -> None:
+        self.attached = False
+        for d in self._waiters:
+            if not d.called:
+                d.callback(None)
+
+
+@dataclass
+class FakeBotMaster:
+    """What the SlaveAPI uses of the BotMaster."""
+
+    slaves: dict = field(default_factory=dict)
+    builders: dict = field(default_factory=dict)
+    shutdowns: list = field(default_factory=list)
+    obey_shutdown: bool = True
+    started_builds: int = 0
+
+    def request_slave_shutdown(self, name):
+        slave = self.slaves[name]
+        slave.shutting_down = True
+        self.shutdowns.append(name)
+        if self.obey_shutdown:
+            del self.slaves[name]
+            slave.detach()
+        return slave
+
+    def builds_running_on(self, slave) -> int:
+        return 0
+
+    def maybe_start_builds(self):
+        self.started_builds += 1
+
+
+class Harness:
+    """A fake master (real db, fake botmaster, task.Clock) with its ActionRunner and API."""
+
+    def __init__(self, db, slaveapi_cfg: dict | None = None, users=USERS):
+        settings, problems = validate_slaveapi_config({"users": users, "slaveapi": slaveapi_cfg or {}})
+        assert problems == []
+        self.clock = task.Clock()
+        self.clock.advance(1_700_000_000)
+        self.master = SimpleNamespace(
+            db=db, reactor=self.clock, masterid=None, botmaster=FakeBotMaster(),
+            config=SimpleNamespace(slaves={"bs1": None, "bs2": None}, www_port="tcp:8010",
+                                   slaveapi=settings))
+        self.runner = ActionRunner(self.master)
+        self.resource = SlaveAPI(self.runner).resource()
+
+    async def start(self):
+        self.master.masterid = await self.master.db.masters.find_or_create("m1")
+        await self.runner.start()
+        return self
+
+    async def request(self, method: str, path: str, user: str | None = "oncall", password=None,
+                      args: dict | None = None, body: bytes = b"", headers: dict | None = None,
+                      resource=None):
+        """``(status, JSON body, request)`` of one request."""
+        request = MemoryRequest(method, path, PEER)
+        request.args = {k.encode(): [str(v).encode()] for k, v in (args or {}).items()}
+        request.gotLength(len(body))
+        request.content.write(body)
+        request.content.seek(0)
+        if user is not None:
+            secret = password or {"oncall": "s3cret", "viewer": "v1ew", "rebooter": "h4sh"}.get(user, "x")
+            token = base64.b64encode(f"{user}:{secret}".encode())
+            request.requestHeaders.setRawHeaders(b"authorization", [b"Basic " + token])
+        for name, value in (headers or {}).items():
+            request.requestHeaders.setRawHeaders(name.encode(), [value.encode()])
+        finished = request.notifyFinish()
+        rendered = (resource or self.resource).render(request)
+        if rendered is not NOT_DONE_YET:
+            request.write(rendered)
+            request.finish()
+        await finished
+        raw = b"".join(request.body_written)
+        return request.code, json.loads(raw) if raw else None, request
+
+    async def get(self, path: str, **kwargs):
+        status, body, _ = await self.request("GET", path, **kwargs)
+        assert status == 200, (status, body)
+        return body
+
+
+@pytest_twisted.async_yield_fixture
+async def api(db):
+    harness = await Harness(db).start()
+    yield harness
+    await harness.runner.wait_idle()
+    await harness.runner.stopService()
+
+
+# -- authentication and scopes ----------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_no_credentials_is_401_with_both_challenges(api):
+    status, body, request = await api.request("GET", "/slaves", user=None)
+    assert status == 401 and body["error"] == "unauthorized"
+    challenges = request.responseHeaders.getRawHeaders(b"www-authenticate")
+    assert [c.split()[0] for c in challenges] == [b"Basic", b"Bearer"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wrong_password_is_401(api):
+    status, body, _ = await api.request("GET", "/slaves", user="oncall", password="nope")
+    assert status == 401 and "wrong user name or password" in body["msg"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unknown_user_is_401(api):
+    status, _, _ = await api.request("GET", "/slaves", user="mallory")
+    assert status == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_viewer_reads_but_a_post_is_403_naming_the_scope(api):
+    assert (await api.get("/slaves", user="viewer"))["slaves"]
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/reboot", user="viewer")
+    assert status == 403 and body["error"] == "forbidden"
+    assert "slaveapi:reboot:bs1" in body["msg"]
+    audit = (await api.get("/audit"))["audit"]
+    assert (audit[0]["user"], audit[0]["action"], audit[0]["outcome"]) == ("viewer", "reboot", "denied")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_password_hash_and_a_bearer_token_both_authenticate(api):
+    assert await api.get("/slaves", user="rebooter")
+    status, _, _ = await api.request("GET", "/slaves", user=None,
+                                      headers={"Authorization": "Bearer tok-123"})
+    assert status == 200
+    status, _, _ = await api.request("GET", "/slaves", user=None, headers={"Authorization": "Bearer nope"})
+    assert status == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wildcard_scope_covers_one_action_on_every_slave_only(api):
+    status, body, _ = await api.request("POST", "/slaves/bs2/actions/reboot", user="rebooter",
+                                        args={"waittime": 5})
+    assert status == 200 and body["state"] == FAILURE
+    status, body, _ = await api.request("POST", "/slaves/bs2/actions/disable", user="rebooter")
+    assert status == 403 and "slaveapi:disable:bs2" in body["msg"]
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_slave_and_unknown_action_are_404(api):
+    status, body, _ = await api.request("POST", "/slaves/nobody/actions/reboot")
+    assert status == 404 and "nobody" in body["msg"] and body["error"] == "not found"
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/explode")
+    assert status == 404 and "explode" in body["msg"]
+    status, body, _ = await api.request("GET", "/slaves/nobody")
+    assert status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_malformed_waittime_is_400_naming_it(api):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/reboot", args={"waittime": "soon"})
+    assert status == 400 and "waittime" in body["msg"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_action_arguments_are_400_naming_the_field(api):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/aws_create_instance",
+                                        args={"instance_type": "huge"})
+    assert status == 400 and body["msg"].startswith("instance_type:")
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/aws_create_instance",
+                                        args={"instance_type": "build", "bug": "twelve"})
+    assert status == 400 and body["msg"].startswith("bug:")
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable", args={"colour": "red"})
+    assert status == 400 and "colour" in body["msg"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_huge_body_is_413(api):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable", body=b"x" * 100_000,
+                                        headers={"Content-Type": "application/json"})
+    assert status == 413 and body["error"] == "request entity too large"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_json_body_that_is_not_an_object_is_400(api):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable", body=b"[1]",
+                                        headers={"Content-Type": "application/json"})
+    assert status == 400
+
+
+# -- actions ------------------------------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_post_answers_the_result_with_its_requestid_and_who_asked(api):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/reboot", args={"waittime": "5"})
+    assert status == 200
+    assert set(body) >= {"state", "text", "request_timestamp", "start_timestamp", "finish_timestamp",
+                         "requestid", "requested_by"}
+    assert body["state"] == FAILURE and body["requested_by"] == "oncall"
+    assert body["requested_from"] == PEER
+    assert "slave has no ssh channel" in body["text"] and "slave has no bmc channel" in body["text"]
+    assert body["text"].endswith("no reboot method worked")
+    assert body["request_timestamp"] == body["finish_timestamp"] == 1_700_000_000
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_waittime_a_slow_action_answers_202_then_finishes(api):
+    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    api.master.botmaster.obey_shutdown = False
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave")
+    assert status == 202 and body["state"] in (PENDING, 1)
+    requestid = body["requestid"]
+    again = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": requestid})
+    assert again["requestid"] == requestid and again["finish_timestamp"] == 0
+    await _until(lambda: api.master.botmaster.shutdowns)
+    api.master.botmaster.slaves.pop("bs1").detach()
+    await api.runner.wait_idle()
+    done = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": requestid})
+    assert done["state"] == SUCCESS and "disconnected" in done["text"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_second_post_of_a_running_action_returns_the_same_request(api):
+    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    api.master.botmaster.obey_shutdown = False
+    _, first, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave")
+    _, second, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave", user="oncall")
+    assert second["requestid"] == first["requestid"]
+    await _until(lambda: api.master.botmaster.shutdowns)
+    api.master.botmaster.slaves.pop("bs1").detach()
+    await api.runner.wait_idle()
+    audit = (await api.get("/audit"))["audit"]
+    assert [a["requestid"] for a in audit] == [first["requestid"]] * 2
+    assert {a["outcome"] for a in audit} == {"success"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_times_out_with_what_the_master_saw(api):
+    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    api.master.botmaster.obey_shutdown = False
+    _, body, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave")
+    await _until(lambda: api.master.botmaster.shutdowns)
+    api.clock.advance(api.runner.settings.shutdown_timeout + 1)
+    await api.runner.wait_idle()
+    result = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": body["requestid"]})
+    assert result["state"] == FAILURE
+    assert "did not disconnect within 300 s: it is still attached, shutting down, with 0 builds running" \
+        in result["text"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_of_a_detached_slave_fails_at_once(api):
+    _, body, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave", args={"waittime": 5})
+    assert body["state"] == FAILURE and "not attached" in body["text"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_uptime_of_a_detached_slave_fails_saying_no_channel(api):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/get_uptime", args={"waittime": 5})
+    assert status == 200 and body["state"] == FAILURE and "no channel" in body["text"]
+    assert "buildslave_uptime" in (await api.get("/results"))["bs1"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_disable_records_why_and_who_and_stops_the_slave(api):
+    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable",
+                                        args={"reason": "bad disk", "comment": "see bug 1", "waittime": 5})
+    assert status == 200 and body["state"] == SUCCESS, body
+    assert not api.runner.is_enabled("bs1") and api.runner.is_enabled("bs2")
+    page = await api.get("/slaves/bs1")
+    assert (page["enabled"], page["disabled_reason"], page["disabled_by"]) == (False, "bad disk", "oncall")
+    assert "see bug 1" in page["notes"]
+    assert api.master.botmaster.shutdowns == ["bs1"]
+    assert [s["name"] for s in (await api.get("/slaves", args={"enabled": "0"}))["slaves"]] == ["bs1"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_disable_with_force_fails_for_want_of_a_reboot_channel_but_stays_disabled(api):
+    _, body, _ = await api.request("POST", "/slaves/bs1/actions/disable",
+                                   body=json.dumps({"force": True, "waittime": 5}).encode(),
+                                   headers={"Content-Type": "application/json"})
+    assert body["state"] == FAILURE and "no reboot method worked" in body["text"]
+    assert not api.runner.is_enabled("bs1")
+
+
+@pytest_twisted.ensureDeferred
+async def test_enable_undoes_disable(api):
+    await api.request("POST", "/slaves/bs1/actions/disable", args={"reason": "x", "waittime": 5})
+    _, body, _ = await api.request("POST", "/slaves/bs1/actions/enable", args={"waittime": 5})
+    assert body["state"] == SUCCESS and api.runner.is_enabled("bs1")
+    page = await api.get("/slaves/bs1")
+    assert page["enabled"] is True and page["disabled_reason"] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_last_activity_of_an_attached_idle_slave_is_ready(api):
+    await api.master.db.slaves.attached("bs1", api.master.masterid, {}, None, api.clock.seconds() - 50)
+    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    _, body, _ = await api.request("POST", "/slaves/bs1/actions/get_last_activity", args={"waittime": 5})
+    assert body["state"] == SUCCESS
+    assert body["data"] == {"last_state": "ready", "last_activity_seconds": 50, "uptime": 50}
+
+
+@pytest_twisted.ensureDeferred
+async def test_last_activity_of_a_slave_that_left_is_stopped(api):
+    now = api.clock.seconds()
+    await api.master.db.slaves.attached("bs1", api.master.masterid, {}, None, now - 100)
+    await api.master.db.slaves.detached("bs1", api.master.masterid, now - 30)
+    _, body, _ = await api.request("POST", "/slaves/bs1/actions/buildslave_last_activity",
+                                   args={"waittime": 5})
+    assert body["data"] == {"last_state": "stopped", "last_activity_seconds": 30, "uptime": None}
+
+
+@pytest_twisted.ensureDeferred
+async def test_aws_actions_fail_without_aws_settings(api):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/aws_create_instance",
+                                        args={"instance_type": "test", "bug": "123", "waittime": 5})
+    assert status == 200 and body["state"] == FAILURE
+    assert "no AWS settings for this slave" in body["text"]
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_results_are_grouped_by_slave_action_and_requestid(api):
+    _, one, _ = await api.request("POST", "/slaves/bs1/actions/reboot", args={"waittime": 5})
+    _, two, _ = await api.request("POST", "/slaves/bs2/actions/get_uptime", args={"waittime": 5})
+    results = await api.get("/results", user="viewer")
+    assert results["bs1"]["reboot"][str(one["requestid"])]["state"] == FAILURE
+    assert set(results["bs2"]["buildslave_uptime"]) == {str(two["requestid"])}
+    by_alias = await api.get("/slaves/bs2/actions/get_uptime")
+    assert list(by_alias) == ["get_uptime"] and str(two["requestid"]) in by_alias["get_uptime"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_requestid_of_another_slave_is_404(api):
+    _, one, _ = await api.request("POST", "/slaves/bs1/actions/reboot", args={"waittime": 5})
+    status, _, _ = await api.request("GET", "/slaves/bs2/actions/reboot",
+                                     args={"requestid": one["requestid"]})
+    assert status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_slave_page_shows_jobs_newest_first_and_channels_without_secrets(db, monkeypatch):
+    monkeypatch.setenv("BS1_IPMI", "ipmi-pass-xyz")
+    inventory = {"slaves": {"bs1": {"fqdn": "bs1.example.com", "ip": "10.0.0.11", "environment": "prod",
+                                    "bmc": {"fqdn": "bs1-mgmt", "username": "admin",
+                                            "password": {"env": "BS1_IPMI"}},
+                                    "ssh": {"username": "cltbld", "password": "ssh-pass-abc"}}}}
+    harness = await Harness(db, inventory).start()
+    try:
+        builderid = await db.builders.find_or_create("linux")
+        slaveid = await db.slaves.attached("bs1", harness.master.masterid, {"basedir": "/b/bs1"}, None, 10.0)
+        for started in (100.0, 200.0):
+            brid = await db.buildrequests.add(builderid, "r", {}, started)
+            buildid, _ = await db.builds.add(builderid, brid, slaveid, harness.master.masterid, started)
+            await db.builds.finish(buildid, SUCCESS - 2, started + 5.5, "done")
+        status, _, request = await harness.request("GET", "/slaves/bs1", user="viewer")
+        page = json.loads(b"".join(request.body_written))
+        assert status == 200
+        assert (page["fqdn"], page["ip"], page["environment"], page["basedir"]) == (
+            "bs1.example.com", "10.0.0.11", "prod", "/b/bs1")
+        assert page["connected"] is True and page["master"] == "m1" and page["bug"] is None
+        assert [(j["starttime"], j["endtime"], j["result"]) for j in page["recent_jobs"]] == [
+            (200, 205, "success"), (100, 105, "success")]
+        assert page["recent_jobs"][0]["buildername"] == "linux"
+        assert page["channels"]["bmc"] == {"fqdn": "bs1-mgmt", "username": "admin", "password": "(secret)"}
+        raw = b"".join(request.body_written)
+        assert b"ipmi-pass-xyz" not in raw and b"ssh-pass-abc" not in raw
+        prod = await harness.get("/slaves", args={"environment": "prod"})
+        assert [s["name"] for s in prod["slaves"]] == ["bs1"]
+        assert [s["name"] for s in (await harness.get("/slaves", args={"master": "m1"}))["slaves"]] == ["bs1"]
+    finally:
+        await harness.runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_mounted_under_slaveapi_in_another_klein_site(api):
+    site = Klein()
+
+    @site.route("/slaveapi/", branch=True)
+    def slaveapi(request):
+        return api.resource
+
+    status, body, _ = await api.request("GET", "/slaveapi/slaves", resource=site.resource())
+    assert status == 200 and [s["name"] for s in body["slaves"]] == ["bs1", "bs2"]
+
+
+async def _until(predicate, tries: int = 200):
+    from twisted.internet import reactor
+
+    for _ in range(tries):
+        if predicate():
+            return
+        await task.deferLater(reactor, 0.01, lambda: None)
+    pytest.fail("condition never became true")
