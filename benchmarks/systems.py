@@ -26,6 +26,7 @@ STOCK_PYTHON = os.path.join(REPO_DIR, ".venv-interop", "bin", "python")
 PASSWORD = "pass"
 FORCE_CONCURRENCY = 16
 ATTACH_DEADLINE_S = 60.0
+PREPARATION_STEP = "worker_preparation"  # Buildbot's step 0 of every build, not configured
 
 
 @dataclass(frozen=True)
@@ -171,11 +172,11 @@ class System:
         raise NotImplementedError
 
     def step_states(self, buildid: int) -> list[tuple[bool, bool]]:
-        """(started, complete) of each step of a build, in order."""
+        """(started, complete) of each configured step of a build, in order."""
         raise NotImplementedError
 
     def step_log(self, buildid: int, step: int) -> str:
-        """The text of a step's ``stdio`` log."""
+        """The text of the ``stdio`` log of the build's ``step``-th configured step."""
         raise NotImplementedError
 
     def any_incomplete(self, builder: str) -> bool:
@@ -290,11 +291,15 @@ class BuildbotSystem(System):
         builds = self.master.builds_of_request(brid)
         return builds[0]["buildid"] if builds else None
 
+    def _configured_steps(self, buildid: int) -> list[dict]:
+        """The build's steps without the ``worker_preparation`` step Buildbot puts first."""
+        return [s for s in self.master.steps(buildid) if s["name"] != PREPARATION_STEP]
+
     def step_states(self, buildid):
-        return [(s["started_at"] is not None, bool(s["complete"])) for s in self.master.steps(buildid)]
+        return [(s["started_at"] is not None, bool(s["complete"])) for s in self._configured_steps(buildid)]
 
     def step_log(self, buildid, step):
-        return self.master.step_log(buildid, step)
+        return self.master.step_log(buildid, self._configured_steps(buildid)[step]["number"])
 
     def any_incomplete(self, builder):
         path = f"/builders/{self._builder_id(builder)}/buildrequests?complete=false&limit=1"

@@ -1,8 +1,10 @@
 """W3 fleet: N idle slaves connecting at once to one master (N = 100, 300, 1,000), simulated
 by ``fleet_sim.py`` (one process, N PB logins; run with the system's own Python).  Each run
-uses a fresh master configured with slaves s0..sN-1 and no builders.  Figures: the master's
-RSS growth per attached slave, the time until all attached (inf when some never did), how
-many attached, and how many were still pending at the simulator's deadline ("stuck")."""
+uses a fresh master configured with slaves s0..sN-1, none of them in a builder (Buildbot
+refuses a config without builders, so both get one builder on a slave that never connects).
+Figures: the master's RSS growth per attached slave, the time until all attached (inf when
+some never did), how many attached, and how many were still pending at the simulator's
+deadline ("stuck")."""
 
 import json
 import math
@@ -12,7 +14,7 @@ import subprocess
 
 from benchmarks.polling import poll
 from benchmarks.procfs import rss_kib
-from benchmarks.systems import System, started
+from benchmarks.systems import Builder, Shell, System, started
 from benchmarks.workload import Row, at_least, at_most, at_most_fraction, medians
 
 ID = "W3"
@@ -24,6 +26,8 @@ SIM_REPORT_GRACE_S = 30.0
 SIM_EXIT_TIMEOUT_S = 30.0
 API_SETTLE_DEADLINE_S = 10.0
 API_POLL_S = 0.25
+ABSENT_SLAVE = "absent"
+IDLE_BUILDER = Builder("idle", [ABSENT_SLAVE], [Shell(["true"])])
 FLEET_SIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fleet_sim.py")
 
 
@@ -57,7 +61,7 @@ def read_report(sim: subprocess.Popen, timeout_s: float) -> dict:
 
 def one_run(system_class: type[System], root: str, n: int) -> dict[str, float]:
     names = [f"s{i}" for i in range(n)]
-    with started(system_class, root, names, []) as system:
+    with started(system_class, root, [*names, ABSENT_SLAVE], [IDLE_BUILDER]) as system:
         system.attached()  # the API's code paths are warm before the baseline is read
         before_kib = rss_kib(system.master_pid)
         sim = subprocess.Popen(

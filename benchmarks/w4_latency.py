@@ -17,7 +17,7 @@ BUILDS = 30
 QUICK_BUILDS = 10
 WARMUP_BUILDS = 3
 IDLE_GAP_S = 0.2  # the slave and master are idle when each request arrives
-STAMP = re.compile(r"^\s*(\d{9,11}\.\d+)\s*$", re.MULTILINE)
+STAMP = re.compile(r"^o?(\d{9,11}\.\d+)\s*$", re.MULTILINE)  # Buildbot prefixes the stream
 BUILDERS = [Builder("latency", ["s1"], [Shell(["true"])]),
             Builder("stamp", ["s1"], [Shell(["date", "+%s.%N"])])]
 
