@@ -11,8 +11,9 @@ import subprocess
 import sys
 
 PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
-SAMPLE_RATE_HZ = 100
+SAMPLE_RATE_HZ = 250
 STOP_TIMEOUT_S = 30.0
+OUR_PACKAGES = ("master/", "slave/", "common/")  # as frame_name shows buildfarm's files
 FRAME_LINE = re.compile(r"\s*\((?P<file>[^():]*)(?::\d+)?\)$")
 
 
@@ -53,9 +54,16 @@ def frame_name(frame: str) -> str:
     return f"{frame[:match.start()].strip()} ({path})"
 
 
+def is_ours(name: str) -> bool:
+    """Whether a ``frame_name`` is a function of buildfarm's own packages."""
+    return any(f"({package}" in name for package in OUR_PACKAGES)
+
+
 def summarise(raw_lines, top: int = 10) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
-    """From collapsed stacks (``a;b;c COUNT`` lines): the sample count, and the ``top``
-    functions by self samples and by total (inclusive) samples."""
+    """From collapsed stacks (``a;b;c COUNT`` lines): the sample count, the ``top``
+    functions by self samples, and the ``top`` buildfarm functions by total (inclusive)
+    samples (Twisted's and the thread pool's frames are on every stack, so they are left
+    out of the inclusive list)."""
     self_samples: collections.Counter = collections.Counter()
     total_samples: collections.Counter = collections.Counter()
     samples = 0
@@ -68,7 +76,8 @@ def summarise(raw_lines, top: int = 10) -> tuple[int, list[tuple[str, int]], lis
         samples += n
         self_samples[frames[-1]] += n
         for name in set(frames):
-            total_samples[name] += n
+            if is_ours(name):
+                total_samples[name] += n
     return samples, self_samples.most_common(top), total_samples.most_common(top)
 
 
@@ -79,7 +88,7 @@ def write_summary(raw_path: str, summary_path: str, top: int = 10) -> str:
     lines = [f"{os.path.basename(raw_path)}: {samples} samples at {SAMPLE_RATE_HZ} Hz", "",
              f"top {top} by self samples:"]
     lines += [f"  {n / samples:6.1%}  {name}" for name, n in by_self]
-    lines += ["", f"top {top} by total samples (function anywhere on the stack):"]
+    lines += ["", f"top {top} buildfarm functions by total samples (anywhere on the stack):"]
     lines += [f"  {n / samples:6.1%}  {name}" for name, n in by_total]
     text = "\n".join(lines) + "\n"
     with open(summary_path, "w") as f:

@@ -2,7 +2,7 @@
 table of both figures, their ratio and the issue's target.
 
     .venv/bin/python -m benchmarks.run [--workloads W1,W2,W3,W4,W5] [--runs 3] [--quick]
-                                       [--no-profile] [--output FILE]
+                                       [--no-profile] [--workdir DIR] [--output FILE]
 
 Each figure is the median of ``--runs`` runs after a warm-up.  ``--quick`` shrinks every
 workload (for a smoke run: its figures are not comparable with the issue's).  Profiles of our
@@ -10,6 +10,7 @@ master during W1 and W2 (py-spy, collapsed stacks) go to benchmarks/profiles/.
 """
 
 import argparse
+import contextlib
 import datetime
 import math
 import os
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (the median is shown)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    parser.add_argument("--workdir", help="keep the masters' and slaves' basedirs (logs) in this new "
+                        "directory instead of a temporary one")
     parser.add_argument("--output", help="also write the report (markdown) to this file")
     args = parser.parse_args(argv)
     selected = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
@@ -118,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     print("\n".join(facts), flush=True)
     lines, notes, failed = [], [], []
-    with tempfile.TemporaryDirectory(prefix="buildfarm-bench-") as root:
+    if args.workdir:
+        os.makedirs(args.workdir)
+    with (contextlib.nullcontext(args.workdir) if args.workdir
+          else tempfile.TemporaryDirectory(prefix="buildfarm-bench-")) as root:
         for workload_id in selected:
             workload = WORKLOADS[workload_id]
             ours, theirs = [run_workload(workload, cls, os.path.join(root, cls.__name__), args.runs,

@@ -8,6 +8,7 @@ forced over HTTP and their completion is seen by polling the HTTP API.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import sys
@@ -26,6 +27,7 @@ STOCK_PYTHON = os.path.join(REPO_DIR, ".venv-interop", "bin", "python")
 PASSWORD = "pass"
 FORCE_CONCURRENCY = 16
 ATTACH_DEADLINE_S = 60.0
+RESULT_NAMES = ("success", "warnings", "failure", "skipped", "exception", "retry", "cancelled")
 PREPARATION_STEP = "worker_preparation"  # Buildbot's step 0 of every build, not configured
 
 
@@ -183,8 +185,9 @@ class System:
         """Whether ``builder`` has a build request that is not complete."""
         raise NotImplementedError
 
-    def successes(self, builder: str) -> tuple[int, int]:
-        """(successful, all) build requests of ``builder``."""
+    def outcomes(self, builder: str) -> collections.Counter:
+        """How many build requests of ``builder`` ended with each result (lower-case name;
+        "incomplete" for those not complete yet)."""
         raise NotImplementedError
 
     def attached(self) -> int:
@@ -239,9 +242,9 @@ class BuildfarmSystem(System):
     def any_incomplete(self, builder):
         return bool(self._get(f"/buildrequests?builder={builder}&complete=false&limit=1")["buildrequests"])
 
-    def successes(self, builder):
+    def outcomes(self, builder):
         requests = self._get(f"/buildrequests?builder={builder}")["buildrequests"]
-        return sum(r["result"] == "success" for r in requests), len(requests)
+        return collections.Counter(r["result"] if r["complete"] else "incomplete" for r in requests)
 
     def attached(self):
         return sum(bool(s["connected"]) for s in self._get("/slaves")["slaves"])
@@ -305,10 +308,11 @@ class BuildbotSystem(System):
         path = f"/builders/{self._builder_id(builder)}/buildrequests?complete=false&limit=1"
         return bool(self.master.get(path)["buildrequests"])
 
-    def successes(self, builder):
-        path = f"/builders/{self._builder_id(builder)}/buildrequests?field=results"
+    def outcomes(self, builder):
+        path = f"/builders/{self._builder_id(builder)}/buildrequests?field=results&field=complete"
         requests = self.master.get(path)["buildrequests"]
-        return sum(r["results"] == SUCCESS for r in requests), len(requests)
+        return collections.Counter(RESULT_NAMES[r["results"]] if r["complete"] else "incomplete"
+                                   for r in requests)
 
     def attached(self):
         return sum(bool(w["connected_to"]) for w in self.master.workers())
