@@ -33,13 +33,19 @@ def poll(predicate: Callable[[], object], interval_s: float, what: str,
         time.sleep(interval_s)
 
 
+def wait_result(system: System, brid: int, interval_s: float = REQUEST_POLL_S,
+                deadline_s: float = DEFAULT_DEADLINE_S) -> tuple[str, float]:
+    """Wait for build request ``brid`` to complete: its result and the time it was seen."""
+    return poll(lambda: system.request_done(brid), interval_s, f"build request {brid} to complete",
+                deadline_s)
+
+
 def wait_request(system: System, brid: int, interval_s: float = REQUEST_POLL_S,
                  deadline_s: float = DEFAULT_DEADLINE_S) -> float:
     """Wait for build request ``brid`` to complete successfully; the time it was seen."""
-    succeeded, seen = poll(lambda: system.request_done(brid), interval_s,
-                           f"build request {brid} to complete", deadline_s)
-    if succeeded is not True:
-        raise AssertionError(f"{system.label}: build request {brid} did not succeed")
+    result, seen = wait_result(system, brid, interval_s, deadline_s)
+    if result != "success":
+        raise AssertionError(f"{system.label}: build request {brid} ended {result}")
     return seen
 
 

@@ -20,7 +20,7 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO_DIR, "tests"))
 
 from fixtures.daemons import Fleet, read_pid, wait_for  # noqa: E402
-from fixtures.stock_buildbot import SUCCESS, StockMasters  # noqa: E402
+from fixtures.stock_buildbot import StockMasters  # noqa: E402
 
 OUR_PYTHON = os.path.join(REPO_DIR, ".venv", "bin", "python")
 STOCK_PYTHON = os.path.join(REPO_DIR, ".venv-interop", "bin", "python")
@@ -165,8 +165,8 @@ class System:
         with ThreadPoolExecutor(FORCE_CONCURRENCY) as pool:
             return list(pool.map(lambda _: self.force(builder), range(count)))
 
-    def request_done(self, brid: int) -> bool | None:
-        """None while the request is incomplete, else whether it succeeded."""
+    def request_done(self, brid: int) -> str | None:
+        """None while the request is incomplete, else its result's lower-case name."""
         raise NotImplementedError
 
     def build_of(self, brid: int) -> int | None:
@@ -224,7 +224,7 @@ class BuildfarmSystem(System):
 
     def request_done(self, brid):
         request = self._get(f"/buildrequests/{brid}")
-        return request["result"] == "success" if request["complete"] else None
+        return request["result"] if request["complete"] else None
 
     def build_of(self, brid):
         buildids = self._get(f"/buildrequests/{brid}")["buildids"]
@@ -288,7 +288,7 @@ class BuildbotSystem(System):
 
     def request_done(self, brid):
         [request] = self.master.get(f"/buildrequests/{brid}")["buildrequests"]
-        return request["results"] == SUCCESS if request["complete"] else None
+        return RESULT_NAMES[request["results"]] if request["complete"] else None
 
     def build_of(self, brid):
         builds = self.master.builds_of_request(brid)

@@ -58,7 +58,9 @@ def at_least(limit: float) -> Callable[[float, float], bool]:
 
 
 def medians(results: list[dict[str, float]]) -> dict[str, float]:
-    """Each figure's median over the runs."""
+    """Each figure's median over the runs (each run's figures are printed, for the record)."""
+    for index, run in enumerate(results, 1):
+        print(f"  run {index}: " + ", ".join(f"{k}={v:.4g}" for k, v in run.items()), flush=True)
     return {key: median([r[key] for r in results]) for key in results[0]}
 
 
