@@ -14,6 +14,10 @@ PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
 SAMPLE_RATE_HZ = 250
 STOP_TIMEOUT_S = 30.0
 OUR_PACKAGES = ("master/", "slave/", "common/")  # as frame_name shows buildfarm's files
+# leaf frames of a thread that waits (the reactor's poll, an idle pool thread): py-spy samples
+# them as active, but they are not work to optimise
+IDLE_LEAVES = ("Condition.wait (threading.py)", "EPollReactor.doPoll (twisted/internet/epollreactor.py)",
+               "Event.wait (threading.py)", "Thread.join (threading.py)")
 FRAME_LINE = re.compile(r"\s*\((?P<file>[^():]*)(?::\d+)?\)$")
 
 
@@ -60,10 +64,10 @@ def is_ours(name: str) -> bool:
 
 
 def summarise(raw_lines, top: int = 10) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
-    """From collapsed stacks (``a;b;c COUNT`` lines): the sample count, the ``top``
-    functions by self samples, and the ``top`` buildfarm functions by total (inclusive)
-    samples (Twisted's and the thread pool's frames are on every stack, so they are left
-    out of the inclusive list)."""
+    """From collapsed stacks (``a;b;c COUNT`` lines): the count of busy samples (those whose
+    leaf is not an idle wait, ``IDLE_LEAVES``), the ``top`` functions by self busy samples,
+    and the ``top`` buildfarm functions by total (inclusive) busy samples (Twisted's and the
+    thread pool's frames are on every stack, so they are left out of that list)."""
     self_samples: collections.Counter = collections.Counter()
     total_samples: collections.Counter = collections.Counter()
     samples = 0
@@ -73,6 +77,8 @@ def summarise(raw_lines, top: int = 10) -> tuple[int, list[tuple[str, int]], lis
             continue
         frames = [frame_name(f) for f in stack.split(";")]
         n = int(count)
+        if frames[-1] in IDLE_LEAVES:
+            continue
         samples += n
         self_samples[frames[-1]] += n
         for name in set(frames):
@@ -85,8 +91,8 @@ def write_summary(raw_path: str, summary_path: str, top: int = 10) -> str:
     """Write and return a text summary of the profile at ``raw_path``."""
     with open(raw_path) as f:
         samples, by_self, by_total = summarise(f, top)
-    lines = [f"{os.path.basename(raw_path)}: {samples} samples at {SAMPLE_RATE_HZ} Hz", "",
-             f"top {top} by self samples:"]
+    lines = [f"{os.path.basename(raw_path)}: {samples} busy samples at {SAMPLE_RATE_HZ} Hz "
+             "(idle waits left out; percentages of the busy samples)", "", f"top {top} by self samples:"]
     lines += [f"  {n / samples:6.1%}  {name}" for name, n in by_self]
     lines += ["", f"top {top} buildfarm functions by total samples (anywhere on the stack):"]
     lines += [f"  {n / samples:6.1%}  {name}" for name, n in by_total]

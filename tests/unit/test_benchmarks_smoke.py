@@ -47,12 +47,13 @@ def test_targets_compare_ours_with_buildbot_or_a_limit():
     assert Row("k", "m", higher_is_better=False).ratio(10, 45) == 4.5
 
 
-def test_profile_summary_counts_self_samples_and_our_total_samples_per_function():
+def test_profile_summary_counts_busy_self_samples_and_our_total_samples_per_function():
     stacks = [
         "run (twisted/internet/base.py:1300);dataReceived (twisted/spread/banana.py:180) 30\n",
         "run (twisted/internet/base.py:1301);append (/work/main/master/db/logs.py:190);"
         "loads (json/decoder.py:10) 10\n",
         "not a stack line\n",
+        "run (twisted/internet/base.py:1300);EPollReactor.doPoll (twisted/internet/epollreactor.py:5) 99\n",
     ]
     samples, by_self, by_total = summarise(stacks, top=2)
     assert samples == 40
