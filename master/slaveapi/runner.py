@@ -245,6 +245,8 @@ class ActionRunner(service.Service):
                             slave=result.slave)
                 ctx.say(f"internal error: {type(e).__name__}: {e}")
                 result.state = FAILURE
+            if not self.running:
+                return  # the master is stopping: the next start ends it as cut short
             result.finish_timestamp = self.now()
             await db.finish_result(result.requestid, result.state, result.text, result.finish_timestamp,
                                    result.data)
