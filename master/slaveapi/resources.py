@@ -270,7 +270,7 @@ def make_site(runner) -> Site:
     """The twisted.web Site of the SlaveAPI's own port."""
     from buildfarm.master.www.site import QuietSite
 
-    site = QuietSite(SlaveAPI(runner).resource())
+    site = QuietSite(runner.resource())
     site.displayTracebacks = False
     return site
 

@@ -53,6 +53,7 @@ class ActionRunner(service.Service):
         self._disabled: set[str] = set()
         self._submitting = defer.DeferredLock()
         self._refresher: task.LoopingCall | None = None
+        self._resource = None
 
     @property
     def clock(self):
@@ -84,6 +85,14 @@ class ActionRunner(service.Service):
             await self.stop_listening()
             await self.listen()
         self._pump()
+
+    def resource(self):
+        """The SlaveAPI's twisted.web resource (the master's web site mounts it at /slaveapi/)."""
+        from buildfarm.master.slaveapi.resources import SlaveAPI
+
+        if self._resource is None:
+            self._resource = SlaveAPI(self).resource()
+        return self._resource
 
     async def listen(self) -> None:
         """Serve the SlaveAPI on its own port, when one is configured."""
