@@ -24,6 +24,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.results import result_name
 from buildfarm.master.auth import Account, Unauthenticated
+from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.results import dictify_results
 
@@ -43,10 +44,11 @@ ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "
 class SlaveAPIError(Exception):
     """An error answered as ``{"error": <status name>, "msg": message}``."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, user: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.user = user  # who was refused (403)
 
 
 def action_scope(action: str, slave: str) -> str:
@@ -98,7 +100,7 @@ class SlaveAPI:
         except Unauthenticated as e:
             raise SlaveAPIError(401, str(e)) from None
         if not account.has_scope(scope):
-            raise SlaveAPIError(403, f"user {account.name!r} lacks the scope {scope!r}")
+            raise SlaveAPIError(403, f"user {account.name!r} lacks the scope {scope!r}", account.name)
         return account
 
     async def _known_slave(self, name: str) -> None:
@@ -153,8 +155,8 @@ class SlaveAPI:
         names = set(self.master.config.slaves) | set(self.runner.settings.slaves) | set(rows) | set(settings)
         summaries = []
         for name in sorted(names):
-            row, own = rows.get(name), settings.get(name) or await self.master.db.slaveapi.get_settings(name)
-            summaries.append(self._summary(name, row, own, masters))
+            own = settings.get(name) or {"name": name, **DEFAULT_SETTINGS}
+            summaries.append(self._summary(name, rows.get(name), own, masters))
         return summaries
 
     def _summary(self, name: str, row: dict | None, settings: dict, masters: dict[int, str]) -> dict:
@@ -240,9 +242,8 @@ class SlaveAPI:
             return await self._authorize(request, scope)
         except SlaveAPIError as e:
             if e.status == 403:
-                user = e.message.split("'")[1]
                 await self.master.db.slaveapi.add_audit(
-                    self.runner.now(), user, _peer(request), slave, chosen.name if chosen else action,
+                    self.runner.now(), e.user, _peer(request), slave, chosen.name if chosen else action,
                     "denied", detail=e.message)
             raise
 
