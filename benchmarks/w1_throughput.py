@@ -23,7 +23,7 @@ def rows(quick: bool) -> list[Row]:
         Row("builds_per_s", f"builds/s, {builds} `true` builds requested at once", True,
             "4.3 builds/s", ">= 5x Buildbot", at_least_times(5)),
         Row("unsuccessful", "builds not successful, all runs", False, "", "none", at_most(0),
-            digits=0),
+            digits=0, is_count=True),
         Row("master_cpu_s", f"master CPU s for the {builds} builds", False, "36 s"),
         Row("master_peak_mib", "master peak RSS MiB", False),
         Row("slave_peak_mib", "slave peak RSS MiB", False),

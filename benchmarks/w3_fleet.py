@@ -46,7 +46,7 @@ def rows(quick: bool) -> list[Row]:
             Row(f"attached_{n}", f"{n} slaves: attached", True, {300: "176 of 300"}.get(n, ""),
                 f"all {n}" if is_largest else "", at_least(n) if is_largest else None, digits=0),
             Row(f"stuck_{n}", f"{n} slaves: stuck at {SIM_DEADLINE_S:.0f} s", False, "",
-                "none" if is_largest else "", at_most(0) if is_largest else None, digits=0),
+                "none" if is_largest else "", at_most(0) if is_largest else None, digits=0, is_count=True),
         ]
     return result
 

@@ -32,7 +32,7 @@ def rows(quick: bool) -> list[Row]:
         Row("started_p50_ms", "ms request -> command start, p50", False, "218 ms", digits=0),
         Row("started_p95_ms", "ms request -> command start, p95", False, digits=0),
         Row("unsuccessful", "builds not successful, all runs", False, "", "none", at_most(0),
-            digits=0),
+            digits=0, is_count=True),
     ]
 
 

@@ -23,9 +23,10 @@ class Row:
     target_text: str = ""
     target: Callable[[float, float], bool] | None = None
     digits: int = 1
+    is_count: bool = False  # a count of events (failures, stuck logins): no ratio shown
 
     def ratio(self, ours: float, theirs: float) -> float:
-        return ratio(ours, theirs, self.higher_is_better)
+        return float("nan") if self.is_count else ratio(ours, theirs, self.higher_is_better)
 
 
 def at_least_times(factor: float) -> Callable[[float, float], bool]:
