@@ -250,7 +250,8 @@ class RunProcess:
         child = _GroupLeaderProcess(
             self._reactor, argv[0], argv, environ, self.spec.workdir, proto
         )
-        _joinOwnGroup(child.pid)
+        if child.pid is not None:  # None: the child already exited and was reaped
+            _joinOwnGroup(child.pid)
         return child
 
     def _connected(self, transport) -> None:
