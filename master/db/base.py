@@ -19,6 +19,21 @@ class DBComponent:
     def __init__(self, db) -> None:
         self.db = db
 
+    async def _upsert(self, update: sa.Update, insert: sa.Insert) -> None:
+        """Update the row, or insert it if there is none; portable across SQLite and
+        PostgreSQL, and safe when another writer inserts the same row at the same time."""
+
+        def thd(conn: sa.Connection) -> None:
+            if conn.execute(update).rowcount:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert)
+            except sa.exc.IntegrityError:
+                conn.execute(update)
+
+        await self._run(thd)
+
     async def _run(self, fn: Callable[[sa.Connection], T]) -> T:
         return await self.db.run(fn)
 

@@ -111,17 +111,7 @@ class SlaveAPIComponent(DBComponent):
             values["enabled"] = int(bool(values["enabled"]))
         update = sa.update(slave_settings).where(slave_settings.c.name == name).values(**values)
         insert = sa.insert(slave_settings).values(name=name, **values)
-
-        def thd(conn: sa.Connection) -> None:
-            if conn.execute(update).rowcount:
-                return
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert)
-            except sa.exc.IntegrityError:
-                conn.execute(update)
-
-        await self._run(thd)
+        await self._upsert(update, insert)
 
     async def master_names(self) -> dict[int, str]:
         """``{masterid: name}`` of every master that shares this database."""

@@ -27,17 +27,7 @@ class StateComponent(DBComponent):
         text = json.dumps(value, sort_keys=True)
         update = sa.update(scheduler_state).where(_row(scheduler, key)).values(value=text)
         insert = sa.insert(scheduler_state).values(scheduler=scheduler, key=key, value=text)
-
-        def thd(conn: sa.Connection) -> None:
-            if conn.execute(update).rowcount:
-                return
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert)
-            except sa.exc.IntegrityError:
-                conn.execute(update)
-
-        await self._run(thd)
+        await self._upsert(update, insert)
 
 
 def _row(scheduler: str, key: str) -> sa.ColumnElement[bool]:
