@@ -20,6 +20,7 @@ from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
 from buildfarm.master.schedulers.base import Scheduler
+from buildfarm.master.slaveapi.settings import SlaveAPISettings, validate_slaveapi_config
 
 DEFAULT_PB_PORT = 9989
 DEFAULT_WWW_PORT = 8010
@@ -33,6 +34,7 @@ KNOWN_KEYS = frozenset(
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
+        "users", "slaveapi",
     }
 )
 
@@ -121,6 +123,7 @@ class MasterConfig:
     collapse_requests: bool = True
     change_secret: str | None = None
     multi_master: bool = False
+    slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
 
     def builder(self, name: str) -> BuilderConfig | None:
         """The builder of that name, if configured."""
@@ -204,6 +207,7 @@ class _ConfigBuilder:
             cfg.title = self.raw["title"]
         self.global_settings(cfg)
         self.locks(cfg)
+        self.slaveapi(cfg)
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
                 self.error(scheduler.config_line or self.key_lines.get("schedulers"), problem)
@@ -213,6 +217,10 @@ class _ConfigBuilder:
                     self.error(step.config_line or builder.config_line, problem)
         if cfg.www_port and _port_number(cfg.www_port) == _port_number(cfg.pb_port):
             self.key_error("www", f"www port {cfg.www_port} is also the PB port")
+        slaveapi_port = _port_number(cfg.slaveapi.port)
+        if slaveapi_port is not None and slaveapi_port in (_port_number(cfg.pb_port),
+                                                           _port_number(cfg.www_port)):
+            self.key_error("slaveapi", f"SlaveAPI port {cfg.slaveapi.port} is also the PB or www port")
         if self.errors:
             raise ConfigErrors(self.errors)
         return cfg
@@ -395,6 +403,12 @@ class _ConfigBuilder:
             cfg.www_port = None
             return
         cfg.www_port = self.endpoint("www", "www port", www["port"])
+
+    def slaveapi(self, cfg: MasterConfig) -> None:
+        """``c['users']`` and ``c['slaveapi']``: accounts and the SlaveAPI's port and inventory."""
+        cfg.slaveapi, problems = validate_slaveapi_config(self.raw, os.path.dirname(cfg.filename))
+        for key, message in problems:
+            self.key_error(key, message)
 
     def endpoint(self, key: str, what: str, port) -> str | None:
         """A strports description for a port number or description, or None (an error)."""

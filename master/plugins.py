@@ -8,6 +8,7 @@
 
 from types import SimpleNamespace
 
+from buildfarm.master.auth import User
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
 from buildfarm.master.config import BuilderConfig, SlaveConfig
 from buildfarm.master.process.factory import BuildFactory
@@ -80,6 +81,7 @@ util = SimpleNamespace(
     BooleanParameter=BooleanParameter,
     ChoiceStringParameter=ChoiceStringParameter,
     FixedParameter=FixedParameter,
+    User=User,
 )
 
 __all__ = ["schedulers", "slaves", "steps", "util", "worker", "workers"]

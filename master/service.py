@@ -7,6 +7,7 @@
      +- pbmanager   PB listener for slaves
      +- botmaster   slaves, builders, builds
      +- scheduler   schedulers
+     +- slaveapi    fleet actions (reboot, shutdown, disable, ...) and their HTTP API
      +- www         JSON API
 
 Start-up is asynchronous (the database comes first, then recovery from a crash, then the
@@ -30,6 +31,7 @@ from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
+from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.www.site import WWWService
 
 log = Logger()
@@ -62,8 +64,9 @@ class BuildMaster(service.MultiService):
         self.pbmanager = PBManager(self)
         self.botmaster = BotMaster(self)
         self.scheduler = SchedulerManager(self)
+        self.slaveapi = ActionRunner(self)
         self.www = WWWService(self)
-        for child in (self.db, self.pbmanager, self.botmaster, self.scheduler, self.www):
+        for child in (self.db, self.pbmanager, self.botmaster, self.scheduler, self.slaveapi, self.www):
             child.setServiceParent(self)
 
     @property
@@ -87,13 +90,15 @@ class BuildMaster(service.MultiService):
         self.botmaster.set_polling(self.config.multi_master)
         self.scheduler.startService()
         await self.scheduler.reconfig(self.config)
+        await self.slaveapi.start()
         self.pbmanager.startService()
         await self.pbmanager.listen()
         self.www.startService()
         await self.www.listen()
         self._install_reconfig_signal()
-        log.info(READY_MESSAGE + " (slaves: {pb}, web: {www})",
-                 pb=self.config.pb_port, www=self.config.www_port or "off")
+        log.info(READY_MESSAGE + " (slaves: {pb}, web: {www}, SlaveAPI: {slaveapi})",
+                 pb=self.config.pb_port, www=self.config.www_port or "off",
+                 slaveapi=self.config.slaveapi.port or "under /slaveapi/ of the web port")
         self.botmaster.maybe_start_builds()
 
     def _install_reconfig_signal(self) -> None:
@@ -130,6 +135,7 @@ class BuildMaster(service.MultiService):
             await self.www.listen()
         await self.botmaster.reconfig(new)
         await self.scheduler.reconfig(new)
+        await self.slaveapi.reconfig(new)
         log.info(RECONFIG_DONE_MESSAGE + ": {b} builders, {s} slaves, {c} schedulers",
                  b=len(new.builders), s=len(new.slaves), c=len(new.schedulers))
 
@@ -157,7 +163,7 @@ class BuildMaster(service.MultiService):
     async def _stop(self) -> None:
         if self.started is not None and not self.started.called:
             self.started.cancel()
-        for child in (self.www, self.pbmanager, self.scheduler):
+        for child in (self.www, self.slaveapi, self.pbmanager, self.scheduler):
             if child.running:
                 await child.stopService()
         if self.botmaster.running:

@@ -121,6 +121,8 @@ class BotMaster(service.Service):
         """Whether the slave may start one more build now."""
         if slave.shutting_down or not slave.attached:
             return False
+        if not self.master.slaveapi.is_enabled(slave.name):
+            return False  # disabled through the SlaveAPI
         config = self.master.config.slaves.get(slave.name)
         if config is None:
             return False

@@ -302,6 +302,11 @@ class JSONAPI:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return text.encode("utf-8")
 
+    @app.route("/slaveapi/", branch=True)
+    def slaveapi(self, request):
+        """The SlaveAPI, mounted in the main web site too (it authenticates on its own)."""
+        return self.master.slaveapi.resource()
+
     @app.route("/api/v1/slaves/<string:name>/shutdown", methods=["POST"])
     def shutdown_slave(self, request, name):
         if name not in self.master.config.slaves:

@@ -42,6 +42,13 @@ class FakeDB:
         self.buildrequests = NoRequests()
 
 
+class EveryoneEnabled:
+    """No slave is disabled through the SlaveAPI."""
+
+    def is_enabled(self, name: str) -> bool:
+        return True
+
+
 class FakeMaster:
     """Just what the PB layer and the BotMaster read from the master."""
 
@@ -58,6 +65,7 @@ class FakeMaster:
             ping_interval=PING_INTERVAL_S,
             ping_timeout=PING_TIMEOUT_S,
         )
+        self.slaveapi = EveryoneEnabled()
         self.botmaster = BotMaster(self)
         for number, builder in enumerate(self.config.builders, start=1):
             from buildfarm.master.process.builder import Builder

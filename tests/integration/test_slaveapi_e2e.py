@@ -1,7 +1,3 @@
-# NOT COLLECTED YET (the file name does not start with test_): this end-to-end test needs the
-# SlaveAPI wired into the master (c['slaveapi'] and c['users'] accepted by config.py, the
-# ActionRunner started by BuildMaster, /slaveapi/ mounted in the web site), which is the next
-# step of issue 6.  Rename it back to test_slaveapi_e2e.py when that lands.
 """The SlaveAPI end to end: a real master and slave, the API on its own port and under
 /slaveapi/ of the web site, as an on-call engineer uses it (urllib, HTTP basic)."""
 
