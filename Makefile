@@ -21,10 +21,17 @@ $(STAMP): $(BIN)/python setup.py pyproject.toml
 
 install: $(STAMP)
 
-# Real components the tests start: PostgreSQL (initdb/pg_ctl).  Needs root for apt-get.
+# Real components the tests start on loopback: PostgreSQL (initdb/pg_ctl), OpenSSH sshd, the
+# OpenIPMI BMC simulator (ipmi_sim) and ipmitool, net-snmp's snmpd and tools, headless
+# Chromium.  Needs root for apt-get; installs only what is missing.
+SYSTEM_TOOLS := /usr/lib/postgresql/*/bin/initdb /usr/sbin/sshd /usr/bin/ssh-keygen /usr/bin/ipmi_sim \
+	/usr/bin/ipmitool /usr/sbin/snmpd /usr/bin/snmpset /usr/bin/chromium
+SYSTEM_PACKAGES := postgresql openssh-server openssh-client openipmi ipmitool snmpd snmp chromium \
+	fonts-liberation
 system-packages:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+	@ls $(SYSTEM_TOOLS) >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			$(SYSTEM_PACKAGES); }
 
 $(INTEROP_STAMP):
 	$(PYTHON) -m venv $(INTEROP_VENV)

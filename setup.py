@@ -72,7 +72,7 @@ setup(
     include_package_data=True,
     python_requires=">=3.11",
     install_requires=[
-        "twisted[tls]>=24.3.0",
+        "twisted[tls,conch]>=24.3.0",
         "zope.interface>=6.0",
         "sqlalchemy>=2.0",
         "alembic>=1.13",
@@ -81,9 +81,12 @@ setup(
         "klein>=24.8.0",
         "psycopg[binary]>=3.1",
         "croniter>=2.0",
+        "boto3>=1.28",
+        "prometheus-client>=0.17",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "ruff>=0.5"],
+        "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "ruff>=0.5",
+                 "moto[server,ec2]>=5.0", "playwright>=1.40"],
     },
     cmdclass={"editable_wheel": editable_wheel_with_plugins},
     entry_points={

@@ -44,6 +44,7 @@ class BotMaster(service.Service):
         self._assigning = False
         self._assign_again = False
         self._assignment: defer.Deferred | None = None
+        self._attach_waiters: dict[str, list[defer.Deferred]] = {}
 
     @property
     def clock(self):
@@ -169,11 +170,26 @@ class BotMaster(service.Service):
             if builder_name in self.builders:
                 self.builders[builder_name].add_slave(slave, ref)
         slave.start_pinging()
+        for waiter in self._attach_waiters.pop(name, []):
+            if not waiter.called:
+                waiter.callback(slave)
         log.info("slave {name} attached from {peer} (version {version}, builders {builders})",
                  name=name, peer=slave.peer, version=slave.version,
                  builders=", ".join(sorted(slave.remote_builders)) or "none")
         self.maybe_start_builds()
         return slave
+
+    def wait_for_attach(self, name: str) -> defer.Deferred:
+        """Fire with the slave's next new ``BuildSlave`` once it attaches (from now on)."""
+        waiters = self._attach_waiters.setdefault(name, [])
+
+        def forget(d):
+            if d in waiters:
+                waiters.remove(d)
+
+        waiter = defer.Deferred(canceller=forget)
+        waiters.append(waiter)
+        return waiter
 
     async def _arbitrate_duplicate(self, old: BuildSlave) -> None:
         if await old.ping(DUPLICATE_PING_TIMEOUT_S):

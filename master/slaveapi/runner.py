@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from buildfarm.master.auth import Authenticator
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
+from buildfarm.master.slaveapi.channels import channel_table
 from buildfarm.master.slaveapi.results import (
     FAILURE,
     PENDING,
@@ -41,7 +42,7 @@ class ActionRunner(service.Service):
         self.master = master
         self.settings = settings or getattr(master.config, "slaveapi", None) or SlaveAPISettings()
         self.actions: dict[str, Action] = action_table()
-        self.channels: dict = {}  # channel name -> IChannel provider (none yet)
+        self.channels: dict = channel_table(self)  # inventory name -> IChannel provider
         self.authenticator = Authenticator(self.settings.users)
         self.port = None
         self._live: dict[int, ActionResult] = {}  # pending and running results

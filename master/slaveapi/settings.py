@@ -13,7 +13,9 @@ from buildfarm.master.slaveapi.inventory import SlaveLocation, validate_inventor
 DEFAULT_MAX_CONCURRENCY = 4
 DEFAULT_SHUTDOWN_TIMEOUT_S = 300.0
 DEFAULT_COMMAND_TIMEOUT_S = 30.0
-SLAVEAPI_KEYS = frozenset({"port", "max_concurrency", "shutdown_timeout", "command_timeout", "slaves"})
+DEFAULT_REBOOT_TIMEOUT_S = 600.0
+SLAVEAPI_KEYS = frozenset({"port", "max_concurrency", "shutdown_timeout", "command_timeout",
+                           "reboot_timeout", "slaves"})
 ENDPOINT_KINDS = ("tcp", "tcp6", "ssl", "unix")
 
 
@@ -25,6 +27,7 @@ class SlaveAPISettings:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT_S
+    reboot_timeout: float = DEFAULT_REBOOT_TIMEOUT_S
     slaves: dict[str, SlaveLocation] = field(default_factory=dict)
     users: list[Account] = field(default_factory=list)
 
@@ -52,7 +55,7 @@ def validate_slaveapi_config(raw: dict, basedir: str | None = None
                                      f"not {concurrency!r}"))
     else:
         settings.max_concurrency = concurrency
-    for key in ("shutdown_timeout", "command_timeout"):
+    for key in ("shutdown_timeout", "command_timeout", "reboot_timeout"):
         value = section.get(key, getattr(settings, key))
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             problems.append(("slaveapi", f"c['slaveapi'][{key!r}] must be a positive number of "

@@ -2,7 +2,7 @@
 then its buildslave process stops gracefully, or, with ``force``, the machine reboots."""
 
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed, Arg, bool_arg
-from buildfarm.master.slaveapi.actions.reboot import reboot_slave
+from buildfarm.master.slaveapi.actions.reboot import comment_on_bug, reboot_slave
 from buildfarm.master.slaveapi.actions.shutdown_buildslave import graceful_shutdown
 
 
@@ -27,6 +27,10 @@ class Disable(Action):
         await db.set_settings(ctx.slave, **values)
         ctx.runner.note_enabled(ctx.slave, False)
         ctx.say(f"disabled {ctx.slave} ({reason}, by {ctx.requested_by}): it takes no new builds")
+        bug_text = f"{ctx.slave} was disabled by {ctx.requested_by}: {reason}"
+        if ctx.args["comment"]:
+            bug_text += f"\n\n{ctx.args['comment']}"
+        await comment_on_bug(ctx, bug_text, reopen=True)
         if ctx.args["force"]:
             await reboot_slave(ctx)
         elif ctx.attached_slave() is None:

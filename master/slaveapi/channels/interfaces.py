@@ -13,7 +13,13 @@ REBOOT = "reboot"              # restart the machine (ssh reboot, IPMI/PDU power
 SHUTDOWN_SLAVE = "shutdown"    # stop the buildslave process (ssh: buildslave stop)
 UPTIME = "uptime"              # the machine's uptime in seconds
 READ_LOG = "read_log"          # the tail of the slave's twistd.log
-FILE_BUG = "file_bug"          # ask a human (bugzilla)
+FILE_BUG = "file_bug"          # ask a human (bugzilla): kwargs summary, text; answers the bug id
+COMMENT_BUG = "comment_bug"    # comment on the slave's bug: kwargs text, reopen (bool)
+BUG_STATUS = "bug_status"      # the slave's bug: {"id": int, "is_open": bool} or None
+INSTANCE_CREATE = "instance_create"        # aws: kwargs instance_type, email, bug, disambig
+INSTANCE_START = "instance_start"          # aws
+INSTANCE_STOP = "instance_stop"            # aws
+INSTANCE_TERMINATE = "instance_terminate"  # aws
 
 
 class IChannel(Interface):
@@ -25,8 +31,10 @@ class IChannel(Interface):
     def configured_for(location):
         """Whether ``location`` (a ``SlaveLocation``) has settings for this channel."""
 
-    def perform(operation, location, say, clock, deadline_s):
+    def perform(operation, location, say, clock, deadline_s, **kwargs):
         """Perform ``operation`` on the slave at ``location`` within ``deadline_s`` seconds.
+
+        ``kwargs`` are the operation's own arguments (see the operation names above).
 
         ``say(line)`` adds a line to the action's story (never a secret).  Returns a
         Deferred firing with the operation's value (True for reboots that happened, the
