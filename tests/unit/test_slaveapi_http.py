@@ -56,8 +56,9 @@ class MemoryRequest(Request):
 class FakeSlave:
     """The master's live view of one attached slave (``BuildSlave``'s surface)."""
 
-    def __init__(self, name: str, info: dict | None = None):
+    def __init__(self, name: str, info: dict | None = None, peer: str = "127.0.0.1:50001"):
         self.name = name
+        self.peer = peer
         self.attached = True
         self.shutting_down = False
         self.info = info or {"basedir": f"/builds/{name}", "environ": {"AWS_SECRET": "hidden"}}
@@ -84,6 +85,7 @@ class FakeBotMaster:
     builders: dict = field(default_factory=dict)
     shutdowns: list = field(default_factory=list)
     obey_shutdown: bool = True
+    attach_waiters: list = field(default_factory=list)
     started_builds: int = 0
 
     def request_slave_shutdown(self, name):
@@ -100,6 +102,19 @@ class FakeBotMaster:
 
     def maybe_start_builds(self):
         self.started_builds += 1
+
+    def wait_for_attach(self, name) -> defer.Deferred:
+        waiter: defer.Deferred = defer.Deferred(canceller=lambda d: self.attach_waiters.remove((name, d)))
+        self.attach_waiters.append((name, waiter))
+        return waiter
+
+    def attach(self, slave) -> None:
+        """The slave attaches again with a new connection."""
+        self.slaves[slave.name] = slave
+        for name, waiter in list(self.attach_waiters):
+            if name == slave.name:
+                self.attach_waiters.remove((name, waiter))
+                waiter.callback(slave)
 
 
 class Harness:

@@ -228,19 +228,24 @@ class ScriptedChannel:
 
     operations = frozenset({REBOOT})
 
-    def __init__(self, name: str, works: bool):
+    def __init__(self, name: str, works: bool, botmaster=None):
         self.name = name
         self.works = works
+        self.botmaster = botmaster
         self.calls = 0
 
     def configured_for(self, location):
         return self.name in location.channels
 
-    def perform(self, operation, location, say, clock, deadline_s):
+    def perform(self, operation, location, say, clock, deadline_s, **kwargs):
+        if operation != REBOOT:
+            return defer.fail(ChannelError(f"{operation} is not scripted"))
         self.calls += 1
         if not self.works:
             return defer.fail(ChannelError("no route to host"))
         say(f"{self.name} reboot of {location.name} issued")
+        if self.botmaster is not None:  # the machine comes back: its slave attaches again
+            self.botmaster.attach(FakeSlave(location.name, peer="127.0.0.1:50002"))
         return defer.succeed(True)
 
 
@@ -248,16 +253,20 @@ class ScriptedChannel:
 async def test_reboot_escalates_past_a_failing_channel_and_skips_missing_ones(db):
     inventory = {"slaves": {"bs1": {"ssh": {"username": "u"}, "pdu": {"fqdn": "pdu1"}}}}
     harness = await Harness(db, inventory).start()
-    ssh, pdu = ScriptedChannel("ssh", works=False), ScriptedChannel("pdu", works=True)
+    botmaster = harness.master.botmaster
+    ssh, pdu = ScriptedChannel("ssh", works=False), ScriptedChannel("pdu", works=True, botmaster=botmaster)
     verifyObject(IChannel, ssh)
-    harness.runner.channels.update(ssh=ssh, pdu=pdu)
+    harness.runner.channels = {"ssh": ssh, "pdu": pdu}
     try:
         _, body, _ = await harness.request("POST", "/slaves/bs1/actions/reboot", args={"waittime": 5})
         assert body["state"] == SUCCESS, body
         lines = body["text"].split("\n")
-        assert lines[0:2] == ["reboot over ssh: trying", "reboot over ssh: failed: no route to host"]
-        assert lines[2].startswith("power cycle through the IPMI management controller: slave has no bmc")
-        assert lines[-1] == "power cycle at the PDU outlet: done" and ssh.calls == pdu.calls == 1
+        assert lines[0:2] == ["reboot command over ssh: trying",
+                              "reboot command over ssh: failed: no route to host"]
+        assert lines[2] == "power cycle through Mozpool: skipped (the slave has no mozpool channel)"
+        assert lines[3] == "chassis power cycle through the IPMI BMC: skipped (the slave has no bmc channel)"
+        assert lines[-1].startswith("verified: bs1 attached again from 127.0.0.1:50002 after")
+        assert ssh.calls == pdu.calls == 1
     finally:
         await harness.runner.stopService()
 
