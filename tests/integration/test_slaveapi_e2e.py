@@ -102,3 +102,46 @@ def _answers(client) -> bool:
         return client.call("GET", "/slaves")[0] == 200
     except OSError:
         return False
+
+
+def test_every_read_endpoint_and_bad_input_against_a_real_master(fleet):
+    master, _, api = start(fleet)
+    oncall = SlaveAPIClient(api, "oncall", "s3cret")
+    brid = master.force()
+    build = master.wait_request_complete(brid)
+    assert build["result"] == "success"
+
+    status, listing = oncall.call("GET", "/slaves?enabled=1")
+    assert status == 200 and [s["name"] for s in listing["slaves"]] == ["bs1"]
+    assert listing["slaves"][0]["connected"] is True
+    assert oncall.call("GET", "/slaves?enabled=0")[1]["slaves"] == []
+    status, page = oncall.call("GET", "/slaves/bs1")
+    assert status == 200 and page["master_url"] and page["bug"] is None
+    job = page["recent_jobs"][0]
+    assert job["buildername"] == "runtests" and job["result"] == "success"
+    assert job["endtime"] >= job["starttime"]
+
+    status, activity = oncall.call("POST", "/slaves/bs1/actions/get_last_activity", waittime="20")
+    assert status == 200 and activity["state"] == 2, activity
+    assert activity["data"]["last_state"] == "ready" and activity["data"]["last_activity_seconds"] >= 0
+    status, history = oncall.call("GET", "/slaves/bs1/actions/buildslave_last_activity")
+    assert status == 200 and str(activity["requestid"]) in history["buildslave_last_activity"]
+    status, everything = oncall.call("GET", "/results")
+    assert everything["bs1"]["buildslave_last_activity"][str(activity["requestid"])]["state"] == 2
+
+    assert oncall.call("GET", "/slaves/nosuch")[0] == 404
+    assert oncall.call("POST", "/slaves/bs1/actions/explode")[0] == 404
+    status, body = oncall.call("POST", "/slaves/bs1/actions/reboot", waittime="soon")
+    assert status == 400 and "waittime" in body["msg"]
+    status, body = oncall.call("POST", "/slaves/bs1/actions/disable", force="perhaps")
+    assert status == 400 and "force" in body["msg"]
+    huge = urllib.request.Request(api + "/slaves/bs1/actions/disable", data=b"x" * (1 << 20),
+                                  method="POST", headers={"Authorization": f"Basic {oncall.auth}",
+                                                          "Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(huge, timeout=60)
+        raise AssertionError("a 1 MiB body was accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 413
+    assert oncall.call("GET", "/slaves/bs1")[1]["enabled"] is True  # nothing was disabled
+    assert _answers(oncall)  # and the master is still up
