@@ -67,7 +67,8 @@ setup(
     packages=packages + ["twisted.plugins"],
     package_dir={**package_dir, "twisted.plugins": "twisted/plugins"},
     package_data={
-        "buildfarm.master": ["db/migrations/*.ini", "db/migrations/*.mako", "sample.cfg"],
+        "buildfarm.master": ["db/migrations/*.ini", "db/migrations/*.mako", "sample.cfg",
+                             "www/templates/*.html", "www/static/*"],
     },
     include_package_data=True,
     python_requires=">=3.11",
