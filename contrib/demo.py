@@ -5,8 +5,10 @@ running afterwards; ``make demo-stop`` stops them.
 """
 
 import argparse
+import base64
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -37,10 +39,20 @@ def port_or_free(preferred: int) -> int:
     raise SystemExit("demo: no free port")
 
 
-def api(url: str, method: str = "GET", body=None):
+def api(url: str, method: str = "GET", body=None, auth: tuple[str, str] | None = None):
     data = json.dumps(body).encode() if body is not None else None
-    with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method), timeout=10) as r:
+    request = urllib.request.Request(url, data=data, method=method)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read())
+
+
+SLAVEAPI_CFG = """
+# Added by the demo: an on-call user for the SlaveAPI (and the web UI), and the SlaveAPI's port.
+c['users'] = [util.User('oncall', password={password!r}, scopes=['*'])]
+c['slaveapi'] = {{'port': {port}}}
+"""
 
 
 def wait_for(predicate, what: str):
@@ -66,6 +78,9 @@ def main() -> None:
     master = os.path.join(basedir, "master")
     print(f"Setting up a master and two slaves under {basedir}:")
     run("buildmaster", "create-master", "--pb-port", str(pb_port), "--www-port", str(www_port), master)
+    slaveapi_port, password = port_or_free(8081), secrets.token_urlsafe(9)
+    with open(os.path.join(master, "master.cfg"), "a") as f:
+        f.write(SLAVEAPI_CFG.format(password=password, port=slaveapi_port))
     run("buildmaster", "start", master)
     for number in (1, 2):
         slave = os.path.join(basedir, f"slave{number}")
@@ -90,6 +105,10 @@ def main() -> None:
         print(f"  {request['buildrequestid']:>7}  {build['buildid']:>5}  {build['slavename']:<6} "
               f"{build['result']:<8} {took:.2f}")
     first = next(r["buildids"][-1] for r in requests if r["buildids"])
+    slaveapi = f"http://localhost:{slaveapi_port}"
+    oncall = ("oncall", password)
+    uptime = api(f"{slaveapi}/slaves/bs1/actions/buildslave_uptime?waittime=30", "POST", auth=oncall)
+    print(f"\nSlaveAPI: buildslave_uptime of bs1 -> {uptime['data']} (request {uptime['requestid']})")
     print(f"""
 Where to look:
   builders          curl {base}/builders
@@ -98,6 +117,9 @@ Where to look:
   its log           curl {base}/builds/{first}/steps/0/logs/stdio
   slaves            curl {base}/slaves
   force another     curl -X POST {base}/builders/runtests/force
+  web UI            http://localhost:{www_port}/   (log in as oncall / {password})
+  SlaveAPI          curl -u oncall:{password} {slaveapi}/slaves/bs1
+  reboot history    curl -u oncall:{password} {slaveapi}/results
   master log        {master}/twistd.log
   master config     {master}/master.cfg
 The master and slaves keep running; stop them with: make demo-stop""")
