@@ -57,16 +57,38 @@ class BuildRequestsComponent(DBComponent):
         limit: int | None = None,
         offset: int = 0,
         buildsetid: int | None = None,
+        results: int | None = None,
     ) -> list[dict]:
-        """Requests, newest first, optionally of one builder / buildset, (in)complete ones only."""
-        query = _columns.order_by(buildrequests.c.id.desc())
-        if builderid is not None:
-            query = query.where(buildrequests.c.builderid == builderid)
-        if buildsetid is not None:
-            query = query.where(buildrequests.c.buildsetid == buildsetid)
-        if complete is not None:
-            query = query.where(buildrequests.c.complete == int(bool(complete)))
+        """Requests, newest first, optionally of one builder / buildset / result, (in)complete
+        ones only."""
+        query = _filtered(_columns.order_by(buildrequests.c.id.desc()), builderid, complete,
+                          buildsetid, results)
         return await self._select(paged(query, limit, offset))
+
+    async def count(
+        self,
+        builderid: int | None = None,
+        complete: bool | None = None,
+        buildsetid: int | None = None,
+        results: int | None = None,
+    ) -> int:
+        """How many requests ``get_all`` with the same filters lists over all its pages."""
+        query = _filtered(sa.select(sa.func.count(buildrequests.c.id)), builderid, complete,
+                          buildsetid, results)
+        return await self._run(lambda conn: conn.execute(query).scalar_one())
+
+    async def get_queue_by_builder(self) -> dict[str, dict]:
+        """The unclaimed, incomplete requests of each builder that has some:
+        ``{buildername: {"pending": N, "oldest_submitted_at": t}}``."""
+        query = (
+            sa.select(builders.c.name, sa.func.count(buildrequests.c.id),
+                      sa.func.min(buildrequests.c.submitted_at))
+            .join(builders, builders.c.id == buildrequests.c.builderid)
+            .where(_unclaimed)
+            .group_by(builders.c.name)
+        )
+        rows = await self._run(lambda conn: conn.execute(query).all())
+        return {name: {"pending": count, "oldest_submitted_at": oldest} for name, count, oldest in rows}
 
     async def claim(self, brid: int, masterid: int, now: float) -> bool:
         """Take the request for ``masterid``; True iff this call (and no other) claimed it."""
@@ -122,6 +144,21 @@ class BuildRequestsComponent(DBComponent):
             return [_dict(row, buildids[row.id]) for row in rows]
 
         return await self._run(thd)
+
+
+def _filtered(
+    query: sa.Select, builderid: int | None, complete: bool | None, buildsetid: int | None,
+    results: int | None,
+) -> sa.Select:
+    if builderid is not None:
+        query = query.where(buildrequests.c.builderid == builderid)
+    if buildsetid is not None:
+        query = query.where(buildrequests.c.buildsetid == buildsetid)
+    if results is not None:
+        query = query.where(buildrequests.c.results == results)
+    if complete is not None:
+        query = query.where(buildrequests.c.complete == int(bool(complete)))
+    return query
 
 
 def insert_statement(

@@ -69,17 +69,32 @@ class BuildsComponent(DBComponent):
         slaveid: int | None = None,
         limit: int | None = None,
         offset: int = 0,
+        results: int | None = None,
     ) -> list[dict]:
-        """Builds, newest first, optionally of one builder / slave, (in)complete ones only."""
-        query = _columns.order_by(builds.c.id.desc())
-        if builderid is not None:
-            query = query.where(builds.c.builderid == builderid)
-        if slaveid is not None:
-            query = query.where(builds.c.slaveid == slaveid)
-        if complete is not None:
-            done = builds.c.complete_at.is_not(None)
-            query = query.where(done if complete else sa.not_(done))
+        """Builds, newest first, optionally of one builder / slave / result, (in)complete ones only."""
+        query = _filtered(_columns.order_by(builds.c.id.desc()), builderid, complete, slaveid, results)
         return await self._fetch_all(paged(query, limit, offset), _dict)
+
+    async def count(
+        self,
+        builderid: int | None = None,
+        complete: bool | None = None,
+        slaveid: int | None = None,
+        results: int | None = None,
+    ) -> int:
+        """How many builds ``get_all`` with the same filters lists over all its pages."""
+        query = _filtered(sa.select(sa.func.count(builds.c.id)), builderid, complete, slaveid, results)
+        return await self._run(lambda conn: conn.execute(query).scalar_one())
+
+    async def get_last_finished_by_builder(self) -> dict[int, dict]:
+        """``{builderid: its newest finished build}`` for every builder that finished one."""
+        newest = (
+            sa.select(sa.func.max(builds.c.id))
+            .where(builds.c.complete_at.is_not(None))
+            .group_by(builds.c.builderid)
+        )
+        rows = await self._fetch_all(_columns.where(builds.c.id.in_(newest)), _dict)
+        return {row["builderid"]: row for row in rows}
 
     async def get_unfinished_of_master(self, masterid: int) -> list[dict]:
         """Builds ``masterid`` started and never finished (oldest first), for start-up."""
@@ -90,6 +105,22 @@ class BuildsComponent(DBComponent):
 
     async def _set(self, buildid: int, **values) -> None:
         await self._execute(sa.update(builds).where(builds.c.id == buildid).values(**values))
+
+
+def _filtered(
+    query: sa.Select, builderid: int | None, complete: bool | None, slaveid: int | None,
+    results: int | None,
+) -> sa.Select:
+    if builderid is not None:
+        query = query.where(builds.c.builderid == builderid)
+    if slaveid is not None:
+        query = query.where(builds.c.slaveid == slaveid)
+    if results is not None:
+        query = query.where(builds.c.results == results)
+    if complete is not None:
+        done = builds.c.complete_at.is_not(None)
+        query = query.where(done if complete else sa.not_(done))
+    return query
 
 
 def _next_number(conn: sa.Connection, builderid: int) -> int:

@@ -54,6 +54,11 @@ class ChangesComponent(DBComponent):
         query = sa.select(changes).order_by(changes.c.id.desc())
         return await self._fetch_all(paged(query, limit, offset), _dict)
 
+    async def count(self) -> int:
+        """How many changes there are (``get_all`` pages through them)."""
+        query = sa.select(sa.func.count(changes.c.id))
+        return await self._run(lambda conn: conn.execute(query).scalar_one())
+
     async def get_after(self, changeid: int) -> list[dict]:
         """The changes added after ``changeid``, oldest first (for a scheduler catching up
         after a restart)."""

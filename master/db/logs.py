@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
 
 from buildfarm.master.db.base import DBComponent
 from buildfarm.master.db.model import logchunks, logs
@@ -57,6 +59,23 @@ class LogsComponent(DBComponent):
         query = sa.select(logs).where(logs.c.stepid == stepid, logs.c.slug == slug)
         return await self._fetch_one(query, _dict)
 
+    async def get(self, logid: int) -> dict | None:
+        return await self._fetch_one(sa.select(logs).where(logs.c.id == logid), _dict)
+
+    async def get_sizes(self, logids: list[int]) -> dict[int, int]:
+        """``{logid: bytes of UTF-8 text stored so far}`` (0 for a log without text)."""
+        if not logids:
+            return {}
+        query = (
+            sa.select(logchunks.c.logid, sa.func.sum(byte_length(logchunks.c.content)))
+            .where(logchunks.c.logid.in_(logids))
+            .group_by(logchunks.c.logid)
+        )
+        rows = await self._run(lambda conn: conn.execute(query).all())
+        sizes = dict.fromkeys(logids, 0)
+        sizes.update({logid: int(size or 0) for logid, size in rows})
+        return sizes
+
     async def get_text(self, logid: int) -> str:
         """The whole log so far."""
         return "".join(await self._chunks(logchunks.c.logid == logid))
@@ -82,6 +101,24 @@ class LogsComponent(DBComponent):
             .order_by(logchunks.c.first_line, logchunks.c.id)
         )
         return await self._run(lambda conn: conn.execute(query).scalars().all())
+
+
+class byte_length(GenericFunction):  # noqa: N801 - SQL function names are lower case
+    """The length of a text column in bytes of UTF-8 (SQL's ``octet_length``)."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(byte_length)
+def _octet_length(element, compiler, **kw) -> str:
+    return f"octet_length({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(byte_length, "sqlite")
+def _sqlite_byte_length(element, compiler, **kw) -> str:
+    # SQLite's length() counts characters of text but bytes of a blob.
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
 
 
 def _append(conn: sa.Connection, logid: int, text: str) -> None:

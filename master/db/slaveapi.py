@@ -60,6 +60,13 @@ class SlaveAPIComponent(DBComponent):
             query = query.where(slaveapi_results.c.action == action)
         return await self._fetch_all(query, _result)
 
+    async def count_results(self) -> list[tuple[str, int, int]]:
+        """``(action, state, how many)`` over every result ever recorded (for /metrics)."""
+        query = (sa.select(slaveapi_results.c.action, slaveapi_results.c.state, sa.func.count())
+                 .group_by(slaveapi_results.c.action, slaveapi_results.c.state))
+        rows = await self._run(lambda conn: conn.execute(query).all())
+        return [(action, state, count) for action, state, count in rows]
+
     async def get_unfinished(self, masterid: int | None) -> list[dict]:
         """PENDING and RUNNING results ``masterid`` accepted, oldest first (for start-up)."""
         query = (sa.select(slaveapi_results)
