@@ -32,6 +32,7 @@ from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.runner import ActionRunner
+from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.master.www.site import WWWService
 
 log = Logger()
@@ -60,6 +61,7 @@ class BuildMaster(service.MultiService):
         self.config = config or load_config(self.configfile)
         self.masterid: int | None = None
         self.started: defer.Deferred | None = None
+        self.metrics = MasterMetrics()
         self.db = DBConnector(self.config.db_url, self.basedir)
         self.pbmanager = PBManager(self)
         self.botmaster = BotMaster(self)

@@ -18,6 +18,7 @@ from buildfarm.master.process.buildstep import BuildStep, fold_step_result
 from buildfarm.master.process.locks import as_access
 from buildfarm.master.process.logwriter import LogWriter
 from buildfarm.master.process.properties import Properties
+from buildfarm.master.www import metrics
 
 log = Logger()
 
@@ -52,7 +53,7 @@ class StepRun:
         """A new log of this step."""
         db = self.build.master.db
         logid = await db.logs.add(self.stepid, name)
-        writer = LogWriter(db, logid, self.build.master.reactor)
+        writer = LogWriter(db, logid, self.build.master.reactor, metrics.log_bytes_hook(self.master))
         self.logs.append(writer)
         return writer
 
@@ -125,6 +126,7 @@ class Build:
             self.builder.builderid, self.request["buildrequestid"], slaveid,
             self.master.masterid, self.now(), "starting", self.request.get("properties") or {},
         )
+        metrics.build_started(self.master, self.builder.name)
         log.info("build {builder}#{number} started on {slave}", builder=self.builder.name,
                  number=self.number, slave=slave.name)
         self._set_properties()
@@ -132,6 +134,7 @@ class Build:
         self.results = results
         await db.builds.set_properties(self.buildid, self.properties.values())
         await db.builds.finish(self.buildid, results, self.now(), state)
+        metrics.build_finished(self.master, self.builder.name, results)
         log.info("build {builder}#{number} finished: {result}", builder=self.builder.name,
                  number=self.number, result=result_name(results))
         return results

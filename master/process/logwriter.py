@@ -6,6 +6,8 @@ buffers text and flushes it as one chunk when ``FLUSH_BYTES`` have gathered or
 chained so chunks land in order even when the database has several threads.
 """
 
+from collections.abc import Callable
+
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -19,8 +21,10 @@ FLUSH_DELAY_S = 0.2
 class LogWriter:
     """Writes one log of one step; ``finish`` flushes the rest and marks it complete."""
 
-    def __init__(self, db, logid: int, clock: IReactorTime):
+    def __init__(self, db, logid: int, clock: IReactorTime,
+                 written: Callable[[str], None] = lambda text: None):
         self.db = db
+        self.written = written  # told of each chunk as it is queued for the database (metrics)
         self.logid = logid
         self.clock = clock
         self._buffer: list[str] = []
@@ -59,6 +63,7 @@ class LogWriter:
             return
         text = "".join(self._buffer)
         self._buffer, self._buffered = [], 0
+        self.written(text)
         self._writes.addCallback(lambda _: defer.ensureDeferred(self.db.logs.append(self.logid, text)))
         self._writes.addErrback(lambda f: log.failure("writing log {id} failed", f, id=self.logid))
 

@@ -1,7 +1,10 @@
-"""The JSON API under ``/api/v1/``, as a table of routes (documented in docs/api.md).
+"""The JSON API under ``/api/v1/`` and ``/metrics``, as a table of routes (docs/api.md).
 
-Handlers are plain async methods returning JSON-able values; ``APIError`` (and unmatched
-routes) become ``{"error": ...}`` bodies with the right status in one place.
+Handlers are plain async methods returning JSON-able values; ``APIError`` and
+``BadParameter`` (and unmatched routes) become ``{"error": ...}`` bodies, with ``"field"``
+naming the request field at fault, and the right status, in one place.  List endpoints page
+with ``limit``/``offset`` (www/paging.py) and answer ``{"<items>": [...], "meta": {...}}``;
+the data of the pages comes from www/apidata.py.
 """
 
 import hmac
@@ -11,10 +14,22 @@ from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from buildfarm.common.results import result_name
 from buildfarm.common.version import VERSION
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
+from buildfarm.master.www import apidata
+from buildfarm.master.www.apidata import with_result_name
+from buildfarm.master.www.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from buildfarm.master.www.metrics import MasterMetrics
+from buildfarm.master.www.paging import (
+    BadParameter,
+    Page,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    parse_page,
+    parse_result,
+)
 
 log = Logger()
 
@@ -25,20 +40,27 @@ CHANGE_TEXT_FIELDS = ("author", "committer", "comments", "branch", "revision", "
                       "codebase", "category")
 CHANGE_FIELDS = frozenset(CHANGE_TEXT_FIELDS) | {"files", "when_timestamp", "properties"}
 SECRET_HEADER = b"x-buildfarm-secret"
+# Lines of a log one JSON answer carries: by default, and at most.
+LOG_LINES_DEFAULT = 1000
+LOG_LINES_MAX = 100_000
+TAIL_LINES_DEFAULT = 100
+# Lines read from the database at a time while a whole log downloads.
+DOWNLOAD_BATCH_LINES = 20_000
+# A slave id no row has: a configured slave that never attached has no builds.
+NO_ROW_ID = -1
+ENDPOINTS = ("/api/v1/overview", "/api/v1/builders", "/api/v1/buildrequests", "/api/v1/builds",
+             "/api/v1/changes", "/api/v1/slaves", "/api/v1/logs/<logid>", "/metrics")
 
 
 class APIError(Exception):
-    """An error answered as ``{"error": message}`` with an HTTP status."""
+    """An error answered as ``{"error": message}`` (plus ``"field"`` when a request field or
+    query parameter is at fault) with an HTTP status."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, field: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def with_result_name(row: dict) -> dict:
-    """Add the lower-case ``result`` name beside the integer ``results``."""
-    return {**row, "result": result_name(row.get("results"))}
+        self.field = field
 
 
 class JSONAPI:
@@ -57,7 +79,13 @@ class JSONAPI:
 
     @app.handle_errors(APIError)
     def _api_error(self, request, failure):
-        return self._json_error(request, failure.value.status, failure.value.message)
+        error = failure.value
+        return self._json_error(request, error.status, error.message, error.field)
+
+    @app.handle_errors(BadParameter)
+    def _bad_parameter(self, request, failure):
+        error = failure.value
+        return self._json_error(request, 400, f"{error.field} {error.message}", error.field)
 
     @app.handle_errors(NotFound)
     def _not_found(self, request, failure):
@@ -73,10 +101,11 @@ class JSONAPI:
         return self._json_error(request, 500, "internal error; see the master's twistd.log")
 
     @staticmethod
-    def _json_error(request, status: int, message: str) -> bytes:
+    def _json_error(request, status: int, message: str, field: str | None = None) -> bytes:
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"application/json")
-        return json.dumps({"error": message}).encode()
+        body = {"error": message} if field is None else {"error": message, "field": field}
+        return json.dumps(body).encode()
 
     @staticmethod
     def _json(request, value, status: int = 200) -> bytes:
@@ -85,43 +114,44 @@ class JSONAPI:
         return json.dumps(value).encode()
 
     @staticmethod
-    def _arg(request, name: str) -> str | None:
-        values = request.args.get(name.encode())
-        return values[-1].decode("utf-8", "replace") if values else None
+    def _args(request) -> dict[str, str]:
+        """The query parameters, ``{name: last value}``."""
+        return {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
+                for k, v in (request.args or {}).items() if v}
 
-    def _bool_arg(self, request, name: str) -> bool | None:
-        value = self._arg(request, name)
-        if value is None:
-            return None
-        if value.lower() in ("1", "true", "yes"):
-            return True
-        if value.lower() in ("0", "false", "no"):
-            return False
-        raise APIError(400, f"{name} must be true or false, not {value!r}")
+    def _page_of(self, request, key: str, items: list, total: int, page: Page) -> bytes:
+        """The answer of a list endpoint: ``{key: items, "meta": {total, limit, offset, next}}``."""
+        meta = page.meta(total, request.path.decode("utf-8", "replace"), self._args(request))
+        return self._json(request, {key: items, "meta": meta})
 
-    def _int_arg(self, request, name: str, default: int | None, minimum: int = 0) -> int | None:
-        value = self._arg(request, name)
-        if value is None:
-            return default
-        if not value.isdigit() or int(value) < minimum:
-            raise APIError(400, f"{name} must be an integer >= {minimum}, not {value!r}")
-        return int(value)
-
-    def _list_filters(self, request) -> dict:
-        """The filters and paging of a list endpoint: ?builder=, ?complete=, ?limit=, ?offset=."""
-        builder = self._arg(request, "builder")
-        return {
-            "builderid": self._builder_id(builder) if builder else None,
-            "complete": self._bool_arg(request, "complete"),
-            "limit": self._int_arg(request, "limit", None, 1),
-            "offset": self._int_arg(request, "offset", 0),
-        }
-
-    def _builder_id(self, name: str) -> int:
+    async def _builder_id(self, name: str, field: str | None = None) -> int:
+        """The id of a builder the configuration or the database knows (404 otherwise)."""
         builder = self.master.botmaster.builders.get(name)
-        if builder is None:
-            raise APIError(404, f"no builder named {name!r}")
-        return builder.builderid
+        if builder is not None:
+            return builder.builderid
+        row = await self.master.db.builders.get_by_name(name)
+        if row is None:
+            raise APIError(404, f"no builder named {name!r}", field)
+        return row["builderid"]
+
+    async def _slave_id(self, name: str, field: str | None = None) -> int:
+        """The database id of a slave (``NO_ROW_ID`` for a configured one that never attached)."""
+        row = await self.master.db.slaves.get(name)
+        if row is not None:
+            return row["slaveid"]
+        if name in self.master.config.slaves:
+            return NO_ROW_ID
+        raise APIError(404, f"no slave named {name!r}", field)
+
+    async def _filters(self, args: dict[str, str], allowed: tuple[str, ...]) -> dict:
+        """The ``allowed`` ones of ``?builder=``, ``?slave=``, ``?result=``, ``?complete=`` as
+        arguments of the database's ``get_all``/``count``."""
+        filters = {"complete": parse_bool(args, "complete"), "results": parse_result(args)}
+        if "builder" in allowed and "builder" in args:
+            filters["builderid"] = await self._builder_id(args["builder"], field="builder")
+        if "slave" in allowed and "slave" in args:
+            filters["slaveid"] = await self._slave_id(args["slave"], field="slave")
+        return filters
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -131,42 +161,47 @@ class JSONAPI:
         return self._json(request, {
             "version": VERSION,
             "title": self.master.config.title,
-            "endpoints": ["/api/v1/builders", "/api/v1/buildrequests", "/api/v1/builds",
-                          "/api/v1/slaves"],
+            "endpoints": list(ENDPOINTS),
         })
+
+    @app.route("/api/v1/overview", methods=["GET"])
+    async def overview(self, request):
+        return self._json(request, await apidata.overview(self.master))
 
     @app.route("/api/v1/builders", methods=["GET"])
     def builders(self, request):
-        return self._json(request, {"builders": [self._builder_json(b) for b in
+        return self._json(request, {"builders": [apidata.builder_summary(b) for b in
                                                  self.master.botmaster.builders.values()]})
 
     @app.route("/api/v1/builders/<string:name>", methods=["GET"])
-    def builder(self, request, name):
-        self._builder_id(name)
-        return self._json(request, self._builder_json(self.master.botmaster.builders[name]))
+    async def builder(self, request, name):
+        return self._json(request, await apidata.builder_detail(self.master, self._configured_builder(name)))
 
-    def _builder_json(self, builder) -> dict:
-        return {
-            "builderid": builder.builderid,
-            "name": builder.name,
-            "slavenames": builder.config.slavenames,
-            "tags": builder.config.tags,
-            "attached_slaves": sorted(builder.slavebuilders),
-        }
+    def _configured_builder(self, name: str):
+        builder = self.master.botmaster.builders.get(name)
+        if builder is None:
+            raise APIError(404, f"no builder named {name!r}")
+        return builder
+
+    @app.route("/api/v1/builders/<string:name>/builds", methods=["GET"])
+    async def builder_builds(self, request, name):
+        builderid = await self._builder_id(name)
+        return await self._builds_page(request, {"builderid": builderid}, ("slave",))
 
     @app.route("/api/v1/builders/<string:name>/force", methods=["POST"])
     async def force(self, request, name):
         body = self._json_body(request)
         unknown = sorted(set(body) - FORCE_FIELDS)
         if unknown:
-            raise APIError(400, f"unknown field {unknown[0]!r} (allowed: reason, properties, owner)")
+            raise APIError(400, f"unknown field {unknown[0]!r} (allowed: reason, properties, owner)",
+                           unknown[0])
         reason, properties, owner = body.get("reason"), body.get("properties", {}), body.get("owner")
         if reason is not None and not isinstance(reason, str):
-            raise APIError(400, "reason must be a string")
+            raise APIError(400, "reason must be a string", "reason")
         if owner is not None and not isinstance(owner, str):
-            raise APIError(400, "owner must be a string")
+            raise APIError(400, "owner must be a string", "owner")
         if not isinstance(properties, dict) or not all(isinstance(k, str) for k in properties):
-            raise APIError(400, "properties must be an object of name: value")
+            raise APIError(400, "properties must be an object of name: value", "properties")
         try:
             brid = await self.master.scheduler.force(name, reason, properties, owner)
         except UnknownBuilder as e:
@@ -174,7 +209,7 @@ class JSONAPI:
         except NotForceable as e:
             raise APIError(400, str(e)) from None
         except ForceParameterError as e:
-            raise APIError(400, f"{e.field}: {e.message}") from None
+            raise APIError(400, f"{e.field}: {e.message}", e.field) from None
         return self._json(request, {"buildrequestid": brid})
 
     @app.route("/api/v1/changes", methods=["POST"])
@@ -192,19 +227,19 @@ class JSONAPI:
     def _change_fields(self, body: dict) -> dict:
         unknown = sorted(set(body) - CHANGE_FIELDS)
         if unknown:
-            raise APIError(400, f"unknown field {unknown[0]!r}")
+            raise APIError(400, f"unknown field {unknown[0]!r}", unknown[0])
         for name in CHANGE_TEXT_FIELDS:
             if body.get(name) is not None and not isinstance(body[name], str):
-                raise APIError(400, f"{name} must be a string")
+                raise APIError(400, f"{name} must be a string", name)
         files = body.get("files", [])
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-            raise APIError(400, "files must be a list of strings")
+            raise APIError(400, "files must be a list of strings", "files")
         properties = body.get("properties", {})
         if not isinstance(properties, dict):
-            raise APIError(400, "properties must be an object")
+            raise APIError(400, "properties must be an object", "properties")
         when = body.get("when_timestamp")
         if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)):
-            raise APIError(400, "when_timestamp must be epoch seconds")
+            raise APIError(400, "when_timestamp must be epoch seconds", "when_timestamp")
         now = self.master.reactor.seconds()
         change = {k: body[k] for k in CHANGE_TEXT_FIELDS if body.get(k) is not None}
         change.setdefault("author", "unknown")
@@ -237,13 +272,31 @@ class JSONAPI:
             raise APIError(400, "request body must be a JSON object")
         return body
 
+    @app.route("/api/v1/changes", methods=["GET"])
+    async def changes(self, request):
+        page = parse_page(self._args(request))
+        db = self.master.db
+        rows = await db.changes.get_all(limit=page.limit, offset=page.offset)
+        return self._page_of(request, "changes", rows, await db.changes.count(), page)
+
+    @app.route("/api/v1/changes/<int:changeid>", methods=["GET"])
+    async def change(self, request, changeid):
+        row = await self.master.db.changes.get(changeid)
+        if row is None:
+            raise APIError(404, f"no change {changeid}")
+        return self._json(request, row)
+
     @app.route("/api/v1/buildrequests", methods=["GET"])
     async def buildrequests(self, request):
-        rows = await self.master.db.buildrequests.get_all(**self._list_filters(request))
-        now = self.master.reactor.seconds()
+        args = self._args(request)
+        page = parse_page(args)
+        filters = await self._filters(args, ("builder",))
+        db, now = self.master.db, self.master.reactor.seconds()
+        rows = await db.buildrequests.get_all(**filters, limit=page.limit, offset=page.offset)
         for row in rows:
             row["age"] = None if row["complete"] else now - row["submitted_at"]
-        return self._json(request, {"buildrequests": [with_result_name(r) for r in rows]})
+        total = await db.buildrequests.count(**filters)
+        return self._page_of(request, "buildrequests", [with_result_name(r) for r in rows], total, page)
 
     @app.route("/api/v1/buildrequests/<int:brid>", methods=["GET"])
     async def buildrequest(self, request, brid):
@@ -254,31 +307,33 @@ class JSONAPI:
 
     @app.route("/api/v1/builds", methods=["GET"])
     async def builds(self, request):
-        rows = await self.master.db.builds.get_all(**self._list_filters(request))
-        return self._json(request, {"builds": [with_result_name(r) for r in rows]})
+        return await self._builds_page(request, {}, ("builder", "slave"))
+
+    async def _builds_page(self, request, fixed: dict, allowed: tuple[str, ...]) -> bytes:
+        args = self._args(request)
+        page = parse_page(args)
+        filters = {**await self._filters(args, allowed), **fixed}
+        db, now = self.master.db, self.master.reactor.seconds()
+        rows = await db.builds.get_all(**filters, limit=page.limit, offset=page.offset)
+        total = await db.builds.count(**filters)
+        return self._page_of(request, "builds", [apidata.build_summary(r, now) for r in rows], total, page)
 
     @app.route("/api/v1/builds/<int:buildid>", methods=["GET"])
     async def build(self, request, buildid):
         build = await self.master.db.builds.get(buildid)
         if build is None:
             raise APIError(404, f"no build {buildid}")
-        steps = []
-        for step in await self.master.db.steps.get_all(buildid):
-            logs = await self.master.db.logs.get_all(step["stepid"])
-            for entry in logs:
-                entry["url"] = f"/api/v1/builds/{buildid}/steps/{step['number']}/logs/{entry['slug']}"
-            steps.append(with_result_name({**step, "logs": logs}))
-        return self._json(request, with_result_name({**build, "steps": steps}))
+        return self._json(request, await apidata.build_detail(self.master, build))
 
     @app.route("/api/v1/builds/<int:buildid>/stop", methods=["POST"])
     async def stop_build(self, request, buildid):
         body = self._json_body(request)
         unknown = sorted(set(body) - STOP_FIELDS)
         if unknown:
-            raise APIError(400, f"unknown field {unknown[0]!r} (allowed: reason)")
+            raise APIError(400, f"unknown field {unknown[0]!r} (allowed: reason)", unknown[0])
         reason = body.get("reason", "stopped through the API")
         if not isinstance(reason, str):
-            raise APIError(400, "reason must be a string")
+            raise APIError(400, "reason must be a string", "reason")
         build = self.master.botmaster.running_build(buildid)
         if build is None:
             if await self.master.db.builds.get(buildid) is None:
@@ -290,6 +345,7 @@ class JSONAPI:
     @app.route("/api/v1/builds/<int:buildid>/steps/<int:number>/logs/<string:logname>",
                methods=["GET"])
     async def log_text(self, request, buildid, number, logname):
+        """The whole log as text, read from the database in batches of lines."""
         db = self.master.db
         step = await db.steps.get(buildid, number)
         if step is None:
@@ -298,9 +354,70 @@ class JSONAPI:
         entry = next((lg for lg in logs if logname in (lg["slug"], lg["name"])), None)
         if entry is None:
             raise APIError(404, f"step {number} of build {buildid} has no log {logname!r}")
-        text = await db.logs.get_text(entry["logid"])
+        return await self._send_whole_log(request, entry, attachment=False)
+
+    # -- logs ------------------------------------------------------------------------------
+
+    async def _log(self, logid: int) -> dict:
+        entry = await self.master.db.logs.get(logid)
+        if entry is None:
+            raise APIError(404, f"no log {logid}")
+        return entry
+
+    @app.route("/api/v1/logs/<int:logid>", methods=["GET"])
+    async def log_lines(self, request, logid):
+        """Lines ``offset`` .. ``offset + limit - 1`` of a log (numbered from 0) as JSON."""
+        args = self._args(request)
+        limit = parse_int(args, "limit", LOG_LINES_DEFAULT, 1, LOG_LINES_MAX)
+        page = Page(limit, parse_int(args, "offset", 0))
+        entry = await self._log(logid)
+        last = page.offset + page.limit - 1
+        if last == entry["num_lines"] - 1:
+            last += 1  # the page that reaches the end also carries a last line without newline
+        text = await self.master.db.logs.get_text_range(logid, page.offset, last)
+        meta = page.meta(entry["num_lines"], request.path.decode(), args)
+        return await self._log_answer(request, entry, page.offset, text, meta)
+
+    @app.route("/api/v1/logs/<int:logid>/tail", methods=["GET"])
+    async def log_tail(self, request, logid):
+        """The last ``lines`` lines of a log (and the unfinished line after them, if any)."""
+        lines = parse_int(self._args(request), "lines", TAIL_LINES_DEFAULT, 1, LOG_LINES_MAX)
+        entry = await self._log(logid)
+        first = max(0, entry["num_lines"] - lines)
+        text = await self.master.db.logs.get_text_range(logid, first, entry["num_lines"])
+        got = text.splitlines(keepends=True)
+        if len(got) > lines:  # the unfinished last line counts as one of them
+            first, text = first + 1, "".join(got[1:])
+        return await self._log_answer(request, entry, first, text, None)
+
+    async def _log_answer(self, request, entry: dict, first_line: int, text: str, meta: dict | None) -> bytes:
+        size = (await self.master.db.logs.get_sizes([entry["logid"]]))[entry["logid"]]
+        body = {"log": apidata.log_json(entry, size), "first_line": first_line, "text": text}
+        if meta is not None:
+            body["meta"] = meta
+        return self._json(request, body)
+
+    @app.route("/api/v1/logs/<int:logid>/raw", methods=["GET"])
+    async def log_raw(self, request, logid):
+        """The whole log as a text/plain download."""
+        return await self._send_whole_log(request, await self._log(logid), attachment=True)
+
+    async def _send_whole_log(self, request, entry: dict, attachment: bool) -> bytes:
+        """Write the log in batches of lines, so a huge log never sits whole in memory."""
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return text.encode("utf-8")
+        if attachment:
+            filename = f"log-{entry['logid']}-{entry['slug']}.txt"
+            request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
+        first, end = 0, entry["num_lines"]  # the line after the last counted one may be unfinished
+        while first <= end:
+            last = min(first + DOWNLOAD_BATCH_LINES - 1, end)
+            text = await self.master.db.logs.get_text_range(entry["logid"], first, last)
+            if text:
+                request.write(text.encode("utf-8"))
+            first = last + 1
+        return b""
+
+    # -- slaves ----------------------------------------------------------------------------
 
     @app.route("/slaveapi/", branch=True)
     def slaveapi(self, request):
@@ -319,21 +436,37 @@ class JSONAPI:
 
     @app.route("/api/v1/slaves", methods=["GET"])
     async def slaves(self, request):
-        known = {row["name"]: row for row in await self.master.db.slaves.get_all()}
-        attached = self.master.botmaster.slaves
-        result = []
-        for name in sorted(set(self.master.config.slaves) | set(known)):
-            row = known.get(name, {})
-            live = attached.get(name)
-            result.append({
-                "name": name,
-                "configured": name in self.master.config.slaves,
-                "connected": live is not None,
-                "shutting_down": bool(live and live.shutting_down),
-                "version": live.version if live else row.get("version"),
-                "info": live.info if live else row.get("info") or {},
-                "builders": sorted(live.remote_builders) if live else [],
-                "last_connected_at": row.get("last_connected_at"),
-                "last_disconnected_at": row.get("last_disconnected_at"),
-            })
-        return self._json(request, {"slaves": result})
+        args = self._args(request)
+        page = parse_page(args)
+        state = parse_choice(args, "state", apidata.SLAVE_STATES)
+        builder = args.get("builder")
+        if builder is not None:
+            wanted = set(self._configured_builder_for_filter(builder).config.slavenames)
+        slaves = [s for s in await apidata.slave_summaries(self.master)
+                  if (state is None or s["state"] == state) and (builder is None or s["name"] in wanted)]
+        return self._page_of(request, "slaves", page.slice(slaves), len(slaves), page)
+
+    def _configured_builder_for_filter(self, name: str):
+        builder = self.master.botmaster.builders.get(name)
+        if builder is None:
+            raise APIError(404, f"no builder named {name!r}", "builder")
+        return builder
+
+    @app.route("/api/v1/slaves/<string:name>", methods=["GET"])
+    async def slave(self, request, name):
+        detail = await apidata.slave_detail(self.master, name)
+        if detail is None:
+            raise APIError(404, f"no slave named {name!r}")
+        return self._json(request, detail)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    @app.route("/metrics", methods=["GET"])
+    async def metrics(self, request):
+        """The Prometheus text exposition of the master's metrics (www/metrics.py)."""
+        metrics = getattr(self.master, "metrics", None)
+        if metrics is None:
+            metrics = self.master.metrics = MasterMetrics()
+        text = await metrics.render(self.master)
+        request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
+        return text

@@ -1,0 +1,263 @@
+"""The data behind the JSON API's pages, as plain dicts (the HTML pages may use them too).
+
+Each function reads the master's live state (``botmaster``, ``scheduler``, ``slaveapi``) and
+its database; none of them writes.  Field names are the API's (docs/api.md): change them
+only by adding.
+"""
+
+from buildfarm.common.results import result_name
+from buildfarm.master.schedulers.forceparams import BaseParameter, ChoiceStringParameter
+from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
+from buildfarm.master.slaveapi.inventory import is_secret_key
+from buildfarm.master.slaveapi.results import STATE_NAMES
+
+# How many of a slave's latest builds and SlaveAPI results its detail shows.
+RECENT_ITEMS = 20
+# The most running builds and waiting requests the overview lists.
+OVERVIEW_ITEMS = 1000
+SLAVE_STATES = ("idle", "busy", "disabled", "lost")
+SECRET_SHOWN = "(secret)"
+
+
+def with_result_name(row: dict) -> dict:
+    """Add the lower-case ``result`` name beside the integer ``results``."""
+    return {**row, "result": result_name(row.get("results"))}
+
+
+def duration(row: dict, now: float) -> float | None:
+    """Seconds a build or step ran (so far, while it runs); None before it started."""
+    if row.get("started_at") is None:
+        return None
+    return (row["complete_at"] if row.get("complete_at") is not None else now) - row["started_at"]
+
+
+def public_info(info: dict) -> dict:
+    """A slave's reported info with the values of secret-looking names hidden (its
+    environment may carry tokens)."""
+    shown = {}
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = {k: SECRET_SHOWN if is_secret_key(str(k)) else v for k, v in value.items()}
+        shown[key] = SECRET_SHOWN if is_secret_key(str(key)) else value
+    return shown
+
+
+# -- builders ----------------------------------------------------------------------------------
+
+def builder_summary(builder) -> dict:
+    """A configured builder as ``GET /api/v1/builders`` lists it."""
+    return {
+        "builderid": builder.builderid,
+        "name": builder.name,
+        "slavenames": builder.config.slavenames,
+        "tags": builder.config.tags,
+        "attached_slaves": sorted(builder.slavebuilders),
+    }
+
+
+def force_form(master, buildername: str) -> dict | None:
+    """What forcing ``buildername`` takes: its ForceScheduler's name, button, default reason
+    and typed parameters; None when no ForceScheduler lists the builder."""
+    try:
+        scheduler = master.scheduler.force_scheduler_for(buildername)
+    except (UnknownBuilder, NotForceable):
+        return None
+    reason = scheduler.reason
+    return {
+        "scheduler": scheduler.name,
+        "label": scheduler.label or scheduler.name,
+        "button": scheduler.buttonName or f"Force {buildername}",
+        "reason": parameter_json(reason) if isinstance(reason, BaseParameter) else
+        {"name": "reason", "type": "string", "label": "reason", "default": reason, "required": False},
+        "parameters": [parameter_json(p) for p in scheduler.parameters if not p.hide],
+        "free_properties": not scheduler.parameters,
+    }
+
+
+def parameter_json(parameter: BaseParameter) -> dict:
+    """One force parameter: name, type, label, default, required, and its type's extras."""
+    shown = {"name": parameter.name, "type": parameter.type_name, "label": parameter.label,
+             "default": parameter.default, "required": parameter.required}
+    if isinstance(parameter, ChoiceStringParameter):
+        shown.update(choices=parameter.choices, multiple=parameter.multiple, strict=parameter.strict)
+    for extra in ("regex", "maxsize"):
+        value = getattr(parameter, extra, None)
+        if value is not None:
+            shown[extra] = getattr(value, "pattern", value)
+    return shown
+
+
+async def builder_detail(master, builder) -> dict:
+    """A builder with its force form, running builds, waiting requests and last build."""
+    db, now = master.db, master.reactor.seconds()
+    running = await db.builds.get_all(builderid=builder.builderid, complete=False, limit=OVERVIEW_ITEMS)
+    last = (await db.builds.get_last_finished_by_builder()).get(builder.builderid)
+    queue = (await db.buildrequests.get_queue_by_builder()).get(builder.name)
+    return {
+        **builder_summary(builder),
+        "force": force_form(master, builder.name),
+        "running_builds": [build_summary(b, now) for b in running],
+        "last_build": None if last is None else build_summary(last, now),
+        **queue_fields(queue, now),
+    }
+
+
+def queue_fields(queue: dict | None, now: float) -> dict:
+    """``pending`` requests and ``oldest_pending_age`` (seconds, None when none wait)."""
+    if not queue:
+        return {"pending": 0, "oldest_pending_age": None}
+    return {"pending": queue["pending"], "oldest_pending_age": now - queue["oldest_submitted_at"]}
+
+
+def build_summary(build: dict, now: float) -> dict:
+    """A build row with its result name, duration and URL."""
+    return {**with_result_name(build), "duration": duration(build, now),
+            "url": f"/api/v1/builds/{build['buildid']}"}
+
+
+# -- builds ------------------------------------------------------------------------------------
+
+async def build_detail(master, build: dict) -> dict:
+    """A build with its steps (result, duration) and each step's logs (lines, bytes, URLs)."""
+    db, now = master.db, master.reactor.seconds()
+    buildid = build["buildid"]
+    steps = await db.steps.get_all(buildid)
+    logs_of = {step["stepid"]: await db.logs.get_all(step["stepid"]) for step in steps}
+    sizes = await db.logs.get_sizes([entry["logid"] for logs in logs_of.values() for entry in logs])
+    shown = []
+    for step in steps:
+        logs = [log_json(entry, sizes.get(entry["logid"], 0), f"/api/v1/builds/{buildid}/steps/"
+                         f"{step['number']}/logs/{entry['slug']}") for entry in logs_of[step["stepid"]]]
+        shown.append({**with_result_name(step), "duration": duration(step, now), "logs": logs})
+    return {**with_result_name(build), "duration": duration(build, now), "steps": shown}
+
+
+def log_json(entry: dict, size: int, url: str | None = None) -> dict:
+    """A log's row with its size in bytes and the URLs that read it."""
+    base = f"/api/v1/logs/{entry['logid']}"
+    return {**entry, "size": size, "url": url or f"{base}/raw", "lines_url": base,
+            "tail_url": f"{base}/tail", "raw_url": f"{base}/raw"}
+
+
+# -- slaves ------------------------------------------------------------------------------------
+
+async def slave_summaries(master) -> list[dict]:
+    """Every configured slave and every slave the database remembers, by name, with its
+    state: ``idle``/``busy`` (attached), ``disabled`` (through the SlaveAPI), ``lost``."""
+    db = master.db
+    known = {row["name"]: row for row in await db.slaves.get_all()}
+    settings = await db.slaveapi.get_all_settings()
+    running: dict[str, int] = {}
+    for build in await db.builds.get_all(complete=False, limit=OVERVIEW_ITEMS):
+        running[build["slavename"]] = running.get(build["slavename"], 0) + 1
+    names = sorted(set(master.config.slaves) | set(known))
+    return [slave_summary(master, name, known.get(name, {}), settings.get(name), running.get(name, 0))
+            for name in names]
+
+
+def slave_summary(master, name: str, row: dict, settings: dict | None, running: int) -> dict:
+    """One slave as ``GET /api/v1/slaves`` lists it."""
+    live = master.botmaster.slaves.get(name)
+    enabled = settings is None or settings["enabled"]
+    if not enabled:
+        state = "disabled"
+    elif live is not None:
+        state = "busy" if running else "idle"
+    else:
+        state = "lost"
+    last_seen = getattr(live, "last_seen", None) if live else row.get("last_disconnected_at")
+    return {
+        "name": name,
+        "configured": name in master.config.slaves,
+        "connected": live is not None,
+        "state": state,
+        "enabled": bool(enabled),
+        "disabled_reason": None if settings is None else settings["disabled_reason"],
+        "running_builds": running,
+        "shutting_down": bool(live and live.shutting_down),
+        "version": live.version if live else row.get("version"),
+        "info": public_info(live.info if live else row.get("info") or {}),
+        "builders": sorted(live.remote_builders) if live else [],
+        "last_seen": last_seen,
+        "last_connected_at": row.get("last_connected_at"),
+        "last_disconnected_at": row.get("last_disconnected_at"),
+    }
+
+
+async def slave_detail(master, name: str) -> dict | None:
+    """One slave with its commands, connection, SlaveAPI settings and recent history;
+    None for a slave neither configured nor remembered."""
+    db, now = master.db, master.reactor.seconds()
+    row = await db.slaves.get(name)
+    if row is None and name not in master.config.slaves:
+        return None
+    settings = await db.slaveapi.get_settings(name)
+    recent = [] if row is None else await db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_ITEMS)
+    running = sum(1 for b in recent if not b["complete"])
+    live = master.botmaster.slaves.get(name)
+    results = (await db.slaveapi.get_results(slave=name))[-RECENT_ITEMS:]
+    info = live.info if live else (row or {}).get("info") or {}
+    commands = getattr(live, "commands", None) or info.get("worker_commands") or \
+        info.get("slave_commands") or {}
+    return {
+        **slave_summary(master, name, row or {}, settings, running),
+        "commands": commands,
+        "peer": getattr(live, "peer", None),
+        "connected_masterid": (row or {}).get("connected_masterid"),
+        # The database keeps the last attach and detach, not every one.
+        "connections": connection_history(row or {}),
+        "slaveapi": {
+            "enabled": settings["enabled"], "disabled_reason": settings["disabled_reason"],
+            "disabled_by": settings["disabled_by"], "disabled_at": settings["disabled_at"],
+            "environment": settings["environment"], "notes": settings["notes"],
+            "results": [slaveapi_result_json(r) for r in reversed(results)],
+        },
+        "recent_builds": [build_summary(b, now) for b in recent],
+    }
+
+
+def connection_history(row: dict) -> list[dict]:
+    """The attach and detach times the database holds, newest first."""
+    events = [("attached", row.get("last_connected_at")), ("detached", row.get("last_disconnected_at"))]
+    return sorted(({"event": event, "at": at} for event, at in events if at is not None),
+                  key=lambda e: -e["at"])
+
+
+def slaveapi_result_json(row: dict) -> dict:
+    """A SlaveAPI action result with its state's name (``args`` may hold secrets: not shown)."""
+    shown = {k: v for k, v in row.items() if k != "args"}
+    return {**shown, "state_name": STATE_NAMES.get(row["state"], str(row["state"]))}
+
+
+# -- overview ----------------------------------------------------------------------------------
+
+async def overview(master) -> dict:
+    """The fleet at a glance: builders (last result, running builds, waiting requests), the
+    request queue with ages, and slaves by state with their last-seen times."""
+    db, now = master.db, master.reactor.seconds()
+    last = await db.builds.get_last_finished_by_builder()
+    running = await db.builds.get_all(complete=False, limit=OVERVIEW_ITEMS)
+    queues = await db.buildrequests.get_queue_by_builder()
+    builders = []
+    for builder in master.botmaster.builders.values():
+        last_build = last.get(builder.builderid)
+        builders.append({
+            **builder_summary(builder),
+            "last_build": None if last_build is None else build_summary(last_build, now),
+            "running_builds": [build_summary(b, now) for b in running if b["builderid"] == builder.builderid],
+            **queue_fields(queues.get(builder.name), now),
+        })
+    waiting = [r for r in await db.buildrequests.get_all(complete=False, limit=OVERVIEW_ITEMS)
+               if not r["claimed"]]
+    pending = [{**with_result_name(r), "age": now - r["submitted_at"]}
+               for r in sorted(waiting, key=lambda r: r["submitted_at"])]
+    slaves = await slave_summaries(master)
+    counts = {state: sum(1 for s in slaves if s["state"] == state) for state in SLAVE_STATES}
+    return {
+        "title": master.config.title,
+        "now": now,
+        "builders": builders,
+        "pending_buildrequests": pending,
+        "slaves": slaves,
+        "slave_counts": {**counts, "attached": sum(1 for s in slaves if s["connected"])},
+    }

@@ -1,0 +1,114 @@
+"""The master's Prometheus metrics, served at ``GET /metrics`` (docs/api.md lists them).
+
+Counters are fed by the master's events through the small functions at the end of this
+module (``build_started``, ``build_finished``, ``log_bytes_hook``), which do nothing for a
+master without metrics (the fakes of unit tests).  Gauges are read at scrape time from the
+BotMaster and the database, so they are right after a restart and with several masters.
+Everything lives in the master's own ``CollectorRegistry``, never the process-global one.
+"""
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from buildfarm.common.results import result_name
+from buildfarm.master.slaveapi.results import STATE_NAMES
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class MasterMetrics:
+    """The counters of one master and the registry ``/metrics`` renders."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.builds_started = Counter(
+            "buildfarm_builds_started", "Builds this master started, by builder.",
+            ["builder"], registry=self.registry)
+        self.builds_finished = Counter(
+            "buildfarm_builds_finished", "Builds this master finished, by builder and result.",
+            ["builder", "result"], registry=self.registry)
+        self.log_bytes = Counter(
+            "buildfarm_log_bytes_written", "Bytes (UTF-8) of step log text written to the database.",
+            registry=self.registry)
+        self._scraped = _ScrapedGauges()
+        self.registry.register(self._scraped)
+
+    async def render(self, master) -> bytes:
+        """The Prometheus text exposition of every metric, gauges read from ``master`` now."""
+        self._scraped.snapshot = await _read_gauges(master)
+        return generate_latest(self.registry)
+
+
+class _ScrapedGauges(Collector):
+    """The gauges read at scrape time (``render`` stores them in ``snapshot`` first)."""
+
+    def __init__(self) -> None:
+        self.snapshot: dict = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self.snapshot
+        if not snap:
+            return
+        pending = GaugeMetricFamily("buildfarm_buildrequests_pending",
+                                    "Build requests waiting for a slave (unclaimed), by builder.",
+                                    labels=["builder"])
+        oldest = GaugeMetricFamily("buildfarm_buildrequests_oldest_age_seconds",
+                                   "Age of the oldest waiting build request, by builder (0: none).",
+                                   labels=["builder"])
+        for builder, (count, age) in sorted(snap["queue"].items()):
+            pending.add_metric([builder], count)
+            oldest.add_metric([builder], age)
+        yield pending
+        yield oldest
+        yield GaugeMetricFamily("buildfarm_slaves_attached", "Slaves attached to this master.",
+                                value=snap["attached"])
+        yield GaugeMetricFamily("buildfarm_builds_running", "Builds this master is running.",
+                                value=snap["running"])
+        actions = GaugeMetricFamily("buildfarm_slaveapi_actions",
+                                    "SlaveAPI action requests recorded, by action and state.",
+                                    labels=["action", "state"])
+        for action, state, count in sorted(snap["actions"]):
+            actions.add_metric([action, STATE_NAMES.get(state, str(state))], count)
+        yield actions
+
+
+async def _read_gauges(master) -> dict:
+    now = master.reactor.seconds()
+    queue = {name: (0, 0.0) for name in master.botmaster.builders}
+    for name, row in (await master.db.buildrequests.get_queue_by_builder()).items():
+        queue[name] = (row["pending"], max(0.0, now - row["oldest_submitted_at"]))
+    return {
+        "queue": queue,
+        "attached": len(master.botmaster.slaves),
+        "running": len(master.botmaster.running_builds),
+        "actions": await master.db.slaveapi.count_results(),
+    }
+
+
+# -- hooks the master's code calls (one line each) -------------------------------------------
+
+def _of(master) -> MasterMetrics | None:
+    return getattr(master, "metrics", None)
+
+
+def build_started(master, builder: str) -> None:
+    """A build of ``builder`` started (build.py)."""
+    if (metrics := _of(master)) is not None:
+        metrics.builds_started.labels(builder).inc()
+
+
+def build_finished(master, builder: str, results: int) -> None:
+    """A build of ``builder`` finished with ``results`` (build.py)."""
+    if (metrics := _of(master)) is not None:
+        metrics.builds_finished.labels(builder, result_name(results)).inc()
+
+
+def log_bytes_hook(master) -> Callable[[str], None]:
+    """What a ``LogWriter`` calls with each chunk of text it writes to the database."""
+    metrics = _of(master)
+    if metrics is None:
+        return lambda text: None
+    return lambda text: metrics.log_bytes.inc(len(text.encode("utf-8", "replace")))
