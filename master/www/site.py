@@ -1,11 +1,19 @@
-"""``WWWService``: the master's HTTP listener (JSON API under ``/api/v1/``)."""
+"""``WWWService``: the master's HTTP listener.
+
+One site, two apps, chosen by the first segment of the path (``SiteRoot``): ``/api/...``,
+``/slaveapi/...`` and ``/metrics`` go to the JSON app (www/api.py), everything else to the
+HTML pages (www/ui/).
+"""
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from buildfarm.master.www.api import JSONAPI
+from buildfarm.master.www.sessions import SessionStore
+from buildfarm.master.www.ui import WebUI
 
 log = Logger()
 
@@ -17,18 +25,43 @@ class QuietSite(Site):
         pass
 
 
+JSON_SEGMENTS = frozenset({b"api", b"slaveapi", b"metrics"})
+
+
+class SiteRoot(Resource):
+    """Sends each request to the JSON app or the pages, by the first segment of its path.
+
+    Both apps are klein resources, which route on the whole remaining path themselves: the
+    root only picks one and lets it render (nothing of the path is consumed here).
+    """
+
+    isLeaf = True
+
+    def __init__(self, json_app, pages):
+        super().__init__()
+        self.json_app = json_app
+        self.pages = pages
+
+    def render(self, request):
+        first = request.postpath[0] if request.postpath else b""
+        return (self.json_app if first in JSON_SEGMENTS else self.pages).render(request)
+
+
 class WWWService(service.Service):
-    """Serves the JSON API on the configured web port."""
+    """Serves the JSON API and the HTML pages on the configured web port."""
 
     name = "www"
 
     def __init__(self, master):
         self.master = master
         self.port = None
+        # Login sessions live as long as the process: a web port change keeps them.
+        self.sessions = SessionStore(master.reactor)
 
     def make_site(self) -> Site:
         """The twisted.web Site with every resource of the master."""
-        site = QuietSite(JSONAPI(self.master).resource())
+        root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master, self.sessions).resource())
+        site = QuietSite(root)
         site.displayTracebacks = False
         return site
 

@@ -1,0 +1,565 @@
+"""``WebUI``: the master's HTML pages, as a table of routes (documented in docs/ui.md)::
+
+    GET  /                                            overview: builders, queue, slaves
+    GET  /builders/<name>?page=N                      builds (paged), queue, force form
+    POST /builders/<name>/force                       scope builds:force:<builder>
+    POST /buildrequests/<id>/cancel                   scope builds:cancel:<builder>
+    GET  /builds/<id>                                 steps, durations, log tails
+    POST /builds/<id>/stop                            scope builds:stop:<builder>
+    GET  /builds/<id>/events                          Server-Sent Events of a running build
+    GET  /builds/<id>/steps/<n>/logs/<slug>           one log (the tail, earlier lines on demand)
+    GET  /builds/<id>/steps/<n>/logs/<slug>/raw       the whole log as a text download
+    GET  /builds/<id>/steps/<n>/logs/<slug>/lines     ?first=&last= a range of lines (text)
+    GET  /slaves/<name>                               info, builds, connections, actions
+    POST /slaves/<name>/actions/<action>              scope slaveapi:<action>:<slave>
+    GET  /login, POST /login, POST /logout
+    GET  /static/<file>
+
+Pages are jinja2 templates with autoescaping; errors render as HTML pages with the right
+status, made in one place (``PageError`` and the handlers below).  Every POST needs a
+logged-in user holding the scope, the session's CSRF token in the form, and (when the
+browser sends one) an Origin or Referer of this very site.
+"""
+
+import base64
+import os
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.static import File
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from buildfarm.common.version import VERSION
+from buildfarm.master.auth import Account, Unauthenticated
+from buildfarm.master.schedulers.forcesched import ForceParameterError
+from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
+from buildfarm.master.slaveapi.actions.base import BadArgument
+from buildfarm.master.slaveapi.resources import action_scope
+from buildfarm.master.slaveapi.results import STATE_NAMES
+from buildfarm.master.www.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
+from buildfarm.master.www.ui import forceform
+from buildfarm.master.www.ui.format import FILTERS
+from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
+
+log = Logger()
+
+WWW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATES_DIR = os.path.join(WWW_DIR, "templates")
+STATIC_DIR = os.path.join(WWW_DIR, "static")
+BUILDS_PAGE_SIZE = 25
+RECENT_ON_SLAVE_PAGE = 20
+TAIL_LINES = 500
+MAX_RANGE_LINES = 10_000
+DOWNLOAD_BATCH_LINES = 20_000
+MAX_FORM_BYTES = 64 * 1024
+SLAVE_PAGE_ACTIONS = ("buildslave_uptime", "shutdown_buildslave", "reboot", "disable", "enable")
+# What the slave page does not show of getSlaveInfo: the environment may hold secrets.
+HIDDEN_INFO_KEYS = frozenset({"environ"})
+CSRF_FIELD = "csrf_token"
+SECURITY_HEADERS = {
+    b"content-security-policy": b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    b"x-content-type-options": b"nosniff",
+    b"referrer-policy": b"same-origin",
+    b"x-frame-options": b"DENY",
+}
+
+
+class PageError(Exception):
+    """An error answered as an HTML page with an HTTP status."""
+
+    def __init__(self, status: int, message: str, title: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.title = title
+
+
+@dataclass
+class Viewer:
+    """Who is looking at a page: an account and its session, or anonymous (both None)."""
+
+    account: Account | None = None
+    csrf_token: str = ""
+
+    @property
+    def name(self) -> str | None:
+        return self.account.name if self.account else None
+
+    def may(self, scope: str) -> bool:
+        return self.account is not None and self.account.has_scope(scope)
+
+
+class StaticFiles(File):
+    """The stylesheet and scripts; no directory listings."""
+
+    def directoryListing(self):  # noqa: N802 - twisted's name
+        from twisted.web.resource import NoResource
+
+        return NoResource()
+
+
+class WebUI:
+    """The HTML pages of one master."""
+
+    app = Klein()
+
+    def __init__(self, master, sessions: SessionStore | None = None):
+        self.master = master
+        self.sessions = sessions or SessionStore(master.reactor)
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
+            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.templates.filters.update(FILTERS)
+        self.templates.globals.update(version=VERSION, log_url=log_url)
+
+    def resource(self):
+        """The twisted.web resource serving the pages."""
+        return self.app.resource()
+
+    @property
+    def db(self):
+        return self.master.db
+
+    def now(self) -> float:
+        return self.master.reactor.seconds()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def render(self, request, template: str, code: int = 200, **context) -> bytes:
+        """A page from ``template`` with the viewer and site in its context."""
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        context.setdefault("viewer", self.viewer(request))
+        context.setdefault("title", self.master.config.title)
+        context.setdefault("site_title", self.master.config.title)
+        context.setdefault("now", self.now())
+        context.setdefault("here", request.uri.decode("utf-8", "replace"))
+        return self.templates.get_template(template).render(**context).encode("utf-8")
+
+    @app.handle_errors(PageError)
+    def _page_error(self, request, failure):
+        error = failure.value
+        return self.render(request, "error.html", error.status, title=error.title or "Error",
+                           status=error.status, message=error.message)
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request, failure):
+        return self.render(request, "error.html", 404, title="Not found", status=404,
+                           message=f"There is no page at {request.path.decode('utf-8', 'replace')}.")
+
+    @app.handle_errors(MethodNotAllowed)
+    def _bad_method(self, request, failure):
+        return self.render(request, "error.html", 405, title="Method not allowed", status=405,
+                           message=f"{request.method.decode()} is not allowed here.")
+
+    @app.handle_errors(Exception)
+    def _internal_error(self, request, failure):
+        log.failure("page {path} failed", failure, path=request.path)
+        return self.render(request, "error.html", 500, title="Internal error", status=500,
+                           message="Something went wrong; the master's twistd.log says what.")
+
+    def viewer(self, request) -> Viewer:
+        """The logged-in user of this request (their account as configured now), or anonymous."""
+        cached = getattr(request, "_buildfarm_viewer", None)
+        if cached is not None:
+            return cached
+        viewer = Viewer()
+        session = self.sessions.get(_cookie(request))
+        if session is not None:
+            account = self.master.slaveapi.authenticator.accounts.get(session.user)
+            if account is None:
+                self.sessions.drop_user(session.user)
+            else:
+                viewer = Viewer(account, session.csrf_token)
+        request._buildfarm_viewer = viewer
+        return viewer
+
+    def require_read(self, request) -> None:
+        """Anonymous reading may be switched off: then pages need a login."""
+        if self.viewer(request).account is None and not self.anonymous_may_read():
+            raise PageError(401, "Log in to see this page.", "Login required")
+
+    def anonymous_may_read(self) -> bool:
+        return bool(getattr(self.master.config, "www_allow_anonymous_read", True))
+
+    def authorize(self, request, scope: str) -> Account:
+        """The acting user, if logged in, holding ``scope``, with a valid CSRF token and a
+        same-site Origin; a 403 page otherwise."""
+        check_same_origin(request)
+        session = self.sessions.get(_cookie(request))
+        viewer = self.viewer(request)
+        if session is None or viewer.account is None:
+            raise PageError(403, "Log in to do this: anonymous users may look, not act.", "Forbidden")
+        if not session.csrf_matches(_form_value(request, CSRF_FIELD)):
+            raise PageError(403, "This form is stale or came from another site (bad CSRF token); "
+                                 "reload the page and try again.", "Forbidden")
+        if not viewer.account.has_scope(scope):
+            raise PageError(403, f"User {viewer.name!r} lacks the scope {scope!r}.", "Forbidden")
+        return viewer.account
+
+    # -- overview ---------------------------------------------------------------------------
+
+    @app.route("/", methods=["GET"])
+    async def overview(self, request):
+        self.require_read(request)
+        running = await self.db.builds.get_all(complete=False)
+        builders = []
+        for name, builder in sorted(self.master.botmaster.builders.items()):
+            last = await self.db.builds.get_all(builderid=builder.builderid, complete=True, limit=1)
+            builders.append({"name": name, "last": last[0] if last else None,
+                             "running": [b for b in running if b["builderid"] == builder.builderid]})
+        return self.render(request, "overview.html", builders=builders,
+                           pending=await self.pending_requests(), slaves=await self.slave_summaries())
+
+    async def pending_requests(self, builderid: int | None = None) -> list[dict]:
+        rows = await self.db.buildrequests.get_all(builderid=builderid, complete=False)
+        now = self.now()
+        return [{**row, "age": now - row["submitted_at"]} for row in reversed(rows) if not row["claimed"]]
+
+    async def slave_summaries(self) -> list[dict]:
+        rows = {row["name"]: row for row in await self.db.slaves.get_all()}
+        settings = await self.db.slaveapi.get_all_settings()
+        names = sorted(set(self.master.config.slaves) | set(rows))
+        return [self.slave_summary(name, rows.get(name), settings.get(name)) for name in names]
+
+    def slave_summary(self, name: str, row: dict | None, settings: dict | None) -> dict:
+        live = self.master.botmaster.slaves.get(name)
+        attached = live is not None and live.attached
+        busy = self.master.botmaster.builds_running_on(live) if attached else 0
+        enabled = settings is None or settings["enabled"]
+        if not enabled:
+            state = "disabled"
+        elif attached:
+            state = "busy" if busy else "idle"
+        elif row is not None and row["last_connected_at"] is not None:
+            state = "lost"
+        else:
+            state = "never seen"
+        last_seen = getattr(live, "last_seen", None) if attached else (row or {}).get("last_disconnected_at")
+        return {"name": name, "state": state, "attached": attached, "running": busy, "enabled": enabled,
+                "last_seen": last_seen, "configured": name in self.master.config.slaves,
+                "disabled_reason": (settings or {}).get("disabled_reason")}
+
+    # -- builders ---------------------------------------------------------------------------
+
+    @app.route("/builders/<string:name>", methods=["GET"])
+    async def builder(self, request, name):
+        self.require_read(request)
+        return await self.builder_page(request, name)
+
+    async def builder_page(self, request, name: str, status: int = 200, values: dict | None = None,
+                           errors: dict | None = None) -> bytes:
+        builder = self.master.botmaster.builders.get(name)
+        if builder is None:
+            raise PageError(404, f"There is no builder named {name!r}.", "Not found")
+        page = _int_query(request, "page", 1, 1)
+        rows = await self.db.builds.get_all(builderid=builder.builderid, limit=BUILDS_PAGE_SIZE + 1,
+                                            offset=(page - 1) * BUILDS_PAGE_SIZE)
+        try:
+            scheduler = self.master.scheduler.force_scheduler_for(name)
+        except (NotForceable, UnknownBuilder):
+            scheduler = None
+        form = None
+        if scheduler is not None:
+            form = {"fields": forceform.form_fields(scheduler, values),
+                    "reason": (values or {}).get("reason", scheduler.default_reason),
+                    "free_rows": [] if scheduler.parameters else list(range(forceform.FREE_PROPERTY_ROWS)),
+                    "free_values": values or {},
+                    "button": scheduler.buttonName or "Force build"}
+        forced = _int_query(request, "forced", None, 1)
+        return self.render(
+            request, "builder.html", status, title=f"Builder {name}", builder=builder,
+            builds=rows[:BUILDS_PAGE_SIZE], page=page, has_next=len(rows) > BUILDS_PAGE_SIZE,
+            pending=await self.pending_requests(builder.builderid), form=form, errors=errors or {},
+            forced=forced)
+
+    @app.route("/builders/<string:name>/force", methods=["POST"])
+    async def force(self, request, name):
+        if name not in self.master.botmaster.builders:
+            raise PageError(404, f"There is no builder named {name!r}.", "Not found")
+        account = self.authorize(request, f"builds:force:{name}")
+        try:
+            scheduler = self.master.scheduler.force_scheduler_for(name)
+        except NotForceable as e:
+            raise PageError(400, str(e), "Cannot force") from None
+        form = _form(request)
+        reason, properties = forceform.submitted_values(scheduler, form)
+        try:
+            brid = await self.master.scheduler.force(name, reason, properties, account.name)
+        except ForceParameterError as e:
+            values = {key: (vals if len(vals) > 1 else vals[-1]) for key, vals in form.items()}
+            return await self.builder_page(request, name, 400, values, {e.field: e.message})
+        return _redirect(request, f"/builders/{quote(name)}?forced={brid}")
+
+    @app.route("/buildrequests/<int:brid>/cancel", methods=["POST"])
+    async def cancel_request(self, request, brid):
+        row = await self.db.buildrequests.get(brid)
+        if row is None:
+            raise PageError(404, f"There is no build request {brid}.", "Not found")
+        self.authorize(request, f"builds:cancel:{row['buildername']}")
+        if not await self.db.buildrequests.cancel(brid, self.now()):
+            raise PageError(409, f"Build request {brid} is already running or finished: stop its build.",
+                            "Too late")
+        self.master.botmaster.tell_schedulers(await self.db.buildrequests.get(brid))
+        return _redirect(request, f"/builders/{quote(row['buildername'])}")
+
+    # -- builds -----------------------------------------------------------------------------
+
+    async def get_build(self, buildid: int) -> dict:
+        build = await self.db.builds.get(buildid)
+        if build is None:
+            raise PageError(404, f"There is no build {buildid}.", "Not found")
+        return build
+
+    @app.route("/builds/<int:buildid>", methods=["GET"])
+    async def build(self, request, buildid):
+        self.require_read(request)
+        build = await self.get_build(buildid)
+        now = self.now()
+        steps = []
+        for step in await self.db.steps.get_all(buildid):
+            logs = [await self.log_tail(entry) for entry in await self.db.logs.get_all(step["stepid"])]
+            steps.append({**step, **step_event(step, now), "logs": logs})
+        positions = ",".join(f"{lg['logid']}:{lg['next_line']}" for s in steps for lg in s["logs"])
+        end = build["complete_at"] if build["complete"] else now
+        return self.render(
+            request, "build.html", title=f"{build['buildername']} #{build['number']}", build=build,
+            steps=steps, positions=positions, duration=end - build["started_at"],
+            running_here=self.master.botmaster.running_build(buildid) is not None,
+            properties=sorted((build["properties"] or {}).items()))
+
+    async def log_tail(self, entry: dict) -> dict:
+        """A log as the build page shows it: its last ``TAIL_LINES`` lines, and where the
+        live stream continues (``next_line``)."""
+        # Lines 0 .. num_lines-1 are complete; a complete log may end with a partial line.
+        end = entry["num_lines"] + 1 if entry["complete"] else entry["num_lines"]
+        first = max(0, end - TAIL_LINES)
+        text = await self.db.logs.get_text_range(entry["logid"], first, end - 1) if end > first else ""
+        return {**entry, "text": text, "first_line": first, "next_line": end}
+
+    @app.route("/builds/<int:buildid>/stop", methods=["POST"])
+    async def stop(self, request, buildid):
+        build = await self.get_build(buildid)
+        account = self.authorize(request, f"builds:stop:{build['buildername']}")
+        running = self.master.botmaster.running_build(buildid)
+        if running is None:
+            raise PageError(409, f"Build {buildid} is not running on this master.", "Not running")
+        running.stop(f"stopped by {account.name} from the web UI")
+        return _redirect(request, f"/builds/{buildid}")
+
+    @app.route("/builds/<int:buildid>/events", methods=["GET"])
+    async def events(self, request, buildid):
+        self.require_read(request)
+        await self.get_build(buildid)
+        resume = request.getHeader(b"last-event-id")
+        positions = parse_positions(resume or _query(request, "logs"))
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-accel-buffering", b"no")
+        request.write(b"retry: 2000\n\n")
+        await BuildEventStream(self.db, self.master.reactor, buildid, positions).run(request.write)
+        return b""
+
+    async def get_log(self, buildid: int, number: int, slug: str) -> tuple[dict, dict]:
+        build = await self.get_build(buildid)
+        step = await self.db.steps.get(buildid, number)
+        if step is None:
+            raise PageError(404, f"Build {buildid} has no step {number}.", "Not found")
+        entry = await self.db.logs.get_by_slug(step["stepid"], slug)
+        if entry is None:
+            raise PageError(404, f"Step {number} of build {buildid} has no log {slug!r}.", "Not found")
+        return build, {**step, "log": entry}
+
+    @app.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>", methods=["GET"])
+    async def log_page(self, request, buildid, number, slug):
+        self.require_read(request)
+        build, step = await self.get_log(buildid, number, slug)
+        return self.render(request, "log.html", title=f"{step['log']['name']} of {build['buildername']} "
+                           f"#{build['number']}", build=build, step=step, log=await self.log_tail(step["log"]))
+
+    @app.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>/lines", methods=["GET"])
+    async def log_lines(self, request, buildid, number, slug):
+        self.require_read(request)
+        _, step = await self.get_log(buildid, number, slug)
+        first = _int_query(request, "first", 0, 0)
+        last = _int_query(request, "last", first + MAX_RANGE_LINES - 1, 0)
+        if last < first or last - first >= MAX_RANGE_LINES:
+            raise PageError(400, f"last must be between first and first + {MAX_RANGE_LINES - 1}.",
+                            "Bad range")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return (await self.db.logs.get_text_range(step["log"]["logid"], first, last)).encode("utf-8")
+
+    @app.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>/raw", methods=["GET"])
+    async def log_download(self, request, buildid, number, slug):
+        """The whole log, read and sent in batches of lines (a huge log is never whole in memory)."""
+        self.require_read(request)
+        build, step = await self.get_log(buildid, number, slug)
+        entry = step["log"]
+        filename = f"{build['buildername']}-{build['number']}-{number}-{slug}.txt"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"content-disposition", f'attachment; filename="{safe}"'.encode())
+        for first in range(0, entry["num_lines"] + 1, DOWNLOAD_BATCH_LINES):
+            text = await self.db.logs.get_text_range(entry["logid"], first, first + DOWNLOAD_BATCH_LINES - 1)
+            request.write(text.encode("utf-8"))
+        return b""
+
+    # -- slaves -----------------------------------------------------------------------------
+
+    @app.route("/slaves/<string:name>", methods=["GET"])
+    async def slave(self, request, name):
+        self.require_read(request)
+        row = await self.known_slave(name)
+        settings = await self.db.slaveapi.get_settings(name)
+        live = self.master.botmaster.slaves.get(name)
+        info = live.info if live is not None else (row or {}).get("info") or {}
+        builds = await self.db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_ON_SLAVE_PAGE) if row else []
+        results = await self.master.slaveapi.results(name)
+        viewer = self.viewer(request)
+        actions = [{"name": action, "allowed": viewer.may(action_scope(action, name)),
+                    "scope": action_scope(action, name),
+                    "description": self.master.slaveapi.action(action).description}
+                   for action in SLAVE_PAGE_ACTIONS if self.master.slaveapi.action(action) is not None]
+        return self.render(
+            request, "slave.html", title=f"Slave {name}", name=name, row=row or {}, settings=settings,
+            summary=self.slave_summary(name, row, settings), live=live,
+            info=sorted((k, v) for k, v in info.items() if k not in HIDDEN_INFO_KEYS),
+            version=live.version if live is not None else (row or {}).get("version"),
+            commands=sorted(getattr(live, "commands", {}).items()) if live is not None else [],
+            builds=builds, results=list(reversed(results))[:RECENT_ON_SLAVE_PAGE],
+            state_names=STATE_NAMES, actions=actions,
+            audit=await self.db.slaveapi.get_audit(name, limit=RECENT_ON_SLAVE_PAGE),
+            requested=_int_query(request, "requested", None, 1))
+
+    async def known_slave(self, name: str) -> dict | None:
+        row = await self.db.slaves.get(name)
+        if row is None and name not in self.master.config.slaves and \
+                name not in self.master.slaveapi.settings.slaves:
+            raise PageError(404, f"There is no slave named {name!r}.", "Not found")
+        return row
+
+    @app.route("/slaves/<string:name>/actions/<string:action>", methods=["POST"])
+    async def slave_action(self, request, name, action):
+        await self.known_slave(name)
+        chosen = self.master.slaveapi.action(action)
+        if chosen is None:
+            raise PageError(404, f"There is no action named {action!r}.", "Not found")
+        account = self.authorize(request, action_scope(chosen.name, name))
+        given = {key: values[-1] for key, values in _form(request).items()
+                 if key != CSRF_FIELD and values[-1] != ""}
+        try:
+            args = chosen.parse_args(given)
+        except BadArgument as e:
+            raise PageError(400, str(e), "Bad argument") from None
+        result = await self.master.slaveapi.submit(name, chosen, args, account.name, _peer(request))
+        return _redirect(request, f"/slaves/{quote(name)}?requested={result.requestid}")
+
+    # -- login ------------------------------------------------------------------------------
+
+    @app.route("/login", methods=["GET"])
+    def login_form(self, request):
+        return self.render(request, "login.html", title="Log in", error=None, username="",
+                           next=_local_path(_query(request, "next")))
+
+    @app.route("/login", methods=["POST"])
+    async def login(self, request):
+        check_same_origin(request)
+        username = _form_value(request, "username") or ""
+        password = _form_value(request, "password") or ""
+        target = _local_path(_form_value(request, "next"))
+        credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+        try:
+            account = await self.master.slaveapi.authenticator.authenticate(f"Basic {credentials}".encode())
+        except Unauthenticated:
+            log.info("web UI: failed login for {user} from {peer}", user=username, peer=_peer(request))
+            return self.render(request, "login.html", 401, title="Log in", error="Wrong user name or password.",
+                               username=username, next=target, viewer=Viewer())
+        self.sessions.drop(_cookie(request))
+        session = self.sessions.create(account.name)
+        request.responseHeaders.addRawHeader(b"set-cookie", session_cookie(session.sid, request.isSecure()))
+        log.info("web UI: {user} logged in from {peer}", user=account.name, peer=_peer(request))
+        return _redirect(request, target)
+
+    @app.route("/logout", methods=["POST"])
+    def logout(self, request):
+        check_same_origin(request)
+        session = self.sessions.get(_cookie(request))
+        if session is not None and session.csrf_matches(_form_value(request, CSRF_FIELD)):
+            self.sessions.drop(session.sid)
+        request.responseHeaders.addRawHeader(b"set-cookie", clearing_cookie())
+        return _redirect(request, "/")
+
+    @app.route("/static/", branch=True)
+    def static(self, request):
+        return StaticFiles(STATIC_DIR)
+
+
+# -- request helpers ---------------------------------------------------------------------
+
+def check_same_origin(request) -> None:
+    """Refuse a POST whose Origin (or, lacking one, Referer) is another site than ours."""
+    host = request.getHeader(b"host")
+    origin = request.getHeader(b"origin")
+    source = origin if origin is not None else request.getHeader(b"referer")
+    if source is None:
+        return  # no header to judge (not a browser): the CSRF token still has to match
+    netloc = urlsplit(source.decode("latin-1")).netloc
+    if host is None or source == b"null" or netloc != host.decode("latin-1"):
+        raise PageError(403, "This form was posted from another site; refused (cross-site request "
+                             "forgery protection).", "Forbidden")
+
+
+def _cookie(request) -> str | None:
+    value = request.getCookie(COOKIE_NAME)
+    return value.decode("ascii", "replace") if value else None
+
+
+def _form(request) -> dict[str, list[str]]:
+    if request.content is not None:
+        request.content.seek(0, os.SEEK_END)
+        if request.content.tell() > MAX_FORM_BYTES:
+            raise PageError(413, f"The form is over {MAX_FORM_BYTES} bytes.", "Too large")
+    return {key.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in values]
+            for key, values in request.args.items()}
+
+
+def _form_value(request, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    return values[-1].decode("utf-8", "replace") if values else None
+
+
+_query = _form_value
+
+
+def _int_query(request, name: str, default: int | None, minimum: int) -> int | None:
+    value = _query(request, name)
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or int(value) < minimum:
+        raise PageError(400, f"{name} must be an integer >= {minimum}, not {value!r}.", "Bad request")
+    return int(value)
+
+
+def _local_path(target: str | None) -> str:
+    """``target`` if it is a path of this site (no open redirects), else ``/``."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _redirect(request, location: str) -> bytes:
+    request.setResponseCode(303)
+    request.setHeader(b"location", location.encode("utf-8"))
+    return b""
+
+
+def _peer(request) -> str:
+    return getattr(request.getClientAddress(), "host", None) or "?"
