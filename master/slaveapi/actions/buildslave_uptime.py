@@ -1,14 +1,18 @@
-"""``buildslave_uptime``: the slave machine's uptime, through the master's PB connection.
+"""``buildslave_uptime``: the slave machine's uptime in seconds, ``{"uptime": seconds}``.
 
-Runs ``cat /proc/uptime`` as a real ``shell`` remote command on one of the slave's
-SlaveBuilders (an idle one first; a busy one refuses a second command, so the next is
-tried) and answers ``{"uptime": seconds}``.
+Over ssh when the slave's inventory has it (the ssh channel's ``UPTIME``: ``/proc/uptime`` or
+``uptime`` on Unix, ``net statistics server`` on Windows).  Otherwise, or when ssh fails and
+the slave is attached, through the master's PB connection: ``cat /proc/uptime`` as a real
+``shell`` remote command on one of the slave's SlaveBuilders (an idle one first; a busy one
+refuses a second command, so the next is tried).
 """
 
 from twisted.internet import defer
 
 from buildfarm.master.pb.remotecommand import RemoteCommand
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
+from buildfarm.master.slaveapi.actions.shutdown_buildslave import ssh_channel
+from buildfarm.master.slaveapi.channels.interfaces import UPTIME, ChannelError
 
 UPTIME_COMMAND = ["cat", "/proc/uptime"]
 INTERRUPT_DEADLINE_S = 5.0
@@ -81,13 +85,31 @@ def _builder_refs_idle_first(ctx: ActionContext, slave) -> list[tuple[str, objec
 class BuildslaveUptime(Action):
     name = "buildslave_uptime"
     aliases = ("get_uptime",)
-    description = "the machine's uptime in seconds (cat /proc/uptime through the master)"
+    description = "the machine's uptime in seconds (over ssh, else cat /proc/uptime through the master)"
 
     async def run(self, ctx: ActionContext) -> dict:
-        stdout = await run_on_slave(ctx, UPTIME_COMMAND)
-        try:
-            uptime = int(float(stdout.split()[0]))
-        except (IndexError, ValueError):
-            raise ActionFailed(f"cannot read an uptime from {stdout[:100]!r}") from None
+        uptime = await uptime_by_ssh(ctx)
+        if uptime is None:
+            stdout = await run_on_slave(ctx, UPTIME_COMMAND)
+            try:
+                uptime = int(float(stdout.split()[0]))
+            except (IndexError, ValueError):
+                raise ActionFailed(f"cannot read an uptime from {stdout[:100]!r}") from None
         ctx.say(f"{ctx.slave} has been up for {uptime} s")
         return {"uptime": uptime}
+
+
+async def uptime_by_ssh(ctx: ActionContext) -> int | None:
+    """The uptime over ssh; None when the slave has no ssh, or it failed and the master can
+    ask instead (said in the story); ``ActionFailed`` when ssh failed and nothing else can."""
+    channel = ssh_channel(ctx, UPTIME)
+    if channel is None:
+        return None
+    try:
+        return int(await channel.perform(UPTIME, ctx.location, ctx.say, ctx.clock,
+                                          ctx.settings.command_timeout))
+    except ChannelError as e:
+        if ctx.attached_slave() is None:
+            raise ActionFailed(f"the uptime of {ctx.slave} over ssh failed: {e}") from None
+        ctx.say(f"the uptime over ssh failed ({e}); asking through the master instead")
+        return None
