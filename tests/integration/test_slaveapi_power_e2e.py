@@ -5,10 +5,11 @@ the slave), driven through the HTTP API as an on-call engineer does."""
 import re
 
 import pytest
+from integration.test_slaveapi_e2e import SlaveAPIClient
+
 from fixtures.daemons import free_port, wait_for
 from fixtures.ipmi import IpmiBMC, free_udp_port
 from fixtures.snmp import SnmpPDU
-from integration.test_slaveapi_e2e import SlaveAPIClient
 
 POWER_CFG = """\
 from buildfarm.master.plugins import schedulers, slaves, steps, util
@@ -107,6 +108,7 @@ def test_pdu_reboot_when_the_slave_has_no_bmc(fleet, power, tmp_path):
     assert "chassis power cycle through the IPMI BMC: skipped (the slave has no bmc channel)" in text
     assert f"PDU 127.0.0.1:{pdu_port} outlet {SLAVE_OUTLET} (AA{SLAVE_OUTLET}): set sPDUOutletCtl to " \
            "immediateReboot (3)" in text
+    assert re.search(rf"\(AA{SLAVE_OUTLET}\): the outlet now reads (on|off)", text), text
     assert "verified: bs1 attached again" in text
     assert PDU_COMMUNITY not in text
     assert pdu.sets() == [(SLAVE_OUTLET, 3)]

@@ -197,33 +197,35 @@ class PDUChannel:
                 f.write(snmp_conf(outlet.community))
             # The conf dir is also net-snmp's persistent directory, so nothing is written elsewhere.
             env = tool_environment(SNMPCONFPATH=confdir, SNMP_PERSISTENT_DIR=confdir)
-            answer = await self._snmp(outlet, env, deadline_s, "snmpset", "i", str(IMMEDIATE_REBOOT))
-            if _integer(answer) != IMMEDIATE_REBOOT:
-                raise ChannelError(f"{outlet}: the PDU answered {one_line(answer)!r} to immediateReboot")
+            try:
+                await self._snmp(outlet, env, deadline_s, "snmpset", "i", str(IMMEDIATE_REBOOT))
+            except ChannelError as e:
+                raise ChannelError(f"{outlet}: {e}") from None
             say(f"{outlet}: set sPDUOutletCtl to immediateReboot ({IMMEDIATE_REBOOT}) over SNMP")
             try:
                 state = await self._snmp(outlet, env, deadline_s, "snmpget")
             except ChannelError as e:
                 say(f"{outlet}: could not read the outlet back: {e}")
             else:
-                value = _integer(state)
-                say(f"{outlet}: the outlet now reads {OUTLET_STATES.get(value, one_line(state))}")
+                say(f"{outlet}: the outlet now reads {OUTLET_STATES.get(state, state)}")
         finally:
             shutil.rmtree(confdir, ignore_errors=True)
         return True
 
-    async def _snmp(self, outlet: PDUOutlet, env: dict, timeout_s: float, tool: str, *value: str) -> str:
+    async def _snmp(self, outlet: PDUOutlet, env: dict, timeout_s: float, tool: str, *value: str) -> int:
+        """The outlet state ``tool`` answers (snmpset echoes what it set); ChannelError otherwise."""
         try:
             result = await self._run(self.runner.clock, snmp_argv(tool, outlet, *value), env, timeout_s)
         except ToolMissing as e:
             raise ChannelError(str(e)) from None
         said = one_line(TOOL_NOISE.sub("", result.err)) or one_line(result.out) or result.message
+        said = hide_secret(said, outlet.community)
         if not result.ok:
-            raise ChannelError(f"{outlet}: {tool} failed: {hide_secret(said, outlet.community)}")
-        if _integer(result.out) is None:
-            raise ChannelError(f"{outlet}: {tool} answered {hide_secret(said, outlet.community)!r}, "
-                               "not an outlet state")
-        return result.out
+            raise ChannelError(f"{tool} failed: {said}")
+        state = _integer(result.out)
+        if state is None or value and str(state) != value[-1]:
+            raise ChannelError(f"{tool} answered {said!r}")
+        return state
 
 
 def _integer(text: str) -> int | None:
