@@ -35,9 +35,10 @@ c['builders'] = [
     util.BuilderConfig(name='escaping', slavenames=['bs1'],
                        factory=shell(['echo', '<script>window.pwned = 1</script><b>bold</b>'])),
     util.BuilderConfig(name='typed', slavenames=['bs1'], factory=shell(['echo', 'typed'])),
+    util.BuilderConfig(name='long', slavenames=['bs1'], factory=shell(['seq', '1', '3000'])),
 ]
 c['schedulers'] = [
-    schedulers.ForceScheduler(name='force', builderNames=['lines', 'sleeper', 'escaping']),
+    schedulers.ForceScheduler(name='force', builderNames=['lines', 'sleeper', 'escaping', 'long']),
     schedulers.ForceScheduler(name='typed', builderNames=['typed'], properties=[
         util.StringParameter(name='branch', label='Branch', regex=r'[a-z]+$', required=True),
         util.IntParameter(name='jobs', label='Jobs', default=2),

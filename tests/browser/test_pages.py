@@ -165,3 +165,23 @@ def test_script_in_a_property_or_a_log_line_renders_as_text(farm, page):
     assert page.locator("pre.logtext b, pre.logtext script").count() == 0
     assert hostile in page.locator("#properties").inner_text()
     assert page.locator("#properties img").count() == 0
+
+
+def test_a_long_log_shows_its_tail_loads_earlier_lines_on_demand_and_downloads_whole(farm, page):
+    buildid = farm.wait_request_complete(farm.force("long"))["buildids"][0]
+    page.goto(f"{farm.url}/builds/{buildid}")
+    log = page.locator("details.log").first
+    shown = log.locator("pre.logtext").inner_text()
+    assert "\n3000\n" in shown and "\n2000\n" not in shown
+    button = log.locator("button.earlier")
+    before = int(button.get_attribute("data-first"))
+    button.click()
+    page.wait_for_function(f"document.querySelector('button.earlier') === null || "
+                           f"document.querySelector('button.earlier').dataset.first !== '{before}'")
+    grown = log.locator("pre.logtext").inner_text()
+    assert grown.endswith(shown) and grown.count("\n") - shown.count("\n") == min(500, before)
+    with page.expect_download() as download:
+        log.locator("summary a[download]").click()
+    with open(download.value.path()) as f:
+        whole = f.read()
+    assert all(f"\n{n}\n" in whole for n in (1, 1500, 2999)) and whole.count("\n") > 3000

@@ -29,7 +29,6 @@ from urllib.parse import quote, urlsplit
 import jinja2
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web.static import File
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
@@ -55,6 +54,9 @@ TAIL_LINES = 500
 MAX_RANGE_LINES = 10_000
 DOWNLOAD_BATCH_LINES = 20_000
 MAX_FORM_BYTES = 64 * 1024
+STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
+                ".png": b"image/png", ".svg": b"image/svg+xml"}
+STATIC_MAX_AGE_S = 300
 SLAVE_PAGE_ACTIONS = ("buildslave_uptime", "shutdown_buildslave", "reboot", "disable", "enable")
 # What the slave page does not show of getSlaveInfo: the environment may hold secrets.
 HIDDEN_INFO_KEYS = frozenset({"environ"})
@@ -92,13 +94,16 @@ class Viewer:
         return self.account is not None and self.account.has_scope(scope)
 
 
-class StaticFiles(File):
-    """The stylesheet and scripts; no directory listings."""
-
-    def directoryListing(self):  # noqa: N802 - twisted's name
-        from twisted.web.resource import NoResource
-
-        return NoResource()
+def load_static_files(directory: str = STATIC_DIR) -> dict[str, tuple[bytes, bytes]]:
+    """``{file name: (content type, content)}`` of the stylesheet and scripts, read once at
+    start-up (a few kilobytes) so that serving them never touches the disk."""
+    files = {}
+    for name in sorted(os.listdir(directory)):
+        content_type = STATIC_TYPES.get(os.path.splitext(name)[1])
+        if content_type is not None:
+            with open(os.path.join(directory, name), "rb") as f:
+                files[name] = (content_type, f.read())
+    return files
 
 
 class WebUI:
@@ -114,6 +119,7 @@ class WebUI:
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.templates.filters.update(FILTERS)
         self.templates.globals.update(version=VERSION, log_url=log_url)
+        self.static_files = load_static_files()
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -380,8 +386,9 @@ class WebUI:
     async def log_page(self, request, buildid, number, slug):
         self.require_read(request)
         build, step = await self.get_log(buildid, number, slug)
-        return self.render(request, "log.html", title=f"{step['log']['name']} of {build['buildername']} "
-                           f"#{build['number']}", build=build, step=step, log=await self.log_tail(step["log"]))
+        title = f"{step['log']['name']} of {build['buildername']} #{build['number']}"
+        return self.render(request, "log.html", title=title, build=build, step=step,
+                           log=await self.log_tail(step["log"]))
 
     @app.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>/lines", methods=["GET"])
     async def log_lines(self, request, buildid, number, slug):
@@ -421,7 +428,9 @@ class WebUI:
         settings = await self.db.slaveapi.get_settings(name)
         live = self.master.botmaster.slaves.get(name)
         info = live.info if live is not None else (row or {}).get("info") or {}
-        builds = await self.db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_ON_SLAVE_PAGE) if row else []
+        builds = []
+        if row is not None:
+            builds = await self.db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_ON_SLAVE_PAGE)
         results = await self.master.slaveapi.results(name)
         viewer = self.viewer(request)
         actions = [{"name": action, "allowed": viewer.may(action_scope(action, name)),
@@ -480,8 +489,8 @@ class WebUI:
             account = await self.master.slaveapi.authenticator.authenticate(f"Basic {credentials}".encode())
         except Unauthenticated:
             log.info("web UI: failed login for {user} from {peer}", user=username, peer=_peer(request))
-            return self.render(request, "login.html", 401, title="Log in", error="Wrong user name or password.",
-                               username=username, next=target, viewer=Viewer())
+            return self.render(request, "login.html", 401, title="Log in", username=username, next=target,
+                               error="Wrong user name or password.", viewer=Viewer())
         self.sessions.drop(_cookie(request))
         session = self.sessions.create(account.name)
         request.responseHeaders.addRawHeader(b"set-cookie", session_cookie(session.sid, request.isSecure()))
@@ -497,9 +506,15 @@ class WebUI:
         request.responseHeaders.addRawHeader(b"set-cookie", clearing_cookie())
         return _redirect(request, "/")
 
-    @app.route("/static/", branch=True)
-    def static(self, request):
-        return StaticFiles(STATIC_DIR)
+    @app.route("/static/<string:name>", methods=["GET"])
+    def static(self, request, name):
+        if name not in self.static_files:
+            raise PageError(404, f"There is no static file {name!r}.", "Not found")
+        content_type, content = self.static_files[name]
+        request.setHeader(b"content-type", content_type)
+        request.setHeader(b"cache-control", f"max-age={STATIC_MAX_AGE_S}".encode())
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return content
 
 
 # -- request helpers ---------------------------------------------------------------------

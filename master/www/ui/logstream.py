@@ -127,7 +127,8 @@ class BuildEventStream:
     def _step_changed(self, number: int, shown: dict) -> bool:
         # A running step's duration ticks by itself: it alone is no reason for an event.
         running = shown["result_label"] == "running"
-        key = (shown["name"], shown["state_string"], shown["result_label"], None if running else shown["duration"])
+        key = (shown["name"], shown["state_string"], shown["result_label"],
+               None if running else shown["duration"])
         if self._steps_sent.get(number) == key:
             return False
         self._steps_sent[number] = key
