@@ -219,6 +219,15 @@ class BuildfarmSystem(System):
     def _get(self, path: str) -> dict:
         return self.master.get("/api/v1" + path)
 
+    def _get_every(self, path: str, key: str) -> list:
+        """Every item of a paged list, following ``meta.next`` (pages hold 1000 at most)."""
+        page = self._get(path + ("&" if "?" in path else "?") + "limit=1000")
+        items = page[key]
+        while page["meta"]["next"]:
+            page = self.master.get(page["meta"]["next"])
+            items += page[key]
+        return items
+
     def force(self, builder):
         return self.master.force(builder)
 
@@ -243,11 +252,11 @@ class BuildfarmSystem(System):
         return bool(self._get(f"/buildrequests?builder={builder}&complete=false&limit=1")["buildrequests"])
 
     def outcomes(self, builder):
-        requests = self._get(f"/buildrequests?builder={builder}")["buildrequests"]
+        requests = self._get_every(f"/buildrequests?builder={builder}", "buildrequests")
         return collections.Counter(r["result"] if r["complete"] else "incomplete" for r in requests)
 
     def attached(self):
-        return sum(bool(s["connected"]) for s in self._get("/slaves")["slaves"])
+        return sum(bool(s["connected"]) for s in self._get_every("/slaves", "slaves"))
 
 
 class BuildbotSystem(System):
