@@ -89,13 +89,15 @@ class BuildslaveUptime(Action):
 
     async def run(self, ctx: ActionContext) -> dict:
         uptime = await uptime_by_ssh(ctx)
+        how = "read over ssh"
         if uptime is None:
+            how = "read through the master"
             stdout = await run_on_slave(ctx, UPTIME_COMMAND)
             try:
                 uptime = int(float(stdout.split()[0]))
             except (IndexError, ValueError):
                 raise ActionFailed(f"cannot read an uptime from {stdout[:100]!r}") from None
-        ctx.say(f"{ctx.slave} has been up for {uptime} s")
+        ctx.say(f"{ctx.slave} has been up for {uptime} s ({how})")
         return {"uptime": uptime}
 
 
