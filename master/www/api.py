@@ -11,6 +11,7 @@ import hmac
 import json
 
 from klein import Klein
+from twisted.internet import defer
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -63,6 +64,30 @@ class APIError(Exception):
         self.field = field
 
 
+class FlowControl:
+    """A streaming producer for a response written in pieces: the transport pauses it while
+    the client's buffer is full, and ``wait_until_wanted`` waits for the resume."""
+
+    def __init__(self) -> None:
+        self._resumed: defer.Deferred | None = None
+
+    def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer
+        if self._resumed is None:
+            self._resumed = defer.Deferred()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.callback(None)
+
+    def stopProducing(self) -> None:  # noqa: N802 - the client went away: stop waiting
+        self.resumeProducing()
+
+    async def wait_until_wanted(self) -> None:
+        if self._resumed is not None:
+            await self._resumed
+
+
 class JSONAPI:
     """The master's JSON API."""
 
@@ -111,7 +136,8 @@ class JSONAPI:
     def _json(request, value, status: int = 200) -> bytes:
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"application/json")
-        return json.dumps(value).encode()
+        # default=str: a configured value JSON cannot carry (a force default) shows as text
+        return json.dumps(value, default=str).encode()
 
     @staticmethod
     def _args(request) -> dict[str, str]:
@@ -403,18 +429,26 @@ class JSONAPI:
         return await self._send_whole_log(request, await self._log(logid), attachment=True)
 
     async def _send_whole_log(self, request, entry: dict, attachment: bool) -> bytes:
-        """Write the log in batches of lines, so a huge log never sits whole in memory."""
+        """Write the log in batches of lines, each once the client took the previous one, so
+        a huge log never sits whole in memory (a client that goes away cancels this)."""
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         if attachment:
             filename = f"log-{entry['logid']}-{entry['slug']}.txt"
             request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
-        first, end = 0, entry["num_lines"]  # the line after the last counted one may be unfinished
-        while first <= end:
-            last = min(first + DOWNLOAD_BATCH_LINES - 1, end)
-            text = await self.master.db.logs.get_text_range(entry["logid"], first, last)
-            if text:
-                request.write(text.encode("utf-8"))
-            first = last + 1
+        flow = FlowControl()
+        request.registerProducer(flow, True)
+        try:
+            first, end = 0, entry["num_lines"]  # the line after the last counted one may be unfinished
+            while first <= end:
+                last = min(first + DOWNLOAD_BATCH_LINES - 1, end)
+                text = await self.master.db.logs.get_text_range(entry["logid"], first, last)
+                if text:
+                    request.write(text.encode("utf-8"))
+                    await flow.wait_until_wanted()
+                first = last + 1
+        finally:
+            if request.channel is not None:  # None once the client went away
+                request.unregisterProducer()
         return b""
 
     # -- slaves ----------------------------------------------------------------------------

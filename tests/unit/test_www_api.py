@@ -6,14 +6,14 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
-from twisted.internet import task
+from twisted.internet import defer, task
 
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.schedulers.forceparams import ChoiceStringParameter, IntParameter, StringParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.www import metrics as metrics_hooks
-from buildfarm.master.www.api import JSONAPI
+from buildfarm.master.www.api import JSONAPI, FlowControl
 from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.master.www.paging import BadParameter, Page, parse_page, parse_result
 from fixtures.memoryhttp import render
@@ -361,6 +361,20 @@ async def test_a_whole_log_downloads_as_text_in_batches(farm, logid, monkeypatch
     assert response.header("content-disposition") == f'attachment; filename="log-{logid}-stdio.txt"'
     status, body, _ = await farm.request("GET", f"/api/v1/builds/{farm.builds[0]}/steps/0/logs/stdio")
     assert (status, body.decode()) == (200, expected)
+
+
+def test_a_download_waits_while_the_client_is_not_reading():
+    flow = FlowControl()
+    assert defer.ensureDeferred(flow.wait_until_wanted()).called
+    flow.pauseProducing()
+    waiting = defer.ensureDeferred(flow.wait_until_wanted())
+    assert not waiting.called
+    flow.resumeProducing()
+    assert waiting.called
+    flow.pauseProducing()
+    gone = defer.ensureDeferred(flow.wait_until_wanted())
+    flow.stopProducing()
+    assert gone.called
 
 
 # -- metrics ---------------------------------------------------------------------------------
