@@ -6,13 +6,15 @@ from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.spread import pb
 
+from buildfarm.master.pb.decoder import FastBananaDecoding
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
 
 log = Logger()
 
 
-class KeepAliveBroker(pb.Broker):
-    """A PB broker whose socket has TCP keepalive on, against half-open connections."""
+class KeepAliveBroker(FastBananaDecoding, pb.Broker):
+    """A PB broker whose socket has TCP keepalive on, against half-open connections, and
+    which decodes large messages (upload blocks) without re-copying them per socket read."""
 
     def connectionMade(self):  # noqa: N802
         super().connectionMade()

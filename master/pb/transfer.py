@@ -3,8 +3,10 @@
 ``FileWriter`` receives an upload into a temporary file beside its destination and moves
 it into place atomically on ``close``; ``DirectoryWriter`` receives a tar and extracts it
 safely on ``unpack``; ``FileReader`` serves a download.  Every disk operation runs in a
-thread so the reactor never waits on the disk; the slave waits for each reply, so calls
-of one transfer never overlap.
+thread so the reactor never waits on the disk.  Our slave keeps several ``write`` calls in
+flight (stock workers wait for each reply); PB delivers them in order, and a writer runs its
+calls one after the other in that order through a ``DeferredLock`` (FIFO), so a later block
+never overtakes an earlier one and ``close``/``unpack``/``utime`` come after every write.
 """
 
 import io
@@ -33,6 +35,11 @@ class FileWriter(pb.Referenceable):
         self._tmpname: str | None = None
         self._times: tuple[float, float] | None = None
         self.closed = False
+        self._queue = defer.DeferredLock()  # the writer's disk work, one call at a time, in order
+
+    def _inOrder(self, function, *args):
+        """Run ``function(*args)`` in a thread after every call queued before it."""
+        return self._queue.run(threads.deferToThread, function, *args)
 
     def _open(self) -> None:
         directory = os.path.dirname(self.destfile)
@@ -53,16 +60,20 @@ class FileWriter(pb.Referenceable):
         """One block of the file (bytes, or str from old slaves)."""
         if isinstance(data, str):
             data = data.encode("utf-8")
-        return threads.deferToThread(self._write, data)
+        return self._inOrder(self._write, data)
 
     def remote_utime(self, accessed_modified):
         """Keep the source's access and modification times (``keepstamp``); stock workers
         send it after ``close``, older ones before."""
         accessed, modified = accessed_modified
         self._times = (float(accessed), float(modified))
-        if self.closed and self._tmpname is None:
-            return threads.deferToThread(os.utime, self.destfile, self._times)
+        if self.closed:
+            return self._inOrder(self._utimeAfterClose)
         return None
+
+    def _utimeAfterClose(self) -> None:
+        if self._tmpname is None:  # close() moved the file into place
+            os.utime(self.destfile, self._times)
 
     def _finish(self) -> None:
         if self._fp is None:
@@ -78,7 +89,7 @@ class FileWriter(pb.Referenceable):
     def remote_close(self):
         """The whole file arrived: move it into place."""
         self.closed = True
-        return threads.deferToThread(self._finish)
+        return self._inOrder(self._finish)
 
     def _discard(self) -> None:
         if self._fp is not None and not self._fp.closed:
@@ -88,8 +99,8 @@ class FileWriter(pb.Referenceable):
         self._tmpname = None
 
     def cancel(self):
-        """The transfer failed: delete what was written."""
-        return threads.deferToThread(self._discard)
+        """The transfer failed: delete what was written (after any write still queued)."""
+        return self._inOrder(self._discard)
 
 
 class DirectoryWriter(FileWriter):
@@ -103,7 +114,7 @@ class DirectoryWriter(FileWriter):
 
     def remote_unpack(self):
         """The archive is complete: extract it, refusing anything that would leave destdir."""
-        return threads.deferToThread(self._unpack)
+        return self._inOrder(self._unpack)
 
     def _unpack(self) -> None:
         archive = self.destfile
@@ -117,9 +128,11 @@ class DirectoryWriter(FileWriter):
 
     def remote_close(self):
         self.closed = True
-        if self._tmpname is None:
-            return defer.succeed(None)  # unpack already finished the archive
-        return threads.deferToThread(self._finish)
+        return self._inOrder(self._finishUnlessUnpacked)
+
+    def _finishUnlessUnpacked(self) -> None:
+        if self._tmpname is not None:  # else unpack already finished the archive
+            self._finish()
 
 
 def extract_safely(archive: str, destdir: str, compress: str | None) -> None:

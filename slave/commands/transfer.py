@@ -1,10 +1,15 @@
 """The file transfer commands (PROTOCOL §5): ``uploadFile``, ``uploadDirectory``, ``downloadFile``.
 
 The master hands the slave a reference to a ``FileWriter`` (uploads) or a ``FileReader``
-(downloads); the slave moves the data in blocks, waiting for each reply, so at most one block
-is in flight.  Paths: ``workdir`` is relative to the builder's directory, the source or
-destination relative to the workdir; neither may leave the slave's basedir.  All disk and
-compression work runs on the reactor's thread pool.
+(downloads); the slave moves the data in blocks.  Uploads keep up to `WRITE_WINDOW` ``write``
+calls in flight: PB delivers calls of one connection in order and a master runs each writer's
+calls in that order (stock Buildbot writes synchronously, ours through one queue per writer),
+so the wire protocol is unchanged and the round trip no longer paces the transfer.  Downloads
+wait for each ``read`` (a master may answer overlapping reads out of order).
+
+Paths: ``workdir`` is relative to the builder's directory, the source or destination relative
+to the workdir; neither may leave the slave's basedir.  All disk and compression work runs on
+the reactor's thread pool.
 
 Updates: a header "sending PATH" (uploads), then on failure a ``stderr`` line, then ``rc``
 (0, or 1 when the file is missing, ``maxsize`` was exceeded or the command was interrupted).
@@ -12,12 +17,15 @@ Updates: a header "sending PATH" (uploads), then on failure a ``stderr`` line, t
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import secrets
 import tarfile
 import tempfile
 from typing import IO, Any
+
+from twisted.internet import defer
 
 from buildfarm.slave.commands.base import (
     Arg,
@@ -31,6 +39,7 @@ from buildfarm.slave.commands.base import (
 
 DEFAULT_BLOCKSIZE = 16 * 1024  # what 4.x masters send by default
 MAX_BLOCKSIZE = 256 * 1024  # one write()/read() stays well below Banana's 640 KiB
+WRITE_WINDOW = 4  # upload blocks sent before the first reply is awaited
 TAR_MODES = {None: "w", "gz": "w|gz", "bz2": "w|bz2"}
 DEFAULT_FILE_MODE = 0o666  # before the umask, as open() creates files
 
@@ -74,7 +83,19 @@ class _Transfer(Command):
 
     async def sendBlocks(self, source: IO[bytes], writer: Any) -> bool:
         """``write(block)`` to the master until ``source`` ends; False when ``maxsize`` stops
-        it first (what was sent is the first ``maxsize`` bytes)."""
+        it first (what was sent is the first ``maxsize`` bytes).  Up to `WRITE_WINDOW` writes
+        are in flight; all have been answered when this returns or raises."""
+        inFlight: collections.deque[defer.Deferred] = collections.deque()
+        try:
+            complete = await self._sendWindowed(source, writer, inFlight)
+        except BaseException:
+            await _settle(inFlight, raiseFailure=False)
+            raise
+        await _settle(inFlight)
+        return complete
+
+    async def _sendWindowed(self, source: IO[bytes], writer: Any,
+                            inFlight: collections.deque[defer.Deferred]) -> bool:
         remaining = self.args["maxsize"]
         while not self.interrupted:
             length = self.args["blocksize"] if remaining is None else min(
@@ -86,12 +107,28 @@ class _Transfer(Command):
                 return True
             if remaining is not None:
                 remaining -= len(block)
-            await writer.callRemote("write", block)
+            inFlight.append(writer.callRemote("write", block))
+            if len(inFlight) >= WRITE_WINDOW:
+                await inFlight.popleft()
         return True
 
     def interruptedResult(self) -> None:
-        """An interrupt stops the transfer after the block in flight; it ends with rc 1."""
+        """An interrupt stops the transfer after the blocks in flight; it ends with rc 1."""
         self.sendResult(1, f"{self.name} interrupted")
+
+
+async def _settle(calls: collections.deque[defer.Deferred], raiseFailure: bool = True) -> None:
+    """Wait for every call still in flight, oldest first.  The first failure is raised once
+    all have settled (later ones are consequences of it), unless ``raiseFailure`` is false
+    because the caller is already raising."""
+    failure = None
+    while calls:
+        try:
+            await calls.popleft()
+        except Exception as e:
+            failure = failure or e
+    if failure is not None and raiseFailure:
+        raise failure
 
 
 class UploadFile(_Transfer):

@@ -117,6 +117,72 @@ async def test_upload_sends_the_file_in_blocks_then_closes(tmp_path, workdir):
     assert run.rc == 0
 
 
+class SlowWriter(Writer):
+    """A writer whose replies come only when the test releases them."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending = []
+        self.mostInFlight = 0
+
+    def callRemote(self, name, *args):  # noqa: N802 - the PB name
+        super().callRemote(name, *args)
+        reply = defer.Deferred()
+        self.pending.append(reply)
+        self.mostInFlight = max(self.mostInFlight, len(self.pending))
+        return reply
+
+    def answerOldest(self, failure=None):
+        reply = self.pending.pop(0)
+        if failure is None:
+            reply.callback(None)
+        else:
+            reply.errback(failure)
+
+
+async def untilCalls(writer, count):
+    """Let the command's thread reads finish until ``writer`` has ``count`` calls outstanding."""
+    for _ in range(1000):
+        if len(writer.pending) >= count:
+            return
+        await task.deferLater(reactor, 0.001, lambda: None)
+    raise AssertionError(f"only {len(writer.pending)} calls in flight, wanted {count}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_keeps_a_window_of_writes_in_flight(tmp_path, workdir):
+    (workdir / "data.bin").write_bytes(PAYLOAD)  # 16 blocks of 16 KiB (the last one short)
+    writer = SlowWriter()
+    done = defer.ensureDeferred(Run(tmp_path, UploadFile, **uploadArgs(writer)).run())
+
+    await untilCalls(writer, transfer.WRITE_WINDOW)
+    assert writer.names() == ["write"] * transfer.WRITE_WINDOW  # no more until one is answered
+    while not done.called:
+        await untilCalls(writer, 1)
+        writer.answerOldest()
+    run = await done
+
+    assert writer.mostInFlight == transfer.WRITE_WINDOW
+    assert writer.data == PAYLOAD and writer.names()[-1] == "close"
+    assert run.rc == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_write_waits_for_the_others_and_fails_the_command(tmp_path, workdir):
+    (workdir / "data.bin").write_bytes(PAYLOAD)
+    writer = SlowWriter()
+    done = defer.ensureDeferred(Run(tmp_path, UploadFile, **uploadArgs(writer)).run())
+
+    await untilCalls(writer, transfer.WRITE_WINDOW)
+    writer.answerOldest(RuntimeError("disk full"))
+    assert not done.called  # the other writes in flight are still awaited
+    while writer.pending:
+        writer.answerOldest(RuntimeError("after the first failure"))
+    with pytest.raises(RuntimeError, match="disk full"):
+        await done
+    assert "close" not in writer.names()
+
+
 @pytest_twisted.ensureDeferred
 async def test_keepstamp_sends_utime_after_close(tmp_path, workdir):
     source = workdir / "data.bin"

@@ -6,6 +6,7 @@ import tarfile
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 
 from buildfarm.master.pb.transfer import DirectoryWriter, FileReader, FileWriter, TransferError
 from buildfarm.master.process.steps.transfer import version_at_least
@@ -48,6 +49,31 @@ async def test_upload_lands_only_on_close_and_atomically(tmp_path):
     assert oct(dest.stat().st_mode & 0o777) == "0o640"
     assert dest.stat().st_mtime == 2000.0
     assert os.listdir(dest.parent) == ["file.bin"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_overlapping_writes_land_in_call_order_and_close_waits_for_them(tmp_path):
+    # Our slave keeps several writes in flight: the writer must not let the thread pool
+    # reorder them, and close must come after the last one.
+    dest = tmp_path / "file.bin"
+    writer = FileWriter(str(dest))
+    blocks = [bytes([i]) * (64 * 1024 + i) for i in range(40)]
+    calls = [writer.remote_write(block) for block in blocks]
+    calls.append(writer.remote_close())
+    calls.append(writer.remote_utime((1000.0, 4000.0)))
+    await defer.gatherResults(calls, consumeErrors=True)
+    assert dest.read_bytes() == b"".join(blocks)
+    assert dest.stat().st_mtime == 4000.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_waits_for_queued_writes_and_leaves_nothing(tmp_path):
+    dest = tmp_path / "file.bin"
+    writer = FileWriter(str(dest))
+    calls = [writer.remote_write(b"x" * 100_000) for _ in range(8)]
+    await writer.cancel()
+    await defer.gatherResults(calls, consumeErrors=True)
+    assert os.listdir(tmp_path) == []
 
 
 @pytest_twisted.ensureDeferred

@@ -1,0 +1,111 @@
+"""The master's Banana decoder decodes exactly what Twisted's does, however the bytes are split."""
+
+import random
+
+import pytest
+from twisted.spread import banana
+
+from buildfarm.master.pb.decoder import FastBananaDecoding
+
+
+class Stock(banana.Banana):
+    """Twisted's decoder (and encoder), collecting what it decodes; dialect pb already chosen."""
+
+    def __init__(self):
+        super().__init__(isClient=1)
+        self.setPrefixLimit(64)
+        self.currentDialect = b"pb"
+        self.listStack = []
+        self.received = []
+        self.sent = []
+
+    def expressionReceived(self, obj):  # noqa: N802 - Twisted's name
+        self.received.append(obj)
+
+    def encode(self, obj) -> bytes:
+        self.sent = []
+        self.transport = self  # sendEncoded writes here
+        self.sendEncoded(obj)
+        return b"".join(self.sent)
+
+    def write(self, data):
+        self.sent.append(data)
+
+
+class Fast(FastBananaDecoding, Stock):
+    pass
+
+
+def expression(rng: random.Random, depth: int = 0):
+    kind = rng.choice(["int", "neg", "long", "float", "bytes", "big", "vocab", "list"]
+                      if depth < 3 else ["int", "bytes"])
+    if kind == "int":
+        return rng.randrange(0, 2**31)
+    if kind == "neg":
+        return -rng.randrange(1, 2**31)
+    if kind == "long":
+        return rng.choice([1, -1]) * rng.randrange(2**40, 2**200)
+    if kind == "float":
+        return rng.random() * 1e6
+    if kind == "bytes":
+        return rng.randbytes(rng.randrange(0, 300))
+    if kind == "big":
+        return rng.randbytes(rng.randrange(60_000, 300_000))
+    if kind == "vocab":
+        return rng.choice([b"message", b"answer", b"dictionary", b"None"])
+    return [expression(rng, depth + 1) for _ in range(rng.randrange(0, 6))]
+
+
+def split(rng: random.Random, data: bytes) -> list[bytes]:
+    chunks, pos = [], 0
+    while pos < len(data):
+        step = rng.choice([1, 2, 7, 1000, 65536, 200_000, 10**6])
+        chunks.append(data[pos:pos + step])
+        pos += step
+    return chunks
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_decodes_the_same_expressions_as_twisted_for_any_split(seed):
+    rng = random.Random(seed)
+    encoder = Stock()
+    messages = [expression(rng) for _ in range(20)]
+    wire = b"".join(encoder.encode(m) for m in messages)
+    stock, fast = Stock(), Fast()
+    for chunk in split(rng, wire):
+        stock.dataReceived(chunk)
+        fast.dataReceived(chunk)
+    assert fast.received == stock.received
+    assert len(fast.received) == len(messages)
+
+
+def test_a_block_split_in_socket_reads_arrives_whole():
+    block = bytes(range(256)) * 1024
+    wire = Stock().encode([b"message", 1, b"write", [block]])
+    fast = Fast()
+    for pos in range(0, len(wire), 65536):
+        fast.dataReceived(wire[pos:pos + 65536])
+    assert fast.received == [[b"message", 1, b"write", [block]]]
+
+
+def b128(number: int) -> bytes:
+    parts = []
+    banana.int2b128(number, parts.append)
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("wire, message", [
+    (b128(banana.SIZE_LIMIT + 1) + banana.STRING, "String too long"),
+    (b128(banana.SIZE_LIMIT + 1) + banana.LIST, "List too long"),
+    (b"\x01" * 70, "bytes of prefix"),
+])
+def test_refuses_what_twisted_refuses(wire, message):
+    for decoder in (Stock(), Fast()):
+        with pytest.raises(banana.BananaError, match=message):
+            decoder.dataReceived(wire)
+
+
+def test_unknown_type_byte_is_refused_like_twisted():
+    for decoder in (Stock(), Fast()):
+        with pytest.raises(NotImplementedError, match="Invalid Type Byte"):
+            decoder.dataReceived(b"\x01\xff")
