@@ -26,6 +26,7 @@ from buildfarm.common.results import result_name
 from buildfarm.master.auth import Account, Unauthenticated
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.slaveapi.actions.base import BadArgument
+from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
 from buildfarm.master.slaveapi.results import dictify_results
 
 log = Logger()
@@ -33,6 +34,7 @@ log = Logger()
 MAX_BODY_BYTES = 64 * 1024
 MAX_WAITTIME_S = 3600.0
 RECENT_JOBS = 10
+BUG_STATUS_DEADLINE_S = 5.0
 DEFAULT_AUDIT_LIMIT = 100
 READ_SCOPE = "slaveapi:read"
 REALM = "buildfarm SlaveAPI"
@@ -193,12 +195,25 @@ class SlaveAPI:
             "disabled_by": settings["disabled_by"],
             "disabled_at": settings["disabled_at"],
             "master_url": self._master_url() if ours else None,
-            "bug": None,
+            "bug": await self._bug(location),
             "recent_jobs": [_job(build) for build in jobs],
             "channels": location.public_channels() if location else {},
             "last_connected_at": _int_time((row or {}).get("last_connected_at")),
             "last_disconnected_at": _int_time((row or {}).get("last_disconnected_at")),
         })
+
+    async def _bug(self, location) -> dict | None:
+        """The slave's bug (``{"id", "is_open"}``) from its bug tracker; None when it has none,
+        or the tracker does not answer within ``BUG_STATUS_DEADLINE_S`` (the page is still served)."""
+        channel = self.runner.channels.get("bugzilla")
+        if location is None or channel is None or not channel.configured_for(location):
+            return None
+        try:
+            return await channel.perform(BUG_STATUS, location, lambda line: None, self.runner.clock,
+                                         BUG_STATUS_DEADLINE_S)
+        except ChannelError as e:
+            log.info("SlaveAPI: the bug of {slave} is not known: {why}", slave=location.name, why=str(e))
+            return None
 
     def _master_url(self) -> str | None:
         port = getattr(self.master.config, "www_port", None)
