@@ -28,9 +28,11 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 def shell(command):
     return util.BuildFactory([steps.ShellCommand(command=command)])
 
+# 'lines' prints one line a second for 8 s: long enough that a loaded CI machine still opens
+# its page while it runs.
 c['builders'] = [
     util.BuilderConfig(name='lines', slavenames=['bs1'],
-                       factory=shell('for i in 1 2 3 4 5; do echo line $i; sleep 1; done')),
+                       factory=shell('for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 1; done')),
     util.BuilderConfig(name='sleeper', slavenames=['bs2'], factory=shell(['sleep', '120'])),
     util.BuilderConfig(name='escaping', slavenames=['bs1'],
                        factory=shell(['echo', '<script>window.pwned = 1</script><b>bold</b>'])),

@@ -64,7 +64,8 @@ def test_force_from_the_form_then_watch_the_log_lines_arrive_live(farm, page):
     seen = page.evaluate("window.seen")
     assert page.evaluate("window.notReloaded") is True  # the lines came through the event stream
     counts = [count for _, count in seen]
-    assert counts[-1] == 5, seen
+    assert counts[0] < 8, f"the build had printed everything before its page opened: {seen}"
+    assert counts[-1] == 8, seen
     growth = [(when, count) for (when, count), (_, before) in zip(seen[1:], seen, strict=False)
               if count > before]
     # One line a second: the page grew several times, over seconds, not all at once.
