@@ -31,6 +31,8 @@ def test_unknown_pages_are_html_404_pages_and_the_api_keeps_json(farm):
     assert status == 404 and headers["Content-Type"] == "application/json" and '"error"' in body
     status, _, body = http("GET", farm.url + "/slaveapi/slaves", headers=basic_auth("viewer", "v1ew"))
     assert status == 200 and '"slaves"' in body
+    _, headers, _ = http("GET", farm.url + "/metrics")
+    assert not headers["Content-Type"].startswith("text/html")  # the JSON app's, not a page
     status, _, body = http("GET", farm.url + "/builders/lines?page=zero")
     assert status == 400 and "page must be an integer" in body
 
