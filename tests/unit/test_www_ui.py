@@ -6,6 +6,7 @@ import json
 import pytest
 import pytest_twisted
 from twisted.internet import task
+from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from buildfarm.common.results import SUCCESS
@@ -13,6 +14,7 @@ from buildfarm.master.db.testing import add_running_build
 from buildfarm.master.schedulers.forceparams import BooleanParameter, ChoiceStringParameter, IntParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.www.sessions import SessionStore, session_cookie
+from buildfarm.master.www.site import SiteRoot
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.app import PageError, _local_path, check_same_origin
 from buildfarm.master.www.ui.format import duration
@@ -192,3 +194,25 @@ def test_cross_site_posts_are_refused(headers):
     ("/builds/3", "/builds/3"), (None, "/"), ("https://evil/", "/"), ("//evil/", "/"), ("/\\evil", "/")])
 def test_login_redirects_only_to_paths_of_this_site(target, expected):
     assert _local_path(target) == expected
+
+
+# -- the site root -------------------------------------------------------------------------
+
+
+class Named(Resource):
+    isLeaf = True
+
+    def __init__(self, name: bytes):
+        super().__init__()
+        self.name = name
+
+    def render(self, request):
+        return self.name
+
+
+@pytest.mark.parametrize("path, app", [
+    ("/api/v1/builds", b"json"), ("/slaveapi/slaves", b"json"), ("/metrics", b"json"), ("/", b"pages"),
+    ("/builds/1", b"pages"), ("/apiary", b"pages"), ("/static/style.css", b"pages"), ("/login", b"pages")])
+def test_the_site_root_sends_api_paths_to_the_json_app_and_the_rest_to_the_pages(path, app):
+    root = SiteRoot(Named(b"json"), Named(b"pages"))
+    assert root.render(DummyRequest(path.encode().split(b"/")[1:])) == app
