@@ -117,6 +117,7 @@ class MasterConfig:
     ping_interval: float = DEFAULT_PING_INTERVAL_S
     ping_timeout: float = DEFAULT_PING_TIMEOUT_S
     www_port: str | None = f"tcp:{DEFAULT_WWW_PORT}"
+    www_allow_anonymous_read: bool = True  # web pages readable without logging in (never acting)
     db_url: str = DEFAULT_DB_URL
     title: str = "buildfarm"
     properties: dict = field(default_factory=dict)
@@ -399,6 +400,12 @@ class _ConfigBuilder:
         if not isinstance(www, dict):
             self.key_error("www", "c['www'] must be like {'port': 8010}")
             return
+        anonymous = www.get("allow_anonymous_read", True)
+        if not isinstance(anonymous, bool):
+            self.key_error("www", "c['www']['allow_anonymous_read'] must be True or False, "
+                                  f"not {anonymous!r}")
+        else:
+            cfg.www_allow_anonymous_read = anonymous
         if www.get("port") is None:
             cfg.www_port = None
             return

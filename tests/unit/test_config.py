@@ -103,3 +103,24 @@ def test_missing_file(tmp_path):
     with pytest.raises(ConfigErrors) as caught:
         load_config(str(tmp_path / "nope.cfg"))
     assert "cannot read" in str(caught.value)
+
+
+def test_issue6_users_and_slaveapi_load_as_written(tmp_path):
+    config = load_config(write(tmp_path, ISSUE_EXAMPLE + """\
+c['users'] = [util.User('oncall', password='s3cret', scopes=['slaveapi:*']),
+              util.User('viewer', password='v1ew', scopes=['slaveapi:read'])]
+c['slaveapi'] = {'port': 8081}
+"""))
+    assert config.slaveapi.port == "tcp:8081"
+    assert [u.name for u in config.slaveapi.users] == ["oncall", "viewer"]
+    assert config.www_allow_anonymous_read is True
+
+
+def test_slaveapi_port_clash_and_bad_www_flag_are_reported(tmp_path):
+    errors = errors_of(tmp_path, ISSUE_EXAMPLE + """\
+c['www'] = {'port': 8010, 'allow_anonymous_read': 'no'}
+c['slaveapi'] = {'port': 9989, 'reboot_timeout': -1}
+""")
+    assert any("allow_anonymous_read' must be True or False" in e for e in errors), errors
+    assert any("SlaveAPI port tcp:9989 is also the PB or www port" in e for e in errors), errors
+    assert any("reboot_timeout" in e for e in errors), errors
