@@ -121,6 +121,6 @@ def test_slaveapi_port_clash_and_bad_www_flag_are_reported(tmp_path):
 c['www'] = {'port': 8010, 'allow_anonymous_read': 'no'}
 c['slaveapi'] = {'port': 9989, 'reboot_timeout': -1}
 """)
-    assert any("allow_anonymous_read' must be True or False" in e for e in errors), errors
+    assert any("['allow_anonymous_read'] must be True or False" in e for e in errors), errors
     assert any("SlaveAPI port tcp:9989 is also the PB or www port" in e for e in errors), errors
     assert any("reboot_timeout" in e for e in errors), errors
