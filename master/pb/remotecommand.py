@@ -52,6 +52,9 @@ class RemoteCommand(pb.Referenceable):
 
         self._builder_ref, self._command_id = builder_ref, command_id
         builder_ref.notifyOnDisconnect(lost)
+        transport = getattr(getattr(builder_ref, "broker", None), "transport", None)
+        if transport is not None and hasattr(self.log, "throttle"):
+            self.log.throttle(transport)  # a log the database cannot keep up with pauses the slave
         try:
             try:
                 await builder_ref.callRemote("startCommand", self, command_id, self.name, self.args)

@@ -1,9 +1,17 @@
 """``LogWriter``: batches a step log's text into database chunks off the reactor thread.
 
 Output arrives in many small updates; writing each would flood the database.  The writer
-buffers text and flushes it as one chunk when ``FLUSH_BYTES`` have gathered or
-``FLUSH_DELAY_S`` after the first unflushed text, whichever comes first.  Flushes are
-chained so chunks land in order even when the database has several threads.
+buffers text and writes it when ``FLUSH_BYTES`` have gathered or ``FLUSH_DELAY_S`` after the
+first unwritten text, whichever comes first.  At most one write of a log is in flight: text
+that arrives meanwhile gathers in the buffer and goes out, as chunks of at most
+``CHUNK_CHARS``, in the next write (one transaction).  So a fast stream costs one commit per
+write rather than one per 64 KiB, chunks land in order, and the text waiting in the master is
+what arrives during one commit, instead of a queue of writes that grows whenever the
+database is slower than the slave (that queue was the master's RSS growth while a 50 MB log
+streamed).  When even that buffer passes ``PAUSE_BYTES`` (the slave sends faster than the
+database stores), the writer pauses its producer -- the slave's connection, given by
+``throttle`` -- until the write in flight is done, so the text waits in the socket and the
+slave rather than in the master.
 """
 
 from collections.abc import Callable
@@ -16,21 +24,34 @@ log = Logger()
 
 FLUSH_BYTES = 64 * 1024
 FLUSH_DELAY_S = 0.2
+CHUNK_CHARS = 256 * 1024  # the largest chunk row one write stores
+PAUSE_BYTES = 1024 * 1024  # buffered text (while a write is in flight) that pauses the producer
 
 
 class LogWriter:
-    """Writes one log of one step; ``finish`` flushes the rest and marks it complete."""
+    """Writes one log of one step; ``finish`` writes the rest and marks it complete.
+
+    ``on_write`` (optional) is called with each chunk of text as it goes to the database."""
 
     def __init__(self, db, logid: int, clock: IReactorTime,
-                 written: Callable[[str], None] = lambda text: None):
+                 on_write: Callable[[str], None] | None = None):
         self.db = db
-        self.written = written  # told of each chunk as it is queued for the database (metrics)
         self.logid = logid
         self.clock = clock
+        self.on_write = on_write
         self._buffer: list[str] = []
         self._buffered = 0
         self._timer = None
-        self._writes: defer.Deferred = defer.succeed(None)
+        self._writing = False
+        self._flushWanted = False
+        self._idle: list[defer.Deferred] = []
+        self._producer = None
+        self._paused = False
+
+    def throttle(self, producer) -> None:
+        """Pause ``producer`` (an ``IPushProducer``, e.g. the slave connection's transport)
+        while more than ``PAUSE_BYTES`` wait for the database."""
+        self._producer = producer
 
     def add_header(self, text: str) -> None:
         """A line the slave or master wrote about the command (not its output)."""
@@ -49,28 +70,75 @@ class LogWriter:
             return
         self._buffer.append(text)
         self._buffered += len(text)
+        if self._writing:
+            # the write in flight starts the next one when it is done
+            if self._buffered >= PAUSE_BYTES and self._producer is not None and not self._paused:
+                self._paused = True
+                self._producer.pauseProducing()
+            return
         if self._buffered >= FLUSH_BYTES:
             self.flush()
         elif self._timer is None:
             self._timer = self.clock.callLater(FLUSH_DELAY_S, self.flush)
 
     def flush(self) -> None:
-        """Queue the buffered text as one chunk behind the writes already queued."""
+        """Write the buffered text now, or as soon as the write in flight is done."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._writing:
+            self._flushWanted = True
+            return
         if not self._buffer:
+            self._wakeIdle()
             return
         text = "".join(self._buffer)
-        self._buffer, self._buffered = [], 0
-        self.written(text)
-        self._writes.addCallback(lambda _: defer.ensureDeferred(self.db.logs.append(self.logid, text)))
-        self._writes.addErrback(lambda f: log.failure("writing log {id} failed", f, id=self.logid))
+        self._buffer, self._buffered, self._flushWanted = [], 0, False
+        chunks = [text[i:i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
+        del text
+        self._writing = True
+        d = defer.ensureDeferred(self._write(chunks))
+        d.addErrback(lambda f: log.failure("writing log {id} failed", f, id=self.logid))
+        d.addBoth(self._written)
+
+    async def _write(self, chunks: list[str]) -> None:
+        if len(chunks) == 1:
+            await self.db.logs.append(self.logid, chunks[0])
+        else:
+            await self.db.logs.append_many([(self.logid, chunk) for chunk in chunks])
+        if self.on_write is not None:
+            for chunk in chunks:
+                self.on_write(chunk)
+
+    def _written(self, _) -> None:
+        self._writing = False
+        if self._paused:
+            self._paused = False
+            self._resume()
+        if self._flushWanted or self._idle or self._buffered >= FLUSH_BYTES:
+            self.flush()  # (``finish`` waiting in _idle wants the rest now)
+        elif self._buffer:
+            if self._timer is None:
+                self._timer = self.clock.callLater(FLUSH_DELAY_S, self.flush)
+        else:
+            self._wakeIdle()
+
+    def _resume(self) -> None:
+        try:
+            self._producer.resumeProducing()
+        except Exception:  # a connection that is gone cannot be resumed, nor needs to be
+            log.failure("resuming the producer of log {id} failed", id=self.logid)
+
+    def _wakeIdle(self) -> None:
+        waiting, self._idle = self._idle, []
+        for d in waiting:
+            d.callback(None)
 
     async def finish(self) -> None:
         """Write everything buffered and mark the log complete."""
-        self.flush()
-        done: defer.Deferred = defer.Deferred()
-        self._writes.addBoth(lambda result: (done.callback(None), result)[1])
-        await done
+        while self._buffer or self._writing:
+            done: defer.Deferred = defer.Deferred()
+            self._idle.append(done)
+            self.flush()
+            await done
         await self.db.logs.finish(self.logid)
