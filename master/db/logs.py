@@ -91,7 +91,10 @@ class LogsComponent(DBComponent):
         start = await self._run(lambda conn: conn.execute(query).scalar())
         if start is None:
             return ""
-        lines = "".join(await self._chunks(touching)).splitlines(keepends=True)
+        # Lines are counted by "\n" only (str.splitlines would also break at "\r", which
+        # progress bars print, and shift every later line).
+        lines = "".join(await self._chunks(touching)).split("\n")
+        lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
         return "".join(lines[first_line - start : last_line - start + 1])
 
     async def _chunks(self, which: sa.ColumnElement[bool]) -> list[str]:

@@ -69,3 +69,11 @@ async def test_a_slug_taken_in_the_step_gets_a_suffix(db, stepid):
 
 def test_slug_replaces_everything_but_lowercase_letters_and_digits():
     assert slugify("Build Log (x86-64)") == "build_log__x86_64_"
+
+
+@pytest_twisted.ensureDeferred
+async def test_text_range_counts_lines_by_newline_only(db, stepid):
+    logid = await db.logs.add(stepid, "stdio")
+    await db.logs.append_many([(logid, "10%\r50%\r100%\nnext\n"), (logid, "a\x0bb\nlast\n")])
+    assert await db.logs.get_text_range(logid, 1, 2) == "next\na\x0bb\n"
+    assert await db.logs.get_text_range(logid, 3, 3) == "last\n"
