@@ -45,8 +45,9 @@ interop: $(INTEROP_STAMP)
 lint: install
 	$(BIN)/ruff check master slave common tests twisted contrib benchmarks setup.py
 
+# The browser tests' screenshots go to build/ here; run tests/browser directly to refresh docs/screenshots.
 test: system-packages install interop lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	BUILDFARM_SCREENSHOT_DIR=$(CURDIR)/build/screenshots $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Side-by-side benchmarks against stock Buildbot 4.3 (long: tens of minutes); BENCH_ARGS e.g.
 # "--workloads W1,W4 --runs 1".
