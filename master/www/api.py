@@ -203,10 +203,10 @@ class JSONAPI:
     async def builder(self, request, name):
         return self._json(request, await apidata.builder_detail(self.master, self._configured_builder(name)))
 
-    def _configured_builder(self, name: str):
+    def _configured_builder(self, name: str, field: str | None = None):
         builder = self.master.botmaster.builders.get(name)
         if builder is None:
-            raise APIError(404, f"no builder named {name!r}")
+            raise APIError(404, f"no builder named {name!r}", field)
         return builder
 
     @app.route("/api/v1/builders/<string:name>/builds", methods=["GET"])
@@ -475,16 +475,10 @@ class JSONAPI:
         state = parse_choice(args, "state", apidata.SLAVE_STATES)
         builder = args.get("builder")
         if builder is not None:
-            wanted = set(self._configured_builder_for_filter(builder).config.slavenames)
+            wanted = set(self._configured_builder(builder, "builder").config.slavenames)
         slaves = [s for s in await apidata.slave_summaries(self.master)
                   if (state is None or s["state"] == state) and (builder is None or s["name"] in wanted)]
         return self._page_of(request, "slaves", page.slice(slaves), len(slaves), page)
-
-    def _configured_builder_for_filter(self, name: str):
-        builder = self.master.botmaster.builders.get(name)
-        if builder is None:
-            raise APIError(404, f"no builder named {name!r}", "builder")
-        return builder
 
     @app.route("/api/v1/slaves/<string:name>", methods=["GET"])
     async def slave(self, request, name):

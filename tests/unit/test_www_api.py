@@ -186,6 +186,8 @@ async def test_an_unknown_filter_value_is_404_naming_the_field(api):
     assert (status, body["field"]) == (404, "builder")
     status, body, _ = await api.request("GET", "/api/v1/builds", slave="nosuch")
     assert (status, body["field"]) == (404, "slave")
+    status, body, _ = await api.request("GET", "/api/v1/slaves", builder="nosuch")
+    assert (status, body["field"]) == (404, "builder")
 
 
 # -- lists -----------------------------------------------------------------------------------
