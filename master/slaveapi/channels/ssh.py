@@ -479,7 +479,8 @@ class SSHChannel:
             raise ChannelError(f"lines must be an integer from 1 to {MAX_LOG_LINES}, not {lines!r}")
         path = self._slave_path(target, "twistd.log")
         if target.os == WINDOWS:
-            command = f"powershell -NoProfile -Command \"Get-Content -Tail {lines} '{path}'\""
+            quoted = path.replace("'", "''")  # PowerShell's single-quoted string
+            command = f"powershell -NoProfile -Command \"Get-Content -Tail {lines} '{quoted}'\""
         else:
             command = f"tail -n {lines} {shlex.quote(path)}"
         return await self._output(target, command, say, clock)
