@@ -6,7 +6,7 @@ on an interval with a deadline and drops it when no answer comes, answers the sl
 keepalives, and tells the BotMaster when the connection is gone (``detached``).
 """
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.spread import pb
@@ -45,7 +45,7 @@ class BuildSlave(pb.Avatar):
         self.shutting_down = False
         self.last_seen: float | None = None
         self.peer = "?"
-        self._pinger: task.LoopingCall | None = None
+        self._ping_call = None  # the next ping (a DelayedCall); no LoopingCall, no Deferred while idle
         self._detach_waiters: list[defer.Deferred] = []
 
     # -- attach sequence -------------------------------------------------------------------
@@ -101,12 +101,16 @@ class BuildSlave(pb.Avatar):
     # -- liveness --------------------------------------------------------------------------
 
     def start_pinging(self) -> None:
-        """Ping the slave every ``ping_interval`` seconds; drop it when a ping times out."""
-        self._pinger = task.LoopingCall(self._ping_or_drop)
-        self._pinger.clock = self.clock
-        self._pinger.start(self.ping_interval, now=False).addErrback(
-            lambda f: log.failure("pinging slave {name} failed", f, name=self.name)
-        )
+        """Ping the slave every ``ping_interval`` seconds (counted from the end of the last
+        ping); drop it when a ping times out.  An idle slave costs one DelayedCall."""
+        if self._ping_call is None and self.attached:
+            self._ping_call = self.clock.callLater(self.ping_interval, self._ping_tick)
+
+    def _ping_tick(self) -> None:
+        self._ping_call = None
+        d = self._ping_or_drop()
+        d.addErrback(lambda f: log.failure("pinging slave {name} failed", f, name=self.name))
+        d.addCallback(lambda _: self.start_pinging())
 
     async def ping(self, timeout: float) -> bool:
         """Whether the slave answers ``print`` within ``timeout`` seconds."""
@@ -177,13 +181,13 @@ class BuildSlave(pb.Avatar):
         if mind is not self.mind or not self.attached:
             return
         self.attached = False
-        if self._pinger is not None and self._pinger.running:
-            self._pinger.stop()
+        if self._ping_call is not None and self._ping_call.active():
+            self._ping_call.cancel()
+        self._ping_call = None
         self.botmaster.slave_detached(self)
         waiters, self._detach_waiters = self._detach_waiters, []
         for d in waiters:
             d.callback(None)
-
 
 
 def _peer_of(mind) -> str:

@@ -34,10 +34,12 @@ class FastBananaDecoding:
             if self._gathered < self._needed:
                 return
             buffer = b"".join(self._parts)
-            self._parts = None
+            del self._parts, self._gathered, self._needed  # back to the class defaults
+        elif self.buffer:
+            buffer = self.buffer + chunk
+            del self.buffer  # back to the class's b"" (one key fewer in an idle broker's dict)
         else:
-            buffer = self.buffer + chunk if self.buffer else chunk
-        self.buffer = b""
+            buffer = chunk
         self._decode(buffer)
 
     def _decode(self, buffer: bytes) -> None:

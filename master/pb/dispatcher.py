@@ -52,17 +52,24 @@ class SlavePasswordChecker:
         return name
 
 
+# Attach sequences run at once at most; when a whole fleet logs in together the rest wait
+# their turn, so the master never holds a thousand half-done sequences (their coroutines,
+# Deferreds and messages), whose memory would stay fragmented after they finish.
+ATTACH_CONCURRENCY = 32
+
+
 @implementer(IRealm)
 class Dispatcher:
     """The realm: turns an authenticated slave name and its mind into a perspective."""
 
-    def __init__(self, botmaster):
+    def __init__(self, botmaster, concurrency: int = ATTACH_CONCURRENCY):
         self.botmaster = botmaster
+        self._attaching = defer.DeferredSemaphore(concurrency)
 
     def requestAvatar(self, avatarId, mind, *interfaces):  # noqa: N802,N803 - Cred's interface
         if pb.IPerspective not in interfaces:
             raise NotImplementedError("slaves log in for a pb.IPerspective only")
         name = as_text(avatarId)
-        d = defer.ensureDeferred(self.botmaster.slave_attaching(name, mind))
+        d = self._attaching.run(lambda: defer.ensureDeferred(self.botmaster.slave_attaching(name, mind)))
         d.addCallback(lambda slave: (pb.IPerspective, slave, lambda: slave.detached(mind)))
         return d
