@@ -3,6 +3,7 @@ sshd on loopback, and the actions that use it (shutdown confirmed from twistd.lo
 last activity) with a scripted channel and an injected clock."""
 
 import os
+import socket
 from datetime import datetime
 from types import SimpleNamespace
 
@@ -499,3 +500,28 @@ def test_the_ssh_key_file_is_read_relative_to_the_master_basedir(tmp_path):
     assert ssh._read_key(os.path.join(str(tmp_path), "id"), None) == key
     with pytest.raises(ChannelError, match="cannot read the ssh key"):
         ssh._read_key(str(tmp_path / "missing"), None)
+    (tmp_path / "not-a-key").write_text("password=hunter2\n")
+    with pytest.raises(ChannelError) as raised:
+        ssh._read_key(str(tmp_path / "not-a-key"), None)
+    assert "not a private key" in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_deadline_also_ends_a_connection_that_never_answers(tmp_path):
+    key_file = tmp_path / "id"
+    key_file.write_bytes(Key(ed25519.Ed25519PrivateKey.generate()).toString("OPENSSH"))
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts, never says a word
+    try:
+        clock = task.Clock()
+        channel = SSHChannel(SimpleNamespace(master=SimpleNamespace(reactor=reactor, basedir="/")))
+        where = location({"username": "u", "key": str(key_file), "host": "127.0.0.1",
+                          "port": silent.getsockname()[1], "host_key_check": False})
+        running = channel.perform(UPTIME, where, lambda line: None, clock, 5)
+        await task.deferLater(reactor, 0.2, lambda: None)  # the key read and connect are under way
+        clock.advance(5)
+        with pytest.raises(ChannelError, match="^ssh to bs1: no answer within 5 s$"):
+            await running
+    finally:
+        silent.close()

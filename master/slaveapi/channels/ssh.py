@@ -247,8 +247,10 @@ def _read_key(path: str, passphrase: Secret | None) -> Key:
         return Key.fromString(data, passphrase=passphrase.reveal().encode() if passphrase else None)
     except EncryptedKeyError:
         raise ChannelError(f"the ssh key {path} is encrypted: set 'key_passphrase'") from None
-    except (BadKeyError, ValueError) as e:
-        raise ChannelError(f"the ssh key {path} cannot be used: {e}") from None
+    except (BadKeyError, ValueError):
+        # The library's message may quote the file: never show it (it may hold a secret).
+        raise ChannelError(f"the ssh key {path} cannot be used: not a private key conch can read "
+                           "(OpenSSH or PEM), or the wrong key_passphrase") from None
 
 
 # -- running one command -------------------------------------------------------------------
@@ -529,6 +531,8 @@ class SSHChannel:
         connecting.addTimeout(target.connect_timeout, clock)
         try:
             output = await connecting
+        except defer.CancelledError:
+            raise  # the caller's deadline: it says so
         except Exception as e:  # every way of not getting a session, said plainly
             raise ChannelError(f"ssh {target.where}: {_connect_error(e, target)}") from None
         return await output.done
