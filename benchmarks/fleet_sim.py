@@ -74,7 +74,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--password", default="pass")
     parser.add_argument("--deadline", type=float, default=60.0)
+    parser.add_argument("--names", default="", help="comma-separated slave names instead of s0, s1, ...")
     args = parser.parse_args()
+    names = args.names.split(",") if args.names else [f"s{i}" for i in range(args.count)]
+    args.count = len(names)
 
     started = time.monotonic()
     attached_at: list[float] = []
@@ -102,7 +105,7 @@ def main() -> None:
     def login(index: int):
         factory = pb.PBClientFactory()
         reactor.connectTCP(args.host, args.port, factory, timeout=CONNECT_TIMEOUT_S)
-        d = factory.login(UsernamePassword(f"s{index}".encode(), args.password.encode()), client=IdleBot())
+        d = factory.login(UsernamePassword(names[index].encode(), args.password.encode()), client=IdleBot())
 
         def got(perspective):
             perspectives.append(perspective)

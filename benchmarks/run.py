@@ -6,7 +6,7 @@ table of both figures, their ratio and the issue's target.
 
 Each figure is the median of ``--runs`` runs after a warm-up.  ``--quick`` shrinks every
 workload (for a smoke run: its figures are not comparable with the issue's).  Profiles of our
-master during W1 and W2 (py-spy, collapsed stacks) go to benchmarks/profiles/.
+master during W1, W2 and W5 (py-spy, collapsed stacks) go to benchmarks/profiles/.
 """
 
 import argparse

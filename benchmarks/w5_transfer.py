@@ -7,7 +7,7 @@ import os
 
 from benchmarks.polling import watch_steps
 from benchmarks.systems import Builder, Download, Shell, System, Upload, started
-from benchmarks.workload import Row, at_least_times, medians
+from benchmarks.workload import Row, at_least_times, medians, profile_our_master
 
 ID = "W5"
 TITLE = "transfer"
@@ -50,4 +50,5 @@ def measure(system_class: type[System], root: str, runs: int, quick: bool,
     with started(system_class, root, ["s1"], [builder], ["s1"]) as system:
         one_run(system, size)  # warm-up
         results = [one_run(system, size) for _ in range(runs)]
+        profile_our_master(system, profile_dir, "w5", lambda: one_run(system, size))
     return medians(results)
