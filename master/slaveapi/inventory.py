@@ -20,7 +20,7 @@ from buildfarm.master.auth import Secret, SecretError, is_secret_spec, resolve_s
 # The channels a slave may have (implemented as ``IChannel`` providers in channels/).
 CHANNEL_NAMES = ("ssh", "bmc", "pdu", "mozpool", "bugzilla", "aws")
 LOCATION_KEYS = frozenset({"fqdn", "ip", "environment", *CHANNEL_NAMES})
-SECRET_WORDS = ("password", "passwd", "secret", "token", "passphrase", "community")
+SECRET_WORDS = ("password", "passwd", "secret", "token", "passphrase", "community", "api_key")
 SHOWN_SECRET = "(secret)"
 
 

@@ -103,7 +103,7 @@ def test_disable_comments_and_reopens_the_bug_and_holds_builds_until_enable(flee
     brid = master.force()
     oncall.call("GET", "/slaves/bs1")  # a round trip through the master after the request was queued
     request = master.get(f"/api/v1/buildrequests/{brid}")
-    assert request["complete"] is False and request.get("claimed_at") is None, request  # disabled: no build
+    assert request["complete"] is False and request["claimed_at"] is None, request  # disabled: no build
     assert act(oncall, "enable")["state"] == 2
     assert master.wait_request_complete(brid)["result"] == "success"
 

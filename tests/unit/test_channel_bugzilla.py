@@ -3,6 +3,7 @@ slave's bug found by alias or id, commented, reopened, filed; Bugzilla's errors 
 
 import pytest
 import pytest_twisted
+from test_slaveapi_http import Harness, _until
 from treq.testing import StubTreq
 from twisted.internet import defer, task
 from twisted.web.resource import Resource
@@ -19,6 +20,7 @@ from buildfarm.master.slaveapi.channels.interfaces import (
     IChannel,
 )
 from buildfarm.master.slaveapi.inventory import SlaveLocation
+from buildfarm.master.slaveapi.resources import BUG_STATUS_DEADLINE_S
 from fixtures.bugzilla import API_KEY_HEADER, BugzillaStandIn
 
 URL = "http://bugzilla.test"
@@ -196,7 +198,13 @@ async def test_an_answer_that_is_not_bugzillas_json_is_told(tracker):
 
 
 class Silent:
+    """An HTTP client whose calls are never answered (a Bugzilla that accepted and hung)."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
     def request(self, method, url, **kwargs):
+        self.asked.append(url)
         return defer.Deferred()
 
 
@@ -227,3 +235,40 @@ async def test_the_standin_answers_bugzillas_errors(tracker):
     assert (await tracker.rest("PUT", f"/bug/{bug_id}", {"status": "RESOLVED"}))["code"] == 121
     assert (await tracker.rest("POST", "/bug", {"product": PRODUCT, "component": COMPONENT, "alias": "bs1",
                                                 "summary": "twin", "version": "1"}))["code"] == 103
+
+
+# -- the slave's page (GET /slaves/<slave>) shows its bug --------------------------------------
+
+async def page_harness(db, channel):
+    bugzilla = {"url": URL, "api_key": KEY, "product": PRODUCT, "component": COMPONENT}
+    slaves = {"bs1": {"bugzilla": bugzilla}, "bs2": {"bugzilla": {**bugzilla, "api_key": "stolen-key"}}}
+    harness = await Harness(db, {"slaves": slaves}).start()
+    harness.runner.channels["bugzilla"] = channel
+    return harness
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_slave_page_shows_its_bug_and_null_when_bugzilla_refuses(db, tracker):
+    harness = await page_harness(db, tracker.channel)
+    try:
+        assert (await harness.get("/slaves/bs1"))["bug"] is None  # no bug yet
+        bug_id = await tracker.file_bug("bs1")
+        page = await harness.get("/slaves/bs1")
+        assert page["bug"] == {"id": bug_id, "is_open": True}
+        assert page["channels"]["bugzilla"]["api_key"] == "(secret)"
+        assert (await harness.get("/slaves/bs2"))["bug"] is None  # a bad key: still a page
+    finally:
+        await harness.runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_silent_bugzilla_delays_the_slave_page_only_until_its_short_deadline(db):
+    silent = Silent()
+    harness = await page_harness(db, BugzillaChannel(runner=None, http=silent))
+    try:
+        page = defer.ensureDeferred(harness.get("/slaves/bs1"))
+        await _until(lambda: silent.asked)
+        harness.clock.advance(BUG_STATUS_DEADLINE_S)
+        assert (await page)["bug"] is None
+    finally:
+        await harness.runner.stopService()
