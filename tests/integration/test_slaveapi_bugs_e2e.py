@@ -52,9 +52,9 @@ def secret_file(fleet, name: str, value: str) -> dict:
     return {"file": path}
 
 
-def bugzilla_settings(fleet, bugzilla) -> dict:
-    return {"url": bugzilla.url, "api_key": secret_file(fleet, "bugzilla-api-key", API_KEY),
-            "product": PRODUCT, "component": COMPONENT}
+def bugzilla_settings(fleet, bugzilla, key_in_file: bool = True) -> dict:
+    key = secret_file(fleet, "bugzilla-api-key", API_KEY) if key_in_file else API_KEY
+    return {"url": bugzilla.url, "api_key": key, "product": PRODUCT, "component": COMPONENT}
 
 
 def start(fleet, inventory: dict):
@@ -81,7 +81,7 @@ def test_disable_comments_and_reopens_the_bug_and_holds_builds_until_enable(flee
     closed = {"status": "RESOLVED", "resolution": "FIXED"}
     status, _ = bugzilla.rest("PUT", f"/bug/{bug_id}", HUMAN_KEY, closed)
     assert status == 200
-    master, slave, oncall = start(fleet, {"bugzilla": bugzilla_settings(fleet, bugzilla)})
+    master, slave, oncall = start(fleet, {"bugzilla": bugzilla_settings(fleet, bugzilla, key_in_file=False)})
     assert oncall.call("GET", "/slaves/bs1")[1]["bug"] == {"id": bug_id, "is_open": False}
     slave_pid = slave.pid
 
