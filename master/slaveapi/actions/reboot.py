@@ -89,6 +89,7 @@ async def _try_method(ctx: ActionContext, channel, channel_name: str, what: str)
     try:
         await channel.perform(REBOOT, ctx.location, ctx.say, ctx.clock, CHANNEL_DEADLINE_S)
     except ChannelError as e:
+        reattached.addErrback(lambda f: f.trap(defer.CancelledError))
         reattached.cancel()
         ctx.say(f"{what}: failed: {e}")
         return False
