@@ -5,7 +5,7 @@
                 'ssh': {'username': 'cltbld', 'password': {'env': 'BS1_SSH_PASSWORD'}},
                 'bmc': {'fqdn': 'bs1-mgmt.example.com', 'username': 'admin',
                         'password': {'file': 'secrets/bs1-ipmi'}},
-                'pdu': {'fqdn': 'pdu3.example.com', 'port': 'AA12'}},
+                'pdu': {'fqdn': 'pdu3.example.com', 'outlet': 'AA12'}},
     }}
 
 A channel's settings are plain values; secrets among them (any value written as
@@ -91,4 +91,30 @@ def _location(name: str, entry: dict, basedir: str | None) -> tuple[SlaveLocatio
                     continue
             resolved[key] = value
         location.channels[channel] = resolved
+    problems += [f"{where}['{channel}']: {problem}"
+                 for channel, problem in channel_problems(location, basedir)]
     return location, problems
+
+
+def channel_problems(location: SlaveLocation, basedir: str | None) -> list[tuple[str, str]]:
+    """``(channel, problem)`` for each channel setting its channel module would refuse, so that
+    a bad inventory is reported when master.cfg loads rather than when an action runs."""
+    from buildfarm.master.slaveapi.channels import ipmi, pdu, ssh
+    from buildfarm.master.slaveapi.channels.interfaces import ChannelError
+
+    found: list[tuple[str, str]] = []
+    for channel, module in (("bmc", ipmi), ("pdu", pdu)):
+        if channel in location.channels:
+            found += [(channel, p) for p in module.settings_problems(location.channels[channel])]
+    checks = [("ssh", lambda: ssh.ssh_target(location, basedir or "."))]
+    if "aws" in location.channels:
+        from buildfarm.master.slaveapi.channels import aws  # boto3 is imported only when used
+
+        checks.append(("aws", lambda: aws.aws_settings(location)))
+    for channel, check in checks:
+        if channel in location.channels:
+            try:
+                check()
+            except ChannelError as e:
+                found.append((channel, str(e)))
+    return found

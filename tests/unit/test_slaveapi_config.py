@@ -70,15 +70,28 @@ def test_bad_slaveapi_settings_are_reported(section, message):
 
 def test_inventory_secrets_are_hidden_and_plain_settings_shown(monkeypatch):
     monkeypatch.setenv("IPMI_PW", "hunter2")
-    section = {"slaves": {"bs1": {"fqdn": "bs1.example.com", "bmc": {
-        "fqdn": "bs1-mgmt", "username": "admin", "password": {"env": "IPMI_PW"}, "community": "public"}}}}
+    section = {"slaves": {"bs1": {"fqdn": "bs1.example.com",
+                                  "bmc": {"fqdn": "bs1-mgmt", "username": "admin",
+                                          "password": {"env": "IPMI_PW"}},
+                                  "pdu": {"fqdn": "pdu3", "outlet": "AA12", "community": "public"}}}}
     settings, problems = validate_slaveapi_config({"slaveapi": section})
     assert problems == []
     location = settings.slaves["bs1"]
     assert location.channels["bmc"]["password"].reveal() == "hunter2"
-    assert location.public_channels() == {"bmc": {"fqdn": "bs1-mgmt", "username": "admin",
-                                                  "password": "(secret)", "community": "(secret)"}}
+    assert location.public_channels() == {
+        "bmc": {"fqdn": "bs1-mgmt", "username": "admin", "password": "(secret)"},
+        "pdu": {"fqdn": "pdu3", "outlet": "AA12", "community": "(secret)"}}
     assert "hunter2" not in repr(settings)
+
+
+def test_inventory_channel_settings_are_checked_when_the_config_loads():
+    section = {"slaves": {"bs1": {"ssh": {"username": "u"}, "bmc": {"fqdn": "bmc1"},
+                                  "pdu": {"fqdn": "pdu1", "port": "AA12"}}}}
+    _, problems = validate_slaveapi_config({"slaveapi": section})
+    texts = [text for _, text in problems]
+    assert "c['slaveapi']['slaves']['bs1']['bmc']: username is required" in texts
+    assert any("['pdu']: port must be a UDP port number, not 'AA12'" in t for t in texts), texts
+    assert any("['ssh']: no host to ssh to" in t for t in texts), texts
 
 
 @pytest.mark.parametrize("granted, needed, allowed", [

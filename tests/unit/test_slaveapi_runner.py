@@ -251,7 +251,8 @@ class ScriptedChannel:
 
 @pytest_twisted.ensureDeferred
 async def test_reboot_escalates_past_a_failing_channel_and_skips_missing_ones(db):
-    inventory = {"slaves": {"bs1": {"ssh": {"username": "u"}, "pdu": {"fqdn": "pdu1"}}}}
+    inventory = {"slaves": {"bs1": {"ssh": {"host": "bs1", "username": "u", "password": "p"},
+                                    "pdu": {"fqdn": "pdu1", "outlet": 12}}}}
     harness = await Harness(db, inventory).start()
     botmaster = harness.master.botmaster
     ssh, pdu = ScriptedChannel("ssh", works=False), ScriptedChannel("pdu", works=True, botmaster=botmaster)
