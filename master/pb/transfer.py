@@ -163,6 +163,7 @@ class FileReader(pb.Referenceable):
     def __init__(self, path: str):
         self.path = path
         self._fp = None
+        self._queue = defer.DeferredLock()  # reads answered one at a time, in call order
 
     def open(self):
         """Open the source (in a thread); fails if it cannot be read."""
@@ -172,16 +173,25 @@ class FileReader(pb.Referenceable):
         self._fp = open(self.path, "rb")  # noqa: SIM115 - closed by remote_close/cancel
 
     def remote_read(self, maxlength):
-        """Up to ``maxlength`` bytes; b"" at the end."""
-        return threads.deferToThread(self._fp.read, int(maxlength))
+        """Up to ``maxlength`` bytes; b"" at the end (or once closed).  Our slave keeps
+        several reads in flight: they run one after the other, in the order they came."""
+        return self._queue.run(threads.deferToThread, self._read, int(maxlength))
+
+    def _read(self, maxlength: int) -> bytes:
+        return self._fp.read(maxlength) if self._fp is not None else b""
 
     def remote_close(self):
         """The slave has everything."""
         return self.cancel()
 
     def cancel(self):
+        """Close the source after any read still queued."""
+        return self._queue.run(threads.deferToThread, self._close)
+
+    def _close(self) -> None:
         fp, self._fp = self._fp, None
-        return threads.deferToThread(fp.close) if fp is not None else defer.succeed(None)
+        if fp is not None:
+            fp.close()
 
 
 class BytesReader(FileReader):
@@ -195,4 +205,4 @@ class BytesReader(FileReader):
         self._fp = io.BytesIO(self._data)
 
     def remote_read(self, maxlength):
-        return self._fp.read(int(maxlength))
+        return self._read(int(maxlength))  # in memory: no thread, and so in order

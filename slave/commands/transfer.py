@@ -5,7 +5,8 @@ The master hands the slave a reference to a ``FileWriter`` (uploads) or a ``File
 calls in flight: PB delivers calls of one connection in order and a master runs each writer's
 calls in that order (stock Buildbot writes synchronously, ours through one queue per writer),
 so the wire protocol is unchanged and the round trip no longer paces the transfer.  Downloads
-wait for each ``read`` (a master may answer overlapping reads out of order).
+likewise keep up to `READ_WINDOW` ``read`` calls in flight (stock masters read synchronously,
+ours through one queue per reader); reads past the end return b"" and are dropped.
 
 Paths: ``workdir`` is relative to the builder's directory, the source or destination relative
 to the workdir; neither may leave the slave's basedir.  All disk and compression work runs on
@@ -40,6 +41,7 @@ from buildfarm.slave.commands.base import (
 DEFAULT_BLOCKSIZE = 16 * 1024  # what 4.x masters send by default
 MAX_BLOCKSIZE = 256 * 1024  # one write()/read() stays well below Banana's 640 KiB
 WRITE_WINDOW = 4  # upload blocks sent before the first reply is awaited
+READ_WINDOW = 4  # download reads asked for before the first answer is awaited
 TAR_MODES = {None: "w", "gz": "w|gz", "bz2": "w|bz2"}
 DEFAULT_FILE_MODE = 0o666  # before the umask, as open() creates files
 
@@ -303,20 +305,40 @@ class DownloadFile(_Transfer):
             self.sendResult(0)
 
     async def _receiveBlocks(self, target: IO[bytes], reader: Any) -> bool:
-        """Write what ``read`` returns until b""; False when ``maxsize`` stops it first."""
-        remaining = self.args["maxsize"]
+        """Write what ``read`` returns until b""; False when ``maxsize`` stops it first.  Up to
+        `READ_WINDOW` reads are in flight (answered in order); all have been answered when
+        this returns or raises."""
+        inFlight: collections.deque[tuple[defer.Deferred, int]] = collections.deque()
+        try:
+            complete = await self._receiveWindowed(target, reader, inFlight)
+        except BaseException:
+            await _settle(collections.deque(d for d, _ in inFlight), raiseFailure=False)
+            raise
+        await _settle(collections.deque(d for d, _ in inFlight))
+        return complete
+
+    async def _receiveWindowed(self, target: IO[bytes], reader: Any,
+                               inFlight: collections.deque[tuple[defer.Deferred, int]]) -> bool:
+        maxsize = self.args["maxsize"]
+        asked = received = 0
+        probing = False  # the 1-byte read past maxsize is out: ask for nothing more
         while not self.interrupted:
-            length = self.args["blocksize"] if remaining is None else min(
-                self.args["blocksize"], remaining)
-            block = await reader.callRemote("read", length or 1)
+            while not probing and len(inFlight) < READ_WINDOW:
+                length = self.args["blocksize"] if maxsize is None else min(
+                    self.args["blocksize"], maxsize - asked)
+                probing = length == 0
+                inFlight.append((reader.callRemote("read", length or 1), length))
+                asked += length
+            pending, length = inFlight.popleft()
+            block = await pending
             block = block.encode("utf-8") if isinstance(block, str) else block
             if not block:
                 return True
             if length == 0:
                 return False
-            block = block[:length]
-            if remaining is not None:
-                remaining -= len(block)
+            if maxsize is not None:
+                block = block[:maxsize - received]
+            received += len(block)
             await self.inThread(target.write, block)
         return True
 

@@ -361,6 +361,55 @@ def test_unknown_compression_is_refused(tmp_path):
 # downloadFile
 
 
+class SlowReader(Reader):
+    """A reader whose answers come only when the test releases them (oldest first)."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.pending = []
+        self.mostInFlight = 0
+
+    def callRemote(self, name, *args):  # noqa: N802 - the PB name
+        answer = super().callRemote(name, *args).result
+        reply = defer.Deferred()
+        self.pending.append((reply, answer))
+        self.mostInFlight = max(self.mostInFlight, len(self.pending))
+        return reply
+
+    def answerOldest(self):
+        reply, answer = self.pending.pop(0)
+        reply.callback(answer)
+
+
+async def downloadWithSlowReader(tmp_path, reader, **overrides):
+    done = defer.ensureDeferred(Run(tmp_path, DownloadFile, **downloadArgs(reader, **overrides)).run())
+    while not done.called:
+        await untilCalls(reader, 1)
+        reader.answerOldest()
+    return await done
+
+
+@pytest_twisted.ensureDeferred
+async def test_download_keeps_a_window_of_reads_in_flight(tmp_path, workdir):
+    reader = SlowReader(PAYLOAD)
+    run = await downloadWithSlowReader(tmp_path, reader)
+    assert reader.mostInFlight == transfer.READ_WINDOW
+    assert (workdir / "dl" / "file.bin").read_bytes() == PAYLOAD
+    assert reader.names()[-1] == "close" and run.rc == 0
+
+
+@pytest.mark.parametrize("maxsize, rc", [(len(PAYLOAD), 0), (len(PAYLOAD) - 1, 1), (40_000, 1)])
+@pytest_twisted.ensureDeferred
+async def test_windowed_download_respects_maxsize(tmp_path, workdir, maxsize, rc):
+    reader = SlowReader(PAYLOAD)
+    run = await downloadWithSlowReader(tmp_path, reader, maxsize=maxsize)
+    assert run.rc == rc
+    if rc == 0:
+        assert (workdir / "dl" / "file.bin").read_bytes() == PAYLOAD
+    asked = sum(args[0] for name, *args in reader.calls if name == "read")
+    assert asked <= maxsize + 1  # never more than maxsize and the 1-byte probe
+
+
 def downloadArgs(reader, **overrides):
     args = {"workdir": "build", "workerdest": "dl/file.bin", "reader": reader,
             "maxsize": None, "blocksize": 16 * 1024, "mode": None}

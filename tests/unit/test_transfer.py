@@ -159,6 +159,20 @@ async def test_reader_serves_blocks_until_empty(tmp_path):
     assert blocks == [b"abcd", b"efgh", b"ij", b""]
 
 
+@pytest_twisted.ensureDeferred
+async def test_overlapping_reads_are_answered_in_call_order_and_close_comes_last(tmp_path):
+    data = os.urandom(40 * 65536 + 123)
+    source = tmp_path / "src"
+    source.write_bytes(data)
+    reader = FileReader(str(source))
+    await reader.open()
+    reads = [reader.remote_read(65536) for _ in range(45)]  # past the end: b""
+    closing = reader.remote_close()
+    blocks = await defer.gatherResults(reads, consumeErrors=True)
+    await closing
+    assert b"".join(blocks) == data and blocks[-1] == b""
+
+
 def test_command_versions_compare_numerically():
     assert version_at_least("3.3", "3.0")
     assert version_at_least("10.0", "3.0")
