@@ -6,13 +6,13 @@ from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.spread import banana, pb
 
-from buildfarm.master.pb.decoder import FastBananaDecoding
+from buildfarm.common.pbwire import FastBanana
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
 
 log = Logger()
 
 
-class KeepAliveBroker(FastBananaDecoding, pb.Broker):
+class KeepAliveBroker(FastBanana, pb.Broker):
     """A PB broker whose socket has TCP keepalive on, against half-open connections, and
     which decodes large messages (upload blocks) without re-copying them per socket read."""
 

@@ -1,11 +1,12 @@
-"""The master's Banana decoder decodes exactly what Twisted's does, however the bytes are split."""
+"""FastBanana (both brokers) decodes exactly what Twisted's Banana does, however the bytes are
+split, and encodes exactly the same bytes."""
 
 import random
 
 import pytest
 from twisted.spread import banana
 
-from buildfarm.master.pb.decoder import FastBananaDecoding
+from buildfarm.common.pbwire import FastBanana
 
 
 class Stock(banana.Banana):
@@ -32,7 +33,7 @@ class Stock(banana.Banana):
         self.sent.append(data)
 
 
-class Fast(FastBananaDecoding, Stock):
+class Fast(FastBanana, Stock):
     pass
 
 
@@ -77,6 +78,23 @@ def test_decodes_the_same_expressions_as_twisted_for_any_split(seed):
         fast.dataReceived(chunk)
     assert fast.received == stock.received
     assert len(fast.received) == len(messages)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_encodes_the_same_bytes_as_twisted(seed):
+    rng = random.Random(seed)
+    stock, fast = Stock(), Fast()
+    for _ in range(20):
+        message = expression(rng)
+        assert fast.encode(message) == stock.encode(message)
+    for word in (b"message", b"dictionary", b"x" * 14, b"x" * 15):  # vocabulary, and around it
+        assert fast.encode([word]) == stock.encode([word])
+
+
+def test_refuses_to_encode_what_twisted_refuses():
+    for encoder in (Stock(), Fast()):
+        with pytest.raises(banana.BananaError, match="too long"):
+            encoder.encode(b"x" * (banana.SIZE_LIMIT + 1))
 
 
 def test_a_block_split_in_socket_reads_arrives_whole():

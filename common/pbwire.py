@@ -1,5 +1,6 @@
-"""A faster decoder for the Banana bytes PB arrives in, with the same wire format.
+"""Faster Banana (the bytes PB travels in) for long strings, with the same wire format.
 
+Decoding:
 Twisted's ``Banana.dataReceived`` prepends what it kept to every chunk the socket gives it and
 slices off the rest of the buffer for every token it reads, so a 256 KiB ``write`` block
 arriving in 64 KiB reads is copied about five times, and a read holding several messages
@@ -8,6 +9,12 @@ instead and gathers the chunks of a long string in a list until the string is co
 block is copied twice (the join and the slice).  It decodes exactly what Twisted's decoder
 does, with the same limits (prefix length, ``SIZE_LIMIT``) and the same errors, so both ends
 stay compatible with stock Twisted PB peers.
+
+Encoding: Twisted looks every byte string up in PB's vocabulary of short words, which hashes
+all of it (a 256 KiB transfer block each time); a string longer than every word is sent as a
+string at once, exactly the bytes Twisted would send.
+
+Mix `FastBanana` in before ``pb.Broker``: the master's broker and the slave's both do.
 """
 
 import struct
@@ -20,8 +27,21 @@ _LIST, _INT, _STRING, _NEG, _FLOAT, _LONGINT, _LONGNEG, _VOCAB = (
 _HIGH_BIT = 0x80
 
 
-class FastBananaDecoding:
+_LONGEST_WORD = max(len(word) for word in banana.Banana.outgoingVocabulary)
+
+
+class FastBanana:
     """Mix in before a ``banana.Banana`` subclass (such as ``pb.Broker``)."""
+
+    def _encode(self, obj, write) -> None:
+        if type(obj) is bytes and len(obj) > _LONGEST_WORD:
+            if len(obj) > banana.SIZE_LIMIT:
+                raise banana.BananaError("byte string is too long to send (%d)" % (len(obj),))
+            banana.int2b128(len(obj), write)
+            write(banana.STRING)
+            write(obj)
+            return
+        super()._encode(obj, write)
 
     _parts: list[bytes] | None = None  # the chunks of an incomplete long string
     _gathered = 0  # their total length
