@@ -47,7 +47,10 @@ lint: install
 
 # The browser tests' screenshots go to build/ here; run tests/browser directly to refresh docs/screenshots.
 test: system-packages install interop lint
-	BUILDFARM_SCREENSHOT_DIR=$(CURDIR)/build/screenshots $(BIN)/python -m pytest $(PYTEST_ARGS)
+# A hang that pytest-timeout cannot interrupt (its SIGALRM landing inside a Twisted callback)
+# still ends the run: SIGINT after 40 minutes makes pytest report what ran and fail.
+	BUILDFARM_SCREENSHOT_DIR=$(CURDIR)/build/screenshots timeout -s INT -k 60 2400 \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Side-by-side benchmarks against stock Buildbot 4.3 (long: tens of minutes); BENCH_ARGS e.g.
 # "--workloads W1,W4 --runs 1".

@@ -32,6 +32,8 @@ class Hold(Action):
             await gate
         finally:
             self.running.remove(ctx.slave)
+            if self.gates.get(ctx.slave) is gate:
+                del self.gates[ctx.slave]
         ctx.say(f"held {ctx.slave}")
 
     def open(self) -> None:
@@ -41,7 +43,9 @@ class Hold(Action):
             self.release(slave)
 
     def release(self, slave: str) -> None:
-        gate = self.gates.pop(slave, None) or defer.Deferred()
+        """Let the slave's action through, also when it has not reached its gate yet (on a
+        slow database the release can come first: it must not be lost)."""
+        gate = self.gates.setdefault(slave, defer.Deferred())
         if not gate.called:
             gate.callback(None)
 
