@@ -39,7 +39,7 @@ from buildfarm.slave.commands.base import (
 )
 
 DEFAULT_BLOCKSIZE = 16 * 1024  # what 4.x masters send by default
-MAX_BLOCKSIZE = 256 * 1024  # one write()/read() stays well below Banana's 640 KiB
+MAX_BLOCKSIZE = 512 * 1024  # one write()/read() stays below Banana's 640 KiB string limit
 WRITE_WINDOW = 4  # upload blocks sent before the first reply is awaited
 READ_WINDOW = 4  # download reads asked for before the first answer is awaited
 TAR_MODES = {None: "w", "gz": "w|gz", "bz2": "w|bz2"}
