@@ -19,17 +19,13 @@ then waits ten seconds before it falls back).
 import re
 from dataclasses import dataclass
 
-from twisted.internet import defer
-from zope.interface import implementer
-
 from buildfarm.master.auth import Secret
-from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel
+from buildfarm.master.slaveapi.channels.interfaces import ChannelError
 from buildfarm.master.slaveapi.channels.tools import (
+    PowerToolChannel,
     ToolMissing,
-    deadline_passed,
     hide_secret,
     one_line,
-    run_tool,
     tool_environment,
 )
 
@@ -98,30 +94,11 @@ def ipmitool_argv(bmc: BMCAddress, *command: str) -> list[str]:
     return argv + list(command)
 
 
-@implementer(IChannel)
-class IPMIChannel:
+class IPMIChannel(PowerToolChannel):
     """Power control of the slave machine through its BMC (IPMI over LAN, with ipmitool)."""
 
     name = "bmc"
-    operations = frozenset({REBOOT})
-
-    def __init__(self, runner, run=run_tool):
-        self.runner = runner
-        self._run = run  # run_tool(reactor, argv, env, timeout_s); tests give a scripted one
-
-    def configured_for(self, location) -> bool:
-        """Whether the slave has a ``bmc`` entry naming its BMC (the rest is checked on use,
-        so that a bad entry shows in the reboot's story instead of being skipped)."""
-        settings = location.channels.get(self.name) if location is not None else None
-        return bool(settings) and bool(settings.get("host") or settings.get("fqdn"))
-
-    def perform(self, operation, location, say, clock, deadline_s, **kwargs):
-        if operation not in self.operations:
-            return defer.fail(ChannelError(f"the bmc channel cannot {operation}"))
-        d = defer.ensureDeferred(self._reboot(location, say, deadline_s))
-        d.addTimeout(deadline_s, clock)
-        d.addErrback(deadline_passed, f"the BMC did not finish within {deadline_s:g} s")
-        return d
+    device = "the BMC"
 
     async def _reboot(self, location, say, deadline_s: float) -> bool:
         bmc = bmc_address(location.channels.get(self.name, {}))

@@ -31,17 +31,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from twisted.internet import defer
-from zope.interface import implementer
-
 from buildfarm.master.auth import Secret
-from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel
+from buildfarm.master.slaveapi.channels.interfaces import ChannelError
 from buildfarm.master.slaveapi.channels.tools import (
+    PowerToolChannel,
     ToolMissing,
-    deadline_passed,
     hide_secret,
     one_line,
-    run_tool,
     tool_environment,
 )
 
@@ -163,30 +159,11 @@ def snmp_argv(tool: str, outlet: PDUOutlet, *value: str) -> list[str]:
             outlet.agent, outlet.oid, *value]
 
 
-@implementer(IChannel)
-class PDUChannel:
+class PDUChannel(PowerToolChannel):
     """Power cycles the slave machine's PDU outlet over SNMP (APC PowerNet-MIB)."""
 
     name = "pdu"
-    operations = frozenset({REBOOT})
-
-    def __init__(self, runner, run=run_tool):
-        self.runner = runner
-        self._run = run  # run_tool(reactor, argv, env, timeout_s); tests give a scripted one
-
-    def configured_for(self, location) -> bool:
-        """Whether the slave has a ``pdu`` entry naming its PDU (the rest is checked on use,
-        so that a bad entry shows in the reboot's story instead of being skipped)."""
-        settings = location.channels.get(self.name) if location is not None else None
-        return bool(settings) and bool(settings.get("host") or settings.get("fqdn"))
-
-    def perform(self, operation, location, say, clock, deadline_s, **kwargs):
-        if operation not in self.operations:
-            return defer.fail(ChannelError(f"the pdu channel cannot {operation}"))
-        d = defer.ensureDeferred(self._reboot(location, say, deadline_s))
-        d.addTimeout(deadline_s, clock)
-        d.addErrback(deadline_passed, f"the PDU did not finish within {deadline_s:g} s")
-        return d
+    device = "the PDU"
 
     async def _reboot(self, location, say, deadline_s: float) -> bool:
         outlet = pdu_outlet(location.channels.get(self.name, {}))

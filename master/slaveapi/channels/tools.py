@@ -12,8 +12,9 @@ import signal
 from dataclasses import dataclass
 
 from twisted.internet import defer, error, protocol
+from zope.interface import implementer
 
-from buildfarm.master.slaveapi.channels.interfaces import ChannelError
+from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel
 
 # The parts of the master's environment a tool may need; anything else is left out.
 PASSED_ENVIRONMENT = ("PATH", "HOME", "TZ")
@@ -116,3 +117,34 @@ def run_tool(reactor, argv: list[str], env: dict[str, str], timeout_s: float) ->
         return defer.fail(ToolMissing(f"{argv[0]} could not be started: {e.strerror or e}"))
     finished.addTimeout(timeout_s, reactor)
     return finished
+
+
+@implementer(IChannel)
+class PowerToolChannel:
+    """A channel that power cycles the machine through a device driven by a tool (the BMC
+    with ipmitool, the PDU with snmpset); subclasses set ``name``, ``device`` and ``_reboot``."""
+
+    name = ""
+    device = ""  # "the BMC", said in the story
+    operations = frozenset({REBOOT})
+
+    def __init__(self, runner, run=None):
+        self.runner = runner
+        self._run = run or run_tool  # run_tool(reactor, argv, env, timeout_s); tests give a scripted one
+
+    def configured_for(self, location) -> bool:
+        """Whether the slave's entry names the device (the rest is checked on use, so that a
+        bad entry shows in the reboot's story instead of being skipped)."""
+        settings = location.channels.get(self.name) if location is not None else None
+        return bool(settings) and bool(settings.get("host") or settings.get("fqdn"))
+
+    def perform(self, operation, location, say, clock, deadline_s, **kwargs):
+        if operation not in self.operations:
+            return defer.fail(ChannelError(f"the {self.name} channel cannot {operation}"))
+        d = defer.ensureDeferred(self._reboot(location, say, deadline_s))
+        d.addTimeout(deadline_s, clock)
+        d.addErrback(deadline_passed, f"{self.device} did not finish within {deadline_s:g} s")
+        return d
+
+    async def _reboot(self, location, say, deadline_s: float) -> bool:
+        raise NotImplementedError
