@@ -3,30 +3,13 @@ EC2 server on loopback, driven over HTTP as an on-call engineer does; every stat
 checked by asking moto itself."""
 
 import pytest
-from test_slaveapi_e2e import SlaveAPIClient
 
-from fixtures.daemons import free_port
 from fixtures.moto_server import MotoServer
+from fixtures.slaveapi import start_slaveapi_master
 
 FAILURE, SUCCESS = 3, 2
 WAIT_S = "60"
 
-AWS_CFG = """\
-from buildfarm.master.plugins import schedulers, slaves, steps, util
-
-c = BuildmasterConfig = {{}}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
-c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
-c['www'] = {{'port': {www_port}}}
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
-c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hi'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['users'] = [util.User('oncall', password='s3cret', scopes=['slaveapi:*'])]
-c['slaveapi'] = {{'port': {api_port}, 'reboot_timeout': 60, 'slaves': {{
-    'bs1': {{'fqdn': 'bs1.build.example.com', 'aws': {aws!r}}},
-}}}}
-"""
 
 
 @pytest.fixture
@@ -46,12 +29,10 @@ def start(fleet, moto):
                                      "security_group_ids": [network.security_group_id],
                                      "key_name": network.key_name}},
     }
-    api_port = free_port()
-    master = fleet.master(config=lambda pb_port, www_port: AWS_CFG.format(
-        pb_port=pb_port, www_port=www_port, api_port=api_port, aws=aws))
+    master, client = start_slaveapi_master(fleet, {"bs1": {"fqdn": "bs1.build.example.com", "aws": aws}})
     fleet.slave(master)
     master.wait_attached("bs1")
-    return master, network, SlaveAPIClient(f"http://127.0.0.1:{api_port}", "oncall", "s3cret")
+    return master, network, client
 
 
 def only_instance(moto) -> dict:

@@ -5,11 +5,11 @@ driven over HTTP as an on-call engineer does (urllib, HTTP basic)."""
 import os
 
 import pytest
-from test_slaveapi_e2e import SlaveAPIClient
 
 from fixtures.bugzilla import BugzillaServer
 from fixtures.daemons import BIN_DIR, free_port, pid_alive, run_cli, wait_for
 from fixtures.mozpool import MozpoolServer
+from fixtures.slaveapi import start_slaveapi_master
 
 API_KEY = "bz-0123456789abcdef"
 HUMAN_KEY = "bz-human-key"
@@ -18,21 +18,6 @@ MOZPOOL_USER, MOZPOOL_PASSWORD = "relengbot", "mozpool-pw"
 DEVICE = "panda-0042"
 ACTION_WAIT_S = "90"
 
-CFG = """\
-from buildfarm.master.plugins import schedulers, slaves, steps, util
-
-c = BuildmasterConfig = {{}}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
-c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
-c['www'] = {{'port': {www_port}}}
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
-c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hi'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['users'] = [util.User('oncall', password='s3cret', scopes=['slaveapi:*'])]
-c['slaveapi'] = {{'port': {api_port}, 'shutdown_timeout': 30, 'reboot_timeout': 60,
-                 'slaves': {{'bs1': {inventory!r}}}}}
-"""
 
 
 @pytest.fixture
@@ -59,13 +44,10 @@ def bugzilla_settings(fleet, bugzilla, key_in_file: bool = True) -> dict:
 
 def start(fleet, inventory: dict):
     """A master whose SlaveAPI has ``inventory`` for bs1, and bs1 attached to it."""
-    api_port = free_port()
-    master = fleet.master(
-        config=lambda pb_port, www_port: CFG.format(pb_port=pb_port, www_port=www_port, api_port=api_port,
-                                                    inventory=inventory))
+    master, client = start_slaveapi_master(fleet, {"bs1": inventory})
     slave = fleet.slave(master)
     master.wait_attached("bs1")
-    return master, slave, SlaveAPIClient(f"http://127.0.0.1:{api_port}", "oncall", "s3cret")
+    return master, slave, client
 
 
 def act(oncall, action: str, **form) -> dict:

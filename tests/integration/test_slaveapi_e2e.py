@@ -1,56 +1,19 @@
 """The SlaveAPI end to end: a real master and slave, the API on its own port and under
 /slaveapi/ of the web site, as an on-call engineer uses it (urllib, HTTP basic)."""
 
-import base64
-import json
 import os
 import urllib.error
-import urllib.parse
 import urllib.request
 
-from fixtures.daemons import free_port, pid_alive, run_cli, wait_for
-
-SLAVEAPI_CFG = """\
-from buildfarm.master.plugins import schedulers, slaves, steps, util
-
-c = BuildmasterConfig = {{}}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
-c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
-c['www'] = {{'port': {www_port}}}
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
-c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hi'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['users'] = [util.User('oncall', password='s3cret', scopes=['slaveapi:*']),
-              util.User('viewer', password='v1ew', scopes=['slaveapi:read'])]
-c['slaveapi'] = {{'port': {api_port}, 'shutdown_timeout': 30}}
-"""
-
-
-class SlaveAPIClient:
-    def __init__(self, base: str, user: str | None, password: str | None):
-        self.base = base
-        self.auth = None if user is None else base64.b64encode(f"{user}:{password}".encode()).decode()
-
-    def call(self, method: str, path: str, **form) -> tuple[int, dict]:
-        data = urllib.parse.urlencode(form).encode() if method == "POST" else None
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        if self.auth:
-            request.add_header("Authorization", f"Basic {self.auth}")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+from fixtures.daemons import pid_alive, run_cli, wait_for
+from fixtures.slaveapi import SlaveAPIClient, start_slaveapi_master
 
 
 def start(fleet):
-    api_port = free_port()
-    master = fleet.master(config=lambda pb_port, www_port: SLAVEAPI_CFG.format(
-        pb_port=pb_port, www_port=www_port, api_port=api_port))
+    master, client = start_slaveapi_master(fleet)
     slave = fleet.slave(master)
     master.wait_attached("bs1")
-    return master, slave, f"http://127.0.0.1:{api_port}"
+    return master, slave, client.base
 
 
 def test_uptime_through_the_master_on_both_mounts_and_auth_refusals(fleet):

@@ -5,27 +5,12 @@ the slave), driven through the HTTP API as an on-call engineer does."""
 import re
 
 import pytest
-from integration.test_slaveapi_e2e import SlaveAPIClient
 
 from fixtures.daemons import free_port, wait_for
 from fixtures.ipmi import IpmiBMC, free_udp_port
+from fixtures.slaveapi import SlaveAPIClient, start_slaveapi_master
 from fixtures.snmp import SnmpPDU
 
-POWER_CFG = """\
-from buildfarm.master.plugins import schedulers, slaves, steps, util
-
-c = BuildmasterConfig = {{}}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
-c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
-c['www'] = {{'port': {www_port}}}
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
-c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hi'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['users'] = [util.User('oncall', password='s3cret', scopes=['slaveapi:*'])]
-c['slaveapi'] = {{'port': {api_port}, 'shutdown_timeout': 30, 'reboot_timeout': 60,
-                 'slaves': {{'bs1': {inventory!r}}}}}
-"""
 REBOOT_DEADLINE_S = 150.0
 BMC_PASSWORD = "bmc-s3cret"
 PDU_COMMUNITY = "pdu-s3cret"
@@ -42,10 +27,7 @@ def power(tmp_path):
 
 
 def start_master(fleet, inventory: dict) -> tuple:
-    api_port = free_port()
-    master = fleet.master(config=lambda pb_port, www_port: POWER_CFG.format(
-        pb_port=pb_port, www_port=www_port, api_port=api_port, inventory=inventory))
-    return master, SlaveAPIClient(f"http://127.0.0.1:{api_port}", "oncall", "s3cret")
+    return start_slaveapi_master(fleet, {"bs1": inventory})
 
 
 def reboot(client: SlaveAPIClient) -> dict:

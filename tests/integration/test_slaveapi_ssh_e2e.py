@@ -6,29 +6,13 @@ machine would."""
 import os
 import stat
 
-from test_slaveapi_e2e import SlaveAPIClient
-
 from fixtures.daemons import BIN_DIR, free_port, pid_alive, wait_for
+from fixtures.slaveapi import start_slaveapi_master
 from fixtures.sshd import sshd  # noqa: F401  (the fixture)
 
 ACTION_DEADLINE_S = 150.0
 SUCCESS, FAILURE = 2, 3
 
-SSH_CFG = """\
-from buildfarm.master.plugins import schedulers, slaves, steps, util
-
-c = BuildmasterConfig = {{}}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass'), slaves.BuildSlave('bs2', 'pass')]
-c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
-c['www'] = {{'port': {www_port}}}
-c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
-c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1', 'bs2'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hi'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['users'] = [util.User('oncall', password='s3cret', scopes=['slaveapi:*'])]
-c['slaveapi'] = {{'port': {api_port}, 'shutdown_timeout': 30, 'reboot_timeout': 60,
-                 'slaves': {inventory!r}}}
-"""
 
 REBOOT_SCRIPT = """\
 #!/bin/sh
@@ -43,16 +27,14 @@ echo rebooting
 def start(fleet, sshd_server, slave_settings: dict, start_slave: bool = True):  # noqa: F811
     """A master whose inventory gives bs1 (and bs2) the ssh settings returned by
     ``slave_settings(slave basedir)``, and bs1's slave (started unless told)."""
-    api_port = free_port()
     basedir = os.path.join(fleet.root, "slave-bs1-1")  # where fleet.slave() creates it
     inventory = {name: {"ssh": settings} for name, settings in slave_settings(basedir).items()}
-    master = fleet.master(config=lambda pb_port, www_port: SSH_CFG.format(
-        pb_port=pb_port, www_port=www_port, api_port=api_port, inventory=inventory))
+    master, client = start_slaveapi_master(fleet, inventory, slavenames=("bs1", "bs2"))
     slave = fleet.slave(master, start=start_slave)
     assert slave.basedir == basedir
     if start_slave:
         master.wait_attached("bs1")
-    return master, slave, SlaveAPIClient(f"http://127.0.0.1:{api_port}", "oncall", "s3cret")
+    return master, slave, client
 
 
 def run_action(api, slave: str, action: str) -> dict:
