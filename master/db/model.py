@@ -52,6 +52,21 @@ slaves = sa.Table(
     sa.Column("last_disconnected_at", sa.Float, nullable=True),
 )
 
+# Each connection of a slave to a master: opened when it attaches, closed when it detaches
+# (or when its master starts again after a crash).
+slave_connections = sa.Table(
+    "slave_connections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("slaveid", sa.Integer, sa.ForeignKey("slaves.id"), nullable=False),
+    sa.Column("masterid", sa.Integer, sa.ForeignKey("masters.id"), nullable=True),
+    sa.Column("peer", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("connected_at", sa.Float, nullable=False),
+    sa.Column("disconnected_at", sa.Float, nullable=True),
+    sa.Index(None, "slaveid", "connected_at"),
+    sa.Index(None, "masterid", "disconnected_at"),
+)
+
 # A scheduler's decision to build one set of properties on several builders: one build
 # request per builder, complete when they all are, with the worst of their results.
 buildsets = sa.Table(

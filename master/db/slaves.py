@@ -5,7 +5,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from buildfarm.master.db.base import DBComponent, find_or_create_by_name, from_json, to_json
-from buildfarm.master.db.model import slaves
+from buildfarm.master.db.model import slave_connections, slaves
 
 
 class SlavesComponent(DBComponent):
@@ -15,9 +15,11 @@ class SlavesComponent(DBComponent):
         return await self._run(lambda conn: find_or_create_by_name(conn, slaves, name))
 
     async def attached(
-        self, name: str, masterid: int, info: dict, version: str | None, now: float
+        self, name: str, masterid: int, info: dict, version: str | None, now: float,
+        peer: str | None = None,
     ) -> int:
-        """Record that the slave ``name`` attached to ``masterid``; its id."""
+        """Record that the slave ``name`` attached to ``masterid`` (from ``peer``); its id.
+        A connection of it to this master still open (its detach was never seen) closes now."""
 
         def thd(conn: sa.Connection) -> int:
             slaveid = find_or_create_by_name(conn, slaves, name)
@@ -31,6 +33,10 @@ class SlavesComponent(DBComponent):
                     last_connected_at=now,
                 )
             )
+            conn.execute(_close_connections(now, slave_connections.c.slaveid == slaveid,
+                                            slave_connections.c.masterid == masterid))
+            conn.execute(sa.insert(slave_connections).values(
+                slaveid=slaveid, masterid=masterid, peer=peer, connected_at=now))
             return slaveid
 
         return await self._run(thd)
@@ -41,19 +47,44 @@ class SlavesComponent(DBComponent):
             (slaves.c.connected_masterid == masterid, sa.null()),
             else_=slaves.c.connected_masterid,
         )
-        await self._execute(
-            sa.update(slaves)
-            .where(slaves.c.name == name)
-            .values(connected_masterid=still_elsewhere, last_disconnected_at=now)
-        )
+        own = sa.select(slaves.c.id).where(slaves.c.name == name).scalar_subquery()
+
+        def thd(conn: sa.Connection) -> None:
+            conn.execute(
+                sa.update(slaves)
+                .where(slaves.c.name == name)
+                .values(connected_masterid=still_elsewhere, last_disconnected_at=now)
+            )
+            conn.execute(_close_connections(now, slave_connections.c.slaveid == own,
+                                            slave_connections.c.masterid == masterid))
+
+        await self._run(thd)
 
     async def detach_all_of_master(self, masterid: int, now: float) -> None:
         """Mark every slave attached to ``masterid`` as detached (at master start-up)."""
-        await self._execute(
-            sa.update(slaves)
-            .where(slaves.c.connected_masterid == masterid)
-            .values(connected_masterid=None, last_disconnected_at=now)
+        def thd(conn: sa.Connection) -> None:
+            conn.execute(
+                sa.update(slaves)
+                .where(slaves.c.connected_masterid == masterid)
+                .values(connected_masterid=None, last_disconnected_at=now)
+            )
+            conn.execute(_close_connections(now, slave_connections.c.masterid == masterid))
+
+        await self._run(thd)
+
+    async def get_connections(self, name: str, limit: int = 20) -> list[dict]:
+        """The slave's last ``limit`` connections, newest first: ``connected_at``,
+        ``disconnected_at`` (None while open), ``masterid``, ``peer``."""
+        query = (
+            sa.select(slave_connections)
+            .join(slaves, slaves.c.id == slave_connections.c.slaveid)
+            .where(slaves.c.name == name)
+            .order_by(slave_connections.c.connected_at.desc(), slave_connections.c.id.desc())
+            .limit(limit)
         )
+        return await self._fetch_all(query, lambda row: {
+            "masterid": row.masterid, "peer": row.peer, "connected_at": row.connected_at,
+            "disconnected_at": row.disconnected_at})
 
     async def get(self, name: str) -> dict | None:
         query = sa.select(slaves).where(slaves.c.name == name)
@@ -74,3 +105,10 @@ def _dict(row) -> dict[str, Any]:
         "last_connected_at": row.last_connected_at,
         "last_disconnected_at": row.last_disconnected_at,
     }
+
+
+def _close_connections(now: float, *which) -> sa.Update:
+    """Close the open connections matching ``which`` at ``now``."""
+    return (sa.update(slave_connections)
+            .where(slave_connections.c.disconnected_at.is_(None), *which)
+            .values(disconnected_at=now))

@@ -163,7 +163,7 @@ class BotMaster(service.Service):
             slave.disconnect()
             raise
         await self.master.db.slaves.attached(
-            name, self.master.masterid, slave.info, slave.version, self.clock.seconds()
+            name, self.master.masterid, slave.info, slave.version, self.clock.seconds(), slave.peer
         )
         self.slaves[name] = slave
         for builder_name, ref in slave.remote_builders.items():

@@ -204,8 +204,7 @@ async def slave_detail(master, name: str) -> dict | None:
         "commands": commands,
         "peer": getattr(live, "peer", None),
         "connected_masterid": (row or {}).get("connected_masterid"),
-        # The database keeps the last attach and detach, not every one.
-        "connections": connection_history(row or {}),
+        "connections": await db.slaves.get_connections(name, RECENT_ITEMS),
         "slaveapi": {
             "enabled": settings["enabled"], "disabled_reason": settings["disabled_reason"],
             "disabled_by": settings["disabled_by"], "disabled_at": settings["disabled_at"],
@@ -214,13 +213,6 @@ async def slave_detail(master, name: str) -> dict | None:
         },
         "recent_builds": [build_summary(b, now) for b in recent],
     }
-
-
-def connection_history(row: dict) -> list[dict]:
-    """The attach and detach times the database holds, newest first."""
-    events = [("attached", row.get("last_connected_at")), ("detached", row.get("last_disconnected_at"))]
-    return sorted(({"event": event, "at": at} for event, at in events if at is not None),
-                  key=lambda e: -e["at"])
 
 
 def slaveapi_result_json(row: dict) -> dict:

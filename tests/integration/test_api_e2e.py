@@ -71,6 +71,8 @@ def test_two_builds_page_filter_and_count_in_metrics(fleet):
     assert slave["connected"] and "shell" in slave["commands"]
     assert [b["buildid"] for b in slave["recent_builds"]] == [bad_build, good_build]
     assert slave["slaveapi"]["enabled"] is True
+    (connection,) = slave["connections"]
+    assert connection["peer"].startswith("127.0.0.1:") and connection["disconnected_at"] is None
 
     (log,) = master.get(f"/api/v1/builds/{good_build}")["steps"][0]["logs"]
     assert log["size"] > 0

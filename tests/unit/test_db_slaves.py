@@ -58,3 +58,19 @@ async def test_detach_all_of_master_leaves_other_masters_slaves(db, masters):
 @pytest_twisted.ensureDeferred
 async def test_get_of_an_unknown_slave_is_none(db):
     assert await db.slaves.get("nobody") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_connection_history_newest_first_and_closed_by_detach_or_master_restart(db, masters):
+    await db.slaves.attached("s1", masters[0], {}, None, 10.0, "10.0.0.5:40000")
+    await db.slaves.detached("s1", masters[0], 20.0)
+    await db.slaves.attached("s1", masters[1], {}, None, 30.0, "10.0.0.5:40001")
+    await db.slaves.attached("s1", masters[1], {}, None, 35.0, "10.0.0.5:40002")  # detach never seen
+    assert await db.slaves.get_connections("s1") == [
+        {"masterid": masters[1], "peer": "10.0.0.5:40002", "connected_at": 35.0, "disconnected_at": None},
+        {"masterid": masters[1], "peer": "10.0.0.5:40001", "connected_at": 30.0, "disconnected_at": 35.0},
+        {"masterid": masters[0], "peer": "10.0.0.5:40000", "connected_at": 10.0, "disconnected_at": 20.0},
+    ]
+    await db.slaves.detach_all_of_master(masters[1], 50.0)
+    assert (await db.slaves.get_connections("s1", limit=1))[0]["disconnected_at"] == 50.0
+    assert await db.slaves.get_connections("nobody") == []

@@ -23,7 +23,7 @@ class RecordingSlavesTable:
     def __init__(self):
         self.events = []
 
-    async def attached(self, name, masterid, info, version, now):
+    async def attached(self, name, masterid, info, version, now, peer=None):
         self.events.append(("attached", name, version))
         return 1
 

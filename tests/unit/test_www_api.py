@@ -295,7 +295,7 @@ async def test_slave_detail_shows_commands_settings_and_recent_builds(farm):
     s1 = await farm.get("/api/v1/slaves/s1")
     assert s1["commands"] == {"shell": "3.0"} and s1["state"] == "busy"
     assert [b["buildid"] for b in s1["recent_builds"]] == farm.builds[2::-1]
-    assert s1["connections"] == [{"event": "attached", "at": 100.0}]
+    assert [(c["connected_at"], c["disconnected_at"]) for c in s1["connections"]] == [(100.0, None)]
     s2 = await farm.get("/api/v1/slaves/s2")
     assert s2["slaveapi"]["enabled"] is False
     assert (s2["slaveapi"]["disabled_reason"], s2["slaveapi"]["disabled_by"]) == ("broken disk", "oncall")
@@ -305,7 +305,7 @@ async def test_slave_detail_shows_commands_settings_and_recent_builds(farm):
     s3 = await farm.get("/api/v1/slaves/s3")
     assert [(r["requestid"], r["state_name"]) for r in s3["slaveapi"]["results"]] == [(requestid, "pending")]
     assert "args" not in s3["slaveapi"]["results"][0]
-    assert s3["connections"] == [{"event": "detached", "at": 900.0}, {"event": "attached", "at": 100.0}]
+    assert [(c["connected_at"], c["disconnected_at"]) for c in s3["connections"]] == [(100.0, 900.0)]
 
 
 @pytest_twisted.ensureDeferred

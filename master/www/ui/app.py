@@ -446,6 +446,7 @@ class WebUI:
             builds=builds, results=list(reversed(results))[:RECENT_ON_SLAVE_PAGE],
             state_names=STATE_NAMES, actions=actions,
             audit=await self.db.slaveapi.get_audit(name, limit=RECENT_ON_SLAVE_PAGE),
+            connections=await self.db.slaves.get_connections(name, RECENT_ON_SLAVE_PAGE),
             requested=_int_query(request, "requested", None, 1))
 
     async def known_slave(self, name: str) -> dict | None:
