@@ -130,6 +130,24 @@ class ActionContext:
     def text(self) -> str:
         return "\n".join(self.lines)
 
+    def channel(self, name: str, operation: str | None = None):
+        """The channel ``name`` when the slave's inventory configures it, this master has it
+        and it can do ``operation`` (when given); else None."""
+        configured = self.location is not None and name in self.location.channels
+        channel = self.runner.channels.get(name) if configured else None
+        if channel is None or not channel.configured_for(self.location):
+            return None
+        if operation is not None and operation not in channel.operations:
+            return None
+        return channel
+
+    def why_no_channel(self, name: str) -> str:
+        """Why ``channel(name)`` is None, for the story."""
+        configured = self.location is not None and name in self.location.channels
+        if configured and name not in self.runner.channels:
+            return f"{name} is configured, but this master cannot use that channel"
+        return f"the slave has no {name} channel"
+
     def attached_slave(self):
         """The master's live ``BuildSlave`` perspective of this slave, or None."""
         slave = self.master.botmaster.slaves.get(self.slave)

@@ -32,25 +32,9 @@ CHANNEL_DEADLINE_S = 120.0
 BUG_DEADLINE_S = 60.0
 
 
-def usable_channel(ctx: ActionContext, channel_name: str):
-    """The channel when the slave's inventory configures it and this master has it, else None."""
-    configured = ctx.location is not None and channel_name in ctx.location.channels
-    channel = ctx.runner.channels.get(channel_name) if configured else None
-    if channel is not None and channel.configured_for(ctx.location):
-        return channel
-    return None
-
-
-def missing_channel_text(ctx: ActionContext, channel_name: str) -> str:
-    configured = ctx.location is not None and channel_name in ctx.location.channels
-    if configured and channel_name not in ctx.runner.channels:
-        return f"{channel_name} is configured, but this master cannot use that channel"
-    return f"the slave has no {channel_name} channel"
-
-
 async def uptime_over_ssh(ctx: ActionContext) -> float | None:
     """The machine's uptime through ssh, or None when it cannot be read."""
-    channel = usable_channel(ctx, "ssh")
+    channel = ctx.channel("ssh", UPTIME)
     if channel is None:
         return None
     try:
@@ -63,9 +47,9 @@ async def uptime_over_ssh(ctx: ActionContext) -> float | None:
 async def reboot_slave(ctx: ActionContext) -> None:
     """Try each reboot method in turn until one is verified; raise ``ActionFailed`` otherwise."""
     for channel_name, what in REBOOT_METHODS:
-        channel = usable_channel(ctx, channel_name)
+        channel = ctx.channel(channel_name, REBOOT)
         if channel is None:
-            ctx.say(f"{what}: skipped ({missing_channel_text(ctx, channel_name)})")
+            ctx.say(f"{what}: skipped ({ctx.why_no_channel(channel_name)})")
             continue
         if await _try_method(ctx, channel, channel_name, what):
             await comment_on_bug(ctx, f"{ctx.slave} was rebooted by {what} (SlaveAPI request "
@@ -116,9 +100,9 @@ async def _try_method(ctx: ActionContext, channel, channel_name: str, what: str)
 
 
 async def _ask_a_human(ctx: ActionContext) -> None:
-    channel = usable_channel(ctx, "bugzilla")
+    channel = ctx.channel("bugzilla")
     if channel is None:
-        ctx.say(f"asking a human: skipped ({missing_channel_text(ctx, 'bugzilla')})")
+        ctx.say(f"asking a human: skipped ({ctx.why_no_channel('bugzilla')})")
         raise ActionFailed("no reboot method worked")
     text = (f"{ctx.slave} could not be rebooted automatically (SlaveAPI request {ctx.requestid}, "
             f"asked by {ctx.requested_by}). Please reboot it by hand.\n\nWhat was tried:\n"
@@ -134,7 +118,7 @@ async def _ask_a_human(ctx: ActionContext) -> None:
 
 async def comment_on_bug(ctx: ActionContext, text: str, reopen: bool = False) -> None:
     """Comment on the slave's bug, when it has a bug tracker; a failure is only told."""
-    channel = usable_channel(ctx, "bugzilla")
+    channel = ctx.channel("bugzilla")
     if channel is None:
         return
     try:

@@ -28,14 +28,10 @@ class ShutdownBuildslave(Action):
 
 
 def ssh_channel(ctx: ActionContext, operation: str, needs_basedir: bool = False):
-    """The slave's ssh channel when the inventory configures it (with its ``basedir`` when
-    ``needs_basedir``) and it can do ``operation``; else None."""
-    location = ctx.location
-    settings = location.channels.get("ssh") if location is not None else None
-    if settings is None or (needs_basedir and not settings.get("basedir")):
-        return None
-    channel = ctx.runner.channels.get("ssh")
-    if channel is None or operation not in channel.operations or not channel.configured_for(location):
+    """The slave's ssh channel when it can do ``operation`` (and the inventory gives the
+    slave's ``basedir`` when ``needs_basedir``); else None."""
+    channel = ctx.channel("ssh", operation)
+    if channel is None or (needs_basedir and not ctx.location.channels["ssh"].get("basedir")):
         return None
     return channel
 
