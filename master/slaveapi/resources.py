@@ -28,6 +28,7 @@ from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
 from buildfarm.master.slaveapi.results import dictify_results
+from buildfarm.master.www.requestbody import BadBody, json_object, read_body
 
 log = Logger()
 
@@ -325,25 +326,17 @@ def _is_json(request) -> bool:
 
 
 def _read_body(request) -> bytes:
-    if request.content is None:
-        return b""
-    request.content.seek(0)
-    raw = request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise SlaveAPIError(413, f"request body over {MAX_BODY_BYTES} bytes")
-    return raw
+    try:
+        return read_body(request, MAX_BODY_BYTES)
+    except BadBody as e:
+        raise SlaveAPIError(e.status, e.message) from None
 
 
 def _json_object(raw: bytes) -> dict:
-    if not raw.strip():
-        return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SlaveAPIError(400, f"request body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise SlaveAPIError(400, "request body must be a JSON object of action arguments")
-    return body
+        return json_object(raw, "a JSON object of action arguments")
+    except BadBody as e:
+        raise SlaveAPIError(e.status, e.message) from None
 
 
 def _int_time(value: float | None) -> int | None:

@@ -31,6 +31,7 @@ from buildfarm.master.www.paging import (
     parse_page,
     parse_result,
 )
+from buildfarm.master.www.requestbody import BadBody, json_object, read_body
 
 log = Logger()
 
@@ -285,18 +286,10 @@ class JSONAPI:
         return self._json(request, with_result_name(row))
 
     def _json_body(self, request) -> dict:
-        raw = request.content.read(MAX_BODY_BYTES + 1) if request.content else b""
-        if len(raw) > MAX_BODY_BYTES:
-            raise APIError(413, f"request body over {MAX_BODY_BYTES} bytes")
-        if not raw.strip():
-            return {}
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise APIError(400, f"request body is not valid JSON: {e}") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "request body must be a JSON object")
-        return body
+            return json_object(read_body(request, MAX_BODY_BYTES))
+        except BadBody as e:
+            raise APIError(e.status, e.message) from None
 
     @app.route("/api/v1/changes", methods=["GET"])
     async def changes(self, request):
