@@ -1,1 +1,2 @@
-"""The master's web site: the JSON API (and, later, HTML pages and the SlaveAPI)."""
+"""The master's web site: HTML pages (ui/), the JSON API (api.py), /metrics, and the
+SlaveAPI under /slaveapi/."""
