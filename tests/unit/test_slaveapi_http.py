@@ -10,15 +10,14 @@ import pytest
 import pytest_twisted
 from klein import Klein
 from twisted.internet import defer, task
-from twisted.internet.address import IPv4Address
-from twisted.web.server import NOT_DONE_YET, Request
-from twisted.web.test.requesthelper import DummyChannel
+from twisted.web.server import NOT_DONE_YET
 
 from buildfarm.master.auth import User, hash_password
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.slaveapi.results import FAILURE, PENDING, SUCCESS
 from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.slaveapi.settings import validate_slaveapi_config
+from fixtures.memoryhttp import MemoryRequest
 
 PEER = "10.1.2.3"
 USERS = [
@@ -27,30 +26,6 @@ USERS = [
     User("rebooter", password_hash=hash_password("h4sh", iterations=1000), tokens=["tok-123"],
          scopes=["slaveapi:read", "slaveapi:reboot:*"]),
 ]
-
-
-class MemoryRequest(Request):
-    """A real ``twisted.web`` request (klein adapts those) that keeps its response in memory."""
-
-    def __init__(self, method: str, path: str, peer: str):
-        super().__init__(DummyChannel(), False)
-        self.method = method.encode()
-        self.uri = self.path = path.encode()
-        self.prepath = []
-        self.postpath = [part.encode() for part in path.split("/")[1:]]
-        self.clientproto = b"HTTP/1.1"
-        self.client = IPv4Address("TCP", peer, 50000)
-        self.setHost(b"localhost", 8081)
-        self.body_written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.startedWriting = True
-        self.body_written.append(data)
-
-    def finish(self) -> None:
-        if not self.finished:
-            self.finished = True
-            self._cleanup()
 
 
 class FakeSlave:
