@@ -6,6 +6,8 @@ on an interval with a deadline and drops it when no answer comes, answers the sl
 keepalives, and tells the BotMaster when the connection is gone (``detached``).
 """
 
+import sys
+
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -13,6 +15,7 @@ from twisted.spread import pb
 
 from buildfarm.common.text import as_text
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline, remote_failure_is
+from buildfarm.master.pb.pingqueue import ping_queue
 
 log = Logger()
 
@@ -45,7 +48,7 @@ class BuildSlave(pb.Avatar):
         self.shutting_down = False
         self.last_seen: float | None = None
         self.peer = "?"
-        self._ping_call = None  # the next ping (a DelayedCall); no LoopingCall, no Deferred while idle
+        self._ping_due: float | None = None  # when the next ping is due (in the clock's PingQueue)
         self._detach_waiters: list[defer.Deferred] = []
 
     # -- attach sequence -------------------------------------------------------------------
@@ -72,9 +75,12 @@ class BuildSlave(pb.Avatar):
             info = await self._tolerant("getSlaveInfo") or {}
             info["slave_commands"] = await self._tolerant("getCommands") or {}
             info["version"] = await self._tolerant("getVersion")
-        self.info = {as_text(k): v for k, v in dict(info or {}).items()}
-        commands = self.info.get("worker_commands") or self.info.get("slave_commands") or {}
-        self.commands = {as_text(k): as_text(v) for k, v in commands.items()}
+        self.info = {_shared(as_text(k)): _shared(v) for k, v in dict(info or {}).items()}
+        key = "worker_commands" if self.info.get("worker_commands") else "slave_commands"
+        commands = self.info.get(key) or {}
+        self.commands = {_shared(as_text(k)): _shared(as_text(v)) for k, v in commands.items()}
+        if key in self.info:
+            self.info[key] = self.commands  # one dict of commands per slave, not two
         version = self.info.get("version")
         self.version = as_text(version) if version is not None else None
 
@@ -102,12 +108,16 @@ class BuildSlave(pb.Avatar):
 
     def start_pinging(self) -> None:
         """Ping the slave every ``ping_interval`` seconds (counted from the end of the last
-        ping); drop it when a ping times out.  An idle slave costs one DelayedCall."""
-        if self._ping_call is None and self.attached:
-            self._ping_call = self.clock.callLater(self.ping_interval, self._ping_tick)
+        ping); drop it when a ping times out.  An idle slave costs one entry in its clock's
+        PingQueue (no DelayedCall of its own, no Deferred while idle)."""
+        if self._ping_due is None and self.attached:
+            self._ping_due = ping_queue(self.clock).add(self.ping_interval, self)
 
-    def _ping_tick(self) -> None:
-        self._ping_call = None
+    def ping_due(self, due: float) -> None:
+        """The PingQueue's call: ping now, unless that entry was given up (detached)."""
+        if self._ping_due != due or not self.attached:
+            return
+        self._ping_due = None
         d = self._ping_or_drop()
         d.addErrback(lambda f: log.failure("pinging slave {name} failed", f, name=self.name))
         d.addCallback(lambda _: self.start_pinging())
@@ -181,13 +191,24 @@ class BuildSlave(pb.Avatar):
         if mind is not self.mind or not self.attached:
             return
         self.attached = False
-        if self._ping_call is not None and self._ping_call.active():
-            self._ping_call.cancel()
-        self._ping_call = None
+        self._ping_due = None  # its PingQueue entry is ignored when it comes due
         self.botmaster.slave_detached(self)
         waiters, self._detach_waiters = self._detach_waiters, []
         for d in waiters:
             d.callback(None)
+
+
+# Per-slave memory: every slave sends the same info keys, command names and versions; one
+# shared copy of each short text instead of one per slave (interned strings go away with
+# their last user).
+SHARED_TEXT_MAX = 64
+
+
+def _shared(value):
+    """``value`` interned when it is a short str; anything else unchanged."""
+    if type(value) is str and len(value) <= SHARED_TEXT_MAX:
+        return sys.intern(value)
+    return value
 
 
 def _peer_of(mind) -> str:

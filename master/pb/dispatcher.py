@@ -62,9 +62,13 @@ ATTACH_CONCURRENCY = 32
 class Dispatcher:
     """The realm: turns an authenticated slave name and its mind into a perspective."""
 
-    def __init__(self, botmaster, concurrency: int = ATTACH_CONCURRENCY):
+    def __init__(self, botmaster, concurrency: int = ATTACH_CONCURRENCY, trimmer=None):
+        """``trimmer`` (a ``heap.HeapTrimmer``, optional) hears when no login is left in
+        progress, so the heap a login burst left behind goes back to the system."""
         self.botmaster = botmaster
         self._attaching = defer.DeferredSemaphore(concurrency)
+        self._trimmer = trimmer
+        self._in_progress = 0
 
     def requestAvatar(self, avatarId, mind, *interfaces):  # noqa: N802,N803 - Cred's interface
         if pb.IPerspective not in interfaces:
@@ -72,4 +76,12 @@ class Dispatcher:
         name = as_text(avatarId)
         d = self._attaching.run(lambda: defer.ensureDeferred(self.botmaster.slave_attaching(name, mind)))
         d.addCallback(lambda slave: (pb.IPerspective, slave, lambda: slave.detached(mind)))
+        self._in_progress += 1
+        d.addBoth(self._login_done)
         return d
+
+    def _login_done(self, result):
+        self._in_progress -= 1
+        if self._in_progress == 0 and self._trimmer is not None:
+            self._trimmer.settled()
+        return result

@@ -8,6 +8,7 @@ from twisted.spread import banana, pb
 
 from buildfarm.common.pbwire import FastBanana
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
+from buildfarm.master.pb.heap import HeapTrimmer
 
 log = Logger()
 
@@ -31,6 +32,21 @@ class KeepAliveBroker(FastBanana, pb.Broker):
         cls = type(self)
         if cls.__dict__.get("prefixLimit") != limit:
             banana.Banana.setPrefixLimit(cls, limit)  # sets the limits as class attributes
+
+    # Per-slave memory: a dict keeps its grown table after its last entry goes, so the table
+    # of calls awaiting answers (160 bytes once a call was made) is swapped for a fresh empty
+    # dict, which has none, whenever the last answer arrives.
+    def proto_answer(self, requestID, netResult):  # noqa: N802,N803 - Twisted's names
+        super().proto_answer(requestID, netResult)
+        self._forget_answered_table()
+
+    def proto_error(self, requestID, fail):  # noqa: N802,N803
+        super().proto_error(requestID, fail)
+        self._forget_answered_table()
+
+    def _forget_answered_table(self) -> None:
+        if self.waitingForAnswers == {}:  # not None (disconnected) and nothing awaited
+            self.waitingForAnswers = {}
 
     def connectionMade(self):  # noqa: N802
         super().connectionMade()
@@ -61,10 +77,14 @@ class PBManager(service.Service):
     def __init__(self, master):
         self.master = master
         self.port = None
+        self.trimmer: HeapTrimmer | None = None
 
     def make_factory(self) -> pb.PBServerFactory:
         """The PB factory: the Dispatcher realm guarded by the slave password checker."""
-        portal = Portal(Dispatcher(self.master.botmaster), [SlavePasswordChecker(self._password)])
+        if self.trimmer is None:
+            self.trimmer = HeapTrimmer(self.master.reactor)
+        dispatcher = Dispatcher(self.master.botmaster, trimmer=self.trimmer)
+        portal = Portal(dispatcher, [SlavePasswordChecker(self._password)])
         return SlaveServerFactory(portal)
 
     def _password(self, name: str) -> str | None:
@@ -84,6 +104,8 @@ class PBManager(service.Service):
         if self.port is not None:
             port, self.port = self.port, None
             await port.stopListening()
+        if self.trimmer is not None:
+            self.trimmer.stop()
 
     def stopService(self):  # noqa: N802
         super().stopService()
