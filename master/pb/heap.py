@@ -10,11 +10,12 @@ Where glibc is absent (or ctypes cannot load it) trimming is a no-op.
 import ctypes
 import ctypes.util
 
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 log = Logger()
 
-# At most one trim per this many seconds; a trim of a few hundred MiB takes milliseconds.
+# At most one trim per this many seconds; a trim runs in a thread (it may take milliseconds).
 TRIM_MIN_INTERVAL_S = 1.0
 
 
@@ -44,9 +45,11 @@ class HeapTrimmer:
     """Trims the heap once a burst has settled: ``settled()`` asks for a trim, which runs
     on the next reactor turn, or ``TRIM_MIN_INTERVAL_S`` after the previous one."""
 
-    def __init__(self, clock, trim=release_free_heap, min_interval: float = TRIM_MIN_INTERVAL_S):
+    def __init__(self, clock, trim=None, min_interval: float = TRIM_MIN_INTERVAL_S):
+        """``trim`` (default: ``release_free_heap`` in a thread, off the reactor) may return a
+        Deferred."""
         self._clock = clock
-        self._trim = trim
+        self._trim = trim or (lambda: threads.deferToThread(release_free_heap))
         self._min_interval = min_interval
         self._last: float | None = None
         self._call = None
@@ -61,10 +64,8 @@ class HeapTrimmer:
     def _run(self) -> None:
         self._call = None
         self._last = self._clock.seconds()
-        try:
-            self._trim()
-        except Exception:
-            log.failure("trimming the heap failed")
+        d = defer.maybeDeferred(self._trim)
+        d.addErrback(lambda f: log.failure("trimming the heap failed", f))
 
     def stop(self) -> None:
         if self._call is not None and self._call.active():
