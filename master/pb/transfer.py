@@ -5,8 +5,15 @@ it into place atomically on ``close``; ``DirectoryWriter`` receives a tar and ex
 safely on ``unpack``; ``FileReader`` serves a download.  Every disk operation runs in a
 thread so the reactor never waits on the disk.  Our slave keeps several ``write`` calls in
 flight (stock workers wait for each reply); PB delivers them in order, and a writer runs its
-calls one after the other in that order through a ``DeferredLock`` (FIFO), so a later block
-never overtakes an earlier one and ``close``/``unpack``/``utime`` come after every write.
+disk work one piece after the other in that order through a ``DeferredLock`` (FIFO), so a
+later block never overtakes an earlier one and ``close``/``unpack``/``utime`` come after every
+write.
+
+A ``write`` is answered as soon as its block is queued for the disk, while the writer holds
+at most `WRITE_AHEAD_BYTES` not yet written; past that the answer waits until the disk
+catches up.  So the slave's next blocks travel while earlier ones are being written.  Blocks
+that queued up meanwhile go to the disk thread together.  A failed disk write fails the next
+``write`` or the ``close``, and nothing is moved into place.
 """
 
 import io
@@ -16,6 +23,8 @@ import tempfile
 
 from twisted.internet import defer, threads
 from twisted.spread import pb
+
+WRITE_AHEAD_BYTES = 4 * 1024 * 1024  # accepted blocks the disk has not written yet, at most
 
 
 class TransferError(pb.Error):
@@ -36,6 +45,11 @@ class FileWriter(pb.Referenceable):
         self._times: tuple[float, float] | None = None
         self.closed = False
         self._queue = defer.DeferredLock()  # the writer's disk work, one call at a time, in order
+        self._unwritten: list[bytes] = []  # accepted blocks not yet handed to the disk thread
+        self._unwrittenBytes = 0  # the bytes of accepted blocks the disk has not written yet
+        self._flushing = False  # a flush of `_unwritten` holds (or waits for) the queue
+        self._held: list[defer.Deferred] = []  # answers of writes past WRITE_AHEAD_BYTES
+        self._failure: Exception | None = None  # why a disk write failed
 
     def _inOrder(self, function, *args):
         """Run ``function(*args)`` in a thread after every call queued before it."""
@@ -56,11 +70,56 @@ class FileWriter(pb.Referenceable):
         self._fp.write(data)
         self.received += len(data)
 
+    def _writeBlocks(self, blocks: list[bytes]) -> None:
+        for data in blocks:
+            self._write(data)
+
     def remote_write(self, data):
-        """One block of the file (bytes, or str from old slaves)."""
+        """One block of the file (bytes, or str from old slaves); answered once it is queued
+        for the disk, or once the disk caught up when much is queued already."""
         if isinstance(data, str):
             data = data.encode("utf-8")
-        return self._inOrder(self._write, data)
+        if self._failure is not None:
+            raise self._failure
+        if self.closed:
+            raise TransferError("write after close")
+        self._unwritten.append(data)
+        self._unwrittenBytes += len(data)
+        if not self._flushing:
+            self._flushing = True
+            self._queue.run(lambda: defer.ensureDeferred(self._flush()))
+        if self._unwrittenBytes <= WRITE_AHEAD_BYTES:
+            return defer.succeed(None)
+        held = defer.Deferred()
+        self._held.append(held)
+        return held
+
+    async def _flush(self) -> None:
+        """Write the accepted blocks, those that arrive meanwhile too, in order."""
+        try:
+            while self._unwritten and self._failure is None:
+                blocks, self._unwritten = self._unwritten, []
+                try:
+                    await threads.deferToThread(self._writeBlocks, blocks)
+                except Exception as e:
+                    self._failure = e if isinstance(e, pb.Error) else TransferError(
+                        f"writing {self.destfile} failed: {e}")
+                self._unwrittenBytes -= sum(len(data) for data in blocks)
+                self._answerHeld()
+        finally:
+            self._flushing = False
+            self._unwritten = []
+            self._answerHeld()
+
+    def _answerHeld(self) -> None:
+        if self._failure is None and self._unwrittenBytes > WRITE_AHEAD_BYTES:
+            return
+        held, self._held = self._held, []
+        for answer in held:
+            if self._failure is None:
+                answer.callback(None)
+            else:
+                answer.errback(self._failure)
 
     def remote_utime(self, accessed_modified):
         """Keep the source's access and modification times (``keepstamp``); stock workers
@@ -76,6 +135,8 @@ class FileWriter(pb.Referenceable):
             os.utime(self.destfile, self._times)
 
     def _finish(self) -> None:
+        if self._failure is not None:
+            raise self._failure
         if self._fp is None:
             self._open()  # an empty file sends no block
         self._fp.close()
@@ -87,7 +148,8 @@ class FileWriter(pb.Referenceable):
             os.utime(self.destfile, self._times)
 
     def remote_close(self):
-        """The whole file arrived: move it into place."""
+        """The whole file arrived: move it into place once written (a failed write fails
+        this instead)."""
         self.closed = True
         return self._inOrder(self._finish)
 

@@ -40,7 +40,7 @@ from buildfarm.slave.commands.base import (
 
 DEFAULT_BLOCKSIZE = 16 * 1024  # what 4.x masters send by default
 MAX_BLOCKSIZE = 512 * 1024  # one write()/read() stays below Banana's 640 KiB string limit
-WRITE_WINDOW = 4  # upload blocks sent before the first reply is awaited
+WRITE_WINDOW = 8  # upload blocks sent before the first reply is awaited
 READ_WINDOW = 4  # download reads asked for before the first answer is awaited
 TAR_MODES = {None: "w", "gz": "w|gz", "bz2": "w|bz2"}
 DEFAULT_FILE_MODE = 0o666  # before the umask, as open() creates files
@@ -99,20 +99,30 @@ class _Transfer(Command):
     async def _sendWindowed(self, source: IO[bytes], writer: Any,
                             inFlight: collections.deque[defer.Deferred]) -> bool:
         remaining = self.args["maxsize"]
-        while not self.interrupted:
+
+        def nextRead() -> defer.Deferred:
+            # the next block, or one byte past maxsize to see whether the file goes on
             length = self.args["blocksize"] if remaining is None else min(
                 self.args["blocksize"], remaining)
-            if length == 0:
-                return not await self.inThread(source.read, 1)
-            block = await self.inThread(source.read, length)
-            if not block:
-                return True
-            if remaining is not None:
-                remaining -= len(block)
-            inFlight.append(writer.callRemote("write", block))
-            if len(inFlight) >= WRITE_WINDOW:
-                await inFlight.popleft()
-        return True
+            return self.inThread(source.read, length or 1)
+
+        reading = nextRead()  # the disk reads the next block while this one travels
+        try:
+            while True:
+                block = await reading
+                if remaining == 0:
+                    return not block
+                if not block or self.interrupted:
+                    return True
+                if remaining is not None:
+                    remaining -= len(block)
+                reading = nextRead()
+                inFlight.append(writer.callRemote("write", block))
+                if len(inFlight) >= WRITE_WINDOW:
+                    await inFlight.popleft()
+        except BaseException:
+            await _settle(collections.deque([reading]), raiseFailure=False)  # before the file closes
+            raise
 
     def interruptedResult(self) -> None:
         """An interrupt stops the transfer after the blocks in flight; it ends with rc 1."""

@@ -4,9 +4,10 @@ split, and encodes exactly the same bytes."""
 import random
 
 import pytest
+from twisted.internet import abstract
 from twisted.spread import banana
 
-from buildfarm.common.pbwire import FastBanana
+from buildfarm.common.pbwire import BULK_READ_SIZE, BULK_SEND_LIMIT, FastBanana
 
 
 class Stock(banana.Banana):
@@ -31,6 +32,9 @@ class Stock(banana.Banana):
 
     def write(self, data):
         self.sent.append(data)
+
+    def writeSequence(self, pieces):  # noqa: N802 - Twisted's name
+        self.sent.extend(pieces)
 
 
 class Fast(FastBanana, Stock):
@@ -127,3 +131,39 @@ def test_unknown_type_byte_is_refused_like_twisted():
     for decoder in (Stock(), Fast()):
         with pytest.raises(NotImplementedError, match="Invalid Type Byte"):
             decoder.dataReceived(b"\x01\xff")
+
+
+class TCPLikeTransport:
+    """What `FastBanana` tunes on a TCP transport: its read size and its send limit."""
+
+    bufferSize = abstract.FileDescriptor.bufferSize
+    SEND_LIMIT = abstract.FileDescriptor.SEND_LIMIT
+
+    def __init__(self):
+        self.sent = []
+
+    def doRead(self):  # noqa: N802 - Twisted's name
+        raise AssertionError("not read in this test")
+
+    def writeSequence(self, pieces):  # noqa: N802 - Twisted's name
+        self.sent.extend(pieces)
+
+
+def test_only_a_connection_carrying_blocks_reads_and_sends_in_bigger_pieces():
+    fast = Fast()
+    fast.transport = transport = TCPLikeTransport()
+    fast.sendEncoded([b"message", 1, b"ping", [b"x" * 1000]])
+    fast.dataReceived(Stock().encode([b"answer", 1, b"y" * 1000]))
+    assert vars(transport) == {"sent": transport.sent}  # Twisted's defaults, no attributes added
+
+    block = b"z" * (256 * 1024)
+    fast.sendEncoded([b"message", 2, b"write", [block]])
+    assert transport.SEND_LIMIT == BULK_SEND_LIMIT
+    assert transport.bufferSize == abstract.FileDescriptor.bufferSize
+    assert b"".join(transport.sent).endswith(block)
+
+    wire = Stock().encode([b"message", 3, b"write", [block]])
+    fast.dataReceived(wire[:65536])
+    assert transport.bufferSize == BULK_READ_SIZE
+    fast.dataReceived(wire[65536:])
+    assert fast.received[-1] == [b"message", 3, b"write", [block]]

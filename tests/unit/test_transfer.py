@@ -8,7 +8,13 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from buildfarm.master.pb.transfer import DirectoryWriter, FileReader, FileWriter, TransferError
+from buildfarm.master.pb.transfer import (
+    WRITE_AHEAD_BYTES,
+    DirectoryWriter,
+    FileReader,
+    FileWriter,
+    TransferError,
+)
 from buildfarm.master.process.steps.transfer import version_at_least
 
 
@@ -67,6 +73,34 @@ async def test_overlapping_writes_land_in_call_order_and_close_waits_for_them(tm
 
 
 @pytest_twisted.ensureDeferred
+async def test_writes_are_answered_before_the_disk_has_them_up_to_the_write_ahead(tmp_path):
+    dest = tmp_path / "file.bin"
+    writer = FileWriter(str(dest))
+    block = 1024 * 1024
+    blocks = [bytes([i]) * block for i in range(WRITE_AHEAD_BYTES // block + 4)]
+    calls = [writer.remote_write(data) for data in blocks]
+    ahead = WRITE_AHEAD_BYTES // block
+    assert all(call.called for call in calls[:ahead])  # answered at once: the slave sends on
+    assert not any(call.called for call in calls[ahead:])  # held until the disk catches up
+    await defer.gatherResults(calls, consumeErrors=True)
+    await writer.remote_close()
+    assert dest.read_bytes() == b"".join(blocks)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_disk_write_fails_the_next_write_and_the_close(tmp_path):
+    (tmp_path / "plain-file").write_bytes(b"")
+    writer = FileWriter(str(tmp_path / "plain-file" / "dest.bin"))  # its directory cannot exist
+    await writer.remote_write(b"accepted before the disk tried")
+    await writer._queue.run(lambda: None)  # after the disk thread's attempt
+    with pytest.raises(TransferError, match="dest.bin"):
+        await writer.remote_write(b"more")
+    with pytest.raises(TransferError, match="dest.bin"):
+        await writer.remote_close()
+    assert os.listdir(tmp_path) == ["plain-file"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_cancel_waits_for_queued_writes_and_leaves_nothing(tmp_path):
     dest = tmp_path / "file.bin"
     writer = FileWriter(str(dest))
@@ -90,7 +124,9 @@ async def test_utime_after_close_still_applies(tmp_path):
 async def test_upload_past_maxsize_is_truncated_and_flagged(tmp_path):
     writer = FileWriter(str(tmp_path / "f"), maxsize=10)
     await upload(writer, b"a" * 25)
+    await writer.remote_close()  # the writes are answered before the disk has them
     assert writer.truncated and writer.received == 10
+    assert (tmp_path / "f").read_bytes() == b"a" * 10
 
 
 @pytest_twisted.ensureDeferred
