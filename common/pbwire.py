@@ -66,9 +66,9 @@ class FastBanana:
             return
         super()._encode(obj, write)
 
-    _parts: list[bytes] | None = None  # the chunks of an incomplete long string
+    _parts: list | None = None  # the pieces (bytes, memoryviews) of an incomplete long string
     _gathered = 0  # their total length
-    _needed = 0  # the length the buffer must reach to hold that string
+    _needed = 0  # the length of that string
 
     def dataReceived(self, chunk: bytes) -> None:  # noqa: N802 - Twisted's name
         if self._parts is not None:
@@ -76,18 +76,37 @@ class FastBanana:
             self._gathered += len(chunk)
             if self._gathered < self._needed:
                 return
-            buffer = b"".join(self._parts)
+            parts, excess = self._parts, self._gathered - self._needed
             del self._parts, self._gathered, self._needed  # back to the class defaults
-        elif self.buffer:
+            if excess:
+                view = memoryview(chunk)
+                parts[-1] = view[:len(chunk) - excess]
+            self._deliver(b"".join(parts))  # the string's one copy
+            if excess:
+                self._decode(view[len(chunk) - excess:])
+            return
+        if self.buffer:
             buffer = self.buffer + chunk
             del self.buffer  # back to the class's b"" (one key fewer in an idle broker's dict)
         else:
             buffer = chunk
         self._decode(buffer)
 
-    def _decode(self, buffer: bytes) -> None:
+    def _deliver(self, item) -> None:
+        """Hand a decoded item on, then every list it completes."""
+        self.gotItem(item)
+        self._completeLists()
+
+    def _completeLists(self) -> None:
         listStack = self.listStack
-        gotItem = self.gotItem
+        while listStack and len(listStack[-1][1]) == listStack[-1][0]:
+            self.gotItem(listStack.pop()[1])
+
+    def _decode(self, buffer: bytes | memoryview) -> None:
+        """Decode ``buffer`` (the rest of a socket read: bytes, or a view of them); what does
+        not make a whole item yet is kept for the next read."""
+        listStack = self.listStack
+        deliver = self._deliver
         prefixLimit = self.prefixLimit
         size = len(buffer)
         pos = 0
@@ -101,7 +120,7 @@ class FastBanana:
                 if end - pos > prefixLimit:
                     raise banana.BananaError(
                         "Security precaution: more than %d bytes of prefix" % (prefixLimit,))
-                self.buffer = buffer[pos:]  # the type byte has not arrived yet
+                self.buffer = bytes(buffer[pos:])  # the type byte has not arrived yet
                 return
             num = 0
             for index in range(end - 1, pos - 1, -1):
@@ -113,45 +132,47 @@ class FastBanana:
                     raise banana.BananaError("Security precaution: List too long.")
                 listStack.append((num, []))
                 pos = rest
-            elif typebyte == _STRING:
+                if not num:
+                    self._completeLists()
+                continue
+            if typebyte == _STRING:
                 if num > banana.SIZE_LIMIT:
                     raise banana.BananaError("Security precaution: String too long.")
                 if size - rest < num:
-                    self._wait(buffer[pos:], rest - pos + num)
+                    self._wait(buffer, pos, rest, num)
                     return
                 pos = rest + num
-                gotItem(buffer[rest:pos])
+                deliver(bytes(buffer[rest:pos]))
             elif typebyte in (_INT, _LONGINT):
                 pos = rest
-                gotItem(num)
+                deliver(num)
             elif typebyte in (_NEG, _LONGNEG):
                 pos = rest
-                gotItem(-num)
+                deliver(-num)
             elif typebyte == _VOCAB:
                 pos = rest
                 item = self.incomingVocabulary[num]
                 if self.currentDialect == b"pb":
-                    gotItem(item)
+                    deliver(item)
                 else:
                     raise NotImplementedError(f"Invalid item for pb protocol {item!r}")
             elif typebyte == _FLOAT:
                 if size - rest < 8:
-                    self.buffer = buffer[pos:]
+                    self.buffer = bytes(buffer[pos:])
                     return
                 pos = rest + 8
-                gotItem(struct.unpack("!d", buffer[rest:pos])[0])
+                deliver(struct.unpack("!d", buffer[rest:pos])[0])
             else:
                 raise NotImplementedError(f"Invalid Type Byte {bytes([typebyte])!r}")
-            while listStack and len(listStack[-1][1]) == listStack[-1][0]:
-                gotItem(listStack.pop()[1])
 
-    def _wait(self, start: bytes, needed: int) -> None:
-        """Keep ``start`` (a string's prefix and its first bytes) until ``needed`` bytes are
-        there; short strings simply stay in ``buffer``."""
-        if needed - len(start) < BULK_STRING:
-            self.buffer = start
+    def _wait(self, buffer: bytes | memoryview, pos: int, rest: int, length: int) -> None:
+        """A string of ``length`` bytes starts at ``rest`` (its prefix at ``pos``) and has not
+        all arrived: a short one stays in ``buffer`` with its prefix, to be decoded again; a
+        long one is gathered in pieces, without copying, until it is whole."""
+        if length < BULK_STRING:
+            self.buffer = bytes(buffer[pos:])
             return
+        self._parts = [memoryview(buffer)[rest:]]
+        self._gathered = len(buffer) - rest
+        self._needed = length
         _tuneForBulk(self.transport, "bufferSize", BULK_READ_SIZE)
-        self._parts = [start]
-        self._gathered = len(start)
-        self._needed = needed

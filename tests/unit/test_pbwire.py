@@ -81,7 +81,13 @@ def test_decodes_the_same_expressions_as_twisted_for_any_split(seed):
         stock.dataReceived(chunk)
         fast.dataReceived(chunk)
     assert fast.received == stock.received
+    assert shape(fast.received) == shape(stock.received)  # bytes, never views of a read
     assert len(fast.received) == len(messages)
+
+
+def shape(item):
+    """The item's types, nested as it is."""
+    return [shape(i) for i in item] if isinstance(item, list) else type(item)
 
 
 @pytest.mark.parametrize("seed", range(6))
