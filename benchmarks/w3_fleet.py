@@ -1,5 +1,6 @@
 """W3 fleet: N idle slaves connecting at once to one master (N = 100, 300, 1,000), simulated
-by ``fleet_sim.py`` (one process, N PB logins; run with the system's own Python).  Each run
+by ``fleet_sim.py`` (one process, N PB logins, each slave reporting the info a real slave
+sends: environment, commands, host facts; run with the system's own Python).  Each run
 uses a fresh master configured with slaves s0..sN-1, none of them in a builder (Buildbot
 refuses a config without builders, so both get one builder on a slave that never connects).
 Figures: the master's RSS growth per attached slave, the time until all attached (inf when

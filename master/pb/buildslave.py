@@ -39,7 +39,8 @@ class BuildSlave(pb.Avatar):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.mind = None
-        self.info: dict = {}
+        self.info: dict = {}  # what the slave reported, less NOT_KEPT_INFO
+        self.reported_info: dict | None = None  # all of it, until the attach is recorded
         self.version: str | None = None
         self.commands: dict = {}
         self.remote_builders: dict = {}
@@ -75,7 +76,11 @@ class BuildSlave(pb.Avatar):
             info = await self._tolerant("getSlaveInfo") or {}
             info["slave_commands"] = await self._tolerant("getCommands") or {}
             info["version"] = await self._tolerant("getVersion")
-        self.info = {_shared(as_text(k)): _shared(v) for k, v in dict(info or {}).items()}
+        info = {_shared(as_text(k)): _shared(v) for k, v in dict(info or {}).items()}
+        # The whole report goes to the database once (the API and the pages read it there);
+        # the slave's environment, the bulk of it, is not kept in memory.
+        self.reported_info = info
+        self.info = {k: v for k, v in info.items() if k not in NOT_KEPT_INFO}
         key = "worker_commands" if self.info.get("worker_commands") else "slave_commands"
         commands = self.info.get(key) or {}
         self.commands = {_shared(as_text(k)): _shared(as_text(v)) for k, v in commands.items()}
@@ -197,6 +202,8 @@ class BuildSlave(pb.Avatar):
         for d in waiters:
             d.callback(None)
 
+
+NOT_KEPT_INFO = frozenset({"environ"})  # reported info only the database keeps
 
 # Per-slave memory: every slave sends the same info keys, command names and versions; one
 # shared copy of each short text instead of one per slave (interned strings go away with

@@ -162,8 +162,10 @@ class BotMaster(service.Service):
             log.warn("attaching slave {name} failed: {e}", name=name, e=e)
             slave.disconnect()
             raise
+        reported, slave.reported_info = slave.reported_info, None
         await self.master.db.slaves.attached(
-            name, self.master.masterid, slave.info, slave.version, self.clock.seconds(), slave.peer
+            name, self.master.masterid, reported if reported is not None else slave.info,
+            slave.version, self.clock.seconds(), slave.peer
         )
         self.slaves[name] = slave
         for builder_name, ref in slave.remote_builders.items():

@@ -176,7 +176,7 @@ def slave_summary(master, name: str, row: dict, settings: dict | None, running: 
         "running_builds": running,
         "shutting_down": bool(live and live.shutting_down),
         "version": live.version if live else row.get("version"),
-        "info": public_info(live.info if live else row.get("info") or {}),
+        "info": public_info(row.get("info") or (live.info if live else {})),  # the whole report
         "builders": sorted(live.remote_builders) if live else [],
         "last_seen": last_seen,
         "last_connected_at": row.get("last_connected_at"),
@@ -196,7 +196,7 @@ async def slave_detail(master, name: str) -> dict | None:
     running = sum(1 for b in recent if not b["complete"])
     live = master.botmaster.slaves.get(name)
     results = (await db.slaveapi.get_results(slave=name))[-RECENT_ITEMS:]
-    info = live.info if live else (row or {}).get("info") or {}
+    info = (row or {}).get("info") or (live.info if live else {})
     commands = getattr(live, "commands", None) or info.get("worker_commands") or \
         info.get("slave_commands") or {}
     return {

@@ -63,11 +63,12 @@ class Harness:
                 builderid=builderid, name=name, slavebuilders={},
                 config=SimpleNamespace(slavenames=slaves, tags=[name]))
         self.master.scheduler = FakeScheduler(self.master.botmaster.builders)
-        self.ids["s1"] = await db.slaves.attached("s1", masterid, {"os": "linux"}, "1.0", 100.0)
+        reported = {"os": "linux", "environ": {"API_TOKEN": "hunter2", "PATH": "/bin"}}
+        self.ids["s1"] = await db.slaves.attached("s1", masterid, reported, "1.0", 100.0)
         self.ids["s3"] = await db.slaves.attached("s3", masterid, {}, "1.0", 100.0)
         await db.slaves.detached("s3", masterid, 900.0)
         self.master.botmaster.slaves["s1"] = SimpleNamespace(
-            name="s1", info={"os": "linux", "environ": {"API_TOKEN": "hunter2", "PATH": "/bin"}},
+            name="s1", info={"os": "linux"},  # the master keeps the environment in the database only
             version="1.0", shutting_down=False, remote_builders={"linux": None}, last_seen=NOW - 5,
             commands={"shell": "3.0"}, peer="127.0.0.1:5000")
         await db.slaveapi.set_settings("s2", enabled=False, disabled_reason="broken disk",

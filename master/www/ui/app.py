@@ -427,7 +427,7 @@ class WebUI:
         row = await self.known_slave(name)
         settings = await self.db.slaveapi.get_settings(name)
         live = self.master.botmaster.slaves.get(name)
-        info = live.info if live is not None else (row or {}).get("info") or {}
+        info = (row or {}).get("info") or (live.info if live is not None else {})
         builds = []
         if row is not None:
             builds = await self.db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_ON_SLAVE_PAGE)
