@@ -90,16 +90,28 @@ class SlavesComponent(DBComponent):
         query = sa.select(slaves).where(slaves.c.name == name)
         return await self._fetch_one(query, _dict)
 
-    async def get_all(self) -> list[dict]:
-        query = sa.select(slaves).order_by(slaves.c.name)
-        return await self._fetch_all(query, _dict)
+    async def get_all(self, with_info: bool = True) -> list[dict]:
+        """Every slave the database remembers, by name; without ``with_info`` each has
+        ``info`` None (a fleet's reported info is large, and lists rarely need it)."""
+        if with_info:
+            return await self._fetch_all(sa.select(slaves).order_by(slaves.c.name), _dict)
+        query = sa.select(*(c for c in slaves.c if c.name != "info")).order_by(slaves.c.name)
+        return await self._fetch_all(query, lambda row: _dict(row, with_info=False))
+
+    async def get_infos(self, names: list[str]) -> dict[str, dict]:
+        """``{name: reported info}`` of those of ``names`` the database remembers."""
+        if not names:
+            return {}
+        query = sa.select(slaves.c.name, slaves.c.info).where(slaves.c.name.in_(names))
+        rows = await self._fetch_all(query, lambda row: (row.name, from_json(row.info)))
+        return dict(rows)
 
 
-def _dict(row) -> dict[str, Any]:
+def _dict(row, with_info: bool = True) -> dict[str, Any]:
     return {
         "slaveid": row.id,
         "name": row.name,
-        "info": from_json(row.info),
+        "info": from_json(row.info) if with_info else None,
         "version": row.version,
         "connected_masterid": row.connected_masterid,
         "last_connected_at": row.last_connected_at,

@@ -152,7 +152,7 @@ class SlaveAPI:
         return _json(request, {"slaves": summaries})
 
     async def _slave_summaries(self) -> list[dict]:
-        rows = {row["name"]: row for row in await self.master.db.slaves.get_all()}
+        rows = {row["name"]: row for row in await self.master.db.slaves.get_all(with_info=False)}
         settings = await self.master.db.slaveapi.get_all_settings()
         masters = await self.master.db.slaveapi.master_names()
         names = set(self.master.config.slaves) | set(self.runner.settings.slaves) | set(rows) | set(settings)

@@ -471,7 +471,8 @@ class JSONAPI:
             wanted = set(self._configured_builder(builder, "builder").config.slavenames)
         slaves = [s for s in await apidata.slave_summaries(self.master)
                   if (state is None or s["state"] == state) and (builder is None or s["name"] in wanted)]
-        return self._page_of(request, "slaves", page.slice(slaves), len(slaves), page)
+        shown = await apidata.add_infos(self.master, page.slice(slaves))
+        return self._page_of(request, "slaves", shown, len(slaves), page)
 
     @app.route("/api/v1/slaves/<string:name>", methods=["GET"])
     async def slave(self, request, name):

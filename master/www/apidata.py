@@ -141,11 +141,12 @@ def log_json(entry: dict, size: int, url: str | None = None) -> dict:
 
 # -- slaves ------------------------------------------------------------------------------------
 
-async def slave_summaries(master) -> list[dict]:
+async def slave_summaries(master, with_info: bool = False) -> list[dict]:
     """Every configured slave and every slave the database remembers, by name, with its
-    state: ``idle``/``busy`` (attached), ``disabled`` (through the SlaveAPI), ``lost``."""
+    state: ``idle``/``busy`` (attached), ``disabled`` (through the SlaveAPI), ``lost``.
+    Their ``info`` is None unless ``with_info``: see `add_infos`."""
     db = master.db
-    known = {row["name"]: row for row in await db.slaves.get_all()}
+    known = {row["name"]: row for row in await db.slaves.get_all(with_info=with_info)}
     settings = await db.slaveapi.get_all_settings()
     running: dict[str, int] = {}
     for build in await db.builds.get_all(complete=False, limit=OVERVIEW_ITEMS):
@@ -153,6 +154,15 @@ async def slave_summaries(master) -> list[dict]:
     names = sorted(set(master.config.slaves) | set(known))
     return [slave_summary(master, name, known.get(name, {}), settings.get(name), running.get(name, 0))
             for name in names]
+
+
+async def add_infos(master, summaries: list[dict]) -> list[dict]:
+    """Fill in the reported ``info`` of ``summaries`` (a page of them): one query."""
+    infos = await master.db.slaves.get_infos([s["name"] for s in summaries])
+    for summary in summaries:
+        live = master.botmaster.slaves.get(summary["name"])
+        summary["info"] = public_info(infos.get(summary["name"]) or (live.info if live else {}))
+    return summaries
 
 
 def slave_summary(master, name: str, row: dict, settings: dict | None, running: int) -> dict:
@@ -176,7 +186,8 @@ def slave_summary(master, name: str, row: dict, settings: dict | None, running: 
         "running_builds": running,
         "shutting_down": bool(live and live.shutting_down),
         "version": live.version if live else row.get("version"),
-        "info": public_info(row.get("info") or (live.info if live else {})),  # the whole report
+        "info": None if row and "info" in row and row["info"] is None else public_info(
+            row.get("info") or (live.info if live else {})),  # the whole report
         "builders": sorted(live.remote_builders) if live else [],
         "last_seen": last_seen,
         "last_connected_at": row.get("last_connected_at"),
@@ -243,7 +254,8 @@ async def overview(master) -> dict:
                if not r["claimed"]]
     pending = [{**with_result_name(r), "age": now - r["submitted_at"]}
                for r in sorted(waiting, key=lambda r: r["submitted_at"])]
-    slaves = await slave_summaries(master)
+    slaves = [{key: value for key, value in summary.items() if key != "info"}
+              for summary in await slave_summaries(master)]
     counts = {state: sum(1 for s in slaves if s["state"] == state) for state in SLAVE_STATES}
     return {
         "title": master.config.title,

@@ -20,6 +20,19 @@ async def test_attaching_records_info_version_and_master(db, masters):
 
 
 @pytest_twisted.ensureDeferred
+async def test_lists_read_the_reported_info_only_when_asked(db, masters):
+    await db.slaves.attached("s1", masters[0], {"environ": {"PATH": "/bin"}}, "1.0", 100.0)
+    await db.slaves.attached("s2", masters[0], {"host": "b2"}, "1.0", 100.0)
+    assert [row["info"] for row in await db.slaves.get_all()] == [{"environ": {"PATH": "/bin"}},
+                                                                   {"host": "b2"}]
+    light = await db.slaves.get_all(with_info=False)
+    assert [(row["name"], row["info"], row["version"]) for row in light] == [
+        ("s1", None, "1.0"), ("s2", None, "1.0")]
+    assert await db.slaves.get_infos(["s2", "unknown"]) == {"s2": {"host": "b2"}}
+    assert await db.slaves.get_infos([]) == {}
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_slave_keeps_its_id_across_attachments(db, masters):
     first = await db.slaves.find_or_create("s1")
     assert await db.slaves.attached("s1", masters[0], {}, None, 1.0) == first

@@ -320,6 +320,7 @@ async def test_overview_shows_builders_queue_and_slaves(farm):
     assert (builders["windows"]["pending"], builders["windows"]["oldest_pending_age"]) == (1, 100.0)
     assert [(r["buildrequestid"], r["age"]) for r in view["pending_buildrequests"]] == [(waiting, 100.0)]
     assert view["slave_counts"] == {"idle": 0, "busy": 1, "disabled": 1, "lost": 1, "attached": 1}
+    assert all("info" not in slave for slave in view["slaves"])  # GET /api/v1/slaves has it
 
 
 # -- logs ------------------------------------------------------------------------------------

@@ -229,7 +229,7 @@ class WebUI:
         return [{**row, "age": now - row["submitted_at"]} for row in reversed(rows) if not row["claimed"]]
 
     async def slave_summaries(self) -> list[dict]:
-        rows = {row["name"]: row for row in await self.db.slaves.get_all()}
+        rows = {row["name"]: row for row in await self.db.slaves.get_all(with_info=False)}
         settings = await self.db.slaveapi.get_all_settings()
         names = sorted(set(self.master.config.slaves) | set(rows))
         return [self.slave_summary(name, rows.get(name), settings.get(name)) for name in names]
