@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
@@ -21,15 +22,38 @@ from buildfarm.slave.runtime import SlaveRuntime
 log = Logger()
 
 
+# Back-pressure on a command's output: past this much text in updates the master has not
+# answered yet (it is behind, or it paused the connection), the command is asked to pause
+# its output (a shell command stops reading its process's pipes, so the process blocks on
+# its next write instead of the slave buffering what it prints); it resumes at the lower mark.
+UNANSWERED_HIGH_CHARS = 2 * 1024 * 1024
+UNANSWERED_LOW_CHARS = 1024 * 1024
+
+
+def _textSize(entries: UpdateEntries) -> int:
+    size = 0
+    for update, _ in entries:
+        for value in update.values():
+            if isinstance(value, str):
+                size += len(value)
+            elif isinstance(value, tuple | list) and len(value) == 2 and isinstance(value[1], str):
+                size += len(value[1])  # {"log": (name, text)}
+    return size
+
+
 class _CommandChannel:
     """Sends one command's updates, then its single ``complete``, to the master's
     RemoteCommand.  PB keeps the order of calls on a connection, so ``complete`` arrives
-    after every update."""
+    after every update.  ``onPressure(True)`` is called when too much text awaits the
+    master's answers, ``onPressure(False)`` when it has caught up (or the connection went)."""
 
     def __init__(self, ref: pb.RemoteReference, commandId: str) -> None:
         self.ref = ref
         self.commandId = commandId
         self.closed = False
+        self.unanswered = 0  # characters of text in updates the master has not answered
+        self.paused = False
+        self.onPressure: Callable[[bool], object] | None = None
 
     def update(self, entries: UpdateEntries) -> None:
         if self.closed:
@@ -41,7 +65,27 @@ class _CommandChannel:
             # connection, so send the entries one by one, replacing any that still cannot go.
             self._updateEach(entries, e)
             return
+        size = _textSize(entries)
+        self.unanswered += size
+        d.addBoth(self._answered, size)
         d.addErrback(self._failed, "update")
+        self._checkPressure()
+
+    def _answered(self, result: object, size: int) -> object:
+        self.unanswered -= size
+        self._checkPressure()
+        return result
+
+    def _checkPressure(self) -> None:
+        if not self.paused and self.unanswered > UNANSWERED_HIGH_CHARS and not self.closed:
+            self._setPaused(True)
+        elif self.paused and (self.unanswered <= UNANSWERED_LOW_CHARS or self.closed):
+            self._setPaused(False)
+
+    def _setPaused(self, paused: bool) -> None:
+        self.paused = paused
+        if self.onPressure is not None:
+            self.onPressure(paused)
 
     def _updateEach(self, entries: UpdateEntries, error: Exception) -> None:
         for entry in entries:
@@ -63,8 +107,9 @@ class _CommandChannel:
         self.ref.callRemote("complete", copyable).addErrback(self._failed, "complete")
 
     def detach(self) -> None:
-        """The connection is gone: nothing more can be sent."""
+        """The connection is gone: nothing more can be sent (a paused command resumes)."""
         self.closed = True
+        self._checkPressure()
 
     def _failed(self, failure: Failure, what: str) -> None:
         if failure.check(pb.DeadReferenceError, pb.PBConnectionLost):
@@ -133,6 +178,7 @@ class SlaveBuilder(pb.Referenceable):
             self.runtime.clock.callLater(0, channel.complete, failure)
             return None
         self.command, self._channel = command, channel
+        channel.onPressure = command.outputPressure
         log.info("{builder}: starting command {id} ({name})", builder=self.name, id=commandId,
                  name=commandClass.name)
         self.runtime.clock.callLater(0, self._run, command, channel)

@@ -198,6 +198,7 @@ class RunProcess:
         self._failureReason: str | None = None
         self._done: defer.Deferred[ProcessResult] = defer.Deferred()
         self._finished = False
+        self._outputPaused = False
 
     @property
     def pid(self) -> int | None:
@@ -224,6 +225,7 @@ class RunProcess:
             return
         self._killing = True
         self._failureReason = failureReason
+        self.resumeOutput()  # a paused child must be read to its end
         self._cancelTimers("silence", "maxTime")
         self._onOutput(STREAM_HEADER, f"\n{reason}, attempting to kill\n")
         if self.spec.sigtermTime:
@@ -233,6 +235,27 @@ class RunProcess:
             )
         else:
             self._sendInterruptSignal()
+
+    def pauseOutput(self) -> None:
+        """Stop reading the child's output (it blocks once its pipe is full); its silence
+        timeout does not run meanwhile."""
+        if self._finished or self._outputPaused or self._transport is None:
+            return
+        self._outputPaused = True
+        self._transport.pauseProducing()
+        silence = self._timers.pop("silence", None)
+        if silence is not None and silence.active():
+            silence.cancel()
+
+    def resumeOutput(self) -> None:
+        """Read the child's output again; its silence timeout starts over."""
+        if not self._outputPaused:
+            return
+        self._outputPaused = False
+        if self._transport is not None:
+            self._transport.resumeProducing()
+        if self.spec.timeout is not None and not self._finished and not self._killing:
+            self._timers["silence"] = self._clock.callLater(self.spec.timeout, self._silent)
 
     def noteActivity(self) -> None:
         """Output arrived by another way (a watched logfile): restart the silence timer."""

@@ -291,6 +291,10 @@ class Command:
         """Stop early (the master's interruptCommand, or the connection went away)."""
         self.interrupted = True
 
+    def outputPressure(self, paused: bool) -> None:
+        """The master is behind on this command's updates (``paused``) or caught up again:
+        a command that can should stop producing output meanwhile.  Default: ignore."""
+
 
 class CommandRegistry:
     """The commands a slave offers, by name."""

@@ -147,6 +147,15 @@ class ShellCommand(Command):
         if self.runner is not None:
             self.runner.kill(f"command interrupted: {why}" if why else "command interrupted")
 
+    def outputPressure(self, paused: bool) -> None:
+        """Stop reading the process's output while the master is behind (the process
+        blocks on its next write), go on when it caught up."""
+        if self.runner is not None:
+            if paused:
+                self.runner.pauseOutput()
+            else:
+                self.runner.resumeOutput()
+
     def _processSpec(self, workdir: str) -> ProcessSpec:
         usePTY = self.args["usePTY"]
         return ProcessSpec(

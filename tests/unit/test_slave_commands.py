@@ -8,7 +8,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 from twisted.spread import pb
 
-from buildfarm.slave.builder import SlaveBuilder
+from buildfarm.slave.builder import UNANSWERED_HIGH_CHARS, UNANSWERED_LOW_CHARS, SlaveBuilder, _CommandChannel
 from buildfarm.slave.commands.base import (
     FLUSH_DELAY_S,
     MAX_CHUNK_CHARS,
@@ -466,3 +466,77 @@ async def test_max_lines_kills_the_command_with_its_failure_reason(builder, cloc
 def test_wrongly_typed_max_lines_is_refused(tmp_path, clock):
     with pytest.raises(CommandError, match="argument 'max_lines'"):
         makeShell(tmp_path, clock, max_lines="many")
+
+
+# Back-pressure: the master is behind on a command's updates
+
+
+class SlowCommandRef(RecordingCommandRef):
+    """A master that answers updates only when the test says so."""
+
+    def __init__(self):
+        super().__init__()
+        self.unanswered = []
+
+    def callRemote(self, name, *args):  # noqa: N802 - the PB name
+        self.calls.append((name, *args))
+        answer = defer.Deferred()
+        self.unanswered.append(answer)
+        return answer
+
+    def answerAll(self):
+        while self.unanswered:
+            self.unanswered.pop(0).callback(None)
+
+
+def test_a_command_pauses_while_too_much_output_awaits_answers_and_resumes_after():
+    ref = SlowCommandRef()
+    channel = _CommandChannel(ref, "1")
+    pressure = []
+    channel.onPressure = pressure.append
+    quarter = "x" * (UNANSWERED_HIGH_CHARS // 4)
+    for _ in range(4):
+        channel.update([[{"stdout": quarter}, 0]])
+    assert pressure == []  # at the mark, not past it
+    channel.update([[{"log": ("build.log", quarter)}, 0]])  # watched logs count too
+    assert pressure == [True]
+    answers = list(ref.unanswered)
+    while channel.unanswered - len(quarter) > UNANSWERED_LOW_CHARS:
+        answers.pop(0).callback(None)
+        assert pressure == [True]  # still above the low mark
+    answers.pop(0).errback(pb.PBConnectionLost("gone"))  # a failed call counts as answered
+    assert channel.unanswered <= UNANSWERED_LOW_CHARS
+    assert pressure == [True, False]
+
+
+def test_a_lost_connection_releases_a_paused_command():
+    ref = SlowCommandRef()
+    channel = _CommandChannel(ref, "1")
+    pressure = []
+    channel.onPressure = pressure.append
+    channel.update([[{"stdout": "x" * (UNANSWERED_HIGH_CHARS + 1)}, 0]])
+    channel.detach()
+    assert pressure == [True, False]
+    channel.update([[{"stdout": "more"}, 0]])  # ignored once detached
+    assert pressure == [True, False]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_fast_process_waits_for_a_slow_master_instead_of_filling_the_slaves_memory(
+        builder, clock):
+    ref = SlowCommandRef()
+    size = 8 * 1024 * 1024
+    command = ["python3", "-c", f"import sys; sys.stdout.write('y' * {size})"]
+    builder.remote_startCommand(ref, "1", "shell", shellArgs(command=command))
+    clock.advance(0)
+    await waitFor(lambda: builder.command is not None and builder.command.runner is not None
+                  and builder.command.runner._outputPaused, "the output to be paused")
+    waiting = builder._channel.unanswered
+    assert UNANSWERED_HIGH_CHARS < waiting < UNANSWERED_HIGH_CHARS + MAX_CHUNK_CHARS * 2
+    assert not ref.completes()
+    while not ref.completes():  # the master catches up, a little at a time
+        ref.answerAll()
+        clock.advance(FLUSH_DELAY_S)
+        await task.deferLater(reactor, POLL_S, lambda: None)
+    assert ref.text("stdout") == "y" * size
+    assert {"rc": 0} in ref.updates()

@@ -255,3 +255,22 @@ def test_signal_names_and_numbers_are_understood(name):
 def test_unknown_signal_name_is_an_error():
     with pytest.raises(ValueError, match="unknown signal"):
         signalNumber("NOPE")
+
+
+@pytest_twisted.ensureDeferred
+async def test_paused_output_is_not_read_and_resumes_whole(tmp_path):
+    # 4 MiB: far more than a pipe holds, so the child blocks while its output is not read.
+    size = 4 * 1024 * 1024
+    run = Run(tmp_path, ["python3", "-c", f"import sys; sys.stdout.write('x' * {size})"],
+              timeout=30)
+    await run.waitFor(lambda: run.text("stdout"), "the first output")
+    run.runner.pauseOutput()
+    stdout_pipe = run.runner._transport.pipes[1]
+    assert stdout_pipe not in reactor.getReaders()  # the child blocks on its next write
+    assert "silence" not in run.runner._timers  # waiting on the master is not silence
+    run.clock.advance(60)  # longer than the silence timeout: no kill while paused
+    run.runner.resumeOutput()
+    assert stdout_pipe in reactor.getReaders()
+    assert run.runner._timers["silence"].getTime() == 60 + 30  # counted from the resume
+    result = await run.done
+    assert (result.rc, len(run.text("stdout"))) == (0, size)
