@@ -3,7 +3,6 @@ the deadline.  The real ipmi_sim BMC is in tests/integration/test_slaveapi_power
 
 import pytest
 from twisted.internet import task
-from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from buildfarm.master.auth import Secret
@@ -11,7 +10,7 @@ from buildfarm.master.slaveapi.channels.interfaces import REBOOT, UPTIME, Channe
 from buildfarm.master.slaveapi.channels.ipmi import IPMIChannel, settings_problems
 from buildfarm.master.slaveapi.channels.tools import ToolMissing
 from buildfarm.master.slaveapi.inventory import SlaveLocation
-from fixtures.scripted_tools import FakeRunner, ScriptedTools
+from fixtures.scripted_tools import FakeRunner, ScriptedTools, outcome, perform_reboot
 
 PASSWORD = "ipmi-pw-not-to-be-seen"
 DEADLINE_S = 60.0
@@ -23,18 +22,7 @@ def location(**bmc) -> SlaveLocation:
 
 
 def reboot(tools: ScriptedTools, where: SlaveLocation, clock=None):
-    clock = clock or task.Clock()
-    story: list[str] = []
-    d = IPMIChannel(FakeRunner(clock), run=tools).perform(REBOOT, where, story.append, clock, DEADLINE_S)
-    return d, story
-
-
-def outcome(d):
-    """The Deferred's result, or the exception it failed with."""
-    results = []
-    d.addBoth(results.append)
-    assert results, "the operation has not finished"
-    return results[0].value if isinstance(results[0], Failure) else results[0]
+    return perform_reboot(IPMIChannel, tools, where, DEADLINE_S, clock)
 
 
 def test_the_channel_provides_ichannel_and_reboots():

@@ -8,7 +8,6 @@ import stat
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
-from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from buildfarm.master.auth import Secret
@@ -22,7 +21,7 @@ from buildfarm.master.slaveapi.channels.pdu import (
 )
 from buildfarm.master.slaveapi.channels.tools import ToolMissing, run_tool, tool_environment
 from buildfarm.master.slaveapi.inventory import SlaveLocation
-from fixtures.scripted_tools import FakeRunner, ScriptedTools
+from fixtures.scripted_tools import FakeRunner, ScriptedTools, outcome, perform_reboot
 
 COMMUNITY = "pdu-community-not-to-be-seen"
 DEADLINE_S = 60.0
@@ -35,17 +34,7 @@ def location(**pdu) -> SlaveLocation:
 
 
 def reboot(tools: ScriptedTools, where: SlaveLocation, clock=None):
-    clock = clock or task.Clock()
-    story: list[str] = []
-    d = PDUChannel(FakeRunner(clock), run=tools).perform(REBOOT, where, story.append, clock, DEADLINE_S)
-    return d, story
-
-
-def outcome(d):
-    results = []
-    d.addBoth(results.append)
-    assert results, "the operation has not finished"
-    return results[0].value if isinstance(results[0], Failure) else results[0]
+    return perform_reboot(PDUChannel, tools, where, DEADLINE_S, clock)
 
 
 class SeenConf:
