@@ -8,7 +8,7 @@
 
 from types import SimpleNamespace
 
-from buildfarm.master.auth import User
+from buildfarm.master.auth.users import User
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
 from buildfarm.master.config import BuilderConfig, SlaveConfig
 from buildfarm.master.process.factory import BuildFactory

@@ -15,7 +15,7 @@ or community) become ``Secret``s and are shown only as ``"(secret)"``.
 
 from dataclasses import dataclass, field
 
-from buildfarm.master.auth import Secret, SecretError, is_secret_spec, resolve_secret
+from buildfarm.master.auth.secret import Secret, SecretError, is_secret_spec, resolve_secret
 
 # The channels a slave may have (implemented as ``IChannel`` providers in channels/).
 CHANNEL_NAMES = ("ssh", "bmc", "pdu", "mozpool", "bugzilla", "aws")

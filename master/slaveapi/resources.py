@@ -23,7 +23,8 @@ from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.results import result_name
-from buildfarm.master.auth import Account, Unauthenticated
+from buildfarm.master.auth.authenticator import Unauthenticated
+from buildfarm.master.auth.users import Account
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError

@@ -12,7 +12,7 @@ from twisted.application import service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
 
-from buildfarm.master.auth import Authenticator
+from buildfarm.master.auth.authenticator import Authenticator
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.channels import channel_table

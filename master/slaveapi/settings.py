@@ -7,7 +7,7 @@ problems, ``key`` being the ``c[...]`` key at fault.
 
 from dataclasses import dataclass, field
 
-from buildfarm.master.auth import Account, validate_users
+from buildfarm.master.auth.users import Account, validate_users
 from buildfarm.master.slaveapi.inventory import SlaveLocation, validate_inventory
 
 DEFAULT_MAX_CONCURRENCY = 4

@@ -11,8 +11,8 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from buildfarm.master.auth.sessions import SessionStore
 from buildfarm.master.www.api import JSONAPI
-from buildfarm.master.www.sessions import SessionStore
 from buildfarm.master.www.ui import WebUI
 
 log = Logger()

@@ -10,7 +10,7 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.aws import AWSCreateInstance, AWSStopInstance
 from buildfarm.master.slaveapi.actions.base import ActionContext, ActionFailed, BadArgument

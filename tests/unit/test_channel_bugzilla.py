@@ -9,7 +9,7 @@ from twisted.internet import defer, task
 from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.bugzilla import MAX_COMMENT_CHARS, TRUNCATED_NOTE, BugzillaChannel
 from buildfarm.master.slaveapi.channels.interfaces import (
     BUG_STATUS,

@@ -5,7 +5,7 @@ import pytest
 from twisted.internet import task
 from zope.interface.verify import verifyObject
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import REBOOT, UPTIME, ChannelError, IChannel
 from buildfarm.master.slaveapi.channels.ipmi import IPMIChannel, settings_problems
 from buildfarm.master.slaveapi.channels.tools import ToolMissing

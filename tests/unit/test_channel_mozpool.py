@@ -10,7 +10,7 @@ from twisted.internet import defer, reactor, task
 from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import REBOOT, UPTIME, ChannelError, IChannel
 from buildfarm.master.slaveapi.channels.mozpool import MozpoolChannel
 from buildfarm.master.slaveapi.inventory import SlaveLocation

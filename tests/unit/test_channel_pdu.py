@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel
 from buildfarm.master.slaveapi.channels.pdu import (
     OUTLET_CONTROL_OID,

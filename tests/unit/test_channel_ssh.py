@@ -15,7 +15,7 @@ from twisted.internet import defer, error, reactor, task
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.actions.base import ActionContext, ActionFailed
 from buildfarm.master.slaveapi.actions.buildslave_last_activity import BuildslaveLastActivity
 from buildfarm.master.slaveapi.actions.buildslave_uptime import BuildslaveUptime

@@ -260,11 +260,19 @@ def test_unknown_signal_name_is_an_error():
 @pytest_twisted.ensureDeferred
 async def test_paused_output_is_not_read_and_resumes_whole(tmp_path):
     # 4 MiB: far more than a pipe holds, so the child blocks while its output is not read.
+    # The child says "ready" and writes the rest only once told to (by a file appearing), so
+    # its pipe is still open when the test pauses it, however busy the machine.
     size = 4 * 1024 * 1024
-    run = Run(tmp_path, ["python3", "-c", f"import sys; sys.stdout.write('x' * {size})"],
-              timeout=30)
+    go = tmp_path / "go"
+    child = (f"import os, sys, time\nsys.stdout.write('ready\\n'); sys.stdout.flush()\n"
+             f"deadline = time.monotonic() + 30\n"
+             f"while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n"
+             f"    time.sleep(0.01)\n"
+             f"sys.stdout.write('x' * {size})\n")
+    run = Run(tmp_path, ["python3", "-c", child], timeout=30)
     await run.waitFor(lambda: run.text("stdout"), "the first output")
     run.runner.pauseOutput()
+    go.write_text("")
     stdout_pipe = run.runner._transport.pipes[1]
     assert stdout_pipe not in reactor.getReaders()  # the child blocks on its next write
     assert "silence" not in run.runner._timers  # waiting on the master is not silence
@@ -273,4 +281,4 @@ async def test_paused_output_is_not_read_and_resumes_whole(tmp_path):
     assert stdout_pipe in reactor.getReaders()
     assert run.runner._timers["silence"].getTime() == 60 + 30  # counted from the resume
     result = await run.done
-    assert (result.rc, len(run.text("stdout"))) == (0, size)
+    assert (result.rc, len(run.text("stdout"))) == (0, len("ready\n") + size)

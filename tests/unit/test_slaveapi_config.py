@@ -3,14 +3,9 @@
 import pytest
 import pytest_twisted
 
-from buildfarm.master.auth import (
-    Authenticator,
-    Unauthenticated,
-    User,
-    has_scope,
-    hash_password,
-    verify_password_hash,
-)
+from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
+from buildfarm.master.auth.passwords import hash_password, verify_password_hash
+from buildfarm.master.auth.users import User, has_scope
 from buildfarm.master.slaveapi.settings import validate_slaveapi_config
 
 

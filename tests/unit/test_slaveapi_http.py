@@ -12,7 +12,8 @@ from klein import Klein
 from twisted.internet import defer, task
 from twisted.web.server import NOT_DONE_YET
 
-from buildfarm.master.auth import User, hash_password
+from buildfarm.master.auth.passwords import hash_password
+from buildfarm.master.auth.users import User
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.slaveapi.results import FAILURE, PENDING, SUCCESS
 from buildfarm.master.slaveapi.runner import ActionRunner

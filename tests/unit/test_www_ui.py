@@ -10,10 +10,10 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from buildfarm.common.results import SUCCESS
+from buildfarm.master.auth.sessions import SessionStore, session_cookie
 from buildfarm.master.db.testing import add_running_build
 from buildfarm.master.schedulers.forceparams import BooleanParameter, ChoiceStringParameter, IntParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
-from buildfarm.master.www.sessions import SessionStore, session_cookie
 from buildfarm.master.www.site import SiteRoot
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.app import PageError, _local_path, check_same_origin

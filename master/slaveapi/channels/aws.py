@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from twisted.internet import defer, task, threads
 from zope.interface import implementer
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import (
     INSTANCE_CREATE,
     INSTANCE_START,

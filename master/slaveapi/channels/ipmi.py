@@ -19,7 +19,7 @@ then waits ten seconds before it falls back).
 import re
 from dataclasses import dataclass
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import ChannelError
 from buildfarm.master.slaveapi.channels.tools import (
     PowerToolChannel,

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import ChannelError
 from buildfarm.master.slaveapi.channels.tools import (
     PowerToolChannel,

@@ -52,7 +52,7 @@ from twisted.internet import defer, error, protocol, threads
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from buildfarm.master.auth import Secret
+from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import (
     READ_LOG,
     REBOOT,

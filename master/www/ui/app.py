@@ -32,13 +32,14 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
-from buildfarm.master.auth import Account, Unauthenticated
+from buildfarm.master.auth.authenticator import Unauthenticated
+from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
+from buildfarm.master.auth.users import Account
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.resources import action_scope
 from buildfarm.master.slaveapi.results import STATE_NAMES
-from buildfarm.master.www.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.format import FILTERS
 from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
