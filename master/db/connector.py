@@ -15,7 +15,7 @@ from buildfarm.master.db.buildrequests import BuildRequestsComponent
 from buildfarm.master.db.builds import BuildsComponent
 from buildfarm.master.db.buildsets import BuildsetsComponent
 from buildfarm.master.db.changes import ChangesComponent
-from buildfarm.master.db.engine import create_engine, is_sqlite
+from buildfarm.master.db.engine import create_engine, is_in_memory, is_sqlite
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
 from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
@@ -44,6 +44,9 @@ class SchemaNotCurrent(Exception):
 
 class DBConnector(service.Service):
     """The master's database: call ``await setup()``, then use the components.
+
+    An in-memory SQLite database (``sqlite://``, as Buildbot's examples use) is one
+    connection kept for the life of the process, its schema created by ``setup``.
 
     Every query runs inside one transaction in this connector's own thread pool
     (:meth:`run`), so the reactor thread never waits on SQL; while the database server
@@ -88,6 +91,9 @@ class DBConnector(service.Service):
             self.engine = await self._in_pool(
                 create_engine, self.db_url, self.basedir, threads_count
             )
+            if is_in_memory(self.db_url):
+                # Nothing outlives the process: the schema is created here, at each start.
+                await self.run(migrate.upgrade_connection)
             current = await self.run(migrate.connection_is_current)
         except BaseException:
             await self._shutdown()

@@ -45,11 +45,27 @@ def is_sqlite(db_url: str) -> bool:
     return sa.engine.make_url(db_url).get_backend_name() == "sqlite"
 
 
+def is_in_memory(db_url: str) -> bool:
+    """Whether the URL names a SQLite database held in memory (``sqlite://``,
+    ``sqlite:///:memory:``): it lives as long as its one connection, in one process."""
+    url = sa.engine.make_url(db_url)
+    return url.get_backend_name() == "sqlite" and url.database in (None, *SQLITE_MEMORY_NAMES)
+
+
 def create_engine(db_url: str, basedir: str, pool_size: int = 1) -> Engine:
     """An engine for the (resolved) URL: SQLite with the settings above, or a database
     server with a pool of ``pool_size`` connections (no overflow: the connector's thread
     pool, of the same size, is the only user)."""
     url = resolve_db_url(db_url, basedir)
+    if is_in_memory(url):
+        # One connection for the life of the engine, shared by whichever pool thread runs a
+        # query (the connector runs one at a time): a second connection would see another,
+        # empty, database.
+        engine = sa.create_engine(url, poolclass=sa.pool.StaticPool,
+                                  connect_args={"check_same_thread": False})
+        sa.event.listen(engine, "connect", _configure_sqlite_connection)
+        sa.event.listen(engine, "begin", _begin_immediate)
+        return engine
     if is_sqlite(url):
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _configure_sqlite_connection)

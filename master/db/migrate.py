@@ -1,7 +1,9 @@
 """Schema migrations, run synchronously by the ``buildmaster`` CLI (never on the reactor).
 
 The connector uses :func:`connection_is_current` from its thread pool to refuse to start
-on a database that ``buildmaster upgrade-master`` has not brought to the alembic head.
+on a database that ``buildmaster upgrade-master`` has not brought to the alembic head; an
+in-memory SQLite database (``sqlite://``) is created by the connector itself, with
+:func:`upgrade_connection`, since it lives only as long as the master process.
 """
 
 import os
@@ -20,6 +22,7 @@ __all__ = [
     "connection_is_current",
     "resolve_db_url",
     "schema_is_current",
+    "upgrade_connection",
     "upgrade_database",
 ]
 
@@ -39,11 +42,16 @@ def upgrade_database(db_url: str, basedir: str, revision: str = "head") -> None:
     engine = create_engine(db_url, basedir)
     try:
         with engine.begin() as conn:
-            config = alembic_config()
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+            upgrade_connection(conn, revision)
     finally:
         engine.dispose()
+
+
+def upgrade_connection(conn: sa.Connection, revision: str = "head") -> None:
+    """Create or upgrade the schema of the database behind ``conn``, in its transaction."""
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, revision)
 
 
 def schema_is_current(db_url: str, basedir: str) -> bool:

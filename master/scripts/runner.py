@@ -254,10 +254,15 @@ def checkconfig(args) -> int:
 
 
 def upgrade_master(args) -> int:
+    from buildfarm.master.db.engine import is_in_memory
     from buildfarm.master.db.migrate import upgrade_database
 
     basedir = os.path.abspath(args.basedir)
     config = _load(basedir)
+    if is_in_memory(config.db_url):
+        print(f"the database of {basedir} is in memory ({config.db_url}): the master creates its "
+              "schema each time it starts, and nothing of it outlives the process")
+        return 0
     upgrade_database(config.db_url, basedir)
     print(f"the database of {basedir} is up to date")
     return 0

@@ -156,3 +156,19 @@ async def test_foreign_keys_are_enforced(db):
 @pytest_twisted.ensureDeferred
 async def test_stopping_a_connector_that_never_set_up_is_harmless(tmp_path):
     await DBConnector(TEST_DB_URL, str(tmp_path)).stopService()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+@pytest_twisted.ensureDeferred
+async def test_an_in_memory_database_gets_its_schema_at_setup_and_keeps_its_rows(url, tmp_path):
+    connector = DBConnector(url, str(tmp_path))
+    await connector.setup()
+    connector.startService()
+    try:
+        builderid = await connector.builders.find_or_create("linux")
+        # A later transaction, on the pool's thread, sees the same database.
+        assert await connector.builders.find_or_create("linux") == builderid
+        assert [b["name"] for b in await connector.builders.get_all()] == ["linux"]
+    finally:
+        await connector.stopService()
+    assert list(tmp_path.iterdir()) == []  # nothing was written to disk
