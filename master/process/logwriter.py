@@ -12,13 +12,21 @@ streamed).  When even that buffer passes ``PAUSE_BYTES`` (the slave sends faster
 database stores), the writer pauses its producer -- the slave's connection, given by
 ``throttle`` -- until the write in flight is done, so the text waits in the socket and the
 slave rather than in the master.
+
+A write the database refuses is tried again, on the database's backoff (0.5 s doubling to
+10 s) for up to ``WRITE_RETRY_S``, with later text waiting behind it (so the log keeps its
+order); a connection error has already been retried that long by the connector.  Text that
+still cannot be written is not dropped without a word: the log gets a line saying how much
+was lost and why, and so does the master's twistd.log.
 """
 
 from collections.abc import Callable
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from buildfarm.master.db.retry import backoff_delays, is_connection_error
 
 log = Logger()
 
@@ -26,6 +34,15 @@ FLUSH_BYTES = 64 * 1024
 FLUSH_DELAY_S = 0.2
 CHUNK_CHARS = 256 * 1024  # the largest chunk row one write stores
 PAUSE_BYTES = 1024 * 1024  # buffered text (while a write is in flight) that pauses the producer
+# How long a refused write is tried again before its text is reported lost.
+WRITE_RETRY_S = 60.0
+
+
+def lost_text_notice(chars: int, error: BaseException) -> str:
+    """The line a log gets in place of ``chars`` characters the database would not store."""
+    why = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return (f"\n[buildfarm: {chars} characters of this log are missing here: the database "
+            f"refused them ({why})]\n")
 
 
 class LogWriter:
@@ -102,13 +119,39 @@ class LogWriter:
         d.addBoth(self._written)
 
     async def _write(self, chunks: list[str]) -> None:
+        error = await self._store_with_retries(chunks)
+        if error is not None:
+            lost = sum(len(chunk) for chunk in chunks)
+            log.error("log {id}: {lost} characters could not be written and are lost: {why}",
+                      id=self.logid, lost=lost, why=str(error) or type(error).__name__)
+            chunks = [lost_text_notice(lost, error)]
+            await self._store(chunks)  # a failure here reaches the errback in flush
+        if self.on_write is not None:
+            for chunk in chunks:
+                self.on_write(chunk)
+
+    async def _store(self, chunks: list[str]) -> None:
         if len(chunks) == 1:
             await self.db.logs.append(self.logid, chunks[0])
         else:
             await self.db.logs.append_many([(self.logid, chunk) for chunk in chunks])
-        if self.on_write is not None:
-            for chunk in chunks:
-                self.on_write(chunk)
+
+    async def _store_with_retries(self, chunks: list[str]) -> BaseException | None:
+        """Store ``chunks``, trying again on the database's backoff; the last error if the
+        database still refuses them after ``WRITE_RETRY_S``, else None."""
+        give_up_at = self.clock.seconds() + WRITE_RETRY_S
+        delays = backoff_delays()
+        while True:
+            try:
+                await self._store(chunks)
+                return None
+            except Exception as e:  # noqa: BLE001 - every refusal is retried, then reported
+                delay = next(delays)
+                if is_connection_error(e) or self.clock.seconds() + delay > give_up_at:
+                    return e
+                log.warn("log {id}: the database refused a write ({why}); trying again in {delay} s",
+                         id=self.logid, why=str(e) or type(e).__name__, delay=delay)
+                await task.deferLater(self.clock, delay, lambda: None)
 
     def _written(self, _) -> None:
         self._writing = False

@@ -123,20 +123,43 @@ async def test_finish_of_an_empty_log_only_marks_it_complete(setup):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_failed_write_is_logged_and_later_text_still_written(setup, monkeypatch):
-    db, clock, writer, _ = setup
-    logged = []
-    monkeypatch.setattr(logwriter.log, "failure",
-                        lambda fmt, failure, **kw: logged.append(failure.getErrorMessage()))
+async def test_a_refused_write_is_tried_again_and_nothing_is_lost(setup):
+    db, clock, writer, seen = setup
     db.logs.fail_next = True
     writer.add_stdout("a" * FLUSH_BYTES)
-    writer.add_stdout("b\n")
+    db.logs.complete_oldest()  # refused: "database is locked"
+    writer.add_stdout("b\n")  # waits behind the retry, so the log keeps its order
+    assert len(db.logs.pending) == 0
+    clock.advance(0.5)  # the database's first backoff step
+    assert db.logs.writes[-1] == ["a" * FLUSH_BYTES]
     db.logs.complete_oldest()
-    clock.advance(FLUSH_DELAY_S)
+    finished = defer.ensureDeferred(writer.finish())
     db.logs.complete_oldest()
-    await writer.finish()
-    assert db.logs.writes[-1] == ["b\n"] and db.logs.finished == [7]
-    assert logged == ["database is locked"]
+    await finished
+    assert db.logs.writes[-1] == ["b\n"]
+    assert "".join(seen) == "a" * FLUSH_BYTES + "b\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_text_the_database_keeps_refusing_is_reported_lost_in_the_log(setup, monkeypatch):
+    db, clock, writer, seen = setup
+    errors = []
+    monkeypatch.setattr(logwriter.log, "error", lambda fmt, **kw: errors.append(kw))
+    writer.add_stdout("x" * FLUSH_BYTES)
+    waited = 0.0
+    while waited <= logwriter.WRITE_RETRY_S and db.logs.writes[-1] == ["x" * FLUSH_BYTES]:
+        db.logs.fail_next = True
+        db.logs.complete_oldest()
+        clock.advance(10.0)
+        waited += 10.0
+    notice = db.logs.writes[-1]
+    assert notice == [logwriter.lost_text_notice(FLUSH_BYTES, RuntimeError("database is locked"))]
+    assert "65536 characters of this log are missing here" in notice[0]
+    db.logs.complete_oldest()
+    finished = defer.ensureDeferred(writer.finish())
+    await finished
+    assert errors == [{"id": 7, "lost": FLUSH_BYTES, "why": "database is locked"}]
+    assert seen == notice and db.logs.finished == [7]
 
 
 class Producer:
