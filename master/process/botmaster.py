@@ -316,15 +316,25 @@ class BotMaster(service.Service):
             self.running_builds.pop(build, None)
             self.locks.release(build, build.lock_accesses, build.slavebuilder.slave.name)
             build.slavebuilder.state = SlaveBuilderState.IDLE
+            # Each request is settled on its own, and a failed write is logged there: it
+            # skips neither the other requests, nor the slave's shutdown, nor the next
+            # assignment pass, and the build's own error (if any) still propagates.
             for brid in brids:
-                if results == RETRY:
-                    await db.buildrequests.unclaim(brid)
-                else:
-                    await db.buildrequests.complete(brid, results, self.clock.seconds())
-                    self.tell_schedulers(await db.buildrequests.get(brid))
+                await self._settle_request(db, brid, results)
             self.maybe_shut_down_slave(build.slavebuilder.slave)
             if self.running:
                 self.maybe_start_builds()
+
+    async def _settle_request(self, db, brid: int, results: int) -> None:
+        """Complete request ``brid`` with ``results``, or return it to the queue (RETRY)."""
+        try:
+            if results == RETRY:
+                await db.buildrequests.unclaim(brid)
+            else:
+                await db.buildrequests.complete(brid, results, self.clock.seconds())
+                self.tell_schedulers(await db.buildrequests.get(brid))
+        except Exception:
+            log.failure("recording the end of build request {id} failed", id=brid)
 
     def tell_schedulers(self, request: dict | None) -> None:
         """Schedulers watch requests finish (buildsets, Dependent, Trigger waits)."""
