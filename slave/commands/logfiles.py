@@ -5,6 +5,10 @@ Each file is polled every `POLL_INTERVAL_S` on the injected clock.  A file that 
 the command starts is only read once it changes (a stale log from an earlier build is not
 sent); with ``follow`` only what is appended after the start is sent.  A last poll at the end
 catches what was written just before the command exited.
+
+Reading happens in a thread, at most `READ_STEP_BYTES` at a time, so a log that grows by
+hundreds of megabytes never holds the reactor (the keepalive, the process's output, other
+commands): a poll that finds more reads the next step once the reactor has run again.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from twisted.internet import task
+from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.slave.commands.base import asText
 
 POLL_INTERVAL_S = 2.0
-READ_CHUNK_BYTES = 64 * 1024
+# What one read in the thread takes at most; a poll that hit it reads again right after.
+READ_STEP_BYTES = 1024 * 1024
 
 log = Logger()
 
@@ -69,45 +74,67 @@ def _fileState(path: str) -> tuple[float, float, int] | None:
 
 
 class LogFileWatcher:
-    """Polls one file and passes its new text to ``onText(text)``."""
+    """Polls one file and passes its new text to ``onText(text)``.
+
+    ``runInThread(fn)`` runs the blocking reads and returns a Deferred of ``fn()``'s result
+    (by default Twisted's thread pool)."""
 
     def __init__(self, path: str, follow: bool, onText: Callable[[str], None],
-                 clock: IReactorTime) -> None:
+                 clock: IReactorTime,
+                 runInThread: Callable[[Callable], defer.Deferred] = threads.deferToThread) -> None:
         self.path = path
         self.follow = follow
         self._onText = onText
+        self._runInThread = runInThread
         self._initial = _fileState(path)
         self._file = None
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._poller = task.LoopingCall(self.poll)
         self._poller.clock = clock
+        self._polling: defer.Deferred | None = None
 
     def start(self) -> None:
         """Poll every `POLL_INTERVAL_S` from now on."""
         self._poller.start(POLL_INTERVAL_S, now=False).addErrback(
             lambda failure: log.failure("watching {path} failed", failure, path=self.path))
 
-    def stop(self) -> None:
-        """A last poll, then stop and close the file."""
+    async def stop(self) -> None:
+        """Stop polling, then read what is left (a last poll) and close the file."""
         if self._poller.running:
             self._poller.stop()
-        self.poll()
+        if self._polling is not None:
+            await self._polling
+        await self.poll()
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def poll(self) -> None:
-        """Send what was added since the last poll."""
-        if self._file is None and not self._open():
-            return
-        self._file.seek(self._file.tell())  # forget an earlier EOF
+    def poll(self) -> defer.Deferred:
+        """Send what was added since the last poll (the LoopingCall waits for it)."""
+        if self._polling is None:
+            self._polling = defer.ensureDeferred(self._readToEnd())
+            self._polling.addBoth(self._pollDone)
+        return self._polling
+
+    def _pollDone(self, result):
+        self._polling = None
+        return result
+
+    async def _readToEnd(self) -> None:
         while True:
-            data = self._file.read(READ_CHUNK_BYTES)
-            if not data:
-                return
+            data = await self._runInThread(self._readStep)
             text = self._decoder.decode(data)
             if text:
                 self._onText(text)
+            if len(data) < READ_STEP_BYTES:
+                return
+
+    def _readStep(self) -> bytes:
+        """Up to `READ_STEP_BYTES` of new text (runs in a thread)."""
+        if self._file is None and not self._open():
+            return b""
+        self._file.seek(self._file.tell())  # forget an earlier EOF
+        return self._file.read(READ_STEP_BYTES)
 
     def _open(self) -> bool:
         state = _fileState(self.path)

@@ -7,6 +7,8 @@ import re
 import shlex
 import signal
 
+from twisted.internet import threads
+
 from buildfarm.slave.commands.base import (
     Arg,
     Command,
@@ -128,7 +130,7 @@ class ShellCommand(Command):
             result = await started
         finally:
             for watcher in watchers:
-                watcher.stop()
+                await watcher.stop()
         self._sendEndUpdates(result)
 
     def _watcher(self, entry: WatchedLog, workdir: str) -> LogFileWatcher:
@@ -139,7 +141,9 @@ class ShellCommand(Command):
             if self.runner is not None:
                 self.runner.noteActivity()
 
-        return LogFileWatcher(path, entry.follow, received, self.context.clock)
+        reactor = self.context.reactor
+        return LogFileWatcher(path, entry.follow, received, self.context.clock,
+                              lambda read: threads.deferToThreadPool(reactor, reactor.getThreadPool(), read))
 
     def interrupt(self, why: str) -> None:
         """Kill the process: "<why>, attempting to kill", then the signals of the args."""

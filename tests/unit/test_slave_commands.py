@@ -2,10 +2,11 @@
 SlaveBuilder sends to the master's RemoteCommand."""
 
 import os
+import threading
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor, task, threads
 from twisted.spread import pb
 
 from buildfarm.slave.builder import UNANSWERED_HIGH_CHARS, UNANSWERED_LOW_CHARS, SlaveBuilder, _CommandChannel
@@ -18,6 +19,7 @@ from buildfarm.slave.commands.base import (
     UpdateBatcher,
 )
 from buildfarm.slave.commands.logfiles import POLL_INTERVAL_S as LOG_POLL_INTERVAL_S
+from buildfarm.slave.commands.logfiles import READ_STEP_BYTES, LogFileWatcher
 from buildfarm.slave.commands.registry import defaultRegistry
 from buildfarm.slave.commands.shell import SILENCE_TIMEOUT_S, ShellCommand
 from buildfarm.slave.runtime import SlaveRuntime
@@ -355,6 +357,31 @@ async def test_lost_master_kills_the_command_and_sends_nothing_more(builder, clo
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_large_watched_log_is_read_in_a_thread_in_bounded_steps(tmp_path, clock):
+    path = tmp_path / "big.log"
+    size = READ_STEP_BYTES * 3 + 10
+    received, steps, reader_threads = [], [], set()
+
+    def in_thread(read):
+        def recorded():
+            reader_threads.add(threading.get_ident())
+            data = read()
+            steps.append(len(data))
+            return data
+        return threads.deferToThread(recorded)
+
+    watcher = LogFileWatcher(str(path), False, received.append, clock, in_thread)
+    path.write_bytes(b"x" * size)
+    watcher.start()
+    clock.advance(LOG_POLL_INTERVAL_S)
+    await waitFor(lambda: sum(map(len, received)) == size, "the whole log")
+    await watcher.stop()
+
+    assert steps[:4] == [READ_STEP_BYTES, READ_STEP_BYTES, READ_STEP_BYTES, 10]
+    assert threading.get_ident() not in reader_threads  # never on the reactor thread
+
+
+@pytest_twisted.ensureDeferred
 async def test_watched_logfile_text_is_sent_as_log_updates_every_two_seconds(builder, clock):
     ref = RecordingCommandRef()
     workdir = os.path.join(builder.basedir, "build")
@@ -367,7 +394,8 @@ async def test_watched_logfile_text_is_sent_as_log_updates_every_two_seconds(bui
     with open(os.path.join(workdir, "app.log"), "w") as f:
         f.write("first line\n")
     clock.advance(LOG_POLL_INTERVAL_S)
-    clock.advance(FLUSH_DELAY_S)
+    await waitFor(lambda: clock.advance(FLUSH_DELAY_S) or {"log": ("app", "first line\n")} in ref.updates(),
+                  "the log update")
 
     try:
         assert {"log": ("app", "first line\n")} in ref.updates()
@@ -419,6 +447,8 @@ async def test_watched_log_output_resets_the_silence_timer(builder, clock):
     with open(os.path.join(workdir, "app.log"), "w") as f:
         f.write("still busy\n")
     clock.advance(LOG_POLL_INTERVAL_S)  # t=2: the poll finds text; silence now ends at t=5
+    await waitFor(lambda: builder.command.runner._timers["silence"].getTime() == 5,
+                  "the text read in the thread")
     clock.advance(2)  # t=4: past the original t=3 deadline
 
     try:
