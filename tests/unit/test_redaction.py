@@ -19,6 +19,7 @@ from buildfarm.common.redaction import (
     redact_value,
 )
 from buildfarm.master.pb.remotecommand import RemoteCommand
+from buildfarm.master.process.build import Build
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.slave.builder import SlaveBuilder
@@ -292,3 +293,21 @@ async def test_the_json_api_shows_a_slaves_environment_without_secret_values(db)
         assert set(info["environ"]) == set(SECRET_ENVIRON) | set(HARMLESS_ENVIRON)
         assert info["environ"]["PATH"] == HARMLESS_ENVIRON["PATH"]
         assert info["environ"]["GITHUB_PAT"] == REDACTED
+
+
+# -- build properties from the slave's info ------------------------------------------------
+
+def test_slave_info_build_properties_are_redacted_like_the_info():
+    slave = SimpleNamespace(name="bs1", info={
+        "admin": "ops https://ops:pw-admin@wiki.example.com/bs1", "access_token": "t0ken",
+        "numcpus": 8, "host": "bs1.example.com"})
+    master = SimpleNamespace(config=SimpleNamespace(properties={}, slaves={}))
+    builder = SimpleNamespace(name="linux", config=SimpleNamespace(
+        properties={}, builddir="linux", factory=SimpleNamespace(steps=[])))
+    build = Build(master, builder, SimpleNamespace(slave=slave), {"properties": {}})
+    build._set_properties()
+    props = build.properties
+    assert props.getProperty("slave_info_admin") == f"ops https://ops:{REDACTED}@wiki.example.com/bs1"
+    assert props.getProperty("slave_info_access_token") == REDACTED
+    assert props.getProperty("slave_info_numcpus") == 8
+    assert props.getProperty("slave_info_host") == "bs1.example.com"
