@@ -45,7 +45,8 @@ _NAME_SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 _CAMEL_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 # scheme://user:PASSWORD@host: the password ends at the last "@" before the path.
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)"
+# (A scheme is short: bounding it keeps the search linear on long runs of "a-a-a-...".)
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/?#@]*:)"
                            r"(?P<password>[^\s/?#]+)(?P<tail>@)")
 _PEM_PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\Z)",
