@@ -1,10 +1,14 @@
-"""Secrets stay secret end to end: a real master and a real slave whose environment, step
-``env`` and info files hold secrets; the build log, the JSON API and the slave page show the
-variable names but no secret value."""
+"""Secrets stay secret end to end: a real master and a real slave (ours, and a stock
+buildbot-worker 4.3 whose log header the master redacts) whose environment, step ``env`` and
+info files hold secrets; the build log, the JSON API and the slave page show the variable
+names but no secret value."""
 
 import os
+import subprocess
 
-from fixtures.daemons import run_cli
+import pytest
+
+from fixtures.daemons import CLI_TIMEOUT_S, INTEROP_BIN_DIR, Slave, run_cli
 
 PEM_BODY = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"
 # The slave's own environment (the daemon inherits the test's environment).
@@ -45,15 +49,34 @@ def assert_no_secret(text: str, where: str) -> None:
     assert not leaked, f"{where} shows {leaked}: {text}"
 
 
-def test_build_log_api_and_slave_page_show_names_but_no_secret_value(fleet, monkeypatch):
+def start_slave(fleet, master, kind: str) -> None:
+    """Create ``bs1`` (ours or a stock worker), give it an info/admin file with a URL
+    password, start it."""
+    if kind == "stock buildbot-worker 4.3":
+        tool = os.path.join(INTEROP_BIN_DIR, "buildbot-worker")
+        assert os.path.exists(tool), f"{tool} is missing: run `make interop` to install stock Buildbot"
+        slave = Slave(os.path.join(fleet.root, "worker-bs1"), "bs1", stock=True)
+        fleet.slaves.append(slave)
+        subprocess.run([tool, "create-worker", slave.basedir, f"127.0.0.1:{master.pb_port}", "bs1", "pass"],
+                       check=True, capture_output=True, timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    else:
+        slave = fleet.slave(master, start=False)
+    with open(os.path.join(slave.basedir, "info", "admin"), "w") as f:
+        f.write(f"ops, wiki https://ops:{ADMIN_PASSWORD}@wiki.example.com/bs1\n")
+    if slave.stock:
+        subprocess.run([tool, "start", slave.basedir], check=True, capture_output=True,
+                       timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    else:
+        run_cli("buildslave", "start", slave.basedir, check=True)
+
+
+@pytest.mark.parametrize("kind", ["buildfarm buildslave", "stock buildbot-worker 4.3"])
+def test_build_log_api_and_slave_page_show_names_but_no_secret_value(fleet, monkeypatch, kind):
     for name, value in SLAVE_SECRETS.items():
         monkeypatch.setenv(name, value)
     master = fleet.master(config=lambda pb_port, www_port: MASTER_CFG.format(
         pb_port=pb_port, www_port=www_port, step_secret=STEP_SECRET))
-    slave = fleet.slave(master, start=False)
-    with open(os.path.join(slave.basedir, "info", "admin"), "w") as f:
-        f.write(f"ops, wiki https://ops:{ADMIN_PASSWORD}@wiki.example.com/bs1\n")
-    run_cli("buildslave", "start", slave.basedir, check=True)
+    start_slave(fleet, master, kind)
     master.wait_attached("bs1")
 
     request = master.wait_request_complete(master.force())
