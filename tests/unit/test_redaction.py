@@ -23,6 +23,7 @@ from buildfarm.master.pb.remotecommand import RemoteCommand
 from buildfarm.master.process.build import Build
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.metrics import MasterMetrics
+from buildfarm.slave.bot import Bot
 from buildfarm.slave.builder import SlaveBuilder
 from buildfarm.slave.commands.registry import defaultRegistry
 from buildfarm.slave.runtime import SlaveRuntime
@@ -323,3 +324,15 @@ def test_slave_info_build_properties_are_redacted_like_the_info():
     assert props.getProperty("slave_info_access_token") == REDACTED
     assert props.getProperty("slave_info_numcpus") == 8
     assert props.getProperty("slave_info_host") == "bs1.example.com"
+
+
+# -- what the slave reports ----------------------------------------------------------------
+
+def test_the_slave_reports_its_environment_to_the_master_already_redacted(tmp_path, monkeypatch):
+    for name, value in SECRET_ENVIRON.items():
+        monkeypatch.setenv(name, value)
+    runtime = SlaveRuntime(str(tmp_path), defaultRegistry(), reactor, task.Clock(), lambda: None)
+    environ = Bot(runtime).remote_getSlaveInfo()["environ"]
+    assert set(SECRET_ENVIRON) <= set(environ) and environ["PATH"] == os.environ["PATH"]
+    for value in SECRET_VALUES:
+        assert value not in json.dumps(environ)
