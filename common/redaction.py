@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from buildfarm.common.text import as_text
 
@@ -96,7 +97,7 @@ def redact_value(text: str) -> str:
     return TOKEN_PATTERN.sub(REDACTED, text)
 
 
-def redact_variable(name: str, value):
+def redact_variable(name: str, value: Any) -> Any:
     """The shown value of a variable or key ``name``: `REDACTED` for a secret name (unless it
     is None), else ``value`` redacted by shape (dicts and lists throughout)."""
     if is_secret_name(name):
@@ -104,7 +105,7 @@ def redact_variable(name: str, value):
     return redact_structure(value)
 
 
-def redact_structure(value):
+def redact_structure(value: Any) -> Any:
     """``value`` with its strings redacted by shape and its dicts' entries by name too."""
     if isinstance(value, Mapping):
         return {key: redact_variable(as_text(key), item) for key, item in value.items()}
