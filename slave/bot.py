@@ -9,6 +9,7 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.spread import pb
 
+from buildfarm.common.redaction import redact_environ
 from buildfarm.common.version import VERSION
 from buildfarm.slave.builder import SlaveBuilder
 from buildfarm.slave.commands.base import asText
@@ -74,9 +75,10 @@ class Bot(pb.Referenceable):
         log.info("message from master: {message}", message=asText(message))
 
     def remote_getSlaveInfo(self) -> dict[str, Any]:
-        """One key per file in ``BASEDIR/info/`` plus ``environ``, ``system``, ``basedir``."""
+        """One key per file in ``BASEDIR/info/`` plus ``environ`` (secret values redacted),
+        ``system``, ``basedir``."""
         info: dict[str, Any] = readInfoDir(self.runtime.basedir)
-        info["environ"] = dict(os.environ)
+        info["environ"] = redact_environ(os.environ)  # the master need not keep our secrets
         info["system"] = os.name
         info["basedir"] = self.runtime.basedir
         return info

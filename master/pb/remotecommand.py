@@ -9,6 +9,7 @@ kept for the step to read.  A slave lost mid-command ends the command with ``Sla
 from twisted.internet import defer
 from twisted.spread import pb
 
+from buildfarm.common.redaction import redact_log_header
 from buildfarm.common.text import as_text
 from buildfarm.master.process.buildstep import StepLog
 
@@ -92,6 +93,8 @@ class RemoteCommand(pb.Referenceable):
     def _apply(self, key: str, value) -> None:
         if key in OUTPUT_KEYS and self.log is not None:
             text = as_text(value)
+            if key == "header":  # stock Buildbot workers log their whole environment there
+                text = redact_log_header(text)
             {"header": self.log.add_header, "stdout": self.log.add_stdout,
              "stderr": self.log.add_stderr}[key](text)
         elif key == "rc":

@@ -6,6 +6,7 @@ import traceback
 from twisted.logger import Logger
 from twisted.spread import pb
 
+from buildfarm.common.redaction import redact_variable
 from buildfarm.common.results import CANCELLED, EXCEPTION, RETRY, SKIPPED, SUCCESS, result_name
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline
 from buildfarm.master.pb.remotecommand import (
@@ -157,7 +158,7 @@ class Build:
         }, "Build")
         for key, value in slave.info.items():
             if isinstance(value, str | int | float):
-                props.setProperty(f"slave_info_{key}", value, "Worker")
+                props.setProperty(f"slave_info_{key}", redact_variable(key, value), "Worker")
 
     async def _run_steps(self) -> tuple[int, str]:
         slave = self.slavebuilder.slave

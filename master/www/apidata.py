@@ -5,10 +5,10 @@ its database; none of them writes.  Field names are the API's (docs/api.md): cha
 only by adding.
 """
 
+from buildfarm.common.redaction import redact_info
 from buildfarm.common.results import result_name
 from buildfarm.master.schedulers.forceparams import BaseParameter, ChoiceStringParameter
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.slaveapi.inventory import is_secret_key
 from buildfarm.master.slaveapi.results import STATE_NAMES
 
 # How many of a slave's latest builds and SlaveAPI results its detail shows.
@@ -16,7 +16,6 @@ RECENT_ITEMS = 20
 # The most running builds and waiting requests the overview lists.
 OVERVIEW_ITEMS = 1000
 SLAVE_STATES = ("idle", "busy", "disabled", "lost")
-SECRET_SHOWN = "(secret)"
 
 
 def with_result_name(row: dict) -> dict:
@@ -32,14 +31,9 @@ def duration(row: dict, now: float) -> float | None:
 
 
 def public_info(info: dict) -> dict:
-    """A slave's reported info with the values of secret-looking names hidden (its
-    environment may carry tokens)."""
-    shown = {}
-    for key, value in info.items():
-        if isinstance(value, dict):
-            value = {k: SECRET_SHOWN if is_secret_key(str(k)) else v for k, v in value.items()}
-        shown[key] = SECRET_SHOWN if is_secret_key(str(key)) else value
-    return shown
+    """A slave's reported info as it may be shown: secrets redacted by name and by shape (its
+    environment may carry tokens, keys, URLs with passwords)."""
+    return redact_info(info)
 
 
 # -- builders ----------------------------------------------------------------------------------

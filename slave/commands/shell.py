@@ -9,6 +9,7 @@ import signal
 
 from twisted.internet import threads
 
+from buildfarm.common.redaction import redact_environ, redact_log_header
 from buildfarm.slave.commands.base import (
     Arg,
     Command,
@@ -185,18 +186,19 @@ class ShellCommand(Command):
         return shlex.join(asText(item) for item in command)
 
     def _sendStartHeaders(self, spec: ProcessSpec) -> None:
-        self.sendStatus({"header": self._display() + "\n"})
+        self.sendStatus({"header": redact_log_header(self._display() + "\n")})
         lines = [" in dir " + spec.workdir + self._limitsText(spec)]
         watched = {entry.name: entry.filename for entry in self.args["logfiles"]}
         lines.append(f" watching logfiles {watched}")
         lines.append(f" argv: {[asText(a) for a in spec.argv]}")
         if self.args["logEnviron"]:
+            # The environment is redacted as a whole first, so a multi-line secret goes whole.
             lines.append(" environment:")
-            lines.extend(f"  {name}={value}" for name, value in sorted(spec.environ.items()))
+            lines.extend(f"  {name}={value}" for name, value in sorted(redact_environ(spec.environ).items()))
         if spec.initialStdin:
             lines.append(f" writing {len(spec.initialStdin)} bytes to stdin")
         lines.append(f" using PTY: {bool(spec.usePTY)}")
-        self.sendStatus({"header": "".join(line + "\n" for line in lines)})
+        self.sendStatus({"header": redact_log_header("".join(line + "\n" for line in lines))})
 
     @staticmethod
     def _limitsText(spec: ProcessSpec) -> str:

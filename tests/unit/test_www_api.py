@@ -244,7 +244,7 @@ async def test_slaves_have_states_and_filter_by_state_and_builder(farm):
     assert {n: s["state"] for n, s in slaves.items()} == {"s1": "busy", "s2": "disabled", "s3": "lost"}
     assert slaves["s1"]["running_builds"] == 1 and slaves["s1"]["last_seen"] == NOW - 5
     assert slaves["s3"]["last_seen"] == 900.0 and slaves["s2"]["disabled_reason"] == "broken disk"
-    assert slaves["s1"]["info"]["environ"] == {"API_TOKEN": "(secret)", "PATH": "/bin"}
+    assert slaves["s1"]["info"]["environ"] == {"API_TOKEN": "<redacted>", "PATH": "/bin"}
     lost = await farm.get("/api/v1/slaves", state="lost")
     assert [s["name"] for s in lost["slaves"]] == ["s3"] and lost["meta"]["total"] == 1
     linux = await farm.get("/api/v1/slaves", builder="linux", limit=1)

@@ -31,6 +31,7 @@ from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from buildfarm.common.redaction import redact_info
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.authenticator import Unauthenticated
 from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
@@ -441,7 +442,7 @@ class WebUI:
         return self.render(
             request, "slave.html", title=f"Slave {name}", name=name, row=row or {}, settings=settings,
             summary=self.slave_summary(name, row, settings), live=live,
-            info=sorted((k, v) for k, v in info.items() if k not in HIDDEN_INFO_KEYS),
+            info=sorted((k, v) for k, v in redact_info(info).items() if k not in HIDDEN_INFO_KEYS),
             version=live.version if live is not None else (row or {}).get("version"),
             commands=sorted(getattr(live, "commands", {}).items()) if live is not None else [],
             builds=builds, results=list(reversed(results))[:RECENT_ON_SLAVE_PAGE],
