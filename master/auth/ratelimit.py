@@ -111,7 +111,7 @@ class LoginLimiter:
         if user is not None and (user, source) not in self._known:
             wait = self.users.retry_after(user, now)
             if wait is not None:
-                raise Limited(f"for user {user!r}", wait)
+                raise Limited(f"for {user!r}", wait)
         if source is not None:
             self.sources.charge(source, now)
         if user is not None:

@@ -113,7 +113,8 @@ class WebUI:
 
     def __init__(self, master, sessions: SessionStore | None = None):
         self.master = master
-        self.sessions = sessions or SessionStore(master.reactor)
+        # An empty store is falsy (it has a length): test for None, or the site's store is lost.
+        self.sessions = sessions if sessions is not None else SessionStore(master.reactor)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
