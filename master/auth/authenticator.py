@@ -25,6 +25,7 @@ from buildfarm.master.auth.passwords import (
     DEFAULT_HASH_ITERATIONS,
     HASH_ALGORITHM,
     SALT_BYTES,
+    check_hash_format,
     hash_password,
     verify_password_hash,
 )
@@ -58,7 +59,7 @@ def work_iterations(accounts: list[Account]) -> int:
     """The PBKDF2 iteration count every check costs: the most common one among the
     configured hashes (all of them, when they were made alike), else the default."""
     counts = Counter(int(a.password_hash.reveal().split("$")[1]) for a in accounts
-                     if a.password_hash is not None)
+                     if a.password_hash is not None and check_hash_format(a.password_hash.reveal()) is None)
     return counts.most_common(1)[0][0] if counts else DEFAULT_HASH_ITERATIONS
 
 
