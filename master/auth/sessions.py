@@ -3,7 +3,10 @@
 A session is a random id in an HttpOnly, SameSite=Lax cookie; the master keeps, per id, the
 user's name, a CSRF token for its state-changing forms, and when it was last used.  Sessions
 are lost when the master restarts (users log in again); an idle session expires after
-``SESSION_IDLE_S`` on the injected clock.  Scopes are not copied into the session: they are
+``SESSION_IDLE_S`` on the injected clock.  A user holds at most ``MAX_SESSIONS_PER_USER``
+sessions (their own least recently used goes), and the store at most ``MAX_SESSIONS``, taken
+from whoever holds the most, so logging in again and again ends nobody else's session.
+Scopes are not copied into the session: they are
 read from the user's account at each request, so a reconfig that removes a scope (or a user)
 takes effect at once.
 """
