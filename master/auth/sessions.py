@@ -68,7 +68,9 @@ class SessionStore:
         while self.count(user) >= self.per_user:
             self._remove(next(iter(self._by_user[user].values())))
         while len(self._sessions) >= self.max_sessions:
-            busiest = max(self._by_user.values(), key=len)
+            # From the user holding the most; among equals, the session unused the longest.
+            busiest = max(self._by_user.values(),
+                          key=lambda mine: (len(mine), -next(iter(mine.values())).last_used))
             self._remove(next(iter(busiest.values())))
         session = Session(secrets.token_urlsafe(ID_BYTES), user, secrets.token_urlsafe(ID_BYTES),
                           self.clock.seconds())

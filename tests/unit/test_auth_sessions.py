@@ -50,3 +50,15 @@ def test_expiry_and_drops_keep_the_per_user_index_right():
     assert store.count("a") == 1 and store.get(kept.sid) is kept
     store.drop_user("a")
     assert store.count("a") == 0 and len(store) == 0
+
+
+def test_among_users_holding_as_many_the_session_unused_the_longest_goes():
+    clock = task.Clock()
+    store = SessionStore(clock, max_sessions=2)
+    first = store.create("a")
+    clock.advance(1)
+    second = store.create("b")
+    clock.advance(1)
+    store.get(first.sid)  # a's session is now the more recently used
+    store.create("c")
+    assert store.get(second.sid) is None and store.get(first.sid) is first
