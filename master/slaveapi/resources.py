@@ -98,7 +98,7 @@ class SlaveAPI:
         return _json_error(request, 500, "internal error; see the master's twistd.log")
 
     async def _authorize(self, request, scope: str) -> Account:
-        """The caller's account, if it holds ``scope`` (401 / 403 otherwise)."""
+        """The caller's account, if it holds ``scope`` (401 / 403 otherwise; 429 after too many failures)."""
         header = request.requestHeaders.getRawHeaders(b"authorization", [None])[-1]
         try:
             account = await self.runner.authenticator.authenticate(header, _peer(request))

@@ -11,7 +11,7 @@ import pytest_twisted
 from twisted.internet import defer, task
 from twisted.web.server import NOT_DONE_YET
 
-from buildfarm.master.auth.authenticator import Authenticator
+from buildfarm.master.auth.authenticator import Authenticator, RateLimited, Unauthenticated
 from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore
 from buildfarm.master.auth.users import User, validate_users
@@ -179,3 +179,19 @@ async def test_a_new_login_replaces_the_session_of_the_cookie_it_brings(farm):
 def test_the_pages_keep_the_store_the_site_gives_them_even_while_it_is_empty(farm):
     store = SessionStore(farm.clock)
     assert WebUI(farm.master, store).sessions is store
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slaveapi_reconfig_keeps_the_count_of_failed_logins(db):
+    from test_slaveapi_http import Harness
+
+    harness = await Harness(db).start()
+    try:
+        for _ in range(10):
+            with pytest.raises(Unauthenticated):
+                await harness.runner.authenticator.check_password("oncall", "guess", ATTACKER)
+        await harness.runner.reconfig(harness.master.config)
+        with pytest.raises(RateLimited):
+            await harness.runner.authenticator.check_password("oncall", "s3cret", ATTACKER)
+    finally:
+        await harness.runner.stopService()
