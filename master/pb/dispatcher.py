@@ -15,6 +15,7 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from buildfarm.common.text import as_text
+from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
 
 log = Logger()
 
@@ -27,29 +28,53 @@ class LoginRefused(pb.Error, error.UnauthorizedLogin):
 
 @implementer(ICredentialsChecker)
 class SlavePasswordChecker:
-    """Checks a slave's PB login against the passwords of the configured slaves."""
+    """Checks a slave's PB login against the passwords of the configured slaves.
+
+    With a ``LoginLimiter``, failed logins are limited per slave name and per source address
+    (ratelimit.py): an over-limit login is refused before its password is looked at.  Only
+    failures count and a slave that logged in before from the same address is never held
+    back by its name's limit, so a slave reconnecting with the right password gets in.
+    """
 
     credentialInterfaces = (credentials.IUsernameHashedPassword,)
 
-    def __init__(self, passwords):
+    def __init__(self, passwords, limiter: LoginLimiter | None = None):
         """``passwords`` is a callable: slave name -> password, or None if unknown."""
         self._passwords = passwords
+        self._limiter = limiter
 
     def requestAvatarId(self, creds):  # noqa: N802 - Cred's interface
         name = as_text(creds.username)
+        source = _peer_host(creds)
+        if self._limiter is not None:
+            try:
+                self._limiter.begin(name, source)
+            except Limited as e:
+                log.warn("login refused for slave {name!r} from {source}: {why}", name=name, source=source,
+                         why=str(e))
+                return defer.fail(LoginRefused(f"{e} (slave {name!r})"))
         password = self._passwords(name)
         if password is None:
             log.warn("login refused for unknown slave {name!r}", name=name)
             return defer.fail(LoginRefused(f"unknown slave {name!r}"))
         d = defer.maybeDeferred(creds.checkPassword, password.encode("utf-8"))
-        d.addCallback(self._checked, name)
+        d.addCallback(self._checked, name, source)
         return d
 
-    def _checked(self, matched: bool, name: str):
+    def _checked(self, matched: bool, name: str, source: str | None):
         if not matched:
             log.warn("login refused for slave {name!r}: wrong password", name=name)
             raise LoginRefused(f"wrong password for slave {name!r}")
+        if self._limiter is not None:
+            self._limiter.succeeded(name, source)
         return name
+
+
+def _peer_host(creds) -> str | None:
+    """The address a PB login comes from: PB's challenger credentials carry their broker."""
+    transport = getattr(getattr(creds, "broker", None), "transport", None)
+    peer = transport.getPeer() if transport is not None else None
+    return getattr(peer, "host", None)
 
 
 # Attach sequences run at once at most; when a whole fleet logs in together the rest wait

@@ -7,6 +7,7 @@ from twisted.logger import Logger
 from twisted.spread import banana, pb
 
 from buildfarm.common.pbwire import FastBanana
+from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
 from buildfarm.master.pb.heap import HeapTrimmer
 
@@ -78,13 +79,15 @@ class PBManager(service.Service):
         self.master = master
         self.port = None
         self.trimmer: HeapTrimmer | None = None
+        # Failed slave logins per slave name and per address; kept across reconfigs and ports.
+        self.login_limiter = LoginLimiter(master.reactor)
 
     def make_factory(self) -> pb.PBServerFactory:
         """The PB factory: the Dispatcher realm guarded by the slave password checker."""
         if self.trimmer is None:
             self.trimmer = HeapTrimmer(self.master.reactor)
         dispatcher = Dispatcher(self.master.botmaster, trimmer=self.trimmer)
-        portal = Portal(dispatcher, [SlavePasswordChecker(self._password)])
+        portal = Portal(dispatcher, [SlavePasswordChecker(self._password, self.login_limiter)])
         return SlaveServerFactory(portal)
 
     def _password(self, name: str) -> str | None:

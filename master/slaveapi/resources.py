@@ -23,7 +23,7 @@ from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.results import result_name
-from buildfarm.master.auth.authenticator import Unauthenticated
+from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.users import Account
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.slaveapi.actions.base import BadArgument
@@ -42,7 +42,8 @@ READ_SCOPE = "slaveapi:read"
 REALM = "buildfarm SlaveAPI"
 WAITTIME = "waittime"
 ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
-               405: "method not allowed", 413: "request entity too large", 500: "internal error"}
+               405: "method not allowed", 413: "request entity too large", 429: "too many requests",
+               500: "internal error"}
 
 
 class SlaveAPIError(Exception):
@@ -97,10 +98,13 @@ class SlaveAPI:
         return _json_error(request, 500, "internal error; see the master's twistd.log")
 
     async def _authorize(self, request, scope: str) -> Account:
-        """The caller's account, if it holds ``scope`` (401 / 403 otherwise)."""
+        """The caller's account, if it holds ``scope`` (401 / 403 otherwise; 429 after too many failures)."""
         header = request.requestHeaders.getRawHeaders(b"authorization", [None])[-1]
         try:
-            account = await self.runner.authenticator.authenticate(header)
+            account = await self.runner.authenticator.authenticate(header, _peer(request))
+        except RateLimited as e:
+            request.setHeader(b"retry-after", str(e.retry_after).encode())
+            raise SlaveAPIError(429, str(e)) from None
         except Unauthenticated as e:
             raise SlaveAPIError(401, str(e)) from None
         if not account.has_scope(scope):

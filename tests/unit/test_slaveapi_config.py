@@ -2,6 +2,7 @@
 
 import pytest
 import pytest_twisted
+from twisted.internet import task
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
 from buildfarm.master.auth.passwords import hash_password, verify_password_hash
@@ -111,7 +112,7 @@ def test_a_password_hash_verifies_only_its_password():
 @pytest_twisted.ensureDeferred
 async def test_malformed_authorization_headers_are_refused():
     settings, _ = validate_slaveapi_config({"users": [User("a", password="p")]})
-    authenticator = Authenticator(settings.users)
+    authenticator = Authenticator(settings.users, task.Clock())
     for header in (None, b"", b"Digest abc", b"Basic !!!", b"Basic " + b"bm9jb2xvbg=="):
         with pytest.raises(Unauthenticated):
             await authenticator.authenticate(header)

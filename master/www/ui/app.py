@@ -21,7 +21,6 @@ logged-in user holding the scope, the session's CSRF token in the form, and (whe
 browser sends one) an Origin or Referer of this very site.
 """
 
-import base64
 import os
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -33,7 +32,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.redaction import redact_info
 from buildfarm.common.version import VERSION
-from buildfarm.master.auth.authenticator import Unauthenticated
+from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
 from buildfarm.master.auth.users import Account
 from buildfarm.master.schedulers.forcesched import ForceParameterError
@@ -115,7 +114,8 @@ class WebUI:
 
     def __init__(self, master, sessions: SessionStore | None = None):
         self.master = master
-        self.sessions = sessions or SessionStore(master.reactor)
+        # An empty store is falsy (it has a length): test for None, or the site's store is lost.
+        self.sessions = sessions if sessions is not None else SessionStore(master.reactor)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -487,9 +487,16 @@ class WebUI:
         username = _form_value(request, "username") or ""
         password = _form_value(request, "password") or ""
         target = _local_path(_form_value(request, "next"))
-        credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+        peer = _peer(request)
         try:
-            account = await self.master.slaveapi.authenticator.authenticate(f"Basic {credentials}".encode())
+            account = await self.master.slaveapi.authenticator.check_password(username, password, peer)
+        except RateLimited as e:
+            log.info("web UI: login for {user} from {peer} refused: {why}", user=username, peer=peer,
+                     why=str(e))
+            request.setHeader(b"retry-after", str(e.retry_after).encode())
+            return self.render(request, "login.html", 429, title="Log in", username=username, next=target,
+                               error=f"Too many failed logins; try again in {e.retry_after} s.",
+                               viewer=Viewer())
         except Unauthenticated:
             log.info("web UI: failed login for {user} from {peer}", user=username, peer=_peer(request))
             return self.render(request, "login.html", 401, title="Log in", username=username, next=target,
@@ -503,9 +510,8 @@ class WebUI:
     @app.route("/logout", methods=["POST"])
     def logout(self, request):
         check_same_origin(request)
-        session = self.sessions.get(_cookie(request))
-        if session is not None and session.csrf_matches(_form_value(request, CSRF_FIELD)):
-            self.sessions.drop(session.sid)
+        # Whatever the form holds, the session of this cookie ends on the server too.
+        self.sessions.drop(_cookie(request))
         request.responseHeaders.addRawHeader(b"set-cookie", clearing_cookie())
         return _redirect(request, "/")
 
@@ -567,8 +573,15 @@ def _int_query(request, name: str, default: int | None, minimum: int) -> int | N
 
 
 def _local_path(target: str | None) -> str:
-    """``target`` if it is a path of this site (no open redirects), else ``/``."""
+    """``target`` if it is a path of this site, else ``/`` (no open redirects).
+
+    Browsers parse a Location as the WHATWG URL standard says: they drop tabs and newlines,
+    read a backslash as a slash and ``//host`` as another site.  So only a path that starts
+    with one ``/`` and holds no control character nor backslash is taken.
+    """
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in target):
         return "/"
     return target
 

@@ -1,0 +1,197 @@
+"""Logins over HTTP, in memory: the web UI's /login and /logout (real ``WebUI`` resource,
+real ``Authenticator`` and ``SessionStore``) and HTTP basic on the SlaveAPI: 429 with
+Retry-After after too many failures, same-site redirects only, logout ends the session."""
+
+import base64
+import re
+from types import SimpleNamespace
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, task
+from twisted.web.server import NOT_DONE_YET
+
+from buildfarm.master.auth.authenticator import Authenticator, RateLimited, Unauthenticated
+from buildfarm.master.auth.ratelimit import LoginLimiter
+from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore
+from buildfarm.master.auth.users import User, validate_users
+from buildfarm.master.slaveapi.resources import SlaveAPI
+from buildfarm.master.www.ui.app import WebUI, _local_path
+from fixtures.memoryhttp import MemoryRequest, MemoryResponse
+
+ATTACKER = "10.6.6.6"
+OFFICE = "10.0.0.7"
+
+
+def synchronously(function, *args):
+    return defer.maybeDeferred(function, *args)
+
+
+class Farm:
+    """A master with just what logging in needs: users, an authenticator, the pages, the SlaveAPI."""
+
+    def __init__(self):
+        self.clock = task.Clock()
+        users, problems = validate_users([User("oncall", password="s3cret", scopes=["slaveapi:*"]),
+                                          User("viewer", password="v1ew", scopes=["slaveapi:read"])], None)
+        assert problems == []
+        authenticator = Authenticator(users, self.clock, LoginLimiter(self.clock), run_slowly=synchronously,
+                                      iterations=1000)
+        runner = SimpleNamespace(authenticator=authenticator, settings=SimpleNamespace(slaves={}))
+        self.master = SimpleNamespace(reactor=self.clock, slaveapi=runner,
+                                      config=SimpleNamespace(title="farm", slaves={}))
+        runner.master = self.master
+        self.sessions = SessionStore(self.clock)
+        self.pages = WebUI(self.master, self.sessions).resource()
+        self.slaveapi = SlaveAPI(runner).resource()
+
+    async def request(self, resource, method: str, path: str, form: dict | None = None, peer: str = OFFICE,
+                      cookie: str | None = None, headers: dict | None = None) -> MemoryResponse:
+        request = MemoryRequest(method, path, peer)
+        request.args = {k.encode(): [v.encode()] for k, v in (form or {}).items()}
+        request.gotLength(0)
+        if cookie:
+            request.received_cookies[COOKIE_NAME] = cookie.encode()
+        for name, value in (headers or {}).items():
+            request.requestHeaders.setRawHeaders(name.encode(), [value.encode()])
+        finished = request.notifyFinish()
+        rendered = resource.render(request)
+        if rendered is not NOT_DONE_YET:
+            request.write(rendered)
+            request.finish()
+        await finished
+        return MemoryResponse(request.code, request.responseHeaders, b"".join(request.body_written))
+
+    async def login(self, user: str, password: str, peer: str = OFFICE, **form) -> MemoryResponse:
+        return await self.request(self.pages, "POST", "/login",
+                                  {"username": user, "password": password, **form}, peer)
+
+    async def basic(self, user: str, password: str, peer: str = OFFICE) -> MemoryResponse:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return await self.request(self.slaveapi, "GET", "/results", peer=peer,
+                                  headers={"Authorization": f"Basic {token}"})
+
+
+@pytest.fixture
+def farm():
+    return Farm()
+
+
+def session_id(response: MemoryResponse) -> str:
+    cookie = response.header("set-cookie")
+    return cookie.split(";")[0].split("=", 1)[1]
+
+
+# -- /login limits ------------------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_login_answers_429_with_retry_after_after_ten_failures(farm):
+    for _ in range(10):
+        assert (await farm.login("oncall", "guess", ATTACKER)).code == 401
+    limited = await farm.login("oncall", "s3cret", ATTACKER)
+    assert limited.code == 429 and limited.header("retry-after") == "6"
+    assert b"Too many failed logins; try again in 6 s." in limited.body
+    assert limited.header("set-cookie") is None
+    farm.clock.advance(6)
+    assert (await farm.login("oncall", "s3cret", ATTACKER)).code == 303
+
+
+@pytest_twisted.ensureDeferred
+async def test_another_user_from_another_source_is_not_held_back(farm):
+    for _ in range(11):
+        await farm.login("oncall", "guess", ATTACKER)
+    assert (await farm.login("viewer", "v1ew", OFFICE)).code == 303
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_successful_login_resets_the_users_count(farm):
+    for _ in range(9):
+        assert (await farm.login("oncall", "typo", OFFICE)).code == 401
+    assert (await farm.login("oncall", "s3cret", OFFICE)).code == 303
+    for _ in range(9):
+        assert (await farm.login("oncall", "typo", "10.0.0.8")).code == 401
+    assert (await farm.login("oncall", "s3cret", "10.0.0.8")).code == 303
+
+
+@pytest_twisted.ensureDeferred
+async def test_basic_auth_on_the_slaveapi_answers_429_with_retry_after(farm):
+    for _ in range(10):
+        assert (await farm.basic("oncall", "guess", ATTACKER)).code == 401
+    limited = await farm.basic("oncall", "s3cret", ATTACKER)
+    assert limited.code == 429 and limited.header("retry-after") == "6"
+    assert b'"error": "too many requests"' in limited.body and b"too many failed logins" in limited.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_web_login_and_the_slaveapi_share_the_count(farm):
+    for _ in range(5):
+        await farm.login("oncall", "guess", ATTACKER)
+        await farm.basic("oncall", "guess", ATTACKER)
+    assert (await farm.basic("oncall", "s3cret", "10.9.9.9")).code == 429
+
+
+# -- redirects ------------------------------------------------------------------------------
+
+OFF_SITE = ["/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "\t//evil.example",
+            "/\\evil.example", "\\\\evil.example", "//evil.example", "https://evil.example/",
+            "javascript:alert(1)", "/\x00/evil.example", "/\x7f", "/\u0085/evil.example", "", None, " /x"]
+
+
+@pytest.mark.parametrize("target", OFF_SITE)
+def test_a_redirect_target_that_a_browser_could_read_as_another_site_becomes_the_root(target):
+    assert _local_path(target) == "/"
+
+
+@pytest.mark.parametrize("target", ["/", "/builds/3", "/slaves/bs1?requested=2", "/%09/x", "/a//b", "/é"])
+def test_paths_of_this_site_are_kept(target):
+    assert _local_path(target) == target
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_never_redirects_off_site_through_a_tab(farm):
+    form = await farm.request(farm.pages, "GET", "/login", {"next": "/\t/evil.example"})
+    assert re.search(rb'name="next" value="/"', form.body)
+    response = await farm.login("oncall", "s3cret", next="/\t/evil.example")
+    assert response.code == 303 and response.header("location") == "/"
+    response = await farm.login("oncall", "s3cret", next="/builds/3")
+    assert response.header("location") == "/builds/3"
+
+
+# -- logout ---------------------------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_logout_without_the_csrf_token_still_ends_the_server_session(farm):
+    sid = session_id(await farm.login("oncall", "s3cret"))
+    assert farm.sessions.get(sid) is not None
+    response = await farm.request(farm.pages, "POST", "/logout", {}, cookie=sid)
+    assert response.code == 303 and "Max-Age=0" in response.header("set-cookie")
+    assert farm.sessions.get(sid) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_new_login_replaces_the_session_of_the_cookie_it_brings(farm):
+    first = session_id(await farm.login("oncall", "s3cret"))
+    response = await farm.request(farm.pages, "POST", "/login", {"username": "viewer", "password": "v1ew"},
+                                  cookie=first)
+    assert farm.sessions.get(first) is None and farm.sessions.get(session_id(response)).user == "viewer"
+
+
+def test_the_pages_keep_the_store_the_site_gives_them_even_while_it_is_empty(farm):
+    store = SessionStore(farm.clock)
+    assert WebUI(farm.master, store).sessions is store
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slaveapi_reconfig_keeps_the_count_of_failed_logins(db):
+    from test_slaveapi_http import Harness
+
+    harness = await Harness(db).start()
+    try:
+        for _ in range(10):
+            with pytest.raises(Unauthenticated):
+                await harness.runner.authenticator.check_password("oncall", "guess", ATTACKER)
+        await harness.runner.reconfig(harness.master.config)
+        with pytest.raises(RateLimited):
+            await harness.runner.authenticator.check_password("oncall", "s3cret", ATTACKER)
+    finally:
+        await harness.runner.stopService()
