@@ -26,7 +26,8 @@ TOOLS_LOCK := requirements/tools.txt
 PIP_LOCKED := pip install -q --require-hashes -r
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint install interop system-packages clean demo-stop lock upgrade-deps
+.PHONY: demo test bench lint install interop system-packages clean demo-stop lock upgrade-deps \
+	print-python
 
 # make_venv DIR: a virtualenv of $(PYTHON) in DIR, after saying which Python it is (Debian splits
 # venv into python3-venv).
@@ -39,6 +40,10 @@ endef
 
 $(BIN)/python:
 	$(call make_venv,$(VENV))
+
+# Which Python a new virtualenv would get.
+print-python:
+	@echo $(PYTHON)
 
 # The locked packages (pip/setuptools/wheel included), then the project itself, editable, without
 # its dependencies and built with the locked setuptools (no build isolation fetching another).
