@@ -5,9 +5,10 @@
 # PYTHON=... on the command line or in the environment overrides.
 PYTHON_MINORS := 30 29 28 27 26 25 24 23 22 21 20 19 18 17 16 15 14 13 12 11
 PYTHON_RUNS := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
+# Looked for once, and only when a virtualenv is made (the first use replaces this definition).
 ifeq ($(origin PYTHON),undefined)
-PYTHON := $(shell for v in $(PYTHON_MINORS); do \
-	if python3.$$v $(PYTHON_RUNS) >/dev/null 2>&1; then echo python3.$$v; break; fi; done)
+PYTHON = $(eval PYTHON := $(shell for v in $(PYTHON_MINORS); do \
+	if python3.$$v $(PYTHON_RUNS) >/dev/null 2>&1; then echo python3.$$v; break; fi; done))$(PYTHON)
 endif
 VENV := .venv
 BIN := $(VENV)/bin

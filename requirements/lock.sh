@@ -19,7 +19,7 @@ trap 'rm -rf "$old"' EXIT
 lock() {  # lock NAME WHAT SOURCES UV-ARGUMENTS...
     name=$1 what=$2 sources=$3
     shift 3
-    touch "requirements/$name.txt"
+    [ -e "requirements/$name.txt" ] || : > "requirements/$name.txt"
     cp "requirements/$name.txt" "$old/$name.txt"
     # shellcheck disable=SC2086
     "$UV" pip compile $FLAGS -o "$old/$name.new" "$@" >/dev/null
@@ -28,7 +28,9 @@ lock() {  # lock NAME WHAT SOURCES UV-ARGUMENTS...
         echo "# Made from $sources by \`make upgrade-deps\` or \`make lock\` (requirements/lock.sh);"
         echo "# do not edit by hand.  The Makefile installs it: pip install --require-hashes -r <this file>"
         cat "$old/$name.new"
-    } > "requirements/$name.txt"
+    } > "$old/$name.locked"
+    # An unchanged lock keeps its time stamp: the virtualenvs made from it stay up to date.
+    cmp -s "$old/$name.locked" "requirements/$name.txt" || cp "$old/$name.locked" "requirements/$name.txt"
 }
 
 lock venv .venv "setup.py (with the test extra) and requirements/venv.in" \
