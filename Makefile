@@ -1,22 +1,57 @@
 # The README's two commands: `make demo` and `make test`.  Both set everything up first.
-PYTHON ?= python3.11
+
+# The newest python3.X (X >= 11) on PATH that actually runs: a candidate must start (a pyenv shim
+# of a version that is not selected exits with "command not found") and be at least 3.11.
+# PYTHON=... on the command line or in the environment overrides.
+PYTHON_MINORS := 30 29 28 27 26 25 24 23 22 21 20 19 18 17 16 15 14 13 12 11
+PYTHON_RUNS := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
+# Looked for once, and only when a virtualenv is made (the first use replaces this definition).
+ifeq ($(origin PYTHON),undefined)
+PYTHON = $(eval PYTHON := $(shell for v in $(PYTHON_MINORS); do \
+	if python3.$$v $(PYTHON_RUNS) >/dev/null 2>&1; then echo python3.$$v; break; fi; done))$(PYTHON)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Stock Buildbot 4.3, for the interop tests only: buildfarm imports nothing of it.
 INTEROP_VENV := .venv-interop
 INTEROP_STAMP := $(INTEROP_VENV)/.installed
-BUILDBOT_VERSION := 4.3.0
+# The lock tool (uv), for `make lock` and `make upgrade-deps` only.
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+# Every virtualenv is installed from its lock: each package, direct and transitive, pinned with
+# its hashes (requirements/README.md).  One lock per virtualenv fits every Python from 3.11 on.
+LOCK := requirements/venv.txt
+INTEROP_LOCK := requirements/venv-interop.txt
+TOOLS_LOCK := requirements/tools.txt
+PIP_LOCKED := pip install -q --require-hashes -r
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint install interop system-packages clean demo-stop
+.PHONY: demo test bench lint install interop system-packages clean demo-stop lock upgrade-deps \
+	print-python
+
+# make_venv DIR: a virtualenv of $(PYTHON) in DIR, after saying which Python it is (Debian splits
+# venv into python3-venv).
+define make_venv
+@test -n "$(PYTHON)" || { echo "No python3.X >= 3.11 runs here: install one or pass PYTHON=..." >&2; exit 1; }
+@$(PYTHON) $(PYTHON_RUNS) || { echo "$(PYTHON) does not run or is older than 3.11" >&2; exit 1; }
+@echo "$(1): $(PYTHON) ($$($(PYTHON) -c 'import sys; print(sys.version.split()[0])'))"
+$(PYTHON) -m venv $(1) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(1); }
+endef
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(call make_venv,$(VENV))
 
-$(STAMP): $(BIN)/python setup.py pyproject.toml
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e '.[test]'
+# Which Python a new virtualenv would get.
+print-python:
+	@echo $(PYTHON)
+
+# The locked packages (pip/setuptools/wheel included), then the project itself, editable, without
+# its dependencies and built with the locked setuptools (no build isolation fetching another).
+$(STAMP): $(BIN)/python $(LOCK) setup.py pyproject.toml
+	$(BIN)/python -m $(PIP_LOCKED) $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,11 +68,11 @@ system-packages:
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 			$(SYSTEM_PACKAGES); }
 
-$(INTEROP_STAMP):
-	$(PYTHON) -m venv $(INTEROP_VENV)
-	$(INTEROP_VENV)/bin/pip install -q --upgrade pip setuptools wheel
-	$(INTEROP_VENV)/bin/pip install -q buildbot==$(BUILDBOT_VERSION) buildbot-www==$(BUILDBOT_VERSION) \
-		buildbot-worker==$(BUILDBOT_VERSION)
+$(INTEROP_VENV)/bin/python:
+	$(call make_venv,$(INTEROP_VENV))
+
+$(INTEROP_STAMP): $(INTEROP_LOCK) $(INTEROP_VENV)/bin/python
+	$(INTEROP_VENV)/bin/python -m $(PIP_LOCKED) $(INTEROP_LOCK)
 	touch $(INTEROP_STAMP)
 
 interop: $(INTEROP_STAMP)
@@ -56,7 +91,6 @@ test: system-packages install interop lint
 # "--workloads W1,W4 --runs 1".
 BENCH_ARGS ?=
 bench: install interop
-	$(BIN)/pip install -q 'py-spy>=0.3.14'
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 demo: install
@@ -67,5 +101,22 @@ demo-stop:
 	-$(BIN)/buildslave stop demo/slave2
 	-$(BIN)/buildmaster stop demo/master
 
+# The lock tool, itself locked.
+$(TOOLS_VENV)/bin/python:
+	$(call make_venv,$(TOOLS_VENV))
+
+$(TOOLS_STAMP): $(TOOLS_LOCK) $(TOOLS_VENV)/bin/python
+	$(TOOLS_VENV)/bin/python -m $(PIP_LOCKED) $(TOOLS_LOCK)
+	touch $(TOOLS_STAMP)
+
+# Rewrite the locks after a change to setup.py or requirements/*.in, keeping every pin that still
+# fits; upgrade-deps moves every package to its newest release.  Both print the versions that moved;
+# then `make install interop` brings the virtualenvs to the new locks.
+lock: $(TOOLS_STAMP)
+	requirements/lock.sh $(TOOLS_VENV)/bin/uv
+
+upgrade-deps: $(TOOLS_STAMP)
+	requirements/lock.sh $(TOOLS_VENV)/bin/uv --upgrade
+
 clean:
-	rm -rf $(VENV) $(INTEROP_VENV) build *.egg-info demo
+	rm -rf $(VENV) $(INTEROP_VENV) $(TOOLS_VENV) build *.egg-info demo

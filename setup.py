@@ -73,7 +73,7 @@ setup(
     include_package_data=True,
     python_requires=">=3.11",
     install_requires=[
-        "twisted[tls,conch]>=24.3.0",
+        "twisted[tls,conch]>=24.3.0,<27",  # common/pbwire.py and master/pb/ rely on Banana and PB internals
         "zope.interface>=6.0",
         "sqlalchemy>=2.0",
         "alembic>=1.13",
