@@ -19,17 +19,18 @@ from urllib.parse import unquote
 
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.results import result_name
 from buildfarm.master.auth.authenticator import Unauthenticated
 from buildfarm.master.auth.users import Account
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
+from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.limits import limits_of
+from buildfarm.master.http.site import BodyRule, BoundedSite
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
 from buildfarm.master.slaveapi.results import dictify_results
-from buildfarm.master.www.requestbody import BadBody, json_object, read_body
 
 log = Logger()
 
@@ -42,7 +43,8 @@ READ_SCOPE = "slaveapi:read"
 REALM = "buildfarm SlaveAPI"
 WAITTIME = "waittime"
 ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
-               405: "method not allowed", 413: "request entity too large", 500: "internal error"}
+               405: "method not allowed", 408: "request timeout", 413: "request entity too large",
+               500: "internal error"}
 
 
 class SlaveAPIError(Exception):
@@ -284,13 +286,16 @@ class SlaveAPI:
         return given, waittime
 
 
-def make_site(runner) -> Site:
+def make_site(runner) -> BoundedSite:
     """The twisted.web Site of the SlaveAPI's own port."""
-    from buildfarm.master.www.site import QuietSite
+    rule = BodyRule("/", MAX_BODY_BYTES, refusal_body)
+    return BoundedSite(runner.resource(), [], rule, limits_of(runner.master), runner.clock)
 
-    site = QuietSite(runner.resource())
-    site.displayTracebacks = False
-    return site
+
+def refusal_body(status: int, message: str) -> tuple[bytes, bytes]:
+    """A refusal made before any handler ran (http/site.py), in the SlaveAPI's error shape."""
+    body = {"error": ERROR_NAMES.get(status, "error"), "msg": message}
+    return b"application/json", json.dumps(body).encode()
 
 
 def _json(request, value, status: int = 200) -> bytes:

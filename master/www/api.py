@@ -9,13 +9,15 @@ the data of the pages comes from www/apidata.py.
 
 import hmac
 import json
+from functools import partial
 
 from klein import Klein
-from twisted.internet import defer
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
+from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.flow import send_text
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.www import apidata
@@ -31,7 +33,6 @@ from buildfarm.master.www.paging import (
     parse_page,
     parse_result,
 )
-from buildfarm.master.www.requestbody import BadBody, json_object, read_body
 
 log = Logger()
 
@@ -63,30 +64,6 @@ class APIError(Exception):
         self.status = status
         self.message = message
         self.field = field
-
-
-class FlowControl:
-    """A streaming producer for a response written in pieces: the transport pauses it while
-    the client's buffer is full, and ``wait_until_wanted`` waits for the resume."""
-
-    def __init__(self) -> None:
-        self._resumed: defer.Deferred | None = None
-
-    def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer
-        if self._resumed is None:
-            self._resumed = defer.Deferred()
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        resumed, self._resumed = self._resumed, None
-        if resumed is not None:
-            resumed.callback(None)
-
-    def stopProducing(self) -> None:  # noqa: N802 - the client went away: stop waiting
-        self.resumeProducing()
-
-    async def wait_until_wanted(self) -> None:
-        if self._resumed is not None:
-            await self._resumed
 
 
 class JSONAPI:
@@ -424,25 +401,9 @@ class JSONAPI:
     async def _send_whole_log(self, request, entry: dict, attachment: bool) -> bytes:
         """Write the log in batches of lines, each once the client took the previous one, so
         a huge log never sits whole in memory (a client that goes away cancels this)."""
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        if attachment:
-            filename = f"log-{entry['logid']}-{entry['slug']}.txt"
-            request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
-        flow = FlowControl()
-        request.registerProducer(flow, True)
-        try:
-            first, end = 0, entry["num_lines"]  # the line after the last counted one may be unfinished
-            while first <= end:
-                last = min(first + DOWNLOAD_BATCH_LINES - 1, end)
-                text = await self.master.db.logs.get_text_range(entry["logid"], first, last)
-                if text:
-                    request.write(text.encode("utf-8"))
-                    await flow.wait_until_wanted()
-                first = last + 1
-        finally:
-            if request.channel is not None:  # None once the client went away
-                request.unregisterProducer()
-        return b""
+        filename = f"log-{entry['logid']}-{entry['slug']}.txt" if attachment else None
+        return await send_text(request, partial(self.master.db.logs.get_text_range, entry["logid"]),
+                               entry["num_lines"], DOWNLOAD_BATCH_LINES, filename)
 
     # -- slaves ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ browser sends one) an Origin or Referer of this very site.
 import base64
 import os
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 import jinja2
@@ -35,6 +36,7 @@ from buildfarm.common.version import VERSION
 from buildfarm.master.auth.authenticator import Unauthenticated
 from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
 from buildfarm.master.auth.users import Account
+from buildfarm.master.http.flow import send_text
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.slaveapi.actions.base import BadArgument
@@ -55,6 +57,7 @@ TAIL_LINES = 500
 MAX_RANGE_LINES = 10_000
 DOWNLOAD_BATCH_LINES = 20_000
 MAX_FORM_BYTES = 64 * 1024
+MAX_LOGIN_BYTES = 8 * 1024  # a user name, a password, a return path and a token
 STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
                 ".png": b"image/png", ".svg": b"image/svg+xml"}
 STATIC_MAX_AGE_S = 300
@@ -411,14 +414,8 @@ class WebUI:
         build, step = await self.get_log(buildid, number, slug)
         entry = step["log"]
         filename = f"{build['buildername']}-{build['number']}-{number}-{slug}.txt"
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"content-disposition", f'attachment; filename="{safe}"'.encode())
-        for first in range(0, entry["num_lines"] + 1, DOWNLOAD_BATCH_LINES):
-            text = await self.db.logs.get_text_range(entry["logid"], first, first + DOWNLOAD_BATCH_LINES - 1)
-            request.write(text.encode("utf-8"))
-        return b""
+        return await send_text(request, partial(self.db.logs.get_text_range, entry["logid"]),
+                               entry["num_lines"], DOWNLOAD_BATCH_LINES, filename)
 
     # -- slaves -----------------------------------------------------------------------------
 
