@@ -17,7 +17,6 @@ import json
 import socket
 from urllib.parse import unquote
 
-from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -26,7 +25,8 @@ from buildfarm.master.auth.authenticator import Unauthenticated
 from buildfarm.master.auth.users import Account
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.http.body import BadBody, json_object, read_body
-from buildfarm.master.http.limits import limits_of
+from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.routing import bounded_klein, parse_url_int
 from buildfarm.master.http.site import BodyRule, BoundedSite
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
@@ -65,7 +65,7 @@ def action_scope(action: str, slave: str) -> str:
 class SlaveAPI:
     """The SlaveAPI resources of one ``ActionRunner``."""
 
-    app = Klein()
+    app = bounded_klein()
 
     def __init__(self, runner):
         self.runner = runner
@@ -317,9 +317,11 @@ def _int_arg(request, name: str, default: int | None) -> int | None:
     value = _arg(request, name)
     if value is None:
         return default
-    if not value.isdigit():
-        raise SlaveAPIError(400, f"{name} must be a non-negative integer, not {value!r}")
-    return int(value)
+    number = parse_url_int(value)
+    if number is None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise SlaveAPIError(400, f"{name} must be an integer from 0 to {MAX_URL_INT}, not {shown!r}")
+    return number
 
 
 def _peer(request) -> str:

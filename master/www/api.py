@@ -11,13 +11,13 @@ import hmac
 import json
 from functools import partial
 
-from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.flow import send_text
+from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.www import apidata
@@ -43,6 +43,7 @@ CHANGE_TEXT_FIELDS = ("author", "committer", "comments", "branch", "revision", "
                       "codebase", "category")
 CHANGE_FIELDS = frozenset(CHANGE_TEXT_FIELDS) | {"files", "when_timestamp", "properties"}
 SECRET_HEADER = b"x-buildfarm-secret"
+MAX_WHEN_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: dates past it cannot be shown
 # Lines of a log one JSON answer carries: by default, and at most.
 LOG_LINES_DEFAULT = 1000
 LOG_LINES_MAX = 100_000
@@ -69,7 +70,7 @@ class APIError(Exception):
 class JSONAPI:
     """The master's JSON API."""
 
-    app = Klein()
+    app = bounded_klein()
 
     def __init__(self, master):
         self.master = master
@@ -242,8 +243,10 @@ class JSONAPI:
         if not isinstance(properties, dict):
             raise APIError(400, "properties must be an object", "properties")
         when = body.get("when_timestamp")
-        if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)):
-            raise APIError(400, "when_timestamp must be epoch seconds", "when_timestamp")
+        if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)
+                                 or not 0 <= when <= MAX_WHEN_TIMESTAMP):
+            raise APIError(400, f"when_timestamp must be epoch seconds from 0 to {MAX_WHEN_TIMESTAMP}",
+                           "when_timestamp")
         now = self.master.reactor.seconds()
         change = {k: body[k] for k in CHANGE_TEXT_FIELDS if body.get(k) is not None}
         change.setdefault("author", "unknown")

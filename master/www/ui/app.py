@@ -28,7 +28,6 @@ from functools import partial
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -36,7 +35,10 @@ from buildfarm.common.version import VERSION
 from buildfarm.master.auth.authenticator import Unauthenticated
 from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
 from buildfarm.master.auth.users import Account
-from buildfarm.master.http.flow import send_text
+from buildfarm.master.http.flow import FlowControl, send_text
+from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.routing import bounded_klein, parse_url_int
+from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.slaveapi.actions.base import BadArgument
@@ -113,7 +115,7 @@ def load_static_files(directory: str = STATIC_DIR) -> dict[str, tuple[bytes, byt
 class WebUI:
     """The HTML pages of one master."""
 
-    app = Klein()
+    app = bounded_klein()
 
     def __init__(self, master, sessions: SessionStore | None = None):
         self.master = master
@@ -124,6 +126,7 @@ class WebUI:
         self.templates.filters.update(FILTERS)
         self.templates.globals.update(version=VERSION, log_url=log_url)
         self.static_files = load_static_files()
+        self.event_streams = StreamSlots(lambda: limits_of(master).max_event_streams)
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -369,11 +372,22 @@ class WebUI:
         await self.get_build(buildid)
         resume = request.getHeader(b"last-event-id")
         positions = parse_positions(resume or _query(request, "logs"))
-        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-store")
-        request.setHeader(b"x-accel-buffering", b"no")
-        request.write(b"retry: 2000\n\n")
-        await BuildEventStream(self.db, self.master.reactor, buildid, positions).run(request.write)
+        if not self.event_streams.acquire():
+            request.setHeader(b"retry-after", str(RETRY_AFTER_S).encode())
+            raise PageError(503, "Too many live log streams are open; try again shortly.", "Busy")
+        try:
+            request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            request.setHeader(b"x-accel-buffering", b"no")
+            request.write(b"retry: 2000\n\n")
+            flow = FlowControl()
+            request.registerProducer(flow, True)
+            stream = BuildEventStream(self.db, self.master.reactor, buildid, positions)
+            await stream.run(request.write, flow.wait_until_wanted)
+        finally:
+            self.event_streams.release()
+            if request.producer is not None and request.channel is not None:
+                request.unregisterProducer()
         return b""
 
     async def get_log(self, buildid: int, number: int, slug: str) -> tuple[dict, dict]:
@@ -557,9 +571,12 @@ def _int_query(request, name: str, default: int | None, minimum: int) -> int | N
     value = _query(request, name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or int(value) < minimum:
-        raise PageError(400, f"{name} must be an integer >= {minimum}, not {value!r}.", "Bad request")
-    return int(value)
+    number = parse_url_int(value, minimum)
+    if number is None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise PageError(400, f"{name} must be an integer from {minimum} to {MAX_URL_INT}, not {shown!r}.",
+                        "Bad request")
+    return number
 
 
 def _local_path(target: str | None) -> str:
