@@ -1,0 +1,204 @@
+"""Bad values on every endpoint that takes them, on a real master built in memory (real
+database, botmaster, schedulers and SlaveAPI; requests rendered on the web port's resource):
+23-digit ids and offsets, JSON nested 5,000 deep, lone surrogates and ``when_timestamp`` 1e400
+answer 400 or 404 with the JSON error (the pages: their HTML error page), never 500."""
+
+import json
+import os
+import textwrap
+
+import pytest
+import pytest_twisted
+from twisted.web.server import NOT_DONE_YET
+
+from buildfarm.master.config import DEFAULT_DB_URL
+from buildfarm.master.db.migrate import upgrade_database
+from buildfarm.master.service import BuildMaster
+from fixtures.memoryhttp import MemoryRequest, MemoryResponse
+
+BIG = "9" * 23
+TOKEN = "tok-oncall"
+CHANGE_SECRET = "change-s3cret"
+DEEP = b'{"properties": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+MASTER_CFG = f"""
+from buildfarm.master.plugins import schedulers, slaves, steps, util
+
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {{'pb': {{'port': 'tcp:0:interface=127.0.0.1'}}}}
+c['builders'] = [
+    util.BuilderConfig(name='linux', slavenames=['bs1'],
+                       factory=util.BuildFactory([steps.ShellCommand(command=['true'])])),
+]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['linux'])]
+c['www'] = {{'port': None}}
+c['changes'] = {{'secret': {CHANGE_SECRET!r}}}
+c['users'] = [util.User('oncall', tokens=[{TOKEN!r}], scopes=['slaveapi:*', 'builds:*'])]
+"""
+
+
+@pytest.fixture(scope="module")
+def basedir(tmp_path_factory):
+    """A master's basedir with its master.cfg and a migrated SQLite database (made once)."""
+    path = str(tmp_path_factory.mktemp("master"))
+    with open(os.path.join(path, "master.cfg"), "w") as f:
+        f.write(textwrap.dedent(MASTER_CFG))
+    upgrade_database(DEFAULT_DB_URL, path)
+    return path
+
+
+@pytest_twisted.async_yield_fixture
+async def site(basedir):
+    """The web port's resource of a started master."""
+    master = BuildMaster(basedir)
+    master.startService()
+    await master.started
+    yield master.www.make_site().resource
+    await master.stopService()
+
+
+async def request(resource, method: str, path: str, body: bytes = b"",
+                  headers: dict[str, str] | None = None) -> MemoryResponse:
+    path, _, query = path.partition("?")
+    req = MemoryRequest(method, path)
+    req.uri = (path + ("?" + query if query else "")).encode()
+    req.args = {}
+    for pair in filter(None, query.split("&")):
+        name, _, value = pair.partition("=")
+        req.args.setdefault(name.encode(), []).append(value.encode())
+    for name, value in (headers or {}).items():
+        req.requestHeaders.addRawHeader(name.encode(), value.encode())
+    req.gotLength(len(body))
+    req.content.write(body)
+    req.content.seek(0)
+    finished = req.notifyFinish()
+    rendered = resource.render(req)
+    if rendered is not NOT_DONE_YET:
+        req.write(rendered)
+        req.finish()
+    await finished
+    return MemoryResponse(req.code, req.responseHeaders, b"".join(req.body_written))
+
+
+JSON_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}",
+                "x-buildfarm-secret": CHANGE_SECRET}
+
+# (method, path, body): every endpoint that takes an id or a count in its path or query.
+ID_IN_PATH = [
+    ("GET", f"/api/v1/changes/{BIG}"),
+    ("GET", f"/api/v1/buildrequests/{BIG}"),
+    ("POST", f"/api/v1/buildrequests/{BIG}/cancel"),
+    ("GET", f"/api/v1/builds/{BIG}"),
+    ("POST", f"/api/v1/builds/{BIG}/stop"),
+    ("GET", f"/api/v1/builds/{BIG}/steps/0/logs/stdio"),
+    ("GET", f"/api/v1/builds/1/steps/{BIG}/logs/stdio"),
+    ("GET", f"/api/v1/logs/{BIG}"),
+    ("GET", f"/api/v1/logs/{BIG}/tail"),
+    ("GET", f"/api/v1/logs/{BIG}/raw"),
+    ("GET", f"/builds/{BIG}"),
+    ("POST", f"/builds/{BIG}/stop"),
+    ("GET", f"/builds/{BIG}/events"),
+    ("POST", f"/buildrequests/{BIG}/cancel"),
+    ("GET", f"/builds/{BIG}/steps/0/logs/stdio"),
+    ("GET", f"/builds/1/steps/{BIG}/logs/stdio/raw"),
+    ("GET", f"/builds/{BIG}/steps/0/logs/stdio/lines"),
+]
+INT_IN_QUERY = [
+    ("GET", f"/api/v1/changes?offset={BIG}"),
+    ("GET", f"/api/v1/buildrequests?offset={BIG}"),
+    ("GET", f"/api/v1/builds?offset={BIG}"),
+    ("GET", f"/api/v1/builders/linux/builds?offset={BIG}"),
+    ("GET", f"/api/v1/slaves?offset={BIG}"),
+    ("GET", f"/api/v1/logs/1?offset={BIG}"),
+    ("GET", f"/api/v1/logs/1/tail?lines={BIG}"),
+    ("GET", f"/api/v1/builds?limit={BIG}"),
+    ("GET", f"/builders/linux?page={BIG}"),
+    ("GET", f"/builders/linux?forced={BIG}"),
+    ("GET", f"/slaves/bs1?requested={BIG}"),
+    ("GET", f"/slaveapi/audit?limit={BIG}"),
+    ("GET", f"/slaveapi/slaves/bs1/actions/reboot?requestid={BIG}"),
+]
+JSON_BODY_ENDPOINTS = [
+    ("POST", "/api/v1/changes"),
+    ("POST", "/api/v1/builders/linux/force"),
+    ("POST", "/api/v1/builds/1/stop"),
+    ("POST", "/slaveapi/slaves/bs1/actions/disable"),
+]
+BAD_BODIES = {
+    "nested 5000 deep": DEEP,
+    "lone surrogate": b'{"comments": "\\ud800", "reason": "\\ud800", "properties": {"x": "\\udfff"}}',
+    "1e400": b'{"when_timestamp": 1e400, "properties": {"n": 1e400}}',
+    "NaN": b'{"when_timestamp": NaN}',
+}
+
+
+def is_json_app(path: str) -> bool:
+    return path.startswith(("/api/", "/slaveapi/"))
+
+
+def assert_error(response: MemoryResponse, path: str, statuses: tuple[int, ...]) -> None:
+    assert response.code in statuses, (response.code, response.body[:300])
+    if is_json_app(path):
+        assert response.header("content-type") == "application/json"
+        assert "error" in json.loads(response.body)
+    else:  # the pages' error page
+        assert response.header("content-type").startswith("text/html")
+        assert b"<h1" in response.body or b"<title" in response.body
+
+
+@pytest.mark.parametrize(("method", "path"), ID_IN_PATH)
+@pytest_twisted.ensureDeferred
+async def test_a_23_digit_id_in_a_path_is_not_found(site, method, path):
+    response = await request(site, method, path, headers={"authorization": f"Bearer {TOKEN}"})
+    assert_error(response, path, (404,))
+
+
+@pytest.mark.parametrize(("method", "path"), INT_IN_QUERY)
+@pytest_twisted.ensureDeferred
+async def test_a_23_digit_number_in_a_query_is_a_bad_request(site, method, path):
+    response = await request(site, method, path, headers={"authorization": f"Bearer {TOKEN}"})
+    assert_error(response, path, (400,))
+    assert BIG[:10] in response.body.decode("utf-8", "replace")  # the answer says which value
+
+
+@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+@pytest.mark.parametrize(("method", "path"), JSON_BODY_ENDPOINTS)
+@pytest_twisted.ensureDeferred
+async def test_a_hostile_json_body_is_a_bad_request(site, method, path, body):
+    response = await request(site, method, path, body, JSON_HEADERS)
+    assert_error(response, path, (400,))
+
+
+@pytest.mark.parametrize("when", ["-1", "1e300", str(10**400)])
+@pytest_twisted.ensureDeferred
+async def test_a_change_from_beyond_time_is_a_bad_request_naming_the_field(site, when):
+    response = await request(site, "POST", "/api/v1/changes", f'{{"when_timestamp": {when}}}'.encode(),
+                             JSON_HEADERS)
+    assert response.code == 400
+    assert "when_timestamp" in json.loads(response.body)["error"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/builds?offset=%s", "/builders/linux?page=%s",
+                                  "/slaveapi/audit?limit=%s"])
+@pytest.mark.parametrize("value", ["9" * 5000, "\u0661\u0662", "-1", "1.5"])
+@pytest_twisted.ensureDeferred
+async def test_other_non_numbers_in_a_query_are_bad_requests(site, path, value):
+    path = path % value
+    response = await request(site, "GET", path, headers={"authorization": f"Bearer {TOKEN}"})
+    assert_error(response, path, (400,))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_5000_digit_id_in_a_path_is_not_found(site):
+    response = await request(site, "GET", f"/api/v1/builds/{'9' * 5000}")
+    assert_error(response, "/api/", (404,))
+
+
+@pytest_twisted.ensureDeferred
+async def test_good_values_still_work(site):
+    assert (await request(site, "GET", "/api/v1/builds?offset=5&limit=2")).code == 200
+    change = await request(site, "POST", "/api/v1/changes",
+                           b'{"when_timestamp": 1700000000.5, "comments": "caf\\u00e9"}', JSON_HEADERS)
+    assert change.code == 200, change.body
+    assert (await request(site, "GET", f"/api/v1/changes/{json.loads(change.body)['changeid']}")).code == 200
