@@ -1,7 +1,8 @@
 """Bad values on every endpoint that takes them, on a real master built in memory (real
-database, botmaster, schedulers and SlaveAPI; requests rendered on the web port's resource):
-23-digit ids and offsets, JSON nested 5,000 deep, lone surrogates and ``when_timestamp`` 1e400
-answer 400 or 404 with the JSON error (the pages: their HTML error page), never 500."""
+database, botmaster, schedulers and SlaveAPI; each request parsed by a real HTTP channel of
+the web port's site): 23-digit ids and offsets, JSON nested 5,000 deep, lone surrogates and
+``when_timestamp`` 1e400 answer 400 or 404 with the JSON error (the pages: their HTML error
+page), never 500."""
 
 import json
 import os
@@ -9,12 +10,11 @@ import textwrap
 
 import pytest
 import pytest_twisted
-from twisted.web.server import NOT_DONE_YET
 
 from buildfarm.master.config import DEFAULT_DB_URL
 from buildfarm.master.db.migrate import upgrade_database
 from buildfarm.master.service import BuildMaster
-from fixtures.memoryhttp import MemoryRequest, MemoryResponse
+from fixtures.channelhttp import Response, request
 
 BIG = "9" * 23
 TOKEN = "tok-oncall"
@@ -54,31 +54,8 @@ async def site(basedir):
     master = BuildMaster(basedir)
     master.startService()
     await master.started
-    yield master.www.make_site().resource
+    yield master.www.make_site()
     await master.stopService()
-
-
-async def request(resource, method: str, path: str, body: bytes = b"",
-                  headers: dict[str, str] | None = None) -> MemoryResponse:
-    path, _, query = path.partition("?")
-    req = MemoryRequest(method, path)
-    req.uri = (path + ("?" + query if query else "")).encode()
-    req.args = {}
-    for pair in filter(None, query.split("&")):
-        name, _, value = pair.partition("=")
-        req.args.setdefault(name.encode(), []).append(value.encode())
-    for name, value in (headers or {}).items():
-        req.requestHeaders.addRawHeader(name.encode(), value.encode())
-    req.gotLength(len(body))
-    req.content.write(body)
-    req.content.seek(0)
-    finished = req.notifyFinish()
-    rendered = resource.render(req)
-    if rendered is not NOT_DONE_YET:
-        req.write(rendered)
-        req.finish()
-    await finished
-    return MemoryResponse(req.code, req.responseHeaders, b"".join(req.body_written))
 
 
 JSON_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}",
@@ -137,10 +114,10 @@ def is_json_app(path: str) -> bool:
     return path.startswith(("/api/", "/slaveapi/"))
 
 
-def assert_error(response: MemoryResponse, path: str, statuses: tuple[int, ...]) -> None:
+def assert_error(response: Response, path: str, statuses: tuple[int, ...]) -> None:
     assert response.code in statuses, (response.code, response.body[:300])
     if is_json_app(path):
-        assert response.header("content-type") == "application/json"
+        assert response.header("content-type") == "application/json", response.headers
         assert "error" in json.loads(response.body)
     else:  # the pages' error page
         assert response.header("content-type").startswith("text/html")
@@ -181,7 +158,7 @@ async def test_a_change_from_beyond_time_is_a_bad_request_naming_the_field(site,
 
 @pytest.mark.parametrize("path", ["/api/v1/builds?offset=%s", "/builders/linux?page=%s",
                                   "/slaveapi/audit?limit=%s"])
-@pytest.mark.parametrize("value", ["9" * 5000, "\u0661\u0662", "-1", "1.5"])
+@pytest.mark.parametrize("value", ["9" * 5000, "%D9%A1%D9%A2", "-1", "1.5", "%2B1"])
 @pytest_twisted.ensureDeferred
 async def test_other_non_numbers_in_a_query_are_bad_requests(site, path, value):
     path = path % value
@@ -202,3 +179,21 @@ async def test_good_values_still_work(site):
                            b'{"when_timestamp": 1700000000.5, "comments": "caf\\u00e9"}', JSON_HEADERS)
     assert change.code == 200, change.body
     assert (await request(site, "GET", f"/api/v1/changes/{json.loads(change.body)['changeid']}")).code == 200
+
+
+SURROGATE_PATHS = [
+    ("GET", "/api/v1/builders/%ED%A0%80"),
+    ("GET", "/api/v1/slaves/%ED%A0%80"),
+    ("GET", "/api/v1/builds?builder=%ED%A0%80"),
+    ("GET", "/builders/%ED%A0%80"),
+    ("GET", "/slaves/%FF%ED%A0%80"),
+    ("GET", "/slaveapi/slaves/%ED%A0%80"),
+    ("POST", "/slaveapi/slaves/bs1/actions/disable?reason=%ED%A0%80"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), SURROGATE_PATHS)
+@pytest_twisted.ensureDeferred
+async def test_an_encoded_lone_surrogate_in_a_path_or_query_is_refused_or_replaced(site, method, path):
+    response = await request(site, method, path, headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.code < 500, (response.code, response.body[:300])
