@@ -5,55 +5,27 @@ the web port's site): 23-digit ids and offsets, JSON nested 5,000 deep, lone sur
 page), never 500."""
 
 import json
-import os
-import textwrap
 
 import pytest
 import pytest_twisted
 
-from buildfarm.master.config import DEFAULT_DB_URL
-from buildfarm.master.db.migrate import upgrade_database
-from buildfarm.master.service import BuildMaster
 from fixtures.channelhttp import Response, request
+from fixtures.inprocessmaster import CHANGE_SECRET, TOKEN, make_basedir, start_master
 
 BIG = "9" * 23
-TOKEN = "tok-oncall"
-CHANGE_SECRET = "change-s3cret"
 DEEP = b'{"properties": ' + b"[" * 5000 + b"]" * 5000 + b"}"
-
-MASTER_CFG = f"""
-from buildfarm.master.plugins import schedulers, slaves, steps, util
-
-c = BuildmasterConfig = {{}}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
-c['protocols'] = {{'pb': {{'port': 'tcp:0:interface=127.0.0.1'}}}}
-c['builders'] = [
-    util.BuilderConfig(name='linux', slavenames=['bs1'],
-                       factory=util.BuildFactory([steps.ShellCommand(command=['true'])])),
-]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['linux'])]
-c['www'] = {{'port': None}}
-c['changes'] = {{'secret': {CHANGE_SECRET!r}}}
-c['users'] = [util.User('oncall', tokens=[{TOKEN!r}], scopes=['slaveapi:*', 'builds:*'])]
-"""
 
 
 @pytest.fixture(scope="module")
 def basedir(tmp_path_factory):
     """A master's basedir with its master.cfg and a migrated SQLite database (made once)."""
-    path = str(tmp_path_factory.mktemp("master"))
-    with open(os.path.join(path, "master.cfg"), "w") as f:
-        f.write(textwrap.dedent(MASTER_CFG))
-    upgrade_database(DEFAULT_DB_URL, path)
-    return path
+    return make_basedir(str(tmp_path_factory.mktemp("master")))
 
 
 @pytest_twisted.async_yield_fixture
 async def site(basedir):
-    """The web port's resource of a started master."""
-    master = BuildMaster(basedir)
-    master.startService()
-    await master.started
+    """The web port's site of a started master (not listening: requests go in memory)."""
+    master = await start_master(basedir)
     yield master.www.make_site()
     await master.stopService()
 
