@@ -14,6 +14,8 @@ MAX_EVENT_STREAMS = 64
 # After a refusal (413, 408) the master reads and drops what the client still sends this long,
 # so the client sees the answer instead of a reset, then closes the connection.
 LINGER_S = 2.0
+# ...or until it sent this much more: then the connection is cut (a reset).
+LINGER_MAX_BYTES = 1024 * 1024
 # The largest id, offset or count a URL may carry: the largest integer a JSON client holds
 # exactly, and far below what a 64-bit database column or offset + limit overflows at.
 MAX_URL_INT = 2**53 - 1

@@ -10,8 +10,8 @@ the SlaveAPI's own port), with what plain ``Site`` lacks:
   answers, and HTTP/1.1 only (the channel is ours, not Twisted's HTTP/2 one).
 
 After a refusal the connection is half-closed: the answer goes out, what the client still
-sends is read and dropped for ``LINGER_S`` (so that it sees the answer, not a reset), then
-the connection is closed.
+sends is read and dropped for ``LINGER_S`` or ``LINGER_MAX_BYTES`` (so that it sees the
+answer, not a reset), then the connection is closed.
 """
 
 import json
@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request, Site
 
-from buildfarm.master.http.limits import LINGER_S, HTTPLimits
+from buildfarm.master.http.limits import LINGER_MAX_BYTES, LINGER_S, HTTPLimits
 
 log = Logger()
 
@@ -76,10 +76,14 @@ class BoundedChannel(HTTPChannel):
     _linger = None
     _rule: BodyRule | None = None
     _body_bytes = 0
+    _dropped = 0
 
     def dataReceived(self, data):  # noqa: N802
-        if self._refused:
-            return  # lingering after a refusal: read and drop
+        if self._refused:  # lingering after a refusal: read and drop, up to a point
+            self._dropped += len(data)
+            if self._dropped > LINGER_MAX_BYTES:
+                self.transport.abortConnection()
+            return
         if self._deadline is None and not self._handlingRequest:
             self._set_deadline(self.site.limits.header_timeout_s, "headers")
         super().dataReceived(data)
