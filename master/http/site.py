@@ -118,6 +118,7 @@ class BoundedChannel(HTTPChannel):
         if self._refused:
             return  # a chunked body's end after its refusal: no handler runs
         self._cancel_deadline()
+        self._rule = None  # the next request on this connection finds its own
         super().allContentReceived()
 
     def refuse(self, status: int, message: str) -> None:
