@@ -1,5 +1,6 @@
 """Every HTTP port times out idle connections, slow headers and slow bodies: a real socket on
-127.0.0.1 to a ``BoundedSite`` whose timeouts run on an injected clock.
+127.0.0.1 to a ``BoundedSite`` whose timeouts run on an injected clock.  Also, in memory: what
+the channel does after a refusal (lingering, bounded in bytes and time), keep-alive rules.
 
 Before http/site.py a client sending one header byte every few seconds held its connection
 (and the request's memory) for ever: Twisted's idle timeout restarts at every byte."""
@@ -7,11 +8,12 @@ Before http/site.py a client sending one header byte every few seconds held its 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
+from twisted.internet.testing import StringTransport
 from twisted.web.resource import Resource
 
 from buildfarm.master.config import ConfigErrors, load_config
-from buildfarm.master.http.limits import HTTPLimits
-from buildfarm.master.http.site import BodyRule, BoundedChannel, BoundedSite
+from buildfarm.master.http.limits import LINGER_MAX_BYTES, LINGER_S, HTTPLimits
+from buildfarm.master.http.site import BodyRule, BoundedChannel, BoundedSite, html_error_body
 from fixtures.rawhttp import connect, until_closed, wait_for
 
 LIMITS = HTTPLimits(idle_timeout_s=60, header_timeout_s=30, body_timeout_s=40)
@@ -159,3 +161,47 @@ def test_bad_limits_are_config_errors_naming_the_key(tmp_path, key, value):
     with pytest.raises(ConfigErrors) as caught:
         load_config(str(path))
     assert any(f"c['www']['{key}']" in str(error) for error in caught.value.errors)
+
+
+class HalfClosingTransport(StringTransport):
+    """A memory transport that can half-close, as TCP does."""
+
+    write_closed = aborted = False
+
+    def loseWriteConnection(self):  # noqa: N802
+        self.write_closed = True
+
+    def abortConnection(self):  # noqa: N802
+        self.aborted = True
+
+
+def memory_channel(clock):
+    site = BoundedSite(Hello(), [BodyRule("/api/", 100)], BodyRule("/", 10, html_error_body), LIMITS, clock)
+    channel = site.buildProtocol(None)
+    transport = HalfClosingTransport()
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def test_after_a_refusal_the_master_drops_what_follows_then_cuts_at_the_byte_or_time_limit(clock):
+    channel, transport = memory_channel(clock)
+    channel.dataReceived(b"POST /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 413 ") and transport.write_closed
+    channel.dataReceived(b"x" * LINGER_MAX_BYTES)  # read and dropped: the client reads its answer
+    assert not transport.aborted
+    channel.dataReceived(b"x")
+    assert transport.aborted
+
+    channel, transport = memory_channel(clock)
+    channel.dataReceived(b"POST /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n")
+    clock.advance(LINGER_S)
+    assert transport.aborted
+
+
+def test_each_request_of_a_kept_alive_connection_gets_the_rule_of_its_own_path(clock):
+    channel, transport = memory_channel(clock)
+    channel.dataReceived(b"POST /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 50\r\n\r\n" + b"y" * 50)
+    assert transport.value().startswith(b"HTTP/1.1 200 ")
+    transport.clear()
+    channel.dataReceived(b"POST /page HTTP/1.1\r\nHost: h\r\nContent-Length: 50\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 413 ") and b"text/html" in transport.value()
