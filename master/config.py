@@ -7,6 +7,7 @@ them are reported at once through ``ConfigErrors``.
 """
 
 import ast
+import math
 import os
 import sys
 import traceback
@@ -16,6 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from buildfarm.master.configsource import CONFIG_MODULE_NAME, ConfigObject
+from buildfarm.master.http.limits import CONFIG_KEYS as LIMIT_KEYS
+from buildfarm.master.http.limits import HTTPLimits
 from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
@@ -118,6 +121,7 @@ class MasterConfig:
     ping_timeout: float = DEFAULT_PING_TIMEOUT_S
     www_port: str | None = f"tcp:{DEFAULT_WWW_PORT}"
     www_allow_anonymous_read: bool = True  # web pages readable without logging in (never acting)
+    www_limits: HTTPLimits = field(default_factory=HTTPLimits)  # timeouts and caps of the HTTP ports
     db_url: str = DEFAULT_DB_URL
     title: str = "buildfarm"
     properties: dict = field(default_factory=dict)
@@ -406,10 +410,27 @@ class _ConfigBuilder:
                                   f"not {anonymous!r}")
         else:
             cfg.www_allow_anonymous_read = anonymous
+        self.www_limits(cfg, www)
         if www.get("port") is None:
             cfg.www_port = None
             return
         cfg.www_port = self.endpoint("www", "www port", www["port"])
+
+    def www_limits(self, cfg: MasterConfig, www: dict) -> None:
+        """``idle_timeout``, ``header_timeout``, ``body_timeout`` (seconds) and
+        ``max_event_streams`` of c['www'] (every HTTP port; docs/security.md)."""
+        given = {}
+        for key, (field_name, integral) in LIMIT_KEYS.items():
+            if key not in www:
+                continue
+            value = www[key]
+            if isinstance(value, bool) or not isinstance(value, int if integral else int | float) \
+                    or not math.isfinite(value) or value <= 0:
+                kind = "a positive integer" if integral else "a positive number of seconds"
+                self.key_error("www", f"c['www']['{key}'] must be {kind}, not {value!r}")
+                continue
+            given[field_name] = value
+        cfg.www_limits = HTTPLimits(**given)
 
     def slaveapi(self, cfg: MasterConfig) -> None:
         """``c['users']`` and ``c['slaveapi']``: accounts and the SlaveAPI's port and inventory."""

@@ -17,19 +17,20 @@ import json
 import socket
 from urllib.parse import unquote
 
-from klein import Klein
 from twisted.logger import Logger
-from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.results import result_name
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.users import Account
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
+from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.routing import bounded_klein, parse_url_int
+from buildfarm.master.http.site import BodyRule, BoundedSite
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
 from buildfarm.master.slaveapi.results import dictify_results
-from buildfarm.master.www.requestbody import BadBody, json_object, read_body
 
 log = Logger()
 
@@ -42,7 +43,8 @@ READ_SCOPE = "slaveapi:read"
 REALM = "buildfarm SlaveAPI"
 WAITTIME = "waittime"
 ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
-               405: "method not allowed", 413: "request entity too large", 429: "too many requests",
+               405: "method not allowed", 408: "request timeout", 413: "request entity too large",
+               429: "too many requests",
                500: "internal error"}
 
 
@@ -64,7 +66,7 @@ def action_scope(action: str, slave: str) -> str:
 class SlaveAPI:
     """The SlaveAPI resources of one ``ActionRunner``."""
 
-    app = Klein()
+    app = bounded_klein()
 
     def __init__(self, runner):
         self.runner = runner
@@ -288,13 +290,16 @@ class SlaveAPI:
         return given, waittime
 
 
-def make_site(runner) -> Site:
+def make_site(runner) -> BoundedSite:
     """The twisted.web Site of the SlaveAPI's own port."""
-    from buildfarm.master.www.site import QuietSite
+    rule = BodyRule("/", MAX_BODY_BYTES, refusal_body)
+    return BoundedSite(runner.resource(), [], rule, limits_of(runner.master), runner.clock)
 
-    site = QuietSite(runner.resource())
-    site.displayTracebacks = False
-    return site
+
+def refusal_body(status: int, message: str) -> tuple[bytes, bytes]:
+    """A refusal made before any handler ran (http/site.py), in the SlaveAPI's error shape."""
+    body = {"error": ERROR_NAMES.get(status, "error"), "msg": message}
+    return b"application/json", json.dumps(body).encode()
 
 
 def _json(request, value, status: int = 200) -> bytes:
@@ -316,9 +321,11 @@ def _int_arg(request, name: str, default: int | None) -> int | None:
     value = _arg(request, name)
     if value is None:
         return default
-    if not value.isdigit():
-        raise SlaveAPIError(400, f"{name} must be a non-negative integer, not {value!r}")
-    return int(value)
+    number = parse_url_int(value)
+    if number is None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise SlaveAPIError(400, f"{name} must be an integer from 0 to {MAX_URL_INT}, not {shown!r}")
+    return number
 
 
 def _peer(request) -> str:

@@ -9,13 +9,15 @@ the data of the pages comes from www/apidata.py.
 
 import hmac
 import json
+from functools import partial
 
-from klein import Klein
-from twisted.internet import defer
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
+from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.flow import send_text
+from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.www import apidata
@@ -31,7 +33,6 @@ from buildfarm.master.www.paging import (
     parse_page,
     parse_result,
 )
-from buildfarm.master.www.requestbody import BadBody, json_object, read_body
 
 log = Logger()
 
@@ -42,6 +43,7 @@ CHANGE_TEXT_FIELDS = ("author", "committer", "comments", "branch", "revision", "
                       "codebase", "category")
 CHANGE_FIELDS = frozenset(CHANGE_TEXT_FIELDS) | {"files", "when_timestamp", "properties"}
 SECRET_HEADER = b"x-buildfarm-secret"
+MAX_WHEN_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: dates past it cannot be shown
 # Lines of a log one JSON answer carries: by default, and at most.
 LOG_LINES_DEFAULT = 1000
 LOG_LINES_MAX = 100_000
@@ -65,34 +67,10 @@ class APIError(Exception):
         self.field = field
 
 
-class FlowControl:
-    """A streaming producer for a response written in pieces: the transport pauses it while
-    the client's buffer is full, and ``wait_until_wanted`` waits for the resume."""
-
-    def __init__(self) -> None:
-        self._resumed: defer.Deferred | None = None
-
-    def pauseProducing(self) -> None:  # noqa: N802 - IPushProducer
-        if self._resumed is None:
-            self._resumed = defer.Deferred()
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        resumed, self._resumed = self._resumed, None
-        if resumed is not None:
-            resumed.callback(None)
-
-    def stopProducing(self) -> None:  # noqa: N802 - the client went away: stop waiting
-        self.resumeProducing()
-
-    async def wait_until_wanted(self) -> None:
-        if self._resumed is not None:
-            await self._resumed
-
-
 class JSONAPI:
     """The master's JSON API."""
 
-    app = Klein()
+    app = bounded_klein()
 
     def __init__(self, master):
         self.master = master
@@ -265,8 +243,10 @@ class JSONAPI:
         if not isinstance(properties, dict):
             raise APIError(400, "properties must be an object", "properties")
         when = body.get("when_timestamp")
-        if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)):
-            raise APIError(400, "when_timestamp must be epoch seconds", "when_timestamp")
+        if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)
+                                 or not 0 <= when <= MAX_WHEN_TIMESTAMP):
+            raise APIError(400, f"when_timestamp must be epoch seconds from 0 to {MAX_WHEN_TIMESTAMP}",
+                           "when_timestamp")
         now = self.master.reactor.seconds()
         change = {k: body[k] for k in CHANGE_TEXT_FIELDS if body.get(k) is not None}
         change.setdefault("author", "unknown")
@@ -424,25 +404,9 @@ class JSONAPI:
     async def _send_whole_log(self, request, entry: dict, attachment: bool) -> bytes:
         """Write the log in batches of lines, each once the client took the previous one, so
         a huge log never sits whole in memory (a client that goes away cancels this)."""
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        if attachment:
-            filename = f"log-{entry['logid']}-{entry['slug']}.txt"
-            request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
-        flow = FlowControl()
-        request.registerProducer(flow, True)
-        try:
-            first, end = 0, entry["num_lines"]  # the line after the last counted one may be unfinished
-            while first <= end:
-                last = min(first + DOWNLOAD_BATCH_LINES - 1, end)
-                text = await self.master.db.logs.get_text_range(entry["logid"], first, last)
-                if text:
-                    request.write(text.encode("utf-8"))
-                    await flow.wait_until_wanted()
-                first = last + 1
-        finally:
-            if request.channel is not None:  # None once the client went away
-                request.unregisterProducer()
-        return b""
+        filename = f"log-{entry['logid']}-{entry['slug']}.txt" if attachment else None
+        return await send_text(request, partial(self.master.db.logs.get_text_range, entry["logid"]),
+                               entry["num_lines"], DOWNLOAD_BATCH_LINES, filename)
 
     # -- slaves ----------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from buildfarm.common.results import RESULT_NAMES
+from buildfarm.master.http.limits import MAX_URL_INT
+from buildfarm.master.http.routing import parse_url_int
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -48,17 +50,17 @@ class Page:
 
 
 def parse_int(args: dict[str, str], name: str, default: int | None, minimum: int = 0,
-              maximum: int | None = None) -> int | None:
-    """The integer parameter ``name`` (``default`` when absent), within the bounds."""
+              maximum: int = MAX_URL_INT) -> int | None:
+    """The integer parameter ``name`` (``default`` when absent), within the bounds (at most
+    ``MAX_URL_INT``: a database's 64-bit integers never overflow)."""
     value = args.get(name)
     if value is None:
         return default
-    text = value.strip()
-    bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-    if not text.isascii() or not text.isdigit() or int(text) < minimum or \
-            (maximum is not None and int(text) > maximum):
-        raise BadParameter(name, f"must be an integer {bounds}, not {value!r}")
-    return int(text)
+    number = parse_url_int(value, minimum, maximum)
+    if number is None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise BadParameter(name, f"must be an integer from {minimum} to {maximum}, not {shown!r}")
+    return number
 
 
 def parse_page(args: dict[str, str]) -> Page:

@@ -9,20 +9,26 @@ from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from buildfarm.master.auth.sessions import SessionStore
+from buildfarm.master.http.limits import limits_of
+from buildfarm.master.http.site import BodyRule, BoundedSite, html_error_body, json_error_body
+from buildfarm.master.slaveapi import resources as slaveapi_resources
+from buildfarm.master.www import api
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.ui import WebUI
+from buildfarm.master.www.ui import app as pages
 
 log = Logger()
 
-
-class QuietSite(Site):
-    """A Site without per-request access lines: API pollers would drown twistd.log."""
-
-    def log(self, request):
-        pass
+# The body each part of the web port takes (the longest matching prefix wins).
+BODY_RULES = (
+    BodyRule("/api/", api.MAX_BODY_BYTES, json_error_body),
+    BodyRule("/metrics", 0, json_error_body),
+    BodyRule("/slaveapi/", slaveapi_resources.MAX_BODY_BYTES, slaveapi_resources.refusal_body),
+    BodyRule("/login", pages.MAX_LOGIN_BYTES, html_error_body),
+)
+PAGES_BODY_RULE = BodyRule("/", pages.MAX_FORM_BYTES, html_error_body)
 
 
 JSON_SEGMENTS = frozenset({b"api", b"slaveapi", b"metrics"})
@@ -58,12 +64,10 @@ class WWWService(service.Service):
         # Login sessions live as long as the process: a web port change keeps them.
         self.sessions = SessionStore(master.reactor)
 
-    def make_site(self) -> Site:
+    def make_site(self) -> BoundedSite:
         """The twisted.web Site with every resource of the master."""
         root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master, self.sessions).resource())
-        site = QuietSite(root)
-        site.displayTracebacks = False
-        return site
+        return BoundedSite(root, BODY_RULES, PAGES_BODY_RULE, limits_of(self.master), self.master.reactor)
 
     async def listen(self) -> None:
         """Start listening (if a web port is configured)."""

@@ -23,10 +23,10 @@ browser sends one) an Origin or Referer of this very site.
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -35,6 +35,10 @@ from buildfarm.common.version import VERSION
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
 from buildfarm.master.auth.users import Account
+from buildfarm.master.http.flow import FlowControl, send_text
+from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.routing import bounded_klein, parse_url_int
+from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.slaveapi.actions.base import BadArgument
@@ -55,6 +59,7 @@ TAIL_LINES = 500
 MAX_RANGE_LINES = 10_000
 DOWNLOAD_BATCH_LINES = 20_000
 MAX_FORM_BYTES = 64 * 1024
+MAX_LOGIN_BYTES = 8 * 1024  # a user name, a password, a return path and a token
 STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
                 ".png": b"image/png", ".svg": b"image/svg+xml"}
 STATIC_MAX_AGE_S = 300
@@ -110,7 +115,7 @@ def load_static_files(directory: str = STATIC_DIR) -> dict[str, tuple[bytes, byt
 class WebUI:
     """The HTML pages of one master."""
 
-    app = Klein()
+    app = bounded_klein()
 
     def __init__(self, master, sessions: SessionStore | None = None):
         self.master = master
@@ -122,6 +127,7 @@ class WebUI:
         self.templates.filters.update(FILTERS)
         self.templates.globals.update(version=VERSION, log_url=log_url)
         self.static_files = load_static_files()
+        self.event_streams = StreamSlots(lambda: limits_of(master).max_event_streams)
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -367,11 +373,22 @@ class WebUI:
         await self.get_build(buildid)
         resume = request.getHeader(b"last-event-id")
         positions = parse_positions(resume or _query(request, "logs"))
-        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-store")
-        request.setHeader(b"x-accel-buffering", b"no")
-        request.write(b"retry: 2000\n\n")
-        await BuildEventStream(self.db, self.master.reactor, buildid, positions).run(request.write)
+        if not self.event_streams.acquire():
+            request.setHeader(b"retry-after", str(RETRY_AFTER_S).encode())
+            raise PageError(503, "Too many live log streams are open; try again shortly.", "Busy")
+        try:
+            request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            request.setHeader(b"x-accel-buffering", b"no")
+            request.write(b"retry: 2000\n\n")
+            flow = FlowControl()
+            request.registerProducer(flow, True)
+            stream = BuildEventStream(self.db, self.master.reactor, buildid, positions)
+            await stream.run(request.write, flow.wait_until_wanted)
+        finally:
+            self.event_streams.release()
+            if request.producer is not None and request.channel is not None:
+                request.unregisterProducer()
         return b""
 
     async def get_log(self, buildid: int, number: int, slug: str) -> tuple[dict, dict]:
@@ -412,14 +429,8 @@ class WebUI:
         build, step = await self.get_log(buildid, number, slug)
         entry = step["log"]
         filename = f"{build['buildername']}-{build['number']}-{number}-{slug}.txt"
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"content-disposition", f'attachment; filename="{safe}"'.encode())
-        for first in range(0, entry["num_lines"] + 1, DOWNLOAD_BATCH_LINES):
-            text = await self.db.logs.get_text_range(entry["logid"], first, first + DOWNLOAD_BATCH_LINES - 1)
-            request.write(text.encode("utf-8"))
-        return b""
+        return await send_text(request, partial(self.db.logs.get_text_range, entry["logid"]),
+                               entry["num_lines"], DOWNLOAD_BATCH_LINES, filename)
 
     # -- slaves -----------------------------------------------------------------------------
 
@@ -567,9 +578,12 @@ def _int_query(request, name: str, default: int | None, minimum: int) -> int | N
     value = _query(request, name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or int(value) < minimum:
-        raise PageError(400, f"{name} must be an integer >= {minimum}, not {value!r}.", "Bad request")
-    return int(value)
+    number = parse_url_int(value, minimum)
+    if number is None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise PageError(400, f"{name} must be an integer from {minimum} to {MAX_URL_INT}, not {shown!r}.",
+                        "Bad request")
+    return number
 
 
 def _local_path(target: str | None) -> str:

@@ -19,11 +19,12 @@ Each ``lines`` event carries an ``id:`` with the positions of every log, so a re
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from twisted.internet import task
 from twisted.internet.interfaces import IReactorTime
 
+from buildfarm.master.http.routing import parse_url_int
 from buildfarm.master.www.ui.format import duration, result_class, result_label
 
 POLL_S = 0.5
@@ -38,8 +39,9 @@ def parse_positions(text: str | None) -> dict[int, int]:
     positions: dict[int, int] = {}
     for part in (text or "").split(",")[:MAX_POSITIONS]:
         logid, colon, line = part.strip().partition(":")
-        if colon and logid.isdigit() and line.isdigit():
-            positions[int(logid)] = int(line)
+        numbers = parse_url_int(logid), parse_url_int(line)
+        if colon and None not in numbers:
+            positions[numbers[0]] = numbers[1]
     return positions
 
 
@@ -87,9 +89,12 @@ class BuildEventStream:
         self.max_s = max_s
         self._steps_sent: dict[int, tuple] = {}
 
-    async def run(self, write: Callable[[bytes], None]) -> None:
+    async def run(self, write: Callable[[bytes], None],
+                  wait_until_wanted: Callable[[], Awaitable[None]] | None = None) -> None:
         """Poll and write events; return when the build is over (after ``done``) or at
-        ``max_s``.  Cancelling the Deferred (the client went away) stops it."""
+        ``max_s``.  Cancelling the Deferred (the client went away) stops it.  After each poll
+        that sent lines, ``wait_until_wanted`` (flow control) waits until the client took them,
+        so a client that does not read holds at most one poll's events in the master."""
         started = last_write = self.clock.seconds()
         while True:
             build = await self.db.builds.get(self.buildid)
@@ -99,6 +104,8 @@ class BuildEventStream:
             now = self.clock.seconds()
             if sent_lines:
                 last_write = now
+                if wait_until_wanted is not None:
+                    await wait_until_wanted()
             if build["complete"] and not sent_lines:
                 write(sse_event("done", {"result_label": result_label(build["results"]),
                                          "result_class": result_class(build["results"]),
