@@ -2,10 +2,12 @@
 127.0.0.1: it closes each such connection with its memory bounded, logs one line for each
 (no traceback), and a real slave still attaches afterwards."""
 
+import os
 import socket
 import time
 
 import pytest
+import pytest_twisted
 
 from fixtures.daemons import MASTER_CFG, read_pid, wait_for
 
@@ -121,3 +123,49 @@ def test_pb_limits_in_master_cfg_are_obeyed(fleet):
     wait_for(lambda: "did not log in within 1 s" in master.log_text(), "the deadline in the log")
     fleet.slave(master)
     master.wait_attached("bs1")
+
+
+async def poll(predicate, what: str, deadline_s: float = 30.0):
+    """Poll without blocking the reactor the in-process slaves run on."""
+    from twisted.internet import reactor, task
+
+    deadline = time.monotonic() + deadline_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {deadline_s:.0f} s waiting for {what}")
+        await task.deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_slaves_logging_in_under_one_name_at_once_attach_once(fleet, master, tmp_path):
+    """Two slave services in this process log in as bs1 in the same reactor turn: the master
+    attaches one and refuses the other, and the refused one leaving changes nothing."""
+    from buildfarm.slave.service import BuildSlave
+
+    twins = [BuildSlave("127.0.0.1", master.pb_port, "bs1", "pass", str(tmp_path / f"twin{i}"),
+                        keepalive=0) for i in range(2)]
+    for twin in twins:
+        os.makedirs(twin.basedir)
+    for twin in twins:
+        twin.startService()
+    try:
+        await poll(lambda: "refusing a second connection for slave bs1" in master.log_text()
+                   and any(t.perspective for t in twins), "one login attached, one refused")
+        attached = [t for t in twins if t.perspective is not None]
+        assert len(attached) == 1
+        [loser] = [t for t in twins if t not in attached]
+        await loser.stopService()
+        await task_sleep(1.0)  # time for a wrong detach to reach the database, had there been one
+        assert master.slave("bs1")["connected"]
+        assert attached[0].perspective is not None
+        assert master.log_text().count("slave bs1 attached from") == 1
+    finally:
+        for twin in twins:
+            if twin.running:
+                await twin.stopService()
+
+
+async def task_sleep(seconds: float):
+    from twisted.internet import reactor, task
+
+    await task.deferLater(reactor, seconds, lambda: None)
