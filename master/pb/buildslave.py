@@ -64,7 +64,7 @@ class BuildSlave(pb.Avatar):
         if broker is not None:
             if broker.disconnected:
                 raise pb.PBConnectionLost(f"slave {self.name} left before attaching")
-            broker.notifyOnDisconnect(lambda: self.detached(mind))
+            broker.notifyOnDisconnect(self._connection_lost)
         self.attached = True
         await self._call(mind, "print", "attached")
         await self._read_info()
@@ -198,6 +198,16 @@ class BuildSlave(pb.Avatar):
         d: defer.Deferred = defer.Deferred()
         self._detach_waiters.append(d)
         return d
+
+    def _connection_lost(self) -> None:
+        self.detached(self.mind)
+
+    def login_completed(self) -> None:
+        """The attach is done and PB's logout callback (`detached`) takes over from the
+        attach's own disconnect notice (one callback per slave instead of two)."""
+        broker = getattr(self.mind, "broker", None)
+        if broker is not None and not broker.disconnected:
+            broker.dontNotifyOnDisconnect(self._connection_lost)
 
     def detached(self, mind) -> None:
         """The connection is gone (PB's logout callback, or its disconnect notice)."""

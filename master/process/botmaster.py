@@ -178,6 +178,7 @@ class BotMaster(service.Service):
                  name=name, peer=slave.peer, version=slave.version,
                  builders=", ".join(sorted(slave.remote_builders)) or "none")
         self.maybe_start_builds()
+        slave.login_completed()  # PB's logout callback is registered in this same turn
         return slave
 
     async def _attach(self, slave: BuildSlave, mind) -> None:

@@ -313,3 +313,22 @@ def test_changed_builder_list_replaces_the_remote_builders(master, builders, exp
     assert d.called
     assert sorted(slave.remote_builders) == expected
     assert ("setBuilderList", sorted(builders)) in bot.calls
+
+
+def test_an_attached_slave_costs_its_connection_one_disconnect_callback(master):
+    conn = Connection(master, RecordingBot())
+    slave = master.botmaster.slaves["bs1"]
+    assert slave._connection_lost not in conn.server.disconnects  # PB's logout took over
+    conn.client.transport.loseConnection()
+    conn.pump.flush()
+    assert not slave.attached and master.db.slaves.events[-1] == ("detached", "bs1")
+
+
+def test_a_connection_lost_in_the_middle_of_the_attach_frees_the_name(master, clock):
+    first = Connection(master, SilentDuringAttach())
+    first.client.transport.loseConnection()
+    first.pump.flush()
+    assert first.result and not isinstance(first.result[0], pb.RemoteReference)
+    second = Connection(master, RecordingBot())
+    assert isinstance(second.result[0], pb.RemoteReference)
+    assert master.db.slaves.events == [("attached", "bs1", "4.3.0")]
