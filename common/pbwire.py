@@ -21,10 +21,18 @@ instead of Twisted's 64 KiB and 128 KiB, so a 512 KiB block costs one or two sys
 and reactor turns instead of eight; idle connections keep Twisted's defaults (and no extra
 attributes).
 
+Limits: a ``messageLimits`` (`MessageLimits`) caps the bytes and the items of one message
+(one top-level expression and everything nested in it), on top of Banana's per-item limits.
+A string or list whose header alone would take its message over the cap is refused on its
+header, before any of it is buffered; `MessageTooLarge` is raised to ``dataReceived``'s
+caller.  The default, None, leaves messages capped by Banana's limits only.
+
 Mix `FastBanana` in before ``pb.Broker``: the master's broker and the slave's both do.
 """
 
 import struct
+import sys
+from dataclasses import dataclass
 
 from twisted.spread import banana
 
@@ -40,6 +48,22 @@ BULK_READ_SIZE = 512 * 1024  # socket reads of a bulk connection (Twisted: 64 Ki
 BULK_SEND_LIMIT = 1024 * 1024  # socket sends of a bulk connection (Twisted: 128 KiB)
 
 
+@dataclass(frozen=True)
+class MessageLimits:
+    """The most one message (a top-level Banana expression, with everything nested in it) may
+    hold: ``max_bytes`` of encoded Banana and ``max_items`` items (strings, numbers, lists)."""
+
+    max_bytes: int
+    max_items: int
+
+
+_NO_LIMITS = MessageLimits(sys.maxsize, sys.maxsize)
+
+
+class MessageTooLarge(banana.BananaError):
+    """A message went over its connection's `MessageLimits`."""
+
+
 def _tuneForBulk(transport, attribute: str, value: int) -> None:
     """Set a TCP transport's read size or send limit (a TLS wrapper has neither)."""
     if getattr(transport, attribute, value) < value and hasattr(transport, "doRead"):
@@ -48,6 +72,10 @@ def _tuneForBulk(transport, attribute: str, value: int) -> None:
 
 class FastBanana:
     """Mix in before a ``banana.Banana`` subclass (such as ``pb.Broker``)."""
+
+    messageLimits: MessageLimits | None = None  # None: Banana's per-item limits only
+    # (bytes, items) of the message being decoded, while it spans socket reads
+    _progress: tuple[int, int] = (0, 0)
 
     def sendEncoded(self, obj) -> None:  # noqa: N802 - Twisted's name
         pieces: list[bytes] = []
@@ -84,6 +112,8 @@ class FastBanana:
             self._deliver(b"".join(parts))  # the string's one copy
             if excess:
                 self._decode(view[len(chunk) - excess:])
+            else:
+                self._keepProgress(*self._progress)
             return
         if self.buffer:
             buffer = self.buffer + chunk
@@ -104,13 +134,22 @@ class FastBanana:
 
     def _decode(self, buffer: bytes | memoryview) -> None:
         """Decode ``buffer`` (the rest of a socket read: bytes, or a view of them); what does
-        not make a whole item yet is kept for the next read."""
+        not make a whole item yet is kept for the next read.  Counts the bytes and items of the
+        message in progress against ``messageLimits``, read anew as each message starts (a
+        login between two messages changes them)."""
         listStack = self.listStack
         deliver = self._deliver
         prefixLimit = self.prefixLimit
+        used, items = self._progress
+        maxBytes = maxItems = 0
+        if listStack:
+            maxBytes, maxItems = self._limits()
         size = len(buffer)
         pos = 0
         while pos < size:
+            if not listStack:  # a new message starts here
+                used = items = 0
+                maxBytes, maxItems = self._limits()
             # the base-128 prefix: bytes below 0x80 up to the type byte
             end = pos
             scanLimit = min(size, pos + prefixLimit + 1)
@@ -121,15 +160,20 @@ class FastBanana:
                     raise banana.BananaError(
                         "Security precaution: more than %d bytes of prefix" % (prefixLimit,))
                 self.buffer = bytes(buffer[pos:])  # the type byte has not arrived yet
+                self._keepProgress(used, items)
                 return
             num = 0
             for index in range(end - 1, pos - 1, -1):
                 num = (num << 7) | buffer[index]
             typebyte = buffer[end]
             rest = end + 1
+            used += rest - pos
+            items += 1
             if typebyte == _LIST:
                 if num > banana.SIZE_LIMIT:
                     raise banana.BananaError("Security precaution: List too long.")
+                if used > maxBytes or items + num > maxItems:
+                    self._tooLarge(maxBytes, maxItems)
                 listStack.append((num, []))
                 pos = rest
                 if not num:
@@ -138,12 +182,22 @@ class FastBanana:
             if typebyte == _STRING:
                 if num > banana.SIZE_LIMIT:
                     raise banana.BananaError("Security precaution: String too long.")
+                if used + num > maxBytes or items > maxItems:
+                    self._tooLarge(maxBytes, maxItems)
                 if size - rest < num:
+                    if num < BULK_STRING:  # decoded again, prefix and all, when it is whole
+                        self._keepProgress(used - (rest - pos), items - 1)
+                    else:
+                        self._keepProgress(used + num, items)
                     self._wait(buffer, pos, rest, num)
                     return
+                used += num
                 pos = rest + num
                 deliver(bytes(buffer[rest:pos]))
-            elif typebyte in (_INT, _LONGINT):
+                continue
+            if items > maxItems or used > maxBytes:
+                self._tooLarge(maxBytes, maxItems)
+            if typebyte in (_INT, _LONGINT):
                 pos = rest
                 deliver(num)
             elif typebyte in (_NEG, _LONGNEG):
@@ -159,11 +213,32 @@ class FastBanana:
             elif typebyte == _FLOAT:
                 if size - rest < 8:
                     self.buffer = bytes(buffer[pos:])
+                    self._keepProgress(used - (rest - pos), items - 1)
                     return
+                used += 8
+                if used > maxBytes:
+                    self._tooLarge(maxBytes, maxItems)
                 pos = rest + 8
                 deliver(struct.unpack("!d", buffer[rest:pos])[0])
             else:
                 raise NotImplementedError(f"Invalid Type Byte {bytes([typebyte])!r}")
+        self._keepProgress(used, items)
+
+    def _limits(self) -> tuple[int, int]:
+        limits = self.messageLimits or _NO_LIMITS
+        return limits.max_bytes, limits.max_items
+
+    def _keepProgress(self, used: int, items: int) -> None:
+        """Remember the counts of a message that goes on in a later read; an idle connection
+        keeps none (the class's default)."""
+        if self.listStack:
+            self._progress = (used, items)
+        elif "_progress" in self.__dict__:
+            del self._progress
+
+    def _tooLarge(self, maxBytes: int, maxItems: int):
+        raise MessageTooLarge(
+            f"a message over its limit of {maxBytes} bytes or {maxItems} items")
 
     def _wait(self, buffer: bytes | memoryview, pos: int, rest: int, length: int) -> None:
         """A string of ``length`` bytes starts at ``rest`` (its prefix at ``pos``) and has not

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 from buildfarm.master.configsource import CONFIG_MODULE_NAME, ConfigObject
 from buildfarm.master.http.limits import CONFIG_KEYS as LIMIT_KEYS
 from buildfarm.master.http.limits import HTTPLimits
+from buildfarm.master.pb.limits import PBLimits
 from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
@@ -119,6 +120,7 @@ class MasterConfig:
     listen_backlog: int = DEFAULT_LISTEN_BACKLOG
     ping_interval: float = DEFAULT_PING_INTERVAL_S
     ping_timeout: float = DEFAULT_PING_TIMEOUT_S
+    pb_limits: PBLimits = field(default_factory=PBLimits)
     www_port: str | None = f"tcp:{DEFAULT_WWW_PORT}"
     www_allow_anonymous_read: bool = True  # web pages readable without logging in (never acting)
     www_limits: HTTPLimits = field(default_factory=HTTPLimits)  # timeouts and caps of the HTTP ports
@@ -391,11 +393,24 @@ class _ConfigBuilder:
         cfg.listen_backlog = self.positive("protocols", "backlog", pb, DEFAULT_LISTEN_BACKLOG)
         cfg.ping_interval = self.positive("protocols", "ping_interval", pb, cfg.ping_interval)
         cfg.ping_timeout = self.positive("protocols", "ping_timeout", pb, cfg.ping_timeout)
+        defaults = PBLimits()
+        cfg.pb_limits = PBLimits(
+            login_timeout=self.positive("protocols", "login_timeout", pb, defaults.login_timeout),
+            **{name: self.positive_int("protocols", name, pb, getattr(defaults, name))
+               for name in ("max_pending_logins", "max_message_bytes", "max_message_items")},
+        )
 
     def positive(self, key: str, name: str, section: dict, default):
         value = section.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             self.key_error(key, f"{name} must be a positive number, not {value!r}")
+            return default
+        return value
+
+    def positive_int(self, key: str, name: str, section: dict, default: int) -> int:
+        value = section.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            self.key_error(key, f"{name} must be a positive whole number, not {value!r}")
             return default
         return value
 

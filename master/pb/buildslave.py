@@ -15,6 +15,7 @@ from twisted.spread import pb
 
 from buildfarm.common.text import as_text
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline, remote_failure_is
+from buildfarm.master.pb.logingate import describe_peer
 from buildfarm.master.pb.pingqueue import ping_queue
 
 log = Logger()
@@ -55,9 +56,15 @@ class BuildSlave(pb.Avatar):
     # -- attach sequence -------------------------------------------------------------------
 
     async def attach(self, mind, builders: list[tuple[str, str]]) -> None:
-        """Run the attach sequence: greet, read info, send the builder list."""
+        """Run the attach sequence: greet, read info, send the builder list.  From its start a
+        lost connection calls `detached`, even before PB's login completes."""
         self.mind = mind
         self.peer = _peer_of(mind)
+        broker = getattr(mind, "broker", None)
+        if broker is not None:
+            if broker.disconnected:
+                raise pb.PBConnectionLost(f"slave {self.name} left before attaching")
+            broker.notifyOnDisconnect(self._connection_lost)
         self.attached = True
         await self._call(mind, "print", "attached")
         await self._read_info()
@@ -184,20 +191,37 @@ class BuildSlave(pb.Avatar):
             transport.loseConnection()
 
     def wait_detached(self) -> defer.Deferred:
-        """A Deferred that fires once this connection is fully torn down."""
-        if not self.attached:
+        """A Deferred that fires once this connection is fully torn down (its detach recorded,
+        or its failed attach cleaned up), so its slave's name is free for another connection."""
+        if self.released:
             return defer.succeed(None)
         d: defer.Deferred = defer.Deferred()
         self._detach_waiters.append(d)
         return d
 
+    def _connection_lost(self) -> None:
+        self.detached(self.mind)
+
+    def login_completed(self) -> None:
+        """The attach is done and PB's logout callback (`detached`) takes over from the
+        attach's own disconnect notice (one callback per slave instead of two)."""
+        broker = getattr(self.mind, "broker", None)
+        if broker is not None and not broker.disconnected:
+            broker.dontNotifyOnDisconnect(self._connection_lost)
+
     def detached(self, mind) -> None:
-        """PB's logout callback: the connection is gone."""
+        """The connection is gone (PB's logout callback, or its disconnect notice)."""
         if mind is not self.mind or not self.attached:
             return
         self.attached = False
         self._ping_due = None  # its PingQueue entry is ignored when it comes due
         self.botmaster.slave_detached(self)
+
+    released = False
+
+    def release(self) -> None:
+        """The BotMaster is done with this connection: `wait_detached` fires."""
+        self.released = True
         waiters, self._detach_waiters = self._detach_waiters, []
         for d in waiters:
             d.callback(None)
@@ -219,9 +243,4 @@ def _shared(value):
 
 
 def _peer_of(mind) -> str:
-    transport = getattr(getattr(mind, "broker", None), "transport", None)
-    try:
-        peer = transport.getPeer()
-        return f"{peer.host}:{peer.port}"
-    except Exception:
-        return "?"
+    return describe_peer(getattr(getattr(mind, "broker", None), "transport", None))

@@ -6,6 +6,8 @@ connecting slave's mind; the BotMaster runs the whole attach sequence before the
 returns the ``BuildSlave`` perspective, whose ``detached`` is the logout callback.
 """
 
+import secrets
+
 from twisted.cred import credentials, error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.portal import IRealm
@@ -26,6 +28,12 @@ class LoginRefused(pb.Error, error.UnauthorizedLogin):
 
 
 
+# The one answer to a refused login, whether the name or the password was wrong, so a peer
+# cannot tell slave names from others; the master's log says which it was.
+REFUSED_MESSAGE = "login refused: unknown slave name or wrong password"
+LOGGED_NAME_MAX = 100  # characters of an unknown name that go to the log
+
+
 @implementer(ICredentialsChecker)
 class SlavePasswordChecker:
     """Checks a slave's PB login against the passwords of the configured slaves.
@@ -34,6 +42,10 @@ class SlavePasswordChecker:
     (ratelimit.py): an over-limit login is refused before its password is looked at.  Only
     failures count and a slave that logged in before from the same address is never held
     back by its name's limit, so a slave reconnecting with the right password gets in.
+
+    An unknown name is checked against a random password nobody knows, so it costs what a
+    wrong password costs and gets the same answer (`REFUSED_MESSAGE`); the limits count it
+    like any other name.
     """
 
     credentialInterfaces = (credentials.IUsernameHashedPassword,)
@@ -42,6 +54,7 @@ class SlavePasswordChecker:
         """``passwords`` is a callable: slave name -> password, or None if unknown."""
         self._passwords = passwords
         self._limiter = limiter
+        self._nobodys_password = secrets.token_hex(16)
 
     def requestAvatarId(self, creds):  # noqa: N802 - Cred's interface
         name = as_text(creds.username)
@@ -54,20 +67,22 @@ class SlavePasswordChecker:
                          why=str(e))
                 return defer.fail(LoginRefused(f"{e} (slave {name!r})"))
         password = self._passwords(name)
-        if password is None:
-            log.warn("login refused for unknown slave {name!r}", name=name)
-            return defer.fail(LoginRefused(f"unknown slave {name!r}"))
-        d = defer.maybeDeferred(creds.checkPassword, password.encode("utf-8"))
-        d.addCallback(self._checked, name, source)
+        known = password is not None
+        d = defer.maybeDeferred(
+            creds.checkPassword, (password if known else self._nobodys_password).encode("utf-8"))
+        d.addCallback(self._checked, name, known, source)
         return d
 
-    def _checked(self, matched: bool, name: str, source: str | None):
-        if not matched:
+    def _checked(self, matched: bool, name: str, known: bool, source: str | None):
+        if matched and known:
+            if self._limiter is not None:
+                self._limiter.succeeded(name, source)
+            return name
+        if known:
             log.warn("login refused for slave {name!r}: wrong password", name=name)
-            raise LoginRefused(f"wrong password for slave {name!r}")
-        if self._limiter is not None:
-            self._limiter.succeeded(name, source)
-        return name
+        else:
+            log.warn("login refused for unknown slave {name!r}", name=name[:LOGGED_NAME_MAX])
+        raise LoginRefused(REFUSED_MESSAGE)
 
 
 def _peer_host(creds) -> str | None:
@@ -98,6 +113,9 @@ class Dispatcher:
     def requestAvatar(self, avatarId, mind, *interfaces):  # noqa: N802,N803 - Cred's interface
         if pb.IPerspective not in interfaces:
             raise NotImplementedError("slaves log in for a pb.IPerspective only")
+        if mind is None:
+            return defer.fail(LoginRefused("a slave logs in with its bot as the PB client"))
+        _lift_pre_login_limits(mind)
         name = as_text(avatarId)
         d = self._attaching.run(lambda: defer.ensureDeferred(self.botmaster.slave_attaching(name, mind)))
         d.addCallback(lambda slave: (pb.IPerspective, slave, lambda: slave.detached(mind)))
@@ -110,3 +128,11 @@ class Dispatcher:
         if self._in_progress == 0 and self._trimmer is not None:
             self._trimmer.settled()
         return result
+
+
+def _lift_pre_login_limits(mind) -> None:
+    """The slave proved its password: its connection gets an attached slave's limits (the
+    attach sequence's answers, such as its info with its environment, are larger than a login)."""
+    authenticated = getattr(getattr(mind, "broker", None), "authenticated", None)
+    if authenticated is not None:
+        authenticated()

@@ -45,6 +45,7 @@ class BotMaster(service.Service):
         self._assign_again = False
         self._assignment: defer.Deferred | None = None
         self._attach_waiters: dict[str, list[defer.Deferred]] = {}
+        self._attaching: dict[str, BuildSlave] = {}  # name -> its connection now attaching
 
     @property
     def clock(self):
@@ -150,28 +151,26 @@ class BotMaster(service.Service):
     # -- slaves coming and going -----------------------------------------------------------
 
     async def slave_attaching(self, name: str, mind) -> BuildSlave:
-        """Run the attach sequence for a slave that just logged in; return its perspective."""
-        old = self.slaves.get(name)
-        if old is not None:
-            await self._arbitrate_duplicate(old)
+        """Run the attach sequence for a slave that just logged in; return its perspective.
+
+        One connection at a time holds a slave's name, from the start of its attach sequence
+        until its detach is recorded: a new login first checks that the holder is dead (else
+        it is refused, Buildbot's rule), then waits until the holder has let go."""
         config = self.master.config
         slave = BuildSlave(name, self, self.clock, config.ping_interval, config.ping_timeout)
+        while (holder := self._attaching.get(name) or self.slaves.get(name)) is not None:
+            await self._arbitrate_duplicate(holder)
+        self._attaching[name] = slave  # no await since the loop saw the name free
         try:
-            await slave.attach(mind, self.builder_list_for(name))
+            await self._attach(slave, mind)
         except Exception as e:
             log.warn("attaching slave {name} failed: {e}", name=name, e=e)
             slave.disconnect()
             raise
-        reported, slave.reported_info = slave.reported_info, None
-        await self.master.db.slaves.attached(
-            name, self.master.masterid, reported if reported is not None else slave.info,
-            slave.version, self.clock.seconds(), slave.peer
-        )
-        self.slaves[name] = slave
-        for builder_name, ref in slave.remote_builders.items():
-            if builder_name in self.builders:
-                self.builders[builder_name].add_slave(slave, ref)
-        slave.start_pinging()
+        finally:
+            del self._attaching[name]
+            if name not in self.slaves:
+                slave.release()
         for waiter in self._attach_waiters.pop(name, []):
             if not waiter.called:
                 waiter.callback(slave)
@@ -179,7 +178,25 @@ class BotMaster(service.Service):
                  name=name, peer=slave.peer, version=slave.version,
                  builders=", ".join(sorted(slave.remote_builders)) or "none")
         self.maybe_start_builds()
+        slave.login_completed()  # PB's logout callback is registered in this same turn
         return slave
+
+    async def _attach(self, slave: BuildSlave, mind) -> None:
+        name, db = slave.name, self.master.db
+        await slave.attach(mind, self.builder_list_for(name))
+        reported, slave.reported_info = slave.reported_info, None
+        await db.slaves.attached(
+            name, self.master.masterid, reported if reported is not None else slave.info,
+            slave.version, self.clock.seconds(), slave.peer
+        )
+        if not slave.attached:  # it left while the attach was being recorded
+            await db.slaves.detached(name, self.master.masterid, self.clock.seconds())
+            raise pb.PBConnectionLost(f"slave {name} left while attaching")
+        self.slaves[name] = slave
+        for builder_name, ref in slave.remote_builders.items():
+            if builder_name in self.builders:
+                self.builders[builder_name].add_slave(slave, ref)
+        slave.start_pinging()
 
     def wait_for_attach(self, name: str) -> defer.Deferred:
         """Fire with the slave's next new ``BuildSlave`` once it attaches (from now on)."""
@@ -205,9 +222,14 @@ class BotMaster(service.Service):
         await waiting
 
     def slave_detached(self, slave: BuildSlave) -> None:
-        """A slave's connection is gone: forget it (its running builds end as RETRY)."""
-        if self.slaves.get(slave.name) is slave:
-            del self.slaves[slave.name]
+        """A slave's connection is gone.  The slave's current connection is forgotten (its
+        running builds end as RETRY) and its detach recorded; any other (one still attaching,
+        which cleans up after itself) touches neither the live state nor the database."""
+        if self.slaves.get(slave.name) is not slave:
+            log.info("a connection of slave {name} from {peer} that is not attached closed",
+                     name=slave.name, peer=slave.peer)
+            return
+        del self.slaves[slave.name]
         for builder in self.builders.values():
             builder.remove_slave(slave)
         log.info("slave {name} detached", name=slave.name)
@@ -215,6 +237,7 @@ class BotMaster(service.Service):
             self.master.db.slaves.detached(slave.name, self.master.masterid, self.clock.seconds())
         )
         d.addErrback(lambda f: log.failure("recording the detach of {n} failed", f, n=slave.name))
+        d.addBoth(lambda _: slave.release())
 
     def maybe_shut_down_slave(self, slave: BuildSlave) -> None:
         """A slave shutting down gracefully is told to stop once it runs no build."""

@@ -124,3 +124,27 @@ c['slaveapi'] = {'port': 9989, 'reboot_timeout': -1}
     assert any("['allow_anonymous_read'] must be True or False" in e for e in errors), errors
     assert any("SlaveAPI port tcp:9989 is also the PB or www port" in e for e in errors), errors
     assert any("reboot_timeout" in e for e in errors), errors
+
+
+def test_slave_port_limits_are_read_from_the_pb_protocol(tmp_path):
+    from buildfarm.master.pb.limits import PBLimits
+
+    assert load_config(write(tmp_path, ISSUE_EXAMPLE)).pb_limits == PBLimits()
+    text = ISSUE_EXAMPLE.replace(
+        "{'pb': {'port': 9989}}",
+        "{'pb': {'port': 9989, 'login_timeout': 5, 'max_pending_logins': 10,"
+        " 'max_message_bytes': 1048576, 'max_message_items': 5000}}")
+    assert load_config(write(tmp_path, text)).pb_limits == PBLimits(
+        login_timeout=5, max_pending_logins=10, max_message_bytes=1048576, max_message_items=5000)
+
+
+def test_bad_slave_port_limits_are_reported(tmp_path):
+    text = ISSUE_EXAMPLE.replace(
+        "{'pb': {'port': 9989}}",
+        "{'pb': {'port': 9989, 'login_timeout': 0, 'max_pending_logins': 2.5,"
+        " 'max_message_bytes': '16M', 'max_message_items': True}}")
+    errors = "\n".join(errors_of(tmp_path, text))
+    assert "login_timeout must be a positive number, not 0" in errors
+    assert "max_pending_logins must be a positive whole number, not 2.5" in errors
+    assert "max_message_bytes must be a positive whole number, not '16M'" in errors
+    assert "max_message_items must be a positive whole number, not True" in errors

@@ -5,10 +5,12 @@ import pytest
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, task
+from twisted.logger import capturedLogs, formatEvent
 from twisted.spread import pb
 from twisted.test import iosim
 
 from buildfarm.master.config import BuilderConfig, MasterConfig, SlaveConfig
+from buildfarm.master.pb.buildslave import BuildSlave
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import DUPLICATE_PING_TIMEOUT_S, BotMaster
 from buildfarm.master.process.factory import BuildFactory
@@ -130,7 +132,7 @@ class OldBot(RecordingBot):
 class Connection:
     """One in-memory PB connection from a bot to the master."""
 
-    def __init__(self, master, bot, name="bs1", password="pass"):
+    def __init__(self, master, bot, name="bs1", password="pass", flush=True):
         server_factory = PBManager(master).make_factory()
         client_factory = pb.PBClientFactory()
         self.client, self.server, self.pump = iosim.connectedServerAndClient(
@@ -140,7 +142,8 @@ class Connection:
         self.login = client_factory.login(UsernamePassword(name.encode(), password.encode()), client=bot)
         self.result = []
         self.login.addBoth(self.result.append)
-        self.pump.flush()
+        if flush:
+            self.pump.flush()
 
 
 @pytest.fixture
@@ -181,14 +184,70 @@ def test_old_slave_without_getWorkerInfo_is_asked_the_old_questions(master):
 def test_wrong_password_is_refused(master):
     conn = Connection(master, RecordingBot(), password="wrong")
     assert conn.result[0].check(UnauthorizedLogin)
-    assert "wrong password" in str(conn.result[0].value)
     assert master.botmaster.slaves == {}
 
 
-def test_unknown_slave_is_refused(master):
-    conn = Connection(master, RecordingBot(), name="intruder")
-    assert conn.result[0].check(UnauthorizedLogin)
+def test_unknown_slave_gets_the_answer_a_wrong_password_gets(master):
+    with capturedLogs() as events:
+        unknown = Connection(master, RecordingBot(), name="intruder").result[0]
+        wrong = Connection(master, RecordingBot(), password="wrong").result[0]
+    assert unknown.check(UnauthorizedLogin) and wrong.check(UnauthorizedLogin)
+    assert (unknown.type, unknown.getErrorMessage()) == (wrong.type, wrong.getErrorMessage())
+    assert unknown.value == wrong.value
+    assert "intruder" not in unknown.getErrorMessage()
     assert master.botmaster.slaves == {}
+    logged = [formatEvent(e) for e in events]  # the master's log still tells them apart
+    assert "login refused for unknown slave 'intruder'" in logged
+    assert "login refused for slave 'bs1': wrong password" in logged
+
+
+def test_two_logins_of_one_slave_at_the_same_instant_attach_it_once(master, clock):
+    first, second = (Connection(master, RecordingBot(), flush=False) for _ in range(2))
+    for _ in range(20):  # interleaved, as two sockets are read by one reactor
+        first.pump.pump()
+        second.pump.pump()
+    winners = [c for c in (first, second) if c.result and isinstance(c.result[0], pb.RemoteReference)]
+    losers = [c for c in (first, second) if c.result and c not in winners]
+    assert len(winners) == 1 and len(losers) == 1
+    assert "already attached" in losers[0].result[0].getErrorMessage()
+    assert master.db.slaves.events == [("attached", "bs1", "4.3.0")]
+    current = master.botmaster.slaves["bs1"]
+    losers[0].client.transport.loseConnection()  # the loser goes away
+    losers[0].pump.flush()
+    assert master.botmaster.slaves["bs1"] is current and current.attached
+    assert master.db.slaves.events == [("attached", "bs1", "4.3.0")]
+
+
+class SilentDuringAttach(RecordingBot):
+    """A slave whose connection went dead in the middle of its attach sequence."""
+
+    def remote_getWorkerInfo(self):  # noqa: N802
+        self.silent = True
+        return defer.Deferred()  # never answers
+
+
+def test_a_login_replaces_a_connection_that_went_silent_while_attaching(master, clock):
+    first = Connection(master, SilentDuringAttach())
+    second = Connection(master, RecordingBot())
+    assert second.result == [] and "bs1" not in master.botmaster.slaves
+    clock.advance(DUPLICATE_PING_TIMEOUT_S)  # the first does not answer the arbitration ping
+    first.pump.flush()
+    second.pump.flush()
+    assert isinstance(second.result[0], pb.RemoteReference)
+    assert not isinstance(first.result[0], pb.RemoteReference)
+    assert master.db.slaves.events == [("attached", "bs1", "4.3.0")]
+    assert master.botmaster.slaves["bs1"].attached
+
+
+def test_the_detach_of_a_connection_that_is_not_the_current_one_changes_nothing(master):
+    Connection(master, RecordingBot())
+    current = master.botmaster.slaves["bs1"]
+    stale = BuildSlave("bs1", master.botmaster, master.reactor, PING_INTERVAL_S, PING_TIMEOUT_S)
+    stale.attached, stale.mind = True, object()
+    stale.detached(stale.mind)
+    assert master.botmaster.slaves["bs1"] is current
+    assert sorted(master.botmaster.builders["linux"].slavebuilders) == ["bs1"]
+    assert master.db.slaves.events == [("attached", "bs1", "4.3.0")]
 
 
 def test_silent_slave_is_dropped_after_the_ping_deadline(master, clock):
@@ -254,3 +313,22 @@ def test_changed_builder_list_replaces_the_remote_builders(master, builders, exp
     assert d.called
     assert sorted(slave.remote_builders) == expected
     assert ("setBuilderList", sorted(builders)) in bot.calls
+
+
+def test_an_attached_slave_costs_its_connection_one_disconnect_callback(master):
+    conn = Connection(master, RecordingBot())
+    slave = master.botmaster.slaves["bs1"]
+    assert slave._connection_lost not in conn.server.disconnects  # PB's logout took over
+    conn.client.transport.loseConnection()
+    conn.pump.flush()
+    assert not slave.attached and master.db.slaves.events[-1] == ("detached", "bs1")
+
+
+def test_a_connection_lost_in_the_middle_of_the_attach_frees_the_name(master, clock):
+    first = Connection(master, SilentDuringAttach())
+    first.client.transport.loseConnection()
+    first.pump.flush()
+    assert first.result and not isinstance(first.result[0], pb.RemoteReference)
+    second = Connection(master, RecordingBot())
+    assert isinstance(second.result[0], pb.RemoteReference)
+    assert master.db.slaves.events == [("attached", "bs1", "4.3.0")]

@@ -7,7 +7,13 @@ import pytest
 from twisted.internet import abstract
 from twisted.spread import banana
 
-from buildfarm.common.pbwire import BULK_READ_SIZE, BULK_SEND_LIMIT, FastBanana
+from buildfarm.common.pbwire import (
+    BULK_READ_SIZE,
+    BULK_SEND_LIMIT,
+    FastBanana,
+    MessageLimits,
+    MessageTooLarge,
+)
 
 
 class Stock(banana.Banana):
@@ -173,3 +179,80 @@ def test_only_a_connection_carrying_blocks_reads_and_sends_in_bigger_pieces():
     assert transport.bufferSize == BULK_READ_SIZE
     fast.dataReceived(wire[65536:])
     assert fast.received[-1] == [b"message", 3, b"write", [block]]
+
+
+# -- message limits ------------------------------------------------------------------------
+
+class Capped(Fast):
+    messageLimits = MessageLimits(max_bytes=4096, max_items=64)
+
+
+def test_a_string_over_the_message_limit_is_refused_on_its_header_before_any_is_buffered():
+    decoder = Capped()
+    wire = Stock().encode([b"message", b"x" * 100_000])
+    with pytest.raises(MessageTooLarge, match="4096 bytes"):
+        decoder.dataReceived(wire[:20_000])  # the header and a fifth of the string
+    assert len(decoder.buffer) < 100 and decoder._parts is None
+
+
+def test_a_list_claiming_more_items_than_the_limit_is_refused_on_its_header():
+    with pytest.raises(MessageTooLarge, match="64 items"):
+        Capped().dataReceived(b128(1000) + banana.LIST)
+
+
+@pytest.mark.parametrize("step", [1, 7, 4096])
+def test_an_endless_run_of_tiny_items_is_refused_at_the_item_limit(step):
+    decoder = Capped()
+    wire = b128(1000) + banana.LIST + (b128(2) + banana.LIST) * 100  # lists within lists
+    with pytest.raises(MessageTooLarge):
+        for pos in range(0, len(wire), step):
+            decoder.dataReceived(wire[pos:pos + step])
+    assert pos < 64 * 3  # stopped at the 64th item, not at the end of the stream
+
+
+def test_nested_items_count_towards_the_one_message_that_holds_them():
+    decoder = Capped()
+    wire = Stock().encode([[b"x" * 1000] for _ in range(5)])  # 5 KB in one message
+    with pytest.raises(MessageTooLarge):
+        decoder.dataReceived(wire)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_messages_each_under_the_limit_decode_like_twisted_however_split(seed):
+    rng = random.Random(seed)
+    messages = [[b"message", rng.randrange(2**31), rng.randbytes(rng.randrange(0, 3000)),
+                 [rng.randrange(100) for _ in range(rng.randrange(0, 40))]] for _ in range(200)]
+    wire = b"".join(Stock().encode(m) for m in messages)  # 300 KB: far more than one limit
+    stock, capped = Stock(), Capped()
+    for chunk in split(rng, wire):
+        stock.dataReceived(chunk)
+        capped.dataReceived(chunk)
+    assert capped.received == stock.received == messages
+    assert "_progress" not in vars(capped)  # an idle decoder keeps no counts
+
+
+def test_a_message_exactly_at_the_limits_is_accepted():
+    message = [b"x" * 100]
+    wire = Stock().encode(message)
+    decoder = Fast()
+    decoder.messageLimits = MessageLimits(max_bytes=len(wire), max_items=2)
+    decoder.dataReceived(wire)
+    decoder.messageLimits = MessageLimits(max_bytes=len(wire) - 1, max_items=2)
+    with pytest.raises(MessageTooLarge):
+        decoder.dataReceived(wire)
+    decoder = Fast()
+    decoder.messageLimits = MessageLimits(max_bytes=len(wire), max_items=1)
+    with pytest.raises(MessageTooLarge):
+        decoder.dataReceived(wire)
+
+
+def test_a_long_string_gathered_across_reads_counts_once():
+    block = b"z" * (512 * 1024)
+    wire = Stock().encode([b"message", 3, b"write", [block]])
+    decoder = Fast()
+    decoder.messageLimits = MessageLimits(max_bytes=len(wire), max_items=16)
+    for pos in range(0, len(wire), 65536):
+        decoder.dataReceived(wire[pos:pos + 65536])
+    decoder.dataReceived(wire)  # and again in one read
+    assert decoder.received == [[b"message", 3, b"write", [block]]] * 2
+    assert "_progress" not in vars(decoder)
