@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -126,6 +127,7 @@ class MasterConfig:
     www_limits: HTTPLimits = field(default_factory=HTTPLimits)  # timeouts and caps of the HTTP ports
     db_url: str = DEFAULT_DB_URL
     title: str = "buildfarm"
+    buildbot_url: str | None = None  # c['buildbotURL']: the web site's public URL, ending in '/'
     properties: dict = field(default_factory=dict)
     collapse_requests: bool = True
     change_secret: str | None = None
@@ -347,6 +349,18 @@ class _ConfigBuilder:
             self.key_error("changes", "c['changes'] must be like {'secret': '...'}")
         else:
             cfg.change_secret = secret
+        self.buildbot_url(cfg)
+
+    def buildbot_url(self, cfg: MasterConfig) -> None:
+        """``c['buildbotURL']``, an http(s) URL (a '/' is added at its end, as buildbot does)."""
+        url = self.raw.get("buildbotURL")
+        if url is None:
+            return
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            self.key_error("buildbotURL", f"c['buildbotURL'] must be an http:// or https:// URL, not {url!r}")
+            return
+        cfg.buildbot_url = url if url.endswith("/") else url + "/"
 
     def locks(self, cfg: MasterConfig) -> None:
         """Lock arguments, undeclared locks (when c['locks'] declares them) and name clashes."""

@@ -19,7 +19,10 @@ from buildfarm.master.auth.secret import Secret, SecretError, is_secret_spec, re
 
 # The channels a slave may have (implemented as ``IChannel`` providers in channels/).
 CHANNEL_NAMES = ("ssh", "bmc", "pdu", "mozpool", "bugzilla", "aws")
-LOCATION_KEYS = frozenset({"fqdn", "ip", "environment", *CHANNEL_NAMES})
+# Plain string settings of a slave: where it is, and what the original SlaveAPI's slavealloc
+# and inventory said of it (purpose, pool, colo, the machine running its buildslave).
+STRING_KEYS = ("fqdn", "ip", "environment", "purpose", "pool", "colo", "buildbotslave")
+LOCATION_KEYS = frozenset({*STRING_KEYS, *CHANNEL_NAMES})
 SECRET_WORDS = ("password", "passwd", "secret", "token", "passphrase", "community", "api_key")
 SHOWN_SECRET = "(secret)"
 
@@ -32,6 +35,10 @@ class SlaveLocation:
     fqdn: str | None = None
     ip: str | None = None
     environment: str | None = None
+    purpose: str | None = None
+    pool: str | None = None
+    colo: str | None = None
+    buildbotslave: str | None = None  # the inventory name of the machine running its buildslave
     channels: dict[str, dict] = field(default_factory=dict)
 
     def public_channels(self) -> dict[str, dict]:
@@ -60,6 +67,10 @@ def validate_inventory(raw, basedir: str | None) -> tuple[dict[str, SlaveLocatio
         location, found = _location(name, entry, basedir)
         locations[name] = location
         problems += found
+    for name, location in locations.items():
+        if location.buildbotslave is not None and location.buildbotslave not in locations:
+            problems.append(f"c['slaveapi']['slaves'][{name!r}]: buildbotslave {location.buildbotslave!r} "
+                            "is not a slave of this inventory")
     return locations, problems
 
 
@@ -68,7 +79,7 @@ def _location(name: str, entry: dict, basedir: str | None) -> tuple[SlaveLocatio
     problems = [f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(LOCATION_KEYS))})"
                 for key in sorted(set(entry) - LOCATION_KEYS, key=str)]
     location = SlaveLocation(name)
-    for key in ("fqdn", "ip", "environment"):
+    for key in STRING_KEYS:
         value = entry.get(key)
         if value is not None and (not isinstance(value, str) or not value):
             problems.append(f"{where}: {key} must be a non-empty string")

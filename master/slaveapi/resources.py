@@ -1,10 +1,12 @@
 """The SlaveAPI's HTTP layer, as a table of routes (documented in docs/slaveapi.md)::
 
     GET  /results                                 every result: {slave: {action: {requestid: result}}}
-    GET  /slaves                                  ?environment= ?enabled=0|1 ?master=
+    GET  /slaves                                  ?purpose= ?environment= ?pool= ?enabled= ?master=
     GET  /slaves/<slave>                          one slave: settings, connection, recent jobs
     GET  /slaves/<slave>/actions/<action>         ?requestid=N: that result; else all of them
     POST /slaves/<slave>/actions/<action>         queue it; wait up to ?waittime=S; 200 or 202
+
+The answers are those of the original SlaveAPI (compat.py holds its names and values).
     GET  /audit                                   who asked for what, newest first
 
 Served on its own port and under ``/slaveapi/`` of the master's web site.  Every request
@@ -20,7 +22,6 @@ from urllib.parse import unquote
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from buildfarm.common.results import result_name
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.users import Account
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
@@ -30,6 +31,14 @@ from buildfarm.master.http.routing import bounded_klein, parse_url_int
 from buildfarm.master.http.site import BodyRule, BoundedSite
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
+from buildfarm.master.slaveapi.compat import (
+    IGNORED_KEY,
+    BadFilter,
+    SlaveFilters,
+    original_job,
+    original_slave_fields,
+    split_arguments,
+)
 from buildfarm.master.slaveapi.results import dictify_results
 
 log = Logger()
@@ -114,9 +123,7 @@ class SlaveAPI:
         return account
 
     async def _known_slave(self, name: str) -> None:
-        if name in self.master.config.slaves or name in self.runner.settings.slaves:
-            return
-        if await self.master.db.slaves.get(name) is None:
+        if not await self.runner.knows(name):
             raise SlaveAPIError(404, f"no slave named {name!r}")
 
     def _action(self, name: str):
@@ -143,19 +150,11 @@ class SlaveAPI:
     @app.route("/slaves", methods=["GET"])
     async def slaves(self, request):
         await self._authorize(request, READ_SCOPE)
-        environment, master = _arg(request, "environment"), _arg(request, "master")
-        enabled = _arg(request, "enabled")
-        if enabled not in (None, "0", "1"):
-            raise SlaveAPIError(400, f"enabled must be 0 or 1, not {enabled!r}")
-        summaries = []
-        for summary in await self._slave_summaries():
-            if environment is not None and summary["environment"] != environment:
-                continue
-            if enabled is not None and summary["enabled"] != (enabled == "1"):
-                continue
-            if master is not None and summary["master"] != master:
-                continue
-            summaries.append(summary)
+        try:
+            filters = SlaveFilters.from_args(request.args)
+        except BadFilter as e:
+            raise SlaveAPIError(400, str(e)) from None
+        summaries = [summary for summary in await self._slave_summaries() if filters.match(summary)]
         return _json(request, {"slaves": summaries})
 
     async def _slave_summaries(self) -> list[dict]:
@@ -172,10 +171,13 @@ class SlaveAPI:
     def _summary(self, name: str, row: dict | None, settings: dict, masters: dict[int, str]) -> dict:
         live = self.master.botmaster.slaves.get(name)
         masterid = (row or {}).get("connected_masterid")
+        location = self.runner.settings.slaves.get(name)
         return {
             "name": name,
             "enabled": settings["enabled"],
             "environment": settings["environment"],
+            "purpose": location.purpose if location else None,
+            "pool": location.pool if location else None,
             "connected": bool(live is not None and live.attached) or masterid is not None,
             "master": masters.get(masterid) if masterid is not None else None,
             "disabled_reason": settings["disabled_reason"],
@@ -196,15 +198,14 @@ class SlaveAPI:
         ours = row is not None and row["connected_masterid"] == getattr(self.master, "masterid", None)
         return _json(request, {
             **summary,
-            "fqdn": location.fqdn if location else None,
-            "ip": location.ip if location else None,
+            **original_slave_fields(location, self.runner.settings.slaves),
             "basedir": info.get("basedir"),
             "notes": settings["notes"],
             "disabled_by": settings["disabled_by"],
             "disabled_at": settings["disabled_at"],
             "master_url": self._master_url() if ours else None,
             "bug": await self._bug(location),
-            "recent_jobs": [_job(build) for build in jobs],
+            "recent_jobs": [original_job(build) for build in jobs],
             "channels": location.public_channels() if location else {},
             "last_connected_at": _int_time((row or {}).get("last_connected_at")),
             "last_disconnected_at": _int_time((row or {}).get("last_disconnected_at")),
@@ -224,34 +225,42 @@ class SlaveAPI:
             return None
 
     def _master_url(self) -> str | None:
+        """``c['buildbotURL']``; without it, this host's name and the www port.  No DNS look-up
+        (``socket.getfqdn``) here: it would block the reactor on every page."""
+        configured = getattr(self.master.config, "buildbot_url", None)
+        if configured:
+            return configured
         port = getattr(self.master.config, "www_port", None)
         number = port.split(":")[1] if port and port.startswith("tcp:") else None
-        return f"http://{socket.getfqdn()}:{number}/" if number and number.isdigit() else None
+        return f"http://{socket.gethostname()}:{number}/" if number and number.isdigit() else None
 
     @app.route("/slaves/<string:slave>/actions/<string:action>", methods=["GET"])
     async def action_results(self, request, slave, action):
+        """One result by ``requestid``; without one, or when it is not a request of this action
+        on this slave, the whole history ``{<action's real name>: {requestid: result}}``, as the
+        original answered (also for a slave nobody knows: actions asked of it are there)."""
         await self._authorize(request, READ_SCOPE)
-        await self._known_slave(slave)
         canonical = self._action(action).name
         requestid = _int_arg(request, "requestid", None)
         if requestid is not None:
             result = await self.runner.get(requestid)
-            if result is None or (result.slave, result.action) != (slave, canonical):
-                raise SlaveAPIError(404, f"no {action} request {requestid} for {slave}")
-            return _json(request, result.to_dict())
+            if result is not None and (result.slave, result.action) == (slave, canonical):
+                return _json(request, result.to_dict())
         results = await self.runner.results(slave, canonical)
-        return _json(request, {action: {str(r.requestid): r.to_dict() for r in results}})
+        return _json(request, {canonical: {str(r.requestid): r.to_dict() for r in results}})
 
     @app.route("/slaves/<string:slave>/actions/<string:action>", methods=["POST"])
     async def do_action(self, request, slave, action):
         account = await self._authorize_action(request, slave, action)
-        await self._known_slave(slave)
         chosen = self._action(action)
         given, waittime = self._action_args(request)
+        given, ignored = split_arguments({arg.name for arg in chosen.args}, given)
         try:
             args = chosen.parse_args(given)
         except BadArgument as e:
             raise SlaveAPIError(400, str(e)) from None
+        if ignored:
+            args[IGNORED_KEY] = ignored  # the story says so (runner._before_run)
         result = await self.runner.submit(slave, chosen, args, account.name, _peer(request))
         await self.runner.wait(result.requestid, waittime)
         result = await self.runner.get(result.requestid)
@@ -353,14 +362,3 @@ def _json_object(raw: bytes) -> dict:
 
 def _int_time(value: float | None) -> int | None:
     return None if value is None else int(value)
-
-
-def _job(build: dict) -> dict:
-    return {
-        "buildid": build["buildid"],
-        "buildername": build["buildername"],
-        "number": build["number"],
-        "starttime": _int_time(build["started_at"]),
-        "endtime": _int_time(build["complete_at"]),
-        "result": result_name(build["results"]) if build["complete"] else None,
-    }

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from buildfarm.master.db.slaveapi import FAILURE, PENDING, RUNNING, SUCCESS
+from buildfarm.master.slaveapi.compat import original_text
 
 STATE_NAMES = {PENDING: "pending", RUNNING: "running", SUCCESS: "success", FAILURE: "failure"}
 
@@ -42,11 +43,13 @@ class ActionResult:
         return self.state in (SUCCESS, FAILURE)
 
     def to_dict(self) -> dict:
-        """What the API answers for this result."""
+        """What the API answers for this result: ``text`` as the original SlaveAPI had it
+        (compat.original_text), our story of the action in ``story``, its findings in ``data``."""
         return {
             "requestid": self.requestid,
             "state": self.state,
-            "text": self.text,
+            "text": original_text(self.action, self.state, self.text, self.data),
+            "story": self.text,
             "data": self.data,
             "request_timestamp": self.request_timestamp,
             "start_timestamp": self.start_timestamp,

@@ -17,6 +17,7 @@ from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.channels import channel_table
+from buildfarm.master.slaveapi.compat import IGNORED_KEY, ignored_note
 from buildfarm.master.slaveapi.results import (
     FAILURE,
     PENDING,
@@ -164,6 +165,12 @@ class ActionRunner(service.Service):
         """The action of that name or alias."""
         return self.actions.get(name)
 
+    async def knows(self, slave: str) -> bool:
+        """Whether ``slave`` is configured, in the inventory, or was ever seen by a master."""
+        if slave in self.master.config.slaves or slave in self.settings.slaves:
+            return True
+        return await self.master.db.slaves.get(slave) is not None
+
     async def submit(self, slave: str, action: Action, args: dict, user: str, peer: str) -> ActionResult:
         """Queue ``action`` (its args already parsed) for ``slave``; or answer the same
         action already pending or running for that slave.  Audited either way."""
@@ -248,6 +255,7 @@ class ActionRunner(service.Service):
             result.state, result.start_timestamp = RUNNING, self.now()
             await db.start_result(result.requestid, result.start_timestamp)
             try:
+                await self._before_run(ctx, action)
                 result.data = await action.run(ctx)
                 result.state = SUCCESS
             except ActionFailed as e:
@@ -268,6 +276,16 @@ class ActionRunner(service.Service):
                      slave=result.slave, id=result.requestid, state=STATE_NAMES[result.state])
         finally:
             self._finished(result)
+
+    async def _before_run(self, ctx: ActionContext, action: Action) -> None:
+        """Say which arguments were ignored; fail an action on a slave nobody knows (the
+        original SlaveAPI queued those too, and they failed)."""
+        ignored = ctx.args.pop(IGNORED_KEY, None)
+        if ignored:
+            ctx.say(ignored_note(action.name, ignored, {arg.name for arg in action.args}))
+        if not await self.knows(ctx.slave):
+            raise ActionFailed(f"no slave named {ctx.slave!r}: it is not in master.cfg's slaves or the "
+                               "SlaveAPI inventory, and no master has seen it")
 
     def _finished(self, result: ActionResult) -> None:
         self._running.pop(result.requestid, None)

@@ -172,7 +172,8 @@ def test_create_runs_the_instance_types_settings_with_the_tags_and_waits_for_run
         "SubnetId": "subnet-1", "SecurityGroupIds": ["sg-1"], "KeyName": "releng"}
     tags = {t["Key"]: t["Value"] for t in params["TagSpecifications"][0]["Tags"]}
     assert tags == {"team": "releng", "Name": "bs1", "slave": "bs1", "owner": "me@example.com", "bug": "42"}
-    assert answer == {"instance_id": "i-0001", "name": "bs1", "state": "running", "private_ip": "10.0.0.9"}
+    assert answer == {"instance_id": "i-0001", "name": "bs1", "state": "running", "private_ip": "10.0.0.9",
+                      "tags": tags}
     assert lines[-1] == "aws: i-0001 is running (private ip 10.0.0.9)"
 
 
@@ -308,7 +309,28 @@ def test_malformed_create_arguments_are_refused_naming_the_field(given, field):
 
 def test_create_arguments_are_parsed():
     assert AWSCreateInstance().parse_args({"instance_type": "test", "bug": "7", "email": "a@b.c"}) == {
-        "instance_type": "test", "bug": 7, "email": "a@b.c", "disambig": None}
+        "instance_type": "test", "bug": 7, "email": "a@b.c", "disambig": None, "arch": None}
+
+
+@pytest.mark.parametrize(("given", "instance_type", "arch"), [
+    ({"instance_type": "BUILD"}, "build", None),
+    ({"instance_type": " Test ", "arch": "32"}, "test", "32"),
+    ({"instance_type": "build", "arch": "64"}, "build", "64"),
+    ({"instance_type": "test", "arch": "x86_64"}, "test", "64"),
+])
+def test_create_accepts_the_original_spellings_of_instance_type_and_arch(given, instance_type, arch):
+    parsed = AWSCreateInstance().parse_args(given)
+    assert (parsed["instance_type"], parsed["arch"]) == (instance_type, arch)
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"instance_type": "build", "arch": "32"}, "arch: 32-bit instances are not used for building"),
+    ({"instance_type": "test", "arch": "128"}, "arch: must be 32 or 64, not '128'"),
+])
+def test_create_refuses_what_the_original_could_not_use_naming_the_field(given, message):
+    with pytest.raises(BadArgument) as caught:
+        AWSCreateInstance().parse_args(given)
+    assert str(caught.value) == message
 
 
 def context(channel, clock, args, where=None) -> ActionContext:

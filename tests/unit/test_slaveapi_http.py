@@ -205,9 +205,7 @@ async def test_a_wildcard_scope_covers_one_action_on_every_slave_only(api):
 # -- errors -------------------------------------------------------------------------------------
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_slave_and_unknown_action_are_404(api):
-    status, body, _ = await api.request("POST", "/slaves/nobody/actions/reboot")
-    assert status == 404 and "nobody" in body["msg"] and body["error"] == "not found"
+async def test_an_unknown_action_and_the_page_of_an_unknown_slave_are_404(api):
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/explode")
     assert status == 404 and "explode" in body["msg"]
     status, body, _ = await api.request("GET", "/slaves/nobody")
@@ -228,8 +226,8 @@ async def test_bad_action_arguments_are_400_naming_the_field(api):
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/aws_create_instance",
                                         args={"instance_type": "build", "bug": "twelve"})
     assert status == 400 and body["msg"].startswith("bug:")
-    status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable", args={"colour": "red"})
-    assert status == 400 and "colour" in body["msg"]
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable", args={"force": "perhaps"})
+    assert status == 400 and body["msg"].startswith("force:")
 
 
 @pytest_twisted.ensureDeferred
@@ -388,15 +386,19 @@ async def test_results_are_grouped_by_slave_action_and_requestid(api):
     assert results["bs1"]["reboot"][str(one["requestid"])]["state"] == FAILURE
     assert set(results["bs2"]["buildslave_uptime"]) == {str(two["requestid"])}
     by_alias = await api.get("/slaves/bs2/actions/get_uptime")
-    assert list(by_alias) == ["get_uptime"] and str(two["requestid"]) in by_alias["get_uptime"]
+    assert list(by_alias) == ["buildslave_uptime"] and str(two["requestid"]) in by_alias["buildslave_uptime"]
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_requestid_of_another_slave_is_404(api):
+async def test_a_requestid_of_another_slave_or_action_answers_the_history(api):
     _, one, _ = await api.request("POST", "/slaves/bs1/actions/reboot", args={"waittime": 5})
-    status, _, _ = await api.request("GET", "/slaves/bs2/actions/reboot",
-                                     args={"requestid": one["requestid"]})
-    assert status == 404
+    _, two, _ = await api.request("POST", "/slaves/bs2/actions/reboot", args={"waittime": 5})
+    history = await api.get("/slaves/bs2/actions/reboot", args={"requestid": one["requestid"]})
+    assert list(history["reboot"]) == [str(two["requestid"])]
+    history = await api.get("/slaves/bs1/actions/get_uptime", args={"requestid": one["requestid"]})
+    assert history == {"buildslave_uptime": {}}
+    history = await api.get("/slaves/bs1/actions/reboot", args={"requestid": 999999})
+    assert list(history["reboot"]) == [str(one["requestid"])]
 
 
 @pytest_twisted.ensureDeferred
@@ -420,8 +422,9 @@ async def test_slave_page_shows_jobs_newest_first_and_channels_without_secrets(d
         assert (page["fqdn"], page["ip"], page["environment"], page["basedir"]) == (
             "bs1.example.com", "10.0.0.11", "prod", "/b/bs1")
         assert page["connected"] is True and page["master"] == "m1" and page["bug"] is None
-        assert [(j["starttime"], j["endtime"], j["result"]) for j in page["recent_jobs"]] == [
-            (200, 205, "success"), (100, 105, "success")]
+        jobs = page["recent_jobs"]
+        assert [(j["starttime"], j["endtime"], j["result"], j["result_name"]) for j in jobs] == [
+            (200, 205, 0, "success"), (100, 105, 0, "success")]
         assert page["recent_jobs"][0]["buildername"] == "linux"
         assert page["channels"]["bmc"] == {"fqdn": "bs1-mgmt", "username": "admin", "password": "(secret)"}
         raw = b"".join(request.body_written)

@@ -202,7 +202,8 @@ async def test_uptime_runs_cat_proc_uptime_on_an_idle_builder(db):
         assert status == 200 and body["state"] == SUCCESS, body
         assert body["data"] == {"uptime": 123456}
         assert idle.started == [(f"slaveapi-{body['requestid']}", "shell", ["cat", "/proc/uptime"])]
-        assert "a-busy could not run it" in body["text"]
+        assert "a-busy could not run it" in body["story"]
+        assert body["text"] == 123456  # the original SlaveAPI's text: the uptime, an integer
     finally:
         await harness.runner.stopService()
 

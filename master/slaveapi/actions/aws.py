@@ -15,7 +15,7 @@ from buildfarm.master.slaveapi.actions.base import (
     ActionContext,
     ActionFailed,
     Arg,
-    choice_arg,
+    BadArgument,
     int_arg,
 )
 from buildfarm.master.slaveapi.channels.interfaces import (
@@ -48,6 +48,23 @@ def disambig_arg(value: Any) -> str:
 
 
 BUG = Arg("bug", int_arg)
+ARCHES = ("32", "64")
+
+
+def instance_type_arg(value: Any) -> str:
+    """``build`` or ``test``, in any case (the original compared them case-insensitively)."""
+    if isinstance(value, str) and value.strip().lower() in INSTANCE_TYPES:
+        return value.strip().lower()
+    raise ValueError(f"must be one of {', '.join(INSTANCE_TYPES)}, not {value!r}")
+
+
+def arch_arg(value: Any) -> str:
+    """``32`` or ``64`` bits (the original's ``arch``; also ``x86``/``x86_64``)."""
+    word = str(value).strip().lower().removeprefix("x86_").removesuffix("bit")
+    word = {"x86": "32", "i386": "32", "i686": "32", "amd64": "64"}.get(word, word)
+    if word not in ARCHES:
+        raise ValueError(f"must be 32 or 64, not {value!r}")
+    return word
 
 
 class AWSAction(Action):
@@ -81,9 +98,21 @@ class AWSCreateInstance(AWSAction):
     verb = "create"
     operation = INSTANCE_CREATE
     description = ("create the slave's EC2 instance (instance_type build|test, email of its owner, bug, "
-                   "disambig for a second instance)")
-    args = (Arg("instance_type", choice_arg(*INSTANCE_TYPES), required=True), BUG,
-            Arg("email", email_arg), Arg("disambig", disambig_arg))
+                   "disambig for a second instance, arch 32|64)")
+    args = (Arg("instance_type", instance_type_arg, required=True), BUG,
+            Arg("email", email_arg), Arg("disambig", disambig_arg), Arg("arch", arch_arg))
+
+    def parse_args(self, given: dict[str, Any]) -> dict[str, Any]:
+        parsed = super().parse_args(given)
+        if parsed["instance_type"] == "build" and parsed["arch"] == "32":
+            raise BadArgument("arch", "32-bit instances are not used for building")
+        return parsed
+
+    async def run(self, ctx: ActionContext) -> dict:
+        if ctx.args.get("arch"):
+            ctx.say(f"arch {ctx.args['arch']}: the instance's image and type come from the slave's "
+                    f"{ctx.args['instance_type']!r} aws settings")
+        return await super().run(ctx)
 
     def channel_kwargs(self, args: dict) -> dict:
         return {key: args.get(key) for key in ("instance_type", "email", "bug", "disambig")}

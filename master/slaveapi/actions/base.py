@@ -9,11 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from buildfarm.master.slaveapi.compat import parse_truth
 from buildfarm.master.slaveapi.inventory import SlaveLocation
 from buildfarm.master.slaveapi.settings import SlaveAPISettings
-
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 class ActionFailed(Exception):
@@ -36,11 +34,8 @@ def text_arg(value: Any) -> str:
 
 
 def bool_arg(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in TRUE_WORDS + FALSE_WORDS:
-        return value.lower() in TRUE_WORDS
-    raise ValueError(f"must be true or false, not {value!r}")
+    """Every spelling the original SlaveAPI accepted: y/yes/1/true, n/no/0/false (any case)."""
+    return parse_truth(value)
 
 
 def int_arg(value: Any) -> int:

@@ -276,7 +276,10 @@ class AWSChannel:
             + (f" in {params['SubnetId']}" if "SubnetId" in params else ""))
         instance = await self._call(ec2.run, params)
         say(f"aws: created {instance['InstanceId']}")
-        return await self._wait_for(ec2, instance["InstanceId"], CREATE_TARGET, CREATE_DEAD_ENDS, say, clock)
+        answer = await self._wait_for(ec2, instance["InstanceId"], CREATE_TARGET, CREATE_DEAD_ENDS, say,
+                                      clock)
+        # The tags it was launched with (the original SlaveAPI answered them)
+        return {**answer, "tags": _tags(params["TagSpecifications"][0])}
 
     async def _find(self, ec2: EC2, settings: AWSSettings, location) -> dict:
         """The one not-terminated instance named after the slave."""
