@@ -148,3 +148,15 @@ def test_bad_slave_port_limits_are_reported(tmp_path):
     assert "max_pending_logins must be a positive whole number, not 2.5" in errors
     assert "max_message_bytes must be a positive whole number, not '16M'" in errors
     assert "max_message_items must be a positive whole number, not True" in errors
+
+
+def test_buildbot_url_is_kept_with_a_trailing_slash(tmp_path):
+    config = load_config(write(tmp_path, ISSUE_EXAMPLE + "c['buildbotURL'] = 'http://master.example.com:8010'\n"))
+    assert config.buildbot_url == "http://master.example.com:8010/"
+    assert load_config(write(tmp_path, ISSUE_EXAMPLE)).buildbot_url is None
+
+
+def test_a_buildbot_url_that_is_not_an_http_url_is_reported(tmp_path):
+    errors = errors_of(tmp_path, ISSUE_EXAMPLE + "c['buildbotURL'] = 'master.example.com'\n")
+    assert any("c['buildbotURL'] must be an http:// or https:// URL, not 'master.example.com'" in e
+               for e in errors), errors

@@ -456,3 +456,133 @@ async def _until(predicate, tries: int = 200):
             return
         await task.deferLater(reactor, 0.01, lambda: None)
     pytest.fail("condition never became true")
+
+
+# -- as the original SlaveAPI answered (compat.py) -------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_an_action_on_an_unknown_slave_is_queued_and_fails_saying_why(api):
+    status, body, _ = await api.request("POST", "/slaves/nobody/actions/reboot", user="viewer")
+    assert status == 403  # the scope is checked first
+    status, body, _ = await api.request("POST", "/slaves/nobody/actions/reboot", args={"waittime": 5})
+    assert status == 200 and body["state"] == FAILURE, body
+    assert "no slave named 'nobody'" in body["text"]
+    again = await api.get("/slaves/nobody/actions/reboot", args={"requestid": body["requestid"]})
+    assert again["state"] == FAILURE and again["requestid"] == body["requestid"]
+    assert str(body["requestid"]) in (await api.get("/results"))["nobody"]["reboot"]
+    assert (await api.request("GET", "/slaves/nobody"))[0] == 404
+    assert "nobody" not in [s["name"] for s in (await api.get("/slaves"))["slaves"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_argument_the_action_does_not_take_is_ignored_and_said(api):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/enable",
+                                        args={"colour": "red", "waittime": 5})
+    assert status == 200 and body["state"] == SUCCESS, body
+    assert body["text"].splitlines()[0] == "ignored the argument 'colour': enable takes comment"
+
+
+@pytest.mark.parametrize("spelling", ["y", "Y", "yes", "1", "true", "TRUE"])
+@pytest_twisted.ensureDeferred
+async def test_disable_force_takes_every_spelling_the_original_took(api, spelling):
+    status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable",
+                                        args={"force": spelling, "waittime": 5})
+    assert status == 200, body
+    assert "reboot command over ssh: skipped" in body["text"]  # forced: a reboot, not a shutdown
+
+
+@pytest_twisted.ensureDeferred
+async def test_uptime_and_last_activity_text_is_the_value_the_original_answered(api):
+    await api.master.db.slaves.attached("bs1", api.master.masterid, {}, None, api.clock.seconds() - 50)
+    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    _, body, _ = await api.request("POST", "/slaves/bs1/actions/get_last_activity", args={"waittime": 5})
+    assert body["text"] == {"last_state": "ready", "last_activity_seconds": 50, "uptime": 50}
+    assert body["text"] == body["data"] and "attached and idle" in body["story"]
+
+
+INVENTORY = {"slaves": {
+    "bs1": {"fqdn": "bs1.build.scl3.example.com", "ip": "10.0.0.11", "purpose": "build", "pool": "build-pool",
+            "bmc": {"fqdn": "bs1-mgmt.build.scl3.example.com", "username": "admin", "password": "x"},
+            "pdu": {"fqdn": "pdu1.scl3.example.com", "outlet": "AA12"}, "buildbotslave": "foopy1"},
+    "bs2": {"purpose": "try", "pool": "try-pool"},
+    "foopy1": {"fqdn": "foopy1.build.mtv1.example.com", "ip": "10.0.1.1", "purpose": "build"},
+}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_slaves_are_filtered_by_purpose_environment_pool_and_enabled(db):
+    harness = await Harness(db, INVENTORY).start()
+    try:
+        async def names(**args):
+            return [s["name"] for s in (await harness.get("/slaves", args=args))["slaves"]]
+
+        assert await names() == ["bs1", "bs2", "foopy1"]
+        assert await names(purpose="build") == ["bs1", "foopy1"]
+        assert await names(purpose="build", pool="build-pool") == ["bs1"]
+        assert await names(pool="try-pool") == ["bs2"]
+        assert await names(purpose="nothing") == []
+        assert await names(enabled="y") == ["bs1", "bs2", "foopy1"]
+        assert await names(enabled="0") == []
+        listing = await harness.get("/slaves")
+        assert [(s["purpose"], s["pool"]) for s in listing["slaves"]] == [
+            ("build", "build-pool"), ("try", "try-pool"), ("build", None)]
+        status, body, _ = await harness.request("GET", "/slaves", args={"enabled": "perhaps"})
+        assert status == 400 and body["msg"].startswith("enabled:")
+    finally:
+        await harness.runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_filter_given_several_times_matches_any_of_its_values(db):
+    harness = await Harness(db, INVENTORY).start()
+    try:
+        request = MemoryRequest("GET", "/slaves", PEER)
+        request.args = {b"purpose": [b"try", b"nothing"], b"pool": [b"try-pool", b"build-pool"]}
+        request.requestHeaders.setRawHeaders(b"authorization", [b"Basic " + base64.b64encode(b"viewer:v1ew")])
+        finished = request.notifyFinish()
+        rendered = harness.resource.render(request)
+        if rendered is not NOT_DONE_YET:
+            request.write(rendered)
+            request.finish()
+        await finished
+        assert [s["name"] for s in json.loads(b"".join(request.body_written))["slaves"]] == ["bs2"]
+    finally:
+        await harness.runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_slave_page_has_the_original_machine_fields(db):
+    harness = await Harness(db, INVENTORY).start()
+    try:
+        page = await harness.get("/slaves/bs1", user="viewer")
+        assert (page["fqdn"], page["domain"], page["ip"], page["colo"]) == (
+            "bs1.build.scl3.example.com", "build.scl3.example.com", "10.0.0.11", "scl3")
+        assert page["ipmi"] == {"fqdn": "bs1-mgmt.build.scl3.example.com"}
+        assert page["pdu"] == {"fqdn": "pdu1.scl3.example.com", "port": "AA12"}
+        assert page["buildbotslave"] == {"fqdn": "foopy1.build.mtv1.example.com",
+                                         "domain": "build.mtv1.example.com", "ip": "10.0.1.1",
+                                         "colo": "mtv1", "ipmi": None, "pdu": None}
+        assert (page["purpose"], page["pool"]) == ("build", "build-pool")
+        bare = await harness.get("/slaves/bs2", user="viewer")
+        assert {k: bare[k] for k in ("domain", "colo", "ipmi", "pdu", "buildbotslave")} == dict.fromkeys(
+            ("domain", "colo", "ipmi", "pdu", "buildbotslave"))
+    finally:
+        await harness.runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_master_url_is_buildbot_url_and_no_dns_lookup_runs_on_the_reactor(db, monkeypatch):
+    import socket
+
+    def no_dns(*args):
+        raise AssertionError("socket.getfqdn() ran on the reactor")
+
+    monkeypatch.setattr(socket, "getfqdn", no_dns)
+    harness = await Harness(db).start()
+    harness.master.config.buildbot_url = "https://ci.example.com/"
+    try:
+        await db.slaves.attached("bs1", harness.master.masterid, {}, None, 10.0)
+        page = await harness.get("/slaves/bs1", user="viewer")
+        assert page["master_url"] == "https://ci.example.com/"
+    finally:
+        await harness.runner.stopService()
