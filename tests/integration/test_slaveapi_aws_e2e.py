@@ -43,7 +43,7 @@ def only_instance(moto) -> dict:
 def test_create_stop_start_terminate_an_instance_in_moto(fleet, moto):
     master, network, oncall = start(fleet, moto)
 
-    status, created = oncall.call("POST", "/slaves/bs1/actions/aws_create_instance", instance_type="build",
+    status, created = oncall.call("POST", "/slaves/bs1/actions/aws_create_instance", instance_type="Build",
                                   email="oncall@example.com", bug="1234", waittime=WAIT_S)
     assert status == 200 and created["state"] == SUCCESS, created
     instance = only_instance(moto)
@@ -53,8 +53,9 @@ def test_create_stop_start_terminate_an_instance_in_moto(fleet, moto):
         "c5.xlarge", network.ami, network.subnet_id, network.key_name)
     assert instance["State"]["Name"] == "running"
     assert created["data"] == {"instance_id": instance["InstanceId"], "name": "bs1", "state": "running",
-                               "private_ip": instance["PrivateIpAddress"]}
-    assert f"instance {instance['InstanceId']} of bs1 is running" in created["text"]
+                               "private_ip": instance["PrivateIpAddress"], "tags": tags}
+    assert created["text"] == {**tags, "ip": instance["PrivateIpAddress"]}  # as the original answered
+    assert f"instance {instance['InstanceId']} of bs1 is running" in created["story"]
 
     for path, state in (("stop", "stopped"), ("start", "running"), ("aws_stop_instance", "stopped"),
                         ("aws_start_instance", "running"), ("terminate", "terminated")):

@@ -81,7 +81,7 @@ def test_every_read_endpoint_and_bad_input_against_a_real_master(fleet):
     status, page = oncall.call("GET", "/slaves/bs1")
     assert status == 200 and page["master_url"] and page["bug"] is None
     job = page["recent_jobs"][0]
-    assert job["buildername"] == "runtests" and job["result"] == "success"
+    assert job["buildername"] == "runtests" and (job["result"], job["result_name"]) == (0, "success")
     assert job["endtime"] >= job["starttime"]
 
     status, activity = oncall.call("POST", "/slaves/bs1/actions/get_last_activity", waittime="20")

@@ -95,13 +95,15 @@ def test_uptime_and_last_activity_over_ssh(fleet, sshd):  # noqa: F811
     assert result["state"] == SUCCESS, result["text"]
     with open("/proc/uptime") as f:
         assert abs(result["data"]["uptime"] - float(f.read().split()[0])) < 60
-    assert result["text"].endswith(" s (read over ssh)") and "through its builder" not in result["text"]
+    assert result["story"].endswith(" s (read over ssh)") and "through its builder" not in result["story"]
+    assert result["text"] == result["data"]["uptime"]  # the original SlaveAPI's text
 
     assert run_action(api, "bs1", "shutdown_buildslave")["state"] == SUCCESS
     activity = run_action(api, "bs1", "get_last_activity")
     assert activity["state"] == SUCCESS, activity["text"]
     assert activity["data"]["last_state"] == "stopped" and activity["data"]["last_activity_seconds"] < 60
-    assert "its twistd.log (over ssh) says stopped" in activity["text"]
+    assert "its twistd.log (over ssh) says stopped" in activity["story"]
+    assert activity["text"] == activity["data"]
 
 
 def test_a_failing_ssh_fails_the_action_with_the_reason(fleet, sshd):  # noqa: F811
