@@ -58,6 +58,8 @@ def test_bad_users_are_reported(tmp_path, user, message):
     ({"colour": "red"}, "unknown key 'colour'"),
     ({"slaves": {"bs1": {"ssh": {"password": {"env": "NOPE_UNSET"}}}}}, "NOPE_UNSET is not set"),
     ({"slaves": {"bs1": {"serial": {}}}}, "unknown key 'serial'"),
+    ({"slaves": {"bs1": {"buildbotslave": "foopy9"}}}, "buildbotslave 'foopy9' is not a slave of this"),
+    ({"slaves": {"bs1": {"purpose": 3}}}, "purpose must be a non-empty string"),
 ])
 def test_bad_slaveapi_settings_are_reported(section, message):
     _, problems = validate_slaveapi_config({"slaveapi": section})
@@ -116,3 +118,12 @@ async def test_malformed_authorization_headers_are_refused():
     for header in (None, b"", b"Digest abc", b"Basic !!!", b"Basic " + b"bm9jb2xvbg=="):
         with pytest.raises(Unauthenticated):
             await authenticator.authenticate(header)
+
+
+def test_purpose_pool_colo_and_buildbotslave_are_read_from_the_inventory():
+    settings, problems = validate_slaveapi_config({"slaveapi": {"slaves": {
+        "bs1": {"purpose": "build", "pool": "build-pool", "colo": "scl3", "buildbotslave": "foopy1"},
+        "foopy1": {}}}})
+    assert problems == []
+    bs1 = settings.slaves["bs1"]
+    assert (bs1.purpose, bs1.pool, bs1.colo, bs1.buildbotslave) == ("build", "build-pool", "scl3", "foopy1")
