@@ -5,9 +5,9 @@
     GET  /slaves/<slave>                          one slave: settings, connection, recent jobs
     GET  /slaves/<slave>/actions/<action>         ?requestid=N: that result; else all of them
     POST /slaves/<slave>/actions/<action>         queue it; wait up to ?waittime=S; 200 or 202
+    GET  /audit                                   who asked for what, newest first
 
 The answers are those of the original SlaveAPI (compat.py holds its names and values).
-    GET  /audit                                   who asked for what, newest first
 
 Served on its own port and under ``/slaveapi/`` of the master's web site.  Every request
 must authenticate (HTTP basic or a bearer token); GETs need the scope ``slaveapi:read``,
