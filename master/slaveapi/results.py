@@ -15,9 +15,10 @@ __all__ = ["FAILURE", "PENDING", "RUNNING", "STATE_NAMES", "SUCCESS", "ActionRes
 class ActionResult:
     """One requested action: PENDING, then RUNNING, then SUCCESS or FAILURE.
 
-    ``text`` says what was tried and what happened, one line per step; ``data`` is what the
-    action found out, as JSON (an uptime, a last activity), else None; timestamps are
-    integer epoch seconds, 0 until reached.
+    ``text`` says what was tried and what happened, one line per step (the API answers it as
+    ``story``, and in ``text`` what the original SlaveAPI did: compat.original_text); ``data``
+    is what the action found out, as JSON (an uptime, a last activity), else None; timestamps
+    are integer epoch seconds, 0 until reached.
     """
 
     requestid: int
