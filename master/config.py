@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
+from buildfarm.master.auth.users import Account, validate_users
 from buildfarm.master.configsource import CONFIG_MODULE_NAME, ConfigObject
 from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
@@ -118,6 +120,11 @@ class MasterConfig:
     ping_timeout: float = DEFAULT_PING_TIMEOUT_S
     www_port: str | None = f"tcp:{DEFAULT_WWW_PORT}"
     www_allow_anonymous_read: bool = True  # web pages readable without logging in (never acting)
+    # What a caller without credentials may do on every HTTP surface (master/auth/service.py).
+    www_anonymous_scopes: tuple[str, ...] = READ_SCOPES
+    users: list[Account] = field(default_factory=list)
+    # Problems that do not stop the master but that `buildmaster checkconfig` reports.
+    warnings: list[str] = field(default_factory=list)
     db_url: str = DEFAULT_DB_URL
     title: str = "buildfarm"
     properties: dict = field(default_factory=dict)
@@ -208,6 +215,7 @@ class _ConfigBuilder:
             cfg.title = self.raw["title"]
         self.global_settings(cfg)
         self.locks(cfg)
+        self.users(cfg)
         self.slaveapi(cfg)
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
@@ -406,13 +414,36 @@ class _ConfigBuilder:
                                   f"not {anonymous!r}")
         else:
             cfg.www_allow_anonymous_read = anonymous
+        self.anonymous_scopes(cfg, www)
         if www.get("port") is None:
             cfg.www_port = None
             return
         cfg.www_port = self.endpoint("www", "www port", www["port"])
 
+    def anonymous_scopes(self, cfg: MasterConfig, www: dict) -> None:
+        """``c['www']['anonymous_scopes']``: by default the read scopes when anonymous reading
+        is allowed, none otherwise; a warning when the list grants more than reading."""
+        if "anonymous_scopes" not in www:
+            cfg.www_anonymous_scopes = READ_SCOPES if cfg.www_allow_anonymous_read else ()
+            return
+        scopes = www["anonymous_scopes"]
+        if not isinstance(scopes, list | tuple) or not all(isinstance(s, str) and s for s in scopes):
+            self.key_error("www", "c['www']['anonymous_scopes'] must be a list of scopes like 'builds:read'")
+            return
+        cfg.www_anonymous_scopes = tuple(scopes)
+        for scope in scopes:
+            if not is_plain_read_scope(scope):
+                cfg.warnings.append(f"c['www']['anonymous_scopes'] grants {scope!r} to anyone without "
+                                    "credentials: it is more than reading")
+
+    def users(self, cfg: MasterConfig) -> None:
+        """``c['users']``: the accounts of every HTTP surface (master/auth/)."""
+        cfg.users, problems = validate_users(self.raw.get("users", []), os.path.dirname(cfg.filename))
+        for problem in problems:
+            self.key_error("users", problem)
+
     def slaveapi(self, cfg: MasterConfig) -> None:
-        """``c['users']`` and ``c['slaveapi']``: accounts and the SlaveAPI's port and inventory."""
+        """``c['slaveapi']``: the SlaveAPI's port and inventory."""
         cfg.slaveapi, problems = validate_slaveapi_config(self.raw, os.path.dirname(cfg.filename))
         for key, message in problems:
             self.key_error(key, message)

@@ -248,6 +248,8 @@ def _api_error(error) -> str:
 
 def checkconfig(args) -> int:
     config = _load(args.path)
+    for warning in config.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     print(f"{config.filename} is valid: {len(config.slaves)} slaves, {len(config.builders)} "
           f"builders, {len(config.schedulers)} schedulers")
     return 0

@@ -12,7 +12,6 @@ from twisted.application import service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
 
-from buildfarm.master.auth.authenticator import Authenticator
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.channels import channel_table
@@ -43,7 +42,6 @@ class ActionRunner(service.Service):
         self.settings = settings or getattr(master.config, "slaveapi", None) or SlaveAPISettings()
         self.actions: dict[str, Action] = action_table()
         self.channels: dict = channel_table(self)  # inventory name -> IChannel provider
-        self.authenticator = Authenticator(self.settings.users)
         self.port = None
         self._live: dict[int, ActionResult] = {}  # pending and running results
         self._active: dict[tuple[str, str], int] = {}  # (slave, action) -> its unfinished request
@@ -78,9 +76,8 @@ class ActionRunner(service.Service):
         self._pump()
 
     async def reconfig(self, config) -> None:
-        """Apply ``config.slaveapi``: users, inventory, limits and the port."""
+        """Apply ``config.slaveapi``: inventory, limits and the port (users are the auth service's)."""
         old, self.settings = self.settings, getattr(config, "slaveapi", None) or SlaveAPISettings()
-        self.authenticator = Authenticator(self.settings.users)
         await self._apply_inventory()
         if old.port != self.settings.port:
             await self.stop_listening()

@@ -11,7 +11,6 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from buildfarm.master.auth.sessions import SessionStore
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.ui import WebUI
 
@@ -55,12 +54,10 @@ class WWWService(service.Service):
     def __init__(self, master):
         self.master = master
         self.port = None
-        # Login sessions live as long as the process: a web port change keeps them.
-        self.sessions = SessionStore(master.reactor)
 
     def make_site(self) -> Site:
         """The twisted.web Site with every resource of the master."""
-        root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master, self.sessions).resource())
+        root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master).resource())
         site = QuietSite(root)
         site.displayTracebacks = False
         return site
