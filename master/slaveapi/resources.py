@@ -80,6 +80,25 @@ class SlaveAPI:
 
     # -- plumbing --------------------------------------------------------------------------
 
+    @app.handle_errors(AuthError)
+    def _auth_error(self, request, failure):
+        error = failure.value
+        if error.status == 401:
+            for scheme in ("Basic", "Bearer"):
+                challenge = f'{scheme} realm="{REALM}"'.encode()
+                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
+        if error.retry_after_header() is not None:
+            request.setHeader(b"retry-after", error.retry_after_header())
+        target = getattr(request, "_slaveapi_target", None)
+        if error.status == 403 and error.user and target is not None:
+            # The SlaveAPI's own audit (GET /audit) lists refusals of known callers too.
+            d = defer.ensureDeferred(self.master.db.slaveapi.add_audit(
+                self.runner.now(), error.user, _peer(request), *target, "denied", detail=error.message))
+            d.addErrback(lambda f: log.failure("SlaveAPI: recording a refusal failed", f))
+            d.addCallback(lambda _: _json_error(request, error.status, error.message, error.scope))
+            return d
+        return _json_error(request, error.status, error.message, error.scope)
+
     @app.handle_errors(SlaveAPIError)
     def _api_error(self, request, failure):
         if failure.value.status == 401:
@@ -100,25 +119,6 @@ class SlaveAPI:
     def _internal_error(self, request, failure):
         log.failure("SlaveAPI request {path} failed", failure, path=request.path)
         return _json_error(request, 500, "internal error; see the master's twistd.log")
-
-    @app.handle_errors(AuthError)
-    def _auth_error(self, request, failure):
-        error = failure.value
-        if error.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
-        if error.retry_after_header() is not None:
-            request.setHeader(b"retry-after", error.retry_after_header())
-        target = getattr(request, "_slaveapi_target", None)
-        if error.status == 403 and error.user and target is not None:
-            # The SlaveAPI's own audit (GET /audit) lists refusals of known callers too.
-            d = defer.ensureDeferred(self.master.db.slaveapi.add_audit(
-                self.runner.now(), error.user, _peer(request), *target, "denied", detail=error.message))
-            d.addErrback(lambda f: log.failure("SlaveAPI: recording a refusal failed", f))
-            d.addCallback(lambda _: _json_error(request, error.status, error.message, error.scope))
-            return d
-        return _json_error(request, error.status, error.message, error.scope)
 
     async def _known_slave(self, name: str) -> None:
         if name in self.master.config.slaves or name in self.runner.settings.slaves:
