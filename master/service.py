@@ -176,9 +176,11 @@ class BuildMaster(service.MultiService):
     async def _stop(self) -> None:
         if self.started is not None and not self.started.called:
             self.started.cancel()
-        for child in (self.www, self.slaveapi, self.pbmanager, self.scheduler, self.auth):
+        for child in (self.www, self.slaveapi, self.pbmanager, self.scheduler):
             if child.running:
                 await child.stopService()
+        if self.auth.running:
+            self.auth.stopService()
         if self.botmaster.running:
             await self.botmaster.stop()
             self.botmaster.stopService()
