@@ -170,7 +170,8 @@ def test_a_route_without_a_declared_scope_is_caught():
         def sneaky(self, request):
             return b""
 
-    missing = [r.rule for r in Surface.app.url_map.iter_rules() if Surface.routes.rule_for(r.endpoint) is None]
+    rules = Surface.app.url_map.iter_rules()
+    missing = [r.rule for r in rules if Surface.routes.rule_for(r.endpoint) is None]
     assert missing == ["/sneaky"]
 
 
@@ -184,16 +185,17 @@ async def farm(tmp_path):
 def callers(farm) -> dict[str, dict]:
     admin_session = farm.master.auth.sessions.create("admin")
     cookie = f"{COOKIE_NAME.decode()}={admin_session.sid}"
+    token = admin_session.csrf_token
     return {
         "anonymous": {},
         "wrong password": {"authorization": basic("admin", "nope")},
         "reader": {"authorization": basic("reader", "r3ad")},
         "admin": {"authorization": basic("admin", "adm1n")},
-        "admin cookie, same site": {"cookie": cookie, "origin": HERE, "x-csrf-token": admin_session.csrf_token},
+        "admin cookie, same site": {"cookie": cookie, "origin": HERE, "x-csrf-token": token},
         "admin cookie, no token": {"cookie": cookie, "origin": HERE},
-        "admin cookie, token in the query": {"cookie": cookie, "origin": HERE, "query": admin_session.csrf_token},
-        "admin cookie, other site": {"cookie": cookie, "origin": EVIL, "x-csrf-token": admin_session.csrf_token},
-        "admin cookie, no origin": {"cookie": cookie, "x-csrf-token": admin_session.csrf_token},
+        "admin cookie, token in the query": {"cookie": cookie, "origin": HERE, "query": token},
+        "admin cookie, other site": {"cookie": cookie, "origin": EVIL, "x-csrf-token": token},
+        "admin cookie, no origin": {"cookie": cookie, "x-csrf-token": token},
         "admin basic, other site": {"authorization": basic("admin", "adm1n"), "origin": EVIL},
         "admin basic, other referer": {"authorization": basic("admin", "adm1n"), "referer": EVIL + "/x"},
     }
@@ -310,10 +312,9 @@ async def test_the_change_hook_takes_its_secret_header_and_refuses_a_wrong_one(f
 
 @pytest_twisted.ensureDeferred
 async def test_the_audit_is_readable_with_audit_read_only(farm):
-    site = farm.site.resource
-    await farm.request(site, "POST", f"/api/v1/buildrequests/{farm.brid}/cancel",
-                       {"authorization": basic("reader", "r3ad")})
-    status, body = await farm.request(site, "GET", "/api/v1/audit", {"authorization": basic("reader", "r3ad")})
+    site, reader = farm.site.resource, {"authorization": basic("reader", "r3ad")}
+    await farm.request(site, "POST", f"/api/v1/buildrequests/{farm.brid}/cancel", reader)
+    status, body = await farm.request(site, "GET", "/api/v1/audit", reader)
     assert status == 200
     (row,) = json.loads(body)["audit"]
     assert (row["user"], row["outcome"], row["status"], row["scope"], row["surface"]) == (

@@ -129,7 +129,8 @@ c['slaveapi'] = {'port': 9989, 'reboot_timeout': -1}
 
 
 def test_anonymous_callers_get_nothing_when_anonymous_reading_is_off(tmp_path):
-    config = load_config(write(tmp_path, ISSUE_EXAMPLE + "c['www'] = {'port': 8010, 'allow_anonymous_read': False}\n"))
+    text = ISSUE_EXAMPLE + "c['www'] = {'port': 8010, 'allow_anonymous_read': False}\n"
+    config = load_config(write(tmp_path, text))
     assert config.www_anonymous_scopes == () and config.warnings == []
 
 
@@ -150,5 +151,6 @@ def test_checkconfig_prints_the_anonymous_write_warning(tmp_path, capsys):
 
 
 def test_bad_anonymous_scopes_are_reported(tmp_path):
-    errors = errors_of(tmp_path, ISSUE_EXAMPLE + "c['www'] = {'port': 8010, 'anonymous_scopes': 'builds:read'}\n")
+    text = ISSUE_EXAMPLE + "c['www'] = {'port': 8010, 'anonymous_scopes': 'builds:read'}\n"
+    errors = errors_of(tmp_path, text)
     assert any("anonymous_scopes'] must be a list" in e for e in errors), errors
