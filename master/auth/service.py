@@ -154,13 +154,14 @@ class AuthService(service.Service):
         and, for a cookie session, carry the session's CSRF token."""
         if not identity.browser_borne:
             return
+        if identity.method == COOKIE and not _csrf_matches(identity.csrf_token, csrf_token_of(request)):
+            raise AuthError(403, "bad CSRF token: this form is stale or came from another site (send "
+                                 "the form's csrf_token field or an X-CSRF-Token header)", user=identity.name)
         same = same_origin(request)
         if same is False or (same is None and identity.method == COOKIE):
-            raise AuthError(403, "cross-site request refused: the Origin (or Referer) is not this site",
+            raise AuthError(403, "this request was sent from another site (or without an Origin or "
+                                 "Referer); refused (cross-site request forgery protection)",
                             user=identity.name)
-        if identity.method == COOKIE and not _csrf_matches(identity.csrf_token, csrf_token_of(request)):
-            raise AuthError(403, "missing or wrong CSRF token (send the form's csrf_token field or "
-                                 "an X-CSRF-Token header)", user=identity.name)
 
     # -- audit -------------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ from fixtures.memoryhttp import MemoryRequest
 
 
 def service(anonymous=("builds:read",)) -> AuthService:
-    accounts, problems = validate_users([User("ann", password="pw", tokens=["tok"], scopes=["builds:*"])], None)
+    users = [User("ann", password="pw", tokens=["tok"], scopes=["builds:*"])]
+    accounts, problems = validate_users(users, None)
     assert problems == []
     return AuthService(task.Clock(), accounts, anonymous)
 

@@ -147,8 +147,10 @@ class WebUI:
         error = failure.value
         if error.retry_after_header() is not None:
             request.setHeader(b"retry-after", error.retry_after_header())
-        if error.status == 401:
-            title, message = "Login required", "Log in to see this page or do this."
+        if error.status == 401 and request.method == b"GET":
+            title, message = "Login required", "Log in to see this page."
+        elif error.status == 401:
+            title, message = "Login required", "Log in to do this: anonymous users may look, not act."
         elif error.status == 429:
             title, message = "Too many attempts", error.message
         else:
