@@ -127,7 +127,8 @@ class AuthService(service.Service):
         """The change hook's caller: the shared secret of ``c['changes']`` grants ``changes:add``."""
         given = given.encode("latin-1") if isinstance(given, str) else given
         if not self.change_secret or not hmac.compare_digest(given, self.change_secret.encode()):
-            raise AuthError(401, "wrong X-Buildfarm-Secret (or the change hook has no secret configured)")
+            raise AuthError(401, "wrong or missing X-Buildfarm-Secret (or the change hook has no secret: "
+                                 "set c['changes'] = {'secret': ...} in master.cfg)")
         return Identity(CHANGE_HOOK_ACCOUNT, SECRET, self.anonymous_scopes)
 
     def anonymous(self) -> Identity:
