@@ -17,6 +17,7 @@ Rules (docs/security.md, "Who may do what"):
   body or the ``X-CSRF-Token`` header (never from the query string).
 """
 
+import base64
 import hmac
 from urllib.parse import parse_qs, urlsplit
 
@@ -83,6 +84,11 @@ class AuthService(service.Service):
 
     async def _authenticate(self, header: bytes, peer: str) -> Account:
         return await self.authenticator.authenticate(header)
+
+    async def check_password(self, name: str, password: str, peer: str) -> Account:
+        """The account of a login form's user name and password (``Unauthenticated`` otherwise)."""
+        credentials = base64.b64encode(f"{name}:{password}".encode()).decode()
+        return await self._authenticate(f"Basic {credentials}".encode(), peer)
 
     def _session(self, sid: str | None) -> Session | None:
         return self.sessions.get(sid)

@@ -23,7 +23,6 @@ a caller holding the scope and, for a login session, the session's CSRF token in
 and an Origin or Referer of this very site (master/auth/service.py).
 """
 
-import base64
 import os
 from urllib.parse import quote, urlsplit
 
@@ -466,9 +465,8 @@ class WebUI:
         username = _form_value(request, "username") or ""
         password = _form_value(request, "password") or ""
         target = _local_path(_form_value(request, "next"))
-        credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
         try:
-            account = await self.master.auth.authenticator.authenticate(f"Basic {credentials}".encode())
+            account = await self.master.auth.check_password(username, password, _peer(request))
         except Unauthenticated:
             log.info("web UI: failed login for {user} from {peer}", user=username, peer=_peer(request))
             return self.render(request, "login.html", 401, title="Log in", username=username, next=target,
