@@ -37,9 +37,10 @@ class Identity:
         return self.account is None
 
     def may(self, scope: str) -> bool:
-        """Whether this caller holds ``scope``."""
-        if self.account is not None:
-            return self.account.has_scope(scope)
+        """Whether this caller holds ``scope``: its own scopes, or what anyone may do (being
+        logged in never gives less than being anonymous)."""
+        if self.account is not None and self.account.has_scope(scope):
+            return True
         return has_scope(self.anonymous_scopes, scope)
 
     @property

@@ -90,3 +90,10 @@ def test_origin_then_referer_decide_same_origin():
     assert same_origin(request({"referer": "http://localhost:8010/builders/x"})) is True
     assert same_origin(request({"referer": "http://localhost:8010.evil.example/"})) is False
     assert same_origin(request()) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_user_holds_its_scopes_and_what_anyone_may_do():
+    auth = service(anonymous=("slaves:read",))
+    ann = await auth.identify(request({"authorization": "Bearer tok"}))
+    assert ann.may("builds:force:x") and ann.may("slaves:read") and not ann.may("slaveapi:read")

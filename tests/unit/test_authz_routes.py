@@ -210,7 +210,7 @@ def expectation(caller: str, scope: str, write: bool, anonymous_scopes) -> str:
     if caller == "wrong password":
         return "401"
     if caller == "reader":
-        return "ok" if has_scope(READER_SCOPES, scope) else "403"
+        return "ok" if has_scope([*READER_SCOPES, *anonymous_scopes], scope) else "403"
     if caller in ("admin", "admin cookie, same site") or not write:
         return "ok"
     return "403"
