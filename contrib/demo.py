@@ -90,8 +90,9 @@ def main() -> None:
     wait_for(lambda: all(s["connected"] for s in api(f"{base}/slaves")["slaves"]), "both slaves")
     print(f"\nForcing {BUILDS} builds of 'runtests':")
     # Distinct properties: identical requests would be collapsed into one build, as in Buildbot.
+    oncall = ("oncall", password)
     brids = [api(f"{base}/builders/runtests/force", "POST",
-                 {"reason": f"demo build {n + 1}", "properties": {"demo_run": str(n + 1)}})
+                 {"reason": f"demo build {n + 1}", "properties": {"demo_run": str(n + 1)}}, auth=oncall)
              ["buildrequestid"] for n in range(BUILDS)]
     requests = [wait_for(lambda b=b: (r := api(f"{base}/buildrequests/{b}"))["complete"] and r,
                          f"request {b}") for b in brids]
@@ -106,7 +107,6 @@ def main() -> None:
               f"{build['result']:<8} {took:.2f}")
     first = next(r["buildids"][-1] for r in requests if r["buildids"])
     slaveapi = f"http://localhost:{slaveapi_port}"
-    oncall = ("oncall", password)
     uptime = api(f"{slaveapi}/slaves/bs1/actions/buildslave_uptime?waittime=30", "POST", auth=oncall)
     print(f"\nSlaveAPI: buildslave_uptime of bs1 -> {uptime['data']} (request {uptime['requestid']})")
     print(f"""
@@ -116,7 +116,7 @@ Where to look:
   one build         curl {base}/builds/{first}
   its log           curl {base}/builds/{first}/steps/0/logs/stdio
   slaves            curl {base}/slaves
-  force another     curl -X POST {base}/builders/runtests/force
+  force another     curl -u oncall:{password} -X POST {base}/builders/runtests/force
   web UI            http://localhost:{www_port}/   (log in as oncall / {password})
   SlaveAPI          curl -u oncall:{password} {slaveapi}/slaves/bs1
   reboot history    curl -u oncall:{password} {slaveapi}/results

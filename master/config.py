@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
+from buildfarm.master.auth.users import Account, validate_users
 from buildfarm.master.configsource import CONFIG_MODULE_NAME, ConfigObject
 from buildfarm.master.http.limits import CONFIG_KEYS as LIMIT_KEYS
 from buildfarm.master.http.limits import HTTPLimits
@@ -125,6 +127,11 @@ class MasterConfig:
     www_port: str | None = f"tcp:{DEFAULT_WWW_PORT}"
     www_allow_anonymous_read: bool = True  # web pages readable without logging in (never acting)
     www_limits: HTTPLimits = field(default_factory=HTTPLimits)  # timeouts and caps of the HTTP ports
+    # What a caller without credentials may do on every HTTP surface (master/auth/service.py).
+    www_anonymous_scopes: tuple[str, ...] = READ_SCOPES
+    users: list[Account] = field(default_factory=list)
+    # Problems that do not stop the master but that `buildmaster checkconfig` reports.
+    warnings: list[str] = field(default_factory=list)
     db_url: str = DEFAULT_DB_URL
     title: str = "buildfarm"
     buildbot_url: str | None = None  # c['buildbotURL']: the web site's public URL, ending in '/'
@@ -216,6 +223,7 @@ class _ConfigBuilder:
             cfg.title = self.raw["title"]
         self.global_settings(cfg)
         self.locks(cfg)
+        self.users(cfg)
         self.slaveapi(cfg)
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
@@ -440,6 +448,7 @@ class _ConfigBuilder:
         else:
             cfg.www_allow_anonymous_read = anonymous
         self.www_limits(cfg, www)
+        self.anonymous_scopes(cfg, www)
         if www.get("port") is None:
             cfg.www_port = None
             return
@@ -461,8 +470,30 @@ class _ConfigBuilder:
             given[field_name] = value
         cfg.www_limits = HTTPLimits(**given)
 
+    def anonymous_scopes(self, cfg: MasterConfig, www: dict) -> None:
+        """``c['www']['anonymous_scopes']``: by default the read scopes when anonymous reading
+        is allowed, none otherwise; a warning when the list grants more than reading."""
+        if "anonymous_scopes" not in www:
+            cfg.www_anonymous_scopes = READ_SCOPES if cfg.www_allow_anonymous_read else ()
+            return
+        scopes = www["anonymous_scopes"]
+        if not isinstance(scopes, list | tuple) or not all(isinstance(s, str) and s for s in scopes):
+            self.key_error("www", "c['www']['anonymous_scopes'] must be a list of scopes like 'builds:read'")
+            return
+        cfg.www_anonymous_scopes = tuple(scopes)
+        for scope in scopes:
+            if not is_plain_read_scope(scope):
+                cfg.warnings.append(f"c['www']['anonymous_scopes'] grants {scope!r} to anyone without "
+                                    "credentials: it is more than reading")
+
+    def users(self, cfg: MasterConfig) -> None:
+        """``c['users']``: the accounts of every HTTP surface (master/auth/)."""
+        cfg.users, problems = validate_users(self.raw.get("users", []), os.path.dirname(cfg.filename))
+        for problem in problems:
+            self.key_error("users", problem)
+
     def slaveapi(self, cfg: MasterConfig) -> None:
-        """``c['users']`` and ``c['slaveapi']``: accounts and the SlaveAPI's port and inventory."""
+        """``c['slaveapi']``: the SlaveAPI's port and inventory."""
         cfg.slaveapi, problems = validate_slaveapi_config(self.raw, os.path.dirname(cfg.filename))
         for key, message in problems:
             self.key_error(key, message)

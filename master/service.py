@@ -4,6 +4,7 @@
 
     BuildMaster
      +- db          DBConnector
+     +- auth        users, sessions, anonymous scopes: who may do what on every HTTP surface
      +- pbmanager   PB listener for slaves
      +- botmaster   slaves, builders, builds
      +- scheduler   schedulers
@@ -26,6 +27,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.common.results import RETRY
+from buildfarm.master.auth.service import AuthService
 from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.pb.manager import PBManager
@@ -63,12 +65,15 @@ class BuildMaster(service.MultiService):
         self.started: defer.Deferred | None = None
         self.metrics = MasterMetrics()
         self.db = DBConnector(self.config.db_url, self.basedir)
+        self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
+                                self.config.change_secret)
         self.pbmanager = PBManager(self)
         self.botmaster = BotMaster(self)
         self.scheduler = SchedulerManager(self)
         self.slaveapi = ActionRunner(self)
         self.www = WWWService(self)
-        for child in (self.db, self.pbmanager, self.botmaster, self.scheduler, self.slaveapi, self.www):
+        for child in (self.db, self.auth, self.pbmanager, self.botmaster, self.scheduler, self.slaveapi,
+                      self.www):
             child.setServiceParent(self)
 
     @property
@@ -86,6 +91,9 @@ class BuildMaster(service.MultiService):
         await self.db.setup()
         self.db.startService()
         self.masterid = await self.db.masters.find_or_create(self.name_in_database)
+        self.auth.startService()
+        for warning in self.config.warnings:
+            log.warn("master.cfg: {warning}", warning=warning)
         await self._recover_from_previous_run()
         await self.botmaster.configure(self.config)
         self.botmaster.startService()
@@ -128,6 +136,9 @@ class BuildMaster(service.MultiService):
             log.error(RECONFIG_FAILED_MESSAGE + ": the database URL cannot change without a restart")
             return
         old, self.config = self.config, new
+        self.auth.reconfig(new)
+        for warning in new.warnings:
+            log.warn("master.cfg: {warning}", warning=warning)
         if (new.pb_port, new.listen_backlog) != (old.pb_port, old.listen_backlog):
             await self.pbmanager.stop_listening()
             await self.pbmanager.listen()
@@ -168,6 +179,8 @@ class BuildMaster(service.MultiService):
         for child in (self.www, self.slaveapi, self.pbmanager, self.scheduler):
             if child.running:
                 await child.stopService()
+        if self.auth.running:
+            self.auth.stopService()
         if self.botmaster.running:
             await self.botmaster.stop()
             self.botmaster.stopService()

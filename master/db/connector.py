@@ -10,6 +10,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from buildfarm.master.db import migrate
+from buildfarm.master.db.audit import AuditComponent
 from buildfarm.master.db.builders import BuildersComponent
 from buildfarm.master.db.buildrequests import BuildRequestsComponent
 from buildfarm.master.db.builds import BuildsComponent
@@ -80,6 +81,7 @@ class DBConnector(service.Service):
         self.changes = ChangesComponent(self)
         self.state = StateComponent(self)
         self.slaveapi = SlaveAPIComponent(self)
+        self.audit = AuditComponent(self)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

@@ -250,3 +250,22 @@ slaveapi_audit = sa.Table(
     sa.Index(None, "slave"),
     sa.Index(None, "requestid"),
 )
+
+# Every write asked of an HTTP surface (JSON API, pages, change hook, SlaveAPI): who, from
+# where, what, and how it ended (done, refused, failed) with the HTTP status answered.
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("timestamp", sa.Integer, nullable=False),
+    sa.Column("surface", sa.String(32), nullable=False),
+    sa.Column("username", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("peer", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("scope", sa.String(NAME_LENGTH), nullable=False, server_default=""),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index(None, "username"),
+)

@@ -6,6 +6,7 @@ Every failure is a clear message and exit status 1; never a traceback.
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import urllib.error
@@ -39,6 +40,8 @@ READY_PATTERNS = [r"BuildMaster is running"]
 FAILURE_PATTERNS = [r"BuildMaster failed to start"]
 RECONFIG_TIMEOUT_S = 60.0
 SECRET_ENV = "BUILDFARM_CHANGE_SECRET"
+# Random bytes of the password create-master gives the sample config's admin user.
+ADMIN_PASSWORD_BYTES = 12
 
 
 def _port(text: str) -> int:
@@ -125,14 +128,17 @@ def create_master(args) -> int:
             config_text = f.read()
     else:
         sample = resources.files("buildfarm.master").joinpath("sample.cfg").read_text("utf-8")
+        admin_password = secrets.token_urlsafe(ADMIN_PASSWORD_BYTES)
         config_text = Template(sample).substitute(
-            pb_port=args.pb_port, www_port=args.www_port, db_url=args.db
+            pb_port=args.pb_port, www_port=args.www_port, db_url=args.db, admin_password=admin_password
         )
     _write(os.path.join(basedir, CONFIG_FILE), config_text, 0o600)
     _write(os.path.join(basedir, "buildbot.tac"), tac_text(basedir, args.relocatable), 0o600)
     config = _load(basedir)
     upgrade_database(config.db_url, basedir)
     print(f"created a master in {basedir}")
+    if not args.config:
+        print(f"  the user 'admin' may do anything; its password (in master.cfg): {admin_password}")
     print(f"  edit {os.path.join(basedir, CONFIG_FILE)}, then: {PROG} start {args.basedir}")
     return 0
 
@@ -248,6 +254,8 @@ def _api_error(error) -> str:
 
 def checkconfig(args) -> int:
     config = _load(args.path)
+    for warning in config.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     print(f"{config.filename} is valid: {len(config.slaves)} slaves, {len(config.builders)} "
           f"builders, {len(config.schedulers)} schedulers")
     return 0

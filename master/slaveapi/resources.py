@@ -9,24 +9,27 @@
 
 The answers are those of the original SlaveAPI (compat.py holds its names and values).
 
-Served on its own port and under ``/slaveapi/`` of the master's web site.  Every request
-must authenticate (HTTP basic or a bearer token); GETs need the scope ``slaveapi:read``,
-a POST ``slaveapi:<action>:<slave>``.  Errors are ``{"error": ..., "msg": ...}`` bodies
-with the right status, made in one place (``SlaveAPIError``).
+Served on its own port and under ``/slaveapi/`` of the master's web site.  Each route
+declares its scope (master/http/routes.py) and the master's ``auth`` service checks the
+caller (HTTP basic, a bearer token or the web UI's session cookie): GETs need
+``slaveapi:read``, a POST ``slaveapi:<action>:<slave>``.  Errors are ``{"error": ...,
+"msg": ...}`` bodies (plus ``"scope"`` on a refusal) with the right status, made in one
+place (``SlaveAPIError``, ``AuthError``).
 """
 
 import json
 import socket
 from urllib.parse import unquote
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
-from buildfarm.master.auth.users import Account
+from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.routes import RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
 from buildfarm.master.http.site import BodyRule, BoundedSite
 from buildfarm.master.slaveapi.actions.base import BadArgument
@@ -76,6 +79,7 @@ class SlaveAPI:
     """The SlaveAPI resources of one ``ActionRunner``."""
 
     app = bounded_klein()
+    routes = RouteTable(app, "slaveapi")
 
     def __init__(self, runner):
         self.runner = runner
@@ -86,6 +90,25 @@ class SlaveAPI:
         return self.app.resource()
 
     # -- plumbing --------------------------------------------------------------------------
+
+    @app.handle_errors(AuthError)
+    def _auth_error(self, request, failure):
+        error = failure.value
+        if error.status == 401:
+            for scheme in ("Basic", "Bearer"):
+                challenge = f'{scheme} realm="{REALM}"'.encode()
+                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
+        if error.retry_after_header() is not None:
+            request.setHeader(b"retry-after", error.retry_after_header())
+        target = getattr(request, "_slaveapi_target", None)
+        if error.status == 403 and error.user and target is not None:
+            # The SlaveAPI's own audit (GET /audit) lists refusals of known callers too.
+            d = defer.ensureDeferred(self.master.db.slaveapi.add_audit(
+                self.runner.now(), error.user, _peer(request), *target, "denied", detail=error.message))
+            d.addErrback(lambda f: log.failure("SlaveAPI: recording a refusal failed", f))
+            d.addCallback(lambda _: _json_error(request, error.status, error.message, error.scope))
+            return d
+        return _json_error(request, error.status, error.message, error.scope)
 
     @app.handle_errors(SlaveAPIError)
     def _api_error(self, request, failure):
@@ -108,20 +131,6 @@ class SlaveAPI:
         log.failure("SlaveAPI request {path} failed", failure, path=request.path)
         return _json_error(request, 500, "internal error; see the master's twistd.log")
 
-    async def _authorize(self, request, scope: str) -> Account:
-        """The caller's account, if it holds ``scope`` (401 / 403 otherwise; 429 after too many failures)."""
-        header = request.requestHeaders.getRawHeaders(b"authorization", [None])[-1]
-        try:
-            account = await self.runner.authenticator.authenticate(header, _peer(request))
-        except RateLimited as e:
-            request.setHeader(b"retry-after", str(e.retry_after).encode())
-            raise SlaveAPIError(429, str(e)) from None
-        except Unauthenticated as e:
-            raise SlaveAPIError(401, str(e)) from None
-        if not account.has_scope(scope):
-            raise SlaveAPIError(403, f"user {account.name!r} lacks the scope {scope!r}", account.name)
-        return account
-
     async def _known_slave(self, name: str) -> None:
         if not await self.runner.knows(name):
             raise SlaveAPIError(404, f"no slave named {name!r}")
@@ -135,21 +144,18 @@ class SlaveAPI:
 
     # -- routes ----------------------------------------------------------------------------
 
-    @app.route("/results", methods=["GET"])
+    @routes.route("/results", "GET", scope=READ_SCOPE)
     async def results(self, request):
-        await self._authorize(request, READ_SCOPE)
         return _json(request, dictify_results(await self.runner.results()))
 
-    @app.route("/audit", methods=["GET"])
+    @routes.route("/audit", "GET", scope=READ_SCOPE)
     async def audit(self, request):
-        await self._authorize(request, READ_SCOPE)
         limit = _int_arg(request, "limit", DEFAULT_AUDIT_LIMIT)
         rows = await self.master.db.slaveapi.get_audit(_arg(request, "slave"), limit=limit)
         return _json(request, {"audit": rows})
 
-    @app.route("/slaves", methods=["GET"])
+    @routes.route("/slaves", "GET", scope=READ_SCOPE)
     async def slaves(self, request):
-        await self._authorize(request, READ_SCOPE)
         try:
             filters = SlaveFilters.from_args(request.args)
         except BadFilter as e:
@@ -183,9 +189,8 @@ class SlaveAPI:
             "disabled_reason": settings["disabled_reason"],
         }
 
-    @app.route("/slaves/<string:slave>", methods=["GET"])
+    @routes.route("/slaves/<string:slave>", "GET", scope=READ_SCOPE)
     async def slave(self, request, slave):
-        await self._authorize(request, READ_SCOPE)
         await self._known_slave(slave)
         db = self.master.db
         row = await db.slaves.get(slave)
@@ -234,12 +239,11 @@ class SlaveAPI:
         number = port.split(":")[1] if port and port.startswith("tcp:") else None
         return f"http://{socket.gethostname()}:{number}/" if number and number.isdigit() else None
 
-    @app.route("/slaves/<string:slave>/actions/<string:action>", methods=["GET"])
+    @routes.route("/slaves/<string:slave>/actions/<string:action>", "GET", scope=READ_SCOPE)
     async def action_results(self, request, slave, action):
         """One result by ``requestid``; without one, or when it is not a request of this action
         on this slave, the whole history ``{<action's real name>: {requestid: result}}``, as the
         original answered (also for a slave nobody knows: actions asked of it are there)."""
-        await self._authorize(request, READ_SCOPE)
         canonical = self._action(action).name
         requestid = _int_arg(request, "requestid", None)
         if requestid is not None:
@@ -249,9 +253,16 @@ class SlaveAPI:
         results = await self.runner.results(slave, canonical)
         return _json(request, {canonical: {str(r.requestid): r.to_dict() for r in results}})
 
-    @app.route("/slaves/<string:slave>/actions/<string:action>", methods=["POST"])
+    async def _canonical_action(self, request, slave: str, action: str) -> dict:
+        """The scope's ``action``: the canonical name of an alias (``reboot`` for its aliases)."""
+        chosen = self.runner.action(action)
+        request._slaveapi_target = (slave, chosen.name if chosen else action)
+        return {"action": chosen.name if chosen else action}
+
+    @routes.route("/slaves/<string:slave>/actions/<string:action>", "POST",
+                  scope="slaveapi:{action}:{slave}", resolve=_canonical_action)
     async def do_action(self, request, slave, action):
-        account = await self._authorize_action(request, slave, action)
+        account = request_identity(request)
         chosen = self._action(action)
         given, waittime = self._action_args(request)
         given, ignored = split_arguments({arg.name for arg in chosen.args}, given)
@@ -261,23 +272,10 @@ class SlaveAPI:
             raise SlaveAPIError(400, str(e)) from None
         if ignored:
             args[IGNORED_KEY] = ignored  # the story says so (runner._before_run)
-        result = await self.runner.submit(slave, chosen, args, account.name, _peer(request))
+        result = await self.runner.submit(slave, chosen, args, account.audit_name, _peer(request))
         await self.runner.wait(result.requestid, waittime)
         result = await self.runner.get(result.requestid)
         return _json(request, result.to_dict(), 200 if result.finished else 202)
-
-    async def _authorize_action(self, request, slave: str, action: str) -> Account:
-        """Like ``_authorize``, with refusals of known callers recorded in the audit."""
-        chosen = self.runner.action(action)
-        scope = action_scope(chosen.name if chosen else action, slave)
-        try:
-            return await self._authorize(request, scope)
-        except SlaveAPIError as e:
-            if e.status == 403:
-                await self.master.db.slaveapi.add_audit(
-                    self.runner.now(), e.user, _peer(request), slave, chosen.name if chosen else action,
-                    "denied", detail=e.message)
-            raise
 
     def _action_args(self, request) -> tuple[dict, float]:
         """The action's arguments (form fields, query arguments, a JSON body) and waittime."""
@@ -317,8 +315,11 @@ def _json(request, value, status: int = 200) -> bytes:
     return json.dumps(value).encode()
 
 
-def _json_error(request, status: int, message: str) -> bytes:
-    return _json(request, {"error": ERROR_NAMES.get(status, "error"), "msg": message}, status)
+def _json_error(request, status: int, message: str, scope: str | None = None) -> bytes:
+    body = {"error": ERROR_NAMES.get(status, "error"), "msg": message}
+    if scope is not None:
+        body["scope"] = scope
+    return _json(request, body, status)
 
 
 def _arg(request, name: str) -> str | None:

@@ -12,8 +12,6 @@ from twisted.application import service
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
 
-from buildfarm.master.auth.authenticator import Authenticator
-from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.channels import channel_table
@@ -45,9 +43,6 @@ class ActionRunner(service.Service):
         self.settings = settings or getattr(master.config, "slaveapi", None) or SlaveAPISettings()
         self.actions: dict[str, Action] = action_table()
         self.channels: dict = channel_table(self)  # inventory name -> IChannel provider
-        # Failed logins are remembered across reconfigs: every new Authenticator gets this limiter.
-        self.login_limiter = LoginLimiter(master.reactor)
-        self.authenticator = Authenticator(self.settings.users, master.reactor, self.login_limiter)
         self.port = None
         self._live: dict[int, ActionResult] = {}  # pending and running results
         self._active: dict[tuple[str, str], int] = {}  # (slave, action) -> its unfinished request
@@ -82,9 +77,8 @@ class ActionRunner(service.Service):
         self._pump()
 
     async def reconfig(self, config) -> None:
-        """Apply ``config.slaveapi``: users, inventory, limits and the port."""
+        """Apply ``config.slaveapi``: inventory, limits and the port (users are the auth service's)."""
         old, self.settings = self.settings, getattr(config, "slaveapi", None) or SlaveAPISettings()
-        self.authenticator = Authenticator(self.settings.users, self.clock, self.login_limiter)
         await self._apply_inventory()
         if old.port != self.settings.port:
             await self.stop_listening()

@@ -1,4 +1,5 @@
-"""``SlaveAPISettings``: ``c['slaveapi']`` and ``c['users']`` validated into plain data.
+"""``SlaveAPISettings``: ``c['slaveapi']`` validated into plain data (``c['users']`` is the
+master's: master/config.py validates it for the ``auth`` service).
 
 ``validate_slaveapi_config(raw, basedir)`` is what master/config.py calls with the whole
 ``BuildmasterConfig`` dict; it answers the settings and a list of ``(key, message)``
@@ -7,7 +8,6 @@ problems, ``key`` being the ``c[...]`` key at fault.
 
 from dataclasses import dataclass, field
 
-from buildfarm.master.auth.users import Account, validate_users
 from buildfarm.master.slaveapi.inventory import SlaveLocation, validate_inventory
 
 DEFAULT_MAX_CONCURRENCY = 4
@@ -29,16 +29,13 @@ class SlaveAPISettings:
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT_S
     reboot_timeout: float = DEFAULT_REBOOT_TIMEOUT_S
     slaves: dict[str, SlaveLocation] = field(default_factory=dict)
-    users: list[Account] = field(default_factory=list)
 
 
 def validate_slaveapi_config(raw: dict, basedir: str | None = None
                              ) -> tuple[SlaveAPISettings, list[tuple[str, str]]]:
-    """``c['slaveapi']`` and ``c['users']`` of a BuildmasterConfig: settings and problems."""
+    """``c['slaveapi']`` of a BuildmasterConfig: settings and problems."""
     settings = SlaveAPISettings()
     problems: list[tuple[str, str]] = []
-    settings.users, user_problems = validate_users(raw.get("users", []), basedir)
-    problems += [("users", p) for p in user_problems]
     section = raw.get("slaveapi", {})
     if not isinstance(section, dict):
         return settings, problems + [("slaveapi", "c['slaveapi'] must be like {'port': 8081}")]

@@ -7,7 +7,6 @@ with ``limit``/``offset`` (www/paging.py) and answer ``{"<items>": [...], "meta"
 the data of the pages comes from www/apidata.py.
 """
 
-import hmac
 import json
 from functools import partial
 
@@ -15,8 +14,10 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
+from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.flow import send_text
+from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
@@ -37,13 +38,14 @@ from buildfarm.master.www.paging import (
 log = Logger()
 
 MAX_BODY_BYTES = 1024 * 1024
-FORCE_FIELDS = frozenset({"reason", "properties", "owner"})
+FORCE_FIELDS = frozenset({"reason", "properties", "owner"})  # owner: only the caller
 STOP_FIELDS = frozenset({"reason"})
 CHANGE_TEXT_FIELDS = ("author", "committer", "comments", "branch", "revision", "repository", "project",
                       "codebase", "category")
 CHANGE_FIELDS = frozenset(CHANGE_TEXT_FIELDS) | {"files", "when_timestamp", "properties"}
-SECRET_HEADER = b"x-buildfarm-secret"
 MAX_WHEN_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: dates past it cannot be shown
+AUTH_REALM = "buildfarm"
+DEFAULT_AUDIT_LIMIT = 100
 # Lines of a log one JSON answer carries: by default, and at most.
 LOG_LINES_DEFAULT = 1000
 LOG_LINES_MAX = 100_000
@@ -53,7 +55,7 @@ DOWNLOAD_BATCH_LINES = 20_000
 # A slave id no row has: a configured slave that never attached has no builds.
 NO_ROW_ID = -1
 ENDPOINTS = ("/api/v1/overview", "/api/v1/builders", "/api/v1/buildrequests", "/api/v1/builds",
-             "/api/v1/changes", "/api/v1/slaves", "/api/v1/logs/<logid>", "/metrics")
+             "/api/v1/changes", "/api/v1/slaves", "/api/v1/logs/<logid>", "/api/v1/audit", "/metrics")
 
 
 class APIError(Exception):
@@ -71,6 +73,7 @@ class JSONAPI:
     """The master's JSON API."""
 
     app = bounded_klein()
+    routes = RouteTable(app, "api")
 
     def __init__(self, master):
         self.master = master
@@ -85,6 +88,22 @@ class JSONAPI:
     def _api_error(self, request, failure):
         error = failure.value
         return self._json_error(request, error.status, error.message, error.field)
+
+    @app.handle_errors(AuthError)
+    def _auth_error(self, request, failure):
+        error = failure.value
+        if error.status == 401:
+            for scheme in ("Basic", "Bearer"):
+                challenge = f'{scheme} realm="{AUTH_REALM}"'.encode()
+                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
+        if error.retry_after_header() is not None:
+            request.setHeader(b"retry-after", error.retry_after_header())
+        request.setResponseCode(error.status)
+        request.setHeader(b"content-type", b"application/json")
+        body = {"error": error.message}
+        if error.scope is not None:
+            body["scope"] = error.scope
+        return json.dumps(body).encode()
 
     @app.handle_errors(BadParameter)
     def _bad_parameter(self, request, failure):
@@ -160,8 +179,8 @@ class JSONAPI:
 
     # -- routes ----------------------------------------------------------------------------
 
-    @app.route("/api/v1", methods=["GET"])
-    @app.route("/api/v1/", methods=["GET"])
+    @routes.route("/api/v1", "GET", scope="builds:read")
+    @routes.route("/api/v1/", "GET", scope="builds:read")
     def index(self, request):
         return self._json(request, {
             "version": VERSION,
@@ -169,16 +188,16 @@ class JSONAPI:
             "endpoints": list(ENDPOINTS),
         })
 
-    @app.route("/api/v1/overview", methods=["GET"])
+    @routes.route("/api/v1/overview", "GET", scope="builds:read")
     async def overview(self, request):
         return self._json(request, await apidata.overview(self.master))
 
-    @app.route("/api/v1/builders", methods=["GET"])
+    @routes.route("/api/v1/builders", "GET", scope="builds:read")
     def builders(self, request):
         return self._json(request, {"builders": [apidata.builder_summary(b) for b in
                                                  self.master.botmaster.builders.values()]})
 
-    @app.route("/api/v1/builders/<string:name>", methods=["GET"])
+    @routes.route("/api/v1/builders/<string:name>", "GET", scope="builds:read")
     async def builder(self, request, name):
         return self._json(request, await apidata.builder_detail(self.master, self._configured_builder(name)))
 
@@ -188,23 +207,24 @@ class JSONAPI:
             raise APIError(404, f"no builder named {name!r}", field)
         return builder
 
-    @app.route("/api/v1/builders/<string:name>/builds", methods=["GET"])
+    @routes.route("/api/v1/builders/<string:name>/builds", "GET", scope="builds:read")
     async def builder_builds(self, request, name):
         builderid = await self._builder_id(name)
         return await self._builds_page(request, {"builderid": builderid}, ("slave",))
 
-    @app.route("/api/v1/builders/<string:name>/force", methods=["POST"])
+    @routes.route("/api/v1/builders/<string:name>/force", "POST", scope="builds:force:{name}")
     async def force(self, request, name):
         body = self._json_body(request)
         unknown = sorted(set(body) - FORCE_FIELDS)
         if unknown:
-            raise APIError(400, f"unknown field {unknown[0]!r} (allowed: reason, properties, owner)",
-                           unknown[0])
-        reason, properties, owner = body.get("reason"), body.get("properties", {}), body.get("owner")
+            raise APIError(400, f"unknown field {unknown[0]!r} (allowed: reason, properties)", unknown[0])
+        reason, properties = body.get("reason"), body.get("properties", {})
+        # The owner is whoever authenticated; a body naming someone else is refused.
+        owner = request_identity(request).name
+        if "owner" in body and body["owner"] != owner:
+            raise APIError(400, "owner is the authenticated user; do not name another one", "owner")
         if reason is not None and not isinstance(reason, str):
             raise APIError(400, "reason must be a string", "reason")
-        if owner is not None and not isinstance(owner, str):
-            raise APIError(400, "owner must be a string", "owner")
         if not isinstance(properties, dict) or not all(isinstance(k, str) for k in properties):
             raise APIError(400, "properties must be an object of name: value", "properties")
         try:
@@ -217,14 +237,8 @@ class JSONAPI:
             raise APIError(400, f"{e.field}: {e.message}", e.field) from None
         return self._json(request, {"buildrequestid": brid})
 
-    @app.route("/api/v1/changes", methods=["POST"])
+    @routes.route("/api/v1/changes", "POST", scope="changes:add")
     async def add_change(self, request):
-        secret = self.master.config.change_secret
-        if not secret:
-            raise APIError(403, "the change hook is off: set c['changes'] = {'secret': ...} in master.cfg")
-        given = request.requestHeaders.getRawHeaders(SECRET_HEADER, [b""])[-1]
-        if not hmac.compare_digest(given, secret.encode()):
-            raise APIError(403, "wrong or missing X-Buildfarm-Secret")
         change = self._change_fields(self._json_body(request))
         changeid = await self.master.scheduler.add_change(**change)
         return self._json(request, {"changeid": changeid})
@@ -254,7 +268,22 @@ class JSONAPI:
         return {**change, "files": files, "properties": properties,
                 "when_timestamp": float(when if when is not None else now), "created_at": now}
 
-    @app.route("/api/v1/buildrequests/<int:brid>/cancel", methods=["POST"])
+    async def _request_builder(self, request, brid: int) -> dict:
+        """The builder of a build request, for its scope (404 when there is no such request)."""
+        row = await self.master.db.buildrequests.get(brid)
+        if row is None:
+            raise APIError(404, f"no build request {brid}")
+        return {"builder": row["buildername"]}
+
+    async def _build_builder(self, request, buildid: int) -> dict:
+        """The builder of a build, for its scope (404 when there is no such build)."""
+        build = await self.master.db.builds.get(buildid)
+        if build is None:
+            raise APIError(404, f"no build {buildid}")
+        return {"builder": build["buildername"]}
+
+    @routes.route("/api/v1/buildrequests/<int:brid>/cancel", "POST", scope="builds:cancel:{builder}",
+                  resolve=_request_builder)
     async def cancel_buildrequest(self, request, brid):
         db = self.master.db
         if await db.buildrequests.get(brid) is None:
@@ -271,21 +300,21 @@ class JSONAPI:
         except BadBody as e:
             raise APIError(e.status, e.message) from None
 
-    @app.route("/api/v1/changes", methods=["GET"])
+    @routes.route("/api/v1/changes", "GET", scope="changes:read")
     async def changes(self, request):
         page = parse_page(self._args(request))
         db = self.master.db
         rows = await db.changes.get_all(limit=page.limit, offset=page.offset)
         return self._page_of(request, "changes", rows, await db.changes.count(), page)
 
-    @app.route("/api/v1/changes/<int:changeid>", methods=["GET"])
+    @routes.route("/api/v1/changes/<int:changeid>", "GET", scope="changes:read")
     async def change(self, request, changeid):
         row = await self.master.db.changes.get(changeid)
         if row is None:
             raise APIError(404, f"no change {changeid}")
         return self._json(request, row)
 
-    @app.route("/api/v1/buildrequests", methods=["GET"])
+    @routes.route("/api/v1/buildrequests", "GET", scope="builds:read")
     async def buildrequests(self, request):
         args = self._args(request)
         page = parse_page(args)
@@ -297,14 +326,14 @@ class JSONAPI:
         total = await db.buildrequests.count(**filters)
         return self._page_of(request, "buildrequests", [with_result_name(r) for r in rows], total, page)
 
-    @app.route("/api/v1/buildrequests/<int:brid>", methods=["GET"])
+    @routes.route("/api/v1/buildrequests/<int:brid>", "GET", scope="builds:read")
     async def buildrequest(self, request, brid):
         row = await self.master.db.buildrequests.get(brid)
         if row is None:
             raise APIError(404, f"no build request {brid}")
         return self._json(request, with_result_name(row))
 
-    @app.route("/api/v1/builds", methods=["GET"])
+    @routes.route("/api/v1/builds", "GET", scope="builds:read")
     async def builds(self, request):
         return await self._builds_page(request, {}, ("builder", "slave"))
 
@@ -317,14 +346,15 @@ class JSONAPI:
         total = await db.builds.count(**filters)
         return self._page_of(request, "builds", [apidata.build_summary(r, now) for r in rows], total, page)
 
-    @app.route("/api/v1/builds/<int:buildid>", methods=["GET"])
+    @routes.route("/api/v1/builds/<int:buildid>", "GET", scope="builds:read")
     async def build(self, request, buildid):
         build = await self.master.db.builds.get(buildid)
         if build is None:
             raise APIError(404, f"no build {buildid}")
         return self._json(request, await apidata.build_detail(self.master, build))
 
-    @app.route("/api/v1/builds/<int:buildid>/stop", methods=["POST"])
+    @routes.route("/api/v1/builds/<int:buildid>/stop", "POST", scope="builds:stop:{builder}",
+                  resolve=_build_builder)
     async def stop_build(self, request, buildid):
         body = self._json_body(request)
         unknown = sorted(set(body) - STOP_FIELDS)
@@ -341,8 +371,8 @@ class JSONAPI:
         build.stop(reason)
         return self._json(request, {"buildid": buildid, "stopping": True, "reason": reason})
 
-    @app.route("/api/v1/builds/<int:buildid>/steps/<int:number>/logs/<string:logname>",
-               methods=["GET"])
+    @routes.route("/api/v1/builds/<int:buildid>/steps/<int:number>/logs/<string:logname>", "GET",
+                  scope="builds:read")
     async def log_text(self, request, buildid, number, logname):
         """The whole log as text, read from the database in batches of lines."""
         db = self.master.db
@@ -363,7 +393,7 @@ class JSONAPI:
             raise APIError(404, f"no log {logid}")
         return entry
 
-    @app.route("/api/v1/logs/<int:logid>", methods=["GET"])
+    @routes.route("/api/v1/logs/<int:logid>", "GET", scope="builds:read")
     async def log_lines(self, request, logid):
         """Lines ``offset`` .. ``offset + limit - 1`` of a log (numbered from 0) as JSON."""
         args = self._args(request)
@@ -377,7 +407,7 @@ class JSONAPI:
         meta = page.meta(entry["num_lines"], request.path.decode(), args)
         return await self._log_answer(request, entry, page.offset, text, meta)
 
-    @app.route("/api/v1/logs/<int:logid>/tail", methods=["GET"])
+    @routes.route("/api/v1/logs/<int:logid>/tail", "GET", scope="builds:read")
     async def log_tail(self, request, logid):
         """The last ``lines`` lines of a log (and the unfinished line after them, if any)."""
         lines = parse_int(self._args(request), "lines", TAIL_LINES_DEFAULT, 1, LOG_LINES_MAX)
@@ -396,7 +426,7 @@ class JSONAPI:
             body["meta"] = meta
         return self._json(request, body)
 
-    @app.route("/api/v1/logs/<int:logid>/raw", methods=["GET"])
+    @routes.route("/api/v1/logs/<int:logid>/raw", "GET", scope="builds:read")
     async def log_raw(self, request, logid):
         """The whole log as a text/plain download."""
         return await self._send_whole_log(request, await self._log(logid), attachment=True)
@@ -410,12 +440,12 @@ class JSONAPI:
 
     # -- slaves ----------------------------------------------------------------------------
 
-    @app.route("/slaveapi/", branch=True)
+    @routes.route("/slaveapi/", ANY_METHOD, scope=PUBLIC, branch=True)
     def slaveapi(self, request):
-        """The SlaveAPI, mounted in the main web site too (it authenticates on its own)."""
+        """The SlaveAPI, mounted in the main web site too (its own routes declare their scopes)."""
         return self.master.slaveapi.resource()
 
-    @app.route("/api/v1/slaves/<string:name>/shutdown", methods=["POST"])
+    @routes.route("/api/v1/slaves/<string:name>/shutdown", "POST", scope="slaves:shutdown:{name}")
     def shutdown_slave(self, request, name):
         if name not in self.master.config.slaves:
             raise APIError(404, f"no slave named {name!r}")
@@ -425,7 +455,7 @@ class JSONAPI:
         return self._json(request, {"name": name, "shutting_down": True,
                                     "running_builds": self.master.botmaster.builds_running_on(slave)})
 
-    @app.route("/api/v1/slaves", methods=["GET"])
+    @routes.route("/api/v1/slaves", "GET", scope="slaves:read")
     async def slaves(self, request):
         args = self._args(request)
         page = parse_page(args)
@@ -435,19 +465,30 @@ class JSONAPI:
             wanted = set(self._configured_builder(builder, "builder").config.slavenames)
         slaves = [s for s in await apidata.slave_summaries(self.master)
                   if (state is None or s["state"] == state) and (builder is None or s["name"] in wanted)]
-        shown = await apidata.add_infos(self.master, page.slice(slaves))
+        shown = await apidata.add_infos(self.master, page.slice(slaves), request_identity(request).may)
         return self._page_of(request, "slaves", shown, len(slaves), page)
 
-    @app.route("/api/v1/slaves/<string:name>", methods=["GET"])
+    @routes.route("/api/v1/slaves/<string:name>", "GET", scope="slaves:read")
     async def slave(self, request, name):
-        detail = await apidata.slave_detail(self.master, name)
+        detail = await apidata.slave_detail(self.master, name, request_identity(request).may)
         if detail is None:
             raise APIError(404, f"no slave named {name!r}")
         return self._json(request, detail)
 
     # -- metrics ---------------------------------------------------------------------------
 
-    @app.route("/metrics", methods=["GET"])
+    # -- audit -----------------------------------------------------------------------------
+
+    @routes.route("/api/v1/audit", "GET", scope="audit:read")
+    async def audit(self, request):
+        """Every write asked of an HTTP surface, newest first (``?user=``, ``?surface=``)."""
+        args = self._args(request)
+        page = parse_page(args)
+        user, surface = args.get("user"), args.get("surface")
+        rows = await self.master.db.audit.get_all(user, surface, limit=page.limit, offset=page.offset)
+        return self._page_of(request, "audit", rows, await self.master.db.audit.count(user, surface), page)
+
+    @routes.route("/metrics", "GET", scope="metrics:read")
     async def metrics(self, request):
         """The Prometheus text exposition of the master's metrics (www/metrics.py)."""
         metrics = getattr(self.master, "metrics", None)

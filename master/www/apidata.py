@@ -5,6 +5,8 @@ its database; none of them writes.  Field names are the API's (docs/api.md): cha
 only by adding.
 """
 
+from collections.abc import Callable
+
 from buildfarm.common.redaction import redact_info
 from buildfarm.common.results import result_name
 from buildfarm.master.schedulers.forceparams import BaseParameter, ChoiceStringParameter
@@ -16,6 +18,9 @@ RECENT_ITEMS = 20
 # The most running builds and waiting requests the overview lists.
 OVERVIEW_ITEMS = 1000
 SLAVE_STATES = ("idle", "busy", "disabled", "lost")
+# The reported info keys that hold a slave's environment variables.
+ENVIRONMENT_KEYS = frozenset({"environ"})
+SLAVEAPI_READ_SCOPE = "slaveapi:read"
 
 
 def with_result_name(row: dict) -> dict:
@@ -30,10 +35,21 @@ def duration(row: dict, now: float) -> float | None:
     return (row["complete_at"] if row.get("complete_at") is not None else now) - row["started_at"]
 
 
-def public_info(info: dict) -> dict:
+def environment_scope(slave: str) -> str:
+    """The scope that shows a slave's reported environment."""
+    return f"slaves:read-environment:{slave}"
+
+
+def _deny(scope: str) -> bool:
+    return False
+
+
+def public_info(info: dict, show_environment: bool = False) -> dict:
     """A slave's reported info as it may be shown: secrets redacted by name and by shape (its
-    environment may carry tokens, keys, URLs with passwords)."""
-    return redact_info(info)
+    environment may carry tokens, keys, URLs with passwords); the environment itself only when
+    ``show_environment``."""
+    return redact_info({key: value for key, value in info.items()
+                        if show_environment or key not in ENVIRONMENT_KEYS})
 
 
 # -- builders ----------------------------------------------------------------------------------
@@ -150,16 +166,19 @@ async def slave_summaries(master, with_info: bool = False) -> list[dict]:
             for name in names]
 
 
-async def add_infos(master, summaries: list[dict]) -> list[dict]:
-    """Fill in the reported ``info`` of ``summaries`` (a page of them): one query."""
+async def add_infos(master, summaries: list[dict], may: Callable[[str], bool] = _deny) -> list[dict]:
+    """Fill in the reported ``info`` of ``summaries`` (a page of them): one query; the
+    environment of the slaves whose ``slaves:read-environment:<slave>`` the caller ``may``."""
     infos = await master.db.slaves.get_infos([s["name"] for s in summaries])
     for summary in summaries:
         live = master.botmaster.slaves.get(summary["name"])
-        summary["info"] = public_info(infos.get(summary["name"]) or (live.info if live else {}))
+        summary["info"] = public_info(infos.get(summary["name"]) or (live.info if live else {}),
+                                      may(environment_scope(summary["name"])))
     return summaries
 
 
-def slave_summary(master, name: str, row: dict, settings: dict | None, running: int) -> dict:
+def slave_summary(master, name: str, row: dict, settings: dict | None, running: int,
+                  show_environment: bool = False) -> dict:
     """One slave as ``GET /api/v1/slaves`` lists it."""
     live = master.botmaster.slaves.get(name)
     enabled = settings is None or settings["enabled"]
@@ -181,7 +200,7 @@ def slave_summary(master, name: str, row: dict, settings: dict | None, running: 
         "shutting_down": bool(live and live.shutting_down),
         "version": live.version if live else row.get("version"),
         "info": None if row and "info" in row and row["info"] is None else public_info(
-            row.get("info") or (live.info if live else {})),  # the whole report
+            row.get("info") or (live.info if live else {}), show_environment),  # the whole report
         "builders": sorted(live.remote_builders) if live else [],
         "last_seen": last_seen,
         "last_connected_at": row.get("last_connected_at"),
@@ -189,9 +208,11 @@ def slave_summary(master, name: str, row: dict, settings: dict | None, running: 
     }
 
 
-async def slave_detail(master, name: str) -> dict | None:
+async def slave_detail(master, name: str, may: Callable[[str], bool] = _deny) -> dict | None:
     """One slave with its commands, connection, SlaveAPI settings and recent history;
-    None for a slave neither configured nor remembered."""
+    None for a slave neither configured nor remembered.  The caller ``may`` see the
+    environment (``slaves:read-environment:<slave>``) and the SlaveAPI's action results
+    (``slaveapi:read``) only with those scopes."""
     db, now = master.db, master.reactor.seconds()
     row = await db.slaves.get(name)
     if row is None and name not in master.config.slaves:
@@ -205,7 +226,7 @@ async def slave_detail(master, name: str) -> dict | None:
     commands = getattr(live, "commands", None) or info.get("worker_commands") or \
         info.get("slave_commands") or {}
     return {
-        **slave_summary(master, name, row or {}, settings, running),
+        **slave_summary(master, name, row or {}, settings, running, may(environment_scope(name))),
         "commands": commands,
         "peer": getattr(live, "peer", None),
         "connected_masterid": (row or {}).get("connected_masterid"),
@@ -214,7 +235,8 @@ async def slave_detail(master, name: str) -> dict | None:
             "enabled": settings["enabled"], "disabled_reason": settings["disabled_reason"],
             "disabled_by": settings["disabled_by"], "disabled_at": settings["disabled_at"],
             "environment": settings["environment"], "notes": settings["notes"],
-            "results": [slaveapi_result_json(r) for r in reversed(results)],
+            "results": [slaveapi_result_json(r) for r in reversed(results)] if may(SLAVEAPI_READ_SCOPE)
+            else None,
         },
         "recent_builds": [build_summary(b, now) for b in recent],
     }

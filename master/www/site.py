@@ -10,7 +10,6 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
-from buildfarm.master.auth.sessions import SessionStore
 from buildfarm.master.http.limits import limits_of
 from buildfarm.master.http.site import BodyRule, BoundedSite, html_error_body, json_error_body
 from buildfarm.master.slaveapi import resources as slaveapi_resources
@@ -61,12 +60,10 @@ class WWWService(service.Service):
     def __init__(self, master):
         self.master = master
         self.port = None
-        # Login sessions live as long as the process: a web port change keeps them.
-        self.sessions = SessionStore(master.reactor)
 
     def make_site(self) -> BoundedSite:
         """The twisted.web Site with every resource of the master."""
-        root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master, self.sessions).resource())
+        root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master).resource())
         return BoundedSite(root, BODY_RULES, PAGES_BODY_RULE, limits_of(self.master), self.master.reactor)
 
     async def listen(self) -> None:

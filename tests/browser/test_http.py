@@ -56,7 +56,7 @@ def test_state_changing_forms_need_a_session_the_csrf_token_a_same_site_origin_a
     action = farm.url + "/slaves/bs1/actions/buildslave_uptime"
 
     status, _, body = http("POST", action, {"csrf_token": token})
-    assert status == 403 and "anonymous users may look, not act" in body
+    assert status == 401 and "anonymous users may look, not act" in body
     status, _, body = http("POST", action, {}, {"Cookie": cookie})
     assert status == 403 and "bad CSRF token" in body
     status, _, body = http("POST", action, {"csrf_token": "forged"}, {"Cookie": cookie})
@@ -67,6 +67,8 @@ def test_state_changing_forms_need_a_session_the_csrf_token_a_same_site_origin_a
     status, _, body = http("POST", action, {"csrf_token": token},
                            {"Cookie": cookie, "Referer": "http://evil.example/page"})
     assert status == 403 and "another site" in body
+    status, _, body = http("POST", action, {"csrf_token": token}, {"Cookie": cookie})
+    assert status == 403 and "another site" in body  # a cookie write without Origin or Referer
 
     status, headers, _ = http("POST", action, {"csrf_token": token}, {"Cookie": cookie, "Origin": farm.url})
     assert status == 303 and headers["Location"].startswith("/slaves/bs1?requested=")
@@ -89,7 +91,7 @@ def test_logout_ends_the_session(farm):
     assert status == 303 and "Max-Age=0" in headers["Set-Cookie"]
     status, _, body = http("POST", farm.url + "/builders/lines/force", {"csrf_token": token},
                            {"Cookie": cookie, "Origin": farm.url})
-    assert status == 403 and "anonymous users may look, not act" in body
+    assert status == 401 and "anonymous users may look, not act" in body
 
 
 def test_pages_forbid_framing_and_inline_scripts(farm):

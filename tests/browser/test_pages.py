@@ -132,7 +132,7 @@ def test_anonymous_cannot_act_on_a_slave_and_a_logged_in_user_disables_it(farm, 
     token = page.input_value("#action-disable input[name=csrf_token]")
     refused = page.request.post(f"{farm.url}/slaves/spare/actions/disable",
                                 form={"csrf_token": token, "reason": "anonymous"}, max_redirects=0)
-    assert refused.status == 403 and "anonymous users may look, not act" in refused.text()
+    assert refused.status == 401 and "anonymous users may look, not act" in refused.text()
 
     login(page, farm.url, "oncall", "s3cret")
     page.goto(farm.url + "/slaves/spare")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -31,6 +32,12 @@ def test_create_master_writes_a_config_that_checks(tmp_path):
     checked = run_cli("buildmaster", "checkconfig", basedir)
     assert checked.returncode == 0
     assert "is valid: 2 slaves, 1 builders, 1 schedulers" in checked.stdout
+    password = re.search(r"user 'admin' may do anything; its password \(in master.cfg\): (\S+)",
+                         created.stdout).group(1)
+    with open(os.path.join(basedir, "master.cfg")) as f:
+        assert f"util.User('admin', password='{password}', scopes=['*'])" in f.read()
+    other = run_cli("buildmaster", "create-master", str(tmp_path / "bm2"), check=True)
+    assert password not in other.stdout  # each master gets its own random password
 
 
 def test_create_master_refuses_an_existing_basedir(tmp_path):

@@ -92,7 +92,7 @@ def test_change_posted_to_the_api_builds_through_a_single_branch_scheduler(fleet
     status, body = post_change(master, {**change, "revision": "abc2"})
     assert (status, body) == (200, {"changeid": 2})
     assert post_change(master, {**change, "branch": "dev", "revision": "dev1"})[0] == 200
-    assert post_change(master, {**change, "revision": "nope"}, secret="wrong")[0] == 403
+    assert post_change(master, {**change, "revision": "nope"}, secret="wrong")[0] == 401
     [build] = wait_for(lambda: finished_builds(master, "compile"), "the build of the change")
     assert build["result"] == "success"
     properties = build["properties"]

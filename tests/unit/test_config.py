@@ -112,8 +112,10 @@ c['users'] = [util.User('oncall', password='s3cret', scopes=['slaveapi:*']),
 c['slaveapi'] = {'port': 8081}
 """))
     assert config.slaveapi.port == "tcp:8081"
-    assert [u.name for u in config.slaveapi.users] == ["oncall", "viewer"]
+    assert [u.name for u in config.users] == ["oncall", "viewer"]
     assert config.www_allow_anonymous_read is True
+    assert config.www_anonymous_scopes == ("builds:read", "changes:read", "slaves:read", "metrics:read")
+    assert config.warnings == []
 
 
 def test_slaveapi_port_clash_and_bad_www_flag_are_reported(tmp_path):
@@ -160,3 +162,31 @@ def test_a_buildbot_url_that_is_not_an_http_url_is_reported(tmp_path):
     errors = errors_of(tmp_path, ISSUE_EXAMPLE + "c['buildbotURL'] = 'master.example.com'\n")
     assert any("c['buildbotURL'] must be an http:// or https:// URL, not 'master.example.com'" in e
                for e in errors), errors
+
+
+def test_anonymous_callers_get_nothing_when_anonymous_reading_is_off(tmp_path):
+    text = ISSUE_EXAMPLE + "c['www'] = {'port': 8010, 'allow_anonymous_read': False}\n"
+    config = load_config(write(tmp_path, text))
+    assert config.www_anonymous_scopes == () and config.warnings == []
+
+
+def test_anonymous_scopes_granting_writes_load_with_a_warning(tmp_path):
+    config = load_config(write(tmp_path, ISSUE_EXAMPLE + (
+        "c['www'] = {'port': 8010, 'anonymous_scopes': ['builds:read', 'builds:force:runtests']}\n")))
+    assert config.www_anonymous_scopes == ("builds:read", "builds:force:runtests")
+    assert len(config.warnings) == 1 and "'builds:force:runtests'" in config.warnings[0]
+
+
+def test_checkconfig_prints_the_anonymous_write_warning(tmp_path, capsys):
+    from buildfarm.master.scripts.runner import main
+
+    path = write(tmp_path, ISSUE_EXAMPLE + "c['www'] = {'port': 8010, 'anonymous_scopes': ['slaveapi:*']}\n")
+    assert main(["checkconfig", path]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "'slaveapi:*'" in err and "more than reading" in err
+
+
+def test_bad_anonymous_scopes_are_reported(tmp_path):
+    text = ISSUE_EXAMPLE + "c['www'] = {'port': 8010, 'anonymous_scopes': 'builds:read'}\n"
+    errors = errors_of(tmp_path, text)
+    assert any("anonymous_scopes'] must be a list" in e for e in errors), errors

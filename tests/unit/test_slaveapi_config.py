@@ -1,4 +1,5 @@
-"""c['users'] and c['slaveapi'] validated into SlaveAPISettings; secrets stay hidden."""
+"""c['users'] validated into accounts (the master's auth service holds them) and c['slaveapi']
+into SlaveAPISettings; secrets stay hidden."""
 
 import pytest
 import pytest_twisted
@@ -6,7 +7,7 @@ from twisted.internet import task
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
 from buildfarm.master.auth.passwords import hash_password, verify_password_hash
-from buildfarm.master.auth.users import User, has_scope
+from buildfarm.master.auth.users import User, has_scope, validate_users
 from buildfarm.master.slaveapi.settings import validate_slaveapi_config
 
 
@@ -15,23 +16,25 @@ def test_the_minimal_form_of_the_issue_works_as_written():
                      User("viewer", password="v1ew", scopes=["slaveapi:read"])],
            "slaveapi": {"port": 8081}}
     settings, problems = validate_slaveapi_config(raw)
-    assert problems == []
+    accounts, user_problems = validate_users(raw["users"], None)
+    assert problems == [] and user_problems == []
     assert settings.port == "tcp:8081" and settings.max_concurrency == 4
-    assert [u.name for u in settings.users] == ["oncall", "viewer"]
+    assert [u.name for u in accounts] == ["oncall", "viewer"]
+    assert not hasattr(settings, "users")  # users are the master's, not the SlaveAPI's
 
 
-def test_no_slaveapi_section_means_no_port_and_no_users():
+def test_no_slaveapi_section_means_no_port():
     settings, problems = validate_slaveapi_config({})
-    assert (settings.port, settings.users, problems) == (None, [], [])
+    assert (settings.port, problems) == (None, [])
 
 
 def test_passwords_and_tokens_come_from_files_and_the_environment(tmp_path, monkeypatch):
     (tmp_path / "pw").write_text("from-file\n")
     monkeypatch.setenv("VIEWER_TOKEN", "tok-env")
     raw = {"users": [User("a", password={"file": "pw"}, tokens=[{"env": "VIEWER_TOKEN"}], scopes=[])]}
-    settings, problems = validate_slaveapi_config(raw, str(tmp_path))
+    accounts, problems = validate_users(raw["users"], str(tmp_path))
     assert problems == []
-    account = settings.users[0]
+    account = accounts[0]
     assert account.password.reveal() == "from-file" and account.tokens[0].reveal() == "tok-env"
     assert "from-file" not in repr(account) and "tok-env" not in repr(account)
 
@@ -46,8 +49,8 @@ def test_passwords_and_tokens_come_from_files_and_the_environment(tmp_path, monk
     (User("a", password="x", colour="red"), "unknown argument 'colour'"),
 ])
 def test_bad_users_are_reported(tmp_path, user, message):
-    _, problems = validate_slaveapi_config({"users": [user]}, str(tmp_path))
-    assert any(key == "users" and message in text for key, text in problems), problems
+    _, problems = validate_users([user], str(tmp_path))
+    assert any(message in text for text in problems), problems
 
 
 @pytest.mark.parametrize("section, message", [
@@ -113,8 +116,8 @@ def test_a_password_hash_verifies_only_its_password():
 
 @pytest_twisted.ensureDeferred
 async def test_malformed_authorization_headers_are_refused():
-    settings, _ = validate_slaveapi_config({"users": [User("a", password="p")]})
-    authenticator = Authenticator(settings.users, task.Clock())
+    accounts, _ = validate_users([User("a", password="p")], None)
+    authenticator = Authenticator(accounts, task.Clock())
     for header in (None, b"", b"Digest abc", b"Basic !!!", b"Basic " + b"bm9jb2xvbg=="):
         with pytest.raises(Unauthenticated):
             await authenticator.authenticate(header)

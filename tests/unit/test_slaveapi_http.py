@@ -13,7 +13,8 @@ from twisted.internet import defer, task
 from twisted.web.server import NOT_DONE_YET
 
 from buildfarm.master.auth.passwords import hash_password
-from buildfarm.master.auth.users import User
+from buildfarm.master.auth.service import AuthService
+from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.slaveapi.results import FAILURE, PENDING, SUCCESS
 from buildfarm.master.slaveapi.runner import ActionRunner
@@ -97,12 +98,14 @@ class Harness:
     """A fake master (real db, fake botmaster, task.Clock) with its ActionRunner and API."""
 
     def __init__(self, db, slaveapi_cfg: dict | None = None, users=USERS):
-        settings, problems = validate_slaveapi_config({"users": users, "slaveapi": slaveapi_cfg or {}})
-        assert problems == []
+        settings, problems = validate_slaveapi_config({"slaveapi": slaveapi_cfg or {}})
+        accounts, user_problems = validate_users(users, None)
+        assert problems == [] and user_problems == []
         self.clock = task.Clock()
         self.clock.advance(1_700_000_000)
         self.master = SimpleNamespace(
             db=db, reactor=self.clock, masterid=None, botmaster=FakeBotMaster(),
+            auth=AuthService(self.clock, accounts, (), db),
             config=SimpleNamespace(slaves={"bs1": None, "bs2": None}, www_port="tcp:8010",
                                    slaveapi=settings))
         self.runner = ActionRunner(self.master)

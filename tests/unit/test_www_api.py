@@ -1,6 +1,7 @@
 """The JSON API and /metrics in memory: klein resources rendering in-memory requests against a
 fake master (real database of each backend, fake BotMaster, task.Clock)."""
 
+import base64
 import json
 from types import SimpleNamespace
 
@@ -9,6 +10,9 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from buildfarm.common.results import FAILURE, SUCCESS
+from buildfarm.master.auth.identity import READ_SCOPES
+from buildfarm.master.auth.service import AuthService
+from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.http.flow import FlowControl
 from buildfarm.master.schedulers.forceparams import ChoiceStringParameter, IntParameter, StringParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
@@ -20,6 +24,7 @@ from buildfarm.master.www.paging import BadParameter, Page, parse_page, parse_re
 from fixtures.memoryhttp import render
 
 NOW = 10_000.0
+ADMIN = {"authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
 
 
 class FakeScheduler:
@@ -52,6 +57,8 @@ class Harness:
                                    change_secret=None),
             botmaster=SimpleNamespace(builders={}, slaves={}, running_builds={}),
         )
+        accounts, _ = validate_users([User("admin", password="adm1n", scopes=["*"])], None)
+        self.master.auth = AuthService(self.clock, accounts, READ_SCOPES, db)
         self.resource = JSONAPI(self.master).resource()
         self.ids = {}
 
@@ -88,13 +95,13 @@ class Harness:
             await db.buildrequests.complete(brid, results, started_at + 30)
         return buildid
 
-    async def request(self, method: str, path: str, **args):
-        response = await render(self.resource, method, path, args=args)
+    async def request(self, method: str, path: str, headers: dict | None = None, **args):
+        response = await render(self.resource, method, path, args=args, headers=headers)
         is_json = (response.header("content-type") or "").startswith("application/json")
         return response.code, json.loads(response.body) if is_json else response.body, response
 
-    async def get(self, path: str, **args):
-        status, body, _ = await self.request("GET", path, **args)
+    async def get(self, path: str, headers: dict | None = None, **args):
+        status, body, _ = await self.request("GET", path, headers, **args)
         assert status == 200, (status, body)
         return body
 
@@ -245,7 +252,9 @@ async def test_slaves_have_states_and_filter_by_state_and_builder(farm):
     assert {n: s["state"] for n, s in slaves.items()} == {"s1": "busy", "s2": "disabled", "s3": "lost"}
     assert slaves["s1"]["running_builds"] == 1 and slaves["s1"]["last_seen"] == NOW - 5
     assert slaves["s3"]["last_seen"] == 900.0 and slaves["s2"]["disabled_reason"] == "broken disk"
-    assert slaves["s1"]["info"]["environ"] == {"API_TOKEN": "<redacted>", "PATH": "/bin"}
+    assert "environ" not in slaves["s1"]["info"]  # anonymous callers lack slaves:read-environment:s1
+    shown = {s["name"]: s for s in (await farm.get("/api/v1/slaves", ADMIN))["slaves"]}
+    assert shown["s1"]["info"]["environ"] == {"API_TOKEN": "<redacted>", "PATH": "/bin"}
     lost = await farm.get("/api/v1/slaves", state="lost")
     assert [s["name"] for s in lost["slaves"]] == ["s3"] and lost["meta"]["total"] == 1
     linux = await farm.get("/api/v1/slaves", builder="linux", limit=1)
@@ -304,7 +313,8 @@ async def test_slave_detail_shows_commands_settings_and_recent_builds(farm):
     assert s2["recent_builds"] == [] and s2["connected"] is False
     requestid = await farm.db.slaveapi.add_result("s3", "reboot", {"password": "x"}, "oncall", "1.2.3.4",
                                                   None, 5)
-    s3 = await farm.get("/api/v1/slaves/s3")
+    assert (await farm.get("/api/v1/slaves/s3"))["slaveapi"]["results"] is None  # needs slaveapi:read
+    s3 = await farm.get("/api/v1/slaves/s3", ADMIN)
     assert [(r["requestid"], r["state_name"]) for r in s3["slaveapi"]["results"]] == [(requestid, "pending")]
     assert "args" not in s3["slaveapi"]["results"][0]
     assert [(c["connected_at"], c["disconnected_at"]) for c in s3["connections"]] == [(100.0, 900.0)]

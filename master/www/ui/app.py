@@ -15,14 +15,15 @@
     GET  /login, POST /login, POST /logout
     GET  /static/<file>
 
-Pages are jinja2 templates with autoescaping; errors render as HTML pages with the right
-status, made in one place (``PageError`` and the handlers below).  Every POST needs a
-logged-in user holding the scope, the session's CSRF token in the form, and (when the
-browser sends one) an Origin or Referer of this very site.
+Each route declares its scope (master/http/routes.py); GETs need ``builds:read`` or
+``slaves:read`` (anonymous callers hold them unless ``c['www']`` says otherwise).  Pages
+are jinja2 templates with autoescaping; errors render as HTML pages with the right status,
+made in one place (``PageError``, ``AuthError`` and the handlers below).  Every POST needs
+a caller holding the scope and, for a login session, the session's CSRF token in the form
+and an Origin or Referer of this very site (master/auth/service.py).
 """
 
 import os
-from dataclasses import dataclass
 from functools import partial
 from urllib.parse import quote, urlsplit
 
@@ -30,13 +31,13 @@ import jinja2
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from buildfarm.common.redaction import redact_info
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
-from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore, clearing_cookie, session_cookie
-from buildfarm.master.auth.users import Account
+from buildfarm.master.auth.identity import AuthError, Identity
+from buildfarm.master.auth.sessions import COOKIE_NAME, clearing_cookie, session_cookie
 from buildfarm.master.http.flow import FlowControl, send_text
 from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
 from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
 from buildfarm.master.schedulers.forcesched import ForceParameterError
@@ -44,6 +45,7 @@ from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.resources import action_scope
 from buildfarm.master.slaveapi.results import STATE_NAMES
+from buildfarm.master.www.apidata import environment_scope, public_info
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.format import FILTERS
 from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
@@ -64,8 +66,7 @@ STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; ch
                 ".png": b"image/png", ".svg": b"image/svg+xml"}
 STATIC_MAX_AGE_S = 300
 SLAVE_PAGE_ACTIONS = ("buildslave_uptime", "shutdown_buildslave", "reboot", "disable", "enable")
-# What the slave page does not show of getSlaveInfo: the environment may hold secrets.
-HIDDEN_INFO_KEYS = frozenset({"environ"})
+SLAVEAPI_READ_SCOPE = "slaveapi:read"
 CSRF_FIELD = "csrf_token"
 SECURITY_HEADERS = {
     b"content-security-policy": b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -85,21 +86,6 @@ class PageError(Exception):
         self.title = title
 
 
-@dataclass
-class Viewer:
-    """Who is looking at a page: an account and its session, or anonymous (both None)."""
-
-    account: Account | None = None
-    csrf_token: str = ""
-
-    @property
-    def name(self) -> str | None:
-        return self.account.name if self.account else None
-
-    def may(self, scope: str) -> bool:
-        return self.account is not None and self.account.has_scope(scope)
-
-
 def load_static_files(directory: str = STATIC_DIR) -> dict[str, tuple[bytes, bytes]]:
     """``{file name: (content type, content)}`` of the stylesheet and scripts, read once at
     start-up (a few kilobytes) so that serving them never touches the disk."""
@@ -116,11 +102,10 @@ class WebUI:
     """The HTML pages of one master."""
 
     app = bounded_klein()
+    routes = RouteTable(app, "pages")
 
-    def __init__(self, master, sessions: SessionStore | None = None):
+    def __init__(self, master):
         self.master = master
-        # An empty store is falsy (it has a length): test for None, or the site's store is lost.
-        self.sessions = sessions if sessions is not None else SessionStore(master.reactor)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -162,6 +147,22 @@ class WebUI:
         return self.render(request, "error.html", error.status, title=error.title or "Error",
                            status=error.status, message=error.message)
 
+    @app.handle_errors(AuthError)
+    def _auth_error(self, request, failure):
+        error = failure.value
+        if error.retry_after_header() is not None:
+            request.setHeader(b"retry-after", error.retry_after_header())
+        if error.status == 401 and request.method == b"GET":
+            title, message = "Login required", "Log in to see this page."
+        elif error.status == 401:
+            title, message = "Login required", "Log in to do this: anonymous users may look, not act."
+        elif error.status == 429:
+            title, message = "Too many attempts", error.message
+        else:
+            title, message = "Forbidden", error.message
+        return self.render(request, "error.html", error.status, title=title, status=error.status,
+                           message=message)
+
     @app.handle_errors(NotFound)
     def _not_found(self, request, failure):
         return self.render(request, "error.html", 404, title="Not found", status=404,
@@ -178,50 +179,29 @@ class WebUI:
         return self.render(request, "error.html", 500, title="Internal error", status=500,
                            message="Something went wrong; the master's twistd.log says what.")
 
-    def viewer(self, request) -> Viewer:
-        """The logged-in user of this request (their account as configured now), or anonymous."""
-        cached = getattr(request, "_buildfarm_viewer", None)
-        if cached is not None:
-            return cached
-        viewer = Viewer()
-        session = self.sessions.get(_cookie(request))
-        if session is not None:
-            account = self.master.slaveapi.authenticator.accounts.get(session.user)
-            if account is None:
-                self.sessions.drop_user(session.user)
-            else:
-                viewer = Viewer(account, session.csrf_token)
-        request._buildfarm_viewer = viewer
-        return viewer
+    def viewer(self, request) -> Identity:
+        """Who the route table found this request comes from (anonymous if it did not get
+        that far): what the pages show and which buttons they enable."""
+        identity = getattr(request, "_buildfarm_identity", None)
+        return identity if identity is not None else self.master.auth.anonymous()
 
-    def require_read(self, request) -> None:
-        """Anonymous reading may be switched off: then pages need a login."""
-        if self.viewer(request).account is None and not self.anonymous_may_read():
-            raise PageError(401, "Log in to see this page.", "Login required")
+    async def _request_builder(self, request, brid: int) -> dict:
+        row = await self.db.buildrequests.get(brid)
+        if row is None:
+            raise PageError(404, f"There is no build request {brid}.", "Not found")
+        return {"builder": row["buildername"]}
 
-    def anonymous_may_read(self) -> bool:
-        return bool(getattr(self.master.config, "www_allow_anonymous_read", True))
+    async def _build_builder(self, request, buildid: int) -> dict:
+        return {"builder": (await self.get_build(buildid))["buildername"]}
 
-    def authorize(self, request, scope: str) -> Account:
-        """The acting user, if logged in, holding ``scope``, with a valid CSRF token and a
-        same-site Origin; a 403 page otherwise."""
-        check_same_origin(request)
-        session = self.sessions.get(_cookie(request))
-        viewer = self.viewer(request)
-        if session is None or viewer.account is None:
-            raise PageError(403, "Log in to do this: anonymous users may look, not act.", "Forbidden")
-        if not session.csrf_matches(_form_value(request, CSRF_FIELD)):
-            raise PageError(403, "This form is stale or came from another site (bad CSRF token); "
-                                 "reload the page and try again.", "Forbidden")
-        if not viewer.account.has_scope(scope):
-            raise PageError(403, f"User {viewer.name!r} lacks the scope {scope!r}.", "Forbidden")
-        return viewer.account
+    async def _canonical_action(self, request, name: str, action: str) -> dict:
+        chosen = self.master.slaveapi.action(action)
+        return {"action": chosen.name if chosen else action}
 
     # -- overview ---------------------------------------------------------------------------
 
-    @app.route("/", methods=["GET"])
+    @routes.route("/", "GET", scope="builds:read")
     async def overview(self, request):
-        self.require_read(request)
         running = await self.db.builds.get_all(complete=False)
         builders = []
         for name, builder in sorted(self.master.botmaster.builders.items()):
@@ -262,9 +242,8 @@ class WebUI:
 
     # -- builders ---------------------------------------------------------------------------
 
-    @app.route("/builders/<string:name>", methods=["GET"])
+    @routes.route("/builders/<string:name>", "GET", scope="builds:read")
     async def builder(self, request, name):
-        self.require_read(request)
         return await self.builder_page(request, name)
 
     async def builder_page(self, request, name: str, status: int = 200, values: dict | None = None,
@@ -293,11 +272,11 @@ class WebUI:
             pending=await self.pending_requests(builder.builderid), form=form, errors=errors or {},
             forced=forced)
 
-    @app.route("/builders/<string:name>/force", methods=["POST"])
+    @routes.route("/builders/<string:name>/force", "POST", scope="builds:force:{name}")
     async def force(self, request, name):
         if name not in self.master.botmaster.builders:
             raise PageError(404, f"There is no builder named {name!r}.", "Not found")
-        account = self.authorize(request, f"builds:force:{name}")
+        account = request_identity(request)
         try:
             scheduler = self.master.scheduler.force_scheduler_for(name)
         except NotForceable as e:
@@ -311,12 +290,10 @@ class WebUI:
             return await self.builder_page(request, name, 400, values, {e.field: e.message})
         return _redirect(request, f"/builders/{quote(name)}?forced={brid}")
 
-    @app.route("/buildrequests/<int:brid>/cancel", methods=["POST"])
+    @routes.route("/buildrequests/<int:brid>/cancel", "POST", scope="builds:cancel:{builder}",
+                  resolve=_request_builder)
     async def cancel_request(self, request, brid):
         row = await self.db.buildrequests.get(brid)
-        if row is None:
-            raise PageError(404, f"There is no build request {brid}.", "Not found")
-        self.authorize(request, f"builds:cancel:{row['buildername']}")
         if not await self.db.buildrequests.cancel(brid, self.now()):
             raise PageError(409, f"Build request {brid} is already running or finished: stop its build.",
                             "Too late")
@@ -331,9 +308,8 @@ class WebUI:
             raise PageError(404, f"There is no build {buildid}.", "Not found")
         return build
 
-    @app.route("/builds/<int:buildid>", methods=["GET"])
+    @routes.route("/builds/<int:buildid>", "GET", scope="builds:read")
     async def build(self, request, buildid):
-        self.require_read(request)
         build = await self.get_build(buildid)
         now = self.now()
         steps = []
@@ -357,19 +333,18 @@ class WebUI:
         text = await self.db.logs.get_text_range(entry["logid"], first, end - 1) if end > first else ""
         return {**entry, "text": text, "first_line": first, "next_line": end}
 
-    @app.route("/builds/<int:buildid>/stop", methods=["POST"])
+    @routes.route("/builds/<int:buildid>/stop", "POST", scope="builds:stop:{builder}",
+                  resolve=_build_builder)
     async def stop(self, request, buildid):
-        build = await self.get_build(buildid)
-        account = self.authorize(request, f"builds:stop:{build['buildername']}")
+        account = request_identity(request)
         running = self.master.botmaster.running_build(buildid)
         if running is None:
             raise PageError(409, f"Build {buildid} is not running on this master.", "Not running")
-        running.stop(f"stopped by {account.name} from the web UI")
+        running.stop(f"stopped by {account.audit_name} from the web UI")
         return _redirect(request, f"/builds/{buildid}")
 
-    @app.route("/builds/<int:buildid>/events", methods=["GET"])
+    @routes.route("/builds/<int:buildid>/events", "GET", scope="builds:read")
     async def events(self, request, buildid):
-        self.require_read(request)
         await self.get_build(buildid)
         resume = request.getHeader(b"last-event-id")
         positions = parse_positions(resume or _query(request, "logs"))
@@ -401,17 +376,16 @@ class WebUI:
             raise PageError(404, f"Step {number} of build {buildid} has no log {slug!r}.", "Not found")
         return build, {**step, "log": entry}
 
-    @app.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>", methods=["GET"])
+    @routes.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>", "GET", scope="builds:read")
     async def log_page(self, request, buildid, number, slug):
-        self.require_read(request)
         build, step = await self.get_log(buildid, number, slug)
         title = f"{step['log']['name']} of {build['buildername']} #{build['number']}"
         return self.render(request, "log.html", title=title, build=build, step=step,
                            log=await self.log_tail(step["log"]))
 
-    @app.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>/lines", methods=["GET"])
+    @routes.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>/lines", "GET",
+                  scope="builds:read")
     async def log_lines(self, request, buildid, number, slug):
-        self.require_read(request)
         _, step = await self.get_log(buildid, number, slug)
         first = _int_query(request, "first", 0, 0)
         last = _int_query(request, "last", first + MAX_RANGE_LINES - 1, 0)
@@ -422,10 +396,10 @@ class WebUI:
         request.setHeader(b"x-content-type-options", b"nosniff")
         return (await self.db.logs.get_text_range(step["log"]["logid"], first, last)).encode("utf-8")
 
-    @app.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>/raw", methods=["GET"])
+    @routes.route("/builds/<int:buildid>/steps/<int:number>/logs/<string:slug>/raw", "GET",
+                  scope="builds:read")
     async def log_download(self, request, buildid, number, slug):
         """The whole log, read and sent in batches of lines (a huge log is never whole in memory)."""
-        self.require_read(request)
         build, step = await self.get_log(buildid, number, slug)
         entry = step["log"]
         filename = f"{build['buildername']}-{build['number']}-{number}-{slug}.txt"
@@ -434,9 +408,8 @@ class WebUI:
 
     # -- slaves -----------------------------------------------------------------------------
 
-    @app.route("/slaves/<string:name>", methods=["GET"])
+    @routes.route("/slaves/<string:name>", "GET", scope="slaves:read")
     async def slave(self, request, name):
-        self.require_read(request)
         row = await self.known_slave(name)
         settings = await self.db.slaveapi.get_settings(name)
         live = self.master.botmaster.slaves.get(name)
@@ -444,8 +417,12 @@ class WebUI:
         builds = []
         if row is not None:
             builds = await self.db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_ON_SLAVE_PAGE)
-        results = await self.master.slaveapi.results(name)
         viewer = self.viewer(request)
+        # The SlaveAPI's results and audit follow the SlaveAPI's read scope.
+        may_read_slaveapi = viewer.may(SLAVEAPI_READ_SCOPE)
+        results = await self.master.slaveapi.results(name) if may_read_slaveapi else []
+        audit = (await self.db.slaveapi.get_audit(name, limit=RECENT_ON_SLAVE_PAGE)
+                 if may_read_slaveapi else [])
         actions = [{"name": action, "allowed": viewer.may(action_scope(action, name)),
                     "scope": action_scope(action, name),
                     "description": self.master.slaveapi.action(action).description}
@@ -453,12 +430,12 @@ class WebUI:
         return self.render(
             request, "slave.html", title=f"Slave {name}", name=name, row=row or {}, settings=settings,
             summary=self.slave_summary(name, row, settings), live=live,
-            info=sorted((k, v) for k, v in redact_info(info).items() if k not in HIDDEN_INFO_KEYS),
+            info=sorted(public_info(info, viewer.may(environment_scope(name))).items()),
             version=live.version if live is not None else (row or {}).get("version"),
             commands=sorted(getattr(live, "commands", {}).items()) if live is not None else [],
             builds=builds, results=list(reversed(results))[:RECENT_ON_SLAVE_PAGE],
             state_names=STATE_NAMES, actions=actions,
-            audit=await self.db.slaveapi.get_audit(name, limit=RECENT_ON_SLAVE_PAGE),
+            audit=audit,
             connections=await self.db.slaves.get_connections(name, RECENT_ON_SLAVE_PAGE),
             requested=_int_query(request, "requested", None, 1))
 
@@ -469,30 +446,31 @@ class WebUI:
             raise PageError(404, f"There is no slave named {name!r}.", "Not found")
         return row
 
-    @app.route("/slaves/<string:name>/actions/<string:action>", methods=["POST"])
+    @routes.route("/slaves/<string:name>/actions/<string:action>", "POST", scope="slaveapi:{action}:{name}",
+                  resolve=_canonical_action)
     async def slave_action(self, request, name, action):
         await self.known_slave(name)
         chosen = self.master.slaveapi.action(action)
         if chosen is None:
             raise PageError(404, f"There is no action named {action!r}.", "Not found")
-        account = self.authorize(request, action_scope(chosen.name, name))
+        account = request_identity(request)
         given = {key: values[-1] for key, values in _form(request).items()
                  if key != CSRF_FIELD and values[-1] != ""}
         try:
             args = chosen.parse_args(given)
         except BadArgument as e:
             raise PageError(400, str(e), "Bad argument") from None
-        result = await self.master.slaveapi.submit(name, chosen, args, account.name, _peer(request))
+        result = await self.master.slaveapi.submit(name, chosen, args, account.audit_name, _peer(request))
         return _redirect(request, f"/slaves/{quote(name)}?requested={result.requestid}")
 
     # -- login ------------------------------------------------------------------------------
 
-    @app.route("/login", methods=["GET"])
+    @routes.route("/login", "GET", scope=PUBLIC)
     def login_form(self, request):
         return self.render(request, "login.html", title="Log in", error=None, username="",
                            next=_local_path(_query(request, "next")))
 
-    @app.route("/login", methods=["POST"])
+    @routes.route("/login", "POST", scope=PUBLIC)
     async def login(self, request):
         check_same_origin(request)
         username = _form_value(request, "username") or ""
@@ -500,33 +478,33 @@ class WebUI:
         target = _local_path(_form_value(request, "next"))
         peer = _peer(request)
         try:
-            account = await self.master.slaveapi.authenticator.check_password(username, password, peer)
+            account = await self.master.auth.check_password(username, password, peer)
         except RateLimited as e:
             log.info("web UI: login for {user} from {peer} refused: {why}", user=username, peer=peer,
                      why=str(e))
             request.setHeader(b"retry-after", str(e.retry_after).encode())
             return self.render(request, "login.html", 429, title="Log in", username=username, next=target,
                                error=f"Too many failed logins; try again in {e.retry_after} s.",
-                               viewer=Viewer())
+                               viewer=self.master.auth.anonymous())
         except Unauthenticated:
             log.info("web UI: failed login for {user} from {peer}", user=username, peer=_peer(request))
             return self.render(request, "login.html", 401, title="Log in", username=username, next=target,
-                               error="Wrong user name or password.", viewer=Viewer())
-        self.sessions.drop(_cookie(request))
-        session = self.sessions.create(account.name)
+                               error="Wrong user name or password.", viewer=self.master.auth.anonymous())
+        self.master.auth.sessions.drop(_cookie(request))
+        session = self.master.auth.sessions.create(account.name)
         request.responseHeaders.addRawHeader(b"set-cookie", session_cookie(session.sid, request.isSecure()))
         log.info("web UI: {user} logged in from {peer}", user=account.name, peer=_peer(request))
         return _redirect(request, target)
 
-    @app.route("/logout", methods=["POST"])
+    @routes.route("/logout", "POST", scope=PUBLIC)
     def logout(self, request):
         check_same_origin(request)
         # Whatever the form holds, the session of this cookie ends on the server too.
-        self.sessions.drop(_cookie(request))
+        self.master.auth.sessions.drop(_cookie(request))
         request.responseHeaders.addRawHeader(b"set-cookie", clearing_cookie())
         return _redirect(request, "/")
 
-    @app.route("/static/<string:name>", methods=["GET"])
+    @routes.route("/static/<string:name>", "GET", scope=PUBLIC)
     def static(self, request, name):
         if name not in self.static_files:
             raise PageError(404, f"There is no static file {name!r}.", "Not found")

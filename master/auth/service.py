@@ -1,0 +1,243 @@
+"""``AuthService``: the master's ``auth`` service, asked by every HTTP surface who a request
+comes from and whether it may do what it asks.
+
+It holds the users of ``c['users']`` (their credentials checked by the ``Authenticator``),
+the web UI's login sessions (``SessionStore``) and the scopes anonymous callers get
+(``c['www']['anonymous_scopes']``).  A surface calls ``authorize(request, scope, write)``
+and turns an ``AuthError`` into its own error format; no surface parses credentials itself.
+
+Rules (docs/security.md, "Who may do what"):
+
+- credentials come from ``Authorization: Basic`` / ``Bearer`` or the session cookie; wrong
+  credentials are a 401 (a 429 with ``retry_after`` when the authenticator rate-limits);
+- a caller lacking the scope gets a 401 when anonymous, a 403 naming the scope otherwise;
+- a write carried by credentials a browser attaches on its own (the cookie, cached basic
+  credentials) needs a same-origin ``Origin`` (or, without one, ``Referer``); a cookie
+  write with neither is refused, and also needs the session's CSRF token from the form
+  body or the ``X-CSRF-Token`` header (never from the query string).
+"""
+
+import hmac
+from urllib.parse import parse_qs, urlsplit
+
+from twisted.application import service
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
+from buildfarm.master.auth.identity import BASIC, BEARER, COOKIE, NONE, AuthError, Identity
+from buildfarm.master.auth.ratelimit import LoginLimiter
+from buildfarm.master.auth.sessions import COOKIE_NAME, Session, SessionStore
+from buildfarm.master.auth.users import Account
+
+log = Logger()
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = b"x-csrf-token"
+FORM_TYPE = b"application/x-www-form-urlencoded"
+MULTIPART_TYPE = b"multipart/form-data"
+CHANGE_SECRET_HEADER = b"x-buildfarm-secret"
+SECRET = "secret"  # how the change hook's caller authenticates
+CHANGE_HOOK_ACCOUNT = Account("change-hook", ["changes:add"])
+# Audit outcomes.
+DONE = "done"
+REFUSED = "refused"
+FAILED = "failed"
+
+
+class AuthService(service.Service):
+    """Users, sessions and anonymous scopes; identifies and authorizes requests."""
+
+    name = "auth"
+
+    def __init__(self, clock: IReactorTime, accounts: list[Account] = (),
+                 anonymous_scopes: tuple[str, ...] | list[str] = (), db=None,
+                 change_secret: str | None = None):
+        self.clock = clock
+        self.db = db
+        self.change_secret = change_secret
+        self.anonymous_scopes = tuple(anonymous_scopes)
+        # Failed logins are remembered across reconfigs: every new Authenticator gets this limiter.
+        self.login_limiter = LoginLimiter(clock)
+        self.authenticator = self._make_authenticator(list(accounts))
+        # Login sessions live as long as the process: a reconfig or a web port change keeps them.
+        self.sessions = SessionStore(clock)
+
+    def _make_authenticator(self, accounts: list[Account]) -> Authenticator:
+        """The one place that builds the authenticator."""
+        return Authenticator(accounts, self.clock, self.login_limiter)
+
+    def reconfig(self, config) -> None:
+        """Take the users and anonymous scopes of a new configuration; sessions of users who
+        are gone end at once."""
+        accounts = list(getattr(config, "users", []))
+        self.authenticator = self._make_authenticator(accounts)
+        self.anonymous_scopes = tuple(getattr(config, "www_anonymous_scopes", ()))
+        self.change_secret = getattr(config, "change_secret", None)
+        names = {a.name for a in accounts}
+        for user in {s.user for s in list(self.sessions._sessions.values())} - names:
+            self.sessions.drop_user(user)
+
+    @property
+    def accounts(self) -> dict[str, Account]:
+        return self.authenticator.accounts
+
+    # -- the authenticator and the session store, each called from one place ----------------
+
+    async def _authenticate(self, header: bytes, peer: str) -> Account:
+        return await self.authenticator.authenticate(header, peer)
+
+    async def check_password(self, name: str, password: str, peer: str) -> Account:
+        """The account of a login form's user name and password (``Unauthenticated`` otherwise,
+        ``RateLimited`` with ``retry_after`` after too many failures)."""
+        return await self.authenticator.check_password(name, password, peer)
+
+    def _session(self, sid: str | None) -> Session | None:
+        return self.sessions.get(sid)
+
+    # -- identification ----------------------------------------------------------------------
+
+    async def identify(self, request) -> Identity:
+        """Who ``request`` comes from (cached on the request); ``AuthError`` 401/429 when it
+        carries credentials that do not prove an account."""
+        cached = getattr(request, "_buildfarm_identity", None)
+        if cached is not None:
+            return cached
+        identity = await self._identify(request)
+        request._buildfarm_identity = identity
+        return identity
+
+    async def _identify(self, request) -> Identity:
+        header = request.getHeader(b"authorization")
+        if header:
+            try:
+                account = await self._authenticate(header.encode("latin-1") if isinstance(header, str)
+                                                   else header, peer_of(request))
+            except Unauthenticated as e:
+                retry_after = getattr(e, "retry_after", None)
+                raise AuthError(429 if retry_after is not None else 401, str(e),
+                                retry_after=retry_after) from None
+            scheme = header.split(None, 1)[0].lower() if header.strip() else b""
+            method = BEARER if scheme in (b"bearer", "bearer") else BASIC
+            return Identity(account, method, self.anonymous_scopes)
+        hook_secret = request.getHeader(CHANGE_SECRET_HEADER)
+        if hook_secret is not None:
+            return self._change_hook(hook_secret)
+        session = self._session(session_id(request))
+        if session is not None:
+            account = self.accounts.get(session.user)
+            if account is not None:
+                return Identity(account, COOKIE, self.anonymous_scopes, session.csrf_token, session.sid)
+            self.sessions.drop_user(session.user)
+        return Identity(None, NONE, self.anonymous_scopes)
+
+    def _change_hook(self, given: bytes) -> Identity:
+        """The change hook's caller: the shared secret of ``c['changes']`` grants ``changes:add``."""
+        given = given.encode("latin-1") if isinstance(given, str) else given
+        if not self.change_secret or not hmac.compare_digest(given, self.change_secret.encode()):
+            raise AuthError(401, "wrong or missing X-Buildfarm-Secret (or the change hook has no secret: "
+                                 "set c['changes'] = {'secret': ...} in master.cfg)")
+        return Identity(CHANGE_HOOK_ACCOUNT, SECRET, self.anonymous_scopes)
+
+    def anonymous(self) -> Identity:
+        return Identity(None, NONE, self.anonymous_scopes)
+
+    # -- authorization -----------------------------------------------------------------------
+
+    async def authorize(self, request, scope: str | None, write: bool) -> Identity:
+        """The caller of ``request`` if it may act under ``scope`` (None: anyone may);
+        ``AuthError`` otherwise."""
+        identity = await self.identify(request)
+        if scope is not None and not identity.may(scope):
+            if identity.anonymous:
+                raise AuthError(401, f"authentication required: anonymous callers lack the scope {scope!r}",
+                                scope)
+            raise AuthError(403, f"user {identity.name!r} lacks the scope {scope!r}", scope,
+                            user=identity.name)
+        if write:
+            self.check_browser_write(request, identity)
+        return identity
+
+    def check_browser_write(self, request, identity: Identity) -> None:
+        """A write carried by browser-attached credentials must come from this very site
+        and, for a cookie session, carry the session's CSRF token."""
+        if not identity.browser_borne:
+            return
+        if identity.method == COOKIE and not _csrf_matches(identity.csrf_token, csrf_token_of(request)):
+            raise AuthError(403, "bad CSRF token: this form is stale or came from another site (send "
+                                 "the form's csrf_token field or an X-CSRF-Token header)", user=identity.name)
+        same = same_origin(request)
+        if same is False or (same is None and identity.method == COOKIE):
+            raise AuthError(403, "this request was sent from another site (or without an Origin or "
+                                 "Referer); refused (cross-site request forgery protection)",
+                            user=identity.name)
+
+    # -- audit -------------------------------------------------------------------------------
+
+    async def audit(self, surface: str, user: str, peer: str, method: str, path: str, scope: str | None,
+                    outcome: str, status: int, detail: str = "") -> None:
+        """Record one write: who, from where, what, and how it ended (never raises)."""
+        if self.db is None:
+            return
+        try:
+            await self.db.audit.add(int(self.clock.seconds()), surface, user, peer, method, path,
+                                    scope or "", outcome, status, detail)
+        except Exception:
+            log.failure("audit: recording {method} {path} by {user} failed", method=method, path=path,
+                        user=user)
+
+
+# -- request helpers -----------------------------------------------------------------------
+
+def peer_of(request) -> str:
+    """The client's address."""
+    return getattr(request.getClientAddress(), "host", None) or "?"
+
+
+def session_id(request) -> str | None:
+    value = request.getCookie(COOKIE_NAME)
+    return value.decode("ascii", "replace") if value else None
+
+
+def same_origin(request) -> bool | None:
+    """Whether the request's Origin (or, lacking one, Referer) is this site; None when the
+    request carries neither (not a browser, or a browser that hid it)."""
+    host = request.getHeader(b"host")
+    origin = request.getHeader(b"origin")
+    source = origin if origin is not None else request.getHeader(b"referer")
+    if source is None:
+        return None
+    if isinstance(source, str):
+        source = source.encode("latin-1")
+    if host is None or source == b"null":
+        return False
+    host = host.decode("latin-1") if isinstance(host, bytes) else host
+    return urlsplit(source.decode("latin-1")).netloc == host
+
+
+def csrf_token_of(request) -> str | None:
+    """The CSRF token of a request: the ``X-CSRF-Token`` header, or the ``csrf_token`` field
+    of a form body; a token in the query string does not count (URLs leak into logs)."""
+    header = request.getHeader(CSRF_HEADER)
+    if header:
+        return header.decode("utf-8", "replace") if isinstance(header, bytes) else header
+    content_type = (request.getHeader(b"content-type") or b"")
+    if isinstance(content_type, str):
+        content_type = content_type.encode("latin-1")
+    kind = content_type.split(b";")[0].strip().lower()
+    if kind == FORM_TYPE and request.content is not None:
+        request.content.seek(0)
+        body = request.content.read()
+        request.content.seek(0)
+        values = parse_qs(body.decode("utf-8", "replace")).get(CSRF_FIELD)
+        return values[-1] if values else None
+    if kind == MULTIPART_TYPE:
+        in_query = CSRF_FIELD in parse_qs(urlsplit(request.uri.decode("latin-1")).query)
+        values = (request.args or {}).get(CSRF_FIELD.encode())
+        if values and not in_query:
+            return values[-1].decode("utf-8", "replace")
+    return None
+
+
+def _csrf_matches(expected: str, given: str | None) -> bool:
+    return bool(expected) and given is not None and hmac.compare_digest(given.encode(), expected.encode())
