@@ -52,8 +52,13 @@ class AuthService(service.Service):
 
     def __init__(self, clock: IReactorTime, accounts: list[Account] = (),
                  anonymous_scopes: tuple[str, ...] | list[str] = (), db=None,
-                 change_secret: str | None = None):
+                 change_secret: str | None = None, run_slowly=None, iterations: int | None = None):
+        """``run_slowly`` (where PBKDF2 runs; a thread by default) and ``iterations`` (what
+        every password check costs; see authenticator.py) are for tests."""
         self.clock = clock
+        self._authenticator_options = {"iterations": iterations}
+        if run_slowly is not None:
+            self._authenticator_options["run_slowly"] = run_slowly
         self.db = db
         self.change_secret = change_secret
         self.anonymous_scopes = tuple(anonymous_scopes)
@@ -65,7 +70,7 @@ class AuthService(service.Service):
 
     def _make_authenticator(self, accounts: list[Account]) -> Authenticator:
         """The one place that builds the authenticator."""
-        return Authenticator(accounts, self.clock, self.login_limiter)
+        return Authenticator(accounts, self.clock, self.login_limiter, **self._authenticator_options)
 
     def reconfig(self, config) -> None:
         """Take the users and anonymous scopes of a new configuration; sessions of users who

@@ -11,9 +11,10 @@ import pytest_twisted
 from twisted.internet import defer, task
 from twisted.web.server import NOT_DONE_YET
 
-from buildfarm.master.auth.authenticator import Authenticator, RateLimited, Unauthenticated
-from buildfarm.master.auth.ratelimit import LoginLimiter
-from buildfarm.master.auth.sessions import COOKIE_NAME, SessionStore
+from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
+from buildfarm.master.auth.identity import READ_SCOPES
+from buildfarm.master.auth.service import AuthService
+from buildfarm.master.auth.sessions import COOKIE_NAME
 from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.ui.app import WebUI, _local_path
@@ -35,14 +36,13 @@ class Farm:
         users, problems = validate_users([User("oncall", password="s3cret", scopes=["slaveapi:*"]),
                                           User("viewer", password="v1ew", scopes=["slaveapi:read"])], None)
         assert problems == []
-        authenticator = Authenticator(users, self.clock, LoginLimiter(self.clock), run_slowly=synchronously,
-                                      iterations=1000)
-        runner = SimpleNamespace(authenticator=authenticator, settings=SimpleNamespace(slaves={}))
-        self.master = SimpleNamespace(reactor=self.clock, slaveapi=runner,
+        self.auth = AuthService(self.clock, users, READ_SCOPES, run_slowly=synchronously, iterations=1000)
+        self.sessions = self.auth.sessions
+        runner = SimpleNamespace(settings=SimpleNamespace(slaves={}))
+        self.master = SimpleNamespace(reactor=self.clock, slaveapi=runner, auth=self.auth, db=None,
                                       config=SimpleNamespace(title="farm", slaves={}))
         runner.master = self.master
-        self.sessions = SessionStore(self.clock)
-        self.pages = WebUI(self.master, self.sessions).resource()
+        self.pages = WebUI(self.master).resource()
         self.slaveapi = SlaveAPI(runner).resource()
 
     async def request(self, resource, method: str, path: str, form: dict | None = None, peer: str = OFFICE,
@@ -176,11 +176,6 @@ async def test_a_new_login_replaces_the_session_of_the_cookie_it_brings(farm):
     assert farm.sessions.get(first) is None and farm.sessions.get(session_id(response)).user == "viewer"
 
 
-def test_the_pages_keep_the_store_the_site_gives_them_even_while_it_is_empty(farm):
-    store = SessionStore(farm.clock)
-    assert WebUI(farm.master, store).sessions is store
-
-
 @pytest_twisted.ensureDeferred
 async def test_a_slaveapi_reconfig_keeps_the_count_of_failed_logins(db):
     from test_slaveapi_http import Harness
@@ -189,9 +184,9 @@ async def test_a_slaveapi_reconfig_keeps_the_count_of_failed_logins(db):
     try:
         for _ in range(10):
             with pytest.raises(Unauthenticated):
-                await harness.runner.authenticator.check_password("oncall", "guess", ATTACKER)
-        await harness.runner.reconfig(harness.master.config)
+                await harness.master.auth.check_password("oncall", "guess", ATTACKER)
+        harness.master.auth.reconfig(harness.master.config)
         with pytest.raises(RateLimited):
-            await harness.runner.authenticator.check_password("oncall", "s3cret", ATTACKER)
+            await harness.master.auth.check_password("oncall", "s3cret", ATTACKER)
     finally:
         await harness.runner.stopService()

@@ -9,6 +9,7 @@ import json
 import pytest
 import pytest_twisted
 
+from buildfarm.master.db.testing import add_running_build
 from fixtures.channelhttp import Response, request
 from fixtures.inprocessmaster import CHANGE_SECRET, TOKEN, make_basedir, start_master
 
@@ -26,6 +27,7 @@ def basedir(tmp_path_factory):
 async def site(basedir):
     """The web port's site of a started master (not listening: requests go in memory)."""
     master = await start_master(basedir)
+    await add_running_build(master.db)  # build 1: its stop route reads a body
     yield master.www.make_site()
     await master.stopService()
 

@@ -19,6 +19,9 @@ from buildfarm.common.redaction import (
     redact_log_header,
     redact_value,
 )
+from buildfarm.master.auth.identity import READ_SCOPES
+from buildfarm.master.auth.service import AuthService
+from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.pb.remotecommand import RemoteCommand
 from buildfarm.master.process.build import Build
 from buildfarm.master.www.api import JSONAPI
@@ -294,9 +297,14 @@ async def test_the_json_api_shows_a_slaves_environment_without_secret_values(db)
         db=db, reactor=clock, metrics=MasterMetrics(),
         config=SimpleNamespace(title="farm", slaves={"s1": None}, change_secret=None),
         botmaster=SimpleNamespace(builders={}, slaves={}, running_builds={}))
+    accounts, _ = validate_users([User("ops", tokens=["ops-token"],
+                                       scopes=["slaves:read", "slaves:read-environment:s1"])], None)
+    master.auth = AuthService(clock, accounts, READ_SCOPES, db)
     resource = JSONAPI(master).resource()
+    anonymous = json.loads((await render(resource, "GET", "/api/v1/slaves/s1")).body)
+    assert "environ" not in anonymous["info"]  # shown only with slaves:read-environment:s1
     for path in ("/api/v1/slaves/s1", "/api/v1/slaves"):
-        response = await render(resource, "GET", path)
+        response = await render(resource, "GET", path, headers={"authorization": "Bearer ops-token"})
         assert response.code == 200
         text = response.body.decode()
         for value in (*SECRET_VALUES, "pw-admin"):
