@@ -29,6 +29,7 @@ class Viewer:
     lines: int = 0
     done: bool = False
     closed: bool = False
+    closed_at: float = 0.0  # time.monotonic() when its stream ended
     _tail: bytes = field(default=b"")
 
     def took(self, data: bytes) -> None:
@@ -82,7 +83,7 @@ class Viewers:
                         viewer.took(data)
                     else:
                         selector.unregister(viewer.sock)
-                        viewer.closed = True
+                        viewer.closed, viewer.closed_at = True, time.monotonic()
                         open_count -= 1
         for viewer in self.viewers:
             viewer.sock.close()

@@ -42,6 +42,8 @@ def rows(quick: bool, viewers: int = 0) -> list[Row]:
     if viewers:
         shown.append(Row("viewer_min_lines", "fewest log lines a viewer got", True, is_count=True,
                          digits=0))
+        shown.append(Row("viewers_behind_s", "s from the step's end until every viewer had it all",
+                         False, digits=2))
     return shown
 
 
@@ -68,6 +70,7 @@ def one_run(system: System, lines: int, viewers: int = 0) -> dict[str, float]:
         if unfinished:
             raise AssertionError(f"{len(unfinished)} of {viewers} viewers did not get the whole stream")
         figures["viewer_min_lines"] = min(v.lines for v in watched)
+        figures["viewers_behind_s"] = max(0.0, max(v.closed_at for v in watched) - step_complete)
     return figures
 
 
@@ -80,6 +83,6 @@ def measure(system_class: type[System], root: str, runs: int, quick: bool,
     with started(system_class, root, ["s1"], builders, ["s1"]) as system:
         wait_request(system, system.force("warmup"))
         results = [one_run(system, lines, viewers) for _ in range(runs)]
-        profile_our_master(system, profile_dir, "w2", lambda: [wait_request(system, system.force("stream"))
-                                                               for _ in range(PROFILED_BUILDS)])
+        profile_our_master(system, profile_dir, f"w2-{viewers}-viewers" if viewers else "w2",
+                           lambda: [one_run(system, lines, viewers) for _ in range(PROFILED_BUILDS)])
     return medians(results)

@@ -126,7 +126,8 @@ class LogWriter:
         d.addErrback(lambda f: log.failure("writing log {id} failed", f, id=self.logid))
         d.addBoth(self._written)
 
-    async def _write(self, chunks: list[str]) -> None:
+    async def _write(self, chunks: list[str]) -> list[str]:
+        """Store ``chunks``; what was stored (a notice in place of text that was lost)."""
         error = await self._store_with_retries(chunks)
         if error is not None:
             lost = sum(len(chunk) for chunk in chunks)
@@ -134,11 +135,10 @@ class LogWriter:
                       id=self.logid, lost=lost, why=str(error) or type(error).__name__)
             chunks = [lost_text_notice(lost, error)]
             await self._store(chunks)  # a failure here reaches the errback in flush
-        for chunk in chunks:
-            if self.on_write is not None:
+        if self.on_write is not None:
+            for chunk in chunks:
                 self.on_write(chunk)
-            if self.bus is not None:
-                self.bus.publish(self.logid, chunk)
+        return chunks
 
     async def _store(self, chunks: list[str]) -> None:
         if len(chunks) == 1:
@@ -163,18 +163,31 @@ class LogWriter:
                          id=self.logid, why=str(e) or type(e).__name__, delay=delay)
                 await task.deferLater(self.clock, delay, lambda: None)
 
-    def _written(self, _) -> None:
+    def _written(self, stored: list[str] | None) -> None:
         self._writing = False
         if self._paused:
             self._paused = False
             self._resume()
-        if self._flushWanted or self._idle or self._buffered >= FLUSH_BYTES:
+        wanted = self._flushWanted or self._idle or self._buffered >= FLUSH_BYTES
+        if wanted and self._buffer:
+            # The next write goes to the database thread first; the live viewers are served
+            # while it runs, rather than holding it up.
+            self.flush()
+            self._publish(stored)
+            return
+        self._publish(stored)  # before ``finish`` (waiting in _idle) closes the log on the bus
+        if wanted:
             self.flush()  # (``finish`` waiting in _idle wants the rest now)
         elif self._buffer:
             if self._timer is None:
                 self._timer = self.clock.callLater(FLUSH_DELAY_S, self.flush)
         else:
             self._wakeIdle()
+
+    def _publish(self, stored: list[str] | None) -> None:
+        if self.bus is not None:
+            for chunk in stored or ():
+                self.bus.publish(self.logid, chunk)
 
     def _resume(self) -> None:
         try:

@@ -68,6 +68,12 @@ class Reads:
         return counting
 
 
+async def advance_until(clock: task.Clock, condition, what: str) -> None:
+    """Advance the master's clock a polling interval at a time until ``condition()`` (the
+    stream works between advances, on the real reactor's database threads)."""
+    await wait_for(lambda: condition() or clock.advance(POLL_S), what)
+
+
 async def running_log(db):
     """A running build with one step and its ``stdio`` log: (clock, bus, buildid, stepid, writer)."""
     clock, bus = task.Clock(), LogBus()
@@ -175,12 +181,10 @@ async def test_a_build_another_master_runs_is_still_polled(db):
     writer.add_stdout(lines(0, 5))  # as if another master wrote it: nothing pushed reaches this stream
     await writer.flushed()
     reads = Reads(db)
-    clock.advance(POLL_S)
-    await wait_for(lambda: viewer.has_lines(logid, 5), "the polled lines")
+    await advance_until(clock, lambda: viewer.has_lines(logid, 5), "the polled lines")
     assert "get_text_range" in reads.calls
     await end_build(db, bus, buildid, stepid, writer)
-    clock.advance(POLL_S)
-    await wait_for(lambda: viewer.done.called, "the stream to end")
+    await advance_until(clock, lambda: viewer.done.called, "the stream to end")
     assert viewer.text(logid) == lines(0, 5)
 
 
@@ -194,10 +198,7 @@ async def test_a_build_that_stops_running_here_without_a_word_is_read_again(db):
     await db.steps.finish(stepid, SUCCESS, 1010.0, "compiled")
     await db.builds.finish(buildid, SUCCESS, 1011.0, "build success")
     running[0] = False  # (no build_changed)
-    for _ in range(3):
-        clock.advance(POLL_S)
-        await wait_for(lambda: True, "a turn of the reactor")
-    await wait_for(lambda: viewer.done.called, "the stream to end")
+    await advance_until(clock, lambda: viewer.done.called, "the stream to end")
     assert viewer.events()[-1][0] == "done"
 
 
