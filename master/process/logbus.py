@@ -11,6 +11,10 @@ each log's unfinished last line until its newline arrives (or the log is finishe
 viewer can tell exactly which lines it already has.  Line numbers count ``"\\n"`` from 0, as
 the database does (master/db/logs.py), and every line published is already in the database.
 
+Viewers that catch up read the database through ``SharedReads``: several viewers behind at
+the same place (say, twenty that opened the page as the build started and cannot keep up
+with it) read each range once, and its JSON is encoded once.
+
 A viewer subscribes with ``watch(buildid)`` and ``Watch.follow(logid)`` *before* reading the
 database, then reads up to ``LogFeed.end`` from the database and takes the pushed batches
 after that, skipping lines it has (no gap, no duplicate).  Each feed holds at most
@@ -23,13 +27,17 @@ started or finished, a log was added, the build ended), so they read them again.
 """
 
 import json
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 # Pushed text one viewer may hold before it loses it and reads the database instead.
-MAX_PENDING_CHARS = 4 * 1024 * 1024
+MAX_PENDING_CHARS = 1024 * 1024
+# Text read from the database for viewers catching up, kept for others behind at the same place.
+MAX_SHARED_READ_CHARS = 2 * 1024 * 1024
 # The longest unfinished line kept; a longer one is not pushed (viewers read it from the database).
 MAX_PARTIAL_CHARS = 1024 * 1024
 # Lines of one ``LogLines`` at most (the event stream sends at most this many per event).
@@ -198,12 +206,82 @@ class _LogTopic:
         self.writing = False
 
 
+class _Reading:
+    """A database read in flight, and the viewers waiting for it."""
+
+    def __init__(self) -> None:
+        self.waiters: list[defer.Deferred] = []
+
+
+class SharedReads:
+    """Lines of logs read from the database for viewers catching up, kept (at most
+    ``max_chars`` of them, the least recently used go first) and shared: a range being read
+    is not read again for another viewer, who waits for the same answer.  Only ranges the
+    database holds for good may be asked for (complete lines, or a finished log's last one)."""
+
+    def __init__(self, max_chars: int = MAX_SHARED_READ_CHARS):
+        self.max_chars = max_chars
+        self.reads = 0  # database reads made
+        self._entries: OrderedDict[tuple[int, int, int], LogLines | _Reading] = OrderedDict()
+        self._chars = 0
+
+    def lines(self, logid: int, first: int, last: int,
+              read: Callable[[int, int, int], Awaitable[str]]) -> defer.Deferred:
+        """A Deferred firing with the ``LogLines`` of lines ``first`` .. ``last`` of ``logid``;
+        ``read(logid, first, last)`` reads their text if nobody did.  Cancelling it cancels
+        only this viewer's wait."""
+        key = (logid, first, last)
+        entry = self._entries.get(key)
+        if isinstance(entry, LogLines):
+            self._entries.move_to_end(key)
+            return defer.succeed(entry)
+        if entry is None:
+            entry = self._entries[key] = _Reading()
+            self.reads += 1
+            reading = defer.ensureDeferred(read(logid, first, last))
+            reading.addBoth(self._read, key, entry)
+        mine: defer.Deferred = defer.Deferred()
+        entry.waiters.append(mine)
+        return mine
+
+    def _read(self, result, key: tuple[int, int, int], entry: _Reading) -> None:
+        if isinstance(result, Failure):
+            del self._entries[key]
+        else:
+            logid, first, _ = key
+            count = result.count("\n") + (1 if result and not result.endswith("\n") else 0)
+            result = self._entries[key] = LogLines(logid, first, count, result)
+            self._chars += len(result.text)
+            self._evict()
+        for waiter in entry.waiters:
+            if waiter.called:  # a viewer that went away cancelled its wait
+                continue
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+
+    def _evict(self) -> None:
+        for key in list(self._entries):
+            if self._chars <= self.max_chars:
+                return
+            entry = self._entries[key]
+            if isinstance(entry, LogLines):
+                del self._entries[key]
+                self._chars -= len(entry.text)
+
+    def held_chars(self) -> int:
+        return self._chars
+
+
 class LogBus:
-    """Owned by the master (``master.logbus``): log writers publish, viewers subscribe."""
+    """Owned by the master (``master.logbus``): log writers publish, viewers subscribe,
+    and viewers catching up share their database reads (``reads``)."""
 
     def __init__(self) -> None:
         self._topics: dict[int, _LogTopic] = {}
         self._watches: dict[int, set[Watch]] = {}
+        self.reads = SharedReads()
 
     # -- writers ---------------------------------------------------------------------------
 

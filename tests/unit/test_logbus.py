@@ -5,10 +5,17 @@ import pytest
 from twisted.internet import defer, task
 
 from buildfarm.master.process import logbus
-from buildfarm.master.process.logbus import MAX_BATCH_LINES, MAX_PENDING_CHARS, LogBus, split_lines
+from buildfarm.master.process.logbus import (
+    MAX_BATCH_LINES,
+    MAX_PENDING_CHARS,
+    LogBus,
+    SharedReads,
+    split_lines,
+)
 from buildfarm.master.process.logwriter import LogWriter
 
 LOGID = 7
+VIEWERS = 20
 
 
 def taken(feed) -> list[tuple[int, int, str]]:
@@ -172,3 +179,61 @@ def test_a_log_writer_publishes_what_it_stored_and_closes_the_log_when_finished(
     assert finished.called and db.logs.finished and feed.final
     assert feed.end == db.logs.text.count("\n") + 1
     assert "".join(text for _, _, text in taken(feed)) == pieces[-1]
+
+
+# -- database reads shared by viewers catching up -------------------------------------------
+
+
+class SlowReads:
+    """``get_text_range`` whose answers the test gives, counting the calls."""
+
+    def __init__(self):
+        self.calls: list[tuple[int, int]] = []
+        self.pending: list[defer.Deferred] = []
+
+    def get_text_range(self, logid, first, last):
+        self.calls.append((first, last))
+        d = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+
+def test_viewers_behind_at_the_same_place_share_one_read_and_its_json():
+    reads, db = SharedReads(), SlowReads()
+    waits = [reads.lines(LOGID, 0, 1999, db.get_text_range) for _ in range(VIEWERS)]
+    assert db.calls == [(0, 1999)] and not any(w.called for w in waits)
+    db.pending[0].callback("a\nb\n")
+    got = [w.result for w in waits]
+    assert all(batch is got[0] for batch in got) and (got[0].text, got[0].count) == ("a\nb\n", 2)
+    again = reads.lines(LOGID, 0, 1999, db.get_text_range)
+    assert again.result is got[0] and reads.reads == 1  # kept for a viewer that comes later
+
+
+def test_a_viewer_that_leaves_does_not_cancel_the_read_others_wait_for():
+    reads, db = SharedReads(), SlowReads()
+    leaving, staying = (reads.lines(LOGID, 0, 9, db.get_text_range) for _ in range(2))
+    leaving.addErrback(lambda f: f.trap(defer.CancelledError))
+    leaving.cancel()
+    db.pending[0].callback("x\n")
+    assert staying.result.text == "x\n"
+
+
+def test_a_failed_read_reaches_its_viewers_and_is_not_kept():
+    reads, db = SharedReads(), SlowReads()
+    failed = reads.lines(LOGID, 0, 9, db.get_text_range)
+    db.pending[0].errback(RuntimeError("database is locked"))
+    assert isinstance(failed.result.value, RuntimeError)
+    failed.addErrback(lambda f: None)
+    reads.lines(LOGID, 0, 9, db.get_text_range)
+    assert len(db.calls) == 2
+
+
+def test_shared_reads_keep_at_most_max_chars_dropping_the_least_recently_used():
+    reads, db = SharedReads(max_chars=250), SlowReads()
+    for first in range(0, 500, 100):
+        reads.lines(LOGID, first, first + 99, db.get_text_range)
+        db.pending[-1].callback("z" * 99 + "\n")
+    assert reads.held_chars() <= 250
+    reads.lines(LOGID, 400, 499, db.get_text_range)  # the newest is kept
+    reads.lines(LOGID, 0, 99, db.get_text_range)  # the oldest was dropped
+    assert db.calls[-1] == (0, 99) and len(db.calls) == 6

@@ -215,3 +215,18 @@ async def test_pushed_lines_a_viewer_already_has_are_not_sent_again(db):
     await end_build(db, bus, buildid, stepid, writer)
     await wait_for(lambda: ahead.done.called, "the stream to end")
     assert ahead.text(logid) == lines(15, 5)
+
+
+@pytest_twisted.ensureDeferred
+async def test_twenty_viewers_joining_a_long_log_read_each_range_of_it_once(db):
+    clock, bus, buildid, stepid, writer = await running_log(db)
+    logid = writer.logid
+    backlog = 5 * MAX_EVENT_LINES + 7
+    writer.add_stdout(lines(0, backlog))
+    await writer.flushed()
+    viewers = [Viewer(db, clock, bus, buildid) for _ in range(VIEWERS)]
+    await wait_for(lambda: all(v.has_lines(logid, backlog) for v in viewers), "the viewers to catch up")
+    assert all(v.text(logid) == lines(0, backlog) for v in viewers)
+    assert bus.reads.reads == 6  # five ranges of MAX_EVENT_LINES and the rest, each read once
+    await end_build(db, bus, buildid, stepid, writer)
+    await wait_for(lambda: all(v.done.called for v in viewers), "the streams to end")

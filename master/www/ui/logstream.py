@@ -200,12 +200,14 @@ class BuildEventStream:
         upto = batch.first_line if batch is not None else stored
         if first >= upto:
             return False
-        last = min(upto - 1, first + MAX_EVENT_LINES - 1)
-        text = await self.db.logs.get_text_range(logid, first, last)
+        # Ranges end at a multiple of MAX_EVENT_LINES: viewers catching up from different
+        # places soon ask for the same ranges, which are then read and encoded once.
+        last = min(upto - 1, (first // MAX_EVENT_LINES + 1) * MAX_EVENT_LINES - 1)
+        read = await self.bus.reads.lines(logid, first, last, self.db.logs.get_text_range)
         self.positions[logid] = last + 1
-        if not text:
+        if not read.text:
             return False
-        write(lines_event(logid, json.dumps(text).encode("ascii"), self.positions))
+        write(lines_event(logid, read.json_bytes(), self.positions))
         return True
 
     # -- polled: a build another master runs ------------------------------------------------
