@@ -3,10 +3,13 @@ table of both figures, their ratio and the issue's target.
 
     .venv/bin/python -m benchmarks.run [--workloads W1,W2,W3,W4,W5] [--runs 3] [--quick]
                                        [--no-profile] [--workdir DIR] [--output FILE]
+                                       [--systems buildfarm] [--viewers 20]
 
 Each figure is the median of ``--runs`` runs after a warm-up.  ``--quick`` shrinks every
 workload (for a smoke run: its figures are not comparable with the issue's).  Profiles of our
 master during W1, W2 and W5 (py-spy, collapsed stacks) go to benchmarks/profiles/.
+``--systems buildfarm`` runs one system only; ``--viewers N`` (W2 on buildfarm) has N live-log
+viewers read the build's event stream while it runs.
 """
 
 import argparse
@@ -27,6 +30,7 @@ from benchmarks.workload import Row
 
 WORKLOADS = {m.ID: m for m in (w1_throughput, w2_log_streaming, w3_fleet, w4_latency, w5_transfer)}
 PROFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
+MAX_VIEWERS = 60  # below the master's cap on event streams (64)
 HEADER = ("workload", "measure", "buildfarm", "Buildbot 4.3", "ratio", "issue's Buildbot figure",
           "target", "met")
 
@@ -56,6 +60,9 @@ def machine_facts() -> list[str]:
     ]
 
 
+NOT_RUN: dict = {"not run": True}  # the figures of a system left out with --systems
+
+
 def fmt(value: float | None, digits: int) -> str:
     if value is None:
         return "failed"
@@ -69,6 +76,12 @@ def fmt(value: float | None, digits: int) -> str:
 def table_rows(workload, rows: list[Row], ours: dict | None, theirs: dict | None) -> list[tuple]:
     lines = []
     for row in rows:
+        if NOT_RUN in (ours, theirs):
+            a, b = (("not run" if f is NOT_RUN else fmt(f.get(row.key) if f else None, row.digits))
+                    for f in (ours, theirs))
+            lines.append((f"{workload.ID} {workload.TITLE}", row.measure, a, b, "n/a",
+                          row.reference, row.target_text, ""))
+            continue
         a = ours.get(row.key) if ours else None
         b = theirs.get(row.key) if theirs else None
         ratio = row.ratio(a, b) if a is not None and b is not None else math.nan
@@ -87,11 +100,14 @@ def markdown(lines: list[tuple]) -> str:
     return "\n".join(out)
 
 
-def run_workload(workload, system_class, root: str, runs: int, quick: bool, profile_dir: str | None):
+def run_workload(workload, system_class, root: str, runs: int, quick: bool, profile_dir: str | None,
+                 viewers: int = 0):
     started = time.monotonic()
     print(f"== {workload.ID} {workload.TITLE} on {system_class.label} ...", flush=True)
+    extra = {"viewers": viewers} if viewers and workload is w2_log_streaming else {}
     try:
-        figures = workload.measure(system_class, os.path.join(root, workload.ID), runs, quick, profile_dir)
+        figures = workload.measure(system_class, os.path.join(root, workload.ID), runs, quick, profile_dir,
+                                   **extra)
     except Exception:  # one failed system must not lose the rest of a long run
         traceback.print_exc()
         print(f"== {workload.ID} on {system_class.label} FAILED", flush=True)
@@ -112,7 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="keep the masters' and slaves' basedirs (logs) in this new "
                         "directory instead of a temporary one")
     parser.add_argument("--output", help="also write the report (markdown) to this file")
+    parser.add_argument("--systems", default=",".join(cls.label for cls in SYSTEMS),
+                        help="comma-separated systems to run (default: both)")
+    parser.add_argument("--viewers", type=int, default=0,
+                        help="W2 on buildfarm: live-log viewers reading the build's event stream")
     args = parser.parse_args(argv)
+    systems = [cls for cls in SYSTEMS if cls.label in {s.strip() for s in args.systems.split(",")}]
+    if not systems:
+        parser.error(f"no system selected; choose from {[cls.label for cls in SYSTEMS]}")
+    if args.viewers and any(cls.label != "buildfarm" for cls in systems):
+        parser.error("--viewers needs --systems buildfarm (viewers read buildfarm's event stream)")
+    if not 0 <= args.viewers <= MAX_VIEWERS:
+        parser.error(f"--viewers must be between 0 and {MAX_VIEWERS}")
     selected = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in selected if w not in WORKLOADS]
     if unknown:
@@ -128,11 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         for workload_id in selected:
             workload = WORKLOADS[workload_id]
             ours, theirs = [run_workload(workload, cls, os.path.join(root, cls.__name__), args.runs,
-                                         args.quick, None if args.no_profile else PROFILE_DIR)
-                            for cls in SYSTEMS]
-            lines += table_rows(workload, workload.rows(args.quick), ours, theirs)
+                                         args.quick, None if args.no_profile else PROFILE_DIR,
+                                         args.viewers)
+                            if cls in systems else NOT_RUN for cls in SYSTEMS]
+            shown_rows = (workload.rows(args.quick, args.viewers) if workload is w2_log_streaming
+                          else workload.rows(args.quick))
+            lines += table_rows(workload, shown_rows, ours, theirs)
             failed += [f"{workload_id} on {cls.label}" for cls, figures in zip(SYSTEMS, (ours, theirs))
-                       if figures is None]
+                       if figures is None and cls in systems]
             if getattr(workload, "NOTE", None):
                 notes.append(workload.NOTE)
     report = "\n".join([

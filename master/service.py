@@ -32,6 +32,7 @@ from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
+from buildfarm.master.process.logbus import LogBus
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.www.metrics import MasterMetrics
@@ -64,6 +65,7 @@ class BuildMaster(service.MultiService):
         self.masterid: int | None = None
         self.started: defer.Deferred | None = None
         self.metrics = MasterMetrics()
+        self.logbus = LogBus()  # log lines pushed from the log writers to live viewers
         self.db = DBConnector(self.config.db_url, self.basedir)
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret)

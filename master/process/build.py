@@ -17,6 +17,7 @@ from buildfarm.master.pb.remotecommand import (
 )
 from buildfarm.master.process.buildstep import BuildStep, fold_step_result
 from buildfarm.master.process.locks import as_access
+from buildfarm.master.process.logbus import build_changed, bus_of
 from buildfarm.master.process.logwriter import LogWriter
 from buildfarm.master.process.properties import Properties
 from buildfarm.master.www import metrics
@@ -54,8 +55,10 @@ class StepRun:
         """A new log of this step."""
         db = self.build.master.db
         logid = await db.logs.add(self.stepid, name)
-        writer = LogWriter(db, logid, self.build.master.reactor, metrics.log_bytes_hook(self.master))
+        writer = LogWriter(db, logid, self.build.master.reactor, metrics.log_bytes_hook(self.master),
+                           bus_of(self.master))
         self.logs.append(writer)
+        build_changed(self.master, self.build.buildid)
         return writer
 
     async def run_command(self, name: str, args: dict, log: LogWriter | None) -> dict:
@@ -135,6 +138,7 @@ class Build:
         self.results = results
         await db.builds.set_properties(self.buildid, self.properties.values())
         await db.builds.finish(self.buildid, results, self.now(), state)
+        build_changed(self.master, self.buildid)
         metrics.build_finished(self.master, self.builder.name, results)
         log.info("build {builder}#{number} finished: {result}", builder=self.builder.name,
                  number=self.number, result=result_name(results))
@@ -186,12 +190,14 @@ class Build:
     async def _run_step(self, number: int, step: BuildStep) -> int:
         db = self.master.db
         stepid = await db.steps.add(self.buildid, number, self._step_name(step), self.now())
+        build_changed(self.master, self.buildid)
         run = StepRun(self, stepid)
         held: list = []
         try:
             step = step.rendered(self.properties)
             if not step.should_run(run):
                 await db.steps.finish(stepid, SKIPPED, self.now(), f"{step.name} (skipped)")
+                build_changed(self.master, self.buildid)
                 return SKIPPED
             locks = [as_access(item) for item in step.locks]
             if locks:
@@ -223,6 +229,7 @@ class Build:
             results, state = CANCELLED, f"{state} (cancelled: {self.stopped})"
         await run.close_logs()
         await db.steps.finish(stepid, results, self.now(), state)
+        build_changed(self.master, self.buildid)
         return results
 
     def _step_name(self, step: BuildStep) -> str:

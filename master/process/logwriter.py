@@ -18,6 +18,9 @@ A write the database refuses is tried again, on the database's backoff (0.5 s do
 order); a connection error has already been retried that long by the connector.  Text that
 still cannot be written is not dropped without a word: the log gets a line saying how much
 was lost and why, and so does the master's twistd.log.
+
+Text the database stored is published on the master's ``LogBus`` (``bus``, optional), from
+which live viewers in this master get it without reading the database (master/process/logbus.py).
 """
 
 from collections.abc import Callable
@@ -27,6 +30,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.master.db.retry import backoff_delays, is_connection_error
+from buildfarm.master.process.logbus import LogBus
 
 log = Logger()
 
@@ -48,14 +52,18 @@ def lost_text_notice(chars: int, error: BaseException) -> str:
 class LogWriter:
     """Writes one log of one step; ``finish`` writes the rest and marks it complete.
 
-    ``on_write`` (optional) is called with each chunk of text as it goes to the database."""
+    ``on_write`` (optional) is called with each chunk of text once the database stored it;
+    ``bus`` (optional) gets each such chunk published, and the log closed by ``finish``."""
 
     def __init__(self, db, logid: int, clock: IReactorTime,
-                 on_write: Callable[[str], None] | None = None):
+                 on_write: Callable[[str], None] | None = None, bus: LogBus | None = None):
         self.db = db
         self.logid = logid
         self.clock = clock
         self.on_write = on_write
+        self.bus = bus
+        if bus is not None:
+            bus.open(logid)
         self._buffer: list[str] = []
         self._buffered = 0
         self._timer = None
@@ -118,7 +126,8 @@ class LogWriter:
         d.addErrback(lambda f: log.failure("writing log {id} failed", f, id=self.logid))
         d.addBoth(self._written)
 
-    async def _write(self, chunks: list[str]) -> None:
+    async def _write(self, chunks: list[str]) -> list[str]:
+        """Store ``chunks``; what was stored (a notice in place of text that was lost)."""
         error = await self._store_with_retries(chunks)
         if error is not None:
             lost = sum(len(chunk) for chunk in chunks)
@@ -129,6 +138,7 @@ class LogWriter:
         if self.on_write is not None:
             for chunk in chunks:
                 self.on_write(chunk)
+        return chunks
 
     async def _store(self, chunks: list[str]) -> None:
         if len(chunks) == 1:
@@ -153,18 +163,31 @@ class LogWriter:
                          id=self.logid, why=str(e) or type(e).__name__, delay=delay)
                 await task.deferLater(self.clock, delay, lambda: None)
 
-    def _written(self, _) -> None:
+    def _written(self, stored: list[str] | None) -> None:
         self._writing = False
         if self._paused:
             self._paused = False
             self._resume()
-        if self._flushWanted or self._idle or self._buffered >= FLUSH_BYTES:
+        wanted = self._flushWanted or self._idle or self._buffered >= FLUSH_BYTES
+        if wanted and self._buffer:
+            # The next write goes to the database thread first; the live viewers are served
+            # while it runs, rather than holding it up.
+            self.flush()
+            self._publish(stored)
+            return
+        self._publish(stored)  # before ``finish`` (waiting in _idle) closes the log on the bus
+        if wanted:
             self.flush()  # (``finish`` waiting in _idle wants the rest now)
         elif self._buffer:
             if self._timer is None:
                 self._timer = self.clock.callLater(FLUSH_DELAY_S, self.flush)
         else:
             self._wakeIdle()
+
+    def _publish(self, stored: list[str] | None) -> None:
+        if self.bus is not None:
+            for chunk in stored or ():
+                self.bus.publish(self.logid, chunk)
 
     def _resume(self) -> None:
         try:
@@ -177,11 +200,19 @@ class LogWriter:
         for d in waiting:
             d.callback(None)
 
-    async def finish(self) -> None:
-        """Write everything buffered and mark the log complete."""
+    async def flushed(self) -> None:
+        """Write everything buffered now; return once it is stored (and published)."""
         while self._buffer or self._writing:
             done: defer.Deferred = defer.Deferred()
             self._idle.append(done)
             self.flush()
             await done
-        await self.db.logs.finish(self.logid)
+
+    async def finish(self) -> None:
+        """Write everything buffered and mark the log complete."""
+        try:
+            await self.flushed()
+            await self.db.logs.finish(self.logid)
+        finally:
+            if self.bus is not None:
+                self.bus.close(self.logid)

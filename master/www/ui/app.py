@@ -40,6 +40,7 @@ from buildfarm.master.http.limits import MAX_URL_INT, limits_of
 from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
 from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
+from buildfarm.master.process.logbus import bus_of
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.slaveapi.actions.base import BadArgument
@@ -358,7 +359,9 @@ class WebUI:
             request.write(b"retry: 2000\n\n")
             flow = FlowControl()
             request.registerProducer(flow, True)
-            stream = BuildEventStream(self.db, self.master.reactor, buildid, positions)
+            stream = BuildEventStream(
+                self.db, self.master.reactor, buildid, positions, bus=bus_of(self.master),
+                running_here=lambda: self.master.botmaster.running_build(buildid) is not None)
             await stream.run(request.write, flow.wait_until_wanted)
         finally:
             self.event_streams.release()
