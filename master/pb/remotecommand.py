@@ -11,8 +11,8 @@ from typing import Protocol
 from twisted.internet import defer
 from twisted.spread import pb
 
+from buildfarm.common.decoding import as_text
 from buildfarm.common.redaction import redact_log_header
-from buildfarm.common.text import as_text
 
 OUTPUT_KEYS = ("header", "stdout", "stderr")
 
