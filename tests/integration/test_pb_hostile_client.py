@@ -143,7 +143,7 @@ async def test_two_slaves_logging_in_under_one_name_at_once_attach_once(fleet, m
     from buildfarm.slave.service import SlaveService
 
     twins = [SlaveService("127.0.0.1", master.pb_port, "bs1", "pass", str(tmp_path / f"twin{i}"),
-                        keepalive=0) for i in range(2)]
+                          keepalive=0) for i in range(2)]
     for twin in twins:
         os.makedirs(twin.basedir)
     for twin in twins:

@@ -71,7 +71,7 @@ def hostile(tmp_path):
     port = reactor.listenTCP(0, pb.PBServerFactory(portal.Portal(realm, [checker])),
                              interface="127.0.0.1")
     slave = SlaveService("127.0.0.1", port.getHost().port, NAME, PASSWORD,
-                       str(tmp_path / "slave"), keepalive=0)
+                         str(tmp_path / "slave"), keepalive=0)
     os.makedirs(slave.basedir)
     slave.startService()
     yield realm, slave

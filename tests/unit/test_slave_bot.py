@@ -292,7 +292,7 @@ class SlaveOnMemoryReactor:
         self.realm = MasterRealm()
         self.reactor.listenTCP(MASTER_PORT, serverFactory or masterFactory(self.realm))
         self.slave = SlaveService("127.0.0.1", MASTER_PORT, SLAVE_NAME, password, basedir,
-                                reactor=self.reactor, clock=self.reactor, **options)
+                                  reactor=self.reactor, clock=self.reactor, **options)
         self.completer = iosim.ConnectionCompleter(self.reactor)
         self.pump = None
 
@@ -489,7 +489,7 @@ async def test_closed_port_is_retried_with_growing_delays_capped_by_maxdelay(tmp
     port = _closedPort()
     clock = task.Clock()
     slave = SlaveService("127.0.0.1", port, SLAVE_NAME, PASSWORD, str(tmp_path), maxdelay=5,
-                       clock=clock)
+                         clock=clock)
     slave.startService()
     try:
         delays = []
