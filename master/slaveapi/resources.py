@@ -27,12 +27,15 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
+from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE as READ_SCOPE
+from buildfarm.master.fleet import BadArgument
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES as MAX_BODY_BYTES
 from buildfarm.master.http.routes import RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
-from buildfarm.master.http.site import BodyRule, BoundedSite
-from buildfarm.master.slaveapi.actions.base import BadArgument
+from buildfarm.master.http.site import SLAVEAPI_ERROR_NAMES as ERROR_NAMES
+from buildfarm.master.http.site import BodyRule, BoundedSite, slaveapi_error_body
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
 from buildfarm.master.slaveapi.compat import (
     IGNORED_KEY,
@@ -46,18 +49,12 @@ from buildfarm.master.slaveapi.results import dictify_results
 
 log = Logger()
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_WAITTIME_S = 3600.0
 RECENT_JOBS = 10
 BUG_STATUS_DEADLINE_S = 5.0
 DEFAULT_AUDIT_LIMIT = 100
-READ_SCOPE = "slaveapi:read"
 REALM = "buildfarm SlaveAPI"
 WAITTIME = "waittime"
-ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
-               405: "method not allowed", 408: "request timeout", 413: "request entity too large",
-               429: "too many requests",
-               500: "internal error"}
 
 
 class SlaveAPIError(Exception):
@@ -68,11 +65,6 @@ class SlaveAPIError(Exception):
         self.status = status
         self.message = message
         self.user = user  # who was refused (403)
-
-
-def action_scope(action: str, slave: str) -> str:
-    """The scope a POST of ``action`` on ``slave`` needs."""
-    return f"slaveapi:{action}:{slave}"
 
 
 class SlaveAPI:
@@ -299,14 +291,8 @@ class SlaveAPI:
 
 def make_site(runner) -> BoundedSite:
     """The twisted.web Site of the SlaveAPI's own port."""
-    rule = BodyRule("/", MAX_BODY_BYTES, refusal_body)
+    rule = BodyRule("/", MAX_BODY_BYTES, slaveapi_error_body)
     return BoundedSite(runner.resource(), [], rule, limits_of(runner.master), runner.clock)
-
-
-def refusal_body(status: int, message: str) -> tuple[bytes, bytes]:
-    """A refusal made before any handler ran (http/site.py), in the SlaveAPI's error shape."""
-    body = {"error": ERROR_NAMES.get(status, "error"), "msg": message}
-    return b"application/json", json.dumps(body).encode()
 
 
 def _json(request, value, status: int = 200) -> bytes:

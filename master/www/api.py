@@ -19,12 +19,12 @@ from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.flow import send_text
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
+from buildfarm.master.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.www import apidata
 from buildfarm.master.www.apidata import with_result_name
-from buildfarm.master.www.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.master.www.paging import (
     BadParameter,
     Page,
@@ -490,7 +490,7 @@ class JSONAPI:
 
     @routes.route("/metrics", "GET", scope="metrics:read")
     async def metrics(self, request):
-        """The Prometheus text exposition of the master's metrics (www/metrics.py)."""
+        """The Prometheus text exposition of the master's metrics (master/metrics.py)."""
         metrics = getattr(self.master, "metrics", None)
         if metrics is None:
             metrics = self.master.metrics = MasterMetrics()

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 from buildfarm.common.redaction import redact_info
 from buildfarm.common.results import result_name
+from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE, STATE_NAMES
 from buildfarm.master.schedulers.forceparams import BaseParameter, ChoiceStringParameter
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.slaveapi.results import STATE_NAMES
 
 # How many of a slave's latest builds and SlaveAPI results its detail shows.
 RECENT_ITEMS = 20
@@ -20,7 +20,6 @@ OVERVIEW_ITEMS = 1000
 SLAVE_STATES = ("idle", "busy", "disabled", "lost")
 # The reported info keys that hold a slave's environment variables.
 ENVIRONMENT_KEYS = frozenset({"environ"})
-SLAVEAPI_READ_SCOPE = "slaveapi:read"
 
 
 def with_result_name(row: dict) -> dict:

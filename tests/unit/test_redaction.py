@@ -22,10 +22,10 @@ from buildfarm.common.redaction import (
 from buildfarm.master.auth.identity import READ_SCOPES
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.auth.users import User, validate_users
+from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.pb.remotecommand import RemoteCommand
 from buildfarm.master.process.build import Build
 from buildfarm.master.www.api import JSONAPI
-from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.slave.bot import Bot
 from buildfarm.slave.builder import SlaveBuilder
 from buildfarm.slave.commands.registry import defaultRegistry

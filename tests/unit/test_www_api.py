@@ -10,16 +10,16 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from buildfarm.common.results import FAILURE, SUCCESS
+from buildfarm.master import metrics as metrics_hooks
 from buildfarm.master.auth.identity import READ_SCOPES
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.http.flow import FlowControl
+from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.schedulers.forceparams import ChoiceStringParameter, IntParameter, StringParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.www import metrics as metrics_hooks
 from buildfarm.master.www.api import JSONAPI
-from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.master.www.paging import BadParameter, Page, parse_page, parse_result
 from fixtures.memoryhttp import render
 

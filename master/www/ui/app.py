@@ -35,6 +35,7 @@ from buildfarm.common.version import VERSION
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.identity import AuthError, Identity
 from buildfarm.master.auth.sessions import COOKIE_NAME, clearing_cookie, session_cookie
+from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE, STATE_NAMES, BadArgument, action_scope
 from buildfarm.master.http.flow import FlowControl, send_text
 from buildfarm.master.http.limits import MAX_URL_INT, limits_of
 from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
@@ -43,9 +44,6 @@ from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
 from buildfarm.master.process.logbus import bus_of
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.slaveapi.actions.base import BadArgument
-from buildfarm.master.slaveapi.resources import action_scope
-from buildfarm.master.slaveapi.results import STATE_NAMES
 from buildfarm.master.www.apidata import environment_scope, public_info
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.format import FILTERS
@@ -67,7 +65,6 @@ STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; ch
                 ".png": b"image/png", ".svg": b"image/svg+xml"}
 STATIC_MAX_AGE_S = 300
 SLAVE_PAGE_ACTIONS = ("buildslave_uptime", "shutdown_buildslave", "reboot", "disable", "enable")
-SLAVEAPI_READ_SCOPE = "slaveapi:read"
 CSRF_FIELD = "csrf_token"
 SECURITY_HEADERS = {
     b"content-security-policy": b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",

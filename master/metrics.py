@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from buildfarm.common.results import result_name
-from buildfarm.master.slaveapi.results import STATE_NAMES
+from buildfarm.master.fleet import STATE_NAMES
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 

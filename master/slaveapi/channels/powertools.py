@@ -1,4 +1,5 @@
-"""Running a command-line tool (``ipmitool``, ``snmpset``) for a channel, on the reactor.
+"""The power tools the bmc and pdu channels drive (``ipmitool``, ``snmpset``): running one
+on the reactor, and ``PowerToolChannel``, the base of the channels built on one.
 
 ``run_tool`` spawns the tool with a small, explicit environment (secrets travel there,
 never in argv), collects what it prints, and answers a ``ToolResult``.  A tool that is still
