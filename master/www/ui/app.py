@@ -46,6 +46,7 @@ from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.resources import action_scope
 from buildfarm.master.slaveapi.results import STATE_NAMES
+from buildfarm.master.status import SlaveStatus, one_slave_status, slave_statuses
 from buildfarm.master.www.apidata import environment_scope, public_info
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.format import FILTERS
@@ -218,28 +219,16 @@ class WebUI:
         return [{**row, "age": now - row["submitted_at"]} for row in reversed(rows) if not row["claimed"]]
 
     async def slave_summaries(self) -> list[dict]:
-        rows = {row["name"]: row for row in await self.db.slaves.get_all(with_info=False)}
-        settings = await self.db.slaveapi.get_all_settings()
-        names = sorted(set(self.master.config.slaves) | set(rows))
-        return [self.slave_summary(name, rows.get(name), settings.get(name)) for name in names]
+        statuses = await slave_statuses(self.master)
+        return [self.slave_summary(status) for status in statuses.values()]
 
-    def slave_summary(self, name: str, row: dict | None, settings: dict | None) -> dict:
-        live = self.master.botmaster.slaves.get(name)
-        attached = live is not None and live.attached
-        busy = self.master.botmaster.builds_running_on(live) if attached else 0
-        enabled = settings is None or settings["enabled"]
-        if not enabled:
-            state = "disabled"
-        elif attached:
-            state = "busy" if busy else "idle"
-        elif row is not None and row["last_connected_at"] is not None:
-            state = "lost"
-        else:
-            state = "never seen"
-        last_seen = getattr(live, "last_seen", None) if attached else (row or {}).get("last_disconnected_at")
-        return {"name": name, "state": state, "attached": attached, "running": busy, "enabled": enabled,
-                "last_seen": last_seen, "configured": name in self.master.config.slaves,
-                "disabled_reason": (settings or {}).get("disabled_reason")}
+    def slave_summary(self, status: SlaveStatus) -> dict:
+        """A slave's state on the pages (master/status.py computes it)."""
+        return {"name": status.name, "state": status.state, "attached": status.attached,
+                "connected": status.connected, "running": status.running_builds,
+                "enabled": status.enabled, "last_seen": status.last_seen,
+                "configured": status.name in self.master.config.slaves,
+                "disabled_reason": status.disabled_reason}
 
     # -- builders ---------------------------------------------------------------------------
 
@@ -430,9 +419,10 @@ class WebUI:
                     "scope": action_scope(action, name),
                     "description": self.master.slaveapi.action(action).description}
                    for action in SLAVE_PAGE_ACTIONS if self.master.slaveapi.action(action) is not None]
+        status = await one_slave_status(self.master, name, row, settings)
         return self.render(
             request, "slave.html", title=f"Slave {name}", name=name, row=row or {}, settings=settings,
-            summary=self.slave_summary(name, row, settings), live=live,
+            summary=self.slave_summary(status), live=live,
             info=sorted(public_info(info, viewer.may(environment_scope(name))).items()),
             version=live.version if live is not None else (row or {}).get("version"),
             commands=sorted(getattr(live, "commands", {}).items()) if live is not None else [],
