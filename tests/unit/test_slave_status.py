@@ -151,7 +151,10 @@ async def test_the_status_module_answers_the_five_cases(db):
 async def test_the_json_api_the_pages_the_slaveapi_and_metrics_agree(db):
     master = await five_slaves(db)
     api = {s["name"]: s for s in await apidata.slave_summaries(master)}
-    pages = {s["name"]: s for s in await WebUI(master).slave_summaries()}
+    ui = WebUI(master)
+    pages = {name: ui.slave_summary(await one_slave_status(master, name)) for name in NAMES}  # /slaves/<name>
+    overview = await apidata.overview(master)  # the JSON API's and the overview page's
+    listed = {s["name"]: s for s in overview["slaves"]}
     slaveapi = {s["name"]: s for s in await SlaveAPI(ActionRunner(master))._slave_summaries()}
     for name, (state, connected, attached, running, master_name) in EXPECTED.items():
         assert (api[name]["state"], api[name]["connected"], api[name]["attached"],
@@ -159,10 +162,10 @@ async def test_the_json_api_the_pages_the_slaveapi_and_metrics_agree(db):
         assert (pages[name]["state"], pages[name]["connected"], pages[name]["attached"],
                 pages[name]["running"]) == (state, connected, attached, running), name
         assert (slaveapi[name]["connected"], slaveapi[name]["master"]) == (connected, master_name), name
+        assert (listed[name]["state"], listed[name]["running_builds"]) == (state, running), name
         detail = await apidata.slave_detail(master, name)
         assert (detail["state"], detail["connected"], detail["running_builds"]) == (
             state, connected, running), name
-    overview = await apidata.overview(master)
     assert overview["slave_counts"] == {"idle": 1, "busy": 2, "disabled": 0, "lost": 1, "never seen": 1,
                                         "attached": 2}
     scraped = (await MasterMetrics().render(master)).decode()

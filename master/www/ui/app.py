@@ -46,8 +46,9 @@ from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.slaveapi.actions.base import BadArgument
 from buildfarm.master.slaveapi.resources import action_scope
 from buildfarm.master.slaveapi.results import STATE_NAMES
-from buildfarm.master.status import SlaveStatus, one_slave_status, slave_statuses
+from buildfarm.master.status import SlaveStatus, one_slave_status
 from buildfarm.master.www.apidata import environment_scope, public_info
+from buildfarm.master.www.apidata import overview as overview_data
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.format import FILTERS
 from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
@@ -204,23 +205,15 @@ class WebUI:
 
     @routes.route("/", "GET", scope="builds:read")
     async def overview(self, request):
-        running = await self.db.builds.get_all(complete=False)
-        builders = []
-        for name, builder in sorted(self.master.botmaster.builders.items()):
-            last = await self.db.builds.get_all(builderid=builder.builderid, complete=True, limit=1)
-            builders.append({"name": name, "last": last[0] if last else None,
-                             "running": [b for b in running if b["builderid"] == builder.builderid]})
-        return self.render(request, "overview.html", builders=builders,
-                           pending=await self.pending_requests(), slaves=await self.slave_summaries())
+        view = await overview_data(self.master)  # the JSON API's overview, the one builder
+        return self.render(request, "overview.html",
+                           builders=sorted(view["builders"], key=lambda b: b["name"]),
+                           pending=view["pending_buildrequests"], slaves=view["slaves"])
 
     async def pending_requests(self, builderid: int | None = None) -> list[dict]:
         rows = await self.db.buildrequests.get_all(builderid=builderid, complete=False)
         now = self.now()
         return [{**row, "age": now - row["submitted_at"]} for row in reversed(rows) if not row["claimed"]]
-
-    async def slave_summaries(self) -> list[dict]:
-        statuses = await slave_statuses(self.master)
-        return [self.slave_summary(status) for status in statuses.values()]
 
     def slave_summary(self, status: SlaveStatus) -> dict:
         """A slave's state on the pages (master/status.py computes it)."""
