@@ -28,6 +28,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.challenge import add_challenges, add_refusal_headers
 from buildfarm.master.http.limits import MAX_URL_INT, limits_of
 from buildfarm.master.http.routes import RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
@@ -95,12 +96,7 @@ class SlaveAPI:
     @app.handle_errors(AuthError)
     def _auth_error(self, request, failure):
         error = failure.value
-        if error.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
-        if error.retry_after_header() is not None:
-            request.setHeader(b"retry-after", error.retry_after_header())
+        add_refusal_headers(request, error, REALM)
         target = getattr(request, "_slaveapi_target", None)
         if error.status == 403 and error.user and target is not None:
             # The SlaveAPI's own audit (GET /audit) lists refusals of known callers too.
@@ -114,9 +110,7 @@ class SlaveAPI:
     @app.handle_errors(SlaveAPIError)
     def _api_error(self, request, failure):
         if failure.value.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
+            add_challenges(request, REALM)
         return _json_error(request, failure.value.status, failure.value.message)
 
     @app.handle_errors(NotFound)
