@@ -30,6 +30,7 @@ from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
 from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE as READ_SCOPE
 from buildfarm.master.fleet import BadArgument
 from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.challenge import add_challenges, add_refusal_headers
 from buildfarm.master.http.limits import MAX_URL_INT, limits_of
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES as MAX_BODY_BYTES
 from buildfarm.master.http.routes import RouteTable, request_identity
@@ -46,6 +47,7 @@ from buildfarm.master.slaveapi.compat import (
     split_arguments,
 )
 from buildfarm.master.slaveapi.results import dictify_results
+from buildfarm.master.status import SlaveStatus, one_slave_status, slave_statuses
 
 log = Logger()
 
@@ -86,12 +88,7 @@ class SlaveAPI:
     @app.handle_errors(AuthError)
     def _auth_error(self, request, failure):
         error = failure.value
-        if error.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
-        if error.retry_after_header() is not None:
-            request.setHeader(b"retry-after", error.retry_after_header())
+        add_refusal_headers(request, error, REALM)
         target = getattr(request, "_slaveapi_target", None)
         if error.status == 403 and error.user and target is not None:
             # The SlaveAPI's own audit (GET /audit) lists refusals of known callers too.
@@ -105,9 +102,7 @@ class SlaveAPI:
     @app.handle_errors(SlaveAPIError)
     def _api_error(self, request, failure):
         if failure.value.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
+            add_challenges(request, REALM)
         return _json_error(request, failure.value.status, failure.value.message)
 
     @app.handle_errors(NotFound)
@@ -160,24 +155,21 @@ class SlaveAPI:
         settings = await self.master.db.slaveapi.get_all_settings()
         masters = await self.master.db.slaveapi.master_names()
         names = set(self.master.config.slaves) | set(self.runner.settings.slaves) | set(rows) | set(settings)
-        summaries = []
-        for name in sorted(names):
-            own = settings.get(name) or {"name": name, **DEFAULT_SETTINGS}
-            summaries.append(self._summary(name, rows.get(name), own, masters))
-        return summaries
+        statuses = await slave_statuses(self.master, names, rows, settings)
+        return [self._summary(statuses[name], settings.get(name) or {"name": name, **DEFAULT_SETTINGS},
+                              masters) for name in sorted(names)]
 
-    def _summary(self, name: str, row: dict | None, settings: dict, masters: dict[int, str]) -> dict:
-        live = self.master.botmaster.slaves.get(name)
-        masterid = (row or {}).get("connected_masterid")
-        location = self.runner.settings.slaves.get(name)
+    def _summary(self, status: SlaveStatus, settings: dict, masters: dict[int, str]) -> dict:
+        """A slave in the original's fields; ``connected`` and ``master`` from master/status.py."""
+        location = self.runner.settings.slaves.get(status.name)
         return {
-            "name": name,
+            "name": status.name,
             "enabled": settings["enabled"],
             "environment": settings["environment"],
             "purpose": location.purpose if location else None,
             "pool": location.pool if location else None,
-            "connected": bool(live is not None and live.attached) or masterid is not None,
-            "master": masters.get(masterid) if masterid is not None else None,
+            "connected": status.connected,
+            "master": masters.get(status.masterid) if status.masterid is not None else None,
             "disabled_reason": settings["disabled_reason"],
         }
 
@@ -187,12 +179,13 @@ class SlaveAPI:
         db = self.master.db
         row = await db.slaves.get(slave)
         settings = await db.slaveapi.get_settings(slave)
-        summary = self._summary(slave, row, settings, await db.slaveapi.master_names())
+        status = await one_slave_status(self.master, slave, row, settings)
+        summary = self._summary(status, settings, await db.slaveapi.master_names())
         location = self.runner.settings.slaves.get(slave)
         live = self.master.botmaster.slaves.get(slave)
         info = live.info if live is not None else (row or {}).get("info") or {}
         jobs = await db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_JOBS) if row else []
-        ours = row is not None and row["connected_masterid"] == getattr(self.master, "masterid", None)
+        ours = status.attached
         return _json(request, {
             **summary,
             **original_slave_fields(location, self.runner.settings.slaves),

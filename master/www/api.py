@@ -16,6 +16,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.challenge import add_refusal_headers
 from buildfarm.master.http.flow import send_text
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
@@ -92,12 +93,7 @@ class JSONAPI:
     @app.handle_errors(AuthError)
     def _auth_error(self, request, failure):
         error = failure.value
-        if error.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{AUTH_REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
-        if error.retry_after_header() is not None:
-            request.setHeader(b"retry-after", error.retry_after_header())
+        add_refusal_headers(request, error, AUTH_REALM)
         request.setResponseCode(error.status)
         request.setHeader(b"content-type", b"application/json")
         body = {"error": error.message}

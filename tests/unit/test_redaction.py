@@ -294,7 +294,7 @@ async def test_the_json_api_shows_a_slaves_environment_without_secret_values(db)
     await db.slaves.attached("s1", masterid, reported, "1.0", 100.0)
     clock = task.Clock()
     master = SimpleNamespace(
-        db=db, reactor=clock, metrics=MasterMetrics(),
+        db=db, reactor=clock, metrics=MasterMetrics(), masterid=masterid,
         config=SimpleNamespace(title="farm", slaves={"s1": None}, change_secret=None),
         botmaster=SimpleNamespace(builders={}, slaves={}, running_builds={}))
     accounts, _ = validate_users([User("ops", tokens=["ops-token"],

@@ -38,6 +38,7 @@ class FakeSlave:
         self.name = name
         self.peer = peer
         self.attached = True
+        self.last_seen: float | None = None
         self.shutting_down = False
         self.info = info or {"basedir": f"/builds/{name}", "environ": {"AWS_SECRET": "hidden"}}
         self.remote_builders: dict = {}
@@ -416,6 +417,7 @@ async def test_slave_page_shows_jobs_newest_first_and_channels_without_secrets(d
     try:
         builderid = await db.builders.find_or_create("linux")
         slaveid = await db.slaves.attached("bs1", harness.master.masterid, {"basedir": "/b/bs1"}, None, 10.0)
+        harness.master.botmaster.slaves["bs1"] = FakeSlave("bs1", {"basedir": "/b/bs1"})  # attached here
         for started in (100.0, 200.0):
             brid = await db.buildrequests.add(builderid, "r", {}, started)
             buildid, _ = await db.builds.add(builderid, brid, slaveid, harness.master.masterid, started)
@@ -586,6 +588,7 @@ async def test_master_url_is_buildbot_url_and_no_dns_lookup_runs_on_the_reactor(
     harness.master.config.buildbot_url = "https://ci.example.com/"
     try:
         await db.slaves.attached("bs1", harness.master.masterid, {}, None, 10.0)
+        harness.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
         page = await harness.get("/slaves/bs1", user="viewer")
         assert page["master_url"] == "https://ci.example.com/"
     finally:

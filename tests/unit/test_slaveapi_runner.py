@@ -210,6 +210,21 @@ async def test_uptime_runs_cat_proc_uptime_on_an_idle_builder(db):
 
 
 @pytest_twisted.ensureDeferred
+async def test_uptime_through_the_master_reads_proc_uptime_with_the_ssh_channels_parser(db):
+    harness = await Harness(db).start()
+    slave = FakeSlave("bs1")
+    slave.remote_builders = {"b": FakeBuilderRef(stdout="not an uptime\n")}
+    harness.master.botmaster.slaves["bs1"] = slave
+    try:
+        status, body, _ = await harness.request("POST", "/slaves/bs1/actions/buildslave_uptime",
+                                                args={"waittime": 5})
+        assert status == 200 and body["state"] == ActionState.FAILURE, body
+        assert "cannot read an uptime from 'not an uptime\\n'" in body["story"], body["story"]
+    finally:
+        await harness.runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
 async def test_uptime_fails_when_the_slave_does_not_answer_in_time(db):
     harness = await Harness(db).start()
     slave = FakeSlave("bs1")
