@@ -64,7 +64,7 @@ class Import(NamedTuple):
 
     path: str  # relative to the repository, e.g. "master/process/build.py"
     line: int
-    target: str  # the dotted module imported, e.g. "buildfarm.master.metrics"
+    target: str  # the dotted module imported, e.g. "buildfarm.master.www.metrics"
 
 
 def under(name: str, prefix: str) -> bool:
@@ -254,12 +254,12 @@ def write(tmp_path, rel, text):
 @pytest.mark.parametrize(
     "source, expected",
     [
-        ("import buildfarm.master.metrics\n", "buildfarm.master.metrics"),
-        ("from buildfarm.master.www import metrics\n", "buildfarm.master.metrics"),
-        ("from buildfarm.master.metrics import Counter\n", "buildfarm.master.metrics"),
-        ("def f():\n    from ..www import metrics\n", "buildfarm.master.metrics"),
+        ("import buildfarm.master.www.metrics\n", "buildfarm.master.www.metrics"),
+        ("from buildfarm.master.www import metrics\n", "buildfarm.master.www.metrics"),
+        ("from buildfarm.master.www.metrics import Counter\n", "buildfarm.master.www.metrics"),
+        ("def f():\n    from ..www import metrics\n", "buildfarm.master.www.metrics"),
         ("from .. import www\n", "buildfarm.master.www"),
-        ("from ..www.metrics import Counter\n", "buildfarm.master.metrics"),
+        ("from ..www.metrics import Counter\n", "buildfarm.master.www.metrics"),
     ],
 )
 def test_the_checker_reads_every_form_of_import(tmp_path, source, expected):
@@ -267,7 +267,7 @@ def test_the_checker_reads_every_form_of_import(tmp_path, source, expected):
     modules = {
         "buildfarm.master.process.build": rel,
         "buildfarm.master.www": "master/www/__init__.py",
-        "buildfarm.master.metrics": "master/www/metrics.py",
+        "buildfarm.master.www.metrics": "master/www/metrics.py",
     }
     found = imports_of("buildfarm.master.process.build", rel, modules, root=str(tmp_path))
     assert [i.target for i in found] == [expected]
