@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from buildfarm.common.text import as_text
+from buildfarm.common.decoding import as_text
 
 REDACTED = "<redacted>"
 

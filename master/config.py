@@ -22,10 +22,11 @@ from sqlalchemy.exc import ArgumentError
 
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
 from buildfarm.master.auth.users import Account, validate_users
-from buildfarm.master.configsource import CONFIG_MODULE_NAME, ConfigObject
+from buildfarm.master.configobject import CONFIG_MODULE_NAME, ConfigObject
 from buildfarm.master.http.limits import CONFIG_KEYS as LIMIT_KEYS
 from buildfarm.master.http.limits import HTTPLimits
 from buildfarm.master.pb.limits import PBLimits
+from buildfarm.master.process.builderconfig import BuilderConfig
 from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
@@ -80,38 +81,6 @@ class SlaveConfig(ConfigObject):
         self.max_builds = max_builds
         self.properties = dict(properties or {})
         self.unknown_args = sorted(kwargs)
-
-
-class BuilderConfig(ConfigObject):
-    """A builder: a name, the slaves that may run it and the factory of its steps."""
-
-    def __init__(
-        self, name, slavenames=None, factory=None, builddir=None, tags=None, properties=None,
-        env=None, slavename=None, workernames=None, workername=None, locks=None, nextSlave=None,  # noqa: N803
-        nextWorker=None, canStartBuild=None, collapseRequests=None, priority=0, **kwargs,  # noqa: N803
-    ):
-        self._remember_config_line()
-        self.name = name
-        names = list(slavenames or workernames or [])
-        for single in (slavename, workername):
-            if single:
-                names.append(single)
-        self.slavenames = names
-        self.factory = factory
-        self.builddir = builddir or (_safe_dirname(name) if isinstance(name, str) else None)
-        self.tags = list(tags or [])
-        self.properties = dict(properties or {})
-        self.env = dict(env or {})
-        self.locks = list(locks or [])
-        self.nextSlave = nextSlave or nextWorker
-        self.canStartBuild = canStartBuild
-        self.collapseRequests = collapseRequests
-        self.priority = priority
-        self.unknown_args = sorted(kwargs)
-
-
-def _safe_dirname(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 @dataclass

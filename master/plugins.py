@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 from buildfarm.master.auth.users import User
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
-from buildfarm.master.config import BuilderConfig, SlaveConfig
+from buildfarm.master.config import SlaveConfig
+from buildfarm.master.process.builderconfig import BuilderConfig
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import MasterLock, SlaveLock
 from buildfarm.master.process.properties import Interpolate, Property, WithProperties, renderer

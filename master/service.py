@@ -40,12 +40,12 @@ from buildfarm.common.results import RETRY
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
+from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
 from buildfarm.master.process.logbus import LogBus
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.runner import ActionRunner
-from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.master.www.site import WWWService
 
 log = Logger()

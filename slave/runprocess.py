@@ -28,6 +28,8 @@ from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from buildfarm.common.decoding import STRICT, as_text
+
 KILL_BACKSTOP_S = 5.0
 STREAM_HEADER = "header"
 STREAM_STDOUT = "stdout"
@@ -85,7 +87,7 @@ def _envValue(name: str, value: object) -> str:
 
 
 def _text(value: str | bytes) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+    return as_text(value, STRICT)
 
 
 def signalNumber(value: str | int) -> int:

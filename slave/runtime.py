@@ -11,7 +11,7 @@ from buildfarm.slave.commands.base import CommandRegistry
 
 @dataclass(frozen=True)
 class SlaveRuntime:
-    """The slave-wide settings and tools handed down from the BuildSlave service.
+    """The slave-wide settings and tools handed down from the SlaveService service.
 
     ``requestShutdown`` is called when the master asks the slave to stop.
     """

@@ -1,4 +1,4 @@
-"""`BuildSlave`: the slave daemon's root service.
+"""`SlaveService`: the slave daemon's root service.
 
 It keeps one PB connection to the master: a `ClientService` reconnects with exponential
 backoff (reset after each successful login), every connection logs in with the `Bot` as the
@@ -83,13 +83,13 @@ class _SlaveBroker(FastBanana, pb.Broker):
 
 
 class _SlaveFactory(pb.PBClientFactory):
-    """A PB client factory that tells its BuildSlave when a connection starts and when PB is
+    """A PB client factory that tells its SlaveService when a connection starts and when PB is
     ready on it (then the slave logs in)."""
 
     noisy = False  # no "Starting factory" line for every attempt
     protocol = _SlaveBroker
 
-    def __init__(self, slave: BuildSlave) -> None:
+    def __init__(self, slave: SlaveService) -> None:
         super().__init__()
         self.slave = slave
 
@@ -103,7 +103,7 @@ class _SlaveFactory(pb.PBClientFactory):
         self.slave._brokerReady(broker)
 
 
-class BuildSlave(service.MultiService):
+class SlaveService(service.MultiService):
     """The slave daemon: attaches to the master over PB and runs the builds it sends.
 
     Arguments are those of ``buildbot.tac``.  ``connection_string`` (a Twisted client
@@ -394,3 +394,8 @@ def _drop(broker: pb.Broker) -> None:
         abort()
     else:
         transport.loseConnection()
+
+
+# The name before the rename: buildbot.tac files written by earlier create-slave say
+# ``from buildfarm.slave.service import BuildSlave``, and existing basedirs keep working.
+BuildSlave = SlaveService

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from buildfarm.master.auth.passwords import check_hash_format
 from buildfarm.master.auth.secret import Secret, SecretError, resolve_secret
-from buildfarm.master.configsource import ConfigObject
+from buildfarm.master.configobject import ConfigObject
 
 
 class User(ConfigObject):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from buildfarm.master.changes.change import Change
-from buildfarm.master.schedulers.fingerprint import fingerprint
+from buildfarm.master.configobject import fingerprint
 
 FILTERED_FIELDS = ("project", "repository", "branch", "category", "codebase")
 

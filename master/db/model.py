@@ -212,8 +212,9 @@ slave_settings = sa.Table(
 )
 
 # One row per action requested of a slave (the row id is the result's ``requestid``);
-# ``state`` is PENDING=0, RUNNING=1, SUCCESS=2, FAILURE=3, ``args`` a JSON object, ``data``
-# the JSON value an action answers beside its ``text`` (an uptime, a last activity).
+# ``state`` is an ``ActionState`` (master/fleet.py): PENDING=0, RUNNING=1, SUCCESS=2,
+# FAILURE=3; ``args`` a JSON object, ``data`` the JSON value an action answers beside its
+# ``text`` (an uptime, a last activity).
 slaveapi_results = sa.Table(
     "slaveapi_results",
     metadata,

@@ -10,10 +10,8 @@ import sqlalchemy as sa
 
 from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
 from buildfarm.master.db.model import masters, slave_settings, slaveapi_audit, slaveapi_results
+from buildfarm.master.fleet import UNFINISHED, ActionState
 
-# ``state`` values (master/slaveapi/results.py names them).
-PENDING, RUNNING, SUCCESS, FAILURE = range(4)
-UNFINISHED = (PENDING, RUNNING)
 DEFAULT_SETTINGS = {"enabled": True, "environment": None, "disabled_reason": None,
                     "disabled_by": None, "disabled_at": None, "notes": ""}
 
@@ -27,17 +25,17 @@ class SlaveAPIComponent(DBComponent):
                          requested_from: str, masterid: int | None, now: int) -> int:
         """A new PENDING result; its ``requestid``."""
         return await self._insert(sa.insert(slaveapi_results).values(
-            slave=slave, action=action, args=to_json(args), state=PENDING, text="",
+            slave=slave, action=action, args=to_json(args), state=int(ActionState.PENDING), text="",
             requested_by=requested_by, requested_from=requested_from, masterid=masterid,
             request_timestamp=now))
 
     async def start_result(self, requestid: int, now: int) -> None:
-        await self._set_result(requestid, state=RUNNING, start_timestamp=now)
+        await self._set_result(requestid, state=int(ActionState.RUNNING), start_timestamp=now)
 
     async def finish_result(self, requestid: int, state: int, text: str, now: int,
                             data: Any = None) -> None:
         """End a result as SUCCESS or FAILURE with the story of what was done (and its data)."""
-        await self._set_result(requestid, state=state, text=text, finish_timestamp=now,
+        await self._set_result(requestid, state=int(state), text=text, finish_timestamp=now,
                                data=None if data is None else json.dumps(data, sort_keys=True))
 
     async def set_result_text(self, requestid: int, text: str) -> None:
@@ -71,7 +69,7 @@ class SlaveAPIComponent(DBComponent):
         """PENDING and RUNNING results ``masterid`` accepted, oldest first (for start-up)."""
         query = (sa.select(slaveapi_results)
                  .where(slaveapi_results.c.masterid == masterid,
-                        slaveapi_results.c.state.in_(UNFINISHED))
+                        slaveapi_results.c.state.in_([int(s) for s in UNFINISHED]))
                  .order_by(slaveapi_results.c.id))
         return await self._fetch_all(query, _result)
 

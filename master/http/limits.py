@@ -19,6 +19,8 @@ LINGER_MAX_BYTES = 1024 * 1024
 # The largest id, offset or count a URL may carry: the largest integer a JSON client holds
 # exactly, and far below what a 64-bit database column or offset + limit overflows at.
 MAX_URL_INT = 2**53 - 1
+# The largest body a SlaveAPI request may carry, on its own port and under /slaveapi/.
+SLAVEAPI_MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,20 @@ def html_error_body(status: int, message: str) -> tuple[bytes, bytes]:
     return b"text/html; charset=utf-8", page.encode("utf-8")
 
 
+# The SlaveAPI's error names, as the original SlaveAPI answered them; the SlaveAPI's own port
+# and ``/slaveapi/`` on the web port both answer in that shape (so it lives here, below both).
+SLAVEAPI_ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+                        405: "method not allowed", 408: "request timeout",
+                        413: "request entity too large", 429: "too many requests",
+                        500: "internal error"}
+
+
+def slaveapi_error_body(status: int, message: str) -> tuple[bytes, bytes]:
+    """The SlaveAPI's error shape: ``{"error": <status name>, "msg": message}``."""
+    body = {"error": SLAVEAPI_ERROR_NAMES.get(status, "error"), "msg": message}
+    return b"application/json", json.dumps(body).encode()
+
+
 @dataclass(frozen=True)
 class BodyRule:
     """Requests whose path starts with ``prefix`` take bodies of at most ``max_bytes``;

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.spread import pb
 
-from buildfarm.common.text import as_text
+from buildfarm.common.decoding import as_text
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline, remote_failure_is
 from buildfarm.master.pb.logingate import describe_peer
 from buildfarm.master.pb.pingqueue import ping_queue

@@ -1,7 +1,8 @@
 """Remote calls with deadlines: nothing that crosses the network may wait forever."""
 
-from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+
+from buildfarm.common.deadline import with_deadline
 
 
 class DeadlineExceeded(Exception):
@@ -10,12 +11,8 @@ class DeadlineExceeded(Exception):
 
 async def call_with_deadline(clock: IReactorTime, seconds: float, remote, method: str, *args):
     """``remote.callRemote(method, *args)``, failing with DeadlineExceeded after ``seconds``."""
-    d = remote.callRemote(method, *args)
-    d.addTimeout(seconds, clock)
-    try:
-        return await d
-    except defer.TimeoutError:
-        raise DeadlineExceeded(f"{method} got no answer within {seconds:g} s") from None
+    return await with_deadline(remote.callRemote(method, *args), seconds, clock,
+                               lambda: DeadlineExceeded(f"{method} got no answer within {seconds:g} s"))
 
 
 def remote_failure_is(failure_or_error, *names: str) -> bool:

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.spread import pb
 from zope.interface import implementer
 
-from buildfarm.common.text import as_text
+from buildfarm.common.decoding import as_text
 from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
 
 log = Logger()

@@ -10,7 +10,7 @@ from buildfarm.common.pbwire import FastBanana
 from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.listener import ListeningService
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
-from buildfarm.master.pb.heap import HeapTrimmer
+from buildfarm.master.pb.heaptrim import HeapTrimmer
 from buildfarm.master.pb.limits import PRE_LOGIN_MESSAGE_LIMITS, PBLimits
 from buildfarm.master.pb.logingate import LoginGate, describe_peer, pre_login_problem
 

@@ -6,14 +6,26 @@ The master passes the ``RemoteCommand`` (a ``pb.Referenceable``) to the slave's
 kept for the step to read.  A slave lost mid-command ends the command with ``SlaveLost``.
 """
 
+from typing import Protocol
+
 from twisted.internet import defer
 from twisted.spread import pb
 
+from buildfarm.common.decoding import as_text
 from buildfarm.common.redaction import redact_log_header
-from buildfarm.common.text import as_text
-from buildfarm.master.process.buildstep import StepLog
 
 OUTPUT_KEYS = ("header", "stdout", "stderr")
+
+
+class StepLog(Protocol):
+    """Where a running step writes one of its logs (a command's output goes there).
+
+    Defined here, with the command that writes to it, so that pb needs nothing of process.
+    """
+
+    def add_header(self, text: str) -> None: ...
+    def add_stdout(self, text: str) -> None: ...
+    def add_stderr(self, text: str) -> None: ...
 
 
 class SlaveLost(Exception):

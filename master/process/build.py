@@ -8,6 +8,7 @@ from twisted.spread import pb
 
 from buildfarm.common.redaction import redact_variable
 from buildfarm.common.results import CANCELLED, EXCEPTION, RETRY, SKIPPED, SUCCESS, result_name
+from buildfarm.master import metrics
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline
 from buildfarm.master.pb.remotecommand import (
     CommandInterrupted,
@@ -20,7 +21,6 @@ from buildfarm.master.process.locks import as_access
 from buildfarm.master.process.logbus import build_changed, bus_of
 from buildfarm.master.process.logwriter import LogWriter
 from buildfarm.master.process.properties import Properties
-from buildfarm.master.www import metrics
 
 log = Logger()
 

@@ -2,7 +2,7 @@
 
 import enum
 
-from buildfarm.master.config import BuilderConfig
+from buildfarm.master.process.builderconfig import BuilderConfig
 from buildfarm.master.process.locks import as_access
 
 

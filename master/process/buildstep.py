@@ -19,16 +19,9 @@ from buildfarm.common.results import (
     WARNINGS,
     worst_result,
 )
-from buildfarm.master.configsource import ConfigObject
+from buildfarm.master.configobject import ConfigObject
+from buildfarm.master.pb.remotecommand import StepLog
 from buildfarm.master.process.properties import Renderable
-
-
-class StepLog(Protocol):
-    """Where a running step writes one of its logs."""
-
-    def add_header(self, text: str) -> None: ...
-    def add_stdout(self, text: str) -> None: ...
-    def add_stderr(self, text: str) -> None: ...
 
 
 class StepContext(Protocol):

@@ -1,6 +1,6 @@
 """``BuildFactory``: the ordered steps every build of a builder runs."""
 
-from buildfarm.master.configsource import ConfigObject
+from buildfarm.master.configobject import ConfigObject
 
 
 class BuildFactory(ConfigObject):

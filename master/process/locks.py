@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from twisted.internet import defer
 
-from buildfarm.master.configsource import ConfigObject
+from buildfarm.master.configobject import ConfigObject
 
 ACCESS_MODES = ("counting", "exclusive")
 

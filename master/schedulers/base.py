@@ -15,8 +15,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from buildfarm.master.configsource import ConfigObject
-from buildfarm.master.schedulers.fingerprint import fingerprint
+from buildfarm.master.configobject import ConfigObject, fingerprint
 
 log = Logger()
 
@@ -52,6 +51,7 @@ def is_positive_number(value) -> bool:
 class Scheduler(ConfigObject):
     """A named source of build requests for some builders."""
 
+    referenced_by_name = "scheduler"  # a Dependent's upstream compares by its name (fingerprint)
     # Whether the manager offers new changes to this scheduler (``got_change``).
     wants_changes = False
 

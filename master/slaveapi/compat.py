@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from buildfarm.common.results import result_name
-from buildfarm.master.db.slaveapi import SUCCESS
+from buildfarm.master.fleet import ActionState
 
 # Where the names of the arguments a request gave but its action does not take are kept
 # (in the result's ``args``), for the story to tell.
@@ -48,7 +48,7 @@ def original_text(action: str, state: int, story: str, data: Any) -> Any:
     """What the original answered in ``text``: the value a successful uptime, last activity
     or instance creation found; otherwise (and for every failure) the story."""
     value_of = ORIGINAL_TEXT.get(action)
-    if state != SUCCESS or value_of is None or not isinstance(data, dict):
+    if state != ActionState.SUCCESS or value_of is None or not isinstance(data, dict):
         return story
     try:
         return value_of(data)

@@ -27,12 +27,16 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.db.slaveapi import DEFAULT_SETTINGS
+from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE as READ_SCOPE
+from buildfarm.master.fleet import BadArgument
 from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.challenge import add_challenges, add_refusal_headers
 from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES as MAX_BODY_BYTES
 from buildfarm.master.http.routes import RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
-from buildfarm.master.http.site import BodyRule, BoundedSite
-from buildfarm.master.slaveapi.actions.base import BadArgument
+from buildfarm.master.http.site import SLAVEAPI_ERROR_NAMES as ERROR_NAMES
+from buildfarm.master.http.site import BodyRule, BoundedSite, slaveapi_error_body
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
 from buildfarm.master.slaveapi.compat import (
     IGNORED_KEY,
@@ -43,21 +47,16 @@ from buildfarm.master.slaveapi.compat import (
     split_arguments,
 )
 from buildfarm.master.slaveapi.results import dictify_results
+from buildfarm.master.status import SlaveStatus, one_slave_status, slave_statuses
 
 log = Logger()
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_WAITTIME_S = 3600.0
 RECENT_JOBS = 10
 BUG_STATUS_DEADLINE_S = 5.0
 DEFAULT_AUDIT_LIMIT = 100
-READ_SCOPE = "slaveapi:read"
 REALM = "buildfarm SlaveAPI"
 WAITTIME = "waittime"
-ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
-               405: "method not allowed", 408: "request timeout", 413: "request entity too large",
-               429: "too many requests",
-               500: "internal error"}
 
 
 class SlaveAPIError(Exception):
@@ -68,11 +67,6 @@ class SlaveAPIError(Exception):
         self.status = status
         self.message = message
         self.user = user  # who was refused (403)
-
-
-def action_scope(action: str, slave: str) -> str:
-    """The scope a POST of ``action`` on ``slave`` needs."""
-    return f"slaveapi:{action}:{slave}"
 
 
 class SlaveAPI:
@@ -94,12 +88,7 @@ class SlaveAPI:
     @app.handle_errors(AuthError)
     def _auth_error(self, request, failure):
         error = failure.value
-        if error.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
-        if error.retry_after_header() is not None:
-            request.setHeader(b"retry-after", error.retry_after_header())
+        add_refusal_headers(request, error, REALM)
         target = getattr(request, "_slaveapi_target", None)
         if error.status == 403 and error.user and target is not None:
             # The SlaveAPI's own audit (GET /audit) lists refusals of known callers too.
@@ -113,9 +102,7 @@ class SlaveAPI:
     @app.handle_errors(SlaveAPIError)
     def _api_error(self, request, failure):
         if failure.value.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
+            add_challenges(request, REALM)
         return _json_error(request, failure.value.status, failure.value.message)
 
     @app.handle_errors(NotFound)
@@ -168,24 +155,21 @@ class SlaveAPI:
         settings = await self.master.db.slaveapi.get_all_settings()
         masters = await self.master.db.slaveapi.master_names()
         names = set(self.master.config.slaves) | set(self.runner.settings.slaves) | set(rows) | set(settings)
-        summaries = []
-        for name in sorted(names):
-            own = settings.get(name) or {"name": name, **DEFAULT_SETTINGS}
-            summaries.append(self._summary(name, rows.get(name), own, masters))
-        return summaries
+        statuses = await slave_statuses(self.master, names, rows, settings)
+        return [self._summary(statuses[name], settings.get(name) or {"name": name, **DEFAULT_SETTINGS},
+                              masters) for name in sorted(names)]
 
-    def _summary(self, name: str, row: dict | None, settings: dict, masters: dict[int, str]) -> dict:
-        live = self.master.botmaster.slaves.get(name)
-        masterid = (row or {}).get("connected_masterid")
-        location = self.runner.settings.slaves.get(name)
+    def _summary(self, status: SlaveStatus, settings: dict, masters: dict[int, str]) -> dict:
+        """A slave in the original's fields; ``connected`` and ``master`` from master/status.py."""
+        location = self.runner.settings.slaves.get(status.name)
         return {
-            "name": name,
+            "name": status.name,
             "enabled": settings["enabled"],
             "environment": settings["environment"],
             "purpose": location.purpose if location else None,
             "pool": location.pool if location else None,
-            "connected": bool(live is not None and live.attached) or masterid is not None,
-            "master": masters.get(masterid) if masterid is not None else None,
+            "connected": status.connected,
+            "master": masters.get(status.masterid) if status.masterid is not None else None,
             "disabled_reason": settings["disabled_reason"],
         }
 
@@ -195,12 +179,13 @@ class SlaveAPI:
         db = self.master.db
         row = await db.slaves.get(slave)
         settings = await db.slaveapi.get_settings(slave)
-        summary = self._summary(slave, row, settings, await db.slaveapi.master_names())
+        status = await one_slave_status(self.master, slave, row, settings)
+        summary = self._summary(status, settings, await db.slaveapi.master_names())
         location = self.runner.settings.slaves.get(slave)
         live = self.master.botmaster.slaves.get(slave)
         info = live.info if live is not None else (row or {}).get("info") or {}
         jobs = await db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_JOBS) if row else []
-        ours = row is not None and row["connected_masterid"] == getattr(self.master, "masterid", None)
+        ours = status.attached
         return _json(request, {
             **summary,
             **original_slave_fields(location, self.runner.settings.slaves),
@@ -299,14 +284,8 @@ class SlaveAPI:
 
 def make_site(runner) -> BoundedSite:
     """The twisted.web Site of the SlaveAPI's own port."""
-    rule = BodyRule("/", MAX_BODY_BYTES, refusal_body)
+    rule = BodyRule("/", MAX_BODY_BYTES, slaveapi_error_body)
     return BoundedSite(runner.resource(), [], rule, limits_of(runner.master), runner.clock)
-
-
-def refusal_body(status: int, message: str) -> tuple[bytes, bytes]:
-    """A refusal made before any handler ran (http/site.py), in the SlaveAPI's error shape."""
-    body = {"error": ERROR_NAMES.get(status, "error"), "msg": message}
-    return b"application/json", json.dumps(body).encode()
 
 
 def _json(request, value, status: int = 200) -> bytes:

@@ -2,13 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from buildfarm.master.db.slaveapi import FAILURE, PENDING, RUNNING, SUCCESS
+from buildfarm.master.fleet import ActionState
 from buildfarm.master.slaveapi.compat import original_text
-
-STATE_NAMES = {PENDING: "pending", RUNNING: "running", SUCCESS: "success", FAILURE: "failure"}
-
-__all__ = ["FAILURE", "PENDING", "RUNNING", "STATE_NAMES", "SUCCESS", "ActionResult",
-           "dictify_results"]
 
 
 @dataclass
@@ -24,7 +19,7 @@ class ActionResult:
     requestid: int
     slave: str
     action: str
-    state: int = PENDING
+    state: int = ActionState.PENDING
     text: str = ""
     data: object = None
     args: dict = field(default_factory=dict)
@@ -41,7 +36,7 @@ class ActionResult:
 
     @property
     def finished(self) -> bool:
-        return self.state in (SUCCESS, FAILURE)
+        return self.state in (ActionState.SUCCESS, ActionState.FAILURE)
 
     def to_dict(self) -> dict:
         """What the API answers for this result: ``text`` as the original SlaveAPI had it

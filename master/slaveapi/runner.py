@@ -11,19 +11,13 @@ ones that were running end FAILURE.  The runner also serves the SlaveAPI on its 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from buildfarm.master.fleet import STATE_NAMES, ActionState
 from buildfarm.master.listener import ListeningService
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.channels import channel_table
 from buildfarm.master.slaveapi.compat import IGNORED_KEY, ignored_note
-from buildfarm.master.slaveapi.results import (
-    FAILURE,
-    PENDING,
-    RUNNING,
-    STATE_NAMES,
-    SUCCESS,
-    ActionResult,
-)
+from buildfarm.master.slaveapi.results import ActionResult
 from buildfarm.master.slaveapi.settings import SlaveAPISettings
 
 log = Logger()
@@ -118,10 +112,10 @@ class ActionRunner(ListeningService):
         db = self.master.db.slaveapi
         for row in await db.get_unfinished(self.master.masterid):
             result = ActionResult.from_row(row)
-            if result.state == RUNNING:
+            if result.state == ActionState.RUNNING:
                 text = "\n".join(filter(None, [result.text, RESTARTED_TEXT]))
-                await db.finish_result(result.requestid, FAILURE, text, self.now())
-                await db.set_audit_outcome(result.requestid, STATE_NAMES[FAILURE])
+                await db.finish_result(result.requestid, ActionState.FAILURE, text, self.now())
+                await db.set_audit_outcome(result.requestid, ActionState.FAILURE.label)
                 log.info("SlaveAPI: {action} of {slave} (request {id}) was cut short by a restart",
                          action=result.action, slave=result.slave, id=result.requestid)
                 continue
@@ -173,9 +167,9 @@ class ActionRunner(ListeningService):
             now = self.now()
             masterid = getattr(self.master, "masterid", None)
             requestid = await db.add_result(slave, action.name, args, user, peer, masterid, now)
-            result = ActionResult(requestid, slave, action.name, PENDING, args=args, requested_by=user,
-                                  requested_from=peer, request_timestamp=now)
-            await db.add_audit(now, user, peer, slave, action.name, STATE_NAMES[PENDING], requestid)
+            result = ActionResult(requestid, slave, action.name, ActionState.PENDING, args=args,
+                                  requested_by=user, requested_from=peer, request_timestamp=now)
+            await db.add_audit(now, user, peer, slave, action.name, ActionState.PENDING.label, requestid)
             self._enqueue(result)
         finally:
             self._submitting.release()
@@ -238,20 +232,20 @@ class ActionRunner(ListeningService):
                             self.master, self, self.settings, self.settings.slaves.get(result.slave))
         ctx.lines = _LiveLines(result)
         try:
-            result.state, result.start_timestamp = RUNNING, self.now()
+            result.state, result.start_timestamp = ActionState.RUNNING, self.now()
             await db.start_result(result.requestid, result.start_timestamp)
             try:
                 await self._before_run(ctx, action)
                 result.data = await action.run(ctx)
-                result.state = SUCCESS
+                result.state = ActionState.SUCCESS
             except ActionFailed as e:
                 ctx.say(str(e))
-                result.state = FAILURE
+                result.state = ActionState.FAILURE
             except Exception as e:
                 log.failure("SlaveAPI: {action} of {slave} failed unexpectedly", action=result.action,
                             slave=result.slave)
                 ctx.say(f"internal error: {type(e).__name__}: {e}")
-                result.state = FAILURE
+                result.state = ActionState.FAILURE
             if not self.running:
                 return  # the master is stopping: the next start ends it as cut short
             result.finish_timestamp = self.now()

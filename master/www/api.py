@@ -16,15 +16,16 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.challenge import add_refusal_headers
 from buildfarm.master.http.flow import send_text
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
+from buildfarm.master.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.www import apidata
 from buildfarm.master.www.apidata import with_result_name
-from buildfarm.master.www.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.master.www.paging import (
     BadParameter,
     Page,
@@ -92,12 +93,7 @@ class JSONAPI:
     @app.handle_errors(AuthError)
     def _auth_error(self, request, failure):
         error = failure.value
-        if error.status == 401:
-            for scheme in ("Basic", "Bearer"):
-                challenge = f'{scheme} realm="{AUTH_REALM}"'.encode()
-                request.responseHeaders.addRawHeader(b"www-authenticate", challenge)
-        if error.retry_after_header() is not None:
-            request.setHeader(b"retry-after", error.retry_after_header())
+        add_refusal_headers(request, error, AUTH_REALM)
         request.setResponseCode(error.status)
         request.setHeader(b"content-type", b"application/json")
         body = {"error": error.message}
@@ -490,7 +486,7 @@ class JSONAPI:
 
     @routes.route("/metrics", "GET", scope="metrics:read")
     async def metrics(self, request):
-        """The Prometheus text exposition of the master's metrics (www/metrics.py)."""
+        """The Prometheus text exposition of the master's metrics (master/metrics.py)."""
         metrics = getattr(self.master, "metrics", None)
         if metrics is None:
             metrics = self.master.metrics = MasterMetrics()

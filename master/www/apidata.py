@@ -9,18 +9,17 @@ from collections.abc import Callable
 
 from buildfarm.common.redaction import redact_info
 from buildfarm.common.results import result_name
+from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE, STATE_NAMES
 from buildfarm.master.schedulers.forceparams import BaseParameter, ChoiceStringParameter
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.slaveapi.results import STATE_NAMES
+from buildfarm.master.status import SLAVE_STATES, SlaveStatus, one_slave_status, slave_statuses
 
 # How many of a slave's latest builds and SlaveAPI results its detail shows.
 RECENT_ITEMS = 20
 # The most running builds and waiting requests the overview lists.
 OVERVIEW_ITEMS = 1000
-SLAVE_STATES = ("idle", "busy", "disabled", "lost")
 # The reported info keys that hold a slave's environment variables.
 ENVIRONMENT_KEYS = frozenset({"environ"})
-SLAVEAPI_READ_SCOPE = "slaveapi:read"
 
 
 def with_result_name(row: dict) -> dict:
@@ -153,17 +152,12 @@ def log_json(entry: dict, size: int, url: str | None = None) -> dict:
 
 async def slave_summaries(master, with_info: bool = False) -> list[dict]:
     """Every configured slave and every slave the database remembers, by name, with its
-    state: ``idle``/``busy`` (attached), ``disabled`` (through the SlaveAPI), ``lost``.
-    Their ``info`` is None unless ``with_info``: see `add_infos`."""
+    state (master/status.py).  Their ``info`` is None unless ``with_info``: see `add_infos`."""
     db = master.db
     known = {row["name"]: row for row in await db.slaves.get_all(with_info=with_info)}
     settings = await db.slaveapi.get_all_settings()
-    running: dict[str, int] = {}
-    for build in await db.builds.get_all(complete=False, limit=OVERVIEW_ITEMS):
-        running[build["slavename"]] = running.get(build["slavename"], 0) + 1
-    names = sorted(set(master.config.slaves) | set(known))
-    return [slave_summary(master, name, known.get(name, {}), settings.get(name), running.get(name, 0))
-            for name in names]
+    statuses = await slave_statuses(master, rows=known, settings=settings)
+    return [slave_summary(master, status, known.get(name, {})) for name, status in statuses.items()]
 
 
 async def add_infos(master, summaries: list[dict], may: Callable[[str], bool] = _deny) -> list[dict]:
@@ -177,32 +171,24 @@ async def add_infos(master, summaries: list[dict], may: Callable[[str], bool] = 
     return summaries
 
 
-def slave_summary(master, name: str, row: dict, settings: dict | None, running: int,
-                  show_environment: bool = False) -> dict:
+def slave_summary(master, status: SlaveStatus, row: dict, show_environment: bool = False) -> dict:
     """One slave as ``GET /api/v1/slaves`` lists it."""
-    live = master.botmaster.slaves.get(name)
-    enabled = settings is None or settings["enabled"]
-    if not enabled:
-        state = "disabled"
-    elif live is not None:
-        state = "busy" if running else "idle"
-    else:
-        state = "lost"
-    last_seen = getattr(live, "last_seen", None) if live else row.get("last_disconnected_at")
+    live = master.botmaster.slaves.get(status.name)
     return {
-        "name": name,
-        "configured": name in master.config.slaves,
-        "connected": live is not None,
-        "state": state,
-        "enabled": bool(enabled),
-        "disabled_reason": None if settings is None else settings["disabled_reason"],
-        "running_builds": running,
+        "name": status.name,
+        "configured": status.name in master.config.slaves,
+        "connected": status.connected,
+        "attached": status.attached,
+        "state": status.state,
+        "enabled": status.enabled,
+        "disabled_reason": status.disabled_reason,
+        "running_builds": status.running_builds,
         "shutting_down": bool(live and live.shutting_down),
         "version": live.version if live else row.get("version"),
         "info": None if row and "info" in row and row["info"] is None else public_info(
             row.get("info") or (live.info if live else {}), show_environment),  # the whole report
         "builders": sorted(live.remote_builders) if live else [],
-        "last_seen": last_seen,
+        "last_seen": status.last_seen,
         "last_connected_at": row.get("last_connected_at"),
         "last_disconnected_at": row.get("last_disconnected_at"),
     }
@@ -219,14 +205,14 @@ async def slave_detail(master, name: str, may: Callable[[str], bool] = _deny) ->
         return None
     settings = await db.slaveapi.get_settings(name)
     recent = [] if row is None else await db.builds.get_all(slaveid=row["slaveid"], limit=RECENT_ITEMS)
-    running = sum(1 for b in recent if not b["complete"])
+    status = await one_slave_status(master, name, row, settings)
     live = master.botmaster.slaves.get(name)
     results = (await db.slaveapi.get_results(slave=name))[-RECENT_ITEMS:]
     info = (row or {}).get("info") or (live.info if live else {})
     commands = getattr(live, "commands", None) or info.get("worker_commands") or \
         info.get("slave_commands") or {}
     return {
-        **slave_summary(master, name, row or {}, settings, running, may(environment_scope(name))),
+        **slave_summary(master, status, row or {}, may(environment_scope(name))),
         "commands": commands,
         "peer": getattr(live, "peer", None),
         "connected_masterid": (row or {}).get("connected_masterid"),
@@ -279,5 +265,5 @@ async def overview(master) -> dict:
         "builders": builders,
         "pending_buildrequests": pending,
         "slaves": slaves,
-        "slave_counts": {**counts, "attached": sum(1 for s in slaves if s["connected"])},
+        "slave_counts": {**counts, "attached": sum(1 for s in slaves if s["attached"])},
     }

@@ -9,10 +9,15 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
-from buildfarm.master.http.limits import limits_of
-from buildfarm.master.http.site import BodyRule, BoundedSite, html_error_body, json_error_body
+from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES, limits_of
+from buildfarm.master.http.site import (
+    BodyRule,
+    BoundedSite,
+    html_error_body,
+    json_error_body,
+    slaveapi_error_body,
+)
 from buildfarm.master.listener import ListeningService
-from buildfarm.master.slaveapi import resources as slaveapi_resources
 from buildfarm.master.www import api
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.ui import WebUI
@@ -24,7 +29,7 @@ log = Logger()
 BODY_RULES = (
     BodyRule("/api/", api.MAX_BODY_BYTES, json_error_body),
     BodyRule("/metrics", 0, json_error_body),
-    BodyRule("/slaveapi/", slaveapi_resources.MAX_BODY_BYTES, slaveapi_resources.refusal_body),
+    BodyRule("/slaveapi/", SLAVEAPI_MAX_BODY_BYTES, slaveapi_error_body),
     BodyRule("/login", pages.MAX_LOGIN_BYTES, html_error_body),
 )
 PAGES_BODY_RULE = BodyRule("/", pages.MAX_FORM_BYTES, html_error_body)

@@ -19,6 +19,8 @@ from twisted.internet import defer, threads
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.spread import pb
 
+from buildfarm.common.decoding import STRICT, as_text
+
 COMMAND_VERSION = "3.3"  # the 4.x value: masters then send the 4.x argument names
 MAX_CHUNK_CHARS = 64 * 1024  # one update string; UTF-8 keeps it far below Banana's 640 KiB
 FLUSH_DELAY_S = 0.1
@@ -37,8 +39,9 @@ class UnknownCommand(pb.Error):
 
 
 def asText(value: str | bytes) -> str:
-    """PB peers may send names and paths as bytes: one place decodes them."""
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+    """A name or path the master sent (str or bytes) as str: common/decoding.py's decoder, strict
+    (undecodable bytes raise ``UnicodeDecodeError``, a ``ValueError``)."""
+    return as_text(value, STRICT)
 
 
 # Argument checks: each returns the value to use or raises ValueError saying what is wrong.

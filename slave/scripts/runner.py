@@ -34,7 +34,7 @@ from twisted.application import service
 from twisted.logger import ILogObserver, textFileLogObserver
 from twisted.python.logfile import LogFile
 
-from buildfarm.slave.service import BuildSlave
+from buildfarm.slave.service import SlaveService
 
 basedir = {basedir!r}
 rotateLength = {rotateLength!r}
@@ -66,7 +66,7 @@ allow_shutdown = {allow_shutdown!r}
 connection_string = {connection_string!r}
 use_tls = {use_tls!r}
 
-s = BuildSlave(
+s = SlaveService(
     buildmaster_host, port, slavename, passwd, basedir,
     keepalive=keepalive, usepty=usepty, umask=umask, maxdelay=maxdelay,
     maxretries=maxretries, allow_shutdown=allow_shutdown,

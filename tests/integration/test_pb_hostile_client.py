@@ -140,10 +140,10 @@ async def poll(predicate, what: str, deadline_s: float = 30.0):
 async def test_two_slaves_logging_in_under_one_name_at_once_attach_once(fleet, master, tmp_path):
     """Two slave services in this process log in as bs1 in the same reactor turn: the master
     attaches one and refuses the other, and the refused one leaving changes nothing."""
-    from buildfarm.slave.service import BuildSlave
+    from buildfarm.slave.service import SlaveService
 
-    twins = [BuildSlave("127.0.0.1", master.pb_port, "bs1", "pass", str(tmp_path / f"twin{i}"),
-                        keepalive=0) for i in range(2)]
+    twins = [SlaveService("127.0.0.1", master.pb_port, "bs1", "pass", str(tmp_path / f"twin{i}"),
+                          keepalive=0) for i in range(2)]
     for twin in twins:
         os.makedirs(twin.basedir)
     for twin in twins:

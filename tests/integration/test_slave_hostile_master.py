@@ -1,4 +1,4 @@
-"""A real BuildSlave service, connected over loopback TCP to a hostile master in this process
+"""A real SlaveService service, connected over loopback TCP to a hostile master in this process
 that sends unknown commands, missing and wrongly typed arguments and paths escaping the
 basedir: each bad command completes with a failure naming the problem, and the slave keeps
 its connection and keeps running good commands."""
@@ -13,7 +13,7 @@ from twisted.internet import reactor, task
 from twisted.spread import pb
 from zope.interface import implementer
 
-from buildfarm.slave.service import BuildSlave
+from buildfarm.slave.service import SlaveService
 
 NAME, PASSWORD = "bs1", "pass"
 WAIT_DEADLINE_S = 20.0
@@ -70,8 +70,8 @@ def hostile(tmp_path):
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{NAME: PASSWORD.encode()})
     port = reactor.listenTCP(0, pb.PBServerFactory(portal.Portal(realm, [checker])),
                              interface="127.0.0.1")
-    slave = BuildSlave("127.0.0.1", port.getHost().port, NAME, PASSWORD,
-                       str(tmp_path / "slave"), keepalive=0)
+    slave = SlaveService("127.0.0.1", port.getHost().port, NAME, PASSWORD,
+                         str(tmp_path / "slave"), keepalive=0)
     os.makedirs(slave.basedir)
     slave.startService()
     yield realm, slave

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from twisted.application import service
 from twisted.logger import ILogObserver, LogLevel
 
-from buildfarm.slave.service import BuildSlave
+from buildfarm.slave.service import SlaveService
 from buildfarm.slave.tap import loadApplication
 from fixtures.daemons import MASTER_CFG, Slave, free_port, pid_alive, run_cli, wait_for
 
@@ -139,8 +139,8 @@ def test_relocatable_slave_runs_after_its_basedir_moved(fleet, tmp_path):
     assert os.path.isfile(moved / "twistd.log") and not original.exists()
 
 
-def tacSlave(basedir) -> BuildSlave:
-    """The BuildSlave a basedir's buildbot.tac builds (not started)."""
+def tacSlave(basedir) -> SlaveService:
+    """The SlaveService a basedir's buildbot.tac builds (not started)."""
     application = loadApplication(str(basedir))
     [slave] = list(service.IServiceCollection(application))
     return slave, application

@@ -7,13 +7,12 @@ import re
 
 import pytest
 import pytest_twisted
-from twisted.web.server import NOT_DONE_YET
 
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.sessions import COOKIE_NAME
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.ui.app import WebUI, _local_path
-from fixtures.memoryhttp import MemoryRequest, MemoryResponse
+from fixtures.memoryhttp import MemoryRequest, MemoryResponse, render_request
 from fixtures.memorymaster import MASTER_CFG as MEMORY_MASTER_CFG
 from fixtures.memorymaster import start_memory_master, with_fast_password_checks
 
@@ -49,13 +48,7 @@ class Farm:
             request.received_cookies[COOKIE_NAME] = cookie.encode()
         for name, value in (headers or {}).items():
             request.requestHeaders.setRawHeaders(name.encode(), [value.encode()])
-        finished = request.notifyFinish()
-        rendered = resource.render(request)
-        if rendered is not NOT_DONE_YET:
-            request.write(rendered)
-            request.finish()
-        await finished
-        return MemoryResponse(request.code, request.responseHeaders, b"".join(request.body_written))
+        return await render_request(resource, request)
 
     async def login(self, user: str, password: str, peer: str = OFFICE, **form) -> MemoryResponse:
         return await self.request(self.pages, "POST", "/login",

@@ -14,7 +14,6 @@ from urllib.parse import parse_qs
 
 import pytest
 import pytest_twisted
-from twisted.web.server import NOT_DONE_YET
 
 from buildfarm.common.results import SUCCESS
 from buildfarm.master.auth.ratelimit import LoginLimiter
@@ -23,7 +22,7 @@ from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.ui.app import WebUI
-from fixtures.memoryhttp import MemoryRequest
+from fixtures.memoryhttp import MemoryRequest, render_request
 from fixtures.memorymaster import start_memory_master
 
 HERE = "http://localhost:8010"
@@ -113,13 +112,8 @@ class Farm:
         request.gotLength(len(body))
         request.content.write(body)
         request.content.seek(0)
-        finished = request.notifyFinish()
-        rendered = resource.render(request)
-        if rendered is not NOT_DONE_YET:
-            request.write(rendered)
-            request.finish()
-        await finished
-        return request.code, b"".join(request.body_written)
+        response = await render_request(resource, request)
+        return response.code, response.body
 
 
 def concrete(path: str, values: dict) -> str:

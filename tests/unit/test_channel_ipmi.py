@@ -8,7 +8,7 @@ from zope.interface.verify import verifyObject
 from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import REBOOT, UPTIME, ChannelError, IChannel
 from buildfarm.master.slaveapi.channels.ipmi import IPMIChannel, settings_problems
-from buildfarm.master.slaveapi.channels.tools import ToolMissing
+from buildfarm.master.slaveapi.channels.powertools import ToolMissing
 from buildfarm.master.slaveapi.inventory import SlaveLocation
 from fixtures.scripted_tools import FakeRunner, ScriptedTools, outcome, perform_reboot
 

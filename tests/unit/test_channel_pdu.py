@@ -19,7 +19,7 @@ from buildfarm.master.slaveapi.channels.pdu import (
     settings_problems,
     snmp_conf,
 )
-from buildfarm.master.slaveapi.channels.tools import ToolMissing, run_tool, tool_environment
+from buildfarm.master.slaveapi.channels.powertools import ToolMissing, run_tool, tool_environment
 from buildfarm.master.slaveapi.inventory import SlaveLocation
 from fixtures.scripted_tools import FakeRunner, ScriptedTools, outcome, perform_reboot
 

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 
 from buildfarm.master.http import site as http_site
-from buildfarm.master.slaveapi.resources import MAX_BODY_BYTES as SLAVEAPI_MAX
+from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES as SLAVEAPI_MAX
 from buildfarm.master.www.api import MAX_BODY_BYTES as API_MAX
 from buildfarm.master.www.ui.app import MAX_FORM_BYTES, MAX_LOGIN_BYTES
 from fixtures.daemons import free_port

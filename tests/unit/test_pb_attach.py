@@ -9,10 +9,11 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.spread import pb
 from twisted.test import iosim
 
-from buildfarm.master.config import BuilderConfig, MasterConfig, SlaveConfig
+from buildfarm.master.config import MasterConfig, SlaveConfig
 from buildfarm.master.pb.buildslave import BuildSlave
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import DUPLICATE_PING_TIMEOUT_S, BotMaster
+from buildfarm.master.process.builderconfig import BuilderConfig
 from buildfarm.master.process.factory import BuildFactory
 
 PING_INTERVAL_S = 60.0

@@ -108,7 +108,7 @@ async def test_the_commands_dict_is_kept_once_per_slave():
 def test_the_heap_is_trimmed_once_logins_settle_and_at_most_once_an_interval():
     from twisted.internet.task import Clock
 
-    from buildfarm.master.pb.heap import HeapTrimmer
+    from buildfarm.master.pb.heaptrim import HeapTrimmer
 
     clock, trims = Clock(), []
     trimmer = HeapTrimmer(clock, trim=lambda: trims.append(clock.seconds()), min_interval=1.0)
@@ -129,9 +129,9 @@ def test_the_heap_is_trimmed_once_logins_settle_and_at_most_once_an_interval():
 
 
 def test_trimming_the_heap_is_harmless_with_or_without_glibc():
-    from buildfarm.master.pb import heap
+    from buildfarm.master.pb import heaptrim
 
-    assert heap.release_free_heap() in (True, False)
+    assert heaptrim.release_free_heap() in (True, False)
 
 
 @pytest_twisted.ensureDeferred

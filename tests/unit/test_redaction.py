@@ -22,10 +22,10 @@ from buildfarm.common.redaction import (
 from buildfarm.master.auth.identity import READ_SCOPES
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.auth.users import User, validate_users
+from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.pb.remotecommand import RemoteCommand
 from buildfarm.master.process.build import Build
 from buildfarm.master.www.api import JSONAPI
-from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.slave.bot import Bot
 from buildfarm.slave.builder import SlaveBuilder
 from buildfarm.slave.commands.registry import defaultRegistry
@@ -294,7 +294,7 @@ async def test_the_json_api_shows_a_slaves_environment_without_secret_values(db)
     await db.slaves.attached("s1", masterid, reported, "1.0", 100.0)
     clock = task.Clock()
     master = SimpleNamespace(
-        db=db, reactor=clock, metrics=MasterMetrics(),
+        db=db, reactor=clock, metrics=MasterMetrics(), masterid=masterid,
         config=SimpleNamespace(title="farm", slaves={"s1": None}, change_secret=None),
         botmaster=SimpleNamespace(builders={}, slaves={}, running_builds={}))
     accounts, _ = validate_users([User("ops", tokens=["ops-token"],

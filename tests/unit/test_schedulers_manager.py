@@ -62,6 +62,19 @@ def test_reconfig_compares_functions_and_filters_by_what_they_do():
     assert manager.schedulers["s"] is other
 
 
+def test_a_dependent_follows_its_upstream_by_name_across_a_reconfig():
+    def schedulers(upstream_timer):
+        upstream = Periodic("nightly", ["a"], periodicBuildTimer=upstream_timer)
+        return [upstream, Dependent("tests", upstream, ["b"])]
+
+    first = schedulers(100)
+    manager = started_manager(FakeMaster(), *first)
+    changed_upstream = schedulers(200)
+    result_of(manager.reconfigService(FakeConfig(changed_upstream)))
+    assert manager.schedulers["nightly"] is changed_upstream[0]
+    assert manager.schedulers["tests"] is first[1]  # only its upstream's name matters to it
+
+
 def test_stop_cancels_every_timer():
     master = FakeMaster()
     manager = started_manager(master, Periodic("p", ["a"], periodicBuildTimer=10))

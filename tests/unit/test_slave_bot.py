@@ -1,7 +1,7 @@
 """The slave's half of the PB conversation, in memory.
 
 A tiny master (a Portal whose realm hands out a recording perspective) talks to the slave's
-Bot over iosim, calling it the way the buildfarm master does.  The BuildSlave service is
+Bot over iosim, calling it the way the buildfarm master does.  The SlaveService is
 driven on a MemoryReactorClock: login, keepalive deadlines, refused logins, reconnection
 backoff, master-requested shutdown.
 """
@@ -32,7 +32,7 @@ from buildfarm.slave.service import (
     LOGIN_TIMEOUT_S,
     SHUTDOWN_DELAY_S,
     SHUTDOWN_STAMP_POLL_S,
-    BuildSlave,
+    SlaveService,
 )
 
 MASTER_PORT = 9989
@@ -281,18 +281,18 @@ def test_old_style_builder_shutdown_stops_the_slave_too(conversation):
     assert conversation.shutdowns == 1
 
 
-# The BuildSlave service: connecting, liveness, backoff
+# The SlaveService: connecting, liveness, backoff
 
 
 class SlaveOnMemoryReactor:
-    """A BuildSlave and the tiny master, both on one MemoryReactorClock."""
+    """A SlaveService and the tiny master, both on one MemoryReactorClock."""
 
     def __init__(self, basedir, password=PASSWORD, serverFactory=None, **options):
         self.reactor = MemoryReactorClock()
         self.realm = MasterRealm()
         self.reactor.listenTCP(MASTER_PORT, serverFactory or masterFactory(self.realm))
-        self.slave = BuildSlave("127.0.0.1", MASTER_PORT, SLAVE_NAME, password, basedir,
-                                reactor=self.reactor, clock=self.reactor, **options)
+        self.slave = SlaveService("127.0.0.1", MASTER_PORT, SLAVE_NAME, password, basedir,
+                                  reactor=self.reactor, clock=self.reactor, **options)
         self.completer = iosim.ConnectionCompleter(self.reactor)
         self.pump = None
 
@@ -488,8 +488,8 @@ def test_maxretries_stops_the_slave_after_that_many_failures(memorySlave):
 async def test_closed_port_is_retried_with_growing_delays_capped_by_maxdelay(tmp_path, logs):
     port = _closedPort()
     clock = task.Clock()
-    slave = BuildSlave("127.0.0.1", port, SLAVE_NAME, PASSWORD, str(tmp_path), maxdelay=5,
-                       clock=clock)
+    slave = SlaveService("127.0.0.1", port, SLAVE_NAME, PASSWORD, str(tmp_path), maxdelay=5,
+                         clock=clock)
     slave.startService()
     try:
         delays = []

@@ -7,7 +7,7 @@ from twisted.python import usage
 
 from buildfarm.slave import tap
 from buildfarm.slave.scripts.runner import main
-from buildfarm.slave.service import BuildSlave
+from buildfarm.slave.service import SlaveService
 
 
 def createSlave(basedir, *options):
@@ -16,7 +16,7 @@ def createSlave(basedir, *options):
 
 
 def slaveOf(service):
-    [slave] = [s for s in service if isinstance(s, BuildSlave)]
+    [slave] = [s for s in service if isinstance(s, SlaveService)]
     return slave
 
 
@@ -53,3 +53,21 @@ def test_relocatable_tac_finds_its_basedir_next_to_itself(tmp_path, monkeypatch,
 def test_basedir_without_a_tac_is_a_usage_error(tmp_path):
     with pytest.raises(usage.UsageError, match="buildbot.tac does not exist"):
         tap.Options().parseOptions(["--basedir", str(tmp_path)])
+
+
+def test_a_new_tac_names_the_slave_service(tmp_path):
+    createSlave(tmp_path / "slave")
+
+    text = (tmp_path / "slave" / "buildbot.tac").read_text()
+
+    assert "from buildfarm.slave.service import SlaveService" in text and "BuildSlave(" not in text
+
+
+def test_a_tac_written_before_the_rename_still_runs_its_slave(tmp_path, capsys):
+    createSlave(tmp_path / "slave")
+    tac = tmp_path / "slave" / "buildbot.tac"
+    tac.write_text(tac.read_text().replace("SlaveService", "BuildSlave"))  # as create-slave wrote it
+
+    slave = slaveOf(makeService(tmp_path / "slave"))
+
+    assert slave.slavename == "bs1" and slave.basedir == str(tmp_path / "slave")

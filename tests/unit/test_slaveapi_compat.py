@@ -2,6 +2,7 @@
 
 import pytest
 
+from buildfarm.master.fleet import ActionState
 from buildfarm.master.slaveapi.compat import (
     BadFilter,
     SlaveFilters,
@@ -11,7 +12,7 @@ from buildfarm.master.slaveapi.compat import (
     parse_truth,
     split_arguments,
 )
-from buildfarm.master.slaveapi.results import FAILURE, RUNNING, SUCCESS, ActionResult
+from buildfarm.master.slaveapi.results import ActionResult
 
 CREATED = {"instance_id": "i-1", "name": "bs1", "state": "running", "private_ip": "10.0.0.9",
            "tags": {"Name": "bs1", "owner": "me@example.com"}}
@@ -26,16 +27,17 @@ CREATED = {"instance_id": "i-1", "name": "bs1", "state": "running", "private_ip"
     ("aws_stop_instance", CREATED, "the story"),
 ])
 def test_a_success_answers_the_original_text(action, data, text):
-    assert original_text(action, SUCCESS, "the story", data) == text
+    assert original_text(action, ActionState.SUCCESS, "the story", data) == text
 
 
-@pytest.mark.parametrize("state", [RUNNING, FAILURE])
+@pytest.mark.parametrize("state", [ActionState.RUNNING, ActionState.FAILURE])
 def test_unfinished_and_failed_results_answer_the_story(state):
     assert original_text("buildslave_uptime", state, "the story", {"uptime": 5}) == "the story"
 
 
 def test_a_result_dict_keeps_the_story_and_the_data_beside_the_text():
-    result = ActionResult(7, "bs1", "buildslave_uptime", SUCCESS, text="up for 5 s", data={"uptime": 5})
+    result = ActionResult(7, "bs1", "buildslave_uptime", ActionState.SUCCESS, text="up for 5 s",
+                          data={"uptime": 5})
     answer = result.to_dict()
     assert (answer["text"], answer["story"], answer["data"]) == (5, "up for 5 s", {"uptime": 5})
 

@@ -12,11 +12,12 @@ from klein import Klein
 from twisted.internet import defer, task
 from twisted.web.server import NOT_DONE_YET
 
+from buildfarm.common.results import SUCCESS as BUILD_SUCCESS
 from buildfarm.master.auth.passwords import hash_password
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.auth.users import User, validate_users
+from buildfarm.master.fleet import ActionState
 from buildfarm.master.slaveapi.resources import SlaveAPI
-from buildfarm.master.slaveapi.results import FAILURE, PENDING, SUCCESS
 from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.slaveapi.settings import validate_slaveapi_config
 from fixtures.memoryhttp import MemoryRequest
@@ -37,6 +38,7 @@ class FakeSlave:
         self.name = name
         self.peer = peer
         self.attached = True
+        self.last_seen: float | None = None
         self.shutting_down = False
         self.info = info or {"basedir": f"/builds/{name}", "environ": {"AWS_SECRET": "hidden"}}
         self.remote_builders: dict = {}
@@ -200,7 +202,7 @@ async def test_a_password_hash_and_a_bearer_token_both_authenticate(api):
 async def test_a_wildcard_scope_covers_one_action_on_every_slave_only(api):
     status, body, _ = await api.request("POST", "/slaves/bs2/actions/reboot", user="rebooter",
                                         args={"waittime": 5})
-    assert status == 200 and body["state"] == FAILURE
+    assert status == 200 and body["state"] == ActionState.FAILURE
     status, body, _ = await api.request("POST", "/slaves/bs2/actions/disable", user="rebooter")
     assert status == 403 and "slaveapi:disable:bs2" in body["msg"]
 
@@ -255,7 +257,7 @@ async def test_post_answers_the_result_with_its_requestid_and_who_asked(api):
     assert status == 200
     assert set(body) >= {"state", "text", "request_timestamp", "start_timestamp", "finish_timestamp",
                          "requestid", "requested_by"}
-    assert body["state"] == FAILURE and body["requested_by"] == "oncall"
+    assert body["state"] == ActionState.FAILURE and body["requested_by"] == "oncall"
     assert body["requested_from"] == PEER
     assert "slave has no ssh channel" in body["text"] and "slave has no bmc channel" in body["text"]
     assert body["text"].endswith("no reboot method worked")
@@ -267,7 +269,7 @@ async def test_without_waittime_a_slow_action_answers_202_then_finishes(api):
     api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
     api.master.botmaster.obey_shutdown = False
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave")
-    assert status == 202 and body["state"] in (PENDING, 1)
+    assert status == 202 and body["state"] in (ActionState.PENDING, 1)
     requestid = body["requestid"]
     again = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": requestid})
     assert again["requestid"] == requestid and again["finish_timestamp"] == 0
@@ -275,7 +277,7 @@ async def test_without_waittime_a_slow_action_answers_202_then_finishes(api):
     api.master.botmaster.slaves.pop("bs1").detach()
     await api.runner.wait_idle()
     done = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": requestid})
-    assert done["state"] == SUCCESS and "disconnected" in done["text"]
+    assert done["state"] == ActionState.SUCCESS and "disconnected" in done["text"]
 
 
 @pytest_twisted.ensureDeferred
@@ -302,7 +304,7 @@ async def test_shutdown_times_out_with_what_the_master_saw(api):
     api.clock.advance(api.runner.settings.shutdown_timeout + 1)
     await api.runner.wait_idle()
     result = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": body["requestid"]})
-    assert result["state"] == FAILURE
+    assert result["state"] == ActionState.FAILURE
     assert "did not disconnect within 300 s: it is still attached, shutting down, with 0 builds running" \
         in result["text"]
 
@@ -310,13 +312,13 @@ async def test_shutdown_times_out_with_what_the_master_saw(api):
 @pytest_twisted.ensureDeferred
 async def test_shutdown_of_a_detached_slave_fails_at_once(api):
     _, body, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave", args={"waittime": 5})
-    assert body["state"] == FAILURE and "not attached" in body["text"]
+    assert body["state"] == ActionState.FAILURE and "not attached" in body["text"]
 
 
 @pytest_twisted.ensureDeferred
 async def test_uptime_of_a_detached_slave_fails_saying_no_channel(api):
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/get_uptime", args={"waittime": 5})
-    assert status == 200 and body["state"] == FAILURE and "no channel" in body["text"]
+    assert status == 200 and body["state"] == ActionState.FAILURE and "no channel" in body["text"]
     assert "buildslave_uptime" in (await api.get("/results"))["bs1"]
 
 
@@ -325,7 +327,7 @@ async def test_disable_records_why_and_who_and_stops_the_slave(api):
     api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable",
                                         args={"reason": "bad disk", "comment": "see bug 1", "waittime": 5})
-    assert status == 200 and body["state"] == SUCCESS, body
+    assert status == 200 and body["state"] == ActionState.SUCCESS, body
     assert not api.runner.is_enabled("bs1") and api.runner.is_enabled("bs2")
     page = await api.get("/slaves/bs1")
     assert (page["enabled"], page["disabled_reason"], page["disabled_by"]) == (False, "bad disk", "oncall")
@@ -339,7 +341,7 @@ async def test_disable_with_force_fails_for_want_of_a_reboot_channel_but_stays_d
     _, body, _ = await api.request("POST", "/slaves/bs1/actions/disable",
                                    body=json.dumps({"force": True, "waittime": 5}).encode(),
                                    headers={"Content-Type": "application/json"})
-    assert body["state"] == FAILURE and "no reboot method worked" in body["text"]
+    assert body["state"] == ActionState.FAILURE and "no reboot method worked" in body["text"]
     assert not api.runner.is_enabled("bs1")
 
 
@@ -347,7 +349,7 @@ async def test_disable_with_force_fails_for_want_of_a_reboot_channel_but_stays_d
 async def test_enable_undoes_disable(api):
     await api.request("POST", "/slaves/bs1/actions/disable", args={"reason": "x", "waittime": 5})
     _, body, _ = await api.request("POST", "/slaves/bs1/actions/enable", args={"waittime": 5})
-    assert body["state"] == SUCCESS and api.runner.is_enabled("bs1")
+    assert body["state"] == ActionState.SUCCESS and api.runner.is_enabled("bs1")
     page = await api.get("/slaves/bs1")
     assert page["enabled"] is True and page["disabled_reason"] is None
 
@@ -357,7 +359,7 @@ async def test_last_activity_of_an_attached_idle_slave_is_ready(api):
     await api.master.db.slaves.attached("bs1", api.master.masterid, {}, None, api.clock.seconds() - 50)
     api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
     _, body, _ = await api.request("POST", "/slaves/bs1/actions/get_last_activity", args={"waittime": 5})
-    assert body["state"] == SUCCESS
+    assert body["state"] == ActionState.SUCCESS
     assert body["data"] == {"last_state": "ready", "last_activity_seconds": 50, "uptime": 50}
 
 
@@ -375,7 +377,7 @@ async def test_last_activity_of_a_slave_that_left_is_stopped(api):
 async def test_aws_actions_fail_without_aws_settings(api):
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/aws_create_instance",
                                         args={"instance_type": "test", "bug": "123", "waittime": 5})
-    assert status == 200 and body["state"] == FAILURE
+    assert status == 200 and body["state"] == ActionState.FAILURE
     assert "no AWS settings for this slave" in body["text"]
 
 
@@ -386,7 +388,7 @@ async def test_results_are_grouped_by_slave_action_and_requestid(api):
     _, one, _ = await api.request("POST", "/slaves/bs1/actions/reboot", args={"waittime": 5})
     _, two, _ = await api.request("POST", "/slaves/bs2/actions/get_uptime", args={"waittime": 5})
     results = await api.get("/results", user="viewer")
-    assert results["bs1"]["reboot"][str(one["requestid"])]["state"] == FAILURE
+    assert results["bs1"]["reboot"][str(one["requestid"])]["state"] == ActionState.FAILURE
     assert set(results["bs2"]["buildslave_uptime"]) == {str(two["requestid"])}
     by_alias = await api.get("/slaves/bs2/actions/get_uptime")
     assert list(by_alias) == ["buildslave_uptime"] and str(two["requestid"]) in by_alias["buildslave_uptime"]
@@ -415,10 +417,11 @@ async def test_slave_page_shows_jobs_newest_first_and_channels_without_secrets(d
     try:
         builderid = await db.builders.find_or_create("linux")
         slaveid = await db.slaves.attached("bs1", harness.master.masterid, {"basedir": "/b/bs1"}, None, 10.0)
+        harness.master.botmaster.slaves["bs1"] = FakeSlave("bs1", {"basedir": "/b/bs1"})  # attached here
         for started in (100.0, 200.0):
             brid = await db.buildrequests.add(builderid, "r", {}, started)
             buildid, _ = await db.builds.add(builderid, brid, slaveid, harness.master.masterid, started)
-            await db.builds.finish(buildid, SUCCESS - 2, started + 5.5, "done")
+            await db.builds.finish(buildid, BUILD_SUCCESS, started + 5.5, "done")
         status, _, request = await harness.request("GET", "/slaves/bs1", user="viewer")
         page = json.loads(b"".join(request.body_written))
         assert status == 200
@@ -468,10 +471,10 @@ async def test_an_action_on_an_unknown_slave_is_queued_and_fails_saying_why(api)
     status, body, _ = await api.request("POST", "/slaves/nobody/actions/reboot", user="viewer")
     assert status == 403  # the scope is checked first
     status, body, _ = await api.request("POST", "/slaves/nobody/actions/reboot", args={"waittime": 5})
-    assert status == 200 and body["state"] == FAILURE, body
+    assert status == 200 and body["state"] == ActionState.FAILURE, body
     assert "no slave named 'nobody'" in body["text"]
     again = await api.get("/slaves/nobody/actions/reboot", args={"requestid": body["requestid"]})
-    assert again["state"] == FAILURE and again["requestid"] == body["requestid"]
+    assert again["state"] == ActionState.FAILURE and again["requestid"] == body["requestid"]
     assert str(body["requestid"]) in (await api.get("/results"))["nobody"]["reboot"]
     assert (await api.request("GET", "/slaves/nobody"))[0] == 404
     assert "nobody" not in [s["name"] for s in (await api.get("/slaves"))["slaves"]]
@@ -481,7 +484,7 @@ async def test_an_action_on_an_unknown_slave_is_queued_and_fails_saying_why(api)
 async def test_an_argument_the_action_does_not_take_is_ignored_and_said(api):
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/enable",
                                         args={"colour": "red", "waittime": 5})
-    assert status == 200 and body["state"] == SUCCESS, body
+    assert status == 200 and body["state"] == ActionState.SUCCESS, body
     assert body["text"].splitlines()[0] == "ignored the argument 'colour': enable takes comment"
 
 
@@ -585,6 +588,7 @@ async def test_master_url_is_buildbot_url_and_no_dns_lookup_runs_on_the_reactor(
     harness.master.config.buildbot_url = "https://ci.example.com/"
     try:
         await db.slaves.attached("bs1", harness.master.masterid, {}, None, 10.0)
+        harness.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
         page = await harness.get("/slaves/bs1", user="viewer")
         assert page["master_url"] == "https://ci.example.com/"
     finally:

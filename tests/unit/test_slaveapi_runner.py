@@ -8,9 +8,9 @@ from twisted.internet import defer, reactor
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from buildfarm.master.fleet import ActionState
 from buildfarm.master.slaveapi.actions.base import Action
 from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel
-from buildfarm.master.slaveapi.results import FAILURE, PENDING, RUNNING, SUCCESS
 
 
 class Hold(Action):
@@ -90,7 +90,8 @@ async def test_one_action_at_a_time_per_slave(held):
     second = await submit(harness, "s0", "other")
     await submit(harness, "s1", "other")
     await _until(lambda: other.running == ["s1"])
-    assert hold.running == ["s0"] and (await harness.runner.get(second.requestid)).state == PENDING
+    assert hold.running == ["s0"]
+    assert (await harness.runner.get(second.requestid)).state == ActionState.PENDING
     hold.release("s0")
     await _until(lambda: "s0" in other.running)
 
@@ -115,7 +116,7 @@ async def test_wait_gives_up_at_the_waittime_on_the_injected_clock(held):
     harness.clock.advance(29)
     assert not waiting.called
     harness.clock.advance(1)
-    assert waiting.called and (await harness.runner.get(result.requestid)).state == RUNNING
+    assert waiting.called and (await harness.runner.get(result.requestid)).state == ActionState.RUNNING
 
 
 @pytest_twisted.ensureDeferred
@@ -134,9 +135,9 @@ async def test_after_a_restart_pending_actions_run_and_running_ones_fail(db):
         await _until(lambda: not second.runner._live)
         await second.runner.wait_idle()
         cut = await second.runner.get(running.requestid)
-        assert cut.state == FAILURE and "master restarted" in cut.text
+        assert cut.state == ActionState.FAILURE and "master restarted" in cut.text
         ran = await second.runner.get(pending.requestid)
-        assert ran.state == FAILURE and "no reboot method worked" in ran.text
+        assert ran.state == ActionState.FAILURE and "no reboot method worked" in ran.text
         assert ran.start_timestamp > 0
         audit = {row["requestid"]: row["outcome"] for row in await db.slaveapi.get_audit()}
         assert audit == {running.requestid: "failure", pending.requestid: "failure"}
@@ -199,11 +200,26 @@ async def test_uptime_runs_cat_proc_uptime_on_an_idle_builder(db):
     try:
         status, body, _ = await harness.request("POST", "/slaves/bs1/actions/buildslave_uptime",
                                                 args={"waittime": 5})
-        assert status == 200 and body["state"] == SUCCESS, body
+        assert status == 200 and body["state"] == ActionState.SUCCESS, body
         assert body["data"] == {"uptime": 123456}
         assert idle.started == [(f"slaveapi-{body['requestid']}", "shell", ["cat", "/proc/uptime"])]
         assert "a-busy could not run it" in body["story"]
         assert body["text"] == 123456  # the original SlaveAPI's text: the uptime, an integer
+    finally:
+        await harness.runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_uptime_through_the_master_reads_proc_uptime_with_the_ssh_channels_parser(db):
+    harness = await Harness(db).start()
+    slave = FakeSlave("bs1")
+    slave.remote_builders = {"b": FakeBuilderRef(stdout="not an uptime\n")}
+    harness.master.botmaster.slaves["bs1"] = slave
+    try:
+        status, body, _ = await harness.request("POST", "/slaves/bs1/actions/buildslave_uptime",
+                                                args={"waittime": 5})
+        assert status == 200 and body["state"] == ActionState.FAILURE, body
+        assert "cannot read an uptime from 'not an uptime\\n'" in body["story"], body["story"]
     finally:
         await harness.runner.stopService()
 
@@ -220,7 +236,7 @@ async def test_uptime_fails_when_the_slave_does_not_answer_in_time(db):
         harness.clock.advance(harness.runner.settings.command_timeout)
         await harness.runner.wait_idle()
         done = await harness.runner.get(result.requestid)
-        assert done.state == FAILURE and "no answer from bs1 within 30 s" in done.text
+        assert done.state == ActionState.FAILURE and "no answer from bs1 within 30 s" in done.text
     finally:
         await harness.runner.stopService()
 
@@ -265,7 +281,7 @@ async def test_reboot_escalates_past_a_failing_channel_and_skips_missing_ones(db
     harness.runner.channels = {"ssh": ssh, "pdu": pdu}
     try:
         _, body, _ = await harness.request("POST", "/slaves/bs1/actions/reboot", args={"waittime": 5})
-        assert body["state"] == SUCCESS, body
+        assert body["state"] == ActionState.SUCCESS, body
         lines = body["text"].split("\n")
         assert lines[0:2] == ["reboot command over ssh: trying",
                               "reboot command over ssh: failed: no route to host"]

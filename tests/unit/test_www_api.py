@@ -10,16 +10,16 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from buildfarm.common.results import FAILURE, SUCCESS
+from buildfarm.master import metrics as metrics_hooks
 from buildfarm.master.auth.identity import READ_SCOPES
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.http.flow import FlowControl
+from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.schedulers.forceparams import ChoiceStringParameter, IntParameter, StringParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.www import metrics as metrics_hooks
 from buildfarm.master.www.api import JSONAPI
-from buildfarm.master.www.metrics import MasterMetrics
 from buildfarm.master.www.paging import BadParameter, Page, parse_page, parse_result
 from fixtures.memoryhttp import render
 
@@ -52,7 +52,7 @@ class Harness:
         self.clock = task.Clock()
         self.clock.advance(NOW)
         self.master = SimpleNamespace(
-            db=db, reactor=self.clock, metrics=MasterMetrics(),
+            db=db, reactor=self.clock, metrics=MasterMetrics(), masterid=None,
             config=SimpleNamespace(title="Test farm", slaves={"s1": None, "s2": None, "s3": None},
                                    change_secret=None),
             botmaster=SimpleNamespace(builders={}, slaves={}, running_builds={}),
@@ -64,7 +64,7 @@ class Harness:
 
     async def setup(self):
         db = self.db
-        masterid = await db.masters.find_or_create("m1")
+        masterid = self.master.masterid = await db.masters.find_or_create("m1")
         for name, slaves in (("linux", ["s1", "s2"]), ("windows", ["s3"])):
             builderid = await db.builders.find_or_create(name)
             self.master.botmaster.builders[name] = SimpleNamespace(
@@ -78,7 +78,7 @@ class Harness:
         self.master.botmaster.slaves["s1"] = SimpleNamespace(
             name="s1", info={"os": "linux"},  # the master keeps the environment in the database only
             version="1.0", shutting_down=False, remote_builders={"linux": None}, last_seen=NOW - 5,
-            commands={"shell": "3.0"}, peer="127.0.0.1:5000")
+            commands={"shell": "3.0"}, peer="127.0.0.1:5000", attached=True)
         await db.slaveapi.set_settings("s2", enabled=False, disabled_reason="broken disk",
                                        disabled_by="oncall", disabled_at=500)
         return masterid
@@ -330,7 +330,8 @@ async def test_overview_shows_builders_queue_and_slaves(farm):
     assert [b["buildid"] for b in builders["linux"]["running_builds"]] == [farm.builds[2]]
     assert (builders["windows"]["pending"], builders["windows"]["oldest_pending_age"]) == (1, 100.0)
     assert [(r["buildrequestid"], r["age"]) for r in view["pending_buildrequests"]] == [(waiting, 100.0)]
-    assert view["slave_counts"] == {"idle": 0, "busy": 1, "disabled": 1, "lost": 1, "attached": 1}
+    assert view["slave_counts"] == {"idle": 0, "busy": 1, "disabled": 1, "lost": 1, "never seen": 0,
+                                   "attached": 1}
     assert all("info" not in slave for slave in view["slaves"])  # GET /api/v1/slaves has it
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from buildfarm.master.fleet import BadArgument
 from buildfarm.master.slaveapi.compat import parse_truth
 from buildfarm.master.slaveapi.inventory import SlaveLocation
 from buildfarm.master.slaveapi.settings import SlaveAPISettings
@@ -16,15 +17,6 @@ from buildfarm.master.slaveapi.settings import SlaveAPISettings
 
 class ActionFailed(Exception):
     """The action ran and did not achieve what it was asked; the message says why."""
-
-
-class BadArgument(Exception):
-    """An argument that cannot be accepted (answered as 400, naming the field)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 def text_arg(value: Any) -> str:

@@ -13,6 +13,7 @@ from buildfarm.master.pb.remotecommand import RemoteCommand
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.actions.shutdown_buildslave import ssh_channel
 from buildfarm.master.slaveapi.channels.interfaces import UPTIME, ChannelError
+from buildfarm.master.slaveapi.channels.ssh import parse_unix_uptime
 
 UPTIME_COMMAND = ["cat", "/proc/uptime"]
 INTERRUPT_DEADLINE_S = 5.0
@@ -94,8 +95,8 @@ class BuildslaveUptime(Action):
             how = "read through the master"
             stdout = await run_on_slave(ctx, UPTIME_COMMAND)
             try:
-                uptime = int(float(stdout.split()[0]))
-            except (IndexError, ValueError):
+                uptime = int(parse_unix_uptime(stdout))  # the ssh channel's parser: one for both ways
+            except ValueError:
                 raise ActionFailed(f"cannot read an uptime from {stdout[:100]!r}") from None
         ctx.say(f"{ctx.slave} has been up for {uptime} s ({how})")
         return {"uptime": uptime}

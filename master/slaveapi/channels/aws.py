@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from twisted.internet import defer, task, threads
 from zope.interface import implementer
 
+from buildfarm.common.deadline import with_deadline
 from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import (
     INSTANCE_CREATE,
@@ -241,13 +242,8 @@ class AWSChannel:
     def perform(self, operation, location, say, clock, deadline_s, **kwargs) -> defer.Deferred:
         if operation not in self.operations:
             return defer.fail(ChannelError(f"the aws channel cannot {operation}"))
-        d = defer.ensureDeferred(self._perform(operation, location, say, clock, kwargs))
-        d.addTimeout(deadline_s, clock)
-
-        def timed_out(failure):
-            failure.trap(defer.TimeoutError)
-            raise ChannelError(f"AWS did not finish within {deadline_s:g} s")
-        return d.addErrback(timed_out)
+        return with_deadline(self._perform(operation, location, say, clock, kwargs), deadline_s, clock,
+                             lambda: ChannelError(f"AWS did not finish within {deadline_s:g} s"))
 
     async def _perform(self, operation, location, say, clock, kwargs) -> dict:
         settings = aws_settings(location)

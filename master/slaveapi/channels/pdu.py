@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import ChannelError
-from buildfarm.master.slaveapi.channels.tools import (
+from buildfarm.master.slaveapi.channels.powertools import (
     PowerToolChannel,
     ToolMissing,
     hide_secret,

@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet import defer
 
+from buildfarm.common.deadline import with_deadline as common_deadline
 from buildfarm.master.slaveapi.channels.interfaces import ChannelError
 
 MAX_SHOWN_BODY_CHARS = 200
@@ -62,14 +63,10 @@ def failure_reason(error: Exception) -> str:
 
 
 def with_deadline(coroutine, deadline_s: float, clock, what: str) -> defer.Deferred:
-    """A Deferred of ``coroutine`` that fails with ChannelError after ``deadline_s`` seconds."""
-
-    def timed_out(result, timeout):
-        raise ChannelError(f"{what}: no answer within {timeout:g} s")
-
-    d = defer.ensureDeferred(coroutine)
-    d.addTimeout(deadline_s, clock, onTimeoutCancel=timed_out)
-    return d
+    """A Deferred of ``coroutine`` that fails with ChannelError after ``deadline_s`` seconds
+    (common/deadline.py, with the REST channels' message)."""
+    return common_deadline(coroutine, deadline_s, clock,
+                           lambda: ChannelError(f"{what}: no answer within {deadline_s:g} s"))
 
 
 def revealed(value) -> str | None:

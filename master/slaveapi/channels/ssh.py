@@ -52,6 +52,7 @@ from twisted.internet import defer, error, protocol, threads
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from buildfarm.common.deadline import with_deadline
 from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import (
     READ_LOG,
@@ -434,13 +435,9 @@ class SSHChannel:
     def perform(self, operation, location, say, clock, deadline_s, **kwargs) -> defer.Deferred:
         if operation not in self.operations:
             return defer.fail(ChannelError(f"the ssh channel cannot {operation}"))
-        d = defer.ensureDeferred(self._perform(operation, location, say, clock, deadline_s, kwargs))
-        d.addTimeout(deadline_s, clock)
-        return d.addErrback(self._timed_out, location, deadline_s)
-
-    def _timed_out(self, failure, location, deadline_s: float):
-        failure.trap(defer.TimeoutError)
-        raise ChannelError(f"ssh to {location.name}: no answer within {deadline_s:g} s")
+        return with_deadline(
+            self._perform(operation, location, say, clock, deadline_s, kwargs), deadline_s, clock,
+            lambda: ChannelError(f"ssh to {location.name}: no answer within {deadline_s:g} s"))
 
     async def _perform(self, operation, location, say, clock, deadline_s, kwargs):
         target = ssh_target(location, self.master_basedir)

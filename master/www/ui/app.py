@@ -35,6 +35,7 @@ from buildfarm.common.version import VERSION
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.identity import AuthError, Identity
 from buildfarm.master.auth.sessions import COOKIE_NAME, clearing_cookie, session_cookie
+from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE, STATE_NAMES, BadArgument, action_scope
 from buildfarm.master.http.flow import FlowControl, send_text
 from buildfarm.master.http.limits import MAX_URL_INT, limits_of
 from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
@@ -43,10 +44,9 @@ from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
 from buildfarm.master.process.logbus import bus_of
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.slaveapi.actions.base import BadArgument
-from buildfarm.master.slaveapi.resources import action_scope
-from buildfarm.master.slaveapi.results import STATE_NAMES
+from buildfarm.master.status import SlaveStatus, one_slave_status
 from buildfarm.master.www.apidata import environment_scope, public_info
+from buildfarm.master.www.apidata import overview as overview_data
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.format import FILTERS
 from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
@@ -67,7 +67,6 @@ STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; ch
                 ".png": b"image/png", ".svg": b"image/svg+xml"}
 STATIC_MAX_AGE_S = 300
 SLAVE_PAGE_ACTIONS = ("buildslave_uptime", "shutdown_buildslave", "reboot", "disable", "enable")
-SLAVEAPI_READ_SCOPE = "slaveapi:read"
 CSRF_FIELD = "csrf_token"
 SECURITY_HEADERS = {
     b"content-security-policy": b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -203,43 +202,23 @@ class WebUI:
 
     @routes.route("/", "GET", scope="builds:read")
     async def overview(self, request):
-        running = await self.db.builds.get_all(complete=False)
-        builders = []
-        for name, builder in sorted(self.master.botmaster.builders.items()):
-            last = await self.db.builds.get_all(builderid=builder.builderid, complete=True, limit=1)
-            builders.append({"name": name, "last": last[0] if last else None,
-                             "running": [b for b in running if b["builderid"] == builder.builderid]})
-        return self.render(request, "overview.html", builders=builders,
-                           pending=await self.pending_requests(), slaves=await self.slave_summaries())
+        view = await overview_data(self.master)  # the JSON API's overview, the one builder
+        return self.render(request, "overview.html",
+                           builders=sorted(view["builders"], key=lambda b: b["name"]),
+                           pending=view["pending_buildrequests"], slaves=view["slaves"])
 
     async def pending_requests(self, builderid: int | None = None) -> list[dict]:
         rows = await self.db.buildrequests.get_all(builderid=builderid, complete=False)
         now = self.now()
         return [{**row, "age": now - row["submitted_at"]} for row in reversed(rows) if not row["claimed"]]
 
-    async def slave_summaries(self) -> list[dict]:
-        rows = {row["name"]: row for row in await self.db.slaves.get_all(with_info=False)}
-        settings = await self.db.slaveapi.get_all_settings()
-        names = sorted(set(self.master.config.slaves) | set(rows))
-        return [self.slave_summary(name, rows.get(name), settings.get(name)) for name in names]
-
-    def slave_summary(self, name: str, row: dict | None, settings: dict | None) -> dict:
-        live = self.master.botmaster.slaves.get(name)
-        attached = live is not None and live.attached
-        busy = self.master.botmaster.builds_running_on(live) if attached else 0
-        enabled = settings is None or settings["enabled"]
-        if not enabled:
-            state = "disabled"
-        elif attached:
-            state = "busy" if busy else "idle"
-        elif row is not None and row["last_connected_at"] is not None:
-            state = "lost"
-        else:
-            state = "never seen"
-        last_seen = getattr(live, "last_seen", None) if attached else (row or {}).get("last_disconnected_at")
-        return {"name": name, "state": state, "attached": attached, "running": busy, "enabled": enabled,
-                "last_seen": last_seen, "configured": name in self.master.config.slaves,
-                "disabled_reason": (settings or {}).get("disabled_reason")}
+    def slave_summary(self, status: SlaveStatus) -> dict:
+        """A slave's state on the pages (master/status.py computes it)."""
+        return {"name": status.name, "state": status.state, "attached": status.attached,
+                "connected": status.connected, "running": status.running_builds,
+                "enabled": status.enabled, "last_seen": status.last_seen,
+                "configured": status.name in self.master.config.slaves,
+                "disabled_reason": status.disabled_reason}
 
     # -- builders ---------------------------------------------------------------------------
 
@@ -430,9 +409,10 @@ class WebUI:
                     "scope": action_scope(action, name),
                     "description": self.master.slaveapi.action(action).description}
                    for action in SLAVE_PAGE_ACTIONS if self.master.slaveapi.action(action) is not None]
+        status = await one_slave_status(self.master, name, row, settings)
         return self.render(
             request, "slave.html", title=f"Slave {name}", name=name, row=row or {}, settings=settings,
-            summary=self.slave_summary(name, row, settings), live=live,
+            summary=self.slave_summary(status), live=live,
             info=sorted(public_info(info, viewer.may(environment_scope(name))).items()),
             version=live.version if live is not None else (row or {}).get("version"),
             commands=sorted(getattr(live, "commands", {}).items()) if live is not None else [],

@@ -145,19 +145,10 @@ class BuildEventStream:
             sent_lines = False
             for logid in list(self._stored):
                 sent_lines |= await self._send_next(logid, watch.feeds.get(logid), write)
-            now = self.clock.seconds()
-            if sent_lines:
-                last_write = now
-                if wait_until_wanted is not None:
-                    await wait_until_wanted()
-            elif build["complete"]:
-                write(_done_event(build))
+            last_write = await self._end_round(build, sent_lines, started, last_write, write,
+                                               wait_until_wanted)
+            if last_write is None:
                 return
-            if now - started >= self.max_s:
-                return
-            if now - last_write >= KEEPALIVE_S:
-                write(b": keepalive\n\n")
-                last_write = now
             if sent_lines:
                 continue  # more may be waiting: pushed batches come in pieces
             if not build["complete"] and not self.running_here():
@@ -169,6 +160,27 @@ class BuildEventStream:
             # Woken by a push or a change; or after poll_s, to see whether the build still
             # runs here (memory only), and for the keepalive.
             await watch.wait(self.clock, self.poll_s)
+
+    async def _end_round(self, build: dict, sent_lines: bool, started: float, last_write: float,
+                         write: Callable[[bytes], None],
+                         wait_until_wanted: Callable[[], Awaitable[None]] | None) -> float | None:
+        """The end of a round of either mode: flow control after lines were sent; ``done``
+        once a complete build has nothing more to send; the ``max_s`` limit; the keepalive.
+        The time of the last write, or None when the stream is over."""
+        now = self.clock.seconds()
+        if sent_lines:
+            last_write = now
+            if wait_until_wanted is not None:
+                await wait_until_wanted()
+        elif build["complete"]:
+            write(_done_event(build))
+            return None
+        if now - started >= self.max_s:
+            return None
+        if now - last_write >= KEEPALIVE_S:
+            write(b": keepalive\n\n")
+            last_write = now
+        return last_write
 
     async def _refresh(self, watch: Watch, write: Callable[[bytes], None]) -> None:
         """Read the steps and logs; follow each log still written (before relying on what
@@ -220,19 +232,10 @@ class BuildEventStream:
             if build is None:
                 return
             sent_lines = await self._poll(write)
-            now = self.clock.seconds()
-            if sent_lines:
-                last_write = now
-                if wait_until_wanted is not None:
-                    await wait_until_wanted()
-            if build["complete"] and not sent_lines:
-                write(_done_event(build))
+            last_write = await self._end_round(build, sent_lines, started, last_write, write,
+                                               wait_until_wanted)
+            if last_write is None:
                 return
-            if now - started >= self.max_s:
-                return
-            if now - last_write >= KEEPALIVE_S:
-                write(b": keepalive\n\n")
-                last_write = now
             if not sent_lines:
                 await task.deferLater(self.clock, self.poll_s, lambda: None)
 

@@ -1,4 +1,5 @@
-"""Running a command-line tool (``ipmitool``, ``snmpset``) for a channel, on the reactor.
+"""The power tools the bmc and pdu channels drive (``ipmitool``, ``snmpset``): running one
+on the reactor, and ``PowerToolChannel``, the base of the channels built on one.
 
 ``run_tool`` spawns the tool with a small, explicit environment (secrets travel there,
 never in argv), collects what it prints, and answers a ``ToolResult``.  A tool that is still
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from twisted.internet import defer, error, protocol
 from zope.interface import implementer
 
+from buildfarm.common.deadline import with_deadline
 from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel
 
 # The parts of the master's environment a tool may need; anything else is left out.
@@ -84,12 +86,6 @@ def hide_secret(text: str, secret) -> str:
     return text.replace(value, SHOWN_SECRET) if value else text
 
 
-def deadline_passed(failure, message: str):
-    """An errback: a ``defer.TimeoutError`` becomes a ``ChannelError`` saying ``message``."""
-    failure.trap(defer.TimeoutError)
-    raise ChannelError(message)
-
-
 def tool_environment(**extra: str) -> dict[str, str]:
     """The environment a tool runs with: a few of the master's variables, C locale, ``extra``."""
     env = {key: os.environ[key] for key in PASSED_ENVIRONMENT if key in os.environ}
@@ -141,10 +137,8 @@ class PowerToolChannel:
     def perform(self, operation, location, say, clock, deadline_s, **kwargs):
         if operation not in self.operations:
             return defer.fail(ChannelError(f"the {self.name} channel cannot {operation}"))
-        d = defer.ensureDeferred(self._reboot(location, say, deadline_s))
-        d.addTimeout(deadline_s, clock)
-        d.addErrback(deadline_passed, f"{self.device} did not finish within {deadline_s:g} s")
-        return d
+        return with_deadline(self._reboot(location, say, deadline_s), deadline_s, clock,
+                             lambda: ChannelError(f"{self.device} did not finish within {deadline_s:g} s"))
 
     async def _reboot(self, location, say, deadline_s: float) -> bool:
         raise NotImplementedError

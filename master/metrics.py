@@ -14,7 +14,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from buildfarm.common.results import result_name
-from buildfarm.master.slaveapi.results import STATE_NAMES
+from buildfarm.master.fleet import STATE_NAMES
+from buildfarm.master.status import attached_count
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -82,7 +83,7 @@ async def _read_gauges(master) -> dict:
         queue[name] = (row["pending"], max(0.0, now - row["oldest_submitted_at"]))
     return {
         "queue": queue,
-        "attached": len(master.botmaster.slaves),
+        "attached": attached_count(master.botmaster),
         "running": len(master.botmaster.running_builds),
         "actions": await master.db.slaveapi.count_results(),
     }
