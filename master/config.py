@@ -7,6 +7,9 @@ them are reported at once through ``ConfigErrors``.
 """
 
 import ast
+import builtins
+import importlib.machinery
+import importlib.util
 import math
 import os
 import sys
@@ -128,19 +131,48 @@ def load_config(path: str) -> MasterConfig:
         code = compile(source, path, "exec")
     except SyntaxError as e:
         raise ConfigErrors([ConfigError(filename, e.lineno, f"syntax error: {e.msg}")]) from None
-    namespace = {"__file__": path, "__name__": CONFIG_MODULE_NAME}
-    basedir = os.path.dirname(path)
-    sys.path.insert(0, basedir)  # master.cfg may import helper modules beside it
+    # master.cfg may import helper modules beside it: its own __import__ finds them there.
+    importer = BesideConfigImporter(os.path.dirname(path))
+    namespace = {"__file__": path, "__name__": CONFIG_MODULE_NAME, "__builtins__": importer.builtins}
     try:
         exec(code, namespace)
     except Exception as e:
         raise ConfigErrors([_exception_error(e, path, filename)]) from None
-    finally:
-        sys.path.remove(basedir)
     raw = namespace.get("BuildmasterConfig")
     if not isinstance(raw, dict):
         raise ConfigErrors([ConfigError(filename, None, "does not define a BuildmasterConfig dict")])
     return _ConfigBuilder(filename, raw, _key_lines(code, source)).build(path)
+
+
+class BesideConfigImporter:
+    """The ``__import__`` of master.cfg and of the modules it loads from beside it: a
+    top-level module not yet imported that lies in the master's basedir is loaded from there
+    (as if the basedir led ``sys.path``); every other import is Python's own.  No global
+    state changes (``sys.path`` stays as it is), so master.cfg may be loaded in a worker
+    thread while the reactor thread imports."""
+
+    def __init__(self, basedir: str):
+        self.basedir = basedir
+        self.builtins = dict(builtins.__dict__, __import__=self)
+
+    def __call__(self, name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002 - __import__'s
+        if level == 0:
+            top = name.partition(".")[0]
+            if top not in sys.modules:
+                spec = importlib.machinery.PathFinder.find_spec(top, [self.basedir])
+                if spec is not None and spec.loader is not None:
+                    self._load(top, spec)
+        return builtins.__import__(name, globals, locals, fromlist, level)
+
+    def _load(self, name: str, spec) -> None:
+        module = importlib.util.module_from_spec(spec)
+        module.__builtins__ = self.builtins  # its own imports of modules beside it work too
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
 
 
 def _exception_error(e: Exception, path: str, filename: str) -> ConfigError:

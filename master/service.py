@@ -3,22 +3,32 @@
 ::
 
     BuildMaster
-     +- db          DBConnector
+     +- db          DBConnector (SQLite or PostgreSQL, its own thread pool)
+     +- recovery    this master's row, and the builds and requests its last run left behind
      +- auth        users, sessions, anonymous scopes: who may do what on every HTTP surface
-     +- pbmanager   PB listener for slaves
      +- botmaster   slaves, builders, builds
      +- scheduler   schedulers
-     +- slaveapi    fleet actions (reboot, shutdown, disable, ...) and their HTTP API
-     +- www         JSON API
+     +- slaveapi    fleet actions (reboot, shutdown, disable, ...); +- SlaveAPI port (if its own)
+     +- pbmanager   the PB portal for slaves;                        +- slaves (PB) port
+     +- www         JSON API and pages;                              +- web server port
 
-Start-up is asynchronous (the database comes first, then recovery from a crash, then the
-listeners); the master logs ``BuildMaster is running`` once it is ready, or
+The tree's order is the order of everything: start-up walks it top to bottom, waiting for
+each child (``startService`` may return a Deferred) before the next, so the database comes
+first, recovery from the previous run before anything reads the queue, and the listeners
+(`buildfarm.master.listener.Listener`, children of the services that own a port) last, so
+no peer arrives before the services it calls are ready.  Stop walks it bottom to top, each
+child waited for: listeners first, the database last.  A reconfig loads master.cfg again and
+walks the tree top to bottom calling ``reconfigService(new_config)`` on every child that
+takes configuration (`Reconfigurable`); a changed port moves its listener there.
+
+Start-up is asynchronous; the master logs ``BuildMaster is running`` once it is ready, or
 ``BuildMaster failed to start: ...`` and stops the process.
 """
 
 import os
 import signal
 import socket
+from typing import Protocol, runtime_checkable
 
 from twisted.application import service
 from twisted.internet import defer, threads
@@ -48,6 +58,40 @@ RECONFIG_DONE_MESSAGE = "configuration update complete"
 RECONFIG_FAILED_MESSAGE = "configuration update failed"
 
 
+@runtime_checkable
+class Reconfigurable(Protocol):
+    """A service that takes configuration: the master calls this on every reconfig, in tree
+    order (it may return a Deferred, or be ``async``)."""
+
+    def reconfigService(self, new_config: MasterConfig):  # noqa: N802 - Twisted's name
+        ...
+
+
+class PreviousRunRecovery(service.Service):
+    """Finds (or creates) this master's row, then ends what its previous run left: builds
+    are finished RETRY, their requests unclaimed, its slaves marked detached."""
+
+    name = "recovery"
+
+    def __init__(self, master: "BuildMaster"):
+        self.master = master
+
+    def startService(self):  # noqa: N802
+        super().startService()
+        return defer.ensureDeferred(self._recover())
+
+    async def _recover(self) -> None:
+        master, db = self.master, self.master.db
+        master.masterid = await db.masters.find_or_create(master.name_in_database)
+        now = master.reactor.seconds()
+        for build in await db.builds.get_unfinished_of_master(master.masterid):
+            await db.builds.finish(build["buildid"], RETRY, now, "master restarted")
+            log.info("build {id} was cut short by a master restart; its request runs again",
+                     id=build["buildid"])
+        await db.buildrequests.unclaim_all_of_master(master.masterid)
+        await db.slaves.detach_all_of_master(master.masterid, now)
+
+
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -64,49 +108,44 @@ class BuildMaster(service.MultiService):
         self.config = config or load_config(self.configfile)
         self.masterid: int | None = None
         self.started: defer.Deferred | None = None
+        self.start_failure = None  # why start-up failed, once it did
         self.metrics = MasterMetrics()
         self.logbus = LogBus()  # log lines pushed from the log writers to live viewers
-        self.db = DBConnector(self.config.db_url, self.basedir)
+        self.db = DBConnector(self.config.db_url, self.basedir, self.reactor)
+        self.recovery = PreviousRunRecovery(self)
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret)
-        self.pbmanager = PBManager(self)
         self.botmaster = BotMaster(self)
         self.scheduler = SchedulerManager(self)
         self.slaveapi = ActionRunner(self)
+        self.pbmanager = PBManager(self)
         self.www = WWWService(self)
-        for child in (self.db, self.auth, self.pbmanager, self.botmaster, self.scheduler, self.slaveapi,
-                      self.www):
+        # The order of the tree is the start-up order (see the module's docstring).
+        for child in (self.db, self.recovery, self.auth, self.botmaster, self.scheduler, self.slaveapi,
+                      self.pbmanager, self.www):
             child.setServiceParent(self)
 
     @property
     def name_in_database(self) -> str:
         return f"{socket.gethostname()}:{self.basedir}"
 
+    def privilegedStartService(self):  # noqa: N802
+        # Nothing binds early: each listener is made when the start-up walk reaches its owner,
+        # once the services behind it are ready.
+        service.Service.privilegedStartService(self)
+
     def startService(self):  # noqa: N802
-        # Children are started by _start, in order, once the database is ready.
+        # Children are started by _start, one after the other, in tree order.
         service.Service.startService(self)
         self.started = defer.ensureDeferred(self._start())
         self.started.addErrback(self._failed_to_start)
         return None
 
     async def _start(self) -> None:
-        await self.db.setup()
-        self.db.startService()
-        self.masterid = await self.db.masters.find_or_create(self.name_in_database)
-        self.auth.startService()
         for warning in self.config.warnings:
             log.warn("master.cfg: {warning}", warning=warning)
-        await self._recover_from_previous_run()
-        await self.botmaster.configure(self.config)
-        self.botmaster.startService()
-        self.botmaster.set_polling(self.config.multi_master)
-        self.scheduler.startService()
-        await self.scheduler.reconfig(self.config)
-        await self.slaveapi.start()
-        self.pbmanager.startService()
-        await self.pbmanager.listen()
-        self.www.startService()
-        await self.www.listen()
+        for child in self:
+            await defer.maybeDeferred(child.startService)
         self._install_reconfig_signal()
         log.info(READY_MESSAGE + " (slaves: {pb}, web: {www}, SlaveAPI: {slaveapi})",
                  pb=self.config.pb_port, www=self.config.www_port or "off",
@@ -137,34 +176,17 @@ class BuildMaster(service.MultiService):
         if new.db_url != self.config.db_url:
             log.error(RECONFIG_FAILED_MESSAGE + ": the database URL cannot change without a restart")
             return
-        old, self.config = self.config, new
-        self.auth.reconfig(new)
+        self.config = new
         for warning in new.warnings:
             log.warn("master.cfg: {warning}", warning=warning)
-        if (new.pb_port, new.listen_backlog) != (old.pb_port, old.listen_backlog):
-            await self.pbmanager.stop_listening()
-            await self.pbmanager.listen()
-        if new.www_port != old.www_port:
-            await self.www.stopService()
-            self.www.startService()
-            await self.www.listen()
-        await self.botmaster.reconfig(new)
-        await self.scheduler.reconfig(new)
-        await self.slaveapi.reconfig(new)
+        for child in self:
+            if isinstance(child, Reconfigurable):
+                await defer.maybeDeferred(child.reconfigService, new)
         log.info(RECONFIG_DONE_MESSAGE + ": {b} builders, {s} slaves, {c} schedulers",
                  b=len(new.builders), s=len(new.slaves), c=len(new.schedulers))
 
-    async def _recover_from_previous_run(self) -> None:
-        """Builds this master left unfinished end as RETRY; their requests run again."""
-        db, now = self.db, self.reactor.seconds()
-        for build in await db.builds.get_unfinished_of_master(self.masterid):
-            await db.builds.finish(build["buildid"], RETRY, now, "master restarted")
-            log.info("build {id} was cut short by a master restart; its request runs again",
-                     id=build["buildid"])
-        await db.buildrequests.unclaim_all_of_master(self.masterid)
-        await db.slaves.detach_all_of_master(self.masterid, now)
-
     def _failed_to_start(self, failure) -> None:
+        self.start_failure = failure
         log.error(FAILED_MESSAGE + ": {why}", why=failure.getErrorMessage() or failure.type.__name__)
         if not failure.check(*EXPECTED_START_FAILURES):
             log.failure("unexpected start-up failure", failure)
@@ -178,14 +200,7 @@ class BuildMaster(service.MultiService):
     async def _stop(self) -> None:
         if self.started is not None and not self.started.called:
             self.started.cancel()
-        for child in (self.www, self.slaveapi, self.pbmanager, self.scheduler):
+        for child in reversed(list(self)):
             if child.running:
-                await child.stopService()
-        if self.auth.running:
-            self.auth.stopService()
-        if self.botmaster.running:
-            await self.botmaster.stop()
-            self.botmaster.stopService()
-        if self.db.running:
-            await self.db.stopService()
+                await defer.maybeDeferred(child.stopService)
         log.info("BuildMaster stopped")

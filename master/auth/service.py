@@ -72,13 +72,13 @@ class AuthService(service.Service):
         """The one place that builds the authenticator."""
         return Authenticator(accounts, self.clock, self.login_limiter, **self._authenticator_options)
 
-    def reconfig(self, config) -> None:
+    def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
         """Take the users and anonymous scopes of a new configuration; sessions of users who
         are gone end at once."""
-        accounts = list(getattr(config, "users", []))
+        accounts = list(config.users)
         self.authenticator = self._make_authenticator(accounts)
-        self.anonymous_scopes = tuple(getattr(config, "www_anonymous_scopes", ()))
-        self.change_secret = getattr(config, "change_secret", None)
+        self.anonymous_scopes = tuple(config.www_anonymous_scopes)
+        self.change_secret = config.change_secret
         names = {a.name for a in accounts}
         for user in {s.user for s in list(self.sessions._sessions.values())} - names:
             self.sessions.drop_user(user)

@@ -61,8 +61,9 @@ class DBConnector(service.Service):
     log = Logger()
 
     def __init__(
-        self, db_url: str, basedir: str, reactor=None, max_retry_s: float = RETRY_TOTAL_S
+        self, db_url: str, basedir: str, reactor, max_retry_s: float = RETRY_TOTAL_S
     ) -> None:
+        """``reactor`` runs the pool's results and the retry waits (the master passes its own)."""
         self.db_url = db_url
         self.basedir = basedir
         self.max_retry_s = max_retry_s
@@ -105,6 +106,13 @@ class DBConnector(service.Service):
             raise SchemaNotCurrent(self.basedir)
         self.log.info("database ready: {url}", url=self.engine.url.render_as_string())
 
+    def startService(self):  # noqa: N802 - Twisted's name
+        """Set up (unless `setup` already ran); the Deferred fails on an old schema."""
+        super().startService()
+        if self.engine is None:
+            return defer.ensureDeferred(self.setup())
+        return defer.succeed(None)
+
     def stopService(self) -> defer.Deferred:
         super().stopService()
         return defer.ensureDeferred(self._shutdown())
@@ -133,10 +141,6 @@ class DBConnector(service.Service):
         return threads.deferToThreadPool(self._get_reactor(), self.pool, fn, *args)
 
     def _get_reactor(self):
-        if self._reactor is None:
-            from twisted.internet import reactor
-
-            self._reactor = reactor
         return self._reactor
 
     async def _shutdown(self) -> None:

@@ -11,10 +11,13 @@ from buildfarm.master.db.migrate import upgrade_database
 TEST_DB_URL = "sqlite:///state.sqlite"
 
 
-async def open_test_db(basedir: str, db_url: str = TEST_DB_URL) -> DBConnector:
-    """A set-up connector on a freshly migrated database; stop it with ``stopService()``."""
+async def open_test_db(basedir: str, db_url: str = TEST_DB_URL, reactor=None) -> DBConnector:
+    """A set-up connector on a freshly migrated database; stop it with ``stopService()``.
+    Its results arrive through ``reactor`` (the running global one unless given)."""
+    if reactor is None:
+        from twisted.internet import reactor
     await threads.deferToThread(upgrade_database, db_url, basedir)
-    db = DBConnector(db_url, basedir)
+    db = DBConnector(db_url, basedir, reactor)
     await db.setup()
     db.startService()
     return db

@@ -1,14 +1,14 @@
 """``PBManager``: the master's PB listener for slaves, and the broker of each connection."""
 
-from twisted.application import service
 from twisted.cred.portal import Portal
-from twisted.internet import endpoints
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.spread import banana, pb
 
 from buildfarm.common.pbwire import FastBanana
 from buildfarm.master.auth.ratelimit import LoginLimiter
+from buildfarm.master.listener import ListeningService
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
 from buildfarm.master.pb.heaptrim import HeapTrimmer
 from buildfarm.master.pb.limits import PRE_LOGIN_MESSAGE_LIMITS, PBLimits
@@ -177,14 +177,15 @@ def with_backlog(description: str, backlog: int) -> str:
     return description
 
 
-class PBManager(service.Service):
-    """Listens for slaves on the configured PB port through a Cred portal."""
+class PBManager(ListeningService):
+    """Listens for slaves on the configured PB port through a Cred portal (its `Listener`
+    child), and moves the port when a reconfig changes it or its backlog."""
 
     name = "pbmanager"
 
     def __init__(self, master):
+        super().__init__()
         self.master = master
-        self.port = None
         self.trimmer: HeapTrimmer | None = None
         # Failed slave logins per slave name and per address; kept across reconfigs and ports.
         self.login_limiter = LoginLimiter(master.reactor)
@@ -205,24 +206,18 @@ class PBManager(service.Service):
         slave = self.master.config.slaves.get(name)
         return slave.password if slave else None
 
-    async def listen(self) -> None:
-        """Start listening; fails (with the reason) when the port cannot be had."""
-        config = self.master.config
-        description = with_backlog(config.pb_port, config.listen_backlog)
-        endpoint = endpoints.serverFromString(self.master.reactor, description)
-        self.port = await endpoint.listen(self.make_factory())
-        log.info("listening for slaves on {port}", port=config.pb_port)
+    def startService(self):  # noqa: N802
+        """Start listening; the Deferred fails (with the reason) when the port cannot be had."""
+        super().startService()
+        return defer.ensureDeferred(self.reconfigService(self.master.config))
 
-    async def stop_listening(self) -> None:
-        """Stop accepting new slaves (attached ones stay until the BotMaster lets them go)."""
-        if self.port is not None:
-            port, self.port = self.port, None
-            await port.stopListening()
-        if self.trimmer is not None:
-            self.trimmer.stop()
+    async def reconfigService(self, new_config) -> None:  # noqa: N802 - Twisted's name
+        """Listen on ``new_config.pb_port`` with its backlog; a change moves the listener."""
+        description = with_backlog(new_config.pb_port, new_config.listen_backlog)
+        await self.listen_on(self.master.reactor, description, self.make_factory, "slaves (PB)")
 
     def stopService(self):  # noqa: N802
-        super().stopService()
-        from twisted.internet import defer
-
-        return defer.ensureDeferred(self.stop_listening())
+        """Stop accepting new slaves (attached ones stay until the BotMaster lets them go)."""
+        if self.trimmer is not None:
+            self.trimmer.stop()
+        return super().stopService()

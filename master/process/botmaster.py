@@ -82,7 +82,20 @@ class BotMaster(service.Service):
         d.addErrback(lambda f: log.failure("checking other masters' buildsets failed", f))
         return d
 
-    async def reconfig(self, config) -> None:
+    def startService(self):  # noqa: N802
+        """Create the configured builders and poll a shared database if configured."""
+        super().startService()
+        return defer.ensureDeferred(self._start())
+
+    async def _start(self) -> None:
+        await self.configure(self.master.config)
+        self.set_polling(self.master.config.multi_master)
+
+    def stopService(self):  # noqa: N802
+        """Drop every slave and wait (bounded) for running builds to record RETRY."""
+        return defer.ensureDeferred(self.stop())
+
+    async def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
         """Apply a new configuration: builders, and the builder lists of attached slaves.
 
         Running builds keep the steps they started with; attached slaves stay attached
@@ -369,7 +382,7 @@ class BotMaster(service.Service):
 
     async def stop(self) -> None:
         """Stop starting builds, drop every slave and wait (bounded) for builds to record RETRY."""
-        self.running = False
+        super().stopService()
         self.set_polling(False)
         for slave in list(self.slaves.values()):
             slave.disconnect()

@@ -52,8 +52,13 @@ class SchedulerManager(service.Service):
 
     # -- service ---------------------------------------------------------------------------
 
-    # The BuildMaster calls ``reconfig(config)`` once its builders exist (and on every
-    # reconfig), and ``stopService`` (or ``stop``) before the BotMaster and database stop.
+    # The BuildMaster starts this service once its builders exist, walks ``reconfigService``
+    # on every reconfig, and stops it before the BotMaster and database stop.
+
+    def startService(self):  # noqa: N802
+        """Activate the schedulers of the running configuration."""
+        super().startService()
+        return defer.ensureDeferred(self.reconfigService(self.master.config))
 
     def stopService(self):  # noqa: N802
         super().stopService()
@@ -68,7 +73,7 @@ class SchedulerManager(service.Service):
         finally:
             self._reconfig_lock.release()
 
-    async def reconfig(self, config) -> None:
+    async def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
         """Make the running schedulers those of ``config``."""
         await self._reconfig_lock.acquire()
         try:

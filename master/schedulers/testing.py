@@ -196,5 +196,5 @@ def started_manager(master: FakeMaster, *schedulers):
     manager = SchedulerManager(master)
     master.scheduler = manager
     master.config.schedulers = list(schedulers)
-    result_of(manager.reconfig(master.config))
+    result_of(manager.reconfigService(master.config))
     return manager

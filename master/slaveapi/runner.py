@@ -8,11 +8,11 @@ ones that were running end FAILURE.  The runner also serves the SlaveAPI on its 
 (``c['slaveapi']['port']``) and keeps the set of disabled slaves for the BotMaster.
 """
 
-from twisted.application import service
-from twisted.internet import defer, endpoints, task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from buildfarm.master.fleet import STATE_NAMES, ActionState
+from buildfarm.master.listener import ListeningService
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.channels import channel_table
@@ -27,17 +27,17 @@ SETTINGS_REFRESH_S = 10.0
 RESTARTED_TEXT = "the master restarted while this action was running; it did not finish"
 
 
-class ActionRunner(service.Service):
+class ActionRunner(ListeningService):
     """Queues actions on slaves and runs them with bounded concurrency."""
 
     name = "slaveapi"
 
     def __init__(self, master, settings: SlaveAPISettings | None = None):
+        super().__init__()
         self.master = master
-        self.settings = settings or getattr(master.config, "slaveapi", None) or SlaveAPISettings()
+        self.settings = settings or master.config.slaveapi
         self.actions: dict[str, Action] = action_table()
         self.channels: dict = channel_table(self)  # inventory name -> IChannel provider
-        self.port = None
         self._live: dict[int, ActionResult] = {}  # pending and running results
         self._active: dict[tuple[str, str], int] = {}  # (slave, action) -> its unfinished request
         self._queue: list[int] = []
@@ -58,25 +58,27 @@ class ActionRunner(service.Service):
 
     # -- life cycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start: read the slaves' settings, recover the last run's actions, listen."""
-        self.startService()
+    def startService(self):  # noqa: N802
+        """Read the slaves' settings, recover the last run's actions, listen on the own port;
+        the Deferred fails when that port cannot be had."""
+        super().startService()
+        return defer.ensureDeferred(self._start())
+
+    async def _start(self) -> None:
         await self._apply_inventory()
         await self.refresh_enabled()
         await self._recover()
         self._refresher = task.LoopingCall(self._refresh_quietly)
         self._refresher.clock = self.clock
         self._refresher.start(SETTINGS_REFRESH_S, now=False)
-        await self.listen()
+        await self._listen()
         self._pump()
 
-    async def reconfig(self, config) -> None:
-        """Apply ``config.slaveapi``: inventory, limits and the port (users are the auth service's)."""
-        old, self.settings = self.settings, getattr(config, "slaveapi", None) or SlaveAPISettings()
+    async def reconfigService(self, new_config) -> None:  # noqa: N802 - Twisted's name
+        """Apply ``new_config.slaveapi``: inventory, limits and the port (users are the auth service's)."""
+        self.settings = new_config.slaveapi
         await self._apply_inventory()
-        if old.port != self.settings.port:
-            await self.stop_listening()
-            await self.listen()
+        await self._listen()
         self._pump()
 
     def resource(self):
@@ -87,26 +89,16 @@ class ActionRunner(service.Service):
             self._resource = SlaveAPI(self).resource()
         return self._resource
 
-    async def listen(self) -> None:
-        """Serve the SlaveAPI on its own port, when one is configured."""
+    async def _listen(self) -> None:
+        """Serve the SlaveAPI on its own port when one is configured (a changed port moves)."""
         from buildfarm.master.slaveapi.resources import make_site
 
-        if not self.settings.port:
-            return
-        endpoint = endpoints.serverFromString(self.clock, self.settings.port)
-        self.port = await endpoint.listen(make_site(self))
-        log.info("SlaveAPI listening on {port}", port=self.settings.port)
-
-    async def stop_listening(self) -> None:
-        port, self.port = self.port, None
-        if port is not None:
-            await port.stopListening()
+        await self.listen_on(self.clock, self.settings.port, lambda: make_site(self), "SlaveAPI")
 
     def stopService(self):  # noqa: N802
-        super().stopService()
         if self._refresher is not None and self._refresher.running:
             self._refresher.stop()
-        return defer.ensureDeferred(self.stop_listening())
+        return super().stopService()
 
     async def _apply_inventory(self) -> None:
         """Environments given in the inventory are written to the database."""

@@ -5,8 +5,7 @@ One site, two apps, chosen by the first segment of the path (``SiteRoot``): ``/a
 HTML pages (www/ui/).
 """
 
-from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
@@ -18,6 +17,7 @@ from buildfarm.master.http.site import (
     json_error_body,
     slaveapi_error_body,
 )
+from buildfarm.master.listener import ListeningService
 from buildfarm.master.www import api
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.ui import WebUI
@@ -57,32 +57,25 @@ class SiteRoot(Resource):
         return (self.json_app if first in JSON_SEGMENTS else self.pages).render(request)
 
 
-class WWWService(service.Service):
-    """Serves the JSON API and the HTML pages on the configured web port."""
+class WWWService(ListeningService):
+    """Serves the JSON API and the HTML pages on the configured web port (its `Listener`)."""
 
     name = "www"
 
     def __init__(self, master):
+        super().__init__()
         self.master = master
-        self.port = None
 
     def make_site(self) -> BoundedSite:
         """The twisted.web Site with every resource of the master."""
         root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master).resource())
         return BoundedSite(root, BODY_RULES, PAGES_BODY_RULE, limits_of(self.master), self.master.reactor)
 
-    async def listen(self) -> None:
-        """Start listening (if a web port is configured)."""
-        description = self.master.config.www_port
-        if not description:
-            return
-        endpoint = endpoints.serverFromString(self.master.reactor, description)
-        self.port = await endpoint.listen(self.make_site())
-        log.info("web server listening on {port}", port=description)
+    def startService(self):  # noqa: N802
+        """Start listening (if a web port is configured); the Deferred fails when it cannot."""
+        super().startService()
+        return defer.ensureDeferred(self.reconfigService(self.master.config))
 
-    def stopService(self):  # noqa: N802
-        super().stopService()
-        if self.port is None:
-            return defer.succeed(None)
-        port, self.port = self.port, None
-        return defer.maybeDeferred(port.stopListening)
+    async def reconfigService(self, new_config) -> None:  # noqa: N802 - Twisted's name
+        """Listen on ``new_config.www_port``; a changed port moves the listener."""
+        await self.listen_on(self.master.reactor, new_config.www_port, self.make_site, "web server")

@@ -1,48 +1,43 @@
-"""Logins over HTTP, in memory: the web UI's /login and /logout (real ``WebUI`` resource,
-real ``Authenticator`` and ``SessionStore``) and HTTP basic on the SlaveAPI: 429 with
+"""Logins over HTTP on a real master in memory (tests/fixtures/memorymaster.py): the web
+UI's /login and /logout and HTTP basic on the SlaveAPI: 429 with
 Retry-After after too many failures, same-site redirects only, logout ends the session."""
 
 import base64
 import re
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
 
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
-from buildfarm.master.auth.identity import READ_SCOPES
-from buildfarm.master.auth.service import AuthService
 from buildfarm.master.auth.sessions import COOKIE_NAME
-from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.ui.app import WebUI, _local_path
 from fixtures.memoryhttp import MemoryRequest, MemoryResponse, render_request
+from fixtures.memorymaster import MASTER_CFG as MEMORY_MASTER_CFG
+from fixtures.memorymaster import start_memory_master, with_fast_password_checks
 
 ATTACKER = "10.6.6.6"
 OFFICE = "10.0.0.7"
 
 
-def synchronously(function, *args):
-    return defer.maybeDeferred(function, *args)
+MASTER_CFG = MEMORY_MASTER_CFG.replace(
+    "c['users'] = [util.User('admin', password='adm1n', scopes=['*'])]",
+    "c['users'] = [util.User('oncall', password='s3cret', scopes=['slaveapi:*']),\n"
+    "              util.User('viewer', password='v1ew', scopes=['slaveapi:read'])]")
 
 
 class Farm:
-    """A master with just what logging in needs: users, an authenticator, the pages, the SlaveAPI."""
+    """A real master in memory (users oncall and viewer) with its pages and its SlaveAPI."""
 
-    def __init__(self):
-        self.clock = task.Clock()
-        users, problems = validate_users([User("oncall", password="s3cret", scopes=["slaveapi:*"]),
-                                          User("viewer", password="v1ew", scopes=["slaveapi:read"])], None)
-        assert problems == []
-        self.auth = AuthService(self.clock, users, READ_SCOPES, run_slowly=synchronously, iterations=1000)
+    async def start(self, basedir):
+        self.master = await start_memory_master(basedir, MASTER_CFG)
+        with_fast_password_checks(self.master)
+        self.clock = self.master.reactor
+        self.auth = self.master.auth
         self.sessions = self.auth.sessions
-        runner = SimpleNamespace(settings=SimpleNamespace(slaves={}))
-        self.master = SimpleNamespace(reactor=self.clock, slaveapi=runner, auth=self.auth, db=None,
-                                      config=SimpleNamespace(title="farm", slaves={}))
-        runner.master = self.master
         self.pages = WebUI(self.master).resource()
-        self.slaveapi = SlaveAPI(runner).resource()
+        self.slaveapi = SlaveAPI(self.master.slaveapi).resource()
+        return self
 
     async def request(self, resource, method: str, path: str, form: dict | None = None, peer: str = OFFICE,
                       cookie: str | None = None, headers: dict | None = None) -> MemoryResponse:
@@ -65,9 +60,11 @@ class Farm:
                                   headers={"Authorization": f"Basic {token}"})
 
 
-@pytest.fixture
-def farm():
-    return Farm()
+@pytest_twisted.async_yield_fixture
+async def farm(tmp_path):
+    started = await Farm().start(tmp_path)
+    yield started
+    await started.master.stopService()
 
 
 def session_id(response: MemoryResponse) -> str:
@@ -170,16 +167,10 @@ async def test_a_new_login_replaces_the_session_of_the_cookie_it_brings(farm):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_slaveapi_reconfig_keeps_the_count_of_failed_logins(db):
-    from test_slaveapi_http import Harness
-
-    harness = await Harness(db).start()
-    try:
-        for _ in range(10):
-            with pytest.raises(Unauthenticated):
-                await harness.master.auth.check_password("oncall", "guess", ATTACKER)
-        harness.master.auth.reconfig(harness.master.config)
-        with pytest.raises(RateLimited):
-            await harness.master.auth.check_password("oncall", "s3cret", ATTACKER)
-    finally:
-        await harness.runner.stopService()
+async def test_a_reconfig_keeps_the_count_of_failed_logins(farm):
+    for _ in range(10):
+        with pytest.raises(Unauthenticated):
+            await farm.master.auth.check_password("oncall", "guess", ATTACKER)
+    await farm.master.reconfig()
+    with pytest.raises(RateLimited):
+        await farm.master.auth.check_password("oncall", "s3cret", ATTACKER)

@@ -66,7 +66,8 @@ async def test_a_rate_limited_login_is_429_with_retry_after():
 async def test_a_removed_user_loses_its_sessions_at_reconfig():
     auth = service()
     session = auth.sessions.create("ann")
-    auth.reconfig(type("Config", (), {"users": [], "www_anonymous_scopes": ()})())
+    no_users = type("Config", (), {"users": [], "www_anonymous_scopes": (), "change_secret": None})
+    auth.reconfigService(no_users())
     assert auth.sessions.get(session.sid) is None
     assert (await auth.identify(request({"cookie": f"buildfarm_session={session.sid}"}))).anonymous
 

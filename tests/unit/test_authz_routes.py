@@ -1,5 +1,5 @@
 """Authorization on every route of every HTTP surface, walked from the klein route tables of
-a real ``BuildMaster`` built in memory (real SQLite database, MemoryReactorClock): the JSON
+a real ``BuildMaster`` built in memory (tests/fixtures/memorymaster.py): the JSON
 API, the pages, the SlaveAPI on its own resource and under ``/slaveapi/`` of the web site.
 
 Each route is tried anonymously, with a wrong password, as a read-only user, as an
@@ -10,25 +10,20 @@ database, and every write leaves an audit row."""
 import base64
 import json
 import re
-import textwrap
 from urllib.parse import parse_qs
 
 import pytest
 import pytest_twisted
-from twisted.internet import threads
-from twisted.internet.testing import MemoryReactorClock
 
 from buildfarm.common.results import SUCCESS
 from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.auth.sessions import COOKIE_NAME
-from buildfarm.master.config import load_config
-from buildfarm.master.db.migrate import upgrade_database
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
-from buildfarm.master.service import BuildMaster
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.ui.app import WebUI
 from fixtures.memoryhttp import MemoryRequest, render_request
+from fixtures.memorymaster import start_memory_master
 
 HERE = "http://localhost:8010"
 EVIL = "http://evil.example"
@@ -58,18 +53,13 @@ class Farm:
 
     def __init__(self, basedir):
         self.basedir = basedir
-        (basedir / "master.cfg").write_text(textwrap.dedent(MASTER_CFG))
 
     async def start(self):
-        await threads.deferToThread(upgrade_database, "sqlite:///state.sqlite", str(self.basedir))
-        config = load_config(str(self.basedir / "master.cfg"))
-        self.master = BuildMaster(str(self.basedir), reactor=MemoryReactorClock(), config=config)
-        self.master.startService()
-        await self.master.started
+        self.master = await start_memory_master(self.basedir, MASTER_CFG)
         # The walk makes hundreds of wrong-password calls from one address: the login limits
         # (their own tests are in test_auth_*.py) would answer most of them 429, not 401.
         self.master.auth.login_limiter = LoginLimiter(self.master.reactor, per_user=10**6, per_source=10**6)
-        self.master.auth.reconfig(self.master.config)
+        self.master.auth.reconfigService(self.master.config)
         db = self.master.db
         builderid = self.master.botmaster.builders["runtests"].builderid
         slaveid = await db.slaves.attached("bs1", self.master.masterid, {"environ": {"A": "1"}}, "1.0", 10.0)
@@ -89,8 +79,6 @@ class Farm:
         return self
 
     async def stop(self):
-        # The MemoryReactorClock's ports are records, not ports: nothing to stop listening on.
-        self.master.pbmanager.port = self.master.www.port = self.master.slaveapi.port = None
         await self.master.stopService()
 
     def values(self, path: str) -> dict:

@@ -1,9 +1,12 @@
 """Loading master.cfg: the issue's example works as written, and every problem is
 reported with its file and line."""
 
+import sys
 import textwrap
 
 import pytest
+import pytest_twisted
+from twisted.internet import threads
 
 from buildfarm.master.config import ConfigErrors, load_config
 
@@ -190,3 +193,21 @@ def test_bad_anonymous_scopes_are_reported(tmp_path):
     text = ISSUE_EXAMPLE + "c['www'] = {'port': 8010, 'anonymous_scopes': 'builds:read'}\n"
     errors = errors_of(tmp_path, text)
     assert any("anonymous_scopes'] must be a list" in e for e in errors), errors
+
+
+def test_master_cfg_imports_modules_beside_it_and_theirs(tmp_path):
+    (tmp_path / "farmhelpers_i15.py").write_text("from farmnames_i15 import SLAVE\nNAMES = [SLAVE]\n")
+    (tmp_path / "farmnames_i15.py").write_text("SLAVE = 'bs1'\n")
+    config = load_config(write(tmp_path, ISSUE_EXAMPLE + "from farmhelpers_i15 import NAMES\n"
+                                                        "c['properties'] = {'names': NAMES}\n"))
+    assert config.properties == {"names": ["bs1"]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_loading_in_a_thread_leaves_sys_path_alone(tmp_path):
+    before = list(sys.path)
+    config = await threads.deferToThread(load_config, write(tmp_path, ISSUE_EXAMPLE + (
+        "import os, sys\n"
+        "c['properties'] = {'path_changed': os.path.dirname(__file__) in sys.path}\n")))
+    assert config.properties == {"path_changed": False}
+    assert sys.path == before

@@ -1,7 +1,7 @@
 """Build requests: the queue, exclusive claims, and putting requests back."""
 
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
 from buildfarm.common.results import CANCELLED, SUCCESS
 from buildfarm.master.db.connector import DBConnector
@@ -120,7 +120,7 @@ async def test_get_all_filters_and_pages_newest_first(db):
 
 @pytest_twisted.ensureDeferred
 async def test_two_masters_sharing_the_database_never_win_the_same_request(db):
-    other = DBConnector(db.db_url, db.basedir)
+    other = DBConnector(db.db_url, db.basedir, reactor)
     await other.setup()
     try:
         m1, m2, builderid = await _masters_and_builder(db)

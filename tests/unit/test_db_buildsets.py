@@ -2,7 +2,7 @@
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
 from buildfarm.common.results import (
     CANCELLED,
@@ -117,7 +117,7 @@ async def test_a_buildset_is_completed_once_and_later_calls_get_none(db):
 
 @pytest_twisted.ensureDeferred
 async def test_two_masters_completing_a_buildset_together_complete_it_once(db):
-    other = DBConnector(db.db_url, db.basedir)
+    other = DBConnector(db.db_url, db.basedir, reactor)
     await other.setup()
     try:
         (linux,) = await _builders(db, "linux")

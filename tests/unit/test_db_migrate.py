@@ -8,7 +8,7 @@ import pytest_twisted
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from twisted.internet import threads
+from twisted.internet import reactor, threads
 
 from buildfarm.master.db import model
 from buildfarm.master.db.connector import SERVER_POOL_THREADS, DBConnector, SchemaNotCurrent
@@ -117,7 +117,7 @@ def test_sqlite_database_uses_wal_journal(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_setup_on_an_empty_database_names_the_upgrade_command(db_url, tmp_path):
-    connector = DBConnector(db_url, str(tmp_path))
+    connector = DBConnector(db_url, str(tmp_path), reactor)
     with pytest.raises(SchemaNotCurrent, match=f"run: buildmaster upgrade-master {tmp_path}$"):
         await connector.setup()
     assert connector.pool is None
@@ -155,13 +155,13 @@ async def test_foreign_keys_are_enforced(db):
 
 @pytest_twisted.ensureDeferred
 async def test_stopping_a_connector_that_never_set_up_is_harmless(tmp_path):
-    await DBConnector(TEST_DB_URL, str(tmp_path)).stopService()
+    await DBConnector(TEST_DB_URL, str(tmp_path), reactor).stopService()
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 @pytest_twisted.ensureDeferred
 async def test_an_in_memory_database_gets_its_schema_at_setup_and_keeps_its_rows(url, tmp_path):
-    connector = DBConnector(url, str(tmp_path))
+    connector = DBConnector(url, str(tmp_path), reactor)
     await connector.setup()
     connector.startService()
     try:

@@ -1,7 +1,7 @@
 """Scheduler state: JSON values kept per scheduler and key across restarts."""
 
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
 from buildfarm.master.db.connector import DBConnector
 
@@ -36,7 +36,7 @@ async def test_each_scheduler_has_its_own_keys(db):
 
 @pytest_twisted.ensureDeferred
 async def test_two_masters_setting_a_new_key_together_both_succeed(db):
-    other = DBConnector(db.db_url, db.basedir)
+    other = DBConnector(db.db_url, db.basedir, reactor)
     await other.setup()
     try:
         writes = [

@@ -39,10 +39,21 @@ class NoRequests:
         return []
 
 
+class NumberedBuilders:
+    """Builder ids 1, 2, ... in the order asked."""
+
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+
+    async def find_or_create(self, name):
+        return self.ids.setdefault(name, len(self.ids) + 1)
+
+
 class FakeDB:
     def __init__(self):
         self.slaves = RecordingSlavesTable()
         self.buildrequests = NoRequests()
+        self.builders = NumberedBuilders()
 
 
 class EveryoneEnabled:
@@ -70,10 +81,6 @@ class FakeMaster:
         )
         self.slaveapi = EveryoneEnabled()
         self.botmaster = BotMaster(self)
-        for number, builder in enumerate(self.config.builders, start=1):
-            from buildfarm.master.process.builder import Builder
-
-            self.botmaster.builders[builder.name] = Builder(builder, number, self.botmaster)
         self.botmaster.startService()
 
 

@@ -116,7 +116,7 @@ def test_pending_changes_survive_a_restart_and_their_timer_starts_again():
     result_of(manager.stop())
     master.reactor.advance(100)
     assert master.buildsets("sbs") == []
-    result_of(manager.reconfig(master.config))
+    result_of(manager.reconfigService(master.config))
     master.reactor.advance(30)
     assert [b["properties"]["revision"] for b in master.buildsets("sbs")] == ["r1"]
 
@@ -127,7 +127,7 @@ def test_changes_stored_while_stopped_are_caught_up_once():
     add_change(manager, branch="main", revision="r1")
     result_of(manager.stop())
     result_of(master.db.changes.add("bob", "", ["x.c"], 0.0, 0.0, branch="main", revision="r2"))
-    result_of(manager.reconfig(master.config))
+    result_of(manager.reconfigService(master.config))
     assert [b["properties"]["revision"] for b in master.buildsets("sbs")] == ["r1", "r2"]
     row = result_of(master.db.changes.get(2))
     result_of(manager.schedulers["sbs"].got_change(row))  # offered again: ignored

@@ -38,7 +38,7 @@ def test_reconfig_keeps_unchanged_replaces_changed_and_stops_removed_schedulers(
     new = [Periodic("kept", ["a"], periodicBuildTimer=100),
            Periodic("changed", ["a", "b"], periodicBuildTimer=100),
            Periodic("added", ["a"], periodicBuildTimer=100)]
-    result_of(manager.reconfig(FakeConfig(new)))
+    result_of(manager.reconfigService(FakeConfig(new)))
     assert manager.schedulers["kept"] is kept
     assert manager.schedulers["changed"] is new[1] and not changed.active
     assert "removed" not in manager.schedulers and not removed.active
@@ -55,10 +55,10 @@ def test_reconfig_compares_functions_and_filters_by_what_they_do():
     manager = started_manager(master, first)
     again = SingleBranchScheduler("s", ["a"], change_filter=ChangeFilter(branch_fn=lambda b: b == "x"),
                                   fileIsImportant=lambda c: True)
-    result_of(manager.reconfig(FakeConfig([again])))
+    result_of(manager.reconfigService(FakeConfig([again])))
     assert manager.schedulers["s"] is first
     other = SingleBranchScheduler("s", ["a"], change_filter=ChangeFilter(branch_fn=lambda b: b == "y"))
-    result_of(manager.reconfig(FakeConfig([other])))
+    result_of(manager.reconfigService(FakeConfig([other])))
     assert manager.schedulers["s"] is other
 
 
@@ -70,7 +70,7 @@ def test_a_dependent_follows_its_upstream_by_name_across_a_reconfig():
     first = schedulers(100)
     manager = started_manager(FakeMaster(), *first)
     changed_upstream = schedulers(200)
-    result_of(manager.reconfig(FakeConfig(changed_upstream)))
+    result_of(manager.reconfigService(FakeConfig(changed_upstream)))
     assert manager.schedulers["nightly"] is changed_upstream[0]
     assert manager.schedulers["tests"] is first[1]  # only its upstream's name matters to it
 

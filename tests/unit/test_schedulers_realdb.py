@@ -23,7 +23,7 @@ async def manager_on(db, *schedulers) -> tuple[FakeMaster, SchedulerManager]:
     manager = SchedulerManager(master)
     master.scheduler = manager
     master.config.schedulers = list(schedulers)
-    await manager.reconfig(master.config)
+    await manager.reconfigService(master.config)
     return master, manager
 
 

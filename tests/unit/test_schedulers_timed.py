@@ -55,7 +55,7 @@ def test_periodic_after_a_restart_continues_from_its_last_build():
     master.reactor.advance(30)
     result_of(manager.stop())
     master.reactor.advance(30)  # down for 30 s: the next build is still due at start + 100
-    result_of(manager.reconfig(master.config))
+    result_of(manager.reconfigService(master.config))
     assert build_times(master, "p") == [start]
     master.reactor.advance(39)
     assert build_times(master, "p") == [start]
@@ -70,7 +70,7 @@ def test_periodic_that_missed_builds_while_down_builds_once_at_start():
     master.reactor.advance(0)
     result_of(manager.stop())
     master.reactor.advance(95)
-    result_of(manager.reconfig(master.config))
+    result_of(manager.reconfigService(master.config))
     master.reactor.advance(0)
     assert build_times(master, "p") == [start, start + 95]
     pass_time(master, 10, step=1)
@@ -108,7 +108,7 @@ def test_nightly_missed_while_down_builds_once_at_start_then_on_schedule():
     assert build_times(master, "n") == [local(2030, 1, 15, 3, 0)]
     result_of(manager.stop())
     master.reactor.advance(2 * DAY_S + HOUR_S)  # down across two 03:00s
-    result_of(manager.reconfig(master.config))
+    result_of(manager.reconfigService(master.config))
     master.reactor.advance(0)
     assert build_times(master, "n") == [local(2030, 1, 15, 3, 0), local(2030, 1, 17, 4, 0)]
     pass_time(master, DAY_S)

@@ -115,7 +115,7 @@ class Harness:
 
     async def start(self):
         self.master.masterid = await self.master.db.masters.find_or_create("m1")
-        await self.runner.start()
+        await self.runner.startService()
         return self
 
     async def request(self, method: str, path: str, user: str | None = "oncall", password=None,
