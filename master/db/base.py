@@ -108,3 +108,18 @@ def ids_by_parent(
         for parent, child in conn.execute(query):
             found[parent].append(child)
     return found
+
+
+def select_with_children(
+    conn: sa.Connection,
+    query: sa.Select,
+    id_column: sa.Column,
+    parent_column: sa.Column,
+    to_dict: Callable[[sa.Row, list[int]], dict],
+) -> list[dict]:
+    """The rows of ``query``, each made a dict by ``to_dict(row, child_ids)`` with the ids of
+    its children (``ids_by_parent``): a build request with its builds, a buildset with its
+    requests."""
+    rows = conn.execute(query).all()
+    children = ids_by_parent(conn, id_column, parent_column, [row.id for row in rows])
+    return [to_dict(row, children[row.id]) for row in rows]

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from buildfarm.common.results import CANCELLED
-from buildfarm.master.db.base import DBComponent, from_json, ids_by_parent, paged, to_json
+from buildfarm.master.db.base import DBComponent, from_json, paged, select_with_children, to_json
 from buildfarm.master.db.model import builders, buildrequests, builds
 
 _columns = sa.select(buildrequests, builders.c.name.label("buildername")).join(
@@ -136,14 +136,8 @@ class BuildRequestsComponent(DBComponent):
         await self._execute(update)
 
     async def _select(self, query: sa.Select) -> list[dict]:
-        def thd(conn: sa.Connection) -> list[dict]:
-            rows = conn.execute(query).all()
-            buildids = ids_by_parent(
-                conn, builds.c.id, builds.c.buildrequestid, [row.id for row in rows]
-            )
-            return [_dict(row, buildids[row.id]) for row in rows]
-
-        return await self._run(thd)
+        return await self._run(
+            lambda conn: select_with_children(conn, query, builds.c.id, builds.c.buildrequestid, _dict))
 
 
 def _filtered(

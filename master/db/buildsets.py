@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from buildfarm.common.results import SUCCESS, worst_result
-from buildfarm.master.db.base import DBComponent, from_json, ids_by_parent, paged, to_json
+from buildfarm.master.db.base import DBComponent, from_json, paged, select_with_children, to_json
 from buildfarm.master.db.buildrequests import insert_statement
 from buildfarm.master.db.model import buildrequests, buildsets
 
@@ -99,14 +99,9 @@ class BuildsetsComponent(DBComponent):
         return await self._run(thd)
 
     async def _select(self, query: sa.Select) -> list[dict]:
-        def thd(conn: sa.Connection) -> list[dict]:
-            rows = conn.execute(query).all()
-            brids = ids_by_parent(
-                conn, buildrequests.c.id, buildrequests.c.buildsetid, [row.id for row in rows]
-            )
-            return [_dict(row, brids[row.id]) for row in rows]
-
-        return await self._run(thd)
+        return await self._run(
+            lambda conn: select_with_children(
+                conn, query, buildrequests.c.id, buildrequests.c.buildsetid, _dict))
 
 
 def _worst(results: list[int]) -> int:
