@@ -9,11 +9,13 @@ import pytest
 import pytest_twisted
 from twisted.cred import portal
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.spread import pb
 from zope.interface import implementer
 
 from buildfarm.slave.service import SlaveService
+from fixtures.polling import wait_for
+from fixtures.slavecommand import RecordingRemoteCommand
 
 NAME, PASSWORD = "bs1", "pass"
 WAIT_DEADLINE_S = 20.0
@@ -42,26 +44,8 @@ class Realm:
         return pb.IPerspective, self.avatars[-1], lambda: None
 
 
-class RemoteCommand(pb.Referenceable):
-    """The master's RemoteCommand: records updates and the completion."""
-
-    def __init__(self):
-        self.updates = []
-        self.completions = []
-
-    def remote_update(self, updates):
-        self.updates.extend(update for update, _ in updates)
-
-    def remote_complete(self, failure=None):
-        self.completions.append(failure)
-
-
 async def waitFor(predicate, what):
-    for _ in range(int(WAIT_DEADLINE_S / POLL_S)):
-        if predicate():
-            return
-        await task.deferLater(reactor, POLL_S, lambda: None)
-    pytest.fail(f"timed out waiting for {what}")
+    await wait_for(predicate, what, WAIT_DEADLINE_S, POLL_S)
 
 
 @pytest.fixture
@@ -81,7 +65,7 @@ def hostile(tmp_path):
 
 async def runCommand(builder, name, args):
     """Start a command; returns (the startCommand failure or None, the RemoteCommand)."""
-    remote = RemoteCommand()
+    remote = RecordingRemoteCommand()
     try:
         await builder.callRemote("startCommand", remote, "1", name, args)
     except Exception as e:  # the remote error, as the master would see it
@@ -100,11 +84,11 @@ BAD_COMMANDS = [
                     "maxsize": None, "blocksize": 1024}, "argument 'writer'"),
     ("uploadFile", {"workdir": "build", "writer": None}, "missing required argument"),
     ("downloadFile", {"workdir": "build", "workerdest": "../../../../tmp/evil",
-                      "reader": RemoteCommand(), "maxsize": None, "blocksize": 1024,
+                      "reader": RecordingRemoteCommand(), "maxsize": None, "blocksize": 1024,
                       "mode": None}, "outside the slave's basedir"),
-    ("downloadFile", {"workdir": "build", "workerdest": "x", "reader": RemoteCommand(),
+    ("downloadFile", {"workdir": "build", "workerdest": "x", "reader": RecordingRemoteCommand(),
                       "maxsize": None, "blocksize": 1024, "mode": "rwx"}, "argument 'mode'"),
-    ("uploadDirectory", {"workdir": "build", "workersrc": "d", "writer": RemoteCommand(),
+    ("uploadDirectory", {"workdir": "build", "workersrc": "d", "writer": RecordingRemoteCommand(),
                          "maxsize": None, "blocksize": 1024, "compress": "zip"},
      "argument 'compress'"),
     ("mkdir", {"dir": 42}, "argument 'dir'"),

@@ -22,23 +22,15 @@ from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.ui.app import WebUI
+from fixtures.mastercfg import ISSUE_EXAMPLE
 from fixtures.memoryhttp import MemoryRequest, render_request
 from fixtures.memorymaster import start_memory_master
 
 HERE = "http://localhost:8010"
 EVIL = "http://evil.example"
 READER_SCOPES = ["builds:read", "changes:read", "slaves:read", "metrics:read", "slaveapi:read", "audit:read"]
-MASTER_CFG = """\
-from buildfarm.master.plugins import slaves, schedulers, steps, util
-c = BuildmasterConfig = {}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass'), slaves.BuildSlave('bs2', 'pass')]
-c['protocols'] = {'pb': {'port': 9989}}
-c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1', 'bs2'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hello'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['www'] = {'port': 8010}
+MASTER_CFG = ISSUE_EXAMPLE + """\
 c['changes'] = {'secret': 'hook-secret'}
-c['db'] = {'db_url': 'sqlite:///state.sqlite'}
 c['users'] = [util.User('admin', password='adm1n', scopes=['*']),
               util.User('reader', password='r3ad', scopes=%r)]
 """ % (READER_SCOPES,)

@@ -9,18 +9,7 @@ import pytest_twisted
 from twisted.internet import threads
 
 from buildfarm.master.config import ConfigErrors, load_config
-
-ISSUE_EXAMPLE = """\
-from buildfarm.master.plugins import slaves, schedulers, steps, util
-c = BuildmasterConfig = {}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass'), slaves.BuildSlave('bs2', 'pass')]
-c['protocols'] = {'pb': {'port': 9989}}
-c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1', 'bs2'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hello'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['www'] = {'port': 8010}
-c['db'] = {'db_url': 'sqlite:///state.sqlite'}
-"""
+from fixtures.mastercfg import ISSUE_EXAMPLE
 
 
 def write(tmp_path, text):

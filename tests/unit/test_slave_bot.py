@@ -34,6 +34,8 @@ from buildfarm.slave.service import (
     SHUTDOWN_STAMP_POLL_S,
     SlaveService,
 )
+from fixtures.polling import wait_for
+from fixtures.slavecommand import RecordingRemoteCommand
 
 MASTER_PORT = 9989
 SLAVE_NAME = "bs1"
@@ -76,23 +78,6 @@ class MasterRealm:
 def masterFactory(realm):
     checker = InMemoryUsernamePasswordDatabaseDontUse(**{SLAVE_NAME: PASSWORD.encode()})
     return pb.PBServerFactory(portal.Portal(realm, [checker]))
-
-
-class RecordingRemoteCommand(pb.Referenceable):
-    """The master's RemoteCommand: records updates and the completion."""
-
-    def __init__(self):
-        self.updates = []
-        self.completions = []
-
-    def remote_update(self, updates):
-        self.updates.extend(update for update, _ in updates)
-
-    def remote_complete(self, failure=None):
-        self.completions.append(failure)
-
-    def text(self, key):
-        return "".join(u[key] for u in self.updates if key in u)
 
 
 def pumped(pump, d):
@@ -138,12 +123,7 @@ class Conversation:
 
     async def waitFor(self, predicate, what):
         """Pump while the real reactor runs the child processes, until ``predicate()``."""
-        for _ in range(int(WAIT_DEADLINE_S / POLL_S)):
-            self.pump.flush()
-            if predicate():
-                return
-            await task.deferLater(reactor, POLL_S, lambda: None)
-        pytest.fail(f"timed out waiting for {what}")
+        await wait_for(predicate, what, WAIT_DEADLINE_S, POLL_S, between=self.pump.flush)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from buildfarm.slave.commands.logfiles import READ_STEP_BYTES, LogFileWatcher
 from buildfarm.slave.commands.registry import defaultRegistry
 from buildfarm.slave.commands.shell import SILENCE_TIMEOUT_S, ShellCommand
 from buildfarm.slave.runtime import SlaveRuntime
+from fixtures.polling import wait_for
 
 BANANA_LIMIT = 640 * 1024
 WAIT_DEADLINE_S = 10.0
@@ -85,11 +86,7 @@ def makeShell(tmp_path, clock, **overrides):
 
 
 async def waitFor(predicate, what):
-    for _ in range(int(WAIT_DEADLINE_S / POLL_S)):
-        if predicate():
-            return
-        await task.deferLater(reactor, POLL_S, lambda: None)
-    pytest.fail(f"timed out waiting for {what}")
+    await wait_for(predicate, what, WAIT_DEADLINE_S, POLL_S)
 
 
 # Arguments

@@ -7,9 +7,8 @@ import stat
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
 
-from buildfarm.slave.commands.base import CommandContext, CommandError
+from buildfarm.slave.commands.base import CommandError
 from buildfarm.slave.commands.fs import (
     FS_PROCESS_TIMEOUT_S,
     CopyDirectory,
@@ -20,37 +19,7 @@ from buildfarm.slave.commands.fs import (
     RemoveFile,
     StatFile,
 )
-
-
-class Run:
-    """A command built and run the way a SlaveBuilder does, its updates collected."""
-
-    def __init__(self, tmp_path, commandClass, clock=None, **args):
-        self.updates = []
-        self.builderDir = tmp_path / "builder"
-        self.builderDir.mkdir(exist_ok=True)
-        context = CommandContext(str(self.builderDir), str(tmp_path), reactor,
-                                 clock or task.Clock())
-        self.command = commandClass(context, "1", args, self._collect)
-
-    def _collect(self, entries):
-        self.updates.extend(update for update, _ in entries)
-
-    async def run(self):
-        await self.command.start()
-        return self
-
-    def text(self, key):
-        return "".join(u[key] for u in self.updates if key in u)
-
-    def value(self, key):
-        [value] = [u[key] for u in self.updates if key in u]
-        return value
-
-    @property
-    def rc(self):
-        assert "rc" in self.updates[-1], "rc must be the last update"
-        return self.value("rc")
+from fixtures.slavecommand import CommandRun
 
 
 @pytest.fixture
@@ -61,7 +30,7 @@ def builder(tmp_path):
 
 
 async def run(tmp_path, commandClass, **args):
-    return await Run(tmp_path, commandClass, **args).run()
+    return await CommandRun(tmp_path, commandClass, **args).run()
 
 
 # mkdir
@@ -95,7 +64,7 @@ async def test_mkdir_over_a_file_reports_the_error_and_errno(tmp_path, builder):
 
 def test_mkdir_outside_the_basedir_is_refused(tmp_path, builder):
     with pytest.raises(CommandError, match="mkdir: dir '../../x' is outside"):
-        Run(tmp_path, MakeDirectory, dir="../../x").command.resolvePath("../../x", "dir")
+        CommandRun(tmp_path, MakeDirectory, dir="../../x").command.resolvePath("../../x", "dir")
 
 
 @pytest_twisted.ensureDeferred
@@ -150,7 +119,7 @@ async def test_rmdir_of_a_missing_directory_succeeds(tmp_path, builder):
 
 
 def test_rmdir_defaults_to_a_120_s_silence_timeout(tmp_path, builder):
-    command = Run(tmp_path, RemoveDirectory, dir="x").command
+    command = CommandRun(tmp_path, RemoveDirectory, dir="x").command
 
     assert command.args["timeout"] == FS_PROCESS_TIMEOUT_S and command.args["maxTime"] is None
 

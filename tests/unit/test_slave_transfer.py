@@ -12,13 +12,14 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from buildfarm.slave.commands import transfer
-from buildfarm.slave.commands.base import CommandContext, CommandError
+from buildfarm.slave.commands.base import CommandError
 from buildfarm.slave.commands.transfer import (
     MAX_BLOCKSIZE,
     DownloadFile,
     UploadDirectory,
     UploadFile,
 )
+from fixtures.slavecommand import CommandRun
 
 PAYLOAD = bytes(range(256)) * 1000  # 256000 bytes
 
@@ -59,33 +60,6 @@ class Reader:
         return [name for name, *_ in self.calls]
 
 
-class Run:
-    """A command built and run the way a SlaveBuilder does, its updates collected."""
-
-    def __init__(self, tmp_path, commandClass, **args):
-        self.updates = []
-        self.builderDir = tmp_path / "builder"
-        self.builderDir.mkdir(exist_ok=True)
-        context = CommandContext(str(self.builderDir), str(tmp_path), reactor, task.Clock())
-        self.command = commandClass(context, "1", args, self._collect)
-
-    def _collect(self, entries):
-        self.updates.extend(update for update, _ in entries)
-
-    async def run(self):
-        await self.command.start()
-        return self
-
-    def text(self, key):
-        return "".join(u[key] for u in self.updates if key in u)
-
-    @property
-    def rc(self):
-        [rc] = [u["rc"] for u in self.updates if "rc" in u]
-        assert "rc" in self.updates[-1], "rc must be the last update"
-        return rc
-
-
 def uploadArgs(writer, **overrides):
     args = {"workdir": "build", "workersrc": "data.bin", "writer": writer, "maxsize": None,
             "blocksize": 16 * 1024, "keepstamp": False}
@@ -108,7 +82,7 @@ async def test_upload_sends_the_file_in_blocks_then_closes(tmp_path, workdir):
     (workdir / "data.bin").write_bytes(PAYLOAD)
     writer = Writer()
 
-    run = await Run(tmp_path, UploadFile, **uploadArgs(writer)).run()
+    run = await CommandRun(tmp_path, UploadFile, **uploadArgs(writer)).run()
 
     assert writer.data == PAYLOAD
     assert max(writer.blocks) == 16 * 1024
@@ -153,7 +127,7 @@ async def untilCalls(writer, count):
 async def test_upload_keeps_a_window_of_writes_in_flight(tmp_path, workdir):
     (workdir / "data.bin").write_bytes(PAYLOAD)  # 16 blocks of 16 KiB (the last one short)
     writer = SlowWriter()
-    done = defer.ensureDeferred(Run(tmp_path, UploadFile, **uploadArgs(writer)).run())
+    done = defer.ensureDeferred(CommandRun(tmp_path, UploadFile, **uploadArgs(writer)).run())
 
     await untilCalls(writer, transfer.WRITE_WINDOW)
     assert writer.names() == ["write"] * transfer.WRITE_WINDOW  # no more until one is answered
@@ -171,7 +145,7 @@ async def test_upload_keeps_a_window_of_writes_in_flight(tmp_path, workdir):
 async def test_failed_write_waits_for_the_others_and_fails_the_command(tmp_path, workdir):
     (workdir / "data.bin").write_bytes(PAYLOAD)
     writer = SlowWriter()
-    done = defer.ensureDeferred(Run(tmp_path, UploadFile, **uploadArgs(writer)).run())
+    done = defer.ensureDeferred(CommandRun(tmp_path, UploadFile, **uploadArgs(writer)).run())
 
     await untilCalls(writer, transfer.WRITE_WINDOW)
     writer.answerOldest(RuntimeError("disk full"))
@@ -190,7 +164,7 @@ async def test_keepstamp_sends_utime_after_close(tmp_path, workdir):
     os.utime(source, (1000000000, 1100000000))
     writer = Writer()
 
-    await Run(tmp_path, UploadFile, **uploadArgs(writer, keepstamp=True)).run()
+    await CommandRun(tmp_path, UploadFile, **uploadArgs(writer, keepstamp=True)).run()
 
     assert writer.names()[-2:] == ["close", "utime"]
     assert writer.calls[-1][1] == (1000000000, 1100000000)
@@ -201,7 +175,7 @@ async def test_upload_over_maxsize_sends_maxsize_bytes_and_fails(tmp_path, workd
     (workdir / "data.bin").write_bytes(PAYLOAD)
     writer = Writer()
 
-    run = await Run(tmp_path, UploadFile, **uploadArgs(writer, maxsize=1000)).run()
+    run = await CommandRun(tmp_path, UploadFile, **uploadArgs(writer, maxsize=1000)).run()
 
     assert writer.data == PAYLOAD[:1000]
     assert "Maximum filesize reached" in run.text("stderr")
@@ -213,7 +187,7 @@ async def test_upload_of_exactly_maxsize_succeeds(tmp_path, workdir):
     (workdir / "data.bin").write_bytes(PAYLOAD)
     writer = Writer()
 
-    run = await Run(tmp_path, UploadFile, **uploadArgs(writer, maxsize=len(PAYLOAD))).run()
+    run = await CommandRun(tmp_path, UploadFile, **uploadArgs(writer, maxsize=len(PAYLOAD))).run()
 
     assert writer.data == PAYLOAD and run.rc == 0
 
@@ -222,7 +196,7 @@ async def test_upload_of_exactly_maxsize_succeeds(tmp_path, workdir):
 async def test_missing_file_fails_with_rc_1_and_nothing_sent(tmp_path, workdir):
     writer = Writer()
 
-    run = await Run(tmp_path, UploadFile, **uploadArgs(writer, workersrc="nope")).run()
+    run = await CommandRun(tmp_path, UploadFile, **uploadArgs(writer, workersrc="nope")).run()
 
     assert f"Cannot open file '{workdir / 'nope'}' for upload" in run.text("stderr")
     assert run.rc == 1 and writer.calls == []
@@ -235,7 +209,7 @@ async def test_old_argument_name_slavesrc_is_accepted(tmp_path, workdir):
     args = uploadArgs(writer)
     args["slavesrc"] = args.pop("workersrc")
 
-    run = await Run(tmp_path, UploadFile, **args).run()
+    run = await CommandRun(tmp_path, UploadFile, **args).run()
 
     assert writer.data == b"old" and run.rc == 0
 
@@ -245,14 +219,14 @@ async def test_huge_blocksize_is_capped_well_below_the_banana_limit(tmp_path, wo
     (workdir / "data.bin").write_bytes(PAYLOAD * 4)
     writer = Writer()
 
-    await Run(tmp_path, UploadFile, **uploadArgs(writer, blocksize=4 * 1024 * 1024)).run()
+    await CommandRun(tmp_path, UploadFile, **uploadArgs(writer, blocksize=4 * 1024 * 1024)).run()
 
     assert max(writer.blocks) == MAX_BLOCKSIZE < 640 * 1024
 
 
 @pytest_twisted.ensureDeferred
 async def test_upload_source_outside_the_basedir_is_refused(tmp_path, workdir):
-    run = Run(tmp_path, UploadFile, **uploadArgs(Writer(), workersrc="../../../etc/passwd"))
+    run = CommandRun(tmp_path, UploadFile, **uploadArgs(Writer(), workersrc="../../../etc/passwd"))
 
     with pytest.raises(CommandError, match="workersrc '../../../etc/passwd' is outside"):
         await run.run()
@@ -262,14 +236,14 @@ async def test_upload_source_outside_the_basedir_is_refused(tmp_path, workdir):
                                  {"maxsize": "big"}, {"workersrc": 7}])
 def test_wrongly_typed_upload_arguments_are_refused(tmp_path, bad):
     with pytest.raises(CommandError, match=f"argument '{next(iter(bad))}'"):
-        Run(tmp_path, UploadFile, **{**uploadArgs(Writer()), **bad})
+        CommandRun(tmp_path, UploadFile, **{**uploadArgs(Writer()), **bad})
 
 
 @pytest_twisted.ensureDeferred
 async def test_interrupted_upload_stops_with_rc_1_without_closing(tmp_path, workdir):
     (workdir / "data.bin").write_bytes(PAYLOAD)
     writer = Writer()
-    run = Run(tmp_path, UploadFile, **uploadArgs(writer))
+    run = CommandRun(tmp_path, UploadFile, **uploadArgs(writer))
     original = writer.callRemote
 
     def interruptAfterFirstWrite(name, *args):
@@ -305,7 +279,7 @@ async def test_directory_upload_streams_a_tar_then_unpacks(tmp_path, workdir, co
     makeTree(workdir)
     writer = Writer()
 
-    run = await Run(tmp_path, UploadDirectory, **uploadArgs(
+    run = await CommandRun(tmp_path, UploadDirectory, **uploadArgs(
         writer, workersrc="out", compress=compress)).run()
 
     assert unpacked(writer.data, compress) == {"a.txt": b"alpha", "sub/b.bin": PAYLOAD}
@@ -324,7 +298,7 @@ async def test_tarball_is_built_off_the_reactor_thread(tmp_path, workdir, monkey
         return original(*args)
 
     monkeypatch.setattr(transfer, "_writeTarball", recording)
-    await Run(tmp_path, UploadDirectory, **uploadArgs(Writer(), workersrc="out",
+    await CommandRun(tmp_path, UploadDirectory, **uploadArgs(Writer(), workersrc="out",
                                                       compress="gz")).run()
 
     assert threadsUsed and threadsUsed[0] is not threading.main_thread()
@@ -334,7 +308,7 @@ async def test_tarball_is_built_off_the_reactor_thread(tmp_path, workdir, monkey
 async def test_missing_directory_fails_with_rc_1(tmp_path, workdir):
     writer = Writer()
 
-    run = await Run(tmp_path, UploadDirectory, **uploadArgs(
+    run = await CommandRun(tmp_path, UploadDirectory, **uploadArgs(
         writer, workersrc="nope", compress=None)).run()
 
     assert f"Cannot read directory '{workdir / 'nope'}' for upload" in run.text("stderr")
@@ -346,7 +320,7 @@ async def test_directory_over_maxsize_is_not_unpacked(tmp_path, workdir):
     makeTree(workdir)
     writer = Writer()
 
-    run = await Run(tmp_path, UploadDirectory, **uploadArgs(
+    run = await CommandRun(tmp_path, UploadDirectory, **uploadArgs(
         writer, workersrc="out", compress=None, maxsize=10000)).run()
 
     assert len(writer.data) == 10000 and "unpack" not in writer.names()
@@ -355,7 +329,7 @@ async def test_directory_over_maxsize_is_not_unpacked(tmp_path, workdir):
 
 def test_unknown_compression_is_refused(tmp_path):
     with pytest.raises(CommandError, match="argument 'compress'"):
-        Run(tmp_path, UploadDirectory, **uploadArgs(Writer(), workersrc="out", compress="xz"))
+        CommandRun(tmp_path, UploadDirectory, **uploadArgs(Writer(), workersrc="out", compress="xz"))
 
 
 # downloadFile
@@ -382,7 +356,7 @@ class SlowReader(Reader):
 
 
 async def downloadWithSlowReader(tmp_path, reader, **overrides):
-    done = defer.ensureDeferred(Run(tmp_path, DownloadFile, **downloadArgs(reader, **overrides)).run())
+    done = defer.ensureDeferred(CommandRun(tmp_path, DownloadFile, **downloadArgs(reader, **overrides)).run())
     while not done.called:
         await untilCalls(reader, 1)
         reader.answerOldest()
@@ -425,7 +399,7 @@ def leftovers(directory):
 async def test_download_reads_until_empty_then_closes(tmp_path, workdir):
     reader = Reader(PAYLOAD)
 
-    run = await Run(tmp_path, DownloadFile, **downloadArgs(reader)).run()
+    run = await CommandRun(tmp_path, DownloadFile, **downloadArgs(reader)).run()
 
     assert (workdir / "dl" / "file.bin").read_bytes() == PAYLOAD
     assert reader.names()[-1] == "close"
@@ -435,7 +409,7 @@ async def test_download_reads_until_empty_then_closes(tmp_path, workdir):
 
 @pytest_twisted.ensureDeferred
 async def test_download_applies_the_mode(tmp_path, workdir):
-    await Run(tmp_path, DownloadFile, **downloadArgs(Reader(b"#!/bin/sh\n"), mode=0o750)).run()
+    await CommandRun(tmp_path, DownloadFile, **downloadArgs(Reader(b"#!/bin/sh\n"), mode=0o750)).run()
 
     assert stat.S_IMODE((workdir / "dl" / "file.bin").stat().st_mode) == 0o750
 
@@ -445,14 +419,14 @@ async def test_download_replaces_an_existing_file(tmp_path, workdir):
     (workdir / "dl").mkdir()
     (workdir / "dl" / "file.bin").write_bytes(b"old contents, longer than the new")
 
-    await Run(tmp_path, DownloadFile, **downloadArgs(Reader(b"new"))).run()
+    await CommandRun(tmp_path, DownloadFile, **downloadArgs(Reader(b"new"))).run()
 
     assert (workdir / "dl" / "file.bin").read_bytes() == b"new"
 
 
 @pytest_twisted.ensureDeferred
 async def test_download_over_maxsize_is_truncated_and_fails(tmp_path, workdir):
-    run = await Run(tmp_path, DownloadFile, **downloadArgs(Reader(PAYLOAD), maxsize=1000)).run()
+    run = await CommandRun(tmp_path, DownloadFile, **downloadArgs(Reader(PAYLOAD), maxsize=1000)).run()
 
     assert (workdir / "dl" / "file.bin").read_bytes() == PAYLOAD[:1000]
     assert "Maximum filesize reached" in run.text("stderr") and run.rc == 1
@@ -460,7 +434,7 @@ async def test_download_over_maxsize_is_truncated_and_fails(tmp_path, workdir):
 
 @pytest_twisted.ensureDeferred
 async def test_download_of_exactly_maxsize_succeeds(tmp_path, workdir):
-    run = await Run(tmp_path, DownloadFile, **downloadArgs(Reader(b"12345"), maxsize=5)).run()
+    run = await CommandRun(tmp_path, DownloadFile, **downloadArgs(Reader(b"12345"), maxsize=5)).run()
 
     assert (workdir / "dl" / "file.bin").read_bytes() == b"12345" and run.rc == 0
 
@@ -468,7 +442,7 @@ async def test_download_of_exactly_maxsize_succeeds(tmp_path, workdir):
 @pytest_twisted.ensureDeferred
 async def test_download_outside_the_basedir_is_refused_and_writes_nothing(tmp_path, workdir):
     reader = Reader(b"evil")
-    run = Run(tmp_path, DownloadFile, **downloadArgs(reader, workerdest="../../../evil"))
+    run = CommandRun(tmp_path, DownloadFile, **downloadArgs(reader, workerdest="../../../evil"))
 
     with pytest.raises(CommandError, match="workerdest '../../../evil' is outside"):
         await run.run()
@@ -481,7 +455,7 @@ async def test_download_through_a_symlinked_directory_out_of_the_basedir_is_refu
     outside = tmp_path.parent / f"{tmp_path.name}-outside"
     outside.mkdir()
     (workdir / "link").symlink_to(outside)
-    run = Run(tmp_path, DownloadFile, **downloadArgs(Reader(b"evil"), workerdest="link/x"))
+    run = CommandRun(tmp_path, DownloadFile, **downloadArgs(Reader(b"evil"), workerdest="link/x"))
 
     with pytest.raises(CommandError, match="leads outside the slave's basedir"):
         await run.run()
@@ -495,7 +469,7 @@ async def test_download_replaces_a_symlink_instead_of_writing_through_it(tmp_pat
     (workdir / "dl").mkdir()
     (workdir / "dl" / "file.bin").symlink_to(target)
 
-    await Run(tmp_path, DownloadFile, **downloadArgs(Reader(b"new"))).run()
+    await CommandRun(tmp_path, DownloadFile, **downloadArgs(Reader(b"new"))).run()
 
     assert target.read_bytes() == b"precious"
     assert not (workdir / "dl" / "file.bin").is_symlink()
@@ -507,7 +481,7 @@ async def test_download_into_an_impossible_place_fails_with_rc_1_and_closes(tmp_
     (workdir / "afile").write_text("not a directory")
     reader = Reader(b"data")
 
-    run = await Run(tmp_path, DownloadFile, **downloadArgs(reader, workerdest="afile/x")).run()
+    run = await CommandRun(tmp_path, DownloadFile, **downloadArgs(reader, workerdest="afile/x")).run()
 
     assert "Cannot open file" in run.text("stderr") and run.rc == 1
     assert reader.names() == ["close"]
@@ -516,7 +490,7 @@ async def test_download_into_an_impossible_place_fails_with_rc_1_and_closes(tmp_
 @pytest_twisted.ensureDeferred
 async def test_interrupted_download_leaves_no_file(tmp_path, workdir):
     reader = Reader(PAYLOAD)
-    run = Run(tmp_path, DownloadFile, **downloadArgs(reader))
+    run = CommandRun(tmp_path, DownloadFile, **downloadArgs(reader))
     original = reader.callRemote
 
     def interruptOnFirstRead(name, *args):
@@ -535,6 +509,6 @@ async def test_old_argument_name_slavedest_is_accepted(tmp_path, workdir):
     args = downloadArgs(Reader(b"old"))
     args["slavedest"] = args.pop("workerdest")
 
-    await Run(tmp_path, DownloadFile, **args).run()
+    await CommandRun(tmp_path, DownloadFile, **args).run()
 
     assert (workdir / "dl" / "file.bin").read_bytes() == b"old"
