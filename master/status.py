@@ -26,6 +26,8 @@ connected: the live view is the truth about this master.
 
 from dataclasses import dataclass
 
+from zope.interface import Attribute, Interface
+
 STATE_IDLE = "idle"
 STATE_BUSY = "busy"
 STATE_DISABLED = "disabled"
@@ -35,6 +37,15 @@ SLAVE_STATES = (STATE_IDLE, STATE_BUSY, STATE_DISABLED, STATE_LOST, STATE_NEVER_
 RUNNING_COUNTED_FROM = "database: incomplete builds of the slave, on any master"
 # The most running builds one status read counts (the overview's limit too).
 MAX_RUNNING_COUNTED = 1000
+
+
+class IStatusSource(Interface):
+    """The master as a status read sees it (``slave_statuses``, ``one_slave_status``)."""
+
+    db = Attribute("the DBConnector: its slaves, slaveapi (settings) and builds tables")
+    config = Attribute("the MasterConfig: its ``slaves`` (the configured names)")
+    botmaster = Attribute("the BotMaster: its live view ``slaves`` (name -> BuildSlave)")
+    masterid = Attribute("this master's id in the database (None before start-up)")
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,7 @@ async def running_counts(db) -> dict[str, int]:
     return counts
 
 
-async def slave_statuses(master, names=None, rows: dict[str, dict] | None = None,
+async def slave_statuses(master: IStatusSource, names=None, rows: dict[str, dict] | None = None,
                          settings: dict[str, dict] | None = None) -> dict[str, SlaveStatus]:
     """``{name: SlaveStatus}`` of ``names`` (default: every configured slave and every slave
     the database remembers).  ``rows`` (by name) and ``settings`` (by name) may be passed by a
@@ -123,7 +134,7 @@ async def slave_statuses(master, names=None, rows: dict[str, dict] | None = None
             for name in sorted(names)}
 
 
-async def one_slave_status(master, name: str, row: dict | None = None,
+async def one_slave_status(master: IStatusSource, name: str, row: dict | None = None,
                            settings: dict | None = None) -> SlaveStatus:
     """The status of one slave (its row and settings read here unless given)."""
     db = master.db

@@ -4,6 +4,7 @@ real MasterConfig, task.Clock)."""
 
 import pytest_twisted
 from twisted.internet import task
+from zope.interface.verify import verifyObject
 
 from buildfarm.master.config import MasterConfig, SlaveConfig
 from buildfarm.master.metrics import MasterMetrics
@@ -17,6 +18,7 @@ from buildfarm.master.status import (
     STATE_IDLE,
     STATE_LOST,
     STATE_NEVER_SEEN,
+    IStatusSource,
     attached_count,
     one_slave_status,
     slave_status,
@@ -24,6 +26,7 @@ from buildfarm.master.status import (
 )
 from buildfarm.master.www import apidata
 from buildfarm.master.www.ui.app import WebUI
+from fixtures.memorymaster import start_memory_master
 
 NOW = 50_000.0
 OWN = 1
@@ -180,3 +183,15 @@ async def test_the_json_api_filters_never_seen_slaves_apart_from_lost_ones(db):
     assert [s["name"] for s in summaries if s["state"] == STATE_LOST] == ["lost"]
     assert STATE_NEVER_SEEN in apidata.SLAVE_STATES
 
+
+
+# -- the seam ----------------------------------------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_the_real_master_and_this_files_double_provide_what_a_status_read_uses(db, tmp_path):
+    master = await start_memory_master(tmp_path)
+    try:
+        assert verifyObject(IStatusSource, master)
+    finally:
+        await master.stopService()
+    assert verifyObject(IStatusSource, InMemoryMaster(db), tentative=True)
