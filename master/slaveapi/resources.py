@@ -217,10 +217,10 @@ class SlaveAPI:
     def _master_url(self) -> str | None:
         """``c['buildbotURL']``; without it, this host's name and the www port.  No DNS look-up
         (``socket.getfqdn``) here: it would block the reactor on every page."""
-        configured = getattr(self.master.config, "buildbot_url", None)
+        configured = self.master.config.buildbot_url
         if configured:
             return configured
-        port = getattr(self.master.config, "www_port", None)
+        port = self.master.config.www_port
         number = port.split(":")[1] if port and port.startswith("tcp:") else None
         return f"http://{socket.gethostname()}:{number}/" if number and number.isdigit() else None
 
