@@ -409,6 +409,7 @@ async def context(master, channel, attached: bool = True, ssh_settings=None) -> 
 
 def test_the_channel_host_fake_and_the_runner_provide_ichannelhost(farm):
     assert verifyObject(IChannelHost, ChannelHost(reactor, basedir="/m"))
+    assert SSHChannel(ChannelHost(reactor, basedir="/m")).master_basedir == "/m"
     assert verifyObject(IChannelHost, farm.slaveapi)
     assert SSHChannel(farm.slaveapi).master_basedir == farm.basedir
     assert SSHChannel(farm.slaveapi).reactor is farm.reactor

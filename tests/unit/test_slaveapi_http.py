@@ -112,6 +112,24 @@ def test_the_master_provides_what_the_slaveapi_sees_of_it(api):
     assert api.runner.master is api.master
 
 
+def test_no_slaveapi_module_probes_the_master_or_its_runner():
+    """The seam is typed: no ``getattr``/``hasattr`` on the master, its config or the runner."""
+    import ast
+    import pathlib
+
+    import buildfarm.master.slaveapi as package
+
+    probes = []
+    for path in sorted(pathlib.Path(package.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "hasattr") and node.args):
+                probed = ast.unparse(node.args[0])
+                if "master" in probed or "runner" in probed:
+                    probes.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert probes == []
+
+
 # -- authentication and scopes ----------------------------------------------------------------
 
 @pytest_twisted.ensureDeferred
