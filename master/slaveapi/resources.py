@@ -31,7 +31,7 @@ from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE as READ_SCOPE
 from buildfarm.master.fleet import BadArgument
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_challenges, add_refusal_headers
-from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.limits import MAX_URL_INT
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES as MAX_BODY_BYTES
 from buildfarm.master.http.routes import RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
@@ -285,7 +285,7 @@ class SlaveAPI:
 def make_site(runner) -> BoundedSite:
     """The twisted.web Site of the SlaveAPI's own port."""
     rule = BodyRule("/", MAX_BODY_BYTES, slaveapi_error_body)
-    return BoundedSite(runner.resource(), [], rule, limits_of(runner.master), runner.clock)
+    return BoundedSite(runner.resource(), [], rule, runner.master.config.www_limits, runner.clock)
 
 
 def _json(request, value, status: int = 200) -> bytes:

@@ -31,7 +31,7 @@ c['slaves'] = [slaves.BuildSlave(name, 'pass') for name in {slaves!r}]
 c['protocols'] = {{'pb': {{'port': 9989}}}}
 c['builders'] = [util.BuilderConfig(name='linux', slavenames={slaves!r},
                  factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hello'])]))]
-c['www'] = {{'port': 8010}}
+c['www'] = {www!r}
 c['db'] = {{'db_url': {db_url!r}}}
 c['slaveapi'] = {slaveapi!r}
 c['users'] = [
@@ -48,9 +48,9 @@ class Harness:
     ActionRunner and SlaveAPI resource; ``request`` renders one in-memory request."""
 
     def __init__(self, db_url: str, basedir, slaveapi_cfg: dict | None = None,
-                 slaves: tuple[str, ...] = ("bs1", "bs2")):
+                 slaves: tuple[str, ...] = ("bs1", "bs2"), www: dict | None = None):
         self.cfg = SLAVEAPI_MASTER_CFG.format(slaves=list(slaves), db_url=db_url, slaveapi=slaveapi_cfg or {},
-                                              rebooter_hash=REBOOTER_HASH)
+                                              rebooter_hash=REBOOTER_HASH, www=www or {"port": 8010})
         self.basedir = basedir
         self.master = self.runner = self.resource = self.clock = None
 
@@ -565,5 +565,30 @@ async def test_master_url_is_buildbot_url_and_no_dns_lookup_runs_on_the_reactor(
         await harness.attach("bs1")
         page = await harness.get("/slaves/bs1", user="viewer")
         assert page["master_url"] == "https://ci.example.com/"
+    finally:
+        await harness.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_master_url_without_buildbot_url_is_this_host_and_the_www_port(api):
+    import socket
+
+    slave = await api.attach("bs1", info={"basedir": "/b/bs1", "environ": {"AWS_SECRET": "hidden"}})
+    status, page, request = await api.request("GET", "/slaves/bs1", user="viewer")
+    assert status == 200 and page["master_url"] == f"http://{socket.gethostname()}:8010/"
+    assert page["basedir"] == "/b/bs1" and b"hidden" not in b"".join(request.body_written)
+    slave.drop()
+    await _until(lambda: "bs1" not in api.master.botmaster.slaves)
+    assert (await api.get("/slaves/bs1"))["master_url"] is None  # not attached here
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_slaveapi_port_serves_with_the_configured_http_limits(db_url, tmp_path):
+    from buildfarm.master.slaveapi.resources import make_site
+
+    harness = await Harness(db_url, tmp_path, www={"port": 8010, "idle_timeout": 7}).start()
+    try:
+        site = make_site(harness.runner)
+        assert site.limits.idle_timeout_s == 7 and site.timeOut == 7
     finally:
         await harness.stop()
