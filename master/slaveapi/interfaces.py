@@ -24,3 +24,12 @@ class ISlaveAPIMaster(Interface):
                           "``maybe_start_builds()``, ``wait_for_attach(name)``.")
     auth = Attribute("The auth service: the route table (master/http/routes.py) checks each "
                      "SlaveAPI caller with it.")
+
+
+class IActionHost(Interface):
+    """The ``ActionRunner`` as an action sees it (``ActionContext.runner``)."""
+
+    channels = Attribute("The channels this master can use, by inventory name (IChannel providers).")
+
+    def note_enabled(name, enabled):
+        """Remember at once that slave ``name`` may (or may not) take new builds."""

@@ -19,7 +19,7 @@ from buildfarm.master.slaveapi.actions.base import Action, ActionContext, Action
 from buildfarm.master.slaveapi.channels import channel_table
 from buildfarm.master.slaveapi.channels.interfaces import IChannelHost
 from buildfarm.master.slaveapi.compat import IGNORED_KEY, ignored_note
-from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
+from buildfarm.master.slaveapi.interfaces import IActionHost, ISlaveAPIMaster
 from buildfarm.master.slaveapi.results import ActionResult
 from buildfarm.master.slaveapi.settings import SlaveAPISettings
 
@@ -30,10 +30,11 @@ SETTINGS_REFRESH_S = 10.0
 RESTARTED_TEXT = "the master restarted while this action was running; it did not finish"
 
 
-@implementer(IChannelHost)
+@implementer(IChannelHost, IActionHost)
 class ActionRunner(ListeningService):
     """Queues actions on slaves and runs them with bounded concurrency.  It sees the master as
-    an ``ISlaveAPIMaster``; its channels see it as their ``IChannelHost``."""
+    an ``ISlaveAPIMaster``; its channels see it as their ``IChannelHost``, its actions as their
+    ``IActionHost``."""
 
     name = "slaveapi"
 

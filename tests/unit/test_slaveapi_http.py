@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from buildfarm.common.results import SUCCESS as BUILD_SUCCESS
 from buildfarm.master.auth.passwords import hash_password
 from buildfarm.master.fleet import ActionState
-from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
+from buildfarm.master.slaveapi.interfaces import IActionHost, ISlaveAPIMaster
 from fixtures.memoryhttp import MemoryRequest
 from fixtures.memorymaster import attach_slave, start_memory_master, with_fast_password_checks
 
@@ -110,6 +110,7 @@ async def api(db_url, tmp_path):
 def test_the_master_provides_what_the_slaveapi_sees_of_it(api):
     assert verifyObject(ISlaveAPIMaster, api.master)
     assert api.runner.master is api.master
+    assert verifyObject(IActionHost, api.runner)  # what an action sees of the runner
 
 
 def test_no_slaveapi_module_probes_the_master_or_its_runner():

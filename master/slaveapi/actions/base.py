@@ -11,7 +11,7 @@ from typing import Any
 
 from buildfarm.master.fleet import BadArgument
 from buildfarm.master.slaveapi.compat import parse_truth
-from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
+from buildfarm.master.slaveapi.interfaces import IActionHost, ISlaveAPIMaster
 from buildfarm.master.slaveapi.inventory import SlaveLocation
 from buildfarm.master.slaveapi.settings import SlaveAPISettings
 
@@ -98,7 +98,7 @@ class ActionContext:
     args: dict[str, Any]
     requested_by: str
     master: ISlaveAPIMaster
-    runner: Any  # the ActionRunner: its ``channels`` and ``note_enabled``
+    runner: IActionHost
     settings: SlaveAPISettings
     location: SlaveLocation | None
     lines: list[str] = field(default_factory=list)
