@@ -46,6 +46,7 @@ from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
 from buildfarm.master.process.logbus import LogBus
 from buildfarm.master.schedulers.manager import SchedulerManager
+from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
 from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.status import IStatusSource
 from buildfarm.master.www.site import WWWService
@@ -94,7 +95,7 @@ class PreviousRunRecovery(service.Service):
         await db.slaves.detach_all_of_master(master.masterid, now)
 
 
-@implementer(IStatusSource)
+@implementer(IStatusSource, ISlaveAPIMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 

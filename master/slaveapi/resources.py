@@ -31,7 +31,7 @@ from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE as READ_SCOPE
 from buildfarm.master.fleet import BadArgument
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_challenges, add_refusal_headers
-from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.limits import MAX_URL_INT
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES as MAX_BODY_BYTES
 from buildfarm.master.http.routes import RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
@@ -217,10 +217,10 @@ class SlaveAPI:
     def _master_url(self) -> str | None:
         """``c['buildbotURL']``; without it, this host's name and the www port.  No DNS look-up
         (``socket.getfqdn``) here: it would block the reactor on every page."""
-        configured = getattr(self.master.config, "buildbot_url", None)
+        configured = self.master.config.buildbot_url
         if configured:
             return configured
-        port = getattr(self.master.config, "www_port", None)
+        port = self.master.config.www_port
         number = port.split(":")[1] if port and port.startswith("tcp:") else None
         return f"http://{socket.gethostname()}:{number}/" if number and number.isdigit() else None
 
@@ -285,7 +285,7 @@ class SlaveAPI:
 def make_site(runner) -> BoundedSite:
     """The twisted.web Site of the SlaveAPI's own port."""
     rule = BodyRule("/", MAX_BODY_BYTES, slaveapi_error_body)
-    return BoundedSite(runner.resource(), [], rule, limits_of(runner.master), runner.clock)
+    return BoundedSite(runner.resource(), [], rule, runner.master.config.www_limits, runner.clock)
 
 
 def _json(request, value, status: int = 200) -> bytes:

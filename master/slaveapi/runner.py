@@ -10,13 +10,16 @@ ones that were running end FAILURE.  The runner also serves the SlaveAPI on its 
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from buildfarm.master.fleet import STATE_NAMES, ActionState
 from buildfarm.master.listener import ListeningService
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.channels import channel_table
+from buildfarm.master.slaveapi.channels.interfaces import IChannelHost
 from buildfarm.master.slaveapi.compat import IGNORED_KEY, ignored_note
+from buildfarm.master.slaveapi.interfaces import IActionHost, ISlaveAPIMaster
 from buildfarm.master.slaveapi.results import ActionResult
 from buildfarm.master.slaveapi.settings import SlaveAPISettings
 
@@ -27,12 +30,15 @@ SETTINGS_REFRESH_S = 10.0
 RESTARTED_TEXT = "the master restarted while this action was running; it did not finish"
 
 
+@implementer(IChannelHost, IActionHost)
 class ActionRunner(ListeningService):
-    """Queues actions on slaves and runs them with bounded concurrency."""
+    """Queues actions on slaves and runs them with bounded concurrency.  It sees the master as
+    an ``ISlaveAPIMaster``; its channels see it as their ``IChannelHost``, its actions as their
+    ``IActionHost``."""
 
     name = "slaveapi"
 
-    def __init__(self, master, settings: SlaveAPISettings | None = None):
+    def __init__(self, master: ISlaveAPIMaster, settings: SlaveAPISettings | None = None):
         super().__init__()
         self.master = master
         self.settings = settings or master.config.slaveapi
@@ -52,6 +58,16 @@ class ActionRunner(ListeningService):
     @property
     def clock(self):
         return self.master.reactor
+
+    @property
+    def reactor(self):
+        """The master's reactor (``IChannelHost``: the channels connect with it)."""
+        return self.master.reactor
+
+    @property
+    def basedir(self) -> str:
+        """The master's base directory (``IChannelHost``)."""
+        return self.master.basedir
 
     def now(self) -> int:
         return int(self.clock.seconds())
@@ -165,8 +181,7 @@ class ActionRunner(ListeningService):
                                    "joined the request already pending or running")
                 return result
             now = self.now()
-            masterid = getattr(self.master, "masterid", None)
-            requestid = await db.add_result(slave, action.name, args, user, peer, masterid, now)
+            requestid = await db.add_result(slave, action.name, args, user, peer, self.master.masterid, now)
             result = ActionResult(requestid, slave, action.name, ActionState.PENDING, args=args,
                                   requested_by=user, requested_from=peer, request_timestamp=now)
             await db.add_audit(now, user, peer, slave, action.name, ActionState.PENDING.label, requestid)

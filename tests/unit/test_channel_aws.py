@@ -1,10 +1,10 @@
 """The aws channel and the AWS actions, in memory: a scripted EC2 client (the botocore
 surface the channel uses), calls run synchronously instead of in a thread, and a Clock for
-the polling and the deadline.  moto's real EC2 server is in the e2e test."""
-
-from types import SimpleNamespace
+the polling and the deadline; the actions run in an ActionContext of a real master in memory.
+moto's real EC2 server is in the e2e test."""
 
 import pytest
+import pytest_twisted
 from botocore.exceptions import ClientError, EndpointConnectionError
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
@@ -31,6 +31,8 @@ from buildfarm.master.slaveapi.channels.interfaces import (
 )
 from buildfarm.master.slaveapi.inventory import SlaveLocation
 from buildfarm.master.slaveapi.settings import SlaveAPISettings
+from fixtures.channelhost import ChannelHost
+from fixtures.memorymaster import start_memory_master
 
 SECRET = "wJalrXUtnFEMI-not-to-be-seen"
 BUILD = {"ami": "ami-123", "instance_type": "c5.xlarge", "subnet_id": "subnet-1",
@@ -67,9 +69,9 @@ class FakeEC2:
 
     def get_paginator(self, call: str):
         assert call == "describe_instances"
-        return SimpleNamespace(paginate=lambda Filters: [self._filtered(Filters)])
+        return _Paginator(self)
 
-    def _filtered(self, filters: list[dict]) -> dict:
+    def filtered(self, filters: list[dict]) -> dict:
         self._record("describe_instances", Filters=filters)
         wanted = {f["Name"]: f["Values"] for f in filters}
         found = [i for i in self.instances.values()
@@ -106,6 +108,16 @@ class FakeEC2:
         return self._change("terminate_instances", InstanceIds, "shutting-down", "terminated")
 
 
+class _Paginator:
+    """``get_paginator("describe_instances")``: one page of the instances the filters match."""
+
+    def __init__(self, ec2):
+        self._ec2 = ec2
+
+    def paginate(self, Filters):  # noqa: N803 - botocore's name
+        return [self._ec2.filtered(Filters)]
+
+
 def location(**aws) -> SlaveLocation:
     settings = {"region": "us-east-1", "access_key_id": "AKIATEST", "secret_access_key": Secret(SECRET),
                 "instance_types": {"build": dict(BUILD)}, **aws}
@@ -129,7 +141,7 @@ def channel(ec2):
     def make_client(settings):
         made_with.append(settings)
         return ec2
-    channel = AWSChannel(SimpleNamespace(), make_client=make_client,
+    channel = AWSChannel(ChannelHost(task.Clock()), make_client=make_client,
                          in_thread=lambda f, *args: defer.maybeDeferred(f, *args))
     channel.made_with = made_with
     return channel
@@ -333,28 +345,40 @@ def test_create_refuses_what_the_original_could_not_use_naming_the_field(given, 
     assert str(caught.value) == message
 
 
-def context(channel, clock, args, where=None) -> ActionContext:
-    runner = SimpleNamespace(channels={"aws": channel})
-    return ActionContext(1, "bs1", args, "oncall", SimpleNamespace(reactor=clock), runner,
-                         SlaveAPISettings(), where or location())
+@pytest_twisted.async_yield_fixture
+async def farm(tmp_path):
+    """A real master in memory."""
+    master = await start_memory_master(tmp_path)
+    yield master
+    await master.stopService()
 
 
-def test_the_create_action_says_the_instance_and_its_state(channel, clock):
-    ctx = context(channel, clock, {"instance_type": "build", "bug": 9, "email": None, "disambig": None})
+def context(master, channel, args, where=None) -> ActionContext:
+    """The context of an action on bs1 of ``master`` whose SlaveAPI's aws channel is ``channel``."""
+    master.slaveapi.channels = {"aws": channel}
+    return ActionContext(1, "bs1", args, "oncall", master, master.slaveapi, SlaveAPISettings(),
+                         where or location())
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_create_action_says_the_instance_and_its_state(farm, channel):
+    ctx = context(farm, channel, {"instance_type": "build", "bug": 9, "email": None, "disambig": None})
     answer = _result(defer.ensureDeferred(AWSCreateInstance().run(ctx)))
     assert answer["state"] == "running"
     assert ctx.lines[-1] == "instance i-0001 of bs1 is running"
 
 
-def test_the_stop_action_fails_with_the_channels_reason(channel, clock):
-    ctx = context(channel, clock, {"bug": None})
+@pytest_twisted.ensureDeferred
+async def test_the_stop_action_fails_with_the_channels_reason(farm, channel):
+    ctx = context(farm, channel, {"bug": None})
     error = failure_of(defer.ensureDeferred(AWSStopInstance().run(ctx)))
     assert isinstance(error, ActionFailed)
     assert str(error).startswith("cannot stop the instance: no instance tagged Name=bs1")
 
 
-def test_an_action_on_a_slave_without_aws_settings_fails_saying_so(channel, clock):
-    ctx = context(channel, clock, {"bug": None}, where=SlaveLocation("bs1"))
+@pytest_twisted.ensureDeferred
+async def test_an_action_on_a_slave_without_aws_settings_fails_saying_so(farm, channel):
+    ctx = context(farm, channel, {"bug": None}, where=SlaveLocation("bs1"))
     error = failure_of(defer.ensureDeferred(AWSStopInstance().run(ctx)))
     assert str(error) == "no AWS settings for this slave"
 

@@ -22,6 +22,7 @@ from buildfarm.master.slaveapi.channels.interfaces import (
 from buildfarm.master.slaveapi.inventory import SlaveLocation
 from buildfarm.master.slaveapi.resources import BUG_STATUS_DEADLINE_S
 from fixtures.bugzilla import API_KEY_HEADER, BugzillaStandIn
+from fixtures.channelhost import ChannelHost
 
 URL = "http://bugzilla.test"
 KEY = "bz-api-key-0123456789"
@@ -36,7 +37,7 @@ class Tracker:
         self.standin = BugzillaStandIn({KEY: "slaveapi@example.com", "other-key": "human@example.com"},
                                        {PRODUCT: [COMPONENT]})
         self.stub = StubTreq(self.standin.resource())
-        self.channel = BugzillaChannel(runner=None, http=self.stub)
+        self.channel = BugzillaChannel(runner=ChannelHost(task.Clock()), http=self.stub)
         self.lines: list[str] = []
 
     def location(self, name: str = "bs1", **settings) -> SlaveLocation:
@@ -192,7 +193,7 @@ class Broken(Resource):
 
 @pytest_twisted.ensureDeferred
 async def test_an_answer_that_is_not_bugzillas_json_is_told(tracker):
-    channel = BugzillaChannel(runner=None, http=StubTreq(Broken()))
+    channel = BugzillaChannel(runner=ChannelHost(task.Clock()), http=StubTreq(Broken()))
     with pytest.raises(ChannelError, match="answered 502 .* not its JSON: '<html>Bad Gateway</html>'"):
         await channel.perform(BUG_STATUS, tracker.location(), print, task.Clock(), DEADLINE_S)
 
@@ -211,8 +212,8 @@ class Silent:
 @pytest_twisted.ensureDeferred
 async def test_a_silent_bugzilla_fails_at_the_deadline(tracker):
     clock = task.Clock()
-    d = BugzillaChannel(runner=None, http=Silent()).perform(COMMENT_BUG, tracker.location(), print, clock, 60,
-                                                            text="t", reopen=True)
+    d = BugzillaChannel(runner=ChannelHost(clock), http=Silent()).perform(
+        COMMENT_BUG, tracker.location(), print, clock, 60, text="t", reopen=True)
     clock.advance(61)
     with pytest.raises(ChannelError, match=r"Bugzilla \(comment_bug\): no answer within 60 s"):
         await d
@@ -239,17 +240,18 @@ async def test_the_standin_answers_bugzillas_errors(tracker):
 
 # -- the slave's page (GET /slaves/<slave>) shows its bug --------------------------------------
 
-async def page_harness(db, channel):
+async def page_harness(db_url, basedir, http):
+    """A master whose SlaveAPI's bugzilla channel talks to ``http``."""
     bugzilla = {"url": URL, "api_key": KEY, "product": PRODUCT, "component": COMPONENT}
     slaves = {"bs1": {"bugzilla": bugzilla}, "bs2": {"bugzilla": {**bugzilla, "api_key": "stolen-key"}}}
-    harness = await Harness(db, {"slaves": slaves}).start()
-    harness.runner.channels["bugzilla"] = channel
+    harness = await Harness(db_url, basedir, {"slaves": slaves}).start()
+    harness.runner.channels["bugzilla"] = BugzillaChannel(harness.runner, http=http)
     return harness
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_slave_page_shows_its_bug_and_null_when_bugzilla_refuses(db, tracker):
-    harness = await page_harness(db, tracker.channel)
+async def test_the_slave_page_shows_its_bug_and_null_when_bugzilla_refuses(db_url, tmp_path, tracker):
+    harness = await page_harness(db_url, tmp_path, tracker.stub)
     try:
         assert (await harness.get("/slaves/bs1"))["bug"] is None  # no bug yet
         bug_id = await tracker.file_bug("bs1")
@@ -258,17 +260,17 @@ async def test_the_slave_page_shows_its_bug_and_null_when_bugzilla_refuses(db, t
         assert page["channels"]["bugzilla"]["api_key"] == "(secret)"
         assert (await harness.get("/slaves/bs2"))["bug"] is None  # a bad key: still a page
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_silent_bugzilla_delays_the_slave_page_only_until_its_short_deadline(db):
+async def test_a_silent_bugzilla_delays_the_slave_page_only_until_its_short_deadline(db_url, tmp_path):
     silent = Silent()
-    harness = await page_harness(db, BugzillaChannel(runner=None, http=silent))
+    harness = await page_harness(db_url, tmp_path, silent)
     try:
         page = defer.ensureDeferred(harness.get("/slaves/bs1"))
         await _until(lambda: silent.asked)
         harness.clock.advance(BUG_STATUS_DEADLINE_S)
         assert (await page)["bug"] is None
     finally:
-        await harness.runner.stopService()
+        await harness.stop()

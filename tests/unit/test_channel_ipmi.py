@@ -10,7 +10,8 @@ from buildfarm.master.slaveapi.channels.interfaces import REBOOT, UPTIME, Channe
 from buildfarm.master.slaveapi.channels.ipmi import IPMIChannel, settings_problems
 from buildfarm.master.slaveapi.channels.powertools import ToolMissing
 from buildfarm.master.slaveapi.inventory import SlaveLocation
-from fixtures.scripted_tools import FakeRunner, ScriptedTools, outcome, perform_reboot
+from fixtures.channelhost import ChannelHost
+from fixtures.scripted_tools import ScriptedTools, outcome, perform_reboot
 
 PASSWORD = "ipmi-pw-not-to-be-seen"
 DEADLINE_S = 60.0
@@ -26,7 +27,7 @@ def reboot(tools: ScriptedTools, where: SlaveLocation, clock=None):
 
 
 def test_the_channel_provides_ichannel_and_reboots():
-    channel = IPMIChannel(FakeRunner(task.Clock()))
+    channel = IPMIChannel(ChannelHost(task.Clock()))
     assert verifyObject(IChannel, channel)
     assert (channel.name, channel.operations) == ("bmc", frozenset({REBOOT}))
 
@@ -150,7 +151,7 @@ def test_bad_settings_fail_the_reboot_saying_what_is_wrong_without_running_ipmit
 
 
 def test_configured_for_needs_the_bmc_address():
-    channel = IPMIChannel(FakeRunner(task.Clock()))
+    channel = IPMIChannel(ChannelHost(task.Clock()))
 
     assert channel.configured_for(location())
     assert channel.configured_for(SlaveLocation("bs1", channels={"bmc": {"host": "10.0.1.11"}}))
@@ -160,7 +161,7 @@ def test_configured_for_needs_the_bmc_address():
 
 
 def test_other_operations_are_refused():
-    d = IPMIChannel(FakeRunner(task.Clock()), run=ScriptedTools()).perform(
+    d = IPMIChannel(ChannelHost(task.Clock()), run=ScriptedTools()).perform(
         UPTIME, location(), print, task.Clock(), DEADLINE_S)
 
     assert str(outcome(d)) == "the bmc channel cannot uptime"

@@ -14,6 +14,7 @@ from buildfarm.master.auth.secret import Secret
 from buildfarm.master.slaveapi.channels.interfaces import REBOOT, UPTIME, ChannelError, IChannel
 from buildfarm.master.slaveapi.channels.mozpool import MozpoolChannel
 from buildfarm.master.slaveapi.inventory import SlaveLocation
+from fixtures.channelhost import ChannelHost
 from fixtures.daemons import free_port
 from fixtures.mozpool import POWER_CYCLING, MozpoolStandIn
 
@@ -26,7 +27,7 @@ def location(**settings) -> SlaveLocation:
 
 
 def channel_for(resource) -> MozpoolChannel:
-    return MozpoolChannel(runner=None, http=StubTreq(resource))
+    return MozpoolChannel(runner=ChannelHost(task.Clock()), http=StubTreq(resource))
 
 
 async def reboot(channel, where, clock=None, deadline_s=DEADLINE_S) -> tuple[object, list[str]]:
@@ -36,7 +37,7 @@ async def reboot(channel, where, clock=None, deadline_s=DEADLINE_S) -> tuple[obj
 
 
 def test_the_channel_provides_ichannel_and_knows_when_it_is_configured():
-    channel = MozpoolChannel(runner=None)
+    channel = MozpoolChannel(runner=ChannelHost(task.Clock()))
     assert verifyObject(IChannel, channel)
     assert channel.operations == frozenset({REBOOT})
     assert channel.configured_for(location())
@@ -123,8 +124,8 @@ class Silent:
 @pytest_twisted.ensureDeferred
 async def test_a_silent_mozpool_fails_at_the_deadline():
     clock = task.Clock()
-    d = defer.ensureDeferred(reboot(MozpoolChannel(runner=None, http=Silent()), location(), clock,
-                                    deadline_s=20))
+    channel = MozpoolChannel(runner=ChannelHost(clock), http=Silent())
+    d = defer.ensureDeferred(reboot(channel, location(), clock, deadline_s=20))
     clock.advance(19)
     assert not d.called
     clock.advance(2)
@@ -134,7 +135,7 @@ async def test_a_silent_mozpool_fails_at_the_deadline():
 
 @pytest_twisted.ensureDeferred
 async def test_an_unreachable_mozpool_fails_saying_so():
-    channel = MozpoolChannel(runner=None)  # real treq, real reactor: nothing listens on the port
+    channel = MozpoolChannel(runner=ChannelHost(reactor))  # real treq and reactor: nothing listens there
     where = SlaveLocation("bs1", channels={"mozpool": {"url": f"http://127.0.0.1:{free_port()}"}})
     with pytest.raises(ChannelError, match="cannot reach Mozpool at http://127.0.0.1:.*refused"):
         await channel.perform(REBOOT, where, lambda line: None, reactor, DEADLINE_S)
@@ -143,7 +144,8 @@ async def test_an_unreachable_mozpool_fails_saying_so():
 @pytest_twisted.ensureDeferred
 async def test_other_operations_are_refused():
     with pytest.raises(ChannelError, match="cannot uptime"):
-        await MozpoolChannel(runner=None).perform(UPTIME, location(), print, task.Clock(), 1)
+        clock = task.Clock()
+        await MozpoolChannel(runner=ChannelHost(clock)).perform(UPTIME, location(), print, clock, 1)
 
 
 def test_the_standin_reports_power_cycling_until_its_command_ends():

@@ -21,7 +21,8 @@ from buildfarm.master.slaveapi.channels.pdu import (
 )
 from buildfarm.master.slaveapi.channels.powertools import ToolMissing, run_tool, tool_environment
 from buildfarm.master.slaveapi.inventory import SlaveLocation
-from fixtures.scripted_tools import FakeRunner, ScriptedTools, outcome, perform_reboot
+from fixtures.channelhost import ChannelHost
+from fixtures.scripted_tools import ScriptedTools, outcome, perform_reboot
 
 COMMUNITY = "pdu-community-not-to-be-seen"
 DEADLINE_S = 60.0
@@ -52,7 +53,7 @@ class SeenConf:
 
 
 def test_the_channel_provides_ichannel_and_reboots():
-    channel = PDUChannel(FakeRunner(task.Clock()))
+    channel = PDUChannel(ChannelHost(task.Clock()))
     assert verifyObject(IChannel, channel)
     assert (channel.name, channel.operations) == ("pdu", frozenset({REBOOT}))
 
@@ -194,7 +195,7 @@ def test_the_snmp_conf_quotes_the_community():
 
 
 def test_configured_for_needs_the_pdu_address():
-    channel = PDUChannel(FakeRunner(task.Clock()))
+    channel = PDUChannel(ChannelHost(task.Clock()))
 
     assert channel.configured_for(location())
     assert not channel.configured_for(SlaveLocation("bs1", channels={"pdu": {"outlet": 3}}))

@@ -1,11 +1,10 @@
 """The ssh channel: its parsers and settings in memory, its commands against a real OpenSSH
 sshd on loopback, and the actions that use it (shutdown confirmed from twistd.log, uptime,
-last activity) with a scripted channel and an injected clock."""
+last activity) with a scripted channel on a real master in memory (its clock the test's)."""
 
 import os
 import socket
 from datetime import datetime
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
@@ -28,6 +27,7 @@ from buildfarm.master.slaveapi.channels.interfaces import (
     UPTIME,
     ChannelError,
     IChannel,
+    IChannelHost,
 )
 from buildfarm.master.slaveapi.channels.ssh import (
     HostKeyCheck,
@@ -49,6 +49,8 @@ from buildfarm.master.slaveapi.slavelog import (
     log_state,
     parse_line,
 )
+from fixtures.channelhost import ChannelHost
+from fixtures.memorymaster import attach_slave, start_memory_master
 from fixtures.sshd import sshd  # noqa: F401  (the fixture)
 
 # Real output of `net statistics server` on an en-US Windows Server 2019.
@@ -190,7 +192,7 @@ def test_bad_settings_are_a_channel_error_naming_them(settings, message):
 
 
 def test_configured_for_needs_a_username_and_a_key_or_password():
-    channel = SSHChannel(SimpleNamespace(master=SimpleNamespace(reactor=reactor)))
+    channel = SSHChannel(ChannelHost(reactor))
     verifyObject(IChannel, channel)
     assert channel.configured_for(location({"username": "u", "key": "k"}))
     assert channel.configured_for(location({"username": "u", "password": Secret("pw")}))
@@ -246,7 +248,7 @@ async def test_password_auth_hands_the_password_to_conch_and_never_shows_it(monk
             return defer.fail(error.ConnectionRefusedError())
 
     monkeypatch.setattr(ssh, "SSHCommandClientEndpoint", Endpoint)
-    channel = SSHChannel(SimpleNamespace(master=SimpleNamespace(reactor=reactor)))
+    channel = SSHChannel(ChannelHost(reactor))
     where = location({"username": "u", "password": Secret("hunter2"), "host": "h", "host_key_check": False})
     with pytest.raises(ChannelError) as raised:
         await channel.perform(UPTIME, where, lambda line: None, reactor, 10)
@@ -257,7 +259,7 @@ async def test_password_auth_hands_the_password_to_conch_and_never_shows_it(monk
 # -- against a real sshd ---------------------------------------------------------------------
 
 def real(sshd_server, **more) -> tuple[SSHChannel, SlaveLocation, list[str]]:
-    channel = SSHChannel(SimpleNamespace(master=SimpleNamespace(reactor=reactor, basedir="/")))
+    channel = SSHChannel(ChannelHost(reactor, basedir="/"))
     return channel, location(sshd_server.settings(**more)), []
 
 
@@ -386,111 +388,124 @@ class ScriptedSSH:
         return defer.succeed(answer)
 
 
-class Slave:
-    def __init__(self):
-        self.attached = True
-        self.shutting_down = False
-        self.gone = defer.Deferred()
-
-    def wait_detached(self):
-        return self.gone
+@pytest_twisted.async_yield_fixture
+async def farm(tmp_path):
+    """A real master in memory whose clock stands a minute after the log's last line."""
+    master = await start_memory_master(tmp_path, now=LOG_END + 60)
+    yield master
+    await master.stopService()
 
 
-def context(channel, attached: bool = True, ssh_settings=None, db_row=None) -> ActionContext:
-    clock = task.Clock()
-    clock.advance(LOG_END + 60)
-    slave = Slave()
-    botmaster = SimpleNamespace(
-        slaves={"bs1": slave} if attached else {}, builds_running_on=lambda s: 0,
-        request_slave_shutdown=lambda name: setattr(slave, "shutting_down", True))
-    db = SimpleNamespace(slaves=SimpleNamespace(get=lambda name: defer.succeed(db_row)))
-    master = SimpleNamespace(reactor=clock, botmaster=botmaster, db=db)
+async def context(master, channel, attached: bool = True, ssh_settings=None) -> ActionContext:
+    """The context of an action on bs1 (attached to ``master`` when ``attached``, through a
+    scripted connection that does not obey a shutdown) whose ssh channel is ``channel``."""
+    if attached:
+        await attach_slave(master, "bs1", obey_shutdown=False)
+    master.slaveapi.channels = {"ssh": channel}
     where = location(ssh_settings or {"username": "u", "key": "/k", "host": "h", "basedir": "/b"})
-    return ActionContext(1, "bs1", {}, "oncall", master, SimpleNamespace(channels={"ssh": channel}),
-                         SlaveAPISettings(shutdown_timeout=30), where)
+    settings = SlaveAPISettings(shutdown_timeout=30)
+    return ActionContext(1, "bs1", {}, "oncall", master, master.slaveapi, settings, where)
 
 
-def test_shutdown_is_confirmed_from_the_new_lines_of_twistd_log():
+def test_the_channel_host_fake_and_the_runner_provide_ichannelhost(farm):
+    assert verifyObject(IChannelHost, ChannelHost(reactor, basedir="/m"))
+    assert SSHChannel(ChannelHost(reactor, basedir="/m")).master_basedir == "/m"
+    assert verifyObject(IChannelHost, farm.slaveapi)
+    assert SSHChannel(farm.slaveapi).master_basedir == farm.basedir
+    assert SSHChannel(farm.slaveapi).reactor is farm.reactor
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_is_confirmed_from_the_new_lines_of_twistd_log(farm):
     channel = ScriptedSSH([RUNNING_LOG, RUNNING_LOG, RUNNING_LOG + STOPPED_TAIL])
-    ctx = context(channel)
+    ctx = await context(farm, channel)
     done = defer.ensureDeferred(graceful_shutdown(ctx))
     ctx.clock.advance(2)
     assert not done.called
     ctx.clock.advance(2)
-    assert done.called and done.result is None
+    assert await done is None
     assert ctx.master.botmaster.slaves["bs1"].shutting_down
     assert ctx.lines[-1].startswith("confirmed from its twistd.log over ssh: bs1 shut down "
                                     "('master requested shutdown; stopping') after 4 s")
 
 
-def test_an_old_stop_in_the_log_does_not_confirm_a_new_shutdown():
+@pytest_twisted.ensureDeferred
+async def test_an_old_stop_in_the_log_does_not_confirm_a_new_shutdown(farm):
     old = STOPPED_TAIL + RUNNING_LOG
     channel = ScriptedSSH([old])
-    ctx = context(channel)
+    ctx = await context(farm, channel)
     done = defer.ensureDeferred(graceful_shutdown(ctx))
     for _ in range(16):
         ctx.clock.advance(2)
-    failure = done.result
-    done.addErrback(lambda f: None)
-    assert failure.check(ActionFailed)
-    assert str(failure.value) == (
+    with pytest.raises(ActionFailed) as raised:
+        await done
+    assert str(raised.value) == (
         "bs1 did not shut down within 30 s: its twistd.log ends with '2026-11-27T17:08:41+0000 "
         "[buildfarm.slave.service#info] attached to master 127.0.0.1:9989 as bs1'; it is still attached, "
         "shutting down, with 0 builds running")
 
 
-def test_a_detached_slave_is_stopped_over_ssh_and_confirmed():
+@pytest_twisted.ensureDeferred
+async def test_a_detached_slave_is_stopped_over_ssh_and_confirmed(farm):
     channel = ScriptedSSH([RUNNING_LOG, RUNNING_LOG + STOPPED_TAIL])
-    ctx = context(channel, attached=False)
+    ctx = await context(farm, channel, attached=False)
     done = defer.ensureDeferred(graceful_shutdown(ctx))
     ctx.clock.advance(2)
-    assert done.called and done.result is None
+    assert done.called and await done is None
     assert channel.calls == [READ_LOG, SHUTDOWN_SLAVE, READ_LOG]
     assert "stopping its buildslave over ssh" in ctx.text
 
 
-def test_without_a_readable_log_the_disconnect_confirms():
+@pytest_twisted.ensureDeferred
+async def test_without_a_readable_log_the_disconnect_confirms(farm):
     channel = ScriptedSSH([ChannelError("ssh u@h:22: connection refused")])
-    ctx = context(channel)
+    ctx = await context(farm, channel)
+    slave = ctx.master.botmaster.slaves["bs1"]
     done = defer.ensureDeferred(graceful_shutdown(ctx))
-    ctx.master.botmaster.slaves["bs1"].gone.callback(None)
-    assert done.called and done.result is None
+    assert slave.shutting_down and not done.called
+    slave.disconnect()  # the slave stops: its connection closes
+    assert await done is None
+    assert "bs1" not in ctx.master.botmaster.slaves
     assert "cannot read the twistd.log of bs1 over ssh (ssh u@h:22: connection refused)" in ctx.text
     assert ctx.lines[-1] == "bs1 disconnected after 0 s"
 
 
-def test_uptime_goes_over_ssh_when_configured():
-    ctx = context(ScriptedSSH([RUNNING_LOG], uptime=4242.5), attached=False)
-    done = defer.ensureDeferred(BuildslaveUptime().run(ctx))
-    assert done.result == {"uptime": 4242}
+@pytest_twisted.ensureDeferred
+async def test_uptime_goes_over_ssh_when_configured(farm):
+    ctx = await context(farm, ScriptedSSH([RUNNING_LOG], uptime=4242.5), attached=False)
+    assert await BuildslaveUptime().run(ctx) == {"uptime": 4242}
 
 
-def test_uptime_over_a_failing_ssh_of_a_detached_slave_fails_with_the_reason():
-    ctx = context(ScriptedSSH([RUNNING_LOG], uptime=ChannelError("ssh u@h:22: connection refused")),
-                  attached=False)
-    done = defer.ensureDeferred(BuildslaveUptime().run(ctx))
-    failure = done.result
-    done.addErrback(lambda f: None)
-    assert str(failure.value) == "the uptime of bs1 over ssh failed: ssh u@h:22: connection refused"
+@pytest_twisted.ensureDeferred
+async def test_uptime_over_a_failing_ssh_of_a_detached_slave_fails_with_the_reason(farm):
+    refused = ChannelError("ssh u@h:22: connection refused")
+    ctx = await context(farm, ScriptedSSH([RUNNING_LOG], uptime=refused), attached=False)
+    with pytest.raises(ActionFailed) as raised:
+        await BuildslaveUptime().run(ctx)
+    assert str(raised.value) == "the uptime of bs1 over ssh failed: ssh u@h:22: connection refused"
 
 
-def test_last_activity_of_a_detached_slave_comes_from_its_log():
-    ctx = context(ScriptedSSH([RUNNING_LOG + STOPPED_TAIL], uptime=99999), attached=False)
-    done = defer.ensureDeferred(BuildslaveLastActivity().run(ctx))
-    assert done.result == {"last_state": "stopped", "last_activity_seconds": 60, "uptime": 99999}
+@pytest_twisted.ensureDeferred
+async def test_last_activity_of_a_detached_slave_comes_from_its_log(farm):
+    ctx = await context(farm, ScriptedSSH([RUNNING_LOG + STOPPED_TAIL], uptime=99999), attached=False)
+    assert await BuildslaveLastActivity().run(ctx) == {
+        "last_state": "stopped", "last_activity_seconds": 60, "uptime": 99999}
 
 
-def test_a_machine_up_for_less_than_the_age_of_the_last_log_line_is_booting():
-    ctx = context(ScriptedSSH([RUNNING_LOG + STOPPED_TAIL], uptime=20), attached=False)
-    done = defer.ensureDeferred(BuildslaveLastActivity().run(ctx))
-    assert done.result == {"last_state": "booting", "last_activity_seconds": 60, "uptime": 20}
+@pytest_twisted.ensureDeferred
+async def test_a_machine_up_for_less_than_the_age_of_the_last_log_line_is_booting(farm):
+    ctx = await context(farm, ScriptedSSH([RUNNING_LOG + STOPPED_TAIL], uptime=20), attached=False)
+    assert await BuildslaveLastActivity().run(ctx) == {
+        "last_state": "booting", "last_activity_seconds": 60, "uptime": 20}
 
 
-def test_last_activity_without_a_readable_log_answers_from_the_master_records():
-    row = {"last_disconnected_at": LOG_END, "connected_masterid": None}
-    ctx = context(ScriptedSSH([ChannelError("ssh u@h:22: connection refused")]), attached=False, db_row=row)
-    done = defer.ensureDeferred(BuildslaveLastActivity().run(ctx))
-    assert done.result == {"last_state": "stopped", "last_activity_seconds": 60, "uptime": None}
+@pytest_twisted.ensureDeferred
+async def test_last_activity_without_a_readable_log_answers_from_the_master_records(farm):
+    await farm.db.slaves.attached("bs1", farm.masterid, {}, None, LOG_END - 100)
+    await farm.db.slaves.detached("bs1", farm.masterid, LOG_END)  # the master saw it leave
+    ctx = await context(farm, ScriptedSSH([ChannelError("ssh u@h:22: connection refused")]), attached=False)
+    assert await BuildslaveLastActivity().run(ctx) == {
+        "last_state": "stopped", "last_activity_seconds": 60, "uptime": None}
     assert "cannot read the twistd.log of bs1 over ssh" in ctx.text
 
 
@@ -515,7 +530,7 @@ async def test_the_deadline_also_ends_a_connection_that_never_answers(tmp_path):
     silent.listen(1)  # accepts, never says a word
     try:
         clock = task.Clock()
-        channel = SSHChannel(SimpleNamespace(master=SimpleNamespace(reactor=reactor, basedir="/")))
+        channel = SSHChannel(ChannelHost(reactor, basedir="/"))
         where = location({"username": "u", "key": str(key_file), "host": "127.0.0.1",
                           "port": silent.getsockname()[1], "host_key_check": False})
         running = channel.perform(UPTIME, where, lambda line: None, clock, 5)

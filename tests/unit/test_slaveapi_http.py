@@ -1,122 +1,73 @@
 """The SlaveAPI over HTTP, in memory: klein resources rendering in-memory requests against a
-fake master holding a real database (SQLite and PostgreSQL)."""
+real master built in memory (tests/fixtures/memorymaster.py: real database on SQLite and
+PostgreSQL, real BotMaster with scripted slave connections, auth service, MemoryReactorClock)."""
 
 import base64
 import json
-from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
 from klein import Klein
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.web.server import NOT_DONE_YET
+from zope.interface.verify import verifyObject
 
 from buildfarm.common.results import SUCCESS as BUILD_SUCCESS
 from buildfarm.master.auth.passwords import hash_password
-from buildfarm.master.auth.service import AuthService
-from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.fleet import ActionState
-from buildfarm.master.slaveapi.resources import SlaveAPI
-from buildfarm.master.slaveapi.runner import ActionRunner
-from buildfarm.master.slaveapi.settings import validate_slaveapi_config
+from buildfarm.master.slaveapi.interfaces import IActionHost, ISlaveAPIMaster
 from fixtures.memoryhttp import MemoryRequest
+from fixtures.memorymaster import attach_slave, start_memory_master, with_fast_password_checks
 
 PEER = "10.1.2.3"
-USERS = [
-    User("oncall", password="s3cret", scopes=["slaveapi:*"]),
-    User("viewer", password="v1ew", scopes=["slaveapi:read"]),
-    User("rebooter", password_hash=hash_password("h4sh", iterations=1000), tokens=["tok-123"],
-         scopes=["slaveapi:read", "slaveapi:reboot:*"]),
+NOW = 1_700_000_000
+REBOOTER_HASH = hash_password("h4sh", iterations=1000)
+
+# Slaves bs1 and bs2 (builder linux), the SlaveAPI settings given, and three SlaveAPI users.
+SLAVEAPI_MASTER_CFG = """\
+from buildfarm.master.plugins import slaves, steps, util
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave(name, 'pass') for name in {slaves!r}]
+c['protocols'] = {{'pb': {{'port': 9989}}}}
+c['builders'] = [util.BuilderConfig(name='linux', slavenames={slaves!r},
+                 factory=util.BuildFactory([steps.ShellCommand(command=['echo', 'hello'])]))]
+c['www'] = {www!r}
+c['db'] = {{'db_url': {db_url!r}}}
+c['slaveapi'] = {slaveapi!r}
+c['users'] = [
+    util.User('oncall', password='s3cret', scopes=['slaveapi:*']),
+    util.User('viewer', password='v1ew', scopes=['slaveapi:read']),
+    util.User('rebooter', password_hash={rebooter_hash!r}, tokens=['tok-123'],
+              scopes=['slaveapi:read', 'slaveapi:reboot:*']),
 ]
-
-
-class FakeSlave:
-    """The master's live view of one attached slave (``BuildSlave``'s surface)."""
-
-    def __init__(self, name: str, info: dict | None = None, peer: str = "127.0.0.1:50001"):
-        self.name = name
-        self.peer = peer
-        self.attached = True
-        self.last_seen: float | None = None
-        self.shutting_down = False
-        self.info = info or {"basedir": f"/builds/{name}", "environ": {"AWS_SECRET": "hidden"}}
-        self.remote_builders: dict = {}
-        self._waiters: list[defer.Deferred] = []
-
-    def wait_detached(self) -> defer.Deferred:
-        d: defer.Deferred = defer.Deferred()
-        self._waiters.append(d)
-        return d
-
-    def detach(self) -> None:
-        self.attached = False
-        for d in self._waiters:
-            if not d.called:
-                d.callback(None)
-
-
-@dataclass
-class FakeBotMaster:
-    """What the SlaveAPI uses of the BotMaster."""
-
-    slaves: dict = field(default_factory=dict)
-    builders: dict = field(default_factory=dict)
-    shutdowns: list = field(default_factory=list)
-    obey_shutdown: bool = True
-    attach_waiters: list = field(default_factory=list)
-    started_builds: int = 0
-
-    def request_slave_shutdown(self, name):
-        slave = self.slaves[name]
-        slave.shutting_down = True
-        self.shutdowns.append(name)
-        if self.obey_shutdown:
-            del self.slaves[name]
-            slave.detach()
-        return slave
-
-    def builds_running_on(self, slave) -> int:
-        return 0
-
-    def maybe_start_builds(self):
-        self.started_builds += 1
-
-    def wait_for_attach(self, name) -> defer.Deferred:
-        waiter: defer.Deferred = defer.Deferred(canceller=lambda d: self.attach_waiters.remove((name, d)))
-        self.attach_waiters.append((name, waiter))
-        return waiter
-
-    def attach(self, slave) -> None:
-        """The slave attaches again with a new connection."""
-        self.slaves[slave.name] = slave
-        for name, waiter in list(self.attach_waiters):
-            if name == slave.name:
-                self.attach_waiters.remove((name, waiter))
-                waiter.callback(slave)
+"""
 
 
 class Harness:
-    """A fake master (real db, fake botmaster, task.Clock) with its ActionRunner and API."""
+    """A real master in memory (its database at ``db_url`` under ``basedir``) with its
+    ActionRunner and SlaveAPI resource; ``request`` renders one in-memory request."""
 
-    def __init__(self, db, slaveapi_cfg: dict | None = None, users=USERS):
-        settings, problems = validate_slaveapi_config({"slaveapi": slaveapi_cfg or {}})
-        accounts, user_problems = validate_users(users, None)
-        assert problems == [] and user_problems == []
-        self.clock = task.Clock()
-        self.clock.advance(1_700_000_000)
-        self.master = SimpleNamespace(
-            db=db, reactor=self.clock, masterid=None, botmaster=FakeBotMaster(),
-            auth=AuthService(self.clock, accounts, (), db),
-            config=SimpleNamespace(slaves={"bs1": None, "bs2": None}, www_port="tcp:8010",
-                                   slaveapi=settings))
-        self.runner = ActionRunner(self.master)
-        self.resource = SlaveAPI(self.runner).resource()
+    def __init__(self, db_url: str, basedir, slaveapi_cfg: dict | None = None,
+                 slaves: tuple[str, ...] = ("bs1", "bs2"), www: dict | None = None):
+        self.cfg = SLAVEAPI_MASTER_CFG.format(slaves=list(slaves), db_url=db_url, slaveapi=slaveapi_cfg or {},
+                                              rebooter_hash=REBOOTER_HASH, www=www or {"port": 8010})
+        self.basedir = basedir
+        self.master = self.runner = self.resource = self.clock = None
 
     async def start(self):
-        self.master.masterid = await self.master.db.masters.find_or_create("m1")
-        await self.runner.startService()
+        self.master = await start_memory_master(self.basedir, self.cfg, now=NOW)
+        with_fast_password_checks(self.master)
+        self.clock = self.master.reactor
+        self.runner = self.master.slaveapi
+        self.resource = self.runner.resource()
         return self
+
+    async def stop(self) -> None:
+        await self.master.stopService()
+
+    async def attach(self, name: str = "bs1", **connection):
+        """A slave attaching to the master (a scripted connection: fixtures/memorymaster.py)."""
+        return await attach_slave(self.master, name, **connection)
 
     async def request(self, method: str, path: str, user: str | None = "oncall", password=None,
                       args: dict | None = None, body: bytes = b"", headers: dict | None = None,
@@ -149,11 +100,35 @@ class Harness:
 
 
 @pytest_twisted.async_yield_fixture
-async def api(db):
-    harness = await Harness(db).start()
+async def api(db_url, tmp_path):
+    harness = await Harness(db_url, tmp_path).start()
     yield harness
     await harness.runner.wait_idle()
-    await harness.runner.stopService()
+    await harness.stop()
+
+
+def test_the_master_provides_what_the_slaveapi_sees_of_it(api):
+    assert verifyObject(ISlaveAPIMaster, api.master)
+    assert api.runner.master is api.master
+    assert verifyObject(IActionHost, api.runner)  # what an action sees of the runner
+
+
+def test_no_slaveapi_module_probes_the_master_or_its_runner():
+    """The seam is typed: no ``getattr``/``hasattr`` on the master, its config or the runner."""
+    import ast
+    import pathlib
+
+    import buildfarm.master.slaveapi as package
+
+    probes = []
+    for path in sorted(pathlib.Path(package.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "hasattr") and node.args):
+                probed = ast.unparse(node.args[0])
+                if "master" in probed or "runner" in probed:
+                    probes.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert probes == []
 
 
 # -- authentication and scopes ----------------------------------------------------------------
@@ -266,15 +241,14 @@ async def test_post_answers_the_result_with_its_requestid_and_who_asked(api):
 
 @pytest_twisted.ensureDeferred
 async def test_without_waittime_a_slow_action_answers_202_then_finishes(api):
-    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
-    api.master.botmaster.obey_shutdown = False
+    slave = await api.attach("bs1", obey_shutdown=False)
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave")
     assert status == 202 and body["state"] in (ActionState.PENDING, 1)
     requestid = body["requestid"]
     again = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": requestid})
     assert again["requestid"] == requestid and again["finish_timestamp"] == 0
-    await _until(lambda: api.master.botmaster.shutdowns)
-    api.master.botmaster.slaves.pop("bs1").detach()
+    await _until(lambda: "shutdown" in slave.calls)
+    slave.drop()
     await api.runner.wait_idle()
     done = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": requestid})
     assert done["state"] == ActionState.SUCCESS and "disconnected" in done["text"]
@@ -282,13 +256,12 @@ async def test_without_waittime_a_slow_action_answers_202_then_finishes(api):
 
 @pytest_twisted.ensureDeferred
 async def test_a_second_post_of_a_running_action_returns_the_same_request(api):
-    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
-    api.master.botmaster.obey_shutdown = False
+    slave = await api.attach("bs1", obey_shutdown=False)
     _, first, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave")
     _, second, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave", user="oncall")
     assert second["requestid"] == first["requestid"]
-    await _until(lambda: api.master.botmaster.shutdowns)
-    api.master.botmaster.slaves.pop("bs1").detach()
+    await _until(lambda: "shutdown" in slave.calls)
+    slave.drop()
     await api.runner.wait_idle()
     audit = (await api.get("/audit"))["audit"]
     assert [a["requestid"] for a in audit] == [first["requestid"]] * 2
@@ -297,10 +270,9 @@ async def test_a_second_post_of_a_running_action_returns_the_same_request(api):
 
 @pytest_twisted.ensureDeferred
 async def test_shutdown_times_out_with_what_the_master_saw(api):
-    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
-    api.master.botmaster.obey_shutdown = False
+    slave = await api.attach("bs1", obey_shutdown=False)
     _, body, _ = await api.request("POST", "/slaves/bs1/actions/shutdown_buildslave")
-    await _until(lambda: api.master.botmaster.shutdowns)
+    await _until(lambda: "shutdown" in slave.calls)
     api.clock.advance(api.runner.settings.shutdown_timeout + 1)
     await api.runner.wait_idle()
     result = await api.get("/slaves/bs1/actions/shutdown_buildslave", args={"requestid": body["requestid"]})
@@ -324,7 +296,7 @@ async def test_uptime_of_a_detached_slave_fails_saying_no_channel(api):
 
 @pytest_twisted.ensureDeferred
 async def test_disable_records_why_and_who_and_stops_the_slave(api):
-    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    slave = await api.attach("bs1")
     status, body, _ = await api.request("POST", "/slaves/bs1/actions/disable",
                                         args={"reason": "bad disk", "comment": "see bug 1", "waittime": 5})
     assert status == 200 and body["state"] == ActionState.SUCCESS, body
@@ -332,7 +304,7 @@ async def test_disable_records_why_and_who_and_stops_the_slave(api):
     page = await api.get("/slaves/bs1")
     assert (page["enabled"], page["disabled_reason"], page["disabled_by"]) == (False, "bad disk", "oncall")
     assert "see bug 1" in page["notes"]
-    assert api.master.botmaster.shutdowns == ["bs1"]
+    assert slave.calls.count("shutdown") == 1 and "bs1" not in api.master.botmaster.slaves
     assert [s["name"] for s in (await api.get("/slaves", args={"enabled": "0"}))["slaves"]] == ["bs1"]
 
 
@@ -356,8 +328,8 @@ async def test_enable_undoes_disable(api):
 
 @pytest_twisted.ensureDeferred
 async def test_last_activity_of_an_attached_idle_slave_is_ready(api):
-    await api.master.db.slaves.attached("bs1", api.master.masterid, {}, None, api.clock.seconds() - 50)
-    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    await api.attach("bs1")  # its attach is recorded now; 50 s later it is idle
+    api.clock.advance(50)
     _, body, _ = await api.request("POST", "/slaves/bs1/actions/get_last_activity", args={"waittime": 5})
     assert body["state"] == ActionState.SUCCESS
     assert body["data"] == {"last_state": "ready", "last_activity_seconds": 50, "uptime": 50}
@@ -407,17 +379,18 @@ async def test_a_requestid_of_another_slave_or_action_answers_the_history(api):
 
 
 @pytest_twisted.ensureDeferred
-async def test_slave_page_shows_jobs_newest_first_and_channels_without_secrets(db, monkeypatch):
+async def test_slave_page_shows_jobs_newest_first_and_channels_without_secrets(db_url, tmp_path, monkeypatch):
     monkeypatch.setenv("BS1_IPMI", "ipmi-pass-xyz")
     inventory = {"slaves": {"bs1": {"fqdn": "bs1.example.com", "ip": "10.0.0.11", "environment": "prod",
                                     "bmc": {"fqdn": "bs1-mgmt", "username": "admin",
                                             "password": {"env": "BS1_IPMI"}},
                                     "ssh": {"username": "cltbld", "password": "ssh-pass-abc"}}}}
-    harness = await Harness(db, inventory).start()
+    harness = await Harness(db_url, tmp_path, inventory).start()
+    db = harness.master.db
     try:
         builderid = await db.builders.find_or_create("linux")
-        slaveid = await db.slaves.attached("bs1", harness.master.masterid, {"basedir": "/b/bs1"}, None, 10.0)
-        harness.master.botmaster.slaves["bs1"] = FakeSlave("bs1", {"basedir": "/b/bs1"})  # attached here
+        await harness.attach("bs1", info={"basedir": "/b/bs1"})  # attached here
+        slaveid = (await db.slaves.get("bs1"))["slaveid"]
         for started in (100.0, 200.0):
             brid = await db.buildrequests.add(builderid, "r", {}, started)
             buildid, _ = await db.builds.add(builderid, brid, slaveid, harness.master.masterid, started)
@@ -427,7 +400,8 @@ async def test_slave_page_shows_jobs_newest_first_and_channels_without_secrets(d
         assert status == 200
         assert (page["fqdn"], page["ip"], page["environment"], page["basedir"]) == (
             "bs1.example.com", "10.0.0.11", "prod", "/b/bs1")
-        assert page["connected"] is True and page["master"] == "m1" and page["bug"] is None
+        master_name = harness.master.name_in_database
+        assert page["connected"] is True and page["master"] == master_name and page["bug"] is None
         jobs = page["recent_jobs"]
         assert [(j["starttime"], j["endtime"], j["result"], j["result_name"]) for j in jobs] == [
             (200, 205, 0, "success"), (100, 105, 0, "success")]
@@ -437,9 +411,10 @@ async def test_slave_page_shows_jobs_newest_first_and_channels_without_secrets(d
         assert b"ipmi-pass-xyz" not in raw and b"ssh-pass-abc" not in raw
         prod = await harness.get("/slaves", args={"environment": "prod"})
         assert [s["name"] for s in prod["slaves"]] == ["bs1"]
-        assert [s["name"] for s in (await harness.get("/slaves", args={"master": "m1"}))["slaves"]] == ["bs1"]
+        ours = await harness.get("/slaves", args={"master": master_name})
+        assert [s["name"] for s in ours["slaves"]] == ["bs1"]
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -499,8 +474,8 @@ async def test_disable_force_takes_every_spelling_the_original_took(api, spellin
 
 @pytest_twisted.ensureDeferred
 async def test_uptime_and_last_activity_text_is_the_value_the_original_answered(api):
-    await api.master.db.slaves.attached("bs1", api.master.masterid, {}, None, api.clock.seconds() - 50)
-    api.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+    await api.attach("bs1")  # its attach is recorded now; 50 s later it is idle
+    api.clock.advance(50)
     _, body, _ = await api.request("POST", "/slaves/bs1/actions/get_last_activity", args={"waittime": 5})
     assert body["text"] == {"last_state": "ready", "last_activity_seconds": 50, "uptime": 50}
     assert body["text"] == body["data"] and "attached and idle" in body["story"]
@@ -516,8 +491,8 @@ INVENTORY = {"slaves": {
 
 
 @pytest_twisted.ensureDeferred
-async def test_slaves_are_filtered_by_purpose_environment_pool_and_enabled(db):
-    harness = await Harness(db, INVENTORY).start()
+async def test_slaves_are_filtered_by_purpose_environment_pool_and_enabled(db_url, tmp_path):
+    harness = await Harness(db_url, tmp_path, INVENTORY).start()
     try:
         async def names(**args):
             return [s["name"] for s in (await harness.get("/slaves", args=args))["slaves"]]
@@ -535,12 +510,12 @@ async def test_slaves_are_filtered_by_purpose_environment_pool_and_enabled(db):
         status, body, _ = await harness.request("GET", "/slaves", args={"enabled": "perhaps"})
         assert status == 400 and body["msg"].startswith("enabled:")
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_filter_given_several_times_matches_any_of_its_values(db):
-    harness = await Harness(db, INVENTORY).start()
+async def test_a_filter_given_several_times_matches_any_of_its_values(db_url, tmp_path):
+    harness = await Harness(db_url, tmp_path, INVENTORY).start()
     try:
         request = MemoryRequest("GET", "/slaves", PEER)
         request.args = {b"purpose": [b"try", b"nothing"], b"pool": [b"try-pool", b"build-pool"]}
@@ -553,12 +528,12 @@ async def test_a_filter_given_several_times_matches_any_of_its_values(db):
         await finished
         assert [s["name"] for s in json.loads(b"".join(request.body_written))["slaves"]] == ["bs2"]
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_slave_page_has_the_original_machine_fields(db):
-    harness = await Harness(db, INVENTORY).start()
+async def test_slave_page_has_the_original_machine_fields(db_url, tmp_path):
+    harness = await Harness(db_url, tmp_path, INVENTORY).start()
     try:
         page = await harness.get("/slaves/bs1", user="viewer")
         assert (page["fqdn"], page["domain"], page["ip"], page["colo"]) == (
@@ -573,23 +548,48 @@ async def test_slave_page_has_the_original_machine_fields(db):
         assert {k: bare[k] for k in ("domain", "colo", "ipmi", "pdu", "buildbotslave")} == dict.fromkeys(
             ("domain", "colo", "ipmi", "pdu", "buildbotslave"))
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_master_url_is_buildbot_url_and_no_dns_lookup_runs_on_the_reactor(db, monkeypatch):
+async def test_master_url_is_buildbot_url_and_no_dns_lookup_runs_on_the_reactor(db_url, tmp_path,
+                                                                                monkeypatch):
     import socket
 
     def no_dns(*args):
         raise AssertionError("socket.getfqdn() ran on the reactor")
 
     monkeypatch.setattr(socket, "getfqdn", no_dns)
-    harness = await Harness(db).start()
+    harness = await Harness(db_url, tmp_path).start()
     harness.master.config.buildbot_url = "https://ci.example.com/"
     try:
-        await db.slaves.attached("bs1", harness.master.masterid, {}, None, 10.0)
-        harness.master.botmaster.slaves["bs1"] = FakeSlave("bs1")
+        await harness.attach("bs1")
         page = await harness.get("/slaves/bs1", user="viewer")
         assert page["master_url"] == "https://ci.example.com/"
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_master_url_without_buildbot_url_is_this_host_and_the_www_port(api):
+    import socket
+
+    slave = await api.attach("bs1", info={"basedir": "/b/bs1", "environ": {"AWS_SECRET": "hidden"}})
+    status, page, request = await api.request("GET", "/slaves/bs1", user="viewer")
+    assert status == 200 and page["master_url"] == f"http://{socket.gethostname()}:8010/"
+    assert page["basedir"] == "/b/bs1" and b"hidden" not in b"".join(request.body_written)
+    slave.drop()
+    await _until(lambda: "bs1" not in api.master.botmaster.slaves)
+    assert (await api.get("/slaves/bs1"))["master_url"] is None  # not attached here
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_slaveapi_port_serves_with_the_configured_http_limits(db_url, tmp_path):
+    from buildfarm.master.slaveapi.resources import make_site
+
+    harness = await Harness(db_url, tmp_path, www={"port": 8010, "idle_timeout": 7}).start()
+    try:
+        site = make_site(harness.runner)
+        assert site.limits.idle_timeout_s == 7 and site.timeOut == 7
+    finally:
+        await harness.stop()

@@ -1,9 +1,10 @@
 """The ActionRunner: bounded concurrency, one action per slave, recovery after a restart,
 the uptime command through a PB SlaveBuilder reference, and reboot escalation through
-``IChannel`` providers.  Real database (both backends), fake master."""
+``IChannel`` providers.  A real master in memory (both database backends) with scripted slave
+connections attached to its real BotMaster (test_slaveapi_http.Harness)."""
 
 import pytest_twisted
-from test_slaveapi_http import FakeSlave, Harness, _until
+from test_slaveapi_http import Harness, _until
 from twisted.internet import defer, reactor
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -11,6 +12,7 @@ from zope.interface.verify import verifyObject
 from buildfarm.master.fleet import ActionState
 from buildfarm.master.slaveapi.actions.base import Action
 from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel
+from fixtures.memorymaster import attach_slave
 
 
 class Hold(Action):
@@ -59,17 +61,15 @@ async def submit(harness, slave: str, action: str, user: str = "oncall"):
 
 
 @pytest_twisted.async_yield_fixture
-async def held(db):
-    harness = Harness(db, {"max_concurrency": 2})
+async def held(db_url, tmp_path):
+    harness = await Harness(db_url, tmp_path, {"max_concurrency": 2}, slaves=("s0", "s1", "s2", "s3")).start()
     hold, other = Hold(), Other()
     harness.runner.actions.update(hold=hold, other=other)
-    harness.master.config.slaves = {f"s{i}": None for i in range(4)}
-    await harness.start()
     yield harness, hold, other
     hold.open()
     other.open()
     await _until(lambda: not harness.runner._live)
-    await harness.runner.stopService()
+    await harness.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -120,17 +120,16 @@ async def test_wait_gives_up_at_the_waittime_on_the_injected_clock(held):
 
 
 @pytest_twisted.ensureDeferred
-async def test_after_a_restart_pending_actions_run_and_running_ones_fail(db):
-    first = Harness(db, {"max_concurrency": 1})
+async def test_after_a_restart_pending_actions_run_and_running_ones_fail(db_url, tmp_path):
+    first = await Harness(db_url, tmp_path, {"max_concurrency": 1}).start()
     hold = Hold()
     first.runner.actions["hold"] = hold
-    await first.start()
     running = await submit(first, "bs1", "hold")
     pending = await submit(first, "bs2", "reboot")
     await _until(lambda: hold.running)
-    await first.runner.stopService()  # the master dies with one running, one pending
+    await first.stop()  # the master dies with one running, one pending
 
-    second = await Harness(db).start()
+    second = await Harness(db_url, tmp_path).start()
     try:
         await _until(lambda: not second.runner._live)
         await second.runner.wait_idle()
@@ -139,23 +138,23 @@ async def test_after_a_restart_pending_actions_run_and_running_ones_fail(db):
         ran = await second.runner.get(pending.requestid)
         assert ran.state == ActionState.FAILURE and "no reboot method worked" in ran.text
         assert ran.start_timestamp > 0
-        audit = {row["requestid"]: row["outcome"] for row in await db.slaveapi.get_audit()}
+        audit = {row["requestid"]: row["outcome"] for row in await second.master.db.slaveapi.get_audit()}
         assert audit == {running.requestid: "failure", pending.requestid: "failure"}
     finally:
         hold.open()
-        await second.runner.stopService()
+        await second.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_disabled_slaves_survive_a_restart(db):
-    first = await Harness(db).start()
+async def test_disabled_slaves_survive_a_restart(db_url, tmp_path):
+    first = await Harness(db_url, tmp_path).start()
     await first.request("POST", "/slaves/bs1/actions/disable", args={"waittime": 5})
-    await first.runner.stopService()
-    second = await Harness(db).start()
+    await first.stop()
+    second = await Harness(db_url, tmp_path).start()
     try:
         assert not second.runner.is_enabled("bs1") and second.runner.is_enabled("bs2")
     finally:
-        await second.runner.stopService()
+        await second.stop()
 
 
 # -- uptime through a SlaveBuilder reference ------------------------------------------------
@@ -191,12 +190,10 @@ class FakeBuilderRef:
 
 
 @pytest_twisted.ensureDeferred
-async def test_uptime_runs_cat_proc_uptime_on_an_idle_builder(db):
-    harness = await Harness(db).start()
-    slave = FakeSlave("bs1")
+async def test_uptime_runs_cat_proc_uptime_on_an_idle_builder(db_url, tmp_path):
+    harness = await Harness(db_url, tmp_path).start()
     busy, idle = FakeBuilderRef(busy=True), FakeBuilderRef()
-    slave.remote_builders = {"a-busy": busy, "b-idle": idle}
-    harness.master.botmaster.slaves["bs1"] = slave
+    await harness.attach("bs1", builders={"a-busy": busy, "b-idle": idle})
     try:
         status, body, _ = await harness.request("POST", "/slaves/bs1/actions/buildslave_uptime",
                                                 args={"waittime": 5})
@@ -206,39 +203,36 @@ async def test_uptime_runs_cat_proc_uptime_on_an_idle_builder(db):
         assert "a-busy could not run it" in body["story"]
         assert body["text"] == 123456  # the original SlaveAPI's text: the uptime, an integer
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_uptime_through_the_master_reads_proc_uptime_with_the_ssh_channels_parser(db):
-    harness = await Harness(db).start()
-    slave = FakeSlave("bs1")
-    slave.remote_builders = {"b": FakeBuilderRef(stdout="not an uptime\n")}
-    harness.master.botmaster.slaves["bs1"] = slave
+async def test_uptime_through_the_master_reads_proc_uptime_with_the_ssh_channels_parser(db_url, tmp_path):
+    harness = await Harness(db_url, tmp_path).start()
+    await harness.attach("bs1", builders={"b": FakeBuilderRef(stdout="not an uptime\n")})
     try:
         status, body, _ = await harness.request("POST", "/slaves/bs1/actions/buildslave_uptime",
                                                 args={"waittime": 5})
         assert status == 200 and body["state"] == ActionState.FAILURE, body
         assert "cannot read an uptime from 'not an uptime\\n'" in body["story"], body["story"]
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 
 
 @pytest_twisted.ensureDeferred
-async def test_uptime_fails_when_the_slave_does_not_answer_in_time(db):
-    harness = await Harness(db).start()
-    slave = FakeSlave("bs1")
-    slave.remote_builders = {"b": FakeBuilderRef(stdout=None)}
-    harness.master.botmaster.slaves["bs1"] = slave
+async def test_uptime_fails_when_the_slave_does_not_answer_in_time(db_url, tmp_path):
+    harness = await Harness(db_url, tmp_path).start()
+    silent = FakeBuilderRef(stdout=None)
+    await harness.attach("bs1", builders={"b": silent})
     try:
         result = await harness.runner.submit("bs1", harness.runner.actions["get_uptime"], {}, "oncall", "x")
-        await _until(lambda: slave.remote_builders["b"].started)
+        await _until(lambda: silent.started)
         harness.clock.advance(harness.runner.settings.command_timeout)
         await harness.runner.wait_idle()
         done = await harness.runner.get(result.requestid)
         assert done.state == ActionState.FAILURE and "no answer from bs1 within 30 s" in done.text
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 
 
 # -- reboot escalation through channels -------------------------------------------------------
@@ -249,10 +243,11 @@ class ScriptedChannel:
 
     operations = frozenset({REBOOT})
 
-    def __init__(self, name: str, works: bool, botmaster=None):
+    def __init__(self, name: str, works: bool, master=None):
         self.name = name
         self.works = works
-        self.botmaster = botmaster
+        self.master = master
+        self.reattaching: defer.Deferred | None = None
         self.calls = 0
 
     def configured_for(self, location):
@@ -265,18 +260,18 @@ class ScriptedChannel:
         if not self.works:
             return defer.fail(ChannelError("no route to host"))
         say(f"{self.name} reboot of {location.name} issued")
-        if self.botmaster is not None:  # the machine comes back: its slave attaches again
-            self.botmaster.attach(FakeSlave(location.name, peer="127.0.0.1:50002"))
+        if self.master is not None:  # the machine comes back: its slave attaches again
+            self.reattaching = defer.ensureDeferred(
+                attach_slave(self.master, location.name, peer=("127.0.0.1", 50002)))
         return defer.succeed(True)
 
 
 @pytest_twisted.ensureDeferred
-async def test_reboot_escalates_past_a_failing_channel_and_skips_missing_ones(db):
+async def test_reboot_escalates_past_a_failing_channel_and_skips_missing_ones(db_url, tmp_path):
     inventory = {"slaves": {"bs1": {"ssh": {"host": "bs1", "username": "u", "password": "p"},
                                     "pdu": {"fqdn": "pdu1", "outlet": 12}}}}
-    harness = await Harness(db, inventory).start()
-    botmaster = harness.master.botmaster
-    ssh, pdu = ScriptedChannel("ssh", works=False), ScriptedChannel("pdu", works=True, botmaster=botmaster)
+    harness = await Harness(db_url, tmp_path, inventory).start()
+    ssh, pdu = ScriptedChannel("ssh", works=False), ScriptedChannel("pdu", works=True, master=harness.master)
     verifyObject(IChannel, ssh)
     harness.runner.channels = {"ssh": ssh, "pdu": pdu}
     try:
@@ -290,5 +285,5 @@ async def test_reboot_escalates_past_a_failing_channel_and_skips_missing_ones(db
         assert lines[-1].startswith("verified: bs1 attached again from 127.0.0.1:50002 after")
         assert ssh.calls == pdu.calls == 1
     finally:
-        await harness.runner.stopService()
+        await harness.stop()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from buildfarm.master.fleet import BadArgument
 from buildfarm.master.slaveapi.compat import parse_truth
+from buildfarm.master.slaveapi.interfaces import IActionHost, ISlaveAPIMaster
 from buildfarm.master.slaveapi.inventory import SlaveLocation
 from buildfarm.master.slaveapi.settings import SlaveAPISettings
 
@@ -96,8 +97,8 @@ class ActionContext:
     slave: str
     args: dict[str, Any]
     requested_by: str
-    master: Any
-    runner: Any
+    master: ISlaveAPIMaster
+    runner: IActionHost
     settings: SlaveAPISettings
     location: SlaveLocation | None
     lines: list[str] = field(default_factory=list)

@@ -23,7 +23,8 @@ CHANNEL_CLASSES = {
 
 
 def channel_table(runner) -> dict:
-    """Every channel this master can use, by inventory name."""
+    """Every channel this master can use, by inventory name; each sees ``runner`` (the
+    ``ActionRunner``) as its ``IChannelHost``."""
     table = {}
     for name, where in CHANNEL_CLASSES.items():
         module_name, class_name = where.split(":")

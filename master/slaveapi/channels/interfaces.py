@@ -44,3 +44,12 @@ class IChannel(Interface):
 
 class ChannelError(Exception):
     """A channel could not do what it was asked; the message says what was seen."""
+
+
+class IChannelHost(Interface):
+    """What a channel sees of the SlaveAPI that made it (the ``ActionRunner``)."""
+
+    reactor = Attribute("The master's reactor: the connections a channel makes, and the time of "
+                        "the tools it runs.")
+    basedir = Attribute("The master's base directory: relative paths in the inventory (ssh keys, "
+                        "known_hosts) are relative to it.")

@@ -120,7 +120,7 @@ class IPMIChannel(PowerToolChannel):
         argv = ipmitool_argv(bmc, *command)
         env = tool_environment(IPMI_PASSWORD=bmc.password.reveal())
         try:
-            result = await self._run(self.runner.clock, argv, env, timeout_s)
+            result = await self._run(self.runner.reactor, argv, env, timeout_s)
         except ToolMissing as e:
             raise ChannelError(str(e)) from None
         if not result.ok:

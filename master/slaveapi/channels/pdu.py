@@ -192,7 +192,7 @@ class PDUChannel(PowerToolChannel):
     async def _snmp(self, outlet: PDUOutlet, env: dict, timeout_s: float, tool: str, *value: str) -> int:
         """The outlet state ``tool`` answers (snmpset echoes what it set); ChannelError otherwise."""
         try:
-            result = await self._run(self.runner.clock, snmp_argv(tool, outlet, *value), env, timeout_s)
+            result = await self._run(self.runner.reactor, snmp_argv(tool, outlet, *value), env, timeout_s)
         except ToolMissing as e:
             raise ChannelError(str(e)) from None
         said = one_line(TOOL_NOISE.sub("", result.err)) or one_line(result.out) or result.message

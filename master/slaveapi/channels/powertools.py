@@ -16,7 +16,7 @@ from twisted.internet import defer, error, protocol
 from zope.interface import implementer
 
 from buildfarm.common.deadline import with_deadline
-from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel
+from buildfarm.master.slaveapi.channels.interfaces import REBOOT, ChannelError, IChannel, IChannelHost
 
 # The parts of the master's environment a tool may need; anything else is left out.
 PASSED_ENVIRONMENT = ("PATH", "HOME", "TZ")
@@ -124,7 +124,7 @@ class PowerToolChannel:
     device = ""  # "the BMC", said in the story
     operations = frozenset({REBOOT})
 
-    def __init__(self, runner, run=None):
+    def __init__(self, runner: IChannelHost, run=None):
         self.runner = runner
         self._run = run or run_tool  # run_tool(reactor, argv, env, timeout_s); tests give a scripted one
 

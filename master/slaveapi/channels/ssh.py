@@ -61,6 +61,7 @@ from buildfarm.master.slaveapi.channels.interfaces import (
     UPTIME,
     ChannelError,
     IChannel,
+    IChannelHost,
 )
 
 SSH_PORT = 22
@@ -415,18 +416,18 @@ class SSHChannel:
     name = "ssh"
     operations = frozenset({REBOOT, UPTIME, READ_LOG, SHUTDOWN_SLAVE})
 
-    def __init__(self, runner, reactor=None):
+    def __init__(self, runner: IChannelHost, reactor=None):
         self.runner = runner
         self._reactor = reactor
 
     @property
     def reactor(self):
         """The reactor to connect with (the master's; deadlines use the ``clock`` given)."""
-        return self._reactor if self._reactor is not None else self.runner.master.reactor
+        return self._reactor if self._reactor is not None else self.runner.reactor
 
     @property
     def master_basedir(self) -> str:
-        return getattr(getattr(self.runner, "master", None), "basedir", None) or os.getcwd()
+        return self.runner.basedir
 
     def configured_for(self, location) -> bool:
         settings = location.channels.get("ssh") or {}
