@@ -35,15 +35,19 @@ from twisted.internet import defer, threads
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from buildfarm.common.results import RETRY
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.metrics import MasterMetrics
+from buildfarm.master.pb.interfaces import IPBMaster
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
+from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.logbus import LogBus
+from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.www.site import WWWService
@@ -92,6 +96,7 @@ class PreviousRunRecovery(service.Service):
         await db.slaves.detach_all_of_master(master.masterid, now)
 
 
+@implementer(IProcessMaster, ISchedulerMaster, IPBMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
