@@ -6,12 +6,12 @@ from twisted.internet import defer, reactor, task
 
 from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildfarm.master.config import MasterConfig
-from buildfarm.master.process.build import Build, StepRun
+from buildfarm.master.process.build import StepRun
 from buildfarm.master.process.properties import Interpolate
 from buildfarm.master.process.steps.trigger import STOP_CHECK_INTERVAL_S, Trigger
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.triggerable import Triggerable
-from fixtures.memorymaster import memory_master_fixture
+from fixtures.memorymaster import memory_master_fixture, running_step
 
 # Builders a, b and c; Triggerable ``unit`` builds a, ``perf`` builds b and c.
 TRIGGER_CFG = """\
@@ -28,18 +28,6 @@ c['db'] = {'db_url': 'sqlite:///state.sqlite'}
 NOW = 1000.0
 
 master = memory_master_fixture(TRIGGER_CFG, NOW)
-
-
-async def step_run(master, **properties) -> StepRun:
-    """The context of step 0 of a running build of builder a (no slave: Trigger needs none)."""
-    db, builder = master.db, master.botmaster.builders["a"]
-    brid = await db.buildrequests.add(builder.builderid, "test", {}, NOW)
-    build = Build(master, builder, None, {"buildrequestid": brid, "properties": {}})
-    slaveid = await db.slaves.find_or_create("bs1")
-    build.buildid, build.number = await db.builds.add(builder.builderid, brid, slaveid, master.masterid,
-                                                      NOW, "running", {})
-    build.properties.update(properties, "Build")
-    return StepRun(build, await db.steps.add(build.buildid, 0, "trigger", NOW))
 
 
 def run_step(step, run: StepRun) -> defer.Deferred:
@@ -78,7 +66,8 @@ async def finish_buildset(master, scheduler: str, results: int) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_trigger_without_waiting_succeeds_once_the_buildsets_exist(master):
-    run = await step_run(master, branch="main", revision="r1", colour="red", secret="x")
+    properties = {"branch": "main", "revision": "r1", "colour": "red", "secret": "x"}
+    run = await running_step(master, "a", "trigger", properties=properties)
     step = Trigger(schedulerNames=["unit", "perf"], copy_properties=["colour"],
                    set_properties={"label": Interpolate("%(prop:revision)s-ci")})
     results, state = await run_step(step, run)
@@ -94,7 +83,8 @@ async def test_trigger_without_waiting_succeeds_once_the_buildsets_exist(master)
 
 @pytest_twisted.ensureDeferred
 async def test_trigger_waiting_ends_with_the_worst_result_of_the_buildsets(master):
-    d = run_step(Trigger(schedulerNames=["unit", "perf"], waitForFinish=True), await step_run(master))
+    run = await running_step(master, "a", "trigger")
+    d = run_step(Trigger(schedulerNames=["unit", "perf"], waitForFinish=True), run)
     await eventually(lambda: buildsets(master, "perf"), "the buildsets")
     await finish_buildset(master, "unit", WARNINGS)
     assert not d.called
@@ -105,7 +95,7 @@ async def test_trigger_waiting_ends_with_the_worst_result_of_the_buildsets(maste
 
 @pytest_twisted.ensureDeferred
 async def test_trigger_waiting_on_successful_builds_succeeds(master):
-    run = await step_run(master)
+    run = await running_step(master, "a", "trigger")
     d = run_step(Trigger(schedulerNames=["unit"], waitForFinish=True), run)
     await eventually(lambda: buildsets(master, "unit"), "the buildset")
     await finish_buildset(master, "unit", SUCCESS)
@@ -116,7 +106,7 @@ async def test_trigger_waiting_on_successful_builds_succeeds(master):
 
 @pytest_twisted.ensureDeferred
 async def test_triggering_an_unknown_scheduler_is_an_exception_naming_it(master):
-    run = await step_run(master)
+    run = await running_step(master, "a", "trigger")
     results, state = await run_step(Trigger(schedulerNames=["unit", "nope"]), run)
     assert results == EXCEPTION and state == "could not trigger nope"
     assert "cannot trigger nope: scheduler 'nope' is not configured" in await log_text(master, run)
@@ -139,7 +129,7 @@ def test_trigger_config_problems_and_cross_check():
 
 @pytest_twisted.ensureDeferred
 async def test_stopping_the_build_cancels_the_triggered_requests_and_the_wait(master):
-    run = await step_run(master)
+    run = await running_step(master, "a", "trigger")
     timers_before = set(master.reactor.getDelayedCalls())
     d = run_step(Trigger(schedulerNames=["unit"], waitForFinish=True), run)
     await eventually(lambda: buildsets(master, "unit"), "the buildset")
