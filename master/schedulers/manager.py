@@ -40,7 +40,10 @@ class UnknownScheduler(KeyError):
 
 
 class SchedulerManager(service.Service):
-    """Holds the active schedulers of the current configuration."""
+    """Holds the active schedulers of the current configuration.
+
+    It sees the master as ``ISchedulerMaster``; builds see it as ``process.interfaces.
+    ISchedulers`` (checked by shape: schedulers may not import process, which imports them)."""
 
     name = "scheduler"
 
