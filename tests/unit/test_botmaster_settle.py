@@ -12,7 +12,7 @@ from buildfarm.common.results import SUCCESS
 from buildfarm.master.pb.buildslave import BuildSlave
 from buildfarm.master.process import botmaster as botmaster_module
 from buildfarm.master.process.builder import SlaveBuilder, SlaveBuilderState
-from fixtures.memorymaster import memory_master_fixture
+from fixtures.memorymaster import eventually, memory_master_fixture
 
 master = memory_master_fixture()
 
@@ -20,13 +20,13 @@ FAILING = 2  # the request whose database write fails
 
 
 class ScriptedBuild:
-    """A build of request 1 collapsed with 2 and 3 on bs1 of builder linux, ending with
-    ``outcome`` (a result, or an exception it raises)."""
+    """A build of request 1 collapsed with 2 and 3 (or of ``brids``) on bs1 of builder linux,
+    ending with ``outcome`` (a result, or an exception it raises)."""
 
-    def __init__(self, master, outcome):
+    def __init__(self, master, outcome, brids=(1, 2, 3)):
         self.outcome = outcome
-        self.request = {"buildrequestid": 1}
-        self.collapsed_requests = [2, 3]
+        self.request = {"buildrequestid": brids[0]}
+        self.collapsed_requests = list(brids[1:])
         self.lock_accesses = []
         builder = master.botmaster.builders["linux"]
         slave = BuildSlave("bs1", master.botmaster, master.reactor, 60.0, 30.0)
@@ -104,3 +104,17 @@ async def test_the_builds_own_error_is_not_masked_by_a_failed_unclaim(master, bo
     assert await states(master, brids) == [(False, None, False), (False, None, True), (False, None, False)]
     assert botmaster.failures == [FAILING]
     assert botmaster.events == [("shutdown?", "bs1"), "assign"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_schedulers_hear_of_each_completed_request(master):
+    brid = await master.scheduler.force("linux", "because", {})
+    assert await master.db.buildrequests.claim(brid, master.masterid, 0.0)
+    bsid = (await master.db.buildrequests.get(brid))["buildsetid"]
+
+    await master.botmaster._run_build(ScriptedBuild(master, SUCCESS, brids=(brid,)))
+
+    async def completed():
+        return (await master.db.buildsets.get(bsid))["complete"]
+    await eventually(completed, "the schedulers to complete the buildset")
+    assert (await master.db.buildsets.get(bsid))["results"] == SUCCESS

@@ -2,7 +2,7 @@
 Triggerable schedulers, real database (SQLite), the step's real context (``StepRun``)."""
 
 import pytest_twisted
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 
 from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildfarm.master.config import MasterConfig
@@ -11,7 +11,7 @@ from buildfarm.master.process.properties import Interpolate
 from buildfarm.master.process.steps.trigger import STOP_CHECK_INTERVAL_S, Trigger
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.triggerable import Triggerable
-from fixtures.memorymaster import memory_master_fixture, running_step
+from fixtures.memorymaster import eventually, memory_master_fixture, running_step
 
 # Builders a, b and c; Triggerable ``unit`` builds a, ``perf`` builds b and c.
 TRIGGER_CFG = """\
@@ -44,12 +44,11 @@ async def buildsets(master, scheduler: str) -> list[dict]:
     return [b for b in reversed(await master.db.buildsets.get_all()) if b["scheduler"] == scheduler]
 
 
-async def eventually(check, what: str, deadline_s: float = 10.0) -> None:
-    """Wait (bounded, on the real reactor) until ``await check()`` is true."""
-    end = reactor.seconds() + deadline_s
-    while not await check():
-        assert reactor.seconds() < end, f"timed out waiting for {what}"
-        await task.deferLater(reactor, 0.01, lambda: None)
+def completed(master, bsid: int):
+    """Whether buildset ``bsid`` is complete (a check for ``eventually``)."""
+    async def check() -> bool:
+        return (await master.db.buildsets.get(bsid))["complete"]
+    return check
 
 
 async def finish_buildset(master, scheduler: str, results: int) -> None:
@@ -58,10 +57,7 @@ async def finish_buildset(master, scheduler: str, results: int) -> None:
     for brid in buildset["buildrequestids"]:
         await master.db.buildrequests.complete(brid, results, NOW)
         master.botmaster.tell_schedulers(await master.db.buildrequests.get(brid))
-
-    async def complete():
-        return (await master.db.buildsets.get(buildset["bsid"]))["complete"]
-    await eventually(complete, f"the buildset of {scheduler} to complete")
+    await eventually(completed(master, buildset["bsid"]), f"the buildset of {scheduler} to complete")
 
 
 @pytest_twisted.ensureDeferred
@@ -141,9 +137,6 @@ async def test_stopping_the_build_cancels_the_triggered_requests_and_the_wait(ma
     [buildset] = await buildsets(master, "unit")
     request = await master.db.buildrequests.get(buildset["buildrequestids"][0])
     assert request["results"] == CANCELLED
-
-    async def complete():
-        return (await master.db.buildsets.get(buildset["bsid"]))["complete"]
-    await eventually(complete, "the cancelled buildset to complete")
+    await eventually(completed(master, buildset["bsid"]), "the cancelled buildset to complete")
     await run.close_logs()  # as the build does after each step
     assert set(master.reactor.getDelayedCalls()) <= timers_before  # the step's watcher is gone
