@@ -42,9 +42,12 @@ from buildfarm.master.auth.service import AuthService
 from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.metrics import MasterMetrics
+from buildfarm.master.pb.interfaces import IPBMaster
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
+from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.logbus import LogBus
+from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
 from buildfarm.master.slaveapi.runner import ActionRunner
@@ -95,7 +98,7 @@ class PreviousRunRecovery(service.Service):
         await db.slaves.detach_all_of_master(master.masterid, now)
 
 
-@implementer(IStatusSource, ISlaveAPIMaster)
+@implementer(IStatusSource, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 

@@ -15,6 +15,7 @@ from twisted.spread import pb
 
 from buildfarm.common.decoding import as_text
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline, remote_failure_is
+from buildfarm.master.pb.interfaces import ISlaveRoster
 from buildfarm.master.pb.logingate import describe_peer
 from buildfarm.master.pb.pingqueue import ping_queue
 
@@ -32,7 +33,7 @@ class MasterSideBuilderReference(pb.Referenceable):
 class BuildSlave(pb.Avatar):
     """One attached slave: its mind (the slave's ``Bot``), info and builder references."""
 
-    def __init__(self, name: str, botmaster, clock: IReactorTime, ping_interval: float,
+    def __init__(self, name: str, botmaster: ISlaveRoster, clock: IReactorTime, ping_interval: float,
                  ping_timeout: float):
         self.name = name
         self.botmaster = botmaster

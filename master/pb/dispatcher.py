@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from buildfarm.common.decoding import as_text
 from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
+from buildfarm.master.pb.interfaces import ISlaveRoster
 
 log = Logger()
 
@@ -102,7 +103,7 @@ ATTACH_CONCURRENCY = 32
 class Dispatcher:
     """The realm: turns an authenticated slave name and its mind into a perspective."""
 
-    def __init__(self, botmaster, concurrency: int = ATTACH_CONCURRENCY, trimmer=None):
+    def __init__(self, botmaster: ISlaveRoster, concurrency: int = ATTACH_CONCURRENCY, trimmer=None):
         """``trimmer`` (a ``heap.HeapTrimmer``, optional) hears when no login is left in
         progress, so the heap a login burst left behind goes back to the system."""
         self.botmaster = botmaster

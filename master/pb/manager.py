@@ -11,6 +11,7 @@ from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.listener import ListeningService
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
 from buildfarm.master.pb.heaptrim import HeapTrimmer
+from buildfarm.master.pb.interfaces import IPBMaster
 from buildfarm.master.pb.limits import PRE_LOGIN_MESSAGE_LIMITS, PBLimits
 from buildfarm.master.pb.logingate import LoginGate, describe_peer, pre_login_problem
 
@@ -183,7 +184,7 @@ class PBManager(ListeningService):
 
     name = "pbmanager"
 
-    def __init__(self, master):
+    def __init__(self, master: IPBMaster):
         super().__init__()
         self.master = master
         self.trimmer: HeapTrimmer | None = None

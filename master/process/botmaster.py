@@ -10,12 +10,16 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.spread import pb
+from zope.interface import implementer
 
 from buildfarm.common.results import RETRY
 from buildfarm.master.pb.buildslave import BuildSlave
+from buildfarm.master.pb.interfaces import ISlaveRoster
 from buildfarm.master.process.build import Build
 from buildfarm.master.process.builder import Builder, SlaveBuilderState
+from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.locks import LockManager
+from buildfarm.master.schedulers.interfaces import ISchedulerBotMaster
 
 log = Logger()
 
@@ -29,12 +33,16 @@ class DuplicateSlave(pb.Error):
     """A slave of that name is attached and alive: the new login is refused."""
 
 
+@implementer(ISlaveRoster, ISchedulerBotMaster)
 class BotMaster(service.Service):
-    """Holds the builders and the attached slaves, and starts builds on them."""
+    """Holds the builders and the attached slaves, and starts builds on them.
+
+    It sees the master as ``IProcessMaster``; the PB layer sees it as ``ISlaveRoster`` and
+    the schedulers as ``ISchedulerBotMaster``."""
 
     name = "botmaster"
 
-    def __init__(self, master):
+    def __init__(self, master: IProcessMaster):
         self.master = master
         self.builders: dict[str, Builder] = {}
         self.slaves: dict[str, BuildSlave] = {}
@@ -374,9 +382,8 @@ class BotMaster(service.Service):
 
     def tell_schedulers(self, request: dict | None) -> None:
         """Schedulers watch requests finish (buildsets, Dependent, Trigger waits)."""
-        finished = getattr(self.master.scheduler, "buildrequest_finished", None)
-        if request is not None and finished is not None:
-            finished(request)
+        if request is not None:
+            self.master.scheduler.buildrequest_finished(request)
 
     # -- stopping --------------------------------------------------------------------------
 

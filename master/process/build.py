@@ -17,6 +17,7 @@ from buildfarm.master.pb.remotecommand import (
     SlaveLost,
 )
 from buildfarm.master.process.buildstep import BuildStep, fold_step_result
+from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.locks import as_access
 from buildfarm.master.process.logbus import build_changed, bus_of
 from buildfarm.master.process.logwriter import LogWriter
@@ -89,7 +90,7 @@ class StepRun:
 class Build:
     """One build: a claimed request, a slave, the builder's steps in order."""
 
-    def __init__(self, master, builder, slavebuilder, request: dict):
+    def __init__(self, master: IProcessMaster, builder, slavebuilder, request: dict):
         self.master = master
         self.builder = builder
         self.slavebuilder = slavebuilder

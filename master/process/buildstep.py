@@ -21,6 +21,7 @@ from buildfarm.common.results import (
 )
 from buildfarm.master.configobject import ConfigObject
 from buildfarm.master.pb.remotecommand import StepLog
+from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.properties import Renderable
 
 
@@ -31,7 +32,7 @@ class StepContext(Protocol):
     env: dict
     properties: Any
     build: Any
-    master: Any
+    master: IProcessMaster  # the master as the build logic sees it
 
     async def add_log(self, name: str) -> StepLog: ...
     async def run_command(self, name: str, args: dict, log: StepLog | None) -> dict: ...

@@ -395,13 +395,13 @@ class LogBus:
             del self._topics[feed.logid]
 
 
-def bus_of(master) -> LogBus | None:
-    """The master's bus (None for a master without one, as in some tests)."""
-    return getattr(master, "logbus", None)
+def bus_of(master) -> LogBus:
+    """The master's bus (``master.logbus``; every master has one)."""
+    return master.logbus
 
 
 def build_changed(master, buildid: int | None) -> None:
-    """Tell the viewers of ``buildid`` in this master that its steps or logs changed."""
-    bus = bus_of(master)
-    if bus is not None and buildid is not None:
-        bus.build_changed(buildid)
+    """Tell the viewers of ``buildid`` in this master that its steps or logs changed (nothing
+    before the build has an id)."""
+    if buildid is not None:
+        master.logbus.build_changed(buildid)

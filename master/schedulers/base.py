@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from buildfarm.master.configobject import ConfigObject, fingerprint
+from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 
 log = Logger()
 
@@ -36,7 +37,8 @@ class IScheduler(Interface):
         """A comparable summary of the configuration: equal means unchanged."""
 
     def activate(master) -> defer.Deferred:
-        """Start running against ``master`` (timers, state); fires when started."""
+        """Start running against ``master`` (an ``ISchedulerMaster``: timers, state); fires
+        when started."""
 
     def deactivate() -> defer.Deferred:
         """Stop running (cancel timers, finish in-flight work); fires when stopped."""
@@ -100,8 +102,8 @@ class Scheduler(ConfigObject):
     # -- running ---------------------------------------------------------------------------
 
     @property
-    def master(self):
-        """The BuildMaster while active."""
+    def master(self) -> ISchedulerMaster:
+        """The master while active (as the schedulers see it)."""
         if self._master is None:
             raise RuntimeError(f"scheduler {self.name!r} is not active")
         return self._master
@@ -110,7 +112,7 @@ class Scheduler(ConfigObject):
     def active(self) -> bool:
         return self._master is not None
 
-    def activate(self, master) -> defer.Deferred:
+    def activate(self, master: ISchedulerMaster) -> defer.Deferred:
         self._master = master
         return defer.ensureDeferred(self._locked(self.started))
 

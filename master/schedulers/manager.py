@@ -18,6 +18,7 @@ from buildfarm.common.results import result_name
 from buildfarm.master.schedulers.base import Scheduler
 from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forcesched import ForceScheduler
+from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 from buildfarm.master.schedulers.triggerable import Triggerable
 
 log = Logger()
@@ -39,11 +40,14 @@ class UnknownScheduler(KeyError):
 
 
 class SchedulerManager(service.Service):
-    """Holds the active schedulers of the current configuration."""
+    """Holds the active schedulers of the current configuration.
+
+    It sees the master as ``ISchedulerMaster``; builds see it as ``process.interfaces.
+    ISchedulers`` (checked by shape: schedulers may not import process, which imports them)."""
 
     name = "scheduler"
 
-    def __init__(self, master):
+    def __init__(self, master: ISchedulerMaster):
         self.master = master
         self.schedulers: dict[str, Scheduler] = {}
         self._reconfig_lock = defer.DeferredLock()
@@ -178,7 +182,7 @@ class SchedulerManager(service.Service):
             if await db.buildrequests.cancel(brid, self.master.reactor.seconds()):
                 self.buildrequest_finished(await db.buildrequests.get(brid))
                 continue
-            for build in list(getattr(botmaster, "running_builds", {})):
+            for build in list(botmaster.running_builds):
                 if build.request.get("buildrequestid") == brid:
                     build.stop(reason)
 

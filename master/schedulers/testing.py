@@ -2,20 +2,33 @@
 
 ``FakeMaster`` has a ``task.Clock`` as its reactor, a ``FakeDB`` with the ``buildsets``,
 ``buildrequests``, ``changes``, ``state`` and ``builders`` calls schedulers make (each
-answering at once), and a BotMaster stand-in counting ``maybe_start_builds`` calls.  The
+answering at once), and a BotMaster stand-in counting ``maybe_start_builds`` calls.  Each
+double declares the interface of ``interfaces.py`` it stands in for, and a test checks the
+doubles and the real master's objects against the same interfaces (``verifyObject``).  The
 real database components are tested against a real database elsewhere.
 """
 
 import copy
 import itertools
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from twisted.internet import task
+from zope.interface import implementer
 
 from buildfarm.common.results import CANCELLED, worst_result
+from buildfarm.master.schedulers.interfaces import (
+    IBuildersTable,
+    IBuildRequestsTable,
+    IBuildsetsTable,
+    IChangesTable,
+    ISchedulerBotMaster,
+    ISchedulerDB,
+    ISchedulerMaster,
+    ISchedulerStateTable,
+)
 
 
+@implementer(IBuildsetsTable)
 class FakeBuildsets:
     def __init__(self, db: "FakeDB"):
         self.db = db
@@ -53,6 +66,7 @@ class FakeBuildsets:
         return results
 
 
+@implementer(IBuildRequestsTable)
 class FakeBuildRequests:
     def __init__(self):
         self.rows: dict[int, dict] = {}
@@ -82,6 +96,7 @@ class FakeBuildRequests:
         return True
 
 
+@implementer(IChangesTable)
 class FakeChanges:
     def __init__(self):
         self.rows: dict[int, dict] = {}
@@ -107,6 +122,7 @@ class FakeChanges:
         return [copy.deepcopy(self.rows[c]) for c in sorted(self.rows) if c > changeid]
 
 
+@implementer(ISchedulerStateTable)
 class FakeState:
     def __init__(self):
         self.values: dict[tuple[str, str], object] = {}
@@ -118,6 +134,7 @@ class FakeState:
         self.values[(scheduler, key)] = copy.deepcopy(value)
 
 
+@implementer(IBuildersTable)
 class FakeBuilders:
     def __init__(self):
         self.ids: dict[str, int] = {}
@@ -126,6 +143,7 @@ class FakeBuilders:
         return self.ids.setdefault(name, len(self.ids) + 1)
 
 
+@implementer(ISchedulerDB)
 class FakeDB:
     def __init__(self):
         self.buildsets = FakeBuildsets(self)
@@ -135,6 +153,16 @@ class FakeDB:
         self.builders = FakeBuilders()
 
 
+@dataclass(frozen=True)
+class FakeBuilder:
+    """A builder as the schedulers see it: its name and id (in the configuration and the
+    BotMaster alike)."""
+
+    name: str
+    builderid: int
+
+
+@implementer(ISchedulerBotMaster)
 @dataclass
 class FakeBotMaster:
     builders: dict = field(default_factory=dict)
@@ -146,14 +174,17 @@ class FakeBotMaster:
 
 
 class FakeConfig:
+    """The configuration's ``schedulers`` and ``builders`` (named ``builders``, ids 1, 2, ...)."""
+
     def __init__(self, schedulers=(), builders=()):
         self.schedulers = list(schedulers)
-        self.builders = [SimpleNamespace(name=name) for name in builders]
+        self.builders = [FakeBuilder(name, number) for number, name in enumerate(builders, 1)]
 
     def builder(self, name):
         return next((b for b in self.builders if b.name == name), None)
 
 
+@implementer(ISchedulerMaster)
 class FakeMaster:
     """A master with a Clock, a FakeDB and builders ``builder_names`` (ids 1, 2, ...)."""
 
@@ -162,11 +193,11 @@ class FakeMaster:
         self.reactor.advance(start_time)
         self.db = FakeDB()
         self.botmaster = FakeBotMaster()
-        for number, name in enumerate(builder_names, 1):
-            self.botmaster.builders[name] = SimpleNamespace(name=name, builderid=number)
-            self.db.builders.ids[name] = number
         self.config = FakeConfig(builders=builder_names)
-        self.scheduler = None
+        for builder in self.config.builders:
+            self.botmaster.builders[builder.name] = builder
+            self.db.builders.ids[builder.name] = builder.builderid
+        self.scheduler = None  # the SchedulerManager under test (``started_manager``)
 
     def buildsets(self, scheduler: str | None = None) -> list[dict]:
         """The buildsets added so far (of one scheduler), oldest first."""

@@ -2,65 +2,23 @@
 address, while a slave that reconnects with the right password always attaches."""
 
 import pytest
-from test_pb_attach import FakeMaster, RecordingBot
-from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import task
-from twisted.internet.address import IPv4Address
-from twisted.spread import pb
-from twisted.test import iosim
 
 from buildfarm.master.pb.manager import PBManager
+from fixtures import pbclient
+from fixtures.pbclient import PBLogin
+
+clock, master = pbclient.clock, pbclient.master  # the pytest fixtures of the slave port's tests
 
 SLAVE_HOST = "10.0.0.5"
 ATTACKER = "10.6.6.6"
-
-
-class SlaveConnection:
-    """One in-memory PB login to the master's factory, from ``peer``."""
-
-    def __init__(self, factory, clock, name: str, password: str, peer: str):
-        client_factory = pb.PBClientFactory()
-        address = IPv4Address("TCP", peer, 40000)
-        self.client, self.server, self.pump = iosim.connectedServerAndClient(
-            lambda: factory.buildProtocol(None), lambda: client_factory.buildProtocol(None),
-            serverTransportFactory=lambda p: iosim.FakeTransport(p, True, peerAddress=address),
-            clock=clock)
-        self.result = []
-        credentials = UsernamePassword(name.encode(), password.encode())
-        login = client_factory.login(credentials, client=RecordingBot())
-        login.addBoth(self.result.append)
-        self.pump.flush()
-
-    @property
-    def attached(self) -> bool:
-        return isinstance(self.result[0], pb.RemoteReference)
-
-    def refusal(self) -> str:
-        assert self.result[0].check(UnauthorizedLogin), self.result[0]
-        return str(self.result[0].value)
-
-    def drop(self) -> None:
-        self.client.transport.loseConnection()
-        self.pump.flush()
-
-
-@pytest.fixture
-def clock():
-    return task.Clock()
-
-
-@pytest.fixture
-def master(clock):
-    return FakeMaster(clock)
 
 
 @pytest.fixture
 def login(master, clock):
     factory = PBManager(master).make_factory()
 
-    def connect(name="bs1", password="pass", peer=SLAVE_HOST) -> SlaveConnection:
-        return SlaveConnection(factory, clock, name, password, peer)
+    def connect(name="bs1", password="pass", peer=SLAVE_HOST) -> PBLogin:
+        return PBLogin(factory, clock, name=name, password=password, peer=peer)
     return connect
 
 
@@ -99,6 +57,6 @@ def test_a_misconfigured_slave_gets_in_once_its_password_is_fixed(login, clock):
 def test_the_limiter_outlives_a_new_factory(master, login, clock):
     manager = PBManager(master)
     for _ in range(10):
-        SlaveConnection(manager.make_factory(), clock, "bs2", "guess", ATTACKER)
-    later = SlaveConnection(manager.make_factory(), clock, "bs2", "pass", "10.0.0.10")
+        PBLogin(manager.make_factory(), clock, name="bs2", password="guess", peer=ATTACKER)
+    later = PBLogin(manager.make_factory(), clock, name="bs2", password="pass", peer="10.0.0.10")
     assert "too many failed logins for 'bs2'" in later.refusal()

@@ -7,18 +7,16 @@ while a build streamed.  Now a viewer reads the database to catch up and when th
 steps or logs change, and nothing while lines stream."""
 
 import json
-from types import SimpleNamespace
 
 import pytest_twisted
 from twisted.internet import defer, task
 
 from buildfarm.common.results import SUCCESS
 from buildfarm.master.db.testing import add_running_build
-from buildfarm.master.process.build import StepRun
 from buildfarm.master.process.logbus import MAX_PENDING_CHARS, LogBus
 from buildfarm.master.process.logwriter import LogWriter
-from buildfarm.master.process.properties import Properties
 from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_EVENT_LINES, POLL_S, BuildEventStream
+from fixtures.memorymaster import running_step, start_memory_master
 from fixtures.rawhttp import wait_for
 
 LINE = "%06d the quick brown fox jumps over the lazy dog\n"
@@ -236,17 +234,17 @@ async def test_twenty_viewers_joining_a_long_log_read_each_range_of_it_once(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_step_s_new_log_is_announced_on_the_bus_and_its_writer_publishes_there(db):
-    clock, bus = task.Clock(), LogBus()
-    build = await add_running_build(db)
-    stepid = await db.steps.add(build.buildid, 0, "compile", 1000.0)
-    master = SimpleNamespace(db=db, reactor=clock, logbus=bus)
-    running = SimpleNamespace(master=master, buildid=build.buildid, properties=Properties(),
-                              builder=SimpleNamespace(config=SimpleNamespace(builddir="b", env={})))
-    watch = bus.watch(build.buildid)
-    writer = await StepRun(running, stepid).add_log("stdio")
-    assert watch.changed and bus.is_open(writer.logid)  # viewers read the steps and logs again
-    feed = watch.follow(writer.logid)
-    writer.add_stdout("compiled\n")
-    await writer.finish()
-    assert feed.take().text == "compiled\n" and feed.final and not bus.is_open(writer.logid)
+async def test_a_step_s_new_log_is_announced_on_the_bus_and_its_writer_publishes_there(tmp_path):
+    master = await start_memory_master(tmp_path)
+    try:
+        bus, run = master.logbus, await running_step(master, "linux", "compile")
+        watch = bus.watch(run.build.buildid)
+        writer = await run.add_log("stdio")
+        assert watch.changed and bus.is_open(writer.logid)  # viewers read the steps and logs again
+        feed = watch.follow(writer.logid)
+        writer.add_stdout("compiled\n")
+        await writer.finish()
+        assert feed.take().text == "compiled\n" and feed.final and not bus.is_open(writer.logid)
+        assert master.metrics.registry.get_sample_value("buildfarm_log_bytes_written_total") == 9
+    finally:
+        await master.stopService()

@@ -2,133 +2,20 @@
 liveness deadlines, and what happens when a slave logs in twice."""
 
 import pytest
-from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import capturedLogs, formatEvent
 from twisted.spread import pb
-from twisted.test import iosim
+from zope.interface.verify import verifyObject
 
-from buildfarm.master.config import MasterConfig, SlaveConfig
 from buildfarm.master.pb.buildslave import BuildSlave
-from buildfarm.master.pb.manager import PBManager
-from buildfarm.master.process.botmaster import DUPLICATE_PING_TIMEOUT_S, BotMaster
-from buildfarm.master.process.builderconfig import BuilderConfig
-from buildfarm.master.process.factory import BuildFactory
+from buildfarm.master.pb.interfaces import IPBMaster, ISlaveRoster
+from buildfarm.master.process.botmaster import DUPLICATE_PING_TIMEOUT_S
+from buildfarm.master.process.interfaces import IEnabledSlaves
+from fixtures import pbclient
+from fixtures.pbclient import PING_INTERVAL_S, PING_TIMEOUT_S, RecordingBot, log_in
 
-PING_INTERVAL_S = 60.0
-PING_TIMEOUT_S = 30.0
-
-
-class RecordingSlavesTable:
-    """Stands in for the database's slaves table: records attach and detach."""
-
-    def __init__(self):
-        self.events = []
-
-    async def attached(self, name, masterid, info, version, now, peer=None):
-        self.events.append(("attached", name, version))
-        return 1
-
-    async def detached(self, name, masterid, now):
-        self.events.append(("detached", name))
-
-
-class NoRequests:
-    async def get_unclaimed(self, builderid):
-        return []
-
-
-class NumberedBuilders:
-    """Builder ids 1, 2, ... in the order asked."""
-
-    def __init__(self):
-        self.ids: dict[str, int] = {}
-
-    async def find_or_create(self, name):
-        return self.ids.setdefault(name, len(self.ids) + 1)
-
-
-class FakeDB:
-    def __init__(self):
-        self.slaves = RecordingSlavesTable()
-        self.buildrequests = NoRequests()
-        self.builders = NumberedBuilders()
-
-
-class EveryoneEnabled:
-    """No slave is disabled through the SlaveAPI."""
-
-    def is_enabled(self, name: str) -> bool:
-        return True
-
-
-class FakeMaster:
-    """Just what the PB layer and the BotMaster read from the master."""
-
-    def __init__(self, clock):
-        self.reactor = clock
-        self.masterid = 1
-        self.db = FakeDB()
-        factory = BuildFactory([])
-        self.config = MasterConfig(
-            filename="master.cfg",
-            slaves={"bs1": SlaveConfig("bs1", "pass"), "bs2": SlaveConfig("bs2", "pass")},
-            builders=[BuilderConfig("linux", slavenames=["bs1"], factory=factory),
-                      BuilderConfig("docs", slavenames=["bs1", "bs2"], factory=factory)],
-            ping_interval=PING_INTERVAL_S,
-            ping_timeout=PING_TIMEOUT_S,
-        )
-        self.slaveapi = EveryoneEnabled()
-        self.botmaster = BotMaster(self)
-        self.botmaster.startService()
-
-
-class RecordingSlaveBuilder(pb.Referenceable):
-    def __init__(self):
-        self.calls = []
-
-    def remote_setMaster(self, master):  # noqa: N802
-        self.calls.append("setMaster")
-
-    def remote_print(self, message):
-        self.calls.append(("print", message))
-
-
-class RecordingBot(pb.Referenceable):
-    """A slave's mind that records what the master asks; can fall silent."""
-
-    def __init__(self, modern=True):
-        self.calls = []
-        self.builders = {}
-        self.silent = False
-        if not modern:
-            self.remote_getWorkerInfo = None
-
-    def remote_print(self, message):
-        self.calls.append(("print", message))
-        if self.silent:
-            return defer.Deferred()  # never answers
-
-    def remote_getWorkerInfo(self):  # noqa: N802
-        self.calls.append("getWorkerInfo")
-        return {"version": "4.3.0", "worker_commands": {"shell": "3.3"}, "admin": "me"}
-
-    def remote_getSlaveInfo(self):  # noqa: N802
-        self.calls.append("getSlaveInfo")
-        return {"admin": "old"}
-
-    def remote_getCommands(self):  # noqa: N802
-        return {"shell": "2.16"}
-
-    def remote_getVersion(self):  # noqa: N802
-        return "0.8.12"
-
-    def remote_setBuilderList(self, builders):  # noqa: N802
-        self.calls.append(("setBuilderList", sorted(tuple(b) for b in builders)))
-        names = {b[0] for b in builders}
-        self.builders = {n: self.builders.get(n) or RecordingSlaveBuilder() for n in names}
-        return dict(self.builders)
+clock, master = pbclient.clock, pbclient.master  # the pytest fixtures of the slave port's tests
 
 
 class OldBot(RecordingBot):
@@ -137,36 +24,15 @@ class OldBot(RecordingBot):
     remote_getWorkerInfo = None
 
 
-class Connection:
-    """One in-memory PB connection from a bot to the master."""
-
-    def __init__(self, master, bot, name="bs1", password="pass", flush=True):
-        server_factory = PBManager(master).make_factory()
-        client_factory = pb.PBClientFactory()
-        self.client, self.server, self.pump = iosim.connectedServerAndClient(
-            lambda: server_factory.buildProtocol(None), lambda: client_factory.buildProtocol(None),
-            clock=master.reactor,
-        )
-        self.login = client_factory.login(UsernamePassword(name.encode(), password.encode()), client=bot)
-        self.result = []
-        self.login.addBoth(self.result.append)
-        if flush:
-            self.pump.flush()
-
-
-@pytest.fixture
-def clock():
-    return task.Clock()
-
-
-@pytest.fixture
-def master(clock):
-    return FakeMaster(clock)
+def test_the_slave_port_master_is_the_master_as_the_pb_layer_sees_it(master):
+    assert verifyObject(IPBMaster, master)
+    assert verifyObject(ISlaveRoster, master.botmaster)  # the real BotMaster
+    assert verifyObject(IEnabledSlaves, master.slaveapi)
 
 
 def test_attach_sequence_greets_reads_info_and_sends_builder_list(master):
     bot = RecordingBot()
-    conn = Connection(master, bot)
+    conn = log_in(master, bot)
     assert isinstance(conn.result[0], pb.RemoteReference)
     assert bot.calls[:3] == [("print", "attached"), "getWorkerInfo",
                              ("setBuilderList", [("docs", "docs"), ("linux", "linux")])]
@@ -181,7 +47,7 @@ def test_attach_sequence_greets_reads_info_and_sends_builder_list(master):
 
 def test_old_slave_without_getWorkerInfo_is_asked_the_old_questions(master):
     bot = OldBot()
-    Connection(master, bot)
+    log_in(master, bot)
     slave = master.botmaster.slaves["bs1"]
     assert "getSlaveInfo" in bot.calls
     assert slave.version == "0.8.12"
@@ -190,15 +56,15 @@ def test_old_slave_without_getWorkerInfo_is_asked_the_old_questions(master):
 
 
 def test_wrong_password_is_refused(master):
-    conn = Connection(master, RecordingBot(), password="wrong")
+    conn = log_in(master, RecordingBot(), password="wrong")
     assert conn.result[0].check(UnauthorizedLogin)
     assert master.botmaster.slaves == {}
 
 
 def test_unknown_slave_gets_the_answer_a_wrong_password_gets(master):
     with capturedLogs() as events:
-        unknown = Connection(master, RecordingBot(), name="intruder").result[0]
-        wrong = Connection(master, RecordingBot(), password="wrong").result[0]
+        unknown = log_in(master, RecordingBot(), name="intruder").result[0]
+        wrong = log_in(master, RecordingBot(), password="wrong").result[0]
     assert unknown.check(UnauthorizedLogin) and wrong.check(UnauthorizedLogin)
     assert (unknown.type, unknown.getErrorMessage()) == (wrong.type, wrong.getErrorMessage())
     assert unknown.value == wrong.value
@@ -210,7 +76,7 @@ def test_unknown_slave_gets_the_answer_a_wrong_password_gets(master):
 
 
 def test_two_logins_of_one_slave_at_the_same_instant_attach_it_once(master, clock):
-    first, second = (Connection(master, RecordingBot(), flush=False) for _ in range(2))
+    first, second = (log_in(master, RecordingBot(), flush=False) for _ in range(2))
     for _ in range(20):  # interleaved, as two sockets are read by one reactor
         first.pump.pump()
         second.pump.pump()
@@ -235,8 +101,8 @@ class SilentDuringAttach(RecordingBot):
 
 
 def test_a_login_replaces_a_connection_that_went_silent_while_attaching(master, clock):
-    first = Connection(master, SilentDuringAttach())
-    second = Connection(master, RecordingBot())
+    first = log_in(master, SilentDuringAttach())
+    second = log_in(master, RecordingBot())
     assert second.result == [] and "bs1" not in master.botmaster.slaves
     clock.advance(DUPLICATE_PING_TIMEOUT_S)  # the first does not answer the arbitration ping
     first.pump.flush()
@@ -248,7 +114,7 @@ def test_a_login_replaces_a_connection_that_went_silent_while_attaching(master, 
 
 
 def test_the_detach_of_a_connection_that_is_not_the_current_one_changes_nothing(master):
-    Connection(master, RecordingBot())
+    log_in(master, RecordingBot())
     current = master.botmaster.slaves["bs1"]
     stale = BuildSlave("bs1", master.botmaster, master.reactor, PING_INTERVAL_S, PING_TIMEOUT_S)
     stale.attached, stale.mind = True, object()
@@ -260,7 +126,7 @@ def test_the_detach_of_a_connection_that_is_not_the_current_one_changes_nothing(
 
 def test_silent_slave_is_dropped_after_the_ping_deadline(master, clock):
     bot = RecordingBot()
-    conn = Connection(master, bot)
+    conn = log_in(master, bot)
     bot.silent = True
     clock.advance(PING_INTERVAL_S)
     conn.pump.flush()
@@ -273,7 +139,7 @@ def test_silent_slave_is_dropped_after_the_ping_deadline(master, clock):
 
 
 def test_answering_slave_stays_attached_through_pings(master, clock):
-    conn = Connection(master, RecordingBot())
+    conn = log_in(master, RecordingBot())
     for _ in range(3):
         clock.advance(PING_INTERVAL_S)
         conn.pump.flush()
@@ -281,9 +147,9 @@ def test_answering_slave_stays_attached_through_pings(master, clock):
 
 
 def test_second_login_is_refused_while_the_first_connection_answers(master, clock):
-    first = Connection(master, RecordingBot())
+    first = log_in(master, RecordingBot())
     original = master.botmaster.slaves["bs1"]
-    second = Connection(master, RecordingBot())
+    second = log_in(master, RecordingBot())
     first.pump.flush()  # the old connection answers the arbitration ping
     second.pump.flush()
     assert second.result and not isinstance(second.result[0], pb.RemoteReference)
@@ -293,10 +159,10 @@ def test_second_login_is_refused_while_the_first_connection_answers(master, cloc
 
 def test_second_login_replaces_a_silent_first_connection(master, clock):
     first_bot = RecordingBot()
-    first = Connection(master, first_bot)
+    first = log_in(master, first_bot)
     original = master.botmaster.slaves["bs1"]
     first_bot.silent = True
-    second = Connection(master, RecordingBot())
+    second = log_in(master, RecordingBot())
     first.pump.flush()
     assert second.result == []  # still arbitrating
     clock.advance(DUPLICATE_PING_TIMEOUT_S)
@@ -314,7 +180,7 @@ def test_second_login_replaces_a_silent_first_connection(master, clock):
 ])
 def test_changed_builder_list_replaces_the_remote_builders(master, builders, expected):
     bot = RecordingBot()
-    conn = Connection(master, bot)
+    conn = log_in(master, bot)
     slave = master.botmaster.slaves["bs1"]
     d = defer.ensureDeferred(slave.set_builder_list(builders))
     conn.pump.flush()
@@ -324,7 +190,7 @@ def test_changed_builder_list_replaces_the_remote_builders(master, builders, exp
 
 
 def test_an_attached_slave_costs_its_connection_one_disconnect_callback(master):
-    conn = Connection(master, RecordingBot())
+    conn = log_in(master, RecordingBot())
     slave = master.botmaster.slaves["bs1"]
     assert slave._connection_lost not in conn.server.disconnects  # PB's logout took over
     conn.client.transport.loseConnection()
@@ -333,10 +199,10 @@ def test_an_attached_slave_costs_its_connection_one_disconnect_callback(master):
 
 
 def test_a_connection_lost_in_the_middle_of_the_attach_frees_the_name(master, clock):
-    first = Connection(master, SilentDuringAttach())
+    first = log_in(master, SilentDuringAttach())
     first.client.transport.loseConnection()
     first.pump.flush()
     assert first.result and not isinstance(first.result[0], pb.RemoteReference)
-    second = Connection(master, RecordingBot())
+    second = log_in(master, RecordingBot())
     assert isinstance(second.result[0], pb.RemoteReference)
     assert master.db.slaves.events == [("attached", "bs1", "4.3.0")]

@@ -4,8 +4,6 @@ cap on connections that have not logged in, and garbage dropped with one line in
 import dataclasses
 
 import pytest
-from test_pb_attach import Connection, FakeMaster, RecordingBot
-from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
@@ -13,6 +11,10 @@ from twisted.spread import banana
 
 from buildfarm.master.pb.limits import PRE_LOGIN_MAX_MESSAGES, PRE_LOGIN_MESSAGE_LIMITS, PBLimits
 from buildfarm.master.pb.manager import PBManager
+from fixtures import pbclient
+from fixtures.pbclient import log_in
+
+clock, master = pbclient.clock, pbclient.master  # the pytest fixtures of the slave port's tests
 
 PEER = IPv4Address("TCP", "127.0.0.1", 4321)
 LOGIN_TIMEOUT_S = 30.0
@@ -36,16 +38,6 @@ def encode(obj) -> bytes:
 
 
 DIALECT = encode(b"pb")
-
-
-@pytest.fixture
-def clock():
-    return task.Clock()
-
-
-@pytest.fixture
-def master(clock):
-    return FakeMaster(clock)
 
 
 @pytest.fixture
@@ -164,7 +156,7 @@ def test_garbage_before_login_drops_the_connection_with_one_line_and_no_tracebac
 
 
 def test_a_login_by_twisteds_client_is_accepted_and_lifts_the_limits(master, clock):
-    conn = Connection(master, RecordingBot())
+    conn = log_in(master)
     assert master.botmaster.slaves["bs1"].attached
     assert conn.server.logged_in and conn.server.messageLimits.max_bytes == 16 * 1024 * 1024
     assert conn.server.factory.gate.pending == 0
@@ -194,7 +186,7 @@ def test_the_login_deadline_comes_from_the_configuration(factory, master, clock)
 
 def test_past_the_cap_new_connections_are_closed_at_once_until_one_logs_in(master, clock):
     master.config.pb_limits = PBLimits(max_pending_logins=2)
-    first = Connection(master, RecordingBot())  # logged in: never counts
+    first = log_in(master)  # logged in: never counts
     factory = first.server.factory
     waiting = [connect(factory), connect(factory)]
     with capturedLogs() as events:

@@ -318,15 +318,23 @@ async def test_the_json_api_shows_a_slaves_environment_without_secret_values(db)
 
 # -- build properties from the slave's info ------------------------------------------------
 
-def test_slave_info_build_properties_are_redacted_like_the_info():
-    slave = SimpleNamespace(name="bs1", info={
-        "admin": "ops https://ops:pw-admin@wiki.example.com/bs1", "access_token": "t0ken",
-        "numcpus": 8, "host": "bs1.example.com"})
-    master = SimpleNamespace(config=SimpleNamespace(properties={}, slaves={}))
-    builder = SimpleNamespace(name="linux", config=SimpleNamespace(
-        properties={}, builddir="linux", factory=SimpleNamespace(steps=[])))
-    build = Build(master, builder, SimpleNamespace(slave=slave), {"properties": {}})
-    build._set_properties()
+@pytest_twisted.ensureDeferred
+async def test_slave_info_build_properties_are_redacted_like_the_info(tmp_path):
+    # (imported here: the rest of this module is about other surfaces)
+    from buildfarm.master.pb.buildslave import BuildSlave
+    from buildfarm.master.process.builder import SlaveBuilder as MasterSlaveBuilder
+    from fixtures.memorymaster import start_memory_master
+
+    master = await start_memory_master(tmp_path)
+    try:
+        slave = BuildSlave("bs1", master.botmaster, master.reactor, 60.0, 30.0)
+        slave.info = {"admin": "ops https://ops:pw-admin@wiki.example.com/bs1", "access_token": "t0ken",
+                      "numcpus": 8, "host": "bs1.example.com"}
+        builder = master.botmaster.builders["linux"]
+        build = Build(master, builder, MasterSlaveBuilder(builder, slave, None), {"properties": {}})
+        build._set_properties()
+    finally:
+        await master.stopService()
     props = build.properties
     assert props.getProperty("slave_info_admin") == f"ops https://ops:{REDACTED}@wiki.example.com/bs1"
     assert props.getProperty("slave_info_access_token") == REDACTED

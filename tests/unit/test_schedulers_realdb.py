@@ -8,18 +8,19 @@ from buildfarm.master.schedulers.basic import SingleBranchScheduler
 from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.manager import SchedulerManager
-from buildfarm.master.schedulers.testing import FakeMaster
+from buildfarm.master.schedulers.testing import FakeBuilder, FakeMaster
 from buildfarm.master.schedulers.timed import Periodic
 from buildfarm.master.schedulers.triggerable import Triggerable
 
 
 async def manager_on(db, *schedulers) -> tuple[FakeMaster, SchedulerManager]:
+    """A SchedulerManager on the real database ``db`` (the rest of its master in memory)."""
     master = FakeMaster(builder_names=())
     master.db = db
     for name in ("a", "b"):
-        builderid = await db.builders.find_or_create(name)
-        master.botmaster.builders[name] = type("B", (), {"builderid": builderid})()
-        master.config.builders.append(type("C", (), {"name": name})())
+        builder = FakeBuilder(name, await db.builders.find_or_create(name))
+        master.botmaster.builders[name] = builder
+        master.config.builders.append(builder)
     manager = SchedulerManager(master)
     master.scheduler = manager
     master.config.schedulers = list(schedulers)

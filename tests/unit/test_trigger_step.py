@@ -1,100 +1,112 @@
-"""The Trigger step against a SchedulerManager on the in-memory database double."""
+"""The Trigger step in a build of a real master in memory: its real SchedulerManager with
+Triggerable schedulers, real database (SQLite), the step's real context (``StepRun``)."""
 
-from types import SimpleNamespace
-
+import pytest_twisted
 from twisted.internet import defer
 
 from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildfarm.master.config import MasterConfig
-from buildfarm.master.process.properties import Interpolate, Properties
-from buildfarm.master.process.steps.trigger import Trigger
+from buildfarm.master.process.build import StepRun
+from buildfarm.master.process.properties import Interpolate
+from buildfarm.master.process.steps.trigger import STOP_CHECK_INTERVAL_S, Trigger
 from buildfarm.master.schedulers.forcesched import ForceScheduler
-from buildfarm.master.schedulers.testing import FakeMaster, result_of, started_manager
 from buildfarm.master.schedulers.triggerable import Triggerable
+from fixtures.memorymaster import eventually, memory_master_fixture, running_step
+
+# Builders a, b and c; Triggerable ``unit`` builds a, ``perf`` builds b and c.
+TRIGGER_CFG = """\
+from buildfarm.master.plugins import slaves, schedulers, steps, util
+c = BuildmasterConfig = {}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {'pb': {'port': 9989}}
+factory = util.BuildFactory([steps.ShellCommand(command=['true'])])
+c['builders'] = [util.BuilderConfig(name=name, slavenames=['bs1'], factory=factory) for name in 'abc']
+c['schedulers'] = [schedulers.Triggerable(name='unit', builderNames=['a']),
+                   schedulers.Triggerable(name='perf', builderNames=['b', 'c'])]
+c['db'] = {'db_url': 'sqlite:///state.sqlite'}
+"""
+NOW = 1000.0
+
+master = memory_master_fixture(TRIGGER_CFG, NOW)
 
 
-class FakeLog:
-    def __init__(self):
-        self.text = ""
-
-    def add_header(self, text):
-        self.text += text
-
-    add_stdout = add_stderr = add_header
+def run_step(step, run: StepRun) -> defer.Deferred:
+    return defer.ensureDeferred(step.rendered(run.properties).run(run))
 
 
-class FakeStepContext:
-    """What a running step gets from its build, as far as Trigger uses it."""
-
-    def __init__(self, master, **properties):
-        self.master = master
-        self.build = SimpleNamespace(buildid=42)
-        self.properties = Properties()
-        self.properties.update(properties, "Build")
-        self.logs: dict[str, FakeLog] = {}
-
-    async def add_log(self, name):
-        self.logs[name] = FakeLog()
-        return self.logs[name]
+async def log_text(master, run: StepRun) -> str:
+    await run.close_logs()
+    return "".join([await master.db.logs.get_text(writer.logid) for writer in run.logs])
 
 
-def run_step(step, ctx) -> defer.Deferred:
-    return defer.ensureDeferred(step.rendered(ctx.properties).run(ctx))
+async def buildsets(master, scheduler: str) -> list[dict]:
+    """The buildsets of ``scheduler``, oldest first."""
+    return [b for b in reversed(await master.db.buildsets.get_all()) if b["scheduler"] == scheduler]
 
 
-def setup():
-    master = FakeMaster()
-    manager = started_manager(master, Triggerable("unit", ["a"]), Triggerable("perf", ["b", "c"]))
-    return master, manager
+def completed(master, bsid: int):
+    """Whether buildset ``bsid`` is complete (a check for ``eventually``)."""
+    async def check() -> bool:
+        return (await master.db.buildsets.get(bsid))["complete"]
+    return check
 
 
-def finish_buildset(master, manager, scheduler, results):
-    [buildset] = master.buildsets(scheduler)
+async def finish_buildset(master, scheduler: str, results: int) -> None:
+    """The builds of the buildset end with ``results``, as the BotMaster records them."""
+    [buildset] = await buildsets(master, scheduler)
     for brid in buildset["buildrequestids"]:
-        manager.buildrequest_finished(master.db.buildrequests.finish(brid, results))
+        await master.db.buildrequests.complete(brid, results, NOW)
+        master.botmaster.tell_schedulers(await master.db.buildrequests.get(brid))
+    await eventually(completed(master, buildset["bsid"]), f"the buildset of {scheduler} to complete")
 
 
-def test_trigger_without_waiting_succeeds_once_the_buildsets_exist():
-    master, _ = setup()
-    ctx = FakeStepContext(master, branch="main", revision="r1", colour="red", secret="x")
+@pytest_twisted.ensureDeferred
+async def test_trigger_without_waiting_succeeds_once_the_buildsets_exist(master):
+    properties = {"branch": "main", "revision": "r1", "colour": "red", "secret": "x"}
+    run = await running_step(master, "a", "trigger", properties=properties)
     step = Trigger(schedulerNames=["unit", "perf"], copy_properties=["colour"],
                    set_properties={"label": Interpolate("%(prop:revision)s-ci")})
-    results, state = result_of(run_step(step, ctx))
+    results, state = await run_step(step, run)
     assert (results, state) == (SUCCESS, "triggered unit, perf")
-    unit, perf = master.buildsets("unit")[0], master.buildsets("perf")[0]
-    assert unit["parent_buildid"] == 42 and len(perf["buildrequestids"]) == 2
+    [unit], [perf] = await buildsets(master, "unit"), await buildsets(master, "perf")
+    assert unit["parent_buildid"] == run.build.buildid and len(perf["buildrequestids"]) == 2
     assert unit["properties"] == {"branch": "main", "revision": "r1", "colour": "red",
                                   "label": "r1-ci", "scheduler": "unit"}
-    assert "triggered unit: buildset 1" in ctx.logs["triggered"].text
-    assert "triggered perf: buildset 2" in ctx.logs["triggered"].text
+    text = await log_text(master, run)
+    assert f"triggered unit: buildset {unit['bsid']}" in text
+    assert f"triggered perf: buildset {perf['bsid']}" in text
 
 
-def test_trigger_waiting_ends_with_the_worst_result_of_the_buildsets():
-    master, manager = setup()
-    d = run_step(Trigger(schedulerNames=["unit", "perf"], waitForFinish=True), FakeStepContext(master))
-    finish_buildset(master, manager, "unit", WARNINGS)
+@pytest_twisted.ensureDeferred
+async def test_trigger_waiting_ends_with_the_worst_result_of_the_buildsets(master):
+    run = await running_step(master, "a", "trigger")
+    d = run_step(Trigger(schedulerNames=["unit", "perf"], waitForFinish=True), run)
+    await eventually(lambda: buildsets(master, "perf"), "the buildsets")
+    await finish_buildset(master, "unit", WARNINGS)
     assert not d.called
-    finish_buildset(master, manager, "perf", FAILURE)
-    results, state = result_of(d)
+    await finish_buildset(master, "perf", FAILURE)
+    results, state = await d
     assert (results, state) == (FAILURE, "triggered unit, perf: failure")
 
 
-def test_trigger_waiting_on_successful_builds_succeeds():
-    master, manager = setup()
-    ctx = FakeStepContext(master)
-    d = run_step(Trigger(schedulerNames=["unit"], waitForFinish=True), ctx)
-    finish_buildset(master, manager, "unit", SUCCESS)
-    assert result_of(d)[0] == SUCCESS
-    assert "unit: buildset 1 finished: success" in ctx.logs["triggered"].text
+@pytest_twisted.ensureDeferred
+async def test_trigger_waiting_on_successful_builds_succeeds(master):
+    run = await running_step(master, "a", "trigger")
+    d = run_step(Trigger(schedulerNames=["unit"], waitForFinish=True), run)
+    await eventually(lambda: buildsets(master, "unit"), "the buildset")
+    await finish_buildset(master, "unit", SUCCESS)
+    assert (await d)[0] == SUCCESS
+    [unit] = await buildsets(master, "unit")
+    assert f"unit: buildset {unit['bsid']} finished: success" in await log_text(master, run)
 
 
-def test_triggering_an_unknown_scheduler_is_an_exception_naming_it():
-    master, _ = setup()
-    ctx = FakeStepContext(master)
-    results, state = result_of(run_step(Trigger(schedulerNames=["unit", "nope"]), ctx))
+@pytest_twisted.ensureDeferred
+async def test_triggering_an_unknown_scheduler_is_an_exception_naming_it(master):
+    run = await running_step(master, "a", "trigger")
+    results, state = await run_step(Trigger(schedulerNames=["unit", "nope"]), run)
     assert results == EXCEPTION and state == "could not trigger nope"
-    assert "cannot trigger nope: scheduler 'nope' is not configured" in ctx.logs["triggered"].text
-    assert len(master.buildsets("unit")) == 1
+    assert "cannot trigger nope: scheduler 'nope' is not configured" in await log_text(master, run)
+    assert len(await buildsets(master, "unit")) == 1
 
 
 def test_trigger_config_problems_and_cross_check():
@@ -111,17 +123,20 @@ def test_trigger_config_problems_and_cross_check():
     ]
 
 
-def test_stopping_the_build_cancels_the_triggered_requests_and_the_wait():
-    master, manager = setup()
-    ctx = FakeStepContext(master)
-    ctx.build.stopped = None
-    d = run_step(Trigger(schedulerNames=["unit"], waitForFinish=True), ctx)
-    master.reactor.advance(5)
+@pytest_twisted.ensureDeferred
+async def test_stopping_the_build_cancels_the_triggered_requests_and_the_wait(master):
+    run = await running_step(master, "a", "trigger")
+    timers_before = set(master.reactor.getDelayedCalls())
+    d = run_step(Trigger(schedulerNames=["unit"], waitForFinish=True), run)
+    await eventually(lambda: buildsets(master, "unit"), "the buildset")
+    master.reactor.advance(5 * STOP_CHECK_INTERVAL_S)
     assert not d.called
-    ctx.build.stopped = "user asked"
-    master.reactor.advance(1)
-    assert result_of(d) == (CANCELLED, "triggered unit: cancelled")
-    [buildset] = master.buildsets("unit")
-    assert master.db.buildrequests.rows[buildset["buildrequestids"][0]]["results"] == CANCELLED
-    assert buildset["complete"]
-    assert master.reactor.getDelayedCalls() == []
+    run.build.stop("user asked")
+    master.reactor.advance(STOP_CHECK_INTERVAL_S)
+    assert await d == (CANCELLED, "triggered unit: cancelled")
+    [buildset] = await buildsets(master, "unit")
+    request = await master.db.buildrequests.get(buildset["buildrequestids"][0])
+    assert request["results"] == CANCELLED
+    await eventually(completed(master, buildset["bsid"]), "the cancelled buildset to complete")
+    await run.close_logs()  # as the build does after each step
+    assert set(master.reactor.getDelayedCalls()) <= timers_before  # the step's watcher is gone

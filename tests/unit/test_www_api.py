@@ -423,13 +423,6 @@ async def test_metrics_count_events_and_read_gauges_at_scrape_time(farm):
     assert samples['buildfarm_slaveapi_actions{action="reboot",state="pending"}'] == 1
 
 
-def test_hooks_do_nothing_for_a_master_without_metrics():
-    master = SimpleNamespace()
-    metrics_hooks.build_started(master, "linux")
-    metrics_hooks.build_finished(master, "linux", SUCCESS)
-    metrics_hooks.log_bytes_hook(master)("text")
-
-
 def test_each_master_has_its_own_registry():
     first, second = MasterMetrics(), MasterMetrics()
     first.builds_started.labels("linux").inc()

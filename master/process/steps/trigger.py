@@ -127,7 +127,7 @@ class Trigger(BuildStep):
         stopped: defer.Deferred = defer.Deferred()
 
         def check() -> None:
-            if getattr(ctx.build, "stopped", None) is not None and not stopped.called:
+            if ctx.build.stopped is not None and not stopped.called:
                 stopped.callback(True)
 
         watcher = task.LoopingCall(check)
