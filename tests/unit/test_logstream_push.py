@@ -16,7 +16,7 @@ from buildfarm.master.db.testing import add_running_build
 from buildfarm.master.process.logbus import MAX_PENDING_CHARS, LogBus
 from buildfarm.master.process.logwriter import LogWriter
 from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_EVENT_LINES, POLL_S, BuildEventStream
-from fixtures.memorymaster import running_step, start_memory_master
+from fixtures.memorymaster import on_database, running_step, start_memory_master
 from fixtures.rawhttp import wait_for
 
 LINE = "%06d the quick brown fox jumps over the lazy dog\n"
@@ -234,8 +234,8 @@ async def test_twenty_viewers_joining_a_long_log_read_each_range_of_it_once(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_step_s_new_log_is_announced_on_the_bus_and_its_writer_publishes_there(tmp_path):
-    master = await start_memory_master(tmp_path)
+async def test_a_step_s_new_log_is_announced_on_the_bus_and_its_writer_publishes_there(tmp_path, db_url):
+    master = await start_memory_master(tmp_path, on_database(db_url))
     try:
         bus, run = master.logbus, await running_step(master, "linux", "compile")
         watch = bus.watch(run.build.buildid)
