@@ -177,11 +177,12 @@ def load_config(path: str) -> MasterConfig:
         source = f.read()
     builder = _ConfigBuilder(filename, raw, _key_lines(source))
     builder.errors = list(errors)
+    builder.failed_keys = execution.failed_keys
     return builder.build(execution.path)
 
 
 def _key_lines(source: str) -> dict[str, int]:
-    """The line of the first assignment to each ``c['key']`` in master.cfg."""
+    """The line of the last assignment to each ``c['key']`` in master.cfg."""
     lines: dict[str, int] = {}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Assign | ast.AugAssign):
@@ -190,7 +191,7 @@ def _key_lines(source: str) -> dict[str, int]:
                 if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
                     key = target.slice.value
                     if isinstance(key, str):
-                        lines[key] = min(lines.get(key, node.lineno), node.lineno)
+                        lines[key] = max(lines.get(key, 0), node.lineno)  # the last one counts
     return lines
 
 
@@ -204,6 +205,7 @@ class _ConfigBuilder:
         self.errors: list[ConfigError] = []
         self.warnings: list[str] = []
         self.checked_factories: list[BuildFactory] = []
+        self.failed_keys: set[str] = set()  # keys master.cfg failed to set (ConfigExecution)
 
     def error(self, line: int | None, message: str) -> None:
         self.errors.append(_at(self.filename, line, message))
@@ -325,7 +327,7 @@ class _ConfigBuilder:
                 self.error(line, f"builder {item.name!r} shares builddir {item.builddir!r}")
             if not item.slavenames:
                 self.error(line, f"builder {item.name!r} names no slaves")
-            for slavename in item.slavenames:
+            for slavename in [] if self.failed_keys & {"slaves", "workers"} else item.slavenames:
                 if slavename not in slaves:
                     self.error(line, f"builder {item.name!r} names unknown slave {slavename!r}")
             self.factory(item, line)
@@ -364,7 +366,7 @@ class _ConfigBuilder:
                 # Taken now, not at construction: master.cfg may fill the list after.
                 item.builderNames = list(item.builderNames)
             for name in item.builderNames if isinstance(item.builderNames, list) else []:
-                if name not in builder_names:
+                if name not in builder_names and "builders" not in self.failed_keys:
                     self.error(line, f"scheduler {item.name!r} names unknown builder {name!r}")
             for problem in item.config_problems():
                 self.error(line, problem)

@@ -62,6 +62,9 @@ class ConfigExecution:
         self.basedir = os.path.dirname(self.path)
         self.errors: list[ConfigError] = []
         self._unbound: set[str] = set()  # names a failed statement would have bound
+        # The c['key']s a failed statement of master.cfg would have set: problems that may
+        # only follow from their absence (an unknown slave) are not reported about them.
+        self.failed_keys: set[str] = set()
         self._files: dict[str, str] = {self.path: os.path.basename(self.path)}
         self.importer = BesideConfigImporter(self.basedir, self)
 
@@ -111,6 +114,7 @@ class ConfigExecution:
         if not cascade:
             self.errors.append(self._located(error, filename, statement.lineno))
         self._unbound |= _bound_names(statement)
+        self.failed_keys |= _subscript_keys(statement)
 
     def _located(self, error: Exception, filename: str, line: int) -> ConfigError:
         if isinstance(error, SyntaxError) and error.filename in self._files:
@@ -135,6 +139,13 @@ def _bound_names(statement: ast.stmt) -> set[str]:
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
     return names
+
+
+def _subscript_keys(statement: ast.stmt) -> set[str]:
+    """The constant string keys a statement subscripts (``c['workers']``)."""
+    return {node.slice.value for node in ast.walk(statement)
+            if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)}
 
 
 class BesideConfigImporter:
