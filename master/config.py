@@ -33,6 +33,8 @@ from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
 from buildfarm.master.schedulers.base import Scheduler
+from buildfarm.master.schedulers.forceparams import BaseParameter
+from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.slaveapi.settings import SlaveAPISettings, validate_slaveapi_config
 
 DEFAULT_PB_PORT = 9989
@@ -370,9 +372,24 @@ class _ConfigBuilder:
                     self.error(line, f"scheduler {item.name!r} names unknown builder {name!r}")
             for problem in item.config_problems():
                 self.error(line, problem)
+            if isinstance(item, ForceScheduler):
+                self.force_arguments_without_effect(item, line)
             names.add(item.name)
             schedulers.append(item)
         return schedulers
+
+    def force_arguments_without_effect(self, scheduler: ForceScheduler, line: int | None) -> None:
+        """Buildbot's layout arguments of force parameters (``size``, ``cols``, ...) and
+        ``username`` are accepted without effect: a warning each."""
+        if getattr(scheduler, "username", None) is not None:
+            self.warning(line, f"ForceScheduler {scheduler.name!r}: argument 'username' has no effect: "
+                               "the user is the one who logged in")
+        parameters = list(scheduler.parameters) if isinstance(scheduler.parameters, list | tuple) else []
+        for parameter in [*parameters, scheduler.reason]:
+            for arg in parameter.ignored if isinstance(parameter, BaseParameter) else []:
+                self.warning(line, f"ForceScheduler {scheduler.name!r}: parameter {parameter.name!r}: "
+                                   f"argument {arg!r} has no effect: buildfarm's force form has its "
+                                   "own layout")
 
     def global_settings(self, cfg: MasterConfig) -> None:
         properties = self.raw.get("properties", {})

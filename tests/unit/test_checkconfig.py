@@ -201,3 +201,16 @@ def test_schedulers_take_their_builder_names_when_the_config_is_loaded(tmp_path)
         "c['schedulers']", "names = []\nc['schedulers']") + "names.append('runtests')\n")
     config = load_config(path)
     assert config.schedulers[0].builderNames == ["runtests"]
+
+
+def test_force_parameter_layout_arguments_and_username_are_warned_about(tmp_path):
+    path = write(tmp_path, "master.cfg", WORKERS_CFG.replace(
+        "schedulers.ForceScheduler(name='force', builderNames=['runtests'])",
+        "schedulers.ForceScheduler(name='force', builderNames=['runtests'], username=util.FixedParameter("
+        "name='username', default=''),\n    properties=[util.StringParameter(name='v', size=80)])"))
+    assert load_config(path).warnings == [
+        "master.cfg:6: ForceScheduler 'force': argument 'username' has no effect: the user is the one "
+        "who logged in",
+        "master.cfg:6: ForceScheduler 'force': parameter 'v': argument 'size' has no effect: "
+        "buildfarm's force form has its own layout",
+    ]
