@@ -83,6 +83,10 @@ class Worker(SlaveConfig):
 
     kind = "Worker"
 
+    # Its own signature, so that Python's own errors about its arguments say Worker.
+    def __init__(self, name, password, max_builds=None, properties=None, **kwargs):
+        super().__init__(name, password, max_builds=max_builds, properties=properties, **kwargs)
+
 # Keys of Buildbot 4.3's BuildmasterConfig that buildfarm accepts without using: why each has
 # no effect.  Given a value other than None or an empty list or dict, each gets a warning.
 NO_EFFECT_KEYS = {

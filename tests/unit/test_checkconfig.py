@@ -172,6 +172,10 @@ def test_worker_argument_errors_say_worker(tmp_path):
     path = write(tmp_path, "master.cfg", WORKERS_CFG.replace(
         "worker.Worker('bs1', 'pass')", "worker.Worker('bs1', 'pass', max_buidls=2)"))
     assert problems(path) == ["master.cfg:3: Worker got an unknown argument 'max_buidls'"]
+    missing = write(tmp_path, "master.cfg", WORKERS_CFG.replace("worker.Worker('bs1', 'pass')",
+                                                                "worker.Worker('bs1')"))
+    assert problems(missing) == [
+        "master.cfg:3: TypeError: Worker.__init__() missing 1 required positional argument: 'password'"]
     old = write(tmp_path, "master.cfg", ISSUE_EXAMPLE.replace("BuildSlave('bs1', 'pass')",
                                                               "BuildSlave('bs1', 'pass', colour=1)"))
     assert problems(old) == ["master.cfg:3: BuildSlave got an unknown argument 'colour'"]
