@@ -87,6 +87,7 @@ class Worker(SlaveConfig):
     def __init__(self, name, password, max_builds=None, properties=None, **kwargs):
         super().__init__(name, password, max_builds=max_builds, properties=properties, **kwargs)
 
+
 # Keys of Buildbot 4.3's BuildmasterConfig that buildfarm accepts without using: why each has
 # no effect.  Given a value other than None or an empty list or dict, each gets a warning.
 NO_EFFECT_KEYS = {
@@ -97,13 +98,13 @@ NO_EFFECT_KEYS = {
     "changeHorizon": "buildfarm keeps every change",
     "logCompressionLimit": "buildfarm stores logs uncompressed",
     "logCompressionMethod": "buildfarm stores logs uncompressed",
-    "logEncoding": "buildfarm decodes logs as UTF-8 (invalid bytes replaced)",
+    "logEncoding": "buildfarm decodes logs as UTF-8",
     "logMaxSize": "buildfarm does not truncate logs",
     "logMaxTailSize": "buildfarm does not truncate logs",
     "manhole": "buildfarm has no manhole",
-    "metrics": "buildfarm's metrics are always on (docs/operations.md)",
-    "mq": "buildfarm's masters share one message queue in the database",
-    "prioritizeBuilders": "builders are served in the order of their oldest request",
+    "metrics": "buildfarm's metrics are always served at /metrics (docs/api.md)",
+    "mq": "buildfarm has no pluggable message queue",
+    "prioritizeBuilders": "builders are served by their priority= (util.BuilderConfig)",
     "revlink": "buildfarm does not link revisions",
     "user_managers": "buildfarm's users are c['users']",
     "validation": "buildfarm validates with its own rules",
@@ -179,9 +180,7 @@ def load_config(path: str) -> MasterConfig:
         if not errors:  # else an error above may be why it is missing
             errors.append(ConfigError(filename, None, "does not define a BuildmasterConfig dict"))
         raise ConfigErrors(errors)
-    with open(execution.path, encoding="utf-8") as f:
-        source = f.read()
-    builder = _ConfigBuilder(filename, raw, _key_lines(source))
+    builder = _ConfigBuilder(filename, raw, _key_lines(execution.source))
     builder.errors = list(errors)
     builder.failed_keys = execution.failed_keys
     return builder.build(execution.path)

@@ -61,6 +61,7 @@ class ConfigExecution:
         self.path = os.path.abspath(path)
         self.basedir = os.path.dirname(self.path)
         self.errors: list[ConfigError] = []
+        self.source = ""  # master.cfg's text, once read
         self._unbound: set[str] = set()  # names a failed statement would have bound
         # The c['key']s a failed statement of master.cfg would have set: problems that may
         # only follow from their absence (an unknown slave) are not reported about them.
@@ -72,13 +73,13 @@ class ConfigExecution:
         """Run master.cfg; its namespace (``BuildmasterConfig`` is in it unless it failed)."""
         try:
             with open(self.path, encoding="utf-8") as f:
-                source = f.read()
+                self.source = f.read()
         except OSError as e:
             self.errors.append(ConfigError(self.path, None, f"cannot read: {e.strerror}"))
             return {}
         namespace = {"__file__": self.path, "__name__": CONFIG_MODULE_NAME,
                      "__builtins__": self.importer.builtins, CONFIG_FILE_KEY: self._files[self.path]}
-        self.run_source(source, self.path, namespace)
+        self.run_source(self.source, self.path, namespace)
         return namespace
 
     def display_name(self, path: str) -> str:
