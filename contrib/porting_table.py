@@ -40,6 +40,7 @@ DIFFERENCES = {
 
 # What to use instead of a name buildfarm lacks: per name, else per namespace.
 INSTEAD = {
+    ("worker", "LocalWorker"): "`worker.Worker` and a `buildslave` started on the master's machine",
     ("schedulers", "NightlyTriggerable"): "`schedulers.Nightly` or `schedulers.Triggerable`",
     ("util", "Authz"): "`c['users']` with scopes (docs/security.md)",
     ("util", "UserPasswordAuth"): "`c['users']` with `util.User` (docs/security.md)",

@@ -1,9 +1,11 @@
 """Loading and validating ``master.cfg`` into a plain ``MasterConfig``.
 
 ``master.cfg`` is a Python file defining ``BuildmasterConfig`` (Buildbot's convention).  It
-is executed in a fresh namespace; every problem found, whether a syntax error, an exception
-or a validation failure, becomes a ``ConfigError`` carrying the file and line, and all of
-them are reported at once through ``ConfigErrors``.
+is executed in a fresh namespace, one statement at a time, with the helper modules it imports
+from beside it (``master/configexec.py``); every problem found, whether a syntax error, an
+exception or a validation failure, becomes a ``ConfigError`` carrying the file and line, and
+all of them are reported at once through ``ConfigErrors``.  What is accepted without effect
+(``NO_EFFECT_KEYS``, ...) becomes a warning in ``MasterConfig.warnings``.
 """
 
 import ast
