@@ -52,6 +52,10 @@ class HelperModuleFailed(ImportError):
 
 # Errors whose message is the whole story (no exception class name in front of it).
 _PLAIN_MESSAGE_ERRORS = (NotSupportedByBuildfarm, UnknownPluginName)
+# What ``from buildbot.plugins import *`` binds (its ``__all__``): after that import failed,
+# their NameErrors are not reported again.
+BUILDBOT_PLUGINS_ALL = ("changes", "reporters", "schedulers", "secrets", "statistics", "steps", "util",
+                        "webhooks", "worker")
 
 
 class ConfigExecution:
@@ -126,6 +130,9 @@ class ConfigExecution:
                 break
         plain = isinstance(error, _PLAIN_MESSAGE_ERRORS)
         message = str(error) if plain else f"{type(error).__name__}: {error}"
+        if isinstance(error, ModuleNotFoundError) and (error.name or "").partition(".")[0] == "buildbot":
+            message += (": buildfarm does not import Buildbot; import from buildfarm.master.plugins "
+                        "(docs/porting.md)")
         return ConfigError(filename, line, message)
 
 
@@ -135,6 +142,9 @@ def _bound_names(statement: ast.stmt) -> set[str]:
     for node in ast.walk(statement):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").partition(".")[0] == "buildbot" \
+                and any(alias.name == "*" for alias in node.names):
+            names.update(BUILDBOT_PLUGINS_ALL)
         elif isinstance(node, ast.alias):
             names.add(node.asname or node.name.partition(".")[0])
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):

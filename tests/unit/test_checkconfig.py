@@ -218,3 +218,10 @@ def test_force_parameter_layout_arguments_and_username_are_warned_about(tmp_path
         "master.cfg:6: ForceScheduler 'force': parameter 'v': argument 'size' has no effect: "
         "buildfarm's force form has its own layout",
     ]
+
+
+def test_an_unchanged_buildbot_import_line_says_what_to_import_instead(tmp_path):
+    path = write(tmp_path, "master.cfg", WORKERS_CFG.replace("buildfarm.master.plugins", "buildbot.plugins"))
+    assert problems(path) == [
+        "master.cfg:1: ModuleNotFoundError: No module named 'buildbot': buildfarm does not import Buildbot; "
+        "import from buildfarm.master.plugins (docs/porting.md)"]
