@@ -1,28 +1,32 @@
 """Loading and validating ``master.cfg`` into a plain ``MasterConfig``.
 
 ``master.cfg`` is a Python file defining ``BuildmasterConfig`` (Buildbot's convention).  It
-is executed in a fresh namespace; every problem found, whether a syntax error, an exception
-or a validation failure, becomes a ``ConfigError`` carrying the file and line, and all of
-them are reported at once through ``ConfigErrors``.
+is executed in a fresh namespace, one statement at a time, with the helper modules it imports
+from beside it (``master/configexec.py``); every problem found, whether a syntax error, an
+exception or a validation failure, becomes a ``ConfigError`` carrying the file and line, and
+all of them are reported at once through ``ConfigErrors``.  What is accepted without effect
+(``NO_EFFECT_KEYS``, ...) becomes a warning in ``MasterConfig.warnings``.
 """
 
 import ast
-import builtins
-import importlib.machinery
-import importlib.util
 import math
 import os
-import sys
-import traceback
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+from twisted.application.service import IService
 
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
 from buildfarm.master.auth.users import Account, validate_users
-from buildfarm.master.configobject import CONFIG_MODULE_NAME, ConfigObject
+from buildfarm.master.configexec import (  # noqa: F401 - BesideConfigImporter is imported from here
+    BesideConfigImporter,
+    ConfigError,
+    ConfigErrors,
+    ConfigExecution,
+)
+from buildfarm.master.configobject import ConfigObject
 from buildfarm.master.http.limits import CONFIG_KEYS as LIMIT_KEYS
 from buildfarm.master.http.limits import HTTPLimits
 from buildfarm.master.pb.limits import PBLimits
@@ -31,6 +35,8 @@ from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
 from buildfarm.master.schedulers.base import Scheduler
+from buildfarm.master.schedulers.forceparams import BaseParameter
+from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.slaveapi.settings import SlaveAPISettings, validate_slaveapi_config
 
 DEFAULT_PB_PORT = 9989
@@ -50,29 +56,19 @@ KNOWN_KEYS = frozenset(
 )
 
 
-@dataclass
-class ConfigError:
-    """One problem in master.cfg, at a line when it is known."""
-
-    filename: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.filename}:{self.line}" if self.line else self.filename
-        return f"{where}: {self.message}"
-
-
-class ConfigErrors(Exception):
-    """Every problem found in one master.cfg."""
-
-    def __init__(self, errors: list[ConfigError]):
-        super().__init__("\n".join(str(e) for e in errors))
-        self.errors = errors
-
-
 class SlaveConfig(ConfigObject):
     """A slave the master accepts: ``slaves.BuildSlave('bs1', 'pass')`` in master.cfg."""
+
+    kind = "BuildSlave"  # what master.cfg called it, in messages
+    # Arguments of Buildbot 4.3's Worker that buildfarm accepts but does not use (a warning each).
+    NO_EFFECT_ARGS = {
+        "notify_on_missing": "buildfarm sends no mail about missing slaves",
+        "missing_timeout": "buildfarm sends no mail about missing slaves",
+        "keepalive_interval": "the master pings slaves every c['protocols']['pb']['ping_interval']",
+        "defaultProperties": "use properties=",
+        "locks": "use util.SlaveLock on builders or steps",
+        "machine_name": "buildfarm has no machines",
+    }
 
     def __init__(self, name, password, max_builds=None, properties=None, **kwargs):
         self._remember_config_line()
@@ -80,7 +76,64 @@ class SlaveConfig(ConfigObject):
         self.password = password
         self.max_builds = max_builds
         self.properties = dict(properties or {})
-        self.unknown_args = sorted(kwargs)
+        self.no_effect_args = sorted(k for k in kwargs if k in self.NO_EFFECT_ARGS)
+        self.unknown_args = sorted(k for k in kwargs if k not in self.NO_EFFECT_ARGS)
+
+
+class Worker(SlaveConfig):
+    """Buildbot 4's name for a slave: ``worker.Worker('bs1', 'pass')``."""
+
+    kind = "Worker"
+
+    # Its own signature, so that Python's own errors about its arguments say Worker.
+    def __init__(self, name, password, max_builds=None, properties=None, **kwargs):
+        super().__init__(name, password, max_builds=max_builds, properties=properties, **kwargs)
+
+
+# Keys of Buildbot 4.3's BuildmasterConfig that buildfarm accepts without using: why each has
+# no effect.  Given a value other than None or an empty list or dict, each gets a warning.
+NO_EFFECT_KEYS = {
+    "buildbotNetUsageData": "buildfarm never sends usage data anywhere",
+    "caches": "buildfarm keeps no in-memory caches to size",
+    "buildCacheSize": "buildfarm keeps no build cache to size",
+    "changeCacheSize": "buildfarm keeps no change cache to size",
+    "changeHorizon": "buildfarm keeps every change",
+    "logCompressionLimit": "buildfarm stores logs uncompressed",
+    "logCompressionMethod": "buildfarm stores logs uncompressed",
+    "logEncoding": "buildfarm decodes logs as UTF-8",
+    "logMaxSize": "buildfarm does not truncate logs",
+    "logMaxTailSize": "buildfarm does not truncate logs",
+    "manhole": "buildfarm has no manhole",
+    "metrics": "buildfarm's metrics are always served at /metrics (docs/api.md)",
+    "mq": "buildfarm has no pluggable message queue",
+    "prioritizeBuilders": "builders are served by their priority= (util.BuilderConfig)",
+    "revlink": "buildfarm does not link revisions",
+    "user_managers": "buildfarm's users are c['users']",
+    "validation": "buildfarm validates with its own rules",
+    "codebaseGenerator": "buildfarm does not generate codebases from changes",
+    "codebases": "buildfarm has no codebase objects",
+    "projects": "buildfarm has no project objects",
+    "machines": "buildfarm has no machines",
+    "select_next_worker": "use nextSlave on the builder",
+    "secretsProviders": "buildfarm does not read secrets from providers yet",
+    "configurators": "buildfarm runs no configurators yet",
+    "services": "buildfarm runs no services from master.cfg yet (reporters are not supported)",
+    "titleURL": "the web pages do not link a title URL yet",
+}
+# The keys of c['www'] buildfarm reads.
+WWW_KEYS = frozenset({"port", "allow_anonymous_read", "anonymous_scopes", *LIMIT_KEYS})
+# Buildbot 4.3's other keys of c['www'], accepted without effect (a warning each).
+WWW_NO_EFFECT_KEYS = {
+    "plugins": "buildfarm's web pages are built in; there are no www plugins",
+    **dict.fromkeys((
+        "allowed_origins", "auth", "authz", "avatar_methods", "change_hook_auth",
+        "change_hook_dialects", "cookie_expiration_time", "custom_templates_dir", "debug",
+        "default_page", "json_cache_seconds", "jsonp", "logRotateLength", "logfileName",
+        "maxRotatedFiles", "rest_minimum_version", "ui_default_config", "versions",
+        "ws_ping_interval", "project_widgets", "graphql", "theme",
+    ), "buildfarm's web server does not read it (docs/porting.md)"),
+}
+KNOWN_KEYS = KNOWN_KEYS | NO_EFFECT_KEYS.keys()
 
 
 @dataclass
@@ -120,69 +173,23 @@ class MasterConfig:
 
 def load_config(path: str) -> MasterConfig:
     """Execute and validate master.cfg; raise ``ConfigErrors`` listing every problem."""
-    path = os.path.abspath(path)
-    filename = os.path.basename(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            source = f.read()
-    except OSError as e:
-        raise ConfigErrors([ConfigError(path, None, f"cannot read: {e.strerror}")]) from None
-    try:
-        code = compile(source, path, "exec")
-    except SyntaxError as e:
-        raise ConfigErrors([ConfigError(filename, e.lineno, f"syntax error: {e.msg}")]) from None
-    # master.cfg may import helper modules beside it: its own __import__ finds them there.
-    importer = BesideConfigImporter(os.path.dirname(path))
-    namespace = {"__file__": path, "__name__": CONFIG_MODULE_NAME, "__builtins__": importer.builtins}
-    try:
-        exec(code, namespace)
-    except Exception as e:
-        raise ConfigErrors([_exception_error(e, path, filename)]) from None
+    execution = ConfigExecution(path)
+    namespace = execution.run()
+    errors = execution.errors
+    filename = os.path.basename(execution.path)
     raw = namespace.get("BuildmasterConfig")
     if not isinstance(raw, dict):
-        raise ConfigErrors([ConfigError(filename, None, "does not define a BuildmasterConfig dict")])
-    return _ConfigBuilder(filename, raw, _key_lines(code, source)).build(path)
+        if not errors:  # else an error above may be why it is missing
+            errors.append(ConfigError(filename, None, "does not define a BuildmasterConfig dict"))
+        raise ConfigErrors(errors)
+    builder = _ConfigBuilder(filename, raw, _key_lines(execution.source))
+    builder.errors = list(errors)
+    builder.failed_keys = execution.failed_keys
+    return builder.build(execution.path)
 
 
-class BesideConfigImporter:
-    """The ``__import__`` of master.cfg and of the modules it loads from beside it: a
-    top-level module not yet imported that lies in the master's basedir is loaded from there
-    (as if the basedir led ``sys.path``); every other import is Python's own.  No global
-    state changes (``sys.path`` stays as it is), so master.cfg may be loaded in a worker
-    thread while the reactor thread imports."""
-
-    def __init__(self, basedir: str):
-        self.basedir = basedir
-        self.builtins = dict(builtins.__dict__, __import__=self)
-
-    def __call__(self, name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002 - __import__'s
-        if level == 0:
-            top = name.partition(".")[0]
-            if top not in sys.modules:
-                spec = importlib.machinery.PathFinder.find_spec(top, [self.basedir])
-                if spec is not None and spec.loader is not None:
-                    self._load(top, spec)
-        return builtins.__import__(name, globals, locals, fromlist, level)
-
-    def _load(self, name: str, spec) -> None:
-        module = importlib.util.module_from_spec(spec)
-        module.__builtins__ = self.builtins  # its own imports of modules beside it work too
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(name, None)
-            raise
-
-
-def _exception_error(e: Exception, path: str, filename: str) -> ConfigError:
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
-    line = frames[-1].lineno if frames else None
-    return ConfigError(filename, line, f"{type(e).__name__}: {e}")
-
-
-def _key_lines(code, source: str) -> dict[str, int]:
-    """The line of the first assignment to each ``c['key']`` in master.cfg."""
+def _key_lines(source: str) -> dict[str, int]:
+    """The line of the last assignment to each ``c['key']`` in master.cfg."""
     lines: dict[str, int] = {}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Assign | ast.AugAssign):
@@ -191,7 +198,7 @@ def _key_lines(code, source: str) -> dict[str, int]:
                 if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
                     key = target.slice.value
                     if isinstance(key, str):
-                        lines[key] = min(lines.get(key, node.lineno), node.lineno)
+                        lines[key] = max(lines.get(key, 0), node.lineno)  # the last one counts
     return lines
 
 
@@ -203,9 +210,15 @@ class _ConfigBuilder:
         self.raw = raw
         self.key_lines = key_lines
         self.errors: list[ConfigError] = []
+        self.warnings: list[str] = []
+        self.checked_factories: list[BuildFactory] = []
+        self.failed_keys: set[str] = set()  # keys master.cfg failed to set (ConfigExecution)
 
     def error(self, line: int | None, message: str) -> None:
-        self.errors.append(ConfigError(self.filename, line, message))
+        self.errors.append(_at(self.filename, line, message))
+
+    def warning(self, line: int | None, message: str) -> None:
+        self.warnings.append(str(_at(self.filename, line, message)))
 
     def key_error(self, key: str, message: str) -> None:
         self.error(self.key_lines.get(key), message)
@@ -226,6 +239,7 @@ class _ConfigBuilder:
         self.locks(cfg)
         self.users(cfg)
         self.slaveapi(cfg)
+        self.no_effect_keys()
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
                 self.error(scheduler.config_line or self.key_lines.get("schedulers"), problem)
@@ -239,9 +253,30 @@ class _ConfigBuilder:
         if slaveapi_port is not None and slaveapi_port in (_port_number(cfg.pb_port),
                                                            _port_number(cfg.www_port)):
             self.key_error("slaveapi", f"SlaveAPI port {cfg.slaveapi.port} is also the PB or www port")
+        cfg.warnings[:0] = _unique(self.warnings)
         if self.errors:
-            raise ConfigErrors(self.errors)
+            raise ConfigErrors(_unique(self.errors), cfg.warnings)
         return cfg
+
+    def no_effect_keys(self) -> None:
+        """A warning for each key accepted without effect; c['change_source'] holds services."""
+        for key, why in NO_EFFECT_KEYS.items():
+            if self.raw.get(key) not in (None, [], {}, ()):
+                self.key_warning(key, f"c[{key!r}] has no effect: {why}")
+        www = self.raw.get("www")
+        for key in sorted(www) if isinstance(www, dict) else []:
+            if key in WWW_NO_EFFECT_KEYS:
+                if www[key] not in (None, [], {}, ()):
+                    self.key_warning("www", f"c['www'][{key!r}] has no effect: {WWW_NO_EFFECT_KEYS[key]}")
+            elif key not in WWW_KEYS:
+                self.key_error("www", f"unknown c['www'] key {key!r}")
+        sources = self.raw.get("change_source", [])
+        for source in sources if isinstance(sources, list | tuple) else [sources]:
+            if not IService.providedBy(source):
+                self.key_error("change_source", f"c['change_source'] holds {source!r}, not a change source")
+
+    def key_warning(self, key: str, message: str) -> None:
+        self.warning(self.key_lines.get(key), message)
 
     def listed(self, key: str, alias: str | None = None) -> tuple[str, list]:
         used = key if key in self.raw or alias not in self.raw else alias
@@ -256,10 +291,14 @@ class _ConfigBuilder:
         slaves: dict[str, SlaveConfig] = {}
         for item in items:
             if not isinstance(item, SlaveConfig):
-                self.key_error(key, f"c[{key!r}] holds {item!r}, not a BuildSlave")
+                kind = "Worker" if key == "workers" else "BuildSlave"
+                self.key_error(key, f"c[{key!r}] holds {item!r}, not a {kind}")
                 continue
             line = item.config_line or self.key_lines.get(key)
-            self.unknown_args(item, line, "BuildSlave")
+            self.unknown_args(item, line, item.kind)
+            for arg in item.no_effect_args:
+                self.warning(line, f"{item.kind} argument {arg!r} has no effect in buildfarm: "
+                                   f"{item.NO_EFFECT_ARGS[arg]}")
             if not isinstance(item.name, str) or not item.name:
                 self.error(line, f"slave name must be a non-empty string, not {item.name!r}")
             elif item.name in slaves:
@@ -295,7 +334,7 @@ class _ConfigBuilder:
                 self.error(line, f"builder {item.name!r} shares builddir {item.builddir!r}")
             if not item.slavenames:
                 self.error(line, f"builder {item.name!r} names no slaves")
-            for slavename in item.slavenames:
+            for slavename in [] if self.failed_keys & {"slaves", "workers"} else item.slavenames:
                 if slavename not in slaves:
                     self.error(line, f"builder {item.name!r} names unknown slave {slavename!r}")
             self.factory(item, line)
@@ -308,6 +347,9 @@ class _ConfigBuilder:
         if not isinstance(builder.factory, BuildFactory):
             self.error(line, f"builder {builder.name!r} needs factory=util.BuildFactory(...)")
             return
+        if any(builder.factory is seen for seen in self.checked_factories):
+            return  # builders sharing a factory share its problems: each is reported once
+        self.checked_factories.append(builder.factory)
         for step in builder.factory.steps:
             if not isinstance(step, BuildStep):
                 where = getattr(step, "config_line", None) or builder.factory.config_line or line
@@ -327,14 +369,32 @@ class _ConfigBuilder:
             line = item.config_line or self.key_lines.get("schedulers")
             if item.name in names:
                 self.error(line, f"duplicate scheduler name {item.name!r}")
-            for name in item.builderNames:
-                if name not in builder_names:
+            if isinstance(item.builderNames, list | tuple):
+                # Taken now, not at construction: master.cfg may fill the list after.
+                item.builderNames = list(item.builderNames)
+            for name in item.builderNames if isinstance(item.builderNames, list) else []:
+                if name not in builder_names and "builders" not in self.failed_keys:
                     self.error(line, f"scheduler {item.name!r} names unknown builder {name!r}")
             for problem in item.config_problems():
                 self.error(line, problem)
+            if isinstance(item, ForceScheduler):
+                self.force_arguments_without_effect(item, line)
             names.add(item.name)
             schedulers.append(item)
         return schedulers
+
+    def force_arguments_without_effect(self, scheduler: ForceScheduler, line: int | None) -> None:
+        """Buildbot's layout arguments of force parameters (``size``, ``cols``, ...) and
+        ``username`` are accepted without effect: a warning each."""
+        if getattr(scheduler, "username", None) is not None:
+            self.warning(line, f"ForceScheduler {scheduler.name!r}: argument 'username' has no effect: "
+                               "the user is the one who logged in")
+        parameters = list(scheduler.parameters) if isinstance(scheduler.parameters, list | tuple) else []
+        for parameter in [*parameters, scheduler.reason]:
+            for arg in parameter.ignored if isinstance(parameter, BaseParameter) else []:
+                self.warning(line, f"ForceScheduler {scheduler.name!r}: parameter {parameter.name!r}: "
+                                   f"argument {arg!r} has no effect: buildfarm's force form has its "
+                                   "own layout")
 
     def global_settings(self, cfg: MasterConfig) -> None:
         properties = self.raw.get("properties", {})
@@ -484,8 +544,8 @@ class _ConfigBuilder:
         cfg.www_anonymous_scopes = tuple(scopes)
         for scope in scopes:
             if not is_plain_read_scope(scope):
-                cfg.warnings.append(f"c['www']['anonymous_scopes'] grants {scope!r} to anyone without "
-                                    "credentials: it is more than reading")
+                self.key_warning("www", f"c['www']['anonymous_scopes'] grants {scope!r} to anyone "
+                                        "without credentials: it is more than reading")
 
     def users(self, cfg: MasterConfig) -> None:
         """``c['users']``: the accounts of every HTTP surface (master/auth/)."""
@@ -524,6 +584,20 @@ class _ConfigBuilder:
             self.key_error("db", f"bad db_url {url!r}: {e}")
             return
         cfg.db_url = url
+
+
+def _at(filename: str, line: int | None, message: str) -> ConfigError:
+    """A problem at ``line`` of master.cfg, or of the helper module a ``ConfigLine`` names."""
+    return ConfigError(getattr(line, "filename", None) or filename, line and int(line), message)
+
+
+def _unique(items: list) -> list:
+    """``items`` without repeats, in order (builders sharing a factory share its problems)."""
+    seen: list = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
 
 
 def _port_number(description: str | None) -> int | None:

@@ -1,8 +1,9 @@
 """``ConfigObject``, the base of what master.cfg builds: where it was made, and how it compares.
 
-Where: ``master.cfg`` is executed with ``__name__`` set to ``CONFIG_MODULE_NAME``, so a
-config object can find the line that created it by walking up the stack to the first frame
-running in that namespace (for error messages with a line).  No global state is needed.
+Where: ``master.cfg`` and the helper modules it imports from beside it are executed with
+``CONFIG_FILE_KEY`` in their globals (the file's name as checkconfig shows it), so a config
+object can find the file and line that created it by walking up the stack to the first frame
+running in one of them (for error messages with a file and line).  No global state is needed.
 
 How it compares (``fingerprint``): a reconfig re-executes master.cfg, so every object in it
 is new; what matters is whether the *configuration* changed.  Functions compare by their
@@ -18,12 +19,30 @@ import types
 from typing import Any
 
 CONFIG_MODULE_NAME = "__buildfarm_config__"
+# In the globals of master.cfg and of its helper modules: the file's name relative to the basedir.
+CONFIG_FILE_KEY = "__buildfarm_config_file__"
+
+
+class ConfigLine(int):
+    """A line number that also knows its file (``helpers/workers.py``), so code that treats
+    lines as numbers (``item.config_line or default``) keeps working."""
+
+    filename: str | None
+
+    def __new__(cls, line: int, filename: str | None = None):
+        self = super().__new__(cls, line)
+        self.filename = filename
+        return self
 
 
 def caller_config_line() -> int | None:
-    """The master.cfg line currently executing, or None outside a config load."""
+    """The line of master.cfg or of a helper module currently executing (a ``ConfigLine``
+    naming its file), or None outside a config load."""
     frame = sys._getframe(1)
     while frame is not None:
+        filename = frame.f_globals.get(CONFIG_FILE_KEY)
+        if filename is not None:
+            return ConfigLine(frame.f_lineno, filename)
         if frame.f_globals.get("__name__") == CONFIG_MODULE_NAME:
             return frame.f_lineno
         frame = frame.f_back

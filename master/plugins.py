@@ -1,16 +1,20 @@
 """The one namespace master.cfg imports, as Buildbot 4's ``buildbot.plugins``::
 
     from buildfarm.master.plugins import slaves, schedulers, steps, util
+    from buildfarm.master.plugins import *   # as ``from buildbot.plugins import *``
 
-``worker``/``workers`` are aliases of ``slaves`` (``worker.Worker``), so a Buildbot 4
-``master.cfg`` ports by changing its import line.
+``worker``/``workers`` are aliases of ``slaves`` (``worker.Worker``).  Each namespace knows
+every name Buildbot 4.3 offers in it (``master/pluginspace.py``): one buildfarm does not
+provide raises ``not supported by buildfarm: <name> (Buildbot's <module>.<name>)``, which
+checkconfig reports at the line that used it.  docs/porting.md lists what is supported.
 """
 
 from types import SimpleNamespace
 
 from buildfarm.master.auth.users import User
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
-from buildfarm.master.config import SlaveConfig
+from buildfarm.master.config import SlaveConfig, Worker
+from buildfarm.master.pluginspace import PluginNamespace
 from buildfarm.master.process.builderconfig import BuilderConfig
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import MasterLock, SlaveLock
@@ -39,8 +43,12 @@ from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.timed import Nightly, Periodic
 from buildfarm.master.schedulers.triggerable import Triggerable
 
-slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=SlaveConfig)
-worker = workers = SimpleNamespace(Worker=SlaveConfig, BuildSlave=SlaveConfig)
+slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=Worker)
+worker = SimpleNamespace(Worker=Worker, BuildSlave=SlaveConfig)
+changes = SimpleNamespace()
+reporters = SimpleNamespace()
+secrets = SimpleNamespace()
+webhooks = SimpleNamespace()
 schedulers = SimpleNamespace(
     ForceScheduler=ForceScheduler,
     Periodic=Periodic,
@@ -85,4 +93,17 @@ util = SimpleNamespace(
     User=User,
 )
 
-__all__ = ["schedulers", "slaves", "steps", "util", "worker", "workers"]
+# The namespaces above become PluginNamespaces that know Buildbot's names too.
+changes, reporters, schedulers, secrets, steps, util, webhooks, worker = (
+    PluginNamespace(name, vars(namespace)) for name, namespace in (
+        ("changes", changes), ("reporters", reporters), ("schedulers", schedulers),
+        ("secrets", secrets), ("steps", steps), ("util", util), ("webhooks", webhooks),
+        ("worker", worker)))
+slaves = PluginNamespace("worker", vars(slaves))
+workers = worker
+# Buildbot's ``statistics`` is a module of its own: none of its names is provided.
+statistics = PluginNamespace("statistics", {}, buildbot={}, buildbot_module="buildbot.statistics")
+
+# What ``from buildfarm.master.plugins import *`` binds: Buildbot's names, and buildfarm's own.
+__all__ = ["changes", "reporters", "schedulers", "secrets", "slaves", "statistics", "steps", "util",
+           "webhooks", "worker", "workers"]

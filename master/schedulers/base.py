@@ -60,7 +60,8 @@ class Scheduler(ConfigObject):
     def __init__(self, name, builderNames, properties=None, priority=0):  # noqa: N803
         self._remember_config_line()
         self.name = name
-        self.builderNames = list(builderNames) if isinstance(builderNames, list | tuple) else builderNames
+        # Kept as given: master.cfg may fill the list after this; loading the config copies it.
+        self.builderNames = builderNames
         self.properties = {} if properties is None else (
             dict(properties) if isinstance(properties, dict) else properties)
         self.priority = priority

@@ -44,6 +44,7 @@ class ForceScheduler(Scheduler):
         self.reason = reason
         self.buttonName = buttonName
         self.label = label
+        self.username = username  # accepted without effect (checkconfig warns)
         self.unknown_args = sorted(kwargs)
 
     @property

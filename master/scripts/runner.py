@@ -110,6 +110,8 @@ def _load(basedir_or_file: str) -> MasterConfig:
     try:
         return load_config(path)
     except ConfigErrors as e:
+        for warning in e.warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
         for error in e.errors:
             print(f"{PROG}: {error}", file=sys.stderr)
         raise CLIError(f"{len(e.errors)} problem(s) in {path}") from None

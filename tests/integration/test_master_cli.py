@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+from fixtures.buildbotpackage import expected_sample_problems, ported_sample_cfg
 from fixtures.daemons import BIN_DIR, pid_alive, read_pid, run_cli
 
 BROKEN_CFG = """\
@@ -58,6 +59,41 @@ def test_checkconfig_reports_every_problem_with_file_and_line(tmp_path):
     assert "master.cfg:4: bad PB port 'nine'" in result.stderr
     assert "master.cfg:5: builder 'a' names unknown slave 'bs9'" in result.stderr
     assert "master.cfg:6: duplicate builder name 'a'" in result.stderr
+    assert_no_traceback(result)
+
+
+def shifted_lines(problem: str, by: int) -> str:
+    where, _, message = problem.partition(": ")
+    filename, _, line = where.partition(":")
+    return f"{filename}:{int(line) + by}: {message}"
+
+
+def test_checkconfig_reports_a_helper_module_and_unsupported_names_one_line_each(tmp_path):
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "__init__.py").write_text("")
+    (tmp_path / "helpers" / "workers.py").write_text(
+        "from buildfarm.master.plugins import worker\n\n"
+        "NAMES = ['bs1']\n\n"
+        "WORKERS = [worker.Worker(name, password) for name in NAMES]\n")
+    (tmp_path / "master.cfg").write_text(ported_sample_cfg().replace(
+        "c['workers'] = [worker.Worker(\"example-worker\", \"pass\")]",
+        "from helpers.workers import WORKERS\nc['workers'] = WORKERS\n"
+        "c['services'] = [reporters.MailNotifier(fromaddr='ci@example.org')]"))
+    result = run_cli("buildmaster", "checkconfig", str(tmp_path))
+    assert result.returncode == 1
+    expected = [
+        "buildmaster: warning: master.cfg:88: c['titleURL'] has no effect: the web pages do not link "
+        "a title URL yet",
+        "buildmaster: warning: master.cfg:98: c['www']['plugins'] has no effect: buildfarm's web pages "
+        "are built in; there are no www plugins",
+        "buildmaster: helpers/workers.py:5: NameError: name 'password' is not defined",
+        "buildmaster: master.cfg:20: not supported by buildfarm: MailNotifier "
+        "(Buildbot's buildbot.reporters.mail.MailNotifier)",
+    ]
+    # The sample's own problems, two lines further down (the helper import added two lines).
+    expected += [f"buildmaster: {shifted_lines(problem, 2)}" for problem in expected_sample_problems()]
+    expected.append(f"buildmaster: {len(expected) - 2} problem(s) in {tmp_path / 'master.cfg'}")
+    assert result.stderr.splitlines() == expected
     assert_no_traceback(result)
 
 
