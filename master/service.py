@@ -150,7 +150,7 @@ class BuildMaster(service.MultiService):
 
     async def _start(self) -> None:
         for warning in self.config.warnings:
-            log.warn("master.cfg: {warning}", warning=warning)
+            log.warn("{warning}", warning=warning)  # "<file>:<line>: <what>"
         for child in self:
             await defer.maybeDeferred(child.startService)
         self._install_reconfig_signal()
@@ -185,7 +185,7 @@ class BuildMaster(service.MultiService):
             return
         self.config = new
         for warning in new.warnings:
-            log.warn("master.cfg: {warning}", warning=warning)
+            log.warn("{warning}", warning=warning)  # "<file>:<line>: <what>"
         for child in self:
             if isinstance(child, Reconfigurable):
                 await defer.maybeDeferred(child.reconfigService, new)
