@@ -35,6 +35,7 @@ from twisted.internet import defer, threads
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from buildfarm.common.results import RETRY
 from buildfarm.master.auth.service import AuthService
@@ -46,6 +47,7 @@ from buildfarm.master.process.botmaster import BotMaster
 from buildfarm.master.process.logbus import LogBus
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.runner import ActionRunner
+from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.site import WWWService
 
 log = Logger()
@@ -92,6 +94,7 @@ class PreviousRunRecovery(service.Service):
         await db.slaves.detach_all_of_master(master.masterid, now)
 
 
+@implementer(IWebMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 

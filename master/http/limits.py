@@ -43,5 +43,6 @@ CONFIG_KEYS = {
 
 
 def limits_of(master) -> HTTPLimits:
-    """The configured limits of ``master`` (the defaults for a config without them)."""
-    return getattr(getattr(master, "config", None), "www_limits", None) or HTTPLimits()
+    """The configured limits of ``master`` (an `IHTTPMaster`): its current config's
+    ``www_limits`` (``MasterConfig`` gives every config the defaults)."""
+    return master.config.www_limits
