@@ -6,7 +6,6 @@ import ast
 import base64
 import json
 import pathlib
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
@@ -439,13 +438,6 @@ async def test_metrics_count_events_and_read_gauges_at_scrape_time(farm):
     assert samples['buildfarm_buildrequests_oldest_age_seconds{builder="windows"}'] == 100
     assert samples["buildfarm_slaves_attached"] == 1
     assert samples['buildfarm_slaveapi_actions{action="reboot",state="pending"}'] == 1
-
-
-def test_hooks_do_nothing_for_a_master_without_metrics():
-    master = SimpleNamespace()
-    metrics_hooks.build_started(master, "linux")
-    metrics_hooks.build_finished(master, "linux", SUCCESS)
-    metrics_hooks.log_bytes_hook(master)("text")
 
 
 def test_each_master_has_its_own_registry():
