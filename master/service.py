@@ -52,6 +52,7 @@ from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
 from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.status import IStatusSource
+from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.site import WWWService
 
 log = Logger()
@@ -98,7 +99,7 @@ class PreviousRunRecovery(service.Service):
         await db.slaves.detach_all_of_master(master.masterid, now)
 
 
-@implementer(IStatusSource, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster)
+@implementer(IStatusSource, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster, IWebMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 

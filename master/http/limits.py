@@ -41,7 +41,3 @@ CONFIG_KEYS = {
     "max_event_streams": ("max_event_streams", True),
 }
 
-
-def limits_of(master) -> HTTPLimits:
-    """The configured limits of ``master`` (the defaults for a config without them)."""
-    return getattr(getattr(master, "config", None), "www_limits", None) or HTTPLimits()

@@ -19,7 +19,7 @@ from buildfarm.master.pb.remotecommand import (
 from buildfarm.master.process.buildstep import BuildStep, fold_step_result
 from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.locks import as_access
-from buildfarm.master.process.logbus import build_changed, bus_of
+from buildfarm.master.process.logbus import build_changed
 from buildfarm.master.process.logwriter import LogWriter
 from buildfarm.master.process.properties import Properties
 
@@ -57,7 +57,7 @@ class StepRun:
         db = self.build.master.db
         logid = await db.logs.add(self.stepid, name)
         writer = LogWriter(db, logid, self.build.master.reactor, metrics.log_bytes_hook(self.master),
-                           bus_of(self.master))
+                           self.master.logbus)
         self.logs.append(writer)
         build_changed(self.master, self.build.buildid)
         return writer

@@ -395,11 +395,6 @@ class LogBus:
             del self._topics[feed.logid]
 
 
-def bus_of(master) -> LogBus:
-    """The master's bus (``master.logbus``; every master has one)."""
-    return master.logbus
-
-
 def build_changed(master, buildid: int | None) -> None:
     """Tell the viewers of ``buildid`` in this master that its steps or logs changed (nothing
     before the build has an id)."""

@@ -21,11 +21,11 @@ from buildfarm.master.http.flow import send_text
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.www import apidata
 from buildfarm.master.www.apidata import with_result_name
+from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.paging import (
     BadParameter,
     Page,
@@ -76,7 +76,7 @@ class JSONAPI:
     app = bounded_klein()
     routes = RouteTable(app, "api")
 
-    def __init__(self, master):
+    def __init__(self, master: IWebMaster):
         self.master = master
 
     def resource(self):
@@ -487,9 +487,6 @@ class JSONAPI:
     @routes.route("/metrics", "GET", scope="metrics:read")
     async def metrics(self, request):
         """The Prometheus text exposition of the master's metrics (master/metrics.py)."""
-        metrics = getattr(self.master, "metrics", None)
-        if metrics is None:
-            metrics = self.master.metrics = MasterMetrics()
-        text = await metrics.render(self.master)
+        text = await self.master.metrics.render(self.master)
         request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
         return text

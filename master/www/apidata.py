@@ -13,6 +13,7 @@ from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE, STATE_NAMES
 from buildfarm.master.schedulers.forceparams import BaseParameter, ChoiceStringParameter
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.status import SLAVE_STATES, SlaveStatus, one_slave_status, slave_statuses
+from buildfarm.master.www.interfaces import IWebMaster
 
 # How many of a slave's latest builds and SlaveAPI results its detail shows.
 RECENT_ITEMS = 20
@@ -64,7 +65,7 @@ def builder_summary(builder) -> dict:
     }
 
 
-def force_form(master, buildername: str) -> dict | None:
+def force_form(master: IWebMaster, buildername: str) -> dict | None:
     """What forcing ``buildername`` takes: its ForceScheduler's name, button, default reason
     and typed parameters; None when no ForceScheduler lists the builder."""
     try:
@@ -96,7 +97,7 @@ def parameter_json(parameter: BaseParameter) -> dict:
     return shown
 
 
-async def builder_detail(master, builder) -> dict:
+async def builder_detail(master: IWebMaster, builder) -> dict:
     """A builder with its force form, running builds, waiting requests and last build."""
     db, now = master.db, master.reactor.seconds()
     running = await db.builds.get_all(builderid=builder.builderid, complete=False, limit=OVERVIEW_ITEMS)
@@ -126,7 +127,7 @@ def build_summary(build: dict, now: float) -> dict:
 
 # -- builds ------------------------------------------------------------------------------------
 
-async def build_detail(master, build: dict) -> dict:
+async def build_detail(master: IWebMaster, build: dict) -> dict:
     """A build with its steps (result, duration) and each step's logs (lines, bytes, URLs)."""
     db, now = master.db, master.reactor.seconds()
     buildid = build["buildid"]
@@ -150,7 +151,7 @@ def log_json(entry: dict, size: int, url: str | None = None) -> dict:
 
 # -- slaves ------------------------------------------------------------------------------------
 
-async def slave_summaries(master, with_info: bool = False) -> list[dict]:
+async def slave_summaries(master: IWebMaster, with_info: bool = False) -> list[dict]:
     """Every configured slave and every slave the database remembers, by name, with its
     state (master/status.py).  Their ``info`` is None unless ``with_info``: see `add_infos`."""
     db = master.db
@@ -160,7 +161,8 @@ async def slave_summaries(master, with_info: bool = False) -> list[dict]:
     return [slave_summary(master, status, known.get(name, {})) for name, status in statuses.items()]
 
 
-async def add_infos(master, summaries: list[dict], may: Callable[[str], bool] = _deny) -> list[dict]:
+async def add_infos(master: IWebMaster, summaries: list[dict],
+                    may: Callable[[str], bool] = _deny) -> list[dict]:
     """Fill in the reported ``info`` of ``summaries`` (a page of them): one query; the
     environment of the slaves whose ``slaves:read-environment:<slave>`` the caller ``may``."""
     infos = await master.db.slaves.get_infos([s["name"] for s in summaries])
@@ -171,7 +173,7 @@ async def add_infos(master, summaries: list[dict], may: Callable[[str], bool] = 
     return summaries
 
 
-def slave_summary(master, status: SlaveStatus, row: dict, show_environment: bool = False) -> dict:
+def slave_summary(master: IWebMaster, status: SlaveStatus, row: dict, show_environment: bool = False) -> dict:
     """One slave as ``GET /api/v1/slaves`` lists it."""
     live = master.botmaster.slaves.get(status.name)
     return {
@@ -194,7 +196,7 @@ def slave_summary(master, status: SlaveStatus, row: dict, show_environment: bool
     }
 
 
-async def slave_detail(master, name: str, may: Callable[[str], bool] = _deny) -> dict | None:
+async def slave_detail(master: IWebMaster, name: str, may: Callable[[str], bool] = _deny) -> dict | None:
     """One slave with its commands, connection, SlaveAPI settings and recent history;
     None for a slave neither configured nor remembered.  The caller ``may`` see the
     environment (``slaves:read-environment:<slave>``) and the SlaveAPI's action results
@@ -209,12 +211,12 @@ async def slave_detail(master, name: str, may: Callable[[str], bool] = _deny) ->
     live = master.botmaster.slaves.get(name)
     results = (await db.slaveapi.get_results(slave=name))[-RECENT_ITEMS:]
     info = (row or {}).get("info") or (live.info if live else {})
-    commands = getattr(live, "commands", None) or info.get("worker_commands") or \
+    commands = (live.commands if live is not None else None) or info.get("worker_commands") or \
         info.get("slave_commands") or {}
     return {
         **slave_summary(master, status, row or {}, may(environment_scope(name))),
         "commands": commands,
-        "peer": getattr(live, "peer", None),
+        "peer": live.peer if live is not None else None,
         "connected_masterid": (row or {}).get("connected_masterid"),
         "connections": await db.slaves.get_connections(name, RECENT_ITEMS),
         "slaveapi": {
@@ -236,7 +238,7 @@ def slaveapi_result_json(row: dict) -> dict:
 
 # -- overview ----------------------------------------------------------------------------------
 
-async def overview(master) -> dict:
+async def overview(master: IWebMaster) -> dict:
     """The fleet at a glance: builders (last result, running builds, waiting requests), the
     request queue with ages, and slaves by state with their last-seen times."""
     db, now = master.db, master.reactor.seconds()

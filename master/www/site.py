@@ -9,7 +9,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
-from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES, limits_of
+from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES
 from buildfarm.master.http.site import (
     BodyRule,
     BoundedSite,
@@ -20,6 +20,7 @@ from buildfarm.master.http.site import (
 from buildfarm.master.listener import ListeningService
 from buildfarm.master.www import api
 from buildfarm.master.www.api import JSONAPI
+from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.ui import WebUI
 from buildfarm.master.www.ui import app as pages
 
@@ -62,14 +63,15 @@ class WWWService(ListeningService):
 
     name = "www"
 
-    def __init__(self, master):
+    def __init__(self, master: IWebMaster):
         super().__init__()
         self.master = master
 
     def make_site(self) -> BoundedSite:
         """The twisted.web Site with every resource of the master."""
         root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master).resource())
-        return BoundedSite(root, BODY_RULES, PAGES_BODY_RULE, limits_of(self.master), self.master.reactor)
+        return BoundedSite(root, BODY_RULES, PAGES_BODY_RULE, self.master.config.www_limits,
+                           self.master.reactor)
 
     def startService(self):  # noqa: N802
         """Start listening (if a web port is configured); the Deferred fails when it cannot."""

@@ -5,7 +5,6 @@ JSON API's slave info."""
 import json
 import os
 import time
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
@@ -19,10 +18,6 @@ from buildfarm.common.redaction import (
     redact_log_header,
     redact_value,
 )
-from buildfarm.master.auth.identity import READ_SCOPES
-from buildfarm.master.auth.service import AuthService
-from buildfarm.master.auth.users import User, validate_users
-from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.pb.remotecommand import RemoteCommand
 from buildfarm.master.process.build import Build
 from buildfarm.master.www.api import JSONAPI
@@ -287,33 +282,45 @@ async def test_the_slaves_command_line_in_the_header_loses_url_passwords(tmp_pat
 
 # -- the JSON API --------------------------------------------------------------------------
 
+# A master with slave s1 and user ops, who may read slaves and s1's environment (a token).
+REDACTION_CFG = """\
+from buildfarm.master.plugins import slaves, steps, util
+c = BuildmasterConfig = {}
+c['slaves'] = [slaves.BuildSlave('s1', 'pass')]
+c['protocols'] = {'pb': {'port': 9989}}
+c['builders'] = [util.BuilderConfig(name='linux', slavenames=['s1'],
+                 factory=util.BuildFactory([steps.ShellCommand(command=['make'])]))]
+c['www'] = {'port': 8010}
+c['db'] = {'db_url': %r}
+c['users'] = [util.User('ops', tokens=['ops-token'], scopes=['slaves:read', 'slaves:read-environment:s1'])]
+"""
+
+
 @pytest_twisted.ensureDeferred
-async def test_the_json_api_shows_a_slaves_environment_without_secret_values(db):
-    masterid = await db.masters.find_or_create("m1")
-    reported = {"environ": {**SECRET_ENVIRON, **HARMLESS_ENVIRON}, "admin": "ops https://o:pw-admin@wiki/"}
-    await db.slaves.attached("s1", masterid, reported, "1.0", 100.0)
-    clock = task.Clock()
-    master = SimpleNamespace(
-        db=db, reactor=clock, metrics=MasterMetrics(), masterid=masterid,
-        config=SimpleNamespace(title="farm", slaves={"s1": None}, change_secret=None),
-        botmaster=SimpleNamespace(builders={}, slaves={}, running_builds={}))
-    accounts, _ = validate_users([User("ops", tokens=["ops-token"],
-                                       scopes=["slaves:read", "slaves:read-environment:s1"])], None)
-    master.auth = AuthService(clock, accounts, READ_SCOPES, db)
-    resource = JSONAPI(master).resource()
-    anonymous = json.loads((await render(resource, "GET", "/api/v1/slaves/s1")).body)
-    assert "environ" not in anonymous["info"]  # shown only with slaves:read-environment:s1
-    for path in ("/api/v1/slaves/s1", "/api/v1/slaves"):
-        response = await render(resource, "GET", path, headers={"authorization": "Bearer ops-token"})
-        assert response.code == 200
-        text = response.body.decode()
-        for value in (*SECRET_VALUES, "pw-admin"):
-            assert value not in text, (path, value)
-        body = json.loads(text)
-        info = body["info"] if "info" in body else body["slaves"][0]["info"]
-        assert set(info["environ"]) == set(SECRET_ENVIRON) | set(HARMLESS_ENVIRON)
-        assert info["environ"]["PATH"] == HARMLESS_ENVIRON["PATH"]
-        assert info["environ"]["GITHUB_PAT"] == REDACTED
+async def test_the_json_api_shows_a_slaves_environment_without_secret_values(tmp_path, db_url):
+    # (imported here: the rest of this module is about other surfaces)
+    from fixtures.memorymaster import attach_slave, start_memory_master
+
+    master = await start_memory_master(tmp_path, REDACTION_CFG % db_url, now=100.0)
+    try:
+        reported = {"environ": {**SECRET_ENVIRON, **HARMLESS_ENVIRON}, "admin": "ops https://o:pw-admin@wiki/"}
+        await attach_slave(master, "s1", info=reported)  # the whole report goes to the database
+        resource = JSONAPI(master).resource()
+        anonymous = json.loads((await render(resource, "GET", "/api/v1/slaves/s1")).body)
+        assert "environ" not in anonymous["info"]  # shown only with slaves:read-environment:s1
+        for path in ("/api/v1/slaves/s1", "/api/v1/slaves"):
+            response = await render(resource, "GET", path, headers={"authorization": "Bearer ops-token"})
+            assert response.code == 200
+            text = response.body.decode()
+            for value in (*SECRET_VALUES, "pw-admin"):
+                assert value not in text, (path, value)
+            body = json.loads(text)
+            info = body["info"] if "info" in body else body["slaves"][0]["info"]
+            assert set(info["environ"]) == set(SECRET_ENVIRON) | set(HARMLESS_ENVIRON)
+            assert info["environ"]["PATH"] == HARMLESS_ENVIRON["PATH"]
+            assert info["environ"]["GITHUB_PAT"] == REDACTED
+    finally:
+        await master.stopService()
 
 
 # -- build properties from the slave's info ------------------------------------------------

@@ -7,11 +7,9 @@ from twisted.internet import task
 from zope.interface.verify import verifyObject
 
 from buildfarm.master.config import MasterConfig, SlaveConfig
-from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.pb.buildslave import BuildSlave
 from buildfarm.master.process.botmaster import BotMaster
 from buildfarm.master.slaveapi.resources import SlaveAPI
-from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.status import (
     STATE_BUSY,
     STATE_DISABLED,
@@ -94,7 +92,8 @@ def test_a_slave_still_attaching_or_detaching_is_not_counted_attached():
 # -- every surface agrees ----------------------------------------------------------------------
 
 class InMemoryMaster:
-    """What the surfaces read of the master: a real database, BotMaster and config."""
+    """What master/status.py reads of the master: a real database, BotMaster and config (the
+    surfaces themselves run on a real master in memory: `five_slaves_on_a_memory_master`)."""
 
     def __init__(self, db):
         self.db = db
@@ -150,35 +149,83 @@ async def test_the_status_module_answers_the_five_cases(db):
         assert await one_slave_status(master, name) == statuses[name]
 
 
-@pytest_twisted.ensureDeferred
-async def test_the_json_api_the_pages_the_slaveapi_and_metrics_agree(db):
-    master = await five_slaves(db)
-    api = {s["name"]: s for s in await apidata.slave_summaries(master)}
-    ui = WebUI(master)
-    pages = {name: ui.slave_summary(await one_slave_status(master, name)) for name in NAMES}  # /slaves/<name>
-    overview = await apidata.overview(master)  # the JSON API's and the overview page's
-    listed = {s["name"]: s for s in overview["slaves"]}
-    slaveapi = {s["name"]: s for s in await SlaveAPI(ActionRunner(master))._slave_summaries()}
-    for name, (state, connected, attached, running, master_name) in EXPECTED.items():
-        assert (api[name]["state"], api[name]["connected"], api[name]["attached"],
-                api[name]["running_builds"]) == (state, connected, attached, running), name
-        assert (pages[name]["state"], pages[name]["connected"], pages[name]["attached"],
-                pages[name]["running"]) == (state, connected, attached, running), name
-        assert (slaveapi[name]["connected"], slaveapi[name]["master"]) == (connected, master_name), name
-        assert (listed[name]["state"], listed[name]["running_builds"]) == (state, running), name
-        detail = await apidata.slave_detail(master, name)
-        assert (detail["state"], detail["connected"], detail["running_builds"]) == (
-            state, connected, running), name
-    assert overview["slave_counts"] == {"idle": 1, "busy": 2, "disabled": 0, "lost": 1, "never seen": 1,
-                                        "attached": 2}
-    scraped = (await MasterMetrics().render(master)).decode()
-    assert "buildfarm_slaves_attached 2.0" in scraped
+# The five slaves configured on a real master (builder linux takes them all).
+FIVE_SLAVES_CFG = """\
+from buildfarm.master.plugins import slaves, steps, util
+c = BuildmasterConfig = {}
+c['title'] = 'Status farm'
+c['slaves'] = [slaves.BuildSlave(name, 'pw') for name in %r]
+c['protocols'] = {'pb': {'port': 9989}}
+c['builders'] = [util.BuilderConfig(name='linux', slavenames=[s.name for s in c['slaves']],
+                 factory=util.BuildFactory([steps.ShellCommand(command=['make'])]))]
+c['www'] = {'port': 8010}
+c['db'] = {'db_url': %r}
+"""
+
+
+async def five_slaves_on_a_memory_master(tmp_path, db_url):
+    """The cases of `five_slaves` on a real master in memory: idle and busy attached to its
+    BotMaster through the real attach sequence, the others' history in its database."""
+    from fixtures.memorymaster import attach_slave, start_memory_master
+
+    master = await start_memory_master(tmp_path, FIVE_SLAVES_CFG % (NAMES, db_url), now=NOW - 5)
+    db, own = master.db, master.masterid
+    other = await db.masters.find_or_create("m2")
+    for name in ("idle", "busy"):
+        await attach_slave(master, name)
+    ids = {name: (await db.slaves.get(name))["slaveid"] for name in ("idle", "busy")}
+    for name, masterid in (("lost", own), ("elsewhere", other)):
+        ids[name] = await db.slaves.attached(name, masterid, {}, "1.0", 100.0)
+    await db.slaves.detached("lost", own, 900.0)
+    builderid = master.botmaster.builders["linux"].builderid
+    for name, masterid in (("busy", own), ("elsewhere", other), ("lost", own)):
+        brid = await db.buildrequests.add(builderid, "test", {}, 1000.0)
+        await db.buildrequests.claim(brid, masterid, 1001.0)
+        buildid, _ = await db.builds.add(builderid, brid, ids[name], masterid, 1002.0)
+        if name == "lost":  # it finished before the slave left
+            await db.builds.finish(buildid, 0, 1100.0, "done")
+    master.reactor.advance(5)
+    return master
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_json_api_filters_never_seen_slaves_apart_from_lost_ones(db):
-    master = await five_slaves(db)
-    summaries = await apidata.slave_summaries(master)
+async def test_the_json_api_the_pages_the_slaveapi_and_metrics_agree(tmp_path, db_url):
+    master = await five_slaves_on_a_memory_master(tmp_path, db_url)
+    try:
+        api = {s["name"]: s for s in await apidata.slave_summaries(master)}
+        ui = WebUI(master)
+        # /slaves/<name>
+        pages = {name: ui.slave_summary(await one_slave_status(master, name)) for name in NAMES}
+        overview = await apidata.overview(master)  # the JSON API's and the overview page's
+        listed = {s["name"]: s for s in overview["slaves"]}
+        slaveapi = {s["name"]: s for s in await SlaveAPI(master.slaveapi)._slave_summaries()}
+        master_names = {"m1": master.name_in_database, "m2": "m2", None: None}
+        for name, (state, connected, attached, running, master_name) in EXPECTED.items():
+            assert (api[name]["state"], api[name]["connected"], api[name]["attached"],
+                    api[name]["running_builds"]) == (state, connected, attached, running), name
+            assert (pages[name]["state"], pages[name]["connected"], pages[name]["attached"],
+                    pages[name]["running"]) == (state, connected, attached, running), name
+            assert (slaveapi[name]["connected"], slaveapi[name]["master"]) == (
+                connected, master_names[master_name]), name
+            assert (listed[name]["state"], listed[name]["running_builds"]) == (state, running), name
+            detail = await apidata.slave_detail(master, name)
+            assert (detail["state"], detail["connected"], detail["running_builds"]) == (
+                state, connected, running), name
+        assert overview["slave_counts"] == {"idle": 1, "busy": 2, "disabled": 0, "lost": 1, "never seen": 1,
+                                            "attached": 2}
+        scraped = (await master.metrics.render(master)).decode()
+        assert "buildfarm_slaves_attached 2.0" in scraped
+    finally:
+        await master.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_json_api_filters_never_seen_slaves_apart_from_lost_ones(tmp_path, db_url):
+    master = await five_slaves_on_a_memory_master(tmp_path, db_url)
+    try:
+        summaries = await apidata.slave_summaries(master)
+    finally:
+        await master.stopService()
     assert [s["name"] for s in summaries if s["state"] == STATE_NEVER_SEEN] == ["never"]
     assert [s["name"] for s in summaries if s["state"] == STATE_LOST] == ["lost"]
     assert STATE_NEVER_SEEN in apidata.SLAVE_STATES

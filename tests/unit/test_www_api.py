@@ -1,93 +1,84 @@
 """The JSON API and /metrics in memory: klein resources rendering in-memory requests against a
-fake master (real database of each backend, fake BotMaster, task.Clock)."""
+real master built in memory (real database of each backend, real BotMaster, schedulers and
+auth, a MemoryReactorClock)."""
 
+import ast
 import base64
 import json
-from types import SimpleNamespace
+import pathlib
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer
+from zope.interface.verify import verifyObject
 
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master import metrics as metrics_hooks
-from buildfarm.master.auth.identity import READ_SCOPES
-from buildfarm.master.auth.service import AuthService
-from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.http.flow import FlowControl
+from buildfarm.master.http.interfaces import IHTTPMaster
 from buildfarm.master.metrics import MasterMetrics
-from buildfarm.master.schedulers.forceparams import ChoiceStringParameter, IntParameter, StringParameter
-from buildfarm.master.schedulers.forcesched import ForceScheduler
-from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.www.api import JSONAPI
+from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.paging import BadParameter, Page, parse_page, parse_result
 from fixtures.memoryhttp import render
+from fixtures.memorymaster import attach_slave, start_memory_master
 
 NOW = 10_000.0
+ATTACHED_AT = 100.0  # s1 attaches, and s3 attached before this run, at this time
 ADMIN = {"authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
 
-
-class FakeScheduler:
-    def __init__(self, builders):
-        self.builders = builders
-        self.forcer = ForceScheduler("force", ["linux"], properties=[
-            StringParameter("branch", default="main", regex="^[a-z]+$"),
-            ChoiceStringParameter("flavour", choices=["debug", "release"]),
-            IntParameter("jobs", default=4),
-        ])
-
-    def force_scheduler_for(self, name):
-        if name not in self.builders:
-            raise UnknownBuilder(name)
-        if name not in self.forcer.builderNames:
-            raise NotForceable(name)
-        return self.forcer
+# Builders linux (s1, s2; forceable with typed parameters) and windows (s3; not forceable).
+API_CFG = """\
+from buildfarm.master.plugins import slaves, schedulers, steps, util
+c = BuildmasterConfig = {}
+c['title'] = 'Test farm'
+c['slaves'] = [slaves.BuildSlave(name, 'pass') for name in ('s1', 's2', 's3')]
+c['protocols'] = {'pb': {'port': 9989}}
+factory = util.BuildFactory([steps.ShellCommand(command=['make'])])
+c['builders'] = [
+    util.BuilderConfig(name='linux', slavenames=['s1', 's2'], tags=['linux'], factory=factory),
+    util.BuilderConfig(name='windows', slavenames=['s3'], tags=['windows'], factory=factory),
+]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['linux'], properties=[
+    util.StringParameter('branch', default='main', regex='^[a-z]+$'),
+    util.ChoiceStringParameter('flavour', choices=['debug', 'release']),
+    util.IntParameter('jobs', default=4),
+])]
+c['www'] = {'port': 8010}
+c['db'] = {'db_url': %r}
+c['users'] = [util.User('admin', password='adm1n', scopes=['*'])]
+"""
 
 
 class Harness:
-    """A fake master around a real database, with builders linux and windows, slaves s1-s3."""
+    """A real master in memory, its JSON API, and the slaves' history: s1 attached (building
+    linux), s2 never attached and disabled through the SlaveAPI, s3 attached once and lost."""
 
-    def __init__(self, db):
-        self.db = db
-        self.clock = task.Clock()
-        self.clock.advance(NOW)
-        self.master = SimpleNamespace(
-            db=db, reactor=self.clock, metrics=MasterMetrics(), masterid=None,
-            config=SimpleNamespace(title="Test farm", slaves={"s1": None, "s2": None, "s3": None},
-                                   change_secret=None),
-            botmaster=SimpleNamespace(builders={}, slaves={}, running_builds={}),
-        )
-        accounts, _ = validate_users([User("admin", password="adm1n", scopes=["*"])], None)
-        self.master.auth = AuthService(self.clock, accounts, READ_SCOPES, db)
-        self.resource = JSONAPI(self.master).resource()
+    def __init__(self, master):
+        self.master = master
+        self.db = master.db
+        self.resource = JSONAPI(master).resource()
         self.ids = {}
 
     async def setup(self):
-        db = self.db
-        masterid = self.master.masterid = await db.masters.find_or_create("m1")
-        for name, slaves in (("linux", ["s1", "s2"]), ("windows", ["s3"])):
-            builderid = await db.builders.find_or_create(name)
-            self.master.botmaster.builders[name] = SimpleNamespace(
-                builderid=builderid, name=name, slavebuilders={},
-                config=SimpleNamespace(slavenames=slaves, tags=[name]))
-        self.master.scheduler = FakeScheduler(self.master.botmaster.builders)
-        reported = {"os": "linux", "environ": {"API_TOKEN": "hunter2", "PATH": "/bin"}}
-        self.ids["s1"] = await db.slaves.attached("s1", masterid, reported, "1.0", 100.0)
-        self.ids["s3"] = await db.slaves.attached("s3", masterid, {}, "1.0", 100.0)
+        db, masterid, clock = self.db, self.master.masterid, self.master.reactor
+        reported = {"os": "linux", "environ": {"API_TOKEN": "hunter2", "PATH": "/bin"},
+                    "version": "1.0", "worker_commands": {"shell": "3.0"}}
+        s1 = (await attach_slave(self.master, "s1", info=reported, peer=("127.0.0.1", 5000))).perspective
+        self.ids["s1"] = (await db.slaves.get("s1"))["slaveid"]
+        self.ids["s3"] = await db.slaves.attached("s3", masterid, {}, "1.0", ATTACHED_AT)
         await db.slaves.detached("s3", masterid, 900.0)
-        self.master.botmaster.slaves["s1"] = SimpleNamespace(
-            name="s1", info={"os": "linux"},  # the master keeps the environment in the database only
-            version="1.0", shutting_down=False, remote_builders={"linux": None}, last_seen=NOW - 5,
-            commands={"shell": "3.0"}, peer="127.0.0.1:5000", attached=True)
         await db.slaveapi.set_settings("s2", enabled=False, disabled_reason="broken disk",
                                        disabled_by="oncall", disabled_at=500)
+        clock.advance(NOW - 5 - clock.seconds())
+        s1.perspective_keepalive()  # heard from 5 s ago
+        clock.advance(5)
         return masterid
 
     async def add_build(self, builder: str, slave: str, results: int | None, started_at: float) -> int:
-        db = self.db
+        db, masterid = self.db, self.master.masterid
         builderid = self.master.botmaster.builders[builder].builderid
         brid = await db.buildrequests.add(builderid, "test", {}, started_at - 10)
-        masterid = await db.masters.find_or_create("m1")
         await db.buildrequests.claim(brid, masterid, started_at)
         buildid, _ = await db.builds.add(builderid, brid, self.ids[slave], masterid, started_at)
         if results is not None:
@@ -106,11 +97,13 @@ class Harness:
         return body
 
 
-@pytest_twisted.async_fixture
-async def api(db):
-    harness = Harness(db)
+@pytest_twisted.async_yield_fixture
+async def api(tmp_path, db_url):
+    master = await start_memory_master(tmp_path, API_CFG % db_url, now=ATTACHED_AT)
+    harness = Harness(master)
     await harness.setup()
-    return harness
+    yield harness
+    await master.stopService()
 
 
 @pytest_twisted.async_fixture
@@ -123,6 +116,29 @@ async def farm(api):
         await api.add_build("windows", "s3", SUCCESS, 3000.0),
     ]
     return api
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_api_runs_on_a_master_that_provides_its_interface(api):
+    assert verifyObject(IWebMaster, api.master) and verifyObject(IHTTPMaster, api.master)
+
+
+def test_no_web_module_probes_the_master():
+    """The seam is typed: no ``getattr``/``hasattr`` in master/www or master/http on the master,
+    its config, or the BotMaster's slave perspectives (``live``)."""
+    import buildfarm.master.http as http_package
+    import buildfarm.master.www as www_package
+
+    probes = []
+    for package in (www_package, http_package):
+        for path in sorted(pathlib.Path(package.__file__).parent.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id in ("getattr", "hasattr") and node.args):
+                    probed = ast.unparse(node.args[0])
+                    if any(word in probed for word in ("master", "config", "live")):
+                        probes.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert probes == []
 
 
 # -- paging math -----------------------------------------------------------------------------
@@ -305,12 +321,13 @@ async def test_build_detail_has_steps_with_durations_and_logs_with_sizes(farm):
 async def test_slave_detail_shows_commands_settings_and_recent_builds(farm):
     s1 = await farm.get("/api/v1/slaves/s1")
     assert s1["commands"] == {"shell": "3.0"} and s1["state"] == "busy"
+    assert s1["peer"] == "127.0.0.1:5000"  # the BotMaster's perspective of the attached slave
     assert [b["buildid"] for b in s1["recent_builds"]] == farm.builds[2::-1]
     assert [(c["connected_at"], c["disconnected_at"]) for c in s1["connections"]] == [(100.0, None)]
     s2 = await farm.get("/api/v1/slaves/s2")
     assert s2["slaveapi"]["enabled"] is False
     assert (s2["slaveapi"]["disabled_reason"], s2["slaveapi"]["disabled_by"]) == ("broken disk", "oncall")
-    assert s2["recent_builds"] == [] and s2["connected"] is False
+    assert s2["recent_builds"] == [] and s2["connected"] is False and s2["peer"] is None
     requestid = await farm.db.slaveapi.add_result("s3", "reboot", {"password": "x"}, "oncall", "1.2.3.4",
                                                   None, 5)
     assert (await farm.get("/api/v1/slaves/s3"))["slaveapi"]["results"] is None  # needs slaveapi:read

@@ -1,6 +1,7 @@
 """The web UI's parts in memory: login sessions on an injected clock, the build event stream
 against a real database, the force form's conversion, and the same-origin checks."""
 
+import dataclasses
 import json
 
 import pytest
@@ -8,17 +9,21 @@ import pytest_twisted
 from twisted.internet import task
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface.verify import verifyObject
 
 from buildfarm.common.results import SUCCESS
 from buildfarm.master.auth.sessions import SessionStore, session_cookie
 from buildfarm.master.db.testing import add_running_build
+from buildfarm.master.http.limits import HTTPLimits
 from buildfarm.master.schedulers.forceparams import BooleanParameter, ChoiceStringParameter, IntParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
+from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.site import SiteRoot
 from buildfarm.master.www.ui import forceform
-from buildfarm.master.www.ui.app import PageError, _local_path, check_same_origin
+from buildfarm.master.www.ui.app import PageError, WebUI, _local_path, check_same_origin
 from buildfarm.master.www.ui.format import duration
 from buildfarm.master.www.ui.logstream import BuildEventStream, format_positions, parse_positions
+from fixtures.memorymaster import MASTER_CFG, start_memory_master
 
 # -- sessions ------------------------------------------------------------------------------
 
@@ -216,3 +221,26 @@ class Named(Resource):
 def test_the_site_root_sends_api_paths_to_the_json_app_and_the_rest_to_the_pages(path, app):
     root = SiteRoot(Named(b"json"), Named(b"pages"))
     assert root.render(DummyRequest(path.encode().split(b"/")[1:])) == app
+
+
+# -- the limits of the web port ------------------------------------------------------------
+
+LIMITED_CFG = MASTER_CFG.replace("c['www'] = {'port': 8010}",
+                                 "c['www'] = {'port': 8010, 'idle_timeout': 7, 'max_event_streams': 1}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_site_and_the_live_streams_take_their_limits_from_the_masters_config(tmp_path):
+    master = await start_memory_master(tmp_path, LIMITED_CFG)
+    try:
+        assert verifyObject(IWebMaster, master)
+        site = master.www.make_site()
+        assert site.limits is master.config.www_limits
+        assert (site.limits.idle_timeout_s, site.timeOut, site.limits.max_event_streams) == (7, 7, 1)
+        slots = WebUI(master).event_streams
+        assert slots.acquire() and not slots.acquire()  # one stream at once
+        # A reconfig replaces the config: the cap is read again at the next stream.
+        master.config = dataclasses.replace(master.config, www_limits=HTTPLimits(max_event_streams=2))
+        assert slots.acquire() and not slots.acquire()
+    finally:
+        await master.stopService()

@@ -37,16 +37,16 @@ from buildfarm.master.auth.identity import AuthError, Identity
 from buildfarm.master.auth.sessions import COOKIE_NAME, clearing_cookie, session_cookie
 from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE, STATE_NAMES, BadArgument, action_scope
 from buildfarm.master.http.flow import FlowControl, send_text
-from buildfarm.master.http.limits import MAX_URL_INT, limits_of
+from buildfarm.master.http.limits import MAX_URL_INT
 from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
 from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
-from buildfarm.master.process.logbus import bus_of
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.status import SlaveStatus, one_slave_status
 from buildfarm.master.www.apidata import environment_scope, public_info
 from buildfarm.master.www.apidata import overview as overview_data
+from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.ui import forceform
 from buildfarm.master.www.ui.format import FILTERS
 from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
@@ -104,7 +104,7 @@ class WebUI:
     app = bounded_klein()
     routes = RouteTable(app, "pages")
 
-    def __init__(self, master):
+    def __init__(self, master: IWebMaster):
         self.master = master
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
@@ -112,7 +112,7 @@ class WebUI:
         self.templates.filters.update(FILTERS)
         self.templates.globals.update(version=VERSION, log_url=log_url)
         self.static_files = load_static_files()
-        self.event_streams = StreamSlots(lambda: limits_of(master).max_event_streams)
+        self.event_streams = StreamSlots(lambda: master.config.www_limits.max_event_streams)
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -339,7 +339,7 @@ class WebUI:
             flow = FlowControl()
             request.registerProducer(flow, True)
             stream = BuildEventStream(
-                self.db, self.master.reactor, buildid, positions, bus=bus_of(self.master),
+                self.db, self.master.reactor, buildid, positions, bus=self.master.logbus,
                 running_here=lambda: self.master.botmaster.running_build(buildid) is not None)
             await stream.run(request.write, flow.wait_until_wanted)
         finally:
@@ -415,7 +415,7 @@ class WebUI:
             summary=self.slave_summary(status), live=live,
             info=sorted(public_info(info, viewer.may(environment_scope(name))).items()),
             version=live.version if live is not None else (row or {}).get("version"),
-            commands=sorted(getattr(live, "commands", {}).items()) if live is not None else [],
+            commands=sorted(live.commands.items()) if live is not None else [],
             builds=builds, results=list(reversed(results))[:RECENT_ON_SLAVE_PAGE],
             state_names=STATE_NAMES, actions=actions,
             audit=audit,
