@@ -9,6 +9,7 @@ import time
 import pytest
 import pytest_twisted
 
+from buildfarm.master.service import READY_MESSAGE
 from fixtures.daemons import MASTER_CFG, read_pid, wait_for
 
 MiB = 1024 * 1024
@@ -84,7 +85,7 @@ def feed(port: int, pid: int, stream) -> tuple[bool, int, int]:
 def master(fleet):
     master = fleet.master()
     pid = wait_for(lambda: read_pid(master.basedir), "the master's pid file")
-    wait_for(lambda: "listening for slaves" in master.log_text(), "the master to listen")
+    wait_for(lambda: READY_MESSAGE in master.log_text(), "the master to listen")
     master.pid = pid
     return master
 
@@ -111,7 +112,7 @@ def test_pb_limits_in_master_cfg_are_obeyed(fleet):
     config = MASTER_CFG.replace("'ping_timeout': 5", "'ping_timeout': 5, 'login_timeout': 1")
     master = fleet.master(config=lambda pb, www: config.format(
         slavenames=["bs1"], command=["echo", "hi"], pb_port=pb, www_port=www))
-    wait_for(lambda: "listening for slaves" in master.log_text(), "the master to listen")
+    wait_for(lambda: READY_MESSAGE in master.log_text(), "the master to listen")
     with socket.create_connection(("127.0.0.1", master.pb_port), timeout=10) as sock:
         started = time.monotonic()
         try:
