@@ -153,7 +153,7 @@ async def test_a_failed_fetch_fails_the_step():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE,
                    shell("build", "git", "fetch", "-f", "--progress", URL, "HEAD", rc=128))
     assert await run_scripted(Git(repourl=URL), ctx) == (FAILURE, "update (failure)")
-    assert "git fetch failed" in ctx.log_text()
+    assert f"git fetch -f --progress {URL} HEAD failed (exit code 128)" in ctx.log_text()
     assert ctx.properties.getProperty("got_revision") is None
 
 

@@ -27,6 +27,7 @@ MODES = ("incremental", "full")
 PATCHED_MARKER = ".buildbot-patched"  # Buildbot's name: a stock worker's tree stays compatible
 SIGTERM_GRACE_S = 1  # a VC tool killed with SIGKILL leaves lock files; SIGTERM it first
 DOWNLOAD_BLOCKSIZE = 16 * 1024
+COMMAND_TEXT_CHARS = 200  # of a failed command line, in the step's log
 
 
 class StepFailed(Exception):
@@ -174,8 +175,7 @@ class SlaveCommands:
         outcome = await self.ctx.run_command("shell", args, collector)
         result = ShellResult(outcome.get("rc"), "".join(collector.stdout), "".join(collector.stderr))
         if abandon and result.rc not in ok_rcs:
-            raise StepFailed(f"{argv[0]} {argv[1] if len(argv) > 1 else ''} failed "
-                             f"(exit code {result.rc})".replace("  ", " "))
+            raise StepFailed(f"{' '.join(argv)[:COMMAND_TEXT_CHARS]} failed (exit code {result.rc})")
         return result
 
     async def rmdir(self, paths: str | list[str], abandon: bool = True) -> int | None:
