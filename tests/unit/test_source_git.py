@@ -198,6 +198,25 @@ def test_retry_gives_up_after_its_repeats():
     ctx.assert_done()
 
 
+def test_a_build_stopped_while_retry_waits_tries_no_more():
+    clock = task.Clock()
+    ctx = scripted(VERSION, NOT_PATCHED, NOTHING_THERE,
+                   shell("build", "git", "clone", URL, ".", "--progress", rc=128), clock=clock)
+    d = run_step(Git(repourl=URL, retry=(30, 5)), ctx)
+    ctx.build.stopped = "stopped by a user"
+    clock.advance(30)
+    assert d.result == (FAILURE, "update (failure)")
+    ctx.assert_done()
+
+
+def test_the_steps_are_in_plugins_steps():
+    from buildfarm.master.plugins import steps
+    from buildfarm.master.process.steps.source.mercurial import Mercurial
+    from buildfarm.master.process.steps.source.svn import SVN
+    assert (steps.Git, steps.GitHub, steps.GitLab, steps.Mercurial, steps.SVN) == (Git, GitHub, GitLab,
+                                                                                 Mercurial, SVN)
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_patch_is_applied_to_the_index_and_marks_the_tree():
     body = "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-x\n+y\n"

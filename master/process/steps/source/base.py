@@ -346,6 +346,8 @@ class Source(BuildStep):
             self.remote.header(f"checkout failed, trying {repeats} more times after {delay} seconds")
             repeats -= 1
             await self.remote.wait(delay)
+            if self.remote.stopped:  # the build was stopped while we waited
+                return rc
             await cleanup()
 
     async def apply_patch_file(self, patch: Patch, argv: list[str]) -> None:
