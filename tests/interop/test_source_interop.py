@@ -4,7 +4,12 @@ downloadFile), so git, hg and svn checkouts build there as on our own slave."""
 
 import pytest
 
-from fixtures.sourcesteps import check_source_builds, served_repositories, source_master
+from fixtures.sourcesteps import (
+    check_change_builds,
+    check_source_builds,
+    served_repositories,
+    source_master,
+)
 
 
 @pytest.fixture
@@ -13,8 +18,9 @@ def served(tmp_path):
         yield repositories
 
 
-def test_git_hg_and_svn_checkouts_build_on_a_stock_worker(fleet, served):
+def test_git_hg_and_svn_checkouts_and_change_builds_on_a_stock_worker(fleet, served):
     master = source_master(fleet, served)
     fleet.stock_worker(master, "bs1")
     master.wait_attached("bs1")
     check_source_builds(master, served)
+    check_change_builds(master, served)
