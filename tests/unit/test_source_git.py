@@ -17,6 +17,7 @@ from fixtures.sourcesteps import (
     GitRepo,
     LocalSlaveContext,
     ScriptedContext,
+    left_over_after_rebuild,
     run_step,
     shell,
 )
@@ -37,7 +38,7 @@ def scripted(*script, properties=None, clock=None):
     return ScriptedContext(list(script), properties=properties, clock=clock)
 
 
-async def run_scripted(step, ctx):
+async def run_checked(step, ctx):
     result = await run_step(step, ctx)
     ctx.assert_done()
     return result
@@ -49,7 +50,7 @@ async def run_scripted(step, ctx):
 async def test_incremental_first_build_clones_and_sets_got_revision():
     ctx = scripted(VERSION, NOT_PATCHED, NOTHING_THERE,
                    shell("build", "git", "clone", URL, ".", "--progress"), GOT_REVISION)
-    assert await run_scripted(Git(repourl=URL), ctx) == (SUCCESS, "update")
+    assert await run_checked(Git(repourl=URL), ctx) == (SUCCESS, "update")
     assert ctx.properties.getProperty("got_revision") == SHA
     assert ctx.properties.getPropertySource("got_revision") == "Git"
 
@@ -57,7 +58,7 @@ async def test_incremental_first_build_clones_and_sets_got_revision():
 @pytest_twisted.ensureDeferred
 async def test_incremental_update_fetches_and_checks_out_fetch_head():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE, *FETCH_HEAD, GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -65,7 +66,7 @@ async def test_incremental_over_a_directory_that_is_not_a_clone_clobbers_it():
     ctx = scripted(VERSION, NOT_PATCHED, Expect("listdir", updates={"files": ["junk"]}),
                    Expect("rmdir", args={"dir": "build"}),
                    shell("build", "git", "clone", URL, ".", "--progress"), GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -75,7 +76,7 @@ async def test_a_known_revision_on_a_branch_is_checked_out_without_fetching():
                    shell("build", "git", "checkout", "-f", OTHER_SHA),
                    shell("build", "git", "checkout", "-B", "release"), GOT_REVISION,
                    properties={"branch": "release", "revision": OTHER_SHA})
-    assert (await run_scripted(Git(repourl=URL), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -86,21 +87,21 @@ async def test_an_unknown_revision_is_fetched_with_its_branch():
                    shell("build", "git", "checkout", "-f", OTHER_SHA),
                    shell("build", "git", "checkout", "-B", "release"), GOT_REVISION,
                    properties={"branch": "release", "revision": OTHER_SHA})
-    assert (await run_scripted(Git(repourl=URL), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
 async def test_first_clone_of_a_branch_uses_clone_branch():
     ctx = scripted(VERSION, NOT_PATCHED, NOTHING_THERE,
                    shell("build", "git", "clone", "--branch", "dev", URL, ".", "--progress"), GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL, branch="dev"), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, branch="dev"), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
 async def test_full_fresh_is_the_default_method_and_removes_ignored_files():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE, shell("build", "git", "clean", "-f", "-f", "-d", "-x"),
                    *FETCH_HEAD, GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL, mode="full"), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, mode="full"), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -108,14 +109,14 @@ async def test_full_fresh_clones_again_when_clean_fails():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE,
                    shell("build", "git", "clean", "-f", "-f", "-d", "-x", rc=1), Expect("rmdir"),
                    shell("build", "git", "clone", URL, ".", "--progress"), GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL, mode="full", method="fresh"), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, mode="full", method="fresh"), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
 async def test_full_clean_keeps_ignored_files():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE, shell("build", "git", "clean", "-f", "-f", "-d"),
                    *FETCH_HEAD, GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL, mode="full", method="clean"), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, mode="full", method="clean"), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -123,7 +124,7 @@ async def test_full_clobber_removes_the_workdir_and_clones_shallow():
     ctx = scripted(VERSION, NOT_PATCHED, Expect("rmdir", args={"dir": "build"}),
                    shell("build", "git", "clone", "--depth", "1", URL, ".", "--progress"), GOT_REVISION)
     step = Git(repourl=URL, mode="full", method="clobber", shallow=True)
-    assert await run_scripted(step, ctx) == (SUCCESS, "update")
+    assert await run_checked(step, ctx) == (SUCCESS, "update")
 
 
 @pytest_twisted.ensureDeferred
@@ -133,7 +134,7 @@ async def test_full_copy_updates_the_source_dir_and_copies_it():
                    shell("source", "git", "fetch", "-f", "--progress", URL, "HEAD"),
                    shell("source", "git", "checkout", "-f", "FETCH_HEAD"),
                    Expect("cpdir", args={"fromdir": "source", "todir": "build"}), GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL, mode="full", method="copy"), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, mode="full", method="copy"), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -145,14 +146,14 @@ async def test_submodules_are_synced_updated_and_cleaned():
                          "--checkout"),
                    shell("build", "git", "submodule", "foreach", "--recursive", "git clean -f -f -d -x"),
                    shell("build", "git", "clean", "-f", "-f", "-d", "-x"), GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL, mode="full", submodules=True), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, mode="full", submodules=True), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_failed_fetch_fails_the_step():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE,
                    shell("build", "git", "fetch", "-f", "--progress", URL, "HEAD", rc=128))
-    assert await run_scripted(Git(repourl=URL), ctx) == (FAILURE, "update (failure)")
+    assert await run_checked(Git(repourl=URL), ctx) == (FAILURE, "update (failure)")
     assert f"git fetch -f --progress {URL} HEAD failed (exit code 128)" in ctx.log_text()
     assert ctx.properties.getProperty("got_revision") is None
 
@@ -162,7 +163,7 @@ async def test_retry_fetch_fetches_once_more_after_a_failure():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE,
                    shell("build", "git", "fetch", "-f", "--progress", URL, "HEAD", rc=128),
                    *FETCH_HEAD, GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL, retryFetch=True), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, retryFetch=True), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -170,7 +171,7 @@ async def test_clobber_on_failure_clones_afresh_when_fetch_fails():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE,
                    shell("build", "git", "fetch", "-f", "--progress", URL, "HEAD", rc=128),
                    Expect("rmdir"), shell("build", "git", "clone", URL, ".", "--progress"), GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL, clobberOnFailure=True), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, clobberOnFailure=True), ctx))[0] == SUCCESS
 
 
 def test_retry_waits_on_the_master_clock_then_clobbers_and_clones_again():
@@ -225,7 +226,7 @@ async def test_a_patch_is_applied_to_the_index_and_marks_the_tree():
                    Expect("downloadFile", args={"workdir": "build", "workerdest": ".buildbot-patched"}),
                    shell("build", "git", "apply", "--index", "-p", "1"), GOT_REVISION,
                    properties={"patch": (1, body)})
-    assert (await run_scripted(Git(repourl=URL), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL), ctx))[0] == SUCCESS
     [apply] = [args for name, args in ctx.commands if name == "shell" and "apply" in args["command"]]
     assert apply["initial_stdin"] == body
     assert ctx.logs["patch"].text == body
@@ -235,7 +236,7 @@ async def test_a_patch_is_applied_to_the_index_and_marks_the_tree():
 async def test_a_patched_tree_is_cleaned_first():
     ctx = scripted(VERSION, Expect("stat", rc=0), shell("build", "git", "clean", "-f", "-f", "-d", "-x"),
                    A_CLONE, *FETCH_HEAD, GOT_REVISION)
-    assert (await run_scripted(Git(repourl=URL), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -245,7 +246,7 @@ async def test_codebase_sets_got_revision_per_codebase_and_names_the_step():
                    properties={"got_revision": {"other": OTHER_SHA}})
     step = Git(repourl=URL, codebase="lib")
     assert step.name == "git-lib"
-    assert await run_scripted(step, ctx) == (SUCCESS, "update lib")
+    assert await run_checked(step, ctx) == (SUCCESS, "update lib")
     assert ctx.properties.getProperty("got_revision") == {"other": OTHER_SHA, "lib": SHA}
 
 
@@ -255,9 +256,9 @@ async def test_sourcestamps_property_picks_the_codebase_and_a_missing_one_fails(
     ctx = scripted(VERSION, NOT_PATCHED, NOTHING_THERE,
                    shell("build", "git", "clone", "--branch", "dev", URL, ".", "--progress"), GOT_REVISION,
                    properties={"sourcestamps": stamps})
-    assert (await run_scripted(Git(repourl=URL, codebase="lib"), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, codebase="lib"), ctx))[0] == SUCCESS
     missing = scripted(properties={"sourcestamps": stamps})
-    result = await run_scripted(Git(repourl=URL, codebase="app"), missing)
+    result = await run_checked(Git(repourl=URL, codebase="app"), missing)
     assert result == (FAILURE, "Codebase app not in build")
 
 
@@ -265,7 +266,7 @@ async def test_sourcestamps_property_picks_the_codebase_and_a_missing_one_fails(
 async def test_always_use_latest_ignores_the_builds_revision():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE, *FETCH_HEAD, GOT_REVISION,
                    properties={"revision": OTHER_SHA})
-    assert (await run_scripted(Git(repourl=URL, alwaysUseLatest=True), ctx))[0] == SUCCESS
+    assert (await run_checked(Git(repourl=URL, alwaysUseLatest=True), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -279,7 +280,7 @@ async def test_repourl_is_rendered_and_config_env_and_timeout_reach_the_command(
                    properties={"project": "widgets"})
     step = Git(repourl=Interpolate("file:///srv/%(prop:project)s"), config={"core.autocrlf": "false"},
                env={"GIT_TRACE": "0"}, timeout=77, logEnviron=False)
-    assert (await run_scripted(step, ctx))[0] == SUCCESS
+    assert (await run_checked(step, ctx))[0] == SUCCESS
     clone = ctx.commands[3][1]
     assert clone["env"] == {"GIT_TRACE": "0"} and clone["timeout"] == 77 and clone["logEnviron"] is False
 
@@ -289,14 +290,14 @@ async def test_get_description_sets_commit_description():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE, *FETCH_HEAD, GOT_REVISION,
                    shell("build", "git", "describe", "--tags", "--abbrev=0", "HEAD", stdout="v1.2\n"))
     step = Git(repourl=URL, getDescription={"tags": True, "abbrev": 0})
-    assert (await run_scripted(step, ctx))[0] == SUCCESS
+    assert (await run_checked(step, ctx))[0] == SUCCESS
     assert ctx.properties.getProperty("commit-description") == "v1.2"
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_slave_without_git_ends_the_step_with_an_exception():
     ctx = scripted(shell("build", "git", "--version", rc=127))
-    assert await run_scripted(Git(repourl=URL), ctx) == (EXCEPTION, "git is not installed on the slave")
+    assert await run_checked(Git(repourl=URL), ctx) == (EXCEPTION, "git is not installed on the slave")
 
 
 @pytest_twisted.ensureDeferred
@@ -306,7 +307,7 @@ async def test_github_builds_a_merge_branch_at_its_newest_revision():
                    shell("build", "git", "checkout", "-f", "FETCH_HEAD"),
                    shell("build", "git", "checkout", "-B", "refs/pull/7/merge"), GOT_REVISION,
                    properties={"branch": "refs/pull/7/merge", "revision": OTHER_SHA})
-    assert (await run_scripted(GitHub(repourl=URL), ctx))[0] == SUCCESS
+    assert (await run_checked(GitHub(repourl=URL), ctx))[0] == SUCCESS
 
 
 @pytest_twisted.ensureDeferred
@@ -318,7 +319,7 @@ async def test_gitlab_merge_request_checks_out_the_source_branch_of_the_source_r
                    shell("build", "git", "checkout", "-B", "feature"), GOT_REVISION,
                    properties={"target_branch": "main", "source_branch": "feature",
                                "source_git_ssh_url": fork, "revision": OTHER_SHA})
-    assert (await run_scripted(GitLab(repourl=URL), ctx))[0] == SUCCESS
+    assert (await run_checked(GitLab(repourl=URL), ctx))[0] == SUCCESS
 
 
 def test_scp_style_addresses_become_ssh_urls_with_the_port():
@@ -355,11 +356,6 @@ def slave_ctx(tmp_path, name="slave", **properties):
     return LocalSlaveContext(tmp_path / name, properties=properties)
 
 
-def read(ctx, *path):
-    with open(ctx.path(*path)) as f:
-        return f.read()
-
-
 @pytest_twisted.ensureDeferred
 async def test_real_incremental_checkout_follows_new_commits_and_keeps_untracked_files(tmp_path):
     repo = GitRepo(tmp_path / "repo")
@@ -373,7 +369,7 @@ async def test_real_incremental_checkout_follows_new_commits_and_keeps_untracked
     ctx2 = LocalSlaveContext(tmp_path / "slave")
     assert (await run_step(Git(repourl=repo.url, logEnviron=False), ctx2))[0] == SUCCESS
     assert ctx2.properties.getProperty("got_revision") == second
-    assert read(ctx2, "build", "a.txt") == "two\n"
+    assert ctx2.read("build", "a.txt") == "two\n"
     assert os.path.exists(ctx2.path("build", "scratch.o"))
 
 
@@ -381,16 +377,10 @@ async def test_real_incremental_checkout_follows_new_commits_and_keeps_untracked
 async def test_real_full_fresh_and_clean_differ_on_ignored_files(tmp_path):
     repo = GitRepo(tmp_path / "repo")
     repo.commit({".gitignore": "*.o\n", "a.txt": "one\n"})
-    for method, ignored_kept in (("fresh", False), ("clean", True)):
-        ctx = slave_ctx(tmp_path, name=method)
-        assert (await run_step(Git(repourl=repo.url, mode="full", method=method), ctx))[0] == SUCCESS
-        for name in ("x.o", "untracked.txt"):
-            with open(ctx.path("build", name), "w") as f:
-                f.write("left over")
-        again = LocalSlaveContext(tmp_path / method)
-        assert (await run_step(Git(repourl=repo.url, mode="full", method=method), again))[0] == SUCCESS
-        assert os.path.exists(again.path("build", "x.o")) is ignored_kept, method
-        assert not os.path.exists(again.path("build", "untracked.txt")), method
+    fresh = Git(repourl=repo.url, mode="full", method="fresh", logEnviron=False)
+    assert await left_over_after_rebuild(fresh, tmp_path / "fresh") == set()
+    clean = Git(repourl=repo.url, mode="full", method="clean", logEnviron=False)
+    assert await left_over_after_rebuild(clean, tmp_path / "clean") == {"x.o"}
 
 
 @pytest_twisted.ensureDeferred
@@ -404,7 +394,7 @@ async def test_real_clobber_and_copy_start_from_a_new_tree(tmp_path):
             f.write("x")
         assert (await run_step(Git(repourl=repo.url, mode="full", method=method), ctx))[0] == SUCCESS
         assert not os.path.exists(ctx.path("build", "stale")), method
-        assert read(ctx, "build", "a.txt") == "one\n"
+        assert ctx.read("build", "a.txt") == "one\n"
         assert ctx.properties.getProperty("got_revision") == head
     assert os.path.isdir(ctx.path("source", ".git"))  # copy keeps its clone for the next build
 
@@ -420,7 +410,7 @@ async def test_real_branch_switch_and_a_named_revision(tmp_path):
                                    ("feature", main, "main\n")):
         ctx = slave_ctx(tmp_path, branch=branch, revision=revision)
         assert (await run_step(Git(repourl=repo.url), ctx))[0] == SUCCESS, ctx.log_text()
-        assert read(ctx, "build", "a.txt") == text
+        assert ctx.read("build", "a.txt") == text
         assert ctx.properties.getProperty("got_revision") == (revision or repo.head(branch))
     assert feature == repo.head("feature")
 
@@ -435,13 +425,13 @@ async def test_real_submodule_is_checked_out_and_follows_the_superproject(tmp_pa
     step = dict(repourl=app.url, submodules=True, config={"protocol.file.allow": "always"}, logEnviron=False)
     ctx = slave_ctx(tmp_path)
     assert (await run_step(Git(**step), ctx))[0] == SUCCESS, ctx.log_text()
-    assert read(ctx, "build", "lib", "lib.txt") == "v1\n"
+    assert ctx.read("build", "lib", "lib.txt") == "v1\n"
     lib.commit({"lib.txt": "v2\n"})
     app.git("-c", "protocol.file.allow=always", "submodule", "update", "--remote", "-q", "lib")
     app.commit({}, "bump lib")
     ctx = slave_ctx(tmp_path)
     assert (await run_step(Git(mode="full", **step), ctx))[0] == SUCCESS, ctx.log_text()
-    assert read(ctx, "build", "lib", "lib.txt") == "v2\n"
+    assert ctx.read("build", "lib", "lib.txt") == "v2\n"
 
 
 @pytest_twisted.ensureDeferred
@@ -451,10 +441,10 @@ async def test_real_patch_is_applied_and_removed_by_the_next_build(tmp_path):
     patch = "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-one\n+patched\n"
     ctx = slave_ctx(tmp_path, patch=(1, patch))
     assert (await run_step(Git(repourl=repo.url), ctx))[0] == SUCCESS, ctx.log_text()
-    assert read(ctx, "build", "a.txt") == "patched\n"
+    assert ctx.read("build", "a.txt") == "patched\n"
     ctx = slave_ctx(tmp_path)
     assert (await run_step(Git(repourl=repo.url), ctx))[0] == SUCCESS, ctx.log_text()
-    assert read(ctx, "build", "a.txt") == "one\n"
+    assert ctx.read("build", "a.txt") == "one\n"
     assert not os.path.exists(ctx.path("build", ".buildbot-patched"))
 
 
@@ -488,6 +478,6 @@ async def test_real_fetch_from_a_git_daemon_on_loopback(tmp_path):
         ctx = slave_ctx(tmp_path)
         assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
         assert ctx.properties.getProperty("got_revision") == second
-        assert read(ctx, "build", "a.txt") == "two\n"
+        assert ctx.read("build", "a.txt") == "two\n"
     finally:
         daemon.stop()

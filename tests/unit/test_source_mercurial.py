@@ -8,7 +8,15 @@ import pytest_twisted
 
 from buildfarm.common.results import EXCEPTION, SUCCESS
 from buildfarm.master.process.steps.source.mercurial import Mercurial
-from fixtures.sourcesteps import Expect, HgRepo, LocalSlaveContext, ScriptedContext, run_step, shell
+from fixtures.sourcesteps import (
+    Expect,
+    HgRepo,
+    LocalSlaveContext,
+    left_over_after_rebuild,
+    run_scripted,
+    run_step,
+    shell,
+)
 
 URL = "http://hg.example/repo"
 NODE = "c" * 40
@@ -17,13 +25,6 @@ HAS_HG = Expect("stat", args={"file": "build/.hg"})
 NO_HG = Expect("stat", args={"file": "build/.hg"}, rc=2)
 PARENTS = shell("build", "hg", "--verbose", "parents", "--template", "{node}\\n", stdout=NODE + "\n")
 NO_ADDED = shell("build", "hg", "--verbose", "locate", "set:added()", rc=1)
-
-
-async def run_scripted(step, *script, properties=None):
-    ctx = ScriptedContext(list(script), properties=properties)
-    result = await run_step(step, ctx)
-    ctx.assert_done()
-    return result, ctx
 
 
 @pytest_twisted.ensureDeferred
@@ -88,11 +89,6 @@ def test_bad_arguments_are_config_problems():
 
 # --- real repositories -----------------------------------------------------------------------
 
-def read(ctx, *path):
-    with open(ctx.path(*path)) as f:
-        return f.read()
-
-
 @pytest_twisted.ensureDeferred
 async def test_real_incremental_checkout_follows_commits_and_sets_got_revision(tmp_path):
     repo = HgRepo(tmp_path / "repo")
@@ -105,7 +101,7 @@ async def test_real_incremental_checkout_follows_commits_and_sets_got_revision(t
     ctx = LocalSlaveContext(tmp_path / "slave")
     assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
     assert ctx.properties.getProperty("got_revision") == second
-    assert read(ctx, "build", "a.txt") == "two\n"
+    assert ctx.read("build", "a.txt") == "two\n"
 
 
 @pytest_twisted.ensureDeferred
@@ -121,7 +117,7 @@ async def test_real_inrepo_branch_switch_and_named_revision(tmp_path):
     for branch, revision, text, node in builds:
         ctx = LocalSlaveContext(tmp_path / "slave", properties={"branch": branch, "revision": revision})
         assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-        assert read(ctx, "build", "a.txt") == text
+        assert ctx.read("build", "a.txt") == text
         assert ctx.properties.getProperty("got_revision") == node
 
 
@@ -131,15 +127,7 @@ async def test_real_full_methods_purge_untracked_files(tmp_path, method, ignored
     repo = HgRepo(tmp_path / "repo")
     repo.commit({".hgignore": "syntax: glob\n*.o\n", "a.txt": "one\n"})
     step = Mercurial(repourl=repo.url, branchType="inrepo", mode="full", method=method, logEnviron=False)
-    ctx = LocalSlaveContext(tmp_path / "slave")
-    assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-    for name in ("x.o", "untracked.txt"):
-        with open(ctx.path("build", name), "w") as f:
-            f.write("left over")
-    ctx = LocalSlaveContext(tmp_path / "slave")
-    assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-    assert os.path.exists(ctx.path("build", "x.o")) is ignored_kept
-    assert not os.path.exists(ctx.path("build", "untracked.txt"))
+    assert await left_over_after_rebuild(step, tmp_path / "slave") == ({"x.o"} if ignored_kept else set())
 
 
 @pytest_twisted.ensureDeferred
@@ -151,7 +139,7 @@ async def test_real_clobber_and_a_patch(tmp_path):
     os.makedirs(ctx.path("build"))
     step = Mercurial(repourl=repo.url, branchType="inrepo", mode="full", method="clobber", logEnviron=False)
     assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-    assert read(ctx, "build", "a.txt") == "patched\n"
+    assert ctx.read("build", "a.txt") == "patched\n"
     assert ctx.properties.getProperty("got_revision") == node
 
 
@@ -166,4 +154,4 @@ async def test_real_dirname_branches_append_the_branch_to_the_url(tmp_path):
     for branch, text in ((None, "trunk\n"), ("release", "release\n")):
         ctx = LocalSlaveContext(tmp_path / "slave", properties={"branch": branch})
         assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-        assert read(ctx, "build", "a.txt") == text
+        assert ctx.read("build", "a.txt") == text

@@ -11,7 +11,15 @@ from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.process.steps.source.svn import SVN, canonical_svn_url, unversioned_files
 from fixtures.daemons import free_port, stop_process
 from fixtures.polling import wait_for
-from fixtures.sourcesteps import Expect, LocalSlaveContext, ScriptedContext, SvnRepo, run_step, shell
+from fixtures.sourcesteps import (
+    Expect,
+    LocalSlaveContext,
+    SvnRepo,
+    left_over_after_rebuild,
+    run_scripted,
+    run_step,
+    shell,
+)
 
 URL = "svn://svn.example/repo/trunk"
 TAIL = ("--non-interactive", "--no-auth-cache")
@@ -26,13 +34,6 @@ STATUS = """<?xml version="1.0"?><status><target path=".">
 <entry path="keep.cfg"><wc-status item="unversioned" props="none"/></entry>
 <entry path="ext"><wc-status item="external" props="none"/></entry>
 </target></status>"""
-
-
-async def run_scripted(step, *script, properties=None):
-    ctx = ScriptedContext(list(script), properties=properties)
-    result = await run_step(step, ctx)
-    ctx.assert_done()
-    return result, ctx
 
 
 @pytest_twisted.ensureDeferred
@@ -116,11 +117,6 @@ def test_bad_arguments_are_config_problems():
 
 # --- real repositories -----------------------------------------------------------------------
 
-def read(ctx, *path):
-    with open(ctx.path(*path)) as f:
-        return f.read()
-
-
 @pytest_twisted.ensureDeferred
 async def test_real_incremental_update_and_branch_urls(tmp_path):
     repo = SvnRepo(tmp_path / "svn")
@@ -132,13 +128,13 @@ async def test_real_incremental_update_and_branch_urls(tmp_path):
     second = repo.commit({"trunk/a.txt": "two\n"})
     ctx = LocalSlaveContext(tmp_path / "slave")
     assert (await run_step(trunk, ctx))[0] == SUCCESS, ctx.log_text()
-    assert (read(ctx, "build", "a.txt"), ctx.properties.getProperty("got_revision")) == ("two\n", second)
+    assert (ctx.read("build", "a.txt"), ctx.properties.getProperty("got_revision")) == ("two\n", second)
     ctx = LocalSlaveContext(tmp_path / "slave", properties={"revision": first})
     assert (await run_step(trunk, ctx))[0] == SUCCESS, ctx.log_text()
-    assert read(ctx, "build", "a.txt") == "one\n"
+    assert ctx.read("build", "a.txt") == "one\n"
     ctx = LocalSlaveContext(tmp_path / "slave")  # another URL: a new checkout
     assert (await run_step(SVN(repourl=f"{repo.url}/branches/rel", logEnviron=False), ctx))[0] == SUCCESS
-    assert read(ctx, "build", "a.txt") == "rel\n"
+    assert ctx.read("build", "a.txt") == "rel\n"
 
 
 @pytest.mark.parametrize(("method", "ignored_kept"), [("fresh", False), ("clean", True)])
@@ -149,15 +145,7 @@ async def test_real_full_methods_purge(tmp_path, method, ignored_kept):
     subprocess.run(["svn", "propset", "-q", "svn:ignore", "*.o", os.path.join(repo.wc, "trunk")], check=True)
     subprocess.run(["svn", "commit", "-q", "-m", "ignore", repo.wc], check=True)
     step = SVN(repourl=f"{repo.url}/trunk", mode="full", method=method, logEnviron=False)
-    ctx = LocalSlaveContext(tmp_path / "slave")
-    assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-    for name in ("x.o", "untracked.txt"):
-        with open(ctx.path("build", name), "w") as f:
-            f.write("left over")
-    ctx = LocalSlaveContext(tmp_path / "slave")
-    assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-    assert os.path.exists(ctx.path("build", "x.o")) is ignored_kept
-    assert not os.path.exists(ctx.path("build", "untracked.txt"))
+    assert await left_over_after_rebuild(step, tmp_path / "slave") == ({"x.o"} if ignored_kept else set())
 
 
 @pytest.mark.parametrize("method", ["clobber", "copy", "export"])
@@ -171,7 +159,7 @@ async def test_real_clobber_copy_export(tmp_path, method):
         f.write("x")
     step = SVN(repourl=f"{repo.url}/trunk", mode="full", method=method, logEnviron=False)
     assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-    assert read(ctx, "build", "a.txt") == "one\n" and not os.path.exists(ctx.path("build", "stale"))
+    assert ctx.read("build", "a.txt") == "one\n" and not os.path.exists(ctx.path("build", "stale"))
     assert os.path.exists(ctx.path("build", ".svn")) is (method != "export")
     assert ctx.properties.getProperty("got_revision") == rev
 
@@ -184,7 +172,7 @@ async def test_real_patch_then_a_clean_tree_next_build(tmp_path):
     patch = "--- a/new.txt\n+++ b/new.txt\n@@ -0,0 +1 @@\n+added\n"
     ctx = LocalSlaveContext(tmp_path / "slave", properties={"patch": (1, patch)})
     assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-    assert read(ctx, "build", "new.txt") == "added\n"
+    assert ctx.read("build", "new.txt") == "added\n"
     ctx = LocalSlaveContext(tmp_path / "slave")
     assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
     assert not os.path.exists(ctx.path("build", "new.txt"))
@@ -214,7 +202,7 @@ async def test_real_checkout_through_svnserve_on_loopback_with_a_password(tmp_pa
         ctx = LocalSlaveContext(tmp_path / "slave")
         step = SVN(repourl=url, username="bob", password="s3cret", logEnviron=False)
         assert (await run_step(step, ctx))[0] == SUCCESS, ctx.log_text()
-        assert read(ctx, "build", "a.txt") == "served\n"
+        assert ctx.read("build", "a.txt") == "served\n"
         assert ctx.properties.getProperty("got_revision") == rev
         assert "s3cret" not in ctx.log_text()
         ctx = LocalSlaveContext(tmp_path / "slave")

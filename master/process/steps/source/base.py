@@ -19,6 +19,7 @@ from twisted.internet import task
 from buildfarm.common.results import EXCEPTION, FAILURE, SUCCESS
 from buildfarm.master.pb.transfer import BytesReader
 from buildfarm.master.process.buildstep import BuildStep, StepContext
+from buildfarm.master.process.steps.properties import _OutputTee as OutputTee  # keeps stdout/stderr
 from buildfarm.master.process.steps.transfer import version_at_least
 
 DEFAULT_TIMEOUT_S = 20 * 60
@@ -114,26 +115,6 @@ class ShellResult:
     stderr: str = ""
 
 
-class _Collector:
-    """Passes output to the step's log and keeps stdout and stderr for the step to parse."""
-
-    def __init__(self, log):
-        self.log = log
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-
-    def add_header(self, text: str) -> None:
-        self.log.add_header(text)
-
-    def add_stdout(self, text: str) -> None:
-        self.stdout.append(text)
-        self.log.add_stdout(text)
-
-    def add_stderr(self, text: str) -> None:
-        self.stderr.append(text)
-        self.log.add_stderr(text)
-
-
 class SlaveCommands:
     """The remote commands a checkout runs, each logged in the step's ``stdio`` log, with
     Buildbot 4's arguments (so a stock worker runs them too)."""
@@ -171,7 +152,7 @@ class SlaveCommands:
             "logEnviron": self.log_environ,
             "initial_stdin": stdin,
         }
-        collector = _Collector(self.log)
+        collector = OutputTee(self.log)
         outcome = await self.ctx.run_command("shell", args, collector)
         result = ShellResult(outcome.get("rc"), "".join(collector.stdout), "".join(collector.stderr))
         if abandon and result.rc not in ok_rcs:
