@@ -9,6 +9,7 @@ from twisted.internet import task
 
 from buildfarm.common.results import EXCEPTION, FAILURE, SUCCESS
 from buildfarm.master.process.properties import Interpolate
+from buildfarm.master.process.steps.source.base import Patch, StepFailed
 from buildfarm.master.process.steps.source.git import Git, GitHub, GitLab, url_from_scp_style
 from fixtures.polling import wait_for
 from fixtures.sourcesteps import (
@@ -230,6 +231,21 @@ async def test_a_patch_is_applied_to_the_index_and_marks_the_tree():
     [apply] = [args for name, args in ctx.commands if name == "shell" and "apply" in args["command"]]
     assert apply["initial_stdin"] == body
     assert ctx.logs["patch"].text == body
+
+
+@pytest.mark.parametrize(("value", "patch"), [
+    (None, None),
+    ((1, "body"), Patch(1, "body")),
+    ([0, b"body", "sub"], Patch(0, "body", "sub")),
+    ({"level": "2", "body": "body", "subdir": None}, Patch(2, "body")),
+])
+def test_patches_come_in_buildbots_shapes(value, patch):
+    assert Patch.from_value(value) == patch
+
+
+def test_a_malformed_patch_fails_the_step_with_a_reason():
+    with pytest.raises(StepFailed, match="integer level"):
+        Patch.from_value({"level": "one", "body": "x"})
 
 
 @pytest_twisted.ensureDeferred

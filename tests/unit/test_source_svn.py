@@ -92,6 +92,19 @@ async def test_export_updates_the_source_copy_and_exports_it():
 
 
 @pytest_twisted.ensureDeferred
+async def test_export_of_a_codebase_keeps_its_own_source_copy_and_reads_its_revision_there():
+    result, ctx = await run_scripted(
+        SVN(repourl=URL, mode="full", method="export", codebase="docs"), VERSION, NOT_PATCHED,
+        Expect("rmdir", args={"dir": "build"}), Expect("stat", args={"file": "source/docs/.svn"}, rc=2),
+        Expect("rmdir", args={"dir": "source/docs"}),
+        shell("source/docs", "svn", "checkout", URL, ".", *TAIL),
+        shell("", "svn", "export", "source/docs", "build"),
+        shell("source/docs", "svn", "info", "--xml", stdout=INFO))
+    assert result == (SUCCESS, "update docs")
+    assert ctx.properties.getProperty("got_revision") == {"docs": "42"}
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_failed_checkout_fails_the_step():
     result, ctx = await run_scripted(
         SVN(repourl=URL), VERSION, NOT_PATCHED, Expect("stat", rc=2), Expect("rmdir"),

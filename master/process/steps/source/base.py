@@ -62,6 +62,8 @@ class Patch:
             raise StepFailed(f"patch must be (level, body[, subdir]) or a dict, not {value!r}")
         if isinstance(body, bytes):
             body = body.decode("utf-8", errors="replace")
+        if isinstance(level, str) and level.isdigit():  # a level that travelled as text
+            level = int(level)
         if not isinstance(body, str) or not isinstance(level, int) or isinstance(level, bool):
             raise StepFailed(f"patch needs an integer level and a text body, not {value!r}")
         return cls(level, body, subdir or None)

@@ -163,7 +163,7 @@ class SVN(Source):
 
     async def copy(self) -> None:
         await self.remote.rmdir(self.workdir)
-        source = f"{COPY_SOURCE_DIR}/{self.codebase}" if self.codebase else COPY_SOURCE_DIR
+        source = self.copy_source_dir()
         target, self.workdir = self.workdir, source
         try:
             await self.mode_incremental()
@@ -175,6 +175,10 @@ class SVN(Source):
         command = ["svn", "export", *(["--revision", str(self.revision)] if self.revision else [])]
         command += self.auth_arguments() + list(self.extra_args or []) + [source, target]
         await self.remote.shell("", command, stdin=self.stdin())
+
+    def copy_source_dir(self) -> str:
+        """Where ``copy`` and ``export`` keep their working copy (one per codebase)."""
+        return f"{COPY_SOURCE_DIR}/{self.codebase}" if self.codebase else COPY_SOURCE_DIR
 
     async def updatable(self) -> bool:
         """A working copy of ``repourl`` is there (``svn info`` names the same URL)."""
@@ -198,7 +202,7 @@ class SVN(Source):
             raise StepFailed("could not remove the unversioned files")
 
     async def parse_got_revision(self) -> None:
-        directory = COPY_SOURCE_DIR if self.mode == "full" and self.method == "export" else self.workdir
+        directory = self.copy_source_dir() if self.method == "export" else self.workdir
         info = await self.remote.shell(directory, ["svn", "info", "--xml"])
         document = parse_xml(info.stdout)
         revision = None
