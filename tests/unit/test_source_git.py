@@ -302,6 +302,14 @@ async def test_repourl_is_rendered_and_config_env_and_timeout_reach_the_command(
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_repourl_that_renders_to_nothing_fails_the_step_with_a_reason():
+    ctx = scripted()
+    step = Git(repourl=Interpolate("%(prop:missing)s"))
+    assert await run_checked(step, ctx) == (FAILURE, "update (failure)")
+    assert "repourl rendered to '', not a URL" in ctx.log_text()
+
+
+@pytest_twisted.ensureDeferred
 async def test_get_description_sets_commit_description():
     ctx = scripted(VERSION, NOT_PATCHED, A_CLONE, *FETCH_HEAD, GOT_REVISION,
                    shell("build", "git", "describe", "--tags", "--abbrev=0", "HEAD", stdout="v1.2\n"))

@@ -223,6 +223,8 @@ class Source(BuildStep):
     renderables = BuildStep.renderables + ("workdir", "env", "descriptionSuffix", "repourl", "mode",
                                            "method", "codebase")
 
+    repourl = None
+
     def __init__(self, workdir=None, mode="incremental", method=None, alwaysUseLatest=False,  # noqa: N803
                  timeout=DEFAULT_TIMEOUT_S, retry=None, env=None, logEnviron=True,  # noqa: N803
                  descriptionSuffix=None, codebase="", **kwargs):  # noqa: N803
@@ -286,6 +288,8 @@ class Source(BuildStep):
                 if stamp is None:
                     self.remote.header(f"No sourcestamp found in build for codebase '{self.codebase}'")
                     return FAILURE, f"Codebase {self.codebase} not in build"
+            if not isinstance(self.repourl, str) or not self.repourl:
+                raise StepFailed(f"repourl rendered to {self.repourl!r}, not a URL")
             if stamp.patch is not None:
                 patch_log = await ctx.add_log("patch")
                 patch_log.add_stdout(stamp.patch.body)
