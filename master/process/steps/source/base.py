@@ -220,10 +220,9 @@ class Source(BuildStep):
 
     methods: tuple = ("clean", "fresh", "clobber", "copy")
     branch: str | None = None  # the default branch, when the build names none
+    repourl = None  # each VC step sets it (a string, or a renderable until rendered)
     renderables = BuildStep.renderables + ("workdir", "env", "descriptionSuffix", "repourl", "mode",
                                            "method", "codebase")
-
-    repourl = None
 
     def __init__(self, workdir=None, mode="incremental", method=None, alwaysUseLatest=False,  # noqa: N803
                  timeout=DEFAULT_TIMEOUT_S, retry=None, env=None, logEnviron=True,  # noqa: N803
