@@ -22,6 +22,9 @@ from buildfarm.master.process.properties import Interpolate, Property, WithPrope
 from buildfarm.master.process.steps.fs import CopyDirectory, MakeDirectory, RemoveDirectory
 from buildfarm.master.process.steps.properties import SetProperty, SetPropertyFromCommand
 from buildfarm.master.process.steps.shell import ShellCommand
+from buildfarm.master.process.steps.source.git import Git, GitHub, GitLab
+from buildfarm.master.process.steps.source.mercurial import Mercurial
+from buildfarm.master.process.steps.source.svn import SVN
 from buildfarm.master.process.steps.transfer import (
     DirectoryUpload,
     FileDownload,
@@ -71,6 +74,11 @@ steps = SimpleNamespace(
     SetProperty=SetProperty,
     SetPropertyFromCommand=SetPropertyFromCommand,
     Trigger=Trigger,
+    Git=Git,
+    GitHub=GitHub,
+    GitLab=GitLab,
+    Mercurial=Mercurial,
+    SVN=SVN,
 )
 util = SimpleNamespace(
     BuilderConfig=BuilderConfig,
