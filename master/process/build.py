@@ -46,6 +46,11 @@ class StepRun:
         self.env = build.properties.render(build.builder.config.env)
         self.logs: list[LogWriter] = []
 
+    @property
+    def clock(self):
+        """The build's time: the master's reactor."""
+        return self.master.reactor
+
     def getProperty(self, name: str, default=None):  # noqa: N802 - for doStepIf functions
         return self.properties.getProperty(name, default)
 

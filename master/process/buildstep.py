@@ -9,6 +9,8 @@ one instance serves every build.  ``run`` gets a ``StepContext`` with what one r
 import copy
 from typing import Any, Protocol
 
+from twisted.internet.interfaces import IReactorTime
+
 from buildfarm.common.results import (
     CANCELLED,
     EXCEPTION,
@@ -33,6 +35,7 @@ class StepContext(Protocol):
     properties: Any
     build: Any
     master: IProcessMaster  # the master as the build logic sees it
+    clock: IReactorTime  # the build's time (the master's reactor)
 
     async def add_log(self, name: str) -> StepLog: ...
     async def run_command(self, name: str, args: dict, log: StepLog | None) -> dict: ...

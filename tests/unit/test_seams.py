@@ -1,7 +1,8 @@
 """The seams between the master and its packages, checked across the whole tree: every view
 of the master a package declares (an ``I...Master`` in its ``interfaces.py``, and the status
-module's ``IStatusSource``) is declared by the real ``BuildMaster`` and verified on one, and
-no production module probes the master with ``getattr``/``hasattr``."""
+module's ``IStatusSource``) is declared by the real ``BuildMaster`` and verified on one, no
+production module probes the master with ``getattr``/``hasattr``, and no test builds a master
+from a ``SimpleNamespace``."""
 
 import ast
 import importlib
@@ -91,4 +92,48 @@ def test_no_production_module_probes_the_master():
                 with open(path, encoding="utf-8") as f:
                     lines = probes_of_the_master(f.read())
                 found += [f"{os.path.relpath(path, MASTER_DIR)}:{line}" for line in lines]
+    assert found == []
+
+
+TESTS_DIR = os.path.join(os.path.dirname(__file__), "..")
+
+
+def namespace_masters(source: str) -> list[int]:
+    """Lines where a ``SimpleNamespace(...)`` becomes a master: assigned to a name or attribute
+    called ``*master*``, or passed as ``master=``."""
+
+    def is_namespace(node) -> bool:
+        return (isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))
+                and (getattr(node.func, "id", None) or getattr(node.func, "attr", None)) == "SimpleNamespace")
+
+    def named_master(target) -> bool:
+        name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", "")
+        return "master" in name.lower()
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and is_namespace(node.value) and any(map(named_master, node.targets)):
+            lines.append(node.lineno)
+        elif (isinstance(node, ast.keyword) and "master" in (node.arg or "").lower()
+              and is_namespace(node.value)):
+            lines.append(node.value.lineno)
+    return lines
+
+
+def test_the_namespace_finder_sees_each_form():
+    source = ("master = SimpleNamespace(db=None)\nself.master = types.SimpleNamespace()\n"
+              "Build(master=SimpleNamespace())\nbuild = SimpleNamespace(stopped=None)\n")
+    assert namespace_masters(source) == [1, 2, 3]
+
+
+def test_no_test_builds_a_master_from_a_simple_namespace():
+    found = []
+    for root, dirs, files in os.walk(TESTS_DIR):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                with open(path, encoding="utf-8") as f:
+                    lines = namespace_masters(f.read())
+                found += [f"{os.path.relpath(path, TESTS_DIR)}:{line}" for line in lines]
     assert found == []

@@ -133,7 +133,7 @@ class SlaveCommands:
 
     @property
     def stopped(self) -> bool:
-        return getattr(getattr(self.ctx, "build", None), "stopped", None) is not None
+        return self.ctx.build.stopped is not None
 
     async def shell(self, workdir: str, argv: list[str], *, stdin: str | None = None,
                     ok_rcs: tuple[int, ...] = (0,), abandon: bool = True) -> ShellResult:
@@ -208,7 +208,7 @@ class SlaveCommands:
 
     async def wait(self, seconds: float) -> None:
         """Wait on the master's clock (between ``retry`` attempts)."""
-        await task.deferLater(self.ctx.master.reactor, seconds, lambda: None)
+        await task.deferLater(self.ctx.clock, seconds, lambda: None)
 
 
 class Source(BuildStep):
