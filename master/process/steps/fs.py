@@ -3,6 +3,8 @@
 Their paths are relative to the builder's directory on the slave (as in Buildbot).
 """
 
+import stat
+
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.process.buildstep import BuildStep, StepContext
 
@@ -84,3 +86,25 @@ class CopyDirectory(FilesystemStep):
 
     def describe(self) -> str:
         return f"copied {self.src} to {self.dest}"
+
+
+class FileExists(BuildStep):
+    """Succeeds if ``file`` (relative to the builder's directory) is a regular file on the slave."""
+
+    default_name = "FileExists"
+    renderables = BuildStep.renderables + ("file",)
+    haltOnFailure = True
+
+    def __init__(self, file, **kwargs):
+        super().__init__(**kwargs)
+        self.file = file
+
+    async def run(self, ctx: StepContext) -> tuple[int, str]:
+        log = await ctx.add_log("stdio")
+        outcome = await ctx.run_command("stat", {"file": self.file}, log)
+        found = outcome.get("stat")
+        if outcome.get("rc") != 0 or not found:
+            return FAILURE, f"file {self.file} not found"
+        if stat.S_ISREG(found[stat.ST_MODE]):
+            return SUCCESS, f"file {self.file} found"
+        return FAILURE, f"{self.file} is not a file"
