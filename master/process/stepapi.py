@@ -100,7 +100,7 @@ class StepCommand:
 
     def __init__(self, remote_command: str, args: dict, collectStdout: bool = False,  # noqa: N803
                  collectStderr: bool = False, decodeRC: dict | None = None,  # noqa: N803
-                 stdioLogName: str | None = "stdio", ignore_updates: bool = False):  # noqa: N803
+                 stdioLogName: str | None = "stdio"):  # noqa: N803
         self.remote_command = remote_command
         self.args = args
         self.collectStdout = collectStdout
