@@ -120,7 +120,8 @@ async def test_a_missing_suppression_file_fails_the_step(master, tmp_path):
 
 def test_configure_compile_and_test_have_buildbots_defaults():
     configure, compile_, test = steps.Configure(), steps.Compile(), steps.Test()
-    assert (configure.name, configure.command, configure.haltOnFailure) == ("configure", ["./configure"], True)
+    assert (configure.name, configure.command, configure.haltOnFailure) == (
+        "configure", ["./configure"], True)
     assert (compile_.name, compile_.command, compile_.haltOnFailure) == ("compile", ["make", "all"], True)
     assert (test.name, test.command, test.warnOnFailure) == ("test", ["make", "test"], True)
     assert steps.Compile(command=["ninja"], haltOnFailure=False).haltOnFailure is False
@@ -143,7 +144,8 @@ async def test_cmake_builds_its_command_line_from_generator_definitions_and_opti
     assert step.config_problems() == []
     assert await run_step(step, run) == (SUCCESS, "cmake")
     assert "-G Ninja -DCMAKE_BUILD_TYPE=Release -Wdev ..\n" in (await log_texts(master, run))["stdio"]
-    assert steps.CMake(definitions=["x"]).config_problems() == ["CMake definitions must be a dictionary or a renderable"]
+    assert steps.CMake(definitions=["x"]).config_problems() == [
+        "CMake definitions must be a dictionary or a renderable"]
 
 
 @pytest_twisted.ensureDeferred
