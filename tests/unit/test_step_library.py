@@ -191,7 +191,8 @@ async def test_file_exists_succeeds_only_for_a_regular_file(master, tmp_path):
 async def test_shell_command_logfiles_become_logs_and_lazy_ones_only_when_written(master, tmp_path):
     workdir(tmp_path, master)
     run = await slave_step_run(master, tmp_path, "linux")
-    step = steps.ShellCommand(command=sh("echo built > out.log"), logfiles={"out": "out.log", "none": "no.log"})
+    step = steps.ShellCommand(command=sh("echo built > out.log"),
+                              logfiles={"out": "out.log", "none": "no.log"})
     assert (await run_step(step, run))[0] == SUCCESS
     logs = await log_texts(master, run)
     assert sorted(logs) == ["none", "out", "stdio"] and logs["out"] == "built\n"
