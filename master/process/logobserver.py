@@ -7,14 +7,24 @@ log is complete.  ``LogLineObserver`` cuts the text into lines."""
 class LogObserver:
     """Sees the text of one log of one step; override the ``...Received`` methods."""
 
-    step = None
-    log = None
+    # Kept private (read as ``self.step``, ``self.log``) so that comparing configurations,
+    # which walks public attributes, does not loop from step to observer and back.
+    _step = None
+    _log = None
+
+    @property
+    def step(self):
+        return self._step
+
+    @property
+    def log(self):
+        return self._log
 
     def setStep(self, step) -> None:  # noqa: N802 - Buildbot's names
-        self.step = step
+        self._step = step
 
     def setLog(self, loog) -> None:  # noqa: N802
-        self.log = loog
+        self._log = loog
 
     def gotData(self, stream: str | None, data: str) -> None:  # noqa: N802
         """Text of ``stream`` ("o", "e", "h", or None for a log without streams)."""

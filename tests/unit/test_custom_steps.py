@@ -8,6 +8,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from buildfarm.common.results import WARNINGS
+from buildfarm.master.configobject import fingerprint
 from buildfarm.master.plugins import steps, util
 from buildfarm.master.process import buildstep, logobserver, remotecommand, results
 from fixtures.memorymaster import memory_master_fixture
@@ -191,3 +192,9 @@ def test_buildbot_module_paths_have_the_same_names():
         steps.SetPropertiesFromEnv)
     assert (ShellArg, FileUpload, Trigger) == (util.ShellArg, steps.FileUpload, steps.Trigger)
     assert steps.BuildStep is buildstep.BuildStep
+
+
+def test_a_step_with_an_observer_compares_by_its_configuration():
+    # The observer points back at its step; comparing configurations must not loop.
+    assert fingerprint(RunTests(command=["x"])) == fingerprint(RunTests(command=["x"]))
+    assert fingerprint(RunTests(command=["x"])) != fingerprint(RunTests(command=["y"]))
