@@ -240,3 +240,21 @@ def test_transfer_steps_accept_renderable_paths():
                  steps.FileDownload(mastersrc=rendered, workerdest=rendered),
                  steps.StringDownload(util.Property("text"), workerdest=rendered)):
         assert step.config_problems() == [], step
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_property_from_command_takes_stdout_or_an_extract_function(master, tmp_path):
+    run = await slave_step_run(master, tmp_path, "linux")
+    step = steps.SetPropertyFromCommand(command=sh("echo ' v1.2 '; echo noise >&2"), property="version")
+    assert await run_step(step, run) == (SUCCESS, "property 'version' set")
+    assert run.properties.getProperty("version") == "v1.2"
+
+    def extract(rc, stdout, stderr):
+        return {"rc": rc, "err": stderr.strip()}
+
+    step = steps.SetPropertyFromCommand(command=sh("echo oops >&2; exit 3"), extract_fn=extract,
+                                        decodeRC={3: SUCCESS})
+    assert await run_step(step, run) == (SUCCESS, "2 properties set")
+    assert (run.properties.getProperty("rc"), run.properties.getProperty("err")) == (3, "oops")
+    failing = steps.SetPropertyFromCommand(command=sh("exit 1"), property="never")
+    assert (await run_step(failing, run))[0] == FAILURE and not run.properties.hasProperty("never")

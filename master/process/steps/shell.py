@@ -6,10 +6,9 @@ logs of the step (created when their first text arrives with ``lazylogfiles``), 
 be a renderable giving a dict, and ``descriptionSuffix`` follows the state string.
 """
 
-from buildfarm.common.results import FAILURE
 from buildfarm.master.process.buildstep import BuildStep, ShellMixin
 from buildfarm.master.process.properties import Renderable
-from buildfarm.master.process.stepapi import DEFAULT_TIMEOUT_S, shell_args
+from buildfarm.master.process.stepapi import DEFAULT_TIMEOUT_S
 
 __all__ = ["DEFAULT_TIMEOUT_S", "ShellCommand"]
 
@@ -54,13 +53,6 @@ class ShellCommand(ShellMixin, BuildStep):
             return " ".join(label) if isinstance(label, list) else str(label)
         return self.command_text()
 
-    def command_args(self, builddir: str, builder_env: dict) -> dict:
-        """The ``shell`` command's arguments (the step already rendered)."""
-        return shell_args(self.workdir or "build", self.command, {**builder_env, **(self.env or {})},
-                          self.want_stdout, self.want_stderr, dict(self.logfiles or {}), self.timeout,
-                          self.maxTime, self.sigtermTime, self.interruptSignal, self.usePTY,
-                          self.logEnviron, self.initialStdin)
-
     async def run(self):
         cmd = await self.makeRemoteShellCommand()
         await self.runCommand(cmd)
@@ -69,9 +61,3 @@ class ShellCommand(ShellMixin, BuildStep):
     def evaluateCommand(self, cmd) -> int:  # noqa: N802 - Buildbot's name
         """The step's result from its command (``decodeRC``)."""
         return cmd.results()
-
-    def evaluate(self, outcome: dict) -> tuple[int, str]:
-        """The step's result and state string from a ``shell`` command's final updates."""
-        rc = outcome.get("rc")
-        results = self.decodeRC.get(rc, FAILURE) if isinstance(rc, int) else FAILURE
-        return results, self.final_state(results)
