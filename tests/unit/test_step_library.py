@@ -258,3 +258,18 @@ async def test_set_property_from_command_takes_stdout_or_an_extract_function(mas
     assert (run.properties.getProperty("rc"), run.properties.getProperty("err")) == (3, "oops")
     failing = steps.SetPropertyFromCommand(command=sh("exit 1"), property="never")
     assert (await run_step(failing, run))[0] == FAILURE and not run.properties.hasProperty("never")
+
+
+@pytest_twisted.ensureDeferred
+async def test_directory_steps_take_renderable_paths_and_halt_on_failure_as_in_buildbot(master, tmp_path):
+    base = builder_dir(tmp_path, master, "linux")
+    run = await slave_step_run(master, tmp_path, "linux", properties={"n": "7"})
+    made = steps.MakeDirectory(dir=util.Interpolate("out-%(prop:n)s/sub"))
+    copied = steps.CopyDirectory(src=util.Interpolate("out-%(prop:n)s"), dest="copy")
+    removed = steps.RemoveDirectory(dir=util.Interpolate("out-%(prop:n)s"))
+    for step in (made, copied, removed):
+        assert step.haltOnFailure is True and step.config_problems() == []
+        assert (await run_step(step, run))[0] == SUCCESS
+    assert os.path.isdir(os.path.join(base, "copy", "sub"))
+    assert not os.path.exists(os.path.join(base, "out-7"))
+    assert steps.MakeDirectory(dir="d", haltOnFailure=False).haltOnFailure is False

@@ -1,4 +1,5 @@
-"""Filesystem steps on the slave: ``MakeDirectory``, ``RemoveDirectory``, ``CopyDirectory``.
+"""Filesystem steps on the slave: ``MakeDirectory``, ``RemoveDirectory``, ``CopyDirectory``,
+``FileExists``.
 
 Their paths are relative to the builder's directory on the slave (as in Buildbot).
 """
@@ -12,9 +13,10 @@ DEFAULT_COPY_TIMEOUT_S = 120
 
 
 class FilesystemStep(BuildStep):
-    """Runs one filesystem command; rc 0 is success."""
+    """Runs one filesystem command; rc 0 is success.  A failure halts the build, as in Buildbot."""
 
     command = ""
+    haltOnFailure = True  # noqa: N815 - Buildbot's name
     renderables = BuildStep.renderables + ("dir", "src", "dest")
 
     def command_args(self) -> dict:
@@ -93,7 +95,7 @@ class FileExists(BuildStep):
 
     default_name = "FileExists"
     renderables = BuildStep.renderables + ("file",)
-    haltOnFailure = True
+    haltOnFailure = True  # noqa: N815 - Buildbot's name
 
     def __init__(self, file, **kwargs):
         super().__init__(**kwargs)

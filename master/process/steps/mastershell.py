@@ -9,6 +9,7 @@ import os
 import signal
 
 from twisted.internet import defer, error, protocol
+from twisted.internet.interfaces import IReactorProcess
 
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.process.buildstep import BuildStep
@@ -86,6 +87,8 @@ class MasterShellCommand(BuildStep):
         if self.logEnviron:
             log.add_header("".join(f" {k}={v}\n" for k, v in sorted((self.env or {}).items())))
         reactor = ctx.master.reactor
+        if not IReactorProcess.providedBy(reactor):
+            raise TypeError("MasterShellCommand needs a master reactor that runs processes (IReactorProcess)")
         process = _CommandProtocol(log)
         transport = reactor.spawnProcess(process, argv[0], argv, env, workdir, usePTY=self.usePTY)
         signame = str(self.interruptSignal)
