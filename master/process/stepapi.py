@@ -363,6 +363,11 @@ class StepAPI:
         return state
 
     def getResultSummary(self) -> dict:  # noqa: N802
+        """Override to give the finished step's state: ``{"step": text}``."""
+        return {}
+
+    def getCurrentSummary(self) -> dict:  # noqa: N802
+        """Buildbot's summary while the step runs; buildfarm shows ``running <name>``."""
         return {}
 
     def updateSummary(self) -> None:  # noqa: N802

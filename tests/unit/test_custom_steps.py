@@ -198,3 +198,28 @@ def test_a_step_with_an_observer_compares_by_its_configuration():
     # The observer points back at its step; comparing configurations must not loop.
     assert fingerprint(RunTests(command=["x"])) == fingerprint(RunTests(command=["x"]))
     assert fingerprint(RunTests(command=["x"])) != fingerprint(RunTests(command=["y"]))
+
+
+class CountingRun(steps.ShellCommand):
+    """The manual's LineConsumerLogObserver pattern, with a result summary of its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tests = 0
+        self.addLogObserver("stdio", logobserver.LineConsumerLogObserver(self.logConsumer))
+
+    def logConsumer(self):  # noqa: N802
+        while True:
+            stream, line = yield
+            if stream == "o" and line.startswith("test "):
+                self.tests += 1
+
+    def getResultSummary(self):  # noqa: N802
+        return {"step": f"{self.tests} tests run"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_line_consumer_observer_and_a_result_summary_of_the_steps_own(master, tmp_path):
+    run = await slave_step_run(master, tmp_path, "linux")
+    step = CountingRun(command=["sh", "-c", "echo test a; echo test b; echo other >&2"])
+    assert await run_step(step, run) == (results.SUCCESS, "2 tests run")
