@@ -84,3 +84,33 @@ def test_a_custom_step_and_the_step_library_run_on_a_real_slave(fleet, slave_kin
     wait_for(lambda: os.path.exists(on_master), "the master's command output")
     with open(on_master) as f:
         assert f.read() == "e2e\n"
+
+
+SLEEPING_ON_MASTER = """\
+from buildfarm.master.plugins import schedulers, slaves, steps, util
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+factory = util.BuildFactory([steps.MasterShellCommand(command='echo started; exec sleep 300')])
+c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1'], factory=factory)]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
+c['www'] = {{'port': {www_port}}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+def test_stopping_the_build_interrupts_a_master_shell_command(fleet):
+    master = fleet.master(config=lambda pb, www: SLEEPING_ON_MASTER.format(pb_port=pb, www_port=www))
+    fleet.slave(master)
+    master.wait_attached("bs1")
+    brid = master.force()
+    buildid = wait_for(lambda: master.get(f"/api/v1/buildrequests/{brid}")["buildids"], "the build")[0]
+    wait_for(lambda: b"started" in master.request(
+        "GET", f"/api/v1/builds/{buildid}/steps/0/logs/stdio")[1], "the command to start")
+    status, _ = master.request("POST", f"/api/v1/builds/{buildid}/stop", {"reason": "enough"})
+    assert status == 200
+    build = wait_for(lambda: (b := master.get(f"/api/v1/builds/{buildid}"))["complete"] and b,
+                     "the build to end", deadline_s=15)
+    assert build["result"] == "cancelled"
+    log = master.request("GET", f"/api/v1/builds/{buildid}/steps/0/logs/stdio")[1]
+    assert b"interrupted: enough" in log

@@ -2,7 +2,8 @@
 
 It runs in ``workdir`` (relative to the master's basedir; the basedir by default) with the
 master's environment updated by ``env``; its output goes to the step's ``stdio`` log.  A
-command still running after ``runtime_timeout`` seconds is killed and the step fails.
+command still running after ``runtime_timeout`` seconds is killed and the step fails;
+stopping the build interrupts it (``interruptSignal``, then SIGKILL).
 """
 
 import os
@@ -94,11 +95,37 @@ class MasterShellCommand(BuildStep):
         signame = str(self.interruptSignal)
         signame = signame if signame.startswith("SIG") else f"SIG{signame}"
         timer = reactor.callLater(self.runtime_timeout, _kill, transport, signame)
-        code = await process.ended
-        if timer.active():
-            timer.cancel()
+        running = _MasterProcess(transport, signame, log)
+        ctx.build.current_command = running  # so that stopping the build interrupts it
+        try:
+            code = await process.ended
+        finally:
+            ctx.build.current_command = None
+            running.ended()
+            if timer.active():
+                timer.cancel()
         log.add_header("program killed\n" if code is None else f"program finished with exit code {code}\n")
         return SUCCESS if code == 0 else FAILURE
+
+
+class _MasterProcess:
+    """The running process, as the build interrupts a command when it is stopped: the
+    process gets ``interruptSignal``, and SIGKILL if it still runs ``deadline_s`` later."""
+
+    def __init__(self, transport, signame: str, log):
+        self.transport = transport
+        self.signame = signame
+        self.log = log
+        self.timer = None
+
+    def interrupt(self, why: str, clock, deadline_s: float) -> None:
+        self.log.add_header(f"interrupted: {why}\n")
+        _kill(self.transport, self.signame)
+        self.timer = clock.callLater(deadline_s, _kill, self.transport, "SIGKILL")
+
+    def ended(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
 
 
 def _kill(transport, signame: str) -> None:
