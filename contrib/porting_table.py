@@ -30,8 +30,6 @@ DIFFERENCES = {
     ("steps", "BuildStep"): "custom steps: `run`, `ShellMixin`, log observers, `addLog`, `addCompleteLog`, "
                             "properties and `self.build` as in Buildbot (docs/steps.md); no `addURL`, "
                             "statistics or `setProgress`",
-    ("steps", "MasterShellCommand"): "stopping the build does not interrupt it; it is killed after "
-                                     "`runtime_timeout`",
     ("steps", "SetPropertiesFromEnv"): "reads the environment the slave reported when it attached, "
                                        "secret values redacted",
     # buildfarm's own names: what they are.
