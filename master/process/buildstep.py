@@ -128,9 +128,9 @@ class BuildStep(StepAPI, ConfigObject):
         else:
             args, kwargs = self._factory_args
             step = type(self)(*args, **kwargs)
-        for attribute in self.renderables:
-            if hasattr(self, attribute):
-                setattr(step, attribute, properties.render(getattr(self, attribute)))
+        for attribute in step.renderables:
+            if hasattr(step, attribute):
+                setattr(step, attribute, properties.render(getattr(step, attribute)))
         return step
 
     def should_run(self, ctx: StepContext) -> bool:
