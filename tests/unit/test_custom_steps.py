@@ -8,6 +8,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from buildfarm.common.results import WARNINGS
+from buildfarm.master.config import ConfigErrors, load_config
 from buildfarm.master.configobject import fingerprint
 from buildfarm.master.plugins import steps, util
 from buildfarm.master.process import buildstep, logobserver, remotecommand, results
@@ -223,3 +224,41 @@ async def test_a_line_consumer_observer_and_a_result_summary_of_the_steps_own(ma
     run = await slave_step_run(master, tmp_path, "linux")
     step = CountingRun(command=["sh", "-c", "echo test a; echo test b; echo other >&2"])
     assert await run_step(step, run) == (results.SUCCESS, "2 tests run")
+
+
+CUSTOM_STEP_CFG = """\
+from buildfarm.master.plugins import *
+from buildfarm.master.process import buildstep
+
+
+class Lint(buildstep.ShellMixin, buildstep.BuildStep):
+    name = 'lint'
+
+    def __init__(self, **kwargs):
+        kwargs = self.setupShellMixin(kwargs)
+        super().__init__(**kwargs)
+
+    async def run(self):
+        cmd = await self.makeRemoteShellCommand()
+        await self.runCommand(cmd)
+        return cmd.results()
+
+
+c = BuildmasterConfig = {}
+c['workers'] = [worker.Worker('bs1', 'pass')]
+c['builders'] = [util.BuilderConfig(name='runtests', workernames=['bs1'], factory=util.BuildFactory([
+    Lint(command=['flake8'], colour='red'),
+    steps.ShellSequence(commands=[util.ShellArg(command=None)]),
+]))]
+c['protocols'] = {'pb': {'port': 9989}}
+"""
+
+
+def test_checkconfig_reports_bad_arguments_of_custom_steps_and_shell_args(tmp_path):
+    path = tmp_path / "master.cfg"
+    path.write_text(CUSTOM_STEP_CFG)
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(str(path))
+    text = "\n".join(str(e) for e in caught.value.errors)
+    assert "Lint got an unknown argument 'colour'" in text
+    assert "the 'command' parameter of ShellArg must not be None" in text
