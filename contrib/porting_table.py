@@ -27,8 +27,11 @@ DIFFERENCES = {
     ("worker", "Worker"): "`notify_on_missing`, `missing_timeout`, `keepalive_interval`, "
                           "`defaultProperties`, `locks` and `machine_name` are accepted without effect "
                           "(a checkconfig warning each)",
-    ("steps", "ShellCommand"): "`logfiles`, `lazylogfiles` and `descriptionSuffix` are not accepted yet "
-                               "(checkconfig reports them)",
+    ("steps", "BuildStep"): "custom steps: `run`, `ShellMixin`, log observers, `addLog`, `addCompleteLog`, "
+                            "properties and `self.build` as in Buildbot (docs/steps.md); no `addURL`, "
+                            "statistics or `setProgress`",
+    ("steps", "SetPropertiesFromEnv"): "reads the environment the slave reported when it attached, "
+                                       "secret values redacted",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",

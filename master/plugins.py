@@ -15,13 +15,30 @@ from buildfarm.master.auth.users import User
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
 from buildfarm.master.config import SlaveConfig, Worker
 from buildfarm.master.pluginspace import PluginNamespace
+from buildfarm.master.process import results as _results
 from buildfarm.master.process.builderconfig import BuilderConfig
+from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import MasterLock, SlaveLock
+from buildfarm.master.process.logobserver import LogLineObserver
 from buildfarm.master.process.properties import Interpolate, Property, WithProperties, renderer
-from buildfarm.master.process.steps.fs import CopyDirectory, MakeDirectory, RemoveDirectory
-from buildfarm.master.process.steps.properties import SetProperty, SetPropertyFromCommand
+from buildfarm.master.process.steps.cmake import CMake
+from buildfarm.master.process.steps.compile import (
+    Compile,
+    Configure,
+    Test,
+    WarningCountingShellCommand,
+)
+from buildfarm.master.process.steps.fs import CopyDirectory, FileExists, MakeDirectory, RemoveDirectory
+from buildfarm.master.process.steps.mastershell import MasterShellCommand
+from buildfarm.master.process.steps.properties import (
+    SetProperties,
+    SetPropertiesFromEnv,
+    SetProperty,
+    SetPropertyFromCommand,
+)
 from buildfarm.master.process.steps.shell import ShellCommand
+from buildfarm.master.process.steps.shellsequence import ShellArg, ShellSequence
 from buildfarm.master.process.steps.source.git import Git, GitHub, GitLab
 from buildfarm.master.process.steps.source.mercurial import Mercurial
 from buildfarm.master.process.steps.source.svn import SVN
@@ -73,6 +90,17 @@ steps = SimpleNamespace(
     CopyDirectory=CopyDirectory,
     SetProperty=SetProperty,
     SetPropertyFromCommand=SetPropertyFromCommand,
+    SetProperties=SetProperties,
+    SetPropertiesFromEnv=SetPropertiesFromEnv,
+    FileExists=FileExists,
+    ShellSequence=ShellSequence,
+    Configure=Configure,
+    Compile=Compile,
+    Test=Test,
+    WarningCountingShellCommand=WarningCountingShellCommand,
+    CMake=CMake,
+    MasterShellCommand=MasterShellCommand,
+    BuildStep=BuildStep,
     Trigger=Trigger,
     Git=Git,
     GitHub=GitHub,
@@ -99,6 +127,16 @@ util = SimpleNamespace(
     ChoiceStringParameter=ChoiceStringParameter,
     FixedParameter=FixedParameter,
     User=User,
+    ShellArg=ShellArg,
+    LogLineObserver=LogLineObserver,
+    Results=_results.Results,
+    SUCCESS=_results.SUCCESS,
+    WARNINGS=_results.WARNINGS,
+    FAILURE=_results.FAILURE,
+    SKIPPED=_results.SKIPPED,
+    EXCEPTION=_results.EXCEPTION,
+    RETRY=_results.RETRY,
+    CANCELLED=_results.CANCELLED,
 )
 
 # The namespaces above become PluginNamespaces that know Buildbot's names too.

@@ -109,6 +109,9 @@ class RemoteCommand(pb.Referenceable):
                 text = redact_log_header(text)
             {"header": self.log.add_header, "stdout": self.log.add_stdout,
              "stderr": self.log.add_stderr}[key](text)
+        elif key == "log" and hasattr(self.log, "add_named_log") and isinstance(value, list | tuple):
+            name, text = value  # a watched logfile's text (``logfiles``) goes to its own log
+            self.log.add_named_log(as_text(name), as_text(text))
         elif key == "rc":
             self.rc = int(value)
         else:

@@ -1,7 +1,10 @@
-"""Filesystem steps on the slave: ``MakeDirectory``, ``RemoveDirectory``, ``CopyDirectory``.
+"""Filesystem steps on the slave: ``MakeDirectory``, ``RemoveDirectory``, ``CopyDirectory``,
+``FileExists``.
 
 Their paths are relative to the builder's directory on the slave (as in Buildbot).
 """
+
+import stat
 
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.process.buildstep import BuildStep, StepContext
@@ -10,9 +13,10 @@ DEFAULT_COPY_TIMEOUT_S = 120
 
 
 class FilesystemStep(BuildStep):
-    """Runs one filesystem command; rc 0 is success."""
+    """Runs one filesystem command; rc 0 is success.  A failure halts the build, as in Buildbot."""
 
     command = ""
+    haltOnFailure = True  # noqa: N815 - Buildbot's name
     renderables = BuildStep.renderables + ("dir", "src", "dest")
 
     def command_args(self) -> dict:
@@ -84,3 +88,25 @@ class CopyDirectory(FilesystemStep):
 
     def describe(self) -> str:
         return f"copied {self.src} to {self.dest}"
+
+
+class FileExists(BuildStep):
+    """Succeeds if ``file`` (relative to the builder's directory) is a regular file on the slave."""
+
+    default_name = "FileExists"
+    renderables = BuildStep.renderables + ("file",)
+    haltOnFailure = True  # noqa: N815 - Buildbot's name
+
+    def __init__(self, file, **kwargs):
+        super().__init__(**kwargs)
+        self.file = file
+
+    async def run(self, ctx: StepContext) -> tuple[int, str]:
+        log = await ctx.add_log("stdio")
+        outcome = await ctx.run_command("stat", {"file": self.file}, log)
+        found = outcome.get("stat")
+        if outcome.get("rc") != 0 or not found:
+            return FAILURE, f"file {self.file} not found"
+        if stat.S_ISREG(found[stat.ST_MODE]):
+            return SUCCESS, f"file {self.file} found"
+        return FAILURE, f"{self.file} is not a file"

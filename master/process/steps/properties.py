@@ -1,7 +1,9 @@
-"""Steps that set build properties: ``SetProperty`` and ``SetPropertyFromCommand``."""
+"""Steps that set build properties: ``SetProperty``, ``SetProperties``, ``SetPropertiesFromEnv``
+and ``SetPropertyFromCommand``."""
 
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.process.buildstep import BuildStep, StepContext
+from buildfarm.master.process.properties import Renderable
 from buildfarm.master.process.steps.shell import ShellCommand
 
 
@@ -21,24 +23,56 @@ class SetProperty(BuildStep):
         return SUCCESS, f"property {self.property!r} set"
 
 
-class _OutputTee:
-    """Passes a command's output to its log and keeps a copy of stdout and stderr."""
+class SetProperties(BuildStep):
+    """Sets several properties at once: ``properties`` is a dict, or a renderable (such as a
+    ``@util.renderer`` function) giving one."""
 
-    def __init__(self, log):
-        self.log = log
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
+    default_name = "SetProperties"
+    renderables = BuildStep.renderables + ("properties",)
 
-    def add_header(self, text: str) -> None:
-        self.log.add_header(text)
+    def __init__(self, properties=None, **kwargs):
+        super().__init__(**kwargs)
+        self.properties = properties if properties is not None else {}
 
-    def add_stdout(self, text: str) -> None:
-        self.stdout.append(text)
-        self.log.add_stdout(text)
+    def config_problems(self) -> list[str]:
+        problems = super().config_problems()
+        if not isinstance(self.properties, dict | Renderable):
+            problems.append(f"SetProperties needs a dict or a renderable giving one, not {self.properties!r}")
+        return problems
 
-    def add_stderr(self, text: str) -> None:
-        self.stderr.append(text)
-        self.log.add_stderr(text)
+    async def run(self, ctx: StepContext) -> tuple[int, str]:
+        if not isinstance(self.properties, dict):
+            raise TypeError(f"SetProperties: properties rendered to {self.properties!r}, not a dict")
+        for name, value in self.properties.items():
+            ctx.properties.setProperty(name, value, self.name)
+        return SUCCESS, f"{len(self.properties)} properties set"
+
+
+class SetPropertiesFromEnv(BuildStep):
+    """Sets a property for each of ``variables`` present in the slave's environment (as the
+    slave reported it when it attached), from ``source`` ("WorkerEnvironment")."""
+
+    default_name = "SetPropertiesFromEnv"
+
+    def __init__(self, variables, source="WorkerEnvironment", **kwargs):
+        super().__init__(**kwargs)
+        self.variables = [variables] if isinstance(variables, str) else list(variables)
+        self.source = source
+
+    def config_problems(self) -> list[str]:
+        problems = super().config_problems()
+        if not all(isinstance(v, str) for v in self.variables):
+            problems.append("SetPropertiesFromEnv variables must be names of environment variables")
+        return problems
+
+    async def run(self, ctx: StepContext) -> tuple[int, str]:
+        slavename = ctx.properties.getProperty("workername")
+        infos = await ctx.master.db.slaves.get_infos([slavename])  # the master keeps it there only
+        environ = (infos.get(slavename) or {}).get("environ") or {}
+        found = [name for name in self.variables if name in environ]
+        for name in found:
+            ctx.properties.setProperty(name, environ[name], self.source)
+        return SUCCESS, f"{len(found)} properties set from the environment"
 
 
 class SetPropertyFromCommand(ShellCommand):
@@ -48,7 +82,7 @@ class SetPropertyFromCommand(ShellCommand):
     default_name = "SetPropertyFromCommand"
     renderables = ShellCommand.renderables + ("property",)
 
-    def __init__(self, command, property=None, extract_fn=None, strip=True,  # noqa: A002
+    def __init__(self, command=None, property=None, extract_fn=None, strip=True,  # noqa: A002
                  includeStdout=True, includeStderr=False, **kwargs):  # noqa: N803
         super().__init__(command, **kwargs)
         self.property = property
@@ -63,22 +97,23 @@ class SetPropertyFromCommand(ShellCommand):
             problems.append("SetPropertyFromCommand needs exactly one of property= and extract_fn=")
         return problems
 
-    async def run(self, ctx: StepContext) -> tuple[int, str]:
-        tee = _OutputTee(await ctx.add_log("stdio"))
-        outcome = await ctx.run_command("shell", self.command_args(ctx.builddir, ctx.env), tee)
-        results, state = self.evaluate(outcome)
-        stdout, stderr = "".join(tee.stdout), "".join(tee.stderr)
+    async def run(self):
+        cmd = await self.makeRemoteShellCommand(collectStdout=True, collectStderr=True)
+        await self.runCommand(cmd)
+        results = cmd.results()
         if self.property is not None:
             if results == SUCCESS:
-                text = (stdout if self.includeStdout else "") + (stderr if self.includeStderr else "")
-                ctx.properties.setProperty(self.property, text.strip() if self.strip else text, self.name)
-                state = f"property {self.property!r} set"
-            return results, state
+                text = (cmd.stdout if self.includeStdout else "") + (cmd.stderr if self.includeStderr else "")
+                self.setProperty(self.property, text.strip() if self.strip else text, self.name)
+                self.descriptionDone = f"property {self.property!r} set"
+            return results
         try:
-            values = self.extract_fn(outcome.get("rc"), stdout, stderr)
+            values = dict(self.extract_fn(cmd.rc, cmd.stdout, cmd.stderr) or {})
         except Exception as e:
-            tee.add_header(f"extract_fn failed: {type(e).__name__}: {e}\n")
-            return FAILURE, "extract_fn failed"
-        for name, value in dict(values or {}).items():
-            ctx.properties.setProperty(name, value, self.name)
-        return results, f"{len(values or {})} properties set"
+            self.getLog("stdio").add_header(f"extract_fn failed: {type(e).__name__}: {e}\n")
+            self.descriptionDone = "extract_fn failed"
+            return FAILURE
+        for name, value in values.items():
+            self.setProperty(name, value, self.name)
+        self.descriptionDone = f"{len(values)} properties set"
+        return results

@@ -1,40 +1,30 @@
-"""``ShellCommand``: run a command on the slave through the ``shell`` remote command."""
+"""``ShellCommand``: run a command on the slave through the ``shell`` remote command.
 
-import shlex
+It is a ``ShellMixin`` step as in Buildbot 4: ``command`` may be a class attribute of a
+subclass, ``logfiles`` ({name: path} or {name: {"filename": path, "follow": bool}}) become
+logs of the step (created when their first text arrives with ``lazylogfiles``), ``env`` may
+be a renderable giving a dict, and ``descriptionSuffix`` follows the state string.
+"""
 
-from buildfarm.common.results import FAILURE, SUCCESS, result_name
-from buildfarm.master.process.buildstep import BuildStep, StepContext
+from buildfarm.master.process.buildstep import BuildStep, ShellMixin
 from buildfarm.master.process.properties import Renderable
+from buildfarm.master.process.stepapi import DEFAULT_TIMEOUT_S
 
-DEFAULT_TIMEOUT_S = 1200
+__all__ = ["DEFAULT_TIMEOUT_S", "ShellCommand"]
 
 
-class ShellCommand(BuildStep):
+class ShellCommand(ShellMixin, BuildStep):
     """A command run in the builder's directory on the slave; its exit code is the result."""
 
     default_name = "shell"
-    renderables = BuildStep.renderables + ("command", "workdir", "env", "timeout", "maxTime", "initialStdin")
+    renderables = BuildStep.renderables + (
+        "command", "workdir", "env", "timeout", "maxTime", "initialStdin", "logfiles",
+    )
 
-    def __init__(
-        self, command, workdir=None, env=None, timeout=DEFAULT_TIMEOUT_S, maxTime=None,  # noqa: N803
-        logEnviron=True, usePTY=False, sigtermTime=None, interruptSignal="KILL",  # noqa: N803
-        decodeRC=None, want_stdout=True, want_stderr=True, initialStdin=None,  # noqa: N803
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.command = command
-        self.workdir = workdir
-        self.env = dict(env or {})
-        self.timeout = timeout
-        self.maxTime = maxTime
-        self.logEnviron = logEnviron
-        self.usePTY = usePTY
-        self.sigtermTime = sigtermTime
-        self.interruptSignal = interruptSignal
-        self.decodeRC = dict(decodeRC or {0: SUCCESS})
-        self.want_stdout = want_stdout
-        self.want_stderr = want_stderr
-        self.initialStdin = initialStdin
+    def __init__(self, command=None, **kwargs):
+        if command is not None:
+            kwargs["command"] = command
+        super().__init__(**self.setupShellMixin(kwargs))
 
     def config_problems(self) -> list[str]:
         problems = super().config_problems()
@@ -44,50 +34,30 @@ class ShellCommand(BuildStep):
         )
         ok_text = isinstance(command, Renderable) or (isinstance(command, str) and command.strip())
         if not ok_text and not ok_list:
-            problems.append(f"ShellCommand needs a command string or list of strings, not {command!r}")
-        if any(not isinstance(k, str) or not isinstance(v, str | list | Renderable | None)
-               for k, v in self.env.items()):
-            problems.append("ShellCommand env must map names to strings, lists or None")
+            problems.append(
+                f"{type(self).__name__} needs a command string or list of strings, not {command!r}")
+        if isinstance(self.env, dict) and any(
+                not isinstance(k, str) or not isinstance(v, str | list | Renderable | None)
+                for k, v in self.env.items()):
+            problems.append(f"{type(self).__name__} env must map names to strings, lists or None")
+        elif not isinstance(self.env, dict | Renderable):
+            problems.append(f"{type(self).__name__} env must be a dict or a renderable giving one")
+        if not isinstance(self.logfiles, dict | Renderable):
+            problems.append(f"{type(self).__name__} logfiles must map log names to files")
         return problems
 
-    def describe(self) -> str:
-        """A short human label of the command, for state strings."""
-        if self.description:
-            return " ".join(self.description) if isinstance(self.description, list) else str(self.description)
-        command = self.command
-        text = command if isinstance(command, str) else shlex.join(
-            a.decode() if isinstance(a, bytes) else a for a in command
-        )
-        return f"'{text[:60]}'" if len(text) <= 60 else f"'{text[:57]}...'"
+    def describe(self, done: bool = False) -> str:
+        """A short human label: the description, else the command."""
+        label = (self.descriptionDone if done else None) or self.description
+        if label:
+            return " ".join(label) if isinstance(label, list) else str(label)
+        return self.command_text()
 
-    def command_args(self, builddir: str, builder_env: dict) -> dict:
-        """The ``shell`` command's arguments, with every key a 4.x worker requires."""
-        return {
-            "workdir": self.workdir or "build",
-            "command": list(self.command) if isinstance(self.command, list | tuple) else self.command,
-            "env": {**builder_env, **self.env},
-            "want_stdout": self.want_stdout,
-            "want_stderr": self.want_stderr,
-            "logfiles": {},
-            "timeout": self.timeout,
-            "maxTime": self.maxTime,
-            "sigtermTime": self.sigtermTime,
-            "interruptSignal": self.interruptSignal,
-            "usePTY": self.usePTY,
-            "logEnviron": self.logEnviron,
-            "initial_stdin": self.initialStdin,
-        }
+    async def run(self):
+        cmd = await self.makeRemoteShellCommand()
+        await self.runCommand(cmd)
+        return self.evaluateCommand(cmd)
 
-    async def run(self, ctx: StepContext) -> tuple[int, str]:
-        log = await ctx.add_log("stdio")
-        outcome = await ctx.run_command("shell", self.command_args(ctx.builddir, ctx.env), log)
-        return self.evaluate(outcome)
-
-    def evaluate(self, outcome: dict) -> tuple[int, str]:
-        """The step's result and state string from the command's final updates."""
-        rc = outcome.get("rc")
-        results = self.decodeRC.get(rc, FAILURE) if isinstance(rc, int) else FAILURE
-        state = self.describe()
-        if results != SUCCESS:
-            state += f" ({result_name(results)})"
-        return results, state
+    def evaluateCommand(self, cmd) -> int:  # noqa: N802 - Buildbot's name
+        """The step's result from its command (``decodeRC``)."""
+        return cmd.results()

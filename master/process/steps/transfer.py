@@ -11,9 +11,11 @@ import os
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.pb.transfer import BytesReader, DirectoryWriter, FileReader, FileWriter
 from buildfarm.master.process.buildstep import BuildStep, StepContext
+from buildfarm.master.process.properties import Renderable
 
 DEFAULT_BLOCKSIZE = 512 * 1024  # below Banana's 640 KiB string limit; half the per-block work of 256 KiB
 COMPRESSIONS = (None, "gz", "bz2")
+PATH = str | Renderable  # a path, or a renderable giving one when the step runs
 
 
 def version_at_least(version: str | None, wanted: str) -> bool:
@@ -91,7 +93,7 @@ class FileUpload(TransferStep):
 
     def config_problems(self) -> list[str]:
         problems = super().config_problems()
-        if not isinstance(self.workersrc, str) or not isinstance(self.masterdest, str):
+        if not isinstance(self.workersrc, PATH) or not isinstance(self.masterdest, PATH):
             problems.append("FileUpload needs workersrc and masterdest strings")
         return problems
 
@@ -119,7 +121,7 @@ class DirectoryUpload(TransferStep):
 
     def config_problems(self) -> list[str]:
         problems = super().config_problems()
-        if not isinstance(self.workersrc, str) or not isinstance(self.masterdest, str):
+        if not isinstance(self.workersrc, PATH) or not isinstance(self.masterdest, PATH):
             problems.append("DirectoryUpload needs workersrc and masterdest strings")
         if self.compress not in COMPRESSIONS:
             problems.append(f"DirectoryUpload compress must be None, 'gz' or 'bz2', not {self.compress!r}")
@@ -149,7 +151,7 @@ class FileDownload(TransferStep):
 
     def config_problems(self) -> list[str]:
         problems = super().config_problems()
-        if not isinstance(self.mastersrc, str) or not isinstance(self.workerdest, str):
+        if not isinstance(self.mastersrc, PATH) or not isinstance(self.workerdest, PATH):
             problems.append(f"{type(self).__name__} needs mastersrc and workerdest strings")
         if self.mode is not None and not isinstance(self.mode, int):
             problems.append(f"{type(self).__name__} mode must be an integer like 0o755")
@@ -186,7 +188,7 @@ class StringDownload(FileDownload):
 
     def config_problems(self) -> list[str]:
         problems = super().config_problems()
-        if not isinstance(self.s, str | bytes):
+        if not isinstance(self.s, str | bytes | Renderable):
             problems.append("StringDownload needs s, a string")
         return problems
 

@@ -19,7 +19,6 @@ from twisted.internet import task
 from buildfarm.common.results import EXCEPTION, FAILURE, SUCCESS
 from buildfarm.master.pb.transfer import BytesReader
 from buildfarm.master.process.buildstep import BuildStep, StepContext
-from buildfarm.master.process.steps.properties import _OutputTee as OutputTee  # keeps stdout/stderr
 from buildfarm.master.process.steps.transfer import version_at_least
 
 DEFAULT_TIMEOUT_S = 20 * 60
@@ -30,6 +29,27 @@ SIGTERM_GRACE_S = 1  # a VC tool killed with SIGKILL leaves lock files; SIGTERM 
 DOWNLOAD_BLOCKSIZE = 16 * 1024
 COMMAND_TEXT_CHARS = 200  # of a failed command line, in the step's log
 
+
+
+class OutputTee:
+    """Passes a command's output to its log and keeps a copy of stdout and stderr (what a
+    source step parses: revisions, descriptions, listings)."""
+
+    def __init__(self, log):
+        self.log = log
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+
+    def add_header(self, text: str) -> None:
+        self.log.add_header(text)
+
+    def add_stdout(self, text: str) -> None:
+        self.stdout.append(text)
+        self.log.add_stdout(text)
+
+    def add_stderr(self, text: str) -> None:
+        self.stderr.append(text)
+        self.log.add_stderr(text)
 
 class StepFailed(Exception):
     """A command of the checkout failed: the step ends FAILURE, with this text in its log."""

@@ -1,0 +1,5 @@
+"""Buildbot's ``buildbot.steps.cmake``."""
+
+from buildfarm.master.process.steps.cmake import CMake
+
+__all__ = ["CMake"]
