@@ -17,7 +17,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from twisted.logger import Logger
+
 from buildfarm.master.changes.base import DEFAULT_POLL_INTERVAL_S, PollingChangeSource
+
+log = Logger()
 
 HEADS = "refs/heads/"
 TAGS = "refs/tags/"
@@ -110,6 +114,9 @@ class GitPoller(PollingChangeSource):
                 await self._report(branch, head, last)
             last[branch] = head
             await self.set_state(LAST_REV_KEY, last)
+        if first_poll:
+            where = ", ".join(f"{branch} at {rev[:12]}" for branch, rev in sorted(last.items()))
+            log.info("GitPoller {name}: first poll, following {branches}", name=self.name, branches=where)
 
     async def _init_workdir(self) -> None:
         if not os.path.exists(os.path.join(self._git_dir, "HEAD")):

@@ -1,0 +1,57 @@
+"""Pollers in a real master daemon: a GitPoller polls a repository made by the test on local
+disk, and a new commit there becomes a build of that revision on a real slave, through the
+schedulers that exist (SingleBranchScheduler with a ChangeFilter).  A commit made while the
+master is down is built once after it restarts, and nothing is built twice."""
+
+from fixtures.daemons import run_cli, wait_for
+from fixtures.repos import GitRepo
+
+MASTER_CFG = """\
+from buildfarm.master.plugins import changes, schedulers, slaves, steps, util
+
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['www'] = {{'port': {www_port}}}
+c['change_source'] = [changes.GitPoller({repourl!r}, workdir='gitpoller-workdir', branch='main',
+                                        pollInterval=1, pollAtLaunch=True, project='hello')]
+c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1'], factory=util.BuildFactory(
+    [steps.ShellCommand(command=['git', '-C', {repo!r}, 'cat-file', '-e',
+                                 util.Interpolate('%(prop:revision)s^{{commit}}')])]))]
+c['schedulers'] = [schedulers.SingleBranchScheduler(
+    name='on-main', builderNames=['runtests'], change_filter=util.ChangeFilter(branch='main'))]
+"""
+
+
+def builds(master) -> list[dict]:
+    found = master.get("/api/v1/builds?builder=runtests&complete=true")["builds"]
+    return sorted(found, key=lambda b: b["buildid"])
+
+
+def test_a_new_commit_polled_by_git_poller_is_built_once_even_across_a_restart(fleet, tmp_path):
+    repo = GitRepo(str(tmp_path / "hello"))
+    repo.commit("README", "hello\n", "first")
+    master = fleet.master(config=lambda pb_port, www_port: MASTER_CFG.format(
+        pb_port=pb_port, www_port=www_port, repourl=repo.url, repo=repo.path))
+    fleet.slave(master)
+    master.wait_attached("bs1")
+    wait_for(lambda: "GitPoller " + repo.url + ": first poll" in master.log_text(), "the first poll")
+
+    sha = repo.commit("src/main.c", "int main;\n", "Add main")
+    [build] = wait_for(lambda: builds(master), "a build of the new commit")
+    assert build["result"] == "success"
+    assert (build["properties"]["revision"], build["properties"]["branch"]) == (sha, "main")
+    assert build["properties"]["project"] == "hello"
+    [change] = master.get("/api/v1/changes")["changes"]
+    assert (change["revision"], change["author"], change["comments"]) == (
+        sha, "Ann Author <ann@example.org>", "Add main")
+
+    run_cli("buildmaster", "stop", master.basedir, check=True)
+    during = repo.commit("src/main.c", "int main(void);\n", "While the master was down")
+    run_cli("buildmaster", "start", master.basedir, check=True)
+    wait_for(lambda: len(builds(master)) == 2, "a build of the commit made during the restart")
+    later = repo.commit("NEWS", "news\n", "After the restart")
+    done = wait_for(lambda: len(b := builds(master)) == 3 and b, "a build of the commit after it")
+    assert [b["properties"]["revision"] for b in done] == [sha, during, later]
+    assert all(b["result"] == "success" for b in done)
+    assert [c["revision"] for c in master.get("/api/v1/changes")["changes"]] == [later, during, sha]

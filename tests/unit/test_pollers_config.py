@@ -1,0 +1,84 @@
+"""c['change_source'] with Buildbot's pollers: loaded into the configuration, their arguments
+checked at their own line, and the ones without effect warned about."""
+
+import textwrap
+
+import pytest
+
+from buildfarm.master.changes.gitpoller import GitPoller
+from buildfarm.master.config import ConfigErrors, load_config
+
+BASE_CFG = """\
+from buildfarm.master.plugins import *
+c = BuildmasterConfig = {}
+c['workers'] = [worker.Worker('bs1', 'pass')]
+c['builders'] = [util.BuilderConfig(name='runtests', workernames=['bs1'],
+                 factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
+c['protocols'] = {'pb': {'port': 9989}}
+"""
+
+
+def load(tmp_path, extra: str):
+    path = tmp_path / "master.cfg"
+    path.write_text(BASE_CFG + textwrap.dedent(extra))
+    return load_config(str(path))
+
+
+def problems(tmp_path, extra: str) -> list[str]:
+    with pytest.raises(ConfigErrors) as caught:
+        load(tmp_path, extra)
+    return [str(e) for e in caught.value.errors]
+
+
+def test_buildbot_sample_git_poller_loads_into_the_configuration(tmp_path):
+    config = load(tmp_path, """\
+        c['change_source'] = []
+        c['change_source'].append(changes.GitPoller(
+                'https://github.com/buildbot/hello-world.git',
+                workdir='gitpoller-workdir', branch='master',
+                pollInterval=300))
+        """)
+    [poller] = config.change_sources
+    assert isinstance(poller, GitPoller)
+    assert (poller.repourl, poller.branches, poller.workdir, poller.pollInterval) == (
+        "https://github.com/buildbot/hello-world.git", ["master"], "gitpoller-workdir", 300)
+    assert config.warnings == []
+
+
+def test_one_change_source_without_a_list_is_accepted(tmp_path):
+    config = load(tmp_path, "c['change_source'] = changes.GitPoller('file:///srv/repo.git')\n")
+    assert [p.name for p in config.change_sources] == ["file:///srv/repo.git"]
+
+
+def test_bad_poller_arguments_are_errors_at_the_poller_line(tmp_path):
+    assert problems(tmp_path, """\
+        c['change_source'] = [
+            changes.GitPoller('file:///a', pollInterval=0),
+            changes.GitPoller('file:///b', branches='main'),
+        ]
+        """) == [
+        "master.cfg:9: GitPoller 'file:///a': pollInterval must be a number of seconds above 0, not 0",
+        "master.cfg:10: GitPoller 'file:///b': branches must be a list of branch names, True or a callable, "
+        "not 'main'",
+    ]
+
+
+def test_two_pollers_of_one_name_are_an_error(tmp_path):
+    assert problems(tmp_path, """\
+        c['change_source'] = [changes.GitPoller('file:///a', branch='x'),
+                              changes.GitPoller('file:///a', branch='y')]
+        """) == ["master.cfg:9: two change sources are named 'file:///a': give each a distinct name="]
+
+
+def test_arguments_without_effect_are_warned_about(tmp_path):
+    config = load(tmp_path, """\
+        c['change_source'] = [changes.GitPoller('git@example.org:r.git', sshPrivateKey='key',
+                                                pollRandomDelayMax=30)]
+        """)
+    assert config.warnings == [
+        "master.cfg:8: GitPoller 'git@example.org:r.git': argument 'pollRandomDelayMax' has no effect "
+        "in buildfarm",
+        "master.cfg:8: GitPoller 'git@example.org:r.git': argument 'sshPrivateKey' has no effect "
+        "in buildfarm",
+    ]
