@@ -11,32 +11,15 @@ from twisted.internet import defer, task
 from buildfarm.master.changes.base import VCSCommandFailed, run_command
 from buildfarm.master.changes.gitpoller import GitPoller
 from buildfarm.master.changes.manager import ChangeSourceManager
-from buildfarm.master.db.testing import TEST_DB_URL, open_test_db
-from buildfarm.master.schedulers.manager import SchedulerManager
+from fixtures.pollers import PollerMaster, open_sqlite_db, poll
 from fixtures.repos import GitRepo
-
-START_S = 1_000_000.0
-
-
-class PollerMaster:
-    """What a poller uses of the master: its clock, real database, basedir, id, config and
-    the real SchedulerManager that stores changes (no schedulers configured)."""
-
-    def __init__(self, db, basedir: str, masterid: int = 1, multi_master: bool = False):
-        self.reactor = task.Clock()
-        self.reactor.advance(START_S)
-        self.db = db
-        self.basedir = basedir
-        self.masterid = masterid
-        self.config = SimpleNamespace(multi_master=multi_master, change_sources=[], schedulers=[])
-        self.scheduler = SchedulerManager(self)
 
 
 @pytest_twisted.async_yield_fixture
 async def sqlite_db(tmp_path):
-    connector = await open_test_db(str(tmp_path), TEST_DB_URL)
-    yield connector
-    await connector.stopService()
+    db = await open_sqlite_db(tmp_path)
+    yield db
+    await db.stopService()
 
 
 @pytest.fixture
@@ -44,13 +27,6 @@ def repo(tmp_path):
     repo = GitRepo(str(tmp_path / "upstream"))
     repo.commit("README", "hello\n", "first")
     return repo
-
-
-async def poll(poller, master) -> list[dict]:
-    """One poll of ``poller`` on ``master``; the changes stored so far, oldest first."""
-    poller.activate(master)
-    await poller.poll_if_ours()
-    return list(reversed(await master.db.changes.get_all()))
 
 
 @pytest_twisted.ensureDeferred

@@ -82,3 +82,20 @@ def test_arguments_without_effect_are_warned_about(tmp_path):
         "master.cfg:8: GitPoller 'git@example.org:r.git': argument 'sshPrivateKey' has no effect "
         "in buildfarm",
     ]
+
+
+def test_hg_and_svn_pollers_load_with_buildbot_arguments(tmp_path):
+    config = load(tmp_path, """\
+        c['change_source'] = [
+            changes.HgPoller('https://hg.example.org/repo', workdir='hg-work', branches=['default', 'stable'],
+                             pollInterval=120, pollAtLaunch=True),
+            changes.SVNPoller('svn://svn.example.org/repo', split_file=util.svn.split_file_branches,
+                              svnuser='ann', histmax=10, project='hello'),
+        ]
+        """)
+    hg, svn = config.change_sources
+    assert (hg.branches, hg.workdir, hg.pollInterval, hg.pollAtLaunch) == (
+        ["default", "stable"], "hg-work", 120, True)
+    assert (svn.repourl, svn.svnuser, svn.histmax, svn.project, svn.split_file("trunk/a")) == (
+        "svn://svn.example.org/repo", "ann", 10, "hello", (None, "a"))
+    assert config.warnings == []
