@@ -118,6 +118,8 @@ class PollingChangeSource(ConfigObject, service.Service):
         self._master = None
         self._loop: task.LoopingCall | None = None
         self._polling: defer.Deferred | None = None
+        self._command: defer.Deferred | None = None  # the VCS command running now
+        self._stopping = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -179,6 +181,11 @@ class PollingChangeSource(ConfigObject, service.Service):
         return defer.ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
+        self._stopping = True
+        # A command in flight is killed (a fetch may take minutes); what was reported
+        # before it is already in the database.
+        if self._command is not None:
+            self._command.cancel()
         if self._polling is not None:
             await self._polling
         if self._master is not None and self._master.config.multi_master:
@@ -186,9 +193,13 @@ class PollingChangeSource(ConfigObject, service.Service):
 
     def _poll_logged(self) -> defer.Deferred:
         """One poll (the loop waits for it); a failure is logged, the loop goes on."""
+        def failed(failure):
+            if self._stopping and failure.check(defer.CancelledError):
+                return  # stopped in the middle of a command
+            log.failure("{kind} {name}: poll failed", failure, kind=self.kind, name=self.name)
+
         self._polling = defer.ensureDeferred(self.poll_if_ours())
-        self._polling.addErrback(lambda f: log.failure("{kind} {name}: poll failed", f, kind=self.kind,
-                                                       name=self.name))
+        self._polling.addErrback(failed)
         return self._polling
 
     async def poll_if_ours(self) -> bool:
@@ -212,7 +223,14 @@ class PollingChangeSource(ConfigObject, service.Service):
     # -- helpers for the subclasses --------------------------------------------------------
 
     async def run(self, *argv: str, cwd: str | None = None, env: dict | None = None) -> str:
-        out = await run_command(argv, self.master.reactor, cwd=cwd, env=env)
+        """Run a VCS command (killed if the poller stops); its stdout."""
+        if self._stopping:
+            raise defer.CancelledError(f"{self.kind} {self.name!r} stopped")
+        self._command = defer.ensureDeferred(run_command(argv, self.master.reactor, cwd=cwd, env=env))
+        try:
+            out = await self._command
+        finally:
+            self._command = None
         return out.decode("utf-8", "replace")
 
     def workdir_path(self, workdir: str) -> str:

@@ -235,3 +235,49 @@ async def test_the_manager_starts_sources_once_the_master_is_ready_and_reconfigu
     assert not any(s.running for s in new_config.change_sources)
 
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_kills_a_command_in_flight_and_reports_nothing(sqlite_db, tmp_path):
+    hung = tmp_path / "hung-git"
+    pidfile = tmp_path / "hung.pid"
+    hung.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n")
+    hung.chmod(0o755)
+    master = PollerMaster(sqlite_db, str(tmp_path))
+    poller = GitPoller("file:///nowhere", branch="main", gitbin=str(hung), pollAtLaunch=True)
+    poller.activate(master)
+    poller.startService()
+    deadline = master.reactor.seconds()  # the test's real wait is bounded by polling the pid file
+    for _ in range(200):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        await deferLater_real(0.05)
+    pid = int(pidfile.read_text())
+    await poller.stopService()
+    assert master.reactor.seconds() == deadline  # nothing waited on the master's clock
+    for _ in range(200):  # SIGKILL was sent; the kernel ends it at once, reaping takes a moment
+        if not process_alive(pid):
+            break
+        await deferLater_real(0.05)
+    assert not process_alive(pid)
+    assert await sqlite_db.changes.get_all() == []
+
+
+def deferLater_real(seconds: float) -> defer.Deferred:  # noqa: N802
+    from twisted.internet import reactor
+
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+def process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie not yet reaped counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
