@@ -99,3 +99,21 @@ def test_hg_and_svn_pollers_load_with_buildbot_arguments(tmp_path):
     assert (svn.repourl, svn.svnuser, svn.histmax, svn.project, svn.split_file("trunk/a")) == (
         "svn://svn.example.org/repo", "ann", 10, "hello", (None, "a"))
     assert config.warnings == []
+
+
+def docs_example(page: str, heading: str) -> str:
+    """The first ```python block after ``heading`` in docs/``page``."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", page), encoding="utf-8") as f:
+        text = f.read()
+    after = text[text.index(heading):]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("page, heading", [("configuration.md", "### Pollers"), ("porting.md", "## Pollers")])
+def test_the_docs_poller_examples_load(tmp_path, page, heading):
+    config = load(tmp_path, docs_example(page, heading))
+    assert [type(s).__name__ for s in config.change_sources] == ["GitPoller", "HgPoller", "SVNPoller"]
+    assert config.warnings == []
