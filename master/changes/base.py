@@ -222,8 +222,9 @@ class PollingChangeSource(ConfigObject, service.Service):
 
     # -- helpers for the subclasses --------------------------------------------------------
 
-    async def run(self, *argv: str, cwd: str | None = None, env: dict | None = None) -> str:
-        """Run a VCS command (killed if the poller stops); its stdout."""
+    async def run(self, *argv: str, cwd: str | None = None, env: dict | None = None,
+                  encoding: str = "utf-8") -> str:
+        """Run a VCS command (killed if the poller stops); its stdout, decoded."""
         if self._stopping:
             raise defer.CancelledError(f"{self.kind} {self.name!r} stopped")
         self._command = defer.ensureDeferred(run_command(argv, self.master.reactor, cwd=cwd, env=env))
@@ -231,7 +232,7 @@ class PollingChangeSource(ConfigObject, service.Service):
             out = await self._command
         finally:
             self._command = None
-        return out.decode("utf-8", "replace")
+        return out.decode(encoding, "replace")
 
     def workdir_path(self, workdir: str) -> str:
         """``workdir`` (relative to the master's basedir unless absolute)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from buildfarm.master.changes.base import DEFAULT_POLL_INTERVAL_S, PollingChangeSource
+from buildfarm.master.changes.base import DEFAULT_POLL_INTERVAL_S, PollingChangeSource, VCSCommandFailed
 
 log = Logger()
 
@@ -94,7 +94,7 @@ class GitPoller(PollingChangeSource):
         return "refs/buildfarm/" + hashlib.sha1(self.repourl.encode()).hexdigest()[:16] + "/"
 
     async def git(self, *args: str) -> str:
-        return await self.run(self.gitbin, "--git-dir", self._git_dir, *args)
+        return await self.run(self.gitbin, "--git-dir", self._git_dir, *args, encoding=self.encoding)
 
     async def poll(self) -> None:
         await self._init_workdir()
@@ -110,7 +110,9 @@ class GitPoller(PollingChangeSource):
         for ref in polled:
             head = (await self.git("rev-parse", f"{self._local_prefix}{ref}^{{commit}}")).strip()
             branch = _branch_name(ref)
-            if not first_poll and last.get(branch) != head:
+            if last.get(branch) == head:
+                continue
+            if not first_poll:
                 await self._report(branch, head, last)
             last[branch] = head
             await self.set_state(LAST_REV_KEY, last)
@@ -166,7 +168,7 @@ class GitPoller(PollingChangeSource):
         """Whether the workdir still has ``rev`` (a force-push may have dropped it)."""
         try:
             await self.git("cat-file", "-e", f"{rev}^{{commit}}")
-        except Exception:
+        except VCSCommandFailed:
             return False
         return True
 

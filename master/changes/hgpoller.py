@@ -68,7 +68,7 @@ class HgPoller(PollingChangeSource):
 
     async def hg(self, *args: str) -> str:
         return await self.run(self.hgbin, "--noninteractive", "--repository", self.workdir_path(self.workdir),
-                              *args, env={"HGPLAIN": "1"})
+                              *args, env={"HGPLAIN": "1"}, encoding=self.encoding)
 
     async def poll(self) -> None:
         path = self.workdir_path(self.workdir)
@@ -80,7 +80,9 @@ class HgPoller(PollingChangeSource):
         first_poll = last is None
         last = dict(last or {})
         for branch, head in sorted(heads.items()):
-            if not first_poll and last.get(branch) != head:
+            if last.get(branch) == head:
+                continue
+            if not first_poll:
                 await self._report(branch, head, last)
             last[branch] = head
             await self.set_state(LAST_REV_KEY, last)
