@@ -12,7 +12,7 @@ from buildfarm.master.changes.base import VCSCommandFailed, run_command
 from buildfarm.master.changes.gitpoller import GitPoller
 from buildfarm.master.changes.manager import ChangeSourceManager
 from fixtures.pollers import PollerMaster, open_sqlite_db, poll
-from fixtures.repos import GitRepo
+from fixtures.repos import GitRepo, run
 
 
 @pytest_twisted.async_yield_fixture
@@ -281,3 +281,28 @@ def process_alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_branch_pushed_without_new_commits_is_built_only_when_asked(sqlite_db, repo, tmp_path):
+    master = PollerMaster(sqlite_db, str(tmp_path))
+    quiet = GitPoller(repo.url, branches=True, name="quiet", workdir="w1")
+    eager = GitPoller(repo.url, branches=True, name="eager", workdir="w2", buildPushesWithNoCommits=True)
+    await poll(quiet, master)
+    await poll(eager, master)
+    run("git", "branch", "copy-of-main", cwd=repo.path)
+    assert await poll(quiet, master) == []
+    [change] = await poll(eager, master)
+    assert (change["branch"], change["revision"]) == ("copy-of-main", repo.head())
+
+
+@pytest_twisted.ensureDeferred
+async def test_only_tags_reports_new_tags(sqlite_db, repo, tmp_path):
+    master = PollerMaster(sqlite_db, str(tmp_path))
+    poller = GitPoller(repo.url, only_tags=True)
+    run("git", "tag", "v1", cwd=repo.path)
+    await poll(poller, master)
+    sha = repo.commit("a", "1", "release 2")
+    repo.commit("b", "1", "not tagged: not reported by itself")
+    run("git", "tag", "v2", sha, cwd=repo.path)
+    assert [(c["branch"], c["revision"]) for c in await poll(poller, master)] == [("refs/tags/v2", sha)]
