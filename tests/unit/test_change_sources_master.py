@@ -64,3 +64,32 @@ async def test_a_polled_commit_becomes_a_buildset_and_a_reconfig_keeps_the_polle
     finally:
         await master.stopService()
     assert not master.changes.sources[0].running
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_masters_sharing_a_database_poll_a_source_once(repo, tmp_path):
+    shared = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    text = config_text(repo.url, 60).replace("'sqlite:///state.sqlite'", repr(shared)) + \
+        "c['multiMaster'] = True\n"
+    masters = []
+    for name in ("m1", "m2"):
+        (tmp_path / name).mkdir()
+        masters.append(await start_memory_master(tmp_path / name, text))
+    try:
+        pollers = [master.changes.sources[0] for master in masters]
+        for poller in pollers:
+            await polled(poller)
+        repo.commit("a.c", "1", "change")
+        for master, poller in zip(masters, pollers, strict=True):
+            master.reactor.advance(60)
+            await polled(poller)
+        changes = await masters[0].db.changes.get_all()
+        assert [c["revision"] for c in changes] == [repo.head()]
+        # Only the master holding the claim ever ran git: the other has no workdir.
+        polled_by = [name for name in ("m1", "m2") if (tmp_path / name / "gitpoller-work").exists()]
+        claim = await masters[0].db.state.get(pollers[0].state_name, "claim")
+        holder = {master.masterid: name for master, name in zip(masters, ("m1", "m2"), strict=True)}
+        assert polled_by == [holder[claim["masterid"]]]
+    finally:
+        for master in masters:
+            await master.stopService()
