@@ -13,6 +13,7 @@ holds a lease in the shared database (``db.state.claim``), renewed at every poll
 master takes the source over once the lease has run out.
 """
 
+import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +34,9 @@ COMMAND_TIMEOUT_S = 10 * 60
 # A poller's claim on its source (several masters) lasts this long past each poll, plus
 # two poll intervals: a master that stopped polling loses the source after that.
 CLAIM_GRACE_S = 60
+# The longest name a state row may have (db.model.NAME_LENGTH); a longer poller name (a long
+# repourl) is stored under its hash.
+STATE_NAME_MAX = 255
 # Buildbot arguments the pollers accept and ignore (each one warned about by checkconfig).
 IGNORED_ARGS = ("pollRandomDelayMin", "pollRandomDelayMax")
 
@@ -154,7 +158,10 @@ class PollingChangeSource(ConfigObject, service.Service):
     @property
     def state_name(self) -> str:
         """The namespace of this poller's rows in ``db.state``."""
-        return f"{self.kind}:{self.name}"
+        name = f"{self.kind}:{self.name}"
+        if len(name) <= STATE_NAME_MAX:
+            return name
+        return f"{self.kind}:sha256:{hashlib.sha256(str(self.name).encode()).hexdigest()}"
 
     # -- running ---------------------------------------------------------------------------
 

@@ -306,3 +306,14 @@ async def test_only_tags_reports_new_tags(sqlite_db, repo, tmp_path):
     repo.commit("b", "1", "not tagged: not reported by itself")
     run("git", "tag", "v2", sha, cwd=repo.path)
     assert [(c["branch"], c["revision"]) for c in await poll(poller, master)] == [("refs/tags/v2", sha)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_very_long_repourl_keeps_its_state_under_a_name_the_database_takes(sqlite_db, repo, tmp_path):
+    (tmp_path / "upstream" / "x").mkdir()
+    long_url = repo.url + "/x/.." * 60  # the same repository, named with 300 more characters
+    master = PollerMaster(sqlite_db, str(tmp_path))
+    poller = GitPoller(long_url, branch="main")
+    await poll(poller, master)
+    assert len(poller.state_name) <= 255
+    assert await sqlite_db.state.get(poller.state_name, "lastRev") == {"main": repo.head()}
