@@ -22,8 +22,10 @@ from twisted.application import service
 from twisted.internet import defer, error, protocol, task
 from twisted.internet.interfaces import IReactorProcess
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from buildfarm.common.deadline import with_deadline
+from buildfarm.master.changes.interfaces import IChangeSource
 from buildfarm.master.configobject import ConfigObject, fingerprint
 
 log = Logger()
@@ -102,6 +104,7 @@ async def run_command(argv: Sequence[str], clock, cwd: str | None = None, env: d
     return out
 
 
+@implementer(IChangeSource)
 class PollingChangeSource(ConfigObject, service.Service):
     """A change source that polls a repository every ``pollInterval`` seconds."""
 

@@ -1,9 +1,9 @@
 """``ChangeSourceManager``: the service that holds the change sources of ``c['change_source']``.
 
 It is the master's child ``changes``, just before ``scheduler``.  Its change sources are its
-children; each is a Twisted service that, when it has a ``activate(master)`` method, is
-given the master first (the pollers, master/changes/base.py; a source without one gets
-``source.master = master``).  A source reports changes with ``master.scheduler.add_change``.
+children; each is a Twisted service, an ``IChangeSource`` (master/changes/interfaces.py) is
+given the master with ``activate(master)`` first (a plain service gets ``source.master``).
+A source reports changes with ``master.scheduler.add_change``.
 
 Sources start once the whole master is running (``master_ready``, called by the
 ``BuildMaster`` at the end of its start-up), so the schedulers are active when the first

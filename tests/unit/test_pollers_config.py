@@ -117,3 +117,15 @@ def test_the_docs_poller_examples_load(tmp_path, page, heading):
     config = load(tmp_path, docs_example(page, heading))
     assert [type(s).__name__ for s in config.change_sources] == ["GitPoller", "HgPoller", "SVNPoller"]
     assert config.warnings == []
+
+
+def test_every_poller_is_a_change_source_and_a_service():
+    from twisted.application.service import IService
+    from zope.interface.verify import verifyObject
+
+    from buildfarm.master.changes.hgpoller import HgPoller
+    from buildfarm.master.changes.interfaces import IChangeSource
+    from buildfarm.master.changes.svnpoller import SVNPoller
+
+    for poller in (GitPoller("file:///r"), HgPoller("file:///r"), SVNPoller("file:///r")):
+        assert verifyObject(IChangeSource, poller) and verifyObject(IService, poller)
