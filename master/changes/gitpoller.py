@@ -27,6 +27,7 @@ HEADS = "refs/heads/"
 TAGS = "refs/tags/"
 DEFAULT_WORKDIR = "gitpoller-work"
 LAST_REV_KEY = "lastRev"
+NO_PROMPT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
 # One field of ``git log --format`` per line; the message last (it may span lines).
 COMMIT_FORMAT = "%H%n%an <%ae>%n%cn <%ce>%n%ct%n%B"
 
@@ -93,8 +94,10 @@ class GitPoller(PollingChangeSource):
         """Where this poller's fetched refs live in the shared workdir."""
         return "refs/buildfarm/" + hashlib.sha1(self.repourl.encode()).hexdigest()[:16] + "/"
 
-    async def git(self, *args: str) -> str:
-        return await self.run(self.gitbin, "--git-dir", self._git_dir, *args, encoding=self.encoding)
+    async def git(self, *args: str, cwd: str | None = None) -> str:
+        # Never ask for a password on a terminal: a poll would hang until its deadline.
+        return await self.run(self.gitbin, *(("--git-dir", self._git_dir) if cwd is None else ()), *args,
+                              cwd=cwd, env=NO_PROMPT_ENV, encoding=self.encoding)
 
     async def poll(self) -> None:
         await self._init_workdir()
@@ -122,11 +125,11 @@ class GitPoller(PollingChangeSource):
 
     async def _init_workdir(self) -> None:
         if not os.path.exists(os.path.join(self._git_dir, "HEAD")):
-            await self.run(self.gitbin, "init", "--quiet", "--bare", self._git_dir)
+            await self.git("init", "--quiet", "--bare", self._git_dir, cwd="/")
 
     async def _remote_refs(self) -> dict[str, str]:
         """``{full ref name: sha}`` of the remote, and ``HEAD`` -> the branch it points at."""
-        out = await self.run(self.gitbin, "ls-remote", "--symref", self.repourl, cwd=self._git_dir)
+        out = await self.git("ls-remote", "--symref", self.repourl, cwd=self._git_dir)
         refs: dict[str, str] = {}
         for line in out.splitlines():
             value, _, name = line.partition("\t")
