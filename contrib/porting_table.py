@@ -32,6 +32,14 @@ DIFFERENCES = {
                             "statistics or `setProgress`",
     ("steps", "SetPropertiesFromEnv"): "reads the environment the slave reported when it attached, "
                                        "secret values redacted",
+    ("changes", "GitPoller"): "polls with the master's `git`; `sshPrivateKey`, `sshHostKey`, "
+                              "`sshKnownHosts`, `auth_credentials`, `git_credentials`, `fetch_refspec` and "
+                              "`pollRandomDelayMin`/`Max` are accepted without effect (a checkconfig "
+                              "warning each); see \"Pollers\" below",
+    ("changes", "HgPoller"): "`branches` may also be True or a callable; `bookmarks`, `revlink` and "
+                             "`pollRandomDelayMin`/`Max` are accepted without effect; see \"Pollers\" below",
+    ("changes", "SVNPoller"): "`revlinktmpl`, `cachepath` and `pollRandomDelayMin`/`Max` are accepted "
+                              "without effect; see \"Pollers\" below",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",
@@ -62,8 +70,8 @@ INSTEAD_IN = {
 
 # Keys of BuildmasterConfig: what differs from Buildbot 4.3's, for those that are not plain.
 KEY_NOTES = {
-    "change_source": ("supported with differences", "holds change sources; none of Buildbot's is "
-                      "provided yet (see `changes`): send changes with `buildmaster sendchange`"),
+    "change_source": ("supported with differences", "holds change sources: `changes.GitPoller`, "
+                      "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\")"),
     "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes` and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "changes": ("buildfarm only", "`{'secret': ...}` of `POST /api/v1/changes`"),

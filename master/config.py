@@ -164,6 +164,7 @@ class MasterConfig:
     collapse_requests: bool = True
     change_secret: str | None = None
     multi_master: bool = False
+    change_sources: list = field(default_factory=list)  # c['change_source']: services (master/changes)
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
 
     def builder(self, name: str) -> BuilderConfig | None:
@@ -240,6 +241,7 @@ class _ConfigBuilder:
         self.users(cfg)
         self.slaveapi(cfg)
         self.no_effect_keys()
+        cfg.change_sources = self.change_sources()
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
                 self.error(scheduler.config_line or self.key_lines.get("schedulers"), problem)
@@ -259,7 +261,7 @@ class _ConfigBuilder:
         return cfg
 
     def no_effect_keys(self) -> None:
-        """A warning for each key accepted without effect; c['change_source'] holds services."""
+        """A warning for each key accepted without effect."""
         for key, why in NO_EFFECT_KEYS.items():
             if self.raw.get(key) not in (None, [], {}, ()):
                 self.key_warning(key, f"c[{key!r}] has no effect: {why}")
@@ -270,10 +272,6 @@ class _ConfigBuilder:
                     self.key_warning("www", f"c['www'][{key!r}] has no effect: {WWW_NO_EFFECT_KEYS[key]}")
             elif key not in WWW_KEYS:
                 self.key_error("www", f"unknown c['www'] key {key!r}")
-        sources = self.raw.get("change_source", [])
-        for source in sources if isinstance(sources, list | tuple) else [sources]:
-            if not IService.providedBy(source):
-                self.key_error("change_source", f"c['change_source'] holds {source!r}, not a change source")
 
     def key_warning(self, key: str, message: str) -> None:
         self.warning(self.key_lines.get(key), message)
@@ -382,6 +380,29 @@ class _ConfigBuilder:
             names.add(item.name)
             schedulers.append(item)
         return schedulers
+
+    def change_sources(self) -> list:
+        """c['change_source'] (one source or a list): Twisted services, uniquely named; a
+        poller's arguments are checked, and those without effect warned about."""
+        sources = self.raw.get("change_source", [])
+        sources = list(sources) if isinstance(sources, list | tuple) else [sources]
+        kept, names = [], set()
+        for source in sources:
+            if not IService.providedBy(source):
+                self.key_error("change_source", f"c['change_source'] holds {source!r}, not a change source")
+                continue
+            line = getattr(source, "config_line", None) or self.key_lines.get("change_source")
+            for problem in getattr(source, "config_problems", list)():
+                self.error(line, problem)
+            for arg in getattr(source, "no_effect_args", list)():
+                self.warning(line, f"{type(source).__name__} {source.name!r}: argument {arg!r} has no "
+                                   "effect in buildfarm")
+            name = getattr(source, "name", None)
+            if name is not None and name in names:
+                self.error(line, f"two change sources are named {name!r}: give each a distinct name=")
+            names.add(name)
+            kept.append(source)
+        return kept
 
     def force_arguments_without_effect(self, scheduler: ForceScheduler, line: int | None) -> None:
         """Buildbot's layout arguments of force parameters (``size``, ``cols``, ...) and

@@ -12,7 +12,10 @@ checkconfig reports at the line that used it.  docs/porting.md lists what is sup
 from types import SimpleNamespace
 
 from buildfarm.master.auth.users import User
+from buildfarm.master.changes import svnpoller
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
+from buildfarm.master.changes.gitpoller import GitPoller
+from buildfarm.master.changes.hgpoller import HgPoller
 from buildfarm.master.config import SlaveConfig, Worker
 from buildfarm.master.pluginspace import PluginNamespace
 from buildfarm.master.process import results as _results
@@ -65,7 +68,7 @@ from buildfarm.master.schedulers.triggerable import Triggerable
 
 slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=Worker)
 worker = SimpleNamespace(Worker=Worker, BuildSlave=SlaveConfig)
-changes = SimpleNamespace()
+changes = SimpleNamespace(GitPoller=GitPoller, HgPoller=HgPoller, SVNPoller=svnpoller.SVNPoller)
 reporters = SimpleNamespace()
 secrets = SimpleNamespace()
 webhooks = SimpleNamespace()
@@ -137,6 +140,9 @@ util = SimpleNamespace(
     EXCEPTION=_results.EXCEPTION,
     RETRY=_results.RETRY,
     CANCELLED=_results.CANCELLED,
+    svn=SimpleNamespace(split_file_alwaystrunk=svnpoller.split_file_alwaystrunk,
+                        split_file_branches=svnpoller.split_file_branches,
+                        split_file_projects_branches=svnpoller.split_file_projects_branches),
 )
 
 # The namespaces above become PluginNamespaces that know Buildbot's names too.

@@ -7,6 +7,7 @@
      +- recovery    this master's row, and the builds and requests its last run left behind
      +- auth        users, sessions, anonymous scopes: who may do what on every HTTP surface
      +- botmaster   slaves, builders, builds
+     +- changes     change sources (pollers), started once the schedulers are
      +- scheduler   schedulers
      +- slaveapi    fleet actions (reboot, shutdown, disable, ...); +- SlaveAPI port (if its own)
      +- pbmanager   the PB portal for slaves;                        +- slaves (PB) port
@@ -39,6 +40,8 @@ from zope.interface import implementer
 
 from buildfarm.common.results import RETRY
 from buildfarm.master.auth.service import AuthService
+from buildfarm.master.changes.interfaces import IChangeSourceMaster
+from buildfarm.master.changes.manager import ChangeSourceManager
 from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.metrics import MasterMetrics
@@ -99,7 +102,8 @@ class PreviousRunRecovery(service.Service):
         await db.slaves.detach_all_of_master(master.masterid, now)
 
 
-@implementer(IStatusSource, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster, IWebMaster)
+@implementer(IStatusSource, IChangeSourceMaster, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster,
+             IWebMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -124,13 +128,14 @@ class BuildMaster(service.MultiService):
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret)
         self.botmaster = BotMaster(self)
+        self.changes = ChangeSourceManager(self)
         self.scheduler = SchedulerManager(self)
         self.slaveapi = ActionRunner(self)
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
         # The order of the tree is the start-up order (see the module's docstring).
-        for child in (self.db, self.recovery, self.auth, self.botmaster, self.scheduler, self.slaveapi,
-                      self.pbmanager, self.www):
+        for child in (self.db, self.recovery, self.auth, self.botmaster, self.changes, self.scheduler,
+                      self.slaveapi, self.pbmanager, self.www):
             child.setServiceParent(self)
 
     @property
@@ -154,6 +159,7 @@ class BuildMaster(service.MultiService):
             log.warn("{warning}", warning=warning)  # "<file>:<line>: <what>"
         for child in self:
             await defer.maybeDeferred(child.startService)
+        await self.changes.master_ready()  # the schedulers are active: sources may report
         self._install_reconfig_signal()
         log.info(READY_MESSAGE + " (slaves: {pb}, web: {www}, SlaveAPI: {slaveapi})",
                  pb=self.config.pb_port, www=self.config.www_port or "off",

@@ -59,3 +59,8 @@ def test_every_buildbot_namespace_knows_every_name_buildbot_offers():
             if not target.supports(leaf):
                 with pytest.raises(AttributeError, match=f"^not supported by buildfarm: {leaf} "):
                     getattr(target, leaf)
+
+
+def test_the_sample_git_poller_is_supported():
+    assert plugins.changes.supports("GitPoller")
+    assert not [p for p in expected_sample_problems() if "GitPoller" in p]

@@ -108,9 +108,9 @@ def test_an_unsupported_buildbot_name_says_so_and_where_buildbot_has_it():
     with pytest.raises(NotSupportedByBuildfarm) as caught:
         getattr(plugins.reporters, "IRC")  # noqa: B009 - the attribute access is what is tested
     assert str(caught.value) == "not supported by buildfarm: IRC (Buildbot's buildbot.reporters.irc.IRC)"
-    with pytest.raises(NotSupportedByBuildfarm, match=r"split_file_branches \(Buildbot's "
-                                                      r"buildbot\.changes\.svnpoller\.split_file_branches\)"):
-        getattr(plugins.util.svn, "split_file_branches")  # noqa: B009
+    with pytest.raises(NotSupportedByBuildfarm, match=r"DownloadsFromProperties \(Buildbot's "
+                                                      r"buildbot\.steps\.source\.repo\.RepoDownloadsFromProperties\)"):
+        getattr(plugins.util.repo, "DownloadsFromProperties")  # noqa: B009
     with pytest.raises(NotSupportedByBuildfarm, match=r"Buildbot's buildbot\.statistics\.MetricsCollector"):
         getattr(plugins.statistics, "MetricsCollector")  # noqa: B009
 
