@@ -27,6 +27,9 @@ DIFFERENCES = {
     ("worker", "Worker"): "`notify_on_missing`, `missing_timeout`, `keepalive_interval`, "
                           "`defaultProperties`, `locks` and `machine_name` are accepted without effect "
                           "(a checkconfig warning each)",
+    ("changes", "PBChangeSource"): "on the slaves' PB port only (a `port` of its own is a checkconfig "
+                                   "error); its user may not be a slave's name; `buildbot sendchange` "
+                                   "works unchanged (docs/porting.md, Change hooks and sendchange)",
     ("steps", "ShellCommand"): "`logfiles`, `lazylogfiles` and `descriptionSuffix` are not accepted yet "
                                "(checkconfig reports them)",
     # buildfarm's own names: what they are.
@@ -54,14 +57,16 @@ INSTEAD_IN = {
     "util": "none",
     "reporters": "none yet: read results from the JSON API (docs/api.md)",
     "secrets": "none yet",
-    "webhooks": "`POST /api/v1/changes` (docs/api.md)",
+    "webhooks": "`c['www']['change_hook_dialects']` (docs/porting.md) or `POST /api/v1/changes` "
+                "(docs/api.md)",
 }
 
 # Keys of BuildmasterConfig: what differs from Buildbot 4.3's, for those that are not plain.
 KEY_NOTES = {
-    "change_source": ("supported with differences", "holds change sources; none of Buildbot's is "
-                      "provided yet (see `changes`): send changes with `buildmaster sendchange`"),
-    "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes` and the HTTP "
+    "change_source": ("supported with differences", "holds change sources: `changes.PBChangeSource` "
+                      "(see `changes`); send changes also with `buildmaster sendchange`"),
+    "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes`, "
+            "`change_hook_dialects` (github, gitlab, bitbucket, base: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "changes": ("buildfarm only", "`{'secret': ...}` of `POST /api/v1/changes`"),
     "users": ("buildfarm only", "the accounts of the web pages, the API and the SlaveAPI"),

@@ -20,6 +20,8 @@ from twisted.application.service import IService
 
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
 from buildfarm.master.auth.users import Account, validate_users
+from buildfarm.master.changes.hooks import unauthenticated_dialects, validate_dialects
+from buildfarm.master.changes.pb import PBChangeSource
 from buildfarm.master.configexec import (  # noqa: F401 - BesideConfigImporter is imported from here
     BesideConfigImporter,
     ConfigError,
@@ -121,13 +123,14 @@ NO_EFFECT_KEYS = {
     "titleURL": "the web pages do not link a title URL yet",
 }
 # The keys of c['www'] buildfarm reads.
-WWW_KEYS = frozenset({"port", "allow_anonymous_read", "anonymous_scopes", *LIMIT_KEYS})
+WWW_KEYS = frozenset({"port", "allow_anonymous_read", "anonymous_scopes", "change_hook_dialects",
+                      *LIMIT_KEYS})
 # Buildbot 4.3's other keys of c['www'], accepted without effect (a warning each).
 WWW_NO_EFFECT_KEYS = {
     "plugins": "buildfarm's web pages are built in; there are no www plugins",
     **dict.fromkeys((
         "allowed_origins", "auth", "authz", "avatar_methods", "change_hook_auth",
-        "change_hook_dialects", "cookie_expiration_time", "custom_templates_dir", "debug",
+        "cookie_expiration_time", "custom_templates_dir", "debug",
         "default_page", "json_cache_seconds", "jsonp", "logRotateLength", "logfileName",
         "maxRotatedFiles", "rest_minimum_version", "ui_default_config", "versions",
         "ws_ping_interval", "project_widgets", "graphql", "theme",
@@ -163,6 +166,10 @@ class MasterConfig:
     properties: dict = field(default_factory=dict)
     collapse_requests: bool = True
     change_secret: str | None = None
+    # c['www']['change_hook_dialects']: dialect -> options, served at /change_hook/<dialect>
+    change_hook_dialects: dict[str, dict] = field(default_factory=dict)
+    # c['change_source']: the change sources (services); PBChangeSource logins are read from here
+    change_sources: list = field(default_factory=list)
     multi_master: bool = False
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
 
@@ -240,6 +247,7 @@ class _ConfigBuilder:
         self.users(cfg)
         self.slaveapi(cfg)
         self.no_effect_keys()
+        self.change_sources(cfg)
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
                 self.error(scheduler.config_line or self.key_lines.get("schedulers"), problem)
@@ -510,10 +518,33 @@ class _ConfigBuilder:
             cfg.www_allow_anonymous_read = anonymous
         self.www_limits(cfg, www)
         self.anonymous_scopes(cfg, www)
+        self.change_hook_dialects(cfg, www)
         if www.get("port") is None:
             cfg.www_port = None
             return
         cfg.www_port = self.endpoint("www", "www port", www["port"])
+
+    def change_hook_dialects(self, cfg: MasterConfig, www: dict) -> None:
+        """``c['www']['change_hook_dialects']``: the webhooks served at /change_hook/<dialect>."""
+        if www.get("change_hook_dialects") in (None, {}):
+            return
+        dialects, errors = validate_dialects(www["change_hook_dialects"])
+        for error in errors:
+            self.key_error("www", error)
+        cfg.change_hook_dialects = dialects
+        for name in unauthenticated_dialects(dialects):
+            self.key_warning("www", f"change hook {name!r} has no secret: anyone who reaches the web port "
+                                    "can add changes through /change_hook/" + name)
+
+    def change_sources(self, cfg: MasterConfig) -> None:
+        """``c['change_source']``: services; a PBChangeSource logs in on the slaves' PB port."""
+        sources = self.raw.get("change_source", [])
+        cfg.change_sources = [s for s in (sources if isinstance(sources, list | tuple) else [sources])
+                              if IService.providedBy(s)]
+        for source in cfg.change_sources:
+            if isinstance(source, PBChangeSource):
+                for problem in source.problems(cfg.pb_port, cfg.slaves):
+                    self.key_error("change_source", problem)
 
     def www_limits(self, cfg: MasterConfig, www: dict) -> None:
         """``idle_timeout``, ``header_timeout``, ``body_timeout`` (seconds) and

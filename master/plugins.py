@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 from buildfarm.master.auth.users import User
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
+from buildfarm.master.changes.pb import PBChangeSource
 from buildfarm.master.config import SlaveConfig, Worker
 from buildfarm.master.pluginspace import PluginNamespace
 from buildfarm.master.process.builderconfig import BuilderConfig
@@ -45,7 +46,7 @@ from buildfarm.master.schedulers.triggerable import Triggerable
 
 slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=Worker)
 worker = SimpleNamespace(Worker=Worker, BuildSlave=SlaveConfig)
-changes = SimpleNamespace()
+changes = SimpleNamespace(PBChangeSource=PBChangeSource)
 reporters = SimpleNamespace()
 secrets = SimpleNamespace()
 webhooks = SimpleNamespace()

@@ -8,6 +8,7 @@ from twisted.spread import banana, pb
 
 from buildfarm.common.pbwire import FastBanana
 from buildfarm.master.auth.ratelimit import LoginLimiter
+from buildfarm.master.changes.pb import PBChangeSource, change_source_for
 from buildfarm.master.listener import ListeningService
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
 from buildfarm.master.pb.heaptrim import HeapTrimmer
@@ -195,8 +196,10 @@ class PBManager(ListeningService):
         """The PB factory: the Dispatcher realm guarded by the slave password checker."""
         if self.trimmer is None:
             self.trimmer = HeapTrimmer(self.master.reactor)
-        dispatcher = Dispatcher(self.master.botmaster, trimmer=self.trimmer)
-        portal = Portal(dispatcher, [SlavePasswordChecker(self._password, self.login_limiter)])
+        dispatcher = Dispatcher(self.master.botmaster, trimmer=self.trimmer,
+                                add_change=self.master.scheduler.add_change, clock=self.master.reactor)
+        checker = SlavePasswordChecker(self._password, self.login_limiter, self._change_source)
+        portal = Portal(dispatcher, [checker])
         gate = LoginGate(self.master.reactor, self._limits)
         return SlaveServerFactory(portal, gate, self._limits)
 
@@ -206,6 +209,9 @@ class PBManager(ListeningService):
     def _password(self, name: str) -> str | None:
         slave = self.master.config.slaves.get(name)
         return slave.password if slave else None
+
+    def _change_source(self, name: str) -> PBChangeSource | None:
+        return change_source_for(self.master.config.change_sources, name)
 
     def startService(self):  # noqa: N802
         """Start listening; the Deferred fails (with the reason) when the port cannot be had."""

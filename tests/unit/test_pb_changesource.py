@@ -1,0 +1,126 @@
+"""PBChangeSource on the slave port, in memory (``iosim``): a ``buildbot sendchange`` login
+gets a change perspective, never a slave's, and its ``addChange`` reaches the scheduler."""
+
+import pytest
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import task
+from twisted.spread import pb
+from twisted.test import iosim
+
+from buildfarm.master.changes.pb import PBChangeSource, change_from_sendchange
+from buildfarm.master.config import ConfigErrors, load_config
+from buildfarm.master.pb.manager import PBManager
+from fixtures.pbclient import SlavePortMaster, log_in
+
+# What Buildbot 4.3's buildbot/clients/sendchange.py sends for
+# `buildbot sendchange --who alice --branch main --revision abc -p flavour:debug src/a.c doc/b.txt`.
+SENDCHANGE = {
+    "project": "", "repository": "file:///repo", "who": "alice", "files": ["src/a.c", "doc/b.txt"],
+    "comments": "a fix", "branch": "main", "revision": "abc", "category": None, "when": None,
+    "properties": {"flavour": "debug"}, "revlink": "", "src": "git",
+}
+
+
+@pytest.fixture
+def master():
+    master = SlavePortMaster(task.Clock())
+    master.reactor.advance(500)
+    master.config.change_sources = [PBChangeSource("change", "changepw", prefix="src/")]
+    return master
+
+
+class SendChange:
+    """A sendchange client in memory: logs in without a mind, as Buildbot's does."""
+
+    def __init__(self, master, user="change", password="changepw"):
+        factory = pb.PBClientFactory()
+        self.client, self.server, self.pump = iosim.connectedServerAndClient(
+            lambda: PBManager(master).make_factory().buildProtocol(None), lambda: factory.buildProtocol(None),
+            clock=master.reactor)
+        self.result = []
+        factory.login(UsernamePassword(user.encode(), password.encode())).addBoth(self.result.append)
+        self.pump.flush()
+
+    def call(self, *args):
+        answer = []
+        self.result[0].callRemote(*args).addBoth(answer.append)
+        self.pump.flush()
+        return answer[0]
+
+
+def test_sendchange_login_adds_the_change_with_buildbots_field_names(master):
+    client = SendChange(master)
+    assert isinstance(client.result[0], pb.RemoteReference)
+    assert client.call("addChange", SENDCHANGE) == 1
+    [change] = master.scheduler.changes
+    assert change["author"] == "alice"
+    assert (change["branch"], change["revision"], change["repository"]) == ("main", "abc", "file:///repo")
+    assert change["files"] == ["a.c"]  # the prefix kept src/ and took it off
+    assert change["properties"] == {"flavour": "debug"}
+    assert change["when_timestamp"] == change["created_at"] == 500.0
+    assert "category" not in change and "project" not in change
+
+
+def test_sendchange_login_with_a_wrong_password_is_refused(master):
+    client = SendChange(master, password="guess")
+    assert client.result[0].check(UnauthorizedLogin)
+    assert master.scheduler.changes == []
+
+
+def test_change_login_gets_no_slave_perspective(master):
+    client = SendChange(master)
+    failure = client.call("print", "hello")
+    assert "print" in str(failure.value)  # no such remote method on a change perspective
+    assert master.botmaster.slaves == {}
+
+
+def test_a_slave_password_does_not_open_the_change_login(master):
+    assert SendChange(master, user="change", password="pass").result[0].check(UnauthorizedLogin)
+
+
+def test_slaves_still_log_in_next_to_a_change_source(master):
+    assert log_in(master).attached
+
+
+def test_malformed_change_is_refused_with_a_reason(master):
+    client = SendChange(master)
+    failure = client.call("addChange", {"who": "alice", "files": "not-a-list"})
+    assert "files must be a list" in str(failure.value)
+    failure = client.call("addChange", {"who": "alice", "bogus": 1})
+    assert "unknown field 'bogus'" in str(failure.value)
+    assert master.scheduler.changes == []
+
+
+def test_bytes_from_old_clients_are_decoded():
+    change = change_from_sendchange({b"who": b"bob", "files": [b"x.c"], "when": 12}, None, 99.0)
+    assert (change["author"], change["files"], change["when_timestamp"]) == ("bob", ["x.c"], 12.0)
+
+
+CFG = """\
+from buildfarm.master.plugins import changes, slaves, util
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {{'pb': {{'port': 9989}}}}
+c['change_source'] = [{source}]
+"""
+
+
+def test_pb_change_source_in_master_cfg_is_read(tmp_path):
+    path = tmp_path / "master.cfg"
+    path.write_text(CFG.format(source="changes.PBChangeSource(user='ci', passwd='s3cret', port=9989)"))
+    [source] = load_config(str(path)).change_sources
+    assert (source.user, source.passwd) == ("ci", "s3cret")
+
+
+@pytest.mark.parametrize(("source", "error"), [
+    ("changes.PBChangeSource(port=9999)", "buildfarm takes sendchange on the slaves' PB port only"),
+    ("changes.PBChangeSource(user='bs1')", "user 'bs1' is also a slave's name"),
+    ("changes.PBChangeSource(passwd='')", "user and passwd must be non-empty strings"),
+])
+def test_pb_change_source_problems_are_config_errors(tmp_path, source, error):
+    path = tmp_path / "master.cfg"
+    path.write_text(CFG.format(source=source))
+    with pytest.raises(ConfigErrors) as e:
+        load_config(str(path))
+    assert any(error in str(problem) for problem in e.value.errors), e.value.errors
