@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from buildfarm.master.db.model import NAME_LENGTH, REPOSITORY_LENGTH, REVISION_LENGTH
+
 # Buildbot's default patterns that make a push or a pull request skip its build.
 DEFAULT_SKIPS = (r"\[ *skip *ci *\]", r"\[ *ci *skip *\]")
 GITHUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -29,6 +31,11 @@ GITLAB_TOKEN_HEADER = "X-Gitlab-Token"
 GITLAB_EVENT_HEADER = "X-Gitlab-Event"
 GITHUB_PULL_ACTIONS = ("opened", "reopened", "synchronize")
 REF_PATTERN = re.compile(r"^refs/(heads|tags)/(.+)$")
+# The longest text each change field holds (the database's columns).
+FIELD_LENGTHS = {"author": NAME_LENGTH, "committer": NAME_LENGTH, "branch": NAME_LENGTH,
+                 "revision": REVISION_LENGTH, "repository": REPOSITORY_LENGTH, "project": NAME_LENGTH,
+                 "codebase": NAME_LENGTH, "category": NAME_LENGTH}
+MAX_WHEN_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
 # Options each dialect reads; any other is a configuration error, never ignored in silence.
 DIALECT_OPTIONS = {
     "github": {"secret", "strict", "codebase", "skips", "pullrequest_ref", "github_property_whitelist"},
@@ -111,11 +118,31 @@ def unauthenticated_dialects(dialects: dict[str, dict]) -> list[str]:
 def changes_from(dialect: str, options: dict, request: HookRequest) -> list[dict]:
     """The changes a request to ``/change_hook/<dialect>`` reports (``add_change`` arguments)."""
     try:
-        return DIALECTS[dialect](options, request)
+        changes = DIALECTS[dialect](options, request)
     except HookError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise HookError(f"{dialect} payload not understood: {type(e).__name__}: {e}") from None
+    for change in changes:
+        problem = change_problem(change)
+        if problem is not None:
+            raise HookError(problem)
+    return changes
+
+
+def change_problem(change: dict) -> str | None:
+    """Why a change cannot be stored as it is (a field too long, a time out of range), or None."""
+    for name, most in FIELD_LENGTHS.items():
+        value = change.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} must be text"
+        if value is not None and len(value) > most:
+            return f"{name} is longer than {most} characters"
+    when = change.get("when_timestamp")
+    if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)
+                             or not 0 <= when <= MAX_WHEN_TIMESTAMP):
+        return f"when_timestamp must be epoch seconds from 0 to {MAX_WHEN_TIMESTAMP}"
+    return None
 
 
 # -- GitHub ---------------------------------------------------------------------------------
@@ -346,7 +373,7 @@ def base(options: dict, request: HookRequest) -> list[dict]:
     if when:
         try:
             change["when_timestamp"] = float(when)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise HookError("when_timestamp must be epoch seconds") from None
     return [change]
 
@@ -376,6 +403,8 @@ def _json_object(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HookError(f"the payload is not JSON: {e}") from None
+    except RecursionError:
+        raise HookError("the payload is nested too deeply") from None
 
 
 def _person(who: dict) -> str:

@@ -14,6 +14,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.spread import pb
 
+from buildfarm.master.changes.hooks import change_problem
+
 log = Logger()
 
 DEFAULT_USER = "change"
@@ -123,6 +125,9 @@ def change_from_sendchange(changedict: Any, prefix: str | None, now: float) -> d
         raise pb.Error("addChange: when must be epoch seconds")
     out["when_timestamp"] = float(when) if when is not None else now
     out["created_at"] = now
+    problem = change_problem(out)
+    if problem is not None:
+        raise pb.Error(f"addChange: {problem}")
     return out
 
 

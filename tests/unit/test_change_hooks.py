@@ -17,6 +17,7 @@ from buildfarm.master.changes.hooks import (
     github_signature,
     validate_dialects,
 )
+from buildfarm.master.config import load_config
 from buildfarm.master.www.site import WWWService
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import eventually, memory_master_fixture
@@ -301,3 +302,56 @@ def test_github_signature_is_checked_before_the_body_is_read():
 def test_bad_dialect_configuration_is_named(dialects, error):
     _, errors = validate_dialects(dialects)
     assert any(error in e for e in errors), errors
+
+
+@pytest_twisted.ensureDeferred
+async def test_signed_push_with_a_branch_longer_than_the_database_holds_is_a_400(master):
+    push = json.loads(payload("github_push.json"))
+    body = json.dumps({**push, "ref": "refs/heads/" + "b" * 300}).encode()
+    response = await post(master, "/change_hook/github", body, github_headers("push", body))
+    assert response.code == 400
+    assert json.loads(response.body)["error"] == "branch is longer than 255 characters"
+    assert await master.db.changes.count() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_signed_payload_nested_too_deeply_is_a_400(master):
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = await post(master, "/change_hook/github", body, github_headers("push", body))
+    assert response.code == 400
+    assert json.loads(response.body)["error"] == "the payload is nested too deeply"
+
+
+def test_base_when_timestamp_out_of_range_is_an_error():
+    with pytest.raises(HookError, match="when_timestamp must be epoch seconds"):
+        changes_from("base", {}, HookRequest({}, b"", {"when_timestamp": ["1e300"]}))
+
+
+CODEBASE_CFG = HOOKS_CFG.replace(
+    "'github': {'secret'", "'github': {'codebase': 'hello', 'secret'").replace(
+    "schedulers.AnyBranchScheduler(name='gl'",
+    "schedulers.AnyBranchScheduler(name='hello', builderNames=['gl'], "
+    "codebases={'hello': {'repository': 'https://github.com/Codertocat/Hello-World'}}, "
+    "change_filter=util.ChangeFilter(codebase='hello')),\n    schedulers.AnyBranchScheduler(name='gl'")
+codebase_master = memory_master_fixture(CODEBASE_CFG, now=1000.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_github_codebase_option_feeds_a_scheduler_filtering_on_that_codebase(codebase_master):
+    body = payload("github_push.json")
+    response = await post(codebase_master, "/change_hook/github", body, github_headers("push", body))
+    assert response.code == 200, response.body
+    [changeid] = json.loads(response.body)["changeids"]
+    assert (await codebase_master.db.changes.get(changeid))["codebase"] == "hello"
+    [buildset] = await codebase_master.db.buildsets.get_all()
+    assert buildset["scheduler"] == "hello"
+    assert buildset["properties"]["codebase"] == "hello"
+
+
+def test_checkconfig_warns_of_a_dialect_without_a_secret(tmp_path):
+    path = tmp_path / "master.cfg"
+    path.write_text(HOOKS_CFG)
+    warnings = load_config(str(path)).warnings
+    assert any("change hook 'base' has no secret" in w for w in warnings), warnings
+    assert not any("'github' has no secret" in w for w in warnings)
+    assert not any("change_hook_dialects'] has no effect" in w for w in warnings)

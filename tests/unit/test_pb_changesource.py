@@ -124,3 +124,12 @@ def test_pb_change_source_problems_are_config_errors(tmp_path, source, error):
     with pytest.raises(ConfigErrors) as e:
         load_config(str(path))
     assert any(error in str(problem) for problem in e.value.errors), e.value.errors
+
+
+def test_change_the_database_cannot_hold_is_refused_before_it_is_stored(master):
+    client = SendChange(master)
+    failure = client.call("addChange", {**SENDCHANGE, "branch": "b" * 300})
+    assert "branch is longer than 255 characters" in str(failure.value)
+    failure = client.call("addChange", {**SENDCHANGE, "when": -5})
+    assert "when_timestamp must be epoch seconds" in str(failure.value)
+    assert master.scheduler.changes == []
