@@ -61,8 +61,15 @@ class PBChangeSource(service.Service):
 
 
 def _port_of(port) -> str:
+    """The port number of ``9989``, ``'9989'`` or an endpoint such as ``'tcp:9989:interface=...'``
+    (the description itself when it names none)."""
     text = str(port)
-    return text.rsplit(":", 1)[-1] if text.split(":", 1)[0] in ("tcp", "tcp6") else text
+    for part in text.split(":")[1:]:
+        if part.isdigit():
+            return part
+        if part.startswith("port="):
+            return part[len("port="):]
+    return text
 
 
 def change_source_for(sources, user: str) -> PBChangeSource | None:

@@ -133,3 +133,12 @@ def test_change_the_database_cannot_hold_is_refused_before_it_is_stored(master):
     failure = client.call("addChange", {**SENDCHANGE, "when": -5})
     assert "when_timestamp must be epoch seconds" in str(failure.value)
     assert master.scheduler.changes == []
+
+
+@pytest.mark.parametrize("port", ["9989", "'tcp:9989'", "'tcp:port=9989:interface=127.0.0.1'"])
+def test_pb_change_source_port_may_name_the_pb_port_in_any_form(tmp_path, port):
+    path = tmp_path / "master.cfg"
+    cfg = CFG.format(source=f"changes.PBChangeSource(port={port})")
+    path.write_text(cfg.replace("{'port': 9989}", "{'port': 'tcp:9989:interface=127.0.0.1'}"))
+    [source] = load_config(str(path)).change_sources
+    assert source.user == "change"
