@@ -10,12 +10,12 @@ import urllib.error
 import urllib.request
 
 from buildfarm.master.changes.hooks import github_signature
-from fixtures.daemons import INTEROP_BIN_DIR, wait_for
+from fixtures.buildbotpackage import interop_venv
+from fixtures.daemons import wait_for
 
 PAYLOADS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "webhooks")
-# The stock Buildbot CLI; BUILDFARM_INTEROP_BIN points at another .venv-interop/bin (a git
-# worktree without its own).
-BUILDBOT = os.path.join(os.environ.get("BUILDFARM_INTEROP_BIN", INTEROP_BIN_DIR), "buildbot")
+# The stock Buildbot CLI (BUILDFARM_INTEROP_VENV names another .venv-interop: fixtures/buildbotpackage.py).
+BUILDBOT = os.path.join(interop_venv(), "bin", "buildbot")
 SECRET = "It's a Secret to Everybody"
 CLI_TIMEOUT_S = 60
 
@@ -40,7 +40,7 @@ c['schedulers'] = [
 
 def start(fleet):
     assert os.access(BUILDBOT, os.X_OK), f"{BUILDBOT} is missing: run `make interop` (or set " \
-                                         "BUILDFARM_INTEROP_BIN)"
+                                         "BUILDFARM_INTEROP_VENV)"
     master = fleet.master(config=lambda pb_port, www_port: MASTER_CFG.format(
         pb_port=pb_port, www_port=www_port, secret=SECRET))
     fleet.slave(master)
