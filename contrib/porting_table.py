@@ -27,9 +27,9 @@ DIFFERENCES = {
     ("worker", "Worker"): "`notify_on_missing`, `missing_timeout`, `keepalive_interval`, "
                           "`defaultProperties`, `locks` and `machine_name` are accepted without effect "
                           "(a checkconfig warning each)",
-    ("changes", "PBChangeSource"): "on the slaves' PB port only (a `port` of its own is a checkconfig "
-                                   "error); its user may not be a slave's name; `buildbot sendchange` "
-                                   "works unchanged (docs/porting.md, Change hooks and sendchange)",
+    ("changes", "PBChangeSource"): "on the slaves' PB port its user may not be a slave's name; "
+                                   "`revlink` and `--vc` are not stored; `buildbot sendchange` works "
+                                   "unchanged (docs/porting.md, Change hooks and sendchange)",
     ("steps", "ShellCommand"): "`logfiles`, `lazylogfiles` and `descriptionSuffix` are not accepted yet "
                                "(checkconfig reports them)",
     # buildfarm's own names: what they are.

@@ -541,10 +541,15 @@ class _ConfigBuilder:
         sources = self.raw.get("change_source", [])
         cfg.change_sources = [s for s in (sources if isinstance(sources, list | tuple) else [sources])
                               if IService.providedBy(s)]
+        taken = {_port_number(cfg.www_port), _port_number(cfg.slaveapi.port)} - {None}
         for source in cfg.change_sources:
             if isinstance(source, PBChangeSource):
                 for problem in source.problems(cfg.pb_port, cfg.slaves):
                     self.key_error("change_source", problem)
+                own = source.own_port(cfg.pb_port)
+                if own is not None and _port_number(own) in taken:
+                    self.key_error("change_source", f"{source.name}: port {source.port!r} is also the www or "
+                                                    "SlaveAPI port")
 
     def www_limits(self, cfg: MasterConfig, www: dict) -> None:
         """``idle_timeout``, ``header_timeout``, ``body_timeout`` (seconds) and

@@ -31,8 +31,9 @@ MAX_FILES = 10_000
 class PBChangeSource(service.Service):
     """Accept changes from ``buildbot sendchange --master host:port --auth user:passwd``.
 
-    ``port`` is None (the master's PB port) or that same port: buildfarm serves change
-    logins on the slaves' port only.  ``prefix``: only files under it are kept, without it."""
+    ``port`` is None or the master's PB port (logins on the slaves' port), or a port of its
+    own (a number or an endpoint such as ``'tcp:9990:interface=127.0.0.1'``), where only
+    change logins are taken.  ``prefix``: only files under it are kept, without it."""
 
     def __init__(self, user: str = DEFAULT_USER, passwd: str = DEFAULT_PASSWORD, port=None,
                  prefix: str | None = None, name: str | None = None):
@@ -47,14 +48,20 @@ class PBChangeSource(service.Service):
         problems = []
         if not (isinstance(self.user, str) and self.user and isinstance(self.passwd, str) and self.passwd):
             problems.append(f"{self.name}: user and passwd must be non-empty strings")
-        elif self.user in slaves:
+        elif self.user in slaves and self.own_port(pb_port) is None:
             problems.append(f"{self.name}: user {self.user!r} is also a slave's name; give it another")
         if self.prefix is not None and not isinstance(self.prefix, str):
             problems.append(f"{self.name}: prefix must be a string")
-        if self.port is not None and _port_of(self.port) != _port_of(pb_port):
-            problems.append(f"{self.name}: port {self.port!r} is not the PB port {pb_port!r}: buildfarm "
-                            "takes sendchange on the slaves' PB port only (leave port out)")
+        if self.port is not None and not _is_port(self.port):
+            problems.append(f"{self.name}: bad port {self.port!r}: give a number or an endpoint "
+                            "like 'tcp:9990'")
         return problems
+
+    def own_port(self, pb_port: str) -> str | None:
+        """The endpoint description of this source's own port; None when it logs in on the PB port."""
+        if self.port is None or _port_of(self.port) == _port_of(pb_port) or not _is_port(self.port):
+            return None
+        return f"tcp:{int(self.port)}" if str(self.port).isdigit() else str(self.port)
 
     def describe(self) -> str:
         return f"PBChangeSource on the PB port{f' (prefix {self.prefix!r})' if self.prefix else ''}"
@@ -72,9 +79,25 @@ def _port_of(port) -> str:
     return text
 
 
-def change_source_for(sources, user: str) -> PBChangeSource | None:
-    """The PBChangeSource among ``sources`` that ``user`` logs in as, if any."""
-    return next((s for s in sources if isinstance(s, PBChangeSource) and s.user == user), None)
+def _is_port(port) -> bool:
+    if isinstance(port, bool):
+        return False
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return 0 < int(port) < 65536
+    return isinstance(port, str) and port.split(":", 1)[0] in ("tcp", "tcp6", "ssl", "unix")
+
+
+def change_source_for(sources, user: str, pb_port: str, own_port: str | None = None) -> PBChangeSource | None:
+    """The PBChangeSource among ``sources`` that ``user`` logs in as on ``own_port`` (one of
+    the sources' own ports), or on the PB port ``pb_port`` when ``own_port`` is None."""
+    return next((s for s in sources if isinstance(s, PBChangeSource) and s.user == user
+                 and s.own_port(pb_port) == own_port), None)
+
+
+def own_ports(sources, pb_port: str) -> list[str]:
+    """The distinct own ports of the PBChangeSources among ``sources``, in their order."""
+    ports = [s.own_port(pb_port) for s in sources if isinstance(s, PBChangeSource)]
+    return list(dict.fromkeys(p for p in ports if p is not None))
 
 
 class ChangePerspective(pb.Avatar):

@@ -11,7 +11,7 @@ import urllib.request
 
 from buildfarm.master.changes.hooks import github_signature
 from fixtures.buildbotpackage import interop_venv
-from fixtures.daemons import wait_for
+from fixtures.daemons import free_port, wait_for
 
 PAYLOADS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "webhooks")
 # The stock Buildbot CLI (BUILDFARM_INTEROP_VENV names another .venv-interop: fixtures/buildbotpackage.py).
@@ -24,7 +24,8 @@ from buildfarm.master.plugins import changes, schedulers, slaves, steps, util
 c = BuildmasterConfig = {{}}
 c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
 c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
-c['change_source'] = [changes.PBChangeSource(user='ci', passwd='ci-pw', prefix='src/')]
+c['change_source'] = [changes.PBChangeSource(user='ci', passwd='ci-pw', prefix='src/'),
+                      changes.PBChangeSource(user='ci2', passwd='ci2-pw', port={change_port})]
 c['www'] = {{'port': {www_port},
             'change_hook_dialects': {{'github': {{'secret': {secret!r}, 'strict': True}}}}}}
 c['builders'] = [util.BuilderConfig(name=name, slavenames=['bs1'], factory=util.BuildFactory(
@@ -38,19 +39,19 @@ c['schedulers'] = [
 """
 
 
-def start(fleet):
+def start(fleet, change_port: int = 0):
     assert os.access(BUILDBOT, os.X_OK), f"{BUILDBOT} is missing: run `make interop` (or set " \
                                          "BUILDFARM_INTEROP_VENV)"
     master = fleet.master(config=lambda pb_port, www_port: MASTER_CFG.format(
-        pb_port=pb_port, www_port=www_port, secret=SECRET))
+        pb_port=pb_port, www_port=www_port, secret=SECRET, change_port=change_port or free_port()))
     fleet.slave(master)
     master.wait_attached("bs1")
     return master
 
 
-def sendchange(master, auth: str, revision: str) -> subprocess.CompletedProcess:
+def sendchange(master, auth: str, revision: str, port: int | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [BUILDBOT, "sendchange", "--master", f"127.0.0.1:{master.pb_port}", "--auth", auth,
+        [BUILDBOT, "sendchange", "--master", f"127.0.0.1:{port or master.pb_port}", "--auth", auth,
          "--who", "alice <alice@example.org>", "--repository", "file:///srv/repo", "--branch", "main",
          "--revision", revision, "--comments", "fix the frobnicator", "--vc", "git",
          "src/frob.c", "docs/frob.md"],
@@ -85,6 +86,18 @@ def test_stock_buildbot_sendchange_triggers_a_build_and_a_wrong_password_is_refu
     assert change["author"] == "alice <alice@example.org>"
     assert change["files"] == ["frob.c"]  # the source's prefix: only src/, without it
     assert "login refused" in master.log_text()
+
+
+def test_sendchange_to_a_change_source_with_its_own_port(fleet):
+    change_port = free_port()
+    master = start(fleet, change_port)
+    assert sendchange(master, "bs1:pass", "slave1", port=change_port).returncode != 0  # no slave there
+    sent = sendchange(master, "ci2:ci2-pw", "own123", port=change_port)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    [build] = wait_for(lambda: finished_builds(master, "sent"), "the build of the sent change")
+    assert (build["result"], build["properties"]["revision"]) == ("success", "own123")
+    [change] = master.get("/api/v1/changes")["changes"]
+    assert change["files"] == ["src/frob.c", "docs/frob.md"]  # this source has no prefix
 
 
 def test_signed_github_push_triggers_a_build_and_a_forged_one_is_refused(fleet):

@@ -2,6 +2,7 @@
 gets a change perspective, never a slave's, and its ``addChange`` reaches the scheduler."""
 
 import pytest
+import pytest_twisted
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import task
@@ -11,6 +12,7 @@ from twisted.test import iosim
 from buildfarm.master.changes.pb import PBChangeSource, change_from_sendchange
 from buildfarm.master.config import ConfigErrors, load_config
 from buildfarm.master.pb.manager import PBManager
+from fixtures.daemons import free_port
 from fixtures.pbclient import SlavePortMaster, log_in
 
 # What Buildbot 4.3's buildbot/clients/sendchange.py sends for
@@ -114,7 +116,8 @@ def test_pb_change_source_in_master_cfg_is_read(tmp_path):
 
 
 @pytest.mark.parametrize(("source", "error"), [
-    ("changes.PBChangeSource(port=9999)", "buildfarm takes sendchange on the slaves' PB port only"),
+    ("changes.PBChangeSource(port='http:80')", "bad port 'http:80'"),
+    ("changes.PBChangeSource(port=8010)", "port 8010 is also the www or SlaveAPI port"),
     ("changes.PBChangeSource(user='bs1')", "user 'bs1' is also a slave's name"),
     ("changes.PBChangeSource(passwd='')", "user and passwd must be non-empty strings"),
 ])
@@ -142,3 +145,46 @@ def test_pb_change_source_port_may_name_the_pb_port_in_any_form(tmp_path, port):
     path.write_text(cfg.replace("{'port': 9989}", "{'port': 'tcp:9989:interface=127.0.0.1'}"))
     [source] = load_config(str(path)).change_sources
     assert source.user == "change"
+
+
+@pytest_twisted.ensureDeferred
+async def test_change_source_on_its_own_port_takes_change_logins_only():
+    from twisted.internet import reactor
+
+    master = SlavePortMaster(reactor)
+    pb_port, own_port = free_port(), free_port()
+    master.config.pb_port = f"tcp:{pb_port}:interface=127.0.0.1"
+    master.config.change_sources = [PBChangeSource("ci", "ci-pw", port=f"tcp:{own_port}:interface=127.0.0.1"),
+                                    PBChangeSource("change", "changepw")]
+    manager = PBManager(master)
+    await manager.startService()
+    try:
+        assert await add_change_over_tcp(own_port, "ci", "ci-pw") == 1
+        assert await add_change_over_tcp(pb_port, "change", "changepw") == 2
+        # a slave on the change port, and each source on the other's port
+        for port, user, password in ((own_port, "bs1", "pass"), (own_port, "change", "changepw"),
+                                     (pb_port, "ci", "ci-pw")):
+            with pytest.raises((pb.RemoteError, UnauthorizedLogin), match="login refused"):
+                await add_change_over_tcp(port, user, password)
+        master.config.change_sources = master.config.change_sources[1:]
+        await manager.reconfigService(master.config)
+        assert manager.change_ports.ports == {}
+        with pytest.raises(ConnectionRefusedError):
+            await add_change_over_tcp(own_port, "ci", "ci-pw")
+    finally:
+        await manager.stopService()
+        master.botmaster.stopService()
+
+
+async def add_change_over_tcp(port: int, user: str, password: str):
+    from twisted.internet import error, reactor
+
+    factory = pb.PBClientFactory()
+    connector = reactor.connectTCP("127.0.0.1", port, factory, timeout=5)
+    try:
+        perspective = await factory.login(UsernamePassword(user.encode(), password.encode()))
+        return await perspective.callRemote("addChange", dict(SENDCHANGE))
+    except error.ConnectionRefusedError:
+        raise ConnectionRefusedError(port) from None
+    finally:
+        connector.disconnect()
