@@ -40,6 +40,9 @@ DIFFERENCES = {
                              "`pollRandomDelayMin`/`Max` are accepted without effect; see \"Pollers\" below",
     ("changes", "SVNPoller"): "`revlinktmpl`, `cachepath` and `pollRandomDelayMin`/`Max` are accepted "
                               "without effect; see \"Pollers\" below",
+    ("changes", "PBChangeSource"): "on the slaves' PB port its user may not be a slave's name; "
+                                   "`revlink` and `--vc` are not stored; `buildbot sendchange` works "
+                                   "unchanged (docs/porting.md, Change hooks and sendchange)",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",
@@ -65,14 +68,17 @@ INSTEAD_IN = {
     "util": "none",
     "reporters": "none yet: read results from the JSON API (docs/api.md)",
     "secrets": "none yet",
-    "webhooks": "`POST /api/v1/changes` (docs/api.md)",
+    "webhooks": "`c['www']['change_hook_dialects']` (docs/porting.md) or `POST /api/v1/changes` "
+                "(docs/api.md)",
 }
 
 # Keys of BuildmasterConfig: what differs from Buildbot 4.3's, for those that are not plain.
 KEY_NOTES = {
     "change_source": ("supported with differences", "holds change sources: `changes.GitPoller`, "
-                      "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\")"),
-    "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes` and the HTTP "
+                      "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "
+                      "`changes.PBChangeSource`; send changes also with `buildmaster sendchange`"),
+    "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes`, "
+            "`change_hook_dialects` (github, gitlab, bitbucket, base: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "changes": ("buildfarm only", "`{'secret': ...}` of `POST /api/v1/changes`"),
     "users": ("buildfarm only", "the accounts of the web pages, the API and the SlaveAPI"),

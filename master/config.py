@@ -20,6 +20,8 @@ from twisted.application.service import IService
 
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
 from buildfarm.master.auth.users import Account, validate_users
+from buildfarm.master.changes.hooks import unauthenticated_dialects, validate_dialects
+from buildfarm.master.changes.pb import PBChangeSource
 from buildfarm.master.configexec import (  # noqa: F401 - BesideConfigImporter is imported from here
     BesideConfigImporter,
     ConfigError,
@@ -121,13 +123,14 @@ NO_EFFECT_KEYS = {
     "titleURL": "the web pages do not link a title URL yet",
 }
 # The keys of c['www'] buildfarm reads.
-WWW_KEYS = frozenset({"port", "allow_anonymous_read", "anonymous_scopes", *LIMIT_KEYS})
+WWW_KEYS = frozenset({"port", "allow_anonymous_read", "anonymous_scopes", "change_hook_dialects",
+                      *LIMIT_KEYS})
 # Buildbot 4.3's other keys of c['www'], accepted without effect (a warning each).
 WWW_NO_EFFECT_KEYS = {
     "plugins": "buildfarm's web pages are built in; there are no www plugins",
     **dict.fromkeys((
         "allowed_origins", "auth", "authz", "avatar_methods", "change_hook_auth",
-        "change_hook_dialects", "cookie_expiration_time", "custom_templates_dir", "debug",
+        "cookie_expiration_time", "custom_templates_dir", "debug",
         "default_page", "json_cache_seconds", "jsonp", "logRotateLength", "logfileName",
         "maxRotatedFiles", "rest_minimum_version", "ui_default_config", "versions",
         "ws_ping_interval", "project_widgets", "graphql", "theme",
@@ -163,8 +166,12 @@ class MasterConfig:
     properties: dict = field(default_factory=dict)
     collapse_requests: bool = True
     change_secret: str | None = None
+    # c['www']['change_hook_dialects']: dialect -> options, served at /change_hook/<dialect>
+    change_hook_dialects: dict[str, dict] = field(default_factory=dict)
+    # c['change_source']: the change sources (services, run by master/changes/manager.py);
+    # PBChangeSource logins are read from here too
+    change_sources: list = field(default_factory=list)
     multi_master: bool = False
-    change_sources: list = field(default_factory=list)  # c['change_source']: services (master/changes)
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
 
     def builder(self, name: str) -> BuilderConfig | None:
@@ -242,6 +249,7 @@ class _ConfigBuilder:
         self.slaveapi(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
+        self.pb_change_sources(cfg)
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
                 self.error(scheduler.config_line or self.key_lines.get("schedulers"), problem)
@@ -531,10 +539,36 @@ class _ConfigBuilder:
             cfg.www_allow_anonymous_read = anonymous
         self.www_limits(cfg, www)
         self.anonymous_scopes(cfg, www)
+        self.change_hook_dialects(cfg, www)
         if www.get("port") is None:
             cfg.www_port = None
             return
         cfg.www_port = self.endpoint("www", "www port", www["port"])
+
+    def change_hook_dialects(self, cfg: MasterConfig, www: dict) -> None:
+        """``c['www']['change_hook_dialects']``: the webhooks served at /change_hook/<dialect>."""
+        if www.get("change_hook_dialects") in (None, {}):
+            return
+        dialects, errors = validate_dialects(www["change_hook_dialects"])
+        for error in errors:
+            self.key_error("www", error)
+        cfg.change_hook_dialects = dialects
+        for name in unauthenticated_dialects(dialects):
+            self.key_warning("www", f"change hook {name!r} has no secret: anyone who reaches the web port "
+                                    "can add changes through /change_hook/" + name)
+
+    def pb_change_sources(self, cfg: MasterConfig) -> None:
+        """The PBChangeSources of ``cfg.change_sources``: they log in on the slaves' PB port, or
+        on a port of their own that no other port of the master takes."""
+        taken = {_port_number(cfg.www_port), _port_number(cfg.slaveapi.port)} - {None}
+        for source in cfg.change_sources:
+            if isinstance(source, PBChangeSource):
+                for problem in source.problems(cfg.pb_port, cfg.slaves):
+                    self.key_error("change_source", problem)
+                own = source.own_port(cfg.pb_port)
+                if own is not None and _port_number(own) in taken:
+                    self.key_error("change_source", f"{source.name}: port {source.port!r} is also the www or "
+                                                    "SlaveAPI port")
 
     def www_limits(self, cfg: MasterConfig, www: dict) -> None:
         """``idle_timeout``, ``header_timeout``, ``body_timeout`` (seconds) and

@@ -16,6 +16,7 @@ from buildfarm.master.changes import svnpoller
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
 from buildfarm.master.changes.gitpoller import GitPoller
 from buildfarm.master.changes.hgpoller import HgPoller
+from buildfarm.master.changes.pb import PBChangeSource
 from buildfarm.master.config import SlaveConfig, Worker
 from buildfarm.master.pluginspace import PluginNamespace
 from buildfarm.master.process import results as _results
@@ -68,7 +69,8 @@ from buildfarm.master.schedulers.triggerable import Triggerable
 
 slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=Worker)
 worker = SimpleNamespace(Worker=Worker, BuildSlave=SlaveConfig)
-changes = SimpleNamespace(GitPoller=GitPoller, HgPoller=HgPoller, SVNPoller=svnpoller.SVNPoller)
+changes = SimpleNamespace(GitPoller=GitPoller, HgPoller=HgPoller, SVNPoller=svnpoller.SVNPoller,
+                          PBChangeSource=PBChangeSource)
 reporters = SimpleNamespace()
 secrets = SimpleNamespace()
 webhooks = SimpleNamespace()

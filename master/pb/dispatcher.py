@@ -4,6 +4,9 @@ The checker accepts PB's challenge/response credentials and checks them against 
 slaves in the current configuration.  The realm (the Dispatcher) hands the BotMaster the
 connecting slave's mind; the BotMaster runs the whole attach sequence before the realm
 returns the ``BuildSlave`` perspective, whose ``detached`` is the logout callback.
+
+A login as a ``PBChangeSource``'s user (``buildbot sendchange``) is checked against that
+source's password and gets a ``ChangePerspective`` (master/changes/pb.py), never a slave's.
 """
 
 import secrets
@@ -18,6 +21,7 @@ from zope.interface import implementer
 
 from buildfarm.common.decoding import as_text
 from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
+from buildfarm.master.changes.pb import ChangePerspective, PBChangeSource
 from buildfarm.master.pb.interfaces import ISlaveRoster
 
 log = Logger()
@@ -51,10 +55,12 @@ class SlavePasswordChecker:
 
     credentialInterfaces = (credentials.IUsernameHashedPassword,)
 
-    def __init__(self, passwords, limiter: LoginLimiter | None = None):
-        """``passwords`` is a callable: slave name -> password, or None if unknown."""
+    def __init__(self, passwords, limiter: LoginLimiter | None = None, change_sources=None):
+        """``passwords`` is a callable: slave name -> password, or None if unknown;
+        ``change_sources`` a callable: login name -> its ``PBChangeSource``, or None."""
         self._passwords = passwords
         self._limiter = limiter
+        self._change_sources = change_sources or (lambda name: None)
         self._nobodys_password = secrets.token_hex(16)
 
     def requestAvatarId(self, creds):  # noqa: N802 - Cred's interface
@@ -67,11 +73,14 @@ class SlavePasswordChecker:
                 log.warn("login refused for slave {name!r} from {source}: {why}", name=name, source=source,
                          why=str(e))
                 return defer.fail(LoginRefused(f"{e} (slave {name!r})"))
-        password = self._passwords(name)
+        change_source = self._change_sources(name)
+        password = change_source.passwd if change_source is not None else self._passwords(name)
         known = password is not None
         d = defer.maybeDeferred(
             creds.checkPassword, (password if known else self._nobodys_password).encode("utf-8"))
         d.addCallback(self._checked, name, known, source)
+        if change_source is not None:
+            d.addCallback(lambda _: ChangeLogin(name, change_source, getattr(creds, "broker", None)))
         return d
 
     def _checked(self, matched: bool, name: str, known: bool, source: str | None):
@@ -84,6 +93,16 @@ class SlavePasswordChecker:
         else:
             log.warn("login refused for unknown slave {name!r}", name=name[:LOGGED_NAME_MAX])
         raise LoginRefused(REFUSED_MESSAGE)
+
+
+class ChangeLogin:
+    """The avatar id of a proven ``PBChangeSource`` login: its source, and the broker of its
+    connection (a sendchange logs in without a mind, so the realm reaches it through this)."""
+
+    def __init__(self, name: str, source: PBChangeSource, broker):
+        self.name = name
+        self.source = source
+        self.broker = broker
 
 
 def _peer_host(creds) -> str | None:
@@ -103,10 +122,14 @@ ATTACH_CONCURRENCY = 32
 class Dispatcher:
     """The realm: turns an authenticated slave name and its mind into a perspective."""
 
-    def __init__(self, botmaster: ISlaveRoster, concurrency: int = ATTACH_CONCURRENCY, trimmer=None):
+    def __init__(self, botmaster: ISlaveRoster, concurrency: int = ATTACH_CONCURRENCY, trimmer=None,
+                 add_change=None, clock=None):
         """``trimmer`` (a ``heap.HeapTrimmer``, optional) hears when no login is left in
-        progress, so the heap a login burst left behind goes back to the system."""
+        progress, so the heap a login burst left behind goes back to the system.
+        ``add_change`` (``SchedulerManager.add_change``) and ``clock`` serve change logins."""
         self.botmaster = botmaster
+        self._add_change = add_change
+        self._clock = clock
         self._attaching = defer.DeferredSemaphore(concurrency)
         self._trimmer = trimmer
         self._in_progress = 0
@@ -114,6 +137,8 @@ class Dispatcher:
     def requestAvatar(self, avatarId, mind, *interfaces):  # noqa: N802,N803 - Cred's interface
         if pb.IPerspective not in interfaces:
             raise NotImplementedError("slaves log in for a pb.IPerspective only")
+        if isinstance(avatarId, ChangeLogin):
+            return self._change_login(avatarId)
         if mind is None:
             return defer.fail(LoginRefused("a slave logs in with its bot as the PB client"))
         _lift_pre_login_limits(mind)
@@ -123,6 +148,15 @@ class Dispatcher:
         self._in_progress += 1
         d.addBoth(self._login_done)
         return d
+
+    def _change_login(self, login: ChangeLogin):
+        if self._add_change is None:
+            return defer.fail(LoginRefused("this port takes no changes"))
+        if login.broker is not None:
+            login.broker.authenticated()  # the pre-login limits end, as for a slave
+        log.info("change source login as {name!r}", name=login.name)
+        perspective = ChangePerspective(login.source, self._add_change, self._clock)
+        return defer.succeed((pb.IPerspective, perspective, lambda: None))
 
     def _login_done(self, result):
         self._in_progress -= 1

@@ -28,6 +28,8 @@ class IPBMaster(Interface):
     """The master as the slave port and its logins see it."""
 
     reactor = Attribute("The master's reactor: the port's clock (login deadlines, pings) and listener.")
-    config = Attribute("The running MasterConfig: ``slaves`` (passwords), ``pb_limits``, "
-                       "``pb_port`` and ``listen_backlog``.")
+    config = Attribute("The running MasterConfig: ``slaves`` (passwords), ``change_sources`` "
+                       "(PBChangeSource logins), ``pb_limits``, ``pb_port`` and ``listen_backlog``.")
     botmaster = Attribute("Who takes the slaves that log in (ISlaveRoster).")
+    scheduler = Attribute("Who takes the changes of ``buildbot sendchange`` logins: "
+                          "``add_change(**change)``, a coroutine answering the change's id.")

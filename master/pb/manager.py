@@ -8,7 +8,9 @@ from twisted.spread import banana, pb
 
 from buildfarm.common.pbwire import FastBanana
 from buildfarm.master.auth.ratelimit import LoginLimiter
+from buildfarm.master.changes.pb import PBChangeSource, change_source_for
 from buildfarm.master.listener import ListeningService
+from buildfarm.master.pb.changeports import ChangeSourcePorts
 from buildfarm.master.pb.dispatcher import Dispatcher, SlavePasswordChecker
 from buildfarm.master.pb.heaptrim import HeapTrimmer
 from buildfarm.master.pb.interfaces import IPBMaster
@@ -190,13 +192,23 @@ class PBManager(ListeningService):
         self.trimmer: HeapTrimmer | None = None
         # Failed slave logins per slave name and per address; kept across reconfigs and ports.
         self.login_limiter = LoginLimiter(master.reactor)
+        # The ports of PBChangeSources that have their own (most configurations have none).
+        self.change_ports = ChangeSourcePorts(master.reactor, self.make_factory)
+        self.change_ports.setServiceParent(self)
 
-    def make_factory(self) -> pb.PBServerFactory:
-        """The PB factory: the Dispatcher realm guarded by the slave password checker."""
+    def make_factory(self, change_port: str | None = None) -> pb.PBServerFactory:
+        """The PB factory: the Dispatcher realm guarded by the slave password checker; for
+        ``change_port`` (a PBChangeSource's own port), a checker of its change logins only."""
         if self.trimmer is None:
             self.trimmer = HeapTrimmer(self.master.reactor)
-        dispatcher = Dispatcher(self.master.botmaster, trimmer=self.trimmer)
-        portal = Portal(dispatcher, [SlavePasswordChecker(self._password, self.login_limiter)])
+        dispatcher = Dispatcher(self.master.botmaster, trimmer=self.trimmer,
+                                add_change=self.master.scheduler.add_change, clock=self.master.reactor)
+        if change_port is None:
+            checker = SlavePasswordChecker(self._password, self.login_limiter, self._change_source)
+        else:
+            checker = SlavePasswordChecker(lambda name: None, self.login_limiter,
+                                           lambda name: self._change_source(name, change_port))
+        portal = Portal(dispatcher, [checker])
         gate = LoginGate(self.master.reactor, self._limits)
         return SlaveServerFactory(portal, gate, self._limits)
 
@@ -207,6 +219,10 @@ class PBManager(ListeningService):
         slave = self.master.config.slaves.get(name)
         return slave.password if slave else None
 
+    def _change_source(self, name: str, change_port: str | None = None) -> PBChangeSource | None:
+        config = self.master.config
+        return change_source_for(config.change_sources, name, config.pb_port, change_port)
+
     def startService(self):  # noqa: N802
         """Start listening; the Deferred fails (with the reason) when the port cannot be had."""
         super().startService()
@@ -216,6 +232,7 @@ class PBManager(ListeningService):
         """Listen on ``new_config.pb_port`` with its backlog; a change moves the listener."""
         description = with_backlog(new_config.pb_port, new_config.listen_backlog)
         await self.listen_on(self.master.reactor, description, self.make_factory, "slaves (PB)")
+        await self.change_ports.reconfigService(new_config)
 
     def stopService(self):  # noqa: N802
         """Stop accepting new slaves (attached ones stay until the BotMaster lets them go)."""

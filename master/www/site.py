@@ -1,8 +1,8 @@
 """``WWWService``: the master's HTTP listener.
 
-One site, two apps, chosen by the first segment of the path (``SiteRoot``): ``/api/...``,
-``/slaveapi/...`` and ``/metrics`` go to the JSON app (www/api.py), everything else to the
-HTML pages (www/ui/).
+One site, three apps, chosen by the first segment of the path (``SiteRoot``): ``/api/...``,
+``/slaveapi/...`` and ``/metrics`` go to the JSON app (www/api.py), ``/change_hook/...`` to the
+webhooks (www/changehook.py), everything else to the HTML pages (www/ui/).
 """
 
 from twisted.internet import defer
@@ -20,6 +20,7 @@ from buildfarm.master.http.site import (
 from buildfarm.master.listener import ListeningService
 from buildfarm.master.www import api
 from buildfarm.master.www.api import JSONAPI
+from buildfarm.master.www.changehook import MAX_HOOK_BODY_BYTES, ChangeHookAPI
 from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.ui import WebUI
 from buildfarm.master.www.ui import app as pages
@@ -32,11 +33,13 @@ BODY_RULES = (
     BodyRule("/metrics", 0, json_error_body),
     BodyRule("/slaveapi/", SLAVEAPI_MAX_BODY_BYTES, slaveapi_error_body),
     BodyRule("/login", pages.MAX_LOGIN_BYTES, html_error_body),
+    BodyRule("/change_hook/", MAX_HOOK_BODY_BYTES, json_error_body),
 )
 PAGES_BODY_RULE = BodyRule("/", pages.MAX_FORM_BYTES, html_error_body)
 
 
 JSON_SEGMENTS = frozenset({b"api", b"slaveapi", b"metrics"})
+HOOK_SEGMENT = b"change_hook"
 
 
 class SiteRoot(Resource):
@@ -48,13 +51,16 @@ class SiteRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, json_app, pages):
+    def __init__(self, json_app, pages, hooks=None):
         super().__init__()
         self.json_app = json_app
         self.pages = pages
+        self.hooks = hooks
 
     def render(self, request):
         first = request.postpath[0] if request.postpath else b""
+        if first == HOOK_SEGMENT and self.hooks is not None:
+            return self.hooks.render(request)
         return (self.json_app if first in JSON_SEGMENTS else self.pages).render(request)
 
 
@@ -69,7 +75,8 @@ class WWWService(ListeningService):
 
     def make_site(self) -> BoundedSite:
         """The twisted.web Site with every resource of the master."""
-        root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master).resource())
+        root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master).resource(),
+                        ChangeHookAPI(self.master).resource())
         return BoundedSite(root, BODY_RULES, PAGES_BODY_RULE, self.master.config.www_limits,
                            self.master.reactor)
 

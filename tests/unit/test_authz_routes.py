@@ -21,6 +21,7 @@ from buildfarm.master.auth.sessions import COOKIE_NAME
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.api import JSONAPI
+from buildfarm.master.www.changehook import ChangeHookAPI
 from buildfarm.master.www.ui.app import WebUI
 from fixtures.mastercfg import ISSUE_EXAMPLE
 from fixtures.memoryhttp import MemoryRequest, render_request
@@ -117,7 +118,7 @@ def expected_scope(template: str, values: dict) -> str:
 
 
 SURFACES = [("api", JSONAPI, ""), ("pages", WebUI, ""), ("slaveapi", SlaveAPI, ""),
-            ("slaveapi", SlaveAPI, "/slaveapi")]
+            ("slaveapi", SlaveAPI, "/slaveapi"), ("change_hook", ChangeHookAPI, "")]
 
 
 def test_every_klein_rule_of_every_surface_declares_its_scope():
