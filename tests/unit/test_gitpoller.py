@@ -2,15 +2,17 @@
 time on a ``task.Clock``: what it reports, what it remembers across a restart, which branches
 it follows, when it polls, and which master polls under multi-master."""
 
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, task
+from zope.interface.verify import verifyObject
 
 from buildfarm.master.changes.base import VCSCommandFailed, run_command
 from buildfarm.master.changes.gitpoller import GitPoller
+from buildfarm.master.changes.interfaces import IChangeSourceMaster
 from buildfarm.master.changes.manager import ChangeSourceManager
+from buildfarm.master.config import MasterConfig
 from fixtures.pollers import PollerMaster, open_sqlite_db, poll
 from fixtures.repos import GitRepo, run
 
@@ -226,7 +228,7 @@ async def test_the_manager_starts_sources_once_the_master_is_ready_and_reconfigu
     assert manager.sources == []  # not before the schedulers are active
     await manager.master_ready()
     assert manager.sources == [kept, changed] and kept.running and changed.running
-    new_config = SimpleNamespace(change_sources=[
+    new_config = MasterConfig(filename="master.cfg", change_sources=[
         GitPoller(repo.url, branch="main"), GitPoller(repo.url, branch="main", name="other", pollInterval=5)])
     await manager.reconfigService(new_config)
     assert manager.sources[0] is kept and kept.running
@@ -317,3 +319,7 @@ async def test_a_very_long_repourl_keeps_its_state_under_a_name_the_database_tak
     await poll(poller, master)
     assert len(poller.state_name) <= 255
     assert await sqlite_db.state.get(poller.state_name, "lastRev") == {"main": repo.head()}
+
+
+def test_the_pollers_master_double_provides_what_a_change_source_uses(tmp_path):
+    assert verifyObject(IChangeSourceMaster, PollerMaster(db=None, basedir=str(tmp_path)))
