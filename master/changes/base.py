@@ -149,6 +149,23 @@ class PollingChangeSource(ConfigObject, service.Service):
                             f"not {self.category!r}")
         return problems
 
+    def repourl_problems(self) -> list[str]:
+        """What is wrong with ``repourl``."""
+        if not isinstance(self.repourl, str) or not self.repourl:
+            return [f"{self.kind}: repourl must be a non-empty string, not {self.repourl!r}"]
+        return []
+
+    def repository_problems(self, branches_may_be_none: bool) -> list[str]:
+        """What is wrong with ``repourl`` and ``branches`` (a list of names, True or a callable;
+        None too where the poller then follows the default branch)."""
+        problems = self.repourl_problems()
+        branches = self.branches
+        if not ((branches is None and branches_may_be_none) or branches is True or callable(branches) or (
+                isinstance(branches, list | tuple) and all(isinstance(b, str) for b in branches))):
+            problems.append(f"{self.kind} {self.name!r}: branches must be a list of branch names, True "
+                            f"or a callable, not {branches!r}")
+        return problems
+
     def no_effect_args(self) -> list[str]:
         """The arguments given that buildfarm accepts without effect (checkconfig warns)."""
         return [arg for arg in IGNORED_ARGS if getattr(self, arg, None)]

@@ -66,16 +66,9 @@ class GitPoller(PollingChangeSource):
         self.git_credentials = git_credentials
 
     def config_problems(self) -> list[str]:
-        problems = super().config_problems()
-        if not isinstance(self.repourl, str) or not self.repourl:
-            problems.append(f"GitPoller: repourl must be a non-empty string, not {self.repourl!r}")
+        problems = super().config_problems() + self.repository_problems(branches_may_be_none=True)
         if self.branch is not None and self.branches is not None and self.branches != [self.branch]:
             problems.append(f"GitPoller {self.name!r}: give branch or branches, not both")
-        branches = self.branches
-        if not (branches is None or branches is True or callable(branches) or (
-                isinstance(branches, list | tuple) and all(isinstance(b, str) for b in branches))):
-            problems.append(f"GitPoller {self.name!r}: branches must be a list of branch names, True "
-                            f"or a callable, not {branches!r}")
         return problems
 
     def no_effect_args(self) -> list[str]:

@@ -51,15 +51,7 @@ class HgPoller(PollingChangeSource):
         self.revlink = revlink
 
     def config_problems(self) -> list[str]:
-        problems = super().config_problems()
-        if not isinstance(self.repourl, str) or not self.repourl:
-            problems.append(f"HgPoller: repourl must be a non-empty string, not {self.repourl!r}")
-        branches = self.branches
-        if not (branches is True or callable(branches) or (
-                isinstance(branches, list | tuple) and all(isinstance(b, str) for b in branches))):
-            problems.append(f"HgPoller {self.name!r}: branches must be a list of branch names, True "
-                            f"or a callable, not {branches!r}")
-        return problems
+        return super().config_problems() + self.repository_problems(branches_may_be_none=False)
 
     def no_effect_args(self) -> list[str]:
         return super().no_effect_args() + [arg for arg in ("bookmarks", "revlink") if getattr(self, arg)]

@@ -79,9 +79,7 @@ class SVNPoller(PollingChangeSource):
         self.extra_args = extra_args
 
     def config_problems(self) -> list[str]:
-        problems = super().config_problems()
-        if not isinstance(self.repourl, str) or not self.repourl:
-            problems.append(f"SVNPoller: repourl must be a non-empty string, not {self.repourl!r}")
+        problems = super().config_problems() + self.repourl_problems()
         if not callable(self.split_file):
             problems.append(f"SVNPoller {self.name!r}: split_file must be a callable, "
                             f"not {self.split_file!r}")

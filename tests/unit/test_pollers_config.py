@@ -64,6 +64,20 @@ def test_bad_poller_arguments_are_errors_at_the_poller_line(tmp_path):
     ]
 
 
+def test_each_poller_kind_checks_its_repository_url_and_branches(tmp_path):
+    assert problems(tmp_path, """\
+        c['change_source'] = [
+            changes.HgPoller(42, name='hg', branches='default'),
+            changes.SVNPoller('', name='svn'),
+        ]
+        """) == [
+        "master.cfg:9: HgPoller: repourl must be a non-empty string, not 42",
+        "master.cfg:9: HgPoller 'hg': branches must be a list of branch names, True or a callable, "
+        "not 'default'",
+        "master.cfg:10: SVNPoller: repourl must be a non-empty string, not ''",
+    ]
+
+
 def test_two_pollers_of_one_name_are_an_error(tmp_path):
     assert problems(tmp_path, """\
         c['change_source'] = [changes.GitPoller('file:///a', branch='x'),
