@@ -30,6 +30,9 @@ from buildfarm.master.configobject import ConfigObject, fingerprint
 
 log = Logger()
 
+# The state key of the newest revisions a poller has seen (Buildbot's name for it).
+LAST_REV_KEY = "lastRev"
+
 DEFAULT_POLL_INTERVAL_S = 10 * 60
 # How long one VCS command (a fetch of a big repository, ...) may run before it is killed.
 COMMAND_TIMEOUT_S = 10 * 60
@@ -148,6 +151,30 @@ class PollingChangeSource(ConfigObject, service.Service):
             problems.append(f"{self.kind} {self.name!r}: category must be a string or a callable, "
                             f"not {self.category!r}")
         return problems
+
+    async def follow_heads(self, heads: dict[str, str]) -> None:
+        """Bring each branch of ``heads`` (branch -> its head now, in the order to report) up
+        to date: the first poll only records where each stands; later polls report what moved
+        (``_report(branch, head, last)``), saving the state after each branch."""
+        last: dict[str, str] | None = await self.get_state(LAST_REV_KEY)
+        first_poll = last is None
+        last = dict(last or {})
+        for branch, head in heads.items():
+            if last.get(branch) == head:
+                continue
+            if not first_poll:
+                await self._report(branch, head, last)
+            last[branch] = head
+            await self.set_state(LAST_REV_KEY, last)
+        if first_poll:
+            where = ", ".join(f"{branch} at {rev[:12]}" for branch, rev in sorted(last.items()))
+            log.info("{kind} {name}: first poll, following {branches}", kind=self.kind, name=self.name,
+                     branches=where)
+
+    async def _report(self, branch: str, head: str, last: dict[str, str]) -> None:
+        """Report the commits on ``branch`` up to ``head`` not seen before (the pollers that
+        follow branch heads)."""
+        raise NotImplementedError
 
     def repourl_problems(self) -> list[str]:
         """What is wrong with ``repourl``."""

@@ -17,16 +17,16 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.logger import Logger
-
-from buildfarm.master.changes.base import DEFAULT_POLL_INTERVAL_S, PollingChangeSource, VCSCommandFailed
-
-log = Logger()
+from buildfarm.master.changes.base import (
+    DEFAULT_POLL_INTERVAL_S,
+    LAST_REV_KEY,
+    PollingChangeSource,
+    VCSCommandFailed,
+)
 
 HEADS = "refs/heads/"
 TAGS = "refs/tags/"
 DEFAULT_WORKDIR = "gitpoller-work"
-LAST_REV_KEY = "lastRev"
 NO_PROMPT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}
 # One field of ``git log --format`` per line; the message last (it may span lines).
 COMMIT_FORMAT = "%H%n%an <%ae>%n%cn <%ce>%n%ct%n%B"
@@ -100,21 +100,9 @@ class GitPoller(PollingChangeSource):
             return
         await self.git("fetch", "--quiet", "--no-tags", self.repourl,
                        *(f"+{ref}:{self._local_prefix}{ref}" for ref in polled))
-        last: dict[str, str] | None = await self.get_state(LAST_REV_KEY)
-        first_poll = last is None
-        last = dict(last or {})
-        for ref in polled:
-            head = (await self.git("rev-parse", f"{self._local_prefix}{ref}^{{commit}}")).strip()
-            branch = _branch_name(ref)
-            if last.get(branch) == head:
-                continue
-            if not first_poll:
-                await self._report(branch, head, last)
-            last[branch] = head
-            await self.set_state(LAST_REV_KEY, last)
-        if first_poll:
-            where = ", ".join(f"{branch} at {rev[:12]}" for branch, rev in sorted(last.items()))
-            log.info("GitPoller {name}: first poll, following {branches}", name=self.name, branches=where)
+        heads = {_branch_name(ref): (await self.git("rev-parse", f"{self._local_prefix}{ref}^{{commit}}"))
+                 .strip() for ref in polled}
+        await self.follow_heads(heads)
 
     async def _init_workdir(self) -> None:
         if not os.path.exists(os.path.join(self._git_dir, "HEAD")):

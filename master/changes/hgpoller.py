@@ -14,14 +14,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.logger import Logger
-
-from buildfarm.master.changes.base import DEFAULT_POLL_INTERVAL_S, PollingChangeSource
-
-log = Logger()
+from buildfarm.master.changes.base import DEFAULT_POLL_INTERVAL_S, LAST_REV_KEY, PollingChangeSource
 
 DEFAULT_WORKDIR = "hgpoller-work"
-LAST_REV_KEY = "lastRev"
 DEFAULT_BRANCH = "default"
 
 
@@ -68,19 +63,7 @@ class HgPoller(PollingChangeSource):
             await self.run(self.hgbin, "init", path)
         await self.hg("pull", "--quiet", self.repourl)
         heads = await self._branch_heads()
-        last: dict[str, str] | None = await self.get_state(LAST_REV_KEY)
-        first_poll = last is None
-        last = dict(last or {})
-        for branch, head in sorted(heads.items()):
-            if last.get(branch) == head:
-                continue
-            if not first_poll:
-                await self._report(branch, head, last)
-            last[branch] = head
-            await self.set_state(LAST_REV_KEY, last)
-        if first_poll:
-            where = ", ".join(f"{branch} at {rev[:12]}" for branch, rev in sorted(last.items()))
-            log.info("HgPoller {name}: first poll, following {branches}", name=self.name, branches=where)
+        await self.follow_heads(dict(sorted(heads.items())))
 
     async def _branch_heads(self) -> dict[str, str]:
         """``{branch: its tip-most head}`` for the polled branches that exist."""

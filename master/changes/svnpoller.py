@@ -19,11 +19,10 @@ from urllib.parse import unquote
 
 from twisted.logger import Logger
 
-from buildfarm.master.changes.base import DEFAULT_POLL_INTERVAL_S, PollingChangeSource
+from buildfarm.master.changes.base import DEFAULT_POLL_INTERVAL_S, LAST_REV_KEY, PollingChangeSource
 
 log = Logger()
 
-LAST_REV_KEY = "lastRev"
 DEFAULT_HISTMAX = 100
 
 
