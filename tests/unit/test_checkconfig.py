@@ -9,17 +9,9 @@ import pytest
 from buildfarm.master import plugins
 from buildfarm.master.config import ConfigErrors, load_config
 from buildfarm.master.pluginspace import NotSupportedByBuildfarm, UnknownPluginName
-from fixtures.mastercfg import ISSUE_EXAMPLE
+from fixtures.mastercfg import ISSUE_EXAMPLE, WORKERS_EXAMPLE
 
-WORKERS_CFG = """\
-from buildfarm.master.plugins import *
-c = BuildmasterConfig = {}
-c['workers'] = [worker.Worker('bs1', 'pass')]
-c['builders'] = [util.BuilderConfig(name='runtests', workernames=['bs1'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['protocols'] = {'pb': {'port': 9989}}
-"""
+WORKERS_CFG = WORKERS_EXAMPLE
 
 
 def write(directory, name, text):

@@ -13,19 +13,9 @@ from buildfarm.master.configobject import fingerprint
 from buildfarm.master.plugins import steps, util
 from buildfarm.master.process import buildstep, logobserver, remotecommand, results
 from fixtures.memorymaster import memory_master_fixture
-from fixtures.stepslave import builder_dir, log_texts, run_step, slave_step_run
+from fixtures.stepslave import ONE_SLAVE_CFG, builder_dir, log_texts, run_step, slave_step_run
 
-CFG = """\
-from buildfarm.master.plugins import slaves, schedulers, steps, util
-c = BuildmasterConfig = {}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
-c['protocols'] = {'pb': {'port': 9989}}
-c['builders'] = [util.BuilderConfig(name='linux', slavenames=['bs1'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
-c['db'] = {'db_url': 'sqlite:///state.sqlite'}
-"""
-
-master = memory_master_fixture(CFG)
+master = memory_master_fixture(ONE_SLAVE_CFG)
 
 
 class PassFailCounter(logobserver.LogLineObserver):

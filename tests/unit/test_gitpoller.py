@@ -13,15 +13,8 @@ from buildfarm.master.changes.gitpoller import GitPoller
 from buildfarm.master.changes.interfaces import IChangeSourceMaster
 from buildfarm.master.changes.manager import ChangeSourceManager
 from buildfarm.master.config import MasterConfig
-from fixtures.pollers import PollerMaster, open_sqlite_db, poll
+from fixtures.pollers import PollerMaster, poll
 from fixtures.repos import GitRepo, run
-
-
-@pytest_twisted.async_yield_fixture
-async def sqlite_db(tmp_path):
-    db = await open_sqlite_db(tmp_path)
-    yield db
-    await db.stopService()
 
 
 @pytest.fixture

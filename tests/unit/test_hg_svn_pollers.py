@@ -6,15 +6,8 @@ import pytest_twisted
 
 from buildfarm.master.changes.hgpoller import HgPoller
 from buildfarm.master.changes.svnpoller import SVNPoller, split_file_branches, split_file_projects_branches
-from fixtures.pollers import PollerMaster, open_sqlite_db, poll
+from fixtures.pollers import PollerMaster, poll
 from fixtures.repos import HgRepo, SvnRepo
-
-
-@pytest_twisted.async_yield_fixture
-async def sqlite_db(tmp_path):
-    db = await open_sqlite_db(tmp_path)
-    yield db
-    await db.stopService()
 
 
 @pytest.fixture

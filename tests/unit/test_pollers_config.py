@@ -7,16 +7,9 @@ import pytest
 
 from buildfarm.master.changes.gitpoller import GitPoller
 from buildfarm.master.config import ConfigErrors, load_config
+from fixtures.mastercfg import WORKERS_EXAMPLE
 
-BASE_CFG = """\
-from buildfarm.master.plugins import *
-c = BuildmasterConfig = {}
-c['workers'] = [worker.Worker('bs1', 'pass')]
-c['builders'] = [util.BuilderConfig(name='runtests', workernames=['bs1'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
-c['protocols'] = {'pb': {'port': 9989}}
-"""
+BASE_CFG = WORKERS_EXAMPLE
 
 
 def load(tmp_path, extra: str):

@@ -9,19 +9,9 @@ import pytest_twisted
 from buildfarm.common.results import FAILURE, SUCCESS, WARNINGS
 from buildfarm.master.plugins import steps, util
 from fixtures.memorymaster import memory_master_fixture
-from fixtures.stepslave import builder_dir, log_texts, run_step, slave_step_run
+from fixtures.stepslave import ONE_SLAVE_CFG, builder_dir, log_texts, run_step, slave_step_run
 
-CFG = """\
-from buildfarm.master.plugins import slaves, schedulers, steps, util
-c = BuildmasterConfig = {}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
-c['protocols'] = {'pb': {'port': 9989}}
-c['builders'] = [util.BuilderConfig(name='linux', slavenames=['bs1'],
-                 factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
-c['db'] = {'db_url': 'sqlite:///state.sqlite'}
-"""
-
-master = memory_master_fixture(CFG)
+master = memory_master_fixture(ONE_SLAVE_CFG)
 
 
 def workdir(tmp_path, master, name: str = "build") -> str:
