@@ -82,17 +82,22 @@ def test_the_probe_finder_sees_each_form():
     assert probes_of_the_master(source) == [1, 2, 3, 4]
 
 
-def test_no_production_module_probes_the_master():
+def found_in_tree(top: str, finder) -> list[str]:
+    """``path:line`` of every place ``finder(source)`` names in the ``.py`` files under ``top``."""
     found = []
-    for root, dirs, files in os.walk(MASTER_DIR):
+    for root, dirs, files in os.walk(top):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
             if name.endswith(".py"):
                 path = os.path.join(root, name)
                 with open(path, encoding="utf-8") as f:
-                    lines = probes_of_the_master(f.read())
-                found += [f"{os.path.relpath(path, MASTER_DIR)}:{line}" for line in lines]
-    assert found == []
+                    lines = finder(f.read())
+                found += [f"{os.path.relpath(path, top)}:{line}" for line in lines]
+    return found
+
+
+def test_no_production_module_probes_the_master():
+    assert found_in_tree(MASTER_DIR, probes_of_the_master) == []
 
 
 TESTS_DIR = os.path.join(os.path.dirname(__file__), "..")
@@ -127,13 +132,4 @@ def test_the_namespace_finder_sees_each_form():
 
 
 def test_no_test_builds_a_master_from_a_simple_namespace():
-    found = []
-    for root, dirs, files in os.walk(TESTS_DIR):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(root, name)
-                with open(path, encoding="utf-8") as f:
-                    lines = namespace_masters(f.read())
-                found += [f"{os.path.relpath(path, TESTS_DIR)}:{line}" for line in lines]
-    assert found == []
+    assert found_in_tree(TESTS_DIR, namespace_masters) == []
