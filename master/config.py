@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from twisted.application.service import IService
+from zope.interface import Interface
 
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
 from buildfarm.master.auth.users import Account, validate_users
@@ -53,7 +54,7 @@ KNOWN_KEYS = frozenset(
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
-        "users", "slaveapi",
+        "users", "slaveapi", "configurators", "services",
     }
 )
 
@@ -62,6 +63,7 @@ class SlaveConfig(ConfigObject):
     """A slave the master accepts: ``slaves.BuildSlave('bs1', 'pass')`` in master.cfg."""
 
     kind = "BuildSlave"  # what master.cfg called it, in messages
+    local = False  # True for a slave inside the master (LocalSlaveConfig): no PB login
     # Arguments of Buildbot 4.3's Worker that buildfarm accepts but does not use (a warning each).
     NO_EFFECT_ARGS = {
         "notify_on_missing": "buildfarm sends no mail about missing slaves",
@@ -82,6 +84,26 @@ class SlaveConfig(ConfigObject):
         self.unknown_args = sorted(k for k in kwargs if k not in self.NO_EFFECT_ARGS)
 
 
+class LocalSlaveConfig(SlaveConfig):
+    """A slave inside the master, made by a configurator (the janitor's): it never logs in over
+    PB (it has no password) and runs only steps that run on the master (``master/process/
+    localslave.py``).  Buildbot's ``LocalWorker`` runs a whole worker; this one runs no command."""
+
+    kind = "LocalSlave"
+    local = True
+
+    def __init__(self, name):
+        super().__init__(name, None)
+
+
+class IConfigurator(Interface):
+    """What ``c['configurators']`` holds: it edits the ``BuildmasterConfig`` dict before the
+    dict is validated (Buildbot's ``IConfigurator``; ``util.JanitorConfigurator``)."""
+
+    def configure(config_dict):
+        """Add to or change ``config_dict`` (builders, schedulers, workers, ...) in place."""
+
+
 class Worker(SlaveConfig):
     """Buildbot 4's name for a slave: ``worker.Worker('bs1', 'pass')``."""
 
@@ -95,8 +117,9 @@ class Worker(SlaveConfig):
 # Keys of Buildbot 4.3's BuildmasterConfig that buildfarm accepts without using: why each has
 # no effect.  Given a value other than None or an empty list or dict, each gets a warning.
 NO_EFFECT_KEYS = {
-    "buildbotNetUsageData": "buildfarm never sends usage data anywhere",
-    "caches": "buildfarm keeps no in-memory caches to size",
+    "buildbotNetUsageData": "nothing is sent: buildfarm never sends usage data anywhere",
+    "caches": "buildfarm has no object caches to size: the pages and the API read the database "
+              "on each request",
     "buildCacheSize": "buildfarm keeps no build cache to size",
     "changeCacheSize": "buildfarm keeps no change cache to size",
     "changeHorizon": "buildfarm keeps every change",
@@ -118,9 +141,6 @@ NO_EFFECT_KEYS = {
     "machines": "buildfarm has no machines",
     "select_next_worker": "use nextSlave on the builder",
     "secretsProviders": "buildfarm does not read secrets from providers yet",
-    "configurators": "buildfarm runs no configurators yet",
-    "services": "buildfarm runs no services from master.cfg yet (reporters are not supported)",
-    "titleURL": "the web pages do not link a title URL yet",
 }
 # The keys of c['www'] buildfarm reads.
 WWW_KEYS = frozenset({"port", "allow_anonymous_read", "anonymous_scopes", "change_hook_dialects",
@@ -162,6 +182,7 @@ class MasterConfig:
     warnings: list[str] = field(default_factory=list)
     db_url: str = DEFAULT_DB_URL
     title: str = "buildfarm"
+    title_url: str | None = None  # c['titleURL']: where the title in every page's header links
     buildbot_url: str | None = None  # c['buildbotURL']: the web site's public URL, ending in '/'
     properties: dict = field(default_factory=dict)
     collapse_requests: bool = True
@@ -173,6 +194,8 @@ class MasterConfig:
     change_sources: list = field(default_factory=list)
     multi_master: bool = False
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
+    # c['services']: Twisted services master.cfg adds, run as children of the master
+    services: list = field(default_factory=list)
 
     def builder(self, name: str) -> BuilderConfig | None:
         """The builder of that name, if configured."""
@@ -190,10 +213,32 @@ def load_config(path: str) -> MasterConfig:
         if not errors:  # else an error above may be why it is missing
             errors.append(ConfigError(filename, None, "does not define a BuildmasterConfig dict"))
         raise ConfigErrors(errors)
-    builder = _ConfigBuilder(filename, raw, _key_lines(execution.source))
+    key_lines = _key_lines(execution.source)
+    errors += run_configurators(raw, filename, key_lines)
+    builder = _ConfigBuilder(filename, raw, key_lines)
     builder.errors = list(errors)
     builder.failed_keys = execution.failed_keys
     return builder.build(execution.path)
+
+
+def run_configurators(raw: dict, filename: str, key_lines: dict[str, int]) -> list[ConfigError]:
+    """Let each of ``c['configurators']`` edit ``raw`` in place, in order, before validation
+    (as Buildbot does); a configurator that fails is an error at its line."""
+    configurators = raw.get("configurators", [])
+    if not isinstance(configurators, list | tuple):
+        return [ConfigError(filename, key_lines.get("configurators"), "c['configurators'] must be a list")]
+    errors = []
+    for configurator in configurators:
+        line = getattr(configurator, "config_line", None) or key_lines.get("configurators")
+        if not IConfigurator.providedBy(configurator):
+            errors.append(_at(filename, line, f"c['configurators'] holds {configurator!r}, not a "
+                                              "configurator (util.JanitorConfigurator)"))
+            continue
+        try:
+            configurator.configure(raw)
+        except Exception as e:
+            errors.append(_at(filename, line, f"{type(configurator).__name__} failed: {e}"))
+    return errors
 
 
 def _key_lines(source: str) -> dict[str, int]:
@@ -241,14 +286,13 @@ class _ConfigBuilder:
         self.protocols(cfg)
         self.www(cfg)
         self.database(cfg)
-        if isinstance(self.raw.get("title"), str):
-            cfg.title = self.raw["title"]
         self.global_settings(cfg)
         self.locks(cfg)
         self.users(cfg)
         self.slaveapi(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
+        cfg.services = self.services()
         self.pb_change_sources(cfg)
         for scheduler in cfg.schedulers:
             for problem in scheduler.cross_check(cfg):
@@ -273,6 +317,11 @@ class _ConfigBuilder:
         for key, why in NO_EFFECT_KEYS.items():
             if self.raw.get(key) not in (None, [], {}, ()):
                 self.key_warning(key, f"c[{key!r}] has no effect: {why}")
+        configurators = self.raw.get("configurators")
+        for configurator in configurators if isinstance(configurators, list | tuple) else []:
+            line = getattr(configurator, "config_line", None) or self.key_lines.get("configurators")
+            for arg, why in getattr(configurator, "no_effect_args", dict)().items():
+                self.warning(line, f"{type(configurator).__name__} argument {arg!r} has no effect: {why}")
         www = self.raw.get("www")
         for key in sorted(www) if isinstance(www, dict) else []:
             if key in WWW_NO_EFFECT_KEYS:
@@ -309,7 +358,7 @@ class _ConfigBuilder:
                 self.error(line, f"slave name must be a non-empty string, not {item.name!r}")
             elif item.name in slaves:
                 self.error(line, f"duplicate slave name {item.name!r}")
-            elif not isinstance(item.password, str) or not item.password:
+            elif not item.local and (not isinstance(item.password, str) or not item.password):
                 self.error(line, f"slave {item.name!r} needs a non-empty string password")
             else:
                 slaves[item.name] = item
@@ -412,6 +461,24 @@ class _ConfigBuilder:
             kept.append(source)
         return kept
 
+    def services(self) -> list:
+        """``c['services']``: any Twisted service (Buildbot allows arbitrary ones), started as a
+        child of the master; at most one of each name.  Buildbot's reporters are not provided:
+        using one fails at its line as ``not supported by buildfarm``."""
+        key, items = self.listed("services")
+        kept, names = [], set()
+        for item in items:
+            if not IService.providedBy(item):
+                self.key_error(key, f"c['services'] holds {item!r}, not a Twisted service (IService)")
+                continue
+            name = getattr(item, "name", None)
+            if name is not None and name in names:
+                self.key_error(key, f"two services in c['services'] are named {name!r}")
+                continue
+            names.add(name)
+            kept.append(item)
+        return kept
+
     def force_arguments_without_effect(self, scheduler: ForceScheduler, line: int | None) -> None:
         """Buildbot's layout arguments of force parameters (``size``, ``cols``, ...) and
         ``username`` are accepted without effect: a warning each."""
@@ -448,6 +515,26 @@ class _ConfigBuilder:
         else:
             cfg.change_secret = secret
         self.buildbot_url(cfg)
+        self.title(cfg)
+
+    def title(self, cfg: MasterConfig) -> None:
+        """``c['title']`` (text) and ``c['titleURL']``: an http(s) URL or a path of this site,
+        where the title in every page's header links (no ``javascript:`` or other schemes)."""
+        title = self.raw.get("title")
+        if title is not None and not isinstance(title, str):
+            self.key_error("title", f"c['title'] must be a string, not {title!r}")
+        elif title is not None:
+            cfg.title = title
+        url = self.raw.get("titleURL")
+        if url in (None, ""):
+            return
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or not (parts.scheme in ("http", "https") and parts.netloc
+                                 or (not parts.scheme and not parts.netloc and url.startswith("/"))):
+            self.key_error("titleURL", f"c['titleURL'] must be an http:// or https:// URL or a path "
+                                       f"starting with '/', not {url!r}")
+            return
+        cfg.title_url = url
 
     def buildbot_url(self, cfg: MasterConfig) -> None:
         """``c['buildbotURL']``, an http(s) URL (a '/' is added at its end, as buildbot does)."""

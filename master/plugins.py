@@ -18,6 +18,7 @@ from buildfarm.master.changes.gitpoller import GitPoller
 from buildfarm.master.changes.hgpoller import HgPoller
 from buildfarm.master.changes.pb import PBChangeSource
 from buildfarm.master.config import SlaveConfig, Worker
+from buildfarm.master.configurators.janitor import JanitorConfigurator
 from buildfarm.master.pluginspace import PluginNamespace
 from buildfarm.master.process import results as _results
 from buildfarm.master.process.builderconfig import BuilderConfig
@@ -132,6 +133,7 @@ util = SimpleNamespace(
     ChoiceStringParameter=ChoiceStringParameter,
     FixedParameter=FixedParameter,
     User=User,
+    JanitorConfigurator=JanitorConfigurator,
     ShellArg=ShellArg,
     LogLineObserver=LogLineObserver,
     Results=_results.Results,

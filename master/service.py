@@ -9,7 +9,9 @@
      +- botmaster   slaves, builders, builds
      +- changes     change sources (pollers), started once the schedulers are
      +- scheduler   schedulers
+     +- localslaves slaves inside the master (the janitor's), attached to the botmaster
      +- slaveapi    fleet actions (reboot, shutdown, disable, ...); +- SlaveAPI port (if its own)
+     +- services    c['services']: master.cfg's own Twisted services
      +- pbmanager   the PB portal for slaves;                        +- slaves (PB) port
      +- www         JSON API and pages;                              +- web server port
 
@@ -43,12 +45,14 @@ from buildfarm.master.auth.service import AuthService
 from buildfarm.master.changes.interfaces import IChangeSourceMaster
 from buildfarm.master.changes.manager import ChangeSourceManager
 from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
+from buildfarm.master.configservices import ConfigServices
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.pb.interfaces import IPBMaster
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
 from buildfarm.master.process.interfaces import IProcessMaster
+from buildfarm.master.process.localslave import LocalSlaves
 from buildfarm.master.process.logbus import LogBus
 from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
@@ -130,12 +134,14 @@ class BuildMaster(service.MultiService):
         self.botmaster = BotMaster(self)
         self.changes = ChangeSourceManager(self)
         self.scheduler = SchedulerManager(self)
+        self.localslaves = LocalSlaves(self)
         self.slaveapi = ActionRunner(self)
+        self.config_services = ConfigServices(self.config.services)
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
         # The order of the tree is the start-up order (see the module's docstring).
         for child in (self.db, self.recovery, self.auth, self.botmaster, self.changes, self.scheduler,
-                      self.slaveapi, self.pbmanager, self.www):
+                      self.localslaves, self.slaveapi, self.config_services, self.pbmanager, self.www):
             child.setServiceParent(self)
 
     @property

@@ -12,9 +12,10 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 from buildfarm.master.db.base import DBComponent
-from buildfarm.master.db.model import logchunks, logs
+from buildfarm.master.db.model import logchunks, logs, steps
 
 STREAM_LOG = "s"
+DELETED_LOG = "d"  # a log whose text the janitor deleted (its row and line count stay), as in Buildbot
 _not_slug_character = re.compile(r"[^a-z0-9]")
 
 
@@ -96,6 +97,20 @@ class LogsComponent(DBComponent):
         lines = "".join(await self._chunks(touching)).split("\n")
         lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
         return "".join(lines[first_line - start : last_line - start + 1])
+
+    async def delete_old_contents(self, older_than: float) -> int:
+        """Delete the text of every log of a step started before ``older_than`` (epoch
+        seconds): the logs are marked ``DELETED_LOG``, their rows, steps and builds stay.
+        Returns how many chunks were deleted (the janitor's ``logHorizon``)."""
+
+        def thd(conn: sa.Connection) -> int:
+            old_steps = sa.select(steps.c.id).where(steps.c.started_at < older_than)
+            conn.execute(sa.update(logs).where(logs.c.stepid.in_(old_steps), logs.c.type != DELETED_LOG)
+                         .values(type=DELETED_LOG))
+            deleted = sa.select(logs.c.id).where(logs.c.type == DELETED_LOG)
+            return conn.execute(sa.delete(logchunks).where(logchunks.c.logid.in_(deleted))).rowcount
+
+        return await self._run(thd)
 
     async def _chunks(self, which: sa.ColumnElement[bool]) -> list[str]:
         query = (

@@ -181,6 +181,8 @@ class JSONAPI:
         return self._json(request, {
             "version": VERSION,
             "title": self.master.config.title,
+            "titleURL": self.master.config.title_url,
+            "buildbotURL": self.master.config.buildbot_url,
             "endpoints": list(ENDPOINTS),
         })
 
@@ -340,7 +342,9 @@ class JSONAPI:
         db, now = self.master.db, self.master.reactor.seconds()
         rows = await db.builds.get_all(**filters, limit=page.limit, offset=page.offset)
         total = await db.builds.count(**filters)
-        return self._page_of(request, "builds", [apidata.build_summary(r, now) for r in rows], total, page)
+        site_url = self.master.config.buildbot_url
+        return self._page_of(request, "builds", [apidata.build_summary(r, now, site_url) for r in rows],
+                             total, page)
 
     @routes.route("/api/v1/builds/<int:buildid>", "GET", scope="builds:read")
     async def build(self, request, buildid):

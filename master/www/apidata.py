@@ -106,8 +106,8 @@ async def builder_detail(master: IWebMaster, builder) -> dict:
     return {
         **builder_summary(builder),
         "force": force_form(master, builder.name),
-        "running_builds": [build_summary(b, now) for b in running],
-        "last_build": None if last is None else build_summary(last, now),
+        "running_builds": [build_summary(b, now, master.config.buildbot_url) for b in running],
+        "last_build": None if last is None else build_summary(last, now, master.config.buildbot_url),
         **queue_fields(queue, now),
     }
 
@@ -119,10 +119,18 @@ def queue_fields(queue: dict | None, now: float) -> dict:
     return {"pending": queue["pending"], "oldest_pending_age": now - queue["oldest_submitted_at"]}
 
 
-def build_summary(build: dict, now: float) -> dict:
-    """A build row with its result name, duration and URL."""
+def build_summary(build: dict, now: float, site_url: str | None = None) -> dict:
+    """A build row with its result name, duration, API URL and its page's ``page_url``
+    (absolute under ``site_url``, c['buildbotURL'], when that is set)."""
     return {**with_result_name(build), "duration": duration(build, now),
-            "url": f"/api/v1/builds/{build['buildid']}"}
+            "url": f"/api/v1/builds/{build['buildid']}",
+            "page_url": page_url(site_url, f"builds/{build['buildid']}")}
+
+
+def page_url(site_url: str | None, path: str) -> str:
+    """The link to the page at ``path`` (relative to the site's root, no leading '/'): under
+    c['buildbotURL'] when set, for links read outside the site; else a path of this host."""
+    return f"{site_url or '/'}{path}"
 
 
 # -- builds ------------------------------------------------------------------------------------
@@ -139,7 +147,8 @@ async def build_detail(master: IWebMaster, build: dict) -> dict:
         logs = [log_json(entry, sizes.get(entry["logid"], 0), f"/api/v1/builds/{buildid}/steps/"
                          f"{step['number']}/logs/{entry['slug']}") for entry in logs_of[step["stepid"]]]
         shown.append({**with_result_name(step), "duration": duration(step, now), "logs": logs})
-    return {**with_result_name(build), "duration": duration(build, now), "steps": shown}
+    return {**with_result_name(build), "duration": duration(build, now),
+            "page_url": page_url(master.config.buildbot_url, f"builds/{buildid}"), "steps": shown}
 
 
 def log_json(entry: dict, size: int, url: str | None = None) -> dict:
@@ -226,7 +235,7 @@ async def slave_detail(master: IWebMaster, name: str, may: Callable[[str], bool]
             "results": [slaveapi_result_json(r) for r in reversed(results)] if may(SLAVEAPI_READ_SCOPE)
             else None,
         },
-        "recent_builds": [build_summary(b, now) for b in recent],
+        "recent_builds": [build_summary(b, now, master.config.buildbot_url) for b in recent],
     }
 
 
@@ -245,13 +254,15 @@ async def overview(master: IWebMaster) -> dict:
     last = await db.builds.get_last_finished_by_builder()
     running = await db.builds.get_all(complete=False, limit=OVERVIEW_ITEMS)
     queues = await db.buildrequests.get_queue_by_builder()
+    site_url = master.config.buildbot_url
     builders = []
     for builder in master.botmaster.builders.values():
         last_build = last.get(builder.builderid)
         builders.append({
             **builder_summary(builder),
-            "last_build": None if last_build is None else build_summary(last_build, now),
-            "running_builds": [build_summary(b, now) for b in running if b["builderid"] == builder.builderid],
+            "last_build": None if last_build is None else build_summary(last_build, now, site_url),
+            "running_builds": [build_summary(b, now, site_url) for b in running
+                               if b["builderid"] == builder.builderid],
             **queue_fields(queues.get(builder.name), now),
         })
     waiting = [r for r in await db.buildrequests.get_all(complete=False, limit=OVERVIEW_ITEMS)

@@ -137,6 +137,7 @@ class WebUI:
         context.setdefault("viewer", self.viewer(request))
         context.setdefault("title", self.master.config.title)
         context.setdefault("site_title", self.master.config.title)
+        context.setdefault("site_title_url", self.master.config.title_url or "/")
         context.setdefault("now", self.now())
         context.setdefault("here", request.uri.decode("utf-8", "replace"))
         return self.templates.get_template(template).render(**context).encode("utf-8")
