@@ -43,6 +43,9 @@ DIFFERENCES = {
     ("changes", "PBChangeSource"): "on the slaves' PB port its user may not be a slave's name; "
                                    "`revlink` and `--vc` are not stored; `buildbot sendchange` works "
                                    "unchanged (docs/porting.md, Change hooks and sendchange)",
+    ("util", "JanitorConfigurator"): "its builder runs on a slave inside the master (there is no "
+                                     "`LocalWorker`); `build_data_horizon` has no effect (buildfarm has no "
+                                     "build data table); see \"Global keys and configurators\"",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",
@@ -80,6 +83,9 @@ KEY_NOTES = {
     "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes`, "
             "`change_hook_dialects` (github, gitlab, bitbucket, base: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
+    "services": ("supported with differences", "any Twisted service runs as a child of the master; "
+                 "Buildbot's reporters are not supported (checkconfig names each); see \"Global keys and "
+                 "configurators\""),
     "changes": ("buildfarm only", "`{'secret': ...}` of `POST /api/v1/changes`"),
     "users": ("buildfarm only", "the accounts of the web pages, the API and the SlaveAPI"),
     "slaveapi": ("buildfarm only", "the SlaveAPI (docs/slaveapi.md)"),

@@ -16,7 +16,6 @@ from fixtures.buildbotpackage import (
 )
 
 SAMPLE_WARNINGS = [
-    "master.cfg:86: c['titleURL'] has no effect: the web pages do not link a title URL yet",
     "master.cfg:96: c['www']['plugins'] has no effect: buildfarm's web pages are built in; "
     "there are no www plugins",
 ]

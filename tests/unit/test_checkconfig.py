@@ -133,16 +133,15 @@ def test_keys_without_effect_are_warned_about(tmp_path):
     path = write(tmp_path, "master.cfg", WORKERS_CFG + textwrap.dedent("""\
         c['buildbotNetUsageData'] = 'basic'
         c['caches'] = {'Builds': 50}
-        c['services'] = [object()]
         c['www'] = {'port': 8010, 'plugins': {'waterfall_view': {}}}
         """))
     config = load_config(path)
     assert config.warnings == [
-        "master.cfg:8: c['buildbotNetUsageData'] has no effect: buildfarm never sends usage data anywhere",
-        "master.cfg:9: c['caches'] has no effect: buildfarm keeps no in-memory caches to size",
-        "master.cfg:10: c['services'] has no effect: buildfarm runs no services from master.cfg yet "
-        "(reporters are not supported)",
-        "master.cfg:11: c['www']['plugins'] has no effect: buildfarm's web pages are built in; "
+        "master.cfg:8: c['buildbotNetUsageData'] has no effect: nothing is sent: buildfarm never sends "
+        "usage data anywhere",
+        "master.cfg:9: c['caches'] has no effect: buildfarm has no object caches to size: the pages and "
+        "the API read the database on each request",
+        "master.cfg:10: c['www']['plugins'] has no effect: buildfarm's web pages are built in; "
         "there are no www plugins",
     ]
 
