@@ -17,6 +17,8 @@ from buildfarm.master.db.testing import add_running_build
 from buildfarm.master.process.localslave import LocalSlaveConnection
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.timed import Nightly
+from buildfarm.master.www.site import WWWService
+from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, eventually, start_memory_master
 
 DAY_S = 86400.0
@@ -169,6 +171,9 @@ async def test_the_nightly_janitor_build_deletes_old_log_contents_and_shows_as_a
             [("LogChunksJanitor", "deleted 1 logchunks")]
         assert await db.logs.get_text(old) == "" and await db.logs.get_text(new) == "new\n"
         assert {b["buildid"] for b in await db.builds.get_all()} == {build.buildid, finished[0]["buildid"]}
+        page = (await render(WWWService(master).make_site().resource, "GET", f"/builds/{build.buildid}")).body
+        assert page.decode().count("The janitor deleted this log's text") == 1  # the old log only
+        assert "new\n</pre>" in page.decode()
     finally:
         await master.stopService()
 

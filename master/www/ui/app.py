@@ -35,6 +35,7 @@ from buildfarm.common.version import VERSION
 from buildfarm.master.auth.authenticator import RateLimited, Unauthenticated
 from buildfarm.master.auth.identity import AuthError, Identity
 from buildfarm.master.auth.sessions import COOKIE_NAME, clearing_cookie, session_cookie
+from buildfarm.master.db.logs import DELETED_LOG
 from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE, STATE_NAMES, BadArgument, action_scope
 from buildfarm.master.http.flow import FlowControl, send_text
 from buildfarm.master.http.limits import MAX_URL_INT
@@ -307,12 +308,14 @@ class WebUI:
 
     async def log_tail(self, entry: dict) -> dict:
         """A log as the build page shows it: its last ``TAIL_LINES`` lines, and where the
-        live stream continues (``next_line``)."""
+        live stream continues (``next_line``); ``deleted`` when the janitor deleted its text."""
         # Lines 0 .. num_lines-1 are complete; a complete log may end with a partial line.
         end = entry["num_lines"] + 1 if entry["complete"] else entry["num_lines"]
+        if entry["type"] == DELETED_LOG:
+            return {**entry, "text": "", "first_line": 0, "next_line": end, "deleted": True}
         first = max(0, end - TAIL_LINES)
         text = await self.db.logs.get_text_range(entry["logid"], first, end - 1) if end > first else ""
-        return {**entry, "text": text, "first_line": first, "next_line": end}
+        return {**entry, "text": text, "first_line": first, "next_line": end, "deleted": False}
 
     @routes.route("/builds/<int:buildid>/stop", "POST", scope="builds:stop:{builder}",
                   resolve=_build_builder)
