@@ -161,16 +161,18 @@ async def test_a_reconfig_stops_the_old_services_and_starts_the_new_ones(tmp_pat
         await master.stopService()
 
 
-def test_a_buildbot_reporter_in_services_is_named_not_supported_at_its_line(tmp_path):
+@pytest.mark.parametrize("reporter, module", [("MailNotifier", "buildbot.reporters.mail"),
+                                              ("GitHubStatusPush", "buildbot.reporters.github"),
+                                              ("IRC", "buildbot.reporters.irc")])
+def test_a_buildbot_reporter_in_services_is_named_not_supported_at_its_line(tmp_path, reporter, module):
     with pytest.raises(ConfigErrors) as caught:
-        load_config(write(tmp_path, MASTER_CFG.replace("import slaves,", "import reporters, slaves,") + """
+        load_config(write(tmp_path, MASTER_CFG.replace("import slaves,", "import reporters, slaves,") + f"""
 c['services'] = [
-    reporters.MailNotifier(fromaddr='buildbot@example.org'),
+    reporters.{reporter}('an argument'),
 ]
 """))
     assert [str(e) for e in caught.value.errors] == [
-        "master.cfg:13: not supported by buildfarm: MailNotifier "
-        "(Buildbot's buildbot.reporters.mail.MailNotifier)"]
+        f"master.cfg:13: not supported by buildfarm: {reporter} (Buildbot's {module}.{reporter})"]
 
 
 def test_services_must_be_twisted_services_with_distinct_names(tmp_path):
