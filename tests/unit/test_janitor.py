@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 import pytest_twisted
+from twisted.cred.error import UnauthorizedLogin
 from zope.interface.verify import verifyObject
 
 from buildfarm.common.results import SUCCESS
@@ -20,6 +21,7 @@ from buildfarm.master.schedulers.timed import Nightly
 from buildfarm.master.www.site import WWWService
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, eventually, start_memory_master
+from fixtures.pbclient import log_in
 
 DAY_S = 86400.0
 NOW = 100 * DAY_S  # the master's clock: day 100 of the epoch (a Thursday), 00:00 UTC
@@ -223,7 +225,14 @@ async def test_a_reconfig_without_the_janitor_detaches_its_local_slave(tmp_path)
         await master.stopService()
 
 
-def test_the_pb_port_refuses_the_local_slaves_name(tmp_path):
-    """A local slave has no password: no PB login can take its name."""
-    config = load_config(write(tmp_path, JANITOR_CFG))
-    assert config.slaves[JANITOR_NAME].password is None
+@pytest_twisted.ensureDeferred
+async def test_the_pb_port_refuses_the_local_slaves_name(tmp_path):
+    """A local slave has no password: no PB login can take its name, whatever it sends."""
+    master = await start_memory_master(tmp_path, JANITOR_CFG)
+    try:
+        for password in ("", "None", "pass"):
+            login = log_in(master, name=JANITOR_NAME, password=password)
+            assert login.result and login.result[0].check(UnauthorizedLogin), password
+        assert isinstance(master.botmaster.slaves[JANITOR_NAME].mind, LocalSlaveConnection)
+    finally:
+        await master.stopService()
