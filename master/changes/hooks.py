@@ -120,8 +120,10 @@ def validate_dialects(value: Any) -> tuple[dict[str, dict], list[str]]:
 
 
 def unauthenticated_dialects(dialects: dict[str, dict]) -> list[str]:
-    """The configured dialects that accept changes from anyone who reaches the web port."""
-    return sorted(name for name, options in dialects.items() if not options.get("secret"))
+    """The configured dialects that accept changes from anyone who reaches the web port (not
+    ``poller``: it takes no change, only makes a poller read the real repository now)."""
+    return sorted(name for name, options in dialects.items()
+                  if not options.get("secret") and name != POLLER_DIALECT)
 
 
 def changes_from(dialect: str, options: dict, request: HookRequest) -> list[dict]:

@@ -14,7 +14,13 @@ from zope.interface.verify import verifyObject
 
 from buildfarm.master.changes.base import PollingChangeSource
 from buildfarm.master.changes.gitpoller import GitPoller
-from buildfarm.master.changes.hooks import HookError, HookRequest, pollers_to_poll, validate_dialects
+from buildfarm.master.changes.hooks import (
+    HookError,
+    HookRequest,
+    pollers_to_poll,
+    unauthenticated_dialects,
+    validate_dialects,
+)
 from buildfarm.master.changes.interfaces import IPollingChangeSource
 from buildfarm.master.www import changesources
 from buildfarm.master.www.site import WWWService
@@ -270,3 +276,7 @@ def test_a_git_pollers_status_before_it_runs(sqlite_db, tmp_path):
     poller = GitPoller("file:///nowhere", branch="main", pollInterval=60)
     poller.activate(PollerMaster(sqlite_db, str(tmp_path)))
     assert poller.poll_status()["next_poll"] is None and poller.poll_status()["last_poll"] is None
+
+
+def test_the_poller_dialect_is_not_warned_about_as_a_hook_without_a_secret():
+    assert unauthenticated_dialects({"poller": {}, "base": {}}) == ["base"]
