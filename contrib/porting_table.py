@@ -78,7 +78,7 @@ KEY_NOTES = {
                       "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "
                       "`changes.PBChangeSource`; send changes also with `buildmaster sendchange`"),
     "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes`, "
-            "`change_hook_dialects` (github, gitlab, bitbucket, base: docs/porting.md) and the HTTP "
+            "`change_hook_dialects` (github, gitlab, bitbucket, base, poller: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "changes": ("buildfarm only", "`{'secret': ...}` of `POST /api/v1/changes`"),
     "users": ("buildfarm only", "the accounts of the web pages, the API and the SlaveAPI"),
