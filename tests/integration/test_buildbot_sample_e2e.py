@@ -7,12 +7,15 @@ now through ``POST /api/v1/changesources/<name>/poll`` rather than waiting five 
 SingleBranchScheduler "all" makes a build of it, and the build checks that commit out
 (``got_revision``) and runs ``trial hello`` -- on our slave, and on a stock buildbot-worker 4.3.
 The sample's other keys do what they say: the title, ``buildbotURL``, the SQLite file in the
-basedir."""
+basedir.  Buildbot's ``poller`` change hook, which a config may use instead, takes a form body
+as ``curl -d poller=...`` sends it."""
 
 import json
 import os
 import socket
 import sqlite3
+import urllib.error
+import urllib.request
 from urllib.parse import quote
 
 import pytest
@@ -136,3 +139,40 @@ def test_the_sample_cfg_builds_a_new_commit_polled_by_its_git_poller(fleet, tmp_
     database = os.path.join(master.basedir, "state.sqlite")
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         assert db.execute("SELECT revision FROM changes").fetchall() == [(sha,)]
+
+
+def post_form(url: str, form: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=form, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+POLLER_HOOK_CFG = """\
+from buildfarm.master.plugins import changes, schedulers, slaves, steps, util
+
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['change_source'] = [changes.GitPoller({url!r}, branch='master', pollInterval=300)]
+c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1'],
+                                    factory=util.BuildFactory([steps.ShellCommand(command=['true'])]))]
+c['schedulers'] = [schedulers.SingleBranchScheduler(name='all', builderNames=['runtests'],
+                                                    change_filter=util.ChangeFilter(branch='master'))]
+c['www'] = {{'port': {www_port}, 'change_hook_dialects': {{'poller': {{'allowed': [{url!r}]}}}}}}
+"""
+
+
+def test_buildbots_poller_hook_with_a_form_body_makes_the_poller_poll(fleet, tmp_path):
+    repo = hello_world(str(tmp_path / "hello-world"))
+    master = fleet.master(config=lambda pb_port, www_port: POLLER_HOOK_CFG.format(
+        pb_port=pb_port, www_port=www_port, url=repo.url))
+    form = f"poller={quote(repo.url, safe='')}".encode()  # what `curl -d poller=...` sends
+    status, body = post_form(master.url + "/change_hook/poller", form)
+    assert (status, json.loads(body)) == (202, {"polling": [repo.url]})
+    wait_for(lambda: master.get("/api/v1/changesources")["changesources"][0]["last_poll"], "the poll")
+    status, body = master.request("POST", "/change_hook/poller?poller=nosuch", user=None)
+    assert (status, json.loads(body)) == (400, {"error": "Could not find pollers: nosuch"})

@@ -280,3 +280,12 @@ def test_a_git_pollers_status_before_it_runs(sqlite_db, tmp_path):
 
 def test_the_poller_dialect_is_not_warned_about_as_a_hook_without_a_secret():
     assert unauthenticated_dialects({"poller": {}, "base": {}}) == ["base"]
+
+
+def test_poll_within_fails_for_a_poller_stopped_in_between(held):
+    held.stopService()
+    clock = task.Clock()
+    answered = defer.ensureDeferred(changesources.poll_within(held, clock, wait_s=30))
+    failure = []
+    answered.addErrback(failure.append)
+    assert failure and failure[0].check(RuntimeError) and clock.getDelayedCalls() == []
