@@ -119,12 +119,13 @@ def test_the_sample_cfg_builds_a_new_commit_polled_by_its_git_poller(fleet, tmp_
 
     [build] = wait_for(lambda: finished_builds(master), "the build of the new commit", BUILD_DEADLINE_S)
     detail = master.get(f"/api/v1/builds/{build['buildid']}")
-    steps = {step["name"]: step for step in detail["steps"]}
     assert build["result"] == "success", (detail, master.log_text()[-3000:])
+    assert [(step["name"], step["result"]) for step in detail["steps"]] == [("git", "success"),
+                                                                          ("shell", "success")]
     assert build["properties"]["got_revision"] == sha
     assert (build["properties"]["revision"], build["properties"]["branch"]) == (sha, "master")
-    assert build["properties"]["scheduler"] == "all"
-    trial = next(step for name, step in steps.items() if name.startswith("shell"))
+    assert (build["properties"]["scheduler"], build["properties"]["workername"]) == ("all", WORKER)
+    trial = detail["steps"][1]
     status, log = master.request("GET", trial["logs"][0]["url"])
     assert status == 200 and b"PASSED (successes=2)" in log, log[-2000:]  # the new commit's two tests
     [change] = master.get("/api/v1/changes")["changes"]
