@@ -140,6 +140,7 @@ def test_the_sample_cfg_builds_a_new_commit_polled_by_its_git_poller(fleet, tmp_
     database = os.path.join(master.basedir, "state.sqlite")
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
         assert db.execute("SELECT revision FROM changes").fetchall() == [(sha,)]
+    assert "Traceback" not in master.log_text()
 
 
 def post_form(url: str, form: bytes) -> tuple[int, bytes]:
