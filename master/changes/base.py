@@ -308,10 +308,10 @@ class PollingChangeSource(ConfigObject, service.Service):
         self._polling.addErrback(failed)
         return self._polling
 
-    def _record(self, error: str | None, polled_here: bool = True) -> None:
+    def _record(self, error: str | None) -> None:
         self._last_poll = self.master.reactor.seconds()
         self._last_error = error
-        self._last_polled_here = polled_here
+        self._last_polled_here = True
 
     async def poll_if_ours(self) -> bool:
         """Poll unless another master holds this source; whether this master polled."""
@@ -320,7 +320,7 @@ class PollingChangeSource(ConfigObject, service.Service):
             lease_s = 2 * self.pollInterval + CLAIM_GRACE_S
             if not await master.db.state.claim(self.state_name, master.masterid, master.reactor.seconds(),
                                                lease_s):
-                self._record(None, polled_here=False)
+                self._last_polled_here = False  # its last poll (and error) stay as they were
                 return False
         try:
             await self.poll()

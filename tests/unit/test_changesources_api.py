@@ -289,3 +289,15 @@ def test_poll_within_fails_for_a_poller_stopped_in_between(held):
     failure = []
     answered.addErrback(failure.append)
     assert failure and failure[0].check(RuntimeError) and clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_pollers_status_says_when_another_master_holds_its_source(sqlite_db, repo, tmp_path):
+    first = PollerMaster(sqlite_db, str(tmp_path / "m1"), masterid=1, multi_master=True)
+    second = PollerMaster(sqlite_db, str(tmp_path / "m2"), masterid=2, multi_master=True)
+    mine, theirs = GitPoller(repo.url, branch="main"), GitPoller(repo.url, branch="main")
+    mine.activate(first)
+    theirs.activate(second)
+    assert await mine.poll_if_ours() and not await theirs.poll_if_ours()
+    assert mine.poll_status()["polled_here"] and mine.poll_status()["last_poll"] == first.reactor.seconds()
+    assert theirs.poll_status()["polled_here"] is False and theirs.poll_status()["last_poll"] is None
