@@ -81,7 +81,7 @@ KEY_NOTES = {
                       "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "
                       "`changes.PBChangeSource`; send changes also with `buildmaster sendchange`"),
     "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes`, "
-            "`change_hook_dialects` (github, gitlab, bitbucket, base: docs/porting.md) and the HTTP "
+            "`change_hook_dialects` (github, gitlab, bitbucket, base, poller: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "services": ("supported with differences", "any Twisted service runs as a child of the master; "
                  "Buildbot's reporters are not supported (checkconfig names each); see \"Global keys and "

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from buildfarm.common.deadline import with_deadline
-from buildfarm.master.changes.interfaces import IChangeSource
+from buildfarm.master.changes.interfaces import IPollingChangeSource
 from buildfarm.master.configobject import ConfigObject, fingerprint
 
 log = Logger()
@@ -107,7 +107,7 @@ async def run_command(argv: Sequence[str], clock, cwd: str | None = None, env: d
     return out
 
 
-@implementer(IChangeSource)
+@implementer(IPollingChangeSource)
 class PollingChangeSource(ConfigObject, service.Service):
     """A change source that polls a repository every ``pollInterval`` seconds."""
 
@@ -130,6 +130,13 @@ class PollingChangeSource(ConfigObject, service.Service):
         self._polling: defer.Deferred | None = None
         self._command: defer.Deferred | None = None  # the VCS command running now
         self._stopping = False
+        # One poll at a time: the loop's and those asked for now (``poll_now``) queue here.
+        self._turn = defer.DeferredLock()
+        # The callers of ``poll_now`` waiting for the poll queued behind the running one.
+        self._queued: list[defer.Deferred] | None = None
+        self._last_poll: float | None = None  # when the last poll finished (master's clock)
+        self._last_error: str | None = None  # why it failed, None when it succeeded
+        self._last_polled_here = True  # False: another master holds this source
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -246,15 +253,65 @@ class PollingChangeSource(ConfigObject, service.Service):
             await self.master.db.state.release(self.state_name, self.master.masterid)
 
     def _poll_logged(self) -> defer.Deferred:
-        """One poll (the loop waits for it); a failure is logged, the loop goes on."""
+        """One poll (the loop waits for it), after the one running if any; a failure is logged
+        and recorded (``poll_status``), the loop goes on."""
+        return self._turn.run(self._one_poll)
+
+    def poll_now(self) -> defer.Deferred:
+        """Poll now, whatever ``pollInterval`` says (the API's and the ``poller`` hook's
+        "poll now").  Fires with ``poll_status()`` once a poll that started after this call
+        has finished; it never fails (a failed poll is in the status).  A poll running now may
+        have listed the repository before the commit the caller knows of, so one more is
+        queued behind it; callers that ask while that one waits share it."""
+        if not self.running:
+            return defer.fail(RuntimeError(f"{self.kind} {self.name!r} is not running"))
+        waiter: defer.Deferred = defer.Deferred()
+        if self._queued is not None:
+            self._queued.append(waiter)
+            return waiter
+        waiters = self._queued = [waiter]
+
+        def start() -> defer.Deferred:
+            self._queued = None  # callers from now on need a poll after this one
+            return self._one_poll()
+
+        def tell(_) -> None:
+            for each in waiters:
+                each.callback(self.poll_status())
+
+        self._turn.run(start).addBoth(tell)
+        return waiter
+
+    def poll_status(self) -> dict:
+        """What the API shows of this poller: ``polling`` (a poll runs now), ``last_poll``
+        (when the last one finished, epoch seconds of the master's clock, None before the
+        first), ``last_error`` (why it failed, None when it succeeded), ``polled_here``
+        (False when another master holds the source), ``next_poll`` and ``poll_interval``."""
+        call = self._loop.call if self._loop is not None and self._loop.running else None
+        return {"polling": self._polling is not None and not self._polling.called,
+                "last_poll": self._last_poll, "last_error": self._last_error,
+                "polled_here": self._last_polled_here,
+                "next_poll": call.getTime() if call is not None and call.active() else None,
+                "poll_interval": self.pollInterval}
+
+    def _one_poll(self) -> defer.Deferred:
+        if self._stopping:
+            return defer.succeed(None)
+
         def failed(failure):
             if self._stopping and failure.check(defer.CancelledError):
                 return  # stopped in the middle of a command
             log.failure("{kind} {name}: poll failed", failure, kind=self.kind, name=self.name)
+            self._record(f"{failure.type.__name__}: {failure.getErrorMessage()}")
 
         self._polling = defer.ensureDeferred(self.poll_if_ours())
         self._polling.addErrback(failed)
         return self._polling
+
+    def _record(self, error: str | None) -> None:
+        self._last_poll = self.master.reactor.seconds()
+        self._last_error = error
+        self._last_polled_here = True
 
     async def poll_if_ours(self) -> bool:
         """Poll unless another master holds this source; whether this master polled."""
@@ -263,11 +320,15 @@ class PollingChangeSource(ConfigObject, service.Service):
             lease_s = 2 * self.pollInterval + CLAIM_GRACE_S
             if not await master.db.state.claim(self.state_name, master.masterid, master.reactor.seconds(),
                                                lease_s):
+                self._last_polled_here = False  # its last poll (and error) stay as they were
                 return False
         try:
             await self.poll()
         except VCSCommandFailed as e:
             log.warn("{kind} {name}: {why}", kind=self.kind, name=self.name, why=str(e))
+            self._record(str(e))
+        else:
+            self._record(None)
         return True
 
     async def poll(self) -> None:

@@ -42,7 +42,11 @@ DIALECT_OPTIONS = {
     "gitlab": {"secret"},
     "bitbucket": set(),
     "base": set(),
+    "poller": {"allowed"},
 }
+# Buildbot's ``poller`` dialect makes pollers poll now rather than reading a change
+# (``POST /change_hook/poller?poller=<name>``; master/www/changehook.py runs the polls).
+POLLER_DIALECT = "poller"
 
 
 class HookError(Exception):
@@ -85,9 +89,9 @@ def validate_dialects(value: Any) -> tuple[dict[str, dict], list[str]]:
     dialects: dict[str, dict] = {}
     errors: list[str] = []
     for name, options in value.items():
-        if name not in DIALECTS:
+        if name not in DIALECT_OPTIONS:
             errors.append(f"change hook dialect {name!r} is not supported by buildfarm "
-                          f"(supported: {', '.join(sorted(DIALECTS))})")
+                          f"(supported: {', '.join(sorted(DIALECT_OPTIONS))})")
             continue
         if options is True or options is None:
             options = {}
@@ -103,6 +107,11 @@ def validate_dialects(value: Any) -> tuple[dict[str, dict], list[str]]:
         if secret is not None and not (isinstance(secret, str) and secret):
             errors.append(f"change hook dialect {name!r}: 'secret' must be a non-empty string")
             continue
+        allowed = options.get("allowed")
+        if allowed is not None and not (isinstance(allowed, list | tuple)
+                                        and all(isinstance(a, str) for a in allowed)):
+            errors.append(f"change hook dialect {name!r}: 'allowed' must be a list of poller names")
+            continue
         if options.get("strict") and not secret:
             errors.append(f"change hook dialect {name!r}: 'strict' needs a 'secret'")
             continue
@@ -111,8 +120,10 @@ def validate_dialects(value: Any) -> tuple[dict[str, dict], list[str]]:
 
 
 def unauthenticated_dialects(dialects: dict[str, dict]) -> list[str]:
-    """The configured dialects that accept changes from anyone who reaches the web port."""
-    return sorted(name for name, options in dialects.items() if not options.get("secret"))
+    """The configured dialects that accept changes from anyone who reaches the web port (not
+    ``poller``: it takes no change, only makes a poller read the real repository now)."""
+    return sorted(name for name, options in dialects.items()
+                  if not options.get("secret") and name != POLLER_DIALECT)
 
 
 def changes_from(dialect: str, options: dict, request: HookRequest) -> list[dict]:
@@ -376,6 +387,24 @@ def base(options: dict, request: HookRequest) -> list[dict]:
         except (ValueError, OverflowError):
             raise HookError("when_timestamp must be epoch seconds") from None
     return [change]
+
+
+# -- poller -----------------------------------------------------------------------------------
+
+def pollers_to_poll(options: dict, request: HookRequest, pollers: list[str]) -> list[str]:
+    """Which of the running ``pollers`` (their names) a ``poller`` hook request makes poll:
+    those named by its ``poller`` arguments, or all when it names none; with the option
+    ``allowed``, only those listed there.  A name that is not an allowed running poller is a
+    ``HookError`` (nothing polls), as in Buildbot."""
+    allowed = options.get("allowed")
+    pollable = [name for name in pollers if allowed is None or name in allowed]
+    asked = request.args.get("poller")
+    if not asked:
+        return pollable
+    missing = sorted(set(asked) - set(pollable))
+    if missing:
+        raise HookError(f"Could not find pollers: {', '.join(missing)}")
+    return [name for name in pollable if name in asked]
 
 
 # -- shared ---------------------------------------------------------------------------------

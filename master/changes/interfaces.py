@@ -29,6 +29,19 @@ class IChangeSource(Interface):
         """The arguments given that have no effect (checkconfig warns about each one)."""
 
 
+class IPollingChangeSource(IChangeSource):
+    """A change source that polls (GitPoller, HgPoller, SVNPoller): it can be made to poll now
+    (``POST /api/v1/changesources/<name>/poll``, the ``poller`` change hook)."""
+
+    def poll_now():
+        """Poll now; a Deferred firing with ``poll_status()`` once a poll that started after
+        the call has finished (it fails only when the source is not running)."""
+
+    def poll_status() -> dict:
+        """``polling``, ``last_poll``, ``last_error``, ``polled_here``, ``next_poll``,
+        ``poll_interval`` (master/changes/base.py)."""
+
+
 class IChangeSourceMaster(Interface):
     """What a change source uses of the master."""
 

@@ -48,6 +48,10 @@ class ChangeSourceManager(service.MultiService):
         """The running change sources, in configuration order."""
         return list(self)
 
+    def named(self, name: str):
+        """The running change source called ``name`` (``source_name``), or None."""
+        return next((s for s in self if source_name(s) == name), None)
+
     def startService(self):  # noqa: N802
         # The sources start in master_ready, once the schedulers are active.
         service.Service.startService(self)

@@ -23,7 +23,7 @@ from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.www import apidata
+from buildfarm.master.www import apidata, changesources
 from buildfarm.master.www.apidata import with_result_name
 from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.paging import (
@@ -56,7 +56,8 @@ DOWNLOAD_BATCH_LINES = 20_000
 # A slave id no row has: a configured slave that never attached has no builds.
 NO_ROW_ID = -1
 ENDPOINTS = ("/api/v1/overview", "/api/v1/builders", "/api/v1/buildrequests", "/api/v1/builds",
-             "/api/v1/changes", "/api/v1/slaves", "/api/v1/logs/<logid>", "/api/v1/audit", "/metrics")
+             "/api/v1/changes", "/api/v1/changesources", "/api/v1/slaves", "/api/v1/logs/<logid>",
+             "/api/v1/audit", "/metrics")
 
 
 class APIError(Exception):
@@ -311,6 +312,31 @@ class JSONAPI:
         if row is None:
             raise APIError(404, f"no change {changeid}")
         return self._json(request, row)
+
+    # -- change sources --------------------------------------------------------------------
+
+    @routes.route("/api/v1/changesources", "GET", scope="changes:read")
+    def changesources(self, request):
+        return self._json(request, {"changesources": changesources.all_sources(self.master)})
+
+    # <path:...>: a poller's name is often its repository URL; its slashes arrive escaped as
+    # %2F, which twisted.web unescapes before klein routes.
+    @routes.route("/api/v1/changesources/<path:name>/poll", "POST", scope="changes:poll:{name}")
+    async def poll_changesource(self, request, name):
+        """Poll now; 200 with the poller once the poll finished, 202 if it still runs after
+        ``changesources.POLL_WAIT_S``."""
+        try:
+            source = changesources.poller_named(self.master, name)
+        except changesources.NotAPoller as e:
+            raise APIError(400, str(e)) from None
+        if source is None:
+            raise APIError(404, f"no change source named {name!r}")
+        try:
+            finished = await changesources.poll_within(source, self.master.reactor)
+        except RuntimeError as e:  # stopped by a reconfig in between
+            raise APIError(409, str(e)) from None
+        return self._json(request, {"changesource": changesources.source_json(source), "finished": finished},
+                          200 if finished else 202)
 
     @routes.route("/api/v1/buildrequests", "GET", scope="builds:read")
     async def buildrequests(self, request):

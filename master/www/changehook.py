@@ -16,7 +16,16 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.master.auth.service import DONE, FAILED, REFUSED, peer_of
-from buildfarm.master.changes.hooks import HookError, HookRefused, HookRequest, changes_from
+from buildfarm.master.changes.hooks import (
+    POLLER_DIALECT,
+    HookError,
+    HookRefused,
+    HookRequest,
+    changes_from,
+    pollers_to_poll,
+)
+from buildfarm.master.changes.interfaces import IPollingChangeSource
+from buildfarm.master.changes.manager import source_name
 from buildfarm.master.http.body import BadBody, read_body
 from buildfarm.master.http.routes import PUBLIC, RouteTable
 from buildfarm.master.http.routing import bounded_klein
@@ -60,6 +69,8 @@ class ChangeHookAPI:
     async def change_hook(self, request, dialect):
         scope = f"change_hook:{dialect}"
         try:
+            if dialect == POLLER_DIALECT:
+                return await self._poll(request, scope)
             changes = await self._changes(request, dialect)
         except HookError as e:
             outcome = REFUSED if isinstance(e, HookRefused) else FAILED
@@ -74,11 +85,31 @@ class ChangeHookAPI:
         request.setHeader(b"content-type", b"application/json")
         return json.dumps({"changeids": changeids}).encode()
 
-    async def _changes(self, request, dialect: str) -> list[dict]:
+    async def _poll(self, request, scope: str) -> bytes:
+        """Buildbot's ``poller`` dialect: the pollers asked for start a poll now; answered at
+        once (202, as Buildbot does) with their names."""
+        options = self._options(POLLER_DIALECT)
+        pollers = [s for s in self.master.changes.sources if IPollingChangeSource.providedBy(s)]
+        args = {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs]
+                for k, vs in (request.args or {}).items()}
+        names = pollers_to_poll(options, HookRequest({}, b"", args), [source_name(s) for s in pollers])
+        for source in pollers:
+            if source_name(source) in names:
+                source.poll_now().addErrback(_poll_refused, source_name(source))
+        await self._audit(request, scope, DONE, 202, f"polling {len(names)} poller(s)")
+        request.setResponseCode(202)
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps({"polling": names}).encode()
+
+    def _options(self, dialect: str) -> dict:
         dialects = self.master.config.change_hook_dialects
         if dialect not in dialects:
             raise _NoSuchDialect(f"no change hook dialect {dialect!r} is configured "
                                  f"(c['www']['change_hook_dialects'])")
+        return dialects[dialect]
+
+    async def _changes(self, request, dialect: str) -> list[dict]:
+        options = self._options(dialect)
         try:
             body = read_body(request, MAX_HOOK_BODY_BYTES)
         except BadBody as e:
@@ -91,13 +122,17 @@ class ChangeHookAPI:
                 for k, vs in (request.args or {}).items()}
         # Checking the signature and parsing a payload of megabytes takes tens of milliseconds:
         # in a thread, not on the reactor.
-        return await threads.deferToThread(changes_from, dialect, dialects[dialect],
-                                           HookRequest(headers, body, args))
+        return await threads.deferToThread(changes_from, dialect, options, HookRequest(headers, body, args))
 
     async def _audit(self, request, scope: str, outcome: str, status: int, detail: str) -> None:
         path = request.path.decode("utf-8", "replace")
         await self.master.auth.audit(SURFACE, HOOK_USER, peer_of(request), "POST", path, scope, outcome,
                                      status, detail)
+
+
+def _poll_refused(failure, name: str) -> None:
+    """A poller the hook asked to poll stopped in between (a reconfig)."""
+    log.warn("change hook poller: {name}: {why}", name=name, why=failure.getErrorMessage())
 
 
 class _NoSuchDialect(HookError):

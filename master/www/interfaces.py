@@ -29,6 +29,9 @@ class IWebMaster(IHTTPMaster):
         "``tell_schedulers(request)``.")
     scheduler = Attribute(
         "The ``SchedulerManager``: ``force_scheduler_for(builder)``, ``force(...)``, ``add_change(...)``.")
+    changes = Attribute(
+        "The ``ChangeSourceManager``: ``sources`` (the running change sources, each an ``IChangeSource``; "
+        "the pollers ``IPollingChangeSource``) and ``named(name)``.")
     slaveapi = Attribute(
         "The SlaveAPI's ``ActionRunner``: ``action(name)``, ``results(slave)``, ``submit(...)``, "
         "``settings``, ``resource()`` (mounted under /slaveapi/).")
