@@ -39,6 +39,7 @@ from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
 from buildfarm.master.schedulers.base import Scheduler
 from buildfarm.master.schedulers.forceparams import BaseParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
+from buildfarm.master.secrets.interfaces import ISecretProvider
 from buildfarm.master.slaveapi.settings import SlaveAPISettings, validate_slaveapi_config
 
 DEFAULT_PB_PORT = 9989
@@ -53,7 +54,7 @@ KNOWN_KEYS = frozenset(
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
-        "users", "slaveapi",
+        "users", "slaveapi", "secretsProviders",
     }
 )
 
@@ -117,7 +118,6 @@ NO_EFFECT_KEYS = {
     "projects": "buildfarm has no project objects",
     "machines": "buildfarm has no machines",
     "select_next_worker": "use nextSlave on the builder",
-    "secretsProviders": "buildfarm does not read secrets from providers yet",
     "configurators": "buildfarm runs no configurators yet",
     "services": "buildfarm runs no services from master.cfg yet (reporters are not supported)",
     "titleURL": "the web pages do not link a title URL yet",
@@ -173,6 +173,8 @@ class MasterConfig:
     change_sources: list = field(default_factory=list)
     multi_master: bool = False
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
+    # c['secretsProviders']: asked in order for the secrets a build renders (master/secrets/)
+    secrets_providers: list = field(default_factory=list)
 
     def builder(self, name: str) -> BuilderConfig | None:
         """The builder of that name, if configured."""
@@ -247,6 +249,7 @@ class _ConfigBuilder:
         self.locks(cfg)
         self.users(cfg)
         self.slaveapi(cfg)
+        self.secrets_providers(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
         self.pb_change_sources(cfg)
@@ -627,6 +630,20 @@ class _ConfigBuilder:
             return port
         self.key_error(key, f"bad {what} {port!r}: give a number or an endpoint like 'tcp:9989'")
         return None
+
+    def secrets_providers(self, cfg: MasterConfig) -> None:
+        """c['secretsProviders']: a list of providers (secrets.SecretInAFile, ...), each
+        checked at the line that made it."""
+        key, providers = self.listed("secretsProviders")
+        for provider in providers:
+            line = getattr(provider, "config_line", None) or self.key_lines.get(key)
+            if not ISecretProvider.providedBy(provider):
+                self.error(line, f"c['secretsProviders'] holds {provider!r}, not a secrets provider "
+                                 "(expected secrets.SecretInAFile(dirname) or secrets.SecretInPass(...))")
+                continue
+            for problem in provider.config_problems():
+                self.error(line, problem)
+        cfg.secrets_providers = [p for p in providers if ISecretProvider.providedBy(p)]
 
     def database(self, cfg: MasterConfig) -> None:
         db = self.raw.get("db", {})
