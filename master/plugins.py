@@ -65,9 +65,9 @@ from buildfarm.master.schedulers.forceparams import (
 )
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.timed import Nightly, Periodic
+from buildfarm.master.schedulers.triggerable import Triggerable
 from buildfarm.master.secrets.providers.file import SecretInAFile
 from buildfarm.master.secrets.providers.passwordstore import SecretInPass
-from buildfarm.master.schedulers.triggerable import Triggerable
 
 slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=Worker)
 worker = SimpleNamespace(Worker=Worker, BuildSlave=SlaveConfig)

@@ -144,9 +144,9 @@ class Build:
         await self._fetch_secrets()
         results, state = await self._run_steps()
         self.results = results
-        redactor = self.properties.redactor
-        await db.builds.set_properties(self.buildid, redactor.redact_structure(self.properties.values()))
-        await db.builds.finish(self.buildid, results, self.now(), redactor.redact(state))
+        await self._store_properties()
+        state = self.properties.cleanupTextFromSecrets(state)
+        await db.builds.finish(self.buildid, results, self.now(), state)
         build_changed(self.master, self.buildid)
         metrics.build_finished(self.master, self.builder.name, results)
         log.info("build {builder}#{number} finished: {result}", builder=self.builder.name,
@@ -172,6 +172,11 @@ class Build:
         for key, value in slave.info.items():
             if isinstance(value, str | int | float):
                 props.setProperty(f"slave_info_{key}", redact_variable(key, value), "Worker")
+
+    async def _store_properties(self) -> None:
+        """The build's properties into the database, the secrets it rendered as ``<name>``."""
+        values = self.properties.redactor.redact_structure(self.properties.values())
+        await self.master.db.builds.set_properties(self.buildid, values)
 
     async def _fetch_secrets(self) -> None:
         """The secrets the steps and the builder's env name, from c['secretsProviders'];

@@ -271,8 +271,9 @@ def _walk(value: Any, seen: set[int], depth: int = 0) -> Iterator[Any]:
     elif hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value):
         children = list(vars(value).values())
         # attributes a step class sets (``command = [...]`` on a subclass), not the instance
-        children += [v for cls in type(value).__mro__ if not cls.__module__.startswith(("buildfarm.", "builtins"))
-                     for k, v in vars(cls).items()
+        own_classes = [c for c in type(value).__mro__
+                       if not c.__module__.startswith(("buildfarm.", "builtins"))]
+        children += [v for cls in own_classes for k, v in vars(cls).items()
                      if not k.startswith("__") and isinstance(v, Renderable | list | tuple | dict)]
     else:
         return
