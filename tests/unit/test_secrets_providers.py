@@ -110,11 +110,26 @@ def test_wrong_arguments_are_config_problems(tmp_path):
 
 @pytest.fixture
 def password_store(tmp_path, monkeypatch):
-    """A pass store encrypted to a GnuPG key made here; yields (store, insert)."""
+    """A pass store encrypted to a GnuPG key without passphrase made here; yields (store, insert)."""
+    yield from make_password_store(tmp_path, monkeypatch, passphrase="")
+
+
+@pytest.fixture
+def protected_password_store(tmp_path, monkeypatch):
+    """The same, its key protected by the passphrase ``PASSPHRASE``."""
+    yield from make_password_store(tmp_path, monkeypatch, passphrase=PASSPHRASE)
+
+
+PASSPHRASE = "correct horse"  # with a space: pass splits PASSWORD_STORE_GPG_OPTS at spaces
+
+
+def make_password_store(tmp_path, monkeypatch, passphrase):
     if shutil.which("pass") is None or shutil.which("gpg") is None:
         pytest.fail("pass and gpg are needed (make install-system installs them)")
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
+    # A fixed key-protection count: the agent's calibration of it costs seconds per key.
+    (home / "gpg-agent.conf").write_text("s2k-count 65536\n")
     store = tmp_path / "store"
     env = {**os.environ, "GNUPGHOME": str(home), "PASSWORD_STORE_DIR": str(store)}
     monkeypatch.setenv("GNUPGHOME", str(home))
@@ -122,8 +137,9 @@ def password_store(tmp_path, monkeypatch):
     def run(*argv, stdin=None):
         subprocess.run(argv, env=env, input=stdin, check=True, capture_output=True, text=True, timeout=60)
 
-    run("gpg", "--batch", "--passphrase", "", "--quick-gen-key", "buildfarm test <test@example.invalid>",
-        "default", "default", "never")
+    run("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", passphrase,
+        "--quick-gen-key", "buildfarm test <test@example.invalid>",
+        "future-default", "default", "never")
     run("pass", "init", "test@example.invalid")
     yield store, lambda name, text: run("pass", "insert", "-m", name, stdin=text)
     subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False, timeout=30)
@@ -146,6 +162,15 @@ async def test_a_secret_pass_does_not_hold_is_none(password_store):
     assert await provider.get(reactor(), "--help") is None
 
 
+@pytest_twisted.ensureDeferred
+async def test_gpg_passphrase_unlocks_a_protected_key_and_a_wrong_one_does_not(protected_password_store):
+    store, insert = protected_password_store
+    insert("token", "behind-a-passphrase\n")
+    assert await SecretInPass(gpgPassphrase="wrong", dirname=str(store)).get(reactor(), "token") is None
+    assert await SecretInPass(gpgPassphrase=PASSPHRASE, dirname=str(store)).get(reactor(), "token") == \
+        "behind-a-passphrase"
+
+
 def test_a_missing_pass_directory_or_pass_is_a_config_problem(tmp_path, monkeypatch):
     assert SecretInPass(dirname=str(tmp_path / "nowhere")).config_problems() == [
         f"SecretInPass: directory {tmp_path / 'nowhere'} does not exist"]
@@ -156,7 +181,9 @@ def test_a_missing_pass_directory_or_pass_is_a_config_problem(tmp_path, monkeypa
 def test_the_passphrase_and_the_store_go_to_pass_in_its_environment(tmp_path):
     env = SecretInPass(gpgPassphrase="pw", dirname=str(tmp_path)).environment()
     assert env["PASSWORD_STORE_DIR"] == str(tmp_path)
-    assert env["PASSWORD_STORE_GPG_OPTS"].endswith("--passphrase pw")
+    assert env["PASSWORD_STORE_GPG_OPTS"] == "--batch --pinentry-mode loopback --passphrase-fd 0"
+    assert "pw" not in env["PASSWORD_STORE_GPG_OPTS"]  # it goes to gpg's stdin, never to its argv
+    assert "PASSWORD_STORE_GPG_OPTS" not in SecretInPass(dirname=str(tmp_path)).environment()
 
 
 # The manager

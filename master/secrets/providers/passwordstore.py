@@ -6,9 +6,12 @@ passphrase of the store's GnuPG key passed to gpg when given.  ``pass`` must be 
 master's PATH and ``dirname``, when given, must exist, or master.cfg does not load.  A
 ``pass`` that exits non-zero or writes to its standard error holds no such secret.
 
-Differences: gpg gets ``--batch --pinentry-mode loopback`` with the passphrase (GnuPG 2
-ignores ``--passphrase`` otherwise), and a ``pass`` that has not answered within
-``PASS_TIMEOUT_S`` is killed and reported.
+Differences: the passphrase goes to gpg on its standard input (``--batch --pinentry-mode
+loopback --passphrase-fd 0``), not on its command line as Buildbot's ``--passphrase``: so
+other users of the machine cannot read it in ``ps``, a passphrase may hold spaces (pass
+splits ``PASSWORD_STORE_GPG_OPTS`` at them), and GnuPG 2 uses it (it ignores a passphrase
+given without loopback pinentry).  A ``pass`` that has not answered within ``PASS_TIMEOUT_S``
+is killed and reported.
 """
 
 import os
@@ -28,12 +31,15 @@ PASS_EXECUTABLE = "pass"
 class _PassOutput(protocol.ProcessProtocol):
     """Gathers one ``pass`` run's output; ``done`` fires with ``(rc, stdout, stderr)``."""
 
-    def __init__(self):
+    def __init__(self, stdin: bytes = b""):
+        self.stdin = stdin
         self.done: defer.Deferred = defer.Deferred(self._kill)
         self.stdout: list[bytes] = []
         self.stderr: list[bytes] = []
 
     def connectionMade(self):  # noqa: N802 - Twisted's names
+        if self.stdin:
+            self.transport.write(self.stdin)
         self.transport.closeStdin()
 
     def outReceived(self, data: bytes):  # noqa: N802
@@ -81,8 +87,7 @@ class SecretInPass(ConfigObject):
         """The environment ``pass`` runs in: the master's, with the store and passphrase."""
         env = dict(os.environ)
         if self.gpgPassphrase:
-            env["PASSWORD_STORE_GPG_OPTS"] = (f"--batch --pinentry-mode loopback "
-                                              f"--passphrase {self.gpgPassphrase}")
+            env["PASSWORD_STORE_GPG_OPTS"] = "--batch --pinentry-mode loopback --passphrase-fd 0"
         if self.dirname:
             env["PASSWORD_STORE_DIR"] = self.dirname
         return env
@@ -90,7 +95,7 @@ class SecretInPass(ConfigObject):
     async def get(self, reactor, name: str) -> str | None:
         if not name or name.startswith("-"):
             return None  # not a pass-name (pass itself refuses names that leave the store)
-        output = _PassOutput()
+        output = _PassOutput(f"{self.gpgPassphrase}\n".encode() if self.gpgPassphrase else b"")
         executable = shutil.which(PASS_EXECUTABLE, path=os.environ.get("PATH"))
         if executable is None:
             raise SecretProviderError("SecretInPass: pass does not exist in PATH")
