@@ -43,6 +43,10 @@ DIFFERENCES = {
     ("changes", "PBChangeSource"): "on the slaves' PB port its user may not be a slave's name; "
                                    "`revlink` and `--vc` are not stored; `buildbot sendchange` works "
                                    "unchanged (docs/porting.md, Change hooks and sendchange)",
+    ("secrets", "SecretInAFile"): "files are read when a build needs them, not once at load; "
+                                  "see \"Secrets\" below",
+    ("secrets", "SecretInPass"): "the passphrase reaches gpg on its stdin, not its command line; "
+                                 "see \"Secrets\" below",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",
