@@ -44,8 +44,16 @@ class StepRun:
         self.stepid = stepid
         self.properties = build.properties
         self.builddir = build.builder.config.builddir
-        self.env = build.properties.render(build.builder.config.env)
         self.logs: list[LogWriter] = []
+        self._env: dict | None = None
+
+    @property
+    def env(self) -> dict:
+        """The builder's ``env``, rendered when a step first uses it (inside the step's run,
+        so that a missing secret in it fails the step, not the build)."""
+        if self._env is None:
+            self._env = self.properties.render(self.build.builder.config.env)
+        return self._env
 
     @property
     def clock(self):

@@ -22,6 +22,8 @@ c['builders'] = [util.BuilderConfig(name='linux', slavenames=['bs1'], factory=ut
     steps.SetProperty(property='url', value=util.Interpolate('https://ci:%(secret:token)s@example.org/')),
     steps.SetProperty(property='nothing', value=util.Secret('absent')),
 ]))]
+c['builders'].append(util.BuilderConfig(name='envs', slavenames=['bs1'], env={{'TOKEN': util.Secret('gone')}},
+                                        factory=util.BuildFactory([steps.ShellCommand(command=['true'])])))
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
@@ -114,5 +116,20 @@ async def test_a_build_renders_its_secrets_and_stores_only_their_names(tmp_path)
         stored = (await master.db.builds.get(build.buildid))["properties"]
         assert stored["url"] == "https://ci:<token>@example.org/"
         assert stored["note"] == "seen <token>"
+    finally:
+        await master.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_secret_in_the_builders_env_fails_the_step_not_the_build(tmp_path):
+    master = await start_memory_master(tmp_path, CFG.format(dirname=str(secrets_dir(tmp_path))))
+    try:
+        run = await running_step(master, "envs")
+        build = run.build
+        build.steps = master.botmaster.builders["envs"].config.factory.steps
+        await build._fetch_secrets()
+        assert await build._run_step(1, build.steps[0]) == EXCEPTION
+        failed = (await master.db.steps.get_all(build.buildid))[-1]
+        assert failed["state_string"].startswith("secret 'gone' is not found in any provider")
     finally:
         await master.stopService()
