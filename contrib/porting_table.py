@@ -46,6 +46,10 @@ DIFFERENCES = {
     ("util", "JanitorConfigurator"): "its builder runs on a slave inside the master (there is no "
                                      "`LocalWorker`); `build_data_horizon` has no effect (buildfarm has no "
                                      "build data table); see \"Global keys and configurators\"",
+    ("secrets", "SecretInAFile"): "files are read when a build needs them, not once at load; "
+                                  "see \"Secrets\" below",
+    ("secrets", "SecretInPass"): "the passphrase reaches gpg on its stdin, not its command line; "
+                                 "see \"Secrets\" below",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",

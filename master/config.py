@@ -40,6 +40,7 @@ from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
 from buildfarm.master.schedulers.base import Scheduler
 from buildfarm.master.schedulers.forceparams import BaseParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
+from buildfarm.master.secrets.interfaces import ISecretProvider
 from buildfarm.master.slaveapi.settings import SlaveAPISettings, validate_slaveapi_config
 
 DEFAULT_PB_PORT = 9989
@@ -54,7 +55,7 @@ KNOWN_KEYS = frozenset(
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
-        "users", "slaveapi", "configurators", "services",
+        "users", "slaveapi", "configurators", "services", "secretsProviders",
     }
 )
 
@@ -140,7 +141,6 @@ NO_EFFECT_KEYS = {
     "projects": "buildfarm has no project objects",
     "machines": "buildfarm has no machines",
     "select_next_worker": "use nextSlave on the builder",
-    "secretsProviders": "buildfarm does not read secrets from providers yet",
 }
 # The keys of c['www'] buildfarm reads.
 WWW_KEYS = frozenset({"port", "allow_anonymous_read", "anonymous_scopes", "change_hook_dialects",
@@ -196,6 +196,8 @@ class MasterConfig:
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
     # c['services']: Twisted services master.cfg adds, run as children of the master
     services: list = field(default_factory=list)
+    # c['secretsProviders']: asked in order for the secrets a build renders (master/secrets/)
+    secrets_providers: list = field(default_factory=list)
 
     def builder(self, name: str) -> BuilderConfig | None:
         """The builder of that name, if configured."""
@@ -290,6 +292,7 @@ class _ConfigBuilder:
         self.locks(cfg)
         self.users(cfg)
         self.slaveapi(cfg)
+        self.secrets_providers(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
         cfg.services = self.services()
@@ -714,6 +717,20 @@ class _ConfigBuilder:
             return port
         self.key_error(key, f"bad {what} {port!r}: give a number or an endpoint like 'tcp:9989'")
         return None
+
+    def secrets_providers(self, cfg: MasterConfig) -> None:
+        """c['secretsProviders']: a list of providers (secrets.SecretInAFile, ...), each
+        checked at the line that made it."""
+        key, providers = self.listed("secretsProviders")
+        for provider in providers:
+            line = getattr(provider, "config_line", None) or self.key_lines.get(key)
+            if not ISecretProvider.providedBy(provider):
+                self.error(line, f"c['secretsProviders'] holds {provider!r}, not a secrets provider "
+                                 "(expected secrets.SecretInAFile(dirname) or secrets.SecretInPass(...))")
+                continue
+            for problem in provider.config_problems():
+                self.error(line, problem)
+        cfg.secrets_providers = [p for p in providers if ISecretProvider.providedBy(p)]
 
     def database(self, cfg: MasterConfig) -> None:
         db = self.raw.get("db", {})

@@ -26,7 +26,7 @@ from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import MasterLock, SlaveLock
 from buildfarm.master.process.logobserver import LogLineObserver
-from buildfarm.master.process.properties import Interpolate, Property, WithProperties, renderer
+from buildfarm.master.process.properties import Interpolate, Property, Secret, WithProperties, renderer
 from buildfarm.master.process.steps.cmake import CMake
 from buildfarm.master.process.steps.compile import (
     Compile,
@@ -67,13 +67,15 @@ from buildfarm.master.schedulers.forceparams import (
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.timed import Nightly, Periodic
 from buildfarm.master.schedulers.triggerable import Triggerable
+from buildfarm.master.secrets.providers.file import SecretInAFile
+from buildfarm.master.secrets.providers.passwordstore import SecretInPass
 
 slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=Worker)
 worker = SimpleNamespace(Worker=Worker, BuildSlave=SlaveConfig)
 changes = SimpleNamespace(GitPoller=GitPoller, HgPoller=HgPoller, SVNPoller=svnpoller.SVNPoller,
                           PBChangeSource=PBChangeSource)
 reporters = SimpleNamespace()
-secrets = SimpleNamespace()
+secrets = SimpleNamespace(SecretInAFile=SecretInAFile, SecretInPass=SecretInPass)
 webhooks = SimpleNamespace()
 schedulers = SimpleNamespace(
     ForceScheduler=ForceScheduler,
@@ -119,6 +121,7 @@ util = SimpleNamespace(
     BuildFactory=BuildFactory,
     Property=Property,
     Interpolate=Interpolate,
+    Secret=Secret,
     WithProperties=WithProperties,
     renderer=renderer,
     MasterLock=MasterLock,

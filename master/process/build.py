@@ -21,7 +21,8 @@ from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.locks import as_access
 from buildfarm.master.process.logbus import build_changed
 from buildfarm.master.process.logwriter import LogWriter
-from buildfarm.master.process.properties import Properties
+from buildfarm.master.process.properties import Properties, SecretNotFound, secret_names
+from buildfarm.master.secrets.manager import SecretManager
 
 log = Logger()
 
@@ -43,8 +44,16 @@ class StepRun:
         self.stepid = stepid
         self.properties = build.properties
         self.builddir = build.builder.config.builddir
-        self.env = build.properties.render(build.builder.config.env)
         self.logs: list[LogWriter] = []
+        self._env: dict | None = None
+
+    @property
+    def env(self) -> dict:
+        """The builder's ``env``, rendered when a step first uses it (inside the step's run,
+        so that a missing secret in it fails the step, not the build)."""
+        if self._env is None:
+            self._env = self.properties.render(self.build.builder.config.env)
+        return self._env
 
     @property
     def clock(self):
@@ -62,7 +71,7 @@ class StepRun:
         db = self.build.master.db
         logid = await db.logs.add(self.stepid, name)
         writer = LogWriter(db, logid, self.build.master.reactor, metrics.log_bytes_hook(self.master),
-                           self.master.logbus)
+                           self.master.logbus, redactor=self.properties.redactor)
         self.logs.append(writer)
         build_changed(self.master, self.build.buildid)
         return writer
@@ -140,9 +149,11 @@ class Build:
         log.info("build {builder}#{number} started on {slave}", builder=self.builder.name,
                  number=self.number, slave=slave.name)
         self._set_properties()
+        await self._fetch_secrets()
         results, state = await self._run_steps()
         self.results = results
-        await db.builds.set_properties(self.buildid, self.properties.values())
+        await self._store_properties()
+        state = self.properties.cleanupTextFromSecrets(state)
         await db.builds.finish(self.buildid, results, self.now(), state)
         build_changed(self.master, self.buildid)
         metrics.build_finished(self.master, self.builder.name, results)
@@ -169,6 +180,20 @@ class Build:
         for key, value in slave.info.items():
             if isinstance(value, str | int | float):
                 props.setProperty(f"slave_info_{key}", redact_variable(key, value), "Worker")
+
+    async def _store_properties(self) -> None:
+        """The build's properties into the database, the secrets it rendered as ``<name>``."""
+        values = self.properties.redactor.redact_structure(self.properties.values())
+        await self.master.db.builds.set_properties(self.buildid, values)
+
+    async def _fetch_secrets(self) -> None:
+        """The secrets the steps and the builder's env name, from c['secretsProviders'];
+        a step rendering one that no provider gave fails (SecretNotFound)."""
+        names = secret_names([self.steps, self.builder.config.env])
+        if names:
+            manager = SecretManager(self.master.config.secrets_providers)
+            fetched = await manager.fetch(self.master.reactor, names)
+            self.properties.add_secrets(fetched.values, fetched.missing)
 
     async def _run_steps(self) -> tuple[int, str]:
         slave = self.slavebuilder.slave
@@ -215,7 +240,7 @@ class Build:
             results, state = RETRY, "slave lost"
         except CommandInterrupted as e:
             results, state = CANCELLED, str(e)
-        except SlaveLacksCommand as e:
+        except (SlaveLacksCommand, SecretNotFound) as e:
             results, state = EXCEPTION, str(e)
             await self._exception_log(run, state)
         except RemoteCommandFailed as e:
@@ -234,7 +259,7 @@ class Build:
         if self.stopped is not None and results not in (SUCCESS, RETRY):
             results, state = CANCELLED, f"{state} (cancelled: {self.stopped})"
         await run.close_logs()
-        await db.steps.finish(stepid, results, self.now(), state)
+        await db.steps.finish(stepid, results, self.now(), self.properties.cleanupTextFromSecrets(state))
         build_changed(self.master, self.buildid)
         return results
 

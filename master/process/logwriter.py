@@ -19,6 +19,11 @@ order); a connection error has already been retried that long by the connector. 
 still cannot be written is not dropped without a word: the log gets a line saying how much
 was lost and why, and so does the master's twistd.log.
 
+Every piece of text passes the build's ``SecretRedactor`` (``redactor``, optional) on its way
+in, whether header, stdout or stderr: a secret value the build rendered is stored, published
+and shown as ``<name>`` (master/secrets/redactor.py).  This is the one place a build's log
+text enters the master, so every log of every build is redacted here, once.
+
 Text the database stored is published on the master's ``LogBus`` (``bus``, optional), from
 which live viewers in this master get it without reading the database (master/process/logbus.py).
 """
@@ -31,6 +36,7 @@ from twisted.logger import Logger
 
 from buildfarm.master.db.retry import backoff_delays, is_connection_error
 from buildfarm.master.process.logbus import LogBus
+from buildfarm.master.secrets.redactor import RedactingStream, SecretRedactor
 
 log = Logger()
 
@@ -53,11 +59,14 @@ class LogWriter:
     """Writes one log of one step; ``finish`` writes the rest and marks it complete.
 
     ``on_write`` (optional) is called with each chunk of text once the database stored it;
-    ``bus`` (optional) gets each such chunk published, and the log closed by ``finish``."""
+    ``bus`` (optional) gets each such chunk published, and the log closed by ``finish``;
+    ``redactor`` (optional, the build's) replaces the secrets' values in the text."""
 
     def __init__(self, db, logid: int, clock: IReactorTime,
-                 on_write: Callable[[str], None] | None = None, bus: LogBus | None = None):
+                 on_write: Callable[[str], None] | None = None, bus: LogBus | None = None,
+                 redactor: SecretRedactor | None = None):
         self.db = db
+        self._redacting = RedactingStream(redactor) if redactor is not None else None
         self.logid = logid
         self.clock = clock
         self.on_write = on_write
@@ -91,6 +100,11 @@ class LogWriter:
         self._add(text)
 
     def _add(self, text: str) -> None:
+        if self._redacting is not None:
+            text = self._redacting.feed(text)
+        self._buffer_text(text)
+
+    def _buffer_text(self, text: str) -> None:
         if not text:
             return
         self._buffer.append(text)
@@ -202,6 +216,8 @@ class LogWriter:
 
     async def flushed(self) -> None:
         """Write everything buffered now; return once it is stored (and published)."""
+        if self._redacting is not None:
+            self._buffer_text(self._redacting.release())
         while self._buffer or self._writing:
             done: defer.Deferred = defer.Deferred()
             self._idle.append(done)

@@ -6,11 +6,20 @@ build itself (``buildername``, ``buildnumber``, ``slavename``/``workername``, ..
 add more (``SetProperty``, ``SetPropertyFromCommand``).  Step arguments may be
 renderables (``Property``, ``Interpolate``, ``WithProperties``, ``@renderer``), rendered
 against the build's properties when the step runs.
+
+Secrets (``Secret('name')``, ``%(secret:name)s`` in an ``Interpolate``) render from the values
+the build fetched from ``c['secretsProviders']`` before its steps run (``secret_names``
+finds which it needs; ``Properties.add_secrets`` stores them); each value rendered is given
+to the build's ``SecretRedactor``, which replaces it by ``<name>`` in everything the build
+stores (``cleanupTextFromSecrets``).  A secret no provider gave fails the step rendering
+it with ``SecretNotFound``, whose message names the secret.
 """
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from buildfarm.master.secrets.redactor import SecretRedactor
 
 
 class Renderable:
@@ -20,11 +29,18 @@ class Renderable:
         raise NotImplementedError
 
 
+class SecretNotFound(Exception):
+    """A step renders a secret that no provider gave (the message names it and why)."""
+
+
 class Properties:
-    """A build's properties: ``name -> (value, source)``."""
+    """A build's properties: ``name -> (value, source)``; and the secrets the build fetched."""
 
     def __init__(self, **initial):
         self._values: dict[str, tuple[Any, str]] = {}
+        self._secrets: dict[str, str] = {}
+        self._missing_secrets: dict[str, str] = {}
+        self.redactor = SecretRedactor()
         for name, value in initial.items():
             self.setProperty(name, value, "initial")
 
@@ -63,6 +79,32 @@ class Properties:
     def __contains__(self, name: str) -> bool:
         return name in self._values
 
+    def add_secrets(self, values: dict[str, str], missing: dict[str, str]) -> None:
+        """Secrets fetched for the build: their values, and why the others have none."""
+        self._secrets.update(values)
+        self._missing_secrets.update(missing)
+        for name in values:
+            self._missing_secrets.pop(name, None)
+
+    def secret(self, name: str) -> str:
+        """The value of secret ``name``, remembered for redaction; ``SecretNotFound`` if the
+        build has none."""
+        if name not in self._secrets:
+            raise SecretNotFound(self._missing_secrets.get(
+                name, f"secret {name!r} was not fetched for this build (only secrets named in "
+                      f"the steps' arguments, util.Secret or %(secret:...)s, are fetched)"))
+        value = self._secrets[name]
+        self.useSecret(value, name)
+        return value
+
+    def useSecret(self, secret_value: str, secret_name: str) -> None:  # noqa: N802 - Buildbot's names
+        """Redact ``secret_value`` as ``<secret_name>`` in what the build stores."""
+        self.redactor.add(secret_value, secret_name)
+
+    def cleanupTextFromSecrets(self, text: str) -> str:  # noqa: N802
+        """``text`` with the values of the secrets the build rendered replaced by ``<name>``."""
+        return self.redactor.redact(text)
+
     def render(self, value):
         """``value`` with every renderable inside it (lists, tuples, dicts) rendered."""
         if isinstance(value, Renderable):
@@ -91,9 +133,22 @@ class Property(Renderable):
         return value
 
 
+class Secret(Renderable):
+    """The value of a secret from ``c['secretsProviders']``: ``util.Secret('token')``."""
+
+    def __init__(self, secret_name: str):
+        self.secret_name = secret_name
+
+    def __repr__(self) -> str:
+        return f"Secret({self.secret_name!r})"
+
+    def render(self, properties: Properties) -> str:
+        return properties.secret(self.secret_name)
+
+
 # %(prop:name)s, %(prop:name:-default)s, %(prop:name:~default)s, %(prop:name:+present)s,
-# %(prop:name:?|yes|no)s; %(kw:name)s for keyword arguments of Interpolate.
-_INTERPOLATION = re.compile(r"%\((prop|kw|src|slave|worker):([^):]*)(?::([-~+?#])([^)]*))?\)s")
+# %(prop:name:?|yes|no)s; %(kw:name)s for keyword arguments of Interpolate; %(secret:name)s.
+_INTERPOLATION = re.compile(r"%\((prop|kw|src|slave|worker|secret):([^):]*)(?::([-~+?#])([^)]*))?\)s")
 
 
 class Interpolate(Renderable):
@@ -115,6 +170,8 @@ class Interpolate(Renderable):
         if kind == "kw":
             present = name in self.kwargs
             value = properties.render(self.kwargs.get(name))
+        elif kind == "secret":
+            present, value = True, properties.secret(name)
         elif kind in ("slave", "worker"):
             present = properties.hasProperty(f"slave_info_{name}")
             value = properties.getProperty(f"slave_info_{name}")
@@ -184,3 +241,41 @@ class _FunctionRenderable(Renderable):
 def renderer(function: Callable[[Properties], Any]) -> Renderable:
     """Decorator: a function of the build's properties, used as a step argument."""
     return _FunctionRenderable(function)
+
+
+def secret_names(value: Any) -> set[str]:
+    """The names of the secrets ``value`` renders (``Secret``, ``%(secret:name)s``), looked
+    for in lists, tuples, dicts, renderables and step objects (their attributes)."""
+    return {name for item in _walk(value, set()) for name in _secrets_of(item)}
+
+
+def _secrets_of(item: Any) -> Iterator[str]:
+    if isinstance(item, Secret) and isinstance(item.secret_name, str):
+        yield item.secret_name
+    elif isinstance(item, Interpolate) and isinstance(item.fmtstring, str):
+        yield from (m.group(2) for m in _INTERPOLATION.finditer(item.fmtstring) if m.group(1) == "secret")
+
+
+_WALK_DEPTH = 12  # how deep step objects and their arguments are searched for secrets
+
+
+def _walk(value: Any, seen: set[int], depth: int = 0) -> Iterator[Any]:
+    if depth > _WALK_DEPTH or id(value) in seen or isinstance(value, str | bytes | int | float | None):
+        return
+    seen.add(id(value))
+    yield value
+    if isinstance(value, dict):
+        children = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple | set | frozenset):
+        children = list(value)
+    elif hasattr(value, "__dict__") and not isinstance(value, type) and not callable(value):
+        children = list(vars(value).values())
+        # attributes a step class sets (``command = [...]`` on a subclass), not the instance
+        own_classes = [c for c in type(value).__mro__
+                       if not c.__module__.startswith(("buildfarm.", "builtins"))]
+        children += [v for cls in own_classes for k, v in vars(cls).items()
+                     if not k.startswith("__") and isinstance(v, Renderable | list | tuple | dict)]
+    else:
+        return
+    for child in children:
+        yield from _walk(child, seen, depth + 1)

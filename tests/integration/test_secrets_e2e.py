@@ -3,6 +3,8 @@ buildbot-worker 4.3 whose log header the master redacts) whose environment, step
 info files hold secrets; the build log, the JSON API and the slave page show the variable
 names but no secret value."""
 
+import hashlib
+import json
 import os
 import subprocess
 
@@ -104,3 +106,90 @@ def test_build_log_api_and_slave_page_show_names_but_no_secret_value(fleet, monk
     assert status == 200
     assert "wiki.example.com" in page.decode()
     assert_no_secret(page.decode(), "the slave page")
+
+
+# c['secretsProviders']: util.Secret and %(secret:...)s reach the slave, and only <name> is shown.
+
+PROVIDED_TOKEN = "prov1ded-t0ken-e2e-7f3a"
+PROVIDERS_CFG = """\
+from buildfarm.master.plugins import schedulers, secrets, slaves, steps, util
+
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['secretsProviders'] = [secrets.SecretInAFile(dirname={dirname!r})]
+c['builders'] = [
+    util.BuilderConfig(name='deploy', slavenames=['bs1'], factory=util.BuildFactory([
+        steps.ShellCommand(command=['echo', util.Secret('token')]),
+        steps.ShellCommand(
+            command=['sh', '-c', 'test "$CHECK_VALUE" = "$1" && printf %s "$CHECK_VALUE" | sha256sum'
+                     ' > token.sha && echo "env has $CHECK_VALUE"', 'sh', util.Secret('token')],
+            env={{'CHECK_VALUE': util.Interpolate('%(secret:token)s')}}),
+        steps.SetProperty(property='deploy_url', value=util.Interpolate('https://ci:%(secret:token)s@example.org/')),
+    ])),
+    util.BuilderConfig(name='missing', slavenames=['bs1'], factory=util.BuildFactory([
+        steps.ShellCommand(command=['echo', util.Secret('not_there')]),
+    ])),
+]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['deploy', 'missing'])]
+c['www'] = {{'port': {www_port}}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+@pytest.mark.parametrize("kind", ["buildfarm buildslave", "stock buildbot-worker 4.3"])
+def test_a_provided_secret_reaches_the_slave_and_logs_pages_and_api_show_its_name(fleet, kind):
+    secrets_dir = os.path.join(fleet.root, "secrets")
+    os.mkdir(secrets_dir, 0o700)
+    with open(os.path.join(secrets_dir, "token"), "w") as f:
+        f.write(PROVIDED_TOKEN + "\n")
+    os.chmod(os.path.join(secrets_dir, "token"), 0o600)
+    master = fleet.master(config=lambda pb_port, www_port: PROVIDERS_CFG.format(
+        pb_port=pb_port, www_port=www_port, dirname=secrets_dir))
+    slave = fleet.stock_worker(master) if kind.startswith("stock") else fleet.slave(master)
+    master.wait_attached("bs1")
+
+    request = master.wait_request_complete(master.force("deploy"))
+    assert request["result"] == "success"
+    # The command's effect: the slave had the real value (in argv and in env, equal).
+    with open(os.path.join(slave.basedir, "deploy", "build", "token.sha")) as f:
+        assert f.read().split()[0] == hashlib.sha256(PROVIDED_TOKEN.encode()).hexdigest()
+
+    buildid = request["buildids"][0]
+    shown = []
+    for number, expected in ((0, "\n<token>\n"), (1, "env has <token>\n")):
+        status, log = master.request("GET", f"/api/v1/builds/{buildid}/steps/{number}/logs/stdio")
+        assert status == 200
+        text = log.decode()
+        assert expected in text, text
+        shown.append(text)
+    header = shown[1].rsplit("env has <token>", 1)[0]
+    assert header.splitlines()[0].endswith(" sh <token>"), header  # the command line the header shows
+    assert "  CHECK_VALUE=<token>\n" in header, header  # and its environment
+    build = master.get(f"/api/v1/builds/{buildid}")
+    assert build["properties"]["deploy_url"] == "https://ci:<token>@example.org/"
+    shown.append(json.dumps(build))
+    for path in (f"/builds/{buildid}", f"/builds/{buildid}/steps/0/logs/stdio",
+                 f"/builds/{buildid}/steps/1/logs/stdio/raw", "/builders/deploy"):
+        status, page = master.request("GET", path)
+        assert status == 200, path
+        shown.append(page.decode())
+    assert "&lt;token&gt;" in shown[3] or "<token>" in shown[3]
+    for text in shown:
+        assert PROVIDED_TOKEN not in text, text
+
+
+def test_a_secret_no_provider_has_fails_the_build_naming_it(fleet):
+    secrets_dir = os.path.join(fleet.root, "secrets")
+    os.mkdir(secrets_dir, 0o700)
+    master = fleet.master(config=lambda pb_port, www_port: PROVIDERS_CFG.format(
+        pb_port=pb_port, www_port=www_port, dirname=secrets_dir))
+    fleet.slave(master)
+    master.wait_attached("bs1")
+
+    request = master.wait_request_complete(master.force("missing"))
+    assert request["result"] == "exception"
+    build = master.get(f"/api/v1/builds/{request['buildids'][0]}")
+    step = build["steps"][0]
+    assert step["state_string"].startswith("secret 'not_there' is not found in any provider (SecretInAFile(")
+    assert "Traceback" not in master.log_text().split("build missing#")[-1]
