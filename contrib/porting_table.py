@@ -43,6 +43,11 @@ DIFFERENCES = {
     ("changes", "PBChangeSource"): "on the slaves' PB port its user may not be a slave's name; "
                                    "`revlink` and `--vc` are not stored; `buildbot sendchange` works "
                                    "unchanged (docs/porting.md, Change hooks and sendchange)",
+    ("schedulers", "ForceScheduler"): "fields are submitted in the API's `properties` under Buildbot's "
+                                      "names (`<codebase>_branch`); without `codebases` a build has no "
+                                      "`sourcestamps` and `branch`/`revision` are plain properties; "
+                                      "`username` has no effect (see \"Schedulers and Worker arguments\")",
+    ("util", "CodebaseParameter"): "`patch=` is not supported (a change's `patch` property is)",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",
@@ -58,7 +63,6 @@ INSTEAD = {
     ("schedulers", "NightlyTriggerable"): "`schedulers.Nightly` or `schedulers.Triggerable`",
     ("util", "Authz"): "`c['users']` with scopes (docs/security.md)",
     ("util", "UserPasswordAuth"): "`c['users']` with `util.User` (docs/security.md)",
-    ("util", "CodebaseParameter"): "none yet",
 }
 INSTEAD_IN = {
     "worker": "`worker.Worker` on a machine you start; power actions through the SlaveAPI (docs/slaveapi.md)",

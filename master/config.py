@@ -419,6 +419,8 @@ class _ConfigBuilder:
             self.warning(line, f"ForceScheduler {scheduler.name!r}: argument 'username' has no effect: "
                                "the user is the one who logged in")
         parameters = list(scheduler.parameters) if isinstance(scheduler.parameters, list | tuple) else []
+        codebases = [c for c in scheduler.codebase_parameters() if isinstance(c, BaseParameter)]
+        parameters += codebases + [f for c in codebases for f in c.fields]
         for parameter in [*parameters, scheduler.reason]:
             for arg in parameter.ignored if isinstance(parameter, BaseParameter) else []:
                 self.warning(line, f"ForceScheduler {scheduler.name!r}: parameter {parameter.name!r}: "

@@ -58,6 +58,7 @@ from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forceparams import (
     BooleanParameter,
     ChoiceStringParameter,
+    CodebaseParameter,
     FixedParameter,
     IntParameter,
     StringParameter,
@@ -131,6 +132,7 @@ util = SimpleNamespace(
     BooleanParameter=BooleanParameter,
     ChoiceStringParameter=ChoiceStringParameter,
     FixedParameter=FixedParameter,
+    CodebaseParameter=CodebaseParameter,
     User=User,
     ShellArg=ShellArg,
     LogLineObserver=LogLineObserver,

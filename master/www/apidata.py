@@ -81,6 +81,9 @@ def force_form(master: IWebMaster, buildername: str) -> dict | None:
         {"name": "reason", "type": "string", "label": "reason", "default": reason, "required": False},
         "parameters": [parameter_json(p) for p in scheduler.parameters if not p.hide],
         "free_properties": not scheduler.parameters,
+        "codebases": [{"codebase": c.codebase, "label": c.label, "hide": bool(c.hide),
+                       "fields": [{**parameter_json(f), "name": c.full_name(f)} for f in c.fields]}
+                      for c in scheduler.codebase_parameters()],
     }
 
 
