@@ -24,9 +24,13 @@ NAMESPACES = ("worker", "changes", "schedulers", "steps", "util", "reporters", "
 
 # Names buildfarm provides that behave differently from Buildbot's: what differs.
 DIFFERENCES = {
-    ("worker", "Worker"): "`notify_on_missing`, `missing_timeout`, `keepalive_interval`, "
-                          "`defaultProperties`, `locks` and `machine_name` are accepted without effect "
-                          "(a checkconfig warning each)",
+    ("worker", "Worker"): "`keepalive_interval` is the master's ping interval for that slave; "
+                          "`notify_on_missing` marks the slave missing and tells listeners, but no "
+                          "reporter mails yet; `defaultProperties`, `locks` and `machine_name` are "
+                          "accepted without effect (a checkconfig warning each); see \"Schedulers and "
+                          "Worker arguments\"",
+    ("schedulers", "Nightly"): "`branch` also names the branch a build without changes builds; "
+                               "see \"Schedulers and Worker arguments\"",
     ("steps", "BuildStep"): "custom steps: `run`, `ShellMixin`, log observers, `addLog`, `addCompleteLog`, "
                             "properties and `self.build` as in Buildbot (docs/steps.md); no `addURL`, "
                             "statistics or `setProgress`",

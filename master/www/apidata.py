@@ -194,6 +194,7 @@ def slave_summary(master: IWebMaster, status: SlaveStatus, row: dict, show_envir
             row.get("info") or (live.info if live else {}), show_environment),  # the whole report
         "builders": sorted(live.remote_builders) if live else [],
         "last_seen": status.last_seen,
+        "missing": status.missing,
         "last_connected_at": row.get("last_connected_at"),
         "last_disconnected_at": row.get("last_disconnected_at"),
     }
