@@ -49,6 +49,7 @@ class MissingSlaves:
         self._timeouts: dict[str, float] = {}  # name -> the timeout its timer runs with
         self._missing: dict[str, SlaveMissing] = {}
         self._listeners: list[Callable[[SlaveMissing], object]] = []
+        self._stopped = False
 
     # -- what others read and listen to ---------------------------------------------------------
 
@@ -71,6 +72,7 @@ class MissingSlaves:
 
     def configure(self, slaves: dict, attached: set[str]) -> None:
         """Apply the configured slaves (name -> SlaveConfig); ``attached`` are attached here."""
+        self._stopped = False
         for name in set(self._timers) | set(self._missing):
             if name not in slaves:
                 self._cancel(name)
@@ -93,11 +95,12 @@ class MissingSlaves:
 
     def slave_detached(self, name: str) -> None:
         config = self.master.config.slaves.get(name)
-        if config is not None:
+        if config is not None and not self._stopped:
             self._cancel(name)
             self._start(name, config.missing_timeout)
 
     def stop(self) -> None:
+        self._stopped = True
         for name in list(self._timers):
             self._cancel(name)
 
@@ -127,8 +130,8 @@ class MissingSlaves:
         row = await self.master.db.slaves.get(name)
         elsewhere = row is not None and row.get("connected_masterid") not in (None, self.master.masterid)
         config = self.master.config.slaves.get(name)
-        if config is None or self.is_attached(name) or name in self._timers:
-            return  # removed, back, or re-armed while the database answered
+        if self._stopped or config is None or self.is_attached(name) or name in self._timers:
+            return  # stopped, removed, back, or re-armed while the database answered
         if elsewhere:  # another master of the farm holds it: look again later
             self._start(name, timeout)
             return

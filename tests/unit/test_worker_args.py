@@ -177,3 +177,25 @@ async def test_a_slave_attached_to_another_master_is_not_missing(master):
 
 async def _has(items, count) -> bool:
     return len(items) >= count
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_listener_is_logged_and_the_others_are_still_told(master):
+    def broken(event):
+        raise RuntimeError("mail server down")
+
+    events = []
+    master.botmaster.missing.subscribe(broken)
+    master.botmaster.missing.subscribe(events.append)
+    with capturedLogs() as logs:
+        master.reactor.advance(MISSING_S)
+        await eventually(lambda: is_missing(master, "bs1"), "bs1 to be missing")
+    assert [e.name for e in events] == ["bs1"]
+    assert any("a missing-slave listener failed" in formatEvent(e) for e in logs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stopped_master_marks_no_slave_missing(master):
+    await master.stopService()
+    master.reactor.advance(10 * MISSING_S)
+    assert master.botmaster.missing.missing() == {}
