@@ -24,9 +24,13 @@ NAMESPACES = ("worker", "changes", "schedulers", "steps", "util", "reporters", "
 
 # Names buildfarm provides that behave differently from Buildbot's: what differs.
 DIFFERENCES = {
-    ("worker", "Worker"): "`notify_on_missing`, `missing_timeout`, `keepalive_interval`, "
-                          "`defaultProperties`, `locks` and `machine_name` are accepted without effect "
-                          "(a checkconfig warning each)",
+    ("worker", "Worker"): "`keepalive_interval` is the master's ping interval for that slave; "
+                          "`notify_on_missing` marks the slave missing and tells listeners, but no "
+                          "reporter mails yet; `defaultProperties`, `locks` and `machine_name` are "
+                          "accepted without effect (a checkconfig warning each); see \"Schedulers and "
+                          "Worker arguments\"",
+    ("schedulers", "Nightly"): "`branch` also names the branch a build without changes builds; "
+                               "see \"Schedulers and Worker arguments\"",
     ("steps", "BuildStep"): "custom steps: `run`, `ShellMixin`, log observers, `addLog`, `addCompleteLog`, "
                             "properties and `self.build` as in Buildbot (docs/steps.md); no `addURL`, "
                             "statistics or `setProgress`",
@@ -50,6 +54,11 @@ DIFFERENCES = {
                                   "see \"Secrets\" below",
     ("secrets", "SecretInPass"): "the passphrase reaches gpg on its stdin, not its command line; "
                                  "see \"Secrets\" below",
+    ("schedulers", "ForceScheduler"): "fields are submitted in the API's `properties` under Buildbot's "
+                                      "names (`<codebase>_branch`); without `codebases` a build has no "
+                                      "`sourcestamps` and `branch`/`revision` are plain properties; "
+                                      "`username` has no effect (see \"Schedulers and Worker arguments\")",
+    ("util", "CodebaseParameter"): "`patch=` is not supported (a change's `patch` property is)",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",
@@ -65,7 +74,6 @@ INSTEAD = {
     ("schedulers", "NightlyTriggerable"): "`schedulers.Nightly` or `schedulers.Triggerable`",
     ("util", "Authz"): "`c['users']` with scopes (docs/security.md)",
     ("util", "UserPasswordAuth"): "`c['users']` with `util.User` (docs/security.md)",
-    ("util", "CodebaseParameter"): "none yet",
 }
 INSTEAD_IN = {
     "worker": "`worker.Worker` on a machine you start; power actions through the SlaveAPI (docs/slaveapi.md)",

@@ -48,6 +48,7 @@ DEFAULT_WWW_PORT = 8010
 DEFAULT_DB_URL = "sqlite:///state.sqlite"
 DEFAULT_LISTEN_BACKLOG = 1024
 DEFAULT_PING_INTERVAL_S = 60.0
+DEFAULT_MISSING_TIMEOUT_S = 3600.0  # Buildbot's: a slave gone an hour is missing
 DEFAULT_PING_TIMEOUT_S = 30.0
 
 KNOWN_KEYS = frozenset(
@@ -67,22 +68,49 @@ class SlaveConfig(ConfigObject):
     local = False  # True for a slave inside the master (LocalSlaveConfig): no PB login
     # Arguments of Buildbot 4.3's Worker that buildfarm accepts but does not use (a warning each).
     NO_EFFECT_ARGS = {
-        "notify_on_missing": "buildfarm sends no mail about missing slaves",
-        "missing_timeout": "buildfarm sends no mail about missing slaves",
-        "keepalive_interval": "the master pings slaves every c['protocols']['pb']['ping_interval']",
         "defaultProperties": "use properties=",
         "locks": "use util.SlaveLock on builders or steps",
         "machine_name": "buildfarm has no machines",
     }
 
-    def __init__(self, name, password, max_builds=None, properties=None, **kwargs):
+    def __init__(self, name, password, max_builds=None, properties=None, notify_on_missing=None,
+                 missing_timeout=DEFAULT_MISSING_TIMEOUT_S, keepalive_interval=None, **kwargs):
         self._remember_config_line()
         self.name = name
         self.password = password
         self.max_builds = max_builds
         self.properties = dict(properties or {})
+        # Mark the slave missing after missing_timeout s gone (master/process/missing.py).
+        self.notify_on_missing = [notify_on_missing] if isinstance(notify_on_missing, str) else \
+            list(notify_on_missing or [])
+        self.missing_timeout = missing_timeout
+        # This slave's PB ping interval (None: c['protocols']['pb']['ping_interval']).
+        self.keepalive_interval = keepalive_interval
         self.no_effect_args = sorted(k for k in kwargs if k in self.NO_EFFECT_ARGS)
         self.unknown_args = sorted(k for k in kwargs if k not in self.NO_EFFECT_ARGS)
+
+    def config_problems(self) -> list[str]:
+        """What is wrong with the arguments that have an effect (messages name the kind)."""
+        about = f"{self.kind} {self.name!r}"
+        problems = []
+        if self.max_builds is not None and (isinstance(self.max_builds, bool) or
+                                            not isinstance(self.max_builds, int) or self.max_builds < 1):
+            problems.append(f"{about}: max_builds must be a positive integer or None, "
+                            f"not {self.max_builds!r}")
+        if not all(isinstance(a, str) for a in self.notify_on_missing):
+            problems.append(f"{about}: notify_on_missing must be an address or a list of addresses")
+        if self.missing_timeout is not None and not _non_negative(self.missing_timeout):
+            problems.append(f"{about}: missing_timeout must be a number of seconds (0 or None: never "
+                            f"missing), not {self.missing_timeout!r}")
+        if self.keepalive_interval is not None and not (_non_negative(self.keepalive_interval)
+                                                        and self.keepalive_interval > 0):
+            problems.append(f"{about}: keepalive_interval must be a positive number of seconds, "
+                            f"not {self.keepalive_interval!r}")
+        return problems
+
+
+def _non_negative(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value >= 0
 
 
 class LocalSlaveConfig(SlaveConfig):
@@ -111,8 +139,11 @@ class Worker(SlaveConfig):
     kind = "Worker"
 
     # Its own signature, so that Python's own errors about its arguments say Worker.
-    def __init__(self, name, password, max_builds=None, properties=None, **kwargs):
-        super().__init__(name, password, max_builds=max_builds, properties=properties, **kwargs)
+    def __init__(self, name, password, max_builds=None, properties=None, notify_on_missing=None,
+                 missing_timeout=DEFAULT_MISSING_TIMEOUT_S, keepalive_interval=None, **kwargs):
+        super().__init__(name, password, max_builds=max_builds, properties=properties,
+                         notify_on_missing=notify_on_missing, missing_timeout=missing_timeout,
+                         keepalive_interval=keepalive_interval, **kwargs)
 
 
 # Keys of Buildbot 4.3's BuildmasterConfig that buildfarm accepts without using: why each has
@@ -354,6 +385,12 @@ class _ConfigBuilder:
                 continue
             line = item.config_line or self.key_lines.get(key)
             self.unknown_args(item, line, item.kind)
+            for problem in item.config_problems():
+                self.error(line, problem)
+            if item.notify_on_missing:
+                self.warning(line, f"{item.kind} {item.name!r}: notify_on_missing: the master marks the "
+                                   "slave missing after missing_timeout (status, API, log, an event), but "
+                                   "buildfarm has no reporter yet to send the mail")
             for arg in item.no_effect_args:
                 self.warning(line, f"{item.kind} argument {arg!r} has no effect in buildfarm: "
                                    f"{item.NO_EFFECT_ARGS[arg]}")
@@ -489,6 +526,8 @@ class _ConfigBuilder:
             self.warning(line, f"ForceScheduler {scheduler.name!r}: argument 'username' has no effect: "
                                "the user is the one who logged in")
         parameters = list(scheduler.parameters) if isinstance(scheduler.parameters, list | tuple) else []
+        codebases = [c for c in scheduler.codebase_parameters() if isinstance(c, BaseParameter)]
+        parameters += codebases + [f for c in codebases for f in c.fields]
         for parameter in [*parameters, scheduler.reason]:
             for arg in parameter.ignored if isinstance(parameter, BaseParameter) else []:
                 self.warning(line, f"ForceScheduler {scheduler.name!r}: parameter {parameter.name!r}: "

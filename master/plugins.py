@@ -59,6 +59,7 @@ from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forceparams import (
     BooleanParameter,
     ChoiceStringParameter,
+    CodebaseParameter,
     FixedParameter,
     IntParameter,
     StringParameter,
@@ -135,6 +136,7 @@ util = SimpleNamespace(
     BooleanParameter=BooleanParameter,
     ChoiceStringParameter=ChoiceStringParameter,
     FixedParameter=FixedParameter,
+    CodebaseParameter=CodebaseParameter,
     User=User,
     JanitorConfigurator=JanitorConfigurator,
     ShellArg=ShellArg,

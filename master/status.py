@@ -44,7 +44,8 @@ class IStatusSource(Interface):
 
     db = Attribute("the DBConnector: its slaves, slaveapi (settings) and builds tables")
     config = Attribute("the MasterConfig: its ``slaves`` (the configured names)")
-    botmaster = Attribute("the BotMaster: its live view ``slaves`` (name -> BuildSlave)")
+    botmaster = Attribute("the BotMaster: its live view ``slaves`` (name -> BuildSlave) and its "
+                          "``missing`` slaves (IMissingSlaves)")
     masterid = Attribute("this master's id in the database (None before start-up)")
 
 
@@ -62,6 +63,7 @@ class SlaveStatus:
     disabled_reason: str | None
     last_seen: float | None  # attached here: its last ping answer or keepalive; else its detach
     ever_attached: bool
+    missing: bool = False  # gone longer than its missing_timeout (master/process/missing.py)
 
     @property
     def elsewhere(self) -> bool:
@@ -80,7 +82,7 @@ def attached_count(botmaster) -> int:
 
 
 def slave_status(name: str, live, row: dict | None, settings: dict | None, running: int,
-                 own_masterid: int | None) -> SlaveStatus:
+                 own_masterid: int | None, missing: bool = False) -> SlaveStatus:
     """The status of ``name`` from its ``live`` perspective (or None), its database ``row`` (or
     None), its SlaveAPI ``settings`` (or None: the defaults, enabled) and its ``running``
     builds counted as ``RUNNING_COUNTED_FROM`` says."""
@@ -105,7 +107,7 @@ def slave_status(name: str, live, row: dict | None, settings: dict | None, runni
         running_builds=running, enabled=enabled,
         disabled_reason=None if settings is None else settings["disabled_reason"],
         last_seen=live.last_seen if attached else row.get("last_disconnected_at"),
-        ever_attached=ever_attached)
+        ever_attached=ever_attached, missing=missing and not connected)
 
 
 async def running_counts(db) -> dict[str, int]:
@@ -130,7 +132,8 @@ async def slave_statuses(master: IStatusSource, names=None, rows: dict[str, dict
     if names is None:
         names = set(master.config.slaves) | set(rows)
     return {name: slave_status(name, master.botmaster.slaves.get(name), rows.get(name),
-                               settings.get(name), running.get(name, 0), master.masterid)
+                               settings.get(name), running.get(name, 0), master.masterid,
+                               master.botmaster.missing.is_missing(name))
             for name in sorted(names)}
 
 
@@ -146,4 +149,4 @@ async def one_slave_status(master: IStatusSource, name: str, row: dict | None = 
     if row is not None:
         running = await db.builds.count(slaveid=row["slaveid"], complete=False)
     return slave_status(name, master.botmaster.slaves.get(name), row, settings, running,
-                        master.masterid)
+                        master.masterid, master.botmaster.missing.is_missing(name))

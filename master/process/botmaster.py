@@ -19,6 +19,7 @@ from buildfarm.master.process.build import Build
 from buildfarm.master.process.builder import Builder, SlaveBuilderState
 from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.locks import LockManager
+from buildfarm.master.process.missing import MissingSlaves
 from buildfarm.master.schedulers.interfaces import ISchedulerBotMaster
 
 log = Logger()
@@ -48,6 +49,7 @@ class BotMaster(service.Service):
         self.slaves: dict[str, BuildSlave] = {}
         self.running_builds: dict[Build, defer.Deferred] = {}
         self.locks = LockManager()
+        self.missing = MissingSlaves(master, lambda name: name in self.slaves)  # IMissingSlaves
         self._poller: task.LoopingCall | None = None
         self._assigning = False
         self._assign_again = False
@@ -98,6 +100,7 @@ class BotMaster(service.Service):
     async def _start(self) -> None:
         await self.configure(self.master.config)
         self.set_polling(self.master.config.multi_master)
+        self.missing.configure(self.master.config.slaves, set(self.slaves))
 
     def stopService(self):  # noqa: N802
         """Drop every slave and wait (bounded) for running builds to record RETRY."""
@@ -111,11 +114,13 @@ class BotMaster(service.Service):
         """
         await self.configure(config)
         self.set_polling(config.multi_master)
+        self.missing.configure(config.slaves, set(self.slaves))
         for slave in list(self.slaves.values()):
             if slave.name not in config.slaves:
                 log.info("slave {name} was removed from the configuration; dropping it", name=slave.name)
                 slave.disconnect()
                 continue
+            slave.ping_interval = ping_interval_of(config, slave.name)  # from its next ping on
             await self._update_builder_list(slave)
         self.maybe_start_builds()
 
@@ -178,7 +183,7 @@ class BotMaster(service.Service):
         until its detach is recorded: a new login first checks that the holder is dead (else
         it is refused, Buildbot's rule), then waits until the holder has let go."""
         config = self.master.config
-        slave = BuildSlave(name, self, self.clock, config.ping_interval, config.ping_timeout)
+        slave = BuildSlave(name, self, self.clock, ping_interval_of(config, name), config.ping_timeout)
         while (holder := self._attaching.get(name) or self.slaves.get(name)) is not None:
             await self._arbitrate_duplicate(holder)
         self._attaching[name] = slave  # no await since the loop saw the name free
@@ -214,6 +219,7 @@ class BotMaster(service.Service):
             await db.slaves.detached(name, self.master.masterid, self.clock.seconds())
             raise pb.PBConnectionLost(f"slave {name} left while attaching")
         self.slaves[name] = slave
+        self.missing.slave_attached(name)
         for builder_name, ref in slave.remote_builders.items():
             if builder_name in self.builders:
                 self.builders[builder_name].add_slave(slave, ref)
@@ -254,6 +260,8 @@ class BotMaster(service.Service):
         for builder in self.builders.values():
             builder.remove_slave(slave)
         log.info("slave {name} detached", name=slave.name)
+        if self.running:
+            self.missing.slave_detached(slave.name)
         d = defer.ensureDeferred(
             self.master.db.slaves.detached(slave.name, self.master.masterid, self.clock.seconds())
         )
@@ -391,6 +399,7 @@ class BotMaster(service.Service):
         """Stop starting builds, drop every slave and wait (bounded) for builds to record RETRY."""
         super().stopService()
         self.set_polling(False)
+        self.missing.stop()
         for slave in list(self.slaves.values()):
             slave.disconnect()
         if self.running_builds:
@@ -403,6 +412,15 @@ class BotMaster(service.Service):
                          n=len(self.running_builds), t=STOP_BUILDS_TIMEOUT_S)
         if self._assignment is not None and self._assigning:
             await self._assignment
+
+
+def ping_interval_of(config, name: str) -> float:
+    """How often the master pings slave ``name``: its Worker's ``keepalive_interval``, else
+    ``c['protocols']['pb']['ping_interval']``."""
+    slave = config.slaves.get(name)
+    if slave is None or slave.keepalive_interval is None:
+        return config.ping_interval
+    return slave.keepalive_interval
 
 
 def _same_request_properties(first: dict, second: dict) -> bool:

@@ -38,6 +38,23 @@ class IEnabledSlaves(Interface):
         """Whether slave ``name`` may take new builds (answers at once, no I/O)."""
 
 
+class IMissingSlaves(Interface):
+    """The slaves gone longer than their ``missing_timeout`` (``master.botmaster.missing``):
+    what the status reads and what reporters listen to (Worker's ``notify_on_missing``)."""
+
+    def is_missing(name):
+        """Whether configured slave ``name`` is missing now (answers at once)."""
+
+    def missing():
+        """``{name: SlaveMissing}`` of the slaves missing now."""
+
+    def subscribe(listener):
+        """Call ``listener(SlaveMissing)`` each time a slave becomes missing (its ``name``,
+        ``gone_since``, ``missing_timeout`` and ``notify``, the addresses of its
+        ``notify_on_missing``); returns a function that unsubscribes it.  A listener's error
+        (raised, or a Deferred that fails) is logged, never propagated."""
+
+
 class IProcessMaster(Interface):
     """The master as the BotMaster, its builds and their steps see it."""
 

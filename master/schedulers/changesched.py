@@ -28,6 +28,8 @@ class ChangeScheduler(Scheduler):
     """Chooses changes and remembers the ones not built yet."""
 
     wants_changes = True
+    # Whether ``branch`` and ``change_filter`` may be given together (a change must pass both).
+    branch_with_filter = False
 
     def __init__(self, name, builderNames, change_filter=None, branch=NotABranch,  # noqa: N803
                  fileIsImportant=None, onlyImportant=False, reason=None, properties=None,  # noqa: N803
@@ -54,7 +56,7 @@ class ChangeScheduler(Scheduler):
                                 f"not {self.change_filter!r}")
             else:
                 problems += self.change_filter.config_problems()
-                if self.branch is not NotABranch:
+                if self.branch is not NotABranch and not self.branch_with_filter:
                     problems.append(f"{kind} {self.name!r}: give branch or change_filter, not both")
         if self.fileIsImportant is not None and not callable(self.fileIsImportant):
             problems.append(f"{kind} {self.name!r}: fileIsImportant must be callable")
@@ -66,11 +68,9 @@ class ChangeScheduler(Scheduler):
 
     def wants(self, change: Change) -> bool:
         """Whether the change concerns this scheduler (its filter or branch)."""
-        if self.change_filter is not None:
-            return self.change_filter.filter_change(change)
-        if self.branch is not NotABranch:
-            return change.branch == self.branch
-        return True
+        if self.change_filter is not None and not self.change_filter.filter_change(change):
+            return False
+        return self.branch is NotABranch or change.branch == self.branch
 
     def is_important(self, change: Change) -> bool:
         return self.fileIsImportant is None or bool(self.fileIsImportant(change))

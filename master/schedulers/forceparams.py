@@ -179,6 +179,88 @@ class FixedParameter(BaseParameter):
         return self.default
 
 
+DEFAULT_FIELD = object()  # CodebaseParameter's "a plain string input" (Buildbot's DefaultField)
+CODEBASE_FIELDS = ("branch", "project", "repository", "revision")
+
+
+class CodebaseParameter(BaseParameter):
+    """Buildbot's ``util.CodebaseParameter``: what a forced build checks out of one codebase.
+
+    ``branch``, ``revision``, ``repository`` and ``project`` are each a parameter named like
+    the argument (any type: ``util.ChoiceStringParameter(name='branch', ...)``), a string
+    (a ``FixedParameter`` with that value), None (no such field) or left out (a free string).
+    A field is submitted under its full name, Buildbot's: ``<name>_<field>`` (``name``
+    defaults to the codebase), or the bare field name for the codebase ``''``.
+    ``value_from`` gives the codebase's sourcestamp, a dict as Buildbot's data API has it.
+    """
+
+    type_name = "codebase"
+
+    def __init__(self, codebase, name=None, label=None, branch=DEFAULT_FIELD, revision=DEFAULT_FIELD,
+                 repository=DEFAULT_FIELD, project=DEFAULT_FIELD, patch=None, **kwargs):
+        self.codebase = codebase
+        self.patch = patch
+        self.fields: list[BaseParameter] = []
+        given = {"branch": branch, "project": project, "repository": repository, "revision": revision}
+        for field, value in given.items():  # Buildbot's order: sorted by field
+            if value is DEFAULT_FIELD:
+                value = StringParameter(field, label=f"{field.capitalize()}:")
+            elif isinstance(value, str):
+                value = FixedParameter(field, default=value)
+            if value is not None:
+                self.fields.append(value)
+        if label is None:
+            label = f"Codebase: {codebase}" if codebase else ""
+        super().__init__(codebase if name is None else name, label=label, **kwargs)
+
+    def full_name(self, field: BaseParameter) -> str:
+        """The name a field is submitted under (Buildbot's ``fullName``)."""
+        return f"{self.name}_{field.name}" if self.name else field.name
+
+    def full_names(self) -> list[str]:
+        return [self.full_name(f) for f in self.fields]
+
+    def config_problems(self) -> list[str]:
+        if not isinstance(self.codebase, str):
+            return [f"CodebaseParameter: codebase must be a string, not {self.codebase!r}"]
+        if not isinstance(self.name, str):
+            return [f"CodebaseParameter {self.codebase!r}: name must be a string, not {self.name!r}"]
+        about = f"CodebaseParameter {self.codebase!r}"
+        problems = []
+        if self.patch is not None:
+            problems.append(f"{about}: patch= is not supported by buildfarm (a try-style build "
+                            "takes its patch from a change's 'patch' property)")
+        for field in self.fields:
+            if not isinstance(field, BaseParameter):
+                problems.append(f"{about}: {field!r} is not a force parameter, a string or None")
+            elif field.name not in CODEBASE_FIELDS:
+                problems.append(f"{about}: field {field.name!r} is not one of {', '.join(CODEBASE_FIELDS)}")
+            else:
+                problems += field.config_problems()
+        return problems
+
+    def value_from(self, submitted: dict) -> dict:
+        """The codebase's sourcestamp for a force request's submitted fields (full names);
+        a bad field raises ``BadField``."""
+        stamp = {"codebase": self.codebase}
+        for field in self.fields:
+            full = self.full_name(field)
+            given = {field.name: submitted[full]} if full in submitted else {}
+            try:
+                stamp[field.name] = field.value_from(given)
+            except BadValue as e:
+                raise BadField(full, str(e)) from None
+        return stamp
+
+
+class BadField(BadValue):
+    """A field of a nested parameter is bad: ``field`` is the full name it was submitted under."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def _compile(regex) -> tuple[re.Pattern | None, str | None]:
     if regex is None or isinstance(regex, re.Pattern):
         return regex, None

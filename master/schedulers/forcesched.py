@@ -9,11 +9,27 @@ What a force request may carry in ``properties``:
 - When it declares none, any names are accepted, but only with string values: they
   become build properties as submitted.
 
+With ``codebases=[...]`` (codebase names or ``util.CodebaseParameter``s), a request also
+carries each codebase's ``branch``, ``revision``, ``repository`` and ``project`` under
+Buildbot's field names (``<codebase>_branch``, or ``branch`` for the codebase ``''``) among
+its ``properties``.  The build gets a ``sourcestamps`` property (one dict per codebase, as
+Buildbot's data API has them), which the source steps check out; with one codebase, also the
+``branch``, ``revision``, ``repository``, ``project`` and ``codebase`` properties, as
+Buildbot sets them.  Without ``codebases`` a build has no ``sourcestamps``.
+
+``reason`` is a string (the default reason) or any force parameter, which checks and converts
+the submitted reason.
+
 A rejected value raises ``ForceParameterError`` naming the field (the API answers 400).
 """
 
 from buildfarm.master.schedulers.base import Scheduler
-from buildfarm.master.schedulers.forceparams import BadValue, BaseParameter, StringParameter
+from buildfarm.master.schedulers.forceparams import (
+    BadField,
+    BadValue,
+    BaseParameter,
+    CodebaseParameter,
+)
 
 DEFAULT_REASON = "force build"
 
@@ -32,7 +48,8 @@ class ForceScheduler(Scheduler):
 
     ``properties`` is the list of parameters (as in Buildbot); a dict instead gives fixed
     properties every forced build gets.  ``reason`` is the default reason, a string or a
-    ``StringParameter`` that checks submitted reasons.
+    force parameter that checks submitted reasons.  ``codebases`` lists the codebases a forced
+    build checks out (names or ``CodebaseParameter``s).
     """
 
     def __init__(self, name, builderNames, reason=DEFAULT_REASON, properties=None,  # noqa: N803
@@ -45,19 +62,26 @@ class ForceScheduler(Scheduler):
         self.buttonName = buttonName
         self.label = label
         self.username = username  # accepted without effect (checkconfig warns)
+        self.codebases = codebases
         self.unknown_args = sorted(kwargs)
 
     @property
     def default_reason(self) -> str:
         if isinstance(self.reason, BaseParameter):
-            return self.reason.default or DEFAULT_REASON
+            default = self.reason.default
+            default = ", ".join(map(str, default)) if isinstance(default, list) else default
+            return str(default) if default not in (None, "") else DEFAULT_REASON
         return self.reason
 
     def config_problems(self) -> list[str]:
         problems = super().config_problems()
         problems += [f"ForceScheduler got an unknown argument {a!r}" for a in self.unknown_args]
-        if not isinstance(self.reason, str | StringParameter):
-            problems.append(f"ForceScheduler {self.name!r}: reason must be a string or a StringParameter")
+        if isinstance(self.reason, BaseParameter):
+            problems += self.reason.config_problems()
+        elif not isinstance(self.reason, str):
+            problems.append(f"ForceScheduler {self.name!r}: reason must be a string or a force parameter "
+                            "(util.StringParameter, util.ChoiceStringParameter, ...)")
+        problems += self._codebase_problems()
         if not isinstance(self.parameters, list | tuple):
             problems.append(f"ForceScheduler {self.name!r}: properties must be a list of parameters")
             return problems
@@ -71,10 +95,62 @@ class ForceScheduler(Scheduler):
             if parameter.name in seen:
                 problems.append(f"ForceScheduler {self.name!r}: duplicate parameter {parameter.name!r}")
             seen.add(parameter.name)
+        fields = {n for c in self.codebase_parameters() if isinstance(c, CodebaseParameter)
+                  and not c.config_problems() for n in c.full_names()}
+        for name in sorted(seen & fields):
+            problems.append(f"ForceScheduler {self.name!r}: parameter {name!r} has the name of a "
+                            "codebase field")
         return problems
+
+    def _codebase_problems(self) -> list[str]:
+        about = f"ForceScheduler {self.name!r}"
+        if self.codebases is None:
+            return []
+        if not isinstance(self.codebases, list) or not self.codebases:
+            return [f"{about}: codebases must be a non-empty list of codebase names or "
+                    f"util.CodebaseParameter, not {self.codebases!r} "
+                    "(one unnamed codebase: [util.CodebaseParameter(codebase='')])"]
+        problems, seen = [], set()
+        for codebase in self.codebase_parameters():
+            if not isinstance(codebase, CodebaseParameter):
+                problems.append(f"{about}: codebases must hold codebase names or util.CodebaseParameter, "
+                                f"not {codebase!r}")
+                continue
+            problems += [f"{about}: {p}" for p in codebase.config_problems()]
+            if codebase.codebase in seen:
+                problems.append(f"{about}: codebase {codebase.codebase!r} is listed twice")
+            seen.add(codebase.codebase)
+        return problems
+
+    def codebase_parameters(self) -> list:
+        """``codebases`` with each name as a ``CodebaseParameter`` (empty without codebases)."""
+        if not isinstance(self.codebases, list):
+            return []
+        return [CodebaseParameter(c) if isinstance(c, str) else c for c in self.codebases]
+
+    def force_sourcestamps(self, submitted: dict) -> list[dict]:
+        """The build's sourcestamps (one per codebase) for the submitted fields."""
+        stamps = []
+        for codebase in self.codebase_parameters():
+            try:
+                stamps.append(codebase.value_from(submitted))
+            except BadField as e:
+                raise ForceParameterError(e.field, str(e)) from None
+        return stamps
 
     def force_properties(self, submitted: dict) -> dict:
         """The build properties for submitted ones (rules in the module docstring)."""
+        fields = {n for c in self.codebase_parameters() for n in c.full_names()}
+        stamps = self.force_sourcestamps(submitted)
+        properties = self._declared_properties({k: v for k, v in submitted.items() if k not in fields})
+        if stamps:
+            properties["sourcestamps"] = stamps
+        if len(stamps) == 1:  # Buildbot's "old interface": the one stamp as properties
+            for key in ("branch", "revision", "repository", "project", "codebase"):
+                properties[key] = stamps[0].get(key, "")
+        return properties
+
+    def _declared_properties(self, submitted: dict) -> dict:
         if not self.parameters:
             for name, value in submitted.items():
                 if not isinstance(value, str):
@@ -100,7 +176,9 @@ class ForceScheduler(Scheduler):
             return reason or self.reason
         try:
             submitted = {} if reason is None else {self.reason.name: reason}
-            return self.reason.value_from(submitted) or DEFAULT_REASON
+            value = self.reason.value_from(submitted)
+            value = ", ".join(map(str, value)) if isinstance(value, list) else value
+            return str(value) if value not in (None, "") else DEFAULT_REASON
         except BadValue as e:
             raise ForceParameterError("reason", str(e)) from None
 

@@ -6,9 +6,19 @@ seconds (Periodic) or at the first cron time (Nightly) after the last build, and
 that fell due while the master was down runs once, at start-up.  A Periodic that never
 built builds at once; a Nightly that never built waits for its first cron time.
 
-With ``onlyIfChanged=True`` the scheduler also watches changes (``change_filter``,
-``branch``, ``fileIsImportant`` as for a SingleBranchScheduler) and builds at its time only
-if an important change arrived since its last build.
+With ``onlyIfChanged=True`` the scheduler also watches changes and builds at its time only
+if an important change arrived since its last build, as Buildbot 4.3 does:
+
+- a change counts if it passes ``change_filter`` *and* is on ``branch`` (both may be given);
+  ``fileIsImportant`` says whether it is important, ``onlyImportant`` drops the others;
+- a build covers every change seen since the last build, important or not; a skipped time
+  keeps them for the next build;
+- the scheduler's first time always builds (a baseline), and so does the first time after
+  ``onlyIfChanged`` was turned on (changes seen while it was off were not watched);
+- Nightly's ``force_at_minute``, ``force_at_hour``, ... (any of them given) name times that
+  build even without an important change.
+
+Without changes, a build is of ``branch`` (when given) at its newest revision.
 """
 
 import datetime
@@ -25,6 +35,7 @@ from buildfarm.master.schedulers.changesched import ChangeScheduler
 log = Logger()
 
 LAST_BUILD_KEY = "last_build"
+LAST_ONLY_IF_CHANGED_KEY = "last_only_if_changed"  # onlyIfChanged at the last due time
 CHANGES_KEY = ("timed",)
 
 # Nightly's arguments, in crontab order, and the range each accepts (for messages).
@@ -35,14 +46,19 @@ CRON_FIELDS = (
     ("month", "1-12"),
     ("dayOfWeek", "0-6, Monday is 0"),
 )
+FORCE_AT_NAMES = ("minute", "hour", "day_of_month", "month", "day_of_week")
+DAY_OF_WEEK = 4  # its position in CRON_FIELDS
 
 
 class _Timed(ChangeScheduler):
     """Builds when ``next_build_time`` comes."""
 
+    branch_with_filter = True
+
     def __init__(self, name, builderNames, onlyIfChanged=False, **kwargs):  # noqa: N803
         super().__init__(name, builderNames, **kwargs)
         self.onlyIfChanged = onlyIfChanged
+        self._first_build = False
 
     @property
     def wants_changes(self) -> bool:  # type: ignore[override]
@@ -51,10 +67,16 @@ class _Timed(ChangeScheduler):
     def next_build_time(self, last_build: float | None) -> float:
         raise NotImplementedError
 
+    def forced_at(self, when: float) -> bool:
+        """Whether ``when`` is a time that builds even without an important change."""
+        return False
+
     async def started(self) -> None:
         if self.onlyIfChanged:
             await super().started()
-        self._schedule(await self.get_state(LAST_BUILD_KEY))
+        last_build = await self.get_state(LAST_BUILD_KEY)
+        self._first_build = last_build is None
+        self._schedule(last_build)
 
     def _schedule(self, last_build: float | None) -> None:
         due = self.next_build_time(last_build)
@@ -65,13 +87,18 @@ class _Timed(ChangeScheduler):
 
     async def _due(self) -> None:
         now = self.now()
-        changes, important = await self.take_pending(CHANGES_KEY) if self.onlyIfChanged else ([], False)
-        if self.onlyIfChanged and not important:
+        await self.set_state(LAST_BUILD_KEY, now)
+        last_only_if_changed = await self.get_state(LAST_ONLY_IF_CHANGED_KEY, True)
+        if last_only_if_changed and self.onlyIfChanged and not self.has_important(CHANGES_KEY) \
+                and not self._first_build and not self.forced_at(now):
             log.info("scheduler {name}: no important change since the last build; not building",
                      name=self.name)
         else:
+            changes, _ = await self.take_pending(CHANGES_KEY) if self.onlyIfChanged else ([], False)
             await self.add_buildset_for_changes(changes, self.branch_properties())
-        await self.set_state(LAST_BUILD_KEY, now)
+        if last_only_if_changed != bool(self.onlyIfChanged):
+            await self.set_state(LAST_ONLY_IF_CHANGED_KEY, bool(self.onlyIfChanged))
+        self._first_build = False
         self._schedule(now)
 
     def branch_properties(self) -> dict:
@@ -107,20 +134,34 @@ class Nightly(_Timed):
     """
 
     def __init__(self, name, builderNames, minute=0, hour="*", dayOfMonth="*",  # noqa: N803
-                 month="*", dayOfWeek="*", **kwargs):  # noqa: N803
+                 month="*", dayOfWeek="*", force_at_minute=None, force_at_hour=None,  # noqa: N803
+                 force_at_day_of_month=None, force_at_month=None, force_at_day_of_week=None,
+                 **kwargs):
         super().__init__(name, builderNames, **kwargs)
         self.minute = minute
         self.hour = hour
         self.dayOfMonth = dayOfMonth
         self.month = month
         self.dayOfWeek = dayOfWeek
+        # Buildbot's force_at_*: given any, the others default like the schedule's fields.
+        forced = (force_at_minute, force_at_hour, force_at_day_of_month, force_at_month,
+                  force_at_day_of_week)
+        self.force_at = None if all(v is None for v in forced) else tuple(
+            default if value is None else value
+            for value, default in zip(forced, (0, "*", "*", "*", "*"), strict=True))
 
     def config_problems(self) -> list[str]:
         problems = super().config_problems()
-        for position, (field, accepted) in enumerate(CRON_FIELDS):
-            value = getattr(self, field)
+        given = [getattr(self, field) for field, _ in CRON_FIELDS]
+        names = [field for field, _ in CRON_FIELDS]
+        if self.force_at is not None:
+            given += list(self.force_at)
+            names += [f"force_at_{name}" for name in FORCE_AT_NAMES]
+        for index, (field, value) in enumerate(zip(names, given, strict=True)):
+            position = index % len(CRON_FIELDS)
+            accepted = CRON_FIELDS[position][1]
             try:
-                text = cron_field(value, field == "dayOfWeek")
+                text = cron_field(value, position == DAY_OF_WEEK)
             except ValueError:
                 text = None
             line = ["*"] * len(CRON_FIELDS)
@@ -138,6 +179,13 @@ class Nightly(_Timed):
     def next_build_time(self, last_build: float | None) -> float:
         start = datetime.datetime.fromtimestamp(last_build or self.now(), tz.tzlocal())
         return croniter.croniter(self.cron_line(), start).get_next(datetime.datetime).timestamp()
+
+    def forced_at(self, when: float) -> bool:
+        if self.force_at is None:
+            return False
+        line = " ".join(cron_field(value, position == DAY_OF_WEEK)
+                        for position, value in enumerate(self.force_at))
+        return croniter.croniter.match(line, datetime.datetime.fromtimestamp(when, tz.tzlocal()))
 
 
 def cron_field(value, day_of_week: bool = False) -> str:

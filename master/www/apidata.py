@@ -81,6 +81,9 @@ def force_form(master: IWebMaster, buildername: str) -> dict | None:
         {"name": "reason", "type": "string", "label": "reason", "default": reason, "required": False},
         "parameters": [parameter_json(p) for p in scheduler.parameters if not p.hide],
         "free_properties": not scheduler.parameters,
+        "codebases": [{"codebase": c.codebase, "label": c.label, "hide": bool(c.hide),
+                       "fields": [{**parameter_json(f), "name": c.full_name(f)} for f in c.fields]}
+                      for c in scheduler.codebase_parameters()],
     }
 
 
@@ -200,6 +203,7 @@ def slave_summary(master: IWebMaster, status: SlaveStatus, row: dict, show_envir
             row.get("info") or (live.info if live else {}), show_environment),  # the whole report
         "builders": sorted(live.remote_builders) if live else [],
         "last_seen": status.last_seen,
+        "missing": status.missing,
         "last_connected_at": row.get("last_connected_at"),
         "last_disconnected_at": row.get("last_disconnected_at"),
     }

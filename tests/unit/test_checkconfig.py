@@ -175,10 +175,11 @@ def test_worker_argument_errors_say_worker(tmp_path):
 def test_worker_arguments_without_effect_are_warned_about(tmp_path):
     path = write(tmp_path, "master.cfg", WORKERS_CFG.replace(
         "worker.Worker('bs1', 'pass')",
-        "worker.Worker('bs1', 'pass', notify_on_missing=['ops@example.org'])"))
+        "worker.Worker('bs1', 'pass', notify_on_missing=['ops@example.org'], machine_name='m')"))
     assert load_config(path).warnings == [
-        "master.cfg:3: Worker argument 'notify_on_missing' has no effect in buildfarm: "
-        "buildfarm sends no mail about missing slaves"]
+        "master.cfg:3: Worker 'bs1': notify_on_missing: the master marks the slave missing after "
+        "missing_timeout (status, API, log, an event), but buildfarm has no reporter yet to send the mail",
+        "master.cfg:3: Worker argument 'machine_name' has no effect in buildfarm: buildfarm has no machines"]
 
 
 def test_a_problem_of_a_factory_shared_by_builders_is_reported_once(tmp_path):

@@ -30,21 +30,27 @@ class FormField:
     required: bool = False
 
 
-def parameter_field(parameter: BaseParameter, values: dict | None = None) -> FormField:
-    """The input for one parameter, showing ``values[name]`` (a re-shown form) or the default."""
+def parameter_field(parameter: BaseParameter, values: dict | None = None, name: str | None = None,
+                    hide: bool = False) -> FormField:
+    """The input for one parameter, showing ``values[name]`` (a re-shown form) or the default;
+    ``name`` is the field's name when it is not the parameter's (a codebase's fields)."""
+    name = parameter.name if name is None else name
     kind = "textarea" if type(parameter).__name__ == "TextParameter" else \
         INPUT_KINDS.get(parameter.type_name, "text")
-    if parameter.hide:
+    if parameter.hide or hide:
         kind = "hidden"
-    value = parameter.default if values is None or parameter.name not in values else values[parameter.name]
-    return FormField(parameter.name, str(parameter.label), kind, value,
+    value = parameter.default if values is None or name not in values else values[name]
+    return FormField(name, str(parameter.label), kind, value,
                      list(getattr(parameter, "choices", None) or []),
                      bool(getattr(parameter, "multiple", False)), bool(parameter.required))
 
 
 def form_fields(scheduler, values: dict | None = None) -> list[FormField]:
-    """The inputs of ``scheduler``'s force form (the reason comes first in the template)."""
-    return [parameter_field(p, values) for p in scheduler.parameters]
+    """The inputs of ``scheduler``'s force form (the reason comes first in the template), then
+    each codebase's fields under their full names."""
+    return [parameter_field(p, values) for p in scheduler.parameters] + [
+        parameter_field(f, values, codebase.full_name(f), codebase.hide)
+        for codebase in scheduler.codebase_parameters() for f in codebase.fields]
 
 
 def reason_default(scheduler) -> str:
@@ -58,14 +64,20 @@ def submitted_values(scheduler, form: dict[str, list[str]]) -> tuple[str | None,
     parameters are not taken from the form at all (the scheduler uses their value).
     """
     reason = _last(form, "reason")
+    fields = {}
+    for codebase in scheduler.codebase_parameters():
+        for part in codebase.fields:
+            full = codebase.full_name(part)
+            if part.type_name != "fixed" and _last(form, full) is not None:
+                fields[full] = _last(form, full)
     if not scheduler.parameters:
-        properties = {}
+        properties = dict(fields)
         for row in range(FREE_PROPERTY_ROWS):
             name = (_last(form, f"propname{row}") or "").strip()
             if name:
                 properties[name] = _last(form, f"propvalue{row}") or ""
         return reason, properties
-    properties: dict[str, Any] = {}
+    properties: dict[str, Any] = dict(fields)
     for parameter in scheduler.parameters:
         name = parameter.name
         if parameter.type_name == "fixed":
