@@ -21,6 +21,7 @@ from zope.interface import Interface
 
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
 from buildfarm.master.auth.users import Account, validate_users
+from buildfarm.master.auth.webusers import WebAuth, anonymous_may_read, configure_web_auth
 from buildfarm.master.changes.hooks import unauthenticated_dialects, validate_dialects
 from buildfarm.master.changes.pb import PBChangeSource
 from buildfarm.master.configexec import (  # noqa: F401 - BesideConfigImporter is imported from here
@@ -175,12 +176,12 @@ NO_EFFECT_KEYS = {
 }
 # The keys of c['www'] buildfarm reads.
 WWW_KEYS = frozenset({"port", "allow_anonymous_read", "anonymous_scopes", "change_hook_dialects",
-                      *LIMIT_KEYS})
+                      "auth", "authz", "trusted_proxies", *LIMIT_KEYS})
 # Buildbot 4.3's other keys of c['www'], accepted without effect (a warning each).
 WWW_NO_EFFECT_KEYS = {
     "plugins": "buildfarm's web pages are built in; there are no www plugins",
     **dict.fromkeys((
-        "allowed_origins", "auth", "authz", "avatar_methods", "change_hook_auth",
+        "allowed_origins", "avatar_methods", "change_hook_auth",
         "cookie_expiration_time", "custom_templates_dir", "debug",
         "default_page", "json_cache_seconds", "jsonp", "logRotateLength", "logfileName",
         "maxRotatedFiles", "rest_minimum_version", "ui_default_config", "versions",
@@ -209,6 +210,10 @@ class MasterConfig:
     # What a caller without credentials may do on every HTTP surface (master/auth/service.py).
     www_anonymous_scopes: tuple[str, ...] = READ_SCOPES
     users: list[Account] = field(default_factory=list)
+    # c['www']['auth'] and ['authz'] (master/auth/webusers.py); their users are in ``users`` too.
+    web_auth: WebAuth = field(default_factory=WebAuth)
+    # What checkconfig says about who holds which scope when www['auth'] or ['authz'] is set.
+    auth_explanation: list[str] = field(default_factory=list)
     # Problems that do not stop the master but that `buildmaster checkconfig` reports.
     warnings: list[str] = field(default_factory=list)
     db_url: str = DEFAULT_DB_URL
@@ -322,6 +327,7 @@ class _ConfigBuilder:
         self.global_settings(cfg)
         self.locks(cfg)
         self.users(cfg)
+        self.web_auth(cfg)
         self.slaveapi(cfg)
         self.secrets_providers(cfg)
         self.no_effect_keys()
@@ -736,6 +742,22 @@ class _ConfigBuilder:
         cfg.users, problems = validate_users(self.raw.get("users", []), os.path.dirname(cfg.filename))
         for problem in problems:
             self.key_error("users", problem)
+
+    def web_auth(self, cfg: MasterConfig) -> None:
+        """``c['www']['auth']`` and ``['authz']``: their users join ``cfg.users`` with the scopes
+        Authz grants (master/auth/webusers.py); without ``anonymous_scopes``, anonymous callers
+        read only if Authz lets a caller without roles read."""
+        www = self.raw.get("www")
+        if not isinstance(www, dict):
+            return
+        web, errors, cfg.auth_explanation = configure_web_auth(
+            www, cfg.users, [b.name for b in cfg.builders], os.path.dirname(cfg.filename))
+        for error in errors:
+            self.key_error("www", error)
+        cfg.web_auth = web
+        cfg.users = cfg.users + web.accounts
+        if "anonymous_scopes" not in www and not anonymous_may_read(web):
+            cfg.www_anonymous_scopes = ()
 
     def slaveapi(self, cfg: MasterConfig) -> None:
         """``c['slaveapi']``: the SlaveAPI's port and inventory."""

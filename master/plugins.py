@@ -11,6 +11,8 @@ checkconfig reports at the line that used it.  docs/porting.md lists what is sup
 
 from types import SimpleNamespace
 
+from buildfarm.master.auth import authz as _authz
+from buildfarm.master.auth import webauth as _webauth
 from buildfarm.master.auth.users import User
 from buildfarm.master.changes import svnpoller
 from buildfarm.master.changes.filter import ChangeFilter, NotABranch
@@ -117,6 +119,8 @@ steps = SimpleNamespace(
     Mercurial=Mercurial,
     SVN=SVN,
 )
+_web_auth_names = {name: getattr(_authz, name) for name in _authz.BUILDBOT_NAMES} | {
+    name: getattr(_webauth, name) for name in _webauth.BUILDBOT_NAMES}
 util = SimpleNamespace(
     BuilderConfig=BuilderConfig,
     BuildFactory=BuildFactory,
@@ -138,6 +142,8 @@ util = SimpleNamespace(
     FixedParameter=FixedParameter,
     CodebaseParameter=CodebaseParameter,
     User=User,
+    # c['www']['auth'] and ['authz'] (master/auth/webauth.py, master/auth/authz.py)
+    **_web_auth_names,
     JanitorConfigurator=JanitorConfigurator,
     ShellArg=ShellArg,
     LogLineObserver=LogLineObserver,

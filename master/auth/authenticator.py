@@ -31,6 +31,7 @@ from buildfarm.master.auth.passwords import (
 )
 from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
 from buildfarm.master.auth.users import Account
+from buildfarm.master.auth.webauth import verify_htpasswd
 
 log = Logger()
 
@@ -149,8 +150,13 @@ class Authenticator:
         key = (name, hmac.new(self._cache_key, password.encode(), hashlib.sha256).digest())
         if account is not None and key in self._verified:
             return account
-        encoded = (await self._stored_hashes()).get(name, self._decoy)
-        if not await self._run_slowly(verify_password_hash, password, encoded):
+        if account is not None and account.htpasswd_hash is not None:
+            # An HTPasswdAuth user: the file's own hash (bcrypt costs what its rounds say).
+            verified = await self._run_slowly(verify_htpasswd, password, account.htpasswd_hash)
+        else:
+            encoded = (await self._stored_hashes()).get(name, self._decoy)
+            verified = await self._run_slowly(verify_password_hash, password, encoded)
+        if not verified:
             return None
         self._verified[key] = None
         while len(self._verified) > VERIFIED_CACHE_SIZE:

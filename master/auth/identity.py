@@ -10,6 +10,7 @@ BASIC = "basic"
 BEARER = "bearer"
 COOKIE = "cookie"
 NONE = "none"
+REMOTE_USER = "remote-user"  # a header set by a trusted fronting proxy (RemoteUserAuth)
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,14 @@ class Identity:
     def anonymous(self) -> bool:
         return self.account is None
 
-    def may(self, scope: str) -> bool:
+    def may(self, scope: str, owner: str | None = None) -> bool:
         """Whether this caller holds ``scope``: its own scopes, or what anyone may do (being
-        logged in never gives less than being anonymous)."""
+        logged in never gives less than being anonymous); on a build whose ``owner`` it is,
+        also its owner scopes (``RolesFromOwner``)."""
         if self.account is not None and self.account.has_scope(scope):
+            return True
+        if self.account is not None and owner is not None and owner == self.account.name \
+                and has_scope(self.account.owner_scopes, scope):
             return True
         return has_scope(self.anonymous_scopes, scope)
 
@@ -47,7 +52,7 @@ class Identity:
     def browser_borne(self) -> bool:
         """Whether a browser may have attached these credentials on its own (a cookie, or
         cached HTTP basic credentials), so that another site could have made the request."""
-        return self.method in (COOKIE, BASIC)
+        return self.method in (COOKIE, BASIC, REMOTE_USER)
 
 
 class AuthError(Exception):

@@ -18,6 +18,7 @@ Rules (docs/security.md, "Who may do what"):
 """
 
 import hmac
+from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.application import service
@@ -25,10 +26,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
-from buildfarm.master.auth.identity import BASIC, BEARER, COOKIE, NONE, AuthError, Identity
+from buildfarm.master.auth.identity import BASIC, BEARER, COOKIE, NONE, REMOTE_USER, AuthError, Identity
 from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.auth.sessions import COOKIE_NAME, Session, SessionStore
 from buildfarm.master.auth.users import Account
+from buildfarm.master.auth.webusers import MAX_REMOTE_ACCOUNTS, WebAuth
 
 log = Logger()
 
@@ -52,7 +54,8 @@ class AuthService(service.Service):
 
     def __init__(self, clock: IReactorTime, accounts: list[Account] = (),
                  anonymous_scopes: tuple[str, ...] | list[str] = (), db=None,
-                 change_secret: str | None = None, run_slowly=None, iterations: int | None = None):
+                 change_secret: str | None = None, run_slowly=None, iterations: int | None = None,
+                 web_auth: WebAuth | None = None):
         """``run_slowly`` (where PBKDF2 runs; a thread by default) and ``iterations`` (what
         every password check costs; see authenticator.py) are for tests."""
         self.clock = clock
@@ -62,6 +65,8 @@ class AuthService(service.Service):
         self.db = db
         self.change_secret = change_secret
         self.anonymous_scopes = tuple(anonymous_scopes)
+        self.web_auth = web_auth if web_auth is not None else WebAuth()
+        self._remote_accounts: OrderedDict[tuple, Account] = OrderedDict()
         # Failed logins are remembered across reconfigs: every new Authenticator gets this limiter.
         self.login_limiter = LoginLimiter(clock)
         self.authenticator = self._make_authenticator(list(accounts))
@@ -79,6 +84,8 @@ class AuthService(service.Service):
         self.authenticator = self._make_authenticator(accounts)
         self.anonymous_scopes = tuple(config.www_anonymous_scopes)
         self.change_secret = config.change_secret
+        self.web_auth = config.web_auth
+        self._remote_accounts.clear()
         names = {a.name for a in accounts}
         for user in {s.user for s in list(self.sessions._sessions.values())} - names:
             self.sessions.drop_user(user)
@@ -128,6 +135,9 @@ class AuthService(service.Service):
         hook_secret = request.getHeader(CHANGE_SECRET_HEADER)
         if hook_secret is not None:
             return self._change_hook(hook_secret)
+        remote = self.web_auth.remote_user
+        if remote is not None and request.getHeader(remote.header) is not None:
+            return self._remote_user(request, remote)
         session = self._session(session_id(request))
         if session is not None:
             account = self.accounts.get(session.user)
@@ -144,16 +154,55 @@ class AuthService(service.Service):
                                  "set c['changes'] = {'secret': ...} in master.cfg)")
         return Identity(CHANGE_HOOK_ACCOUNT, SECRET, self.anonymous_scopes)
 
+    def _remote_user(self, request, remote) -> Identity:
+        """The user a trusted fronting proxy names in RemoteUserAuth's header; the header from
+        any other address is refused (anyone could send it)."""
+        peer = peer_of(request)
+        header = remote.header.decode("latin-1")
+        if not self.web_auth.trusts(peer):
+            raise AuthError(403, f"the {header} header is only accepted from the trusted proxies "
+                                 f"(c['www']['trusted_proxies']), not from {peer}")
+        value = request.getHeader(remote.header)
+        details = remote.details(value.encode("latin-1") if isinstance(value, str) else value)
+        if details is None:
+            raise AuthError(403, f"the {header} header does not match RemoteUserAuth's headerRegex")
+        key = tuple(sorted((k, str(v)) for k, v in details.items()))
+        account = self._remote_accounts.get(key)
+        if account is None:
+            account = self.web_auth.account_for(details, "c['www']['auth'] RemoteUserAuth")
+            self._remote_accounts[key] = account
+            while len(self._remote_accounts) > MAX_REMOTE_ACCOUNTS:
+                self._remote_accounts.popitem(last=False)
+        return Identity(account, REMOTE_USER, self.anonymous_scopes)
+
+    def describe(self, identity: Identity) -> dict:
+        """``GET /api/v1/auth/whoami``: the caller, how it authenticated, its roles and scopes,
+        and where each scope comes from."""
+        account = identity.account
+        scopes = [{"scope": s, "origin": "anonymous scopes (c['www']['anonymous_scopes'] or the default)"}
+                  for s in self.anonymous_scopes]
+        if account is None:
+            return {"user": None, "authenticated": False, "method": identity.method, "source": None,
+                    "roles": [], "scopes": scopes, "owner_scopes": []}
+        authz = self.web_auth.authz
+        roles = sorted(authz.roles(account.details)) if authz is not None and account.details else []
+        mine = [{"scope": s, "origin": account.origin_of(s)} for s in account.scopes]
+        held = set(account.scopes)
+        return {"user": account.name, "authenticated": True, "method": identity.method,
+                "source": account.source, "roles": roles,
+                "scopes": mine + [s for s in scopes if s["scope"] not in held],
+                "owner_scopes": [{"scope": s, "origin": account.origin_of(s)} for s in account.owner_scopes]}
+
     def anonymous(self) -> Identity:
         return Identity(None, NONE, self.anonymous_scopes)
 
     # -- authorization -----------------------------------------------------------------------
 
-    async def authorize(self, request, scope: str | None, write: bool) -> Identity:
-        """The caller of ``request`` if it may act under ``scope`` (None: anyone may);
-        ``AuthError`` otherwise."""
+    async def authorize(self, request, scope: str | None, write: bool, owner: str | None = None) -> Identity:
+        """The caller of ``request`` if it may act under ``scope`` (None: anyone may) on
+        something ``owner`` owns (a build: its owner scopes count); ``AuthError`` otherwise."""
         identity = await self.identify(request)
-        if scope is not None and not identity.may(scope):
+        if scope is not None and not identity.may(scope, owner):
             if identity.anonymous:
                 raise AuthError(401, f"authentication required: anonymous callers lack the scope {scope!r}",
                                 scope)

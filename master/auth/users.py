@@ -18,6 +18,8 @@ from buildfarm.master.auth.passwords import check_hash_format
 from buildfarm.master.auth.secret import Secret, SecretError, resolve_secret
 from buildfarm.master.configobject import ConfigObject
 
+USERS_SOURCE = "c['users']"
+
 
 class User(ConfigObject):
     """A user of the master's HTTP interfaces: ``util.User(name, password=..., scopes=[...])``.
@@ -48,9 +50,22 @@ class Account:
     password: Secret | None = None
     password_hash: Secret | None = None
     tokens: list[Secret] = field(default_factory=list)
+    # Where each scope comes from (``c['users']``, or the www['authz'] rule and role matcher).
+    origins: dict[str, str] = field(default_factory=dict)
+    # Scopes held on the user's own builds only (``RolesFromOwner``).
+    owner_scopes: list[str] = field(default_factory=list)
+    # An htpasswd entry's hash (bcrypt, {SHA}, $apr1$, crypt) for an ``HTPasswdAuth`` user.
+    htpasswd_hash: str | None = None
+    # Who set the account up: ``c['users']`` or ``c['www']['auth']`` (its kind).
+    source: str = USERS_SOURCE
+    # The user's details as Buildbot's role matchers see them (username, email, groups).
+    details: dict = field(default_factory=dict)
 
     def has_scope(self, needed: str) -> bool:
         return has_scope(self.scopes, needed)
+
+    def origin_of(self, scope: str) -> str:
+        return self.origins.get(scope, self.source)
 
 
 def has_scope(granted: Iterable[str], needed: str) -> bool:

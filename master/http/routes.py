@@ -97,7 +97,7 @@ class RouteTable:
             if resolve is not None:
                 values.update(await resolve(instance, request, **args))
             scope = entry.scope.format(**values)
-            await auth.authorize(request, scope, entry.write)
+            await auth.authorize(request, scope, entry.write, owner=values.get("owner"))
         except AuthError as e:
             if entry.write:
                 await self._audit(auth, request, e.user or who, scope or entry.scope, REFUSED, e.status,

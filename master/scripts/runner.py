@@ -258,6 +258,8 @@ def checkconfig(args) -> int:
     config = _load(args.path)
     for warning in config.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    for line in config.auth_explanation:
+        print(f"{PROG}: auth: {line}")
     print(f"{config.filename} is valid: {len(config.slaves)} slaves, {len(config.builders)} "
           f"builders, {len(config.schedulers)} schedulers")
     return 0

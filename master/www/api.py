@@ -187,6 +187,12 @@ class JSONAPI:
             "endpoints": list(ENDPOINTS),
         })
 
+    @routes.route("/api/v1/auth/whoami", "GET", scope=PUBLIC)
+    async def whoami(self, request):
+        """The caller: user, how it authenticated, roles, scopes and where each comes from."""
+        identity = await self.master.auth.identify(request)
+        return self._json(request, self.master.auth.describe(identity))
+
     @routes.route("/api/v1/overview", "GET", scope="builds:read")
     async def overview(self, request):
         return self._json(request, await apidata.overview(self.master))
@@ -275,11 +281,15 @@ class JSONAPI:
         return {"builder": row["buildername"]}
 
     async def _build_builder(self, request, buildid: int) -> dict:
-        """The builder of a build, for its scope (404 when there is no such build)."""
+        """The builder of a build, for its scope, and its owner (who forced it), whose owner
+        scopes count (404 when there is no such build)."""
         build = await self.master.db.builds.get(buildid)
         if build is None:
             raise APIError(404, f"no build {buildid}")
-        return {"builder": build["buildername"]}
+        buildrequest = await self.master.db.buildrequests.get(build["buildrequestid"])
+        owner = (buildrequest or {}).get("properties", {}).get("owner")
+        owner = owner[0] if isinstance(owner, list | tuple) and owner else owner
+        return {"builder": build["buildername"], "owner": owner if isinstance(owner, str) else None}
 
     @routes.route("/api/v1/buildrequests/<int:brid>/cancel", "POST", scope="builds:cancel:{builder}",
                   resolve=_request_builder)
