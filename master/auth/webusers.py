@@ -66,8 +66,10 @@ def configure_web_auth(www: dict, users: list[Account], builders: list[str],
     errors: list[str] = []
     if authz is not None:
         if isinstance(authz, Authz):
-            errors += authz.problems()
-            web.authz = authz
+            problems = authz.problems()
+            errors += problems
+            # A broken Authz decides nothing; the configuration fails to load anyway.
+            web.authz = None if problems else authz
         else:
             errors.append(f"c['www']['authz'] must be util.Authz(...), not {authz!r}")
     proxies = www.get("trusted_proxies")

@@ -73,7 +73,8 @@ OWNERS = (None, "alice", "carol@x")
 def cases() -> list[dict]:
     return [{"name": name, "authz": source, "user": user, "details": USERS[user], "endpoint": list(endpoint),
              "owner": owner}
-            for (name, source), user, endpoint, owner in itertools.product(AUTHZ.items(), USERS, ENDPOINTS, OWNERS)
+            for (name, source), user, endpoint, owner
+            in itertools.product(AUTHZ.items(), USERS, ENDPOINTS, OWNERS)
             if owner is None or endpoint[0] in ("stop", "rebuild")]
 
 
