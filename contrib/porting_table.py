@@ -59,6 +59,17 @@ DIFFERENCES = {
                                       "`sourcestamps` and `branch`/`revision` are plain properties; "
                                       "`username` has no effect (see \"Schedulers and Worker arguments\")",
     ("util", "CodebaseParameter"): "`patch=` is not supported (a change's `patch` property is)",
+    ("util", "Authz"): "translated into scopes per user (docs/security.md); anonymous callers get no "
+                       "control scope from it; see \"Web authentication and authorization\"",
+    ("util", "UserPasswordAuth"): "passwords may be `{'file': path}` or `{'env': NAME}`, not `util.Secret`",
+    ("util", "HTPasswdAuth"): "bcrypt, `{SHA}`, `$apr1$` and crypt(3) entries; the file is read at "
+                              "(re)configuration",
+    ("util", "RemoteUserAuth"): "the header counts only from `c['www']['trusted_proxies']` (default "
+                                "127.0.0.1 and ::1); see \"Web authentication and authorization\"",
+    ("util", "RebuildBuildEndpointMatcher"): "grants `builds:rebuild:<builder>`; buildfarm has no rebuild "
+                                             "route yet",
+    ("util", "EnableSchedulerEndpointMatcher"): "grants `schedulers:enable:*`; buildfarm has no scheduler "
+                                                "enable route yet",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",
@@ -72,8 +83,6 @@ DIFFERENCES = {
 INSTEAD = {
     ("worker", "LocalWorker"): "`worker.Worker` and a `buildslave` started on the master's machine",
     ("schedulers", "NightlyTriggerable"): "`schedulers.Nightly` or `schedulers.Triggerable`",
-    ("util", "Authz"): "`c['users']` with scopes (docs/security.md)",
-    ("util", "UserPasswordAuth"): "`c['users']` with `util.User` (docs/security.md)",
 }
 INSTEAD_IN = {
     "worker": "`worker.Worker` on a machine you start; power actions through the SlaveAPI (docs/slaveapi.md)",
@@ -92,7 +101,8 @@ KEY_NOTES = {
     "change_source": ("supported with differences", "holds change sources: `changes.GitPoller`, "
                       "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "
                       "`changes.PBChangeSource`; send changes also with `buildmaster sendchange`"),
-    "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes`, "
+    "www": ("supported with differences", "`port`, `allow_anonymous_read`, `anonymous_scopes`, `auth`, "
+            "`authz`, `trusted_proxies` (see \"Web authentication and authorization\"), "
             "`change_hook_dialects` (github, gitlab, bitbucket, base, poller: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "services": ("supported with differences", "any Twisted service runs as a child of the master; "

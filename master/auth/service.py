@@ -84,7 +84,7 @@ class AuthService(service.Service):
         self.authenticator = self._make_authenticator(accounts)
         self.anonymous_scopes = tuple(config.www_anonymous_scopes)
         self.change_secret = config.change_secret
-        self.web_auth = config.web_auth
+        self.web_auth = getattr(config, "web_auth", None) or WebAuth()
         self._remote_accounts.clear()
         names = {a.name for a in accounts}
         for user in {s.user for s in list(self.sessions._sessions.values())} - names:

@@ -226,4 +226,4 @@ def apr1(password: str, salt: str) -> str:
 
 
 # Buildbot's names for what this module provides (util.<name>, buildbot.www.auth.<name>).
-BUILDBOT_NAMES = ("NoAuth", "UserPasswordAuth", "HTPasswdAuth", "RemoteUserAuth")
+BUILDBOT_NAMES = ("UserPasswordAuth", "HTPasswdAuth", "RemoteUserAuth")
