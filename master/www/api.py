@@ -286,10 +286,7 @@ class JSONAPI:
         build = await self.master.db.builds.get(buildid)
         if build is None:
             raise APIError(404, f"no build {buildid}")
-        buildrequest = await self.master.db.buildrequests.get(build["buildrequestid"])
-        owner = (buildrequest or {}).get("properties", {}).get("owner")
-        owner = owner[0] if isinstance(owner, list | tuple) and owner else owner
-        return {"builder": build["buildername"], "owner": owner if isinstance(owner, str) else None}
+        return {"builder": build["buildername"], "owner": await apidata.build_owner(self.master.db, build)}
 
     @routes.route("/api/v1/buildrequests/<int:brid>/cancel", "POST", scope="builds:cancel:{builder}",
                   resolve=_request_builder)

@@ -284,3 +284,11 @@ async def overview(master: IWebMaster) -> dict:
         "slaves": slaves,
         "slave_counts": {**counts, "attached": sum(1 for s in slaves if s["attached"])},
     }
+
+
+async def build_owner(db, build: dict) -> str | None:
+    """Who owns a build: the ``owner`` property of its request (who forced it), if any."""
+    buildrequest = await db.buildrequests.get(build["buildrequestid"])
+    owner = (buildrequest or {}).get("properties", {}).get("owner")
+    owner = owner[0] if isinstance(owner, list | tuple) and owner else owner
+    return owner if isinstance(owner, str) else None

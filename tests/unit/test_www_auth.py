@@ -255,3 +255,15 @@ def test_checkconfig_prints_the_explanation(tmp_path, capsys):
     assert "buildmaster: auth: user 'alice' (c['www']['auth'] UserPasswordAuth): builds:force:b1" in out
 
 
+
+
+def test_an_authz_keeping_reading_to_a_role_keeps_anonymous_callers_from_reading(tmp_path):
+    authz = ("util.Authz(allowRules=[util.AnyEndpointMatcher(role='admins', defaultDeny=False),"
+             " util.AnyEndpointMatcher(role='users')],"
+             " roleMatchers=[util.RolesFromUsername(roles=['users'], usernames=['alice'])])")
+    www = f"dict(port=8010, auth=util.UserPasswordAuth({{'alice': 'pw', 'bob': 'pw'}}), authz={authz})"
+    cfg = load_config(master_cfg(tmp_path, www))
+    assert cfg.www_anonymous_scopes == ()
+    alice, bob = (next(a for a in cfg.users if a.name == name) for name in ("alice", "bob"))
+    assert alice.has_scope("builds:read") and alice.has_scope("builds:force:b2")
+    assert not bob.has_scope("builds:read") and not bob.has_scope("builds:force:b2")

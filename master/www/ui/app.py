@@ -45,7 +45,7 @@ from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.status import SlaveStatus, one_slave_status
-from buildfarm.master.www.apidata import environment_scope, public_info
+from buildfarm.master.www.apidata import build_owner, environment_scope, public_info
 from buildfarm.master.www.apidata import overview as overview_data
 from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.ui import forceform
@@ -194,7 +194,9 @@ class WebUI:
         return {"builder": row["buildername"]}
 
     async def _build_builder(self, request, buildid: int) -> dict:
-        return {"builder": (await self.get_build(buildid))["buildername"]}
+        """The build's builder (its scope) and owner (whose owner scopes count)."""
+        build = await self.get_build(buildid)
+        return {"builder": build["buildername"], "owner": await build_owner(self.db, build)}
 
     async def _canonical_action(self, request, name: str, action: str) -> dict:
         chosen = self.master.slaveapi.action(action)
