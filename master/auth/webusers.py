@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from buildfarm.master.auth.authz import READ, Authz, Endpoint
+from buildfarm.master.auth.identity import READ_SCOPES
 from buildfarm.master.auth.users import Account
 from buildfarm.master.auth.webauth import (
     AuthBase,
@@ -143,6 +144,12 @@ def _explain(web: WebAuth, users: list[Account]) -> list[str]:
     if web.remote_user is not None:
         lines.append(f"users named by the {web.remote_user.header.decode('latin-1')} header of requests from "
                      f"{', '.join(web.trusted_proxies)}: scopes from c['www']['authz'] by their details")
+    open_to_all = [g.scope for g in (web.authz or Authz()).grants({}, web.builders)
+                   if g.scope not in READ_SCOPES and not g.owner_only]
+    if open_to_all:
+        lines.append("Buildbot would let callers without credentials do what no allow rule refuses: "
+                     f"{', '.join(open_to_all)}; buildfarm does not "
+                     "(give c['www']['anonymous_scopes'] for that)")
     if web.authz is not None and users:
         lines.append("c['users'] keep their own scopes: c['www']['authz'] does not apply to them")
     return lines

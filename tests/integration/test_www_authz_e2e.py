@@ -87,6 +87,14 @@ def test_a_buildbot_authz_config_decides_who_may_force_and_whoami_says_why(fleet
     assert (status, body["scope"]) == (403, "builds:stop:b1"), body
     status, body = post(master, f"/api/v1/builds/{build['buildid']}/stop", basic("alice", "pw1"))
     assert status in (200, 409), body  # allowed: the build has already finished
+    # The same on the pages (HTTP basic from this very site).
+    page_stop = f"/builds/{build['buildid']}/stop"
+    status, _ = master.request("POST", page_stop, None, {**basic("bob", "pw2"), "Origin": master.url},
+                               user=None)
+    assert status == 403
+    status, page = master.request("POST", page_stop, None, {**basic("alice", "pw1"), "Origin": master.url},
+                                  user=None)
+    assert status == 409 and b"not running" in page  # allowed, and the build is over
 
     checked = run_cli("buildmaster", "checkconfig", os.path.join(master.basedir, "master.cfg"), check=True)
     assert "auth: user 'alice' (c['www']['auth'] UserPasswordAuth): builds:force:b1 from" in checked.stdout

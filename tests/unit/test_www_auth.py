@@ -226,6 +226,13 @@ def test_checkconfig_explains_users_and_scopes_one_line_each(tmp_path):
     assert not any(line.startswith("user 'bob' (c['www']['auth'] UserPasswordAuth): builds:force:")
                    for line in lines)
     assert "c['users'] keep their own scopes: c['www']['authz'] does not apply to them" in lines
+    assert not any(line.startswith("Buildbot would let callers without credentials") for line in lines)
+    open_authz = "util.Authz(allowRules=[util.ForceBuildEndpointMatcher(builder='b1', role='release')])"
+    cfg = load_config(master_cfg(tmp_path, f"dict(port=8010, authz={open_authz})"))
+    line = cfg.auth_explanation[0]
+    assert line.startswith("Buildbot would let callers without credentials do what no allow rule refuses: "
+                           "builds:stop:b1, builds:cancel:b1, builds:rebuild:b1, builds:force:b2,")
+    assert "builds:force:b1" not in line
 
 
 def test_bad_authz_pieces_are_config_errors(tmp_path):
