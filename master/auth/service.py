@@ -22,6 +22,7 @@ from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.application import service
+from twisted.internet import threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -62,6 +63,7 @@ class AuthService(service.Service):
         self._authenticator_options = {"iterations": iterations}
         if run_slowly is not None:
             self._authenticator_options["run_slowly"] = run_slowly
+        self._run_slowly = run_slowly if run_slowly is not None else threads.deferToThread
         self.db = db
         self.change_secret = change_secret
         self.anonymous_scopes = tuple(anonymous_scopes)
@@ -137,7 +139,7 @@ class AuthService(service.Service):
             return self._change_hook(hook_secret)
         remote = self.web_auth.remote_user
         if remote is not None and request.getHeader(remote.header) is not None:
-            return self._remote_user(request, remote)
+            return await self._remote_user(request, remote)
         session = self._session(session_id(request))
         if session is not None:
             account = self.accounts.get(session.user)
@@ -154,7 +156,7 @@ class AuthService(service.Service):
                                  "set c['changes'] = {'secret': ...} in master.cfg)")
         return Identity(CHANGE_HOOK_ACCOUNT, SECRET, self.anonymous_scopes)
 
-    def _remote_user(self, request, remote) -> Identity:
+    async def _remote_user(self, request, remote) -> Identity:
         """The user a trusted fronting proxy names in RemoteUserAuth's header; the header from
         any other address is refused (anyone could send it)."""
         peer = peer_of(request)
@@ -169,7 +171,9 @@ class AuthService(service.Service):
         key = tuple(sorted((k, str(v)) for k, v in details.items()))
         account = self._remote_accounts.get(key)
         if account is None:
-            account = self.web_auth.account_for(details, "c['www']['auth'] RemoteUserAuth")
+            # Deciding every endpoint of every builder takes milliseconds: a thread does it.
+            account = await self._run_slowly(self.web_auth.account_for, details,
+                                             "c['www']['auth'] RemoteUserAuth")
             self._remote_accounts[key] = account
             while len(self._remote_accounts) > MAX_REMOTE_ACCOUNTS:
                 self._remote_accounts.popitem(last=False)
