@@ -84,6 +84,7 @@ setup(
         "croniter>=2.0",
         "boto3>=1.28",
         "prometheus-client>=0.17",
+        "bcrypt>=4.0",  # www auth: HTPasswdAuth's bcrypt entries (master/auth/webauth.py)
     ],
     extras_require={
         "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "ruff>=0.5",
