@@ -145,6 +145,11 @@ class Worker(SlaveConfig):
                          notify_on_missing=notify_on_missing, missing_timeout=missing_timeout,
                          keepalive_interval=keepalive_interval, **kwargs)
 
+    @property
+    def workername(self) -> str:
+        """Buildbot's attribute for the name (configs read ``w.workername``)."""
+        return self.name
+
 
 # Keys of Buildbot 4.3's BuildmasterConfig that buildfarm accepts without using: why each has
 # no effect.  Given a value other than None or an empty list or dict, each gets a warning.
@@ -470,7 +475,11 @@ class _ConfigBuilder:
             for name in item.builderNames if isinstance(item.builderNames, list) else []:
                 if name not in builder_names and "builders" not in self.failed_keys:
                     self.error(line, f"scheduler {item.name!r} names unknown builder {name!r}")
-            for problem in item.config_problems():
+            try:
+                problems = item.config_problems()
+            except Exception as e:  # a user's subclass (a custom force parameter) failed
+                problems = [f"scheduler {item.name!r}: {type(e).__name__}: {e}"]
+            for problem in problems:
                 self.error(line, problem)
             if isinstance(item, ForceScheduler):
                 self.force_arguments_without_effect(item, line)

@@ -20,6 +20,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 
+from buildfarm.master.buildbotimports import not_supported_message
 from buildfarm.master.configobject import CONFIG_FILE_KEY, CONFIG_MODULE_NAME
 from buildfarm.master.pluginspace import NotSupportedByBuildfarm, UnknownPluginName
 
@@ -47,7 +48,12 @@ class ConfigErrors(Exception):
 
 
 class HelperModuleFailed(ImportError):
-    """A helper module beside master.cfg had problems, each already reported."""
+    """A helper module beside master.cfg had problems, each already reported; ``names`` are
+    the names its top level binds (what ``from helper import *`` would have bound)."""
+
+    def __init__(self, message: str, name: str, names: frozenset[str] = frozenset()):
+        super().__init__(message, name=name)
+        self.names = names
 
 
 # Errors whose message is the whole story (no exception class name in front of it).
@@ -86,6 +92,10 @@ class ConfigExecution:
         self.run_source(self.source, self.path, namespace)
         return namespace
 
+    def unbound_names(self) -> frozenset[str]:
+        """The names failed statements would have bound, so far."""
+        return frozenset(self._unbound)
+
     def display_name(self, path: str) -> str:
         """How a file of the configuration is named in messages (relative to the basedir)."""
         return os.path.relpath(path, self.basedir)
@@ -117,11 +127,15 @@ class ConfigExecution:
         cascade = isinstance(error, HelperModuleFailed) or (
             isinstance(error, NameError) and error.name in self._unbound)
         if not cascade:
-            self.errors.append(self._located(error, filename, statement.lineno))
+            self.errors.append(self._located(error, filename, statement.lineno, statement))
         self._unbound |= _bound_names(statement)
+        if isinstance(error, HelperModuleFailed) and isinstance(statement, ast.ImportFrom) \
+                and any(alias.name == "*" for alias in statement.names):
+            self._unbound |= error.names
         self.failed_keys |= _subscript_keys(statement)
 
-    def _located(self, error: Exception, filename: str, line: int) -> ConfigError:
+    def _located(self, error: Exception, filename: str, line: int,
+                 statement: ast.stmt | None = None) -> ConfigError:
         if isinstance(error, SyntaxError) and error.filename in self._files:
             return ConfigError(self._files[error.filename], error.lineno, f"syntax error: {error.msg}")
         for frame in reversed(traceback.extract_tb(error.__traceback__)):
@@ -130,6 +144,8 @@ class ConfigExecution:
                 break
         plain = isinstance(error, _PLAIN_MESSAGE_ERRORS)
         message = str(error) if plain else f"{type(error).__name__}: {error}"
+        if isinstance(error, ImportError):
+            message = not_supported_message(error, statement) or message
         if isinstance(error, ModuleNotFoundError) and (error.name or "").partition(".")[0] == "buildbot":
             message += (": buildfarm does not import Buildbot; import from buildfarm.master.plugins "
                         "(docs/porting.md)")
@@ -205,7 +221,7 @@ class BesideConfigImporter:
             else:
                 return None
             spec = importlib.machinery.PathFinder.find_spec(name, search)
-            if spec is None or spec.loader is None:
+            if spec is None or (spec.loader is None and not spec.submodule_search_locations):
                 return None
             module = self._load(name, spec)
             if parent is not None:
@@ -216,6 +232,10 @@ class BesideConfigImporter:
         module = importlib.util.module_from_spec(spec)
         module.__builtins__ = self.builtins  # its own imports of modules beside it work too
         sys.modules[name] = module
+        if spec.origin is None:  # a directory without __init__.py: a namespace package, as in Buildbot
+            setattr(module, CONFIG_FILE_KEY, self.execution.display_name(spec.submodule_search_locations[0])
+                    if self.execution else name)
+            return module
         try:
             source = spec.loader.get_source(name) if self.execution and spec.origin else None
             if source is None:
@@ -223,7 +243,9 @@ class BesideConfigImporter:
             else:
                 setattr(module, CONFIG_FILE_KEY, self.execution.display_name(spec.origin))
                 if not self.execution.run_source(source, spec.origin, vars(module)):
-                    raise HelperModuleFailed(f"{name} has problems (reported above)", name=name)
+                    names = frozenset(n for n in vars(module) if not n.startswith("_"))
+                    raise HelperModuleFailed(f"{name} has problems (reported above)", name=name,
+                                             names=names | self.execution.unbound_names())
         except BaseException:
             sys.modules.pop(name, None)
             raise
