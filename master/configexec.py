@@ -18,6 +18,7 @@ import importlib.util
 import os
 import sys
 import traceback
+import types
 from dataclasses import dataclass
 
 from buildfarm.master.buildbotimports import not_supported_message
@@ -124,15 +125,29 @@ class ConfigExecution:
         return len(self.errors) == before
 
     def _failed(self, statement: ast.stmt, error: Exception, filename: str) -> None:
-        cascade = isinstance(error, HelperModuleFailed) or (
-            isinstance(error, NameError) and error.name in self._unbound)
-        if not cascade:
-            self.errors.append(self._located(error, filename, statement.lineno, statement))
+        if not self._is_cascade(error):
+            problem = self._located(error, filename, statement.lineno, statement)
+            if problem not in self.errors:  # one cause met through several imports: once
+                self.errors.append(problem)
         self._unbound |= _bound_names(statement)
+        self._unbound |= _submodule_names(statement)
         if isinstance(error, HelperModuleFailed) and isinstance(statement, ast.ImportFrom) \
                 and any(alias.name == "*" for alias in statement.names):
             self._unbound |= error.names
         self.failed_keys |= _subscript_keys(statement)
+
+    def _is_cascade(self, error: Exception) -> bool:
+        """Whether ``error`` only follows from a statement that failed before (reported)."""
+        if isinstance(error, HelperModuleFailed):
+            return True
+        if isinstance(error, NameError):
+            return error.name in self._unbound
+        if isinstance(error, KeyError) and len(error.args) == 1:
+            # c['schedulers'].extend(...) after a failed c['schedulers'] = ...
+            return error.args[0] in self.failed_keys
+        if isinstance(error, AttributeError) and isinstance(getattr(error, "obj", None), types.ModuleType):
+            return f"{error.obj.__name__}.{error.name}" in self._unbound  # import pkg.mod failed
+        return False
 
     def _located(self, error: Exception, filename: str, line: int,
                  statement: ast.stmt | None = None) -> ConfigError:
@@ -141,6 +156,9 @@ class ConfigExecution:
         for frame in reversed(traceback.extract_tb(error.__traceback__)):
             if frame.filename in self._files:
                 filename, line = self._files[frame.filename], frame.lineno
+                break
+            if _is_users_file(frame.filename):  # a module of the user's outside the basedir
+                filename, line = self.display_name(frame.filename), frame.lineno
                 break
         plain = isinstance(error, _PLAIN_MESSAGE_ERRORS)
         message = str(error) if plain else f"{type(error).__name__}: {error}"
@@ -166,6 +184,29 @@ def _bound_names(statement: ast.stmt) -> set[str]:
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
     return names
+
+
+def _submodule_names(statement: ast.stmt) -> set[str]:
+    """What a failed ``import pkg.mod`` leaves unset: ``pkg.mod``, and ``mod`` (a package's
+    ``__init__`` that imports its own submodule gets it as a global)."""
+    names: set[str] = set()
+    if isinstance(statement, ast.Import):
+        for alias in statement.names:
+            if "." in alias.name and alias.asname is None:
+                names |= {alias.name, alias.name.rpartition(".")[2]}
+    return names
+
+
+_BUILDFARM_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_NOT_USERS = tuple(os.path.join(os.path.realpath(p), "") for p in {
+    sys.prefix, sys.base_prefix, sys.exec_prefix, _BUILDFARM_DIR})
+
+
+def _is_users_file(filename: str) -> bool:
+    """Whether a traceback's file is the user's (not Python's, a package's or buildfarm's)."""
+    if not os.path.isabs(filename) or not os.path.isfile(filename):
+        return False
+    return not os.path.realpath(filename).startswith(_NOT_USERS)
 
 
 def _subscript_keys(statement: ast.stmt) -> set[str]:

@@ -6,6 +6,7 @@ fails, force parameters written against Buildbot's API, a Trigger with ``sourceS
 
 import importlib.util
 import os
+import sys
 import textwrap
 
 import pytest
@@ -227,3 +228,50 @@ def test_a_renderable_builder_names_is_named_not_supported(tmp_path):
     [problem] = problems(path)
     assert problem.startswith("master.cfg:11: scheduler 't': not supported by buildfarm: a renderable "
                               "builderNames")
+
+
+# -- what one cause reports ------------------------------------------------------------------
+
+def test_an_error_in_a_module_outside_the_basedir_is_reported_once_at_its_own_line(tmp_path):
+    write(tmp_path, "lib/rc_outside/__init__.py", "")
+    write(tmp_path, "lib/rc_outside/renderables.py", """\
+        from buildfarm.master.interfaces import IRenderable
+        """)
+    path = write(tmp_path, "master/master.cfg", HEAD + f"""\
+        import sys
+        sys.path.append({str(tmp_path / 'lib')!r})
+        from rc_outside.renderables import IRenderable
+        from rc_outside import renderables
+        """)
+    try:
+        assert problems(path) == ["../lib/rc_outside/renderables.py:1: not supported by buildfarm: "
+                                  "interfaces (Buildbot's module buildbot.interfaces)"]
+    finally:
+        sys.path.remove(str(tmp_path / "lib"))
+
+
+def test_a_key_whose_statement_failed_raises_no_key_error_after(tmp_path):
+    path = write(tmp_path, "master.cfg", HEAD + """\
+        c['schedulers'] = make_schedulers()
+        c['schedulers'].extend([])
+        """)
+    assert problems(path) == ["master.cfg:4: NameError: name 'make_schedulers' is not defined"]
+
+
+def test_a_failed_submodule_import_raises_no_second_error_in_its_package(tmp_path):
+    write(tmp_path, "rc_pkg/bad.py", "VALUE = missing_value\n")
+    write(tmp_path, "rc_pkg/__init__.py", """\
+        from importlib import reload
+        import rc_pkg.bad
+        reload(rc_pkg.bad)
+        value = bad.VALUE
+        """)
+    path = write(tmp_path, "master.cfg", HEAD + "import rc_pkg\n")
+    assert problems(path) == ["rc_pkg/bad.py:1: NameError: name 'missing_value' is not defined"]
+
+
+def test_cmake_has_buildbots_default_cmake(tmp_path):
+    from buildfarm.master.plugins import steps
+
+    assert steps.CMake.DEFAULT_CMAKE == "cmake"
+    assert steps.CMake(cmake=steps.CMake.DEFAULT_CMAKE).cmake == "cmake"
