@@ -275,3 +275,10 @@ def test_cmake_has_buildbots_default_cmake(tmp_path):
 
     assert steps.CMake.DEFAULT_CMAKE == "cmake"
     assert steps.CMake(cmake=steps.CMake.DEFAULT_CMAKE).cmake == "cmake"
+
+
+def test_set_property_from_command_has_buildbots_step_name():
+    from buildfarm.master.plugins import steps
+
+    step = steps.SetPropertyFromCommand(command=["cat", "VERSION"], property="version")
+    assert (step.name, step.property_source) == ("setproperty", "SetPropertyFromCommand Step")
