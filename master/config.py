@@ -290,7 +290,20 @@ def _key_lines(source: str) -> dict[str, int]:
                     key = target.slice.value
                     if isinstance(key, str):
                         lines[key] = max(lines.get(key, 0), node.lineno)  # the last one counts
+                elif isinstance(target, ast.Name) and target.id == "BuildmasterConfig":
+                    for key, line in _literal_key_lines(node.value).items():
+                        lines[key] = max(lines.get(key, 0), line)
     return lines
+
+
+def _literal_key_lines(value: ast.expr) -> dict[str, int]:
+    """The line of each key of ``BuildmasterConfig = {'key': ...}`` (or ``dict(key=...)``)."""
+    if isinstance(value, ast.Dict):
+        return {k.value: k.lineno for k in value.keys
+                if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "dict":
+        return {k.arg: k.value.lineno for k in value.keywords if k.arg}
+    return {}
 
 
 class _ConfigBuilder:

@@ -282,3 +282,21 @@ def test_set_property_from_command_has_buildbots_step_name():
 
     step = steps.SetPropertyFromCommand(command=["cat", "VERSION"], property="version")
     assert (step.name, step.property_source) == ("setproperty", "SetPropertyFromCommand Step")
+
+
+def test_keys_of_a_buildmaster_config_literal_are_reported_at_their_lines(tmp_path):
+    path = write(tmp_path, "master.cfg", """\
+        from buildfarm.master.plugins import *
+        c = BuildmasterConfig = {
+            'workers': [worker.Worker('w1', 'pw')],
+            'protocols': {'pb': {'port': 9989}, 'msgpack_experimental_v7': {'port': 9988}},
+            'codebaseGenerator': lambda change: change['project'],
+        }
+        """)
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    assert [str(e) for e in caught.value.errors] == [
+        "master.cfg:4: unknown protocol 'msgpack_experimental_v7' (only 'pb' is supported)"]
+    assert caught.value.warnings == [
+        "master.cfg:5: c['codebaseGenerator'] has no effect: buildfarm does not generate codebases "
+        "from changes"]
