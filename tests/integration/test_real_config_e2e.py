@@ -12,12 +12,15 @@ import lines in buildfarm's spelling.  It uses what those configs share:
   ``ValidationError``) that turns a release tag into a branch and a revision, and a Trigger
   whose ``sourceStamps`` hand them to a Triggerable builder (the pattern of OpenWrt's phase1).
 
-Forcing a tag builds exactly the tagged commit on our slave; a bad tag is refused with a 400.
+Forcing a tag builds exactly the tagged commit, on our slave and on a stock buildbot-worker 4.3;
+a bad tag is refused with a 400.
 """
 
 import json
 import os
 import subprocess
+
+import pytest
 
 from fixtures.daemons import TEST_USER_CFG, Master, free_port, run_cli, wait_for
 from fixtures.repos import GitRepo
@@ -165,7 +168,9 @@ def write_beside(basedir: str, files: dict[str, str]) -> None:
             f.write(text)
 
 
-def test_a_real_style_config_forces_a_release_tag_through_a_trigger_with_source_stamps(fleet, tmp_path):
+@pytest.mark.parametrize("worker_kind", ["buildfarm buildslave", "stock buildbot-worker 4.3"])
+def test_a_real_style_config_forces_a_release_tag_through_a_trigger_with_source_stamps(fleet, tmp_path,
+                                                                                      worker_kind):
     repo, tagged = product_repo(str(tmp_path / "product"))
     # The files master.cfg reads lie beside it before create-master checks it.
     master = Master(str(tmp_path / "master"), free_port(), free_port())
@@ -182,7 +187,10 @@ def test_a_real_style_config_forces_a_release_tag_through_a_trigger_with_source_
     checked = run_cli("buildmaster", "checkconfig", master.basedir)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     run_cli("buildmaster", "start", master.basedir, check=True)
-    fleet.slave(master, WORKER, PASSWORD)
+    if worker_kind == "buildfarm buildslave":
+        fleet.slave(master, WORKER, PASSWORD)
+    else:
+        fleet.stock_worker(master, WORKER, PASSWORD)
     master.wait_attached(WORKER)
 
     status, body = master.request("POST", "/api/v1/builders/force-release/force",
