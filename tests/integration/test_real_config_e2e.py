@@ -193,6 +193,11 @@ def test_a_real_style_config_forces_a_release_tag_through_a_trigger_with_source_
         fleet.stock_worker(master, WORKER, PASSWORD)
     master.wait_attached(WORKER)
 
+    form = master.get("/api/v1/builders/force-release")["force"]
+    assert [(p["name"], p["label"]) for p in form["parameters"]] == [("tag", "Release tag")], form
+    status, page = master.request("GET", "/builders/force-release")
+    assert status == 200 and b"Release tag" in page
+
     status, body = master.request("POST", "/api/v1/builders/force-release/force",
                                   {"properties": {"tag": "1.0"}})
     assert status == 400 and b"is not a release tag" in body, body
