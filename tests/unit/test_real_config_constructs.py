@@ -300,3 +300,15 @@ def test_keys_of_a_buildmaster_config_literal_are_reported_at_their_lines(tmp_pa
     assert caught.value.warnings == [
         "master.cfg:5: c['codebaseGenerator'] has no effect: buildfarm does not generate codebases "
         "from changes"]
+
+
+def test_a_custom_parameter_whose_choices_fail_still_shows_in_the_force_form():
+    from buildfarm.master.www.ui import forceform
+
+    class RemoteTags(BaseParameter):
+        @property
+        def choices(self):
+            raise OSError("the repository cannot be reached")
+
+    field = forceform.parameter_field(RemoteTags("tag", default=""))
+    assert (field.name, field.kind, field.choices) == ("tag", "text", [])
