@@ -1,6 +1,7 @@
 """What checkconfig says about an import of a Buildbot module path that buildfarm does not
-mirror: ``from buildfarm.master.data.resultspec import Filter`` (Buildbot's
-``buildbot.data.resultspec``) is reported as ``not supported by buildfarm: resultspec
+mirror: ``from buildfarm.master.data.resultspec import Filter`` is reported as ``not
+supported by buildfarm: Filter (Buildbot's buildbot.data.resultspec.Filter)``, ``from
+buildfarm.master.data import resultspec`` as ``not supported by buildfarm: resultspec
 (Buildbot's module buildbot.data.resultspec)``, and a name missing from a module buildfarm
 mirrors (``from buildfarm.master.worker import AbstractWorker``) as ``not supported by
 buildfarm: AbstractWorker (Buildbot's buildbot.worker.AbstractWorker)``, not as a bare
@@ -40,6 +41,9 @@ def not_supported_message(error: ImportError, statement: ast.stmt | None = None)
         missing = error.name or ""
         if buildbot_counterpart(missing) is None:
             return None
+        named = _names_from(statement, missing)
+        if named:
+            return named
         wanted = [m for m in imported_modules(statement) if m == missing or m.startswith(missing + ".")]
         for module in sorted(wanted, key=len, reverse=True) + [missing]:
             target = buildbot_counterpart(module)
@@ -56,3 +60,16 @@ def not_supported_message(error: ImportError, statement: ast.stmt | None = None)
     if name in BUILDBOT_MODULES.get(target, ()):
         return f"not supported by buildfarm: {name} (Buildbot's {target}.{name})"
     return None
+
+
+def _names_from(statement: ast.stmt | None, missing: str) -> str | None:
+    """``from <missing>[.sub] import a, b`` of names Buildbot's module has: the message naming them."""
+    if not (isinstance(statement, ast.ImportFrom) and statement.module and not statement.level
+            and (statement.module == missing or statement.module.startswith(missing + "."))):
+        return None
+    target = buildbot_counterpart(statement.module)
+    names = [a.name for a in statement.names]
+    if any(n not in BUILDBOT_MODULES.get(target, ()) or f"{target}.{n}" in BUILDBOT_MODULES for n in names):
+        return None
+    return (f"not supported by buildfarm: {', '.join(names)} "
+            f"(Buildbot's {', '.join(f'{target}.{n}' for n in names)})")

@@ -156,10 +156,12 @@ class ConfigExecution:
         for frame in reversed(traceback.extract_tb(error.__traceback__)):
             if frame.filename in self._files:
                 filename, line = self._files[frame.filename], frame.lineno
-                break
-            if _is_users_file(frame.filename):  # a module of the user's outside the basedir
+            elif _is_users_file(frame.filename):  # a module of the user's outside the basedir
                 filename, line = self.display_name(frame.filename), frame.lineno
-                break
+            else:
+                continue
+            statement = _statement_at(frame.line) or statement
+            break
         plain = isinstance(error, _PLAIN_MESSAGE_ERRORS)
         message = str(error) if plain else f"{type(error).__name__}: {error}"
         if isinstance(error, ImportError):
@@ -184,6 +186,15 @@ def _bound_names(statement: ast.stmt) -> set[str]:
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
     return names
+
+
+def _statement_at(text: str | None) -> ast.stmt | None:
+    """The one-line statement a traceback shows (an ``import`` the error names), if it parses."""
+    try:
+        body = ast.parse((text or "").strip()).body
+    except SyntaxError:
+        return None
+    return body[0] if len(body) == 1 else None
 
 
 def _submodule_names(statement: ast.stmt) -> set[str]:

@@ -84,11 +84,14 @@ def test_worker_has_buildbots_workername():
 
 @pytest.mark.parametrize("statement, message", [
     ("from buildfarm.master.data.resultspec import Filter",
-     "not supported by buildfarm: resultspec (Buildbot's module buildbot.data.resultspec)"),
+     "not supported by buildfarm: Filter (Buildbot's buildbot.data.resultspec.Filter)"),
     ("from buildfarm.master.data import resultspec",
      "not supported by buildfarm: resultspec (Buildbot's module buildbot.data.resultspec)"),
     ("from buildfarm.master.worker.local import LocalWorker",
-     "not supported by buildfarm: local (Buildbot's module buildbot.worker.local)"),
+     "not supported by buildfarm: LocalWorker (Buildbot's buildbot.worker.local.LocalWorker)"),
+    ("from buildfarm.master.util import bytes2unicode, unicode2bytes",
+     "not supported by buildfarm: bytes2unicode, unicode2bytes (Buildbot's buildbot.util.bytes2unicode, "
+     "buildbot.util.unicode2bytes)"),
     ("from buildfarm.master.www import authz",
      "not supported by buildfarm: authz (Buildbot's module buildbot.www.authz)"),
     ("from buildfarm.master.worker import AbstractWorker",
@@ -245,7 +248,7 @@ def test_an_error_in_a_module_outside_the_basedir_is_reported_once_at_its_own_li
         """)
     try:
         assert problems(path) == ["../lib/rc_outside/renderables.py:1: not supported by buildfarm: "
-                                  "interfaces (Buildbot's module buildbot.interfaces)"]
+                                  "IRenderable (Buildbot's buildbot.interfaces.IRenderable)"]
     finally:
         sys.path.remove(str(tmp_path / "lib"))
 
