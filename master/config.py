@@ -146,6 +146,11 @@ class Worker(SlaveConfig):
                          notify_on_missing=notify_on_missing, missing_timeout=missing_timeout,
                          keepalive_interval=keepalive_interval, **kwargs)
 
+    @property
+    def workername(self) -> str:
+        """Buildbot's attribute for the name (configs read ``w.workername``)."""
+        return self.name
+
 
 # Keys of Buildbot 4.3's BuildmasterConfig that buildfarm accepts without using: why each has
 # no effect.  Given a value other than None or an empty list or dict, each gets a warning.
@@ -290,7 +295,20 @@ def _key_lines(source: str) -> dict[str, int]:
                     key = target.slice.value
                     if isinstance(key, str):
                         lines[key] = max(lines.get(key, 0), node.lineno)  # the last one counts
+                elif isinstance(target, ast.Name) and target.id == "BuildmasterConfig":
+                    for key, line in _literal_key_lines(node.value).items():
+                        lines[key] = max(lines.get(key, 0), line)
     return lines
+
+
+def _literal_key_lines(value: ast.expr) -> dict[str, int]:
+    """The line of each key of ``BuildmasterConfig = {'key': ...}`` (or ``dict(key=...)``)."""
+    if isinstance(value, ast.Dict):
+        return {k.value: k.lineno for k in value.keys
+                if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "dict":
+        return {k.arg: k.value.lineno for k in value.keywords if k.arg}
+    return {}
 
 
 class _ConfigBuilder:
@@ -476,7 +494,11 @@ class _ConfigBuilder:
             for name in item.builderNames if isinstance(item.builderNames, list) else []:
                 if name not in builder_names and "builders" not in self.failed_keys:
                     self.error(line, f"scheduler {item.name!r} names unknown builder {name!r}")
-            for problem in item.config_problems():
+            try:
+                problems = item.config_problems()
+            except Exception as e:  # a user's subclass (a custom force parameter) failed
+                problems = [f"scheduler {item.name!r}: {type(e).__name__}: {e}"]
+            for problem in problems:
                 self.error(line, problem)
             if isinstance(item, ForceScheduler):
                 self.force_arguments_without_effect(item, line)

@@ -18,8 +18,10 @@ import importlib.util
 import os
 import sys
 import traceback
+import types
 from dataclasses import dataclass
 
+from buildfarm.master.buildbotimports import not_supported_message
 from buildfarm.master.configobject import CONFIG_FILE_KEY, CONFIG_MODULE_NAME
 from buildfarm.master.pluginspace import NotSupportedByBuildfarm, UnknownPluginName
 
@@ -47,7 +49,12 @@ class ConfigErrors(Exception):
 
 
 class HelperModuleFailed(ImportError):
-    """A helper module beside master.cfg had problems, each already reported."""
+    """A helper module beside master.cfg had problems, each already reported; ``names`` are
+    the names its top level binds (what ``from helper import *`` would have bound)."""
+
+    def __init__(self, message: str, name: str, names: frozenset[str] = frozenset()):
+        super().__init__(message, name=name)
+        self.names = names
 
 
 # Errors whose message is the whole story (no exception class name in front of it).
@@ -86,6 +93,10 @@ class ConfigExecution:
         self.run_source(self.source, self.path, namespace)
         return namespace
 
+    def unbound_names(self) -> frozenset[str]:
+        """The names failed statements would have bound, so far."""
+        return frozenset(self._unbound)
+
     def display_name(self, path: str) -> str:
         """How a file of the configuration is named in messages (relative to the basedir)."""
         return os.path.relpath(path, self.basedir)
@@ -114,22 +125,47 @@ class ConfigExecution:
         return len(self.errors) == before
 
     def _failed(self, statement: ast.stmt, error: Exception, filename: str) -> None:
-        cascade = isinstance(error, HelperModuleFailed) or (
-            isinstance(error, NameError) and error.name in self._unbound)
-        if not cascade:
-            self.errors.append(self._located(error, filename, statement.lineno))
+        if not self._is_cascade(error):
+            problem = self._located(error, filename, statement.lineno, statement)
+            if problem not in self.errors:  # one cause met through several imports: once
+                self.errors.append(problem)
         self._unbound |= _bound_names(statement)
+        self._unbound |= _submodule_names(statement)
+        if isinstance(error, HelperModuleFailed) and isinstance(statement, ast.ImportFrom) \
+                and any(alias.name == "*" for alias in statement.names):
+            self._unbound |= error.names
         self.failed_keys |= _subscript_keys(statement)
 
-    def _located(self, error: Exception, filename: str, line: int) -> ConfigError:
+    def _is_cascade(self, error: Exception) -> bool:
+        """Whether ``error`` only follows from a statement that failed before (reported)."""
+        if isinstance(error, HelperModuleFailed):
+            return True
+        if isinstance(error, NameError):
+            return error.name in self._unbound
+        if isinstance(error, KeyError) and len(error.args) == 1:
+            # c['schedulers'].extend(...) after a failed c['schedulers'] = ...
+            return error.args[0] in self.failed_keys
+        if isinstance(error, AttributeError) and isinstance(getattr(error, "obj", None), types.ModuleType):
+            return f"{error.obj.__name__}.{error.name}" in self._unbound  # import pkg.mod failed
+        return False
+
+    def _located(self, error: Exception, filename: str, line: int,
+                 statement: ast.stmt | None = None) -> ConfigError:
         if isinstance(error, SyntaxError) and error.filename in self._files:
             return ConfigError(self._files[error.filename], error.lineno, f"syntax error: {error.msg}")
         for frame in reversed(traceback.extract_tb(error.__traceback__)):
             if frame.filename in self._files:
                 filename, line = self._files[frame.filename], frame.lineno
-                break
+            elif _is_users_file(frame.filename):  # a module of the user's outside the basedir
+                filename, line = self.display_name(frame.filename), frame.lineno
+            else:
+                continue
+            statement = _statement_at(frame.line) or statement
+            break
         plain = isinstance(error, _PLAIN_MESSAGE_ERRORS)
         message = str(error) if plain else f"{type(error).__name__}: {error}"
+        if isinstance(error, ImportError):
+            message = not_supported_message(error, statement) or message
         if isinstance(error, ModuleNotFoundError) and (error.name or "").partition(".")[0] == "buildbot":
             message += (": buildfarm does not import Buildbot; import from buildfarm.master.plugins "
                         "(docs/porting.md)")
@@ -150,6 +186,38 @@ def _bound_names(statement: ast.stmt) -> set[str]:
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
     return names
+
+
+def _statement_at(text: str | None) -> ast.stmt | None:
+    """The one-line statement a traceback shows (an ``import`` the error names), if it parses."""
+    try:
+        body = ast.parse((text or "").strip()).body
+    except SyntaxError:
+        return None
+    return body[0] if len(body) == 1 else None
+
+
+def _submodule_names(statement: ast.stmt) -> set[str]:
+    """What a failed ``import pkg.mod`` leaves unset: ``pkg.mod``, and ``mod`` (a package's
+    ``__init__`` that imports its own submodule gets it as a global)."""
+    names: set[str] = set()
+    if isinstance(statement, ast.Import):
+        for alias in statement.names:
+            if "." in alias.name and alias.asname is None:
+                names |= {alias.name, alias.name.rpartition(".")[2]}
+    return names
+
+
+_BUILDFARM_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_NOT_USERS = tuple(os.path.join(os.path.realpath(p), "") for p in {
+    sys.prefix, sys.base_prefix, sys.exec_prefix, _BUILDFARM_DIR})
+
+
+def _is_users_file(filename: str) -> bool:
+    """Whether a traceback's file is the user's (not Python's, a package's or buildfarm's)."""
+    if not os.path.isabs(filename) or not os.path.isfile(filename):
+        return False
+    return not os.path.realpath(filename).startswith(_NOT_USERS)
 
 
 def _subscript_keys(statement: ast.stmt) -> set[str]:
@@ -205,7 +273,7 @@ class BesideConfigImporter:
             else:
                 return None
             spec = importlib.machinery.PathFinder.find_spec(name, search)
-            if spec is None or spec.loader is None:
+            if spec is None or (spec.loader is None and not spec.submodule_search_locations):
                 return None
             module = self._load(name, spec)
             if parent is not None:
@@ -216,6 +284,10 @@ class BesideConfigImporter:
         module = importlib.util.module_from_spec(spec)
         module.__builtins__ = self.builtins  # its own imports of modules beside it work too
         sys.modules[name] = module
+        if spec.origin is None:  # a directory without __init__.py: a namespace package, as in Buildbot
+            setattr(module, CONFIG_FILE_KEY, self.execution.display_name(spec.submodule_search_locations[0])
+                    if self.execution else name)
+            return module
         try:
             source = spec.loader.get_source(name) if self.execution and spec.origin else None
             if source is None:
@@ -223,7 +295,9 @@ class BesideConfigImporter:
             else:
                 setattr(module, CONFIG_FILE_KEY, self.execution.display_name(spec.origin))
                 if not self.execution.run_source(source, spec.origin, vars(module)):
-                    raise HelperModuleFailed(f"{name} has problems (reported above)", name=name)
+                    names = frozenset(n for n in vars(module) if not n.startswith("_"))
+                    raise HelperModuleFailed(f"{name} has problems (reported above)", name=name,
+                                             names=names | self.execution.unbound_names())
         except BaseException:
             sys.modules.pop(name, None)
             raise

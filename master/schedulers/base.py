@@ -79,7 +79,13 @@ class Scheduler(ConfigObject):
         problems = []
         if not isinstance(self.name, str) or not self.name:
             problems.append(f"scheduler name must be a non-empty string, not {self.name!r}")
-        if not isinstance(self.builderNames, list) or not all(isinstance(n, str) for n in self.builderNames):
+        if callable(getattr(self.builderNames, "render", None)) or callable(
+                getattr(self.builderNames, "getRenderingFor", None)):
+            problems.append(f"scheduler {self.name!r}: not supported by buildfarm: a renderable "
+                            "builderNames (Buildbot renders it when a buildset is made); give the "
+                            "list of builder names")
+        elif not isinstance(self.builderNames, list) or \
+                not all(isinstance(n, str) for n in self.builderNames):
             problems.append(f"scheduler {self.name!r}: builderNames must be a list of builder names")
         elif not self.builderNames:
             problems.append(f"scheduler {self.name!r} names no builders")

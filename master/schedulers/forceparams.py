@@ -18,11 +18,26 @@ class BadValue(ValueError):
     """A submitted value this parameter does not accept; the message is for the user."""
 
 
+# Buildbot's name for it (``buildbot.schedulers.forcesched.ValidationError``): a custom
+# parameter raises it from ``parse_from_arg`` or ``updateFromKwargs``.
+ValidationError = BadValue
+# Buildbot's hooks a custom parameter (a subclass of ``BaseParameter``) may override.
+BUILDBOT_HOOKS = ("parse_from_arg", "parse_from_args", "getFromKwargs", "updateFromKwargs")
+
+
 class BaseParameter:
-    """One named, typed field of a force request."""
+    """One named, typed field of a force request.
+
+    A user's subclass may be written against Buildbot's API instead of ``parse``: it
+    overrides ``parse_from_arg`` (one submitted value in, the property's value out),
+    ``getFromKwargs`` (the submitted values by name in, the value out) or ``updateFromKwargs``
+    (sets ``properties``, any number of them), and raises ``ValidationError``.  Buildbot
+    checks no default of such a parameter when the config loads; neither does buildfarm.
+    """
 
     type_name = "value"
     default_default: Any = None
+    multiple = False
 
     def __init__(self, name, label=None, default=None, required=False, hide=False, **kwargs):
         self.name = name
@@ -37,7 +52,7 @@ class BaseParameter:
         if not isinstance(self.name, str) or not self.name:
             return [f"force parameter name must be a non-empty string, not {self.name!r}"]
         problems = []
-        if not self.required:
+        if not self.required and not self.buildbot_custom():
             try:
                 self.parse(self.default)
             except BadValue as e:
@@ -56,7 +71,52 @@ class BaseParameter:
         return value
 
     def parse(self, value: Any) -> Any:
-        raise NotImplementedError
+        return self.parse_from_arg(value)
+
+    # Buildbot's API, for parameters users write (see the class docstring).
+
+    @property
+    def fullName(self) -> str:  # noqa: N802 - Buildbot's name
+        return self.name
+
+    def buildbot_custom(self) -> bool:
+        """Whether this parameter's class overrides one of Buildbot's hooks."""
+        return any(getattr(type(self), hook) is not getattr(BaseParameter, hook) for hook in BUILDBOT_HOOKS)
+
+    def parse_from_arg(self, s: Any) -> Any:
+        return s
+
+    def parse_from_args(self, values: list) -> Any:
+        if self.multiple:
+            return [self.parse_from_arg(v) for v in values]
+        return self.parse_from_arg(values[0])
+
+    def getFromKwargs(self, kwargs: dict) -> Any:  # noqa: N802 - Buildbot's name
+        """The value from ``kwargs``, the submitted values by name, each a list (Buildbot's)."""
+        values = [v for v in kwargs.get(self.fullName, []) if not (isinstance(v, str) and not v.strip())]
+        if not values:
+            if self.required:
+                raise ValidationError(f"'{self.label}' needs to be specified")
+            values = list(self.default) if self.multiple else [self.default]
+        return self.parse_from_args(values)
+
+    def updateFromKwargs(self, properties: dict, kwargs: dict, collector=None, **unused) -> None:  # noqa: N802
+        properties[self.name] = self.getFromKwargs(kwargs)
+
+    def properties_from(self, submitted: dict) -> dict:
+        """The build properties this parameter gives a force request's submitted values;
+        a parameter written against Buildbot's API gets them its way.  Raises ``BadValue``."""
+        if not self.buildbot_custom():
+            return {self.name: self.value_from(submitted)}
+        properties: dict = {}
+        kwargs = {k: v if isinstance(v, list) else [v] for k, v in submitted.items() if v is not None}
+        try:
+            self.updateFromKwargs(properties=properties, kwargs=kwargs, collector=None)
+        except BadValue:
+            raise
+        except Exception as e:  # the user's code: its failure is the request's, not a server error
+            raise BadValue(f"{type(e).__name__}: {e}") from e
+        return properties
 
 
 class StringParameter(BaseParameter):

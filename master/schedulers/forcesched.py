@@ -28,8 +28,20 @@ from buildfarm.master.schedulers.forceparams import (
     BadField,
     BadValue,
     BaseParameter,
+    BooleanParameter,
+    ChoiceStringParameter,
     CodebaseParameter,
+    FixedParameter,
+    IntParameter,
+    StringParameter,
+    TextParameter,
+    ValidationError,
 )
+
+# Also where Buildbot's ``buildbot.schedulers.forcesched`` has them, for configs importing them from there.
+__all__ = ["BaseParameter", "BooleanParameter", "ChoiceStringParameter", "CodebaseParameter",
+           "FixedParameter", "ForceParameterError", "ForceScheduler", "IntParameter",
+           "StringParameter", "TextParameter", "ValidationError"]
 
 DEFAULT_REASON = "force build"
 
@@ -165,7 +177,7 @@ class ForceScheduler(Scheduler):
         properties = {}
         for name, parameter in declared.items():
             try:
-                properties[name] = parameter.value_from(submitted)
+                properties.update(parameter.properties_from(submitted))
             except BadValue as e:
                 raise ForceParameterError(name, str(e)) from None
         return properties

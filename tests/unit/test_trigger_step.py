@@ -7,7 +7,7 @@ from twisted.internet import defer
 from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildfarm.master.config import MasterConfig
 from buildfarm.master.process.build import StepRun
-from buildfarm.master.process.properties import Interpolate
+from buildfarm.master.process.properties import Interpolate, Property
 from buildfarm.master.process.steps.trigger import STOP_CHECK_INTERVAL_S, Trigger
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.triggerable import Triggerable
@@ -98,6 +98,35 @@ async def test_trigger_waiting_on_successful_builds_succeeds(master):
     assert (await d)[0] == SUCCESS
     [unit] = await buildsets(master, "unit")
     assert f"unit: buildset {unit['bsid']} finished: success" in await log_text(master, run)
+
+
+@pytest_twisted.ensureDeferred
+async def test_trigger_source_stamps_give_the_triggered_builds_exactly_those_stamps(master):
+    run = await running_step(master, "a", "trigger",
+                             properties={"branch": "main", "revision": "r1", "tag_rev": "abc"})
+    stamp = {"codebase": "", "branch": "release-24", "revision": Property("tag_rev"),
+             "repository": "https://example.org/os.git", "project": ""}
+    results, _ = await run_step(Trigger(schedulerNames=["unit"], sourceStamps=[stamp]), run)
+    assert results == SUCCESS
+    [unit] = await buildsets(master, "unit")
+    assert unit["properties"]["sourcestamps"] == [dict(stamp, revision="abc")]
+    assert (unit["properties"]["branch"], unit["properties"]["revision"]) == ("release-24", "abc")
+
+
+@pytest_twisted.ensureDeferred
+async def test_trigger_always_use_latest_hands_no_source_on(master):
+    run = await running_step(master, "a", "trigger", properties={"branch": "main", "revision": "r1"})
+    await run_step(Trigger(schedulerNames=["unit"], alwaysUseLatest=True), run)
+    [unit] = await buildsets(master, "unit")
+    assert unit["properties"] == {"scheduler": "unit"}
+
+
+def test_trigger_source_stamps_config_problems():
+    assert Trigger(schedulerNames=["u"], sourceStamps=[{"branch": "b"}]).config_problems() == []
+    assert "sourceStamps must be a list of dicts" in \
+        Trigger(schedulerNames=["u"], sourceStamps="main").config_problems()[0]
+    assert "not both" in Trigger(schedulerNames=["u"], sourceStamps=[{}],
+                                 alwaysUseLatest=True).config_problems()[0]
 
 
 @pytest_twisted.ensureDeferred

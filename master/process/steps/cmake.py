@@ -9,6 +9,7 @@ DEFAULT_CMAKE = "cmake"
 class CMake(ShellMixin, BuildStep):
     """``cmake [-G generator] [-Dname=value ...] [options ...] [path]``, as Buildbot's."""
 
+    DEFAULT_CMAKE = DEFAULT_CMAKE  # Buildbot's class attribute (configs read CMake.DEFAULT_CMAKE)
     name = "cmake"
     description = ["running", "cmake"]
     descriptionDone = ["cmake"]

@@ -79,7 +79,8 @@ class SetPropertyFromCommand(ShellCommand):
     """Runs a command and sets a property from its output (``property``) or from a
     function of ``(rc, stdout, stderr)`` returning a dict (``extract_fn``)."""
 
-    default_name = "SetPropertyFromCommand"
+    default_name = "setproperty"  # Buildbot's
+    property_source = "SetPropertyFromCommand Step"  # Buildbot's source of the properties it sets
     renderables = ShellCommand.renderables + ("property",)
 
     def __init__(self, command=None, property=None, extract_fn=None, strip=True,  # noqa: A002
@@ -104,7 +105,7 @@ class SetPropertyFromCommand(ShellCommand):
         if self.property is not None:
             if results == SUCCESS:
                 text = (cmd.stdout if self.includeStdout else "") + (cmd.stderr if self.includeStderr else "")
-                self.setProperty(self.property, text.strip() if self.strip else text, self.name)
+                self.setProperty(self.property, text.strip() if self.strip else text, self.property_source)
                 self.descriptionDone = f"property {self.property!r} set"
             return results
         try:
@@ -114,6 +115,6 @@ class SetPropertyFromCommand(ShellCommand):
             self.descriptionDone = "extract_fn failed"
             return FAILURE
         for name, value in values.items():
-            self.setProperty(name, value, self.name)
+            self.setProperty(name, value, self.property_source)
         self.descriptionDone = f"{len(values)} properties set"
         return results

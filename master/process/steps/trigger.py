@@ -4,6 +4,10 @@ The triggered buildsets get ``set_properties`` (rendered against the triggering 
 the triggering build's properties named in ``copy_properties``, and its source properties
 (branch, revision, repository, project, codebase) when it has them, the way Buildbot hands
 the triggering build's source stamps on.  Their ``parent_buildid`` is the triggering build.
+``sourceStamps`` (a list of dicts with ``codebase``, ``branch``, ``revision``, ``repository``,
+``project``; renderable) gives the triggered builds exactly those stamps instead: their
+``sourcestamps`` property, and with one stamp its fields as properties too.  With
+``alwaysUseLatest`` they get no source at all (each builds the newest revision).
 
 Without ``waitForFinish`` the step succeeds once the buildsets exist.  With it, the step
 ends when they all complete, with the worst of their results (Buildbot's ordering:
@@ -42,11 +46,15 @@ class Trigger(BuildStep):
     """``steps.Trigger(schedulerNames=['tests'], waitForFinish=True)``."""
 
     default_name = "trigger"
-    renderables = BuildStep.renderables + ("schedulerNames", "set_properties", "copy_properties")
+    renderables = BuildStep.renderables + ("schedulerNames", "set_properties", "copy_properties",
+                                           "sourceStamps")
 
     def __init__(self, schedulerNames=None, waitForFinish=False, copy_properties=None,  # noqa: N803
-                 set_properties=None, updateSourceStamp=True, **kwargs):  # noqa: N803
+                 set_properties=None, updateSourceStamp=True, sourceStamps=None,  # noqa: N803
+                 alwaysUseLatest=False, **kwargs):  # noqa: N803
         super().__init__(**kwargs)
+        self.sourceStamps = sourceStamps
+        self.alwaysUseLatest = alwaysUseLatest
         self.schedulerNames = list(schedulerNames) if isinstance(schedulerNames, list | tuple) \
             else schedulerNames
         self.waitForFinish = waitForFinish
@@ -66,6 +74,12 @@ class Trigger(BuildStep):
             problems.append(f"Trigger waitForFinish must be True or False, not {self.waitForFinish!r}")
         if not all(isinstance(n, str) for n in self.copy_properties):
             problems.append("Trigger copy_properties must be a list of property names")
+        stamps = self.sourceStamps
+        if stamps is not None and not isinstance(stamps, Renderable) and (
+                not isinstance(stamps, list | tuple) or not all(isinstance(s, dict) for s in stamps)):
+            problems.append(f"Trigger sourceStamps must be a list of dicts, not {stamps!r}")
+        elif stamps and self.alwaysUseLatest:
+            problems.append("Trigger takes sourceStamps or alwaysUseLatest, not both")
         return problems
 
     def cross_check(self, config) -> list[str]:
@@ -82,7 +96,12 @@ class Trigger(BuildStep):
         """The properties the triggered buildsets get."""
         props = ctx.properties
         result = {}
-        if self.updateSourceStamp:
+        if self.sourceStamps:
+            stamps = [dict(stamp) for stamp in props.render(self.sourceStamps)]
+            result["sourcestamps"] = stamps
+            if len(stamps) == 1:
+                result.update({k: stamps[0][k] for k in SOURCE_FIELDS if stamps[0].get(k) is not None})
+        elif self.updateSourceStamp and not self.alwaysUseLatest:
             result.update({k: props.getProperty(k) for k in SOURCE_FIELDS if props.hasProperty(k)})
         result.update({k: props.getProperty(k) for k in self.copy_properties if props.hasProperty(k)})
         result.update(props.render(self.set_properties))

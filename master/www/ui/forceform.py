@@ -40,8 +40,11 @@ def parameter_field(parameter: BaseParameter, values: dict | None = None, name: 
     if parameter.hide or hide:
         kind = "hidden"
     value = parameter.default if values is None or name not in values else values[name]
-    return FormField(name, str(parameter.label), kind, value,
-                     list(getattr(parameter, "choices", None) or []),
+    try:
+        choices = list(getattr(parameter, "choices", None) or [])
+    except Exception:  # a user's parameter computes its choices (Buildbot's API) and failed
+        choices = []
+    return FormField(name, str(parameter.label), kind, value, choices,
                      bool(getattr(parameter, "multiple", False)), bool(parameter.required))
 
 
