@@ -92,8 +92,8 @@ def test_worker_has_buildbots_workername():
     ("from buildfarm.master.util import bytes2unicode, unicode2bytes",
      "not supported by buildfarm: bytes2unicode, unicode2bytes (Buildbot's buildbot.util.bytes2unicode, "
      "buildbot.util.unicode2bytes)"),
-    ("from buildfarm.master.www import authz",
-     "not supported by buildfarm: authz (Buildbot's module buildbot.www.authz)"),
+    ("from buildfarm.master.www import oauth2",
+     "not supported by buildfarm: oauth2 (Buildbot's module buildbot.www.oauth2)"),
     ("from buildfarm.master.worker import AbstractWorker",
      "not supported by buildfarm: AbstractWorker (Buildbot's buildbot.worker.AbstractWorker)"),
     ("import buildfarm.master.reporters.utils",
@@ -145,7 +145,7 @@ def test_a_helper_package_without_init_py_loads_as_in_buildbot(tmp_path):
 
 def test_a_star_import_of_a_failed_helper_raises_no_second_error(tmp_path):
     write(tmp_path, "rc_starlib.py", """\
-        from buildfarm.master.www import authz
+        from buildfarm.master.www import oauth2
 
         class Bot:
             pass
@@ -155,7 +155,7 @@ def test_a_star_import_of_a_failed_helper_raises_no_second_error(tmp_path):
         bot = Bot()
         """)
     assert problems(path) == [
-        "rc_starlib.py:1: not supported by buildfarm: authz (Buildbot's module buildbot.www.authz)"]
+        "rc_starlib.py:1: not supported by buildfarm: oauth2 (Buildbot's module buildbot.www.oauth2)"]
 
 
 # -- force parameters written against Buildbot's API ----------------------------------------
