@@ -65,6 +65,16 @@ from buildfarm.master.schedulers.forceparams import (
     StringParameter,
     TextParameter,
 )
+from buildfarm.master.reporters.generators.build import BuildStartEndStatusGenerator, BuildStatusGenerator
+from buildfarm.master.reporters.generators.worker import WorkerMissingGenerator
+from buildfarm.master.reporters.http import HttpStatusPush
+from buildfarm.master.reporters.message import (
+    MessageFormatter,
+    MessageFormatterEmpty,
+    MessageFormatterFunction,
+    MessageFormatterMissingWorker,
+    MessageFormatterRenderable,
+)
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.timed import Nightly, Periodic
 from buildfarm.master.schedulers.triggerable import Triggerable
@@ -75,7 +85,17 @@ slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=Worker)
 worker = SimpleNamespace(Worker=Worker, BuildSlave=SlaveConfig)
 changes = SimpleNamespace(GitPoller=GitPoller, HgPoller=HgPoller, SVNPoller=svnpoller.SVNPoller,
                           PBChangeSource=PBChangeSource)
-reporters = SimpleNamespace()
+reporters = SimpleNamespace(
+    HttpStatusPush=HttpStatusPush,
+    BuildStatusGenerator=BuildStatusGenerator,
+    BuildStartEndStatusGenerator=BuildStartEndStatusGenerator,
+    WorkerMissingGenerator=WorkerMissingGenerator,
+    MessageFormatter=MessageFormatter,
+    MessageFormatterMissingWorker=MessageFormatterMissingWorker,
+    MessageFormatterFunction=MessageFormatterFunction,
+    MessageFormatterRenderable=MessageFormatterRenderable,
+    MessageFormatterEmpty=MessageFormatterEmpty,
+)
 secrets = SimpleNamespace(SecretInAFile=SecretInAFile, SecretInPass=SecretInPass)
 webhooks = SimpleNamespace()
 schedulers = SimpleNamespace(
