@@ -54,6 +54,16 @@ from buildfarm.master.process.steps.transfer import (
     StringDownload,
 )
 from buildfarm.master.process.steps.trigger import Trigger
+from buildfarm.master.reporters.generators.build import BuildStartEndStatusGenerator, BuildStatusGenerator
+from buildfarm.master.reporters.generators.worker import WorkerMissingGenerator
+from buildfarm.master.reporters.http import HttpStatusPush
+from buildfarm.master.reporters.message import (
+    MessageFormatter,
+    MessageFormatterEmpty,
+    MessageFormatterFunction,
+    MessageFormatterMissingWorker,
+    MessageFormatterRenderable,
+)
 from buildfarm.master.schedulers.basic import AnyBranchScheduler, SingleBranchScheduler
 from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forceparams import (
@@ -64,16 +74,6 @@ from buildfarm.master.schedulers.forceparams import (
     IntParameter,
     StringParameter,
     TextParameter,
-)
-from buildfarm.master.reporters.generators.build import BuildStartEndStatusGenerator, BuildStatusGenerator
-from buildfarm.master.reporters.generators.worker import WorkerMissingGenerator
-from buildfarm.master.reporters.http import HttpStatusPush
-from buildfarm.master.reporters.message import (
-    MessageFormatter,
-    MessageFormatterEmpty,
-    MessageFormatterFunction,
-    MessageFormatterMissingWorker,
-    MessageFormatterRenderable,
 )
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.timed import Nightly, Periodic
