@@ -30,7 +30,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from buildfarm.master.process.buildevents import BUILD_FINISHED, BuildEvent
+from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
 from buildfarm.master.reporters.interfaces import IReporter, IReporterMaster, IReportGenerator
 from buildfarm.master.reporters.sender import BACKOFF_BASE_S, BACKOFF_MAX_S, MAX_ATTEMPTS, ReportSender
 from buildfarm.master.reporters.utils import build_details
@@ -159,6 +159,9 @@ class ReporterBase(service.Service):
         build = await build_details(self.master, event.buildid, **_merged_wants(generators))
         if build is None:
             return
+        if event.kind == BUILD_STARTED:
+            # Read once the build may have gone on: its start is reported as a start.
+            build.update(complete=False, complete_at=None, results=None)
         reports = []
         for generator in generators:
             report = await generator.generate(self.master, self, event.kind, build)

@@ -50,6 +50,7 @@ class ReportSender:
         self._again = False
         self._timer = None
         self._stopped = False
+        self._sending: defer.Deferred | None = None
 
     def wake(self) -> None:
         """Look for reports to send now (a new one was recorded, or a retry is due)."""
@@ -65,9 +66,12 @@ class ReportSender:
         self._running.addBoth(self._done)
 
     async def stop(self) -> None:
-        """Send nothing more; wait for a report being sent."""
+        """Send nothing more: a report being sent is cancelled (it stays pending, to be sent
+        by the next start); wait for the sender to record that."""
         self._stopped = True
         self._cancel_timer()
+        if self._sending is not None:
+            self._sending.cancel()
         if self._running is not None:
             await self._running
 
@@ -84,6 +88,8 @@ class ReportSender:
 
     def _wake_at(self, when: float) -> None:
         self._cancel_timer()
+        if self._stopped:
+            return
         self._timer = self.clock.callLater(max(0.0, when - self.clock.seconds()), self.wake)
 
     async def _loop(self) -> None:
@@ -104,8 +110,13 @@ class ReportSender:
     async def _send_one(self, row: dict) -> bool:
         """Send one report; whether the sender may go on to the next."""
         attempt = row["attempts"] + 1
+        self._sending = defer.ensureDeferred(self.send(row["reports"]))
         try:
-            await self.send(row["reports"])
+            await self._sending
+        except defer.CancelledError:
+            log.info("reporter {name}: sending report {id} cut short by the master stopping; "
+                     "it stays pending", name=self.reporter, id=row["reportid"])
+            return False
         except ReportRejected as e:
             await self.db.reports.mark_failed(row["reportid"], self.clock.seconds(), str(e))
             log.error("reporter {name}: report {id} ({event}) rejected, given up: {why}",
@@ -126,6 +137,8 @@ class ReportSender:
                      event=row["event"], n=attempt, why=why, delay=delay)
             self._wake_at(when)
             return False
+        finally:
+            self._sending = None
         await self.db.reports.mark_sent(row["reportid"], self.clock.seconds())
         log.info("reporter {name}: sent report {id} ({event})", name=self.reporter,
                  id=row["reportid"], event=row["event"])
