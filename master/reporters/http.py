@@ -1,13 +1,14 @@
 """``HttpStatusPush`` (Buildbot's ``reporters.http``): POSTs each report's body, as JSON,
 to ``serverUrl``.
 
-By default it reports every build's start and its end (Buildbot's default generator: a
-``BuildStatusGenerator`` with ``report_new=True`` whose formatter's body is the build dict,
-master/reporters/utils.py).  ``auth`` (``(user, password)``, basic auth) and ``headers`` may
-hold ``util.Secret``/``util.Interpolate('%(secret:...)s')``: rendered at each attempt from
-``c['secretsProviders']``.  A 2xx answer is success; a 4xx gives the report up (logged); a
-connection error, a 5xx or no answer within ``timeout`` is tried again with backoff.
-``verify=False`` skips the TLS certificate check; ``debug=True`` logs each answer;
+By default it reports every build's start and its end when it succeeded, failed or warned
+(Buildbot's default generator: a ``BuildStatusGenerator`` of the default mode with
+``report_new=True``, whose formatter's body is the build dict, master/reporters/utils.py).
+``auth`` (``(user, password)``, basic auth) and ``headers`` may hold ``util.Secret`` or
+``util.Interpolate('%(secret:...)s')``: rendered at each attempt from
+``c['secretsProviders']``.  A 2xx answer is success; a 4xx gives the report up (logged);
+a connection error, a 5xx, a 408/429 or no answer within ``timeout`` is tried again with
+backoff.  ``verify=False`` skips the TLS certificate check; ``debug=True`` logs each answer;
 ``skip_encoding`` has no effect (the body is always UTF-8 JSON).
 """
 
@@ -49,9 +50,10 @@ class _NoVerification:
 
 
 def default_generators() -> list:
-    """Buildbot's: every build's start and end, the body the build dict."""
+    """Buildbot's: every build's start, and its end when it succeeded, failed or warned; the
+    body is the build dict."""
     formatter = MessageFormatterFunction(lambda context: context["build"], "json")
-    return [BuildStatusGenerator(mode="all", report_new=True, message_formatter=formatter)]
+    return [BuildStatusGenerator(report_new=True, message_formatter=formatter)]
 
 
 class HttpStatusPush(ReporterBase):
