@@ -15,7 +15,9 @@ backoff.  ``verify=False`` skips the TLS certificate check; ``debug=True`` logs 
 import json
 
 import treq
+from OpenSSL import SSL
 from treq.client import HTTPClient
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
@@ -39,14 +41,27 @@ class EndpointFailed(Exception):
     """The endpoint answered with an error worth trying again (5xx, ...)."""
 
 
+@implementer(IOpenSSLClientConnectionCreator)
+class _UncheckedTLS:
+    """A TLS client connection that checks no certificate (it still sends the server name)."""
+
+    def __init__(self, hostname: bytes):
+        self.hostname = hostname
+        self._context = CertificateOptions(verify=False).getContext()
+
+    def clientConnectionForTLS(self, tls_protocol):  # noqa: N802 - Twisted's name
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tls_protocol)
+        connection.set_tlsext_host_name(self.hostname)
+        return connection
+
+
 @implementer(IPolicyForHTTPS)
 class _NoVerification:
     """TLS without checking the server's certificate (``verify=False``)."""
 
-    def creatorForNetloc(self, hostname, port):  # noqa: N802 - Twisted's name
-        from twisted.internet._sslverify import ClientTLSOptions
-
-        return ClientTLSOptions(hostname.decode("ascii"), CertificateOptions(verify=False).getContext())
+    def creatorForNetloc(self, hostname: bytes, port: int) -> _UncheckedTLS:  # noqa: N802 - Twisted's name
+        return _UncheckedTLS(hostname)
 
 
 def default_generators() -> list:

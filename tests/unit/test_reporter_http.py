@@ -1,0 +1,115 @@
+"""``HttpStatusPush`` (master/reporters/http.py) against an in-memory HTTP resource (treq's
+``StubTreq``): the request it makes, secrets in ``auth`` and ``headers``, which answers give
+a report up and which are retried, and its arguments' checks."""
+
+import base64
+import json
+import os
+
+import pytest
+import pytest_twisted
+from OpenSSL import SSL
+from treq.testing import StubTreq
+from twisted.web.resource import Resource
+
+from buildfarm.master.process.properties import Interpolate, Secret, SecretNotFound
+from buildfarm.master.reporters.generators.build import BuildStatusGenerator
+from buildfarm.master.reporters.http import EndpointFailed, HttpStatusPush, _NoVerification
+from buildfarm.master.reporters.sender import ReportRejected
+from fixtures.memorymaster import MASTER_CFG, start_memory_master
+
+
+class Endpoint(Resource):
+    """Answers ``status`` to a POST and records it."""
+
+    isLeaf = True
+
+    def __init__(self, status: int = 200):
+        super().__init__()
+        self.status = status
+        self.requests: list[tuple[bytes, bytes, dict, bytes]] = []
+
+    def render_POST(self, request):  # noqa: N802 - twisted.web's name
+        headers = {k.decode(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
+        self.requests.append((request.method, request.uri, headers, request.content.read()))
+        request.setResponseCode(self.status)
+        return b'{"error": "nope"}' if self.status >= 400 else b"{}"
+
+
+@pytest_twisted.async_yield_fixture
+async def master(tmp_path):
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / "token").write_text("t0ken")
+    os.chmod(secrets_dir / "token", 0o600)
+    cfg = MASTER_CFG + (f"from buildfarm.master.plugins import secrets\n"
+                        f"c['secretsProviders'] = [secrets.SecretInAFile(dirname={str(secrets_dir)!r})]\n")
+    started = await start_memory_master(tmp_path, cfg)
+    yield started
+    await started.stopService()
+
+
+def push_to(master, endpoint: Endpoint, **kwargs) -> HttpStatusPush:
+    push = HttpStatusPush("http://ci.example.org/hook", **kwargs)
+    push.master, push.client = master, StubTreq(endpoint)
+    return push
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_body_is_posted_as_json_with_auth_and_headers_from_secrets(master):
+    endpoint = Endpoint()
+    push = push_to(master, endpoint, auth=("ci", Secret("token")),
+                   headers={"X-Token": Interpolate("%(secret:token)s"), "X-Plain": "yes"})
+    await push.sendMessage([{"body": {"buildid": 1, "results": 0}}])
+    [(method, uri, headers, body)] = endpoint.requests
+    assert (method, uri) == (b"POST", b"/hook")
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"ci:t0ken").decode()
+    assert (headers["X-Token"], headers["X-Plain"]) == ("t0ken", "yes")
+    assert json.loads(body) == {"buildid": 1, "results": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_4xx_gives_the_report_up_and_a_5xx_is_retried(master):
+    with pytest.raises(ReportRejected, match="answered 404"):
+        await push_to(master, Endpoint(404)).sendMessage([{"body": {}}])
+    with pytest.raises(EndpointFailed, match="answered 503"):
+        await push_to(master, Endpoint(503)).sendMessage([{"body": {}}])
+    with pytest.raises(EndpointFailed, match="answered 429"):
+        await push_to(master, Endpoint(429)).sendMessage([{"body": {}}])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_secret_fails_the_attempt_and_sends_nothing(master):
+    endpoint = Endpoint()
+    with pytest.raises(SecretNotFound):
+        await push_to(master, endpoint, auth=("ci", Secret("absent"))).sendMessage([{"body": {}}])
+    assert endpoint.requests == []
+
+
+def test_the_default_generator_is_buildbots():
+    [generator] = HttpStatusPush("http://ci.example.org/").generators
+    assert isinstance(generator, BuildStatusGenerator)
+    assert generator.mode == ("failing", "passing", "warnings")
+    assert generator.report_new is True
+    assert generator.formatter.template_type == "json"
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"serverUrl": "ftp://x/"}, "serverUrl must be an http:// or https:// URL"),
+    ({"serverUrl": "http://x/", "auth": "user:pw"}, r"auth must be a \(user, password\) pair"),
+    ({"serverUrl": "http://x/", "headers": ["X: y"]}, "headers must be a dict"),
+    ({"serverUrl": "http://x/", "cert": "client.pem"}, "cert .* is not supported"),
+    ({"serverUrl": "http://x/", "generators": ["not a generator"]}, "is not a report generator"),
+])
+def test_wrong_arguments_are_refused(kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        HttpStatusPush(**kwargs)
+
+
+def test_verify_false_connects_without_checking_the_certificate():
+    creator = _NoVerification().creatorForNetloc(b"ci.example.org", 443)
+    connection = creator.clientConnectionForTLS(object())
+    assert connection.get_context().get_verify_mode() == SSL.VERIFY_NONE
+    assert connection.get_servername() == b"ci.example.org"
+    assert HttpStatusPush("https://x/", verify=False).verify is False
