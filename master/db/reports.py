@@ -72,6 +72,11 @@ class ReportsComponent(DBComponent):
             attempts=reports.c.attempts + 1, next_attempt_at=next_attempt_at,
             last_error=error[:ERROR_MAX_CHARS]))
 
+    async def delete_done_before(self, reporter: str, before: float) -> int:
+        """Delete the reports of ``reporter`` sent or given up before ``before``; how many."""
+        return await self._execute(sa.delete(reports).where(
+            reports.c.reporter == reporter, reports.c.state != PENDING, reports.c.done_at < before))
+
     async def finished_builds_since(self, masterid: int, since: float) -> list[int]:
         """Ids of the builds ``masterid`` finished at or after ``since``, oldest first: what
         a reporter looks at again when it starts (its mark, master/reporters/base.py)."""

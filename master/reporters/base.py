@@ -17,7 +17,8 @@ reporter keeps a mark (in ``scheduler_state``, under ``reporter:<name>``): a tim
 which every finished build of this master was looked at.  At start it looks again at the
 builds this master finished since the mark (less ``MARK_SLACK_S``), records what is
 missing (the (reporter, event) key drops the duplicates), and moves the mark whenever it has
-no event waiting.  A reporter seen for the first time starts its mark now: it does not
+no event waiting.  Reports sent or given up ``REPORTS_KEPT_S`` ago are deleted then (long
+after the mark has passed them).  A reporter seen for the first time starts its mark now: it does not
 report the builds of before it existed.  Build *starts* and missing slaves whose report was
 not recorded when the master died are not reported after it (their state has moved on).
 
@@ -39,6 +40,7 @@ log = Logger()
 
 MARK_SLACK_S = 120.0  # a build's end written this long before its event still gets looked at
 MARK_STATE_KEY = "mark"
+REPORTS_KEPT_S = 7 * 24 * 3600.0  # sent and given-up reports are deleted at a start after this
 
 
 class NoMaster(Exception):
@@ -88,8 +90,12 @@ class ReporterBase(service.Service):
                                                         name=self.name))
         return None
 
-    async def stopService(self):  # noqa: N802 - Twisted's name
+    def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
         super().stopService()
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        """Hear no more events; let the one being handled be recorded; stop the sender."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe = []
@@ -133,6 +139,9 @@ class ReporterBase(service.Service):
                              "master stopped", name=self.name, id=buildid)
                     await self._handle_build_event(BuildEvent(BUILD_FINISHED, buildid), wake=False)
         await db.state.set(self.state_name, MARK_STATE_KEY, now)
+        deleted = await db.reports.delete_done_before(self.name, now - REPORTS_KEPT_S)
+        if deleted:
+            log.info("reporter {name}: {n} old report(s) deleted", name=self.name, n=deleted)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -169,7 +178,7 @@ class ReporterBase(service.Service):
                 reports.append(report)
         await self._record(_event_key(event.kind, event.buildid), reports, wake)
 
-    def _on_slave_missing(self, slave) -> defer.Deferred:
+    def _on_slave_missing(self, slave) -> None:
         d = self._events.run(lambda: defer.ensureDeferred(self._handle_missing(slave)))
         d.addErrback(lambda f: log.failure("reporter {name}: missing slave {slave} not reported", f,
                                            name=self.name, slave=slave.name))

@@ -54,3 +54,17 @@ async def test_finished_builds_since_are_the_masters_own(db):
     await add_running_build(db, now=300.0)  # still running
     assert await db.reports.finished_builds_since(first.masterid, 0.0) == [first.buildid, second.buildid]
     assert await db.reports.finished_builds_since(first.masterid, 200.0) == [second.buildid]
+
+
+@pytest_twisted.ensureDeferred
+async def test_old_done_reports_are_deleted_and_pending_ones_kept(db):
+    for event in ("old-sent", "old-failed", "new-sent", "pending"):
+        await db.reports.record("http", event, 1, [], 10.0)
+    await db.reports.record("mail", "other", 1, [], 10.0)
+    rows = {r["event"]: r["reportid"] for r in await db.reports.get_all()}
+    await db.reports.mark_sent(rows["old-sent"], 100.0)
+    await db.reports.mark_failed(rows["old-failed"], 100.0, "400")
+    await db.reports.mark_sent(rows["new-sent"], 300.0)
+    await db.reports.mark_sent(rows["other"], 100.0)
+    assert await db.reports.delete_done_before("http", 200.0) == 2
+    assert [r["event"] for r in await db.reports.get_all()] == ["new-sent", "pending", "other"]

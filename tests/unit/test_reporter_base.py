@@ -184,3 +184,63 @@ async def test_a_slave_gone_missing_is_reported(tmp_path):
         assert [event for event, _ in await report_states(master)] == ["slave:bs2:missing:0.0"]
     finally:
         await master.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reports_sent_a_week_ago_are_deleted_at_a_start(tmp_path):
+    master = await start_memory_master(tmp_path, REPORTER_CFG)
+    reporter = reporter_of(master)
+    await add_build(master, SUCCESS)
+    await eventually(lambda: defer.succeed(len(reporter.sent) == 2), "sent")
+    await master.stopService()
+    later = await start_memory_master(tmp_path, REPORTER_CFG, now=8 * 24 * 3600.0)
+    try:
+        await reporter_of(later)._starting
+        assert await report_states(later) == []
+    finally:
+        await later.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_master_sends_the_reports_of_its_own_builds(tmp_path):
+    shared = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    cfg = REPORTER_CFG.replace("'db_url': 'sqlite:///state.sqlite'", f"'db_url': {shared!r}")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = await start_memory_master(tmp_path / "a", cfg)
+    second = await start_memory_master(tmp_path / "b", cfg)
+    try:
+        assert first.masterid != second.masterid
+        buildid = await add_build(first, FAILURE)
+        await eventually(lambda: defer.succeed(len(reporter_of(first).sent) == 2), "sent by the first")
+        await eventually(lambda: _all_sent(second), "recorded as sent")
+        assert reporter_of(second).sent == []
+        assert [r["masterid"] for r in await second.db.reports.get_all("rec")] == [first.masterid] * 2
+        assert bodies(reporter_of(first))[-1]["buildid"] == buildid
+    finally:
+        await second.stopService()
+        await first.stopService()
+
+
+async def _all_sent(master) -> bool:
+    return {state for _, state in await report_states(master)} == {"sent"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_a_reconfig_the_new_reporter_of_the_same_name_sends_what_was_pending(tmp_path):
+    master = await start_memory_master(tmp_path, REPORTER_CFG)
+    try:
+        old = reporter_of(master)
+        old.fail = True
+        await add_build(master, FAILURE)
+        await eventually(lambda: _attempted(master, 2), "a failed attempt")
+        await master.reconfig()
+        new = reporter_of(master)
+        assert new is not old and not old.running
+        await new._starting
+        await eventually(lambda: defer.succeed(bool(new.sender._timer)), "its retry scheduled")
+        master.reactor.advance(10)  # the recorded retry time
+        await eventually(lambda: defer.succeed(len(new.sent) == 2), "sent by the new reporter")
+        assert old.sent == []
+    finally:
+        await master.stopService()
