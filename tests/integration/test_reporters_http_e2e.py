@@ -8,12 +8,13 @@ report pending delivers it once."""
 import base64
 import json
 import os
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fixtures.daemons import Master, free_port, run_cli, wait_for
+from fixtures.daemons import Master, free_port, pid_alive, read_pid, run_cli, wait_for
 
 TOKEN = "s3cret-push-t0ken"
 PATH = "/hooks/buildfarm"
@@ -198,13 +199,20 @@ def test_a_dead_endpoint_is_retried_with_backoff_and_logged_while_builds_go_on(f
     assert recorder.problems == []
 
 
-def test_a_master_restarted_with_a_report_pending_delivers_it_once(fleet, recorder):
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_master_restarted_with_a_report_pending_delivers_it_once(fleet, recorder, how):
     master = start_master(fleet, recorder)  # the endpoint is down
     fleet.slave(master)
     master.wait_attached("bs1")
     assert build(master, "fails")["result"] == "failure"
     wait_for(lambda: "failed (attempt" in master.log_text(), "a failed attempt logged")
-    run_cli("buildmaster", "stop", master.basedir, check=True)
+    if how == "stopped":
+        run_cli("buildmaster", "stop", master.basedir, check=True)
+    else:
+        pid = read_pid(master.basedir)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), "the master to die")
+        os.remove(os.path.join(master.basedir, "twistd.pid"))
 
     recorder.start()
     run_cli("buildmaster", "start", master.basedir, check=True)
