@@ -100,9 +100,13 @@ class HttpStatusPush(ReporterBase):
     def startService(self):  # noqa: N802 - Twisted's name
         result = super().startService()
         if self.client is None:
-            policy = BrowserLikePolicyForHTTPS() if self.verify else _NoVerification()
-            self.client = HTTPClient(Agent(self.master.reactor, contextFactory=policy))
+            self.client = self.make_client(self.master.reactor)
         return result
+
+    def make_client(self, reactor) -> HTTPClient:
+        """treq's client on ``reactor``, checking certificates unless ``verify=False``."""
+        policy = BrowserLikePolicyForHTTPS() if self.verify else _NoVerification()
+        return HTTPClient(Agent(reactor, contextFactory=policy))
 
     async def sendMessage(self, reports: list) -> None:  # noqa: N802 - Buildbot's name
         auth, headers = await self._rendered_credentials()

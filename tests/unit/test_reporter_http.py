@@ -3,15 +3,24 @@
 a report up and which are retried, and its arguments' checks."""
 
 import base64
+import datetime
+import ipaddress
 import json
 import os
 
 import pytest
 import pytest_twisted
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from treq.testing import StubTreq
+from twisted.internet import reactor, ssl
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 
+from buildfarm.master.config import MasterConfig
 from buildfarm.master.process.properties import Interpolate, Secret, SecretNotFound
 from buildfarm.master.reporters.generators.build import BuildStatusGenerator
 from buildfarm.master.reporters.http import EndpointFailed, HttpStatusPush, _NoVerification
@@ -113,3 +122,52 @@ def test_verify_false_connects_without_checking_the_certificate():
     assert connection.get_context().get_verify_mode() == SSL.VERIFY_NONE
     assert connection.get_servername() == b"ci.example.org"
     assert HttpStatusPush("https://x/", verify=False).verify is False
+
+
+def self_signed_tls_options():
+    """Server TLS options with a fresh self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return ssl.PrivateCertificate.loadPEM(pem).options()
+
+
+class RealReactorMaster:
+    """What ``sendMessage`` reads of the master, on the real reactor (for a real TLS port)."""
+
+    def __init__(self):
+        self.reactor = reactor
+        self.config = MasterConfig("master.cfg")
+
+
+@pytest_twisted.ensureDeferred
+async def test_verify_false_posts_to_a_self_signed_https_endpoint_and_the_default_refuses_it():
+    endpoint = Endpoint()
+    port = reactor.listenSSL(0, Site(endpoint), self_signed_tls_options(), interface="127.0.0.1")
+    url = f"https://127.0.0.1:{port.getHost().port}/hook"
+    try:
+        master = RealReactorMaster()
+        unchecked = HttpStatusPush(url, verify=False)
+        unchecked.master = master
+        unchecked.client = unchecked.make_client(master.reactor)
+        await unchecked.sendMessage([{"body": {"buildid": 1}}])
+        assert [(m, u) for m, u, _, _ in endpoint.requests] == [(b"POST", b"/hook")]
+
+        checked = HttpStatusPush(url)
+        checked.master = master
+        checked.client = checked.make_client(master.reactor)
+        with pytest.raises(Exception) as raised:
+            await checked.sendMessage([{"body": {"buildid": 2}}])
+        assert not isinstance(raised.value, ReportRejected)  # retried: the certificate may be fixed
+        assert "certificate verify failed" in repr(raised.value)
+        assert len(endpoint.requests) == 1
+    finally:
+        await port.stopListening()
