@@ -100,7 +100,7 @@ def builder_dict(master: IReporterMaster, builderid: int, name: str) -> dict[str
     return {
         "builderid": builderid,
         "name": name,
-        "description": getattr(config, "description", None),
+        "description": None,  # buildfarm's builders have none
         "tags": list(config.tags) if config is not None else [],
         "masterids": [master.masterid],
         "projectid": None,
