@@ -32,9 +32,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
+from buildfarm.master.process.properties import Properties, secret_names
 from buildfarm.master.reporters.interfaces import IReporter, IReporterMaster, IReportGenerator
 from buildfarm.master.reporters.sender import BACKOFF_BASE_S, BACKOFF_MAX_S, MAX_ATTEMPTS, ReportSender
 from buildfarm.master.reporters.utils import build_details
+from buildfarm.master.secrets.manager import SecretManager
 
 log = Logger()
 
@@ -107,8 +109,22 @@ class ReporterBase(service.Service):
             await self.sender.stop()
 
     def sendMessage(self, reports: list):  # noqa: N802 - Buildbot's name
-        """Send ``reports``; subclasses do (a Deferred or a coroutine)."""
+        """Send ``reports``; subclasses do (a Deferred or a coroutine).  Raise
+        ``ReportRejected`` to give a report up; any other error retries it later."""
         raise NotImplementedError
+
+    async def render_secrets(self, value):
+        """``value`` (a token, credentials, headers: anything holding ``util.Secret`` or
+        ``util.Interpolate('%(secret:...)s')``) rendered with the secrets of
+        ``c['secretsProviders']``, fetched now (each attempt: a rotated secret is used at
+        once).  A missing secret raises ``SecretNotFound`` (the attempt fails, and is retried)."""
+        props = Properties()
+        names = secret_names(value)
+        if names:
+            manager = SecretManager(self.master.config.secrets_providers)
+            fetched = await manager.fetch(self.master.reactor, names)
+            props.add_secrets(fetched.values, fetched.missing)
+        return props.render(value)
 
     # -- start-up --------------------------------------------------------------------------
 

@@ -24,12 +24,10 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from buildfarm.master.process.properties import Properties, secret_names
 from buildfarm.master.reporters.base import ReporterBase
 from buildfarm.master.reporters.generators.build import BuildStatusGenerator
 from buildfarm.master.reporters.message import MessageFormatterFunction
 from buildfarm.master.reporters.sender import ReportRejected
-from buildfarm.master.secrets.manager import SecretManager
 
 log = Logger()
 
@@ -127,15 +125,8 @@ class HttpStatusPush(ReporterBase):
 
     async def _rendered_credentials(self) -> tuple[tuple | None, dict]:
         """``auth`` and ``headers`` with their secrets (fetched now) in place."""
-        names = secret_names([self.auth, self.headers])
-        props = Properties()
-        if names:
-            manager = SecretManager(self.master.config.secrets_providers)
-            fetched = await manager.fetch(self.master.reactor, names)
-            props.add_secrets(fetched.values, fetched.missing)
-        auth = props.render(self.auth)
-        headers = {str(k): str(v) for k, v in props.render(self.headers).items()}
-        return (tuple(auth) if auth is not None else None), headers
+        auth, headers = await self.render_secrets([self.auth, self.headers])
+        return (tuple(auth) if auth is not None else None), {str(k): str(v) for k, v in headers.items()}
 
 
 __all__ = ["HttpStatusPush"]
