@@ -17,10 +17,12 @@ reporter keeps a mark (in ``scheduler_state``, under ``reporter:<name>``): a tim
 which every finished build of this master was looked at.  At start it looks again at the
 builds this master finished since the mark (less ``MARK_SLACK_S``), records what is
 missing (the (reporter, event) key drops the duplicates), and moves the mark whenever it has
-no event waiting.  Reports sent or given up ``REPORTS_KEPT_S`` ago are deleted then (long
-after the mark has passed them).  A reporter seen for the first time starts its mark now: it does not
-report the builds of before it existed.  Build *starts* and missing slaves whose report was
-not recorded when the master died are not reported after it (their state has moved on).
+no event waiting (never again in this run once a build's end failed to be handled, say the
+database was gone: the next start looks at it again).  Reports sent or given up
+``REPORTS_KEPT_S`` ago are deleted at a start (long after the mark has passed them).  A
+reporter seen for the first time starts its mark now: it does not report the builds of
+before it existed.  Build *starts* and missing slaves whose report was not recorded when the
+master died are not reported after it (their state has moved on).
 
 Multi-master: each master records the reports of its own builds and sends the rows it
 recorded, so each report is sent by one master.
@@ -71,6 +73,7 @@ class ReporterBase(service.Service):
         self._unsubscribe: list = []
         self._events: defer.DeferredLock = defer.DeferredLock()
         self._waiting = 0  # events received, not handled yet
+        self._mark_held = False  # a build's end failed to be handled: the next start looks again
         self._starting: defer.Deferred | None = None
 
     @property
@@ -173,9 +176,13 @@ class ReporterBase(service.Service):
     async def _handle_queued(self, event: BuildEvent) -> None:
         try:
             await self._handle_build_event(event)
+        except Exception:
+            if event.kind == BUILD_FINISHED:
+                self._mark_held = True
+            raise
         finally:
             self._waiting -= 1
-        if self._waiting == 0 and self.running:
+        if self._waiting == 0 and self.running and not self._mark_held:
             # Every build this master finished before now has been looked at.
             await self.master.db.state.set(self.state_name, MARK_STATE_KEY, self.master.reactor.seconds())
 

@@ -244,3 +244,34 @@ async def test_after_a_reconfig_the_new_reporter_of_the_same_name_sends_what_was
         assert old.sent == []
     finally:
         await master.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_build_end_that_failed_to_be_handled_is_looked_at_again_at_the_next_start(tmp_path):
+    master = await start_memory_master(tmp_path, REPORTER_CFG)
+    reporter = reporter_of(master)
+    await reporter._starting
+    generator = reporter.generators[0]
+    real_generate = generator.generate
+
+    async def broken_once(master_, reporter_, kind, build):
+        if kind == BUILD_FINISHED:
+            generator.generate = real_generate
+            raise RuntimeError("database gone")
+        return await real_generate(master_, reporter_, kind, build)
+
+    generator.generate = broken_once
+    lost = await add_build(master, FAILURE)
+    master.reactor.advance(500)
+    await add_build(master, SUCCESS)  # handled fine at 500: the mark must not pass the lost one
+    await eventually(lambda: _recorded(master, 4), "the other reports recorded")  # and bs2 missing
+    await eventually(lambda: _all_sent(master), "and sent")
+    await master.stopService()
+
+    restarted = await start_memory_master(tmp_path, REPORTER_CFG, now=1000.0)
+    try:
+        reporter = reporter_of(restarted)
+        await eventually(lambda: defer.succeed(len(reporter.sent) == 1), "the lost end reported")
+        assert bodies(reporter) == [{"buildid": lost, "results": FAILURE, "complete": True}]
+    finally:
+        await restarted.stopService()
