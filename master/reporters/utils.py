@@ -101,6 +101,8 @@ def builder_dict(master: IReporterMaster, builderid: int, name: str) -> dict[str
         "builderid": builderid,
         "name": name,
         "description": None,  # buildfarm's builders have none
+        "description_format": None,
+        "description_html": None,
         "tags": list(config.tags) if config is not None else [],
         "masterids": [master.masterid],
         "projectid": None,
@@ -109,8 +111,15 @@ def builder_dict(master: IReporterMaster, builderid: int, name: str) -> dict[str
 
 def _buildrequest_dict(request: dict) -> dict:
     keys = ("buildrequestid", "buildsetid", "builderid", "priority", "claimed", "claimed_at",
-            "claimed_by_masterid", "complete", "results", "submitted_at", "complete_at")
-    return {k: request.get(k) for k in keys}
+            "claimed_by_masterid", "complete", "submitted_at", "complete_at")
+    values = {k: request.get(k) for k in keys}
+    values.update(results=_or_unfinished(request.get("results")), waited_for=False, properties=None)
+    return values
+
+
+def _or_unfinished(results: int | None) -> int:
+    """Buildbot's data API gives an unfinished request or buildset the results -1."""
+    return -1 if results is None else results
 
 
 def _buildset_dict(buildset: dict | None, props: dict) -> dict:
@@ -122,9 +131,10 @@ def _buildset_dict(buildset: dict | None, props: dict) -> dict:
         "submitted_at": buildset.get("submitted_at"),
         "complete": buildset.get("complete", False),
         "complete_at": buildset.get("complete_at"),
-        "results": buildset.get("results"),
+        "results": _or_unfinished(buildset.get("results")),
         "parent_buildid": buildset.get("parent_buildid"),
         "parent_relationship": None,
+        "rebuilt_buildid": None,
         "sourcestamps": [_sourcestamp(props)],
     }
 

@@ -6,15 +6,13 @@ answering 500) is retried with backoff, logged, while builds go on; a master res
 report pending delivers it once."""
 
 import base64
-import json
 import os
 import signal
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from fixtures.daemons import Master, free_port, pid_alive, read_pid, run_cli, wait_for
+from fixtures.recordinghttp import RecordingHTTPServer
 
 TOKEN = "s3cret-push-t0ken"
 PATH = "/hooks/buildfarm"
@@ -48,89 +46,32 @@ c['services'] = [reporters.HttpStatusPush(
 """
 
 
-class Recorder:
-    """A loopback HTTP server that records the reports POSTed to it, answering ``status``
-    (settable) after checking the request as an endpoint would: 400 for a wrong one."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.calls: list[dict] = []
-        self.refused: list[int] = []  # statuses of answers other than 200
-        self.status = 200
-        self.problems: list[str] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PATH}"
-
-    def start(self) -> None:
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status = recorder.check(self.path, dict(self.headers), body)
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def check(self, path: str, headers: dict, body: bytes) -> int:
-        expected_auth = "Basic " + base64.b64encode(f"buildfarm:{TOKEN}".encode()).decode()
-        problems = []
-        if path != PATH:
-            problems.append(f"path {path}")
-        if headers.get("Content-Type") != "application/json":
-            problems.append(f"Content-Type {headers.get('Content-Type')}")
-        if headers.get("Authorization") != expected_auth:
-            problems.append(f"Authorization {headers.get('Authorization')}")
-        if (headers.get("X-Token"), headers.get("X-Farm")) != (TOKEN, "e2e"):
-            problems.append(f"headers {headers}")
-        try:
-            build = json.loads(body)
-        except ValueError:
-            build = None
-            problems.append(f"body {body!r}")
-        if build is not None and not BUILD_KEYS <= set(build):
-            problems.append(f"keys missing: {BUILD_KEYS - set(build)}")
-        with self._lock:
-            if problems:
-                self.problems.extend(problems)
-                return 400
-            if self.status != 200:
-                self.refused.append(self.status)
-                return self.status
-            self.calls.append(build)
-            return 200
-
-    def seen(self) -> list[tuple[str, int, bool, int | None]]:
-        """(builder, number, complete, results) of each recorded report, in order."""
-        with self._lock:
-            return [(b["builder"]["name"], b["number"], b["complete"], b["results"]) for b in self.calls]
+def check_request(path: str, headers: dict, build) -> list[str]:
+    """What an endpoint of ours would refuse in a request (400): its path, Content-Type,
+    Authorization and headers from the secrets, the body's Buildbot keys."""
+    expected_auth = "Basic " + base64.b64encode(f"buildfarm:{TOKEN}".encode()).decode()
+    problems = []
+    if path != PATH:
+        problems.append(f"path {path}")
+    if headers.get("Content-Type") != "application/json":
+        problems.append(f"Content-Type {headers.get('Content-Type')}")
+    if headers.get("Authorization") != expected_auth:
+        problems.append(f"Authorization {headers.get('Authorization')}")
+    if (headers.get("X-Token"), headers.get("X-Farm")) != (TOKEN, "e2e"):
+        problems.append(f"headers {headers}")
+    if not isinstance(build, dict) or not BUILD_KEYS <= set(build):
+        problems.append(f"body {build!r}")
+    return problems
 
 
 @pytest.fixture
 def recorder():
-    server = Recorder(free_port())
+    server = RecordingHTTPServer(free_port(), PATH, check_request)
     yield server
     server.stop()
 
 
-def start_master(fleet, recorder: Recorder) -> Master:
+def start_master(fleet, recorder: RecordingHTTPServer) -> Master:
     secrets_dir = os.path.join(fleet.root, "secrets")
     os.makedirs(secrets_dir, exist_ok=True)
     with open(os.path.join(secrets_dir, "push_token"), "w") as f:
