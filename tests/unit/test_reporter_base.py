@@ -9,7 +9,7 @@ from twisted.internet import defer
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
 from buildfarm.master.reporters.interfaces import IReporter
-from fixtures.memorymaster import MASTER_CFG, eventually, start_memory_master
+from fixtures.memorymaster import MASTER_CFG, eventually, on_database, start_memory_master
 
 REPORTER_CFG = MASTER_CFG + """
 from buildfarm.master.plugins import reporters
@@ -112,14 +112,15 @@ async def _recorded(master, n: int) -> bool:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_report_pending_when_the_master_stops_is_sent_once_after_the_restart(tmp_path):
-    master = await start_memory_master(tmp_path, REPORTER_CFG)
+async def test_a_report_pending_when_the_master_stops_is_sent_once_after_the_restart(tmp_path, db_url):
+    cfg = on_database(db_url, REPORTER_CFG)
+    master = await start_memory_master(tmp_path, cfg)
     reporter_of(master).fail = True
     buildid = await add_build(master, FAILURE)
     await eventually(lambda: _attempted(master, 2), "the first attempt failed")
     await master.stopService()
 
-    restarted = await start_memory_master(tmp_path, REPORTER_CFG, now=100.0)
+    restarted = await start_memory_master(tmp_path, cfg, now=100.0)
     try:
         reporter = reporter_of(restarted)
         await eventually(lambda: defer.succeed(len(reporter.sent) == 2), "sent after the restart")
@@ -127,7 +128,7 @@ async def test_a_report_pending_when_the_master_stops_is_sent_once_after_the_res
                                     {"buildid": buildid, "results": FAILURE, "complete": True}]
     finally:
         await restarted.stopService()
-    again = await start_memory_master(tmp_path, REPORTER_CFG, now=200.0)
+    again = await start_memory_master(tmp_path, cfg, now=200.0)
     try:
         await eventually(lambda: defer.succeed(again.config_services.running), "started")
         await reporter_of(again)._starting
@@ -142,13 +143,14 @@ async def _attempted(master, n: int) -> bool:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_build_that_ended_just_before_a_crash_is_reported_after_the_restart(tmp_path):
-    master = await start_memory_master(tmp_path, REPORTER_CFG)
+async def test_a_build_that_ended_just_before_a_crash_is_reported_after_the_restart(tmp_path, db_url):
+    cfg = on_database(db_url, REPORTER_CFG)
+    master = await start_memory_master(tmp_path, cfg)
     await reporter_of(master)._starting  # the reporter's mark is set
     buildid = await add_build(master, FAILURE, publish=False)  # the master died before the event
     await master.stopService()
 
-    restarted = await start_memory_master(tmp_path, REPORTER_CFG, now=100.0)
+    restarted = await start_memory_master(tmp_path, cfg, now=100.0)
     try:
         reporter = reporter_of(restarted)
         await eventually(lambda: defer.succeed(len(reporter.sent) == 1), "reported after the restart")
