@@ -196,3 +196,32 @@ async def test_worker_missing_generator_reports_the_named_slaves():
 def test_generators_provide_the_interface():
     for generator in (BuildStatusGenerator(), BuildStartEndStatusGenerator(), WorkerMissingGenerator()):
         assert verifyObject(IReportGenerator, generator)
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_a_subject_from_the_formatter_the_subject_is_buildbots():
+    formatter = MessageFormatterFunction(lambda context: {"id": context["build"]["buildid"]}, "json")
+    report = await BuildStatusGenerator(message_formatter=formatter).generate(
+        ConfiguredMaster(), None, BUILD_FINISHED, build_dict(WARNINGS))
+    assert report["subject"] == "Buildbot warnings in Farm on linux"
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_end_generator_says_started_and_done_by_default():
+    generator, master = BuildStartEndStatusGenerator(), ConfiguredMaster()
+    start = await generator.generate(master, None, BUILD_STARTED, build_dict(None))
+    end = await generator.generate(master, None, BUILD_FINISHED, build_dict(FAILURE))
+    assert (start["body"], end["body"]) == ("Build started.", "Build done.")
+    assert end["subject"] is None  # as in Buildbot: this generator has no subject pattern
+
+
+@pytest.mark.parametrize("workers", [("bs1",), {"bs1"}, ["bs1"]])
+@pytest_twisted.ensureDeferred
+async def test_worker_missing_generator_takes_any_collection_of_names(workers):
+    slave = SlaveMissing(name="bs1", gone_since=0.0, missing_timeout=60.0, notify=())
+    assert await WorkerMissingGenerator(workers=workers).generate_missing(ConfiguredMaster(), None, slave)
+
+
+def test_worker_missing_generator_refuses_a_single_name():
+    with pytest.raises(ValueError, match="workers must be 'all' or a list of names"):
+        WorkerMissingGenerator(workers="bs1")

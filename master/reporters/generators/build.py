@@ -2,7 +2,10 @@
 
 ``BuildStatusGenerator`` reports finished builds whose results its ``mode`` names (and,
 with ``report_new``, started ones); ``BuildStartEndStatusGenerator`` reports every build's
-start and end.  Both filter on ``builders``, ``tags``, ``schedulers`` and ``branches``.
+start and end ("Build started." and "Build done." unless its formatters say otherwise).  A
+report whose formatter gives no subject gets Buildbot's "Buildbot <result> in <title> on
+<builder>" (or the generator's ``subject`` pattern, which Buildbot 4 no longer takes).  Both
+filter on ``builders``, ``tags``, ``schedulers`` and ``branches``.
 """
 
 from zope.interface import implementer
@@ -10,11 +13,13 @@ from zope.interface import implementer
 from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED
 from buildfarm.master.reporters.interfaces import IReportGenerator
-from buildfarm.master.reporters.message import MessageFormatter, status_to_string
+from buildfarm.master.reporters.message import MessageFormatter, MessageFormatterRenderable, status_to_string
 
 MODES = ("change", "failing", "passing", "problem", "warnings", "exception", "cancelled")
 ALL_MODES = ("failing", "passing", "warnings", "exception", "cancelled")
 DEFAULT_MODE = ("failing", "passing", "warnings")
+# The subject of a report whose formatter gives none (Buildbot's).
+DEFAULT_SUBJECT = "Buildbot %(result)s in %(title)s on %(builder)s"
 
 
 def expand_mode(mode) -> tuple[str, ...]:
@@ -126,8 +131,8 @@ class BuildStatusGenerator(BuildGeneratorBase):
 
     def __init__(self, mode=DEFAULT_MODE, tags=None, builders=None, schedulers=None, branches=None,
                  subject=None, add_logs=None, add_patch=False, report_new=False, message_formatter=None):
-        super().__init__(tags, builders, schedulers, branches, subject, add_logs, add_patch,
-                         message_formatter)
+        super().__init__(tags, builders, schedulers, branches, subject or DEFAULT_SUBJECT, add_logs,
+                         add_patch, message_formatter)
         self.mode = expand_mode(mode)
         self.report_new = report_new
         self.wanted_event_kinds = (BUILD_STARTED, BUILD_FINISHED) if report_new else (BUILD_FINISHED,)
@@ -155,8 +160,9 @@ class BuildStartEndStatusGenerator(BuildGeneratorBase):
                  add_patch=False, start_formatter=None, end_formatter=None):
         super().__init__(tags, builders, schedulers, branches, None, add_logs, add_patch,
                          end_formatter)
-        self.start_formatter = start_formatter or MessageFormatter()
-        self.end_formatter = self.formatter
+        self.start_formatter = start_formatter or MessageFormatterRenderable("Build started.")
+        self.end_formatter = end_formatter or MessageFormatterRenderable("Build done.")
+        self.formatter = self.end_formatter
 
     def want(self) -> dict:
         want = super().want()

@@ -30,7 +30,8 @@ class WorkerMissingGenerator:
     wants_missing_slaves = True
 
     def __init__(self, workers="all", message_formatter=None):
-        if workers != "all" and (isinstance(workers, str) or not all(isinstance(w, str) for w in workers)):
+        if workers != "all" and (not isinstance(workers, list | tuple | set)
+                                 or not all(isinstance(w, str) for w in workers)):
             raise ValueError("WorkerMissingGenerator: workers must be 'all' or a list of names, "
                              f"not {workers!r}")
         self.workers = workers if workers == "all" else list(workers)
