@@ -44,6 +44,7 @@ log = Logger()
 
 MARK_SLACK_S = 120.0  # a build's end written this long before its event still gets looked at
 MARK_STATE_KEY = "mark"
+MAX_NAME_CHARS = 200  # within the database's 255, with "reporter:" before it
 REPORTS_KEPT_S = 7 * 24 * 3600.0  # sent and given-up reports are deleted at a start after this
 
 
@@ -65,6 +66,9 @@ class ReporterBase(service.Service):
             if not IReportGenerator.providedBy(generator):
                 raise ValueError(f"{type(self).__name__}: {generator!r} is not a report generator "
                                  "(reporters.BuildStatusGenerator, ...)")
+        if name is not None and (not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS):
+            raise ValueError(f"{type(self).__name__}: name must be a string of 1 to {MAX_NAME_CHARS} "
+                             f"characters, not {name!r}")
         self.generators = generators
         self.name = name or type(self).__name__
         self.backoff = (backoff_base_s, backoff_max_s, max_attempts)

@@ -19,11 +19,13 @@ from treq.testing import StubTreq
 from twisted.internet import reactor, ssl
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+from zope.interface.verify import verifyObject
 
 from buildfarm.master.config import MasterConfig
 from buildfarm.master.process.properties import Interpolate, Secret, SecretNotFound
 from buildfarm.master.reporters.generators.build import BuildStatusGenerator
 from buildfarm.master.reporters.http import EndpointFailed, HttpStatusPush, _NoVerification
+from buildfarm.master.reporters.interfaces import IReporter
 from buildfarm.master.reporters.sender import ReportRejected
 from fixtures.memorymaster import MASTER_CFG, start_memory_master
 
@@ -110,6 +112,8 @@ def test_the_default_generator_is_buildbots():
     ({"serverUrl": "http://x/", "headers": ["X: y"]}, "headers must be a dict"),
     ({"serverUrl": "http://x/", "cert": "client.pem"}, "cert .* is not supported"),
     ({"serverUrl": "http://x/", "generators": ["not a generator"]}, "is not a report generator"),
+    ({"serverUrl": "http://x/", "name": ""}, "name must be a string of 1 to 200 characters"),
+    ({"serverUrl": "http://x/", "name": "n" * 201}, "name must be a string of 1 to 200 characters"),
 ])
 def test_wrong_arguments_are_refused(kwargs, error):
     with pytest.raises(ValueError, match=error):
@@ -171,3 +175,7 @@ async def test_verify_false_posts_to_a_self_signed_https_endpoint_and_the_defaul
         assert len(endpoint.requests) == 1
     finally:
         await port.stopListening()
+
+
+def test_httpstatuspush_provides_ireporter():
+    assert verifyObject(IReporter, HttpStatusPush("http://ci.example.org/hook", name="dashboard"))
