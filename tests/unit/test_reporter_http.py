@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from treq.testing import StubTreq
 from twisted.internet import reactor, ssl
+from twisted.logger import capturedLogs, formatEvent
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface.verify import verifyObject
@@ -179,3 +180,12 @@ async def test_verify_false_posts_to_a_self_signed_https_endpoint_and_the_defaul
 
 def test_httpstatuspush_provides_ireporter():
     assert verifyObject(IReporter, HttpStatusPush("http://ci.example.org/hook", name="dashboard"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_debug_logs_each_answer(master):
+    with capturedLogs() as logs:
+        await push_to(master, Endpoint(), debug=True).sendMessage([{"body": {}}])
+        await push_to(master, Endpoint()).sendMessage([{"body": {}}])
+    answers = [formatEvent(e) for e in logs if "HttpStatusPush" in formatEvent(e)]
+    assert answers == ["HttpStatusPush HttpStatusPush: 200: {}"]
