@@ -113,7 +113,9 @@ class ReportSender:
         self._sending = defer.ensureDeferred(self.send(row["reports"]))
         try:
             await self._sending
-        except defer.CancelledError:
+        except defer.CancelledError as e:
+            if not self._stopped:  # a timeout of the send: a failed attempt like another
+                return await self._failed(row, attempt, f"no answer in time ({e!r})")
             log.info("reporter {name}: sending report {id} cut short by the master stopping; "
                      "it stays pending", name=self.reporter, id=row["reportid"])
             return False
@@ -123,24 +125,28 @@ class ReportSender:
                       name=self.reporter, id=row["reportid"], event=row["event"], why=str(e))
             return True
         except Exception as e:
-            why = str(e) or type(e).__name__
-            if attempt >= self.max_attempts:
-                await self.db.reports.mark_failed(row["reportid"], self.clock.seconds(), why)
-                log.error("reporter {name}: report {id} ({event}) failed {n} times, given up: {why}",
-                          name=self.reporter, id=row["reportid"], event=row["event"], n=attempt, why=why)
-                return True
-            delay = backoff_delay(attempt, self.base_s, self.cap_s)
-            when = self.clock.seconds() + delay
-            await self.db.reports.retry_later(row["reportid"], when, why)
-            log.warn("reporter {name}: sending report {id} ({event}) failed (attempt {n}): {why}; "
-                     "next attempt in {delay:g}s", name=self.reporter, id=row["reportid"],
-                     event=row["event"], n=attempt, why=why, delay=delay)
-            self._wake_at(when)
-            return False
+            return await self._failed(row, attempt, str(e) or type(e).__name__)
         finally:
             self._sending = None
         await self.db.reports.mark_sent(row["reportid"], self.clock.seconds())
         log.info("reporter {name}: sent report {id} ({event})", name=self.reporter,
                  id=row["reportid"], event=row["event"])
         return True
+
+    async def _failed(self, row: dict, attempt: int, why: str) -> bool:
+        """Attempt ``attempt`` failed: retry later (False: the next reports wait) or, out of
+        attempts, give the report up (True)."""
+        if attempt >= self.max_attempts:
+            await self.db.reports.mark_failed(row["reportid"], self.clock.seconds(), why)
+            log.error("reporter {name}: report {id} ({event}) failed {n} times, given up: {why}",
+                      name=self.reporter, id=row["reportid"], event=row["event"], n=attempt, why=why)
+            return True
+        delay = backoff_delay(attempt, self.base_s, self.cap_s)
+        when = self.clock.seconds() + delay
+        await self.db.reports.retry_later(row["reportid"], when, why)
+        log.warn("reporter {name}: sending report {id} ({event}) failed (attempt {n}): {why}; "
+                 "next attempt in {delay:g}s", name=self.reporter, id=row["reportid"],
+                 event=row["event"], n=attempt, why=why, delay=delay)
+        self._wake_at(when)
+        return False
 

@@ -153,3 +153,19 @@ async def test_a_stopped_sender_sends_nothing(sqlite_db):
 @pytest.mark.parametrize("attempts,expected", [(0, 1.0), (1, 1.0), (2, 2.0), (20, 300.0)])
 def test_backoff_defaults(attempts, expected):
     assert backoff_delay(attempts) == expected
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_send_cancelled_by_its_timeout_is_a_failed_attempt_retried(sqlite_db):
+    clock = task.Clock()
+    endpoint = Endpoint([defer.CancelledError("timed out")])
+    await sqlite_db.reports.record("http", "e", MASTERID, ["x"], 0.0)
+    sender = sender_of(sqlite_db, endpoint, clock, base_s=3.0)
+    sender.wake()
+    await eventually(lambda: _retry_scheduled(clock), "a retry scheduled")
+    rows = await sqlite_db.reports.get_all("http")
+    assert (rows[0]["attempts"], rows[0]["next_attempt_at"]) == (1, 3.0)
+    assert rows[0]["last_error"].startswith("no answer in time")
+    clock.advance(3.0)
+    await eventually(lambda: _state_is(sqlite_db, "sent"), "sent on the retry")
+    await sender.stop()
