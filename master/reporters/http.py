@@ -20,7 +20,7 @@ from treq.client import HTTPClient
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, ResponseNeverReceived
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -110,8 +110,13 @@ class HttpStatusPush(ReporterBase):
         auth, headers = await self._rendered_credentials()
         body = json.dumps(reports[0]["body"]).encode("utf-8")
         headers = {**headers, "Content-Type": "application/json"}
-        response = await self.client.post(self.server_url, data=body, headers=headers, auth=auth,
-                                          timeout=self.timeout, reactor=self.master.reactor)
+        try:
+            response = await self.client.post(self.server_url, data=body, headers=headers, auth=auth,
+                                              timeout=self.timeout, reactor=self.master.reactor)
+        except ResponseNeverReceived as e:
+            why = "; ".join(f.getErrorMessage() or f.type.__name__ for f in e.reasons)
+            raise EndpointFailed(f"{self.server_url} gave no answer (within {self.timeout:g}s?): "
+                                 f"{why}") from e
         answer = await treq.text_content(response, encoding="utf-8")
         if self.debug:
             log.info("HttpStatusPush {name}: {code}: {answer}", name=self.name, code=response.code,

@@ -113,18 +113,18 @@ class ReportSender:
         self._sending = defer.ensureDeferred(self.send(row["reports"]))
         try:
             await self._sending
-        except defer.CancelledError as e:
-            if not self._stopped:  # a timeout of the send: a failed attempt like another
-                return await self._failed(row, attempt, f"no answer in time ({e!r})")
-            log.info("reporter {name}: sending report {id} cut short by the master stopping; "
-                     "it stays pending", name=self.reporter, id=row["reportid"])
-            return False
         except ReportRejected as e:
             await self.db.reports.mark_failed(row["reportid"], self.clock.seconds(), str(e))
             log.error("reporter {name}: report {id} ({event}) rejected, given up: {why}",
                       name=self.reporter, id=row["reportid"], event=row["event"], why=str(e))
             return True
         except Exception as e:
+            if self._stopped:  # the stop cancelled the send: not an attempt
+                log.info("reporter {name}: sending report {id} cut short by the master stopping; "
+                         "it stays pending", name=self.reporter, id=row["reportid"])
+                return False
+            if isinstance(e, defer.CancelledError):  # a send's own timeout
+                return await self._failed(row, attempt, "no answer in time")
             return await self._failed(row, attempt, str(e) or type(e).__name__)
         finally:
             self._sending = None

@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import json
 import os
+import socket
 
 import pytest
 import pytest_twisted
@@ -189,3 +190,18 @@ async def test_debug_logs_each_answer(master):
         await push_to(master, Endpoint()).sendMessage([{"body": {}}])
     answers = [formatEvent(e) for e in logs if "HttpStatusPush" in formatEvent(e)]
     assert answers == ["HttpStatusPush HttpStatusPush: 200: {}"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_endpoint_that_never_answers_fails_the_attempt_after_the_timeout():
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(1)  # accepts, never answers
+    try:
+        push = HttpStatusPush(f"http://127.0.0.1:{listening.getsockname()[1]}/hook", timeout=0.2)
+        push.master = RealReactorMaster()
+        push.client = push.make_client(reactor)
+        with pytest.raises(EndpointFailed, match=r"gave no answer \(within 0.2s\?\)"):
+            await push.sendMessage([{"body": {}}])
+    finally:
+        listening.close()
