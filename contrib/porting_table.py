@@ -25,8 +25,9 @@ NAMESPACES = ("worker", "changes", "schedulers", "steps", "util", "reporters", "
 # Names buildfarm provides that behave differently from Buildbot's: what differs.
 DIFFERENCES = {
     ("worker", "Worker"): "`keepalive_interval` is the master's ping interval for that slave; "
-                          "`notify_on_missing` marks the slave missing and tells listeners, but no "
-                          "reporter mails yet; `defaultProperties`, `locks` and `machine_name` are "
+                          "`notify_on_missing` marks the slave missing and a reporter with "
+                          "`reporters.WorkerMissingGenerator` reports it (no MailNotifier yet); "
+                          "`defaultProperties`, `locks` and `machine_name` are "
                           "accepted without effect (a checkconfig warning each); see \"Schedulers and "
                           "Worker arguments\"",
     ("schedulers", "Nightly"): "`branch` also names the branch a build without changes builds; "
@@ -70,6 +71,18 @@ DIFFERENCES = {
                                              "route yet",
     ("util", "EnableSchedulerEndpointMatcher"): "grants `schedulers:enable:*`; buildfarm has no scheduler "
                                                 "enable route yet",
+    ("reporters", "HttpStatusPush"): "reports are recorded in the database and sent by a sender that "
+                                     "retries with backoff and survives restarts; a 4xx answer gives the "
+                                     "report up; `cert` is not supported, `skip_encoding` has no effect; "
+                                     "see \"Reporters\"",
+    ("reporters", "BuildStatusGenerator"): "`add_patch` has no effect and the blamelist is empty "
+                                           "(buildfarm keeps no patches or users of changes)",
+    ("reporters", "BuildStartEndStatusGenerator"): "the blamelist is empty",
+    ("reporters", "MessageFormatter"): "templates run in Jinja2's sandbox; `template_type='html'` escapes "
+                                       "the variables; the default templates say the same in other words; "
+                                       "a property's source reads `Build`",
+    ("reporters", "MessageFormatterMissingWorker"): "`worker.workerinfo` is empty (the missing slave is "
+                                                    "not attached); `worker.last_connection` is when it left",
     # buildfarm's own names: what they are.
     ("worker", "BuildSlave"): "Buildbot 0.8's name of `worker.Worker`",
     ("schedulers", "Scheduler"): "Buildbot 0.8's name of `schedulers.SingleBranchScheduler`",
@@ -90,7 +103,7 @@ INSTEAD_IN = {
     "schedulers": "the schedulers above",
     "steps": "`steps.ShellCommand` running the tool",
     "util": "none",
-    "reporters": "none yet: read results from the JSON API (docs/api.md)",
+    "reporters": "`reporters.HttpStatusPush` to a service of yours, or the JSON API (docs/api.md)",
     "secrets": "none yet",
     "webhooks": "`c['www']['change_hook_dialects']` (docs/porting.md) or `POST /api/v1/changes` "
                 "(docs/api.md)",
@@ -106,8 +119,8 @@ KEY_NOTES = {
             "`change_hook_dialects` (github, gitlab, bitbucket, base, poller: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "services": ("supported with differences", "any Twisted service runs as a child of the master; "
-                 "Buildbot's reporters are not supported (checkconfig names each); see \"Global keys and "
-                 "configurators\""),
+                 "of Buildbot's reporters `HttpStatusPush`, with its generators and formatters, is "
+                 "supported (see \"Reporters\"), the others are not (checkconfig names each)"),
     "changes": ("buildfarm only", "`{'secret': ...}` of `POST /api/v1/changes`"),
     "users": ("buildfarm only", "the accounts of the web pages, the API and the SlaveAPI"),
     "slaveapi": ("buildfarm only", "the SlaveAPI (docs/slaveapi.md)"),

@@ -414,7 +414,8 @@ class _ConfigBuilder:
             if item.notify_on_missing:
                 self.warning(line, f"{item.kind} {item.name!r}: notify_on_missing: the master marks the "
                                    "slave missing after missing_timeout (status, API, log, an event), but "
-                                   "buildfarm has no reporter yet to send the mail")
+                                   "buildfarm has no MailNotifier yet to send the mail (a reporter with "
+                                   "reporters.WorkerMissingGenerator in c['services'] reports it)")
             for arg in item.no_effect_args:
                 self.warning(line, f"{item.kind} argument {arg!r} has no effect in buildfarm: "
                                    f"{item.NO_EFFECT_ARGS[arg]}")
@@ -531,8 +532,9 @@ class _ConfigBuilder:
 
     def services(self) -> list:
         """``c['services']``: any Twisted service (Buildbot allows arbitrary ones), started as a
-        child of the master; at most one of each name.  Buildbot's reporters are not provided:
-        using one fails at its line as ``not supported by buildfarm``."""
+        child of the master; at most one of each name.  Buildbot's ``HttpStatusPush`` and its
+        generators and formatters are provided (master/reporters/); its other reporters are
+        not: using one fails at its line as ``not supported by buildfarm``."""
         key, items = self.listed("services")
         kept, names = [], set()
         for item in items:

@@ -6,7 +6,8 @@ schedulers and the SlaveAPI and before the listeners of the master's tree (so a 
 use the database and the schedulers; it starts before slaves and web clients arrive).
 A reconfig re-executes master.cfg, so its services are new objects: the old ones that are
 not in the new list are stopped (each waited for), then the new ones started.  Buildbot's
-reporters are not provided (checkconfig names them as not supported by buildfarm).
+reporters (master/reporters/) are such services; a new one of the same name takes over the
+reports the old one left pending.
 """
 
 from twisted.application import service

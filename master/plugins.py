@@ -56,6 +56,16 @@ from buildfarm.master.process.steps.transfer import (
     StringDownload,
 )
 from buildfarm.master.process.steps.trigger import Trigger
+from buildfarm.master.reporters.generators.build import BuildStartEndStatusGenerator, BuildStatusGenerator
+from buildfarm.master.reporters.generators.worker import WorkerMissingGenerator
+from buildfarm.master.reporters.http import HttpStatusPush
+from buildfarm.master.reporters.message import (
+    MessageFormatter,
+    MessageFormatterEmpty,
+    MessageFormatterFunction,
+    MessageFormatterMissingWorker,
+    MessageFormatterRenderable,
+)
 from buildfarm.master.schedulers.basic import AnyBranchScheduler, SingleBranchScheduler
 from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forceparams import (
@@ -77,7 +87,17 @@ slaves = SimpleNamespace(BuildSlave=SlaveConfig, Worker=Worker)
 worker = SimpleNamespace(Worker=Worker, BuildSlave=SlaveConfig)
 changes = SimpleNamespace(GitPoller=GitPoller, HgPoller=HgPoller, SVNPoller=svnpoller.SVNPoller,
                           PBChangeSource=PBChangeSource)
-reporters = SimpleNamespace()
+reporters = SimpleNamespace(
+    HttpStatusPush=HttpStatusPush,
+    BuildStatusGenerator=BuildStatusGenerator,
+    BuildStartEndStatusGenerator=BuildStartEndStatusGenerator,
+    WorkerMissingGenerator=WorkerMissingGenerator,
+    MessageFormatter=MessageFormatter,
+    MessageFormatterMissingWorker=MessageFormatterMissingWorker,
+    MessageFormatterFunction=MessageFormatterFunction,
+    MessageFormatterRenderable=MessageFormatterRenderable,
+    MessageFormatterEmpty=MessageFormatterEmpty,
+)
 secrets = SimpleNamespace(SecretInAFile=SecretInAFile, SecretInPass=SecretInPass)
 webhooks = SimpleNamespace()
 schedulers = SimpleNamespace(

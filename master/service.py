@@ -51,9 +51,11 @@ from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.pb.interfaces import IPBMaster
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
+from buildfarm.master.process.buildevents import BuildEvents
 from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.localslave import LocalSlaves
 from buildfarm.master.process.logbus import LogBus
+from buildfarm.master.reporters.interfaces import IReporterMaster
 from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
@@ -107,7 +109,7 @@ class PreviousRunRecovery(service.Service):
 
 
 @implementer(IStatusSource, IChangeSourceMaster, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster,
-             IWebMaster)
+             IWebMaster, IReporterMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -127,6 +129,8 @@ class BuildMaster(service.MultiService):
         self.start_failure = None  # why start-up failed, once it did
         self.metrics = MasterMetrics()
         self.logbus = LogBus()  # log lines pushed from the log writers to live viewers
+        self.buildevents = BuildEvents()  # build/step state changes: live pages and reporters
+        self.buildevents.subscribe(lambda event: self.logbus.build_changed(event.buildid))
         self.db = DBConnector(self.config.db_url, self.basedir, self.reactor)
         self.recovery = PreviousRunRecovery(self)
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,

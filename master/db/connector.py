@@ -19,6 +19,7 @@ from buildfarm.master.db.changes import ChangesComponent
 from buildfarm.master.db.engine import create_engine, is_in_memory, is_sqlite
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
+from buildfarm.master.db.reports import ReportsComponent
 from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
 from buildfarm.master.db.slaveapi import SlaveAPIComponent
 from buildfarm.master.db.slaves import SlavesComponent
@@ -54,7 +55,7 @@ class DBConnector(service.Service):
     cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
-    ``logs``, ``changes``, ``state`` and ``slaveapi``.
+    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit`` and ``reports``.
     """
 
     name = "db"
@@ -83,6 +84,7 @@ class DBConnector(service.Service):
         self.state = StateComponent(self)
         self.slaveapi = SlaveAPIComponent(self)
         self.audit = AuditComponent(self)
+        self.reports = ReportsComponent(self)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

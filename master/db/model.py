@@ -270,3 +270,26 @@ audit = sa.Table(
     sa.Column("detail", sa.Text, nullable=False, server_default=""),
     sa.Index(None, "username"),
 )
+
+# Reporters (master/reporters): each report a reporter owes, recorded before it is sent, so a
+# master that dies sends it after its restart.  ``event`` names what the report is about
+# ("build:12:finished"): one row per (reporter, event), so a report is recorded once; the
+# master that recorded it (``masterid``) is the one that sends it.  ``state`` is "pending",
+# "sent" or "failed" (given up: rejected by the endpoint, or out of attempts).
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("reporter", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("event", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("masterid", sa.Integer, nullable=False),
+    sa.Column("reports", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("done_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.UniqueConstraint("reporter", "event"),
+    sa.Index(None, "reporter", "masterid", "state"),
+)

@@ -16,6 +16,13 @@ from buildfarm.master.pb.remotecommand import (
     RemoteCommandFailed,
     SlaveLost,
 )
+from buildfarm.master.process.buildevents import (
+    BUILD_FINISHED,
+    BUILD_STARTED,
+    STEP_FINISHED,
+    STEP_STARTED,
+    BuildEvent,
+)
 from buildfarm.master.process.buildstep import BuildStep, fold_step_result
 from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.locks import as_access
@@ -145,6 +152,7 @@ class Build:
             self.builder.builderid, self.request["buildrequestid"], slaveid,
             self.master.masterid, self.now(), "starting", self.request.get("properties") or {},
         )
+        self.master.buildevents.publish(BuildEvent(BUILD_STARTED, self.buildid))
         metrics.build_started(self.master, self.builder.name)
         log.info("build {builder}#{number} started on {slave}", builder=self.builder.name,
                  number=self.number, slave=slave.name)
@@ -155,7 +163,7 @@ class Build:
         await self._store_properties()
         state = self.properties.cleanupTextFromSecrets(state)
         await db.builds.finish(self.buildid, results, self.now(), state)
-        build_changed(self.master, self.buildid)
+        self.master.buildevents.publish(BuildEvent(BUILD_FINISHED, self.buildid, results=results))
         metrics.build_finished(self.master, self.builder.name, results)
         log.info("build {builder}#{number} finished: {result}", builder=self.builder.name,
                  number=self.number, result=result_name(results))
@@ -221,14 +229,14 @@ class Build:
     async def _run_step(self, number: int, step: BuildStep) -> int:
         db = self.master.db
         stepid = await db.steps.add(self.buildid, number, self._step_name(step), self.now())
-        build_changed(self.master, self.buildid)
+        self.master.buildevents.publish(BuildEvent(STEP_STARTED, self.buildid, stepid))
         run = StepRun(self, stepid)
         held: list = []
         try:
             step = step.rendered(self.properties)
             if not step.should_run(run):
                 await db.steps.finish(stepid, SKIPPED, self.now(), f"{step.name} (skipped)")
-                build_changed(self.master, self.buildid)
+                self.master.buildevents.publish(BuildEvent(STEP_FINISHED, self.buildid, stepid, SKIPPED))
                 return SKIPPED
             locks = [as_access(item) for item in step.locks]
             if locks:
@@ -260,7 +268,7 @@ class Build:
             results, state = CANCELLED, f"{state} (cancelled: {self.stopped})"
         await run.close_logs()
         await db.steps.finish(stepid, results, self.now(), self.properties.cleanupTextFromSecrets(state))
-        build_changed(self.master, self.buildid)
+        self.master.buildevents.publish(BuildEvent(STEP_FINISHED, self.buildid, stepid, results))
         return results
 
     def _step_name(self, step: BuildStep) -> str:

@@ -69,3 +69,5 @@ class IProcessMaster(Interface):
     slaveapi = Attribute("Which slaves may take builds (IEnabledSlaves).")
     metrics = Attribute("The master's MasterMetrics: builds started and finished, log bytes.")
     logbus = Attribute("The master's LogBus: log lines and build changes pushed to live viewers.")
+    buildevents = Attribute("The master's BuildEvents: builds and steps started and finished, "
+                            "published once in the database (live pages and reporters listen).")

@@ -5,9 +5,9 @@ each configured slave when the master starts without it, and each time it detach
 attach stops the timer.  When the timer fires and no other master of the farm holds the slave
 (by the shared database), the slave is *missing*: its status and the API say so, the master
 logs it, and every listener (``subscribe``) gets a ``SlaveMissing`` event naming whom
-``notify_on_missing`` asks to be told.  Sending that mail is a reporter's work, and buildfarm
-has no reporter yet: until one listens, the log line says nobody was told.  An attach ends
-the missing state (logged too).
+``notify_on_missing`` asks to be told.  Telling them is a reporter's work (a reporter with
+``reporters.WorkerMissingGenerator``, master/reporters/); until one listens, the log line says
+nobody was told.  An attach ends the missing state (logged too).
 """
 
 from collections.abc import Callable

@@ -55,6 +55,8 @@ RULES = (
          "http is shared by every HTTP surface and imports none of them"),
     Rule(f"{M}.auth",          (f"{M}.www", f"{M}.slaveapi", f"{M}.process"),
          "auth sits below the HTTP surfaces and the build logic"),
+    Rule(f"{M}.reporters",     (f"{M}.www", f"{M}.slaveapi", f"{M}.pb", f"{M}.http"),
+         "reporters see builds through the database and the build events, not the surfaces"),
     Rule(f"{M}.steps",         (f"{M}.www", f"{M}.slaveapi", f"{M}.http", f"{M}.db", f"{M}.config"),
          "steps only re-exports the step library under Buildbot's module paths"),
 )
