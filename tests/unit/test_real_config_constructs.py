@@ -96,8 +96,8 @@ def test_worker_has_buildbots_workername():
      "not supported by buildfarm: oauth2 (Buildbot's module buildbot.www.oauth2)"),
     ("from buildfarm.master.worker import AbstractWorker",
      "not supported by buildfarm: AbstractWorker (Buildbot's buildbot.worker.AbstractWorker)"),
-    ("import buildfarm.master.reporters.utils",
-     "not supported by buildfarm: utils (Buildbot's module buildbot.reporters.utils)"),
+    ("import buildfarm.master.reporters.irc",
+     "not supported by buildfarm: irc (Buildbot's module buildbot.reporters.irc)"),
 ])
 def test_a_buildbot_module_or_name_buildfarm_does_not_mirror_is_named_so(tmp_path, statement, message):
     path = write(tmp_path, "master.cfg", HEAD + statement + "\n")
