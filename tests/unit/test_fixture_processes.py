@@ -1,11 +1,19 @@
-"""The test fixtures' own process plumbing: the port shares of pytest-xdist workers, and stopping
-the daemons a test started (all at once, killing those that ignore SIGTERM)."""
+"""The test fixtures' own process plumbing: the port shares of pytest-xdist workers, the lock of
+the tests on fixed ports, and stopping the daemons a test started (all at once, killing those
+that ignore SIGTERM)."""
 
+import os
 import subprocess
+import sys
 import time
+
+import pytest
 
 from fixtures import ports
 from fixtures.daemons import pid_alive, read_pid, stop_daemons, wait_for
+from fixtures.fixedports import hold_fixed_ports
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 IGNORES_TERM = "trap '' TERM; echo $$ > twistd.pid.new; mv twistd.pid.new twistd.pid; exec sleep 60"
 OBEYS_TERM = "echo $$ > twistd.pid.new; mv twistd.pid.new twistd.pid; exec sleep 60"
@@ -63,3 +71,32 @@ def test_stop_daemons_kills_those_ignoring_sigterm_after_one_shared_deadline(tmp
     assert [process.wait(5) for _, process in started] == [-9, -9, -9]  # SIGKILL
     # One deadline for all three, not one each (that would be 4.5 s).
     assert deadline_s <= took < 2 * deadline_s, took
+
+
+HOLD_LOCK = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from fixtures.fixedports import hold_fixed_ports
+with hold_fixed_ports({path!r}, deadline_s=5):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_fixed_ports_are_held_by_one_process_at_a_time(tmp_path):
+    path = str(tmp_path / "fixed-ports.lock")
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK.format(tests=TESTS_DIR, path=path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "held\n"
+        with pytest.raises(AssertionError, match="held the fixed ports"):
+            with hold_fixed_ports(path, deadline_s=0.3):
+                pass
+    finally:
+        other.stdin.close()
+        other.wait(10)
+    with hold_fixed_ports(path, deadline_s=5):  # free once the other let go
+        with pytest.raises(AssertionError, match="held the fixed ports"):
+            with hold_fixed_ports(path, deadline_s=0.2):  # not even this process may take it twice
+                pass
