@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fixtures import ports
-from fixtures.daemons import pid_alive, read_pid, stop_daemons, wait_for
+from fixtures.daemons import has_exited, pid_alive, read_pid, stop_daemons, wait_for
 from fixtures.fixedports import hold_fixed_ports
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,14 +52,16 @@ def _daemon(tmp_path, name: str, script: str) -> tuple[str, subprocess.Popen]:
     return str(basedir), process
 
 
-def test_stop_daemons_ends_each_daemon_and_a_reaped_or_zombie_one_counts_as_gone(tmp_path):
+def test_stop_daemons_ends_each_daemon_and_waits_for_its_exit_not_its_reaping(tmp_path):
     started = [_daemon(tmp_path, f"d{i}", OBEYS_TERM) for i in range(3)]
     stop_daemons([basedir for basedir, _ in started] + [str(tmp_path / "never-started")],
                  deadline_s=10.0)
     for basedir, process in started:
-        # Our own children linger as zombies until waited for: pid_alive already says gone.
-        assert not pid_alive(read_pid(basedir))
+        # Our own children linger as zombies until waited for: exited, yet still a process.
+        pid = read_pid(basedir)
+        assert has_exited(pid) and pid_alive(pid)
         assert process.wait(5) == -15  # SIGTERM
+        assert has_exited(pid) and not pid_alive(pid)
 
 
 def test_stop_daemons_kills_those_ignoring_sigterm_after_one_shared_deadline(tmp_path):
