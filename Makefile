@@ -26,6 +26,11 @@ INTEROP_LOCK := requirements/venv-interop.txt
 TOOLS_LOCK := requirements/tools.txt
 PIP_LOCKED := pip install -q --require-hashes -r
 PYTEST_ARGS ?=
+# Two pytest-xdist workers (the machines have 2 cores; most tests wait on daemons, not the CPU).
+# Each file's tests run together in one worker, in order (module fixtures start once); tests that
+# listen on fixed ports take the `fixed_ports` fixture (tests/conftest.py).  (xdist 3.8's
+# loadgroup ignores its xdist_group marks under pytest 9.)  PYTEST_WORKERS="-n 0": one process.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: demo test bench lint install interop system-packages clean demo-stop lock upgrade-deps \
 	print-python
@@ -88,7 +93,7 @@ test: system-packages install interop lint
 # A hang that pytest-timeout cannot interrupt (its SIGALRM landing inside a Twisted callback)
 # still ends the run: SIGINT after 40 minutes makes pytest report what ran and fail.
 	BUILDFARM_SCREENSHOT_DIR=$(CURDIR)/build/screenshots timeout -s INT -k 60 2400 \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Side-by-side benchmarks against stock Buildbot 4.3 (long: tens of minutes); BENCH_ARGS e.g.
 # "--workloads W1,W4 --runs 1".

@@ -87,8 +87,8 @@ setup(
         "bcrypt>=4.0",  # www auth: HTPasswdAuth's bcrypt entries (master/auth/webauth.py)
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "ruff>=0.5",
-                 "moto[server,ec2]>=5.0", "playwright>=1.40"],
+        "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "pytest-xdist>=3.5",
+                 "ruff>=0.5", "moto[server,ec2]>=5.0", "playwright>=1.40"],
     },
     cmdclass={"editable_wheel": editable_wheel_with_plugins},
     entry_points={

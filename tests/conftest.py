@@ -2,9 +2,11 @@ import pytest
 
 from buildfarm.master.db.testing import TEST_DB_URL
 from fixtures.daemons import Fleet
+from fixtures.fixedports import hold_fixed_ports
 from fixtures.postgres import PostgresServer
 
 DB_BACKENDS = ["sqlite", "postgresql"]
+
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,12 @@ def fleet(tmp_path):
     started = Fleet(str(tmp_path))
     yield started
     started.stop_all()
+
+
+@pytest.fixture
+def fixed_ports():
+    """For a test that listens on a fixed port (9989, 8010, ... as a stock sample.cfg does):
+    it runs only while no other such test does, in this pytest process, another xdist worker
+    or another run on this machine (``@pytest.mark.usefixtures("fixed_ports")``)."""
+    with hold_fixed_ports():
+        yield

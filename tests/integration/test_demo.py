@@ -4,9 +4,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from fixtures.daemons import REPO_DIR, run_cli
 
 
+# The demo takes 9989, 8010 and 8081 when they are free: not while a fixed-port test runs.
+@pytest.mark.usefixtures("fixed_ports")
 def test_demo_runs_four_builds_and_says_where_to_look(tmp_path):
     basedir = str(tmp_path / "demo")
     try:

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from fixtures.buildbotpackage import expected_sample_problems, ported_sample_cfg
 from fixtures.daemons import BIN_DIR, pid_alive, read_pid, run_cli
 
@@ -190,6 +192,7 @@ def test_twistd_lists_both_plugins_in_a_plain_install(tmp_path):
     assert "buildmaster" in out and "buildslave" in out
 
 
+@pytest.mark.usefixtures("fixed_ports")  # the sample master.cfg's 9989 and 8010
 def test_start_on_an_unupgraded_database_names_the_fix(tmp_path):
     basedir = str(tmp_path / "bm")
     run_cli("buildmaster", "create-master", basedir, check=True)

@@ -24,7 +24,13 @@ from buildfarm.slave.tap import loadApplication
 from fixtures.daemons import MASTER_CFG, Slave, free_port, pid_alive, run_cli, wait_for
 
 STOP_DEADLINE_S = 30.0
-STAMP_DEADLINE_S = 40.0  # the stamp is polled every 10 s
+STAMP_DEADLINE_S = 30.0
+# The slave polls shutdown.stamp every 10 s (the interval's own test, test_slave_bot, advances a
+# clock); this slave's buildbot.tac makes it 0.2 s before twistd starts the service.
+STAMP_POLL_TAC = """
+import buildfarm.slave.service as _slave_service
+_slave_service.SHUTDOWN_STAMP_POLL_S = 0.2
+"""
 
 
 def createSlave(basedir, master, *options, name="bs1"):
@@ -215,7 +221,10 @@ def test_sighup_asks_the_master_which_stops_the_slave(fleet):
 
 def test_touching_shutdown_stamp_asks_the_master_which_stops_the_slave(fleet):
     master = fleet.master()
-    slave = fleet.slave(master, "bs1", "pass", True, "--allow-shutdown=file")
+    slave = fleet.slave(master, "bs1", "pass", False, "--allow-shutdown=file")
+    with open(os.path.join(slave.basedir, "buildbot.tac"), "a") as tac:
+        tac.write(STAMP_POLL_TAC)
+    run_cli("buildslave", "start", slave.basedir, check=True)
     master.wait_attached("bs1")
     pid = slave.pid
     stamp = os.path.join(slave.basedir, "shutdown.stamp")
