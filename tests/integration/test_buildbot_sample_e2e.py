@@ -92,6 +92,7 @@ def worker_kind(request):
     return request.param
 
 
+@pytest.mark.usefixtures("fixed_ports")  # the sample's own 9989 and 8010
 def test_the_sample_cfg_builds_a_new_commit_polled_by_its_git_poller(fleet, tmp_path, monkeypatch,
                                                                      worker_kind):
     for port in (SAMPLE_PB_PORT, SAMPLE_WWW_PORT):
