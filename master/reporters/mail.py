@@ -25,7 +25,7 @@ from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formatdate, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 from io import BytesIO
 
 from twisted.internet import defer
@@ -84,7 +84,12 @@ def format_address(addr: str) -> str:
     name, address = parseaddr(addr)
     if not name:
         return address
-    return f"\"{Header(name, ENCODING).encode()}\" <{address}>"
+    return formataddr((name, address), charset=ENCODING)
+
+
+def _header(text: str) -> str | Header:
+    """``text`` as a header value: RFC 2047-encoded when it is not ASCII."""
+    return text if text.isascii() else Header(text, ENCODING)
 
 
 def _attachment(text: str, filename: str) -> MIMEText:
@@ -174,7 +179,7 @@ class MailNotifier(ReporterBase):
         else:
             message = MIMEText(body, kind, ENCODING)
         message["Date"] = formatdate(self.master.reactor.seconds(), localtime=False)
-        message["Subject"] = Header(" ".join(subject.splitlines()), ENCODING)
+        message["Subject"] = _header(" ".join(subject.splitlines()))
         message["From"] = format_address(self.fromaddr)
         for key, value in (await self._rendered_headers(builds)).items():
             if key in message:

@@ -79,6 +79,18 @@ async def test_a_build_report_is_a_plain_mail_to_the_extra_recipients(master):
 
 
 @pytest_twisted.ensureDeferred
+async def test_non_ascii_subjects_and_names_are_encoded_for_the_headers(master):
+    report = dict(build_report(), subject="Réussite sur runtests")
+    mail = MailNotifier("Fermé <ci@example.org>", extraRecipients=["team@example.org"])
+    mail.master = master
+    message, _ = await mail.create_email([report])
+    raw = message.as_string()
+    assert "Réussite" not in raw and "=?utf-8?" in raw
+    assert parsed(message)["Subject"] == "Réussite sur runtests"
+    assert parsed(message)["From"] == "Fermé <ci@example.org>"
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_html_formatter_makes_an_html_mail(master):
     message, _ = await notifier(master).create_email([build_report("<p>passed</p>", kind="html")])
     assert parsed(message).get_content_type() == "text/html"
@@ -228,6 +240,19 @@ async def test_a_mail_is_delivered_over_starttls_with_auth(smtp):
     assert received["tls"] and received["authenticated"]
     assert received["message"]["Subject"] == "Buildbot success in farm on runtests"
     assert received["message"].get_content() == "Build passed.\n\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_smtps_speaks_tls_from_the_start(tmp_path, monkeypatch):
+    server = SMTPServer(str(tmp_path), free_port(), implicit_tls=True)
+    monkeypatch.setenv("SSL_CERT_FILE", server.cert_file)
+    server.start()
+    try:
+        await smtp_notifier(server, useTls=False, useSmtps=True).sendMessage([build_report()])
+    finally:
+        server.stop()
+    [received] = server.received()
+    assert received["tls"] and received["authenticated"] and received["to"] == ["team@example.org"]
 
 
 @pytest_twisted.ensureDeferred
