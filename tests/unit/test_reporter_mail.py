@@ -9,7 +9,8 @@ import os
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from zope.interface.verify import verifyObject
 
 from buildfarm.master.config import MasterConfig
@@ -286,3 +287,29 @@ async def test_a_relay_that_is_down_is_retried_later():
     with pytest.raises(SMTPFailed, match="Unable to connect"):
         await mail.sendMessage([build_report()])
 
+
+
+class ClockMaster:
+    """What ``sendMessage`` reads of the master, with a MemoryReactorClock for its time."""
+
+    def __init__(self):
+        self.reactor = MemoryReactorClock()
+        self.config = MasterConfig("master.cfg")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_relay_that_never_answers_fails_the_attempt_after_the_timeout_on_the_masters_clock():
+    mail = MailNotifier("ci@example.org", extraRecipients=["team@example.org"], relayhost="127.0.0.1",
+                        smtpPort=2525, timeout=30.0)
+    mail.master = ClockMaster()
+    sending = defer.ensureDeferred(mail.sendMessage([build_report()]))
+    [(host, port, factory, connect_timeout, _)] = mail.master.reactor.tcpClients
+    assert (host, port, connect_timeout) == ("127.0.0.1", 2525, 30.0)
+    protocol = factory.buildProtocol(None)
+    protocol.makeConnection(StringTransport())  # connected; the relay says nothing
+    mail.master.reactor.advance(29.0)
+    assert not sending.called
+    mail.master.reactor.advance(2.0)
+    assert sending.called  # at once: the timeout ran on the master's clock, not the real reactor's
+    with pytest.raises(SMTPFailed, match="Timeout waiting for SMTP server response"):
+        await sending
