@@ -4,6 +4,7 @@ docs/configuration.md ("Reporters") loads."""
 
 import os
 import re
+import textwrap
 
 import pytest
 
@@ -94,3 +95,14 @@ def test_the_configuration_page_example_loads(tmp_path):
     [push] = config.services
     assert push.server_url == "https://ci-dashboard.example.org/hooks/buildfarm"
     assert push.generators[0].mode == ("failing", "change")
+
+
+def test_the_configuration_page_mail_example_loads(tmp_path):
+    with open(os.path.join(REPO, "docs", "configuration.md")) as f:
+        page = f.read()
+    section = page[page.index("**MailNotifier("):]
+    example = textwrap.dedent(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    [mail] = load(tmp_path, example).services
+    assert (mail.relayhost, mail.smtpPort, mail.useTls, mail.extraRecipients) == (
+        "smtp.example.org", 587, True, ["team@example.org"])
+
