@@ -117,6 +117,8 @@ class MailNotifier(ReporterBase):
                  lookup=None, extraHeaders=None, watchedWorkers=None,  # noqa: N803
                  messageFormatterMissingWorker=None, dumpMailsToLog: bool = False,  # noqa: N803
                  timeout: float = SMTP_TIMEOUT_S, name: str | None = None, **kwargs):
+        if extraRecipients is None:  # Buildbot's default
+            extraRecipients = ()
         if not isinstance(fromaddr, str) or not VALID_EMAIL.search(fromaddr):
             raise ValueError(f"MailNotifier: fromaddr must be an email address, not {fromaddr!r}")
         if isinstance(extraRecipients, str) or not isinstance(extraRecipients, list | tuple):

@@ -179,6 +179,10 @@ def test_the_default_generators_are_buildbots_in_html_and_watched_workers_shapes
     assert missing.workers == ["bs1"] and missing.formatter is formatter
 
 
+def test_extra_recipients_none_is_buildbots_default_of_none():
+    assert MailNotifier("ci@example.org", extraRecipients=None).extraRecipients == []
+
+
 def test_a_domain_lookup_keeps_addresses_and_completes_names():
     assert Domain("example.org").getAddress("alice") == "alice@example.org"
     assert Domain("example.org").getAddress("bob@x.org") == "bob@x.org"
