@@ -88,7 +88,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "pytest-xdist>=3.5",
-                 "ruff>=0.5", "moto[server,ec2]>=5.0", "playwright>=1.40"],
+                 "ruff>=0.5", "moto[server,ec2]>=5.0", "playwright>=1.40",
+                 "aiosmtpd>=1.4"],  # a real SMTP server for the MailNotifier tests
     },
     cmdclass={"editable_wheel": editable_wheel_with_plugins},
     entry_points={

@@ -26,7 +26,7 @@ NAMESPACES = ("worker", "changes", "schedulers", "steps", "util", "reporters", "
 DIFFERENCES = {
     ("worker", "Worker"): "`keepalive_interval` is the master's ping interval for that slave; "
                           "`notify_on_missing` marks the slave missing and a reporter with "
-                          "`reporters.WorkerMissingGenerator` reports it (no MailNotifier yet); "
+                          "`reporters.WorkerMissingGenerator` (`reporters.MailNotifier`'s default) mails it; "
                           "`defaultProperties`, `locks` and `machine_name` are "
                           "accepted without effect (a checkconfig warning each); see \"Schedulers and "
                           "Worker arguments\"",
@@ -75,6 +75,11 @@ DIFFERENCES = {
                                      "retries with backoff and survives restarts; a 4xx answer gives the "
                                      "report up; `cert` is not supported, `skip_encoding` has no effect; "
                                      "see \"Reporters\"",
+    ("reporters", "MailNotifier"): "mails are recorded in the database and sent by a sender that retries "
+                                   "with backoff and survives restarts; a 5xx refusal gives the mail up; "
+                                   "the relay's certificate is checked (`SSL_CERT_FILE` for a private CA); "
+                                   "`watchedWorkers` and `messageFormatterMissingWorker` shape the default "
+                                   "generators only; no `add_patch` attachments; see \"Reporters\"",
     ("reporters", "BuildStatusGenerator"): "`add_patch` has no effect and the blamelist is empty "
                                            "(buildfarm keeps no patches or users of changes)",
     ("reporters", "BuildStartEndStatusGenerator"): "the blamelist is empty",
@@ -119,8 +124,9 @@ KEY_NOTES = {
             "`change_hook_dialects` (github, gitlab, bitbucket, base, poller: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "services": ("supported with differences", "any Twisted service runs as a child of the master; "
-                 "of Buildbot's reporters `HttpStatusPush`, with its generators and formatters, is "
-                 "supported (see \"Reporters\"), the others are not (checkconfig names each)"),
+                 "of Buildbot's reporters `HttpStatusPush` and `MailNotifier`, with their generators "
+                 "and formatters, are supported (see \"Reporters\"), the others are not (checkconfig "
+                 "names each)"),
     "changes": ("buildfarm only", "`{'secret': ...}` of `POST /api/v1/changes`"),
     "users": ("buildfarm only", "the accounts of the web pages, the API and the SlaveAPI"),
     "slaveapi": ("buildfarm only", "the SlaveAPI (docs/slaveapi.md)"),

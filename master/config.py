@@ -413,9 +413,9 @@ class _ConfigBuilder:
                 self.error(line, problem)
             if item.notify_on_missing:
                 self.warning(line, f"{item.kind} {item.name!r}: notify_on_missing: the master marks the "
-                                   "slave missing after missing_timeout (status, API, log, an event), but "
-                                   "buildfarm has no MailNotifier yet to send the mail (a reporter with "
-                                   "reporters.WorkerMissingGenerator in c['services'] reports it)")
+                                   "slave missing after missing_timeout (status, API, log, an event); "
+                                   "only a reporter with reporters.WorkerMissingGenerator in "
+                                   "c['services'] mails it (reporters.MailNotifier has one by default)")
             for arg in item.no_effect_args:
                 self.warning(line, f"{item.kind} argument {arg!r} has no effect in buildfarm: "
                                    f"{item.NO_EFFECT_ARGS[arg]}")

@@ -59,6 +59,7 @@ from buildfarm.master.process.steps.trigger import Trigger
 from buildfarm.master.reporters.generators.build import BuildStartEndStatusGenerator, BuildStatusGenerator
 from buildfarm.master.reporters.generators.worker import WorkerMissingGenerator
 from buildfarm.master.reporters.http import HttpStatusPush
+from buildfarm.master.reporters.mail import MailNotifier
 from buildfarm.master.reporters.message import (
     MessageFormatter,
     MessageFormatterEmpty,
@@ -89,6 +90,7 @@ changes = SimpleNamespace(GitPoller=GitPoller, HgPoller=HgPoller, SVNPoller=svnp
                           PBChangeSource=PBChangeSource)
 reporters = SimpleNamespace(
     HttpStatusPush=HttpStatusPush,
+    MailNotifier=MailNotifier,
     BuildStatusGenerator=BuildStatusGenerator,
     BuildStartEndStatusGenerator=BuildStartEndStatusGenerator,
     WorkerMissingGenerator=WorkerMissingGenerator,

@@ -120,12 +120,13 @@ class ReporterBase(service.Service):
         ``ReportRejected`` to give a report up; any other error retries it later."""
         raise NotImplementedError
 
-    async def render_secrets(self, value):
+    async def render_secrets(self, value, properties: Properties | None = None):
         """``value`` (a token, credentials, headers: anything holding ``util.Secret`` or
         ``util.Interpolate('%(secret:...)s')``) rendered with the secrets of
         ``c['secretsProviders']``, fetched now (each attempt: a rotated secret is used at
-        once).  A missing secret raises ``SecretNotFound`` (the attempt fails, and is retried)."""
-        props = Properties()
+        once), and with ``properties`` (a build's, say) if given.  A missing secret raises
+        ``SecretNotFound`` (the attempt fails, and is retried)."""
+        props = properties if properties is not None else Properties()
         names = secret_names(value)
         if names:
             manager = SecretManager(self.master.config.secrets_providers)

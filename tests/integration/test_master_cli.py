@@ -80,15 +80,15 @@ def test_checkconfig_reports_a_helper_module_and_unsupported_names_one_line_each
     (tmp_path / "master.cfg").write_text(ported_sample_cfg().replace(
         "c['workers'] = [worker.Worker(\"example-worker\", \"pass\")]",
         "from helpers.workers import WORKERS\nc['workers'] = WORKERS\n"
-        "c['services'] = [reporters.MailNotifier(fromaddr='ci@example.org')]"))
+        "c['services'] = [reporters.PushoverNotifier(user_key='u', api_token='t')]"))
     result = run_cli("buildmaster", "checkconfig", str(tmp_path))
     assert result.returncode == 1
     expected = [
         "buildmaster: warning: master.cfg:98: c['www']['plugins'] has no effect: buildfarm's web pages "
         "are built in; there are no www plugins",
         "buildmaster: helpers/workers.py:5: NameError: name 'password' is not defined",
-        "buildmaster: master.cfg:20: not supported by buildfarm: MailNotifier "
-        "(Buildbot's buildbot.reporters.mail.MailNotifier)",
+        "buildmaster: master.cfg:20: not supported by buildfarm: PushoverNotifier "
+        "(Buildbot's buildbot.reporters.pushover.PushoverNotifier)",
     ]
     # The sample's own problems, two lines further down (the helper import added two lines).
     expected += [f"buildmaster: {shifted_lines(problem, 2)}" for problem in expected_sample_problems()]

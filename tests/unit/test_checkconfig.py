@@ -178,8 +178,9 @@ def test_worker_arguments_without_effect_are_warned_about(tmp_path):
         "worker.Worker('bs1', 'pass', notify_on_missing=['ops@example.org'], machine_name='m')"))
     assert load_config(path).warnings == [
         "master.cfg:3: Worker 'bs1': notify_on_missing: the master marks the slave missing after "
-        "missing_timeout (status, API, log, an event), but buildfarm has no MailNotifier yet to send the "
-        "mail (a reporter with reporters.WorkerMissingGenerator in c['services'] reports it)",
+        "missing_timeout (status, API, log, an event); only a reporter with "
+        "reporters.WorkerMissingGenerator in c['services'] mails it (reporters.MailNotifier has one by "
+        "default)",
         "master.cfg:3: Worker argument 'machine_name' has no effect in buildfarm: buildfarm has no machines"]
 
 

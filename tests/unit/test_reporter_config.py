@@ -4,6 +4,7 @@ docs/configuration.md ("Reporters") loads."""
 
 import os
 import re
+import textwrap
 
 import pytest
 
@@ -65,8 +66,24 @@ def test_two_reporters_of_one_name_are_refused(tmp_path):
 
 
 def test_unprovided_reporters_are_named_as_not_supported(tmp_path):
-    found = errors(tmp_path, "c['services'] = [reporters.MailNotifier(fromaddr='ci@example.org')]\n")
-    assert found[0].startswith("master.cfg:6: not supported by buildfarm: MailNotifier")
+    found = errors(tmp_path, "c['services'] = [reporters.PushoverNotifier('u', 't')]\n")
+    assert found[0].startswith("master.cfg:6: not supported by buildfarm: PushoverNotifier")
+
+
+def test_a_mail_notifier_loads_with_its_secrets_and_default_generators(tmp_path):
+    config = load(tmp_path, "c['services'] = [reporters.MailNotifier(fromaddr='ci@example.org', "
+                            "relayhost='smtp.example.org', smtpPort=587, useTls=True, smtpUser='ci', "
+                            "smtpPassword=util.Secret('smtp'), lookup='example.org')]\n")
+    [mail] = config.services
+    assert (mail.name, mail.relayhost, mail.smtpPort, mail.useTls) == ("MailNotifier", "smtp.example.org",
+                                                                       587, True)
+    assert [type(g).__name__ for g in mail.generators] == ["BuildStatusGenerator", "WorkerMissingGenerator"]
+
+
+def test_a_wrong_mail_notifier_argument_is_an_error_at_its_line(tmp_path):
+    found = errors(tmp_path, "c['services'] = [reporters.MailNotifier(fromaddr='nobody')]\n")
+    assert found == ["master.cfg:6: ValueError: MailNotifier: fromaddr must be an email address, "
+                     "not 'nobody'"]
 
 
 def test_the_configuration_page_example_loads(tmp_path):
@@ -78,3 +95,14 @@ def test_the_configuration_page_example_loads(tmp_path):
     [push] = config.services
     assert push.server_url == "https://ci-dashboard.example.org/hooks/buildfarm"
     assert push.generators[0].mode == ("failing", "change")
+
+
+def test_the_configuration_page_mail_example_loads(tmp_path):
+    with open(os.path.join(REPO, "docs", "configuration.md")) as f:
+        page = f.read()
+    section = page[page.index("**MailNotifier("):]
+    example = textwrap.dedent(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    [mail] = load(tmp_path, example).services
+    assert (mail.relayhost, mail.smtpPort, mail.useTls, mail.extraRecipients) == (
+        "smtp.example.org", 587, True, ["team@example.org"])
+
