@@ -69,10 +69,15 @@ def parse_repository_url(url: str | None) -> RepositoryPath | None:
 
 
 def build_properties(build: dict) -> Properties:
-    """The build's properties (Buildbot's ``{name: [value, source]}``) as ``Properties``."""
+    """The build's properties (Buildbot's ``{name: [value, source]}``) as ``Properties``, with
+    ``buildername`` from the builder when the build has not set it yet (a start's report is
+    read before the build's first properties are written)."""
     props = Properties()
     for name, (value, source) in (build.get("properties") or {}).items():
         props.setProperty(name, value, source)
+    builder = (build.get("builder") or {}).get("name")
+    if builder and not props.hasProperty("buildername"):
+        props.setProperty("buildername", builder, "Builder")
     return props
 
 

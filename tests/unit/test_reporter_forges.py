@@ -92,6 +92,15 @@ async def test_github_status_at_start_posts_pending_with_token_context_and_targe
                     "target_url": "http://ci.example.org/builds/7"}
 
 
+@pytest_twisted.ensureDeferred
+async def test_the_default_context_names_the_builder_before_the_build_set_buildername(master):
+    endpoint = Endpoint()
+    push = wire(master, GitLabStatusPush("t"), endpoint)
+    build = dict(a_build(), properties={}, builder={"name": "arm64"})
+    await push.sendMessage(report(build, body="Build started."))
+    assert endpoint.requests[0][3]["name"] == "buildbot/arm64"
+
+
 @pytest.mark.parametrize(("results", "state"), [(SUCCESS, "success"), (WARNINGS, "success"),
                                                 (FAILURE, "failure"), (EXCEPTION, "error"),
                                                 (CANCELLED, "error"), (RETRY, "pending")])
