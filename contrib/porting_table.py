@@ -75,6 +75,14 @@ DIFFERENCES = {
                                      "retries with backoff and survives restarts; a 4xx answer gives the "
                                      "report up; `cert` is not supported, `skip_encoding` has no effect; "
                                      "see \"Reporters\"",
+    ("reporters", "GitHubStatusPush"): "no \"Build pending.\" status when a build is requested "
+                                       "(buildfarm has no BuildRequestGenerator); a failed POST is "
+                                       "retried with backoff, a 4xx gives it up; see \"Reporters\"",
+    ("reporters", "GitHubCommentPush"): "the pull request also from a `github.number` property; a "
+                                        "failed POST is retried with backoff; see \"Reporters\"",
+    ("reporters", "GitLabStatusPush"): "the project is its URL-encoded path (no look-up of its numeric "
+                                       "id); no \"Build pending.\" status when a build is requested; a "
+                                       "failed POST is retried with backoff; see \"Reporters\"",
     ("reporters", "BuildStatusGenerator"): "`add_patch` has no effect and the blamelist is empty "
                                            "(buildfarm keeps no patches or users of changes)",
     ("reporters", "BuildStartEndStatusGenerator"): "the blamelist is empty",
