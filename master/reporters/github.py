@@ -6,7 +6,8 @@ of the build (its ``revision``; owner and name from the ``project`` when it read
 success, failure or error at the end: see ``STATES``), ``context`` (default
 ``buildbot/<buildername>``), ``description`` (the report's body: "Build started." /
 "Build done.") and ``target_url`` (the build's page).  The token goes in
-``Authorization: token <token>``.  ``GitHubCommentPush`` POSTs the report's body as a comment
+``Authorization: token <token>``; a description longer than GitHub takes (140 characters)
+is cut.  ``GitHubCommentPush`` POSTs the report's body as a comment
 on the pull request the build is for (``/repos/{owner}/{repo}/issues/{n}/comments``; the
 number from a branch ``refs/pull/<n>/merge`` or ``.../head``, else from the ``github.number``
 property), nothing at the start by default.  See forge.py for answers and retries.
@@ -26,6 +27,8 @@ from buildfarm.master.reporters.generators.build import BuildStartEndStatusGener
 from buildfarm.master.reporters.message import MessageFormatterRenderable
 
 HOSTED_BASE_URL = "https://api.github.com"
+# GitHub refuses (422) a status whose description is longer: it is cut to fit.
+MAX_DESCRIPTION_CHARS = 140
 STATES = {SUCCESS: "success", WARNINGS: "success", SKIPPED: "success", FAILURE: "failure",
           EXCEPTION: "error", CANCELLED: "error", RETRY: "pending"}
 PULL_REQUEST_BRANCH = re.compile(r"refs/pull/([0-9]+)/(?:head|merge)")
@@ -36,6 +39,11 @@ def github_state(build: dict) -> str:
     if not build.get("complete"):
         return "pending"
     return STATES.get(build.get("results"), "error")
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text``, cut to ``limit`` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def pull_request_number(props: Properties) -> str | None:
@@ -75,7 +83,7 @@ class GitHubStatusPush(ForgeStatusPush):
             (owner, repo), sha = target
             body = {"state": github_state(build), "target_url": build["url"], "context": context}
             if report.get("body") is not None:
-                body["description"] = str(report["body"])
+                body["description"] = shortened(str(report["body"]), MAX_DESCRIPTION_CHARS)
             requests.append((f"/repos/{owner}/{repo}/statuses/{sha}", body))
         return requests
 

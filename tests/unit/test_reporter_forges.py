@@ -101,6 +101,15 @@ async def test_the_default_context_names_the_builder_before_the_build_set_builde
     assert endpoint.requests[0][3]["name"] == "buildbot/arm64"
 
 
+@pytest_twisted.ensureDeferred
+async def test_github_description_is_cut_to_the_140_characters_github_takes(master):
+    endpoint = Endpoint()
+    push = wire(master, GitHubStatusPush("t"), endpoint)
+    await push.sendMessage(report(a_build(complete=True, results=FAILURE), body="x" * 500))
+    description = endpoint.requests[0][3]["description"]
+    assert len(description) == 140 and description == "x" * 139 + "\u2026"
+
+
 @pytest.mark.parametrize(("results", "state"), [(SUCCESS, "success"), (WARNINGS, "success"),
                                                 (FAILURE, "failure"), (EXCEPTION, "error"),
                                                 (CANCELLED, "error"), (RETRY, "pending")])
