@@ -3,7 +3,9 @@ and slave, a real local git repository (the build checks out a real commit), and
 recording HTTP servers on loopback (``baseURL``) that check each request as GitHub's and
 GitLab's commit-status APIs do (method, path, auth header, JSON keys and the states each API
 accepts) and answer 201 with a status like theirs.  Each build is pending (GitLab: running)
-at its start and success or failure at its end; a GitHub endpoint answering 502 is retried."""
+at its start and success or failure at its end; a build of a pull request
+(``refs/pull/<n>/merge``) also gets GitHubCommentPush's comment; a GitHub endpoint answering
+502 is retried."""
 
 import os
 import re
@@ -12,12 +14,13 @@ import pytest
 
 from fixtures.daemons import free_port, wait_for
 from fixtures.recordinghttp import RecordingHTTPServer
-from fixtures.repos import GitRepo
+from fixtures.repos import GitRepo, run
 
 GH_TOKEN, GL_TOKEN = "gh-t0ken", "gl-t0ken"
 GITHUB_STATES = {"pending", "success", "failure", "error"}
 GITLAB_STATES = {"pending", "running", "success", "failed", "canceled"}
 GITHUB_PATH = re.compile(r"^/api/v3/repos/acme/widgets/statuses/(?P<sha>[0-9a-f]{40})$")
+GITHUB_COMMENTS = re.compile(r"^/api/v3/repos/acme/widgets/issues/(?P<number>[0-9]+)/comments$")
 GITLAB_PATH = re.compile(r"^/api/v4/projects/acme%2Fwidgets/statuses/(?P<sha>[0-9a-f]{40})$")
 
 MASTER_CFG = """\
@@ -42,6 +45,7 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['services'] = [
     reporters.GitHubStatusPush(util.Secret('gh'), baseURL={github_url!r},
                                backoff_base_s=0.5, backoff_max_s=1.0),
+    reporters.GitHubCommentPush(util.Secret('gh'), baseURL={github_url!r}),
     reporters.GitLabStatusPush(util.Secret('gl'), baseURL={gitlab_url!r},
                                context=util.Interpolate('ci/%(prop:buildername)s')),
 ]
@@ -51,10 +55,14 @@ c['services'] = [
 def check_github(path: str, headers: dict, body) -> list[str]:
     """What GitHub's POST /repos/{owner}/{repo}/statuses/{sha} refuses (as 4xx)."""
     problems = []
-    if not GITHUB_PATH.match(path):
-        problems.append(f"github path {path}")
     if headers.get("Authorization") not in (f"token {GH_TOKEN}", f"Bearer {GH_TOKEN}"):
         problems.append(f"github Authorization {headers.get('Authorization')}")
+    if GITHUB_COMMENTS.match(path):  # POST /repos/{owner}/{repo}/issues/{n}/comments
+        if not isinstance(body, dict) or set(body) != {"body"} or not isinstance(body["body"], str):
+            problems.append(f"github comment {body!r}")
+        return problems
+    if not GITHUB_PATH.match(path):
+        problems.append(f"github path {path}")
     if not isinstance(body, dict) or body.get("state") not in GITHUB_STATES:
         problems.append(f"github body {body!r}")
     elif not set(body) <= {"state", "target_url", "description", "context"}:
@@ -108,8 +116,8 @@ def start_master(fleet, repo: GitRepo, github: RecordingHTTPServer, gitlab: Reco
     return master
 
 
-def force(master, builder: str, sha: str) -> dict:
-    brid = master.force(builder, properties={"branch": "main", "revision": sha,
+def force(master, builder: str, sha: str, branch: str = "main") -> dict:
+    brid = master.force(builder, properties={"branch": branch, "revision": sha,
                                              "repository": "https://github.com/acme/widgets.git"})
     return master.wait_request_complete(brid)
 
@@ -120,9 +128,15 @@ def repo(tmp_path) -> tuple[GitRepo, str]:
     return repo, repo.commit("a.txt", "hello\n", "first")
 
 
-def statuses(server: RecordingHTTPServer) -> list[tuple[str, str]]:
+def statuses(server: RecordingHTTPServer) -> list[str]:
+    """"<sha>:<state>" of each status recorded (comments left out)."""
     return [(GITHUB_PATH.match(p) or GITLAB_PATH.match(p))["sha"] + ":" + b["state"]
-            for p, b in zip(server.paths, server.calls, strict=True)]
+            for p, b in zip(server.paths, server.calls, strict=True) if not GITHUB_COMMENTS.match(p)]
+
+
+def comments(server: RecordingHTTPServer) -> list[tuple[str, str]]:
+    return [(GITHUB_COMMENTS.match(p)["number"], b["body"])
+            for p, b in zip(server.paths, server.calls, strict=True) if GITHUB_COMMENTS.match(p)]
 
 
 def test_each_build_is_pending_at_its_start_and_success_or_failure_at_its_end(fleet, servers, repo):
@@ -135,6 +149,7 @@ def test_each_build_is_pending_at_its_start_and_success_or_failure_at_its_end(fl
     assert force(master, "passes", sha)["result"] == "success"
     assert force(master, "fails", sha)["result"] == "failure"
     wait_for(lambda: len(github.calls) == 4 and len(gitlab.calls) == 4, "four statuses on each forge")
+    assert comments(github) == []  # builds of no pull request get no comment
 
     assert github.problems == [] and gitlab.problems == []
     assert statuses(github) == [f"{sha}:pending", f"{sha}:success", f"{sha}:pending", f"{sha}:failure"]
@@ -163,3 +178,19 @@ def test_a_failing_github_endpoint_is_retried_until_it_takes_the_status(fleet, s
     wait_for(lambda: len(github.calls) == 2, "both statuses, once GitHub takes them")
     assert statuses(github) == [f"{sha}:pending", f"{sha}:success"]
     assert len(gitlab.calls) == 2 and github.problems == []
+
+
+def test_a_pull_request_build_gets_its_statuses_and_a_comment_on_the_pull_request(fleet, servers, repo):
+    github, gitlab = servers
+    (git, sha) = repo
+    git_ref = "refs/pull/7/merge"
+    run("git", "update-ref", git_ref, sha, cwd=git.path)
+    for server in servers:
+        server.start()
+    master = start_master(fleet, git, github, gitlab)
+
+    assert force(master, "passes", sha, branch=git_ref)["result"] == "success"
+    wait_for(lambda: len(github.calls) == 3, "two statuses and a comment")
+    assert github.problems == []
+    assert statuses(github) == [f"{sha}:pending", f"{sha}:success"]
+    assert comments(github) == [("7", "Build done.")]
