@@ -5,6 +5,7 @@ pull request numbers, answers that give a report up or are retried, arguments' c
 
 import json
 import os
+import re
 
 import pytest
 import pytest_twisted
@@ -13,6 +14,7 @@ from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
 
 from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS, WARNINGS
+from buildfarm.master.config import load_config
 from buildfarm.master.plugins import reporters
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED
 from buildfarm.master.process.properties import Interpolate, Secret
@@ -245,3 +247,27 @@ def test_the_reporters_are_in_the_plugins_and_provide_ireporter():
     assert reporters.GitHubCommentPush is GitHubCommentPush
     for cls in (GitHubStatusPush, GitHubCommentPush, GitLabStatusPush):
         assert verifyObject(IReporter, cls("t", verbose=True, verify=False, debug=True))
+
+
+CFG_HEAD = """\
+from buildfarm.master.plugins import reporters, schedulers, slaves, steps, util
+c = BuildmasterConfig = {}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['builders'] = [util.BuilderConfig(name='linux', slavenames=['bs1'],
+                 factory=util.BuildFactory([steps.ShellCommand(command='true')]))]
+"""
+
+
+def test_the_configuration_page_examples_load_at_buildbots_module_paths(tmp_path):
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "configuration.md")) as f:
+        page = f.read()
+    examples = re.findall(r"```python\n(.*?)```", page[page.index("## Reporters"):], re.S)[:2]
+    path = tmp_path / "master.cfg"
+    path.write_text(CFG_HEAD + "".join(examples) + """\
+from buildfarm.master.reporters.github import GitHubCommentPush
+c['services'].append(GitHubCommentPush('t', name='comments'))
+""")
+    services = load_config(str(path)).services
+    assert [type(s) for s in services[1:]] == [GitHubStatusPush, GitLabStatusPush, GitHubCommentPush]
+    gitlab = services[2]
+    assert gitlab.base_url == "https://gitlab.example.org" and services[1].base_url == "https://api.github.com"
