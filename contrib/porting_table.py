@@ -80,6 +80,14 @@ DIFFERENCES = {
                                    "the relay's certificate is checked (`SSL_CERT_FILE` for a private CA); "
                                    "`watchedWorkers` and `messageFormatterMissingWorker` shape the default "
                                    "generators only; no `add_patch` attachments; see \"Reporters\"",
+    ("reporters", "GitHubStatusPush"): "no \"Build pending.\" status when a build is requested "
+                                       "(buildfarm has no BuildRequestGenerator); a failed POST is "
+                                       "retried with backoff, a 4xx gives it up; see \"Reporters\"",
+    ("reporters", "GitHubCommentPush"): "the pull request also from a `github.number` property; a "
+                                        "failed POST is retried with backoff; see \"Reporters\"",
+    ("reporters", "GitLabStatusPush"): "the project is its URL-encoded path (no look-up of its numeric "
+                                       "id); no \"Build pending.\" status when a build is requested; a "
+                                       "failed POST is retried with backoff; see \"Reporters\"",
     ("reporters", "BuildStatusGenerator"): "`add_patch` has no effect and the blamelist is empty "
                                            "(buildfarm keeps no patches or users of changes)",
     ("reporters", "BuildStartEndStatusGenerator"): "the blamelist is empty",
@@ -124,8 +132,9 @@ KEY_NOTES = {
             "`change_hook_dialects` (github, gitlab, bitbucket, base, poller: docs/porting.md) and the HTTP "
             "limits (docs/security.md); Buildbot's other keys are below"),
     "services": ("supported with differences", "any Twisted service runs as a child of the master; "
-                 "of Buildbot's reporters `HttpStatusPush` and `MailNotifier`, with their generators "
-                 "and formatters, are supported (see \"Reporters\"), the others are not (checkconfig "
+                 "of Buildbot's reporters `HttpStatusPush`, `MailNotifier`, `GitHubStatusPush`, "
+                 "`GitHubCommentPush` and `GitLabStatusPush`, with their generators and formatters, "
+                 "are supported (see \"Reporters\"), the others are not (checkconfig "
                  "names each)"),
     "changes": ("buildfarm only", "`{'secret': ...}` of `POST /api/v1/changes`"),
     "users": ("buildfarm only", "the accounts of the web pages, the API and the SlaveAPI"),

@@ -58,6 +58,8 @@ from buildfarm.master.process.steps.transfer import (
 from buildfarm.master.process.steps.trigger import Trigger
 from buildfarm.master.reporters.generators.build import BuildStartEndStatusGenerator, BuildStatusGenerator
 from buildfarm.master.reporters.generators.worker import WorkerMissingGenerator
+from buildfarm.master.reporters.github import GitHubCommentPush, GitHubStatusPush
+from buildfarm.master.reporters.gitlab import GitLabStatusPush
 from buildfarm.master.reporters.http import HttpStatusPush
 from buildfarm.master.reporters.mail import MailNotifier
 from buildfarm.master.reporters.message import (
@@ -91,6 +93,9 @@ changes = SimpleNamespace(GitPoller=GitPoller, HgPoller=HgPoller, SVNPoller=svnp
 reporters = SimpleNamespace(
     HttpStatusPush=HttpStatusPush,
     MailNotifier=MailNotifier,
+    GitHubStatusPush=GitHubStatusPush,
+    GitHubCommentPush=GitHubCommentPush,
+    GitLabStatusPush=GitLabStatusPush,
     BuildStatusGenerator=BuildStatusGenerator,
     BuildStartEndStatusGenerator=BuildStartEndStatusGenerator,
     WorkerMissingGenerator=WorkerMissingGenerator,

@@ -162,7 +162,7 @@ async def test_a_reconfig_stops_the_old_services_and_starts_the_new_ones(tmp_pat
 
 
 @pytest.mark.parametrize("reporter, module", [("PushoverNotifier", "buildbot.reporters.pushover"),
-                                              ("GitHubStatusPush", "buildbot.reporters.github"),
+                                              ("ZulipStatusPush", "buildbot.reporters.zulip"),
                                               ("IRC", "buildbot.reporters.irc")])
 def test_a_buildbot_reporter_in_services_is_named_not_supported_at_its_line(tmp_path, reporter, module):
     with pytest.raises(ConfigErrors) as caught:
