@@ -17,12 +17,12 @@ from typing import NamedTuple
 import treq
 from treq.client import HTTPClient
 from twisted.logger import Logger
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, ResponseNeverReceived
+from twisted.web.client import ResponseNeverReceived
 
 from buildfarm.master.process.properties import Interpolate, Properties
 from buildfarm.master.reporters.base import ReporterBase
 from buildfarm.master.reporters.generators.build import BuildStartEndStatusGenerator
-from buildfarm.master.reporters.http import EndpointFailed, _NoVerification
+from buildfarm.master.reporters.http import EndpointFailed, http_client
 from buildfarm.master.reporters.message import MessageFormatterRenderable
 from buildfarm.master.reporters.sender import ReportRejected
 
@@ -127,9 +127,7 @@ class ForgeStatusPush(ReporterBase):
         return result
 
     def make_client(self, reactor) -> HTTPClient:
-        """treq's client on ``reactor``, checking certificates unless ``verify=False``."""
-        policy = BrowserLikePolicyForHTTPS() if self.verify else _NoVerification()
-        return HTTPClient(Agent(reactor, contextFactory=policy))
+        return http_client(reactor, self.verify)
 
     def auth_headers(self, token: str) -> dict:
         raise NotImplementedError

@@ -69,6 +69,13 @@ def default_generators() -> list:
     return [BuildStatusGenerator(report_new=True, message_formatter=formatter)]
 
 
+def http_client(reactor, verify: bool) -> HTTPClient:
+    """treq's client on ``reactor``, checking certificates unless ``verify`` is false: the one
+    HTTP client of the reporters that push to a web service."""
+    policy = BrowserLikePolicyForHTTPS() if verify else _NoVerification()
+    return HTTPClient(Agent(reactor, contextFactory=policy))
+
+
 class HttpStatusPush(ReporterBase):
     """POST each report's body (JSON) to ``serverUrl`` (see the module's docstring)."""
 
@@ -102,9 +109,7 @@ class HttpStatusPush(ReporterBase):
         return result
 
     def make_client(self, reactor) -> HTTPClient:
-        """treq's client on ``reactor``, checking certificates unless ``verify=False``."""
-        policy = BrowserLikePolicyForHTTPS() if self.verify else _NoVerification()
-        return HTTPClient(Agent(reactor, contextFactory=policy))
+        return http_client(reactor, self.verify)
 
     async def sendMessage(self, reports: list) -> None:  # noqa: N802 - Buildbot's name
         auth, headers = await self._rendered_credentials()
