@@ -88,9 +88,8 @@ DIFFERENCES = {
     ("reporters", "GitLabStatusPush"): "the project is its URL-encoded path (no look-up of its numeric "
                                        "id); no \"Build pending.\" status when a build is requested; a "
                                        "failed POST is retried with backoff; see \"Reporters\"",
-    ("reporters", "BuildStatusGenerator"): "`add_patch` has no effect and the blamelist is empty "
-                                           "(buildfarm keeps no patches or users of changes)",
-    ("reporters", "BuildStartEndStatusGenerator"): "the blamelist is empty",
+    ("reporters", "BuildStatusGenerator"): "`add_patch` has no effect (buildfarm keeps no patches of "
+                                           "changes); the blamelist is the changes' authors and the owner",
     ("reporters", "MessageFormatter"): "templates run in Jinja2's sandbox; `template_type='html'` escapes "
                                        "the variables; the default templates say the same in other words; "
                                        "a property's source reads `Build`",

@@ -7,7 +7,7 @@ chooses them (below), ``Date`` from the master's clock and ``extraHeaders`` (ren
 build's properties and secrets when the report is of one build).
 
 Recipients: the report's users (a slave gone missing: its ``notify_on_missing`` addresses;
-builds: the interested users, which buildfarm does not know yet: the blamelist is empty),
+builds: the interested users, the authors of the build's changes and who forced it),
 each passed through ``lookup`` (a domain appended to bare names, or an object with
 ``getAddress(name)``) when ``sendToInterestedUsers``; ``extraRecipients`` go to ``Cc`` when
 there are interested users, to ``To`` otherwise.  A mail with nobody to send it to is given up.

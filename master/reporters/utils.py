@@ -90,6 +90,30 @@ async def previous_build(master: IReporterMaster, row: dict) -> dict | None:
     return None
 
 
+async def responsible_users(master: IReporterMaster, build: dict) -> list[str]:
+    """Who is responsible for ``build``, as Buildbot's ``getResponsibleUsersForBuild`` says:
+    the authors of the changes it was built for (its ``changeids`` property) and whoever asked
+    for it (``owner``, ``owners``), sorted, each once."""
+    props = build.get("properties") or {}
+
+    def value(name):
+        entry = props.get(name)
+        return entry[0] if isinstance(entry, list | tuple) and entry else None
+
+    users = set()
+    for changeid in value("changeids") or ():
+        change = await master.db.changes.get(changeid)
+        if change is not None and change.get("author"):
+            users.add(change["author"])
+    owner = value("owner")
+    if isinstance(owner, str) and owner:
+        users.add(owner)
+    for other in value("owners") or ():
+        if isinstance(other, str) and other:
+            users.add(other)
+    return sorted(users)
+
+
 def as_buildbot_properties(values: dict) -> dict[str, list]:
     """``{name: value}`` as Buildbot's ``{name: [value, source]}``."""
     return {name: [value, PROPERTY_SOURCE] for name, value in values.items()}

@@ -225,3 +225,34 @@ async def test_worker_missing_generator_takes_any_collection_of_names(workers):
 def test_worker_missing_generator_refuses_a_single_name():
     with pytest.raises(ValueError, match="workers must be 'all' or a list of names"):
         WorkerMissingGenerator(workers="bs1")
+
+
+class MasterWithChanges(ConfiguredMaster):
+    """A configured master with a real database, for the changes a build was made for."""
+
+    def __init__(self, db):
+        super().__init__()
+        self.db = db
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_report_names_the_change_authors_and_the_owner_as_its_users(sqlite_db):
+    # Buildbot's getResponsibleUsersForBuild: the authors of the build's changes and whoever
+    # asked for it; MailNotifier mails them (sendToInterestedUsers) and templates show the blamelist.
+    first = await sqlite_db.changes.add("alice <alice@example.org>", "fix", ["a.c"], 1.0, 1.0)
+    second = await sqlite_db.changes.add("bob", "more", ["b.c"], 2.0, 2.0)
+    third = await sqlite_db.changes.add("alice <alice@example.org>", "again", ["a.c"], 3.0, 3.0)
+    formatter = MessageFormatter(template="{{ blamelist|join(',') }}")
+    generator = BuildStatusGenerator(mode="failing", message_formatter=formatter)
+    build = build_dict(FAILURE, props={"changeids": [first, second, third], "owner": "carol"})
+    report = await generator.generate(MasterWithChanges(sqlite_db), None, BUILD_FINISHED, build)
+    assert report["users"] == ["alice <alice@example.org>", "bob", "carol"]
+    assert report["body"] == "alice <alice@example.org>,bob,carol"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_build_without_changes_or_owner_has_no_users(sqlite_db):
+    generator = BuildStatusGenerator(mode="failing")
+    report = await generator.generate(MasterWithChanges(sqlite_db), None, BUILD_FINISHED,
+                                      build_dict(FAILURE, props={"changeids": [999]}))
+    assert report["users"] == []

@@ -14,6 +14,7 @@ from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WAR
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED
 from buildfarm.master.reporters.interfaces import IReportGenerator
 from buildfarm.master.reporters.message import MessageFormatter, MessageFormatterRenderable, status_to_string
+from buildfarm.master.reporters.utils import responsible_users
 
 MODES = ("change", "failing", "passing", "problem", "warnings", "exception", "cancelled")
 ALL_MODES = ("failing", "passing", "warnings", "exception", "cancelled")
@@ -89,7 +90,8 @@ class BuildGeneratorBase:
 
     async def build_message(self, master, build: dict, mode=(), formatter=None) -> dict:
         formatter = formatter or self.formatter
-        message = await formatter.format_message_for_build(master, build, mode=mode, users=[])
+        users = await responsible_users(master, build)
+        message = await formatter.format_message_for_build(master, build, mode=mode, users=users)
         subject = message["subject"]
         if subject is None and self.subject is not None:
             subject = self.subject % {"result": status_to_string(build["results"]),
@@ -102,7 +104,7 @@ class BuildGeneratorBase:
             "results": build["results"],
             "builds": [build],
             "buildset": build["buildset"],
-            "users": [],
+            "users": users,
             "patches": [],
             "logs": self._logs(build),
             "extra_info": message["extra_info"],
