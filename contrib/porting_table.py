@@ -79,7 +79,7 @@ DIFFERENCES = {
                                    "with backoff and survives restarts; a 5xx refusal gives the mail up; "
                                    "the relay's certificate is checked (`SSL_CERT_FILE` for a private CA); "
                                    "`watchedWorkers` and `messageFormatterMissingWorker` shape the default "
-                                   "generators only; no `add_patch` attachments; see \"Reporters\"",
+                                   "generators only; see \"Reporters\"",
     ("reporters", "GitHubStatusPush"): "no \"Build pending.\" status when a build is requested "
                                        "(buildfarm has no BuildRequestGenerator); a failed POST is "
                                        "retried with backoff, a 4xx gives it up; see \"Reporters\"",
@@ -88,8 +88,9 @@ DIFFERENCES = {
     ("reporters", "GitLabStatusPush"): "the project is its URL-encoded path (no look-up of its numeric "
                                        "id); no \"Build pending.\" status when a build is requested; a "
                                        "failed POST is retried with backoff; see \"Reporters\"",
-    ("reporters", "BuildStatusGenerator"): "`add_patch` has no effect (buildfarm keeps no patches of "
-                                           "changes); the blamelist is the changes' authors and the owner",
+    ("reporters", "BuildStatusGenerator"): "`add_patch` gives the patches of the build's `sourcestamps` and "
+                                           "`patch` properties; the blamelist is the changes' authors and "
+                                           "the owner",
     ("reporters", "MessageFormatter"): "templates run in Jinja2's sandbox; `template_type='html'` escapes "
                                        "the variables; the default templates say the same in other words; "
                                        "a property's source reads `Build`",

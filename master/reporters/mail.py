@@ -2,7 +2,7 @@
 
 The message is one MIME mail per report: its body is the formatter's text (``text/plain`` or
 ``text/html`` per the formatter's ``template_type``), with the logs a generator's ``add_logs``
-names attached; ``Subject`` and ``From`` (``fromaddr``), ``To`` and ``Cc`` as Buildbot
+names and the patches of ``add_patch`` attached; ``Subject`` and ``From`` (``fromaddr``), ``To`` and ``Cc`` as Buildbot
 chooses them (below), ``Date`` from the master's clock and ``extraHeaders`` (rendered with the
 build's properties and secrets when the report is of one build).
 
@@ -170,9 +170,12 @@ class MailNotifier(ReporterBase):
             raise ReportRejected(f"a mail's body is plain or html, not {kind!r} (the formatter's "
                                  "template_type)")
         builds, logs = _merged(reports, "builds"), _merged(reports, "logs")
-        if logs:
+        patches = _merged(reports, "patches")
+        if logs or patches:
             message = MIMEMultipart()
             message.attach(MIMEText(body, kind, ENCODING))
+            for index, patch in enumerate(patches):
+                message.attach(_attachment(patch["body"], f"source patch {index}"))
             for one in logs:
                 name = f"{one['stepname']}.{one['name']}"
                 if len(builds) > 1 and "buildername" in one:

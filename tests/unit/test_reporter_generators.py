@@ -256,3 +256,17 @@ async def test_a_build_without_changes_or_owner_has_no_users(sqlite_db):
     report = await generator.generate(MasterWithChanges(sqlite_db), None, BUILD_FINISHED,
                                       build_dict(FAILURE, props={"changeids": [999]}))
     assert report["users"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_add_patch_puts_the_builds_patches_in_the_report():
+    diff = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"
+    stamps = [{"codebase": "app", "patch": {"level": 1, "body": diff}}, {"codebase": "lib"}]
+    build = build_dict(FAILURE, props={"sourcestamps": stamps, "patch": (0, "other", "sub")})
+    with_patch = await BuildStatusGenerator(mode="failing", add_patch=True).generate(
+        ConfiguredMaster(), None, BUILD_FINISHED, build)
+    assert with_patch["patches"] == [{"body": diff, "level": 1, "subdir": None},
+                                     {"body": "other", "level": 0, "subdir": "sub"}]
+    without = await BuildStatusGenerator(mode="failing").generate(
+        ConfiguredMaster(), None, BUILD_FINISHED, build)
+    assert without["patches"] == []

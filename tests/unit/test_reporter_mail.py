@@ -138,6 +138,17 @@ async def test_the_logs_of_add_logs_are_attached(master):
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_patches_of_add_patch_are_attached(master):
+    report = build_report()
+    report["patches"] = [{"body": "--- a/x\n+++ b/x\n", "level": 1, "subdir": None}]
+    message, _ = await notifier(master).create_email([report])
+    body, attachment = parsed(message).iter_parts()
+    assert body.get_content() == "Build passed.\n\n"
+    assert attachment.get_filename() == "source patch 0"
+    assert attachment.get_content() == "--- a/x\n+++ b/x\n"
+
+
+@pytest_twisted.ensureDeferred
 async def test_extra_headers_are_rendered_with_the_build_properties_and_secrets(master):
     mail = notifier(master, extraHeaders={"X-Builder": Interpolate("%(prop:buildername)s@%(prop:branch)s"),
                                           "List-Id": Interpolate("<%(secret:list_id)s>"),

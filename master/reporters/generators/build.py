@@ -12,6 +12,7 @@ from zope.interface import implementer
 
 from buildfarm.common.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED
+from buildfarm.master.process.steps.source.base import Patch, StepFailed
 from buildfarm.master.reporters.interfaces import IReportGenerator
 from buildfarm.master.reporters.message import MessageFormatter, MessageFormatterRenderable, status_to_string
 from buildfarm.master.reporters.utils import responsible_users
@@ -105,10 +106,30 @@ class BuildGeneratorBase:
             "builds": [build],
             "buildset": build["buildset"],
             "users": users,
-            "patches": [],
+            "patches": self._patches(build),
             "logs": self._logs(build),
             "extra_info": message["extra_info"],
         }
+
+    def _patches(self, build: dict) -> list[dict]:
+        """With ``add_patch``: the patches the build applied (try-style builds), from its
+        ``sourcestamps`` and ``patch`` properties, as Buildbot's ``{body, level, subdir}``."""
+        if not self.add_patch:
+            return []
+        props = build.get("properties") or {}
+        stamps = (props.get("sourcestamps") or [None])[0]
+        values = [stamp.get("patch") for stamp in stamps if isinstance(stamp, dict)] \
+            if isinstance(stamps, list) else []
+        values.append((props.get("patch") or [None])[0])
+        patches = []
+        for value in values:
+            try:
+                patch = Patch.from_value(value)
+            except StepFailed:  # the build's source step failed on it and said why
+                continue
+            if patch is not None:
+                patches.append({"body": patch.body, "level": patch.level, "subdir": patch.subdir})
+        return patches
 
     def _logs(self, build: dict) -> list[dict]:
         """The logs ``add_logs`` names (True: all), with their text."""
