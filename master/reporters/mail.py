@@ -3,8 +3,9 @@
 The message is one MIME mail per report: its body is the formatter's text (``text/plain`` or
 ``text/html`` per the formatter's ``template_type``), with the logs a generator's ``add_logs``
 names and the patches of ``add_patch`` attached; ``Subject`` and ``From`` (``fromaddr``),
-``To`` and ``Cc`` as Buildbot chooses them (below), ``Date`` from the master's clock and ``extraHeaders`` (rendered with the
-build's properties and secrets when the report is of one build).
+``To`` and ``Cc`` as Buildbot chooses them (below), ``Date`` from the master's clock and
+``extraHeaders`` (rendered with the build's properties and secrets when the report is of one
+build).
 
 Recipients: the report's users (a slave gone missing: its ``notify_on_missing`` addresses;
 builds: the interested users, the authors of the build's changes and who forced it),
