@@ -48,6 +48,8 @@ SMTP_TIMEOUT_S = 60.0  # connecting, and each answer of the relay
 ENCODING = "utf-8"
 _ADDR = r"(?:\S+@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+\.?)"
 VALID_EMAIL = re.compile(rf"^(?:{_ADDR}|(.+\s+)?<{_ADDR}>\s*)$")
+# A sender may be at a host without a dot (``buildbot@localhost``), as Buildbot takes it.
+LOCAL_SENDER = re.compile(r"^[^@\s<>]+@[^@\s<>.]+$")
 
 
 class Domain:
@@ -120,7 +122,8 @@ class MailNotifier(ReporterBase):
                  timeout: float = SMTP_TIMEOUT_S, name: str | None = None, **kwargs):
         if extraRecipients is None:  # Buildbot's default
             extraRecipients = ()
-        if not isinstance(fromaddr, str) or not VALID_EMAIL.search(fromaddr):
+        if not isinstance(fromaddr, str) or not (VALID_EMAIL.search(fromaddr)
+                                                 or LOCAL_SENDER.match(parseaddr(fromaddr)[1])):
             raise ValueError(f"MailNotifier: fromaddr must be an email address, not {fromaddr!r}")
         if isinstance(extraRecipients, str) or not isinstance(extraRecipients, list | tuple):
             raise ValueError("MailNotifier: extraRecipients must be a list or tuple of addresses")

@@ -10,6 +10,8 @@ source stamps are made from the build's ``branch``/``revision``/``repository``/`
 
 from typing import Any
 
+from twisted.internet import defer
+
 from buildfarm.common.results import RETRY
 from buildfarm.master.reporters.interfaces import IReporterMaster
 
@@ -77,6 +79,28 @@ async def build_details(master: IReporterMaster, buildid: int, want_properties: 
     if want_previous:
         build["prev_build"] = await previous_build(master, row)
     return build
+
+
+def getDetailsForBuild(master: IReporterMaster, build: dict, want_properties: bool = False,  # noqa: N802
+                       want_steps: bool = False, want_previous_build: bool = False,
+                       want_logs: bool = False, add_logs=None,
+                       want_logs_content: bool = False) -> defer.Deferred:
+    """Buildbot's ``reporters.utils.getDetailsForBuild``, for reporters and generators written
+    against it: fills ``build`` (a dict with its ``buildid``) in place with what
+    ``build_details`` reads (``builder``, ``buildset``, ``url``, ... and, when asked,
+    ``properties``, ``steps`` with their logs, ``prev_build``).  A Deferred, as Buildbot's
+    (``yield`` it in inlineCallbacks or ``await`` it); an unknown build fails with KeyError."""
+    async def fill() -> None:
+        details = await build_details(master, build["buildid"], want_properties=want_properties,
+                                      want_steps=want_steps, want_logs=want_logs or bool(add_logs),
+                                      want_logs_content=want_logs_content,
+                                      want_previous=want_previous_build)
+        if details is None:
+            raise KeyError(f"no build {build['buildid']}")
+        if not want_properties:  # the caller's properties, if it has some, stay
+            del details["properties"]
+        build.update(details)
+    return defer.ensureDeferred(fill())
 
 
 async def previous_build(master: IReporterMaster, row: dict) -> dict | None:

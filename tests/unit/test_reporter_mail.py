@@ -328,3 +328,14 @@ async def test_a_relay_that_never_answers_fails_the_attempt_after_the_timeout_on
     assert sending.called  # at once: the timeout ran on the master's clock, not the real reactor's
     with pytest.raises(SMTPFailed, match="Timeout waiting for SMTP server response"):
         await sending
+
+
+@pytest.mark.parametrize("fromaddr", ["buildbot@localhost", "Buildbot <buildbot@localhost>"])
+def test_a_sender_at_a_host_without_a_dot_is_taken_as_buildbot_takes_it(fromaddr):
+    assert MailNotifier(fromaddr).fromaddr == fromaddr
+
+
+@pytest.mark.parametrize("fromaddr", ["nobody", "a@b@c", "<@localhost>"])
+def test_a_sender_that_is_no_address_is_still_refused(fromaddr):
+    with pytest.raises(ValueError, match="fromaddr must be an email address"):
+        MailNotifier(fromaddr)
