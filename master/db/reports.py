@@ -77,13 +77,15 @@ class ReportsComponent(DBComponent):
         return await self._execute(sa.delete(reports).where(
             reports.c.reporter == reporter, reports.c.state != PENDING, reports.c.done_at < before))
 
-    async def finished_builds_since(self, masterid: int, since: float) -> list[int]:
-        """Ids of the builds ``masterid`` finished at or after ``since``, oldest first: what
-        a reporter looks at again when it starts (its mark, master/reporters/base.py)."""
-        query = (sa.select(builds.c.id)
-                 .where(builds.c.masterid == masterid, builds.c.complete_at >= since)
-                 .order_by(builds.c.complete_at, builds.c.id))
-        return list(await self._run(lambda conn: conn.execute(query).scalars().all()))
+    async def builds_since(self, masterid: int, since: float) -> list[tuple[int, float, float | None]]:
+        """``(buildid, started_at, complete_at)`` of the builds ``masterid`` started or
+        finished at or after ``since``, by id: what a reporter looks at again when it starts
+        (its mark, master/reporters/base.py)."""
+        query = (sa.select(builds.c.id, builds.c.started_at, builds.c.complete_at)
+                 .where(builds.c.masterid == masterid,
+                        sa.or_(builds.c.started_at >= since, builds.c.complete_at >= since))
+                 .order_by(builds.c.id))
+        return [tuple(row) for row in await self._run(lambda conn: conn.execute(query).all())]
 
 
 def _dict(row: sa.Row) -> dict[str, Any]:

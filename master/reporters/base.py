@@ -11,18 +11,20 @@ The path of a report:
 3. Its ``ReportSender`` sends what is recorded, retrying with backoff (sender.py).
 
 Durability: a master that dies leaves the recorded reports pending; the reporter of the
-same name sends them once the master is back.  A build whose end was written just before
-the master died, but whose report was not recorded yet, is found again at start-up: each
-reporter keeps a mark (in ``scheduler_state``, under ``reporter:<name>``): a time before
-which every finished build of this master was looked at.  At start it looks again at the
-builds this master finished since the mark (less ``MARK_SLACK_S``), records what is
-missing (the (reporter, event) key drops the duplicates), and moves the mark whenever it has
-no event waiting (never again in this run once a build's end failed to be handled, say the
-database was gone: the next start looks at it again).  Reports sent or given up
-``REPORTS_KEPT_S`` ago are deleted at a start (long after the mark has passed them).  A
-reporter seen for the first time starts its mark now: it does not report the builds of
-before it existed.  Build *starts* and missing slaves whose report was not recorded when the
-master died are not reported after it (their state has moved on).
+same name sends them once the master is back.  A build whose start or end was written just
+before the master died, but whose report was not recorded yet, is found again at start-up:
+each reporter keeps a mark (in ``scheduler_state``, under ``reporter:<name>``): a time
+before which every build start and end of this master was looked at.  At start it looks
+again at the builds this master started or finished since the mark (less
+``MARK_SLACK_S``), records what is missing, oldest first and a build's start before its end
+(the (reporter, event) key drops the duplicates; a start is not recorded after its build's
+end was), and moves the mark whenever it has no event waiting (never again in this run once
+a build event failed to be handled, say the database was gone: the next start looks at it
+again).  A recovered start is reported as a start (the build as it is now, not complete).
+Reports sent or given up ``REPORTS_KEPT_S`` ago are deleted at a start (long after the mark
+has passed them).  A reporter seen for the first time starts its mark now: it does not
+report the builds of before it existed.  Missing slaves whose report was not recorded when
+the master died are not reported after it (their state has moved on).
 
 Multi-master: each master records the reports of its own builds and sends the rows it
 recorded, so each report is sent by one master.
@@ -77,7 +79,7 @@ class ReporterBase(service.Service):
         self._unsubscribe: list = []
         self._events: defer.DeferredLock = defer.DeferredLock()
         self._waiting = 0  # events received, not handled yet
-        self._mark_held = False  # a build's end failed to be handled: the next start looks again
+        self._mark_held = False  # a build event failed to be handled: the next start looks again
         self._starting: defer.Deferred | None = None
 
     @property
@@ -145,8 +147,9 @@ class ReporterBase(service.Service):
         return node
 
     async def _start(self) -> None:
-        """Look again at the builds finished since the mark, then send what is pending."""
-        if any(BUILD_FINISHED in g.wanted_event_kinds for g in self.generators):
+        """Look again at the builds started or finished since the mark, then send what is
+        pending."""
+        if any(g.wanted_event_kinds for g in self.generators):
             await self._events.run(self._catch_up)
         self.sender.wake()
 
@@ -154,18 +157,32 @@ class ReporterBase(service.Service):
         db, now = self.master.db, self.master.reactor.seconds()
         mark = await db.state.get(self.state_name, MARK_STATE_KEY)
         if mark is not None:
-            buildids = await db.reports.finished_builds_since(self.master.masterid, mark - MARK_SLACK_S)
-            events = {_event_key(BUILD_FINISHED, b): b for b in buildids}
-            recorded = await db.reports.recorded_events(self.name, list(events))
-            for key, buildid in events.items():
-                if key not in recorded:
-                    log.info("reporter {name}: looking again at build {id}, finished while the "
-                             "master stopped", name=self.name, id=buildid)
-                    await self._handle_build_event(BuildEvent(BUILD_FINISHED, buildid), wake=False)
+            events = await self._events_since(mark - MARK_SLACK_S)
+            recorded = await db.reports.recorded_events(self.name, [_event_key(*e) for e in events])
+            for kind, buildid in events:
+                if _event_key(kind, buildid) in recorded or (
+                        kind == BUILD_STARTED and _event_key(BUILD_FINISHED, buildid) in recorded):
+                    continue
+                log.info("reporter {name}: looking again at the {kind} of build {id}, not "
+                         "recorded before the master stopped", name=self.name, id=buildid, kind=kind)
+                await self._handle_build_event(BuildEvent(kind, buildid), wake=False)
         await db.state.set(self.state_name, MARK_STATE_KEY, now)
         deleted = await db.reports.delete_done_before(self.name, now - REPORTS_KEPT_S)
         if deleted:
             log.info("reporter {name}: {n} old report(s) deleted", name=self.name, n=deleted)
+
+    async def _events_since(self, since: float) -> list[tuple[str, int]]:
+        """(kind, buildid) of the build starts and ends at or after ``since`` that a
+        generator wants, in the order they happened (a build's start before its end)."""
+        wanted = {kind for g in self.generators for kind in g.wanted_event_kinds}
+        timed = []
+        for buildid, started_at, complete_at in await self.master.db.reports.builds_since(
+                self.master.masterid, since):
+            if BUILD_STARTED in wanted and started_at >= since:
+                timed.append((started_at, 0, buildid, BUILD_STARTED))
+            if BUILD_FINISHED in wanted and complete_at is not None and complete_at >= since:
+                timed.append((complete_at, 1, buildid, BUILD_FINISHED))
+        return [(kind, buildid) for _, _, buildid, kind in sorted(timed)]
 
     # -- events ----------------------------------------------------------------------------
 
@@ -182,8 +199,7 @@ class ReporterBase(service.Service):
         try:
             await self._handle_build_event(event)
         except Exception:
-            if event.kind == BUILD_FINISHED:
-                self._mark_held = True
+            self._mark_held = True
             raise
         finally:
             self._waiting -= 1

@@ -5,14 +5,17 @@ GitLab's commit-status APIs do (method, path, auth header, JSON keys and the sta
 accepts) and answer 201 with a status like theirs.  Each build is pending (GitLab: running)
 at its start and success or failure at its end; a build of a pull request
 (``refs/pull/<n>/merge``) also gets GitHubCommentPush's comment; a GitHub endpoint answering
-502 is retried."""
+502 is retried.  A build retried (its slave stopped mid-build) stays pending: as Buildbot
+sends, its first run ends ``pending`` (RETRY) and the rerun starts again and ends with its
+result.  A master stopped or killed with statuses pending sends them once after its restart."""
 
 import os
 import re
+import signal
 
 import pytest
 
-from fixtures.daemons import free_port, wait_for
+from fixtures.daemons import free_port, pid_alive, read_pid, run_cli, wait_for
 from fixtures.recordinghttp import RecordingHTTPServer
 from fixtures.repos import GitRepo, run
 
@@ -37,8 +40,12 @@ c['builders'] = [
     util.BuilderConfig(name='fails', slavenames=['bs1'], factory=util.BuildFactory([
         steps.Git(repourl={repo_url!r}, mode='full', method='fresh'),
         steps.ShellCommand(command=['false'])])),
+    util.BuilderConfig(name='lost', slavenames=['bs1'], factory=util.BuildFactory([
+        steps.Git(repourl={repo_url!r}, mode='full', method='fresh'),
+        steps.ShellCommand(command=['sh', '-c', 'if [ -e {marker} ]; then echo again; '
+                                    'else touch {marker}; sleep 120; fi'])])),
 ]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['passes', 'fails'])]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['passes', 'fails', 'lost'])]
 c['www'] = {{'port': {www_port}}}
 c['buildbotURL'] = 'http://ci.example.org/'
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
@@ -101,7 +108,13 @@ def servers():
     gitlab.stop()
 
 
+def lost_marker(fleet) -> str:
+    """The file the ``lost`` builder's first run makes before it sleeps."""
+    return os.path.join(fleet.root, "lost-once")
+
+
 def start_master(fleet, repo: GitRepo, github: RecordingHTTPServer, gitlab: RecordingHTTPServer):
+    """A master and its slave bs1, attached: (master, slave)."""
     secrets_dir = os.path.join(fleet.root, "secrets")
     os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
     for name, value in (("gh", GH_TOKEN), ("gl", GL_TOKEN)):
@@ -110,10 +123,10 @@ def start_master(fleet, repo: GitRepo, github: RecordingHTTPServer, gitlab: Reco
         os.chmod(os.path.join(secrets_dir, name), 0o600)
     master = fleet.master(config=lambda pb_port, www_port: MASTER_CFG.format(
         pb_port=pb_port, www_port=www_port, secrets_dir=secrets_dir, repo_url=repo.url,
-        github_url=github.url, gitlab_url=gitlab.url))
-    fleet.slave(master)
+        github_url=github.url, gitlab_url=gitlab.url, marker=lost_marker(fleet)))
+    slave = fleet.slave(master)
     master.wait_attached("bs1")
-    return master
+    return master, slave
 
 
 def force(master, builder: str, sha: str, branch: str = "main") -> dict:
@@ -144,7 +157,7 @@ def test_each_build_is_pending_at_its_start_and_success_or_failure_at_its_end(fl
     (git, sha) = repo
     for server in servers:
         server.start()
-    master = start_master(fleet, git, github, gitlab)
+    master, _ = start_master(fleet, git, github, gitlab)
 
     assert force(master, "passes", sha)["result"] == "success"
     assert force(master, "fails", sha)["result"] == "failure"
@@ -169,7 +182,7 @@ def test_a_failing_github_endpoint_is_retried_until_it_takes_the_status(fleet, s
     github.status = 502
     for server in servers:
         server.start()
-    master = start_master(fleet, git, github, gitlab)
+    master, _ = start_master(fleet, git, github, gitlab)
 
     assert force(master, "passes", sha)["result"] == "success"
     wait_for(lambda: len(github.refused) >= 2, "two attempts answered 502")
@@ -187,10 +200,67 @@ def test_a_pull_request_build_gets_its_statuses_and_a_comment_on_the_pull_reques
     run("git", "update-ref", git_ref, sha, cwd=git.path)
     for server in servers:
         server.start()
-    master = start_master(fleet, git, github, gitlab)
+    master, _ = start_master(fleet, git, github, gitlab)
 
     assert force(master, "passes", sha, branch=git_ref)["result"] == "success"
     wait_for(lambda: len(github.calls) == 3, "two statuses and a comment")
     assert github.problems == []
     assert statuses(github) == [f"{sha}:pending", f"{sha}:success"]
     assert comments(github) == [("7", "Build done.")]
+
+
+def test_a_retried_build_stays_pending_until_its_rerun_ends(fleet, servers, repo):
+    github, gitlab = servers
+    (git, sha) = repo
+    for server in servers:
+        server.start()
+    master, slave = start_master(fleet, git, github, gitlab)
+
+    brid = master.force("lost", properties={"branch": "main", "revision": sha,
+                                            "repository": "https://github.com/acme/widgets.git"})
+    wait_for(lambda: os.path.exists(lost_marker(fleet)), "lost#1 running its step")
+    run_cli("buildslave", "stop", slave.basedir, check=True)  # lost#1 ends RETRY
+    run_cli("buildslave", "start", slave.basedir, check=True)  # the request runs again: lost#2
+    assert master.wait_request_complete(brid, deadline_s=60)["result"] == "success"
+    wait_for(lambda: len(github.calls) == 4 and len(gitlab.calls) == 4, "four statuses on each forge")
+
+    assert github.problems == [] and gitlab.problems == []
+    # Buildbot's: the RETRY end is pending (GitHub and GitLab), the rerun starts and ends anew.
+    assert statuses(github) == [f"{sha}:pending", f"{sha}:pending", f"{sha}:pending", f"{sha}:success"]
+    assert statuses(gitlab) == [f"{sha}:running", f"{sha}:pending", f"{sha}:running", f"{sha}:success"]
+    assert [c["description"] for c in github.calls] == ["Build started.", "Build done.",
+                                                        "Build started.", "Build done."]
+    first, second = github.calls[1]["target_url"], github.calls[3]["target_url"]
+    assert first != second  # each run links its own build
+    assert github.calls[0]["target_url"] == first and github.calls[2]["target_url"] == second
+    assert {c["context"] for c in github.calls} == {"buildbot/lost"}
+    assert {c["name"] for c in gitlab.calls} == {"ci/lost"}
+    assert comments(github) == []
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_master_restarted_with_statuses_pending_sends_them_once(fleet, servers, repo, how):
+    github, gitlab = servers
+    (git, sha) = repo
+    master, _ = start_master(fleet, git, github, gitlab)  # both forges are down
+    assert force(master, "fails", sha)["result"] == "failure"
+    wait_for(lambda: master.log_text().count("failed (attempt") >= 2, "failed attempts logged")
+    if how == "stopped":
+        run_cli("buildmaster", "stop", master.basedir, check=True)
+    else:
+        pid = read_pid(master.basedir)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), "the master to die")
+        os.remove(os.path.join(master.basedir, "twistd.pid"))
+
+    for server in servers:
+        server.start()
+    run_cli("buildmaster", "start", master.basedir, check=True)
+    wait_for(lambda: len(github.calls) == 2 and len(gitlab.calls) == 2, "the pending statuses, sent")
+    master.wait_attached("bs1")
+    assert force(master, "passes", sha)["result"] == "success"
+    wait_for(lambda: len(github.calls) == 4 and len(gitlab.calls) == 4, "the next build's statuses")
+    assert github.problems == [] and gitlab.problems == []
+    assert statuses(github) == [f"{sha}:pending", f"{sha}:failure", f"{sha}:pending", f"{sha}:success"]
+    assert statuses(gitlab) == [f"{sha}:running", f"{sha}:failed", f"{sha}:running", f"{sha}:success"]
+    assert [c["context"] for c in github.calls] == ["buildbot/fails"] * 2 + ["buildbot/passes"] * 2

@@ -5,13 +5,16 @@ tests/fixtures/smtpserver.py).  The test reads the mails the server received: a 
 and a failing build are mailed with the template's variables rendered and the failing
 build's log attached; a slave with ``notify_on_missing`` that stays away longer than its
 ``missing_timeout`` is mailed to those addresses; a relay that is down is retried with
-backoff and the mail arrives once it is back."""
+backoff and the mail arrives once it is back; a build retried (its slave stopped mid-build)
+is mailed once, for the run that ended (Buildbot mails no RETRY); a master stopped or killed
+with a mail pending sends it once after its restart."""
 
 import os
+import signal
 
 import pytest
 
-from fixtures.daemons import Master, free_port, wait_for
+from fixtures.daemons import Master, free_port, pid_alive, read_pid, run_cli, wait_for
 from fixtures.smtpserver import SMTPServer
 
 PASSWORD = "smtp-pa55"
@@ -32,8 +35,11 @@ c['builders'] = [
     util.BuilderConfig(name='fails', slavenames=['bs1'],
                        factory=util.BuildFactory([
                            steps.ShellCommand(command=['sh', '-c', 'echo boom; false'])])),
+    util.BuilderConfig(name='lost', slavenames=['bs1'], factory=util.BuildFactory([
+        steps.ShellCommand(command=['sh', '-c', 'if [ -e {marker} ]; then echo again; '
+                                    'else touch {marker}; sleep 120; fi'])])),
 ]
-c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['passes', 'fails'])]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['passes', 'fails', 'lost'])]
 c['www'] = {{'port': {www_port}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 template = ('{{{{ buildername }}}} #{{{{ build["number"] }}}} on {{{{ workername }}}}: '
@@ -61,6 +67,11 @@ def smtp(tmp_path, monkeypatch):
     server.stop()
 
 
+def lost_marker(fleet) -> str:
+    """The file the ``lost`` builder's first run makes before it sleeps."""
+    return os.path.join(fleet.root, "lost-once")
+
+
 def start_master(fleet, smtp: SMTPServer) -> Master:
     secrets_dir = os.path.join(fleet.root, "secrets")
     os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
@@ -68,7 +79,8 @@ def start_master(fleet, smtp: SMTPServer) -> Master:
         f.write(PASSWORD)
     os.chmod(os.path.join(secrets_dir, "smtp_password"), 0o600)
     return fleet.master(config=lambda pb_port, www_port: MASTER_CFG.format(
-        pb_port=pb_port, www_port=www_port, secrets_dir=secrets_dir, smtp_port=smtp.port))
+        pb_port=pb_port, www_port=www_port, secrets_dir=secrets_dir, smtp_port=smtp.port,
+        marker=lost_marker(fleet)))
 
 
 def build(master: Master, builder: str) -> dict:
@@ -128,3 +140,54 @@ def test_a_relay_that_is_down_is_retried_and_the_mail_arrives_once_it_is_back(fl
     wait_for(lambda: mails_about(smtp, "fails"), "the mail, once the relay is back")
     [failed] = mails_about(smtp, "fails")
     assert failed["message"]["Subject"] == "fails broken" and failed["tls"] and failed["authenticated"]
+
+
+def test_a_retried_build_is_mailed_once_for_the_run_that_ended(fleet, smtp):
+    smtp.start()
+    master = start_master(fleet, smtp)
+    slave = fleet.slave(master)
+    master.wait_attached("bs1")
+    brid = master.force("lost")
+    wait_for(lambda: os.path.exists(lost_marker(fleet)), "lost#1 running its step")
+    run_cli("buildslave", "stop", slave.basedir, check=True)  # lost#1 ends RETRY
+    run_cli("buildslave", "start", slave.basedir, check=True)  # the request runs again: lost#2
+    assert master.wait_request_complete(brid, deadline_s=60)["result"] == "success"
+    builds = master.get("/api/v1/builds?builder=lost")["builds"]
+    assert sorted((b["number"], b["results"]) for b in builds) == [(1, 5), (2, 0)]
+    assert build(master, "passes")["result"] == "success"  # a later mail: lost's are all in by then
+    wait_for(lambda: mails_about(smtp, "passes"), "the mail of the build after")
+
+    [lost] = mails_about(smtp, "lost")  # none for lost#1: mode 'all' does not mail a RETRY
+    assert lost["message"]["Subject"] == "lost ok"
+    body, log = lost["message"].iter_parts()
+    assert body.get_content().startswith("lost #2 on bs1: passing build (Build succeeded!)")
+    assert "again" in log.get_content()
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_master_restarted_with_a_mail_pending_sends_it_once(fleet, smtp, how):
+    master = start_master(fleet, smtp)  # the relay is down
+    fleet.slave(master)
+    master.wait_attached("bs1")
+    assert build(master, "fails")["result"] == "failure"
+    wait_for(lambda: "failed (attempt" in master.log_text(), "a failed attempt logged")
+    if how == "stopped":
+        run_cli("buildmaster", "stop", master.basedir, check=True)
+    else:
+        pid = read_pid(master.basedir)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(pid), "the master to die")
+        os.remove(os.path.join(master.basedir, "twistd.pid"))
+    assert smtp.received() == []
+
+    smtp.start()
+    run_cli("buildmaster", "start", master.basedir, check=True)
+    wait_for(lambda: mails_about(smtp, "fails"), "the pending mail sent after the restart")
+    master.wait_attached("bs1")
+    assert build(master, "passes")["result"] == "success"
+    wait_for(lambda: mails_about(smtp, "passes"), "the next build's mail")
+    build_mails = [m for m in smtp.received() if m["to"] == ["team@example.org"]]  # not bs2's
+    assert [m["message"]["Subject"] for m in build_mails] == ["fails broken", "passes ok"]
+    [failed] = mails_about(smtp, "fails")
+    assert failed["tls"] and failed["authenticated"] and failed["to"] == ["team@example.org"]
+    assert "boom" in list(failed["message"].iter_parts())[1].get_content()

@@ -44,16 +44,19 @@ async def test_sent_failed_and_retried_reports(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_finished_builds_since_are_the_masters_own(db):
+async def test_builds_since_are_the_masters_own_started_or_finished_since(db):
     first = await add_running_build(db, now=100.0)
     await db.builds.finish(first.buildid, 0, 150.0, "done")
     second = await add_running_build(db, now=200.0)
     await db.builds.finish(second.buildid, 2, 250.0, "failed")
     other = await add_running_build(db, master="master2", now=200.0)
     await db.builds.finish(other.buildid, 0, 260.0, "done")
-    await add_running_build(db, now=300.0)  # still running
-    assert await db.reports.finished_builds_since(first.masterid, 0.0) == [first.buildid, second.buildid]
-    assert await db.reports.finished_builds_since(first.masterid, 200.0) == [second.buildid]
+    running = await add_running_build(db, now=300.0)
+    assert await db.reports.builds_since(first.masterid, 0.0) == [
+        (first.buildid, 100.0, 150.0), (second.buildid, 200.0, 250.0), (running.buildid, 300.0, None)]
+    assert await db.reports.builds_since(first.masterid, 220.0) == [
+        (second.buildid, 200.0, 250.0), (running.buildid, 300.0, None)]
+    assert await db.reports.builds_since(first.masterid, 301.0) == []
 
 
 @pytest_twisted.ensureDeferred

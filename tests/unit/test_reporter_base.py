@@ -1,12 +1,13 @@
 """``ReporterBase`` (master/reporters/base.py) in a real in-memory master: build events
 become reports recorded in the database and then sent; the build never waits for the
-endpoint; a report pending when the master stops, and a build whose end was written just
-before the master died, are reported once after a restart; missing slaves are reported."""
+endpoint; a report pending when the master stops, and a build whose start or end was
+written just before the master died, are reported once after a restart (a start before its
+end, never after it); missing slaves are reported."""
 
 import pytest_twisted
 from twisted.internet import defer
 
-from buildfarm.common.results import FAILURE, SUCCESS
+from buildfarm.common.results import FAILURE, RETRY, SUCCESS
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
 from buildfarm.master.reporters.interfaces import IReporter
 from fixtures.memorymaster import MASTER_CFG, eventually, on_database, start_memory_master
@@ -147,15 +148,38 @@ async def test_a_build_that_ended_just_before_a_crash_is_reported_after_the_rest
     cfg = on_database(db_url, REPORTER_CFG)
     master = await start_memory_master(tmp_path, cfg)
     await reporter_of(master)._starting  # the reporter's mark is set
-    buildid = await add_build(master, FAILURE, publish=False)  # the master died before the event
+    buildid = await add_build(master, FAILURE, publish=False)  # the master died before the events
     await master.stopService()
 
     restarted = await start_memory_master(tmp_path, cfg, now=100.0)
     try:
         reporter = reporter_of(restarted)
+        await eventually(lambda: defer.succeed(len(reporter.sent) == 2), "reported after the restart")
+        assert bodies(reporter) == [{"buildid": buildid, "results": None, "complete": False},
+                                    {"buildid": buildid, "results": FAILURE, "complete": True}]
+        assert await report_states(restarted) == [(f"build:{buildid}:build_started", "sent"),
+                                                  (f"build:{buildid}:build_finished", "sent")]
+    finally:
+        await restarted.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_build_that_started_just_before_a_crash_is_reported_started_after_the_restart(
+        tmp_path, db_url):
+    cfg = on_database(db_url, REPORTER_CFG)
+    master = await start_memory_master(tmp_path, cfg)
+    await reporter_of(master)._starting
+    buildid = await add_build(master, None, publish=False)  # running; the master died before the event
+    await master.stopService()
+
+    restarted = await start_memory_master(tmp_path, cfg, now=100.0)  # ends the build RETRY
+    try:
+        reporter = reporter_of(restarted)
         await eventually(lambda: defer.succeed(len(reporter.sent) == 1), "reported after the restart")
-        assert bodies(reporter) == [{"buildid": buildid, "results": FAILURE, "complete": True}]
-        assert await report_states(restarted) == [(f"build:{buildid}:build_finished", "sent")]
+        assert (await restarted.db.builds.get(buildid))["results"] == RETRY
+        # Reported as the start it was (mode 'all' reports no RETRY end).
+        assert bodies(reporter) == [{"buildid": buildid, "results": None, "complete": False}]
+        assert await report_states(restarted) == [(f"build:{buildid}:build_started", "sent")]
     finally:
         await restarted.stopService()
 
@@ -275,5 +299,33 @@ async def test_a_build_end_that_failed_to_be_handled_is_looked_at_again_at_the_n
         reporter = reporter_of(restarted)
         await eventually(lambda: defer.succeed(len(reporter.sent) == 1), "the lost end reported")
         assert bodies(reporter) == [{"buildid": lost, "results": FAILURE, "complete": True}]
+    finally:
+        await restarted.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_build_start_that_failed_to_be_handled_is_not_reported_after_its_end(tmp_path):
+    master = await start_memory_master(tmp_path, REPORTER_CFG)
+    reporter = reporter_of(master)
+    await reporter._starting
+    generator = reporter.generators[0]
+    real_generate = generator.generate
+
+    async def broken_once(master_, reporter_, kind, build):
+        if kind == BUILD_STARTED:
+            generator.generate = real_generate
+            raise RuntimeError("database gone")
+        return await real_generate(master_, reporter_, kind, build)
+
+    generator.generate = broken_once
+    lost = await add_build(master, FAILURE)
+    await eventually(lambda: defer.succeed(len(reporter.sent) == 1), "its end sent")
+    await master.stopService()
+
+    restarted = await start_memory_master(tmp_path, REPORTER_CFG, now=100.0)
+    try:
+        await reporter_of(restarted)._starting  # looked again at the build: its end is recorded
+        assert reporter_of(restarted).sent == []  # a start after its end would mislead
+        assert await report_states(restarted) == [(f"build:{lost}:build_finished", "sent")]
     finally:
         await restarted.stopService()
