@@ -26,6 +26,19 @@ class StepLog(Protocol):
     def add_header(self, text: str) -> None: ...
     def add_stdout(self, text: str) -> None: ...
     def add_stderr(self, text: str) -> None: ...
+    def add_named_log(self, name: str, text: str) -> None: ...  # a watched logfile's text
+    def throttle(self, producer) -> None: ...  # pause ``producer`` while writes are behind
+
+
+class OutputOnlyLog:
+    """The part of a StepLog that a log keeping only a command's own output shares: it takes
+    no named logs (a ``logfiles`` update is dropped) and never pauses the slave."""
+
+    def add_named_log(self, name: str, text: str) -> None:
+        pass
+
+    def throttle(self, producer) -> None:
+        pass
 
 
 class SlaveLost(Exception):
@@ -66,7 +79,7 @@ class RemoteCommand(pb.Referenceable):
         self._builder_ref, self._command_id = builder_ref, command_id
         builder_ref.notifyOnDisconnect(lost)
         transport = getattr(getattr(builder_ref, "broker", None), "transport", None)
-        if transport is not None and hasattr(self.log, "throttle"):
+        if transport is not None and self.log is not None:
             self.log.throttle(transport)  # a log the database cannot keep up with pauses the slave
         try:
             try:
@@ -109,7 +122,7 @@ class RemoteCommand(pb.Referenceable):
                 text = redact_log_header(text)
             {"header": self.log.add_header, "stdout": self.log.add_stdout,
              "stderr": self.log.add_stderr}[key](text)
-        elif key == "log" and hasattr(self.log, "add_named_log") and isinstance(value, list | tuple):
+        elif key == "log" and self.log is not None and isinstance(value, list | tuple):
             name, text = value  # a watched logfile's text (``logfiles``) goes to its own log
             self.log.add_named_log(as_text(name), as_text(text))
         elif key == "rc":

@@ -35,6 +35,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.master.db.retry import backoff_delays, is_connection_error
+from buildfarm.master.pb.remotecommand import OutputOnlyLog
 from buildfarm.master.process.logbus import LogBus
 from buildfarm.master.secrets.redactor import RedactingStream, SecretRedactor
 
@@ -55,7 +56,7 @@ def lost_text_notice(chars: int, error: BaseException) -> str:
             f"refused them ({why})]\n")
 
 
-class LogWriter:
+class LogWriter(OutputOnlyLog):
     """Writes one log of one step; ``finish`` writes the rest and marks it complete.
 
     ``on_write`` (optional) is called with each chunk of text once the database stored it;

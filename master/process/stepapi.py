@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.spread import pb
 
 from buildfarm.common.results import FAILURE, SUCCESS, result_name
+from buildfarm.master.pb.remotecommand import OutputOnlyLog, StepLog
 from buildfarm.master.process.properties import Renderable
 
 DEFAULT_TIMEOUT_S = 1200
@@ -28,11 +29,11 @@ class BuildStepFailed(Exception):
     """Raised by a custom step's ``run`` to end the step with FAILURE (Buildbot's name)."""
 
 
-class StepLogFile:
+class StepLogFile(OutputOnlyLog):
     """One log of a running step, as a Buildbot step sees it (``addStdout``, ``finish``,
     ...), writing to buildfarm's log writer and feeding the log's observers."""
 
-    def __init__(self, name: str, writer, observers: list):
+    def __init__(self, name: str, writer: StepLog, observers: list):
         self.name = name
         self._writer = writer
         self._observers: list = []
@@ -49,8 +50,7 @@ class StepLogFile:
 
     def throttle(self, producer) -> None:
         """Let the writer pause the slave's connection when the database falls behind."""
-        if hasattr(self._writer, "throttle"):
-            self._writer.throttle(producer)
+        self._writer.throttle(producer)
 
     def add_header(self, text: str) -> None:
         self._writer.add_header(text)

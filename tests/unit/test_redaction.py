@@ -18,7 +18,7 @@ from buildfarm.common.redaction import (
     redact_log_header,
     redact_value,
 )
-from buildfarm.master.pb.remotecommand import RemoteCommand
+from buildfarm.master.pb.remotecommand import OutputOnlyLog, RemoteCommand
 from buildfarm.master.process.build import Build
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.slave.bot import Bot
@@ -184,7 +184,7 @@ def test_redacting_a_redacted_header_changes_nothing():
     assert redact_log_header(once) == once
 
 
-class RecordingLog:
+class RecordingLog(OutputOnlyLog):
     """A StepLog that keeps what the RemoteCommand writes to it."""
 
     def __init__(self):

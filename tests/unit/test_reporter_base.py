@@ -70,6 +70,18 @@ async def report_states(master) -> list[tuple[str, str]]:
     return [(r["event"], r["state"]) for r in await master.db.reports.get_all("rec")]
 
 
+async def settled_states(master, expected: list) -> list[tuple[str, str]]:
+    """The reports' states once they are ``expected``: the sender marks a report sent in the
+    database after ``sendMessage`` returned, so a test that has seen the send waits for the mark."""
+    async def settled():
+        return await report_states(master) == expected
+    try:
+        await eventually(lambda: defer.ensureDeferred(settled()), "the sender to mark its reports")
+    except AssertionError:
+        pass  # the comparison below shows what the states are
+    return await report_states(master)
+
+
 def bodies(reporter) -> list[dict]:
     return [body for reports in reporter.sent for body, _ in reports]
 
@@ -88,9 +100,10 @@ async def test_build_events_are_recorded_then_sent_in_order(tmp_path):
             {"buildid": ok, "results": SUCCESS, "complete": True},
             {"buildid": failed, "results": None, "complete": False},
             {"buildid": failed, "results": FAILURE, "complete": True}]
-        assert await report_states(master) == [
+        expected = [
             (f"build:{ok}:build_started", "sent"), (f"build:{ok}:build_finished", "sent"),
             (f"build:{failed}:build_started", "sent"), (f"build:{failed}:build_finished", "sent")]
+        assert await settled_states(master, expected) == expected
     finally:
         await master.stopService()
 
@@ -157,8 +170,9 @@ async def test_a_build_that_ended_just_before_a_crash_is_reported_after_the_rest
         await eventually(lambda: defer.succeed(len(reporter.sent) == 2), "reported after the restart")
         assert bodies(reporter) == [{"buildid": buildid, "results": None, "complete": False},
                                     {"buildid": buildid, "results": FAILURE, "complete": True}]
-        assert await report_states(restarted) == [(f"build:{buildid}:build_started", "sent"),
+        expected = [(f"build:{buildid}:build_started", "sent"),
                                                   (f"build:{buildid}:build_finished", "sent")]
+        assert await settled_states(restarted, expected) == expected
     finally:
         await restarted.stopService()
 
@@ -179,7 +193,8 @@ async def test_a_build_that_started_just_before_a_crash_is_reported_started_afte
         assert (await restarted.db.builds.get(buildid))["results"] == RETRY
         # Reported as the start it was (mode 'all' reports no RETRY end).
         assert bodies(reporter) == [{"buildid": buildid, "results": None, "complete": False}]
-        assert await report_states(restarted) == [(f"build:{buildid}:build_started", "sent")]
+        expected = [(f"build:{buildid}:build_started", "sent")]
+        assert await settled_states(restarted, expected) == expected
     finally:
         await restarted.stopService()
 
@@ -326,6 +341,7 @@ async def test_a_build_start_that_failed_to_be_handled_is_not_reported_after_its
     try:
         await reporter_of(restarted)._starting  # looked again at the build: its end is recorded
         assert reporter_of(restarted).sent == []  # a start after its end would mislead
-        assert await report_states(restarted) == [(f"build:{lost}:build_finished", "sent")]
+        expected = [(f"build:{lost}:build_finished", "sent")]
+        assert await settled_states(restarted, expected) == expected
     finally:
         await restarted.stopService()

@@ -9,7 +9,7 @@ refuses a second command, so the next is tried).
 
 from twisted.internet import defer
 
-from buildfarm.master.pb.remotecommand import RemoteCommand
+from buildfarm.master.pb.remotecommand import OutputOnlyLog, RemoteCommand
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.actions.shutdown_buildslave import ssh_channel
 from buildfarm.master.slaveapi.channels.interfaces import UPTIME, ChannelError
@@ -19,7 +19,7 @@ UPTIME_COMMAND = ["cat", "/proc/uptime"]
 INTERRUPT_DEADLINE_S = 5.0
 
 
-class CollectedOutput:
+class CollectedOutput(OutputOnlyLog):
     """A log for a ``RemoteCommand`` that keeps its output in memory."""
 
     def __init__(self):

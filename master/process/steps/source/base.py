@@ -51,6 +51,12 @@ class OutputTee:
         self.stderr.append(text)
         self.log.add_stderr(text)
 
+    def add_named_log(self, name: str, text: str) -> None:
+        self.log.add_named_log(name, text)
+
+    def throttle(self, producer) -> None:
+        self.log.throttle(producer)
+
 class StepFailed(Exception):
     """A command of the checkout failed: the step ends FAILURE, with this text in its log."""
 
