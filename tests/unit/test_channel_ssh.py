@@ -344,7 +344,9 @@ async def test_a_known_hosts_file_recognises_the_server(sshd, tmp_path):  # noqa
 @pytest_twisted.ensureDeferred
 async def test_a_command_that_hangs_ends_at_the_deadline_on_the_injected_clock(sshd):  # noqa: F811
     clock = task.Clock()
-    channel, where, said = real(sshd, reboot_command="sleep 60")
+    # sshd logs the session a moment before the client has it: a connect timeout beyond the
+    # deadline keeps the clock's jump below from ending the connect instead of the command.
+    channel, where, said = real(sshd, reboot_command="sleep 60", connect_timeout=120)
     running = channel.perform(REBOOT, where, said.append, clock, 30)
     await _until(lambda: "Starting session" in sshd.log_text())
     assert not running.called
