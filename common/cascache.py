@@ -1,0 +1,393 @@
+"""The local content-addressed cache shared by the ``isolateserver`` CLI and the slave.
+
+Layout: ``<cache_dir>/<hexdigest>`` files, each read-only, and ``state.json``, the LRU list
+of digest -> (size, last use, mtime_ns), oldest first, written atomically.  ``CachePolicies``
+bound it by total size, free disk space, item count and age; eviction goes oldest first and
+never removes a *protected* item (one of the tree being mapped).  A missing entry, or one
+whose size changed, or whose mtime changed and whose content no longer hashes to its name,
+is a miss: it is dropped and fetched again.  ``map_tree`` lays a tree out in a target
+directory with hardlinks to the cache, or copies where a link cannot serve (another
+filesystem, writable files, a mode the cache file does not have).
+
+All of this is blocking disk work: a caller on a reactor runs it in a thread.  Time comes from
+the ``clock`` given (an ``IReactorTime``), so tests can advance it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReactorTime
+
+from buildfarm.common.atomicfile import write_atomically
+from buildfarm.common.isolated import FileEntry, check_digest, new_hasher
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+TMP_PREFIX = ".tmp-"
+GIB = 1024 ** 3
+DAY_S = 24 * 3600
+CACHE_FILE_MODE = 0o444
+COPY_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class CachePolicies:
+    """Limits of a cache; 0 means no limit.  The defaults are ``isolateserver download``'s."""
+
+    max_cache_size: int = 50 * GIB
+    min_free_space: int = 2 * GIB
+    max_items: int = 100_000
+    max_age_secs: float = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_cache_size", "min_free_space", "max_items", "max_age_secs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"cache policy {name} must be a number >= 0, not {value!r}")
+
+
+RUN_ISOLATED_POLICIES = CachePolicies(max_age_secs=21 * DAY_S)
+
+
+class NoMoreSpace(Exception):
+    """The cache cannot take an item without evicting one that is protected."""
+
+
+class CacheMiss(KeyError):
+    """The digest is not in the cache (or its entry was missing or corrupt and is dropped)."""
+
+
+class ContentMismatch(ValueError):
+    """Content written to the cache does not match its digest or size."""
+
+
+class MappingError(ValueError):
+    """A tree cannot be mapped into its target (a path through a symlink, a file where a
+    directory must be)."""
+
+
+def _free_space(path: str) -> int:
+    return shutil.disk_usage(path).free
+
+
+class DiskCache:
+    """A directory of content named by digest, with an LRU state and ``CachePolicies``.
+
+    ``free_space(path) -> bytes`` and ``link(src, dst)`` are seams for tests (a full disk, a
+    link across filesystems failing with ``EXDEV``)."""
+
+    def __init__(self, cache_dir: str, policies: CachePolicies, clock: IReactorTime,
+                 algo: str = "sha-1", free_space: Callable[[str], int] = _free_space,
+                 link: Callable[[str, str], None] = os.link) -> None:
+        self.cache_dir = os.path.abspath(cache_dir)
+        self.policies = policies
+        self.algo = algo
+        self._clock = clock
+        self._free_space = free_space
+        self._link = link
+        # digest -> [size, last_use_s, mtime_ns]; oldest use first
+        self._lru: OrderedDict[str, list] = OrderedDict()
+        self._protected: dict[str, int] = {}
+        self.evicted: list[str] = []
+        self.linked = 0
+        self.copied = 0
+        os.makedirs(self.cache_dir, exist_ok=True)
+        self._load()
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> str:
+        return os.path.join(self.cache_dir, STATE_FILE)
+
+    def _load(self) -> None:
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                doc = json.load(f)
+            ours = doc.get("version") == STATE_VERSION and doc.get("algo") == self.algo
+            items = doc["items"] if ours else []
+        except (OSError, ValueError, KeyError, AttributeError):
+            items = []  # no state (or a foreign one): cleanup() drops the unknown files
+        for item in items:
+            try:
+                digest, (size, last_use, mtime_ns) = item
+                check_digest(digest, self.algo)
+                self._lru[digest] = [int(size), float(last_use), int(mtime_ns)]
+            except (TypeError, ValueError):
+                continue
+
+    def save(self) -> None:
+        """Write the LRU state atomically."""
+        doc = {"version": STATE_VERSION, "algo": self.algo,
+               "items": [[d, v] for d, v in self._lru.items()]}
+        write_atomically(self.state_path, json.dumps(doc, separators=(",", ":")).encode())
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    @property
+    def total_size(self) -> int:
+        return sum(v[0] for v in self._lru.values())
+
+    def digests(self) -> list[str]:
+        """The cached digests, least recently used first."""
+        return list(self._lru)
+
+    def path(self, digest: str) -> str:
+        return os.path.join(self.cache_dir, check_digest(digest, self.algo))
+
+    # -- lookups ------------------------------------------------------------------------
+
+    def _verified(self, digest: str) -> bool:
+        """Whether the entry of ``digest`` is present and sound; an unsound one is dropped."""
+        entry = self._lru.get(digest)
+        if entry is None:
+            return False
+        try:
+            st = os.lstat(self.path(digest))
+        except FileNotFoundError:
+            del self._lru[digest]
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry[0]:
+            self._drop(digest)
+            return False
+        if st.st_mtime_ns != entry[2]:
+            if self._hash(self.path(digest)) != digest:
+                self._drop(digest)
+                return False
+            entry[2] = st.st_mtime_ns
+        return True
+
+    def has(self, digest: str) -> bool:
+        """Whether ``digest`` is cached and sound (does not mark it used)."""
+        return self._verified(check_digest(digest, self.algo))
+
+    def touch(self, digest: str) -> str:
+        """The path of a sound entry for ``digest``, marked most recently used, or ``CacheMiss``."""
+        if not self._verified(check_digest(digest, self.algo)):
+            raise CacheMiss(digest)
+        self._lru[digest][1] = self._clock.seconds()
+        self._lru.move_to_end(digest)
+        return self.path(digest)
+
+    def _hash(self, path: str) -> str:
+        hasher = new_hasher(self.algo)
+        with open(path, "rb") as f:
+            while chunk := f.read(COPY_CHUNK_BYTES):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+    # -- protection and eviction ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def protecting(self, digests: Iterable[str]) -> Iterator[None]:
+        """While inside, no eviction removes any of ``digests`` (the tree being mapped)."""
+        held = list(digests)
+        for d in held:
+            self._protected[d] = self._protected.get(d, 0) + 1
+        try:
+            yield
+        finally:
+            for d in held:
+                self._protected[d] -= 1
+                if not self._protected[d]:
+                    del self._protected[d]
+
+    def _drop(self, digest: str) -> None:
+        self._lru.pop(digest, None)
+        path = self.path(digest)
+        try:
+            os.chmod(path, 0o644)
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def _evict_oldest(self) -> bool:
+        """Evict the least recently used unprotected entry; False when there is none."""
+        for digest in self._lru:
+            if digest not in self._protected:
+                self._drop(digest)
+                self.evicted.append(digest)
+                return True
+        return False
+
+    def _over_limits(self, incoming: int = 0, incoming_items: int = 0) -> str | None:
+        """The first limit the cache breaks with ``incoming`` more bytes in ``incoming_items``
+        more items, as a message with the numbers, or None."""
+        p = self.policies
+        total = self.total_size + incoming
+        if p.max_cache_size and total > p.max_cache_size:
+            return f"{total} bytes would exceed max_cache_size {p.max_cache_size}"
+        count = len(self._lru) + incoming_items
+        if p.max_items and count > p.max_items:
+            return f"{count} items would exceed max_items {p.max_items}"
+        if p.min_free_space:
+            free = self._free_space(self.cache_dir) - incoming
+            if free < p.min_free_space:
+                return f"{free} bytes free would be under min_free_space {p.min_free_space}"
+        return None
+
+    def trim(self) -> list[str]:
+        """Apply the policies: entries older than max_age, then the oldest until size, count
+        and free space hold, protected entries excepted.  Saves the state; returns the evicted."""
+        before = len(self.evicted)
+        if self.policies.max_age_secs:
+            oldest_allowed = self._clock.seconds() - self.policies.max_age_secs
+            for digest, (_, last_use, _) in list(self._lru.items()):
+                if last_use < oldest_allowed and digest not in self._protected:
+                    self._drop(digest)
+                    self.evicted.append(digest)
+        while self._over_limits() and self._evict_oldest():
+            pass
+        self.save()
+        return self.evicted[before:]
+
+    def _make_room(self, size: int) -> None:
+        while (reason := self._over_limits(size, 1)) and self._evict_oldest():
+            pass
+        if reason:
+            protected = [d for d in self._lru if d in self._protected]
+            held = sum(self._lru[d][0] for d in protected)
+            raise NoMoreSpace(
+                f"not enough space to fetch the whole isolated tree: an item of {size} bytes: "
+                f"{reason}; {len(protected)} protected items hold {held} bytes")
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def write(self, digest: str, chunks: Iterable[bytes], size: int | None = None) -> str:
+        """Store the content ``chunks`` under ``digest`` (and ``size`` when known, to make room
+        first), checked for hash and size before it enters the cache.  Returns its path."""
+        check_digest(digest, self.algo)
+        if size is not None:
+            self._make_room(size)
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=TMP_PREFIX)
+        try:
+            hasher = new_hasher(self.algo)
+            written = 0
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    f.write(chunk)
+                    written += len(chunk)
+            actual = hasher.hexdigest()
+            if actual != digest or (size is not None and written != size):
+                raise ContentMismatch(
+                    f"content for {digest} ({size} bytes) hashes to {actual} ({written} bytes)")
+            if size is None:
+                self._make_room(written)
+            os.chmod(tmp, CACHE_FILE_MODE)
+            os.replace(tmp, self.path(digest))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        st = os.lstat(self.path(digest))
+        self._lru.pop(digest, None)
+        self._lru[digest] = [written, self._clock.seconds(), st.st_mtime_ns]
+        return self.path(digest)
+
+    def cleanup(self) -> None:
+        """Remove files the state does not know (and leftover temporaries), drop entries whose
+        file is missing or corrupt, and save."""
+        for name in os.listdir(self.cache_dir):
+            if name == STATE_FILE or name in self._lru:
+                continue
+            full = os.path.join(self.cache_dir, name)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.isdir(full) and not os.path.islink(full):
+                    remove_tree(full)
+                else:
+                    os.unlink(full)
+        for digest in list(self._lru):
+            self._verified(digest)
+        self.save()
+
+    # -- mapping ----------------------------------------------------------------------------
+
+    def map_tree(self, files: Mapping[str, FileEntry], target: str, read_only: int = 1) -> None:
+        """Lay ``files`` (all cached) out under ``target``.  ``read_only`` 0 gives writable
+        copies; 1 read-only files, hardlinked to the cache where the cache file has the mode
+        wanted (copied otherwise, or across filesystems); 2 also makes directories read-only."""
+        with self.protecting(e.digest for e in files.values() if e.digest):
+            made: set[str] = set()
+            for rel, entry in sorted(files.items()):
+                dest = os.path.join(target, *rel.split("/"))
+                self._make_parents(target, rel, made)
+                if entry.link is not None:
+                    os.symlink(entry.link, dest)
+                    continue
+                self._place(entry, dest, read_only)
+            if read_only == 2:
+                for directory in sorted(made, key=len, reverse=True):
+                    os.chmod(directory, 0o555)
+                os.chmod(target, 0o555)
+
+    @staticmethod
+    def _make_parents(target: str, rel: str, made: set[str]) -> None:
+        parts = rel.split("/")[:-1]
+        current = target
+        for part in parts:
+            current = os.path.join(current, part)
+            if current in made:
+                continue
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                st = os.lstat(current)
+                if not stat.S_ISDIR(st.st_mode):
+                    kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "a file"
+                    raise MappingError(f"cannot map {rel!r}: {current} is {kind}, not a directory") from None
+            made.add(current)
+
+    def _place(self, entry: FileEntry, dest: str, read_only: int) -> None:
+        assert entry.digest is not None
+        source = self.touch(entry.digest)
+        wanted = _mode_for(entry, read_only)
+        if read_only and wanted == CACHE_FILE_MODE:
+            try:
+                self._link(source, dest)
+                self.linked += 1
+                return
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM):
+                    raise
+        shutil.copyfile(source, dest)
+        os.chmod(dest, wanted)
+        self.copied += 1
+
+
+def _mode_for(entry: FileEntry, read_only: int) -> int:
+    """The mode a mapped file gets: its ``m`` (or 0o644), without write bits when read-only."""
+    mode = entry.mode if entry.mode is not None else 0o644
+    if read_only:
+        mode &= ~0o222
+        # A read-only file without ``m`` gets the cache's own mode so it can be a hardlink.
+        if entry.mode is None:
+            mode = CACHE_FILE_MODE
+    return mode
+
+
+def remove_tree(path: str) -> None:
+    """Delete ``path`` even where ``map_tree`` made directories read-only."""
+    def make_writable_and_retry(func, failed_path, _exc_info):
+        parent = os.path.dirname(failed_path)
+        os.chmod(parent, 0o755)
+        func(failed_path)
+
+    for dirpath, dirnames, _ in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                os.chmod(full, 0o755)
+    shutil.rmtree(path, onerror=make_writable_and_retry)  # onexc is 3.12+
