@@ -97,6 +97,7 @@ class DiskCache:
         self._link = link
         # digest -> [size, last_use_s, mtime_ns]; oldest use first
         self._lru: OrderedDict[str, list] = OrderedDict()
+        self._total = 0  # sum of the sizes in _lru, kept so that a write is O(1)
         self._protected: dict[str, int] = {}
         self.evicted: list[str] = []
         self.linked = 0
@@ -123,6 +124,7 @@ class DiskCache:
                 digest, (size, last_use, mtime_ns) = item
                 check_digest(digest, self.algo)
                 self._lru[digest] = [int(size), float(last_use), int(mtime_ns)]
+                self._total += int(size)
             except (TypeError, ValueError):
                 continue
 
@@ -137,7 +139,7 @@ class DiskCache:
 
     @property
     def total_size(self) -> int:
-        return sum(v[0] for v in self._lru.values())
+        return self._total
 
     def digests(self) -> list[str]:
         """The cached digests, least recently used first."""
@@ -156,7 +158,7 @@ class DiskCache:
         try:
             st = os.lstat(self.path(digest))
         except FileNotFoundError:
-            del self._lru[digest]
+            self._forget(digest)
             return False
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry[0]:
             self._drop(digest)
@@ -203,8 +205,13 @@ class DiskCache:
                 if not self._protected[d]:
                     del self._protected[d]
 
+    def _forget(self, digest: str) -> None:
+        entry = self._lru.pop(digest, None)
+        if entry is not None:
+            self._total -= entry[0]
+
     def _drop(self, digest: str) -> None:
-        self._lru.pop(digest, None)
+        self._forget(digest)
         path = self.path(digest)
         try:
             os.chmod(path, 0o644)
@@ -292,8 +299,9 @@ class DiskCache:
                 os.unlink(tmp)
             raise
         st = os.lstat(self.path(digest))
-        self._lru.pop(digest, None)
+        self._forget(digest)
         self._lru[digest] = [written, self._clock.seconds(), st.st_mtime_ns]
+        self._total += written
         return self.path(digest)
 
     def cleanup(self) -> None:
