@@ -22,6 +22,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from twisted.internet.interfaces import IReactorTime
 
 from buildfarm.common.atomicfile import write_atomically
-from buildfarm.common.isolated import FileEntry, check_digest, new_hasher
+from buildfarm.common.isolated import FileEntry, check_digest, hash_file, new_hasher
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -37,7 +38,6 @@ TMP_PREFIX = ".tmp-"
 GIB = 1024 ** 3
 DAY_S = 24 * 3600
 CACHE_FILE_MODE = 0o444
-COPY_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,11 @@ class DiskCache:
         self._link = link
         # digest -> [size, last_use_s, mtime_ns]; oldest use first
         self._lru: OrderedDict[str, list] = OrderedDict()
+        # The fetch pipeline writes from a thread pool: state changes hold this lock.
+        self._lock = threading.RLock()
         self._total = 0  # sum of the sizes in _lru, kept so that a write is O(1)
+        # room made for writes in flight (bytes, items), so parallel writes cannot overshoot
+        self._reserved = [0, 0]
         self._protected: dict[str, int] = {}
         self.evicted: list[str] = []
         self.linked = 0
@@ -130,6 +134,10 @@ class DiskCache:
 
     def save(self) -> None:
         """Write the LRU state atomically."""
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         doc = {"version": STATE_VERSION, "algo": self.algo,
                "items": [[d, v] for d, v in self._lru.items()]}
         write_atomically(self.state_path, json.dumps(doc, separators=(",", ":")).encode())
@@ -143,7 +151,8 @@ class DiskCache:
 
     def digests(self) -> list[str]:
         """The cached digests, least recently used first."""
-        return list(self._lru)
+        with self._lock:
+            return list(self._lru)
 
     def path(self, digest: str) -> str:
         return os.path.join(self.cache_dir, check_digest(digest, self.algo))
@@ -164,7 +173,7 @@ class DiskCache:
             self._drop(digest)
             return False
         if st.st_mtime_ns != entry[2]:
-            if self._hash(self.path(digest)) != digest:
+            if hash_file(self.path(digest), self.algo) != digest:
                 self._drop(digest)
                 return False
             entry[2] = st.st_mtime_ns
@@ -172,22 +181,19 @@ class DiskCache:
 
     def has(self, digest: str) -> bool:
         """Whether ``digest`` is cached and sound (does not mark it used)."""
-        return self._verified(check_digest(digest, self.algo))
+        check_digest(digest, self.algo)
+        with self._lock:
+            return self._verified(digest)
 
     def touch(self, digest: str) -> str:
         """The path of a sound entry for ``digest``, marked most recently used, or ``CacheMiss``."""
-        if not self._verified(check_digest(digest, self.algo)):
-            raise CacheMiss(digest)
-        self._lru[digest][1] = self._clock.seconds()
-        self._lru.move_to_end(digest)
+        check_digest(digest, self.algo)
+        with self._lock:
+            if not self._verified(digest):
+                raise CacheMiss(digest)
+            self._lru[digest][1] = self._clock.seconds()
+            self._lru.move_to_end(digest)
         return self.path(digest)
-
-    def _hash(self, path: str) -> str:
-        hasher = new_hasher(self.algo)
-        with open(path, "rb") as f:
-            while chunk := f.read(COPY_CHUNK_BYTES):
-                hasher.update(chunk)
-        return hasher.hexdigest()
 
     # -- protection and eviction ----------------------------------------------------------
 
@@ -195,15 +201,17 @@ class DiskCache:
     def protecting(self, digests: Iterable[str]) -> Iterator[None]:
         """While inside, no eviction removes any of ``digests`` (the tree being mapped)."""
         held = list(digests)
-        for d in held:
-            self._protected[d] = self._protected.get(d, 0) + 1
+        with self._lock:
+            for d in held:
+                self._protected[d] = self._protected.get(d, 0) + 1
         try:
             yield
         finally:
-            for d in held:
-                self._protected[d] -= 1
-                if not self._protected[d]:
-                    del self._protected[d]
+            with self._lock:
+                for d in held:
+                    self._protected[d] -= 1
+                    if not self._protected[d]:
+                        del self._protected[d]
 
     def _forget(self, digest: str) -> None:
         entry = self._lru.pop(digest, None)
@@ -232,6 +240,8 @@ class DiskCache:
         """The first limit the cache breaks with ``incoming`` more bytes in ``incoming_items``
         more items, as a message with the numbers, or None."""
         p = self.policies
+        incoming += self._reserved[0]
+        incoming_items += self._reserved[1]
         total = self.total_size + incoming
         if p.max_cache_size and total > p.max_cache_size:
             return f"{total} bytes would exceed max_cache_size {p.max_cache_size}"
@@ -247,17 +257,18 @@ class DiskCache:
     def trim(self) -> list[str]:
         """Apply the policies: entries older than max_age, then the oldest until size, count
         and free space hold, protected entries excepted.  Saves the state; returns the evicted."""
-        before = len(self.evicted)
-        if self.policies.max_age_secs:
-            oldest_allowed = self._clock.seconds() - self.policies.max_age_secs
-            for digest, (_, last_use, _) in list(self._lru.items()):
-                if last_use < oldest_allowed and digest not in self._protected:
-                    self._drop(digest)
-                    self.evicted.append(digest)
-        while self._over_limits() and self._evict_oldest():
-            pass
-        self.save()
-        return self.evicted[before:]
+        with self._lock:
+            before = len(self.evicted)
+            if self.policies.max_age_secs:
+                oldest_allowed = self._clock.seconds() - self.policies.max_age_secs
+                for digest, (_, last_use, _) in list(self._lru.items()):
+                    if last_use < oldest_allowed and digest not in self._protected:
+                        self._drop(digest)
+                        self.evicted.append(digest)
+            while self._over_limits() and self._evict_oldest():
+                pass
+            self.save()
+            return self.evicted[before:]
 
     def _make_room(self, size: int) -> None:
         while (reason := self._over_limits(size, 1)) and self._evict_oldest():
@@ -275,50 +286,72 @@ class DiskCache:
         """Store the content ``chunks`` under ``digest`` (and ``size`` when known, to make room
         first), checked for hash and size before it enters the cache.  Returns its path."""
         check_digest(digest, self.algo)
-        if size is not None:
-            self._make_room(size)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=TMP_PREFIX)
+        reserved = self._reserve(size) if size is not None else None
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=TMP_PREFIX)
             hasher = new_hasher(self.algo)
             written = 0
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
+                    written += len(chunk)
+                    if size is not None and written > size:
+                        # a stream longer than announced is cut off, not written to the end
+                        raise ContentMismatch(f"content for {digest} is longer than {size} bytes")
                     hasher.update(chunk)
                     f.write(chunk)
-                    written += len(chunk)
             actual = hasher.hexdigest()
             if actual != digest or (size is not None and written != size):
                 raise ContentMismatch(
                     f"content for {digest} ({size} bytes) hashes to {actual} ({written} bytes)")
-            if size is None:
-                self._make_room(written)
             os.chmod(tmp, CACHE_FILE_MODE)
-            os.replace(tmp, self.path(digest))
+            with self._lock:
+                self._release(reserved)
+                reserved = None
+                if size is None:
+                    self._make_room(written)
+                os.replace(tmp, self.path(digest))
+                st = os.lstat(self.path(digest))
+                self._forget(digest)
+                self._lru[digest] = [written, self._clock.seconds(), st.st_mtime_ns]
+                self._total += written
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            self._release(reserved)
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
             raise
-        st = os.lstat(self.path(digest))
-        self._forget(digest)
-        self._lru[digest] = [written, self._clock.seconds(), st.st_mtime_ns]
-        self._total += written
         return self.path(digest)
+
+    def _reserve(self, size: int) -> tuple[int, int]:
+        with self._lock:
+            self._make_room(size)
+            self._reserved[0] += size
+            self._reserved[1] += 1
+        return (size, 1)
+
+    def _release(self, reserved: tuple[int, int] | None) -> None:
+        if reserved is not None:
+            with self._lock:
+                self._reserved[0] -= reserved[0]
+                self._reserved[1] -= reserved[1]
 
     def cleanup(self) -> None:
         """Remove files the state does not know (and leftover temporaries), drop entries whose
-        file is missing or corrupt, and save."""
-        for name in os.listdir(self.cache_dir):
-            if name == STATE_FILE or name in self._lru:
-                continue
-            full = os.path.join(self.cache_dir, name)
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.isdir(full) and not os.path.islink(full):
-                    remove_tree(full)
-                else:
-                    os.unlink(full)
-        for digest in list(self._lru):
-            self._verified(digest)
-        self.save()
+        file is missing or corrupt, and save.  Run it when no write is in flight (at start)."""
+        with self._lock:
+            for name in os.listdir(self.cache_dir):
+                if name == STATE_FILE or name in self._lru:
+                    continue
+                full = os.path.join(self.cache_dir, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.path.isdir(full) and not os.path.islink(full):
+                        remove_tree(full)
+                    else:
+                        os.unlink(full)
+            for digest in list(self._lru):
+                self._verified(digest)
+            self._save()
 
     # -- mapping ----------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ REMOVED_IN_2 = ("command", "relative_cwd", "read_only")
 KNOWN_KEYS = {"algo", "files", "includes", "version", *REMOVED_IN_2}
 ENTRY_KEYS = {"h", "s", "m", "l", "t"}
 MAX_MODE = 0o7777
+HASH_CHUNK_BYTES = 1 << 20
 _HEX = re.compile(r"[0-9a-f]+\Z")
 
 
@@ -111,6 +112,15 @@ def digest_of(data: bytes, algo: str) -> str:
     """The hex digest of ``data`` under ``algo``."""
     hasher = new_hasher(algo)
     hasher.update(data)
+    return hasher.hexdigest()
+
+
+def hash_file(path: str, algo: str) -> str:
+    """The hex digest of the file at ``path`` under ``algo``, read in chunks (blocking)."""
+    hasher = new_hasher(algo)
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK_BYTES):
+            hasher.update(chunk)
     return hasher.hexdigest()
 
 

@@ -19,9 +19,8 @@ import stat
 from dataclasses import dataclass, field
 
 from buildfarm.common.atomicfile import write_atomically
-from buildfarm.common.isolated import VERSION_1, FileEntry, Isolated, new_hasher
+from buildfarm.common.isolated import VERSION_1, FileEntry, Isolated, hash_file
 
-HASH_CHUNK_BYTES = 1 << 20
 DIGEST_CACHE_VERSION = 1
 
 
@@ -32,15 +31,6 @@ def isolated_mode(st_mode: int) -> int:
     if mode & (stat.S_IXUSR | stat.S_IRGRP) == (stat.S_IXUSR | stat.S_IRGRP):
         return mode | stat.S_IXGRP
     return mode & ~stat.S_IXGRP
-
-
-def hash_file(path: str, algo: str) -> str:
-    """The hex digest of the file at ``path``, read in chunks."""
-    hasher = new_hasher(algo)
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK_BYTES):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 @dataclass

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from twisted.internet.task import Clock
@@ -79,6 +80,22 @@ def test_content_that_does_not_match_its_digest_or_size_never_enters(tmp_path, c
         cache.write(sha1(b"abc"), [b"abc"], size=4)
     assert len(cache) == 0
     assert os.listdir(tmp_path / "c") == []
+
+
+def test_a_stream_longer_than_its_size_is_cut_off(tmp_path, clock):
+    cache = new_cache(tmp_path / "c", clock)
+    consumed = []
+
+    def endless():
+        while True:
+            consumed.append(1)
+            yield b"x" * 10
+
+    with pytest.raises(ContentMismatch, match="longer than 25 bytes"):
+        cache.write("a" * 40, endless(), size=25)
+    assert len(consumed) == 3
+    assert os.listdir(tmp_path / "c") == []
+    assert cache.write(sha1(b"ok"), [b"ok"], size=2)  # the reservation was released
 
 
 @pytest.mark.parametrize("digest", ["../../etc/passwd", "A" * 40, "a" * 39, "state.json"])
@@ -326,3 +343,20 @@ def test_map_tree_protects_its_items_from_eviction(tmp_path, clock):
     cache.map_tree({"f": FileEntry(digest=a, size=1)}, str(target))
     assert cache.evicted == [during[0]]
     assert cache.digests() == [a, during[1]]
+
+
+def test_writes_from_several_threads_keep_the_state_consistent(tmp_path, clock):
+    cache = new_cache(tmp_path / "c", clock, CachePolicies(max_items=100, min_free_space=0))
+    datas = [blob(i) for i in range(400)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda d: cache.write(sha1(d), [d], size=len(d)), datas))
+    on_disk = sorted(n for n in os.listdir(tmp_path / "c"))
+    assert on_disk == sorted(cache.digests())
+    assert len(cache) == 100
+    assert cache.total_size == sum(os.path.getsize(cache.path(d)) for d in cache.digests())
+
+
+@pytest.mark.parametrize("bad", [{"max_items": -1}, {"max_cache_size": "1G"}, {"min_free_space": True}])
+def test_policies_refuse_bad_values(bad):
+    with pytest.raises(ValueError, match="cache policy"):
+        CachePolicies(**bad)
