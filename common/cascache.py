@@ -364,10 +364,13 @@ class DiskCache:
             for rel, entry in sorted(files.items()):
                 dest = os.path.join(target, *rel.split("/"))
                 self._make_parents(target, rel, made)
-                if entry.link is not None:
-                    os.symlink(entry.link, dest)
-                    continue
-                self._place(entry, dest, read_only)
+                try:
+                    if entry.link is not None:
+                        os.symlink(entry.link, dest)
+                    else:
+                        self._place(entry, dest, read_only)
+                except FileExistsError:
+                    raise MappingError(f"cannot map {rel!r}: {dest} already exists") from None
             if read_only == 2:
                 for directory in sorted(made, key=len, reverse=True):
                     os.chmod(directory, 0o555)

@@ -83,7 +83,7 @@ def test_content_that_does_not_match_its_digest_or_size_never_enters(tmp_path, c
 
 
 def test_a_stream_longer_than_its_size_is_cut_off(tmp_path, clock):
-    cache = new_cache(tmp_path / "c", clock)
+    cache = new_cache(tmp_path / "c", clock, CachePolicies(max_items=1, min_free_space=0))
     consumed = []
 
     def endless():
@@ -95,7 +95,7 @@ def test_a_stream_longer_than_its_size_is_cut_off(tmp_path, clock):
         cache.write("a" * 40, endless(), size=25)
     assert len(consumed) == 3
     assert os.listdir(tmp_path / "c") == []
-    assert cache.write(sha1(b"ok"), [b"ok"], size=2)  # the reservation was released
+    assert cache.write(sha1(b"ok"), [b"ok"], size=2)  # the reservation (1 item of 1) was released
 
 
 @pytest.mark.parametrize("digest", ["../../etc/passwd", "A" * 40, "a" * 39, "state.json"])
@@ -360,3 +360,16 @@ def test_writes_from_several_threads_keep_the_state_consistent(tmp_path, clock):
 def test_policies_refuse_bad_values(bad):
     with pytest.raises(ValueError, match="cache policy"):
         CachePolicies(**bad)
+
+
+def test_map_tree_refuses_a_file_used_as_a_directory_or_a_path_mapped_twice(tmp_path, clock):
+    cache = new_cache(tmp_path / "c", clock)
+    digest = put(cache, b"data")
+    entry = FileEntry(digest=digest, size=4)
+    (tmp_path / "one").mkdir()
+    with pytest.raises(MappingError, match="is a file, not a directory"):
+        cache.map_tree({"a": entry, "a/b": entry}, str(tmp_path / "one"))
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "f").write_bytes(b"already here")
+    with pytest.raises(MappingError, match="already exists"):
+        cache.map_tree({"f": entry}, str(tmp_path / "two"))
