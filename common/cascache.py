@@ -357,8 +357,9 @@ class DiskCache:
 
     def map_tree(self, files: Mapping[str, FileEntry], target: str, read_only: int = 1) -> None:
         """Lay ``files`` (all cached) out under ``target``.  ``read_only`` 0 gives writable
-        copies; 1 read-only files, hardlinked to the cache where the cache file has the mode
-        wanted (copied otherwise, or across filesystems); 2 also makes directories read-only."""
+        copies with their ``m``; 1 read-only files (see ``_mode_for``), hardlinked to the cache
+        (copied for executables, whose mode the cache file does not have, and across
+        filesystems); 2 also makes the directories read-only."""
         with self.protecting(e.digest for e in files.values() if e.digest):
             made: set[str] = set()
             for rel, entry in sorted(files.items()):
@@ -411,14 +412,16 @@ class DiskCache:
 
 
 def _mode_for(entry: FileEntry, read_only: int) -> int:
-    """The mode a mapped file gets: its ``m`` (or 0o644), without write bits when read-only."""
-    mode = entry.mode if entry.mode is not None else 0o644
-    if read_only:
-        mode &= ~0o222
-        # A read-only file without ``m`` gets the cache's own mode so it can be a hardlink.
-        if entry.mode is None:
-            mode = CACHE_FILE_MODE
-    return mode
+    """The mode a mapped file gets.  Writable (``read_only`` 0): its ``m``, or 0o644.
+    Read-only: readable by all, executable by all when ``m`` has user execute, writable by none
+    (0o444 or 0o555).  The group and other bits of ``m`` are not kept there: a hardlink shares
+    its mode with the cache entry (0o444), so the common case, a plain file, can be a link; the
+    run directory itself is private to the slave's user."""
+    if not read_only:
+        return entry.mode if entry.mode is not None else 0o644
+    if entry.mode is not None and entry.mode & stat.S_IXUSR:
+        return 0o555
+    return CACHE_FILE_MODE
 
 
 def remove_tree(path: str) -> None:

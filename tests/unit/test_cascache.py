@@ -260,13 +260,15 @@ def test_map_tree_hardlinks_read_only_files_and_copies_other_modes(tmp_path, clo
     assert plain.st_ino == os.stat(cache.path(files["d0/plain"].digest)).st_ino
     assert stat.S_IMODE(plain.st_mode) == 0o444
     exe = os.stat(target / "d0" / "f0000")
-    assert stat.S_IMODE(exe.st_mode) == 0o550  # its mode is not the cache file's: a copy
+    assert stat.S_IMODE(exe.st_mode) == 0o555  # its mode is not the cache file's: a copy
     assert exe.st_ino != os.stat(cache.path(files["d0/f0000"].digest)).st_ino
     assert os.readlink(target / "link") == "d0/f0000"
-    assert stat.S_IMODE(os.stat(target / "d1" / "f0001").st_mode) == 0o440
+    group_only = os.stat(target / "d1" / "f0001")  # m 0o640: read-only, a hardlink
+    assert stat.S_IMODE(group_only.st_mode) == 0o444
+    assert group_only.st_ino == os.stat(cache.path(files["d1/f0001"].digest)).st_ino
     with open(target / "d3" / "f0003", "rb") as f:
         assert f.read() == blob(3, 20)
-    assert cache.linked + cache.copied == 1001
+    assert (cache.linked, cache.copied) == (991, 10)  # the 10 executables are copies
     assert stat.S_IMODE(os.stat(cache.path(files["d0/plain"].digest)).st_mode) == 0o444
 
 
