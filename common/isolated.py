@@ -245,6 +245,14 @@ def parse(data: bytes, algo: str | None = None) -> Isolated:
     return from_json(doc, algo)
 
 
+def effective_read_only(isolated: Isolated) -> int:
+    """How to map ``isolated``: 2.0 has no ``read_only`` and its files are read-only (1); in
+    1.x an absent ``read_only`` means writable copies (0), as in Isolate's run_isolated."""
+    if isolated.version.startswith("2."):
+        return 1
+    return isolated.read_only or 0
+
+
 def serialise(isolated: Isolated) -> bytes:
     """The canonical bytes of ``isolated``: sorted keys, no spaces, UTF-8."""
     return json.dumps(isolated.to_json(), sort_keys=True, separators=(",", ":"),

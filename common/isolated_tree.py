@@ -98,7 +98,10 @@ def build_isolated(root: str, algo: str = "sha-1", blacklist: str | None = None,
                    read_only: int | None = None) -> BuiltTree:
     """The ``.isolated`` of the tree under ``root``.  ``blacklist`` is a regex searched in each
     path relative to ``root`` (with ``/`` separators)."""
-    excluded = re.compile(blacklist) if blacklist else None
+    try:
+        excluded = re.compile(blacklist) if blacklist else None
+    except re.error as e:
+        raise ValueError(f"blacklist {blacklist!r} is not a regular expression: {e}") from None
     cache = cache if cache is not None else DigestCache(algo=algo)
     files: dict[str, FileEntry] = {}
     sources: dict[str, str] = {}

@@ -11,6 +11,7 @@ from buildfarm.common.isolated import (
     IsolatedFormatError,
     algo_for_namespace,
     digest_of,
+    effective_read_only,
     hash_of,
     normalise_path,
     parse,
@@ -116,6 +117,12 @@ def test_canonical_hash_is_stable_across_runs():
                               + b'","m":493,"s":5},"l":{"l":"a/b"}},"includes":["' + H2.encode()
                               + b'"],"read_only":1,"version":"1.4"}')
     assert hash_of(iso) == digest_of(serialise(iso), "sha-1")
+
+
+def test_effective_read_only():
+    assert effective_read_only(parse(doc(version="2.0"))) == 1
+    assert effective_read_only(parse(doc())) == 0
+    assert effective_read_only(parse(doc(read_only=2))) == 2
 
 
 def test_normalise_path_converts_backslashes():

@@ -110,3 +110,8 @@ def test_canonical_hash_is_stable_across_processes(tree):
 ])
 def test_isolated_mode(mode, expected):
     assert isolated_mode(mode) == expected
+
+
+def test_a_bad_blacklist_is_a_clear_error(tree):
+    with pytest.raises(ValueError, match="blacklist '\\(' is not a regular expression"):
+        build_isolated(tree, blacklist="(")
