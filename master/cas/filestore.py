@@ -22,9 +22,10 @@ TMP_DIR = "tmp"
 
 @implementer(IContentStore)
 class FileStore:
-    """Items under ``root``; disk work on ``pool`` (a started ``ThreadPool``) of ``reactor``."""
+    """Items under ``root``; disk work on ``pool`` (a started ``ThreadPool``; by default the
+    reactor's own pool, taken when first needed)."""
 
-    def __init__(self, root: str, reactor, pool):
+    def __init__(self, root: str, reactor, pool=None):
         self.root = os.path.abspath(root)
         self.reactor = reactor
         self.pool = pool
@@ -35,7 +36,8 @@ class FileStore:
         return os.path.join(self.root, namespace.name, digest[:2], digest)
 
     def _in_thread(self, fn, *args):
-        return threads.deferToThreadPool(self.reactor, self.pool, fn, *args)
+        pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
+        return threads.deferToThreadPool(self.reactor, pool, fn, *args)
 
     def contains(self, namespace: Namespace, digests):
         paths = {d: self.path_of(namespace, d) for d in digests}
