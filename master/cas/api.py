@@ -23,12 +23,14 @@ import hashlib
 import json
 import re
 
+from twisted.internet import threads
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.cas.interfaces import ContentMismatch, NotStored
+from buildfarm.master.cas.isolated import BadIsolated, check_isolated
 from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
 from buildfarm.master.cas.settings import CASSettings
 from buildfarm.master.cas.tickets import BadTicket, Ticket, TicketSigner
@@ -75,11 +77,13 @@ class IsolateAPI:
     app = bounded_klein()
     routes = RouteTable(app, "cas")
 
-    def __init__(self, master, store, settings: CASSettings, clock):
+    def __init__(self, master, store, settings: CASSettings, reactor, pool=None):
         self.master = master
         self.store = store
         self.settings = settings
-        self.signer = TicketSigner(settings.upload_secret, clock)
+        self.reactor = reactor
+        self.pool = pool  # for parsing .isolated files; None: the reactor's pool
+        self.signer = TicketSigner(settings.upload_secret, reactor)
 
     def resource(self):
         """The twisted.web resource serving this API."""
@@ -236,8 +240,12 @@ class IsolateAPI:
     async def _put(self, ticket: Ticket, data: bytes) -> None:
         namespace = self._namespace(ticket.namespace)
         try:
+            if ticket.is_isolated:  # checked first: a bad manifest is never stored
+                pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
+                await threads.deferToThreadPool(self.reactor, pool, check_isolated, namespace, data,
+                                                ticket.size)
             await self.store.put(namespace, ticket.digest, ticket.size, data)
-        except ContentMismatch as e:
+        except (ContentMismatch, BadIsolated) as e:
             log.info("CAS refused {digest} in {namespace}: {why}", digest=ticket.digest,
                      namespace=namespace.name, why=str(e))
             raise CASError(400, f"{ticket.digest} refused: {e}") from None

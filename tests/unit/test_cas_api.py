@@ -29,7 +29,8 @@ def api(master, tmp_path):
     pool.start()
     settings = CASSettings(inline_max_bytes=10, retrieve_inline_max_bytes=100, max_item_bytes=10_000,
                            upload_secret=b"k" * 32)
-    yield IsolateAPI(master, FileStore(str(tmp_path / "cas"), master.reactor, pool), settings, master.reactor)
+    yield IsolateAPI(master, FileStore(str(tmp_path / "cas"), master.reactor, pool), settings, master.reactor,
+                     pool)
     pool.stop()
 
 
@@ -137,3 +138,34 @@ async def test_server_details_and_an_unknown_call(api):
     assert (await post(api, "server_details", {}))[1]["server_version"].startswith("buildfarm-")
     code, got = await post(api, "no_such_call", {})
     assert code == 404 and got["error"]["code"] == 404
+
+
+@pytest.mark.parametrize("manifest, message", [
+    (b"[1, 2]", "JSON object"),
+    (b"not json", "JSON object"),
+    (json.dumps({"algo": "sha-256", "files": {}}).encode(), "algo"),
+    (json.dumps({"includes": ["../x"]}).encode(), "bad digest"),
+    (json.dumps({"files": {"a": {"h": "XYZ", "s": 1}}}).encode(), "bad digest"),
+    (json.dumps({"files": {"a": 3}}).encode(), "must be an object"),
+])
+@pytest_twisted.ensureDeferred
+async def test_an_isolated_item_that_is_no_manifest_is_refused_and_not_stored(api, manifest, message):
+    _, answer = await post(api, "preupload", {"items": [item(manifest, is_isolated=True)],
+                                              "namespace": "default-gzip"})
+    ticket = answer["items"][0]["upload_ticket"]
+    body = {"upload_ticket": ticket, "content": b64(zlib.compress(manifest))}
+    code, got = await post(api, "store_inline", body)
+    assert code == 400 and message in got["error"]["message"]
+    code, _ = await post(api, "retrieve", {"digest": item(manifest)["digest"], "namespace": "default-gzip"})
+    assert code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_isolated_manifest_is_stored(api):
+    manifest = json.dumps({"algo": "sha-1", "version": "2.0", "includes": ["a" * 40],
+                           "files": {"x": {"h": "b" * 40, "s": 1, "m": 0o644}, "l": {"l": "x"}}}).encode()
+    _, answer = await post(api, "preupload", {"items": [item(manifest, is_isolated=True)],
+                                              "namespace": "default-gzip"})
+    ticket = answer["items"][0]["upload_ticket"]
+    body = {"upload_ticket": ticket, "content": b64(zlib.compress(manifest))}
+    assert await post(api, "store_inline", body) == (200, {"ok": True})
