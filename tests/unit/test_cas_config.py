@@ -1,5 +1,8 @@
 """c['cas'] validated into CASSettings (master/cas/config.py), and checked by load_config."""
 
+import os
+import re
+
 import pytest
 
 from buildfarm.master.cas.config import validate_cas_config
@@ -49,3 +52,14 @@ def test_load_config_reads_and_checks_c_cas(tmp_path):
     cfg.write_text("c = BuildmasterConfig = {}\nc['cas'] = {'backend': 'tape'}\n")
     with pytest.raises(ConfigErrors, match="backend"):
         load_config(str(cfg))
+
+
+def test_the_configuration_example_of_docs_cas_md_loads(tmp_path):
+    docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "cas.md")
+    with open(docs) as f:
+        example = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    (tmp_path / "cas.secret").write_text("a secret\n")
+    cfg = tmp_path / "master.cfg"
+    cfg.write_text("c = BuildmasterConfig = {}\n" + example)
+    settings = load_config(str(cfg)).cas
+    assert (settings.backend, settings.expiry_days, settings.upload_secret) == ("file", 30.0, b"a secret")
