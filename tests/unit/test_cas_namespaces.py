@@ -16,7 +16,8 @@ from buildfarm.master.cas.namespaces import BadNamespace, parse_namespace
     ("sha256-plain", "sha256", "sha-256", 64, ""),
     ("sha512-deflate", "sha512", "sha-512", 128, "flate"),
 ])
-def test_a_namespace_name_gives_its_algorithm_and_compression(name, algorithm, digest_hash, chars, compression):
+def test_a_namespace_name_gives_its_algorithm_and_compression(name, algorithm, digest_hash, chars,
+                                                               compression):
     ns = parse_namespace(name)
     assert (ns.algorithm, ns.digest_hash, ns.digest_chars, ns.compression) == \
         (algorithm, digest_hash, chars, compression)
