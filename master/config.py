@@ -22,6 +22,8 @@ from zope.interface import Interface
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
 from buildfarm.master.auth.users import Account, validate_users
 from buildfarm.master.auth.webusers import WebAuth, anonymous_may_read, configure_web_auth
+from buildfarm.master.cas.config import validate_cas_config
+from buildfarm.master.cas.settings import CASSettings
 from buildfarm.master.changes.hooks import unauthenticated_dialects, validate_dialects
 from buildfarm.master.changes.pb import PBChangeSource
 from buildfarm.master.configexec import (  # noqa: F401 - BesideConfigImporter is imported from here
@@ -57,7 +59,7 @@ KNOWN_KEYS = frozenset(
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
-        "users", "slaveapi", "configurators", "services", "secretsProviders",
+        "users", "slaveapi", "cas", "configurators", "services", "secretsProviders",
     }
 )
 
@@ -235,6 +237,7 @@ class MasterConfig:
     change_sources: list = field(default_factory=list)
     multi_master: bool = False
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
+    cas: CASSettings = field(default_factory=CASSettings)  # c['cas']: the content-addressed store
     # c['services']: Twisted services master.cfg adds, run as children of the master
     services: list = field(default_factory=list)
     # c['secretsProviders']: asked in order for the secrets a build renders (master/secrets/)
@@ -347,6 +350,7 @@ class _ConfigBuilder:
         self.users(cfg)
         self.web_auth(cfg)
         self.slaveapi(cfg)
+        self.cas(cfg)
         self.secrets_providers(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
@@ -786,6 +790,12 @@ class _ConfigBuilder:
     def slaveapi(self, cfg: MasterConfig) -> None:
         """``c['slaveapi']``: the SlaveAPI's port and inventory."""
         cfg.slaveapi, problems = validate_slaveapi_config(self.raw, os.path.dirname(cfg.filename))
+        for key, message in problems:
+            self.key_error(key, message)
+
+    def cas(self, cfg: MasterConfig) -> None:
+        """``c['cas']``: the content-addressed store (master/cas/config.py)."""
+        cfg.cas, problems = validate_cas_config(self.raw, os.path.dirname(cfg.filename))
         for key, message in problems:
             self.key_error(key, message)
 

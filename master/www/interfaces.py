@@ -20,6 +20,7 @@ class IWebMaster(IHTTPMaster):
     config = Attribute(
         "The current ``MasterConfig`` (replaced on reconfig, so read it each time): ``title``, "
         "``slaves`` (configured slaves by name), ``www_port``, ``www_limits`` (an ``HTTPLimits``).")
+    basedir = Attribute("The master's base directory: the content-addressed store's files live under it.")
     reactor = Attribute("The master's reactor: ``seconds()`` is the time of every age and duration shown.")
     db = Attribute("The ``DBConnector``: builds, requests, steps, logs, slaves, changes, audit, slaveapi.")
     masterid = Attribute("This master's id in the database (None until start-up found its row).")

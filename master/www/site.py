@@ -1,14 +1,19 @@
 """``WWWService``: the master's HTTP listener.
 
-One site, three apps, chosen by the first segment of the path (``SiteRoot``): ``/api/...``,
+One site, four apps, chosen by the first segment of the path (``SiteRoot``): ``/api/...``,
 ``/slaveapi/...`` and ``/metrics`` go to the JSON app (www/api.py), ``/change_hook/...`` to the
-webhooks (www/changehook.py), everything else to the HTML pages (www/ui/).
+webhooks (www/changehook.py), ``/_ah/...`` to the content-addressed store's Isolate API
+(cas/api.py), everything else to the HTML pages (www/ui/).
 """
+
+import os
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
+from buildfarm.master.cas.api import MAX_JSON_BODY_BYTES, IsolateAPI, cas_error_body
+from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES
 from buildfarm.master.http.site import (
     BodyRule,
@@ -40,6 +45,8 @@ PAGES_BODY_RULE = BodyRule("/", pages.MAX_FORM_BYTES, html_error_body)
 
 JSON_SEGMENTS = frozenset({b"api", b"slaveapi", b"metrics"})
 HOOK_SEGMENT = b"change_hook"
+CAS_SEGMENT = b"_ah"
+CAS_PREFIX = "/_ah/"
 
 
 class SiteRoot(Resource):
@@ -51,16 +58,19 @@ class SiteRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, json_app, pages, hooks=None):
+    def __init__(self, json_app, pages, hooks=None, cas=None):
         super().__init__()
         self.json_app = json_app
         self.pages = pages
         self.hooks = hooks
+        self.cas = cas
 
     def render(self, request):
         first = request.postpath[0] if request.postpath else b""
         if first == HOOK_SEGMENT and self.hooks is not None:
             return self.hooks.render(request)
+        if first == CAS_SEGMENT and self.cas is not None:
+            return self.cas.render(request)
         return (self.json_app if first in JSON_SEGMENTS else self.pages).render(request)
 
 
@@ -75,9 +85,14 @@ class WWWService(ListeningService):
 
     def make_site(self) -> BoundedSite:
         """The twisted.web Site with every resource of the master."""
+        cas = self.master.config.cas
+        store = FileStore(os.path.join(self.master.basedir, cas.path), self.master.reactor)
         root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master).resource(),
-                        ChangeHookAPI(self.master).resource())
-        return BoundedSite(root, BODY_RULES, PAGES_BODY_RULE, self.master.config.www_limits,
+                        ChangeHookAPI(self.master).resource(),
+                        IsolateAPI(self.master, store, cas, self.master.reactor).resource())
+        # an upload PUT takes an item; a JSON call (store_inline of an .isolated) is capped lower
+        cas_rule = BodyRule(CAS_PREFIX, max(cas.max_item_bytes, MAX_JSON_BODY_BYTES), cas_error_body)
+        return BoundedSite(root, (*BODY_RULES, cas_rule), PAGES_BODY_RULE, self.master.config.www_limits,
                            self.master.reactor)
 
     def startService(self):  # noqa: N802

@@ -1,0 +1,331 @@
+"""The Isolate v1 API under ``/_ah/api/isolateservice/v1/`` (shared/SWARMING-ISOLATE-API.md,
+docs/cas.md), so that Isolate's own clients archive to and download from the master.
+
+- ``preupload {items:[{digest,size,is_isolated}], namespace}`` answers only the missing items,
+  each with a signed ``upload_ticket`` (cas/tickets.py) and, for items over
+  ``inline_max_bytes`` that are not ``.isolated`` files, a ``gs_upload_url`` on this server;
+- ``store_inline {upload_ticket, content}`` takes base64 of the item as stored;
+- ``PUT <gs_upload_url>`` takes the raw stored bytes and answers ``x-goog-hash: md5=...``;
+  ``finalize_gs_upload {upload_ticket}`` then confirms the item is stored;
+- ``retrieve {digest, namespace, offset}`` answers ``{content}`` or ``{url}`` (a GET of it
+  honours ``offset``/``Range`` with ``Content-Range``);
+- ``server_details`` answers the version.
+
+Every item is verified (hash and size of its uncompressed content) before it is stored; one
+that does not match is refused with 400 and never stored.  Scopes: ``cas:read:<namespace>``
+and ``cas:write:<namespace>`` through the master's auth service.  Errors are JSON, in the
+shape of Cloud Endpoints: ``{"error": {"code", "message", "errors": [{"message", "reason"}]}}``.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+
+from twisted.internet import threads
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from buildfarm.common.version import VERSION
+from buildfarm.master.auth.identity import AuthError
+from buildfarm.master.cas.interfaces import ContentMismatch, NotStored
+from buildfarm.master.cas.isolated import BadIsolated, check_isolated
+from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
+from buildfarm.master.cas.settings import CASSettings
+from buildfarm.master.cas.tickets import BadTicket, Ticket, TicketSigner
+from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.challenge import add_refusal_headers
+from buildfarm.master.http.routes import PUBLIC, RouteTable
+from buildfarm.master.http.routing import bounded_klein
+
+log = Logger()
+
+PREFIX = "/_ah/api/isolateservice/v1"
+MAX_PREUPLOAD_ITEMS = 1000  # the client sends at most 100 a batch
+MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
+AUTH_REALM = "buildfarm"
+HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+UNSATISFIABLE = "requestedRangeNotSatisfiable"
+RANGE_RE = re.compile(r"bytes=([0-9]{1,20})-([0-9]{0,20})")
+
+
+class CASError(Exception):
+    """An error answered in the Endpoints shape with ``status``."""
+
+    def __init__(self, status: int, message: str, reason: str = "badRequest"):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+
+def error_body(status: int, message: str, reason: str = "badRequest") -> bytes:
+    """An Endpoints error body (what Isolate's clients expect from a failed call)."""
+    detail = {"message": message, "reason": reason, "domain": "global"}
+    return json.dumps({"error": {"code": status, "message": message, "errors": [detail]}}).encode()
+
+
+def cas_error_body(status: int, message: str) -> tuple[bytes, bytes]:
+    """The refusals made before any handler ran (the site's body caps), in the same shape."""
+    return b"application/json", error_body(status, message)
+
+
+class IsolateAPI:
+    """The Isolate v1 API over ``store`` (an ``IContentStore``); ``master`` gives ``auth``."""
+
+    app = bounded_klein()
+    routes = RouteTable(app, "cas")
+
+    def __init__(self, master, store, settings: CASSettings, reactor, pool=None):
+        self.master = master
+        self.store = store
+        self.settings = settings
+        self.reactor = reactor
+        self.pool = pool  # for parsing .isolated files; None: the reactor's pool
+        self.signer = TicketSigner(settings.upload_secret, reactor)
+
+    def resource(self):
+        """The twisted.web resource serving this API."""
+        return self.app.resource()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @app.handle_errors(CASError)
+    def _cas_error(self, request, failure):
+        e = failure.value
+        return self._error(request, e.status, e.message, e.reason)
+
+    @app.handle_errors(AuthError)
+    def _auth_error(self, request, failure):
+        e = failure.value
+        add_refusal_headers(request, e, AUTH_REALM)
+        return self._error(request, e.status, e.message, "forbidden" if e.status == 403 else "required")
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request, failure):
+        return self._error(request, 404, f"no such resource: {request.path.decode('utf-8', 'replace')}",
+                           "notFound")
+
+    @app.handle_errors(MethodNotAllowed)
+    def _bad_method(self, request, failure):
+        return self._error(request, 405, f"{request.method.decode('ascii', 'replace')} is not allowed here")
+
+    @app.handle_errors(Exception)
+    def _internal_error(self, request, failure):
+        log.failure("CAS request {path} failed", failure, path=request.path)
+        return self._error(request, 500, "internal error", "backendError")
+
+    @staticmethod
+    def _error(request, status: int, message: str, reason: str = "badRequest") -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        return error_body(status, message, reason)
+
+    @staticmethod
+    def _json(request, value) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(value).encode()
+
+    def _body(self, request) -> dict:
+        """The request's JSON object body (parsed once, kept on the request)."""
+        cached = getattr(request, "_cas_body", None)
+        if cached is None:
+            try:
+                cached = json_object(read_body(request, MAX_JSON_BODY_BYTES))
+            except BadBody as e:
+                raise CASError(e.status, e.message) from None
+            request._cas_body = cached
+        return cached
+
+    def _namespace(self, name) -> Namespace:
+        try:
+            return parse_namespace(name)
+        except BadNamespace as e:
+            raise CASError(400, str(e)) from None
+
+    def _ticket(self, text) -> Ticket:
+        try:
+            return self.signer.check(text)
+        except BadTicket as e:
+            raise CASError(400, str(e)) from None
+
+    # -- what each route's scope is about --------------------------------------------------
+
+    async def _body_namespace(self, request) -> dict:
+        return {"namespace": self._namespace(self._body(request).get("namespace", "default-gzip")).name}
+
+    async def _body_ticket(self, request) -> dict:
+        return {"namespace": self._ticket(self._body(request).get("upload_ticket")).namespace}
+
+    async def _path_ticket(self, request, ticket) -> dict:
+        return {"namespace": self._ticket(ticket).namespace}
+
+    # -- the API ---------------------------------------------------------------------------
+
+    @routes.route(f"{PREFIX}/preupload", "POST", scope="cas:write:{namespace}", resolve=_body_namespace)
+    async def preupload(self, request):
+        """``{items:[{digest, size, is_isolated}], namespace}`` -> ``{items:[{index,
+        upload_ticket, gs_upload_url?}]}`` for the items not stored yet (``{}``: none)."""
+        body = self._body(request)
+        namespace = self._namespace(body.get("namespace", "default-gzip"))
+        items = body.get("items")
+        if not isinstance(items, list) or len(items) > MAX_PREUPLOAD_ITEMS:
+            raise CASError(400, f"items must be a list of at most {MAX_PREUPLOAD_ITEMS} items")
+        wanted = [self._item(namespace, i, item) for i, item in enumerate(items)]
+        present = await self.store.contains(namespace, {digest for digest, _, _ in wanted})
+        answer, offered = [], set()
+        for index, (digest, size, is_isolated) in enumerate(wanted):
+            if digest in present or digest in offered:
+                continue
+            offered.add(digest)
+            ticket = self.signer.issue(namespace.name, digest, size, is_isolated)
+            entry = {"index": str(index), "digest": digest, "upload_ticket": ticket}
+            if size > self.settings.inline_max_bytes and not is_isolated:
+                entry["gs_upload_url"] = f"{self._base_url(request)}{PREFIX}/upload/{ticket}"
+            answer.append(entry)
+        return self._json(request, {"items": answer} if answer else {})
+
+    def _item(self, namespace: Namespace, index: int, item) -> tuple[str, int, bool]:
+        if not isinstance(item, dict):
+            raise CASError(400, f"items[{index}] must be an object {{digest, size, is_isolated}}")
+        try:
+            digest = namespace.check_digest(item.get("digest"))
+        except BadNamespace as e:
+            raise CASError(400, f"items[{index}]: {e}") from None
+        size = _int(item.get("size"), f"items[{index}].size")
+        if size > self.settings.max_item_bytes:
+            raise CASError(400, f"items[{index}] is {size} bytes, over the {self.settings.max_item_bytes} "
+                                f"bytes this server stores")
+        is_isolated = item.get("is_isolated", False)
+        if not isinstance(is_isolated, bool):
+            raise CASError(400, f"items[{index}].is_isolated must be true or false")
+        return digest, size, is_isolated
+
+    @routes.route(f"{PREFIX}/store_inline", "POST", scope="cas:write:{namespace}", resolve=_body_ticket)
+    async def store_inline(self, request):
+        """``{upload_ticket, content: base64 of the stored bytes}`` -> ``{"ok": true}``."""
+        body = self._body(request)
+        ticket = self._ticket(body.get("upload_ticket"))
+        content = body.get("content")
+        if not isinstance(content, str):
+            raise CASError(400, "content must be the base64 of the item's stored bytes")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise CASError(400, "content is not valid base64") from None
+        await self._put(ticket, data)
+        return self._json(request, {"ok": True})
+
+    @routes.route(f"{PREFIX}/upload/<string:ticket>", "PUT", scope="cas:write:{namespace}",
+                  resolve=_path_ticket)
+    async def upload(self, request, ticket):
+        """The raw stored bytes of the ticket's item; answers ``x-goog-hash: md5=<base64>``."""
+        data = read_body(request, self.settings.max_item_bytes)
+        await self._put(self._ticket(ticket), data)
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+        request.setHeader(b"x-goog-hash", f"md5={md5}".encode())
+        return self._json(request, {})
+
+    @routes.route(f"{PREFIX}/finalize_gs_upload", "POST", scope="cas:write:{namespace}",
+                  resolve=_body_ticket)
+    async def finalize_gs_upload(self, request):
+        """``{upload_ticket}`` -> ``{"ok": true}`` once the PUT stored the item; 400 if it did not."""
+        ticket = self._ticket(self._body(request).get("upload_ticket"))
+        namespace = self._namespace(ticket.namespace)
+        if ticket.digest not in await self.store.contains(namespace, {ticket.digest}):
+            raise CASError(400, f"{ticket.digest} was not uploaded: PUT it to its gs_upload_url first")
+        return self._json(request, {"ok": True})
+
+    async def _put(self, ticket: Ticket, data: bytes) -> None:
+        namespace = self._namespace(ticket.namespace)
+        try:
+            if ticket.is_isolated:  # checked first: a bad manifest is never stored
+                pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
+                await threads.deferToThreadPool(self.reactor, pool, check_isolated, namespace, data,
+                                                ticket.size)
+            await self.store.put(namespace, ticket.digest, ticket.size, data)
+        except (ContentMismatch, BadIsolated) as e:
+            log.info("CAS refused {digest} in {namespace}: {why}", digest=ticket.digest,
+                     namespace=namespace.name, why=str(e))
+            raise CASError(400, f"{ticket.digest} refused: {e}") from None
+
+    @routes.route(f"{PREFIX}/retrieve", "POST", scope="cas:read:{namespace}", resolve=_body_namespace)
+    async def retrieve(self, request):
+        """``{digest, namespace, offset}`` -> ``{content: base64}`` of the stored bytes from
+        ``offset``, or ``{url}`` for a large item; 404 when it is not stored."""
+        body = self._body(request)
+        namespace = self._namespace(body.get("namespace", "default-gzip"))
+        digest = self._digest(namespace, body.get("digest"))
+        offset = _int(body.get("offset", 0), "offset")
+        data, total = await self._get(namespace, digest, offset)
+        if total > self.settings.retrieve_inline_max_bytes:
+            return self._json(request, {"url": f"{self._base_url(request)}{PREFIX}/content/"
+                                               f"{namespace.name}/{digest}"})
+        return self._json(request, {"content": base64.b64encode(data).decode("ascii")})
+
+    @routes.route(f"{PREFIX}/content/<string:namespace>/<string:digest>", "GET", scope="cas:read:{namespace}")
+    async def content(self, request, namespace, digest):
+        """The raw stored bytes; ``Range: bytes=N-`` (or ``?offset=N``) answers 206 from ``N``
+        with ``Content-Range``."""
+        ns = self._namespace(namespace)
+        digest = self._digest(ns, digest)
+        offset = self._range_start(request)
+        data, total = await self._get(ns, digest, offset)
+        request.setHeader(b"content-type", b"application/octet-stream")
+        if offset:
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", f"bytes {offset}-{max(offset, total - 1)}/{total}".encode())
+        return data
+
+    def _range_start(self, request) -> int:
+        header = request.getHeader(b"range")
+        if header is not None:
+            match = RANGE_RE.fullmatch(header.decode("latin-1").strip())
+            if match is None:
+                raise CASError(416, "only Range: bytes=N- (or bytes=N-M) is supported", UNSATISFIABLE)
+            return int(match.group(1))
+        values = (request.args or {}).get(b"offset")
+        return _int(values[-1].decode("ascii", "replace"), "offset") if values else 0
+
+    def _digest(self, namespace: Namespace, digest) -> str:
+        try:
+            return namespace.check_digest(digest)
+        except BadNamespace as e:
+            raise CASError(400, str(e)) from None
+
+    async def _get(self, namespace: Namespace, digest: str, offset: int) -> tuple[bytes, int]:
+        try:
+            return await self.store.get(namespace, digest, offset)
+        except NotStored:
+            raise CASError(404, f"{digest} is not stored in namespace {namespace.name!r}",
+                           "notFound") from None
+        except ValueError as e:
+            raise CASError(416, str(e), UNSATISFIABLE) from None
+
+    @routes.route(f"{PREFIX}/server_details", "POST", scope=PUBLIC)
+    def server_details(self, request):
+        """``{}`` -> ``{"server_version": ...}``."""
+        return self._json(request, {"server_version": f"buildfarm-{VERSION}"})
+
+    @staticmethod
+    def _base_url(request) -> str:
+        """``scheme://host[:port]`` as the client reached this server (the Host header when it
+        is a plain host name or address, else the listening address)."""
+        scheme = "https" if request.isSecure() else "http"
+        host = (request.getHeader(b"host") or b"").decode("latin-1")
+        if not HOST_RE.fullmatch(host):
+            address = request.getHost()
+            host = f"{address.host}:{address.port}"
+        return f"{scheme}://{host}"
+
+
+def _int(value, field: str) -> int:
+    """A non-negative integer given as a JSON number or a string of digits (Endpoints' int64)."""
+    if isinstance(value, bool):
+        raise CASError(400, f"{field} must be a non-negative integer")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        return int(value)
+    raise CASError(400, f"{field} must be a non-negative integer")

@@ -1,0 +1,137 @@
+"""The content-addressed store's Isolate v1 API on a real master over HTTP, as Isolate's
+client uses it: preupload, store_inline or PUT + finalize_gs_upload, retrieve (inline and by
+URL, with an offset), a mismatched upload refused, and the cas:read/cas:write scopes."""
+
+import base64
+import hashlib
+import json
+import os
+import urllib.request
+import zlib
+
+from fixtures.daemons import TEST_PASSWORD, TEST_USER, wait_for
+
+V1 = "/_ah/api/isolateservice/v1"
+CONFIG = """\
+from buildfarm.master.auth.users import User
+c = BuildmasterConfig = {{}}
+c['slaves'] = []
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['www'] = {{'port': {www_port}}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['cas'] = {{'backend': 'file', 'expiry_days': 7, 'upload_secret': 'cas-secret',
+             'retrieve_inline_max_bytes': 1024}}
+c['users'] = [User('reader', password='rpw', scopes=['cas:read:default-gzip'])]
+"""
+
+
+def item(content: bytes) -> dict:
+    return {"digest": hashlib.sha1(content).hexdigest(), "size": len(content), "is_isolated": False}
+
+
+def call(master, name: str, body: dict, user="admin", password=None):
+    kwargs = {} if user == "admin" else {"user": user, "password": password}
+    status, data = master.request("POST", f"{V1}/{name}", body,
+                                  {"Content-Type": "application/json; charset=UTF-8"}, **kwargs)
+    return status, json.loads(data)
+
+
+def raw(method: str, url: str, data: bytes | None = None, headers: dict | None = None):
+    token = base64.b64encode(f"{TEST_USER}:{TEST_PASSWORD}".encode()).decode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Authorization": f"Basic {token}", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_archive_and_download_through_the_isolate_api(fleet):
+    master = fleet.master(config=lambda pb_port, www_port: CONFIG.format(pb_port=pb_port, www_port=www_port))
+    wait_for(lambda: master.request("POST", f"{V1}/server_details", {})[0] == 200, "the master's web port")
+    small, large = b"small file\n", os.urandom(3000) + b"x" * 100_000
+    isolated = json.dumps({"algo": "sha-1", "files": {}, "version": "2.0"}).encode()
+    items = [item(small), item(large), dict(item(isolated), is_isolated=True)]
+
+    status, answer = call(master, "preupload", {"items": items, "namespace": "default-gzip"})
+    assert status == 200
+    tickets = {int(e["index"]): e for e in answer["items"]}
+    assert sorted(tickets) == [0, 1, 2]
+    assert "gs_upload_url" not in tickets[0] and "gs_upload_url" not in tickets[2]
+    assert tickets[1]["gs_upload_url"].startswith(master.url + V1 + "/upload/")
+
+    for index, content in ((0, small), (2, isolated)):
+        body = {"upload_ticket": tickets[index]["upload_ticket"],
+                "content": base64.b64encode(zlib.compress(content, 7)).decode()}
+        assert call(master, "store_inline", body) == (200, {"ok": True})
+
+    # the large one: a PUT whose content does not match is refused, then the right one
+    status, _, body = raw("PUT", tickets[1]["gs_upload_url"], zlib.compress(b"not it" * 500),
+                          {"Content-Type": "application/octet-stream"})
+    assert status == 400 and "refused" in json.loads(body)["error"]["message"]
+    status, answer = call(master, "finalize_gs_upload", {"upload_ticket": tickets[1]["upload_ticket"]})
+    assert status == 400
+    status, answer = call(master, "retrieve", {"digest": items[1]["digest"], "namespace": "default-gzip"})
+    assert status == 404  # the refused bytes were never stored, so never served
+    stored = zlib.compress(large, 7)
+    status, headers, _ = raw("PUT", tickets[1]["gs_upload_url"], stored,
+                             {"Content-Type": "application/octet-stream",
+                              "Cache-Control": "public, max-age=31536000"})
+    assert status == 200
+    assert headers["x-goog-hash"] == "md5=" + base64.b64encode(hashlib.md5(stored).digest()).decode()
+    assert call(master, "finalize_gs_upload", {"upload_ticket": tickets[1]["upload_ticket"]}) == \
+        (200, {"ok": True})
+
+    # all present now: preupload answers {}
+    assert call(master, "preupload", {"items": items, "namespace": "default-gzip"}) == (200, {})
+
+    # retrieve: inline for the small one (by the read-only user), a URL for the large one
+    status, answer = call(master, "retrieve", {"digest": items[0]["digest"], "namespace": "default-gzip",
+                                               "offset": 0}, user="reader", password="rpw")
+    assert status == 200 and zlib.decompress(base64.b64decode(answer["content"])) == small
+    status, answer = call(master, "retrieve", {"digest": items[1]["digest"], "namespace": "default-gzip",
+                                               "offset": "0"})
+    status, headers, body = raw("GET", answer["url"])
+    assert status == 200 and zlib.decompress(body) == large
+    status, headers, body = raw("GET", answer["url"], headers={"Range": "bytes=100-"})
+    assert status == 206 and body == stored[100:]
+    assert headers["Content-Range"] == f"bytes 100-{len(stored) - 1}/{len(stored)}"
+
+    # the mismatched content was never stored; an unknown digest is a JSON 404
+    status, answer = call(master, "retrieve", {"digest": "0" * 40, "namespace": "default-gzip"})
+    assert status == 404 and answer["error"]["code"] == 404
+
+
+def test_tickets_and_scopes_are_enforced(fleet):
+    master = fleet.master(config=lambda pb_port, www_port: CONFIG.format(pb_port=pb_port, www_port=www_port))
+    wait_for(lambda: master.request("POST", f"{V1}/server_details", {})[0] == 200, "the master's web port")
+    content = b"payload"
+    _, answer = call(master, "preupload", {"items": [item(content)], "namespace": "default-gzip"})
+    ticket = answer["items"][0]["upload_ticket"]
+    other = zlib.compress(b"other!!", 7)
+
+    # a ticket for one digest does not store another item, nor does a forged one
+    status, answer = call(master, "store_inline", {"upload_ticket": ticket,
+                                                   "content": base64.b64encode(other).decode()})
+    assert status == 400 and "refused" in answer["error"]["message"]
+    status, answer = call(master, "store_inline", {"upload_ticket": "eyJ9.AAAA",
+                                                   "content": base64.b64encode(other).decode()})
+    assert status == 400 and "ticket" in answer["error"]["message"]
+
+    # the reader may read default-gzip, not write it nor read another namespace; anonymous neither
+    status, answer = call(master, "preupload", {"items": [item(content)], "namespace": "default-gzip"},
+                          user="reader", password="rpw")
+    assert status == 403
+    status, _ = call(master, "retrieve", {"digest": item(content)["digest"], "namespace": "sha256-gzip"},
+                     user="reader", password="rpw")
+    assert status == 403
+    status, data = master.request("POST", f"{V1}/retrieve", {"digest": "0" * 40, "namespace": "default-gzip"},
+                                  user=None)
+    assert status == 401 and "error" in json.loads(data)
+    # a bad namespace or digest is a clear 400
+    status, answer = call(master, "preupload", {"items": [{"digest": "xyz", "size": 1}],
+                                                "namespace": "default-gzip"})
+    assert status == 400 and "digest" in answer["error"]["message"]
+    status, answer = call(master, "retrieve", {"digest": "0" * 40, "namespace": "../etc"})
+    assert status == 400
