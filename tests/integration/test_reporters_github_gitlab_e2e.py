@@ -11,11 +11,10 @@ result.  A master stopped or killed with statuses pending sends them once after 
 
 import os
 import re
-import signal
 
 import pytest
 
-from fixtures.daemons import free_port, pid_alive, read_pid, run_cli, wait_for
+from fixtures.daemons import free_port, run_cli, wait_for
 from fixtures.recordinghttp import RecordingHTTPServer
 from fixtures.repos import GitRepo, run
 
@@ -245,13 +244,7 @@ def test_a_master_restarted_with_statuses_pending_sends_them_once(fleet, servers
     master, _ = start_master(fleet, git, github, gitlab)  # both forges are down
     assert force(master, "fails", sha)["result"] == "failure"
     wait_for(lambda: master.log_text().count("failed (attempt") >= 2, "failed attempts logged")
-    if how == "stopped":
-        run_cli("buildmaster", "stop", master.basedir, check=True)
-    else:
-        pid = read_pid(master.basedir)
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not pid_alive(pid), "the master to die")
-        os.remove(os.path.join(master.basedir, "twistd.pid"))
+    master.halt(how)
 
     for server in servers:
         server.start()

@@ -7,11 +7,10 @@ report pending delivers it once."""
 
 import base64
 import os
-import signal
 
 import pytest
 
-from fixtures.daemons import Master, free_port, pid_alive, read_pid, run_cli, wait_for
+from fixtures.daemons import Master, free_port, run_cli, wait_for
 from fixtures.recordinghttp import RecordingHTTPServer
 
 TOKEN = "s3cret-push-t0ken"
@@ -147,13 +146,7 @@ def test_a_master_restarted_with_a_report_pending_delivers_it_once(fleet, record
     master.wait_attached("bs1")
     assert build(master, "fails")["result"] == "failure"
     wait_for(lambda: "failed (attempt" in master.log_text(), "a failed attempt logged")
-    if how == "stopped":
-        run_cli("buildmaster", "stop", master.basedir, check=True)
-    else:
-        pid = read_pid(master.basedir)
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not pid_alive(pid), "the master to die")
-        os.remove(os.path.join(master.basedir, "twistd.pid"))
+    master.halt(how)
 
     recorder.start()
     run_cli("buildmaster", "start", master.basedir, check=True)

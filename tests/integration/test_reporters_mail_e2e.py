@@ -10,11 +10,10 @@ is mailed once, for the run that ended (Buildbot mails no RETRY); a master stopp
 with a mail pending sends it once after its restart."""
 
 import os
-import signal
 
 import pytest
 
-from fixtures.daemons import Master, free_port, pid_alive, read_pid, run_cli, wait_for
+from fixtures.daemons import Master, free_port, run_cli, wait_for
 from fixtures.smtpserver import SMTPServer
 
 PASSWORD = "smtp-pa55"
@@ -171,13 +170,7 @@ def test_a_master_restarted_with_a_mail_pending_sends_it_once(fleet, smtp, how):
     master.wait_attached("bs1")
     assert build(master, "fails")["result"] == "failure"
     wait_for(lambda: "failed (attempt" in master.log_text(), "a failed attempt logged")
-    if how == "stopped":
-        run_cli("buildmaster", "stop", master.basedir, check=True)
-    else:
-        pid = read_pid(master.basedir)
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not pid_alive(pid), "the master to die")
-        os.remove(os.path.join(master.basedir, "twistd.pid"))
+    master.halt(how)
     assert smtp.received() == []
 
     smtp.start()

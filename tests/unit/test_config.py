@@ -2,7 +2,6 @@
 reported with its file and line."""
 
 import sys
-import textwrap
 
 import pytest
 import pytest_twisted
@@ -10,18 +9,8 @@ from twisted.internet import threads
 
 from buildfarm.master.config import ConfigErrors, load_config
 from fixtures.mastercfg import ISSUE_EXAMPLE
-
-
-def write(tmp_path, text):
-    path = tmp_path / "master.cfg"
-    path.write_text(textwrap.dedent(text))
-    return str(path)
-
-
-def errors_of(tmp_path, text):
-    with pytest.raises(ConfigErrors) as caught:
-        load_config(write(tmp_path, text))
-    return [str(e) for e in caught.value.errors]
+from fixtures.mastercfg import config_errors as errors_of
+from fixtures.mastercfg import write_master_cfg as write
 
 
 def test_issue_example_loads_as_written(tmp_path):

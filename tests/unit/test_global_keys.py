@@ -13,6 +13,7 @@ from buildfarm.master.config import load_config
 from buildfarm.master.configexec import ConfigErrors
 from buildfarm.master.db.testing import add_running_build
 from buildfarm.master.www.site import WWWService
+from fixtures.mastercfg import write_master_cfg as write
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, start_memory_master
 
@@ -39,12 +40,6 @@ class Recorder(service.Service):
         return super().stopService()
 
 """
-
-
-def write(tmp_path, text: str) -> str:
-    path = tmp_path / "master.cfg"
-    path.write_text(text)
-    return str(path)
 
 
 async def get(master, path: str):

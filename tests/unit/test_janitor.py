@@ -19,6 +19,7 @@ from buildfarm.master.process.localslave import LocalSlaveConnection
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.schedulers.timed import Nightly
 from buildfarm.master.www.site import WWWService
+from fixtures.mastercfg import write_master_cfg as write
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, eventually, start_memory_master
 from fixtures.pbclient import log_in
@@ -30,12 +31,6 @@ JANITOR_CFG = MASTER_CFG + """
 import datetime
 c['configurators'] = [util.JanitorConfigurator(logHorizon=datetime.timedelta(days=30), hour='*')]
 """
-
-
-def write(tmp_path, text: str) -> str:
-    path = tmp_path / "master.cfg"
-    path.write_text(text)
-    return str(path)
 
 
 # -- the configuration it adds ---------------------------------------------------------------

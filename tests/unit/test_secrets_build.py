@@ -2,13 +2,13 @@
 fetches the secrets its steps name, a missing one fails its step with a message naming it, and
 a rendered value is stored as <name> in properties, state strings and logs."""
 
-import textwrap
 
-import pytest
 import pytest_twisted
 
 from buildfarm.common.results import EXCEPTION, SUCCESS
-from buildfarm.master.config import ConfigErrors, load_config
+from buildfarm.master.config import load_config
+from fixtures.mastercfg import config_errors as errors_of
+from fixtures.mastercfg import write_master_cfg as write
 from fixtures.memorymaster import running_step, start_memory_master
 
 TOKEN = "tok-0123456789abcdef"
@@ -26,18 +26,6 @@ c['builders'].append(util.BuilderConfig(name='envs', slavenames=['bs1'], env={{'
                                         factory=util.BuildFactory([steps.ShellCommand(command=['true'])])))
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
-
-
-def write(tmp_path, text):
-    path = tmp_path / "master.cfg"
-    path.write_text(textwrap.dedent(text))
-    return str(path)
-
-
-def errors_of(tmp_path, text):
-    with pytest.raises(ConfigErrors) as caught:
-        load_config(write(tmp_path, text))
-    return [str(e) for e in caught.value.errors]
 
 
 def secrets_dir(tmp_path):
