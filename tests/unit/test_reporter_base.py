@@ -70,6 +70,20 @@ async def report_states(master) -> list[tuple[str, str]]:
     return [(r["event"], r["state"]) for r in await master.db.reports.get_all("rec")]
 
 
+def fail_once(reporter, failing_kind: str) -> None:
+    """The reporter's generator fails the next event of ``failing_kind``, then works again."""
+    generator = reporter.generators[0]
+    real_generate = generator.generate
+
+    async def broken_once(master_, reporter_, kind, build):
+        if kind == failing_kind:
+            generator.generate = real_generate
+            raise RuntimeError("database gone")
+        return await real_generate(master_, reporter_, kind, build)
+
+    generator.generate = broken_once
+
+
 async def settled_states(master, expected: list) -> list[tuple[str, str]]:
     """The reports' states once they are ``expected``: the sender marks a report sent in the
     database after ``sendMessage`` returned, so a test that has seen the send waits for the mark."""
@@ -292,16 +306,7 @@ async def test_a_build_end_that_failed_to_be_handled_is_looked_at_again_at_the_n
     master = await start_memory_master(tmp_path, REPORTER_CFG)
     reporter = reporter_of(master)
     await reporter._starting
-    generator = reporter.generators[0]
-    real_generate = generator.generate
-
-    async def broken_once(master_, reporter_, kind, build):
-        if kind == BUILD_FINISHED:
-            generator.generate = real_generate
-            raise RuntimeError("database gone")
-        return await real_generate(master_, reporter_, kind, build)
-
-    generator.generate = broken_once
+    fail_once(reporter, BUILD_FINISHED)
     lost = await add_build(master, FAILURE)
     master.reactor.advance(500)
     await add_build(master, SUCCESS)  # handled fine at 500: the mark must not pass the lost one
@@ -323,16 +328,7 @@ async def test_a_build_start_that_failed_to_be_handled_is_not_reported_after_its
     master = await start_memory_master(tmp_path, REPORTER_CFG)
     reporter = reporter_of(master)
     await reporter._starting
-    generator = reporter.generators[0]
-    real_generate = generator.generate
-
-    async def broken_once(master_, reporter_, kind, build):
-        if kind == BUILD_STARTED:
-            generator.generate = real_generate
-            raise RuntimeError("database gone")
-        return await real_generate(master_, reporter_, kind, build)
-
-    generator.generate = broken_once
+    fail_once(reporter, BUILD_STARTED)
     lost = await add_build(master, FAILURE)
     await eventually(lambda: defer.succeed(len(reporter.sent) == 1), "its end sent")
     await master.stopService()
