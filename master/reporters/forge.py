@@ -15,20 +15,17 @@ import re
 from typing import NamedTuple
 
 import treq
-from treq.client import HTTPClient
 from twisted.logger import Logger
 from twisted.web.client import ResponseNeverReceived
 
 from buildfarm.master.process.properties import Interpolate, Properties
-from buildfarm.master.reporters.base import ReporterBase
 from buildfarm.master.reporters.generators.build import BuildStartEndStatusGenerator
-from buildfarm.master.reporters.http import EndpointFailed, http_client
+from buildfarm.master.reporters.http import REQUEST_TIMEOUT_S, EndpointFailed, HTTPReporterBase
 from buildfarm.master.reporters.message import MessageFormatterRenderable
 from buildfarm.master.reporters.sender import ReportRejected
 
 log = Logger()
 
-REQUEST_TIMEOUT_S = 30.0
 MAX_LOGGED_ANSWER_CHARS = 500
 DEFAULT_CONTEXT = "buildbot/%(prop:buildername)s"
 RETRIED_CLIENT_ERRORS = (408, 429)
@@ -87,7 +84,7 @@ def default_generators() -> list:
                                          end_formatter=MessageFormatterRenderable("Build done."))]
 
 
-class ForgeStatusPush(ReporterBase):
+class ForgeStatusPush(HTTPReporterBase):
     """The base of GitHubStatusPush and GitLabStatusPush (see the module's docstring):
     subclasses give ``requests_for(report, build, props, context)``, the (path, JSON body)
     of each request to make, and ``auth_headers(token)``."""
@@ -104,30 +101,18 @@ class ForgeStatusPush(ReporterBase):
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"{kind}: baseURL must be an http:// or https:// URL, not {baseURL!r}")
         super().__init__(generators if generators is not None else self.default_generators(),
-                         name=name, **kwargs)
+                         verify=verify, timeout=timeout, name=name, **kwargs)
         self.token = token
         self.context = self.default_context() if context is None else context
         self.base_url = base_url.rstrip("/")
         self.verbose = bool(verbose)
-        self.verify = verify is not False
         self.debug = bool(debug)
-        self.timeout = timeout
-        self.client = None  # treq's HTTPClient (or a StubTreq in tests), made at start
 
     def default_context(self):
         return Interpolate(DEFAULT_CONTEXT)
 
     def default_generators(self) -> list:
         return default_generators()
-
-    def startService(self):  # noqa: N802 - Twisted's name
-        result = super().startService()
-        if self.client is None:
-            self.client = self.make_client(self.master.reactor)
-        return result
-
-    def make_client(self, reactor) -> HTTPClient:
-        return http_client(reactor, self.verify)
 
     def auth_headers(self, token: str) -> dict:
         raise NotImplementedError

@@ -76,7 +76,27 @@ def http_client(reactor, verify: bool) -> HTTPClient:
     return HTTPClient(Agent(reactor, contextFactory=policy))
 
 
-class HttpStatusPush(ReporterBase):
+class HTTPReporterBase(ReporterBase):
+    """A reporter that talks to a web service: its treq client, made at start (unless a test
+    gave one), checking certificates unless ``verify=False``, and its request ``timeout``."""
+
+    def __init__(self, generators, verify=None, timeout: float = REQUEST_TIMEOUT_S, **kwargs):
+        super().__init__(generators, **kwargs)
+        self.verify = verify is not False
+        self.timeout = timeout
+        self.client = None  # treq's HTTPClient (or a StubTreq in tests), made at start
+
+    def startService(self):  # noqa: N802 - Twisted's name
+        result = super().startService()
+        if self.client is None:
+            self.client = self.make_client(self.master.reactor)
+        return result
+
+    def make_client(self, reactor) -> HTTPClient:
+        return http_client(reactor, self.verify)
+
+
+class HttpStatusPush(HTTPReporterBase):
     """POST each report's body (JSON) to ``serverUrl`` (see the module's docstring)."""
 
     def __init__(self, serverUrl: str, auth=None, headers=None, debug=None, verify=None,  # noqa: N803
@@ -92,24 +112,12 @@ class HttpStatusPush(ReporterBase):
         if cert is not None:
             raise ValueError("HttpStatusPush: cert (a client certificate) is not supported by buildfarm")
         super().__init__(generators if generators is not None else default_generators(),
-                         name=name, **kwargs)
+                         verify=verify, timeout=timeout, name=name, **kwargs)
         self.server_url = serverUrl
         self.auth = tuple(auth) if auth is not None else None
         self.headers = dict(headers or {})
         self.debug = bool(debug)
-        self.verify = verify is not False
         self.skip_encoding = skip_encoding
-        self.timeout = timeout
-        self.client = None  # treq's HTTPClient (or a StubTreq in tests), made at start
-
-    def startService(self):  # noqa: N802 - Twisted's name
-        result = super().startService()
-        if self.client is None:
-            self.client = self.make_client(self.master.reactor)
-        return result
-
-    def make_client(self, reactor) -> HTTPClient:
-        return http_client(reactor, self.verify)
 
     async def sendMessage(self, reports: list) -> None:  # noqa: N802 - Buildbot's name
         auth, headers = await self._rendered_credentials()
