@@ -18,6 +18,7 @@ import pytest_twisted
 from buildfarm.common.results import SUCCESS
 from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.auth.sessions import COOKIE_NAME
+from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.api import JSONAPI
@@ -122,7 +123,9 @@ SURFACES = [("api", JSONAPI, ""), ("pages", WebUI, ""), ("slaveapi", SlaveAPI, "
 
 
 def test_every_klein_rule_of_every_surface_declares_its_scope():
-    for _, app_class, _ in SURFACES:
+    # The Isolate API (master/cas/api.py) takes its scopes' namespace from each request's body or
+    # ticket: the walk below cannot make those, so tests/unit/test_cas_api.py tries its callers.
+    for _, app_class, _ in [*SURFACES, ("cas", IsolateAPI, "")]:
         table = app_class.routes
         for rule in app_class.app.url_map.iter_rules():
             endpoint = rule.endpoint.removesuffix("_branch")
