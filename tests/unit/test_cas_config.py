@@ -1,13 +1,11 @@
 """c['cas'] validated into CASSettings (master/cas/config.py), and checked by load_config."""
 
-import os
-import re
-
 import pytest
 
 from buildfarm.master.cas.config import validate_cas_config
 from buildfarm.master.cas.settings import DEFAULT_EXPIRY_DAYS, CASSettings
 from buildfarm.master.config import ConfigErrors, load_config
+from tests.fixtures import docexamples
 
 
 def test_no_cas_section_gives_the_file_store_with_30_days_and_a_random_secret():
@@ -55,9 +53,7 @@ def test_load_config_reads_and_checks_c_cas(tmp_path):
 
 
 def test_the_configuration_example_of_docs_cas_md_loads(tmp_path):
-    docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "cas.md")
-    with open(docs) as f:
-        example = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    example = docexamples.example("cas.md", "config")
     (tmp_path / "cas.secret").write_text("a secret\n")
     cfg = tmp_path / "master.cfg"
     cfg.write_text("c = BuildmasterConfig = {}\n" + example)
