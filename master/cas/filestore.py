@@ -43,8 +43,8 @@ class FileStore:
         paths = {d: self.path_of(namespace, d) for d in digests}
         return self._in_thread(lambda: {d for d, p in paths.items() if os.path.isfile(p)})
 
-    def get(self, namespace: Namespace, digest: str, offset: int = 0):
-        return self._in_thread(_read, self.path_of(namespace, digest), digest, offset)
+    def get(self, namespace: Namespace, digest: str, offset: int = 0, length: int | None = None):
+        return self._in_thread(_read, self.path_of(namespace, digest), digest, offset, length)
 
     def put(self, namespace: Namespace, digest: str, size: int, data: bytes):
         return self._in_thread(self._put, namespace, self.path_of(namespace, digest), digest, size, data)
@@ -101,14 +101,14 @@ def verify(namespace: Namespace, digest: str, size: int, data: bytes) -> None:
         raise ContentMismatch(f"content's {namespace.digest_hash} is {hasher.hexdigest()}, not {digest}")
 
 
-def _read(path: str, digest: str, offset: int) -> tuple[bytes, int]:
+def _read(path: str, digest: str, offset: int, length: int | None = None) -> tuple[bytes, int]:
     try:
         with open(path, "rb") as f:
             total = os.fstat(f.fileno()).st_size
             if offset > total:
                 raise ValueError(f"offset {offset} is past the item's {total} stored bytes")
             f.seek(offset)
-            return f.read(), total
+            return f.read(-1 if length is None else length), total
     except FileNotFoundError:
         raise NotStored(digest) from None
 

@@ -24,10 +24,11 @@ class IContentStore(Interface):
         """Deferred: the set of those ``digests`` (hex strings) stored in ``namespace``
         (a ``Namespace``)."""
 
-    def get(namespace, digest, offset=0):
-        """Deferred: ``(data, total)``: the stored bytes of ``digest`` from ``offset`` on, and
-        the stored size; fails with ``NotStored`` when it is absent (or ``offset`` is past
-        its end: ``ValueError``)."""
+    def get(namespace, digest, offset=0, length=None):
+        """Deferred: ``(data, total)``: the stored bytes of ``digest`` from ``offset`` on (at
+        most ``length`` of them when given: /browse streams an item in pieces), and the
+        stored size; fails with ``NotStored`` when it is absent (or ``offset`` is past its
+        end: ``ValueError``)."""
 
     def put(namespace, digest, size, data):
         """Deferred: store ``data`` (the item as ``namespace`` stores it) under ``digest`` once

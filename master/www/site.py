@@ -1,9 +1,10 @@
 """``WWWService``: the master's HTTP listener.
 
-One site, four apps, chosen by the first segment of the path (``SiteRoot``): ``/api/...``,
+One site, five apps, chosen by the first segment of the path (``SiteRoot``): ``/api/...``,
 ``/slaveapi/...`` and ``/metrics`` go to the JSON app (www/api.py), ``/change_hook/...`` to the
 webhooks (www/changehook.py), ``/_ah/...`` to the content-addressed store's Isolate API
-(cas/api.py), everything else to the HTML pages (www/ui/).
+(cas/api.py), ``/browse...`` to the store's pages (cas/browse.py, rendered by the pages'
+templates), everything else to the HTML pages (www/ui/).
 """
 
 import os
@@ -13,6 +14,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from buildfarm.master.cas.api import MAX_JSON_BODY_BYTES, IsolateAPI, cas_error_body
+from buildfarm.master.cas.browse import CASBrowser
 from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES
 from buildfarm.master.http.site import (
@@ -47,6 +49,7 @@ JSON_SEGMENTS = frozenset({b"api", b"slaveapi", b"metrics"})
 HOOK_SEGMENT = b"change_hook"
 CAS_SEGMENT = b"_ah"
 CAS_PREFIX = "/_ah/"
+BROWSE_SEGMENT = b"browse"
 
 
 class SiteRoot(Resource):
@@ -58,12 +61,13 @@ class SiteRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, json_app, pages, hooks=None, cas=None):
+    def __init__(self, json_app, pages, hooks=None, cas=None, browse=None):
         super().__init__()
         self.json_app = json_app
         self.pages = pages
         self.hooks = hooks
         self.cas = cas
+        self.browse = browse
 
     def render(self, request):
         first = request.postpath[0] if request.postpath else b""
@@ -71,6 +75,8 @@ class SiteRoot(Resource):
             return self.hooks.render(request)
         if first == CAS_SEGMENT and self.cas is not None:
             return self.cas.render(request)
+        if first == BROWSE_SEGMENT and self.browse is not None:
+            return self.browse.render(request)
         return (self.json_app if first in JSON_SEGMENTS else self.pages).render(request)
 
 
@@ -87,9 +93,11 @@ class WWWService(ListeningService):
         """The twisted.web Site with every resource of the master."""
         cas = self.master.config.cas
         store = FileStore(os.path.join(self.master.basedir, cas.path), self.master.reactor)
-        root = SiteRoot(JSONAPI(self.master).resource(), WebUI(self.master).resource(),
+        pages = WebUI(self.master)
+        root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
                         ChangeHookAPI(self.master).resource(),
-                        IsolateAPI(self.master, store, cas, self.master.reactor).resource())
+                        IsolateAPI(self.master, store, cas, self.master.reactor).resource(),
+                        CASBrowser(self.master, store, pages.render, self.master.reactor).resource())
         # an upload PUT takes an item; a JSON call (store_inline of an .isolated) is capped lower
         cas_rule = BodyRule(CAS_PREFIX, max(cas.max_item_bytes, MAX_JSON_BODY_BYTES), cas_error_body)
         return BoundedSite(root, (*BODY_RULES, cas_rule), PAGES_BODY_RULE, self.master.config.www_limits,
