@@ -19,6 +19,7 @@ from buildfarm.common.results import SUCCESS
 from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.auth.sessions import COOKIE_NAME
 from buildfarm.master.cas.api import IsolateAPI
+from buildfarm.master.cas.browse import CASBrowser
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.www.api import JSONAPI
@@ -79,7 +80,8 @@ class Farm:
         """Sample values of a route's arguments."""
         return {"name": "bs1" if "slaves/" in path else ("style.css" if "static/" in path else "runtests"),
                 "slave": "bs1", "action": "get_uptime", "brid": self.brid, "buildid": self.buildid,
-                "number": 0, "logname": "stdio", "slug": "stdio", "logid": self.logid, "changeid": 1}
+                "number": 0, "logname": "stdio", "slug": "stdio", "logid": self.logid, "changeid": 1,
+                "namespace": "default-gzip"}  # /browse's scope: the query's namespace, by default this
 
     async def state(self) -> tuple:
         """What a write could change: requests (and the waiting one's state), changes,
@@ -119,7 +121,9 @@ def expected_scope(template: str, values: dict) -> str:
 
 
 SURFACES = [("api", JSONAPI, ""), ("pages", WebUI, ""), ("slaveapi", SlaveAPI, ""),
-            ("slaveapi", SlaveAPI, "/slaveapi"), ("change_hook", ChangeHookAPI, "")]
+            ("slaveapi", SlaveAPI, "/slaveapi"), ("change_hook", ChangeHookAPI, ""),
+            ("browse", CASBrowser, "")]
+HTML_SURFACES = ("pages", "browse")
 
 
 def test_every_klein_rule_of_every_surface_declares_its_scope():
@@ -232,7 +236,7 @@ async def test_every_route_answers_each_caller_as_its_scope_says_and_refusals_ch
                 else:
                     assert status == int(want), where
                     assert await farm.state() == before, "a refused call changed something: " + where
-                    if surface != "pages":
+                    if surface not in HTML_SURFACES:
                         answer = json.loads(body)
                         if caller == "reader":
                             assert answer["scope"] == scope, where
