@@ -238,6 +238,16 @@ async def test_the_download_is_the_original_bytes_written_in_bounded_pieces(brow
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_uncompressed_item_is_read_from_the_store_a_bounded_piece_at_a_time(browser, store):
+    content = os.urandom(2 * browse.STORED_PIECE_BYTES + 10)
+    digest = await put(store, content, PLAIN)
+    data, total = await store.get(PLAIN, digest, browse.STORED_PIECE_BYTES, 5)
+    assert (data, total) == (content[browse.STORED_PIECE_BYTES:browse.STORED_PIECE_BYTES + 5], len(content))
+    sizes = [len(piece) async for piece in browser.pieces(PLAIN, digest)]
+    assert sizes == [browse.STORED_PIECE_BYTES, browse.STORED_PIECE_BYTES, 10]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_zlib_bomb_is_inflated_one_bounded_piece_at_a_time(browser, store):
     content = b"\0" * (8 * browse.INFLATED_PIECE_BYTES)  # 8 MiB from a few kB stored
     digest = await put(store, content)
