@@ -49,7 +49,7 @@ def test_run_isolated_names_each_bad_argument(kwargs, message):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({}, "IsolateArchive path (a directory of the build, relative to workdir) must be a non-empty string"),
-    ({"path": "out", "blacklist": r"\.pyc"}, "IsolateArchive blacklist must be a list of regular expressions"),
+    ({"path": "out", "blacklist": r"\.pyc"}, "IsolateArchive blacklist must be a list of regular"),
     ({"path": "out", "blacklist": ["("]}, "IsolateArchive blacklist '(' is not a regular expression"),
     ({"path": "out", "property": None}, "IsolateArchive property must be a non-empty string"),
     ({"path": "out", "namespace": "a b"}, "IsolateArchive namespace: namespace must be"),
