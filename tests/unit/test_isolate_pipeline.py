@@ -43,7 +43,8 @@ def write_tree(root: str, files: dict[str, str]) -> None:
 
 
 async def fetch(master, url: str, digest: str, target) -> None:
-    token = grants.mint(master.config.cas.upload_secret, "default-gzip", ("read",), 60, master.reactor, "test")
+    secret = master.config.cas.upload_secret
+    token = grants.mint(secret, "default-gzip", ("read",), 60, master.reactor, "test")
     server = isolateclient.IsolateServer(url, "default-gzip", reactor=reactor,
                                          headers={"Authorization": f"Bearer {token}"})
     cache = cascache.DiskCache(str(target) + "-cache", cascache.CachePolicies(), reactor)
@@ -113,4 +114,5 @@ async def test_a_property_that_is_not_set_fails_the_step_clearly(master, tmp_pat
     run = await slave_step_run(master, tmp_path, "linux")
     step = steps.RunIsolated(isolated=util.Property("isolated"), server=server_url)
     assert (await run_step(step, run))[0] == FAILURE
-    assert "RunIsolated has no tree to run: isolated rendered to None" in (await log_texts(master, run))["stdio"]
+    logs = await log_texts(master, run)
+    assert "RunIsolated has no tree to run: isolated rendered to None" in logs["stdio"]
