@@ -21,7 +21,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from zope.interface import implementer
@@ -81,9 +81,9 @@ def is_grant(token: str) -> bool:
     return token.startswith(PREFIX)
 
 
-def check(secret: bytes, token: str, clock) -> Grant:
-    """The `Grant` ``token`` stands for; `BadGrant` if it was not minted under ``secret``,
-    was changed, or has expired."""
+def check(secret: bytes | Iterable[bytes], token: str, clock) -> Grant:
+    """The `Grant` ``token`` stands for; `BadGrant` if it was not minted under ``secret`` (or
+    one of several), was changed, or has expired."""
     if not isinstance(token, str) or len(token) > MAX_GRANT_CHARS or not is_grant(token):
         raise BadGrant("not a build grant of this master")
     body, _, mac = token[len(PREFIX):].partition(".")
@@ -91,7 +91,8 @@ def check(secret: bytes, token: str, clock) -> Grant:
         given = _unb64(mac)
     except (ValueError, binascii.Error):
         raise BadGrant("not a build grant of this master") from None
-    if not hmac.compare_digest(given, _mac(secret, body)):
+    candidates = [secret] if isinstance(secret, bytes) else list(secret)
+    if not any(hmac.compare_digest(given, _mac(key, body)) for key in candidates):
         raise BadGrant("the build grant's signature does not match: it was changed, or minted by "
                        "another master (or before its c['cas']['upload_secret'] changed)")
     try:
@@ -140,9 +141,9 @@ class GrantingAuth:
     is identified by the grant alone (an account holding exactly the grant's scopes); any other
     request goes to ``auth`` unchanged."""
 
-    def __init__(self, auth, secret: Callable[[], bytes], clock):
+    def __init__(self, auth, secrets: Callable[[], Iterable[bytes]], clock):
         self.auth = auth
-        self._secret = secret  # read at each check: the store's secret as it is now
+        self._secrets = secrets  # read at each check: the secrets as they are now
         self.clock = clock
 
     def _grant_identity(self, request) -> Identity | None:
@@ -150,7 +151,7 @@ class GrantingAuth:
         if token is None or not is_grant(token):
             return None
         try:
-            grant = check(self._secret(), token, self.clock)
+            grant = check(self._secrets(), token, self.clock)
         except BadGrant as e:
             raise AuthError(401, str(e)) from None
         account = Account(f"build-grant:{grant.holder}", list(grant.scopes), source=GRANT_ACCOUNT_SOURCE)
@@ -182,11 +183,13 @@ class GrantingAuth:
 @implementer(IHTTPMaster)
 class GrantingView:
     """The master as the Isolate API's route table sees it: its ``config``, and its ``auth``
-    wrapped in a `GrantingAuth` over the store's current secret."""
+    wrapped in a `GrantingAuth`.  A grant is accepted under the secret of the master's running
+    configuration (what the steps mint with, also after a reconfig) or ``api_secret`` (the
+    secret the Isolate API was made with)."""
 
-    def __init__(self, master, secret: Callable[[], bytes], clock):
+    def __init__(self, master, api_secret: Callable[[], bytes], clock):
         self._master = master
-        self.auth = GrantingAuth(master.auth, secret, clock)
+        self.auth = GrantingAuth(master.auth, lambda: (master.config.cas.upload_secret, api_secret()), clock)
 
     @property
     def config(self):

@@ -132,3 +132,12 @@ def test_check_reads_back_what_mint_wrote():
         "sha256-deflate", ("cas:read:sha256-deflate",), 1030.0, "build 1")
     with pytest.raises(ValueError, match="read and/or write"):
         grants.mint(SECRET, NS, ("admin",), 30, clock, "build 1")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_grant_under_the_running_configs_secret_is_accepted_by_an_api_made_before(api, master):
+    # A reconfig gives steps a new c['cas']: the API, made with the old settings, still checks
+    # their grants under the running configuration's secret.
+    assert master.config.cas.upload_secret != SECRET
+    token = grant(master, secret=master.config.cas.upload_secret)
+    assert (await post(api, "retrieve", retrieve_body(), token))[0] == 404

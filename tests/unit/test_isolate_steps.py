@@ -4,6 +4,7 @@ the server a slave is sent to."""
 
 import pytest
 
+from buildfarm.master.config import load_config
 from buildfarm.master.process.properties import Property
 from buildfarm.master.process.steps.isolate import (
     IsolateArchive,
@@ -11,7 +12,8 @@ from buildfarm.master.process.steps.isolate import (
     is_loopback_url,
     port_number,
 )
-from fixtures.mastercfg import config_errors
+from fixtures.docexamples import example
+from fixtures.mastercfg import config_errors, write_master_cfg
 
 HASH = "a" * 40
 
@@ -85,3 +87,29 @@ def test_the_www_port_number_is_read_from_its_endpoint():
     assert port_number("tcp:8010") == 8010
     assert port_number("tcp:port=8011:interface=0.0.0.0") == 8011
     assert port_number(None) is None
+
+
+def test_the_pipeline_of_the_docs_loads(tmp_path):
+    text = PIPELINE_HEAD + example("cas.md", "run-pipeline")
+    config = load_config(write_master_cfg(tmp_path, text))
+    build, test = (config_of(config, name) for name in ("build", "test"))
+    assert [type(s).__name__ for s in build.factory.steps] == ["ShellCommand", "IsolateArchive", "Trigger"]
+    [run] = test.factory.steps
+    assert isinstance(run, RunIsolated) and run.hard_timeout == 600 and run.grace_period == 30
+
+
+# What the docs' pipeline fragment adds to: two slaves, empty builders and schedulers.
+PIPELINE_HEAD = """\
+from buildfarm.master.plugins import slaves
+c = BuildmasterConfig = {}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass'), slaves.BuildSlave('bs2', 'pass')]
+c['protocols'] = {'pb': {'port': 9989}}
+c['db'] = {'db_url': 'sqlite:///state.sqlite'}
+c['builders'] = []
+c['schedulers'] = []
+"""
+
+
+def config_of(config, name):
+    [builder] = [b for b in config.builders if b.name == name]
+    return builder
