@@ -3,6 +3,7 @@ as a SlaveBuilder runs them, against the real Isolate API (master/cas/api.py on 
 served on a loopback port, with a build grant as their credentials: real trees, real processes,
 timers on an injected clock."""
 
+import fcntl
 import json
 import os
 import signal
@@ -22,7 +23,9 @@ from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.cas.settings import CASSettings
 from buildfarm.slave.commands.isolated import (
     CACHE_DIR,
+    CACHE_LOCK,
     ISOLATE_ERROR_RC,
+    LOCK_POLL_S,
     RUNS_DIR,
     IsolateArchive,
     RunIsolated,
@@ -319,3 +322,40 @@ async def test_isolate_archive_of_a_missing_directory_is_a_clear_failure(served,
     run = await CommandRun(tmp_path, IsolateArchive, clock=reactor, path="nothing", namespace=NS,
                            server=served.url, auth_header=served.auth()).run()
     assert run.rc == ISOLATE_ERROR_RC and "is not a directory" in run.text("stderr")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_run_waits_for_the_cache_another_holds_and_an_interrupt_ends_the_wait(served, tmp_path):
+    digest = await tree_with_command(served, tmp_path, {"a": "a"}, command=["true"])
+    holder = os.open(tmp_path / CACHE_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another run (or isolateserver download) is fetching
+    try:
+        clock = task.Clock()
+        run = CommandRun(tmp_path, RunIsolated, clock=clock, **run_args(served, digest))
+        done = run.command.start()
+        await eventually(lambda: said(run, "waiting for the slave's cache", "header"), "the wait")
+        clock.advance(LOCK_POLL_S * 5)
+        assert not done.called
+        run.command.interrupt("stop")
+        clock.advance(LOCK_POLL_S)
+        await eventually(lambda: done.called, "the run to end")
+    finally:
+        os.close(holder)
+    assert run.rc == ISOLATE_ERROR_RC
+    assert "interrupted while waiting for the slave's cache" in run.text("stderr")
+    assert runs_left(tmp_path) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_run_goes_on_once_the_cache_is_free(served, tmp_path):
+    digest = await tree_with_command(served, tmp_path, {"a": "a"}, command=["true"])
+    holder = os.open(tmp_path / CACHE_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    clock = task.Clock()
+    run = CommandRun(tmp_path, RunIsolated, clock=clock, **run_args(served, digest))
+    done = run.command.start()
+    await eventually(lambda: said(run, "waiting for the slave's cache", "header"), "the wait")
+    os.close(holder)
+    clock.advance(LOCK_POLL_S)
+    await eventually(lambda: done.called, "the run to end")
+    assert run.rc == 0
