@@ -250,11 +250,17 @@ class RunIsolated(_IsolateCommand):
         try:
             try:
                 fetched = await self._fetch(server, treedir)
-                spec = self._processSpec(fetched, treedir, outdir)
+                spec = self._runSpec(fetched, treedir, outdir)
             except Exception as e:  # every failure is a log line, never a traceback
                 self._fail(e)
                 return
-            result = await self._runProcess(spec)
+            try:
+                result = await self._runProcess(spec)
+            except CommandError:
+                raise  # interrupted before it started: as ``shell`` does
+            except Exception as e:  # the process could not be spawned
+                self._fail(e)
+                return
             try:
                 output = await self._archiveOutputs(server, outdir)
             except Exception as e:
@@ -308,7 +314,7 @@ class RunIsolated(_IsolateCommand):
             await task.deferLater(self.context.clock, LOCK_POLL_S, lambda: None)
             waited += LOCK_POLL_S
 
-    def _processSpec(self, fetched, treedir: str, outdir: str) -> ProcessSpec:
+    def _runSpec(self, fetched, treedir: str, outdir: str) -> ProcessSpec:
         command = self.args["command"] or list(fetched.command or [])
         if not command:
             raise IsolateError(f"{self.args['isolated']} has no command and the step gives none")
