@@ -116,3 +116,12 @@ async def test_a_property_that_is_not_set_fails_the_step_clearly(master, tmp_pat
     assert (await run_step(step, run))[0] == FAILURE
     logs = await log_texts(master, run)
     assert "RunIsolated has no tree to run: isolated rendered to None" in logs["stdio"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_without_the_command_fails_the_step_saying_so(master, tmp_path, server_url):
+    run = await slave_step_run(master, tmp_path, "linux")
+    run.build.slavebuilder.slave.commands.pop("run_isolated")  # a stock buildbot-worker's list
+    assert (await run_step(steps.RunIsolated(isolated="a" * 40, server=server_url), run))[0] == FAILURE
+    logs = await log_texts(master, run)
+    assert "this slave has no 'run_isolated' command" in logs["stdio"]
