@@ -96,6 +96,7 @@ setup(
         "console_scripts": [
             "buildmaster = buildfarm.master.scripts.runner:main",
             "buildslave = buildfarm.slave.scripts.runner:main",
+            "isolateserver = buildfarm.common.isolateserver:main",
         ],
     },
 )

@@ -37,6 +37,7 @@ from buildfarm.master.process.steps.compile import (
     WarningCountingShellCommand,
 )
 from buildfarm.master.process.steps.fs import CopyDirectory, FileExists, MakeDirectory, RemoveDirectory
+from buildfarm.master.process.steps.isolate import IsolateArchive, RunIsolated
 from buildfarm.master.process.steps.mastershell import MasterShellCommand
 from buildfarm.master.process.steps.properties import (
     SetProperties,
@@ -145,6 +146,9 @@ steps = SimpleNamespace(
     GitLab=GitLab,
     Mercurial=Mercurial,
     SVN=SVN,
+    # buildfarm's own: runs from a hash (docs/cas.md)
+    RunIsolated=RunIsolated,
+    IsolateArchive=IsolateArchive,
 )
 _web_auth_names = {name: getattr(_authz, name) for name in _authz.BUILDBOT_NAMES} | {
     name: getattr(_webauth, name) for name in _webauth.BUILDBOT_NAMES}

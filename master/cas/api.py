@@ -29,6 +29,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.identity import AuthError
+from buildfarm.master.cas.grants import GrantingView
 from buildfarm.master.cas.interfaces import ContentMismatch, NotStored
 from buildfarm.master.cas.isolated import BadIsolated, check_isolated
 from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
@@ -78,7 +79,9 @@ class IsolateAPI:
     routes = RouteTable(app, "cas")
 
     def __init__(self, master, store, settings: CASSettings, reactor, pool=None):
-        self.master = master
+        # The route table checks every caller's scope through this view: a build grant
+        # (master/cas/grants.py) gives its scopes only; any other caller is the master's auth's.
+        self.master = GrantingView(master, lambda: self.settings.upload_secret, reactor)
         self.store = store
         self.settings = settings
         self.reactor = reactor

@@ -10,6 +10,7 @@ from buildfarm.slave.commands.fs import (
     RemoveFile,
     StatFile,
 )
+from buildfarm.slave.commands.isolated import IsolateArchive, RunIsolated
 from buildfarm.slave.commands.shell import ShellCommand
 from buildfarm.slave.commands.transfer import DownloadFile, UploadDirectory, UploadFile
 
@@ -17,6 +18,7 @@ COMMANDS = (
     ShellCommand,
     UploadFile, UploadDirectory, DownloadFile,
     MakeDirectory, RemoveDirectory, CopyDirectory, StatFile, GlobPath, ListDir, RemoveFile,
+    RunIsolated, IsolateArchive,
 )
 
 

@@ -142,7 +142,7 @@ def test_workdir_is_relative_to_the_builder_directory(tmp_path, clock):
 
 
 ALL_COMMANDS = {"shell", "uploadFile", "uploadDirectory", "downloadFile", "mkdir", "rmdir",
-                "cpdir", "stat", "glob", "listdir", "rmfile"}
+                "cpdir", "stat", "glob", "listdir", "rmfile", "run_isolated", "isolate_archive"}
 
 
 def test_registry_reports_every_command_at_the_4x_version():

@@ -1,0 +1,314 @@
+"""The Isolate client (common/isolateclient.py) against the real Isolate v1 API (master/cas/api.py
+on a real file store and an in-memory master's auth service), served on a loopback port: the
+archive pipeline's batches, its bounds and statistics, downloads into a DiskCache and what goes
+wrong."""
+
+import base64
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import zlib
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.python.threadpool import ThreadPool
+from twisted.web.server import Site
+
+from buildfarm.common import cascache, isolateclient
+from buildfarm.common.isolateclient import IsolateServer, IsolateServerError
+from buildfarm.master.cas.api import IsolateAPI
+from buildfarm.master.cas.filestore import FileStore
+from buildfarm.master.cas.settings import CASSettings
+from fixtures.memorymaster import MASTER_CFG, memory_master_fixture, with_fast_password_checks
+
+ADMIN = {"Authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
+master = memory_master_fixture(MASTER_CFG)
+
+
+class Served:
+    """The real API on 127.0.0.1:<port>; ``calls`` counts requests by method name."""
+
+    def __init__(self, api, port, store_root):
+        self.api = api
+        self.port = port
+        self.store_root = store_root
+        self.url = f"http://127.0.0.1:{port.getHost().port}"
+
+    def stored(self, namespace="default-gzip") -> set[str]:
+        root = os.path.join(self.store_root, namespace)
+        return {name for dirpath, _, names in os.walk(root) for name in names
+                if len(name) == 40 and not dirpath.endswith("tmp")}
+
+
+@pytest.fixture
+def served(master, tmp_path):
+    with_fast_password_checks(master)
+    pool = ThreadPool(minthreads=1, maxthreads=4, name="cas-api-test")
+    pool.start()
+    settings = CASSettings(inline_max_bytes=100, retrieve_inline_max_bytes=1000, upload_secret=b"k" * 32)
+    store_root = str(tmp_path / "cas")
+    # the API's own reactor is the master's clock for tickets; its threads answer on the real one
+    api = IsolateAPI(master, FileStore(store_root, reactor, pool), settings, master.reactor, pool)
+    port = reactor.listenTCP(0, Site(api.resource()), interface="127.0.0.1")
+    yield Served(api, port, store_root)
+    port.stopListening()
+    pool.stop()
+
+
+class RecordingServer(IsolateServer):
+    """The real client, recording the preupload batch sizes and the most calls in flight."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+        self.in_flight = {"preupload": 0, "push": 0, "retrieve": 0}
+        self.most = dict(self.in_flight)
+
+    async def _counted(self, kind, coro):
+        self.in_flight[kind] += 1
+        self.most[kind] = max(self.most[kind], self.in_flight[kind])
+        try:
+            return await coro
+        finally:
+            self.in_flight[kind] -= 1
+
+    async def preupload(self, items):
+        self.batches.append(len(items))
+        return await self._counted("preupload", super().preupload(items))
+
+    async def push(self, ticket, stored):
+        return await self._counted("push", super().push(ticket, stored))
+
+    async def retrieve(self, digest, offset=0, sink=None):
+        return await self._counted("retrieve", super().retrieve(digest, offset, sink))
+
+
+def client(served, cls=RecordingServer, namespace="default-gzip", headers=ADMIN):
+    return cls(served.url, namespace, reactor=reactor, headers=headers)
+
+
+def make_tree(root, count=0, files=None):
+    os.makedirs(root, exist_ok=True)
+    for i in range(count):
+        sub = os.path.join(root, f"d{i % 7}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"f{i}.txt"), "wb") as f:
+            f.write(f"file {i}\n".encode() * (i % 50 + 1))
+    for rel, content in (files or {}).items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(content)
+    return str(root)
+
+
+def test_batches_are_20_20_50_50_50_then_100():
+    sizes = [len(b) for b in isolateclient.batches(list(range(500)))]
+    assert sizes == [20, 20, 50, 50, 50, 100, 100, 100, 10]
+    assert [len(b) for b in isolateclient.batches(list(range(15)))] == [15]
+    assert isolateclient.batches([]) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_archive_checks_in_batches_uploads_only_misses_and_isolated_last(served, tmp_path):
+    tree = make_tree(tmp_path / "tree", 400)
+    server = client(served)
+    result = await isolateclient.archive(server, [tree], reactor=reactor)
+    digest, path = result.items[0]
+    assert path == tree
+    # 400 files in batches 20, 20, 50, 50, 50, 100, 100, 10, then the .isolated on its own
+    assert server.batches == [20, 20, 50, 50, 50, 100, 100, 10, 1]
+    assert server.most["preupload"] <= isolateclient.PREUPLOADS_IN_FLIGHT
+    assert 1 < server.most["push"] <= isolateclient.UPLOADS_IN_FLIGHT
+    stats = result.stats
+    assert (stats.checked, stats.hits, stats.misses, stats.uploaded) == (401, 0, 401, 401)
+    assert stats.hashed == 400 and stats.uploaded_bytes > 0
+    assert len(served.stored()) == 401 and digest in served.stored()
+
+    again = await isolateclient.archive(client(served), [tree], reactor=reactor)
+    assert again.items == result.items
+    assert (again.stats.hits, again.stats.misses, again.stats.uploaded) == (401, 0, 0)
+    assert "401 items checked: 401 hits, 0 misses; uploaded 0 items (0 B)" in str(again.stats)
+    await server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_isolated_of_a_directory_records_links_and_modes(served, tmp_path):
+    tree = make_tree(tmp_path / "tree", files={"bin/run": b"#!/bin/sh\necho hi\n", "data/a": b"a"})
+    os.chmod(os.path.join(tree, "bin/run"), 0o755)
+    os.symlink("../data/a", os.path.join(tree, "bin/link"))
+    server = client(served)
+    result = await isolateclient.archive(server, [tree], reactor=reactor)
+    data = await server.retrieve(result.items[0][0])
+    doc = json.loads(zlib.decompress(data))
+    assert doc["files"]["bin/link"] == {"l": "../data/a"}
+    assert doc["files"]["bin/run"]["m"] == 0o750 and doc["files"]["data/a"]["s"] == 1
+    assert doc["algo"] == "sha-1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_single_file_and_a_big_one_streamed_through_a_temporary_file(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(isolateclient, "IN_MEMORY_ITEM_BYTES", 10_000)
+    temporaries = tmp_path / "tmp"
+    temporaries.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporaries))
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(50_000) + b"z" * 100_000)
+    server = client(served)
+    result = await isolateclient.archive(server, [str(big)], reactor=reactor)
+    assert result.items == [(hashlib.sha1(big.read_bytes()).hexdigest(), str(big))]
+    assert zlib.decompress(await server.retrieve(result.items[0][0])) == big.read_bytes()
+    assert os.listdir(temporaries) == []  # the compressed copy is gone
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_uncompressed_namespace_and_sha256(served, tmp_path):
+    f = tmp_path / "x"
+    f.write_bytes(b"raw content" * 20)
+    server = client(served, namespace="sha256-raw")
+    result = await isolateclient.archive(server, [str(f)], reactor=reactor)
+    assert result.items[0][0] == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert await server.retrieve(result.items[0][0]) == f.read_bytes()
+
+
+@pytest_twisted.ensureDeferred
+async def test_blacklist_leaves_paths_out(served, tmp_path):
+    tree = make_tree(tmp_path / "t", files={"keep.c": b"c", "junk.o": b"o", ".git/HEAD": b"ref"})
+    server = client(served)
+    result = await isolateclient.archive(server, [tree], blacklist=[r"\.o$", r"^\.git"], reactor=reactor)
+    doc = json.loads(zlib.decompress(await server.retrieve(result.items[0][0])))
+    assert sorted(doc["files"]) == ["keep.c"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_digest_cache_spares_hashing_an_unchanged_tree(served, tmp_path):
+    tree = make_tree(tmp_path / "t", 30)
+    state = str(tmp_path / "digests.json")
+    first = await isolateclient.archive(client(served), [tree], digest_cache_path=state, reactor=reactor)
+    second = await isolateclient.archive(client(served), [tree], digest_cache_path=state, reactor=reactor)
+    assert (first.stats.hashed, second.stats.hashed) == (30, 0)
+    assert first.items == second.items
+
+
+async def fresh_cache(tmp_path, name="cache", **policies):
+    return cascache.DiskCache(str(tmp_path / name), cascache.CachePolicies(**policies), reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_download_tree_through_an_empty_then_a_warm_cache(served, tmp_path):
+    tree = make_tree(tmp_path / "tree", 120, files={"big": os.urandom(5000), "run.sh": b"#!/bin/sh\n"})
+    os.chmod(os.path.join(tree, "run.sh"), 0o755)
+    os.symlink("big", os.path.join(tree, "alias"))
+    digest = (await isolateclient.archive(client(served), [tree], reactor=reactor)).items[0][0]
+    cache = await fresh_cache(tmp_path)
+    server = client(served)
+    result = await isolateclient.download_tree(server, digest, str(tmp_path / "out1"), cache, reactor=reactor)
+    assert (result.stats.checked, result.stats.misses, result.stats.downloaded) == (123, 123, 123)
+    assert 1 < server.most["retrieve"] <= isolateclient.DOWNLOADS_IN_FLIGHT
+    assert result.read_only == 1 and len(result.files) == 123
+    out = tmp_path / "out1"
+    for rel in ("big", "d3/f3.txt", "run.sh"):
+        assert (out / rel).read_bytes() == open(os.path.join(tree, rel), "rb").read()
+    assert os.readlink(out / "alias") == "big"
+    assert stat.S_IMODE(os.stat(out / "run.sh").st_mode) == 0o555
+    assert os.stat(out / "big").st_ino == os.stat(cache.path(hashlib.sha1((out / "big").read_bytes())
+                                                             .hexdigest())).st_ino
+
+    warm = client(served)
+    again = await isolateclient.download_tree(warm, digest, str(tmp_path / "out2"), cache, reactor=reactor)
+    assert (again.stats.hits, again.stats.misses, again.stats.downloaded) == (123, 0, 0)
+    assert warm.most["retrieve"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_corrupt_cache_entry_is_fetched_again(served, tmp_path):
+    tree = make_tree(tmp_path / "tree", files={"a": b"alpha" * 100, "b": b"beta"})
+    digest = (await isolateclient.archive(client(served), [tree], reactor=reactor)).items[0][0]
+    cache = await fresh_cache(tmp_path)
+    await isolateclient.download_tree(client(served), digest, str(tmp_path / "o1"), cache, reactor=reactor)
+    entry = cache.path(hashlib.sha1(b"alpha" * 100).hexdigest())
+    os.chmod(entry, 0o644)
+    with open(entry, "wb") as f:
+        f.write(b"x" * 500)  # same size, other content, new mtime
+    result = await isolateclient.download_tree(client(served), digest, str(tmp_path / "o2"), cache,
+                                               reactor=reactor)
+    assert (result.stats.misses, result.stats.downloaded) == (1, 1)
+    assert (tmp_path / "o2" / "a").read_bytes() == b"alpha" * 100
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_tree_being_mapped_is_protected_from_eviction(served, tmp_path):
+    tree = make_tree(tmp_path / "tree", files={f"f{i}": bytes([i]) * 100 for i in range(5)})
+    digest = (await isolateclient.archive(client(served), [tree], reactor=reactor)).items[0][0]
+    # room for the tree's 5 files and its .isolated, but not for the 3 older items too
+    cache = await fresh_cache(tmp_path, max_items=6, min_free_space=0)
+    for i in range(3):
+        content = f"old {i}".encode()
+        cache.write(hashlib.sha1(content).hexdigest(), [content], len(content))
+    result = await isolateclient.download_tree(client(served), digest, str(tmp_path / "o"), cache,
+                                               reactor=reactor)
+    assert len(cache.evicted) == 3 and result.stats.downloaded == 6
+    assert sorted(os.listdir(tmp_path / "o")) == [f"f{i}" for i in range(5)]
+
+    small = await fresh_cache(tmp_path, "small", max_items=3, min_free_space=0)
+    numbers = r"not enough space.*\d+ items would exceed max_items 3; \d+ protected items hold"
+    with pytest.raises(cascache.NoMoreSpace, match=numbers):
+        await isolateclient.download_tree(client(served), digest, str(tmp_path / "o3"), small,
+                                          reactor=reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_download_files_copies_each_writable(served, tmp_path):
+    f = tmp_path / "one"
+    f.write_bytes(b"single" * 300)
+    digest = (await isolateclient.archive(client(served), [str(f)], reactor=reactor)).items[0][0]
+    cache = await fresh_cache(tmp_path)
+    dests = [(digest, str(tmp_path / "out" / "copy1")), (digest, str(tmp_path / "out" / "sub" / "copy2"))]
+    stats = await isolateclient.download_files(client(served), dests, cache, reactor=reactor)
+    assert (stats.checked, stats.downloaded) == (1, 1)
+    for _, dest in dests:
+        assert open(dest, "rb").read() == b"single" * 300 and os.access(dest, os.W_OK)
+
+
+@pytest_twisted.ensureDeferred
+async def test_errors_say_what_failed(served, tmp_path):
+    cache = await fresh_cache(tmp_path)
+    with pytest.raises(IsolateServerError, match=f"{'0' * 40} is not on {served.url}") as e:
+        await isolateclient.download_tree(client(served), "0" * 40, str(tmp_path / "o"), cache,
+                                          reactor=reactor)
+    assert e.value.status == 404
+    anonymous = client(served, headers={})
+    with pytest.raises(IsolateServerError, match=r"preupload failed: HTTP 401: .*preupload\)"):
+        await isolateclient.archive(anonymous, [make_tree(tmp_path / "t", 1)], reactor=reactor)
+    nobody = IsolateServer("http://127.0.0.1:1", "default-gzip", reactor=reactor)
+    with pytest.raises(IsolateServerError, match="cannot connect to http://127.0.0.1:1"):
+        await nobody.server_details()
+
+
+@pytest_twisted.ensureDeferred
+async def test_content_not_matching_its_digest_is_refused_and_reported(served, tmp_path):
+    server = client(served)
+    content = b"what was announced" * 10
+    tickets = await server.preupload([(hashlib.sha1(content).hexdigest(), len(content), False)])
+    with pytest.raises(IsolateServerError, match=r"upload failed: HTTP 400: .*refused"):
+        await server.push(tickets[0], zlib.compress(b"something else" * 13))
+    # and a file that changes between hashing and upload is caught by the client itself
+    f = tmp_path / "moving"
+    f.write_bytes(b"before")
+    plan = isolateclient.plan_archive([str(f)], "sha-1")
+    f.write_bytes(b"after!")
+    with pytest.raises(IsolateServerError, match="changed while archiving"):
+        isolateclient.prepare_upload(plan.files[plan.results[0][0]], "sha-1", True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_retrieve_by_url_resumes_from_an_offset(served, tmp_path):
+    f = tmp_path / "large"
+    f.write_bytes(os.urandom(4000))
+    server = client(served)
+    digest = (await isolateclient.archive(server, [str(f)], reactor=reactor)).items[0][0]
+    whole = await server.retrieve(digest)
+    assert await server.retrieve(digest, offset=1000) == whole[1000:]
