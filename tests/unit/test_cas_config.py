@@ -24,12 +24,12 @@ def test_a_full_cas_section_is_taken(tmp_path):
         "inline_max_bytes": 10, "retrieve_inline_max_bytes": 20, "upload_secret": {"file": "cas.secret"}}},
         str(tmp_path))
     assert problems == []
-    assert settings == CASSettings("file", "store", 7.0, 1000, 10, 20, b"from-a-file")
+    assert settings == CASSettings("file", "store", 7.0, 1000, 10, 20, b"from-a-file", True)
 
 
 @pytest.mark.parametrize("cas, message", [
     ([], "must be a dict"),
-    ({"backend": "s3"}, "backend"),
+    ({"backend": "tape"}, "backend"),
     ({"bogus": 1}, "unknown c['cas'] key 'bogus'"),
     ({"expiry_days": 0}, "expiry_days"),
     ({"expiry_days": True}, "expiry_days"),
