@@ -22,6 +22,7 @@ from buildfarm.master.www.api import JSONAPI
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, start_memory_master, with_fast_password_checks
 from fixtures.moto_server import MotoServer
+from tests.fixtures import docexamples
 
 ADMIN = {"Authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
 CAS = {"expiry_days": 1, "janitor_interval": 600, "upload_secret": "first-secret",
@@ -159,6 +160,19 @@ async def test_metrics_count_items_hits_misses_and_bytes_in_and_out(start):
     assert samples['buildfarm_cas_bytes_out_total{namespace="default-gzip"}'] == stored - 2
     assert samples['buildfarm_cas_items{namespace="default-gzip"}'] == 1
     assert samples['buildfarm_cas_bytes{namespace="default-gzip"}'] == stored
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_metrics_docs_cas_md_lists_are_the_ones_served(start):
+    master = await start()
+    await master.cas.janitor.run_pass()
+    await store_inline(master, b"counted")
+    await call(master, "retrieve", {"digest": item(b"counted")["digest"], "namespace": "default-gzip"})
+    master.reactor.advance(LIFETIME_S + GRACE_S)
+    await master.cas.janitor.run_pass()  # expires it
+    served = {name.split("{", 1)[0] for name in await metrics(master) if "_created" not in name}
+    documented = {line.split()[0] for line in docexamples.example("cas.md", "store-metrics").splitlines()}
+    assert documented == served
 
 
 @pytest_twisted.ensureDeferred
