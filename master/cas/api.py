@@ -28,7 +28,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.identity import AuthError
-from buildfarm.master.cas.interfaces import ContentMismatch, NotStored, Stored
+from buildfarm.master.cas.interfaces import ContentMismatch, NotStored, Stored, StoreUnavailable
 from buildfarm.master.cas.isolated import BadIsolated, check_isolated
 from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
 from buildfarm.master.cas.settings import CASSettings
@@ -103,6 +103,11 @@ class IsolateAPI:
     def _cas_error(self, request, failure):
         e = failure.value
         return self._error(request, e.status, e.message, e.reason)
+
+    @app.handle_errors(StoreUnavailable)
+    def _store_unavailable(self, request, failure):
+        log.error("CAS back-end failed on {path}: {why}", path=request.path, why=str(failure.value))
+        return self._error(request, 503, f"the store is unavailable: {failure.value}", "backendError")
 
     @app.handle_errors(AuthError)
     def _auth_error(self, request, failure):

@@ -20,7 +20,7 @@ import tempfile
 from twisted.internet import threads
 from zope.interface import implementer
 
-from buildfarm.master.cas.interfaces import ExpiryPass, IContentStore, NotStored, Stored
+from buildfarm.master.cas.interfaces import ExpiryPass, IContentStore, NotStored, Stored, unavailable_on
 from buildfarm.master.cas.locking import SharedLock
 from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
 from buildfarm.master.cas.settings import Expiry
@@ -49,8 +49,10 @@ class FileStore:
         return os.path.join(self.root, namespace.name, digest[:2], digest)
 
     def _in_thread(self, fn, *args):
+        """``fn(*args)`` on the pool; a disk failure becomes ``StoreUnavailable``."""
         pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
-        return threads.deferToThreadPool(self.reactor, pool, fn, *args)
+        guarded = unavailable_on((OSError,), f"the store's disk at {self.root}")(fn)
+        return threads.deferToThreadPool(self.reactor, pool, guarded, *args)
 
     def contains(self, namespace: Namespace, digests):
         paths = {d: self.path_of(namespace, d) for d in digests}

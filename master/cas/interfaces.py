@@ -21,6 +21,26 @@ class ContentMismatch(ValueError):
     """Bytes offered for a digest whose hash or size they do not have (never stored)."""
 
 
+class StoreUnavailable(Exception):
+    """The back-end failed (a disk error, S3 unreachable or refusing): the message says what;
+    the API answers 503."""
+
+
+def unavailable_on(errors: tuple, where: str):
+    """A wrapper of a back-end function that turns ``errors`` into ``StoreUnavailable``."""
+
+    def wrap(fn):
+        def call(*args):
+            try:
+                return fn(*args)
+            except errors as e:
+                raise StoreUnavailable(f"{where}: {e}") from e
+
+        return call
+
+    return wrap
+
+
 @dataclass(frozen=True)
 class Stored:
     """What a put did: whether it added a new item (False: it was there, and is refreshed),

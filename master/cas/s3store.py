@@ -13,9 +13,9 @@ Expiry: an item's last refresh (the injected clock's seconds) is in its metadata
 (``x-amz-meta-refreshed``), written by the put and, for a refresh, by a ``CopyObject`` of the
 object onto itself with new metadata (S3 cannot change metadata in place; the copy is made
 inside S3, no bytes go through the master).  The janitor lists the bucket, takes the objects
-whose ``LastModified`` is old enough as candidates (a refresh moves it too), reads each
-candidate's metadata again under the exclusive side of the lock and deletes the expired ones
-with ``DeleteObjects``, a batch at a time.
+whose ``LastModified`` is old enough (give or take ``CLOCK_SKEW_S``; a refresh moves it too)
+as candidates, reads each candidate's metadata again under the exclusive side of the lock and
+deletes the expired ones with ``DeleteObjects``, a batch at a time.
 
 boto3 blocks: every call runs on the thread pool, with botocore's own timeouts and retries.
 """
@@ -25,11 +25,11 @@ import threading
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from twisted.internet import threads
 from zope.interface import implementer
 
-from buildfarm.master.cas.interfaces import ExpiryPass, IContentStore, NotStored, Stored
+from buildfarm.master.cas.interfaces import ExpiryPass, IContentStore, NotStored, Stored, unavailable_on
 from buildfarm.master.cas.locking import SharedLock
 from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
 from buildfarm.master.cas.settings import Expiry, S3Location
@@ -41,6 +41,9 @@ MAX_ATTEMPTS = 3
 REFRESHED_KEY = "refreshed"  # x-amz-meta-refreshed: the clock's seconds of the last refresh
 MAX_DELETE_KEYS = 1000  # DeleteObjects takes at most this many keys a call
 MISSING_CODES = ("404", "NoSuchKey", "NotFound")
+# How far S3's clock (LastModified) may run ahead of the master's: the listing takes objects
+# this much younger as candidates too; their metadata, in the master's time, decides.
+CLOCK_SKEW_S = 300.0
 
 
 @implementer(IContentStore)
@@ -81,8 +84,10 @@ class S3Store:
             return self._client
 
     def _in_thread(self, fn, *args):
+        """``fn(*args)`` on the pool; an S3 failure becomes ``StoreUnavailable``."""
         pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
-        return threads.deferToThreadPool(self.reactor, pool, fn, *args)
+        guarded = unavailable_on((ClientError, BotoCoreError), f"S3 bucket {self.bucket!r}")(fn)
+        return threads.deferToThreadPool(self.reactor, pool, guarded, *args)
 
     # -- presence and refresh ---------------------------------------------------------------
 
@@ -192,7 +197,7 @@ class S3Store:
                 namespace = self._namespace_of(obj["Key"])
                 if namespace is None:
                     continue
-                if self.expiry.may_delete(now - obj["LastModified"].timestamp()):
+                if self.expiry.may_delete(now - obj["LastModified"].timestamp() + CLOCK_SKEW_S):
                     candidates.append((namespace, obj["Key"], obj["Size"]))
                     if len(candidates) >= batch:
                         self._delete(candidates, now, found)

@@ -231,25 +231,46 @@ async def test_limits_and_expiry_apply_at_reconfig(start):
     assert master.cas.metrics.janitor_passes.labels("ok")._value.get() == passes + 2
 
 
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    server = MotoServer.start(str(tmp_path_factory.mktemp("moto")))
+    server.s3().create_bucket(Bucket="isolate")
+    yield server
+    server.stop()
+
+
+def s3_settings(moto, bucket="isolate") -> dict:
+    return {"backend": "s3", "bucket": bucket, "prefix": "cas/", "endpoint_url": moto.endpoint_url,
+            "region": moto.region, "access_key_id": moto.access_key_id,
+            "secret_access_key": moto.secret_access_key}
+
+
 @pytest_twisted.ensureDeferred
-async def test_a_reconfig_moves_the_store_to_s3(start, tmp_path):
-    moto = MotoServer.start(str(tmp_path))
-    try:
-        moto.s3().create_bucket(Bucket="isolate")
-        master = await start()
-        await store_inline(master, b"on disk")
-        await reconfig(master, backend="s3", bucket="isolate", prefix="cas/", endpoint_url=moto.endpoint_url,
-                       region=moto.region, access_key_id=moto.access_key_id,
-                       secret_access_key=moto.secret_access_key)
-        assert isinstance(master.cas.store, S3Store)
-        await store_inline(master, b"in the bucket")
-        listed = moto.s3().list_objects_v2(Bucket="isolate")["Contents"]
-        assert [o["Key"] for o in listed] == [f"cas/default-gzip/{item(b'in the bucket')['digest']}"]
-        code, answer = await call(master, "retrieve", {"digest": item(b"in the bucket")["digest"],
-                                                       "namespace": "default-gzip"})
-        assert code == 200 and zlib.decompress(base64.b64decode(answer["content"])) == b"in the bucket"
-    finally:
-        moto.stop()
+async def test_a_reconfig_moves_the_store_to_s3(start, moto):
+    master = await start()
+    await store_inline(master, b"on disk")
+    await reconfig(master, **s3_settings(moto))
+    assert isinstance(master.cas.store, S3Store)
+    await store_inline(master, b"in the bucket")
+    listed = moto.s3().list_objects_v2(Bucket="isolate")["Contents"]
+    assert [o["Key"] for o in listed] == [f"cas/default-gzip/{item(b'in the bucket')['digest']}"]
+    code, answer = await call(master, "retrieve", {"digest": item(b"in the bucket")["digest"],
+                                                   "namespace": "default-gzip"})
+    assert code == 200 and zlib.decompress(base64.b64decode(answer["content"])) == b"in the bucket"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_back_end_is_a_503_that_names_it_and_a_failed_janitor_pass(start, moto):
+    master = await start(**s3_settings(moto, bucket="no-such-bucket"))
+    code, answer = await call(master, "preupload", {"items": [item(b"z")], "namespace": "default-gzip"})
+    assert code == 200  # a HEAD answers a missing bucket as a missing item: it is asked for
+    code, answer = await call(master, "store_inline", {
+        "upload_ticket": answer["items"][0]["upload_ticket"],
+        "content": base64.b64encode(zlib.compress(b"z")).decode()})
+    assert code == 503 and answer["error"]["errors"][0]["reason"] == "backendError"
+    assert "no-such-bucket" in answer["error"]["message"] and "NoSuchBucket" in answer["error"]["message"]
+    await master.cas.janitor.run_pass()
+    assert (await metrics(master))['buildfarm_cas_janitor_passes_total{outcome="failed"}'] >= 1
 
 
 # -- streamed uploads through a real port ---------------------------------------------------
