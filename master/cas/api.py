@@ -28,6 +28,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.identity import AuthError
+from buildfarm.master.cas.download import stream_to
 from buildfarm.master.cas.interfaces import ContentMismatch, NotStored, Stored, StoreUnavailable
 from buildfarm.master.cas.isolated import BadIsolated, check_isolated
 from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
@@ -280,31 +281,41 @@ class IsolateAPI:
         namespace = self._namespace(body.get("namespace", "default-gzip"))
         digest = self._digest(namespace, body.get("digest"))
         offset = _int(body.get("offset", 0), "offset")
-        data, total = await self._get(namespace, digest, offset)
-        if total > self.settings.retrieve_inline_max_bytes:
-            return self._json(request, {"url": f"{self._base_url(request)}{PREFIX}/content/"
-                                               f"{namespace.name}/{digest}"})
-        self._sent(namespace, data)
+        reader, total = await self._open(namespace, digest, offset)
+        try:
+            if total > self.settings.retrieve_inline_max_bytes:  # never read into memory
+                return self._json(request, {"url": f"{self._base_url(request)}{PREFIX}/content/"
+                                                   f"{namespace.name}/{digest}"})
+            data = await self._in_pool(reader.read)
+        finally:
+            await self._in_pool(reader.close)
+        self._sent(namespace, len(data))
         return self._json(request, {"content": base64.b64encode(data).decode("ascii")})
 
-    def _sent(self, namespace: Namespace, data: bytes) -> None:
+    def _sent(self, namespace: Namespace, size: int) -> None:
         if self.metrics is not None:
-            self.metrics.sent(namespace.name, len(data))
+            self.metrics.sent(namespace.name, size)
+
+    def _in_pool(self, fn, *args):
+        pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
+        return threads.deferToThreadPool(self.reactor, pool, fn, *args)
 
     @routes.route(f"{PREFIX}/content/<string:namespace>/<string:digest>", "GET", scope="cas:read:{namespace}")
     async def content(self, request, namespace, digest):
         """The raw stored bytes; ``Range: bytes=N-`` (or ``?offset=N``) answers 206 from ``N``
-        with ``Content-Range``."""
+        with ``Content-Range``.  Streamed as read (cas/download.py), never held whole."""
         ns = self._namespace(namespace)
         digest = self._digest(ns, digest)
         offset = self._range_start(request)
-        data, total = await self._get(ns, digest, offset)
+        reader, total = await self._open(ns, digest, offset)
         request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"content-length", str(total - offset).encode())
         if offset:
             request.setResponseCode(206)
             request.setHeader(b"content-range", f"bytes {offset}-{max(offset, total - 1)}/{total}".encode())
-        self._sent(ns, data)
-        return data
+        pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
+        await stream_to(request, reader, self.reactor, pool, lambda size: self._sent(ns, size))
+        return None
 
     def _range_start(self, request) -> int:
         header = request.getHeader(b"range")
@@ -322,9 +333,10 @@ class IsolateAPI:
         except BadNamespace as e:
             raise CASError(400, str(e)) from None
 
-    async def _get(self, namespace: Namespace, digest: str, offset: int) -> tuple[bytes, int]:
+    async def _open(self, namespace: Namespace, digest: str, offset: int):
+        """``(reader, total)`` of the stored item from ``offset``; 404 or 416 otherwise."""
         try:
-            return await self.store.get(namespace, digest, offset)
+            return await self.store.open(namespace, digest, offset)
         except NotStored:
             raise CASError(404, f"{digest} is not stored in namespace {namespace.name!r}",
                            "notFound") from None

@@ -75,6 +75,9 @@ class FileStore:
     def get(self, namespace: Namespace, digest: str, offset: int = 0):
         return self._in_thread(_read, self.path_of(namespace, digest), digest, offset)
 
+    def open(self, namespace: Namespace, digest: str, offset: int = 0):
+        return self._in_thread(_open, self.path_of(namespace, digest), digest, offset)
+
     def put(self, namespace: Namespace, digest: str, size: int, data):
         return self._in_thread(self._put, namespace, self.path_of(namespace, digest), digest, size, data,
                                self.reactor.seconds())
@@ -168,15 +171,27 @@ def _scandir(path: str):
 
 
 def _read(path: str, digest: str, offset: int) -> tuple[bytes, int]:
+    f, total = _open(path, digest, offset)
+    with f:
+        return f.read(), total
+
+
+def _open(path: str, digest: str, offset: int):
+    """The item's file open at ``offset``, and its size.  Once open, it reads whole even if
+    the janitor deletes the item meanwhile."""
     try:
-        with open(path, "rb") as f:
-            total = os.fstat(f.fileno()).st_size
-            if offset > total:
-                raise ValueError(f"offset {offset} is past the item's {total} stored bytes")
-            f.seek(offset)
-            return f.read(), total
+        f = open(path, "rb")
     except FileNotFoundError:
         raise NotStored(digest) from None
+    try:
+        total = os.fstat(f.fileno()).st_size
+        if offset > total:
+            raise ValueError(f"offset {offset} is past the item's {total} stored bytes")
+        f.seek(offset)
+    except BaseException:
+        f.close()
+        raise
+    return f, total
 
 
 def _remove(path: str) -> None:

@@ -78,6 +78,11 @@ class IContentStore(Interface):
         the stored size; fails with ``NotStored`` when it is absent (or ``offset`` is past
         its end: ``ValueError``)."""
 
+    def open(namespace, digest, offset=0):
+        """Deferred: ``(reader, total)``: a reader of the stored bytes of ``digest`` from
+        ``offset`` on (blocking ``read(n)`` and ``close()``: call them on a thread) and the
+        stored size; fails as ``get`` does.  For streaming a large item."""
+
     def put(namespace, digest, size, data):
         """Deferred ``Stored``: store ``data`` (bytes, or a binary file positioned at its start:
         the item as ``namespace`` stores it) under ``digest`` once its uncompressed content is

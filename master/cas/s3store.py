@@ -26,7 +26,7 @@ import threading
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from zope.interface import implementer
 
 from buildfarm.master.cas.interfaces import ExpiryPass, IContentStore, NotStored, Stored, unavailable_on
@@ -39,6 +39,7 @@ CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
 MAX_ATTEMPTS = 3
 REFRESHED_KEY = "refreshed"  # x-amz-meta-refreshed: the clock's seconds of the last refresh
+HEADS_PER_CALL = 10  # presence checks of one pool call (the calls of a batch run in parallel)
 MAX_DELETE_KEYS = 1000  # DeleteObjects takes at most this many keys a call
 MISSING_CODES = ("404", "NoSuchKey", "NotFound")
 # How far S3's clock (LastModified) may run ahead of the master's: the listing takes objects
@@ -92,8 +93,16 @@ class S3Store:
     # -- presence and refresh ---------------------------------------------------------------
 
     def contains(self, namespace: Namespace, digests):
-        keys = {d: self.key_of(namespace, d) for d in digests}
-        return self._in_thread(self._contains, keys, self.reactor.seconds())
+        """One ``HeadObject`` an item, ``HEADS_PER_CALL`` of them a pool call, the calls in
+        parallel (a batch of 100 costs about ten round trips, not a hundred)."""
+        keys = sorted((d, self.key_of(namespace, d)) for d in digests)
+        now = self.reactor.seconds()
+        calls = [self._in_thread(self._contains, dict(keys[i:i + HEADS_PER_CALL]), now)
+                 for i in range(0, len(keys), HEADS_PER_CALL)]
+        d = defer.gatherResults(calls, consumeErrors=True)
+        d.addCallback(lambda found: set().union(*found))
+        d.addErrback(lambda failure: failure.value.subFailure)  # the first call's own failure
+        return d
 
     def _contains(self, keys: dict, now: float) -> set:
         present = set()
@@ -134,6 +143,16 @@ class S3Store:
         return self._in_thread(self._get, self.key_of(namespace, digest), digest, offset)
 
     def _get(self, key: str, digest: str, offset: int) -> tuple[bytes, int]:
+        body, total = self._open(key, digest, offset)
+        with body:
+            return body.read(), total
+
+    def open(self, namespace: Namespace, digest: str, offset: int = 0):
+        return self._in_thread(self._open, self.key_of(namespace, digest), digest, offset)
+
+    def _open(self, key: str, digest: str, offset: int):
+        """The object's body from ``offset`` (a ranged ``GetObject``, read as it streams) and
+        its size."""
         extra = {"Range": f"bytes={offset}-"} if offset else {}
         try:
             answer = self.client().get_object(Bucket=self.bucket, Key=key, **extra)
@@ -141,18 +160,17 @@ class S3Store:
             if _missing(e):
                 raise NotStored(digest) from None
             if e.response.get("Error", {}).get("Code") == "InvalidRange":
-                return self._past_the_end(key, digest, offset)
+                return io.BytesIO(), self._past_the_end(key, digest, offset)
             raise
-        with answer["Body"] as body:
-            data = body.read()
         if offset:
             total = int(answer["ContentRange"].rsplit("/", 1)[1])
         else:
             total = answer["ContentLength"]
-        return data, total
+        return answer["Body"], total
 
-    def _past_the_end(self, key: str, digest: str, offset: int) -> tuple[bytes, int]:
-        """S3 refuses a range that starts at the end: the empty rest, or past it, ValueError."""
+    def _past_the_end(self, key: str, digest: str, offset: int) -> int:
+        """S3 refuses a range that starts at the end: the size (the rest is empty), or past
+        it, ValueError."""
         try:
             total = self.client().head_object(Bucket=self.bucket, Key=key)["ContentLength"]
         except ClientError as e:
@@ -161,7 +179,7 @@ class S3Store:
             raise
         if offset > total:
             raise ValueError(f"offset {offset} is past the item's {total} stored bytes")
-        return b"", total
+        return total
 
     # -- writes -----------------------------------------------------------------------------
 

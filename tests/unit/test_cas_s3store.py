@@ -204,3 +204,12 @@ async def test_objects_under_the_prefix_that_are_no_items_are_left_alone(store, 
     clock.advance(LIFETIME_S * 3)
     assert await store.expire(10) == ExpiryPass()
     assert keys(moto, store) == ["elsewhere/default-gzip/" + "0" * 40, "store/README"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_of_presence_checks_is_answered_across_parallel_calls(store):
+    stored = [item(b"item %d" % i) for i in range(25)]
+    await defer.gatherResults([store.put(GZIP, *entry) for entry in stored[::2]])
+    wanted = {digest for digest, _, _ in stored} | {"0" * 40}
+    assert await store.contains(GZIP, wanted) == {digest for digest, _, _ in stored[::2]}
+    assert await store.contains(GZIP, set()) == set()

@@ -16,6 +16,7 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 
 from buildfarm.master.cas.api import PREFIX
+from buildfarm.master.cas.namespaces import parse_namespace
 from buildfarm.master.cas.s3store import S3Store
 from buildfarm.master.cas.settings import DAY_S
 from buildfarm.master.www.api import JSONAPI
@@ -326,6 +327,41 @@ async def test_an_upload_streams_to_a_spool_file_and_not_into_memory(start, site
     assert os.listdir(master.cas.spool_dir) == []  # the spool file is anonymous and gone
     code, _ = await call(master, "finalize_gs_upload", {"upload_ticket": answer["items"][0]["upload_ticket"]})
     assert code == 200
+
+
+def get_digest(port: int, path: str, offset: int) -> tuple[int, str, int]:
+    """A GET from byte ``offset`` read in 64 KiB blocks: status, SHA-256 of the body, its size."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", path, headers={"Range": f"bytes={offset}-", **ADMIN})
+        response = conn.getresponse()
+        hasher, size = hashlib.sha256(), 0
+        while chunk := response.read(64 * 1024):
+            hasher.update(chunk)
+            size += len(chunk)
+        return response.status, hasher.hexdigest(), size
+    finally:
+        conn.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_download_streams_from_the_store_and_not_through_memory(start, site_port):
+    master = await start()
+    port = await site_port(master)
+    content = os.urandom(24 * 1024 * 1024)
+    digest = hashlib.sha256(content).hexdigest()
+    await master.cas.store.put(parse_namespace("sha256-plain"), digest, len(content), content)
+    tail = hashlib.sha256(content[1000:]).hexdigest()
+    del content
+    tracemalloc.start()
+    try:
+        status, got, size = await threads.deferToThread(
+            get_digest, port, f"{PREFIX}/content/sha256-plain/{digest}", 1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (status, got, size) == (206, tail, 24 * 1024 * 1024 - 1000)
+    assert peak < 8 * 1024 * 1024, f"the download cost {peak} bytes of memory"
 
 
 @pytest_twisted.ensureDeferred
