@@ -207,3 +207,16 @@ async def test_a_put_from_a_spool_file_is_copied_as_it_is_verified(store, tmp_pa
     assert stored.new and stored.stored_bytes == len(data)
     assert stored.md5_b64 == base64.b64encode(hashlib.md5(data).digest()).decode()
     assert await store.get(GZIP, digest) == (data, len(data))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_read_under_way_when_the_janitor_deletes_the_item_still_reads_it_whole(timed_store, clock):
+    digest, size, data = item(os.urandom(100_000))
+    await timed_store.put(GZIP, digest, size, data)
+    reader, total = await timed_store.open(GZIP, digest, 10)
+    clock.advance(LIFETIME_S + EXPIRY.grace_s)
+    assert (await timed_store.expire(10)).deleted == {"default-gzip": [1, len(data)]}
+    with reader:
+        assert (reader.read(), total) == (data[10:], len(data))
+    with pytest.raises(NotStored):
+        await timed_store.open(GZIP, digest)

@@ -83,6 +83,9 @@ async def test_a_stored_item_is_one_object_read_back_whole_or_from_an_offset(sto
     assert await store.get(GZIP, digest) == (data, len(data))
     assert await store.get(GZIP, digest, 100) == (data[100:], len(data))
     assert await store.get(GZIP, digest, len(data)) == (b"", len(data))
+    reader, total = await store.open(GZIP, digest, 4000)  # streamed: a ranged GetObject's body
+    with reader:
+        assert (reader.read(1000), reader.read(), total) == (data[4000:5000], data[5000:], len(data))
     with pytest.raises(ValueError, match="past"):
         await store.get(GZIP, digest, len(data) + 1)
     with pytest.raises(NotStored):
