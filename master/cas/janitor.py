@@ -32,7 +32,8 @@ class Janitor(service.Service):
 
     def startService(self):  # noqa: N802 - Twisted's name
         super().startService()
-        self._schedule(0)
+        self._schedule()
+        self.run_pass()  # the first one at once: it also counts what is stored
 
     def stopService(self):  # noqa: N802
         super().stopService()
@@ -42,18 +43,24 @@ class Janitor(service.Service):
 
     def reschedule(self) -> None:
         """The next pass one (new) interval from now (a reconfig changed it)."""
-        if self.running and self._running is None:
-            self._schedule(self.cas.settings.janitor_interval_s)
+        if self.running:
+            self._schedule()
 
     def run_pass(self) -> defer.Deferred:
         """Run a pass now (or join the one under way); fires when it is done."""
         if self._running is None:
-            self._cancel()
             d = defer.ensureDeferred(self._pass())
             if d.called:  # over already (it failed before reaching a thread)
                 return d
             self._running = d
         return _follow(self._running)
+
+    def _tick(self) -> None:
+        # Fixed rate: the next tick is set before this pass starts (one timer at all times);
+        # a pass still under way when the tick comes is not doubled.
+        self._schedule()
+        if self._running is None:
+            self.run_pass()
 
     async def _pass(self) -> None:
         store = self.cas.store
@@ -72,12 +79,10 @@ class Janitor(service.Service):
                          b=sum(size for _, size in found.deleted.values()))
         finally:
             self._running = None
-            if self.running:
-                self._schedule(self.cas.settings.janitor_interval_s)
 
-    def _schedule(self, delay: float) -> None:
+    def _schedule(self) -> None:
         self._cancel()
-        self._next = self.clock.callLater(delay, self.run_pass)
+        self._next = self.clock.callLater(self.cas.settings.janitor_interval_s, self._tick)
 
     def _cancel(self) -> None:
         if self._next is not None and self._next.active():
