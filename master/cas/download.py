@@ -58,7 +58,8 @@ async def stream_to(request, reader, reactor, pool, on_sent: Callable[[int], Non
             request.write(chunk)
             on_sent(len(chunk))
     finally:
-        request.unregisterProducer()
         # not awaited: the client may have everything and be gone, which cancels this handler
         closed = threads.deferToThreadPool(reactor, pool, reader.close)
         closed.addErrback(lambda f: log.failure("closing a CAS item after sending it failed", f))
+        if request.channel is not None:  # None once the client has gone
+            request.unregisterProducer()

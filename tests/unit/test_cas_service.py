@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, threads
+from twisted.internet import defer, reactor, threads
 
 from buildfarm.master.cas.api import PREFIX
 from buildfarm.master.cas.namespaces import parse_namespace
@@ -21,7 +21,7 @@ from buildfarm.master.cas.s3store import S3Store
 from buildfarm.master.cas.settings import DAY_S
 from buildfarm.master.www.api import JSONAPI
 from fixtures.memoryhttp import render
-from fixtures.memorymaster import MASTER_CFG, start_memory_master, with_fast_password_checks
+from fixtures.memorymaster import MASTER_CFG, eventually, start_memory_master, with_fast_password_checks
 from fixtures.moto_server import MotoServer
 from tests.fixtures import docexamples
 
@@ -376,3 +376,35 @@ async def test_an_upload_over_the_cap_is_refused_before_its_body_and_the_cap_fol
     await reconfig(master, max_item_bytes=1000)
     status, body, _ = await threads.deferToThread(put, port, path, str(tmp_path / "body"), 4096)
     assert status == 413 and json.loads(body)["error"]["code"] == 413
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_leaves_half_way_stops_the_download_and_the_item_is_closed(start, site_port):
+    master = await start()
+    port = await site_port(master)
+    content = os.urandom(16 * 1024 * 1024)
+    digest = hashlib.sha256(content).hexdigest()
+    plain = parse_namespace("sha256-plain")
+    await master.cas.store.put(plain, digest, len(content), content)
+    closed = []
+    real_open = master.cas.store.open
+
+    async def recording_open(namespace, digest, offset=0):
+        reader, total = await real_open(namespace, digest, offset)
+        real_close = reader.close
+        reader.close = lambda: (closed.append(True), real_close())[1]
+        return reader, total
+
+    master.cas.store.open = recording_open
+
+    def read_a_little() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", f"{PREFIX}/content/sha256-plain/{digest}", headers=ADMIN)
+        response = conn.getresponse()
+        assert response.status == 200 and len(response.read(64 * 1024)) == 64 * 1024
+        conn.sock.close()  # the client goes away
+
+    await threads.deferToThread(read_a_little)
+    await eventually(lambda: defer.succeed(closed == [True]), "the item's reader to be closed")
+    sent = master.cas.metrics.bytes_out.labels("sha256-plain")._value.get()
+    assert 64 * 1024 <= sent < len(content)  # what was written before it left, not the item
