@@ -9,7 +9,7 @@ Everything lives in the master's own ``CollectorRegistry``, never the process-gl
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -34,6 +34,7 @@ class MasterMetrics:
         self.log_bytes = Counter(
             "buildfarm_log_bytes_written", "Bytes (UTF-8) of step log text written to the database.",
             registry=self.registry)
+        self.cas = CASMetrics(self.registry)
         self._scraped = _ScrapedGauges()
         self.registry.register(self._scraped)
 
@@ -107,3 +108,55 @@ def log_bytes_hook(master) -> Callable[[str], None]:
     """What a ``LogWriter`` calls with each chunk of text it writes to the database."""
     counter = master.metrics.log_bytes
     return lambda text: counter.inc(len(text.encode("utf-8", "replace")))
+
+
+class CASMetrics:
+    """The content-addressed store's metrics (docs/cas.md): what is stored per namespace (set
+    by each janitor pass, which walks the store anyway, and kept up between passes by the
+    puts and deletions), preupload's hits and misses, and the bytes taken in and sent out."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.items = Gauge("buildfarm_cas_items", "Items in the content-addressed store, by namespace.",
+                           ["namespace"], registry=registry)
+        self.bytes = Gauge("buildfarm_cas_bytes", "Bytes (as stored) in the content-addressed store, "
+                           "by namespace.", ["namespace"], registry=registry)
+        self.hits = Counter("buildfarm_cas_hits", "Items preupload found stored (no upload needed), "
+                            "by namespace.", ["namespace"], registry=registry)
+        self.misses = Counter("buildfarm_cas_misses", "Items preupload did not find (an upload is asked "
+                              "for), by namespace.", ["namespace"], registry=registry)
+        self.bytes_in = Counter("buildfarm_cas_bytes_in", "Bytes (as stored) of the items uploaded and "
+                                "verified, by namespace.", ["namespace"], registry=registry)
+        self.bytes_out = Counter("buildfarm_cas_bytes_out", "Bytes (as stored) sent by retrieve and the "
+                                 "content URLs, by namespace.", ["namespace"], registry=registry)
+        self.expired = Counter("buildfarm_cas_expired_items", "Items the janitor deleted, by namespace.",
+                               ["namespace"], registry=registry)
+        self.janitor_passes = Counter("buildfarm_cas_janitor_passes", "Janitor passes over the store, "
+                                      "by outcome.", ["outcome"], registry=registry)
+
+    def looked_up(self, namespace: str, hits: int, misses: int) -> None:
+        self.hits.labels(namespace).inc(hits)
+        self.misses.labels(namespace).inc(misses)
+
+    def stored(self, namespace: str, new: bool, size: int) -> None:
+        self.bytes_in.labels(namespace).inc(size)
+        if new:
+            self.items.labels(namespace).inc()
+            self.bytes.labels(namespace).inc(size)
+
+    def sent(self, namespace: str, size: int) -> None:
+        self.bytes_out.labels(namespace).inc(size)
+
+    def counted(self, stored: dict, deleted: dict) -> None:
+        """A janitor pass's totals: ``{namespace: [items, bytes]}`` stored and deleted."""
+        for namespace, (items, _size) in deleted.items():
+            self.expired.labels(namespace).inc(items)
+        for namespace in {labels[0] for labels in _label_sets(self.items)} - set(stored):
+            self.items.labels(namespace).set(0)
+            self.bytes.labels(namespace).set(0)
+        for namespace, (items, size) in stored.items():
+            self.items.labels(namespace).set(items)
+            self.bytes.labels(namespace).set(size)
+
+
+def _label_sets(metric) -> list[tuple[str, ...]]:
+    return [tuple(sample.labels.values()) for family in metric.collect() for sample in family.samples]

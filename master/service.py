@@ -12,6 +12,7 @@
      +- localslaves slaves inside the master (the janitor's), attached to the botmaster
      +- slaveapi    fleet actions (reboot, shutdown, disable, ...); +- SlaveAPI port (if its own)
      +- services    c['services']: master.cfg's own Twisted services
+ +- cas         the content-addressed store: its back-end, API and thread pool; +- janitor
      +- pbmanager   the PB portal for slaves;                        +- slaves (PB) port
      +- www         JSON API and pages;                              +- web server port
 
@@ -42,6 +43,8 @@ from zope.interface import implementer
 
 from buildfarm.common.results import RETRY
 from buildfarm.master.auth.service import AuthService
+from buildfarm.master.cas.interfaces import ICASMaster
+from buildfarm.master.cas.service import CASService
 from buildfarm.master.changes.interfaces import IChangeSourceMaster
 from buildfarm.master.changes.manager import ChangeSourceManager
 from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
@@ -109,7 +112,7 @@ class PreviousRunRecovery(service.Service):
 
 
 @implementer(IStatusSource, IChangeSourceMaster, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster,
-             IWebMaster, IReporterMaster)
+             IWebMaster, IReporterMaster, ICASMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -141,11 +144,13 @@ class BuildMaster(service.MultiService):
         self.localslaves = LocalSlaves(self)
         self.slaveapi = ActionRunner(self)
         self.config_services = ConfigServices(self.config.services)
+        self.cas = CASService(self)
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
         # The order of the tree is the start-up order (see the module's docstring).
         for child in (self.db, self.recovery, self.auth, self.botmaster, self.changes, self.scheduler,
-                      self.localslaves, self.slaveapi, self.config_services, self.pbmanager, self.www):
+                      self.localslaves, self.slaveapi, self.config_services, self.cas, self.pbmanager,
+                      self.www):
             child.setServiceParent(self)
 
     @property

@@ -19,7 +19,6 @@ shape of Cloud Endpoints: ``{"error": {"code", "message", "errors": [{"message",
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 
@@ -29,8 +28,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
 from buildfarm.master.auth.identity import AuthError
+from buildfarm.master.cas.download import stream_to
 from buildfarm.master.cas.grants import GrantingView
-from buildfarm.master.cas.interfaces import ContentMismatch, NotStored
+from buildfarm.master.cas.interfaces import ContentMismatch, NotStored, Stored, StoreUnavailable
 from buildfarm.master.cas.isolated import BadIsolated, check_isolated
 from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
 from buildfarm.master.cas.settings import CASSettings
@@ -43,6 +43,7 @@ from buildfarm.master.http.routing import bounded_klein
 log = Logger()
 
 PREFIX = "/_ah/api/isolateservice/v1"
+UPLOAD_PREFIX = f"{PREFIX}/upload/"  # the upload URLs: their bodies stream to a spool file
 MAX_PREUPLOAD_ITEMS = 1000  # the client sends at most 100 a batch
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 AUTH_REALM = "buildfarm"
@@ -78,7 +79,7 @@ class IsolateAPI:
     app = bounded_klein()
     routes = RouteTable(app, "cas")
 
-    def __init__(self, master, store, settings: CASSettings, reactor, pool=None):
+    def __init__(self, master, store, settings: CASSettings, reactor, pool=None, metrics=None):
         # The route table checks every caller's scope through this view: a build grant
         # (master/cas/grants.py) gives its scopes only; any other caller is the master's auth's.
         self.master = GrantingView(master, lambda: self.settings.upload_secret, reactor)
@@ -86,7 +87,15 @@ class IsolateAPI:
         self.settings = settings
         self.reactor = reactor
         self.pool = pool  # for parsing .isolated files; None: the reactor's pool
+        self.metrics = metrics  # a CASMetrics (master/metrics.py), or None: nothing counted
         self.signer = TicketSigner(settings.upload_secret, reactor)
+
+    def reconfigure(self, store, settings: CASSettings) -> None:
+        """Serve ``store`` with ``settings`` from the next request on; a new upload secret
+        refuses the tickets signed with the old one."""
+        if settings.upload_secret != self.settings.upload_secret:
+            self.signer = TicketSigner(settings.upload_secret, self.reactor)
+        self.store, self.settings = store, settings
 
     def resource(self):
         """The twisted.web resource serving this API."""
@@ -98,6 +107,11 @@ class IsolateAPI:
     def _cas_error(self, request, failure):
         e = failure.value
         return self._error(request, e.status, e.message, e.reason)
+
+    @app.handle_errors(StoreUnavailable)
+    def _store_unavailable(self, request, failure):
+        log.error("CAS back-end failed on {path}: {why}", path=request.path, why=str(failure.value))
+        return self._error(request, 503, f"the store is unavailable: {failure.value}", "backendError")
 
     @app.handle_errors(AuthError)
     def _auth_error(self, request, failure):
@@ -177,6 +191,9 @@ class IsolateAPI:
             raise CASError(400, f"items must be a list of at most {MAX_PREUPLOAD_ITEMS} items")
         wanted = [self._item(namespace, i, item) for i, item in enumerate(items)]
         present = await self.store.contains(namespace, {digest for digest, _, _ in wanted})
+        if self.metrics is not None:
+            hits = sum(1 for digest, _, _ in wanted if digest in present)
+            self.metrics.looked_up(namespace.name, hits, len(wanted) - hits)
         answer, offered = [], set()
         for index, (digest, size, is_isolated) in enumerate(wanted):
             if digest in present or digest in offered:
@@ -223,11 +240,13 @@ class IsolateAPI:
     @routes.route(f"{PREFIX}/upload/<string:ticket>", "PUT", scope="cas:write:{namespace}",
                   resolve=_path_ticket)
     async def upload(self, request, ticket):
-        """The raw stored bytes of the ticket's item; answers ``x-goog-hash: md5=<base64>``."""
-        data = read_body(request, self.settings.max_item_bytes)
-        await self._put(self._ticket(ticket), data)
-        md5 = base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
-        request.setHeader(b"x-goog-hash", f"md5={md5}".encode())
+        """The raw stored bytes of the ticket's item; answers ``x-goog-hash: md5=<base64>``.
+        The body is not read here: the site streamed it to a spool file (``CASService.spool``),
+        which the store verifies and copies on its thread pool."""
+        if request.content is None:
+            raise CASError(400, "the upload's body is missing")
+        stored = await self._put(self._ticket(ticket), request.content)
+        request.setHeader(b"x-goog-hash", f"md5={stored.md5_b64}".encode())
         return self._json(request, {})
 
     @routes.route(f"{PREFIX}/finalize_gs_upload", "POST", scope="cas:write:{namespace}",
@@ -240,18 +259,22 @@ class IsolateAPI:
             raise CASError(400, f"{ticket.digest} was not uploaded: PUT it to its gs_upload_url first")
         return self._json(request, {"ok": True})
 
-    async def _put(self, ticket: Ticket, data: bytes) -> None:
+    async def _put(self, ticket: Ticket, data) -> Stored:
+        """Store ``data`` (bytes, or the spool file of an upload) as the ticket's item."""
         namespace = self._namespace(ticket.namespace)
         try:
             if ticket.is_isolated:  # checked first: a bad manifest is never stored
                 pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
-                await threads.deferToThreadPool(self.reactor, pool, check_isolated, namespace, data,
+                await threads.deferToThreadPool(self.reactor, pool, _check_isolated, namespace, data,
                                                 ticket.size)
-            await self.store.put(namespace, ticket.digest, ticket.size, data)
+            stored = await self.store.put(namespace, ticket.digest, ticket.size, data)
         except (ContentMismatch, BadIsolated) as e:
             log.info("CAS refused {digest} in {namespace}: {why}", digest=ticket.digest,
                      namespace=namespace.name, why=str(e))
             raise CASError(400, f"{ticket.digest} refused: {e}") from None
+        if self.metrics is not None:
+            self.metrics.stored(namespace.name, stored.new, stored.stored_bytes)
+        return stored
 
     @routes.route(f"{PREFIX}/retrieve", "POST", scope="cas:read:{namespace}", resolve=_body_namespace)
     async def retrieve(self, request):
@@ -261,25 +284,41 @@ class IsolateAPI:
         namespace = self._namespace(body.get("namespace", "default-gzip"))
         digest = self._digest(namespace, body.get("digest"))
         offset = _int(body.get("offset", 0), "offset")
-        data, total = await self._get(namespace, digest, offset)
-        if total > self.settings.retrieve_inline_max_bytes:
-            return self._json(request, {"url": f"{self._base_url(request)}{PREFIX}/content/"
-                                               f"{namespace.name}/{digest}"})
+        reader, total = await self._open(namespace, digest, offset)
+        try:
+            if total > self.settings.retrieve_inline_max_bytes:  # never read into memory
+                return self._json(request, {"url": f"{self._base_url(request)}{PREFIX}/content/"
+                                                   f"{namespace.name}/{digest}"})
+            data = await self._in_pool(reader.read)
+        finally:
+            await self._in_pool(reader.close)
+        self._sent(namespace, len(data))
         return self._json(request, {"content": base64.b64encode(data).decode("ascii")})
+
+    def _sent(self, namespace: Namespace, size: int) -> None:
+        if self.metrics is not None:
+            self.metrics.sent(namespace.name, size)
+
+    def _in_pool(self, fn, *args):
+        pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
+        return threads.deferToThreadPool(self.reactor, pool, fn, *args)
 
     @routes.route(f"{PREFIX}/content/<string:namespace>/<string:digest>", "GET", scope="cas:read:{namespace}")
     async def content(self, request, namespace, digest):
         """The raw stored bytes; ``Range: bytes=N-`` (or ``?offset=N``) answers 206 from ``N``
-        with ``Content-Range``."""
+        with ``Content-Range``.  Streamed as read (cas/download.py), never held whole."""
         ns = self._namespace(namespace)
         digest = self._digest(ns, digest)
         offset = self._range_start(request)
-        data, total = await self._get(ns, digest, offset)
+        reader, total = await self._open(ns, digest, offset)
         request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"content-length", str(total - offset).encode())
         if offset:
             request.setResponseCode(206)
             request.setHeader(b"content-range", f"bytes {offset}-{max(offset, total - 1)}/{total}".encode())
-        return data
+        pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
+        await stream_to(request, reader, self.reactor, pool, lambda size: self._sent(ns, size))
+        return None
 
     def _range_start(self, request) -> int:
         header = request.getHeader(b"range")
@@ -297,9 +336,10 @@ class IsolateAPI:
         except BadNamespace as e:
             raise CASError(400, str(e)) from None
 
-    async def _get(self, namespace: Namespace, digest: str, offset: int) -> tuple[bytes, int]:
+    async def _open(self, namespace: Namespace, digest: str, offset: int):
+        """``(reader, total)`` of the stored item from ``offset``; 404 or 416 otherwise."""
         try:
-            return await self.store.get(namespace, digest, offset)
+            return await self.store.open(namespace, digest, offset)
         except NotStored:
             raise CASError(404, f"{digest} is not stored in namespace {namespace.name!r}",
                            "notFound") from None
@@ -321,6 +361,23 @@ class IsolateAPI:
             address = request.getHost()
             host = f"{address.host}:{address.port}"
         return f"{scheme}://{host}"
+
+
+def _isolated_bytes(data) -> bytes:
+    """An ``.isolated`` item's bytes: ``data`` itself, or read from its upload's spool file
+    (at most ``MAX_JSON_BODY_BYTES``: a manifest is no bigger than a JSON call)."""
+    if isinstance(data, bytes):
+        return data
+    data.seek(0)
+    raw = data.read(MAX_JSON_BODY_BYTES + 1)
+    if len(raw) > MAX_JSON_BODY_BYTES:
+        raise BadIsolated(f"an .isolated file must be at most {MAX_JSON_BODY_BYTES} bytes")
+    return raw
+
+
+def _check_isolated(namespace: Namespace, data, size: int) -> None:
+    """``check_isolated`` of bytes or of an upload's spool file (on a pool thread)."""
+    check_isolated(namespace, _isolated_bytes(data), size)
 
 
 def _int(value, field: str) -> int:

@@ -26,6 +26,7 @@ import posixpath
 import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from twisted.internet import threads
@@ -251,16 +252,17 @@ async def read_prefix(pieces: AsyncIterator[bytes], limit: int) -> tuple[bytes, 
 
 
 class CASBrowser:
-    """The ``/browse`` pages of ``store`` (an ``IContentStore``).  ``master`` gives ``auth`` (an
+    """The ``/browse`` pages of the store ``store_of()`` answers (an ``IContentStore``: the one in
+    use, which a reconfig may change).  ``master`` gives ``auth`` (an
     ``IHTTPMaster``); ``render(request, template, code, **context)`` is the web UI's page
     renderer; ``pool`` runs parsing and inflating (None: the reactor's pool)."""
 
     app = bounded_klein()
     routes = RouteTable(app, "browse")
 
-    def __init__(self, master, store, render: Callable[..., bytes], reactor, pool=None):
+    def __init__(self, master, store_of: Callable[[], Any], render: Callable[..., bytes], reactor, pool=None):
         self.master = master
-        self.store = store
+        self.store_of = store_of  # the store in use now: a reconfig may change the back-end
         self.render = render
         self.reactor = reactor
         self.pool = pool
@@ -331,7 +333,7 @@ class CASBrowser:
         offset, total = 0, None
         while total is None or offset < total:
             try:
-                stored, total = await self.store.get(namespace, digest, offset, STORED_PIECE_BYTES)
+                stored, total = await self.store_of().get(namespace, digest, offset, STORED_PIECE_BYTES)
             except NotStored:
                 raise BrowseError(404, f"{digest} is not stored in namespace {namespace.name!r}.",
                                   "Not found") from None

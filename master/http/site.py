@@ -4,7 +4,8 @@ the SlaveAPI's own port), with what plain ``Site`` lacks:
 - a body cap per path (``BodyRule``), enforced before the body is read: a ``Content-Length``
   over the cap is answered 413 as soon as the headers are in (the body is never read, the
   handler never runs), and a chunked body is cut off the moment it passes the cap.  Bodies
-  are held in memory (at most the cap), never spooled to a temporary file;
+  are held in memory (at most the cap), unless the rule spools them to a file (the store's
+  uploads);
 - a header timeout and a body timeout (408), next to Twisted's idle timeout;
 - no per-request access log lines (API pollers would drown twistd.log), no tracebacks in
   answers, and HTTP/1.1 only (the channel is ours, not Twisted's HTTP/2 one).
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 from io import BytesIO
+from typing import BinaryIO
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
@@ -62,20 +64,28 @@ def slaveapi_error_body(status: int, message: str) -> tuple[bytes, bytes]:
 
 @dataclass(frozen=True)
 class BodyRule:
-    """Requests whose path starts with ``prefix`` take bodies of at most ``max_bytes``;
-    refusals are written with ``error``."""
+    """Requests whose path starts with ``prefix`` take bodies of at most ``max_bytes`` (or
+    ``max_bytes()``, read per request, so a reconfig applies); refusals are written with
+    ``error``.  The body is kept in memory, or written as it arrives to the file ``spool()``
+    makes (an upload of up to a GiB costs disk, not memory)."""
 
     prefix: str
-    max_bytes: int
+    max_bytes: int | Callable[[], int]
     error: ErrorBody = json_error_body
+    spool: Callable[[], BinaryIO] | None = None
+
+    def cap(self) -> int:
+        return self.max_bytes() if callable(self.max_bytes) else self.max_bytes
 
 
 class BoundedRequest(Request):
-    """A request whose body is kept in memory and counted against its path's cap."""
+    """A request whose body is kept in memory (or its rule's spool file) and counted against
+    its path's cap."""
 
     def gotLength(self, length):  # noqa: N802 - twisted.web API
         # The channel refused any declared length over the cap: memory holds at most the cap.
-        self.content = BytesIO()
+        rule = self.channel._rule
+        self.content = rule.spool() if rule is not None and rule.spool is not None else BytesIO()
 
     def handleContentChunk(self, data):  # noqa: N802
         if self.channel.body_received(len(data)):
@@ -89,6 +99,7 @@ class BoundedChannel(HTTPChannel):
     _deadline = None
     _linger = None
     _rule: BodyRule | None = None
+    _cap = 0
     _body_bytes = 0
     _dropped = 0
 
@@ -108,8 +119,9 @@ class BoundedChannel(HTTPChannel):
 
     def allHeadersReceived(self):  # noqa: N802
         self._rule, self._body_bytes = self.site.body_rule(self._path), 0
-        if self.length is not None and self.length > self._rule.max_bytes:
-            self.refuse(413, f"request body of {self.length} bytes is over the {self._rule.max_bytes} "
+        self._cap = self._rule.cap()
+        if self.length is not None and self.length > self._cap:
+            self.refuse(413, f"request body of {self.length} bytes is over the {self._cap} "
                              f"bytes this path takes")
             return
         super().allHeadersReceived()
@@ -123,8 +135,8 @@ class BoundedChannel(HTTPChannel):
         if self._refused:
             return False
         self._body_bytes += size
-        if self._rule is not None and self._body_bytes > self._rule.max_bytes:
-            self.refuse(413, f"request body is over the {self._rule.max_bytes} bytes this path takes")
+        if self._rule is not None and self._body_bytes > self._cap:
+            self.refuse(413, f"request body is over the {self._cap} bytes this path takes")
             return False
         return True
 

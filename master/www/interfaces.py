@@ -40,4 +40,6 @@ class IWebMaster(IHTTPMaster):
         "The ``AuthService``: ``anonymous()``, ``check_password(...)``, ``sessions``, and the identity "
         "of each request (master/http/routes.py).")
     metrics = Attribute("The master's ``MasterMetrics``: ``render(master)`` answers ``GET /metrics``.")
+    cas = Attribute("The content-addressed store's ``CASService``: ``api`` (mounted under /_ah/), "
+                    "``spool()`` and ``max_upload_bytes()`` for the upload URLs' bodies.")
     logbus = Attribute("The master's ``LogBus``: live log lines of the builds this master runs.")

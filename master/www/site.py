@@ -7,15 +7,12 @@ webhooks (www/changehook.py), ``/_ah/...`` to the content-addressed store's Isol
 templates), everything else to the HTML pages (www/ui/).
 """
 
-import os
-
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
-from buildfarm.master.cas.api import MAX_JSON_BODY_BYTES, IsolateAPI, cas_error_body
+from buildfarm.master.cas.api import MAX_JSON_BODY_BYTES, UPLOAD_PREFIX, cas_error_body
 from buildfarm.master.cas.browse import CASBrowser
-from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES
 from buildfarm.master.http.site import (
     BodyRule,
@@ -91,16 +88,16 @@ class WWWService(ListeningService):
 
     def make_site(self) -> BoundedSite:
         """The twisted.web Site with every resource of the master."""
-        cas = self.master.config.cas
-        store = FileStore(os.path.join(self.master.basedir, cas.path), self.master.reactor)
+        cas = self.master.cas
         pages = WebUI(self.master)
+        browser = CASBrowser(self.master, lambda: cas.store, pages.render, self.master.reactor, cas.pool)
         root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
-                        ChangeHookAPI(self.master).resource(),
-                        IsolateAPI(self.master, store, cas, self.master.reactor).resource(),
-                        CASBrowser(self.master, store, pages.render, self.master.reactor).resource())
-        # an upload PUT takes an item; a JSON call (store_inline of an .isolated) is capped lower
-        cas_rule = BodyRule(CAS_PREFIX, max(cas.max_item_bytes, MAX_JSON_BODY_BYTES), cas_error_body)
-        return BoundedSite(root, (*BODY_RULES, cas_rule), PAGES_BODY_RULE, self.master.config.www_limits,
+                        ChangeHookAPI(self.master).resource(), cas.api.resource(), browser.resource())
+        # a JSON call (store_inline of an .isolated) is held in memory; an upload PUT takes an
+        # item, streamed to a spool file, capped by the current c['cas']['max_item_bytes']
+        cas_rules = (BodyRule(CAS_PREFIX, MAX_JSON_BODY_BYTES, cas_error_body),
+                     BodyRule(UPLOAD_PREFIX, cas.max_upload_bytes, cas_error_body, spool=cas.spool))
+        return BoundedSite(root, (*BODY_RULES, *cas_rules), PAGES_BODY_RULE, self.master.config.www_limits,
                            self.master.reactor)
 
     def startService(self):  # noqa: N802

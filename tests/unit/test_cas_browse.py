@@ -81,7 +81,7 @@ def store(master, tmp_path, pool):
 @pytest.fixture
 def browser(master, store, pool):
     with_fast_password_checks(master)
-    return CASBrowser(master, store, WebUI(master).render, master.reactor, pool)
+    return CASBrowser(master, lambda: store, WebUI(master).render, master.reactor, pool)
 
 
 async def put(store, content: bytes, namespace=GZIP) -> str:
