@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 
 from buildfarm.common import cascache
+from buildfarm.common.atomicfile import write_atomically
 from buildfarm.common.isolated import (
     VERSION_1,
     FileEntry,
@@ -81,6 +82,9 @@ REQUEST_TIMEOUT_S = 120
 RETRIES = 3  # 5xx, 408 and a body cut short are tried again
 RETRY_DELAY_S = 0.5
 RESUMES = 3  # a retrieve by URL cut short is resumed with Range this many times
+# A tree whose .isolated and files this client found on the server less than this long ago
+# is trusted when its .isolated is still there (ConfirmedTrees); servers keep items for days.
+CONFIRMED_FRESH_S = 3600
 RETRYABLE_STATUS = frozenset({408, 500, 502, 503, 504})
 
 
@@ -149,10 +153,12 @@ class TransferStats:
     downloaded: int = 0
     downloaded_bytes: int = 0
     hashed: int = 0  # files read and hashed (the rest came from the digest cache)
+    trusted: int = 0  # hits not asked: files of a tree confirmed recently (see ConfirmedTrees)
     seconds: float = 0.0
 
     def __str__(self) -> str:
-        return (f"{self.checked} items checked: {self.hits} hits, {self.misses} misses; "
+        trusted = f" ({self.trusted} confirmed recently)" if self.trusted else ""
+        return (f"{self.checked} items checked: {self.hits} hits{trusted}, {self.misses} misses; "
                 f"uploaded {self.uploaded} items ({_human_bytes(self.uploaded_bytes)}), "
                 f"downloaded {self.downloaded} items ({_human_bytes(self.downloaded_bytes)}); "
                 f"hashed {self.hashed} files; {self.seconds:.2f} s")
@@ -445,7 +451,10 @@ class _Plan:
     results: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, _Item] = field(default_factory=dict)
     isolateds: dict[str, _Item] = field(default_factory=dict)
+    tree_files: dict[str, set[str]] = field(default_factory=dict)  # .isolated -> its files' digests
+    loose: set[str] = field(default_factory=set)  # digests of the files given as paths
     hashed: int = 0
+    confirmed: dict[str, float] = field(default_factory=dict)  # see ConfirmedTrees
 
 
 def _combined_blacklist(blacklist: Sequence[str] | str | None) -> str | None:
@@ -485,17 +494,55 @@ def plan_archive(paths: Sequence[str], algo: str, blacklist: Sequence[str] | str
             data = serialise(built.isolated)
             digest = digest_of(data, algo)
             plan.isolateds.setdefault(digest, _Item(digest, len(data), True, content=data))
+            plan.tree_files[digest] = set(built.sources)
         elif stat.S_ISREG(st.st_mode):
             digest = cache.digest(path, st)
             seen_keys.add(DigestCache.key(st))
             plan.files.setdefault(digest, _Item(digest, st.st_size, source=path))
+            plan.loose.add(digest)
         else:
             raise ValueError(f"cannot archive {path}: not a file or a directory")
         plan.results.append((digest, path))
     plan.hashed = cache.hashed
     if digest_cache_path:
         cache.save(digest_cache_path, keep=seen_keys)
+        plan.confirmed = ConfirmedTrees.load(confirmed_path(digest_cache_path))
     return plan
+
+
+def confirmed_path(digest_cache_path: str) -> str:
+    """Where the trees confirmed on servers are recorded, next to the digest cache."""
+    return digest_cache_path + ".confirmed"
+
+
+class ConfirmedTrees:
+    """``<server url> <namespace> <.isolated digest>`` -> when this client last found the
+    ``.isolated`` *and every one of its files* on that server.  Within ``CONFIRMED_FRESH_S``
+    of that, an archive of the same tree asks the server about the ``.isolated`` alone (still
+    there: its files are too, since the server keeps items for days, and a check refreshes
+    them); past it, every file is checked again.  The record is only an optimisation: a
+    missing or unreadable one means "nothing confirmed"."""
+
+    VERSION = 1
+
+    @staticmethod
+    def key(server: IsolateServer, digest: str) -> str:
+        return f"{server.url} {server.namespace} {digest}"
+
+    @classmethod
+    def load(cls, path: str) -> dict[str, float]:
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            entries = doc["entries"] if doc.get("version") == cls.VERSION else {}
+            return {k: float(v) for k, v in entries.items() if isinstance(k, str)}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return {}
+
+    @classmethod
+    def save(cls, path: str, entries: dict[str, float], now: float) -> None:
+        fresh = {k: v for k, v in entries.items() if now - v < CONFIRMED_FRESH_S}
+        write_atomically(path, json.dumps({"version": cls.VERSION, "entries": fresh}).encode())
 
 
 def _level_for(path: str | None) -> int:
@@ -572,6 +619,17 @@ class _Archiver:
         await _gather(checks)
         await _gather(pushes)
 
+    async def still_there(self, isolateds: Sequence[_Item]) -> set[str]:
+        """Which of ``isolateds`` the server still has (one preupload; nothing is pushed)."""
+        if not isolateds:
+            return set()
+        tickets = await self.server.preupload([(i.digest, i.size, True) for i in isolateds])
+        missing = {isolateds[t.index].digest for t in tickets}
+        present = {i.digest for i in isolateds} - missing
+        self.stats.checked += len(present)
+        self.stats.hits += len(present)
+        return present
+
     async def push(self, item: _Item, ticket: PushTicket) -> None:
         await self.uploads.acquire()
         stored: bytes | str | None = None
@@ -608,13 +666,34 @@ async def _archive(server, paths, blacklist, digest_cache_path, reactor, pool) -
     plan = await _in_thread(reactor, pool, plan_archive, list(paths), server.algo, blacklist,
                             digest_cache_path)
     archiver = _Archiver(server, reactor, pool)
+    trusted = await archiver.still_there(_recently_confirmed(server, plan, started))
+    to_check: set[str] = set(plan.loose)
+    for digest, files in plan.tree_files.items():
+        if digest not in trusted:
+            to_check |= files
     # bigger files first: they are the likely misses and the longest uploads
-    files = sorted(plan.files.values(), key=lambda i: -i.size)
+    files = sorted((plan.files[d] for d in to_check), key=lambda i: -i.size)
     await archiver.upload_missing(files)
-    await archiver.upload_missing(list(plan.isolateds.values()))
+    await archiver.upload_missing([i for d, i in plan.isolateds.items() if d not in trusted])
+    trusted_files = set(plan.files) - to_check
+    archiver.stats.checked += len(trusted_files)
+    archiver.stats.hits += len(trusted_files)
+    archiver.stats.trusted = len(trusted_files)
     archiver.stats.hashed = plan.hashed
+    if digest_cache_path:
+        now = reactor.seconds()
+        confirmed = dict(plan.confirmed)
+        confirmed.update({ConfirmedTrees.key(server, d): now for d in plan.isolateds if d not in trusted})
+        await _in_thread(reactor, pool, ConfirmedTrees.save, confirmed_path(digest_cache_path),
+                         confirmed, now)
     archiver.stats.seconds = reactor.seconds() - started
     return ArchiveResult(items=plan.results, stats=archiver.stats)
+
+
+def _recently_confirmed(server: IsolateServer, plan: _Plan, now: float) -> list[_Item]:
+    return [item for digest, item in plan.isolateds.items()
+            if now - plan.confirmed.get(ConfirmedTrees.key(server, digest), -CONFIRMED_FRESH_S)
+            < CONFIRMED_FRESH_S]
 
 
 # -- download --------------------------------------------------------------------------------

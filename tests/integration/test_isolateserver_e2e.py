@@ -29,7 +29,8 @@ c['users'] = [
 ]
 """
 FILES = 1000
-STATS_RE = re.compile(r"isolateserver: (\d+) items checked: (\d+) hits, (\d+) misses; "
+STATS_RE = re.compile(r"isolateserver: (\d+) items checked: (\d+) hits(?: \(\d+ confirmed recently\))?, "
+                      r"(\d+) misses; "
                       r"uploaded (\d+) items \([^)]*\), downloaded (\d+) items")
 
 
@@ -120,12 +121,17 @@ def test_archive_then_download_a_tree_cold_and_warm(cas_master, tmp_path):
     stored = store_listing(master)
     assert len(stored) == FILES + 2  # the files, the large one and the .isolated
 
-    # archived again: the same hash, every item a hit, nothing uploaded, the store unchanged
+    # archived again: the same hash, every item a hit, nothing uploaded, the store unchanged;
+    # with the digest cache nothing is hashed and, the tree confirmed a moment ago, only its
+    # .isolated is asked about; without it, every item is hashed and asked about
+    all_hits = {"checked": FILES + 2, "hits": FILES + 2, "misses": 0, "uploaded": 0, "downloaded": 0}
     again = isolateserver("archive", *server_flags(master), "--digest-cache", digests, tree)
     assert again.returncode == 0 and again.stdout.split() == [digest, tree]
-    assert stats_of(again) == {"checked": FILES + 2, "hits": FILES + 2, "misses": 0, "uploaded": 0,
-                               "downloaded": 0}
-    assert "hashed 0 files" in again.stderr
+    assert stats_of(again) == all_hits
+    assert "hashed 0 files" in again.stderr and f"({FILES + 1} confirmed recently)" in again.stderr
+    rechecked = isolateserver("archive", *server_flags(master), "--no-digest-cache", tree)
+    assert rechecked.returncode == 0 and rechecked.stdout.split() == [digest, tree]
+    assert stats_of(rechecked) == all_hits and "confirmed recently" not in rechecked.stderr
     assert store_listing(master) == stored
 
     # downloaded through an empty cache (by the read-only user): the tree, byte for byte

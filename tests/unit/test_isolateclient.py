@@ -193,6 +193,52 @@ async def test_the_digest_cache_spares_hashing_an_unchanged_tree(served, tmp_pat
     assert first.items == second.items
 
 
+class LaterReactor:
+    """The real reactor, its clock ``shift_s`` ahead (for what the client records in time)."""
+
+    def __init__(self, shift_s):
+        self.shift_s = shift_s
+
+    def seconds(self):
+        return reactor.seconds() + self.shift_s
+
+    def __getattr__(self, name):
+        return getattr(reactor, name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tree_confirmed_recently_is_checked_by_its_isolated_alone(served, tmp_path):
+    tree = make_tree(tmp_path / "t", 60)
+    state = str(tmp_path / "digests.json")
+    await isolateclient.archive(client(served), [tree], digest_cache_path=state, reactor=reactor)
+    again = client(served)
+    result = await isolateclient.archive(again, [tree], digest_cache_path=state, reactor=reactor)
+    assert again.batches == [1]  # the .isolated: still there, so its 60 files are too
+    stats = result.stats
+    assert (stats.checked, stats.hits, stats.trusted, stats.uploaded) == (61, 61, 60, 0)
+    assert "61 hits (60 confirmed recently)" in str(stats)
+
+    # an hour later the files are asked about again (which refreshes them on the server)
+    later = client(served)
+    await isolateclient.archive(later, [tree], digest_cache_path=state,
+                                reactor=LaterReactor(isolateclient.CONFIRMED_FRESH_S + 1))
+    assert later.batches == [20, 20, 20, 1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_confirmed_tree_whose_isolated_is_gone_is_checked_and_uploaded_again(served, tmp_path):
+    tree = make_tree(tmp_path / "t", 10)
+    state = str(tmp_path / "digests.json")
+    first = await isolateclient.archive(client(served), [tree], digest_cache_path=state, reactor=reactor)
+    for dirpath, _, names in os.walk(served.store_root):  # the store lost everything
+        for name in names:
+            os.remove(os.path.join(dirpath, name))
+    again = client(served)
+    result = await isolateclient.archive(again, [tree], digest_cache_path=state, reactor=reactor)
+    assert again.batches == [1, 10, 1] and result.stats.uploaded == 11
+    assert result.items == first.items and len(served.stored()) == 11
+
+
 async def fresh_cache(tmp_path, name="cache", **policies):
     return cascache.DiskCache(str(tmp_path / name), cascache.CachePolicies(**policies), reactor)
 
