@@ -55,7 +55,7 @@ from buildfarm.common.isolated import (
     resolve,
     serialise,
 )
-from buildfarm.common.isolated_tree import DigestCache, build_isolated
+from buildfarm.common.isolated_tree import BuiltTree, DigestCache, build_isolated
 
 log = Logger()
 
@@ -449,10 +449,9 @@ class _Plan:
     ``.isolated`` items (uploaded after the files)."""
 
     results: list[tuple[str, str]] = field(default_factory=list)
-    files: dict[str, _Item] = field(default_factory=dict)
+    loose: dict[str, _Item] = field(default_factory=dict)  # the files given as paths
     isolateds: dict[str, _Item] = field(default_factory=dict)
-    tree_files: dict[str, set[str]] = field(default_factory=dict)  # .isolated -> its files' digests
-    loose: set[str] = field(default_factory=set)  # digests of the files given as paths
+    trees: dict[str, BuiltTree] = field(default_factory=dict)  # .isolated digest -> its tree
     hashed: int = 0
     confirmed: dict[str, float] = field(default_factory=dict)  # see ConfirmedTrees
 
@@ -487,19 +486,14 @@ def plan_archive(paths: Sequence[str], algo: str, blacklist: Sequence[str] | str
             built = build_isolated(path, algo=algo, blacklist=pattern, cache=cache, version=VERSION_1,
                                    read_only=1)
             seen_keys |= built.seen_keys
-            for entry in built.isolated.files.values():
-                if entry.digest is not None and entry.digest not in plan.files:
-                    plan.files[entry.digest] = _Item(entry.digest, entry.size or 0,
-                                                     source=built.sources[entry.digest])
             data = serialise(built.isolated)
             digest = digest_of(data, algo)
             plan.isolateds.setdefault(digest, _Item(digest, len(data), True, content=data))
-            plan.tree_files[digest] = set(built.sources)
+            plan.trees[digest] = built
         elif stat.S_ISREG(st.st_mode):
             digest = cache.digest(path, st)
             seen_keys.add(DigestCache.key(st))
-            plan.files.setdefault(digest, _Item(digest, st.st_size, source=path))
-            plan.loose.add(digest)
+            plan.loose.setdefault(digest, _Item(digest, st.st_size, source=path))
         else:
             raise ValueError(f"cannot archive {path}: not a file or a directory")
         plan.results.append((digest, path))
@@ -508,6 +502,23 @@ def plan_archive(paths: Sequence[str], algo: str, blacklist: Sequence[str] | str
         cache.save(digest_cache_path, keep=seen_keys)
         plan.confirmed = ConfirmedTrees.load(confirmed_path(digest_cache_path))
     return plan
+
+
+def items_to_check(plan: _Plan, trusted: set[str]) -> tuple[list[_Item], int]:
+    """The file items to ask the server about: the loose files and those of the trees not
+    ``trusted``, biggest first (they are the likely misses and the longest uploads); and how
+    many distinct files the trusted trees hold besides."""
+    items: dict[str, _Item] = dict(plan.loose)
+    for digest, built in plan.trees.items():
+        if digest in trusted:
+            continue
+        for entry in built.isolated.files.values():
+            if entry.digest is not None and entry.digest not in items:
+                items[entry.digest] = _Item(entry.digest, entry.size or 0, source=built.sources[entry.digest])
+    trusted_files: set[str] = set()
+    for digest in trusted:
+        trusted_files.update(plan.trees[digest].sources)
+    return sorted(items.values(), key=lambda i: -i.size), len(trusted_files - items.keys())
 
 
 def confirmed_path(digest_cache_path: str) -> str:
@@ -667,18 +678,12 @@ async def _archive(server, paths, blacklist, digest_cache_path, reactor, pool) -
                             digest_cache_path)
     archiver = _Archiver(server, reactor, pool)
     trusted = await archiver.still_there(_recently_confirmed(server, plan, started))
-    to_check: set[str] = set(plan.loose)
-    for digest, files in plan.tree_files.items():
-        if digest not in trusted:
-            to_check |= files
-    # bigger files first: they are the likely misses and the longest uploads
-    files = sorted((plan.files[d] for d in to_check), key=lambda i: -i.size)
+    files, trusted_files = await _in_thread(reactor, pool, items_to_check, plan, trusted)
     await archiver.upload_missing(files)
     await archiver.upload_missing([i for d, i in plan.isolateds.items() if d not in trusted])
-    trusted_files = set(plan.files) - to_check
-    archiver.stats.checked += len(trusted_files)
-    archiver.stats.hits += len(trusted_files)
-    archiver.stats.trusted = len(trusted_files)
+    archiver.stats.checked += trusted_files
+    archiver.stats.hits += trusted_files
+    archiver.stats.trusted = trusted_files
     archiver.stats.hashed = plan.hashed
     if digest_cache_path:
         now = reactor.seconds()

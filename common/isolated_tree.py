@@ -80,9 +80,10 @@ class DigestCache:
     def save(self, path: str, keep: set[str] | None = None) -> None:
         """Write the cache to ``path`` atomically; ``keep``, when given, limits it to those keys
         (the files of the last walk), so it does not grow without bound."""
-        entries = self.entries if keep is None else {k: v for k, v in self.entries.items() if k in keep}
-        if not self.hashed and entries.keys() == self.loaded and os.path.exists(path):
+        if not self.hashed and (keep if keep is not None else self.entries.keys()) == self.loaded \
+                and os.path.exists(path):
             return  # nothing new since it was loaded: spare rewriting a big file
+        entries = self.entries if keep is None else {k: v for k, v in self.entries.items() if k in keep}
         doc = {"version": DIGEST_CACHE_VERSION, "algo": self.algo, "entries": entries}
         write_atomically(path, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
 

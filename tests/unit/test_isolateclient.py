@@ -347,7 +347,7 @@ async def test_content_not_matching_its_digest_is_refused_and_reported(served, t
     plan = isolateclient.plan_archive([str(f)], "sha-1")
     f.write_bytes(b"after!")
     with pytest.raises(IsolateServerError, match="changed while archiving"):
-        isolateclient.prepare_upload(plan.files[plan.results[0][0]], "sha-1", True)
+        isolateclient.prepare_upload(plan.loose[plan.results[0][0]], "sha-1", True)
 
 
 @pytest_twisted.ensureDeferred
