@@ -11,9 +11,11 @@ import subprocess
 
 import pytest
 
+from fixtures import docexamples
 from fixtures.daemons import BIN_DIR, wait_for
 
 V1 = "/_ah/api/isolateservice/v1"
+DOC_URL = "http://127.0.0.1:8010"  # the master's URL in docs/cas.md's examples
 WRITER_TOKEN = "writer-token-0123456789"
 CONFIG = """\
 from buildfarm.master.auth.users import User
@@ -243,3 +245,48 @@ def test_content_that_does_not_match_its_digest_is_refused(cas_master, tmp_path)
     line = one_line_error(isolateserver("archive", *server_flags(master), "--digest-cache", digests, tree))
     assert "changed while archiving" in line and victim in line
     assert len(store_listing(master)) < 4
+
+
+def make_doc_tree(cwd) -> None:
+    """The tree the examples of docs/cas.md archive: its hash is the one shown there."""
+    os.makedirs(cwd / "tree" / "bin")
+    (cwd / "tree" / "hello.txt").write_bytes(b"hello\n")
+    (cwd / "tree" / "bin" / "run.sh").write_bytes(b"#!/bin/sh\ncat hello.txt\n")
+    os.chmod(cwd / "tree" / "hello.txt", 0o644)
+    os.chmod(cwd / "tree" / "bin" / "run.sh", 0o755)
+    os.symlink("hello.txt", cwd / "tree" / "greeting")
+
+
+def run_example(lines: list[list[str]], master, cwd) -> list[subprocess.CompletedProcess]:
+    """Each ``$ `` line of a console example of docs/cas.md, on ``master``, in ``cwd``."""
+    results = []
+    for argv in lines:
+        assert argv[0] == "isolateserver", argv
+        argv = [master.url if arg == DOC_URL else arg for arg in argv[1:]]
+        result = subprocess.run([os.path.join(BIN_DIR, "isolateserver"), *argv], capture_output=True,
+                                text=True, timeout=120, cwd=cwd, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "ISOLATE_TOKEN": WRITER_TOKEN, "XDG_CACHE_HOME": str(cwd)})
+        assert result.returncode == 0, (argv, result.stderr)
+        results.append(result)
+    return results
+
+
+def shown_output(text: str) -> str:
+    """What a console example shows besides its ``$ `` lines."""
+    return "".join(line + "\n" for line in text.splitlines() if not line.startswith("$ "))
+
+
+def test_the_client_examples_of_the_docs_run_as_shown(cas_master, tmp_path):
+    make_doc_tree(tmp_path)
+    archived = run_example(docexamples.commands("cas.md", "cli-archive"), cas_master, tmp_path)
+    assert "".join(r.stdout for r in archived) == shown_output(docexamples.example("cas.md", "cli-archive"))
+    # the statistics line as shown, but for the seconds
+    seconds = re.compile(r"\d+\.\d\d s$", re.M)
+    shown = docexamples.example("cas.md", "cli-stats")
+    assert seconds.sub("S", archived[0].stderr) == seconds.sub("S", shown)
+
+    downloaded = run_example(docexamples.commands("cas.md", "cli-download"), cas_master, tmp_path)
+    assert all(r.stdout == "" for r in downloaded)
+    assert tree_of(str(tmp_path / "out")) == tree_of(str(tmp_path / "tree"))
+    assert (tmp_path / "hello-copy.txt").read_bytes() == b"hello\n"
+    assert os.path.isfile(tmp_path / "cache" / "state.json")
