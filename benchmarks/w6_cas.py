@@ -87,7 +87,7 @@ def make_tree(root: str, files: int, total: int, seed: int = 6) -> None:
     rng = random.Random(seed)
     big = max(1, int(files * BIG_FILES_SHARE))
     small_bytes = int(total * SMALL_FILES_BYTES_SHARE)
-    sizes = [rng.randint(1, 2 * small_bytes // (files - big)) for _ in range(files - big)]
+    sizes = [rng.randint(4, 2 * small_bytes // (files - big)) for _ in range(files - big)]
     big_size = (total - sum(sizes)) // big
     sizes += [big_size] * big
     rng.shuffle(sizes)
