@@ -240,8 +240,10 @@ class IsolateServer:
         ``stream``; anything else than ``ok`` is an ``IsolateServerError``."""
         all_headers = {**self.headers, **(headers or {})}
         for attempt in range(RETRIES):
+            # a callable ``data`` opens the body afresh for each attempt (a file is read once)
+            sent = data() if callable(data) else data
             try:
-                response = await self._http.request(method, url, data=data, headers=all_headers,
+                response = await self._http.request(method, url, data=sent, headers=all_headers,
                                                     timeout=REQUEST_TIMEOUT_S, unbuffered=stream)
                 if response.code in ok:
                     if stream:
@@ -260,6 +262,9 @@ class IsolateServer:
                     continue
                 raise IsolateServerError(f"{what} failed: the connection broke: {e.reasons[0].value} "
                                          f"({url})", url=url) from None
+            finally:
+                if sent is not data:
+                    sent.close()
             if response.code in RETRYABLE_STATUS and attempt + 1 < RETRIES:
                 await task.deferLater(self.reactor, RETRY_DELAY_S * 2 ** attempt, lambda: None)
                 continue
@@ -324,9 +329,9 @@ class IsolateServer:
                                               headers=_PUT_HEADERS)
         else:
             md5 = await threads.deferToThread(_md5_of_file, stored)
-            with open(stored, "rb") as f:  # noqa: ASYNC230 - opening is quick; treq reads it in chunks
-                response, _ = await self._request("upload", "PUT", ticket.upload_url, data=f,
-                                                  headers=_PUT_HEADERS)
+            response, _ = await self._request("upload", "PUT", ticket.upload_url,
+                                              data=lambda: open(stored, "rb"),  # treq reads it in chunks
+                                              headers=_PUT_HEADERS)
         want = "md5=" + base64.b64encode(md5).decode("ascii")
         got = ",".join(v.decode("latin-1") for v in response.headers.getRawHeaders(b"x-goog-hash", []))
         if want not in got.replace(" ", "").split(","):

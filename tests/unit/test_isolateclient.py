@@ -15,6 +15,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.python.threadpool import ThreadPool
+from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from buildfarm.common import cascache, isolateclient
@@ -358,3 +359,46 @@ async def test_a_retrieve_by_url_resumes_from_an_offset(served, tmp_path):
     digest = (await isolateclient.archive(server, [str(f)], reactor=reactor)).items[0][0]
     whole = await server.retrieve(digest)
     assert await server.retrieve(digest, offset=1000) == whole[1000:]
+
+
+class FlakyPuts(Resource):
+    """The API, but its first ``failures`` PUTs answer 503 (a server restarting)."""
+
+    isLeaf = True
+
+    def __init__(self, api, failures):
+        super().__init__()
+        self.api = api
+        self.failures = failures
+
+    def render(self, request):
+        if request.method == b"PUT" and self.failures:
+            self.failures -= 1
+            request.setResponseCode(503)
+            return b'{"error": {"code": 503, "message": "try again"}}'
+        return self.api.resource().render(request)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_answered_503_is_sent_again_from_the_start(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(isolateclient, "IN_MEMORY_ITEM_BYTES", 1000)  # sent from a temporary file
+    monkeypatch.setattr(isolateclient, "RETRY_DELAY_S", 0.01)
+    flaky = FlakyPuts(served.api, failures=2)
+    port = reactor.listenTCP(0, Site(flaky), interface="127.0.0.1")
+    try:
+        f = tmp_path / "big"
+        f.write_bytes(os.urandom(20_000))
+        server = IsolateServer(f"http://127.0.0.1:{port.getHost().port}", "default-gzip", reactor=reactor,
+                               headers=ADMIN)
+        result = await isolateclient.archive(server, [str(f)], reactor=reactor)
+        assert flaky.failures == 0 and result.stats.uploaded == 1
+        assert zlib.decompress(await server.retrieve(result.items[0][0])) == f.read_bytes()
+
+        flaky.failures = isolateclient.RETRIES
+        g = tmp_path / "other"
+        g.write_bytes(os.urandom(20_000))
+        with pytest.raises(IsolateServerError, match=r"upload failed: HTTP 503: try again \(http://"):
+            await isolateclient.archive(server, [str(g)], reactor=reactor)
+        await server.close()
+    finally:
+        await port.stopListening()
