@@ -16,10 +16,11 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.python.threadpool import ThreadPool
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from buildfarm.common import cascache, isolateclient
 from buildfarm.common.isolateclient import IsolateServer, IsolateServerError
+from buildfarm.common.isolated import serialise
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.cas.settings import CASSettings
@@ -399,6 +400,96 @@ async def test_an_upload_answered_503_is_sent_again_from_the_start(served, tmp_p
         g.write_bytes(os.urandom(20_000))
         with pytest.raises(IsolateServerError, match=r"upload failed: HTTP 503: try again \(http://"):
             await isolateclient.archive(server, [str(g)], reactor=reactor)
+        await server.close()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tree_with_includes_is_merged_root_first(served, tmp_path):
+    base = make_tree(tmp_path / "base", files={"shared.txt": b"from the include", "only-base": b"b"})
+    server = client(served)
+    base_digest = (await isolateclient.archive(server, [base], reactor=reactor)).items[0][0]
+    extra = tmp_path / "extra.txt"
+    extra.write_bytes(b"from the root")
+    extra_digest = (await isolateclient.archive(server, [str(extra)], reactor=reactor)).items[0][0]
+    root = isolateclient.Isolated(files={"shared.txt": isolateclient.FileEntry(digest=extra_digest, size=13)},
+                                  includes=(base_digest,), read_only=1)
+    data = serialise(root)
+    root_digest = hashlib.sha1(data).hexdigest()
+    (ticket,) = await server.preupload([(root_digest, len(data), True)])
+    await server.push(ticket, zlib.compress(data))
+
+    cache = await fresh_cache(tmp_path)
+    result = await isolateclient.download_tree(client(served), root_digest, str(tmp_path / "o"), cache,
+                                               reactor=reactor)
+    assert result.isolated.isolated_digests == (root_digest, base_digest)
+    assert (tmp_path / "o" / "shared.txt").read_bytes() == b"from the root"
+    assert (tmp_path / "o" / "only-base").read_bytes() == b"b"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_big_download_is_spooled_to_a_temporary_file_on_the_way(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(isolateclient, "SPILL_BYTES", 10_000)
+    temporaries = tmp_path / "tmp"
+    temporaries.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporaries))
+    content = os.urandom(300_000)
+    tree = make_tree(tmp_path / "t", files={"big": content})
+    digest = (await isolateclient.archive(client(served), [tree], reactor=reactor)).items[0][0]
+    cache = await fresh_cache(tmp_path)
+    spilled = []
+    real_append = isolateclient._Spool._append
+
+    def append(self, chunks):
+        spilled.append(sum(map(len, chunks)))
+        return real_append(self, chunks)
+    monkeypatch.setattr(isolateclient._Spool, "_append", append)
+    await isolateclient.download_tree(client(served), digest, str(tmp_path / "o"), cache, reactor=reactor)
+    assert (tmp_path / "o" / "big").read_bytes() == content
+    assert sum(spilled) > 300_000 and os.listdir(temporaries) == []
+
+
+class CutShort(Resource):
+    """The API, but the first GET of a content URL sends half of the item and drops the
+    connection; the ``Range`` headers of the GETs are kept."""
+
+    isLeaf = True
+
+    def __init__(self, api, store_root):
+        super().__init__()
+        self.api = api
+        self.store_root = store_root
+        self.ranges = []
+
+    def render(self, request):
+        if request.method == b"GET":
+            self.ranges.append(request.getHeader(b"range"))
+            if len(self.ranges) == 1:
+                digest = request.path.decode().rsplit("/", 1)[1]
+                stored = open(os.path.join(self.store_root, "default-gzip", digest[:2], digest), "rb").read()
+                request.setHeader(b"content-length", str(len(stored)).encode())
+                request.write(stored[:len(stored) // 2])
+                request.channel.transport.loseConnection()
+                return NOT_DONE_YET
+        return self.api.resource().render(request)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_download_cut_short_is_resumed_with_a_range(served, tmp_path):
+    content = os.urandom(50_000)
+    f = tmp_path / "f"
+    f.write_bytes(content)
+    digest = (await isolateclient.archive(client(served), [str(f)], reactor=reactor)).items[0][0]
+    cut = CutShort(served.api, served.store_root)
+    port = reactor.listenTCP(0, Site(cut), interface="127.0.0.1")
+    try:
+        server = IsolateServer(f"http://127.0.0.1:{port.getHost().port}", "default-gzip", reactor=reactor,
+                               headers=ADMIN)
+        cache = await fresh_cache(tmp_path)
+        await isolateclient.download_files(server, [(digest, str(tmp_path / "out"))], cache, reactor=reactor)
+        assert (tmp_path / "out").read_bytes() == content
+        assert cut.ranges[0] is None and cut.ranges[1].startswith(b"bytes=") and len(cut.ranges) == 2
         await server.close()
     finally:
         await port.stopListening()
