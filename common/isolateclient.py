@@ -29,7 +29,7 @@ import shutil
 import stat
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,6 @@ from buildfarm.common.isolated import (
     FileEntry,
     Isolated,
     IsolatedFormatError,
-    ResolvedTree,
     algo_for_namespace,
     digest_of,
     effective_read_only,
@@ -172,25 +171,41 @@ class ArchiveResult:
     stats: TransferStats
 
 
+@dataclass(frozen=True)
+class MappedTree:
+    """A downloaded tree: the root ``.isolated``'s run settings (``command``, ``relative_cwd``),
+    ``read_only`` as it was mapped (the tree's own, or the caller's override), the merged
+    ``files`` (root and includes), and the digests of the ``.isolated`` files read, root first."""
+
+    command: tuple[str, ...] | None
+    relative_cwd: str | None
+    read_only: int
+    files: Mapping[str, FileEntry]
+    isolated_digests: tuple[str, ...]
+    root: Isolated
+
+
 @dataclass
 class DownloadResult:
-    """``isolated``: the resolved tree (``.root.command``, ``.root.relative_cwd``,
-    ``.files``; ``read_only`` the effective mode it was mapped with)."""
+    """``isolated``: the tree mapped (a ``MappedTree``); ``stats``: what it took."""
 
-    isolated: ResolvedTree
+    isolated: MappedTree
     stats: TransferStats
-    read_only: int = 1
 
     @property
     def command(self) -> tuple[str, ...] | None:
-        return self.isolated.root.command
+        return self.isolated.command
 
     @property
     def relative_cwd(self) -> str | None:
-        return self.isolated.root.relative_cwd
+        return self.isolated.relative_cwd
 
     @property
-    def files(self):
+    def read_only(self) -> int:
+        return self.isolated.read_only
+
+    @property
+    def files(self) -> Mapping[str, FileEntry]:
         return self.isolated.files
 
 
@@ -882,7 +897,9 @@ async def _download_tree(server, digest, target, cache, reactor, pool, read_only
         await fetcher.fetch_missing(wanted)
         await _in_thread(reactor, pool, _map_and_save, cache, tree.files, target, mode)
     stats.seconds = reactor.seconds() - started
-    return DownloadResult(isolated=tree, stats=stats, read_only=mode)
+    mapped = MappedTree(command=tree.root.command, relative_cwd=tree.root.relative_cwd, read_only=mode,
+                        files=tree.files, isolated_digests=tree.isolated_digests, root=tree.root)
+    return DownloadResult(isolated=mapped, stats=stats)
 
 
 def _map_and_save(cache: cascache.DiskCache, files, target: str, read_only: int) -> None:
@@ -924,5 +941,5 @@ def _copy_out(cache: cascache.DiskCache, files: Sequence[tuple[str, str]]) -> No
 
 
 __all__ = ["ArchiveResult", "DownloadResult", "FileEntry", "IsolateServer", "IsolateServerError",
-           "Isolated", "PushTicket", "TransferStats", "archive", "batch_sizes", "batches",
+           "Isolated", "MappedTree", "PushTicket", "TransferStats", "archive", "batch_sizes", "batches",
            "download_files", "download_tree"]

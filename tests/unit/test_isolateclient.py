@@ -493,3 +493,28 @@ async def test_a_download_cut_short_is_resumed_with_a_range(served, tmp_path):
         await server.close()
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_download_result_gives_the_run_settings_and_read_only_can_be_overridden(served, tmp_path):
+    server = client(served)
+    f = tmp_path / "script"
+    f.write_bytes(b"echo hi\n")
+    digest = (await isolateclient.archive(server, [str(f)], reactor=reactor)).items[0][0]
+    entry = isolateclient.FileEntry(digest=digest, size=8, mode=0o700)
+    root = isolateclient.Isolated(files={"sub/script": entry}, command=("sh", "script"), relative_cwd="sub",
+                                  read_only=2)
+    data = serialise(root)
+    (ticket,) = await server.preupload([(hashlib.sha1(data).hexdigest(), len(data), True)])
+    await server.push(ticket, zlib.compress(data))
+    cache = await fresh_cache(tmp_path)
+    result = await isolateclient.download_tree(server, hashlib.sha1(data).hexdigest(), str(tmp_path / "o"),
+                                               cache, reactor=reactor)
+    assert (result.command, result.relative_cwd, result.read_only) == (("sh", "script"), "sub", 2)
+    assert result.isolated.files["sub/script"].mode == 0o700 and result.isolated.root.version == "1.4"
+    assert stat.S_IMODE(os.stat(tmp_path / "o" / "sub").st_mode) == 0o555  # read_only 2
+    writable = await isolateclient.download_tree(server, hashlib.sha1(data).hexdigest(), str(tmp_path / "w"),
+                                                 cache, reactor=reactor, read_only=0)
+    assert writable.read_only == 0
+    assert stat.S_IMODE(os.stat(tmp_path / "w" / "sub" / "script").st_mode) == 0o700
+    cascache.remove_tree(str(tmp_path / "o"))
