@@ -29,7 +29,7 @@ import shutil
 import stat
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +41,12 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 
 from buildfarm.common import cascache
+from buildfarm.common.atomicfile import write_atomically
 from buildfarm.common.isolated import (
     VERSION_1,
     FileEntry,
     Isolated,
     IsolatedFormatError,
-    ResolvedTree,
     algo_for_namespace,
     digest_of,
     effective_read_only,
@@ -54,7 +54,7 @@ from buildfarm.common.isolated import (
     resolve,
     serialise,
 )
-from buildfarm.common.isolated_tree import DigestCache, build_isolated
+from buildfarm.common.isolated_tree import BuiltTree, DigestCache, build_isolated
 
 log = Logger()
 
@@ -81,6 +81,9 @@ REQUEST_TIMEOUT_S = 120
 RETRIES = 3  # 5xx, 408 and a body cut short are tried again
 RETRY_DELAY_S = 0.5
 RESUMES = 3  # a retrieve by URL cut short is resumed with Range this many times
+# A tree whose .isolated and files this client found on the server less than this long ago
+# is trusted when its .isolated is still there (ConfirmedTrees); servers keep items for days.
+CONFIRMED_FRESH_S = 3600
 RETRYABLE_STATUS = frozenset({408, 500, 502, 503, 504})
 
 
@@ -149,10 +152,12 @@ class TransferStats:
     downloaded: int = 0
     downloaded_bytes: int = 0
     hashed: int = 0  # files read and hashed (the rest came from the digest cache)
+    trusted: int = 0  # hits not asked: files of a tree confirmed recently (see ConfirmedTrees)
     seconds: float = 0.0
 
     def __str__(self) -> str:
-        return (f"{self.checked} items checked: {self.hits} hits, {self.misses} misses; "
+        trusted = f" ({self.trusted} confirmed recently)" if self.trusted else ""
+        return (f"{self.checked} items checked: {self.hits} hits{trusted}, {self.misses} misses; "
                 f"uploaded {self.uploaded} items ({_human_bytes(self.uploaded_bytes)}), "
                 f"downloaded {self.downloaded} items ({_human_bytes(self.downloaded_bytes)}); "
                 f"hashed {self.hashed} files; {self.seconds:.2f} s")
@@ -166,25 +171,41 @@ class ArchiveResult:
     stats: TransferStats
 
 
+@dataclass(frozen=True)
+class MappedTree:
+    """A downloaded tree: the root ``.isolated``'s run settings (``command``, ``relative_cwd``),
+    ``read_only`` as it was mapped (the tree's own, or the caller's override), the merged
+    ``files`` (root and includes), and the digests of the ``.isolated`` files read, root first."""
+
+    command: tuple[str, ...] | None
+    relative_cwd: str | None
+    read_only: int
+    files: Mapping[str, FileEntry]
+    isolated_digests: tuple[str, ...]
+    root: Isolated
+
+
 @dataclass
 class DownloadResult:
-    """``isolated``: the resolved tree (``.root.command``, ``.root.relative_cwd``,
-    ``.files``; ``read_only`` the effective mode it was mapped with)."""
+    """``isolated``: the tree mapped (a ``MappedTree``); ``stats``: what it took."""
 
-    isolated: ResolvedTree
+    isolated: MappedTree
     stats: TransferStats
-    read_only: int = 1
 
     @property
     def command(self) -> tuple[str, ...] | None:
-        return self.isolated.root.command
+        return self.isolated.command
 
     @property
     def relative_cwd(self) -> str | None:
-        return self.isolated.root.relative_cwd
+        return self.isolated.relative_cwd
 
     @property
-    def files(self):
+    def read_only(self) -> int:
+        return self.isolated.read_only
+
+    @property
+    def files(self) -> Mapping[str, FileEntry]:
         return self.isolated.files
 
 
@@ -234,8 +255,10 @@ class IsolateServer:
         ``stream``; anything else than ``ok`` is an ``IsolateServerError``."""
         all_headers = {**self.headers, **(headers or {})}
         for attempt in range(RETRIES):
+            # a callable ``data`` opens the body afresh for each attempt (a file is read once)
+            sent = data() if callable(data) else data
             try:
-                response = await self._http.request(method, url, data=data, headers=all_headers,
+                response = await self._http.request(method, url, data=sent, headers=all_headers,
                                                     timeout=REQUEST_TIMEOUT_S, unbuffered=stream)
                 if response.code in ok:
                     if stream:
@@ -254,6 +277,9 @@ class IsolateServer:
                     continue
                 raise IsolateServerError(f"{what} failed: the connection broke: {e.reasons[0].value} "
                                          f"({url})", url=url) from None
+            finally:
+                if sent is not data:
+                    sent.close()
             if response.code in RETRYABLE_STATUS and attempt + 1 < RETRIES:
                 await task.deferLater(self.reactor, RETRY_DELAY_S * 2 ** attempt, lambda: None)
                 continue
@@ -318,9 +344,9 @@ class IsolateServer:
                                               headers=_PUT_HEADERS)
         else:
             md5 = await threads.deferToThread(_md5_of_file, stored)
-            with open(stored, "rb") as f:  # noqa: ASYNC230 - opening is quick; treq reads it in chunks
-                response, _ = await self._request("upload", "PUT", ticket.upload_url, data=f,
-                                                  headers=_PUT_HEADERS)
+            response, _ = await self._request("upload", "PUT", ticket.upload_url,
+                                              data=lambda: open(stored, "rb"),  # treq reads it in chunks
+                                              headers=_PUT_HEADERS)
         want = "md5=" + base64.b64encode(md5).decode("ascii")
         got = ",".join(v.decode("latin-1") for v in response.headers.getRawHeaders(b"x-goog-hash", []))
         if want not in got.replace(" ", "").split(","):
@@ -443,9 +469,11 @@ class _Plan:
     ``.isolated`` items (uploaded after the files)."""
 
     results: list[tuple[str, str]] = field(default_factory=list)
-    files: dict[str, _Item] = field(default_factory=dict)
+    loose: dict[str, _Item] = field(default_factory=dict)  # the files given as paths
     isolateds: dict[str, _Item] = field(default_factory=dict)
+    trees: dict[str, BuiltTree] = field(default_factory=dict)  # .isolated digest -> its tree
     hashed: int = 0
+    confirmed: dict[str, float] = field(default_factory=dict)  # see ConfirmedTrees
 
 
 def _combined_blacklist(blacklist: Sequence[str] | str | None) -> str | None:
@@ -478,24 +506,74 @@ def plan_archive(paths: Sequence[str], algo: str, blacklist: Sequence[str] | str
             built = build_isolated(path, algo=algo, blacklist=pattern, cache=cache, version=VERSION_1,
                                    read_only=1)
             seen_keys |= built.seen_keys
-            for entry in built.isolated.files.values():
-                if entry.digest is not None and entry.digest not in plan.files:
-                    plan.files[entry.digest] = _Item(entry.digest, entry.size or 0,
-                                                     source=built.sources[entry.digest])
             data = serialise(built.isolated)
             digest = digest_of(data, algo)
             plan.isolateds.setdefault(digest, _Item(digest, len(data), True, content=data))
+            plan.trees[digest] = built
         elif stat.S_ISREG(st.st_mode):
             digest = cache.digest(path, st)
             seen_keys.add(DigestCache.key(st))
-            plan.files.setdefault(digest, _Item(digest, st.st_size, source=path))
+            plan.loose.setdefault(digest, _Item(digest, st.st_size, source=path))
         else:
             raise ValueError(f"cannot archive {path}: not a file or a directory")
         plan.results.append((digest, path))
     plan.hashed = cache.hashed
     if digest_cache_path:
         cache.save(digest_cache_path, keep=seen_keys)
+        plan.confirmed = ConfirmedTrees.load(confirmed_path(digest_cache_path))
     return plan
+
+
+def items_to_check(plan: _Plan, trusted: set[str]) -> tuple[list[_Item], int]:
+    """The file items to ask the server about: the loose files and those of the trees not
+    ``trusted``, biggest first (they are the likely misses and the longest uploads); and how
+    many distinct files the trusted trees hold besides."""
+    items: dict[str, _Item] = dict(plan.loose)
+    for digest, built in plan.trees.items():
+        if digest in trusted:
+            continue
+        for entry in built.isolated.files.values():
+            if entry.digest is not None and entry.digest not in items:
+                items[entry.digest] = _Item(entry.digest, entry.size or 0, source=built.sources[entry.digest])
+    trusted_files: set[str] = set()
+    for digest in trusted:
+        trusted_files.update(plan.trees[digest].sources)
+    return sorted(items.values(), key=lambda i: -i.size), len(trusted_files - items.keys())
+
+
+def confirmed_path(digest_cache_path: str) -> str:
+    """Where the trees confirmed on servers are recorded, next to the digest cache."""
+    return digest_cache_path + ".confirmed"
+
+
+class ConfirmedTrees:
+    """``<server url> <namespace> <.isolated digest>`` -> when this client last found the
+    ``.isolated`` *and every one of its files* on that server.  Within ``CONFIRMED_FRESH_S``
+    of that, an archive of the same tree asks the server about the ``.isolated`` alone (still
+    there: its files are too, since the server keeps items for days, and a check refreshes
+    them); past it, every file is checked again.  The record is only an optimisation: a
+    missing or unreadable one means "nothing confirmed"."""
+
+    VERSION = 1
+
+    @staticmethod
+    def key(server: IsolateServer, digest: str) -> str:
+        return f"{server.url} {server.namespace} {digest}"
+
+    @classmethod
+    def load(cls, path: str) -> dict[str, float]:
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            entries = doc["entries"] if doc.get("version") == cls.VERSION else {}
+            return {k: float(v) for k, v in entries.items() if isinstance(k, str)}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return {}
+
+    @classmethod
+    def save(cls, path: str, entries: dict[str, float], now: float) -> None:
+        fresh = {k: v for k, v in entries.items() if now - v < CONFIRMED_FRESH_S}
+        write_atomically(path, json.dumps({"version": cls.VERSION, "entries": fresh}).encode())
 
 
 def _level_for(path: str | None) -> int:
@@ -572,6 +650,17 @@ class _Archiver:
         await _gather(checks)
         await _gather(pushes)
 
+    async def still_there(self, isolateds: Sequence[_Item]) -> set[str]:
+        """Which of ``isolateds`` the server still has (one preupload; nothing is pushed)."""
+        if not isolateds:
+            return set()
+        tickets = await self.server.preupload([(i.digest, i.size, True) for i in isolateds])
+        missing = {isolateds[t.index].digest for t in tickets}
+        present = {i.digest for i in isolateds} - missing
+        self.stats.checked += len(present)
+        self.stats.hits += len(present)
+        return present
+
     async def push(self, item: _Item, ticket: PushTicket) -> None:
         await self.uploads.acquire()
         stored: bytes | str | None = None
@@ -608,13 +697,28 @@ async def _archive(server, paths, blacklist, digest_cache_path, reactor, pool) -
     plan = await _in_thread(reactor, pool, plan_archive, list(paths), server.algo, blacklist,
                             digest_cache_path)
     archiver = _Archiver(server, reactor, pool)
-    # bigger files first: they are the likely misses and the longest uploads
-    files = sorted(plan.files.values(), key=lambda i: -i.size)
+    trusted = await archiver.still_there(_recently_confirmed(server, plan, started))
+    files, trusted_files = await _in_thread(reactor, pool, items_to_check, plan, trusted)
     await archiver.upload_missing(files)
-    await archiver.upload_missing(list(plan.isolateds.values()))
+    await archiver.upload_missing([i for d, i in plan.isolateds.items() if d not in trusted])
+    archiver.stats.checked += trusted_files
+    archiver.stats.hits += trusted_files
+    archiver.stats.trusted = trusted_files
     archiver.stats.hashed = plan.hashed
+    if digest_cache_path:
+        now = reactor.seconds()
+        confirmed = dict(plan.confirmed)
+        confirmed.update({ConfirmedTrees.key(server, d): now for d in plan.isolateds if d not in trusted})
+        await _in_thread(reactor, pool, ConfirmedTrees.save, confirmed_path(digest_cache_path),
+                         confirmed, now)
     archiver.stats.seconds = reactor.seconds() - started
     return ArchiveResult(items=plan.results, stats=archiver.stats)
+
+
+def _recently_confirmed(server: IsolateServer, plan: _Plan, now: float) -> list[_Item]:
+    return [item for digest, item in plan.isolateds.items()
+            if now - plan.confirmed.get(ConfirmedTrees.key(server, digest), -CONFIRMED_FRESH_S)
+            < CONFIRMED_FRESH_S]
 
 
 # -- download --------------------------------------------------------------------------------
@@ -793,7 +897,9 @@ async def _download_tree(server, digest, target, cache, reactor, pool, read_only
         await fetcher.fetch_missing(wanted)
         await _in_thread(reactor, pool, _map_and_save, cache, tree.files, target, mode)
     stats.seconds = reactor.seconds() - started
-    return DownloadResult(isolated=tree, stats=stats, read_only=mode)
+    mapped = MappedTree(command=tree.root.command, relative_cwd=tree.root.relative_cwd, read_only=mode,
+                        files=tree.files, isolated_digests=tree.isolated_digests, root=tree.root)
+    return DownloadResult(isolated=mapped, stats=stats)
 
 
 def _map_and_save(cache: cascache.DiskCache, files, target: str, read_only: int) -> None:
@@ -835,5 +941,5 @@ def _copy_out(cache: cascache.DiskCache, files: Sequence[tuple[str, str]]) -> No
 
 
 __all__ = ["ArchiveResult", "DownloadResult", "FileEntry", "IsolateServer", "IsolateServerError",
-           "Isolated", "PushTicket", "TransferStats", "archive", "batch_sizes", "batches",
+           "Isolated", "MappedTree", "PushTicket", "TransferStats", "archive", "batch_sizes", "batches",
            "download_files", "download_tree"]

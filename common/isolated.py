@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _encode_string  # the C encoder's, ensure_ascii=False
 from typing import Any
 
 ALGOS: dict[str, Callable[[], Any]] = {
@@ -76,9 +77,9 @@ class Isolated:
     relative_cwd: str | None = None
     read_only: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, with_files: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"algo": self.algo, "version": self.version}
-        if self.files:
+        if self.files and with_files:
             out["files"] = {p: e.to_json() for p, e in self.files.items()}
         if self.includes:
             out["includes"] = list(self.includes)
@@ -253,10 +254,34 @@ def effective_read_only(isolated: Isolated) -> int:
     return isolated.read_only or 0
 
 
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _entry_json(entry: FileEntry) -> str:
+    if entry.link is not None:
+        return '{"l":' + _encode_string(entry.link) + "}"
+    mode = "" if entry.mode is None else f'"m":{int(entry.mode)},'
+    # digests are lowercase hex (checked on parse; build_isolated makes them): nothing to escape
+    return '{"h":' + _encode_string(entry.digest) + "," + mode + f'"s":{int(entry.size)}' + "}"
+
+
 def serialise(isolated: Isolated) -> bytes:
-    """The canonical bytes of ``isolated``: sorted keys, no spaces, UTF-8."""
-    return json.dumps(isolated.to_json(), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    """The canonical bytes of ``isolated``: sorted keys, no spaces, UTF-8 (what
+    ``json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` writes,
+    with the ``files`` of a big tree written without building a dict per entry first)."""
+    doc = isolated.to_json(with_files=False)
+    if isolated.files:
+        doc["files"] = None  # a placeholder: its key takes its sorted place
+    parts = []
+    for key in sorted(doc):
+        if key == "files":
+            body = ",".join(_encode_string(p) + ":" + _entry_json(isolated.files[p])
+                            for p in sorted(isolated.files))
+            parts.append('"files":{' + body + "}")
+        else:
+            parts.append(_encode_string(key) + ":" + _canonical(doc[key]))
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
 
 
 def hash_of(isolated: Isolated) -> str:

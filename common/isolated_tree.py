@@ -42,15 +42,17 @@ class DigestCache:
     entries: dict[str, str] = field(default_factory=dict)
     hashed: int = 0
     hits: int = 0
+    loaded: set[str] = field(default_factory=set)  # the keys read by load()
 
     @staticmethod
     def key(st: os.stat_result) -> str:
         return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
-    def digest(self, path: str, st: os.stat_result) -> str:
-        """The digest of ``path`` whose ``lstat`` is ``st``, from the cache when the file's
-        identity, size and mtime are unchanged."""
-        key = self.key(st)
+    def digest(self, path: str, st: os.stat_result, key: str | None = None) -> str:
+        """The digest of ``path`` whose ``lstat`` is ``st`` (and whose ``key(st)`` is ``key``
+        when the caller has it), from the cache when the file's identity, size and mtime are
+        unchanged."""
+        key = key or self.key(st)
         found = self.entries.get(key)
         if found is not None:
             self.hits += 1
@@ -73,11 +75,14 @@ class DigestCache:
                 or doc.get("algo") != algo or not isinstance(doc.get("entries"), dict)):
             return cls(algo=algo)
         entries = {k: v for k, v in doc["entries"].items() if isinstance(k, str) and isinstance(v, str)}
-        return cls(algo=algo, entries=entries)
+        return cls(algo=algo, entries=entries, loaded=set(entries))
 
     def save(self, path: str, keep: set[str] | None = None) -> None:
         """Write the cache to ``path`` atomically; ``keep``, when given, limits it to those keys
         (the files of the last walk), so it does not grow without bound."""
+        if not self.hashed and (keep if keep is not None else self.entries.keys()) == self.loaded \
+                and os.path.exists(path):
+            return  # nothing new since it was loaded: spare rewriting a big file
         entries = self.entries if keep is None else {k: v for k, v in self.entries.items() if k in keep}
         doc = {"version": DIGEST_CACHE_VERSION, "algo": self.algo, "entries": entries}
         write_atomically(path, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
@@ -106,32 +111,25 @@ def build_isolated(root: str, algo: str = "sha-1", blacklist: str | None = None,
     files: dict[str, FileEntry] = {}
     sources: dict[str, str] = {}
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-        kept_dirs = []
-        for name in sorted(dirnames):
-            rel = prefix + name
+    pending = [(root, "")]
+    while pending:  # scandir gives each entry's type without a stat: one lstat per file only
+        dirpath, prefix = pending.pop()
+        with os.scandir(dirpath) as listing:
+            entries = list(listing)
+        for entry in entries:
+            rel = prefix + entry.name
             if excluded and excluded.search(rel):
                 continue
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):  # os.walk lists links to directories here
-                files[rel] = FileEntry(link=os.readlink(full))
-            else:
-                kept_dirs.append(name)
-        dirnames[:] = kept_dirs
-        for name in sorted(filenames):
-            rel = prefix + name
-            if excluded and excluded.search(rel):
-                continue
-            full = os.path.join(dirpath, name)
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                files[rel] = FileEntry(link=os.readlink(full))
-            elif stat.S_ISREG(st.st_mode):
-                digest = cache.digest(full, st)
-                seen.add(DigestCache.key(st))
-                sources.setdefault(digest, full)
+            if entry.is_symlink():
+                files[rel] = FileEntry(link=os.readlink(entry.path))
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append((entry.path, rel + "/"))
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"  # DigestCache.key
+                digest = cache.digest(entry.path, st, key)
+                seen.add(key)
+                sources.setdefault(digest, entry.path)
                 files[rel] = FileEntry(digest=digest, size=st.st_size, mode=isolated_mode(st.st_mode))
             # sockets, fifos and devices have no content to archive: left out
     isolated = Isolated(algo=algo, version=version, files=dict(sorted(files.items())),

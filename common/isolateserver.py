@@ -145,13 +145,36 @@ def _headers(args) -> dict[str, str]:
     return {}
 
 
-def _server(args, reactor) -> isolateclient.IsolateServer:
+def check_flags(args) -> None:
+    """``UsageError`` for flags that cannot work together or have bad values (before anything
+    starts)."""
     if not args.isolate_server:
         raise UsageError("-I/--isolate-server URL is required (or $ISOLATE_SERVER)")
     if not re.match(r"https?://[^/\s]+", args.isolate_server):
         raise UsageError(f"-I {args.isolate_server!r} is not an http:// or https:// URL")
     if not re.fullmatch(r"[a-zA-Z0-9._\-]{1,64}", args.namespace):
         raise UsageError(f"--namespace {args.namespace!r} is not a namespace name")
+    _headers(args)
+    if args.command == "download":
+        if bool(args.isolated) == bool(args.file):
+            raise UsageError("give either -s HASH or -f HASH DEST (one or more)")
+        algo = algo_for_namespace(args.namespace)
+        if args.isolated:
+            _check_digest(args.isolated, algo, "-s")
+        for digest, _ in args.file:
+            _check_digest(digest, algo, "-f")
+        _policies(args)
+
+
+def _policies(args) -> cascache.CachePolicies:
+    try:
+        return cascache.CachePolicies(max_cache_size=args.max_cache_size, min_free_space=args.min_free_space,
+                                      max_items=args.max_items, max_age_secs=args.max_age)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _server(args, reactor) -> isolateclient.IsolateServer:
     return isolateclient.IsolateServer(args.isolate_server, args.namespace, reactor=reactor,
                                        headers=_headers(args))
 
@@ -192,25 +215,15 @@ def _check_digest(digest: str, algo: str, flag: str) -> str:
 
 
 async def _download(reactor, args) -> None:
-    if bool(args.isolated) == bool(args.file):
-        raise UsageError("give either -s HASH or -f HASH DEST (one or more)")
     server = _server(args, reactor)
-    algo = algo_for_namespace(args.namespace)
-    try:
-        policies = cascache.CachePolicies(max_cache_size=args.max_cache_size,
-                                          min_free_space=args.min_free_space,
-                                          max_items=args.max_items, max_age_secs=args.max_age)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     target = os.path.abspath(args.target)
-    cache = await threads.deferToThread(_open_cache, args.cache, policies, reactor, algo)
+    cache = await threads.deferToThread(_open_cache, args.cache, _policies(args), reactor, server.algo)
     try:
         if args.isolated:
-            digest = _check_digest(args.isolated, algo, "-s")
-            result = await isolateclient.download_tree(server, digest, target, cache, reactor=reactor)
+            result = await isolateclient.download_tree(server, args.isolated, target, cache, reactor=reactor)
             stats = result.stats
         else:
-            files = [(_check_digest(d, algo, "-f"), os.path.join(target, dest)) for d, dest in args.file]
+            files = [(d, os.path.join(target, dest)) for d, dest in args.file]
             stats = await isolateclient.download_files(server, files, cache, reactor=reactor)
         await threads.deferToThread(cache.trim)
     finally:
@@ -241,6 +254,7 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace | None, int]:
             raise UsageError(f"no command {args.topic!r}; the commands are {', '.join(COMMANDS)}")
         print(sub.format_help(), end="")
         return None, 0
+    check_flags(args)
     return args, 0
 
 

@@ -11,9 +11,11 @@ import subprocess
 
 import pytest
 
+from fixtures import docexamples
 from fixtures.daemons import BIN_DIR, wait_for
 
 V1 = "/_ah/api/isolateservice/v1"
+DOC_URL = "http://127.0.0.1:8010"  # the master's URL in docs/cas.md's examples
 WRITER_TOKEN = "writer-token-0123456789"
 CONFIG = """\
 from buildfarm.master.auth.users import User
@@ -29,7 +31,8 @@ c['users'] = [
 ]
 """
 FILES = 1000
-STATS_RE = re.compile(r"isolateserver: (\d+) items checked: (\d+) hits, (\d+) misses; "
+STATS_RE = re.compile(r"isolateserver: (\d+) items checked: (\d+) hits(?: \(\d+ confirmed recently\))?, "
+                      r"(\d+) misses; "
                       r"uploaded (\d+) items \([^)]*\), downloaded (\d+) items")
 
 
@@ -120,12 +123,17 @@ def test_archive_then_download_a_tree_cold_and_warm(cas_master, tmp_path):
     stored = store_listing(master)
     assert len(stored) == FILES + 2  # the files, the large one and the .isolated
 
-    # archived again: the same hash, every item a hit, nothing uploaded, the store unchanged
+    # archived again: the same hash, every item a hit, nothing uploaded, the store unchanged;
+    # with the digest cache nothing is hashed and, the tree confirmed a moment ago, only its
+    # .isolated is asked about; without it, every item is hashed and asked about
+    all_hits = {"checked": FILES + 2, "hits": FILES + 2, "misses": 0, "uploaded": 0, "downloaded": 0}
     again = isolateserver("archive", *server_flags(master), "--digest-cache", digests, tree)
     assert again.returncode == 0 and again.stdout.split() == [digest, tree]
-    assert stats_of(again) == {"checked": FILES + 2, "hits": FILES + 2, "misses": 0, "uploaded": 0,
-                               "downloaded": 0}
-    assert "hashed 0 files" in again.stderr
+    assert stats_of(again) == all_hits
+    assert "hashed 0 files" in again.stderr and f"({FILES + 1} confirmed recently)" in again.stderr
+    rechecked = isolateserver("archive", *server_flags(master), "--no-digest-cache", tree)
+    assert rechecked.returncode == 0 and rechecked.stdout.split() == [digest, tree]
+    assert stats_of(rechecked) == all_hits and "confirmed recently" not in rechecked.stderr
     assert store_listing(master) == stored
 
     # downloaded through an empty cache (by the read-only user): the tree, byte for byte
@@ -237,3 +245,48 @@ def test_content_that_does_not_match_its_digest_is_refused(cas_master, tmp_path)
     line = one_line_error(isolateserver("archive", *server_flags(master), "--digest-cache", digests, tree))
     assert "changed while archiving" in line and victim in line
     assert len(store_listing(master)) < 4
+
+
+def make_doc_tree(cwd) -> None:
+    """The tree the examples of docs/cas.md archive: its hash is the one shown there."""
+    os.makedirs(cwd / "tree" / "bin")
+    (cwd / "tree" / "hello.txt").write_bytes(b"hello\n")
+    (cwd / "tree" / "bin" / "run.sh").write_bytes(b"#!/bin/sh\ncat hello.txt\n")
+    os.chmod(cwd / "tree" / "hello.txt", 0o644)
+    os.chmod(cwd / "tree" / "bin" / "run.sh", 0o755)
+    os.symlink("hello.txt", cwd / "tree" / "greeting")
+
+
+def run_example(lines: list[list[str]], master, cwd) -> list[subprocess.CompletedProcess]:
+    """Each ``$ `` line of a console example of docs/cas.md, on ``master``, in ``cwd``."""
+    results = []
+    for argv in lines:
+        assert argv[0] == "isolateserver", argv
+        argv = [master.url if arg == DOC_URL else arg for arg in argv[1:]]
+        result = subprocess.run([os.path.join(BIN_DIR, "isolateserver"), *argv], capture_output=True,
+                                text=True, timeout=120, cwd=cwd, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "ISOLATE_TOKEN": WRITER_TOKEN, "XDG_CACHE_HOME": str(cwd)})
+        assert result.returncode == 0, (argv, result.stderr)
+        results.append(result)
+    return results
+
+
+def shown_output(text: str) -> str:
+    """What a console example shows besides its ``$ `` lines."""
+    return "".join(line + "\n" for line in text.splitlines() if not line.startswith("$ "))
+
+
+def test_the_client_examples_of_the_docs_run_as_shown(cas_master, tmp_path):
+    make_doc_tree(tmp_path)
+    archived = run_example(docexamples.commands("cas.md", "cli-archive"), cas_master, tmp_path)
+    assert "".join(r.stdout for r in archived) == shown_output(docexamples.example("cas.md", "cli-archive"))
+    # the statistics line as shown, but for the seconds
+    seconds = re.compile(r"\d+\.\d\d s$", re.M)
+    shown = docexamples.example("cas.md", "cli-stats")
+    assert seconds.sub("S", archived[0].stderr) == seconds.sub("S", shown)
+
+    downloaded = run_example(docexamples.commands("cas.md", "cli-download"), cas_master, tmp_path)
+    assert all(r.stdout == "" for r in downloaded)
+    assert tree_of(str(tmp_path / "out")) == tree_of(str(tmp_path / "tree"))
+    assert (tmp_path / "hello-copy.txt").read_bytes() == b"hello\n"
+    assert os.path.isfile(tmp_path / "cache" / "state.json")

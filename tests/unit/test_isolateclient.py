@@ -15,10 +15,12 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.python.threadpool import ThreadPool
-from twisted.web.server import Site
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
 from buildfarm.common import cascache, isolateclient
 from buildfarm.common.isolateclient import IsolateServer, IsolateServerError
+from buildfarm.common.isolated import serialise
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.cas.settings import CASSettings
@@ -193,6 +195,52 @@ async def test_the_digest_cache_spares_hashing_an_unchanged_tree(served, tmp_pat
     assert first.items == second.items
 
 
+class LaterReactor:
+    """The real reactor, its clock ``shift_s`` ahead (for what the client records in time)."""
+
+    def __init__(self, shift_s):
+        self.shift_s = shift_s
+
+    def seconds(self):
+        return reactor.seconds() + self.shift_s
+
+    def __getattr__(self, name):
+        return getattr(reactor, name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tree_confirmed_recently_is_checked_by_its_isolated_alone(served, tmp_path):
+    tree = make_tree(tmp_path / "t", 60)
+    state = str(tmp_path / "digests.json")
+    await isolateclient.archive(client(served), [tree], digest_cache_path=state, reactor=reactor)
+    again = client(served)
+    result = await isolateclient.archive(again, [tree], digest_cache_path=state, reactor=reactor)
+    assert again.batches == [1]  # the .isolated: still there, so its 60 files are too
+    stats = result.stats
+    assert (stats.checked, stats.hits, stats.trusted, stats.uploaded) == (61, 61, 60, 0)
+    assert "61 hits (60 confirmed recently)" in str(stats)
+
+    # an hour later the files are asked about again (which refreshes them on the server)
+    later = client(served)
+    await isolateclient.archive(later, [tree], digest_cache_path=state,
+                                reactor=LaterReactor(isolateclient.CONFIRMED_FRESH_S + 1))
+    assert later.batches == [20, 20, 20, 1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_confirmed_tree_whose_isolated_is_gone_is_checked_and_uploaded_again(served, tmp_path):
+    tree = make_tree(tmp_path / "t", 10)
+    state = str(tmp_path / "digests.json")
+    first = await isolateclient.archive(client(served), [tree], digest_cache_path=state, reactor=reactor)
+    for dirpath, _, names in os.walk(served.store_root):  # the store lost everything
+        for name in names:
+            os.remove(os.path.join(dirpath, name))
+    again = client(served)
+    result = await isolateclient.archive(again, [tree], digest_cache_path=state, reactor=reactor)
+    assert again.batches == [1, 10, 1] and result.stats.uploaded == 11
+    assert result.items == first.items and len(served.stored()) == 11
+
+
 async def fresh_cache(tmp_path, name="cache", **policies):
     return cascache.DiskCache(str(tmp_path / name), cascache.CachePolicies(**policies), reactor)
 
@@ -301,7 +349,7 @@ async def test_content_not_matching_its_digest_is_refused_and_reported(served, t
     plan = isolateclient.plan_archive([str(f)], "sha-1")
     f.write_bytes(b"after!")
     with pytest.raises(IsolateServerError, match="changed while archiving"):
-        isolateclient.prepare_upload(plan.files[plan.results[0][0]], "sha-1", True)
+        isolateclient.prepare_upload(plan.loose[plan.results[0][0]], "sha-1", True)
 
 
 @pytest_twisted.ensureDeferred
@@ -312,3 +360,161 @@ async def test_a_retrieve_by_url_resumes_from_an_offset(served, tmp_path):
     digest = (await isolateclient.archive(server, [str(f)], reactor=reactor)).items[0][0]
     whole = await server.retrieve(digest)
     assert await server.retrieve(digest, offset=1000) == whole[1000:]
+
+
+class FlakyPuts(Resource):
+    """The API, but its first ``failures`` PUTs answer 503 (a server restarting)."""
+
+    isLeaf = True
+
+    def __init__(self, api, failures):
+        super().__init__()
+        self.api = api
+        self.failures = failures
+
+    def render(self, request):
+        if request.method == b"PUT" and self.failures:
+            self.failures -= 1
+            request.setResponseCode(503)
+            return b'{"error": {"code": 503, "message": "try again"}}'
+        return self.api.resource().render(request)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_answered_503_is_sent_again_from_the_start(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(isolateclient, "IN_MEMORY_ITEM_BYTES", 1000)  # sent from a temporary file
+    monkeypatch.setattr(isolateclient, "RETRY_DELAY_S", 0.01)
+    flaky = FlakyPuts(served.api, failures=2)
+    port = reactor.listenTCP(0, Site(flaky), interface="127.0.0.1")
+    try:
+        f = tmp_path / "big"
+        f.write_bytes(os.urandom(20_000))
+        server = IsolateServer(f"http://127.0.0.1:{port.getHost().port}", "default-gzip", reactor=reactor,
+                               headers=ADMIN)
+        result = await isolateclient.archive(server, [str(f)], reactor=reactor)
+        assert flaky.failures == 0 and result.stats.uploaded == 1
+        assert zlib.decompress(await server.retrieve(result.items[0][0])) == f.read_bytes()
+
+        flaky.failures = isolateclient.RETRIES
+        g = tmp_path / "other"
+        g.write_bytes(os.urandom(20_000))
+        with pytest.raises(IsolateServerError, match=r"upload failed: HTTP 503: try again \(http://"):
+            await isolateclient.archive(server, [str(g)], reactor=reactor)
+        await server.close()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tree_with_includes_is_merged_root_first(served, tmp_path):
+    base = make_tree(tmp_path / "base", files={"shared.txt": b"from the include", "only-base": b"b"})
+    server = client(served)
+    base_digest = (await isolateclient.archive(server, [base], reactor=reactor)).items[0][0]
+    extra = tmp_path / "extra.txt"
+    extra.write_bytes(b"from the root")
+    extra_digest = (await isolateclient.archive(server, [str(extra)], reactor=reactor)).items[0][0]
+    root = isolateclient.Isolated(files={"shared.txt": isolateclient.FileEntry(digest=extra_digest, size=13)},
+                                  includes=(base_digest,), read_only=1)
+    data = serialise(root)
+    root_digest = hashlib.sha1(data).hexdigest()
+    (ticket,) = await server.preupload([(root_digest, len(data), True)])
+    await server.push(ticket, zlib.compress(data))
+
+    cache = await fresh_cache(tmp_path)
+    result = await isolateclient.download_tree(client(served), root_digest, str(tmp_path / "o"), cache,
+                                               reactor=reactor)
+    assert result.isolated.isolated_digests == (root_digest, base_digest)
+    assert (tmp_path / "o" / "shared.txt").read_bytes() == b"from the root"
+    assert (tmp_path / "o" / "only-base").read_bytes() == b"b"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_big_download_is_spooled_to_a_temporary_file_on_the_way(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(isolateclient, "SPILL_BYTES", 10_000)
+    temporaries = tmp_path / "tmp"
+    temporaries.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporaries))
+    content = os.urandom(300_000)
+    tree = make_tree(tmp_path / "t", files={"big": content})
+    digest = (await isolateclient.archive(client(served), [tree], reactor=reactor)).items[0][0]
+    cache = await fresh_cache(tmp_path)
+    spilled = []
+    real_append = isolateclient._Spool._append
+
+    def append(self, chunks):
+        spilled.append(sum(map(len, chunks)))
+        return real_append(self, chunks)
+    monkeypatch.setattr(isolateclient._Spool, "_append", append)
+    await isolateclient.download_tree(client(served), digest, str(tmp_path / "o"), cache, reactor=reactor)
+    assert (tmp_path / "o" / "big").read_bytes() == content
+    assert sum(spilled) > 300_000 and os.listdir(temporaries) == []
+
+
+class CutShort(Resource):
+    """The API, but the first GET of a content URL sends half of the item and drops the
+    connection; the ``Range`` headers of the GETs are kept."""
+
+    isLeaf = True
+
+    def __init__(self, api, store_root):
+        super().__init__()
+        self.api = api
+        self.store_root = store_root
+        self.ranges = []
+
+    def render(self, request):
+        if request.method == b"GET":
+            self.ranges.append(request.getHeader(b"range"))
+            if len(self.ranges) == 1:
+                digest = request.path.decode().rsplit("/", 1)[1]
+                stored = open(os.path.join(self.store_root, "default-gzip", digest[:2], digest), "rb").read()
+                request.setHeader(b"content-length", str(len(stored)).encode())
+                request.write(stored[:len(stored) // 2])
+                request.channel.transport.loseConnection()
+                return NOT_DONE_YET
+        return self.api.resource().render(request)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_download_cut_short_is_resumed_with_a_range(served, tmp_path):
+    content = os.urandom(50_000)
+    f = tmp_path / "f"
+    f.write_bytes(content)
+    digest = (await isolateclient.archive(client(served), [str(f)], reactor=reactor)).items[0][0]
+    cut = CutShort(served.api, served.store_root)
+    port = reactor.listenTCP(0, Site(cut), interface="127.0.0.1")
+    try:
+        server = IsolateServer(f"http://127.0.0.1:{port.getHost().port}", "default-gzip", reactor=reactor,
+                               headers=ADMIN)
+        cache = await fresh_cache(tmp_path)
+        await isolateclient.download_files(server, [(digest, str(tmp_path / "out"))], cache, reactor=reactor)
+        assert (tmp_path / "out").read_bytes() == content
+        assert cut.ranges[0] is None and cut.ranges[1].startswith(b"bytes=") and len(cut.ranges) == 2
+        await server.close()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_download_result_gives_the_run_settings_and_read_only_can_be_overridden(served, tmp_path):
+    server = client(served)
+    f = tmp_path / "script"
+    f.write_bytes(b"echo hi\n")
+    digest = (await isolateclient.archive(server, [str(f)], reactor=reactor)).items[0][0]
+    entry = isolateclient.FileEntry(digest=digest, size=8, mode=0o700)
+    root = isolateclient.Isolated(files={"sub/script": entry}, command=("sh", "script"), relative_cwd="sub",
+                                  read_only=2)
+    data = serialise(root)
+    (ticket,) = await server.preupload([(hashlib.sha1(data).hexdigest(), len(data), True)])
+    await server.push(ticket, zlib.compress(data))
+    cache = await fresh_cache(tmp_path)
+    result = await isolateclient.download_tree(server, hashlib.sha1(data).hexdigest(), str(tmp_path / "o"),
+                                               cache, reactor=reactor)
+    assert (result.command, result.relative_cwd, result.read_only) == (("sh", "script"), "sub", 2)
+    assert result.isolated.files["sub/script"].mode == 0o700 and result.isolated.root.version == "1.4"
+    assert stat.S_IMODE(os.stat(tmp_path / "o" / "sub").st_mode) == 0o555  # read_only 2
+    writable = await isolateclient.download_tree(server, hashlib.sha1(data).hexdigest(), str(tmp_path / "w"),
+                                                 cache, reactor=reactor, read_only=0)
+    assert writable.read_only == 0
+    assert stat.S_IMODE(os.stat(tmp_path / "w" / "sub" / "script").st_mode) == 0o700
+    cascache.remove_tree(str(tmp_path / "o"))

@@ -200,3 +200,18 @@ def test_resolve_refuses_content_that_does_not_match_its_digest():
 
     with pytest.raises(IsolatedFormatError, match="has content hashing to"):
         run(resolve("a" * 40, lying_fetch))
+
+
+@pytest.mark.parametrize("isolated", [
+    Isolated(),
+    Isolated(algo="sha-256", version="2.0", files={
+        'dir/é "quoted"\\back': FileEntry(digest="a" * 64, size=0),
+        "a/link": FileEntry(link='../tab\there "x"'),
+        "z": FileEntry(digest="b" * 64, size=12345678901, mode=0o755),
+        "A\u2028": FileEntry(digest="c" * 64, size=1, mode=0)}),
+    Isolated(files={"f": FileEntry(digest=H1, size=3)}, includes=(H1,), command=("run", "ünï"),
+             relative_cwd="a/b", read_only=2),
+])
+def test_the_fast_serialiser_writes_what_json_dumps_writes(isolated):
+    expected = json.dumps(isolated.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert serialise(isolated) == expected.encode("utf-8")

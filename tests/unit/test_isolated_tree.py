@@ -115,3 +115,18 @@ def test_isolated_mode(mode, expected):
 def test_a_bad_blacklist_is_a_clear_error(tree):
     with pytest.raises(ValueError, match="blacklist '\\(' is not a regular expression"):
         build_isolated(tree, blacklist="(")
+
+
+def test_an_unchanged_digest_cache_is_not_rewritten(tree, tmp_path):
+    state = str(tmp_path / "digests.json")
+    cache = DigestCache(algo="sha-1")
+    cache.save(state, keep=build_isolated(tree, cache=cache).seen_keys)
+    before = os.stat(state)
+    reloaded = DigestCache.load(state, "sha-1")
+    reloaded.save(state, keep=build_isolated(tree, cache=reloaded).seen_keys)
+    assert os.stat(state).st_ino == before.st_ino  # written atomically: a rewrite is a new inode
+
+    os.remove(os.path.join(tree, "d00", "f0000.txt"))  # one file fewer: the cache shrinks
+    again = DigestCache.load(state, "sha-1")
+    again.save(state, keep=build_isolated(tree, cache=again).seen_keys)
+    assert len(DigestCache.load(state, "sha-1").entries) == TREE_FILES - 1
