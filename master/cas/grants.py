@@ -16,7 +16,6 @@ is a 401.  The build registers every grant it mints with its secret redactor, so
 shown as ``<cas-grant>`` in logs (master/secrets/redactor.py).
 """
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -28,6 +27,7 @@ from zope.interface import implementer
 
 from buildfarm.master.auth.identity import BEARER, AuthError, Identity
 from buildfarm.master.auth.users import Account
+from buildfarm.master.cas.tickets import b64url, unb64url
 from buildfarm.master.http.interfaces import IHTTPMaster
 
 PREFIX = "bfgrant1."
@@ -72,8 +72,8 @@ def mint(secret: bytes, namespace: str, kinds: tuple[str, ...], ttl_s: float, cl
         raise ValueError(f"a grant's lifetime must be positive, not {ttl_s!r}")
     payload = {"n": namespace, "s": list(scopes_for(namespace, kinds)),
                "x": int(clock.seconds() + ttl_s + 0.999), "w": holder}
-    body = _b64(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
-    return f"{PREFIX}{body}.{_b64(_mac(secret, body))}"
+    body = b64url(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode())
+    return f"{PREFIX}{body}.{b64url(_mac(secret, body))}"
 
 
 def is_grant(token: str) -> bool:
@@ -88,7 +88,7 @@ def check(secret: bytes | Iterable[bytes], token: str, clock) -> Grant:
         raise BadGrant("not a build grant of this master")
     body, _, mac = token[len(PREFIX):].partition(".")
     try:
-        given = _unb64(mac)
+        given = unb64url(mac)
     except (ValueError, binascii.Error):
         raise BadGrant("not a build grant of this master") from None
     candidates = [secret] if isinstance(secret, bytes) else list(secret)
@@ -96,7 +96,7 @@ def check(secret: bytes | Iterable[bytes], token: str, clock) -> Grant:
         raise BadGrant("the build grant's signature does not match: it was changed, or minted by "
                        "another master (or before its c['cas']['upload_secret'] changed)")
     try:
-        fields = json.loads(_unb64(body))
+        fields = json.loads(unb64url(body))
         grant = Grant(str(fields["n"]), tuple(str(s) for s in fields["s"]), float(fields["x"]),
                       str(fields["w"]))
     except (KeyError, TypeError, ValueError, binascii.Error):
@@ -115,15 +115,6 @@ def _scope_on(scope: str, namespace: str) -> bool:
 def _mac(secret: bytes, body: str) -> bytes:
     return hmac.new(grant_key(secret), body.encode("ascii"), hashlib.sha256).digest()
 
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    if not text.isascii():
-        raise ValueError("not ASCII")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _bearer(request) -> str | None:

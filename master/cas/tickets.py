@@ -44,8 +44,8 @@ class TicketSigner:
     def issue(self, namespace: str, digest: str, size: int, is_isolated: bool) -> str:
         payload = json.dumps({"n": namespace, "d": digest, "s": size, "i": bool(is_isolated),
                               "t": int(self.clock.seconds())}, sort_keys=True, separators=(",", ":"))
-        body = _b64(payload.encode())
-        return f"{body}.{_b64(self._mac(body))}"
+        body = b64url(payload.encode())
+        return f"{body}.{b64url(self._mac(body))}"
 
     def check(self, ticket) -> Ticket:
         """The ``Ticket`` ``ticket`` stands for; ``BadTicket`` unless this master issued it
@@ -54,8 +54,8 @@ class TicketSigner:
             raise BadTicket("upload_ticket is not a ticket this server issued")
         body, mac = ticket.split(".")
         try:
-            given = _unb64(mac)
-            fields = json.loads(_unb64(body))
+            given = unb64url(mac)
+            fields = json.loads(unb64url(body))
         except (ValueError, binascii.Error):
             raise BadTicket("upload_ticket is not a ticket this server issued") from None
         if not hmac.compare_digest(given, self._mac(body)):
@@ -74,11 +74,13 @@ class TicketSigner:
         return hmac.new(self._secret, body.encode("ascii"), hashlib.sha256).digest()
 
 
-def _b64(raw: bytes) -> str:
+def b64url(raw: bytes) -> str:
+    """``raw`` as unpadded URL-safe base64 (tickets and build grants)."""
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
+def unb64url(text: str) -> bytes:
+    """The bytes of unpadded URL-safe base64 ``text``; ValueError when it is not."""
     if not text.isascii():
         raise ValueError("not ASCII")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
