@@ -10,6 +10,8 @@ from html.parser import HTMLParser
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.python import threadable
 from twisted.python.threadpool import ThreadPool
 
 from buildfarm.common.isolated import digest_of
@@ -81,7 +83,8 @@ def store(master, tmp_path, pool):
 @pytest.fixture
 def browser(master, store, pool):
     with_fast_password_checks(master)
-    return CASBrowser(master, lambda: store, WebUI(master).render, master.reactor, pool)
+    ui = WebUI(master)
+    return CASBrowser(master, lambda: store, ui.render, ui.render_off_thread, master.reactor, pool)
 
 
 async def put(store, content: bytes, namespace=GZIP) -> str:
@@ -434,3 +437,106 @@ async def test_the_docs_urls_answer_the_tree_the_download_and_the_text_view(brow
     assert b'id="file-size"' in answers[0].body
     assert answers[1].body == RUN_SH and 'filename="run.sh"' in answers[1].header("content-disposition")
     assert answers[2].body == RUN_SH and answers[2].header("content-type") == "text/plain; charset=utf-8"
+
+
+def big_tree(files: int, digest: str, size: int) -> dict:
+    return {"algo": "sha-1", "version": "1.4",
+            "files": {f"d{i % 20}/e{i % 13}/file-{i:05}.txt": {"h": digest, "s": size, "m": 0o644}
+                      for i in range(files)}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_10000_file_tree_page_is_rendered_off_the_reactor_which_keeps_serving(master, store, pool):
+    with_fast_password_checks(master)
+    ui = WebUI(master)
+    rendered = []  # (template, in the reactor thread?, ticks of the reactor while rendering, context)
+    ticks = []
+
+    def spy(template, context):
+        before = len(ticks)
+        page = WebUI.render_template(ui, template, context)
+        rendered.append((template, threadable.isInIOThread(), len(ticks) - before, context))
+        return page
+
+    ui.render_template = spy
+    browser = CASBrowser(master, lambda: store, ui.render, ui.render_off_thread, master.reactor, pool)
+    content = b"same content\n"
+    digest = await put(store, content)
+    root = await put(store, manifest(big_tree(10_000, digest, len(content))))
+    beat = task.LoopingCall(lambda: ticks.append(reactor.seconds()))
+    beat.clock = reactor
+    beat.start(0.005)
+    try:
+        response = await get(browser, "/browse", {"namespace": "default-gzip", "digest": root})
+    finally:
+        beat.stop()
+    assert response.code == 200 and response.body.count(b'data-kind="file"') == 10_000
+    [(template, on_reactor, ticks_meanwhile, context)] = rendered
+    assert template == "cas_browse.html" and not on_reactor
+    assert ticks_meanwhile >= 1  # the reactor ran timers while Jinja worked on the pool
+    # the same bytes as the page rendered on the reactor thread (the web UI's plain render)
+    assert response.body == WebUI.render_template(ui, template, context)
+    assert response.header("content-type") == "text/html; charset=utf-8"
+    assert response.header("content-security-policy") is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_item_the_janitor_deletes_during_a_download_is_still_read_whole(browser, store):
+    content = os.urandom(3 * browse.STORED_PIECE_BYTES + 7)
+    digest = await put(store, content, PLAIN)
+    pieces = browser.pieces(PLAIN, digest)
+    try:
+        got = [await pieces.__anext__()]
+        os.remove(store.path_of(PLAIN, digest))  # what the janitor does to an expired item
+        got += [piece async for piece in pieces]
+    finally:
+        await pieces.aclose()
+    assert b"".join(got) == content
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_store_is_a_503_page_not_an_internal_error(browser, store):
+    digest = "e" * 40
+    os.makedirs(store.path_of(GZIP, digest))  # the item's path cannot be read: a disk error
+    for path in ("/browse", "/browse/content"):
+        response = await get(browser, path, {"namespace": "default-gzip", "digest": digest})
+        message = Elements(response.body.decode()).found["error-message"]["text"]
+        assert response.code == 503 and "The store cannot be read now" in message
+        assert b"Traceback" not in response.body
+
+
+class FailingReads:
+    """A reader of a real stored item whose reads fail after the first (a disk dying mid-way)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.reads = 0
+
+    def read(self, size):
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError(5, "Input/output error")
+        return self.reader.read(size)
+
+    def close(self):
+        self.reader.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_download_whose_reads_fail_half_way_is_cut_not_followed_by_an_error_page(browser, store):
+    content = os.urandom(2 * browse.STORED_PIECE_BYTES)
+    digest = await put(store, content, PLAIN)
+    opened = store.open
+
+    async def open_failing(*args):
+        reader, total = await opened(*args)
+        return FailingReads(reader), total
+
+    store.open = open_failing
+    request = MemoryRequest("GET", "/browse/content")
+    request.args = {b"namespace": [b"sha256-plain"], b"digest": [digest.encode()]}
+    request.requestHeaders.setRawHeaders(b"authorization", [ADMIN["Authorization"].encode()])
+    transport = request.channel.transport
+    response = await render_request(browser.resource(), request)
+    assert response.code == 200 and response.body == content[:browse.STORED_PIECE_BYTES]
+    assert transport.disconnected  # the client sees a download cut short
