@@ -90,7 +90,7 @@ class WWWService(ListeningService):
         """The twisted.web Site with every resource of the master."""
         cas = self.master.cas
         pages = WebUI(self.master)
-        browser = CASBrowser(self.master, lambda: cas.store, pages.render, pages.render_off_thread,
+        browser = CASBrowser(self.master, lambda: cas.store, pages.render, pages.stream_off_thread,
                              self.master.reactor, cas.pool)
         root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
                         ChangeHookAPI(self.master).resource(), cas.api.resource(), browser.resource())

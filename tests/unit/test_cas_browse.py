@@ -20,6 +20,7 @@ from buildfarm.master.cas.browse import CASBrowser, browse_url, content_url
 from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.cas.namespaces import parse_namespace
 from buildfarm.master.http.routes import PUBLIC
+from buildfarm.master.www.ui import app
 from buildfarm.master.www.ui.app import WebUI
 from fixtures.memoryhttp import MemoryRequest, render, render_request
 from fixtures.memorymaster import (
@@ -84,7 +85,7 @@ def store(master, tmp_path, pool):
 def browser(master, store, pool):
     with_fast_password_checks(master)
     ui = WebUI(master)
-    return CASBrowser(master, lambda: store, ui.render, ui.render_off_thread, master.reactor, pool)
+    return CASBrowser(master, lambda: store, ui.render, ui.stream_off_thread, master.reactor, pool)
 
 
 async def put(store, content: bytes, namespace=GZIP) -> str:
@@ -446,35 +447,43 @@ def big_tree(files: int, digest: str, size: int) -> dict:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_10000_file_tree_page_is_rendered_off_the_reactor_which_keeps_serving(master, store, pool):
+async def test_a_10000_file_tree_page_is_rendered_off_the_reactor_and_streamed(master, store, pool):
     with_fast_password_checks(master)
     ui = WebUI(master)
-    rendered = []  # (template, in the reactor thread?, ticks of the reactor while rendering, context)
-    ticks = []
+    rendered, pieces, ticks = [], [], []  # (template, context); per piece (in the reactor thread?, ticks)
 
     def spy(template, context):
-        before = len(ticks)
-        page = WebUI.render_template(ui, template, context)
-        rendered.append((template, threadable.isInIOThread(), len(ticks) - before, context))
-        return page
+        rendered.append((template, context))
 
-    ui.render_template = spy
-    browser = CASBrowser(master, lambda: store, ui.render, ui.render_off_thread, master.reactor, pool)
+        def watched():
+            for piece in WebUI.page_pieces(ui, template, context):
+                pieces.append((threadable.isInIOThread(), len(ticks)))
+                yield piece
+        return watched()
+
+    ui.page_pieces = spy
+    browser = CASBrowser(master, lambda: store, ui.render, ui.stream_off_thread, master.reactor, pool)
     content = b"same content\n"
     digest = await put(store, content)
     root = await put(store, manifest(big_tree(10_000, digest, len(content))))
+    request = MemoryRequest("GET", "/browse")
+    request.args = {b"namespace": [b"default-gzip"], b"digest": [root.encode()]}
+    request.requestHeaders.setRawHeaders(b"authorization", [ADMIN["Authorization"].encode()])
     beat = task.LoopingCall(lambda: ticks.append(reactor.seconds()))
     beat.clock = reactor
     beat.start(0.005)
     try:
-        response = await get(browser, "/browse", {"namespace": "default-gzip", "digest": root})
+        response = await render_request(browser.resource(), request)
     finally:
         beat.stop()
     assert response.code == 200 and response.body.count(b'data-kind="file"') == 10_000
-    [(template, on_reactor, ticks_meanwhile, context)] = rendered
-    assert template == "cas_browse.html" and not on_reactor
-    assert ticks_meanwhile >= 1  # the reactor ran timers while Jinja worked on the pool
-    # the same bytes as the page rendered on the reactor thread (the web UI's plain render)
+    [(template, context)] = rendered
+    assert template == "cas_browse.html"
+    assert len(pieces) > 10 and not any(on_reactor for on_reactor, _ in pieces)
+    assert pieces[-1][1] > pieces[0][1]  # the reactor ran its timers while the page was made
+    written = [len(piece) for piece in request.body_written if piece]
+    assert len(written) == len(pieces) and max(written) < app.STREAM_PIECE_BYTES + 4096
+    # the very bytes the web UI's plain render makes on the reactor thread
     assert response.body == WebUI.render_template(ui, template, context)
     assert response.header("content-type") == "text/html; charset=utf-8"
     assert response.header("content-security-policy") is not None
