@@ -40,6 +40,7 @@ from buildfarm.common.isolated import (
     IsolatedFormatError,
     algo_for_namespace,
     effective_read_only,
+    from_json,
     parse,
     resolve,
 )
@@ -164,7 +165,7 @@ def classify(content: bytes, algo: str) -> Isolated | None:
         return None
     if not looks_like_isolated(doc):
         return None
-    return parse(content, algo)
+    return from_json(doc, algo)  # the document decoded once
 
 
 def merge(root: str, documents: dict[str, bytes], parsed: dict[str, Isolated], algo: str) -> Tree:

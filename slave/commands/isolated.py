@@ -238,10 +238,7 @@ class RunIsolated(_IsolateCommand):
         basedir = self.context.slaveBasedir
         try:
             self._checkDigest(self.args["isolated"])
-            swept = await self.inThread(sweepStaleRuns, basedir)
-            if swept:
-                log.info("run_isolated: removed {count} stale run directories: {dirs}", count=len(swept),
-                         dirs=", ".join(swept))
+            await self._sweep(basedir)
             rundir, lock = await self.inThread(makeRunDir, basedir)
         except (IsolateError, OSError) as e:
             self._fail(e)
@@ -256,6 +253,17 @@ class RunIsolated(_IsolateCommand):
                     log.warn("run_isolated: could not delete {rundir}: {e}", rundir=rundir, e=e)
             finally:
                 os.close(lock)  # after the removal: a sweep never sees this run's directory unlocked
+
+    async def _sweep(self, basedir: str) -> None:
+        """Delete the run directories a stopped slave left; a failure is logged, the run goes on."""
+        try:
+            swept = await self.inThread(sweepStaleRuns, basedir)
+        except OSError as e:
+            log.warn("run_isolated: could not sweep {runs}: {e}", runs=os.path.join(basedir, RUNS_DIR), e=e)
+            return
+        if swept:
+            log.info("run_isolated: removed {count} stale run directories: {dirs}", count=len(swept),
+                     dirs=", ".join(swept))
 
     async def _runIn(self, rundir: str) -> None:
         treedir, outdir = os.path.join(rundir, "run"), os.path.join(rundir, "out")

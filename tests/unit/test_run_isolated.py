@@ -451,3 +451,13 @@ async def test_an_executable_of_the_tree_runs_by_its_relative_path(served, tmp_p
     run = await CommandRun(tmp_path, RunIsolated, clock=reactor,
                            **run_args(served, digest, command=["./bin/run.sh"])).run()
     assert run.rc == 0 and run.text("stdout") == "from-the-tree\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_runs_lock_that_cannot_be_opened_is_a_clear_failure_not_a_traceback(served, tmp_path):
+    digest = await tree_with_command(served, tmp_path, {"a": "a"}, command=["true"])
+    (tmp_path / RUNS_DIR).mkdir()
+    (tmp_path / "cas-runs.lock").mkdir()  # the sweep logs it and goes on; making the run dir fails
+    run = await CommandRun(tmp_path, RunIsolated, clock=reactor, **run_args(served, digest)).run()
+    assert run.rc == ISOLATE_ERROR_RC
+    assert "cas-runs.lock" in run.text("stderr") and "Traceback" not in run.text("stderr")
