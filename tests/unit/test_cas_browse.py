@@ -11,7 +11,9 @@ from html.parser import HTMLParser
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
+from twisted.internet.error import ConnectionDone
 from twisted.python import threadable
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from buildfarm.common.isolated import digest_of
@@ -549,3 +551,45 @@ async def test_a_download_whose_reads_fail_half_way_is_cut_not_followed_by_an_er
     response = await render_request(browser.resource(), request)
     assert response.code == 200 and response.body == content[:browse.STORED_PIECE_BYTES]
     assert transport.disconnected  # the client sees a download cut short
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_leaves_mid_page_stops_its_rendering(master, store, pool):
+    with_fast_password_checks(master)
+    ui = WebUI(master)
+    made = []
+
+    def counted(template, context):
+        try:
+            for piece in WebUI.page_pieces(ui, template, context):
+                made.append(len(piece))
+                yield piece
+        finally:
+            made.append("closed")
+
+    ui.page_pieces = counted
+    browser = CASBrowser(master, lambda: store, ui.render, ui.stream_off_thread, master.reactor, pool)
+    digest = await put(store, b"x")
+    root = await put(store, manifest(big_tree(5_000, digest, 1)))
+    request = MemoryRequest("GET", "/browse")
+    request.args = {b"namespace": [b"default-gzip"], b"digest": [root.encode()]}
+    request.requestHeaders.setRawHeaders(b"authorization", [ADMIN["Authorization"].encode()])
+    write = request.write
+
+    def write_then_leave(data):
+        write(data)
+        if not request._disconnected:
+            request.connectionLost(Failure(ConnectionDone("the browser tab closed")))
+
+    request.write = write_then_leave
+    finished = request.notifyFinish()
+    browser.resource().render(request)
+    with pytest.raises(ConnectionDone):
+        await finished
+    deadline = reactor.seconds() + 20
+    while "closed" not in made:
+        assert reactor.seconds() < deadline, "the page's generator was never closed"
+        await task.deferLater(reactor, 0.01, lambda: None)
+    # of the page's ~14 pieces: one sent, at most one more made (before the departure was seen)
+    assert made[-1] == "closed" and len(made) <= 3
+    assert len(request.body_written) == 1

@@ -160,7 +160,7 @@ class WebUI:
             log.failure("page {path} failed half way", path=request.path)
             request.loseConnection()
         finally:
-            await in_thread(pieces.close)  # a client that left: Jinja's generator ends there
+            await in_thread(_close_pieces, pieces)  # a client that left: Jinja's work ends there
         return b""
 
     def page_pieces(self, template: str, context: dict) -> Iterator[bytes]:
@@ -553,6 +553,15 @@ class WebUI:
 
 
 # -- request helpers ---------------------------------------------------------------------
+
+def _close_pieces(pieces) -> None:
+    """Close a page's generator; one still making a piece (the handler was cancelled while it
+    ran on another thread) cannot be closed: it is left to finish that piece and be collected."""
+    try:
+        pieces.close()
+    except ValueError:  # "generator already executing"
+        pass
+
 
 def _batched(parts: Iterator[str], size: int) -> Iterator[bytes]:
     """The strings of ``parts`` joined into UTF-8 pieces of at least ``size`` characters."""
