@@ -592,4 +592,4 @@ async def test_a_client_that_leaves_mid_page_stops_its_rendering(master, store, 
         await task.deferLater(reactor, 0.01, lambda: None)
     # of the page's ~14 pieces: one sent, at most one more made (before the departure was seen)
     assert made[-1] == "closed" and len(made) <= 3
-    assert len(request.body_written) == 1
+    assert len([piece for piece in request.body_written if piece]) == 1
