@@ -90,7 +90,8 @@ class WWWService(ListeningService):
         """The twisted.web Site with every resource of the master."""
         cas = self.master.cas
         pages = WebUI(self.master)
-        browser = CASBrowser(self.master, lambda: cas.store, pages.render, self.master.reactor, cas.pool)
+        browser = CASBrowser(self.master, lambda: cas.store, pages.render, pages.stream_off_thread,
+                             self.master.reactor, cas.pool)
         root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
                         ChangeHookAPI(self.master).resource(), cas.api.resource(), browser.resource())
         # a JSON call (store_inline of an .isolated) is held in memory; an upload PUT takes an

@@ -7,7 +7,9 @@ its command with ``${ISOLATED_OUTDIR}`` substituted in the command line and set 
 environment, under the hard timeout, the I/O timeout and the grace period (SIGTERM, then
 SIGKILL ``grace_period`` seconds later), streams its output as ``shell`` does, archives the out
 directory (if the command wrote anything there) to the same server and namespace, reports the
-output's hash and the transfer statistics, and always deletes the run directory.
+output's hash and the transfer statistics, and always deletes the run directory.  Each run
+holds an ``flock`` on a file of its run directory while it lives; a run starting deletes the
+run directories nobody holds (what a slave killed mid-run left), never a live one.
 
 ``isolate_archive`` archives a directory of the builder's directory and reports its hash.
 
@@ -29,11 +31,13 @@ command wrote nothing there), ``isolated`` (``isolate_archive``'s hash), ``isola
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
 import re
 import shlex
+import shutil
 import signal
 import tempfile
 from typing import Any
@@ -62,6 +66,8 @@ log = Logger()
 CACHE_DIR = "cas-cache"
 CACHE_LOCK = "cas-cache.lock"
 RUNS_DIR = "cas-runs"
+RUNS_LOCK = "cas-runs.lock"  # orders making run directories against sweeping them
+RUN_LOCK = ".run.lock"  # in each run directory, flock'ed by its run while it lives
 DIGESTS_DIR = "cas-digests"
 OUTDIR_VARIABLE = "ISOLATED_OUTDIR"
 EXECUTABLE_SUFFIX = ""  # POSIX slaves: ${EXECUTABLE_SUFFIX} is empty
@@ -227,12 +233,13 @@ class RunIsolated(_IsolateCommand):
     )
 
     async def run(self) -> None:
-        """Fetch and map, run, archive the outputs; always delete the run directory."""
+        """Sweep the run directories a stopped slave left, make this run's; fetch and map,
+        run, archive the outputs; always delete the run directory."""
         basedir = self.context.slaveBasedir
         try:
             self._checkDigest(self.args["isolated"])
-            runs = os.path.join(basedir, RUNS_DIR)
-            rundir = await self.inThread(_makeRunDir, runs)
+            await self._sweep(basedir)
+            rundir, lock = await self.inThread(makeRunDir, basedir)
         except (IsolateError, OSError) as e:
             self._fail(e)
             return
@@ -242,7 +249,21 @@ class RunIsolated(_IsolateCommand):
             try:
                 await self.inThread(cascache.remove_tree, rundir)
             except OSError as e:
-                log.warn("run_isolated: could not delete {rundir}: {e}", rundir=rundir, e=e)
+                if os.path.lexists(rundir):  # else a sweep that saw it unlocked finished the job
+                    log.warn("run_isolated: could not delete {rundir}: {e}", rundir=rundir, e=e)
+            finally:
+                os.close(lock)  # after the removal: a sweep never sees this run's directory unlocked
+
+    async def _sweep(self, basedir: str) -> None:
+        """Delete the run directories a stopped slave left; a failure is logged, the run goes on."""
+        try:
+            swept = await self.inThread(sweepStaleRuns, basedir)
+        except OSError as e:
+            log.warn("run_isolated: could not sweep {runs}: {e}", runs=os.path.join(basedir, RUNS_DIR), e=e)
+            return
+        if swept:
+            log.info("run_isolated: removed {count} stale run directories: {dirs}", count=len(swept),
+                     dirs=", ".join(swept))
 
     async def _runIn(self, rundir: str) -> None:
         treedir, outdir = os.path.join(rundir, "run"), os.path.join(rundir, "out")
@@ -251,6 +272,7 @@ class RunIsolated(_IsolateCommand):
             try:
                 fetched = await self._fetch(server, treedir)
                 spec = self._runSpec(fetched, treedir, outdir)
+                await self.inThread(_prepareRun, spec, outdir)
             except Exception as e:  # every failure is a log line, never a traceback
                 self._fail(e)
                 return
@@ -323,8 +345,6 @@ class RunIsolated(_IsolateCommand):
         cwd = os.path.normpath(os.path.join(treedir, relative))
         if os.path.commonpath([treedir, cwd]) != treedir:
             raise IsolateError(f"relative_cwd {relative!r} leaves the tree")
-        os.makedirs(outdir, exist_ok=True)
-        os.makedirs(cwd, exist_ok=True)
         slaveEnviron = {**os.environ, OUTDIR_VARIABLE: outdir}
         environ = buildEnvironment(self.args["env"], slaveEnviron, cwd)
         environ[OUTDIR_VARIABLE] = outdir
@@ -418,9 +438,89 @@ class IsolateArchive(_IsolateCommand):
         self.sendStatus({"rc": 0})
 
 
-def _makeRunDir(runs: str) -> str:
+@contextlib.contextmanager
+def _runsLocked(basedir: str):
+    """The lock that orders making a run directory (and locking it) against sweeping them
+    (blocking: a thread; it is held for a mkdir or a directory listing, never longer)."""
+    fd = os.open(os.path.join(basedir, RUNS_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def makeRunDir(basedir: str) -> tuple[str, int]:
+    """A fresh run directory under ``<basedir>/cas-runs/`` and the fd of its lock file
+    (``RUN_LOCK`` inside it, flock'ed while the run lives: close it once the directory is
+    deleted).  Blocking: a thread."""
+    runs = os.path.join(basedir, RUNS_DIR)
     os.makedirs(runs, exist_ok=True)
-    return tempfile.mkdtemp(prefix="run-", dir=runs)
+    with _runsLocked(basedir):
+        rundir = tempfile.mkdtemp(prefix="run-", dir=runs)
+        fd = os.open(os.path.join(rundir, RUN_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+    return rundir, fd
+
+
+def sweepStaleRuns(basedir: str) -> list[str]:
+    """Delete the run directories no live run holds (a slave killed mid-run left them: the
+    kernel dropped its locks), read-only trees included; the paths deleted.  A live run's
+    directory (this slave's other builders, or another process's) is left alone: its lock
+    is held.  Blocking: a thread."""
+    runs = os.path.join(basedir, RUNS_DIR)
+    if not os.path.isdir(runs):
+        return []
+    stale: list[tuple[str, int | None]] = []
+    with _runsLocked(basedir):
+        for entry in sorted(os.scandir(runs), key=lambda e: e.name):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                fd = os.open(os.path.join(entry.path, RUN_LOCK), os.O_RDWR)
+            except FileNotFoundError:
+                stale.append((entry.path, None))  # made before run locks existed, or half-deleted
+                continue
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # a run in progress
+                continue
+            stale.append((entry.path, fd))
+    swept = []
+    for path, fd in stale:
+        try:
+            cascache.remove_tree(path)  # holding its lock: no sweep elsewhere takes it meanwhile
+            swept.append(path)
+        except OSError as e:
+            if os.path.lexists(path):  # else a run that was ending deleted it first
+                log.warn("run_isolated: could not delete the stale {path}: {e}", path=path, e=e)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return swept
+
+
+def _prepareRun(spec: ProcessSpec, outdir: str) -> None:
+    """Make the out directory and the command's cwd, and check that the command can be run
+    (an exec that fails in the child would print Twisted's traceback instead of a clear line).
+    Blocking: a thread."""
+    os.makedirs(outdir, exist_ok=True)
+    os.makedirs(spec.workdir, exist_ok=True)
+    program = asText(spec.argv[0])
+    if "/" in program:  # a path, relative to the cwd as exec takes it
+        found = os.path.join(spec.workdir, program)
+        if not os.path.isfile(found):
+            raise IsolateError(f"the command {program!r} is not in the tree (looked in {spec.workdir})")
+        if not os.access(found, os.X_OK):
+            raise IsolateError(f"the command {program!r} is not executable (its mode has no x bit)")
+        return
+    if shutil.which(program, path=spec.environ.get("PATH", os.defpath)) is None:
+        raise IsolateError(f"the command {program!r} is not found on the PATH "
+                           f"({spec.environ.get('PATH', os.defpath)}); a program of the tree is run "
+                           f"as './{program}'")
 
 
 def _hasFiles(path: str) -> bool:

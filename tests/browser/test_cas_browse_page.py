@@ -143,3 +143,18 @@ def test_anonymous_visitors_are_asked_to_log_in_and_a_missing_item_is_a_404_page
     response = page.goto(f"{master.url}/browse?namespace={NAMESPACE}&digest={'0' * 40}")
     assert response.status == 404
     assert "is not stored in namespace 'default-gzip'" in page.locator("#error-message").inner_text()
+
+
+def test_a_big_tree_page_streamed_in_pieces_arrives_whole(store_master, page):
+    master, _, _ = store_master
+    up = Uploader(master)
+    [blob] = up.upload([b"one of many\n"])
+    files = {f"d{i % 10}/f{i:04}.txt": {"h": blob, "s": 12, "m": 0o644} for i in range(3000)}
+    root = up.isolated({"algo": "sha-1", "version": "1.4", "files": files})  # ~2 MB of HTML: 8 pieces
+    login(page, master.url, TEST_USER, TEST_PASSWORD)
+    response = page.goto(f"{master.url}/browse?namespace={NAMESPACE}&digest={root}")
+    assert response.status == 200 and response.headers.get("transfer-encoding") == "chunked"
+    page.wait_for_selector("footer")
+    assert page.locator("#tree tr[data-kind='file']").count() == 3000
+    assert page.locator("tr[data-path='d9/f2999.txt'] .size").get_attribute("data-bytes") == "12"
+    assert page.locator("#isolated-files").get_attribute("data-files") == "3000"

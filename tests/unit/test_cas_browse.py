@@ -10,6 +10,10 @@ from html.parser import HTMLParser
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.internet.error import ConnectionDone
+from twisted.python import threadable
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from buildfarm.common.isolated import digest_of
@@ -18,6 +22,7 @@ from buildfarm.master.cas.browse import CASBrowser, browse_url, content_url
 from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.cas.namespaces import parse_namespace
 from buildfarm.master.http.routes import PUBLIC
+from buildfarm.master.www.ui import app
 from buildfarm.master.www.ui.app import WebUI
 from fixtures.memoryhttp import MemoryRequest, render, render_request
 from fixtures.memorymaster import (
@@ -81,7 +86,8 @@ def store(master, tmp_path, pool):
 @pytest.fixture
 def browser(master, store, pool):
     with_fast_password_checks(master)
-    return CASBrowser(master, lambda: store, WebUI(master).render, master.reactor, pool)
+    ui = WebUI(master)
+    return CASBrowser(master, lambda: store, ui.render, ui.stream_off_thread, master.reactor, pool)
 
 
 async def put(store, content: bytes, namespace=GZIP) -> str:
@@ -434,3 +440,156 @@ async def test_the_docs_urls_answer_the_tree_the_download_and_the_text_view(brow
     assert b'id="file-size"' in answers[0].body
     assert answers[1].body == RUN_SH and 'filename="run.sh"' in answers[1].header("content-disposition")
     assert answers[2].body == RUN_SH and answers[2].header("content-type") == "text/plain; charset=utf-8"
+
+
+def big_tree(files: int, digest: str, size: int) -> dict:
+    return {"algo": "sha-1", "version": "1.4",
+            "files": {f"d{i % 20}/e{i % 13}/file-{i:05}.txt": {"h": digest, "s": size, "m": 0o644}
+                      for i in range(files)}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_10000_file_tree_page_is_rendered_off_the_reactor_and_streamed(master, store, pool):
+    with_fast_password_checks(master)
+    ui = WebUI(master)
+    rendered, pieces, ticks = [], [], []  # (template, context); per piece (in the reactor thread?, ticks)
+
+    def spy(template, context):
+        rendered.append((template, context))
+
+        def watched():
+            for piece in WebUI.page_pieces(ui, template, context):
+                pieces.append((threadable.isInIOThread(), len(ticks)))
+                yield piece
+        return watched()
+
+    ui.page_pieces = spy
+    browser = CASBrowser(master, lambda: store, ui.render, ui.stream_off_thread, master.reactor, pool)
+    content = b"same content\n"
+    digest = await put(store, content)
+    root = await put(store, manifest(big_tree(10_000, digest, len(content))))
+    request = MemoryRequest("GET", "/browse")
+    request.args = {b"namespace": [b"default-gzip"], b"digest": [root.encode()]}
+    request.requestHeaders.setRawHeaders(b"authorization", [ADMIN["Authorization"].encode()])
+    beat = task.LoopingCall(lambda: ticks.append(reactor.seconds()))
+    beat.clock = reactor
+    beat.start(0.005)
+    try:
+        response = await render_request(browser.resource(), request)
+    finally:
+        beat.stop()
+    assert response.code == 200 and response.body.count(b'data-kind="file"') == 10_000
+    [(template, context)] = rendered
+    assert template == "cas_browse.html"
+    assert len(pieces) > 10 and not any(on_reactor for on_reactor, _ in pieces)
+    assert pieces[-1][1] > pieces[0][1]  # the reactor ran its timers while the page was made
+    written = [len(piece) for piece in request.body_written if piece]
+    assert len(written) == len(pieces) and max(written) < app.STREAM_PIECE_BYTES + 4096
+    # the very bytes the web UI's plain render makes on the reactor thread
+    assert response.body == WebUI.render_template(ui, template, context)
+    assert response.header("content-type") == "text/html; charset=utf-8"
+    assert response.header("content-security-policy") is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_item_the_janitor_deletes_during_a_download_is_still_read_whole(browser, store):
+    content = os.urandom(3 * browse.STORED_PIECE_BYTES + 7)
+    digest = await put(store, content, PLAIN)
+    pieces = browser.pieces(PLAIN, digest)
+    try:
+        got = [await pieces.__anext__()]
+        os.remove(store.path_of(PLAIN, digest))  # what the janitor does to an expired item
+        got += [piece async for piece in pieces]
+    finally:
+        await pieces.aclose()
+    assert b"".join(got) == content
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_store_is_a_503_page_not_an_internal_error(browser, store):
+    digest = "e" * 40
+    os.makedirs(store.path_of(GZIP, digest))  # the item's path cannot be read: a disk error
+    for path in ("/browse", "/browse/content"):
+        response = await get(browser, path, {"namespace": "default-gzip", "digest": digest})
+        message = Elements(response.body.decode()).found["error-message"]["text"]
+        assert response.code == 503 and "The store cannot be read now" in message
+        assert b"Traceback" not in response.body
+
+
+class FailingReads:
+    """A reader of a real stored item whose reads fail after the first (a disk dying mid-way)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.reads = 0
+
+    def read(self, size):
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError(5, "Input/output error")
+        return self.reader.read(size)
+
+    def close(self):
+        self.reader.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_download_whose_reads_fail_half_way_is_cut_not_followed_by_an_error_page(browser, store):
+    content = os.urandom(2 * browse.STORED_PIECE_BYTES)
+    digest = await put(store, content, PLAIN)
+    opened = store.open
+
+    async def open_failing(*args):
+        reader, total = await opened(*args)
+        return FailingReads(reader), total
+
+    store.open = open_failing
+    request = MemoryRequest("GET", "/browse/content")
+    request.args = {b"namespace": [b"sha256-plain"], b"digest": [digest.encode()]}
+    request.requestHeaders.setRawHeaders(b"authorization", [ADMIN["Authorization"].encode()])
+    transport = request.channel.transport
+    response = await render_request(browser.resource(), request)
+    assert response.code == 200 and response.body == content[:browse.STORED_PIECE_BYTES]
+    assert transport.disconnected  # the client sees a download cut short
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_leaves_mid_page_stops_its_rendering(master, store, pool):
+    with_fast_password_checks(master)
+    ui = WebUI(master)
+    made = []
+
+    def counted(template, context):
+        try:
+            for piece in WebUI.page_pieces(ui, template, context):
+                made.append(len(piece))
+                yield piece
+        finally:
+            made.append("closed")
+
+    ui.page_pieces = counted
+    browser = CASBrowser(master, lambda: store, ui.render, ui.stream_off_thread, master.reactor, pool)
+    digest = await put(store, b"x")
+    root = await put(store, manifest(big_tree(5_000, digest, 1)))
+    request = MemoryRequest("GET", "/browse")
+    request.args = {b"namespace": [b"default-gzip"], b"digest": [root.encode()]}
+    request.requestHeaders.setRawHeaders(b"authorization", [ADMIN["Authorization"].encode()])
+    write = request.write
+
+    def write_then_leave(data):
+        write(data)
+        if not request._disconnected:
+            request.connectionLost(Failure(ConnectionDone("the browser tab closed")))
+
+    request.write = write_then_leave
+    finished = request.notifyFinish()
+    browser.resource().render(request)
+    with pytest.raises(ConnectionDone):
+        await finished
+    deadline = reactor.seconds() + 20
+    while "closed" not in made:
+        assert reactor.seconds() < deadline, "the page's generator was never closed"
+        await task.deferLater(reactor, 0.01, lambda: None)
+    # of the page's ~14 pieces: one sent, at most one more made (before the departure was seen)
+    assert made[-1] == "closed" and len(made) <= 3
+    assert len([piece for piece in request.body_written if piece]) == 1

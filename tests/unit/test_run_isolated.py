@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -29,7 +30,9 @@ from buildfarm.slave.commands.isolated import (
     RUNS_DIR,
     IsolateArchive,
     RunIsolated,
+    makeRunDir,
     substitute,
+    sweepStaleRuns,
 )
 from fixtures.memorymaster import MASTER_CFG, memory_master_fixture
 from fixtures.slavecommand import CommandRun
@@ -359,3 +362,102 @@ async def test_a_run_goes_on_once_the_cache_is_free(served, tmp_path):
     clock.advance(LOCK_POLL_S)
     await eventually(lambda: done.called, "the run to end")
     assert run.rc == 0
+
+
+KILLED_MID_RUN = """
+import os, signal, sys
+from buildfarm.slave.commands.isolated import makeRunDir
+rundir, _ = makeRunDir(sys.argv[1])
+tree = os.path.join(rundir, "run", "sub")
+os.makedirs(tree)
+for name in ("a.txt", "b.txt"):
+    with open(os.path.join(tree, name), "w") as f:
+        f.write(name)
+    os.chmod(os.path.join(tree, name), 0o444)
+os.chmod(tree, 0o555)  # read_only 2 maps whole directories read-only
+print(rundir, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def killed_slave_run(basedir) -> str:
+    """The run directory of a slave process SIGKILLed mid-run (read-only files inside)."""
+    child = subprocess.run([sys.executable, "-c", KILLED_MID_RUN, str(basedir)], capture_output=True,
+                           text=True, timeout=DEADLINE_S)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    return child.stdout.strip()
+
+
+def test_a_sweep_removes_the_run_dirs_of_a_killed_slave_but_not_a_live_run(tmp_path):
+    stale = killed_slave_run(tmp_path)
+    lockless = tmp_path / RUNS_DIR / "run-before-run-locks"
+    (lockless / "run").mkdir(parents=True)
+    live, lock = makeRunDir(str(tmp_path))  # another builder's run of this slave, in progress
+    try:
+        os.makedirs(os.path.join(live, "run"))
+        assert sorted(sweepStaleRuns(str(tmp_path))) == sorted([stale, str(lockless)])
+        assert runs_left(tmp_path) == [os.path.basename(live)]
+        assert os.path.isdir(os.path.join(live, "run"))
+    finally:
+        os.close(lock)
+    assert sweepStaleRuns(str(tmp_path)) == [live]  # once its run is gone, it is stale too
+
+
+def test_a_sweep_without_run_dirs_does_nothing(tmp_path):
+    assert sweepStaleRuns(str(tmp_path)) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_run_sweeps_what_a_killed_slave_left_and_not_a_run_in_progress(served, tmp_path):
+    stale = killed_slave_run(tmp_path)
+    live, lock = makeRunDir(str(tmp_path))
+    try:
+        digest = await tree_with_command(served, tmp_path, {"a": "a"}, command=["true"])
+        run = await CommandRun(tmp_path, RunIsolated, clock=reactor, **run_args(served, digest)).run()
+        assert run.rc == 0, run.text("stderr")
+        assert not os.path.exists(stale)
+        assert runs_left(tmp_path) == [os.path.basename(live)]
+    finally:
+        os.close(lock)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_command_missing_from_the_path_is_a_clear_failure_not_a_traceback(served, tmp_path):
+    digest = await tree_with_command(served, tmp_path, {"a": "a"}, command=["no-such-command-here", "x"])
+    run = await CommandRun(tmp_path, RunIsolated, clock=reactor, **run_args(served, digest)).run()
+    assert run.rc == ISOLATE_ERROR_RC
+    assert "the command 'no-such-command-here' is not found on the PATH" in run.text("stderr")
+    assert "Traceback" not in run.text("stderr") + run.text("header")
+    assert runs_left(tmp_path) == []
+
+
+@pytest.mark.parametrize("command, says", [
+    (["./missing.sh"], "the command './missing.sh' is not in the tree"),
+    (["./run.sh"], "the command './run.sh' is not executable"),
+])
+@pytest_twisted.ensureDeferred
+async def test_a_tree_command_missing_or_not_executable_is_a_clear_failure(served, tmp_path, command, says):
+    digest = await tree_with_command(served, tmp_path, {"run.sh": "#!/bin/sh\necho hi\n"}, command=command)
+    run = await CommandRun(tmp_path, RunIsolated, clock=reactor, **run_args(served, digest)).run()
+    assert run.rc == ISOLATE_ERROR_RC and says in run.text("stderr")
+    assert "Traceback" not in run.text("stderr")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_executable_of_the_tree_runs_by_its_relative_path(served, tmp_path):
+    tree = _write(tmp_path / "exe", {"bin/run.sh": "#!/bin/sh\necho from-the-tree\n"})
+    os.chmod(tree / "bin" / "run.sh", 0o755)
+    [digest] = await archive(served, tree)
+    run = await CommandRun(tmp_path, RunIsolated, clock=reactor,
+                           **run_args(served, digest, command=["./bin/run.sh"])).run()
+    assert run.rc == 0 and run.text("stdout") == "from-the-tree\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_runs_lock_that_cannot_be_opened_is_a_clear_failure_not_a_traceback(served, tmp_path):
+    digest = await tree_with_command(served, tmp_path, {"a": "a"}, command=["true"])
+    (tmp_path / RUNS_DIR).mkdir()
+    (tmp_path / "cas-runs.lock").mkdir()  # the sweep logs it and goes on; making the run dir fails
+    run = await CommandRun(tmp_path, RunIsolated, clock=reactor, **run_args(served, digest)).run()
+    assert run.rc == ISOLATE_ERROR_RC
+    assert "cas-runs.lock" in run.text("stderr") and "Traceback" not in run.text("stderr")
