@@ -9,7 +9,7 @@ docs/cas.md), so that Isolate's own clients archive to and download from the mas
   ``finalize_gs_upload {upload_ticket}`` then confirms the item is stored;
 - ``retrieve {digest, namespace, offset}`` answers ``{content}`` or ``{url}`` (a GET of it
   honours ``offset``/``Range`` with ``Content-Range``);
-- ``server_details`` answers the version.
+- ``server_details`` answers the version and the store's expiry.
 
 Every item is verified (hash and size of its uncompressed content) before it is stored; one
 that does not match is refused with 400 and never stored.  Scopes: ``cas:read:<namespace>``
@@ -348,8 +348,11 @@ class IsolateAPI:
 
     @routes.route(f"{PREFIX}/server_details", "POST", scope=PUBLIC)
     def server_details(self, request):
-        """``{}`` -> ``{"server_version": ...}``."""
-        return self._json(request, {"server_version": f"buildfarm-{VERSION}"})
+        """``{}`` -> ``{"server_version", "expiry_secs"}``: ``expiry_secs`` (an int64 string,
+        an extra field that Isolate's clients ignore) is how long an item lives after its last
+        refresh, so that a client knows how long a tree it found whole stays whole."""
+        return self._json(request, {"server_version": f"buildfarm-{VERSION}",
+                                    "expiry_secs": str(int(self.settings.expiry.lifetime_s))})
 
     @staticmethod
     def _base_url(request) -> str:

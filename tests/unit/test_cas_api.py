@@ -135,7 +135,9 @@ async def test_a_bad_range_on_the_content_url_is_a_416(api):
 
 @pytest_twisted.ensureDeferred
 async def test_server_details_and_an_unknown_call(api):
-    assert (await post(api, "server_details", {}))[1]["server_version"].startswith("buildfarm-")
+    code, details = await post(api, "server_details", {}, auth=None)  # public
+    assert code == 200 and details["server_version"].startswith("buildfarm-")
+    assert details["expiry_secs"] == str(30 * 86400)  # the store's expiry, an int64 string
     code, got = await post(api, "no_such_call", {})
     assert code == 404 and got["error"]["code"] == 404
 
