@@ -37,7 +37,7 @@ from buildfarm.master.cas.settings import CASSettings
 from buildfarm.master.cas.tickets import BadTicket, Ticket, TicketSigner
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_refusal_headers
-from buildfarm.master.http.routes import PUBLIC, RouteTable
+from buildfarm.master.http.routes import AUDIT_BATCHED, AUDIT_REFUSED, PUBLIC, AuditBatch, RouteTable
 from buildfarm.master.http.routing import bounded_klein
 
 log = Logger()
@@ -89,6 +89,8 @@ class IsolateAPI:
         self.pool = pool  # for parsing .isolated files; None: the reactor's pool
         self.metrics = metrics  # a CASMetrics (master/metrics.py), or None: nothing counted
         self.signer = TicketSigner(settings.upload_secret, reactor)
+        # the item writes' audit rows, summed per caller (docs/security.md, "Audit")
+        self.audit_batch = AuditBatch(reactor, PREFIX)
 
     def reconfigure(self, store, settings: CASSettings) -> None:
         """Serve ``store`` with ``settings`` from the next request on; a new upload secret
@@ -180,7 +182,10 @@ class IsolateAPI:
 
     # -- the API ---------------------------------------------------------------------------
 
-    @routes.route(f"{PREFIX}/preupload", "POST", scope="cas:write:{namespace}", resolve=_body_namespace)
+    # preupload and retrieve are a check and a read: only their refusals are audited; the item
+    # writes are audited in batches (their refusals and failures each at once)
+    @routes.route(f"{PREFIX}/preupload", "POST", scope="cas:write:{namespace}", resolve=_body_namespace,
+                  audit=AUDIT_REFUSED)
     async def preupload(self, request):
         """``{items:[{digest, size, is_isolated}], namespace}`` -> ``{items:[{index,
         upload_ticket, gs_upload_url?}]}`` for the items not stored yet (``{}``: none)."""
@@ -222,7 +227,8 @@ class IsolateAPI:
             raise CASError(400, f"items[{index}].is_isolated must be true or false")
         return digest, size, is_isolated
 
-    @routes.route(f"{PREFIX}/store_inline", "POST", scope="cas:write:{namespace}", resolve=_body_ticket)
+    @routes.route(f"{PREFIX}/store_inline", "POST", scope="cas:write:{namespace}", resolve=_body_ticket,
+                  audit=AUDIT_BATCHED)
     async def store_inline(self, request):
         """``{upload_ticket, content: base64 of the stored bytes}`` -> ``{"ok": true}``."""
         body = self._body(request)
@@ -238,7 +244,7 @@ class IsolateAPI:
         return self._json(request, {"ok": True})
 
     @routes.route(f"{PREFIX}/upload/<string:ticket>", "PUT", scope="cas:write:{namespace}",
-                  resolve=_path_ticket)
+                  resolve=_path_ticket, audit=AUDIT_BATCHED)
     async def upload(self, request, ticket):
         """The raw stored bytes of the ticket's item; answers ``x-goog-hash: md5=<base64>``.
         The body is not read here: the site streamed it to a spool file (``CASService.spool``),
@@ -250,7 +256,7 @@ class IsolateAPI:
         return self._json(request, {})
 
     @routes.route(f"{PREFIX}/finalize_gs_upload", "POST", scope="cas:write:{namespace}",
-                  resolve=_body_ticket)
+                  resolve=_body_ticket, audit=AUDIT_BATCHED)
     async def finalize_gs_upload(self, request):
         """``{upload_ticket}`` -> ``{"ok": true}`` once the PUT stored the item; 400 if it did not."""
         ticket = self._ticket(self._body(request).get("upload_ticket"))
@@ -276,7 +282,8 @@ class IsolateAPI:
             self.metrics.stored(namespace.name, stored.new, stored.stored_bytes)
         return stored
 
-    @routes.route(f"{PREFIX}/retrieve", "POST", scope="cas:read:{namespace}", resolve=_body_namespace)
+    @routes.route(f"{PREFIX}/retrieve", "POST", scope="cas:read:{namespace}", resolve=_body_namespace,
+                  audit=AUDIT_REFUSED)
     async def retrieve(self, request):
         """``{digest, namespace, offset}`` -> ``{content: base64}`` of the stored bytes from
         ``offset``, or ``{url}`` for a large item; 404 when it is not stored."""
