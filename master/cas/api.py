@@ -43,6 +43,7 @@ from buildfarm.master.http.routing import bounded_klein
 log = Logger()
 
 PREFIX = "/_ah/api/isolateservice/v1"
+DEFAULT_NAMESPACE = "default-gzip"  # the clients' default, and a namespace object's
 UPLOAD_PREFIX = f"{PREFIX}/upload/"  # the upload URLs: their bodies stream to a spool file
 MAX_PREUPLOAD_ITEMS = 1000  # the client sends at most 100 a batch
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
@@ -157,11 +158,23 @@ class IsolateAPI:
             request._cas_body = cached
         return cached
 
-    def _namespace(self, name) -> Namespace:
+    def _namespace(self, value) -> Namespace:
+        """The namespace ``value`` names: its name (as this project's client sends it) or the
+        API's namespace object ``{namespace, digest_hash, compression}`` (as Isolate's own
+        client sends it in ``preupload`` and ``retrieve``), whose ``digest_hash`` and
+        ``compression``, when given, must be what the name says."""
         try:
-            return parse_namespace(name)
+            if not isinstance(value, dict):
+                return parse_namespace(value)
+            namespace = parse_namespace(value.get("namespace", DEFAULT_NAMESPACE))
         except BadNamespace as e:
             raise CASError(400, str(e)) from None
+        for field in ("digest_hash", "compression"):
+            given, meant = value.get(field), getattr(namespace, field)
+            if given is not None and given != meant:
+                raise CASError(400, f"namespace {namespace.name!r} has {field} {meant!r}, "
+                                    f"not {str(given)[:40]!r}")
+        return namespace
 
     def _ticket(self, text) -> Ticket:
         try:
@@ -172,7 +185,7 @@ class IsolateAPI:
     # -- what each route's scope is about --------------------------------------------------
 
     async def _body_namespace(self, request) -> dict:
-        return {"namespace": self._namespace(self._body(request).get("namespace", "default-gzip")).name}
+        return {"namespace": self._namespace(self._body(request).get("namespace", DEFAULT_NAMESPACE)).name}
 
     async def _body_ticket(self, request) -> dict:
         return {"namespace": self._ticket(self._body(request).get("upload_ticket")).namespace}
@@ -190,7 +203,7 @@ class IsolateAPI:
         """``{items:[{digest, size, is_isolated}], namespace}`` -> ``{items:[{index,
         upload_ticket, gs_upload_url?}]}`` for the items not stored yet (``{}``: none)."""
         body = self._body(request)
-        namespace = self._namespace(body.get("namespace", "default-gzip"))
+        namespace = self._namespace(body.get("namespace", DEFAULT_NAMESPACE))
         items = body.get("items")
         if not isinstance(items, list) or len(items) > MAX_PREUPLOAD_ITEMS:
             raise CASError(400, f"items must be a list of at most {MAX_PREUPLOAD_ITEMS} items")
@@ -288,7 +301,7 @@ class IsolateAPI:
         """``{digest, namespace, offset}`` -> ``{content: base64}`` of the stored bytes from
         ``offset``, or ``{url}`` for a large item; 404 when it is not stored."""
         body = self._body(request)
-        namespace = self._namespace(body.get("namespace", "default-gzip"))
+        namespace = self._namespace(body.get("namespace", DEFAULT_NAMESPACE))
         digest = self._digest(namespace, body.get("digest"))
         offset = _int(body.get("offset", 0), "offset")
         reader, total = await self._open(namespace, digest, offset)

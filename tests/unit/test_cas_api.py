@@ -279,3 +279,32 @@ def test_only_the_writes_of_non_public_routes_declare_an_audit():
             table.route(path, method, scope=scope, audit=AUDIT_REFUSED)
     with pytest.raises(ValueError, match="audit="):
         table.route("/c", "POST", scope="x:write", audit="sometimes")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_namespace_may_be_the_api_s_namespace_object_as_isolate_s_client_sends_it(api):
+    ns = {"namespace": "sha256-deflate", "digest_hash": "sha-256", "compression": "flate"}
+    content = b"sent by isolateserver.py"
+    digest = hashlib.sha256(content).hexdigest()
+    code, answer = await post(api, "preupload", {"items": [{"digest": digest, "is_isolated": False,
+                                                            "size": str(len(content))}], "namespace": ns})
+    assert code == 200
+    body = {"upload_ticket": answer["items"][0]["upload_ticket"], "content": b64(zlib.compress(content))}
+    assert await post(api, "store_inline", body) == (200, {"ok": True})
+    code, got = await post(api, "retrieve", {"digest": digest, "namespace": ns, "offset": "0"})
+    assert code == 200 and zlib.decompress(base64.b64decode(got["content"])) == content
+    code, got = await post(api, "retrieve", {"digest": hashlib.sha1(content).hexdigest(),
+                                             "namespace": {"digest_hash": "sha-1", "compression": "flate"}})
+    assert code == 404  # the object's namespace defaults to default-gzip
+
+
+@pytest.mark.parametrize("ns, message", [
+    ({"namespace": "sha256-deflate", "digest_hash": "sha-1"}, "has digest_hash 'sha-256', not 'sha-1'"),
+    ({"namespace": "default-gzip", "compression": ""}, "has compression 'flate', not ''"),
+    ({"namespace": "plain", "compression": "flate"}, "has compression '', not 'flate'"),
+    ({"namespace": ["x"]}, "namespace must be"),
+])
+@pytest_twisted.ensureDeferred
+async def test_a_namespace_object_contradicting_its_name_is_a_400(api, ns, message):
+    code, got = await post(api, "preupload", {"items": [], "namespace": ns})
+    assert code == 400 and message in got["error"]["message"]
