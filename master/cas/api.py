@@ -9,7 +9,9 @@ docs/cas.md), so that Isolate's own clients archive to and download from the mas
   ``finalize_gs_upload {upload_ticket}`` then confirms the item is stored;
 - ``retrieve {digest, namespace, offset}`` answers ``{content}`` or ``{url}`` (a GET of it
   honours ``offset``/``Range`` with ``Content-Range``);
-- ``server_details`` answers the version and the store's expiry.
+- ``server_details`` answers the version and the store's expiry;
+- ``GET /auth/api/v1/server/oauth_config`` and ``.../accounts/self``, where Isolate's client
+  signs in with Google OAuth, answer a JSON 404 (only ``--auth-disabled`` is supported).
 
 Every item is verified (hash and size of its uncompressed content) before it is stored; one
 that does not match is refused with 400 and never stored.  Scopes: ``cas:read:<namespace>``
@@ -44,6 +46,10 @@ log = Logger()
 
 PREFIX = "/_ah/api/isolateservice/v1"
 DEFAULT_NAMESPACE = "default-gzip"  # the clients' default, and a namespace object's
+ISOLATE_AUTH_PREFIX = "/auth/api/v1"  # where Isolate's client signs in (not served)
+NO_OAUTH = ("this server does not sign Isolate's clients in with OAuth: run isolateserver.py with "
+            "--auth-disabled (the namespace granted to anonymous callers by c['www']['anonymous_scopes']), "
+            "or buildfarm's isolateserver with --token or --user and --password")
 UPLOAD_PREFIX = f"{PREFIX}/upload/"  # the upload URLs: their bodies stream to a spool file
 MAX_PREUPLOAD_ITEMS = 1000  # the client sends at most 100 a batch
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
@@ -373,6 +379,15 @@ class IsolateAPI:
         refresh, so that a client knows how long a tree it found whole stays whole."""
         return self._json(request, {"server_version": f"buildfarm-{VERSION}",
                                     "expiry_secs": str(int(self.settings.expiry.lifetime_s))})
+
+    # Isolate's client without --auth-disabled asks these before anything else.  The master does
+    # not take Google OAuth, so it says so with a 404 whose body is JSON: the client does not
+    # retry that (it retries a non-JSON 404 on an /api/ path for minutes) and stops at once.
+    @routes.route(f"{ISOLATE_AUTH_PREFIX}/server/oauth_config", "GET", scope=PUBLIC)
+    @routes.route(f"{ISOLATE_AUTH_PREFIX}/accounts/self", "GET", scope=PUBLIC)
+    def isolate_sign_in(self, request):
+        """Isolate's OAuth sign-in: not served (a 404 in the Endpoints shape saying what to use)."""
+        raise CASError(404, NO_OAUTH, "notFound")
 
     @staticmethod
     def _base_url(request) -> str:

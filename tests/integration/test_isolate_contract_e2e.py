@@ -325,8 +325,11 @@ def test_server_details_answers_an_object_the_client_may_ignore(master):
 
 
 @pytest.mark.parametrize("path", ["/auth/api/v1/server/oauth_config", "/auth/api/v1/accounts/self"])
-def test_the_auth_calls_of_a_client_without_auth_disabled_are_not_served(master, path):
-    # Without --auth-disabled the client asks these first; the master does not serve them, so
-    # the client stops there ("Failed to fetch identify"): only --auth-disabled is supported.
+def test_the_sign_in_of_a_client_without_auth_disabled_is_a_404_it_does_not_retry(master, path):
+    # Without --auth-disabled the client asks these first (GETs without a body).  The master
+    # takes no Google OAuth: a 404 ends the client ("Failed to fetch identify"), at once only
+    # when its Content-Type is JSON (a 404 on an /api/ path is otherwise retried for minutes).
     answer = client(master, "default-gzip").http("GET", f"{master.url}{path}")
-    assert answer.status == 404, (answer.status, answer.headers, answer.body[:200])
+    assert answer.status == 404 and answer.headers["Content-Type"] == "application/json"
+    message = answer.json()["error"]["message"]
+    assert "--auth-disabled" in message and "anonymous_scopes" in message

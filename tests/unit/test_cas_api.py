@@ -60,6 +60,8 @@ def item(content: bytes, **extra) -> dict:
 def test_every_route_needs_a_cas_scope_of_its_namespace_but_server_details():
     scopes = {r.endpoint: r.scope for r in IsolateAPI.routes.routes}
     assert scopes.pop(f"POST {PREFIX}/server_details") == PUBLIC
+    assert scopes.pop("GET /auth/api/v1/server/oauth_config") == PUBLIC  # answered with a 404
+    assert scopes.pop("GET /auth/api/v1/accounts/self") == PUBLIC
     assert set(scopes.values()) == {"cas:read:{namespace}", "cas:write:{namespace}"}
 
 
@@ -203,7 +205,9 @@ def test_the_routes_declare_how_they_are_audited():
                       f"POST {PREFIX}/store_inline": AUDIT_BATCHED, f"PUT {PREFIX}/upload/<string:ticket>":
                       AUDIT_BATCHED, f"POST {PREFIX}/finalize_gs_upload": AUDIT_BATCHED,
                       f"GET {PREFIX}/content/<string:namespace>/<string:digest>": AUDIT_NONE,
-                      f"POST {PREFIX}/server_details": AUDIT_NONE}
+                      f"POST {PREFIX}/server_details": AUDIT_NONE,
+                      "GET /auth/api/v1/server/oauth_config": AUDIT_NONE,
+                      "GET /auth/api/v1/accounts/self": AUDIT_NONE}
 
 
 @pytest_twisted.ensureDeferred
