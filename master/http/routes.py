@@ -140,7 +140,7 @@ class RouteTable:
             raise
         status = request.code
         if status < 400 and entry.audit == AUDIT_BATCHED:
-            instance.audit_batch.add(auth, self.surface, who, peer_of(request), scope, entry.endpoint)
+            await instance.audit_batch.add(auth, self.surface, who, peer_of(request), scope, entry.endpoint)
         else:
             await self._audit(auth, request, who, scope, DONE if status < 400 else FAILED, status)
         return answer
@@ -167,7 +167,9 @@ class AuditBatch:
         self.max_calls = max_calls
         self.pending: dict[tuple[str, str, str, str], _Batch] = {}
 
-    def add(self, auth, surface: str, user: str, peer: str, scope: str, endpoint: str) -> None:
+    def add(self, auth, surface: str, user: str, peer: str, scope: str, endpoint: str) -> defer.Deferred:
+        """Count one call; fires once its batch's row is written if this call filled it (at
+        once otherwise)."""
         key = (surface, user, peer, scope)
         batch = self.pending.get(key)
         if batch is None:
@@ -177,7 +179,8 @@ class AuditBatch:
         batch.last = self.clock.seconds()
         batch.calls[endpoint] = batch.calls.get(endpoint, 0) + 1
         if sum(batch.calls.values()) >= self.max_calls:
-            self._write(key)
+            return self._write(key)
+        return defer.succeed(None)
 
     def _write(self, key) -> defer.Deferred:
         batch = self.pending.pop(key, None)
