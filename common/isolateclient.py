@@ -82,8 +82,11 @@ RETRIES = 3  # 5xx, 408 and a body cut short are tried again
 RETRY_DELAY_S = 0.5
 RESUMES = 3  # a retrieve by URL cut short is resumed with Range this many times
 # A tree whose .isolated and files this client found on the server less than this long ago
-# is trusted when its .isolated is still there (ConfirmedTrees); servers keep items for days.
+# is trusted when its .isolated is still there (ConfirmedTrees): at most an hour, and at most
+# this fraction of the items' lifetime on the server when it says (``expiry_secs`` of
+# server_details; Isolate's own server kept items for days and did not say).
 CONFIRMED_FRESH_S = 3600
+CONFIRMED_FRACTION_OF_EXPIRY = 0.1
 RETRYABLE_STATUS = frozenset({408, 500, 502, 503, 504})
 
 
@@ -304,8 +307,25 @@ class IsolateServer:
     # -- the v1 API --------------------------------------------------------------------------
 
     async def server_details(self) -> dict:
-        """The server's ``{"server_version": ...}``."""
+        """The server's ``{"server_version": ..., "expiry_secs"?: ...}``."""
         return await self._call("server_details", {})
+
+    async def trust_window_s(self) -> float:
+        """How long a tree found whole on this server may be trusted to stay whole: a tenth of
+        the items' lifetime the server answers (``expiry_secs``), at most ``CONFIRMED_FRESH_S``;
+        ``CONFIRMED_FRESH_S`` when it does not say (Isolate's own server kept items for days);
+        0 (trust nothing: check every file) when the call fails."""
+        try:
+            details = await self.server_details()
+        except IsolateServerError:
+            return 0.0
+        try:
+            expiry_s = float(details["expiry_secs"])
+        except (KeyError, TypeError, ValueError):
+            return CONFIRMED_FRESH_S
+        if not expiry_s >= 0:  # NaN or negative: a server that does not know
+            return CONFIRMED_FRESH_S
+        return min(CONFIRMED_FRESH_S, expiry_s * CONFIRMED_FRACTION_OF_EXPIRY)
 
     async def preupload(self, items: Sequence[tuple[str, int, bool]]) -> list[PushTicket]:
         """Which of ``items`` (``(digest, size, is_isolated)``) the server lacks: a ticket each."""
@@ -548,11 +568,12 @@ def confirmed_path(digest_cache_path: str) -> str:
 
 class ConfirmedTrees:
     """``<server url> <namespace> <.isolated digest>`` -> when this client last found the
-    ``.isolated`` *and every one of its files* on that server.  Within ``CONFIRMED_FRESH_S``
-    of that, an archive of the same tree asks the server about the ``.isolated`` alone (still
-    there: its files are too, since the server keeps items for days, and a check refreshes
-    them); past it, every file is checked again.  The record is only an optimisation: a
-    missing or unreadable one means "nothing confirmed"."""
+    ``.isolated`` *and every one of its files* on that server.  Within the server's trust
+    window of that (``IsolateServer.trust_window_s``: ``CONFIRMED_FRESH_S``, less when the
+    server keeps items for less than ten hours), an archive of the same tree asks the server
+    about the ``.isolated`` alone (still there: its files are too, since they were found at
+    most a tenth of their lifetime ago); past it, every file is checked again.  The record is
+    only an optimisation: a missing or unreadable one means "nothing confirmed"."""
 
     VERSION = 1
 
@@ -697,7 +718,10 @@ async def _archive(server, paths, blacklist, digest_cache_path, reactor, pool) -
     plan = await _in_thread(reactor, pool, plan_archive, list(paths), server.algo, blacklist,
                             digest_cache_path)
     archiver = _Archiver(server, reactor, pool)
-    trusted = await archiver.still_there(_recently_confirmed(server, plan, started))
+    candidates = _recently_confirmed(server, plan, started, CONFIRMED_FRESH_S)
+    if candidates:  # one call more, and only for an archive that may skip its checks
+        candidates = _recently_confirmed(server, plan, started, await server.trust_window_s())
+    trusted = await archiver.still_there(candidates)
     files, trusted_files = await _in_thread(reactor, pool, items_to_check, plan, trusted)
     await archiver.upload_missing(files)
     await archiver.upload_missing([i for d, i in plan.isolateds.items() if d not in trusted])
@@ -715,10 +739,12 @@ async def _archive(server, paths, blacklist, digest_cache_path, reactor, pool) -
     return ArchiveResult(items=plan.results, stats=archiver.stats)
 
 
-def _recently_confirmed(server: IsolateServer, plan: _Plan, now: float) -> list[_Item]:
+def _recently_confirmed(server: IsolateServer, plan: _Plan, now: float, window_s: float) -> list[_Item]:
+    """The ``.isolated`` items of ``plan`` confirmed whole on ``server`` less than ``window_s``
+    ago."""
     return [item for digest, item in plan.isolateds.items()
-            if now - plan.confirmed.get(ConfirmedTrees.key(server, digest), -CONFIRMED_FRESH_S)
-            < CONFIRMED_FRESH_S]
+            if (when := plan.confirmed.get(ConfirmedTrees.key(server, digest))) is not None
+            and now - when < window_s]
 
 
 # -- download --------------------------------------------------------------------------------

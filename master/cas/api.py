@@ -9,7 +9,9 @@ docs/cas.md), so that Isolate's own clients archive to and download from the mas
   ``finalize_gs_upload {upload_ticket}`` then confirms the item is stored;
 - ``retrieve {digest, namespace, offset}`` answers ``{content}`` or ``{url}`` (a GET of it
   honours ``offset``/``Range`` with ``Content-Range``);
-- ``server_details`` answers the version.
+- ``server_details`` answers the version and the store's expiry;
+- ``GET /auth/api/v1/server/oauth_config`` and ``.../accounts/self``, where Isolate's client
+  signs in with Google OAuth, answer a JSON 404 (only ``--auth-disabled`` is supported).
 
 Every item is verified (hash and size of its uncompressed content) before it is stored; one
 that does not match is refused with 400 and never stored.  Scopes: ``cas:read:<namespace>``
@@ -37,12 +39,17 @@ from buildfarm.master.cas.settings import CASSettings
 from buildfarm.master.cas.tickets import BadTicket, Ticket, TicketSigner
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_refusal_headers
-from buildfarm.master.http.routes import PUBLIC, RouteTable
+from buildfarm.master.http.routes import AUDIT_BATCHED, AUDIT_REFUSED, PUBLIC, AuditBatch, RouteTable
 from buildfarm.master.http.routing import bounded_klein
 
 log = Logger()
 
 PREFIX = "/_ah/api/isolateservice/v1"
+DEFAULT_NAMESPACE = "default-gzip"  # the clients' default, and a namespace object's
+ISOLATE_AUTH_PREFIX = "/auth/api/v1"  # where Isolate's client signs in (not served)
+NO_OAUTH = ("this server does not sign Isolate's clients in with OAuth: run isolateserver.py with "
+            "--auth-disabled (the namespace granted to anonymous callers by c['www']['anonymous_scopes']), "
+            "or buildfarm's isolateserver with --token or --user and --password")
 UPLOAD_PREFIX = f"{PREFIX}/upload/"  # the upload URLs: their bodies stream to a spool file
 MAX_PREUPLOAD_ITEMS = 1000  # the client sends at most 100 a batch
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
@@ -89,6 +96,8 @@ class IsolateAPI:
         self.pool = pool  # for parsing .isolated files; None: the reactor's pool
         self.metrics = metrics  # a CASMetrics (master/metrics.py), or None: nothing counted
         self.signer = TicketSigner(settings.upload_secret, reactor)
+        # the item writes' audit rows, summed per caller (docs/security.md, "Audit")
+        self.audit_batch = AuditBatch(reactor, PREFIX)
 
     def reconfigure(self, store, settings: CASSettings) -> None:
         """Serve ``store`` with ``settings`` from the next request on; a new upload secret
@@ -155,11 +164,23 @@ class IsolateAPI:
             request._cas_body = cached
         return cached
 
-    def _namespace(self, name) -> Namespace:
+    def _namespace(self, value) -> Namespace:
+        """The namespace ``value`` names: its name (as this project's client sends it) or the
+        API's namespace object ``{namespace, digest_hash, compression}`` (as Isolate's own
+        client sends it in ``preupload`` and ``retrieve``), whose ``digest_hash`` and
+        ``compression``, when given, must be what the name says."""
         try:
-            return parse_namespace(name)
+            if not isinstance(value, dict):
+                return parse_namespace(value)
+            namespace = parse_namespace(value.get("namespace", DEFAULT_NAMESPACE))
         except BadNamespace as e:
             raise CASError(400, str(e)) from None
+        for field in ("digest_hash", "compression"):
+            given, meant = value.get(field), getattr(namespace, field)
+            if given is not None and given != meant:
+                raise CASError(400, f"namespace {namespace.name!r} has {field} {meant!r}, "
+                                    f"not {str(given)[:40]!r}")
+        return namespace
 
     def _ticket(self, text) -> Ticket:
         try:
@@ -170,7 +191,7 @@ class IsolateAPI:
     # -- what each route's scope is about --------------------------------------------------
 
     async def _body_namespace(self, request) -> dict:
-        return {"namespace": self._namespace(self._body(request).get("namespace", "default-gzip")).name}
+        return {"namespace": self._namespace(self._body(request).get("namespace", DEFAULT_NAMESPACE)).name}
 
     async def _body_ticket(self, request) -> dict:
         return {"namespace": self._ticket(self._body(request).get("upload_ticket")).namespace}
@@ -180,12 +201,15 @@ class IsolateAPI:
 
     # -- the API ---------------------------------------------------------------------------
 
-    @routes.route(f"{PREFIX}/preupload", "POST", scope="cas:write:{namespace}", resolve=_body_namespace)
+    # preupload and retrieve are a check and a read: only their refusals are audited; the item
+    # writes are audited in batches (their refusals and failures each at once)
+    @routes.route(f"{PREFIX}/preupload", "POST", scope="cas:write:{namespace}", resolve=_body_namespace,
+                  audit=AUDIT_REFUSED)
     async def preupload(self, request):
         """``{items:[{digest, size, is_isolated}], namespace}`` -> ``{items:[{index,
         upload_ticket, gs_upload_url?}]}`` for the items not stored yet (``{}``: none)."""
         body = self._body(request)
-        namespace = self._namespace(body.get("namespace", "default-gzip"))
+        namespace = self._namespace(body.get("namespace", DEFAULT_NAMESPACE))
         items = body.get("items")
         if not isinstance(items, list) or len(items) > MAX_PREUPLOAD_ITEMS:
             raise CASError(400, f"items must be a list of at most {MAX_PREUPLOAD_ITEMS} items")
@@ -222,7 +246,8 @@ class IsolateAPI:
             raise CASError(400, f"items[{index}].is_isolated must be true or false")
         return digest, size, is_isolated
 
-    @routes.route(f"{PREFIX}/store_inline", "POST", scope="cas:write:{namespace}", resolve=_body_ticket)
+    @routes.route(f"{PREFIX}/store_inline", "POST", scope="cas:write:{namespace}", resolve=_body_ticket,
+                  audit=AUDIT_BATCHED)
     async def store_inline(self, request):
         """``{upload_ticket, content: base64 of the stored bytes}`` -> ``{"ok": true}``."""
         body = self._body(request)
@@ -238,7 +263,7 @@ class IsolateAPI:
         return self._json(request, {"ok": True})
 
     @routes.route(f"{PREFIX}/upload/<string:ticket>", "PUT", scope="cas:write:{namespace}",
-                  resolve=_path_ticket)
+                  resolve=_path_ticket, audit=AUDIT_BATCHED)
     async def upload(self, request, ticket):
         """The raw stored bytes of the ticket's item; answers ``x-goog-hash: md5=<base64>``.
         The body is not read here: the site streamed it to a spool file (``CASService.spool``),
@@ -250,7 +275,7 @@ class IsolateAPI:
         return self._json(request, {})
 
     @routes.route(f"{PREFIX}/finalize_gs_upload", "POST", scope="cas:write:{namespace}",
-                  resolve=_body_ticket)
+                  resolve=_body_ticket, audit=AUDIT_BATCHED)
     async def finalize_gs_upload(self, request):
         """``{upload_ticket}`` -> ``{"ok": true}`` once the PUT stored the item; 400 if it did not."""
         ticket = self._ticket(self._body(request).get("upload_ticket"))
@@ -276,12 +301,13 @@ class IsolateAPI:
             self.metrics.stored(namespace.name, stored.new, stored.stored_bytes)
         return stored
 
-    @routes.route(f"{PREFIX}/retrieve", "POST", scope="cas:read:{namespace}", resolve=_body_namespace)
+    @routes.route(f"{PREFIX}/retrieve", "POST", scope="cas:read:{namespace}", resolve=_body_namespace,
+                  audit=AUDIT_REFUSED)
     async def retrieve(self, request):
         """``{digest, namespace, offset}`` -> ``{content: base64}`` of the stored bytes from
         ``offset``, or ``{url}`` for a large item; 404 when it is not stored."""
         body = self._body(request)
-        namespace = self._namespace(body.get("namespace", "default-gzip"))
+        namespace = self._namespace(body.get("namespace", DEFAULT_NAMESPACE))
         digest = self._digest(namespace, body.get("digest"))
         offset = _int(body.get("offset", 0), "offset")
         reader, total = await self._open(namespace, digest, offset)
@@ -348,8 +374,20 @@ class IsolateAPI:
 
     @routes.route(f"{PREFIX}/server_details", "POST", scope=PUBLIC)
     def server_details(self, request):
-        """``{}`` -> ``{"server_version": ...}``."""
-        return self._json(request, {"server_version": f"buildfarm-{VERSION}"})
+        """``{}`` -> ``{"server_version", "expiry_secs"}``: ``expiry_secs`` (an int64 string,
+        an extra field that Isolate's clients ignore) is how long an item lives after its last
+        refresh, so that a client knows how long a tree it found whole stays whole."""
+        return self._json(request, {"server_version": f"buildfarm-{VERSION}",
+                                    "expiry_secs": str(int(self.settings.expiry.lifetime_s))})
+
+    # Isolate's client without --auth-disabled asks these before anything else.  The master does
+    # not take Google OAuth, so it says so with a 404 whose body is JSON: the client does not
+    # retry that (it retries a non-JSON 404 on an /api/ path for minutes) and stops at once.
+    @routes.route(f"{ISOLATE_AUTH_PREFIX}/server/oauth_config", "GET", scope=PUBLIC)
+    @routes.route(f"{ISOLATE_AUTH_PREFIX}/accounts/self", "GET", scope=PUBLIC)
+    def isolate_sign_in(self, request):
+        """Isolate's OAuth sign-in: not served (a 404 in the Endpoints shape saying what to use)."""
+        raise CASError(404, NO_OAUTH, "notFound")
 
     @staticmethod
     def _base_url(request) -> str:

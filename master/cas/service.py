@@ -81,6 +81,7 @@ class CASService(service.MultiService):
 
     async def _stop(self) -> None:
         await super().stopService()
+        await self.api.audit_batch.flush()  # the item writes' audit rows not written yet
         await threads.deferToThread(self.pool.stop)  # joins its threads: not on the reactor
 
     def reconfigService(self, new_config) -> None:  # noqa: N802

@@ -11,13 +11,24 @@ cannot exist, and a test walks every klein rule to check that.
 
 Every write (any method but GET/HEAD) of a non-public route is audited: who, from where,
 what (method, path, scope) and the outcome: ``done``, ``refused`` (401/403/429) or
-``failed`` (the status the handler answered).
+``failed`` (the status the handler answered); ``audit=`` declares a route that is audited
+otherwise:
+
+- ``AUDIT_EACH`` (every write's default): every call, one row as it ends;
+- ``AUDIT_REFUSED``: a read or a check sent as a POST (the Isolate API's ``retrieve`` and
+  ``preupload``): only a refused call leaves a row;
+- ``AUDIT_BATCHED``: a refused or failed call leaves its row at once; the calls that succeed
+  are summed, per caller, address and scope, into one row per batch (``AuditBatch``: at most
+  ``AUDIT_BATCH_CALLS`` calls or ``AUDIT_BATCH_WINDOW_S`` seconds), for writes that come by
+  the thousand (the store's items: content-addressed, verified, the same whoever sends them).
+  The app's instance holds its ``audit_batch``.
 """
 
 import functools
 import inspect
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from klein import Klein
 from twisted.internet import defer
@@ -28,6 +39,12 @@ from buildfarm.master.auth.service import DONE, FAILED, REFUSED, peer_of
 PUBLIC = "<public>"
 READ_METHODS = frozenset({"GET", "HEAD"})
 ANY_METHOD = "*"  # a branch that hands the request to another app, which checks it itself
+AUDIT_NONE = "none"  # reads (GET/HEAD) and public routes
+AUDIT_EACH = "each"
+AUDIT_REFUSED = "refused"
+AUDIT_BATCHED = "batched"
+AUDIT_BATCH_CALLS = 1000  # successful calls summed into one audit row at most
+AUDIT_BATCH_WINDOW_S = 10.0  # a batch's row is written at most this long after its first call
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,7 @@ class Route:
     scope: str  # a template like "builds:stop:{builder}", or PUBLIC
     write: bool
     endpoint: str
+    audit: str = AUDIT_EACH  # AUDIT_NONE, AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED
 
     @property
     def public(self) -> bool:
@@ -55,14 +73,20 @@ class RouteTable:
         self.routes: list[Route] = []
 
     def route(self, path: str, method: str, *, scope: str,
-              resolve: Callable[..., Awaitable[dict]] | None = None, **kwargs):
+              resolve: Callable[..., Awaitable[dict]] | None = None, audit: str | None = None, **kwargs):
         """Declare ``method path`` needing ``scope`` (a template over the route's arguments
-        and ``resolve``'s answer); extra ``kwargs`` go to klein's ``app.route``."""
+        and ``resolve``'s answer), audited as ``audit`` says (a write's default:
+        ``AUDIT_EACH``); extra ``kwargs`` go to klein's ``app.route``."""
         if method == ANY_METHOD and scope != PUBLIC:
             raise ValueError(f"{path}: a route taking any method must be PUBLIC (it delegates)")
         write = method not in READ_METHODS and method != ANY_METHOD
+        if audit is None:
+            audit = AUDIT_EACH if write and scope != PUBLIC else AUDIT_NONE
+        elif audit not in (AUDIT_EACH, AUDIT_REFUSED, AUDIT_BATCHED) or not write or scope == PUBLIC:
+            raise ValueError(f"{path}: audit={audit!r} is for the writes of non-public routes "
+                             f"(AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED)")
         endpoint = f"{method} {path}"
-        entry = Route(self.surface, method, path, scope, write, endpoint)
+        entry = Route(self.surface, method, path, scope, write, endpoint, audit)
 
         def decorator(handler):
             @functools.wraps(handler)
@@ -99,15 +123,15 @@ class RouteTable:
             scope = entry.scope.format(**values)
             await auth.authorize(request, scope, entry.write, owner=values.get("owner"))
         except AuthError as e:
-            if entry.write:
+            if entry.audit != AUDIT_NONE:  # a refusal is always audited
                 await self._audit(auth, request, e.user or who, scope or entry.scope, REFUSED, e.status,
                                   e.message)
             raise
         except Exception as e:
-            if entry.write:
+            if entry.audit in (AUDIT_EACH, AUDIT_BATCHED):
                 await self._audit(auth, request, who, scope or entry.scope, FAILED, _status_of(e), str(e))
             raise
-        if not entry.write:
+        if entry.audit in (AUDIT_NONE, AUDIT_REFUSED):
             return await _call(handler, instance, request, args)
         try:
             answer = await _call(handler, instance, request, args)
@@ -115,7 +139,10 @@ class RouteTable:
             await self._audit(auth, request, who, scope, FAILED, _status_of(e), str(e))
             raise
         status = request.code
-        await self._audit(auth, request, who, scope, DONE if status < 400 else FAILED, status)
+        if status < 400 and entry.audit == AUDIT_BATCHED:
+            await instance.audit_batch.add(auth, self.surface, who, peer_of(request), scope, entry.endpoint)
+        else:
+            await self._audit(auth, request, who, scope, DONE if status < 400 else FAILED, status)
         return answer
 
     async def _audit(self, auth, request, user: str, scope: str, outcome: str, status: int,
@@ -123,6 +150,68 @@ class RouteTable:
         path = request.path.decode("utf-8", "replace") if isinstance(request.path, bytes) else request.path
         await auth.audit(self.surface, user, peer_of(request), request.method.decode("ascii", "replace"),
                          path, scope, outcome, status, detail)
+
+
+class AuditBatch:
+    """The successful calls of ``AUDIT_BATCHED`` routes, summed per (surface, user, address,
+    scope) until one row says them all: ``<n> calls from <first> to <last>: <endpoint> <n>,
+    ...``, outcome ``done``, status 200, the method ``BATCH`` and the path of the surface's
+    common prefix.  A batch is written when it holds ``max_calls`` calls, ``window_s`` seconds
+    after its first call (``clock``'s timer), and by ``flush`` (the owner's stop)."""
+
+    def __init__(self, clock, prefix: str, window_s: float = AUDIT_BATCH_WINDOW_S,
+                 max_calls: int = AUDIT_BATCH_CALLS):
+        self.clock = clock
+        self.prefix = prefix
+        self.window_s = window_s
+        self.max_calls = max_calls
+        self.pending: dict[tuple[str, str, str, str], _Batch] = {}
+
+    def add(self, auth, surface: str, user: str, peer: str, scope: str, endpoint: str) -> defer.Deferred:
+        """Count one call; fires once its batch's row is written if this call filled it (at
+        once otherwise)."""
+        key = (surface, user, peer, scope)
+        batch = self.pending.get(key)
+        if batch is None:
+            now = self.clock.seconds()
+            batch = self.pending[key] = _Batch(auth, now, now)
+            batch.timer = self.clock.callLater(self.window_s, self._write, key)
+        batch.last = self.clock.seconds()
+        batch.calls[endpoint] = batch.calls.get(endpoint, 0) + 1
+        if sum(batch.calls.values()) >= self.max_calls:
+            return self._write(key)
+        return defer.succeed(None)
+
+    def _write(self, key) -> defer.Deferred:
+        batch = self.pending.pop(key, None)
+        if batch is None:
+            return defer.succeed(None)
+        if batch.timer is not None and batch.timer.active():
+            batch.timer.cancel()
+        surface, user, peer, scope = key
+        total = sum(batch.calls.values())
+        detail = (f"{total} calls from {_utc(batch.first)} to {_utc(batch.last)}: "
+                  + ", ".join(f"{endpoint} {n}" for endpoint, n in sorted(batch.calls.items())))
+        return defer.ensureDeferred(batch.auth.audit(surface, user, peer, "BATCH", self.prefix, scope, DONE,
+                                                     200, detail))
+
+    async def flush(self) -> None:
+        """Write every batch now (``auth.audit`` never raises)."""
+        for key in list(self.pending):
+            await self._write(key)
+
+
+@dataclass
+class _Batch:
+    auth: object
+    first: float
+    last: float
+    calls: dict = field(default_factory=dict)
+    timer: object = None
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 async def _call(handler, instance, request, args: dict):

@@ -45,6 +45,7 @@ PAGES_BODY_RULE = BodyRule("/", pages.MAX_FORM_BYTES, html_error_body)
 JSON_SEGMENTS = frozenset({b"api", b"slaveapi", b"metrics"})
 HOOK_SEGMENT = b"change_hook"
 CAS_SEGMENT = b"_ah"
+ISOLATE_AUTH_SEGMENT = b"auth"  # Isolate's sign-in paths, which the Isolate API answers (404 JSON)
 CAS_PREFIX = "/_ah/"
 BROWSE_SEGMENT = b"browse"
 
@@ -70,7 +71,7 @@ class SiteRoot(Resource):
         first = request.postpath[0] if request.postpath else b""
         if first == HOOK_SEGMENT and self.hooks is not None:
             return self.hooks.render(request)
-        if first == CAS_SEGMENT and self.cas is not None:
+        if first in (CAS_SEGMENT, ISOLATE_AUTH_SEGMENT) and self.cas is not None:
             return self.cas.render(request)
         if first == BROWSE_SEGMENT and self.browse is not None:
             return self.browse.render(request)

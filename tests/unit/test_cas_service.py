@@ -408,3 +408,14 @@ async def test_a_client_that_leaves_half_way_stops_the_download_and_the_item_is_
     await eventually(lambda: defer.succeed(closed == [True]), "the item's reader to be closed")
     sent = master.cas.metrics.bytes_out.labels("sha256-plain")._value.get()
     assert 64 * 1024 <= sent < len(content)  # what was written before it left, not the item
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_item_writes_audit_batch_is_written_when_the_service_stops(start):
+    master = await start()
+    await store_inline(master, b"audited at the stop")
+    assert await master.db.audit.count(surface="cas") == 0  # its batch is still open
+    await master.cas.stopService()  # the master stops it before its database
+    (row,) = await master.db.audit.get_all(surface="cas")
+    assert (row["user"], row["method"], row["outcome"]) == ("admin", "BATCH", "done")
+    assert row["detail"].endswith(f"POST {PREFIX}/store_inline 1")

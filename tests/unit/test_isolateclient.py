@@ -4,6 +4,7 @@ archive pipeline's batches, its bounds and statistics, downloads into a DiskCach
 wrong."""
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -225,6 +226,88 @@ async def test_a_tree_confirmed_recently_is_checked_by_its_isolated_alone(served
     await isolateclient.archive(later, [tree], digest_cache_path=state,
                                 reactor=LaterReactor(isolateclient.CONFIRMED_FRESH_S + 1))
     assert later.batches == [20, 20, 20, 1]
+
+
+class DetailsCounted(RecordingServer):
+    """Counts the server_details calls (one per archive that may trust a confirmed tree)."""
+
+    details_calls = 0
+
+    async def server_details(self):
+        self.details_calls += 1
+        return await super().server_details()
+
+
+def with_expiry(served, expiry_s: float) -> None:
+    served.api.reconfigure(served.api.store, dataclasses.replace(served.api.settings,
+                                                                 expiry_days=expiry_s / 86400))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_keeping_items_briefly_bounds_the_trust_to_a_tenth_of_its_expiry(served, tmp_path):
+    with_expiry(served, 600)  # items live ten minutes: a tree is trusted for a minute at most
+    tree = make_tree(tmp_path / "t", 30)
+    state = str(tmp_path / "digests.json")
+    first = DetailsCounted(served.url, "default-gzip", reactor=reactor, headers=ADMIN)
+    await isolateclient.archive(first, [tree], digest_cache_path=state, reactor=reactor)
+    assert first.details_calls == 0  # nothing confirmed yet: no call more
+
+    soon = DetailsCounted(served.url, "default-gzip", reactor=LaterReactor(30), headers=ADMIN)
+    result = await isolateclient.archive(soon, [tree], digest_cache_path=state, reactor=LaterReactor(30))
+    assert soon.details_calls == 1 and soon.batches == [1] and result.stats.trusted == 30
+
+    # 90 s later: within the hour, but past a tenth of the expiry: every file is asked again
+    later = DetailsCounted(served.url, "default-gzip", reactor=LaterReactor(90), headers=ADMIN)
+    result = await isolateclient.archive(later, [tree], digest_cache_path=state, reactor=LaterReactor(90))
+    assert later.details_calls == 1 and later.batches == [20, 10, 1] and result.stats.trusted == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_keeping_items_for_seconds_gets_no_trust_at_all(served, tmp_path):
+    with_expiry(served, 5)
+    tree = make_tree(tmp_path / "t", 10)
+    state = str(tmp_path / "digests.json")
+    await isolateclient.archive(client(served), [tree], digest_cache_path=state, reactor=reactor)
+    again = client(served)
+    result = await isolateclient.archive(again, [tree], digest_cache_path=state, reactor=LaterReactor(1))
+    assert again.batches == [10, 1] and result.stats.trusted == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_keeping_items_for_days_gets_the_hour(served, tmp_path):
+    with_expiry(served, 30 * 86400)
+    assert await client(served).trust_window_s() == isolateclient.CONFIRMED_FRESH_S
+    tree = make_tree(tmp_path / "t", 10)
+    state = str(tmp_path / "digests.json")
+    await isolateclient.archive(client(served), [tree], digest_cache_path=state, reactor=reactor)
+    again = client(served)
+    shifted = LaterReactor(isolateclient.CONFIRMED_FRESH_S - 60)
+    result = await isolateclient.archive(again, [tree], digest_cache_path=state, reactor=shifted)
+    assert again.batches == [1] and result.stats.trusted == 10
+
+
+class Answering(IsolateServer):
+    def __init__(self, details):
+        super().__init__("http://127.0.0.1:1", "default-gzip", reactor=reactor)
+        self.details = details
+
+    async def server_details(self):
+        if isinstance(self.details, Exception):
+            raise self.details
+        return self.details
+
+
+@pytest.mark.parametrize("details, window", [
+    ({"server_version": "isolate-1234"}, isolateclient.CONFIRMED_FRESH_S),  # Isolate's own: the hour
+    ({"expiry_secs": "not a number"}, isolateclient.CONFIRMED_FRESH_S),
+    ({"expiry_secs": "-1"}, isolateclient.CONFIRMED_FRESH_S),
+    ({"expiry_secs": 7200}, 720.0),  # JSON number or int64 string alike
+    ({"expiry_secs": "2592000"}, isolateclient.CONFIRMED_FRESH_S),
+    (IsolateServerError("server_details failed: HTTP 503"), 0.0),  # unsure: check every file
+])
+@pytest_twisted.ensureDeferred
+async def test_the_trust_window_from_what_server_details_answers(details, window):
+    assert await Answering(details).trust_window_s() == window
 
 
 @pytest_twisted.ensureDeferred
