@@ -2,11 +2,16 @@
 created in one transaction, request_uuid unique per user (under concurrency too), the reusable
 result lookup, the pending order, output chunks by byte offset, bots' dimensions."""
 
+import base64
+import json
+
 import pytest
 import pytest_twisted
 from twisted.internet import defer
 
 from buildfarm.master.db.tasks import NewSlice, NewTask, OutputOutOfOrder
+from buildfarm.master.tasks import model, records
+from buildfarm.master.tasks.dimensions import queue_key
 
 HASH_A, HASH_B = "a" * 64, "b" * 64
 
@@ -165,3 +170,27 @@ async def test_a_bots_dimensions_are_set_and_read_with_first_and_last_seen(db):
     assert [b["name"] for b in await db.tasks.get_bots()] == ["s1", "s2"]
     assert [b["name"] for b in await db.tasks.get_bots(seen_since=100.0)] == ["s1"]
     assert await db.tasks.get_bot("nobody") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_parsed_request_is_stored_and_read_back_whole(db):
+    body = {"name": "t", "user": "u@x", "priority": "30", "tags": ["k:v"], "request_uuid": "r1",
+            "task_slices": [
+                {"expiration_secs": "60", "properties": {
+                    "command": ["true"],
+                    "dimensions": [{"key": "pool", "value": "ci"}, {"key": "gpu", "value": "a"}],
+                    "idempotent": True, "secret_bytes": base64.b64encode(b"shh").decode()}},
+                {"expiration_secs": "120", "wait_for_capacity": True, "properties": {
+                    "command": ["true"], "dimensions": [{"key": "pool", "value": "ci"}]}}]}
+    request = model.request_from_json(body)
+    assert await db.tasks.create(records.new_task(request, 0x1001, 100.0)) == (0x1001, True)
+    stored = await db.tasks.get_request(0x1001)
+    assert records.request_of(stored) == request
+    assert stored["expiration_at"] == 280.0 and stored["tags"] == ["k:v"] and stored["priority"] == 30
+    first, second = request.task_slices
+    assert [s["properties_hash"] for s in stored["slices"]] == [
+        first.properties.properties_hash(), second.properties.properties_hash()]
+    assert [s["queue_key"] for s in stored["slices"]] == [
+        queue_key({"gpu": ["a"], "pool": ["ci"]}), queue_key({"pool": ["ci"]})]
+    assert [s["idempotent"] for s in stored["slices"]] == [True, False]
+    assert b"shh" not in json.dumps(stored["request"]).encode()
