@@ -523,11 +523,13 @@ class _Reader:
     def secret(self, raw: Any) -> bytes | None:
         if raw is None:
             return None
-        try:
-            return base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
-        except (binascii.Error, ValueError):
-            pass
-        self._bad("secret_bytes", "base64 text", "...")
+        if isinstance(raw, str):
+            try:
+                return base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                pass
+        # The value itself is a secret: never repeated in the message.
+        self.problems.append(f"{self.prefix}secret_bytes must be base64 text")
         return None
 
 

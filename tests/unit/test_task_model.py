@@ -136,6 +136,8 @@ def test_eight_combinations_of_alternatives_are_allowed():
      "properties.inputs_ref.isolated must be a hex digest, not 'nothex'"),
     ({"io_timeout_secs": "many"},
      'properties.io_timeout_secs must be an integer (a number or a string of digits), not "many"'),
+    ({"secret_bytes": "not base64!"}, "properties.secret_bytes must be base64 text"),
+    ({"secret_bytes": 12}, "properties.secret_bytes must be base64 text"),
     ({"dimensions": "pool:ci"},
      'properties.dimensions must be a list of {key, value: string}, not "pool:ci"'),
 ])
