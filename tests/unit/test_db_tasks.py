@@ -194,3 +194,15 @@ async def test_a_parsed_request_is_stored_and_read_back_whole(db):
         queue_key({"gpu": ["a"], "pool": ["ci"]}), queue_key({"pool": ["ci"]})]
     assert [s["idempotent"] for s in stored["slices"]] == [True, False]
     assert b"shh" not in json.dumps(stored["request"]).encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_slaves_reaping_one_pending_task_at_once_give_it_to_one(db):
+    await db.tasks.create(_task(0x1001))
+    starts = [defer.ensureDeferred(db.tasks.start_run(0x1001, f"s{n}", 110.0 + n)) for n in range(8)]
+    tries = await defer.gatherResults(starts, consumeErrors=True)
+    assert sorted(tries, key=lambda t: t is None) == [1] + [None] * 7
+    result = await db.tasks.get_result(0x1001)
+    run = await db.tasks.get_run(0x1001, 1)
+    assert (result["state"], result["try_number"], run["slave"]) == ("RUNNING", 1, result["slave"])
+    assert await db.tasks.get_run(0x1001, 2) is None
