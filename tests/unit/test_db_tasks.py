@@ -206,3 +206,28 @@ async def test_slaves_reaping_one_pending_task_at_once_give_it_to_one(db):
     run = await db.tasks.get_run(0x1001, 1)
     assert (result["state"], result["try_number"], run["slave"]) == ("RUNNING", 1, result["slave"])
     assert await db.tasks.get_run(0x1001, 2) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_result_in_swarmings_v1_shape(db):
+    request = model.request_from_json({"name": "t", "user": "u@x", "tags": ["k:v"], "task_slices": [
+        {"expiration_secs": 60, "properties": {"command": ["true"],
+                                               "dimensions": [{"key": "pool", "value": "ci"}]}}]})
+    await db.tasks.create(records.new_task(request, 0x1001, 1_796_000_000.5))
+    stored = await db.tasks.get_request(0x1001)
+    pending = records.result_to_json(stored, await db.tasks.get_result(0x1001))
+    assert pending == {
+        "task_id": "10010", "name": "t", "user": "u@x", "tags": ["k:v"], "state": "PENDING",
+        "current_task_slice": "0", "failure": False, "internal_failure": False, "costs_usd": [],
+        "created_ts": "2026-11-30T00:53:20.500000", "modified_ts": "2026-11-30T00:53:20.500000"}
+    await db.tasks.start_run(0x1001, "s1", 1_796_000_001.0)
+    await db.tasks.finish_run(0x1001, 1, "COMPLETED", 1_796_000_003.0, exit_code=3, duration=1.5)
+    done = records.result_to_json(stored, await db.tasks.get_result(0x1001))
+    assert (done["state"], done["exit_code"], done["duration"], done["try_number"], done["run_id"],
+            done["bot_id"], done["failure"]) == ("COMPLETED", "3", 1.5, "1", "10011", "s1", True)
+    assert done["started_ts"] == "2026-11-30T00:53:21" and done["completed_ts"] == "2026-11-30T00:53:23"
+    summary, first_try = await db.tasks.get_result(0x1001), await db.tasks.get_run(0x1001, 1)
+    run = records.result_to_json(stored, summary, first_try)
+    assert (run["task_id"], run["run_id"], run["created_ts"]) == (
+        "10011", "10011", "2026-11-30T00:53:20.500000")
+    assert not any(value.endswith("Z") for key, value in done.items() if key.endswith("_ts"))
