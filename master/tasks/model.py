@@ -360,6 +360,13 @@ def request_from_json(body: Any) -> TaskRequest:
     with one ``properties`` and ``expiration_secs`` at the top instead of ``task_slices``.
     Unknown fields are ignored.
     """
+    request = _parse_request(body)
+    validate_request(request)
+    return request
+
+
+def _parse_request(body: Any) -> TaskRequest:
+    """The request in ``body``, its types checked (TaskValidationError), its limits not."""
     reader = _Reader()
     if not isinstance(body, Mapping):
         raise TaskValidationError(["the request must be a JSON object"])
@@ -387,7 +394,6 @@ def request_from_json(body: Any) -> TaskRequest:
     )
     if reader.problems:
         raise TaskValidationError(reader.problems)
-    validate_request(request)
     return request
 
 
@@ -597,8 +603,9 @@ def request_to_storage(request: TaskRequest) -> dict[str, Any]:
 
 def request_from_storage(stored: Mapping[str, Any],
                          secrets: Mapping[int, bytes] | None = None) -> TaskRequest:
-    """The request stored by :func:`request_to_storage`, with each slice's secret bytes put back."""
-    request = request_from_json(stored)
+    """The request stored by :func:`request_to_storage`, with each slice's secret bytes put back.
+    It is not validated again: a request accepted once stays readable when limits change."""
+    request = _parse_request(stored)
     if not secrets:
         return request
     slices = tuple(

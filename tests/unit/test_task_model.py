@@ -204,3 +204,10 @@ def test_final_states_and_failures():
     assert all(model.is_failure(s, 0) for s in State if s.is_final and s is not State.COMPLETED)
     assert not model.is_failure(State.RUNNING, None)
     assert [s for s in State if s.is_internal_failure] == [State.BOT_DIED]
+
+
+def test_a_stored_request_is_read_back_even_if_the_limits_changed_since():
+    stored = model.request_to_storage(model.request_from_json(_body()))
+    stored["task_slices"][0]["properties"]["execution_timeout_secs"] = "1"  # below today's limit
+    request = model.request_from_storage(stored)
+    assert request.task_slices[0].properties.execution_timeout_secs == 1
