@@ -347,8 +347,8 @@ task_tags = sa.Table(
 
 # The task's summary (one per request): its state and, once it ran, its last try's result.
 # ``properties_hash`` is set only while the task may be reused by a later idempotent twin
-# (idempotent, COMPLETED, exit 0, not itself deduplicated); ``priority`` is the request's,
-# copied for the pending order.
+# (idempotent, COMPLETED, exit 0, not itself deduplicated); ``priority`` is the request's and
+# ``queue_key`` its current slice's, copied so that a slave's pending tasks are found by index.
 task_results = sa.Table(
     "task_results",
     metadata,
@@ -357,6 +357,7 @@ task_results = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("priority", sa.Integer, nullable=False),
     sa.Column("current_slice", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("queue_key", sa.String(32), nullable=False),
     sa.Column("try_number", sa.Integer, nullable=True),
     sa.Column("deduped_from", sa.String(32), nullable=True),
     sa.Column("properties_hash", sa.String(64), nullable=True),
@@ -372,6 +373,7 @@ task_results = sa.Table(
     sa.Column("abandoned_at", sa.Float, nullable=True),
     sa.Column("modified_at", sa.Float, nullable=False),
     sa.Index(None, "state", "priority", "created_at"),
+    sa.Index(None, "state", "queue_key", "priority", "created_at"),
     sa.Index(None, "properties_hash", "completed_at"),
 )
 

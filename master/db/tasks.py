@@ -164,14 +164,12 @@ class TasksComponent(DBComponent):
         if queue_keys is not None and not queue_keys:
             return []
         query = (sa.select(task_results.c.request_id, task_results.c.priority, task_results.c.created_at,
-                           task_results.c.current_slice, task_slices.c.queue_key)
-                 .join(task_slices, sa.and_(task_slices.c.request_id == task_results.c.request_id,
-                                            task_slices.c.slice_index == task_results.c.current_slice))
+                           task_results.c.current_slice, task_results.c.queue_key)
                  .where(task_results.c.state == PENDING)
                  .order_by(task_results.c.priority, task_results.c.created_at, task_results.c.request_id)
                  .limit(limit))
         if queue_keys is not None:
-            query = query.where(task_slices.c.queue_key.in_(list(queue_keys)))
+            query = query.where(task_results.c.queue_key.in_(list(queue_keys)))
         return await self._fetch_all(query, lambda row: dict(row._mapping))
 
     async def start_run(self, request_id: int, slave: str, now: float) -> int | None:
@@ -317,8 +315,9 @@ def _insert_task(conn: sa.Connection, task: NewTask, user: str) -> None:
     if result.get("outputs_ref") is not None:
         result["outputs_ref"] = to_json(result["outputs_ref"])
     conn.execute(sa.insert(task_results).values(
-        request_id=task.request_id, priority=task.priority, current_slice=0, created_at=task.created_at,
-        modified_at=task.created_at, **result))
+        request_id=task.request_id, priority=task.priority, current_slice=0,
+        queue_key=task.slices[0].queue_key, created_at=task.created_at, modified_at=task.created_at,
+        **result))
 
 
 def _result_dict(row: sa.Row) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("priority", sa.Integer, nullable=False),
         sa.Column("current_slice", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("queue_key", sa.String(32), nullable=False),
         sa.Column("try_number", sa.Integer, nullable=True),
         sa.Column("deduped_from", sa.String(32), nullable=True),
         sa.Column("properties_hash", sa.String(64), nullable=True),
@@ -87,6 +88,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_task_results_state_priority_created_at", "task_results",
                     ["state", "priority", "created_at"])
+    op.create_index("ix_task_results_state_queue_key_priority_created_at", "task_results",
+                    ["state", "queue_key", "priority", "created_at"])
     op.create_index("ix_task_results_properties_hash_completed_at", "task_results",
                     ["properties_hash", "completed_at"])
     op.create_table(
