@@ -55,14 +55,14 @@ async def test_the_same_request_uuid_from_the_same_user_returns_the_first_task(d
 
 
 @pytest_twisted.ensureDeferred
-async def test_concurrent_creates_with_one_request_uuid_store_one_task(db):
+async def test_fifty_concurrent_creates_with_one_request_uuid_store_one_task(db):
     creates = [defer.ensureDeferred(db.tasks.create(_task(0x1001 + (n << 4), request_uuid="same")))
-               for n in range(12)]
+               for n in range(50)]
     answers = await defer.gatherResults(creates, consumeErrors=True)
     winners = {request_id for request_id, created in answers if created}
     assert len(winners) == 1
     assert {request_id for request_id, _ in answers} == winners
-    found = [await db.tasks.get_request(0x1001 + (n << 4)) for n in range(12)]
+    found = [await db.tasks.get_request(0x1001 + (n << 4)) for n in range(50)]
     assert sum(r is not None for r in found) == 1
 
 
