@@ -45,6 +45,7 @@ from buildfarm.master.schedulers.forceparams import BaseParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.secrets.interfaces import ISecretProvider
 from buildfarm.master.slaveapi.settings import SlaveAPISettings, validate_slaveapi_config
+from buildfarm.master.tasks.dimensions import slave_dimensions_problems
 
 DEFAULT_PB_PORT = 9989
 DEFAULT_WWW_PORT = 8010
@@ -77,7 +78,8 @@ class SlaveConfig(ConfigObject):
     }
 
     def __init__(self, name, password, max_builds=None, properties=None, notify_on_missing=None,
-                 missing_timeout=DEFAULT_MISSING_TIMEOUT_S, keepalive_interval=None, **kwargs):
+                 missing_timeout=DEFAULT_MISSING_TIMEOUT_S, keepalive_interval=None, dimensions=None,
+                 **kwargs):
         self._remember_config_line()
         self.name = name
         self.password = password
@@ -89,6 +91,9 @@ class SlaveConfig(ConfigObject):
         self.missing_timeout = missing_timeout
         # This slave's PB ping interval (None: c['protocols']['pb']['ping_interval']).
         self.keepalive_interval = keepalive_interval
+        # This slave's task dimensions ({key: value or [values]}; docs/tasks.md): they win over
+        # what the slave reports and its info/dimensions.json.
+        self.dimensions = {} if dimensions is None else dimensions
         self.no_effect_args = sorted(k for k in kwargs if k in self.NO_EFFECT_ARGS)
         self.unknown_args = sorted(k for k in kwargs if k not in self.NO_EFFECT_ARGS)
 
@@ -109,6 +114,7 @@ class SlaveConfig(ConfigObject):
                                                         and self.keepalive_interval > 0):
             problems.append(f"{about}: keepalive_interval must be a positive number of seconds, "
                             f"not {self.keepalive_interval!r}")
+        problems += [f"{about}: {p}" for p in slave_dimensions_problems(self.dimensions)]
         return problems
 
 
@@ -143,10 +149,11 @@ class Worker(SlaveConfig):
 
     # Its own signature, so that Python's own errors about its arguments say Worker.
     def __init__(self, name, password, max_builds=None, properties=None, notify_on_missing=None,
-                 missing_timeout=DEFAULT_MISSING_TIMEOUT_S, keepalive_interval=None, **kwargs):
+                 missing_timeout=DEFAULT_MISSING_TIMEOUT_S, keepalive_interval=None, dimensions=None,
+                 **kwargs):
         super().__init__(name, password, max_builds=max_builds, properties=properties,
                          notify_on_missing=notify_on_missing, missing_timeout=missing_timeout,
-                         keepalive_interval=keepalive_interval, **kwargs)
+                         keepalive_interval=keepalive_interval, dimensions=dimensions, **kwargs)
 
     @property
     def workername(self) -> str:

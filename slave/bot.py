@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import shlex
 from typing import Any
 
@@ -16,6 +18,9 @@ from buildfarm.slave.commands.base import asText
 from buildfarm.slave.runtime import SlaveRuntime
 
 INFO_DIR = "info"
+# The slave's own task dimensions ({key: value or [values]}, docs/tasks.md): reported parsed,
+# as ``dimensions``, rather than as the text of an info file.
+DIMENSIONS_FILE = "dimensions.json"
 OS_RELEASE_PATH = "/etc/os-release"
 
 log = Logger()
@@ -31,7 +36,7 @@ def readInfoDir(basedir: str) -> dict[str, str]:
         return info
     for name in names:
         path = os.path.join(infodir, name)
-        if name.startswith(".") or not os.path.isfile(path):
+        if name.startswith(".") or name == DIMENSIONS_FILE or not os.path.isfile(path):
             continue
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
@@ -39,6 +44,30 @@ def readInfoDir(basedir: str) -> dict[str, str]:
         except OSError as e:
             log.warn("cannot read {path}: {e}", path=path, e=e)
     return info
+
+
+def readDimensionsFile(basedir: str) -> dict[str, Any] | None:
+    """The JSON object in ``BASEDIR/info/dimensions.json``; None when there is no such file, or
+    when it is not a JSON object (a warning in the slave's log then: the slave still attaches)."""
+    path = os.path.join(basedir, INFO_DIR, DIMENSIONS_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        log.warn("cannot read {path}: {e}; no dimensions reported from it", path=path, e=e)
+        return None
+    try:
+        dimensions = json.loads(text)
+    except ValueError as e:
+        log.warn("{path} is not JSON ({e}); no dimensions reported from it", path=path, e=e)
+        return None
+    if not isinstance(dimensions, dict):
+        log.warn("{path} must hold a JSON object {{key: value or [values]}}; no dimensions reported "
+                 "from it", path=path)
+        return None
+    return dimensions
 
 
 def readOsRelease(path: str = OS_RELEASE_PATH) -> dict[str, str]:
@@ -76,11 +105,19 @@ class Bot(pb.Referenceable):
 
     def remote_getSlaveInfo(self) -> dict[str, Any]:
         """One key per file in ``BASEDIR/info/`` plus ``environ`` (secret values redacted),
-        ``system``, ``basedir``."""
+        ``system``, ``basedir``, ``os_family`` (``Linux``, ``Darwin``, ``Windows``), ``cpu``
+        (the machine: ``x86_64``), ``python`` (its version) and, when ``info/dimensions.json``
+        holds a JSON object, ``dimensions`` (that object)."""
         info: dict[str, Any] = readInfoDir(self.runtime.basedir)
         info["environ"] = redact_environ(os.environ)  # the master need not keep our secrets
         info["system"] = os.name
         info["basedir"] = self.runtime.basedir
+        info["os_family"] = platform.system()
+        info["cpu"] = platform.machine()
+        info["python"] = platform.python_version()
+        dimensions = readDimensionsFile(self.runtime.basedir)
+        if dimensions is not None:
+            info["dimensions"] = dimensions
         return info
 
     def remote_getWorkerInfo(self) -> dict[str, Any]:

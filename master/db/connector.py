@@ -25,6 +25,7 @@ from buildfarm.master.db.slaveapi import SlaveAPIComponent
 from buildfarm.master.db.slaves import SlavesComponent
 from buildfarm.master.db.state import StateComponent
 from buildfarm.master.db.steps import StepsComponent
+from buildfarm.master.db.tasks import TasksComponent
 
 T = TypeVar("T")
 
@@ -55,7 +56,7 @@ class DBConnector(service.Service):
     cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
-    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit`` and ``reports``.
+    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports`` and ``tasks``.
     """
 
     name = "db"
@@ -85,6 +86,7 @@ class DBConnector(service.Service):
         self.slaveapi = SlaveAPIComponent(self)
         self.audit = AuditComponent(self)
         self.reports = ReportsComponent(self)
+        self.tasks = TasksComponent(self)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

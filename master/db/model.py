@@ -293,3 +293,136 @@ reports = sa.Table(
     sa.UniqueConstraint("reporter", "event"),
     sa.Index(None, "reporter", "masterid", "state"),
 )
+
+# Tasks (master/tasks, docs/tasks.md).  A request's id is Swarming's 63-bit request id (its
+# hex with a trailing 0 is the task id); the request itself is stored as its v1 JSON
+# (``request``), which never changes, beside the columns searched.  ``username`` is "" for an
+# anonymous request so that (username, request_uuid) is unique for it too; a NULL request_uuid
+# is never unique-checked.
+task_requests = sa.Table(
+    "task_requests",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("username", sa.String(NAME_LENGTH), nullable=False, server_default=""),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("request_uuid", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("parent_task_id", sa.String(32), nullable=True),
+    sa.Column("expiration_at", sa.Float, nullable=False),
+    sa.Column("request", sa.Text, nullable=False),
+    sa.UniqueConstraint("username", "request_uuid"),
+)
+
+# Each slice of a request: its properties hash (the dedup key) and the queue its dimensions
+# name (master/tasks/dimensions.py queue_key).
+task_slices = sa.Table(
+    "task_slices",
+    metadata,
+    sa.Column("request_id", sa.BigInteger, sa.ForeignKey("task_requests.id"), primary_key=True),
+    sa.Column("slice_index", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("properties_hash", sa.String(64), nullable=False),
+    sa.Column("idempotent", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("expiration_secs", sa.Integer, nullable=False),
+    sa.Column("queue_key", sa.String(32), nullable=False),
+)
+
+# A slice's secret bytes, apart from the request that is shown.
+task_secrets = sa.Table(
+    "task_secrets",
+    metadata,
+    sa.Column("request_id", sa.BigInteger, sa.ForeignKey("task_requests.id"), primary_key=True),
+    sa.Column("slice_index", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("secret_bytes", sa.LargeBinary, nullable=False),
+)
+
+# The request's tags, one row each, for tasks/list?tags=k:v.
+task_tags = sa.Table(
+    "task_tags",
+    metadata,
+    sa.Column("request_id", sa.BigInteger, sa.ForeignKey("task_requests.id"), primary_key=True),
+    sa.Column("tag", sa.String(1024), primary_key=True),
+    sa.Index(None, "tag"),
+)
+
+# The task's summary (one per request): its state and, once it ran, its last try's result.
+# ``properties_hash`` is set only while the task may be reused by a later idempotent twin
+# (idempotent, COMPLETED, exit 0, not itself deduplicated); ``priority`` is the request's and
+# ``queue_key`` its current slice's, copied so that a slave's pending tasks are found by index.
+task_results = sa.Table(
+    "task_results",
+    metadata,
+    sa.Column("request_id", sa.BigInteger, sa.ForeignKey("task_requests.id"), primary_key=True,
+              autoincrement=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("current_slice", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("queue_key", sa.String(32), nullable=False),
+    sa.Column("try_number", sa.Integer, nullable=True),
+    sa.Column("deduped_from", sa.String(32), nullable=True),
+    sa.Column("properties_hash", sa.String(64), nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("duration", sa.Float, nullable=True),
+    sa.Column("internal_failure", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("slave", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("outputs_ref", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("completed_at", sa.Float, nullable=True),
+    sa.Column("abandoned_at", sa.Float, nullable=True),
+    sa.Column("modified_at", sa.Float, nullable=False),
+    sa.Index(None, "state", "priority", "created_at"),
+    sa.Index(None, "state", "queue_key", "priority", "created_at"),
+    sa.Index(None, "properties_hash", "completed_at"),
+)
+
+# Each try of a task (Swarming's run result), named by the run id.
+task_runs = sa.Table(
+    "task_runs",
+    metadata,
+    sa.Column("request_id", sa.BigInteger, sa.ForeignKey("task_requests.id"), primary_key=True),
+    sa.Column("try_number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("slice_index", sa.Integer, nullable=False),
+    sa.Column("slave", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("duration", sa.Float, nullable=True),
+    sa.Column("internal_failure", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("outputs_ref", sa.Text, nullable=True),
+    sa.Column("stdout_size", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("completed_at", sa.Float, nullable=True),
+    sa.Column("abandoned_at", sa.Float, nullable=True),
+    sa.Column("modified_at", sa.Float, nullable=False),
+    sa.Index(None, "slave", "started_at"),
+)
+
+# A try's output, in chunks as they arrived, each at its byte offset (Swarming's
+# ``output_chunk_start``); bytes, since a chunk may end inside a UTF-8 character.
+task_output_chunks = sa.Table(
+    "task_output_chunks",
+    metadata,
+    sa.Column("request_id", sa.BigInteger, primary_key=True),
+    sa.Column("try_number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("start", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.ForeignKeyConstraint(["request_id", "try_number"], ["task_runs.request_id", "task_runs.try_number"],
+                            name="fk_task_output_chunks_run"),
+)
+
+# Swarming's bots: each slave's dimensions (a JSON {key: [values]}), its state (JSON), and
+# what an admin or the slave set (quarantine, maintenance: a message, or NULL when off).
+bots = sa.Table(
+    "bots",
+    metadata,
+    sa.Column("name", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("dimensions", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("state", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("version", sa.String(VERSION_LENGTH), nullable=True),
+    sa.Column("quarantined", sa.Text, nullable=True),
+    sa.Column("maintenance", sa.Text, nullable=True),
+    sa.Column("task_id", sa.String(32), nullable=True),
+    sa.Column("first_seen_at", sa.Float, nullable=False),
+    sa.Column("last_seen_at", sa.Float, nullable=False),
+)

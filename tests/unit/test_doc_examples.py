@@ -11,7 +11,7 @@ import pytest
 from tests.fixtures.docexamples import examples
 
 #: Pages whose every fenced block is an example some test runs.
-PAGES = ["cas.md"]
+PAGES = ["cas.md", "tasks.md"]
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,0 +1,338 @@
+"""Tasks (master/tasks) in the database: requests with their slices, secrets and tags, the
+summary result of each task, its tries, their output chunks, and the bots' dimensions.
+
+The database stores what master/tasks gives it (the request as JSON, each slice's properties
+hash and queue key) and parses nothing: master/tasks reads the JSON back.  States are the
+names of ``master.tasks.model.State``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from buildfarm.master.db.base import DBComponent, from_json, to_json
+from buildfarm.master.db.logs import byte_length
+from buildfarm.master.db.model import (
+    bots,
+    task_output_chunks,
+    task_requests,
+    task_results,
+    task_runs,
+    task_secrets,
+    task_slices,
+    task_tags,
+)
+
+PENDING, RUNNING, COMPLETED = "PENDING", "RUNNING", "COMPLETED"
+# Fields of the summary a task may be created with, when it ends at once (answered from a
+# finished twin, or NO_RESOURCE).
+RESULT_FIELDS = frozenset({"state", "deduped_from", "exit_code", "duration", "slave", "outputs_ref", "error",
+                           "started_at", "completed_at", "abandoned_at", "internal_failure", "try_number"})
+RUN_FINAL_FIELDS = frozenset({"exit_code", "duration", "outputs_ref", "internal_failure"})
+
+
+class OutputOutOfOrder(ValueError):
+    """An output chunk that starts after the end of the output stored so far."""
+
+
+@dataclass(frozen=True)
+class NewSlice:
+    """One slice of a new request, as master/tasks worked it out."""
+
+    properties_hash: str
+    expiration_secs: int
+    queue_key: str
+    idempotent: bool = False
+    secret_bytes: bytes | None = None
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A new request and its summary.  ``request`` is the JSON stored (no secrets: those are
+    in the slices); ``result`` sets summary fields (``RESULT_FIELDS``) of a task that ends at
+    creation, else it starts PENDING on slice 0."""
+
+    request_id: int
+    created_at: float
+    name: str
+    priority: int
+    request: Mapping[str, Any]
+    slices: Sequence[NewSlice]
+    expiration_at: float
+    user: str | None = None
+    tags: Sequence[str] = ()
+    request_uuid: str | None = None
+    parent_task_id: str | None = None
+    result: Mapping[str, Any] = field(default_factory=dict)
+
+
+class TasksComponent(DBComponent):
+    """Rows of the task tables (model.py): see the module's docstring."""
+
+    async def create(self, task: NewTask) -> tuple[int, bool]:
+        """Store the request, its slices, secrets, tags and summary in one transaction:
+        ``(request_id, True)``.  When the same user already sent this ``request_uuid``, nothing
+        is stored and the answer is ``(the first request's id, False)``; the unique constraint
+        on (user, request_uuid) decides between concurrent creates."""
+        unknown = set(task.result) - RESULT_FIELDS
+        if unknown:
+            raise ValueError(f"NewTask.result: not summary fields: {sorted(unknown)}")
+        user = task.user or ""
+
+        def existing(conn: sa.Connection) -> int | None:
+            if task.request_uuid is None:
+                return None
+            return conn.execute(sa.select(task_requests.c.id).where(
+                task_requests.c.username == user,
+                task_requests.c.request_uuid == task.request_uuid)).scalar_one_or_none()
+
+        def thd(conn: sa.Connection) -> tuple[int, bool]:
+            first = existing(conn)
+            if first is not None:
+                return first, False
+            try:
+                with conn.begin_nested():
+                    _insert_task(conn, task, user)
+            except sa.exc.IntegrityError:
+                first = existing(conn)
+                if first is None:
+                    raise
+                return first, False
+            return task.request_id, True
+
+        return await self._run(thd)
+
+    async def get_request(self, request_id: int) -> dict | None:
+        """The request: its columns, ``request`` (the stored JSON), ``slices`` (each with its
+        properties hash, queue key, ...), ``secrets`` ({slice index: bytes}) and ``tags``."""
+
+        def thd(conn: sa.Connection) -> dict | None:
+            row = conn.execute(sa.select(task_requests).where(task_requests.c.id == request_id)).first()
+            if row is None:
+                return None
+            slices = conn.execute(sa.select(task_slices).where(task_slices.c.request_id == request_id)
+                                  .order_by(task_slices.c.slice_index)).all()
+            secrets = conn.execute(sa.select(task_secrets.c.slice_index, task_secrets.c.secret_bytes)
+                                   .where(task_secrets.c.request_id == request_id)).all()
+            tags = conn.execute(sa.select(task_tags.c.tag).where(task_tags.c.request_id == request_id)
+                                .order_by(task_tags.c.tag)).scalars().all()
+            return {
+                "request_id": row.id, "created_at": row.created_at, "name": row.name,
+                "user": row.username or None, "priority": row.priority, "request_uuid": row.request_uuid,
+                "parent_task_id": row.parent_task_id, "expiration_at": row.expiration_at,
+                "request": from_json(row.request), "tags": list(tags),
+                "slices": [{"slice_index": s.slice_index, "properties_hash": s.properties_hash,
+                            "idempotent": bool(s.idempotent), "expiration_secs": s.expiration_secs,
+                            "queue_key": s.queue_key} for s in slices],
+                "secrets": {index: bytes(secret) for index, secret in secrets},
+            }
+
+        return await self._run(thd)
+
+    async def get_result(self, request_id: int) -> dict | None:
+        """The task's summary, or None for an unknown task."""
+        return await self._fetch_one(sa.select(task_results).where(task_results.c.request_id == request_id),
+                                     _result_dict)
+
+    async def get_run(self, request_id: int, try_number: int) -> dict | None:
+        """Try ``try_number`` of the task, or None."""
+        query = sa.select(task_runs).where(task_runs.c.request_id == request_id,
+                                           task_runs.c.try_number == try_number)
+        return await self._fetch_one(query, _run_dict)
+
+    async def find_reusable(self, properties_hash: str, since: float) -> dict | None:
+        """The newest summary that an idempotent task with ``properties_hash`` may be answered
+        from: idempotent, COMPLETED with exit code 0, not itself deduplicated, and completed at
+        or after ``since``; None when there is none."""
+        query = (sa.select(task_results)
+                 .where(task_results.c.properties_hash == properties_hash,
+                        task_results.c.completed_at >= since,
+                        task_results.c.state == COMPLETED, task_results.c.exit_code == 0,
+                        task_results.c.deduped_from.is_(None), task_results.c.internal_failure == 0)
+                 .order_by(task_results.c.completed_at.desc(), task_results.c.request_id.desc())
+                 .limit(1))
+        return await self._fetch_one(query, _result_dict)
+
+    async def get_pending(self, limit: int = 100, queue_keys: Sequence[str] | None = None) -> list[dict]:
+        """Pending tasks, most urgent first (priority: lower first; then oldest first), each
+        ``{request_id, priority, created_at, current_slice, queue_key}``; only those of
+        ``queue_keys`` when given (the queues a slave serves)."""
+        if queue_keys is not None and not queue_keys:
+            return []
+        query = (sa.select(task_results.c.request_id, task_results.c.priority, task_results.c.created_at,
+                           task_results.c.current_slice, task_results.c.queue_key)
+                 .where(task_results.c.state == PENDING)
+                 .order_by(task_results.c.priority, task_results.c.created_at, task_results.c.request_id)
+                 .limit(limit))
+        if queue_keys is not None:
+            query = query.where(task_results.c.queue_key.in_(list(queue_keys)))
+        return await self._fetch_all(query, lambda row: dict(row._mapping))
+
+    async def start_run(self, request_id: int, slave: str, now: float) -> int | None:
+        """Give the pending task to ``slave``: its next try starts RUNNING; the try number, or
+        None when the task was no longer PENDING (another slave took it, or it ended)."""
+
+        def thd(conn: sa.Connection) -> int | None:
+            next_try = sa.func.coalesce(task_results.c.try_number, 0) + 1
+            pending = sa.and_(task_results.c.request_id == request_id, task_results.c.state == PENDING)
+            row = conn.execute(sa.update(task_results).where(pending)
+                               .values(state=RUNNING, try_number=next_try, slave=slave, started_at=now,
+                                       modified_at=now)
+                               .returning(task_results.c.try_number, task_results.c.current_slice)).first()
+            if row is None:
+                return None
+            conn.execute(sa.insert(task_runs).values(
+                request_id=request_id, try_number=row.try_number, slice_index=row.current_slice, slave=slave,
+                state=RUNNING, started_at=now, modified_at=now))
+            return row.try_number
+
+        return await self._run(thd)
+
+    async def finish_run(self, request_id: int, try_number: int, state: str, now: float,
+                         **fields: Any) -> bool:
+        """End a running try in ``state`` (with ``exit_code``, ``duration``, ``outputs_ref``,
+        ``internal_failure``), and its task with it.  The task becomes reusable by idempotent
+        twins when its slice is idempotent and it COMPLETED with exit code 0.  False when the
+        try was not running."""
+        unknown = set(fields) - RUN_FINAL_FIELDS
+        if unknown:
+            raise ValueError(f"finish_run: unknown fields {sorted(unknown)}")
+        values = {**fields, "state": state, "completed_at": now, "modified_at": now}
+        if "outputs_ref" in values:
+            values["outputs_ref"] = None if values["outputs_ref"] is None else to_json(values["outputs_ref"])
+
+        def thd(conn: sa.Connection) -> bool:
+            ended = conn.execute(sa.update(task_runs).where(
+                task_runs.c.request_id == request_id, task_runs.c.try_number == try_number,
+                task_runs.c.state == RUNNING).values(**values)).rowcount
+            if not ended:
+                return False
+            summary = dict(values)
+            if state == COMPLETED and fields.get("exit_code") == 0:
+                summary["properties_hash"] = (
+                    sa.select(task_slices.c.properties_hash)
+                    .where(task_slices.c.request_id == request_id, task_slices.c.idempotent == 1,
+                           task_slices.c.slice_index == task_results.c.current_slice)
+                    .scalar_subquery())
+            conn.execute(sa.update(task_results).where(
+                task_results.c.request_id == request_id, task_results.c.try_number == try_number,
+                task_results.c.deduped_from.is_(None)).values(**summary))
+            return True
+
+        return await self._run(thd)
+
+    async def append_output(self, request_id: int, try_number: int, start: int, data: bytes) -> int:
+        """Store output of a try at byte ``start`` (Swarming's ``output_chunk_start``); the
+        size stored after it.  Bytes already stored are not stored again (a retried update);
+        a chunk starting after the end raises OutputOutOfOrder."""
+
+        def thd(conn: sa.Connection) -> int:
+            size = conn.execute(sa.select(task_runs.c.stdout_size).where(
+                task_runs.c.request_id == request_id, task_runs.c.try_number == try_number)
+                .with_for_update()).scalar_one_or_none()
+            if size is None:
+                raise KeyError(f"no try {try_number} of task request {request_id}")
+            if start > size:
+                raise OutputOutOfOrder(f"output chunk starts at {start} but {size} bytes are stored")
+            new = data[size - start:]
+            if not new:
+                return size
+            conn.execute(sa.insert(task_output_chunks).values(
+                request_id=request_id, try_number=try_number, start=size, content=new))
+            conn.execute(sa.update(task_runs).where(
+                task_runs.c.request_id == request_id, task_runs.c.try_number == try_number)
+                .values(stdout_size=size + len(new)))
+            return size + len(new)
+
+        return await self._run(thd)
+
+    async def get_output(self, request_id: int, try_number: int, offset: int = 0,
+                         length: int | None = None) -> bytes:
+        """``length`` bytes (all when None) of a try's output from byte ``offset``."""
+        end = None if length is None else offset + length
+        where = [task_output_chunks.c.request_id == request_id, task_output_chunks.c.try_number == try_number,
+                 task_output_chunks.c.start + byte_length(task_output_chunks.c.content) > offset]
+        if end is not None:
+            where.append(task_output_chunks.c.start < end)
+        query = (sa.select(task_output_chunks.c.start, task_output_chunks.c.content).where(*where)
+                 .order_by(task_output_chunks.c.start))
+        rows = await self._run(lambda conn: conn.execute(query).all())
+        if not rows:
+            return b""
+        joined = b"".join(bytes(content) for _, content in rows)
+        skip = offset - rows[0].start
+        return joined[skip:] if end is None else joined[skip:end - rows[0].start]
+
+    async def set_bot(self, name: str, dimensions: Mapping[str, list[str]], now: float,
+                      version: str | None = None, state: Mapping[str, Any] | None = None) -> None:
+        """Record that slave ``name`` was seen now with these dimensions (first seen kept)."""
+        values = {"dimensions": to_json(dict(dimensions)), "last_seen_at": now, "version": version}
+        if state is not None:
+            values["state"] = to_json(dict(state))
+        await self._upsert(
+            sa.update(bots).where(bots.c.name == name).values(**values),
+            sa.insert(bots).values(name=name, first_seen_at=now, **values))
+
+    async def set_bot_flags(self, name: str, **flags: str | None) -> bool:
+        """Set ``quarantined`` and/or ``maintenance`` (a message; None turns it off) of a known
+        bot; False when the bot is unknown."""
+        unknown = set(flags) - {"quarantined", "maintenance"}
+        if unknown:
+            raise ValueError(f"set_bot_flags: unknown flags {sorted(unknown)}")
+        return bool(await self._execute(sa.update(bots).where(bots.c.name == name).values(**flags)))
+
+    async def get_bot(self, name: str) -> dict | None:
+        return await self._fetch_one(sa.select(bots).where(bots.c.name == name), _bot_dict)
+
+    async def get_bots(self, seen_since: float | None = None) -> list[dict]:
+        """Every bot by name (only those seen at or after ``seen_since`` when given)."""
+        query = sa.select(bots).order_by(bots.c.name)
+        if seen_since is not None:
+            query = query.where(bots.c.last_seen_at >= seen_since)
+        return await self._fetch_all(query, _bot_dict)
+
+
+def _insert_task(conn: sa.Connection, task: NewTask, user: str) -> None:
+    conn.execute(sa.insert(task_requests).values(
+        id=task.request_id, created_at=task.created_at, name=task.name, username=user, priority=task.priority,
+        request_uuid=task.request_uuid, parent_task_id=task.parent_task_id, expiration_at=task.expiration_at,
+        request=to_json(dict(task.request))))
+    for index, s in enumerate(task.slices):
+        conn.execute(sa.insert(task_slices).values(
+            request_id=task.request_id, slice_index=index, properties_hash=s.properties_hash,
+            idempotent=int(s.idempotent), expiration_secs=s.expiration_secs, queue_key=s.queue_key))
+        if s.secret_bytes:
+            conn.execute(sa.insert(task_secrets).values(
+                request_id=task.request_id, slice_index=index, secret_bytes=s.secret_bytes))
+    tags = sorted(set(task.tags))
+    if tags:
+        conn.execute(sa.insert(task_tags), [{"request_id": task.request_id, "tag": t} for t in tags])
+    result = {"state": PENDING, **task.result}
+    if result.get("outputs_ref") is not None:
+        result["outputs_ref"] = to_json(result["outputs_ref"])
+    conn.execute(sa.insert(task_results).values(
+        request_id=task.request_id, priority=task.priority, current_slice=0,
+        queue_key=task.slices[0].queue_key, created_at=task.created_at, modified_at=task.created_at,
+        **result))
+
+
+def _result_dict(row: sa.Row) -> dict[str, Any]:
+    result = dict(row._mapping)
+    result["internal_failure"] = bool(row.internal_failure)
+    result["outputs_ref"] = None if row.outputs_ref is None else from_json(row.outputs_ref)
+    return result
+
+
+def _run_dict(row: sa.Row) -> dict[str, Any]:
+    return _result_dict(row)
+
+
+def _bot_dict(row: sa.Row) -> dict[str, Any]:
+    bot = dict(row._mapping)
+    bot["dimensions"] = from_json(row.dimensions)
+    bot["state"] = from_json(row.state)
+    return bot
