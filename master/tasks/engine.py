@@ -191,9 +191,12 @@ class TaskEngine(service.Service):
                 run.deadline.cancel()
         return defer.DeferredList(list(self._work), consumeErrors=True)
 
-    def _spawn(self, coro, what: str) -> defer.Deferred:
+    def _spawn(self, coro, what: str, waited: bool = True) -> defer.Deferred:
+        """Run ``coro``, logging its failure; stopping waits for it when ``waited`` (not for
+        running tries: they end when the BotMaster, stopped later, drops their slaves)."""
         d = defer.ensureDeferred(coro)
-        self._work.add(d)
+        if waited:
+            self._work.add(d)
         d.addErrback(lambda f: log.failure("{what} failed", f, what=what))
         d.addBoth(lambda r: (self._work.discard(d), r)[1])
         return d
@@ -366,7 +369,7 @@ class TaskEngine(service.Service):
         self.runs[task_id] = run
         self.pending.pop(task_id, None)
         slave.tasks_running += 1
-        d = self._spawn(self._run(run), f"running task {ids.summary_id(task_id)}")
+        d = self._spawn(self._run(run), f"running task {ids.summary_id(task_id)}", waited=False)
         d.addBoth(lambda _: self._ended(run))
 
     def _ended(self, run: _Run) -> None:
