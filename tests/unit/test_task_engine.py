@@ -11,7 +11,7 @@ from buildfarm.master.tasks import ids
 from buildfarm.master.tasks.interfaces import ITaskEngine
 from buildfarm.master.tasks.model import request_from_json
 from buildfarm.master.tasks.records import new_task
-from tests.fixtures.memorymaster import attach_slave, eventually, memory_master_fixture
+from tests.fixtures.memorymaster import eventually, memory_master_fixture
 
 CFG = """\
 from buildfarm.master.plugins import slaves, util
@@ -180,7 +180,8 @@ async def test_a_task_no_recent_slave_could_run_ends_no_resource_naming_the_near
 @pytest_twisted.ensureDeferred
 async def test_a_task_waiting_for_capacity_expires_on_the_masters_clock(master):
     await attach(master, "bs1")
-    task_id = await create(master, request({"pool": "ci", "gpu": "tpu"}, wait_for_capacity=True, expiration=60))
+    waiting = request({"pool": "ci", "gpu": "tpu"}, wait_for_capacity=True, expiration=60)
+    task_id = await create(master, waiting)
     assert await state_of(master, task_id) == "PENDING"
     master.reactor.advance(61)  # the poll sees the deadline
     await until_state(master, task_id, "EXPIRED")
@@ -193,7 +194,8 @@ async def test_slices_fall_back_in_order_each_with_its_own_expiration(master):
     slices = [{"expiration_secs": 60, "wait_for_capacity": True,
                "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"},
                                                       {"key": "gpu", "value": "tpu"}]}},
-              {"expiration_secs": 60, "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"}]}}]
+              {"expiration_secs": 60,
+               "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"}]}}]
     task_id = await create(master, request(slices=slices))
     assert commands.started == []
     master.reactor.advance(61)
