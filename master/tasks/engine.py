@@ -176,9 +176,23 @@ class TaskEngine(service.Service):
         self.master.botmaster.slave_listeners.append(self)
         for slave in list(self.master.botmaster.slaves.values()):
             self.slave_attached(slave)
-        self._poller = task.LoopingCall(self._poll_logged)
-        self._poller.clock = self.clock
-        self._poller.start(POLL_INTERVAL_S, now=True)
+        self._set_polling(self.master.config)
+
+    def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
+        """Poll only while some slave has a pool: a master without one runs no task."""
+        self._set_polling(config)
+
+    def _set_polling(self, config) -> None:
+        wanted = any((getattr(slave, "dimensions", None) or {}).get("pool")
+                     for slave in config.slaves.values())
+        if wanted and self._poller is None:
+            self._poller = task.LoopingCall(self._poll_logged)
+            self._poller.clock = self.clock
+            self._poller.start(POLL_INTERVAL_S, now=True)
+        elif not wanted and self._poller is not None:
+            if self._poller.running:
+                self._poller.stop()
+            self._poller = None
 
     def stopService(self):  # noqa: N802
         super().stopService()
@@ -186,6 +200,7 @@ class TaskEngine(service.Service):
             self.master.botmaster.slave_listeners.remove(self)
         if self._poller is not None and self._poller.running:
             self._poller.stop()
+        self._poller = None
         for run in self.runs.values():
             if run.deadline is not None and run.deadline.active():
                 run.deadline.cancel()
