@@ -13,6 +13,7 @@
      +- slaveapi    fleet actions (reboot, shutdown, disable, ...); +- SlaveAPI port (if its own)
      +- services    c['services']: master.cfg's own Twisted services
  +- cas         the content-addressed store: its back-end, API and thread pool; +- janitor
+     +- tasks       the task engine: slaves' dimensions, reaping, running and ending tasks
      +- pbmanager   the PB portal for slaves;                        +- slaves (PB) port
      +- www         JSON API and pages;                              +- web server port
 
@@ -64,6 +65,8 @@ from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
 from buildfarm.master.slaveapi.runner import ActionRunner
 from buildfarm.master.status import IStatusSource
+from buildfarm.master.tasks.engine import TaskEngine
+from buildfarm.master.tasks.interfaces import ITaskMaster
 from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.site import WWWService
 
@@ -112,7 +115,7 @@ class PreviousRunRecovery(service.Service):
 
 
 @implementer(IStatusSource, IChangeSourceMaster, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster,
-             IWebMaster, IReporterMaster, ICASMaster)
+             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -145,12 +148,13 @@ class BuildMaster(service.MultiService):
         self.slaveapi = ActionRunner(self)
         self.config_services = ConfigServices(self.config.services)
         self.cas = CASService(self)
+        self.tasks = TaskEngine(self)
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
         # The order of the tree is the start-up order (see the module's docstring).
         for child in (self.db, self.recovery, self.auth, self.botmaster, self.changes, self.scheduler,
-                      self.localslaves, self.slaveapi, self.config_services, self.cas, self.pbmanager,
-                      self.www):
+                      self.localslaves, self.slaveapi, self.config_services, self.cas, self.tasks,
+                      self.pbmanager, self.www):
             child.setServiceParent(self)
 
     @property

@@ -372,9 +372,13 @@ task_results = sa.Table(
     sa.Column("completed_at", sa.Float, nullable=True),
     sa.Column("abandoned_at", sa.Float, nullable=True),
     sa.Column("modified_at", sa.Float, nullable=False),
+    # An idempotent task attached to its in-flight twin (the summary's request id): it runs
+    # nothing and ends with the twin's result (migration 0008).
+    sa.Column("twin_of", sa.BigInteger, nullable=True),
     sa.Index(None, "state", "priority", "created_at"),
     sa.Index(None, "state", "queue_key", "priority", "created_at"),
     sa.Index(None, "properties_hash", "completed_at"),
+    sa.Index(None, "twin_of"),
 )
 
 # Each try of a task (Swarming's run result), named by the run id.

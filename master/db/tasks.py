@@ -160,12 +160,13 @@ class TasksComponent(DBComponent):
     async def get_pending(self, limit: int = 100, queue_keys: Sequence[str] | None = None) -> list[dict]:
         """Pending tasks, most urgent first (priority: lower first; then oldest first), each
         ``{request_id, priority, created_at, current_slice, queue_key}``; only those of
-        ``queue_keys`` when given (the queues a slave serves)."""
+        ``queue_keys`` when given (the queues a slave serves).  A task attached to a twin
+        (``attach_twin``) runs nothing and is not listed."""
         if queue_keys is not None and not queue_keys:
             return []
         query = (sa.select(task_results.c.request_id, task_results.c.priority, task_results.c.created_at,
                            task_results.c.current_slice, task_results.c.queue_key)
-                 .where(task_results.c.state == PENDING)
+                 .where(task_results.c.state == PENDING, task_results.c.twin_of.is_(None))
                  .order_by(task_results.c.priority, task_results.c.created_at, task_results.c.request_id)
                  .limit(limit))
         if queue_keys is not None:
@@ -224,6 +225,87 @@ class TasksComponent(DBComponent):
             return True
 
         return await self._run(thd)
+
+    async def end_pending(self, request_id: int, state: str, now: float, **fields: Any) -> bool:
+        """End a PENDING task without a try (EXPIRED, CANCELED, NO_RESOURCE, or answered from a
+        twin: ``deduped_from``, ``exit_code``, ``duration``, ``outputs_ref``, ``error``, ...);
+        False when it was no longer pending."""
+        unknown = set(fields) - RESULT_FIELDS
+        if unknown:
+            raise ValueError(f"end_pending: not summary fields: {sorted(unknown)}")
+        values = {**fields, "state": state, "modified_at": now}
+        values.setdefault("completed_at" if "deduped_from" in fields else "abandoned_at", now)
+        if "outputs_ref" in values:
+            values["outputs_ref"] = None if values["outputs_ref"] is None else to_json(values["outputs_ref"])
+        return bool(await self._execute(sa.update(task_results).where(
+            task_results.c.request_id == request_id, task_results.c.state == PENDING).values(**values)))
+
+    async def advance_slice(self, request_id: int, from_slice: int, queue_key: str, now: float) -> bool:
+        """Move a PENDING task from slice ``from_slice`` to the next one (its queue
+        ``queue_key``); False when it was no longer pending on that slice."""
+        return bool(await self._execute(sa.update(task_results).where(
+            task_results.c.request_id == request_id, task_results.c.state == PENDING,
+            task_results.c.current_slice == from_slice)
+            .values(current_slice=from_slice + 1, queue_key=queue_key, modified_at=now)))
+
+    async def attach_twin(self, request_id: int, properties_hash: str, now: float) -> int | None:
+        """Attach the PENDING idempotent task ``request_id`` to its oldest in-flight twin: a
+        PENDING or RUNNING task, itself attached to none, whose current slice is idempotent
+        with ``properties_hash``.  The task's own twins move with it.  The twin's request id,
+        or None (no twin: the task runs itself).  One transaction; callers serialize the
+        decisions of one hash (the engine does), so that twins form one group."""
+        current = sa.and_(task_slices.c.request_id == task_results.c.request_id,
+                          task_slices.c.slice_index == task_results.c.current_slice)
+
+        def thd(conn: sa.Connection) -> int | None:
+            twin = conn.execute(
+                sa.select(task_results.c.request_id).join(task_slices, current)
+                .where(task_slices.c.properties_hash == properties_hash, task_slices.c.idempotent == 1,
+                       task_results.c.state.in_([PENDING, RUNNING]), task_results.c.twin_of.is_(None),
+                       task_results.c.request_id != request_id)
+                .order_by(task_results.c.created_at, task_results.c.request_id).limit(1)).scalar_one_or_none()
+            if twin is None:
+                return None
+            attached = conn.execute(sa.update(task_results).where(
+                task_results.c.request_id == request_id, task_results.c.state == PENDING)
+                .values(twin_of=twin, modified_at=now)).rowcount
+            if not attached:
+                return None
+            conn.execute(sa.update(task_results).where(task_results.c.twin_of == request_id)
+                         .values(twin_of=twin, modified_at=now))
+            return twin
+
+        return await self._run(thd)
+
+    async def retry(self, request_id: int, now: float) -> bool:
+        """Put a task whose last try ended BOT_DIED back to PENDING for another try (the
+        ended try stays as it was); False when it had not ended so."""
+        return bool(await self._execute(sa.update(task_results).where(
+            task_results.c.request_id == request_id, task_results.c.state == "BOT_DIED")
+            .values(state=PENDING, slave=None, started_at=None, completed_at=None, exit_code=None,
+                    duration=None, internal_failure=0, modified_at=now)))
+
+    async def get_twins(self, request_id: int) -> list[int]:
+        """The pending tasks attached to task ``request_id``."""
+        return await self._fetch_all(
+            sa.select(task_results.c.request_id).where(task_results.c.twin_of == request_id,
+                                                       task_results.c.state == PENDING)
+            .order_by(task_results.c.request_id), lambda row: row.request_id)
+
+    async def release_twins(self, request_id: int, now: float) -> list[int]:
+        """Detach the pending twins of task ``request_id`` (it ended without a result to share:
+        canceled, expired); they are pending on their own again.  Their ids."""
+        twins = await self.get_twins(request_id)
+        if twins:
+            await self._execute(sa.update(task_results).where(task_results.c.twin_of == request_id,
+                                                              task_results.c.state == PENDING)
+                                .values(twin_of=None, modified_at=now))
+        return twins
+
+    async def set_bot_state(self, name: str, state: Mapping[str, Any], task_id: str | None = None) -> bool:
+        """Replace a known bot's state (``{"attached": ...}``, ...) and current task id."""
+        return bool(await self._execute(sa.update(bots).where(bots.c.name == name)
+                                        .values(state=to_json(dict(state)), task_id=task_id)))
 
     async def append_output(self, request_id: int, try_number: int, start: int, data: bytes) -> int:
         """Store output of a try at byte ``start`` (Swarming's ``output_chunk_start``); the

@@ -23,6 +23,9 @@ log = Logger()
 
 ATTACH_CALL_TIMEOUT_S = 60.0
 NO_SUCH_METHOD = ("NoSuchMethod", "AttributeError")
+# The builder a slave with a task pool gets in its builder list: the task engine runs its
+# commands through it (in its builddir on the slave).  Not a configured builder.
+TASKS_BUILDER, TASKS_BUILDDIR = "_tasks", "_tasks"
 CONNECTION_ERRORS = (pb.PBConnectionLost, pb.DeadReferenceError, DeadlineExceeded)
 
 
@@ -49,6 +52,7 @@ class BuildSlave(pb.Avatar):
         self.builder_list: list[tuple[str, str]] = []  # what setBuilderList last sent
         self.attached = False
         self.shutting_down = False
+        self.tasks_running = 0  # tries of tasks (master/tasks) running on it now
         self.last_seen: float | None = None
         self.peer = "?"
         self._ping_due: float | None = None  # when the next ping is due (in the clock's PingQueue)

@@ -13,7 +13,7 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from buildfarm.common.results import RETRY
-from buildfarm.master.pb.buildslave import BuildSlave
+from buildfarm.master.pb.buildslave import TASKS_BUILDDIR, TASKS_BUILDER, BuildSlave
 from buildfarm.master.pb.interfaces import ISlaveRoster
 from buildfarm.master.process.build import Build
 from buildfarm.master.process.builder import Builder, SlaveBuilderState
@@ -56,6 +56,9 @@ class BotMaster(service.Service):
         self._assignment: defer.Deferred | None = None
         self._attach_waiters: dict[str, list[defer.Deferred]] = {}
         self._attaching: dict[str, BuildSlave] = {}  # name -> its connection now attaching
+        # Told of slaves attaching and detaching, and of slots freed (the task engine):
+        # ``slave_attached(slave)``, ``slave_detached(slave)``, ``slot_freed(slave)``.
+        self.slave_listeners: list = []
 
     @property
     def clock(self):
@@ -141,12 +144,27 @@ class BotMaster(service.Service):
                 attached.remote = ref
 
     def builder_list_for(self, slavename: str) -> list[tuple[str, str]]:
-        """The ``(builder name, builddir)`` pairs the slave serves, for ``setBuilderList``."""
-        return [(b.name, b.config.builddir) for b in self.builders.values()
-                if slavename in b.config.slavenames]
+        """The ``(builder name, builddir)`` pairs the slave serves, for ``setBuilderList``;
+        a slave with a task pool (``dimensions={'pool': ...}``) also gets the task builder."""
+        wanted = [(b.name, b.config.builddir) for b in self.builders.values()
+                  if slavename in b.config.slavenames]
+        config = self.master.config.slaves.get(slavename)
+        if config is not None and (getattr(config, "dimensions", None) or {}).get("pool"):
+            wanted.append((TASKS_BUILDER, TASKS_BUILDDIR))
+        return wanted
 
     def slave_accepts_build(self, slave: BuildSlave) -> bool:
         """Whether the slave may start one more build now."""
+        return self._has_free_slot(slave, for_task=False)
+
+    def slave_accepts_task(self, slave: BuildSlave) -> bool:
+        """Whether the slave may start one more task (master/tasks) now."""
+        return self._has_free_slot(slave, for_task=True)
+
+    def _has_free_slot(self, slave: BuildSlave, for_task: bool) -> bool:
+        """The one place that says a slave is free.  Builds and tasks share its ``max_builds``
+        slots; without ``max_builds`` builds are not limited among themselves, but a running
+        task takes the whole slave, and a task starts only on a slave that runs nothing."""
         if slave.shutting_down or not slave.attached:
             return False
         if not self.master.slaveapi.is_enabled(slave.name):
@@ -154,9 +172,22 @@ class BotMaster(service.Service):
         config = self.master.config.slaves.get(slave.name)
         if config is None:
             return False
+        builds = self.builds_running_on(slave)
         if config.max_builds is None:
-            return True
-        return self.builds_running_on(slave) < config.max_builds
+            return slave.tasks_running == 0 and (not for_task or builds == 0)
+        return builds + slave.tasks_running < config.max_builds
+
+    def slot_freed(self, slave: BuildSlave) -> None:
+        """A build or task of the slave ended: builds and tasks may take the slot."""
+        self.maybe_start_builds()
+        self._tell_listeners("slot_freed", slave)
+
+    def _tell_listeners(self, event: str, slave: BuildSlave) -> None:
+        for listener in list(self.slave_listeners):
+            try:
+                getattr(listener, event)(slave)
+            except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
+                log.failure("a slave listener failed on {event} of {name}", event=event, name=slave.name)
 
     def running_build(self, buildid: int) -> Build | None:
         """The running build with that id, if this master runs it."""
@@ -204,6 +235,7 @@ class BotMaster(service.Service):
                  name=name, peer=slave.peer, version=slave.version,
                  builders=", ".join(sorted(slave.remote_builders)) or "none")
         self.maybe_start_builds()
+        self._tell_listeners("slave_attached", slave)
         slave.login_completed()  # PB's logout callback is registered in this same turn
         return slave
 
@@ -260,6 +292,7 @@ class BotMaster(service.Service):
         for builder in self.builders.values():
             builder.remove_slave(slave)
         log.info("slave {name} detached", name=slave.name)
+        self._tell_listeners("slave_detached", slave)
         if self.running:
             self.missing.slave_detached(slave.name)
         d = defer.ensureDeferred(
@@ -270,7 +303,8 @@ class BotMaster(service.Service):
 
     def maybe_shut_down_slave(self, slave: BuildSlave) -> None:
         """A slave shutting down gracefully is told to stop once it runs no build."""
-        if slave.shutting_down and slave.attached and not self.builds_running_on(slave):
+        if slave.shutting_down and slave.attached and not self.builds_running_on(slave) \
+                and not slave.tasks_running:
             log.info("slave {name} is idle; telling it to shut down", name=slave.name)
             d = defer.ensureDeferred(slave.shutdown())
             d.addErrback(lambda f: log.failure("shutting down {n} failed", f, n=slave.name))
@@ -375,7 +409,7 @@ class BotMaster(service.Service):
                 await self._settle_request(db, brid, results)
             self.maybe_shut_down_slave(build.slavebuilder.slave)
             if self.running:
-                self.maybe_start_builds()
+                self.slot_freed(build.slavebuilder.slave)
 
     async def _settle_request(self, db, brid: int, results: int) -> None:
         """Complete request ``brid`` with ``results``, or return it to the queue (RETRY)."""

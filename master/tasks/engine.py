@@ -1,0 +1,581 @@
+"""``TaskEngine``: the service ``tasks`` that runs Swarming tasks on the master's slaves.
+
+It keeps, in memory, each attached slave's dimensions and the queues it can serve
+(``QueueCache``), and the slice deadlines of the PENDING tasks it knows.  Everything else is in
+the database (``db.tasks``), which is also how it agrees with the API and with other masters:
+
+- a new task (``submitted``, or found by the poll) is decided: answered from a finished
+  idempotent twin, attached to an in-flight one, ended NO_RESOURCE, or left PENDING and offered
+  to the idle slaves of its queue;
+- an idle slave (attached, or a slot freed by a build or a task) reaps the most urgent PENDING
+  task of its queues; ``db.tasks.start_run`` gives a task to one slave only;
+- a try runs as the slave command ``shell`` (or ``run_isolated`` for a slice with inputs) on
+  the slave's task builder, its output streamed into ``db.tasks.append_output`` chunks; it
+  ends COMPLETED, TIMED_OUT, KILLED or BOT_DIED (an idempotent task that dies is tried once
+  more), and its attached twins end with its result;
+- the poll (every ``POLL_INTERVAL_S`` on the injected clock) finds tasks created elsewhere,
+  moves PENDING tasks past their slice's expiration to the next slice or ends them EXPIRED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from buildfarm.common.decoding import as_text
+from buildfarm.master.cas import grants
+from buildfarm.master.pb.buildslave import TASKS_BUILDER
+from buildfarm.master.pb.remotecommand import (
+    CommandInterrupted,
+    OutputOnlyLog,
+    RemoteCommand,
+    RemoteCommandFailed,
+    SlaveLost,
+)
+from buildfarm.master.tasks import ids
+from buildfarm.master.tasks.dimensions import (
+    QueueCache,
+    describe_no_resource,
+    nearest_slaves,
+    slave_dimensions,
+)
+from buildfarm.master.tasks.interfaces import ITaskEngine, UnknownBot, UnknownTask
+from buildfarm.master.tasks.model import State, TaskProperties
+from buildfarm.master.tasks.records import request_of
+
+log = Logger()
+
+POLL_INTERVAL_S = 5.0  # how often the database is read for tasks created elsewhere, and expiries
+POLL_LIMIT = 1000  # PENDING tasks read per poll
+REAP_LIMIT = 10  # PENDING tasks a reaping slave tries, most urgent first
+BOT_SEEN_WINDOW_S = 600.0  # NO_RESOURCE: only slaves seen this recently count
+REUSE_WINDOW_S = 7 * 24 * 3600.0  # an idempotent task reuses results this recent
+MASTER_TIMEOUT_MARGIN_S = 60.0  # the master ends a try this long after the slave should have
+KILL_DEADLINE_S = 30.0  # after the grace period, how long a killed try may take to end
+OUTPUT_CHUNK_MAX_BYTES = 100 * 1024  # one database write of output at most
+OUTPUT_BUFFER_MAX_BYTES = 1024 * 1024  # past this much unwritten output the slave is paused
+GRANT_MARGIN_S = 600.0  # a run_isolated grant outlives the try's timeouts by this much
+TIMEOUT_REASON = "timeout"  # the slave's failure_reason after its timeouts (runprocess.py)
+
+
+@dataclass
+class _Pending:
+    """A PENDING task the engine knows: its slices' dimensions and absolute deadlines."""
+
+    created_at: float
+    slices: list[tuple[dict[str, list[str]], float, str]]  # (dimensions, expires at, queue key)
+    current: int = 0
+
+
+@dataclass
+class _Run:
+    """A try this master runs."""
+
+    task_id: int
+    try_number: int
+    slave: Any
+    command: RemoteCommand | None = None
+    ended_as: State | None = None  # KILLED or TIMED_OUT when the master ended it
+    deadline: Any = None
+    output: _TaskOutput | None = None
+    started_at: float = 0.0
+    twins: list[int] = field(default_factory=list)
+
+
+class _TaskOutput(OutputOnlyLog):
+    """A try's stdout and stderr, written to ``db.tasks.append_output`` in order, one write at
+    a time, at most ``OUTPUT_CHUNK_MAX_BYTES`` each; past ``OUTPUT_BUFFER_MAX_BYTES`` unwritten
+    the slave's connection is paused until the database catches up."""
+
+    def __init__(self, db, task_id: int, try_number: int):
+        self.db, self.task_id, self.try_number = db, task_id, try_number
+        self.size = 0  # bytes written to the database
+        self._buffer = bytearray()
+        self._writing: defer.Deferred | None = None
+        self._producer = None
+        self._paused = False
+        self.failed: Exception | None = None
+
+    def add_header(self, text: str) -> None:
+        pass  # the command's own headers are not the task's output
+
+    def add_stdout(self, text: str) -> None:
+        self._add(text.encode("utf-8"))
+
+    add_stderr = add_stdout
+
+    def throttle(self, producer) -> None:
+        self._producer = producer
+
+    def _add(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > OUTPUT_BUFFER_MAX_BYTES and self._producer is not None and not self._paused:
+            self._paused = True
+            self._producer.pauseProducing()
+        if self._writing is None:
+            self._writing = defer.ensureDeferred(self._write_all())
+
+    async def _write_all(self) -> None:
+        try:
+            while self._buffer and self.failed is None:
+                chunk = bytes(self._buffer[:OUTPUT_CHUNK_MAX_BYTES])
+                try:
+                    self.size = await self.db.tasks.append_output(self.task_id, self.try_number, self.size,
+                                                                  chunk)
+                except Exception as e:  # noqa: BLE001 - the try goes on; its output is cut here
+                    log.failure("storing output of task {id} failed", id=self.task_id)
+                    self.failed = e
+                del self._buffer[:len(chunk)]
+                if self._paused and len(self._buffer) <= OUTPUT_BUFFER_MAX_BYTES // 2:
+                    self._paused = False
+                    self._producer.resumeProducing()
+        finally:
+            self._writing = None
+
+    async def flush(self) -> None:
+        """Wait until all output received so far is stored."""
+        while self._writing is not None:
+            await self._writing
+
+
+@implementer(ITaskEngine)
+class TaskEngine(service.Service):
+    """Matches PENDING tasks to idle slaves, runs them, and ends their tries (see the module)."""
+
+    name = "tasks"
+
+    def __init__(self, master):
+        self.master = master
+        self.queues = QueueCache()
+        self.dimensions: dict[str, dict[str, list[str]]] = {}  # attached slaves' dimensions
+        self.pending: dict[int, _Pending] = {}
+        self.runs: dict[int, _Run] = {}  # task id -> its running try on this master
+        self._decisions = defer.DeferredLock()  # one twin decision at a time
+        self._reaping: set[str] = set()
+        self._reap_again: set[str] = set()
+        self._poller: task.LoopingCall | None = None
+        self._work: set[defer.Deferred] = set()
+
+    @property
+    def clock(self):
+        return self.master.reactor
+
+    @property
+    def db(self):
+        return self.master.db
+
+    # -- service ---------------------------------------------------------------------------
+
+    def startService(self):  # noqa: N802
+        super().startService()
+        self.master.botmaster.slave_listeners.append(self)
+        for slave in list(self.master.botmaster.slaves.values()):
+            self.slave_attached(slave)
+        self._set_polling(self.master.config)
+
+    def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
+        """Poll only while some slave has a pool: a master without one runs no task."""
+        self._set_polling(config)
+
+    def _set_polling(self, config) -> None:
+        wanted = any((getattr(slave, "dimensions", None) or {}).get("pool")
+                     for slave in config.slaves.values())
+        if wanted and self._poller is None:
+            self._poller = task.LoopingCall(self._poll_logged)
+            self._poller.clock = self.clock
+            self._poller.start(POLL_INTERVAL_S, now=True)
+        elif not wanted and self._poller is not None:
+            if self._poller.running:
+                self._poller.stop()
+            self._poller = None
+
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        if self in self.master.botmaster.slave_listeners:
+            self.master.botmaster.slave_listeners.remove(self)
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        self._poller = None
+        for run in self.runs.values():
+            if run.deadline is not None and run.deadline.active():
+                run.deadline.cancel()
+        return defer.DeferredList(list(self._work), consumeErrors=True)
+
+    def _spawn(self, coro, what: str, waited: bool = True) -> defer.Deferred:
+        """Run ``coro``, logging its failure; stopping waits for it when ``waited`` (not for
+        running tries: they end when the BotMaster, stopped later, drops their slaves)."""
+        d = defer.ensureDeferred(coro)
+        if waited:
+            self._work.add(d)
+        d.addErrback(lambda f: log.failure("{what} failed", f, what=what))
+        d.addBoth(lambda r: (self._work.discard(d), r)[1])
+        return d
+
+    # -- slaves (the BotMaster's listener calls) -------------------------------------------
+
+    def slave_attached(self, slave) -> None:
+        """A slave attached: record its dimensions, then let it reap."""
+        self._spawn(self._record_slave(slave), f"recording the dimensions of {slave.name}")
+
+    async def _record_slave(self, slave) -> None:
+        config = self.master.config.slaves.get(slave.name)
+        dims, warnings = slave_dimensions(slave.name, slave.info, getattr(config, "dimensions", None))
+        for warning in warnings:
+            log.warn("slave {name}: {warning}", name=slave.name, warning=warning)
+        await self.db.tasks.set_bot(slave.name, dims, self.clock.seconds(), version=slave.version,
+                                    state={"attached": True})
+        if not slave.attached:
+            return
+        self.dimensions[slave.name] = dims
+        if self.queues.set_slave(slave.name, dims):
+            log.info("slave {name} serves tasks with dimensions {dims}", name=slave.name,
+                     dims=", ".join(f"{k}:{'|'.join(v)}" for k, v in dims.items()))
+        self.reap(slave)
+
+    def slave_detached(self, slave) -> None:
+        """A slave's connection is gone: it serves no queue; its tries end BOT_DIED (their
+        commands see the connection lost)."""
+        self.dimensions.pop(slave.name, None)
+        self.queues.remove_slave(slave.name)
+        self._spawn(self.db.tasks.set_bot_state(slave.name, {"attached": False}),
+                    f"marking {slave.name} gone")
+
+    def slot_freed(self, slave) -> None:
+        """A build or a task of the slave ended: it may reap."""
+        self.reap(slave)
+
+    # -- deciding new tasks ----------------------------------------------------------------
+
+    def submitted(self, task_id: int) -> defer.Deferred:
+        return self._spawn(self._submitted(task_id), f"deciding task {task_id}")
+
+    async def _submitted(self, task_id: int) -> dict | None:
+        result = await self.db.tasks.get_result(task_id)
+        if result is None:
+            raise UnknownTask(task_id)
+        if result["state"] == State.PENDING.name and result["twin_of"] is None:
+            await self._decide(task_id, result)
+        return await self.db.tasks.get_result(task_id)
+
+    async def _decide(self, task_id: int, result: dict) -> None:
+        stored = await self.db.tasks.get_request(task_id)
+        request = request_of(stored)
+        now = self.clock.seconds()
+        pending = self._remember(task_id, stored, request)
+        slice_row = stored["slices"][pending.current]
+        if slice_row["idempotent"] and await self._deduplicate(task_id, slice_row["properties_hash"], now):
+            return
+        props: TaskProperties = request.task_slices[pending.current].properties
+        if not request.task_slices[pending.current].wait_for_capacity:
+            if await self._no_resource(task_id, props, now):
+                return
+        self._offer(pending)
+
+    def _remember(self, task_id: int, stored: dict, request) -> _Pending:
+        known = self.pending.get(task_id)
+        if known is not None:
+            return known
+        deadline, slices = stored["created_at"], []
+        for task_slice in request.task_slices:
+            deadline += task_slice.expiration_secs
+            dims = task_slice.properties.dimensions_dict()
+            slices.append((dims, deadline, self.queues.add_queue(dims)))
+        pending = _Pending(stored["created_at"], slices)
+        self.pending[task_id] = pending
+        return pending
+
+    async def _deduplicate(self, task_id: int, properties_hash: str, now: float) -> bool:
+        """Answer an idempotent task from a finished twin, or attach it to one in flight."""
+        reusable = await self.db.tasks.find_reusable(properties_hash, now - REUSE_WINDOW_S)
+        if reusable is not None and await self._outputs_stored(reusable.get("outputs_ref")):
+            ended = await self.db.tasks.end_pending(
+                task_id, State.COMPLETED.name, now, deduped_from=ids.summary_id(reusable["request_id"]),
+                exit_code=reusable["exit_code"], duration=reusable["duration"],
+                outputs_ref=reusable["outputs_ref"], slave=reusable["slave"],
+                started_at=reusable["started_at"], try_number=0)
+            if ended:
+                self.pending.pop(task_id, None)
+                log.info("task {id} answered from {twin}", id=ids.summary_id(task_id),
+                         twin=ids.summary_id(reusable["request_id"]))
+                return True
+        async with self._decisions:
+            twin = await self.db.tasks.attach_twin(task_id, properties_hash, now)
+        if twin is not None:
+            self.pending.pop(task_id, None)
+            log.info("task {id} attached to its twin {twin} in flight", id=ids.summary_id(task_id),
+                     twin=ids.summary_id(twin))
+            return True
+        return False
+
+    async def _outputs_stored(self, outputs_ref: dict | None) -> bool:
+        if not outputs_ref or not outputs_ref.get("isolated"):
+            return True
+        store = self.master.cas.store
+        found = await store.contains(outputs_ref.get("namespace", "default-gzip"), [outputs_ref["isolated"]])
+        return all(found) if isinstance(found, list | tuple) else bool(found)
+
+    async def _no_resource(self, task_id: int, props: TaskProperties, now: float) -> bool:
+        dims = props.dimensions_dict()
+        bots = await self.db.tasks.get_bots(seen_since=now - BOT_SEEN_WINDOW_S)
+        seen = {bot["name"]: bot["dimensions"] for bot in bots}
+        seen.update(self.dimensions)
+        near = nearest_slaves(dims, seen)
+        if near and not near[0].missing:
+            return False
+        error = describe_no_resource(dims, near)
+        if await self.db.tasks.end_pending(task_id, State.NO_RESOURCE.name, now, error=error):
+            self.pending.pop(task_id, None)
+            log.info("task {id}: {error}", id=ids.summary_id(task_id), error=error)
+        return True
+
+    def _offer(self, pending: _Pending) -> None:
+        """Let the idle slaves of the task's queue reap."""
+        key = pending.slices[pending.current][2]
+        for name in self.queues.slaves_for(key):
+            slave = self.master.botmaster.slaves.get(name)
+            if slave is not None:
+                self.reap(slave)
+
+    # -- reaping ---------------------------------------------------------------------------
+
+    def reap(self, slave) -> None:
+        """Give the slave the most urgent PENDING task it can serve, if it has a free slot."""
+        if slave.name in self._reaping:
+            self._reap_again.add(slave.name)
+            return
+        self._reaping.add(slave.name)
+        self._spawn(self._reap_loop(slave), f"reaping for {slave.name}")
+
+    async def _reap_loop(self, slave) -> None:
+        try:
+            while True:
+                self._reap_again.discard(slave.name)
+                started = await self._reap_one(slave)
+                if not started and slave.name not in self._reap_again:
+                    return
+        finally:
+            self._reaping.discard(slave.name)
+
+    async def _reap_one(self, slave) -> bool:
+        if not self.running or not self.master.botmaster.slave_accepts_task(slave):
+            return False
+        keys = self.queues.queues_for(slave.name)
+        if not keys:
+            return False
+        for row in await self.db.tasks.get_pending(limit=REAP_LIMIT, queue_keys=sorted(keys)):
+            if not self.master.botmaster.slave_accepts_task(slave):
+                return False
+            try_number = await self.db.tasks.start_run(row["request_id"], slave.name, self.clock.seconds())
+            if try_number is None:
+                continue  # another slave or master took it, or it ended
+            self._start(slave, row["request_id"], try_number)
+            return True
+        return False
+
+    # -- running a try ---------------------------------------------------------------------
+
+    def _start(self, slave, task_id: int, try_number: int) -> None:
+        run = _Run(task_id, try_number, slave, started_at=self.clock.seconds())
+        self.runs[task_id] = run
+        self.pending.pop(task_id, None)
+        slave.tasks_running += 1
+        d = self._spawn(self._run(run), f"running task {ids.summary_id(task_id)}", waited=False)
+        d.addBoth(lambda _: self._ended(run))
+
+    def _ended(self, run: _Run) -> None:
+        run.slave.tasks_running -= 1
+        if self.runs.get(run.task_id) is run:
+            del self.runs[run.task_id]
+        if run.deadline is not None and run.deadline.active():
+            run.deadline.cancel()
+        self.master.botmaster.slot_freed(run.slave)
+
+    async def _run(self, run: _Run) -> None:
+        stored = await self.db.tasks.get_request(run.task_id)
+        request = request_of(stored)
+        slice_index = (await self.db.tasks.get_run(run.task_id, run.try_number))["slice_index"]
+        props = request.task_slices[slice_index].properties
+        await self.db.tasks.set_bot_state(run.slave.name, {"attached": True},
+                                          task_id=ids.run_id(run.task_id, run.try_number))
+        name, args = self._command_for(props)
+        run.output = _TaskOutput(self.db, run.task_id, run.try_number)
+        run.command = RemoteCommand(name, args, run.output)
+        hard = props.execution_timeout_secs or 0
+        run.deadline = self.clock.callLater(hard + (props.grace_period_secs or 0) + MASTER_TIMEOUT_MARGIN_S,
+                                            self._master_timeout, run)
+        ref = run.slave.remote_builders.get(TASKS_BUILDER)
+        state, fields = State.BOT_DIED, {"internal_failure": 1}
+        try:
+            if ref is None:
+                raise SlaveLost(f"slave {run.slave.name} has no task builder")
+            outcome = await run.command.run(ref, f"task-{ids.run_id(run.task_id, run.try_number)}")
+            state, fields = self._outcome(run, outcome)
+        except SlaveLost as e:
+            log.warn("task {id}: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
+        except CommandInterrupted as e:
+            state, fields = run.ended_as or State.KILLED, {}
+            log.warn("task {id}: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
+        except RemoteCommandFailed as e:
+            log.warn("task {id} could not run: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
+        await run.output.flush()
+        now = self.clock.seconds()
+        await self.db.tasks.finish_run(run.task_id, run.try_number, state.name, now,
+                                       duration=now - run.started_at, **fields)
+        await self.db.tasks.set_bot_state(run.slave.name, {"attached": bool(run.slave.attached)})
+        await self._after_try(run, request, state)
+
+    def _outcome(self, run: _Run, outcome: dict) -> tuple[State, dict]:
+        rc = outcome.get("rc")
+        fields: dict[str, Any] = {"exit_code": rc}
+        output = outcome.get("isolated_output")
+        if isinstance(output, str | bytes):
+            args = run.command.args
+            fields["outputs_ref"] = {"isolated": as_text(output), "isolatedserver": args.get("server"),
+                                     "namespace": args.get("namespace")}
+        if run.ended_as is not None:
+            return run.ended_as, fields
+        if as_text(outcome.get("failure_reason") or "") == TIMEOUT_REASON:
+            return State.TIMED_OUT, fields
+        return State.COMPLETED, fields
+
+    def _command_for(self, props: TaskProperties) -> tuple[str, dict]:
+        env: dict[str, Any] = {key: value for key, value in props.env}
+        for key, paths in props.env_prefixes:
+            env[key] = [*paths, "${%s}" % key]
+        timeouts = {"hard": props.execution_timeout_secs or None, "io": props.io_timeout_secs or None,
+                    "grace": props.grace_period_secs or None}
+        if props.inputs_ref is not None:
+            cas = self.master.config.cas
+            lifetime = (timeouts["hard"] or 0) + (timeouts["grace"] or 0) + GRANT_MARGIN_S
+            token = grants.mint(cas.upload_secret, props.inputs_ref.namespace, ("read", "write"), lifetime,
+                                self.clock, "task")
+            return "run_isolated", {
+                "isolated": props.inputs_ref.isolated, "server": props.inputs_ref.isolatedserver,
+                "namespace": props.inputs_ref.namespace, "auth_header": f"Bearer {token}",
+                "command": list(props.command) or None, "extra_args": list(props.extra_args), "env": env,
+                "hard_timeout": timeouts["hard"], "io_timeout": timeouts["io"],
+                "grace_period": timeouts["grace"], "cache_policies": None}
+        workdir = "build" if not props.relative_cwd else f"build/{props.relative_cwd}"
+        return "shell", {"workdir": workdir, "command": list(props.command) + list(props.extra_args),
+                         "env": env or None, "timeout": timeouts["io"], "maxTime": timeouts["hard"],
+                         "sigtermTime": timeouts["grace"],
+                         "interruptSignal": "TERM" if timeouts["grace"] else "KILL",
+                         "logEnviron": False, "usePTY": False}
+
+    def _master_timeout(self, run: _Run) -> None:
+        """The slave did not end the try in time: the master ends it TIMED_OUT."""
+        if run.command is not None and run.ended_as is None:
+            run.ended_as = State.TIMED_OUT
+            log.warn("task {id} outlived its timeouts; ending it", id=ids.run_id(run.task_id, run.try_number))
+            run.command.interrupt("the master's timeout", self.clock, KILL_DEADLINE_S)
+
+    async def _after_try(self, run: _Run, request, state: State) -> None:
+        result = await self.db.tasks.get_result(run.task_id)
+        slice_index = result["current_slice"]
+        idempotent = request.task_slices[slice_index].properties.idempotent
+        if state is State.BOT_DIED and idempotent and run.try_number == 1:
+            if await self.db.tasks.retry(run.task_id, self.clock.seconds()):
+                log.info("task {id} lost its slave; trying it once more", id=ids.summary_id(run.task_id))
+                stored = await self.db.tasks.get_request(run.task_id)
+                pending = self._remember(run.task_id, stored, request)
+                pending.current = slice_index
+                self._offer(pending)
+                return
+        await self._end_twins(run.task_id)
+
+    async def _end_twins(self, task_id: int) -> None:
+        result = await self.db.tasks.get_result(task_id)
+        now = self.clock.seconds()
+        for twin in await self.db.tasks.get_twins(task_id):
+            await self.db.tasks.end_pending(
+                twin, result["state"], now, deduped_from=ids.summary_id(task_id),
+                exit_code=result["exit_code"], duration=result["duration"], outputs_ref=result["outputs_ref"],
+                slave=result["slave"], started_at=result["started_at"],
+                internal_failure=int(result["internal_failure"]), try_number=0)
+
+    # -- cancel and terminate --------------------------------------------------------------
+
+    def cancel(self, task_id: int, kill_running: bool) -> defer.Deferred:
+        return defer.ensureDeferred(self._cancel(task_id, kill_running))
+
+    async def _cancel(self, task_id: int, kill_running: bool) -> tuple[bool, bool]:
+        result = await self.db.tasks.get_result(task_id)
+        if result is None:
+            raise UnknownTask(task_id)
+        now = self.clock.seconds()
+        if result["state"] == State.PENDING.name:
+            if await self.db.tasks.end_pending(task_id, State.CANCELED.name, now):
+                self.pending.pop(task_id, None)
+                for twin in await self.db.tasks.release_twins(task_id, now):
+                    self.submitted(twin)
+                return True, False
+            result = await self.db.tasks.get_result(task_id)
+        if result["state"] != State.RUNNING.name or not kill_running:
+            return False, result["state"] == State.RUNNING.name
+        run = self.runs.get(task_id)
+        if run is None or run.command is None:
+            return False, True  # another master runs it
+        run.ended_as = State.KILLED
+        request = request_of(await self.db.tasks.get_request(task_id))
+        grace = request.task_slices[result["current_slice"]].properties.grace_period_secs or 0
+        run.command.interrupt("canceled (kill_running)", self.clock, grace + KILL_DEADLINE_S)
+        return True, True
+
+    def terminate_bot(self, name: str) -> defer.Deferred:
+        return defer.ensureDeferred(self._terminate_bot(name))
+
+    async def _terminate_bot(self, name: str) -> str:
+        if await self.db.tasks.get_bot(name) is None and name not in self.master.botmaster.slaves:
+            raise UnknownBot(name)
+        if name in self.master.botmaster.slaves:
+            self.master.botmaster.request_slave_shutdown(name)
+        return ""
+
+    # -- the poll --------------------------------------------------------------------------
+
+    def _poll_logged(self) -> defer.Deferred:
+        d = defer.ensureDeferred(self.poll())
+        d.addErrback(lambda f: log.failure("polling for tasks failed", f))
+        return d
+
+    async def poll(self) -> None:
+        """Decide the PENDING tasks created elsewhere; expire slices past their deadline;
+        let every idle slave reap."""
+        now = self.clock.seconds()
+        for row in await self.db.tasks.get_pending(limit=POLL_LIMIT):
+            task_id = row["request_id"]
+            if task_id in self.pending:
+                continue
+            if row["current_slice"] == 0:
+                await self._decide(task_id, row)
+            else:
+                stored = await self.db.tasks.get_request(task_id)
+                self._remember(task_id, stored, request_of(stored)).current = row["current_slice"]
+        for task_id, pending in list(self.pending.items()):
+            await self._expire(task_id, pending, now)
+        for slave in list(self.master.botmaster.slaves.values()):
+            if slave.name in self.dimensions:
+                self.reap(slave)
+
+    async def _expire(self, task_id: int, pending: _Pending, now: float) -> None:
+        while pending.slices[pending.current][1] <= now:
+            if pending.current + 1 < len(pending.slices):
+                key = pending.slices[pending.current + 1][2]
+                if not await self.db.tasks.advance_slice(task_id, pending.current, key, now):
+                    self.pending.pop(task_id, None)
+                    return
+                pending.current += 1
+                log.info("task {id} falls back to slice {n}", id=ids.summary_id(task_id), n=pending.current)
+                self._offer(pending)
+                continue
+            self.pending.pop(task_id, None)
+            if await self.db.tasks.end_pending(task_id, State.EXPIRED.name, now):
+                log.info("task {id} expired", id=ids.summary_id(task_id))
+                for twin in await self.db.tasks.release_twins(task_id, now):
+                    self.submitted(twin)
+            return

@@ -1,0 +1,329 @@
+"""The task engine (master/tasks/engine.py) on a real in-memory master with scripted slaves:
+dimensions recorded at attach, reaping, each end state, retries and both kinds of dedup."""
+
+import pytest_twisted
+from twisted.internet import defer
+from zope.interface.verify import verifyObject
+
+from buildfarm.master.pb.buildslave import TASKS_BUILDER
+from buildfarm.master.tasks import engine as engine_module
+from buildfarm.master.tasks import ids
+from buildfarm.master.tasks.interfaces import ITaskEngine
+from buildfarm.master.tasks.model import request_from_json
+from buildfarm.master.tasks.records import new_task
+from tests.fixtures.memorymaster import eventually, memory_master_fixture
+
+CFG = """\
+from buildfarm.master.plugins import slaves, util
+c = BuildmasterConfig = {}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass', dimensions={'pool': 'ci', 'gpu': ['nvidia']}),
+               slaves.BuildSlave('bs2', 'pass', dimensions={'pool': 'ci'}),
+               slaves.BuildSlave('bs3', 'pass')]
+c['protocols'] = {'pb': {'port': 9989}}
+c['builders'] = []
+c['schedulers'] = []
+c['db'] = {'db_url': 'sqlite:///state.sqlite'}
+"""
+NOW = 1_800_000_000.0
+
+master = memory_master_fixture(CFG, now=NOW)
+
+
+class ScriptedCommands:
+    """A slave's task builder: records each ``startCommand`` (the master's RemoteCommand and
+    its arguments) and each ``interruptCommand``; the test plays the slave's updates."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.started: list = []  # (remote command, name, args)
+        self.interrupted: list = []
+
+    def callRemote(self, method, *args):  # noqa: N802 - PB's name
+        if self.connection.broker.disconnected:
+            from twisted.spread import pb
+            return defer.fail(pb.PBConnectionLost("gone"))
+        if method == "startCommand":
+            remote, _command_id, name, cmd_args = args
+            self.started.append((remote, name, cmd_args))
+        elif method == "interruptCommand":
+            self.interrupted.append(args)
+        return defer.succeed(None)
+
+    def notifyOnDisconnect(self, callback):  # noqa: N802
+        self.connection.broker.notifyOnDisconnect(callback)
+
+    def dontNotifyOnDisconnect(self, callback):  # noqa: N802
+        self.connection.broker.dontNotifyOnDisconnect(callback)
+
+
+async def attach(master, name):
+    from tests.fixtures.memorymaster import FakeSlaveConnection
+
+    connection = FakeSlaveConnection(name)
+    commands = ScriptedCommands(connection)
+    connection.builders = {TASKS_BUILDER: commands}
+    connection.perspective = await master.botmaster.slave_attaching(name, connection)
+    await eventually(lambda: defer.succeed(name in master.tasks.dimensions), f"{name}'s dimensions")
+    return connection, commands
+
+
+def finish(remote, rc=0, stdout="", **updates):
+    if stdout:
+        remote.remote_update([[{"stdout": stdout}, 0]])
+    remote.remote_update([[{**updates, "rc": rc}, 0]])
+    remote.remote_complete()
+
+
+def request(dimensions=None, command=("echo", "hello"), idempotent=False, expiration=300, slices=None,
+            wait_for_capacity=False, hard=60, grace=10, uuid=None):
+    dims = dimensions or {"pool": "ci"}
+    props = {"command": list(command), "dimensions": [{"key": k, "value": v} for k, v in dims.items()],
+             "execution_timeout_secs": hard, "io_timeout_secs": 0, "grace_period_secs": grace,
+             "idempotent": idempotent}
+    body = {"name": "t", "user": "alice", "priority": 100, "request_uuid": uuid,
+            "task_slices": slices or [{"expiration_secs": expiration, "properties": props,
+                                       "wait_for_capacity": wait_for_capacity}]}
+    return request_from_json(body)
+
+
+_counter = [0]
+
+
+async def create(master, req, submit=True):
+    _counter[0] += 1
+    now = master.reactor.seconds()
+    request_id = ids.new_request_id(master.reactor, lambda bits: _counter[0] % (1 << bits))
+    request_id, _ = await master.db.tasks.create(new_task(req, request_id, now))
+    if submit:
+        await master.tasks.submitted(request_id)
+    return request_id
+
+
+async def state_of(master, task_id):
+    return (await master.db.tasks.get_result(task_id))["state"]
+
+
+async def until_state(master, task_id, state):
+    async def check():
+        return await state_of(master, task_id) == state
+
+    await eventually(check, f"task {task_id} {state}")
+    return await master.db.tasks.get_result(task_id)
+
+
+async def until_started(commands, n=1):
+    await eventually(lambda: defer.succeed(len(commands.started) >= n), f"{n} command(s) started")
+    return commands.started[n - 1]
+
+
+def test_the_engine_provides_its_interface(master):
+    assert verifyObject(ITaskEngine, master.tasks)
+    assert master.getServiceNamed("tasks") is master.tasks
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_attached_slave_has_its_dimensions_recorded_and_its_detach_marked(master):
+    connection, _ = await attach(master, "bs1")
+    bot = await master.db.tasks.get_bot("bs1")
+    assert bot["dimensions"]["pool"] == ["ci"] and bot["dimensions"]["gpu"] == ["nvidia"]
+    assert bot["dimensions"]["id"] == ["bs1"] and bot["first_seen_at"] == NOW and bot["state"]["attached"]
+    connection.drop()
+
+    async def marked():
+        return (await master.db.tasks.get_bot("bs1"))["state"] == {"attached": False}
+
+    await eventually(marked, "bs1 marked gone")
+    assert "bs1" not in master.tasks.dimensions
+
+
+@pytest_twisted.ensureDeferred
+async def test_only_a_slave_with_a_pool_gets_the_task_builder(master):
+    assert (TASKS_BUILDER, "_tasks") in master.botmaster.builder_list_for("bs1")
+    assert master.botmaster.builder_list_for("bs3") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_shell_task_completes_with_its_exit_code_and_output(master):
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, request(command=("echo", "hello")))
+    remote, name, args = await until_started(commands)
+    assert name == "shell" and args["command"] == ["echo", "hello"] and args["maxTime"] == 60
+    assert args["sigtermTime"] == 10 and args["timeout"] is None
+    assert await state_of(master, task_id) == "RUNNING"
+    finish(remote, rc=0, stdout="hello\n")
+    result = await until_state(master, task_id, "COMPLETED")
+    assert result["exit_code"] == 0 and result["slave"] == "bs1" and result["try_number"] == 1
+    assert await master.db.tasks.get_output(task_id, 1) == b"hello\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_goes_to_a_slave_matching_one_of_its_alternatives(master):
+    _, on_bs2 = await attach(master, "bs2")
+    _, on_bs1 = await attach(master, "bs1")
+    task_id = await create(master, request({"pool": "ci", "gpu": "amd|nvidia"}))
+    remote, _, _ = await until_started(on_bs1)
+    assert on_bs2.started == []
+    finish(remote, rc=3)
+    result = await until_state(master, task_id, "COMPLETED")
+    assert result["exit_code"] == 3 and result["slave"] == "bs1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_no_recent_slave_could_run_ends_no_resource_naming_the_nearest(master):
+    await attach(master, "bs1")
+    task_id = await create(master, request({"pool": "ci", "gpu": "tpu"}))
+    result = await master.db.tasks.get_result(task_id)
+    assert result["state"] == "NO_RESOURCE"
+    assert "bs1 lacks gpu:tpu" in result["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_waiting_for_capacity_expires_on_the_masters_clock(master):
+    await attach(master, "bs1")
+    waiting = request({"pool": "ci", "gpu": "tpu"}, wait_for_capacity=True, expiration=60)
+    task_id = await create(master, waiting)
+    assert await state_of(master, task_id) == "PENDING"
+    master.reactor.advance(61)  # the poll sees the deadline
+    await until_state(master, task_id, "EXPIRED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_slices_fall_back_in_order_each_with_its_own_expiration(master):
+    _, commands = await attach(master, "bs2")
+    props = {"command": ["true"], "execution_timeout_secs": 60, "grace_period_secs": 0}
+    slices = [{"expiration_secs": 60, "wait_for_capacity": True,
+               "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"},
+                                                      {"key": "gpu", "value": "tpu"}]}},
+              {"expiration_secs": 60,
+               "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"}]}}]
+    task_id = await create(master, request(slices=slices))
+    assert commands.started == []
+    master.reactor.advance(61)
+    remote, _, args = await until_started(commands)
+    assert args["command"] == ["true"]
+    assert (await master.db.tasks.get_result(task_id))["current_slice"] == 1
+    finish(remote)
+    await until_state(master, task_id, "COMPLETED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_timeout_ends_the_try_timed_out(master):
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, request())
+    remote, _, _ = await until_started(commands)
+    finish(remote, rc=-1, failure_reason="timeout")
+    result = await until_state(master, task_id, "TIMED_OUT")
+    assert result["exit_code"] == -1
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_master_backs_the_hard_timeout_when_the_slave_does_not_end_the_try(master):
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, request(hard=60, grace=10))
+    await until_started(commands)
+    master.reactor.advance(60 + 10 + engine_module.MASTER_TIMEOUT_MARGIN_S)
+    assert commands.interrupted, "the master asked the slave to kill it"
+    master.reactor.advance(engine_module.KILL_DEADLINE_S)  # the slave never confirms
+    await until_state(master, task_id, "TIMED_OUT")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_lost_mid_task_ends_the_try_bot_died(master):
+    connection, commands = await attach(master, "bs1")
+    task_id = await create(master, request())
+    await until_started(commands)
+    connection.drop()
+    result = await until_state(master, task_id, "BOT_DIED")
+    assert result["internal_failure"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idempotent_task_that_loses_its_slave_is_tried_once_more_on_another(master):
+    first, on_bs1 = await attach(master, "bs1")
+    task_id = await create(master, request(idempotent=True))
+    await until_started(on_bs1)
+    first.drop()
+    _, on_bs2 = await attach(master, "bs2")
+    remote, _, _ = await until_started(on_bs2)
+    finish(remote)
+    result = await until_state(master, task_id, "COMPLETED")
+    assert result["try_number"] == 2 and result["slave"] == "bs2"
+    assert (await master.db.tasks.get_run(task_id, 1))["state"] == "BOT_DIED"
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_ends_a_pending_task_and_kill_running_kills_a_running_one(master):
+    pending = await create(master, request(wait_for_capacity=True))  # no slave yet
+    assert await master.tasks.cancel(pending, False) == (True, False)
+    assert await state_of(master, pending) == "CANCELED"
+    _, commands = await attach(master, "bs1")
+    running = await create(master, request())
+    remote, _, _ = await until_started(commands)
+    assert await master.tasks.cancel(running, False) == (False, True)
+    assert await master.tasks.cancel(running, True) == (True, True)
+    assert commands.interrupted
+    finish(remote, rc=-1)
+    await until_state(master, running, "KILLED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_running_task_takes_the_slaves_slot_from_builds(master):
+    _, commands = await attach(master, "bs1")
+    await create(master, request())
+    remote, _, _ = await until_started(commands)
+    slave = master.botmaster.slaves["bs1"]
+    assert not master.botmaster.slave_accepts_build(slave)
+    assert not master.botmaster.slave_accepts_task(slave)
+    finish(remote)
+    await eventually(lambda: defer.succeed(master.botmaster.slave_accepts_build(slave)), "the slot freed")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idempotent_task_is_answered_from_a_finished_twin(master):
+    _, commands = await attach(master, "bs1")
+    first = await create(master, request(idempotent=True))
+    remote, _, _ = await until_started(commands)
+    finish(remote, stdout="out\n")
+    await until_state(master, first, "COMPLETED")
+    second = await create(master, request(idempotent=True))
+    result = await master.db.tasks.get_result(second)
+    assert result["state"] == "COMPLETED" and result["deduped_from"] == ids.summary_id(first)
+    assert result["exit_code"] == 0 and len(commands.started) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_task_is_not_reused(master):
+    _, commands = await attach(master, "bs1")
+    first = await create(master, request(idempotent=True))
+    remote, _, _ = await until_started(commands)
+    finish(remote, rc=1)
+    await until_state(master, first, "COMPLETED")
+    await create(master, request(idempotent=True))
+    await until_started(commands, 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_fifty_identical_idempotent_tasks_at_once_run_once(master):
+    _, commands = await attach(master, "bs1")
+    task_ids = [await create(master, request(idempotent=True), submit=False) for _ in range(50)]
+    await defer.gatherResults([master.tasks.submitted(t) for t in task_ids])
+    remote, _, _ = await until_started(commands)
+    finish(remote, stdout="once\n")
+    results = []
+    for task_id in task_ids:
+        results.append(await until_state(master, task_id, "COMPLETED"))
+    assert len(commands.started) == 1
+    ran = [r for r in results if r["deduped_from"] is None]
+    assert len(ran) == 1
+    assert {r["deduped_from"] for r in results if r["deduped_from"]} == {ids.summary_id(ran[0]["request_id"])}
+    assert all(r["exit_code"] == 0 for r in results)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_poll_runs_a_task_it_was_not_told_about(master):
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, request(), submit=False)
+    master.reactor.advance(engine_module.POLL_INTERVAL_S)
+    remote, _, _ = await until_started(commands)
+    finish(remote)
+    await until_state(master, task_id, "COMPLETED")
