@@ -145,6 +145,7 @@ class BuildMaster(service.MultiService):
         self.slaveapi = ActionRunner(self)
         self.config_services = ConfigServices(self.config.services)
         self.cas = CASService(self)
+        self.tasks = None  # the task engine (master/tasks, an ITaskEngine) once it runs
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
         # The order of the tree is the start-up order (see the module's docstring).
