@@ -35,6 +35,7 @@ from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.tasks import ids, records
 from buildfarm.master.tasks.dimensions import POOL_KEY
+from buildfarm.master.tasks.interfaces import UnknownBot, UnknownTask
 from buildfarm.master.tasks.model import (
     State,
     TaskRequest,
@@ -223,8 +224,9 @@ class SwarmingAPI:
 
     @routes.route(f"{PREFIX}/tasks/new", "POST", scope="tasks:create:{pool}", resolve=_new_request_pool)
     async def tasks_new(self, request):
-        """A Swarming ``NewTaskRequest`` -> ``{task_id, request}``; the same ``request_uuid``
-        from the same user answers the first task.  400 lists every problem of the request."""
+        """A Swarming ``NewTaskRequest`` -> ``{task_id, request, task_result}`` (the result as
+        the engine decided it: PENDING, deduplicated, or NO_RESOURCE); the same
+        ``request_uuid`` from the same user answers the first task.  400 lists every problem."""
         task_request = self._new_request(request)
         identity = request_identity(request)
         pool = _pool_of(task_request)
@@ -238,11 +240,15 @@ class SwarmingAPI:
         request_id = ids.new_request_id(self.reactor, self.random_bits)
         new_task = records.new_task(task_request, request_id, self.reactor.seconds())
         stored_id, new = await self.db.create(new_task)
-        task_id = ids.summary_id(stored_id)
+        result = None
         if new and self.engine is not None:
-            await self.engine.submitted(task_id)
+            result = await self.engine.submitted(stored_id)
         stored = await self.db.get_request(stored_id)
-        return self._json(request, {"task_id": task_id, "request": self._request_json(stored)})
+        if result is None:
+            result = await self.db.get_result(stored_id)
+        return self._json(request, {"task_id": ids.summary_id(stored_id),
+                                    "request": self._request_json(stored),
+                                    "task_result": records.result_to_json(stored, result)})
 
     def _request_json(self, stored) -> dict:
         answer = request_to_json(records.request_of(stored))
@@ -310,11 +316,12 @@ class SwarmingAPI:
         kill_running = self._body(request).get("kill_running", False)
         if not isinstance(kill_running, bool):
             raise SwarmingError(400, "kill_running must be true or false")
-        ok, was_running = await self._engine().cancel(self._summary_id(task_id), kill_running)
+        request_id, _ = self._task_id(task_id)
+        try:
+            ok, was_running = await self._engine().cancel(request_id, kill_running)
+        except UnknownTask:
+            raise SwarmingError(404, f"no task {task_id}", "notFound") from None
         return self._json(request, {"ok": bool(ok), "was_running": bool(was_running)})
-
-    def _summary_id(self, task_id: str) -> str:
-        return ids.summary_id(self._task_id(task_id)[0])
 
     def _engine(self):
         if self.engine is None:
@@ -394,7 +401,10 @@ class SwarmingAPI:
                                                    end=_float_or_none(body.get("end"), "end")))
         engine = self._engine()
         for task in tasks:
-            await engine.cancel(ids.summary_id(task["request_id"]), kill_running)
+            try:
+                await engine.cancel(task["request_id"], kill_running)
+            except UnknownTask:  # gone since it was listed
+                continue
         return self._json(request, {"matched": str(len(tasks)), "now": self._now()})
 
     # -- bots ------------------------------------------------------------------------------
@@ -523,7 +533,10 @@ class SwarmingAPI:
     async def bot_terminate(self, request, bot_id):
         """``{}`` -> ``{task_id}``: the slave shuts down gracefully once its current work ends
         (through the engine, as the SlaveAPI's shutdown); ``task_id`` names the request."""
-        task_id = await self._engine().terminate_bot(bot_id)
+        try:
+            task_id = await self._engine().terminate_bot(bot_id)
+        except UnknownBot:
+            raise SwarmingError(404, f"no bot {bot_id!r}", "notFound") from None
         return self._json(request, {"task_id": task_id})
 
     @routes.route(f"{PREFIX}/bot/<string:bot_id>/delete", "POST", scope="bots:terminate:{pool}",

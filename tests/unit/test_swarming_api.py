@@ -2,7 +2,7 @@
 (its auth service and database): what each route answers, the types the contract records
 (int64 as strings, naive UTC timestamps, enum states), errors in the Endpoints shape, and who
 may call what.  Task results are written with the db layer (the engine is a recording fake of
-its three calls: ``submitted``, ``cancel``, ``terminate_bot``)."""
+its three calls, checked against ``ITaskEngine`` with ``verifyObject``)."""
 
 import base64
 import json
@@ -11,10 +11,13 @@ import re
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from buildfarm.master.http.routes import AUDIT_EACH, AUDIT_NONE, PUBLIC
 from buildfarm.master.tasks import ids
 from buildfarm.master.tasks.api import BOT_DEAD_AFTER_S, PREFIX, SwarmingAPI
+from buildfarm.master.tasks.interfaces import ITaskEngine, UnknownBot, UnknownTask
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, memory_master_fixture, with_fast_password_checks
 
@@ -32,30 +35,43 @@ NAIVE_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?")
 master = memory_master_fixture(CFG, now=NOW)
 
 
+@implementer(ITaskEngine)
 class RecordingEngine:
-    """The engine's three calls, recorded; cancel answers ``(ok, was_running)`` as told."""
+    """The engine's three calls, recorded (task ids as the hex summary id, for the asserts);
+    ``submitted`` fires with the stored result, ``cancel`` with ``cancel_answer``; unknown
+    tasks and bots fail as the interface says."""
 
-    def __init__(self):
+    def __init__(self, db):
+        self.db = db
         self.calls = []
         self.cancel_answer = (True, False)
 
+    async def _submitted(self, request_id):
+        return await self.db.tasks.get_result(request_id)
+
     def submitted(self, task_id):
-        self.calls.append(("submitted", task_id))
-        return defer.succeed(None)
+        self.calls.append(("submitted", ids.summary_id(task_id)))
+        return defer.ensureDeferred(self._submitted(task_id))
+
+    async def _cancel(self, request_id):
+        if await self.db.tasks.get_result(request_id) is None:
+            raise UnknownTask(request_id)
+        return self.cancel_answer
 
     def cancel(self, task_id, kill_running):
-        self.calls.append(("cancel", task_id, kill_running))
-        return defer.succeed(self.cancel_answer)
+        self.calls.append(("cancel", ids.summary_id(task_id), kill_running))
+        return defer.ensureDeferred(self._cancel(task_id))
 
     def terminate_bot(self, name):
         self.calls.append(("terminate_bot", name))
-        return defer.succeed("deadbeef10")
+        return defer.fail(UnknownBot(name)) if name == "vanished" else defer.succeed("deadbeef10")
 
 
 @pytest.fixture
 def api(master):
     with_fast_password_checks(master)
-    master.tasks = RecordingEngine()
+    master.tasks = RecordingEngine(master.db)
+    verifyObject(ITaskEngine, master.tasks)
     counter = iter(range(1, 1 << 16))
     return SwarmingAPI(master, master.reactor, random_bits=lambda bits: next(counter), cursor_key=b"k" * 32)
 
@@ -109,6 +125,7 @@ async def test_tasks_new_stores_the_task_tells_the_engine_and_answers_its_id_and
     task_id = answer["task_id"]
     assert re.fullmatch(r"[0-9a-f]+0", task_id)
     assert api.engine.calls == [("submitted", task_id)]
+    assert answer["task_result"]["state"] == "PENDING" and answer["task_result"]["task_id"] == task_id
     request = answer["request"]
     assert request["priority"] == "100" and request["user"] == "ci"  # null user: the caller's name
     assert request["task_slices"][0]["properties"]["execution_timeout_secs"] == "3600"
@@ -400,6 +417,9 @@ async def test_terminate_goes_through_the_engine_with_the_bots_pool_scope(api, m
     assert code == 403 and "bots:terminate:ci" in answer["error"]["message"]
     code, answer = await call(api, "POST", "bot/nobody/terminate", {})
     assert code == 404
+    await master.db.tasks.set_bot("vanished", {"pool": ["ci"]}, NOW)  # known to the db, not the engine
+    code, answer = await call(api, "POST", "bot/vanished/terminate", {})
+    assert code == 404 and answer["error"]["errors"][0]["reason"] == "notFound"
 
 
 @pytest_twisted.ensureDeferred
