@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import random
+import re
 
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -48,6 +49,7 @@ from buildfarm.master.tasks.model import (
 log = Logger()
 
 PREFIX = "/_ah/api/swarming/v1"
+DISCOVERY_PREFIX = "/_ah/api/discovery/v1/apis"
 MAX_JSON_BODY_BYTES = 1024 * 1024  # a request with its secret bytes (20 KiB) and 8 slices fits
 MIN_UNPRIVILEGED_PRIORITY = 20  # Swarming's: lower (more urgent) needs tasks:high_priority:<pool>
 DEFAULT_LIST_LIMIT = 200
@@ -547,12 +549,55 @@ class SwarmingAPI:
 
     # -- the server ------------------------------------------------------------------------
 
+    @routes.route(DISCOVERY_PREFIX, "GET", scope=PUBLIC)
+    def discovery_list(self, request):
+        """The APIs described here: ``{items: [{id, discoveryRestUrl}]}`` (Swarming's only)."""
+        url = f"{_base_url(request)}{DISCOVERY_PREFIX}/swarming/v1/rest"
+        return self._json(request, {"kind": "discovery#directoryList", "discoveryVersion": "v1", "items": [
+            {"kind": "discovery#directoryItem", "id": "swarming:v1", "name": "swarming", "version": "v1",
+             "discoveryRestUrl": url, "preferred": True}]})
+
+    @routes.route(f"{DISCOVERY_PREFIX}/swarming/v1/rest", "GET", scope=PUBLIC)
+    def discovery_swarming(self, request):
+        """Swarming v1's discovery document (``discovery_document``)."""
+        return self._json(request, discovery_document(_base_url(request)))
+
     @routes.route(f"{PREFIX}/server/details", "GET", scope=PUBLIC)
     def server_details(self, request):
         """``{server_version, bot_version, ...}``."""
         return self._json(request, {"server_version": f"buildfarm-{VERSION}", "bot_version": VERSION,
                                     "display_server_url_template": "", "luci_config": "",
                                     "cas_viewer_server": ""})
+
+
+def discovery_document(base_url: str) -> dict:
+    """Swarming v1's Cloud Endpoints discovery document, made from the route table: what
+    ``swarming.py query-list`` prints (each method's id, path, HTTP method and description)."""
+    resources: dict[str, dict] = {}
+    for route in SwarmingAPI.routes.routes:
+        if not route.path.startswith(PREFIX + "/"):
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route.path.removeprefix(PREFIX + "/"))
+        resource, _, rest = path.partition("/")
+        name = rest.rsplit("/", 1)[-1]
+        handler = SwarmingAPI.app.endpoints.get(route.endpoint)
+        description = " ".join((getattr(handler, "__doc__", None) or "").split())
+        resources.setdefault(resource, {"methods": {}})["methods"][name] = {
+            "id": f"swarming.{resource}.{name}", "path": path, "httpMethod": route.method,
+            "description": description}
+    return {"kind": "discovery#restDescription", "discoveryVersion": "v1", "id": "swarming:v1",
+            "name": "swarming", "version": "v1", "description": "Swarming v1 API (buildfarm)",
+            "protocol": "rest", "rootUrl": f"{base_url}/_ah/api/", "servicePath": "swarming/v1/",
+            "resources": resources}
+
+
+def _base_url(request) -> str:
+    """``scheme://host[:port]`` this server was reached at (its listening address: the Host
+    header is not trusted into a URL)."""
+    address = request.getHost()
+    host = address.host.decode("ascii") if isinstance(address.host, bytes) else address.host
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if request.isSecure() else 'http'}://{host}:{address.port}"
 
 
 def _pool_of(value) -> str:

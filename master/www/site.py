@@ -49,7 +49,9 @@ HOOK_SEGMENT = b"change_hook"
 CAS_SEGMENT = b"_ah"
 ISOLATE_AUTH_SEGMENT = b"auth"  # Isolate's sign-in paths, which the Isolate API answers (404 JSON)
 CAS_PREFIX = "/_ah/"
-SWARMING_SEGMENTS = (b"api", b"swarming")  # /_ah/api/swarming/...; the rest of /_ah/ is Isolate's
+# /_ah/api/swarming/... and the discovery documents (/_ah/api/discovery/...) are the Swarming
+# API's; the rest of /_ah/ is Isolate's
+SWARMING_SEGMENTS = ((b"api", b"swarming"), (b"api", b"discovery"))
 BROWSE_SEGMENT = b"browse"
 
 
@@ -75,7 +77,7 @@ class SiteRoot(Resource):
         first = request.postpath[0] if request.postpath else b""
         if first == HOOK_SEGMENT and self.hooks is not None:
             return self.hooks.render(request)
-        if (first == CAS_SEGMENT and tuple(request.postpath[1:3]) == SWARMING_SEGMENTS
+        if (first == CAS_SEGMENT and tuple(request.postpath[1:3]) in SWARMING_SEGMENTS
                 and self.swarming is not None):
             return self.swarming.render(request)
         if first in (CAS_SEGMENT, ISOLATE_AUTH_SEGMENT) and self.cas is not None:

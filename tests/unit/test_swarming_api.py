@@ -479,3 +479,20 @@ async def test_the_sign_in_paths_answer_one_json_404_for_both_clients(master):
         assert response.code == 404 and response.header("content-type") == "application/json"
         message = json.loads(response.body)["error"]["message"]
         assert "swarming.py" in message and "isolateserver.py" in message and "--auth-disabled" in message
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_discovery_documents_describe_every_swarming_method_for_query_list(master):
+    site = master.www.make_site()
+    response = await render(site.resource, "GET", "/_ah/api/discovery/v1/apis")
+    items = json.loads(response.body)["items"]
+    assert [i["id"] for i in items] == ["swarming:v1"]
+    url = items[0]["discoveryRestUrl"]
+    assert url == "http://localhost:8010/_ah/api/discovery/v1/apis/swarming/v1/rest"
+    response = await render(site.resource, "GET", url.removeprefix("http://localhost:8010"))
+    document = json.loads(response.body)
+    assert document["servicePath"] == "swarming/v1/" and document["description"]
+    result = document["resources"]["task"]["methods"]["result"]
+    assert (result["path"], result["httpMethod"]) == ("task/{task_id}/result", "GET")
+    assert result["description"].startswith("A TaskResult")
+    assert set(document["resources"]["bots"]["methods"]) == {"list", "count", "dimensions"}
