@@ -496,3 +496,38 @@ async def test_the_discovery_documents_describe_every_swarming_method_for_query_
     assert (result["path"], result["httpMethod"]) == ("task/{task_id}/result", "GET")
     assert result["description"].startswith("A TaskResult")
     assert set(document["resources"]["bots"]["methods"]) == {"list", "count", "dimensions"}
+
+
+BIG = "9" * 23
+
+
+@pytest.mark.parametrize("method, name, args, body", [
+    ("GET", f"task/{BIG}/result", None, None),
+    ("GET", f"task/{'1' * 15}10/stdout", {"offset": BIG}, None),
+    ("GET", "tasks/list", {"limit": BIG}, None),
+    ("GET", "tasks/list", {"limit": "0"}, None),
+    ("GET", "tasks/list", {"start": "1e400"}, None),
+    ("GET", "tasks/list", {"end": "nan"}, None),
+    ("GET", "tasks/list", {"tags": "nocolon"}, None),
+    ("GET", "tasks/list", {"sort": "NAME"}, None),
+    ("GET", "bots/list", {"dimensions": ":x"}, None),
+    ("GET", "bots/list", {"cursor": "%%%"}, None),
+    ("GET", "bot/bs1/tasks", {"cursor": "x.y"}, None),
+    ("POST", "tasks/new", None, b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    ("POST", "tasks/new", None, b'{"name": "\\ud800", "task_slices": []}'),
+    ("POST", "tasks/new", None, b"[]"),
+    ("POST", "tasks/cancel", None, {"tags": ["pool:ci"], "limit": BIG}),
+    ("POST", "tasks/cancel", None, {"tags": ["pool:ci"], "start": "soon"}),
+])
+@pytest_twisted.ensureDeferred
+async def test_bad_values_answer_a_json_4xx_never_a_500(api, method, name, args, body):
+    code, answer = await call(api, method, name, body, auth=ADMIN, args=args)
+    assert 400 <= code < 500 and answer["error"]["message"], (code, answer)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wrong_method_and_an_unknown_path_are_json_errors(api):
+    code, answer = await call(api, "GET", "tasks/new")
+    assert code == 405 and answer["error"]["code"] == 405
+    code, answer = await call(api, "GET", "tasks/nothing")
+    assert code == 404 and answer["error"]["errors"][0]["reason"] == "notFound"
