@@ -244,7 +244,10 @@ class SwarmingAPI:
         stored_id, new = await self.db.create(new_task)
         result = None
         if new and self.engine is not None:
-            result = await self.engine.submitted(stored_id)
+            try:
+                result = await self.engine.submitted(stored_id)
+            except Exception:  # stored: the engine's poll finds it (ITaskEngine.submitted)
+                log.failure("the task engine failed on new task {task_id}", task_id=ids.summary_id(stored_id))
         stored = await self.db.get_request(stored_id)
         if result is None:
             result = await self.db.get_result(stored_id)

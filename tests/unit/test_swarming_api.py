@@ -11,6 +11,7 @@ import re
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from twisted.logger import capturedLogs
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -531,3 +532,15 @@ async def test_a_wrong_method_and_an_unknown_path_are_json_errors(api):
     assert code == 405 and answer["error"]["code"] == 405
     code, answer = await call(api, "GET", "tasks/nothing")
     assert code == 404 and answer["error"]["errors"][0]["reason"] == "notFound"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_engine_call_still_answers_the_stored_pending_task(api, master):
+    def broken(task_id):
+        return defer.fail(RuntimeError("engine hiccup"))
+
+    master.tasks.submitted = broken
+    with capturedLogs() as logs:
+        code, answer = await call(api, "POST", "tasks/new", new_body())
+    assert code == 200 and answer["task_result"]["state"] == "PENDING"
+    assert [type(e["log_failure"].value) for e in logs if "log_failure" in e] == [RuntimeError]
