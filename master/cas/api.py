@@ -11,7 +11,8 @@ docs/cas.md), so that Isolate's own clients archive to and download from the mas
   honours ``offset``/``Range`` with ``Content-Range``);
 - ``server_details`` answers the version and the store's expiry;
 - ``GET /auth/api/v1/server/oauth_config`` and ``.../accounts/self``, where Isolate's client
-  signs in with Google OAuth, answer a JSON 404 (only ``--auth-disabled`` is supported).
+  signs in with Google OAuth, answer a JSON 404 (only ``--auth-disabled`` is supported;
+  master/http/endpoints.py, shared with the Swarming API).
 
 Every item is verified (hash and size of its uncompressed content) before it is stored; one
 that does not match is refused with 400 and never stored.  Scopes: ``cas:read:<namespace>``
@@ -39,6 +40,7 @@ from buildfarm.master.cas.settings import CASSettings
 from buildfarm.master.cas.tickets import BadTicket, Ticket, TicketSigner
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_refusal_headers
+from buildfarm.master.http.endpoints import NO_OAUTH, SIGN_IN_PREFIX, EndpointsError, error_body
 from buildfarm.master.http.routes import AUDIT_BATCHED, AUDIT_REFUSED, PUBLIC, AuditBatch, RouteTable
 from buildfarm.master.http.routing import bounded_klein
 
@@ -46,10 +48,6 @@ log = Logger()
 
 PREFIX = "/_ah/api/isolateservice/v1"
 DEFAULT_NAMESPACE = "default-gzip"  # the clients' default, and a namespace object's
-ISOLATE_AUTH_PREFIX = "/auth/api/v1"  # where Isolate's client signs in (not served)
-NO_OAUTH = ("this server does not sign Isolate's clients in with OAuth: run isolateserver.py with "
-            "--auth-disabled (the namespace granted to anonymous callers by c['www']['anonymous_scopes']), "
-            "or buildfarm's isolateserver with --token or --user and --password")
 UPLOAD_PREFIX = f"{PREFIX}/upload/"  # the upload URLs: their bodies stream to a spool file
 MAX_PREUPLOAD_ITEMS = 1000  # the client sends at most 100 a batch
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
@@ -59,20 +57,8 @@ UNSATISFIABLE = "requestedRangeNotSatisfiable"
 RANGE_RE = re.compile(r"bytes=([0-9]{1,20})-([0-9]{0,20})")
 
 
-class CASError(Exception):
+class CASError(EndpointsError):
     """An error answered in the Endpoints shape with ``status``."""
-
-    def __init__(self, status: int, message: str, reason: str = "badRequest"):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-
-
-def error_body(status: int, message: str, reason: str = "badRequest") -> bytes:
-    """An Endpoints error body (what Isolate's clients expect from a failed call)."""
-    detail = {"message": message, "reason": reason, "domain": "global"}
-    return json.dumps({"error": {"code": status, "message": message, "errors": [detail]}}).encode()
 
 
 def cas_error_body(status: int, message: str) -> tuple[bytes, bytes]:
@@ -380,13 +366,13 @@ class IsolateAPI:
         return self._json(request, {"server_version": f"buildfarm-{VERSION}",
                                     "expiry_secs": str(int(self.settings.expiry.lifetime_s))})
 
-    # Isolate's client without --auth-disabled asks these before anything else.  The master does
-    # not take Google OAuth, so it says so with a 404 whose body is JSON: the client does not
-    # retry that (it retries a non-JSON 404 on an /api/ path for minutes) and stops at once.
-    @routes.route(f"{ISOLATE_AUTH_PREFIX}/server/oauth_config", "GET", scope=PUBLIC)
-    @routes.route(f"{ISOLATE_AUTH_PREFIX}/accounts/self", "GET", scope=PUBLIC)
-    def isolate_sign_in(self, request):
-        """Isolate's OAuth sign-in: not served (a 404 in the Endpoints shape saying what to use)."""
+    # Swarming's and Isolate's clients without --auth-disabled ask these first: one answer for
+    # both services (master/http/endpoints.py), served here since both share this path.
+    @routes.route(f"{SIGN_IN_PREFIX}/server/oauth_config", "GET", scope=PUBLIC)
+    @routes.route(f"{SIGN_IN_PREFIX}/accounts/self", "GET", scope=PUBLIC)
+    def client_sign_in(self, request):
+        """The OAuth sign-in of Swarming's and Isolate's clients: not served (a JSON 404 saying
+        what to use)."""
         raise CASError(404, NO_OAUTH, "notFound")
 
     @staticmethod

@@ -70,6 +70,27 @@ class NewTask:
     result: Mapping[str, Any] = field(default_factory=dict)
 
 
+SORT_COLUMNS = ("created_at", "modified_at", "completed_at", "abandoned_at")
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """What ``list_tasks`` and ``count_tasks`` select: ``states`` (any of them; empty: all),
+    ``deduped`` (True: only tasks answered from another, False: none of those, None: both),
+    ``failure`` (for COMPLETED: True a non-zero exit, False exit 0), ``tags`` (all of
+    them), created in [``start``, ``end``), sorted by ``sort`` (one of ``SORT_COLUMNS``)."""
+
+    states: tuple[str, ...] = ()
+    deduped: bool | None = None
+    failure: bool | None = None
+    tags: tuple[str, ...] = ()
+    start: float | None = None
+    end: float | None = None
+    sort: str = "created_at"
+    limit: int = 200
+    after: tuple[float, int] | None = None
+
+
 class TasksComponent(DBComponent):
     """Rows of the task tables (model.py): see the module's docstring."""
 
@@ -377,6 +398,74 @@ class TasksComponent(DBComponent):
             query = query.where(bots.c.last_seen_at >= seen_since)
         return await self._fetch_all(query, _bot_dict)
 
+    async def list_tasks(self, query: TaskQuery) -> list[dict]:
+        """The tasks ``query`` selects, newest first by its ``sort`` column (then by id), at
+        most ``query.limit``, after ``query.after`` (the last page's last ``(value, request_id)``):
+        each the summary with the request's ``name``, ``user``, ``request`` (stored JSON) and
+        ``tags``.  Tasks without a value in the sort column are left out, as Swarming did."""
+        column = task_results.c[query.sort]
+        select = (sa.select(task_results, task_requests.c.name, task_requests.c.username,
+                            task_requests.c.request)
+                  .join(task_requests, task_requests.c.id == task_results.c.request_id)
+                  .where(*_task_filters(query), column.is_not(None))
+                  .order_by(column.desc(), task_results.c.request_id.desc()).limit(query.limit))
+        if query.after is not None:
+            value, request_id = query.after
+            select = select.where(sa.or_(column < value,
+                                         sa.and_(column == value, task_results.c.request_id < request_id)))
+
+        def thd(conn: sa.Connection) -> list[dict]:
+            rows = conn.execute(select).all()
+            tags: dict[int, list[str]] = {}
+            if rows:
+                for request_id, tag in conn.execute(
+                        sa.select(task_tags.c.request_id, task_tags.c.tag)
+                        .where(task_tags.c.request_id.in_([r.request_id for r in rows]))
+                        .order_by(task_tags.c.tag)):
+                    tags.setdefault(request_id, []).append(tag)
+            answer = []
+            for row in rows:
+                task = _result_dict(row)
+                task.update(name=row.name, user=row.username or None, request=from_json(row.request),
+                            tags=tags.get(row.request_id, []))
+                del task["username"]
+                answer.append(task)
+            return answer
+
+        return await self._run(thd)
+
+    async def count_tasks(self, query: TaskQuery) -> int:
+        """How many tasks ``query`` selects (its sort, limit and cursor aside)."""
+        select = sa.select(sa.func.count()).select_from(task_results).where(*_task_filters(query))
+        return await self._run(lambda conn: conn.execute(select).scalar_one())
+
+    async def delete_bot(self, name: str) -> bool:
+        """Forget bot ``name`` (it comes back when the slave is seen again); False if unknown."""
+        return bool(await self._execute(sa.delete(bots).where(bots.c.name == name)))
+
+    async def runs_of_bot(self, name: str, limit: int, before: tuple[float, int, int] | None = None
+                          ) -> list[dict]:
+        """The tries slave ``name`` ran, newest first: ``limit`` of them started before ``before``
+        (the last page's last ``(started_at, request_id, try_number)``); each with its task's
+        ``name``, ``user`` and ``request_created_at``."""
+        select = (sa.select(task_runs, task_requests.c.name, task_requests.c.username,
+                            task_requests.c.created_at.label("request_created_at"))
+                  .join(task_requests, task_requests.c.id == task_runs.c.request_id)
+                  .where(task_runs.c.slave == name)
+                  .order_by(task_runs.c.started_at.desc(), task_runs.c.request_id.desc(),
+                            task_runs.c.try_number.desc()).limit(limit))
+        if before is not None:
+            started, request_id, try_number = before
+            key = sa.tuple_(task_runs.c.started_at, task_runs.c.request_id, task_runs.c.try_number)
+            select = select.where(key < sa.tuple_(started, request_id, try_number))
+        rows = await self._run(lambda conn: conn.execute(select).all())
+        answer = []
+        for row in rows:
+            run = _run_dict(row)
+            run["user"] = run.pop("username") or None
+            answer.append(run)
+        return answer
+
 
 def _insert_task(conn: sa.Connection, task: NewTask, user: str) -> None:
     conn.execute(sa.insert(task_requests).values(
@@ -418,3 +507,22 @@ def _bot_dict(row: sa.Row) -> dict[str, Any]:
     bot["dimensions"] = from_json(row.dimensions)
     bot["state"] = from_json(row.state)
     return bot
+
+
+def _task_filters(query: TaskQuery) -> list:
+    where: list = []
+    if query.states:
+        where.append(task_results.c.state.in_(list(query.states)))
+    if query.deduped is not None:
+        deduped = task_results.c.deduped_from
+        where.append(deduped.is_not(None) if query.deduped else deduped.is_(None))
+    if query.failure is not None:
+        where.append(task_results.c.exit_code != 0 if query.failure else task_results.c.exit_code == 0)
+    for tag in query.tags:
+        tagged = sa.select(task_tags.c.request_id).where(task_tags.c.tag == tag)
+        where.append(task_results.c.request_id.in_(tagged))
+    if query.start is not None:
+        where.append(task_results.c.created_at >= query.start)
+    if query.end is not None:
+        where.append(task_results.c.created_at < query.end)
+    return where

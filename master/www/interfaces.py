@@ -42,4 +42,6 @@ class IWebMaster(IHTTPMaster):
     metrics = Attribute("The master's ``MasterMetrics``: ``render(master)`` answers ``GET /metrics``.")
     cas = Attribute("The content-addressed store's ``CASService``: ``api`` (mounted under /_ah/), "
                     "``spool()`` and ``max_upload_bytes()`` for the upload URLs' bodies.")
+    tasks = Attribute("The task engine (``ITaskEngine``: ``submitted``, ``cancel``, ``terminate_bot``), "
+                      "or None while there is none: the Swarming API (tasks/api.py) calls it.")
     logbus = Attribute("The master's ``LogBus``: live log lines of the builds this master runs.")

@@ -2,9 +2,10 @@
 
 One site, five apps, chosen by the first segment of the path (``SiteRoot``): ``/api/...``,
 ``/slaveapi/...`` and ``/metrics`` go to the JSON app (www/api.py), ``/change_hook/...`` to the
-webhooks (www/changehook.py), ``/_ah/...`` to the content-addressed store's Isolate API
-(cas/api.py), ``/browse...`` to the store's pages (cas/browse.py, rendered by the pages'
-templates), everything else to the HTML pages (www/ui/).
+webhooks (www/changehook.py), ``/_ah/api/swarming/...`` to the Swarming API (tasks/api.py), the
+rest of ``/_ah/...`` and ``/auth/...`` to the content-addressed store's Isolate API
+(cas/api.py, which also answers the sign-in paths of both), ``/browse...`` to the store's pages
+(cas/browse.py, rendered by the pages' templates), everything else to the HTML pages (www/ui/).
 """
 
 from twisted.internet import defer
@@ -22,6 +23,7 @@ from buildfarm.master.http.site import (
     slaveapi_error_body,
 )
 from buildfarm.master.listener import ListeningService
+from buildfarm.master.tasks.api import SwarmingAPI
 from buildfarm.master.www import api
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.changehook import MAX_HOOK_BODY_BYTES, ChangeHookAPI
@@ -47,6 +49,9 @@ HOOK_SEGMENT = b"change_hook"
 CAS_SEGMENT = b"_ah"
 ISOLATE_AUTH_SEGMENT = b"auth"  # Isolate's sign-in paths, which the Isolate API answers (404 JSON)
 CAS_PREFIX = "/_ah/"
+# /_ah/api/swarming/... and the discovery documents (/_ah/api/discovery/...) are the Swarming
+# API's; the rest of /_ah/ is Isolate's
+SWARMING_SEGMENTS = ((b"api", b"swarming"), (b"api", b"discovery"))
 BROWSE_SEGMENT = b"browse"
 
 
@@ -59,18 +64,22 @@ class SiteRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, json_app, pages, hooks=None, cas=None, browse=None):
+    def __init__(self, json_app, pages, hooks=None, cas=None, browse=None, swarming=None):
         super().__init__()
         self.json_app = json_app
         self.pages = pages
         self.hooks = hooks
         self.cas = cas
         self.browse = browse
+        self.swarming = swarming
 
     def render(self, request):
         first = request.postpath[0] if request.postpath else b""
         if first == HOOK_SEGMENT and self.hooks is not None:
             return self.hooks.render(request)
+        if (first == CAS_SEGMENT and tuple(request.postpath[1:3]) in SWARMING_SEGMENTS
+                and self.swarming is not None):
+            return self.swarming.render(request)
         if first in (CAS_SEGMENT, ISOLATE_AUTH_SEGMENT) and self.cas is not None:
             return self.cas.render(request)
         if first == BROWSE_SEGMENT and self.browse is not None:
@@ -94,13 +103,20 @@ class WWWService(ListeningService):
         browser = CASBrowser(self.master, lambda: cas.store, pages.render, pages.stream_off_thread,
                              self.master.reactor, cas.pool)
         root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
-                        ChangeHookAPI(self.master).resource(), cas.api.resource(), browser.resource())
+                        ChangeHookAPI(self.master).resource(), cas.api.resource(), browser.resource(),
+                        self.swarming_api().resource())
         # a JSON call (store_inline of an .isolated) is held in memory; an upload PUT takes an
         # item, streamed to a spool file, capped by the current c['cas']['max_item_bytes']
         cas_rules = (BodyRule(CAS_PREFIX, MAX_JSON_BODY_BYTES, cas_error_body),
                      BodyRule(UPLOAD_PREFIX, cas.max_upload_bytes, cas_error_body, spool=cas.spool))
         return BoundedSite(root, (*BODY_RULES, *cas_rules), PAGES_BODY_RULE, self.master.config.www_limits,
                            self.master.reactor)
+
+    def swarming_api(self) -> SwarmingAPI:
+        """The Swarming v1 API over the master's task engine (``master.tasks``, an
+        ``ITaskEngine``; until the master has one, tasks are stored and cancel/terminate
+        answer 503)."""
+        return SwarmingAPI(self.master, self.master.reactor)
 
     def startService(self):  # noqa: N802
         """Start listening (if a web port is configured); the Deferred fails when it cannot."""

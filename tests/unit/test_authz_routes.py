@@ -22,6 +22,7 @@ from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.browse import CASBrowser
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
 from buildfarm.master.slaveapi.resources import SlaveAPI
+from buildfarm.master.tasks.api import SwarmingAPI
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.changehook import ChangeHookAPI
 from buildfarm.master.www.ui.app import WebUI
@@ -128,8 +129,10 @@ HTML_SURFACES = ("pages", "browse")
 
 def test_every_klein_rule_of_every_surface_declares_its_scope():
     # The Isolate API (master/cas/api.py) takes its scopes' namespace from each request's body or
-    # ticket: the walk below cannot make those, so tests/unit/test_cas_api.py tries its callers.
-    for _, app_class, _ in [*SURFACES, ("cas", IsolateAPI, "")]:
+    # ticket, the Swarming API (master/tasks/api.py) its pool from the request's body, the task
+    # or the bot: the walk below cannot make those, so tests/unit/test_cas_api.py and
+    # tests/unit/test_swarming_api.py try their callers.
+    for _, app_class, _ in [*SURFACES, ("cas", IsolateAPI, ""), ("swarming", SwarmingAPI, "")]:
         table = app_class.routes
         for rule in app_class.app.url_map.iter_rules():
             endpoint = rule.endpoint.removesuffix("_branch")
