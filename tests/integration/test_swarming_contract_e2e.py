@@ -70,13 +70,15 @@ class RecordedSwarmingClient:
         assert isinstance(answer, dict)
         return status, answer
 
-    def trigger(self, name: str, dimensions: dict, command: list[str], **extra) -> dict:
-        """``trigger --raw-cmd -d k v ... -- command``: the body with its explicit nulls."""
+    def trigger(self, name: str, dimensions: dict, command: list[str], wait_for_capacity: bool = False,
+                **extra) -> dict:
+        """``trigger --raw-cmd -d k v ... -- command`` (``--wait-for-capacity``): the body with its
+        explicit nulls."""
         body = {
             "name": name, "parent_task_id": "", "priority": 200, "realm": None,
             "request_uuid": str(uuid.uuid4()), "resultdb": {"enable": False}, "pool_task_template": "AUTO",
             "tags": [], "user": None,
-            "task_slices": [{"expiration_secs": 21600, "wait_for_capacity": False, "properties": {
+            "task_slices": [{"expiration_secs": 21600, "wait_for_capacity": wait_for_capacity, "properties": {
                 "command": command, "relative_cwd": None,
                 "dimensions": [{"key": k, "value": v} for k, v in sorted(dimensions.items())],
                 "env": [], "env_prefixes": [], "caches": [],
@@ -176,7 +178,10 @@ async def ran(db, task_id: str, output: bytes, exit_code: int, slave: str = "bs1
 
 @pytest_twisted.ensureDeferred
 async def test_trigger_then_collect_reads_a_pending_then_a_finished_task(client, db):
-    answer = client.trigger("None/os=Linux_pool=ci", {"os": "Linux", "pool": "ci"}, ["echo", "hi"])
+    # this master has no slave: only a task waiting for capacity stays PENDING (the engine ends
+    # any other NO_RESOURCE at once, as Swarming does); the test then plays the slave's part
+    answer = client.trigger("None/os=Linux_pool=ci", {"os": "Linux", "pool": "ci"}, ["echo", "hi"],
+                            wait_for_capacity=True)
     task_id = answer["task_id"]
     assert answer["request"]["user"] is None  # --auth-disabled, no --user: a null user is kept
     assert client.poll_result(task_id)["state"] == "PENDING"
@@ -188,10 +193,16 @@ async def test_trigger_then_collect_reads_a_pending_then_a_finished_task(client,
 
 @pytest_twisted.ensureDeferred
 async def test_a_failed_task_gives_collect_its_exit_code(client, db):
-    task_id = client.trigger("fails", {"pool": "ci"}, ["false"])["task_id"]
+    task_id = client.trigger("fails", {"pool": "ci"}, ["false"], wait_for_capacity=True)["task_id"]
     await ran(db, task_id, b"", exit_code=3)
     result = client.poll_result(task_id)
     assert result["failure"] is True and int(result["exit_code"]) == 3
+
+
+def test_a_task_no_slave_could_run_ends_no_resource_at_once(client):
+    task_id = client.trigger("nowhere", {"pool": "ci", "os": "Plan9"}, ["true"])["task_id"]
+    result = client.poll_result(task_id)
+    assert result["state"] == "NO_RESOURCE" and result["failure"] is True, result
 
 
 def test_a_bad_request_is_a_400_the_client_does_not_retry(client):
