@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from buildfarm.common.decoding import as_text
 from buildfarm.master.cas import grants
+from buildfarm.master.cas.namespaces import BadNamespace, parse_namespace
 from buildfarm.master.pb.buildslave import TASKS_BUILDER
 from buildfarm.master.pb.remotecommand import (
     CommandInterrupted,
@@ -315,9 +316,13 @@ class TaskEngine(service.Service):
     async def _outputs_stored(self, outputs_ref: dict | None) -> bool:
         if not outputs_ref or not outputs_ref.get("isolated"):
             return True
-        store = self.master.cas.store
-        found = await store.contains(outputs_ref.get("namespace", "default-gzip"), [outputs_ref["isolated"]])
-        return all(found) if isinstance(found, list | tuple) else bool(found)
+        try:
+            namespace = parse_namespace(outputs_ref.get("namespace") or "default-gzip")
+        except BadNamespace:
+            return False
+        # the outputs' .isolated is checked, not each file it lists (docs/tasks.md, "Not yet")
+        found = await self.master.cas.store.contains(namespace, [outputs_ref["isolated"]])
+        return outputs_ref["isolated"] in found
 
     async def _no_resource(self, task_id: int, props: TaskProperties, now: float) -> bool:
         dims = props.dimensions_dict()

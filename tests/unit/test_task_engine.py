@@ -1,10 +1,14 @@
 """The task engine (master/tasks/engine.py) on a real in-memory master with scripted slaves:
 dimensions recorded at attach, reaping, each end state, retries and both kinds of dedup."""
 
+import hashlib
+import zlib
+
 import pytest_twisted
 from twisted.internet import defer
 from zope.interface.verify import verifyObject
 
+from buildfarm.master.cas.namespaces import parse_namespace
 from buildfarm.master.pb.buildslave import TASKS_BUILDER
 from buildfarm.master.tasks import engine as engine_module
 from buildfarm.master.tasks import ids
@@ -327,3 +331,29 @@ async def test_the_poll_runs_a_task_it_was_not_told_about(master):
     remote, _, _ = await until_started(commands)
     finish(remote)
     await until_state(master, task_id, "COMPLETED")
+
+
+async def finished_with_outputs(master, isolated: str) -> int:
+    """A task COMPLETED with exit 0 whose outputs are the .isolated ``isolated``, as a slave's
+    run_isolated try leaves it."""
+    first = await create(master, request(idempotent=True), submit=False)
+    try_number = await master.db.tasks.start_run(first, "bs1", master.reactor.seconds())
+    outputs = {"isolated": isolated, "namespace": "default-gzip", "isolatedserver": "http://127.0.0.1:8010"}
+    await master.db.tasks.finish_run(first, try_number, "COMPLETED", master.reactor.seconds(), exit_code=0,
+                                     duration=1.0, outputs_ref=outputs)
+    return first
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_finished_twin_is_reused_only_while_its_outputs_are_in_the_store(master):
+    content = b'{"algo":"sha-1","files":{},"version":"1.4"}'
+    digest = hashlib.sha1(content).hexdigest()
+    first = await finished_with_outputs(master, digest)
+    missing = await create(master, request(idempotent=True))
+    assert (await master.db.tasks.get_result(missing))["deduped_from"] is None  # outputs gone: run again
+
+    await master.cas.store.put(parse_namespace("default-gzip"), digest, len(content), zlib.compress(content))
+    second = await create(master, request(idempotent=True))
+    result = await master.db.tasks.get_result(second)
+    assert result["state"] == "COMPLETED" and result["deduped_from"] == ids.summary_id(first)
+    assert result["outputs_ref"]["isolated"] == digest
