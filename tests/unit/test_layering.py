@@ -57,6 +57,12 @@ RULES = (
          "auth sits below the HTTP surfaces and the build logic"),
     Rule(f"{M}.reporters",     (f"{M}.www", f"{M}.slaveapi", f"{M}.pb", f"{M}.http"),
          "reporters see builds through the database and the build events, not the surfaces"),
+    Rule(f"{M}.cas",           (f"{M}.www", f"{M}.slaveapi", f"{M}.process", f"{M}.tasks"),
+         "the content-addressed store sits below the surfaces, the builds and the tasks"),
+    Rule(f"{M}.tasks",         (f"{M}.www", f"{M}.slaveapi"),
+         "tasks know nothing of the pages or the SlaveAPI"),
+    Rule(f"{M}.db",            (f"{M}.cas", f"{M}.tasks"),
+         "db knows nothing of the store's or the tasks' logic"),
     Rule(f"{M}.steps",         (f"{M}.www", f"{M}.slaveapi", f"{M}.http", f"{M}.db", f"{M}.config"),
          "steps only re-exports the step library under Buildbot's module paths"),
 )
