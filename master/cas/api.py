@@ -27,10 +27,8 @@ import re
 
 from twisted.internet import threads
 from twisted.logger import Logger
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
-from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.cas.download import stream_to
 from buildfarm.master.cas.grants import GrantingView
 from buildfarm.master.cas.interfaces import ContentMismatch, NotStored, Stored, StoreUnavailable
@@ -39,8 +37,14 @@ from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_names
 from buildfarm.master.cas.settings import CASSettings
 from buildfarm.master.cas.tickets import BadTicket, Ticket, TicketSigner
 from buildfarm.master.http.body import BadBody, json_object, read_body
-from buildfarm.master.http.challenge import add_refusal_headers
-from buildfarm.master.http.endpoints import NO_OAUTH, SIGN_IN_PREFIX, EndpointsError, error_body
+from buildfarm.master.http.endpoints import (
+    NO_OAUTH,
+    SIGN_IN_PREFIX,
+    EndpointsError,
+    add_endpoints_error_handlers,
+    endpoints_error,
+    error_body,
+)
 from buildfarm.master.http.routes import AUDIT_BATCHED, AUDIT_REFUSED, PUBLIC, AuditBatch, RouteTable
 from buildfarm.master.http.routing import bounded_klein
 
@@ -51,7 +55,6 @@ DEFAULT_NAMESPACE = "default-gzip"  # the clients' default, and a namespace obje
 UPLOAD_PREFIX = f"{PREFIX}/upload/"  # the upload URLs: their bodies stream to a spool file
 MAX_PREUPLOAD_ITEMS = 1000  # the client sends at most 100 a batch
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
-AUTH_REALM = "buildfarm"
 HOST_RE = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 UNSATISFIABLE = "requestedRangeNotSatisfiable"
 RANGE_RE = re.compile(r"bytes=([0-9]{1,20})-([0-9]{0,20})")
@@ -98,41 +101,12 @@ class IsolateAPI:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    @app.handle_errors(CASError)
-    def _cas_error(self, request, failure):
-        e = failure.value
-        return self._error(request, e.status, e.message, e.reason)
-
     @app.handle_errors(StoreUnavailable)
     def _store_unavailable(self, request, failure):
         log.error("CAS back-end failed on {path}: {why}", path=request.path, why=str(failure.value))
-        return self._error(request, 503, f"the store is unavailable: {failure.value}", "backendError")
+        return endpoints_error(request, 503, f"the store is unavailable: {failure.value}", "backendError")
 
-    @app.handle_errors(AuthError)
-    def _auth_error(self, request, failure):
-        e = failure.value
-        add_refusal_headers(request, e, AUTH_REALM)
-        return self._error(request, e.status, e.message, "forbidden" if e.status == 403 else "required")
-
-    @app.handle_errors(NotFound)
-    def _not_found(self, request, failure):
-        return self._error(request, 404, f"no such resource: {request.path.decode('utf-8', 'replace')}",
-                           "notFound")
-
-    @app.handle_errors(MethodNotAllowed)
-    def _bad_method(self, request, failure):
-        return self._error(request, 405, f"{request.method.decode('ascii', 'replace')} is not allowed here")
-
-    @app.handle_errors(Exception)
-    def _internal_error(self, request, failure):
-        log.failure("CAS request {path} failed", failure, path=request.path)
-        return self._error(request, 500, "internal error", "backendError")
-
-    @staticmethod
-    def _error(request, status: int, message: str, reason: str = "badRequest") -> bytes:
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
-        return error_body(status, message, reason)
+    add_endpoints_error_handlers(app, "Isolate API")  # after the handlers above
 
     @staticmethod
     def _json(request, value) -> bytes:

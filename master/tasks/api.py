@@ -24,14 +24,14 @@ import random
 import re
 
 from twisted.logger import Logger
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.common.version import VERSION
-from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.db.tasks import SORT_COLUMNS, TaskQuery
 from buildfarm.master.http.body import BadBody, json_object, read_body
-from buildfarm.master.http.challenge import add_refusal_headers
-from buildfarm.master.http.endpoints import EndpointsError, error_body
+from buildfarm.master.http.endpoints import (
+    EndpointsError,
+    add_endpoints_error_handlers,
+)
 from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.tasks import ids, records
@@ -56,7 +56,6 @@ DEFAULT_LIST_LIMIT = 200
 MAX_LIST_LIMIT = 1000
 BOT_DEAD_AFTER_S = 600  # a slave not seen for this long is dead (Swarming's bot_death_timeout)
 MAX_STDOUT_BYTES = 16 * 1024 * 1024  # one stdout read; longer output is read with offset/length
-AUTH_REALM = "buildfarm"
 BOOLEAN_FILTER = {"TRUE": True, "FALSE": False, "NONE": None}
 SORTS = {"CREATED_TS": "created_at", "MODIFIED_TS": "modified_at", "COMPLETED_TS": "completed_at",
          "ABANDONED_TS": "abandoned_at"}
@@ -137,36 +136,7 @@ class SwarmingAPI:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    @app.handle_errors(EndpointsError)
-    def _endpoints_error(self, request, failure):
-        e = failure.value
-        return self._error(request, e.status, e.message, e.reason, e.problems)
-
-    @app.handle_errors(AuthError)
-    def _auth_error(self, request, failure):
-        e = failure.value
-        add_refusal_headers(request, e, AUTH_REALM)
-        return self._error(request, e.status, e.message, "forbidden" if e.status == 403 else "required")
-
-    @app.handle_errors(NotFound)
-    def _not_found(self, request, failure):
-        return self._error(request, 404, f"no such resource: {request.path.decode('utf-8', 'replace')}",
-                           "notFound")
-
-    @app.handle_errors(MethodNotAllowed)
-    def _bad_method(self, request, failure):
-        return self._error(request, 405, f"{request.method.decode('ascii', 'replace')} is not allowed here")
-
-    @app.handle_errors(Exception)
-    def _internal_error(self, request, failure):
-        log.failure("Swarming request {path} failed", failure, path=request.path)
-        return self._error(request, 500, "internal error", "backendError")
-
-    @staticmethod
-    def _error(request, status: int, message: str, reason: str = "badRequest", problems=None) -> bytes:
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
-        return error_body(status, message, reason, problems)
+    add_endpoints_error_handlers(app, "Swarming API")
 
     @staticmethod
     def _json(request, value) -> bytes:
