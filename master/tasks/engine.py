@@ -154,7 +154,8 @@ class TaskEngine(service.Service):
         self.master = master
         self.queues = QueueCache()
         self.dimensions: dict[str, dict[str, list[str]]] = {}  # attached slaves' dimensions
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, _Pending] = {}  # PENDING tasks this engine decided, may be reaped
+        self.deciding: set[int] = set()  # tasks being decided (dedup, NO_RESOURCE): not reaped yet
         self.runs: dict[int, _Run] = {}  # task id -> its running try on this master
         self._decisions = defer.DeferredLock()  # one twin decision at a time
         self._reaping: set[str] = set()
@@ -264,17 +265,25 @@ class TaskEngine(service.Service):
         return await self.db.tasks.get_result(task_id)
 
     async def _decide(self, task_id: int, result: dict) -> None:
-        stored = await self.db.tasks.get_request(task_id)
-        request = request_of(stored)
-        now = self.clock.seconds()
-        pending = self._remember(task_id, stored, request)
-        slice_row = stored["slices"][pending.current]
-        if slice_row["idempotent"] and await self._deduplicate(task_id, slice_row["properties_hash"], now):
-            return
-        props: TaskProperties = request.task_slices[pending.current].properties
-        if not request.task_slices[pending.current].wait_for_capacity:
-            if await self._no_resource(task_id, props, now):
-                return
+        """Answer the task from a twin or end it NO_RESOURCE, else offer it to the slaves.  Until
+        the decision is taken no slave reaps it: a slave freed meanwhile would run an
+        idempotent task that a finished twin answers."""
+        self.deciding.add(task_id)
+        try:
+            stored = await self.db.tasks.get_request(task_id)
+            request = request_of(stored)
+            now = self.clock.seconds()
+            pending = self._remember(task_id, stored, request)
+            slice_row = stored["slices"][pending.current]
+            if slice_row["idempotent"]:
+                if await self._deduplicate(task_id, slice_row["properties_hash"], now):
+                    return
+            props: TaskProperties = request.task_slices[pending.current].properties
+            if not request.task_slices[pending.current].wait_for_capacity:
+                if await self._no_resource(task_id, props, now):
+                    return
+        finally:
+            self.deciding.discard(task_id)
         self._offer(pending)
 
     def _remember(self, task_id: int, stored: dict, request) -> _Pending:
@@ -373,6 +382,8 @@ class TaskEngine(service.Service):
         if not keys:
             return False
         for row in await self.db.tasks.get_pending(limit=REAP_LIMIT, queue_keys=sorted(keys)):
+            if row["request_id"] in self.deciding or row["request_id"] not in self.pending:
+                continue  # not decided yet (here, or by the poll for a task made elsewhere)
             if not self.master.botmaster.slave_accepts_task(slave):
                 return False
             try_number = await self.db.tasks.start_run(row["request_id"], slave.name, self.clock.seconds())

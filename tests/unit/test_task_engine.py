@@ -357,3 +357,21 @@ async def test_a_finished_twin_is_reused_only_while_its_outputs_are_in_the_store
     result = await master.db.tasks.get_result(second)
     assert result["state"] == "COMPLETED" and result["deduped_from"] == ids.summary_id(first)
     assert result["outputs_ref"]["isolated"] == digest
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_freed_before_a_new_task_is_decided_does_not_run_it(master):
+    # the race CI once lost: the API stores a task, a slave's slot frees and it reaps before
+    # the engine has answered the task from its finished twin
+    _, commands = await attach(master, "bs1")
+    first = await create(master, request(idempotent=True))
+    remote, _, _ = await until_started(commands)
+    finish(remote, stdout="out\n")
+    await until_state(master, first, "COMPLETED")
+    second = await create(master, request(idempotent=True), submit=False)
+    master.tasks.reap(master.botmaster.slaves["bs1"])
+    await eventually(lambda: defer.succeed("bs1" not in master.tasks._reaping), "the reap to end")
+    assert await state_of(master, second) == "PENDING" and len(commands.started) == 1
+    await master.tasks.submitted(second)
+    result = await master.db.tasks.get_result(second)
+    assert result["state"] == "COMPLETED" and result["deduped_from"] == ids.summary_id(first)
