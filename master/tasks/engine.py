@@ -609,7 +609,8 @@ class TaskEngine(service.Service):
     async def _terminate_bot(self, name: str) -> str:
         """Record the termination as a task the bot runs (``Terminate <bot>``, tagged
         ``swarming.terminate:1``) and ask the slave to shut down after its current work; the
-        task ends COMPLETED once the slave has gone.  A bot not attached gets a termination
+        task ends COMPLETED once the slave has gone idle (BOT_DIED if it was lost with work
+        still running).  A bot not attached gets a termination
         that ends EXPIRED at once (there is nothing to shut down).  Asking again while one is
         under way answers the same task."""
         bot = await self.db.tasks.get_bot(name)
@@ -628,19 +629,33 @@ class TaskEngine(service.Service):
             return ids.summary_id(request_id)
         await self.db.tasks.create_running(new_task(request, request_id, now), name, now)
         self._terminations[name] = request_id
+        gone_idle = [True]  # whether the slave ran nothing when its connection went
+
+        def connection_lost() -> None:
+            gone_idle[0] = not slave.tasks_running and not self.master.botmaster.builds_running_on(slave)
+
+        broker = getattr(slave.mind, "broker", None)
+        if broker is not None:
+            broker.notifyOnDisconnect(connection_lost)
         slave.wait_detached().addCallback(lambda _: self._spawn(
-            self._terminated(name, request_id, now), f"ending the termination of {name}"))
+            self._terminated(name, request_id, now, gone_idle[0]), f"ending the termination of {name}"))
         self.master.botmaster.request_slave_shutdown(name)
         log.info("slave {name} terminates after its current work (task {id})", name=name,
                  id=ids.summary_id(request_id))
         return ids.summary_id(request_id)
 
-    async def _terminated(self, name: str, request_id: int, started_at: float) -> None:
+    async def _terminated(self, name: str, request_id: int, started_at: float, idle: bool) -> None:
+        """The slave is gone: COMPLETED when it went idle (as told), BOT_DIED when it was lost
+        with a build or a task still running."""
         if self._terminations.get(name) == request_id:
             del self._terminations[name]
         now = self.clock.seconds()
-        await self.db.tasks.finish_run(request_id, 1, State.COMPLETED.name, now, exit_code=0,
-                                       duration=now - started_at)
+        if idle:
+            await self.db.tasks.finish_run(request_id, 1, State.COMPLETED.name, now, exit_code=0,
+                                           duration=now - started_at)
+        else:
+            await self.db.tasks.finish_run(request_id, 1, State.BOT_DIED.name, now, internal_failure=1,
+                                           duration=now - started_at)
 
     # -- the poll --------------------------------------------------------------------------
 

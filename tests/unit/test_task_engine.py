@@ -504,3 +504,15 @@ async def test_terminating_a_bot_that_is_not_attached_ends_expired_at_once(maste
     task_id = await master.tasks.terminate_bot("bs1")
     result = await master.db.tasks.get_result(ids.parse_task_id(task_id)[0])
     assert result["state"] == "EXPIRED" and "not attached" in result["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bot_lost_with_its_task_still_running_ends_its_termination_bot_died(master):
+    connection, commands = await attach(master, "bs1")
+    running = await create(master, request())
+    await until_started(commands)
+    terminate = ids.parse_task_id(await master.tasks.terminate_bot("bs1"))[0]
+    connection.drop()
+    await until_state(master, running, "BOT_DIED")
+    result = await until_state(master, terminate, "BOT_DIED")
+    assert result["internal_failure"]
