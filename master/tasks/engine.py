@@ -32,7 +32,7 @@ from zope.interface import implementer
 from buildfarm.common.decoding import as_text
 from buildfarm.common.isolated import IsolatedFormatError, from_json
 from buildfarm.master.cas import grants
-from buildfarm.master.cas.interfaces import NotStored
+from buildfarm.master.cas.interfaces import NotStored, StoreUnavailable
 from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
 from buildfarm.master.pb.buildslave import TASKS_BUILDER
 from buildfarm.master.pb.remotecommand import (
@@ -344,21 +344,25 @@ class TaskEngine(service.Service):
             namespace = parse_namespace(outputs_ref.get("namespace") or OUTPUTS_NAMESPACE)
         except BadNamespace:
             return False
+        try:
+            return await self._tree_stored(namespace, outputs_ref["isolated"])
+        except (NotStored, StoreUnavailable, ValueError, IsolatedFormatError) as e:
+            # an unreadable tree, or a store that cannot answer now: the task runs again
+            log.info("outputs {digest} cannot be reused: {e}", digest=outputs_ref["isolated"], e=e)
+            return False
+
+    async def _tree_stored(self, namespace: Namespace, root: str) -> bool:
         store, seen = self.master.cas.store, set()
-        documents, files = [outputs_ref["isolated"]], set()
+        documents, files = [root], set()
         while documents:
             if not await self._all_stored(store, namespace, documents):
                 return False
             seen.update(documents)
             included: list[str] = []
             for digest in documents:
-                try:
-                    data, _ = await store.get(namespace, digest)
-                    listed, includes = await threads.deferToThreadPool(
-                        self.clock, self.master.cas.pool, _files_and_includes, namespace, data)
-                except (NotStored, ValueError, IsolatedFormatError) as e:
-                    log.info("outputs {digest} cannot be reused: {e}", digest=digest, e=e)
-                    return False
+                data, _ = await store.get(namespace, digest)
+                listed, includes = await threads.deferToThreadPool(
+                    self.clock, self.master.cas.pool, _files_and_includes, namespace, data)
                 files.update(listed)
                 included += [i for i in includes if i not in seen]
             documents = sorted(set(included))

@@ -12,6 +12,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
+from buildfarm.master.cas.interfaces import StoreUnavailable
 from buildfarm.master.cas.namespaces import parse_namespace
 from buildfarm.master.pb.buildslave import TASKS_BUILDER
 from buildfarm.master.tasks import engine as engine_module
@@ -474,6 +475,21 @@ async def test_outputs_whose_isolated_is_not_an_isolated_are_not_reused(master):
     root = await put(master, b"not json at all")
     assert not await master.tasks._outputs_stored({"isolated": root, "namespace": "default-gzip"})
     assert await master.tasks._outputs_stored(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_store_that_cannot_answer_makes_the_task_run_again_not_hang(master, monkeypatch):
+    _, commands = await attach(master, "bs1")
+    root = await put(master, isolated_bytes())
+    await finished_with_outputs(master, root)
+
+    def unavailable(namespace, digests):
+        return defer.fail(StoreUnavailable("disk on fire"))
+
+    monkeypatch.setattr(master.cas.store, "contains", unavailable)
+    again = await create(master, request(idempotent=True))
+    await until_started(commands)  # it runs, rather than staying undecided
+    assert (await master.db.tasks.get_result(again))["deduped_from"] is None
 
 
 @pytest_twisted.ensureDeferred
