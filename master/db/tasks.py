@@ -9,7 +9,7 @@ names of ``master.tasks.model.State``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -124,6 +124,20 @@ class TasksComponent(DBComponent):
                     raise
                 return first, False
             return task.request_id, True
+
+        return await self._run(thd)
+
+    async def create_running(self, task: NewTask, slave: str, now: float) -> int:
+        """Store a request whose first try is already RUNNING on ``slave``, in one transaction
+        (a task the master itself carries out, never reaped: a bot's termination)."""
+        started = replace(task, result={"state": RUNNING, "try_number": 1, "slave": slave, "started_at": now})
+
+        def thd(conn: sa.Connection) -> int:
+            _insert_task(conn, started, task.user or "")
+            conn.execute(sa.insert(task_runs).values(
+                request_id=task.request_id, try_number=1, slice_index=0, slave=slave, state=RUNNING,
+                started_at=now, modified_at=now))
+            return task.request_id
 
         return await self._run(thd)
 

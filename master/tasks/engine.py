@@ -19,17 +19,21 @@ the database (``db.tasks``), which is also how it agrees with the API and with o
 
 from __future__ import annotations
 
+import json
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer, task
+from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from buildfarm.common.decoding import as_text
+from buildfarm.common.isolated import IsolatedFormatError, from_json
 from buildfarm.master.cas import grants
-from buildfarm.master.cas.namespaces import BadNamespace, parse_namespace
+from buildfarm.master.cas.interfaces import NotStored, StoreUnavailable
+from buildfarm.master.cas.namespaces import BadNamespace, Namespace, parse_namespace
 from buildfarm.master.pb.buildslave import TASKS_BUILDER
 from buildfarm.master.pb.remotecommand import (
     CommandInterrupted,
@@ -38,6 +42,7 @@ from buildfarm.master.pb.remotecommand import (
     RemoteCommandFailed,
     SlaveLost,
 )
+from buildfarm.master.process.steps.isolate import is_loopback_url, master_address_on, port_number
 from buildfarm.master.tasks import ids
 from buildfarm.master.tasks.dimensions import (
     QueueCache,
@@ -46,8 +51,8 @@ from buildfarm.master.tasks.dimensions import (
     slave_dimensions,
 )
 from buildfarm.master.tasks.interfaces import ITaskEngine, UnknownBot, UnknownTask
-from buildfarm.master.tasks.model import State, TaskProperties
-from buildfarm.master.tasks.records import request_of
+from buildfarm.master.tasks.model import State, TaskProperties, TaskRequest, TaskSlice
+from buildfarm.master.tasks.records import new_task, request_of
 
 log = Logger()
 
@@ -62,6 +67,12 @@ OUTPUT_CHUNK_MAX_BYTES = 100 * 1024  # one database write of output at most
 OUTPUT_BUFFER_MAX_BYTES = 1024 * 1024  # past this much unwritten output the slave is paused
 GRANT_MARGIN_S = 600.0  # a run_isolated grant outlives the try's timeouts by this much
 TIMEOUT_REASON = "timeout"  # the slave's failure_reason after its timeouts (runprocess.py)
+OUTPUTS_NAMESPACE = "default-gzip"  # where the outputs of a task without inputs go
+STORE_CHECK_BATCH = 1000  # digests per ``contains`` call when checking a twin's outputs
+MAX_ISOLATED_BYTES = 64 * 1024 * 1024  # an outputs .isolated larger than this is not read
+TERMINATE_TAG = "swarming.terminate:1"
+TERMINATE_PRIORITY = 0
+TERMINATE_EXPIRATION_S = 24 * 3600  # recorded only: a termination is never reaped
 
 
 @dataclass
@@ -162,6 +173,7 @@ class TaskEngine(service.Service):
         self._reap_again: set[str] = set()
         self._poller: task.LoopingCall | None = None
         self._work: set[defer.Deferred] = set()
+        self._terminations: dict[str, int] = {}  # slave name -> its termination task, until it goes
 
     @property
     def clock(self):
@@ -323,15 +335,46 @@ class TaskEngine(service.Service):
         return False
 
     async def _outputs_stored(self, outputs_ref: dict | None) -> bool:
+        """Whether every item of a finished twin's outputs is still in the store: its
+        ``.isolated``, the ``.isolated`` it includes, and every file they list (read through
+        the store, parsed on the CAS pool, checked ``STORE_CHECK_BATCH`` digests a call)."""
         if not outputs_ref or not outputs_ref.get("isolated"):
             return True
         try:
-            namespace = parse_namespace(outputs_ref.get("namespace") or "default-gzip")
+            namespace = parse_namespace(outputs_ref.get("namespace") or OUTPUTS_NAMESPACE)
         except BadNamespace:
             return False
-        # the outputs' .isolated is checked, not each file it lists (docs/tasks.md, "Not yet")
-        found = await self.master.cas.store.contains(namespace, [outputs_ref["isolated"]])
-        return outputs_ref["isolated"] in found
+        try:
+            return await self._tree_stored(namespace, outputs_ref["isolated"])
+        except (NotStored, StoreUnavailable, ValueError, IsolatedFormatError) as e:
+            # an unreadable tree, or a store that cannot answer now: the task runs again
+            log.info("outputs {digest} cannot be reused: {e}", digest=outputs_ref["isolated"], e=e)
+            return False
+
+    async def _tree_stored(self, namespace: Namespace, root: str) -> bool:
+        store, seen = self.master.cas.store, set()
+        documents, files = [root], set()
+        while documents:
+            if not await self._all_stored(store, namespace, documents):
+                return False
+            seen.update(documents)
+            included: list[str] = []
+            for digest in documents:
+                data, _ = await store.get(namespace, digest)
+                listed, includes = await threads.deferToThreadPool(
+                    self.clock, self.master.cas.pool, _files_and_includes, namespace, data)
+                files.update(listed)
+                included += [i for i in includes if i not in seen]
+            documents = sorted(set(included))
+        return await self._all_stored(store, namespace, sorted(files))
+
+    @staticmethod
+    async def _all_stored(store, namespace: Namespace, digests: list[str]) -> bool:
+        for start in range(0, len(digests), STORE_CHECK_BATCH):
+            batch = digests[start:start + STORE_CHECK_BATCH]
+            if len(await store.contains(namespace, batch)) != len(set(batch)):
+                return False
+        return True
 
     async def _no_resource(self, task_id: int, props: TaskProperties, now: float) -> bool:
         dims = props.dimensions_dict()
@@ -409,6 +452,7 @@ class TaskEngine(service.Service):
             del self.runs[run.task_id]
         if run.deadline is not None and run.deadline.active():
             run.deadline.cancel()
+        self.master.botmaster.maybe_shut_down_slave(run.slave)  # terminate: after its task, as after a build
         self.master.botmaster.slot_freed(run.slave)
 
     async def _run(self, run: _Run) -> None:
@@ -418,7 +462,7 @@ class TaskEngine(service.Service):
         props = request.task_slices[slice_index].properties
         await self.db.tasks.set_bot_state(run.slave.name, {"attached": True},
                                           task_id=ids.run_id(run.task_id, run.try_number))
-        name, args = self._command_for(props)
+        name, args = self._command_for(props, run.slave)
         run.output = _TaskOutput(self.db, run.task_id, run.try_number)
         run.command = RemoteCommand(name, args, run.output)
         hard = props.execution_timeout_secs or 0
@@ -459,21 +503,30 @@ class TaskEngine(service.Service):
             return State.TIMED_OUT, fields
         return State.COMPLETED, fields
 
-    def _command_for(self, props: TaskProperties) -> tuple[str, dict]:
+    def _command_for(self, props: TaskProperties, slave=None) -> tuple[str, dict]:
+        """The slave command of a try: ``run_isolated`` for a slice with inputs, and for one
+        that needs what only it gives (named caches, outputs, secret bytes: then it starts in
+        an empty run directory); ``shell`` in ``_tasks/build[/relative_cwd]`` otherwise.  The
+        arguments carry the secret bytes: they are never logged (here or on the slave)."""
         env: dict[str, Any] = {key: value for key, value in props.env}
         for key, paths in props.env_prefixes:
             env[key] = [*paths, "${%s}" % key]
         timeouts = {"hard": props.execution_timeout_secs or None, "io": props.io_timeout_secs or None,
                     "grace": props.grace_period_secs or None}
-        if props.inputs_ref is not None:
+        if props.inputs_ref is not None or props.caches or props.outputs or props.secret_bytes:
+            inputs = props.inputs_ref
+            namespace = inputs.namespace if inputs is not None else OUTPUTS_NAMESPACE
+            server = (inputs.isolatedserver if inputs is not None else "") or self._cas_url(slave)
             cas = self.master.config.cas
             lifetime = (timeouts["hard"] or 0) + (timeouts["grace"] or 0) + GRANT_MARGIN_S
-            token = grants.mint(cas.upload_secret, props.inputs_ref.namespace, ("read", "write"), lifetime,
-                                self.clock, "task")
+            token = grants.mint(cas.upload_secret, namespace, ("read", "write"), lifetime, self.clock, "task")
             return "run_isolated", {
-                "isolated": props.inputs_ref.isolated, "server": props.inputs_ref.isolatedserver,
-                "namespace": props.inputs_ref.namespace, "auth_header": f"Bearer {token}",
+                "isolated": inputs.isolated if inputs is not None else None, "server": server,
+                "namespace": namespace, "auth_header": f"Bearer {token}",
                 "command": list(props.command) or None, "extra_args": list(props.extra_args), "env": env,
+                "relative_cwd": props.relative_cwd or None,
+                "caches": [{"name": c.name, "path": c.path} for c in props.caches],
+                "outputs": list(props.outputs), "secret_bytes": props.secret_bytes,
                 "hard_timeout": timeouts["hard"], "io_timeout": timeouts["io"],
                 "grace_period": timeouts["grace"], "cache_policies": None}
         workdir = "build" if not props.relative_cwd else f"build/{props.relative_cwd}"
@@ -482,6 +535,18 @@ class TaskEngine(service.Service):
                          "sigtermTime": timeouts["grace"],
                          "interruptSignal": "TERM" if timeouts["grace"] else "KILL",
                          "logEnviron": False, "usePTY": False}
+
+    def _cas_url(self, slave) -> str | None:
+        """The master's Isolate API as ``slave`` reaches it: ``c['buildbotURL']`` unless it
+        names a loopback host, else the master's address on the slave's connection and the
+        www port (as the RunIsolated step finds it); None when there is no web port."""
+        config = self.master.config
+        if config.buildbot_url and not is_loopback_url(config.buildbot_url):
+            return config.buildbot_url.rstrip("/")
+        port = port_number(config.www_port)
+        ref = slave.remote_builders.get(TASKS_BUILDER) if slave is not None else None
+        host = master_address_on(ref) or "127.0.0.1"
+        return None if port is None else f"http://{host}:{port}"
 
     def _master_timeout(self, run: _Run) -> None:
         """The slave did not end the try in time: the master ends it TIMED_OUT."""
@@ -546,11 +611,55 @@ class TaskEngine(service.Service):
         return defer.ensureDeferred(self._terminate_bot(name))
 
     async def _terminate_bot(self, name: str) -> str:
-        if await self.db.tasks.get_bot(name) is None and name not in self.master.botmaster.slaves:
+        """Record the termination as a task the bot runs (``Terminate <bot>``, tagged
+        ``swarming.terminate:1``) and ask the slave to shut down after its current work; the
+        task ends COMPLETED once the slave has gone idle (BOT_DIED if it was lost with work
+        still running).  A bot not attached gets a termination
+        that ends EXPIRED at once (there is nothing to shut down).  Asking again while one is
+        under way answers the same task."""
+        bot = await self.db.tasks.get_bot(name)
+        slave = self.master.botmaster.slaves.get(name)
+        if bot is None and slave is None:
             raise UnknownBot(name)
-        if name in self.master.botmaster.slaves:
-            self.master.botmaster.request_slave_shutdown(name)
-        return ""
+        if slave is not None and name in self._terminations:
+            return ids.summary_id(self._terminations[name])
+        now = self.clock.seconds()
+        dims = (bot or {}).get("dimensions") or self.dimensions.get(name) or {}
+        request = termination_request(name, dims.get("pool") or [])
+        request_id = ids.new_request_id(self.clock, random.SystemRandom().getrandbits)
+        if slave is None or not slave.attached:
+            await self.db.tasks.create(new_task(request, request_id, now, result={
+                "state": State.EXPIRED.name, "abandoned_at": now, "error": f"slave {name} is not attached"}))
+            return ids.summary_id(request_id)
+        await self.db.tasks.create_running(new_task(request, request_id, now), name, now)
+        self._terminations[name] = request_id
+        gone_idle = [True]  # whether the slave ran nothing when its connection went
+
+        def connection_lost() -> None:
+            gone_idle[0] = not slave.tasks_running and not self.master.botmaster.builds_running_on(slave)
+
+        broker = getattr(slave.mind, "broker", None)
+        if broker is not None:
+            broker.notifyOnDisconnect(connection_lost)
+        slave.wait_detached().addCallback(lambda _: self._spawn(
+            self._terminated(name, request_id, now, gone_idle[0]), f"ending the termination of {name}"))
+        self.master.botmaster.request_slave_shutdown(name)
+        log.info("slave {name} terminates after its current work (task {id})", name=name,
+                 id=ids.summary_id(request_id))
+        return ids.summary_id(request_id)
+
+    async def _terminated(self, name: str, request_id: int, started_at: float, idle: bool) -> None:
+        """The slave is gone: COMPLETED when it went idle (as told), BOT_DIED when it was lost
+        with a build or a task still running."""
+        if self._terminations.get(name) == request_id:
+            del self._terminations[name]
+        now = self.clock.seconds()
+        if idle:
+            await self.db.tasks.finish_run(request_id, 1, State.COMPLETED.name, now, exit_code=0,
+                                           duration=now - started_at)
+        else:
+            await self.db.tasks.finish_run(request_id, 1, State.BOT_DIED.name, now, internal_failure=1,
+                                           duration=now - started_at)
 
     # -- the poll --------------------------------------------------------------------------
 
@@ -595,3 +704,24 @@ class TaskEngine(service.Service):
                 for twin in await self.db.tasks.release_twins(task_id, now):
                     self.submitted(twin)
             return
+
+
+def termination_request(name: str, pools: list[str]) -> TaskRequest:
+    """The request recorded for terminating bot ``name`` (of the pool ``pools`` names)."""
+    dimensions = [("id", (name,))] + ([("pool", tuple(pools))] if pools else [])
+    return TaskRequest(name=f"Terminate {name}", priority=TERMINATE_PRIORITY,
+                       tags=(TERMINATE_TAG, f"id:{name}", *(f"pool:{p}" for p in pools)),
+                       task_slices=(TaskSlice(TaskProperties(dimensions=tuple(dimensions)),
+                                              TERMINATE_EXPIRATION_S),))
+
+
+def _files_and_includes(namespace: Namespace, stored: bytes) -> tuple[list[str], list[str]]:
+    """The file digests and the included ``.isolated`` of an ``.isolated`` as the store keeps
+    it (inflated no further than ``MAX_ISOLATED_BYTES``).  Blocking: a thread."""
+    inflater = namespace.decompressor()
+    content = inflater.decompress(stored, MAX_ISOLATED_BYTES)
+    if getattr(inflater, "unconsumed_tail", b""):
+        raise ValueError(f"the .isolated is larger than {MAX_ISOLATED_BYTES} bytes")
+    isolated = from_json(json.loads(content.decode("utf-8")))
+    files = [entry.digest for entry in isolated.files.values() if entry.digest is not None]
+    return files, list(isolated.includes)

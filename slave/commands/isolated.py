@@ -11,6 +11,16 @@ output's hash and the transfer statistics, and always deletes the run directory.
 holds an ``flock`` on a file of its run directory while it lives; a run starting deletes the
 run directories nobody holds (what a slave killed mid-run left), never a live one.
 
+What a task gets besides (docs/tasks.md, "What a task gets on the slave"): without
+``isolated`` the run directory starts empty and ``command`` is required; ``relative_cwd`` (a
+path inside the run directory, overriding the tree's); ``caches`` (named caches, moved into the
+run directory for the run and kept after it: slave/commands/namedcaches.py); ``outputs`` (files
+or directories of the run directory copied into the out directory before it is archived; a
+missing one is noted in the headers and ignored); ``secret_bytes`` (written, base64, as
+``swarming.secret_bytes`` of a LUCI_CONTEXT JSON file outside the tree whose path is in the
+environment variable ``LUCI_CONTEXT``, mode 0600, deleted as soon as the process ends; never in
+a header or a log).
+
 ``isolate_archive`` archives a directory of the builder's directory and reports its hash.
 
 Both talk to the Isolate server through ``buildfarm.common.isolateclient`` with the
@@ -31,9 +41,11 @@ command wrote nothing there), ``isolated`` (``isolate_archive``'s hash), ``isola
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import re
 import shlex
@@ -48,6 +60,7 @@ from twisted.logger import Logger
 from buildfarm.common import cascache, isolateclient
 from buildfarm.common.isolated import IsolatedFormatError, algo_for_namespace, check_digest
 from buildfarm.common.redaction import redact_environ, redact_log_header
+from buildfarm.slave.commands import namedcaches
 from buildfarm.slave.commands.base import (
     Arg,
     CommandError,
@@ -70,6 +83,10 @@ RUNS_LOCK = "cas-runs.lock"  # orders making run directories against sweeping th
 RUN_LOCK = ".run.lock"  # in each run directory, flock'ed by its run while it lives
 DIGESTS_DIR = "cas-digests"
 OUTDIR_VARIABLE = "ISOLATED_OUTDIR"
+LUCI_CONTEXT_VARIABLE = "LUCI_CONTEXT"
+LUCI_CONTEXT_FILE = "luci_context.json"  # in the run directory, beside (not in) the tree
+MAX_OUTPUTS = 4096
+MAX_SECRET_BYTES = 20 * 1024
 EXECUTABLE_SUFFIX = ""  # POSIX slaves: ${EXECUTABLE_SUFFIX} is empty
 DEFAULT_NAMESPACE = "default-gzip"
 DEFAULT_HARD_TIMEOUT_S = 3600  # Swarming's CLI default
@@ -109,6 +126,29 @@ def optionalArgv(value: object) -> list[str] | None:
     if isinstance(value, list | tuple) and all(isinstance(v, str | bytes) for v in value):
         return [asText(v) for v in value]
     raise ValueError(f"must be a list of strings or None, not {value!r}")
+
+
+def optionalDigest(value: object) -> str | None:
+    """None (no input tree) or a `digestArg`."""
+    return None if value is None else digestArg(value)
+
+
+def outputList(value: object) -> list[str]:
+    """None or a list of at most ``MAX_OUTPUTS`` relative paths inside the run directory."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or len(value) > MAX_OUTPUTS:
+        raise ValueError(f"must be a list of at most {MAX_OUTPUTS} relative paths")
+    return sorted({namedcaches.relativePath(v) for v in value})
+
+
+def secretBytes(value: object) -> bytes | None:
+    """None or bytes (at most ``MAX_SECRET_BYTES``).  The message never shows the value."""
+    if value is None:
+        return None
+    if not isinstance(value, bytes) or len(value) > MAX_SECRET_BYTES:
+        raise ValueError(f"must be at most {MAX_SECRET_BYTES} bytes (the value is not shown)")
+    return value
 
 
 def optionalText(value: object) -> str | None:
@@ -211,16 +251,23 @@ class RunIsolated(_IsolateCommand):
     Arguments: ``isolated`` (the hash), ``namespace``, ``server`` (the Isolate server's URL),
     ``auth_header`` (the ``Authorization`` value), ``command`` (overrides the tree's),
     ``extra_args`` (appended), ``env``, ``hard_timeout``, ``io_timeout``, ``grace_period``
-    (seconds; None: no limit), ``cache_policies`` (a dict of `CachePolicies` fields).
+    (seconds; None: no limit), ``cache_policies`` (a dict of `CachePolicies` fields),
+    ``relative_cwd``, ``caches`` (``[{name, path}]``), ``outputs`` (relative paths) and
+    ``secret_bytes`` (bytes).  ``isolated`` may be None (an empty run directory): then
+    ``command`` is required.
     """
 
     name = "run_isolated"
     arguments = (
-        Arg("isolated", digestArg, required=True),
+        Arg("isolated", optionalDigest),
         Arg("namespace", text, default=DEFAULT_NAMESPACE),
         Arg("server", serverURL, required=True),
         Arg("auth_header", optionalText),
         Arg("command", optionalArgv),
+        Arg("relative_cwd", namedcaches.optionalRelativePath),
+        Arg("caches", namedcaches.cacheList, default=[]),
+        Arg("outputs", outputList, default=[]),
+        Arg("secret_bytes", secretBytes),
         Arg("extra_args", optionalArgv, default=[]),
         Arg("env", environment),
         Arg("hard_timeout", optionalSeconds, default=DEFAULT_HARD_TIMEOUT_S),
@@ -231,13 +278,20 @@ class RunIsolated(_IsolateCommand):
         Arg("want_stderr", boolean, default=True),
         Arg("max_lines", optionalSize),
     )
+    _downloadStats: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.args["isolated"] is None and not self.args["command"]:
+            raise CommandError(f"{self.name}: needs an isolated hash, a command, or both")
 
     async def run(self) -> None:
         """Sweep the run directories a stopped slave left, make this run's; fetch and map,
         run, archive the outputs; always delete the run directory."""
         basedir = self.context.slaveBasedir
         try:
-            self._checkDigest(self.args["isolated"])
+            if self.args["isolated"] is not None:
+                self._checkDigest(self.args["isolated"])
             await self._sweep(basedir)
             rundir, lock = await self.inThread(makeRunDir, basedir)
         except (IsolateError, OSError) as e:
@@ -267,12 +321,21 @@ class RunIsolated(_IsolateCommand):
 
     async def _runIn(self, rundir: str) -> None:
         treedir, outdir = os.path.join(rundir, "run"), os.path.join(rundir, "out")
+        secretFile = None if self.args["secret_bytes"] is None else os.path.join(rundir, LUCI_CONTEXT_FILE)
         server = self._server()
+        locks: list[int] = []
+        placed: list[tuple[str, str]] = []
         try:
             try:
-                fetched = await self._fetch(server, treedir)
-                spec = self._runSpec(fetched, treedir, outdir)
-                await self.inThread(_prepareRun, spec, outdir)
+                fetched = None
+                if self.args["isolated"] is not None:
+                    fetched = await self._fetch(server, treedir)
+                spec = self._runSpec(fetched, treedir, outdir, secretFile)
+                locks = await self._lockNamedCaches()
+                placed = await self._placeNamedCaches(treedir)
+                await self.inThread(_prepareRun, spec, outdir, treedir)
+                if secretFile is not None:
+                    await self.inThread(_writeLuciContext, secretFile, self.args["secret_bytes"])
             except Exception as e:  # every failure is a log line, never a traceback
                 self._fail(e)
                 return
@@ -283,12 +346,19 @@ class RunIsolated(_IsolateCommand):
             except Exception as e:  # the process could not be spawned
                 self._fail(e)
                 return
+            finally:
+                if secretFile is not None:
+                    await self.inThread(_removeFile, secretFile)
             try:
+                await self._collectOutputs(treedir, outdir)
                 output = await self._archiveOutputs(server, outdir)
             except Exception as e:
                 self._fail(e)
                 return
         finally:
+            await self._keepNamedCaches(placed)
+            for fd in locks:
+                os.close(fd)
             await server.close()
         if output is not None:
             self.sendStatus({"header": f"outputs: {output}\n"})
@@ -318,36 +388,84 @@ class RunIsolated(_IsolateCommand):
 
     async def _lockCache(self, path: str) -> int:
         """An exclusive lock on the cache (the fd to close), polled until it is had."""
-        fd = await self.inThread(os.open, path, os.O_RDWR | os.O_CREAT, 0o644)
+        return await self._waitForLock(lambda: namedcaches.tryFlock(path), "the slave's cache")
+
+    async def _lockNamedCaches(self) -> list[int]:
+        """The locks of the run's named caches, in name order, each waited for (polled on the
+        slave's clock) while another run of this slave has that cache."""
+        locks: list[int] = []
+        try:
+            for name, _path in self.args["caches"]:
+                locks.append(await self._waitForLock(
+                    lambda name=name: namedcaches.tryLock(self.context.slaveBasedir, name),
+                    f"named cache {name!r}"))
+        except BaseException:
+            for fd in locks:
+                os.close(fd)
+            raise
+        return locks
+
+    async def _placeNamedCaches(self, treedir: str) -> list[tuple[str, str]]:
+        """Move each named cache into the run directory; the ``(name, target)`` placed."""
+        placed: list[tuple[str, str]] = []
+        for name, path in self.args["caches"]:
+            target = os.path.join(treedir, path)
+            try:
+                reused = await self.inThread(namedcaches.install, self.context.slaveBasedir, name, target)
+            except namedcaches.CacheError as e:
+                raise IsolateError(str(e)) from None
+            placed.append((name, target))
+            how = "kept from an earlier run" if reused else "new"
+            self.sendStatus({"header": f"named cache {name} at {path} ({how})\n"})
+        return placed
+
+    async def _keepNamedCaches(self, placed: list[tuple[str, str]]) -> None:
+        """Move the caches back out of the run directory (before it is deleted)."""
+        for name, target in placed:
+            try:
+                await self.inThread(namedcaches.keep, self.context.slaveBasedir, name, target)
+            except OSError as e:
+                log.warn("run_isolated: could not keep the named cache {name}: {e}", name=name, e=e)
+
+    async def _waitForLock(self, tryLock, what: str) -> int:
+        """The fd ``tryLock`` (run on a thread) gives, polled until it gives one."""
         waited, told = 0.0, False
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = await self.inThread(tryLock)
+            if fd is not None:
                 return fd
-            except BlockingIOError:
-                pass
             if self.interrupted or waited >= LOCK_WAIT_S:
-                os.close(fd)
-                raise IsolateError("interrupted while waiting for the slave's cache" if self.interrupted
-                                   else f"the slave's cache stayed locked {LOCK_WAIT_S:g} s by another run")
+                raise IsolateError(f"interrupted while waiting for {what}" if self.interrupted
+                                   else f"{what} stayed locked {LOCK_WAIT_S:g} s by another run")
             if not told:
-                self.sendStatus({"header": "waiting for the slave's cache (another run is fetching)\n"})
+                self.sendStatus({"header": f"waiting for {what} (another run has it)\n"})
                 told = True
             await task.deferLater(self.context.clock, LOCK_POLL_S, lambda: None)
             waited += LOCK_POLL_S
 
-    def _runSpec(self, fetched, treedir: str, outdir: str) -> ProcessSpec:
-        command = self.args["command"] or list(fetched.command or [])
+    async def _collectOutputs(self, treedir: str, outdir: str) -> None:
+        """Copy the listed outputs into the out directory; a missing one is noted, not an error."""
+        if not self.args["outputs"]:
+            return
+        missing = await self.inThread(_copyOutputs, treedir, outdir, self.args["outputs"])
+        for path in missing:
+            self.sendStatus({"header": f"output {path} was not found (ignored)\n"})
+
+    def _runSpec(self, fetched, treedir: str, outdir: str, secretFile: str | None = None) -> ProcessSpec:
+        command = self.args["command"] or list(getattr(fetched, "command", None) or [])
         if not command:
             raise IsolateError(f"{self.args['isolated']} has no command and the step gives none")
         argv = [substitute(arg, outdir) for arg in command + self.args["extra_args"]]
-        relative = fetched.relative_cwd or ""
+        relative = self.args["relative_cwd"] or getattr(fetched, "relative_cwd", None) or ""
         cwd = os.path.normpath(os.path.join(treedir, relative))
         if os.path.commonpath([treedir, cwd]) != treedir:
             raise IsolateError(f"relative_cwd {relative!r} leaves the tree")
         slaveEnviron = {**os.environ, OUTDIR_VARIABLE: outdir}
         environ = buildEnvironment(self.args["env"], slaveEnviron, cwd)
         environ[OUTDIR_VARIABLE] = outdir
+        environ.pop(LUCI_CONTEXT_VARIABLE, None)  # the slave's own is not the task's
+        if secretFile is not None:
+            environ[LUCI_CONTEXT_VARIABLE] = secretFile
         return ProcessSpec(argv=argv, workdir=cwd, environ=environ, timeout=self.args["io_timeout"],
                            maxTime=self.args["hard_timeout"], sigtermTime=self.args["grace_period"],
                            interruptSignal=signal.SIGKILL)
@@ -382,8 +500,10 @@ class RunIsolated(_IsolateCommand):
         archived = await self._cancellable(isolateclient.archive(server, [outdir],
                                                                  reactor=self.context.reactor))
         self._sendStats("outputs archived", archived.stats)
-        self.sendStatus({"isolate_stats": {"download": statsDict(self._downloadStats),
-                                           "upload": statsDict(archived.stats)}})
+        stats = {"upload": statsDict(archived.stats)}
+        if self._downloadStats is not None:
+            stats["download"] = statsDict(self._downloadStats)
+        self.sendStatus({"isolate_stats": stats})
         return archived.items[0][0]
 
     def _sendEnd(self, result: ProcessResult) -> None:
@@ -503,11 +623,13 @@ def sweepStaleRuns(basedir: str) -> list[str]:
     return swept
 
 
-def _prepareRun(spec: ProcessSpec, outdir: str) -> None:
-    """Make the out directory and the command's cwd, and check that the command can be run
-    (an exec that fails in the child would print Twisted's traceback instead of a clear line).
-    Blocking: a thread."""
+def _prepareRun(spec: ProcessSpec, outdir: str, treedir: str | None = None) -> None:
+    """Make the out directory, the tree's (empty without inputs) and the command's cwd, and
+    check that the command can be run (an exec that fails in the child would print Twisted's
+    traceback instead of a clear line).  Blocking: a thread."""
     os.makedirs(outdir, exist_ok=True)
+    if treedir is not None:
+        os.makedirs(treedir, exist_ok=True)
     os.makedirs(spec.workdir, exist_ok=True)
     program = asText(spec.argv[0])
     if "/" in program:  # a path, relative to the cwd as exec takes it
@@ -521,6 +643,37 @@ def _prepareRun(spec: ProcessSpec, outdir: str) -> None:
         raise IsolateError(f"the command {program!r} is not found on the PATH "
                            f"({spec.environ.get('PATH', os.defpath)}); a program of the tree is run "
                            f"as './{program}'")
+
+
+def _writeLuciContext(path: str, secret: bytes) -> None:
+    """The LUCI_CONTEXT file Swarming gives a task with secret bytes, readable by the slave's
+    user only.  Blocking: a thread."""
+    doc = {"swarming": {"secret_bytes": base64.b64encode(secret).decode("ascii")}}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+
+
+def _removeFile(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _copyOutputs(treedir: str, outdir: str, outputs: list[str]) -> list[str]:
+    """Copy each output (a file, a symlink or a directory of the tree) to the same path in the
+    out directory; the outputs that were not there.  Blocking: a thread."""
+    missing = []
+    for path in outputs:
+        source, target = os.path.join(treedir, path), os.path.join(outdir, path)
+        if not os.path.lexists(source):
+            missing.append(path)
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.isdir(source) and not os.path.islink(source):
+            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target, follow_symlinks=False)
+    return missing
 
 
 def _hasFiles(path: str) -> bool:

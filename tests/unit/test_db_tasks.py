@@ -231,3 +231,17 @@ async def test_a_result_in_swarmings_v1_shape(db):
     assert (run["task_id"], run["run_id"], run["created_ts"]) == (
         "10011", "10011", "2026-11-30T00:53:20.500000")
     assert not any(value.endswith("Z") for key, value in done.items() if key.endswith("_ts"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_created_running_has_its_first_try_on_the_slave_and_is_never_pending(db):
+    assert await db.tasks.create_running(_task(0x1001), "bs1", 150.0) == 0x1001
+    result = await db.tasks.get_result(0x1001)
+    assert (result["state"], result["try_number"], result["slave"], result["started_at"]) == (
+        "RUNNING", 1, "bs1", 150.0)
+    assert await db.tasks.get_pending() == []
+    assert await db.tasks.start_run(0x1001, "bs2", 151.0) is None  # no slave can reap it
+    [run] = await db.tasks.runs_of_bot("bs1", 10)
+    assert (run["request_id"], run["try_number"], run["state"]) == (0x1001, 1, "RUNNING")
+    assert await db.tasks.finish_run(0x1001, 1, "COMPLETED", 160.0, exit_code=0, duration=10.0)
+    assert (await db.tasks.get_result(0x1001))["state"] == "COMPLETED"

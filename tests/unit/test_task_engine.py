@@ -1,13 +1,18 @@
 """The task engine (master/tasks/engine.py) on a real in-memory master with scripted slaves:
 dimensions recorded at attach, reaping, each end state, retries and both kinds of dedup."""
 
+import base64
 import hashlib
+import json
 import zlib
 
 import pytest_twisted
 from twisted.internet import defer
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
+from buildfarm.master.cas.interfaces import StoreUnavailable
 from buildfarm.master.cas.namespaces import parse_namespace
 from buildfarm.master.pb.buildslave import TASKS_BUILDER
 from buildfarm.master.tasks import engine as engine_module
@@ -375,3 +380,155 @@ async def test_a_slave_freed_before_a_new_task_is_decided_does_not_run_it(master
     await master.tasks.submitted(second)
     result = await master.db.tasks.get_result(second)
     assert result["state"] == "COMPLETED" and result["deduped_from"] == ids.summary_id(first)
+
+
+def task_with(**props):
+    """A request whose one slice has ``props`` (Swarming's v1 names) besides the defaults."""
+    base = {"command": ["echo", "hi"], "dimensions": [{"key": "pool", "value": "ci"}],
+            "execution_timeout_secs": 60, "io_timeout_secs": 0, "grace_period_secs": 10, **props}
+    return request_from_json({"name": "t", "user": "alice", "priority": 100,
+                              "task_slices": [{"expiration_secs": 300, "properties": base}]})
+
+
+SECRET = b"s3cr3t-for-the-task"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_with_caches_outputs_or_secret_bytes_runs_as_run_isolated_without_inputs(master):
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, task_with(
+        caches=[{"name": "pip", "path": "cache/pip"}], outputs=["out/report.txt"], relative_cwd="src",
+        secret_bytes=base64.b64encode(SECRET).decode()))
+    remote, name, args = await until_started(commands)
+    assert name == "run_isolated" and args["isolated"] is None and args["command"] == ["echo", "hi"]
+    assert args["caches"] == [{"name": "pip", "path": "cache/pip"}] and args["outputs"] == ["out/report.txt"]
+    assert args["relative_cwd"] == "src" and args["secret_bytes"] == SECRET
+    assert args["namespace"] == "default-gzip" and args["server"].startswith("http://")
+    assert args["auth_header"].startswith("Bearer ")
+    finish(remote, isolated_output="a" * 40)
+    result = await until_state(master, task_id, "COMPLETED")
+    assert result["outputs_ref"] == {"isolated": "a" * 40, "isolatedserver": args["server"],
+                                     "namespace": "default-gzip"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_of_caches_outputs_and_secret_bytes_alone_needs_run_isolated(master):
+    for props in ({"caches": [{"name": "c", "path": "c"}]}, {"outputs": ["o"]},
+                  {"secret_bytes": base64.b64encode(b"x").decode()}):
+        name, _ = master.tasks._command_for(task_with(**props).task_slices[0].properties)
+        assert name == "run_isolated", props
+    name, args = master.tasks._command_for(task_with(relative_cwd="src").task_slices[0].properties)
+    assert name == "shell" and args["workdir"] == "build/src"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_secret_bytes_of_a_task_are_never_logged_by_the_master(master):
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        _, commands = await attach(master, "bs1")
+        task_id = await create(master, task_with(secret_bytes=base64.b64encode(SECRET).decode()))
+        remote, _, _ = await until_started(commands)
+        remote.remote_complete(Failure(RuntimeError("run_isolated: argument 'secret_bytes' refused")))
+        await until_state(master, task_id, "BOT_DIED")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    logged = "\n".join(repr(event) + (formatEvent(event) or "") for event in events)
+    assert "could not run" in logged  # the failure was logged...
+    assert SECRET.decode() not in logged  # ...not the secret
+    assert base64.b64encode(SECRET).decode() not in logged
+
+
+def isolated_bytes(files=None, includes=None) -> bytes:
+    doc = {"algo": "sha-1", "version": "1.4", "files": files or {}}
+    if includes:
+        doc["includes"] = includes
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+async def put(master, content: bytes) -> str:
+    digest = hashlib.sha1(content).hexdigest()
+    await master.cas.store.put(parse_namespace("default-gzip"), digest, len(content), zlib.compress(content))
+    return digest
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_finished_twin_is_reused_only_while_every_file_of_its_outputs_is_in_the_store(master):
+    kept = await put(master, b"kept file")
+    lost = hashlib.sha1(b"a file the store expired").hexdigest()
+    include = await put(master, isolated_bytes({"deep/lost.txt": {"h": lost, "s": 24}}))
+    root = await put(master, isolated_bytes({"kept.txt": {"h": kept, "s": 9}}, includes=[include]))
+    first = await finished_with_outputs(master, root)
+    again = await create(master, request(idempotent=True))
+    assert (await master.db.tasks.get_result(again))["deduped_from"] is None  # a file is gone: run again
+
+    await master.cas.store.put(parse_namespace("default-gzip"), lost, 24,
+                               zlib.compress(b"a file the store expired"))
+    reused = await create(master, request(idempotent=True), submit=False)
+    await master.tasks.submitted(reused)
+    result = await master.db.tasks.get_result(reused)
+    assert result["state"] == "COMPLETED" and result["deduped_from"] == ids.summary_id(first)
+
+
+@pytest_twisted.ensureDeferred
+async def test_outputs_whose_isolated_is_not_an_isolated_are_not_reused(master):
+    root = await put(master, b"not json at all")
+    assert not await master.tasks._outputs_stored({"isolated": root, "namespace": "default-gzip"})
+    assert await master.tasks._outputs_stored(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_store_that_cannot_answer_makes_the_task_run_again_not_hang(master, monkeypatch):
+    _, commands = await attach(master, "bs1")
+    root = await put(master, isolated_bytes())
+    await finished_with_outputs(master, root)
+
+    def unavailable(namespace, digests):
+        return defer.fail(StoreUnavailable("disk on fire"))
+
+    monkeypatch.setattr(master.cas.store, "contains", unavailable)
+    again = await create(master, request(idempotent=True))
+    await until_started(commands)  # it runs, rather than staying undecided
+    assert (await master.db.tasks.get_result(again))["deduped_from"] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_terminate_is_a_recorded_task_that_completes_once_the_slave_has_gone(master):
+    connection, commands = await attach(master, "bs1")
+    running = await create(master, request())
+    remote, _, _ = await until_started(commands)
+    task_id = await master.tasks.terminate_bot("bs1")
+    request_id = ids.parse_task_id(task_id)[0]
+    stored = await master.db.tasks.get_request(request_id)
+    assert stored["name"] == "Terminate bs1" and "swarming.terminate:1" in stored["tags"]
+    assert await state_of(master, request_id) == "RUNNING"
+    assert await master.tasks.terminate_bot("bs1") == task_id  # asked again: the same task
+    assert [r["name"] for r in await master.db.tasks.runs_of_bot("bs1", 10)][0] == "Terminate bs1"
+    assert not connection.broker.disconnected  # its task runs on
+    finish(remote)
+    await until_state(master, running, "COMPLETED")
+    result = await until_state(master, request_id, "COMPLETED")  # then it shut down
+    assert result["exit_code"] == 0 and result["slave"] == "bs1"
+    assert connection.broker.disconnected
+
+
+@pytest_twisted.ensureDeferred
+async def test_terminating_a_bot_that_is_not_attached_ends_expired_at_once(master):
+    connection, _ = await attach(master, "bs1")
+    connection.drop()
+    await eventually(lambda: defer.succeed("bs1" not in master.botmaster.slaves), "bs1 gone")
+    task_id = await master.tasks.terminate_bot("bs1")
+    result = await master.db.tasks.get_result(ids.parse_task_id(task_id)[0])
+    assert result["state"] == "EXPIRED" and "not attached" in result["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bot_lost_with_its_task_still_running_ends_its_termination_bot_died(master):
+    connection, commands = await attach(master, "bs1")
+    running = await create(master, request())
+    await until_started(commands)
+    terminate = ids.parse_task_id(await master.tasks.terminate_bot("bs1"))[0]
+    connection.drop()
+    await until_state(master, running, "BOT_DIED")
+    result = await until_state(master, terminate, "BOT_DIED")
+    assert result["internal_failure"]

@@ -73,7 +73,12 @@ def port_number(description: str | None) -> int | None:
 
 def master_address_seen_by(slavebuilder) -> str | None:
     """The master's own address on the slave's PB connection (what the slave reached)."""
-    broker = getattr(slavebuilder.remote, "broker", None)
+    return master_address_on(slavebuilder.remote)
+
+
+def master_address_on(remote) -> str | None:
+    """The master's own address on the PB connection of ``remote`` (a slave's reference)."""
+    broker = getattr(remote, "broker", None)
     transport = getattr(broker, "transport", None)
     if transport is None:
         return None
