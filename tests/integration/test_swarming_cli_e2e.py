@@ -99,3 +99,211 @@ def test_trigger_then_collect_prints_the_output_and_writes_the_summary(farm, tmp
     assert (shard["task_id"], shard["state"], shard["exit_code"]) == (task_id, "COMPLETED", "0")
     assert shard["output"] == "hello from a task\nsecond line\n"
     assert shard["bot_id"] in SLAVES
+
+
+class LiveOutput:
+    """The stdout of a running process, read from its pipe as it comes, with a deadline."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.text = ""
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(process.stdout, selectors.EVENT_READ)
+
+    def wait_for_line(self, pattern: str, deadline_s: float = LIVE_DEADLINE_S) -> re.Match:
+        """The first line matching ``pattern`` printed so far, reading more until the deadline."""
+        deadline = time.monotonic() + deadline_s
+        while True:
+            match = re.search(pattern, self.text, re.M)
+            if match:
+                return match
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line {pattern!r} within {deadline_s:.0f} s; printed: {self.text!r}")
+            if self.selector.select(timeout=min(left, 1.0)):
+                chunk = os.read(self.process.stdout.fileno(), 65536)
+                if not chunk:
+                    raise AssertionError(f"the output ended before {pattern!r}: {self.text!r} "
+                                         f"(stderr: {self.process.stderr.read()!r})")
+                self.text += chunk.decode()
+
+    def rest(self) -> str:
+        """The rest of the output, once the process has ended."""
+        out, _ = self.process.communicate(timeout=CLI_TIMEOUT_S)
+        self.text += out.decode()
+        self.selector.close()
+        return self.text
+
+
+# Each shard says it started, then waits (at most a minute) for the file the test creates once it
+# has seen that line in collect's output: only output printed live lets a shard finish.
+SHARD_SCRIPT = """\
+i=$GTEST_SHARD_INDEX
+echo "shard $i of $GTEST_TOTAL_SHARDS started"
+n=0
+while [ ! -e "$GO_DIR/go-$i" ]; do
+  n=$((n + 1)); [ $n -gt 600 ] && { echo "shard $i never saw go-$i"; exit 3; }
+  sleep 0.1
+done
+echo "shard $i done"
+"""
+
+
+def test_a_sharded_run_prints_each_shards_output_live(farm, tmp_path):
+    summary = tmp_path / "summary.json"
+    process = subprocess.Popen(
+        [os.path.join(BIN_DIR, "swarming"), "run", "-S", farm.url, "-d", "pool", "ci", "--shards", "3",
+         "-T", "live", "-e", "GO_DIR", str(tmp_path), "--decorate", "--task-summary-json", str(summary),
+         "--raw-cmd", "--", "sh", "-c", SHARD_SCRIPT],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env_for())
+    try:
+        live = LiveOutput(process)
+        seen: set[int] = set()
+        for _ in range(3):  # two shards run at once (two slaves), the third once one is done
+            waiting = "".join(str(i) for i in range(3) if i not in seen)
+            match = live.wait_for_line(rf"^\[shard ([{waiting}])\] shard \1 of 3 started$")
+            seen.add(int(match.group(1)))
+            (tmp_path / f"go-{match.group(1)}").touch()  # only now may that shard end
+        text = live.rest()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, text
+    for index in range(3):
+        assert f"[shard {index}] shard {index} done\n" in text
+        assert re.search(rf"^\[shard {index}\] [0-9a-f]+ ended COMPLETED, exit 0, on bs\d", text, re.M), text
+    shards = json.loads(summary.read_text())["shards"]
+    assert [s["name"] for s in shards] == [f"live:{i}:3" for i in range(3)]
+    assert {s["bot_id"] for s in shards} == set(SLAVES)  # two slaves shared the three shards
+    assert all(s["state"] == "COMPLETED" and s["exit_code"] == "0" for s in shards)
+
+
+def test_collect_exits_with_the_exit_code_of_a_failing_shard(farm, tmp_path):
+    script = 'echo "shard $GTEST_SHARD_INDEX"; exit $((GTEST_SHARD_INDEX * 3))'
+    ran = swarming(farm, "run", "-d", "pool", "ci", "--shards", "2", "--dump-json", str(tmp_path / "t.json"),
+                   "--raw-cmd", "--", "sh", "-c", script)
+    assert ran.returncode == 3, ran.stderr
+    assert sorted(ran.stdout.splitlines()[2:]) == ["shard 0", "shard 1"]  # after the two trigger lines
+    again = swarming(farm, "collect", "--json", str(tmp_path / "t.json"), "--task-output-stdout", "none")
+    assert (again.returncode, again.stdout) == (3, "")
+    tasks = json.loads((tmp_path / "t.json").read_text())["tasks"]
+    passed = next(t["task_id"] for t in tasks.values() if t["shard_index"] == 0)
+    assert swarming(farm, "collect", passed).returncode == 0
+
+
+def test_collect_of_a_task_no_slave_can_run_is_a_failure(farm):
+    [task_id] = trigger(farm, "-d", "os", "Plan9", "--raw-cmd", "--", "true")
+    collected = swarming(farm, "collect", "--decorate", task_id)
+    assert collected.returncode == 1
+    assert f"[shard 0] {task_id} ended NO_RESOURCE" in collected.stdout
+
+
+def test_collect_gives_up_after_its_timeout(farm):
+    [task_id] = trigger(farm, "-d", "role", "nobody", "--wait-for-capacity", "--raw-cmd", "--", "true")
+    collected = swarming(farm, "collect", "--timeout", "1", "--print-status-updates", task_id)
+    assert collected.returncode == 1
+    assert f"shard 0 (task {task_id}): PENDING" in collected.stderr
+    assert "gave up waiting for shard 0" in collected.stderr
+    assert swarming(farm, "cancel", task_id).stdout == f"{task_id}: canceled\n"
+
+
+def test_query_pages_with_cursors_and_query_list_reads_the_discovery_document(farm):
+    made = set(trigger(farm, "--tags", "batch:query", "--shards", "3", "--raw-cmd", "--", "true"))
+    listed = swarming(farm, "query", "-L", "10", "tasks/list?tags=batch:query")
+    assert listed.returncode == 0, listed.stderr
+    assert {t["task_id"] for t in json.loads(listed.stdout)["items"]} == made
+    # pages of 2 (instead of 250): the second page comes through the cursor of the first
+    paged = subprocess.run(
+        [sys.executable, "-c", "from buildfarm.common import swarmingclient, swarming\n"
+         "swarmingclient.QUERY_PAGE = 2\nswarming.main()", "query", "-L", "3", "tasks/list?tags=batch:query"],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env={**env_for(), "SWARMING_SERVER": farm.url})
+    answer = json.loads(paged.stdout)
+    assert {t["task_id"] for t in answer["items"]} == made and "cursor" not in answer
+    two = json.loads(swarming(farm, "query", "-L", "2", "tasks/list?tags=batch:query").stdout)
+    assert len(two["items"]) == 2
+    methods = swarming(farm, "query-list")
+    assert methods.returncode == 0, methods.stderr
+    assert "swarming.tasks.new: POST tasks/new" in methods.stdout
+
+
+def test_bots_lists_the_slaves_with_their_dimensions(farm):
+    listed = swarming(farm, "bots")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line for line in lines if not line.startswith(" ")] == list(SLAVES)
+    dimensions = json.loads(lines[1])
+    assert dimensions["pool"] == ["ci"] and dimensions["role"] == ["bs1"] and dimensions["id"] == ["bs1"]
+    assert swarming(farm, "bots", "-d", "role", "bs2", "--bare").stdout == "bs2\n"
+    assert swarming(farm, "bots", "--dead-only", "--bare").stdout == ""
+
+
+def test_cancel_kill_running_kills_a_running_task(farm, tmp_path):
+    script = f"echo waiting; while [ ! -e {tmp_path}/never ]; do sleep 0.1; done"
+    [task_id] = trigger(farm, "--raw-cmd", "--", "sh", "-c", script)
+    wait_state(farm, task_id, "RUNNING")
+    refused = swarming(farm, "cancel", task_id)
+    assert (refused.returncode, refused.stdout) == (1, f"{task_id}: not canceled: it is running "
+                                                       f"(see --kill-running)\n")
+    killed = swarming(farm, "cancel", "--kill-running", task_id)
+    assert (killed.returncode, killed.stdout) == (0, f"{task_id}: killed\n")
+    assert wait_state(farm, task_id, "KILLED")["failure"] is True
+    assert swarming(farm, "collect", task_id).returncode == 1
+
+
+def test_reproduce_runs_a_task_from_its_isolated_inputs_here(farm, tmp_path):
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "hello.txt").write_text("hello\n")
+    archived = subprocess.run([os.path.join(BIN_DIR, "isolateserver"), "archive", "-I", farm.url,
+                               str(tmp_path / "tree")], capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                              env=env_for(tmp_path))
+    assert archived.returncode == 0, archived.stderr
+    tree = archived.stdout.split()[0]
+    script = 'cat hello.txt; echo "$GREETING $*"; exit 7'
+    [task_id] = trigger(farm, "-s", tree, "-e", "GREETING", "hi", "--raw-cmd", "--", "sh", "-c", script, "sh")
+    ran = swarming(farm, "collect", task_id)
+    assert (ran.returncode, ran.stdout) == (7, "hello\nhi \n"), ran.stderr  # on a slave, from the hash
+    here = swarming(farm, "reproduce", "--work", "w", "--cache", "c", task_id, "--", "again", cwd=tmp_path)
+    assert here.returncode == 7, here.stderr
+    assert here.stdout == "hello\nhi again\n"
+    assert here.stderr.endswith("swarming: exit code 7\n")
+    assert (tmp_path / "w" / "hello.txt").read_text() == "hello\n"
+    again = swarming(farm, "reproduce", "--work", "w", task_id, cwd=tmp_path)
+    assert again.returncode == 1 and "is not empty" in again.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["trigger", "--raw-cmd", "--", "true"], "-d pool NAME is required"),
+    (["trigger", "-d", "pool", "ci", "--priority", "300", "--raw-cmd", "--", "true"],
+     "--priority must be 0..255"),
+    (["trigger", "-d", "pool", "ci", "--", "true"], "are a command only with --raw-cmd"),
+    (["collect", "XYZ"], "'XYZ' is not a task id"),
+    (["collect", "--timeout", "soon", "1230"], "is not a number of seconds"),
+    (["bots", "--dead-only", "--keep-dead"], "not allowed with argument"),
+])
+def test_bad_flags_are_one_line_and_status_2(farm, argv, message):
+    done = swarming(farm, *argv)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert done.stderr.startswith("swarming: ")
+
+
+def test_an_unreachable_server_is_one_line(tmp_path):
+    done = subprocess.run([os.path.join(BIN_DIR, "swarming"), "bots", "-S", "http://127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=env_for())
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "cannot connect to http://127.0.0.1:1" in done.stderr
+
+
+def test_terminate_wait_returns_once_the_slave_has_shut_down(tmp_path):
+    fleet = Fleet(str(tmp_path))
+    try:
+        master = fleet.master(config=config)
+        fleet.slave(master, "bs1")
+        master.wait_attached("bs1")
+        wait_for(lambda: "bs1" in bot_ids(master), "bs1 to be a bot")
+        done = swarming(master, "terminate", "--wait", "--timeout", "60", "bs1")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "bs1: terminating\nbs1: terminated\n"
+        assert master.slave("bs1")["attached"] is False
+    finally:
+        fleet.stop_all()
