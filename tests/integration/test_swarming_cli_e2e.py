@@ -254,11 +254,7 @@ def test_cancel_kill_running_kills_a_running_task(farm, tmp_path):
 def test_reproduce_runs_a_task_from_its_isolated_inputs_here(farm, tmp_path):
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "hello.txt").write_text("hello\n")
-    archived = subprocess.run([os.path.join(BIN_DIR, "isolateserver"), "archive", "-I", farm.url,
-                               str(tmp_path / "tree")], capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
-                              env=env_for(tmp_path))
-    assert archived.returncode == 0, archived.stderr
-    tree = archived.stdout.split()[0]
+    tree = archive(farm, tmp_path / "tree", tmp_path)
     script = 'cat hello.txt; echo "$GREETING $*"; exit 7'
     [task_id] = trigger(farm, "-s", tree, "-e", "GREETING", "hi", "--raw-cmd", "--", "sh", "-c", script, "sh")
     ran = swarming(farm, "collect", task_id)
@@ -270,6 +266,43 @@ def test_reproduce_runs_a_task_from_its_isolated_inputs_here(farm, tmp_path):
     assert (tmp_path / "w" / "hello.txt").read_text() == "hello\n"
     again = swarming(farm, "reproduce", "--work", "w", task_id, cwd=tmp_path)
     assert again.returncode == 1 and "is not empty" in again.stderr
+
+
+def archive(master, tree, cwd) -> str:
+    """``isolateserver archive`` of the directory ``tree``: its hash."""
+    argv = [os.path.join(BIN_DIR, "isolateserver"), "archive", "-I", master.url, str(tree)]
+    archived = subprocess.run(argv, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=env_for(cwd))
+    assert archived.returncode == 0, archived.stderr
+    return archived.stdout.split()[0]
+
+
+def test_collect_downloads_each_shards_outputs_into_the_task_output_dir(farm, tmp_path):
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "input.txt").write_text("from the inputs\n")
+    tree = archive(farm, tmp_path / "tree", tmp_path)
+    script = 'cp input.txt "$1/copy.txt"; echo "shard $GTEST_SHARD_INDEX" > "$1/which.txt"'
+    ids = trigger(farm, "-s", tree, "--shards", "2", "--raw-cmd", "--", "sh", "-c", script, "sh",
+                  "${ISOLATED_OUTDIR}")
+    out = tmp_path / "out"
+    collected = swarming(farm, "collect", "--task-output-dir", str(out), *ids, cwd=tmp_path)
+    assert collected.returncode == 0, collected.stderr
+    for index in range(2):
+        assert (out / str(index) / "copy.txt").read_text() == "from the inputs\n"
+        assert (out / str(index) / "which.txt").read_text() == f"shard {index}\n"
+    shards = json.loads((out / "summary.json").read_text())["shards"]
+    assert [s["task_id"] for s in shards] == ids
+    assert all(len(s["outputs_ref"]["isolated"]) == 40 for s in shards)
+
+
+def test_collect_of_a_deduplicated_task_prints_the_output_it_was_served_from(farm, tmp_path):
+    argv = ("--idempotent", "-d", "role", "bs1", "--raw-cmd", "--", "sh", "-c", f"echo once {tmp_path.name}")
+    [first] = trigger(farm, *argv)
+    assert swarming(farm, "collect", first).stdout == f"once {tmp_path.name}\n"
+    [second] = trigger(farm, *argv)
+    collected = swarming(farm, "collect", "--decorate", second)
+    assert collected.returncode == 0, collected.stderr
+    assert collected.stdout.startswith(f"[shard 0] once {tmp_path.name}\n")
+    assert f"deduped from {first[:-1]}" in collected.stdout  # the first task's try ran it
 
 
 @pytest.mark.parametrize("argv, message", [
