@@ -311,7 +311,7 @@ def _pairs(items) -> list[dict]:
 
 
 def _dimension_list(pairs) -> list[dict]:
-    return _pairs(sorted(pairs))
+    return _pairs(sorted((key, value) for key, value in pairs))
 
 
 def _env_prefixes(pairs) -> list[dict]:
@@ -374,13 +374,13 @@ def _check_trigger_flags(args) -> None:
     for tag in args.tags:
         if ":" not in tag:
             raise UsageError(f"--tags {tag!r} is not KEY:VALUE")
+    if args.raw_cmd and not args.command:
+        raise UsageError("--raw-cmd needs a command after --")
     if not args.command and not args.isolated:
         raise UsageError("give a command after -- (with --raw-cmd), or -s/--isolated HASH")
     if args.command and not args.raw_cmd and not args.isolated:
         raise UsageError("the arguments after -- are a command only with --raw-cmd "
                          "(without it, they are extra arguments for -s/--isolated)")
-    if args.raw_cmd and not args.command:
-        raise UsageError("--raw-cmd needs a command after --")
     if args.isolated:
         try:
             check_digest(args.isolated, algo_for_namespace(args.namespace))

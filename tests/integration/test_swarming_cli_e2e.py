@@ -340,3 +340,46 @@ def test_terminate_wait_returns_once_the_slave_has_shut_down(tmp_path):
         assert master.slave("bs1")["attached"] is False
     finally:
         fleet.stop_all()
+
+
+TASK_IDS = re.compile(r"\b[0-9a-f]{12,20}\b")
+SECONDS = re.compile(r"\b\d+\.\d s\b")
+NOW = re.compile(r'"now": "[^"]+"')
+
+
+def normalised(text: str) -> list[str]:
+    """The lines of an example's output without what changes from run to run (task ids, which
+    slave ran a shard, seconds, the server's time), sorted (shards end in any order)."""
+    text = NOW.sub('"now": "NOW"', SECONDS.sub("S s", TASK_IDS.sub("ID", text)))
+    return sorted(re.sub(r"on bs\d", "on BOT", text).splitlines())
+
+
+def run_example(master, argv: list[str], cwd) -> subprocess.CompletedProcess:
+    """A ``$ swarming ...`` line of docs/tasks.md (``docexamples.commands``), on ``master``."""
+    assert argv[0] == "swarming", argv
+    argv = [master.url if arg == DOC_URL else arg for arg in argv[1:]]
+    done = swarming(master, *argv, cwd=cwd)
+    assert done.returncode == 0, (argv, done.stderr)
+    return done
+
+
+def shown_output(text: str) -> str:
+    """What a console example shows besides its command (its ``$ `` line and continuations)."""
+    return "".join(line + "\n" for line in text.splitlines() if not line.startswith(("$ ", "    ")))
+
+
+def test_the_cli_examples_of_the_docs_run_as_shown(farm, tmp_path):
+    shown = {"trigger": docexamples.example("tasks.md", "cli-trigger"),
+             "collect": docexamples.example("tasks.md", "cli-collect"),
+             "query": docexamples.example("tasks.md", "cli-query"),
+             "bots": docexamples.example("tasks.md", "cli-bots")}
+    ran = {"trigger": docexamples.commands("tasks.md", "cli-trigger"),
+           "collect": docexamples.commands("tasks.md", "cli-collect"),
+           "query": docexamples.commands("tasks.md", "cli-query"),
+           "bots": docexamples.commands("tasks.md", "cli-bots")}
+    for name in ("trigger", "collect", "query", "bots"):  # in this order: collect reads trigger's tasks.json
+        (argv,) = ran[name]
+        done = run_example(farm, argv, tmp_path)
+        assert normalised(done.stdout) == normalised(shown_output(shown[name])), (name, done.stdout)
+    shards = json.loads((tmp_path / "summary.json").read_text())["shards"]
+    assert [s["name"] for s in shards] == ["hello:0:2", "hello:1:2"]
