@@ -585,8 +585,12 @@ class Collector:
         self.performance_stats = performance_stats
 
     async def collect(self) -> list[Shard]:
-        await defer.gatherResults([defer.ensureDeferred(self._shard(s)) for s in self.shards],
-                                  consumeErrors=True)
+        """Every shard, once each has ended (or the timeout passed); the first error of any."""
+        try:
+            await defer.gatherResults([defer.ensureDeferred(self._shard(s)) for s in self.shards],
+                                      consumeErrors=True)
+        except defer.FirstError as e:
+            e.subFailure.raiseException()
         return self.shards
 
     async def _shard(self, shard: Shard) -> None:

@@ -31,6 +31,8 @@ c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
 c['www'] = {{'port': {www_port}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['cas'] = {{'upload_secret': 'e2e-cas-secret'}}
+from buildfarm.master.auth.users import User
+c['users'] = [User('carol', tokens=['carol-token'], scopes=['tasks:create:ci', 'tasks:read'])]
 {example}
 """
 
@@ -318,6 +320,23 @@ def test_bad_flags_are_one_line_and_status_2(farm, argv, message):
     done = swarming(farm, *argv)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert done.stderr.startswith("swarming: ")
+
+
+def test_the_auth_token_is_sent_as_a_bearer_token(farm):
+    done = swarming(farm, "trigger", "--auth-token", "carol-token", "-d", "pool", "ci",
+                    "--raw-cmd", "--", "true")
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.split()[0]
+    assert result(farm, task_id)["user"] == "carol"  # the server's name for the caller
+    refused = swarming(farm, "bots", "--auth-token", "wrong")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "bots/list failed: HTTP 401" in refused.stderr
+
+
+def test_collect_of_an_unknown_task_is_one_line(farm):
+    done = swarming(farm, "collect", "123456710")  # a version-1 id no task has
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "HTTP 404: no task 123456710" in done.stderr
 
 
 def test_an_unreachable_server_is_one_line(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from twisted.internet import defer, task
 
 from buildfarm.common import swarming
-from buildfarm.common.swarmingclient import server_message
+from buildfarm.common.swarmingclient import SwarmingServerError, server_message
 from fixtures import docexamples
 
 URL = "http://127.0.0.1:8010"
@@ -340,6 +340,20 @@ def test_a_deduplicated_task_shows_the_output_of_the_task_it_was_served_from():
     job, out, _ = collector(server, ["a0"], task.Clock())
     defer.ensureDeferred(job.collect())
     assert out.getvalue() == "from before\n"
+
+
+def test_a_shard_the_server_refuses_fails_the_collect_with_the_servers_message():
+    class Refusing(ScriptedServer):
+        async def stdout(self, task_id: str, offset: int = 0) -> dict:
+            if task_id == "b0":
+                raise SwarmingServerError("stdout failed: HTTP 404: no task b0 (http://x)", status=404)
+            return await super().stdout(task_id, offset)
+
+    job, _, _ = collector(Refusing({"a0": [("RUNNING", b"")]}), ["a0", "b0"], task.Clock())
+    failures: list = []
+    defer.ensureDeferred(job.collect()).addErrback(failures.append)
+    [failure] = failures
+    assert failure.check(SwarmingServerError) and "no task b0" in str(failure.value)
 
 
 def shard(state: str | None, exit_code: str | None = None, **extra) -> swarming.Shard:
