@@ -97,6 +97,7 @@ setup(
             "buildmaster = buildfarm.master.scripts.runner:main",
             "buildslave = buildfarm.slave.scripts.runner:main",
             "isolateserver = buildfarm.common.isolateserver:main",
+            "swarming = buildfarm.common.swarming:main",
         ],
     },
 )
