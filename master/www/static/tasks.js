@@ -10,11 +10,19 @@ function onOutput(chunk) {
 }
 
 function onState(state) {
+  const exit = state.exit_code === null || state.exit_code === undefined ? "" : String(state.exit_code);
   const shown = document.getElementById("task-state");
   shown.className = `result ${state.state_class}`;
   shown.textContent = state.state;
-  document.getElementById("task-exit").textContent =
-    state.exit_code === null || state.exit_code === undefined ? "" : `exit ${state.exit_code}`;
+  document.getElementById("task-exit").textContent = exit ? `exit ${exit}` : "";
+  // The shown try's row in the table of tries follows too.
+  const row = document.querySelector("#tries tr.shown");
+  if (row) {
+    const result = row.querySelector(".result");
+    result.className = `result ${state.state_class}`;
+    result.textContent = state.state;
+    row.cells[2].textContent = exit;
+  }
 }
 
 function onDone(state, source, root) {
