@@ -15,6 +15,7 @@ from buildfarm.master.tasks import ids, records
 from buildfarm.master.tasks.model import request_from_json
 from buildfarm.master.www.ui import taskpages
 from buildfarm.master.www.ui.taskpages import TaskOutputStream
+from fixtures.docexamples import example
 from fixtures.memoryhttp import MemoryRequest, render, render_request
 from fixtures.memorymaster import (
     MASTER_CFG,
@@ -463,8 +464,7 @@ async def test_anonymous_callers_need_the_read_scopes_given_in_anonymous_scopes(
 
     opened = tmp_path / "open"
     opened.mkdir()
-    config = MASTER_CFG.replace("c['www'] = {'port': 8010}",
-                                "c['www'] = {'port': 8010, 'anonymous_scopes': ['tasks:read', 'bots:read']}")
+    config = MASTER_CFG + example("tasks.md", "task-pages-anonymous")
     farm = await start_memory_master(opened, config, now=NOW)
     try:
         other_site = farm.www.make_site().resource
@@ -472,6 +472,7 @@ async def test_anonymous_callers_need_the_read_scopes_given_in_anonymous_scopes(
         assert (await get(other_site, "/tasks", headers={})).code == 200
         assert (await get(other_site, f"/tasks/{other}", headers={})).code == 200
         assert (await get(other_site, "/bots", headers={})).code == 200
+        assert (await get(other_site, "/", headers={})).code == 200  # the read scopes it names
         assert (await render(other_site, "POST", f"/tasks/{other}/cancel")).code == 401
     finally:
         await farm.stopService()

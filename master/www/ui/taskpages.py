@@ -482,8 +482,8 @@ async def fleet_view(master, key: str, wanted: list[tuple[str, str]]) -> dict:
     counts: dict[str, int] = {}
     for bot in shown:
         counts[bot["state"]] = counts.get(bot["state"], 0) + 1
-    return {"key": key, "dimension_keys": keys, "groups": ordered, "bots": shown, "counts": sorted(counts.items()),
-            "wanted": [f"{k}:{v}" for k, v in wanted]}
+    return {"key": key, "dimension_keys": keys, "groups": ordered, "bots": shown,
+            "counts": sorted(counts.items()), "wanted": [f"{k}:{v}" for k, v in wanted]}
 
 
 async def slave_tasks(db_tasks, name: str) -> tuple[dict | None, list[dict]]:
