@@ -6,6 +6,7 @@ and who may look."""
 
 import base64
 import json
+from urllib.parse import unquote
 
 import pytest
 import pytest_twisted
@@ -175,6 +176,25 @@ async def test_the_list_pages_with_cursors_also_when_filtering_by_name(master, s
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_filter_read_here_stops_at_max_scanned_and_the_next_page_goes_on(master, site, monkeypatch):
+    monkeypatch.setattr(taskpages, "SCAN_BATCH", 2)
+    monkeypatch.setattr(taskpages, "MAX_SCANNED", 4)
+    oldest = await add_task(master, NOW, name="needle")
+    for i in range(6):
+        await add_task(master, NOW + 1 + i, name=f"hay {i}")
+    response = await get(site, "/tasks", {"name": "needle"})
+    html = response.body.decode()
+    assert row_ids(html) == [] and 'id="scan-limited">4 tasks looked at' in html
+    next_url = html.split('id="next-page"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    path, _, query = next_url.partition("?")
+    args = dict(pair.split("=", 1) for pair in query.split("&"))
+    assert args["name"] == "needle"
+    response = await get(site, path, {k: unquote(v) for k, v in args.items()})
+    assert row_ids(response.body.decode()) == [oldest]
+    assert 'id="next-page"' not in response.body.decode()
+
+
+@pytest_twisted.ensureDeferred
 async def test_bad_filters_and_forged_cursors_are_400_pages_naming_them(master, site):
     for args, words in (({"state": "BOGUS"}, b"state must be one of"),
                         ({"tag": "nocolon"}, b"key:value"),
@@ -282,6 +302,9 @@ async def test_the_output_route_answers_plain_text_by_offset_and_length(master, 
     assert response.header("content-type") == "text/plain; charset=utf-8"
     assert (await get(site, f"/tasks/{task_id}/output")).body == b"0123456789<b>"
     assert (await get(site, f"/tasks/{task_id}/output", {"offset": "-1"})).code == 400
+    unknown_try = ids.run_id(rid(task_id), 2)
+    for path in (f"/tasks/{unknown_try}/output", f"/tasks/{unknown_try}/events"):
+        assert (await get(site, path)).code == 404, path
 
 
 # -- cancel and kill -------------------------------------------------------------------------

@@ -545,14 +545,12 @@ class WebUI:
 
     @routes.route("/tasks/<string:task_id>/output", "GET", scope="tasks:read")
     async def task_output(self, request, task_id):
-        view = await self.task_view(task_id)
+        with _bad_filter():
+            request_id, _, shown = await taskpages.shown_try(self.db.tasks, task_id)
         offset = _int_query(request, "offset", 0, 0)
         length = min(_int_query(request, "length", taskpages.MAX_OUTPUT_READ_BYTES, 0),
                      taskpages.MAX_OUTPUT_READ_BYTES)
-        data = b""
-        if view["shown_try"]:
-            request_id, _ = taskpages.parse_id(task_id)
-            data = await self.db.tasks.get_output(request_id, view["shown_try"], offset, length)
+        data = await self.db.tasks.get_output(request_id, shown, offset, length) if shown else b""
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"cache-control", b"no-store")
@@ -560,13 +558,15 @@ class WebUI:
 
     @routes.route("/tasks/<string:task_id>/events", "GET", scope="tasks:read")
     async def task_events(self, request, task_id):
-        view = await self.task_view(task_id)
-        request_id, try_number = taskpages.parse_id(task_id)
+        with _bad_filter():
+            request_id, try_number, shown = await taskpages.shown_try(self.db.tasks, task_id)
         resume = request.getHeader(b"last-event-id")
         offset = parse_url_int(resume.decode("ascii", "replace")) if resume else None
         if offset is None:
             offset = _int_query(request, "offset", 0, 0)
-        shown_try = _int_query(request, "try", view["shown_try"], 0)
+        # The try the page shows (a summary's page may be older than the task's last try:
+        # the stream then says ``newtry``).
+        shown_try = try_number or _int_query(request, "try", shown, 0)
         if not self.event_streams.acquire():
             request.setHeader(b"retry-after", str(RETRY_AFTER_S).encode())
             raise PageError(503, "Too many live log streams are open; try again shortly.", "Busy")
@@ -578,7 +578,7 @@ class WebUI:
             flow = FlowControl()
             request.registerProducer(flow, True)
             stream = taskpages.TaskOutputStream(self.db.tasks, self.master.reactor, request_id,
-                                                try_number or shown_try, not try_number, offset)
+                                                shown_try, not try_number, offset)
             await stream.run(request.write, flow.wait_until_wanted)
         finally:
             self.event_streams.release()

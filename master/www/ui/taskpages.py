@@ -29,8 +29,8 @@ from buildfarm.master.tasks.model import State
 from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, POLL_S, sse_event
 
 LIST_PAGE_SIZE = 50
-SCAN_BATCH = 200  # tasks read per list_tasks call while filtering by name, user or slave
-MAX_SCANNED = 5000  # tasks read for one page at most; then the page ends with a cursor
+SCAN_BATCH = 500  # tasks read per list_tasks call while filtering by name, user or slave
+MAX_SCANNED = 2000  # tasks read for one page at most; then the page ends with a cursor
 MAX_TAG_FILTERS = 16
 MAX_FILTER_CHARS = 256
 OUTPUT_TAIL_BYTES = 256 * 1024  # of a try's output, on its page; the rest by /output
@@ -247,6 +247,20 @@ async def task_pool(db_tasks, task_id: str) -> str:
     if stored is None:
         raise NoSuchTask(f"There is no task {task_id}.")
     return records.request_of(stored).task_slices[0].properties.pool
+
+
+async def shown_try(db_tasks, task_id: str) -> tuple[int, int, int]:
+    """``(request id, try number of the id, the try its page shows)``: a run id shows its try,
+    a summary id the task's last one (0: none yet).  NoSuchTask for an unknown task or try."""
+    request_id, try_number = parse_id(task_id)
+    result = await db_tasks.get_result(request_id)
+    if result is None:
+        raise NoSuchTask(f"There is no task {task_id}.")
+    if not try_number:
+        return request_id, 0, result.get("try_number") or 0
+    if try_number > (result.get("try_number") or 0) or await db_tasks.get_run(request_id, try_number) is None:
+        raise NoSuchTask(f"Task {ids.summary_id(request_id)} has no try {try_number}.")
+    return request_id, try_number, try_number
 
 
 def _slice_view(index: int, task_slice, current: int) -> dict:
