@@ -1,15 +1,16 @@
 """The task pages in a real headless Chromium against a real master with a real slave: a task
 triggered through the Swarming API runs on the slave, and its page shows the output grow live
-(the page's event stream, no reload) until the task ends; the list and the bots page show it.
+(the page's event stream, no reload) until the task ends; the list and the bots page show it;
+a logged-in user kills a running task with the page's button (an anonymous one cannot).
 
 Saves docs/screenshots/task.png, tasks.png and bots.png."""
 
 import json
 
 import pytest
-from browserkit import screenshot
+from browserkit import login, screenshot
 
-from fixtures.daemons import Fleet, wait_for
+from fixtures.daemons import TEST_PASSWORD, TEST_USER, Fleet, wait_for
 
 LIVE_TASK_DEADLINE_S = 40
 TASKS_CFG = """\
@@ -98,3 +99,22 @@ def test_a_running_tasks_page_shows_its_output_grow_live_until_it_ends(task_farm
     page.wait_for_selector("tr[data-bot='bs1']")
     assert "idle" in page.locator("tr[data-bot='bs1']").first.inner_text()
     screenshot(page, "bots.png")
+
+
+def test_a_logged_in_user_kills_a_running_task_from_its_page_and_anonymous_cannot(task_farm, page):
+    task_id = trigger(task_farm, ["sleep", "100"])
+    wait_for(lambda: task_state(task_farm, task_id) == "RUNNING", f"task {task_id} to start",
+             LIVE_TASK_DEADLINE_S)
+    page.goto(f"{task_farm.url}/tasks/{task_id}")
+    assert page.locator("#cancel-form button").is_disabled()  # anonymous: may look, not act
+
+    login(page, task_farm.url, TEST_USER, TEST_PASSWORD)
+    page.goto(f"{task_farm.url}/tasks/{task_id}")
+    assert page.locator("#cancel-form button").inner_text() == "Kill"
+    page.click("#cancel-form button")
+    page.wait_for_selector("#canceled")
+    wait_for(lambda: task_state(task_farm, task_id) == "KILLED", f"task {task_id} to be killed",
+             LIVE_TASK_DEADLINE_S)
+    page.reload()
+    assert page.locator("#task-state").inner_text() == "KILLED"
+    assert page.locator("#cancel-form").count() == 0
