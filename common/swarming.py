@@ -438,7 +438,7 @@ def trigger_bodies(args, swarming_url: str) -> list[tuple[str, dict]]:
 
 
 def view_url(swarming_url: str, task_id: str) -> str:
-    return f"{swarming_url.rstrip('/')}/user/task/{task_id}"
+    return f"{swarming_url.rstrip('/')}/tasks/{task_id}"
 
 
 async def trigger(server: SwarmingServer, args, out: TextIO) -> dict:

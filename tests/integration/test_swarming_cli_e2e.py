@@ -192,6 +192,10 @@ def test_collect_exits_with_the_exit_code_of_a_failing_shard(farm, tmp_path):
     tasks = json.loads((tmp_path / "t.json").read_text())["tasks"]
     passed = next(t["task_id"] for t in tasks.values() if t["shard_index"] == 0)
     assert swarming(farm, "collect", passed).returncode == 0
+    for dumped in tasks.values():  # each view_url is the task's page on this master
+        assert dumped["view_url"] == f"{farm.url}/tasks/{dumped['task_id']}"
+        status, page = farm.request("GET", f"/tasks/{dumped['task_id']}")
+        assert status == 200 and dumped["task_id"].encode() in page
 
 
 def test_collect_of_a_task_no_slave_can_run_is_a_failure(farm):

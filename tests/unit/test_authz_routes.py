@@ -22,7 +22,9 @@ from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.browse import CASBrowser
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
 from buildfarm.master.slaveapi.resources import SlaveAPI
+from buildfarm.master.tasks import ids, records
 from buildfarm.master.tasks.api import SwarmingAPI
+from buildfarm.master.tasks.model import request_from_json
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.changehook import ChangeHookAPI
 from buildfarm.master.www.ui.app import WebUI
@@ -71,6 +73,7 @@ class Farm:
         await db.builds.finish(self.buildid, SUCCESS, 14.0, "done")
         await db.buildrequests.complete(done, SUCCESS, 14.0)
         self.brid = await db.buildrequests.add(builderid, "waiting", {}, 15.0)
+        self.task_id = await finished_task(db)
         self.site = self.master.www.make_site()
         return self
 
@@ -82,7 +85,8 @@ class Farm:
         return {"name": "bs1" if "slaves/" in path else ("style.css" if "static/" in path else "runtests"),
                 "slave": "bs1", "action": "get_uptime", "brid": self.brid, "buildid": self.buildid,
                 "number": 0, "logname": "stdio", "slug": "stdio", "logid": self.logid, "changeid": 1,
-                "namespace": "default-gzip"}  # /browse's scope: the query's namespace, by default this
+                "namespace": "default-gzip",  # /browse's scope: the query's namespace, by default this
+                "task_id": self.task_id, "pool": "ci"}
 
     async def state(self) -> tuple:
         """What a write could change: requests (and the waiting one's state), changes,
@@ -111,6 +115,17 @@ class Farm:
         request.content.seek(0)
         response = await render_request(resource, request)
         return response.code, response.body
+
+
+async def finished_task(db) -> str:
+    """A task of pool ci that ran and ended (the task pages' routes: its live output ends at once)."""
+    request = request_from_json({"name": "t", "task_slices": [{"expiration_secs": 60, "properties": {
+        "command": ["true"], "dimensions": [{"key": "pool", "value": "ci"}]}}]})
+    request_id = (1 << 20) | 1
+    await db.tasks.create(records.new_task(request, request_id, 16.0))
+    try_number = await db.tasks.start_run(request_id, "bs1", 17.0)
+    await db.tasks.finish_run(request_id, try_number, "COMPLETED", 18.0, exit_code=0, duration=1.0)
+    return ids.summary_id(request_id)
 
 
 def concrete(path: str, values: dict) -> str:

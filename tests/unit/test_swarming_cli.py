@@ -233,8 +233,8 @@ def test_trigger_prints_each_task_and_dumps_what_collect_reads(tmp_path):
     dump = defer.ensureDeferred(swarming.trigger(server, args, out)).result
     assert out.getvalue() == "1a0 t:0:2\n2a0 t:1:2\n"
     assert dump == {"base_task_name": "t", "request": server.sent[0], "tasks": {
-        "t:0:2": {"shard_index": 0, "task_id": "1a0", "view_url": f"{URL}/user/task/1a0"},
-        "t:1:2": {"shard_index": 1, "task_id": "2a0", "view_url": f"{URL}/user/task/2a0"}}}
+        "t:0:2": {"shard_index": 0, "task_id": "1a0", "view_url": f"{URL}/tasks/1a0"},
+        "t:1:2": {"shard_index": 1, "task_id": "2a0", "view_url": f"{URL}/tasks/2a0"}}}
     (tmp_path / "t.json").write_text(json.dumps(dump))
     assert swarming._tasks_of_dump(str(tmp_path / "t.json")) == (["1a0", "2a0"], server.sent[0])
 

@@ -10,7 +10,13 @@
     GET  /builds/<id>/steps/<n>/logs/<slug>           one log (the tail, earlier lines on demand)
     GET  /builds/<id>/steps/<n>/logs/<slug>/raw       the whole log as a text download
     GET  /builds/<id>/steps/<n>/logs/<slug>/lines     ?first=&last= a range of lines (text)
-    GET  /slaves/<name>                               info, builds, connections, actions
+    GET  /slaves/<name>                               info, builds, connections, actions, dimensions, tasks
+    GET  /tasks                                       tasks (filters, cursors)        tasks:read
+    GET  /tasks/<task_id>                             request, tries, output          tasks:read
+    GET  /tasks/<task_id>/events                      Server-Sent Events of its output tasks:read
+    GET  /tasks/<task_id>/output                      ?offset=&length= output as text tasks:read
+    POST /tasks/<task_id>/cancel                      scope tasks:cancel:<pool> (kill=1: kill it)
+    GET  /bots                                        the fleet by dimension          bots:read
     POST /slaves/<name>/actions/<action>              scope slaveapi:<action>:<slave>
     GET  /login, POST /login, POST /logout
     GET  /static/<file>
@@ -23,6 +29,7 @@ a caller holding the scope and, for a login session, the session's CSRF token in
 and an Origin or Referer of this very site (master/auth/service.py).
 """
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -47,10 +54,13 @@ from buildfarm.master.http.streams import RETRY_AFTER_S, StreamSlots
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
 from buildfarm.master.status import SlaveStatus, one_slave_status
+from buildfarm.master.tasks import ids
+from buildfarm.master.tasks.api import CursorSigner
+from buildfarm.master.tasks.interfaces import UnknownTask
 from buildfarm.master.www.apidata import build_owner, environment_scope, public_info
 from buildfarm.master.www.apidata import overview as overview_data
 from buildfarm.master.www.interfaces import IWebMaster
-from buildfarm.master.www.ui import forceform
+from buildfarm.master.www.ui import forceform, taskpages
 from buildfarm.master.www.ui.format import FILTERS
 from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
 
@@ -117,6 +127,7 @@ class WebUI:
         self.templates.globals.update(version=VERSION, log_url=log_url)
         self.static_files = load_static_files()
         self.event_streams = StreamSlots(lambda: master.config.www_limits.max_event_streams)
+        self.task_cursors = CursorSigner()
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -464,6 +475,9 @@ class WebUI:
                     "description": self.master.slaveapi.action(action).description}
                    for action in SLAVE_PAGE_ACTIONS if self.master.slaveapi.action(action) is not None]
         status = await one_slave_status(self.master, name, row, settings)
+        bot, tasks = None, []
+        if viewer.may("bots:read") or viewer.may("tasks:read"):
+            bot, tasks = await taskpages.slave_tasks(self.db.tasks, name)
         return self.render(
             request, "slave.html", title=f"Slave {name}", name=name, row=row or {}, settings=settings,
             summary=self.slave_summary(status), live=live,
@@ -472,7 +486,8 @@ class WebUI:
             commands=sorted(live.commands.items()) if live is not None else [],
             builds=builds, results=list(reversed(results))[:RECENT_ON_SLAVE_PAGE],
             state_names=STATE_NAMES, actions=actions,
-            audit=audit,
+            audit=audit, bot=bot if viewer.may("bots:read") else None,
+            tasks=tasks if viewer.may("tasks:read") else None,
             connections=await self.db.slaves.get_connections(name, RECENT_ON_SLAVE_PAGE),
             requested=_int_query(request, "requested", None, 1))
 
@@ -499,6 +514,106 @@ class WebUI:
             raise PageError(400, str(e), "Bad argument") from None
         result = await self.master.slaveapi.submit(name, chosen, args, account.audit_name, _peer(request))
         return _redirect(request, f"/slaves/{quote(name)}?requested={result.requestid}")
+
+    # -- tasks and bots (the logic is in taskpages.py) ---------------------------------------
+
+    @routes.route("/tasks", "GET", scope="tasks:read")
+    async def tasks(self, request):
+        with _bad_filter():
+            flt = taskpages.parse_filter(partial(_query_all, request))
+            cursor = (_query(request, "cursor") or "")[:taskpages.MAX_FILTER_CHARS * 4]
+            page = await taskpages.TaskList(self.db.tasks, self.task_cursors).page(flt, cursor)
+        now = self.now()
+        return self.render(request, "tasks.html", title="Tasks",
+                           tasks=[taskpages.task_row(r, now) for r in page.tasks],
+                           filter=flt.form, states=list(taskpages.STATE_FILTERS),
+                           next_url=taskpages.list_url(flt, page.cursor) if page.cursor else None,
+                           first_url=taskpages.list_url(flt), first_page=not cursor, scanned=page.scanned,
+                           scan_limited=page.limited)
+
+    async def task_view(self, task_id: str) -> dict:
+        with _bad_filter():
+            return await taskpages.task_view(self.db.tasks, task_id, self.now())
+
+    @routes.route("/tasks/<string:task_id>", "GET", scope="tasks:read")
+    async def task(self, request, task_id):
+        view = await self.task_view(task_id)
+        title = f"Task {view['name']}" + (f" (try {view['try_number']})" if view["try_number"] else "")
+        return self.render(request, "task.html", title=title, task=view,
+                           cancel_scope=f"tasks:cancel:{view['pool']}",
+                           canceled=_query(request, "canceled"))
+
+    @routes.route("/tasks/<string:task_id>/output", "GET", scope="tasks:read")
+    async def task_output(self, request, task_id):
+        with _bad_filter():
+            request_id, _, shown = await taskpages.shown_try(self.db.tasks, task_id)
+        offset = _int_query(request, "offset", 0, 0)
+        length = min(_int_query(request, "length", taskpages.MAX_OUTPUT_READ_BYTES, 0),
+                     taskpages.MAX_OUTPUT_READ_BYTES)
+        data = await self.db.tasks.get_output(request_id, shown, offset, length) if shown else b""
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"cache-control", b"no-store")
+        return data
+
+    @routes.route("/tasks/<string:task_id>/events", "GET", scope="tasks:read")
+    async def task_events(self, request, task_id):
+        with _bad_filter():
+            request_id, try_number, shown = await taskpages.shown_try(self.db.tasks, task_id)
+        resume = request.getHeader(b"last-event-id")
+        offset = parse_url_int(resume.decode("ascii", "replace")) if resume else None
+        if offset is None:
+            offset = _int_query(request, "offset", 0, 0)
+        # The try the page shows (a summary's page may be older than the task's last try:
+        # the stream then says ``newtry``).
+        shown_try = try_number or _int_query(request, "try", shown, 0)
+        if not self.event_streams.acquire():
+            request.setHeader(b"retry-after", str(RETRY_AFTER_S).encode())
+            raise PageError(503, "Too many live log streams are open; try again shortly.", "Busy")
+        try:
+            request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            request.setHeader(b"x-accel-buffering", b"no")
+            request.write(b"retry: 2000\n\n")
+            flow = FlowControl()
+            request.registerProducer(flow, True)
+            stream = taskpages.TaskOutputStream(self.db.tasks, self.master.reactor, request_id,
+                                                shown_try, not try_number, offset)
+            await stream.run(request.write, flow.wait_until_wanted)
+        finally:
+            self.event_streams.release()
+            if request.producer is not None and request.channel is not None:
+                request.unregisterProducer()
+        return b""
+
+    async def _task_pool(self, request, task_id: str) -> dict:
+        with _bad_filter():
+            return {"pool": await taskpages.task_pool(self.db.tasks, task_id)}
+
+    @routes.route("/tasks/<string:task_id>/cancel", "POST", scope="tasks:cancel:{pool}", resolve=_task_pool)
+    async def task_cancel(self, request, task_id):
+        request_id, _ = taskpages.parse_id(task_id)
+        kill = _form_value(request, "kill") == "1"
+        if self.master.tasks is None:
+            raise PageError(503, "The task engine is not running.", "Unavailable")
+        try:
+            ok, was_running = await self.master.tasks.cancel(request_id, kill)
+        except UnknownTask:
+            raise PageError(404, f"There is no task {task_id}.", "Not found") from None
+        if not ok:
+            why = "it is running: kill it instead" if was_running and not kill else "it has already ended"
+            raise PageError(409, f"Task {task_id} was not canceled: {why}.", "Too late")
+        summary = ids.summary_id(request_id)
+        return _redirect(request, f"/tasks/{summary}?canceled={'killed' if kill else 'canceled'}")
+
+    @routes.route("/bots", "GET", scope="bots:read")
+    async def bots(self, request):
+        with _bad_filter():
+            key = (_query(request, "key") or taskpages.DEFAULT_GROUP_KEY).strip()[:taskpages.MAX_FILTER_CHARS]
+            wanted = taskpages.parse_pairs(_query_all(request, "dimension"))
+        view = await taskpages.fleet_view(self.master, key, wanted)
+        return self.render(request, "bots.html", title="Bots", fleet=view,
+                           may_read_tasks=self.viewer(request).may("tasks:read"))
 
     # -- login ------------------------------------------------------------------------------
 
@@ -610,6 +725,21 @@ def _form_value(request, name: str) -> str | None:
 
 
 _query = _form_value
+
+
+def _query_all(request, name: str) -> list[str]:
+    return [v.decode("utf-8", "replace") for v in request.args.get(name.encode(), [])]
+
+
+@contextlib.contextmanager
+def _bad_filter():
+    """A bad filter or task id is a 400 page naming it; an unknown task a 404 page."""
+    try:
+        yield
+    except taskpages.BadFilter as e:
+        raise PageError(400, str(e), "Bad request") from None
+    except taskpages.NoSuchTask as e:
+        raise PageError(404, str(e), "Not found") from None
 
 
 def _int_query(request, name: str, default: int | None, minimum: int) -> int | None:
