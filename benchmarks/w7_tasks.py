@@ -113,19 +113,30 @@ class Client:
         return connection
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        connection = self._connection()
         raw = None if body is None else json.dumps(body).encode()
+        reused = getattr(self._local, "connection", None) is not None
+        try:
+            status, data = self._exchange(method, path, raw)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            if not reused:
+                raise
+            # the master closed a connection left idle past its idle timeout: a new one, as
+            # requests (urllib3) does
+            status, data = self._exchange(method, path, raw)
+        if status != 200:
+            raise AssertionError(f"{method} {path}: HTTP {status} {data[:300]!r}")
+        return json.loads(data)
+
+    def _exchange(self, method: str, path: str, raw: bytes | None) -> tuple[int, bytes]:
+        connection = self._connection()
         try:
             connection.request(method, path, body=raw, headers=self.headers)
             response = connection.getresponse()
-            data = response.read()
+            return response.status, response.read()
         except (OSError, http.client.HTTPException):
             connection.close()
             self._local.connection = None
             raise
-        if response.status != 200:
-            raise AssertionError(f"{method} {path}: HTTP {response.status} {data[:300]!r}")
-        return json.loads(data)
 
     def close(self) -> None:
         with self._lock:

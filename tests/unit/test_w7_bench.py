@@ -1,7 +1,10 @@
 """W7's pure parts (benchmarks/w7_tasks.py): the trigger body a client sends, the timestamps it
 reads back, how one batch's throughput and latencies are worked out, and a figure for every row."""
 
+import http.server
 import inspect
+import json
+import threading
 
 import pytest
 
@@ -49,3 +52,38 @@ def test_a_batch_with_one_never_completed_fails_loudly():
 def test_every_row_is_measured():
     source = inspect.getsource(w7_tasks.one_run)
     assert all(f'"{row.key}"' in source for row in w7_tasks.rows(quick=False))
+
+
+class _ClosingAfterEachAnswer(http.server.BaseHTTPRequestHandler):
+    """Answers ``{"n": ...}`` over HTTP/1.1 without saying it closes, then closes: what a
+    keep-alive connection left idle past the master's idle timeout looks like to the client."""
+
+    protocol_version = "HTTP/1.1"
+    answered = 0
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        type(self).answered += 1
+        body = json.dumps({"n": self.answered}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_client_opens_a_new_connection_when_the_master_closed_an_idle_one():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosingAfterEachAnswer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = w7_tasks.Client(server.server_address[1])
+    try:
+        assert client.call("GET", "/a") == {"n": 1}
+        assert client.call("GET", "/b") == {"n": 2}  # on a new connection, once
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
