@@ -80,8 +80,12 @@ def table_rows(workload, rows: list[Row], ours: dict | None, theirs: dict | None
         if NOT_RUN in (ours, theirs):
             a, b = (("not run" if f is NOT_RUN else fmt(f.get(row.key) if f else None, row.digits))
                     for f in (ours, theirs))
+            met = ""
+            own = ours.get(row.key) if getattr(workload, "OWN_TARGETS", False) and ours else None
+            if own is not None and row.target is not None:  # a target Buildbot's figure does not decide
+                met = "yes" if row.target(own, math.nan) else "NO"
             lines.append((f"{workload.ID} {workload.TITLE}", row.measure, a, b, "n/a",
-                          row.reference, row.target_text, ""))
+                          row.reference, row.target_text, met))
             continue
         a = ours.get(row.key) if ours else None
         b = theirs.get(row.key) if theirs else None

@@ -59,6 +59,7 @@ c['workers'] = [worker.Worker(name, {PASSWORD!r}, dimensions={{'pool': {POOL!r}}
 c['users'] = [_W7User('w7', tokens=[{TOKEN!r}], scopes=['*'])]
 """
 
+OWN_TARGETS = True  # its targets compare buildfarm's tasks with its builds: shown with --systems buildfarm
 NOTE = ("W7: only buildfarm runs tasks (Buildbot 4.3: n/a). Tasks and builds run the same `true` on the "
         "same 4 slaves of one master, triggered by the same client with "
         f"{TRIGGER_CONNECTIONS} keep-alive connections; latency is from the trigger's answer to the "

@@ -87,3 +87,14 @@ def test_the_client_opens_a_new_connection_when_the_master_closed_an_idle_one():
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_w7s_targets_are_judged_without_buildbot():
+    figures = {row.key: 1.0 for row in w7_tasks.rows(quick=True)}
+    figures.update(tasks_vs_builds=1.2, task_vs_build_p50=1.5, tasks_failed=0, builds_failed=2)
+    lines = run.table_rows(w7_tasks, w7_tasks.rows(quick=True), figures, run.NOT_RUN)
+    met = {line[1]: line[7] for line in lines}
+    assert met["tasks/s / builds/s"] == "yes"
+    assert met["task p50 / build p50"] == "NO"
+    assert met["builds not successful, all runs"] == "NO"
+    assert met["tasks/s, 40 one-command tasks on 4 slaves"] == ""  # no target
