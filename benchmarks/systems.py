@@ -200,6 +200,7 @@ class BuildfarmSystem(System):
 
     label = "buildfarm"
     python = OUR_PYTHON
+    extra_config = ""  # master.cfg lines after the shared body (a workload's own additions)
 
     def __init__(self, root: str):
         super().__init__(root)
@@ -207,7 +208,7 @@ class BuildfarmSystem(System):
 
     def start(self, slavenames, builders, start_slaves=()):
         self.master = self.fleet.master(config=lambda pb, www: render_config(
-            OUR_PREAMBLE, slavenames, builders, pb, www))
+            OUR_PREAMBLE, slavenames, builders, pb, www) + self.extra_config)
         for name in start_slaves:
             self.slave_basedirs.append(self.fleet.slave(self.master, name, PASSWORD).basedir)
         for name in start_slaves:

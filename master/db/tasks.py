@@ -8,6 +8,8 @@ names of ``master.tasks.model.State``.
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,6 +35,9 @@ PENDING, RUNNING, COMPLETED = "PENDING", "RUNNING", "COMPLETED"
 RESULT_FIELDS = frozenset({"state", "deduped_from", "exit_code", "duration", "slave", "outputs_ref", "error",
                            "started_at", "completed_at", "abandoned_at", "internal_failure", "try_number"})
 RUN_FINAL_FIELDS = frozenset({"exit_code", "duration", "outputs_ref", "internal_failure"})
+# Requests never change: the newest ones read are kept, so that the engine's decision and the
+# API's answer to tasks/new (and a page showing a task again) read a new request's rows once.
+REQUEST_CACHE_SIZE = 1000
 
 
 class OutputOutOfOrder(ValueError):
@@ -94,6 +99,10 @@ class TaskQuery:
 class TasksComponent(DBComponent):
     """Rows of the task tables (model.py): see the module's docstring."""
 
+    def __init__(self, db) -> None:
+        super().__init__(db)
+        self._requests: OrderedDict[int, dict] = OrderedDict()  # REQUEST_CACHE_SIZE newest read
+
     async def create(self, task: NewTask) -> tuple[int, bool]:
         """Store the request, its slices, secrets, tags and summary in one transaction:
         ``(request_id, True)``.  When the same user already sent this ``request_uuid``, nothing
@@ -143,8 +152,20 @@ class TasksComponent(DBComponent):
 
     async def get_request(self, request_id: int) -> dict | None:
         """The request: its columns, ``request`` (the stored JSON), ``slices`` (each with its
-        properties hash, queue key, ...), ``secrets`` ({slice index: bytes}) and ``tags``."""
+        properties hash, queue key, ...), ``secrets`` ({slice index: bytes}) and ``tags``.
+        A request read lately is answered from memory (a copy: requests never change)."""
+        cached = self._requests.get(request_id)
+        if cached is not None:
+            self._requests.move_to_end(request_id)
+            return copy.deepcopy(cached)
+        stored = await self._read_request(request_id)
+        if stored is not None:
+            self._requests[request_id] = copy.deepcopy(stored)
+            while len(self._requests) > REQUEST_CACHE_SIZE:
+                self._requests.popitem(last=False)
+        return stored
 
+    async def _read_request(self, request_id: int) -> dict | None:
         def thd(conn: sa.Connection) -> dict | None:
             row = conn.execute(sa.select(task_requests).where(task_requests.c.id == request_id)).first()
             if row is None:
@@ -208,13 +229,17 @@ class TasksComponent(DBComponent):
             query = query.where(task_results.c.queue_key.in_(list(queue_keys)))
         return await self._fetch_all(query, lambda row: dict(row._mapping))
 
-    async def start_run(self, request_id: int, slave: str, now: float) -> int | None:
+    async def start_run(self, request_id: int, slave: str, now: float,
+                        slice_index: int | None = None) -> int | None:
         """Give the pending task to ``slave``: its next try starts RUNNING; the try number, or
-        None when the task was no longer PENDING (another slave took it, or it ended)."""
+        None when the task was no longer PENDING (another slave took it, or it ended), or no
+        longer on slice ``slice_index`` when that is given."""
 
         def thd(conn: sa.Connection) -> int | None:
             next_try = sa.func.coalesce(task_results.c.try_number, 0) + 1
             pending = sa.and_(task_results.c.request_id == request_id, task_results.c.state == PENDING)
+            if slice_index is not None:
+                pending = sa.and_(pending, task_results.c.current_slice == slice_index)
             row = conn.execute(sa.update(task_results).where(pending)
                                .values(state=RUNNING, try_number=next_try, slave=slave, started_at=now,
                                        modified_at=now)

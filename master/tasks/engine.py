@@ -81,6 +81,7 @@ class _Pending:
 
     created_at: float
     slices: list[tuple[dict[str, list[str]], float, str]]  # (dimensions, expires at, queue key)
+    request: Any = None  # the parsed TaskRequest (requests never change): a try needs no re-read
     current: int = 0
 
 
@@ -91,12 +92,15 @@ class _Run:
     task_id: int
     try_number: int
     slave: Any
+    request: Any = None  # the parsed TaskRequest
+    slice_index: int = 0  # the slice this try runs
     command: RemoteCommand | None = None
     ended_as: State | None = None  # KILLED or TIMED_OUT when the master ended it
     deadline: Any = None
     output: _TaskOutput | None = None
     started_at: float = 0.0
     twins: list[int] = field(default_factory=list)
+    released: bool = False  # the slave's slot is given back
 
 
 class _TaskOutput(OutputOnlyLog):
@@ -291,7 +295,9 @@ class TaskEngine(service.Service):
                 if await self._deduplicate(task_id, slice_row["properties_hash"], now):
                     return
             props: TaskProperties = request.task_slices[pending.current].properties
-            if not request.task_slices[pending.current].wait_for_capacity:
+            # an attached slave that serves the queue settles it without reading the bots
+            if (not request.task_slices[pending.current].wait_for_capacity
+                    and not self.queues.slaves_for(pending.slices[pending.current][2])):
                 if await self._no_resource(task_id, props, now):
                     return
         finally:
@@ -307,7 +313,7 @@ class TaskEngine(service.Service):
             deadline += task_slice.expiration_secs
             dims = task_slice.properties.dimensions_dict()
             slices.append((dims, deadline, self.queues.add_queue(dims)))
-        pending = _Pending(stored["created_at"], slices)
+        pending = _Pending(stored["created_at"], slices, request)
         self.pending[task_id] = pending
         return pending
 
@@ -425,21 +431,24 @@ class TaskEngine(service.Service):
         if not keys:
             return False
         for row in await self.db.tasks.get_pending(limit=REAP_LIMIT, queue_keys=sorted(keys)):
-            if row["request_id"] in self.deciding or row["request_id"] not in self.pending:
+            pending = self.pending.get(row["request_id"])
+            if row["request_id"] in self.deciding or pending is None:
                 continue  # not decided yet (here, or by the poll for a task made elsewhere)
             if not self.master.botmaster.slave_accepts_task(slave):
                 return False
-            try_number = await self.db.tasks.start_run(row["request_id"], slave.name, self.clock.seconds())
+            # only on the slice read here: the try then knows its slice without reading it back
+            try_number = await self.db.tasks.start_run(row["request_id"], slave.name, self.clock.seconds(),
+                                                       slice_index=row["current_slice"])
             if try_number is None:
-                continue  # another slave or master took it, or it ended
-            self._start(slave, row["request_id"], try_number)
+                continue  # another slave or master took it, it ended, or it fell back a slice
+            self._start(slave, row["request_id"], try_number, pending.request, row["current_slice"])
             return True
         return False
 
     # -- running a try ---------------------------------------------------------------------
 
-    def _start(self, slave, task_id: int, try_number: int) -> None:
-        run = _Run(task_id, try_number, slave, started_at=self.clock.seconds())
+    def _start(self, slave, task_id: int, try_number: int, request, slice_index: int) -> None:
+        run = _Run(task_id, try_number, slave, request, slice_index, started_at=self.clock.seconds())
         self.runs[task_id] = run
         self.pending.pop(task_id, None)
         slave.tasks_running += 1
@@ -447,6 +456,10 @@ class TaskEngine(service.Service):
         d.addBoth(lambda _: self._ended(run))
 
     def _ended(self, run: _Run) -> None:
+        """Give the try's slot back (once: when the try is recorded, or when ``_run`` fails)."""
+        if run.released:
+            return
+        run.released = True
         run.slave.tasks_running -= 1
         if self.runs.get(run.task_id) is run:
             del self.runs[run.task_id]
@@ -456,12 +469,12 @@ class TaskEngine(service.Service):
         self.master.botmaster.slot_freed(run.slave)
 
     async def _run(self, run: _Run) -> None:
-        stored = await self.db.tasks.get_request(run.task_id)
-        request = request_of(stored)
-        slice_index = (await self.db.tasks.get_run(run.task_id, run.try_number))["slice_index"]
-        props = request.task_slices[slice_index].properties
-        await self.db.tasks.set_bot_state(run.slave.name, {"attached": True},
-                                          task_id=ids.run_id(run.task_id, run.try_number))
+        request = run.request
+        props = request.task_slices[run.slice_index].properties
+        # the bot shows its task while the command starts (awaited before the try is recorded)
+        busy = defer.ensureDeferred(self.db.tasks.set_bot_state(
+            run.slave.name, {"attached": True}, task_id=ids.run_id(run.task_id, run.try_number)))
+        busy.addErrback(lambda f: log.failure("marking {name} busy failed", f, name=run.slave.name))
         name, args = self._command_for(props, run.slave)
         run.output = _TaskOutput(self.db, run.task_id, run.try_number)
         run.command = RemoteCommand(name, args, run.output)
@@ -483,10 +496,12 @@ class TaskEngine(service.Service):
         except RemoteCommandFailed as e:
             log.warn("task {id} could not run: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
         await run.output.flush()
+        await busy
         now = self.clock.seconds()
         await self.db.tasks.finish_run(run.task_id, run.try_number, state.name, now,
                                        duration=now - run.started_at, **fields)
         await self.db.tasks.set_bot_state(run.slave.name, {"attached": bool(run.slave.attached)})
+        self._ended(run)  # the slave may take its next task while twins are ended or a retry queued
         await self._after_try(run, request, state)
 
     def _outcome(self, run: _Run, outcome: dict) -> tuple[State, dict]:
@@ -556,8 +571,7 @@ class TaskEngine(service.Service):
             run.command.interrupt("the master's timeout", self.clock, KILL_DEADLINE_S)
 
     async def _after_try(self, run: _Run, request, state: State) -> None:
-        result = await self.db.tasks.get_result(run.task_id)
-        slice_index = result["current_slice"]
+        slice_index = run.slice_index  # a running task stays on its slice
         idempotent = request.task_slices[slice_index].properties.idempotent
         if state is State.BOT_DIED and idempotent and run.try_number == 1:
             if await self.db.tasks.retry(run.task_id, self.clock.seconds()):
@@ -567,7 +581,8 @@ class TaskEngine(service.Service):
                 pending.current = slice_index
                 self._offer(pending)
                 return
-        await self._end_twins(run.task_id)
+        if any(task_slice.properties.idempotent for task_slice in request.task_slices):
+            await self._end_twins(run.task_id)  # only an idempotent slice gets twins (attach_twin)
 
     async def _end_twins(self, task_id: int) -> None:
         result = await self.db.tasks.get_result(task_id)

@@ -245,3 +245,31 @@ async def test_a_task_created_running_has_its_first_try_on_the_slave_and_is_neve
     assert (run["request_id"], run["try_number"], run["state"]) == (0x1001, 1, "RUNNING")
     assert await db.tasks.finish_run(0x1001, 1, "COMPLETED", 160.0, exit_code=0, duration=10.0)
     assert (await db.tasks.get_result(0x1001))["state"] == "COMPLETED"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_read_once_is_answered_from_memory_and_as_a_copy(db, monkeypatch):
+    await db.tasks.create(_task(0x1001))
+    queries = []
+    real_run = db.run
+    monkeypatch.setattr(db, "run", lambda fn: queries.append(fn) or real_run(fn))
+    first = await db.tasks.get_request(0x1001)
+    assert len(queries) == 1
+    first["tags"].append("changed:1")
+    first["request"]["name"] = "changed"
+    again = await db.tasks.get_request(0x1001)
+    assert len(queries) == 1  # requests never change: not read again
+    assert again["tags"] == ["a:1", "b:2"] and again["request"] == {"name": "task4097"}
+    assert await db.tasks.get_request(0x2001) is None and len(queries) == 2  # an unknown id is not kept
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_try_starts_on_a_given_slice_only_while_the_task_is_on_it(db):
+    slices = [NewSlice(HASH_A, 60, "q1"), NewSlice(HASH_B, 600, "q2")]
+    await db.tasks.create(NewTask(request_id=0x1001, created_at=100.0, name="t", priority=200, request={},
+                                  expiration_at=760.0, slices=slices))
+    assert await db.tasks.advance_slice(0x1001, 0, "q2", 161.0)
+    assert await db.tasks.start_run(0x1001, "s1", 162.0, slice_index=0) is None  # read before it fell back
+    assert (await db.tasks.get_result(0x1001))["state"] == "PENDING"
+    assert await db.tasks.start_run(0x1001, "s1", 163.0, slice_index=1) == 1
+    assert (await db.tasks.get_run(0x1001, 1))["slice_index"] == 1

@@ -532,3 +532,83 @@ async def test_a_bot_lost_with_its_task_still_running_ends_its_termination_bot_d
     await until_state(master, running, "BOT_DIED")
     result = await until_state(master, terminate, "BOT_DIED")
     assert result["internal_failure"]
+
+
+def count_calls(monkeypatch, component, name):
+    """The calls of ``component.name`` (which still runs) from now on."""
+    calls = []
+    real = getattr(component, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(component, name, counted)
+    return calls
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_an_attached_slave_can_run_is_decided_without_reading_the_bots(master, monkeypatch):
+    _, commands = await attach(master, "bs1")
+    bots_read = count_calls(monkeypatch, master.db.tasks, "get_bots")
+    task_id = await create(master, request({"pool": "ci", "gpu": "nvidia"}))
+    remote, _, _ = await until_started(commands)
+    assert bots_read == []
+    finish(remote)
+    await until_state(master, task_id, "COMPLETED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_try_reads_neither_its_request_nor_its_slice_back(master, monkeypatch):
+    _, commands = await attach(master, "bs1")
+    requests_read = count_calls(monkeypatch, master.db.tasks, "get_request")
+    runs_read = count_calls(monkeypatch, master.db.tasks, "get_run")
+    task_id = await create(master, request(command=("echo", "once")))
+    remote, _, args = await until_started(commands)
+    assert args["command"] == ["echo", "once"]
+    bot = await master.db.tasks.get_bot("bs1")
+    assert bot["task_id"] == ids.run_id(task_id, 1)  # the bot shows its task while it runs
+    finish(remote)
+    await until_state(master, task_id, "COMPLETED")
+    assert len(requests_read) == 1  # the decision's read; the try uses what it parsed
+    assert runs_read == []
+    await eventually(lambda: defer.maybeDeferred(
+        lambda: master.db.tasks.get_bot("bs1")).addCallback(lambda b: b["task_id"] is None), "bs1 idle")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_that_is_not_idempotent_ends_without_looking_for_twins(master, monkeypatch):
+    _, commands = await attach(master, "bs1")
+    twins_read = count_calls(monkeypatch, master.db.tasks, "get_twins")
+    task_id = await create(master, request())
+    remote, _, _ = await until_started(commands)
+    finish(remote)
+    await until_state(master, task_id, "COMPLETED")
+    await eventually(lambda: defer.succeed(not master.tasks.runs), "the try to end")
+    assert twins_read == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_takes_its_next_task_while_the_twins_of_its_last_are_being_ended(master, monkeypatch):
+    _, commands = await attach(master, "bs1")
+    first = await create(master, request(idempotent=True))
+    remote, _, _ = await until_started(commands)
+    twin = await create(master, request(idempotent=True))  # attached to the first, in flight
+    other = await create(master, request(command=("echo", "other")))
+    twins_asked, release = [], defer.Deferred()
+    real_get_twins = master.db.tasks.get_twins
+
+    async def slow_get_twins(task_id):
+        twins_asked.append(task_id)
+        await release
+        return await real_get_twins(task_id)
+
+    monkeypatch.setattr(master.db.tasks, "get_twins", slow_get_twins)
+    finish(remote)
+    _, _, args = await until_started(commands, 2)  # while the first's twins wait
+    assert args["command"] == ["echo", "other"] and twins_asked == [first]
+    assert await state_of(master, twin) == "PENDING"
+    release.callback(None)
+    result = await until_state(master, twin, "COMPLETED")
+    assert result["deduped_from"] == ids.summary_id(first)
+    assert await state_of(master, other) == "RUNNING"
