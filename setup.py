@@ -85,11 +85,13 @@ setup(
         "boto3>=1.28",
         "prometheus-client>=0.17",
         "bcrypt>=4.0",  # www auth: HTPasswdAuth's bcrypt entries (master/auth/webauth.py)
+        "mohawk>=1.1",  # Hawk credentials on every HTTP surface (master/auth/), as Taskcluster signs
+        "taskcluster>=60.0",  # the official client: buildfarm.common.client builds on createApiClient
     ],
     extras_require={
         "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "pytest-xdist>=3.5",
                  "ruff>=0.5", "moto[server,ec2]>=5.0", "playwright>=1.40",
-                 "aiosmtpd>=1.4"],  # a real SMTP server for the MailNotifier tests
+                 "aiosmtpd>=1.4", "jsonschema>=4.0"],  # a real SMTP server for the MailNotifier tests
     },
     cmdclass={"editable_wheel": editable_wheel_with_plugins},
     entry_points={
