@@ -185,7 +185,7 @@ class SwarmingAPI:
         cached = getattr(request, "_swarming_request", None)
         if cached is None:
             try:
-                cached = request_from_json(self._body(request))
+                cached = request_from_json(self._body(request), self.master.config.tasks.min_timeout_secs)
             except TaskValidationError as e:
                 raise SwarmingError(400, str(e), problems=e.problems) from None
             pools = {_pool_of(s) for s in cached.task_slices}
