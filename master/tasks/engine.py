@@ -61,7 +61,8 @@ KILL_DEADLINE_S = 30.0  # after the grace period, how long a killed try may take
 OUTPUT_CHUNK_MAX_BYTES = 100 * 1024  # one database write of output at most
 OUTPUT_BUFFER_MAX_BYTES = 1024 * 1024  # past this much unwritten output the slave is paused
 GRANT_MARGIN_S = 600.0  # a run_isolated grant outlives the try's timeouts by this much
-TIMEOUT_REASON = "timeout"  # the slave's failure_reason after its timeouts (runprocess.py)
+# the slave's failure_reason after its hard and its I/O timeout (runprocess.py)
+TIMEOUT_REASONS = frozenset({"timeout", "timeout_without_output"})
 
 
 @dataclass
@@ -455,7 +456,7 @@ class TaskEngine(service.Service):
                                      "namespace": args.get("namespace")}
         if run.ended_as is not None:
             return run.ended_as, fields
-        if as_text(outcome.get("failure_reason") or "") == TIMEOUT_REASON:
+        if as_text(outcome.get("failure_reason") or "") in TIMEOUT_REASONS:
             return State.TIMED_OUT, fields
         return State.COMPLETED, fields
 
@@ -479,8 +480,8 @@ class TaskEngine(service.Service):
         workdir = "build" if not props.relative_cwd else f"build/{props.relative_cwd}"
         return "shell", {"workdir": workdir, "command": list(props.command) + list(props.extra_args),
                          "env": env or None, "timeout": timeouts["io"], "maxTime": timeouts["hard"],
-                         "sigtermTime": timeouts["grace"],
-                         "interruptSignal": "TERM" if timeouts["grace"] else "KILL",
+                         # SIGTERM, then SIGKILL after the grace period (none: SIGKILL at once)
+                         "sigtermTime": timeouts["grace"], "interruptSignal": "KILL",
                          "logEnviron": False, "usePTY": False}
 
     def _master_timeout(self, run: _Run) -> None:

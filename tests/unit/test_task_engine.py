@@ -153,6 +153,8 @@ async def test_a_shell_task_completes_with_its_exit_code_and_output(master):
     remote, name, args = await until_started(commands)
     assert name == "shell" and args["command"] == ["echo", "hello"] and args["maxTime"] == 60
     assert args["sigtermTime"] == 10 and args["timeout"] is None
+    # SIGTERM, then after the grace period a signal a command cannot ignore
+    assert args["interruptSignal"] == "KILL"
     assert await state_of(master, task_id) == "RUNNING"
     finish(remote, rc=0, stdout="hello\n")
     result = await until_state(master, task_id, "COMPLETED")
@@ -218,6 +220,15 @@ async def test_a_slave_timeout_ends_the_try_timed_out(master):
     finish(remote, rc=-1, failure_reason="timeout")
     result = await until_state(master, task_id, "TIMED_OUT")
     assert result["exit_code"] == -1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_io_timeout_ends_the_try_timed_out(master):
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, request())
+    remote, _, _ = await until_started(commands)
+    finish(remote, rc=-1, failure_reason="timeout_without_output")  # runprocess.py's silence timeout
+    assert (await until_state(master, task_id, "TIMED_OUT"))["exit_code"] == -1
 
 
 @pytest_twisted.ensureDeferred
