@@ -25,7 +25,8 @@ def validate_tasks_config(raw: dict) -> tuple[TaskSettings, list[tuple[str, str]
     tasks = raw.get("tasks", {})
     if not isinstance(tasks, dict):
         return TaskSettings(), [("tasks", "c['tasks'] must be a dict like {'min_timeout_secs': 30}")]
-    problems = [("tasks", f"unknown c['tasks'] key {key!r}") for key in sorted(set(tasks) - TASKS_KEYS, key=str)]
+    unknown = sorted(set(tasks) - TASKS_KEYS, key=str)
+    problems = [("tasks", f"unknown c['tasks'] key {key!r}") for key in unknown]
     least = tasks.get("min_timeout_secs", DEFAULT_MIN_TIMEOUT_S)
     if isinstance(least, bool) or not isinstance(least, int) \
             or not LEAST_MIN_TIMEOUT_S <= least <= DEFAULT_MIN_TIMEOUT_S:

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -121,7 +121,7 @@ def run_id(task_id: str, try_number: int) -> str:
 
 
 def epoch(v1_timestamp: str) -> float:
-    return datetime.fromisoformat(v1_timestamp).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(v1_timestamp).replace(tzinfo=UTC).timestamp()
 
 
 def token() -> str:
@@ -390,7 +390,8 @@ def test_an_idempotent_task_is_answered_at_once_from_a_finished_twin(farm):
     assert first["state"] == "COMPLETED" and "deduped_from" not in first
     answer = swarming.new(task)
     result = answer["task_result"]
-    assert (result["state"], result["exit_code"], result["deduped_from"]) == ("COMPLETED", "0", first["task_id"])
+    assert (result["state"], result["exit_code"]) == ("COMPLETED", "0")
+    assert result["deduped_from"] == first["task_id"]
     assert "run_id" not in result and result["bot_id"] == first["bot_id"]
     assert swarming.result(answer["task_id"]) == result
 
@@ -409,7 +410,8 @@ def test_fifty_identical_idempotent_requests_at_once_run_once(farm):
     ran = [r for r in results if "deduped_from" not in r]
     assert len(ran) == 1 and ran[0]["try_number"] == "1", [r.get("deduped_from") for r in results]
     assert all(r["deduped_from"] == ran[0]["task_id"] for r in results if r is not ran[0])
-    assert {(r["state"], r["exit_code"], r["bot_id"]) for r in results} == {("COMPLETED", "0", ran[0]["bot_id"])}
+    agreed = {(r["state"], r["exit_code"], r["bot_id"]) for r in results}
+    assert agreed == {("COMPLETED", "0", ran[0]["bot_id"])}
     with open(runs) as f:
         assert f.read() == "run\n"
 
