@@ -159,6 +159,8 @@ class TaskEngine(service.Service):
         self.deciding: set[int] = set()  # tasks being decided (dedup, NO_RESOURCE): not reaped yet
         self.runs: dict[int, _Run] = {}  # task id -> its running try on this master
         self._decisions = defer.DeferredLock()  # one twin decision at a time
+        self._expiring = defer.DeferredLock()  # one pass over the slice deadlines at a time
+        self._expiry = None  # the call at the earliest slice deadline of ``pending``
         self._reaping: set[str] = set()
         self._reap_again: set[str] = set()
         self._poller: task.LoopingCall | None = None
@@ -204,6 +206,9 @@ class TaskEngine(service.Service):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
         for run in self.runs.values():
             if run.deadline is not None and run.deadline.active():
                 run.deadline.cancel()
@@ -298,6 +303,7 @@ class TaskEngine(service.Service):
             slices.append((dims, deadline, self.queues.add_queue(dims)))
         pending = _Pending(stored["created_at"], slices)
         self.pending[task_id] = pending
+        self._schedule_expiry()
         return pending
 
     async def _deduplicate(self, task_id: int, properties_hash: str, now: float) -> bool:
@@ -563,7 +569,6 @@ class TaskEngine(service.Service):
     async def poll(self) -> None:
         """Decide the PENDING tasks created elsewhere; expire slices past their deadline;
         let every idle slave reap."""
-        now = self.clock.seconds()
         for row in await self.db.tasks.get_pending(limit=POLL_LIMIT):
             task_id = row["request_id"]
             if task_id in self.pending:
@@ -573,11 +578,36 @@ class TaskEngine(service.Service):
             else:
                 stored = await self.db.tasks.get_request(task_id)
                 self._remember(task_id, stored, request_of(stored)).current = row["current_slice"]
-        for task_id, pending in list(self.pending.items()):
-            await self._expire(task_id, pending, now)
+        await self._expire_due_slices()
         for slave in list(self.master.botmaster.slaves.values()):
             if slave.name in self.dimensions:
                 self.reap(slave)
+
+    def _schedule_expiry(self) -> None:
+        """Wake at the earliest slice deadline of the PENDING tasks known: a slice expires at
+        its deadline, not at the next poll."""
+        if not self.running or not self.pending:
+            return
+        due = min(p.slices[p.current][1] for p in self.pending.values())
+        if self._expiry is not None and self._expiry.active():
+            if self._expiry.getTime() <= due:
+                return
+            self._expiry.cancel()
+        self._expiry = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._expiry_due)
+
+    def _expiry_due(self) -> None:
+        self._expiry = None
+        self._spawn(self._expire_due_slices(), "expiring pending tasks")
+
+    async def _expire_due_slices(self) -> None:
+        """Move each known PENDING task past its slice's deadline to its next slice, or end it
+        EXPIRED; then wake again at the next deadline.  One pass at a time: two would both try
+        to advance a task, and the loser would forget it."""
+        async with self._expiring:
+            now = self.clock.seconds()
+            for task_id, pending in list(self.pending.items()):
+                await self._expire(task_id, pending, now)
+        self._schedule_expiry()
 
     async def _expire(self, task_id: int, pending: _Pending, now: float) -> None:
         while pending.slices[pending.current][1] <= now:

@@ -194,6 +194,39 @@ async def test_a_task_waiting_for_capacity_expires_on_the_masters_clock(master):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_pending_task_expires_at_its_deadline_not_at_the_next_poll(master):
+    await attach(master, "bs1")
+    expiration = 32  # not a multiple of the poll's interval
+    created = master.reactor.seconds()
+    task_id = await create(master, request({"pool": "ci", "gpu": "tpu"}, wait_for_capacity=True,
+                                           expiration=expiration))
+    master.reactor.advance(expiration - 0.5)
+    assert await state_of(master, task_id) == "PENDING"
+    master.reactor.advance(0.5)
+    result = await until_state(master, task_id, "EXPIRED")
+    assert result["abandoned_at"] == created + expiration
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slice_falls_back_at_its_deadline_not_at_the_next_poll(master):
+    _, commands = await attach(master, "bs2")
+    props = {"command": ["true"], "execution_timeout_secs": 60, "grace_period_secs": 0}
+    slices = [{"expiration_secs": 32, "wait_for_capacity": True,
+               "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"},
+                                                      {"key": "gpu", "value": "tpu"}]}},
+              {"expiration_secs": 60,
+               "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"}]}}]
+    task_id = await create(master, request(slices=slices))
+    master.reactor.advance(31.5)  # the poll runs here; the next one would be 3.5 s later
+    assert commands.started == []
+    master.reactor.advance(0.5)
+    remote, _, _ = await until_started(commands)
+    assert (await master.db.tasks.get_result(task_id))["current_slice"] == 1
+    finish(remote)
+    await until_state(master, task_id, "COMPLETED")
+
+
+@pytest_twisted.ensureDeferred
 async def test_slices_fall_back_in_order_each_with_its_own_expiration(master):
     _, commands = await attach(master, "bs2")
     props = {"command": ["true"], "execution_timeout_secs": 60, "grace_period_secs": 0}
