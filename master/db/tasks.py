@@ -274,7 +274,12 @@ class TasksComponent(DBComponent):
         PENDING or RUNNING task, itself attached to none, whose current slice is idempotent
         with ``properties_hash``.  The task's own twins move with it.  The twin's request id,
         or None (no twin: the task runs itself).  One transaction; callers serialize the
-        decisions of one hash (the engine does), so that twins form one group."""
+        decisions of one hash (the engine does), so that twins form one group.
+
+        The twin's row is locked (FOR UPDATE on PostgreSQL; SQLite runs one writer at a
+        time): a twin ending in another transaction (``finish_run``, ``end_pending``) is read
+        once it has ended, and then is no twin.  Read unlocked, it could be attached to after
+        its end had read its twins, and the task would wait for a result never given."""
         current = sa.and_(task_slices.c.request_id == task_results.c.request_id,
                           task_slices.c.slice_index == task_results.c.current_slice)
 
@@ -284,7 +289,8 @@ class TasksComponent(DBComponent):
                 .where(task_slices.c.properties_hash == properties_hash, task_slices.c.idempotent == 1,
                        task_results.c.state.in_([PENDING, RUNNING]), task_results.c.twin_of.is_(None),
                        task_results.c.request_id != request_id)
-                .order_by(task_results.c.created_at, task_results.c.request_id).limit(1)).scalar_one_or_none()
+                .order_by(task_results.c.created_at, task_results.c.request_id).limit(1)
+                .with_for_update(of=task_results)).scalar_one_or_none()
             if twin is None:
                 return None
             attached = conn.execute(sa.update(task_results).where(

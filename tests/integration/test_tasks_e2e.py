@@ -426,3 +426,12 @@ def test_the_same_request_uuid_from_the_same_user_twenty_times_at_once_is_one_ta
     status, count = swarming.call("GET", f"/tasks/count?tags={tag}&start=0")
     assert status == 200 and count["count"] == "1", count
     assert swarming.wait(answers[0]["task_id"])["state"] == "COMPLETED"
+
+
+@BOTH
+def test_fifty_identical_quick_idempotent_requests_at_once_all_end(farm):
+    swarming = farm.client
+    task = body(["echo", f"quick twins {token()}"], idempotent=True)
+    answers = at_once(TWINS, lambda _: swarming.new(task))
+    results = [swarming.wait(a["task_id"], deadline_s=15) for a in answers]
+    assert {(r["state"], r["exit_code"]) for r in results} == {("COMPLETED", "0")}

@@ -7,11 +7,14 @@ import json
 
 import pytest
 import pytest_twisted
+import sqlalchemy as sa
 from twisted.internet import defer
 
+from buildfarm.master.db.model import task_results
 from buildfarm.master.db.tasks import NewSlice, NewTask, OutputOutOfOrder
 from buildfarm.master.tasks import model, records
 from buildfarm.master.tasks.dimensions import queue_key
+from tests.fixtures.memorymaster import eventually
 
 HASH_A, HASH_B = "a" * 64, "b" * 64
 
@@ -231,3 +234,34 @@ async def test_a_result_in_swarmings_v1_shape(db):
     assert (run["task_id"], run["run_id"], run["created_ts"]) == (
         "10011", "10011", "2026-11-30T00:53:20.500000")
     assert not any(value.endswith("Z") for key, value in done.items() if key.endswith("_ts"))
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_a_task_is_never_attached_to_a_twin_that_ends_meanwhile(db):
+    # PostgreSQL reads committed rows: a twin read as RUNNING may be ending in another
+    # transaction (finish_run, then the twins it reads to end with it), so the attach must wait
+    # for that transaction and read the twin again, or the task waits for a result never given
+    await db.tasks.create(_task(0x1001, created_at=100.0))
+    await db.tasks.create(_task(0x2001, created_at=101.0))
+    assert await db.tasks.start_run(0x1001, "bs1", 102.0) == 1
+    ender = db.engine.connect()
+    ending = ender.begin()
+    ender.execute(sa.update(task_results).where(task_results.c.request_id == 0x1001)
+                  .values(state="COMPLETED", exit_code=0))
+    attaching = defer.ensureDeferred(db.tasks.attach_twin(0x2001, HASH_A, 103.0))
+    try:
+        await eventually(lambda: defer.succeed(attaching.called or waits_for_a_lock(db)),
+                         "the attach to end or wait for the ending twin")
+    finally:
+        ending.commit()
+        ender.close()
+    assert await attaching is None
+    assert (await db.tasks.get_result(0x2001))["twin_of"] is None
+
+
+def waits_for_a_lock(db) -> bool:
+    with db.engine.connect() as conn:
+        return bool(conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")).scalar())
