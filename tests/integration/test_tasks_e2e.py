@@ -116,6 +116,12 @@ def body(command, dimensions=None, *, slices=None, idempotent=False, hard=20, io
             "task_slices": task_slices}
 
 
+def task_output(task: dict) -> str:
+    """What the task's command (``echo ...`` or ``sh -c '...; echo ...'``) prints."""
+    command = task["task_slices"][0]["properties"]["command"]
+    return (command[-1].rpartition("echo ")[2] if command[0] == "sh" else " ".join(command[1:])) + "\n"
+
+
 def run_id(task_id: str, try_number: int) -> str:
     return task_id[:-1] + str(try_number)
 
@@ -395,6 +401,7 @@ def test_an_idempotent_task_is_answered_at_once_from_a_finished_twin(farm):
     assert result["deduped_from"] == first["task_id"]
     assert "run_id" not in result and result["bot_id"] == first["bot_id"]
     assert swarming.result(answer["task_id"]) == result
+    assert swarming.stdout(answer["task_id"]) == swarming.stdout(first["task_id"]) == task_output(task)
 
 
 @BOTH
@@ -413,6 +420,7 @@ def test_fifty_identical_idempotent_requests_at_once_run_once(farm):
     assert all(r["deduped_from"] == ran[0]["task_id"] for r in results if r is not ran[0])
     agreed = {(r["state"], r["exit_code"], r["bot_id"]) for r in results}
     assert agreed == {("COMPLETED", "0", ran[0]["bot_id"])}
+    assert {swarming.stdout(task_id) for task_id in task_ids} == {task_output(task)}
     with open(runs) as f:
         assert f.read() == "run\n"
 
