@@ -214,6 +214,14 @@ class TasksComponent(DBComponent):
 
         return await self._run(thd)
 
+    async def running_on(self, slave: str) -> list[dict]:
+        """The tries RUNNING on ``slave``, oldest first: each ``{request_id, try_number,
+        started_at}``."""
+        query = (sa.select(task_runs.c.request_id, task_runs.c.try_number, task_runs.c.started_at)
+                 .where(task_runs.c.slave == slave, task_runs.c.state == RUNNING)
+                 .order_by(task_runs.c.started_at, task_runs.c.request_id))
+        return await self._fetch_all(query, lambda row: dict(row._mapping))
+
     async def finish_run(self, request_id: int, try_number: int, state: str, now: float,
                          **fields: Any) -> bool:
         """End a running try in ``state`` (with ``exit_code``, ``duration``, ``outputs_ref``,

@@ -243,7 +243,26 @@ class TaskEngine(service.Service):
         if self.queues.set_slave(slave.name, dims):
             log.info("slave {name} serves tasks with dimensions {dims}", name=slave.name,
                      dims=", ".join(f"{k}:{'|'.join(v)}" for k, v in dims.items()))
+        await self._end_lost_tries(slave)
         self.reap(slave)
+
+    async def _end_lost_tries(self, slave) -> None:
+        """End BOT_DIED the tries the database says the slave runs but this master does not:
+        a slave that attaches runs nothing, so they were lost with the master that ran them
+        (killed or restarted) or with the slave's earlier connection."""
+        for lost in await self.db.tasks.running_on(slave.name):
+            run = self.runs.get(lost["request_id"])
+            if run is not None and run.try_number == lost["try_number"]:
+                continue  # ours: it ends when its command sees the old connection gone
+            now = self.clock.seconds()
+            if not await self.db.tasks.finish_run(lost["request_id"], lost["try_number"], State.BOT_DIED.name,
+                                                  now, duration=now - lost["started_at"], internal_failure=1):
+                continue
+            log.warn("task {id}: lost with the master or the connection that ran it on {name}",
+                     id=ids.run_id(lost["request_id"], lost["try_number"]), name=slave.name)
+            request = request_of(await self.db.tasks.get_request(lost["request_id"]))
+            run = _Run(lost["request_id"], lost["try_number"], slave)
+            await self._after_try(run, request, State.BOT_DIED)
 
     def slave_detached(self, slave) -> None:
         """A slave's connection is gone: it serves no queue; its tries end BOT_DIED (their

@@ -443,3 +443,41 @@ def test_fifty_identical_quick_idempotent_requests_at_once_all_end(farm):
     answers = at_once(TWINS, lambda _: swarming.new(task))
     results = [swarming.wait(a["task_id"], deadline_s=15) for a in answers]
     assert {(r["state"], r["exit_code"]) for r in results} == {("COMPLETED", "0")}
+
+
+# -- a master restarted -------------------------------------------------------------------------
+
+RESTART_CONFIG = """\
+from buildfarm.master.plugins import slaves
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass', dimensions={{'pool': 'ci'}})]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['www'] = {{'port': {www_port}, 'anonymous_scopes': ['tasks:create:ci', 'tasks:read', 'bots:read']}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['tasks'] = {{'min_timeout_secs': 1}}
+c['builders'] = []
+"""
+
+
+@pytest.mark.parametrize("idempotent", [False, True], ids=["once", "idempotent"])
+def test_a_task_running_when_its_master_was_killed_ends_when_its_slave_attaches_again(fleet, tmp_path,
+                                                                                      idempotent):
+    master = fleet.master(config=lambda pb_port, www_port: RESTART_CONFIG.format(pb_port=pb_port,
+                                                                                 www_port=www_port))
+    fleet.slave(master, "bs1")
+    master.wait_attached("bs1")
+    swarming, marker = Swarming(master.url), tmp_path / "marker"
+    script = f"if [ -e {marker} ]; then echo again; exit 0; fi; touch {marker}; exec sleep 60"
+    task_id = swarming.new(body(["sh", "-c", script], idempotent=idempotent))["task_id"]
+    swarming.wait(task_id, {"RUNNING"})
+    wait_for(marker.exists, "the command to start")
+    master.halt("killed")
+    run_cli_here("buildmaster", "start", master.basedir, check=True)
+    result = swarming.wait(task_id)  # the slave attaches again: the try it ran for the old master is lost
+    first = swarming.result(run_id(task_id, 1))
+    assert (first["state"], first["internal_failure"]) == ("BOT_DIED", True)
+    if idempotent:
+        assert (result["state"], result["try_number"]) == ("COMPLETED", "2")
+        assert swarming.stdout(task_id) == "again\n"
+    else:
+        assert (result["state"], result["try_number"]) == ("BOT_DIED", "1")

@@ -300,6 +300,27 @@ async def test_an_idempotent_task_that_loses_its_slave_is_tried_once_more_on_ano
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_try_the_slave_ran_for_a_lost_master_ends_bot_died_when_it_attaches(master):
+    # what a master killed mid-task leaves: a try RUNNING on bs1 that no engine runs
+    once = await create(master, request(wait_for_capacity=True), submit=False)
+    assert await master.db.tasks.start_run(once, "bs1", master.reactor.seconds()) == 1
+    _, commands = await attach(master, "bs1")
+    result = await until_state(master, once, "BOT_DIED")
+    assert result["internal_failure"] and commands.started == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idempotent_try_lost_with_its_master_is_tried_once_more(master):
+    task_id = await create(master, request(idempotent=True, wait_for_capacity=True), submit=False)
+    assert await master.db.tasks.start_run(task_id, "bs1", master.reactor.seconds()) == 1
+    _, commands = await attach(master, "bs1")
+    remote, _, _ = await until_started(commands)
+    finish(remote)
+    result = await until_state(master, task_id, "COMPLETED")
+    assert result["try_number"] == 2 and (await master.db.tasks.get_run(task_id, 1))["state"] == "BOT_DIED"
+
+
+@pytest_twisted.ensureDeferred
 async def test_cancel_ends_a_pending_task_and_kill_running_kills_a_running_one(master):
     pending = await create(master, request(wait_for_capacity=True))  # no slave yet
     assert await master.tasks.cancel(pending, False) == (True, False)
