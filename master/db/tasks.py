@@ -216,18 +216,20 @@ class TasksComponent(DBComponent):
 
     async def running_on(self, slave: str) -> list[dict]:
         """The tries RUNNING on ``slave``, oldest first: each ``{request_id, try_number,
-        started_at}``."""
-        query = (sa.select(task_runs.c.request_id, task_runs.c.try_number, task_runs.c.started_at)
+        slice_index, started_at}``."""
+        query = (sa.select(task_runs.c.request_id, task_runs.c.try_number, task_runs.c.slice_index,
+                           task_runs.c.started_at)
                  .where(task_runs.c.slave == slave, task_runs.c.state == RUNNING)
                  .order_by(task_runs.c.started_at, task_runs.c.request_id))
         return await self._fetch_all(query, lambda row: dict(row._mapping))
 
     async def finish_run(self, request_id: int, try_number: int, state: str, now: float,
-                         **fields: Any) -> bool:
+                         retry: bool = False, **fields: Any) -> bool:
         """End a running try in ``state`` (with ``exit_code``, ``duration``, ``outputs_ref``,
-        ``internal_failure``), and its task with it.  The task becomes reusable by idempotent
-        twins when its slice is idempotent and it COMPLETED with exit code 0.  False when the
-        try was not running."""
+        ``internal_failure``), and its task with it; with ``retry`` the task goes back to
+        PENDING instead, for another try, in the same transaction (no reader sees it ended).
+        The task becomes reusable by idempotent twins when its slice is idempotent and it
+        COMPLETED with exit code 0.  False when the try was not running."""
         unknown = set(fields) - RUN_FINAL_FIELDS
         if unknown:
             raise ValueError(f"finish_run: unknown fields {sorted(unknown)}")
@@ -242,7 +244,11 @@ class TasksComponent(DBComponent):
             if not ended:
                 return False
             summary = dict(values)
-            if state == COMPLETED and fields.get("exit_code") == 0:
+            if retry:
+                summary = {"state": PENDING, "slave": None, "started_at": None, "completed_at": None,
+                           "exit_code": None, "duration": None, "outputs_ref": None, "internal_failure": 0,
+                           "modified_at": now}
+            elif state == COMPLETED and fields.get("exit_code") == 0:
                 summary["properties_hash"] = (
                     sa.select(task_slices.c.properties_hash)
                     .where(task_slices.c.request_id == request_id, task_slices.c.idempotent == 1,
@@ -311,14 +317,6 @@ class TasksComponent(DBComponent):
             return twin
 
         return await self._run(thd)
-
-    async def retry(self, request_id: int, now: float) -> bool:
-        """Put a task whose last try ended BOT_DIED back to PENDING for another try (the
-        ended try stays as it was); False when it had not ended so."""
-        return bool(await self._execute(sa.update(task_results).where(
-            task_results.c.request_id == request_id, task_results.c.state == "BOT_DIED")
-            .values(state=PENDING, slave=None, started_at=None, completed_at=None, exit_code=None,
-                    duration=None, internal_failure=0, modified_at=now)))
 
     async def get_twins(self, request_id: int) -> list[int]:
         """The pending tasks attached to task ``request_id``."""

@@ -145,6 +145,12 @@ class _TaskOutput(OutputOnlyLog):
             await self._writing
 
 
+def _slice_deadline(stored: dict, slice_index: int) -> float:
+    """When slice ``slice_index`` of the stored request expires: its creation plus the
+    expirations of the slices up to it."""
+    return stored["created_at"] + sum(s["expiration_secs"] for s in stored["slices"][:slice_index + 1])
+
+
 @implementer(ITaskEngine)
 class TaskEngine(service.Service):
     """Matches PENDING tasks to idle slaves, runs them, and ends their tries (see the module)."""
@@ -254,15 +260,11 @@ class TaskEngine(service.Service):
             run = self.runs.get(lost["request_id"])
             if run is not None and run.try_number == lost["try_number"]:
                 continue  # ours: it ends when its command sees the old connection gone
-            now = self.clock.seconds()
-            if not await self.db.tasks.finish_run(lost["request_id"], lost["try_number"], State.BOT_DIED.name,
-                                                  now, duration=now - lost["started_at"], internal_failure=1):
-                continue
             log.warn("task {id}: lost with the master or the connection that ran it on {name}",
                      id=ids.run_id(lost["request_id"], lost["try_number"]), name=slave.name)
-            request = request_of(await self.db.tasks.get_request(lost["request_id"]))
-            run = _Run(lost["request_id"], lost["try_number"], slave)
-            await self._after_try(run, request, State.BOT_DIED)
+            run = _Run(lost["request_id"], lost["try_number"], slave, started_at=lost["started_at"])
+            stored = await self.db.tasks.get_request(run.task_id)
+            await self._end_try(run, stored, lost["slice_index"], State.BOT_DIED, internal_failure=1)
 
     def slave_detached(self, slave) -> None:
         """A slave's connection is gone: it serves no queue; its tries end BOT_DIED (their
@@ -465,11 +467,8 @@ class TaskEngine(service.Service):
         except RemoteCommandFailed as e:
             log.warn("task {id} could not run: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
         await run.output.flush()
-        now = self.clock.seconds()
-        await self.db.tasks.finish_run(run.task_id, run.try_number, state.name, now,
-                                       duration=now - run.started_at, **fields)
+        await self._end_try(run, stored, slice_index, state, **fields)
         await self.db.tasks.set_bot_state(run.slave.name, {"attached": bool(run.slave.attached)})
-        await self._after_try(run, request, state)
 
     def _outcome(self, run: _Run, outcome: dict) -> tuple[State, dict]:
         rc = outcome.get("rc")
@@ -516,18 +515,26 @@ class TaskEngine(service.Service):
             log.warn("task {id} outlived its timeouts; ending it", id=ids.run_id(run.task_id, run.try_number))
             run.command.interrupt("the master's timeout", self.clock, KILL_DEADLINE_S)
 
-    async def _after_try(self, run: _Run, request, state: State) -> None:
-        result = await self.db.tasks.get_result(run.task_id)
-        slice_index = result["current_slice"]
-        idempotent = request.task_slices[slice_index].properties.idempotent
-        if state is State.BOT_DIED and idempotent and run.try_number == 1:
-            if await self.db.tasks.retry(run.task_id, self.clock.seconds()):
-                log.info("task {id} lost its slave; trying it once more", id=ids.summary_id(run.task_id))
-                stored = await self.db.tasks.get_request(run.task_id)
-                pending = self._remember(run.task_id, stored, request)
-                pending.current = slice_index
-                self._offer(pending)
-                return
+    async def _end_try(self, run: _Run, stored: dict, slice_index: int, state: State, **fields) -> None:
+        """End the try in ``state``.  An idempotent task's first try lost with its slave
+        (BOT_DIED) goes back to PENDING instead, in the same transaction (as Swarming's, no
+        client sees it end), if its slice has not expired; otherwise the task's attached twins
+        end with it.  Nothing more when the try was ended already (by a slave attaching again)."""
+        request = request_of(stored)
+        now = self.clock.seconds()
+        retry = (state is State.BOT_DIED and run.try_number == 1
+                 and request.task_slices[slice_index].properties.idempotent
+                 and now < _slice_deadline(stored, slice_index))
+        if not await self.db.tasks.finish_run(run.task_id, run.try_number, state.name, now, retry=retry,
+                                              duration=now - run.started_at, **fields):
+            return
+        if retry:
+            log.info("task {id} lost its slave; trying it once more", id=ids.summary_id(run.task_id))
+            pending = self._remember(run.task_id, stored, request)
+            pending.current = slice_index
+            self._schedule_expiry()
+            self._offer(pending)
+            return
         await self._end_twins(run.task_id)
 
     async def _end_twins(self, task_id: int) -> None:

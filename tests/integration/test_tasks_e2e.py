@@ -464,7 +464,7 @@ def test_a_task_running_when_its_master_was_killed_ends_when_its_slave_attaches_
                                                                                       idempotent):
     master = fleet.master(config=lambda pb_port, www_port: RESTART_CONFIG.format(pb_port=pb_port,
                                                                                  www_port=www_port))
-    fleet.slave(master, "bs1")
+    fleet.slave(master, "bs1", "pass", True, "--maxdelay", "1")  # back at once when the master is
     master.wait_attached("bs1")
     swarming, marker = Swarming(master.url), tmp_path / "marker"
     script = f"if [ -e {marker} ]; then echo again; exit 0; fi; touch {marker}; exec sleep 60"

@@ -236,6 +236,21 @@ async def test_a_result_in_swarmings_v1_shape(db):
     assert not any(value.endswith("Z") for key, value in done.items() if key.endswith("_ts"))
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_try_ended_for_a_retry_leaves_its_task_pending_for_the_next(db):
+    await db.tasks.create(_task(0x1001))
+    assert await db.tasks.start_run(0x1001, "bs1", 101.0) == 1
+    assert await db.tasks.running_on("bs1") == [{"request_id": 0x1001, "try_number": 1, "slice_index": 0,
+                                                 "started_at": 101.0}]
+    assert await db.tasks.finish_run(0x1001, 1, "BOT_DIED", 102.0, retry=True, internal_failure=1)
+    run, result = await db.tasks.get_run(0x1001, 1), await db.tasks.get_result(0x1001)
+    assert (run["state"], run["internal_failure"], run["completed_at"]) == ("BOT_DIED", True, 102.0)
+    assert (result["state"], result["slave"], result["completed_at"], result["try_number"]) == (
+        "PENDING", None, None, 1)
+    assert await db.tasks.running_on("bs1") == []
+    assert await db.tasks.start_run(0x1001, "bs2", 103.0) == 2
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 @pytest_twisted.ensureDeferred
 async def test_a_task_is_never_attached_to_a_twin_that_ends_meanwhile(db):

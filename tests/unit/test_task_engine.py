@@ -321,6 +321,43 @@ async def test_an_idempotent_try_lost_with_its_master_is_tried_once_more(master)
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_task_tried_once_more_is_never_seen_bot_died(master):
+    # collect stops at the first final state it reads: a retried task must go from RUNNING
+    # back to PENDING at once, not through BOT_DIED
+    seen = []
+    finish_run = master.db.tasks.finish_run
+
+    async def finish_run_and_look(request_id, *args, **kwargs):
+        ended = await finish_run(request_id, *args, **kwargs)
+        seen.append((await master.db.tasks.get_result(request_id))["state"])
+        return ended
+
+    master.db.tasks.finish_run = finish_run_and_look
+    first, on_bs1 = await attach(master, "bs1")
+    task_id = await create(master, request(idempotent=True))
+    await until_started(on_bs1)
+    first.drop()
+    await until_state(master, task_id, "PENDING")
+    assert seen == ["PENDING"]
+    assert (await master.db.tasks.get_run(task_id, 1))["state"] == "BOT_DIED"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idempotent_try_lost_after_its_slice_expired_ends_bot_died(master):
+    twins_ended = []  # the engine's last step for a try that is not tried again
+    get_twins = master.db.tasks.get_twins
+    master.db.tasks.get_twins = lambda task_id: (twins_ended.append(task_id), get_twins(task_id))[1]
+    connection, commands = await attach(master, "bs1")
+    task_id = await create(master, request(idempotent=True, expiration=60, hard=600))
+    await until_started(commands)
+    master.reactor.advance(61)
+    connection.drop()
+    await eventually(lambda: defer.succeed(task_id in twins_ended), "the try ended for good")
+    result = await master.db.tasks.get_result(task_id)
+    assert (result["state"], result["try_number"], result["internal_failure"]) == ("BOT_DIED", 1, True)
+
+
+@pytest_twisted.ensureDeferred
 async def test_cancel_ends_a_pending_task_and_kill_running_kills_a_running_one(master):
     pending = await create(master, request(wait_for_capacity=True))  # no slave yet
     assert await master.tasks.cancel(pending, False) == (True, False)
