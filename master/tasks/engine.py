@@ -403,8 +403,13 @@ class TaskEngine(service.Service):
         finally:
             self._reaping.discard(slave.name)
 
+    def _may_start_task(self, slave) -> bool:
+        """Whether the slave has a free slot and no task running: its one task builder runs
+        one command at a time, in one working directory."""
+        return slave.tasks_running == 0 and self.master.botmaster.slave_accepts_task(slave)
+
     async def _reap_one(self, slave) -> bool:
-        if not self.running or not self.master.botmaster.slave_accepts_task(slave):
+        if not self.running or not self._may_start_task(slave):
             return False
         keys = self.queues.queues_for(slave.name)
         if not keys:
@@ -412,7 +417,7 @@ class TaskEngine(service.Service):
         for row in await self.db.tasks.get_pending(limit=REAP_LIMIT, queue_keys=sorted(keys)):
             if row["request_id"] in self.deciding or row["request_id"] not in self.pending:
                 continue  # not decided yet (here, or by the poll for a task made elsewhere)
-            if not self.master.botmaster.slave_accepts_task(slave):
+            if not self._may_start_task(slave):
                 return False
             try_number = await self.db.tasks.start_run(row["request_id"], slave.name, self.clock.seconds())
             if try_number is None:
@@ -466,6 +471,8 @@ class TaskEngine(service.Service):
             log.warn("task {id}: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
         except RemoteCommandFailed as e:
             log.warn("task {id} could not run: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
+        except Exception:  # noqa: BLE001 - the slave refused it (pb.RemoteError), ...: end the try anyway
+            log.failure("task {id} could not run", id=ids.run_id(run.task_id, run.try_number))
         await run.output.flush()
         await self._end_try(run, stored, slice_index, state, **fields)
         await self.db.tasks.set_bot_state(run.slave.name, {"attached": bool(run.slave.attached)})

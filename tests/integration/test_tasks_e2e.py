@@ -450,7 +450,7 @@ def test_fifty_identical_quick_idempotent_requests_at_once_all_end(farm):
 RESTART_CONFIG = """\
 from buildfarm.master.plugins import slaves
 c = BuildmasterConfig = {{}}
-c['slaves'] = [slaves.BuildSlave('bs1', 'pass', dimensions={{'pool': 'ci'}})]
+c['slaves'] = [slaves.BuildSlave(name, 'pass', dimensions={{'pool': 'ci'}}) for name in ('bs1', 'bs2')]
 c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
 c['www'] = {{'port': {www_port}, 'anonymous_scopes': ['tasks:create:ci', 'tasks:read', 'bots:read']}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
@@ -459,25 +459,25 @@ c['builders'] = []
 """
 
 
-@pytest.mark.parametrize("idempotent", [False, True], ids=["once", "idempotent"])
-def test_a_task_running_when_its_master_was_killed_ends_when_its_slave_attaches_again(fleet, tmp_path,
-                                                                                      idempotent):
+def test_tasks_running_when_their_master_was_killed_end_when_their_slave_attaches_again(fleet, tmp_path):
     master = fleet.master(config=lambda pb_port, www_port: RESTART_CONFIG.format(pb_port=pb_port,
                                                                                  www_port=www_port))
-    fleet.slave(master, "bs1", "pass", True, "--maxdelay", "1")  # back at once when the master is
-    master.wait_attached("bs1")
-    swarming, marker = Swarming(master.url), tmp_path / "marker"
-    script = f"if [ -e {marker} ]; then echo again; exit 0; fi; touch {marker}; exec sleep 60"
-    task_id = swarming.new(body(["sh", "-c", script], idempotent=idempotent))["task_id"]
-    swarming.wait(task_id, {"RUNNING"})
-    wait_for(marker.exists, "the command to start")
+    for name in ("bs1", "bs2"):
+        fleet.slave(master, name, "pass", True, "--maxdelay", "1")  # back soon after the master is
+        master.wait_attached(name)
+    swarming, task_ids = Swarming(master.url), {}
+    for idempotent, slave in ((False, "bs1"), (True, "bs2")):
+        marker = tmp_path / f"marker-{idempotent}"
+        script = f"if [ -e {marker} ]; then echo again; exit 0; fi; touch {marker}; exec sleep 60"
+        task_ids[idempotent] = swarming.new(body(["sh", "-c", script], {"pool": "ci", "id": slave},
+                                                 idempotent=idempotent))["task_id"]
+        swarming.wait(task_ids[idempotent], {"RUNNING"})
+        wait_for(marker.exists, "the command to start")
     master.halt("killed")
     run_cli_here("buildmaster", "start", master.basedir, check=True)
-    result = swarming.wait(task_id)  # the slave attaches again: the try it ran for the old master is lost
-    first = swarming.result(run_id(task_id, 1))
-    assert (first["state"], first["internal_failure"]) == ("BOT_DIED", True)
-    if idempotent:
-        assert (result["state"], result["try_number"]) == ("COMPLETED", "2")
-        assert swarming.stdout(task_id) == "again\n"
-    else:
-        assert (result["state"], result["try_number"]) == ("BOT_DIED", "1")
+    once, retried = (swarming.wait(task_ids[idempotent]) for idempotent in (False, True))
+    # the slave attached again: the tries it ran for the killed master are lost
+    assert (once["state"], once["try_number"], once["internal_failure"]) == ("BOT_DIED", "1", True)
+    assert (retried["state"], retried["try_number"]) == ("COMPLETED", "2")
+    assert swarming.stdout(task_ids[True]) == "again\n"
+    assert swarming.result(run_id(task_ids[True], 1))["state"] == "BOT_DIED"

@@ -22,7 +22,8 @@ from buildfarm.master.plugins import slaves, util
 c = BuildmasterConfig = {}
 c['slaves'] = [slaves.BuildSlave('bs1', 'pass', dimensions={'pool': 'ci', 'gpu': ['nvidia']}),
                slaves.BuildSlave('bs2', 'pass', dimensions={'pool': 'ci'}),
-               slaves.BuildSlave('bs3', 'pass')]
+               slaves.BuildSlave('bs3', 'pass'),
+               slaves.BuildSlave('bs4', 'pass', max_builds=2, dimensions={'pool': 'wide'})]
 c['protocols'] = {'pb': {'port': 9989}}
 c['builders'] = []
 c['schedulers'] = []
@@ -41,11 +42,14 @@ class ScriptedCommands:
         self.connection = connection
         self.started: list = []  # (remote command, name, args)
         self.interrupted: list = []
+        self.refusal: Exception | None = None  # startCommand fails with it
 
     def callRemote(self, method, *args):  # noqa: N802 - PB's name
         if self.connection.broker.disconnected:
             from twisted.spread import pb
             return defer.fail(pb.PBConnectionLost("gone"))
+        if method == "startCommand" and self.refusal is not None:
+            return defer.fail(self.refusal)
         if method == "startCommand":
             remote, _command_id, name, cmd_args = args
             self.started.append((remote, name, cmd_args))
@@ -355,6 +359,35 @@ async def test_an_idempotent_try_lost_after_its_slice_expired_ends_bot_died(mast
     await eventually(lambda: defer.succeed(task_id in twins_ended), "the try ended for good")
     result = await master.db.tasks.get_result(task_id)
     assert (result["state"], result["try_number"], result["internal_failure"]) == ("BOT_DIED", 1, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_with_two_slots_runs_one_task_at_a_time(master):
+    # its one task builder runs one command at a time (a second startCommand is refused)
+    _, commands = await attach(master, "bs4")
+    first = await create(master, request({"pool": "wide"}))
+    remote, _, _ = await until_started(commands)
+    second = await create(master, request({"pool": "wide"}))
+    await eventually(lambda: defer.succeed("bs4" not in master.tasks._reaping), "bs4 reaped")
+    assert len(commands.started) == 1 and await state_of(master, second) == "PENDING"
+    finish(remote)
+    await until_state(master, first, "COMPLETED")
+    remote, _, _ = await until_started(commands, 2)
+    finish(remote)
+    await until_state(master, second, "COMPLETED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_the_slave_refuses_to_start_ends_bot_died(master):
+    from twisted.spread import pb
+
+    _, commands = await attach(master, "bs1")
+    commands.refusal = pb.RemoteError("RuntimeError", "builder '_tasks' is already running a command", None)
+    task_id = await create(master, request())
+    result = await until_state(master, task_id, "BOT_DIED")
+    assert result["internal_failure"]
+    slave = master.botmaster.slaves["bs1"]
+    await eventually(lambda: defer.succeed(master.botmaster.slave_accepts_task(slave)), "bs1's slot freed")
 
 
 @pytest_twisted.ensureDeferred
