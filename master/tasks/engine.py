@@ -462,6 +462,8 @@ class TaskEngine(service.Service):
         try:
             if ref is None:
                 raise SlaveLost(f"slave {run.slave.name} has no task builder")
+            if run.ended_as is State.KILLED:
+                raise CommandInterrupted("killed (kill_running) before it started")
             outcome = await run.command.run(ref, f"task-{ids.run_id(run.task_id, run.try_number)}")
             state, fields = self._outcome(run, outcome)
         except SlaveLost as e:
@@ -574,9 +576,11 @@ class TaskEngine(service.Service):
         if result["state"] != State.RUNNING.name or not kill_running:
             return False, result["state"] == State.RUNNING.name
         run = self.runs.get(task_id)
-        if run is None or run.command is None:
+        if run is None:
             return False, True  # another master runs it
         run.ended_as = State.KILLED
+        if run.command is None:
+            return True, True  # its command is not made yet: it will not start (_run)
         request = request_of(await self.db.tasks.get_request(task_id))
         grace = request.task_slices[result["current_slice"]].properties.grace_period_secs or 0
         run.command.interrupt("canceled (kill_running)", self.clock, grace + KILL_DEADLINE_S)

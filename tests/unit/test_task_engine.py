@@ -362,6 +362,25 @@ async def test_an_idempotent_try_lost_after_its_slice_expired_ends_bot_died(mast
 
 
 @pytest_twisted.ensureDeferred
+async def test_kill_running_just_after_a_task_is_taken_keeps_its_command_from_starting(master):
+    gate = defer.Deferred()  # holds the try between start_run and its command
+    get_run = master.db.tasks.get_run
+
+    async def held_get_run(*args):
+        await gate
+        return await get_run(*args)
+
+    master.db.tasks.get_run = held_get_run
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, request())
+    await until_state(master, task_id, "RUNNING")
+    assert await master.tasks.cancel(task_id, True) == (True, True)
+    gate.callback(None)
+    result = await until_state(master, task_id, "KILLED")
+    assert result["exit_code"] is None and commands.started == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_slave_with_two_slots_runs_one_task_at_a_time(master):
     # its one task builder runs one command at a time (a second startCommand is refused)
     _, commands = await attach(master, "bs4")
