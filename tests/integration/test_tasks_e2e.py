@@ -319,6 +319,19 @@ def test_a_build_and_a_task_share_the_slaves_one_slot(farm):
     assert result["state"] == "COMPLETED" and build["complete"]
     assert epoch(result["started_ts"]) >= build["complete_at"] - 0.001
 
+    # and the other way: a running task keeps the build waiting
+    go = farm.path("go")
+    task_id = swarming.new(body(["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done"],
+                                {"pool": "ci", "id": "bs1"}))["task_id"]
+    swarming.wait(task_id, {"RUNNING"})
+    brid = master.force("hold")
+    assert master.get(f"/api/v1/buildrequests/{brid}")["buildids"] == []
+    with open(go, "w"):
+        pass
+    result = swarming.wait(task_id)
+    build = master.get(f"/api/v1/builds/{master.wait_request_complete(brid)['buildids'][0]}")
+    assert build["started_at"] >= epoch(result["completed_ts"]) - 0.001
+
 
 def test_cancel_ends_a_pending_task(farm):
     swarming = farm.client
