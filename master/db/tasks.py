@@ -214,6 +214,15 @@ class TasksComponent(DBComponent):
 
         return await self._run(thd)
 
+    async def running_since(self, before: float, limit: int = 1000) -> list[dict]:
+        """The tries RUNNING that started before ``before``, oldest first (at most ``limit``):
+        each ``{request_id, try_number, slice_index, started_at, slave}``."""
+        query = (sa.select(task_runs.c.request_id, task_runs.c.try_number, task_runs.c.slice_index,
+                           task_runs.c.started_at, task_runs.c.slave)
+                 .where(task_runs.c.state == RUNNING, task_runs.c.started_at < before)
+                 .order_by(task_runs.c.started_at, task_runs.c.request_id).limit(limit))
+        return await self._fetch_all(query, lambda row: dict(row._mapping))
+
     async def running_on(self, slave: str) -> list[dict]:
         """The tries RUNNING on ``slave``, oldest first: each ``{request_id, try_number,
         slice_index, started_at}``."""

@@ -58,6 +58,9 @@ BOT_SEEN_WINDOW_S = 600.0  # NO_RESOURCE: only slaves seen this recently count
 REUSE_WINDOW_S = 7 * 24 * 3600.0  # an idempotent task reuses results this recent
 MASTER_TIMEOUT_MARGIN_S = 60.0  # the master ends a try this long after the slave should have
 KILL_DEADLINE_S = 30.0  # after the grace period, how long a killed try may take to end
+# A try still RUNNING this long after its hard timeout and grace period has lost the master that
+# ran it (that master would have ended it MASTER_TIMEOUT_MARGIN_S + KILL_DEADLINE_S after them).
+LOST_TRY_AFTER_S = MASTER_TIMEOUT_MARGIN_S + KILL_DEADLINE_S + 60.0
 OUTPUT_CHUNK_MAX_BYTES = 100 * 1024  # one database write of output at most
 OUTPUT_BUFFER_MAX_BYTES = 1024 * 1024  # past this much unwritten output the slave is paused
 GRANT_MARGIN_S = 600.0  # a run_isolated grant outlives the try's timeouts by this much
@@ -616,9 +619,29 @@ class TaskEngine(service.Service):
                 stored = await self.db.tasks.get_request(task_id)
                 self._remember(task_id, stored, request_of(stored)).current = row["current_slice"]
         await self._expire_due_slices()
+        await self._end_overdue_tries()
         for slave in list(self.master.botmaster.slaves.values()):
             if slave.name in self.dimensions:
                 self.reap(slave)
+
+    async def _end_overdue_tries(self) -> None:
+        """End BOT_DIED the tries still RUNNING ``LOST_TRY_AFTER_S`` past their hard timeout and
+        grace period that this master does not run: the master that ran them is gone, and their
+        slave did not attach again (which would have ended them, ``_end_lost_tries``)."""
+        now = self.clock.seconds()
+        for row in await self.db.tasks.running_since(now - LOST_TRY_AFTER_S, limit=POLL_LIMIT):
+            run = self.runs.get(row["request_id"])
+            if run is not None and run.try_number == row["try_number"]:
+                continue
+            stored = await self.db.tasks.get_request(row["request_id"])
+            props = request_of(stored).task_slices[row["slice_index"]].properties
+            timeouts = (props.execution_timeout_secs or 0) + (props.grace_period_secs or 0)
+            if now < row["started_at"] + timeouts + LOST_TRY_AFTER_S:
+                continue
+            log.warn("task {id} on {slave} outlived its timeouts with no master running it; ending it",
+                     id=ids.run_id(row["request_id"], row["try_number"]), slave=row["slave"])
+            run = _Run(row["request_id"], row["try_number"], row["slave"], started_at=row["started_at"])
+            await self._end_try(run, stored, row["slice_index"], State.BOT_DIED, internal_failure=1)
 
     def _schedule_expiry(self) -> None:
         """Wake at the earliest slice deadline of the PENDING tasks known: a slice expires at

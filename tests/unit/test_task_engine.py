@@ -314,6 +314,20 @@ async def test_a_try_the_slave_ran_for_a_lost_master_ends_bot_died_when_it_attac
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_try_whose_master_and_slave_are_gone_ends_bot_died_after_its_timeouts(master):
+    started = master.reactor.seconds()
+    task_id = await create(master, request(wait_for_capacity=True, hard=60, grace=10), submit=False)
+    assert await master.db.tasks.start_run(task_id, "bs1", started) == 1  # bs1 never attaches here
+    master.reactor.advance(60 + 10 + engine_module.LOST_TRY_AFTER_S - 1)
+    await master.tasks.poll()
+    assert await state_of(master, task_id) == "RUNNING"  # its master may still end it
+    master.reactor.advance(1)
+    await master.tasks.poll()
+    result = await master.db.tasks.get_result(task_id)
+    assert (result["state"], result["internal_failure"]) == ("BOT_DIED", True)
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_idempotent_try_lost_with_its_master_is_tried_once_more(master):
     task_id = await create(master, request(idempotent=True, wait_for_capacity=True), submit=False)
     assert await master.db.tasks.start_run(task_id, "bs1", master.reactor.seconds()) == 1
