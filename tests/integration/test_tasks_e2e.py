@@ -256,7 +256,7 @@ def test_a_slice_no_live_slave_matches_expires_into_the_next_one(farm):
     task_id = swarming.new(task)["task_id"]
     result = swarming.wait(task_id, deadline_s=10)
     assert (result["state"], result["current_task_slice"], result["bot_id"]) == ("COMPLETED", "1", "bs1")
-    assert epoch(result["started_ts"]) - epoch(result["created_ts"]) < 1.5
+    assert epoch(result["started_ts"]) - epoch(result["created_ts"]) < 2.5  # the poll is every 5 s
 
 
 def test_a_task_no_slave_ever_matched_ends_no_resource_at_once(farm):
@@ -280,7 +280,7 @@ def test_a_pending_task_expires(farm):
     result = swarming.wait(task_id, deadline_s=10)
     assert result["state"] == "EXPIRED" and "abandoned_ts" in result and "bot_id" not in result
     waited = epoch(result["abandoned_ts"]) - epoch(result["created_ts"])
-    assert 1 <= waited < 1.5, waited  # at its deadline, not at the engine's next poll
+    assert 1 <= waited < 2, waited  # at its deadline, not at the engine's next poll (5 s)
 
 
 # -- timeouts, sharing, cancel and kill ---------------------------------------------------------
