@@ -240,6 +240,7 @@ def test_a_task_runs_on_a_slave_of_its_pool_and_its_output_is_read_back(farm):
     assert swarming.result(run_id(task_id, 1))["exit_code"] == "3"
 
 
+@BOTH
 def test_dimensions_match_with_alternatives_and_from_the_dimensions_file(farm):
     swarming = farm.client
     amd = swarming.wait(swarming.new(body(["true"], {"pool": "ci", "gpu": "intel|amd"}))["task_id"])
@@ -249,6 +250,7 @@ def test_dimensions_match_with_alternatives_and_from_the_dimensions_file(farm):
     assert (ssd["state"], ssd["bot_id"]) == ("COMPLETED", "bs1")
 
 
+@BOTH
 def test_a_slice_no_live_slave_matches_expires_into_the_next_one(farm):
     swarming = farm.client
     task = body(["true"], slices=[({"pool": "ci", "gpu": "intel"}, 1, False),  # only bs3, stopped
@@ -259,6 +261,7 @@ def test_a_slice_no_live_slave_matches_expires_into_the_next_one(farm):
     assert epoch(result["started_ts"]) - epoch(result["created_ts"]) < 2.5  # the poll is every 5 s
 
 
+@BOTH
 def test_a_task_no_slave_ever_matched_ends_no_resource_at_once(farm):
     swarming = farm.client
     answer = swarming.new(body(["true"], {"pool": "ci", "gpu": "tpu|nvidia", "disk": "hdd"}))
@@ -273,6 +276,7 @@ def test_a_task_no_slave_ever_matched_ends_no_resource_at_once(farm):
     assert swarming.result(waiting["task_id"])["state"] == "CANCELED"
 
 
+@BOTH
 def test_a_pending_task_expires(farm):
     swarming = farm.client
     task_id = swarming.new(body(["true"], {"pool": "ci", "gpu": "tpu"}, expiration=1,
@@ -285,6 +289,7 @@ def test_a_pending_task_expires(farm):
 
 # -- timeouts, sharing, cancel and kill ---------------------------------------------------------
 
+@BOTH
 def test_a_hard_timeout_ends_the_task_timed_out_and_its_process(farm):
     swarming, pid_file = farm.client, farm.path("pid")
     task_id = swarming.new(body(["sh", "-c", f"echo $$ > {pid_file}; while :; do sleep 0.1; done"],
@@ -296,6 +301,7 @@ def test_a_hard_timeout_ends_the_task_timed_out_and_its_process(farm):
     assert not pid_alive(pid)
 
 
+@BOTH
 def test_an_io_timeout_ends_a_silent_task_timed_out_and_its_process(farm):
     swarming, pid_file = farm.client, farm.path("pid")
     task_id = swarming.new(body(["sh", "-c", f"echo $$ > {pid_file}; echo quiet now; exec sleep 60"],
@@ -307,6 +313,7 @@ def test_an_io_timeout_ends_a_silent_task_timed_out_and_its_process(farm):
     assert not pid_alive(pid)
 
 
+@BOTH
 def test_a_build_and_a_task_share_the_slaves_one_slot(farm):
     swarming, master = farm.client, farm.master
     brid = master.force("hold")
@@ -334,6 +341,7 @@ def test_a_build_and_a_task_share_the_slaves_one_slot(farm):
     assert build["started_at"] >= epoch(result["completed_ts"]) - 0.001
 
 
+@BOTH
 def test_cancel_ends_a_pending_task(farm):
     swarming = farm.client
     task_id = swarming.new(body(["true"], {"pool": "ci", "gpu": "intel"}))["task_id"]  # bs3 is gone
@@ -344,6 +352,7 @@ def test_cancel_ends_a_pending_task(farm):
     assert swarming.cancel(task_id)["ok"] is False
 
 
+@BOTH
 def test_kill_running_terminates_then_kills_a_command_that_ignores_term(farm):
     swarming, pid_file = farm.client, farm.path("pid")
     script = f"trap 'echo got-TERM' TERM; echo $$ > {pid_file}; echo ready; while :; do sleep 0.1; done"
