@@ -287,11 +287,15 @@ class TaskEngine(service.Service):
         return self._spawn(self._submitted(task_id), f"deciding task {task_id}")
 
     async def _submitted(self, task_id: int) -> dict | None:
-        result = await self.db.tasks.get_result(task_id)
-        if result is None:
-            raise UnknownTask(task_id)
-        if result["state"] == State.PENDING.name and result["twin_of"] is None:
-            await self._decide(task_id, result)
+        self.deciding.add(task_id)  # from now on: the poll leaves it to this decision
+        try:
+            result = await self.db.tasks.get_result(task_id)
+            if result is None:
+                raise UnknownTask(task_id)
+            if result["state"] == State.PENDING.name and result["twin_of"] is None:
+                await self._decide(task_id, result)
+        finally:
+            self.deciding.discard(task_id)
         return await self.db.tasks.get_result(task_id)
 
     async def _decide(self, task_id: int, result: dict) -> None:
@@ -611,8 +615,8 @@ class TaskEngine(service.Service):
         let every idle slave reap."""
         for row in await self.db.tasks.get_pending(limit=POLL_LIMIT):
             task_id = row["request_id"]
-            if task_id in self.pending:
-                continue
+            if task_id in self.pending or task_id in self.deciding:
+                continue  # known, or being decided (submitted): deciding it twice races
             if row["current_slice"] == 0:
                 await self._decide(task_id, row)
             else:

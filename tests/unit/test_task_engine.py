@@ -501,6 +501,27 @@ async def test_the_poll_runs_a_task_it_was_not_told_about(master):
     await until_state(master, task_id, "COMPLETED")
 
 
+@pytest_twisted.ensureDeferred
+async def test_the_poll_leaves_a_task_being_decided_alone(master):
+    gate = defer.Deferred()  # holds the decision of the submitted task
+    get_request, decisions = master.db.tasks.get_request, []
+
+    async def held_get_request(request_id):
+        decisions.append(request_id)
+        if len(decisions) == 1:
+            await gate
+        return await get_request(request_id)
+
+    await attach(master, "bs1")
+    task_id = await create(master, request(idempotent=True, wait_for_capacity=True), submit=False)
+    master.db.tasks.get_request = held_get_request
+    submitted = master.tasks.submitted(task_id)
+    await master.tasks.poll()
+    gate.callback(None)
+    await submitted
+    assert decisions == [task_id]
+
+
 async def finished_with_outputs(master, isolated: str) -> int:
     """A task COMPLETED with exit 0 whose outputs are the .isolated ``isolated``, as a slave's
     run_isolated try leaves it."""
