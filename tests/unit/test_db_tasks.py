@@ -242,6 +242,9 @@ async def test_a_try_ended_for_a_retry_leaves_its_task_pending_for_the_next(db):
     assert await db.tasks.start_run(0x1001, "bs1", 101.0) == 1
     assert await db.tasks.running_on("bs1") == [{"request_id": 0x1001, "try_number": 1, "slice_index": 0,
                                                  "started_at": 101.0}]
+    assert await db.tasks.running_since(101.0) == []  # started at 101.0, not before
+    assert await db.tasks.running_since(101.5) == [{"request_id": 0x1001, "try_number": 1, "slice_index": 0,
+                                                    "started_at": 101.0, "slave": "bs1"}]
     assert await db.tasks.finish_run(0x1001, 1, "BOT_DIED", 102.0, retry=True, internal_failure=1)
     run, result = await db.tasks.get_run(0x1001, 1), await db.tasks.get_result(0x1001)
     assert (run["state"], run["internal_failure"], run["completed_at"]) == ("BOT_DIED", True, 102.0)
