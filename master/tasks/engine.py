@@ -331,7 +331,7 @@ class TaskEngine(service.Service):
             slices.append((dims, deadline, self.queues.add_queue(dims)))
         pending = _Pending(stored["created_at"], slices)
         self.pending[task_id] = pending
-        self._schedule_expiry()
+        self._schedule_expiry(slices[0][1])
         return pending
 
     async def _deduplicate(self, task_id: int, properties_hash: str, now: float) -> bool:
@@ -548,7 +548,7 @@ class TaskEngine(service.Service):
             log.info("task {id} lost its slave; trying it once more", id=ids.summary_id(run.task_id))
             pending = self._remember(run.task_id, stored, request)
             pending.current = slice_index
-            self._schedule_expiry()
+            self._schedule_expiry(pending.slices[slice_index][1])
             self._offer(pending)
             return
         await self._end_twins(run.task_id)
@@ -647,12 +647,14 @@ class TaskEngine(service.Service):
             run = _Run(row["request_id"], row["try_number"], row["slave"], started_at=row["started_at"])
             await self._end_try(run, stored, row["slice_index"], State.BOT_DIED, internal_failure=1)
 
-    def _schedule_expiry(self) -> None:
-        """Wake at the earliest slice deadline of the PENDING tasks known: a slice expires at
-        its deadline, not at the next poll."""
+    def _schedule_expiry(self, due: float | None = None) -> None:
+        """Wake at the earliest slice deadline of the PENDING tasks known (``due``: one more
+        deadline, no earlier than that; without it the earliest of all is found): a slice
+        expires at its deadline, not at the next poll."""
         if not self.running or not self.pending:
             return
-        due = min(p.slices[p.current][1] for p in self.pending.values())
+        if due is None:
+            due = min(p.slices[p.current][1] for p in self.pending.values())
         if self._expiry is not None and self._expiry.active():
             if self._expiry.getTime() <= due:
                 return
