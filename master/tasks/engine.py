@@ -535,7 +535,8 @@ class TaskEngine(service.Service):
         """End the try in ``state``.  An idempotent task's first try lost with its slave
         (BOT_DIED) goes back to PENDING instead, in the same transaction (as Swarming's, no
         client sees it end), if its slice has not expired; otherwise the task's attached twins
-        end with it.  Nothing more when the try was ended already (by a slave attaching again)."""
+        end with it (KILLED: they are released, and decided again).  Nothing more when the try
+        was ended already (by a slave attaching again)."""
         request = request_of(stored)
         now = self.clock.seconds()
         retry = (state is State.BOT_DIED and run.try_number == 1
@@ -550,6 +551,11 @@ class TaskEngine(service.Service):
             pending.current = slice_index
             self._schedule_expiry(pending.slices[slice_index][1])
             self._offer(pending)
+            return
+        if state is State.KILLED:
+            # its owner killed it; the owners of its attached twins did not: they run on their own
+            for twin in await self.db.tasks.release_twins(run.task_id, now):
+                self.submitted(twin)
             return
         await self._end_twins(run.task_id)
 

@@ -492,6 +492,22 @@ async def test_fifty_identical_idempotent_tasks_at_once_run_once(master):
 
 
 @pytest_twisted.ensureDeferred
+async def test_killing_a_twin_in_flight_lets_its_attached_tasks_run_on_their_own(master):
+    _, commands = await attach(master, "bs1")
+    first = await create(master, request(idempotent=True))
+    remote, _, _ = await until_started(commands)
+    second = await create(master, request(idempotent=True))
+    assert (await master.db.tasks.get_result(second))["twin_of"] == first
+    assert await master.tasks.cancel(first, True) == (True, True)
+    finish(remote, rc=-1)
+    await until_state(master, first, "KILLED")
+    remote, _, _ = await until_started(commands, 2)  # the second, on its own
+    finish(remote)
+    result = await until_state(master, second, "COMPLETED")
+    assert (result["deduped_from"], result["try_number"]) == (None, 1)
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_poll_runs_a_task_it_was_not_told_about(master):
     _, commands = await attach(master, "bs1")
     task_id = await create(master, request(), submit=False)
