@@ -449,6 +449,23 @@ def test_fifty_identical_idempotent_requests_at_once_run_once(farm):
 
 
 @BOTH
+def test_killing_a_running_twin_lets_the_task_attached_to_it_run_on_its_own(farm):
+    swarming, go = farm.client, farm.path("go")
+    script = f"echo waiting; while [ ! -e {go} ]; do sleep 0.05; done; echo killed twin {token()}"
+    task = body(["sh", "-c", script], idempotent=True)
+    first = swarming.new(task)["task_id"]
+    swarming.wait_output(first, "waiting")
+    second = swarming.new(task)["task_id"]
+    assert swarming.cancel(first, kill_running=True)["ok"] is True
+    assert swarming.wait(first)["state"] == "KILLED"
+    with open(go, "w"):
+        pass
+    result = swarming.wait(second)
+    assert (result["state"], result["try_number"], "deduped_from" in result) == ("COMPLETED", "1", False)
+    assert swarming.stdout(second) == "waiting\n" + task_output(task)
+
+
+@BOTH
 def test_the_same_request_uuid_from_the_same_user_twenty_times_at_once_is_one_task(farm):
     swarming, tag = farm.client, f"e2e:uuid-{token()}"
     task = body(["true"], request_uuid=str(uuid.uuid4()), user="alice", tags=[tag])
