@@ -4,13 +4,16 @@ processes with dimensions from master.cfg and from ``info/dimensions.json``, dri
 through /_ah/api/swarming/v1/ as a Swarming client with ``--auth-disabled`` is (the scopes are
 granted to anonymous callers, docs/tasks.md), on SQLite and on PostgreSQL.
 
-One master and its slaves serve every test of a backend (``farms``):
+One master and its slaves serve every test of a backend (``farms``, started on first use; every
+farm test runs on both):
 
 - bs1: pool ci, gpu nvidia (master.cfg), disk ssd (its dimensions.json); it also runs the
   builder ``hold``, whose build waits for a file;
 - bs2: pool ci, gpu amd;
 - bs3: pool ci, gpu intel: attached once, then stopped (seen, but not live);
 - bd1, bd2, bd3: pool die (bd2 and bd3 also kind retry): the slaves the BOT_DIED tests kill.
+
+The last test starts a master of its own, to kill it (SIGKILL) mid-task and start it again.
 """
 
 import json
