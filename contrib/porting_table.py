@@ -140,6 +140,7 @@ KEY_NOTES = {
     "users": ("buildfarm only", "the accounts of the web pages, the API and the SlaveAPI"),
     "slaveapi": ("buildfarm only", "the SlaveAPI (docs/slaveapi.md)"),
     "cas": ("buildfarm only", "the content-addressed store of the Isolate API (docs/cas.md)"),
+    "tasks": ("buildfarm only", "the least timeout of a Swarming task (docs/tasks.md)"),
     "slaves": ("buildfarm only", "buildfarm's name of `c['workers']`"),
     "locks": ("buildfarm only", "declares the locks in use (optional)"),
     "buildslavePortnum": ("buildfarm only", "Buildbot 0.8's name of `c['protocols']['pb']['port']`"),

@@ -46,6 +46,7 @@ from buildfarm.master.schedulers.forcesched import ForceScheduler
 from buildfarm.master.secrets.interfaces import ISecretProvider
 from buildfarm.master.slaveapi.settings import SlaveAPISettings, validate_slaveapi_config
 from buildfarm.master.tasks.dimensions import slave_dimensions_problems
+from buildfarm.master.tasks.settings import TaskSettings, validate_tasks_config
 
 DEFAULT_PB_PORT = 9989
 DEFAULT_WWW_PORT = 8010
@@ -60,7 +61,7 @@ KNOWN_KEYS = frozenset(
         "slaves", "workers", "builders", "schedulers", "protocols", "www", "db", "db_url",
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
-        "users", "slaveapi", "cas", "configurators", "services", "secretsProviders",
+        "users", "slaveapi", "cas", "tasks", "configurators", "services", "secretsProviders",
     }
 )
 
@@ -245,6 +246,7 @@ class MasterConfig:
     multi_master: bool = False
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
     cas: CASSettings = field(default_factory=CASSettings)  # c['cas']: the content-addressed store
+    tasks: TaskSettings = field(default_factory=TaskSettings)  # c['tasks']: the Swarming API's limits
     # c['services']: Twisted services master.cfg adds, run as children of the master
     services: list = field(default_factory=list)
     # c['secretsProviders']: asked in order for the secrets a build renders (master/secrets/)
@@ -358,6 +360,7 @@ class _ConfigBuilder:
         self.web_auth(cfg)
         self.slaveapi(cfg)
         self.cas(cfg)
+        self.task_settings(cfg)
         self.secrets_providers(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
@@ -803,6 +806,12 @@ class _ConfigBuilder:
     def cas(self, cfg: MasterConfig) -> None:
         """``c['cas']``: the content-addressed store (master/cas/config.py)."""
         cfg.cas, problems = validate_cas_config(self.raw, os.path.dirname(cfg.filename))
+        for key, message in problems:
+            self.key_error(key, message)
+
+    def task_settings(self, cfg: MasterConfig) -> None:
+        """``c['tasks']``: the Swarming API's limits (master/tasks/settings.py)."""
+        cfg.tasks, problems = validate_tasks_config(self.raw)
         for key, message in problems:
             self.key_error(key, message)
 

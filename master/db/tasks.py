@@ -253,12 +253,31 @@ class TasksComponent(DBComponent):
 
         return await self._run(thd)
 
+    async def running_since(self, before: float, limit: int = 1000) -> list[dict]:
+        """The tries RUNNING that started before ``before``, oldest first (at most ``limit``):
+        each ``{request_id, try_number, slice_index, started_at, slave}``."""
+        query = (sa.select(task_runs.c.request_id, task_runs.c.try_number, task_runs.c.slice_index,
+                           task_runs.c.started_at, task_runs.c.slave)
+                 .where(task_runs.c.state == RUNNING, task_runs.c.started_at < before)
+                 .order_by(task_runs.c.started_at, task_runs.c.request_id).limit(limit))
+        return await self._fetch_all(query, lambda row: dict(row._mapping))
+
+    async def running_on(self, slave: str) -> list[dict]:
+        """The tries RUNNING on ``slave``, oldest first: each ``{request_id, try_number,
+        slice_index, started_at}``."""
+        query = (sa.select(task_runs.c.request_id, task_runs.c.try_number, task_runs.c.slice_index,
+                           task_runs.c.started_at)
+                 .where(task_runs.c.slave == slave, task_runs.c.state == RUNNING)
+                 .order_by(task_runs.c.started_at, task_runs.c.request_id))
+        return await self._fetch_all(query, lambda row: dict(row._mapping))
+
     async def finish_run(self, request_id: int, try_number: int, state: str, now: float,
-                         **fields: Any) -> bool:
+                         retry: bool = False, **fields: Any) -> bool:
         """End a running try in ``state`` (with ``exit_code``, ``duration``, ``outputs_ref``,
-        ``internal_failure``), and its task with it.  The task becomes reusable by idempotent
-        twins when its slice is idempotent and it COMPLETED with exit code 0.  False when the
-        try was not running."""
+        ``internal_failure``), and its task with it; with ``retry`` the task goes back to
+        PENDING instead, for another try, in the same transaction (no reader sees it ended).
+        The task becomes reusable by idempotent twins when its slice is idempotent and it
+        COMPLETED with exit code 0.  False when the try was not running."""
         unknown = set(fields) - RUN_FINAL_FIELDS
         if unknown:
             raise ValueError(f"finish_run: unknown fields {sorted(unknown)}")
@@ -273,7 +292,11 @@ class TasksComponent(DBComponent):
             if not ended:
                 return False
             summary = dict(values)
-            if state == COMPLETED and fields.get("exit_code") == 0:
+            if retry:
+                summary = {"state": PENDING, "slave": None, "started_at": None, "completed_at": None,
+                           "exit_code": None, "duration": None, "outputs_ref": None, "internal_failure": 0,
+                           "modified_at": now}
+            elif state == COMPLETED and fields.get("exit_code") == 0:
                 summary["properties_hash"] = (
                     sa.select(task_slices.c.properties_hash)
                     .where(task_slices.c.request_id == request_id, task_slices.c.idempotent == 1,
@@ -313,7 +336,12 @@ class TasksComponent(DBComponent):
         PENDING or RUNNING task, itself attached to none, whose current slice is idempotent
         with ``properties_hash``.  The task's own twins move with it.  The twin's request id,
         or None (no twin: the task runs itself).  One transaction; callers serialize the
-        decisions of one hash (the engine does), so that twins form one group."""
+        decisions of one hash (the engine does), so that twins form one group.
+
+        The twin's row is locked (FOR UPDATE on PostgreSQL; SQLite runs one writer at a
+        time): a twin ending in another transaction (``finish_run``, ``end_pending``) is read
+        once it has ended, and then is no twin.  Read unlocked, it could be attached to after
+        its end had read its twins, and the task would wait for a result never given."""
         current = sa.and_(task_slices.c.request_id == task_results.c.request_id,
                           task_slices.c.slice_index == task_results.c.current_slice)
 
@@ -323,7 +351,8 @@ class TasksComponent(DBComponent):
                 .where(task_slices.c.properties_hash == properties_hash, task_slices.c.idempotent == 1,
                        task_results.c.state.in_([PENDING, RUNNING]), task_results.c.twin_of.is_(None),
                        task_results.c.request_id != request_id)
-                .order_by(task_results.c.created_at, task_results.c.request_id).limit(1)).scalar_one_or_none()
+                .order_by(task_results.c.created_at, task_results.c.request_id).limit(1)
+                .with_for_update(of=task_results)).scalar_one_or_none()
             if twin is None:
                 return None
             attached = conn.execute(sa.update(task_results).where(
@@ -336,14 +365,6 @@ class TasksComponent(DBComponent):
             return twin
 
         return await self._run(thd)
-
-    async def retry(self, request_id: int, now: float) -> bool:
-        """Put a task whose last try ended BOT_DIED back to PENDING for another try (the
-        ended try stays as it was); False when it had not ended so."""
-        return bool(await self._execute(sa.update(task_results).where(
-            task_results.c.request_id == request_id, task_results.c.state == "BOT_DIED")
-            .values(state=PENDING, slave=None, started_at=None, completed_at=None, exit_code=None,
-                    duration=None, internal_failure=0, modified_at=now)))
 
     async def get_twins(self, request_id: int) -> list[int]:
         """The pending tasks attached to task ``request_id``."""
@@ -418,6 +439,12 @@ class TasksComponent(DBComponent):
         await self._upsert(
             sa.update(bots).where(bots.c.name == name).values(**values),
             sa.insert(bots).values(name=name, first_seen_at=now, **values))
+
+    async def touch_bots(self, names: list[str], now: float) -> None:
+        """Record that the slaves ``names`` (attached to this master) are still seen now."""
+        if names:
+            await self._execute(sa.update(bots).where(bots.c.name.in_(sorted(names)))
+                                .values(last_seen_at=now))
 
     async def set_bot_flags(self, name: str, **flags: str | None) -> bool:
         """Set ``quarantined`` and/or ``maintenance`` (a message; None turns it off) of a known

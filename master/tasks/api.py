@@ -185,7 +185,7 @@ class SwarmingAPI:
         cached = getattr(request, "_swarming_request", None)
         if cached is None:
             try:
-                cached = request_from_json(self._body(request))
+                cached = request_from_json(self._body(request), self.master.config.tasks.min_timeout_secs)
             except TaskValidationError as e:
                 raise SwarmingError(400, str(e), problems=e.problems) from None
             pools = {_pool_of(s) for s in cached.task_slices}
@@ -272,15 +272,21 @@ class SwarmingAPI:
     @routes.route(f"{PREFIX}/task/<string:task_id>/stdout", "GET", scope="tasks:read")
     async def task_stdout(self, request, task_id):
         """``{output, state}``: the output as plain UTF-8 text (v1: not base64), of the named
-        try or of the task's last one, from ``?offset`` for at most ``?length`` bytes."""
+        try or of the task's last one (a deduplicated task's: its twin's), from ``?offset`` for
+        at most ``?length`` bytes."""
         _, result, run = await self._result(task_id)
         source = run if run is not None else result
         offset = _query_int(request, "offset", 0)
         length = min(_query_int(request, "length", MAX_STDOUT_BYTES), MAX_STDOUT_BYTES)
-        try_number = source.get("try_number")
+        request_id, try_number = result["request_id"], source.get("try_number")
+        if not try_number and run is None and result.get("deduped_from"):
+            # as Swarming: a task answered from or attached to a twin shows the twin's output
+            request_id, _ = ids.parse_task_id(result["deduped_from"])
+            twin = await self.db.get_result(request_id)
+            try_number = twin["try_number"] if twin is not None else None
         output = b""
         if try_number:
-            output = await self.db.get_output(result["request_id"], try_number, offset, length)
+            output = await self.db.get_output(request_id, try_number, offset, length)
         return self._json(request, {"output": output.decode("utf-8", "replace"), "state": source["state"]})
 
     @routes.route(f"{PREFIX}/task/<string:task_id>/cancel", "POST", scope="tasks:cancel:{pool}",

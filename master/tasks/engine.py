@@ -56,6 +56,7 @@ from buildfarm.master.tasks.records import new_task, request_of
 
 log = Logger()
 
+BOT_SEEN_INTERVAL_S = 60.0  # how often the attached slaves' last_seen is written (dead after 600 s unseen)
 POLL_INTERVAL_S = 5.0  # how often the database is read for tasks created elsewhere, and expiries
 POLL_LIMIT = 1000  # PENDING tasks read per poll
 REAP_LIMIT = 10  # PENDING tasks a reaping slave tries, most urgent first
@@ -63,10 +64,14 @@ BOT_SEEN_WINDOW_S = 600.0  # NO_RESOURCE: only slaves seen this recently count
 REUSE_WINDOW_S = 7 * 24 * 3600.0  # an idempotent task reuses results this recent
 MASTER_TIMEOUT_MARGIN_S = 60.0  # the master ends a try this long after the slave should have
 KILL_DEADLINE_S = 30.0  # after the grace period, how long a killed try may take to end
+# A try still RUNNING this long after its hard timeout and grace period has lost the master that
+# ran it (that master would have ended it MASTER_TIMEOUT_MARGIN_S + KILL_DEADLINE_S after them).
+LOST_TRY_AFTER_S = MASTER_TIMEOUT_MARGIN_S + KILL_DEADLINE_S + 60.0
 OUTPUT_CHUNK_MAX_BYTES = 100 * 1024  # one database write of output at most
 OUTPUT_BUFFER_MAX_BYTES = 1024 * 1024  # past this much unwritten output the slave is paused
 GRANT_MARGIN_S = 600.0  # a run_isolated grant outlives the try's timeouts by this much
-TIMEOUT_REASON = "timeout"  # the slave's failure_reason after its timeouts (runprocess.py)
+# the slave's failure_reason after its hard and its I/O timeout (runprocess.py)
+TIMEOUT_REASONS = frozenset({"timeout", "timeout_without_output"})
 OUTPUTS_NAMESPACE = "default-gzip"  # where the outputs of a task without inputs go
 STORE_CHECK_BATCH = 1000  # digests per ``contains`` call when checking a twin's outputs
 MAX_ISOLATED_BYTES = 64 * 1024 * 1024  # an outputs .isolated larger than this is not read
@@ -159,6 +164,12 @@ class _TaskOutput(OutputOnlyLog):
             await self._writing
 
 
+def _slice_deadline(stored: dict, slice_index: int) -> float:
+    """When slice ``slice_index`` of the stored request expires: its creation plus the
+    expirations of the slices up to it."""
+    return stored["created_at"] + sum(s["expiration_secs"] for s in stored["slices"][:slice_index + 1])
+
+
 @implementer(ITaskEngine)
 class TaskEngine(service.Service):
     """Matches PENDING tasks to idle slaves, runs them, and ends their tries (see the module)."""
@@ -172,10 +183,15 @@ class TaskEngine(service.Service):
         self.pending: dict[int, _Pending] = {}  # PENDING tasks this engine decided, may be reaped
         self.deciding: set[int] = set()  # tasks being decided (dedup, NO_RESOURCE): not reaped yet
         self.runs: dict[int, _Run] = {}  # task id -> its running try on this master
+        self.taking: set[int] = set()  # tasks a slave of this master is taking (start_run in flight)
+        self.killed_while_taken: set[int] = set()  # killed (kill_running) while being taken
         self._decisions = defer.DeferredLock()  # one twin decision at a time
+        self._expiring = defer.DeferredLock()  # one pass over the slice deadlines at a time
+        self._expiry = None  # the call at the earliest slice deadline of ``pending``
         self._reaping: set[str] = set()
         self._reap_again: set[str] = set()
         self._poller: task.LoopingCall | None = None
+        self._seen: task.LoopingCall | None = None
         self._work: set[defer.Deferred] = set()
         self._terminations: dict[str, int] = {}  # slave name -> its termination task, until it goes
 
@@ -195,6 +211,9 @@ class TaskEngine(service.Service):
         for slave in list(self.master.botmaster.slaves.values()):
             self.slave_attached(slave)
         self._set_polling(self.master.config)
+        self._seen = task.LoopingCall(self._touch_attached)
+        self._seen.clock = self.clock
+        self._seen.start(BOT_SEEN_INTERVAL_S, now=False)
 
     def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
         """Poll only while some slave has a pool: a master without one runs no task."""
@@ -219,10 +238,23 @@ class TaskEngine(service.Service):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
+        if self._seen is not None and self._seen.running:
+            self._seen.stop()
+        self._seen = None
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
         for run in self.runs.values():
             if run.deadline is not None and run.deadline.active():
                 run.deadline.cancel()
         return defer.DeferredList(list(self._work), consumeErrors=True)
+
+    def _touch_attached(self) -> None:
+        """The attached slaves are seen now: a bot is dead for the API and NO_RESOURCE only
+        when no master has seen it for ``BOT_DEAD_AFTER_S``, not since it attached."""
+        names = [slave.name for slave in self.master.botmaster.slaves.values() if slave.attached]
+        # not returned: the LoopingCall keeps its minute whatever the database's pace
+        self._spawn(self.db.tasks.touch_bots(names, self.clock.seconds()), "recording the slaves seen")
 
     def _spawn(self, coro, what: str, waited: bool = True) -> defer.Deferred:
         """Run ``coro``, logging its failure; stopping waits for it when ``waited`` (not for
@@ -253,7 +285,22 @@ class TaskEngine(service.Service):
         if self.queues.set_slave(slave.name, dims):
             log.info("slave {name} serves tasks with dimensions {dims}", name=slave.name,
                      dims=", ".join(f"{k}:{'|'.join(v)}" for k, v in dims.items()))
+        await self._end_lost_tries(slave)
         self.reap(slave)
+
+    async def _end_lost_tries(self, slave) -> None:
+        """End BOT_DIED the tries the database says the slave runs but this master does not:
+        a slave that attaches runs nothing, so they were lost with the master that ran them
+        (killed or restarted) or with the slave's earlier connection."""
+        for lost in await self.db.tasks.running_on(slave.name):
+            run = self.runs.get(lost["request_id"])
+            if run is not None and run.try_number == lost["try_number"]:
+                continue  # ours: it ends when its command sees the old connection gone
+            log.warn("task {id}: lost with the master or the connection that ran it on {name}",
+                     id=ids.run_id(lost["request_id"], lost["try_number"]), name=slave.name)
+            run = _Run(lost["request_id"], lost["try_number"], slave, started_at=lost["started_at"])
+            stored = await self.db.tasks.get_request(run.task_id)
+            await self._end_try(run, stored, lost["slice_index"], State.BOT_DIED, internal_failure=1)
 
     def slave_detached(self, slave) -> None:
         """A slave's connection is gone: it serves no queue; its tries end BOT_DIED (their
@@ -273,11 +320,15 @@ class TaskEngine(service.Service):
         return self._spawn(self._submitted(task_id), f"deciding task {task_id}")
 
     async def _submitted(self, task_id: int) -> dict | None:
-        result = await self.db.tasks.get_result(task_id)
-        if result is None:
-            raise UnknownTask(task_id)
-        if result["state"] == State.PENDING.name and result["twin_of"] is None:
-            await self._decide(task_id, result)
+        self.deciding.add(task_id)  # from now on: the poll leaves it to this decision
+        try:
+            result = await self.db.tasks.get_result(task_id)
+            if result is None:
+                raise UnknownTask(task_id)
+            if result["state"] == State.PENDING.name and result["twin_of"] is None:
+                await self._decide(task_id, result)
+        finally:
+            self.deciding.discard(task_id)
         return await self.db.tasks.get_result(task_id)
 
     async def _decide(self, task_id: int, result: dict) -> None:
@@ -315,6 +366,7 @@ class TaskEngine(service.Service):
             slices.append((dims, deadline, self.queues.add_queue(dims)))
         pending = _Pending(stored["created_at"], slices, request)
         self.pending[task_id] = pending
+        self._schedule_expiry(slices[0][1])
         return pending
 
     async def _deduplicate(self, task_id: int, properties_hash: str, now: float) -> bool:
@@ -424,8 +476,13 @@ class TaskEngine(service.Service):
         finally:
             self._reaping.discard(slave.name)
 
+    def _may_start_task(self, slave) -> bool:
+        """Whether the slave has a free slot and no task running: its one task builder runs
+        one command at a time, in one working directory."""
+        return slave.tasks_running == 0 and self.master.botmaster.slave_accepts_task(slave)
+
     async def _reap_one(self, slave) -> bool:
-        if not self.running or not self.master.botmaster.slave_accepts_task(slave):
+        if not self.running or not self._may_start_task(slave):
             return False
         keys = self.queues.queues_for(slave.name)
         if not keys:
@@ -434,14 +491,20 @@ class TaskEngine(service.Service):
             pending = self.pending.get(row["request_id"])
             if row["request_id"] in self.deciding or pending is None:
                 continue  # not decided yet (here, or by the poll for a task made elsewhere)
-            if not self.master.botmaster.slave_accepts_task(slave):
+            if not self._may_start_task(slave):
                 return False
             # only on the slice read here: the try then knows its slice without reading it back
-            try_number = await self.db.tasks.start_run(row["request_id"], slave.name, self.clock.seconds(),
-                                                       slice_index=row["current_slice"])
-            if try_number is None:
-                continue  # another slave or master took it, it ended, or it fell back a slice
-            self._start(slave, row["request_id"], try_number, pending.request, row["current_slice"])
+            task_id = row["request_id"]
+            self.taking.add(task_id)
+            try:
+                try_number = await self.db.tasks.start_run(task_id, slave.name, self.clock.seconds(),
+                                                           slice_index=row["current_slice"])
+                if try_number is None:
+                    continue  # another slave or master took it, it ended, or it fell back a slice
+                self._start(slave, task_id, try_number, pending.request, row["current_slice"])
+            finally:
+                self.taking.discard(task_id)
+                self.killed_while_taken.discard(task_id)
             return True
         return False
 
@@ -449,6 +512,8 @@ class TaskEngine(service.Service):
 
     def _start(self, slave, task_id: int, try_number: int, request, slice_index: int) -> None:
         run = _Run(task_id, try_number, slave, request, slice_index, started_at=self.clock.seconds())
+        if task_id in self.killed_while_taken:
+            run.ended_as = State.KILLED  # its command is not started (_run)
         self.runs[task_id] = run
         self.pending.pop(task_id, None)
         slave.tasks_running += 1
@@ -486,6 +551,8 @@ class TaskEngine(service.Service):
         try:
             if ref is None:
                 raise SlaveLost(f"slave {run.slave.name} has no task builder")
+            if run.ended_as is State.KILLED:
+                raise CommandInterrupted("killed (kill_running) before it started")
             outcome = await run.command.run(ref, f"task-{ids.run_id(run.task_id, run.try_number)}")
             state, fields = self._outcome(run, outcome)
         except SlaveLost as e:
@@ -495,14 +562,12 @@ class TaskEngine(service.Service):
             log.warn("task {id}: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
         except RemoteCommandFailed as e:
             log.warn("task {id} could not run: {why}", id=ids.run_id(run.task_id, run.try_number), why=e)
+        except Exception:  # noqa: BLE001 - the slave refused it (pb.RemoteError), ...: end the try anyway
+            log.failure("task {id} could not run", id=ids.run_id(run.task_id, run.try_number))
         await run.output.flush()
         await busy
-        now = self.clock.seconds()
-        await self.db.tasks.finish_run(run.task_id, run.try_number, state.name, now,
-                                       duration=now - run.started_at, **fields)
+        await self._end_try(run, None, run.slice_index, state, **fields)
         await self.db.tasks.set_bot_state(run.slave.name, {"attached": bool(run.slave.attached)})
-        self._ended(run)  # the slave may take its next task while twins are ended or a retry queued
-        await self._after_try(run, request, state)
 
     def _outcome(self, run: _Run, outcome: dict) -> tuple[State, dict]:
         rc = outcome.get("rc")
@@ -514,7 +579,7 @@ class TaskEngine(service.Service):
                                      "namespace": args.get("namespace")}
         if run.ended_as is not None:
             return run.ended_as, fields
-        if as_text(outcome.get("failure_reason") or "") == TIMEOUT_REASON:
+        if as_text(outcome.get("failure_reason") or "") in TIMEOUT_REASONS:
             return State.TIMED_OUT, fields
         return State.COMPLETED, fields
 
@@ -547,8 +612,8 @@ class TaskEngine(service.Service):
         workdir = "build" if not props.relative_cwd else f"build/{props.relative_cwd}"
         return "shell", {"workdir": workdir, "command": list(props.command) + list(props.extra_args),
                          "env": env or None, "timeout": timeouts["io"], "maxTime": timeouts["hard"],
-                         "sigtermTime": timeouts["grace"],
-                         "interruptSignal": "TERM" if timeouts["grace"] else "KILL",
+                         # SIGTERM, then SIGKILL after the grace period (none: SIGKILL at once)
+                         "sigtermTime": timeouts["grace"], "interruptSignal": "KILL",
                          "logEnviron": False, "usePTY": False}
 
     def _cas_url(self, slave) -> str | None:
@@ -570,17 +635,39 @@ class TaskEngine(service.Service):
             log.warn("task {id} outlived its timeouts; ending it", id=ids.run_id(run.task_id, run.try_number))
             run.command.interrupt("the master's timeout", self.clock, KILL_DEADLINE_S)
 
-    async def _after_try(self, run: _Run, request, state: State) -> None:
-        slice_index = run.slice_index  # a running task stays on its slice
-        idempotent = request.task_slices[slice_index].properties.idempotent
-        if state is State.BOT_DIED and idempotent and run.try_number == 1:
-            if await self.db.tasks.retry(run.task_id, self.clock.seconds()):
-                log.info("task {id} lost its slave; trying it once more", id=ids.summary_id(run.task_id))
-                stored = await self.db.tasks.get_request(run.task_id)
-                pending = self._remember(run.task_id, stored, request)
-                pending.current = slice_index
-                self._offer(pending)
-                return
+    async def _end_try(self, run: _Run, stored: dict | None, slice_index: int, state: State,
+                       **fields) -> None:
+        """End the try in ``state`` (``stored``: its stored request, read here when None and
+        needed: a try that ran has its parsed request and reads nothing back).  An idempotent
+        task's first try lost with its slave (BOT_DIED) goes back to PENDING instead, in the
+        same transaction (as Swarming's, no client sees it end), if its slice has not expired;
+        otherwise the task's attached twins end with it (KILLED: they are released, and decided
+        again).  Nothing more when the try
+        was ended already (by a slave attaching again)."""
+        if stored is None and (run.request is None or state is State.BOT_DIED):
+            stored = await self.db.tasks.get_request(run.task_id)  # a try that ran reads nothing back
+        request = run.request or request_of(stored)
+        now = self.clock.seconds()
+        retry = (state is State.BOT_DIED and run.try_number == 1
+                 and request.task_slices[slice_index].properties.idempotent
+                 and now < _slice_deadline(stored, slice_index))
+        if not await self.db.tasks.finish_run(run.task_id, run.try_number, state.name, now, retry=retry,
+                                              duration=now - run.started_at, **fields):
+            return
+        if self.runs.get(run.task_id) is run:
+            self._ended(run)  # the slave may take its next task while twins are ended or a retry queued
+        if retry:
+            log.info("task {id} lost its slave; trying it once more", id=ids.summary_id(run.task_id))
+            pending = self._remember(run.task_id, stored, request)
+            pending.current = slice_index
+            self._schedule_expiry(pending.slices[slice_index][1])
+            self._offer(pending)
+            return
+        if state is State.KILLED:
+            # its owner killed it; the owners of its attached twins did not: they run on their own
+            for twin in await self.db.tasks.release_twins(run.task_id, now):
+                self.submitted(twin)
+            return
         if any(task_slice.properties.idempotent for task_slice in request.task_slices):
             await self._end_twins(run.task_id)  # only an idempotent slice gets twins (attach_twin)
 
@@ -614,9 +701,14 @@ class TaskEngine(service.Service):
         if result["state"] != State.RUNNING.name or not kill_running:
             return False, result["state"] == State.RUNNING.name
         run = self.runs.get(task_id)
-        if run is None or run.command is None:
+        if run is None and task_id in self.taking:
+            self.killed_while_taken.add(task_id)  # a slave here is taking it: it will not start
+            return True, True
+        if run is None:
             return False, True  # another master runs it
         run.ended_as = State.KILLED
+        if run.command is None:
+            return True, True  # its command is not made yet: it will not start (_run)
         request = request_of(await self.db.tasks.get_request(task_id))
         grace = request.task_slices[result["current_slice"]].properties.grace_period_secs or 0
         run.command.interrupt("canceled (kill_running)", self.clock, grace + KILL_DEADLINE_S)
@@ -686,21 +778,67 @@ class TaskEngine(service.Service):
     async def poll(self) -> None:
         """Decide the PENDING tasks created elsewhere; expire slices past their deadline;
         let every idle slave reap."""
-        now = self.clock.seconds()
         for row in await self.db.tasks.get_pending(limit=POLL_LIMIT):
             task_id = row["request_id"]
-            if task_id in self.pending:
-                continue
+            if task_id in self.pending or task_id in self.deciding:
+                continue  # known, or being decided (submitted): deciding it twice races
             if row["current_slice"] == 0:
                 await self._decide(task_id, row)
             else:
                 stored = await self.db.tasks.get_request(task_id)
                 self._remember(task_id, stored, request_of(stored)).current = row["current_slice"]
-        for task_id, pending in list(self.pending.items()):
-            await self._expire(task_id, pending, now)
+        await self._expire_due_slices()
+        await self._end_overdue_tries()
         for slave in list(self.master.botmaster.slaves.values()):
             if slave.name in self.dimensions:
                 self.reap(slave)
+
+    async def _end_overdue_tries(self) -> None:
+        """End BOT_DIED the tries still RUNNING ``LOST_TRY_AFTER_S`` past their hard timeout and
+        grace period that this master does not run: the master that ran them is gone, and their
+        slave did not attach again (which would have ended them, ``_end_lost_tries``)."""
+        now = self.clock.seconds()
+        for row in await self.db.tasks.running_since(now - LOST_TRY_AFTER_S, limit=POLL_LIMIT):
+            run = self.runs.get(row["request_id"])
+            if run is not None and run.try_number == row["try_number"]:
+                continue
+            stored = await self.db.tasks.get_request(row["request_id"])
+            props = request_of(stored).task_slices[row["slice_index"]].properties
+            timeouts = (props.execution_timeout_secs or 0) + (props.grace_period_secs or 0)
+            if now < row["started_at"] + timeouts + LOST_TRY_AFTER_S:
+                continue
+            log.warn("task {id} on {slave} outlived its timeouts with no master running it; ending it",
+                     id=ids.run_id(row["request_id"], row["try_number"]), slave=row["slave"])
+            run = _Run(row["request_id"], row["try_number"], row["slave"], started_at=row["started_at"])
+            await self._end_try(run, stored, row["slice_index"], State.BOT_DIED, internal_failure=1)
+
+    def _schedule_expiry(self, due: float | None = None) -> None:
+        """Wake at the earliest slice deadline of the PENDING tasks known (``due``: one more
+        deadline, no earlier than that; without it the earliest of all is found): a slice
+        expires at its deadline, not at the next poll."""
+        if not self.running or not self.pending:
+            return
+        if due is None:
+            due = min(p.slices[p.current][1] for p in self.pending.values())
+        if self._expiry is not None and self._expiry.active():
+            if self._expiry.getTime() <= due:
+                return
+            self._expiry.cancel()
+        self._expiry = self.clock.callLater(max(0.0, due - self.clock.seconds()), self._expiry_due)
+
+    def _expiry_due(self) -> None:
+        self._expiry = None
+        self._spawn(self._expire_due_slices(), "expiring pending tasks")
+
+    async def _expire_due_slices(self) -> None:
+        """Move each known PENDING task past its slice's deadline to its next slice, or end it
+        EXPIRED; then wake again at the next deadline.  One pass at a time: two would both try
+        to advance a task, and the loser would forget it."""
+        async with self._expiring:
+            now = self.clock.seconds()
+            for task_id, pending in list(self.pending.items()):
+                await self._expire(task_id, pending, now)
+        self._schedule_expiry()
 
     async def _expire(self, task_id: int, pending: _Pending, now: float) -> None:
         while pending.slices[pending.current][1] <= now:

@@ -208,8 +208,9 @@ def canonical_json(value: Any) -> bytes:
 
 # -- validation ------------------------------------------------------------------------------
 
-def validate_request(request: TaskRequest) -> None:
-    """Raise TaskValidationError listing every problem of ``request`` (nothing when valid)."""
+def validate_request(request: TaskRequest, min_timeout_s: int = MIN_EXECUTION_TIMEOUT_S) -> None:
+    """Raise TaskValidationError listing every problem of ``request`` (nothing when valid);
+    ``min_timeout_s`` is the least expiration, hard and (non-zero) I/O timeout (``c['tasks']``)."""
     problems: list[str] = []
     if not request.name:
         problems.append("name is required")
@@ -238,20 +239,20 @@ def validate_request(request: TaskRequest) -> None:
     many = len(request.task_slices) > 1
     for index, task_slice in enumerate(request.task_slices):
         where = f"task_slices[{index}]." if many else ""
-        problems.extend(where + p for p in _slice_problems(task_slice))
+        problems.extend(where + p for p in _slice_problems(task_slice, min_timeout_s))
     if problems:
         raise TaskValidationError(problems)
 
 
-def _slice_problems(task_slice: TaskSlice) -> list[str]:
+def _slice_problems(task_slice: TaskSlice, min_timeout_s: int = MIN_EXPIRATION_S) -> list[str]:
     problems = []
-    if not _int_in(task_slice.expiration_secs, MIN_EXPIRATION_S, MAX_EXPIRATION_S):
-        problems.append(f"expiration_secs must be {MIN_EXPIRATION_S}..{MAX_EXPIRATION_S} "
-                        f"(30 s to 7 days), not {task_slice.expiration_secs!r}")
-    return problems + ["properties." + p for p in properties_problems(task_slice.properties)]
+    if not _int_in(task_slice.expiration_secs, min_timeout_s, MAX_EXPIRATION_S):
+        problems.append(f"expiration_secs must be {min_timeout_s}..{MAX_EXPIRATION_S} "
+                        f"({min_timeout_s} s to 7 days), not {task_slice.expiration_secs!r}")
+    return problems + ["properties." + p for p in properties_problems(task_slice.properties, min_timeout_s)]
 
 
-def properties_problems(props: TaskProperties) -> list[str]:
+def properties_problems(props: TaskProperties, min_timeout_s: int = MIN_EXECUTION_TIMEOUT_S) -> list[str]:
     """Every problem of ``props``, one message each, naming the field."""
     problems = []
     if not props.command and props.inputs_ref is None:
@@ -289,11 +290,12 @@ def properties_problems(props: TaskProperties) -> list[str]:
         problem = _relative_path_problem(output)
         if problem:
             problems.append(f"outputs: {output!r}: {problem}")
-    if not _int_in(props.execution_timeout_secs, MIN_EXECUTION_TIMEOUT_S, MAX_EXECUTION_TIMEOUT_S):
-        problems.append(f"execution_timeout_secs must be {MIN_EXECUTION_TIMEOUT_S}.."
-                        f"{MAX_EXECUTION_TIMEOUT_S} (30 s to 3 days), not {props.execution_timeout_secs!r}")
-    if not (props.io_timeout_secs == 0 or _int_in(props.io_timeout_secs, MIN_IO_TIMEOUT_S, MAX_IO_TIMEOUT_S)):
-        problems.append(f"io_timeout_secs must be 0 (none) or {MIN_IO_TIMEOUT_S}..{MAX_IO_TIMEOUT_S}, "
+    if not _int_in(props.execution_timeout_secs, min_timeout_s, MAX_EXECUTION_TIMEOUT_S):
+        problems.append(f"execution_timeout_secs must be {min_timeout_s}.."
+                        f"{MAX_EXECUTION_TIMEOUT_S} ({min_timeout_s} s to 3 days), "
+                        f"not {props.execution_timeout_secs!r}")
+    if not (props.io_timeout_secs == 0 or _int_in(props.io_timeout_secs, min_timeout_s, MAX_IO_TIMEOUT_S)):
+        problems.append(f"io_timeout_secs must be 0 (none) or {min_timeout_s}..{MAX_IO_TIMEOUT_S}, "
                         f"not {props.io_timeout_secs!r}")
     if not _int_in(props.grace_period_secs, 0, MAX_GRACE_PERIOD_S):
         problems.append(f"grace_period_secs must be 0..{MAX_GRACE_PERIOD_S}, not {props.grace_period_secs!r}")
@@ -352,7 +354,7 @@ def _int_in(value: Any, low: int, high: int) -> bool:
 
 # -- Swarming v1 JSON --------------------------------------------------------------------------
 
-def request_from_json(body: Any) -> TaskRequest:
+def request_from_json(body: Any, min_timeout_s: int = MIN_EXECUTION_TIMEOUT_S) -> TaskRequest:
     """The request in a ``tasks/new`` body, validated; TaskValidationError names each problem.
 
     Accepts what Swarming's clients send: int64 as numbers or strings, ``null`` for unset,
@@ -361,7 +363,7 @@ def request_from_json(body: Any) -> TaskRequest:
     Unknown fields are ignored.
     """
     request = _parse_request(body)
-    validate_request(request)
+    validate_request(request, min_timeout_s)
     return request
 
 

@@ -71,6 +71,9 @@ def result_to_json(stored: Mapping[str, Any], result: Mapping[str, Any],
         "failure": is_failure(state, source.get("exit_code")),
         "internal_failure": state.is_internal_failure or bool(source.get("internal_failure")),
         "outputs_ref": source.get("outputs_ref"),
+        # why a task ended without running (NO_RESOURCE: the nearest slaves and what they lack);
+        # not "error": Swarming's clients take a 200 body with "error" for a failed call
+        "error_message": result.get("error") if run is None else None,
         "costs_usd": [],
     }
     if try_number:

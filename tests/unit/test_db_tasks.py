@@ -7,11 +7,14 @@ import json
 
 import pytest
 import pytest_twisted
+import sqlalchemy as sa
 from twisted.internet import defer
 
+from buildfarm.master.db.model import task_results
 from buildfarm.master.db.tasks import NewSlice, NewTask, OutputOutOfOrder
 from buildfarm.master.tasks import model, records
 from buildfarm.master.tasks.dimensions import queue_key
+from tests.fixtures.memorymaster import eventually
 
 HASH_A, HASH_B = "a" * 64, "b" * 64
 
@@ -273,3 +276,52 @@ async def test_a_try_starts_on_a_given_slice_only_while_the_task_is_on_it(db):
     assert (await db.tasks.get_result(0x1001))["state"] == "PENDING"
     assert await db.tasks.start_run(0x1001, "s1", 163.0, slice_index=1) == 1
     assert (await db.tasks.get_run(0x1001, 1))["slice_index"] == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_try_ended_for_a_retry_leaves_its_task_pending_for_the_next(db):
+    await db.tasks.create(_task(0x1001))
+    assert await db.tasks.start_run(0x1001, "bs1", 101.0) == 1
+    assert await db.tasks.running_on("bs1") == [{"request_id": 0x1001, "try_number": 1, "slice_index": 0,
+                                                 "started_at": 101.0}]
+    assert await db.tasks.running_since(101.0) == []  # started at 101.0, not before
+    assert await db.tasks.running_since(101.5) == [{"request_id": 0x1001, "try_number": 1, "slice_index": 0,
+                                                    "started_at": 101.0, "slave": "bs1"}]
+    assert await db.tasks.finish_run(0x1001, 1, "BOT_DIED", 102.0, retry=True, internal_failure=1)
+    run, result = await db.tasks.get_run(0x1001, 1), await db.tasks.get_result(0x1001)
+    assert (run["state"], run["internal_failure"], run["completed_at"]) == ("BOT_DIED", True, 102.0)
+    assert (result["state"], result["slave"], result["completed_at"], result["try_number"]) == (
+        "PENDING", None, None, 1)
+    assert await db.tasks.running_on("bs1") == []
+    assert await db.tasks.start_run(0x1001, "bs2", 103.0) == 2
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_a_task_is_never_attached_to_a_twin_that_ends_meanwhile(db):
+    # PostgreSQL reads committed rows: a twin read as RUNNING may be ending in another
+    # transaction (finish_run, then the twins it reads to end with it), so the attach must wait
+    # for that transaction and read the twin again, or the task waits for a result never given
+    await db.tasks.create(_task(0x1001, created_at=100.0))
+    await db.tasks.create(_task(0x2001, created_at=101.0))
+    assert await db.tasks.start_run(0x1001, "bs1", 102.0) == 1
+    ender = db.engine.connect()
+    ending = ender.begin()
+    ender.execute(sa.update(task_results).where(task_results.c.request_id == 0x1001)
+                  .values(state="COMPLETED", exit_code=0))
+    attaching = defer.ensureDeferred(db.tasks.attach_twin(0x2001, HASH_A, 103.0))
+    try:
+        await eventually(lambda: defer.succeed(attaching.called or waits_for_a_lock(db)),
+                         "the attach to end or wait for the ending twin")
+    finally:
+        ending.commit()
+        ender.close()
+    assert await attaching is None
+    assert (await db.tasks.get_result(0x2001))["twin_of"] is None
+
+
+def waits_for_a_lock(db) -> bool:
+    with db.engine.connect() as conn:
+        return bool(conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")).scalar())

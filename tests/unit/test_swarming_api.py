@@ -242,6 +242,29 @@ async def test_stdout_is_plain_text_with_offset_and_length(api, master):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_no_resource_result_says_why_without_an_error_key(api, master):
+    task_id = await new_task(api)
+    request_id, _ = ids.parse_task_id(task_id)
+    why = "no slave could run a task with dimensions os:Linux, pool:ci; nearest: bs1 lacks os:Linux"
+    assert await master.db.tasks.end_pending(request_id, "NO_RESOURCE", NOW + 1, error=why)
+    code, result = await call(api, "GET", f"task/{task_id}/result")
+    assert code == 200 and result["state"] == "NO_RESOURCE" and result["error_message"] == why
+    assert "error" not in result  # Swarming's clients take a 200 body with "error" for a failed call
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_stdout_of_a_deduplicated_task_is_its_twins(api, master):
+    first = await new_task(api)
+    await run_to_end(master, first, output=b"the twin's output\n")
+    second = await new_task(api)
+    request_id, _ = ids.parse_task_id(second)
+    assert await master.db.tasks.end_pending(request_id, "COMPLETED", NOW + 5, deduped_from=first,
+                                             exit_code=0, try_number=0)
+    code, answer = await call(api, "GET", f"task/{second}/stdout")
+    assert (code, answer) == (200, {"output": "the twin's output\n", "state": "COMPLETED"})
+
+
+@pytest_twisted.ensureDeferred
 async def test_request_shows_the_request_with_secrets_redacted(api):
     body = new_body()
     body["task_slices"][0]["properties"]["secret_bytes"] = base64.b64encode(b"s3cret").decode()

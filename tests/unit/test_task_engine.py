@@ -27,7 +27,8 @@ from buildfarm.master.plugins import slaves, util
 c = BuildmasterConfig = {}
 c['slaves'] = [slaves.BuildSlave('bs1', 'pass', dimensions={'pool': 'ci', 'gpu': ['nvidia']}),
                slaves.BuildSlave('bs2', 'pass', dimensions={'pool': 'ci'}),
-               slaves.BuildSlave('bs3', 'pass')]
+               slaves.BuildSlave('bs3', 'pass'),
+               slaves.BuildSlave('bs4', 'pass', max_builds=2, dimensions={'pool': 'wide'})]
 c['protocols'] = {'pb': {'port': 9989}}
 c['builders'] = []
 c['schedulers'] = []
@@ -46,11 +47,14 @@ class ScriptedCommands:
         self.connection = connection
         self.started: list = []  # (remote command, name, args)
         self.interrupted: list = []
+        self.refusal: Exception | None = None  # startCommand fails with it
 
     def callRemote(self, method, *args):  # noqa: N802 - PB's name
         if self.connection.broker.disconnected:
             from twisted.spread import pb
             return defer.fail(pb.PBConnectionLost("gone"))
+        if method == "startCommand" and self.refusal is not None:
+            return defer.fail(self.refusal)
         if method == "startCommand":
             remote, _command_id, name, cmd_args = args
             self.started.append((remote, name, cmd_args))
@@ -146,6 +150,25 @@ async def test_an_attached_slave_has_its_dimensions_recorded_and_its_detach_mark
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_attached_slave_is_seen_every_minute_and_a_detached_one_is_not(master):
+    connection, _ = await attach(master, "bs1")
+    other, _ = await attach(master, "bs2")
+    other.drop()
+    await eventually(lambda: defer.succeed("bs2" not in master.tasks.dimensions), "bs2 gone")
+    for _ in range(11):  # eleven minutes attached: more than the API's 10 minutes to death
+        master.reactor.advance(engine_module.BOT_SEEN_INTERVAL_S)
+
+    async def seen():
+        bot = await master.db.tasks.get_bot("bs1")
+        return bot["last_seen_at"] == NOW + 11 * engine_module.BOT_SEEN_INTERVAL_S
+
+    await eventually(seen, "bs1 seen again")
+    assert (await master.db.tasks.get_bot("bs2"))["last_seen_at"] == NOW  # gone: not seen since
+    assert [bot["name"] for bot in await master.db.tasks.get_bots(seen_since=NOW + 600)] == ["bs1"]
+    connection.drop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_only_a_slave_with_a_pool_gets_the_task_builder(master):
     assert (TASKS_BUILDER, "_tasks") in master.botmaster.builder_list_for("bs1")
     assert master.botmaster.builder_list_for("bs3") == []
@@ -158,6 +181,8 @@ async def test_a_shell_task_completes_with_its_exit_code_and_output(master):
     remote, name, args = await until_started(commands)
     assert name == "shell" and args["command"] == ["echo", "hello"] and args["maxTime"] == 60
     assert args["sigtermTime"] == 10 and args["timeout"] is None
+    # SIGTERM, then after the grace period a signal a command cannot ignore
+    assert args["interruptSignal"] == "KILL"
     assert await state_of(master, task_id) == "RUNNING"
     finish(remote, rc=0, stdout="hello\n")
     result = await until_state(master, task_id, "COMPLETED")
@@ -197,6 +222,39 @@ async def test_a_task_waiting_for_capacity_expires_on_the_masters_clock(master):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_pending_task_expires_at_its_deadline_not_at_the_next_poll(master):
+    await attach(master, "bs1")
+    expiration = 32  # not a multiple of the poll's interval
+    created = master.reactor.seconds()
+    task_id = await create(master, request({"pool": "ci", "gpu": "tpu"}, wait_for_capacity=True,
+                                           expiration=expiration))
+    master.reactor.advance(expiration - 0.5)
+    assert await state_of(master, task_id) == "PENDING"
+    master.reactor.advance(0.5)
+    result = await until_state(master, task_id, "EXPIRED")
+    assert result["abandoned_at"] == created + expiration
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slice_falls_back_at_its_deadline_not_at_the_next_poll(master):
+    _, commands = await attach(master, "bs2")
+    props = {"command": ["true"], "execution_timeout_secs": 60, "grace_period_secs": 0}
+    slices = [{"expiration_secs": 32, "wait_for_capacity": True,
+               "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"},
+                                                      {"key": "gpu", "value": "tpu"}]}},
+              {"expiration_secs": 60,
+               "properties": {**props, "dimensions": [{"key": "pool", "value": "ci"}]}}]
+    task_id = await create(master, request(slices=slices))
+    master.reactor.advance(31.5)  # the poll runs here; the next one would be 3.5 s later
+    assert commands.started == []
+    master.reactor.advance(0.5)
+    remote, _, _ = await until_started(commands)
+    assert (await master.db.tasks.get_result(task_id))["current_slice"] == 1
+    finish(remote)
+    await until_state(master, task_id, "COMPLETED")
+
+
+@pytest_twisted.ensureDeferred
 async def test_slices_fall_back_in_order_each_with_its_own_expiration(master):
     _, commands = await attach(master, "bs2")
     props = {"command": ["true"], "execution_timeout_secs": 60, "grace_period_secs": 0}
@@ -223,6 +281,15 @@ async def test_a_slave_timeout_ends_the_try_timed_out(master):
     finish(remote, rc=-1, failure_reason="timeout")
     result = await until_state(master, task_id, "TIMED_OUT")
     assert result["exit_code"] == -1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_io_timeout_ends_the_try_timed_out(master):
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, request())
+    remote, _, _ = await until_started(commands)
+    finish(remote, rc=-1, failure_reason="timeout_without_output")  # runprocess.py's silence timeout
+    assert (await until_state(master, task_id, "TIMED_OUT"))["exit_code"] == -1
 
 
 @pytest_twisted.ensureDeferred
@@ -258,6 +325,127 @@ async def test_an_idempotent_task_that_loses_its_slave_is_tried_once_more_on_ano
     result = await until_state(master, task_id, "COMPLETED")
     assert result["try_number"] == 2 and result["slave"] == "bs2"
     assert (await master.db.tasks.get_run(task_id, 1))["state"] == "BOT_DIED"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_try_the_slave_ran_for_a_lost_master_ends_bot_died_when_it_attaches(master):
+    # what a master killed mid-task leaves: a try RUNNING on bs1 that no engine runs
+    once = await create(master, request(wait_for_capacity=True), submit=False)
+    assert await master.db.tasks.start_run(once, "bs1", master.reactor.seconds()) == 1
+    _, commands = await attach(master, "bs1")
+    result = await until_state(master, once, "BOT_DIED")
+    assert result["internal_failure"] and commands.started == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_try_whose_master_and_slave_are_gone_ends_bot_died_after_its_timeouts(master):
+    started = master.reactor.seconds()
+    task_id = await create(master, request(wait_for_capacity=True, hard=60, grace=10), submit=False)
+    assert await master.db.tasks.start_run(task_id, "bs1", started) == 1  # bs1 never attaches here
+    master.reactor.advance(60 + 10 + engine_module.LOST_TRY_AFTER_S - 1)
+    await master.tasks.poll()
+    assert await state_of(master, task_id) == "RUNNING"  # its master may still end it
+    master.reactor.advance(1)
+    await master.tasks.poll()
+    result = await master.db.tasks.get_result(task_id)
+    assert (result["state"], result["internal_failure"]) == ("BOT_DIED", True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idempotent_try_lost_with_its_master_is_tried_once_more(master):
+    task_id = await create(master, request(idempotent=True, wait_for_capacity=True), submit=False)
+    assert await master.db.tasks.start_run(task_id, "bs1", master.reactor.seconds()) == 1
+    _, commands = await attach(master, "bs1")
+    remote, _, _ = await until_started(commands)
+    finish(remote)
+    result = await until_state(master, task_id, "COMPLETED")
+    assert result["try_number"] == 2 and (await master.db.tasks.get_run(task_id, 1))["state"] == "BOT_DIED"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_tried_once_more_is_never_seen_bot_died(master):
+    # collect stops at the first final state it reads: a retried task must go from RUNNING
+    # back to PENDING at once, not through BOT_DIED
+    seen = []
+    finish_run = master.db.tasks.finish_run
+
+    async def finish_run_and_look(request_id, *args, **kwargs):
+        ended = await finish_run(request_id, *args, **kwargs)
+        seen.append((await master.db.tasks.get_result(request_id))["state"])
+        return ended
+
+    master.db.tasks.finish_run = finish_run_and_look
+    first, on_bs1 = await attach(master, "bs1")
+    task_id = await create(master, request(idempotent=True))
+    await until_started(on_bs1)
+    first.drop()
+    await until_state(master, task_id, "PENDING")
+    assert seen == ["PENDING"]
+    assert (await master.db.tasks.get_run(task_id, 1))["state"] == "BOT_DIED"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idempotent_try_lost_after_its_slice_expired_ends_bot_died(master):
+    twins_ended = []  # the engine's last step for a try that is not tried again
+    get_twins = master.db.tasks.get_twins
+    master.db.tasks.get_twins = lambda task_id: (twins_ended.append(task_id), get_twins(task_id))[1]
+    connection, commands = await attach(master, "bs1")
+    task_id = await create(master, request(idempotent=True, expiration=60, hard=600))
+    await until_started(commands)
+    master.reactor.advance(61)
+    connection.drop()
+    await eventually(lambda: defer.succeed(task_id in twins_ended), "the try ended for good")
+    result = await master.db.tasks.get_result(task_id)
+    assert (result["state"], result["try_number"], result["internal_failure"]) == ("BOT_DIED", 1, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_kill_running_just_after_a_task_is_taken_keeps_its_command_from_starting(master):
+    gate = defer.Deferred()  # holds the try between start_run's commit and its command
+    start_run = master.db.tasks.start_run
+
+    async def held_start_run(*args, **kwargs):
+        try_number = await start_run(*args, **kwargs)
+        await gate
+        return try_number
+
+    master.db.tasks.start_run = held_start_run
+    _, commands = await attach(master, "bs1")
+    task_id = await create(master, request())
+    await until_state(master, task_id, "RUNNING")
+    assert await master.tasks.cancel(task_id, True) == (True, True)
+    gate.callback(None)
+    result = await until_state(master, task_id, "KILLED")
+    assert result["exit_code"] is None and commands.started == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_with_two_slots_runs_one_task_at_a_time(master):
+    # its one task builder runs one command at a time (a second startCommand is refused)
+    _, commands = await attach(master, "bs4")
+    first = await create(master, request({"pool": "wide"}))
+    remote, _, _ = await until_started(commands)
+    second = await create(master, request({"pool": "wide"}))
+    await eventually(lambda: defer.succeed("bs4" not in master.tasks._reaping), "bs4 reaped")
+    assert len(commands.started) == 1 and await state_of(master, second) == "PENDING"
+    finish(remote)
+    await until_state(master, first, "COMPLETED")
+    remote, _, _ = await until_started(commands, 2)
+    finish(remote)
+    await until_state(master, second, "COMPLETED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_the_slave_refuses_to_start_ends_bot_died(master):
+    from twisted.spread import pb
+
+    _, commands = await attach(master, "bs1")
+    commands.refusal = pb.RemoteError("RuntimeError", "builder '_tasks' is already running a command", None)
+    task_id = await create(master, request())
+    result = await until_state(master, task_id, "BOT_DIED")
+    assert result["internal_failure"]
+    slave = master.botmaster.slaves["bs1"]
+    await eventually(lambda: defer.succeed(master.botmaster.slave_accepts_task(slave)), "bs1's slot freed")
 
 
 @pytest_twisted.ensureDeferred
@@ -329,6 +517,22 @@ async def test_fifty_identical_idempotent_tasks_at_once_run_once(master):
 
 
 @pytest_twisted.ensureDeferred
+async def test_killing_a_twin_in_flight_lets_its_attached_tasks_run_on_their_own(master):
+    _, commands = await attach(master, "bs1")
+    first = await create(master, request(idempotent=True))
+    remote, _, _ = await until_started(commands)
+    second = await create(master, request(idempotent=True))
+    assert (await master.db.tasks.get_result(second))["twin_of"] == first
+    assert await master.tasks.cancel(first, True) == (True, True)
+    finish(remote, rc=-1)
+    await until_state(master, first, "KILLED")
+    remote, _, _ = await until_started(commands, 2)  # the second, on its own
+    finish(remote)
+    result = await until_state(master, second, "COMPLETED")
+    assert (result["deduped_from"], result["try_number"]) == (None, 1)
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_poll_runs_a_task_it_was_not_told_about(master):
     _, commands = await attach(master, "bs1")
     task_id = await create(master, request(), submit=False)
@@ -336,6 +540,27 @@ async def test_the_poll_runs_a_task_it_was_not_told_about(master):
     remote, _, _ = await until_started(commands)
     finish(remote)
     await until_state(master, task_id, "COMPLETED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_poll_leaves_a_task_being_decided_alone(master):
+    gate = defer.Deferred()  # holds the decision of the submitted task
+    get_request, decisions = master.db.tasks.get_request, []
+
+    async def held_get_request(request_id):
+        decisions.append(request_id)
+        if len(decisions) == 1:
+            await gate
+        return await get_request(request_id)
+
+    await attach(master, "bs1")
+    task_id = await create(master, request(idempotent=True, wait_for_capacity=True), submit=False)
+    master.db.tasks.get_request = held_get_request
+    submitted = master.tasks.submitted(task_id)
+    await master.tasks.poll()
+    gate.callback(None)
+    await submitted
+    assert decisions == [task_id]
 
 
 async def finished_with_outputs(master, isolated: str) -> int:
