@@ -78,14 +78,16 @@ def rid(task_id: str) -> int:
 
 
 async def run(master, task_id: str, output: bytes = b"hi\n", exit_code: int | None = 0, slave: str = "bs1",
-              state: str = "COMPLETED", at: float = NOW) -> int:
-    """The task runs on ``slave``, prints ``output`` and (with ``state``) ends; its try number."""
+              state: str = "COMPLETED", at: float = NOW, retry: bool = False) -> int:
+    """The task runs on ``slave``, prints ``output`` and (with ``state``) ends (``retry``: the
+    task goes back to PENDING for another try, as the engine retries a lost idempotent one); its
+    try number."""
     try_number = await master.db.tasks.start_run(rid(task_id), slave, at + 1)
     if output:
         await master.db.tasks.append_output(rid(task_id), try_number, 0, output)
     if state != "RUNNING":
         await master.db.tasks.finish_run(rid(task_id), try_number, state, at + 3.5, exit_code=exit_code,
-                                         duration=2.5)
+                                         duration=2.5, retry=retry)
     return try_number
 
 
@@ -238,8 +240,7 @@ async def test_the_task_page_shows_the_request_tries_output_and_outputs_with_bro
 @pytest_twisted.ensureDeferred
 async def test_a_run_id_shows_that_try_and_unknown_or_malformed_ids_are_404_or_400(master, site):
     task_id = await add_task(master, properties={"idempotent": True})
-    await run(master, task_id, output=b"first try\n", state="BOT_DIED", exit_code=None)
-    assert await master.db.tasks.retry(rid(task_id), NOW + 5)
+    await run(master, task_id, output=b"first try\n", state="BOT_DIED", exit_code=None, retry=True)
     await run(master, task_id, output=b"second try\n", at=NOW + 6)
 
     latest = (await get(site, f"/tasks/{task_id}")).body.decode()
