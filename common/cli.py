@@ -1,10 +1,15 @@
-"""Command-line helpers shared by ``buildmaster`` and ``buildslave``.
+"""Command-line helpers shared by ``buildmaster`` and ``buildslave`` (``run_command``) and by
+the HTTP clients' command lines, ``isolateserver`` and ``swarming`` (``run_client``: argparse
+errors as one line, one coroutine on the reactor).
 
 Every CLI error is one line on stderr and a non-zero exit: never a traceback.
 """
 
+import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+
+from twisted.internet import defer, task
 
 
 class CLIError(Exception):
@@ -25,3 +30,68 @@ def run_command(prog: str, command: Callable[[], int]) -> int:
         where = f": {e.filename}" if e.filename else ""
         print(f"{prog}: {e.strerror or e}{where}", file=sys.stderr)
         return 1
+
+
+class UsageError(Exception):
+    """Bad flags: one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block) raised as ``UsageError``;
+    a subcommand's error says where its help is (``PROG help SUBCOMMAND``)."""
+
+    def error(self, message: str):
+        words = self.prog.split()
+        raise UsageError(f"{message} (see '{words[0]} help {words[-1]}')" if len(words) > 1 else message)
+
+
+def one_line(error: BaseException, expected: tuple[type[BaseException], ...]) -> tuple[str, int]:
+    """The message and exit status of a client command's failure: bad flags 2; an ``expected``
+    failure (the server's answer, a full cache, ...) or an OSError 1 with its message; anything
+    else 1, named as an internal error (never a traceback)."""
+    if isinstance(error, UsageError):
+        return str(error), 2
+    if isinstance(error, expected):
+        return str(error), 1
+    if isinstance(error, OSError):
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror or error}{where}", 1
+    return f"internal error: {type(error).__name__}: {error}", 1
+
+
+def run_client(prog: str, argv: Sequence[str],
+               parse: Callable[[Sequence[str]], tuple[argparse.Namespace | None, int]],
+               run: Callable[[object, argparse.Namespace], Awaitable[int | None]],
+               expected: tuple[type[BaseException], ...]) -> int:
+    """Parse ``argv`` (``(None, status)``: answered already, e.g. help), then run
+    ``run(reactor, args)`` on the reactor; its exit status (what ``run`` returns, 0 for None)."""
+    try:
+        args, status = parse(argv)
+    except UsageError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    if args is None:
+        return status
+    outcome = [0]
+
+    async def body(reactor) -> None:
+        try:
+            outcome[0] = await run(reactor, args) or 0
+        except Exception as e:  # noqa: BLE001 - every failure is one line, never a traceback
+            message, outcome[0] = one_line(e, expected)
+            print(f"{prog}: {message}", file=sys.stderr)
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
+    except SystemExit:
+        pass
+    return outcome[0]
+
+
+def client_main(prog: str, run: Callable[[Sequence[str]], int]) -> None:
+    """A client's console script: ``run(sys.argv[1:])``'s status; Ctrl-C is one line, 130."""
+    try:
+        sys.exit(run(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)

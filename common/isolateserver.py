@@ -23,9 +23,10 @@ import re
 import sys
 from collections.abc import Sequence
 
-from twisted.internet import defer, task, threads
+from twisted.internet import threads
 
 from buildfarm.common import cascache, isolateclient
+from buildfarm.common.cli import OneLineParser, UsageError, client_main, run_client
 from buildfarm.common.isolated import IsolatedFormatError, algo_for_namespace, check_digest
 
 PROG = "isolateserver"
@@ -42,18 +43,6 @@ COMMANDS = {
                 "through a local cache",
     "help": "list the commands, or show one command's flags",
 }
-
-
-class UsageError(Exception):
-    """Bad flags: one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage block) and exit 2."""
-
-    def error(self, message: str):
-        raise UsageError(f"{message} (see '{PROG} help {self.prog.split()[-1]}')"
-                         if " " in self.prog else message)
 
 
 def _size(text: str) -> int:
@@ -83,10 +72,10 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Archive to and download from an Isolate server.",
+    parser = OneLineParser(prog=PROG, description="Archive to and download from an Isolate server.",
                      add_help=False)
     parser.add_argument("-h", "--help", action="store_true", help="list the commands")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     archive = commands.add_parser("archive", help=COMMANDS["archive"], description=COMMANDS["archive"])
     _server_flags(archive)
@@ -266,47 +255,18 @@ async def _run(reactor, args) -> None:
         await _download(reactor, args)
 
 
-def _one_line(e: BaseException) -> tuple[str, int]:
-    """The message and exit status of a failure."""
-    if isinstance(e, UsageError):
-        return str(e), 2
-    if isinstance(e, isolateclient.IsolateServerError | cascache.NoMoreSpace | cascache.MappingError
-                  | ValueError):
-        return str(e), 1
-    if isinstance(e, OSError):
-        where = f": {e.filename}" if e.filename else ""
-        return f"{e.strerror or e}{where}", 1
-    return f"internal error: {type(e).__name__}: {e}", 1  # never a traceback
+# failures told as one line, exit status 1
+FAILURES = (isolateclient.IsolateServerError, cascache.NoMoreSpace, cascache.MappingError, ValueError)
 
 
 def run(argv: Sequence[str]) -> int:
     """Run the command line ``argv`` (without the program name); its exit status."""
-    try:
-        args, status = _parse(argv)
-    except UsageError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 2
-    if args is None:
-        return status
-    outcome = [0]
-
-    async def body(reactor) -> None:
-        try:
-            await _run(reactor, args)
-        except Exception as e:
-            message, outcome[0] = _one_line(e)
-            print(f"{PROG}: {message}", file=sys.stderr)
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
-    except SystemExit:
-        pass
-    return outcome[0]
+    return run_client(PROG, argv, _parse, _run, FAILURES)
 
 
 def main() -> None:
     """The console script."""
-    sys.exit(run(sys.argv[1:]))
+    client_main(PROG, run)
 
 
 if __name__ == "__main__":

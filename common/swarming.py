@@ -37,6 +37,7 @@ from typing import Any, TextIO
 from twisted.internet import defer, task, threads
 
 from buildfarm.common import cascache, isolateclient
+from buildfarm.common.cli import OneLineParser, UsageError, client_main, run_client
 from buildfarm.common.isolated import IsolatedFormatError, algo_for_namespace, check_digest
 from buildfarm.common.swarmingclient import SwarmingServer, SwarmingServerError, is_final
 
@@ -76,20 +77,8 @@ COMMANDS = {
 }
 
 
-class UsageError(Exception):
-    """Bad flags: one line, exit status 2."""
-
-
 class CommandFailed(Exception):
     """A command that ran but did not succeed: its message, one line; exit status 1."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage block) and exit 2."""
-
-    def error(self, message: str):
-        raise UsageError(f"{message} (see '{PROG} help {self.prog.split()[-1]}')"
-                         if " " in self.prog else message)
 
 
 # -- flags ----------------------------------------------------------------------------------
@@ -198,9 +187,10 @@ def _collect_flags(parser: argparse.ArgumentParser, with_json: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Trigger, collect and query Swarming tasks.", add_help=False)
+    parser = OneLineParser(prog=PROG, description="Trigger, collect and query Swarming tasks.",
+                           add_help=False)
     parser.add_argument("-h", "--help", action="store_true", help="list the commands")
-    commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=OneLineParser)
 
     def add(name: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])
@@ -966,51 +956,19 @@ async def _run(reactor, args) -> int:
         await server.close()
 
 
-def _one_line(e: BaseException) -> tuple[str, int]:
-    """The message and exit status of a failure."""
-    if isinstance(e, UsageError):
-        return str(e), 2
-    if isinstance(e, SwarmingServerError | isolateclient.IsolateServerError | CommandFailed
-                  | cascache.NoMoreSpace | cascache.MappingError):
-        return str(e), 1
-    if isinstance(e, OSError):
-        where = f": {e.filename}" if e.filename else ""
-        return f"{e.strerror or e}{where}", 1
-    return f"internal error: {type(e).__name__}: {e}", 1  # never a traceback
+# failures told as one line, exit status 1
+FAILURES = (SwarmingServerError, isolateclient.IsolateServerError, CommandFailed, cascache.NoMoreSpace,
+            cascache.MappingError)
 
 
 def run(argv: Sequence[str]) -> int:
     """Run the command line ``argv`` (without the program name); its exit status."""
-    try:
-        args, status = _parse(argv)
-    except UsageError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 2
-    if args is None:
-        return status
-    outcome = [0]
-
-    async def body(reactor) -> None:
-        try:
-            outcome[0] = await _run(reactor, args)
-        except Exception as e:
-            message, outcome[0] = _one_line(e)
-            print(f"{PROG}: {message}", file=sys.stderr)
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
-    except SystemExit:
-        pass
-    return outcome[0]
+    return run_client(PROG, argv, _parse, _run, FAILURES)
 
 
 def main() -> None:
     """The console script."""
-    try:
-        sys.exit(run(sys.argv[1:]))
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        sys.exit(130)
+    client_main(PROG, run)
 
 
 if __name__ == "__main__":
