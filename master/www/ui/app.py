@@ -393,6 +393,13 @@ class WebUI:
         await self.get_build(buildid)
         resume = request.getHeader(b"last-event-id")
         positions = parse_positions(resume or _query(request, "logs"))
+        return await self._serve_events(request, lambda: BuildEventStream(
+            self.db, self.master.reactor, buildid, positions, bus=self.master.logbus,
+            running_here=lambda: self.master.botmaster.running_build(buildid) is not None))
+
+    async def _serve_events(self, request, make_stream) -> bytes:
+        """Answer with the Server-Sent Events of ``make_stream()`` (a build's logs, a task's
+        output), one of the ``max_event_streams`` slots, under the request's flow control."""
         if not self.event_streams.acquire():
             request.setHeader(b"retry-after", str(RETRY_AFTER_S).encode())
             raise PageError(503, "Too many live log streams are open; try again shortly.", "Busy")
@@ -403,10 +410,7 @@ class WebUI:
             request.write(b"retry: 2000\n\n")
             flow = FlowControl()
             request.registerProducer(flow, True)
-            stream = BuildEventStream(
-                self.db, self.master.reactor, buildid, positions, bus=self.master.logbus,
-                running_here=lambda: self.master.botmaster.running_build(buildid) is not None)
-            await stream.run(request.write, flow.wait_until_wanted)
+            await make_stream().run(request.write, flow.wait_until_wanted)
         finally:
             self.event_streams.release()
             if request.producer is not None and request.channel is not None:
@@ -567,24 +571,8 @@ class WebUI:
         # The try the page shows (a summary's page may be older than the task's last try:
         # the stream then says ``newtry``).
         shown_try = try_number or _int_query(request, "try", shown, 0)
-        if not self.event_streams.acquire():
-            request.setHeader(b"retry-after", str(RETRY_AFTER_S).encode())
-            raise PageError(503, "Too many live log streams are open; try again shortly.", "Busy")
-        try:
-            request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
-            request.setHeader(b"cache-control", b"no-store")
-            request.setHeader(b"x-accel-buffering", b"no")
-            request.write(b"retry: 2000\n\n")
-            flow = FlowControl()
-            request.registerProducer(flow, True)
-            stream = taskpages.TaskOutputStream(self.db.tasks, self.master.reactor, request_id,
-                                                shown_try, not try_number, offset)
-            await stream.run(request.write, flow.wait_until_wanted)
-        finally:
-            self.event_streams.release()
-            if request.producer is not None and request.channel is not None:
-                request.unregisterProducer()
-        return b""
+        return await self._serve_events(request, lambda: taskpages.TaskOutputStream(
+            self.db.tasks, self.master.reactor, request_id, shown_try, not try_number, offset))
 
     async def _task_pool(self, request, task_id: str) -> dict:
         with _bad_filter():
