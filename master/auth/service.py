@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
+from buildfarm.master.auth.clients import ClientStore, NoRoles
 from buildfarm.master.auth.identity import BASIC, BEARER, COOKIE, NONE, REMOTE_USER, AuthError, Identity
 from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.auth.sessions import COOKIE_NAME, Session, SessionStore
@@ -74,6 +75,10 @@ class AuthService(service.Service):
         self.authenticator = self._make_authenticator(list(accounts))
         # Login sessions live as long as the process: a reconfig or a web port change keeps them.
         self.sessions = SessionStore(clock)
+        # The Taskcluster-style clients (master/auth/interfaces.py ``IClientStore``) and how a
+        # client's own scopes expand (``IScopeExpander``; roles replace ``NoRoles``).
+        self.clients = ClientStore(clock, db, accounts=list(accounts))
+        self.scope_expander = NoRoles()
 
     def _make_authenticator(self, accounts: list[Account]) -> Authenticator:
         """The one place that builds the authenticator."""
