@@ -18,6 +18,7 @@ one-way hash could not be checked; a copy of the database alone does not give th
 """
 
 import base64
+import os
 import re
 import secrets
 from datetime import datetime
@@ -61,6 +62,25 @@ NEVER = datetime(3000, 1, 1).timestamp()
 NONCE_BYTES = 12
 TOKEN_KEY_LABEL = b"buildfarm clients access tokens v1"
 CIPHER_PREFIX = "v1:"
+
+
+CLIENTS_KEY_FILE = "clients.key"  # in the basedir, when c['clients_key'] is not given
+CLIENTS_KEY_BYTES = 32
+
+
+def load_or_create_key(path: str) -> bytes:
+    """The clients key in ``path``, made (random, readable by the master's user only) if the
+    file does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        pass
+    key = base64.b64encode(secrets.token_bytes(CLIENTS_KEY_BYTES))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key + b"\n")
+    return key
 
 
 def new_access_token() -> str:
@@ -109,7 +129,8 @@ def parse_expires(value, what: str) -> float:
             if stamp.tzinfo is None:
                 raise InvalidClient(f"{what}: expires {value!r} needs a time zone (end it with Z)")
             return stamp.timestamp()
-    raise InvalidClient(f"{what}: expires must be an ISO-8601 date like '2030-01-01T00:00:00Z', not {value!r}")
+    raise InvalidClient(f"{what}: expires must be an ISO-8601 date like '2030-01-01T00:00:00Z', "
+                        f"not {value!r}")
 
 
 def check_client_id(client_id) -> None:
@@ -128,7 +149,8 @@ def check_scopes(scopes, what: str) -> tuple[str, ...]:
 
 def check_description(description, what: str) -> str:
     if not isinstance(description, str) or len(description) > DESCRIPTION_MAX_CHARS:
-        raise InvalidClient(f"{what}: description must be a string of at most {DESCRIPTION_MAX_CHARS} characters")
+        raise InvalidClient(f"{what}: description must be a string of at most "
+                            f"{DESCRIPTION_MAX_CHARS} characters")
     return description
 
 
@@ -250,7 +272,7 @@ class ClientStore:
              limit: int = MAX_LIST_LIMIT) -> defer.Deferred:
         return defer.ensureDeferred(self._list(prefix, continuation, limit))
 
-    async def _list(self, prefix, continuation, limit) -> tuple[list[Client], str | None]:
+    async def _list(self, prefix, continuation, limit):  # -> (clients, continuation)
         limit = max(1, min(int(limit or MAX_LIST_LIMIT), MAX_LIST_LIMIT))
         after = _decode_continuation(continuation)
         stored = await self.db.clients.list_after(prefix, after, limit + 1) if self.db is not None else []
@@ -275,7 +297,8 @@ class ClientStore:
 
     def create(self, client_id: str, expires: float, description: str = "", scopes=(),
                delete_on_expiration: bool = False) -> defer.Deferred:
-        return defer.ensureDeferred(self._create(client_id, expires, description, scopes, delete_on_expiration))
+        return defer.ensureDeferred(
+            self._create(client_id, expires, description, scopes, delete_on_expiration))
 
     async def _create(self, client_id, expires, description, scopes, delete_on_expiration):
         check_client_id(client_id)
@@ -283,14 +306,16 @@ class ClientStore:
         settings = _settings(client_id, expires, description, scopes, delete_on_expiration)
         token = new_access_token()
         now = self.clock.seconds()
-        created = await self.db.clients.create(client_id, self._cipher.encrypt(client_id, token), now, **settings)
+        sealed = self._cipher.encrypt(client_id, token)
+        created = await self.db.clients.create(client_id, sealed, now, **settings)
         if not created:
             raise ClientExists(f"client {client_id!r} already exists")
         return _client(await self.db.clients.get(client_id)), token
 
     def update(self, client_id: str, expires: float, description: str = "", scopes=(),
                delete_on_expiration: bool = False) -> defer.Deferred:
-        return defer.ensureDeferred(self._update(client_id, expires, description, scopes, delete_on_expiration))
+        return defer.ensureDeferred(
+            self._update(client_id, expires, description, scopes, delete_on_expiration))
 
     async def _update(self, client_id, expires, description, scopes, delete_on_expiration):
         self._writable(client_id)
