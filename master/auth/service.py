@@ -25,7 +25,7 @@ from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.application import service
-from twisted.internet import threads
+from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -57,6 +57,7 @@ MULTIPART_TYPE = b"multipart/form-data"
 CHANGE_SECRET_HEADER = b"x-buildfarm-secret"
 SECRET = "secret"  # how the change hook's caller authenticates
 CHANGE_HOOK_ACCOUNT = Account("change-hook", ["changes:add"])
+CLIENT_SWEEP_INTERVAL_S = 3600  # how often expired clients with deleteOnExpiration are deleted
 HAWK_SCHEME = b"hawk"
 BEWIT_IN_QUERY = re.compile(rb"[?&]bewit=")
 HAWK_SOURCE = "Hawk"
@@ -100,6 +101,30 @@ class AuthService(service.Service):
                                    master_key=clients_key)
         self.scope_expander = NoRoles()
         self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander)
+        self._sweeper: task.LoopingCall | None = None
+
+    def startService(self):  # noqa: N802 - Twisted's name
+        super().startService()
+        if self.db is not None:
+            self._sweeper = task.LoopingCall(lambda: defer.ensureDeferred(self._sweep_clients()))
+            self._sweeper.clock = self.clock
+            self._sweeper.start(CLIENT_SWEEP_INTERVAL_S, now=True)
+
+    def stopService(self):  # noqa: N802 - Twisted's name
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+        return super().stopService()
+
+    async def _sweep_clients(self) -> None:
+        """Delete the expired clients that asked for it (never raises: the loop goes on)."""
+        try:
+            gone = await self.clients.delete_expired()
+        except Exception:
+            log.failure("deleting expired clients failed")
+            return
+        if gone:
+            log.info("deleted expired clients {clients}", clients=", ".join(gone))
 
     def _make_authenticator(self, accounts: list[Account]) -> Authenticator:
         """The one place that builds the authenticator."""
