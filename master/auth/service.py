@@ -100,7 +100,8 @@ class AuthService(service.Service):
         self.clients = ClientStore(clock, db, accounts=list(accounts), configured=list(clients),
                                    master_key=clients_key)
         self.scope_expander = NoRoles()
-        self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander)
+        self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander,
+                                 run_slowly=self._run_slowly)
         self._sweeper: task.LoopingCall | None = None
 
     def startService(self):  # noqa: N802 - Twisted's name

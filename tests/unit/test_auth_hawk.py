@@ -367,3 +367,34 @@ async def test_failed_hawk_calls_from_one_address_are_rate_limited():
     with pytest.raises(AuthError) as caught:
         await auth.identify(signed({"clientId": "ci/reader", "accessToken": "reader-token"}))
     assert caught.value.status == 429 and caught.value.retry_after
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_big_bodys_payload_hash_is_checked_in_a_thread():
+    auth = service()
+    ran = []
+
+    def run_slowly(f, *args):
+        ran.append(f)
+        return _now(f, *args)
+
+    auth.hawk._run_slowly = run_slowly
+    big = b"x" * (hawk.INLINE_BODY_BYTES + 1)
+    ok = signed(BUILDER, "/api/v1/upload", "PUT", big, "application/octet-stream")
+    assert (await auth.identify(ok)).name == "ci/builder" and len(ran) == 1
+    assert ok.content.read() == big  # the body is left for the handler, rewound
+    tampered = signed(BUILDER, "/api/v1/upload", "PUT", big, "application/octet-stream",
+                      sent_body=big[:-1] + b"y")
+    assert (await refusal(auth, tampered)).reason == hawk.BAD_PAYLOAD_HASH and len(ran) == 2
+    await auth.identify(signed(BUILDER, "/api/v1/upload", "PUT", b"small", "text/plain"))
+    assert len(ran) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_timestamp_or_bewit_id_that_is_not_well_formed_is_refused_not_a_crash():
+    auth = service()
+    header = 'Hawk id="ci/builder", ts="soon", nonce="n", mac="bTJjMw=="'
+    assert (await refusal(auth, request("GET", "/x", {"authorization": header}))).reason == hawk.BAD_HEADER
+    bad_id = base64.urlsafe_b64encode(f'ci/b\u00e9\\{NOW + 60}\\mac\\'.encode()).decode()
+    assert (await refusal(auth, request("GET", f"/x?bewit={bad_id}", {}))).reason in (
+        hawk.BAD_BEWIT, hawk.UNKNOWN_CLIENT)
