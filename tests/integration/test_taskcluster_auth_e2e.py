@@ -1,7 +1,7 @@
 """Hawk credentials against a real master, with the official ``taskcluster`` client (sync and
 ``taskcluster.aio``): a client's credentials, temporary credentials (named and unnamed) made by
 ``createTemporaryCredentials``, signed URLs from ``buildSignedUrl``, ``authorizedScopes``, and
-every refusal, each a 401 naming its check.
+every refusal, each a 401 naming its check; Hawk on the Swarming API and the SlaveAPI too.
 
 The client reaches buildfarm's JSON API through tiny references of our own: ``serviceName``
 ``v1`` and ``apiVersion`` ``auth``/``builders``/``slaves`` make the client's
@@ -69,7 +69,8 @@ CLIENTS_CFG = """
 c['www']['anonymous_scopes'] = []
 c['clients'] = [
     {'clientId': 'ci/builder', 'accessToken': 'builder-token-0123456789',
-     'scopes': ['builds:*', 'slaves:read', 'auth:create-client:ci/worker-*'], 'description': 'CI'},
+     'scopes': ['builds:*', 'slaves:read', 'tasks:read', 'slaveapi:read', 'auth:create-client:ci/worker-*'],
+     'description': 'CI'},
     {'clientId': 'ci/reader', 'accessToken': 'reader-token-0123456789', 'scopes': ['builds:read']},
     {'clientId': 'ci/gone', 'accessToken': 'gone-token-0123456789', 'scopes': ['builds:read'],
      'expires': '2001-01-01T00:00:00Z'},
@@ -277,3 +278,12 @@ def test_basic_auth_and_a_users_password_as_hawk_key_both_still_work(master):
     assert status == 200
     me = Whoami(options(master, {"clientId": TEST_USER, "accessToken": TEST_PASSWORD})).whoami()
     assert (me["user"], me["method"]) == (TEST_USER, "hawk")
+
+
+@pytest.mark.parametrize("path", ["/_ah/api/swarming/v1/tasks/list", "/slaveapi/slaves"])
+def test_hawk_is_taken_on_the_swarming_api_and_the_slaveapi_too(master, path):
+    assert raw_get(master, path, sender(master, path, BUILDER).request_header)[0] == 200
+    assert requests.get(master.url + path, timeout=10).status_code == 401
+    wrong = sender(master, path, {**BUILDER, "accessToken": "wrong"})
+    status, body = raw_get(master, path, wrong.request_header)
+    assert status == 401 and "Hawk bad-mac" in json.dumps(body)
