@@ -133,6 +133,10 @@ class NonceCache:
                 del self._until[key]
 
 
+def _nothing(client_id: str) -> None:
+    pass
+
+
 class HawkVerifier:
     """Checks Hawk headers and bewits against the clients of ``clients`` (a ``ClientStore``),
     expanding scopes with ``expander()`` (the auth service's current ``IScopeExpander``)."""
@@ -148,8 +152,10 @@ class HawkVerifier:
 
     # -- the two ways in -----------------------------------------------------------------
 
-    async def verify_header(self, request) -> HawkCaller:
-        """The caller of a request whose ``Authorization`` header is Hawk; ``HawkFailure``."""
+    async def verify_header(self, request, attempt=_nothing) -> HawkCaller:
+        """The caller of a request whose ``Authorization`` header is Hawk; ``HawkFailure``.
+        ``attempt(client_id)`` is called once the header names its client, before any check
+        of its credentials (the login limiter charges it, and may raise)."""
         header = _text(request.getHeader(b"authorization"))
         try:
             parsed = parse_authorization_header(header)
@@ -162,6 +168,7 @@ class HawkVerifier:
             raise HawkFailure(BAD_HEADER, "the Hawk timestamp is not a whole number of seconds")
         ext = decode_ext(parsed.get("ext"))
         client_id = parsed["id"]
+        attempt(client_id)
         key, scopes, issuer = await self._credentials(client_id, ext)
         check = functools.partial(receive, header, request_url(request), _text(request.method), client_id,
                                   key, _text(request.getHeader(b"content-type") or b""))
@@ -177,8 +184,9 @@ class HawkVerifier:
         scopes = restrict(scopes, ext)
         return HawkCaller(client_id, scopes, issuer, temporary=issuer is not None)
 
-    async def verify_bewit(self, request) -> HawkCaller:
-        """The caller of a GET whose URL carries a ``bewit``; ``HawkFailure``."""
+    async def verify_bewit(self, request, attempt=_nothing) -> HawkCaller:
+        """The caller of a GET whose URL carries a ``bewit``; ``HawkFailure``; ``attempt`` as
+        ``verify_header``'s."""
         if request.method not in BEWIT_METHODS:
             raise HawkFailure(BAD_BEWIT, "a bewit signs GET requests only")
         url = request_url(request)
@@ -187,6 +195,7 @@ class HawkVerifier:
             client_id, expiry, mac, ext_text = parse_bewit(raw)
         except (HawkFail, ValueError) as e:
             raise HawkFailure(BAD_BEWIT, f"malformed bewit ({_safe(e)})") from None
+        attempt(client_id)
         if not expiry.isdigit():
             raise HawkFailure(BAD_BEWIT, "the bewit's expiry is not a number")
         ext = decode_ext(ext_text or None)

@@ -210,19 +210,29 @@ class AuthService(service.Service):
 
     async def _hawk(self, request, verify, method: str) -> Identity:
         """A Hawk header or bewit: the client (or temporary credentials) it proves, with the
-        scopes it holds for this request; failures count against the caller's address as
-        failed logins do."""
+        scopes it holds for this request.  Failures count against the caller's address and
+        the client id it names as failed logins do (a user's password signs Hawk too)."""
         peer = peer_of(request)
+        named: list[str] = []
+
+        def attempt(client_id: str) -> None:
+            self.login_limiter.begin(client_id, peer)
+            named.append(client_id)
+
         try:
-            self.login_limiter.begin(None, peer)
+            caller: HawkCaller = await verify(request, attempt)
         except Limited as e:
+            log.warn("Hawk: refused a request from {peer}: too many failures {why}", peer=peer, why=str(e))
             raise AuthError(429, f"too many failed logins {e}", retry_after=e.retry_after) from None
-        try:
-            caller: HawkCaller = await verify(request)
         except HawkFailure as e:
             log.info("Hawk: refused a request from {peer}: {why}", peer=peer, why=str(e))
+            if not named:  # a header too broken to name a client counts against its source
+                try:
+                    self.login_limiter.begin(None, peer)
+                except Limited:
+                    pass
             raise AuthError(401, str(e), reason=e.reason) from None
-        self.login_limiter.succeeded(None, peer)
+        self.login_limiter.succeeded(named[0] if named else None, peer)
         source = HAWK_SOURCE if caller.issuer is None else f"temporary credentials issued by {caller.issuer}"
         account = Account(caller.client_id, list(caller.scopes), source=source)
         return Identity(account, method, self.anonymous_scopes)

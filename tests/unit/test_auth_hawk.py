@@ -360,10 +360,23 @@ async def test_a_bewit_expired_altered_or_on_a_post_is_refused():
 # -- guessing ----------------------------------------------------------------------------------
 
 @pytest_twisted.ensureDeferred
+async def test_guessing_a_clients_token_is_limited_per_client_as_basic_logins_are():
+    auth = service()
+    for n in range(10):
+        await refusal(auth, signed({"clientId": "ann", "accessToken": f"guess{n}"}))
+    with pytest.raises(AuthError) as caught:
+        await auth.identify(signed({"clientId": "ann", "accessToken": "ann-pw"}))
+    assert caught.value.status == 429 and caught.value.retry_after
+    assert "ann" in caught.value.message
+    # Another client from the same address is not locked out by those.
+    assert (await auth.identify(signed(BUILDER))).name == "ci/builder"
+
+
+@pytest_twisted.ensureDeferred
 async def test_failed_hawk_calls_from_one_address_are_rate_limited():
     auth = service()
     for n in range(50):
-        await refusal(auth, signed({"clientId": "ci/reader", "accessToken": f"guess{n}"}))
+        await refusal(auth, signed({"clientId": f"ci/guess-{n}", "accessToken": "x"}))
     with pytest.raises(AuthError) as caught:
         await auth.identify(signed({"clientId": "ci/reader", "accessToken": "reader-token"}))
     assert caught.value.status == 429 and caught.value.retry_after
