@@ -169,7 +169,7 @@ class HawkVerifier:
         ext = decode_ext(parsed.get("ext"))
         client_id = parsed["id"]
         attempt(client_id)
-        key, scopes, issuer = await self._credentials(client_id, ext)
+        key, scopes, issuer, owner = await self._credentials(client_id, ext)
         check = functools.partial(receive, header, request_url(request), _text(request.method), client_id,
                                   key, _text(request.getHeader(b"content-type") or b""))
         if _body_size(request) > INLINE_BODY_BYTES:
@@ -182,6 +182,7 @@ class HawkVerifier:
             raise HawkFailure(REPLAY, f"this request (client {client_id!r}, nonce and timestamp) was already "
                                       "received: a replay")
         scopes = restrict(scopes, ext)
+        self._used(owner)
         return HawkCaller(client_id, scopes, issuer, temporary=issuer is not None)
 
     async def verify_bewit(self, request, attempt=_nothing) -> HawkCaller:
@@ -199,7 +200,7 @@ class HawkVerifier:
         if not expiry.isdigit():
             raise HawkFailure(BAD_BEWIT, "the bewit's expiry is not a number")
         ext = decode_ext(ext_text or None)
-        key, scopes, issuer = await self._credentials(client_id, ext)
+        key, scopes, issuer, owner = await self._credentials(client_id, ext)
         try:
             resource = Resource(url=stripped, method="GET", credentials={"id": client_id, "key": key,
                                                                          "algorithm": HAWK_ALGORITHM},
@@ -214,17 +215,19 @@ class HawkVerifier:
             raise HawkFailure(BAD_BEWIT, f"the bewit expired at {int(expiry)} (the master's time is "
                                          f"{int(self.clock.seconds())})")
         scopes = restrict(scopes, ext)
+        self._used(owner)
         return HawkCaller(client_id, scopes, issuer, temporary=issuer is not None, bewit=True)
 
     # -- credentials ---------------------------------------------------------------------
 
-    async def _credentials(self, client_id: str, ext: dict) -> tuple[str, tuple[str, ...], str | None]:
-        """The key that signs the request, the scopes it carries, and the issuer (temporary
-        credentials) or None."""
+    async def _credentials(self, client_id: str, ext: dict) -> tuple[str, tuple[str, ...], str | None,
+                                                                  Client]:
+        """The key that signs the request, the scopes it carries, the issuer (temporary
+        credentials) or None, and the client whose token it is (the issuer's)."""
         certificate = ext.get("certificate")
         if certificate is None:
             client, token = await self._client(client_id, "client")
-            return token, tuple(await self._expand(client.scopes)), None
+            return token, tuple(await self._expand(client.scopes)), None, client
         try:
             cert = parse_certificate(certificate)
             check_named(cert, client_id)
@@ -244,7 +247,7 @@ class HawkVerifier:
         if missing:
             raise HawkFailure(BAD_CERTIFICATE, f"the issuer {issuer_id!r} does not hold the certificate's "
                                                f"scopes (missing: {', '.join(missing)})")
-        return temporary_token(cert, issuer_token), tuple(await self._expand(cert.scopes)), issuer_id
+        return temporary_token(cert, issuer_token), tuple(await self._expand(cert.scopes)), issuer_id, issuer
 
     async def _client(self, client_id: str, role: str) -> tuple[Client, str]:
         found = await self.clients.credentials(client_id)
@@ -256,10 +259,13 @@ class HawkVerifier:
             raise HawkFailure(DISABLED, f"{role} {client_id!r} is disabled")
         if client.expired(self.clock.seconds()):
             raise HawkFailure(EXPIRED, f"{role} {client_id!r} expired")
+        return client, token
+
+    def _used(self, client: Client) -> None:
+        """Record (without waiting) that ``client``'s token signed a request that passed."""
         d = self.clients.used(client)
         d.addErrback(lambda f: log.failure("recording that client {client} was used failed", f,
-                                           client=client_id))
-        return client, token
+                                           client=client.clientId))
 
     async def _expand(self, scopes) -> list[str]:
         return list(await self._expander().expand(list(scopes)))

@@ -411,3 +411,26 @@ async def test_a_timestamp_or_bewit_id_that_is_not_well_formed_is_refused_not_a_
     bad_id = base64.urlsafe_b64encode(f'ci/b\u00e9\\{NOW + 60}\\mac\\'.encode()).decode()
     assert (await refusal(auth, request("GET", f"/x?bewit={bad_id}", {}))).reason in (
         hawk.BAD_BEWIT, hawk.UNKNOWN_CLIENT)
+
+
+@pytest_twisted.ensureDeferred
+async def test_only_a_call_that_passes_records_the_clients_last_use(db):
+    auth = service(db)
+    _, token = await auth.clients.create("ci/used", NOW + 7200)
+    auth.clock.advance(3600)
+    later = NOW + 3600
+    await refusal(auth, signed({"clientId": "ci/used", "accessToken": "wrong"}, ts=later))
+    assert (await auth.clients.get("ci/used")).lastDateUsed == NOW
+    await auth.identify(signed({"clientId": "ci/used", "accessToken": token}, ts=later))
+    await _until_used(auth, "ci/used", later)
+
+
+async def _until_used(auth, client_id: str, when: float, deadline_s: float = 5.0) -> None:
+    """Poll the client (its last use is written without the call waiting) until it says ``when``."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = time.monotonic() + deadline_s
+    while (await auth.clients.get(client_id)).lastDateUsed != when:
+        assert time.monotonic() < deadline, "lastDateUsed never written"
+        await deferLater(reactor, 0.01)
