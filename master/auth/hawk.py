@@ -292,7 +292,8 @@ def receive(header: str, url: str, method: str, client_id: str, key: str, conten
     except MacMismatch:
         raise HawkFailure(BAD_MAC, f"the request's MAC does not match client {client_id!r}'s access "
                                    "token (wrong token, or the method, URL, Host or ext differ from what "
-                                   "was signed)") from None
+                                   "was signed; temporary credentials must send their certificate "
+                                   "too)") from None
     except MisComputedContentHash:
         raise HawkFailure(BAD_PAYLOAD_HASH, "the payload hash in the header does not match the body "
                                             "and Content-Type sent") from None

@@ -434,3 +434,22 @@ async def _until_used(auth, client_id: str, when: float, deadline_s: float = 5.0
     while (await auth.clients.get(client_id)).lastDateUsed != when:
         assert time.monotonic() < deadline, "lastDateUsed never written"
         await deferLater(reactor, 0.01)
+
+
+@pytest_twisted.ensureDeferred
+async def test_temporary_credentials_cannot_issue_temporary_credentials():
+    auth = service()
+    named = temporary(name="ci/worker-1", scopes=["builds:read", "auth:create-client:ci/*"])
+    unnamed = temporary(scopes=["builds:read"])
+    by_named = await refusal(auth, signed(temporary(named, name="ci/worker-2")))
+    by_unnamed = await refusal(auth, signed(temporary(unnamed)))
+    assert by_named.reason == hawk.UNKNOWN_CLIENT  # a temporary name is no client
+    assert by_unnamed.reason == hawk.BAD_CERTIFICATE  # signed with the temporary token, not the issuer's
+
+
+@pytest_twisted.ensureDeferred
+async def test_temporary_credentials_without_their_certificate_get_a_bad_mac_that_says_so():
+    creds = temporary()
+    bare = {"clientId": creds["clientId"], "accessToken": creds["accessToken"]}
+    refused = await refusal(service(), signed(bare))
+    assert refused.reason == hawk.BAD_MAC and "certificate" in refused.message
