@@ -8,8 +8,10 @@ and turns an ``AuthError`` into its own error format; no surface parses credenti
 
 Rules (docs/security.md, "Who may do what"):
 
-- credentials come from ``Authorization: Basic`` / ``Bearer`` or the session cookie; wrong
-  credentials are a 401 (a 429 with ``retry_after`` when the authenticator rate-limits);
+- credentials come from ``Authorization: Basic`` / ``Bearer`` / ``Hawk``, a bewit-signed URL
+  (GET) or the session cookie; wrong credentials are a 401 (a Hawk failure's ``reason`` says
+  which check failed: master/auth/hawk.py), a 429 with ``retry_after`` when too many failed
+  from one address;
 - a caller lacking the scope gets a 401 when anonymous, a 403 naming the scope otherwise;
 - a write carried by credentials a browser attaches on its own (the cookie, cached basic
   credentials) needs a same-origin ``Origin`` (or, without one, ``Referer``); a cookie
@@ -18,17 +20,30 @@ Rules (docs/security.md, "Who may do what"):
 """
 
 import hmac
+import re
 from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.application import service
-from twisted.internet import threads
+from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
-from buildfarm.master.auth.identity import BASIC, BEARER, COOKIE, NONE, REMOTE_USER, AuthError, Identity
-from buildfarm.master.auth.ratelimit import LoginLimiter
+from buildfarm.master.auth.clients import ClientStore, NoRoles
+from buildfarm.master.auth.hawk import HawkCaller, HawkFailure, HawkVerifier
+from buildfarm.master.auth.identity import (
+    BASIC,
+    BEARER,
+    BEWIT,
+    COOKIE,
+    HAWK,
+    NONE,
+    REMOTE_USER,
+    AuthError,
+    Identity,
+)
+from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
 from buildfarm.master.auth.sessions import COOKIE_NAME, Session, SessionStore
 from buildfarm.master.auth.users import Account
 from buildfarm.master.auth.webusers import MAX_REMOTE_ACCOUNTS, WebAuth
@@ -42,6 +57,10 @@ MULTIPART_TYPE = b"multipart/form-data"
 CHANGE_SECRET_HEADER = b"x-buildfarm-secret"
 SECRET = "secret"  # how the change hook's caller authenticates
 CHANGE_HOOK_ACCOUNT = Account("change-hook", ["changes:add"])
+CLIENT_SWEEP_INTERVAL_S = 3600  # how often expired clients with deleteOnExpiration are deleted
+HAWK_SCHEME = b"hawk"
+BEWIT_IN_QUERY = re.compile(rb"[?&]bewit=")
+HAWK_SOURCE = "Hawk"
 # Audit outcomes.
 DONE = "done"
 REFUSED = "refused"
@@ -56,9 +75,11 @@ class AuthService(service.Service):
     def __init__(self, clock: IReactorTime, accounts: list[Account] = (),
                  anonymous_scopes: tuple[str, ...] | list[str] = (), db=None,
                  change_secret: str | None = None, run_slowly=None, iterations: int | None = None,
-                 web_auth: WebAuth | None = None):
-        """``run_slowly`` (where PBKDF2 runs; a thread by default) and ``iterations`` (what
-        every password check costs; see authenticator.py) are for tests."""
+                 web_auth: WebAuth | None = None, clients=(), clients_key: bytes | None = None):
+        """``clients`` are master.cfg's (``(Client, Secret)`` pairs), ``clients_key`` the key
+        database clients' tokens are encrypted under (master/auth/clients.py).  ``run_slowly``
+        (where PBKDF2 runs; a thread by default) and ``iterations`` (what every password check
+        costs; see authenticator.py) are for tests."""
         self.clock = clock
         self._authenticator_options = {"iterations": iterations}
         if run_slowly is not None:
@@ -74,6 +95,37 @@ class AuthService(service.Service):
         self.authenticator = self._make_authenticator(list(accounts))
         # Login sessions live as long as the process: a reconfig or a web port change keeps them.
         self.sessions = SessionStore(clock)
+        # The Taskcluster-style clients (master/auth/interfaces.py ``IClientStore``) and how a
+        # client's own scopes expand (``IScopeExpander``; roles replace ``NoRoles``).
+        self.clients = ClientStore(clock, db, accounts=list(accounts), configured=list(clients),
+                                   master_key=clients_key)
+        self.scope_expander = NoRoles()
+        self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander,
+                                 run_slowly=self._run_slowly)
+        self._sweeper: task.LoopingCall | None = None
+
+    def startService(self):  # noqa: N802 - Twisted's name
+        super().startService()
+        if self.db is not None:
+            self._sweeper = task.LoopingCall(lambda: defer.ensureDeferred(self._sweep_clients()))
+            self._sweeper.clock = self.clock
+            self._sweeper.start(CLIENT_SWEEP_INTERVAL_S, now=True)
+
+    def stopService(self):  # noqa: N802 - Twisted's name
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+        return super().stopService()
+
+    async def _sweep_clients(self) -> None:
+        """Delete the expired clients that asked for it (never raises: the loop goes on)."""
+        try:
+            gone = await self.clients.delete_expired()
+        except Exception:
+            log.failure("deleting expired clients failed")
+            return
+        if gone:
+            log.info("deleted expired clients {clients}", clients=", ".join(gone))
 
     def _make_authenticator(self, accounts: list[Account]) -> Authenticator:
         """The one place that builds the authenticator."""
@@ -84,6 +136,10 @@ class AuthService(service.Service):
         are gone end at once."""
         accounts = list(config.users)
         self.authenticator = self._make_authenticator(accounts)
+        self.clients.configure(list(getattr(config, "clients", ())), accounts)
+        clients_key = getattr(config, "clients_key", None)
+        if clients_key is not None:
+            self.clients.set_master_key(clients_key.reveal().encode())
         self.anonymous_scopes = tuple(config.www_anonymous_scopes)
         self.change_secret = config.change_secret
         self.web_auth = getattr(config, "web_auth", None) or WebAuth()
@@ -123,6 +179,10 @@ class AuthService(service.Service):
 
     async def _identify(self, request) -> Identity:
         header = request.getHeader(b"authorization")
+        if header and _scheme(header) == HAWK_SCHEME:
+            return await self._hawk(request, self.hawk.verify_header, HAWK)
+        if not header and BEWIT_IN_QUERY.search(request.uri or b""):
+            return await self._hawk(request, self.hawk.verify_bewit, BEWIT)
         if header:
             try:
                 account = await self._authenticate(header.encode("latin-1") if isinstance(header, str)
@@ -147,6 +207,35 @@ class AuthService(service.Service):
                 return Identity(account, COOKIE, self.anonymous_scopes, session.csrf_token, session.sid)
             self.sessions.drop_user(session.user)
         return Identity(None, NONE, self.anonymous_scopes)
+
+    async def _hawk(self, request, verify, method: str) -> Identity:
+        """A Hawk header or bewit: the client (or temporary credentials) it proves, with the
+        scopes it holds for this request.  Failures count against the caller's address and
+        the client id it names as failed logins do (a user's password signs Hawk too)."""
+        peer = peer_of(request)
+        named: list[str] = []
+
+        def attempt(client_id: str) -> None:
+            self.login_limiter.begin(client_id, peer)
+            named.append(client_id)
+
+        try:
+            caller: HawkCaller = await verify(request, attempt)
+        except Limited as e:
+            log.warn("Hawk: refused a request from {peer}: too many failures {why}", peer=peer, why=str(e))
+            raise AuthError(429, f"too many failed logins {e}", retry_after=e.retry_after) from None
+        except HawkFailure as e:
+            log.info("Hawk: refused a request from {peer}: {why}", peer=peer, why=str(e))
+            if not named:  # a header too broken to name a client counts against its source
+                try:
+                    self.login_limiter.begin(None, peer)
+                except Limited:
+                    pass
+            raise AuthError(401, str(e), reason=e.reason) from None
+        self.login_limiter.succeeded(named[0] if named else None, peer)
+        source = HAWK_SOURCE if caller.issuer is None else f"temporary credentials issued by {caller.issuer}"
+        account = Account(caller.client_id, list(caller.scopes), source=source)
+        return Identity(account, method, self.anonymous_scopes)
 
     def _change_hook(self, given: bytes) -> Identity:
         """The change hook's caller: the shared secret of ``c['changes']`` grants ``changes:add``."""
@@ -246,6 +335,11 @@ class AuthService(service.Service):
 
 
 # -- request helpers -----------------------------------------------------------------------
+
+def _scheme(header) -> bytes:
+    header = header.encode("latin-1") if isinstance(header, str) else header
+    return header.strip().split(None, 1)[0].lower() if header.strip() else b""
+
 
 def peer_of(request) -> str:
     """The client's address."""
