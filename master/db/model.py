@@ -430,3 +430,16 @@ bots = sa.Table(
     sa.Column("first_seen_at", sa.Float, nullable=False),
     sa.Column("last_seen_at", sa.Float, nullable=False),
 )
+
+# Taskcluster roles made through the Auth API (master/auth/roles.py; master.cfg's c['roles'] are
+# not stored): ``scopes`` is a JSON list of the role's own scopes, before expansion.
+ROLE_ID_LENGTH = 1000
+roles = sa.Table(
+    "roles",
+    metadata,
+    sa.Column("role_id", sa.String(ROLE_ID_LENGTH), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("scopes", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("last_modified", sa.Float, nullable=False),
+)
