@@ -20,6 +20,7 @@ from twisted.application.service import IService
 from zope.interface import Interface
 
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
+from buildfarm.master.auth.roles import Role, validate_roles
 from buildfarm.master.auth.users import Account, validate_users
 from buildfarm.master.auth.webusers import WebAuth, anonymous_may_read, configure_web_auth
 from buildfarm.master.cas.config import validate_cas_config
@@ -61,6 +62,7 @@ KNOWN_KEYS = frozenset(
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
         "users", "slaveapi", "cas", "configurators", "services", "secretsProviders",
+        "roles",
     }
 )
 
@@ -224,6 +226,7 @@ class MasterConfig:
     # What a caller without credentials may do on every HTTP surface (master/auth/service.py).
     www_anonymous_scopes: tuple[str, ...] = READ_SCOPES
     users: list[Account] = field(default_factory=list)
+    roles: list[Role] = field(default_factory=list)  # c['roles'] (master/auth/roles.py)
     # c['www']['auth'] and ['authz'] (master/auth/webusers.py); their users are in ``users`` too.
     web_auth: WebAuth = field(default_factory=WebAuth)
     # What checkconfig says about who holds which scope when www['auth'] or ['authz'] is set.
@@ -355,6 +358,7 @@ class _ConfigBuilder:
         self.global_settings(cfg)
         self.locks(cfg)
         self.users(cfg)
+        self.roles(cfg)
         self.web_auth(cfg)
         self.slaveapi(cfg)
         self.cas(cfg)
@@ -777,6 +781,12 @@ class _ConfigBuilder:
         cfg.users, problems = validate_users(self.raw.get("users", []), os.path.dirname(cfg.filename))
         for problem in problems:
             self.key_error("users", problem)
+
+    def roles(self, cfg: MasterConfig) -> None:
+        """``c['roles']``: Taskcluster roles (master/auth/roles.py)."""
+        cfg.roles, problems = validate_roles(self.raw.get("roles"))
+        for problem in problems:
+            self.key_error("roles", problem)
 
     def web_auth(self, cfg: MasterConfig) -> None:
         """``c['www']['auth']`` and ``['authz']``: their users join ``cfg.users`` with the scopes

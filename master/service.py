@@ -140,7 +140,8 @@ class BuildMaster(service.MultiService):
         self.db = DBConnector(self.config.db_url, self.basedir, self.reactor)
         self.recovery = PreviousRunRecovery(self)
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
-                                self.config.change_secret, web_auth=self.config.web_auth)
+                                self.config.change_secret, web_auth=self.config.web_auth,
+                                roles=self.config.roles)
         self.botmaster = BotMaster(self)
         self.changes = ChangeSourceManager(self)
         self.scheduler = SchedulerManager(self)

@@ -178,7 +178,8 @@ def check_role(role_id: object, scopes: object) -> list[str]:
     """The scopes of a valid role; ``ScopeError`` for a bad id or scope (``<..>`` only in a role
     whose id ends in ``*``, once per scope, never right after a ``*``)."""
     if not isinstance(role_id, str) or not role_id or scope_problem(role_id) or role_id.endswith("**"):
-        raise ScopeError(f"a roleId is a non-empty printable ASCII string not ending in '**', not {role_id!r}")
+        raise ScopeError(f"a roleId is a non-empty printable ASCII string not ending in '**', "
+                         f"not {role_id!r}")
     scopes = check_scopes(scopes, f"role {role_id!r}")
     for scope in scopes:
         if PARAM not in scope:
@@ -188,7 +189,8 @@ def check_role(role_id: object, scopes: object) -> list[str]:
         if scope.count(PARAM) > 1:
             raise ScopeError(f"role {role_id!r}: parameterized scope {scope!r} contains multiple '<..>'")
         if "*" + PARAM in scope:
-            raise ScopeError(f"role {role_id!r}: parameterized scope {scope!r} has '*<..>', an ambiguous star")
+            raise ScopeError(f"role {role_id!r}: parameterized scope {scope!r} has '*<..>', "
+                             f"an ambiguous star")
     return scopes
 
 

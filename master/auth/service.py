@@ -22,13 +22,15 @@ from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.application import service
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
 from buildfarm.master.auth.identity import BASIC, BEARER, COOKIE, NONE, REMOTE_USER, AuthError, Identity
 from buildfarm.master.auth.ratelimit import LoginLimiter
+from buildfarm.master.auth.roles import RoleStore
+from buildfarm.master.auth.scopes import Expression, describe
 from buildfarm.master.auth.sessions import COOKIE_NAME, Session, SessionStore
 from buildfarm.master.auth.users import Account
 from buildfarm.master.auth.webusers import MAX_REMOTE_ACCOUNTS, WebAuth
@@ -56,7 +58,7 @@ class AuthService(service.Service):
     def __init__(self, clock: IReactorTime, accounts: list[Account] = (),
                  anonymous_scopes: tuple[str, ...] | list[str] = (), db=None,
                  change_secret: str | None = None, run_slowly=None, iterations: int | None = None,
-                 web_auth: WebAuth | None = None):
+                 web_auth: WebAuth | None = None, roles=()):
         """``run_slowly`` (where PBKDF2 runs; a thread by default) and ``iterations`` (what
         every password check costs; see authenticator.py) are for tests."""
         self.clock = clock
@@ -74,6 +76,15 @@ class AuthService(service.Service):
         self.authenticator = self._make_authenticator(list(accounts))
         # Login sessions live as long as the process: a reconfig or a web port change keeps them.
         self.sessions = SessionStore(clock)
+        # c['roles'] and the database's roles (master/auth/roles.py): every caller's scopes are
+        # expanded through them.
+        self.roles = RoleStore(clock, db, roles)
+        self.scope_expander = self.roles
+
+    def startService(self):  # noqa: N802 - Twisted's name
+        """Read the database's roles before any request is served."""
+        super().startService()
+        return defer.ensureDeferred(self.roles.load())
 
     def _make_authenticator(self, accounts: list[Account]) -> Authenticator:
         """The one place that builds the authenticator."""
@@ -87,6 +98,7 @@ class AuthService(service.Service):
         self.anonymous_scopes = tuple(config.www_anonymous_scopes)
         self.change_secret = config.change_secret
         self.web_auth = getattr(config, "web_auth", None) or WebAuth()
+        self.roles.configure(getattr(config, "roles", ()))
         self._remote_accounts.clear()
         names = {a.name for a in accounts}
         for user in {s.user for s in list(self.sessions._sessions.values())} - names:
@@ -133,7 +145,7 @@ class AuthService(service.Service):
                                 retry_after=retry_after) from None
             scheme = header.split(None, 1)[0].lower() if header.strip() else b""
             method = BEARER if scheme in (b"bearer", "bearer") else BASIC
-            return Identity(account, method, self.anonymous_scopes)
+            return Identity(account, method, self.anonymous_scopes, expand=self.roles.expand_now)
         hook_secret = request.getHeader(CHANGE_SECRET_HEADER)
         if hook_secret is not None:
             return self._change_hook(hook_secret)
@@ -144,9 +156,10 @@ class AuthService(service.Service):
         if session is not None:
             account = self.accounts.get(session.user)
             if account is not None:
-                return Identity(account, COOKIE, self.anonymous_scopes, session.csrf_token, session.sid)
+                return Identity(account, COOKIE, self.anonymous_scopes, session.csrf_token, session.sid,
+                                expand=self.roles.expand_now)
             self.sessions.drop_user(session.user)
-        return Identity(None, NONE, self.anonymous_scopes)
+        return Identity(None, NONE, self.anonymous_scopes, expand=self.roles.expand_now)
 
     def _change_hook(self, given: bytes) -> Identity:
         """The change hook's caller: the shared secret of ``c['changes']`` grants ``changes:add``."""
@@ -154,7 +167,7 @@ class AuthService(service.Service):
         if not self.change_secret or not hmac.compare_digest(given, self.change_secret.encode()):
             raise AuthError(401, "wrong or missing X-Buildfarm-Secret (or the change hook has no secret: "
                                  "set c['changes'] = {'secret': ...} in master.cfg)")
-        return Identity(CHANGE_HOOK_ACCOUNT, SECRET, self.anonymous_scopes)
+        return Identity(CHANGE_HOOK_ACCOUNT, SECRET, self.anonymous_scopes, expand=self.roles.expand_now)
 
     async def _remote_user(self, request, remote) -> Identity:
         """The user a trusted fronting proxy names in RemoteUserAuth's header; the header from
@@ -177,7 +190,7 @@ class AuthService(service.Service):
             self._remote_accounts[key] = account
             while len(self._remote_accounts) > MAX_REMOTE_ACCOUNTS:
                 self._remote_accounts.popitem(last=False)
-        return Identity(account, REMOTE_USER, self.anonymous_scopes)
+        return Identity(account, REMOTE_USER, self.anonymous_scopes, expand=self.roles.expand_now)
 
     def describe(self, identity: Identity) -> dict:
         """``GET /api/v1/auth/whoami``: the caller, how it authenticated, its roles and scopes,
@@ -198,23 +211,37 @@ class AuthService(service.Service):
                 "owner_scopes": [{"scope": s, "origin": account.origin_of(s)} for s in account.owner_scopes]}
 
     def anonymous(self) -> Identity:
-        return Identity(None, NONE, self.anonymous_scopes)
+        return Identity(None, NONE, self.anonymous_scopes, expand=self.roles.expand_now)
 
     # -- authorization -----------------------------------------------------------------------
 
-    async def authorize(self, request, scope: str | None, write: bool, owner: str | None = None) -> Identity:
-        """The caller of ``request`` if it may act under ``scope`` (None: anyone may) on
-        something ``owner`` owns (a build: its owner scopes count); ``AuthError`` otherwise."""
+    async def authorize(self, request, scope: Expression | None, write: bool,
+                        owner: str | None = None) -> Identity:
+        """The caller of ``request`` if it may act under ``scope`` (a scope or an ``AllOf``/``AnyOf``
+        expression; None: anyone may) on something ``owner`` owns (a build: its owner scopes
+        count); ``AuthError`` otherwise, naming what is required and what is lacking."""
         identity = await self.identify(request)
-        if scope is not None and not identity.may(scope, owner):
-            if identity.anonymous:
-                raise AuthError(401, f"authentication required: anonymous callers lack the scope {scope!r}",
-                                scope)
-            raise AuthError(403, f"user {identity.name!r} lacks the scope {scope!r}", scope,
-                            user=identity.name)
+        if scope is not None:
+            self.require(identity, scope, owner)
         if write:
             self.check_browser_write(request, identity)
         return identity
+
+    def require(self, identity: Identity, required: Expression, owner: str | None = None) -> None:
+        """``AuthError`` (401 for an anonymous caller, 403 otherwise) unless ``identity`` holds
+        ``required`` (its scopes expanded through the roles)."""
+        lacking = identity.missing(required, owner)
+        if lacking is None:
+            return
+        single = required if isinstance(required, str) else None
+        text = repr(single) if single is not None else describe(required)
+        if identity.anonymous:
+            raise AuthError(401, f"authentication required: anonymous callers lack the scope {text}"
+                            + _lacking_text(required, lacking), single, required=required,
+                            unsatisfied=lacking)
+        raise AuthError(403, f"user {identity.name!r} lacks the scope {text}"
+                        + _lacking_text(required, lacking), single, user=identity.name, required=required,
+                        unsatisfied=lacking)
 
     def check_browser_write(self, request, identity: Identity) -> None:
         """A write carried by browser-attached credentials must come from this very site
@@ -243,6 +270,11 @@ class AuthService(service.Service):
         except Exception:
             log.failure("audit: recording {method} {path} by {user} failed", method=method, path=path,
                         user=user)
+
+
+def _lacking_text(required: Expression, lacking: Expression) -> str:
+    """What a refusal adds when only part of an expression is lacking."""
+    return "" if lacking == required else f" (lacking {describe(lacking)})"
 
 
 # -- request helpers -----------------------------------------------------------------------
