@@ -180,7 +180,7 @@ def check_role(role_id: object, scopes: object) -> list[str]:
     if not isinstance(role_id, str) or not role_id or scope_problem(role_id) or role_id.endswith("**"):
         raise ScopeError(f"a roleId is a non-empty printable ASCII string not ending in '**', "
                          f"not {role_id!r}")
-    scopes = check_scopes(scopes, f"role {role_id!r}")
+    scopes = check_scopes(scopes, f"role {role_id!r}: scopes")
     for scope in scopes:
         if PARAM not in scope:
             continue
