@@ -19,8 +19,10 @@ from sqlalchemy.exc import ArgumentError
 from twisted.application.service import IService
 from zope.interface import Interface
 
+from buildfarm.master.auth.clients import validate_clients
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
 from buildfarm.master.auth.roles import Role, validate_roles
+from buildfarm.master.auth.secret import Secret, SecretError, resolve_secret
 from buildfarm.master.auth.users import Account, validate_users
 from buildfarm.master.auth.webusers import WebAuth, anonymous_may_read, configure_web_auth
 from buildfarm.master.cas.config import validate_cas_config
@@ -62,7 +64,7 @@ KNOWN_KEYS = frozenset(
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
         "users", "slaveapi", "cas", "configurators", "services", "secretsProviders",
-        "roles",
+        "roles", "clients", "clients_key",
     }
 )
 
@@ -227,6 +229,11 @@ class MasterConfig:
     www_anonymous_scopes: tuple[str, ...] = READ_SCOPES
     users: list[Account] = field(default_factory=list)
     roles: list[Role] = field(default_factory=list)  # c['roles'] (master/auth/roles.py)
+    # c['clients']: Taskcluster-style clients, ``(Client, Secret)`` pairs (master/auth/clients.py)
+    clients: list = field(default_factory=list)
+    # c['clients_key']: the key database clients' access tokens are encrypted under (None: the
+    # basedir's clients.key, made on the first start)
+    clients_key: Secret | None = None
     # c['www']['auth'] and ['authz'] (master/auth/webusers.py); their users are in ``users`` too.
     web_auth: WebAuth = field(default_factory=WebAuth)
     # What checkconfig says about who holds which scope when www['auth'] or ['authz'] is set.
@@ -359,6 +366,7 @@ class _ConfigBuilder:
         self.locks(cfg)
         self.users(cfg)
         self.roles(cfg)
+        self.clients(cfg)
         self.web_auth(cfg)
         self.slaveapi(cfg)
         self.cas(cfg)
@@ -787,6 +795,18 @@ class _ConfigBuilder:
         cfg.roles, problems = validate_roles(self.raw.get("roles"))
         for problem in problems:
             self.key_error("roles", problem)
+
+    def clients(self, cfg: MasterConfig) -> None:
+        """``c['clients']`` (Hawk credentials, master/auth/clients.py) and ``c['clients_key']``."""
+        basedir = os.path.dirname(cfg.filename)
+        cfg.clients, problems = validate_clients(self.raw.get("clients", []), basedir)
+        for problem in problems:
+            self.key_error("clients", problem)
+        if self.raw.get("clients_key") is not None:
+            try:
+                cfg.clients_key = resolve_secret(self.raw["clients_key"], basedir, "c['clients_key']")
+            except SecretError as e:
+                self.key_error("clients_key", str(e))
 
     def web_auth(self, cfg: MasterConfig) -> None:
         """``c['www']['auth']`` and ``['authz']``: their users join ``cfg.users`` with the scopes

@@ -43,6 +43,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from buildfarm.common.results import RETRY
+from buildfarm.master.auth.clients import CLIENTS_KEY_FILE, load_or_create_key
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.cas.interfaces import ICASMaster
 from buildfarm.master.cas.service import CASService
@@ -141,6 +142,7 @@ class BuildMaster(service.MultiService):
         self.recovery = PreviousRunRecovery(self)
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret, web_auth=self.config.web_auth,
+                                clients=self.config.clients, clients_key=self.clients_key(self.config),
                                 roles=self.config.roles)
         self.botmaster = BotMaster(self)
         self.changes = ChangeSourceManager(self)
@@ -157,6 +159,13 @@ class BuildMaster(service.MultiService):
                       self.localslaves, self.slaveapi, self.config_services, self.cas, self.tasks,
                       self.pbmanager, self.www):
             child.setServiceParent(self)
+
+    def clients_key(self, config: MasterConfig) -> bytes:
+        """The key database clients' access tokens are encrypted under: ``c['clients_key']``,
+        else the basedir's ``clients.key`` (made on the first start)."""
+        if config.clients_key is not None:
+            return config.clients_key.reveal().encode()
+        return load_or_create_key(os.path.join(self.basedir, CLIENTS_KEY_FILE))
 
     @property
     def name_in_database(self) -> str:

@@ -17,6 +17,8 @@ BEARER = "bearer"
 COOKIE = "cookie"
 NONE = "none"
 REMOTE_USER = "remote-user"  # a header set by a trusted fronting proxy (RemoteUserAuth)
+HAWK = "hawk"  # an ``Authorization: Hawk`` header (a client's or temporary credentials)
+BEWIT = "bewit"  # a Hawk-signed URL (``?bewit=``), GET only
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,10 @@ class AuthError(Exception):
     Each HTTP surface answers it in its own error format."""
 
     def __init__(self, status: int, message: str, scope: str | None = None,
-                 retry_after: float | None = None, user: str | None = None,
+                 retry_after: float | None = None, user: str | None = None, reason: str | None = None,
                  required: Expression | None = None, unsatisfied: Expression | None = None):
         super().__init__(message)
+        self.reason = reason  # which check failed (a Hawk failure: master/auth/hawk.py's names)
         self.status = status
         self.message = message
         self.scope = scope

@@ -8,8 +8,10 @@ and turns an ``AuthError`` into its own error format; no surface parses credenti
 
 Rules (docs/security.md, "Who may do what"):
 
-- credentials come from ``Authorization: Basic`` / ``Bearer`` or the session cookie; wrong
-  credentials are a 401 (a 429 with ``retry_after`` when the authenticator rate-limits);
+- credentials come from ``Authorization: Basic`` / ``Bearer`` / ``Hawk``, a bewit-signed URL
+  (GET) or the session cookie; wrong credentials are a 401 (a Hawk failure's ``reason`` says
+  which check failed: master/auth/hawk.py), a 429 with ``retry_after`` when too many failed
+  from one address;
 - a caller lacking the scope gets a 401 when anonymous, a 403 naming the scope otherwise;
 - a write carried by credentials a browser attaches on its own (the cookie, cached basic
   credentials) needs a same-origin ``Origin`` (or, without one, ``Referer``); a cookie
@@ -18,6 +20,7 @@ Rules (docs/security.md, "Who may do what"):
 """
 
 import hmac
+import re
 from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,8 +30,20 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
-from buildfarm.master.auth.identity import BASIC, BEARER, COOKIE, NONE, REMOTE_USER, AuthError, Identity
-from buildfarm.master.auth.ratelimit import LoginLimiter
+from buildfarm.master.auth.clients import ClientStore
+from buildfarm.master.auth.hawk import HawkCaller, HawkFailure, HawkVerifier
+from buildfarm.master.auth.identity import (
+    BASIC,
+    BEARER,
+    BEWIT,
+    COOKIE,
+    HAWK,
+    NONE,
+    REMOTE_USER,
+    AuthError,
+    Identity,
+)
+from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
 from buildfarm.master.auth.roles import RoleStore
 from buildfarm.master.auth.scopes import Expression, describe
 from buildfarm.master.auth.sessions import COOKIE_NAME, Session, SessionStore
@@ -44,6 +59,9 @@ MULTIPART_TYPE = b"multipart/form-data"
 CHANGE_SECRET_HEADER = b"x-buildfarm-secret"
 SECRET = "secret"  # how the change hook's caller authenticates
 CHANGE_HOOK_ACCOUNT = Account("change-hook", ["changes:add"])
+HAWK_SCHEME = b"hawk"
+BEWIT_IN_QUERY = re.compile(rb"[?&]bewit=")
+HAWK_SOURCE = "Hawk"
 # Audit outcomes.
 DONE = "done"
 REFUSED = "refused"
@@ -58,9 +76,12 @@ class AuthService(service.Service):
     def __init__(self, clock: IReactorTime, accounts: list[Account] = (),
                  anonymous_scopes: tuple[str, ...] | list[str] = (), db=None,
                  change_secret: str | None = None, run_slowly=None, iterations: int | None = None,
-                 web_auth: WebAuth | None = None, roles=()):
-        """``run_slowly`` (where PBKDF2 runs; a thread by default) and ``iterations`` (what
-        every password check costs; see authenticator.py) are for tests."""
+                 web_auth: WebAuth | None = None, clients=(), clients_key: bytes | None = None,
+                 roles=()):
+        """``clients`` are master.cfg's (``(Client, Secret)`` pairs), ``clients_key`` the key
+        database clients' tokens are encrypted under (master/auth/clients.py).  ``run_slowly``
+        (where PBKDF2 runs; a thread by default) and ``iterations`` (what every password check
+        costs; see authenticator.py) are for tests.  ``roles`` are master.cfg's (master/auth/roles.py)."""
         self.clock = clock
         self._authenticator_options = {"iterations": iterations}
         if run_slowly is not None:
@@ -76,10 +97,15 @@ class AuthService(service.Service):
         self.authenticator = self._make_authenticator(list(accounts))
         # Login sessions live as long as the process: a reconfig or a web port change keeps them.
         self.sessions = SessionStore(clock)
+        # The Taskcluster-style clients (master/auth/interfaces.py ``IClientStore``) and how a
+        # client's own scopes expand (``IScopeExpander``: the roles).
+        self.clients = ClientStore(clock, db, accounts=list(accounts), configured=list(clients),
+                                   master_key=clients_key)
         # c['roles'] and the database's roles (master/auth/roles.py): every caller's scopes are
         # expanded through them.
         self.roles = RoleStore(clock, db, roles)
         self.scope_expander = self.roles
+        self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander)
 
     def startService(self):  # noqa: N802 - Twisted's name
         """Read the database's roles before any request is served."""
@@ -95,6 +121,10 @@ class AuthService(service.Service):
         are gone end at once."""
         accounts = list(config.users)
         self.authenticator = self._make_authenticator(accounts)
+        self.clients.configure(list(getattr(config, "clients", ())), accounts)
+        clients_key = getattr(config, "clients_key", None)
+        if clients_key is not None:
+            self.clients.set_master_key(clients_key.reveal().encode())
         self.anonymous_scopes = tuple(config.www_anonymous_scopes)
         self.change_secret = config.change_secret
         self.web_auth = getattr(config, "web_auth", None) or WebAuth()
@@ -135,6 +165,10 @@ class AuthService(service.Service):
 
     async def _identify(self, request) -> Identity:
         header = request.getHeader(b"authorization")
+        if header and _scheme(header) == HAWK_SCHEME:
+            return await self._hawk(request, self.hawk.verify_header, HAWK)
+        if not header and BEWIT_IN_QUERY.search(request.uri or b""):
+            return await self._hawk(request, self.hawk.verify_bewit, BEWIT)
         if header:
             try:
                 account = await self._authenticate(header.encode("latin-1") if isinstance(header, str)
@@ -160,6 +194,25 @@ class AuthService(service.Service):
                                 expand=self.roles.expand_now)
             self.sessions.drop_user(session.user)
         return Identity(None, NONE, self.anonymous_scopes, expand=self.roles.expand_now)
+
+    async def _hawk(self, request, verify, method: str) -> Identity:
+        """A Hawk header or bewit: the client (or temporary credentials) it proves, with the
+        scopes it holds for this request; failures count against the caller's address as
+        failed logins do."""
+        peer = peer_of(request)
+        try:
+            self.login_limiter.begin(None, peer)
+        except Limited as e:
+            raise AuthError(429, f"too many failed logins {e}", retry_after=e.retry_after) from None
+        try:
+            caller: HawkCaller = await verify(request)
+        except HawkFailure as e:
+            log.info("Hawk: refused a request from {peer}: {why}", peer=peer, why=str(e))
+            raise AuthError(401, str(e), reason=e.reason) from None
+        self.login_limiter.succeeded(None, peer)
+        source = HAWK_SOURCE if caller.issuer is None else f"temporary credentials issued by {caller.issuer}"
+        account = Account(caller.client_id, list(caller.scopes), source=source)
+        return Identity(account, method, self.anonymous_scopes, expand=self.roles.expand_now)
 
     def _change_hook(self, given: bytes) -> Identity:
         """The change hook's caller: the shared secret of ``c['changes']`` grants ``changes:add``."""
@@ -278,6 +331,11 @@ def _lacking_text(required: Expression, lacking: Expression) -> str:
 
 
 # -- request helpers -----------------------------------------------------------------------
+
+def _scheme(header) -> bytes:
+    header = header.encode("latin-1") if isinstance(header, str) else header
+    return header.strip().split(None, 1)[0].lower() if header.strip() else b""
+
 
 def peer_of(request) -> str:
     """The client's address."""

@@ -16,6 +16,7 @@ from buildfarm.master.db.buildrequests import BuildRequestsComponent
 from buildfarm.master.db.builds import BuildsComponent
 from buildfarm.master.db.buildsets import BuildsetsComponent
 from buildfarm.master.db.changes import ChangesComponent
+from buildfarm.master.db.clients import ClientsComponent
 from buildfarm.master.db.engine import create_engine, is_in_memory, is_sqlite
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
@@ -57,7 +58,8 @@ class DBConnector(service.Service):
     cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
-    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks`` and ``roles``.
+    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``
+    and ``roles``.
     """
 
     name = "db"
@@ -88,6 +90,7 @@ class DBConnector(service.Service):
         self.audit = AuditComponent(self)
         self.reports = ReportsComponent(self)
         self.tasks = TasksComponent(self)
+        self.clients = ClientsComponent(self)
         self.roles = RolesComponent(self)
 
     async def setup(self) -> None:

@@ -431,6 +431,26 @@ bots = sa.Table(
     sa.Column("last_seen_at", sa.Float, nullable=False),
 )
 
+# Taskcluster-style clients made through the Auth API (master/auth/clients.py); master.cfg's
+# clients are not stored.  ``access_token`` is the token encrypted with a key derived from the
+# master's clients key (never the token itself); ``scopes`` a JSON list (the client's own,
+# before role expansion).
+clients = sa.Table(
+    "clients",
+    metadata,
+    sa.Column("client_id", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("access_token", sa.Text, nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("delete_on_expiration", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("last_modified", sa.Float, nullable=False),
+    sa.Column("last_date_used", sa.Float, nullable=False),
+    sa.Column("last_rotated", sa.Float, nullable=False),
+)
+
 # Taskcluster roles made through the Auth API (master/auth/roles.py; master.cfg's c['roles'] are
 # not stored): ``scopes`` is a JSON list of the role's own scopes, before expansion.
 ROLE_ID_LENGTH = 1000

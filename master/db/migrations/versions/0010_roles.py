@@ -1,15 +1,15 @@
 """Roles: the Taskcluster roles made through the Auth API (``/api/auth/v1/roles``).
 
-Revision ID: 0009_roles
-Revises: 0008_task_twins
+Revision ID: 0010_roles
+Revises: 0009_clients
 Create Date: 2026-12-04
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_roles"
-down_revision = "0008_task_twins"
+revision = "0010_roles"
+down_revision = "0009_clients"
 branch_labels = None
 depends_on = None
 
