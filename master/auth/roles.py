@@ -10,16 +10,18 @@ Roles come from two places:
   ``createRole``, ``updateRole`` and ``deleteRole``.
 
 The store keeps every role in memory with a ``RoleIndex`` over them, so that an expansion costs
-no database call; it is rebuilt after each change (and each reconfig), and read again from the
-database at start.  A change refused because it would make expansion endless (a parameterized
+no database call; it is rebuilt after each change (and each reconfig), read from the database at
+start and read again every ``RELOAD_INTERVAL_S`` (the roles another master of the same database
+created, changed or deleted).  A change refused because it would make expansion endless (a parameterized
 role feeding itself) leaves the roles as they were.
 """
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from buildfarm.master.auth.scopes import (
@@ -35,7 +37,10 @@ try:  # i20-hawk's interface (master/auth/interfaces.py); the store provides it 
 except ImportError:  # pragma: no cover - before the merge
     from zope.interface import Interface as IScopeExpander
 
+log = Logger()
+
 ROLES_SOURCE = "c['roles']"
+RELOAD_INTERVAL_S = 30.0  # how stale another master's role changes may be here
 DB_SOURCE = "database"
 MAX_DESCRIPTION_CHARS = 10_000  # Taskcluster's limit on a role's description
 ROLE_KEYS = frozenset({"roleId", "scopes", "description"})
@@ -142,6 +147,7 @@ class RoleStore:
         self._configured = {r.roleId: r for r in configured}
         self._stored: dict[str, Role] = {}
         self._roles: dict[str, Role] = {}
+        self._reloader: task.LoopingCall | None = None
         self.index = RoleIndex({})
         self._rebuild()
 
@@ -153,12 +159,32 @@ class RoleStore:
         self._rebuild()
 
     async def load(self) -> None:
-        """Read the database's roles (at start)."""
+        """Read the database's roles (at start, then every ``RELOAD_INTERVAL_S``)."""
         if self.db is None:
             return
         rows = await self.db.roles.get_all()
-        self._stored = {row["roleId"]: _from_row(row) for row in rows}
-        self._rebuild()
+        stored = {row["roleId"]: _from_row(row) for row in rows}
+        try:
+            self._rebuild(stored)
+        except ExpansionTooLarge as e:  # written by another master's bad code or by hand
+            log.error("roles: the database's roles were not taken: {why}", why=str(e))
+
+    async def start(self) -> None:
+        """Load the roles, then reload them every ``RELOAD_INTERVAL_S`` until ``stop``."""
+        await self.load()
+        self._reloader = task.LoopingCall(self._reload)
+        self._reloader.clock = self.clock
+        self._reloader.start(RELOAD_INTERVAL_S, now=False)
+
+    def stop(self) -> None:
+        reloader, self._reloader = self._reloader, None
+        if reloader is not None and reloader.running:
+            reloader.stop()
+
+    def _reload(self) -> defer.Deferred:
+        d = defer.ensureDeferred(self.load())
+        d.addErrback(lambda f: log.failure("roles: reading the database's roles failed", f))
+        return d
 
     def _rebuild(self, stored: dict[str, Role] | None = None) -> None:
         stored = self._stored if stored is None else stored

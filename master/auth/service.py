@@ -108,9 +108,13 @@ class AuthService(service.Service):
         self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander)
 
     def startService(self):  # noqa: N802 - Twisted's name
-        """Read the database's roles before any request is served."""
+        """Read the database's roles before any request is served (then every 30 s)."""
         super().startService()
-        return defer.ensureDeferred(self.roles.load())
+        return defer.ensureDeferred(self.roles.start())
+
+    def stopService(self):  # noqa: N802 - Twisted's name
+        self.roles.stop()
+        return super().stopService()
 
     def _make_authenticator(self, accounts: list[Account]) -> Authenticator:
         """The one place that builds the authenticator."""

@@ -11,6 +11,7 @@ from zope.interface.verify import verifyObject
 from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.auth.roles import (
     DB_SOURCE,
+    RELOAD_INTERVAL_S,
     ROLES_SOURCE,
     ReadOnlyRole,
     RoleError,
@@ -26,6 +27,7 @@ from fixtures.mastercfg import ISSUE_EXAMPLE
 from fixtures.mastercfg import config_errors as errors_of
 from fixtures.mastercfg import write_master_cfg as write
 from fixtures.memoryhttp import MemoryRequest
+from fixtures.polling import wait_for
 
 CONFIG_ROLES = [{"roleId": "project:ci:*", "scopes": ["secrets:get:ci/<..>"], "description": "CI"},
                 {"roleId": "oncall", "scopes": ["slaveapi:*"]}]
@@ -149,6 +151,23 @@ async def test_a_role_that_makes_expansion_endless_is_refused_and_changes_nothin
 
 
 @pytest_twisted.ensureDeferred
+async def test_another_masters_role_changes_arrive_within_the_reload_interval(db):
+    here, there = store(db), store(db)
+    await there.start()
+    try:
+        await here.create("team:new", "", ["n"])
+        assert there.get("team:new") is None
+        there.clock.advance(RELOAD_INTERVAL_S)  # the reload reads the database in its thread
+        await wait_for(lambda: there.get("team:new") is not None, "the other master's new role")
+        assert there.expand_now(["assume:team:new"]) == ["assume:team:new", "n"]
+        await here.delete("team:new")
+        there.clock.advance(RELOAD_INTERVAL_S)
+        await wait_for(lambda: there.get("team:new") is None, "the other master's deletion")
+    finally:
+        there.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_reconfig_replaces_the_config_roles_and_keeps_the_stored_ones(db):
     roles = store(db)
     await roles.create("mine", "", ["m"])
@@ -166,7 +185,7 @@ def auth_service(roles=CONFIG_ROLES, anonymous=("builds:read",)) -> AuthService:
     assert problems == []
     configured, problems = validate_roles(roles)
     assert problems == []
-    return AuthService(task.Clock(), accounts, anonymous, roles=configured)
+    return AuthService(task.Clock(), accounts, anonymous, roles=configured, iterations=1000)
 
 
 def request_as(user: str | None):
@@ -224,5 +243,7 @@ async def test_the_service_reads_the_database_roles_at_start(db):
     accounts, _ = validate_users([User("cat", password="pw", scopes=["assume:stored"])], None)
     auth = AuthService(task.Clock(), accounts, (), db=db)
     await auth.startService()
-    assert (await auth.authorize(request_as("cat"), "builds:force:b", False)).name == "cat"
-    auth.stopService()
+    try:
+        assert (await auth.authorize(request_as("cat"), "builds:force:b", False)).name == "cat"
+    finally:
+        auth.stopService()
