@@ -124,6 +124,12 @@ INSTEAD_IN = {
 
 # Keys of BuildmasterConfig: what differs from Buildbot 4.3's, for those that are not plain.
 KEY_NOTES = {
+    "clients": ("supported", "buildfarm's own (not Buildbot's): Taskcluster-style clients that sign "
+                "with Hawk (docs/security.md, \"Clients and Hawk\")"),
+    "clients_key": ("supported", "buildfarm's own: the key database clients' tokens are encrypted "
+                    "under (docs/configuration.md)"),
+    "roles": ("supported", "buildfarm's own (not Buildbot's): Taskcluster-style roles, granted by "
+              "`assume:<roleId>` scopes (docs/taskcluster.md, \"Scopes and roles\")"),
     "change_source": ("supported with differences", "holds change sources: `changes.GitPoller`, "
                       "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "
                       "`changes.PBChangeSource`; send changes also with `buildmaster sendchange`"),

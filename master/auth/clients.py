@@ -354,6 +354,19 @@ class ClientStore:
         self._writable(client_id)
         await self.db.clients.delete(client_id)
 
+    def delete_expired(self) -> defer.Deferred:
+        """Delete the database clients past their expiry that asked for it
+        (``deleteOnExpiration``); fires with their ids."""
+        return defer.ensureDeferred(self._delete_expired())
+
+    async def _delete_expired(self):  # -> the deleted ids
+        if self.db is None:
+            return []
+        gone = await self.db.clients.expired(self.clock.seconds())
+        for client_id in gone:
+            await self.db.clients.delete(client_id)
+        return gone
+
     def used(self, client: Client) -> defer.Deferred:
         """Record that ``client`` authenticated (``lastDateUsed``, at most once an hour, as
         Taskcluster does, so that calls do not each write)."""

@@ -22,11 +22,13 @@ and never a secret:
 A bewit is checked at 1-3 (its MAC covers the URL without the bewit and its expiry) and fails
 as ``bad-bewit`` when malformed, expired, or given on another method than GET/HEAD.
 
-Hawk is HMAC-SHA256: microseconds, so it runs on the reactor thread.
+Hawk is HMAC-SHA256: microseconds, so it runs on the reactor thread; only the payload hash of
+a body over ``INLINE_BODY_BYTES`` is computed in a thread.
 """
 
 import base64
 import binascii
+import functools
 import heapq
 import json
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from mohawk.base import Resource
 from mohawk.bewit import strip_bewit
 from mohawk.exc import BadHeaderValue, HawkFail, MacMismatch, MisComputedContentHash
 from mohawk.util import calculate_mac, parse_authorization_header, strings_match
+from twisted.internet import threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -53,8 +56,9 @@ from buildfarm.master.auth.users import has_scope
 
 log = Logger()
 
+INLINE_BODY_BYTES = 256 * 1024  # a bigger body's payload hash is computed in a thread
 SKEW_S = 15 * 60  # Taskcluster's: a request's timestamp may be this far from the master's clock
-MAX_NONCES = 100_000  # nonces remembered at most (each ~100 bytes: ~10 MB)
+MAX_NONCES = 100_000  # nonces remembered at most (each ~200 bytes: ~20 MB; measured)
 HAWK_ALGORITHM = "sha256"
 BEWIT_METHODS = (b"GET", b"HEAD")
 # Failure reasons: the JSON error of a 401 names one.
@@ -102,8 +106,9 @@ class NonceCache:
         self.clock = clock
         self.window_s = window_s
         self.max_size = max_size
-        self._until: dict[tuple[str, str, str], float] = {}
-        self._heap: list[tuple[float, tuple[str, str, str]]] = []
+        # One string per (client, nonce, timestamp): a tuple of three strings costs twice as much.
+        self._until: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._until)
@@ -111,7 +116,7 @@ class NonceCache:
     def seen(self, client_id: str, nonce: str, ts: str) -> bool:
         now = self.clock.seconds()
         self._forget(lambda until: until <= now)
-        key = (client_id, nonce, ts)
+        key = f"{client_id}\n{nonce}\n{ts}"  # Hawk attributes hold no newline
         if key in self._until:
             return True
         # A request stays acceptable until its timestamp leaves the skew window.
@@ -133,8 +138,9 @@ class HawkVerifier:
     expanding scopes with ``expander()`` (the auth service's current ``IScopeExpander``)."""
 
     def __init__(self, clock: IReactorTime, clients, expander, skew_s: float = SKEW_S,
-                 max_nonces: int = MAX_NONCES):
+                 max_nonces: int = MAX_NONCES, run_slowly=threads.deferToThread):
         self.clock = clock
+        self._run_slowly = run_slowly
         self.clients = clients
         self._expander = expander
         self.skew_s = skew_s
@@ -152,25 +158,18 @@ class HawkVerifier:
         for key in ("id", "ts", "nonce", "mac"):
             if not parsed.get(key):
                 raise HawkFailure(BAD_HEADER, f"the Hawk header has no {key}")
+        if not parsed["ts"].isdigit():
+            raise HawkFailure(BAD_HEADER, "the Hawk timestamp is not a whole number of seconds")
         ext = decode_ext(parsed.get("ext"))
         client_id = parsed["id"]
         key, scopes, issuer = await self._credentials(client_id, ext)
-        content = _body(request)
-        content_type = _text(request.getHeader(b"content-type") or b"")
-        try:
-            Receiver(lambda _id: {"id": client_id, "key": key, "algorithm": HAWK_ALGORITHM}, header,
-                     request_url(request), _text(request.method), content=content, content_type=content_type,
-                     seen_nonce=lambda *_: False, accept_untrusted_content=True,
-                     timestamp_skew_in_seconds=float("inf"))
-        except MacMismatch:
-            raise HawkFailure(BAD_MAC, f"the request's MAC does not match client {client_id!r}'s access "
-                                       "token (wrong token, or the method, URL, Host or ext differ from what "
-                                       "was signed)") from None
-        except MisComputedContentHash:
-            raise HawkFailure(BAD_PAYLOAD_HASH, "the payload hash in the header does not match the body "
-                                                "and Content-Type sent") from None
-        except HawkFail as e:
-            raise HawkFailure(BAD_HEADER, _safe(e)) from None
+        check = functools.partial(receive, header, request_url(request), _text(request.method), client_id,
+                                  key, _text(request.getHeader(b"content-type") or b""))
+        if _body_size(request) > INLINE_BODY_BYTES:
+            # Hashing a big body takes milliseconds: a thread does it, reading the body's file.
+            await self._run_slowly(check, _rewound(request.content))
+        else:
+            check(_body(request))
         self._check_skew(parsed["ts"])
         if self.nonces.seen(client_id, parsed["nonce"], parsed["ts"]):
             raise HawkFailure(REPLAY, f"this request (client {client_id!r}, nonce and timestamp) was already "
@@ -192,10 +191,13 @@ class HawkVerifier:
             raise HawkFailure(BAD_BEWIT, "the bewit's expiry is not a number")
         ext = decode_ext(ext_text or None)
         key, scopes, issuer = await self._credentials(client_id, ext)
-        resource = Resource(url=stripped, method="GET", credentials={"id": client_id, "key": key,
-                                                                     "algorithm": HAWK_ALGORITHM},
-                            timestamp=expiry, nonce="", ext=ext_text)
-        expected = calculate_mac("bewit", resource, None)
+        try:
+            resource = Resource(url=stripped, method="GET", credentials={"id": client_id, "key": key,
+                                                                         "algorithm": HAWK_ALGORITHM},
+                                timestamp=expiry, nonce="", ext=ext_text)
+            expected = calculate_mac("bewit", resource, None)
+        except (HawkFail, ValueError) as e:
+            raise HawkFailure(BAD_BEWIT, f"malformed bewit ({_safe(e)})") from None
         if not strings_match(_text(expected), mac):
             raise HawkFailure(BAD_BEWIT, f"the bewit's MAC does not match client {client_id!r}'s access "
                                          "token (wrong token, or the URL differs from what was signed)")
@@ -264,6 +266,27 @@ class HawkVerifier:
 
 # -- helpers --------------------------------------------------------------------------------
 
+def receive(header: str, url: str, method: str, client_id: str, key: str, content_type: str, content) -> None:
+    """mohawk's ``Receiver`` on one request: the MAC, and the payload hash when the header has
+    one (``content``: the body's bytes, or its file); the timestamp and the nonce are checked
+    by the caller, on the master's clock."""
+    try:
+        Receiver(lambda _id: {"id": client_id, "key": key, "algorithm": HAWK_ALGORITHM}, header, url, method,
+                 content=content, content_type=content_type, seen_nonce=lambda *_: False,
+                 accept_untrusted_content=True, timestamp_skew_in_seconds=float("inf"))
+    except MacMismatch:
+        raise HawkFailure(BAD_MAC, f"the request's MAC does not match client {client_id!r}'s access "
+                                   "token (wrong token, or the method, URL, Host or ext differ from what "
+                                   "was signed)") from None
+    except MisComputedContentHash:
+        raise HawkFailure(BAD_PAYLOAD_HASH, "the payload hash in the header does not match the body "
+                                            "and Content-Type sent") from None
+    except HawkFail as e:
+        raise HawkFailure(BAD_HEADER, _safe(e)) from None
+    finally:
+        if hasattr(content, "seek"):
+            content.seek(0)
+
 def decode_ext(ext: str | None) -> dict:
     """The JSON object a Taskcluster client puts in ``ext`` (base64, URL-safe or not); {}
     when there is none."""
@@ -312,6 +335,20 @@ def request_url(request) -> str:
         host = f"{address.host}:{address.port}"
     scheme = "https" if request.isSecure() else "http"
     return f"{scheme}://{_text(host)}{_text(request.uri)}"
+
+
+def _body_size(request) -> int:
+    if request.content is None:
+        return 0
+    position = request.content.tell()
+    size = request.content.seek(0, 2)
+    request.content.seek(position)
+    return size
+
+
+def _rewound(content):
+    content.seek(0)
+    return content
 
 
 def _body(request) -> bytes:

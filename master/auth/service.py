@@ -25,7 +25,7 @@ from collections import OrderedDict
 from urllib.parse import parse_qs, urlsplit
 
 from twisted.application import service
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -59,6 +59,7 @@ MULTIPART_TYPE = b"multipart/form-data"
 CHANGE_SECRET_HEADER = b"x-buildfarm-secret"
 SECRET = "secret"  # how the change hook's caller authenticates
 CHANGE_HOOK_ACCOUNT = Account("change-hook", ["changes:add"])
+CLIENT_SWEEP_INTERVAL_S = 3600  # how often expired clients with deleteOnExpiration are deleted
 HAWK_SCHEME = b"hawk"
 BEWIT_IN_QUERY = re.compile(rb"[?&]bewit=")
 HAWK_SOURCE = "Hawk"
@@ -105,16 +106,36 @@ class AuthService(service.Service):
         # expanded through them.
         self.roles = RoleStore(clock, db, roles)
         self.scope_expander = self.roles
-        self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander)
+        self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander,
+                                 run_slowly=self._run_slowly)
+        self._sweeper: task.LoopingCall | None = None
 
     def startService(self):  # noqa: N802 - Twisted's name
-        """Read the database's roles before any request is served (then every 30 s)."""
+        """Sweep expired clients (hourly); read the database's roles before any request is
+        served (then every 30 s)."""
         super().startService()
+        if self.db is not None:
+            self._sweeper = task.LoopingCall(lambda: defer.ensureDeferred(self._sweep_clients()))
+            self._sweeper.clock = self.clock
+            self._sweeper.start(CLIENT_SWEEP_INTERVAL_S, now=True)
         return defer.ensureDeferred(self.roles.start())
 
     def stopService(self):  # noqa: N802 - Twisted's name
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
         self.roles.stop()
         return super().stopService()
+
+    async def _sweep_clients(self) -> None:
+        """Delete the expired clients that asked for it (never raises: the loop goes on)."""
+        try:
+            gone = await self.clients.delete_expired()
+        except Exception:
+            log.failure("deleting expired clients failed")
+            return
+        if gone:
+            log.info("deleted expired clients {clients}", clients=", ".join(gone))
 
     def _make_authenticator(self, accounts: list[Account]) -> Authenticator:
         """The one place that builds the authenticator."""

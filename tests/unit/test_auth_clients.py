@@ -3,11 +3,13 @@ their access tokens encrypted, and the store that serves both (master/auth/clien
 
 import os
 import stat
+import time
 
 import pytest
 import pytest_twisted
 import sqlalchemy as sa
-from twisted.internet import task
+from twisted.internet import reactor, task
+from twisted.internet.task import deferLater
 from zope.interface.verify import verifyObject
 
 from buildfarm.master.auth.clients import (
@@ -29,6 +31,7 @@ from buildfarm.master.auth.interfaces import (
     UnknownClient,
     iso,
 )
+from buildfarm.master.auth.service import AuthService
 from buildfarm.master.auth.users import User, validate_users
 from buildfarm.master.config import load_config
 from buildfarm.master.db.model import clients as clients_table
@@ -232,3 +235,42 @@ def test_the_clients_key_file_is_made_once_readable_by_its_owner_only(tmp_path):
     key = load_or_create_key(path)
     assert len(key) >= 32 and load_or_create_key(path) == key
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_expired_deletes_only_expired_clients_that_asked_for_it(db):
+    clients = store(db)
+    await clients.create("ci/short", NOW + 10, delete_on_expiration=True)
+    await clients.create("ci/kept", NOW + 10, delete_on_expiration=False)
+    await clients.create("ci/later", NOW + 100, delete_on_expiration=True)
+    assert await clients.delete_expired() == []
+    clients.clock.advance(10)
+    assert await clients.delete_expired() == ["ci/short"]
+    assert [c.clientId for c in (await clients.list())[0]] == ["ci/kept", "ci/later"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_auth_service_sweeps_expired_clients_at_start_and_hourly(db):
+    clock = task.Clock()
+    clock.advance(NOW)
+    auth = AuthService(clock, db=db, clients_key=KEY)
+    await auth.clients.create("ci/gone", NOW - 1, delete_on_expiration=True)
+    await auth.clients.create("ci/short", NOW + 10, delete_on_expiration=True)
+    auth.startService()
+    try:
+        await _until(lambda ids: ids == ["ci/short"], auth)
+        clock.advance(3600)
+        await _until(lambda ids: ids == [], auth)
+    finally:
+        auth.stopService()
+
+
+async def _until(predicate, auth, deadline_s: float = 5.0) -> None:
+    """Poll the clients (the sweep runs on the database's threads) until ``predicate`` holds."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        ids = [c.clientId for c in (await auth.clients.list())[0]]
+        if predicate(ids):
+            return
+        assert time.monotonic() < deadline, ids
+        await deferLater(reactor, 0.01)
