@@ -26,7 +26,15 @@ from buildfarm.master.auth.hawk import HawkFailure, HawkVerifier
 from buildfarm.master.auth.identity import HAWK, AuthError, Identity
 from buildfarm.master.auth.interfaces import MAX_LIST_LIMIT, Client, ClientError, iso
 from buildfarm.master.auth.roles import Role, RoleError
-from buildfarm.master.auth.scopes import ALL_OF, Expression, ScopeError, ScopeSet, check_scopes, normalize
+from buildfarm.master.auth.scopes import (
+    ALL_OF,
+    Expression,
+    ScopeError,
+    ScopeSet,
+    check_role,
+    check_scopes,
+    normalize,
+)
 from buildfarm.master.auth.users import Account
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_refusal_headers
@@ -296,7 +304,7 @@ class AuthAPI:
     async def create_role(self, request, roleId):  # noqa: N803
         """``createRole``: ``{"scopes", "description"}``; the caller must hold the scopes."""
         body = _body(request)
-        scopes = _scopes(body.get("scopes"), "scopes")
+        scopes = check_role(roleId, _scopes(body.get("scopes"), "scopes"))  # 400 before any 403
         self._require(request, [f"auth:create-role:{roleId}", *scopes])
         role = await self.auth.roles.create(roleId, _description(body), scopes)
         return _json(request, self._role_json(role))
@@ -306,7 +314,7 @@ class AuthAPI:
         """``updateRole``: the caller must hold the scopes it adds (those the role's former
         expansion did not already give)."""
         body = _body(request)
-        scopes = _scopes(body.get("scopes"), "scopes")
+        scopes = check_role(roleId, _scopes(body.get("scopes"), "scopes"))
         former = self.auth.roles.expand_now(self._get_role(roleId).scopes)
         held = ScopeSet(former)
         added = [s for s in scopes if not held.has(s)]

@@ -199,3 +199,21 @@ def test_the_aio_client_drives_the_same_service(master):
     assert role["expandedScopes"] == ["assume:team/aio", "builds:read"]
     assert "auth:*" in scopes
     assert "builds:read" in client["expandedScopes"]
+
+
+def test_bad_input_is_a_400_in_taskclusters_shape(master):
+    admin = auth(master, ADMIN)
+    for call, says in [
+        (lambda: admin.createRole("bad**", {"scopes": [], "description": ""}), "'**'"),
+        (lambda: admin.createRole("team/r", {"scopes": "builds:read", "description": ""}), "list of strings"),
+        (lambda: admin.createRole("team/r", {"scopes": ["x<..>"], "description": ""}), "does not end in '*'"),
+        (lambda: admin.createClient("team/z", {"description": ""}), "expires is required"),
+        (lambda: admin.createClient("team/z", {"expires": "soon", "description": ""}), "ISO-8601"),
+        (lambda: admin.listRoleIds(query={"limit": "many"}), "limit must be a positive integer"),
+        (lambda: admin.listClients(query={"continuationToken": "!!"}), ""),
+    ]:
+        body = refusal(call, 400)
+        assert body["code"] == "InputError" and says in body["message"], body
+    response = requests.put(f"{master.url}/api/auth/v1/roles/team%2Fr", data=b"{not json",
+                            headers={"content-type": "application/json"}, timeout=10)
+    assert response.status_code in (400, 401) and "code" in response.json()

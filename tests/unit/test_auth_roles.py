@@ -247,3 +247,15 @@ async def test_the_service_reads_the_database_roles_at_start(db):
         assert (await auth.authorize(request_as("cat"), "builds:force:b", False)).name == "cat"
     finally:
         auth.stopService()
+
+
+def test_only_a_public_route_may_skip_identifying_its_caller():
+    from klein import Klein
+
+    from buildfarm.master.http.routes import PUBLIC, RouteTable
+
+    table = RouteTable(Klein(), "t")
+    with pytest.raises(ValueError, match="identify=False is for PUBLIC routes"):
+        table.route("/x", "GET", scope="x:read", identify=False)
+    table.route("/y", "POST", scope=PUBLIC, identify=False)(lambda self, request: b"")
+    assert table.rule_for("POST /y").identify is False
