@@ -128,6 +128,8 @@ KEY_NOTES = {
                 "with Hawk (docs/security.md, \"Clients and Hawk\")"),
     "clients_key": ("supported", "buildfarm's own: the key database clients' tokens are encrypted "
                     "under (docs/configuration.md)"),
+    "roles": ("supported", "buildfarm's own (not Buildbot's): Taskcluster-style roles, granted by "
+              "`assume:<roleId>` scopes (docs/taskcluster.md, \"Scopes and roles\")"),
     "change_source": ("supported with differences", "holds change sources: `changes.GitPoller`, "
                       "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "
                       "`changes.PBChangeSource`; send changes also with `buildmaster sendchange`"),

@@ -21,6 +21,7 @@ from zope.interface import Interface
 
 from buildfarm.master.auth.clients import validate_clients
 from buildfarm.master.auth.identity import READ_SCOPES, is_plain_read_scope
+from buildfarm.master.auth.roles import Role, validate_roles
 from buildfarm.master.auth.secret import Secret, SecretError, resolve_secret
 from buildfarm.master.auth.users import Account, validate_users
 from buildfarm.master.auth.webusers import WebAuth, anonymous_may_read, configure_web_auth
@@ -64,7 +65,7 @@ KNOWN_KEYS = frozenset(
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
         "users", "slaveapi", "cas", "tasks", "configurators", "services", "secretsProviders",
-        "clients", "clients_key",
+        "roles", "clients", "clients_key",
     }
 )
 
@@ -228,6 +229,7 @@ class MasterConfig:
     # What a caller without credentials may do on every HTTP surface (master/auth/service.py).
     www_anonymous_scopes: tuple[str, ...] = READ_SCOPES
     users: list[Account] = field(default_factory=list)
+    roles: list[Role] = field(default_factory=list)  # c['roles'] (master/auth/roles.py)
     # c['clients']: Taskcluster-style clients, ``(Client, Secret)`` pairs (master/auth/clients.py)
     clients: list = field(default_factory=list)
     # c['clients_key']: the key database clients' access tokens are encrypted under (None: the
@@ -365,6 +367,7 @@ class _ConfigBuilder:
         self.global_settings(cfg)
         self.locks(cfg)
         self.users(cfg)
+        self.roles(cfg)
         self.clients(cfg)
         self.web_auth(cfg)
         self.slaveapi(cfg)
@@ -789,6 +792,12 @@ class _ConfigBuilder:
         cfg.users, problems = validate_users(self.raw.get("users", []), os.path.dirname(cfg.filename))
         for problem in problems:
             self.key_error("users", problem)
+
+    def roles(self, cfg: MasterConfig) -> None:
+        """``c['roles']``: Taskcluster roles (master/auth/roles.py)."""
+        cfg.roles, problems = validate_roles(self.raw.get("roles"))
+        for problem in problems:
+            self.key_error("roles", problem)
 
     def clients(self, cfg: MasterConfig) -> None:
         """``c['clients']`` (Hawk credentials, master/auth/clients.py) and ``c['clients_key']``."""

@@ -142,7 +142,8 @@ class BuildMaster(service.MultiService):
         self.recovery = PreviousRunRecovery(self)
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret, web_auth=self.config.web_auth,
-                                clients=self.config.clients, clients_key=self.clients_key(self.config))
+                                clients=self.config.clients, clients_key=self.clients_key(self.config),
+                                roles=self.config.roles)
         self.botmaster = BotMaster(self)
         self.changes = ChangeSourceManager(self)
         self.scheduler = SchedulerManager(self)

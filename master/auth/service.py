@@ -30,7 +30,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
-from buildfarm.master.auth.clients import ClientStore, NoRoles
+from buildfarm.master.auth.clients import ClientStore
 from buildfarm.master.auth.hawk import HawkCaller, HawkFailure, HawkVerifier
 from buildfarm.master.auth.identity import (
     BASIC,
@@ -44,6 +44,8 @@ from buildfarm.master.auth.identity import (
     Identity,
 )
 from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
+from buildfarm.master.auth.roles import RoleStore
+from buildfarm.master.auth.scopes import Expression, describe
 from buildfarm.master.auth.sessions import COOKIE_NAME, Session, SessionStore
 from buildfarm.master.auth.users import Account
 from buildfarm.master.auth.webusers import MAX_REMOTE_ACCOUNTS, WebAuth
@@ -75,11 +77,12 @@ class AuthService(service.Service):
     def __init__(self, clock: IReactorTime, accounts: list[Account] = (),
                  anonymous_scopes: tuple[str, ...] | list[str] = (), db=None,
                  change_secret: str | None = None, run_slowly=None, iterations: int | None = None,
-                 web_auth: WebAuth | None = None, clients=(), clients_key: bytes | None = None):
+                 web_auth: WebAuth | None = None, clients=(), clients_key: bytes | None = None,
+                 roles=()):
         """``clients`` are master.cfg's (``(Client, Secret)`` pairs), ``clients_key`` the key
         database clients' tokens are encrypted under (master/auth/clients.py).  ``run_slowly``
         (where PBKDF2 runs; a thread by default) and ``iterations`` (what every password check
-        costs; see authenticator.py) are for tests."""
+        costs; see authenticator.py) are for tests.  ``roles`` are master.cfg's (master/auth/roles.py)."""
         self.clock = clock
         self._authenticator_options = {"iterations": iterations}
         if run_slowly is not None:
@@ -96,25 +99,32 @@ class AuthService(service.Service):
         # Login sessions live as long as the process: a reconfig or a web port change keeps them.
         self.sessions = SessionStore(clock)
         # The Taskcluster-style clients (master/auth/interfaces.py ``IClientStore``) and how a
-        # client's own scopes expand (``IScopeExpander``; roles replace ``NoRoles``).
+        # client's own scopes expand (``IScopeExpander``: the roles).
         self.clients = ClientStore(clock, db, accounts=list(accounts), configured=list(clients),
                                    master_key=clients_key)
-        self.scope_expander = NoRoles()
+        # c['roles'] and the database's roles (master/auth/roles.py): every caller's scopes are
+        # expanded through them.
+        self.roles = RoleStore(clock, db, roles)
+        self.scope_expander = self.roles
         self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander,
                                  run_slowly=self._run_slowly)
         self._sweeper: task.LoopingCall | None = None
 
     def startService(self):  # noqa: N802 - Twisted's name
+        """Sweep expired clients (hourly); read the database's roles before any request is
+        served (then every 30 s)."""
         super().startService()
         if self.db is not None:
             self._sweeper = task.LoopingCall(lambda: defer.ensureDeferred(self._sweep_clients()))
             self._sweeper.clock = self.clock
             self._sweeper.start(CLIENT_SWEEP_INTERVAL_S, now=True)
+        return defer.ensureDeferred(self.roles.start())
 
     def stopService(self):  # noqa: N802 - Twisted's name
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self._sweeper = None
+        self.roles.stop()
         return super().stopService()
 
     async def _sweep_clients(self) -> None:
@@ -143,6 +153,7 @@ class AuthService(service.Service):
         self.anonymous_scopes = tuple(config.www_anonymous_scopes)
         self.change_secret = config.change_secret
         self.web_auth = getattr(config, "web_auth", None) or WebAuth()
+        self.roles.configure(getattr(config, "roles", ()))
         self._remote_accounts.clear()
         names = {a.name for a in accounts}
         for user in {s.user for s in list(self.sessions._sessions.values())} - names:
@@ -193,7 +204,7 @@ class AuthService(service.Service):
                                 retry_after=retry_after) from None
             scheme = header.split(None, 1)[0].lower() if header.strip() else b""
             method = BEARER if scheme in (b"bearer", "bearer") else BASIC
-            return Identity(account, method, self.anonymous_scopes)
+            return Identity(account, method, self.anonymous_scopes, expand=self.roles.expand_now)
         hook_secret = request.getHeader(CHANGE_SECRET_HEADER)
         if hook_secret is not None:
             return self._change_hook(hook_secret)
@@ -204,9 +215,10 @@ class AuthService(service.Service):
         if session is not None:
             account = self.accounts.get(session.user)
             if account is not None:
-                return Identity(account, COOKIE, self.anonymous_scopes, session.csrf_token, session.sid)
+                return Identity(account, COOKIE, self.anonymous_scopes, session.csrf_token, session.sid,
+                                expand=self.roles.expand_now)
             self.sessions.drop_user(session.user)
-        return Identity(None, NONE, self.anonymous_scopes)
+        return Identity(None, NONE, self.anonymous_scopes, expand=self.roles.expand_now)
 
     async def _hawk(self, request, verify, method: str) -> Identity:
         """A Hawk header or bewit: the client (or temporary credentials) it proves, with the
@@ -235,7 +247,7 @@ class AuthService(service.Service):
         self.login_limiter.succeeded(named[0] if named else None, peer)
         source = HAWK_SOURCE if caller.issuer is None else f"temporary credentials issued by {caller.issuer}"
         account = Account(caller.client_id, list(caller.scopes), source=source)
-        return Identity(account, method, self.anonymous_scopes)
+        return Identity(account, method, self.anonymous_scopes, expand=self.roles.expand_now)
 
     def _change_hook(self, given: bytes) -> Identity:
         """The change hook's caller: the shared secret of ``c['changes']`` grants ``changes:add``."""
@@ -243,7 +255,7 @@ class AuthService(service.Service):
         if not self.change_secret or not hmac.compare_digest(given, self.change_secret.encode()):
             raise AuthError(401, "wrong or missing X-Buildfarm-Secret (or the change hook has no secret: "
                                  "set c['changes'] = {'secret': ...} in master.cfg)")
-        return Identity(CHANGE_HOOK_ACCOUNT, SECRET, self.anonymous_scopes)
+        return Identity(CHANGE_HOOK_ACCOUNT, SECRET, self.anonymous_scopes, expand=self.roles.expand_now)
 
     async def _remote_user(self, request, remote) -> Identity:
         """The user a trusted fronting proxy names in RemoteUserAuth's header; the header from
@@ -266,7 +278,7 @@ class AuthService(service.Service):
             self._remote_accounts[key] = account
             while len(self._remote_accounts) > MAX_REMOTE_ACCOUNTS:
                 self._remote_accounts.popitem(last=False)
-        return Identity(account, REMOTE_USER, self.anonymous_scopes)
+        return Identity(account, REMOTE_USER, self.anonymous_scopes, expand=self.roles.expand_now)
 
     def describe(self, identity: Identity) -> dict:
         """``GET /api/v1/auth/whoami``: the caller, how it authenticated, its roles and scopes,
@@ -287,23 +299,37 @@ class AuthService(service.Service):
                 "owner_scopes": [{"scope": s, "origin": account.origin_of(s)} for s in account.owner_scopes]}
 
     def anonymous(self) -> Identity:
-        return Identity(None, NONE, self.anonymous_scopes)
+        return Identity(None, NONE, self.anonymous_scopes, expand=self.roles.expand_now)
 
     # -- authorization -----------------------------------------------------------------------
 
-    async def authorize(self, request, scope: str | None, write: bool, owner: str | None = None) -> Identity:
-        """The caller of ``request`` if it may act under ``scope`` (None: anyone may) on
-        something ``owner`` owns (a build: its owner scopes count); ``AuthError`` otherwise."""
+    async def authorize(self, request, scope: Expression | None, write: bool,
+                        owner: str | None = None) -> Identity:
+        """The caller of ``request`` if it may act under ``scope`` (a scope or an ``AllOf``/``AnyOf``
+        expression; None: anyone may) on something ``owner`` owns (a build: its owner scopes
+        count); ``AuthError`` otherwise, naming what is required and what is lacking."""
         identity = await self.identify(request)
-        if scope is not None and not identity.may(scope, owner):
-            if identity.anonymous:
-                raise AuthError(401, f"authentication required: anonymous callers lack the scope {scope!r}",
-                                scope)
-            raise AuthError(403, f"user {identity.name!r} lacks the scope {scope!r}", scope,
-                            user=identity.name)
+        if scope is not None:
+            self.require(identity, scope, owner)
         if write:
             self.check_browser_write(request, identity)
         return identity
+
+    def require(self, identity: Identity, required: Expression, owner: str | None = None) -> None:
+        """``AuthError`` (401 for an anonymous caller, 403 otherwise) unless ``identity`` holds
+        ``required`` (its scopes expanded through the roles)."""
+        lacking = identity.missing(required, owner)
+        if lacking is None:
+            return
+        single = required if isinstance(required, str) else None
+        text = repr(single) if single is not None else describe(required)
+        if identity.anonymous:
+            raise AuthError(401, f"authentication required: anonymous callers lack the scope {text}"
+                            + _lacking_text(required, lacking), single, required=required,
+                            unsatisfied=lacking)
+        raise AuthError(403, f"user {identity.name!r} lacks the scope {text}"
+                        + _lacking_text(required, lacking), single, user=identity.name, required=required,
+                        unsatisfied=lacking)
 
     def check_browser_write(self, request, identity: Identity) -> None:
         """A write carried by browser-attached credentials must come from this very site
@@ -332,6 +358,11 @@ class AuthService(service.Service):
         except Exception:
             log.failure("audit: recording {method} {path} by {user} failed", method=method, path=path,
                         user=user)
+
+
+def _lacking_text(required: Expression, lacking: Expression) -> str:
+    """What a refusal adds when only part of an expression is lacking."""
+    return "" if lacking == required else f" (lacking {describe(lacking)})"
 
 
 # -- request helpers -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
 from buildfarm.master.db.reports import ReportsComponent
 from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
+from buildfarm.master.db.roles import RolesComponent
 from buildfarm.master.db.slaveapi import SlaveAPIComponent
 from buildfarm.master.db.slaves import SlavesComponent
 from buildfarm.master.db.state import StateComponent
@@ -57,7 +58,8 @@ class DBConnector(service.Service):
     cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
-    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks`` and ``clients``.
+    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``
+    and ``roles``.
     """
 
     name = "db"
@@ -89,6 +91,7 @@ class DBConnector(service.Service):
         self.reports = ReportsComponent(self)
         self.tasks = TasksComponent(self)
         self.clients = ClientsComponent(self)
+        self.roles = RolesComponent(self)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

@@ -450,3 +450,16 @@ clients = sa.Table(
     sa.Column("last_date_used", sa.Float, nullable=False),
     sa.Column("last_rotated", sa.Float, nullable=False),
 )
+
+# Taskcluster roles made through the Auth API (master/auth/roles.py; master.cfg's c['roles'] are
+# not stored): ``scopes`` is a JSON list of the role's own scopes, before expansion.
+ROLE_ID_LENGTH = 1000
+roles = sa.Table(
+    "roles",
+    metadata,
+    sa.Column("role_id", sa.String(ROLE_ID_LENGTH), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("scopes", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("last_modified", sa.Float, nullable=False),
+)

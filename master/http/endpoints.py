@@ -38,19 +38,21 @@ class EndpointsError(Exception):
 
 
 def error_body(status: int, message: str, reason: str = "badRequest",
-               problems: list[str] | None = None) -> bytes:
+               problems: list[str] | None = None, extra: dict | None = None) -> bytes:
     """An Endpoints error body: ``{"error": {code, message, errors: [{message, reason, domain}]}}``,
-    one entry in ``errors`` per problem (the message alone when there is no list)."""
+    one entry in ``errors`` per problem (the message alone when there is no list); ``extra``
+    joins the ``error`` object (a missing scope's ``required`` and ``unsatisfied``)."""
     details = [{"message": p, "reason": reason, "domain": "global"} for p in (problems or [message])]
-    return json.dumps({"error": {"code": status, "message": message, "errors": details}}).encode()
+    return json.dumps({"error": {"code": status, "message": message, "errors": details,
+                                 **(extra or {})}}).encode()
 
 
 def endpoints_error(request, status: int, message: str, reason: str = "badRequest",
-                    problems: list[str] | None = None) -> bytes:
+                    problems: list[str] | None = None, extra: dict | None = None) -> bytes:
     """Answer ``request`` with ``status`` and the Endpoints error body."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
-    return error_body(status, message, reason, problems)
+    return error_body(status, message, reason, problems, extra)
 
 
 def add_endpoints_error_handlers(app, surface: str) -> None:
@@ -69,7 +71,8 @@ def add_endpoints_error_handlers(app, surface: str) -> None:
     def refused(_api, request, failure):
         e = failure.value
         add_refusal_headers(request, e, AUTH_REALM)
-        return endpoints_error(request, e.status, e.message, "forbidden" if e.status == 403 else "required")
+        return endpoints_error(request, e.status, e.message, "forbidden" if e.status == 403 else "required",
+                               extra=e.scope_fields())
 
     @app.handle_errors(NotFound)
     def not_found(_api, request, failure):

@@ -58,6 +58,9 @@ class Route:
     write: bool
     endpoint: str
     audit: str = AUDIT_EACH  # AUDIT_NONE, AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED
+    # A public route that checks its caller's credentials itself (the Auth API's test client):
+    # the table does not identify the caller first (a failure would count as a failed login).
+    identify: bool = True
 
     @property
     def public(self) -> bool:
@@ -73,10 +76,14 @@ class RouteTable:
         self.routes: list[Route] = []
 
     def route(self, path: str, method: str, *, scope: str,
-              resolve: Callable[..., Awaitable[dict]] | None = None, audit: str | None = None, **kwargs):
+              resolve: Callable[..., Awaitable[dict]] | None = None, audit: str | None = None,
+              identify: bool = True, **kwargs):
         """Declare ``method path`` needing ``scope`` (a template over the route's arguments
         and ``resolve``'s answer), audited as ``audit`` says (a write's default:
-        ``AUDIT_EACH``); extra ``kwargs`` go to klein's ``app.route``."""
+        ``AUDIT_EACH``); extra ``kwargs`` go to klein's ``app.route``.  ``identify=False``: a
+        public route that checks credentials itself."""
+        if not identify and scope != PUBLIC:
+            raise ValueError(f"{path}: identify=False is for PUBLIC routes")
         if method == ANY_METHOD and scope != PUBLIC:
             raise ValueError(f"{path}: a route taking any method must be PUBLIC (it delegates)")
         write = method not in READ_METHODS and method != ANY_METHOD
@@ -86,7 +93,7 @@ class RouteTable:
             raise ValueError(f"{path}: audit={audit!r} is for the writes of non-public routes "
                              f"(AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED)")
         endpoint = f"{method} {path}"
-        entry = Route(self.surface, method, path, scope, write, endpoint, audit)
+        entry = Route(self.surface, method, path, scope, write, endpoint, audit, identify)
 
         def decorator(handler):
             @functools.wraps(handler)
@@ -108,7 +115,8 @@ class RouteTable:
         auth = instance.master.auth
         if entry.public:
             try:
-                await auth.identify(request)  # so that pages show who is logged in
+                if entry.identify:
+                    await auth.identify(request)  # so that pages show who is logged in
             except AuthError:
                 pass
             return await _call(handler, instance, request, args)

@@ -95,9 +95,10 @@ class SlaveAPI:
             d = defer.ensureDeferred(self.master.db.slaveapi.add_audit(
                 self.runner.now(), error.user, _peer(request), *target, "denied", detail=error.message))
             d.addErrback(lambda f: log.failure("SlaveAPI: recording a refusal failed", f))
-            d.addCallback(lambda _: _json_error(request, error.status, error.message, error.scope))
+            d.addCallback(lambda _: _json_error(request, error.status, error.message, error.scope,
+                                                error.scope_fields()))
             return d
-        return _json_error(request, error.status, error.message, error.scope)
+        return _json_error(request, error.status, error.message, error.scope, error.scope_fields())
 
     @app.handle_errors(SlaveAPIError)
     def _api_error(self, request, failure):
@@ -294,10 +295,12 @@ def _json(request, value, status: int = 200) -> bytes:
     return json.dumps(value).encode()
 
 
-def _json_error(request, status: int, message: str, scope: str | None = None) -> bytes:
+def _json_error(request, status: int, message: str, scope: str | None = None,
+                fields: dict | None = None) -> bytes:
     body = {"error": ERROR_NAMES.get(status, "error"), "msg": message}
     if scope is not None:
         body["scope"] = scope
+    body.update(fields or {})  # a missing scope: required and unsatisfied (AuthError.scope_fields)
     return _json(request, body, status)
 
 

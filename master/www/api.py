@@ -97,9 +97,7 @@ class JSONAPI:
         add_refusal_headers(request, error, AUTH_REALM)
         request.setResponseCode(error.status)
         request.setHeader(b"content-type", b"application/json")
-        body = {"error": error.message}
-        if error.scope is not None:
-            body["scope"] = error.scope
+        body = {"error": error.message, **error.scope_fields()}
         return json.dumps(body).encode()
 
     @app.handle_errors(BadParameter)

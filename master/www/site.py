@@ -12,6 +12,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
+from buildfarm.master.authapi.api import AuthAPI
 from buildfarm.master.cas.api import MAX_JSON_BODY_BYTES, UPLOAD_PREFIX, cas_error_body
 from buildfarm.master.cas.browse import CASBrowser
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES
@@ -64,8 +65,10 @@ class SiteRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, json_app, pages, hooks=None, cas=None, browse=None, swarming=None):
+    def __init__(self, json_app, pages, hooks=None, cas=None, browse=None, swarming=None, services=None):
+        """``services``: Taskcluster-style services by name, served at ``/api/<name>/v1/``."""
         super().__init__()
+        self.services = services or {}
         self.json_app = json_app
         self.pages = pages
         self.hooks = hooks
@@ -75,6 +78,9 @@ class SiteRoot(Resource):
 
     def render(self, request):
         first = request.postpath[0] if request.postpath else b""
+        if first == b"api" and len(request.postpath) > 2 and request.postpath[2] == b"v1" \
+                and request.postpath[1] in self.services:
+            return self.services[request.postpath[1]].render(request)
         if first == HOOK_SEGMENT and self.hooks is not None:
             return self.hooks.render(request)
         if (first == CAS_SEGMENT and tuple(request.postpath[1:3]) in SWARMING_SEGMENTS
@@ -104,7 +110,7 @@ class WWWService(ListeningService):
                              self.master.reactor, cas.pool)
         root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
                         ChangeHookAPI(self.master).resource(), cas.api.resource(), browser.resource(),
-                        self.swarming_api().resource())
+                        self.swarming_api().resource(), {b"auth": AuthAPI(self.master).resource()})
         # a JSON call (store_inline of an .isolated) is held in memory; an upload PUT takes an
         # item, streamed to a spool file, capped by the current c['cas']['max_item_bytes']
         cas_rules = (BodyRule(CAS_PREFIX, MAX_JSON_BODY_BYTES, cas_error_body),

@@ -18,6 +18,7 @@ import pytest_twisted
 from buildfarm.common.results import SUCCESS
 from buildfarm.master.auth.ratelimit import LoginLimiter
 from buildfarm.master.auth.sessions import COOKIE_NAME
+from buildfarm.master.authapi.api import AuthAPI
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.browse import CASBrowser
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC
@@ -147,7 +148,9 @@ def test_every_klein_rule_of_every_surface_declares_its_scope():
     # ticket, the Swarming API (master/tasks/api.py) its pool from the request's body, the task
     # or the bot: the walk below cannot make those, so tests/unit/test_cas_api.py and
     # tests/unit/test_swarming_api.py try their callers.
-    for _, app_class, _ in [*SURFACES, ("cas", IsolateAPI, ""), ("swarming", SwarmingAPI, "")]:
+    # The Auth API (master/authapi/api.py): tests/integration/test_taskcluster_authapi_e2e.py.
+    for _, app_class, _ in [*SURFACES, ("cas", IsolateAPI, ""), ("swarming", SwarmingAPI, ""),
+                            ("auth", AuthAPI, "")]:
         table = app_class.routes
         for rule in app_class.app.url_map.iter_rules():
             endpoint = rule.endpoint.removesuffix("_branch")
