@@ -22,6 +22,12 @@ otherwise:
   ``AUDIT_BATCH_CALLS`` calls or ``AUDIT_BATCH_WINDOW_S`` seconds), for writes that come by
   the thousand (the store's items: content-addressed, verified, the same whoever sends them).
   The app's instance holds its ``audit_batch``.
+
+A route that belongs to a Taskcluster-style service also carries ``api=APIEntry(...)``: its
+function name, title, description, stability, query parameters and the names of its input and
+output schemas (in its service's ``SchemaRegistry``).  Its path must lie under
+``/api/<service>/v1/``; that one declaration serves the route *and* makes its entry of the
+service's reference (master/http/references.py), so no second list of routes exists.
 """
 
 import functools
@@ -47,6 +53,33 @@ AUDIT_BATCH_CALLS = 1000  # successful calls summed into one audit row at most
 AUDIT_BATCH_WINDOW_S = 10.0  # a batch's row is written at most this long after its first call
 
 
+STABILITIES = ("deprecated", "experimental", "stable")
+
+
+@dataclass(frozen=True)
+class APIEntry:
+    """What a route adds to its service's Taskcluster-format API reference."""
+
+    service: str  # the serviceName: the route lives under /api/<service>/v1/
+    name: str  # the client's function name (camelCase, stable)
+    title: str
+    description: str
+    category: str
+    stability: str = "experimental"
+    query: tuple[str, ...] = ()  # optional query-string parameters
+    input: str | None = None  # a schema name in the service's SchemaRegistry
+    output: str | None = None  # a schema name (none for an answer that is not JSON)
+
+    def __post_init__(self):
+        if self.stability not in STABILITIES:
+            raise ValueError(f"{self.name}: stability must be one of {STABILITIES}")
+
+
+def api_prefix(service: str, version: str = "v1") -> str:
+    """Where a service's routes live: Taskcluster's ``/api/<service>/<version>``."""
+    return f"/api/{service}/{version}"
+
+
 @dataclass(frozen=True)
 class Route:
     """One declared route: who may call it."""
@@ -58,6 +91,7 @@ class Route:
     write: bool
     endpoint: str
     audit: str = AUDIT_EACH  # AUDIT_NONE, AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED
+    api: APIEntry | None = None  # its entry in its service's API reference
 
     @property
     def public(self) -> bool:
@@ -73,10 +107,14 @@ class RouteTable:
         self.routes: list[Route] = []
 
     def route(self, path: str, method: str, *, scope: str,
-              resolve: Callable[..., Awaitable[dict]] | None = None, audit: str | None = None, **kwargs):
+              resolve: Callable[..., Awaitable[dict]] | None = None, audit: str | None = None,
+              api: APIEntry | None = None, **kwargs):
         """Declare ``method path`` needing ``scope`` (a template over the route's arguments
         and ``resolve``'s answer), audited as ``audit`` says (a write's default:
-        ``AUDIT_EACH``); extra ``kwargs`` go to klein's ``app.route``."""
+        ``AUDIT_EACH``), described in its service's reference by ``api``; extra ``kwargs`` go
+        to klein's ``app.route``."""
+        if api is not None and not path.startswith(api_prefix(api.service) + "/"):
+            raise ValueError(f"{path}: the API entry {api.name} must lie under {api_prefix(api.service)}/")
         if method == ANY_METHOD and scope != PUBLIC:
             raise ValueError(f"{path}: a route taking any method must be PUBLIC (it delegates)")
         write = method not in READ_METHODS and method != ANY_METHOD
@@ -86,7 +124,7 @@ class RouteTable:
             raise ValueError(f"{path}: audit={audit!r} is for the writes of non-public routes "
                              f"(AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED)")
         endpoint = f"{method} {path}"
-        entry = Route(self.surface, method, path, scope, write, endpoint, audit)
+        entry = Route(self.surface, method, path, scope, write, endpoint, audit, api)
 
         def decorator(handler):
             @functools.wraps(handler)

@@ -44,7 +44,7 @@ BODY_RULES = (
 PAGES_BODY_RULE = BodyRule("/", pages.MAX_FORM_BYTES, html_error_body)
 
 
-JSON_SEGMENTS = frozenset({b"api", b"slaveapi", b"metrics"})
+JSON_SEGMENTS = frozenset({b"api", b"slaveapi", b"metrics", b"references", b"schemas"})
 HOOK_SEGMENT = b"change_hook"
 CAS_SEGMENT = b"_ah"
 ISOLATE_AUTH_SEGMENT = b"auth"  # Isolate's sign-in paths, which the Isolate API answers (404 JSON)

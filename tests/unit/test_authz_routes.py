@@ -155,6 +155,11 @@ def test_every_klein_rule_of_every_surface_declares_its_scope():
             assert declared is not None, f"{app_class.__name__}: {rule.rule} declares no scope"
             methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
             assert declared.method == ANY_METHOD or methods == {declared.method}, rule
+            # a route in Taskcluster's layout (/api/<service>/v<n>/...) is in its service's
+            # reference: it declares an APIEntry of that service (master/http/references.py)
+            layout = re.match(r"/api/([a-z][a-z0-9_-]*)/v\d+/", rule.rule)
+            if layout is not None:
+                assert declared.api is not None and declared.api.service == layout.group(1), rule.rule
         assert all(r.scope == PUBLIC or ":" in r.scope for r in table.routes)
 
 

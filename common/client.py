@@ -1,0 +1,112 @@
+"""Clients of buildfarm's services, made by the official Taskcluster client (docs/client.md).
+
+``Buildfarm`` (sync) and ``AsyncBuildfarm`` (``taskcluster.aio``) are classes made by
+Taskcluster's ``createApiClient`` (``taskcluster.client`` and ``taskcluster.aio.asyncclient``) from the API reference shipped in this package
+(common/references/buildfarm.json, the very document a master serves at
+``/references/buildfarm/v1/api.json``; a test keeps the two equal).  They take Taskcluster's
+options: ``{"rootUrl": "http://master:8010", "credentials": {"clientId": ..., "accessToken":
+...}}``, or ``optionsFromEnvironment()`` (``TASKCLUSTER_ROOT_URL``, ``TASKCLUSTER_CLIENT_ID``,
+``TASKCLUSTER_ACCESS_TOKEN``, ``TASKCLUSTER_CERTIFICATE``).
+
+Every paged call (a reference entry whose query takes ``continuationToken``) also gets an
+iterator over its items, named ``iter`` + the call: ``Buildfarm(options).iterListBuilders()``
+yields every builder, page after page (an async iterator on the aio class).
+"""
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from importlib import resources
+
+from taskcluster import optionsFromEnvironment
+from taskcluster.aio.asyncclient import createApiClient as create_async_api_client
+from taskcluster.client import createApiClient as create_api_client
+
+__all__ = ["SERVICES", "AsyncBuildfarm", "Buildfarm", "iterate", "iterate_async", "load_reference",
+           "optionsFromEnvironment"]
+
+CONTINUATION = "continuationToken"
+SERVICES = ("buildfarm",)  # the services whose references ship in common/references/
+
+
+def load_reference(service: str) -> dict:
+    """The shipped API reference of ``service`` (a Taskcluster api.json document)."""
+    if service not in SERVICES:
+        raise ValueError(f"no shipped reference for {service!r} (known: {', '.join(SERVICES)})")
+    text = resources.files("buildfarm.common").joinpath("references", f"{service}.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def paged_calls(reference: dict) -> list[str]:
+    """The function names of a reference's calls that page with ``continuationToken``."""
+    return [e["name"] for e in reference["entries"] if CONTINUATION in e.get("query", ())]
+
+
+def _items(page: dict) -> list:
+    """The items of one page: its only list-valued field (``builders``, ``builds``...)."""
+    lists = [value for value in page.values() if isinstance(value, list)]
+    if len(lists) != 1:
+        raise ValueError(f"a page must carry exactly one list, not {sorted(page)}")
+    return lists[0]
+
+
+def iterate(call, *args, query: dict | None = None) -> Iterator:
+    """Every item of a paged ``call`` (a bound method of a sync client), following
+    ``continuationToken`` until a page comes without one."""
+    query = dict(query or {})
+    while True:
+        page = call(*args, query=query)
+        yield from _items(page)
+        token = page.get(CONTINUATION)
+        if not token:
+            return
+        query[CONTINUATION] = token
+
+
+async def iterate_async(call, *args, query: dict | None = None) -> AsyncIterator:
+    """``iterate`` for a bound method of an aio client."""
+    query = dict(query or {})
+    while True:
+        page = await call(*args, query=query)
+        for item in _items(page):
+            yield item
+        token = page.get(CONTINUATION)
+        if not token:
+            return
+        query[CONTINUATION] = token
+
+
+def _iterator_name(call: str) -> str:
+    return "iter" + call[0].upper() + call[1:]
+
+
+def _sync_iterator(call: str):
+    def iterator(self, *args, query: dict | None = None) -> Iterator:
+        return iterate(getattr(self, call), *args, query=query)
+
+    iterator.__name__ = _iterator_name(call)
+    iterator.__doc__ = f"Every item of ``{call}``, page after page."
+    return iterator
+
+
+def _async_iterator(call: str):
+    def iterator(self, *args, query: dict | None = None) -> AsyncIterator:
+        return iterate_async(getattr(self, call), *args, query=query)
+
+    iterator.__name__ = _iterator_name(call)
+    iterator.__doc__ = f"Every item of ``{call}``, page after page (``async for``)."
+    return iterator
+
+
+def make_client_class(name: str, reference: dict, aio: bool = False) -> type:
+    """A client class for ``reference`` made by Taskcluster's ``createApiClient`` (the aio one
+    when ``aio``), with an ``iter<Call>`` method for each paged call."""
+    create = create_async_api_client if aio else create_api_client
+    # createApiClient fills in defaults in the document it is given: give it a copy
+    cls = create(name, {"reference": json.loads(json.dumps(reference))})
+    for call in paged_calls(reference):
+        setattr(cls, _iterator_name(call), (_async_iterator if aio else _sync_iterator)(call))
+    return cls
+
+
+Buildfarm = make_client_class("Buildfarm", load_reference("buildfarm"))
+AsyncBuildfarm = make_client_class("Buildfarm", load_reference("buildfarm"), aio=True)

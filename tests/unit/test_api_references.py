@@ -1,0 +1,262 @@
+"""The Taskcluster-format API references made from the route declarations (master/http/
+references.py, the ``buildfarm`` service of www/apireference.py): each validates against
+Taskcluster's own reference schema (tests/fixtures/taskcluster/), the shipped copies equal what
+the master serves, the schemas describe what the handlers really answer, and the routes under
+``/api/buildfarm/v1/`` page with ``continuationToken``."""
+
+import base64
+import json
+import pathlib
+
+import jsonschema
+import pytest
+import pytest_twisted
+import yaml
+from klein import Klein
+
+from buildfarm.common import client
+from buildfarm.common.results import SUCCESS
+from buildfarm.master.http.references import (
+    APIService,
+    SchemaRegistry,
+    manifest,
+    reference,
+    reference_route,
+    scope_expression,
+)
+from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable
+from buildfarm.master.www.api import SERVICES, JSONAPI, service_reference
+from buildfarm.master.www.apireference import BUILDFARM
+from fixtures.memoryhttp import render
+from fixtures.memorymaster import MASTER_CFG, start_memory_master
+
+HERE = pathlib.Path(__file__).resolve().parent
+TASKCLUSTER_SCHEMAS = HERE.parent / "fixtures" / "taskcluster"
+ADMIN = {"authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
+CFG = MASTER_CFG + """\
+c['builders'] += [util.BuilderConfig(name=f'extra{i}', slavenames=['bs1'], factory=util.BuildFactory())
+                  for i in range(4)]
+"""
+
+
+def taskcluster_schema(name: str) -> dict:
+    return yaml.safe_load((TASKCLUSTER_SCHEMAS / f"{name}.yml").read_text())
+
+
+def validate_reference(document: dict) -> None:
+    # Taskcluster's reference schemas are draft-06 documents whose $schema is their own
+    # metaschema (metadata-metaschema.json): validate with draft 6 itself.
+    jsonschema.Draft6Validator(taskcluster_schema("api-reference-v0")).validate(document)
+
+
+# -- generation ------------------------------------------------------------------------------
+
+def test_every_served_reference_validates_against_taskclusters_reference_schema():
+    for service in SERVICES:
+        validate_reference(service_reference(service))
+
+
+def test_the_manifest_validates_and_names_every_service():
+    document = manifest("http://master:8010/", SERVICES)
+    jsonschema.Draft6Validator(taskcluster_schema("manifest-v3")).validate(document)
+    assert document == {"references": ["http://master:8010/references/buildfarm/v1/api.json"]}
+
+
+def test_every_schema_a_reference_names_is_a_valid_json_schema_of_its_service():
+    for service in SERVICES:
+        for entry in service_reference(service)["entries"]:
+            for kind in ("input", "output"):
+                if kind in entry:
+                    name = entry[kind].removeprefix("v1/").removesuffix(".json#")
+                    document = service.schemas.document(name)
+                    jsonschema.Draft6Validator.check_schema(document)
+                    assert document["$id"] == f"/schemas/{service.name}/{entry[kind]}"
+
+
+def test_a_klein_path_becomes_a_route_with_its_args_relative_to_the_service():
+    assert reference_route("/api/buildfarm/v1/builds/<int:buildid>/steps/<int:number>/logs/<string:logname>",
+                           "/api/buildfarm/v1") == ("/builds/<buildid>/steps/<number>/logs/<logname>",
+                                                    ["buildid", "number", "logname"])
+    assert scope_expression("builds:force:{name}") == "builds:force:<name>"
+
+
+def test_the_buildfarm_reference_describes_force_build_and_its_scope():
+    entries = {e["name"]: e for e in service_reference(BUILDFARM)["entries"]}
+    assert entries["forceBuild"] == {
+        "type": "function", "method": "post", "route": "/builders/<name>/force", "args": ["name"],
+        "name": "forceBuild", "stability": "experimental", "title": "Force a build",
+        "description": entries["forceBuild"]["description"], "category": "Builders",
+        "scopes": "builds:force:<name>", "input": "v1/force-build-request.json#",
+        "output": "v1/force-build-response.json#"}
+    assert "scopes" not in entries["ping"]  # public: no credentials needed
+    assert entries["listBuilders"]["query"] == ["continuationToken", "limit"]
+
+
+def test_each_api_route_is_one_declaration_serving_the_request_and_the_reference():
+    # every klein rule under /api/<service>/v1/ is declared with an APIEntry of that service,
+    # and every entry of a reference is a klein rule
+    rules = {(r.rule, m) for r in JSONAPI.app.url_map.iter_rules() for m in set(r.methods or ()) - {"HEAD", "OPTIONS"}}
+    for service in SERVICES:
+        api_rules = {(rule, m) for rule, m in rules if rule.startswith(service.prefix + "/")}
+        declared = {(r.path, r.method) for r in JSONAPI.routes.routes if r.api is not None}
+        assert api_rules == declared
+        assert len(service_reference(service)["entries"]) == len(declared)
+
+
+def test_an_api_entry_outside_its_services_prefix_is_refused():
+    class Surface:
+        app = Klein()
+        routes = RouteTable(app, "test")
+
+    with pytest.raises(ValueError, match="must lie under /api/svc/v1/"):
+        Surface.routes.route("/api/v1/thing", "GET", scope=PUBLIC, api=APIEntry("svc", "thing", "T", "D", "C"))
+
+
+def test_a_reference_refuses_an_unknown_schema_and_a_duplicate_function_name():
+    service = APIService("svc", "Svc", "A service.", SchemaRegistry("svc"))
+
+    class Surface:
+        app = Klein()
+        routes = RouteTable(app, "test")
+
+        @routes.route("/api/svc/v1/a", "GET", scope=PUBLIC, api=APIEntry("svc", "a", "A", "D", "C", output="nope"))
+        def a(self, request):
+            return b""
+
+    with pytest.raises(ValueError, match="no schema named 'nope'"):
+        reference(service, [Surface.routes])
+
+    class Twice:
+        app = Klein()
+        routes = RouteTable(app, "test")
+
+        @routes.route("/api/svc/v1/a", "GET", scope=PUBLIC, api=APIEntry("svc", "same", "A", "D", "C"))
+        @routes.route("/api/svc/v1/b", "GET", scope=PUBLIC, api=APIEntry("svc", "same", "B", "D", "C"))
+        def a(self, request):
+            return b""
+
+    with pytest.raises(ValueError, match=r"declared twice: \['same'\]"):
+        reference(service, [Twice.routes])
+
+
+def test_an_unknown_stability_is_refused():
+    with pytest.raises(ValueError, match="stability"):
+        APIEntry("svc", "a", "A", "D", "C", stability="beta")
+
+
+def test_the_shipped_references_equal_what_the_generator_makes():
+    # contrib/references.py rewrites them; buildfarm.common.client reads them
+    for service in SERVICES:
+        assert client.load_reference(service.name) == json.loads(json.dumps(service_reference(service)))
+
+
+def test_the_client_classes_have_every_call_and_an_iterator_for_each_paged_one():
+    names = [e["name"] for e in service_reference(BUILDFARM)["entries"]]
+    for cls in (client.Buildfarm, client.AsyncBuildfarm):
+        assert all(callable(getattr(cls, name)) for name in names)
+        assert callable(cls.iterListBuilders) and callable(cls.iterListBuilds)
+        assert not hasattr(cls, "iterBuild")
+    assert client.Buildfarm.serviceName == "buildfarm"
+
+
+# -- served by a real master in memory -------------------------------------------------------------
+
+@pytest_twisted.async_yield_fixture
+async def api(tmp_path):
+    master = await start_memory_master(tmp_path, CFG)
+    db = master.db
+    builderid = master.botmaster.builders["linux"].builderid
+    slaveid = await db.slaves.attached("bs1", master.masterid, {}, "1.0", 10.0)
+    brid = await db.buildrequests.add(builderid, "test", {}, 10.0)
+    await db.buildrequests.claim(brid, master.masterid, 11.0)
+    buildid, _ = await db.builds.add(builderid, brid, slaveid, master.masterid, 11.0)
+    stepid = await db.steps.add(buildid, 0, "compile", 12.0)
+    logid = await db.logs.add(stepid, "stdio")
+    await db.logs.append(logid, "hello\nworld\n")
+    await db.logs.finish(logid)
+    await db.steps.finish(stepid, SUCCESS, 13.0, "done")
+    await db.builds.finish(buildid, SUCCESS, 14.0, "done")
+    await db.buildrequests.complete(brid, SUCCESS, 14.0)
+    resource = JSONAPI(master).resource()
+
+    async def get(path: str, **args):
+        response = await render(resource, "GET", path, args=args, headers=ADMIN)
+        return response.code, response.body
+
+    get.ids = {"buildid": buildid, "brid": brid, "logid": logid}
+    yield get
+    await master.stopService()
+
+
+def check(service, name: str, body: bytes) -> dict:
+    """``body`` as JSON, validated against the output schema of the entry ``name``."""
+    entry = next(e for e in service_reference(service)["entries"] if e["name"] == name)
+    answer = json.loads(body)
+    schema = service.schemas.document(entry["output"].removeprefix("v1/").removesuffix(".json#"))
+    jsonschema.Draft6Validator(schema).validate(answer)
+    return answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_master_serves_the_references_the_manifest_and_the_schemas(api):
+    code, body = await api("/references/buildfarm/v1/api.json")
+    assert code == 200 and json.loads(body) == client.load_reference("buildfarm")
+    code, body = await api("/references/manifest.json")
+    assert code == 200 and json.loads(body)["references"][0].endswith("/references/buildfarm/v1/api.json")
+    code, body = await api("/schemas/buildfarm/v1/force-build-request.json")
+    assert code == 200 and json.loads(body)["$id"] == "/schemas/buildfarm/v1/force-build-request.json#"
+    code, body = await api("/references/nosuch/v1/api.json")
+    assert code == 404 and json.loads(body) == {"error": "no service named 'nosuch'"}
+    code, body = await api("/schemas/buildfarm/v1/nosuch.json")
+    assert code == 404 and json.loads(body) == {"error": "service 'buildfarm' has no schema 'nosuch'"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_buildfarm_routes_answer_what_their_output_schemas_say(api):
+    ids = api.ids
+    for name, path in [("ping", "/api/buildfarm/v1/ping"),
+                       ("listBuilders", "/api/buildfarm/v1/builders"),
+                       ("builder", "/api/buildfarm/v1/builders/linux"),
+                       ("listBuilds", "/api/buildfarm/v1/builds"),
+                       ("listBuilderBuilds", "/api/buildfarm/v1/builders/linux/builds"),
+                       ("build", f"/api/buildfarm/v1/builds/{ids['buildid']}"),
+                       ("listBuildRequests", "/api/buildfarm/v1/buildrequests"),
+                       ("buildRequest", f"/api/buildfarm/v1/buildrequests/{ids['brid']}"),
+                       ("logLines", f"/api/buildfarm/v1/logs/{ids['logid']}"),
+                       ("listSlaves", "/api/buildfarm/v1/slaves"),
+                       ("slave", "/api/buildfarm/v1/slaves/bs1")]:
+        code, body = await api(path)
+        assert code == 200, (path, body)
+        check(BUILDFARM, name, body)
+    code, body = await api(f"/api/buildfarm/v1/builds/{ids['buildid']}/steps/0/logs/stdio")
+    assert code == 200 and body == b"hello\nworld\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_list_pages_with_continuation_tokens_until_the_last_page(api):
+    seen, token, pages = [], None, 0
+    while True:
+        args = {"limit": 2} if token is None else {"limit": 2, "continuationToken": token}
+        code, body = await api("/api/buildfarm/v1/builders", **args)
+        assert code == 200
+        page = check(BUILDFARM, "listBuilders", body)
+        seen += [b["name"] for b in page["builders"]]
+        pages += 1
+        token = page.get("continuationToken")
+        if token is None:
+            break
+    assert pages == 3 and seen == ["linux", "extra0", "extra1", "extra2", "extra3"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_continuation_token_is_a_400_naming_it(api):
+    code, body = await api("/api/buildfarm/v1/builds", continuationToken="nope")
+    assert code == 400
+    assert json.loads(body)["field"] == "continuationToken"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_api_v1_lists_keep_their_offsets_and_carry_no_continuation_token(api):
+    code, body = await api("/api/v1/builds", limit=1, continuationToken="5")
+    answer = json.loads(body)
+    assert code == 200 and "continuationToken" not in answer and answer["meta"]["offset"] == 0
