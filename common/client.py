@@ -1,7 +1,8 @@
 """Clients of buildfarm's services, made by the official Taskcluster client (docs/client.md).
 
 ``Buildfarm`` (sync) and ``AsyncBuildfarm`` (``taskcluster.aio``) are classes made by
-Taskcluster's ``createApiClient`` (``taskcluster.client`` and ``taskcluster.aio.asyncclient``) from the API reference shipped in this package
+Taskcluster's ``createApiClient`` (``taskcluster.client`` and ``taskcluster.aio.asyncclient``)
+from the API reference shipped in this package
 (common/references/buildfarm.json, the very document a master serves at
 ``/references/buildfarm/v1/api.json``; a test keeps the two equal).  They take Taskcluster's
 options: ``{"rootUrl": "http://master:8010", "credentials": {"clientId": ..., "accessToken":

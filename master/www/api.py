@@ -509,7 +509,8 @@ class JSONAPI:
     @routes.route(f"{BUILDFARM_API}/builds/<int:buildid>/steps/<int:number>/logs/<string:logname>", "GET",
                   scope="builds:read", api=_api(
                       "buildLog", "Get a step's log", "A log of a build's step (by its name or slug) as "
-                      "text/plain, whole (no output schema: the client answers `{\"response\": <requests.Response>}`).",
+                      "text/plain, whole (no output schema: the client answers "
+                      "`{\"response\": <requests.Response>}`).",
                       "Logs"))
     async def log_text(self, request, buildid, number, logname):
         """The whole log as text, read from the database in batches of lines."""

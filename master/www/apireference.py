@@ -59,7 +59,8 @@ BUILD = _object({"buildid": {"type": "integer"}, "buildername": {"type": "string
                  "complete": {"type": "boolean"}, "results": _RESULT, "started_at": _TIME,
                  "complete_at": _TIME}, ("buildid", "complete"))
 LOG = _object({"logid": {"type": "integer"}, "name": {"type": "string"}, "slug": {"type": "string"},
-               "num_lines": {"type": "integer"}, "complete": {"type": "boolean"}, "size": {"type": "integer"}},
+               "num_lines": {"type": "integer"}, "complete": {"type": "boolean"},
+               "size": {"type": "integer"}},
               ("logid", "name", "num_lines"))
 STEP = _object({"stepid": {"type": "integer"}, "number": {"type": "integer"}, "name": {"type": "string"},
                 "results": _RESULT, "logs": {"type": "array", "items": LOG}}, ("number", "name", "logs"))

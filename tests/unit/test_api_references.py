@@ -25,7 +25,7 @@ from buildfarm.master.http.references import (
     scope_expression,
 )
 from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable
-from buildfarm.master.www.api import SERVICES, JSONAPI, service_reference
+from buildfarm.master.www.api import JSONAPI, SERVICES, service_reference
 from buildfarm.master.www.apireference import BUILDFARM
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, start_memory_master
@@ -95,7 +95,8 @@ def test_the_buildfarm_reference_describes_force_build_and_its_scope():
 def test_each_api_route_is_one_declaration_serving_the_request_and_the_reference():
     # every klein rule under /api/<service>/v1/ is declared with an APIEntry of that service,
     # and every entry of a reference is a klein rule
-    rules = {(r.rule, m) for r in JSONAPI.app.url_map.iter_rules() for m in set(r.methods or ()) - {"HEAD", "OPTIONS"}}
+    rules = {(r.rule, m) for r in JSONAPI.app.url_map.iter_rules()
+             for m in set(r.methods or ()) - {"HEAD", "OPTIONS"}}
     for service in SERVICES:
         api_rules = {(rule, m) for rule, m in rules if rule.startswith(service.prefix + "/")}
         declared = {(r.path, r.method) for r in JSONAPI.routes.routes if r.api is not None}
@@ -109,7 +110,8 @@ def test_an_api_entry_outside_its_services_prefix_is_refused():
         routes = RouteTable(app, "test")
 
     with pytest.raises(ValueError, match="must lie under /api/svc/v1/"):
-        Surface.routes.route("/api/v1/thing", "GET", scope=PUBLIC, api=APIEntry("svc", "thing", "T", "D", "C"))
+        Surface.routes.route("/api/v1/thing", "GET", scope=PUBLIC,
+                             api=APIEntry("svc", "thing", "T", "D", "C"))
 
 
 def test_a_reference_refuses_an_unknown_schema_and_a_duplicate_function_name():
@@ -119,7 +121,8 @@ def test_a_reference_refuses_an_unknown_schema_and_a_duplicate_function_name():
         app = Klein()
         routes = RouteTable(app, "test")
 
-        @routes.route("/api/svc/v1/a", "GET", scope=PUBLIC, api=APIEntry("svc", "a", "A", "D", "C", output="nope"))
+        @routes.route("/api/svc/v1/a", "GET", scope=PUBLIC,
+                      api=APIEntry("svc", "a", "A", "D", "C", output="nope"))
         def a(self, request):
             return b""
 
