@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 
 from taskcluster import optionsFromEnvironment
+from taskcluster.aio.asyncclient import AsyncBaseClient
 from taskcluster.aio.asyncclient import createApiClient as create_async_api_client
 from taskcluster.client import createApiClient as create_api_client
 
@@ -104,6 +105,12 @@ def make_client_class(name: str, reference: dict, aio: bool = False) -> type:
     create = create_async_api_client if aio else create_api_client
     # createApiClient fills in defaults in the document it is given: give it a copy
     cls = create(name, {"reference": json.loads(json.dumps(reference))})
+    if aio and not issubclass(cls, AsyncBaseClient):
+        # taskcluster 113.2.0's aio createApiClient makes its async methods on the sync
+        # BaseClient, whose _makeApiCall answers a dict they cannot await (docs/client.md):
+        # the same methods on AsyncBaseClient, as taskcluster's generated aio classes are
+        cls = type(cls.__name__, (AsyncBaseClient,), {k: v for k, v in vars(cls).items()
+                                                       if k not in ("__dict__", "__weakref__")})
     for call in paged_calls(reference):
         setattr(cls, _iterator_name(call), (_async_iterator if aio else _sync_iterator)(call))
     return cls

@@ -162,6 +162,17 @@ def test_the_client_classes_have_every_call_and_an_iterator_for_each_paged_one()
     assert client.Buildfarm.serviceName == "buildfarm"
 
 
+def test_the_aio_class_is_an_async_client_though_taskclusters_aio_create_api_client_is_not():
+    from taskcluster.aio.asyncclient import AsyncBaseClient
+    from taskcluster.aio.asyncclient import createApiClient as create_async_api_client
+
+    reference = client.load_reference("buildfarm")
+    upstream = create_async_api_client("Buildfarm", {"reference": reference})
+    assert not issubclass(upstream, AsyncBaseClient)  # 113.2.0: its awaits fail on a dict
+    assert issubclass(client.AsyncBuildfarm, AsyncBaseClient)
+    assert client.AsyncBuildfarm.funcinfo["forceBuild"]["route"] == "/builders/<name>/force"
+
+
 # -- served by a real master in memory -------------------------------------------------------------
 
 @pytest_twisted.async_yield_fixture
