@@ -1,10 +1,11 @@
 """Clients of buildfarm's services, made by the official Taskcluster client (docs/client.md).
 
-``Buildfarm`` (sync) and ``AsyncBuildfarm`` (``taskcluster.aio``) are classes made by
+``Buildfarm`` and ``SlaveAPI`` (sync), ``AsyncBuildfarm`` and ``AsyncSlaveAPI``
+(``taskcluster.aio``) are classes made by
 Taskcluster's ``createApiClient`` (``taskcluster.client`` and ``taskcluster.aio.asyncclient``)
-from the API reference shipped in this package
-(common/references/buildfarm.json, the very document a master serves at
-``/references/buildfarm/v1/api.json``; a test keeps the two equal).  They take Taskcluster's
+from the API references shipped in this package
+(common/references/<service>.json, the very documents a master serves at
+``/references/<service>/v1/api.json``; a test keeps them equal).  They take Taskcluster's
 options: ``{"rootUrl": "http://master:8010", "credentials": {"clientId": ..., "accessToken":
 ...}}``, or ``optionsFromEnvironment()`` (``TASKCLUSTER_ROOT_URL``, ``TASKCLUSTER_CLIENT_ID``,
 ``TASKCLUSTER_ACCESS_TOKEN``, ``TASKCLUSTER_CERTIFICATE``).
@@ -23,11 +24,11 @@ from taskcluster.aio.asyncclient import AsyncBaseClient
 from taskcluster.aio.asyncclient import createApiClient as create_async_api_client
 from taskcluster.client import createApiClient as create_api_client
 
-__all__ = ["SERVICES", "AsyncBuildfarm", "Buildfarm", "iterate", "iterate_async", "load_reference",
-           "optionsFromEnvironment"]
+__all__ = ["SERVICES", "AsyncBuildfarm", "AsyncSlaveAPI", "Buildfarm", "SlaveAPI", "iterate", "iterate_async",
+           "load_reference", "optionsFromEnvironment"]
 
 CONTINUATION = "continuationToken"
-SERVICES = ("buildfarm",)  # the services whose references ship in common/references/
+SERVICES = ("buildfarm", "slaveapi")  # the services whose references ship in common/references/
 
 
 def load_reference(service: str) -> dict:
@@ -118,3 +119,5 @@ def make_client_class(name: str, reference: dict, aio: bool = False) -> type:
 
 Buildfarm = make_client_class("Buildfarm", load_reference("buildfarm"))
 AsyncBuildfarm = make_client_class("Buildfarm", load_reference("buildfarm"), aio=True)
+SlaveAPI = make_client_class("SlaveAPI", load_reference("slaveapi"))
+AsyncSlaveAPI = make_client_class("SlaveAPI", load_reference("slaveapi"), aio=True)

@@ -9,18 +9,18 @@ from the route declarations, as the master serves them at ``/references/<service
 import json
 import os
 
-from buildfarm.master.www.api import SERVICES, service_reference
+from buildfarm.master.apicatalog import CATALOG
 
 FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "common", "references")
 
 
 def reference_text(service) -> str:
     """A reference as the shipped file holds it (sorted keys, indented, a final newline)."""
-    return json.dumps(service_reference(service), indent=2, sort_keys=True) + "\n"
+    return json.dumps(CATALOG.reference(service.name), indent=2, sort_keys=True) + "\n"
 
 
 def main() -> None:
-    for service in SERVICES:
+    for service in CATALOG.services:
         path = os.path.join(FOLDER, f"{service.name}.json")
         with open(path, "w", encoding="utf-8") as f:
             f.write(reference_text(service))

@@ -108,7 +108,7 @@ def reference(service: APIService, tables: Iterable[RouteTable]) -> dict:
 
 
 def _entry(service: APIService, declared, api) -> dict:
-    route, args = reference_route(declared.path, service.prefix)
+    route, args = reference_route(declared.api_path, service.prefix)
     entry = {
         "type": "function",
         "method": declared.method.lower(),
@@ -140,3 +140,29 @@ def manifest(root_url: str, services: Iterable[APIService]) -> dict:
     """``/references/manifest.json``: the URL of every service's reference."""
     root = root_url.rstrip("/")
     return {"references": [root + s.reference_path for s in services]}
+
+
+class UnknownService(KeyError):
+    """No service of the catalog has that name."""
+
+
+@dataclass(frozen=True)
+class APICatalog:
+    """The services a master serves in Taskcluster's layout and the route tables that declare
+    their routes (master/apicatalog.py makes the master's)."""
+
+    services: tuple[APIService, ...]
+    tables: tuple[RouteTable, ...]
+
+    def service(self, name: str) -> APIService:
+        found = next((s for s in self.services if s.name == name), None)
+        if found is None:
+            raise UnknownService(name)
+        return found
+
+    def reference(self, name: str) -> dict:
+        """The reference of the service ``name`` (``UnknownService`` when there is none)."""
+        return reference(self.service(name), self.tables)
+
+    def manifest(self, root_url: str) -> dict:
+        return manifest(root_url, self.services)

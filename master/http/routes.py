@@ -26,8 +26,11 @@ otherwise:
 A route that belongs to a Taskcluster-style service also carries ``api=APIEntry(...)``: its
 function name, title, description, stability, query parameters and the names of its input and
 output schemas (in its service's ``SchemaRegistry``).  Its path must lie under
-``/api/<service>/v1/``; that one declaration serves the route *and* makes its entry of the
-service's reference (master/http/references.py), so no second list of routes exists.
+``/api/<service>/v1/``, or under the table's ``api_base`` for an app that the web site mounts
+at ``/api/<service>/v1/`` (the Swarming API's ``/_ah/api/swarming/v1`` is served at
+``/api/tasks/v1`` too: www/site.py); that one declaration serves the route *and* makes its
+entry of the service's reference (master/http/references.py), so no second list of routes
+exists.
 """
 
 import functools
@@ -92,6 +95,7 @@ class Route:
     endpoint: str
     audit: str = AUDIT_EACH  # AUDIT_NONE, AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED
     api: APIEntry | None = None  # its entry in its service's API reference
+    api_path: str | None = None  # where Taskcluster's layout serves it: /api/<service>/v1/...
 
     @property
     def public(self) -> bool:
@@ -101,9 +105,12 @@ class Route:
 class RouteTable:
     """The routes of one klein app and the scopes they need."""
 
-    def __init__(self, app: Klein, surface: str):
+    def __init__(self, app: Klein, surface: str, api_base: str | None = None):
+        """``api_base``: the path in this app that the web site serves at ``/api/<service>/v1``
+        (None: the app's API routes are declared under ``/api/<service>/v1`` themselves)."""
         self.app = app
         self.surface = surface
+        self.api_base = api_base
         self.routes: list[Route] = []
 
     def route(self, path: str, method: str, *, scope: str,
@@ -113,8 +120,12 @@ class RouteTable:
         and ``resolve``'s answer), audited as ``audit`` says (a write's default:
         ``AUDIT_EACH``), described in its service's reference by ``api``; extra ``kwargs`` go
         to klein's ``app.route``."""
-        if api is not None and not path.startswith(api_prefix(api.service) + "/"):
-            raise ValueError(f"{path}: the API entry {api.name} must lie under {api_prefix(api.service)}/")
+        api_path = None
+        if api is not None:
+            base = api_prefix(api.service) if self.api_base is None else self.api_base
+            if not path.startswith(base + "/"):
+                raise ValueError(f"{path}: the API entry {api.name} must lie under {base}/")
+            api_path = api_prefix(api.service) + path.removeprefix(base)
         if method == ANY_METHOD and scope != PUBLIC:
             raise ValueError(f"{path}: a route taking any method must be PUBLIC (it delegates)")
         write = method not in READ_METHODS and method != ANY_METHOD
@@ -124,7 +135,7 @@ class RouteTable:
             raise ValueError(f"{path}: audit={audit!r} is for the writes of non-public routes "
                              f"(AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED)")
         endpoint = f"{method} {path}"
-        entry = Route(self.surface, method, path, scope, write, endpoint, audit, api)
+        entry = Route(self.surface, method, path, scope, write, endpoint, audit, api, api_path)
 
         def decorator(handler):
             @functools.wraps(handler)

@@ -18,7 +18,7 @@ from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_refusal_headers
 from buildfarm.master.http.flow import send_text
-from buildfarm.master.http.references import APIService, manifest, reference
+from buildfarm.master.http.references import APIService, UnknownService
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, APIEntry, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -223,20 +223,27 @@ class JSONAPI:
     @routes.route("/references/manifest.json", "GET", scope=PUBLIC)
     def references_manifest(self, request):
         """The URL of every service's reference."""
-        return self._json(request, manifest(self.master.config.buildbot_url or _root_url(request), SERVICES))
+        root_url = self.master.config.buildbot_url or _root_url(request)
+        return self._json(request, self.master.api_catalog.manifest(root_url))
 
     @routes.route("/references/<string:service>/v1/api.json", "GET", scope=PUBLIC)
     def api_reference(self, request, service):
         """A service's API reference, made from its route declarations."""
-        return self._json(request, service_reference(_service(service)))
+        return self._json(request, self.master.api_catalog.reference(self._service(service).name))
 
     @routes.route("/schemas/<string:service>/v1/<string:name>.json", "GET", scope=PUBLIC)
     def api_schema(self, request, service, name):
         """One JSON schema of a service's inputs and outputs."""
-        document = _service(service).schemas.document(name)
+        document = self._service(service).schemas.document(name)
         if document is None:
             raise APIError(404, f"service {service!r} has no schema {name!r}")
         return self._json(request, document)
+
+    def _service(self, name: str) -> APIService:
+        try:
+            return self.master.api_catalog.service(name)
+        except UnknownService:
+            raise APIError(404, f"no service named {name!r}") from None
 
     @routes.route(f"{BUILDFARM_API}/ping", "GET", scope=PUBLIC, api=_api(
         "ping", "Ping", "Answers `{\"alive\": true}` while the master serves.", "Monitoring",
@@ -647,20 +654,3 @@ class JSONAPI:
         text = await self.master.metrics.render(self.master)
         request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
         return text
-
-
-# The services whose references this app serves, and the route tables that declare them.
-SERVICES = (BUILDFARM,)
-ROUTE_TABLES = (JSONAPI.routes,)
-
-
-def _service(name: str) -> APIService:
-    found = next((s for s in SERVICES if s.name == name), None)
-    if found is None:
-        raise APIError(404, f"no service named {name!r}")
-    return found
-
-
-def service_reference(service: APIService) -> dict:
-    """The API reference of ``service`` as ``/references/<name>/v1/api.json`` serves it."""
-    return reference(service, ROUTE_TABLES)

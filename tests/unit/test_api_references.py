@@ -16,6 +16,7 @@ from klein import Klein
 
 from buildfarm.common import client
 from buildfarm.common.results import SUCCESS
+from buildfarm.master.apicatalog import CATALOG
 from buildfarm.master.http.references import (
     APIService,
     SchemaRegistry,
@@ -25,11 +26,13 @@ from buildfarm.master.http.references import (
     scope_expression,
 )
 from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable
-from buildfarm.master.www.api import JSONAPI, SERVICES, service_reference
+from buildfarm.master.slaveapi.apireference import SLAVEAPI
+from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.apireference import BUILDFARM
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, start_memory_master
 
+SERVICES = CATALOG.services
 HERE = pathlib.Path(__file__).resolve().parent
 TASKCLUSTER_SCHEMAS = HERE.parent / "fixtures" / "taskcluster"
 ADMIN = {"authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
@@ -53,18 +56,20 @@ def validate_reference(document: dict) -> None:
 
 def test_every_served_reference_validates_against_taskclusters_reference_schema():
     for service in SERVICES:
-        validate_reference(service_reference(service))
+        validate_reference(CATALOG.reference(service.name))
 
 
 def test_the_manifest_validates_and_names_every_service():
     document = manifest("http://master:8010/", SERVICES)
     jsonschema.Draft6Validator(taskcluster_schema("manifest-v3")).validate(document)
-    assert document == {"references": ["http://master:8010/references/buildfarm/v1/api.json"]}
+    root = "http://master:8010/references"
+    assert document == {"references": [f"{root}/{s.name}/v1/api.json" for s in SERVICES]}
+    assert [s.name for s in SERVICES] == ["buildfarm", "slaveapi"]
 
 
 def test_every_schema_a_reference_names_is_a_valid_json_schema_of_its_service():
     for service in SERVICES:
-        for entry in service_reference(service)["entries"]:
+        for entry in CATALOG.reference(service.name)["entries"]:
             for kind in ("input", "output"):
                 if kind in entry:
                     name = entry[kind].removeprefix("v1/").removesuffix(".json#")
@@ -81,7 +86,7 @@ def test_a_klein_path_becomes_a_route_with_its_args_relative_to_the_service():
 
 
 def test_the_buildfarm_reference_describes_force_build_and_its_scope():
-    entries = {e["name"]: e for e in service_reference(BUILDFARM)["entries"]}
+    entries = {e["name"]: e for e in CATALOG.reference(BUILDFARM.name)["entries"]}
     assert entries["forceBuild"] == {
         "type": "function", "method": "post", "route": "/builders/<name>/force", "args": ["name"],
         "name": "forceBuild", "stability": "experimental", "title": "Force a build",
@@ -92,16 +97,17 @@ def test_the_buildfarm_reference_describes_force_build_and_its_scope():
     assert entries["listBuilders"]["query"] == ["continuationToken", "limit"]
 
 
-def test_each_api_route_is_one_declaration_serving_the_request_and_the_reference():
-    # every klein rule under /api/<service>/v1/ is declared with an APIEntry of that service,
-    # and every entry of a reference is a klein rule
-    rules = {(r.rule, m) for r in JSONAPI.app.url_map.iter_rules()
-             for m in set(r.methods or ()) - {"HEAD", "OPTIONS"}}
+def test_each_entry_of_a_reference_is_one_declared_route_of_a_catalog_table():
+    # (tests/unit/test_authz_routes.py checks the other way: every klein rule in the layout
+    # declares an entry)
     for service in SERVICES:
-        api_rules = {(rule, m) for rule, m in rules if rule.startswith(service.prefix + "/")}
-        declared = {(r.path, r.method) for r in JSONAPI.routes.routes if r.api is not None}
-        assert api_rules == declared
-        assert len(service_reference(service)["entries"]) == len(declared)
+        declared = [r for table in CATALOG.tables for r in table.routes
+                    if r.api is not None and r.api.service == service.name]
+        entries = CATALOG.reference(service.name)["entries"]
+        assert [e["name"] for e in entries] == [r.api.name for r in declared]
+        assert all(r.api_path.startswith(service.prefix + "/") for r in declared)
+    rules = {r.rule for r in JSONAPI.app.url_map.iter_rules()}
+    assert all(r.path in rules for r in JSONAPI.routes.routes)
 
 
 def test_an_api_entry_outside_its_services_prefix_is_refused():
@@ -150,11 +156,11 @@ def test_an_unknown_stability_is_refused():
 def test_the_shipped_references_equal_what_the_generator_makes():
     # contrib/references.py rewrites them; buildfarm.common.client reads them
     for service in SERVICES:
-        assert client.load_reference(service.name) == json.loads(json.dumps(service_reference(service)))
+        assert client.load_reference(service.name) == json.loads(json.dumps(CATALOG.reference(service.name)))
 
 
 def test_the_client_classes_have_every_call_and_an_iterator_for_each_paged_one():
-    names = [e["name"] for e in service_reference(BUILDFARM)["entries"]]
+    names = [e["name"] for e in CATALOG.reference(BUILDFARM.name)["entries"]]
     for cls in (client.Buildfarm, client.AsyncBuildfarm):
         assert all(callable(getattr(cls, name)) for name in names)
         assert callable(cls.iterListBuilders) and callable(cls.iterListBuilds)
@@ -191,7 +197,7 @@ async def api(tmp_path):
     await db.steps.finish(stepid, SUCCESS, 13.0, "done")
     await db.builds.finish(buildid, SUCCESS, 14.0, "done")
     await db.buildrequests.complete(brid, SUCCESS, 14.0)
-    resource = JSONAPI(master).resource()
+    resource = master.www.make_site().resource  # the whole web site, as a client reaches it
 
     async def get(path: str, **args):
         response = await render(resource, "GET", path, args=args, headers=ADMIN)
@@ -204,7 +210,7 @@ async def api(tmp_path):
 
 def check(service, name: str, body: bytes) -> dict:
     """``body`` as JSON, validated against the output schema of the entry ``name``."""
-    entry = next(e for e in service_reference(service)["entries"] if e["name"] == name)
+    entry = next(e for e in CATALOG.reference(service.name)["entries"] if e["name"] == name)
     answer = json.loads(body)
     schema = service.schemas.document(entry["output"].removeprefix("v1/").removesuffix(".json#"))
     jsonschema.Draft6Validator(schema).validate(answer)
@@ -274,3 +280,14 @@ async def test_the_api_v1_lists_keep_their_offsets_and_carry_no_continuation_tok
     code, body = await api("/api/v1/builds", limit=1, continuationToken="5")
     answer = json.loads(body)
     assert code == 200 and "continuationToken" not in answer and answer["meta"]["offset"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_slaveapi_is_served_at_api_slaveapi_v1_by_the_same_routes(api):
+    for name, path in [("listSlaves", "/slaves"), ("slave", "/slaves/bs1"), ("results", "/results"),
+                       ("audit", "/audit"), ("actionResults", "/slaves/bs1/actions/reboot")]:
+        code, body = await api("/api/slaveapi/v1" + path)
+        assert code == 200, (path, body)
+        assert check(SLAVEAPI, name, body) == json.loads((await api("/slaveapi" + path))[1])
+    code, body = await api("/api/slaveapi/v1/slaves/bs1/actions/nosuch")
+    assert code == 404 and json.loads(body)["error"] == "not found"
