@@ -15,7 +15,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
-from buildfarm.master.cas.api import MAX_JSON_BODY_BYTES, UPLOAD_PREFIX, cas_error_body
+from buildfarm.master.cas.api import MAX_JSON_BODY_BYTES, UPLOAD_PREFIX, IsolateAPI, cas_error_body
+from buildfarm.master.cas.api import PREFIX as CAS_PATH
 from buildfarm.master.cas.browse import CASBrowser
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES
 from buildfarm.master.http.site import (
@@ -58,6 +59,8 @@ CAS_PREFIX = "/_ah/"
 SWARMING_SEGMENTS = ((b"api", b"swarming"), (b"api", b"discovery"))
 BROWSE_SEGMENT = b"browse"
 API_SEGMENT = b"api"
+CAS_API = "/api/cas/v1"  # Taskcluster's layout of the Isolate API (cas/api.py) ...
+TASKS_API = "/api/tasks/v1"  # ... and of the Swarming API (tasks/api.py)
 API_VERSION_SEGMENT = b"v1"
 
 
@@ -128,14 +131,22 @@ class WWWService(ListeningService):
         pages = WebUI(self.master)
         browser = CASBrowser(self.master, lambda: cas.store, pages.render, pages.stream_off_thread,
                              self.master.reactor, cas.pool)
-        mounts = {"slaveapi": (self.master.slaveapi.resource(), "")}
+        cas_api, swarming = cas.api.resource(), self.swarming_api().resource()
+        # the apps served at /api/<service>/v1/ as well (their tables' api_base)
+        # (the SlaveAPI's routes are relative: its own port serves them at /)
+        mounts = {"slaveapi": (self.master.slaveapi.resource(), ""),
+                  "tasks": (swarming, SwarmingAPI.routes.api_base),
+                  "cas": (cas_api, IsolateAPI.routes.api_base)}
         root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
-                        ChangeHookAPI(self.master).resource(), cas.api.resource(), browser.resource(),
-                        self.swarming_api().resource(), mounts)
+                        ChangeHookAPI(self.master).resource(), cas_api, browser.resource(), swarming, mounts)
         # a JSON call (store_inline of an .isolated) is held in memory; an upload PUT takes an
         # item, streamed to a spool file, capped by the current c['cas']['max_item_bytes']
         cas_rules = (BodyRule(CAS_PREFIX, MAX_JSON_BODY_BYTES, cas_error_body),
-                     BodyRule(UPLOAD_PREFIX, cas.max_upload_bytes, cas_error_body, spool=cas.spool))
+                     BodyRule(UPLOAD_PREFIX, cas.max_upload_bytes, cas_error_body, spool=cas.spool),
+                     BodyRule(CAS_API + "/", MAX_JSON_BODY_BYTES, cas_error_body),
+                     BodyRule(CAS_API + UPLOAD_PREFIX.removeprefix(CAS_PATH), cas.max_upload_bytes,
+                              cas_error_body, spool=cas.spool),
+                     BodyRule(TASKS_API + "/", MAX_JSON_BODY_BYTES, cas_error_body))
         return BoundedSite(root, (*BODY_RULES, *cas_rules), PAGES_BODY_RULE, self.master.config.www_limits,
                            self.master.reactor)
 

@@ -5,8 +5,10 @@ the master serves, the schemas describe what the handlers really answer, and the
 ``/api/buildfarm/v1/`` page with ``continuationToken``."""
 
 import base64
+import hashlib
 import json
 import pathlib
+import zlib
 
 import jsonschema
 import pytest
@@ -17,6 +19,7 @@ from klein import Klein
 from buildfarm.common import client
 from buildfarm.common.results import SUCCESS
 from buildfarm.master.apicatalog import CATALOG
+from buildfarm.master.cas.apireference import CAS
 from buildfarm.master.http.references import (
     APIService,
     SchemaRegistry,
@@ -27,12 +30,14 @@ from buildfarm.master.http.references import (
 )
 from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable
 from buildfarm.master.slaveapi.apireference import SLAVEAPI
+from buildfarm.master.tasks.apireference import TASKS
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.apireference import BUILDFARM
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, start_memory_master
 
 SERVICES = CATALOG.services
+NOW = 1_700_000_000.0  # a task id holds its creation time: the clock must be in its range
 HERE = pathlib.Path(__file__).resolve().parent
 TASKCLUSTER_SCHEMAS = HERE.parent / "fixtures" / "taskcluster"
 ADMIN = {"authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
@@ -64,7 +69,7 @@ def test_the_manifest_validates_and_names_every_service():
     jsonschema.Draft6Validator(taskcluster_schema("manifest-v3")).validate(document)
     root = "http://master:8010/references"
     assert document == {"references": [f"{root}/{s.name}/v1/api.json" for s in SERVICES]}
-    assert [s.name for s in SERVICES] == ["buildfarm", "slaveapi"]
+    assert [s.name for s in SERVICES] == ["buildfarm", "slaveapi", "tasks", "cas"]
 
 
 def test_every_schema_a_reference_names_is_a_valid_json_schema_of_its_service():
@@ -183,7 +188,7 @@ def test_the_aio_class_is_an_async_client_though_taskclusters_aio_create_api_cli
 
 @pytest_twisted.async_yield_fixture
 async def api(tmp_path):
-    master = await start_memory_master(tmp_path, CFG)
+    master = await start_memory_master(tmp_path, CFG, now=NOW)
     db = master.db
     builderid = master.botmaster.builders["linux"].builderid
     slaveid = await db.slaves.attached("bs1", master.masterid, {}, "1.0", 10.0)
@@ -203,6 +208,12 @@ async def api(tmp_path):
         response = await render(resource, "GET", path, args=args, headers=ADMIN)
         return response.code, response.body
 
+    async def post(path: str, body: dict):
+        response = await render(resource, "POST", path, body=json.dumps(body).encode(),
+                                headers={**ADMIN, "content-type": "application/json"})
+        return response.code, response.body
+
+    get.post = post
     get.ids = {"buildid": buildid, "brid": brid, "logid": logid}
     yield get
     await master.stopService()
@@ -291,3 +302,55 @@ async def test_the_slaveapi_is_served_at_api_slaveapi_v1_by_the_same_routes(api)
         assert check(SLAVEAPI, name, body) == json.loads((await api("/slaveapi" + path))[1])
     code, body = await api("/api/slaveapi/v1/slaves/bs1/actions/nosuch")
     assert code == 404 and json.loads(body)["error"] == "not found"
+
+
+NEW_TASK = {"name": "t", "priority": 100, "task_slices": [{"expiration_secs": 60, "properties": {
+    "command": ["true"], "dimensions": [{"key": "pool", "value": "ci"}]}}]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_swarming_api_is_served_at_api_tasks_v1_and_pages_with_its_cursor(api):
+    task_ids = []
+    for _ in range(3):
+        code, body = await api.post("/api/tasks/v1/tasks/new", NEW_TASK)
+        assert code == 200, body
+        task_ids.append(check(TASKS, "newTask", body)["task_id"])
+    task_id = task_ids[0]
+    for name, path in [("taskResult", f"/task/{task_id}/result"), ("taskRequest", f"/task/{task_id}/request"),
+                       ("taskStdout", f"/task/{task_id}/stdout"), ("countTasks", "/tasks/count"),
+                       ("listTaskRequests", "/tasks/requests"), ("listBots", "/bots/list"),
+                       ("countBots", "/bots/count"), ("botsDimensions", "/bots/dimensions"),
+                       ("serverDetails", "/server/details")]:
+        code, body = await api("/api/tasks/v1" + path)
+        assert code == 200, (path, body)
+        legacy = json.loads((await api("/_ah/api/swarming/v1" + path))[1])
+        assert check(TASKS, name, body).keys() == legacy.keys()
+    seen, cursor = [], None
+    while True:
+        code, body = await api("/api/tasks/v1/tasks/list", limit=2, **({"cursor": cursor} if cursor else {}))
+        page = check(TASKS, "listTasks", body)
+        seen += [t["task_id"] for t in page["items"]]
+        cursor = page.get("cursor")
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(task_ids)
+    code, body = await api("/api/tasks/v1/task/nosuch/result")
+    assert code == 400 and "error" in json.loads(body)  # the Swarming API's own error shape
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_isolate_api_is_served_at_api_cas_v1(api):
+    content = b"hello, store"
+    digest = hashlib.sha1(content).hexdigest()
+    wanted = {"digest": digest, "size": len(content), "is_isolated": False}
+    code, body = await api.post("/api/cas/v1/preupload", {"items": [wanted], "namespace": "default-gzip"})
+    assert code == 200, body
+    (wanted,) = check(CAS, "preupload", body)["items"]
+    stored = base64.b64encode(zlib.compress(content)).decode()
+    code, body = await api.post("/api/cas/v1/store_inline", {"upload_ticket": wanted["upload_ticket"],
+                                                             "content": stored})
+    assert code == 200 and check(CAS, "storeInline", body) == {"ok": True}
+    code, body = await api.post("/api/cas/v1/retrieve", {"digest": digest, "namespace": "default-gzip"})
+    assert code == 200 and base64.b64decode(check(CAS, "retrieve", body)["content"]) == zlib.compress(content)
+    code, body = await api.post("/api/cas/v1/server_details", {})
+    assert code == 200 and check(CAS, "serverDetails", body)["server_version"].startswith("buildfarm-")
