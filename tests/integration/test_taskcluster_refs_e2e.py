@@ -29,7 +29,8 @@ factory = util.BuildFactory([steps.ShellCommand(command=['echo', 'hello from the
 names = [f'b{{i}}' for i in range({builders})]
 c['builders'] = [util.BuilderConfig(name=name, slavenames=['bs1'], factory=factory) for name in names]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=names)]
-c['www'] = {{'port': {www_port}, 'anonymous_scopes': ['builds:read', 'builds:force:*', 'slaves:read']}}
+c['www'] = {{'port': {www_port}, 'anonymous_scopes': ['builds:read', 'builds:force:*', 'slaves:read',
+                                                     'slaveapi:read', 'tasks:read', 'bots:read']}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 """
 
@@ -115,3 +116,19 @@ def test_the_common_client_lists_every_builder_with_the_paging_iterator(fleet, m
             return [b["name"] async for b in farm.iterListBuilders(query={"limit": 3})]
 
     assert asyncio.run(async_names()) == names
+
+
+def test_the_slaveapi_tasks_and_cas_clients_call_their_services_in_taskclusters_layout(fleet):
+    master = start(fleet)
+    options = {"rootUrl": master.url}
+    slaves = client.SlaveAPI(options).listSlaves()["slaves"]
+    assert [(s["name"], s["connected"]) for s in slaves] == [("bs1", True)]
+    tasks = client.Tasks(options)
+    assert tasks.serverDetails()["server_version"].startswith("buildfarm-")
+    assert tasks.countTasks()["count"] == "0" and list(tasks.iterListTasks()) == []
+    assert client.CAS(options).serverDetails({})["server_version"].startswith("buildfarm-")
+    manifest = json.loads(urllib.request.urlopen(master.url + "/references/manifest.json", timeout=10).read())
+    for url in manifest["references"]:  # every listed reference is served, as the package ships it
+        name = url.split("/references/")[1].split("/")[0]
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert json.loads(response.read()) == client.load_reference(name)

@@ -165,12 +165,36 @@ def test_the_shipped_references_equal_what_the_generator_makes():
 
 
 def test_the_client_classes_have_every_call_and_an_iterator_for_each_paged_one():
-    names = [e["name"] for e in CATALOG.reference(BUILDFARM.name)["entries"]]
-    for cls in (client.Buildfarm, client.AsyncBuildfarm):
-        assert all(callable(getattr(cls, name)) for name in names)
-        assert callable(cls.iterListBuilders) and callable(cls.iterListBuilds)
-        assert not hasattr(cls, "iterBuild")
-    assert client.Buildfarm.serviceName == "buildfarm"
+    classes = {"buildfarm": (client.Buildfarm, client.AsyncBuildfarm),
+               "slaveapi": (client.SlaveAPI, client.AsyncSlaveAPI),
+               "tasks": (client.Tasks, client.AsyncTasks), "cas": (client.CAS, client.AsyncCAS)}
+    assert sorted(classes) == sorted(s.name for s in SERVICES) == sorted(client.SERVICES)
+    for service, pair in classes.items():
+        reference = CATALOG.reference(service)
+        paged = client.paged_calls(reference)
+        for cls in pair:
+            assert cls.serviceName == service
+            for entry in reference["entries"]:
+                assert callable(getattr(cls, entry["name"]))
+                iterator = "iter" + entry["name"][0].upper() + entry["name"][1:]
+                assert hasattr(cls, iterator) == (entry["name"] in paged), iterator
+    assert client.paged_calls(CATALOG.reference("buildfarm"))["listBuilds"] == "continuationToken"
+    assert client.paged_calls(CATALOG.reference("tasks")) == {
+        "listTasks": "cursor", "listTaskRequests": "cursor", "listBots": "cursor", "listBotTasks": "cursor"}
+
+
+def test_an_iterator_follows_the_page_token_until_a_page_has_none():
+    pages = {None: {"items": [1, 2], "cursor": "c1", "now": "x"}, "c1": {"items": [3], "cursor": "c2"},
+             "c2": {"items": [], "now": "y"}}
+    asked = []
+
+    def call(*args, query):
+        asked.append((args, dict(query)))
+        return pages[query.get("cursor")]
+
+    assert list(client.iterate(call, "bot1", query={"limit": 2}, token="cursor")) == [1, 2, 3]
+    assert asked == [(("bot1",), {"limit": 2}), (("bot1",), {"limit": 2, "cursor": "c1"}),
+                     (("bot1",), {"limit": 2, "cursor": "c2"})]
 
 
 def test_the_aio_class_is_an_async_client_though_taskclusters_aio_create_api_client_is_not():
