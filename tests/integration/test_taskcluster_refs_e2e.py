@@ -108,6 +108,9 @@ def test_the_common_client_lists_every_builder_with_the_paging_iterator(fleet, m
     assert len(first["builders"]) == 2 and first["continuationToken"]
     names = [b["name"] for b in farm.iterListBuilders(query={"limit": 2})]  # 3 pages
     assert names == [f"b{i}" for i in range(BUILDERS)]
+    handled = []  # Taskcluster's own paging follows the same tokens
+    farm.listBuilders(query={"limit": 2}, paginationHandler=lambda page: handled.extend(page["builders"]))
+    assert [b["name"] for b in handled] == names
     assert [s["name"] for s in farm.iterListSlaves()] == ["bs1"]
 
     async def async_names():
