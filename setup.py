@@ -69,6 +69,7 @@ setup(
     package_data={
         "buildfarm.master": ["db/migrations/*.ini", "db/migrations/*.mako", "sample.cfg",
                              "www/templates/*.html", "www/static/*"],
+        "buildfarm.common": ["references/*.json"],  # the API references buildfarm.common.client reads
     },
     include_package_data=True,
     python_requires=">=3.11",

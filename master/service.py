@@ -43,6 +43,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from buildfarm.common.results import RETRY
+from buildfarm.master.apicatalog import CATALOG
 from buildfarm.master.auth.clients import CLIENTS_KEY_FILE, load_or_create_key
 from buildfarm.master.auth.service import AuthService
 from buildfarm.master.cas.interfaces import ICASMaster
@@ -149,6 +150,7 @@ class BuildMaster(service.MultiService):
         self.scheduler = SchedulerManager(self)
         self.localslaves = LocalSlaves(self)
         self.slaveapi = ActionRunner(self)
+        self.api_catalog = CATALOG  # the services of Taskcluster's layout, for www
         self.config_services = ConfigServices(self.config.services)
         self.cas = CASService(self)
         self.tasks = TaskEngine(self)

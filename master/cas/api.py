@@ -29,6 +29,7 @@ from twisted.internet import threads
 from twisted.logger import Logger
 
 from buildfarm.common.version import VERSION
+from buildfarm.master.cas import apireference as ref
 from buildfarm.master.cas.download import stream_to
 from buildfarm.master.cas.grants import GrantingView
 from buildfarm.master.cas.interfaces import ContentMismatch, NotStored, Stored, StoreUnavailable
@@ -45,7 +46,14 @@ from buildfarm.master.http.endpoints import (
     endpoints_error,
     error_body,
 )
-from buildfarm.master.http.routes import AUDIT_BATCHED, AUDIT_REFUSED, PUBLIC, AuditBatch, RouteTable
+from buildfarm.master.http.routes import (
+    AUDIT_BATCHED,
+    AUDIT_REFUSED,
+    PUBLIC,
+    APIEntry,
+    AuditBatch,
+    RouteTable,
+)
 from buildfarm.master.http.routing import bounded_klein
 
 log = Logger()
@@ -69,11 +77,18 @@ def cas_error_body(status: int, message: str) -> tuple[bytes, bytes]:
     return b"application/json", error_body(status, message)
 
 
+def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
+         input: str | None = None, output: str | None = None) -> APIEntry:
+    """An entry of the ``cas`` service's reference (cas/apireference.py)."""
+    return APIEntry(ref.SERVICE_NAME, name, title, description, category, query=query, input=input,
+                    output=output)
+
+
 class IsolateAPI:
     """The Isolate v1 API over ``store`` (an ``IContentStore``); ``master`` gives ``auth``."""
 
     app = bounded_klein()
-    routes = RouteTable(app, "cas")
+    routes = RouteTable(app, "cas", api_base=PREFIX)  # also served at /api/cas/v1 (www/site.py)
 
     def __init__(self, master, store, settings: CASSettings, reactor, pool=None, metrics=None):
         # The route table checks every caller's scope through this view: a build grant
@@ -164,7 +179,11 @@ class IsolateAPI:
     # preupload and retrieve are a check and a read: only their refusals are audited; the item
     # writes are audited in batches (their refusals and failures each at once)
     @routes.route(f"{PREFIX}/preupload", "POST", scope="cas:write:{namespace}", resolve=_body_namespace,
-                  audit=AUDIT_REFUSED)
+                  audit=AUDIT_REFUSED,
+                  api=_api("preupload", "Pre-upload",
+                           "Which of these items the store lacks, each with a signed `upload_ticket` (and "
+                           "a `gs_upload_url` for a big one).", "Items", input=ref.PREUPLOAD,
+                           output=ref.PREUPLOAD_RESPONSE))
     async def preupload(self, request):
         """``{items:[{digest, size, is_isolated}], namespace}`` -> ``{items:[{index,
         upload_ticket, gs_upload_url?}]}`` for the items not stored yet (``{}``: none)."""
@@ -207,7 +226,10 @@ class IsolateAPI:
         return digest, size, is_isolated
 
     @routes.route(f"{PREFIX}/store_inline", "POST", scope="cas:write:{namespace}", resolve=_body_ticket,
-                  audit=AUDIT_BATCHED)
+                  audit=AUDIT_BATCHED,
+                  api=_api("storeInline", "Store an item inline",
+                           "The stored bytes of a ticket's item, in base64; verified before it is stored.",
+                           "Items", input=ref.STORE_INLINE, output=ref.OK))
     async def store_inline(self, request):
         """``{upload_ticket, content: base64 of the stored bytes}`` -> ``{"ok": true}``."""
         body = self._body(request)
@@ -223,7 +245,11 @@ class IsolateAPI:
         return self._json(request, {"ok": True})
 
     @routes.route(f"{PREFIX}/upload/<string:ticket>", "PUT", scope="cas:write:{namespace}",
-                  resolve=_path_ticket, audit=AUDIT_BATCHED)
+                  resolve=_path_ticket, audit=AUDIT_BATCHED,
+                  api=_api("upload", "Upload an item",
+                           "The raw stored bytes of a ticket's item (not JSON: the client cannot send it; "
+                           "use the `gs_upload_url` preupload answered); answers `x-goog-hash: md5=...`.",
+                           "Items"))
     async def upload(self, request, ticket):
         """The raw stored bytes of the ticket's item; answers ``x-goog-hash: md5=<base64>``.
         The body is not read here: the site streamed it to a spool file (``CASService.spool``),
@@ -235,7 +261,10 @@ class IsolateAPI:
         return self._json(request, {})
 
     @routes.route(f"{PREFIX}/finalize_gs_upload", "POST", scope="cas:write:{namespace}",
-                  resolve=_body_ticket, audit=AUDIT_BATCHED)
+                  resolve=_body_ticket, audit=AUDIT_BATCHED,
+                  api=_api("finalizeUpload", "Finalize an upload",
+                           "Confirm the item of a ticket whose bytes were PUT.", "Items",
+                           input=ref.FINALIZE, output=ref.OK))
     async def finalize_gs_upload(self, request):
         """``{upload_ticket}`` -> ``{"ok": true}`` once the PUT stored the item; 400 if it did not."""
         ticket = self._ticket(self._body(request).get("upload_ticket"))
@@ -262,7 +291,10 @@ class IsolateAPI:
         return stored
 
     @routes.route(f"{PREFIX}/retrieve", "POST", scope="cas:read:{namespace}", resolve=_body_namespace,
-                  audit=AUDIT_REFUSED)
+                  audit=AUDIT_REFUSED,
+                  api=_api("retrieve", "Retrieve an item",
+                           "An item's stored bytes from `offset` in base64, or the URL of its content.",
+                           "Items", input=ref.RETRIEVE, output=ref.RETRIEVE_RESPONSE))
     async def retrieve(self, request):
         """``{digest, namespace, offset}`` -> ``{content: base64}`` of the stored bytes from
         ``offset``, or ``{url}`` for a large item; 404 when it is not stored."""
@@ -289,7 +321,10 @@ class IsolateAPI:
         pool = self.pool if self.pool is not None else self.reactor.getThreadPool()
         return threads.deferToThreadPool(self.reactor, pool, fn, *args)
 
-    @routes.route(f"{PREFIX}/content/<string:namespace>/<string:digest>", "GET", scope="cas:read:{namespace}")
+    @routes.route(f"{PREFIX}/content/<string:namespace>/<string:digest>", "GET", scope="cas:read:{namespace}",
+                  api=_api("content", "An item's content",
+                           "The raw stored bytes (`offset`, or a `Range` header, answers 206 from there).",
+                           "Items", query=("offset",)))
     async def content(self, request, namespace, digest):
         """The raw stored bytes; ``Range: bytes=N-`` (or ``?offset=N``) answers 206 from ``N``
         with ``Content-Range``.  Streamed as read (cas/download.py), never held whole."""
@@ -332,7 +367,10 @@ class IsolateAPI:
         except ValueError as e:
             raise CASError(416, str(e), UNSATISFIABLE) from None
 
-    @routes.route(f"{PREFIX}/server_details", "POST", scope=PUBLIC)
+    @routes.route(f"{PREFIX}/server_details", "POST", scope=PUBLIC,
+                  api=_api("serverDetails", "Server details",
+                           "The server's version and how long an item lives after its last use.", "Server",
+                           input=ref.EMPTY, output=ref.SERVER))
     def server_details(self, request):
         """``{}`` -> ``{"server_version", "expiry_secs"}``: ``expiry_secs`` (an int64 string,
         an extra field that Isolate's clients ignore) is how long an item lives after its last

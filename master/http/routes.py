@@ -22,6 +22,15 @@ otherwise:
   ``AUDIT_BATCH_CALLS`` calls or ``AUDIT_BATCH_WINDOW_S`` seconds), for writes that come by
   the thousand (the store's items: content-addressed, verified, the same whoever sends them).
   The app's instance holds its ``audit_batch``.
+
+A route that belongs to a Taskcluster-style service also carries ``api=APIEntry(...)``: its
+function name, title, description, stability, query parameters and the names of its input and
+output schemas (in its service's ``SchemaRegistry``).  Its path must lie under
+``/api/<service>/v1/``, or under the table's ``api_base`` for an app that the web site mounts
+at ``/api/<service>/v1/`` (the Swarming API's ``/_ah/api/swarming/v1`` is served at
+``/api/tasks/v1`` too: www/site.py); that one declaration serves the route *and* makes its
+entry of the service's reference (master/http/references.py), so no second list of routes
+exists.
 """
 
 import functools
@@ -47,6 +56,33 @@ AUDIT_BATCH_CALLS = 1000  # successful calls summed into one audit row at most
 AUDIT_BATCH_WINDOW_S = 10.0  # a batch's row is written at most this long after its first call
 
 
+STABILITIES = ("deprecated", "experimental", "stable")
+
+
+@dataclass(frozen=True)
+class APIEntry:
+    """What a route adds to its service's Taskcluster-format API reference."""
+
+    service: str  # the serviceName: the route lives under /api/<service>/v1/
+    name: str  # the client's function name (camelCase, stable)
+    title: str
+    description: str
+    category: str
+    stability: str = "experimental"
+    query: tuple[str, ...] = ()  # optional query-string parameters
+    input: str | None = None  # a schema name in the service's SchemaRegistry
+    output: str | None = None  # a schema name (none for an answer that is not JSON)
+
+    def __post_init__(self):
+        if self.stability not in STABILITIES:
+            raise ValueError(f"{self.name}: stability must be one of {STABILITIES}")
+
+
+def api_prefix(service: str, version: str = "v1") -> str:
+    """Where a service's routes live: Taskcluster's ``/api/<service>/<version>``."""
+    return f"/api/{service}/{version}"
+
+
 @dataclass(frozen=True)
 class Route:
     """One declared route: who may call it."""
@@ -61,6 +97,8 @@ class Route:
     # A public route that checks its caller's credentials itself (the Auth API's test client):
     # the table does not identify the caller first (a failure would count as a failed login).
     identify: bool = True
+    api: APIEntry | None = None  # its entry in its service's API reference
+    api_path: str | None = None  # where Taskcluster's layout serves it: /api/<service>/v1/...
 
     @property
     def public(self) -> bool:
@@ -70,20 +108,30 @@ class Route:
 class RouteTable:
     """The routes of one klein app and the scopes they need."""
 
-    def __init__(self, app: Klein, surface: str):
+    def __init__(self, app: Klein, surface: str, api_base: str | None = None):
+        """``api_base``: the path in this app that the web site serves at ``/api/<service>/v1``
+        (None: the app's API routes are declared under ``/api/<service>/v1`` themselves)."""
         self.app = app
         self.surface = surface
+        self.api_base = api_base
         self.routes: list[Route] = []
 
     def route(self, path: str, method: str, *, scope: str,
               resolve: Callable[..., Awaitable[dict]] | None = None, audit: str | None = None,
-              identify: bool = True, **kwargs):
+              identify: bool = True, api: APIEntry | None = None, **kwargs):
         """Declare ``method path`` needing ``scope`` (a template over the route's arguments
         and ``resolve``'s answer), audited as ``audit`` says (a write's default:
-        ``AUDIT_EACH``); extra ``kwargs`` go to klein's ``app.route``.  ``identify=False``: a
-        public route that checks credentials itself."""
+        ``AUDIT_EACH``), described in its service's reference by ``api``; extra ``kwargs`` go
+        to klein's ``app.route``.  ``identify=False``: a public route that checks credentials
+        itself."""
         if not identify and scope != PUBLIC:
             raise ValueError(f"{path}: identify=False is for PUBLIC routes")
+        api_path = None
+        if api is not None:
+            base = api_prefix(api.service) if self.api_base is None else self.api_base
+            if not path.startswith(base + "/"):
+                raise ValueError(f"{path}: the API entry {api.name} must lie under {base}/")
+            api_path = api_prefix(api.service) + path.removeprefix(base)
         if method == ANY_METHOD and scope != PUBLIC:
             raise ValueError(f"{path}: a route taking any method must be PUBLIC (it delegates)")
         write = method not in READ_METHODS and method != ANY_METHOD
@@ -93,7 +141,7 @@ class RouteTable:
             raise ValueError(f"{path}: audit={audit!r} is for the writes of non-public routes "
                              f"(AUDIT_EACH, AUDIT_REFUSED or AUDIT_BATCHED)")
         endpoint = f"{method} {path}"
-        entry = Route(self.surface, method, path, scope, write, endpoint, audit, identify)
+        entry = Route(self.surface, method, path, scope, write, endpoint, audit, identify, api, api_path)
 
         def decorator(handler):
             @functools.wraps(handler)

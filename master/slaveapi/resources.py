@@ -33,10 +33,11 @@ from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_challenges, add_refusal_headers
 from buildfarm.master.http.limits import MAX_URL_INT
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES as MAX_BODY_BYTES
-from buildfarm.master.http.routes import RouteTable, request_identity
+from buildfarm.master.http.routes import APIEntry, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
 from buildfarm.master.http.site import SLAVEAPI_ERROR_NAMES as ERROR_NAMES
 from buildfarm.master.http.site import BodyRule, BoundedSite, slaveapi_error_body
+from buildfarm.master.slaveapi import apireference as ref
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
 from buildfarm.master.slaveapi.compat import (
     IGNORED_KEY,
@@ -69,11 +70,18 @@ class SlaveAPIError(Exception):
         self.user = user  # who was refused (403)
 
 
+def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
+         input: str | None = None, output: str | None = None) -> APIEntry:
+    """An entry of the ``slaveapi`` service's reference (slaveapi/apireference.py)."""
+    return APIEntry(ref.SERVICE_NAME, name, title, description, category, query=query, input=input,
+                    output=output)
+
+
 class SlaveAPI:
     """The SlaveAPI resources of one ``ActionRunner``."""
 
     app = bounded_klein()
-    routes = RouteTable(app, "slaveapi")
+    routes = RouteTable(app, "slaveapi", api_base="")  # also served at /api/slaveapi/v1 (www/site.py)
 
     def __init__(self, runner):
         self.runner = runner
@@ -132,17 +140,23 @@ class SlaveAPI:
 
     # -- routes ----------------------------------------------------------------------------
 
-    @routes.route("/results", "GET", scope=READ_SCOPE)
+    @routes.route("/results", "GET", scope=READ_SCOPE, api=_api(
+        "results", "Every result", "Every action's results: `{slave: {action: {requestid: result}}}`.",
+        "Results", output=ref.RESULTS))
     async def results(self, request):
         return _json(request, dictify_results(await self.runner.results()))
 
-    @routes.route("/audit", "GET", scope=READ_SCOPE)
+    @routes.route("/audit", "GET", scope=READ_SCOPE, api=_api(
+        "audit", "The audit", "Who asked for what, newest first (`slave` filters, `limit` bounds).",
+        "Results", query=("slave", "limit"), output=ref.AUDIT))
     async def audit(self, request):
         limit = _int_arg(request, "limit", DEFAULT_AUDIT_LIMIT)
         rows = await self.master.db.slaveapi.get_audit(_arg(request, "slave"), limit=limit)
         return _json(request, {"audit": rows})
 
-    @routes.route("/slaves", "GET", scope=READ_SCOPE)
+    @routes.route("/slaves", "GET", scope=READ_SCOPE, api=_api(
+        "listSlaves", "List slaves", "Every slave the SlaveAPI knows; the query filters them.", "Slaves",
+        query=("purpose", "environment", "pool", "enabled", "master"), output=ref.SLAVES))
     async def slaves(self, request):
         try:
             filters = SlaveFilters.from_args(request.args)
@@ -174,7 +188,9 @@ class SlaveAPI:
             "disabled_reason": settings["disabled_reason"],
         }
 
-    @routes.route("/slaves/<string:slave>", "GET", scope=READ_SCOPE)
+    @routes.route("/slaves/<string:slave>", "GET", scope=READ_SCOPE, api=_api(
+        "slave", "Get a slave", "One slave: settings, connection, recent jobs, channels.", "Slaves",
+        output=ref.SLAVE_RESPONSE))
     async def slave(self, request, slave):
         await self._known_slave(slave)
         db = self.master.db
@@ -225,7 +241,9 @@ class SlaveAPI:
         number = port.split(":")[1] if port and port.startswith("tcp:") else None
         return f"http://{socket.gethostname()}:{number}/" if number and number.isdigit() else None
 
-    @routes.route("/slaves/<string:slave>/actions/<string:action>", "GET", scope=READ_SCOPE)
+    @routes.route("/slaves/<string:slave>/actions/<string:action>", "GET", scope=READ_SCOPE, api=_api(
+        "actionResults", "Results of an action", "The result `requestid`; without it, every result of "
+        "the action on the slave.", "Actions", query=("requestid",), output=ref.ACTION_RESULTS))
     async def action_results(self, request, slave, action):
         """One result by ``requestid``; without one, or when it is not a request of this action
         on this slave, the whole history ``{<action's real name>: {requestid: result}}``, as the
@@ -246,7 +264,10 @@ class SlaveAPI:
         return {"action": chosen.name if chosen else action}
 
     @routes.route("/slaves/<string:slave>/actions/<string:action>", "POST",
-                  scope="slaveapi:{action}:{slave}", resolve=_canonical_action)
+                  scope="slaveapi:{action}:{slave}", resolve=_canonical_action, api=_api(
+                      "doAction", "Do an action", "Queue the action on the slave and wait up to "
+                      "`waittime` seconds: 200 with its result once it finished, 202 while it runs.",
+                      "Actions", query=("waittime",), input=ref.ACTION_REQUEST, output=ref.ACTION_RESPONSE))
     async def do_action(self, request, slave, action):
         account = request_identity(request)
         chosen = self._action(action)

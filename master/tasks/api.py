@@ -32,8 +32,9 @@ from buildfarm.master.http.endpoints import (
     EndpointsError,
     add_endpoints_error_handlers,
 )
-from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
+from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
+from buildfarm.master.tasks import apireference as ref
 from buildfarm.master.tasks import ids, records
 from buildfarm.master.tasks.dimensions import POOL_KEY
 from buildfarm.master.tasks.interfaces import UnknownBot, UnknownTask
@@ -109,12 +110,19 @@ class CursorSigner:
         return position
 
 
+def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
+         input: str | None = None, output: str | None = None) -> APIEntry:
+    """An entry of the ``tasks`` service's reference (tasks/apireference.py)."""
+    return APIEntry(ref.SERVICE_NAME, name, title, description, category, query=query, input=input,
+                    output=output)
+
+
 class SwarmingAPI:
     """The Swarming v1 API; ``master`` gives ``auth``, ``db`` and ``tasks``, the engine that runs
     the tasks (an ``ITaskEngine``, or None before there is one: cancel and terminate answer 503)."""
 
     app = bounded_klein()
-    routes = RouteTable(app, "swarming")
+    routes = RouteTable(app, "swarming", api_base=PREFIX)  # also served at /api/tasks/v1 (www/site.py)
 
     def __init__(self, master, reactor, random_bits=None, cursor_key: bytes | None = None):
         self.master = master
@@ -194,7 +202,11 @@ class SwarmingAPI:
             request._swarming_request = cached
         return cached
 
-    @routes.route(f"{PREFIX}/tasks/new", "POST", scope="tasks:create:{pool}", resolve=_new_request_pool)
+    @routes.route(f"{PREFIX}/tasks/new", "POST", scope="tasks:create:{pool}", resolve=_new_request_pool,
+                  api=_api("newTask", "Trigger a task",
+                           "A Swarming NewTaskRequest; answers the task id, its request and result (the "
+                           "same `request_uuid` from the same user answers the first task).", "Tasks",
+                           input=ref.NEW_TASK, output=ref.TASK_METADATA))
     async def tasks_new(self, request):
         """A Swarming ``NewTaskRequest`` -> ``{task_id, request, task_result}`` (the result as
         the engine decided it: PENDING, deduplicated, or NO_RESOURCE); the same
@@ -258,18 +270,26 @@ class SwarmingAPI:
                                     "notFound")
         return stored, result, run
 
-    @routes.route(f"{PREFIX}/task/<string:task_id>/result", "GET", scope="tasks:read")
+    @routes.route(f"{PREFIX}/task/<string:task_id>/result", "GET", scope="tasks:read",
+                  api=_api("taskResult", "A task's result",
+                           "The TaskResult of a task (or of one try, by its run id).", "Tasks",
+                           query=("include_performance_stats",), output=ref.TASK_RESULT_RESPONSE))
     async def task_result(self, request, task_id):
         """A TaskResult (``?include_performance_stats=true`` is accepted: none are kept)."""
         stored, result, run = await self._result(task_id)
         return self._json(request, records.result_to_json(stored, result, run))
 
-    @routes.route(f"{PREFIX}/task/<string:task_id>/request", "GET", scope="tasks:read")
+    @routes.route(f"{PREFIX}/task/<string:task_id>/request", "GET", scope="tasks:read",
+                  api=_api("taskRequest", "A task's request", "The TaskRequest of a task.", "Tasks",
+                           output=ref.TASK_REQUEST_RESPONSE))
     async def task_request(self, request, task_id):
         """The TaskRequest (secret bytes shown as ``<REDACTED>``)."""
         return self._json(request, self._request_json(await self._stored(task_id)))
 
-    @routes.route(f"{PREFIX}/task/<string:task_id>/stdout", "GET", scope="tasks:read")
+    @routes.route(f"{PREFIX}/task/<string:task_id>/stdout", "GET", scope="tasks:read",
+                  api=_api("taskStdout", "A task's output",
+                           "`length` bytes of its output from `offset`, and its state.", "Tasks",
+                           query=("offset", "length"), output=ref.STDOUT))
     async def task_stdout(self, request, task_id):
         """``{output, state}``: the output as plain UTF-8 text (v1: not base64), of the named
         try or of the task's last one (a deduplicated task's: its twin's), from ``?offset`` for
@@ -290,7 +310,10 @@ class SwarmingAPI:
         return self._json(request, {"output": output.decode("utf-8", "replace"), "state": source["state"]})
 
     @routes.route(f"{PREFIX}/task/<string:task_id>/cancel", "POST", scope="tasks:cancel:{pool}",
-                  resolve=_task_pool)
+                  resolve=_task_pool,
+                  api=_api("cancelTask", "Cancel a task",
+                           "Cancel a pending task; `kill_running` also kills a running one.", "Tasks",
+                           input=ref.CANCEL, output=ref.CANCELED))
     async def task_cancel(self, request, task_id):
         """``{kill_running}`` -> ``{ok, was_running}``: a pending task ends CANCELED; a running
         one is killed only with ``kill_running``."""
@@ -342,7 +365,10 @@ class SwarmingAPI:
             page["cursor"] = self.cursors.issue(kind, [last[query.sort], last["request_id"]])
         return tasks, page
 
-    @routes.route(f"{PREFIX}/tasks/list", "GET", scope="tasks:read")
+    @routes.route(f"{PREFIX}/tasks/list", "GET", scope="tasks:read",
+                  api=_api("listTasks", "List tasks",
+                           "TaskResults, newest first, with their filters; paged with `cursor`.", "Tasks",
+                           query=ref.LIST_QUERY, output=ref.LIST_TASKS))
     async def tasks_list(self, request):
         """``{items: [TaskResult], cursor?, now}``, newest first; filters ``state``, ``tags``
         (all of them), ``start``/``end`` (epoch seconds of creation), ``sort``, ``limit``."""
@@ -350,20 +376,29 @@ class SwarmingAPI:
         items = [records.result_to_json(t, t) for t in tasks]
         return self._json(request, {"items": items, **page})
 
-    @routes.route(f"{PREFIX}/tasks/requests", "GET", scope="tasks:read")
+    @routes.route(f"{PREFIX}/tasks/requests", "GET", scope="tasks:read",
+                  api=_api("listTaskRequests", "List task requests",
+                           "TaskRequests with the filters of `listTasks`; paged with `cursor`.", "Tasks",
+                           query=ref.LIST_QUERY, output=ref.LIST_REQUESTS))
     async def tasks_requests(self, request):
         """``{items: [TaskRequest], cursor?, now}`` with the filters of ``tasks/list``."""
         tasks, page = await self._page(request, "requests")
         items = [self._request_json({**t, "secrets": {}}) for t in tasks]
         return self._json(request, {"items": items, **page})
 
-    @routes.route(f"{PREFIX}/tasks/count", "GET", scope="tasks:read")
+    @routes.route(f"{PREFIX}/tasks/count", "GET", scope="tasks:read",
+                  api=_api("countTasks", "Count tasks", "How many tasks match the filters.", "Tasks",
+                           query=("state", "tags", "start", "end"), output=ref.COUNT))
     async def tasks_count(self, request):
         """``{count, now}`` (int64 as a string) with the filters of ``tasks/list``."""
         count = await self.db.count_tasks(self._query(request, "count"))
         return self._json(request, {"count": str(count), "now": self._now()})
 
-    @routes.route(f"{PREFIX}/tasks/cancel", "POST", scope="tasks:cancel:{pool}", resolve=_tags_pool)
+    @routes.route(f"{PREFIX}/tasks/cancel", "POST", scope="tasks:cancel:{pool}", resolve=_tags_pool,
+                  api=_api("cancelTasks", "Cancel tasks by tags",
+                           "Cancel up to `limit` pending (with `kill_running`, also running) tasks "
+                           "carrying every tag (exactly one `pool:`).", "Tasks", input=ref.TASKS_CANCEL,
+                           output=ref.TASKS_CANCELED))
     async def tasks_cancel(self, request):
         """``{tags, kill_running?, limit?, start?, end?}`` (tags with exactly one ``pool:``)
         -> ``{matched, now}``: cancels up to ``limit`` pending (and, with ``kill_running``,
@@ -439,7 +474,10 @@ class SwarmingAPI:
 
         return keep
 
-    @routes.route(f"{PREFIX}/bots/list", "GET", scope="bots:read")
+    @routes.route(f"{PREFIX}/bots/list", "GET", scope="bots:read",
+                  api=_api("listBots", "List bots",
+                           "BotInfos by name, with their filters; paged with `cursor`.", "Bots",
+                           query=(*ref.BOT_FILTERS, "limit", "cursor"), output=ref.LIST_BOTS))
     async def bots_list(self, request):
         """``{items: [BotInfo], cursor?, now, death_timeout}`` by name; filters
         ``dimensions=k:v`` (all of them), ``is_dead``, ``is_busy``, ``quarantined``,
@@ -455,7 +493,10 @@ class SwarmingAPI:
             page["cursor"] = self.cursors.issue("bots", bots[-1]["name"])
         return self._json(request, {"items": [self._bot_json(b) for b in bots], **page})
 
-    @routes.route(f"{PREFIX}/bots/count", "GET", scope="bots:read")
+    @routes.route(f"{PREFIX}/bots/count", "GET", scope="bots:read",
+                  api=_api("countBots", "Count bots",
+                           "How many bots match, busy, dead, quarantined, in maintenance.", "Bots",
+                           query=("dimensions",), output=ref.BOTS_COUNT))
     async def bots_count(self, request):
         """``{count, busy, dead, quarantined, maintenance, now}`` of the bots with ``dimensions=k:v``."""
         keep = self._bot_filter(request)
@@ -466,7 +507,10 @@ class SwarmingAPI:
             "quarantined": str(sum(b["quarantined"] is not None for b in bots)),
             "maintenance": str(sum(b["maintenance"] is not None for b in bots)), "now": self._now()})
 
-    @routes.route(f"{PREFIX}/bots/dimensions", "GET", scope="bots:read")
+    @routes.route(f"{PREFIX}/bots/dimensions", "GET", scope="bots:read",
+                  api=_api("botsDimensions", "Bots' dimensions",
+                           "Every dimension of the bots (of one `pool`).", "Bots", query=("pool",),
+                           output=ref.DIMENSIONS))
     async def bots_dimensions(self, request):
         """``{bots_dimensions: [{key, value: [..]}], ts}``: every value of every key the bots
         (of ``?pool=`` only, when given) have."""
@@ -480,12 +524,17 @@ class SwarmingAPI:
         dimensions = [{"key": k, "value": sorted(v)} for k, v in sorted(values.items())]
         return self._json(request, {"bots_dimensions": dimensions, "ts": self._now()})
 
-    @routes.route(f"{PREFIX}/bot/<string:bot_id>/get", "GET", scope="bots:read")
+    @routes.route(f"{PREFIX}/bot/<string:bot_id>/get", "GET", scope="bots:read",
+                  api=_api("bot", "A bot", "One BotInfo.", "Bots", output=ref.BOT_RESPONSE))
     async def bot_get(self, request, bot_id):
         """The BotInfo of ``bot_id``; 404 when unknown."""
         return self._json(request, self._bot_json(await self._bot(bot_id)))
 
-    @routes.route(f"{PREFIX}/bot/<string:bot_id>/tasks", "GET", scope="tasks:read")
+    @routes.route(f"{PREFIX}/bot/<string:bot_id>/tasks", "GET", scope="tasks:read",
+                  api=_api("listBotTasks", "A bot's tasks",
+                           "The tries a bot ran, newest first; paged with `cursor`.", "Bots",
+                           query=("state", "start", "end", "sort", "limit", "cursor"),
+                           output=ref.BOT_TASKS))
     async def bot_tasks(self, request, bot_id):
         """``{items: [TaskResult of each try], cursor?, now}``: what the bot ran, newest first."""
         limit = _limit(request)
@@ -510,7 +559,10 @@ class SwarmingAPI:
         return self._json(request, {"items": items, **page})
 
     @routes.route(f"{PREFIX}/bot/<string:bot_id>/terminate", "POST", scope="bots:terminate:{pool}",
-                  resolve=_bot_pool)
+                  resolve=_bot_pool,
+                  api=_api("terminateBot", "Terminate a bot",
+                           "Ask the bot to stop, as a recorded termination task (its id).", "Bots",
+                           input=ref.EMPTY, output=ref.TERMINATED))
     async def bot_terminate(self, request, bot_id):
         """``{}`` -> ``{task_id}``: the slave shuts down gracefully once its current work ends
         (through the engine, as the SlaveAPI's shutdown); ``task_id`` names the request."""
@@ -521,7 +573,9 @@ class SwarmingAPI:
         return self._json(request, {"task_id": task_id})
 
     @routes.route(f"{PREFIX}/bot/<string:bot_id>/delete", "POST", scope="bots:terminate:{pool}",
-                  resolve=_bot_pool)
+                  resolve=_bot_pool,
+                  api=_api("deleteBot", "Delete a bot", "Forget a bot that is not attached.", "Bots",
+                           input=ref.EMPTY, output=ref.DELETED))
     async def bot_delete(self, request, bot_id):
         """``{}`` -> ``{deleted: true}``: forget the bot (it comes back when the slave is seen)."""
         return self._json(request, {"deleted": await self.db.delete_bot(bot_id)})
@@ -541,7 +595,9 @@ class SwarmingAPI:
         """Swarming v1's discovery document (``discovery_document``)."""
         return self._json(request, discovery_document(_base_url(request)))
 
-    @routes.route(f"{PREFIX}/server/details", "GET", scope=PUBLIC)
+    @routes.route(f"{PREFIX}/server/details", "GET", scope=PUBLIC,
+                  api=_api("serverDetails", "Server details", "The server's version.", "Server",
+                           output=ref.SERVER))
     def server_details(self, request):
         """``{server_version, bot_version, ...}``."""
         return self._json(request, {"server_version": f"buildfarm-{VERSION}", "bot_version": VERSION,

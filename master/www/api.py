@@ -18,13 +18,15 @@ from buildfarm.master.auth.identity import AuthError
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_refusal_headers
 from buildfarm.master.http.flow import send_text
-from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, RouteTable, request_identity
+from buildfarm.master.http.references import APIService, UnknownService
+from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, APIEntry, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
-from buildfarm.master.www import apidata, changesources
+from buildfarm.master.www import apidata, apireference, changesources
 from buildfarm.master.www.apidata import with_result_name
+from buildfarm.master.www.apireference import BUILDFARM, PAGED_QUERY
 from buildfarm.master.www.interfaces import IWebMaster
 from buildfarm.master.www.paging import (
     BadParameter,
@@ -58,6 +60,25 @@ NO_ROW_ID = -1
 ENDPOINTS = ("/api/v1/overview", "/api/v1/builders", "/api/v1/buildrequests", "/api/v1/builds",
              "/api/v1/changes", "/api/v1/changesources", "/api/v1/slaves", "/api/v1/logs/<logid>",
              "/api/v1/audit", "/metrics")
+BUILDFARM_API = BUILDFARM.prefix  # /api/buildfarm/v1: the same data in Taskcluster's layout
+CONTINUATION = "continuationToken"
+
+
+def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
+         input: str | None = None, output: str | None = None, stability: str = "experimental") -> APIEntry:
+    """An entry of the ``buildfarm`` service's reference (www/apireference.py)."""
+    return APIEntry(BUILDFARM.name, name, title, description, category, stability, query, input, output)
+
+
+def _root_url(request) -> str:
+    """The URL the caller reached this master at (its Host header), when no
+    ``c['buildbotURL']`` says it."""
+    host = (request.getHeader(b"host") or b"localhost").decode("ascii", "replace")
+    return f"{'https' if request.isSecure() else 'http'}://{host}"
+
+
+def _under_buildfarm_api(request) -> bool:
+    return request.path.startswith(BUILDFARM_API.encode() + b"/")
 
 
 class APIError(Exception):
@@ -134,14 +155,24 @@ class JSONAPI:
 
     @staticmethod
     def _args(request) -> dict[str, str]:
-        """The query parameters, ``{name: last value}``."""
-        return {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
+        """The query parameters, ``{name: last value}``; under ``/api/buildfarm/v1/`` a
+        ``continuationToken`` (the offset of the next item, as the previous page answered)
+        stands for ``offset``."""
+        args = {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
                 for k, v in (request.args or {}).items() if v}
+        if CONTINUATION in args and _under_buildfarm_api(request):
+            args["offset"] = str(parse_int(args, CONTINUATION, 0))
+            del args[CONTINUATION]
+        return args
 
     def _page_of(self, request, key: str, items: list, total: int, page: Page) -> bytes:
-        """The answer of a list endpoint: ``{key: items, "meta": {total, limit, offset, next}}``."""
+        """The answer of a list endpoint: ``{key: items, "meta": {total, limit, offset, next}}``,
+        plus, under ``/api/buildfarm/v1/``, ``continuationToken`` while more items follow."""
         meta = page.meta(total, request.path.decode("utf-8", "replace"), self._args(request))
-        return self._json(request, {key: items, "meta": meta})
+        body = {key: items, "meta": meta}
+        if _under_buildfarm_api(request) and page.offset + page.limit < total:
+            body[CONTINUATION] = str(page.offset + page.limit)
+        return self._json(request, body)
 
     async def _builder_id(self, name: str, field: str | None = None) -> int:
         """The id of a builder the configuration or the database knows (404 otherwise)."""
@@ -185,6 +216,48 @@ class JSONAPI:
             "endpoints": list(ENDPOINTS),
         })
 
+    # -- references (Taskcluster's layout: docs/taskcluster.md) -----------------------------
+
+    @routes.route("/references/manifest.json", "GET", scope=PUBLIC)
+    def references_manifest(self, request):
+        """The URL of every service's reference."""
+        root_url = self.master.config.buildbot_url or _root_url(request)
+        return self._json(request, self.master.api_catalog.manifest(root_url))
+
+    @routes.route("/references/<string:service>/v1/api.json", "GET", scope=PUBLIC)
+    def api_reference(self, request, service):
+        """A service's API reference, made from its route declarations."""
+        return self._json(request, self.master.api_catalog.reference(self._service(service).name))
+
+    @routes.route("/schemas/<string:service>/v1/<string:name>.json", "GET", scope=PUBLIC)
+    def api_schema(self, request, service, name):
+        """One JSON schema of a service's inputs and outputs."""
+        document = self._service(service).schemas.document(name)
+        if document is None:
+            raise APIError(404, f"service {service!r} has no schema {name!r}")
+        return self._json(request, document)
+
+    def _service(self, name: str) -> APIService:
+        try:
+            return self.master.api_catalog.service(name)
+        except UnknownService:
+            raise APIError(404, f"no service named {name!r}") from None
+
+    @routes.route(f"{BUILDFARM_API}/ping", "GET", scope=PUBLIC, api=_api(
+        "ping", "Ping", "Answers `{\"alive\": true}` while the master serves.", "Monitoring",
+        output=apireference.PING))
+    def ping(self, request):
+        return self._json(request, {"alive": True})
+
+    @routes.route(f"{BUILDFARM_API}/builders", "GET", scope="builds:read", api=_api(
+        "listBuilders", "List builders", "The configured builders, paged with `continuationToken`.",
+        "Builders", query=PAGED_QUERY, output=apireference.LIST_BUILDERS))
+    def list_builders(self, request):
+        args = self._args(request)
+        page = parse_page(args)
+        builders = [apidata.builder_summary(b) for b in self.master.botmaster.builders.values()]
+        return self._page_of(request, "builders", page.slice(builders), len(builders), page)
+
     @routes.route("/api/v1/auth/whoami", "GET", scope=PUBLIC)
     async def whoami(self, request):
         """The caller: user, how it authenticated, roles, scopes and where each comes from."""
@@ -201,6 +274,9 @@ class JSONAPI:
                                                  self.master.botmaster.builders.values()]})
 
     @routes.route("/api/v1/builders/<string:name>", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/builders/<string:name>", "GET", scope="builds:read", api=_api(
+        "builder", "Get a builder", "A builder: its slaves, force form, running and last builds.",
+        "Builders", output=apireference.BUILDER_RESPONSE))
     async def builder(self, request, name):
         return self._json(request, await apidata.builder_detail(self.master, self._configured_builder(name)))
 
@@ -211,11 +287,19 @@ class JSONAPI:
         return builder
 
     @routes.route("/api/v1/builders/<string:name>/builds", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/builders/<string:name>/builds", "GET", scope="builds:read", api=_api(
+        "listBuilderBuilds", "List a builder's builds", "The builds of one builder, newest first; "
+        "`slave`, `result` and `complete` filter them.", "Builds",
+        query=("slave", "result", "complete", *PAGED_QUERY), output=apireference.LIST_BUILDS))
     async def builder_builds(self, request, name):
         builderid = await self._builder_id(name)
         return await self._builds_page(request, {"builderid": builderid}, ("slave",))
 
     @routes.route("/api/v1/builders/<string:name>/force", "POST", scope="builds:force:{name}")
+    @routes.route(f"{BUILDFARM_API}/builders/<string:name>/force", "POST", scope="builds:force:{name}",
+                  api=_api("forceBuild", "Force a build", "Ask for a build of the builder now (its "
+                           "force scheduler's parameters as `properties`); answers the build request's id.",
+                           "Builders", input=apireference.FORCE_REQUEST, output=apireference.FORCE_RESPONSE))
     async def force(self, request, name):
         body = self._json_body(request)
         unknown = sorted(set(body) - FORCE_FIELDS)
@@ -288,6 +372,11 @@ class JSONAPI:
 
     @routes.route("/api/v1/buildrequests/<int:brid>/cancel", "POST", scope="builds:cancel:{builder}",
                   resolve=_request_builder)
+    @routes.route(f"{BUILDFARM_API}/buildrequests/<int:brid>/cancel", "POST", scope="builds:cancel:{builder}",
+                  resolve=_request_builder, api=_api(
+                      "cancelBuildRequest", "Cancel a build request", "Cancel a request no build "
+                      "took yet (409 once it runs: stop its build).", "Build requests",
+                      input=apireference.EMPTY_REQUEST, output=apireference.BUILD_REQUEST_RESPONSE))
     async def cancel_buildrequest(self, request, brid):
         db = self.master.db
         if await db.buildrequests.get(brid) is None:
@@ -344,6 +433,10 @@ class JSONAPI:
                           200 if finished else 202)
 
     @routes.route("/api/v1/buildrequests", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/buildrequests", "GET", scope="builds:read", api=_api(
+        "listBuildRequests", "List build requests", "Build requests, newest first; `builder`, "
+        "`result` and `complete` filter them.", "Build requests",
+        query=("builder", "result", "complete", *PAGED_QUERY), output=apireference.LIST_BUILD_REQUESTS))
     async def buildrequests(self, request):
         args = self._args(request)
         page = parse_page(args)
@@ -356,6 +449,9 @@ class JSONAPI:
         return self._page_of(request, "buildrequests", [with_result_name(r) for r in rows], total, page)
 
     @routes.route("/api/v1/buildrequests/<int:brid>", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/buildrequests/<int:brid>", "GET", scope="builds:read", api=_api(
+        "buildRequest", "Get a build request", "One build request.", "Build requests",
+        output=apireference.BUILD_REQUEST_RESPONSE))
     async def buildrequest(self, request, brid):
         row = await self.master.db.buildrequests.get(brid)
         if row is None:
@@ -363,6 +459,10 @@ class JSONAPI:
         return self._json(request, with_result_name(row))
 
     @routes.route("/api/v1/builds", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/builds", "GET", scope="builds:read", api=_api(
+        "listBuilds", "List builds", "Builds, newest first; `builder`, `slave`, `result` and `complete` "
+        "filter them.", "Builds", query=("builder", "slave", "result", "complete", *PAGED_QUERY),
+        output=apireference.LIST_BUILDS))
     async def builds(self, request):
         return await self._builds_page(request, {}, ("builder", "slave"))
 
@@ -378,6 +478,9 @@ class JSONAPI:
                              total, page)
 
     @routes.route("/api/v1/builds/<int:buildid>", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/builds/<int:buildid>", "GET", scope="builds:read", api=_api(
+        "build", "Get a build", "A build with its steps and each step's logs (their `logid`).", "Builds",
+        output=apireference.BUILD_RESPONSE))
     async def build(self, request, buildid):
         build = await self.master.db.builds.get(buildid)
         if build is None:
@@ -386,6 +489,10 @@ class JSONAPI:
 
     @routes.route("/api/v1/builds/<int:buildid>/stop", "POST", scope="builds:stop:{builder}",
                   resolve=_build_builder)
+    @routes.route(f"{BUILDFARM_API}/builds/<int:buildid>/stop", "POST", scope="builds:stop:{builder}",
+                  resolve=_build_builder, api=_api(
+                      "stopBuild", "Stop a build", "Stop a running build (409 when it is not running).",
+                      "Builds", input=apireference.STOP_REQUEST, output=apireference.STOP_RESPONSE))
     async def stop_build(self, request, buildid):
         body = self._json_body(request)
         unknown = sorted(set(body) - STOP_FIELDS)
@@ -404,6 +511,12 @@ class JSONAPI:
 
     @routes.route("/api/v1/builds/<int:buildid>/steps/<int:number>/logs/<string:logname>", "GET",
                   scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/builds/<int:buildid>/steps/<int:number>/logs/<string:logname>", "GET",
+                  scope="builds:read", api=_api(
+                      "buildLog", "Get a step's log", "A log of a build's step (by its name or slug) as "
+                      "text/plain, whole (no output schema: the client answers "
+                      "`{\"response\": <requests.Response>}`).",
+                      "Logs"))
     async def log_text(self, request, buildid, number, logname):
         """The whole log as text, read from the database in batches of lines."""
         db = self.master.db
@@ -425,6 +538,10 @@ class JSONAPI:
         return entry
 
     @routes.route("/api/v1/logs/<int:logid>", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/logs/<int:logid>", "GET", scope="builds:read", api=_api(
+        "logLines", "Get lines of a log", f"Lines `offset` .. `offset + limit - 1` of a log (numbered "
+        f"from 0; `limit` at most {LOG_LINES_MAX}) as JSON.", "Logs", query=("offset", "limit"),
+        output=apireference.LOG_LINES))
     async def log_lines(self, request, logid):
         """Lines ``offset`` .. ``offset + limit - 1`` of a log (numbered from 0) as JSON."""
         args = self._args(request)
@@ -477,6 +594,10 @@ class JSONAPI:
         return self.master.slaveapi.resource()
 
     @routes.route("/api/v1/slaves/<string:name>/shutdown", "POST", scope="slaves:shutdown:{name}")
+    @routes.route(f"{BUILDFARM_API}/slaves/<string:name>/shutdown", "POST", scope="slaves:shutdown:{name}",
+                  api=_api("shutdownSlave", "Shut a slave down", "Ask an attached slave to shut down "
+                           "once its builds end.", "Slaves", input=apireference.EMPTY_REQUEST,
+                           output=apireference.SHUTDOWN_RESPONSE))
     def shutdown_slave(self, request, name):
         if name not in self.master.config.slaves:
             raise APIError(404, f"no slave named {name!r}")
@@ -487,6 +608,9 @@ class JSONAPI:
                                     "running_builds": self.master.botmaster.builds_running_on(slave)})
 
     @routes.route("/api/v1/slaves", "GET", scope="slaves:read")
+    @routes.route(f"{BUILDFARM_API}/slaves", "GET", scope="slaves:read", api=_api(
+        "listSlaves", "List slaves", "Configured and attached slaves; `state` and `builder` filter them.",
+        "Slaves", query=("state", "builder", *PAGED_QUERY), output=apireference.LIST_SLAVES))
     async def slaves(self, request):
         args = self._args(request)
         page = parse_page(args)
@@ -500,6 +624,9 @@ class JSONAPI:
         return self._page_of(request, "slaves", shown, len(slaves), page)
 
     @routes.route("/api/v1/slaves/<string:name>", "GET", scope="slaves:read")
+    @routes.route(f"{BUILDFARM_API}/slaves/<string:name>", "GET", scope="slaves:read", api=_api(
+        "slave", "Get a slave", "One slave: its state, builders and builds.", "Slaves",
+        output=apireference.SLAVE_RESPONSE))
     async def slave(self, request, name):
         detail = await apidata.slave_detail(self.master, name, request_identity(request).may)
         if detail is None:

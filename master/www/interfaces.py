@@ -45,3 +45,6 @@ class IWebMaster(IHTTPMaster):
     tasks = Attribute("The task engine (``ITaskEngine``: ``submitted``, ``cancel``, ``terminate_bot``), "
                       "or None while there is none: the Swarming API (tasks/api.py) calls it.")
     logbus = Attribute("The master's ``LogBus``: live log lines of the builds this master runs.")
+    api_catalog = Attribute(
+        "The services served in Taskcluster's layout (an ``APICatalog``, master/apicatalog.py): "
+        "``service(name)``, ``reference(name)``, ``manifest(root_url)`` answer /references/ and /schemas/.")

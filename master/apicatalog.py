@@ -1,0 +1,18 @@
+"""The services the master serves in Taskcluster's layout (docs/taskcluster.md): each one's
+name, title, description and schemas, and the route tables whose declarations make its
+reference.  ``BuildMaster`` hands ``CATALOG`` to the web side as ``master.api_catalog``
+(www/interfaces.py): www may not import the SlaveAPI, whose routes are one of the tables.
+"""
+
+from buildfarm.master.cas.api import IsolateAPI
+from buildfarm.master.cas.apireference import CAS
+from buildfarm.master.http.references import APICatalog
+from buildfarm.master.slaveapi.apireference import SLAVEAPI
+from buildfarm.master.slaveapi.resources import SlaveAPI
+from buildfarm.master.tasks.api import SwarmingAPI
+from buildfarm.master.tasks.apireference import TASKS
+from buildfarm.master.www.api import JSONAPI
+from buildfarm.master.www.apireference import BUILDFARM
+
+CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS),
+                     tables=(JSONAPI.routes, SlaveAPI.routes, SwarmingAPI.routes, IsolateAPI.routes))
