@@ -4,6 +4,8 @@ reference.  ``BuildMaster`` hands ``CATALOG`` to the web side as ``master.api_ca
 (www/interfaces.py): www may not import the SlaveAPI, whose routes are one of the tables.
 """
 
+from buildfarm.master.authapi.api import AuthAPI
+from buildfarm.master.authapi.apireference import AUTH
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.apireference import CAS
 from buildfarm.master.http.references import APICatalog
@@ -14,5 +16,6 @@ from buildfarm.master.tasks.apireference import TASKS
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.apireference import BUILDFARM
 
-CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS),
-                     tables=(JSONAPI.routes, SlaveAPI.routes, SwarmingAPI.routes, IsolateAPI.routes))
+CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS, AUTH),
+                     tables=(JSONAPI.routes, SlaveAPI.routes, SwarmingAPI.routes, IsolateAPI.routes,
+                             AuthAPI.routes))

@@ -45,7 +45,7 @@ from buildfarm.master.auth.identity import (
 )
 from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
 from buildfarm.master.auth.roles import RoleStore
-from buildfarm.master.auth.scopes import Expression, describe
+from buildfarm.master.auth.scopes import ExpansionTooLarge, Expression, describe
 from buildfarm.master.auth.sessions import COOKIE_NAME, Session, SessionStore
 from buildfarm.master.auth.users import Account
 from buildfarm.master.auth.webusers import MAX_REMOTE_ACCOUNTS, WebAuth
@@ -244,6 +244,8 @@ class AuthService(service.Service):
                 except Limited:
                     pass
             raise AuthError(401, str(e), reason=e.reason) from None
+        except ExpansionTooLarge as e:  # the client's scopes, through today's roles
+            raise unexpandable(named[0] if named else "this client", e) from None
         self.login_limiter.succeeded(named[0] if named else None, peer)
         source = HAWK_SOURCE if caller.issuer is None else f"temporary credentials issued by {caller.issuer}"
         account = Account(caller.client_id, list(caller.scopes), source=source)
@@ -282,13 +284,18 @@ class AuthService(service.Service):
 
     def describe(self, identity: Identity) -> dict:
         """``GET /api/v1/auth/whoami``: the caller, how it authenticated, its roles and scopes,
-        and where each scope comes from."""
+        and where each scope comes from; ``expanded_scopes``: every scope it holds, expanded
+        through the roles (``assume:<role>``)."""
         account = identity.account
         scopes = [{"scope": s, "origin": "anonymous scopes (c['www']['anonymous_scopes'] or the default)"}
                   for s in self.anonymous_scopes]
+        try:
+            expanded = identity.scopes  # what it holds: its own and the anonymous ones, through the roles
+        except ExpansionTooLarge as e:
+            raise unexpandable(identity.name or "anonymous", e) from None
         if account is None:
             return {"user": None, "authenticated": False, "method": identity.method, "source": None,
-                    "roles": [], "scopes": scopes, "owner_scopes": []}
+                    "roles": [], "scopes": scopes, "owner_scopes": [], "expanded_scopes": expanded}
         authz = self.web_auth.authz
         roles = sorted(authz.roles(account.details)) if authz is not None and account.details else []
         mine = [{"scope": s, "origin": account.origin_of(s)} for s in account.scopes]
@@ -296,7 +303,8 @@ class AuthService(service.Service):
         return {"user": account.name, "authenticated": True, "method": identity.method,
                 "source": account.source, "roles": roles,
                 "scopes": mine + [s for s in scopes if s["scope"] not in held],
-                "owner_scopes": [{"scope": s, "origin": account.origin_of(s)} for s in account.owner_scopes]}
+                "owner_scopes": [{"scope": s, "origin": account.origin_of(s)} for s in account.owner_scopes],
+                "expanded_scopes": expanded}
 
     def anonymous(self) -> Identity:
         return Identity(None, NONE, self.anonymous_scopes, expand=self.roles.expand_now)
@@ -318,7 +326,10 @@ class AuthService(service.Service):
     def require(self, identity: Identity, required: Expression, owner: str | None = None) -> None:
         """``AuthError`` (401 for an anonymous caller, 403 otherwise) unless ``identity`` holds
         ``required`` (its scopes expanded through the roles)."""
-        lacking = identity.missing(required, owner)
+        try:
+            lacking = identity.missing(required, owner)
+        except ExpansionTooLarge as e:
+            raise unexpandable(identity.name or "anonymous", e) from None
         if lacking is None:
             return
         single = required if isinstance(required, str) else None
@@ -424,3 +435,10 @@ def csrf_token_of(request) -> str | None:
 
 def _csrf_matches(expected: str, given: str | None) -> bool:
     return bool(expected) and given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def unexpandable(who: str, error: ExpansionTooLarge) -> AuthError:
+    """The refusal of a caller whose scopes the roles expand past the limits (a chain of
+    parameterized roles fed a long scope): a 403 naming it, never a 500."""
+    return AuthError(403, f"the scopes of {who!r} cannot be expanded through the roles: {error}",
+                     user=None if who == "anonymous" else who)

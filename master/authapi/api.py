@@ -36,10 +36,11 @@ from buildfarm.master.auth.scopes import (
     normalize,
 )
 from buildfarm.master.auth.users import Account
+from buildfarm.master.authapi import apireference as ref
 from buildfarm.master.http.body import BadBody, json_object, read_body
 from buildfarm.master.http.challenge import add_refusal_headers
 from buildfarm.master.http.interfaces import IHTTPMaster
-from buildfarm.master.http.routes import PUBLIC, RouteTable, request_identity
+from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
 
 log = Logger()
@@ -57,6 +58,13 @@ TESTER_EXPIRES_S = 365 * 24 * 3600.0
 ERROR_CODES = {400: "InputError", 401: "AuthenticationFailed", 403: "InsufficientScopes",
                404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "RequestConflict",
                413: "InputTooLarge", 429: "TooManyRequests", 500: "InternalServerError"}
+
+
+def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
+         input: str | None = None, output: str | None = None) -> APIEntry:
+    """An entry of the ``auth`` service's reference (authapi/apireference.py), named as
+    Taskcluster's Auth API names it."""
+    return APIEntry(ref.SERVICE_NAME, name, title, description, category, "stable", query, input, output)
 
 
 class AuthAPIError(Exception):
@@ -141,17 +149,27 @@ class AuthAPI:
 
     # -- ping and scopes -------------------------------------------------------------------
 
-    @routes.route(f"{PREFIX}/ping", "GET", scope=PUBLIC)
+    @routes.route(f"{PREFIX}/ping", "GET", scope=PUBLIC,
+                  api=_api("ping", "Ping the server",
+                           "Answers `{\"alive\": true, \"uptime\": <seconds>}` while the master runs.",
+                           "Ping", output=ref.PING))
     def ping(self, request):
         """``ping``: ``{"alive": true, "uptime": seconds}``."""
         return _json(request, {"alive": True, "uptime": self.auth.clock.seconds() - self.started})
 
-    @routes.route(f"{PREFIX}/scopes/current", "GET", scope="auth:current-scopes")
+    @routes.route(f"{PREFIX}/scopes/current", "GET", scope="auth:current-scopes",
+                  api=_api("currentScopes", "Your scopes",
+                           "The scopes of the credentials the request was made with, expanded through the "
+                           "roles.",
+                           "Scopes", output=ref.SCOPESET))
     def current_scopes(self, request):
         """``currentScopes``: ``{"scopes": [...]}``, the caller's scopes expanded."""
         return _json(request, {"scopes": request_identity(request).scopes})
 
-    @routes.route(f"{PREFIX}/scopes/expand", "POST", scope="auth:expand-scopes")
+    @routes.route(f"{PREFIX}/scopes/expand", "POST", scope="auth:expand-scopes",
+                  api=_api("expandScopes", "Expand scopes",
+                           "The given scopes expanded through the roles (`assume:<role>`, recursively).",
+                           "Scopes", input=ref.SCOPESET, output=ref.SCOPESET))
     async def expand_scopes(self, request):
         """``expandScopes``: ``{"scopes": [...]}`` in, the same expanded through the roles out."""
         body = _body(request)
@@ -160,7 +178,12 @@ class AuthAPI:
 
     # -- the test client ---------------------------------------------------------------------
 
-    @routes.route(f"{PREFIX}/test-authenticate", "POST", scope=PUBLIC, identify=False)
+    @routes.route(f"{PREFIX}/test-authenticate", "POST", scope=PUBLIC, identify=False,
+                  api=_api("testAuthenticate", "Test authentication",
+                           "Checks a request signed as the test client `tester` / `no-secret` holding "
+                           "`clientScopes` against `requiredScopes`; answers the client id and scopes the "
+                           "call saw.",
+                           "Testing", input=ref.TEST_REQUEST, output=ref.TEST_RESPONSE))
     async def test_authenticate(self, request):
         """``testAuthenticate``: ``{"clientScopes", "requiredScopes"}``; the request signed as
         ``tester`` / ``no-secret`` holding ``clientScopes``, then checked against
@@ -171,7 +194,11 @@ class AuthAPI:
         return await self._as_tester(request, client_scopes, required)
 
     @routes.route(f"{PREFIX}/test-authenticate-get/", "GET", scope=PUBLIC, identify=False,
-                  strict_slashes=False)
+                  strict_slashes=False,
+                  api=_api("testAuthenticateGet", "Test authentication (GET)",
+                           "As `testAuthenticate`, by a header or a bewit: the tester holds `test:*` and "
+                           "`auth:create-client:test:*`, the call requires `test:authenticate-get`.",
+                           "Testing", output=ref.TEST_RESPONSE))
     async def test_authenticate_get(self, request):
         """``testAuthenticateGet``: as ``testAuthenticate`` (a header or a bewit), with the
         tester holding ``test:*`` and ``auth:create-client:test:*`` and the call requiring
@@ -200,7 +227,11 @@ class AuthAPI:
 
     # -- clients -----------------------------------------------------------------------------
 
-    @routes.route(f"{PREFIX}/clients/", "GET", scope="auth:list-clients", strict_slashes=False)
+    @routes.route(f"{PREFIX}/clients/", "GET", scope="auth:list-clients", strict_slashes=False,
+                  api=_api("listClients", "List clients",
+                           "The clients whose id starts with `prefix`, a page at a time.",
+                           "Clients",
+                           query=('prefix', 'continuationToken', 'limit'), output=ref.LIST_CLIENTS))
     async def list_clients(self, request):
         """``listClients``: ``?prefix=&continuationToken=&limit=`` -> ``{"clients": [...],
         "continuationToken"?}``."""
@@ -212,12 +243,19 @@ class AuthAPI:
             body["continuationToken"] = token
         return _json(request, body)
 
-    @routes.route(f"{PREFIX}/clients/<path:clientId>", "GET", scope="auth:get-client:{clientId}")
+    @routes.route(f"{PREFIX}/clients/<path:clientId>", "GET", scope="auth:get-client:{clientId}",
+                  api=_api("client", "Get a client",
+                           "A client, with its scopes expanded through the roles.",
+                           "Clients", output=ref.GET_CLIENT))
     async def client(self, request, clientId):  # noqa: N803 - Taskcluster's parameter name
         """``client``: the client, with ``expandedScopes``."""
         return _json(request, await self._client_json(await self._get_client(clientId)))
 
-    @routes.route(f"{PREFIX}/clients/<path:clientId>", "PUT", scope="auth:create-client:{clientId}")
+    @routes.route(f"{PREFIX}/clients/<path:clientId>", "PUT", scope="auth:create-client:{clientId}",
+                  api=_api("createClient", "Create a client",
+                           "Creates a client and answers its access token, shown this once. The caller must "
+                           "hold the scopes it gives.",
+                           "Clients", input=ref.CREATE_CLIENT_REQUEST, output=ref.CREATE_CLIENT))
     async def create_client(self, request, clientId):  # noqa: N803
         """``createClient``: ``{"expires", "description", "scopes"?, "deleteOnExpiration"?}`` ->
         the client and its ``accessToken`` (shown this once).  The caller must hold the scopes
@@ -229,7 +267,11 @@ class AuthAPI:
             clientId, _expires(body), _description(body), scopes, bool(body.get("deleteOnExpiration", False)))
         return _json(request, {**await self._client_json(client), "accessToken": token})
 
-    @routes.route(f"{PREFIX}/clients/<path:clientId>", "POST", scope="auth:update-client:{clientId}")
+    @routes.route(f"{PREFIX}/clients/<path:clientId>", "POST", scope="auth:update-client:{clientId}",
+                  api=_api("updateClient", "Update a client",
+                           "Changes a client's expiry, description and scopes; the caller must hold the "
+                           "scopes it adds.",
+                           "Clients", input=ref.CREATE_CLIENT_REQUEST, output=ref.GET_CLIENT))
     async def update_client(self, request, clientId):  # noqa: N803
         """``updateClient``: as ``createClient``'s body; the caller must hold the scopes it adds
         (those the client did not have)."""
@@ -243,25 +285,39 @@ class AuthAPI:
         return _json(request, await self._client_json(client))
 
     @routes.route(f"{PREFIX}/clients/<path:clientId>/reset", "POST",
-                  scope="auth:reset-access-token:{clientId}")
+                  scope="auth:reset-access-token:{clientId}",
+                  api=_api("resetAccessToken", "Reset an access token",
+                           "A new access token; the old one, and every temporary credential made with it, "
+                           "stop working at once.",
+                           "Clients", output=ref.CREATE_CLIENT))
     async def reset_access_token(self, request, clientId):  # noqa: N803
         """``resetAccessToken``: a new access token; the old one (and every temporary
         credential made with it) stops working at once."""
         client, token = await self.auth.clients.reset_access_token(clientId)
         return _json(request, {**await self._client_json(client), "accessToken": token})
 
-    @routes.route(f"{PREFIX}/clients/<path:clientId>/enable", "POST", scope="auth:enable-client:{clientId}")
+    @routes.route(f"{PREFIX}/clients/<path:clientId>/enable", "POST", scope="auth:enable-client:{clientId}",
+                  api=_api("enableClient", "Enable a client",
+                           "The client, enabled.",
+                           "Clients", output=ref.GET_CLIENT))
     async def enable_client(self, request, clientId):  # noqa: N803
         """``enableClient``: the client, enabled."""
         return _json(request, await self._client_json(await self.auth.clients.enable(clientId)))
 
-    @routes.route(f"{PREFIX}/clients/<path:clientId>/disable", "POST", scope="auth:disable-client:{clientId}")
+    @routes.route(f"{PREFIX}/clients/<path:clientId>/disable", "POST", scope="auth:disable-client:{clientId}",
+                  api=_api("disableClient", "Disable a client",
+                           "The client, disabled: it and its temporary credentials stop authenticating at "
+                           "once.",
+                           "Clients", output=ref.GET_CLIENT))
     async def disable_client(self, request, clientId):  # noqa: N803
         """``disableClient``: the client, disabled (it and its temporary credentials stop
         authenticating at once)."""
         return _json(request, await self._client_json(await self.auth.clients.disable(clientId)))
 
-    @routes.route(f"{PREFIX}/clients/<path:clientId>", "DELETE", scope="auth:delete-client:{clientId}")
+    @routes.route(f"{PREFIX}/clients/<path:clientId>", "DELETE", scope="auth:delete-client:{clientId}",
+                  api=_api("deleteClient", "Delete a client",
+                           "Deletes a client (a missing one is not an error).",
+                           "Clients"))
     async def delete_client(self, request, clientId):  # noqa: N803
         """``deleteClient``: gone (a missing client is not an error); an empty answer."""
         await self.auth.clients.delete(clientId)
@@ -278,29 +334,44 @@ class AuthAPI:
 
     # -- roles -------------------------------------------------------------------------------
 
-    @routes.route(f"{PREFIX}/roles/", "GET", scope="auth:list-roles", strict_slashes=False)
+    @routes.route(f"{PREFIX}/roles/", "GET", scope="auth:list-roles", strict_slashes=False,
+                  api=_api("listRoles", "List roles",
+                           "Every role, in one list (not paged, as in Taskcluster).",
+                           "Roles", output=ref.LIST_ROLES))
     def list_roles(self, request):
         """``listRoles``: every role (a list, not paged, as in Taskcluster)."""
         return _json(request, [self._role_json(r) for r in self.auth.roles.all()])
 
-    @routes.route(f"{PREFIX}/roles2/", "GET", scope="auth:list-roles", strict_slashes=False)
+    @routes.route(f"{PREFIX}/roles2/", "GET", scope="auth:list-roles", strict_slashes=False,
+                  api=_api("listRoles2", "List roles (paged)",
+                           "The roles, a page at a time.",
+                           "Roles", query=('continuationToken', 'limit'), output=ref.LIST_ROLES2))
     def list_roles2(self, request):
         """``listRoles2``: ``?continuationToken=&limit=`` -> ``{"roles": [...], "continuationToken"?}``."""
         page, token = _page(self.auth.roles.all(), request)
         return _json(request, _with_token({"roles": [self._role_json(r) for r in page]}, token))
 
-    @routes.route(f"{PREFIX}/roleids/", "GET", scope="auth:list-roles", strict_slashes=False)
+    @routes.route(f"{PREFIX}/roleids/", "GET", scope="auth:list-roles", strict_slashes=False,
+                  api=_api("listRoleIds", "List role ids",
+                           "The role ids, a page at a time.",
+                           "Roles", query=('continuationToken', 'limit'), output=ref.LIST_ROLE_IDS))
     def list_role_ids(self, request):
         """``listRoleIds``: ``{"roleIds": [...], "continuationToken"?}``."""
         page, token = _page(self.auth.roles.all(), request)
         return _json(request, _with_token({"roleIds": [r.roleId for r in page]}, token))
 
-    @routes.route(f"{PREFIX}/roles/<path:roleId>", "GET", scope="auth:get-role:{roleId}")
+    @routes.route(f"{PREFIX}/roles/<path:roleId>", "GET", scope="auth:get-role:{roleId}",
+                  api=_api("role", "Get a role",
+                           "A role, with its expanded scopes.",
+                           "Roles", output=ref.GET_ROLE))
     def role(self, request, roleId):  # noqa: N803
         """``role``: the role, with ``expandedScopes``."""
         return _json(request, self._role_json(self._get_role(roleId)))
 
-    @routes.route(f"{PREFIX}/roles/<path:roleId>", "PUT", scope="auth:create-role:{roleId}")
+    @routes.route(f"{PREFIX}/roles/<path:roleId>", "PUT", scope="auth:create-role:{roleId}",
+                  api=_api("createRole", "Create a role",
+                           "Creates a role; the caller must hold its scopes.",
+                           "Roles", input=ref.CREATE_ROLE_REQUEST, output=ref.GET_ROLE))
     async def create_role(self, request, roleId):  # noqa: N803
         """``createRole``: ``{"scopes", "description"}``; the caller must hold the scopes."""
         body = _body(request)
@@ -309,7 +380,11 @@ class AuthAPI:
         role = await self.auth.roles.create(roleId, _description(body), scopes)
         return _json(request, self._role_json(role))
 
-    @routes.route(f"{PREFIX}/roles/<path:roleId>", "POST", scope="auth:update-role:{roleId}")
+    @routes.route(f"{PREFIX}/roles/<path:roleId>", "POST", scope="auth:update-role:{roleId}",
+                  api=_api("updateRole", "Update a role",
+                           "Changes a role's description and scopes; the caller must hold the scopes it "
+                           "adds.",
+                           "Roles", input=ref.CREATE_ROLE_REQUEST, output=ref.GET_ROLE))
     async def update_role(self, request, roleId):  # noqa: N803
         """``updateRole``: the caller must hold the scopes it adds (those the role's former
         expansion did not already give)."""
@@ -322,7 +397,10 @@ class AuthAPI:
         role = await self.auth.roles.update(roleId, _description(body), scopes)
         return _json(request, self._role_json(role))
 
-    @routes.route(f"{PREFIX}/roles/<path:roleId>", "DELETE", scope="auth:delete-role:{roleId}")
+    @routes.route(f"{PREFIX}/roles/<path:roleId>", "DELETE", scope="auth:delete-role:{roleId}",
+                  api=_api("deleteRole", "Delete a role",
+                           "Deletes a role (a missing one is not an error).",
+                           "Roles"))
     async def delete_role(self, request, roleId):  # noqa: N803
         """``deleteRole``: gone (a missing role is not an error); an empty answer."""
         await self.auth.roles.delete(roleId)

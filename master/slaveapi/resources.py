@@ -104,9 +104,9 @@ class SlaveAPI:
                 self.runner.now(), error.user, _peer(request), *target, "denied", detail=error.message))
             d.addErrback(lambda f: log.failure("SlaveAPI: recording a refusal failed", f))
             d.addCallback(lambda _: _json_error(request, error.status, error.message, error.scope,
-                                                error.scope_fields()))
+                                                _refusal_fields(error)))
             return d
-        return _json_error(request, error.status, error.message, error.scope, error.scope_fields())
+        return _json_error(request, error.status, error.message, error.scope, _refusal_fields(error))
 
     @app.handle_errors(SlaveAPIError)
     def _api_error(self, request, failure):
@@ -314,6 +314,12 @@ def _json(request, value, status: int = 200) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
     return json.dumps(value).encode()
+
+
+def _refusal_fields(error: AuthError) -> dict:
+    """What a refusal adds to ``{"error", "msg"}``: ``message`` (the line Taskcluster's client
+    shows) and a missing scope's ``required`` and ``unsatisfied``."""
+    return {"message": error.message, **error.scope_fields()}
 
 
 def _json_error(request, status: int, message: str, scope: str | None = None,

@@ -118,7 +118,8 @@ class JSONAPI:
         add_refusal_headers(request, error, AUTH_REALM)
         request.setResponseCode(error.status)
         request.setHeader(b"content-type", b"application/json")
-        body = {"error": error.message, **error.scope_fields()}
+        # ``message``: the one line Taskcluster's client shows (TaskclusterRestFailure)
+        body = {"error": error.message, "message": error.message, **error.scope_fields()}
         return json.dumps(body).encode()
 
     @app.handle_errors(BadParameter)

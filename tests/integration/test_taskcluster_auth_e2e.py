@@ -287,3 +287,28 @@ def test_hawk_is_taken_on_the_swarming_api_and_the_slaveapi_too(master, path):
     wrong = sender(master, path, {**BUILDER, "accessToken": "wrong"})
     status, body = raw_get(master, path, wrong.request_header)
     assert status == 401 and "Hawk bad-mac" in json.dumps(body)
+
+
+# -- the official client's message on every surface ------------------------------------------
+
+def test_every_surface_gives_the_official_client_a_message_for_a_401_and_a_403(master):
+    from buildfarm.common import client
+
+    calls = {  # a call the reader lacks the scope of, on each surface
+        "/api/v1": (lambda o: Slaves(o).slave("bs1"), "slaves:read"),
+        "buildfarm": (lambda o: client.Buildfarm(o).listSlaves(), "slaves:read"),
+        "slaveapi": (lambda o: client.SlaveAPI(o).listSlaves(), "slaveapi:read"),
+        "tasks (Endpoints)": (lambda o: client.Tasks(o).listTasks(), "tasks:read"),
+        "auth": (lambda o: taskcluster.Auth(o).currentScopes(), "auth:current-scopes"),
+    }
+    wrong = {**READER, "accessToken": "wrong"}
+    for surface, (call, scope) in calls.items():
+        with pytest.raises(taskcluster.exceptions.TaskclusterRestFailure) as caught:
+            call(options(master, READER))
+        assert caught.value.status_code == 403, surface
+        assert scope in str(caught.value) and "ci/reader" in str(caught.value), (surface, str(caught.value))
+        with pytest.raises(taskcluster.exceptions.TaskclusterAuthFailure) as caught:
+            call(options(master, wrong))
+        assert caught.value.status_code == 401, surface
+        assert str(caught.value).startswith("Hawk bad-mac:"), (surface, str(caught.value))
+        assert "token-0123456789" not in str(caught.value)

@@ -11,6 +11,7 @@ import pytest
 import requests
 import taskcluster
 import taskcluster.aio
+import taskcluster.client
 from taskcluster.exceptions import TaskclusterAuthFailure, TaskclusterFailure
 
 from fixtures.daemons import MASTER_CFG
@@ -217,3 +218,12 @@ def test_bad_input_is_a_400_in_taskclusters_shape(master):
     response = requests.put(f"{master.url}/api/auth/v1/roles/team%2Fr", data=b"{not json",
                             headers={"content-type": "application/json"}, timeout=10)
     assert response.status_code in (400, 401) and "code" in response.json()
+
+
+def test_a_client_made_from_the_served_reference_drives_the_service(master):
+    reference = requests.get(master.url + "/references/auth/v1/api.json", timeout=10).json()
+    made = taskcluster.client.createApiClient("Auth", {"reference": reference})
+    admin = made({"rootUrl": master.url, "credentials": ADMIN, "maxRetries": 0})
+    assert "auth:*" in admin.currentScopes()["scopes"]
+    assert admin.role("admins")["roleId"] == "admins"
+    assert set(made.funcinfo) <= set(taskcluster.Auth.funcinfo)

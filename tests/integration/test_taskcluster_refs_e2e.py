@@ -11,6 +11,7 @@ credentials.
 import asyncio
 import json
 import urllib.request
+from importlib import resources
 
 import aiohttp
 from taskcluster.client import createApiClient
@@ -133,5 +134,8 @@ def test_the_slaveapi_tasks_and_cas_clients_call_their_services_in_taskclusters_
     manifest = json.loads(urllib.request.urlopen(master.url + "/references/manifest.json", timeout=10).read())
     for url in manifest["references"]:  # every listed reference is served, as the package ships it
         name = url.split("/references/")[1].split("/")[0]
+        # auth's client is the official taskcluster.Auth: its reference ships beside the others
+        shipped = (client.load_reference(name) if name in client.SERVICES else json.loads(
+            resources.files("buildfarm.common").joinpath("references", f"{name}.json").read_text("utf-8")))
         with urllib.request.urlopen(url, timeout=10) as response:
-            assert json.loads(response.read()) == client.load_reference(name)
+            assert json.loads(response.read()) == shipped
