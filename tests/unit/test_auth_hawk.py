@@ -324,8 +324,12 @@ async def test_a_database_client_signs_and_stops_when_disabled_or_expired(db):
 
 # -- bewits ------------------------------------------------------------------------------------
 
-def bewit_request(credentials=BUILDER, method="GET", **options) -> MemoryRequest:
-    url = Tiny({"rootUrl": ROOT, "credentials": credentials, **options}).buildSignedUrl("whoami")
+def bewit_request(credentials=BUILDER, method="GET", expires_in_s: int = 900, **options) -> MemoryRequest:
+    """A URL signed by the official client, expiring ``expires_in_s`` after NOW (the master's
+    clock here): the client adds its expiration to the wall time, which has moved on since NOW
+    (a whole suite may run for more than 15 minutes), so it is given relative to that."""
+    client = Tiny({"rootUrl": ROOT, "credentials": credentials, **options})
+    url = client.buildSignedUrl("whoami", expiration=NOW + expires_in_s - time.time())
     return request(method, url[len(ROOT):], {})
 
 
