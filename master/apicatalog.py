@@ -7,6 +7,8 @@ reference.  ``BuildMaster`` hands ``CATALOG`` to the web side as ``master.api_ca
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.apireference import CAS
 from buildfarm.master.http.references import APICatalog
+from buildfarm.master.queue.api import QueueAPI
+from buildfarm.master.queue.apireference import QUEUE
 from buildfarm.master.slaveapi.apireference import SLAVEAPI
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.tasks.api import SwarmingAPI
@@ -14,5 +16,6 @@ from buildfarm.master.tasks.apireference import TASKS
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.apireference import BUILDFARM
 
-CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS),
-                     tables=(JSONAPI.routes, SlaveAPI.routes, SwarmingAPI.routes, IsolateAPI.routes))
+CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS, QUEUE),
+                     tables=(JSONAPI.routes, SlaveAPI.routes, SwarmingAPI.routes, IsolateAPI.routes,
+                             QueueAPI.routes))
