@@ -486,8 +486,12 @@ queue_tasks = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("deadline", sa.Float, nullable=False),
     sa.Column("expires", sa.Float, nullable=False),
+    # the task engine's task (task_requests.id) running the current run, until the run is resolved
+    # and that task ended (master/queue/service.py)
+    sa.Column("engine_task_id", sa.BigInteger, nullable=True),
     sa.Index("ix_queue_tasks_group", "task_group_id", "task_id"),
     sa.Index("ix_queue_tasks_state", "state", "task_queue_id"),
+    sa.Index("ix_queue_tasks_engine_task_id", "engine_task_id"),
 )
 queue_dependencies = sa.Table(
     "queue_dependencies",

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.db.model import queue_dependencies as deps
 from buildfarm.master.db.model import queue_tasks as tasks
 from buildfarm.master.queue import model
@@ -50,6 +51,12 @@ class StoredTask:
     runs: list[dict]
     retries_left: int
     deadline: float
+    engine_task_id: int | None = None
+
+    @property
+    def run_id(self) -> int:
+        """The current (last) run's id; -1 with no run."""
+        return len(self.runs) - 1
 
     def status(self) -> dict:
         return model.status_json(self.task_id, self.body, self.state, self.runs, self.retries_left)
@@ -139,17 +146,75 @@ class QueueStore:
 
         return await self.db.run(thd)
 
-    async def resolve(self, task_id: str, run_id: int, state: str, reason: str, now: float) -> StoredTask:
+    async def resolve(self, task_id: str, run_id: int, state: str, reason: str, now: float,
+                      retry: bool = False) -> StoredTask:
         """Resolve run ``run_id`` (pending or running) ``state`` for ``reason``, and update the
-        dependents in the same transaction; a run already resolved is left as it is."""
+        dependents in the same transaction; a run already resolved is left as it is.  With
+        ``retry`` (a worker lost), a task with retries left and before its deadline gets a new
+        pending run (``reasonCreated: retry``) instead, and its dependents wait on."""
 
         def thd(conn: sa.Connection) -> StoredTask:
             task = _get(conn, task_id, lock=True)
-            if run_id != len(task.runs) - 1 or task.state in RESOLVED:
+            if run_id != task.run_id or task.state in RESOLVED:
                 return task
+            if retry and task.retries_left > 0 and now < task.deadline and len(task.runs) < model.MAX_RUNS:
+                runs = [*task.runs[:-1], model.resolve_run(task.runs[-1], state, reason, now)]
+                runs.append(model.scheduled_run(runs, "retry", now))
+                return _save(conn, task, runs, retries_left=task.retries_left - 1, engine_task_id=None)
             return _resolve(conn, task, state, reason, now)
 
         return await self.db.run(thd)
+
+    # -- the task engine's side (master/queue/service.py) ------------------------------------
+
+    async def unsubmitted(self, task_queue_ids: list[str], limit: int) -> list[StoredTask]:
+        """Pending tasks of ``task_queue_ids`` whose current run has no engine task yet."""
+        if not task_queue_ids:
+            return []
+        query = (sa.select(tasks).where(tasks.c.state == PENDING, tasks.c.engine_task_id.is_(None),
+                                        tasks.c.task_queue_id.in_(task_queue_ids))
+                 .order_by(tasks.c.created).limit(limit))
+        return await self.db.run(lambda conn: [_stored(r) for r in conn.execute(query).all()])
+
+    async def in_flight(self) -> list[StoredTask]:
+        """The tasks with an engine task: their run pending or running, or resolved (canceled)
+        while their engine task may still run."""
+        query = sa.select(tasks).where(tasks.c.engine_task_id.is_not(None)).order_by(tasks.c.task_id)
+        return await self.db.run(lambda conn: [_stored(r) for r in conn.execute(query).all()])
+
+    async def attach(self, task_id: str, run_id: int, engine_task_id: int) -> bool:
+        """Record the engine task of run ``run_id``; False when that run is no longer the
+        pending current one or has an engine task already (another master's)."""
+
+        def thd(conn: sa.Connection) -> bool:
+            task = _get(conn, task_id, lock=True)
+            if task.run_id != run_id or task.state != PENDING or task.engine_task_id is not None:
+                return False
+            conn.execute(sa.update(tasks).where(tasks.c.task_id == task_id)
+                         .values(engine_task_id=engine_task_id))
+            return True
+
+        return await self.db.run(thd)
+
+    async def started(self, task_id: str, run_id: int, worker_group: str, worker_id: str,
+                      now: float) -> StoredTask:
+        """Run ``run_id``, pending, is running on ``worker_id`` since ``now``."""
+
+        def thd(conn: sa.Connection) -> StoredTask:
+            task = _get(conn, task_id, lock=True)
+            if task.run_id != run_id or task.state != PENDING:
+                return task
+            run = {**task.runs[-1], "state": RUNNING, "started": iso(now), "workerGroup": worker_group,
+                   "workerId": worker_id}
+            return _save(conn, task, [*task.runs[:-1], run])
+
+        return await self.db.run(thd)
+
+    async def detach(self, task_id: str, engine_task_id: int) -> None:
+        """Forget the engine task (it ended, or was killed after the run was resolved)."""
+        await self.db.run(lambda conn: conn.execute(
+            sa.update(tasks).where(tasks.c.task_id == task_id, tasks.c.engine_task_id == engine_task_id)
+            .values(engine_task_id=None)))
 
     async def expire_deadlines(self, now: float) -> list[str]:
         """Resolve ``exception``/``deadline-exceeded`` every unscheduled or pending task past
@@ -229,7 +294,8 @@ def _resolve(conn: sa.Connection, task: StoredTask, state: str, reason: str, now
         runs[-1] = model.resolve_run(runs[-1], state, reason, now)
     else:  # never scheduled: a run only to say why it ended (Taskcluster's)
         runs.append(model.resolve_run(model.scheduled_run(runs, "exception", now), state, reason, now))
-    resolved = _save(conn, task, runs)
+    # an engine task left running (a cancel) is killed, then forgotten, by the service
+    resolved = _save(conn, task, runs, **({} if state == EXCEPTION else {"engine_task_id": None}))
     _satisfy_dependents(conn, task.task_id, state, now)
     return resolved
 
@@ -263,13 +329,14 @@ def _get(conn: sa.Connection, task_id: str, lock: bool = False) -> StoredTask:
     return _stored(row)
 
 
-def _save(conn: sa.Connection, task: StoredTask, runs: list[dict]) -> StoredTask:
+def _save(conn: sa.Connection, task: StoredTask, runs: list[dict], **values: Any) -> StoredTask:
     state = model.state_of(runs)
     conn.execute(sa.update(tasks).where(tasks.c.task_id == task.task_id)
-                 .values(state=state, runs=json.dumps(runs)))
-    return StoredTask(task.task_id, task.body, state, runs, task.retries_left, task.deadline)
+                 .values(state=state, runs=json.dumps(runs), **values))
+    return StoredTask(task.task_id, task.body, state, runs, values.get("retries_left", task.retries_left),
+                      task.deadline, values.get("engine_task_id", task.engine_task_id))
 
 
 def _stored(row: Any) -> StoredTask:
     return StoredTask(row.task_id, json.loads(row.definition), row.state, json.loads(row.runs),
-                      row.retries_left, row.deadline)
+                      row.retries_left, row.deadline, row.engine_task_id)

@@ -29,10 +29,12 @@ def upgrade() -> None:
         sa.Column("created", sa.Float, nullable=False),
         sa.Column("deadline", sa.Float, nullable=False),
         sa.Column("expires", sa.Float, nullable=False),
+        sa.Column("engine_task_id", sa.BigInteger, nullable=True),
         sa.PrimaryKeyConstraint("task_id", name="pk_queue_tasks"),
     )
     op.create_index("ix_queue_tasks_group", "queue_tasks", ["task_group_id", "task_id"])
     op.create_index("ix_queue_tasks_state", "queue_tasks", ["state", "task_queue_id"])
+    op.create_index("ix_queue_tasks_engine_task_id", "queue_tasks", ["engine_task_id"])
     op.create_table(
         "queue_dependencies",
         sa.Column("task_id", sa.String(22), nullable=False),
