@@ -30,8 +30,8 @@ DEFAULT_PROJECT_ID = "none"
 MAX_DEPENDENCIES = 10000
 MAX_ROUTES = 64
 MAX_SCOPES = 1000
-CREATED_SKEW_S = 15 * 60  # ``created`` within 15 minutes of the master's clock (Taskcluster's)
-MAX_DEADLINE_S = 5 * 24 * 3600  # ``deadline`` at most 5 days after ``created``
+CREATED_SKEW_S = 15 * 60  # the clock drift allowed to ``created`` and ``deadline`` (Taskcluster's)
+MAX_DEADLINE_S = 5 * 24 * 3600  # ``deadline`` at most 5 days ahead
 DEFAULT_EXPIRES_S = 365 * 24 * 3600  # ``expires`` defaults to a year after ``deadline``
 MAX_RUNS = 50  # runs a task may have (reruns included)
 METADATA_FIELDS = ("name", "description", "owner", "source")
@@ -200,15 +200,17 @@ def _dates(body: dict, now: float, problems: list[str]) -> tuple[float, float, f
     expires = parse_date(body.get("expires"), "expires", problems) if "expires" in body else None
     if created is None or deadline is None or expires is None:
         return 0.0, 0.0, 0.0
-    if abs(created - now) > CREATED_SKEW_S:
-        problems.append(f"created {body['created']} is more than 15 minutes from the master's clock "
+    # as Taskcluster: ``created`` not ahead of the clock and ``deadline`` at most 5 days ahead
+    # (15 minutes of drift each); an old ``created`` or a past ``deadline`` is taken, so that
+    # the same definition sent again later still answers the task (a past deadline ends the
+    # wait at the reconciler's next pass)
+    if created > now + CREATED_SKEW_S:
+        problems.append(f"created {body['created']} is more than 15 minutes ahead of the master's clock "
                         f"({iso(now)})")
-    if deadline <= now:
-        problems.append(f"deadline {body['deadline']} is in the past")
     if deadline < created:
         problems.append("deadline must not be before created")
-    if deadline > created + MAX_DEADLINE_S:
-        problems.append("deadline must be at most 5 days after created")
+    if deadline > now + MAX_DEADLINE_S + CREATED_SKEW_S:
+        problems.append("deadline must be at most 5 days ahead")
     if expires < deadline:
         problems.append("expires must not be before deadline")
     return created, deadline, expires

@@ -111,11 +111,22 @@ async def test_a_bad_definition_gets_400_with_every_problem(queue):
         assert part in problems
     code, refused = await queue("PUT", "/task/not-a-slug", definition())
     assert code == 400 and "not a slugid" in refused["message"]
-    code, refused = await queue("PUT", f"/task/{taskcluster.slugId()}", definition(created=iso(NOW - 3600)))
-    assert code == 400 and "15 minutes" in refused["message"]
+    code, refused = await queue("PUT", f"/task/{taskcluster.slugId()}", definition(created=iso(NOW + 3600),
+                                                                                  deadline=iso(NOW + 7200)))
+    assert code == 400 and "15 minutes ahead" in refused["message"]
     code, refused = await queue("PUT", f"/task/{taskcluster.slugId()}",
                                 definition(deadline=iso(NOW + 6 * 24 * 3600)))
     assert code == 400 and "5 days" in refused["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_same_definition_sent_days_later_still_answers_the_task(queue):
+    task_id = taskcluster.slugId()
+    body = definition(deadline=iso(NOW + 60))
+    await queue("PUT", f"/task/{task_id}", body)
+    queue.master.reactor.advance(3 * 24 * 3600)
+    code, answer = await queue("PUT", f"/task/{task_id}", body)
+    assert code == 200 and answer["status"]["taskId"] == task_id
 
 
 @pytest_twisted.ensureDeferred
