@@ -1,18 +1,20 @@
 """The Queue service (master/queue/) on a real master in memory, through its web site: createTask
 (defaults, idempotence, 409, Taskcluster's scopes, refusals), dependencies (unscheduled until the
 last one resolves, in the same transaction; a missing or expiring one refused), the paged lists,
-cancel, schedule, rerun and deadlines (only the wait is bounded)."""
+cancel, schedule, rerun and deadlines (only the wait is bounded); on SQLite and PostgreSQL."""
 
 import base64
 import json
 
 import pytest_twisted
+import sqlalchemy as sa
 import taskcluster
 
 from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.db.model import queue_tasks
 from buildfarm.master.queue.store import QueueStore
 from fixtures.memoryhttp import render
-from fixtures.memorymaster import MASTER_CFG, start_memory_master, with_fast_password_checks
+from fixtures.memorymaster import MASTER_CFG, on_database, start_memory_master, with_fast_password_checks
 
 NOW = 1_800_000_000.0
 QUEUE = "/api/queue/v1"
@@ -32,8 +34,8 @@ c['users'] += [util.User('creator', password='cr3ate',
 
 
 @pytest_twisted.async_yield_fixture
-async def queue(tmp_path):
-    master = await start_memory_master(tmp_path, CFG, now=NOW)
+async def queue(tmp_path, db_url):
+    master = await start_memory_master(tmp_path, on_database(db_url, CFG), now=NOW)
     with_fast_password_checks(master)
     resource = master.www.make_site().resource
 
@@ -234,8 +236,8 @@ async def test_a_deadline_ends_the_wait_but_not_a_running_task(queue):
     waiting, running = taskcluster.slugId(), taskcluster.slugId()
     await queue("PUT", f"/task/{waiting}", definition(deadline=iso(NOW + 60)))
     await queue("PUT", f"/task/{running}", definition(deadline=iso(NOW + 60)))
-    await queue.master.db.run(lambda conn: conn.exec_driver_sql(
-        "UPDATE queue_tasks SET state = 'running' WHERE task_id = ?", (running,)))
+    await queue.master.db.run(lambda conn: conn.execute(
+        sa.update(queue_tasks).where(queue_tasks.c.task_id == running).values(state="running")))
     assert await store.expire_deadlines(NOW + 59) == []
     assert await store.expire_deadlines(NOW + 60) == [waiting]
     status = (await store.get(waiting)).status()
