@@ -493,6 +493,15 @@ queue_tasks = sa.Table(
     sa.Index("ix_queue_tasks_state", "state", "task_queue_id"),
     sa.Index("ix_queue_tasks_engine_task_id", "engine_task_id"),
 )
+# A task group: the schedulerId every task of it has, and when it was sealed (no new task).
+queue_task_groups = sa.Table(
+    "queue_task_groups",
+    metadata,
+    sa.Column("task_group_id", sa.String(QUEUE_ID_LENGTH), primary_key=True),
+    sa.Column("scheduler_id", sa.String(QUEUE_NAME_LENGTH), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+    sa.Column("sealed", sa.Float, nullable=True),
+)
 queue_dependencies = sa.Table(
     "queue_dependencies",
     metadata,

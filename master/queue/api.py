@@ -144,6 +144,10 @@ class QueueAPI:
             cached = request._queue_definition = check_definition(task_id, body, self.clock.seconds())
         return cached
 
+    async def _group_values(self, request, taskGroupId) -> dict:  # noqa: N803
+        group = await self.store.group(_task_id(taskGroupId, "taskGroupId"))
+        return {"schedulerId": group["schedulerId"]}
+
     async def _task_values(self, request, taskId) -> dict:  # noqa: N803
         task = await self.store.get(_task_id(taskId))
         return {"schedulerId": task.body["schedulerId"], "taskGroupId": task.body["taskGroupId"]}
@@ -200,6 +204,35 @@ class QueueAPI:
         limit, after = _page_args(request)
         found = await self.store.list_group(_task_id(taskGroupId, "taskGroupId"), after, limit + 1)
         return _json(request, _page({"taskGroupId": taskGroupId}, found, limit))
+
+    @routes.route(f"{PREFIX}/task-group/<taskGroupId>", "GET", scope=PUBLIC,
+                  api=_api("getTaskGroup", "Get task group",
+                           "`{taskGroupId, schedulerId, expires, sealed?}` of a group that has tasks.",
+                           "Task Groups", output=ref.TASK_GROUP_INFO))
+    async def get_task_group(self, request, taskGroupId):  # noqa: N803
+        """``getTaskGroup``."""
+        return _json(request, await self.store.group(_task_id(taskGroupId, "taskGroupId")))
+
+    @routes.route(f"{PREFIX}/task-group/<taskGroupId>/seal", "POST",
+                  scope="queue:seal-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
+                  api=_api("sealTaskGroup", "Seal task group",
+                           "No task may be created in the group from now on (createTask answers 409).",
+                           "Task Groups", output=ref.TASK_GROUP_INFO))
+    async def seal_task_group(self, request, taskGroupId):  # noqa: N803
+        """``sealTaskGroup``: the group, ``sealed`` set."""
+        return _json(request, await self.store.seal_group(taskGroupId, self.clock.seconds()))
+
+    @routes.route(f"{PREFIX}/task-group/<taskGroupId>/cancel", "POST",
+                  scope="queue:cancel-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
+                  api=_api("cancelTaskGroup", "Cancel task group",
+                           "Cancel every unresolved task of the group, as cancelTask does (in one "
+                           "transaction); seal the group first to stop new tasks joining it.",
+                           "Task Groups", output=ref.GROUP_CANCELED))
+    async def cancel_task_group(self, request, taskGroupId):  # noqa: N803
+        """``cancelTaskGroup``: ``{taskGroupId, taskGroupSize, cancelledCount, taskIds}``."""
+        size, canceled = await self.store.cancel_group(taskGroupId, self.clock.seconds())
+        return _json(request, {"taskGroupId": taskGroupId, "taskGroupSize": size,
+                               "cancelledCount": len(canceled), "taskIds": canceled})
 
     @routes.route(f"{PREFIX}/task/<taskId>/dependents", "GET", scope=PUBLIC,
                   api=_api("listDependentTasks", "List dependent tasks",

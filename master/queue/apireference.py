@@ -55,6 +55,13 @@ TASK_GROUP = schemas.add("list-task-group-response", _object(
 DEPENDENTS = schemas.add("list-dependent-tasks-response", _object(
     {"taskId": _TEXT, "tasks": {"type": "array", "items": _LISTED}, "continuationToken": _TEXT},
     ("taskId", "tasks"), "A page of the tasks that depend on a task"))
+TASK_GROUP_INFO = schemas.add("task-group-response", _object(
+    {"taskGroupId": _TEXT, "schedulerId": _TEXT, "expires": _DATE, "sealed": _DATE},
+    ("taskGroupId", "schedulerId", "expires"), "A task group"))
+GROUP_CANCELED = schemas.add("cancel-task-group-response", _object(
+    {"taskGroupId": _TEXT, "taskGroupSize": {"type": "integer"}, "cancelledCount": {"type": "integer"},
+     "taskIds": _STRINGS}, ("taskGroupId", "taskGroupSize", "cancelledCount", "taskIds"),
+    "The tasks of a group canceled"))
 PING = schemas.add("ping-response", _object({"alive": {"type": "boolean"}, "uptime": {"type": "number"}},
                                             ("alive",), "Alive"))
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.db.model import queue_dependencies as deps
+from buildfarm.master.db.model import queue_task_groups as groups
 from buildfarm.master.db.model import queue_tasks as tasks
 from buildfarm.master.queue import model
 from buildfarm.master.queue.model import (
@@ -38,7 +39,7 @@ class QueueInputError(Exception):
 
 
 class UnknownQueueTask(KeyError):
-    """No Queue task has this id (404)."""
+    """No Queue task (or task group) has this id (404)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,39 @@ class QueueStore:
             sa.update(tasks).where(tasks.c.task_id == task_id, tasks.c.engine_task_id == engine_task_id)
             .values(engine_task_id=None)))
 
+    async def group(self, task_group_id: str) -> dict:
+        """Taskcluster's task group: ``{taskGroupId, schedulerId, expires, sealed?}``;
+        ``UnknownQueueTask`` when no task was created in it."""
+        return await self.db.run(lambda conn: _group(conn, task_group_id))
+
+    async def seal_group(self, task_group_id: str, now: float) -> dict:
+        """Seal the group (once): createTask in it is refused from now on."""
+
+        def thd(conn: sa.Connection) -> dict:
+            _group(conn, task_group_id)
+            conn.execute(sa.update(groups).where(groups.c.task_group_id == task_group_id,
+                                                 groups.c.sealed.is_(None)).values(sealed=now))
+            return _group(conn, task_group_id)
+
+        return await self.db.run(thd)
+
+    async def cancel_group(self, task_group_id: str, now: float) -> tuple[int, list[str]]:
+        """Cancel every unresolved task of the group, as ``cancel`` does each:
+        ``(the group's size, the ids canceled)``."""
+
+        def thd(conn: sa.Connection) -> tuple[int, list[str]]:
+            _group(conn, task_group_id)
+            size = conn.execute(sa.select(sa.func.count()).select_from(tasks)
+                                .where(tasks.c.task_group_id == task_group_id)).scalar()
+            rows = conn.execute(sa.select(tasks).where(tasks.c.task_group_id == task_group_id,
+                                                       tasks.c.state.not_in(tuple(RESOLVED)))
+                                .order_by(tasks.c.task_id).with_for_update()).all()
+            for row in rows:  # read again: canceling one may have scheduled another
+                _resolve(conn, _get(conn, row.task_id), EXCEPTION, "canceled", now)
+            return size, [row.task_id for row in rows]
+
+        return await self.db.run(thd)
+
     async def expire_deadlines(self, now: float) -> list[str]:
         """Resolve ``exception``/``deadline-exceeded`` every unscheduled or pending task past
         its deadline (a running one is not cut: ``maxRunTime`` bounds the run); their ids."""
@@ -224,8 +258,8 @@ class QueueStore:
             rows = conn.execute(sa.select(tasks).where(tasks.c.state.in_((UNSCHEDULED, PENDING)),
                                                        tasks.c.deadline <= now)
                                 .with_for_update()).all()
-            for row in rows:
-                _resolve(conn, _stored(row), EXCEPTION, "deadline-exceeded", now)
+            for row in rows:  # read again: ending one may have scheduled another
+                _resolve(conn, _get(conn, row.task_id), EXCEPTION, "deadline-exceeded", now)
             return [row.task_id for row in rows]
 
         return await self.db.run(thd)
@@ -235,6 +269,7 @@ def _create(conn: sa.Connection, definition: TaskDefinition, now: float) -> tupl
     existing = conn.execute(sa.select(tasks).where(tasks.c.task_id == definition.task_id)).first()
     if existing is not None:
         return _same_or_conflict(existing, definition), False
+    _join_group(conn, definition)
     satisfied = _dependencies(conn, definition)
     waiting = [d for d, ok in satisfied.items() if not ok]
     runs = [] if waiting else [model.scheduled_run([], "scheduled", now)]
@@ -253,6 +288,42 @@ def _create(conn: sa.Connection, definition: TaskDefinition, now: float) -> tupl
         existing = conn.execute(sa.select(tasks).where(tasks.c.task_id == definition.task_id)).one()
         return _same_or_conflict(existing, definition), False
     return _get(conn, definition.task_id), True
+
+
+def _join_group(conn: sa.Connection, definition: TaskDefinition) -> None:
+    """The task's group, made by its first task; ``QueueConflict`` when the group is sealed or
+    has another schedulerId (every task of a group has the same, as in Taskcluster).  A group
+    lives as long as its longest-lived task."""
+    group_id = definition.task_group_id
+    row = conn.execute(sa.select(groups).where(groups.c.task_group_id == group_id).with_for_update()).first()
+    if row is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(groups).values(task_group_id=group_id,
+                                                      scheduler_id=definition.scheduler_id,
+                                                      expires=definition.expires))
+            return
+        except sa.exc.IntegrityError:  # made at the same time by another task of the group
+            row = conn.execute(sa.select(groups).where(groups.c.task_group_id == group_id)
+                               .with_for_update()).one()
+    if row.scheduler_id != definition.scheduler_id:
+        raise QueueConflict(f"task group {group_id} has schedulerId {row.scheduler_id!r}; every task of a "
+                            f"group must have it, not {definition.scheduler_id!r}")
+    if row.sealed is not None:
+        raise QueueConflict(f"task group {group_id} is sealed (sealTaskGroup): it takes no new task")
+    if definition.expires > row.expires:
+        conn.execute(sa.update(groups).where(groups.c.task_group_id == group_id)
+                     .values(expires=definition.expires))
+
+
+def _group(conn: sa.Connection, task_group_id: str) -> dict:
+    row = conn.execute(sa.select(groups).where(groups.c.task_group_id == task_group_id)).first()
+    if row is None:
+        raise UnknownQueueTask(task_group_id)
+    group = {"taskGroupId": row.task_group_id, "schedulerId": row.scheduler_id, "expires": iso(row.expires)}
+    if row.sealed is not None:
+        group["sealed"] = iso(row.sealed)
+    return group
 
 
 def _same_or_conflict(row, definition: TaskDefinition) -> StoredTask:

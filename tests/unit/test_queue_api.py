@@ -243,3 +243,41 @@ async def test_a_deadline_ends_the_wait_but_not_a_running_task(queue):
     status = (await store.get(waiting)).status()
     assert (status["state"], status["runs"][0]["reasonResolved"]) == ("exception", "deadline-exceeded")
     assert (await store.get(running)).state == "running"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_group_has_one_scheduler_id_and_a_sealed_group_takes_no_new_task(queue):
+    group, first = taskcluster.slugId(), taskcluster.slugId()
+    await queue("PUT", f"/task/{first}", definition(taskGroupId=group, schedulerId="ci"))
+    code, refused = await queue("PUT", f"/task/{taskcluster.slugId()}", definition(taskGroupId=group))
+    assert code == 409 and "schedulerId 'ci'" in refused["message"]
+    code, info = await queue("GET", f"/task-group/{group}")
+    assert (code, info["schedulerId"], "sealed" in info) == (200, "ci", False)
+    code, refused = await queue("POST", f"/task-group/{group}/seal", headers=CREATOR)
+    assert code == 403 and f"queue:seal-task-group:ci/{group}" in json.dumps(refused)
+    code, sealed = await queue("POST", f"/task-group/{group}/seal")
+    assert code == 200 and sealed["sealed"] == iso(NOW)
+    code, refused = await queue("PUT", f"/task/{taskcluster.slugId()}",
+                                definition(taskGroupId=group, schedulerId="ci"))
+    assert code == 409 and "sealed" in refused["message"]
+    # the task already in it is still answered
+    assert (await queue("PUT", f"/task/{first}", definition(taskGroupId=group, schedulerId="ci")))[0] == 200
+    assert (await queue("GET", f"/task-group/{taskcluster.slugId()}"))[0] == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_task_group_cancels_every_unresolved_task(queue):
+    group, done, waiting = taskcluster.slugId(), taskcluster.slugId(), taskcluster.slugId()
+    await queue("PUT", f"/task/{done}", definition(taskGroupId=group))
+    await queue("POST", f"/task/{done}/cancel")
+    pending = [taskcluster.slugId() for _ in range(3)]
+    for task_id in pending:
+        await queue("PUT", f"/task/{task_id}", definition(taskGroupId=group))
+    await queue("PUT", f"/task/{waiting}", definition(taskGroupId=group, dependencies=[pending[0]]))
+    code, answer = await queue("POST", f"/task-group/{group}/cancel")
+    assert code == 200
+    assert answer == {"taskGroupId": group, "taskGroupSize": 5, "cancelledCount": 4,
+                      "taskIds": sorted([*pending, waiting])}
+    for task_id in [*pending, waiting]:
+        status = (await queue("GET", f"/task/{task_id}/status"))[1]["status"]
+        assert (status["state"], status["runs"][-1]["reasonResolved"]) == ("exception", "canceled")

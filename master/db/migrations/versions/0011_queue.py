@@ -1,4 +1,4 @@
-"""The Queue service (master/queue/): its tasks and their dependencies.
+"""The Queue service (master/queue/): its tasks, their groups and their dependencies.
 
 Revision ID: 0011_queue
 Revises: 0010_roles
@@ -36,6 +36,14 @@ def upgrade() -> None:
     op.create_index("ix_queue_tasks_state", "queue_tasks", ["state", "task_queue_id"])
     op.create_index("ix_queue_tasks_engine_task_id", "queue_tasks", ["engine_task_id"])
     op.create_table(
+        "queue_task_groups",
+        sa.Column("task_group_id", sa.String(22), nullable=False),
+        sa.Column("scheduler_id", sa.String(76), nullable=False),
+        sa.Column("expires", sa.Float, nullable=False),
+        sa.Column("sealed", sa.Float, nullable=True),
+        sa.PrimaryKeyConstraint("task_group_id", name="pk_queue_task_groups"),
+    )
+    op.create_table(
         "queue_dependencies",
         sa.Column("task_id", sa.String(22), nullable=False),
         sa.Column("dependency_id", sa.String(22), nullable=False),
@@ -49,4 +57,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("queue_dependencies")
+    op.drop_table("queue_task_groups")
     op.drop_table("queue_tasks")
