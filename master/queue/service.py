@@ -3,8 +3,9 @@
 One engine, three faces: a pending Queue task of a queue named in ``c['queue']['task_queues']``
 becomes a task of the task engine (master/tasks/engine.py) asking for that queue's dimensions
 (master/queue/payload.py), tagged with its taskId and runId; the engine runs it on a PB slave
-like any Swarming task.  The reconciler (every ``RECONCILE_INTERVAL_S`` on the master's clock,
-and at once when the engine records the end of a try) then, in order:
+like any Swarming task.  The reconciler (every ``RECONCILE_INTERVAL_S`` on the master's clock
+while ``c['queue']`` names a task queue, and at once when the engine records the end of a try)
+then, in order:
 
 1. ends the wait of unscheduled and pending tasks past their deadline (``deadline-exceeded``);
    a running task is not cut: ``maxRunTime`` bounds the run (docs/taskcluster.md);
@@ -75,9 +76,23 @@ class QueueService(service.Service):
     def startService(self):  # noqa: N802
         super().startService()
         self.master.tasks.add_end_listener(self._engine_task_ended)
-        self._loop = task.LoopingCall(self.poke)
-        self._loop.clock = self.clock
-        self._loop.start(RECONCILE_INTERVAL_S, now=True)
+        self._set_reconciling(self.master.config)
+
+    def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
+        """Reconcile only while ``c['queue']`` names a task queue: a master without one runs no
+        Queue task (its Queue stores them; another master of the database may run them)."""
+        self._set_reconciling(config)
+
+    def _set_reconciling(self, config) -> None:
+        wanted = bool(config.queue.task_queues)
+        if wanted and self._loop is None:
+            self._loop = task.LoopingCall(self.poke)
+            self._loop.clock = self.clock
+            self._loop.start(RECONCILE_INTERVAL_S, now=True)
+        elif not wanted and self._loop is not None:
+            if self._loop.running:
+                self._loop.stop()
+            self._loop = None
 
     async def _stop(self) -> None:
         if self._loop is not None and self._loop.running:

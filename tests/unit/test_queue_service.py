@@ -3,6 +3,8 @@ pending task becomes an engine task asking for its queue's dimensions; the engin
 the run with Taskcluster's reasons and schedules the dependents in the same pass; a malformed
 payload, a lost slave (retry) and a cancel while the engine holds the task."""
 
+import dataclasses
+
 import pytest
 import pytest_twisted
 import taskcluster
@@ -11,7 +13,7 @@ from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.queue.model import check_definition
 from buildfarm.master.queue.payload import MalformedPayload, engine_request
 from buildfarm.master.queue.service import outcome
-from buildfarm.master.queue.settings import validate_queue_config
+from buildfarm.master.queue.settings import QueueSettings, validate_queue_config
 from buildfarm.master.queue.store import StoredTask
 from buildfarm.master.tasks.model import State
 from fixtures.memorymaster import MASTER_CFG, memory_master_fixture
@@ -153,3 +155,13 @@ async def test_canceling_a_submitted_task_cancels_its_engine_task(master):
     assert (await master.db.tasks.get_result(engine_id))["state"] == "CANCELED"
     task = await master.queue.store.get(task_id)
     assert task.engine_task_id is None and task.runs[0]["reasonResolved"] == "canceled"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_reconciler_runs_only_while_c_queue_names_a_task_queue(master):
+    assert master.queue._loop is not None and master.queue._loop.running
+    without = dataclasses.replace(master.config, queue=QueueSettings())
+    master.queue.reconfigService(without)
+    assert master.queue._loop is None
+    master.queue.reconfigService(master.config)
+    assert master.queue._loop.running
