@@ -130,6 +130,8 @@ KEY_NOTES = {
                     "under (docs/configuration.md)"),
     "roles": ("supported", "buildfarm's own (not Buildbot's): Taskcluster-style roles, granted by "
               "`assume:<roleId>` scopes (docs/taskcluster.md, \"Scopes and roles\")"),
+    "queue": ("supported", "buildfarm's own (not Buildbot's): the Taskcluster task queues whose Queue "
+              "tasks the slaves run (docs/taskcluster.md, \"The Queue service\")"),
     "change_source": ("supported with differences", "holds change sources: `changes.GitPoller`, "
                       "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "
                       "`changes.PBChangeSource`; send changes also with `buildmaster sendchange`"),

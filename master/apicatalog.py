@@ -9,6 +9,8 @@ from buildfarm.master.authapi.apireference import AUTH
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.apireference import CAS
 from buildfarm.master.http.references import APICatalog
+from buildfarm.master.queue.api import QueueAPI
+from buildfarm.master.queue.apireference import QUEUE
 from buildfarm.master.slaveapi.apireference import SLAVEAPI
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.tasks.api import SwarmingAPI
@@ -16,6 +18,6 @@ from buildfarm.master.tasks.apireference import TASKS
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.apireference import BUILDFARM
 
-CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS, AUTH),
+CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS, AUTH, QUEUE),
                      tables=(JSONAPI.routes, SlaveAPI.routes, SwarmingAPI.routes, IsolateAPI.routes,
-                             AuthAPI.routes))
+                             AuthAPI.routes, QueueAPI.routes))

@@ -43,6 +43,7 @@ from buildfarm.master.process.builderconfig import BuilderConfig
 from buildfarm.master.process.buildstep import BuildStep
 from buildfarm.master.process.factory import BuildFactory
 from buildfarm.master.process.locks import ACCESS_MODES, BaseLock, LockAccess
+from buildfarm.master.queue.settings import QueueSettings, validate_queue_config
 from buildfarm.master.schedulers.base import Scheduler
 from buildfarm.master.schedulers.forceparams import BaseParameter
 from buildfarm.master.schedulers.forcesched import ForceScheduler
@@ -65,7 +66,7 @@ KNOWN_KEYS = frozenset(
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
         "users", "slaveapi", "cas", "tasks", "configurators", "services", "secretsProviders",
-        "roles", "clients", "clients_key",
+        "roles", "clients", "clients_key", "queue",
     }
 )
 
@@ -257,6 +258,7 @@ class MasterConfig:
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
     cas: CASSettings = field(default_factory=CASSettings)  # c['cas']: the content-addressed store
     tasks: TaskSettings = field(default_factory=TaskSettings)  # c['tasks']: the Swarming API's limits
+    queue: QueueSettings = field(default_factory=QueueSettings)  # c['queue']: the Queue's task queues
     # c['services']: Twisted services master.cfg adds, run as children of the master
     services: list = field(default_factory=list)
     # c['secretsProviders']: asked in order for the secrets a build renders (master/secrets/)
@@ -373,6 +375,7 @@ class _ConfigBuilder:
         self.slaveapi(cfg)
         self.cas(cfg)
         self.task_settings(cfg)
+        self.queue_settings(cfg)
         self.secrets_providers(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
@@ -842,6 +845,12 @@ class _ConfigBuilder:
     def task_settings(self, cfg: MasterConfig) -> None:
         """``c['tasks']``: the Swarming API's limits (master/tasks/settings.py)."""
         cfg.tasks, problems = validate_tasks_config(self.raw)
+        for key, message in problems:
+            self.key_error(key, message)
+
+    def queue_settings(self, cfg: MasterConfig) -> None:
+        """``c['queue']``: the task queues PB slaves serve (master/queue/settings.py)."""
+        cfg.queue, problems = validate_queue_config(self.raw)
         for key, message in problems:
             self.key_error(key, message)
 

@@ -61,6 +61,8 @@ from buildfarm.master.process.buildevents import BuildEvents
 from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.localslave import LocalSlaves
 from buildfarm.master.process.logbus import LogBus
+from buildfarm.master.queue.interfaces import IQueueMaster
+from buildfarm.master.queue.service import QueueService
 from buildfarm.master.reporters.interfaces import IReporterMaster
 from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
@@ -117,7 +119,7 @@ class PreviousRunRecovery(service.Service):
 
 
 @implementer(IStatusSource, IChangeSourceMaster, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster,
-             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster)
+             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster, IQueueMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -154,12 +156,13 @@ class BuildMaster(service.MultiService):
         self.config_services = ConfigServices(self.config.services)
         self.cas = CASService(self)
         self.tasks = TaskEngine(self)
+        self.queue = QueueService(self)  # the Queue's tasks, run by the engine
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
         # The order of the tree is the start-up order (see the module's docstring).
         for child in (self.db, self.recovery, self.auth, self.botmaster, self.changes, self.scheduler,
                       self.localslaves, self.slaveapi, self.config_services, self.cas, self.tasks,
-                      self.pbmanager, self.www):
+                      self.queue, self.pbmanager, self.www):
             child.setServiceParent(self)
 
     def clients_key(self, config: MasterConfig) -> bytes:

@@ -463,3 +463,52 @@ roles = sa.Table(
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("last_modified", sa.Float, nullable=False),
 )
+
+# The Queue service's tasks (master/queue/, docs/taskcluster.md "The Queue service"): a task's
+# definition as created (canonical JSON, compared by the idempotent createTask), and its status
+# (``state``, ``runs`` a JSON list of Taskcluster's run objects).  ``queue_dependencies`` holds one
+# row per (task, task it depends on); ``satisfied`` is set in the transaction that resolves the
+# dependency, which also makes the task pending when its last one is satisfied.
+QUEUE_ID_LENGTH = 22  # a slugid
+QUEUE_NAME_LENGTH = 76  # a taskQueueId (provisionerId/workerType) or a schedulerId
+queue_tasks = sa.Table(
+    "queue_tasks",
+    metadata,
+    sa.Column("task_id", sa.String(QUEUE_ID_LENGTH), primary_key=True),
+    sa.Column("task_group_id", sa.String(QUEUE_ID_LENGTH), nullable=False),
+    sa.Column("scheduler_id", sa.String(QUEUE_NAME_LENGTH), nullable=False),
+    sa.Column("task_queue_id", sa.String(QUEUE_NAME_LENGTH), nullable=False),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("requires", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("runs", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("retries_left", sa.Integer, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("deadline", sa.Float, nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+    # the task engine's task (task_requests.id) running the current run, until the run is resolved
+    # and that task ended (master/queue/service.py)
+    sa.Column("engine_task_id", sa.BigInteger, nullable=True),
+    sa.Index("ix_queue_tasks_group", "task_group_id", "task_id"),
+    sa.Index("ix_queue_tasks_state", "state", "task_queue_id"),
+    sa.Index("ix_queue_tasks_engine_task_id", "engine_task_id"),
+)
+# A task group: the schedulerId every task of it has, and when it was sealed (no new task).
+queue_task_groups = sa.Table(
+    "queue_task_groups",
+    metadata,
+    sa.Column("task_group_id", sa.String(QUEUE_ID_LENGTH), primary_key=True),
+    sa.Column("scheduler_id", sa.String(QUEUE_NAME_LENGTH), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+    sa.Column("sealed", sa.Float, nullable=True),
+)
+queue_dependencies = sa.Table(
+    "queue_dependencies",
+    metadata,
+    sa.Column("task_id", sa.String(QUEUE_ID_LENGTH), sa.ForeignKey("queue_tasks.task_id"),
+              nullable=False),
+    sa.Column("dependency_id", sa.String(QUEUE_ID_LENGTH), nullable=False),
+    sa.Column("satisfied", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("task_id", "dependency_id", name="pk_queue_dependencies"),
+    sa.Index("ix_queue_dependencies_dependency", "dependency_id", "task_id"),
+)

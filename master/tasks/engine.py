@@ -194,6 +194,7 @@ class TaskEngine(service.Service):
         self._seen: task.LoopingCall | None = None
         self._work: set[defer.Deferred] = set()
         self._terminations: dict[str, int] = {}  # slave name -> its termination task, until it goes
+        self._end_listeners: list = []  # told of each recorded end of a try (add_end_listener)
 
     @property
     def clock(self):
@@ -654,6 +655,7 @@ class TaskEngine(service.Service):
         if not await self.db.tasks.finish_run(run.task_id, run.try_number, state.name, now, retry=retry,
                                               duration=now - run.started_at, **fields):
             return
+        self._tell_ended(run.task_id)
         if self.runs.get(run.task_id) is run:
             self._ended(run)  # the slave may take its next task while twins are ended or a retry queued
         if retry:
@@ -670,6 +672,16 @@ class TaskEngine(service.Service):
             return
         if any(task_slice.properties.idempotent for task_slice in request.task_slices):
             await self._end_twins(run.task_id)  # only an idempotent slice gets twins (attach_twin)
+
+    def add_end_listener(self, listener) -> None:
+        self._end_listeners.append(listener)
+
+    def _tell_ended(self, task_id: int) -> None:
+        for listener in self._end_listeners:
+            try:
+                listener(task_id)
+            except Exception:  # noqa: BLE001 - a listener's failure is not the try's
+                log.failure("an end listener failed on task {id}", id=ids.summary_id(task_id))
 
     async def _end_twins(self, task_id: int) -> None:
         result = await self.db.tasks.get_result(task_id)

@@ -41,6 +41,12 @@ class ITaskEngine(Interface):
         task had already ended, or was running and ``kill_running`` was false.  Errbacks with
         ``UnknownTask``."""
 
+    def add_end_listener(listener):
+        """Call ``listener(task_id)`` (the summary's request id) each time a try of a task ends
+        and is recorded (``db.tasks.finish_run``), after the record; the Queue (master/queue/)
+        resolves its runs from there at once.  Other ends (a PENDING task canceled or expired)
+        are not told: a listener reads the database for those.  A listener's error is logged."""
+
     def terminate_bot(name):
         """Shut the slave ``name`` down gracefully after its current task, through the master
         as the SlaveAPI's shutdown does.  Fires with the id (hex string) of the termination

@@ -29,6 +29,8 @@ from buildfarm.master.http.site import (
     slaveapi_error_body,
 )
 from buildfarm.master.listener import ListeningService
+from buildfarm.master.queue.api import PREFIX as QUEUE_API
+from buildfarm.master.queue.api import QueueAPI
 from buildfarm.master.tasks.api import SwarmingAPI
 from buildfarm.master.www import api
 from buildfarm.master.www.api import JSONAPI
@@ -139,7 +141,8 @@ class WWWService(ListeningService):
         mounts = {"slaveapi": (self.master.slaveapi.resource(), ""),
                   "tasks": (swarming, SwarmingAPI.routes.api_base),
                   "cas": (cas_api, IsolateAPI.routes.api_base),
-                  "auth": (AuthAPI(self.master).resource(), AUTH_API)}  # its routes lie at that layout
+                  "auth": (AuthAPI(self.master).resource(), AUTH_API),  # its routes lie at that layout
+                  "queue": (QueueAPI(self.master).resource(), QUEUE_API)}
         root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
                         ChangeHookAPI(self.master).resource(), cas_api, browser.resource(), swarming, mounts)
         # a JSON call (store_inline of an .isolated) is held in memory; an upload PUT takes an

@@ -14,10 +14,14 @@ import urllib.request
 from importlib import resources
 
 import aiohttp
+import taskcluster
 from taskcluster.client import createApiClient
 
 from buildfarm.common import client
 from fixtures.daemons import wait_for
+
+# the services whose client is the official package's, not buildfarm.common.client's
+TASKCLUSTER_CLASSES = {"auth": taskcluster.Auth, "queue": taskcluster.Queue}
 
 BUILDERS = 5
 CONFIG = """\
@@ -134,8 +138,14 @@ def test_the_slaveapi_tasks_and_cas_clients_call_their_services_in_taskclusters_
     manifest = json.loads(urllib.request.urlopen(master.url + "/references/manifest.json", timeout=10).read())
     for url in manifest["references"]:  # every listed reference is served, as the package ships it
         name = url.split("/references/")[1].split("/")[0]
-        # auth's client is the official taskcluster.Auth: its reference ships beside the others
+        # auth's and queue's clients are the official package's: their references ship all the same
         shipped = (client.load_reference(name) if name in client.SERVICES else json.loads(
             resources.files("buildfarm.common").joinpath("references", f"{name}.json").read_text("utf-8")))
         with urllib.request.urlopen(url, timeout=10) as response:
-            assert json.loads(response.read()) == shipped
+            served = json.loads(response.read())
+        assert served == shipped
+        if name in TASKCLUSTER_CLASSES:  # Taskcluster's own: each entry is the official client's call
+            official = TASKCLUSTER_CLASSES[name].funcinfo
+            for entry in served["entries"]:
+                assert (entry["method"], entry["route"], entry["args"]) == \
+                    tuple(official[entry["name"]][k] for k in ("method", "route", "args")), entry["name"]

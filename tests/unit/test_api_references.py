@@ -41,9 +41,10 @@ NOW = 1_700_000_000.0  # a task id holds its creation time: the clock must be in
 HERE = pathlib.Path(__file__).resolve().parent
 TASKCLUSTER_SCHEMAS = HERE.parent / "fixtures" / "taskcluster"
 SHIPPED = HERE.parents[1] / "common" / "references"
-# Services whose client class is the official package's own (taskcluster.Auth), not one of
-# buildfarm.common.client's: their references ship all the same.
-OFFICIAL_CLIENTS = frozenset({"auth"})
+# Taskcluster's own services, whose client class is the official package's (taskcluster.Auth,
+# taskcluster.Queue), not one of buildfarm.common.client's: their references ship all the same.
+OFFICIAL_CLIENTS = frozenset({"auth", "queue"})
+OWN_SERVICES = tuple(s for s in SERVICES if s.name not in OFFICIAL_CLIENTS)
 ADMIN = {"authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
 CFG = MASTER_CFG + """\
 c['builders'] += [util.BuilderConfig(name=f'extra{i}', slavenames=['bs1'], factory=util.BuildFactory())
@@ -73,7 +74,7 @@ def test_the_manifest_validates_and_names_every_service():
     jsonschema.Draft6Validator(taskcluster_schema("manifest-v3")).validate(document)
     root = "http://master:8010/references"
     assert document == {"references": [f"{root}/{s.name}/v1/api.json" for s in SERVICES]}
-    assert [s.name for s in SERVICES] == ["buildfarm", "slaveapi", "tasks", "cas", "auth"]
+    assert [s.name for s in SERVICES] == ["buildfarm", "slaveapi", "tasks", "cas", "auth", "queue"]
 
 
 def test_every_schema_a_reference_names_is_a_valid_json_schema_of_its_service():
@@ -176,7 +177,7 @@ def test_the_client_classes_have_every_call_and_an_iterator_for_each_paged_one()
                "slaveapi": (client.SlaveAPI, client.AsyncSlaveAPI),
                "tasks": (client.Tasks, client.AsyncTasks), "cas": (client.CAS, client.AsyncCAS)}
     assert sorted(classes) == sorted(client.SERVICES)
-    assert sorted(classes) == sorted(s.name for s in SERVICES if s.name not in OFFICIAL_CLIENTS)
+    assert sorted(classes) == sorted(s.name for s in OWN_SERVICES)
     for service, pair in classes.items():
         reference = CATALOG.reference(service)
         paged = client.paged_calls(reference)

@@ -61,6 +61,8 @@ RULES = (
          "the content-addressed store sits below the surfaces, the builds and the tasks"),
     Rule(f"{M}.tasks",         (f"{M}.www", f"{M}.slaveapi"),
          "tasks know nothing of the pages or the SlaveAPI"),
+    Rule(f"{M}.queue",         (f"{M}.www", f"{M}.slaveapi", f"{M}.process"),
+         "the Queue knows nothing of the pages, the SlaveAPI or the builds"),
     Rule(f"{M}.db",            (f"{M}.cas", f"{M}.tasks"),
          "db knows nothing of the store's or the tasks' logic"),
     Rule(f"{M}.steps",         (f"{M}.www", f"{M}.slaveapi", f"{M}.http", f"{M}.db", f"{M}.config"),

@@ -63,6 +63,9 @@ class RecordingEngine:
         self.calls.append(("cancel", ids.summary_id(task_id), kill_running))
         return defer.ensureDeferred(self._cancel(task_id))
 
+    def add_end_listener(self, listener):
+        self.calls.append(("add_end_listener",))
+
     def terminate_bot(self, name):
         self.calls.append(("terminate_bot", name))
         return defer.fail(UnknownBot(name)) if name == "vanished" else defer.succeed("deadbeef10")

@@ -1,0 +1,1 @@
+"""The Queue service of Taskcluster's layout (``/api/queue/v1/``, docs/taskcluster.md)."""

@@ -1,0 +1,313 @@
+"""Taskcluster's Queue service at ``/api/queue/v1/`` (docs/taskcluster.md, "The Queue service"),
+in Taskcluster's shapes so that the official client's ``taskcluster.Queue`` drives it.
+
+Each route is declared once with its scope and its ``APIEntry`` (the ``queue`` reference).
+``createTask`` needs Taskcluster's scopes: ``queue:create-task:<priority>:<taskQueueId>`` (the
+route's, from the body), then, in the handler, ``queue:scheduler-id:<schedulerId>``, the task's
+own ``scopes`` and ``queue:route:<route>`` for each of its ``routes``.  Reading a task, its
+status and the lists is public, as in Taskcluster.  A refusal answers Taskcluster's error
+shape, ``{"code", "message", "requestInfo"}`` (the Auth API's, master/authapi/api.py).
+"""
+
+import json
+
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from buildfarm.master.auth.identity import AuthError
+from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.auth.scopes import ALL_OF
+from buildfarm.master.http.body import BadBody, json_object, read_body
+from buildfarm.master.http.challenge import add_refusal_headers
+from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable, api_prefix, request_identity
+from buildfarm.master.http.routing import bounded_klein
+from buildfarm.master.queue import apireference as ref
+from buildfarm.master.queue.model import SLUGID, TaskDefinitionError, check_definition
+from buildfarm.master.queue.store import (
+    QueueConflict,
+    QueueInputError,
+    QueueStore,
+    StoredTask,
+    UnknownQueueTask,
+)
+
+log = Logger()
+
+PREFIX = api_prefix(ref.SERVICE_NAME)
+MAX_BODY_BYTES = 1024 * 1024
+MAX_LIST_LIMIT = 1000  # tasks per page of listTaskGroup and listDependentTasks
+QUEUE_REALM = "buildfarm"
+ERROR_CODES = {400: "InputError", 401: "AuthenticationFailed", 403: "InsufficientScopes",
+               404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "RequestConflict",
+               413: "InputTooLarge", 429: "TooManyRequests", 500: "InternalServerError"}
+TASK_SCOPE_ARGS = "{schedulerId}/{taskGroupId}/{taskId}"
+
+
+class QueueAPIError(Exception):
+    """An error answered in Taskcluster's shape with ``status``."""
+
+    def __init__(self, status: int, message: str, extra: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra or {}
+
+
+def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
+         input: str | None = None, output: str | None = None) -> APIEntry:  # noqa: A002
+    return APIEntry(ref.SERVICE_NAME, name, title, description, category, query=query, input=input,
+                    output=output)
+
+
+class QueueAPI:
+    """The Queue's routes over ``master.db`` (its ``QueueStore``); ``master`` gives ``auth``,
+    ``db`` and ``reactor``."""
+
+    app = bounded_klein()
+    routes = RouteTable(app, "queue")
+
+    def __init__(self, master):
+        self.master = master
+        self.clock = master.reactor
+        self.store = QueueStore(master.db)
+        self.started = self.clock.seconds()
+
+    def resource(self):
+        return self.app.resource()
+
+    # -- errors, in Taskcluster's shape ----------------------------------------------------
+
+    @app.handle_errors(QueueAPIError)
+    def _api_error(self, request, failure):
+        return self._error(request, failure.value.status, failure.value.message, failure.value.extra)
+
+    @app.handle_errors(AuthError)
+    def _refused(self, request, failure):
+        error = failure.value
+        add_refusal_headers(request, error, QUEUE_REALM)
+        extra = error.scope_fields()
+        if error.reason is not None:
+            extra["reason"] = error.reason
+        return self._error(request, error.status, error.message, extra)
+
+    @app.handle_errors(BadBody)
+    def _bad_body(self, request, failure):
+        return self._error(request, failure.value.status, failure.value.message)
+
+    @app.handle_errors(TaskDefinitionError)
+    def _bad_definition(self, request, failure):
+        return self._error(request, 400, str(failure.value), {"problems": failure.value.problems})
+
+    @app.handle_errors(QueueInputError)
+    def _bad_input(self, request, failure):
+        return self._error(request, 400, str(failure.value))
+
+    @app.handle_errors(QueueConflict)
+    def _conflict(self, request, failure):
+        return self._error(request, 409, str(failure.value))
+
+    @app.handle_errors(UnknownQueueTask)
+    def _unknown(self, request, failure):
+        return self._error(request, 404, f"no task {failure.value.args[0]}")
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request, failure):
+        return self._error(request, 404, f"no such endpoint: {request.path.decode('utf-8', 'replace')}")
+
+    @app.handle_errors(MethodNotAllowed)
+    def _bad_method(self, request, failure):
+        return self._error(request, 405, f"{request.method.decode('ascii', 'replace')} is not allowed here")
+
+    @app.handle_errors(Exception)
+    def _internal(self, request, failure):
+        log.failure("Queue API request {path} failed", failure, path=request.path)
+        return self._error(request, 500, "internal error; see the master's twistd.log")
+
+    def _error(self, request, status: int, message: str, extra: dict | None = None) -> bytes:
+        body = {"code": ERROR_CODES.get(status, "Error"), "message": message,
+                "requestInfo": {"method": request.method.decode("ascii", "replace"),
+                                "path": request.path.decode("utf-8", "replace"),
+                                "time": iso(self.clock.seconds())}}
+        body.update(extra or {})
+        return _json(request, body, status)
+
+    # -- scope values, resolved before the route's scope is checked ---------------------------
+
+    async def _definition_values(self, request, taskId) -> dict:  # noqa: N803 - Taskcluster's name
+        definition = self._definition(request, taskId)
+        return {"priority": definition.body["priority"], "taskQueueId": definition.task_queue_id}
+
+    def _definition(self, request, task_id: str):
+        cached = getattr(request, "_queue_definition", None)
+        if cached is None:
+            body = json_object(read_body(request, MAX_BODY_BYTES))
+            cached = request._queue_definition = check_definition(task_id, body, self.clock.seconds())
+        return cached
+
+    async def _group_values(self, request, taskGroupId) -> dict:  # noqa: N803
+        group = await self.store.group(_task_id(taskGroupId, "taskGroupId"))
+        return {"schedulerId": group["schedulerId"]}
+
+    async def _task_values(self, request, taskId) -> dict:  # noqa: N803
+        task = await self.store.get(_task_id(taskId))
+        return {"schedulerId": task.body["schedulerId"], "taskGroupId": task.body["taskGroupId"]}
+
+    # -- routes ------------------------------------------------------------------------------
+
+    @routes.route(f"{PREFIX}/ping", "GET", scope=PUBLIC,
+                  api=_api("ping", "Ping the server", "`{alive, uptime}`.", "Ping Server", output=ref.PING))
+    def ping(self, request):
+        """``ping``: ``{"alive": true, "uptime": seconds}``."""
+        return _json(request, {"alive": True, "uptime": self.clock.seconds() - self.started})
+
+    @routes.route(f"{PREFIX}/task/<taskId>", "PUT", scope="queue:create-task:{priority}:{taskQueueId}",
+                  resolve=_definition_values,
+                  api=_api("createTask", "Create new task",
+                           "Create a task (idempotent: the same definition again answers its status; a "
+                           "different one 409). Needs `queue:create-task:<priority>:<taskQueueId>`, "
+                           "`queue:scheduler-id:<schedulerId>`, the task's `scopes` and "
+                           "`queue:route:<route>` for each route. A task with dependencies not yet "
+                           "satisfied is `unscheduled`; one whose dependency does not exist or expires "
+                           "before its deadline is refused.", "Tasks",
+                           input=ref.CREATE_TASK, output=ref.STATUS))
+    async def create_task(self, request, taskId):  # noqa: N803
+        """``createTask``: a task definition -> ``{"status": ...}``."""
+        definition = self._definition(request, taskId)
+        required = [f"queue:scheduler-id:{definition.scheduler_id}", *definition.body["scopes"],
+                    *(f"queue:route:{route}" for route in definition.body["routes"])]
+        self.master.auth.require(request_identity(request), {ALL_OF: list(dict.fromkeys(required))})
+        task, _ = await self.store.create(definition, self.clock.seconds())
+        return _json(request, {"status": task.status()})
+
+    @routes.route(f"{PREFIX}/task/<taskId>", "GET", scope=PUBLIC,
+                  api=_api("task", "Get task definition",
+                           "The task's definition, with Taskcluster's defaults filled in.", "Tasks",
+                           output=ref.TASK))
+    async def task(self, request, taskId):  # noqa: N803
+        """``task``: the definition as stored."""
+        return _json(request, (await self.store.get(_task_id(taskId))).body)
+
+    @routes.route(f"{PREFIX}/task/<taskId>/status", "GET", scope=PUBLIC,
+                  api=_api("status", "Get task status", "The task's state and runs.", "Tasks",
+                           output=ref.STATUS))
+    async def status(self, request, taskId):  # noqa: N803
+        """``status``: ``{"status": ...}``."""
+        return _json(request, {"status": (await self.store.get(_task_id(taskId))).status()})
+
+    @routes.route(f"{PREFIX}/task-group/<taskGroupId>/list", "GET", scope=PUBLIC,
+                  api=_api("listTaskGroup", "List task group",
+                           "The tasks of a group by taskId, each `{status, task}`; paged with "
+                           "`continuationToken` (at most 1000 a page).", "Task Groups",
+                           query=ref.PAGE_QUERY, output=ref.TASK_GROUP))
+    async def list_task_group(self, request, taskGroupId):  # noqa: N803
+        """``listTaskGroup``: ``{"taskGroupId", "tasks": [{status, task}], "continuationToken"?}``."""
+        limit, after = _page_args(request)
+        found = await self.store.list_group(_task_id(taskGroupId, "taskGroupId"), after, limit + 1)
+        return _json(request, _page({"taskGroupId": taskGroupId}, found, limit))
+
+    @routes.route(f"{PREFIX}/task-group/<taskGroupId>", "GET", scope=PUBLIC,
+                  api=_api("getTaskGroup", "Get task group",
+                           "`{taskGroupId, schedulerId, expires, sealed?}` of a group that has tasks.",
+                           "Task Groups", output=ref.TASK_GROUP_INFO))
+    async def get_task_group(self, request, taskGroupId):  # noqa: N803
+        """``getTaskGroup``."""
+        return _json(request, await self.store.group(_task_id(taskGroupId, "taskGroupId")))
+
+    @routes.route(f"{PREFIX}/task-group/<taskGroupId>/seal", "POST",
+                  scope="queue:seal-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
+                  api=_api("sealTaskGroup", "Seal task group",
+                           "No task may be created in the group from now on (createTask answers 409).",
+                           "Task Groups", output=ref.TASK_GROUP_INFO))
+    async def seal_task_group(self, request, taskGroupId):  # noqa: N803
+        """``sealTaskGroup``: the group, ``sealed`` set."""
+        return _json(request, await self.store.seal_group(taskGroupId, self.clock.seconds()))
+
+    @routes.route(f"{PREFIX}/task-group/<taskGroupId>/cancel", "POST",
+                  scope="queue:cancel-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
+                  api=_api("cancelTaskGroup", "Cancel task group",
+                           "Cancel every unresolved task of the group, as cancelTask does (in one "
+                           "transaction); seal the group first to stop new tasks joining it.",
+                           "Task Groups", output=ref.GROUP_CANCELED))
+    async def cancel_task_group(self, request, taskGroupId):  # noqa: N803
+        """``cancelTaskGroup``: ``{taskGroupId, taskGroupSize, cancelledCount, taskIds}``."""
+        size, canceled = await self.store.cancel_group(taskGroupId, self.clock.seconds())
+        return _json(request, {"taskGroupId": taskGroupId, "taskGroupSize": size,
+                               "cancelledCount": len(canceled), "taskIds": canceled})
+
+    @routes.route(f"{PREFIX}/task/<taskId>/dependents", "GET", scope=PUBLIC,
+                  api=_api("listDependentTasks", "List dependent tasks",
+                           "The tasks that depend on this one, each `{status, task}`; paged with "
+                           "`continuationToken`.", "Tasks", query=ref.PAGE_QUERY, output=ref.DEPENDENTS))
+    async def list_dependent_tasks(self, request, taskId):  # noqa: N803
+        """``listDependentTasks``: ``{"taskId", "tasks": [{status, task}], "continuationToken"?}``."""
+        limit, after = _page_args(request)
+        found = await self.store.list_dependents(_task_id(taskId), after, limit + 1)
+        return _json(request, _page({"taskId": taskId}, found, limit))
+
+    @routes.route(f"{PREFIX}/task/<taskId>/cancel", "POST", scope=f"queue:cancel-task:{TASK_SCOPE_ARGS}",
+                  resolve=_task_values,
+                  api=_api("cancelTask", "Cancel task",
+                           "Resolve the task `exception` with reason `canceled` (a resolved task is left "
+                           "as it is); its dependents are updated at once.", "Tasks", output=ref.STATUS))
+    async def cancel_task(self, request, taskId):  # noqa: N803
+        """``cancelTask``: ``{"status": ...}``."""
+        return _json(request, {"status": (await self.store.cancel(taskId, self.clock.seconds())).status()})
+
+    @routes.route(f"{PREFIX}/task/<taskId>/schedule", "POST",
+                  scope=f"queue:schedule-task:{TASK_SCOPE_ARGS}", resolve=_task_values,
+                  api=_api("scheduleTask", "Schedule defined task",
+                           "Make an `unscheduled` task pending whatever its dependencies.", "Tasks",
+                           output=ref.STATUS))
+    async def schedule_task(self, request, taskId):  # noqa: N803
+        """``scheduleTask``: ``{"status": ...}``; 409 past the deadline."""
+        return _json(request, {"status": (await self.store.schedule(taskId, self.clock.seconds())).status()})
+
+    @routes.route(f"{PREFIX}/task/<taskId>/rerun", "POST", scope=f"queue:rerun-task:{TASK_SCOPE_ARGS}",
+                  resolve=_task_values,
+                  api=_api("rerunTask", "Rerun a resolved task",
+                           "Give a resolved task a new pending run (at most 50 runs; not past its "
+                           "deadline).", "Tasks", output=ref.STATUS))
+    async def rerun_task(self, request, taskId):  # noqa: N803
+        """``rerunTask``: ``{"status": ...}``; 409 for an unscheduled task or past the deadline."""
+        return _json(request, {"status": (await self.store.rerun(taskId, self.clock.seconds())).status()})
+
+
+def _task_id(value: str, name: str = "taskId") -> str:
+    if not SLUGID.match(value):
+        raise QueueAPIError(400, f"{name} {value!r} is not a slugid")
+    return value
+
+
+def _arg(request, name: str) -> str | None:
+    values = (request.args or {}).get(name.encode())
+    return values[-1].decode("utf-8", "replace") if values else None
+
+
+def _page_args(request) -> tuple[int, str | None]:
+    text = _arg(request, "limit")
+    if text is None:
+        limit = MAX_LIST_LIMIT
+    elif not text.isdigit() or int(text) < 1:
+        raise QueueAPIError(400, f"limit must be a positive integer, not {text!r}")
+    else:
+        limit = min(int(text), MAX_LIST_LIMIT)
+    after = _arg(request, "continuationToken")
+    if after is not None and not SLUGID.match(after):
+        raise QueueAPIError(400, f"continuationToken {after!r} is not one this API gave")
+    return limit, after
+
+
+def _page(body: dict, found: list[StoredTask], limit: int) -> dict:
+    """``found`` (up to ``limit + 1``) as a page: a token while more follow (the last taskId
+    shown; the lists are ordered by taskId)."""
+    shown = found[:limit]
+    body["tasks"] = [{"status": t.status(), "task": t.body} for t in shown]
+    if len(found) > limit:
+        body["continuationToken"] = shown[-1].task_id
+    return body
+
+
+def _json(request, value, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(value).encode()

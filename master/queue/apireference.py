@@ -1,0 +1,75 @@
+"""The ``queue`` service of Taskcluster's layout: its title, description and schemas (the
+shapes of Taskcluster's ``create-task-request``, ``task``, ``task-status-response`` and
+``list-task-group-response``, trimmed to what buildfarm checks).  Its routes are the
+``QueueAPI``'s (queue/api.py), each declared once with an ``APIEntry``."""
+
+from buildfarm.master.http.references import APIService, SchemaRegistry
+
+SERVICE_NAME = "queue"
+PAGE_QUERY = ("continuationToken", "limit")
+
+schemas = SchemaRegistry(SERVICE_NAME)
+
+_TEXT = {"type": "string"}
+_DATE = {"type": "string", "format": "date-time"}
+_STRINGS = {"type": "array", "items": _TEXT}
+
+
+def _object(properties: dict, required: tuple[str, ...] = (), title: str | None = None) -> dict:
+    shown = {"title": title} if title else {}
+    return {**shown, "type": "object", "properties": properties, "required": list(required),
+            "additionalProperties": True}
+
+
+_METADATA = _object({"name": _TEXT, "description": _TEXT, "owner": _TEXT, "source": _TEXT},
+                    ("name", "description", "owner", "source"))
+_TASK_FIELDS = {
+    "taskQueueId": _TEXT, "provisionerId": _TEXT, "workerType": _TEXT, "schedulerId": _TEXT,
+    "projectId": _TEXT, "taskGroupId": _TEXT, "dependencies": _STRINGS,
+    "requires": {"type": "string", "enum": ["all-completed", "all-resolved"]}, "routes": _STRINGS,
+    "priority": _TEXT, "retries": {"type": "integer"}, "created": _DATE, "deadline": _DATE,
+    "expires": _DATE, "scopes": _STRINGS, "payload": {"type": "object"}, "metadata": _METADATA,
+    "tags": {"type": "object"}, "extra": {"type": "object"},
+}
+_RUN = _object({"runId": {"type": "integer"}, "state": _TEXT, "reasonCreated": _TEXT,
+                "reasonResolved": _TEXT, "scheduled": _DATE, "started": _DATE, "resolved": _DATE},
+               ("runId", "state", "reasonCreated", "scheduled"))
+_STATUS = _object({"taskId": _TEXT, "taskQueueId": _TEXT, "provisionerId": _TEXT, "workerType": _TEXT,
+                   "schedulerId": _TEXT, "projectId": _TEXT, "taskGroupId": _TEXT, "deadline": _DATE,
+                   "expires": _DATE, "retriesLeft": {"type": "integer"},
+                   "state": {"type": "string", "enum": ["unscheduled", "pending", "running", "completed",
+                                                        "failed", "exception"]},
+                   "runs": {"type": "array", "items": _RUN}},
+                  ("taskId", "taskQueueId", "schedulerId", "taskGroupId", "deadline", "expires", "state",
+                   "runs"))
+_TASK = _object(_TASK_FIELDS, ("created", "deadline", "metadata"))
+_LISTED = _object({"status": _STATUS, "task": _TASK}, ("status", "task"))
+
+CREATE_TASK = schemas.add("create-task-request", _object(
+    _TASK_FIELDS, ("created", "deadline", "metadata"), "A task definition"))
+TASK = schemas.add("task", {**_TASK, "title": "A task definition, with Taskcluster's defaults"})
+STATUS = schemas.add("task-status-response", _object({"status": _STATUS}, ("status",), "A task's status"))
+TASK_GROUP = schemas.add("list-task-group-response", _object(
+    {"taskGroupId": _TEXT, "tasks": {"type": "array", "items": _LISTED}, "continuationToken": _TEXT},
+    ("taskGroupId", "tasks"), "A page of a task group"))
+DEPENDENTS = schemas.add("list-dependent-tasks-response", _object(
+    {"taskId": _TEXT, "tasks": {"type": "array", "items": _LISTED}, "continuationToken": _TEXT},
+    ("taskId", "tasks"), "A page of the tasks that depend on a task"))
+TASK_GROUP_INFO = schemas.add("task-group-response", _object(
+    {"taskGroupId": _TEXT, "schedulerId": _TEXT, "expires": _DATE, "sealed": _DATE},
+    ("taskGroupId", "schedulerId", "expires"), "A task group"))
+GROUP_CANCELED = schemas.add("cancel-task-group-response", _object(
+    {"taskGroupId": _TEXT, "taskGroupSize": {"type": "integer"}, "cancelledCount": {"type": "integer"},
+     "taskIds": _STRINGS}, ("taskGroupId", "taskGroupSize", "cancelledCount", "taskIds"),
+    "The tasks of a group canceled"))
+PING = schemas.add("ping-response", _object({"alive": {"type": "boolean"}, "uptime": {"type": "number"}},
+                                            ("alive",), "Alive"))
+
+QUEUE = APIService(
+    SERVICE_NAME,
+    "Queue",
+    "Taskcluster's Queue over buildfarm's task engine (docs/taskcluster.md, \"The Queue service\"): "
+    "tasks, task groups and dependencies, in Taskcluster's shapes. `deadline` bounds only the wait "
+    "for a worker; `payload.maxRunTime` bounds the run.",
+    schemas,
+)

@@ -1,0 +1,12 @@
+"""``IQueueMaster``: the master as the Queue service (master/queue/service.py) sees it."""
+
+from zope.interface import Attribute, Interface
+
+
+class IQueueMaster(Interface):
+    """What the Queue service needs from the master."""
+
+    db = Attribute("The ``DBConnector``: the Queue's tables, and ``db.tasks`` for the engine's tasks.")
+    reactor = Attribute("The master's reactor: the reconciler's interval and every date of a run.")
+    config = Attribute("The current ``MasterConfig``: ``queue.task_queues`` (c['queue']) and ``tasks``.")
+    tasks = Attribute("The ``ITaskEngine`` that runs the Queue's tasks on the PB slaves.")

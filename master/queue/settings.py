@@ -1,0 +1,50 @@
+"""``QueueSettings``: ``c['queue']`` as the Queue service reads it (master/config.py checks it).
+
+``c['queue'] = {'task_queues': {'<provisionerId>/<workerType>': {'pool': 'ci', 'os': 'Linux'}}}``:
+each taskQueueId whose tasks the master's PB slaves run, and the dimensions a slave must have
+to run them (a task of that queue becomes a task of the task engine asking for them).  A task
+of a queue not named here is stored and waits (until its deadline) for a queue that is.
+"""
+
+from dataclasses import dataclass, field
+
+from buildfarm.master.queue.model import TASK_QUEUE_ID
+from buildfarm.master.tasks.dimensions import slave_dimensions_problems
+
+QUEUE_KEYS = frozenset({"task_queues"})
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """``c['queue']``: see the module.  ``task_queues``: taskQueueId -> {key: [values]}."""
+
+    task_queues: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+def validate_queue_config(raw: dict) -> tuple[QueueSettings, list[tuple[str, str]]]:
+    """The ``QueueSettings`` of ``raw['queue']`` and the ``(key, message)`` problems found."""
+    queue = raw.get("queue", {})
+    example = "c['queue'] = {'task_queues': {'proj/linux': {'pool': 'ci'}}}"
+    if not isinstance(queue, dict):
+        return QueueSettings(), [("queue", f"c['queue'] must be a dict like {example}")]
+    unknown = sorted(set(queue) - QUEUE_KEYS, key=str)
+    problems = [("queue", f"unknown c['queue'] key {key!r}") for key in unknown]
+    given = queue.get("task_queues", {})
+    if not isinstance(given, dict):
+        return QueueSettings(), [*problems, ("queue", f"c['queue']['task_queues'] must be a dict like "
+                                                      f"{example}")]
+    task_queues = {}
+    for queue_id, dims in given.items():
+        where = f"c['queue']['task_queues'][{queue_id!r}]"
+        if not isinstance(queue_id, str) or not TASK_QUEUE_ID.match(queue_id):
+            problems.append(("queue", f"{where}: a taskQueueId is '<provisionerId>/<workerType>', "
+                                      "1 to 38 of [a-zA-Z0-9-_] each"))
+            continue
+        found = slave_dimensions_problems(dims, where)
+        if not found and not dims:
+            found = [f"{where}: name at least one dimension (e.g. {{'pool': 'ci'}})"]
+        if found:
+            problems += [("queue", p) for p in found]
+            continue
+        task_queues[queue_id] = {k: [v] if isinstance(v, str) else list(v) for k, v in dims.items()}
+    return QueueSettings(task_queues), problems
