@@ -15,11 +15,9 @@ client), so that a client library can check its signing without real credentials
 
 import base64
 import binascii
-import json
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from buildfarm.master.auth.clients import parse_expires
 from buildfarm.master.auth.hawk import HawkFailure, HawkVerifier
@@ -37,27 +35,22 @@ from buildfarm.master.auth.scopes import (
 )
 from buildfarm.master.auth.users import Account
 from buildfarm.master.authapi import apireference as ref
-from buildfarm.master.http.body import BadBody, json_object, read_body
-from buildfarm.master.http.challenge import add_refusal_headers
+from buildfarm.master.http.body import json_object, read_body
 from buildfarm.master.http.interfaces import IHTTPMaster
 from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
+from buildfarm.master.http.tcservice import add_taskcluster_error_handlers, error_answer, json_answer
 
 log = Logger()
 
 PREFIX = "/api/auth/v1"
 MAX_BODY_BYTES = 1024 * 1024
-AUTH_REALM = "buildfarm"
 # Taskcluster's test client (testAuthenticate, testAuthenticateGet).
 TESTER_ID = "tester"
 TESTER_TOKEN = "no-secret"  # noqa: S105 - Taskcluster's documented test credential
 TESTER_GET_SCOPES = ("test:*", "auth:create-client:test:*")
 TESTER_GET_REQUIRED = ("test:authenticate-get",)
 TESTER_EXPIRES_S = 365 * 24 * 3600.0
-# Taskcluster's error codes, by HTTP status.
-ERROR_CODES = {400: "InputError", 401: "AuthenticationFailed", 403: "InsufficientScopes",
-               404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "RequestConflict",
-               413: "InputTooLarge", 429: "TooManyRequests", 500: "InternalServerError"}
 
 
 def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
@@ -101,19 +94,6 @@ class AuthAPI:
     def _api_error(self, request, failure):
         return self._error(request, failure.value.status, failure.value.message)
 
-    @app.handle_errors(AuthError)
-    def _refused(self, request, failure):
-        error = failure.value
-        add_refusal_headers(request, error, AUTH_REALM)
-        extra = error.scope_fields()
-        if error.reason is not None:
-            extra["reason"] = error.reason
-        return self._error(request, error.status, error.message, extra)
-
-    @app.handle_errors(BadBody)
-    def _bad_body(self, request, failure):
-        return self._error(request, failure.value.status, failure.value.message)
-
     @app.handle_errors(ClientError)
     def _client_error(self, request, failure):
         return self._error(request, failure.value.status, str(failure.value))
@@ -126,26 +106,10 @@ class AuthAPI:
     def _scope_error(self, request, failure):
         return self._error(request, 400, str(failure.value))
 
-    @app.handle_errors(NotFound)
-    def _not_found(self, request, failure):
-        return self._error(request, 404, f"no such endpoint: {request.path.decode('utf-8', 'replace')}")
-
-    @app.handle_errors(MethodNotAllowed)
-    def _bad_method(self, request, failure):
-        return self._error(request, 405, f"{request.method.decode('ascii', 'replace')} is not allowed here")
-
-    @app.handle_errors(Exception)
-    def _internal(self, request, failure):
-        log.failure("Auth API request {path} failed", failure, path=request.path)
-        return self._error(request, 500, "internal error; see the master's twistd.log")
+    add_taskcluster_error_handlers(app, "Auth API", lambda api: api.auth.clock)
 
     def _error(self, request, status: int, message: str, extra: dict | None = None) -> bytes:
-        body = {"code": ERROR_CODES.get(status, "Error"), "message": message,
-                "requestInfo": {"method": request.method.decode("ascii", "replace"),
-                                "path": request.path.decode("utf-8", "replace"),
-                                "time": iso(self.auth.clock.seconds())}}
-        body.update(extra or {})
-        return _json(request, body, status)
+        return error_answer(request, status, message, self.auth.clock.seconds(), extra)
 
     # -- ping and scopes -------------------------------------------------------------------
 
@@ -155,7 +119,7 @@ class AuthAPI:
                            "Ping", output=ref.PING))
     def ping(self, request):
         """``ping``: ``{"alive": true, "uptime": seconds}``."""
-        return _json(request, {"alive": True, "uptime": self.auth.clock.seconds() - self.started})
+        return json_answer(request, {"alive": True, "uptime": self.auth.clock.seconds() - self.started})
 
     @routes.route(f"{PREFIX}/scopes/current", "GET", scope="auth:current-scopes",
                   api=_api("currentScopes", "Your scopes",
@@ -164,7 +128,7 @@ class AuthAPI:
                            "Scopes", output=ref.SCOPESET))
     def current_scopes(self, request):
         """``currentScopes``: ``{"scopes": [...]}``, the caller's scopes expanded."""
-        return _json(request, {"scopes": request_identity(request).scopes})
+        return json_answer(request, {"scopes": request_identity(request).scopes})
 
     @routes.route(f"{PREFIX}/scopes/expand", "POST", scope="auth:expand-scopes",
                   api=_api("expandScopes", "Expand scopes",
@@ -174,7 +138,7 @@ class AuthAPI:
         """``expandScopes``: ``{"scopes": [...]}`` in, the same expanded through the roles out."""
         body = _body(request)
         scopes = _scopes(body.get("scopes", []), "scopes")
-        return _json(request, {"scopes": await self.auth.roles.expand(scopes)})
+        return json_answer(request, {"scopes": await self.auth.roles.expand(scopes)})
 
     # -- the test client ---------------------------------------------------------------------
 
@@ -223,7 +187,7 @@ class AuthAPI:
         identity = Identity(Account(caller.client_id, list(caller.scopes)), HAWK,
                             expand=self.auth.roles.expand_now)
         self.auth.require(identity, {ALL_OF: required})
-        return _json(request, {"clientId": caller.client_id, "scopes": normalize(caller.scopes)})
+        return json_answer(request, {"clientId": caller.client_id, "scopes": normalize(caller.scopes)})
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -241,7 +205,7 @@ class AuthAPI:
         body = {"clients": [await self._client_json(c) for c in clients]}
         if token:
             body["continuationToken"] = token
-        return _json(request, body)
+        return json_answer(request, body)
 
     @routes.route(f"{PREFIX}/clients/<path:clientId>", "GET", scope="auth:get-client:{clientId}",
                   api=_api("client", "Get a client",
@@ -249,7 +213,7 @@ class AuthAPI:
                            "Clients", output=ref.GET_CLIENT))
     async def client(self, request, clientId):  # noqa: N803 - Taskcluster's parameter name
         """``client``: the client, with ``expandedScopes``."""
-        return _json(request, await self._client_json(await self._get_client(clientId)))
+        return json_answer(request, await self._client_json(await self._get_client(clientId)))
 
     @routes.route(f"{PREFIX}/clients/<path:clientId>", "PUT", scope="auth:create-client:{clientId}",
                   api=_api("createClient", "Create a client",
@@ -265,7 +229,7 @@ class AuthAPI:
         self._require(request, [f"auth:create-client:{clientId}", *scopes])
         client, token = await self.auth.clients.create(
             clientId, _expires(body), _description(body), scopes, bool(body.get("deleteOnExpiration", False)))
-        return _json(request, {**await self._client_json(client), "accessToken": token})
+        return json_answer(request, {**await self._client_json(client), "accessToken": token})
 
     @routes.route(f"{PREFIX}/clients/<path:clientId>", "POST", scope="auth:update-client:{clientId}",
                   api=_api("updateClient", "Update a client",
@@ -282,7 +246,7 @@ class AuthAPI:
         self._require(request, [f"auth:update-client:{clientId}", *added])
         client = await self.auth.clients.update(clientId, _expires(body), _description(body), scopes,
                                                 bool(body.get("deleteOnExpiration", False)))
-        return _json(request, await self._client_json(client))
+        return json_answer(request, await self._client_json(client))
 
     @routes.route(f"{PREFIX}/clients/<path:clientId>/reset", "POST",
                   scope="auth:reset-access-token:{clientId}",
@@ -294,7 +258,7 @@ class AuthAPI:
         """``resetAccessToken``: a new access token; the old one (and every temporary
         credential made with it) stops working at once."""
         client, token = await self.auth.clients.reset_access_token(clientId)
-        return _json(request, {**await self._client_json(client), "accessToken": token})
+        return json_answer(request, {**await self._client_json(client), "accessToken": token})
 
     @routes.route(f"{PREFIX}/clients/<path:clientId>/enable", "POST", scope="auth:enable-client:{clientId}",
                   api=_api("enableClient", "Enable a client",
@@ -302,7 +266,7 @@ class AuthAPI:
                            "Clients", output=ref.GET_CLIENT))
     async def enable_client(self, request, clientId):  # noqa: N803
         """``enableClient``: the client, enabled."""
-        return _json(request, await self._client_json(await self.auth.clients.enable(clientId)))
+        return json_answer(request, await self._client_json(await self.auth.clients.enable(clientId)))
 
     @routes.route(f"{PREFIX}/clients/<path:clientId>/disable", "POST", scope="auth:disable-client:{clientId}",
                   api=_api("disableClient", "Disable a client",
@@ -312,7 +276,7 @@ class AuthAPI:
     async def disable_client(self, request, clientId):  # noqa: N803
         """``disableClient``: the client, disabled (it and its temporary credentials stop
         authenticating at once)."""
-        return _json(request, await self._client_json(await self.auth.clients.disable(clientId)))
+        return json_answer(request, await self._client_json(await self.auth.clients.disable(clientId)))
 
     @routes.route(f"{PREFIX}/clients/<path:clientId>", "DELETE", scope="auth:delete-client:{clientId}",
                   api=_api("deleteClient", "Delete a client",
@@ -321,7 +285,7 @@ class AuthAPI:
     async def delete_client(self, request, clientId):  # noqa: N803
         """``deleteClient``: gone (a missing client is not an error); an empty answer."""
         await self.auth.clients.delete(clientId)
-        return _json(request, {})
+        return json_answer(request, {})
 
     async def _get_client(self, client_id: str) -> Client:
         client = await self.auth.clients.get(client_id)
@@ -340,7 +304,7 @@ class AuthAPI:
                            "Roles", output=ref.LIST_ROLES))
     def list_roles(self, request):
         """``listRoles``: every role (a list, not paged, as in Taskcluster)."""
-        return _json(request, [self._role_json(r) for r in self.auth.roles.all()])
+        return json_answer(request, [self._role_json(r) for r in self.auth.roles.all()])
 
     @routes.route(f"{PREFIX}/roles2/", "GET", scope="auth:list-roles", strict_slashes=False,
                   api=_api("listRoles2", "List roles (paged)",
@@ -349,7 +313,7 @@ class AuthAPI:
     def list_roles2(self, request):
         """``listRoles2``: ``?continuationToken=&limit=`` -> ``{"roles": [...], "continuationToken"?}``."""
         page, token = _page(self.auth.roles.all(), request)
-        return _json(request, _with_token({"roles": [self._role_json(r) for r in page]}, token))
+        return json_answer(request, _with_token({"roles": [self._role_json(r) for r in page]}, token))
 
     @routes.route(f"{PREFIX}/roleids/", "GET", scope="auth:list-roles", strict_slashes=False,
                   api=_api("listRoleIds", "List role ids",
@@ -358,7 +322,7 @@ class AuthAPI:
     def list_role_ids(self, request):
         """``listRoleIds``: ``{"roleIds": [...], "continuationToken"?}``."""
         page, token = _page(self.auth.roles.all(), request)
-        return _json(request, _with_token({"roleIds": [r.roleId for r in page]}, token))
+        return json_answer(request, _with_token({"roleIds": [r.roleId for r in page]}, token))
 
     @routes.route(f"{PREFIX}/roles/<path:roleId>", "GET", scope="auth:get-role:{roleId}",
                   api=_api("role", "Get a role",
@@ -366,7 +330,7 @@ class AuthAPI:
                            "Roles", output=ref.GET_ROLE))
     def role(self, request, roleId):  # noqa: N803
         """``role``: the role, with ``expandedScopes``."""
-        return _json(request, self._role_json(self._get_role(roleId)))
+        return json_answer(request, self._role_json(self._get_role(roleId)))
 
     @routes.route(f"{PREFIX}/roles/<path:roleId>", "PUT", scope="auth:create-role:{roleId}",
                   api=_api("createRole", "Create a role",
@@ -378,7 +342,7 @@ class AuthAPI:
         scopes = check_role(roleId, _scopes(body.get("scopes"), "scopes"))  # 400 before any 403
         self._require(request, [f"auth:create-role:{roleId}", *scopes])
         role = await self.auth.roles.create(roleId, _description(body), scopes)
-        return _json(request, self._role_json(role))
+        return json_answer(request, self._role_json(role))
 
     @routes.route(f"{PREFIX}/roles/<path:roleId>", "POST", scope="auth:update-role:{roleId}",
                   api=_api("updateRole", "Update a role",
@@ -395,7 +359,7 @@ class AuthAPI:
         added = [s for s in scopes if not held.has(s)]
         self._require(request, [f"auth:update-role:{roleId}", *added])
         role = await self.auth.roles.update(roleId, _description(body), scopes)
-        return _json(request, self._role_json(role))
+        return json_answer(request, self._role_json(role))
 
     @routes.route(f"{PREFIX}/roles/<path:roleId>", "DELETE", scope="auth:delete-role:{roleId}",
                   api=_api("deleteRole", "Delete a role",
@@ -404,7 +368,7 @@ class AuthAPI:
     async def delete_role(self, request, roleId):  # noqa: N803
         """``deleteRole``: gone (a missing role is not an error); an empty answer."""
         await self.auth.roles.delete(roleId)
-        return _json(request, {})
+        return json_answer(request, {})
 
     def _get_role(self, role_id: str) -> Role:
         role = self.auth.roles.get(role_id)
@@ -444,12 +408,6 @@ class _TesterClients:
 def _all_of(scopes: list[str]) -> Expression:
     unique = list(dict.fromkeys(scopes))
     return unique[0] if len(unique) == 1 else {ALL_OF: unique}
-
-
-def _json(request, value, status: int = 200) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    return json.dumps(value).encode()
 
 
 def _body(request) -> dict:

@@ -9,18 +9,14 @@ status and the lists is public, as in Taskcluster.  A refusal answers Taskcluste
 shape, ``{"code", "message", "requestInfo"}`` (the Auth API's, master/authapi/api.py).
 """
 
-import json
 
 from twisted.logger import Logger
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from buildfarm.master.auth.identity import AuthError
-from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.auth.scopes import ALL_OF
-from buildfarm.master.http.body import BadBody, json_object, read_body
-from buildfarm.master.http.challenge import add_refusal_headers
+from buildfarm.master.http.body import json_object, read_body
 from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable, api_prefix, request_identity
 from buildfarm.master.http.routing import bounded_klein
+from buildfarm.master.http.tcservice import add_taskcluster_error_handlers, error_answer, json_answer
 from buildfarm.master.queue import apireference as ref
 from buildfarm.master.queue.model import SLUGID, TaskDefinitionError, check_definition
 from buildfarm.master.queue.store import (
@@ -36,10 +32,6 @@ log = Logger()
 PREFIX = api_prefix(ref.SERVICE_NAME)
 MAX_BODY_BYTES = 1024 * 1024
 MAX_LIST_LIMIT = 1000  # tasks per page of listTaskGroup and listDependentTasks
-QUEUE_REALM = "buildfarm"
-ERROR_CODES = {400: "InputError", 401: "AuthenticationFailed", 403: "InsufficientScopes",
-               404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "RequestConflict",
-               413: "InputTooLarge", 429: "TooManyRequests", 500: "InternalServerError"}
 TASK_SCOPE_ARGS = "{schedulerId}/{taskGroupId}/{taskId}"
 
 
@@ -81,19 +73,6 @@ class QueueAPI:
     def _api_error(self, request, failure):
         return self._error(request, failure.value.status, failure.value.message, failure.value.extra)
 
-    @app.handle_errors(AuthError)
-    def _refused(self, request, failure):
-        error = failure.value
-        add_refusal_headers(request, error, QUEUE_REALM)
-        extra = error.scope_fields()
-        if error.reason is not None:
-            extra["reason"] = error.reason
-        return self._error(request, error.status, error.message, extra)
-
-    @app.handle_errors(BadBody)
-    def _bad_body(self, request, failure):
-        return self._error(request, failure.value.status, failure.value.message)
-
     @app.handle_errors(TaskDefinitionError)
     def _bad_definition(self, request, failure):
         return self._error(request, 400, str(failure.value), {"problems": failure.value.problems})
@@ -110,26 +89,10 @@ class QueueAPI:
     def _unknown(self, request, failure):
         return self._error(request, 404, f"no task {failure.value.args[0]}")
 
-    @app.handle_errors(NotFound)
-    def _not_found(self, request, failure):
-        return self._error(request, 404, f"no such endpoint: {request.path.decode('utf-8', 'replace')}")
-
-    @app.handle_errors(MethodNotAllowed)
-    def _bad_method(self, request, failure):
-        return self._error(request, 405, f"{request.method.decode('ascii', 'replace')} is not allowed here")
-
-    @app.handle_errors(Exception)
-    def _internal(self, request, failure):
-        log.failure("Queue API request {path} failed", failure, path=request.path)
-        return self._error(request, 500, "internal error; see the master's twistd.log")
+    add_taskcluster_error_handlers(app, "Queue API", lambda api: api.clock)
 
     def _error(self, request, status: int, message: str, extra: dict | None = None) -> bytes:
-        body = {"code": ERROR_CODES.get(status, "Error"), "message": message,
-                "requestInfo": {"method": request.method.decode("ascii", "replace"),
-                                "path": request.path.decode("utf-8", "replace"),
-                                "time": iso(self.clock.seconds())}}
-        body.update(extra or {})
-        return _json(request, body, status)
+        return error_answer(request, status, message, self.clock.seconds(), extra)
 
     # -- scope values, resolved before the route's scope is checked ---------------------------
 
@@ -158,7 +121,7 @@ class QueueAPI:
                   api=_api("ping", "Ping the server", "`{alive, uptime}`.", "Ping Server", output=ref.PING))
     def ping(self, request):
         """``ping``: ``{"alive": true, "uptime": seconds}``."""
-        return _json(request, {"alive": True, "uptime": self.clock.seconds() - self.started})
+        return json_answer(request, {"alive": True, "uptime": self.clock.seconds() - self.started})
 
     @routes.route(f"{PREFIX}/task/<taskId>", "PUT", scope="queue:create-task:{priority}:{taskQueueId}",
                   resolve=_definition_values,
@@ -177,7 +140,7 @@ class QueueAPI:
                     *(f"queue:route:{route}" for route in definition.body["routes"])]
         self.master.auth.require(request_identity(request), {ALL_OF: list(dict.fromkeys(required))})
         task, _ = await self.store.create(definition, self.clock.seconds())
-        return _json(request, {"status": task.status()})
+        return json_answer(request, {"status": task.status()})
 
     @routes.route(f"{PREFIX}/task/<taskId>", "GET", scope=PUBLIC,
                   api=_api("task", "Get task definition",
@@ -185,14 +148,14 @@ class QueueAPI:
                            output=ref.TASK))
     async def task(self, request, taskId):  # noqa: N803
         """``task``: the definition as stored."""
-        return _json(request, (await self.store.get(_task_id(taskId))).body)
+        return json_answer(request, (await self.store.get(_task_id(taskId))).body)
 
     @routes.route(f"{PREFIX}/task/<taskId>/status", "GET", scope=PUBLIC,
                   api=_api("status", "Get task status", "The task's state and runs.", "Tasks",
                            output=ref.STATUS))
     async def status(self, request, taskId):  # noqa: N803
         """``status``: ``{"status": ...}``."""
-        return _json(request, {"status": (await self.store.get(_task_id(taskId))).status()})
+        return json_answer(request, {"status": (await self.store.get(_task_id(taskId))).status()})
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/list", "GET", scope=PUBLIC,
                   api=_api("listTaskGroup", "List task group",
@@ -203,7 +166,7 @@ class QueueAPI:
         """``listTaskGroup``: ``{"taskGroupId", "tasks": [{status, task}], "continuationToken"?}``."""
         limit, after = _page_args(request)
         found = await self.store.list_group(_task_id(taskGroupId, "taskGroupId"), after, limit + 1)
-        return _json(request, _page({"taskGroupId": taskGroupId}, found, limit))
+        return json_answer(request, _page({"taskGroupId": taskGroupId}, found, limit))
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>", "GET", scope=PUBLIC,
                   api=_api("getTaskGroup", "Get task group",
@@ -211,7 +174,7 @@ class QueueAPI:
                            "Task Groups", output=ref.TASK_GROUP_INFO))
     async def get_task_group(self, request, taskGroupId):  # noqa: N803
         """``getTaskGroup``."""
-        return _json(request, await self.store.group(_task_id(taskGroupId, "taskGroupId")))
+        return json_answer(request, await self.store.group(_task_id(taskGroupId, "taskGroupId")))
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/seal", "POST",
                   scope="queue:seal-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
@@ -220,7 +183,7 @@ class QueueAPI:
                            "Task Groups", output=ref.TASK_GROUP_INFO))
     async def seal_task_group(self, request, taskGroupId):  # noqa: N803
         """``sealTaskGroup``: the group, ``sealed`` set."""
-        return _json(request, await self.store.seal_group(taskGroupId, self.clock.seconds()))
+        return json_answer(request, await self.store.seal_group(taskGroupId, self.clock.seconds()))
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/cancel", "POST",
                   scope="queue:cancel-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
@@ -231,7 +194,7 @@ class QueueAPI:
     async def cancel_task_group(self, request, taskGroupId):  # noqa: N803
         """``cancelTaskGroup``: ``{taskGroupId, taskGroupSize, cancelledCount, taskIds}``."""
         size, canceled = await self.store.cancel_group(taskGroupId, self.clock.seconds())
-        return _json(request, {"taskGroupId": taskGroupId, "taskGroupSize": size,
+        return json_answer(request, {"taskGroupId": taskGroupId, "taskGroupSize": size,
                                "cancelledCount": len(canceled), "taskIds": canceled})
 
     @routes.route(f"{PREFIX}/task/<taskId>/dependents", "GET", scope=PUBLIC,
@@ -242,7 +205,7 @@ class QueueAPI:
         """``listDependentTasks``: ``{"taskId", "tasks": [{status, task}], "continuationToken"?}``."""
         limit, after = _page_args(request)
         found = await self.store.list_dependents(_task_id(taskId), after, limit + 1)
-        return _json(request, _page({"taskId": taskId}, found, limit))
+        return json_answer(request, _page({"taskId": taskId}, found, limit))
 
     @routes.route(f"{PREFIX}/task/<taskId>/cancel", "POST", scope=f"queue:cancel-task:{TASK_SCOPE_ARGS}",
                   resolve=_task_values,
@@ -251,7 +214,8 @@ class QueueAPI:
                            "as it is); its dependents are updated at once.", "Tasks", output=ref.STATUS))
     async def cancel_task(self, request, taskId):  # noqa: N803
         """``cancelTask``: ``{"status": ...}``."""
-        return _json(request, {"status": (await self.store.cancel(taskId, self.clock.seconds())).status()})
+        task = await self.store.cancel(taskId, self.clock.seconds())
+        return json_answer(request, {"status": task.status()})
 
     @routes.route(f"{PREFIX}/task/<taskId>/schedule", "POST",
                   scope=f"queue:schedule-task:{TASK_SCOPE_ARGS}", resolve=_task_values,
@@ -260,7 +224,8 @@ class QueueAPI:
                            output=ref.STATUS))
     async def schedule_task(self, request, taskId):  # noqa: N803
         """``scheduleTask``: ``{"status": ...}``; 409 past the deadline."""
-        return _json(request, {"status": (await self.store.schedule(taskId, self.clock.seconds())).status()})
+        task = await self.store.schedule(taskId, self.clock.seconds())
+        return json_answer(request, {"status": task.status()})
 
     @routes.route(f"{PREFIX}/task/<taskId>/rerun", "POST", scope=f"queue:rerun-task:{TASK_SCOPE_ARGS}",
                   resolve=_task_values,
@@ -269,7 +234,8 @@ class QueueAPI:
                            "deadline).", "Tasks", output=ref.STATUS))
     async def rerun_task(self, request, taskId):  # noqa: N803
         """``rerunTask``: ``{"status": ...}``; 409 for an unscheduled task or past the deadline."""
-        return _json(request, {"status": (await self.store.rerun(taskId, self.clock.seconds())).status()})
+        task = await self.store.rerun(taskId, self.clock.seconds())
+        return json_answer(request, {"status": task.status()})
 
 
 def _task_id(value: str, name: str = "taskId") -> str:
@@ -307,7 +273,3 @@ def _page(body: dict, found: list[StoredTask], limit: int) -> dict:
     return body
 
 
-def _json(request, value, status: int = 200) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    return json.dumps(value).encode()
