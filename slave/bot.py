@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 from typing import Any
 
 from twisted.logger import Logger
@@ -106,7 +107,8 @@ class Bot(pb.Referenceable):
     def remote_getSlaveInfo(self) -> dict[str, Any]:
         """One key per file in ``BASEDIR/info/`` plus ``environ`` (secret values redacted),
         ``system``, ``basedir``, ``os_family`` (``Linux``, ``Darwin``, ``Windows``), ``cpu``
-        (the machine: ``x86_64``), ``python`` (its version) and, when ``info/dimensions.json``
+        (the machine: ``x86_64``), ``python`` (its version), ``disk_free_mb`` (free space where
+        the basedir is) and, when ``info/dimensions.json``
         holds a JSON object, ``dimensions`` (that object)."""
         info: dict[str, Any] = readInfoDir(self.runtime.basedir)
         info["environ"] = redact_environ(os.environ)  # the master need not keep our secrets
@@ -115,6 +117,10 @@ class Bot(pb.Referenceable):
         info["os_family"] = platform.system()
         info["cpu"] = platform.machine()
         info["python"] = platform.python_version()
+        try:  # the master quarantines a slave short of disk (no task reaches it)
+            info["disk_free_mb"] = shutil.disk_usage(self.runtime.basedir).free // (1024 * 1024)
+        except OSError:
+            pass
         dimensions = readDimensionsFile(self.runtime.basedir)
         if dimensions is not None:
             info["dimensions"] = dimensions

@@ -183,6 +183,7 @@ class TaskEngine(service.Service):
         self.pending: dict[int, _Pending] = {}  # PENDING tasks this engine decided, may be reaped
         self.deciding: set[int] = set()  # tasks being decided (dedup, NO_RESOURCE): not reaped yet
         self.runs: dict[int, _Run] = {}  # task id -> its running try on this master
+        self.quarantined: dict[str, str] = {}  # attached slave -> why it takes no task
         self.taking: set[int] = set()  # tasks a slave of this master is taking (start_run in flight)
         self.killed_while_taken: set[int] = set()  # killed (kill_running) while being taken
         self._decisions = defer.DeferredLock()  # one twin decision at a time
@@ -217,8 +218,12 @@ class TaskEngine(service.Service):
         self._seen.start(BOT_SEEN_INTERVAL_S, now=False)
 
     def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
-        """Poll only while some slave has a pool: a master without one runs no task."""
+        """Poll only while some slave has a pool: a master without one runs no task; an
+        admin's quarantine (``c['tasks']['quarantined']``) changes at once."""
         self._set_polling(config)
+        for slave in list(self.master.botmaster.slaves.values()):
+            if slave.name in self.dimensions:
+                self._spawn(self._quarantine(slave, config), f"quarantining {slave.name}")
 
     def _set_polling(self, config) -> None:
         wanted = any((getattr(slave, "dimensions", None) or {}).get("pool")
@@ -283,6 +288,7 @@ class TaskEngine(service.Service):
         if not slave.attached:
             return
         self.dimensions[slave.name] = dims
+        await self._quarantine(slave, self.master.config)
         if self.queues.set_slave(slave.name, dims):
             log.info("slave {name} serves tasks with dimensions {dims}", name=slave.name,
                      dims=", ".join(f"{k}:{'|'.join(v)}" for k, v in dims.items()))
@@ -303,10 +309,33 @@ class TaskEngine(service.Service):
             stored = await self.db.tasks.get_request(run.task_id)
             await self._end_try(run, stored, lost["slice_index"], State.BOT_DIED, internal_failure=1)
 
+    async def _quarantine(self, slave, config) -> None:
+        """Record whether the slave is quarantined (an admin's reason, or too little free disk
+        in its basedir as it reported when it attached): a quarantined slave takes no task."""
+        settings = config.tasks
+        reason = dict(settings.quarantined).get(slave.name)
+        free = slave.info.get("disk_free_mb") if isinstance(slave.info, dict) else None
+        if reason is None and isinstance(free, int) and not isinstance(free, bool) \
+                and free < settings.quarantine_below_free_mb:
+            reason = (f"low disk: {free} MB free in the slave's basedir "
+                      f"(c['tasks']['quarantine_below_free_mb'] is {settings.quarantine_below_free_mb})")
+        if reason == self.quarantined.get(slave.name):
+            return
+        if reason is None:
+            self.quarantined.pop(slave.name, None)
+            log.info("slave {name} is out of quarantine", name=slave.name)
+        else:
+            self.quarantined[slave.name] = reason
+            log.warn("slave {name} is quarantined: {reason}", name=slave.name, reason=reason)
+        await self.db.tasks.set_bot_flags(slave.name, quarantined=reason)
+        if reason is None:
+            self.reap(slave)
+
     def slave_detached(self, slave) -> None:
         """A slave's connection is gone: it serves no queue; its tries end BOT_DIED (their
         commands see the connection lost)."""
         self.dimensions.pop(slave.name, None)
+        self.quarantined.pop(slave.name, None)
         self.queues.remove_slave(slave.name)
         self._spawn(self.db.tasks.set_bot_state(slave.name, {"attached": False}),
                     f"marking {slave.name} gone")
@@ -480,7 +509,8 @@ class TaskEngine(service.Service):
     def _may_start_task(self, slave) -> bool:
         """Whether the slave has a free slot and no task running: its one task builder runs
         one command at a time, in one working directory."""
-        return slave.tasks_running == 0 and self.master.botmaster.slave_accepts_task(slave)
+        return (slave.tasks_running == 0 and slave.name not in self.quarantined
+                and self.master.botmaster.slave_accepts_task(slave))
 
     async def _reap_one(self, slave) -> bool:
         if not self.running or not self._may_start_task(slave):

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import json
 import zlib
+from dataclasses import replace
 
 import pytest_twisted
 from twisted.internet import defer
@@ -37,6 +38,10 @@ c['db'] = {'db_url': 'sqlite:///state.sqlite'}
 NOW = 1_800_000_000.0
 
 master = memory_master_fixture(CFG, now=NOW)
+QUARANTINE_CFG = CFG + """\
+c['tasks'] = {'quarantine_below_free_mb': 1000, 'quarantined': {'bs2': 'fan broken'}}
+"""
+quarantining_master = memory_master_fixture(QUARANTINE_CFG, now=NOW)
 
 
 class ScriptedCommands:
@@ -69,10 +74,10 @@ class ScriptedCommands:
         self.connection.broker.dontNotifyOnDisconnect(callback)
 
 
-async def attach(master, name):
+async def attach(master, name, info=None):
     from tests.fixtures.memorymaster import FakeSlaveConnection
 
-    connection = FakeSlaveConnection(name)
+    connection = FakeSlaveConnection(name, info)
     commands = ScriptedCommands(connection)
     connection.builders = {TASKS_BUILDER: commands}
     connection.perspective = await master.botmaster.slave_attaching(name, connection)
@@ -837,3 +842,36 @@ async def test_a_slave_takes_its_next_task_while_the_twins_of_its_last_are_being
     result = await until_state(master, twin, "COMPLETED")
     assert result["deduped_from"] == ids.summary_id(first)
     assert await state_of(master, other) == "RUNNING"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slave_short_of_disk_or_quarantined_by_an_admin_takes_no_task(quarantining_master):
+    master = quarantining_master
+    _, low = await attach(master, "bs1", {"basedir": "/builds/bs1", "disk_free_mb": 999})
+    _, broken = await attach(master, "bs2", {"basedir": "/builds/bs2", "disk_free_mb": 50_000})
+    bots = {name: await master.db.tasks.get_bot(name) for name in ("bs1", "bs2")}
+    assert bots["bs1"]["quarantined"].startswith("low disk: 999 MB free")
+    assert bots["bs2"]["quarantined"].startswith("fan broken")
+    task_id = await create(master, request())
+    master.reactor.advance(engine_module.POLL_INTERVAL_S)  # a poll lets every idle slave reap
+    await master.tasks.poll()
+    assert (low.started, broken.started) == ([], [])
+    assert await state_of(master, task_id) == "PENDING"
+    # the admin lifts bs2's quarantine: a reconfig, and bs2 takes the task at once
+    master.config = replace(master.config, tasks=replace(master.config.tasks, quarantined=()))
+    master.tasks.reconfigService(master.config)
+    await until_started(broken)
+    assert (await master.db.tasks.get_bot("bs2"))["quarantined"] is None
+    assert low.started == []
+
+
+def test_c_tasks_quarantine_keys_are_checked_one_line_each():
+    from buildfarm.master.tasks.settings import validate_tasks_config
+
+    settings, problems = validate_tasks_config({"tasks": {"quarantine_below_free_mb": 2048,
+                                                          "quarantined": {"bs1": "disk errors"}}})
+    assert (settings.quarantine_below_free_mb, settings.quarantined, problems) == (
+        2048, (("bs1", "disk errors"),), [])
+    _, problems = validate_tasks_config({"tasks": {"quarantine_below_free_mb": -1, "quarantined": ["bs1"]}})
+    assert [message.split(" must ")[0] for _, message in problems] == [
+        "c['tasks']['quarantine_below_free_mb']", "c['tasks']['quarantined']"]

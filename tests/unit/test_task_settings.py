@@ -56,3 +56,11 @@ def test_load_config_reads_and_checks_c_tasks(tmp_path):
     cfg.write_text("c = BuildmasterConfig = {}\nc['tasks'] = {'min_timeout_secs': 0}\n")
     with pytest.raises(ConfigErrors, match="min_timeout_secs"):
         load_config(str(cfg))
+
+
+def test_the_docs_quarantine_example_loads(tmp_path):
+    cfg = tmp_path / "master.cfg"
+    cfg.write_text("c = BuildmasterConfig = {}\n" + example("tasks.md", "tasks-quarantine"))
+    tasks = load_config(str(cfg)).tasks
+    assert tasks.quarantine_below_free_mb == 2048
+    assert tasks.quarantined == (("bs7", "fan broken, ticket 1234"),)
