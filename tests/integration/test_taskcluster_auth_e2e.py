@@ -12,7 +12,6 @@ a ``ClientStore`` on the master's own SQLite file and clients key: the master re
 every call, so another process's change counts at once.
 """
 
-import asyncio
 import datetime
 import json
 import os
@@ -29,6 +28,7 @@ from twisted.internet import reactor
 
 from buildfarm.master.auth.clients import CLIENTS_KEY_FILE, ClientStore, load_or_create_key
 from buildfarm.master.db.connector import DBConnector
+from fixtures.asyncrun import run_coroutine
 from fixtures.daemons import MASTER_CFG
 
 pytestmark = pytest.mark.integration
@@ -163,7 +163,7 @@ def test_the_aio_client_signs_as_the_sync_one_does(master):
             read = await AioBuilders(options(master, READER), session=session).builder("runtests")
             return forced, read
 
-    forced, read = asyncio.run(calls())
+    forced, read = run_coroutine(calls)
     assert forced["buildrequestid"] > 0 and read["name"] == "runtests"
 
 

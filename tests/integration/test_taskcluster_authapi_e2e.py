@@ -5,7 +5,6 @@ created, read, listed (paged), changed and deleted, the test client (testAuthent
 testAuthenticateGet through a signed URL), and the refusals: a 403 whose body names the required
 and the unsatisfied scopes, escalation refused."""
 
-import asyncio
 
 import pytest
 import requests
@@ -14,6 +13,7 @@ import taskcluster.aio
 import taskcluster.client
 from taskcluster.exceptions import TaskclusterAuthFailure, TaskclusterFailure
 
+from fixtures.asyncrun import run_coroutine
 from fixtures.daemons import MASTER_CFG
 
 pytestmark = pytest.mark.integration
@@ -196,7 +196,7 @@ def test_the_aio_client_drives_the_same_service(master):
             await admin.deleteRole("team/aio")
             return role, scopes, client
 
-    role, scopes, client = asyncio.run(calls())
+    role, scopes, client = run_coroutine(calls)
     assert role["expandedScopes"] == ["assume:team/aio", "builds:read"]
     assert "auth:*" in scopes
     assert "builds:read" in client["expandedScopes"]

@@ -18,6 +18,7 @@ import taskcluster
 from taskcluster.client import createApiClient
 
 from buildfarm.common import client
+from fixtures.asyncrun import run_coroutine
 from fixtures.daemons import wait_for
 
 # the services whose client is the official package's, not buildfarm.common.client's
@@ -101,7 +102,7 @@ def test_the_aio_client_forces_a_build_and_reads_its_log(fleet):
             log = the_log(await farm.build(build["buildid"]))
             return await farm.logLines(log["logid"])
 
-    lines = asyncio.run(drive())
+    lines = run_coroutine(drive)
     assert "hello from the slave\n" in lines["text"]
 
 
@@ -123,7 +124,7 @@ def test_the_common_client_lists_every_builder_with_the_paging_iterator(fleet, m
             farm = client.AsyncBuildfarm({"rootUrl": master.url}, session=session)
             return [b["name"] async for b in farm.iterListBuilders(query={"limit": 3})]
 
-    assert asyncio.run(async_names()) == names
+    assert run_coroutine(async_names) == names
 
 
 def test_the_slaveapi_tasks_and_cas_clients_call_their_services_in_taskclusters_layout(fleet):
