@@ -45,6 +45,30 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{words[0]} help {words[-1]}')" if len(words) > 1 else message)
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str], dest: str, command_list: str,
+                       commands: Sequence[str]) -> tuple[argparse.Namespace | None, int]:
+    """``argv`` parsed by ``parser`` (its subcommand in ``args.<dest>``, its ``help`` subcommand
+    taking a ``topic``), or ``(None, exit status)`` once help was printed: the command list for no
+    command or ``help`` (to stderr and status 2 when no command was given), a subcommand's flags
+    for ``help COMMAND`` or ``COMMAND --help``."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a subcommand's --help printed its flags
+        return None, int(e.code or 0)
+    command = getattr(args, dest)
+    if command is None or (command == "help" and not args.topic):
+        asked = args.help or command == "help"
+        print(command_list, file=sys.stdout if asked else sys.stderr)
+        return None, 0 if asked else 2
+    if command == "help":
+        sub = parser.subcommands.choices.get(args.topic)  # type: ignore[attr-defined]
+        if sub is None:
+            raise UsageError(f"no command {args.topic!r}; the commands are {', '.join(commands)}")
+        print(sub.format_help(), end="")
+        return None, 0
+    return args, 0
+
+
 def one_line(error: BaseException, expected: tuple[type[BaseException], ...]) -> tuple[str, int]:
     """The message and exit status of a client command's failure: bad flags 2; an ``expected``
     failure (the server's answer, a full cache, ...) or an OSError 1 with its message; anything

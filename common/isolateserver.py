@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from twisted.internet import threads
 
 from buildfarm.common import cascache, isolateclient
-from buildfarm.common.cli import OneLineParser, UsageError, client_main, run_client
+from buildfarm.common.cli import OneLineParser, UsageError, client_main, parse_command_line, run_client
 from buildfarm.common.isolated import IsolatedFormatError, algo_for_namespace, check_digest
 
 PROG = "isolateserver"
@@ -228,21 +228,9 @@ def _open_cache(path: str, policies, reactor, algo: str) -> cascache.DiskCache:
 
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace | None, int]:
     """The parsed flags of a command to run, or (None, exit status) once help was printed."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # a subcommand's --help printed its flags
-        return None, int(e.code or 0)
-    if args.command is None or (args.command == "help" and not args.topic):
-        asked = args.help or args.command == "help"
-        print(command_list(), file=sys.stdout if asked else sys.stderr)
-        return None, 0 if asked else 2
-    if args.command == "help":
-        sub = parser.subcommands.choices.get(args.topic)  # type: ignore[attr-defined]
-        if sub is None:
-            raise UsageError(f"no command {args.topic!r}; the commands are {', '.join(COMMANDS)}")
-        print(sub.format_help(), end="")
-        return None, 0
+    args, status = parse_command_line(build_parser(), argv, "command", command_list(), COMMANDS)
+    if args is None:
+        return None, status
     check_flags(args)
     return args, 0
 

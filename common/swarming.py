@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from twisted.internet import defer, task, threads
 
 from buildfarm.common import cascache, isolateclient
-from buildfarm.common.cli import OneLineParser, UsageError, client_main, run_client
+from buildfarm.common.cli import OneLineParser, UsageError, client_main, parse_command_line, run_client
 from buildfarm.common.isolated import IsolatedFormatError, algo_for_namespace, check_digest
 from buildfarm.common.swarmingclient import SwarmingServer, SwarmingServerError, is_final
 
@@ -897,21 +897,9 @@ def _bot_gone(bot: dict) -> bool:
 
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace | None, int]:
     """The parsed flags of a command to run, or (None, exit status) once help was printed."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # a subcommand's --help printed its flags
-        return None, int(e.code or 0)
-    if args.command_name is None or (args.command_name == "help" and not args.topic):
-        asked = args.help or args.command_name == "help"
-        print(command_list(), file=sys.stdout if asked else sys.stderr)
-        return None, 0 if asked else 2
-    if args.command_name == "help":
-        sub = parser.subcommands.choices.get(args.topic)  # type: ignore[attr-defined]
-        if sub is None:
-            raise UsageError(f"no command {args.topic!r}; the commands are {', '.join(COMMANDS)}")
-        print(sub.format_help(), end="")
-        return None, 0
+    args, status = parse_command_line(build_parser(), argv, "command_name", command_list(), COMMANDS)
+    if args is None:
+        return None, status
     check_flags(args)
     if args.command_name == "collect" and args.json:
         args.task_ids, args.dumped_request = _tasks_of_dump(args.json)
