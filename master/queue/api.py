@@ -14,49 +14,39 @@ from twisted.logger import Logger
 
 from buildfarm.master.auth.scopes import ALL_OF
 from buildfarm.master.http.body import json_object, read_body
-from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable, api_prefix, request_identity
-from buildfarm.master.http.routing import bounded_klein
+from buildfarm.master.http.routes import PUBLIC, request_identity
 from buildfarm.master.http.tcservice import add_taskcluster_error_handlers, error_answer, json_answer
 from buildfarm.master.queue import apireference as ref
-from buildfarm.master.queue.model import SLUGID, TaskDefinitionError, check_definition
+from buildfarm.master.queue.model import TaskDefinitionError, check_definition
+from buildfarm.master.queue.routing import (
+    PREFIX,
+    TASK_SCOPE_ARGS,
+    QueueAPIError,
+    api_entry,
+    app,
+    page_args,
+    routes,
+    task_id_arg,
+    task_page,
+)
 from buildfarm.master.queue.store import (
     QueueConflict,
     QueueInputError,
     QueueStore,
-    StoredTask,
     UnknownQueueTask,
 )
 
 log = Logger()
 
-PREFIX = api_prefix(ref.SERVICE_NAME)
 MAX_BODY_BYTES = 1024 * 1024
-MAX_LIST_LIMIT = 1000  # tasks per page of listTaskGroup and listDependentTasks
-TASK_SCOPE_ARGS = "{schedulerId}/{taskGroupId}/{taskId}"
-
-
-class QueueAPIError(Exception):
-    """An error answered in Taskcluster's shape with ``status``."""
-
-    def __init__(self, status: int, message: str, extra: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra or {}
-
-
-def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
-         input: str | None = None, output: str | None = None) -> APIEntry:  # noqa: A002
-    return APIEntry(ref.SERVICE_NAME, name, title, description, category, query=query, input=input,
-                    output=output)
 
 
 class QueueAPI:
     """The Queue's routes over ``master.db`` (its ``QueueStore``); ``master`` gives ``auth``,
     ``db`` and ``reactor``."""
 
-    app = bounded_klein()
-    routes = RouteTable(app, "queue")
+    app = app
+    routes = routes
 
     def __init__(self, master):
         self.master = master
@@ -108,24 +98,25 @@ class QueueAPI:
         return cached
 
     async def _group_values(self, request, taskGroupId) -> dict:  # noqa: N803
-        group = await self.store.group(_task_id(taskGroupId, "taskGroupId"))
+        group = await self.store.group(task_id_arg(taskGroupId, "taskGroupId"))
         return {"schedulerId": group["schedulerId"]}
 
     async def _task_values(self, request, taskId) -> dict:  # noqa: N803
-        task = await self.store.get(_task_id(taskId))
+        task = await self.store.get(task_id_arg(taskId))
         return {"schedulerId": task.body["schedulerId"], "taskGroupId": task.body["taskGroupId"]}
 
     # -- routes ------------------------------------------------------------------------------
 
     @routes.route(f"{PREFIX}/ping", "GET", scope=PUBLIC,
-                  api=_api("ping", "Ping the server", "`{alive, uptime}`.", "Ping Server", output=ref.PING))
+                  api=api_entry("ping", "Ping the server", "`{alive, uptime}`.", "Ping Server",
+                                output=ref.PING))
     def ping(self, request):
         """``ping``: ``{"alive": true, "uptime": seconds}``."""
         return json_answer(request, {"alive": True, "uptime": self.clock.seconds() - self.started})
 
     @routes.route(f"{PREFIX}/task/<taskId>", "PUT", scope="queue:create-task:{priority}:{taskQueueId}",
                   resolve=_definition_values,
-                  api=_api("createTask", "Create new task",
+                  api=api_entry("createTask", "Create new task",
                            "Create a task (idempotent: the same definition again answers its status; a "
                            "different one 409). Needs `queue:create-task:<priority>:<taskQueueId>`, "
                            "`queue:scheduler-id:<schedulerId>`, the task's `scopes` and "
@@ -143,42 +134,42 @@ class QueueAPI:
         return json_answer(request, {"status": task.status()})
 
     @routes.route(f"{PREFIX}/task/<taskId>", "GET", scope=PUBLIC,
-                  api=_api("task", "Get task definition",
+                  api=api_entry("task", "Get task definition",
                            "The task's definition, with Taskcluster's defaults filled in.", "Tasks",
                            output=ref.TASK))
     async def task(self, request, taskId):  # noqa: N803
         """``task``: the definition as stored."""
-        return json_answer(request, (await self.store.get(_task_id(taskId))).body)
+        return json_answer(request, (await self.store.get(task_id_arg(taskId))).body)
 
     @routes.route(f"{PREFIX}/task/<taskId>/status", "GET", scope=PUBLIC,
-                  api=_api("status", "Get task status", "The task's state and runs.", "Tasks",
+                  api=api_entry("status", "Get task status", "The task's state and runs.", "Tasks",
                            output=ref.STATUS))
     async def status(self, request, taskId):  # noqa: N803
         """``status``: ``{"status": ...}``."""
-        return json_answer(request, {"status": (await self.store.get(_task_id(taskId))).status()})
+        return json_answer(request, {"status": (await self.store.get(task_id_arg(taskId))).status()})
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/list", "GET", scope=PUBLIC,
-                  api=_api("listTaskGroup", "List task group",
+                  api=api_entry("listTaskGroup", "List task group",
                            "The tasks of a group by taskId, each `{status, task}`; paged with "
                            "`continuationToken` (at most 1000 a page).", "Task Groups",
                            query=ref.PAGE_QUERY, output=ref.TASK_GROUP))
     async def list_task_group(self, request, taskGroupId):  # noqa: N803
         """``listTaskGroup``: ``{"taskGroupId", "tasks": [{status, task}], "continuationToken"?}``."""
-        limit, after = _page_args(request)
-        found = await self.store.list_group(_task_id(taskGroupId, "taskGroupId"), after, limit + 1)
-        return json_answer(request, _page({"taskGroupId": taskGroupId}, found, limit))
+        limit, after = page_args(request)
+        found = await self.store.list_group(task_id_arg(taskGroupId, "taskGroupId"), after, limit + 1)
+        return json_answer(request, task_page({"taskGroupId": taskGroupId}, found, limit))
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>", "GET", scope=PUBLIC,
-                  api=_api("getTaskGroup", "Get task group",
+                  api=api_entry("getTaskGroup", "Get task group",
                            "`{taskGroupId, schedulerId, expires, sealed?}` of a group that has tasks.",
                            "Task Groups", output=ref.TASK_GROUP_INFO))
     async def get_task_group(self, request, taskGroupId):  # noqa: N803
         """``getTaskGroup``."""
-        return json_answer(request, await self.store.group(_task_id(taskGroupId, "taskGroupId")))
+        return json_answer(request, await self.store.group(task_id_arg(taskGroupId, "taskGroupId")))
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/seal", "POST",
                   scope="queue:seal-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
-                  api=_api("sealTaskGroup", "Seal task group",
+                  api=api_entry("sealTaskGroup", "Seal task group",
                            "No task may be created in the group from now on (createTask answers 409).",
                            "Task Groups", output=ref.TASK_GROUP_INFO))
     async def seal_task_group(self, request, taskGroupId):  # noqa: N803
@@ -187,7 +178,7 @@ class QueueAPI:
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/cancel", "POST",
                   scope="queue:cancel-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
-                  api=_api("cancelTaskGroup", "Cancel task group",
+                  api=api_entry("cancelTaskGroup", "Cancel task group",
                            "Cancel every unresolved task of the group, as cancelTask does (in one "
                            "transaction); seal the group first to stop new tasks joining it.",
                            "Task Groups", output=ref.GROUP_CANCELED))
@@ -198,18 +189,18 @@ class QueueAPI:
                                "cancelledCount": len(canceled), "taskIds": canceled})
 
     @routes.route(f"{PREFIX}/task/<taskId>/dependents", "GET", scope=PUBLIC,
-                  api=_api("listDependentTasks", "List dependent tasks",
+                  api=api_entry("listDependentTasks", "List dependent tasks",
                            "The tasks that depend on this one, each `{status, task}`; paged with "
                            "`continuationToken`.", "Tasks", query=ref.PAGE_QUERY, output=ref.DEPENDENTS))
     async def list_dependent_tasks(self, request, taskId):  # noqa: N803
         """``listDependentTasks``: ``{"taskId", "tasks": [{status, task}], "continuationToken"?}``."""
-        limit, after = _page_args(request)
-        found = await self.store.list_dependents(_task_id(taskId), after, limit + 1)
-        return json_answer(request, _page({"taskId": taskId}, found, limit))
+        limit, after = page_args(request)
+        found = await self.store.list_dependents(task_id_arg(taskId), after, limit + 1)
+        return json_answer(request, task_page({"taskId": taskId}, found, limit))
 
     @routes.route(f"{PREFIX}/task/<taskId>/cancel", "POST", scope=f"queue:cancel-task:{TASK_SCOPE_ARGS}",
                   resolve=_task_values,
-                  api=_api("cancelTask", "Cancel task",
+                  api=api_entry("cancelTask", "Cancel task",
                            "Resolve the task `exception` with reason `canceled` (a resolved task is left "
                            "as it is); its dependents are updated at once.", "Tasks", output=ref.STATUS))
     async def cancel_task(self, request, taskId):  # noqa: N803
@@ -219,7 +210,7 @@ class QueueAPI:
 
     @routes.route(f"{PREFIX}/task/<taskId>/schedule", "POST",
                   scope=f"queue:schedule-task:{TASK_SCOPE_ARGS}", resolve=_task_values,
-                  api=_api("scheduleTask", "Schedule defined task",
+                  api=api_entry("scheduleTask", "Schedule defined task",
                            "Make an `unscheduled` task pending whatever its dependencies.", "Tasks",
                            output=ref.STATUS))
     async def schedule_task(self, request, taskId):  # noqa: N803
@@ -229,47 +220,10 @@ class QueueAPI:
 
     @routes.route(f"{PREFIX}/task/<taskId>/rerun", "POST", scope=f"queue:rerun-task:{TASK_SCOPE_ARGS}",
                   resolve=_task_values,
-                  api=_api("rerunTask", "Rerun a resolved task",
+                  api=api_entry("rerunTask", "Rerun a resolved task",
                            "Give a resolved task a new pending run (at most 50 runs; not past its "
                            "deadline).", "Tasks", output=ref.STATUS))
     async def rerun_task(self, request, taskId):  # noqa: N803
         """``rerunTask``: ``{"status": ...}``; 409 for an unscheduled task or past the deadline."""
         task = await self.store.rerun(taskId, self.clock.seconds())
         return json_answer(request, {"status": task.status()})
-
-
-def _task_id(value: str, name: str = "taskId") -> str:
-    if not SLUGID.match(value):
-        raise QueueAPIError(400, f"{name} {value!r} is not a slugid")
-    return value
-
-
-def _arg(request, name: str) -> str | None:
-    values = (request.args or {}).get(name.encode())
-    return values[-1].decode("utf-8", "replace") if values else None
-
-
-def _page_args(request) -> tuple[int, str | None]:
-    text = _arg(request, "limit")
-    if text is None:
-        limit = MAX_LIST_LIMIT
-    elif not text.isdigit() or int(text) < 1:
-        raise QueueAPIError(400, f"limit must be a positive integer, not {text!r}")
-    else:
-        limit = min(int(text), MAX_LIST_LIMIT)
-    after = _arg(request, "continuationToken")
-    if after is not None and not SLUGID.match(after):
-        raise QueueAPIError(400, f"continuationToken {after!r} is not one this API gave")
-    return limit, after
-
-
-def _page(body: dict, found: list[StoredTask], limit: int) -> dict:
-    """``found`` (up to ``limit + 1``) as a page: a token while more follow (the last taskId
-    shown; the lists are ordered by taskId)."""
-    shown = found[:limit]
-    body["tasks"] = [{"status": t.status(), "task": t.body} for t in shown]
-    if len(found) > limit:
-        body["continuationToken"] = shown[-1].task_id
-    return body
-
-
