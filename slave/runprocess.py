@@ -12,6 +12,10 @@ fork and exec (buildbot-worker does the same).  That forgoes Twisted's posix_spa
 which cannot run code in the child.  With a PTY, Twisted's ``PTYProcess`` already calls
 ``os.setsid()``, which makes the child a group leader as well.  Signals go to the group
 with ``os.killpg``.
+
+A stopping slave ends what it started: `endRunningProcesses` waits a short grace for the
+process groups still running (the commands were told to stop), then sends SIGKILL to each
+group left, so a command that ignores SIGTERM does not outlive its slave.
 """
 
 from __future__ import annotations
@@ -126,6 +130,39 @@ class ProcessResult:
     failureReason: str | None = None
 
 
+# The RunProcesses of this slave whose child has not ended yet (see `endRunningProcesses`): a
+# process-wide set, as the process table it mirrors is.
+_running: set[RunProcess] = set()
+
+
+def endRunningProcesses(clock: IReactorTime, graceS: float) -> defer.Deferred[None]:
+    """Fire once every running process has ended, waiting at most ``graceS`` seconds on
+    ``clock``; then send SIGKILL to the group of each process still running (a command that
+    ignores SIGTERM) and fire."""
+    running = list(_running)
+    if not running:
+        return defer.succeed(None)
+    allEnded = defer.DeferredList([runner.whenFinished() for runner in running], consumeErrors=True)
+    done: defer.Deferred[None] = defer.Deferred()
+
+    def graceOver() -> None:
+        for runner in list(_running):
+            runner.killGroupNow()
+        if not done.called:
+            done.callback(None)
+
+    timer = clock.callLater(graceS, graceOver)
+
+    def ended(_: object) -> None:
+        if timer.active():
+            timer.cancel()
+        if not done.called:
+            done.callback(None)
+
+    allEnded.addCallback(ended)
+    return done
+
+
 class _GroupLeaderProcess(process.Process):
     """A POSIX ``Process`` whose child leads a new process group (see the module docstring)."""
 
@@ -201,6 +238,7 @@ class RunProcess:
         self._done: defer.Deferred[ProcessResult] = defer.Deferred()
         self._finished = False
         self._outputPaused = False
+        self._finishWaiters: list[defer.Deferred[None]] = []
 
     @property
     def pid(self) -> int | None:
@@ -219,7 +257,22 @@ class RunProcess:
             self._timers["silence"] = self._clock.callLater(self.spec.timeout, self._silent)
         if self.spec.maxTime is not None:
             self._timers["maxTime"] = self._clock.callLater(self.spec.maxTime, self._tooLong)
+        _running.add(self)
         return self._done
+
+    def whenFinished(self) -> defer.Deferred[None]:
+        """A Deferred that fires (with None) once the process has ended or been given up."""
+        if self._finished:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._finishWaiters.append(waiter)
+        return waiter
+
+    def killGroupNow(self) -> None:
+        """SIGKILL the process's group at once, whatever the kill escalation is waiting for
+        (the slave is stopping)."""
+        if not self._finished:
+            self._signalGroup(signal.SIGKILL)
 
     def kill(self, reason: str, failureReason: str | None = None) -> None:
         """End the process early, telling the log why (see the class docstring)."""
@@ -352,7 +405,11 @@ class RunProcess:
 
     def _finish(self, result: ProcessResult) -> None:
         self._finished = True
+        _running.discard(self)
         self._cancelTimers(*list(self._timers))
+        waiters, self._finishWaiters = self._finishWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         self._done.callback(result)
 
     def _cancelTimers(self, *names: str) -> None:

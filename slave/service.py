@@ -28,6 +28,7 @@ from zope.interface import implementer
 from buildfarm.common.pbwire import FastBanana
 from buildfarm.slave.bot import Bot
 from buildfarm.slave.commands.registry import defaultRegistry
+from buildfarm.slave.runprocess import endRunningProcesses
 from buildfarm.slave.runtime import SlaveRuntime
 
 KEEPALIVE_INTERVAL_S = 600
@@ -37,6 +38,9 @@ INITIAL_RETRY_DELAY_S = 1.0
 RETRY_BACKOFF_FACTOR = 2.0
 MAX_RETRY_DELAY_S = 300
 SHUTDOWN_DELAY_S = 0.5
+# How long a stopping slave lets its commands' processes end on SIGTERM before it SIGKILLs
+# their groups (well inside `buildslave stop`'s 30 s wait for the daemon).
+STOP_GRACE_S = 5.0
 SHUTDOWN_STAMP = "shutdown.stamp"
 SHUTDOWN_STAMP_POLL_S = 10
 ALLOW_SHUTDOWN_CHOICES = (None, "signal", "file")
@@ -187,7 +191,14 @@ class SlaveService(service.MultiService):
             signal.signal(signal.SIGHUP, self._previousSighupHandler)
             self._previousSighupHandler = None
         self.bot.stopCommands("slave stopping")
-        return super().stopService()
+        d = defer.maybeDeferred(super().stopService)
+        d.addBoth(self._endProcesses)
+        return d
+
+    def _endProcesses(self, result):
+        """Wait for the commands' processes to end (STOP_GRACE_S at most), then SIGKILL the
+        groups left, so that no command outlives the slave; pass ``result`` on."""
+        return endRunningProcesses(self.clock, STOP_GRACE_S).addCallback(lambda _: result)
 
     # Connection life cycle
 

@@ -159,3 +159,39 @@ def test_start_attaches_to_a_running_master_which_then_runs_a_build(tmp_path, fl
     master.wait_attached("bs1")
     request = master.wait_request_complete(master.force())
     assert request["result"] == "success"
+
+
+TERM_IGNORING_CFG = """\
+from buildfarm.master.plugins import schedulers, slaves, steps, util
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['builders'] = [util.BuilderConfig(name='runtests', slavenames=['bs1'], factory=util.BuildFactory([
+    steps.ShellCommand(command=['sh', '-c', "trap '' TERM; echo $$ > {pidfile}; exec sleep 120"],
+                       sigtermTime=60)]))]
+c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['runtests'])]
+c['www'] = {{'port': {www_port}}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+"""
+
+
+def test_stop_kills_a_running_command_that_ignores_sigterm(tmp_path, fleet, started):
+    # The step would wait 60 s between SIGTERM and SIGKILL; the stopping slave gives its
+    # commands STOP_GRACE_S (5 s), then SIGKILLs their process groups.
+    pidfile = tmp_path / "command.pid"
+    master = fleet.master(config=lambda pb, www: TERM_IGNORING_CFG.format(
+        pb_port=pb, www_port=www, pidfile=pidfile))
+    basedir = str(tmp_path / "slave")
+    createSlave(basedir, f"127.0.0.1:{master.pb_port}")
+    assert run_cli("buildslave", "start", basedir).returncode == 0
+    started.append(basedir)
+    master.wait_attached("bs1")
+    master.force()
+    command_pid = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit()
+                           and int(pidfile.read_text()), "the command to start")
+
+    result = run_cli("buildslave", "stop", basedir)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "buildslave stopped" in result.stdout
+    wait_for(lambda: not pid_alive(command_pid), "the command to be killed", 10)

@@ -15,6 +15,7 @@ from buildfarm.slave.runprocess import (
     ProcessSpec,
     RunProcess,
     buildEnvironment,
+    endRunningProcesses,
     signalNumber,
 )
 
@@ -282,3 +283,37 @@ async def test_paused_output_is_not_read_and_resumes_whole(tmp_path):
     assert run.runner._timers["silence"].getTime() == 60 + 30  # counted from the resume
     result = await run.done
     assert (result.rc, len(run.text("stdout"))) == (0, len("ready\n") + size)
+
+
+@pytest_twisted.ensureDeferred
+async def test_end_running_processes_kills_a_group_that_ignores_sigterm_after_the_grace(tmp_path):
+    # A stopping slave (SlaveService.stopService) must not leave a TERM-ignoring command behind.
+    run = Run(tmp_path, ["sh", "-c", "trap '' TERM; echo ready; exec sleep 60"], sigtermTime=30)
+    await run.waitFor(lambda: "ready" in run.text("stdout"), "the trap to be set")
+    pid = run.runner.pid
+    run.runner.kill("slave stopping")  # SIGTERM, ignored; SIGKILL would come 30 s later
+    stopClock = task.Clock()
+
+    ended = endRunningProcesses(stopClock, 5)
+    assert not ended.called
+    stopClock.advance(5)
+    await ended
+    await run.waitFor(lambda: processGone(pid), "the group to be killed")
+    result = await run.done
+
+    assert result.signal == signal.SIGKILL
+
+
+@pytest_twisted.ensureDeferred
+async def test_end_running_processes_fires_as_soon_as_the_processes_end(tmp_path):
+    run = Run(tmp_path, ["sh", "-c", "echo ready; exec sleep 60"], sigtermTime=30)
+    await run.waitFor(lambda: "ready" in run.text("stdout"), "the process to start")
+    stopClock = task.Clock()
+    ended = endRunningProcesses(stopClock, 5)
+
+    run.runner.kill("slave stopping")  # SIGTERM ends it
+    await ended
+
+    assert stopClock.getDelayedCalls() == []  # the grace timer was cancelled
+    assert (await run.done).signal == signal.SIGTERM
+    assert endRunningProcesses(stopClock, 5).called  # nothing left running
