@@ -3,7 +3,8 @@ client's ``taskcluster.Queue`` signing with Hawk as a ``c['clients']`` client, i
 real ``buildslave`` processes through the task engine (``c['queue']`` maps the task queue to
 the slaves' pool): createTask idempotent and 409 on a changed definition, a task group of 20
 with dependencies resolved completed in dependency order, a failing command, listTaskGroup
-paging, and cancel of a running task."""
+paging, cancel of a running task, and a task created with temporary credentials made from a
+client that the Auth API created."""
 
 import pytest
 import taskcluster
@@ -25,7 +26,7 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['tasks'] = {{'min_timeout_secs': 1}}
 c['builders'] = []
 c['clients'] = [{{'clientId': 'ci-admin', 'accessToken': 'ci-admin-token-0123456789',
-                  'scopes': ['queue:*']}}]
+                  'scopes': ['queue:*', 'auth:create-client:ci-maker-*']}}]
 c['queue'] = {{'task_queues': {{'proj-ci/linux': {{'pool': 'ci'}}}}}}
 """
 GROUP_SIZE = 20
@@ -132,3 +133,28 @@ def test_cancel_a_running_task_kills_it_and_resolves_it_canceled(queue):
         queue.createTask(other, definition([["sleep", "1"]]))
     assert {resolved(queue, other)["state"] for other in after} == {"completed"}
     assert queue.status(task_id)["status"]["state"] == "exception"
+
+
+def test_a_new_client_makes_temporary_credentials_that_create_a_task(farm):
+    # The issue's first "done when": a client created through the Auth API, temporary
+    # credentials made from it by the official client, a task created with those.
+    auth = taskcluster.Auth({"rootUrl": farm.url, "credentials": ADMIN, "maxRetries": 0})
+    client_id = f"ci-maker-{taskcluster.slugId()}"
+    scopes = [f"queue:create-task:lowest:{TASK_QUEUE}", "queue:scheduler-id:-"]
+    created = auth.createClient(client_id, {
+        "expires": taskcluster.stringDate(taskcluster.fromNow("1 hour")),
+        "description": "makes temporary credentials", "scopes": scopes})
+    temporary = taskcluster.createTemporaryCredentials(
+        client_id, created["accessToken"], taskcluster.fromNow("-1 minute"),
+        taskcluster.fromNow("10 minutes"), scopes)
+    queue = taskcluster.Queue({"rootUrl": farm.url, "credentials": temporary, "maxRetries": 0})
+
+    task_id = taskcluster.slugId()
+    queue.createTask(task_id, definition([["true"]]))
+
+    assert resolved(queue, task_id)["state"] == "completed"
+    # the certificate holds no more than its issuer: a higher priority is refused, naming the scope
+    with pytest.raises(TaskclusterFailure) as caught:
+        queue.createTask(taskcluster.slugId(), {**definition([["true"]]), "priority": "high"})
+    assert caught.value.status_code == 403
+    assert f"queue:create-task:high:{TASK_QUEUE}" in str(caught.value.body)
