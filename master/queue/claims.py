@@ -68,6 +68,11 @@ class ClaimStore:
     def __init__(self, store: QueueStore):
         self.store = store
 
+    async def held(self) -> bool:
+        """Whether any run is held by a claim (running, with a ``takenUntil``)."""
+        query = sa.select(tasks.c.task_id).where(tasks.c.taken_until.is_not(None)).limit(1)
+        return await self.store.db.run(lambda conn: conn.execute(query).first() is not None)
+
     async def claim_work(self, task_queue_id: str, worker_group: str, worker_id: str, count: int,
                          now: float, timeout_s: float) -> list[Claim]:
         """Claim up to ``count`` pending tasks of ``task_queue_id`` (before their deadline, not

@@ -21,7 +21,8 @@ the store makes a task pending), ``claims`` (master/queue/claims.py) and ``issue
 credentials, master/queue/claimcreds.py).  Every ``CLAIM_EXPIRY_INTERVAL_S``, whatever
 ``c['queue']`` says, a second loop resolves the claims whose ``takenUntil`` passed
 (``claim-expired``, retried while retries are left) and ends the wait of the tasks past their
-deadline.
+deadline.  It runs once the master has served a claim (``watch_claims``), or from its start
+when the database holds claims: a master no HTTP worker talks to polls nothing for them.
 
 Everything is in the database, so a master that restarts, or another master, carries on.
 """
@@ -93,9 +94,19 @@ class QueueService(service.Service):
         super().startService()
         self.master.tasks.add_end_listener(self._engine_task_ended)
         self._set_reconciling(self.master.config)
-        self._expiry = task.LoopingCall(self._expire)
-        self._expiry.clock = self.clock
-        self._expiry.start(CLAIM_EXPIRY_INTERVAL_S, now=False)
+        return defer.ensureDeferred(self._watch_held_claims())
+
+    async def _watch_held_claims(self) -> None:
+        if await self.claims.held():
+            self.watch_claims()
+
+    def watch_claims(self) -> None:
+        """Expire claims from now on (every ``CLAIM_EXPIRY_INTERVAL_S``): an HTTP worker was
+        given one (master/queue/workerapi.py), or the database holds some."""
+        if self._expiry is None and self.running:
+            self._expiry = task.LoopingCall(self._expire)
+            self._expiry.clock = self.clock
+            self._expiry.start(CLAIM_EXPIRY_INTERVAL_S, now=False)
 
     def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
         """Reconcile only while ``c['queue']`` names a task queue: a master without one runs no

@@ -143,6 +143,8 @@ class WorkerRoutes:
         self._require_worker(request, worker_group, worker_id)
         token = await self._issuer_token()
         claimed = await self._poll(request, taskQueueId, worker_group, worker_id, count)
+        if claimed:
+            self.master.queue.watch_claims()
         for claim in claimed:
             log.info("Queue task {task} run {run} claimed by {group}/{worker}", task=claim.task.task_id,
                      run=claim.run_id, group=worker_group, worker=worker_id)
@@ -173,6 +175,7 @@ class WorkerRoutes:
                 self._claim_timeout())
         except UnknownRun as e:
             raise QueueAPIError(404, str(e)) from None
+        self.master.queue.watch_claims()
         return json_answer(request, self._claim_json(claim, token))
 
     @routes.route(f"{PREFIX}/task/<taskId>/runs/<runId>/reclaim", "POST",
@@ -191,6 +194,7 @@ class WorkerRoutes:
                                                            self.clock.seconds(), self._claim_timeout())
         except UnknownRun as e:
             raise QueueAPIError(404, str(e)) from None
+        self.master.queue.watch_claims()
         return json_answer(request, self._claim_json(claim, token, with_task=False))
 
     @routes.route(f"{PREFIX}/task/<taskId>/runs/<runId>/completed", "POST",

@@ -78,7 +78,8 @@ async def queue(tmp_path, db_url):
 
     call.master, call.signed = master, signed
     yield call
-    await master.stopService()
+    if master.running:
+        await master.stopService()
 
 
 def definition(**changes) -> dict:
@@ -319,6 +320,34 @@ async def test_a_claim_not_reclaimed_expires_and_the_task_is_retried(queue):
     assert task.runs[1]["reasonCreated"] == "retry" and task.retries_left == 0
     code, refused = await queue("POST", f"/task/{task_id}/runs/0/reclaim")
     assert code == 409
+
+
+@pytest_twisted.ensureDeferred
+async def test_claims_expire_on_the_masters_clock_once_the_master_served_one(queue):
+    assert queue.master.queue._expiry is None  # no HTTP worker yet: nothing polled for claims
+    task_id = await create(queue, retries=0)
+    await claim_one(queue)
+    assert queue.master.queue._expiry.running
+    queue.master.reactor.advance(TIMEOUT + CLAIM_EXPIRY_INTERVAL_S)
+
+    async def expired():
+        return (await queue.master.queue.store.get(task_id)).state == "exception"
+
+    await eventually(expired, "the claim to expire")
+    runs = (await queue.master.queue.store.get(task_id)).runs
+    assert [r["reasonResolved"] for r in runs] == ["claim-expired"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_master_started_with_claims_in_its_database_expires_them(queue, tmp_path, db_url):
+    await create(queue)
+    await claim_one(queue)
+    await queue.master.stopService()
+    restarted = await start_memory_master(tmp_path, on_database(db_url, CFG), now=NOW + 1)
+    try:
+        assert restarted.queue._expiry.running
+    finally:
+        await restarted.stopService()
 
 
 @pytest_twisted.ensureDeferred
