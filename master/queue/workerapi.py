@@ -20,6 +20,7 @@ store code is master/queue/claims.py, the credentials master/queue/claimcreds.py
 
 from __future__ import annotations
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from buildfarm.master.auth.interfaces import iso
@@ -97,19 +98,29 @@ class WorkerRoutes:
     async def _poll(self, request, task_queue_id: str, worker_group: str, worker_id: str,
                     count: int) -> list[Claim]:
         """Claim until something is claimed, the caller left, or ``CLAIM_WORK_TIMEOUT_S`` passed."""
-        gone = []
-        request.notifyFinish().addBoth(gone.append)
         waiters, claims = self.master.queue.waiters, self.master.queue.claims
+        waiting: list[defer.Deferred] = []
+        gone: list[bool] = []
+
+        def hung_up(failure) -> None:  # stop waiting at once: a claim now would be lost
+            gone.append(True)
+            for d in waiting:
+                d.cancel()
+
+        request.notifyFinish().addErrback(hung_up)
         end = self.clock.seconds() + CLAIM_WORK_TIMEOUT_S
-        while True:
+        while not gone:
             claimed = await claims.claim_work(task_queue_id, worker_group, worker_id, count,
                                               self.clock.seconds(), self._claim_timeout())
             left = end - self.clock.seconds()
-            if claimed or gone or left <= 0:
+            if claimed or left <= 0:
                 return claimed
-            await waiters.wait(task_queue_id, min(RECHECK_S, left))
-            if gone:
-                return []
+            waiting[:] = [waiters.wait(task_queue_id, min(RECHECK_S, left))]
+            try:
+                await waiting[0]
+            except defer.CancelledError:
+                pass
+        return []
 
     @staticmethod
     def _run_id(runId: str) -> int:  # noqa: N803 - Taskcluster's name

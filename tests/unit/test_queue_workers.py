@@ -12,6 +12,8 @@ import mohawk
 import pytest_twisted
 import taskcluster
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 
 from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.queue.claimcreds import ISSUER_ID
@@ -76,7 +78,7 @@ async def queue(tmp_path, db_url):
         response = await render_request(resource, request)
         return response.code, json.loads(response.body)
 
-    call.master, call.signed = master, signed
+    call.master, call.signed, call.resource = master, signed, resource
     yield call
     if master.running:
         await master.stopService()
@@ -185,6 +187,23 @@ async def test_claim_work_answers_no_task_after_20_seconds(queue):
         waited += RECHECK_S
     assert await polling == (200, {"tasks": []})
     assert waited == CLAIM_WORK_TIMEOUT_S
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_caller_that_hangs_up_stops_waiting_and_claims_nothing(queue):
+    data = json.dumps({**WORKER, "tasks": 1}).encode()
+    request = MemoryRequest("POST", f"{QUEUE}/claim-work/{HTTP_QUEUE}")
+    for name, value in {**ADMIN, "content-type": "application/json"}.items():
+        request.requestHeaders.setRawHeaders(name.encode(), [value.encode()])
+    request.gotLength(len(data))
+    request.content.write(data)
+    request.content.seek(0)
+    queue.resource.render(request)
+    await waiting(queue)
+    request.connectionLost(Failure(ConnectionDone("the worker hung up")))
+    await waiting(queue, 0)  # at once, not at the next recheck
+    task_id = await create(queue)
+    assert (await queue.master.queue.store.get(task_id)).state == "pending"
 
 
 @pytest_twisted.ensureDeferred
