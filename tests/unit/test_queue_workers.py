@@ -8,6 +8,7 @@ claim-expired, and c['queue']['claim_timeout_secs']."""
 import base64
 import json
 
+import jsonschema
 import mohawk
 import pytest_twisted
 import taskcluster
@@ -16,6 +17,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.queue import apireference as ref
 from buildfarm.master.queue.claimcreds import ISSUER_ID
 from buildfarm.master.queue.model import check_definition
 from buildfarm.master.queue.service import CLAIM_EXPIRY_INTERVAL_S
@@ -99,9 +101,16 @@ async def create(queue, **changes) -> str:
     return task_id
 
 
+def valid(schema: str, answer: dict) -> dict:
+    """``answer``, checked against the queue reference's schema ``schema``."""
+    jsonschema.Draft6Validator(ref.schemas.document(schema)).validate(answer)
+    return answer
+
+
 async def claim_one(queue, worker=WORKER, headers=ADMIN) -> dict:
     code, answer = await queue("POST", f"/claim-work/{HTTP_QUEUE}", {**worker, "tasks": 1}, headers)
     assert code == 200, answer
+    valid("claim-work-response", answer)
     (claim,) = answer["tasks"]
     return claim
 
@@ -238,13 +247,13 @@ async def test_the_claims_credentials_reclaim_and_report_their_run_and_nothing_e
     (other,) = created - {own}
     queue.master.reactor.advance(100)
     code, reclaimed = await queue.signed(claim["credentials"], "POST", f"/task/{own}/runs/0/reclaim")
-    assert code == 200, reclaimed
+    assert code == 200, valid("task-reclaim-response", reclaimed)
     assert reclaimed["takenUntil"] == iso(NOW + 100 + TIMEOUT) and "task" not in reclaimed
     assert reclaimed["credentials"]["clientId"].endswith(f"/until/{int(NOW + 100 + TIMEOUT)}")
     code, refused = await queue.signed(reclaimed["credentials"], "POST", f"/task/{other}/runs/0/completed")
     assert code == 403 and f"queue:resolve-task:{other}/0" in json.dumps(refused)
     code, done = await queue.signed(reclaimed["credentials"], "POST", f"/task/{own}/runs/0/completed")
-    assert code == 200 and done["status"]["state"] == "completed"
+    assert code == 200 and valid("task-status-response", done) and done["status"]["state"] == "completed"
     assert done["status"]["runs"][0]["reasonResolved"] == "completed"
 
 
@@ -373,7 +382,8 @@ async def test_a_master_started_with_claims_in_its_database_expires_them(queue, 
 async def test_claim_task_claims_one_given_run(queue):
     task_id = await create(queue)
     code, claim = await queue("POST", f"/task/{task_id}/runs/0/claim", WORKER)
-    assert code == 200 and claim["runId"] == 0 and claim["status"]["state"] == "running"
+    assert code == 200 and valid("task-claim-response", claim)
+    assert claim["runId"] == 0 and claim["status"]["state"] == "running"
     code, again = await queue("POST", f"/task/{task_id}/runs/0/claim", WORKER)  # the same worker: its claim
     assert code == 200 and {**again, "credentials": None} == {**claim, "credentials": None}
     code, refused = await queue("POST", f"/task/{task_id}/runs/0/claim", {**WORKER, "workerId": "w9"})
