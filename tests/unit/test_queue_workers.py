@@ -11,12 +11,15 @@ import json
 import jsonschema
 import mohawk
 import pytest_twisted
+import sqlalchemy as sa
 import taskcluster
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.db.engine import create_engine
+from buildfarm.master.db.migrate import upgrade_database
 from buildfarm.master.queue import apireference as ref
 from buildfarm.master.queue.claimcreds import ISSUER_ID
 from buildfarm.master.queue.model import check_definition
@@ -412,3 +415,27 @@ def test_the_claim_timeout_defaults_to_taskclusters_and_is_checked():
         _, problems = validate_queue_config({"queue": {"claim_timeout_secs": bad}})
         assert len(problems) == 1 and "claim_timeout_secs" in problems[0][1], bad
         assert "\n" not in problems[0][1]
+
+
+# -- migration 0012_queue_claims ---------------------------------------------------------------
+
+def test_migration_0012_ranks_the_tasks_stored_before_it(db_url, tmp_path):
+    upgrade_database(db_url, str(tmp_path), revision="0011_queue")
+    engine = create_engine(db_url, str(tmp_path))
+    ranks = {"high": taskcluster.slugId(), "lowest": taskcluster.slugId()}
+    try:
+        with engine.begin() as conn:
+            for priority, task_id in ranks.items():
+                conn.execute(sa.text(
+                    "INSERT INTO queue_tasks (task_id, task_group_id, scheduler_id, task_queue_id, "
+                    "definition, requires, state, runs, retries_left, created, deadline, expires) VALUES "
+                    "(:id, :id, '-', 'a/b', :definition, 'all-completed', 'pending', '[]', 5, 0, 1, 2)"),
+                    {"id": task_id, "definition": json.dumps({"priority": priority})})
+        upgrade_database(db_url, str(tmp_path))
+        with engine.connect() as conn:
+            found = dict(conn.execute(sa.text("SELECT task_id, priority_rank FROM queue_tasks")).all())
+            assert (found[ranks["high"]], found[ranks["lowest"]]) == (5, 1)
+            unclaimed = sa.text("SELECT count(*) FROM queue_tasks WHERE taken_until IS NULL")
+            assert conn.execute(unclaimed).scalar() == 2
+    finally:
+        engine.dispose()
