@@ -21,7 +21,7 @@ the store makes a task pending), ``claims`` (master/queue/claims.py) and ``issue
 credentials, master/queue/claimcreds.py).  Every ``CLAIM_EXPIRY_INTERVAL_S``, whatever
 ``c['queue']`` says, a second loop resolves the claims whose ``takenUntil`` passed
 (``claim-expired``, retried while retries are left) and ends the wait of the tasks past their
-deadline.  It runs once the master has served a claim (``watch_claims``), or from its start
+deadline.  It runs once HTTP workers poll the master (``watch_claims``), or from its start
 when the database holds claims: a master no HTTP worker talks to polls nothing for them.
 
 Everything is in the database, so a master that restarts, or another master, carries on.
@@ -101,8 +101,8 @@ class QueueService(service.Service):
             self.watch_claims()
 
     def watch_claims(self) -> None:
-        """Expire claims from now on (every ``CLAIM_EXPIRY_INTERVAL_S``): an HTTP worker was
-        given one (master/queue/workerapi.py), or the database holds some."""
+        """Expire claims from now on (every ``CLAIM_EXPIRY_INTERVAL_S``): HTTP workers poll this
+        master (master/queue/workerapi.py), or the database holds claims."""
         if self._expiry is None and self.running:
             self._expiry = task.LoopingCall(self._expire)
             self._expiry.clock = self.clock

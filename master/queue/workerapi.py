@@ -153,9 +153,8 @@ class WorkerRoutes:
         worker_group, worker_id, count = self._worker(request, count=True)
         self._require_worker(request, worker_group, worker_id)
         token = await self._issuer_token()
+        self.master.queue.watch_claims()  # a master HTTP workers poll expires claims and deadlines
         claimed = await self._poll(request, taskQueueId, worker_group, worker_id, count)
-        if claimed:
-            self.master.queue.watch_claims()
         for claim in claimed:
             log.info("Queue task {task} run {run} claimed by {group}/{worker}", task=claim.task.task_id,
                      run=claim.run_id, group=worker_group, worker=worker_id)

@@ -354,7 +354,7 @@ async def test_a_claim_not_reclaimed_expires_and_the_task_is_retried(queue):
 
 
 @pytest_twisted.ensureDeferred
-async def test_claims_expire_on_the_masters_clock_once_the_master_served_one(queue):
+async def test_claims_expire_on_the_masters_clock_once_workers_poll_the_master(queue):
     assert queue.master.queue._expiry is None  # no HTTP worker yet: nothing polled for claims
     task_id = await create(queue, retries=0)
     await claim_one(queue)
@@ -367,6 +367,36 @@ async def test_claims_expire_on_the_masters_clock_once_the_master_served_one(que
     await eventually(expired, "the claim to expire")
     runs = (await queue.master.queue.store.get(task_id)).runs
     assert [r["reasonResolved"] for r in runs] == ["claim-expired"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_master_without_task_queues_that_workers_poll_ends_the_wait_past_deadlines(tmp_path):
+    http_only = CFG.replace(f"'task_queues': {{'{PB_QUEUE}': {{'pool': 'ci'}}}}, ", "")
+    master = await start_memory_master(tmp_path, http_only, now=NOW)
+    try:
+        assert master.queue._loop is None  # no PB-served queue: the engine's reconciler is off
+        task_id = taskcluster.slugId()
+        await master.queue.store.create(check_definition(task_id, definition(
+            taskQueueId="proj-http/other", deadline=iso(NOW + 60)), NOW), NOW)
+        resource = master.www.make_site().resource
+        polling = defer.ensureDeferred(render(resource, "POST", f"{QUEUE}/claim-work/{HTTP_QUEUE}",
+                                              body=json.dumps({**WORKER, "tasks": 1}).encode(),
+                                              headers={**ADMIN, "content-type": "application/json"}))
+        await eventually(lambda: defer.succeed(master.queue.waiters.waiting(HTTP_QUEUE) == 1), "the poll")
+        master.reactor.advance(60 + CLAIM_EXPIRY_INTERVAL_S)
+
+        async def ended():
+            return (await master.queue.store.get(task_id)).state == "exception"
+
+        await eventually(ended, "the deadline to end the wait")
+        while not polling.called:  # let the long poll answer
+            master.reactor.advance(RECHECK_S)
+            waiters = master.queue.waiters
+            await eventually(lambda: defer.succeed(polling.called or waiters.waiting(HTTP_QUEUE)),  # noqa: B023
+                             "the poll to wait or answer")
+        assert (await polling).code == 200
+    finally:
+        await master.stopService()
 
 
 @pytest_twisted.ensureDeferred
