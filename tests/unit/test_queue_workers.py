@@ -389,10 +389,10 @@ async def test_a_master_without_task_queues_that_workers_poll_ends_the_wait_past
             return (await master.queue.store.get(task_id)).state == "exception"
 
         await eventually(ended, "the deadline to end the wait")
+        waiters = master.queue.waiters
         while not polling.called:  # let the long poll answer
             master.reactor.advance(RECHECK_S)
-            waiters = master.queue.waiters
-            await eventually(lambda: defer.succeed(polling.called or waiters.waiting(HTTP_QUEUE)),  # noqa: B023
+            await eventually(lambda: defer.succeed(polling.called or waiters.waiting(HTTP_QUEUE)),
                              "the poll to wait or answer")
         assert (await polling).code == 200
     finally:
