@@ -489,9 +489,15 @@ queue_tasks = sa.Table(
     # the task engine's task (task_requests.id) running the current run, until the run is resolved
     # and that task ended (master/queue/service.py)
     sa.Column("engine_task_id", sa.BigInteger, nullable=True),
+    # HTTP workers' claims (master/queue/claims.py, migration 0012): the priority's rank (claims
+    # take the highest first, then the oldest) and when the running run's claim expires
+    sa.Column("priority_rank", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("taken_until", sa.Float, nullable=True),
     sa.Index("ix_queue_tasks_group", "task_group_id", "task_id"),
     sa.Index("ix_queue_tasks_state", "state", "task_queue_id"),
     sa.Index("ix_queue_tasks_engine_task_id", "engine_task_id"),
+    sa.Index("ix_queue_tasks_claim", "task_queue_id", "state", "priority_rank", "created"),
+    sa.Index("ix_queue_tasks_taken_until", "taken_until"),
 )
 # A task group: the schedulerId every task of it has, and when it was sealed (no new task).
 queue_task_groups = sa.Table(

@@ -32,16 +32,16 @@ from buildfarm.master.queue.routing import (
 from buildfarm.master.queue.store import (
     QueueConflict,
     QueueInputError,
-    QueueStore,
     UnknownQueueTask,
 )
+from buildfarm.master.queue.workerapi import WorkerRoutes
 
 log = Logger()
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
-class QueueAPI:
+class QueueAPI(WorkerRoutes):
     """The Queue's routes over ``master.db`` (its ``QueueStore``); ``master`` gives ``auth``,
     ``db`` and ``reactor``."""
 
@@ -51,7 +51,7 @@ class QueueAPI:
     def __init__(self, master):
         self.master = master
         self.clock = master.reactor
-        self.store = QueueStore(master.db)
+        self.store = master.queue.store  # the service's: its changes wake claimWork
         self.started = self.clock.seconds()
 
     def resource(self):

@@ -62,6 +62,34 @@ GROUP_CANCELED = schemas.add("cancel-task-group-response", _object(
     {"taskGroupId": _TEXT, "taskGroupSize": {"type": "integer"}, "cancelledCount": {"type": "integer"},
      "taskIds": _STRINGS}, ("taskGroupId", "taskGroupSize", "cancelledCount", "taskIds"),
     "The tasks of a group canceled"))
+_IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 38, "pattern": "^([a-zA-Z0-9-_]*)$"}
+_WORKER = {"workerGroup": _IDENTIFIER, "workerId": _IDENTIFIER}
+_CREDENTIALS = _object({"clientId": _TEXT, "accessToken": _TEXT, "certificate": _TEXT},
+                       ("clientId", "accessToken", "certificate"), "Temporary credentials of a claim")
+_CLAIM_FIELDS = {"status": _STATUS, "runId": {"type": "integer", "minimum": 0}, **_WORKER,
+                 "takenUntil": _DATE, "credentials": _CREDENTIALS}
+_CLAIM = _object({**_CLAIM_FIELDS, "task": _TASK},
+                 ("status", "runId", "workerGroup", "workerId", "takenUntil", "task", "credentials"),
+                 "A claim")
+CLAIM_WORK = schemas.add("claim-work-request", {
+    "title": "Claim work request", "type": "object",
+    "properties": {**_WORKER, "tasks": {"type": "integer", "minimum": 1, "maximum": 32, "default": 1}},
+    "required": ["workerGroup", "workerId", "tasks"], "additionalProperties": False})
+CLAIMED_WORK = schemas.add("claim-work-response", _object(
+    {"tasks": {"type": "array", "items": _CLAIM}}, ("tasks",), "The tasks claimed (none after 20 s)"))
+CLAIM_TASK = schemas.add("task-claim-request", {
+    "title": "Claim task request", "type": "object", "properties": _WORKER,
+    "required": ["workerGroup", "workerId"], "additionalProperties": False})
+CLAIMED_TASK = schemas.add("task-claim-response", _CLAIM)
+RECLAIMED = schemas.add("task-reclaim-response", _object(
+    _CLAIM_FIELDS, ("status", "runId", "workerGroup", "workerId", "takenUntil", "credentials"),
+    "A claim moved on, with new credentials"))
+EXCEPTION = schemas.add("task-exception-request", {
+    "title": "Task exception request", "type": "object",
+    "properties": {"reason": {"type": "string", "enum": [
+        "worker-shutdown", "malformed-payload", "resource-unavailable", "internal-error", "superseded",
+        "intermittent-task"]}},
+    "required": ["reason"], "additionalProperties": False})
 PING = schemas.add("ping-response", _object({"alive": {"type": "boolean"}, "uptime": {"type": "number"}},
                                             ("alive",), "Alive"))
 
@@ -69,7 +97,8 @@ QUEUE = APIService(
     SERVICE_NAME,
     "Queue",
     "Taskcluster's Queue over buildfarm's task engine (docs/taskcluster.md, \"The Queue service\"): "
-    "tasks, task groups and dependencies, in Taskcluster's shapes. `deadline` bounds only the wait "
-    "for a worker; `payload.maxRunTime` bounds the run.",
+    "tasks, task groups and dependencies, in Taskcluster's shapes; HTTP workers claim the tasks of "
+    "the task queues PB slaves do not serve (claimWork, reclaimTask, report*). `deadline` bounds "
+    "only the wait for a worker; `payload.maxRunTime` bounds the run.",
     schemas,
 )

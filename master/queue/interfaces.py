@@ -10,3 +10,5 @@ class IQueueMaster(Interface):
     reactor = Attribute("The master's reactor: the reconciler's interval and every date of a run.")
     config = Attribute("The current ``MasterConfig``: ``queue.task_queues`` (c['queue']) and ``tasks``.")
     tasks = Attribute("The ``ITaskEngine`` that runs the Queue's tasks on the PB slaves.")
+    auth = Attribute("The ``auth`` service: ``auth.clients`` holds the issuer of HTTP workers' claim "
+                     "credentials (master/queue/claimcreds.py).")

@@ -15,6 +15,15 @@ then, in order:
    first (cancelTask, its deadline) has its engine task canceled, killing it if it runs;
 3. submits the pending tasks without an engine task, the new dependents of step 2 included.
 
+HTTP workers (master/queue/workerapi.py) take the tasks of every other taskQueueId with
+claimWork.  The service holds what they share: ``waiters`` (claimWork's long polls, woken when
+the store makes a task pending), ``claims`` (master/queue/claims.py) and ``issuer`` (each claim's
+credentials, master/queue/claimcreds.py).  Every ``CLAIM_EXPIRY_INTERVAL_S``, whatever
+``c['queue']`` says, a second loop resolves the claims whose ``takenUntil`` passed
+(``claim-expired``, retried while retries are left) and ends the wait of the tasks past their
+deadline.  It runs once HTTP workers poll the master (``watch_claims``), or from its start
+when the database holds claims: a master no HTTP worker talks to polls nothing for them.
+
 Everything is in the database, so a master that restarts, or another master, carries on.
 """
 
@@ -26,10 +35,13 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from buildfarm.master.queue.claimcreds import ClaimIssuer
+from buildfarm.master.queue.claims import ClaimStore
 from buildfarm.master.queue.interfaces import IQueueMaster
 from buildfarm.master.queue.model import COMPLETED, EXCEPTION, FAILED, PENDING, RESOLVED, RUNNING
 from buildfarm.master.queue.payload import MalformedPayload, engine_request
 from buildfarm.master.queue.store import QueueStore, StoredTask
+from buildfarm.master.queue.waiters import PendingWaiters
 from buildfarm.master.tasks import ids, records
 from buildfarm.master.tasks.interfaces import UnknownTask
 from buildfarm.master.tasks.model import State
@@ -37,6 +49,7 @@ from buildfarm.master.tasks.model import State
 log = Logger()
 
 RECONCILE_INTERVAL_S = 1.0
+CLAIM_EXPIRY_INTERVAL_S = 5.0  # how late past its takenUntil a claim may be found expired
 SUBMIT_LIMIT = 500  # tasks submitted per pass
 WORKER_GROUP = "buildfarm"  # a run's workerGroup; its workerId is the slave's name
 
@@ -63,8 +76,12 @@ class QueueService(service.Service):
 
     def __init__(self, master: IQueueMaster):
         self.master = master
-        self.store = QueueStore(master.db)
+        self.waiters = PendingWaiters(master.reactor)
+        self.store = QueueStore(master.db, on_pending=self.waiters.wake)
+        self.claims = ClaimStore(self.store)
+        self.issuer = ClaimIssuer(master.auth.clients, master.reactor)
         self._loop: task.LoopingCall | None = None
+        self._expiry: task.LoopingCall | None = None
         self._running: defer.Deferred | None = None
         self._again = False
         self._random = random.SystemRandom()
@@ -77,6 +94,19 @@ class QueueService(service.Service):
         super().startService()
         self.master.tasks.add_end_listener(self._engine_task_ended)
         self._set_reconciling(self.master.config)
+        return defer.ensureDeferred(self._watch_held_claims())
+
+    async def _watch_held_claims(self) -> None:
+        if await self.claims.held():
+            self.watch_claims()
+
+    def watch_claims(self) -> None:
+        """Expire claims from now on (every ``CLAIM_EXPIRY_INTERVAL_S``): HTTP workers poll this
+        master (master/queue/workerapi.py), or the database holds claims."""
+        if self._expiry is None and self.running:
+            self._expiry = task.LoopingCall(self._expire)
+            self._expiry.clock = self.clock
+            self._expiry.start(CLAIM_EXPIRY_INTERVAL_S, now=False)
 
     def reconfigService(self, config) -> None:  # noqa: N802 - Twisted's name
         """Reconcile only while ``c['queue']`` names a task queue: a master without one runs no
@@ -98,6 +128,9 @@ class QueueService(service.Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        if self._expiry is not None and self._expiry.running:
+            self._expiry.stop()
+        self._expiry = None
         self._again = False
         if self._running is not None:
             await self._running
@@ -105,6 +138,19 @@ class QueueService(service.Service):
     def stopService(self):  # noqa: N802
         super().stopService()
         return defer.ensureDeferred(self._stop())
+
+    def _expire(self) -> defer.Deferred:
+        """One pass of the expiry loop (see the module); never fails (the loop goes on)."""
+        d = defer.ensureDeferred(self.expire())
+        d.addErrback(lambda f: log.failure("expiring the Queue's claims failed", f))
+        return d
+
+    async def expire(self) -> None:
+        """Resolve the claims past their ``takenUntil``, and end the wait of the tasks past their
+        deadline."""
+        now = self.clock.seconds()
+        await self.claims.expire(now)
+        await self.store.expire_deadlines(now)
 
     def _engine_task_ended(self, engine_task_id: int) -> None:
         self.poke()
@@ -131,8 +177,8 @@ class QueueService(service.Service):
             self._running = None
 
     async def reconcile(self) -> None:
-        """One pass: deadlines, the engine tasks followed, the pending tasks submitted."""
-        await self.store.expire_deadlines(self.clock.seconds())
+        """One pass: claims and deadlines, the engine tasks followed, the pending tasks submitted."""
+        await self.expire()
         for queued in await self.store.in_flight():
             await self._follow(queued)
         queues = self.master.config.queue.task_queues

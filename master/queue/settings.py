@@ -2,8 +2,12 @@
 
 ``c['queue'] = {'task_queues': {'<provisionerId>/<workerType>': {'pool': 'ci', 'os': 'Linux'}}}``:
 each taskQueueId whose tasks the master's PB slaves run, and the dimensions a slave must have
-to run them (a task of that queue becomes a task of the task engine asking for them).  A task
-of a queue not named here is stored and waits (until its deadline) for a queue that is.
+to run them (a task of that queue becomes a task of the task engine asking for them).  Every
+other taskQueueId is served to HTTP workers (``claimWork``, master/queue/workerapi.py).
+
+``c['queue']['claim_timeout_secs']`` (default 1200, Taskcluster's): how long an HTTP worker's
+claim lasts (``takenUntil``) before the worker must ``reclaimTask`` it; a claim left to expire
+resolves its run ``exception``/``claim-expired``.
 """
 
 from dataclasses import dataclass, field
@@ -11,7 +15,10 @@ from dataclasses import dataclass, field
 from buildfarm.master.queue.model import TASK_QUEUE_ID
 from buildfarm.master.tasks.dimensions import slave_dimensions_problems
 
-QUEUE_KEYS = frozenset({"task_queues"})
+QUEUE_KEYS = frozenset({"task_queues", "claim_timeout_secs"})
+DEFAULT_CLAIM_TIMEOUT_S = 1200  # Taskcluster's queue.task_claim_timeout
+MIN_CLAIM_TIMEOUT_S = 30  # a worker reclaims well before expiry: less leaves it no time
+MAX_CLAIM_TIMEOUT_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,7 @@ class QueueSettings:
     """``c['queue']``: see the module.  ``task_queues``: taskQueueId -> {key: [values]}."""
 
     task_queues: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    claim_timeout_secs: int = DEFAULT_CLAIM_TIMEOUT_S
 
 
 def validate_queue_config(raw: dict) -> tuple[QueueSettings, list[tuple[str, str]]]:
@@ -29,10 +37,16 @@ def validate_queue_config(raw: dict) -> tuple[QueueSettings, list[tuple[str, str
         return QueueSettings(), [("queue", f"c['queue'] must be a dict like {example}")]
     unknown = sorted(set(queue) - QUEUE_KEYS, key=str)
     problems = [("queue", f"unknown c['queue'] key {key!r}") for key in unknown]
+    claim_timeout = queue.get("claim_timeout_secs", DEFAULT_CLAIM_TIMEOUT_S)
+    if isinstance(claim_timeout, bool) or not isinstance(claim_timeout, int) \
+            or not MIN_CLAIM_TIMEOUT_S <= claim_timeout <= MAX_CLAIM_TIMEOUT_S:
+        problems.append(("queue", f"c['queue']['claim_timeout_secs'] must be whole seconds from "
+                                  f"{MIN_CLAIM_TIMEOUT_S} to {MAX_CLAIM_TIMEOUT_S}, not {claim_timeout!r}"))
+        claim_timeout = DEFAULT_CLAIM_TIMEOUT_S
     given = queue.get("task_queues", {})
     if not isinstance(given, dict):
-        return QueueSettings(), [*problems, ("queue", f"c['queue']['task_queues'] must be a dict like "
-                                                      f"{example}")]
+        return QueueSettings(claim_timeout_secs=claim_timeout), [
+            *problems, ("queue", f"c['queue']['task_queues'] must be a dict like {example}")]
     task_queues = {}
     for queue_id, dims in given.items():
         where = f"c['queue']['task_queues'][{queue_id!r}]"
@@ -47,4 +61,4 @@ def validate_queue_config(raw: dict) -> tuple[QueueSettings, list[tuple[str, str
             problems += [("queue", p) for p in found]
             continue
         task_queues[queue_id] = {k: [v] if isinstance(v, str) else list(v) for k, v in dims.items()}
-    return QueueSettings(task_queues), problems
+    return QueueSettings(task_queues, claim_timeout), problems

@@ -9,6 +9,7 @@ last dependency that was, in the same transaction: no task waits on a lost notif
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,11 @@ from buildfarm.master.queue.model import (
     UNSCHEDULED,
     TaskDefinition,
 )
+
+# Taskcluster's priority ranks (its queue_pending_tasks_add_for_task): claimWork takes the
+# highest rank first (``queue_tasks.priority_rank``), then the oldest task
+PRIORITY_RANKS = {"highest": 7, "very-high": 6, "high": 5, "medium": 4, "low": 3, "very-low": 2,
+                  "lowest": 1, "normal": 0}
 
 
 class QueueConflict(Exception):
@@ -64,17 +70,27 @@ class StoredTask:
 
 
 class QueueStore:
-    """The Queue's tasks over ``db`` (the master's ``DBConnector``)."""
+    """The Queue's tasks over ``db`` (the master's ``DBConnector``).  ``on_pending(taskQueueId)``
+    is called (on the reactor thread, after the transaction) when create, schedule, rerun or a
+    retry made a task of that queue pending: it wakes the HTTP workers waiting in claimWork."""
 
-    def __init__(self, db):
+    def __init__(self, db, on_pending: Callable[[str], None] | None = None):
         self.db = db
+        self.on_pending = on_pending
+
+    def pending(self, task: StoredTask) -> StoredTask:
+        """Tell ``on_pending`` when ``task`` is pending; answer it."""
+        if self.on_pending is not None and task.state == PENDING:
+            self.on_pending(task.body["taskQueueId"])
+        return task
 
     async def create(self, definition: TaskDefinition, now: float) -> tuple[StoredTask, bool]:
         """Store a new task: pending when every dependency is already satisfied (or it has
         none), else unscheduled.  The same definition again answers the stored task and False;
         a different one raises ``QueueConflict``; a dependency that does not exist or expires
         before the task's deadline ``QueueInputError``."""
-        return await self.db.run(lambda conn: _create(conn, definition, now))
+        task, created = await self.db.run(lambda conn: _create(conn, definition, now))
+        return (self.pending(task) if created else task), created
 
     async def get(self, task_id: str) -> StoredTask:
         """The task; ``UnknownQueueTask`` when there is none."""
@@ -114,7 +130,7 @@ class QueueStore:
                 raise QueueConflict(f"task {task_id} is past its deadline {task.body['deadline']}")
             return _save(conn, task, [model.scheduled_run([], "scheduled", now)])
 
-        return await self.db.run(thd)
+        return self.pending(await self.db.run(thd))
 
     async def rerun(self, task_id: str, now: float) -> StoredTask:
         """A resolved task gets a new pending run (``reasonCreated: rerun``); a pending or
@@ -133,7 +149,7 @@ class QueueStore:
                 raise QueueConflict(f"task {task_id} has run {model.MAX_RUNS} times, the most a task may")
             return _save(conn, task, [*task.runs, model.scheduled_run(task.runs, "rerun", now)])
 
-        return await self.db.run(thd)
+        return self.pending(await self.db.run(thd))
 
     async def cancel(self, task_id: str, now: float) -> StoredTask:
         """Resolve the task ``exception``/``canceled`` (an unscheduled one gets a run for it);
@@ -164,7 +180,7 @@ class QueueStore:
                 return _save(conn, task, runs, retries_left=task.retries_left - 1, engine_task_id=None)
             return _resolve(conn, task, state, reason, now)
 
-        return await self.db.run(thd)
+        return self.pending(await self.db.run(thd))
 
     # -- the task engine's side (master/queue/service.py) ------------------------------------
 
@@ -280,7 +296,8 @@ def _create(conn: sa.Connection, definition: TaskDefinition, now: float) -> tupl
                 scheduler_id=definition.scheduler_id, task_queue_id=definition.task_queue_id,
                 definition=definition.canonical(), requires=definition.requires,
                 state=model.state_of(runs), runs=json.dumps(runs), retries_left=definition.retries,
-                created=definition.created, deadline=definition.deadline, expires=definition.expires))
+                created=definition.created, deadline=definition.deadline, expires=definition.expires,
+                priority_rank=PRIORITY_RANKS[definition.body["priority"]]))
             if satisfied:
                 conn.execute(sa.insert(deps), [{"task_id": definition.task_id, "dependency_id": d,
                                                 "satisfied": ok} for d, ok in satisfied.items()])
@@ -402,6 +419,8 @@ def _get(conn: sa.Connection, task_id: str, lock: bool = False) -> StoredTask:
 
 def _save(conn: sa.Connection, task: StoredTask, runs: list[dict], **values: Any) -> StoredTask:
     state = model.state_of(runs)
+    if state != RUNNING:  # only a running run holds a claim (master/queue/claims.py)
+        values.setdefault("taken_until", None)
     conn.execute(sa.update(tasks).where(tasks.c.task_id == task.task_id)
                  .values(state=state, runs=json.dumps(runs), **values))
     return StoredTask(task.task_id, task.body, state, runs, values.get("retries_left", task.retries_left),

@@ -13,6 +13,7 @@ import zlib
 import jsonschema
 import pytest
 import pytest_twisted
+import taskcluster
 import yaml
 from klein import Klein
 
@@ -387,3 +388,28 @@ async def test_the_isolate_api_is_served_at_api_cas_v1(api):
     assert code == 200 and base64.b64decode(check(CAS, "retrieve", body)["content"]) == zlib.compress(content)
     code, body = await api.post("/api/cas/v1/server_details", {})
     assert code == 200 and check(CAS, "serverDetails", body)["server_version"].startswith("buildfarm-")
+
+
+# -- the queue's reference against the official client ---------------------------------------
+
+# the calls of Taskcluster's Queue API buildfarm does not serve (yet): serving one more never fails
+# the test below; serving one less does
+QUEUE_UNSERVED = frozenset({
+    "artifact", "artifactInfo", "changeTaskGroupPriority", "changeTaskPriority", "createArtifact",
+    "declareWorker", "finishArtifact", "getArtifact", "getLatestArtifact", "getProvisioner", "getTaskQueue",
+    "getWorker", "getWorkerType", "heartbeat", "latestArtifact", "latestArtifactInfo", "lbheartbeat",
+    "listArtifacts", "listClaimedTasks", "listLatestArtifacts", "listPendingTasks", "listProvisioners",
+    "listTaskQueues", "listWorkerTypes", "listWorkers", "pendingTasks", "quarantineWorker", "statuses",
+    "taskQueueCounts", "taskQueueCountsBatch", "tasks", "version"})
+WORKER_CALLS = ("claimWork", "claimTask", "reclaimTask", "reportCompleted", "reportFailed", "reportException")
+
+
+def test_the_queues_worker_calls_are_the_official_clients_with_its_schema_names():
+    official = taskcluster.Queue.funcinfo
+    served = {e["name"]: e for e in CATALOG.reference("queue")["entries"]}
+    for name in WORKER_CALLS:
+        for key in ("method", "route", "args", "input", "output"):
+            assert served[name].get(key) == official[name].get(key), (name, key)
+    unserved = set(official) - set(served)
+    assert unserved <= QUEUE_UNSERVED, sorted(unserved - QUEUE_UNSERVED)
+    assert not set(WORKER_CALLS) & unserved
