@@ -1,0 +1,55 @@
+"""An object's bytes in the content-addressed store: measured (SHA-256, SHA-512, size) in one
+pass on the store's thread pool, then stored under their SHA-256 in the ``sha256-flat``
+namespace (uncompressed; the store verifies them again as it copies them in), and read back
+as a stream.  Nothing here runs on the reactor thread but the scheduling."""
+
+from __future__ import annotations
+
+import hashlib
+
+from twisted.internet import threads
+
+from buildfarm.master.cas.namespaces import parse_namespace
+from buildfarm.master.cas.verify import as_reader
+
+NAMESPACE = parse_namespace("sha256-flat")
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+def measure(data) -> dict:
+    """``{sha256, sha512, size}`` of ``data`` (bytes, or a binary file read from its start)."""
+    reader = as_reader(data)
+    sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
+    while True:
+        chunk = reader.read(READ_CHUNK_BYTES)
+        if not chunk:
+            break
+        sha256.update(chunk)
+        sha512.update(chunk)
+        size += len(chunk)
+    reader.seek(0)
+    return {"sha256": sha256.hexdigest(), "sha512": sha512.hexdigest(), "size": size}
+
+
+class WrongSize(ValueError):
+    """The bytes sent are not as many as the upload declared."""
+
+
+async def store_content(cas, data, size: int | None = None) -> dict:
+    """Store ``data`` (bytes or a spool file) in ``cas`` (the ``CASService``); what was measured.
+    ``WrongSize`` (nothing stored) when ``size`` is given and the data has another."""
+    received = await threads.deferToThreadPool(cas.master.reactor, cas.pool, measure, data)
+    if size is not None and received["size"] != size:
+        raise WrongSize(f"{received['size']} bytes were sent where the upload declared {size}")
+    await cas.store.put(NAMESPACE, received["sha256"], received["size"], data)
+    return received
+
+
+def download_hashes(received: dict, declared: dict) -> dict:
+    """The hashes a downloader checks: the declared ones, and the acceptable ones measured."""
+    return {**declared, "sha256": received["sha256"], "sha512": received["sha512"]}
+
+
+async def open_content(cas, digest: str):
+    """``(reader, size)`` of the stored bytes of ``digest`` (``NotStored`` when gone)."""
+    return await cas.store.open(NAMESPACE, digest)
