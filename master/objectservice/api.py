@@ -34,7 +34,14 @@ from buildfarm.master.http.routes import PUBLIC, APIEntry, RouteTable, api_prefi
 from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.http.tcservice import add_taskcluster_error_handlers, error_answer, json_answer
 from buildfarm.master.objectservice import apireference as ref
-from buildfarm.master.objectservice.content import WrongSize, download_hashes, open_content, store_content
+from buildfarm.master.objectservice.content import (
+    GoneFromStore,
+    WrongSize,
+    check_stored,
+    download_hashes,
+    open_content,
+    store_content,
+)
 from buildfarm.master.objectservice.dataurls import GET, PUT, URL_TTL_S, BadDataToken, DataGrant, signer_of
 from buildfarm.master.objectservice.objects import (
     HASH_ALGORITHMS,
@@ -128,6 +135,10 @@ class ObjectAPI:
     @app.handle_errors(UnknownObject, NotStored)
     def _unknown(self, request, failure):
         return self._error(request, 404, f"object {failure.value.args[0]!r} not found")
+
+    @app.handle_errors(GoneFromStore)
+    def _gone(self, request, failure):
+        return self._error(request, 404, str(failure.value))
 
     @app.handle_errors(BadDataToken)
     def _bad_token(self, request, failure):
@@ -269,6 +280,7 @@ class ObjectAPI:
         if method is None:
             raise ObjectAPIError(406, f"object supports methods {', '.join(DOWNLOAD_METHODS)}",
                                  {"code": "NoMatchingMethod"})
+        await check_stored(self.master.cas, found.name, found.digest)
         url, expires = download_url(request, self.signer, found, now)
         if method == "simple":
             return json_answer(request, {"method": "simple", "url": url})
@@ -292,6 +304,7 @@ class ObjectAPI:
         """``download``: 303 to the bytes."""
         now = self.clock.seconds()
         found = await self.objects.finished(object_name(name), now)
+        await check_stored(self.master.cas, found.name, found.digest)
         url, _ = download_url(request, self.signer, found, now)
         request.setHeader(b"location", url.encode())
         return json_answer(request, {"method": "simple", "url": url}, 303)

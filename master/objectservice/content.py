@@ -50,6 +50,18 @@ def download_hashes(received: dict, declared: dict) -> dict:
     return {**declared, "sha256": received["sha256"], "sha512": received["sha512"]}
 
 
+async def check_stored(cas, name: str, digest: str) -> None:
+    """``GoneFromStore`` unless the bytes of ``digest`` are still in the store (which refreshes
+    them: an object read now and then outlives the store's expiry)."""
+    if digest not in await cas.store.contains(NAMESPACE, {digest}):
+        raise GoneFromStore(f"the bytes of object {name!r} are no longer in the store: it keeps an item "
+                            f"{cas.settings.expiry_days:g} days after its last use (c['cas']['expiry_days'])")
+
+
+class GoneFromStore(LookupError):
+    """An object whose bytes the content-addressed store expired (404)."""
+
+
 async def open_content(cas, digest: str):
     """``(reader, size)`` of the stored bytes of ``digest`` (``NotStored`` when gone)."""
     return await cas.store.open(NAMESPACE, digest)

@@ -32,6 +32,7 @@ from buildfarm.master.http.body import json_object, read_body
 from buildfarm.master.http.routes import PUBLIC
 from buildfarm.master.http.tcservice import json_answer
 from buildfarm.master.objectservice.api import download_url
+from buildfarm.master.objectservice.content import GoneFromStore, check_stored
 from buildfarm.master.objectservice.dataurls import signer_of
 from buildfarm.master.objectservice.issuer import CredentialsIssuer
 from buildfarm.master.objectservice.objects import ObjectConflict, ObjectStore, UnknownObject
@@ -269,11 +270,16 @@ class ArtifactRoutes:
         return json_answer(request, {"storageType": found.storage_type, "url": url}, 303)
 
     async def _object_of(self, found: StoredArtifact):
+        """The finished object of ``found``, its bytes still in the store; 404 otherwise."""
         try:
-            return await self.objects.finished(object_name(found.task_id, found.run_id, found.name),
-                                               self.clock.seconds())
+            stored = await self.objects.finished(object_name(found.task_id, found.run_id, found.name),
+                                                 self.clock.seconds())
+            await check_stored(self.master.cas, stored.name, stored.digest)
         except UnknownObject:
             raise QueueAPIError(404, f"the object of artifact {found.name!r} does not exist") from None
+        except GoneFromStore as e:
+            raise QueueAPIError(404, str(e)) from None
+        return stored
 
     async def _content(self, request, task_id: str, run_id: int, name: str) -> bytes:
         found = await self._follow(request, task_id, run_id, name)

@@ -6,6 +6,7 @@ reference against the official client's ``taskcluster.Object``; on SQLite and Po
 import base64
 import hashlib
 import json
+import os
 from urllib.parse import urlsplit
 
 import pytest_twisted
@@ -14,6 +15,7 @@ from taskcluster.generated.object import Object as OfficialObject
 
 from buildfarm.master.apicatalog import CATALOG
 from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.objectservice.content import NAMESPACE
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, on_database, start_memory_master, with_fast_password_checks
 
@@ -227,3 +229,13 @@ def test_the_object_reference_has_taskclusters_calls_and_two_data_urls_of_its_ow
         assert served[name].get("input") == official[name].get("input"), name
     assert set(served) - set(official) == {"uploadData", "downloadData"}
     assert set(official) - set(served) == {"heartbeat", "lbheartbeat", "version"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_object_whose_bytes_the_store_expired_is_not_found_with_the_reason(obj):
+    await upload_inline(obj, "a/gone")
+    cas = obj.master.cas
+    os.remove(cas.store.path_of(NAMESPACE, hashlib.sha256(DATA).hexdigest()))
+    code, refused = await obj("PUT", "/start-download/a/gone", {"acceptDownloadMethods": {"getUrl": True}})
+    assert code == 404 and "no longer in the store" in refused["message"]
+    assert "expiry_days" in refused["message"]
