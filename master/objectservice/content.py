@@ -19,6 +19,13 @@ READ_CHUNK_BYTES = 1024 * 1024
 def measure(data) -> dict:
     """``{sha256, sha512, size}`` of ``data`` (bytes, or a binary file read from its start)."""
     reader = as_reader(data)
+    measured = measure_reader(reader)
+    reader.seek(0)
+    return measured
+
+
+def measure_reader(reader) -> dict:
+    """``{sha256, sha512, size}`` of what ``reader`` holds from where it is."""
     sha256, sha512, size = hashlib.sha256(), hashlib.sha512(), 0
     while True:
         chunk = reader.read(READ_CHUNK_BYTES)
@@ -27,7 +34,6 @@ def measure(data) -> dict:
         sha256.update(chunk)
         sha512.update(chunk)
         size += len(chunk)
-    reader.seek(0)
     return {"sha256": sha256.hexdigest(), "sha512": sha512.hexdigest(), "size": size}
 
 
@@ -48,6 +54,22 @@ async def store_content(cas, data, size: int | None = None) -> dict:
 def download_hashes(received: dict, declared: dict) -> dict:
     """The hashes a downloader checks: the declared ones, and the acceptable ones measured."""
     return {**declared, "sha256": received["sha256"], "sha512": received["sha512"]}
+
+
+async def measure_stored(cas, digest: str) -> dict:
+    """``{sha256, sha512, size}`` of the stored bytes of ``digest`` (read on the store's pool)."""
+    reader, _ = await cas.store.open(NAMESPACE, digest)
+    try:
+        return await threads.deferToThreadPool(cas.master.reactor, cas.pool, measure_reader, reader)
+    finally:
+        await threads.deferToThreadPool(cas.master.reactor, cas.pool, reader.close)
+
+
+async def stored_size(cas, digest: str) -> int:
+    """The size of the stored bytes of ``digest`` (``NotStored`` when absent)."""
+    reader, size = await cas.store.open(NAMESPACE, digest)
+    await threads.deferToThreadPool(cas.master.reactor, cas.pool, reader.close)
+    return size
 
 
 async def check_stored(cas, name: str, digest: str) -> None:

@@ -149,6 +149,21 @@ class ObjectStore:
         return await self.db.run(thd)
 
 
+    async def put_finished(self, name: str, project_id: str, expires: float, content_type: str,
+                           received: dict, now: float) -> None:
+        """A finished object whose bytes are already in the store (a PB run's output): made, or
+        replaced when the name is taken (a run's artifact registered again)."""
+
+        def thd(conn: sa.Connection) -> None:
+            conn.execute(sa.delete(objects).where(objects.c.name == name))
+            conn.execute(sa.insert(objects).values(
+                name=name, project_id=project_id, upload_id=None, upload_expires=None, expires=expires,
+                content_type=content_type, digest=received["sha256"], hashes=json.dumps({}),
+                received=json.dumps(received), created=now))
+
+        await self.db.run(thd)
+
+
 def _get(conn: sa.Connection, name: str, lock: bool = False) -> StoredObject | None:
     query = sa.select(objects).where(objects.c.name == name)
     row = conn.execute(query.with_for_update() if lock else query).first()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -140,3 +141,30 @@ def _get(conn: sa.Connection, task_id: str, run_id: int, name: str,
 def _stored(row) -> StoredArtifact:
     return StoredArtifact(row.task_id, row.run_id, row.name, row.storage_type, row.content_type, row.expires,
                           json.loads(row.details), bool(row.present), row.content_length)
+
+
+async def register_collected(artifacts: ArtifactStore, objects, task, run_id: int, collected,
+                             now: float) -> None:
+    """Record what a PB run's outputs gave (``payload.collect_artifacts``) as the run's
+    artifacts: each found file an ``object`` artifact whose object (``objects``, an
+    ``ObjectStore``) is its stored bytes, each missing one an ``error`` artifact
+    (``file-missing-on-worker``); expiring as the payload says, never after the task."""
+    task_expires = _task_expires(task)
+    for found in collected:
+        expires = min(found.expires or task_expires, task_expires)
+        if found.missing is not None:
+            artifact = StoredArtifact(task.task_id, run_id, found.name, ERROR, "application/binary", expires,
+                                      {"reason": "file-missing-on-worker", "message": found.missing}, True)
+        else:
+            await objects.put_finished(object_name(task.task_id, run_id, found.name), task.body["projectId"],
+                                       expires, found.content_type, found.received, now)
+            artifact = StoredArtifact(task.task_id, run_id, found.name, OBJECT, found.content_type, expires,
+                                      {}, True, found.received["size"])
+        try:
+            await artifacts.create(artifact, now)
+        except ArtifactConflict:  # registered already (a reconcile pass repeated)
+            pass
+
+
+def _task_expires(task) -> float:
+    return datetime.fromisoformat(task.body["expires"].replace("Z", "+00:00")).timestamp()

@@ -10,3 +10,4 @@ class IQueueMaster(Interface):
     reactor = Attribute("The master's reactor: the reconciler's interval and every date of a run.")
     config = Attribute("The current ``MasterConfig``: ``queue.task_queues`` (c['queue']) and ``tasks``.")
     tasks = Attribute("The ``ITaskEngine`` that runs the Queue's tasks on the PB slaves.")
+    cas = Attribute("The ``CASService``: a payload's mounts and artifacts (master/queue/payload.py).")

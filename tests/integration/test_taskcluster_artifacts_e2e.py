@@ -38,7 +38,7 @@ c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['tasks'] = {{'min_timeout_secs': 1}}
 c['builders'] = []
 c['clients'] = [{{'clientId': 'ci-admin', 'accessToken': 'ci-admin-token-0123456789',
-                  'scopes': ['queue:*']}},
+                  'scopes': ['queue:*', 'object:*']}},
                 {{'clientId': 'ci-reader', 'accessToken': 'ci-reader-token-0123456789',
                   'scopes': ['queue:get-artifact:private/shared/*']}}]
 c['queue'] = {{'task_queues': {{'proj-ci/linux': {{'pool': 'ci'}}}}}}
@@ -200,3 +200,42 @@ def test_list_artifacts_pages_with_the_continuation_token(queue, running):
         query = {"limit": 3, "continuationToken": page["continuationToken"]}
     assert [len(p) for p in pages] == [3, 3, 1] and sum(pages, []) == names
     assert [a["name"] for a in queue.listLatestArtifacts(running)["artifacts"]] == names
+
+
+def test_a_pb_payload_mounts_from_the_cas_and_its_artifacts_are_collected_after_the_run(farm, queue):
+    # the mount's content: an object uploaded to the Object service directly (a CAS item by its sha256)
+    objects = taskcluster.Object({"rootUrl": farm.url, "credentials": ADMIN, "maxRetries": 0})
+    data = b"mounted input\n"
+    taskcluster.upload.uploadFromBuf(projectId="proj", name="inputs/input.txt", contentType="text/plain",
+                                     contentLength=len(data), expires=expires(), objectService=objects,
+                                     data=data)
+    sha256 = objects.object("inputs/input.txt")["hashes"]["sha256"]
+    task_id = taskcluster.slugId()
+    script = ("mkdir -p out/logs && tr a-z A-Z < in/input.txt > out/upper.txt && "
+              "echo one > out/logs/a.log && echo two > out/logs/b.log")
+    queue.createTask(task_id, {
+        "taskQueueId": TASK_QUEUE, "projectId": "proj",
+        "created": taskcluster.stringDate(taskcluster.fromNow("0 seconds")),
+        "deadline": taskcluster.stringDate(taskcluster.fromNow("1 hour")),
+        "payload": {"command": [["sh", "-c", script]], "maxRunTime": 60,
+                    "mounts": [{"content": {"sha256": sha256}, "file": "in/input.txt"}],
+                    "artifacts": [{"type": "file", "path": "out/upper.txt", "name": "public/upper.txt"},
+                                  {"type": "directory", "path": "out/logs", "name": "public/logs"},
+                                  {"type": "file", "path": "out/never.txt", "name": "public/never.txt"}]},
+        "metadata": {"name": "files", "description": "mounts and artifacts", "owner": "ci@example.com",
+                     "source": "https://example.com/e2e"}})
+    status = wait_for(lambda: (s := queue.status(task_id)["status"])["state"] in
+                      ("completed", "failed", "exception") and s, f"task {task_id} to resolve", DEADLINE_S)
+    assert status["state"] == "completed", status
+    listed = {a["name"]: a for a in queue.listArtifacts(task_id, 0)["artifacts"]}
+    assert sorted(listed) == ["public/logs/a.log", "public/logs/b.log", "public/never.txt",
+                              "public/upper.txt"]
+    assert listed["public/never.txt"]["storageType"] == "error"
+    buffer, _ = taskcluster.download.downloadArtifactToBuf(taskId=task_id, runId=0, name="public/upper.txt",
+                                                           queueService=queue)
+    assert bytes(buffer) == b"MOUNTED INPUT\n"
+    latest = f"{farm.url}/api/queue/v1/task/{task_id}/artifacts"
+    assert plain_get(f"{latest}/public/logs/b.log")[:2] == (200, b"two\n")
+    with pytest.raises(TaskclusterArtifactError):
+        taskcluster.download.downloadArtifactToBuf(taskId=task_id, name="public/never.txt",
+                                                   queueService=queue)
