@@ -239,3 +239,14 @@ def test_a_pb_payload_mounts_from_the_cas_and_its_artifacts_are_collected_after_
     with pytest.raises(TaskclusterArtifactError):
         taskcluster.download.downloadArtifactToBuf(taskId=task_id, name="public/never.txt",
                                                    queueService=queue)
+
+
+def test_the_object_services_download_url_signed_with_a_bewit_serves_a_plain_http_client(farm):
+    objects = taskcluster.Object({"rootUrl": farm.url, "credentials": ADMIN, "maxRetries": 0})
+    data = b"for curl\n"
+    taskcluster.upload.uploadFromBuf(projectId="proj", name="signed/x.txt", contentType="text/plain",
+                                     contentLength=len(data), expires=expires(), objectService=objects,
+                                     data=data)
+    assert plain_get(objects.buildSignedUrl("download", "signed/x.txt"))[:2] == (200, data)
+    code, body, _ = plain_get(f"{farm.url}/api/object/v1/download/signed/x.txt")  # unsigned
+    assert code == 401 and "object:download:signed/x.txt" in json.loads(body)["message"]
