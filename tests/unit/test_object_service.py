@@ -9,6 +9,7 @@ import json
 import os
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest_twisted
 import taskcluster
 from taskcluster.generated.object import Object as OfficialObject
@@ -239,3 +240,21 @@ async def test_an_object_whose_bytes_the_store_expired_is_not_found_with_the_rea
     code, refused = await obj("PUT", "/start-download/a/gone", {"acceptDownloadMethods": {"getUrl": True}})
     assert code == 404 and "no longer in the store" in refused["message"]
     assert "expiry_days" in refused["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_answers_validate_against_the_object_references_schemas(obj):
+    schemas = CATALOG.service("object").schemas
+
+    def check(name: str, answer: dict) -> None:
+        jsonschema.Draft6Validator(schemas.document(name)).validate(answer)
+
+    upload_id = taskcluster.slugId()
+    code, answer = await obj("PUT", "/upload/a/s", upload_body(
+        upload_id, {"putUrl": {"contentType": "text/plain", "contentLength": 3}}))
+    check("create-upload-response", answer)
+    await upload_inline(obj, "a/t")
+    check("download-object-response", (await obj("PUT", "/start-download/a/t",
+                                                 {"acceptDownloadMethods": {"getUrl": True}}))[1])
+    check("get-object-response", (await obj("GET", "/metadata/a/t"))[1])
+    check("ping-response", (await obj("GET", "/ping"))[1])

@@ -9,11 +9,15 @@ import hashlib
 import json
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest_twisted
 import taskcluster
 
+from buildfarm.master.apicatalog import CATALOG
 from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.objectservice.issuer import ISSUER_ID
+from buildfarm.master.queue.artifactapi import _slugid
+from buildfarm.master.queue.model import SLUGID
 from buildfarm.master.queue.store import QueueStore
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import MASTER_CFG, on_database, start_memory_master, with_fast_password_checks
@@ -285,3 +289,26 @@ async def test_list_artifacts_pages_the_present_artifacts_by_name(queue):
     assert (await queue("GET", f"/task/{task_id}/runs/1/artifacts"))[0] == 404
     response = await queue.raw("GET", f"/task/{task_id}/runs/0/artifacts", args={"continuationToken": "%%%"})
     assert response.code == 400
+
+
+def test_an_upload_id_is_a_slugid_as_the_client_makes_them():
+    assert all(SLUGID.match(_slugid()) for _ in range(2000))
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_answers_validate_against_the_queue_references_schemas(queue):
+    task_id = await running_task(queue)
+    schemas = CATALOG.service("queue").schemas
+
+    def check(name: str, answer: dict) -> None:
+        jsonschema.Draft6Validator(schemas.document(name)).validate(answer)
+
+    code, created = await queue("POST", f"/task/{task_id}/runs/0/artifacts/public/o", artifact("object"))
+    check("post-artifact-response", created)
+    await upload_object(queue, task_id, "public/p")
+    run = f"/task/{task_id}/runs/0"
+    check("artifact-content-response", (await queue("GET", f"{run}/artifact-content/public/p"))[1])
+    check("list-artifacts-response", (await queue("GET", f"/task/{task_id}/runs/0/artifacts"))[1])
+    check("artifact-response", (await queue("GET", f"/task/{task_id}/artifact-info/public/p"))[1])
+    redirect = await queue.raw("GET", f"/task/{task_id}/artifacts/public/p")
+    check("get-artifact-response", json.loads(redirect.body))
