@@ -9,6 +9,8 @@ from buildfarm.master.authapi.apireference import AUTH
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.apireference import CAS
 from buildfarm.master.http.references import APICatalog
+from buildfarm.master.objectservice.api import ObjectAPI
+from buildfarm.master.objectservice.apireference import OBJECT_SERVICE
 from buildfarm.master.queue.api import QueueAPI
 from buildfarm.master.queue.apireference import QUEUE
 from buildfarm.master.slaveapi.apireference import SLAVEAPI
@@ -18,6 +20,6 @@ from buildfarm.master.tasks.apireference import TASKS
 from buildfarm.master.www.api import JSONAPI
 from buildfarm.master.www.apireference import BUILDFARM
 
-CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS, AUTH, QUEUE),
+CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS, AUTH, QUEUE, OBJECT_SERVICE),
                      tables=(JSONAPI.routes, SlaveAPI.routes, SwarmingAPI.routes, IsolateAPI.routes,
-                             AuthAPI.routes, QueueAPI.routes))
+                             AuthAPI.routes, QueueAPI.routes, ObjectAPI.routes))

@@ -518,3 +518,48 @@ queue_dependencies = sa.Table(
     sa.PrimaryKeyConstraint("task_id", "dependency_id", name="pk_queue_dependencies"),
     sa.Index("ix_queue_dependencies_dependency", "dependency_id", "task_id"),
 )
+
+# The Object service (master/objectservice/, docs/taskcluster.md "Artifacts and the Object
+# service"): an object is a name -> the CAS entry holding its bytes (``digest``, the SHA-256 of
+# the content, in the store's ``sha256-flat`` namespace), its projectId, its expiry and the hashes
+# its uploader declared (JSON).  ``upload_id`` is set while the upload is unfinished (then null);
+# ``received`` is what the master measured of the bytes it took (JSON ``{sha256, sha512, size}``).
+OBJECT_NAME_LENGTH = 1100  # "t/<taskId>/<runId>/<artifact name of up to 1024>"
+PROJECT_ID_LENGTH = 500
+objects = sa.Table(
+    "objects",
+    metadata,
+    sa.Column("name", sa.String(OBJECT_NAME_LENGTH), primary_key=True),
+    sa.Column("project_id", sa.String(PROJECT_ID_LENGTH), nullable=False),
+    sa.Column("upload_id", sa.String(QUEUE_ID_LENGTH), nullable=True),
+    sa.Column("upload_expires", sa.Float, nullable=True),
+    sa.Column("expires", sa.Float, nullable=False),
+    sa.Column("content_type", sa.String(NAME_LENGTH), nullable=False, server_default=""),
+    sa.Column("digest", sa.String(64), nullable=True),
+    sa.Column("hashes", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("received", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Index("ix_objects_expires", "expires"),
+)
+
+# The Queue's artifacts (master/queue/artifacts.py): one row per (task, run, name);
+# ``storage_type`` object, reference, link or error; ``details`` JSON (the object's uploadId
+# until finished, a reference's url, a link's artifact, an error's reason and message);
+# ``present`` once an object artifact is finished (the other types at once).
+ARTIFACT_NAME_LENGTH = 1024
+queue_artifacts = sa.Table(
+    "queue_artifacts",
+    metadata,
+    sa.Column("task_id", sa.String(QUEUE_ID_LENGTH), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(ARTIFACT_NAME_LENGTH), nullable=False),
+    sa.Column("storage_type", sa.String(16), nullable=False),
+    sa.Column("content_type", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("content_length", sa.BigInteger, nullable=True),
+    sa.Column("details", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("present", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("expires", sa.Float, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.PrimaryKeyConstraint("task_id", "run_id", "name", name="pk_queue_artifacts"),
+    sa.Index("ix_queue_artifacts_expires", "expires"),
+)

@@ -17,6 +17,7 @@ from buildfarm.master.http.body import json_object, read_body
 from buildfarm.master.http.routes import PUBLIC, request_identity
 from buildfarm.master.http.tcservice import add_taskcluster_error_handlers, error_answer, json_answer
 from buildfarm.master.queue import apireference as ref
+from buildfarm.master.queue.artifactapi import ArtifactRoutes
 from buildfarm.master.queue.model import TaskDefinitionError, check_definition
 from buildfarm.master.queue.routing import (
     PREFIX,
@@ -41,7 +42,7 @@ log = Logger()
 MAX_BODY_BYTES = 1024 * 1024
 
 
-class QueueAPI(WorkerRoutes):
+class QueueAPI(WorkerRoutes, ArtifactRoutes):
     """The Queue's routes over ``master.db`` (its ``QueueStore``); ``master`` gives ``auth``,
     ``db`` and ``reactor``."""
 

@@ -102,3 +102,32 @@ QUEUE = APIService(
     "only the wait for a worker; `payload.maxRunTime` bounds the run.",
     schemas,
 )
+
+# -- artifacts (master/queue/artifactapi.py) --------------------------------------------------
+
+_ARTIFACT = _object({"storageType": {"type": "string", "enum": ["object", "reference", "link", "error"]},
+                     "name": _TEXT, "expires": _DATE, "contentType": _TEXT,
+                     "contentLength": {"type": "integer"}},
+                    ("storageType", "name", "expires", "contentType"))
+_CREDENTIALS = _object({"clientId": _TEXT, "accessToken": _TEXT, "certificate": _TEXT},
+                       ("clientId", "accessToken"))
+POST_ARTIFACT = schemas.add("post-artifact-request", _object(
+    {"storageType": {"type": "string", "enum": ["object", "reference", "link", "error"]}, "expires": _DATE,
+     "contentType": _TEXT, "contentLength": {"type": "integer"}, "url": _TEXT, "artifact": _TEXT,
+     "reason": {"type": "string", "enum": ["file-missing-on-worker", "invalid-resource-on-worker",
+                                           "too-large-file-on-worker", "file-not-readable-on-worker"]},
+     "message": _TEXT}, ("storageType", "expires"), "Create an artifact"))
+POST_ARTIFACT_RESPONSE = schemas.add("post-artifact-response", _object(
+    {"storageType": _TEXT, "name": _TEXT, "projectId": _TEXT, "uploadId": _TEXT, "expires": _DATE,
+     "credentials": _CREDENTIALS}, ("storageType",), "An artifact created (an object's upload credentials)"))
+FINISH_ARTIFACT = schemas.add("finish-artifact-request", _object(
+    {"uploadId": _TEXT}, ("uploadId",), "Finish an object artifact"))
+GET_ARTIFACT = schemas.add("get-artifact-response", _object(
+    {"storageType": _TEXT, "url": _TEXT}, ("storageType",), "Where an artifact's data is (a 303)"))
+ARTIFACT_CONTENT = schemas.add("artifact-content-response", _object(
+    {"storageType": _TEXT, "name": _TEXT, "credentials": _CREDENTIALS, "url": _TEXT, "reason": _TEXT,
+     "message": _TEXT}, ("storageType",), "How to get an artifact's content"))
+ARTIFACT_INFO = schemas.add("artifact-response", {**_ARTIFACT, "title": "An artifact"})
+LIST_ARTIFACTS = schemas.add("list-artifacts-response", _object(
+    {"artifacts": {"type": "array", "items": _ARTIFACT}, "continuationToken": _TEXT}, ("artifacts",),
+    "A page of a run's artifacts"))

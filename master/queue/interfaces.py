@@ -12,3 +12,4 @@ class IQueueMaster(Interface):
     tasks = Attribute("The ``ITaskEngine`` that runs the Queue's tasks on the PB slaves.")
     auth = Attribute("The ``auth`` service: ``auth.clients`` holds the issuer of HTTP workers' claim "
                      "credentials (master/queue/claimcreds.py).")
+    cas = Attribute("The ``CASService``: a payload's mounts and artifacts (master/queue/payload.py).")

@@ -35,11 +35,19 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from buildfarm.master.objectservice.objects import ObjectStore
+from buildfarm.master.queue.artifacts import ArtifactStore, register_collected
 from buildfarm.master.queue.claimcreds import ClaimIssuer
 from buildfarm.master.queue.claims import ClaimStore
 from buildfarm.master.queue.interfaces import IQueueMaster
 from buildfarm.master.queue.model import COMPLETED, EXCEPTION, FAILED, PENDING, RESOLVED, RUNNING
-from buildfarm.master.queue.payload import MalformedPayload, engine_request
+from buildfarm.master.queue.payload import (
+    MalformedPayload,
+    collect_artifacts,
+    engine_request,
+    payload_files,
+    prepare_inputs,
+)
 from buildfarm.master.queue.store import QueueStore, StoredTask
 from buildfarm.master.queue.waiters import PendingWaiters
 from buildfarm.master.tasks import ids, records
@@ -208,14 +216,31 @@ class QueueService(service.Service):
             queued = await self.store.started(queued.task_id, queued.run_id, WORKER_GROUP,
                                               result["slave"] or "", result["started_at"])
         if state.is_final and queued.state in (PENDING, RUNNING):
+            await self._collect_artifacts(queued, result, now)
             resolved, reason, retry = outcome(state, result.get("exit_code"))
             await self.store.resolve(queued.task_id, queued.run_id, resolved, reason, now, retry=retry)
             await self.store.detach(queued.task_id, engine_id)
 
+    async def _collect_artifacts(self, queued: StoredTask, result: dict, now: float) -> None:
+        """The payload's ``artifacts`` from the run's outputs, before the run resolves (a
+        failure is logged: the resolution goes on)."""
+        try:
+            _, specs = payload_files(queued.body["payload"])
+            if not specs:
+                return
+            collected = await collect_artifacts(self.master.cas, result.get("outputs_ref"), specs)
+            await register_collected(ArtifactStore(self.master.db), ObjectStore(self.master.db), queued,
+                                     queued.run_id, collected, now)
+        except Exception:  # noqa: BLE001 - the run resolves all the same
+            log.failure("collecting the artifacts of Queue task {id} failed", id=queued.task_id)
+
     async def _submit(self, queued: StoredTask, dimensions: dict[str, list[str]]) -> None:
         now = self.clock.seconds()
         try:
-            request = engine_request(queued, dimensions, now, self.master.config.tasks.min_timeout_secs)
+            mounts, artifacts = payload_files(queued.body["payload"])
+            inputs = await prepare_inputs(self.master.cas, mounts, artifacts)
+            request = engine_request(queued, dimensions, now, self.master.config.tasks.min_timeout_secs,
+                                     inputs)
         except MalformedPayload as e:
             log.info("Queue task {id}: {problem}", id=queued.task_id, problem=str(e))
             await self.store.resolve(queued.task_id, queued.run_id, EXCEPTION, "malformed-payload", now)

@@ -29,6 +29,9 @@ from buildfarm.master.http.site import (
     slaveapi_error_body,
 )
 from buildfarm.master.listener import ListeningService
+from buildfarm.master.objectservice.api import DATA_PREFIX as OBJECT_DATA
+from buildfarm.master.objectservice.api import PREFIX as OBJECT_API
+from buildfarm.master.objectservice.api import ObjectAPI
 from buildfarm.master.queue.api import PREFIX as QUEUE_API
 from buildfarm.master.queue.api import QueueAPI
 from buildfarm.master.tasks.api import SwarmingAPI
@@ -142,7 +145,8 @@ class WWWService(ListeningService):
                   "tasks": (swarming, SwarmingAPI.routes.api_base),
                   "cas": (cas_api, IsolateAPI.routes.api_base),
                   "auth": (AuthAPI(self.master).resource(), AUTH_API),  # its routes lie at that layout
-                  "queue": (QueueAPI(self.master).resource(), QUEUE_API)}
+                  "queue": (QueueAPI(self.master).resource(), QUEUE_API),
+                  "object": (ObjectAPI(self.master).resource(), OBJECT_API)}
         root = SiteRoot(JSONAPI(self.master).resource(), pages.resource(),
                         ChangeHookAPI(self.master).resource(), cas_api, browser.resource(), swarming, mounts)
         # a JSON call (store_inline of an .isolated) is held in memory; an upload PUT takes an
@@ -152,7 +156,9 @@ class WWWService(ListeningService):
                      BodyRule(CAS_API + "/", MAX_JSON_BODY_BYTES, cas_error_body),
                      BodyRule(CAS_API + UPLOAD_PREFIX.removeprefix(CAS_PATH), cas.max_upload_bytes,
                               cas_error_body, spool=cas.spool),
-                     BodyRule(TASKS_API + "/", MAX_JSON_BODY_BYTES, cas_error_body))
+                     BodyRule(TASKS_API + "/", MAX_JSON_BODY_BYTES, cas_error_body),
+                     # an object's bytes PUT to its signed URL: streamed to a spool file
+                     BodyRule(OBJECT_DATA, cas.max_upload_bytes, json_error_body, spool=cas.spool))
         return BoundedSite(root, (*BODY_RULES, *cas_rules), PAGES_BODY_RULE, self.master.config.www_limits,
                            self.master.reactor)
 

@@ -44,7 +44,7 @@ TASKCLUSTER_SCHEMAS = HERE.parent / "fixtures" / "taskcluster"
 SHIPPED = HERE.parents[1] / "common" / "references"
 # Taskcluster's own services, whose client class is the official package's (taskcluster.Auth,
 # taskcluster.Queue), not one of buildfarm.common.client's: their references ship all the same.
-OFFICIAL_CLIENTS = frozenset({"auth", "queue"})
+OFFICIAL_CLIENTS = frozenset({"auth", "queue", "object"})
 OWN_SERVICES = tuple(s for s in SERVICES if s.name not in OFFICIAL_CLIENTS)
 ADMIN = {"authorization": "Basic " + base64.b64encode(b"admin:adm1n").decode()}
 CFG = MASTER_CFG + """\
@@ -75,7 +75,7 @@ def test_the_manifest_validates_and_names_every_service():
     jsonschema.Draft6Validator(taskcluster_schema("manifest-v3")).validate(document)
     root = "http://master:8010/references"
     assert document == {"references": [f"{root}/{s.name}/v1/api.json" for s in SERVICES]}
-    assert [s.name for s in SERVICES] == ["buildfarm", "slaveapi", "tasks", "cas", "auth", "queue"]
+    assert [s.name for s in SERVICES] == ["buildfarm", "slaveapi", "tasks", "cas", "auth", "queue", "object"]
 
 
 def test_every_schema_a_reference_names_is_a_valid_json_schema_of_its_service():
