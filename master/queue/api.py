@@ -18,6 +18,7 @@ from buildfarm.master.http.routes import PUBLIC, request_identity
 from buildfarm.master.http.tcservice import add_taskcluster_error_handlers, error_answer, json_answer
 from buildfarm.master.queue import apireference as ref
 from buildfarm.master.queue.faces import Faces, refuse_change
+from buildfarm.master.queue.metaapi import MetaRoutes
 from buildfarm.master.queue.model import TaskDefinitionError, check_definition
 from buildfarm.master.queue.routing import (
     PREFIX,
@@ -42,7 +43,7 @@ log = Logger()
 MAX_BODY_BYTES = 1024 * 1024
 
 
-class QueueAPI:
+class QueueAPI(MetaRoutes):
     """The Queue's routes over ``master.db`` (its ``QueueStore``); ``master`` gives ``auth``,
     ``db`` and ``reactor``."""
 
