@@ -91,6 +91,7 @@ def test_face_ids_are_slugids_that_read_back_and_say_their_kind():
             slug = face_id(kind, number)
             assert SLUGID.match(slug) and slug.startswith(kind)
             assert parse_face_id(slug) == (kind, number)
+    assert face_id(BUILD_REQUEST, 42) == "buildreqQACAAAAAAAAAKg"  # the format docs/taskcluster.md shows
     assert [parse_face_id(taskcluster.slugId()) for _ in range(200)] == [None] * 200
     assert parse_face_id("buildreq") is None and parse_face_id(face_id(SWARMING, 5)[:-1] + "R") is None
     with pytest.raises(ValueError):
