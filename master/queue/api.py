@@ -162,9 +162,12 @@ class QueueAPI(MetaRoutes):
             return await self.faces.task(self._identity(request), task_id)
 
     def _identity(self, request):
-        """The caller of a public route (anonymous when its credentials were refused)."""
-        identity = getattr(request, "_buildfarm_identity", None)
-        return identity if identity is not None else self.master.auth.anonymous()
+        """The caller of a public route (anonymous when its credentials were refused: the route
+        table identified it without failing the call)."""
+        try:
+            return request_identity(request)
+        except AttributeError:
+            return self.master.auth.anonymous()
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/list", "GET", scope=PUBLIC,
                   api=api_entry("listTaskGroup", "List task group",

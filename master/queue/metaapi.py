@@ -29,8 +29,7 @@ import sqlalchemy as sa
 
 from buildfarm.common.faceids import BUILD_REQUEST, SWARMING, face_id
 from buildfarm.master.auth.interfaces import iso
-from buildfarm.master.db.model import builds, queue_tasks, slaves
-from buildfarm.master.db.tasks import TaskQuery
+from buildfarm.master.db.model import builds, queue_tasks, slaves, task_requests, task_results
 from buildfarm.master.http.tcservice import json_answer
 from buildfarm.master.queue import apireference as ref
 from buildfarm.master.queue.faces import (
@@ -171,14 +170,9 @@ class MetaRoutes:
                                      "workerType": worker_type, "pendingTasks": count})
 
     async def _pending_in_pool(self, pool: str) -> int:
-        query = TaskQuery(states=("PENDING",), limit=MAX_PENDING_SCANNED)
-        pending = await self.master.db.tasks.list_tasks(query)
-        count = 0
-        for task in pending:
-            slices = request_from_storage(task["request"]).task_slices
-            current = slices[min(task.get("current_slice") or 0, len(slices) - 1)]
-            count += current.properties.pool == pool
-        return count
+        """The pending engine tasks whose current slice asks for ``pool`` (read and parsed in
+        the database's thread: the reactor parses no request)."""
+        return await self.master.db.run(lambda conn: _pending_in_pool(conn, pool))
 
     @routes.route(f"{PREFIX}/task-queues", "GET", scope="queue:list-task-queues",
                   api=api_entry("listTaskQueues", "Get a list of all active task queues",
@@ -350,33 +344,44 @@ def _stored_queues(conn: sa.Connection) -> list[tuple[str, float]]:
         .group_by(queue_tasks.c.task_queue_id)).all()]
 
 
+def _pending_in_pool(conn: sa.Connection, pool: str) -> int:
+    rows = conn.execute(sa.select(task_results.c.current_slice, task_requests.c.request)
+                        .join(task_requests, task_requests.c.id == task_results.c.request_id)
+                        .where(task_results.c.state == "PENDING").limit(MAX_PENDING_SCANNED)).all()
+    count = 0
+    for row in rows:
+        slices = request_from_storage(json.loads(row.request)).task_slices
+        count += slices[min(row.current_slice, len(slices) - 1)].properties.pool == pool
+    return count
+
+
 def _builder_workers(conn: sa.Connection, builderid: int, only: str | None) -> list[Worker]:
-    """The slaves that ran builds of the builder: first and last build, newest builds as
-    ``(started, taskId of the request, runId)`` (a build's runId: its place among its request's
-    builds)."""
-    query = (sa.select(slaves.c.name, builds.c.id, builds.c.buildrequestid, builds.c.started_at,
-                       builds.c.complete_at)
-             .join(slaves, slaves.c.id == builds.c.slaveid).where(builds.c.builderid == builderid)
-             .order_by(builds.c.id.desc()))
+    """The slaves that ran builds of the builder: first build, last activity, and their newest
+    builds (one each; ``RECENT_TASKS`` for ``only``) as ``(started, taskId of the request,
+    runId)``, a build's runId being its place among its request's builds."""
+    ended = sa.func.coalesce(builds.c.complete_at, builds.c.started_at)
+    summary = (sa.select(slaves.c.name, sa.func.min(builds.c.started_at), sa.func.max(ended),
+                         sa.func.max(builds.c.id))
+               .join(slaves, slaves.c.id == builds.c.slaveid).where(builds.c.builderid == builderid)
+               .group_by(slaves.c.name))
     if only is not None:
-        query = query.where(slaves.c.name == only)
-    rows = conn.execute(query).all()
-    wanted = {row.buildrequestid for row in rows}
-    run_of: dict[int, int] = {}
-    for brid in wanted:
-        of_request = sa.select(builds.c.id).where(builds.c.buildrequestid == brid).order_by(builds.c.id)
-        for index, buildid in enumerate(conn.execute(of_request).scalars()):
-            run_of[buildid] = index
-    workers: dict[str, Worker] = {}
-    for row in rows:  # newest first
-        entry = (row.started_at, face_id(BUILD_REQUEST, row.buildrequestid), run_of[row.id])
-        last = row.complete_at if row.complete_at is not None else row.started_at
-        worker = workers.setdefault(row.name, Worker(row.name, row.started_at, last, []))
-        worker.first_claim = min(worker.first_claim, row.started_at)
-        worker.last_active = max(worker.last_active, last)
-        if len(worker.recent) < RECENT_TASKS:
-            worker.recent.append(entry)
-    return list(workers.values())
+        summary = summary.where(slaves.c.name == only)
+    workers = []
+    for name, first, last, newest in conn.execute(summary).all():
+        recent = sa.select(builds.c.id, builds.c.buildrequestid, builds.c.started_at)
+        if only is None:
+            recent = recent.where(builds.c.id == newest)
+        else:
+            recent = (recent.join(slaves, slaves.c.id == builds.c.slaveid)
+                      .where(builds.c.builderid == builderid, slaves.c.name == name)
+                      .order_by(builds.c.id.desc()).limit(RECENT_TASKS))
+        entries = []
+        for build in conn.execute(recent).all():
+            run_id = conn.execute(sa.select(sa.func.count()).select_from(builds).where(
+                builds.c.buildrequestid == build.buildrequestid, builds.c.id < build.id)).scalar_one()
+            entries.append((build.started_at, face_id(BUILD_REQUEST, build.buildrequestid), run_id))
+        workers.append(Worker(name, first, last, entries))
+    return workers
 
 
 def _queue_workers(conn: sa.Connection, task_queue_id: str, only: str | None) -> list[Worker]:
