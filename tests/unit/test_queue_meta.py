@@ -6,12 +6,14 @@ with continuationToken; Taskcluster's scopes.  On a real in-memory master, SQLit
 import base64
 import json
 
+import jsonschema
 import pytest_twisted
 import taskcluster
 
 from buildfarm.common.faceids import BUILD_REQUEST, SWARMING, face_id
 from buildfarm.common.results import SUCCESS
 from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.queue import apireference as ref
 from buildfarm.master.queue.store import QueueStore
 from buildfarm.master.tasks import records
 from buildfarm.master.tasks.model import request_from_json
@@ -176,3 +178,21 @@ async def test_the_metadata_calls_need_taskclusters_scopes(queue):
     assert code == 403 and body["unsatisfied"] == "queue:list-workers:buildfarm/linux"
     code, body = await queue("GET", "/pending/buildfarm%2Flinux", headers={})
     assert code == 401 and "queue:pending-count:buildfarm/linux" in body["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_answer_validates_against_its_output_schema_and_taskclusters_required_fields(queue):
+    face = face_id(BUILD_REQUEST, queue.brids[1])
+    calls = [("/pending/buildfarm%2Flinux", ref.PENDING_TASKS), ("/task-queues", ref.LIST_TASK_QUEUES),
+             ("/task-queues/proj-ci%2Flinux", ref.TASK_QUEUE), ("/provisioners", ref.LIST_PROVISIONERS),
+             ("/provisioners/swarming", ref.PROVISIONER),
+             ("/provisioners/buildfarm/worker-types", ref.LIST_WORKER_TYPES),
+             ("/provisioners/buildfarm/worker-types/linux", ref.WORKER_TYPE),
+             ("/provisioners/buildfarm/worker-types/linux/workers", ref.LIST_WORKERS),
+             ("/provisioners/buildfarm/worker-types/linux/workers/buildfarm/bs1", ref.WORKER),
+             (f"/task/{face}", ref.TASK), (f"/task/{face}/status", ref.STATUS),
+             (f"/task/{face_id(SWARMING, 0x111111)}/status", ref.STATUS)]
+    for path, schema in calls:
+        code, answer = await queue("GET", path)
+        assert code == 200, path
+        jsonschema.validate(answer, ref.schemas.schemas[schema])
