@@ -222,7 +222,11 @@ class QueueAPI(MetaRoutes):
     async def list_dependent_tasks(self, request, taskId):  # noqa: N803
         """``listDependentTasks``: ``{"taskId", "tasks": [{status, task}], "continuationToken"?}``."""
         limit, after = page_args(request)
-        found = await self.store.list_dependents(task_id_arg(taskId), after, limit + 1)
+        try:
+            found = await self.store.list_dependents(task_id_arg(taskId), after, limit + 1)
+        except UnknownQueueTask:
+            await self.faces.task(self._identity(request), taskId)  # no Queue task depends on a face
+            found = []
         return json_answer(request, task_page({"taskId": taskId}, found, limit))
 
     @routes.route(f"{PREFIX}/task/<taskId>/cancel", "POST", scope=f"queue:cancel-task:{TASK_SCOPE_ARGS}",

@@ -232,6 +232,10 @@ async def test_a_swarming_task_is_a_task_with_a_run_per_try_and_its_result_names
     assert task["extra"]["swarming"]["task_id"] == "1234510"
     code, listed = await site("GET", f"{QUEUE}/task-group/{task_id}/list")
     assert [t["status"]["taskId"] for t in listed["tasks"]] == [task_id]
+    code, dependents = await site("GET", f"{QUEUE}/task/{task_id}/dependents")
+    assert (code, dependents) == (200, {"taskId": task_id, "tasks": []})
+    code, _ = await site("GET", f"{QUEUE}/task/{face_id(SWARMING, 0x999991)}/dependents")
+    assert code == 404
 
     code, result = await site("GET", "/api/tasks/v1/task/1234510/result")
     assert code == 200 and result["queue_task_id"] == task_id
