@@ -241,6 +241,16 @@ async def test_a_swarming_task_is_a_task_with_a_run_per_try_and_its_result_names
     assert code == 200 and result["queue_task_id"] == task_id
 
 
+def test_the_result_of_an_engine_task_that_runs_a_queue_task_names_that_queue_task():
+    queue_task = taskcluster.slugId()
+    stored = {"request_id": 0x4441, "name": "t", "user": "queue", "tags": [f"queue_task_id:{queue_task}",
+                                                                           "queue_run_id:0"]}
+    result = {"state": "PENDING", "created_at": NOW}
+    assert records.result_to_json(stored, result)["queue_task_id"] == queue_task
+    untagged = records.result_to_json({**stored, "tags": []}, result)
+    assert untagged["queue_task_id"] == face_id(SWARMING, 0x4441)
+
+
 @pytest_twisted.ensureDeferred
 async def test_an_expired_swarming_task_resolves_deadline_exceeded(site):
     await swarming_task(site.master, 0x777771)
