@@ -45,7 +45,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 class QueueAPI(MetaRoutes):
     """The Queue's routes over ``master.db`` (its ``QueueStore``); ``master`` gives ``auth``,
-    ``db`` and ``reactor``."""
+    ``db``, ``reactor`` and ``config`` (the builders and ``c['queue']`` of the faces and the
+    task-queue metadata: faces.py, metaapi.py)."""
 
     app = app
     routes = routes
@@ -99,6 +100,7 @@ class QueueAPI(MetaRoutes):
             refuse_change(task_id)
             body = json_object(read_body(request, MAX_BODY_BYTES))
             cached = request._queue_definition = check_definition(task_id, body, self.clock.seconds())
+            refuse_change(cached.task_group_id, "task group")  # a buildset takes no Queue task
         return cached
 
     async def _group_values(self, request, taskGroupId) -> dict:  # noqa: N803

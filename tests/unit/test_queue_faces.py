@@ -282,6 +282,9 @@ async def test_faces_are_read_only_and_say_where_to_act(site):
     group = face_id(BUILDSET, (await site.master.db.buildrequests.get(brid))["buildsetid"])
     code, body = await site("POST", f"{QUEUE}/task-group/{group}/seal")
     assert code == 409 and "buildset" in body["message"]
+    joining = {**definition, "taskGroupId": group}
+    code, body = await site("PUT", f"{QUEUE}/task/{taskcluster.slugId()}", joining)
+    assert code == 409 and "buildset" in body["message"]
 
 
 @pytest_twisted.ensureDeferred
