@@ -38,26 +38,24 @@ class EndpointsError(Exception):
 
 
 def error_body(status: int, message: str, reason: str = "badRequest",
-               problems: list[str] | None = None, extra: dict | None = None,
-               top_message: bool = False) -> bytes:
+               problems: list[str] | None = None, extra: dict | None = None) -> bytes:
     """An Endpoints error body: ``{"error": {code, message, errors: [{message, reason, domain}]}}``,
     one entry in ``errors`` per problem (the message alone when there is no list); ``extra``
-    joins the ``error`` object (a missing scope's ``required`` and ``unsatisfied``);
-    ``top_message``: ``message`` also beside ``error``, where Taskcluster's client reads it."""
+    joins the ``error`` object (a missing scope's ``required`` and ``unsatisfied``).  ``message``
+    is also beside ``error``, where Taskcluster's client reads its exception's text
+    (``buildfarm.common.client``); Swarming's and Isolate's clients read ``error``."""
     details = [{"message": p, "reason": reason, "domain": "global"} for p in (problems or [message])]
-    body: dict = {"error": {"code": status, "message": message, "errors": details, **(extra or {})}}
-    if top_message:
-        body["message"] = message
+    body = {"error": {"code": status, "message": message, "errors": details, **(extra or {})},
+            "message": message}
     return json.dumps(body).encode()
 
 
 def endpoints_error(request, status: int, message: str, reason: str = "badRequest",
-                    problems: list[str] | None = None, extra: dict | None = None,
-                    top_message: bool = False) -> bytes:
+                    problems: list[str] | None = None, extra: dict | None = None) -> bytes:
     """Answer ``request`` with ``status`` and the Endpoints error body."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
-    return error_body(status, message, reason, problems, extra, top_message)
+    return error_body(status, message, reason, problems, extra)
 
 
 def add_endpoints_error_handlers(app, surface: str) -> None:
@@ -77,7 +75,7 @@ def add_endpoints_error_handlers(app, surface: str) -> None:
         e = failure.value
         add_refusal_headers(request, e, AUTH_REALM)
         return endpoints_error(request, e.status, e.message, "forbidden" if e.status == 403 else "required",
-                               extra=e.scope_fields(), top_message=True)
+                               extra=e.scope_fields())
 
     @app.handle_errors(NotFound)
     def not_found(_api, request, failure):

@@ -35,9 +35,16 @@ log = Logger()
 ErrorBody = Callable[[int, str], tuple[bytes, bytes]]
 
 
+def json_error(message: str, **fields) -> dict:
+    """The JSON API's error body: ``{"error": message, "message": message, **fields}``.  The
+    same line twice: ``error`` is the API's own key, ``message`` the one Taskcluster's client
+    shows as its exception's text (``buildfarm.common.client``)."""
+    return {"error": message, "message": message, **fields}
+
+
 def json_error_body(status: int, message: str) -> tuple[bytes, bytes]:
-    """The JSON API's error shape: ``{"error": message}``."""
-    return b"application/json", json.dumps({"error": message}).encode()
+    """The JSON API's error shape (``json_error``)."""
+    return b"application/json", json.dumps(json_error(message)).encode()
 
 
 def html_error_body(status: int, message: str) -> tuple[bytes, bytes]:
@@ -56,10 +63,15 @@ SLAVEAPI_ERROR_NAMES = {400: "bad request", 401: "unauthorized", 403: "forbidden
                         500: "internal error"}
 
 
+def slaveapi_error(status: int, message: str) -> dict:
+    """The SlaveAPI's error body: ``{"error": <status name>, "msg": message, "message": message}``
+    (``message``: the line Taskcluster's client shows)."""
+    return {"error": SLAVEAPI_ERROR_NAMES.get(status, "error"), "msg": message, "message": message}
+
+
 def slaveapi_error_body(status: int, message: str) -> tuple[bytes, bytes]:
-    """The SlaveAPI's error shape: ``{"error": <status name>, "msg": message}``."""
-    body = {"error": SLAVEAPI_ERROR_NAMES.get(status, "error"), "msg": message}
-    return b"application/json", json.dumps(body).encode()
+    """The SlaveAPI's error shape (``slaveapi_error``)."""
+    return b"application/json", json.dumps(slaveapi_error(status, message)).encode()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from buildfarm.master.http.routes import PUBLIC, request_identity
 from buildfarm.master.http.tcservice import add_taskcluster_error_handlers, error_answer, json_answer
 from buildfarm.master.queue import apireference as ref
 from buildfarm.master.queue.artifactapi import ArtifactRoutes
+from buildfarm.master.queue.faces import Faces, refuse_change
+from buildfarm.master.queue.metaapi import MetaRoutes
 from buildfarm.master.queue.model import TaskDefinitionError, check_definition
 from buildfarm.master.queue.routing import (
     PREFIX,
@@ -42,9 +44,10 @@ log = Logger()
 MAX_BODY_BYTES = 1024 * 1024
 
 
-class QueueAPI(WorkerRoutes, ArtifactRoutes):
+class QueueAPI(WorkerRoutes, ArtifactRoutes, MetaRoutes):
     """The Queue's routes over ``master.db`` (its ``QueueStore``); ``master`` gives ``auth``,
-    ``db`` and ``reactor``."""
+    ``db``, ``reactor`` and ``config`` (the builders and ``c['queue']`` of the faces and the
+    task-queue metadata: faces.py, metaapi.py)."""
 
     app = app
     routes = routes
@@ -53,6 +56,7 @@ class QueueAPI(WorkerRoutes, ArtifactRoutes):
         self.master = master
         self.clock = master.reactor
         self.store = master.queue.store  # the service's: its changes wake claimWork
+        self.faces = Faces(master)  # build requests and Swarming tasks as read-only tasks
         self.started = self.clock.seconds()
 
     def resource(self):
@@ -94,15 +98,19 @@ class QueueAPI(WorkerRoutes, ArtifactRoutes):
     def _definition(self, request, task_id: str):
         cached = getattr(request, "_queue_definition", None)
         if cached is None:
+            refuse_change(task_id)
             body = json_object(read_body(request, MAX_BODY_BYTES))
             cached = request._queue_definition = check_definition(task_id, body, self.clock.seconds())
+            refuse_change(cached.task_group_id, "task group")  # a buildset takes no Queue task
         return cached
 
     async def _group_values(self, request, taskGroupId) -> dict:  # noqa: N803
+        refuse_change(taskGroupId, "task group")
         group = await self.store.group(task_id_arg(taskGroupId, "taskGroupId"))
         return {"schedulerId": group["schedulerId"]}
 
     async def _task_values(self, request, taskId) -> dict:  # noqa: N803
+        refuse_change(taskId)
         task = await self.store.get(task_id_arg(taskId))
         return {"schedulerId": task.body["schedulerId"], "taskGroupId": task.body["taskGroupId"]}
 
@@ -140,14 +148,29 @@ class QueueAPI(WorkerRoutes, ArtifactRoutes):
                            output=ref.TASK))
     async def task(self, request, taskId):  # noqa: N803
         """``task``: the definition as stored."""
-        return json_answer(request, (await self.store.get(task_id_arg(taskId))).body)
+        return json_answer(request, (await self._task_or_face(request, taskId)).body)
 
     @routes.route(f"{PREFIX}/task/<taskId>/status", "GET", scope=PUBLIC,
                   api=api_entry("status", "Get task status", "The task's state and runs.", "Tasks",
                            output=ref.STATUS))
     async def status(self, request, taskId):  # noqa: N803
         """``status``: ``{"status": ...}``."""
-        return json_answer(request, {"status": (await self.store.get(task_id_arg(taskId))).status()})
+        return json_answer(request, {"status": (await self._task_or_face(request, taskId)).status()})
+
+    async def _task_or_face(self, request, task_id: str):
+        """The Queue's task, else the build request's or Swarming task's face (faces.py)."""
+        try:
+            return await self.store.get(task_id_arg(task_id))
+        except UnknownQueueTask:
+            return await self.faces.task(self._identity(request), task_id)
+
+    def _identity(self, request):
+        """The caller of a public route (anonymous when its credentials were refused: the route
+        table identified it without failing the call)."""
+        try:
+            return request_identity(request)
+        except AttributeError:
+            return self.master.auth.anonymous()
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/list", "GET", scope=PUBLIC,
                   api=api_entry("listTaskGroup", "List task group",
@@ -158,6 +181,8 @@ class QueueAPI(WorkerRoutes, ArtifactRoutes):
         """``listTaskGroup``: ``{"taskGroupId", "tasks": [{status, task}], "continuationToken"?}``."""
         limit, after = page_args(request)
         found = await self.store.list_group(task_id_arg(taskGroupId, "taskGroupId"), after, limit + 1)
+        if not found and self.faces.is_face(taskGroupId):
+            found = await self.faces.group(self._identity(request), taskGroupId, after, limit + 1)
         return json_answer(request, task_page({"taskGroupId": taskGroupId}, found, limit))
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>", "GET", scope=PUBLIC,
@@ -166,7 +191,11 @@ class QueueAPI(WorkerRoutes, ArtifactRoutes):
                            "Task Groups", output=ref.TASK_GROUP_INFO))
     async def get_task_group(self, request, taskGroupId):  # noqa: N803
         """``getTaskGroup``."""
-        return json_answer(request, await self.store.group(task_id_arg(taskGroupId, "taskGroupId")))
+        try:
+            group = await self.store.group(task_id_arg(taskGroupId, "taskGroupId"))
+        except UnknownQueueTask:
+            group = await self.faces.group_info(self._identity(request), taskGroupId)
+        return json_answer(request, group)
 
     @routes.route(f"{PREFIX}/task-group/<taskGroupId>/seal", "POST",
                   scope="queue:seal-task-group:{schedulerId}/{taskGroupId}", resolve=_group_values,
@@ -196,7 +225,11 @@ class QueueAPI(WorkerRoutes, ArtifactRoutes):
     async def list_dependent_tasks(self, request, taskId):  # noqa: N803
         """``listDependentTasks``: ``{"taskId", "tasks": [{status, task}], "continuationToken"?}``."""
         limit, after = page_args(request)
-        found = await self.store.list_dependents(task_id_arg(taskId), after, limit + 1)
+        try:
+            found = await self.store.list_dependents(task_id_arg(taskId), after, limit + 1)
+        except UnknownQueueTask:
+            await self.faces.task(self._identity(request), taskId)  # no Queue task depends on a face
+            found = []
         return json_answer(request, task_page({"taskId": taskId}, found, limit))
 
     @routes.route(f"{PREFIX}/task/<taskId>/cancel", "POST", scope=f"queue:cancel-task:{TASK_SCOPE_ARGS}",

@@ -131,3 +131,46 @@ ARTIFACT_INFO = schemas.add("artifact-response", {**_ARTIFACT, "title": "An arti
 LIST_ARTIFACTS = schemas.add("list-artifacts-response", _object(
     {"artifacts": {"type": "array", "items": _ARTIFACT}, "continuationToken": _TEXT}, ("artifacts",),
     "A page of a run's artifacts"))
+
+# -- task-queue metadata (queue/metaapi.py): Taskcluster's shapes ----------------------------------
+
+_ACTIVE = {"stability": {"type": "string", "enum": ["experimental", "stable", "deprecated"]},
+           "description": _TEXT, "expires": _DATE, "lastDateActive": _DATE}
+_ACTIVE_REQUIRED = ("stability", "description", "expires", "lastDateActive")
+_TASK_RUN = _object({"taskId": _TEXT, "runId": {"type": "integer"}}, ("taskId", "runId"))
+_TASK_QUEUE = _object({"taskQueueId": _TEXT, **_ACTIVE}, ("taskQueueId", *_ACTIVE_REQUIRED))
+_PROVISIONER = _object({"provisionerId": _TEXT, **_ACTIVE}, ("provisionerId", *_ACTIVE_REQUIRED))
+_WORKER_TYPE = _object({"provisionerId": _TEXT, "workerType": _TEXT, **_ACTIVE},
+                       ("provisionerId", "workerType", *_ACTIVE_REQUIRED))
+_WORKER = {"workerGroup": _TEXT, "workerId": _TEXT, "quarantineUntil": _DATE, "firstClaim": _DATE,
+           "lastDateActive": _DATE, "latestTask": _TASK_RUN}
+_ACTIONS = {"type": "array", "items": {"type": "object"}}
+
+
+def _list(field: str, item: dict, title: str) -> dict:
+    return _object({field: {"type": "array", "items": item}, "continuationToken": _TEXT}, (field,), title)
+
+
+PENDING_TASKS = schemas.add("pending-tasks-response", _object(
+    {"taskQueueId": _TEXT, "provisionerId": _TEXT, "workerType": _TEXT, "pendingTasks": {"type": "integer"}},
+    ("provisionerId", "workerType", "pendingTasks"), "Count Pending Tasks Response"))
+TASK_QUEUE = schemas.add("taskqueue-response", {**_TASK_QUEUE, "title": "Task Queue Response"})
+LIST_TASK_QUEUES = schemas.add("list-taskqueues-response", _list("taskQueues", _TASK_QUEUE,
+                                                                  "List Task-Queues Response"))
+PROVISIONER = schemas.add("provisioner-response", _object(
+    {**_PROVISIONER["properties"], "actions": _ACTIONS}, ("provisionerId", *_ACTIVE_REQUIRED, "actions"),
+    "Provisioner Response"))
+LIST_PROVISIONERS = schemas.add("list-provisioners-response", _list("provisioners", _PROVISIONER,
+                                                                     "List Provisioners Response"))
+WORKER_TYPE = schemas.add("workertype-response", _object(
+    {**_WORKER_TYPE["properties"], "actions": _ACTIONS},
+    ("provisionerId", "workerType", *_ACTIVE_REQUIRED, "actions"), "Worker-type Response"))
+LIST_WORKER_TYPES = schemas.add("list-workertypes-response", _list("workerTypes", _WORKER_TYPE,
+                                                                    "List Worker-Types Response"))
+LIST_WORKERS = schemas.add("list-workers-response", _list(
+    "workers", _object(_WORKER, ("workerGroup", "workerId", "firstClaim")), "List Workers Response"))
+WORKER = schemas.add("worker-response", _object(
+    {"provisionerId": _TEXT, "workerType": _TEXT, "taskQueueId": _TEXT, **_WORKER,
+     "recentTasks": {"type": "array", "items": _TASK_RUN}, "expires": _DATE, "actions": _ACTIONS},
+    ("provisionerId", "workerType", "workerGroup", "workerId", "recentTasks", "expires", "firstClaim",
+     "actions"), "Worker Response"))

@@ -35,8 +35,7 @@ from buildfarm.master.http.limits import MAX_URL_INT
 from buildfarm.master.http.limits import SLAVEAPI_MAX_BODY_BYTES as MAX_BODY_BYTES
 from buildfarm.master.http.routes import APIEntry, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein, parse_url_int
-from buildfarm.master.http.site import SLAVEAPI_ERROR_NAMES as ERROR_NAMES
-from buildfarm.master.http.site import BodyRule, BoundedSite, slaveapi_error_body
+from buildfarm.master.http.site import BodyRule, BoundedSite, slaveapi_error, slaveapi_error_body
 from buildfarm.master.slaveapi import apireference as ref
 from buildfarm.master.slaveapi.channels.interfaces import BUG_STATUS, ChannelError
 from buildfarm.master.slaveapi.compat import (
@@ -317,14 +316,14 @@ def _json(request, value, status: int = 200) -> bytes:
 
 
 def _refusal_fields(error: AuthError) -> dict:
-    """What a refusal adds to ``{"error", "msg"}``: ``message`` (the line Taskcluster's client
-    shows) and a missing scope's ``required`` and ``unsatisfied``."""
-    return {"message": error.message, **error.scope_fields()}
+    """What a refusal adds to ``{"error", "msg", "message"}``: a missing scope's ``required``
+    and ``unsatisfied``."""
+    return error.scope_fields()
 
 
 def _json_error(request, status: int, message: str, scope: str | None = None,
                 fields: dict | None = None) -> bytes:
-    body = {"error": ERROR_NAMES.get(status, "error"), "msg": message}
+    body = slaveapi_error(status, message)
     if scope is not None:
         body["scope"] = scope
     body.update(fields or {})  # a missing scope: required and unsatisfied (AuthError.scope_fields)

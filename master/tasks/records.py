@@ -7,6 +7,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from buildfarm.common.faceids import SWARMING, face_id
 from buildfarm.master.db.tasks import NewSlice, NewTask
 from buildfarm.master.tasks import ids
 from buildfarm.master.tasks.dimensions import queue_key
@@ -18,6 +19,7 @@ from buildfarm.master.tasks.model import (
     request_to_storage,
 )
 
+QUEUE_TASK_TAG = "queue_task_id:"  # the tag of a task that runs a Queue task (master/queue/payload.py)
 # Summary/try timestamps and their names in Swarming's v1 TaskResult.
 _TIMESTAMPS = (("created_at", "created_ts"), ("started_at", "started_ts"), ("completed_at", "completed_ts"),
                ("abandoned_at", "abandoned_ts"), ("modified_at", "modified_ts"))
@@ -50,6 +52,13 @@ def v1_timestamp(epoch_s: float) -> str:
     return moment.isoformat()
 
 
+def queue_task_id(request_id: int, tags) -> str:
+    """The Queue's taskId of a task: the Queue task it runs (its ``queue_task_id:`` tag), else
+    the task's own face (master/queue/faces.py; ``GET /api/queue/v1/task/<taskId>/status``)."""
+    tagged = next((t.partition(":")[2] for t in tags if t.startswith(QUEUE_TASK_TAG)), None)
+    return tagged or face_id(SWARMING, request_id)
+
+
 def result_to_json(stored: Mapping[str, Any], result: Mapping[str, Any],
                    run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Swarming v1's TaskResult of a task (``stored``: ``db.tasks.get_request``; ``result``: its
@@ -75,6 +84,7 @@ def result_to_json(stored: Mapping[str, Any], result: Mapping[str, Any],
         # not "error": Swarming's clients take a 200 body with "error" for a failed call
         "error_message": result.get("error") if run is None else None,
         "costs_usd": [],
+        "queue_task_id": queue_task_id(request_id, stored["tags"]),
     }
     if try_number:
         answer["run_id"] = ids.run_id(request_id, try_number)

@@ -21,6 +21,7 @@ from buildfarm.master.http.flow import send_text
 from buildfarm.master.http.references import APIService, UnknownService
 from buildfarm.master.http.routes import ANY_METHOD, PUBLIC, APIEntry, RouteTable, request_identity
 from buildfarm.master.http.routing import bounded_klein
+from buildfarm.master.http.site import json_error
 from buildfarm.master.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from buildfarm.master.schedulers.forcesched import ForceParameterError
 from buildfarm.master.schedulers.manager import NotForceable, UnknownBuilder
@@ -118,9 +119,7 @@ class JSONAPI:
         add_refusal_headers(request, error, AUTH_REALM)
         request.setResponseCode(error.status)
         request.setHeader(b"content-type", b"application/json")
-        # ``message``: the one line Taskcluster's client shows (TaskclusterRestFailure)
-        body = {"error": error.message, "message": error.message, **error.scope_fields()}
-        return json.dumps(body).encode()
+        return json.dumps(json_error(error.message, **error.scope_fields())).encode()
 
     @app.handle_errors(BadParameter)
     def _bad_parameter(self, request, failure):
@@ -144,7 +143,7 @@ class JSONAPI:
     def _json_error(request, status: int, message: str, field: str | None = None) -> bytes:
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"application/json")
-        body = {"error": message} if field is None else {"error": message, "field": field}
+        body = json_error(message) if field is None else json_error(message, field=field)
         return json.dumps(body).encode()
 
     @staticmethod

@@ -7,6 +7,7 @@ only by adding.
 
 from collections.abc import Callable
 
+from buildfarm.common.faceids import BUILD_REQUEST, face_id
 from buildfarm.common.redaction import redact_info
 from buildfarm.common.results import result_name
 from buildfarm.master.fleet import SLAVEAPI_READ_SCOPE, STATE_NAMES
@@ -126,7 +127,7 @@ def build_summary(build: dict, now: float, site_url: str | None = None) -> dict:
     """A build row with its result name, duration, API URL and its page's ``page_url``
     (absolute under ``site_url``, c['buildbotURL'], when that is set)."""
     return {**with_result_name(build), "duration": duration(build, now),
-            "url": f"/api/v1/builds/{build['buildid']}",
+            "queue_task_id": queue_task_id(build), "url": f"/api/v1/builds/{build['buildid']}",
             "page_url": page_url(site_url, f"builds/{build['buildid']}")}
 
 
@@ -151,7 +152,14 @@ async def build_detail(master: IWebMaster, build: dict) -> dict:
                          f"{step['number']}/logs/{entry['slug']}") for entry in logs_of[step["stepid"]]]
         shown.append({**with_result_name(step), "duration": duration(step, now), "logs": logs})
     return {**with_result_name(build), "duration": duration(build, now),
+            "queue_task_id": queue_task_id(build),
             "page_url": page_url(master.config.buildbot_url, f"builds/{buildid}"), "steps": shown}
+
+
+def queue_task_id(build: dict) -> str:
+    """The Queue's taskId of the build's request: the build is one of its runs (master/queue/
+    faces.py; ``GET /api/queue/v1/task/<taskId>/status``)."""
+    return face_id(BUILD_REQUEST, build["buildrequestid"])
 
 
 def log_json(entry: dict, size: int, url: str | None = None) -> dict:

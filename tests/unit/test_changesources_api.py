@@ -126,7 +126,8 @@ async def test_a_failed_poll_is_answered_with_its_error_and_kept_in_the_list(mas
 @pytest_twisted.ensureDeferred
 async def test_poll_now_of_an_unknown_source_or_of_one_that_does_not_poll_is_a_json_error(master):
     status, body = await request(master, "POST", poll_path("nosuch"), ADMIN)
-    assert (status, body) == (404, {"error": "no change source named 'nosuch'"})
+    message = "no change source named 'nosuch'"
+    assert (status, body) == (404, {"error": message, "message": message})
     pb_name = master.changes.sources[3].name
     status, body = await request(master, "POST", poll_path(pb_name), ADMIN)
     assert status == 400 and "PBChangeSource: it does not poll" in body["error"]

@@ -10,6 +10,7 @@ import pytest_twisted
 import sqlalchemy as sa
 from twisted.internet import defer
 
+from buildfarm.common.faceids import SWARMING, face_id
 from buildfarm.master.db.model import task_results
 from buildfarm.master.db.tasks import NewSlice, NewTask, OutputOutOfOrder
 from buildfarm.master.tasks import model, records
@@ -222,7 +223,8 @@ async def test_a_result_in_swarmings_v1_shape(db):
     assert pending == {
         "task_id": "10010", "name": "t", "user": "u@x", "tags": ["k:v"], "state": "PENDING",
         "current_task_slice": "0", "failure": False, "internal_failure": False, "costs_usd": [],
-        "created_ts": "2026-11-30T00:53:20.500000", "modified_ts": "2026-11-30T00:53:20.500000"}
+        "created_ts": "2026-11-30T00:53:20.500000", "modified_ts": "2026-11-30T00:53:20.500000",
+        "queue_task_id": face_id(SWARMING, 0x1001)}  # its face as a Queue task (master/queue/faces.py)
     await db.tasks.start_run(0x1001, "s1", 1_796_000_001.0)
     await db.tasks.finish_run(0x1001, 1, "COMPLETED", 1_796_000_003.0, exit_code=3, duration=1.5)
     done = records.result_to_json(stored, await db.tasks.get_result(0x1001))
