@@ -2,13 +2,17 @@
 and aio: a worker loop that creates tasks, claimWork's them, reclaimTask's once and reports
 completed, failed and exception (``worker-shutdown``, then the retry run), each call after the
 claim signed with the claim's own temporary credentials; a report of a run that is no longer the
-current one is a 409; two workers racing for one task get it once."""
+current one is a 409; two workers racing for one task get it once; and the issue's worker loop
+whole: claimWork, reclaimTask, an artifact uploaded with the claim's credentials through the
+official upload helper, reportCompleted, then the artifact downloaded by a reader."""
 
 import threading
 
 import pytest
 import taskcluster
 import taskcluster.aio
+import taskcluster.download
+import taskcluster.upload
 from taskcluster.exceptions import TaskclusterRestFailure
 
 from fixtures.asyncrun import run_coroutine
@@ -143,3 +147,32 @@ def test_the_aio_client_claims_reclaims_and_completes(farm):
 
     status = run_coroutine(work)["status"]
     assert (status["taskId"], status["state"], status["runs"][0]["workerId"]) == (task_id, "completed", "aio")
+
+
+def test_a_worker_loop_uploads_an_artifact_that_a_reader_then_downloads(farm):
+    task_id = taskcluster.slugId()
+    client(farm, ADMIN).createTask(task_id, definition(priority="very-high"))
+    claimed = claim(farm, "uploader")
+    run_id = str(claimed["runId"])
+    assert claimed["status"]["taskId"] == task_id
+    worker = client(farm, client(farm, claimed["credentials"]).reclaimTask(task_id, run_id)["credentials"])
+    log = b"".join(b"line %d of the build log\n" % n for n in range(2000))
+    expires = taskcluster.stringDate(taskcluster.fromNow("1 day"))
+
+    created = worker.createArtifact(task_id, run_id, "public/logs/live.log", {
+        "storageType": "object", "expires": expires, "contentType": "text/plain"})
+    taskcluster.upload.uploadFromBuf(
+        projectId=created["projectId"], name=created["name"], contentType="text/plain",
+        contentLength=len(log), expires=created["expires"], uploadId=created["uploadId"],
+        objectService=taskcluster.Object({"rootUrl": farm.url, "credentials": created["credentials"],
+                                          "maxRetries": 0}),
+        data=log)
+    worker.finishArtifact(task_id, run_id, "public/logs/live.log", {"uploadId": created["uploadId"]})
+    assert worker.reportCompleted(task_id, run_id)["status"]["state"] == "completed"
+
+    reader = taskcluster.Queue({"rootUrl": farm.url, "maxRetries": 0})  # public/: no credentials
+    data, content_type = taskcluster.download.downloadArtifactToBuf(
+        taskId=task_id, name="public/logs/live.log", queueService=reader)
+    assert (data, content_type) == (log, "text/plain")
+    listed = client(farm, ADMIN).listLatestArtifacts(task_id)["artifacts"]  # listing needs a scope
+    assert [(a["name"], a["storageType"]) for a in listed] == [("public/logs/live.log", "object")]
