@@ -111,6 +111,18 @@ def iso(seconds: float) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
+def parse_iso(value) -> float | None:
+    """POSIX seconds of an ISO-8601 date with a zone (``iso``'s format, or any offset); None for
+    anything else (not a string, not a date, no zone)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp.timestamp() if stamp.tzinfo is not None else None
+
+
 class IClientStore(Interface):
     """The clients: master.cfg's (read-only) and the database's.  ``master.auth.clients``."""
 

@@ -21,11 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
 
 from twisted.logger import Logger
 
-from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.auth.interfaces import iso, parse_iso
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.download import stream_to
 from buildfarm.master.cas.interfaces import ContentMismatch, NotStored, StoreUnavailable
@@ -344,13 +343,9 @@ class ObjectAPI:
 
 
 def _date(value, field: str) -> float:
-    if isinstance(value, str):
-        try:
-            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            stamp = None
-        if stamp is not None and stamp.tzinfo is not None:
-            return stamp.timestamp()
+    seconds = parse_iso(value)
+    if seconds is not None:
+        return seconds
     raise ObjectAPIError(400, f"{field} must be a date like '2030-01-01T00:00:00.000Z'")
 
 

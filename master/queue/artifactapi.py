@@ -49,7 +49,14 @@ from buildfarm.master.queue.artifacts import (
     object_name,
 )
 from buildfarm.master.queue.model import EXCEPTION, RUNNING, parse_date
-from buildfarm.master.queue.routing import PREFIX, QueueAPIError, api_entry, query_arg, routes, task_id_arg
+from buildfarm.master.queue.routing import (
+    PREFIX,
+    QueueAPIError,
+    api_entry,
+    page_args,
+    routes,
+    task_id_arg,
+)
 from buildfarm.master.queue.store import StoredTask, UnknownQueueTask
 
 MAX_BODY_BYTES = 64 * 1024
@@ -340,7 +347,7 @@ class ArtifactRoutes:
         return run_id
 
     async def _page(self, request, task_id: str, run_id: int) -> bytes:
-        limit, after = _page_args(request)
+        limit, after = page_args(request, _read_token, MAX_LIST_LIMIT)
         found = await self.artifacts.list(task_id, run_id, after, limit + 1)
         shown = found[:limit]
         answer: dict = {"artifacts": [a.info() for a in shown]}
@@ -401,22 +408,13 @@ def _slugid() -> str:
     return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
 
 
-def _page_args(request) -> tuple[int, str | None]:
-    text = query_arg(request, "limit")
-    if text is None:
-        limit = MAX_LIST_LIMIT
-    elif not text.isdigit() or int(text) < 1:
-        raise QueueAPIError(400, f"limit must be a positive integer, not {text!r}")
-    else:
-        limit = min(int(text), MAX_LIST_LIMIT)
-    token = query_arg(request, "continuationToken")
-    if token is None:
-        return limit, None
+def _read_token(token: str) -> str | None:
+    """The artifact name a ``continuationToken`` of ours carries (``_token``), or None."""
     try:
         padded = token + "=" * (-len(token) % 4)
-        return limit, base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
     except (binascii.Error, ValueError):
-        raise QueueAPIError(400, f"continuationToken {token!r} is not one this API gave") from None
+        return None
 
 
 def _token(name: str) -> str:

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 import sqlalchemy as sa
 
-from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.auth.interfaces import iso, parse_iso
 from buildfarm.master.db.model import queue_artifacts as artifacts
 
 OBJECT, REFERENCE, LINK, ERROR = "object", "reference", "link", "error"
@@ -167,4 +166,4 @@ async def register_collected(artifacts: ArtifactStore, objects, task, run_id: in
 
 
 def _task_expires(task) -> float:
-    return datetime.fromisoformat(task.body["expires"].replace("Z", "+00:00")).timestamp()
+    return parse_iso(task.body["expires"]) or 0.0

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 
-from buildfarm.master.auth.interfaces import iso
+from buildfarm.master.auth.interfaces import iso, parse_iso
 
 # Taskcluster's slugid (a v4 UUID, url-safe base64 without padding): taskId and taskGroupId
 SLUGID = re.compile(r"^[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]$")
@@ -91,15 +90,10 @@ class TaskDefinition:
 
 def parse_date(value, field: str, problems: list[str]) -> float | None:
     """POSIX seconds of an ISO-8601 date with a zone (``2030-01-01T00:00:00.000Z``)."""
-    if isinstance(value, str):
-        try:
-            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            stamp = None
-        if stamp is not None and stamp.tzinfo is not None:
-            return stamp.timestamp()
-    problems.append(f"{field} must be a date like '2030-01-01T00:00:00.000Z', not {value!r}")
-    return None
+    seconds = parse_iso(value)
+    if seconds is None:
+        problems.append(f"{field} must be a date like '2030-01-01T00:00:00.000Z', not {value!r}")
+    return seconds
 
 
 def check_definition(task_id: str, given: dict, now: float) -> TaskDefinition:

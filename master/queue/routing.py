@@ -7,6 +7,8 @@ methods with ``routes.route`` from here; ``QueueAPI`` (queue/api.py) inherits th
 route is still declared once and lands in the one ``queue`` reference.
 """
 
+from collections.abc import Callable
+
 from buildfarm.master.http.routes import APIEntry, RouteTable, api_prefix
 from buildfarm.master.http.routing import bounded_klein
 from buildfarm.master.queue import apireference as ref
@@ -49,17 +51,28 @@ def query_arg(request, name: str) -> str | None:
     return values[-1].decode("utf-8", "replace") if values else None
 
 
-def page_args(request) -> tuple[int, str | None]:
+def _slugid_token(token: str) -> str | None:
+    return token if SLUGID.match(token) else None
+
+
+def page_args(request, read_token: Callable[[str], str | None] = _slugid_token,
+              max_limit: int = MAX_LIST_LIMIT) -> tuple[int, str | None]:
+    """``(limit, after)`` of a paged call: ``limit`` (default and at most ``max_limit``) and the
+    ``continuationToken`` as ``read_token`` reads it (a slugid by default; None: not one this
+    API gave, a 400)."""
     text = query_arg(request, "limit")
     if text is None:
-        limit = MAX_LIST_LIMIT
+        limit = max_limit
     elif not text.isdigit() or int(text) < 1:
         raise QueueAPIError(400, f"limit must be a positive integer, not {text!r}")
     else:
-        limit = min(int(text), MAX_LIST_LIMIT)
-    after = query_arg(request, "continuationToken")
-    if after is not None and not SLUGID.match(after):
-        raise QueueAPIError(400, f"continuationToken {after!r} is not one this API gave")
+        limit = min(int(text), max_limit)
+    token = query_arg(request, "continuationToken")
+    if token is None:
+        return limit, None
+    after = read_token(token)
+    if after is None:
+        raise QueueAPIError(400, f"continuationToken {token!r} is not one this API gave")
     return limit, after
 
 
