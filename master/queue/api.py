@@ -12,6 +12,7 @@ shape, ``{"code", "message", "requestInfo"}`` (the Auth API's, master/authapi/ap
 
 from twisted.logger import Logger
 
+from buildfarm.master.auth.issuer import IssuerUnavailable
 from buildfarm.master.auth.scopes import ALL_OF
 from buildfarm.master.http.body import json_object, read_body
 from buildfarm.master.http.routes import PUBLIC, request_identity
@@ -79,6 +80,10 @@ class QueueAPI(WorkerRoutes, ArtifactRoutes, MetaRoutes):
     @app.handle_errors(QueueConflict)
     def _conflict(self, request, failure):
         return self._error(request, 409, str(failure.value))
+
+    @app.handle_errors(IssuerUnavailable)
+    def _no_issuer(self, request, failure):
+        return self._error(request, 503, str(failure.value))
 
     @app.handle_errors(UnknownQueueTask)
     def _unknown(self, request, failure):

@@ -312,3 +312,15 @@ async def test_the_answers_validate_against_the_queue_references_schemas(queue):
     check("artifact-response", (await queue("GET", f"/task/{task_id}/artifact-info/public/p"))[1])
     redirect = await queue.raw("GET", f"/task/{task_id}/artifacts/public/p")
     check("get-artifact-response", json.loads(redirect.body))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_disabled_issuer_gives_no_artifact_credentials_and_says_so(queue):
+    task_id = await running_task(queue)
+    code, _ = await queue("POST", f"/task/{task_id}/runs/0/artifacts/public/a.txt", artifact("object"))
+    assert code == 200  # the issuer client is made on first use
+    await queue.master.auth.clients.disable(ISSUER_ID)
+
+    code, body = await queue("POST", f"/task/{task_id}/runs/0/artifacts/public/b.txt", artifact("object"))
+
+    assert code == 503 and ISSUER_ID in body["message"] and "disabled" in body["message"]
