@@ -105,7 +105,7 @@ class BuildRequestsComponent(DBComponent):
 
     async def unclaim_all_of_master(self, masterid: int) -> None:
         """Put back every incomplete request ``masterid`` claimed (at master start-up)."""
-        await self._release(buildrequests.c.claimed_by_masterid == masterid)
+        await self._execute(release_statement(buildrequests.c.claimed_by_masterid == masterid))
 
     async def complete(self, brid: int, results: int, now: float) -> None:
         update = (
@@ -128,16 +128,21 @@ class BuildRequestsComponent(DBComponent):
         return await self._execute(update) == 1
 
     async def _release(self, which: sa.ColumnElement[bool]) -> None:
-        update = (
-            sa.update(buildrequests)
-            .where(which, buildrequests.c.complete == 0)
-            .values(claimed_by_masterid=None, claimed_at=None)
-        )
-        await self._execute(update)
+        await self._execute(release_statement(which))
 
     async def _select(self, query: sa.Select) -> list[dict]:
         return await self._run(
             lambda conn: select_with_children(conn, query, builds.c.id, builds.c.buildrequestid, _dict))
+
+
+def release_statement(which: sa.ColumnElement[bool]) -> sa.Update:
+    """The UPDATE putting the incomplete requests matching ``which`` back in the queue (also
+    run when a dead master is reclaimed, master/db/masters.py)."""
+    return (
+        sa.update(buildrequests)
+        .where(which, buildrequests.c.complete == 0)
+        .values(claimed_by_masterid=None, claimed_at=None)
+    )
 
 
 def _filtered(
