@@ -22,7 +22,8 @@ from buildfarm.master.fleet import ActionState
 from buildfarm.master.tasks import ids
 from buildfarm.master.tasks.model import request_from_json
 from buildfarm.master.tasks.records import new_task
-from tests.fixtures.memorymaster import MASTER_CFG, eventually, start_memory_master
+from buildfarm.master.www import apidata
+from tests.fixtures.memorymaster import MASTER_CFG, attach_slave, eventually, start_memory_master
 
 NOW = 1_800_000_000.0
 HEARTBEAT_S, DEAD_AFTER_S = 10, 30
@@ -263,3 +264,16 @@ def _absolute(url: str, basedir) -> str:
     from buildfarm.master.db.engine import resolve_db_url
 
     return resolve_db_url(url, os.fspath(basedir))
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_slaves_of_any_master_name_the_master_each_is_attached_to(cluster):
+    a, b = cluster
+    await attach_slave(a, "bs1")
+
+    for master in (a, b):
+        listed = {s["name"]: s for s in await apidata.slave_summaries(master)}
+        assert (listed["bs1"]["master"], listed["bs1"]["connected"]) == (a.name_in_database, True)
+        assert listed["bs1"]["attached"] is (master is a)
+        assert listed["bs2"]["master"] is None
+        assert (await apidata.slave_detail(master, "bs1"))["master"] == a.name_in_database
