@@ -82,8 +82,8 @@ def test_a_master_killed_mid_build_is_reclaimed_and_its_request_runs_on_the_othe
     fleet.slave(b, "bs2")  # only now: the first run is a's
     b.wait_attached("bs2")
 
+    killed_at = time.monotonic()  # halt returns once the process is gone, which takes a moment
     a.halt("killed")
-    killed_at = time.monotonic()
     ended = wait_for(lambda: (bd := b.get(f"/api/v1/builds/{first}"))["complete"] and bd,
                      "b to end a's build", deadline_s=DEAD_AFTER_S + 30)
     noticed_after = time.monotonic() - killed_at
