@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from buildfarm.common.results import RETRY
 from buildfarm.master.db.base import DBComponent, find_or_create_by_name
-from buildfarm.master.db.buildrequests import release_statement
+from buildfarm.master.db.buildrequests import release_statement, wake_masters
 from buildfarm.master.db.builds import finish_unfinished_of_master_statement
 from buildfarm.master.db.model import buildrequests, masters
 from buildfarm.master.db.slaveapi import end_unfinished_of_master_in
@@ -101,6 +101,8 @@ class MastersComponent(DBComponent):
                 finish_unfinished_of_master_statement(masterid, RETRY, now, DEAD_BUILD_STATE)).rowcount
             claimed = buildrequests.c.claimed_by_masterid == masterid
             requests = conn.execute(release_statement(claimed)).rowcount
+            if requests:
+                wake_masters(conn)
             text = DEAD_ACTION_TEXT.format(name=row.name, secs=dead_after_s)
             actions = end_unfinished_of_master_in(conn, masterid, text, int(now))
             tries = [dict(r._mapping) for r in conn.execute(running_on_slaves_of_master_query(masterid))]
