@@ -151,6 +151,8 @@ KEY_NOTES = {
     "tasks": ("buildfarm only", "the least timeout of a Swarming task (docs/tasks.md)"),
     "slaves": ("buildfarm only", "buildfarm's name of `c['workers']`"),
     "locks": ("buildfarm only", "declares the locks in use (optional)"),
+    "multiMasterSettings": ("buildfarm only", "how often masters sharing a database write their heartbeat "
+                            "and when a silent one is dead (docs/operations.md, \"Several masters\")"),
     "buildslavePortnum": ("buildfarm only", "Buildbot 0.8's name of `c['protocols']['pb']['port']`"),
     "slavePortnum": ("buildfarm only", "Buildbot 0.8's name of `c['protocols']['pb']['port']`"),
 }

@@ -29,6 +29,7 @@ from buildfarm.master.cas.config import validate_cas_config
 from buildfarm.master.cas.settings import CASSettings
 from buildfarm.master.changes.hooks import unauthenticated_dialects, validate_dialects
 from buildfarm.master.changes.pb import PBChangeSource
+from buildfarm.master.cluster.settings import MultiMasterSettings, validate_multimaster_config
 from buildfarm.master.configexec import (  # noqa: F401 - BesideConfigImporter is imported from here
     BesideConfigImporter,
     ConfigError,
@@ -66,7 +67,7 @@ KNOWN_KEYS = frozenset(
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
         "users", "slaveapi", "cas", "tasks", "configurators", "services", "secretsProviders",
-        "roles", "clients", "clients_key", "queue",
+        "roles", "clients", "clients_key", "queue", "multiMasterSettings",
     }
 )
 
@@ -255,6 +256,8 @@ class MasterConfig:
     # PBChangeSource logins are read from here too
     change_sources: list = field(default_factory=list)
     multi_master: bool = False
+    # c['multiMasterSettings']: heartbeats and when a silent master is dead (master/cluster/)
+    multi_master_settings: MultiMasterSettings = field(default_factory=MultiMasterSettings)
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
     cas: CASSettings = field(default_factory=CASSettings)  # c['cas']: the content-addressed store
     tasks: TaskSettings = field(default_factory=TaskSettings)  # c['tasks']: the Swarming API's limits
@@ -376,6 +379,7 @@ class _ConfigBuilder:
         self.cas(cfg)
         self.task_settings(cfg)
         self.queue_settings(cfg)
+        self.multi_master_settings(cfg)
         self.secrets_providers(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
@@ -851,6 +855,12 @@ class _ConfigBuilder:
     def queue_settings(self, cfg: MasterConfig) -> None:
         """``c['queue']``: the task queues PB slaves serve (master/queue/settings.py)."""
         cfg.queue, problems = validate_queue_config(self.raw)
+        for key, message in problems:
+            self.key_error(key, message)
+
+    def multi_master_settings(self, cfg: MasterConfig) -> None:
+        """``c['multiMasterSettings']``: heartbeats and the dead-after time (master/cluster/settings.py)."""
+        cfg.multi_master_settings, problems = validate_multimaster_config(self.raw)
         for key, message in problems:
             self.key_error(key, message)
 

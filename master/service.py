@@ -5,8 +5,10 @@
     BuildMaster
      +- db          DBConnector (SQLite or PostgreSQL, its own thread pool)
      +- recovery    this master's row, and the builds and requests its last run left behind
+     +- liveness    this master's heartbeat; reclaims the work of a master that stopped beating
      +- auth        users, sessions, anonymous scopes: who may do what on every HTTP surface
      +- botmaster   slaves, builders, builds
+     +- wakeups     on PostgreSQL with multiMaster: LISTENs for requests other masters add
      +- changes     change sources (pollers), started once the schedulers are
      +- scheduler   schedulers
      +- localslaves slaves inside the master (the janitor's), attached to the botmaster
@@ -50,6 +52,9 @@ from buildfarm.master.cas.interfaces import ICASMaster
 from buildfarm.master.cas.service import CASService
 from buildfarm.master.changes.interfaces import IChangeSourceMaster
 from buildfarm.master.changes.manager import ChangeSourceManager
+from buildfarm.master.cluster.interfaces import IClusterMaster
+from buildfarm.master.cluster.liveness import MasterLiveness
+from buildfarm.master.cluster.wakeups import RequestWakeups
 from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.configservices import ConfigServices
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
@@ -119,7 +124,7 @@ class PreviousRunRecovery(service.Service):
 
 
 @implementer(IStatusSource, IChangeSourceMaster, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster,
-             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster, IQueueMaster)
+             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster, IQueueMaster, IClusterMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -143,11 +148,13 @@ class BuildMaster(service.MultiService):
         self.buildevents.subscribe(lambda event: self.logbus.build_changed(event.buildid))
         self.db = DBConnector(self.config.db_url, self.basedir, self.reactor)
         self.recovery = PreviousRunRecovery(self)
+        self.liveness = MasterLiveness(self)  # heartbeats; reclaims dead masters' work
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret, web_auth=self.config.web_auth,
                                 clients=self.config.clients, clients_key=self.clients_key(self.config),
                                 roles=self.config.roles)
         self.botmaster = BotMaster(self)
+        self.wakeups = RequestWakeups(self)  # PostgreSQL NOTIFY: other masters' new requests
         self.changes = ChangeSourceManager(self)
         self.scheduler = SchedulerManager(self)
         self.localslaves = LocalSlaves(self)
@@ -160,9 +167,9 @@ class BuildMaster(service.MultiService):
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
         # The order of the tree is the start-up order (see the module's docstring).
-        for child in (self.db, self.recovery, self.auth, self.botmaster, self.changes, self.scheduler,
-                      self.localslaves, self.slaveapi, self.config_services, self.cas, self.tasks,
-                      self.queue, self.pbmanager, self.www):
+        for child in (self.db, self.recovery, self.liveness, self.auth, self.botmaster, self.wakeups,
+                      self.changes, self.scheduler, self.localslaves, self.slaveapi, self.config_services,
+                      self.cas, self.tasks, self.queue, self.pbmanager, self.www):
             child.setServiceParent(self)
 
     def clients_key(self, config: MasterConfig) -> bytes:

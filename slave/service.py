@@ -1,10 +1,12 @@
 """`SlaveService`: the slave daemon's root service.
 
-It keeps one PB connection to the master: a `ClientService` reconnects with exponential
-backoff (reset after each successful login), every connection logs in with the `Bot` as the
-mind, a connection that yields no perspective in `LOGIN_TIMEOUT_S` is dropped, and an attached
-master that stops answering keepalives is dropped too (so a half-open TCP connection is
-noticed).  Every timer runs on the injected clock.
+It keeps one PB connection to a master: a `ClientService` reconnects with exponential
+backoff (reset after each successful login); given several masters (``masters``), each
+attempt after a failed one or a lost connection goes to the next master of the list, at once
+while the round lasts, and the backoff grows once per round that reached none of them.  Every
+connection logs in with the `Bot` as the mind, a connection that yields no perspective in
+`LOGIN_TIMEOUT_S` is dropped, and an attached master that stops answering keepalives is
+dropped too (so a half-open TCP connection is noticed).  Every timer runs on the injected clock.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ LOGIN_TIMEOUT_S = 120
 INITIAL_RETRY_DELAY_S = 1.0
 RETRY_BACKOFF_FACTOR = 2.0
 MAX_RETRY_DELAY_S = 300
+# The wait before trying the next master of the list, while a round through it lasts.
+NEXT_MASTER_DELAY_S = 0.1
 SHUTDOWN_DELAY_S = 0.5
 # How long a stopping slave lets its commands' processes end on SIGTERM before it SIGKILLs
 # their groups (well inside `buildslave stop`'s 30 s wait for the daemon).
@@ -55,17 +59,22 @@ def masterAddress(host: str, port: int) -> str:
 
 @implementer(IStreamClientEndpoint)
 class _ReportingEndpoint:
-    """An endpoint that reports each failed connection attempt before ClientService retries."""
+    """The endpoint of the current master among ``endpoints`` (``advance`` moves to the next,
+    round the list); reports each failed connection attempt before ClientService retries."""
 
-    def __init__(self, endpoint: IStreamClientEndpoint, onFailure) -> None:
-        self._endpoint = endpoint
+    def __init__(self, endpoints: list[IStreamClientEndpoint], onFailure) -> None:
+        self._endpoints = endpoints
         self._onFailure = onFailure
+        self.current = 0
+
+    def advance(self) -> None:
+        self.current = (self.current + 1) % len(self._endpoints)
 
     def connect(self, factory):
-        return self._endpoint.connect(factory).addErrback(self._failed)
+        return self._endpoints[self.current].connect(factory).addErrback(self._failed)
 
     def __repr__(self) -> str:
-        return f"<endpoint {self._endpoint!r}>"
+        return f"<endpoint {self._endpoints[self.current]!r}>"
 
     def _failed(self, failure: Failure) -> Failure:
         if not failure.check(defer.CancelledError):
@@ -110,8 +119,10 @@ class _SlaveFactory(pb.PBClientFactory):
 class SlaveService(service.MultiService):
     """The slave daemon: attaches to the master over PB and runs the builds it sends.
 
-    Arguments are those of ``buildbot.tac``.  ``connection_string`` (a Twisted client
-    endpoint description) overrides host/port/use_tls.  ``maxretries`` None retries forever.
+    Arguments are those of ``buildbot.tac``.  ``masters`` (``[(host, port), ...]``, tried in
+    that order) lists several masters sharing one database; ``buildmaster_host`` and ``port``
+    are then its first.  ``connection_string`` (a Twisted client endpoint description)
+    overrides host/port/masters/use_tls.  ``maxretries`` None retries forever.
     ``allow_shutdown`` "signal" (SIGHUP) or "file" (a newer ``BASEDIR/shutdown.stamp``) asks
     the master to shut the slave down gracefully.  ``clock`` and ``reactor`` are for tests.
     """
@@ -131,6 +142,7 @@ class SlaveService(service.MultiService):
         allow_shutdown: str | None = None,
         connection_string: str | None = None,
         use_tls: bool = False,
+        masters: list[tuple[str, int]] | None = None,
         clock=None,
         reactor=None,
     ) -> None:
@@ -141,7 +153,9 @@ class SlaveService(service.MultiService):
             from twisted.internet import reactor
         self.reactor = reactor
         self.clock = clock if clock is not None else reactor
-        self.master = masterAddress(buildmaster_host, port)
+        addresses = [(buildmaster_host, port)] if connection_string or not masters else list(masters)
+        self.masters = [masterAddress(host, int(p)) for host, p in addresses]
+        self.master = self.masters[0]  # the one attached to, or tried next
         self.slavename = name
         self.passwd = passwd
         self.basedir = os.path.abspath(basedir)
@@ -161,11 +175,13 @@ class SlaveService(service.MultiService):
         self._stampMtime = 0.0
         self._previousSighupHandler = None
         self._factory = _SlaveFactory(self)
-        self.endpointDescription = connection_string or self._endpointDescription(
-            buildmaster_host, port, use_tls)
-        endpoint = _ReportingEndpoint(clientFromString(reactor, self.endpointDescription),
-                                      self._connectFailed)
-        self.connector = ClientService(endpoint, self._factory, retryPolicy=self._retryDelay,
+        self.endpointDescriptions = [connection_string] if connection_string else [
+            self._endpointDescription(host, p, use_tls) for host, p in addresses]
+        self.endpointDescription = self.endpointDescriptions[0]
+        self._endpoint = _ReportingEndpoint(
+            [clientFromString(reactor, description) for description in self.endpointDescriptions],
+            self._connectFailed)
+        self.connector = ClientService(self._endpoint, self._factory, retryPolicy=self._retryDelay,
                                        clock=self.clock)
         self.connector.setServiceParent(self)
 
@@ -179,7 +195,7 @@ class SlaveService(service.MultiService):
         if self.umask is not None:
             os.umask(self.umask)
         log.info("buildslave {name} starting in {basedir}; master is {master}",
-                 name=self.slavename, basedir=self.basedir, master=self.master)
+                 name=self.slavename, basedir=self.basedir, master=", then ".join(self.masters))
         super().startService()
         self._watchForShutdownRequests()
 
@@ -208,13 +224,18 @@ class SlaveService(service.MultiService):
 
     def _retryDelay(self, attempt: int) -> float:
         """ClientService's retry policy: backoff on our own count of consecutive failures,
-        which (unlike ClientService's) survives TCP connections whose login failed."""
+        which (unlike ClientService's) survives TCP connections whose login failed.  With
+        several masters the next attempt goes to the next one, at once while the round through
+        the list lasts; the backoff grows once per round."""
         self._failures += 1
         if self.maxretries is not None and self._failures > self.maxretries:
             log.error("no connection to master {master} after {n} attempts; stopping",
-                      master=self.master, n=self._failures)
+                      master=", ".join(self.masters), n=self._failures)
             self.clock.callLater(0, self._stopReactor)
-        delay = self._backoff(self._failures - 1)
+        self._endpoint.advance()
+        self.master = self.masters[self._endpoint.current]
+        rounds, within = divmod(self._failures, len(self.masters))
+        delay = NEXT_MASTER_DELAY_S if within else self._backoff(rounds - 1)
         log.info("next attempt to reach master {master} in {delay:.1f} s",
                  master=self.master, delay=delay)
         return delay

@@ -15,6 +15,10 @@ from buildfarm.master.db.model import builders, buildrequests, builds
 _columns = sa.select(buildrequests, builders.c.name.label("buildername")).join(
     builders, builders.c.id == buildrequests.c.builderid
 )
+# PostgreSQL's LISTEN/NOTIFY channel on which a transaction that makes requests claimable (added,
+# or put back in the queue) tells every master at its commit (master/cluster/wakeups.py).
+WAKEUP_CHANNEL = "buildfarm_buildrequests"
+
 _unclaimed = sa.and_(buildrequests.c.complete == 0, buildrequests.c.claimed_by_masterid.is_(None))
 
 
@@ -30,9 +34,14 @@ class BuildRequestsComponent(DBComponent):
         priority: int = 0,
         buildsetid: int | None = None,
     ) -> int:
-        return await self._insert(
-            insert_statement(builderid, reason, properties, submitted_at, priority, buildsetid)
-        )
+        statement = insert_statement(builderid, reason, properties, submitted_at, priority, buildsetid)
+
+        def thd(conn: sa.Connection) -> int:
+            brid = conn.execute(statement).inserted_primary_key[0]
+            wake_masters(conn)
+            return brid
+
+        return await self._run(thd)
 
     async def get(self, brid: int) -> dict | None:
         found = await self._select(_columns.where(buildrequests.c.id == brid))
@@ -128,16 +137,32 @@ class BuildRequestsComponent(DBComponent):
         return await self._execute(update) == 1
 
     async def _release(self, which: sa.ColumnElement[bool]) -> None:
-        update = (
-            sa.update(buildrequests)
-            .where(which, buildrequests.c.complete == 0)
-            .values(claimed_by_masterid=None, claimed_at=None)
-        )
-        await self._execute(update)
+        def thd(conn: sa.Connection) -> None:
+            if conn.execute(release_statement(which)).rowcount:
+                wake_masters(conn)
+
+        await self._run(thd)
 
     async def _select(self, query: sa.Select) -> list[dict]:
         return await self._run(
             lambda conn: select_with_children(conn, query, builds.c.id, builds.c.buildrequestid, _dict))
+
+
+def wake_masters(conn: sa.Connection) -> None:
+    """On PostgreSQL, tell every master listening (``WAKEUP_CHANNEL``) that requests became
+    claimable; delivered when the caller's transaction commits, never if it rolls back."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"NOTIFY {WAKEUP_CHANNEL}"))
+
+
+def release_statement(which: sa.ColumnElement[bool]) -> sa.Update:
+    """The UPDATE putting the incomplete requests matching ``which`` back in the queue (also
+    run when a dead master is reclaimed, master/db/masters.py)."""
+    return (
+        sa.update(buildrequests)
+        .where(which, buildrequests.c.complete == 0)
+        .values(claimed_by_masterid=None, claimed_at=None)
+    )
 
 
 def _filtered(

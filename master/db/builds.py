@@ -107,6 +107,15 @@ class BuildsComponent(DBComponent):
         await self._execute(sa.update(builds).where(builds.c.id == buildid).values(**values))
 
 
+def finish_unfinished_of_master_statement(masterid: int, results: int, now: float,
+                                          state_string: str) -> sa.Update:
+    """The UPDATE ending every build ``masterid`` started and never finished (a dead master's,
+    master/db/masters.py)."""
+    return (sa.update(builds)
+            .where(builds.c.masterid == masterid, builds.c.complete_at.is_(None))
+            .values(results=results, complete_at=now, state_string=state_string))
+
+
 def _filtered(
     query: sa.Select, builderid: int | None, complete: bool | None, slaveid: int | None,
     results: int | None,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from buildfarm.common.results import SUCCESS, worst_result
 from buildfarm.master.db.base import DBComponent, from_json, paged, select_with_children, to_json
-from buildfarm.master.db.buildrequests import insert_statement
+from buildfarm.master.db.buildrequests import insert_statement, wake_masters
 from buildfarm.master.db.model import buildrequests, buildsets
 
 
@@ -50,6 +50,7 @@ class BuildsetsComponent(DBComponent):
                     builderid, reason, properties, submitted_at, priority, buildsetid=bsid
                 )
                 brids[builderid] = conn.execute(request).inserted_primary_key[0]
+            wake_masters(conn)
             return bsid, brids
 
         return await self._run(thd)

@@ -124,6 +124,23 @@ class SlaveAPIComponent(DBComponent):
         return {row.id: row.name for row in rows}
 
 
+def end_unfinished_of_master_in(conn: sa.Connection, masterid: int, text: str, now: int) -> list[int]:
+    """End FAILURE, inside the caller's transaction, every action ``masterid`` accepted and did
+    not finish (a dead master's, master/db/masters.py), ``text`` added to its story, and their
+    audit rows with them; their request ids."""
+    unfinished = (slaveapi_results.c.masterid == masterid,
+                  slaveapi_results.c.state.in_([int(s) for s in UNFINISHED]))
+    ids = list(conn.execute(sa.select(slaveapi_results.c.id).where(*unfinished)).scalars())
+    if not ids:
+        return []
+    story = sa.case((slaveapi_results.c.text == "", text), else_=slaveapi_results.c.text + "\n" + text)
+    conn.execute(sa.update(slaveapi_results).where(slaveapi_results.c.id.in_(ids))
+                 .values(state=int(ActionState.FAILURE), text=story, finish_timestamp=now))
+    conn.execute(sa.update(slaveapi_audit).where(slaveapi_audit.c.requestid.in_(ids))
+                 .values(outcome=ActionState.FAILURE.label))
+    return ids
+
+
 def _result(row: sa.Row) -> dict[str, Any]:
     return {
         "requestid": row.id,

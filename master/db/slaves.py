@@ -62,15 +62,7 @@ class SlavesComponent(DBComponent):
 
     async def detach_all_of_master(self, masterid: int, now: float) -> None:
         """Mark every slave attached to ``masterid`` as detached (at master start-up)."""
-        def thd(conn: sa.Connection) -> None:
-            conn.execute(
-                sa.update(slaves)
-                .where(slaves.c.connected_masterid == masterid)
-                .values(connected_masterid=None, last_disconnected_at=now)
-            )
-            conn.execute(_close_connections(now, slave_connections.c.masterid == masterid))
-
-        await self._run(thd)
+        await self._run(lambda conn: detach_all_of_master_in(conn, masterid, now))
 
     async def get_connections(self, name: str, limit: int = 20) -> list[dict]:
         """The slave's last ``limit`` connections, newest first: ``connected_at``,
@@ -105,6 +97,18 @@ class SlavesComponent(DBComponent):
         query = sa.select(slaves.c.name, slaves.c.info).where(slaves.c.name.in_(names))
         rows = await self._fetch_all(query, lambda row: (row.name, from_json(row.info)))
         return dict(rows)
+
+
+def detach_all_of_master_in(conn: sa.Connection, masterid: int, now: float) -> int:
+    """Detach every slave attached to ``masterid`` and close its connections, inside the
+    caller's transaction (also a dead master's reclaim, master/db/masters.py); how many."""
+    detached = conn.execute(
+        sa.update(slaves)
+        .where(slaves.c.connected_masterid == masterid)
+        .values(connected_masterid=None, last_disconnected_at=now)
+    ).rowcount
+    conn.execute(_close_connections(now, slave_connections.c.masterid == masterid))
+    return detached
 
 
 def _dict(row, with_info: bool = True) -> dict[str, Any]:

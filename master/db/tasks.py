@@ -20,6 +20,7 @@ from buildfarm.master.db.base import DBComponent, from_json, to_json
 from buildfarm.master.db.logs import byte_length
 from buildfarm.master.db.model import (
     bots,
+    slaves,
     task_output_chunks,
     task_requests,
     task_results,
@@ -531,6 +532,17 @@ class TasksComponent(DBComponent):
             run["user"] = run.pop("username") or None
             answer.append(run)
         return answer
+
+
+def running_on_slaves_of_master_query(masterid: int) -> sa.Select:
+    """The tries RUNNING on the slaves attached to ``masterid`` (a dead master's, reclaimed by
+    master/db/masters.py), oldest first: ``request_id``, ``try_number``, ``slice_index``,
+    ``started_at``, ``slave``."""
+    attached = sa.select(slaves.c.name).where(slaves.c.connected_masterid == masterid)
+    return (sa.select(task_runs.c.request_id, task_runs.c.try_number, task_runs.c.slice_index,
+                      task_runs.c.started_at, task_runs.c.slave)
+            .where(task_runs.c.state == RUNNING, task_runs.c.slave.in_(attached))
+            .order_by(task_runs.c.started_at, task_runs.c.request_id))
 
 
 def _insert_task(conn: sa.Connection, task: NewTask, user: str) -> None:

@@ -300,14 +300,25 @@ class TaskEngine(service.Service):
         a slave that attaches runs nothing, so they were lost with the master that ran them
         (killed or restarted) or with the slave's earlier connection."""
         for lost in await self.db.tasks.running_on(slave.name):
-            run = self.runs.get(lost["request_id"])
-            if run is not None and run.try_number == lost["try_number"]:
-                continue  # ours: it ends when its command sees the old connection gone
-            log.warn("task {id}: lost with the master or the connection that ran it on {name}",
-                     id=ids.run_id(lost["request_id"], lost["try_number"]), name=slave.name)
-            run = _Run(lost["request_id"], lost["try_number"], slave, started_at=lost["started_at"])
-            stored = await self.db.tasks.get_request(run.task_id)
-            await self._end_try(run, stored, lost["slice_index"], State.BOT_DIED, internal_failure=1)
+            await self._end_lost_try(lost, slave)
+
+    async def end_tries_lost_with_master(self, tries: list[dict]) -> None:
+        """End the tries a dead master ran (``db.masters.reclaim`` lists them: ``request_id``,
+        ``try_number``, ``slice_index``, ``started_at``, ``slave``) as a lost slave's: BOT_DIED,
+        or back to PENDING for an idempotent task's first try (``_end_try``)."""
+        for lost in tries:
+            await self._end_lost_try(lost, lost["slave"])
+
+    async def _end_lost_try(self, lost: dict, slave) -> None:
+        run = self.runs.get(lost["request_id"])
+        if run is not None and run.try_number == lost["try_number"]:
+            return  # ours: it ends when its command sees the old connection gone
+        name = slave if isinstance(slave, str) else slave.name
+        log.warn("task {id}: lost with the master or the connection that ran it on {name}",
+                 id=ids.run_id(lost["request_id"], lost["try_number"]), name=name)
+        run = _Run(lost["request_id"], lost["try_number"], slave, started_at=lost["started_at"])
+        stored = await self.db.tasks.get_request(run.task_id)
+        await self._end_try(run, stored, lost["slice_index"], State.BOT_DIED, internal_failure=1)
 
     async def _quarantine(self, slave, config) -> None:
         """Record whether the slave is quarantined (an admin's reason, or too little free disk

@@ -178,7 +178,9 @@ async def slave_summaries(master: IWebMaster, with_info: bool = False) -> list[d
     known = {row["name"]: row for row in await db.slaves.get_all(with_info=with_info)}
     settings = await db.slaveapi.get_all_settings()
     statuses = await slave_statuses(master, rows=known, settings=settings)
-    return [slave_summary(master, status, known.get(name, {})) for name, status in statuses.items()]
+    names = await db.slaveapi.master_names()
+    return [slave_summary(master, status, known.get(name, {}), master_names=names)
+            for name, status in statuses.items()]
 
 
 async def add_infos(master: IWebMaster, summaries: list[dict],
@@ -193,11 +195,15 @@ async def add_infos(master: IWebMaster, summaries: list[dict],
     return summaries
 
 
-def slave_summary(master: IWebMaster, status: SlaveStatus, row: dict, show_environment: bool = False) -> dict:
-    """One slave as ``GET /api/v1/slaves`` lists it."""
+def slave_summary(master: IWebMaster, status: SlaveStatus, row: dict, show_environment: bool = False,
+                  master_names: dict[int, str] | None = None) -> dict:
+    """One slave as ``GET /api/v1/slaves`` lists it; ``master`` is the name of the master it is
+    attached to, this one or another sharing the database (``master_names``: {masterid: name}),
+    or None."""
     live = master.botmaster.slaves.get(status.name)
     return {
         "name": status.name,
+        "master": None if status.masterid is None else (master_names or {}).get(status.masterid),
         "configured": status.name in master.config.slaves,
         "connected": status.connected,
         "attached": status.attached,
@@ -235,7 +241,8 @@ async def slave_detail(master: IWebMaster, name: str, may: Callable[[str], bool]
     commands = (live.commands if live is not None else None) or info.get("worker_commands") or \
         info.get("slave_commands") or {}
     return {
-        **slave_summary(master, status, row or {}, may(environment_scope(name))),
+        **slave_summary(master, status, row or {}, may(environment_scope(name)),
+                        master_names=await db.slaveapi.master_names()),
         "commands": commands,
         "peer": live.peer if live is not None else None,
         "connected_masterid": (row or {}).get("connected_masterid"),

@@ -65,12 +65,14 @@ maxretries = {maxretries!r}
 allow_shutdown = {allow_shutdown!r}
 connection_string = {connection_string!r}
 use_tls = {use_tls!r}
+# Masters sharing one database, tried in this order (None: only buildmaster_host:port).
+masters = {masters!r}
 
 s = SlaveService(
     buildmaster_host, port, slavename, passwd, basedir,
     keepalive=keepalive, usepty=usepty, umask=umask, maxdelay=maxdelay,
     maxretries=maxretries, allow_shutdown=allow_shutdown,
-    connection_string=connection_string, use_tls=use_tls,
+    connection_string=connection_string, use_tls=use_tls, masters=masters,
 )
 s.setServiceParent(application)
 '''
@@ -113,6 +115,20 @@ def parseMasterAddress(text: str) -> MasterAddress:
             f"malformed master address {text!r}: expected HOST[:PORT] or [IPV6ADDR]:PORT"
         )
     return MasterAddress(host, _parsePort(text, port))
+
+
+def parseMasterAddresses(text: str) -> list[MasterAddress]:
+    """One master address, or several separated by commas (masters sharing one database,
+    tried in that order); CLIError on an empty or repeated one."""
+    addresses = []
+    for part in text.split(","):
+        if not part.strip():
+            raise CLIError(f"malformed master list {text!r}: an empty address between commas")
+        address = parseMasterAddress(part.strip())
+        if address in addresses:
+            raise CLIError(f"malformed master list {text!r}: {part.strip()} is named twice")
+        addresses.append(address)
+    return addresses
 
 
 def _isIPv6(host: str) -> bool:
@@ -182,15 +198,19 @@ def _addCreateOptions(create: argparse.ArgumentParser) -> None:
     add("--connection-string", default=None,
         help="a Twisted client endpoint to the master (overrides MASTER and --use-tls)")
     add("basedir", help="the slave's directory")
-    add("master", help="the master's HOST[:PORT] (default port 9989)")
+    add("master", help="the master's HOST[:PORT] (default port 9989); several masters sharing one "
+                       "database: HOST1:PORT1,HOST2:PORT2 (tried in that order, each in turn when "
+                       "one is lost)")
     add("name", help="the slave's name on the master")
     add("passwd", help="the slave's password")
 
 
-def tacContents(options: argparse.Namespace, master: MasterAddress) -> str:
+def tacContents(options: argparse.Namespace, masters: list[MasterAddress]) -> str:
     """The buildbot.tac text for these create-slave options."""
     basedir = "." if options.relocatable else os.path.abspath(options.basedir)
+    master = masters[0]
     return TAC_TEMPLATE.format(
+        masters=[(m.host, m.port) for m in masters] if len(masters) > 1 else None,
         basedir=basedir,
         rotateLength=None if options.no_logrotate else options.log_size,
         maxRotatedFiles=None if options.no_logrotate else options.log_count,
@@ -211,16 +231,17 @@ def tacContents(options: argparse.Namespace, master: MasterAddress) -> str:
 
 def createSlave(options: argparse.Namespace) -> int:
     """Write BASEDIR/buildbot.tac and info files; print what to do next."""
-    master = parseMasterAddress(options.master)
+    masters = parseMasterAddresses(options.master)
     basedir = os.path.abspath(options.basedir)
     tacPath = os.path.join(basedir, TAC_FILE)
     if os.path.exists(tacPath) and not options.force:
         raise CLIError(f"{basedir} already holds a slave ({TAC_FILE}); use --force to re-use it")
     os.makedirs(basedir, exist_ok=True)
-    print(_writeTac(tacPath, tacContents(options, master)))
+    print(_writeTac(tacPath, tacContents(options, masters)))
     _writeInfoFiles(basedir)
-    print(f"buildslave {options.name} created in {basedir}, for master "
-          f"{master.host}:{master.port}")
+    named = ", ".join(f"{m.host}:{m.port}" for m in masters)
+    print(f"buildslave {options.name} created in {basedir}, for master{'s' if len(masters) > 1 else ''} "
+          f"{named}")
     print(f"next: describe this host in {os.path.join(basedir, 'info', 'admin')} and "
           f"info/host, then run: buildslave start {options.basedir}")
     return 0

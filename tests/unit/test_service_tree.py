@@ -13,8 +13,8 @@ from buildfarm.master.listener import Listener
 from buildfarm.master.service import BuildMaster, Reconfigurable
 from fixtures.memorymaster import DB_URL, MASTER_CFG, MemoryThreadsReactor, start_memory_master
 
-TREE_ORDER = ["db", "recovery", "auth", "botmaster", "changes", "scheduler", "localslaves", "slaveapi",
-              "services", "cas", "tasks", "queue", "pbmanager", "www"]
+TREE_ORDER = ["db", "recovery", "liveness", "auth", "botmaster", "wakeups", "changes", "scheduler",
+              "localslaves", "slaveapi", "services", "cas", "tasks", "queue", "pbmanager", "www"]
 
 
 @pytest_twisted.async_yield_fixture
@@ -34,8 +34,8 @@ def test_the_tree_is_in_start_up_order_with_the_listeners_last(master):
 
 def test_every_service_that_takes_config_is_reconfigurable(master):
     assert [c.name for c in master if isinstance(c, Reconfigurable)] == [
-        "auth", "botmaster", "changes", "scheduler", "localslaves", "slaveapi", "services", "cas",
-        "tasks", "queue", "pbmanager", "www"]
+        "liveness", "auth", "botmaster", "wakeups", "changes", "scheduler", "localslaves", "slaveapi",
+        "services", "cas", "tasks", "queue", "pbmanager", "www"]
 
 
 @pytest_twisted.ensureDeferred

@@ -1,0 +1,1 @@
+"""Several masters sharing one database: heartbeats, dead-master reclaim (docs/operations.md)."""
