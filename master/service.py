@@ -4,6 +4,7 @@
 
     BuildMaster
      +- db          DBConnector (SQLite or PostgreSQL, its own thread pool)
+     +- mq-publisher the outbox's events to RabbitMQ (only with c['mq'] amqp; master/mq/)
      +- recovery    this master's row, and the builds and requests its last run left behind
      +- auth        users, sessions, anonymous scopes: who may do what on every HTTP surface
      +- botmaster   slaves, builders, builds
@@ -54,6 +55,11 @@ from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.configservices import ConfigServices
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.metrics import MasterMetrics
+from buildfarm.master.mq.amqp import open_channel
+from buildfarm.master.mq.bridge import SlaveEventsBridge
+from buildfarm.master.mq.bus import EventBus
+from buildfarm.master.mq.interfaces import IMQMaster
+from buildfarm.master.mq.publisher import OutboxPublisher
 from buildfarm.master.pb.interfaces import IPBMaster
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
@@ -119,7 +125,7 @@ class PreviousRunRecovery(service.Service):
 
 
 @implementer(IStatusSource, IChangeSourceMaster, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster,
-             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster, IQueueMaster)
+             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster, IQueueMaster, IMQMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -142,6 +148,7 @@ class BuildMaster(service.MultiService):
         self.buildevents = BuildEvents()  # build/step state changes: live pages and reporters
         self.buildevents.subscribe(lambda event: self.logbus.build_changed(event.buildid))
         self.db = DBConnector(self.config.db_url, self.basedir, self.reactor)
+        self.mq_publisher, self.mq = self._event_bus(self.config)
         self.recovery = PreviousRunRecovery(self)
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret, web_auth=self.config.web_auth,
@@ -159,11 +166,22 @@ class BuildMaster(service.MultiService):
         self.queue = QueueService(self)  # the Queue's tasks, run by the engine
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
+        self.botmaster.slave_listeners.append(SlaveEventsBridge(self))
         # The order of the tree is the start-up order (see the module's docstring).
-        for child in (self.db, self.recovery, self.auth, self.botmaster, self.changes, self.scheduler,
-                      self.localslaves, self.slaveapi, self.config_services, self.cas, self.tasks,
-                      self.queue, self.pbmanager, self.www):
+        publisher = (self.mq_publisher,) if self.mq_publisher is not None else ()
+        for child in (self.db, *publisher, self.recovery, self.auth, self.botmaster, self.changes,
+                      self.scheduler, self.localslaves, self.slaveapi, self.config_services, self.cas,
+                      self.tasks, self.queue, self.pbmanager, self.www):
             child.setServiceParent(self)
+
+    def _event_bus(self, config: MasterConfig) -> tuple[OutboxPublisher | None, EventBus]:
+        """The event bus of ``c['mq']``: in-process, or outboxed with its publisher to AMQP."""
+        settings = config.mq
+        if not settings.amqp:
+            return None, EventBus(settings.exchange_prefix)
+        publisher = OutboxPublisher(self.reactor, self.db.outbox,
+                                    lambda: open_channel(self.reactor, settings.url))
+        return publisher, EventBus(settings.exchange_prefix, outbox=self.db.outbox, wake=publisher.wake)
 
     def clients_key(self, config: MasterConfig) -> bytes:
         """The key database clients' access tokens are encrypted under: ``c['clients_key']``,
@@ -223,6 +241,9 @@ class BuildMaster(service.MultiService):
             return
         if new.db_url != self.config.db_url:
             log.error(RECONFIG_FAILED_MESSAGE + ": the database URL cannot change without a restart")
+            return
+        if new.mq != self.config.mq:
+            log.error(RECONFIG_FAILED_MESSAGE + ": c['mq'] cannot change without a restart")
             return
         self.config = new
         for warning in new.warnings:
