@@ -55,6 +55,7 @@ from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.configservices import ConfigServices
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.metrics import MasterMetrics
+from buildfarm.master.mq import events
 from buildfarm.master.mq.amqp import open_channel
 from buildfarm.master.mq.bridge import SlaveEventsBridge
 from buildfarm.master.mq.bus import EventBus
@@ -88,6 +89,7 @@ READY_MESSAGE = "BuildMaster is running"
 FAILED_MESSAGE = "BuildMaster failed to start"
 RECONFIG_DONE_MESSAGE = "configuration update complete"
 RECONFIG_FAILED_MESSAGE = "configuration update failed"
+MASTER_RESTARTED = "master restarted"  # the state of the builds a restart cut short
 
 
 @runtime_checkable
@@ -117,7 +119,10 @@ class PreviousRunRecovery(service.Service):
         master.masterid = await db.masters.find_or_create(master.name_in_database)
         now = master.reactor.seconds()
         for build in await db.builds.get_unfinished_of_master(master.masterid):
-            await db.builds.finish(build["buildid"], RETRY, now, "master restarted")
+            finished = events.build_finished(master.mq, build, RETRY, now, MASTER_RESTARTED)
+            await db.builds.finish(build["buildid"], RETRY, now, MASTER_RESTARTED,
+                                   messages=events.in_transaction(master.mq, finished))
+            master.mq.published([finished])
             log.info("build {id} was cut short by a master restart; its request runs again",
                      id=build["buildid"])
         await db.buildrequests.unclaim_all_of_master(master.masterid)

@@ -69,9 +69,11 @@ class OutboxPublisher(service.Service):
         super().stopService()
         self._cancel_timer()
         self._drop_channel()
-        if self._draining is None:
+        draining = self._draining
+        if draining is None:
             return None
-        return self._draining.addErrback(lambda _: None)
+        draining.cancel()  # a connection attempt or a confirm still awaited: its rows stay
+        return draining.addErrback(lambda _: None)
 
     def wake(self) -> None:
         """Drain now (or right after the drain running now)."""
@@ -94,6 +96,8 @@ class OutboxPublisher(service.Service):
                     return True
                 confirmed = await self._publish(rows)
             except Exception as e:
+                if not self.running:
+                    return False  # stopping: what was not confirmed stays in the outbox
                 self.failures += 1
                 log.warn("publishing events to the broker failed ({why}); retrying in {delay} s",
                          why=_reason(e), delay=self._backoff_s)

@@ -218,3 +218,19 @@ def test_stopping_closes_the_channel_and_keeps_unconfirmed_messages(broker, outb
     assert d is None or d.called
     broker.clock.advance(MAX_BACKOFF_S * 4)
     assert len(broker.attempts) == 1  # a stopped publisher does not come back
+
+
+def test_stopping_during_a_connection_attempt_that_never_answers_ends_at_once(outbox):
+    clock, attempts = task.Clock(), []
+
+    def hanging_open():
+        attempt = defer.Deferred()
+        attempts.append(attempt)
+        return attempt
+
+    publisher = OutboxPublisher(clock, outbox, hanging_open)
+    outbox.put(1)
+    publisher.startService()
+    d = publisher.stopService()
+    assert d.called and attempts[0].called  # the attempt was cancelled, not waited for
+    assert outbox.left() == [1] and publisher.failures == 0
