@@ -4,6 +4,7 @@ in the manifest, every message the publishers make validates against its exchang
 the official client's binding patterns, made from the served reference, select the right
 routing keys."""
 
+import ast
 import json
 import pathlib
 
@@ -13,6 +14,7 @@ import yaml
 from taskcluster.client import createApiClient
 
 from buildfarm.master.apicatalog import CATALOG
+from buildfarm.master.config import load_config
 from buildfarm.master.mq import events
 from buildfarm.master.mq.bus import EventBus
 from buildfarm.master.mq.exchanges import (
@@ -23,6 +25,7 @@ from buildfarm.master.mq.exchanges import (
     routing_word,
 )
 from buildfarm.master.mq.topic import matches
+from fixtures import docexamples
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import memory_master_fixture
 
@@ -151,3 +154,19 @@ async def test_unknown_exchange_references_and_schemas_are_json_404s(master):
         response = await render(site, "GET", path)
         assert response.code == 404, path
         assert "message" in json.loads(response.body) or "error" in json.loads(response.body), path
+
+
+def test_the_binding_example_of_docs_operations_md_gives_the_pattern_it_shows():
+    text = docexamples.example("operations.md", "client-binding")
+    namespace = {"reference": CATALOG.exchanges_reference("buildfarm"), "root_url": "http://master:8010"}
+    exec(compile(text, "docs/operations.md (client-binding)", "exec"), namespace)  # noqa: S102
+    shown = text[text.index("# {"):].replace("\n#", "").lstrip("# ")
+    assert namespace["binding"] == ast.literal_eval(shown)
+
+
+def test_the_configuration_example_of_docs_operations_md_loads(tmp_path):
+    cfg = tmp_path / "master.cfg"
+    cfg.write_text("c = BuildmasterConfig = {}\n" + docexamples.example("operations.md", "mq-config"))
+    settings = load_config(str(cfg)).mq
+    assert (settings.type, settings.url, settings.exchange_prefix) == (
+        "amqp", "amqp://buildfarm:s3cret@127.0.0.1:5672/", "exchange/")
