@@ -283,9 +283,10 @@ class Build:
 
     def _event_fields(self) -> dict:
         """The build as the event payloads read it (``db.builds``' keys)."""
+        slave = self.slavebuilder.slave.name if self.slavebuilder is not None else None  # None: a test's step
         return {"buildername": self.builder.name, "builderid": self.builder.builderid,
                 "buildid": self.buildid, "number": self.number,
-                "buildrequestid": self.request["buildrequestid"], "slavename": self.slavebuilder.slave.name,
+                "buildrequestid": self.request["buildrequestid"], "slavename": slave,
                 "masterid": self.master.masterid, "started_at": self.started_at}
 
     def _publish_step_finished(self, stepid: int, number: int, name: str, results: int) -> None:
