@@ -63,14 +63,15 @@ install: $(STAMP)
 
 # Real components the tests start on loopback: PostgreSQL (initdb/pg_ctl), OpenSSH sshd, the
 # OpenIPMI BMC simulator (ipmi_sim) and ipmitool, net-snmp's snmpd and tools, headless
-# Chromium, git, Mercurial, Subversion (svnserve) and patch for the source step tests, and pass
-# and GnuPG for the SecretInPass tests.
+# Chromium, git, Mercurial, Subversion (svnserve) and patch for the source step tests, pass
+# and GnuPG for the SecretInPass tests, and RabbitMQ (rabbitmq-server) for c['mq'] amqp: the tests
+# start their own broker node (tests/fixtures/rabbitmq.py), never the system service.
 # Needs root for apt-get; installs only what is missing.
 SYSTEM_TOOLS := /usr/lib/postgresql/*/bin/initdb /usr/sbin/sshd /usr/bin/ssh-keygen /usr/bin/ipmi_sim \
 	/usr/bin/ipmitool /usr/sbin/snmpd /usr/bin/snmpset /usr/bin/chromium /usr/bin/git /usr/bin/hg \
-	/usr/bin/svn /usr/bin/svnserve /usr/bin/patch /usr/bin/pass /usr/bin/gpg
+	/usr/bin/svn /usr/bin/svnserve /usr/bin/patch /usr/bin/pass /usr/bin/gpg /usr/lib/rabbitmq/bin/rabbitmq-server
 SYSTEM_PACKAGES := postgresql openssh-server openssh-client openipmi ipmitool snmpd snmp chromium \
-	fonts-liberation git mercurial subversion patch pass gnupg
+	fonts-liberation git mercurial subversion patch pass gnupg rabbitmq-server
 system-packages:
 	@ls $(SYSTEM_TOOLS) >/dev/null 2>&1 || \
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \

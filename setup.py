@@ -88,6 +88,7 @@ setup(
         "bcrypt>=4.0",  # www auth: HTPasswdAuth's bcrypt entries (master/auth/webauth.py)
         "mohawk>=1.1",  # Hawk credentials on every HTTP surface (master/auth/), as Taskcluster signs
         "taskcluster>=60.0",  # the official client: buildfarm.common.client builds on createApiClient
+        "pika>=1.3,<2",  # c['mq'] amqp: events to RabbitMQ through pika's Twisted adapter (master/mq/)
     ],
     extras_require={
         "test": ["pytest>=8.0", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "pytest-xdist>=3.5",

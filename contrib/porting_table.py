@@ -132,6 +132,12 @@ KEY_NOTES = {
               "`assume:<roleId>` scopes (docs/taskcluster.md, \"Scopes and roles\")"),
     "queue": ("supported", "buildfarm's own (not Buildbot's): the Taskcluster task queues whose Queue "
               "tasks the slaves run (docs/taskcluster.md, \"The Queue service\")"),
+    "mq": ("supported with differences", "`{'type': 'simple'}` (the in-process bus, the default) or "
+           "`{'type': 'amqp', 'url': 'amqp://...'}`: events published to RabbitMQ in Taskcluster's "
+           "exchange style (docs/operations.md, \"Events and the broker\"); Buildbot's `wamp` "
+           "(Crossbar.io) is not supported"),
+    "multiMaster": ("supported with differences", "needs a PostgreSQL database or `c['mq']` amqp "
+                    "(checkconfig refuses it otherwise)"),
     "change_source": ("supported with differences", "holds change sources: `changes.GitPoller`, "
                       "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "
                       "`changes.PBChangeSource`; send changes also with `buildmaster sendchange`"),

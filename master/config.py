@@ -39,6 +39,7 @@ from buildfarm.master.configexec import (  # noqa: F401 - BesideConfigImporter i
 from buildfarm.master.configobject import ConfigObject
 from buildfarm.master.http.limits import CONFIG_KEYS as LIMIT_KEYS
 from buildfarm.master.http.limits import HTTPLimits
+from buildfarm.master.mq.settings import MQSettings, validate_mq_config
 from buildfarm.master.pb.limits import PBLimits
 from buildfarm.master.process.builderconfig import BuilderConfig
 from buildfarm.master.process.buildstep import BuildStep
@@ -67,7 +68,7 @@ KNOWN_KEYS = frozenset(
         "title", "titleURL", "buildbotURL", "buildslavePortnum", "slavePortnum",
         "change_source", "changes", "collapseRequests", "properties", "locks", "multiMaster",
         "users", "slaveapi", "cas", "tasks", "configurators", "services", "secretsProviders",
-        "roles", "clients", "clients_key", "queue", "multiMasterSettings",
+        "roles", "clients", "clients_key", "queue", "multiMasterSettings", "mq",
     }
 )
 
@@ -184,7 +185,6 @@ NO_EFFECT_KEYS = {
     "logMaxTailSize": "buildfarm does not truncate logs",
     "manhole": "buildfarm has no manhole",
     "metrics": "buildfarm's metrics are always served at /metrics (docs/api.md)",
-    "mq": "buildfarm has no pluggable message queue",
     "prioritizeBuilders": "builders are served by their priority= (util.BuilderConfig)",
     "revlink": "buildfarm does not link revisions",
     "user_managers": "buildfarm's users are c['users']",
@@ -210,6 +210,8 @@ WWW_NO_EFFECT_KEYS = {
     ), "buildfarm's web server does not read it (docs/porting.md)"),
 }
 KNOWN_KEYS = KNOWN_KEYS | NO_EFFECT_KEYS.keys()
+MULTI_MASTER_NEEDS_WAKEUPS = ("c['multiMaster'] = True needs c['mq'] = {'type': 'amqp', ...} or a PostgreSQL "
+                              "db_url (LISTEN/NOTIFY) for the masters to wake each other")
 
 
 @dataclass
@@ -258,6 +260,7 @@ class MasterConfig:
     multi_master: bool = False
     # c['multiMasterSettings']: heartbeats and when a silent master is dead (master/cluster/)
     multi_master_settings: MultiMasterSettings = field(default_factory=MultiMasterSettings)
+    mq: MQSettings = field(default_factory=MQSettings)  # c['mq']: the event bus (master/mq/)
     slaveapi: SlaveAPISettings = field(default_factory=SlaveAPISettings)
     cas: CASSettings = field(default_factory=CASSettings)  # c['cas']: the content-addressed store
     tasks: TaskSettings = field(default_factory=TaskSettings)  # c['tasks']: the Swarming API's limits
@@ -380,6 +383,7 @@ class _ConfigBuilder:
         self.task_settings(cfg)
         self.queue_settings(cfg)
         self.multi_master_settings(cfg)
+        self.mq_settings(cfg)
         self.secrets_providers(cfg)
         self.no_effect_keys()
         cfg.change_sources = self.change_sources()
@@ -863,6 +867,14 @@ class _ConfigBuilder:
         cfg.multi_master_settings, problems = validate_multimaster_config(self.raw)
         for key, message in problems:
             self.key_error(key, message)
+    def mq_settings(self, cfg: MasterConfig) -> None:
+        """``c['mq']``: the event bus (master/mq/settings.py); and several masters need a way
+        to wake each other: the broker, or PostgreSQL's LISTEN/NOTIFY."""
+        cfg.mq, problems = validate_mq_config(self.raw)
+        for key, message in problems:
+            self.key_error(key, message)
+        if cfg.multi_master and not cfg.mq.amqp and make_url(cfg.db_url).get_backend_name() != "postgresql":
+            self.key_error("multiMaster", MULTI_MASTER_NEEDS_WAKEUPS)
 
     def endpoint(self, key: str, what: str, port) -> str | None:
         """A strports description for a port number or description, or None (an error)."""

@@ -4,6 +4,7 @@
 
     BuildMaster
      +- db          DBConnector (SQLite or PostgreSQL, its own thread pool)
+     +- mq-publisher the outbox's events to RabbitMQ (only with c['mq'] amqp; master/mq/)
      +- recovery    this master's row, and the builds and requests its last run left behind
      +- liveness    this master's heartbeat; reclaims the work of a master that stopped beating
      +- auth        users, sessions, anonymous scopes: who may do what on every HTTP surface
@@ -59,6 +60,12 @@ from buildfarm.master.config import ConfigErrors, MasterConfig, load_config
 from buildfarm.master.configservices import ConfigServices
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.metrics import MasterMetrics
+from buildfarm.master.mq import events
+from buildfarm.master.mq.amqp import open_channel
+from buildfarm.master.mq.bridge import SlaveEventsBridge
+from buildfarm.master.mq.bus import EventBus
+from buildfarm.master.mq.interfaces import IMQMaster
+from buildfarm.master.mq.publisher import OutboxPublisher
 from buildfarm.master.pb.interfaces import IPBMaster
 from buildfarm.master.pb.manager import PBManager
 from buildfarm.master.process.botmaster import BotMaster
@@ -87,6 +94,7 @@ READY_MESSAGE = "BuildMaster is running"
 FAILED_MESSAGE = "BuildMaster failed to start"
 RECONFIG_DONE_MESSAGE = "configuration update complete"
 RECONFIG_FAILED_MESSAGE = "configuration update failed"
+MASTER_RESTARTED = "master restarted"  # the state of the builds a restart cut short
 
 
 @runtime_checkable
@@ -116,7 +124,10 @@ class PreviousRunRecovery(service.Service):
         master.masterid = await db.masters.find_or_create(master.name_in_database)
         now = master.reactor.seconds()
         for build in await db.builds.get_unfinished_of_master(master.masterid):
-            await db.builds.finish(build["buildid"], RETRY, now, "master restarted")
+            finished = events.build_finished(master.mq, build, RETRY, now, MASTER_RESTARTED)
+            await db.builds.finish(build["buildid"], RETRY, now, MASTER_RESTARTED,
+                                   messages=events.in_transaction(master.mq, finished))
+            master.mq.published([finished])
             log.info("build {id} was cut short by a master restart; its request runs again",
                      id=build["buildid"])
         await db.buildrequests.unclaim_all_of_master(master.masterid)
@@ -124,7 +135,8 @@ class PreviousRunRecovery(service.Service):
 
 
 @implementer(IStatusSource, IChangeSourceMaster, IProcessMaster, ISchedulerMaster, IPBMaster, ISlaveAPIMaster,
-             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster, IQueueMaster, IClusterMaster)
+             IWebMaster, IReporterMaster, ICASMaster, ITaskMaster, IQueueMaster, IClusterMaster,
+             IMQMaster)
 class BuildMaster(service.MultiService):
     """The master process: owns the configuration and every service of the master."""
 
@@ -147,6 +159,7 @@ class BuildMaster(service.MultiService):
         self.buildevents = BuildEvents()  # build/step state changes: live pages and reporters
         self.buildevents.subscribe(lambda event: self.logbus.build_changed(event.buildid))
         self.db = DBConnector(self.config.db_url, self.basedir, self.reactor)
+        self.mq_publisher, self.mq = self._event_bus(self.config)
         self.recovery = PreviousRunRecovery(self)
         self.liveness = MasterLiveness(self)  # heartbeats; reclaims dead masters' work
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
@@ -166,11 +179,22 @@ class BuildMaster(service.MultiService):
         self.queue = QueueService(self)  # the Queue's tasks, run by the engine
         self.pbmanager = PBManager(self)
         self.www = WWWService(self)
+        self.botmaster.slave_listeners.append(SlaveEventsBridge(self))
         # The order of the tree is the start-up order (see the module's docstring).
-        for child in (self.db, self.recovery, self.liveness, self.auth, self.botmaster, self.wakeups,
-                      self.changes, self.scheduler, self.localslaves, self.slaveapi, self.config_services,
-                      self.cas, self.tasks, self.queue, self.pbmanager, self.www):
+        publisher = (self.mq_publisher,) if self.mq_publisher is not None else ()
+        for child in (self.db, *publisher, self.recovery, self.liveness, self.auth, self.botmaster,
+                      self.wakeups, self.changes, self.scheduler, self.localslaves, self.slaveapi,
+                      self.config_services, self.cas, self.tasks, self.queue, self.pbmanager, self.www):
             child.setServiceParent(self)
+
+    def _event_bus(self, config: MasterConfig) -> tuple[OutboxPublisher | None, EventBus]:
+        """The event bus of ``c['mq']``: in-process, or outboxed with its publisher to AMQP."""
+        settings = config.mq
+        if not settings.amqp:
+            return None, EventBus(settings.exchange_prefix)
+        publisher = OutboxPublisher(self.reactor, self.db.outbox,
+                                    lambda: open_channel(self.reactor, settings.url))
+        return publisher, EventBus(settings.exchange_prefix, outbox=self.db.outbox, wake=publisher.wake)
 
     def clients_key(self, config: MasterConfig) -> bytes:
         """The key database clients' access tokens are encrypted under: ``c['clients_key']``,
@@ -230,6 +254,9 @@ class BuildMaster(service.MultiService):
             return
         if new.db_url != self.config.db_url:
             log.error(RECONFIG_FAILED_MESSAGE + ": the database URL cannot change without a restart")
+            return
+        if new.mq != self.config.mq:
+            log.error(RECONFIG_FAILED_MESSAGE + ": c['mq'] cannot change without a restart")
             return
         self.config = new
         for warning in new.warnings:

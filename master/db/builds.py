@@ -1,9 +1,11 @@
 """Builds: one row per attempt at a build request, numbered 1, 2, ... per builder."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from buildfarm.master.db import outbox
 from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
 from buildfarm.master.db.model import builders, builds, slaves
 
@@ -46,11 +48,19 @@ class BuildsComponent(DBComponent):
         return await self._run(thd)
 
     async def finish(
-        self, buildid: int, results: int, complete_at: float, state_string: str
+        self, buildid: int, results: int, complete_at: float, state_string: str,
+        messages: Sequence = (),
     ) -> None:
-        await self._set(
-            buildid, results=results, complete_at=complete_at, state_string=state_string
-        )
+        """Record the build's result; ``messages`` (for the broker: ``exchange``,
+        ``routing_key``, ``payload``) go to the outbox in the same transaction."""
+        update = sa.update(builds).where(builds.c.id == buildid).values(
+            results=results, complete_at=complete_at, state_string=state_string)
+
+        def thd(conn: sa.Connection) -> None:
+            conn.execute(update)
+            outbox.add_all(conn, messages)
+
+        await self._run(thd)
 
     async def set_state(self, buildid: int, state_string: str) -> None:
         await self._set(buildid, state_string=state_string)

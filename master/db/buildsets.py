@@ -5,12 +5,14 @@ A buildset completes when every one of its requests has, with the worst of their
 EXCEPTION < RETRY < CANCELLED).
 """
 
+from collections.abc import Callable, Sequence
 from functools import reduce
 from typing import Any
 
 import sqlalchemy as sa
 
 from buildfarm.common.results import SUCCESS, worst_result
+from buildfarm.master.db import outbox
 from buildfarm.master.db.base import DBComponent, from_json, paged, select_with_children, to_json
 from buildfarm.master.db.buildrequests import insert_statement, wake_masters
 from buildfarm.master.db.model import buildrequests, buildsets
@@ -28,11 +30,13 @@ class BuildsetsComponent(DBComponent):
         submitted_at: float,
         priority: int = 0,
         parent_buildid: int | None = None,
+        messages: Callable[[int, dict[int, int]], Sequence] | None = None,
     ) -> tuple[int, dict[int, int]]:
         """Insert a buildset and a request for each builder, in one transaction.
 
         Returns ``(bsid, {builderid: buildrequestid})``; a builder listed twice gets one
-        request.
+        request.  ``messages(bsid, brids)`` makes the messages for the broker that go to the
+        outbox in the same transaction.
         """
         insert = sa.insert(buildsets).values(
             scheduler=scheduler,
@@ -50,6 +54,8 @@ class BuildsetsComponent(DBComponent):
                     builderid, reason, properties, submitted_at, priority, buildsetid=bsid
                 )
                 brids[builderid] = conn.execute(request).inserted_primary_key[0]
+            if messages is not None:
+                outbox.add_all(conn, messages(bsid, brids))
             wake_masters(conn)
             return bsid, brids
 

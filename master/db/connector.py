@@ -20,6 +20,7 @@ from buildfarm.master.db.clients import ClientsComponent
 from buildfarm.master.db.engine import create_engine, is_in_memory, is_sqlite
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
+from buildfarm.master.db.outbox import OutboxComponent
 from buildfarm.master.db.reports import ReportsComponent
 from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
 from buildfarm.master.db.roles import RolesComponent
@@ -92,6 +93,7 @@ class DBConnector(service.Service):
         self.tasks = TasksComponent(self)
         self.clients = ClientsComponent(self)
         self.roles = RolesComponent(self)
+        self.outbox = OutboxComponent(self)  # messages for the broker (master/mq/)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

@@ -563,3 +563,15 @@ queue_artifacts = sa.Table(
     sa.PrimaryKeyConstraint("task_id", "run_id", "name", name="pk_queue_artifacts"),
     sa.Index("ix_queue_artifacts_expires", "expires"),
 )
+
+# Messages for the broker not yet confirmed by it (c['mq'] amqp): written in the transaction of
+# the state change they announce (buildfarm.master.db.outbox.add), deleted by the publisher once
+# the broker confirmed them (master/mq/publisher.py); sent in ``id`` order.
+mq_outbox = sa.Table(
+    "mq_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("exchange", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("routing_key", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+)

@@ -6,8 +6,9 @@ with ``api=APIEntry(...)`` (master/http/routes.py); ``reference`` walks the tabl
 the document that ``taskcluster.createApiClient`` reads, as served at
 ``/references/<service>/v1/api.json``: one entry per declared route, its path relative to
 ``/api/<service>/v1``, its arguments, query parameters, scope expression and schemas (URLs
-relative to ``/schemas/<service>/``).  ``manifest`` lists the references of every service
-(``/references/manifest.json``).
+relative to ``/schemas/<service>/``).  A service's exchanges (an ``ExchangeSet`` of
+master/mq/exchanges.py) make its exchange reference, ``/references/<service>/v1/exchanges.json``.
+``manifest`` lists the references of every service (``/references/manifest.json``).
 """
 
 import re
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from buildfarm.master.http.routes import PUBLIC, READ_METHODS, RouteTable, api_prefix
+from buildfarm.master.mq.exchanges import DEFAULT_EXCHANGE_PREFIX, ExchangeSet
 
 API_REFERENCE_SCHEMA = "/schemas/common/api-reference-v0.json#"
 JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-06/schema#"
@@ -136,10 +138,12 @@ def _entry(service: APIService, declared, api) -> dict:
     return entry
 
 
-def manifest(root_url: str, services: Iterable[APIService]) -> dict:
-    """``/references/manifest.json``: the URL of every service's reference."""
+def manifest(root_url: str, services: Iterable[APIService], exchanges: Iterable[ExchangeSet] = ()) -> dict:
+    """``/references/manifest.json``: the URL of every service's API reference, then of every
+    exchange reference."""
     root = root_url.rstrip("/")
-    return {"references": [root + s.reference_path for s in services]}
+    paths = [s.reference_path for s in services] + [e.reference_path for e in exchanges]
+    return {"references": [root + path for path in paths]}
 
 
 class UnknownService(KeyError):
@@ -153,6 +157,7 @@ class APICatalog:
 
     services: tuple[APIService, ...]
     tables: tuple[RouteTable, ...]
+    exchanges: tuple[ExchangeSet, ...] = ()
 
     def service(self, name: str) -> APIService:
         found = next((s for s in self.services if s.name == name), None)
@@ -165,4 +170,28 @@ class APICatalog:
         return reference(self.service(name), self.tables)
 
     def manifest(self, root_url: str) -> dict:
-        return manifest(root_url, self.services)
+        return manifest(root_url, self.services, self.exchanges)
+
+    def exchange_set(self, name: str) -> ExchangeSet:
+        """The exchanges of the service ``name`` (``UnknownService`` when it has none)."""
+        found = next((e for e in self.exchanges if e.service == name), None)
+        if found is None:
+            raise UnknownService(name)
+        return found
+
+    def exchanges_reference(self, name: str, exchange_prefix: str = DEFAULT_EXCHANGE_PREFIX) -> dict:
+        """The exchange reference of the service ``name``, its exchanges named under
+        ``exchange_prefix`` (``c['mq']['exchange_prefix']``)."""
+        return self.exchange_set(name).reference(exchange_prefix)
+
+    def schema_document(self, service: str, name: str) -> dict | None:
+        """The served schema ``/schemas/<service>/v1/<name>.json``: of an API entry or of an
+        exchange's messages (None when there is none; ``UnknownService`` for no such service)."""
+        api_services = {s.name for s in self.services}
+        exchange_services = {e.service for e in self.exchanges}
+        if service not in api_services | exchange_services:
+            raise UnknownService(service)
+        document = self.service(service).schemas.document(name) if service in api_services else None
+        if document is None and service in exchange_services:
+            document = self.exchange_set(service).schema_document(name)
+        return document

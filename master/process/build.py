@@ -9,6 +9,7 @@ from twisted.spread import pb
 from buildfarm.common.redaction import redact_variable
 from buildfarm.common.results import CANCELLED, EXCEPTION, RETRY, SKIPPED, SUCCESS, result_name
 from buildfarm.master import metrics
+from buildfarm.master.mq import events
 from buildfarm.master.pb.deadline import DeadlineExceeded, call_with_deadline
 from buildfarm.master.pb.remotecommand import (
     CommandInterrupted,
@@ -118,6 +119,7 @@ class Build:
         self.request = request
         self.buildid: int | None = None
         self.number: int | None = None
+        self.started_at: float | None = None
         self.results: int | None = None
         self.stopped: str | None = None
         self.current_command: RemoteCommand | None = None
@@ -148,11 +150,13 @@ class Build:
         db = self.master.db
         slave = self.slavebuilder.slave
         slaveid = await db.slaves.find_or_create(slave.name)
+        self.started_at = self.now()
         self.buildid, self.number = await db.builds.add(
             self.builder.builderid, self.request["buildrequestid"], slaveid,
-            self.master.masterid, self.now(), "starting", self.request.get("properties") or {},
+            self.master.masterid, self.started_at, "starting", self.request.get("properties") or {},
         )
         self.master.buildevents.publish(BuildEvent(BUILD_STARTED, self.buildid))
+        self._publish(events.build_started(self.master.mq, self._event_fields()))
         metrics.build_started(self.master, self.builder.name)
         log.info("build {builder}#{number} started on {slave}", builder=self.builder.name,
                  number=self.number, slave=slave.name)
@@ -162,7 +166,10 @@ class Build:
         self.results = results
         await self._store_properties()
         state = self.properties.cleanupTextFromSecrets(state)
-        await db.builds.finish(self.buildid, results, self.now(), state)
+        finished = events.build_finished(self.master.mq, self._event_fields(), results, self.now(), state)
+        await db.builds.finish(self.buildid, results, self.now(), state,
+                               messages=events.in_transaction(self.master.mq, finished))
+        self.master.mq.published([finished])
         self.master.buildevents.publish(BuildEvent(BUILD_FINISHED, self.buildid, results=results))
         metrics.build_finished(self.master, self.builder.name, results)
         log.info("build {builder}#{number} finished: {result}", builder=self.builder.name,
@@ -228,7 +235,8 @@ class Build:
 
     async def _run_step(self, number: int, step: BuildStep) -> int:
         db = self.master.db
-        stepid = await db.steps.add(self.buildid, number, self._step_name(step), self.now())
+        step_name = self._step_name(step)
+        stepid = await db.steps.add(self.buildid, number, step_name, self.now())
         self.master.buildevents.publish(BuildEvent(STEP_STARTED, self.buildid, stepid))
         run = StepRun(self, stepid)
         held: list = []
@@ -237,6 +245,7 @@ class Build:
             if not step.should_run(run):
                 await db.steps.finish(stepid, SKIPPED, self.now(), f"{step.name} (skipped)")
                 self.master.buildevents.publish(BuildEvent(STEP_FINISHED, self.buildid, stepid, SKIPPED))
+                self._publish_step_finished(stepid, number, step_name, SKIPPED)
                 return SKIPPED
             locks = [as_access(item) for item in step.locks]
             if locks:
@@ -269,7 +278,26 @@ class Build:
         await run.close_logs()
         await db.steps.finish(stepid, results, self.now(), self.properties.cleanupTextFromSecrets(state))
         self.master.buildevents.publish(BuildEvent(STEP_FINISHED, self.buildid, stepid, results))
+        self._publish_step_finished(stepid, number, step_name, results)
         return results
+
+    def _event_fields(self) -> dict:
+        """The build as the event payloads read it (``db.builds``' keys)."""
+        slave = self.slavebuilder.slave.name if self.slavebuilder is not None else None  # None: a test's step
+        return {"buildername": self.builder.name, "builderid": self.builder.builderid,
+                "buildid": self.buildid, "number": self.number,
+                "buildrequestid": self.request["buildrequestid"], "slavename": slave,
+                "masterid": self.master.masterid, "started_at": self.started_at}
+
+    def _publish_step_finished(self, stepid: int, number: int, name: str, results: int) -> None:
+        fields = self._event_fields()
+        self._publish(events.step_finished(self.master.mq, fields, stepid, number, name, results))
+
+    def _publish(self, message) -> None:
+        """An event of the bus that needs no transaction of its own (outboxed: its own)."""
+        d = events.publish(self.master.mq, message)
+        d.addErrback(lambda f: log.failure("publishing {exchange} of build {id} failed", f,
+                                           exchange=message.exchange, id=self.buildid))
 
     def _step_name(self, step: BuildStep) -> str:
         try:

@@ -71,3 +71,5 @@ class IProcessMaster(Interface):
     logbus = Attribute("The master's LogBus: log lines and build changes pushed to live viewers.")
     buildevents = Attribute("The master's BuildEvents: builds and steps started and finished, "
                             "published once in the database (live pages and reporters listen).")
+    mq = Attribute("The master's event bus (master/mq/interfaces.py IEventBus): build-started, "
+                   "step-finished, build-finished (the last through the outbox in its transaction).")

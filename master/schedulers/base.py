@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from buildfarm.master.configobject import ConfigObject, fingerprint
+from buildfarm.master.mq import events
 from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 
 log = Logger()
@@ -182,10 +183,21 @@ class Scheduler(ConfigObject):
         names = list(builderNames or self.builderNames)
         builderids = [await self._builderid(name) for name in names]
         props = {**self.properties, **(properties or {}), "scheduler": self.name}
+        submitted_at, sent = self.now(), []
+        names_by_id = dict(zip(builderids, names, strict=True))
+
+        def messages(bsid: int, brids: dict[int, int]) -> tuple:
+            # made inside the transaction, once the ids exist; kept for the bus after the commit
+            sent[:] = [events.request_submitted(master.mq, names_by_id[builderid], builderid, brid, bsid,
+                                                self.name, reason, self.priority, submitted_at)
+                       for builderid, brid in brids.items()]
+            return events.in_transaction(master.mq, *sent)
+
         bsid, brids = await master.db.buildsets.add(
-            self.name, reason, props, builderids, self.now(), priority=self.priority,
-            parent_buildid=parent_buildid,
+            self.name, reason, props, builderids, submitted_at, priority=self.priority,
+            parent_buildid=parent_buildid, messages=messages,
         )
+        master.mq.published(sent)
         log.info("scheduler {name} added buildset {bsid} for {builders}: {reason}",
                  name=self.name, bsid=bsid, builders=", ".join(names), reason=reason)
         master.botmaster.maybe_start_builds()

@@ -14,8 +14,10 @@ from zope.interface import Attribute, Interface
 class IBuildsetsTable(Interface):
     """``db.buildsets``: buildsets and their build requests."""
 
-    def add(scheduler, reason, properties, builderids, submitted_at, priority=0, parent_buildid=None):
-        """Insert a buildset with a request per builder: ``(bsid, {builderid: brid})``."""
+    def add(scheduler, reason, properties, builderids, submitted_at, priority=0, parent_buildid=None,
+            messages=None):
+        """Insert a buildset with a request per builder: ``(bsid, {builderid: brid})``;
+        ``messages(bsid, brids)``'s messages go to the outbox in the same transaction."""
 
     def get(bsid):
         """The buildset's row (``complete``, ``results``, ``scheduler``, ...), or None."""
@@ -92,3 +94,5 @@ class ISchedulerMaster(Interface):
     db = Attribute("The database (ISchedulerDB).")
     config = Attribute("The running MasterConfig: ``schedulers`` and ``builder(name)``.")
     botmaster = Attribute("The BotMaster (ISchedulerBotMaster).")
+    mq = Attribute("The master's event bus (master/mq/interfaces.py IEventBus): request-submitted "
+                   "(through the outbox in the buildset's transaction) and change-added.")

@@ -15,6 +15,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from buildfarm.common.results import result_name
+from buildfarm.master.mq import events
 from buildfarm.master.schedulers.base import Scheduler
 from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forcesched import ForceScheduler
@@ -146,6 +147,8 @@ class SchedulerManager(service.Service):
         change.setdefault("comments", "")
         changeid = await self.master.db.changes.add(**change)
         row = await self.master.db.changes.get(changeid)
+        published = events.publish(self.master.mq, events.change_added(self.master.mq, row))
+        published.addErrback(lambda f: log.failure("publishing change {id} failed", f, id=changeid))
         log.info("change {id} by {author} on branch {branch} (revision {revision})", id=changeid,
                  author=row.get("author"), branch=row.get("branch"), revision=row.get("revision"))
         for scheduler in list(self.schedulers.values()):

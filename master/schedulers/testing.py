@@ -16,6 +16,7 @@ from twisted.internet import task
 from zope.interface import implementer
 
 from buildfarm.common.results import CANCELLED, worst_result
+from buildfarm.master.mq.bus import EventBus
 from buildfarm.master.schedulers.interfaces import (
     IBuildersTable,
     IBuildRequestsTable,
@@ -33,10 +34,11 @@ class FakeBuildsets:
     def __init__(self, db: "FakeDB"):
         self.db = db
         self.rows: dict[int, dict] = {}
+        self.outbox: list = []  # the messages a real database would have written with the buildsets
         self._ids = itertools.count(1)
 
     async def add(self, scheduler, reason, properties, builderids, submitted_at, priority=0,
-                  parent_buildid=None):
+                  parent_buildid=None, messages=None):
         bsid = next(self._ids)
         brids = {}
         for builderid in builderids:
@@ -48,6 +50,8 @@ class FakeBuildsets:
             "parent_buildid": parent_buildid, "buildrequestids": list(brids.values()),
             "priority": priority,
         }
+        if messages is not None:
+            self.outbox.extend(messages(bsid, brids))
         return bsid, brids
 
     async def get(self, bsid):
@@ -198,6 +202,7 @@ class FakeMaster:
             self.botmaster.builders[builder.name] = builder
             self.db.builders.ids[builder.name] = builder.builderid
         self.scheduler = None  # the SchedulerManager under test (``started_manager``)
+        self.mq = EventBus()  # the real in-process event bus
 
     def buildsets(self, scheduler: str | None = None) -> list[dict]:
         """The buildsets added so far (of one scheduler), oldest first."""

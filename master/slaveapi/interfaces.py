@@ -24,6 +24,7 @@ class ISlaveAPIMaster(Interface):
                           "``maybe_start_builds()``, ``wait_for_attach(name)``.")
     auth = Attribute("The auth service: the route table (master/http/routes.py) checks each "
                      "SlaveAPI caller with it.")
+    mq = Attribute("The master's event bus (master/mq/interfaces.py IEventBus): action-finished.")
 
 
 class IActionHost(Interface):

@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from buildfarm.master.fleet import STATE_NAMES, ActionState
 from buildfarm.master.listener import ListeningService
+from buildfarm.master.mq import events
 from buildfarm.master.slaveapi.actions import action_table
 from buildfarm.master.slaveapi.actions.base import Action, ActionContext, ActionFailed
 from buildfarm.master.slaveapi.channels import channel_table
@@ -131,6 +132,8 @@ class ActionRunner(ListeningService):
             if result.state == ActionState.RUNNING:
                 text = "\n".join(filter(None, [result.text, RESTARTED_TEXT]))
                 await db.finish_result(result.requestid, ActionState.FAILURE, text, self.now())
+                result.state, result.text, result.finish_timestamp = ActionState.FAILURE, text, self.now()
+                self._publish_finished(result)
                 await db.set_audit_outcome(result.requestid, ActionState.FAILURE.label)
                 log.info("SlaveAPI: {action} of {slave} (request {id}) was cut short by a restart",
                          action=result.action, slave=result.slave, id=result.requestid)
@@ -266,11 +269,21 @@ class ActionRunner(ListeningService):
             result.finish_timestamp = self.now()
             await db.finish_result(result.requestid, result.state, result.text, result.finish_timestamp,
                                    result.data)
+            self._publish_finished(result)
             await db.set_audit_outcome(result.requestid, STATE_NAMES[result.state])
             log.info("SlaveAPI: {action} of {slave} (request {id}): {state}", action=result.action,
                      slave=result.slave, id=result.requestid, state=STATE_NAMES[result.state])
         finally:
             self._finished(result)
+
+    def _publish_finished(self, result: ActionResult) -> None:
+        """``action-finished`` on the event bus (master/mq/)."""
+        bus = self.master.mq
+        message = events.action_finished(bus, result.action, result.slave, result.requestid, result.state,
+                                          result.text, result.finish_timestamp, self.master.masterid)
+        d = events.publish(bus, message)
+        d.addErrback(lambda f: log.failure("publishing the end of SlaveAPI request {id} failed", f,
+                                           id=result.requestid))
 
     async def _before_run(self, ctx: ActionContext, action: Action) -> None:
         """Say which arguments were ignored; fail an action on a slave nobody knows (the

@@ -229,10 +229,23 @@ class JSONAPI:
         """A service's API reference, made from its route declarations."""
         return self._json(request, self.master.api_catalog.reference(self._service(service).name))
 
+    @routes.route("/references/<string:service>/v1/exchanges.json", "GET", scope=PUBLIC)
+    def exchanges_reference(self, request, service):
+        """A service's exchange reference, made from its declared exchanges (master/mq/)."""
+        try:
+            prefix = self.master.config.mq.exchange_prefix
+            document = self.master.api_catalog.exchanges_reference(service, prefix)
+        except UnknownService:
+            raise APIError(404, f"no service named {service!r} publishes exchanges") from None
+        return self._json(request, document)
+
     @routes.route("/schemas/<string:service>/v1/<string:name>.json", "GET", scope=PUBLIC)
     def api_schema(self, request, service, name):
-        """One JSON schema of a service's inputs and outputs."""
-        document = self._service(service).schemas.document(name)
+        """One JSON schema of a service's inputs and outputs, or of an exchange's messages."""
+        try:
+            document = self.master.api_catalog.schema_document(service, name)
+        except UnknownService:
+            raise APIError(404, f"no service named {service!r}") from None
         if document is None:
             raise APIError(404, f"service {service!r} has no schema {name!r}")
         return self._json(request, document)

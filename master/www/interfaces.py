@@ -47,4 +47,5 @@ class IWebMaster(IHTTPMaster):
     logbus = Attribute("The master's ``LogBus``: live log lines of the builds this master runs.")
     api_catalog = Attribute(
         "The services served in Taskcluster's layout (an ``APICatalog``, master/apicatalog.py): "
-        "``service(name)``, ``reference(name)``, ``manifest(root_url)`` answer /references/ and /schemas/.")
+        "``service(name)``, ``reference(name)``, ``exchanges_reference(name, prefix)``, "
+        "``schema_document(service, name)``, ``manifest(root_url)`` answer /references/ and /schemas/.")

@@ -67,8 +67,8 @@ async def test_a_polled_commit_becomes_a_buildset_and_a_reconfig_keeps_the_polle
 
 
 @pytest_twisted.ensureDeferred
-async def test_two_masters_sharing_a_database_poll_a_source_once(repo, tmp_path):
-    shared = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+async def test_two_masters_sharing_a_database_poll_a_source_once(repo, tmp_path, db_url_postgresql):
+    shared = db_url_postgresql  # c['multiMaster'] needs PostgreSQL (LISTEN/NOTIFY) or AMQP
     text = config_text(repo.url, 60).replace("'sqlite:///state.sqlite'", repr(shared)) + \
         "c['multiMaster'] = True\n"
     masters = []

@@ -1,0 +1,66 @@
+"""The outbox: messages for the broker, written in the same transaction as the state change
+they announce, so that a crash between the commit and the publish loses nothing (at least once).
+
+Code that changes state calls ``add(conn, exchange, routing_key, payload)`` inside its own
+transaction (``conn`` is the SQLAlchemy connection its ``DBComponent._run`` function gets);
+after the commit it hands the same messages to the event bus (``mq.published``) for this
+master's subscribers and to wake the publisher.  The publisher (master/mq/publisher.py) reads
+``pending`` rows in id order and ``delete``s each once the broker confirmed it.
+"""
+
+import json
+from collections.abc import Iterable
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from buildfarm.master.db.base import DBComponent
+from buildfarm.master.db.model import mq_outbox
+
+
+class OutboxMessage(Protocol):
+    exchange: str
+    routing_key: str
+    payload: dict
+
+
+def add(conn: sa.Connection, exchange: str, routing_key: str, payload: dict) -> int:
+    """Write one message to the outbox in the caller's transaction; its row id."""
+    insert = sa.insert(mq_outbox).values(exchange=exchange, routing_key=routing_key,
+                                         payload=json.dumps(payload, sort_keys=True))
+    return conn.execute(insert).inserted_primary_key[0]
+
+
+def add_all(conn: sa.Connection, messages: Iterable[OutboxMessage]) -> None:
+    """``add`` each of ``messages`` (objects with ``exchange``, ``routing_key``, ``payload``)."""
+    for message in messages:
+        add(conn, message.exchange, message.routing_key, message.payload)
+
+
+class OutboxComponent(DBComponent):
+    """The rows of ``mq_outbox``."""
+
+    async def add_messages(self, messages: Iterable[OutboxMessage]) -> None:
+        """Write ``messages`` in a transaction of their own (for events whose state change
+        is not a transaction of ours, e.g. a slave attaching)."""
+        messages = list(messages)
+        await self._run(lambda conn: add_all(conn, messages))
+
+    async def pending(self, limit: int) -> list[dict]:
+        """The oldest ``limit`` messages: ``{"id", "exchange", "routing_key", "payload"}``."""
+        query = sa.select(mq_outbox).order_by(mq_outbox.c.id).limit(limit)
+        rows = await self._run(lambda conn: conn.execute(query).all())
+        return [{"id": row.id, "exchange": row.exchange, "routing_key": row.routing_key,
+                 "payload": json.loads(row.payload)} for row in rows]
+
+    async def delete(self, ids: Iterable[int]) -> int:
+        """Delete the confirmed messages ``ids``; how many there were."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        return await self._execute(sa.delete(mq_outbox).where(mq_outbox.c.id.in_(ids)))
+
+    async def count(self) -> int:
+        """How many messages wait for the broker."""
+        return await self._run(lambda conn: conn.execute(
+            sa.select(sa.func.count()).select_from(mq_outbox)).scalar_one())

@@ -1,0 +1,2 @@
+"""The master's event bus: in-process subscribers, and (``c['mq']`` amqp) RabbitMQ through an
+outbox (docs/operations.md, "Events and the broker")."""
