@@ -28,6 +28,7 @@ from buildfarm.master.db.slaves import SlavesComponent
 from buildfarm.master.db.state import StateComponent
 from buildfarm.master.db.steps import StepsComponent
 from buildfarm.master.db.tasks import TasksComponent
+from buildfarm.master.db.views import ViewsComponent
 
 T = TypeVar("T")
 
@@ -58,8 +59,8 @@ class DBConnector(service.Service):
     cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
-    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``
-    and ``roles``.
+    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``,
+    ``roles`` and ``views``.
     """
 
     name = "db"
@@ -92,6 +93,7 @@ class DBConnector(service.Service):
         self.tasks = TasksComponent(self)
         self.clients = ClientsComponent(self)
         self.roles = RolesComponent(self)
+        self.views = ViewsComponent(self)  # reads of the grid, console and waterfall pages
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

@@ -17,6 +17,8 @@
     GET  /tasks/<task_id>/output                      ?offset=&length= output as text tasks:read
     POST /tasks/<task_id>/cancel                      scope tasks:cancel:<pool> (kill=1: kill it)
     GET  /bots                                        the fleet by dimension          bots:read
+    GET  /grid, /console                              changes x builders (views.py; ?rows=1: the rows)
+    GET  /views/events                                Server-Sent Events of the views
     POST /slaves/<name>/actions/<action>              scope slaveapi:<action>:<slave>
     GET  /login, POST /login, POST /logout
     GET  /static/<file>
@@ -60,7 +62,7 @@ from buildfarm.master.tasks.interfaces import UnknownTask
 from buildfarm.master.www.apidata import build_owner, environment_scope, public_info
 from buildfarm.master.www.apidata import overview as overview_data
 from buildfarm.master.www.interfaces import IWebMaster
-from buildfarm.master.www.ui import forceform, taskpages
+from buildfarm.master.www.ui import forceform, taskpages, views
 from buildfarm.master.www.ui.format import FILTERS
 from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
 
@@ -128,6 +130,7 @@ class WebUI:
         self.static_files = load_static_files()
         self.event_streams = StreamSlots(lambda: master.config.www_limits.max_event_streams)
         self.task_cursors = CursorSigner()
+        self.view_feed = views.ViewFeed(master.db, master.buildevents, master.reactor)
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -603,6 +606,28 @@ class WebUI:
         return self.render(request, "bots.html", title="Bots", fleet=view,
                            may_read_tasks=self.viewer(request).may("tasks:read"))
 
+    # -- views (the logic is in views.py) ---------------------------------------------------
+
+    @routes.route("/grid", "GET", scope="builds:read")
+    async def grid(self, request):
+        return await self.grid_page(request, "grid.html", "Grid")
+
+    @routes.route("/console", "GET", scope="builds:read")
+    async def console(self, request):
+        return await self.grid_page(request, "console.html", "Console")
+
+    async def grid_page(self, request, template: str, title: str) -> bytes:
+        with _bad_filter():
+            flt = views.parse_grid_filter(partial(_query_all, request))
+        view = await views.grid_view(self.db, self.master.botmaster.builders, flt)
+        rows_only = _query(request, "rows") == "1"  # the live refresh of the table's rows
+        return self.render(request, f"_{template.split('.')[0]}_rows.html" if rows_only else template,
+                           title=title, view=view, result_symbols=views.RESULT_SYMBOLS)
+
+    @routes.route("/views/events", "GET", scope="builds:read")
+    async def view_events(self, request):
+        return await self._serve_events(request, lambda: views.ViewEventStream(self.view_feed, self.master.reactor))
+
     # -- login ------------------------------------------------------------------------------
 
     @routes.route("/login", "GET", scope=PUBLIC)
@@ -728,6 +753,8 @@ def _bad_filter():
         raise PageError(400, str(e), "Bad request") from None
     except taskpages.NoSuchTask as e:
         raise PageError(404, str(e), "Not found") from None
+    except views.BadViewFilter as e:
+        raise PageError(400, str(e), "Bad request") from None
 
 
 def _int_query(request, name: str, default: int | None, minimum: int) -> int | None:

@@ -1,0 +1,355 @@
+"""The grid, console and waterfall views (docs/ui.md "Views"), their JSON twins' data, and
+their live events.
+
+The routes are in app.py (pages) and api.py (``/api/v1/views/...``); this module parses their
+filters, reads ``db.views`` and shapes what the templates and the JSON show, the same dicts
+for both.
+
+Live updates go through one seam, ``ViewFeed``: every open ``/views/events`` stream of a
+master listens to it, and it alone knows where events come from.  Today that is the master's
+``BuildEvents`` (a build of this master started or finished) and a poll of the newest change
+id every ``CHANGE_POLL_S`` (one query for all viewers); when the event bus lands, ``ViewFeed``
+subscribes to it instead and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from buildfarm.common.results import RESULT_NAMES
+from buildfarm.master.db.views import GridRows
+from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
+from buildfarm.master.www.ui.format import result_class, result_label
+from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, sse_event
+
+log = Logger()
+
+DEFAULT_CHANGES = 25
+MAX_CHANGES = 100
+MAX_FILTER_CHARS = 256
+MAX_BUILDER_FILTERS = 100
+COMMENT_LINE_CHARS = 80  # of a change's first comment line on the grid
+REVISION_CHARS = 12
+UNTAGGED = "(untagged)"
+CHANGE_POLL_S = 2.0
+MAX_QUEUED_EVENTS = 256  # per stream; a client further behind is told to refresh
+# A shape for each result, beside its colour: readable without telling colours apart.
+RESULT_SYMBOLS = {"success": "\u2714", "warnings": "!", "failure": "\u2716", "skipped": "\u21b7",
+                  "exception": "\u26a0", "retry": "\u21bb", "cancelled": "\u2298", "running": "\u25b6",
+                  "pending": "\u2026"}
+assert set(RESULT_NAMES) <= set(RESULT_SYMBOLS)
+
+
+class BadViewFilter(ValueError):
+    """A view's query parameter cannot be read: ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name} {message}")
+        self.field = field_name
+
+
+# -- grid and console --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GridFilter:
+    """What a grid shows: ``changes`` changes from ``offset`` (newest first), of ``branch``;
+    the builders named in ``builders`` and holding one of ``tags`` (each empty: all)."""
+
+    branch: str | None = None
+    tags: tuple[str, ...] = ()
+    builders: tuple[str, ...] = ()
+    changes: int = DEFAULT_CHANGES
+    offset: int = 0
+
+    def query(self, **override) -> str:
+        """This filter as a query string (``override`` replaces fields)."""
+        values = {**self.__dict__, **override}
+        pairs = [("branch", values["branch"])] if values["branch"] is not None else []
+        pairs += [("tag", t) for t in values["tags"]] + [("builder", b) for b in values["builders"]]
+        if values["changes"] != DEFAULT_CHANGES:
+            pairs.append(("changes", str(values["changes"])))
+        if values["offset"]:
+            pairs.append(("offset", str(values["offset"])))
+        return urlencode(pairs)
+
+
+def parse_grid_filter(values_of: Callable[[str], list[str]], count_name: str = "changes") -> GridFilter:
+    """The filter of ``?branch=&tag=&builder=&changes=&offset=`` (``values_of(name)``: every
+    value given; the JSON twin names the count ``limit``)."""
+    branch = _last(values_of("branch"))
+    tags = tuple(dict.fromkeys(_text("tag", t) for t in values_of("tag") if t))
+    names = tuple(dict.fromkeys(_text("builder", b) for b in values_of("builder") if b))
+    if len(tags) > MAX_BUILDER_FILTERS or len(names) > MAX_BUILDER_FILTERS:
+        raise BadViewFilter("builder", f"and tag take at most {MAX_BUILDER_FILTERS} values each")
+    return GridFilter(branch=_text("branch", branch) if branch else None, tags=tags, builders=names,
+                      changes=_int(values_of, count_name, DEFAULT_CHANGES, 1, MAX_CHANGES),
+                      offset=_int(values_of, "offset", 0, 0, 10**9))
+
+
+def grid_builders(builders: dict, flt: GridFilter) -> list[dict]:
+    """The configured builders the filter keeps, by name: ``{name, tags}``."""
+    chosen = []
+    for name in sorted(builders):
+        tags = list(builders[name].config.tags or [])
+        if flt.builders and name not in flt.builders:
+            continue
+        if flt.tags and not set(tags) & set(flt.tags):
+            continue
+        chosen.append({"name": name, "tags": tags})
+    return chosen
+
+
+def tag_groups(columns: list[dict]) -> list[dict]:
+    """The console's builder groups: ``{tag, builders}`` by each builder's first tag (the
+    untagged last), in the order of the columns regrouped."""
+    groups: dict[str, list[dict]] = {}
+    for column in columns:
+        groups.setdefault(column["tags"][0] if column["tags"] else UNTAGGED, []).append(column)
+    order = sorted(groups, key=lambda tag: (tag == UNTAGGED, tag))
+    return [{"tag": tag, "builders": groups[tag]} for tag in order]
+
+
+def cell(row: dict) -> dict:
+    """What a grid cell shows of one request or build: ``state`` (a result name, ``running``
+    or ``pending``), its symbol, label and link."""
+    if row.get("buildid") is None:
+        done = row["request_complete"]
+        state = result_label(row["request_results"], done) if done else "pending"
+        return {"buildid": None, "buildrequestid": row["buildrequestid"], "number": None, "state": state,
+                "css": result_class(row["request_results"], done) if done else "result-pending",
+                "symbol": RESULT_SYMBOLS.get(state, "?"), "label": f"request {row['buildrequestid']} {state}",
+                "url": f"/builders/{row['buildername']}", "slavename": None, "results": row["request_results"],
+                "complete": bool(done)}
+    state = result_label(row["results"], row["complete"])
+    return {"buildid": row["buildid"], "buildrequestid": row.get("buildrequestid"), "number": row["number"],
+            "state": state, "css": result_class(row["results"], row["complete"]),
+            "symbol": RESULT_SYMBOLS.get(state, "?"), "label": f"#{row['number']} {state}",
+            "url": f"/builds/{row['buildid']}", "slavename": row["slavename"], "results": row["results"],
+            "complete": row["complete"]}
+
+
+def grid_rows(found: GridRows, columns: list[dict]) -> list[dict]:
+    """Each change with its cells by builder name (``builds``: ``{name: [cell, ...]}``)."""
+    names = {column["name"] for column in columns}
+    by_change: dict[int, dict[str, list[dict]]] = {}
+    for row in found.cells:
+        if row["buildername"] in names:
+            by_change.setdefault(row["changeid"], {}).setdefault(row["buildername"], []).append(cell(row))
+    rows = []
+    for change in found.changes:
+        comments = change["comments"] or ""
+        first_line = comments.strip().splitlines()[0] if comments.strip() else ""
+        revision = change["revision"] or ""
+        rows.append({**change, "revision_short": revision[:REVISION_CHARS],
+                     "summary": first_line if len(first_line) <= COMMENT_LINE_CHARS
+                     else first_line[:COMMENT_LINE_CHARS - 1] + "\u2026",
+                     "builds": by_change.get(change["changeid"], {})})
+    return rows
+
+
+async def grid_view(db, builders: dict, flt: GridFilter) -> dict:
+    """The grid (and console) of ``flt``: ``columns`` (builders), ``groups`` (by tag),
+    ``rows`` (changes with their cells) and ``total`` (changes over all pages)."""
+    columns = grid_builders(builders, flt)
+    found = await db.views.grid(flt.changes, flt.offset, flt.branch, [c["name"] for c in columns])
+    return {"columns": columns, "groups": tag_groups(columns), "rows": grid_rows(found, columns),
+            "total": found.total, "filter": flt}
+
+
+def grid_json(view: dict) -> dict:
+    """The JSON twin's body (without ``meta``): the same rows as the page."""
+    return {"builders": view["columns"],
+            "changes": [{key: row[key] for key in ("changeid", "revision", "author", "committer", "comments",
+                                                   "branch", "repository", "project", "codebase",
+                                                   "when_timestamp", "builds")}
+                        for row in view["rows"]]}
+
+
+# -- live events --------------------------------------------------------------------------------
+
+@dataclass
+class ViewListener:
+    """One open stream's queue of encoded events."""
+
+    queued: deque = field(default_factory=deque)
+    waiting: defer.Deferred | None = None
+
+    def push(self, event: bytes) -> None:
+        if len(self.queued) >= MAX_QUEUED_EVENTS:
+            self.queued.clear()
+            event = sse_event("refresh", {})
+        self.queued.append(event)
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.callback(None)
+
+    def wait(self, clock: IReactorTime, timeout_s: float) -> defer.Deferred:
+        """Fires once an event is queued (at once if one is), or after ``timeout_s``."""
+        if self.queued:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred(lambda _: self._forget(d))
+        timer = clock.callLater(timeout_s, lambda: self._fire(d))
+        d.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
+        self.waiting = d
+        return d
+
+    def _fire(self, d: defer.Deferred) -> None:
+        if self.waiting is d:
+            self.waiting = None
+            d.callback(None)
+
+    def _forget(self, d: defer.Deferred) -> None:
+        if self.waiting is d:
+            self.waiting = None
+
+    def take(self) -> list[bytes]:
+        taken = list(self.queued)
+        self.queued.clear()
+        return taken
+
+
+class ViewFeed:
+    """The views' live events, read once and encoded once for every open stream:
+
+    - ``build``: ``{buildid, number, buildername, changeid, state, css, symbol, label, url,
+      slavename}`` when a build starts or finishes (``changeid``: the newest change of its
+      buildset, or null);
+    - ``change``: ``{changeid}`` when a newer change than any seen before is stored.
+
+    It listens (to the build events, and polls the changes) only while a stream is open.
+    """
+
+    def __init__(self, db, buildevents, clock: IReactorTime, poll_s: float = CHANGE_POLL_S):
+        self.db = db
+        self.buildevents = buildevents
+        self.clock = clock
+        self.poll_s = poll_s
+        self.listeners: list[ViewListener] = []
+        self.newest_change: int | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._poll: task.LoopingCall | None = None
+
+    def listen(self) -> ViewListener:
+        """A new stream's listener (``close(listener)`` when the stream ends)."""
+        listener = ViewListener()
+        self.listeners.append(listener)
+        if self._unsubscribe is None:
+            self._unsubscribe = self.buildevents.subscribe(self.on_build_event)
+            self._poll = task.LoopingCall(self.poll_changes)
+            self._poll.clock = self.clock
+            self._poll.start(self.poll_s, now=True).addErrback(
+                lambda f: log.failure("polling the newest change failed", f))
+        return listener
+
+    def close(self, listener: ViewListener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+        if not self.listeners and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+            if self._poll is not None and self._poll.running:
+                self._poll.stop()
+            self._poll = None
+            self.newest_change = None
+
+    def publish(self, event: bytes) -> None:
+        for listener in list(self.listeners):
+            listener.push(event)
+
+    async def poll_changes(self) -> None:
+        """Tell the streams about a change newer than the newest seen (one query for all)."""
+        try:
+            newest = await self.db.changes.get_all(limit=1)
+        except Exception:
+            log.failure("reading the newest change failed")
+            return
+        changeid = newest[0]["changeid"] if newest else 0
+        if self.newest_change is not None and changeid > self.newest_change:
+            self.publish(sse_event("change", {"changeid": changeid}))
+        self.newest_change = changeid if self.newest_change is None else max(changeid, self.newest_change)
+
+    def on_build_event(self, event: BuildEvent):
+        if event.kind not in (BUILD_STARTED, BUILD_FINISHED) or not self.listeners:
+            return None
+        return defer.ensureDeferred(self._publish_build(event.buildid))
+
+    async def _publish_build(self, buildid: int) -> None:
+        build = await self.db.builds.get(buildid)
+        if build is None:
+            return
+        request = await self.db.buildrequests.get(build["buildrequestid"])
+        changeids = (request or {}).get("properties", {}).get("changeids") or []
+        changeid = max((c for c in changeids if isinstance(c, int)), default=None)
+        shown = cell(build)
+        self.publish(sse_event("build", {**{k: shown[k] for k in ("buildid", "number", "state", "css", "symbol",
+                                                                   "label", "url", "slavename")},
+                                         "buildername": build["buildername"], "changeid": changeid}))
+
+
+class ViewEventStream:
+    """Writes the feed's events to one client until ``max_s`` (then the browser reconnects)."""
+
+    def __init__(self, feed: ViewFeed, clock: IReactorTime, max_s: float = MAX_STREAM_S):
+        self.feed = feed
+        self.clock = clock
+        self.max_s = max_s
+
+    async def run(self, write: Callable[[bytes], None],
+                  wait_until_wanted: Callable[[], Awaitable[None]] | None = None) -> None:
+        listener = self.feed.listen()
+        try:
+            started = last_write = self.clock.seconds()
+            write(sse_event("hello", {"at": started}))
+            while self.clock.seconds() - started < self.max_s:
+                await listener.wait(self.clock, KEEPALIVE_S)
+                events = listener.take()
+                if events:
+                    write(b"".join(events))
+                    last_write = self.clock.seconds()
+                    if wait_until_wanted is not None:
+                        await wait_until_wanted()
+                elif self.clock.seconds() - last_write >= KEEPALIVE_S:
+                    write(b": keepalive\n\n")
+                    last_write = self.clock.seconds()
+        finally:
+            self.feed.close(listener)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _last(values: list[str]) -> str | None:
+    return values[-1] if values else None
+
+
+def _text(name: str, value: str) -> str:
+    if len(value) > MAX_FILTER_CHARS:
+        raise BadViewFilter(name, f"is at most {MAX_FILTER_CHARS} characters long")
+    return value
+
+
+def _int(values_of: Callable[[str], list[str]], name: str, default: int, minimum: int, maximum: int) -> int:
+    value = _last(values_of(name))
+    if value is None or value == "":
+        return default
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or not minimum <= int(text) <= maximum:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise BadViewFilter(name, f"must be an integer from {minimum} to {maximum}, not {shown!r}")
+    return int(text)
+
+
+def utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
+
+
+def dumps(value) -> str:
+    return json.dumps(value, default=str)
