@@ -626,7 +626,8 @@ class WebUI:
 
     @routes.route("/views/events", "GET", scope="builds:read")
     async def view_events(self, request):
-        return await self._serve_events(request, lambda: views.ViewEventStream(self.view_feed, self.master.reactor))
+        return await self._serve_events(
+            request, lambda: views.ViewEventStream(self.view_feed, self.master.reactor))
 
     # -- login ------------------------------------------------------------------------------
 

@@ -14,12 +14,10 @@ subscribes to it instead and nothing else changes.
 
 from __future__ import annotations
 
-import json
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -126,9 +124,10 @@ def cell(row: dict) -> dict:
         state = result_label(row["request_results"], done) if done else "pending"
         return {"buildid": None, "buildrequestid": row["buildrequestid"], "number": None, "state": state,
                 "css": result_class(row["request_results"], done) if done else "result-pending",
-                "symbol": RESULT_SYMBOLS.get(state, "?"), "label": f"request {row['buildrequestid']} {state}",
-                "url": f"/builders/{row['buildername']}", "slavename": None, "results": row["request_results"],
-                "complete": bool(done)}
+                "symbol": RESULT_SYMBOLS.get(state, "?"),
+                "label": f"request {row['buildrequestid']} {state}",
+                "url": f"/builders/{quote(row['buildername'])}", "slavename": None,
+                "results": row["request_results"], "complete": bool(done)}
     state = result_label(row["results"], row["complete"])
     return {"buildid": row["buildid"], "buildrequestid": row.get("buildrequestid"), "number": row["number"],
             "state": state, "css": result_class(row["results"], row["complete"]),
@@ -290,8 +289,8 @@ class ViewFeed:
         changeids = (request or {}).get("properties", {}).get("changeids") or []
         changeid = max((c for c in changeids if isinstance(c, int)), default=None)
         shown = cell(build)
-        self.publish(sse_event("build", {**{k: shown[k] for k in ("buildid", "number", "state", "css", "symbol",
-                                                                   "label", "url", "slavename")},
+        fields = ("buildid", "number", "state", "css", "symbol", "label", "url", "slavename")
+        self.publish(sse_event("build", {**{k: shown[k] for k in fields},
                                          "buildername": build["buildername"], "changeid": changeid}))
 
 
@@ -346,10 +345,3 @@ def _int(values_of: Callable[[str], list[str]], name: str, default: int, minimum
         raise BadViewFilter(name, f"must be an integer from {minimum} to {maximum}, not {shown!r}")
     return int(text)
 
-
-def utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(epoch))
-
-
-def dumps(value) -> str:
-    return json.dumps(value, default=str)
