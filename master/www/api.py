@@ -37,6 +37,7 @@ from buildfarm.master.www.paging import (
     parse_page,
     parse_result,
 )
+from buildfarm.master.www.ui import views
 
 log = Logger()
 
@@ -653,3 +654,37 @@ class JSONAPI:
         text = await self.master.metrics.render(self.master)
         request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
         return text
+
+    # -- views (the data of the grid, console and waterfall pages: www/ui/views.py) --------
+
+    @routes.route("/api/v1/views/grid", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/views/grid", "GET", scope="builds:read", api=_api(
+        "gridView", "Grid of changes and builds", "The grid page's rows: changes newest first, each "
+        "with its builds by builder; `branch`, `tag` and `builder` filter, `limit` changes a page "
+        "(default 25, at most 100).", "Views", query=("branch", "tag", "builder", *PAGED_QUERY),
+        output=apireference.GRID_VIEW))
+    async def grid_view(self, request):
+        args = self._args(request)
+        try:
+            flt = views.parse_grid_filter(partial(_view_values, request, args), count_name="limit")
+        except views.BadViewFilter as e:
+            raise APIError(400, str(e), e.field) from None
+        view = await views.grid_view(self.master.db, self.master.botmaster.builders, flt)
+        body = views.grid_json(view)
+        following = flt.offset + flt.changes
+        more = following < view["total"]
+        path = request.path.decode("utf-8", "replace")
+        # (Page.meta's next URL would keep one value of the repeated tag and builder)
+        meta = {"total": view["total"], "limit": flt.changes, "offset": flt.offset,
+                "next": f"{path}?{flt.query('limit', offset=following)}" if more else None}
+        if more and _under_buildfarm_api(request):
+            body[CONTINUATION] = str(following)
+        return self._json(request, {**body, "meta": meta})
+
+
+def _view_values(request, args: dict[str, str], name: str) -> list[str]:
+    """Every value of a view's query parameter: ``tag`` and ``builder`` repeat, the others
+    are ``args``' (where ``continuationToken`` stands for ``offset``)."""
+    if name in ("tag", "builder"):
+        return [v.decode("utf-8", "replace") for v in (request.args or {}).get(name.encode(), [])]
+    return [args[name]] if name in args else []

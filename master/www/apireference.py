@@ -85,6 +85,20 @@ SHUTDOWN_RESPONSE = schemas.add("shutdown-slave-response", {"title": "Shutting d
      "running_builds": {"type": "integer"}}, ("name", "shutting_down"))})
 EMPTY_REQUEST = schemas.add("empty-request", {"title": "No fields", "type": "object",
                                               "additionalProperties": False})
+_CELL = _object({"buildid": {"type": ["integer", "null"]}, "number": {"type": ["integer", "null"]},
+                "state": {"type": "string", "description": "a result name, running or pending"},
+                "results": _RESULT, "url": {"type": "string"}, "slavename": {"type": ["string", "null"]}},
+               ("buildid", "state", "url"))
+GRID_VIEW = schemas.add("grid-view-response", {"title": "Grid of changes and builds", **_object({
+    "builders": {"type": "array", "items": _object({"name": {"type": "string"},
+                                                    "tags": {"type": "array", "items": {"type": "string"}}})},
+    "changes": {"type": "array", "items": _object({
+        "changeid": {"type": "integer"}, "revision": {"type": ["string", "null"]},
+        "author": {"type": "string"}, "comments": {"type": "string"}, "when_timestamp": _TIME,
+        "builds": {"type": "object", "description": "builder name: its cells, oldest request first",
+                   "additionalProperties": {"type": "array", "items": _CELL}}}, ("changeid", "builds"))},
+    "meta": _object({"total": {"type": "integer"}}),
+    "continuationToken": {"type": "string"}}, ("builders", "changes"))})
 
 BUILDFARM = APIService(
     SERVICE_NAME,

@@ -68,13 +68,14 @@ class GridFilter:
     changes: int = DEFAULT_CHANGES
     offset: int = 0
 
-    def query(self, **override) -> str:
-        """This filter as a query string (``override`` replaces fields)."""
+    def query(self, count_name: str = "changes", **override) -> str:
+        """This filter as a query string (``override`` replaces fields; the count is named
+        ``count_name``, and left out of a page's URL when it is the default)."""
         values = {**self.__dict__, **override}
         pairs = [("branch", values["branch"])] if values["branch"] is not None else []
         pairs += [("tag", t) for t in values["tags"]] + [("builder", b) for b in values["builders"]]
-        if values["changes"] != DEFAULT_CHANGES:
-            pairs.append(("changes", str(values["changes"])))
+        if values["changes"] != DEFAULT_CHANGES or count_name != "changes":
+            pairs.append((count_name, str(values["changes"])))
         if values["offset"]:
             pairs.append(("offset", str(values["offset"])))
         return urlencode(pairs)
