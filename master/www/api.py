@@ -63,6 +63,8 @@ ENDPOINTS = ("/api/v1/overview", "/api/v1/builders", "/api/v1/buildrequests", "/
              "/api/v1/audit", "/metrics")
 BUILDFARM_API = BUILDFARM.prefix  # /api/buildfarm/v1: the same data in Taskcluster's layout
 CONTINUATION = "continuationToken"
+WATERFALL_PAGE = 1000  # builds of a waterfall answer, by default and at most
+MAX_WATERFALL_PAGE = 5000
 
 
 def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
@@ -680,6 +682,32 @@ class JSONAPI:
         if more and _under_buildfarm_api(request):
             body[CONTINUATION] = str(following)
         return self._json(request, {**body, "meta": meta})
+
+    @routes.route("/api/v1/views/waterfall", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/views/waterfall", "GET", scope="builds:read", api=_api(
+        "waterfallView", "Builds on a time axis", "The waterfall page's data: each builder's builds that "
+        "ran between `from` and `to` (UTC times or epoch seconds; or `range` 1h, 6h, 24h up to now), "
+        "oldest first; `tag` and `builder` filter; `limit` builds a page (default 1000).", "Views",
+        query=("from", "to", "range", "tag", "builder", *PAGED_QUERY), output=apireference.WATERFALL_VIEW))
+    async def waterfall_view(self, request):
+        args = self._args(request)
+        page = Page(parse_int(args, "limit", WATERFALL_PAGE, 1, MAX_WATERFALL_PAGE),
+                    parse_int(args, "offset", 0))
+        now = self.master.reactor.seconds()
+        try:
+            flt = views.parse_waterfall_filter(partial(_view_values, request, args), now)
+        except views.BadViewFilter as e:
+            raise APIError(400, str(e), e.field) from None
+        view = await views.waterfall_view(self.master.db, self.master.botmaster.builders, flt, now)
+        body, total = views.waterfall_json(view, page.limit, page.offset)
+        following = page.offset + page.limit
+        path = request.path.decode("utf-8", "replace")
+        more = following < total
+        next_url = f"{path}?{flt.query(limit=str(page.limit), offset=str(following))}" if more else None
+        body["meta"] = {"total": total, "limit": page.limit, "offset": page.offset, "next": next_url}
+        if more and _under_buildfarm_api(request):
+            body[CONTINUATION] = str(following)
+        return self._json(request, body)
 
 
 def _view_values(request, args: dict[str, str], name: str) -> list[str]:

@@ -99,6 +99,16 @@ GRID_VIEW = schemas.add("grid-view-response", {"title": "Grid of changes and bui
                    "additionalProperties": {"type": "array", "items": _CELL}}}, ("changeid", "builds"))},
     "meta": _object({"total": {"type": "integer"}}),
     "continuationToken": {"type": "string"}}, ("builders", "changes"))})
+WATERFALL_VIEW = schemas.add("waterfall-view-response", {"title": "Builds on a time axis", **_object({
+    "from": _TIME, "to": _TIME, "truncated": {"type": "boolean", "description": "builds were left out"},
+    "builders": {"type": "array", "items": _object({
+        "name": {"type": "string"},
+        "builds": {"type": "array", "items": _object({
+            "buildid": {"type": "integer"}, "number": {"type": "integer"}, "slavename": {"type": "string"},
+            "state": {"type": "string"}, "results": _RESULT, "started_at": _TIME, "complete_at": _TIME},
+            ("buildid", "slavename", "started_at"))}}, ("name", "builds"))},
+    "meta": _object({"total": {"type": "integer"}}),
+    "continuationToken": {"type": "string"}}, ("from", "to", "builders"))})
 
 BUILDFARM = APIService(
     SERVICE_NAME,

@@ -27,7 +27,8 @@ c['slaves'] = [slaves.BuildSlave(name, 'pass') for name in ('bs1', 'bs2')]
 c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
 c['www'] = {{'port': {www_port}}}
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
-GATE = 'i=0; while [ ! -e "{gates}/open-$0" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; echo built $0'
+GATE = ('i=0; while [ ! -e "{gates}/open-$0" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; '
+        'echo built $0')
 c['builders'] = [
     util.BuilderConfig(name='unit', slavenames=['bs1'], tags=['test'], factory=util.BuildFactory(
         [steps.ShellCommand(command=['sh', '-c', GATE, util.Property('revision')])])),
@@ -92,7 +93,8 @@ def test_the_grid_shows_a_new_change_and_its_build_turning_from_running_to_a_res
     farm = views_farm
     earlier = post_change(farm, "1" * 40, "Earlier work\n\nwith a body")
     open_gate(farm, "1" * 40)
-    wait_for(lambda: finished(farm, earlier, "unit") and finished(farm, earlier, "lint"), "the first change's builds")
+    wait_for(lambda: finished(farm, earlier, "unit") and finished(farm, earlier, "lint"),
+             "the first change's builds")
 
     page.goto(farm.url + "/grid")
     expect(page.locator("#grid")).to_have_attribute("data-listening", "true")
@@ -105,8 +107,8 @@ def test_the_grid_shows_a_new_change_and_its_build_turning_from_running_to_a_res
     running = page.locator(f'tr[data-change="{changeid}"] td[data-builder="unit"] a.cell')
     expect(running).to_have_attribute("data-state", "running", timeout=LIVE_DEADLINE_MS)
     assert "222222222222" in row.inner_text() and "Fix the frobnicator" in row.inner_text()
-    expect(page.locator(f'tr[data-change="{changeid}"] td[data-builder="lint"] a.result-success')).to_have_count(
-        1, timeout=LIVE_DEADLINE_MS)
+    lint = page.locator(f'tr[data-change="{changeid}"] td[data-builder="lint"] a.result-success')
+    expect(lint).to_have_count(1, timeout=LIVE_DEADLINE_MS)
     screenshot(page, "grid.png")
 
     open_gate(farm, "2" * 40)
@@ -139,3 +141,35 @@ def test_the_grid_works_on_a_phone(views_farm, browser):
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     finally:
         context.close()
+
+
+def test_the_waterfall_shows_builds_on_two_slaves(views_farm, page):
+    farm = views_farm
+    changeid = post_change(farm, "4" * 40, "Waterfall change")
+    open_gate(farm, "4" * 40)
+    wait_for(lambda: finished(farm, changeid, "unit") and finished(farm, changeid, "lint"), "both builds")
+    brid = farm.force("docs")
+    farm.wait_request_complete(brid)
+
+    page.goto(farm.url + "/waterfall?range=1h")
+    unit = page.locator('#waterfall g.lane[data-builder="unit"] rect.bar')
+    lint = page.locator('#waterfall g.lane[data-builder="lint"] rect.bar')
+    assert unit.count() >= 1 and lint.count() >= 1
+    slaves = set(page.locator("#waterfall rect.bar").evaluate_all("bars => bars.map(b => b.dataset.slave)"))
+    assert slaves == {"bs1", "bs2"}
+    assert {unit.first.get_attribute("data-slave"), lint.first.get_attribute("data-slave")} == {"bs1", "bs2"}
+    assert unit.last.get_attribute("fill") == "url(#wf-success)"
+    # the labels name the slaves; each bar links to its build
+    labels = " ".join(page.locator("#waterfall text").all_text_contents())
+    assert "bs1 #" in labels and "bs2 #" in labels
+    lint.last.click()
+    page.wait_for_url("**/builds/*")
+
+    # zoomed on the builds the module ran (?from=&to=, epoch seconds): wide, labelled bars
+    lanes = farm.get("/api/v1/views/waterfall?range=1h")["builders"]
+    times = [t for lane in lanes for b in lane["builds"] for t in (b["started_at"], b["complete_at"])]
+    page.goto(f"{farm.url}/waterfall?from={min(times) - 2:.0f}&to={max(times) + 2:.0f}")
+    assert page.locator("#waterfall rect.bar").count() == sum(len(lane["builds"]) for lane in lanes)
+    assert page.locator("#presets a.current").count() == 0
+    assert page.locator("#waterfall text", has_text="bs2 #").count() >= 1
+    screenshot(page, "waterfall.png")

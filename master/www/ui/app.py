@@ -18,6 +18,7 @@
     POST /tasks/<task_id>/cancel                      scope tasks:cancel:<pool> (kill=1: kill it)
     GET  /bots                                        the fleet by dimension          bots:read
     GET  /grid, /console                              changes x builders (views.py; ?rows=1: the rows)
+    GET  /waterfall                                   builds as bars on a time axis (views.py)
     GET  /views/events                                Server-Sent Events of the views
     POST /slaves/<name>/actions/<action>              scope slaveapi:<action>:<slave>
     GET  /login, POST /login, POST /logout
@@ -623,6 +624,14 @@ class WebUI:
         rows_only = _query(request, "rows") == "1"  # the live refresh of the table's rows
         return self.render(request, f"_{template.split('.')[0]}_rows.html" if rows_only else template,
                            title=title, view=view, result_symbols=views.RESULT_SYMBOLS)
+
+    @routes.route("/waterfall", "GET", scope="builds:read")
+    async def waterfall(self, request):
+        with _bad_filter():
+            flt = views.parse_waterfall_filter(partial(_query_all, request), self.now())
+        view = await views.waterfall_view(self.db, self.master.botmaster.builders, flt, self.now())
+        return self.render(request, "waterfall.html", title="Waterfall", view=view,
+                           result_symbols=views.RESULT_SYMBOLS)
 
     @routes.route("/views/events", "GET", scope="builds:read")
     async def view_events(self, request):

@@ -14,6 +14,8 @@ subscribes to it instead and nothing else changes.
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from buildfarm.master.db.views import GridRows
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
 from buildfarm.master.www.ui.format import result_class, result_label
 from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, sse_event
+from buildfarm.master.www.ui.taskpages import BadFilter, parse_time
 
 log = Logger()
 
@@ -172,6 +175,151 @@ def grid_json(view: dict) -> dict:
                                                    "branch", "repository", "project", "codebase",
                                                    "when_timestamp", "builds")}
                         for row in view["rows"]]}
+
+
+# -- waterfall ----------------------------------------------------------------------------------
+
+WATERFALL_PRESETS = {"1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600}
+DEFAULT_PRESET = "6h"
+MAX_RANGE_S = 31 * 86400
+LATEST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
+# The SVG's drawing: a gutter of builder names, then the time axis, in viewBox units.
+SVG_WIDTH = 1000
+GUTTER = 130
+AXIS_HEIGHT = 24
+TRACK_HEIGHT = 22
+LANE_GAP = 6
+LABEL_MIN_WIDTH = 60  # a bar narrower than this carries its symbol only, its label beside it
+MIN_BAR_WIDTH = 3.0
+SYMBOL_MIN_WIDTH = 14  # narrower: the symbol goes with the label beside the bar
+OUT_LABEL_WIDTH = 70
+TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600,
+                12 * 3600, 86400, 2 * 86400,
+                7 * 86400)
+MAX_TICKS = 10
+
+
+@dataclass(frozen=True)
+class WaterfallFilter:
+    """A time range ``[start, end]`` (``preset``: which of the presets it is, if one) and the
+    builders of the grid's filter."""
+
+    start: float
+    end: float
+    preset: str | None
+    grid: GridFilter
+
+    def query(self, **override) -> str:
+        values = {"from": _iso(self.start), "to": _iso(self.end), **override}
+        pairs = [(k, v) for k, v in values.items() if v is not None]
+        pairs += [("tag", t) for t in self.grid.tags] + [("builder", b) for b in self.grid.builders]
+        return urlencode(pairs)
+
+
+def parse_waterfall_filter(values_of: Callable[[str], list[str]], now: float) -> WaterfallFilter:
+    """``?range=1h|6h|24h`` (the last hour ... day), or ``?from=&to=`` (UTC times such as
+    ``2026-12-04 21:30``, or epoch seconds; ``to`` defaults to now, ``from`` to the default
+    preset's length before ``to``), with the grid's ``tag`` and ``builder``."""
+    grid = parse_grid_filter(values_of)
+    preset = _last(values_of("range"))
+    if preset:
+        if preset not in WATERFALL_PRESETS:
+            choices = ", ".join(WATERFALL_PRESETS)
+            raise BadViewFilter("range", f"must be one of {choices}, not {preset[:40]!r}")
+        return WaterfallFilter(now - WATERFALL_PRESETS[preset], now, preset, grid)
+    end = _time(values_of, "to", now)
+    start = _time(values_of, "from", end - WATERFALL_PRESETS[DEFAULT_PRESET])
+    if start >= end:
+        raise BadViewFilter("from", "must be before to")
+    if end - start > MAX_RANGE_S:
+        raise BadViewFilter("from", f"must be at most {MAX_RANGE_S // 86400} days before to")
+    given = _last(values_of("from")) or _last(values_of("to"))
+    return WaterfallFilter(start, end, None if given else DEFAULT_PRESET, grid)
+
+
+async def waterfall_view(db, builders: dict, flt: WaterfallFilter, now: float) -> dict:
+    """The waterfall of ``flt``: each builder a lane of bars (``lanes``), the time axis's
+    ``ticks``, the SVG's ``height``, the presets' links and whether builds were left out."""
+    columns = grid_builders(builders, flt.grid)
+    found, cut = await db.views.builds_between(flt.start, flt.end, [c["name"] for c in columns])
+    lanes = waterfall_lanes(columns, found, flt.start, flt.end, now)
+    height = AXIS_HEIGHT + sum(lane["height"] + LANE_GAP for lane in lanes)
+    return {"filter": flt, "lanes": lanes, "ticks": axis_ticks(flt.start, flt.end), "height": max(height, 60),
+            "width": SVG_WIDTH, "gutter": GUTTER, "axis": AXIS_HEIGHT, "truncated": cut,
+            "builds": sum(len(lane["bars"]) for lane in lanes),
+            "slaves": sorted({b["slavename"] for b in found}),
+            "presets": [{"name": name, "query": urlencode([("range", name)] + [
+                ("tag", t) for t in flt.grid.tags] + [("builder", b) for b in flt.grid.builders])}
+                for name in WATERFALL_PRESETS]}
+
+
+def waterfall_lanes(columns: list[dict], found: list[dict], start: float, end: float,
+                    now: float) -> list[dict]:
+    """One lane per builder: its builds as bars (x and width in viewBox units; overlapping
+    builds on tracks of their own), each with its cell's state, symbol, colour and link."""
+    scale = (SVG_WIDTH - GUTTER) / (end - start)
+    by_builder: dict[str, list[dict]] = {}
+    for build in found:
+        by_builder.setdefault(build["buildername"], []).append(build)
+    lanes, y = [], AXIS_HEIGHT
+    for column in columns:
+        tracks: list[float] = []  # where each track's last bar ends
+        bars = []
+        for build in by_builder.get(column["name"], []):
+            finish = build["complete_at"] if build["complete"] else now
+            left, right = max(build["started_at"], start), min(max(finish, build["started_at"]), end)
+            track = next((i for i, busy_until in enumerate(tracks) if busy_until <= left), len(tracks))
+            if track == len(tracks):
+                tracks.append(right)
+            tracks[track] = right
+            shown = cell(build)
+            width = max((right - left) * scale, MIN_BAR_WIDTH)
+            x = min(GUTTER + (left - start) * scale, SVG_WIDTH - width)
+            near_end = x + width + OUT_LABEL_WIDTH > SVG_WIDTH  # the label goes before the bar
+            bars.append({**shown, "x": round(x, 1), "width": round(width, 1), "track": track,
+                         "started_at": build["started_at"], "complete_at": build["complete_at"],
+                         "duration": finish - build["started_at"], "text_x": round(x + 3, 1),
+                         # a narrow bar holds its symbol; its slave and number follow it
+                         "label_outside": width < LABEL_MIN_WIDTH, "symbol_inside": width >= SYMBOL_MIN_WIDTH,
+                         "out_x": round(x - 3 if near_end else x + width + 3, 1),
+                         "out_anchor": "end" if near_end else "start"})
+        height = max(len(tracks), 1) * TRACK_HEIGHT
+        for bar in bars:
+            bar["y"] = y + bar["track"] * TRACK_HEIGHT + 2
+            bar["height"] = TRACK_HEIGHT - 4
+            bar["text_y"] = bar["y"] + bar["height"] - 5
+        lanes.append({"name": column["name"], "tags": column["tags"], "y": y, "height": height,
+                      "label_y": y + min(height, TRACK_HEIGHT) - 7, "bars": bars})
+        y += height + LANE_GAP
+    return lanes
+
+
+def axis_ticks(start: float, end: float) -> list[dict]:
+    """Round times along the axis (at most ``MAX_TICKS``): ``{x, label}``."""
+    span = end - start
+    step = next((s for s in TICK_STEPS_S if span / s <= MAX_TICKS), TICK_STEPS_S[-1])
+    scale = (SVG_WIDTH - GUTTER) / span
+    first = (int(start) // step + 1) * step
+    fmt = "%H:%M:%S" if step < 60 else "%H:%M" if step < 86400 else "%m-%d"
+    if span > 86400 and step < 86400:
+        fmt = "%m-%d %H:%M"
+    return [{"x": round(GUTTER + (t - start) * scale, 1), "label": time.strftime(fmt, time.gmtime(t))}
+            for t in range(first, int(end) + 1, step)]
+
+
+def waterfall_json(view: dict, page_limit: int, offset: int) -> tuple[dict, int]:
+    """The JSON twin's body: the range and each builder's builds (one page of them, counted
+    across lanes in lane order); the total of builds."""
+    builds = [(lane["name"], bar) for lane in view["lanes"] for bar in lane["bars"]]
+    shown = builds[offset:offset + page_limit]
+    lanes: dict[str, list[dict]] = {lane["name"]: [] for lane in view["lanes"]}
+    for name, bar in shown:
+        lanes[name].append({key: bar[key] for key in ("buildid", "number", "slavename", "state", "results",
+                                                     "started_at", "complete_at", "url")})
+    flt = view["filter"]
+    return {"from": flt.start, "to": flt.end, "truncated": view["truncated"],
+            "builders": [{"name": lane["name"], "tags": lane["tags"], "builds": lanes[lane["name"]]}
+                         for lane in view["lanes"]]}, len(builds)
 
 
 # -- live events --------------------------------------------------------------------------------
@@ -334,6 +482,23 @@ def _text(name: str, value: str) -> str:
     if len(value) > MAX_FILTER_CHARS:
         raise BadViewFilter(name, f"is at most {MAX_FILTER_CHARS} characters long")
     return value
+
+
+def _time(values_of: Callable[[str], list[str]], name: str, default: float) -> float:
+    value = _last(values_of(name))
+    if value is None or not value.strip():
+        return default
+    try:
+        parsed = parse_time(value, name)
+    except BadFilter as e:
+        raise BadViewFilter(name, str(e).split(" ", 1)[1]) from None
+    if parsed is None or not math.isfinite(parsed) or not 0 <= parsed <= LATEST_TIME:
+        raise BadViewFilter(name, f"must be a time from 1970 to 9999, not {value[:40]!r}")
+    return parsed
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
 def _int(values_of: Callable[[str], list[str]], name: str, default: int, minimum: int, maximum: int) -> int:
