@@ -14,11 +14,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from buildfarm.common.results import SUCCESS, WARNINGS
 from buildfarm.master.db.base import IN_CLAUSE_CHUNK, DBComponent
-from buildfarm.master.db.model import builders, buildrequests, builds, buildsets, changes, slaves
+from buildfarm.master.db.model import builders, buildrequests, builds, buildsets, changes, slaves, steps
 
 MAX_BUILDSETS_SCANNED = 20_000
 MAX_WATERFALL_BUILDS = 5_000
+MAX_TREND_BUILDS = 20_000  # of one builder over the trends' days (newest kept)
+SLOWEST_STEPS = 10
+DAY_S = 86400
+GOOD_RESULTS = (SUCCESS, WARNINGS)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,75 @@ class ViewsComponent(DBComponent):
             query = query.where(builders.c.name.in_(builder_names))
         rows = await self._fetch_all(query, _build)
         return rows[:MAX_WATERFALL_BUILDS], len(rows) > MAX_WATERFALL_BUILDS
+
+    async def builder_trends(self, builderid: int, until: float, days: int) -> dict:
+        """A builder's finished builds of the ``days`` UTC days up to ``until``, summed up per
+        day, and its slowest steps over them (computed here, in the database's thread):
+
+        - ``days``: ``[{day (epoch of 00:00 UTC), builds, succeeded (success or warnings),
+          success_rate (0-1, None without builds), duration_p50, duration_p90, wait_p50,
+          running_p50}]``, oldest first, every day present (durations in seconds, None
+          without builds; wait: from the request's submission to the build's start);
+        - ``steps``: the ``SLOWEST_STEPS`` step names with the highest p90 duration:
+          ``[{name, count, p50, p90, max}]``.
+        """
+        first_day = (int(until) // DAY_S - days + 1) * DAY_S
+
+        def thd(conn: sa.Connection) -> dict:
+            query = (sa.select(builds.c.id, builds.c.started_at, builds.c.complete_at, builds.c.results,
+                               buildrequests.c.submitted_at)
+                     .join(buildrequests, buildrequests.c.id == builds.c.buildrequestid)
+                     .where(builds.c.builderid == builderid, builds.c.complete_at.is_not(None),
+                            builds.c.started_at >= first_day, builds.c.started_at <= until)
+                     .order_by(builds.c.id.desc()).limit(MAX_TREND_BUILDS))
+            rows = conn.execute(query).all()
+            return {"first_day": first_day, "days": _per_day(rows, first_day, days),
+                    "steps": _slowest_steps(conn, [row.id for row in rows]), "builds": len(rows)}
+
+        return await self._run(thd)
+
+
+def percentile(values: list[float], percent: float) -> float | None:
+    """The ``percent`` percentile of ``values`` (linear between ranks), None of none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * percent / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _per_day(rows: list[sa.Row], first_day: int, days: int) -> list[dict]:
+    by_day: dict[int, list[sa.Row]] = {first_day + i * DAY_S: [] for i in range(days)}
+    for row in rows:
+        day = int(row.started_at) // DAY_S * DAY_S
+        if day in by_day:
+            by_day[day].append(row)
+    summary = []
+    for day, found in by_day.items():
+        durations = [row.complete_at - row.started_at for row in found]
+        waits = [max(0.0, row.started_at - row.submitted_at) for row in found]
+        good = sum(row.results in GOOD_RESULTS for row in found)
+        summary.append({"day": day, "builds": len(found), "succeeded": good,
+                        "success_rate": good / len(found) if found else None,
+                        "duration_p50": percentile(durations, 50), "duration_p90": percentile(durations, 90),
+                        "wait_p50": percentile(waits, 50), "running_p50": percentile(durations, 50)})
+    return summary
+
+
+def _slowest_steps(conn: sa.Connection, buildids: list[int]) -> list[dict]:
+    durations: dict[str, list[float]] = {}
+    for start in range(0, len(buildids), IN_CLAUSE_CHUNK):
+        query = (sa.select(steps.c.name, steps.c.started_at, steps.c.complete_at)
+                 .where(steps.c.buildid.in_(buildids[start:start + IN_CLAUSE_CHUNK]),
+                        steps.c.started_at.is_not(None), steps.c.complete_at.is_not(None)))
+        for name, started, finished in conn.execute(query):
+            durations.setdefault(name, []).append(max(0.0, finished - started))
+    found = [{"name": name, "count": len(values), "p50": percentile(values, 50),
+              "p90": percentile(values, 90), "max": max(values)} for name, values in durations.items()]
+    found.sort(key=lambda step: (-step["p90"], step["name"]))
+    return found[:SLOWEST_STEPS]
 
 
 _CHANGE_COLUMNS = (changes.c.id, changes.c.author, changes.c.committer, changes.c.comments,

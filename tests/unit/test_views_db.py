@@ -1,6 +1,7 @@
 """``db.views`` on both databases: the changes of a grid page with the requests and builds of
 each (through their buildsets' ``changeids``), and the builds of a waterfall's time range."""
 
+import pytest
 import pytest_twisted
 
 from buildfarm.common.results import FAILURE, SUCCESS
@@ -85,3 +86,53 @@ async def test_the_waterfall_reads_the_builds_that_overlap_the_range(db):
     assert before not in [b["buildid"] for b in (await db.views.builds_between(161.0, 200.0))[0]]
     only_b, _ = await db.views.builds_between(0.0, 1000.0, ["b"])
     assert [(b["buildername"], b["slavename"]) for b in only_b] == [("b", "bs2")]
+
+
+DAY = 86400.0
+TODAY = 20_000 * DAY  # 00:00 UTC of a day
+
+
+async def finished_build(db, builder: str, submitted: float, started: float, seconds: float, results: int,
+                         steps: dict[str, float] | None = None) -> int:
+    """A build of ``builder`` whose request waited from ``submitted`` to ``started`` and which
+    ran ``seconds``, with ``steps`` (name: seconds) one after the other."""
+    builderid = await db.builders.find_or_create(builder)
+    brid = await db.buildrequests.add(builderid, "test", {}, submitted)
+    buildid = await build(db, brid, builder, "bs1", started)
+    at = started
+    for number, (name, length) in enumerate((steps or {}).items()):
+        stepid = await db.steps.add(buildid, number, name, at)
+        await db.steps.finish(stepid, SUCCESS, at + length, "done")
+        at += length
+    await db.builds.finish(buildid, results, started + seconds, "done")
+    return buildid
+
+
+@pytest_twisted.ensureDeferred
+async def test_trends_sum_up_each_day_and_find_the_slowest_steps(db):
+    for seconds, results in ((100.0, SUCCESS), (200.0, SUCCESS), (300.0, FAILURE), (1000.0, SUCCESS)):
+        await finished_build(db, "linux", TODAY + 10, TODAY + 70, seconds, results,
+                             {"compile": seconds * 0.8, "test": seconds * 0.2})
+    await finished_build(db, "linux", TODAY - DAY + 5, TODAY - DAY + 5, 50.0, FAILURE, {"compile": 40.0})
+    await finished_build(db, "linux", TODAY - 40 * DAY, TODAY - 40 * DAY, 50.0, SUCCESS)  # too old
+    await finished_build(db, "win", TODAY + 10, TODAY + 10, 999.0, SUCCESS)  # another builder
+    await add_running(db, "linux", TODAY + 100)
+    builderid = await db.builders.find_or_create("linux")
+
+    trends = await db.views.builder_trends(builderid, until=TODAY + DAY - 1, days=30)
+
+    assert len(trends["days"]) == 30 and trends["days"][0]["day"] == TODAY - 29 * DAY
+    today, yesterday = trends["days"][-1], trends["days"][-2]
+    assert (today["builds"], today["succeeded"], today["success_rate"]) == (4, 3, 0.75)
+    assert today["duration_p50"] == 250.0 and today["duration_p90"] == pytest.approx(790.0)
+    assert (today["wait_p50"], today["running_p50"]) == (60.0, 250.0)
+    assert (yesterday["builds"], yesterday["success_rate"], yesterday["wait_p50"]) == (1, 0.0, 0.0)
+    assert trends["days"][0]["builds"] == 0 and trends["days"][0]["duration_p50"] is None
+    compile_, test = trends["steps"]
+    assert (compile_["name"], compile_["count"], compile_["max"]) == ("compile", 5, 800.0)
+    assert compile_["p90"] == pytest.approx(576.0) and (test["name"], test["count"]) == ("test", 4)
+
+
+async def add_running(db, builder: str, at: float) -> int:
+    builderid = await db.builders.find_or_create(builder)
+    return await build(db, await db.buildrequests.add(builderid, "test", {}, at), builder, "bs1", at)
