@@ -103,6 +103,7 @@ class JSONAPI:
 
     def __init__(self, master: IWebMaster):
         self.master = master
+        self.trends = views.TrendsCache(master.db, master.reactor)  # the builders' trends, cached
 
     def resource(self):
         """The twisted.web resource serving this API."""
@@ -708,6 +709,16 @@ class JSONAPI:
         if more and _under_buildfarm_api(request):
             body[CONTINUATION] = str(following)
         return self._json(request, body)
+
+    @routes.route("/api/v1/builders/<string:name>/trends", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/builders/<string:name>/trends", "GET", scope="builds:read", api=_api(
+        "builderTrends", "A builder's trends", "The series behind the builder page's charts over the last 30 "
+        "UTC days: per day the finished builds, how many succeeded, the p50 and p90 duration and the "
+        "median queue wait and running time; the slowest steps by p90. Read at most once a minute.",
+        "Views", output=apireference.BUILDER_TRENDS))
+    async def builder_trends(self, request, name):
+        builder = self._configured_builder(name)
+        return self._json(request, views.trends_json(name, await self.trends.get(builder.builderid)))
 
 
 def _view_values(request, args: dict[str, str], name: str) -> list[str]:

@@ -109,6 +109,17 @@ WATERFALL_VIEW = schemas.add("waterfall-view-response", {"title": "Builds on a t
             ("buildid", "slavename", "started_at"))}}, ("name", "builds"))},
     "meta": _object({"total": {"type": "integer"}}),
     "continuationToken": {"type": "string"}}, ("from", "to", "builders"))})
+_SECONDS = {"type": ["number", "null"], "description": "seconds; null on a day without builds"}
+BUILDER_TRENDS = schemas.add("builder-trends-response", {"title": "A builder's trends", **_object({
+    "builder": {"type": "string"}, "from": _TIME, "to": _TIME, "computed_at": _TIME,
+    "builds": {"type": "integer", "description": "finished builds over the days"},
+    "days": {"type": "array", "items": _object({
+        "day": _TIME, "builds": {"type": "integer"}, "succeeded": {"type": "integer"},
+        "success_rate": {"type": ["number", "null"]}, "duration_p50": _SECONDS, "duration_p90": _SECONDS,
+        "wait_p50": _SECONDS, "running_p50": _SECONDS}, ("day", "builds"))},
+    "steps": {"type": "array", "items": _object({
+        "name": {"type": "string"}, "count": {"type": "integer"}, "p50": _SECONDS, "p90": _SECONDS,
+        "max": _SECONDS}, ("name", "count"))}}, ("builder", "days", "steps"))})
 
 BUILDFARM = APIService(
     SERVICE_NAME,

@@ -1,7 +1,7 @@
 """``WebUI``: the master's HTML pages, as a table of routes (documented in docs/ui.md)::
 
     GET  /                                            overview: builders, queue, slaves
-    GET  /builders/<name>?page=N                      builds (paged), queue, force form
+    GET  /builders/<name>?page=N                      builds (paged), queue, force form, trends
     POST /builders/<name>/force                       scope builds:force:<builder>
     POST /buildrequests/<id>/cancel                   scope builds:cancel:<builder>
     GET  /builds/<id>                                 steps, durations, log tails
@@ -132,6 +132,7 @@ class WebUI:
         self.event_streams = StreamSlots(lambda: master.config.www_limits.max_event_streams)
         self.task_cursors = CursorSigner()
         self.view_feed = views.ViewFeed(master.db, master.buildevents, master.reactor)
+        self.trends = views.TrendsCache(master.db, master.reactor)
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -313,11 +314,12 @@ class WebUI:
                     "free_values": values or {},
                     "button": scheduler.buttonName or "Force build"}
         forced = _int_query(request, "forced", None, 1)
+        trends = await self.trends.get(builder.builderid)  # views.py: cached, read in a thread
         return self.render(
             request, "builder.html", status, title=f"Builder {name}", builder=builder,
             builds=rows[:BUILDS_PAGE_SIZE], page=page, has_next=len(rows) > BUILDS_PAGE_SIZE,
             pending=await self.pending_requests(builder.builderid), form=form, errors=errors or {},
-            forced=forced)
+            forced=forced, trends=trends, charts=views.trend_charts(trends), trend_days=views.TREND_DAYS)
 
     @routes.route("/builders/<string:name>/force", "POST", scope="builds:force:{name}")
     async def force(self, request, name):

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from buildfarm.common.results import RESULT_NAMES
 from buildfarm.master.db.views import GridRows
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
-from buildfarm.master.www.ui.format import result_class, result_label
+from buildfarm.master.www.ui.format import duration, result_class, result_label
 from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, sse_event
 from buildfarm.master.www.ui.taskpages import BadFilter, parse_time
 
@@ -320,6 +320,143 @@ def waterfall_json(view: dict, page_limit: int, offset: int) -> tuple[dict, int]
     return {"from": flt.start, "to": flt.end, "truncated": view["truncated"],
             "builders": [{"name": lane["name"], "tags": lane["tags"], "builds": lanes[lane["name"]]}
                          for lane in view["lanes"]]}, len(builds)
+
+
+# -- trends per builder ---------------------------------------------------------------------------
+
+TREND_DAYS = 30
+TRENDS_CACHE_S = 60.0  # a builder's trends are read at most this often, whoever looks
+MAX_CACHED_TRENDS = 1000
+CHART_WIDTH = 600
+CHART_HEIGHT = 180
+CHART_LEFT = 56  # room for the y axis's labels
+CHART_BOTTOM = 22
+CHART_TOP = 10
+CHART_RIGHT = 8
+Y_TICKS = 4
+X_LABEL_EVERY_DAYS = 7
+
+
+class TrendsCache:
+    """Each builder's trends (``db.views.builder_trends`` of the last ``TREND_DAYS`` days),
+    read at most once per ``ttl_s`` however many viewers ask; viewers asking while they are
+    read share that read."""
+
+    def __init__(self, db, clock: IReactorTime, ttl_s: float = TRENDS_CACHE_S):
+        self.db = db
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self._cached: dict[int, tuple[float, dict]] = {}
+        self._reading: dict[int, list[defer.Deferred]] = {}
+
+    async def get(self, builderid: int) -> dict:
+        """The trends of ``builderid``: its ``days`` and ``steps``, ``from``, ``to`` and
+        ``computed_at``."""
+        now = self.clock.seconds()
+        cached = self._cached.get(builderid)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        if builderid in self._reading:
+            waiter: defer.Deferred = defer.Deferred()
+            self._reading[builderid].append(waiter)
+            return await waiter
+        self._reading[builderid] = []
+        try:
+            found = await self.db.views.builder_trends(builderid, now, TREND_DAYS)
+        except Exception:
+            for waiter in self._reading.pop(builderid):
+                waiter.errback()
+            raise
+        trends = {"from": found["first_day"], "to": now, "computed_at": now, "builds": found["builds"],
+                  "days": found["days"], "steps": found["steps"]}
+        if len(self._cached) >= MAX_CACHED_TRENDS:
+            del self._cached[min(self._cached, key=lambda key: self._cached[key][0])]
+        self._cached[builderid] = (now, trends)
+        for waiter in self._reading.pop(builderid):
+            waiter.callback(trends)
+        return trends
+
+
+def trend_charts(trends: dict) -> dict:
+    """The SVG geometry of a builder's charts (viewBox units): ``duration`` (p50 and p90
+    lines), ``success`` (a bar per day), ``queue`` (wait and running time stacked per day)."""
+    days = trends["days"]
+    slot = (CHART_WIDTH - CHART_LEFT - CHART_RIGHT) / max(len(days), 1)
+    xs = [CHART_LEFT + slot * (i + 0.5) for i in range(len(days))]
+    x_ticks = [{"x": round(x, 1), "label": time.strftime("%m-%d", time.gmtime(day["day"]))}
+               for i, (x, day) in enumerate(zip(xs, days, strict=True))
+               if (len(days) - 1 - i) % X_LABEL_EVERY_DAYS == 0]
+    frame = {"width": CHART_WIDTH, "height": CHART_HEIGHT, "left": CHART_LEFT,
+             "right": CHART_WIDTH - CHART_RIGHT,
+             "top": CHART_TOP, "bottom": CHART_HEIGHT - CHART_BOTTOM, "x_ticks": x_ticks}
+    top = _nice_ceiling(max((d["duration_p90"] or 0 for d in days), default=0))
+    duration = {**frame, "y_ticks": _y_ticks(top, duration_label),
+                "series": [_line(days, xs, key, top, css, marker, label) for key, css, marker, label in (
+                    ("duration_p50", "p50", "circle", "p50"), ("duration_p90", "p90", "square", "p90"))]}
+    success = {**frame, "y_ticks": _y_ticks(1.0, lambda v: f"{v:.0%}"),
+               "bars": [{"x": round(x - slot * 0.35, 1), "width": round(slot * 0.7, 1),
+                         **_bar_span(d["success_rate"], 0.0, 1.0), "day": d["day"],
+                         "title": f"{_day(d['day'])}: {d['succeeded']} of {d['builds']} succeeded"}
+                        for x, d in zip(xs, days, strict=True) if d["success_rate"] is not None]}
+    queue_top = _nice_ceiling(max(((d["wait_p50"] or 0) + (d["running_p50"] or 0) for d in days), default=0))
+    queue = {**frame, "y_ticks": _y_ticks(queue_top, duration_label), "bars": []}
+    for x, d in zip(xs, days, strict=True):
+        if not d["builds"]:
+            continue
+        wait, running = d["wait_p50"] or 0.0, d["running_p50"] or 0.0
+        title = f"{_day(d['day'])}: waited {duration_label(wait)}, ran {duration_label(running)} (medians)"
+        queue["bars"].append({"x": round(x - slot * 0.35, 1), "width": round(slot * 0.7, 1), "title": title,
+                              "wait": _bar_span(wait, 0.0, queue_top),
+                              "running": _bar_span(running, wait, queue_top)})
+    return {"duration": duration, "success": success, "queue": queue}
+
+
+def duration_label(seconds: float) -> str:
+    return duration(seconds)
+
+
+def trends_json(name: str, trends: dict) -> dict:
+    return {"builder": name, **trends}
+
+
+def _line(days: list[dict], xs: list[float], key: str, top: float, css: str, marker: str, label: str) -> dict:
+    points = [{"x": round(x, 1), "y": _y(d[key], top), "value": d[key], "day": d["day"],
+               "title": f"{_day(d['day'])}: {label} {duration_label(d[key])} ({d['builds']} builds)"}
+              for x, d in zip(xs, days, strict=True) if d[key] is not None]
+    path, previous = [], None
+    for point, d in ((p, p["day"]) for p in points):
+        joined = previous is not None and d - previous == 86400  # a day without builds breaks the line
+        path.append(f"{'L' if joined else 'M'}{point['x']},{point['y']}")
+        previous = d
+    return {"key": key, "css": css, "marker": marker, "label": label, "points": points,
+            "path": " ".join(path)}
+
+
+def _y(value: float, top: float) -> float:
+    plot = CHART_HEIGHT - CHART_BOTTOM - CHART_TOP
+    return round(CHART_HEIGHT - CHART_BOTTOM - (value / top if top else 0) * plot, 1)
+
+
+def _bar_span(value: float, base: float, top: float) -> dict:
+    """``y`` and ``height`` of a bar from ``base`` to ``base + value``."""
+    upper, lower = _y(base + value, top), _y(base, top)
+    return {"y": upper, "height": round(max(lower - upper, 0.0), 1)}
+
+
+def _y_ticks(top: float, label: Callable[[float], str]) -> list[dict]:
+    return [{"y": _y(top * i / Y_TICKS, top), "label": label(top * i / Y_TICKS)} for i in range(Y_TICKS + 1)]
+
+
+def _nice_ceiling(value: float) -> float:
+    """A round number at least ``value`` (1, 2, 5 times a power of ten; 1 for nothing)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value)
+
+
+def _day(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(epoch))
 
 
 # -- live events --------------------------------------------------------------------------------
