@@ -9,7 +9,7 @@ Each test saves its page's screenshot under docs/screenshots/ (or $BUILDFARM_SCR
 import os
 
 import pytest
-from browserkit import screenshot
+from browserkit import SCREENSHOT_DIR, screenshot
 from playwright.sync_api import expect
 
 from fixtures.daemons import Fleet, wait_for
@@ -173,3 +173,29 @@ def test_the_waterfall_shows_builds_on_two_slaves(views_farm, page):
     assert page.locator("#presets a.current").count() == 0
     assert page.locator("#waterfall text", has_text="bs2 #").count() >= 1
     screenshot(page, "waterfall.png")
+
+
+def test_the_builder_page_charts_the_trends_of_the_builds_the_test_ran(views_farm, page):
+    farm = views_farm
+    changeid = post_change(farm, "5" * 40, "Trends change")
+    open_gate(farm, "5" * 40)
+    wait_for(lambda: finished(farm, changeid, "unit"), "the trends change's build")
+    ran = farm.get("/api/v1/builders/unit/trends")["days"][-1]["builds"]  # this one and the module's
+    assert ran >= 1
+
+    page.goto(farm.url + "/builders/unit")
+    duration = page.locator("#chart-duration")
+    assert duration.locator('[data-series="duration_p50"]').count() == 1  # today's point
+    assert duration.locator('[data-series="duration_p90"]').count() == 1
+    assert f"({ran} build" in duration.locator("circle title").first.text_content()
+    assert page.locator("#chart-success rect.bar-rate").count() == 1
+    assert page.locator("#chart-queue g.queue-day").count() == 1
+    [step] = page.locator("#slowest-steps tbody tr").all()
+    assert step.locator("td").first.inner_text() == "shell"
+    assert int(step.locator("td").nth(1).inner_text()) >= 1
+    # each chart is drawn (has a size on the page) without any script
+    for chart in ("#chart-duration", "#chart-success", "#chart-queue"):
+        box = page.locator(chart).bounding_box()
+        assert box["width"] > 200 and box["height"] > 50, chart
+    os.makedirs(SCREENSHOT_DIR, exist_ok=True)
+    page.locator("#trends").screenshot(path=os.path.join(SCREENSHOT_DIR, "trends.png"))

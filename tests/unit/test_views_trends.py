@@ -59,7 +59,7 @@ async def test_the_builder_page_draws_each_chart_from_its_builds(master, site):
     success = html.split('id="chart-success"', 1)[1].split("</svg>", 1)[0]
     assert success.count('class="bar-rate"') == 2 and "1 of 2 succeeded" in success
     queue = html.split('id="chart-queue"', 1)[1].split("</svg>", 1)[0]
-    assert "waited 30s, ran 5m 0s (medians)" in queue and "waited 0s, ran 1m 40s" in queue
+    assert "waited 30s, ran 5m 0s (medians)" in queue and "waited 0.00s, ran 1m 40s" in queue
     steps = html.split('id="slowest-steps"', 1)[1].split("</table>", 1)[0]
     assert steps.index("<td>test</td>") < steps.index("<td>compile</td>")  # by p90
 

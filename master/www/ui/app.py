@@ -319,7 +319,8 @@ class WebUI:
             request, "builder.html", status, title=f"Builder {name}", builder=builder,
             builds=rows[:BUILDS_PAGE_SIZE], page=page, has_next=len(rows) > BUILDS_PAGE_SIZE,
             pending=await self.pending_requests(builder.builderid), form=form, errors=errors or {},
-            forced=forced, trends=trends, charts=views.trend_charts(trends), trend_days=views.TREND_DAYS)
+            forced=forced, trends=trends, charts=views.trend_charts(trends), trend_days=views.TREND_DAYS,
+            chart_duration=views.duration_label)
 
     @routes.route("/builders/<string:name>/force", "POST", scope="builds:force:{name}")
     async def force(self, request, name):

@@ -335,6 +335,7 @@ CHART_TOP = 10
 CHART_RIGHT = 8
 Y_TICKS = 4
 X_LABEL_EVERY_DAYS = 7
+PRECISE_BELOW_S = 10
 
 
 class TrendsCache:
@@ -412,7 +413,10 @@ def trend_charts(trends: dict) -> dict:
 
 
 def duration_label(seconds: float) -> str:
-    return duration(seconds)
+    """A duration on a chart: hundredths of a second under one, tenths under ``PRECISE_BELOW_S``."""
+    if seconds < 1:
+        return f"{seconds:.2f}s"
+    return f"{seconds:.1f}s" if seconds < PRECISE_BELOW_S else duration(seconds)
 
 
 def trends_json(name: str, trends: dict) -> dict:
