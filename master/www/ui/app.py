@@ -39,7 +39,8 @@ from functools import partial
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from twisted.internet import defer
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -624,17 +625,28 @@ class WebUI:
         with _bad_filter():
             flt = views.parse_grid_filter(partial(_query_all, request))
         view = await views.grid_view(self.db, self.master.botmaster.builders, flt)
-        rows_only = _query(request, "rows") == "1"  # the live refresh of the table's rows
-        return self.render(request, f"_{template.split('.')[0]}_rows.html" if rows_only else template,
-                           title=title, view=view, result_symbols=views.RESULT_SYMBOLS)
+        if _query(request, "rows") == "1":  # the live refresh of the table's rows
+            template = f"_{template.split('.')[0]}_rows.html"
+        return await self.render_view(request, template, title=title, view=view,
+                                      result_symbols=views.RESULT_SYMBOLS)
+
+    async def render_view(self, request, template: str, **context) -> bytes:
+        """A view's page, rendered on the reactor's thread pool and streamed (100 builders x
+        50 changes is ~1 MB of Jinja work, too slow for the reactor thread); rendered here
+        under a reactor without threads (the tests' memory reactor)."""
+        reactor = self.master.reactor
+        if not IReactorThreads.providedBy(reactor):
+            return self.render(request, template, **context)
+        in_thread = partial(threads.deferToThreadPool, reactor, reactor.getThreadPool())
+        return await self.stream_off_thread(request, template, in_thread, **context)
 
     @routes.route("/waterfall", "GET", scope="builds:read")
     async def waterfall(self, request):
         with _bad_filter():
             flt = views.parse_waterfall_filter(partial(_query_all, request), self.now())
         view = await views.waterfall_view(self.db, self.master.botmaster.builders, flt, self.now())
-        return self.render(request, "waterfall.html", title="Waterfall", view=view,
-                           result_symbols=views.RESULT_SYMBOLS)
+        return await self.render_view(request, "waterfall.html", title="Waterfall", view=view,
+                                      result_symbols=views.RESULT_SYMBOLS)
 
     @routes.route("/views/events", "GET", scope="builds:read")
     async def view_events(self, request):

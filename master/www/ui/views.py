@@ -130,12 +130,15 @@ def cell(row: dict) -> dict:
                 "css": result_class(row["request_results"], done) if done else "result-pending",
                 "symbol": RESULT_SYMBOLS.get(state, "?"),
                 "label": f"request {row['buildrequestid']} {state}",
+                "title": f"request {row['buildrequestid']} {state}",
                 "url": f"/builders/{quote(row['buildername'])}", "slavename": None,
                 "results": row["request_results"], "complete": bool(done)}
     state = result_label(row["results"], row["complete"])
+    label = f"#{row['number']} {state}"
     return {"buildid": row["buildid"], "buildrequestid": row.get("buildrequestid"), "number": row["number"],
             "state": state, "css": result_class(row["results"], row["complete"]),
-            "symbol": RESULT_SYMBOLS.get(state, "?"), "label": f"#{row['number']} {state}",
+            "symbol": RESULT_SYMBOLS.get(state, "?"), "label": label,
+            "title": f"{label} on {row['slavename']}",
             "url": f"/builds/{row['buildid']}", "slavename": row["slavename"], "results": row["results"],
             "complete": row["complete"]}
 
