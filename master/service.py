@@ -64,6 +64,7 @@ from buildfarm.master.process.logbus import LogBus
 from buildfarm.master.queue.interfaces import IQueueMaster
 from buildfarm.master.queue.service import QueueService
 from buildfarm.master.reporters.interfaces import IReporterMaster
+from buildfarm.master.samples import Sampler
 from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
@@ -158,11 +159,12 @@ class BuildMaster(service.MultiService):
         self.tasks = TaskEngine(self)
         self.queue = QueueService(self)  # the Queue's tasks, run by the engine
         self.pbmanager = PBManager(self)
+        self.sampler = Sampler(self)  # the fleet and the queue over time, each minute
         self.www = WWWService(self)
         # The order of the tree is the start-up order (see the module's docstring).
         for child in (self.db, self.recovery, self.auth, self.botmaster, self.changes, self.scheduler,
                       self.localslaves, self.slaveapi, self.config_services, self.cas, self.tasks,
-                      self.queue, self.pbmanager, self.www):
+                      self.queue, self.pbmanager, self.sampler, self.www):
             child.setServiceParent(self)
 
     def clients_key(self, config: MasterConfig) -> bytes:

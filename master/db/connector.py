@@ -23,6 +23,7 @@ from buildfarm.master.db.masters import MastersComponent
 from buildfarm.master.db.reports import ReportsComponent
 from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
 from buildfarm.master.db.roles import RolesComponent
+from buildfarm.master.db.samples import SamplesComponent
 from buildfarm.master.db.slaveapi import SlaveAPIComponent
 from buildfarm.master.db.slaves import SlavesComponent
 from buildfarm.master.db.state import StateComponent
@@ -60,7 +61,7 @@ class DBConnector(service.Service):
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
     ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``,
-    ``roles`` and ``views``.
+    ``roles``, ``samples`` and ``views``.
     """
 
     name = "db"
@@ -93,6 +94,7 @@ class DBConnector(service.Service):
         self.tasks = TasksComponent(self)
         self.clients = ClientsComponent(self)
         self.roles = RolesComponent(self)
+        self.samples = SamplesComponent(self)  # the fleet and the queue over time
         self.views = ViewsComponent(self)  # reads of the grid, console and waterfall pages
 
     async def setup(self) -> None:

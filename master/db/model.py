@@ -512,3 +512,17 @@ queue_dependencies = sa.Table(
     sa.PrimaryKeyConstraint("task_id", "dependency_id", name="pk_queue_dependencies"),
     sa.Index("ix_queue_dependencies_dependency", "dependency_id", "task_id"),
 )
+
+# The fleet and the queue over time (master/samples.py, db/samples.py): a value per series
+# (``slaves.idle``, ``queue.pending``, ``slaveapi.success``, ...) and time, every minute
+# (``resolution`` 60) for a day, rolled up per hour (3600) for eight days; older rows go.
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("series", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("resolution", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Index("ix_samples_series", "resolution", "series", "at"),
+)
