@@ -720,6 +720,18 @@ class JSONAPI:
         builder = self._configured_builder(name)
         return self._json(request, views.trends_json(name, await self.trends.get(builder.builderid)))
 
+    @routes.route("/api/v1/views/fleet", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/views/fleet", "GET", scope="builds:read", api=_api(
+        "fleetView", "The fleet and the queue over time", "The series behind the overview's charts, as the "
+        "master samples them each minute: slaves by state and the queue over 24 hours, SlaveAPI actions by "
+        "outcome per day over 7 days.", "Views", output=apireference.FLEET_VIEW))
+    async def fleet_view(self, request):
+        view = await views.fleet_view(self.master.db, self.master.reactor.seconds())
+        series = {name: [{"at": at, "value": value} for at, value in points]
+                  for name, points in sorted(view["series"].items())}
+        return self._json(request, {"from": view["from"], "to": view["to"], "series": series,
+                                    "actions_per_day": view["actions_per_day"]})
+
 
 def _view_values(request, args: dict[str, str], name: str) -> list[str]:
     """Every value of a view's query parameter: ``tag`` and ``builder`` repeat, the others

@@ -120,6 +120,13 @@ BUILDER_TRENDS = schemas.add("builder-trends-response", {"title": "A builder's t
     "steps": {"type": "array", "items": _object({
         "name": {"type": "string"}, "count": {"type": "integer"}, "p50": _SECONDS, "p90": _SECONDS,
         "max": _SECONDS}, ("name", "count"))}}, ("builder", "days", "steps"))})
+FLEET_VIEW = schemas.add("fleet-view-response", {"title": "The fleet and the queue over time", **_object({
+    "from": _TIME, "to": _TIME,
+    "series": {"type": "object", "description": "slaves.<state>, queue.pending, queue.oldest_wait_s: "
+               "their samples, oldest first", "additionalProperties": {"type": "array", "items": _object(
+                   {"at": _TIME, "value": {"type": "number"}}, ("at", "value"))}},
+    "actions_per_day": {"type": "array", "items": _object({"day": _TIME}, ("day",))}},
+    ("from", "to", "series", "actions_per_day"))})
 
 BUILDFARM = APIService(
     SERVICE_NAME,

@@ -72,3 +72,30 @@ def has_samples(db, count: int):
         return len((await db.samples.series("queue.pending", 0)).get("queue.pending", [])) >= count
 
     return check()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_overview_charts_the_samples_and_the_json_twin_has_them(master):
+    import json
+
+    from fixtures.memoryhttp import render
+
+    db = master.db
+    await eventually(lambda: has_samples(db, 1), "the sample at start-up")
+    await db.samples.add(T0 + 10, {"queue.pending": 4, "queue.oldest_wait_s": 120, "slaves.idle": 1,
+                                    "slaveapi.success": 2, "slaveapi.failure": 1})
+    site = master.www.make_site().resource
+    html = (await render(site, "GET", "/")).body.decode()
+    pending = html.split('id="chart-pending"', 1)[1].split("</svg>", 1)[0]
+    assert 'data-points="2"' in pending and "now 0.0" in pending  # 4 at T0 + 10, 0 at start-up (T0 + 30)
+    path = pending.split(' d="M', 1)[1].split('"', 1)[0]
+    (_, y_then), (_, y_now) = [map(float, point.split(",")) for point in path.split(" L")]
+    assert y_then < y_now  # 4 drawn above 0
+    slaves = html.split('id="chart-slaves"', 1)[1].split("</svg>", 1)[0]
+    assert 'data-series="slaves.never_seen"' in slaves and 'class="line line-dash"' in slaves
+    actions = html.split('id="chart-actions"', 1)[1].split("</svg>", 1)[0]
+    assert "2 success" in actions and "1 failure" in actions and 'fill="url(#wf-failure)"' in actions
+    body = json.loads((await render(site, "GET", "/api/v1/views/fleet")).body)
+    assert body["series"]["queue.pending"] == [{"at": T0 + 10, "value": 4.0}, {"at": T0 + 30, "value": 0.0}]
+    today = body["actions_per_day"][-1]
+    assert (today["day"], today["success"], today["failure"]) == (T0, 2.0, 1.0)

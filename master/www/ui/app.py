@@ -274,7 +274,8 @@ class WebUI:
         view = await overview_data(self.master)  # the JSON API's overview, the one builder
         return self.render(request, "overview.html",
                            builders=sorted(view["builders"], key=lambda b: b["name"]),
-                           pending=view["pending_buildrequests"], slaves=view["slaves"])
+                           pending=view["pending_buildrequests"], slaves=view["slaves"],
+                           fleet=await views.fleet_view(self.db, self.now()))  # charts over time
 
     async def pending_requests(self, builderid: int | None = None) -> list[dict]:
         rows = await self.db.buildrequests.get_all(builderid=builderid, complete=False)

@@ -466,6 +466,102 @@ def _day(epoch: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(epoch))
 
 
+# -- the fleet and the queue over time (the overview) -----------------------------------------------
+
+FLEET_HOURS = 24
+ACTIONS_DAYS = 7
+MAX_LINE_POINTS = 288  # a day's minutes drawn as the last value of each 5 minutes
+SLAVE_STATE_STYLES = (("idle", "solid"), ("busy", "dash"), ("disabled", "dot"), ("lost", "dashdot"),
+                      ("never_seen", "longdash"))
+ACTION_OUTCOMES = ("success", "failure", "running", "pending")
+
+
+async def fleet_view(db, now: float) -> dict:
+    """The overview's charts over time, from ``db.samples`` (master/samples.py): slaves by
+    state and the queue over ``FLEET_HOURS``, SlaveAPI actions by outcome per day over
+    ``ACTIONS_DAYS``; ``series`` holds the values behind them (the JSON twin)."""
+    start = now - FLEET_HOURS * 3600
+    slaves = await db.samples.series("slaves.", start)
+    queue = await db.samples.series("queue.", start)
+    days_start = (int(now) // 86400 - ACTIONS_DAYS + 1) * 86400
+    hourly = await db.samples.series("slaveapi.", days_start, 3600)
+    recent = await db.samples.series("slaveapi.", max((int(now) // 3600) * 3600, days_start))
+    per_day = {day: dict.fromkeys(ACTION_OUTCOMES, 0.0) for day in range(days_start, int(now) + 1, 86400)}
+    for rows in (hourly, recent):
+        for name, points in rows.items():
+            outcome = name.split(".", 1)[1]
+            for at, value in points:
+                day = int(at) // 86400 * 86400
+                if day in per_day and outcome in per_day[day]:
+                    per_day[day][outcome] += value
+    styles = {f"slaves.{state}": style for state, style in SLAVE_STATE_STYLES}
+    styles.update({"queue.pending": "solid", "queue.oldest_wait_s": "dash"})
+    count = "{:.0f}".format
+    charts = {
+        "slaves": _time_lines({name: slaves.get(name, []) for name in styles if name.startswith("slaves.")},
+                              start, now, count, styles),
+        "pending": _time_lines({"queue.pending": queue.get("queue.pending", [])}, start, now, count, styles),
+        "oldest_wait": _time_lines({"queue.oldest_wait_s": queue.get("queue.oldest_wait_s", [])}, start, now,
+                                   duration_label, styles),
+        "actions": _day_stacks(per_day),
+    }
+    return {"from": start, "to": now, "charts": charts, "series": {**slaves, **queue},
+            "actions_per_day": [{"day": day, **counts} for day, counts in per_day.items()]}
+
+
+def _time_lines(series: dict[str, list[tuple[float, float]]], start: float, end: float,
+                label: Callable[[float], str], styles: dict[str, str]) -> dict:
+    """A line per series over ``[start, end]``, at most ``MAX_LINE_POINTS`` points each."""
+    step = (end - start) / MAX_LINE_POINTS
+    plot_w = CHART_WIDTH - CHART_LEFT - CHART_RIGHT
+    thinned = {}
+    for name, points in series.items():
+        buckets: dict[int, tuple[float, float]] = {}
+        for at, value in points:
+            if start <= at <= end:
+                buckets[int((at - start) // step)] = (at, value)
+        thinned[name] = [buckets[key] for key in sorted(buckets)]
+    top = _nice_ceiling(max((v for points in thinned.values() for _, v in points), default=0))
+    lines = []
+    for name, points in thinned.items():
+        coords = [(round(CHART_LEFT + (at - start) / (end - start) * plot_w, 1), _y(value, top))
+                  for at, value in points]
+        path = " ".join(f"{'M' if i == 0 else 'L'}{x},{y}" for i, (x, y) in enumerate(coords))
+        lines.append({"name": name, "label": name.split(".", 1)[1].replace("_", " "), "style": styles[name],
+                      "path": path, "last": points[-1][1] if points else None, "points": len(points)})
+    hours = [start + i * 3600 for i in range(0, int((end - start) // 3600) + 1, 4)]
+    x_ticks = [{"x": round(CHART_LEFT + (t - start) / (end - start) * plot_w, 1),
+                "label": time.strftime("%H:%M", time.gmtime(t))} for t in hours]
+    return {**_frame(x_ticks, _y_ticks(top, label)), "lines": lines}
+
+
+def _day_stacks(per_day: dict[int, dict[str, float]]) -> dict:
+    """A stacked bar per day of the actions by outcome."""
+    days = sorted(per_day)
+    slot = (CHART_WIDTH - CHART_LEFT - CHART_RIGHT) / max(len(days), 1)
+    top = _nice_ceiling(max((sum(counts.values()) for counts in per_day.values()), default=0))
+    bars = []
+    for i, day in enumerate(days):
+        base = 0.0
+        x = CHART_LEFT + slot * (i + 0.15)
+        for outcome in ACTION_OUTCOMES:
+            count = per_day[day][outcome]
+            if count:
+                bars.append({"x": round(x, 1), "width": round(slot * 0.7, 1), "outcome": outcome,
+                             **_bar_span(count, base, top), "title": f"{_day(day)}: {count:.0f} {outcome}"})
+                base += count
+    x_ticks = [{"x": round(CHART_LEFT + slot * (i + 0.5), 1),
+                "label": time.strftime("%m-%d", time.gmtime(day))} for i, day in enumerate(days)]
+    return {**_frame(x_ticks, _y_ticks(top, "{:.0f}".format)), "bars": bars}
+
+
+def _frame(x_ticks: list[dict], y_ticks: list[dict]) -> dict:
+    """A chart's size, plot area and axes' ticks (viewBox units)."""
+    return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "left": CHART_LEFT,
+            "right": CHART_WIDTH - CHART_RIGHT, "top": CHART_TOP, "bottom": CHART_HEIGHT - CHART_BOTTOM,
+            "x_ticks": x_ticks, "y_ticks": y_ticks}
+
+
 # -- live events --------------------------------------------------------------------------------
 
 @dataclass
