@@ -199,3 +199,19 @@ def test_the_builder_page_charts_the_trends_of_the_builds_the_test_ran(views_far
         assert box["width"] > 200 and box["height"] > 50, chart
     os.makedirs(SCREENSHOT_DIR, exist_ok=True)
     page.locator("#trends").screenshot(path=os.path.join(SCREENSHOT_DIR, "trends.png"))
+
+
+def test_the_overview_charts_the_fleet_over_time_from_the_masters_samples(views_farm, page):
+    farm = views_farm
+    samples = wait_for(lambda: (s := farm.get("/api/v1/views/fleet")["series"]).get("slaves.idle") and s,
+                       "the master's first sample")
+    page.goto(farm.url + "/")
+    for chart in ("#chart-slaves", "#chart-pending", "#chart-oldest-wait", "#chart-actions"):
+        box = page.locator(chart).bounding_box()
+        assert box["width"] > 200 and box["height"] > 50, chart
+    drawn = page.locator('#chart-slaves path[data-series="slaves.idle"]')
+    assert int(drawn.get_attribute("data-points")) == len(samples["slaves.idle"]) >= 1
+    assert drawn.get_attribute("d").startswith("M")
+    assert page.locator('#chart-pending path[data-series="queue.pending"]').get_attribute("d").startswith("M")
+    os.makedirs(SCREENSHOT_DIR, exist_ok=True)
+    page.locator("#fleet-over-time").screenshot(path=os.path.join(SCREENSHOT_DIR, "fleet.png"))

@@ -462,6 +462,13 @@ def _nice_ceiling(value: float) -> float:
     return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value)
 
 
+def _count_ceiling(value: float) -> float:
+    """A round top for counts whose ``Y_TICKS`` ticks are whole numbers."""
+    if value <= Y_TICKS:
+        return float(Y_TICKS)
+    return float(max(Y_TICKS, _nice_ceiling(value / Y_TICKS) * Y_TICKS))
+
+
 def _day(epoch: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(epoch))
 
@@ -499,8 +506,9 @@ async def fleet_view(db, now: float) -> dict:
     count = "{:.0f}".format
     charts = {
         "slaves": _time_lines({name: slaves.get(name, []) for name in styles if name.startswith("slaves.")},
-                              start, now, count, styles),
-        "pending": _time_lines({"queue.pending": queue.get("queue.pending", [])}, start, now, count, styles),
+                              start, now, count, styles, counts=True),
+        "pending": _time_lines({"queue.pending": queue.get("queue.pending", [])}, start, now, count, styles,
+                               counts=True),
         "oldest_wait": _time_lines({"queue.oldest_wait_s": queue.get("queue.oldest_wait_s", [])}, start, now,
                                    duration_label, styles),
         "actions": _day_stacks(per_day),
@@ -510,8 +518,9 @@ async def fleet_view(db, now: float) -> dict:
 
 
 def _time_lines(series: dict[str, list[tuple[float, float]]], start: float, end: float,
-                label: Callable[[float], str], styles: dict[str, str]) -> dict:
-    """A line per series over ``[start, end]``, at most ``MAX_LINE_POINTS`` points each."""
+                label: Callable[[float], str], styles: dict[str, str], counts: bool = False) -> dict:
+    """A line per series over ``[start, end]``, at most ``MAX_LINE_POINTS`` points each, its
+    last point marked (``counts``: whole numbers on the y axis)."""
     step = (end - start) / MAX_LINE_POINTS
     plot_w = CHART_WIDTH - CHART_LEFT - CHART_RIGHT
     thinned = {}
@@ -521,15 +530,17 @@ def _time_lines(series: dict[str, list[tuple[float, float]]], start: float, end:
             if start <= at <= end:
                 buckets[int((at - start) // step)] = (at, value)
         thinned[name] = [buckets[key] for key in sorted(buckets)]
-    top = _nice_ceiling(max((v for points in thinned.values() for _, v in points), default=0))
+    highest = max((v for points in thinned.values() for _, v in points), default=0)
+    top = _count_ceiling(highest) if counts else _nice_ceiling(highest)
     lines = []
     for name, points in thinned.items():
         coords = [(round(CHART_LEFT + (at - start) / (end - start) * plot_w, 1), _y(value, top))
                   for at, value in points]
         path = " ".join(f"{'M' if i == 0 else 'L'}{x},{y}" for i, (x, y) in enumerate(coords))
         lines.append({"name": name, "label": name.split(".", 1)[1].replace("_", " "), "style": styles[name],
-                      "path": path, "last": points[-1][1] if points else None, "points": len(points)})
-    hours = [start + i * 3600 for i in range(0, int((end - start) // 3600) + 1, 4)]
+                      "path": path, "last": points[-1][1] if points else None, "points": len(points),
+                      "end": {"x": coords[-1][0], "y": coords[-1][1]} if coords else None})
+    hours = [start + i * 3600 for i in range(0, int((end - start) // 3600), 4)]
     x_ticks = [{"x": round(CHART_LEFT + (t - start) / (end - start) * plot_w, 1),
                 "label": time.strftime("%H:%M", time.gmtime(t))} for t in hours]
     return {**_frame(x_ticks, _y_ticks(top, label)), "lines": lines}
@@ -539,7 +550,7 @@ def _day_stacks(per_day: dict[int, dict[str, float]]) -> dict:
     """A stacked bar per day of the actions by outcome."""
     days = sorted(per_day)
     slot = (CHART_WIDTH - CHART_LEFT - CHART_RIGHT) / max(len(days), 1)
-    top = _nice_ceiling(max((sum(counts.values()) for counts in per_day.values()), default=0))
+    top = _count_ceiling(max((sum(counts.values()) for counts in per_day.values()), default=0))
     bars = []
     for i, day in enumerate(days):
         base = 0.0
