@@ -11,7 +11,7 @@ from twisted.internet import defer
 from buildfarm.common.results import FAILURE, SUCCESS
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
 from buildfarm.master.www.ui import views
-from fixtures.memoryhttp import render
+from fixtures.memoryhttp import MemoryRequest, render, render_request
 from fixtures.memorymaster import MASTER_CFG, eventually, memory_master_fixture
 
 NOW = 1_700_000_000.0
@@ -196,3 +196,17 @@ def test_a_listener_too_far_behind_is_told_to_refresh():
     for _ in range(views.MAX_QUEUED_EVENTS + 1):
         listener.push(b"event: build\ndata: {}\n\n")
     assert [e for e in listener.take() if b"refresh" in e] and len(listener.queued) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_events_route_streams_to_an_event_source_and_answers_others_at_once(master, site):
+    once = await render(site, "GET", "/views/events")
+    assert once.code == 200 and once.header("content-type").startswith("text/event-stream")
+    assert [event for event, _ in parsed([once.body])] == ["hello"]
+    request = MemoryRequest("GET", "/views/events")
+    request.requestHeaders.setRawHeaders(b"accept", [b"text/event-stream"])
+    streaming = defer.ensureDeferred(render_request(site, request))
+    await eventually(lambda: defer.succeed(b"event: hello" in b"".join(request.body_written)), "the hello")
+    assert not streaming.called  # it stays open for the events to come
+    request.connectionLost(Exception("the browser left"))
+    await eventually(lambda: defer.succeed(master.buildevents.listeners() == 1), "the stream to close")

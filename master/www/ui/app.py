@@ -651,8 +651,12 @@ class WebUI:
 
     @routes.route("/views/events", "GET", scope="builds:read")
     async def view_events(self, request):
+        # A client that does not ask for an event stream (no ``Accept: text/event-stream``, which
+        # every EventSource sends) gets the first event and the end of the answer, not a wait.
+        streaming = b"text/event-stream" in (request.getHeader(b"accept") or b"")
+        max_s = views.MAX_STREAM_S if streaming else 0.0
         return await self._serve_events(
-            request, lambda: views.ViewEventStream(self.view_feed, self.master.reactor))
+            request, lambda: views.ViewEventStream(self.view_feed, self.master.reactor, max_s))
 
     # -- login ------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from buildfarm.common.results import RESULT_NAMES
 from buildfarm.master.db.views import GridRows
 from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
 from buildfarm.master.www.ui.format import duration, result_class, result_label
-from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, sse_event
+from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, sse_event  # noqa: F401 - app.py's
 from buildfarm.master.www.ui.taskpages import BadFilter, parse_time
 
 log = Logger()
