@@ -64,12 +64,16 @@ class Sampler(service.Service):
         running.addBoth(lambda result: (stopped.callback(None), result)[1])
         return stopped
 
-    def _sample_logged(self) -> defer.Deferred:
+    def _sample_logged(self) -> None:
+        """Start a sample; the loop keeps its pace without waiting for it (a sample still under
+        way when the next is due makes that one skipped)."""
+        if self._running is not None:
+            log.warn("a sample of the fleet is still being recorded: this minute's is skipped")
+            return
         d = defer.ensureDeferred(self.sample())
         d.addErrback(lambda f: log.failure("sampling the fleet and the queue failed", f))
         self._running = d
         d.addBoth(self._done, d)
-        return d
 
     def _done(self, result, d: defer.Deferred):
         if self._running is d:
