@@ -76,6 +76,7 @@ from buildfarm.master.process.logbus import LogBus
 from buildfarm.master.queue.interfaces import IQueueMaster
 from buildfarm.master.queue.service import QueueService
 from buildfarm.master.reporters.interfaces import IReporterMaster
+from buildfarm.master.samples import Sampler
 from buildfarm.master.schedulers.interfaces import ISchedulerMaster
 from buildfarm.master.schedulers.manager import SchedulerManager
 from buildfarm.master.slaveapi.interfaces import ISlaveAPIMaster
@@ -178,13 +179,15 @@ class BuildMaster(service.MultiService):
         self.tasks = TaskEngine(self)
         self.queue = QueueService(self)  # the Queue's tasks, run by the engine
         self.pbmanager = PBManager(self)
+        self.sampler = Sampler(self)  # the fleet and the queue over time, each minute
         self.www = WWWService(self)
         self.botmaster.slave_listeners.append(SlaveEventsBridge(self))
         # The order of the tree is the start-up order (see the module's docstring).
         publisher = (self.mq_publisher,) if self.mq_publisher is not None else ()
         for child in (self.db, *publisher, self.recovery, self.liveness, self.auth, self.botmaster,
                       self.wakeups, self.changes, self.scheduler, self.localslaves, self.slaveapi,
-                      self.config_services, self.cas, self.tasks, self.queue, self.pbmanager, self.www):
+                      self.config_services, self.cas, self.tasks, self.queue, self.pbmanager, self.sampler,
+                      self.www):
             child.setServiceParent(self)
 
     def _event_bus(self, config: MasterConfig) -> tuple[OutboxPublisher | None, EventBus]:

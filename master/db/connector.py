@@ -24,11 +24,13 @@ from buildfarm.master.db.outbox import OutboxComponent
 from buildfarm.master.db.reports import ReportsComponent
 from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
 from buildfarm.master.db.roles import RolesComponent
+from buildfarm.master.db.samples import SamplesComponent
 from buildfarm.master.db.slaveapi import SlaveAPIComponent
 from buildfarm.master.db.slaves import SlavesComponent
 from buildfarm.master.db.state import StateComponent
 from buildfarm.master.db.steps import StepsComponent
 from buildfarm.master.db.tasks import TasksComponent
+from buildfarm.master.db.views import ViewsComponent
 
 T = TypeVar("T")
 
@@ -59,8 +61,8 @@ class DBConnector(service.Service):
     cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
-    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``
-    and ``roles``.
+    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``,
+    ``roles``, ``samples`` and ``views``.
     """
 
     name = "db"
@@ -94,6 +96,8 @@ class DBConnector(service.Service):
         self.clients = ClientsComponent(self)
         self.roles = RolesComponent(self)
         self.outbox = OutboxComponent(self)  # messages for the broker (master/mq/)
+        self.samples = SamplesComponent(self)  # the fleet and the queue over time
+        self.views = ViewsComponent(self)  # reads of the grid, console and waterfall pages
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

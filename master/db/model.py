@@ -575,3 +575,17 @@ mq_outbox = sa.Table(
     sa.Column("routing_key", sa.String(NAME_LENGTH), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
 )
+
+# The fleet and the queue over time (master/samples.py, db/samples.py): a value per series
+# (``slaves.idle``, ``queue.pending``, ``slaveapi.success``, ...) and time, every minute
+# (``resolution`` 60) for a day, rolled up per hour (3600) for eight days; older rows go.
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("series", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("resolution", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Index("ix_samples_series", "resolution", "series", "at"),
+)

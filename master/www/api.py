@@ -38,6 +38,7 @@ from buildfarm.master.www.paging import (
     parse_page,
     parse_result,
 )
+from buildfarm.master.www.ui import views
 
 log = Logger()
 
@@ -63,6 +64,8 @@ ENDPOINTS = ("/api/v1/overview", "/api/v1/builders", "/api/v1/buildrequests", "/
              "/api/v1/audit", "/metrics")
 BUILDFARM_API = BUILDFARM.prefix  # /api/buildfarm/v1: the same data in Taskcluster's layout
 CONTINUATION = "continuationToken"
+WATERFALL_PAGE = 1000  # builds of a waterfall answer, by default and at most
+MAX_WATERFALL_PAGE = 5000
 
 
 def _api(name: str, title: str, description: str, category: str, *, query: tuple[str, ...] = (),
@@ -101,6 +104,7 @@ class JSONAPI:
 
     def __init__(self, master: IWebMaster):
         self.master = master
+        self.trends = views.TrendsCache(master.db, master.reactor)  # the builders' trends, cached
 
     def resource(self):
         """The twisted.web resource serving this API."""
@@ -665,3 +669,85 @@ class JSONAPI:
         text = await self.master.metrics.render(self.master)
         request.setHeader(b"content-type", METRICS_CONTENT_TYPE)
         return text
+
+    # -- views (the data of the grid, console and waterfall pages: www/ui/views.py) --------
+
+    @routes.route("/api/v1/views/grid", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/views/grid", "GET", scope="builds:read", api=_api(
+        "gridView", "Grid of changes and builds", "The grid page's rows: changes newest first, each "
+        "with its builds by builder; `branch`, `tag` and `builder` filter, `limit` changes a page "
+        "(default 25, at most 100).", "Views", query=("branch", "tag", "builder", *PAGED_QUERY),
+        output=apireference.GRID_VIEW))
+    async def grid_view(self, request):
+        args = self._args(request)
+        try:
+            flt = views.parse_grid_filter(partial(_view_values, request, args), count_name="limit")
+        except views.BadViewFilter as e:
+            raise APIError(400, str(e), e.field) from None
+        view = await views.grid_view(self.master.db, self.master.botmaster.builders, flt)
+        body = views.grid_json(view)
+        following = flt.offset + flt.changes
+        more = following < view["total"]
+        path = request.path.decode("utf-8", "replace")
+        # (Page.meta's next URL would keep one value of the repeated tag and builder)
+        meta = {"total": view["total"], "limit": flt.changes, "offset": flt.offset,
+                "next": f"{path}?{flt.query('limit', offset=following)}" if more else None}
+        if more and _under_buildfarm_api(request):
+            body[CONTINUATION] = str(following)
+        return self._json(request, {**body, "meta": meta})
+
+    @routes.route("/api/v1/views/waterfall", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/views/waterfall", "GET", scope="builds:read", api=_api(
+        "waterfallView", "Builds on a time axis", "The waterfall page's data: each builder's builds that "
+        "ran between `from` and `to` (UTC times or epoch seconds; or `range` 1h, 6h, 24h up to now), "
+        "oldest first; `tag` and `builder` filter; `limit` builds a page (default 1000).", "Views",
+        query=("from", "to", "range", "tag", "builder", *PAGED_QUERY), output=apireference.WATERFALL_VIEW))
+    async def waterfall_view(self, request):
+        args = self._args(request)
+        page = Page(parse_int(args, "limit", WATERFALL_PAGE, 1, MAX_WATERFALL_PAGE),
+                    parse_int(args, "offset", 0))
+        now = self.master.reactor.seconds()
+        try:
+            flt = views.parse_waterfall_filter(partial(_view_values, request, args), now)
+        except views.BadViewFilter as e:
+            raise APIError(400, str(e), e.field) from None
+        view = await views.waterfall_view(self.master.db, self.master.botmaster.builders, flt, now)
+        body, total = views.waterfall_json(view, page.limit, page.offset)
+        following = page.offset + page.limit
+        path = request.path.decode("utf-8", "replace")
+        more = following < total
+        next_url = f"{path}?{flt.query(limit=str(page.limit), offset=str(following))}" if more else None
+        body["meta"] = {"total": total, "limit": page.limit, "offset": page.offset, "next": next_url}
+        if more and _under_buildfarm_api(request):
+            body[CONTINUATION] = str(following)
+        return self._json(request, body)
+
+    @routes.route("/api/v1/builders/<string:name>/trends", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/builders/<string:name>/trends", "GET", scope="builds:read", api=_api(
+        "builderTrends", "A builder's trends", "The series behind the builder page's charts over the last 30 "
+        "UTC days: per day the finished builds, how many succeeded, the p50 and p90 duration and the "
+        "median queue wait and running time; the slowest steps by p90. Read at most once a minute.",
+        "Views", output=apireference.BUILDER_TRENDS))
+    async def builder_trends(self, request, name):
+        builder = self._configured_builder(name)
+        return self._json(request, views.trends_json(name, await self.trends.get(builder.builderid)))
+
+    @routes.route("/api/v1/views/fleet", "GET", scope="builds:read")
+    @routes.route(f"{BUILDFARM_API}/views/fleet", "GET", scope="builds:read", api=_api(
+        "fleetView", "The fleet and the queue over time", "The series behind the overview's charts, as the "
+        "master samples them each minute: slaves by state and the queue over 24 hours, SlaveAPI actions by "
+        "outcome per day over 7 days.", "Views", output=apireference.FLEET_VIEW))
+    async def fleet_view(self, request):
+        view = await views.fleet_view(self.master.db, self.master.reactor.seconds())
+        series = {name: [{"at": at, "value": value} for at, value in points]
+                  for name, points in sorted(view["series"].items())}
+        return self._json(request, {"from": view["from"], "to": view["to"], "series": series,
+                                    "actions_per_day": view["actions_per_day"]})
+
+
+def _view_values(request, args: dict[str, str], name: str) -> list[str]:
+    """Every value of a view's query parameter: ``tag`` and ``builder`` repeat, the others
+    are ``args``' (where ``continuationToken`` stands for ``offset``)."""
+    if name in ("tag", "builder"):
+        return [v.decode("utf-8", "replace") for v in (request.args or {}).get(name.encode(), [])]
+    return [args[name]] if name in args else []

@@ -85,6 +85,48 @@ SHUTDOWN_RESPONSE = schemas.add("shutdown-slave-response", {"title": "Shutting d
      "running_builds": {"type": "integer"}}, ("name", "shutting_down"))})
 EMPTY_REQUEST = schemas.add("empty-request", {"title": "No fields", "type": "object",
                                               "additionalProperties": False})
+_CELL = _object({"buildid": {"type": ["integer", "null"]}, "number": {"type": ["integer", "null"]},
+                "state": {"type": "string", "description": "a result name, running or pending"},
+                "results": _RESULT, "url": {"type": "string"}, "slavename": {"type": ["string", "null"]}},
+               ("buildid", "state", "url"))
+GRID_VIEW = schemas.add("grid-view-response", {"title": "Grid of changes and builds", **_object({
+    "builders": {"type": "array", "items": _object({"name": {"type": "string"},
+                                                    "tags": {"type": "array", "items": {"type": "string"}}})},
+    "changes": {"type": "array", "items": _object({
+        "changeid": {"type": "integer"}, "revision": {"type": ["string", "null"]},
+        "author": {"type": "string"}, "comments": {"type": "string"}, "when_timestamp": _TIME,
+        "builds": {"type": "object", "description": "builder name: its cells, oldest request first",
+                   "additionalProperties": {"type": "array", "items": _CELL}}}, ("changeid", "builds"))},
+    "meta": _object({"total": {"type": "integer"}}),
+    "continuationToken": {"type": "string"}}, ("builders", "changes"))})
+WATERFALL_VIEW = schemas.add("waterfall-view-response", {"title": "Builds on a time axis", **_object({
+    "from": _TIME, "to": _TIME, "truncated": {"type": "boolean", "description": "builds were left out"},
+    "builders": {"type": "array", "items": _object({
+        "name": {"type": "string"},
+        "builds": {"type": "array", "items": _object({
+            "buildid": {"type": "integer"}, "number": {"type": "integer"}, "slavename": {"type": "string"},
+            "state": {"type": "string"}, "results": _RESULT, "started_at": _TIME, "complete_at": _TIME},
+            ("buildid", "slavename", "started_at"))}}, ("name", "builds"))},
+    "meta": _object({"total": {"type": "integer"}}),
+    "continuationToken": {"type": "string"}}, ("from", "to", "builders"))})
+_SECONDS = {"type": ["number", "null"], "description": "seconds; null on a day without builds"}
+BUILDER_TRENDS = schemas.add("builder-trends-response", {"title": "A builder's trends", **_object({
+    "builder": {"type": "string"}, "from": _TIME, "to": _TIME, "computed_at": _TIME,
+    "builds": {"type": "integer", "description": "finished builds over the days"},
+    "days": {"type": "array", "items": _object({
+        "day": _TIME, "builds": {"type": "integer"}, "succeeded": {"type": "integer"},
+        "success_rate": {"type": ["number", "null"]}, "duration_p50": _SECONDS, "duration_p90": _SECONDS,
+        "wait_p50": _SECONDS, "running_p50": _SECONDS}, ("day", "builds"))},
+    "steps": {"type": "array", "items": _object({
+        "name": {"type": "string"}, "count": {"type": "integer"}, "p50": _SECONDS, "p90": _SECONDS,
+        "max": _SECONDS}, ("name", "count"))}}, ("builder", "days", "steps"))})
+FLEET_VIEW = schemas.add("fleet-view-response", {"title": "The fleet and the queue over time", **_object({
+    "from": _TIME, "to": _TIME,
+    "series": {"type": "object", "description": "slaves.<state>, queue.pending, queue.oldest_wait_s: "
+               "their samples, oldest first", "additionalProperties": {"type": "array", "items": _object(
+                   {"at": _TIME, "value": {"type": "number"}}, ("at", "value"))}},
+    "actions_per_day": {"type": "array", "items": _object({"day": _TIME}, ("day",))}},
+    ("from", "to", "series", "actions_per_day"))})
 
 BUILDFARM = APIService(
     SERVICE_NAME,

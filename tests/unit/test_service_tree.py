@@ -14,7 +14,8 @@ from buildfarm.master.service import BuildMaster, Reconfigurable
 from fixtures.memorymaster import DB_URL, MASTER_CFG, MemoryThreadsReactor, start_memory_master
 
 TREE_ORDER = ["db", "recovery", "liveness", "auth", "botmaster", "wakeups", "changes", "scheduler",
-              "localslaves", "slaveapi", "services", "cas", "tasks", "queue", "pbmanager", "www"]
+              "localslaves", "slaveapi", "services", "cas", "tasks", "queue", "pbmanager",
+              "sampler", "www"]
 
 
 @pytest_twisted.async_yield_fixture

@@ -1,7 +1,7 @@
 """``WebUI``: the master's HTML pages, as a table of routes (documented in docs/ui.md)::
 
     GET  /                                            overview: builders, queue, slaves
-    GET  /builders/<name>?page=N                      builds (paged), queue, force form
+    GET  /builders/<name>?page=N                      builds (paged), queue, force form, trends
     POST /builders/<name>/force                       scope builds:force:<builder>
     POST /buildrequests/<id>/cancel                   scope builds:cancel:<builder>
     GET  /builds/<id>                                 steps, durations, log tails
@@ -17,6 +17,9 @@
     GET  /tasks/<task_id>/output                      ?offset=&length= output as text tasks:read
     POST /tasks/<task_id>/cancel                      scope tasks:cancel:<pool> (kill=1: kill it)
     GET  /bots                                        the fleet by dimension          bots:read
+    GET  /grid, /console                              changes x builders (views.py; ?rows=1: the rows)
+    GET  /waterfall                                   builds as bars on a time axis (views.py)
+    GET  /views/events                                Server-Sent Events of the views
     POST /slaves/<name>/actions/<action>              scope slaveapi:<action>:<slave>
     GET  /login, POST /login, POST /logout
     GET  /static/<file>
@@ -36,7 +39,8 @@ from functools import partial
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from twisted.internet import defer
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -60,7 +64,7 @@ from buildfarm.master.tasks.interfaces import UnknownTask
 from buildfarm.master.www.apidata import build_owner, environment_scope, public_info
 from buildfarm.master.www.apidata import overview as overview_data
 from buildfarm.master.www.interfaces import IWebMaster
-from buildfarm.master.www.ui import forceform, taskpages
+from buildfarm.master.www.ui import forceform, taskpages, views
 from buildfarm.master.www.ui.format import FILTERS
 from buildfarm.master.www.ui.logstream import BuildEventStream, log_url, parse_positions, step_event
 
@@ -128,6 +132,8 @@ class WebUI:
         self.static_files = load_static_files()
         self.event_streams = StreamSlots(lambda: master.config.www_limits.max_event_streams)
         self.task_cursors = CursorSigner()
+        self.view_feed = views.ViewFeed(master.db, master.buildevents, master.reactor)
+        self.trends = views.TrendsCache(master.db, master.reactor)
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -268,7 +274,8 @@ class WebUI:
         view = await overview_data(self.master)  # the JSON API's overview, the one builder
         return self.render(request, "overview.html",
                            builders=sorted(view["builders"], key=lambda b: b["name"]),
-                           pending=view["pending_buildrequests"], slaves=view["slaves"])
+                           pending=view["pending_buildrequests"], slaves=view["slaves"],
+                           fleet=await views.fleet_view(self.db, self.now()))  # charts over time
 
     async def pending_requests(self, builderid: int | None = None) -> list[dict]:
         rows = await self.db.buildrequests.get_all(builderid=builderid, complete=False)
@@ -309,11 +316,13 @@ class WebUI:
                     "free_values": values or {},
                     "button": scheduler.buttonName or "Force build"}
         forced = _int_query(request, "forced", None, 1)
+        trends = await self.trends.get(builder.builderid)  # views.py: cached, read in a thread
         return self.render(
             request, "builder.html", status, title=f"Builder {name}", builder=builder,
             builds=rows[:BUILDS_PAGE_SIZE], page=page, has_next=len(rows) > BUILDS_PAGE_SIZE,
             pending=await self.pending_requests(builder.builderid), form=form, errors=errors or {},
-            forced=forced)
+            forced=forced, trends=trends, charts=views.trend_charts(trends), trend_days=views.TREND_DAYS,
+            chart_duration=views.duration_label)
 
     @routes.route("/builders/<string:name>/force", "POST", scope="builds:force:{name}")
     async def force(self, request, name):
@@ -603,6 +612,52 @@ class WebUI:
         return self.render(request, "bots.html", title="Bots", fleet=view,
                            may_read_tasks=self.viewer(request).may("tasks:read"))
 
+    # -- views (the logic is in views.py) ---------------------------------------------------
+
+    @routes.route("/grid", "GET", scope="builds:read")
+    async def grid(self, request):
+        return await self.grid_page(request, "grid.html", "Grid")
+
+    @routes.route("/console", "GET", scope="builds:read")
+    async def console(self, request):
+        return await self.grid_page(request, "console.html", "Console")
+
+    async def grid_page(self, request, template: str, title: str) -> bytes:
+        with _bad_filter():
+            flt = views.parse_grid_filter(partial(_query_all, request))
+        view = await views.grid_view(self.db, self.master.botmaster.builders, flt)
+        if _query(request, "rows") == "1":  # the live refresh of the table's rows
+            template = f"_{template.split('.')[0]}_rows.html"
+        return await self.render_view(request, template, title=title, view=view,
+                                      result_symbols=views.RESULT_SYMBOLS)
+
+    async def render_view(self, request, template: str, **context) -> bytes:
+        """A view's page, rendered on the reactor's thread pool and streamed (100 builders x
+        50 changes is ~1 MB of Jinja work, too slow for the reactor thread); rendered here
+        under a reactor without threads (the tests' memory reactor)."""
+        reactor = self.master.reactor
+        if not IReactorThreads.providedBy(reactor):
+            return self.render(request, template, **context)
+        in_thread = partial(threads.deferToThreadPool, reactor, reactor.getThreadPool())
+        return await self.stream_off_thread(request, template, in_thread, **context)
+
+    @routes.route("/waterfall", "GET", scope="builds:read")
+    async def waterfall(self, request):
+        with _bad_filter():
+            flt = views.parse_waterfall_filter(partial(_query_all, request), self.now())
+        view = await views.waterfall_view(self.db, self.master.botmaster.builders, flt, self.now())
+        return await self.render_view(request, "waterfall.html", title="Waterfall", view=view,
+                                      result_symbols=views.RESULT_SYMBOLS)
+
+    @routes.route("/views/events", "GET", scope="builds:read")
+    async def view_events(self, request):
+        # A client that does not ask for an event stream (no ``Accept: text/event-stream``, which
+        # every EventSource sends) gets the first event and the end of the answer, not a wait.
+        streaming = b"text/event-stream" in (request.getHeader(b"accept") or b"")
+        max_s = views.MAX_STREAM_S if streaming else 0.0
+        return await self._serve_events(
+            request, lambda: views.ViewEventStream(self.view_feed, self.master.reactor, max_s))
+
     # -- login ------------------------------------------------------------------------------
 
     @routes.route("/login", "GET", scope=PUBLIC)
@@ -728,6 +783,8 @@ def _bad_filter():
         raise PageError(400, str(e), "Bad request") from None
     except taskpages.NoSuchTask as e:
         raise PageError(404, str(e), "Not found") from None
+    except views.BadViewFilter as e:
+        raise PageError(400, str(e), "Bad request") from None
 
 
 def _int_query(request, name: str, default: int | None, minimum: int) -> int | None:

@@ -1,0 +1,217 @@
+"""The views in a real headless Chromium against a real master with two real slaves: the grid
+showing a new change (posted while the page is open) and its build turning from running to
+a result without a reload, the console of the same, and the waterfall showing builds on both
+slaves.
+
+Each test saves its page's screenshot under docs/screenshots/ (or $BUILDFARM_SCREENSHOT_DIR).
+"""
+
+import os
+
+import pytest
+from browserkit import SCREENSHOT_DIR, screenshot
+from playwright.sync_api import expect
+
+from fixtures.daemons import Fleet, wait_for
+
+LIVE_DEADLINE_MS = 40_000
+
+# 'unit' waits for a gate file named after the change's revision (so that the test decides
+# when it ends; a minute at most), 'lint' runs at once; both run for each change on main.
+VIEWS_CFG = """\
+from buildfarm.master.plugins import schedulers, slaves, steps, util
+
+c = BuildmasterConfig = {{}}
+c['title'] = 'release farm'
+c['slaves'] = [slaves.BuildSlave(name, 'pass') for name in ('bs1', 'bs2')]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['www'] = {{'port': {www_port}}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+GATE = ('i=0; while [ ! -e "{gates}/open-$0" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; '
+        'echo built $0')
+c['builders'] = [
+    util.BuilderConfig(name='unit', slavenames=['bs1'], tags=['test'], factory=util.BuildFactory(
+        [steps.ShellCommand(command=['sh', '-c', GATE, util.Property('revision')])])),
+    util.BuilderConfig(name='lint', slavenames=['bs2'], tags=['test', 'fast'], factory=util.BuildFactory(
+        [steps.ShellCommand(command=['echo', 'lint', util.Property('revision')])])),
+    util.BuilderConfig(name='docs', slavenames=['bs1', 'bs2'], factory=util.BuildFactory(
+        [steps.ShellCommand(command=['echo', 'docs'])])),
+]
+c['schedulers'] = [
+    schedulers.SingleBranchScheduler(name='main', builderNames=['unit', 'lint'], treeStableTimer=None,
+                                     change_filter=util.ChangeFilter(branch='main')),
+    schedulers.ForceScheduler(name='force', builderNames=['unit', 'lint', 'docs']),
+]
+"""
+
+
+@pytest.fixture(scope="module")
+def views_farm(tmp_path_factory):
+    """A master with builders unit (bs1), lint (bs2) and docs, and its gate folder."""
+    root = str(tmp_path_factory.mktemp("views"))
+    gates = os.path.join(root, "gates")
+    os.makedirs(gates)
+    fleet = Fleet(root)
+    try:
+        master = fleet.master(config=lambda pb_port, www_port: VIEWS_CFG.format(
+            pb_port=pb_port, www_port=www_port, gates=gates))
+        for name in ("bs1", "bs2"):
+            fleet.slave(master, name)
+        for name in ("bs1", "bs2"):
+            master.wait_attached(name)
+        master.gates = gates
+        yield master
+    finally:
+        fleet.stop_all()
+
+
+def post_change(farm, revision: str, comments: str, author: str = "Ann Dev <ann@example.org>") -> int:
+    status, body = farm.request("POST", "/api/v1/changes", {
+        "author": author, "branch": "main", "revision": revision, "comments": comments,
+        "files": ["src/app.c"]})
+    assert status == 200, body
+    return int(body.decode().split(":")[1].strip(" }"))
+
+
+def open_gate(farm, revision: str) -> None:
+    with open(os.path.join(farm.gates, f"open-{revision}"), "w"):
+        pass
+
+
+def builds_of_change(farm, changeid: int) -> dict:
+    """``{builder: [cells]}`` of a change in the grid's JSON twin."""
+    rows = farm.get("/api/v1/views/grid?limit=100")["changes"]
+    return next((row["builds"] for row in rows if row["changeid"] == changeid), {})
+
+
+def finished(farm, changeid: int, builder: str) -> bool:
+    cells = builds_of_change(farm, changeid).get(builder, [])
+    return bool(cells) and cells[-1]["state"] not in ("running", "pending")
+
+
+def test_the_grid_shows_a_new_change_and_its_build_turning_from_running_to_a_result_live(views_farm, page):
+    farm = views_farm
+    earlier = post_change(farm, "1" * 40, "Earlier work\n\nwith a body")
+    open_gate(farm, "1" * 40)
+    wait_for(lambda: finished(farm, earlier, "unit") and finished(farm, earlier, "lint"),
+             "the first change's builds")
+
+    page.goto(farm.url + "/grid")
+    expect(page.locator("#grid")).to_have_attribute("data-listening", "true")
+    page.evaluate("window.notReloaded = true")
+    assert page.locator(f'tr[data-change="{earlier}"] td[data-builder="unit"] a.result-success').count() == 1
+
+    changeid = post_change(farm, "2" * 40, "Fix the frobnicator\n\nIt frobbed twice.")
+    row = page.locator("#grid-rows tr").first
+    expect(row).to_have_attribute("data-change", str(changeid), timeout=LIVE_DEADLINE_MS)
+    running = page.locator(f'tr[data-change="{changeid}"] td[data-builder="unit"] a.cell')
+    expect(running).to_have_attribute("data-state", "running", timeout=LIVE_DEADLINE_MS)
+    assert "222222222222" in row.inner_text() and "Fix the frobnicator" in row.inner_text()
+    lint = page.locator(f'tr[data-change="{changeid}"] td[data-builder="lint"] a.result-success')
+    expect(lint).to_have_count(1, timeout=LIVE_DEADLINE_MS)
+    screenshot(page, "grid.png")
+
+    open_gate(farm, "2" * 40)
+    expect(running).to_have_attribute("data-state", "success", timeout=LIVE_DEADLINE_MS)
+    expect(running).to_have_class("cell result-success")
+    assert running.get_attribute("href").startswith("/builds/")
+    assert page.evaluate("window.notReloaded") is True  # updated in place, not by a reload
+
+
+def test_the_console_shows_the_comments_whole_and_the_builders_by_tag(views_farm, page):
+    farm = views_farm
+    changeid = post_change(farm, "3" * 40, "Console change\n\nSecond paragraph of the comment.")
+    open_gate(farm, "3" * 40)
+    wait_for(lambda: finished(farm, changeid, "unit"), "the console change's build")
+    page.goto(farm.url + "/console")
+    row = page.locator(f'tr[data-change="{changeid}"]')
+    assert "Second paragraph of the comment." in row.locator("pre.comment").inner_text()
+    assert page.locator("th.tag").all_inner_texts() == ["test", "(untagged)"]
+    expect(row.locator('td[data-builder="unit"] a.result-success')).to_have_count(1)
+    screenshot(page, "console.png")
+
+
+def test_the_grid_works_on_a_phone(views_farm, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        phone = context.new_page()
+        phone.goto(views_farm.url + "/grid")
+        expect(phone.locator("#grid")).to_be_visible()
+        # the page does not scroll sideways: the table scrolls inside its box
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+    finally:
+        context.close()
+
+
+def test_the_waterfall_shows_builds_on_two_slaves(views_farm, page):
+    farm = views_farm
+    changeid = post_change(farm, "4" * 40, "Waterfall change")
+    open_gate(farm, "4" * 40)
+    wait_for(lambda: finished(farm, changeid, "unit") and finished(farm, changeid, "lint"), "both builds")
+    brid = farm.force("docs")
+    farm.wait_request_complete(brid)
+
+    page.goto(farm.url + "/waterfall?range=1h")
+    unit = page.locator('#waterfall g.lane[data-builder="unit"] rect.bar')
+    lint = page.locator('#waterfall g.lane[data-builder="lint"] rect.bar')
+    assert unit.count() >= 1 and lint.count() >= 1
+    slaves = set(page.locator("#waterfall rect.bar").evaluate_all("bars => bars.map(b => b.dataset.slave)"))
+    assert slaves == {"bs1", "bs2"}
+    assert {unit.first.get_attribute("data-slave"), lint.first.get_attribute("data-slave")} == {"bs1", "bs2"}
+    assert unit.last.get_attribute("fill") == "url(#wf-success)"
+    # the labels name the slaves; each bar links to its build
+    labels = " ".join(page.locator("#waterfall text").all_text_contents())
+    assert "bs1 #" in labels and "bs2 #" in labels
+    lint.last.click()
+    page.wait_for_url("**/builds/*")
+
+    # zoomed on the builds the module ran (?from=&to=, epoch seconds): wide, labelled bars
+    lanes = farm.get("/api/v1/views/waterfall?range=1h")["builders"]
+    times = [t for lane in lanes for b in lane["builds"] for t in (b["started_at"], b["complete_at"])]
+    page.goto(f"{farm.url}/waterfall?from={min(times) - 2:.0f}&to={max(times) + 2:.0f}")
+    assert page.locator("#waterfall rect.bar").count() == sum(len(lane["builds"]) for lane in lanes)
+    assert page.locator("#presets a.current").count() == 0
+    assert page.locator("#waterfall text", has_text="bs2 #").count() >= 1
+    screenshot(page, "waterfall.png")
+
+
+def test_the_builder_page_charts_the_trends_of_the_builds_the_test_ran(views_farm, page):
+    farm = views_farm
+    changeid = post_change(farm, "5" * 40, "Trends change")
+    open_gate(farm, "5" * 40)
+    wait_for(lambda: finished(farm, changeid, "unit"), "the trends change's build")
+    ran = farm.get("/api/v1/builders/unit/trends")["days"][-1]["builds"]  # this one and the module's
+    assert ran >= 1
+
+    page.goto(farm.url + "/builders/unit")
+    duration = page.locator("#chart-duration")
+    assert duration.locator('[data-series="duration_p50"]').count() == 1  # today's point
+    assert duration.locator('[data-series="duration_p90"]').count() == 1
+    assert f"({ran} build" in duration.locator("circle title").first.text_content()
+    assert page.locator("#chart-success rect.bar-rate").count() == 1
+    assert page.locator("#chart-queue g.queue-day").count() == 1
+    [step] = page.locator("#slowest-steps tbody tr").all()
+    assert step.locator("td").first.inner_text() == "shell"
+    assert int(step.locator("td").nth(1).inner_text()) >= 1
+    # each chart is drawn (has a size on the page) without any script
+    for chart in ("#chart-duration", "#chart-success", "#chart-queue"):
+        box = page.locator(chart).bounding_box()
+        assert box["width"] > 200 and box["height"] > 50, chart
+    os.makedirs(SCREENSHOT_DIR, exist_ok=True)
+    page.locator("#trends").screenshot(path=os.path.join(SCREENSHOT_DIR, "trends.png"))
+
+
+def test_the_overview_charts_the_fleet_over_time_from_the_masters_samples(views_farm, page):
+    farm = views_farm
+    samples = wait_for(lambda: (s := farm.get("/api/v1/views/fleet")["series"]).get("slaves.idle") and s,
+                       "the master's first sample")
+    page.goto(farm.url + "/")
+    for chart in ("#chart-slaves", "#chart-pending", "#chart-oldest-wait", "#chart-actions"):
+        box = page.locator(chart).bounding_box()
+        assert box["width"] > 200 and box["height"] > 50, chart
+    drawn = page.locator('#chart-slaves path[data-series="slaves.idle"]')
+    assert int(drawn.get_attribute("data-points")) == len(samples["slaves.idle"]) >= 1
+    assert drawn.get_attribute("d").startswith("M")
+    assert page.locator('#chart-pending path[data-series="queue.pending"]').get_attribute("d").startswith("M")
+    os.makedirs(SCREENSHOT_DIR, exist_ok=True)
+    page.locator("#fleet-over-time").screenshot(path=os.path.join(SCREENSHOT_DIR, "fleet.png"))
