@@ -46,11 +46,18 @@ class BuildsComponent(DBComponent):
         return await self._run(thd)
 
     async def finish(
-        self, buildid: int, results: int, complete_at: float, state_string: str
-    ) -> None:
-        await self._set(
-            buildid, results=results, complete_at=complete_at, state_string=state_string
-        )
+        self, buildid: int, results: int, complete_at: float, state_string: str,
+        masterid: int | None = None,
+    ) -> bool:
+        """Record the build's end; whether this call did.  With ``masterid`` (the master that
+        runs it) the write is fenced: it changes nothing unless the build is still unfinished
+        and still that master's, so a master declared dead, whose build another master already
+        ended RETRY (``db.masters.reclaim``), cannot overwrite that RETRY."""
+        query = sa.update(builds).where(builds.c.id == buildid)
+        if masterid is not None:
+            query = query.where(builds.c.masterid == masterid, builds.c.complete_at.is_(None))
+        values = {"results": results, "complete_at": complete_at, "state_string": state_string}
+        return await self._execute(query.values(**values)) == 1
 
     async def set_state(self, buildid: int, state_string: str) -> None:
         await self._set(buildid, state_string=state_string)
