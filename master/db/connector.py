@@ -18,6 +18,7 @@ from buildfarm.master.db.buildsets import BuildsetsComponent
 from buildfarm.master.db.changes import ChangesComponent
 from buildfarm.master.db.clients import ClientsComponent
 from buildfarm.master.db.engine import create_engine, is_in_memory, is_sqlite
+from buildfarm.master.db.leases import LeasesComponent
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
 from buildfarm.master.db.reports import ReportsComponent
@@ -58,8 +59,8 @@ class DBConnector(service.Service):
     cannot be reached the transaction is re-run with backoff for up to ``max_retry_s``
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
-    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``
-    and ``roles``.
+    ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``,
+    ``roles`` and ``leases``.
     """
 
     name = "db"
@@ -92,6 +93,7 @@ class DBConnector(service.Service):
         self.tasks = TasksComponent(self)
         self.clients = ClientsComponent(self)
         self.roles = RolesComponent(self)
+        self.leases = LeasesComponent(self)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

@@ -92,3 +92,4 @@ class ISchedulerMaster(Interface):
     db = Attribute("The database (ISchedulerDB).")
     config = Attribute("The running MasterConfig: ``schedulers`` and ``builder(name)``.")
     botmaster = Attribute("The BotMaster (ISchedulerBotMaster).")
+    masterid = Attribute("This master's row in ``masters``: the holder of a timed scheduler's lease.")
