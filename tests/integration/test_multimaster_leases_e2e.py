@@ -27,7 +27,8 @@ c['multiMaster'] = True
 c['multiMasterSettings'] = {{'heartbeat_secs': {heartbeat}, 'dead_after_secs': {dead_after}}}
 c['builders'] = [util.BuilderConfig(name='nightly', slavenames=['bs1'], factory=util.BuildFactory([
     steps.ShellCommand(command=['true'])]))]
-c['schedulers'] = [schedulers.Periodic(name='periodic', builderNames=['nightly'], periodicBuildTimer={period})]
+c['schedulers'] = [schedulers.Periodic(name='periodic', builderNames=['nightly'],
+                                       periodicBuildTimer={period})]
 """
 
 
