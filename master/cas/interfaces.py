@@ -105,3 +105,5 @@ class ICASMaster(Interface):
     reactor = Attribute("The master's reactor: the time of every expiry, and the thread pools' results.")
     metrics = Attribute("The master's ``MasterMetrics``: ``cas`` (``CASMetrics``) counts the store's work.")
     auth = Attribute("The ``AuthService``: the identity and scopes of each API request.")
+    db = Attribute("The ``DBConnector``: ``db.leases`` (the janitor's lease, with several masters).")
+    masterid = Attribute("This master's row in ``masters``: the holder of the janitor's lease.")

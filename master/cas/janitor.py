@@ -5,7 +5,14 @@ Every ``janitor_interval`` seconds (and once at start-up) it asks the current st
 batches, each checked again just before it goes), then sets the per-namespace gauges of
 items and bytes stored from what the pass counted.  Time comes from the injected reactor;
 one pass runs at a time; nothing of it runs on the reactor thread but the bookkeeping.
+
+With several masters, the janitor of a store they share (the S3 back-end) runs on one of them
+at a time: the CAS service runs it under the lease ``janitor_lease_name`` names
+(master/cluster/leases.py).  A file back-end is each master's own, so its lease is too.
 """
+
+import os
+import socket
 
 from twisted.application import service
 from twisted.internet import defer
@@ -14,6 +21,15 @@ from twisted.logger import Logger
 log = Logger()
 
 EXPIRE_BATCH = 500  # items checked again and deleted together (one DeleteObjects on S3)
+
+
+def janitor_lease_name(settings, basedir: str) -> str:
+    """The lease the janitor of the store ``settings`` names runs under: one per S3 bucket
+    (every master sharing it), one per file store (this host's directory)."""
+    if settings.backend == "s3":
+        location = settings.s3
+        return f"cas-janitor:s3:{location.endpoint_url or ''}/{location.bucket}"
+    return f"cas-janitor:file:{socket.gethostname()}:{os.path.join(basedir, settings.path)}"
 
 
 class Janitor(service.Service):

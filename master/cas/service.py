@@ -22,10 +22,11 @@ from twisted.python.threadpool import ThreadPool
 from buildfarm.master.cas.api import IsolateAPI
 from buildfarm.master.cas.filestore import FileStore
 from buildfarm.master.cas.interfaces import ICASMaster
-from buildfarm.master.cas.janitor import Janitor
+from buildfarm.master.cas.janitor import Janitor, janitor_lease_name
 from buildfarm.master.cas.locking import SharedLock
 from buildfarm.master.cas.s3store import S3Store
 from buildfarm.master.cas.settings import CASSettings
+from buildfarm.master.cluster.leases import LeaseGate
 
 log = Logger()
 
@@ -48,7 +49,9 @@ class CASService(service.MultiService):
         self.metrics = master.metrics.cas
         self.api = IsolateAPI(master, self.store, self.settings, master.reactor, self.pool, self.metrics)
         self.janitor = Janitor(self, master.reactor, self.metrics)
-        self.janitor.setServiceParent(self)
+        # With several masters sharing the store, its janitor runs on one of them at a time.
+        lease = janitor_lease_name(self.settings, master.basedir)
+        LeaseGate(lease, self.janitor, master).setServiceParent(self)
 
     @property
     def spool_dir(self) -> str:

@@ -9,8 +9,9 @@ it finds to ``master.scheduler.add_change`` as any other change.
 
 What it has seen is kept in the database (``db.state`` under ``state_name``), so a restart
 neither loses nor repeats changes.  With ``c['multiMaster']`` one master polls a source: it
-holds a lease in the shared database (``db.state.claim``), renewed at every poll; another
-master takes the source over once the lease has run out.
+holds its lease in the shared database (``db.leases``, under ``lease_name``), renewed at every
+poll; another master takes the source over once the lease has run out, or at once when the
+holder stops (it releases the lease) or is declared dead (the reclaim releases it).
 """
 
 import hashlib
@@ -217,6 +218,11 @@ class PollingChangeSource(ConfigObject, service.Service):
             return name
         return f"{self.kind}:sha256:{hashlib.sha256(str(self.name).encode()).hexdigest()}"
 
+    @property
+    def lease_name(self) -> str:
+        """This poller's lease in ``db.leases`` (with ``c['multiMaster']``)."""
+        return f"poller:{self.state_name}"
+
     # -- running ---------------------------------------------------------------------------
 
     @property
@@ -250,7 +256,7 @@ class PollingChangeSource(ConfigObject, service.Service):
         if self._polling is not None:
             await self._polling
         if self._master is not None and self._master.config.multi_master:
-            await self.master.db.state.release(self.state_name, self.master.masterid)
+            await self.master.db.leases.release(self.lease_name, self.master.masterid)
 
     def _poll_logged(self) -> defer.Deferred:
         """One poll (the loop waits for it), after the one running if any; a failure is logged
@@ -318,8 +324,8 @@ class PollingChangeSource(ConfigObject, service.Service):
         master = self.master
         if master.config.multi_master:
             lease_s = 2 * self.pollInterval + CLAIM_GRACE_S
-            if not await master.db.state.claim(self.state_name, master.masterid, master.reactor.seconds(),
-                                               lease_s):
+            if not await master.db.leases.acquire(self.lease_name, master.masterid, master.reactor.seconds(),
+                                                  lease_s):
                 self._last_polled_here = False  # its last poll (and error) stay as they were
                 return False
         try:

@@ -13,4 +13,6 @@ class IClusterMaster(Interface):
     db = Attribute("The ``DBConnector``: ``db.masters`` writes heartbeats and reclaims dead masters.")
     botmaster = Attribute("The BotMaster: ``maybe_start_builds()`` once requests were reclaimed, or "
                           "another master told of new ones (wakeups).")
+    slaveapi = Attribute("The SlaveAPI runner: ``pick_up_addressed()`` runs the actions another master "
+                         "recorded for a slave attached here (wakeups).")
     tasks = Attribute("The task engine: ``end_tries_lost_with_master(tries)`` ends a dead master's tries.")

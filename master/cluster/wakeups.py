@@ -2,7 +2,10 @@
 master LISTENs on ``WAKEUP_CHANNEL`` and looks at the queue as soon as any master commits a
 transaction that made requests claimable (``db.buildrequests.wake_masters``: a request added,
 put back, or reclaimed from a dead master), instead of at the BotMaster's next 2 s poll (which
-stays, as the safety net for a notification lost with a connection).
+stays, as the safety net for a notification lost with a connection).  It also LISTENs on
+``SLAVEAPI_CHANNEL``: another master recorded a SlaveAPI action for a slave attached here (the
+payload is the id of the master to run it), which the SlaveAPI runner then picks up at once
+instead of at its poll.
 
 psycopg waits for notifications on a connection of its own, so the wait runs in a thread of
 this service (never the reactor's, never the database pool's); each notification is handed to
@@ -23,6 +26,7 @@ from buildfarm.master.cluster.interfaces import IClusterMaster
 from buildfarm.master.db.buildrequests import WAKEUP_CHANNEL
 from buildfarm.master.db.engine import SERVER_CONNECT_TIMEOUT_S, resolve_db_url
 from buildfarm.master.db.retry import backoff_delays
+from buildfarm.master.db.slaveapi import SLAVEAPI_CHANNEL
 
 log = Logger()
 
@@ -97,11 +101,15 @@ class RequestWakeups(service.Service):
                 with psycopg.connect(conninfo, autocommit=True,
                                      connect_timeout=SERVER_CONNECT_TIMEOUT_S) as conn:
                     conn.execute(f"LISTEN {WAKEUP_CHANNEL}")
+                    conn.execute(f"LISTEN {SLAVEAPI_CHANNEL}")
                     self.master.reactor.callFromThread(self._listening, True)
                     delays = backoff_delays()
                     while not stop.is_set():
-                        for _ in conn.notifies(timeout=LISTEN_SLICE_S):
-                            self.master.reactor.callFromThread(self._wake)
+                        for notify in conn.notifies(timeout=LISTEN_SLICE_S):
+                            if notify.channel == SLAVEAPI_CHANNEL:
+                                self.master.reactor.callFromThread(self._action_for, notify.payload)
+                            else:
+                                self.master.reactor.callFromThread(self._wake)
             except psycopg.Error as e:
                 self.master.reactor.callFromThread(self._listening, False, str(e).strip())
                 stop.wait(next(delays))
@@ -114,6 +122,7 @@ class RequestWakeups(service.Service):
                      channel=WAKEUP_CHANNEL)
             self.listening, self._down_logged = True, False
             self._wake()  # what was added while nobody listened
+            self._action_for(str(self.master.masterid))
             return
         self.listening = False
         if not self._down_logged:
@@ -124,3 +133,8 @@ class RequestWakeups(service.Service):
         if self.running:
             self.woken += 1
             self.master.botmaster.maybe_start_builds()
+
+    def _action_for(self, masterid: str) -> None:
+        """A SlaveAPI action was recorded for master ``masterid``: this one picks it up."""
+        if self.running and masterid == str(self.master.masterid):
+            self.master.slaveapi.pick_up_addressed()

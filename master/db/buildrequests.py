@@ -108,21 +108,29 @@ class BuildRequestsComponent(DBComponent):
         )
         return await self._execute(update) == 1
 
-    async def unclaim(self, brid: int) -> None:
-        """Put an incomplete request back in the queue."""
-        await self._release(buildrequests.c.id == brid)
+    async def unclaim(self, brid: int, masterid: int | None = None) -> bool:
+        """Put an incomplete request back in the queue; whether this call did.  With
+        ``masterid`` only while that master still holds the claim (fenced: see ``complete``)."""
+        which = buildrequests.c.id == brid
+        if masterid is not None:
+            which = sa.and_(which, buildrequests.c.claimed_by_masterid == masterid)
+        return await self._release(which) > 0
 
     async def unclaim_all_of_master(self, masterid: int) -> None:
         """Put back every incomplete request ``masterid`` claimed (at master start-up)."""
         await self._release(buildrequests.c.claimed_by_masterid == masterid)
 
-    async def complete(self, brid: int, results: int, now: float) -> None:
-        update = (
-            sa.update(buildrequests)
-            .where(buildrequests.c.id == brid)
-            .values(complete=1, results=results, complete_at=now)
-        )
-        await self._execute(update)
+    async def complete(self, brid: int, results: int, now: float, masterid: int | None = None) -> bool:
+        """Complete the request with ``results``; whether this call did.  With ``masterid``
+        the write is fenced: it changes nothing unless the request is still incomplete and
+        claimed by that master.  A master declared dead lost its claims when another master
+        reclaimed it (``db.masters.reclaim``); the request may be running elsewhere, so
+        completing it now would let it run to success twice."""
+        query = sa.update(buildrequests).where(buildrequests.c.id == brid)
+        if masterid is not None:
+            query = query.where(buildrequests.c.claimed_by_masterid == masterid,
+                                buildrequests.c.complete == 0)
+        return await self._execute(query.values(complete=1, results=results, complete_at=now)) == 1
 
     async def cancel(self, brid: int, now: float) -> bool:
         """Complete a request nobody has claimed as CANCELLED; whether this call did.
@@ -136,12 +144,14 @@ class BuildRequestsComponent(DBComponent):
         )
         return await self._execute(update) == 1
 
-    async def _release(self, which: sa.ColumnElement[bool]) -> None:
-        def thd(conn: sa.Connection) -> None:
-            if conn.execute(release_statement(which)).rowcount:
+    async def _release(self, which: sa.ColumnElement[bool]) -> int:
+        def thd(conn: sa.Connection) -> int:
+            released = conn.execute(release_statement(which)).rowcount
+            if released:
                 wake_masters(conn)
+            return released
 
-        await self._run(thd)
+        return await self._run(thd)
 
     async def _select(self, query: sa.Select) -> list[dict]:
         return await self._run(

@@ -49,18 +49,27 @@ class BuildsComponent(DBComponent):
 
     async def finish(
         self, buildid: int, results: int, complete_at: float, state_string: str,
+        masterid: int | None = None,
         messages: Sequence = (),
-    ) -> None:
-        """Record the build's result; ``messages`` (for the broker: ``exchange``,
-        ``routing_key``, ``payload``) go to the outbox in the same transaction."""
-        update = sa.update(builds).where(builds.c.id == buildid).values(
-            results=results, complete_at=complete_at, state_string=state_string)
+    ) -> bool:
+        """Record the build's end; whether this call did.  With ``masterid`` (the master that
+        runs it) the write is fenced: it changes nothing unless the build is still unfinished
+        and still that master's, so a master declared dead, whose build another master already
+        ended RETRY (``db.masters.reclaim``), cannot overwrite that RETRY.  ``messages`` (for the
+        broker: ``exchange``, ``routing_key``, ``payload``) go to the outbox in the same
+        transaction, and only if the end was recorded."""
+        query = sa.update(builds).where(builds.c.id == buildid)
+        if masterid is not None:
+            query = query.where(builds.c.masterid == masterid, builds.c.complete_at.is_(None))
+        update = query.values(results=results, complete_at=complete_at, state_string=state_string)
 
-        def thd(conn: sa.Connection) -> None:
-            conn.execute(update)
+        def thd(conn: sa.Connection) -> bool:
+            if conn.execute(update).rowcount != 1:
+                return False
             outbox.add_all(conn, messages)
+            return True
 
-        await self._run(thd)
+        return await self._run(thd)
 
     async def set_state(self, buildid: int, state_string: str) -> None:
         await self._set(buildid, state_string=state_string)

@@ -18,6 +18,7 @@ from buildfarm.master.db.buildsets import BuildsetsComponent
 from buildfarm.master.db.changes import ChangesComponent
 from buildfarm.master.db.clients import ClientsComponent
 from buildfarm.master.db.engine import create_engine, is_in_memory, is_sqlite
+from buildfarm.master.db.leases import LeasesComponent
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
 from buildfarm.master.db.outbox import OutboxComponent
@@ -62,7 +63,7 @@ class DBConnector(service.Service):
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
     ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``,
-    ``roles``, ``samples`` and ``views``.
+    ``roles``, ``samples``, ``views`` and ``leases``.
     """
 
     name = "db"
@@ -98,6 +99,7 @@ class DBConnector(service.Service):
         self.outbox = OutboxComponent(self)  # messages for the broker (master/mq/)
         self.samples = SamplesComponent(self)  # the fleet and the queue over time
         self.views = ViewsComponent(self)  # reads of the grid, console and waterfall pages
+        self.leases = LeasesComponent(self)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

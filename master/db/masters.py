@@ -14,6 +14,7 @@ from buildfarm.common.results import RETRY
 from buildfarm.master.db.base import DBComponent, find_or_create_by_name
 from buildfarm.master.db.buildrequests import release_statement, wake_masters
 from buildfarm.master.db.builds import finish_unfinished_of_master_statement
+from buildfarm.master.db.leases import release_all_of_master_statement as release_leases_statement
 from buildfarm.master.db.model import buildrequests, masters
 from buildfarm.master.db.slaveapi import end_unfinished_of_master_in
 from buildfarm.master.db.slaves import detach_all_of_master_in
@@ -36,6 +37,7 @@ class Reclaimed:
     actions: list[int] = field(default_factory=list)  # its unfinished SlaveAPI requests, now FAILURE
     slaves: int = 0  # slaves it held, now detached
     tries: list[dict] = field(default_factory=list)  # tries RUNNING on those slaves (for the engine)
+    leases: int = 0  # leases it held (master/db/leases.py), now released
 
 
 class MastersComponent(DBComponent):
@@ -84,8 +86,8 @@ class MastersComponent(DBComponent):
         conditional UPDATE: only while it is still active with a heartbeat older than
         ``dead_before``, so exactly one master reclaims it, and never one that beat again), end
         its unfinished builds RETRY, put its claimed requests back in the queue, end its
-        unfinished SlaveAPI actions FAILURE, detach its slaves; the tries RUNNING on those
-        slaves are listed for the task engine.  None when another master reclaimed it first
+        unfinished SlaveAPI actions FAILURE, detach its slaves, release its leases; the tries
+        RUNNING on those slaves are listed for the task engine.  None when another master reclaimed it first
         or it came back."""
 
         def thd(conn: sa.Connection) -> Reclaimed | None:
@@ -107,7 +109,9 @@ class MastersComponent(DBComponent):
             actions = end_unfinished_of_master_in(conn, masterid, text, int(now))
             tries = [dict(r._mapping) for r in conn.execute(running_on_slaves_of_master_query(masterid))]
             slaves = detach_all_of_master_in(conn, masterid, now)
-            return Reclaimed(masterid, row.name, row.last_active, builds, requests, actions, slaves, tries)
+            leases = conn.execute(release_leases_statement(masterid)).rowcount
+            return Reclaimed(masterid, row.name, row.last_active, builds, requests, actions, slaves, tries,
+                             leases)
 
         return await self._run(thd)
 

@@ -589,3 +589,17 @@ samples = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Index("ix_samples_series", "resolution", "series", "at"),
 )
+
+# Leases (master/db/leases.py): the master that runs each singleton job (``name``: a timed
+# scheduler, a change poller, the CAS janitor) until ``expires`` (epoch seconds of the
+# holder's clock); ``masterid`` NULL when nobody holds it.  Taken and renewed with one
+# conditional UPDATE; a dead master's are released by its reclaim.
+LEASE_NAME_LENGTH = 300  # "poller:" and a poller's state name of up to 255
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(LEASE_NAME_LENGTH), primary_key=True),
+    sa.Column("masterid", sa.Integer, nullable=True),
+    sa.Column("expires", sa.Float, nullable=False, server_default="0"),
+    sa.Index("ix_leases_masterid", "masterid"),
+)

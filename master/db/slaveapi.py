@@ -12,6 +12,10 @@ from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
 from buildfarm.master.db.model import masters, slave_settings, slaveapi_audit, slaveapi_results
 from buildfarm.master.fleet import UNFINISHED, ActionState
 
+# PostgreSQL's LISTEN/NOTIFY channel on which a master that records an action for a slave
+# attached to another master tells that master (its id is the payload; master/cluster/wakeups.py).
+SLAVEAPI_CHANNEL = "buildfarm_slaveapi"
+
 DEFAULT_SETTINGS = {"enabled": True, "environment": None, "disabled_reason": None,
                     "disabled_by": None, "disabled_at": None, "notes": ""}
 
@@ -22,12 +26,32 @@ class SlaveAPIComponent(DBComponent):
     # -- action results --------------------------------------------------------------------
 
     async def add_result(self, slave: str, action: str, args: dict, requested_by: str,
-                         requested_from: str, masterid: int | None, now: int) -> int:
-        """A new PENDING result; its ``requestid``."""
-        return await self._insert(sa.insert(slaveapi_results).values(
+                         requested_from: str, masterid: int | None, now: int, wake: bool = False) -> int:
+        """A new PENDING result, to be run by ``masterid``; its ``requestid``.  With ``wake``
+        (an action addressed to another master, the one holding the slave's connection) that
+        master is told on PostgreSQL (``SLAVEAPI_CHANNEL``, the payload its id) when this
+        transaction commits; it also finds the row at its next poll."""
+        insert = sa.insert(slaveapi_results).values(
             slave=slave, action=action, args=to_json(args), state=int(ActionState.PENDING), text="",
             requested_by=requested_by, requested_from=requested_from, masterid=masterid,
-            request_timestamp=now))
+            request_timestamp=now)
+
+        def thd(conn: sa.Connection) -> int:
+            requestid = conn.execute(insert).inserted_primary_key[0]
+            if wake and conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_notify(SLAVEAPI_CHANNEL, str(masterid))))
+            return requestid
+
+        return await self._run(thd)
+
+    async def find_unfinished(self, slave: str, action: str) -> dict | None:
+        """The oldest PENDING or RUNNING result of ``action`` on ``slave``, whichever master
+        runs it (asking again joins it), or None."""
+        query = (sa.select(slaveapi_results)
+                 .where(slaveapi_results.c.slave == slave, slaveapi_results.c.action == action,
+                        slaveapi_results.c.state.in_([int(s) for s in UNFINISHED]))
+                 .order_by(slaveapi_results.c.id).limit(1))
+        return await self._fetch_one(query, _result)
 
     async def start_result(self, requestid: int, now: int) -> None:
         await self._set_result(requestid, state=int(ActionState.RUNNING), start_timestamp=now)

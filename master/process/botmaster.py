@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.spread import pb
 from zope.interface import implementer
 
-from buildfarm.common.results import RETRY
+from buildfarm.common.results import RETRY, result_name
 from buildfarm.master.pb.buildslave import TASKS_BUILDDIR, TASKS_BUILDER, BuildSlave
 from buildfarm.master.pb.interfaces import ISlaveRoster
 from buildfarm.master.process.build import Build
@@ -28,6 +28,10 @@ DUPLICATE_PING_TIMEOUT_S = 10.0
 # With c['multiMaster'] another master may add requests: look in the database this often.
 MULTI_MASTER_POLL_S = 2.0
 STOP_BUILDS_TIMEOUT_S = 15.0
+# A request this master could not complete or put back: it no longer holds its claim (another
+# master declared this one dead and reclaimed it; the request may be running there).
+REQUEST_CLAIM_LOST_MESSAGE = ("build request {id} ended {result} here, but this master no longer holds its "
+                              "claim (declared dead by another master): left as the other master has it")
 
 
 class DuplicateSlave(pb.Error):
@@ -406,19 +410,24 @@ class BotMaster(service.Service):
             # skips neither the other requests, nor the slave's shutdown, nor the next
             # assignment pass, and the build's own error (if any) still propagates.
             for brid in brids:
-                await self._settle_request(db, brid, results)
+                if not build.claim_lost:
+                    await self._settle_request(db, brid, results)
             self.maybe_shut_down_slave(build.slavebuilder.slave)
             if self.running:
                 self.slot_freed(build.slavebuilder.slave)
 
     async def _settle_request(self, db, brid: int, results: int) -> None:
         """Complete request ``brid`` with ``results``, or return it to the queue (RETRY)."""
+        masterid = self.master.masterid
         try:
             if results == RETRY:
-                await db.buildrequests.unclaim(brid)
+                settled = await db.buildrequests.unclaim(brid, masterid)
             else:
-                await db.buildrequests.complete(brid, results, self.clock.seconds())
-                self.tell_schedulers(await db.buildrequests.get(brid))
+                settled = await db.buildrequests.complete(brid, results, self.clock.seconds(), masterid)
+                if settled:
+                    self.tell_schedulers(await db.buildrequests.get(brid))
+            if not settled:
+                log.warn(REQUEST_CLAIM_LOST_MESSAGE, id=brid, result=result_name(results))
         except Exception:
             log.failure("recording the end of build request {id} failed", id=brid)
 

@@ -36,6 +36,10 @@ log = Logger()
 
 START_BUILD_TIMEOUT_S = 60.0
 INTERRUPT_DEADLINE_S = 15.0  # after this the master ends an interrupted command itself
+# A build whose end this master could not record: another master declared this one dead and
+# ended the build RETRY (master/db/masters.py reclaim); its request may run elsewhere.
+CLAIM_LOST_MESSAGE = ("build {builder}#{number} ended {result}, but this master no longer holds it (declared "
+                      "dead by another master, which ended it RETRY): its result is not recorded")
 
 
 class SlaveLacksCommand(Exception):
@@ -125,6 +129,7 @@ class Build:
         self.current_command: RemoteCommand | None = None
         self.properties = Properties()
         self.collapsed_requests: list[int] = []
+        self.claim_lost = False  # its end was not recorded: this master no longer held it
         self.lock_accesses: list = []
         self.steps = list(builder.config.factory.steps)  # a reconfig never changes a running build
         self._commands = 0
@@ -165,16 +170,30 @@ class Build:
         results, state = await self._run_steps()
         self.results = results
         await self._store_properties()
-        state = self.properties.cleanupTextFromSecrets(state)
+        await self.record_end(results, self.properties.cleanupTextFromSecrets(state))
+        return results
+
+    async def record_end(self, results: int, state: str) -> bool:
+        """Record the build's end and report it (events, metrics, log); whether it was
+        recorded.  Fenced (``db.builds.finish`` with this master's id): when this master no
+        longer holds the build (declared dead, its build ended RETRY by the master that
+        reclaimed it) nothing is written or reported (the build-finished message goes to the
+        outbox only with the end), ``claim_lost`` is set (the BotMaster then leaves the
+        requests alone) and the loss is logged."""
         finished = events.build_finished(self.master.mq, self._event_fields(), results, self.now(), state)
-        await db.builds.finish(self.buildid, results, self.now(), state,
-                               messages=events.in_transaction(self.master.mq, finished))
+        if not await self.master.db.builds.finish(
+                self.buildid, results, self.now(), state, self.master.masterid,
+                messages=events.in_transaction(self.master.mq, finished)):
+            self.claim_lost = True
+            log.warn(CLAIM_LOST_MESSAGE, builder=self.builder.name, number=self.number,
+                     result=result_name(results))
+            return False
         self.master.mq.published([finished])
         self.master.buildevents.publish(BuildEvent(BUILD_FINISHED, self.buildid, results=results))
         metrics.build_finished(self.master, self.builder.name, results)
         log.info("build {builder}#{number} finished: {result}", builder=self.builder.name,
                  number=self.number, result=result_name(results))
-        return results
+        return True
 
     def _set_properties(self) -> None:
         """The build's properties, later sources winning: global, builder, slave, request, build."""

@@ -57,6 +57,10 @@ class Scheduler(ConfigObject):
     referenced_by_name = "scheduler"  # a Dependent's upstream compares by its name (fingerprint)
     # Whether the manager offers new changes to this scheduler (``got_change``).
     wants_changes = False
+    # Whether it fires on its own (on a timer): with several masters it then runs on one of
+    # them at a time, under a database lease (master/cluster/leases.py).  The others fire on
+    # what a master is asked (a change it received, a force, a trigger): once per ask.
+    runs_on_one_master = False
 
     def __init__(self, name, builderNames, properties=None, priority=0):  # noqa: N803
         self._remember_config_line()

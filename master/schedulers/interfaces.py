@@ -96,3 +96,4 @@ class ISchedulerMaster(Interface):
     botmaster = Attribute("The BotMaster (ISchedulerBotMaster).")
     mq = Attribute("The master's event bus (master/mq/interfaces.py IEventBus): request-submitted "
                    "(through the outbox in the buildset's transaction) and change-added.")
+    masterid = Attribute("This master's row in ``masters``: the holder of a timed scheduler's lease.")

@@ -15,6 +15,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from buildfarm.common.results import result_name
+from buildfarm.master.cluster.leases import LeaseGate
 from buildfarm.master.mq import events
 from buildfarm.master.schedulers.base import Scheduler
 from buildfarm.master.schedulers.dependent import Dependent
@@ -40,6 +41,23 @@ class UnknownScheduler(KeyError):
         return str(self.args[0]) if self.args else "unknown scheduler"
 
 
+class ScheduleRunner(service.Service):
+    """A scheduler as a service, for the ``LeaseGate`` of a scheduler that runs on one master
+    at a time: started is activated, stopped is deactivated."""
+
+    def __init__(self, scheduler: Scheduler, master: ISchedulerMaster):
+        self.scheduler = scheduler
+        self.master = master
+
+    def startService(self):  # noqa: N802
+        super().startService()
+        return self.scheduler.activate(self.master)
+
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        return self.scheduler.deactivate()
+
+
 class SchedulerManager(service.Service):
     """Holds the active schedulers of the current configuration.
 
@@ -54,6 +72,9 @@ class SchedulerManager(service.Service):
         self._reconfig_lock = defer.DeferredLock()
         self._finish_lock = defer.DeferredLock()
         self._waiters: dict[int, list[defer.Deferred]] = {}
+        # The lease gates of the schedulers that run on one master at a time, by name
+        # (c['multiMaster'] only; see ``Scheduler.runs_on_one_master``).
+        self.gates: dict[str, LeaseGate] = {}
 
     # -- service ---------------------------------------------------------------------------
 
@@ -96,7 +117,7 @@ class SchedulerManager(service.Service):
             if name in keep:
                 continue
             try:
-                await scheduler.activate(self.master)
+                await self._activate(scheduler)
             except Exception:
                 log.failure("scheduler {name} failed to start", name=name)
                 continue
@@ -107,10 +128,25 @@ class SchedulerManager(service.Service):
             log.info("scheduler {name} stopped: no longer configured", name=name)
         self.schedulers = current
 
+    async def _activate(self, scheduler: Scheduler) -> None:
+        """Activate ``scheduler``, or, for one that runs on one master at a time among several,
+        start its lease gate (it is activated when this master holds the lease)."""
+        if not (scheduler.runs_on_one_master and self.master.config.multi_master):
+            await scheduler.activate(self.master)
+            return
+        gate = LeaseGate(f"scheduler:{scheduler.name}", ScheduleRunner(scheduler, self.master), self.master)
+        self.gates[scheduler.name] = gate
+        await defer.maybeDeferred(gate.startService)
+
     async def _deactivate(self, schedulers: list[Scheduler]) -> None:
         for scheduler in schedulers:
+            gate = self.gates.get(scheduler.name)
             try:
-                await scheduler.deactivate()
+                if gate is not None and gate.child.scheduler is scheduler:
+                    del self.gates[scheduler.name]
+                    await gate.stopService()
+                else:
+                    await scheduler.deactivate()
             except Exception:
                 log.failure("scheduler {name} failed to stop", name=scheduler.name)
 

@@ -178,7 +178,10 @@ class FakeBotMaster:
 
 
 class FakeConfig:
-    """The configuration's ``schedulers`` and ``builders`` (named ``builders``, ids 1, 2, ...)."""
+    """The configuration's ``schedulers`` and ``builders`` (named ``builders``, ids 1, 2, ...);
+    one master (no ``multiMaster``: timed schedulers run without a lease)."""
+
+    multi_master = False
 
     def __init__(self, schedulers=(), builders=()):
         self.schedulers = list(schedulers)
@@ -195,6 +198,7 @@ class FakeMaster:
     def __init__(self, builder_names=("a", "b", "c"), start_time: float = 1_000_000.0):
         self.reactor = task.Clock()
         self.reactor.advance(start_time)
+        self.masterid = 1
         self.db = FakeDB()
         self.botmaster = FakeBotMaster()
         self.config = FakeConfig(builders=builder_names)

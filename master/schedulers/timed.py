@@ -54,6 +54,7 @@ class _Timed(ChangeScheduler):
     """Builds when ``next_build_time`` comes."""
 
     branch_with_filter = True
+    runs_on_one_master = True  # each period fires once across the masters
 
     def __init__(self, name, builderNames, onlyIfChanged=False, **kwargs):  # noqa: N803
         super().__init__(name, builderNames, **kwargs)

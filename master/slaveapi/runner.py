@@ -6,13 +6,20 @@ per slave.  Asking again for an action that is pending or running for the same s
 answers the request already made.  After a master restart, pending actions run and the
 ones that were running end FAILURE.  The runner also serves the SlaveAPI on its own port
 (``c['slaveapi']['port']``) and keeps the set of disabled slaves for the BotMaster.
+
+With ``c['multiMaster']`` an action asked of this master for a slave whose PB connection
+another master holds is recorded for that master (the row's ``masterid``), which runs it
+through its live connection: it picks the row up when told (``pick_up_addressed``: PostgreSQL
+NOTIFY, master/cluster/wakeups.py) or at its poll every ``ADDRESSED_POLL_S``.  The result is
+in the database, so every master shows it; a master waiting for another's action
+(``waittime``) reads it every ``REMOTE_WAIT_POLL_S``.
 """
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from buildfarm.master.fleet import STATE_NAMES, ActionState
+from buildfarm.master.fleet import STATE_NAMES, UNFINISHED, ActionState
 from buildfarm.master.listener import ListeningService
 from buildfarm.master.mq import events
 from buildfarm.master.slaveapi.actions import action_table
@@ -29,6 +36,11 @@ log = Logger()
 # Other masters sharing the database may enable or disable slaves: re-read that this often.
 SETTINGS_REFRESH_S = 10.0
 RESTARTED_TEXT = "the master restarted while this action was running; it did not finish"
+# With several masters: how often a master looks for actions other masters recorded for it
+# (the safety net of the PostgreSQL wake-up; the only way on SQLite), and how often one waiting
+# for an action another master runs reads its result.
+ADDRESSED_POLL_S = 2.0
+REMOTE_WAIT_POLL_S = 0.25
 
 
 @implementer(IChannelHost, IActionHost)
@@ -54,6 +66,7 @@ class ActionRunner(ListeningService):
         self._disabled: set[str] = set()
         self._submitting = defer.DeferredLock()
         self._refresher: task.LoopingCall | None = None
+        self._addressed_poll: task.LoopingCall | None = None
         self._resource = None
 
     @property
@@ -88,6 +101,10 @@ class ActionRunner(ListeningService):
         self._refresher = task.LoopingCall(self._refresh_quietly)
         self._refresher.clock = self.clock
         self._refresher.start(SETTINGS_REFRESH_S, now=False)
+        if self.master.config.multi_master:
+            self._addressed_poll = task.LoopingCall(self.pick_up_addressed)
+            self._addressed_poll.clock = self.clock
+            self._addressed_poll.start(ADDRESSED_POLL_S, now=False)
         await self._listen()
         self._pump()
 
@@ -113,8 +130,9 @@ class ActionRunner(ListeningService):
         await self.listen_on(self.clock, self.settings.port, lambda: make_site(self), "SlaveAPI")
 
     def stopService(self):  # noqa: N802
-        if self._refresher is not None and self._refresher.running:
-            self._refresher.stop()
+        for loop in (self._refresher, self._addressed_poll):
+            if loop is not None and loop.running:
+                loop.stop()
         return super().stopService()
 
     async def _apply_inventory(self) -> None:
@@ -176,25 +194,64 @@ class ActionRunner(ListeningService):
         db = self.master.db.slaveapi
         await self._submitting.acquire()
         try:
-            existing = self._active.get((slave, action.name))
+            existing = await self._unfinished(slave, action.name)
             if existing is not None:
-                result = self._live[existing]
                 await db.add_audit(self.now(), user, peer, slave, action.name,
-                                   STATE_NAMES[result.state], result.requestid,
+                                   STATE_NAMES[existing.state], existing.requestid,
                                    "joined the request already pending or running")
-                return result
+                return existing
             now = self.now()
-            requestid = await db.add_result(slave, action.name, args, user, peer, self.master.masterid, now)
+            runner = await self._holder_elsewhere(slave)
+            requestid = await db.add_result(slave, action.name, args, user, peer,
+                                            runner or self.master.masterid, now, wake=runner is not None)
             result = ActionResult(requestid, slave, action.name, ActionState.PENDING, args=args,
                                   requested_by=user, requested_from=peer, request_timestamp=now)
             await db.add_audit(now, user, peer, slave, action.name, ActionState.PENDING.label, requestid)
-            self._enqueue(result)
+            if runner is None:
+                self._enqueue(result)
         finally:
             self._submitting.release()
-        log.info("SlaveAPI: {user} from {peer} asked for {action} of {slave} (request {id})",
-                 user=user, peer=peer, action=action.name, slave=slave, id=requestid)
+        log.info("SlaveAPI: {user} from {peer} asked for {action} of {slave} (request {id}){where}",
+                 user=user, peer=peer, action=action.name, slave=slave, id=requestid,
+                 where="" if runner is None else f"; the master holding its connection (id {runner}) runs it")
         self._pump()
         return result
+
+    async def _unfinished(self, slave: str, action: str) -> ActionResult | None:
+        """The same action pending or running for ``slave``: here, or (several masters) on any."""
+        existing = self._active.get((slave, action))
+        if existing is not None:
+            return self._live[existing]
+        if not self.master.config.multi_master:
+            return None
+        row = await self.master.db.slaveapi.find_unfinished(slave, action)
+        return None if row is None else ActionResult.from_row(row)
+
+    async def _holder_elsewhere(self, slave: str) -> int | None:
+        """The id of the other master holding ``slave``'s PB connection (several masters), or
+        None: this master runs the action (attached here, or nowhere: out-of-band channels)."""
+        if not self.master.config.multi_master:
+            return None
+        row = await self.master.db.slaves.get(slave)
+        holder = row and row.get("connected_masterid")
+        return holder if holder and holder != self.master.masterid else None
+
+    def pick_up_addressed(self) -> defer.Deferred:
+        """Queue the actions other masters recorded for this one (PENDING rows of its id not
+        queued yet) and start them; never fails (logged)."""
+        d = defer.ensureDeferred(self._submitting.run(lambda: defer.ensureDeferred(self._pick_up())))
+        d.addCallback(lambda _: self._pump())
+        d.addErrback(lambda f: log.failure("SlaveAPI: looking for the actions addressed here failed", f))
+        return d
+
+    async def _pick_up(self) -> None:
+        for row in await self.master.db.slaveapi.get_unfinished(self.master.masterid):
+            result = ActionResult.from_row(row)
+            if result.state == ActionState.PENDING and result.requestid not in self._live:
+                log.info("SlaveAPI: {action} of {slave} (request {id}) asked of another master: run here, "
+                         "where the slave is attached", action=result.action, slave=result.slave,
+                         id=result.requestid)
+                self._enqueue(result)
 
     def _enqueue(self, result: ActionResult) -> None:
         self._live[result.requestid] = result
@@ -204,13 +261,30 @@ class ActionRunner(ListeningService):
     def wait(self, requestid: int, timeout_s: float) -> defer.Deferred:
         """Fire with None once the request finished, or after ``timeout_s`` seconds."""
         result = self._live.get(requestid)
-        if result is None or timeout_s <= 0:
+        if timeout_s <= 0:
             return defer.succeed(None)
+        if result is None:
+            if not self.master.config.multi_master:
+                return defer.succeed(None)
+            return defer.ensureDeferred(self._wait_elsewhere(requestid, self.clock.seconds() + timeout_s))
         waiter: defer.Deferred = defer.Deferred()
         timer = self.clock.callLater(timeout_s, lambda: waiter.called or waiter.callback(None))
         waiter.addBoth(lambda value: (timer.active() and timer.cancel(), value)[1])
         self._waiters.setdefault(requestid, []).append(waiter)
         return waiter
+
+    async def _wait_elsewhere(self, requestid: int, deadline: float) -> None:
+        """Wait until the database shows request ``requestid`` finished (run by another
+        master, or here after all), or ``deadline`` passes."""
+        while True:
+            if requestid in self._live:
+                await self.wait(requestid, deadline - self.clock.seconds())
+                return
+            row = await self.master.db.slaveapi.get_result(requestid)
+            if row is None or ActionState(row["state"]) not in UNFINISHED or self.clock.seconds() >= deadline:
+                return
+            await task.deferLater(self.clock, min(REMOTE_WAIT_POLL_S, deadline - self.clock.seconds()),
+                                  lambda: None)
 
     async def get(self, requestid: int) -> ActionResult | None:
         """The result of that request (live while unfinished)."""

@@ -28,6 +28,7 @@ class ScriptedBuild:
         self.request = {"buildrequestid": brids[0]}
         self.collapsed_requests = list(brids[1:])
         self.lock_accesses = []
+        self.claim_lost = False
         builder = master.botmaster.builders["linux"]
         slave = BuildSlave("bs1", master.botmaster, master.reactor, 60.0, 30.0)
         self.slavebuilder = SlaveBuilder(builder, slave, remote=None)

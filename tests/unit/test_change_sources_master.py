@@ -87,9 +87,9 @@ async def test_two_masters_sharing_a_database_poll_a_source_once(repo, tmp_path,
         assert [c["revision"] for c in changes] == [repo.head()]
         # Only the master holding the claim ever ran git: the other has no workdir.
         polled_by = [name for name in ("m1", "m2") if (tmp_path / name / "gitpoller-work").exists()]
-        claim = await masters[0].db.state.get(pollers[0].state_name, "claim")
+        leases = {lease["name"]: lease["masterid"] for lease in await masters[0].db.leases.get_all()}
         holder = {master.masterid: name for master, name in zip(masters, ("m1", "m2"), strict=True)}
-        assert polled_by == [holder[claim["masterid"]]]
+        assert polled_by == [holder[leases[pollers[0].lease_name]]]
     finally:
         for master in masters:
             await master.stopService()

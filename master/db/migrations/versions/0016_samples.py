@@ -1,7 +1,7 @@
 """The fleet and the queue over time (master/samples.py): a small table of samples.
 
 Revision ID: 0016_samples
-Revises: 0014_mq_outbox
+Revises: 0015_leases
 Create Date: 2026-12-05
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_samples"
-down_revision = "0014_mq_outbox"
+down_revision = "0015_leases"
 branch_labels = None
 depends_on = None
 
