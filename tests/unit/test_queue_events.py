@@ -24,6 +24,7 @@ from buildfarm.master.queue.artifacts import ERROR, OBJECT, ArtifactStore, Store
 from buildfarm.master.queue.claims import ClaimStore
 from buildfarm.master.queue.events import QUEUE_EXCHANGES, TASK_DEFINED, Collector
 from buildfarm.master.queue.store import QueueConflict, QueueStore, StoredTask, _get, _resolve
+from fixtures import docexamples
 
 HERE = pathlib.Path(__file__).parent
 TASKCLUSTER_SCHEMAS = HERE.parent / "fixtures" / "taskcluster"
@@ -302,3 +303,16 @@ def test_the_official_clients_bindings_select_the_messages():
     assert [matches(by_group, m.routing_key) for m in made] == [True, False]
     assert [matches(by_other, m.routing_key) for m in made] == [False, False]
     assert [matches(by_route, m.routing_key) for m in made] == [False, True]
+
+
+def test_the_queue_binding_example_of_docs_operations_md_selects_the_messages():
+    namespace = {"task_id": task_id(1), "group_id": GROUP}
+    text = docexamples.example("operations.md", "queue-binding")
+    exec(compile(text, "docs/operations.md (queue-binding)", "exec"), namespace)  # noqa: S102
+    done, group, notify = namespace["bindings"]
+    key = f"primary.{task_id(1)}.0.wg.w1.proj.linux.-.{GROUP}._"
+    assert done[0] == PREFIX + "task-completed" and matches(done[1], key)
+    assert not matches(done[1], key.replace(task_id(1), task_id(2)))
+    assert group[0] == PREFIX + "task-defined" and matches(group[1], key)
+    assert notify == (PREFIX + "task-completed", "route.notify.email.#")
+    assert matches(notify[1], "route.notify.email.me@example.com")
