@@ -14,6 +14,7 @@ import pytest
 import pytest_twisted
 import taskcluster
 import yaml
+from twisted.internet import defer
 
 from buildfarm.master.apicatalog import CATALOG
 from buildfarm.master.auth.interfaces import iso
@@ -220,6 +221,18 @@ async def test_cancel_task_group_announces_the_group_once(db, bus, seen):
     seen.take()
     await store.cancel_group(GROUP, NOW + 1)
     assert [e for e, _ in seen.primary()] == ["task-exception"] * 3 + ["task-group-resolved"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_last_two_tasks_resolved_at_once_announce_the_group_exactly_once(db, bus, seen):
+    store = QueueStore(db, mq=bus)
+    for n in (1, 2):
+        await store.create(definition(n), NOW)
+    seen.take()
+    # two transactions in the pool at once: the group's row lock orders them
+    both = [defer.ensureDeferred(store.resolve(task_id(n), 0, "completed", "completed", NOW)) for n in (1, 2)]
+    await defer.gatherResults(both)
+    assert sorted(e for e, _ in seen.primary()) == ["task-completed", "task-completed", "task-group-resolved"]
 
 
 @pytest_twisted.ensureDeferred
