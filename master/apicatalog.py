@@ -15,6 +15,7 @@ from buildfarm.master.objectservice.api import ObjectAPI
 from buildfarm.master.objectservice.apireference import OBJECT_SERVICE
 from buildfarm.master.queue.api import QueueAPI
 from buildfarm.master.queue.apireference import QUEUE
+from buildfarm.master.queue.events import QUEUE_EXCHANGES
 from buildfarm.master.slaveapi.apireference import SLAVEAPI
 from buildfarm.master.slaveapi.resources import SlaveAPI
 from buildfarm.master.tasks.api import SwarmingAPI
@@ -25,4 +26,4 @@ from buildfarm.master.www.apireference import BUILDFARM
 CATALOG = APICatalog(services=(BUILDFARM, SLAVEAPI, TASKS, CAS, AUTH, QUEUE, OBJECT_SERVICE),
                      tables=(JSONAPI.routes, SlaveAPI.routes, SwarmingAPI.routes, IsolateAPI.routes,
                              AuthAPI.routes, QueueAPI.routes, ObjectAPI.routes),
-                     exchanges=(BUILDFARM_EXCHANGES,))
+                     exchanges=(BUILDFARM_EXCHANGES, QUEUE_EXCHANGES))

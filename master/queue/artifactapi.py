@@ -89,7 +89,7 @@ class ArtifactRoutes:
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
-        return ArtifactStore(self.master.db)
+        return ArtifactStore(self.master.db, self.master.mq)
 
     @cached_property
     def objects(self) -> ObjectStore:

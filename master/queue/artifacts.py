@@ -21,6 +21,8 @@ import sqlalchemy as sa
 
 from buildfarm.master.auth.interfaces import iso, parse_iso
 from buildfarm.master.db.model import queue_artifacts as artifacts
+from buildfarm.master.queue.events import announce_artifact, run_announcing
+from buildfarm.master.queue.store import _get as _get_task
 
 OBJECT, REFERENCE, LINK, ERROR = "object", "reference", "link", "error"
 STORAGE_TYPES = (OBJECT, REFERENCE, LINK, ERROR)
@@ -75,10 +77,16 @@ def compatible(original: StoredArtifact, new: StoredArtifact) -> bool:
 
 
 class ArtifactStore:
-    """The Queue's artifacts over ``db`` (the master's ``DBConnector``)."""
+    """The Queue's artifacts over ``db`` (the master's ``DBConnector``); with ``mq`` (the
+    master's ``IEventBus``) an artifact announces itself on artifact-created once it is there
+    (master/queue/events.py): created present, or its upload finished."""
 
-    def __init__(self, db):
+    def __init__(self, db, mq=None):
         self.db = db
+        self.mq = mq
+
+    async def _run(self, fn):
+        return await run_announcing(self.db, self.mq, fn)
 
     async def create(self, artifact: StoredArtifact, now: float) -> StoredArtifact:
         """Store ``artifact``, or update the stored one when ``compatible`` allows;
@@ -92,6 +100,8 @@ class ArtifactStore:
                         storage_type=artifact.storage_type, content_type=artifact.content_type,
                         content_length=artifact.content_length, details=json.dumps(artifact.details),
                         present=artifact.present, expires=artifact.expires, created=now))
+                if artifact.present:
+                    announce_artifact(conn, _get_task(conn, artifact.task_id), artifact)
                 return artifact
             except sa.exc.IntegrityError:
                 pass
@@ -105,15 +115,22 @@ class ArtifactStore:
             return replace(original, storage_type=artifact.storage_type, details=artifact.details,
                            expires=artifact.expires)
 
-        return await self.db.run(thd)
+        return await self._run(thd)
 
     async def get(self, task_id: str, run_id: int, name: str) -> StoredArtifact | None:
         return await self.db.run(lambda conn: _get(conn, task_id, run_id, name))
 
     async def mark_present(self, task_id: str, run_id: int, name: str) -> None:
         """An object artifact's bytes are uploaded: it is present (its uploadId forgotten)."""
-        await self.db.run(lambda conn: conn.execute(
-            _where(sa.update(artifacts), task_id, run_id, name).values(present=True, details="{}")))
+
+        def thd(conn: sa.Connection) -> None:
+            found = _get(conn, task_id, run_id, name, lock=True)
+            conn.execute(_where(sa.update(artifacts), task_id, run_id, name)
+                         .values(present=True, details="{}"))
+            if found is not None and not found.present:
+                announce_artifact(conn, _get_task(conn, task_id), replace(found, present=True, details={}))
+
+        await self._run(thd)
 
     async def list(self, task_id: str, run_id: int, after: str | None, limit: int) -> list[StoredArtifact]:
         """Up to ``limit`` present artifacts of the run, by name, after ``after``."""

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.db.model import queue_tasks as tasks
 from buildfarm.master.queue import model
+from buildfarm.master.queue.events import announce_change
 from buildfarm.master.queue.model import EXCEPTION, PENDING, RUNNING
 from buildfarm.master.queue.store import (
     QueueConflict,
@@ -91,7 +92,7 @@ class ClaimStore:
                     claimed.append(claim)
             return claimed
 
-        return await self.store.db.run(thd)
+        return await self.store.run(thd)
 
     async def claim_task(self, task_id: str, run_id: int, worker_group: str, worker_id: str, now: float,
                          timeout_s: float) -> Claim:
@@ -116,7 +117,7 @@ class ClaimStore:
                 raise QueueConflict(f"run {run_id} of task {task_id} was already claimed")
             return claim
 
-        return await self.store.db.run(thd)
+        return await self.store.run(thd)
 
     async def reclaim(self, task_id: str, run_id: int, now: float, timeout_s: float) -> Claim:
         """Move the claim of run ``run_id`` to ``now + timeout_s``; ``QueueConflict`` when the
@@ -131,7 +132,7 @@ class ClaimStore:
             saved = _save(conn, task, [*task.runs[:-1], run], taken_until=taken_until)
             return Claim(saved, run_id, taken_until)
 
-        return await self.store.db.run(thd)
+        return await self.store.run(thd)
 
     async def report(self, task_id: str, run_id: int, state: str, reason: str, now: float) -> StoredTask:
         """Resolve run ``run_id`` ``state`` for ``reason`` (``completed``, ``failed``, or an
@@ -147,7 +148,7 @@ class ClaimStore:
             _running_claim(task, run_id)
             return _resolve_or_retry(conn, task, state, reason, now)
 
-        return self.store.pending(await self.store.db.run(thd))
+        return self.store.pending(await self.store.run(thd))
 
     async def expire(self, now: float) -> list[StoredTask]:
         """Resolve ``exception``/``claim-expired`` each running run whose ``takenUntil`` passed
@@ -164,7 +165,7 @@ class ClaimStore:
                 expired.append(_resolve_or_retry(conn, _stored(row), EXCEPTION, CLAIM_EXPIRED, now))
             return expired
 
-        changed = await self.store.db.run(thd)
+        changed = await self.store.run(thd)
         for task in changed:
             self.store.pending(task)
         return changed
@@ -184,6 +185,7 @@ def _take(conn: sa.Connection, task: StoredTask, raw_runs: str, worker_group: st
     if taken.rowcount != 1:
         return None
     claimed = StoredTask(task.task_id, task.body, RUNNING, runs, task.retries_left, task.deadline)
+    announce_change(conn, task, claimed)
     return Claim(claimed, task.run_id, taken_until)
 
 

@@ -12,4 +12,5 @@ class IQueueMaster(Interface):
     tasks = Attribute("The ``ITaskEngine`` that runs the Queue's tasks on the PB slaves.")
     auth = Attribute("The ``auth`` service: ``auth.clients`` holds the issuer of HTTP workers' claim "
                      "credentials (master/queue/claimcreds.py).")
+    mq = Attribute("The master's ``IEventBus``: the Queue's exchanges (master/queue/events.py).")
     cas = Attribute("The ``CASService``: a payload's mounts and artifacts (master/queue/payload.py).")

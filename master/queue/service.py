@@ -85,7 +85,7 @@ class QueueService(service.Service):
     def __init__(self, master: IQueueMaster):
         self.master = master
         self.waiters = PendingWaiters(master.reactor)
-        self.store = QueueStore(master.db, on_pending=self.waiters.wake)
+        self.store = QueueStore(master.db, on_pending=self.waiters.wake, mq=master.mq)
         self.claims = ClaimStore(self.store)
         self.issuer = ClaimIssuer(master.auth.clients, master.reactor)
         self._loop: task.LoopingCall | None = None
@@ -229,8 +229,9 @@ class QueueService(service.Service):
             if not specs:
                 return
             collected = await collect_artifacts(self.master.cas, result.get("outputs_ref"), specs)
-            await register_collected(ArtifactStore(self.master.db), ObjectStore(self.master.db), queued,
-                                     queued.run_id, collected, now)
+            artifacts = ArtifactStore(self.master.db, self.master.mq)
+            objects = ObjectStore(self.master.db)
+            await register_collected(artifacts, objects, queued, queued.run_id, collected, now)
         except Exception:  # noqa: BLE001 - the run resolves all the same
             log.failure("collecting the artifacts of Queue task {id} failed", id=queued.task_id)
 

@@ -20,6 +20,7 @@ from buildfarm.master.db.model import queue_dependencies as deps
 from buildfarm.master.db.model import queue_task_groups as groups
 from buildfarm.master.db.model import queue_tasks as tasks
 from buildfarm.master.queue import model
+from buildfarm.master.queue.events import announce_change, announce_defined, run_announcing
 from buildfarm.master.queue.model import (
     COMPLETED,
     EXCEPTION,
@@ -72,11 +73,20 @@ class StoredTask:
 class QueueStore:
     """The Queue's tasks over ``db`` (the master's ``DBConnector``).  ``on_pending(taskQueueId)``
     is called (on the reactor thread, after the transaction) when create, schedule, rerun or a
-    retry made a task of that queue pending: it wakes the HTTP workers waiting in claimWork."""
+    retry made a task of that queue pending: it wakes the HTTP workers waiting in claimWork.
+    With ``mq`` (the master's ``IEventBus``) each change announces itself on the Queue's
+    exchanges (master/queue/events.py): written to the outbox in its transaction, handed to the
+    bus after the commit."""
 
-    def __init__(self, db, on_pending: Callable[[str], None] | None = None):
+    def __init__(self, db, on_pending: Callable[[str], None] | None = None, mq=None):
         self.db = db
         self.on_pending = on_pending
+        self.mq = mq
+
+    async def run(self, fn: Callable[[sa.Connection], Any]) -> Any:
+        """``fn(conn)`` in one transaction (``db.run``) with its Queue events: in the outbox
+        before the commit, on the bus after it."""
+        return await run_announcing(self.db, self.mq, fn)
 
     def pending(self, task: StoredTask) -> StoredTask:
         """Tell ``on_pending`` when ``task`` is pending; answer it."""
@@ -89,7 +99,7 @@ class QueueStore:
         none), else unscheduled.  The same definition again answers the stored task and False;
         a different one raises ``QueueConflict``; a dependency that does not exist or expires
         before the task's deadline ``QueueInputError``."""
-        task, created = await self.db.run(lambda conn: _create(conn, definition, now))
+        task, created = await self.run(lambda conn: _create(conn, definition, now))
         return (self.pending(task) if created else task), created
 
     async def get(self, task_id: str) -> StoredTask:
@@ -130,7 +140,7 @@ class QueueStore:
                 raise QueueConflict(f"task {task_id} is past its deadline {task.body['deadline']}")
             return _save(conn, task, [model.scheduled_run([], "scheduled", now)])
 
-        return self.pending(await self.db.run(thd))
+        return self.pending(await self.run(thd))
 
     async def rerun(self, task_id: str, now: float) -> StoredTask:
         """A resolved task gets a new pending run (``reasonCreated: rerun``); a pending or
@@ -149,7 +159,7 @@ class QueueStore:
                 raise QueueConflict(f"task {task_id} has run {model.MAX_RUNS} times, the most a task may")
             return _save(conn, task, [*task.runs, model.scheduled_run(task.runs, "rerun", now)])
 
-        return self.pending(await self.db.run(thd))
+        return self.pending(await self.run(thd))
 
     async def cancel(self, task_id: str, now: float) -> StoredTask:
         """Resolve the task ``exception``/``canceled`` (an unscheduled one gets a run for it);
@@ -161,7 +171,7 @@ class QueueStore:
                 return task
             return _resolve(conn, task, EXCEPTION, "canceled", now)
 
-        return await self.db.run(thd)
+        return await self.run(thd)
 
     async def resolve(self, task_id: str, run_id: int, state: str, reason: str, now: float,
                       retry: bool = False) -> StoredTask:
@@ -180,7 +190,7 @@ class QueueStore:
                 return _save(conn, task, runs, retries_left=task.retries_left - 1, engine_task_id=None)
             return _resolve(conn, task, state, reason, now)
 
-        return self.pending(await self.db.run(thd))
+        return self.pending(await self.run(thd))
 
     # -- the task engine's side (master/queue/service.py) ------------------------------------
 
@@ -225,7 +235,7 @@ class QueueStore:
                    "workerId": worker_id}
             return _save(conn, task, [*task.runs[:-1], run])
 
-        return await self.db.run(thd)
+        return await self.run(thd)
 
     async def detach(self, task_id: str, engine_task_id: int) -> None:
         """Forget the engine task (it ended, or was killed after the run was resolved)."""
@@ -264,7 +274,7 @@ class QueueStore:
                 _resolve(conn, _get(conn, row.task_id), EXCEPTION, "canceled", now)
             return size, [row.task_id for row in rows]
 
-        return await self.db.run(thd)
+        return await self.run(thd)
 
     async def expire_deadlines(self, now: float) -> list[str]:
         """Resolve ``exception``/``deadline-exceeded`` every unscheduled or pending task past
@@ -278,7 +288,7 @@ class QueueStore:
                 _resolve(conn, _get(conn, row.task_id), EXCEPTION, "deadline-exceeded", now)
             return [row.task_id for row in rows]
 
-        return await self.db.run(thd)
+        return await self.run(thd)
 
 
 def _create(conn: sa.Connection, definition: TaskDefinition, now: float) -> tuple[StoredTask, bool]:
@@ -304,7 +314,9 @@ def _create(conn: sa.Connection, definition: TaskDefinition, now: float) -> tupl
     except sa.exc.IntegrityError:  # created at the same time by another call
         existing = conn.execute(sa.select(tasks).where(tasks.c.task_id == definition.task_id)).one()
         return _same_or_conflict(existing, definition), False
-    return _get(conn, definition.task_id), True
+    created = _get(conn, definition.task_id)
+    announce_defined(conn, created)
+    return created, True
 
 
 def _join_group(conn: sa.Connection, definition: TaskDefinition) -> None:
@@ -423,8 +435,10 @@ def _save(conn: sa.Connection, task: StoredTask, runs: list[dict], **values: Any
         values.setdefault("taken_until", None)
     conn.execute(sa.update(tasks).where(tasks.c.task_id == task.task_id)
                  .values(state=state, runs=json.dumps(runs), **values))
-    return StoredTask(task.task_id, task.body, state, runs, values.get("retries_left", task.retries_left),
-                      task.deadline, values.get("engine_task_id", task.engine_task_id))
+    saved = StoredTask(task.task_id, task.body, state, runs, values.get("retries_left", task.retries_left),
+                       task.deadline, values.get("engine_task_id", task.engine_task_id))
+    announce_change(conn, task, saved)
+    return saved
 
 
 def _stored(row: Any) -> StoredTask:

@@ -73,7 +73,8 @@ def test_the_exchange_reference_validates_against_taskclusters_schema():
 def test_the_manifest_lists_the_exchange_reference_after_the_api_references():
     document = CATALOG.manifest("http://master:8010/")
     jsonschema.Draft6Validator(taskcluster_schema("manifest-v3")).validate(document)
-    assert document["references"][-1] == "http://master:8010/references/buildfarm/v1/exchanges.json"
+    assert document["references"][-2:] == ["http://master:8010/references/buildfarm/v1/exchanges.json",
+                                            "http://master:8010/references/queue/v1/exchanges.json"]
 
 
 def test_the_exchange_prefix_of_the_configuration_names_the_exchanges():
