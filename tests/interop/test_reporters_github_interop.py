@@ -53,6 +53,9 @@ def not_pending(bodies: list[dict]) -> list[dict]:
     return [b for b in bodies if b.get("description") != "Build pending."]
 
 
+STOCK_DEADLINE_S = 120.0
+
+
 def test_buildfarm_sends_github_the_requests_stock_buildbot_sends(stock_masters, fleet):
     stock_server = RecordingHTTPServer(free_port(), "/stock")
     ours_server = RecordingHTTPServer(free_port(), "/ours")
@@ -67,8 +70,11 @@ def test_buildfarm_sends_github_the_requests_stock_buildbot_sends(stock_masters,
         stock.wait_build_finished(stock.force("force", "runtests", branch=BRANCH, revision=SHA,
                                               repository=REPOSITORY, project=""))
         # Buildbot 4.3: "Build pending." at the request, then the start, the end and the comment.
+        # stock Buildbot's reporters post after the build's end on their own schedule: a CI run
+        # on a loaded machine once took over 30 s, so this wait (for the reference, not for
+        # buildfarm) is longer
         wait_for(lambda: len(not_pending(stock_server.calls)) == 3,
-                 "stock Buildbot's requests of the build's start and end")
+                 "stock Buildbot's requests of the build's start and end", STOCK_DEADLINE_S)
 
         ours = fleet.master(config=lambda pb_port, www_port: OURS_CFG.format(
             pb_port=pb_port, www_port=www_port, url=ours_server.url))
