@@ -104,7 +104,8 @@ class JSONAPI:
 
     def __init__(self, master: IWebMaster):
         self.master = master
-        self.trends = views.TrendsCache(master.db, master.reactor)  # the builders' trends, cached
+        # the builders' trends, cached (dropped as a build of theirs finishes)
+        self.trends = views.TrendsCache(master.db, master.reactor, mq=master.mq)
 
     def resource(self):
         """The twisted.web resource serving this API."""

@@ -109,6 +109,7 @@ def test_the_grid_shows_a_new_change_and_its_build_turning_from_running_to_a_res
     assert "222222222222" in row.inner_text() and "Fix the frobnicator" in row.inner_text()
     lint = page.locator(f'tr[data-change="{changeid}"] td[data-builder="lint"] a.result-success')
     expect(lint).to_have_count(1, timeout=LIVE_DEADLINE_MS)
+    expect(page.locator("#changes-total")).to_have_text("2 changes")  # refreshed with the rows
     screenshot(page, "grid.png")
 
     open_gate(farm, "2" * 40)

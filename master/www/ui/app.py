@@ -132,8 +132,8 @@ class WebUI:
         self.static_files = load_static_files()
         self.event_streams = StreamSlots(lambda: master.config.www_limits.max_event_streams)
         self.task_cursors = CursorSigner()
-        self.view_feed = views.ViewFeed(master.db, master.buildevents, master.reactor)
-        self.trends = views.TrendsCache(master.db, master.reactor)
+        self.view_feed = views.ViewFeed(master.db, master.mq, master.reactor)
+        self.trends = views.TrendsCache(master.db, master.reactor, mq=master.mq)
 
     def resource(self):
         """The twisted.web resource serving the pages."""
