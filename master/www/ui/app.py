@@ -542,7 +542,7 @@ class WebUI:
                            filter=flt.form, states=list(taskpages.STATE_FILTERS),
                            next_url=taskpages.list_url(flt, page.cursor) if page.cursor else None,
                            first_url=taskpages.list_url(flt), first_page=not cursor, scanned=page.scanned,
-                           scan_limited=page.limited)
+                           scan_limited=page.limited, tasks_chart=await views.tasks_view(self.db, now))
 
     async def task_view(self, task_id: str) -> dict:
         with _bad_filter():

@@ -541,6 +541,27 @@ async def fleet_view(db, now: float) -> dict:
             "actions_per_day": [{"day": day, **counts} for day, counts in per_day.items()]}
 
 
+TASK_STATE_STYLES = (("pending", "longdash"), ("running", "dash"), ("completed", "solid"),
+                     ("failed", "dashdot"))
+
+
+async def tasks_view(db, now: float) -> dict:
+    """Tasks by state over ``FLEET_HOURS`` from ``db.samples`` (master/samples.py): pending and
+    running at each minute, completed and failed that ended in it; ``series`` (the JSON twin)."""
+    start = now - FLEET_HOURS * 3600
+    found = await db.samples.series("tasks.", start)
+    styles = {f"tasks.{state}": style for state, style in TASK_STATE_STYLES}
+    series = {name: found.get(name, []) for name in styles}
+    return {"from": start, "to": now, "series": series,
+            "chart": _time_lines(series, start, now, "{:.0f}".format, styles, counts=True)}
+
+
+def series_json(series: dict[str, list[tuple[float, float]]]) -> dict:
+    """A view's series as JSON: ``{name: [{at, value}, ...]}``."""
+    return {name: [{"at": at, "value": value} for at, value in points]
+            for name, points in sorted(series.items())}
+
+
 def _time_lines(series: dict[str, list[tuple[float, float]]], start: float, end: float,
                 label: Callable[[float], str], styles: dict[str, str], counts: bool = False) -> dict:
     """A line per series over ``[start, end]``, at most ``MAX_LINE_POINTS`` points each, its
