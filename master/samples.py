@@ -8,7 +8,10 @@ hour and bounded in size there):
 - ``queue.pending`` and ``queue.oldest_wait_s``: the build requests waiting for a slave and
   how long the oldest has waited;
 - ``slaveapi.<outcome>``: the SlaveAPI actions that finished since the previous sample, by
-  outcome (success, failure, ...).
+  outcome (success, failure, ...);
+- ``tasks.pending`` and ``tasks.running``: the tasks (master/tasks) in those states;
+  ``tasks.completed`` and ``tasks.failed``: the tasks that ended since the previous sample
+  (``db.samples.tasks_by_state``).
 
 The overview page charts them (www/ui/views.py).  With several masters on one database each
 records its own samples: the series then hold one value per master and minute (the charts
@@ -29,7 +32,10 @@ SLAVES = "slaves."
 QUEUE_PENDING = "queue.pending"
 QUEUE_OLDEST_WAIT = "queue.oldest_wait_s"
 SLAVEAPI = "slaveapi."
-COUNTED = frozenset(f"{SLAVEAPI}{name}" for name in STATE_NAMES.values())  # summed per hour
+TASKS = "tasks."
+TASKS_ENDED = ("completed", "failed")
+COUNTED = frozenset({*(f"{SLAVEAPI}{name}" for name in STATE_NAMES.values()),
+                     *(f"{TASKS}{end}" for end in TASKS_ENDED)})  # summed per hour
 
 
 class Sampler(service.Service):
@@ -95,6 +101,8 @@ class Sampler(service.Service):
         finished = await self.master.db.samples.actions_finished(after, now)
         for state, label in STATE_NAMES.items():
             values[f"{SLAVEAPI}{label}"] = float(finished.get(state, 0))
+        tasks = await self.master.db.samples.tasks_by_state(after, now)
+        values.update({f"{TASKS}{name}": float(count) for name, count in tasks.items()})
         self._last_at = now
         await self.master.db.samples.add(now, values, COUNTED)
         return values

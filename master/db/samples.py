@@ -11,12 +11,14 @@ from collections import defaultdict
 import sqlalchemy as sa
 
 from buildfarm.master.db.base import DBComponent
-from buildfarm.master.db.model import samples, slaveapi_results
+from buildfarm.master.db.model import samples, slaveapi_results, task_results
 
 MINUTE = 60
 HOUR = 3600
 MINUTES_KEPT_S = 24 * 3600
 HOURS_KEPT_S = 8 * 24 * 3600
+TASK_LEVELS = ("PENDING", "RUNNING")  # the states a task is in; it ends in any other
+TASK_SERIES = ("pending", "running", "completed", "failed")
 
 
 class SamplesComponent(DBComponent):
@@ -74,6 +76,31 @@ class SamplesComponent(DBComponent):
         )
         rows = await self._run(lambda conn: conn.execute(query).all())
         return {state: count for state, count in rows}
+
+    async def tasks_by_state(self, after: float, until: float) -> dict[str, int]:
+        """``{"pending": n, "running": n}``: the tasks in those states now; ``{"completed": n,
+        "failed": n}``: the tasks that ended in ``(after, until]``, completed with exit code 0
+        or not (any other end: a non-zero exit, timed out, expired, canceled, killed, bot
+        died, no resource)."""
+        levels = (sa.select(task_results.c.state, sa.func.count())
+                  .where(task_results.c.state.in_(TASK_LEVELS)).group_by(task_results.c.state))
+        ended_at = sa.func.coalesce(task_results.c.completed_at, task_results.c.abandoned_at,
+                                    task_results.c.modified_at)
+        succeeded = sa.and_(task_results.c.state == "COMPLETED", task_results.c.exit_code == 0)
+        outcome = sa.case((succeeded, "completed"), else_="failed")
+        ended = (sa.select(outcome, sa.func.count())
+                 .where(task_results.c.state.not_in(TASK_LEVELS), ended_at > after, ended_at <= until)
+                 .group_by(outcome))
+
+        def thd(conn: sa.Connection) -> dict[str, int]:
+            found = dict.fromkeys(TASK_SERIES, 0)
+            for state, count in conn.execute(levels).all():
+                found[state.lower()] = count
+            for end, count in conn.execute(ended).all():
+                found[end] = count
+            return found
+
+        return await self._run(thd)
 
 
 def _roll_up(conn: sa.Connection, at: float, counts: frozenset[str]) -> None:

@@ -38,7 +38,7 @@ from buildfarm.master.www.paging import (
     parse_page,
     parse_result,
 )
-from buildfarm.master.www.ui import views
+from buildfarm.master.www.ui import taskpages, views
 
 log = Logger()
 
@@ -104,7 +104,8 @@ class JSONAPI:
 
     def __init__(self, master: IWebMaster):
         self.master = master
-        self.trends = views.TrendsCache(master.db, master.reactor)  # the builders' trends, cached
+        # the builders' trends, cached (dropped as a build of theirs finishes)
+        self.trends = views.TrendsCache(master.db, master.reactor, mq=master.mq)
 
     def resource(self):
         """The twisted.web resource serving this API."""
@@ -743,6 +744,28 @@ class JSONAPI:
                   for name, points in sorted(view["series"].items())}
         return self._json(request, {"from": view["from"], "to": view["to"], "series": series,
                                     "actions_per_day": view["actions_per_day"]})
+
+    @routes.route("/api/v1/views/tasks", "GET", scope="tasks:read")
+    async def tasks_view(self, request):
+        """The series behind the tasks chart on /tasks (docs/api.md "Views")."""
+        view = await views.tasks_view(self.master.db, self.master.reactor.seconds())
+        return self._json(request, {"from": view["from"], "to": view["to"],
+                                    "series": views.series_json(view["series"])})
+
+    @routes.route("/api/v1/views/bots", "GET", scope="bots:read")
+    async def bots_view(self, request):
+        """The figures behind the bots chart on /bots: ``?key=`` the dimension grouped by
+        (``pool`` unless given), ``?dimension=key:value`` (repeated) the bots kept."""
+        key = self._args(request).get("key", "").strip()[:taskpages.MAX_FILTER_CHARS]
+        key = key or taskpages.DEFAULT_GROUP_KEY
+        try:
+            wanted = taskpages.parse_pairs([v.decode("utf-8", "replace")
+                                            for v in (request.args or {}).get(b"dimension", [])])
+        except taskpages.BadFilter as e:
+            raise APIError(400, str(e), "dimension") from None
+        view = await taskpages.fleet_view(self.master, key, wanted)
+        return self._json(request, {"key": key, "dimension": view["wanted"], "bots": len(view["bots"]),
+                                    "groups": taskpages.bot_state_counts(view["groups"])})
 
 
 def _view_values(request, args: dict[str, str], name: str) -> list[str]:

@@ -44,7 +44,8 @@ class IWebMaster(IHTTPMaster):
                     "``spool()`` and ``max_upload_bytes()`` for the upload URLs' bodies.")
     tasks = Attribute("The task engine (``ITaskEngine``: ``submitted``, ``cancel``, ``terminate_bot``), "
                       "or None while there is none: the Swarming API (tasks/api.py) calls it.")
-    buildevents = Attribute("The master's ``BuildEvents``: the live views (www/ui/views.py) subscribe to it.")
+    mq = Attribute("The master's event bus (``IEventBus``): the live views and the trends cache "
+                   "(www/ui/views.py) subscribe to build-started, build-finished and change-added.")
     logbus = Attribute("The master's ``LogBus``: live log lines of the builds this master runs.")
     api_catalog = Attribute(
         "The services served in Taskcluster's layout (an ``APICatalog``, master/apicatalog.py): "

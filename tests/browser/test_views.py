@@ -6,13 +6,14 @@ slaves.
 Each test saves its page's screenshot under docs/screenshots/ (or $BUILDFARM_SCREENSHOT_DIR).
 """
 
+import json
 import os
 
 import pytest
 from browserkit import SCREENSHOT_DIR, screenshot
 from playwright.sync_api import expect
 
-from fixtures.daemons import Fleet, wait_for
+from fixtures.daemons import Fleet, stop_daemons, wait_for
 
 LIVE_DEADLINE_MS = 40_000
 
@@ -109,6 +110,7 @@ def test_the_grid_shows_a_new_change_and_its_build_turning_from_running_to_a_res
     assert "222222222222" in row.inner_text() and "Fix the frobnicator" in row.inner_text()
     lint = page.locator(f'tr[data-change="{changeid}"] td[data-builder="lint"] a.result-success')
     expect(lint).to_have_count(1, timeout=LIVE_DEADLINE_MS)
+    expect(page.locator("#changes-total")).to_have_text("2 changes")  # refreshed with the rows
     screenshot(page, "grid.png")
 
     open_gate(farm, "2" * 40)
@@ -215,3 +217,91 @@ def test_the_overview_charts_the_fleet_over_time_from_the_masters_samples(views_
     assert page.locator('#chart-pending path[data-series="queue.pending"]').get_attribute("d").startswith("M")
     os.makedirs(SCREENSHOT_DIR, exist_ok=True)
     page.locator("#fleet-over-time").screenshot(path=os.path.join(SCREENSHOT_DIR, "fleet.png"))
+
+
+# -- the tasks and bots charts ---------------------------------------------------------------------
+
+TASKS_CFG = """\
+from buildfarm.master.plugins import slaves, util
+
+c = BuildmasterConfig = {{}}
+c['title'] = 'task farm'
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass', dimensions={{'pool': 'ci', 'os': 'Linux'}}),
+               slaves.BuildSlave('bs2', 'pass', dimensions={{'pool': 'ci', 'os': 'Linux'}}),
+               slaves.BuildSlave('gpu1', 'pass', dimensions={{'pool': 'gpu', 'os': 'Linux'}})]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['www'] = {{'port': {www_port},
+             'anonymous_scopes': ['builds:read', 'slaves:read', 'tasks:read', 'bots:read']}}
+c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
+c['builders'] = []
+"""
+SAMPLE_DEADLINE_S = 90  # the master samples each minute of its clock
+
+
+@pytest.fixture(scope="module")
+def charts_farm(tmp_path_factory):
+    """A master with bots bs1 and bs2 (pool ci) attached, and gpu1 (pool gpu) that attached once
+    and stopped (a dead bot)."""
+    fleet = Fleet(str(tmp_path_factory.mktemp("charts")))
+    try:
+        master = fleet.master(config=lambda pb_port, www_port: TASKS_CFG.format(pb_port=pb_port,
+                                                                                  www_port=www_port))
+        gpu = fleet.slave(master, "gpu1")
+        for name in ("bs1", "bs2"):
+            fleet.slave(master, name)
+        for name in ("gpu1", "bs1", "bs2"):
+            master.wait_attached(name)
+        stop_daemons([gpu.basedir])
+        wait_for(lambda: not master.slave("gpu1")["connected"], "gpu1 to be gone")
+        yield master
+    finally:
+        fleet.stop_all()
+
+
+def run_task(farm, command: list[str], pool: str = "ci") -> str:
+    body = {"name": "chart task", "priority": 100, "tags": ["purpose:charts"],
+            "task_slices": [{"expiration_secs": 600, "properties": {
+                "command": command, "dimensions": [{"key": "pool", "value": pool}],
+                "execution_timeout_secs": 120, "io_timeout_secs": 60, "grace_period_secs": 5}}]}
+    status, answer = farm.request("POST", "/_ah/api/swarming/v1/tasks/new", body)
+    assert status == 200, answer
+    return json.loads(answer)["task_id"]
+
+
+def sampled(farm, name: str) -> float:
+    """The newest sample of series ``name`` (0 before any)."""
+    points = farm.get("/api/v1/views/tasks")["series"].get(name, [])
+    return points[-1]["value"] if points else 0.0
+
+
+def test_the_tasks_chart_draws_the_tasks_the_test_ran_and_the_bots_chart_the_fleet(charts_farm, page):
+    farm = charts_farm
+    ids = [run_task(farm, ["echo", "ok"]), run_task(farm, ["sh", "-c", "exit 3"])]
+    waiting = run_task(farm, ["echo", "never"], pool="gpu")  # its only bot is dead: it waits
+    wait_for(lambda: all(farm.get(f"/_ah/api/swarming/v1/task/{t}/result")["state"] == "COMPLETED"
+                         for t in ids), "the two tasks to end")
+    counted = {"completed": 0.0, "failed": 0.0}
+
+    def sampled_all() -> bool:
+        series = farm.get("/api/v1/views/tasks")["series"]
+        for end in counted:
+            counted[end] = sum(p["value"] for p in series.get(f"tasks.{end}", []))
+        return counted == {"completed": 1.0, "failed": 1.0} and sampled(farm, "tasks.pending") >= 1
+    wait_for(sampled_all, "a sample with the tasks", SAMPLE_DEADLINE_S)
+
+    page.goto(farm.url + "/tasks")
+    chart = page.locator("#chart-tasks")
+    expect(chart).to_be_visible()
+    for name in ("pending", "running", "completed", "failed"):
+        assert chart.locator(f'path[data-series="tasks.{name}"]').count() == 1
+    assert int(chart.locator('path[data-series="tasks.pending"]').get_attribute("data-points")) >= 1
+    assert "pending: now 1" in chart.locator('path[data-series="tasks.pending"] title').text_content()
+    page.locator("#tasks-over-time").screenshot(path=os.path.join(SCREENSHOT_DIR, "tasks-chart.png"))
+    assert waiting
+
+    page.goto(farm.url + "/bots")
+    bots = page.locator("#chart-bots")
+    expect(bots).to_be_visible()
+    assert bots.locator('rect[data-group="ci"][data-state="idle"] title').text_content() == "ci: 2 idle"
+    assert bots.locator('rect[data-group="gpu"][data-state="dead"] title').text_content() == "gpu: 1 dead"
+    page.locator("#bots-chart").screenshot(path=os.path.join(SCREENSHOT_DIR, "bots-chart.png"))

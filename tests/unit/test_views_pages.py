@@ -9,7 +9,7 @@ from test_views_db import build, buildset, change
 from twisted.internet import defer
 
 from buildfarm.common.results import FAILURE, SUCCESS
-from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
+from buildfarm.master.mq import events
 from buildfarm.master.www.ui import views
 from fixtures.memoryhttp import MemoryRequest, render, render_request
 from fixtures.memorymaster import MASTER_CFG, eventually, memory_master_fixture
@@ -103,6 +103,14 @@ async def test_rows_alone_are_served_for_the_live_refresh(master, site):
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_refreshed_rows_carry_the_change_count_shown_below_the_table(master, site):
+    await two_changes(master)
+    assert '<span class="hint" id="changes-total">2 changes</span>' in await page(site, "/grid")
+    await change(master.db, NOW, revision="c" * 40)
+    assert '<tr hidden data-total-text="3 changes"></tr>' in await page(site, "/grid", rows="1")
+
+
+@pytest_twisted.ensureDeferred
 async def test_bad_filters_are_400_pages_naming_the_field(master, site):
     for args, field in (({"changes": "0"}, "changes"), ({"changes": "101"}, "changes"),
                         ({"changes": "ten"}, "changes"), ({"offset": "-1"}, "offset"),
@@ -138,51 +146,101 @@ def parsed(written: list[bytes]) -> list[tuple[str, str]]:
     return found
 
 
+async def publish_build(master, buildid: int, finished: bool = False) -> None:
+    """The bus's build-started (or build-finished) of ``buildid``, as master/process/build.py sends it."""
+    build = await master.db.builds.get(buildid)
+    message = (events.build_finished(master.mq, build, build["results"], NOW, "done") if finished
+               else events.build_started(master.mq, build))
+    await events.publish(master.mq, message)
+
+
+async def publish_change(master, changeid: int) -> None:
+    await events.publish(master.mq, events.change_added(master.mq, await master.db.changes.get(changeid)))
+
+
 @pytest_twisted.ensureDeferred
 async def test_the_stream_tells_of_a_build_starting_and_ending_with_its_change(master):
     made = await two_changes(master)
-    feed = views.ViewFeed(master.db, master.buildevents, master.reactor)
+    feed = views.ViewFeed(master.db, master.mq, master.reactor)
+    before = master.mq.subscriptions()
     written: list[bytes] = []
     stream = defer.ensureDeferred(views.ViewEventStream(feed, master.reactor).run(written.append))
-    assert master.buildevents.listeners() >= 1 and len(feed.listeners) == 1
-    master.buildevents.publish(BuildEvent(BUILD_STARTED, made["running"]))
+    assert master.mq.subscriptions() == before + 3 and len(feed.listeners) == 1
+    await publish_build(master, made["running"])
     await eventually(lambda: defer.succeed(any(e == "build" for e, _ in parsed(written))), "a build event")
     await master.db.builds.finish(made["running"], SUCCESS, NOW, "done")
-    master.buildevents.publish(BuildEvent(BUILD_FINISHED, made["running"], results=SUCCESS))
+    await publish_build(master, made["running"], finished=True)
     await eventually(lambda: defer.succeed(len(parsed(written)) >= 3), "the second build event")
     started, finished = [data for event, data in parsed(written) if event == "build"]
     assert f'"changeid": {made["new"]}' in started and '"state": "running"' in started
     assert '"state": "success"' in finished and '"css": "result-success"' in finished
     assert f'"url": "/builds/{made["running"]}"' in finished and '"buildername": "linux"' in finished
     stream.cancel()
-    assert feed.listeners == [] and feed._unsubscribe is None
+    assert feed.listeners == [] and not feed.listening and master.mq.subscriptions() == before
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_new_change_is_told_once_by_one_poll_for_every_stream(master):
-    await two_changes(master)
-    feed = views.ViewFeed(master.db, master.buildevents, master.reactor)
+async def two_streams(master, feed) -> tuple[list[list[bytes]], list[defer.Deferred]]:
     written: list[list[bytes]] = [[], []]
     streams = [defer.ensureDeferred(views.ViewEventStream(feed, master.reactor).run(w.append))
                for w in written]
-    await eventually(lambda: defer.succeed(feed.newest_change is not None), "the first poll")
+    await eventually(lambda: defer.succeed(feed.newest_change is not None), "the first newest change")
+    return written, streams
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_new_change_is_told_at_once_from_the_bus_to_every_stream_without_polling(master):
+    await two_changes(master)
+    feed = views.ViewFeed(master.db, master.mq, master.reactor)
+    written, streams = await two_streams(master, feed)
     newest = await master.db.changes.add(author="bob", comments="new", files=[], when_timestamp=NOW,
                                          created_at=NOW)
-    master.reactor.advance(views.CHANGE_POLL_S)
+    await publish_change(master, newest)  # the clock does not move: no poll could have seen it
     for w in written:
-        await eventually(lambda w=w: defer.succeed(("change", f'{{"changeid": {newest}}}') in parsed(w)),
-                         "the change event")
-    master.reactor.advance(views.CHANGE_POLL_S)
-    await eventually(lambda: defer.succeed(feed.newest_change == newest), "a second poll")
+        assert parsed(w).count(("change", f'{{"changeid": {newest}}}')) == 1
+    await publish_change(master, newest)  # at least once: a copy is not told again
     assert [sum(e == "change" for e, _ in parsed(w)) for w in written] == [1, 1]
     for stream in streams:
         stream.cancel()
     assert feed.listeners == [] and feed._poll is None
 
 
+class CountingChanges:
+    """``db.changes`` counting its ``get_all`` reads (the real one answers)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.reads = 0
+
+    async def get_all(self, **kwargs):
+        self.reads += 1
+        return await self.real.get_all(**kwargs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_fallback_poll_reads_changes_only_while_another_master_is_active(master):
+    await two_changes(master)
+    counting = CountingChanges(master.db.changes)
+    db = type("DB", (), {"changes": counting, "masters": master.db.masters})()
+    feed = views.ViewFeed(db, master.mq, master.reactor)
+    written, streams = await two_streams(master, feed)
+    master.reactor.advance(views.FALLBACK_POLL_S)
+    await eventually(lambda: defer.succeed(counting.reads == 1), "a poll that finds this master alone")
+    other = await master.db.masters.find_or_create("other:/srv/master")
+    await master.db.masters.mark_active(other, NOW)
+    newest = await master.db.changes.add(author="bob", comments="via the other master", files=[],
+                                         when_timestamp=NOW, created_at=NOW)
+    master.reactor.advance(views.FALLBACK_POLL_S)
+    for w in written:
+        await eventually(lambda w=w: defer.succeed(("change", f'{{"changeid": {newest}}}') in parsed(w)),
+                         "the other master's change")
+    assert counting.reads == 2
+    for stream in streams:
+        stream.cancel()
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_stream_sends_keepalives_and_ends_at_its_time_limit(master):
-    feed = views.ViewFeed(master.db, master.buildevents, master.reactor)
+    feed = views.ViewFeed(master.db, master.mq, master.reactor)
     written: list[bytes] = []
     stream = defer.ensureDeferred(views.ViewEventStream(feed, master.reactor, max_s=40).run(written.append))
     for _ in range(3):
@@ -200,6 +258,7 @@ def test_a_listener_too_far_behind_is_told_to_refresh():
 
 @pytest_twisted.ensureDeferred
 async def test_the_events_route_streams_to_an_event_source_and_answers_others_at_once(master, site):
+    before = master.mq.subscriptions()
     once = await render(site, "GET", "/views/events")
     assert once.code == 200 and once.header("content-type").startswith("text/event-stream")
     assert [event for event, _ in parsed([once.body])] == ["hello"]
@@ -209,4 +268,4 @@ async def test_the_events_route_streams_to_an_event_source_and_answers_others_at
     await eventually(lambda: defer.succeed(b"event: hello" in b"".join(request.body_written)), "the hello")
     assert not streaming.called  # it stays open for the events to come
     request.connectionLost(Exception("the browser left"))
-    await eventually(lambda: defer.succeed(master.buildevents.listeners() == 1), "the stream to close")
+    await eventually(lambda: defer.succeed(master.mq.subscriptions() == before), "the stream to close")

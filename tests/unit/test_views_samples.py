@@ -4,6 +4,7 @@ rolled up per hour and kept eight days, so the table stays bounded) and the mast
 clock."""
 
 import pytest_twisted
+from test_db_tasks import _completed, _task
 
 from buildfarm.master import samples as sampler
 from buildfarm.master.db.samples import HOUR, HOURS_KEPT_S, MINUTE, MINUTES_KEPT_S
@@ -55,6 +56,8 @@ async def test_the_master_samples_slaves_queue_and_actions_each_minute(master):
     await db.buildrequests.add(builderid, "waiting", {}, T0 - 100)
     requestid = await db.slaveapi.add_result("bs1", "reboot", {}, "admin", "127.0.0.1", None, T0 + 40)
     await db.slaveapi.finish_result(requestid, ActionState.SUCCESS, "rebooted", T0 + 50)
+    await db.tasks.create(_task(0x2001, created_at=T0 + 40))
+    await _completed(db, 0x2002, T0 + 60, created_at=T0 + 40)
 
     master.reactor.advance(sampler.SAMPLE_INTERVAL_S)  # the next minute's sample, at T0 + 90
     await eventually(lambda: has_samples(db, 2), "the second sample")
@@ -65,6 +68,9 @@ async def test_the_master_samples_slaves_queue_and_actions_each_minute(master):
     assert found["slaveapi.success"] == [(T0 + 30, 0.0), (T0 + 90, 1.0)]
     assert found["slaveapi.failure"][-1] == (T0 + 90, 0.0)
     assert found["slaves.never_seen"][-1] == (T0 + 90, 2.0) and found["slaves.idle"][-1] == (T0 + 90, 0.0)
+    assert found["tasks.pending"] == [(T0 + 30, 0.0), (T0 + 90, 1.0)]
+    assert found["tasks.completed"] == [(T0 + 30, 0.0), (T0 + 90, 1.0)]
+    assert found["tasks.running"][-1] == found["tasks.failed"][-1] == (T0 + 90, 0.0)
 
 
 def has_samples(db, count: int):
@@ -99,3 +105,20 @@ async def test_the_overview_charts_the_samples_and_the_json_twin_has_them(master
     assert body["series"]["queue.pending"] == [{"at": T0 + 10, "value": 4.0}, {"at": T0 + 30, "value": 0.0}]
     today = body["actions_per_day"][-1]
     assert (today["day"], today["success"], today["failure"]) == (T0, 2.0, 1.0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_tasks_by_state_counts_those_waiting_or_running_now_and_those_that_ended_in_the_window(db):
+    await db.tasks.create(_task(0x1001, created_at=T0))  # pending
+    await db.tasks.create(_task(0x1002, created_at=T0))
+    await db.tasks.start_run(0x1002, "s1", T0 + 5)  # running
+    await _completed(db, 0x1003, T0 + 10, created_at=T0)  # completed, exit 0
+    await _completed(db, 0x1004, T0 + 20, exit_code=1, created_at=T0)  # failed: a non-zero exit
+    await _completed(db, 0x1005, T0 + 30, state="TIMED_OUT", created_at=T0)  # failed
+    await db.tasks.create(_task(0x1006, created_at=T0))
+    await db.tasks.end_pending(0x1006, "EXPIRED", T0 + 40)  # failed, without a try
+    await _completed(db, 0x1007, T0 - 10, created_at=T0 - 100)  # ended before the window
+    found = await db.samples.tasks_by_state(T0, T0 + MINUTE)
+    assert found == {"pending": 1, "running": 1, "completed": 1, "failed": 3}
+    assert await db.samples.tasks_by_state(T0 + MINUTE, T0 + 2 * MINUTE) == {
+        "pending": 1, "running": 1, "completed": 0, "failed": 0}

@@ -11,6 +11,7 @@ from test_views_pages import CFG
 from twisted.internet import defer
 
 from buildfarm.common.results import FAILURE, SUCCESS
+from buildfarm.master.mq import events
 from buildfarm.master.www.ui import views
 from fixtures.memoryhttp import render
 from fixtures.memorymaster import memory_master_fixture
@@ -114,3 +115,43 @@ def test_chart_geometry_puts_higher_values_higher_and_breaks_lines_on_empty_days
     assert p50["path"].count("M") == 2 and p50["path"].count("L") == 1  # the empty day breaks it
     assert charts["duration"]["y_ticks"][-1]["label"] == "1m 40s"  # 2 x 40 s, rounded up to 100 s
     assert len(charts["success"]["bars"]) == 3 and len(charts["queue"]["bars"]) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_builders_trends_are_read_again_once_one_of_its_builds_finishes_on_the_bus(master):
+    await some_builds(master.db)
+    counting = CountingViews(master.db.views)
+    db = type("DB", (), {"views": counting})()
+    cache = views.TrendsCache(db, master.reactor, mq=master.mq)
+    builderid = master.botmaster.builders["linux"].builderid
+    await cache.get(builderid)
+    buildid = await finished_build(master.db, "linux", NOW, NOW, 10.0, SUCCESS)
+    await events.publish(master.mq, events.build_finished(
+        master.mq, await master.db.builds.get(buildid), SUCCESS, NOW, "done"))
+    fresh = await cache.get(builderid)  # the clock has not moved: without the event, the cached read
+    assert counting.reads == 2 and fresh["days"][-1]["builds"] == 3
+    await cache.get(builderid)
+    assert counting.reads == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_read_under_way_when_a_build_finishes_is_not_kept(master):
+    await some_builds(master.db)
+    gate: defer.Deferred = defer.Deferred()
+
+    class SlowViews(CountingViews):
+        async def builder_trends(self, *args):
+            found = await super().builder_trends(*args)
+            if self.reads == 1:
+                await gate
+            return found
+
+    counting = SlowViews(master.db.views)
+    cache = views.TrendsCache(type("DB", (), {"views": counting})(), master.reactor)
+    builderid = master.botmaster.builders["linux"].builderid
+    first = defer.ensureDeferred(cache.get(builderid))
+    cache.forget(builderid)
+    gate.callback(None)
+    await first
+    await cache.get(builderid)
+    assert counting.reads == 2

@@ -17,10 +17,21 @@ function liveGrid(table) {
           if (!response.ok) throw new Error(`HTTP ${response.status}`);
           return response.text();
         })
-        .then((html) => { body.innerHTML = html; table.dataset.refreshed = String(Date.now()); })
+        .then((html) => {
+          body.innerHTML = html;
+          showTotal();
+          table.dataset.refreshed = String(Date.now());
+        })
         .catch((error) => { table.dataset.refreshError = String(error); })
         .finally(() => { refreshTimer = null; });
     }, REFRESH_DELAY_MS);
+  }
+
+  function showTotal() {
+    // The rows end with a hidden one that says how many changes there are now.
+    const total = body.querySelector("tr[data-total-text]");
+    const shown = document.getElementById("changes-total");
+    if (total !== null && shown !== null) shown.textContent = total.dataset.totalText;
   }
 
   function showBuild(build) {

@@ -132,8 +132,8 @@ class WebUI:
         self.static_files = load_static_files()
         self.event_streams = StreamSlots(lambda: master.config.www_limits.max_event_streams)
         self.task_cursors = CursorSigner()
-        self.view_feed = views.ViewFeed(master.db, master.buildevents, master.reactor)
-        self.trends = views.TrendsCache(master.db, master.reactor)
+        self.view_feed = views.ViewFeed(master.db, master.mq, master.reactor)
+        self.trends = views.TrendsCache(master.db, master.reactor, mq=master.mq)
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -542,7 +542,7 @@ class WebUI:
                            filter=flt.form, states=list(taskpages.STATE_FILTERS),
                            next_url=taskpages.list_url(flt, page.cursor) if page.cursor else None,
                            first_url=taskpages.list_url(flt), first_page=not cursor, scanned=page.scanned,
-                           scan_limited=page.limited)
+                           scan_limited=page.limited, tasks_chart=await views.tasks_view(self.db, now))
 
     async def task_view(self, task_id: str) -> dict:
         with _bad_filter():

@@ -497,7 +497,57 @@ async def fleet_view(master, key: str, wanted: list[tuple[str, str]]) -> dict:
     for bot in shown:
         counts[bot["state"]] = counts.get(bot["state"], 0) + 1
     return {"key": key, "dimension_keys": keys, "groups": ordered, "bots": shown,
-            "counts": sorted(counts.items()), "wanted": [f"{k}:{v}" for k, v in wanted]}
+            "counts": sorted(counts.items()), "wanted": [f"{k}:{v}" for k, v in wanted],
+            "chart": bots_chart(ordered)}
+
+
+# The bots chart: a bar per value of the chosen dimension, split by state; each state's fill
+# a colour *and* a pattern of _patterns.html, so states differ without telling colours apart.
+BOT_STATE_FILLS = (("idle", "success"), ("busy", "running"), ("maintenance", "skipped"),
+                   ("quarantined", "exception"), ("dead", "failure"))
+BOTS_CHART_WIDTH = 600
+BOTS_CHART_LEFT = 140  # room for the values' labels
+BOTS_CHART_RIGHT = 40  # room for each bar's total
+BOTS_BAR_HEIGHT = 18
+BOTS_BAR_GAP = 6
+MAX_CHART_GROUPS = 40  # values drawn; the JSON twin and the table below have them all
+GROUP_LABEL_CHARS = 20
+
+
+def bot_state_counts(groups: list[tuple[str, list[dict]]]) -> list[dict]:
+    """``[{value, total, states: {state: n}}]`` of each group (the chart's and the JSON's figures)."""
+    found = []
+    for value, bots in groups:
+        states = dict.fromkeys((state for state, _ in BOT_STATE_FILLS), 0)
+        for bot in bots:
+            states[bot["state"]] = states.get(bot["state"], 0) + 1
+        found.append({"value": value, "total": len(bots), "states": states})
+    return found
+
+
+def bots_chart(groups: list[tuple[str, list[dict]]]) -> dict:
+    """The geometry of the bots chart (viewBox units) for ``fleet_view``'s groups."""
+    counted = bot_state_counts(groups)[:MAX_CHART_GROUPS]
+    most = max((g["total"] for g in counted), default=0)
+    plot_w = BOTS_CHART_WIDTH - BOTS_CHART_LEFT - BOTS_CHART_RIGHT
+    drawn = []
+    for i, group in enumerate(counted):
+        x = float(BOTS_CHART_LEFT)
+        bars = []
+        for state, fill in BOT_STATE_FILLS:
+            count = group["states"][state]
+            if count:
+                width = round(count / most * plot_w, 1)
+                bars.append({"state": state, "fill": fill, "count": count, "x": round(x, 1), "width": width})
+                x += width
+        value = group["value"]
+        label = value if len(value) <= GROUP_LABEL_CHARS else value[:GROUP_LABEL_CHARS - 1] + "\u2026"
+        drawn.append({"value": group["value"], "label": label, "total": group["total"], "bars": bars,
+                      "y": BOTS_BAR_GAP + i * (BOTS_BAR_HEIGHT + BOTS_BAR_GAP), "height": BOTS_BAR_HEIGHT,
+                      "end": round(x, 1)})
+    height = BOTS_BAR_GAP + max(len(drawn), 1) * (BOTS_BAR_HEIGHT + BOTS_BAR_GAP)
+    return {"width": BOTS_CHART_WIDTH, "height": height, "left": BOTS_CHART_LEFT, "groups": drawn,
+            "states": BOT_STATE_FILLS, "omitted": max(0, len(groups) - MAX_CHART_GROUPS)}
 
 
 async def slave_tasks(db_tasks, name: str) -> tuple[dict | None, list[dict]]:

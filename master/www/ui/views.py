@@ -6,10 +6,10 @@ filters, reads ``db.views`` and shapes what the templates and the JSON show, the
 for both.
 
 Live updates go through one seam, ``ViewFeed``: every open ``/views/events`` stream of a
-master listens to it, and it alone knows where events come from.  Today that is the master's
-``BuildEvents`` (a build of this master started or finished) and a poll of the newest change
-id every ``CHANGE_POLL_S`` (one query for all viewers); when the event bus lands, ``ViewFeed``
-subscribes to it instead and nothing else changes.
+master listens to it, and it alone knows where events come from: the event bus
+(``master.mq``: build-started, build-finished, change-added), and, only while another master
+shares the database, a fallback poll of the newest change id.  ``TrendsCache`` drops a
+builder's trends when one of its builds finishes (build-finished on the bus).
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from twisted.logger import Logger
 
 from buildfarm.common.results import RESULT_NAMES
 from buildfarm.master.db.views import GridRows
-from buildfarm.master.process.buildevents import BUILD_FINISHED, BUILD_STARTED, BuildEvent
+from buildfarm.master.mq.exchanges import (
+    BUILD_FINISHED,
+    BUILD_STARTED,
+    BUILDFARM_EXCHANGES,
+    CHANGE_ADDED,
+    Message,
+)
 from buildfarm.master.www.ui.format import duration, result_class, result_label
 from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, sse_event  # noqa: F401 - app.py's
 from buildfarm.master.www.ui.taskpages import BadFilter, parse_time
@@ -41,7 +47,7 @@ MAX_BUILDER_FILTERS = 100
 COMMENT_LINE_CHARS = 80  # of a change's first comment line on the grid
 REVISION_CHARS = 12
 UNTAGGED = "(untagged)"
-CHANGE_POLL_S = 2.0
+FALLBACK_POLL_S = 10.0  # the newest change, read only while another master is active
 MAX_QUEUED_EVENTS = 256  # per stream; a client further behind is told to refresh
 # A shape for each result, beside its colour: readable without telling colours apart.
 RESULT_SYMBOLS = {"success": "\u2714", "warnings": "!", "failure": "\u2716", "skipped": "\u21b7",
@@ -346,12 +352,26 @@ class TrendsCache:
     read at most once per ``ttl_s`` however many viewers ask; viewers asking while they are
     read share that read."""
 
-    def __init__(self, db, clock: IReactorTime, ttl_s: float = TRENDS_CACHE_S):
+    def __init__(self, db, clock: IReactorTime, ttl_s: float = TRENDS_CACHE_S, mq=None):
         self.db = db
         self.clock = clock
         self.ttl_s = ttl_s
         self._cached: dict[int, tuple[float, dict]] = {}
         self._reading: dict[int, list[defer.Deferred]] = {}
+        self._stale: set[int] = set()  # builders whose read under way began before a build finished
+        if mq is not None:  # for the life of the master, as the cache
+            mq.subscribe(mq.exchange_name(BUILDFARM_EXCHANGES, BUILD_FINISHED), "#", self.on_build_finished)
+
+    def on_build_finished(self, message: Message) -> None:
+        builderid = message.payload.get("builderId")
+        if isinstance(builderid, int):
+            self.forget(builderid)
+
+    def forget(self, builderid: int) -> None:
+        """Drop ``builderid``'s trends: the next ``get`` reads them again."""
+        self._cached.pop(builderid, None)
+        if builderid in self._reading:
+            self._stale.add(builderid)
 
     async def get(self, builderid: int) -> dict:
         """The trends of ``builderid``: its ``days`` and ``steps``, ``from``, ``to`` and
@@ -368,6 +388,7 @@ class TrendsCache:
         try:
             found = await self.db.views.builder_trends(builderid, now, TREND_DAYS)
         except Exception:
+            self._stale.discard(builderid)
             for waiter in self._reading.pop(builderid):
                 waiter.errback()
             raise
@@ -375,7 +396,10 @@ class TrendsCache:
                   "days": found["days"], "steps": found["steps"]}
         if len(self._cached) >= MAX_CACHED_TRENDS:
             del self._cached[min(self._cached, key=lambda key: self._cached[key][0])]
-        self._cached[builderid] = (now, trends)
+        if builderid in self._stale:  # read before the latest build finished: not kept
+            self._stale.discard(builderid)
+        else:
+            self._cached[builderid] = (now, trends)
         for waiter in self._reading.pop(builderid):
             waiter.callback(trends)
         return trends
@@ -517,6 +541,27 @@ async def fleet_view(db, now: float) -> dict:
             "actions_per_day": [{"day": day, **counts} for day, counts in per_day.items()]}
 
 
+TASK_STATE_STYLES = (("pending", "longdash"), ("running", "dash"), ("completed", "solid"),
+                     ("failed", "dashdot"))
+
+
+async def tasks_view(db, now: float) -> dict:
+    """Tasks by state over ``FLEET_HOURS`` from ``db.samples`` (master/samples.py): pending and
+    running at each minute, completed and failed that ended in it; ``series`` (the JSON twin)."""
+    start = now - FLEET_HOURS * 3600
+    found = await db.samples.series("tasks.", start)
+    styles = {f"tasks.{state}": style for state, style in TASK_STATE_STYLES}
+    series = {name: found.get(name, []) for name in styles}
+    return {"from": start, "to": now, "series": series,
+            "chart": _time_lines(series, start, now, "{:.0f}".format, styles, counts=True)}
+
+
+def series_json(series: dict[str, list[tuple[float, float]]]) -> dict:
+    """A view's series as JSON: ``{name: [{at, value}, ...]}``."""
+    return {name: [{"at": at, "value": value} for at, value in points]
+            for name, points in sorted(series.items())}
+
+
 def _time_lines(series: dict[str, list[tuple[float, float]]], start: float, end: float,
                 label: Callable[[float], str], styles: dict[str, str], counts: bool = False) -> dict:
     """A line per series over ``[start, end]``, at most ``MAX_LINE_POINTS`` points each, its
@@ -624,25 +669,38 @@ class ViewFeed:
       buildset, or null);
     - ``change``: ``{changeid}`` when a newer change than any seen before is stored.
 
-    It listens (to the build events, and polls the changes) only while a stream is open.
+    They come from the event bus ``mq`` (``build-started``, ``build-finished``,
+    ``change-added``), which carries this master's events only: the bus publishes to a
+    broker but does not consume from it.  So while a stream is open and another master is
+    active in the database, a fallback poll every ``poll_s`` reads the newest change id (one
+    query for all viewers), for the changes other masters store.  The feed subscribes only
+    while a stream is open.
     """
 
-    def __init__(self, db, buildevents, clock: IReactorTime, poll_s: float = CHANGE_POLL_S):
+    def __init__(self, db, mq, clock: IReactorTime, poll_s: float = FALLBACK_POLL_S):
         self.db = db
-        self.buildevents = buildevents
+        self.mq = mq
         self.clock = clock
         self.poll_s = poll_s
         self.listeners: list[ViewListener] = []
         self.newest_change: int | None = None
-        self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
         self._poll: task.LoopingCall | None = None
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._unsubscribe)
 
     def listen(self) -> ViewListener:
         """A new stream's listener (``close(listener)`` when the stream ends)."""
         listener = ViewListener()
         self.listeners.append(listener)
-        if self._unsubscribe is None:
-            self._unsubscribe = self.buildevents.subscribe(self.on_build_event)
+        if not self._unsubscribe:
+            self._unsubscribe = [
+                self.mq.subscribe(self.mq.exchange_name(BUILDFARM_EXCHANGES, exchange), "#", self.on_build)
+                for exchange in (BUILD_STARTED, BUILD_FINISHED)]
+            self._unsubscribe.append(self.mq.subscribe(
+                self.mq.exchange_name(BUILDFARM_EXCHANGES, CHANGE_ADDED), "#", self.on_change))
             self._poll = task.LoopingCall(self.poll_changes)
             self._poll.clock = self.clock
             self._poll.start(self.poll_s, now=True).addErrback(
@@ -652,9 +710,10 @@ class ViewFeed:
     def close(self, listener: ViewListener) -> None:
         if listener in self.listeners:
             self.listeners.remove(listener)
-        if not self.listeners and self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        if not self.listeners and self._unsubscribe:
+            for unsubscribe in self._unsubscribe:
+                unsubscribe()
+            self._unsubscribe = []
             if self._poll is not None and self._poll.running:
                 self._poll.stop()
             self._poll = None
@@ -664,22 +723,38 @@ class ViewFeed:
         for listener in list(self.listeners):
             listener.push(event)
 
-    async def poll_changes(self) -> None:
-        """Tell the streams about a change newer than the newest seen (one query for all)."""
-        try:
-            newest = await self.db.changes.get_all(limit=1)
-        except Exception:
-            log.failure("reading the newest change failed")
-            return
-        changeid = newest[0]["changeid"] if newest else 0
+    def on_change(self, message: Message) -> None:
+        changeid = message.payload.get("changeId")
+        if isinstance(changeid, int):
+            self.saw_change(changeid)
+
+    def saw_change(self, changeid: int) -> None:
+        """Tell the streams of ``changeid`` unless it is not newer than the newest told."""
         if self.newest_change is not None and changeid > self.newest_change:
             self.publish(sse_event("change", {"changeid": changeid}))
         self.newest_change = changeid if self.newest_change is None else max(changeid, self.newest_change)
 
-    def on_build_event(self, event: BuildEvent):
-        if event.kind not in (BUILD_STARTED, BUILD_FINISHED) or not self.listeners:
+    async def poll_changes(self) -> None:
+        """The fallback: the newest change id, read only while another master is active (the
+        first poll, at the first stream, always reads it, as the mark new changes are told
+        from)."""
+        try:
+            if self.newest_change is not None and not await self._other_masters_active():
+                return
+            newest = await self.db.changes.get_all(limit=1)
+        except Exception:
+            log.failure("reading the newest change failed")
+            return
+        self.saw_change(newest[0]["changeid"] if newest else 0)
+
+    async def _other_masters_active(self) -> bool:
+        return sum(m["active"] for m in await self.db.masters.get_all()) > 1
+
+    def on_build(self, message: Message):
+        buildid = message.payload.get("buildId")
+        if not self.listeners or not isinstance(buildid, int):
             return None
-        return defer.ensureDeferred(self._publish_build(event.buildid))
+        return defer.ensureDeferred(self._publish_build(buildid))
 
     async def _publish_build(self, buildid: int) -> None:
         build = await self.db.builds.get(buildid)
