@@ -20,10 +20,14 @@ import taskcluster.download
 import taskcluster.upload
 from taskcluster.exceptions import TaskclusterArtifactError, TaskclusterRestFailure
 
-from fixtures.asyncrun import run_coroutine
+from fixtures.asyncrun import in_own_thread, run_coroutine
 from fixtures.daemons import Fleet, wait_for
 
 pytestmark = pytest.mark.integration
+
+# the sync helpers run an event loop of their own: not in a thread that runs one (asyncrun.py)
+upload_from_buf = in_own_thread(taskcluster.upload.uploadFromBuf)
+download_artifact_to_buf = in_own_thread(taskcluster.download.downloadArtifactToBuf)
 
 ADMIN = {"clientId": "ci-admin", "accessToken": "ci-admin-token-0123456789"}
 READER = {"clientId": "ci-reader", "accessToken": "ci-reader-token-0123456789"}
@@ -96,7 +100,7 @@ def upload(farm, queue, task_id: str, name: str, data: bytes, content_type: str 
     assert created["storageType"] == "object" and created["name"] == f"t/{task_id}/0/{name}"
     objects = taskcluster.Object({"rootUrl": farm.url, "credentials": created["credentials"],
                                   "maxRetries": 0})
-    taskcluster.upload.uploadFromBuf(projectId=created["projectId"], name=created["name"],
+    upload_from_buf(projectId=created["projectId"], name=created["name"],
                                      contentType=content_type, contentLength=len(data),
                                      expires=created["expires"], uploadId=created["uploadId"],
                                      objectService=objects, data=data)
@@ -115,10 +119,10 @@ def test_object_artifacts_round_trip_through_the_official_upload_and_download_he
     small, large = b"a small log\n" * 10, os.urandom(3 * 1024 * 1024 + 17)  # inline, then putUrl
     upload(farm, queue, running, "public/small.log", small)
     upload(farm, queue, running, "private/large.bin", large, "application/octet-stream")
-    buffer, content_type = taskcluster.download.downloadArtifactToBuf(
+    buffer, content_type = download_artifact_to_buf(
         taskId=running, runId=0, name="public/small.log", queueService=queue)
     assert (bytes(buffer), content_type) == (small, "text/plain")
-    buffer, _ = taskcluster.download.downloadArtifactToBuf(taskId=running, name="private/large.bin",
+    buffer, _ = download_artifact_to_buf(taskId=running, name="private/large.bin",
                                                            queueService=queue)  # the latest run
     assert bytes(buffer) == large
 
@@ -182,7 +186,7 @@ def test_reference_link_and_error_artifacts(farm, queue, running):
     assert code == 424 and json.loads(body) == {"reason": "file-missing-on-worker",
                                                 "message": "out.tar was not made"}
     with pytest.raises(TaskclusterArtifactError):
-        taskcluster.download.downloadArtifactToBuf(taskId=running, runId=0, name="public/missing.tar",
+        download_artifact_to_buf(taskId=running, runId=0, name="public/missing.tar",
                                                    queueService=queue)
 
 
@@ -206,7 +210,7 @@ def test_a_pb_payload_mounts_from_the_cas_and_its_artifacts_are_collected_after_
     # the mount's content: an object uploaded to the Object service directly (a CAS item by its sha256)
     objects = taskcluster.Object({"rootUrl": farm.url, "credentials": ADMIN, "maxRetries": 0})
     data = b"mounted input\n"
-    taskcluster.upload.uploadFromBuf(projectId="proj", name="inputs/input.txt", contentType="text/plain",
+    upload_from_buf(projectId="proj", name="inputs/input.txt", contentType="text/plain",
                                      contentLength=len(data), expires=expires(), objectService=objects,
                                      data=data)
     sha256 = objects.object("inputs/input.txt")["hashes"]["sha256"]
@@ -231,20 +235,20 @@ def test_a_pb_payload_mounts_from_the_cas_and_its_artifacts_are_collected_after_
     assert sorted(listed) == ["public/logs/a.log", "public/logs/b.log", "public/never.txt",
                               "public/upper.txt"]
     assert listed["public/never.txt"]["storageType"] == "error"
-    buffer, _ = taskcluster.download.downloadArtifactToBuf(taskId=task_id, runId=0, name="public/upper.txt",
+    buffer, _ = download_artifact_to_buf(taskId=task_id, runId=0, name="public/upper.txt",
                                                            queueService=queue)
     assert bytes(buffer) == b"MOUNTED INPUT\n"
     latest = f"{farm.url}/api/queue/v1/task/{task_id}/artifacts"
     assert plain_get(f"{latest}/public/logs/b.log")[:2] == (200, b"two\n")
     with pytest.raises(TaskclusterArtifactError):
-        taskcluster.download.downloadArtifactToBuf(taskId=task_id, name="public/never.txt",
+        download_artifact_to_buf(taskId=task_id, name="public/never.txt",
                                                    queueService=queue)
 
 
 def test_the_object_services_download_url_signed_with_a_bewit_serves_a_plain_http_client(farm):
     objects = taskcluster.Object({"rootUrl": farm.url, "credentials": ADMIN, "maxRetries": 0})
     data = b"for curl\n"
-    taskcluster.upload.uploadFromBuf(projectId="proj", name="signed/x.txt", contentType="text/plain",
+    upload_from_buf(projectId="proj", name="signed/x.txt", contentType="text/plain",
                                      contentLength=len(data), expires=expires(), objectService=objects,
                                      data=data)
     assert plain_get(objects.buildSignedUrl("download", "signed/x.txt"))[:2] == (200, data)

@@ -15,10 +15,14 @@ import taskcluster.download
 import taskcluster.upload
 from taskcluster.exceptions import TaskclusterRestFailure
 
-from fixtures.asyncrun import run_coroutine
+from fixtures.asyncrun import in_own_thread, run_coroutine
 from fixtures.daemons import Fleet
 
 pytestmark = pytest.mark.integration
+
+# the sync helpers run an event loop of their own: not in a thread that runs one (asyncrun.py)
+upload_from_buf = in_own_thread(taskcluster.upload.uploadFromBuf)
+download_artifact_to_buf = in_own_thread(taskcluster.download.downloadArtifactToBuf)
 
 ADMIN = {"clientId": "ci-admin", "accessToken": "ci-admin-token-0123456789"}
 WORKER = {"clientId": "ci-worker", "accessToken": "ci-worker-token-0123456789"}
@@ -161,7 +165,7 @@ def test_a_worker_loop_uploads_an_artifact_that_a_reader_then_downloads(farm):
 
     created = worker.createArtifact(task_id, run_id, "public/logs/live.log", {
         "storageType": "object", "expires": expires, "contentType": "text/plain"})
-    taskcluster.upload.uploadFromBuf(
+    upload_from_buf(
         projectId=created["projectId"], name=created["name"], contentType="text/plain",
         contentLength=len(log), expires=created["expires"], uploadId=created["uploadId"],
         objectService=taskcluster.Object({"rootUrl": farm.url, "credentials": created["credentials"],
@@ -171,7 +175,7 @@ def test_a_worker_loop_uploads_an_artifact_that_a_reader_then_downloads(farm):
     assert worker.reportCompleted(task_id, run_id)["status"]["state"] == "completed"
 
     reader = taskcluster.Queue({"rootUrl": farm.url, "maxRetries": 0})  # public/: no credentials
-    data, content_type = taskcluster.download.downloadArtifactToBuf(
+    data, content_type = download_artifact_to_buf(
         taskId=task_id, name="public/logs/live.log", queueService=reader)
     assert (data, content_type) == (log, "text/plain")
     listed = client(farm, ADMIN).listLatestArtifacts(task_id)["artifacts"]  # listing needs a scope
