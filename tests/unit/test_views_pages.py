@@ -269,3 +269,5 @@ async def test_the_events_route_streams_to_an_event_source_and_answers_others_at
     assert not streaming.called  # it stays open for the events to come
     request.connectionLost(Exception("the browser left"))
     await eventually(lambda: defer.succeed(master.mq.subscriptions() == before), "the stream to close")
+    with pytest.raises(Exception, match="the browser left"):  # the request ended unfinished
+        await streaming
