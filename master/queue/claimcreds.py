@@ -46,10 +46,6 @@ class ClaimIssuer(HeldIssuer):
     def __init__(self, clients, clock):
         super().__init__(clients, clock, ISSUER_ID, ISSUER_SCOPES, ISSUER_DESCRIPTION)
 
-    async def issuer_token(self) -> str:
-        """The issuer's access token; ``IssuerUnavailable`` when it is disabled or expired."""
-        return await self.token()
-
     def credentials(self, token: str, task_id: str, run_id: int, worker_group: str, worker_id: str,
                     taken_until: float, task_scopes: list[str]) -> dict:
         """The credentials of the claim of run ``run_id`` until ``taken_until`` (``token``: the

@@ -77,7 +77,7 @@ class WorkerRoutes:
 
     async def _issuer_token(self) -> str:
         try:
-            return await self.master.queue.issuer.issuer_token()
+            return await self.master.queue.issuer.token()
         except IssuerUnavailable as e:
             raise QueueAPIError(503, str(e)) from None
 
