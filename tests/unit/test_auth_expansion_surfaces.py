@@ -4,7 +4,6 @@ whose scopes a chain of parameterized roles expands past the scope length limit 
 JSON refusal with a ``message`` (never a 500) on the JSON API, the SlaveAPI, the Endpoints APIs
 and the Auth API, with Basic and with Hawk credentials."""
 
-import base64
 import json
 
 import mohawk
@@ -12,7 +11,7 @@ import pytest
 import pytest_twisted
 
 from buildfarm.master.auth.scopes import MAX_EXPANDED_SCOPE_CHARS
-from fixtures.memoryhttp import render
+from fixtures.memoryhttp import basic, render
 from fixtures.memorymaster import MASTER_CFG, start_memory_master
 
 NOW = 1_700_000_000.0
@@ -35,9 +34,6 @@ SURFACES = ["/api/v1/builders", "/api/buildfarm/v1/builders", "/slaveapi/slaves"
             "/_ah/api/swarming/v1/tasks/list", "/api/tasks/v1/tasks/list", "/api/auth/v1/scopes/current",
             "/api/v1/auth/whoami"]
 
-
-def basic(user: str, password: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def hawk(path: str) -> dict:

@@ -17,7 +17,7 @@ from taskcluster.generated.object import Object as OfficialObject
 from buildfarm.master.apicatalog import CATALOG
 from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.objectservice.content import NAMESPACE
-from fixtures.memoryhttp import render
+from fixtures.memoryhttp import basic, render
 from fixtures.memorymaster import MASTER_CFG, on_database, start_memory_master, with_fast_password_checks
 
 NOW = 1_800_000_000.0
@@ -27,9 +27,6 @@ CFG = MASTER_CFG + """\
 c['users'] += [util.User('uploader', password='up', scopes=['object:upload:proj:a/*', 'object:download:a/*'])]
 """
 
-
-def basic(user: str, password: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 ADMIN = basic("admin", "adm1n")

@@ -3,7 +3,6 @@
 last one resolves, in the same transaction; a missing or expiring one refused), the paged lists,
 cancel, schedule, rerun and deadlines (only the wait is bounded); on SQLite and PostgreSQL."""
 
-import base64
 import json
 
 import pytest_twisted
@@ -13,16 +12,13 @@ import taskcluster
 from buildfarm.master.auth.interfaces import iso
 from buildfarm.master.db.model import queue_tasks
 from buildfarm.master.queue.store import QueueStore
-from fixtures.memoryhttp import render
+from fixtures.memoryhttp import basic, render
 from fixtures.memorymaster import MASTER_CFG, on_database, start_memory_master, with_fast_password_checks
 
 NOW = 1_800_000_000.0
 QUEUE = "/api/queue/v1"
 TASK_QUEUE = "proj-ci/linux"
 
-
-def basic(user: str, password: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 ADMIN = basic("admin", "adm1n")

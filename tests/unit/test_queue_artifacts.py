@@ -19,7 +19,7 @@ from buildfarm.master.objectservice.issuer import ISSUER_ID
 from buildfarm.master.queue.artifactapi import _slugid
 from buildfarm.master.queue.model import SLUGID
 from buildfarm.master.queue.store import QueueStore
-from fixtures.memoryhttp import render
+from fixtures.memoryhttp import basic, render
 from fixtures.memorymaster import MASTER_CFG, on_database, start_memory_master, with_fast_password_checks
 
 NOW = 1_800_000_000.0
@@ -30,9 +30,6 @@ CFG = MASTER_CFG + """\
 c['users'] += [util.User('reader', password='rd', scopes=['queue:get-artifact:private/mine/*'])]
 """
 
-
-def basic(user: str, password: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 ADMIN = basic("admin", "adm1n")

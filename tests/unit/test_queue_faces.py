@@ -4,7 +4,6 @@ taskIds made from their ids (buildfarm.common.faceids), read-only, behind their 
 read scope; the build JSON and the Swarming result carry that taskId.  On a real in-memory master,
 SQLite and PostgreSQL."""
 
-import base64
 import json
 
 import pytest
@@ -18,15 +17,12 @@ from buildfarm.master.queue.faces import builder_queue_id, pool_queue_id, queue_
 from buildfarm.master.queue.model import SLUGID, TASK_QUEUE_ID
 from buildfarm.master.tasks import records
 from buildfarm.master.tasks.model import request_from_json
-from fixtures.memoryhttp import render
+from fixtures.memoryhttp import basic, render
 from fixtures.memorymaster import MASTER_CFG, on_database, start_memory_master, with_fast_password_checks
 
 NOW = 1_800_000_000.0
 QUEUE = "/api/queue/v1"
 
-
-def basic(user: str, password: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 ADMIN = basic("admin", "adm1n")

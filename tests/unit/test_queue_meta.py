@@ -3,7 +3,6 @@ c['queue'], the bots' pools and the Queue's own tasks; pendingTasks counting eac
 provisioners and worker types they make; the PB slaves as workers, from the database; paging
 with continuationToken; Taskcluster's scopes.  On a real in-memory master, SQLite and PostgreSQL."""
 
-import base64
 import json
 
 import jsonschema
@@ -17,15 +16,12 @@ from buildfarm.master.queue import apireference as ref
 from buildfarm.master.queue.store import QueueStore
 from buildfarm.master.tasks import records
 from buildfarm.master.tasks.model import request_from_json
-from fixtures.memoryhttp import render
+from fixtures.memoryhttp import basic, render
 from fixtures.memorymaster import MASTER_CFG, on_database, start_memory_master, with_fast_password_checks
 
 NOW = 1_800_000_000.0
 QUEUE = "/api/queue/v1"
 
-
-def basic(user: str, password: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 ADMIN = basic("admin", "adm1n")

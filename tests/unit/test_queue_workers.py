@@ -5,7 +5,6 @@ clock), claims atomic and ordered, each claim's temporary credentials (signed wi
 worker for its own run only), reclaimTask, the reports with Taskcluster's retry rules and 409s,
 claim-expired, and c['queue']['claim_timeout_secs']."""
 
-import base64
 import json
 
 import jsonschema
@@ -27,7 +26,7 @@ from buildfarm.master.queue.service import CLAIM_EXPIRY_INTERVAL_S
 from buildfarm.master.queue.settings import validate_queue_config
 from buildfarm.master.queue.store import QueueStore
 from buildfarm.master.queue.workerapi import CLAIM_WORK_TIMEOUT_S, RECHECK_S
-from fixtures.memoryhttp import MemoryRequest, render, render_request
+from fixtures.memoryhttp import MemoryRequest, basic, render, render_request
 from fixtures.memorymaster import MASTER_CFG, eventually, on_database, start_memory_master
 
 NOW = 1_800_000_000.0
@@ -38,9 +37,6 @@ HTTP_QUEUE = "proj-http/docker"
 WORKER = {"workerGroup": "grp", "workerId": "w1"}
 TIMEOUT = 600
 
-
-def basic(user: str, password: str) -> dict:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 ADMIN = basic("admin", "adm1n")
