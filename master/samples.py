@@ -11,9 +11,12 @@ hour and bounded in size there):
   outcome (success, failure, ...);
 - ``tasks.pending`` and ``tasks.running``: the tasks (master/tasks) in those states;
   ``tasks.completed`` and ``tasks.failed``: the tasks that ended since the previous sample
-  (``db.samples.tasks_by_state``).
+  (``db.samples.tasks_by_state``);
+- ``bots.<state>``: how many bots (the slaves that run tasks) are in each state of
+  master/tasks/botstates.py (idle, busy, maintenance, quarantined, dead).
 
-The overview page charts them (www/ui/views.py).  With several masters on one database each
+The overview page charts the slaves, the queue and the actions, /tasks the tasks and /bots the
+bots (www/ui/views.py).  With several masters on one database each
 records its own samples: the series then hold one value per master and minute (the charts
 show the newest).
 """
@@ -24,6 +27,7 @@ from twisted.logger import Logger
 
 from buildfarm.master.fleet import STATE_NAMES
 from buildfarm.master.status import SLAVE_STATES, slave_statuses
+from buildfarm.master.tasks.botstates import count_bots_by_state
 
 log = Logger()
 
@@ -34,6 +38,7 @@ QUEUE_OLDEST_WAIT = "queue.oldest_wait_s"
 SLAVEAPI = "slaveapi."
 TASKS = "tasks."
 TASKS_ENDED = ("completed", "failed")
+BOTS = "bots."
 COUNTED = frozenset({*(f"{SLAVEAPI}{name}" for name in STATE_NAMES.values()),
                      *(f"{TASKS}{end}" for end in TASKS_ENDED)})  # summed per hour
 
@@ -103,6 +108,8 @@ class Sampler(service.Service):
             values[f"{SLAVEAPI}{label}"] = float(finished.get(state, 0))
         tasks = await self.master.db.samples.tasks_by_state(after, now)
         values.update({f"{TASKS}{name}": float(count) for name, count in tasks.items()})
+        bots = await count_bots_by_state(self.master)
+        values.update({f"{BOTS}{state}": float(count) for state, count in bots.items()})
         self._last_at = now
         await self.master.db.samples.add(now, values, COUNTED)
         return values

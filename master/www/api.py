@@ -106,6 +106,7 @@ class JSONAPI:
         self.master = master
         # the builders' trends, cached (dropped as a build of theirs finishes)
         self.trends = views.TrendsCache(master.db, master.reactor, mq=master.mq)
+        self.charts = views.SampledCharts(master.db, master.reactor)  # the charts over time, cached
 
     def resource(self):
         """The twisted.web resource serving this API."""
@@ -739,7 +740,7 @@ class JSONAPI:
         "master samples them each minute: slaves by state and the queue over 24 hours, SlaveAPI actions by "
         "outcome per day over 7 days.", "Views", output=apireference.FLEET_VIEW))
     async def fleet_view(self, request):
-        view = await views.fleet_view(self.master.db, self.master.reactor.seconds())
+        view = await self.charts.fleet()
         series = {name: [{"at": at, "value": value} for at, value in points]
                   for name, points in sorted(view["series"].items())}
         return self._json(request, {"from": view["from"], "to": view["to"], "series": series,
@@ -748,9 +749,22 @@ class JSONAPI:
     @routes.route("/api/v1/views/tasks", "GET", scope="tasks:read")
     async def tasks_view(self, request):
         """The series behind the tasks chart on /tasks (docs/api.md "Views")."""
-        view = await views.tasks_view(self.master.db, self.master.reactor.seconds())
+        view = await self.charts.tasks()
         return self._json(request, {"from": view["from"], "to": view["to"],
                                     "series": views.series_json(view["series"])})
+
+    @routes.route("/api/v1/views/bots/states", "GET", scope="bots:read")
+    async def bot_states_view(self, request):
+        """The series behind the bots-by-state chart on /bots (docs/api.md "Views"): ``bots.<state>``
+        at each sampling minute over 24 hours, paged by sampling minute (``limit``, ``offset``)."""
+        args = self._args(request)
+        page = Page(parse_int(args, "limit", views.DEFAULT_SERIES_PAGE, 1, views.MAX_SERIES_PAGE),
+                    parse_int(args, "offset", 0))
+        view = await self.charts.bot_states()
+        series, total = views.series_page(view["series"], page.limit, page.offset)
+        body = {"from": view["from"], "to": view["to"], "series": series,
+                "meta": page.meta(total, request.path.decode("utf-8", "replace"), args)}
+        return self._json(request, body)
 
     @routes.route("/api/v1/views/bots", "GET", scope="bots:read")
     async def bots_view(self, request):

@@ -134,6 +134,7 @@ class WebUI:
         self.task_cursors = CursorSigner()
         self.view_feed = views.ViewFeed(master.db, master.mq, master.reactor)
         self.trends = views.TrendsCache(master.db, master.reactor, mq=master.mq)
+        self.charts = views.SampledCharts(master.db, master.reactor)  # the charts over time, cached
 
     def resource(self):
         """The twisted.web resource serving the pages."""
@@ -275,7 +276,7 @@ class WebUI:
         return self.render(request, "overview.html",
                            builders=sorted(view["builders"], key=lambda b: b["name"]),
                            pending=view["pending_buildrequests"], slaves=view["slaves"],
-                           fleet=await views.fleet_view(self.db, self.now()))  # charts over time
+                           fleet=await self.charts.fleet())  # charts over time
 
     async def pending_requests(self, builderid: int | None = None) -> list[dict]:
         rows = await self.db.buildrequests.get_all(builderid=builderid, complete=False)
@@ -542,7 +543,7 @@ class WebUI:
                            filter=flt.form, states=list(taskpages.STATE_FILTERS),
                            next_url=taskpages.list_url(flt, page.cursor) if page.cursor else None,
                            first_url=taskpages.list_url(flt), first_page=not cursor, scanned=page.scanned,
-                           scan_limited=page.limited, tasks_chart=await views.tasks_view(self.db, now))
+                           scan_limited=page.limited, tasks_chart=await self.charts.tasks())
 
     async def task_view(self, task_id: str) -> dict:
         with _bad_filter():
@@ -610,6 +611,7 @@ class WebUI:
             wanted = taskpages.parse_pairs(_query_all(request, "dimension"))
         view = await taskpages.fleet_view(self.master, key, wanted)
         return self.render(request, "bots.html", title="Bots", fleet=view,
+                           states=await self.charts.bot_states(),  # over time: every bot, unfiltered
                            may_read_tasks=self.viewer(request).may("tasks:read"))
 
     # -- views (the logic is in views.py) ---------------------------------------------------

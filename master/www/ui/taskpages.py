@@ -22,9 +22,9 @@ from twisted.internet.interfaces import IReactorTime
 
 from buildfarm.master.cas.browse import browse_url
 from buildfarm.master.db.tasks import TaskQuery
-from buildfarm.master.status import slave_statuses
 from buildfarm.master.tasks import ids, records
 from buildfarm.master.tasks.api import STATE_FILTERS, CursorSigner
+from buildfarm.master.tasks.botstates import bots_with_states
 from buildfarm.master.tasks.model import State
 from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, POLL_S, sse_event
 
@@ -456,17 +456,6 @@ def parse_pairs(values: list[str], field: str = "dimension") -> list[tuple[str, 
     return pairs
 
 
-def bot_state(bot: dict, connected: bool) -> str:
-    """dead (attached to no master), quarantined, maintenance, busy (a task) or idle."""
-    if not connected:
-        return "dead"
-    if bot.get("quarantined") is not None:
-        return "quarantined"
-    if bot.get("maintenance") is not None:
-        return "maintenance"
-    return "busy" if bot.get("task_id") else "idle"
-
-
 BOT_STATE_CLASSES = {"dead": "state-lost", "quarantined": "result-exception", "maintenance": "state-disabled",
                      "busy": "state-busy", "idle": "state-idle"}
 
@@ -476,11 +465,8 @@ async def fleet_view(master, key: str, wanted: list[tuple[str, str]]) -> dict:
     bots = await master.db.tasks.get_bots()
     keys = sorted({k for bot in bots for k in bot["dimensions"]})
     chosen = [b for b in bots if all(value in b["dimensions"].get(k, []) for k, value in wanted)]
-    statuses = await slave_statuses(master, names=[b["name"] for b in chosen]) if chosen else {}
     shown = []
-    for bot in chosen:
-        status = statuses.get(bot["name"])
-        state = bot_state(bot, bool(status is not None and status.connected))
+    for bot, state in await bots_with_states(master, chosen):
         task_id = bot.get("task_id")
         shown.append({"name": bot["name"], "state": state, "state_class": BOT_STATE_CLASSES[state],
                       "task_id": task_id if state != "dead" else None,

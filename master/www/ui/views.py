@@ -34,6 +34,8 @@ from buildfarm.master.mq.exchanges import (
     CHANGE_ADDED,
     Message,
 )
+from buildfarm.master.samples import SAMPLE_INTERVAL_S
+from buildfarm.master.tasks.botstates import BOT_STATES
 from buildfarm.master.www.ui.format import duration, result_class, result_label
 from buildfarm.master.www.ui.logstream import KEEPALIVE_S, MAX_STREAM_S, sse_event  # noqa: F401 - app.py's
 from buildfarm.master.www.ui.taskpages import BadFilter, parse_time
@@ -347,18 +349,62 @@ X_LABEL_EVERY_DAYS = 7
 PRECISE_BELOW_S = 10
 
 
+class ViewCache:
+    """Values read at most once per ``ttl_s`` for each key, however many viewers ask; viewers
+    asking while one is read share that read.  ``forget(key)`` drops a value; a read under way
+    when it is forgotten serves its waiting viewers but is not kept."""
+
+    def __init__(self, clock: IReactorTime, ttl_s: float, max_entries: int = MAX_CACHED_TRENDS):
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._cached: dict[object, tuple[float, dict]] = {}
+        self._reading: dict[object, list[defer.Deferred]] = {}
+        self._stale: set[object] = set()  # keys whose read under way began before they were forgotten
+
+    def forget(self, key) -> None:
+        """Drop ``key``'s value: the next ``get`` reads it again."""
+        self._cached.pop(key, None)
+        if key in self._reading:
+            self._stale.add(key)
+
+    async def get(self, key, read: Callable[[float], Awaitable[dict]]) -> dict:
+        """``key``'s value: cached, or ``await read(now)``."""
+        now = self.clock.seconds()
+        cached = self._cached.get(key)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        if key in self._reading:
+            waiter: defer.Deferred = defer.Deferred()
+            self._reading[key].append(waiter)
+            return await waiter
+        self._reading[key] = []
+        try:
+            value = await read(now)
+        except Exception:
+            self._stale.discard(key)
+            for waiter in self._reading.pop(key):
+                waiter.errback()
+            raise
+        if len(self._cached) >= self.max_entries:
+            del self._cached[min(self._cached, key=lambda k: self._cached[k][0])]
+        if key in self._stale:  # read before it was forgotten: not kept
+            self._stale.discard(key)
+        else:
+            self._cached[key] = (now, value)
+        for waiter in self._reading.pop(key):
+            waiter.callback(value)
+        return value
+
+
 class TrendsCache:
     """Each builder's trends (``db.views.builder_trends`` of the last ``TREND_DAYS`` days),
-    read at most once per ``ttl_s`` however many viewers ask; viewers asking while they are
-    read share that read."""
+    read at most once per ``ttl_s`` however many viewers ask (a ``ViewCache``), and read again
+    once a build of the builder finishes (build-finished on the bus)."""
 
     def __init__(self, db, clock: IReactorTime, ttl_s: float = TRENDS_CACHE_S, mq=None):
         self.db = db
-        self.clock = clock
-        self.ttl_s = ttl_s
-        self._cached: dict[int, tuple[float, dict]] = {}
-        self._reading: dict[int, list[defer.Deferred]] = {}
-        self._stale: set[int] = set()  # builders whose read under way began before a build finished
+        self._cache = ViewCache(clock, ttl_s)
         if mq is not None:  # for the life of the master, as the cache
             mq.subscribe(mq.exchange_name(BUILDFARM_EXCHANGES, BUILD_FINISHED), "#", self.on_build_finished)
 
@@ -369,40 +415,17 @@ class TrendsCache:
 
     def forget(self, builderid: int) -> None:
         """Drop ``builderid``'s trends: the next ``get`` reads them again."""
-        self._cached.pop(builderid, None)
-        if builderid in self._reading:
-            self._stale.add(builderid)
+        self._cache.forget(builderid)
 
     async def get(self, builderid: int) -> dict:
         """The trends of ``builderid``: its ``days`` and ``steps``, ``from``, ``to`` and
         ``computed_at``."""
-        now = self.clock.seconds()
-        cached = self._cached.get(builderid)
-        if cached is not None and now - cached[0] < self.ttl_s:
-            return cached[1]
-        if builderid in self._reading:
-            waiter: defer.Deferred = defer.Deferred()
-            self._reading[builderid].append(waiter)
-            return await waiter
-        self._reading[builderid] = []
-        try:
-            found = await self.db.views.builder_trends(builderid, now, TREND_DAYS)
-        except Exception:
-            self._stale.discard(builderid)
-            for waiter in self._reading.pop(builderid):
-                waiter.errback()
-            raise
-        trends = {"from": found["first_day"], "to": now, "computed_at": now, "builds": found["builds"],
-                  "days": found["days"], "steps": found["steps"]}
-        if len(self._cached) >= MAX_CACHED_TRENDS:
-            del self._cached[min(self._cached, key=lambda key: self._cached[key][0])]
-        if builderid in self._stale:  # read before the latest build finished: not kept
-            self._stale.discard(builderid)
-        else:
-            self._cached[builderid] = (now, trends)
-        for waiter in self._reading.pop(builderid):
-            waiter.callback(trends)
-        return trends
+        return await self._cache.get(builderid, lambda now: self._read(builderid, now))
+
+    async def _read(self, builderid: int, now: float) -> dict:
+        found = await self.db.views.builder_trends(builderid, now, TREND_DAYS)
+        return {"from": found["first_day"], "to": now, "computed_at": now, "builds": found["builds"],
+                "days": found["days"], "steps": found["steps"]}
 
 
 def trend_charts(trends: dict) -> dict:
@@ -504,6 +527,9 @@ ACTIONS_DAYS = 7
 MAX_LINE_POINTS = 288  # a day's minutes drawn as the last value of each 5 minutes
 SLAVE_STATE_STYLES = (("idle", "solid"), ("busy", "dash"), ("disabled", "dot"), ("lost", "dashdot"),
                       ("never_seen", "longdash"))
+# Quarantine is a bot's flag (master/tasks/botstates.py), drawn with the slaves' states: a
+# quarantined slave is also idle, busy, ... there.
+QUARANTINED = "bots.quarantined"
 ACTION_OUTCOMES = ("success", "failure", "running", "pending")
 
 
@@ -513,6 +539,7 @@ async def fleet_view(db, now: float) -> dict:
     ``ACTIONS_DAYS``; ``series`` holds the values behind them (the JSON twin)."""
     start = now - FLEET_HOURS * 3600
     slaves = await db.samples.series("slaves.", start)
+    slaves[QUARANTINED] = (await db.samples.series(QUARANTINED, start)).get(QUARANTINED, [])
     queue = await db.samples.series("queue.", start)
     days_start = (int(now) // 86400 - ACTIONS_DAYS + 1) * 86400
     hourly = await db.samples.series("slaveapi.", days_start, 3600)
@@ -526,11 +553,11 @@ async def fleet_view(db, now: float) -> dict:
                 if day in per_day and outcome in per_day[day]:
                     per_day[day][outcome] += value
     styles = {f"slaves.{state}": style for state, style in SLAVE_STATE_STYLES}
-    styles.update({"queue.pending": "solid", "queue.oldest_wait_s": "dash"})
+    styles.update({QUARANTINED: "rounddot", "queue.pending": "solid", "queue.oldest_wait_s": "dash"})
     count = "{:.0f}".format
+    slave_lines = {name: slaves.get(name, []) for name in styles if name.startswith(("slaves.", QUARANTINED))}
     charts = {
-        "slaves": _time_lines({name: slaves.get(name, []) for name in styles if name.startswith("slaves.")},
-                              start, now, count, styles, counts=True),
+        "slaves": _time_lines(slave_lines, start, now, count, styles, counts=True),
         "pending": _time_lines({"queue.pending": queue.get("queue.pending", [])}, start, now, count, styles,
                                counts=True),
         "oldest_wait": _time_lines({"queue.oldest_wait_s": queue.get("queue.oldest_wait_s", [])}, start, now,
@@ -543,17 +570,69 @@ async def fleet_view(db, now: float) -> dict:
 
 TASK_STATE_STYLES = (("pending", "longdash"), ("running", "dash"), ("completed", "solid"),
                      ("failed", "dashdot"))
+BOT_STATE_STYLES = (("idle", "solid"), ("busy", "dash"), ("maintenance", "dot"), ("quarantined", "dashdot"),
+                    ("dead", "longdash"))
+assert tuple(state for state, _ in BOT_STATE_STYLES) == BOT_STATES
 
 
 async def tasks_view(db, now: float) -> dict:
     """Tasks by state over ``FLEET_HOURS`` from ``db.samples`` (master/samples.py): pending and
     running at each minute, completed and failed that ended in it; ``series`` (the JSON twin)."""
+    return await _sampled_lines(db, "tasks.", TASK_STATE_STYLES, now)
+
+
+async def bot_states_view(db, now: float) -> dict:
+    """Bots by state (master/tasks/botstates.py) at each minute over ``FLEET_HOURS``, from
+    ``db.samples`` (master/samples.py); ``series`` (the JSON twin)."""
+    return await _sampled_lines(db, "bots.", BOT_STATE_STYLES, now)
+
+
+async def _sampled_lines(db, prefix: str, state_styles: tuple[tuple[str, str], ...], now: float) -> dict:
+    """A line per state of the ``prefix`` series over ``FLEET_HOURS``."""
     start = now - FLEET_HOURS * 3600
-    found = await db.samples.series("tasks.", start)
-    styles = {f"tasks.{state}": style for state, style in TASK_STATE_STYLES}
+    found = await db.samples.series(prefix, start)
+    styles = {f"{prefix}{state}": style for state, style in state_styles}
     series = {name: found.get(name, []) for name in styles}
     return {"from": start, "to": now, "series": series,
             "chart": _time_lines(series, start, now, "{:.0f}".format, styles, counts=True)}
+
+
+CHARTS_CACHE_S = SAMPLE_INTERVAL_S  # the samples change once a minute: so may the charts
+
+
+class SampledCharts:
+    """The charts drawn from the master's samples (the overview's fleet, /tasks, /bots), each
+    read at most once per sampling minute however many viewers ask (a ``ViewCache``): the
+    samples behind them change once a minute, not with each task or build event."""
+
+    def __init__(self, db, clock: IReactorTime, ttl_s: float = CHARTS_CACHE_S):
+        self.db = db
+        self._cache = ViewCache(clock, ttl_s)
+
+    async def fleet(self) -> dict:
+        """``fleet_view``, cached."""
+        return await self._cache.get("fleet", lambda now: fleet_view(self.db, now))
+
+    async def tasks(self) -> dict:
+        """``tasks_view``, cached."""
+        return await self._cache.get("tasks", lambda now: tasks_view(self.db, now))
+
+    async def bot_states(self) -> dict:
+        """``bot_states_view``, cached."""
+        return await self._cache.get("bots", lambda now: bot_states_view(self.db, now))
+
+
+DEFAULT_SERIES_PAGE = 1440  # sampling minutes: a day's
+MAX_SERIES_PAGE = 1440
+
+
+def series_page(series: dict[str, list[tuple[float, float]]], limit: int, offset: int) -> tuple[dict, int]:
+    """A page of a view's series as JSON (``series_json``): the points of the sampling times
+    ``offset`` to ``offset + limit`` (oldest first), and how many sampling times there are."""
+    times = sorted({at for points in series.values() for at, _ in points})
+    shown = set(times[offset:offset + limit])
+    return series_json({name: [(at, value) for at, value in points if at in shown]
+                        for name, points in series.items()}), len(times)
 
 
 def series_json(series: dict[str, list[tuple[float, float]]]) -> dict:
