@@ -21,6 +21,8 @@ records its own samples: the series then hold one value per master and minute (t
 show the newest).
 """
 
+from collections.abc import Callable
+
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -54,6 +56,12 @@ class Sampler(service.Service):
         self._loop: task.LoopingCall | None = None
         self._last_at: float | None = None
         self._running: defer.Deferred | None = None  # the sample under way
+        self._observers: list[Callable[[float], None]] = []
+
+    def subscribe(self, observer: Callable[[float], None]) -> None:
+        """Call ``observer(at)`` after each sample this master records (for the master's life:
+        the web's charts over time drop their cached reads)."""
+        self._observers.append(observer)
 
     def startService(self):  # noqa: N802 - Twisted's name
         super().startService()
@@ -112,4 +120,6 @@ class Sampler(service.Service):
         values.update({f"{BOTS}{state}": float(count) for state, count in bots.items()})
         self._last_at = now
         await self.master.db.samples.add(now, values, COUNTED)
+        for observer in list(self._observers):
+            observer(now)
         return values

@@ -106,7 +106,8 @@ class JSONAPI:
         self.master = master
         # the builders' trends, cached (dropped as a build of theirs finishes)
         self.trends = views.TrendsCache(master.db, master.reactor, mq=master.mq)
-        self.charts = views.SampledCharts(master.db, master.reactor)  # the charts over time, cached
+        # the charts over time, cached (dropped as the master records a sample)
+        self.charts = views.SampledCharts(master.db, master.reactor, master.sampler)
 
     def resource(self):
         """The twisted.web resource serving this API."""

@@ -46,6 +46,9 @@ class IWebMaster(IHTTPMaster):
                       "or None while there is none: the Swarming API (tasks/api.py) calls it.")
     mq = Attribute("The master's event bus (``IEventBus``): the live views and the trends cache "
                    "(www/ui/views.py) subscribe to build-started, build-finished and change-added.")
+    sampler = Attribute("The master's ``Sampler`` (master/samples.py): ``subscribe(observer)`` calls "
+                        "``observer(at)`` after each sample it records (the charts over time drop their "
+                        "cache).")
     logbus = Attribute("The master's ``LogBus``: live log lines of the builds this master runs.")
     api_catalog = Attribute(
         "The services served in Taskcluster's layout (an ``APICatalog``, master/apicatalog.py): "

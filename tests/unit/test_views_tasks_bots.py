@@ -151,3 +151,16 @@ async def test_the_charts_over_time_are_read_once_a_minute_however_many_look(mas
     master.reactor.advance(views.CHARTS_CACHE_S)  # the next minute: its sample may be there
     await get(site, "/tasks")
     assert reads.count("tasks.") == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sample_the_master_records_shows_on_the_charts_at_once(master, site):
+    await eventually(lambda: _sampled(master, 1), "the sample at start-up")
+    chart = svg((await get(site, "/tasks")).body.decode(), "chart-tasks")
+    assert "pending: now 0.0" in chart
+    await add_task(master)
+    await master.sampler.sample()  # within the cached minute: the clock has not moved
+    chart = svg((await get(site, "/tasks")).body.decode(), "chart-tasks")
+    assert "pending: now 1.0" in chart
+    body = json.loads((await get(site, "/api/v1/views/tasks")).body)
+    assert body["series"]["tasks.pending"][-1]["value"] == 1.0

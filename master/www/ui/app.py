@@ -134,7 +134,8 @@ class WebUI:
         self.task_cursors = CursorSigner()
         self.view_feed = views.ViewFeed(master.db, master.mq, master.reactor)
         self.trends = views.TrendsCache(master.db, master.reactor, mq=master.mq)
-        self.charts = views.SampledCharts(master.db, master.reactor)  # the charts over time, cached
+        # the charts over time, cached (dropped as the master records a sample)
+        self.charts = views.SampledCharts(master.db, master.reactor, master.sampler)
 
     def resource(self):
         """The twisted.web resource serving the pages."""

@@ -368,6 +368,11 @@ class ViewCache:
         if key in self._reading:
             self._stale.add(key)
 
+    def forget_all(self) -> None:
+        """Drop every value."""
+        for key in {*self._cached, *self._reading}:
+            self.forget(key)
+
     async def get(self, key, read: Callable[[float], Awaitable[dict]]) -> dict:
         """``key``'s value: cached, or ``await read(now)``."""
         now = self.clock.seconds()
@@ -603,11 +608,15 @@ CHARTS_CACHE_S = SAMPLE_INTERVAL_S  # the samples change once a minute: so may t
 class SampledCharts:
     """The charts drawn from the master's samples (the overview's fleet, /tasks, /bots), each
     read at most once per sampling minute however many viewers ask (a ``ViewCache``): the
-    samples behind them change once a minute, not with each task or build event."""
+    samples behind them change once a minute, not with each task or build event.  A sample
+    this master records (``sampler``) drops them at once; ``ttl_s`` bounds how late another
+    master's samples show."""
 
-    def __init__(self, db, clock: IReactorTime, ttl_s: float = CHARTS_CACHE_S):
+    def __init__(self, db, clock: IReactorTime, sampler=None, ttl_s: float = CHARTS_CACHE_S):
         self.db = db
         self._cache = ViewCache(clock, ttl_s)
+        if sampler is not None:  # for the life of the master, as the cache
+            sampler.subscribe(lambda at: self._cache.forget_all())
 
     async def fleet(self) -> dict:
         """``fleet_view``, cached."""
