@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from fixtures.daemons import Fleet, stop_daemons, wait_for
 
 LIVE_DEADLINE_MS = 40_000
+SAMPLE_DEADLINE_S = 90  # the master samples each minute of its clock
 
 # 'unit' waits for a gate file named after the change's revision (so that the test decides
 # when it ends; a minute at most), 'lint' runs at once; both run for each change on main.
@@ -133,13 +134,16 @@ def test_the_console_shows_the_comments_whole_and_the_builders_by_tag(views_farm
     screenshot(page, "console.png")
 
 
-def test_the_grid_works_on_a_phone(views_farm, browser):
+@pytest.mark.parametrize(("path", "shown"), [("/grid", "#grid"), ("/console", "#grid"),
+                                             ("/waterfall", "#waterfall"), ("/builders/unit", "#trends"),
+                                             ("/", "#fleet-over-time")])
+def test_each_view_works_on_a_phone(views_farm, browser, path, shown):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     try:
         phone = context.new_page()
-        phone.goto(views_farm.url + "/grid")
-        expect(phone.locator("#grid")).to_be_visible()
-        # the page does not scroll sideways: the table scrolls inside its box
+        phone.goto(views_farm.url + path)
+        expect(phone.locator(shown)).to_be_visible()
+        # the page does not scroll sideways: a wide table or drawing scrolls inside its box
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     finally:
         context.close()
@@ -203,18 +207,41 @@ def test_the_builder_page_charts_the_trends_of_the_builds_the_test_ran(views_far
     page.locator("#trends").screenshot(path=os.path.join(SCREENSHOT_DIR, "trends.png"))
 
 
+def newest(series: dict, name: str) -> float:
+    """The newest value of series ``name`` (0 before any sample)."""
+    points = series.get(name) or [{"value": 0.0}]
+    return points[-1]["value"]
+
+
+def now_value(line) -> float:
+    """The newest value a chart's line says it has (its tooltip: ``busy: now 1.0``)."""
+    return float(line.locator("title").text_content().rsplit(" ", 1)[1])
+
+
 def test_the_overview_charts_the_fleet_over_time_from_the_masters_samples(views_farm, page):
     farm = views_farm
-    samples = wait_for(lambda: (s := farm.get("/api/v1/views/fleet")["series"]).get("slaves.idle") and s,
-                       "the master's first sample")
-    page.goto(farm.url + "/")
+    holding, queued = "6" * 40, "7" * 40
+    post_change(farm, holding, "Holds bs1")  # its unit build waits at its gate: bs1 busy
+    post_change(farm, queued, "Waits for bs1")  # its unit request waits for bs1
+
+    def sampled_busy():
+        series = farm.get("/api/v1/views/fleet")["series"]
+        return newest(series, "slaves.busy") >= 1 and newest(series, "queue.pending") >= 1 and series
+    try:
+        samples = wait_for(sampled_busy, "a sample with bs1 busy and a request waiting", SAMPLE_DEADLINE_S)
+        page.goto(farm.url + "/")
+    finally:
+        open_gate(farm, holding)
+        open_gate(farm, queued)
     for chart in ("#chart-slaves", "#chart-pending", "#chart-oldest-wait", "#chart-actions"):
         box = page.locator(chart).bounding_box()
         assert box["width"] > 200 and box["height"] > 50, chart
-    drawn = page.locator('#chart-slaves path[data-series="slaves.idle"]')
-    assert int(drawn.get_attribute("data-points")) == len(samples["slaves.idle"]) >= 1
-    assert drawn.get_attribute("d").startswith("M")
-    assert page.locator('#chart-pending path[data-series="queue.pending"]').get_attribute("d").startswith("M")
+    busy = page.locator('#chart-slaves path[data-series="slaves.busy"]')
+    assert 1 <= int(busy.get_attribute("data-points")) <= len(samples["slaves.busy"])  # a point per 5 min
+    assert busy.get_attribute("d").startswith("M")
+    assert now_value(busy) >= 1
+    assert now_value(page.locator('#chart-pending path[data-series="queue.pending"]')) >= 1
+    assert newest(samples, "queue.oldest_wait_s") > 0
     os.makedirs(SCREENSHOT_DIR, exist_ok=True)
     page.locator("#fleet-over-time").screenshot(path=os.path.join(SCREENSHOT_DIR, "fleet.png"))
 
@@ -235,7 +262,6 @@ c['www'] = {{'port': {www_port},
 c['db'] = {{'db_url': 'sqlite:///state.sqlite'}}
 c['builders'] = []
 """
-SAMPLE_DEADLINE_S = 90  # the master samples each minute of its clock
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +331,15 @@ def test_the_tasks_chart_draws_the_tasks_the_test_ran_and_the_bots_chart_the_fle
     assert bots.locator('rect[data-group="ci"][data-state="idle"] title').text_content() == "ci: 2 idle"
     assert bots.locator('rect[data-group="gpu"][data-state="dead"] title').text_content() == "gpu: 1 dead"
     page.locator("#bots-chart").screenshot(path=os.path.join(SCREENSHOT_DIR, "bots-chart.png"))
+
+    def sampled_bots():
+        series = farm.get("/api/v1/views/bots/states")["series"]
+        return newest(series, "bots.idle") == 2 and newest(series, "bots.dead") == 1 and series
+    wait_for(sampled_bots, "a sample of the bots", SAMPLE_DEADLINE_S)
+    page.goto(farm.url + "/bots")
+    states = page.locator("#chart-bot-states")
+    expect(states).to_be_visible()
+    assert "idle: now 2" in states.locator('path[data-series="bots.idle"] title').text_content()
+    assert "dead: now 1" in states.locator('path[data-series="bots.dead"] title').text_content()
+    assert states.locator('path[data-series="bots.quarantined"]').count() == 1
+    page.locator("#bots-over-time").screenshot(path=os.path.join(SCREENSHOT_DIR, "bot-states.png"))
