@@ -6,6 +6,10 @@ transaction (``conn`` is the SQLAlchemy connection its ``DBComponent._run`` func
 after the commit it hands the same messages to the event bus (``mq.published``) for this
 master's subscribers and to wake the publisher.  The publisher (master/mq/publisher.py) reads
 ``pending`` rows in id order and ``delete``s each once the broker confirmed it.
+
+A message's origin (the id of the master whose event it is, which the publisher sends in the
+message's headers so that the consumers of that master skip it) is kept in the row's JSON
+under ``ORIGIN_KEY``, never in the payload the broker gets.
 """
 
 import json
@@ -17,6 +21,8 @@ import sqlalchemy as sa
 from buildfarm.master.db.base import DBComponent
 from buildfarm.master.db.model import mq_outbox
 
+ORIGIN_KEY = "__origin__"
+
 
 class OutboxMessage(Protocol):
     exchange: str
@@ -24,17 +30,27 @@ class OutboxMessage(Protocol):
     payload: dict
 
 
-def add(conn: sa.Connection, exchange: str, routing_key: str, payload: dict) -> int:
+def add(conn: sa.Connection, exchange: str, routing_key: str, payload: dict,
+        origin: int | None = None) -> int:
     """Write one message to the outbox in the caller's transaction; its row id."""
+    stored = payload if origin is None else {**payload, ORIGIN_KEY: origin}
     insert = sa.insert(mq_outbox).values(exchange=exchange, routing_key=routing_key,
-                                         payload=json.dumps(payload, sort_keys=True))
+                                         payload=json.dumps(stored, sort_keys=True))
     return conn.execute(insert).inserted_primary_key[0]
 
 
 def add_all(conn: sa.Connection, messages: Iterable[OutboxMessage]) -> None:
-    """``add`` each of ``messages`` (objects with ``exchange``, ``routing_key``, ``payload``)."""
+    """``add`` each of ``messages`` (objects with ``exchange``, ``routing_key``, ``payload``
+    and, optionally, ``origin``)."""
     for message in messages:
-        add(conn, message.exchange, message.routing_key, message.payload)
+        add(conn, message.exchange, message.routing_key, message.payload, getattr(message, "origin", None))
+
+
+def _row(row) -> dict:
+    payload = json.loads(row.payload)
+    origin = payload.pop(ORIGIN_KEY, None)
+    return {"id": row.id, "exchange": row.exchange, "routing_key": row.routing_key,
+            "payload": payload, "origin": origin}
 
 
 class OutboxComponent(DBComponent):
@@ -47,11 +63,11 @@ class OutboxComponent(DBComponent):
         await self._run(lambda conn: add_all(conn, messages))
 
     async def pending(self, limit: int) -> list[dict]:
-        """The oldest ``limit`` messages: ``{"id", "exchange", "routing_key", "payload"}``."""
+        """The oldest ``limit`` messages: ``{"id", "exchange", "routing_key", "payload",
+        "origin"}``."""
         query = sa.select(mq_outbox).order_by(mq_outbox.c.id).limit(limit)
         rows = await self._run(lambda conn: conn.execute(query).all())
-        return [{"id": row.id, "exchange": row.exchange, "routing_key": row.routing_key,
-                 "payload": json.loads(row.payload)} for row in rows]
+        return [_row(row) for row in rows]
 
     async def delete(self, ids: Iterable[int]) -> int:
         """Delete the confirmed messages ``ids``; how many there were."""
