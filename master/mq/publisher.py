@@ -1,8 +1,10 @@
 """``OutboxPublisher``: sends the outbox's messages to the broker, oldest first, and deletes
 each only once the broker confirmed it (publisher confirms), so delivery is at least once.
 
-It drains when woken (``wake``: the event bus does after each message it wrote or was handed),
-every ``POLL_INTERVAL_S`` (messages an earlier run left), and after a failure: a broker that
+It reads the outbox through ``claim`` (master/db/outbox.py: on PostgreSQL the rows it sends
+are locked from the other masters' publishers until the broker answered).  It drains when
+woken (``wake``: the event bus does after each message it wrote or was handed), every
+``POLL_INTERVAL_S`` (messages an earlier run left), and after a failure: a broker that
 cannot be reached, refuses a message or does not confirm it within ``CONFIRM_TIMEOUT_S``
 closes the channel, and the next attempt comes after a backoff that doubles from
 ``MIN_BACKOFF_S`` to ``MAX_BACKOFF_S``.  Nothing leaves the outbox unconfirmed.
@@ -94,10 +96,14 @@ class OutboxPublisher(service.Service):
         while self.running:
             self._again = False
             try:
-                rows = await self.outbox.pending(BATCH_SIZE)
-                if not rows:
+                claim = await self.outbox.claim(BATCH_SIZE)
+                if not claim.rows:
+                    await claim.release()
                     return True
-                confirmed = await self._publish(rows)
+                try:
+                    confirmed = await self._publish(claim)
+                finally:
+                    await claim.release()  # what was not confirmed goes back (if not finished)
             except Exception as e:
                 if not self.running:
                     return False  # stopping: what was not confirmed stays in the outbox
@@ -110,7 +116,8 @@ class OutboxPublisher(service.Service):
             log.debug("the broker confirmed {n} event(s)", n=confirmed)
         return True
 
-    async def _publish(self, rows: list[dict]) -> int:
+    async def _publish(self, claim) -> int:
+        rows = claim.rows
         channel = await self._ready_channel()
         for exchange in dict.fromkeys(row["exchange"] for row in rows):
             if exchange not in self._declared:
@@ -134,7 +141,7 @@ class OutboxPublisher(service.Service):
                 continue
             if failure is None:
                 confirmed.append(row["id"])
-        await self.outbox.delete(confirmed)
+        await claim.finish(confirmed)
         self.published += len(confirmed)
         if failure is not None:
             raise failure

@@ -6,6 +6,7 @@ that doubles up to its cap, losing nothing."""
 import pytest
 from twisted.internet import defer, task
 
+from buildfarm.master.db.outbox import Claim
 from buildfarm.master.mq.publisher import (
     CONFIRM_TIMEOUT_S,
     MAX_BACKOFF_S,
@@ -31,6 +32,12 @@ class MemoryOutbox:
 
     async def pending(self, limit):
         return [dict(row) for row in self.rows[:limit]]
+
+    async def claim(self, limit):
+        async def nothing():
+            return None
+
+        return Claim(await self.pending(limit), self.delete, nothing)
 
     async def delete(self, ids):
         ids = set(ids)
