@@ -16,8 +16,11 @@ from buildfarm.master.mq.backoff import MAX_BACKOFF_S, MIN_BACKOFF_S
 from buildfarm.master.mq.bus import EventBus, SeenEvents
 from buildfarm.master.mq.consumer import PREFETCH, QUEUE_EXPIRES_S, BrokerConsumer
 from buildfarm.master.mq.exchanges import BUILD_FINISHED, BUILDFARM_EXCHANGES, Message
+from tests.fixtures.memorymaster import MASTER_CFG, start_memory_master
 
 EXCHANGE = "exchange/buildfarm/v1/build-finished"
+# the memory master's reactor never connects: its consumer and publisher keep retrying
+AMQP_CFG = MASTER_CFG + "c['mq'] = {'type': 'amqp', 'url': 'amqp://guest:guest@127.0.0.1:9/'}\n"
 MASTERID = 1
 OTHER = 2
 
@@ -245,3 +248,25 @@ async def test_the_outbox_keeps_a_messages_origin_out_of_its_payload(db):
 
 def test_a_bus_message_carries_its_masters_id(bus):
     assert bus.message(BUILDFARM_EXCHANGES, BUILD_FINISHED, {"buildId": 1}).origin == MASTERID
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_amqp_master_consumes_after_its_recovery_and_marks_its_messages_with_its_id(tmp_path):
+    master = await start_memory_master(tmp_path, AMQP_CFG)
+    try:
+        children = list(master)
+        assert children.index(master.mq_consumer) == children.index(master.recovery) + 1
+        assert "exchange/buildfarm/v1/build-finished" in master.mq_consumer.exchanges
+        assert "exchange/taskcluster-queue/v1/task-completed" in master.mq_consumer.exchanges
+        assert master.mq_consumer.queue == f"queue/buildfarm/master-{master.masterid}"
+        brid = await master.scheduler.force("linux", "because", {})
+        rows = await master.db.outbox.pending(10)
+        assert [(r["payload"]["buildRequestId"], r["origin"]) for r in rows] == [(brid, master.masterid)]
+    finally:
+        await master.stopService()
+    (tmp_path / "simple").mkdir()
+    simple = await start_memory_master(tmp_path / "simple", MASTER_CFG)
+    try:
+        assert simple.mq_consumer is None  # one master, in-process only
+    finally:
+        await simple.stopService()
