@@ -6,7 +6,12 @@ A itself: the single-master baseline).  Measured: the request's ``submitted_at``
 its build's ``started_at`` (the starting master's clock; one machine, one wall clock), p50 and
 p95.  Without wake-ups B would see the request at its next 2 s poll (about 1 s at p50).
 
-    .venv/bin/python -m benchmarks.multimaster_wakeup [--requests 30]
+``--wakeups postgresql`` (the default): B is woken by PostgreSQL's ``LISTEN/NOTIFY``;
+``--wakeups broker``: the masters also run with ``c['mq']`` amqp on a real RabbitMQ broker
+(tests/fixtures/rabbitmq.py) and ``c['multiMasterSettings']['wakeups'] = 'broker'``: B is woken
+by A's ``request-submitted`` event (A's outbox, its publisher, the broker, B's consumer).
+
+    .venv/bin/python -m benchmarks.multimaster_wakeup [--requests 30] [--wakeups broker]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ sys.path.insert(0, os.path.join(REPO_DIR, "tests"))
 from benchmarks.stats import percentile  # noqa: E402
 from fixtures.daemons import Fleet, wait_for  # noqa: E402
 from fixtures.postgres import PostgresServer  # noqa: E402
+from fixtures.rabbitmq import RabbitMQServer  # noqa: E402
 
 REQUESTS = 30
 WARMUP = 3
@@ -43,6 +49,11 @@ c['builders'] = [util.BuilderConfig(name=name, slavenames=[slave],
                   for name, slave in (('here', 's1'), ('there', 's2'))]
 c['schedulers'] = [schedulers.ForceScheduler(name='force', builderNames=['here', 'there'])]
 """
+BROKER_CFG = """
+c['mq'] = {{{{'type': 'amqp', 'url': {mq_url!r}}}}}
+c['multiMasterSettings'] = {{{{'wakeups': 'broker'}}}}
+"""
+WAKEUPS = ("postgresql", "broker")
 
 
 def start_ms(master, builder: str) -> float:
@@ -55,13 +66,16 @@ def start_ms(master, builder: str) -> float:
     return (build["started_at"] - request["submitted_at"]) * 1000
 
 
-def measure(requests: int) -> dict:
+def measure(requests: int, wakeups: str = "postgresql") -> dict:
     server = PostgresServer.start_new()
+    broker = RabbitMQServer.start_new() if wakeups == "broker" else None
     root = tempfile.mkdtemp(prefix="bench-wakeup-")
     fleet = Fleet(root)
     try:
         db_url = server.url(server.create_database())
-        masters = [fleet.master(config=lambda pb, www: CFG.format(pb_port=pb, www_port=www, db_url=db_url))
+        extra = BROKER_CFG.format(mq_url=broker.url) if broker is not None else ""
+        text = CFG + extra
+        masters = [fleet.master(config=lambda pb, www: text.format(pb_port=pb, www_port=www, db_url=db_url))
                    for _ in range(2)]
         a, b = masters
         fleet.slave(a, "s1")
@@ -77,17 +91,21 @@ def measure(requests: int) -> dict:
                     times[builder].append(took)
         return {f"{builder}_{p}_ms": round(percentile(values, q), 1)
                 for builder, values in times.items() for p, q in (("p50", 50), ("p95", 95))} | {
-            "requests": requests}
+            "requests": requests, "wakeups": wakeups}
     finally:
         fleet.stop_all()
+        if broker is not None:
+            broker.stop()
         server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument("--wakeups", choices=WAKEUPS, default=WAKEUPS[0],
+                        help="how B hears of A's requests (default: %(default)s)")
     options = parser.parse_args(argv)
-    print(json.dumps(measure(options.requests), indent=2))
+    print(json.dumps(measure(options.requests, options.wakeups), indent=2))
     return 0
 
 

@@ -29,7 +29,12 @@ from buildfarm.master.cas.config import validate_cas_config
 from buildfarm.master.cas.settings import CASSettings
 from buildfarm.master.changes.hooks import unauthenticated_dialects, validate_dialects
 from buildfarm.master.changes.pb import PBChangeSource
-from buildfarm.master.cluster.settings import MultiMasterSettings, validate_multimaster_config
+from buildfarm.master.cluster.settings import (
+    WAKEUPS_BROKER,
+    WAKEUPS_POSTGRESQL,
+    MultiMasterSettings,
+    validate_multimaster_config,
+)
 from buildfarm.master.configexec import (  # noqa: F401 - BesideConfigImporter is imported from here
     BesideConfigImporter,
     ConfigError,
@@ -873,8 +878,16 @@ class _ConfigBuilder:
         cfg.mq, problems = validate_mq_config(self.raw)
         for key, message in problems:
             self.key_error(key, message)
-        if cfg.multi_master and not cfg.mq.amqp and make_url(cfg.db_url).get_backend_name() != "postgresql":
+        on_postgresql = make_url(cfg.db_url).get_backend_name() == "postgresql"
+        if cfg.multi_master and not cfg.mq.amqp and not on_postgresql:
             self.key_error("multiMaster", MULTI_MASTER_NEEDS_WAKEUPS)
+        wakeups = cfg.multi_master_settings.wakeups
+        if wakeups == WAKEUPS_BROKER and not cfg.mq.amqp:
+            self.key_error("multiMasterSettings", "c['multiMasterSettings']['wakeups'] = 'broker' needs "
+                                                  "c['mq'] = {'type': 'amqp', ...}")
+        if wakeups == WAKEUPS_POSTGRESQL and not on_postgresql:
+            self.key_error("multiMasterSettings", "c['multiMasterSettings']['wakeups'] = 'postgresql' "
+                                                  "needs a PostgreSQL db_url")
 
     def endpoint(self, key: str, what: str, port) -> str | None:
         """A strports description for a port number or description, or None (an error)."""

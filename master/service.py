@@ -6,6 +6,7 @@
      +- db          DBConnector (SQLite or PostgreSQL, its own thread pool)
      +- mq-publisher the outbox's events to RabbitMQ (only with c['mq'] amqp; master/mq/)
      +- recovery    this master's row, and the builds and requests its last run left behind
+     +- mq-consumer the other masters' events from RabbitMQ to this bus (only with c['mq'] amqp)
      +- liveness    this master's heartbeat; reclaims the work of a master that stopped beating
      +- auth        users, sessions, anonymous scopes: who may do what on every HTTP surface
      +- botmaster   slaves, builders, builds
@@ -61,9 +62,11 @@ from buildfarm.master.configservices import ConfigServices
 from buildfarm.master.db.connector import DBConnector, SchemaNotCurrent
 from buildfarm.master.metrics import MasterMetrics
 from buildfarm.master.mq import events
-from buildfarm.master.mq.amqp import open_channel
+from buildfarm.master.mq.amqp import open_channel, open_consumer_channel
 from buildfarm.master.mq.bridge import SlaveEventsBridge
 from buildfarm.master.mq.bus import EventBus
+from buildfarm.master.mq.consumer import BrokerConsumer
+from buildfarm.master.mq.exchanges import BUILDFARM_EXCHANGES
 from buildfarm.master.mq.interfaces import IMQMaster
 from buildfarm.master.mq.publisher import OutboxPublisher
 from buildfarm.master.pb.interfaces import IPBMaster
@@ -73,6 +76,7 @@ from buildfarm.master.process.buildevents import BuildEvents
 from buildfarm.master.process.interfaces import IProcessMaster
 from buildfarm.master.process.localslave import LocalSlaves
 from buildfarm.master.process.logbus import LogBus
+from buildfarm.master.queue.events import QUEUE_EXCHANGES
 from buildfarm.master.queue.interfaces import IQueueMaster
 from buildfarm.master.queue.service import QueueService
 from buildfarm.master.reporters.interfaces import IReporterMaster
@@ -162,6 +166,7 @@ class BuildMaster(service.MultiService):
         self.db = DBConnector(self.config.db_url, self.basedir, self.reactor)
         self.mq_publisher, self.mq = self._event_bus(self.config)
         self.recovery = PreviousRunRecovery(self)
+        self.mq_consumer = self._broker_consumer(self.config)
         self.liveness = MasterLiveness(self)  # heartbeats; reclaims dead masters' work
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret, web_auth=self.config.web_auth,
@@ -184,7 +189,8 @@ class BuildMaster(service.MultiService):
         self.botmaster.slave_listeners.append(SlaveEventsBridge(self))
         # The order of the tree is the start-up order (see the module's docstring).
         publisher = (self.mq_publisher,) if self.mq_publisher is not None else ()
-        for child in (self.db, *publisher, self.recovery, self.liveness, self.auth, self.botmaster,
+        consumer = (self.mq_consumer,) if self.mq_consumer is not None else ()
+        for child in (self.db, *publisher, self.recovery, *consumer, self.liveness, self.auth, self.botmaster,
                       self.wakeups, self.changes, self.scheduler, self.localslaves, self.slaveapi,
                       self.config_services, self.cas, self.tasks, self.queue, self.pbmanager, self.sampler,
                       self.www):
@@ -194,10 +200,24 @@ class BuildMaster(service.MultiService):
         """The event bus of ``c['mq']``: in-process, or outboxed with its publisher to AMQP."""
         settings = config.mq
         if not settings.amqp:
-            return None, EventBus(settings.exchange_prefix)
+            return None, EventBus(settings.exchange_prefix, origin=lambda: self.masterid)
         publisher = OutboxPublisher(self.reactor, self.db.outbox,
                                     lambda: open_channel(self.reactor, settings.url))
-        return publisher, EventBus(settings.exchange_prefix, outbox=self.db.outbox, wake=publisher.wake)
+        return publisher, EventBus(settings.exchange_prefix, outbox=self.db.outbox, wake=publisher.wake,
+                                   origin=lambda: self.masterid)
+
+    def _broker_consumer(self, config: MasterConfig) -> BrokerConsumer | None:
+        """With ``c['mq']`` amqp, the consumer of the other masters' events (every exchange of
+        buildfarm's and the Queue's) for this master's bus."""
+        settings = config.mq
+        if not settings.amqp:
+            return None
+        exchanges = [self.mq.exchange_name(exchange_set, exchange)
+                     for exchange_set in (BUILDFARM_EXCHANGES, QUEUE_EXCHANGES)
+                     for exchange in exchange_set.exchanges]
+        return BrokerConsumer(self.reactor, self.mq,
+                              lambda: open_consumer_channel(self.reactor, settings.url),
+                              lambda: self.masterid, exchanges)
 
     def clients_key(self, config: MasterConfig) -> bytes:
         """The key database clients' access tokens are encrypted under: ``c['clients_key']``,

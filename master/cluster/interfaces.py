@@ -15,4 +15,6 @@ class IClusterMaster(Interface):
                           "another master told of new ones (wakeups).")
     slaveapi = Attribute("The SlaveAPI runner: ``pick_up_addressed()`` runs the actions another master "
                          "recorded for a slave attached here (wakeups).")
+    mq = Attribute("The event bus (``IEventBus``): with the broker's wake-ups, its ``request-submitted`` "
+                   "messages of other masters wake the BotMaster.")
     tasks = Attribute("The task engine: ``end_tries_lost_with_master(tries)`` ends a dead master's tries.")

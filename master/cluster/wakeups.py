@@ -12,6 +12,13 @@ this service (never the reactor's, never the database pool's); each notification
 the reactor with ``callFromThread``.  A lost connection is opened again with the database
 outage backoff (master/db/retry.py); once listening again the master looks at the queue once,
 for what it may have missed.
+
+Through the broker instead (``c['multiMasterSettings']['wakeups']`` ``'broker'``, or ``'auto'``
+with ``c['mq']`` amqp and no PostgreSQL): the master subscribes to its bus's
+``request-submitted`` exchange, which with amqp carries the other masters' requests too
+(master/mq/consumer.py), and looks at the queue when another master added one.  Requests put
+back or reclaimed by another master, and SlaveAPI actions addressed to this master, are then
+found at the next poll.
 """
 
 import threading
@@ -23,10 +30,12 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from buildfarm.master.cluster.interfaces import IClusterMaster
+from buildfarm.master.cluster.settings import WAKEUPS_AUTO, WAKEUPS_BROKER
 from buildfarm.master.db.buildrequests import WAKEUP_CHANNEL
 from buildfarm.master.db.engine import SERVER_CONNECT_TIMEOUT_S, resolve_db_url
 from buildfarm.master.db.retry import backoff_delays
 from buildfarm.master.db.slaveapi import SLAVEAPI_CHANNEL
+from buildfarm.master.mq.exchanges import BUILDFARM_EXCHANGES, REQUEST_SUBMITTED, Message
 
 log = Logger()
 
@@ -36,9 +45,20 @@ LISTEN_SLICE_S = 0.5
 STOP_DEADLINE_S = 15.0
 
 
-def listens_for_wakeups(db_url: str, multi_master: bool) -> bool:
-    """Whether a master of this database and ``c['multiMaster']`` setting listens."""
-    return multi_master and sa.engine.make_url(db_url).get_backend_name() == "postgresql"
+def listens_for_wakeups(db_url: str, multi_master: bool, wakeups: str = WAKEUPS_AUTO) -> bool:
+    """Whether a master of this database and ``c['multiMaster']`` setting listens (PostgreSQL)."""
+    return (multi_master and wakeups != WAKEUPS_BROKER
+            and sa.engine.make_url(db_url).get_backend_name() == "postgresql")
+
+
+def woken_by_broker(config) -> bool:
+    """Whether a master of ``config`` (a ``MasterConfig``) is woken by the broker's
+    ``request-submitted`` events."""
+    if not (config.multi_master and config.mq.amqp):
+        return False
+    wakeups = config.multi_master_settings.wakeups
+    return wakeups == WAKEUPS_BROKER or (
+        wakeups == WAKEUPS_AUTO and not listens_for_wakeups(config.db_url, config.multi_master))
 
 
 def libpq_conninfo(db_url: str, basedir: str) -> str:
@@ -56,6 +76,8 @@ class RequestWakeups(service.Service):
         self.master = master
         self.woken = 0
         self.listening = False  # LISTEN is in effect on a live connection
+        self.broker_woken = 0  # other masters' requests heard on the bus
+        self._unsubscribe_broker = None
         self._down_logged = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,10 +92,30 @@ class RequestWakeups(service.Service):
 
     def stopService(self):  # noqa: N802
         super().stopService()
+        self._follow_broker(False)
         return self._stop_listening()
 
+    def _follow_broker(self, wanted: bool) -> None:
+        if wanted and self._unsubscribe_broker is None:
+            bus = self.master.mq
+            self._unsubscribe_broker = bus.subscribe(
+                bus.exchange_name(BUILDFARM_EXCHANGES, REQUEST_SUBMITTED), "#", self._request_submitted)
+            log.info("woken by the other masters' requests through the broker")
+        elif not wanted and self._unsubscribe_broker is not None:
+            self._unsubscribe_broker()
+            self._unsubscribe_broker = None
+
+    def _request_submitted(self, message: Message) -> None:
+        """A request was added; by another master (not this one's own, which its BotMaster
+        was told of): look at the queue."""
+        if message.origin is not None and message.origin != self.master.masterid and self.running:
+            self.broker_woken += 1
+            self._wake()
+
     def _follow(self, config) -> defer.Deferred:
-        wanted = listens_for_wakeups(config.db_url, config.multi_master)
+        self._follow_broker(woken_by_broker(config))
+        wanted = listens_for_wakeups(config.db_url, config.multi_master,
+                                     config.multi_master_settings.wakeups)
         if not wanted:
             return self._stop_listening()
         if self._thread is None:

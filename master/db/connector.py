@@ -157,6 +157,13 @@ class DBConnector(service.Service):
     def _in_pool(self, fn, *args) -> defer.Deferred:
         return threads.deferToThreadPool(self._get_reactor(), self.pool, fn, *args)
 
+    def in_pool(self, fn: Callable[..., T], *args) -> defer.Deferred:
+        """``fn(*args)`` in the pool, without a transaction or retries: for a component that
+        holds a connection of ``engine`` across calls (the outbox's claimed rows)."""
+        if self.engine is None:
+            return defer.fail(RuntimeError("DBConnector.in_pool called before setup()"))
+        return self._in_pool(fn, *args)
+
     def _get_reactor(self):
         return self._reactor
 

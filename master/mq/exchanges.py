@@ -24,11 +24,13 @@ SCHEMA_VERSION = 1  # the ``version`` every message carries
 @dataclass(frozen=True)
 class Message:
     """One event: its exchange's full name, its routing key and its JSON payload (with its
-    ``eventId``)."""
+    ``eventId``); ``origin`` is the id of the master whose event it is (None before the master
+    knows its id), carried to the broker in the message's headers, not in the payload."""
 
     exchange: str
     routing_key: str
     payload: dict
+    origin: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """``OutboxPublisher``: sends the outbox's messages to the broker, oldest first, and deletes
 each only once the broker confirmed it (publisher confirms), so delivery is at least once.
 
-It drains when woken (``wake``: the event bus does after each message it wrote or was handed),
-every ``POLL_INTERVAL_S`` (messages an earlier run left), and after a failure: a broker that
+It reads the outbox through ``claim`` (master/db/outbox.py: on PostgreSQL the rows it sends
+are locked from the other masters' publishers until the broker answered).  It drains when
+woken (``wake``: the event bus does after each message it wrote or was handed), every
+``POLL_INTERVAL_S`` (messages an earlier run left), and after a failure: a broker that
 cannot be reached, refuses a message or does not confirm it within ``CONFIRM_TIMEOUT_S``
 closes the channel, and the next attempt comes after a backoff that doubles from
 ``MIN_BACKOFF_S`` to ``MAX_BACKOFF_S``.  Nothing leaves the outbox unconfirmed.
@@ -18,13 +20,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from buildfarm.master.mq.backoff import MAX_BACKOFF_S, MIN_BACKOFF_S, Backoff, error_text
+
 log = Logger()
 
 BATCH_SIZE = 100  # messages published before their confirms are awaited
 POLL_INTERVAL_S = 5.0
 CONFIRM_TIMEOUT_S = 30.0
-MIN_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
+ORIGIN_HEADER = "buildfarm-origin"  # the id of the master whose event it is (a consumer skips its own)
+__all__ = ["MAX_BACKOFF_S", "MIN_BACKOFF_S", "OutboxPublisher"]
 
 
 class Channel(Protocol):
@@ -33,7 +37,8 @@ class Channel(Protocol):
     def declare(self, exchange: str) -> defer.Deferred:
         """Declare a durable topic exchange."""
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, message_id: str | None) -> defer.Deferred:
+    def publish(self, exchange: str, routing_key: str, body: bytes, message_id: str | None,
+                headers: dict | None = None) -> defer.Deferred:
         """Publish a persistent message; fires once the broker confirmed it, fails if it refused."""
 
     def close(self) -> None:
@@ -58,7 +63,7 @@ class OutboxPublisher(service.Service):
         self._declared: set[str] = set()
         self._draining: defer.Deferred | None = None
         self._again = False
-        self._backoff_s = MIN_BACKOFF_S
+        self._backoff = Backoff()
         self._timer = None
 
     def startService(self):  # noqa: N802
@@ -91,23 +96,28 @@ class OutboxPublisher(service.Service):
         while self.running:
             self._again = False
             try:
-                rows = await self.outbox.pending(BATCH_SIZE)
-                if not rows:
+                claim = await self.outbox.claim(BATCH_SIZE)
+                if not claim.rows:
+                    await claim.release()
                     return True
-                confirmed = await self._publish(rows)
+                try:
+                    confirmed = await self._publish(claim)
+                finally:
+                    await claim.release()  # what was not confirmed goes back (if not finished)
             except Exception as e:
                 if not self.running:
                     return False  # stopping: what was not confirmed stays in the outbox
                 self.failures += 1
                 log.warn("publishing events to the broker failed ({why}); retrying in {delay} s",
-                         why=_reason(e), delay=self._backoff_s)
+                         why=error_text(e), delay=self._backoff.delay_s)
                 self._drop_channel()
                 return False
-            self._backoff_s = MIN_BACKOFF_S
+            self._backoff.reset()
             log.debug("the broker confirmed {n} event(s)", n=confirmed)
         return True
 
-    async def _publish(self, rows: list[dict]) -> int:
+    async def _publish(self, claim) -> int:
+        rows = claim.rows
         channel = await self._ready_channel()
         for exchange in dict.fromkeys(row["exchange"] for row in rows):
             if exchange not in self._declared:
@@ -116,7 +126,9 @@ class OutboxPublisher(service.Service):
         confirms = []
         for row in rows:
             body = json.dumps(row["payload"], sort_keys=True).encode()
-            d = channel.publish(row["exchange"], row["routing_key"], body, row["payload"].get("eventId"))
+            headers = {ORIGIN_HEADER: row["origin"]} if row.get("origin") is not None else None
+            d = channel.publish(row["exchange"], row["routing_key"], body, row["payload"].get("eventId"),
+                                headers)
             confirms.append(d.addTimeout(CONFIRM_TIMEOUT_S, self.clock))
         confirmed: list[int] = []
         failure = None
@@ -129,7 +141,7 @@ class OutboxPublisher(service.Service):
                 continue
             if failure is None:
                 confirmed.append(row["id"])
-        await self.outbox.delete(confirmed)
+        await claim.finish(confirmed)
         self.published += len(confirmed)
         if failure is not None:
             raise failure
@@ -150,8 +162,7 @@ class OutboxPublisher(service.Service):
         if not self.running:
             return
         if result is False:
-            delay, self._backoff_s = self._backoff_s, min(self._backoff_s * 2, MAX_BACKOFF_S)
-            self._schedule(delay)
+            self._schedule(self._backoff.next())
         elif self._again:
             self.wake()
         else:
@@ -178,6 +189,3 @@ class OutboxPublisher(service.Service):
             except Exception:
                 log.failure("closing the broker channel failed")
 
-
-def _reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -16,6 +16,7 @@ to the outbox before it commits, and the bus gets them after (``IEventBus.publis
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -164,7 +165,7 @@ class Collector:
         for exchange, payload, routes in self.items:
             message = bus.message(QUEUE_EXCHANGES, exchange, payload)
             made.append(message)
-            made += [Message(message.exchange, ROUTE_PREFIX + route, message.payload) for route in routes]
+            made += [dataclasses.replace(message, routing_key=ROUTE_PREFIX + route) for route in routes]
         return made
 
 

@@ -6,6 +6,7 @@ that doubles up to its cap, losing nothing."""
 import pytest
 from twisted.internet import defer, task
 
+from buildfarm.master.db.outbox import Claim
 from buildfarm.master.mq.publisher import (
     CONFIRM_TIMEOUT_S,
     MAX_BACKOFF_S,
@@ -24,13 +25,19 @@ class MemoryOutbox:
         self.rows: list[dict] = []
         self._next = 1
 
-    def put(self, n: int) -> None:
+    def put(self, n: int, origin: int | None = None) -> None:
         self.rows.append({"id": self._next, "exchange": EXCHANGE, "routing_key": f"primary.{n}._",
-                          "payload": {"eventId": f"e{n}", "n": n}})
+                          "payload": {"eventId": f"e{n}", "n": n}, "origin": origin})
         self._next += 1
 
     async def pending(self, limit):
         return [dict(row) for row in self.rows[:limit]]
+
+    async def claim(self, limit):
+        async def nothing():
+            return None
+
+        return Claim(await self.pending(limit), self.delete, nothing)
 
     async def delete(self, ids):
         ids = set(ids)
@@ -55,10 +62,11 @@ class ScriptedChannel:
         self.broker.declared.append(exchange)
         return defer.succeed(None)
 
-    def publish(self, exchange, routing_key, body, message_id):
+    def publish(self, exchange, routing_key, body, message_id, headers=None):
         if self.closed:
             return defer.fail(ConnectionError("channel closed"))
         self.broker.published.append((exchange, routing_key, message_id))
+        self.broker.headers.append(headers)
         d = defer.Deferred()
         if self.broker.auto:
             d.callback(None)
@@ -89,6 +97,7 @@ class ScriptedBroker:
         self.opened: list[ScriptedChannel] = []
         self.attempts: list[float] = []
         self.published: list[tuple] = []
+        self.headers: list[dict | None] = []
         self.declared: list[str] = []
         self.clock = task.Clock()
 
@@ -126,6 +135,13 @@ def test_messages_go_out_oldest_first_and_leave_the_outbox_once_confirmed(broker
     assert [p[1] for p in broker.published] == ["primary.1._", "primary.2._", "primary.3._"]
     assert [p[2] for p in broker.published] == ["e1", "e2", "e3"]  # the eventId is the message id
     assert broker.declared == [EXCHANGE] and outbox.left() == [] and publisher.published == 3
+
+
+def test_a_message_carries_its_origin_master_in_its_headers(broker, outbox, publisher):
+    outbox.put(1, origin=7)
+    outbox.put(2)  # written before its master knew its id
+    publisher.startService()
+    assert broker.headers == [{"buildfarm-origin": 7}, None]
 
 
 def test_nothing_leaves_the_outbox_before_the_broker_confirms(broker, outbox, publisher):

@@ -758,10 +758,11 @@ class ViewFeed:
     - ``change``: ``{changeid}`` when a newer change than any seen before is stored.
 
     They come from the event bus ``mq`` (``build-started``, ``build-finished``,
-    ``change-added``), which carries this master's events only: the bus publishes to a
-    broker but does not consume from it.  So while a stream is open and another master is
-    active in the database, a fallback poll every ``poll_s`` reads the newest change id (one
-    query for all viewers), for the changes other masters store.  The feed subscribes only
+    ``change-added``), which carries every master's events with ``c['mq']`` amqp (each master
+    consumes the others' from the broker) and this master's only without it.  So while a
+    stream is open and another master is active in the database, a fallback poll every
+    ``poll_s`` reads the newest change id (one query for all viewers), for the changes other
+    masters store.  The feed subscribes only
     while a stream is open.
     """
 
