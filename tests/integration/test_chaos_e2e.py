@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from fixtures.chaos import ChaosRun, Settings, print_counts
+from fixtures.chaos import LOCK_PATH, ChaosRun, Settings, print_counts
 from fixtures.fixedports import hold_fixed_ports
 from fixtures.postgres import PostgresServer
 from fixtures.rabbitmq import RabbitMQServer
@@ -41,8 +41,7 @@ def test_requests_and_tasks_all_succeed_once_through_a_master_kill_and_database_
     postgres, rabbitmq = servers
     seed = random.SystemRandom().randrange(2**32)
     lines = []
-    # One chaos run on the machine at a time: two would starve each other's heartbeats.
-    with hold_fixed_ports():
+    with hold_fixed_ports(LOCK_PATH):
         run = ChaosRun(str(tmp_path), postgres, rabbitmq, Settings(seed=seed, **SMALL), say=lines.append)
         try:
             counts = run.run()
