@@ -41,15 +41,19 @@ def test_requests_and_tasks_all_succeed_once_through_a_master_kill_and_database_
     postgres, rabbitmq = servers
     seed = random.SystemRandom().randrange(2**32)
     lines = []
+
+    def say(line: str) -> None:  # shown by pytest if the run fails before its counts
+        lines.append(line)
+        print(line)
+
     with hold_fixed_ports(LOCK_PATH):
-        run = ChaosRun(str(tmp_path), postgres, rabbitmq, Settings(seed=seed, **SMALL), say=lines.append)
+        run = ChaosRun(str(tmp_path), postgres, rabbitmq, Settings(seed=seed, **SMALL), say=say)
         try:
             counts = run.run()
         finally:
             run.stop()
-    print_counts(counts, say=lines.append)
+    print_counts(counts, say=say)
     report = "\n".join(lines)
-    print(report)
     assert counts["problems"] == [], report
     assert counts["requests"] >= SMALL["requests"], report
     assert counts["requests succeeded"] == counts["requests"], report
