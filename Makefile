@@ -32,7 +32,7 @@ PYTEST_ARGS ?=
 # loadgroup ignores its xdist_group marks under pytest 9.)  PYTEST_WORKERS="-n 0": one process.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-.PHONY: demo test bench lint install interop system-packages clean demo-stop lock upgrade-deps \
+.PHONY: demo test bench chaos lint install interop system-packages clean demo-stop lock upgrade-deps \
 	print-python
 
 # make_venv DIR: a virtualenv of $(PYTHON) in DIR, after saying which Python it is (Debian splits
@@ -101,6 +101,13 @@ test: system-packages install interop lint
 BENCH_ARGS ?=
 bench: install interop
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Fault injection (issue 21, docs/operations.md "Fault injection"): 3 masters, 12 slaves, one
+# PostgreSQL and one RabbitMQ, 300 build requests and 300 tasks under master kills and database
+# and broker restarts, 3 runs in a row; CHAOS_ARGS e.g. "--seed 1234 --runs 1" to replay one.
+CHAOS_ARGS ?=
+chaos: install interop system-packages
+	PYTHONPATH=tests $(BIN)/python -m fixtures.chaos $(CHAOS_ARGS)
 
 demo: install
 	$(BIN)/python contrib/demo.py --basedir demo
