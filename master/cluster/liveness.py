@@ -99,9 +99,9 @@ class MasterLiveness(service.Service):
             done.append(reclaimed)
             self.reclaimed.append(reclaimed)
             log.warn("master {name} (id {id}) sent no heartbeat for {age:.1f} s: it is dead; reclaimed "
-                     "{builds} build(s) (now RETRY), {requests} request(s), {actions} SlaveAPI action(s) (taken "
-                     "over here), "
-                     "{slaves} slave(s), {tries} task tr(ies)", name=reclaimed.name, id=reclaimed.masterid,
+                     "{builds} build(s) (now RETRY), {requests} request(s), {actions} SlaveAPI "
+                     "action(s) (taken over here), {slaves} slave(s), {tries} task tr(ies)",
+                     name=reclaimed.name, id=reclaimed.masterid,
                      age=now - reclaimed.last_active, builds=reclaimed.builds, requests=reclaimed.requests,
                      actions=len(reclaimed.actions), slaves=reclaimed.slaves, tries=len(reclaimed.tries))
             if reclaimed.tries:

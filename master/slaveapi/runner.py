@@ -284,16 +284,17 @@ class ActionRunner(ListeningService):
             result.text = "\n".join(filter(None, [result.text, REPEATED_TEXT.format(action=result.action)]))
             result.start_timestamp = 0
             await db.restart_result(result.requestid, result.text)
-            log.info("SlaveAPI: {action} of {slave} (request {id}) was cut short by a dead master; running it "
-                     "again", action=result.action, slave=result.slave, id=result.requestid)
+            log.info("SlaveAPI: {action} of {slave} (request {id}) was cut short by a dead master; "
+                     "running it again", action=result.action, slave=result.slave, id=result.requestid)
             return True
         result.text = "\n".join(filter(None, [result.text, NOT_REPEATED_TEXT.format(action=result.action)]))
         result.state, result.finish_timestamp = ActionState.FAILURE, self.now()
         await db.finish_result(result.requestid, result.state, result.text, result.finish_timestamp)
         self._publish_finished(result)
         await db.set_audit_outcome(result.requestid, ActionState.FAILURE.label)
-        log.warn("SlaveAPI: {action} of {slave} (request {id}) was cut short by a dead master and is not safe "
-                 "to repeat: ended FAILURE", action=result.action, slave=result.slave, id=result.requestid)
+        log.warn("SlaveAPI: {action} of {slave} (request {id}) was cut short by a dead master and is "
+                 "not safe to repeat: ended FAILURE", action=result.action, slave=result.slave,
+                 id=result.requestid)
         return False
 
     async def _runs_here(self, result: ActionResult) -> bool:
@@ -307,15 +308,16 @@ class ActionRunner(ListeningService):
             names = await self.master.db.slaveapi.master_names()
             text = SENT_ON_TEXT.format(name=names.get(holder, "?"), id=holder)
             if await self.master.db.slaveapi.readdress(result.requestid, self.master.masterid, holder, text):
-                log.info("SlaveAPI: {action} of {slave} (request {id}) sent on to master {holder}, which holds "
-                         "the slave", action=result.action, slave=result.slave, id=result.requestid,
-                         holder=holder)
+                log.info("SlaveAPI: {action} of {slave} (request {id}) sent on to master {holder}, "
+                         "which holds the slave", action=result.action, slave=result.slave,
+                         id=result.requestid, holder=holder)
             self._reattach_deadlines.pop(result.requestid, None)
             return False
         if holder or result.slave in self.settings.slaves:
             self._reattach_deadlines.pop(result.requestid, None)
             return True
-        deadline = self._reattach_deadlines.setdefault(result.requestid, self.clock.seconds() + REATTACH_WAIT_S)
+        deadline = self._reattach_deadlines.setdefault(result.requestid,
+                                                       self.clock.seconds() + REATTACH_WAIT_S)
         if self.clock.seconds() < deadline:
             return False
         del self._reattach_deadlines[result.requestid]

@@ -2,13 +2,22 @@
 
 - idempotent task dedup: pairs of twins sent at the same instant, one of each pair to master A
   and the other to master B (Swarming's tasks/new over HTTP), run once per pair: the other is
-  attached to it in flight, or answered from its result.
+  attached to it in flight, or answered from its result;
+- a dead master's SlaveAPI action: a slow ``buildslave_uptime`` over ssh (a real sshd whose
+  key runs each command after a pause) asked of master A, A SIGKILLed while it runs: master B
+  reclaims A, takes the action over (an uptime is safe to repeat), runs it again over ssh and
+  records its real result.
 """
 
 import os
 import threading
+import time
 
 from test_tasks_e2e import TASK_DEADLINE_S, Swarming, body, task_output, token
+
+from fixtures.daemons import TEST_PASSWORD, TEST_USER, wait_for
+from fixtures.slaveapi import SlaveAPIClient
+from fixtures.sshd import sshd  # noqa: F401  (the fixture)
 
 PAIRS = 15
 TASKS_CFG = """\
@@ -27,8 +36,11 @@ c['schedulers'] = []
 """
 
 
-def two_masters(fleet, db_url: str, cfg: str = TASKS_CFG):
-    config = lambda pb_port, www_port: cfg.format(pb_port=pb_port, www_port=www_port, db_url=db_url)  # noqa: E731
+def two_masters(fleet, db_url: str, cfg: str = TASKS_CFG, more: str = ""):
+    """Masters A and B of ``cfg`` (formatted) and ``more`` on one database."""
+    def config(pb_port, www_port):
+        return cfg.format(pb_port=pb_port, www_port=www_port, db_url=db_url) + more
+
     return fleet.master(config=config), fleet.master(config=config)
 
 
@@ -82,3 +94,57 @@ def test_twins_sent_to_two_masters_at_once_run_once(fleet, db_url_postgresql):
             assert f.read() == "run\n", n
         assert {on_b.stdout(r["task_id"]) for r in pair} == {task_output(tasks[n])}
     print(f"{PAIRS} pairs of twins sent to two masters at once: {PAIRS} runs")
+
+
+SLAVEAPI_CFG = """\
+from buildfarm.master.plugins import slaves
+c = BuildmasterConfig = {{}}
+c['slaves'] = [slaves.BuildSlave('bs1', 'pass')]
+c['protocols'] = {{'pb': {{'port': {pb_port}}}}}
+c['www'] = {{'port': {www_port}}}
+c['db'] = {{'db_url': {db_url!r}}}
+c['multiMaster'] = True
+c['multiMasterSettings'] = {{'heartbeat_secs': 0.5, 'dead_after_secs': 2}}
+c['builders'] = []
+c['schedulers'] = []
+"""
+SSH_PAUSE_S = 4  # each command over ssh starts this long after the login
+
+
+def slow_ssh(server) -> None:
+    """Make every command run through ``server`` wait ``SSH_PAUSE_S`` first (the key's
+    ``command=`` option, read by sshd at each login)."""
+    path = os.path.join(server.root, "authorized_keys")
+    with open(path) as f:
+        key = f.read().strip()
+    with open(path, "w") as f:
+        f.write(f'command="sleep {SSH_PAUSE_S}; eval \\"$SSH_ORIGINAL_COMMAND\\"" {key}\n')
+
+
+def test_a_slaveapi_action_of_a_killed_master_ends_with_its_real_result_on_the_other(
+        fleet, db_url_postgresql, sshd):  # noqa: F811
+    slow_ssh(sshd)
+    inventory = {"slaves": {"bs1": {"ssh": sshd.settings()}}}
+    a, b = two_masters(fleet, db_url_postgresql, SLAVEAPI_CFG, f"c['slaveapi'] = {inventory!r}\n")
+    on_a = SlaveAPIClient(a.url + "/slaveapi", TEST_USER, TEST_PASSWORD)
+    on_b = SlaveAPIClient(b.url + "/slaveapi", TEST_USER, TEST_PASSWORD)
+    status, asked = on_a.call("POST", "/slaves/bs1/actions/buildslave_uptime")
+    assert status in (200, 202), asked
+    path = f"/slaves/bs1/actions/buildslave_uptime?requestid={asked['requestid']}"
+    wait_for(lambda: on_b.call("GET", path)[1]["state"] == 1, "the uptime to run on master A")  # RUNNING
+
+    killed_at = time.monotonic()
+    a.halt("killed")
+    done = wait_for(lambda: (r := on_b.call("GET", path)[1])["state"] in (2, 3) and r,
+                    "the uptime to end on master B", 30)
+    took = time.monotonic() - killed_at
+
+    assert done["state"] == 2, done  # SUCCESS
+    assert done["data"]["uptime"] > 0 and done["story"].endswith(" s (read over ssh)"), done
+    assert "buildslave_uptime had started there; it is safe to repeat: run again from the start" \
+        in done["story"]
+    assert "took it over" in done["story"]
+    status, seen = on_b.call("GET", "/results")
+    assert status == 200 and seen["bs1"]["buildslave_uptime"][str(asked["requestid"])]["state"] == 2
+    print(f"uptime cut short by a SIGKILL of master A: ended SUCCESS on master B {took:.1f} s after the kill "
+          f"(dead_after_secs 2, {SSH_PAUSE_S} s over ssh)")

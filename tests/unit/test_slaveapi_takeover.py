@@ -10,7 +10,7 @@ import pytest_twisted
 from buildfarm.master.fleet import ActionState
 from buildfarm.master.slaveapi.runner import ADDRESSED_POLL_S, REATTACH_WAIT_S
 from tests.fixtures.memorymaster import attach_slave
-from tests.unit.test_slaveapi_multimaster import finished, pg_cluster  # noqa: F401 (a fixture)
+from tests.unit.test_slaveapi_multimaster import finished, start_cluster, stop_cluster
 
 NOW = 1_800_000_000.0
 DEAD_AFTER_S = 30  # test_slaveapi_multimaster's SETTINGS
@@ -28,6 +28,14 @@ async def dead_master_with(db, action: str, args: dict, started: bool, slave: st
     return dead, requestid
 
 
+@pytest_twisted.async_yield_fixture
+async def pg_cluster(db_url_postgresql, tmp_path):
+    """Masters ``a`` and ``b`` with c['multiMaster'] on one PostgreSQL database."""
+    started = await start_cluster(db_url_postgresql, tmp_path)
+    yield started
+    await stop_cluster(started)
+
+
 @pytest_twisted.ensureDeferred
 async def test_the_reclaim_gives_a_dead_masters_actions_to_the_reclaimer_pending_again(db):
     _, running = await dead_master_with(db, "reboot", {}, started=True)
@@ -42,7 +50,8 @@ async def test_the_reclaim_gives_a_dead_masters_actions_to_the_reclaimer_pending
     assert reclaimed.actions == [running, pending]
     for requestid, started_at in ((running, NOW - 35), (pending, 0)):
         row = await db.slaveapi.get_result(requestid)
-        assert (row["state"], row["masterid"], row["start_timestamp"]) == (ActionState.PENDING, survivor, started_at)
+        assert (row["state"], row["masterid"]) == (ActionState.PENDING, survivor)
+        assert row["start_timestamp"] == started_at  # a started one is repeated only if safe
         assert row["text"].endswith(f"the master {DEAD_NAME} died (no heartbeat for 30 s) before this action "
                                     "finished; the master host:/srv/survivor took it over")
     assert (await db.slaveapi.get_result(done))["state"] == ActionState.SUCCESS
