@@ -6,13 +6,19 @@
 - a dead master's SlaveAPI action: a slow ``buildslave_uptime`` over ssh (a real sshd whose
   key runs each command after a pause) asked of master A, A SIGKILLed while it runs: master B
   reclaims A, takes the action over (an uptime is safe to repeat), runs it again over ssh and
-  records its real result.
+  records its real result;
+- Hawk nonces: a Hawk-signed request accepted by master A and replayed to master B (the same
+  ``Host``, as behind one front end) is refused by B with Taskcluster's 401.
 """
 
+import json
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 
+import mohawk
 from test_tasks_e2e import TASK_DEADLINE_S, Swarming, body, task_output, token
 
 from fixtures.daemons import TEST_PASSWORD, TEST_USER, wait_for
@@ -148,3 +154,36 @@ def test_a_slaveapi_action_of_a_killed_master_ends_with_its_real_result_on_the_o
     assert status == 200 and seen["bs1"]["buildslave_uptime"][str(asked["requestid"])]["state"] == 2
     print(f"uptime cut short by a SIGKILL of master A: ended SUCCESS on master B {took:.1f} s after the kill "
           f"(dead_after_secs 2, {SSH_PAUSE_S} s over ssh)")
+
+
+HAWK_CFG = """
+c['clients'] = [{'clientId': 'ci/builder', 'accessToken': 'builder-token-0123456789',
+                 'scopes': ['builds:read']}]
+"""
+
+
+def hawk_get(url: str, header: str, host: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Authorization": header, "Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_hawk_request_replayed_to_another_master_is_refused(fleet, db_url_postgresql):
+    a, b = two_masters(fleet, db_url_postgresql, SLAVEAPI_CFG, HAWK_CFG)
+    path = "/api/v1/auth/whoami"
+    credentials = {"id": "ci/builder", "key": "builder-token-0123456789", "algorithm": "sha256"}
+    header = mohawk.Sender(credentials, a.url + path, "GET", content="", content_type="").request_header
+    front = f"127.0.0.1:{a.www_port}"  # the name both masters serve under
+
+    status, me = hawk_get(a.url + path, header, front)
+    assert status == 200 and me["user"] == "ci/builder", me
+    status, body = hawk_get(b.url + path, header, front)
+
+    assert status == 401, body
+    assert body["error"].startswith("Hawk replay: this request (client 'ci/builder', nonce and timestamp) "
+                                    "was already received: a replay"), body
+    fresh = mohawk.Sender(credentials, a.url + path, "GET", content="", content_type="").request_header
+    assert hawk_get(b.url + path, fresh, front)[0] == 200  # a new request is served by either
