@@ -8,20 +8,28 @@
   reclaims A, takes the action over (an uptime is safe to repeat), runs it again over ssh and
   records its real result;
 - Hawk nonces: a Hawk-signed request accepted by master A and replayed to master B (the same
-  ``Host``, as behind one front end) is refused by B with Taskcluster's 401.
+  ``Host``, as behind one front end) is refused by B with Taskcluster's 401;
+- the CAS on S3 (moto's server): items stored through master A (the large one's upload
+  finalized through B with A's ticket) are present and read through master B, and the janitor
+  of the bucket runs on one master only (its lease).
 """
 
+import base64
 import json
 import os
 import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 import mohawk
+import pytest
+from test_cas_api_e2e import BUCKET, V1, call, item, raw, s3_cas
 from test_tasks_e2e import TASK_DEADLINE_S, Swarming, body, task_output, token
 
 from fixtures.daemons import TEST_PASSWORD, TEST_USER, wait_for
+from fixtures.moto_server import MotoServer
 from fixtures.slaveapi import SlaveAPIClient
 from fixtures.sshd import sshd  # noqa: F401  (the fixture)
 
@@ -187,3 +195,47 @@ def test_a_hawk_request_replayed_to_another_master_is_refused(fleet, db_url_post
                                     "was already received: a replay"), body
     fresh = mohawk.Sender(credentials, a.url + path, "GET", content="", content_type="").request_header
     assert hawk_get(b.url + path, fresh, front)[0] == 200  # a new request is served by either
+
+
+@pytest.fixture
+def moto(tmp_path):
+    server = MotoServer.start(str(tmp_path))
+    server.s3().create_bucket(Bucket=BUCKET)
+    yield server
+    server.stop()
+
+
+def test_the_cas_on_s3_stores_through_one_master_and_reads_through_the_other(fleet, db_url_postgresql, moto):
+    a, b = two_masters(fleet, db_url_postgresql, SLAVEAPI_CFG, f"c['cas'] = {s3_cas(moto)!r}\n")
+    for master in (a, b):
+        wait_for(lambda m=master: m.request("POST", f"{V1}/server_details", {})[0] == 200, "a web port")
+    small, large = b"small file\n", os.urandom(3000) + b"y" * 50_000
+    items = [item(small), item(large)]
+
+    status, answer = call(a, "preupload", {"items": items, "namespace": "default-gzip"})
+    assert status == 200
+    tickets = {int(e["index"]): e for e in answer["items"]}
+    body = {"upload_ticket": tickets[0]["upload_ticket"],
+            "content": base64.b64encode(zlib.compress(small, 7)).decode()}
+    assert call(a, "store_inline", body) == (200, {"ok": True})
+    stored = zlib.compress(large, 7)
+    status, _, _ = raw("PUT", tickets[1]["gs_upload_url"], stored,
+                       {"Content-Type": "application/octet-stream"})
+    assert status == 200 and tickets[1]["gs_upload_url"].startswith(a.url)
+    # A's ticket finalized through B: the masters share the upload secret and the bucket
+    finalize = {"upload_ticket": tickets[1]["upload_ticket"]}
+    assert call(b, "finalize_gs_upload", finalize) == (200, {"ok": True})
+
+    assert call(b, "preupload", {"items": items, "namespace": "default-gzip"}) == (200, {})
+    status, answer = call(b, "retrieve", {"digest": items[0]["digest"], "namespace": "default-gzip"})
+    assert status == 200 and zlib.decompress(base64.b64decode(answer["content"])) == small
+    status, answer = call(b, "retrieve", {"digest": items[1]["digest"], "namespace": "default-gzip"})
+    assert status == 200 and answer["url"].startswith(b.url)
+    status, _, got = raw("GET", answer["url"])
+    assert status == 200 and zlib.decompress(got) == large
+    keys = [o["Key"] for o in moto.s3().list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert sum(1 for k in keys if items[0]["digest"] in k or items[1]["digest"] in k) == 2, keys
+
+    lease = f"lease cas-janitor:s3:{moto.endpoint_url}/{BUCKET}: this master runs it now"
+    wait_for(lambda: lease in a.log_text() or lease in b.log_text(), "a master to run the bucket's janitor")
+    assert [lease in m.log_text() for m in (a, b)].count(True) == 1
