@@ -4,10 +4,12 @@ Times are integer epoch seconds (0 until reached), as the SlaveAPI shows them.
 """
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from buildfarm.master.db import outbox
 from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
 from buildfarm.master.db.model import masters, slave_settings, slaveapi_audit, slaveapi_results
 from buildfarm.master.fleet import UNFINISHED, ActionState
@@ -74,10 +76,19 @@ class SlaveAPIComponent(DBComponent):
         await self._set_result(requestid, state=int(ActionState.RUNNING), start_timestamp=now)
 
     async def finish_result(self, requestid: int, state: int, text: str, now: int,
-                            data: Any = None) -> None:
-        """End a result as SUCCESS or FAILURE with the story of what was done (and its data)."""
-        await self._set_result(requestid, state=int(state), text=text, finish_timestamp=now,
-                               data=None if data is None else json.dumps(data, sort_keys=True))
+                            data: Any = None, messages: Sequence = ()) -> None:
+        """End a result as SUCCESS or FAILURE with the story of what was done (and its data);
+        ``messages`` (its ``action-finished``, master/mq/events.py) go to the outbox in the
+        same transaction (master/db/outbox.py)."""
+        update = (sa.update(slaveapi_results).where(slaveapi_results.c.id == requestid)
+                  .values(state=int(state), text=text, finish_timestamp=now,
+                          data=None if data is None else json.dumps(data, sort_keys=True)))
+
+        def thd(conn: sa.Connection) -> None:
+            conn.execute(update)
+            outbox.add_all(conn, messages)
+
+        await self._run(thd)
 
     async def restart_result(self, requestid: int, text: str) -> None:
         """A PENDING result taken over from a dead master, to run again from its start: its

@@ -165,9 +165,8 @@ class ActionRunner(ListeningService):
             result = ActionResult.from_row(row)
             if result.state == ActionState.RUNNING:
                 text = "\n".join(filter(None, [result.text, RESTARTED_TEXT]))
-                await db.finish_result(result.requestid, ActionState.FAILURE, text, self.now())
                 result.state, result.text, result.finish_timestamp = ActionState.FAILURE, text, self.now()
-                self._publish_finished(result)
+                await self._record_end(result)
                 await db.set_audit_outcome(result.requestid, ActionState.FAILURE.label)
                 log.info("SlaveAPI: {action} of {slave} (request {id}) was cut short by a restart",
                          action=result.action, slave=result.slave, id=result.requestid)
@@ -289,8 +288,7 @@ class ActionRunner(ListeningService):
             return True
         result.text = "\n".join(filter(None, [result.text, NOT_REPEATED_TEXT.format(action=result.action)]))
         result.state, result.finish_timestamp = ActionState.FAILURE, self.now()
-        await db.finish_result(result.requestid, result.state, result.text, result.finish_timestamp)
-        self._publish_finished(result)
+        await self._record_end(result)
         await db.set_audit_outcome(result.requestid, ActionState.FAILURE.label)
         log.warn("SlaveAPI: {action} of {slave} (request {id}) was cut short by a dead master and is "
                  "not safe to repeat: ended FAILURE", action=result.action, slave=result.slave,
@@ -411,23 +409,24 @@ class ActionRunner(ListeningService):
             if not self.running:
                 return  # the master is stopping: the next start ends it as cut short
             result.finish_timestamp = self.now()
-            await db.finish_result(result.requestid, result.state, result.text, result.finish_timestamp,
-                                   result.data)
-            self._publish_finished(result)
+            await self._record_end(result)
             await db.set_audit_outcome(result.requestid, STATE_NAMES[result.state])
             log.info("SlaveAPI: {action} of {slave} (request {id}): {state}", action=result.action,
                      slave=result.slave, id=result.requestid, state=STATE_NAMES[result.state])
         finally:
             self._finished(result)
 
-    def _publish_finished(self, result: ActionResult) -> None:
-        """``action-finished`` on the event bus (master/mq/)."""
+    async def _record_end(self, result: ActionResult) -> None:
+        """Write the result's end and its ``action-finished`` message (master/mq/) in one
+        transaction (the outbox, when the bus has one: a crash after the commit loses no
+        event), then hand the message to this master's bus."""
         bus = self.master.mq
         message = events.action_finished(bus, result.action, result.slave, result.requestid, result.state,
                                           result.text, result.finish_timestamp, self.master.masterid)
-        d = events.publish(bus, message)
-        d.addErrback(lambda f: log.failure("publishing the end of SlaveAPI request {id} failed", f,
-                                           id=result.requestid))
+        await self.master.db.slaveapi.finish_result(result.requestid, result.state, result.text,
+                                                    result.finish_timestamp, result.data,
+                                                    messages=events.in_transaction(bus, message))
+        bus.published([message])
 
     async def _before_run(self, ctx: ActionContext, action: Action) -> None:
         """Say which arguments were ignored; fail an action on a slave nobody knows (the
