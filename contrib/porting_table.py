@@ -136,7 +136,8 @@ KEY_NOTES = {
            "`{'type': 'amqp', 'url': 'amqp://...'}`: events published to RabbitMQ in Taskcluster's "
            "exchange style (docs/operations.md, \"Events and the broker\"); Buildbot's `wamp` "
            "(Crossbar.io) is not supported"),
-    "multiMaster": ("supported with differences", "needs a PostgreSQL database or `c['mq']` amqp "
+    "multiMaster": ("supported with differences", "needs a PostgreSQL database or `c['mq']` amqp, and a "
+                    "`c['cas']` on S3 with a shared `upload_secret` when the CAS is configured "
                     "(checkconfig refuses it otherwise)"),
     "change_source": ("supported with differences", "holds change sources: `changes.GitPoller`, "
                       "`changes.HgPoller`, `changes.SVNPoller` (see `changes` and \"Pollers\") and "

@@ -215,6 +215,12 @@ WWW_NO_EFFECT_KEYS = {
     ), "buildfarm's web server does not read it (docs/porting.md)"),
 }
 KNOWN_KEYS = KNOWN_KEYS | NO_EFFECT_KEYS.keys()
+MULTI_MASTER_CAS_NEEDS_S3 = (
+    "c['multiMaster'] = True needs the CAS on the S3 back-end (c['cas'] = {'backend': 's3', 'bucket': ...}): "
+    "a file store is one master's disk, which the others cannot read")
+MULTI_MASTER_CAS_NEEDS_SECRET = (
+    "c['multiMaster'] = True needs c['cas']['upload_secret'] set, the same on every master: an upload "
+    "ticket or a task's grant from one master is checked by another")
 MULTI_MASTER_NEEDS_WAKEUPS = ("c['multiMaster'] = True needs c['mq'] = {'type': 'amqp', ...} or a PostgreSQL "
                               "db_url (LISTEN/NOTIFY) for the masters to wake each other")
 
@@ -854,6 +860,13 @@ class _ConfigBuilder:
         cfg.cas, problems = validate_cas_config(self.raw, os.path.dirname(cfg.filename))
         for key, message in problems:
             self.key_error(key, message)
+        # several masters serve one store (a master without c['cas'] keeps the file default:
+        # it serves no CAS that the others share, as before)
+        if cfg.multi_master and "cas" in self.raw and not problems:
+            if cfg.cas.backend == "file":
+                self.key_error("cas", MULTI_MASTER_CAS_NEEDS_S3)
+            elif not cfg.cas.secret_is_set:
+                self.key_error("cas", MULTI_MASTER_CAS_NEEDS_SECRET)
 
     def task_settings(self, cfg: MasterConfig) -> None:
         """``c['tasks']``: the Swarming API's limits (master/tasks/settings.py)."""

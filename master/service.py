@@ -171,7 +171,7 @@ class BuildMaster(service.MultiService):
         self.auth = AuthService(self.reactor, self.config.users, self.config.www_anonymous_scopes, self.db,
                                 self.config.change_secret, web_auth=self.config.web_auth,
                                 clients=self.config.clients, clients_key=self.clients_key(self.config),
-                                roles=self.config.roles)
+                                roles=self.config.roles, shared_nonces=self.config.multi_master)
         self.botmaster = BotMaster(self)
         self.wakeups = RequestWakeups(self)  # PostgreSQL NOTIFY: other masters' new requests
         self.changes = ChangeSourceManager(self)

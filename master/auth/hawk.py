@@ -15,7 +15,9 @@ and never a secret:
 4. the timestamp within 15 minutes of the master's clock (``skew``; the answer's message gives
    the master's time);
 5. the nonce not seen before for this client and timestamp (``replay``): nonces are kept for
-   the skew window (a request older than that fails at 4), at most ``MAX_NONCES`` of them;
+   the skew window (a request older than that fails at 4), at most ``MAX_NONCES`` of them, in
+   the process (``NonceCache``) or, with several masters, in their shared database
+   (master/auth/nonces.py: a request replayed to another master is refused too);
 6. ``ext.authorizedScopes`` satisfied by the caller's scopes, which it then replaces
    (``bad-authorized-scopes``).
 
@@ -38,11 +40,13 @@ from mohawk.base import Resource
 from mohawk.bewit import strip_bewit
 from mohawk.exc import BadHeaderValue, HawkFail, MacMismatch, MisComputedContentHash
 from mohawk.util import calculate_mac, parse_authorization_header, strings_match
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from buildfarm.master.auth.interfaces import Client
+from buildfarm.master.auth.nonces import INonceStore
 from buildfarm.master.auth.tempcreds import (
     BadCertificate,
     check_named,
@@ -97,10 +101,11 @@ class HawkCaller:
     bewit: bool = False
 
 
+@implementer(INonceStore)
 class NonceCache:
-    """The nonces of the last ``window_s`` seconds, per client: ``seen`` remembers a nonce and
-    says whether it was already there.  At most ``max_size`` are kept; past that, the ones
-    closest to leaving the window go first."""
+    """The nonces of the last ``window_s`` seconds, per client, in this process: ``seen``
+    remembers a nonce and says whether it was already there.  At most ``max_size`` are kept;
+    past that, the ones closest to leaving the window go first."""
 
     def __init__(self, clock: IReactorTime, window_s: float = SKEW_S, max_size: int = MAX_NONCES):
         self.clock = clock
@@ -126,6 +131,15 @@ class NonceCache:
         self._forget(lambda _: len(self._until) > self.max_size)
         return False
 
+    def remember(self, client_id: str, nonce: str, ts: str) -> defer.Deferred:
+        return defer.succeed(self.seen(client_id, nonce, ts))
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
     def _forget(self, condition) -> None:
         while self._heap and condition(self._heap[0][0]):
             until, key = heapq.heappop(self._heap)
@@ -148,7 +162,7 @@ class HawkVerifier:
         self.clients = clients
         self._expander = expander
         self.skew_s = skew_s
-        self.nonces = NonceCache(clock, skew_s, max_nonces)
+        self.nonces: INonceStore = NonceCache(clock, skew_s, max_nonces)
 
     # -- the two ways in -----------------------------------------------------------------
 
@@ -178,7 +192,7 @@ class HawkVerifier:
         else:
             check(_body(request))
         self._check_skew(parsed["ts"])
-        if self.nonces.seen(client_id, parsed["nonce"], parsed["ts"]):
+        if await self.nonces.remember(client_id, parsed["nonce"], parsed["ts"]):
             raise HawkFailure(REPLAY, f"this request (client {client_id!r}, nonce and timestamp) was already "
                                       "received: a replay")
         scopes = restrict(scopes, ext)

@@ -31,7 +31,7 @@ from twisted.logger import Logger
 
 from buildfarm.master.auth.authenticator import Authenticator, Unauthenticated
 from buildfarm.master.auth.clients import ClientStore
-from buildfarm.master.auth.hawk import HawkCaller, HawkFailure, HawkVerifier
+from buildfarm.master.auth.hawk import HawkCaller, HawkFailure, HawkVerifier, NonceCache
 from buildfarm.master.auth.identity import (
     BASIC,
     BEARER,
@@ -43,6 +43,7 @@ from buildfarm.master.auth.identity import (
     AuthError,
     Identity,
 )
+from buildfarm.master.auth.nonces import SharedNonceStore
 from buildfarm.master.auth.ratelimit import Limited, LoginLimiter
 from buildfarm.master.auth.roles import RoleStore
 from buildfarm.master.auth.scopes import ExpansionTooLarge, Expression, describe
@@ -78,11 +79,13 @@ class AuthService(service.Service):
                  anonymous_scopes: tuple[str, ...] | list[str] = (), db=None,
                  change_secret: str | None = None, run_slowly=None, iterations: int | None = None,
                  web_auth: WebAuth | None = None, clients=(), clients_key: bytes | None = None,
-                 roles=()):
+                 roles=(), shared_nonces: bool = False):
         """``clients`` are master.cfg's (``(Client, Secret)`` pairs), ``clients_key`` the key
         database clients' tokens are encrypted under (master/auth/clients.py).  ``run_slowly``
         (where PBKDF2 runs; a thread by default) and ``iterations`` (what every password check
-        costs; see authenticator.py) are for tests.  ``roles`` are master.cfg's (master/auth/roles.py)."""
+        costs; see authenticator.py) are for tests.  ``roles`` are master.cfg's (master/auth/roles.py).
+        With ``shared_nonces`` (``c['multiMaster']``) Hawk's nonces are kept in the database,
+        shared with the other masters (master/auth/nonces.py)."""
         self.clock = clock
         self._authenticator_options = {"iterations": iterations}
         if run_slowly is not None:
@@ -108,6 +111,7 @@ class AuthService(service.Service):
         self.scope_expander = self.roles
         self.hawk = HawkVerifier(clock, self.clients, lambda: self.scope_expander,
                                  run_slowly=self._run_slowly)
+        self._share_nonces(shared_nonces)
         self._sweeper: task.LoopingCall | None = None
 
     def startService(self):  # noqa: N802 - Twisted's name
@@ -118,12 +122,14 @@ class AuthService(service.Service):
             self._sweeper = task.LoopingCall(lambda: defer.ensureDeferred(self._sweep_clients()))
             self._sweeper.clock = self.clock
             self._sweeper.start(CLIENT_SWEEP_INTERVAL_S, now=True)
+        self.hawk.nonces.start()
         return defer.ensureDeferred(self.roles.start())
 
     def stopService(self):  # noqa: N802 - Twisted's name
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self._sweeper = None
+        self.hawk.nonces.stop()
         self.roles.stop()
         return super().stopService()
 
@@ -154,10 +160,24 @@ class AuthService(service.Service):
         self.change_secret = config.change_secret
         self.web_auth = getattr(config, "web_auth", None) or WebAuth()
         self.roles.configure(getattr(config, "roles", ()))
+        self._share_nonces(bool(getattr(config, "multi_master", False)))
         self._remote_accounts.clear()
         names = {a.name for a in accounts}
         for user in {s.user for s in list(self.sessions._sessions.values())} - names:
             self.sessions.drop_user(user)
+
+    def _share_nonces(self, shared: bool) -> None:
+        """Keep Hawk's nonces in the shared database (several masters) or in this process."""
+        wanted = SharedNonceStore if shared and self.db is not None else NonceCache
+        if isinstance(self.hawk.nonces, wanted):
+            return
+        self.hawk.nonces.stop()
+        if wanted is SharedNonceStore:
+            self.hawk.nonces = SharedNonceStore(self.clock, self.db, self.hawk.skew_s)
+        else:
+            self.hawk.nonces = NonceCache(self.clock, self.hawk.skew_s)
+        if self.running:
+            self.hawk.nonces.start()
 
     @property
     def accounts(self) -> dict[str, Account]:

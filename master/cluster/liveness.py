@@ -6,7 +6,8 @@ its heartbeat in ``masters``, then looks for masters still marked active whose h
 older than ``dead_after_secs``.  Each one found is reclaimed (``db.masters.reclaim``: one
 transaction, a conditional UPDATE of the dead master's row, so exactly one master does it): its
 unfinished builds end RETRY and their requests become claimable again, its unfinished SlaveAPI
-actions end FAILURE, its slaves are detached; then the task engine ends the tries that ran on
+actions are taken over by the reclaiming master (master/slaveapi/runner.py), its slaves are
+detached; then the task engine ends the tries that ran on
 those slaves as its rules say (back to PENDING, or BOT_DIED), and the BotMaster looks at the
 queue.  A clean stop marks the master inactive, so nobody reclaims it.
 
@@ -92,18 +93,21 @@ class MasterLiveness(service.Service):
         done = []
         for dead in await master.db.masters.find_dead(dead_before, besides=master.masterid):
             reclaimed = await master.db.masters.reclaim(dead["masterid"], dead_before, now,
-                                                        settings.dead_after_secs)
+                                                        settings.dead_after_secs, by=master.masterid)
             if reclaimed is None:
                 continue  # another master was first, or it beat again
             done.append(reclaimed)
             self.reclaimed.append(reclaimed)
             log.warn("master {name} (id {id}) sent no heartbeat for {age:.1f} s: it is dead; reclaimed "
-                     "{builds} build(s) (now RETRY), {requests} request(s), {actions} SlaveAPI action(s), "
-                     "{slaves} slave(s), {tries} task tr(ies)", name=reclaimed.name, id=reclaimed.masterid,
+                     "{builds} build(s) (now RETRY), {requests} request(s), {actions} SlaveAPI "
+                     "action(s) (taken over here), {slaves} slave(s), {tries} task tr(ies)",
+                     name=reclaimed.name, id=reclaimed.masterid,
                      age=now - reclaimed.last_active, builds=reclaimed.builds, requests=reclaimed.requests,
                      actions=len(reclaimed.actions), slaves=reclaimed.slaves, tries=len(reclaimed.tries))
             if reclaimed.tries:
                 await master.tasks.end_tries_lost_with_master(reclaimed.tries)
+            if reclaimed.actions:
+                master.slaveapi.pick_up_addressed()  # each run again here, sent on, or ended (runner.py)
         if done:
             master.botmaster.maybe_start_builds()
         return done

@@ -21,6 +21,7 @@ from buildfarm.master.db.engine import create_engine, is_in_memory, is_sqlite
 from buildfarm.master.db.leases import LeasesComponent
 from buildfarm.master.db.logs import LogsComponent
 from buildfarm.master.db.masters import MastersComponent
+from buildfarm.master.db.nonces import NoncesComponent
 from buildfarm.master.db.outbox import OutboxComponent
 from buildfarm.master.db.reports import ReportsComponent
 from buildfarm.master.db.retry import RETRY_TOTAL_S, OutageRetrier
@@ -63,7 +64,7 @@ class DBConnector(service.Service):
     seconds (see :mod:`buildfarm.master.db.retry`).  The components are ``masters``,
     ``builders``, ``slaves``, ``buildsets``, ``buildrequests``, ``builds``, ``steps``,
     ``logs``, ``changes``, ``state``, ``slaveapi``, ``audit``, ``reports``, ``tasks``, ``clients``,
-    ``roles``, ``samples``, ``views`` and ``leases``.
+    ``roles``, ``samples``, ``views``, ``leases`` and ``nonces``.
     """
 
     name = "db"
@@ -100,6 +101,7 @@ class DBConnector(service.Service):
         self.samples = SamplesComponent(self)  # the fleet and the queue over time
         self.views = ViewsComponent(self)  # reads of the grid, console and waterfall pages
         self.leases = LeasesComponent(self)
+        self.nonces = NoncesComponent(self)  # Hawk nonces shared by the masters (master/auth/nonces.py)
 
     async def setup(self) -> None:
         """Create the engine and start the pool; raise SchemaNotCurrent on an old schema."""

@@ -16,13 +16,13 @@ from buildfarm.master.db.buildrequests import release_statement, wake_masters
 from buildfarm.master.db.builds import finish_unfinished_of_master_statement
 from buildfarm.master.db.leases import release_all_of_master_statement as release_leases_statement
 from buildfarm.master.db.model import buildrequests, masters
-from buildfarm.master.db.slaveapi import end_unfinished_of_master_in
+from buildfarm.master.db.slaveapi import requeue_unfinished_of_master_in
 from buildfarm.master.db.slaves import detach_all_of_master_in
 from buildfarm.master.db.tasks import running_on_slaves_of_master_query
 
 DEAD_BUILD_STATE = "master died"
 DEAD_ACTION_TEXT = ("the master {name} died (no heartbeat for {secs:g} s) before this action finished; "
-                    "it did not finish")
+                    "the master {by} took it over")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Reclaimed:
     last_active: float
     builds: int = 0  # its unfinished builds, now RETRY
     requests: int = 0  # its claimed, incomplete requests, claimable again
-    actions: list[int] = field(default_factory=list)  # its unfinished SlaveAPI requests, now FAILURE
+    actions: list[int] = field(default_factory=list)  # its unfinished SlaveAPI requests, now the reclaimer's
     slaves: int = 0  # slaves it held, now detached
     tries: list[dict] = field(default_factory=list)  # tries RUNNING on those slaves (for the engine)
     leases: int = 0  # leases it held (master/db/leases.py), now released
@@ -80,13 +80,14 @@ class MastersComponent(DBComponent):
             query = query.where(masters.c.id != besides)
         return await self._fetch_all(query.order_by(masters.c.id), _dict)
 
-    async def reclaim(self, masterid: int, dead_before: float, now: float, dead_after_s: float
-                      ) -> Reclaimed | None:
+    async def reclaim(self, masterid: int, dead_before: float, now: float, dead_after_s: float,
+                      by: int) -> Reclaimed | None:
         """Take back what the dead ``masterid`` held, in one transaction: mark it inactive (a
         conditional UPDATE: only while it is still active with a heartbeat older than
         ``dead_before``, so exactly one master reclaims it, and never one that beat again), end
-        its unfinished builds RETRY, put its claimed requests back in the queue, end its
-        unfinished SlaveAPI actions FAILURE, detach its slaves, release its leases; the tries
+        its unfinished builds RETRY, put its claimed requests back in the queue, give its
+        unfinished SlaveAPI actions to ``by`` (the reclaiming master: its runner decides whether
+        to run each again), detach its slaves, release its leases; the tries
         RUNNING on those slaves are listed for the task engine.  None when another master reclaimed it first
         or it came back."""
 
@@ -105,8 +106,9 @@ class MastersComponent(DBComponent):
             requests = conn.execute(release_statement(claimed)).rowcount
             if requests:
                 wake_masters(conn)
-            text = DEAD_ACTION_TEXT.format(name=row.name, secs=dead_after_s)
-            actions = end_unfinished_of_master_in(conn, masterid, text, int(now))
+            by_name = conn.execute(sa.select(masters.c.name).where(masters.c.id == by)).scalar_one_or_none()
+            text = DEAD_ACTION_TEXT.format(name=row.name, secs=dead_after_s, by=by_name or f"id {by}")
+            actions = requeue_unfinished_of_master_in(conn, masterid, by, text)
             tries = [dict(r._mapping) for r in conn.execute(running_on_slaves_of_master_query(masterid))]
             slaves = detach_all_of_master_in(conn, masterid, now)
             leases = conn.execute(release_leases_statement(masterid)).rowcount

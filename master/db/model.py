@@ -603,3 +603,17 @@ leases = sa.Table(
     sa.Column("expires", sa.Float, nullable=False, server_default="0"),
     sa.Index("ix_leases_masterid", "masterid"),
 )
+
+# Hawk nonces shared by the masters of one database (master/db/nonces.py, master/auth/nonces.py,
+# with c['multiMaster']): one row per (client, nonce, timestamp) received, ``key`` its SHA-256
+# (hex), kept until ``expires_at`` (the timestamp plus the skew window: an older request fails
+# the skew check anyway); the unique key refuses the same request received a second time, by
+# any master.
+NONCE_KEY_LENGTH = 64
+hawk_nonces = sa.Table(
+    "hawk_nonces",
+    metadata,
+    sa.Column("key", sa.String(NONCE_KEY_LENGTH), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("ix_hawk_nonces_expires_at", "expires_at"),
+)

@@ -4,10 +4,12 @@ Times are integer epoch seconds (0 until reached), as the SlaveAPI shows them.
 """
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from buildfarm.master.db import outbox
 from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
 from buildfarm.master.db.model import masters, slave_settings, slaveapi_audit, slaveapi_results
 from buildfarm.master.fleet import UNFINISHED, ActionState
@@ -53,14 +55,45 @@ class SlaveAPIComponent(DBComponent):
                  .order_by(slaveapi_results.c.id).limit(1))
         return await self._fetch_one(query, _result)
 
+    async def readdress(self, requestid: int, from_masterid: int, to_masterid: int, text: str) -> bool:
+        """Give the PENDING action ``requestid`` of ``from_masterid`` to ``to_masterid`` (which now
+        holds the slave's connection), ``text`` added to its story, and tell that master (on
+        PostgreSQL: ``SLAVEAPI_CHANNEL``); False when it was no longer so."""
+        update = (sa.update(slaveapi_results)
+                  .where(slaveapi_results.c.id == requestid, slaveapi_results.c.masterid == from_masterid,
+                         slaveapi_results.c.state == int(ActionState.PENDING))
+                  .values(masterid=to_masterid, text=_story_plus(text)))
+
+        def thd(conn: sa.Connection) -> bool:
+            moved = conn.execute(update).rowcount == 1
+            if moved and conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_notify(SLAVEAPI_CHANNEL, str(to_masterid))))
+            return moved
+
+        return await self._run(thd)
+
     async def start_result(self, requestid: int, now: int) -> None:
         await self._set_result(requestid, state=int(ActionState.RUNNING), start_timestamp=now)
 
     async def finish_result(self, requestid: int, state: int, text: str, now: int,
-                            data: Any = None) -> None:
-        """End a result as SUCCESS or FAILURE with the story of what was done (and its data)."""
-        await self._set_result(requestid, state=int(state), text=text, finish_timestamp=now,
-                               data=None if data is None else json.dumps(data, sort_keys=True))
+                            data: Any = None, messages: Sequence = ()) -> None:
+        """End a result as SUCCESS or FAILURE with the story of what was done (and its data);
+        ``messages`` (its ``action-finished``, master/mq/events.py) go to the outbox in the
+        same transaction (master/db/outbox.py)."""
+        update = (sa.update(slaveapi_results).where(slaveapi_results.c.id == requestid)
+                  .values(state=int(state), text=text, finish_timestamp=now,
+                          data=None if data is None else json.dumps(data, sort_keys=True)))
+
+        def thd(conn: sa.Connection) -> None:
+            conn.execute(update)
+            outbox.add_all(conn, messages)
+
+        await self._run(thd)
+
+    async def restart_result(self, requestid: int, text: str) -> None:
+        """A PENDING result taken over from a dead master, to run again from its start: its
+        story ``text``, its ``start_timestamp`` back to 0."""
+        await self._set_result(requestid, text=text, start_timestamp=0)
 
     async def set_result_text(self, requestid: int, text: str) -> None:
         await self._set_result(requestid, text=text)
@@ -148,21 +181,29 @@ class SlaveAPIComponent(DBComponent):
         return {row.id: row.name for row in rows}
 
 
-def end_unfinished_of_master_in(conn: sa.Connection, masterid: int, text: str, now: int) -> list[int]:
-    """End FAILURE, inside the caller's transaction, every action ``masterid`` accepted and did
-    not finish (a dead master's, master/db/masters.py), ``text`` added to its story, and their
-    audit rows with them; their request ids."""
+def requeue_unfinished_of_master_in(conn: sa.Connection, masterid: int, to_masterid: int, text: str
+                                    ) -> list[int]:
+    """Give ``to_masterid`` (the master reclaiming the dead ``masterid``, master/db/masters.py),
+    inside the caller's transaction, every action ``masterid`` accepted and did not finish:
+    PENDING again, ``text`` added to its story; their request ids.  A row that had started
+    keeps its ``start_timestamp``: the runner that picks it up (master/slaveapi/runner.py)
+    repeats it only when its action is safe to repeat, and ends it FAILURE otherwise."""
     unfinished = (slaveapi_results.c.masterid == masterid,
                   slaveapi_results.c.state.in_([int(s) for s in UNFINISHED]))
-    ids = list(conn.execute(sa.select(slaveapi_results.c.id).where(*unfinished)).scalars())
+    ids = list(conn.execute(sa.select(slaveapi_results.c.id).where(*unfinished)
+                            .order_by(slaveapi_results.c.id)).scalars())
     if not ids:
         return []
-    story = sa.case((slaveapi_results.c.text == "", text), else_=slaveapi_results.c.text + "\n" + text)
     conn.execute(sa.update(slaveapi_results).where(slaveapi_results.c.id.in_(ids))
-                 .values(state=int(ActionState.FAILURE), text=story, finish_timestamp=now))
+                 .values(state=int(ActionState.PENDING), text=_story_plus(text), masterid=to_masterid))
     conn.execute(sa.update(slaveapi_audit).where(slaveapi_audit.c.requestid.in_(ids))
-                 .values(outcome=ActionState.FAILURE.label))
+                 .values(outcome=ActionState.PENDING.label))
     return ids
+
+
+def _story_plus(text: str):
+    """The story column with one more line."""
+    return sa.case((slaveapi_results.c.text == "", text), else_=slaveapi_results.c.text + "\n" + text)
 
 
 def _result(row: sa.Row) -> dict[str, Any]:

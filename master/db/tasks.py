@@ -238,7 +238,9 @@ class TasksComponent(DBComponent):
 
         def thd(conn: sa.Connection) -> int | None:
             next_try = sa.func.coalesce(task_results.c.try_number, 0) + 1
-            pending = sa.and_(task_results.c.request_id == request_id, task_results.c.state == PENDING)
+            # a task attached to a twin (attach_twin, maybe by another master just now) runs nothing
+            pending = sa.and_(task_results.c.request_id == request_id, task_results.c.state == PENDING,
+                              task_results.c.twin_of.is_(None))
             if slice_index is not None:
                 pending = sa.and_(pending, task_results.c.current_slice == slice_index)
             row = conn.execute(sa.update(task_results).where(pending)
@@ -310,10 +312,12 @@ class TasksComponent(DBComponent):
 
         return await self._run(thd)
 
-    async def end_pending(self, request_id: int, state: str, now: float, **fields: Any) -> bool:
+    async def end_pending(self, request_id: int, state: str, now: float, unattached: bool = False,
+                          **fields: Any) -> bool:
         """End a PENDING task without a try (EXPIRED, CANCELED, NO_RESOURCE, or answered from a
         twin: ``deduped_from``, ``exit_code``, ``duration``, ``outputs_ref``, ``error``, ...);
-        False when it was no longer pending."""
+        False when it was no longer pending, or, with ``unattached``, when it is attached to a
+        twin (whose result it waits for: another master may have attached it)."""
         unknown = set(fields) - RESULT_FIELDS
         if unknown:
             raise ValueError(f"end_pending: not summary fields: {sorted(unknown)}")
@@ -321,23 +325,32 @@ class TasksComponent(DBComponent):
         values.setdefault("completed_at" if "deduped_from" in fields else "abandoned_at", now)
         if "outputs_ref" in values:
             values["outputs_ref"] = None if values["outputs_ref"] is None else to_json(values["outputs_ref"])
-        return bool(await self._execute(sa.update(task_results).where(
-            task_results.c.request_id == request_id, task_results.c.state == PENDING).values(**values)))
+        where = [task_results.c.request_id == request_id, task_results.c.state == PENDING]
+        if unattached:
+            where.append(task_results.c.twin_of.is_(None))
+        return bool(await self._execute(sa.update(task_results).where(*where).values(**values)))
 
     async def advance_slice(self, request_id: int, from_slice: int, queue_key: str, now: float) -> bool:
         """Move a PENDING task from slice ``from_slice`` to the next one (its queue
-        ``queue_key``); False when it was no longer pending on that slice."""
+        ``queue_key``); False when it was no longer pending on that slice, or is attached to
+        a twin (it waits for the twin's result on its slice)."""
         return bool(await self._execute(sa.update(task_results).where(
             task_results.c.request_id == request_id, task_results.c.state == PENDING,
-            task_results.c.current_slice == from_slice)
+            task_results.c.current_slice == from_slice, task_results.c.twin_of.is_(None))
             .values(current_slice=from_slice + 1, queue_key=queue_key, modified_at=now)))
 
     async def attach_twin(self, request_id: int, properties_hash: str, now: float) -> int | None:
         """Attach the PENDING idempotent task ``request_id`` to its oldest in-flight twin: a
         PENDING or RUNNING task, itself attached to none, whose current slice is idempotent
-        with ``properties_hash``.  The task's own twins move with it.  The twin's request id,
-        or None (no twin: the task runs itself).  One transaction; callers serialize the
-        decisions of one hash (the engine does), so that twins form one group.
+        with ``properties_hash``.  The task's own twins move with it.  The twin's request id
+        (the one it is attached to already, when another decision attached it), or None (no
+        twin, or no longer PENDING: the task runs itself).
+
+        The decisions of one hash are serialized in the database, across masters: on
+        PostgreSQL a transaction-scoped advisory lock on the hash is taken first (the next
+        decision then reads what this one committed); SQLite's transactions take the write
+        lock when they begin (``BEGIN IMMEDIATE``).  Two masters deciding two twins at once
+        thus attach one to the other, never each to the other, and never neither.
 
         The twin's row is locked (FOR UPDATE on PostgreSQL; SQLite runs one writer at a
         time): a twin ending in another transaction (``finish_run``, ``end_pending``) is read
@@ -347,6 +360,13 @@ class TasksComponent(DBComponent):
                           task_slices.c.slice_index == task_results.c.current_slice)
 
         def thd(conn: sa.Connection) -> int | None:
+            lock_decisions(conn, properties_hash)
+            own = conn.execute(sa.select(task_results.c.state, task_results.c.twin_of)
+                               .where(task_results.c.request_id == request_id)).first()
+            if own is None or own.state != PENDING:
+                return None
+            if own.twin_of is not None:
+                return own.twin_of
             twin = conn.execute(
                 sa.select(task_results.c.request_id).join(task_slices, current)
                 .where(task_slices.c.properties_hash == properties_hash, task_slices.c.idempotent == 1,
@@ -567,6 +587,20 @@ def _insert_task(conn: sa.Connection, task: NewTask, user: str) -> None:
         request_id=task.request_id, priority=task.priority, current_slice=0,
         queue_key=task.slices[0].queue_key, created_at=task.created_at, modified_at=task.created_at,
         **result))
+
+
+# The advisory lock space of twin decisions (PostgreSQL's two-key form: this class, a hash key).
+TWIN_DECISION_LOCK_CLASS = 0x7461736B  # "task"
+
+
+def lock_decisions(conn: sa.Connection, properties_hash: str) -> None:
+    """Serialize, until the transaction ends, the twin decisions of ``properties_hash`` across
+    every connection (every master): PostgreSQL's ``pg_advisory_xact_lock``.  Nothing on
+    SQLite, whose write transactions already run one at a time."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+        TWIN_DECISION_LOCK_CLASS, sa.func.hashtext(properties_hash))))
 
 
 def _result_dict(row: sa.Row) -> dict[str, Any]:

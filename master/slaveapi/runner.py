@@ -13,6 +13,13 @@ through its live connection: it picks the row up when told (``pick_up_addressed`
 NOTIFY, master/cluster/wakeups.py) or at its poll every ``ADDRESSED_POLL_S``.  The result is
 in the database, so every master shows it; a master waiting for another's action
 (``waittime``) reads it every ``REMOTE_WAIT_POLL_S``.
+
+The actions of a master that died unfinished are given to the master that reclaims it
+(master/db/masters.py), PENDING again.  That master runs one that never started, and one that
+had started only when its action is safe to repeat (``Action.may_repeat``: the reads, enable,
+disable without force, starting/stopping/terminating an EC2 instance), ending the others
+FAILURE (a reboot, a graceful shutdown, a new instance: they may have had their effect).  One
+whose slave attached to another master meanwhile is sent on to it (``_runs_here``).
 """
 
 from twisted.internet import defer, task
@@ -41,6 +48,14 @@ RESTARTED_TEXT = "the master restarted while this action was running; it did not
 # for an action another master runs reads its result.
 ADDRESSED_POLL_S = 2.0
 REMOTE_WAIT_POLL_S = 0.25
+# An action taken over from a dead master (``_take_over``), for a slave with no out-of-band
+# channel in the inventory and attached to no master (it was the dead master's: its buildslave
+# is attaching to another), waits this long for it to attach before it runs here anyway.
+REATTACH_WAIT_S = 30.0
+REPEATED_TEXT = "{action} had started there; it is safe to repeat: run again from the start"
+NOT_REPEATED_TEXT = ("{action} had started there and may have had an effect; it is not safe to repeat, so it "
+                     "is not run again: ask again if it is still wanted")
+SENT_ON_TEXT = "sent on to the master {name} (id {id}), which holds the slave's connection now"
 
 
 @implementer(IChannelHost, IActionHost)
@@ -67,6 +82,7 @@ class ActionRunner(ListeningService):
         self._submitting = defer.DeferredLock()
         self._refresher: task.LoopingCall | None = None
         self._addressed_poll: task.LoopingCall | None = None
+        self._reattach_deadlines: dict[int, float] = {}  # request id -> until when it waits (_runs_here)
         self._resource = None
 
     @property
@@ -149,14 +165,14 @@ class ActionRunner(ListeningService):
             result = ActionResult.from_row(row)
             if result.state == ActionState.RUNNING:
                 text = "\n".join(filter(None, [result.text, RESTARTED_TEXT]))
-                await db.finish_result(result.requestid, ActionState.FAILURE, text, self.now())
                 result.state, result.text, result.finish_timestamp = ActionState.FAILURE, text, self.now()
-                self._publish_finished(result)
+                await self._record_end(result)
                 await db.set_audit_outcome(result.requestid, ActionState.FAILURE.label)
                 log.info("SlaveAPI: {action} of {slave} (request {id}) was cut short by a restart",
                          action=result.action, slave=result.slave, id=result.requestid)
                 continue
-            self._enqueue(result)
+            if await self._may_run_again(result):
+                self._enqueue(result)
 
     # -- enabled slaves --------------------------------------------------------------------
 
@@ -247,11 +263,63 @@ class ActionRunner(ListeningService):
     async def _pick_up(self) -> None:
         for row in await self.master.db.slaveapi.get_unfinished(self.master.masterid):
             result = ActionResult.from_row(row)
-            if result.state == ActionState.PENDING and result.requestid not in self._live:
-                log.info("SlaveAPI: {action} of {slave} (request {id}) asked of another master: run here, "
-                         "where the slave is attached", action=result.action, slave=result.slave,
-                         id=result.requestid)
-                self._enqueue(result)
+            if result.state != ActionState.PENDING or result.requestid in self._live:
+                continue
+            if not await self._may_run_again(result) or not await self._runs_here(result):
+                continue
+            log.info("SlaveAPI: {action} of {slave} (request {id}) asked of another master: run here, "
+                     "where the slave is attached", action=result.action, slave=result.slave,
+                     id=result.requestid)
+            self._enqueue(result)
+
+    async def _may_run_again(self, result: ActionResult) -> bool:
+        """Whether a PENDING action may run: always, unless it had started on a master that
+        died (its reclaim gave it to this one, keeping its ``start_timestamp``); then only when
+        its action is safe to repeat (``Action.may_repeat``), else it ends FAILURE here."""
+        if not result.start_timestamp:
+            return True
+        db, action = self.master.db.slaveapi, self.actions.get(result.action)
+        if action is not None and action.may_repeat(result.args):
+            result.text = "\n".join(filter(None, [result.text, REPEATED_TEXT.format(action=result.action)]))
+            result.start_timestamp = 0
+            await db.restart_result(result.requestid, result.text)
+            log.info("SlaveAPI: {action} of {slave} (request {id}) was cut short by a dead master; "
+                     "running it again", action=result.action, slave=result.slave, id=result.requestid)
+            return True
+        result.text = "\n".join(filter(None, [result.text, NOT_REPEATED_TEXT.format(action=result.action)]))
+        result.state, result.finish_timestamp = ActionState.FAILURE, self.now()
+        await self._record_end(result)
+        await db.set_audit_outcome(result.requestid, ActionState.FAILURE.label)
+        log.warn("SlaveAPI: {action} of {slave} (request {id}) was cut short by a dead master and is "
+                 "not safe to repeat: ended FAILURE", action=result.action, slave=result.slave,
+                 id=result.requestid)
+        return False
+
+    async def _runs_here(self, result: ActionResult) -> bool:
+        """Whether this master runs an action recorded for it: not when another master holds
+        the slave's connection now (the action is sent on to it), nor, for up to
+        ``REATTACH_WAIT_S``, when the slave is attached to no master and has no out-of-band
+        channel (its buildslave is attaching again: the next poll looks again)."""
+        row = await self.master.db.slaves.get(result.slave)
+        holder = row and row.get("connected_masterid")
+        if holder and holder != self.master.masterid:
+            names = await self.master.db.slaveapi.master_names()
+            text = SENT_ON_TEXT.format(name=names.get(holder, "?"), id=holder)
+            if await self.master.db.slaveapi.readdress(result.requestid, self.master.masterid, holder, text):
+                log.info("SlaveAPI: {action} of {slave} (request {id}) sent on to master {holder}, "
+                         "which holds the slave", action=result.action, slave=result.slave,
+                         id=result.requestid, holder=holder)
+            self._reattach_deadlines.pop(result.requestid, None)
+            return False
+        if holder or result.slave in self.settings.slaves:
+            self._reattach_deadlines.pop(result.requestid, None)
+            return True
+        deadline = self._reattach_deadlines.setdefault(result.requestid,
+                                                       self.clock.seconds() + REATTACH_WAIT_S)
+        if self.clock.seconds() < deadline:
+            return False
+        del self._reattach_deadlines[result.requestid]
+        return True
 
     def _enqueue(self, result: ActionResult) -> None:
         self._live[result.requestid] = result
@@ -341,23 +409,24 @@ class ActionRunner(ListeningService):
             if not self.running:
                 return  # the master is stopping: the next start ends it as cut short
             result.finish_timestamp = self.now()
-            await db.finish_result(result.requestid, result.state, result.text, result.finish_timestamp,
-                                   result.data)
-            self._publish_finished(result)
+            await self._record_end(result)
             await db.set_audit_outcome(result.requestid, STATE_NAMES[result.state])
             log.info("SlaveAPI: {action} of {slave} (request {id}): {state}", action=result.action,
                      slave=result.slave, id=result.requestid, state=STATE_NAMES[result.state])
         finally:
             self._finished(result)
 
-    def _publish_finished(self, result: ActionResult) -> None:
-        """``action-finished`` on the event bus (master/mq/)."""
+    async def _record_end(self, result: ActionResult) -> None:
+        """Write the result's end and its ``action-finished`` message (master/mq/) in one
+        transaction (the outbox, when the bus has one: a crash after the commit loses no
+        event), then hand the message to this master's bus."""
         bus = self.master.mq
         message = events.action_finished(bus, result.action, result.slave, result.requestid, result.state,
                                           result.text, result.finish_timestamp, self.master.masterid)
-        d = events.publish(bus, message)
-        d.addErrback(lambda f: log.failure("publishing the end of SlaveAPI request {id} failed", f,
-                                           id=result.requestid))
+        await self.master.db.slaveapi.finish_result(result.requestid, result.state, result.text,
+                                                    result.finish_timestamp, result.data,
+                                                    messages=events.in_transaction(bus, message))
+        bus.published([message])
 
     async def _before_run(self, ctx: ActionContext, action: Action) -> None:
         """Say which arguments were ignored; fail an action on a slave nobody knows (the
@@ -390,7 +459,8 @@ class _LiveLines(list):
     """The story's lines, mirrored into the live result's ``text`` as they are said."""
 
     def __init__(self, result: ActionResult):
-        super().__init__()
+        # a story told before the run (a dead master's action taken over) goes on
+        super().__init__(result.text.splitlines() if result.text else [])
         self._result = result
 
     def append(self, line: str) -> None:

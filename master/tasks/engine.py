@@ -411,7 +411,9 @@ class TaskEngine(service.Service):
         return pending
 
     async def _deduplicate(self, task_id: int, properties_hash: str, now: float) -> bool:
-        """Answer an idempotent task from a finished twin, or attach it to one in flight."""
+        """Answer an idempotent task from a finished twin, or attach it to one in flight.  The
+        attach is decided in the database (``attach_twin`` serializes the decisions of a hash
+        across masters); the lock here only spares this master's own decisions the wait."""
         reusable = await self.db.tasks.find_reusable(properties_hash, now - REUSE_WINDOW_S)
         if reusable is not None and await self._outputs_stored(reusable.get("outputs_ref")):
             ended = await self.db.tasks.end_pending(
@@ -905,7 +907,8 @@ class TaskEngine(service.Service):
                 self._offer(pending)
                 continue
             self.pending.pop(task_id, None)
-            if await self.db.tasks.end_pending(task_id, State.EXPIRED.name, now):
+            # a task another master attached to a twin meanwhile waits for the twin's result
+            if await self.db.tasks.end_pending(task_id, State.EXPIRED.name, now, unattached=True):
                 log.info("task {id} expired", id=ids.summary_id(task_id))
                 for twin in await self.db.tasks.release_twins(task_id, now):
                     self.submitted(twin)

@@ -62,7 +62,7 @@ async def test_the_reclaim_of_a_dead_master_releases_its_leases(db):
     await db.leases.acquire("scheduler:nightly", dead, NOW - 100, 1000)
     await db.leases.acquire("cas-janitor", 99, NOW - 100, 1000)
 
-    reclaimed = await db.masters.reclaim(dead, NOW - DEAD_AFTER_S, NOW, DEAD_AFTER_S)
+    reclaimed = await db.masters.reclaim(dead, NOW - DEAD_AFTER_S, NOW, DEAD_AFTER_S, by=2)
 
     assert reclaimed.leases == 1
     assert await db.leases.acquire("scheduler:nightly", 2, NOW, 60) is True

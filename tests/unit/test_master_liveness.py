@@ -158,10 +158,16 @@ async def test_a_dead_masters_builds_requests_actions_and_slaves_are_reclaimed(c
     assert (build["results"], build["state_string"], build["complete_at"]) == (RETRY, DEAD_BUILD_STATE, NOW)
     request = await b.db.buildrequests.get(held["brid"])
     assert (request["claimed"], request["complete"]) == (False, False)
+    await b.slaveapi.pick_up_addressed()  # after the one the reclaim started
     for requestid in (held["running"], held["pending"]):
         action = await b.db.slaveapi.get_result(requestid)
-        assert action["state"] == ActionState.FAILURE
-        assert "the master killed-host:/srv/master died (no heartbeat for 30 s)" in action["text"]
+        assert "the master killed-host:/srv/master died (no heartbeat for 30 s) before this action " \
+               f"finished; the master {b.name_in_database} took it over" in action["text"]
+    # the reboot had started, and a reboot is not repeated; the shutdown never started: it is
+    # b's now, and waits for bs1 to attach again (no out-of-band channel), to run where it is
+    reboot, shutdown = [await b.db.slaveapi.get_result(held[k]) for k in ("running", "pending")]
+    assert reboot["state"] == ActionState.FAILURE and "is not safe to repeat" in reboot["text"]
+    assert (shutdown["state"], shutdown["masterid"]) == (ActionState.PENDING, b.masterid)
     assert [row["outcome"] for row in await b.db.slaveapi.get_audit("bs1")] == ["failure"]
     slave = await b.db.slaves.get("bs1")
     assert slave["connected_masterid"] is None

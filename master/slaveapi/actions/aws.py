@@ -120,6 +120,7 @@ class AWSCreateInstance(AWSAction):
 
 class AWSStartInstance(AWSAction):
     name = "aws_start_instance"
+    repeatable = True  # EC2 answers a second call with the state reached
     aliases = ("start",)
     verb = "start"
     operation = INSTANCE_START
@@ -128,6 +129,7 @@ class AWSStartInstance(AWSAction):
 
 class AWSStopInstance(AWSAction):
     name = "aws_stop_instance"
+    repeatable = True  # EC2 answers a second call with the state reached
     aliases = ("stop",)
     verb = "stop"
     operation = INSTANCE_STOP
@@ -136,6 +138,7 @@ class AWSStopInstance(AWSAction):
 
 class AWSTerminateInstance(AWSAction):
     name = "aws_terminate_instance"
+    repeatable = True  # EC2 answers a second call with the state reached
     aliases = ("terminate",)
     verb = "terminate"
     operation = INSTANCE_TERMINATE

@@ -64,6 +64,15 @@ class Action:
     aliases: tuple[str, ...] = ()
     description: str = ""
     args: tuple[Arg, ...] = ()
+    # Whether the action may run again from its start after the master running it died (it
+    # may have had an effect already): true for reads and for what ends the same when done
+    # twice; false for what acts twice (a reboot sent again, a second instance created).
+    repeatable: bool = False
+
+    def may_repeat(self, args: dict[str, Any]) -> bool:
+        """Whether this action, with ``args``, is safe to run again after it was cut short by
+        the death of the master running it (master/slaveapi/runner.py)."""
+        return self.repeatable
 
     def parse_args(self, given: dict[str, Any]) -> dict[str, Any]:
         """The arguments with their defaults; raise ``BadArgument`` naming the field."""

@@ -26,6 +26,7 @@ READY, RUNNING_COMMAND = "ready", "running_command"
 
 class BuildslaveLastActivity(Action):
     name = "buildslave_last_activity"
+    repeatable = True  # a read
     aliases = ("get_last_activity",)
     description = "last state and seconds since the last activity, from the master's view or twistd.log"
 

@@ -85,6 +85,7 @@ def _builder_refs_idle_first(ctx: ActionContext, slave) -> list[tuple[str, objec
 
 class BuildslaveUptime(Action):
     name = "buildslave_uptime"
+    repeatable = True  # a read
     aliases = ("get_uptime",)
     description = "the machine's uptime in seconds (over ssh, else cat /proc/uptime through the master)"
 

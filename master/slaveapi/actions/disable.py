@@ -16,6 +16,11 @@ class Disable(Action):
     description = "no new builds; stop the buildslave gracefully (force: reboot)"
     args = (Arg("reason", default=""), Arg("force", bool_arg, default=False), Arg("comment", default=""))
 
+    def may_repeat(self, args: dict) -> bool:
+        """Disabled twice is disabled, and a second graceful stop stops what was asked to stop;
+        with ``force`` it reboots, and a reboot is never sent twice behind the asker's back."""
+        return not args.get("force")
+
     async def run(self, ctx: ActionContext) -> None:
         db = ctx.master.db.slaveapi
         reason = ctx.args["reason"] or "disabled through the SlaveAPI"

@@ -6,6 +6,7 @@ from buildfarm.master.slaveapi.actions.disable import add_note
 
 class Enable(Action):
     name = "enable"
+    repeatable = True  # enabled twice is enabled (a comment is noted once more)
     description = "take builds again"
     args = (Arg("comment", default=""),)
 
