@@ -58,6 +58,11 @@ class Sampler(service.Service):
         self._running: defer.Deferred | None = None  # the sample under way
         self._observers: list[Callable[[float], None]] = []
 
+    @property
+    def last_at(self) -> float | None:
+        """When this master last recorded a sample (None before its first)."""
+        return self._last_at
+
     def subscribe(self, observer: Callable[[float], None]) -> None:
         """Call ``observer(at)`` after each sample this master records (for the master's life:
         the web's charts over time drop their cached reads)."""

@@ -780,6 +780,8 @@ def count_calls(monkeypatch, component, name):
 @pytest_twisted.ensureDeferred
 async def test_a_task_an_attached_slave_can_run_is_decided_without_reading_the_bots(master, monkeypatch):
     _, commands = await attach(master, "bs1")
+    # the Sampler's sample at the start counts the bots by state (a read of its own)
+    await eventually(lambda: defer.succeed(master.sampler.last_at is not None), "the start's sample")
     bots_read = count_calls(monkeypatch, master.db.tasks, "get_bots")
     task_id = await create(master, request({"pool": "ci", "gpu": "nvidia"}))
     remote, _, _ = await until_started(commands)
