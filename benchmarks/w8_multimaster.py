@@ -163,8 +163,8 @@ def one_run(cluster: Cluster, builds: int, postmaster_pid: int) -> dict[str, flo
 
 
 def profile_masters(cluster: Cluster, profile_dir: str | None, builds: int, postmaster_pid: int) -> None:
-    """One more run (not measured) with py-spy on each of the cluster's masters: their
-    collapsed stacks and a summary per master, and both of them all together."""
+    """One more run (not measured) with py-spy on each of the cluster's masters; a summary per
+    master and one of them all together (the collapsed stacks are removed once summarised)."""
     if not profile_dir:
         return
     name = f"w8-{cluster.n}masters"
@@ -181,6 +181,8 @@ def profile_masters(cluster: Cluster, profile_dir: str | None, builds: int, post
     for raw in raws:
         profiling.write_summary(raw, raw.replace(".txt", "-summary.txt"))
     print(profiling.write_summary(combined, combined.replace(".txt", "-summary.txt")), flush=True)
+    for raw in {*raws, combined}:  # megabytes each: the summaries are kept
+        os.remove(raw)
 
 
 def measure(system_class, root: str, runs: int, quick: bool,
