@@ -173,13 +173,15 @@ def profile_masters(cluster: Cluster, profile_dir: str | None, builds: int, post
         for pid, raw in zip(cluster.master_pids, raws):
             stack.enter_context(profiling.recording(pid, raw))
         one_run(cluster, builds, postmaster_pid)
-    combined = os.path.join(profile_dir, f"{name}-all.txt")
-    with open(combined, "w") as out:
+    combined = raws[0]
+    if len(raws) > 1:
+        combined = os.path.join(profile_dir, f"{name}-all.txt")
+        with open(combined, "w") as out:
+            for raw in raws:
+                with open(raw) as f:
+                    out.write(f.read())
         for raw in raws:
-            with open(raw) as f:
-                out.write(f.read())
-    for raw in raws:
-        profiling.write_summary(raw, raw.replace(".txt", "-summary.txt"))
+            profiling.write_summary(raw, raw.replace(".txt", "-summary.txt"))
     print(profiling.write_summary(combined, combined.replace(".txt", "-summary.txt")), flush=True)
     for raw in {*raws, combined}:  # megabytes each: the summaries are kept
         os.remove(raw)
