@@ -36,6 +36,8 @@ SLAVES = tuple(f"s{n}" for n in range(1, 7))  # 6: the same fleet split evenly o
 BUILDS = 200
 QUICK_BUILDS = 30
 WARMUP_BUILDS = 6
+# PostgreSQL publishes an idle backend's transaction counts within this long (PGSTAT_IDLE_INTERVAL).
+PG_STATS_PUBLISHED_S = 11.0
 TARGET_RATIO = 0.8  # the issue's: 3 masters reach at least 80% of one master's builds/s
 BUILDER = Builder("throughput", SLAVES, [Shell(["true"])])
 OWN_TARGETS = True  # its target compares buildfarm with itself: shown with --systems buildfarm
@@ -60,6 +62,8 @@ def rows(quick: bool) -> list[Row]:
           for n in MASTER_COUNTS],
         *[Row(f"postgres_cpu_s_{n}", f"PostgreSQL's CPU s for the {builds} builds, {n} master(s)", False,
               digits=2) for n in MASTER_COUNTS],
+        *[Row(f"transactions_per_build_{n}", f"database transactions per build, {n} master(s), all runs",
+              False) for n in MASTER_COUNTS],
         Row("load_1min", "load average (1 min) at the runs' ends", False, digits=2),
     ]
 
@@ -99,6 +103,19 @@ def load_average_1min() -> float:
 
 # -- processes ------------------------------------------------------------------------------
 
+def transactions(server, database: str) -> int:
+    """Transactions committed or rolled back in ``database`` so far (``pg_stat_database``).
+    PostgreSQL publishes a backend's counts late (at most a second apart, 10 s once it idles),
+    too late to count one run of a few seconds: W8 counts over all its runs, and its idle
+    masters' polls and heartbeats between runs count with them."""
+    import psycopg
+
+    with psycopg.connect(server.url(database).replace("postgresql+psycopg", "postgresql"),
+                         autocommit=True) as conn:
+        return conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                            (database,)).fetchone()[0]
+
+
 def postgres_cpu_seconds(postmaster_pid: int) -> float:
     """CPU seconds of the PostgreSQL server: the postmaster and its live children (one
     backend per connection; the masters' pools keep theirs open across a run)."""
@@ -119,8 +136,9 @@ def postgres_cpu_seconds(postmaster_pid: int) -> float:
 class Cluster:
     """``n`` buildfarm masters on one database, each with its share of the slaves."""
 
-    def __init__(self, root: str, db_url: str, n: int):
+    def __init__(self, root: str, db_url: str, n: int, transactions=lambda: 0):
         self.n = n
+        self.transactions = transactions  # () -> transactions the database has run so far
         self.systems: list[BuildfarmSystem] = []
         for index, share in enumerate(split_slaves(SLAVES, n)):
             system = BuildfarmSystem(os.path.join(root, f"{n}masters", f"m{index + 1}"))
@@ -200,15 +218,20 @@ def measure(system_class, root: str, runs: int, quick: bool,
         with open(os.path.join(server.data_dir, "postmaster.pid")) as f:
             postmaster_pid = int(f.readline())
         for n in MASTER_COUNTS:
-            clusters[n] = Cluster(root, server.url(server.create_database()), n)
+            database = server.create_database()
+            clusters[n] = Cluster(root, server.url(database), n, lambda d=database: transactions(server, d))
         for cluster in clusters.values():
             one_run(cluster, WARMUP_BUILDS, postmaster_pid)
+        before = {n: cluster.transactions() for n, cluster in clusters.items()}
         per_run: list[dict[str, float]] = []
         for run in range(runs):
             figures = {n: one_run(clusters[n], builds, postmaster_pid)
                        for n in rotation(MASTER_COUNTS, run)}
             per_run.append(flatten(figures))
         results = medians(per_run)
+        time.sleep(PG_STATS_PUBLISHED_S)  # the last run's counts reach pg_stat_database
+        for n, cluster in clusters.items():  # a count over all runs: see ``transactions``
+            results[f"transactions_per_build_{n}"] = (cluster.transactions() - before[n]) / (runs * builds)
         for n in (MASTER_COUNTS[0], MASTER_COUNTS[-1]):
             profile_masters(clusters[n], profile_dir, builds, postmaster_pid)
     finally:
