@@ -16,8 +16,11 @@ STOP_TIMEOUT_S = 30.0
 OUR_PACKAGES = ("master/", "slave/", "common/")  # as frame_name shows buildfarm's files
 # leaf frames of a thread that waits (the reactor's poll, an idle pool thread): py-spy samples
 # them as active, but they are not work to optimise
+# (psycopg's ``Connection.wait``: a database thread waiting for PostgreSQL's answer, or a
+# LISTEN thread for a notification: the server's time, not the master's)
 IDLE_LEAVES = ("Condition.wait (threading.py)", "EPollReactor.doPoll (twisted/internet/epollreactor.py)",
-               "Event.wait (threading.py)", "Thread.join (threading.py)")
+               "Event.wait (threading.py)", "Thread.join (threading.py)",
+               "Connection.wait (psycopg/connection.py)")
 FRAME_LINE = re.compile(r"\s*\((?P<file>[^():]*)(?::\d+)?\)$")
 
 

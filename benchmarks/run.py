@@ -1,13 +1,13 @@
 """Run the workloads on buildfarm and on stock Buildbot 4.3, one after the other, and print a
 table of both figures, their ratio and the issue's target.
 
-    .venv/bin/python -m benchmarks.run [--workloads W1,W2,W3,W4,W5,W6,W7] [--runs 3] [--quick]
+    .venv/bin/python -m benchmarks.run [--workloads W1,W2,W3,W4,W5,W6,W7,W8] [--runs 3] [--quick]
                                        [--no-profile] [--workdir DIR] [--output FILE]
                                        [--systems buildfarm] [--viewers 20]
 
 Each figure is the median of ``--runs`` runs after a warm-up.  ``--quick`` shrinks every
 workload (for a smoke run: its figures are not comparable with the issue's).  Profiles of our
-master during W1, W2 and W5 (py-spy, collapsed stacks) go to benchmarks/profiles/.
+master during W1, W2 and W5, and of W8's masters (py-spy, collapsed stacks) go to benchmarks/profiles/.
 ``--systems buildfarm`` runs one system only; ``--viewers N`` (W2 on buildfarm) has N live-log
 viewers read the build's event stream while it runs.
 """
@@ -24,12 +24,21 @@ import tempfile
 import time
 import traceback
 
-from benchmarks import w1_throughput, w2_log_streaming, w3_fleet, w4_latency, w5_transfer, w6_cas, w7_tasks
+from benchmarks import (
+    w1_throughput,
+    w2_log_streaming,
+    w3_fleet,
+    w4_latency,
+    w5_transfer,
+    w6_cas,
+    w7_tasks,
+    w8_multimaster,
+)
 from benchmarks.systems import SYSTEMS
 from benchmarks.workload import Row
 
 WORKLOADS = {m.ID: m for m in (w1_throughput, w2_log_streaming, w3_fleet, w4_latency, w5_transfer, w6_cas,
-                                w7_tasks)}
+                                w7_tasks, w8_multimaster)}
 PROFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
 MAX_VIEWERS = 60  # below the master's cap on event streams (64)
 HEADER = ("workload", "measure", "buildfarm", "Buildbot 4.3", "ratio", "issue's Buildbot figure",

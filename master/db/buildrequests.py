@@ -20,6 +20,11 @@ _columns = sa.select(buildrequests, builders.c.name.label("buildername")).join(
 WAKEUP_CHANNEL = "buildfarm_buildrequests"
 
 _unclaimed = sa.and_(buildrequests.c.complete == 0, buildrequests.c.claimed_by_masterid.is_(None))
+# The queue's order: highest priority first, then oldest first.
+_queue_order = (buildrequests.c.priority.desc(), buildrequests.c.submitted_at, buildrequests.c.id)
+# ``claim_next`` tries this many heads of the queue in one transaction before saying "none" (a
+# head is lost only where the database cannot skip rows other masters hold: not on PostgreSQL).
+CLAIM_NEXT_TRIES = 8
 
 
 class BuildRequestsComponent(DBComponent):
@@ -49,15 +54,8 @@ class BuildRequestsComponent(DBComponent):
 
     async def get_unclaimed(self, builderid: int) -> list[dict]:
         """Requests waiting for ``builderid``: highest priority first, then oldest first."""
-        query = (
-            _columns.where(buildrequests.c.builderid == builderid, _unclaimed)
-            .order_by(
-                buildrequests.c.priority.desc(),
-                buildrequests.c.submitted_at,
-                buildrequests.c.id,
-            )
-        )
-        return await self._select(query)
+        return await self._select(
+            _columns.where(buildrequests.c.builderid == builderid, _unclaimed).order_by(*_queue_order))
 
     async def get_all(
         self,
@@ -101,12 +99,30 @@ class BuildRequestsComponent(DBComponent):
 
     async def claim(self, brid: int, masterid: int, now: float) -> bool:
         """Take the request for ``masterid``; True iff this call (and no other) claimed it."""
-        update = (
-            sa.update(buildrequests)
-            .where(buildrequests.c.id == brid, _unclaimed)
-            .values(claimed_by_masterid=masterid, claimed_at=now)
-        )
-        return await self._execute(update) == 1
+        return await self._execute(_claim_statement(brid, masterid, now)) == 1
+
+    async def claim_next(self, builderid: int, masterid: int, now: float) -> dict | None:
+        """Claim the head of ``builderid``'s queue (``get_unclaimed``'s order) for ``masterid``
+        and return it; None when nothing is waiting.  One transaction, without reading the
+        queue first: the head is locked with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; ignored
+        by SQLite, whose writers take turns), so masters claiming at the same time take
+        different requests instead of waiting on the same row and losing it, and the claim
+        itself is ``claim``'s conditional UPDATE."""
+        head = (sa.select(buildrequests.c.id)
+                .where(buildrequests.c.builderid == builderid, _unclaimed)
+                .order_by(*_queue_order).limit(1).with_for_update(skip_locked=True))
+
+        def thd(conn: sa.Connection) -> dict | None:
+            for _ in range(CLAIM_NEXT_TRIES):
+                brid = conn.execute(head).scalar()
+                if brid is None:
+                    return None
+                if conn.execute(_claim_statement(brid, masterid, now)).rowcount == 1:
+                    return select_with_children(conn, _columns.where(buildrequests.c.id == brid),
+                                                builds.c.id, builds.c.buildrequestid, _dict)[0]
+            return None
+
+        return await self._run(thd)
 
     async def unclaim(self, brid: int, masterid: int | None = None) -> bool:
         """Put an incomplete request back in the queue; whether this call did.  With
@@ -163,6 +179,15 @@ def wake_masters(conn: sa.Connection) -> None:
     claimable; delivered when the caller's transaction commits, never if it rolls back."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text(f"NOTIFY {WAKEUP_CHANNEL}"))
+
+
+def _claim_statement(brid: int, masterid: int, now: float) -> sa.Update:
+    """The conditional UPDATE that claims request ``brid`` if nobody has (one row, or none)."""
+    return (
+        sa.update(buildrequests)
+        .where(buildrequests.c.id == brid, _unclaimed)
+        .values(claimed_by_masterid=masterid, claimed_at=now)
+    )
 
 
 def release_statement(which: sa.ColumnElement[bool]) -> sa.Update:

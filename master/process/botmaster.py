@@ -340,6 +340,9 @@ class BotMaster(service.Service):
     async def _assign_builder(self, builder: Builder) -> None:
         if not self.running or not builder.available_slavebuilders():
             return
+        if builder.config.canStartBuild is None and builder.config.nextSlave is None:
+            await self._assign_in_queue_order(builder)
+            return
         db = self.master.db
         pending = await db.buildrequests.get_unclaimed(builder.builderid)
         taken: set[int] = set()
@@ -363,12 +366,41 @@ class BotMaster(service.Service):
             collapsed = await self._collapse(builder, request, pending, taken)
             self._start_build(builder, slavebuilder, request, collapsed)
 
+    async def _assign_in_queue_order(self, builder: Builder) -> None:
+        """Any free slave suits any request (no ``canStartBuild``, no ``nextSlave``): for each
+        free slave, claim the queue's head in the database (``claim_next``) rather than read
+        the queue and claim from that copy, which masters sharing the queue all read alike and
+        then race for, the losers paying a round trip per request taken meanwhile.  The queue
+        is read only when requests may be collapsed, once per pass."""
+        db, pending, taken = self.master.db, None, set()
+        while self.running and (free := builder.available_slavebuilders()):
+            slavebuilder = free[0]
+            slavebuilder.state = SlaveBuilderState.BUILDING  # reserved while we claim
+            request = await db.buildrequests.claim_next(builder.builderid, self.master.masterid,
+                                                        self.clock.seconds())
+            if request is None:
+                slavebuilder.state = SlaveBuilderState.IDLE
+                return
+            brid = request["buildrequestid"]
+            taken.add(brid)
+            if not slavebuilder.slave.attached:
+                await db.buildrequests.unclaim(brid)
+                continue
+            collapsed = []
+            if self._collapse_rule(builder) is not False:
+                if pending is None:
+                    pending = await db.buildrequests.get_unclaimed(builder.builderid)
+                collapsed = await self._collapse(builder, request, pending, taken)
+            self._start_build(builder, slavebuilder, request, collapsed)
+
+    def _collapse_rule(self, builder: Builder):
+        rule = builder.config.collapseRequests
+        return self.master.config.collapse_requests if rule is None else rule
+
     async def _collapse(self, builder: Builder, request: dict, pending: list[dict],
                         taken: set[int]) -> list[int]:
         """Claim the pending requests that this build also satisfies (request collapsing)."""
-        rule = builder.config.collapseRequests
-        if rule is None:
-            rule = self.master.config.collapse_requests
+        rule = self._collapse_rule(builder)
         if rule is False:
             return []
         collapsed = []

@@ -169,3 +169,44 @@ async def test_get_all_filters_by_buildset(db):
     in_set = await db.buildrequests.get_all(buildsetid=bsid)
     assert [(r["buildrequestid"], r["buildsetid"]) for r in in_set] == [(brids[linux], bsid)]
     assert (await db.buildrequests.get(alone))["buildsetid"] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_claim_next_takes_the_queue_head_and_returns_it(db):
+    m1, _, builderid = await _masters_and_builder(db)
+    old = await db.buildrequests.add(builderid, "old", {"k": 1}, 10.0)
+    urgent = await db.buildrequests.add(builderid, "urgent", {}, 30.0, priority=5)
+    first = await db.buildrequests.claim_next(builderid, m1, 31.0)
+    assert (first["buildrequestid"], first["claimed_by_masterid"], first["claimed_at"]) == (urgent, m1, 31.0)
+    second = await db.buildrequests.claim_next(builderid, m1, 32.0)
+    assert (second["buildrequestid"], second["properties"], second["buildids"]) == (old, {"k": 1}, [])
+    assert await db.buildrequests.claim_next(builderid, m1, 33.0) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_claim_next_skips_claimed_complete_and_other_builders_requests(db):
+    m1, m2, builderid = await _masters_and_builder(db)
+    windows = await db.builders.find_or_create("windows")
+    theirs, done, wanted = [await db.buildrequests.add(builderid, "r", {}, t) for t in (1.0, 2.0, 4.0)]
+    await db.buildrequests.add(windows, "r", {}, 0.5)
+    await db.buildrequests.claim(theirs, m2, 5.0)
+    await db.buildrequests.complete(done, SUCCESS, 5.0)
+    assert (await db.buildrequests.claim_next(builderid, m1, 6.0))["buildrequestid"] == wanted
+    assert await db.buildrequests.claim_next(builderid, m1, 6.0) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_masters_claiming_the_head_at_once_each_get_a_different_request(db):
+    other = DBConnector(db.db_url, db.basedir, reactor)
+    await other.setup()
+    try:
+        m1, m2, builderid = await _masters_and_builder(db)
+        brids = [await db.buildrequests.add(builderid, "r", {}, float(t)) for t in range(20)]
+        claims = [defer.ensureDeferred(connector.buildrequests.claim_next(builderid, masterid, 30.0))
+                  for _ in range(10) for connector, masterid in ((db, m1), (other, m2))]
+        got = await defer.gatherResults(claims)
+    finally:
+        await other.stopService()
+    assert None not in got  # nobody lost the head to the other and came back empty
+    assert sorted(r["buildrequestid"] for r in got) == brids
+    assert {r["claimed_by_masterid"] for r in got} == {m1, m2}
