@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from buildfarm.master.mq.backoff import Backoff, error_text
+from buildfarm.master.mq.backoff import Backoff, BrokerLink, error_text
 from buildfarm.master.mq.exchanges import Message
 from buildfarm.master.mq.publisher import ORIGIN_HEADER
 
@@ -53,7 +53,7 @@ class ConsumerChannel(Protocol):
 ConsumerOpener = Callable[[], Awaitable[ConsumerChannel]]
 
 
-class BrokerConsumer(service.Service):
+class BrokerConsumer(BrokerLink, service.Service):
     """Delivers the messages of ``exchanges`` that other masters published to ``bus``
     (``IEventBus.deliver_remote``); ``masterid()`` is this master's id (it consumes once known)."""
 
@@ -151,19 +151,6 @@ class BrokerConsumer(service.Service):
         else:
             delay = self._backoff.next()
         self._timer = self.clock.callLater(delay, self._start)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _drop_channel(self) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            try:
-                channel.close()
-            except Exception:
-                log.failure("closing the broker channel failed")
 
 
 class MasterNotReady(Exception):

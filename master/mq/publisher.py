@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from buildfarm.master.mq.backoff import MAX_BACKOFF_S, MIN_BACKOFF_S, Backoff, error_text
+from buildfarm.master.mq.backoff import MAX_BACKOFF_S, MIN_BACKOFF_S, Backoff, BrokerLink, error_text
 
 log = Logger()
 
@@ -48,7 +48,7 @@ class Channel(Protocol):
 ChannelOpener = Callable[[], Awaitable[Channel]]
 
 
-class OutboxPublisher(service.Service):
+class OutboxPublisher(BrokerLink, service.Service):
     """Drains ``outbox`` (``db.outbox``) into the channels ``open_channel`` makes."""
 
     name = "mq-publisher"
@@ -176,16 +176,4 @@ class OutboxPublisher(service.Service):
         self._timer = None
         self.wake()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _drop_channel(self) -> None:
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            try:
-                channel.close()
-            except Exception:
-                log.failure("closing the broker channel failed")
 
