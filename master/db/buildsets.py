@@ -74,14 +74,18 @@ class BuildsetsComponent(DBComponent):
             query = query.where(buildsets.c.complete == int(bool(complete)))
         return await self._select(paged(query, limit, offset))
 
-    async def complete_if_done(self, bsid: int, now: float) -> int | None:
+    async def complete_if_done(
+        self, bsid: int, now: float, messages: Callable[[int], Sequence] | None = None
+    ) -> int | None:
         """Complete the buildset if all its requests are; the results it completed with.
 
         None when some request is still incomplete, when the buildset is unknown, or when
         it was already complete: of two callers racing to complete it, exactly one gets
         the results and the other gets None (the final UPDATE matches only a buildset
         still incomplete, so it changes the row once).  A buildset without requests
-        completes with SUCCESS.
+        completes with SUCCESS.  ``messages(results)`` makes the messages for the broker
+        (``buildset-completed``) that go to the outbox in the same transaction, made only by
+        the caller that completes it.
         """
 
         def thd(conn: sa.Connection) -> int | None:
@@ -101,7 +105,11 @@ class BuildsetsComponent(DBComponent):
                 .where(buildsets.c.id == bsid, buildsets.c.complete == 0, ~incomplete_request)
                 .values(complete=1, complete_at=now, results=results)
             )
-            return results if conn.execute(update).rowcount == 1 else None
+            if conn.execute(update).rowcount != 1:
+                return None
+            if messages is not None:
+                outbox.add_all(conn, messages(results))
+            return results
 
         return await self._run(thd)
 

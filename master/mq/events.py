@@ -9,6 +9,7 @@ from buildfarm.master.mq.exchanges import (
     BUILD_FINISHED,
     BUILD_STARTED,
     BUILDFARM_EXCHANGES,
+    BUILDSET_COMPLETED,
     CHANGE_ADDED,
     REQUEST_SUBMITTED,
     SLAVE_ATTACHED,
@@ -94,3 +95,12 @@ def in_transaction(bus: IEventBus, *messages: Message) -> tuple[Message, ...]:
     """What a caller writes to the outbox in its own transaction: the messages when the bus is
     outboxed, nothing otherwise; it hands them to ``bus.published`` after the commit either way."""
     return messages if bus.outboxed else ()
+
+
+def buildset_completed(bus: IEventBus, bsid: int, scheduler: str, results: int, complete_at: float,
+                       masterid: int) -> Message:
+    """Made inside the transaction that completes the buildset (``db.buildsets.complete_if_done``)."""
+    payload = {"buildsetId": bsid, "scheduler": scheduler, "results": results,
+               "result": result_name(results), "completeAt": complete_at, "masterId": masterid}
+    return bus.message(BUILDFARM_EXCHANGES, BUILDSET_COMPLETED, payload)
+

@@ -272,11 +272,27 @@ CHANGE_ADDED = Exchange(
      "category": _string("Its category.", nullable=True), "when": _number("When it was made.")},
     required=("when",))
 
+BUILDSET_COMPLETED = Exchange(
+    "buildset-completed", "Buildset Completed",
+    "Every build request of a buildset is complete, and so is the buildset (with the worst of "
+    "their results); written to the outbox in the transaction that completes it, by the master "
+    "that completed it, once.",
+    (RoutingKeyField("buildsetId", "The buildset's id."),
+     RoutingKeyField("scheduler", "The scheduler that submitted it."),
+     RoutingKeyField("result", "The result's name."), _MASTER),
+    {"buildsetId": _integer("The buildset's id (`/api/v1/buildsets/<buildsetId>`)."),
+     "scheduler": _string("The scheduler that submitted it."),
+     "results": _integer("The result's number."),
+     "result": {"enum": list(RESULT_NAMES), "description": "The result's name."},
+     "completeAt": _number("When it completed."),
+     "masterId": _integer("The master that completed it.")},
+    required=("results", "completeAt"))
+
 BUILDFARM_EXCHANGES = ExchangeSet(
     "buildfarm", "buildfarm events",
     "The events of a buildfarm master: builds, steps, build requests, slaves, SlaveAPI actions "
     "and changes.  Each message carries an `eventId`; delivery is at least once, so a consumer "
     "drops an `eventId` it has seen (docs/operations.md).",
     (BUILD_STARTED, BUILD_FINISHED, STEP_FINISHED, REQUEST_SUBMITTED, SLAVE_ATTACHED, SLAVE_DETACHED,
-     ACTION_FINISHED, CHANGE_ADDED),
+     ACTION_FINISHED, CHANGE_ADDED, BUILDSET_COMPLETED),
 )

@@ -22,8 +22,9 @@ class IBuildsetsTable(Interface):
     def get(bsid):
         """The buildset's row (``complete``, ``results``, ``scheduler``, ...), or None."""
 
-    def complete_if_done(bsid, now):
-        """Complete the buildset if all its requests are: its results, else None."""
+    def complete_if_done(bsid, now, messages=None):
+        """Complete the buildset if all its requests are: its results, else None;
+        ``messages(results)``'s messages go to the outbox in the completing transaction."""
 
 
 class IBuildRequestsTable(Interface):

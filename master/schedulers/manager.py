@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from buildfarm.common.results import result_name
 from buildfarm.master.cluster.leases import LeaseGate
 from buildfarm.master.mq import events
+from buildfarm.master.mq.exchanges import BUILDFARM_EXCHANGES, BUILDSET_COMPLETED
 from buildfarm.master.schedulers.base import Scheduler
 from buildfarm.master.schedulers.dependent import Dependent
 from buildfarm.master.schedulers.forcesched import ForceScheduler
@@ -75,6 +76,7 @@ class SchedulerManager(service.Service):
         # The lease gates of the schedulers that run on one master at a time, by name
         # (c['multiMaster'] only; see ``Scheduler.runs_on_one_master``).
         self.gates: dict[str, LeaseGate] = {}
+        self._unsubscribe = None  # from buildset-completed on the bus, while running
 
     # -- service ---------------------------------------------------------------------------
 
@@ -82,12 +84,18 @@ class SchedulerManager(service.Service):
     # on every reconfig, and stops it before the BotMaster and database stop.
 
     def startService(self):  # noqa: N802
-        """Activate the schedulers of the running configuration."""
+        """Activate the schedulers of the running configuration; hear buildsets complete."""
         super().startService()
+        mq = self.master.mq
+        self._unsubscribe = mq.subscribe(mq.exchange_name(BUILDFARM_EXCHANGES, BUILDSET_COMPLETED), "#",
+                                         self._on_buildset_completed)
         return defer.ensureDeferred(self.reconfigService(self.master.config))
 
     def stopService(self):  # noqa: N802
         super().stopService()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         return defer.ensureDeferred(self.stop())
 
     async def stop(self) -> None:
@@ -245,17 +253,35 @@ class SchedulerManager(service.Service):
         before = await db.buildsets.get(bsid)
         if before is None or before["complete"]:
             return  # already completed (and announced) by an earlier request
-        results = await db.buildsets.complete_if_done(bsid, self.master.reactor.seconds())
+        now, mq, sent = self.master.reactor.seconds(), self.master.mq, []
+
+        def messages(results: int) -> tuple:
+            # made inside the completing transaction; handed to the bus after the commit
+            sent[:] = [events.buildset_completed(mq, bsid, before["scheduler"], results, now,
+                                                 self.master.masterid)]
+            return events.in_transaction(mq, *sent)
+
+        results = await db.buildsets.complete_if_done(bsid, now, messages=messages)
         if results is None:
             return
+        mq.published(sent)
         log.info("buildset {bsid} of {scheduler} complete: {result}", bsid=bsid,
                  scheduler=before["scheduler"], result=result_name(results))
         await self.buildset_complete(before, results)
 
+    def _on_buildset_completed(self, message) -> None:
+        """``buildset-completed`` on the bus (this master's, or with AMQP another master's):
+        wake the Trigger steps here waiting for it (Dependent schedulers are started by the
+        master that completed it, in ``buildset_complete``)."""
+        payload = message.payload
+        for waiter in self._waiters.pop(payload["buildsetId"], []):
+            waiter.callback(payload["results"])
+
     async def check_remote_completions(self) -> None:
         """With several masters, another master may complete a buildset that a Trigger step
-        here waits for: look them up (Dependent schedulers need no help: the master that
-        completes the upstream buildset starts them, exactly once)."""
+        here waits for: the fallback for a missed ``buildset-completed`` (no broker, or the
+        broker away), at the BotMaster's shared-database poll (Dependent schedulers need no
+        help: the master that completes the upstream buildset starts them, exactly once)."""
         for bsid in list(self._waiters):
             row = await self.master.db.buildsets.get(bsid)
             if row is not None and row["complete"]:

@@ -58,7 +58,7 @@ class FakeBuildsets:
         row = self.rows.get(bsid)
         return copy.deepcopy(row) if row else None
 
-    async def complete_if_done(self, bsid, now):
+    async def complete_if_done(self, bsid, now, messages=None):
         row = self.rows[bsid]
         requests = [self.db.buildrequests.rows[b] for b in row["buildrequestids"]]
         if row["complete"] or not all(r["complete"] for r in requests):
@@ -67,6 +67,8 @@ class FakeBuildsets:
         for request in requests[1:]:
             results = worst_result(results, request["results"])
         row.update(complete=True, complete_at=now, results=results)
+        if messages is not None:
+            self.outbox.extend(messages(results))
         return results
 
 

@@ -54,6 +54,7 @@ def one_message_of_each_exchange(bus: EventBus) -> list:
         events.slave_detached(bus, "bs1", 2, 30.0),
         events.action_finished(bus, "reboot", "bs1", 12, 2, "rebooted", 31.0, 2),
         events.change_added(bus, change),
+        events.buildset_completed(bus, 5, "force", 2, 21.0, 2),
     ]
 
 
@@ -63,7 +64,7 @@ def test_the_exchange_reference_validates_against_taskclusters_schema():
     assert document["exchangePrefix"] == "exchange/buildfarm/v1/"
     assert [e["exchange"] for e in document["entries"]] == [
         "build-started", "build-finished", "step-finished", "request-submitted", "slave-attached",
-        "slave-detached", "action-finished", "change-added"]
+        "slave-detached", "action-finished", "change-added", "buildset-completed"]
     keys = document["entries"][1]["routingKey"]
     assert keys[0] == {"name": "routingKeyKind", "summary": keys[0]["summary"], "constant": "primary",
                        "multipleWords": False, "required": True}
