@@ -16,6 +16,8 @@ from buildfarm.master.mq.exchanges import BUILD_FINISHED, BUILD_STARTED
 from buildfarm.slave.builder import SlaveBuilder
 from buildfarm.slave.commands.registry import defaultRegistry
 from buildfarm.slave.runtime import SlaveRuntime
+from fixtures.chaos import BUILD_FINISHED as CHAOS_BUILD_FINISHED
+from fixtures.chaos import EventRecorder
 from fixtures.memorymaster import attach_slave, eventually, memory_master_fixture
 from fixtures.stepslave import InProcessReference
 from tests.unit.test_events_master import heard, valid
@@ -56,6 +58,9 @@ async def test_a_build_of_three_collapsed_requests_names_all_three(master, tmp_p
     assert valid(end)["buildRequestIds"] == brids and end.payload["results"] == SUCCESS
     assert {(await master.db.buildrequests.get(brid))["results"] for brid in brids} == {SUCCESS}
     assert len(await master.db.builds.get_all()) == 1
+    recorder = EventRecorder("amqp://127.0.0.1:9/")  # the fault-injection run's consumer, not started
+    recorder._record(CHAOS_BUILD_FINISHED, end.payload)
+    assert recorder.snapshot()[0] == {brid: ["success"] for brid in brids}
 
 
 def test_a_build_known_by_its_row_only_names_its_own_request():
