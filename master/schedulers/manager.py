@@ -189,14 +189,17 @@ class SchedulerManager(service.Service):
         def messages(changeid: int):  # its change-added, in the change's transaction (outboxed bus)
             stored = {**CHANGE_DEFAULTS, **change, "changeid": changeid}  # the row as db.changes.get reads it
             written[:] = [events.change_added(bus, stored)]
-            return events.in_transaction(bus, *written)
+            return written
 
-        changeid = await self.master.db.changes.add(**change, messages=messages)
+        if bus.outboxed:
+            changeid = await self.master.db.changes.add(**change, messages=messages)
+        else:
+            changeid = await self.master.db.changes.add(**change)
         row = await self.master.db.changes.get(changeid)
         if bus.outboxed:
             bus.published(written)
         else:
-            published = events.publish(bus, written[0])
+            published = events.publish(bus, events.change_added(bus, row))
             published.addErrback(lambda f: log.failure("publishing change {id} failed", f, id=changeid))
         log.info("change {id} by {author} on branch {branch} (revision {revision})", id=changeid,
                  author=row.get("author"), branch=row.get("branch"), revision=row.get("revision"))
