@@ -1,10 +1,12 @@
 """Changes: commits reported by change sources, numbered in the order they arrived."""
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from buildfarm.master.db import outbox
 from buildfarm.master.db.base import DBComponent, from_json, paged, to_json
 from buildfarm.master.db.model import changes
 
@@ -27,8 +29,10 @@ class ChangesComponent(DBComponent):
         category: str | None = None,
         committer: str | None = None,
         properties: dict | None = None,
+        messages: Callable[[int], Sequence] | None = None,
     ) -> int:
-        """Record a change; its id (``changeid``)."""
+        """Record a change; its id (``changeid``).  ``messages(changeid)`` (its
+        ``change-added``, master/mq/events.py) go to the outbox in the same transaction."""
         insert = sa.insert(changes).values(
             author=author,
             committer=committer,
@@ -44,7 +48,14 @@ class ChangesComponent(DBComponent):
             properties=to_json(properties),
             created_at=created_at,
         )
-        return await self._insert(insert)
+
+        def thd(conn: sa.Connection) -> int:
+            changeid = conn.execute(insert).inserted_primary_key[0]
+            if messages is not None:
+                outbox.add_all(conn, messages(changeid))
+            return changeid
+
+        return await self._run(thd)
 
     async def get(self, changeid: int) -> dict | None:
         return await self._fetch_one(sa.select(changes).where(changes.c.id == changeid), _dict)

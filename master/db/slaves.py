@@ -1,9 +1,11 @@
 """Build slaves: their reported info, and which master (if any) each is attached to."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from buildfarm.master.db import outbox
 from buildfarm.master.db.base import DBComponent, find_or_create_by_name, from_json, to_json
 from buildfarm.master.db.model import slave_connections, slaves
 
@@ -16,10 +18,11 @@ class SlavesComponent(DBComponent):
 
     async def attached(
         self, name: str, masterid: int, info: dict, version: str | None, now: float,
-        peer: str | None = None,
+        peer: str | None = None, messages: Sequence = (),
     ) -> int:
         """Record that the slave ``name`` attached to ``masterid`` (from ``peer``); its id.
-        A connection of it to this master still open (its detach was never seen) closes now."""
+        A connection of it to this master still open (its detach was never seen) closes now.
+        ``messages`` (its ``slave-attached``) go to the outbox in the same transaction."""
 
         def thd(conn: sa.Connection) -> int:
             slaveid = find_or_create_by_name(conn, slaves, name)
@@ -37,12 +40,14 @@ class SlavesComponent(DBComponent):
                                             slave_connections.c.masterid == masterid))
             conn.execute(sa.insert(slave_connections).values(
                 slaveid=slaveid, masterid=masterid, peer=peer, connected_at=now))
+            outbox.add_all(conn, messages)
             return slaveid
 
         return await self._run(thd)
 
-    async def detached(self, name: str, masterid: int, now: float) -> None:
-        """Record the slave's disconnection; it stays attached if another master now has it."""
+    async def detached(self, name: str, masterid: int, now: float, messages: Sequence = ()) -> None:
+        """Record the slave's disconnection; it stays attached if another master now has it.
+        ``messages`` (its ``slave-detached``) go to the outbox in the same transaction."""
         still_elsewhere = sa.case(
             (slaves.c.connected_masterid == masterid, sa.null()),
             else_=slaves.c.connected_masterid,
@@ -57,6 +62,7 @@ class SlavesComponent(DBComponent):
             )
             conn.execute(_close_connections(now, slave_connections.c.slaveid == own,
                                             slave_connections.c.masterid == masterid))
+            outbox.add_all(conn, messages)
 
         await self._run(thd)
 

@@ -25,12 +25,15 @@ ACTION_STATES = {2: "success", 3: "failure"}  # buildfarm.master.fleet.ActionSta
 def _build(build: dict) -> dict:
     return {"builderName": build["buildername"], "builderId": build["builderid"],
             "buildId": build["buildid"], "number": build["number"],
-            "buildRequestId": build["buildrequestid"], "slaveName": build["slavename"],
+            "buildRequestId": build["buildrequestid"],
+            "buildRequestIds": build.get("buildrequestids") or [build["buildrequestid"]],
+            "slaveName": build["slavename"],
             "masterId": build["masterid"], "startedAt": build["started_at"]}
 
 
 def build_started(bus: IEventBus, build: dict) -> Message:
-    """``build``: ``db.builds.get``'s dict (or the same keys)."""
+    """``build``: ``db.builds.get``'s dict (or the same keys), with ``buildrequestids`` (every
+    request the build serves, its own first) when it knows them."""
     return bus.message(BUILDFARM_EXCHANGES, BUILD_STARTED, _build(build))
 
 

@@ -195,7 +195,12 @@ _BUILD_PROPERTIES = {
     "builderId": _integer("The builder's id."),
     "buildId": _integer("The build's id (`/api/v1/builds/<buildId>`)."),
     "number": _integer("The build's number in its builder."),
-    "buildRequestId": _integer("The request this build runs."),
+    "buildRequestId": _integer("The request this build runs (the first, when requests were "
+                               "collapsed into it)."),
+    "buildRequestIds": {"type": "array", "items": {"type": "integer"},
+                        "description": "Every request this build runs: `buildRequestId` first, "
+                                       "then the requests collapsed into it "
+                                       "(`c['collapseRequests']`), which it serves too."},
     "slaveName": _string("The slave that runs it."),
     "masterId": _integer("The master that runs it."),
     "startedAt": _number("When it started (seconds since the epoch)."),
@@ -204,7 +209,7 @@ BUILD_STARTED = Exchange(
     "build-started", "Build Started",
     "A build started on a slave (its row is in the database).",
     (_BUILDER, _BUILD, _REQUEST, _SLAVE, _MASTER), _BUILD_PROPERTIES,
-    required=("builderId", "number", "startedAt"))
+    required=("builderId", "number", "startedAt", "buildRequestIds"))
 BUILD_FINISHED = Exchange(
     "build-finished", "Build Finished",
     "A build finished with a result; written to the outbox in the transaction that records "
@@ -215,7 +220,8 @@ BUILD_FINISHED = Exchange(
      "result": {"enum": list(RESULT_NAMES), "description": "The result's name."},
      "completeAt": _number("When it finished."),
      "stateString": _string("The build's last state text.")},
-    required=("builderId", "number", "startedAt", "results", "completeAt", "stateString"))
+    required=("builderId", "number", "startedAt", "buildRequestIds", "results", "completeAt",
+              "stateString"))
 STEP_FINISHED = Exchange(
     "step-finished", "Step Finished", "A step of a build finished (or was skipped).",
     (_BUILDER, _BUILD, RoutingKeyField("stepId", "The step's id."), _RESULT, _MASTER),

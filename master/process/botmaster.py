@@ -193,6 +193,13 @@ class BotMaster(service.Service):
             except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
                 log.failure("a slave listener failed on {event} of {name}", event=event, name=slave.name)
 
+    def _messages_of(self, event: str, name: str, at: float) -> tuple:
+        """What the listeners write to the outbox with the record of ``event`` (a listener's
+        optional ``in_transaction``, master/mq/bridge.py)."""
+        return tuple(message for listener in self.slave_listeners
+                     if hasattr(listener, "in_transaction")
+                     for message in listener.in_transaction(event, name, at))
+
     def running_build(self, buildid: int) -> Build | None:
         """The running build with that id, if this master runs it."""
         return next((b for b in self.running_builds if b.buildid == buildid), None)
@@ -247,12 +254,15 @@ class BotMaster(service.Service):
         name, db = slave.name, self.master.db
         await slave.attach(mind, self.builder_list_for(name))
         reported, slave.reported_info = slave.reported_info, None
+        now = self.clock.seconds()
         await db.slaves.attached(
             name, self.master.masterid, reported if reported is not None else slave.info,
-            slave.version, self.clock.seconds(), slave.peer
+            slave.version, now, slave.peer, messages=self._messages_of("slave_attached", name, now)
         )
         if not slave.attached:  # it left while the attach was being recorded
-            await db.slaves.detached(name, self.master.masterid, self.clock.seconds())
+            now = self.clock.seconds()
+            await db.slaves.detached(name, self.master.masterid, now,
+                                     messages=self._messages_of("slave_detached", name, now))
             raise pb.PBConnectionLost(f"slave {name} left while attaching")
         self.slaves[name] = slave
         self.missing.slave_attached(name)
@@ -296,11 +306,13 @@ class BotMaster(service.Service):
         for builder in self.builders.values():
             builder.remove_slave(slave)
         log.info("slave {name} detached", name=slave.name)
+        now = self.clock.seconds()
+        messages = self._messages_of("slave_detached", slave.name, now)
         self._tell_listeners("slave_detached", slave)
         if self.running:
             self.missing.slave_detached(slave.name)
         d = defer.ensureDeferred(
-            self.master.db.slaves.detached(slave.name, self.master.masterid, self.clock.seconds())
+            self.master.db.slaves.detached(slave.name, self.master.masterid, now, messages=messages)
         )
         d.addErrback(lambda f: log.failure("recording the detach of {n} failed", f, n=slave.name))
         d.addBoth(lambda _: slave.release())

@@ -305,7 +305,9 @@ class Build:
         slave = self.slavebuilder.slave.name if self.slavebuilder is not None else None  # None: a test's step
         return {"buildername": self.builder.name, "builderid": self.builder.builderid,
                 "buildid": self.buildid, "number": self.number,
-                "buildrequestid": self.request["buildrequestid"], "slavename": slave,
+                "buildrequestid": self.request["buildrequestid"],
+                "buildrequestids": [self.request["buildrequestid"], *self.collapsed_requests],
+                "slavename": slave,
                 "masterid": self.master.masterid, "started_at": self.started_at}
 
     def _publish_step_finished(self, stepid: int, number: int, name: str, results: int) -> None:

@@ -26,6 +26,9 @@ from buildfarm.master.schedulers.triggerable import Triggerable
 
 log = Logger()
 
+# db.changes.add's defaults of the fields a change-added message names
+CHANGE_DEFAULTS = {"repository": "", "project": "", "codebase": ""}
+
 
 class UnknownBuilder(LookupError):
     """No builder of that name is configured."""
@@ -189,10 +192,23 @@ class SchedulerManager(service.Service):
         change.setdefault("created_at", now)
         change.setdefault("files", [])
         change.setdefault("comments", "")
-        changeid = await self.master.db.changes.add(**change)
+        bus, written = self.master.mq, []
+
+        def messages(changeid: int):  # its change-added, in the change's transaction (outboxed bus)
+            stored = {**CHANGE_DEFAULTS, **change, "changeid": changeid}  # the row as db.changes.get reads it
+            written[:] = [events.change_added(bus, stored)]
+            return written
+
+        if bus.outboxed:
+            changeid = await self.master.db.changes.add(**change, messages=messages)
+        else:
+            changeid = await self.master.db.changes.add(**change)
         row = await self.master.db.changes.get(changeid)
-        published = events.publish(self.master.mq, events.change_added(self.master.mq, row))
-        published.addErrback(lambda f: log.failure("publishing change {id} failed", f, id=changeid))
+        if bus.outboxed:
+            bus.published(written)
+        else:
+            published = events.publish(bus, events.change_added(bus, row))
+            published.addErrback(lambda f: log.failure("publishing change {id} failed", f, id=changeid))
         log.info("change {id} by {author} on branch {branch} (revision {revision})", id=changeid,
                  author=row.get("author"), branch=row.get("branch"), revision=row.get("revision"))
         for scheduler in list(self.schedulers.values()):
