@@ -31,10 +31,15 @@ def db_url(request):
 
 
 @pytest.fixture
-def db_url_postgresql(postgres_server):
-    """A new, empty database on the session's PostgreSQL server (dropped afterwards)."""
+def db_url_postgresql(postgres_server, request):
+    """A new, empty database on the session's PostgreSQL server (dropped afterwards).  A test's
+    masters are stopped before their database is dropped: a master whose database vanished
+    under it keeps retrying it while it shuts down, until the fleet's stop deadline kills it."""
+    fleet = request.getfixturevalue("fleet") if "fleet" in request.fixturenames else None
     name = postgres_server.create_database()
     yield postgres_server.url(name)
+    if fleet is not None:
+        fleet.stop_all()
     postgres_server.drop_database(name)
 
 
